@@ -1,0 +1,577 @@
+//! The entity store: what signalbox knows about the business when it decides.
+//!
+//! Signals update it (`Context::apply`); a decision reads a `Snapshot` of the
+//! entities it touches, and that snapshot is stored with the decision so the
+//! decision can be explained later even after the entities have changed.
+//! Changed entities are tracked so the journal persists only what moved.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Datelike, Duration, Timelike, Utc, Weekday};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::signal::Signal;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Bronze,
+    Silver,
+    Gold,
+    Platinum,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Bronze => "bronze",
+            Tier::Silver => "silver",
+            Tier::Gold => "gold",
+            Tier::Platinum => "platinum",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub tier: Tier,
+    #[serde(default)]
+    pub open_escalation: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderState {
+    Open,
+    Shipped,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub customer: String,
+    pub supplier: String,
+    pub value: f64,
+    pub promised: DateTime<Utc>,
+    pub state: OrderState,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Supplier {
+    pub id: String,
+    pub name: String,
+    pub reliability: f64,
+    #[serde(default)]
+    pub alternate: Option<String>,
+    #[serde(default)]
+    pub delayed_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Up,
+    Degraded,
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Up => "up",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Health> {
+        match text {
+            "up" | "ok" | "healthy" => Some(Health::Up),
+            "degraded" | "slow" => Some(Health::Degraded),
+            "down" | "failed" | "unhealthy" => Some(Health::Down),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub health: Health,
+    pub latency_ms: u32,
+}
+
+/// The hours a team or agent works, in the business calendar's time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shift {
+    pub start_hour: u32,
+    pub end_hour: u32,
+}
+
+impl Shift {
+    pub fn covers(self, hour: u32) -> bool {
+        if self.start_hour <= self.end_hour {
+            hour >= self.start_hour && hour < self.end_hour
+        } else {
+            hour >= self.start_hour || hour < self.end_hour
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Team {
+    pub id: String,
+    pub process: String,
+    pub skills: Vec<String>,
+    pub capacity: u32,
+    pub load: u32,
+    pub shift: Shift,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: String,
+    pub team: String,
+    pub skills: Vec<String>,
+    pub capacity: u32,
+    pub load: u32,
+    pub shift: Shift,
+}
+
+/// Business hours: weekdays between two hours, UTC for the simulated company.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Calendar {
+    pub open_hour: u32,
+    pub close_hour: u32,
+}
+
+impl Default for Calendar {
+    fn default() -> Self {
+        Calendar {
+            open_hour: 8,
+            close_hour: 18,
+        }
+    }
+}
+
+impl Calendar {
+    pub fn is_business_hours(&self, at: DateTime<Utc>) -> bool {
+        let weekday = !matches!(at.weekday(), Weekday::Sat | Weekday::Sun);
+        weekday && at.hour() >= self.open_hour && at.hour() < self.close_hour
+    }
+}
+
+/// Everything the store holds, as one serialisable value (the world a
+/// simulator starts from, or what a restart reloads).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct World {
+    pub customers: Vec<Customer>,
+    pub orders: Vec<Order>,
+    pub suppliers: Vec<Supplier>,
+    pub services: Vec<Service>,
+    pub teams: Vec<Team>,
+    pub agents: Vec<Agent>,
+    pub calendar: Calendar,
+}
+
+/// The entities one decision read, keyed by entity key (`order/1042`).
+pub type Snapshot = BTreeMap<String, Value>;
+
+/// The live entity store.
+#[derive(Debug, Default)]
+pub struct Context {
+    pub customers: HashMap<String, Customer>,
+    pub orders: HashMap<String, Order>,
+    pub suppliers: HashMap<String, Supplier>,
+    pub services: BTreeMap<String, Service>,
+    pub teams: BTreeMap<String, Team>,
+    pub agents: BTreeMap<String, Agent>,
+    pub calendar: Calendar,
+    /// Open orders per supplier, kept beside `orders` for the fan-out.
+    open_by_supplier: HashMap<String, BTreeSet<String>>,
+    dirty: BTreeSet<String>,
+}
+
+/// Splits `kind/id` into its parts.
+pub fn split_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once('/')
+}
+
+impl Context {
+    pub fn from_world(world: World) -> Context {
+        let mut context = Context {
+            calendar: world.calendar,
+            ..Context::default()
+        };
+        for c in world.customers {
+            context.customers.insert(c.id.clone(), c);
+        }
+        for o in world.orders {
+            context.put_order(o);
+        }
+        for s in world.suppliers {
+            context.suppliers.insert(s.id.clone(), s);
+        }
+        for s in world.services {
+            context.services.insert(s.id.clone(), s);
+        }
+        for t in world.teams {
+            context.teams.insert(t.id.clone(), t);
+        }
+        for a in world.agents {
+            context.agents.insert(a.id.clone(), a);
+        }
+        context.dirty.clear();
+        context
+    }
+
+    /// Restores one entity from its journaled JSON; unknown kinds are refused.
+    pub fn restore(&mut self, key: &str, body: Value) -> Result<(), String> {
+        let (kind, _) = split_key(key).ok_or_else(|| format!("entity key {key:?} has no kind"))?;
+        let bad = |e: serde_json::Error| format!("entity {key}: {e}");
+        match kind {
+            "customer" => {
+                let c: Customer = serde_json::from_value(body).map_err(bad)?;
+                self.customers.insert(c.id.clone(), c);
+            }
+            "order" => {
+                let o: Order = serde_json::from_value(body).map_err(bad)?;
+                self.put_order(o);
+            }
+            "supplier" => {
+                let s: Supplier = serde_json::from_value(body).map_err(bad)?;
+                self.suppliers.insert(s.id.clone(), s);
+            }
+            "service" => {
+                let s: Service = serde_json::from_value(body).map_err(bad)?;
+                self.services.insert(s.id.clone(), s);
+            }
+            "team" => {
+                let t: Team = serde_json::from_value(body).map_err(bad)?;
+                self.teams.insert(t.id.clone(), t);
+            }
+            "agent" => {
+                let a: Agent = serde_json::from_value(body).map_err(bad)?;
+                self.agents.insert(a.id.clone(), a);
+            }
+            "calendar" => {
+                self.calendar = serde_json::from_value(body).map_err(bad)?;
+            }
+            other => return Err(format!("unknown entity kind {other:?} in {key}")),
+        }
+        self.dirty.remove(key);
+        Ok(())
+    }
+
+    /// Every entity as (key, JSON), for the first write of a new journal.
+    pub fn all_entities(&self) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for key in self.keys() {
+            if let Some(v) = self.entity_json(&key) {
+                out.push((key, v));
+            }
+        }
+        out.push((
+            "calendar/default".into(),
+            serde_json::to_value(self.calendar).unwrap_or(Value::Null),
+        ));
+        out
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        keys.extend(self.customers.keys().map(|k| format!("customer/{k}")));
+        keys.extend(self.orders.keys().map(|k| format!("order/{k}")));
+        keys.extend(self.suppliers.keys().map(|k| format!("supplier/{k}")));
+        keys.extend(self.services.keys().map(|k| format!("service/{k}")));
+        keys.extend(self.teams.keys().map(|k| format!("team/{k}")));
+        keys.extend(self.agents.keys().map(|k| format!("agent/{k}")));
+        keys
+    }
+
+    /// The entities changed since the last call, as (key, JSON or null when removed).
+    pub fn take_dirty(&mut self) -> Vec<(String, Value)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|key| {
+                let value = self.entity_json(&key).unwrap_or(Value::Null);
+                (key, value)
+            })
+            .collect()
+    }
+
+    pub fn mark_dirty(&mut self, key: String) {
+        self.dirty.insert(key);
+    }
+
+    fn put_order(&mut self, order: Order) {
+        let set = self
+            .open_by_supplier
+            .entry(order.supplier.clone())
+            .or_default();
+        if order.state == OrderState::Open {
+            set.insert(order.id.clone());
+        } else {
+            set.remove(&order.id);
+        }
+        self.dirty.insert(format!("order/{}", order.id));
+        self.orders.insert(order.id.clone(), order);
+    }
+
+    /// Open orders waiting on a supplier, oldest id first.
+    pub fn open_orders_of(&self, supplier: &str) -> Vec<&Order> {
+        self.open_by_supplier
+            .get(supplier)
+            .map(|ids| ids.iter().filter_map(|id| self.orders.get(id)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The JSON of one entity by key, if it exists.
+    pub fn entity_json(&self, key: &str) -> Option<Value> {
+        let (kind, id) = split_key(key)?;
+        let value = match kind {
+            "customer" => serde_json::to_value(self.customers.get(id)?),
+            "order" => serde_json::to_value(self.orders.get(id)?),
+            "supplier" => serde_json::to_value(self.suppliers.get(id)?),
+            "service" => serde_json::to_value(self.services.get(id)?),
+            "team" => serde_json::to_value(self.teams.get(id)?),
+            "agent" => serde_json::to_value(self.agents.get(id)?),
+            _ => return None,
+        };
+        value.ok()
+    }
+
+    /// The customer a subject belongs to: the customer itself, or an order's.
+    pub fn customer_of(&self, signal: &Signal) -> Option<&Customer> {
+        if let Some(id) = signal.data_str("customer") {
+            return self.customers.get(id);
+        }
+        match split_key(&signal.subject)? {
+            ("customer", id) => self.customers.get(id),
+            ("order", id) => self.customers.get(&self.orders.get(id)?.customer),
+            _ => None,
+        }
+    }
+
+    pub fn service_health(&self, service: &str) -> Option<Health> {
+        self.services.get(service).map(|s| s.health)
+    }
+
+    /// Folds a signal's facts into the store. Returns the entity keys it touched.
+    pub fn apply(&mut self, signal: &Signal) -> Vec<String> {
+        let mut touched = Vec::new();
+        let id = split_key(&signal.subject).map(|(_, id)| id.to_string());
+        match signal.kind.as_str() {
+            "order.placed" => {
+                let (Some(id), Some(customer), Some(supplier)) = (
+                    id,
+                    signal.data_str("customer"),
+                    signal.data_str("supplier"),
+                ) else {
+                    return touched;
+                };
+                let promised = signal
+                    .data_str("promised")
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+                    .unwrap_or(signal.time + Duration::days(3));
+                self.put_order(Order {
+                    id: id.clone(),
+                    customer: customer.to_string(),
+                    supplier: supplier.to_string(),
+                    value: signal.data_f64("value").unwrap_or(0.0),
+                    promised,
+                    state: OrderState::Open,
+                });
+                touched.push(format!("order/{id}"));
+            }
+            "order.shipped" | "order.cancelled" => {
+                if let Some(mut order) = id.and_then(|id| self.orders.get(&id).cloned()) {
+                    order.state = if signal.kind == "order.shipped" {
+                        OrderState::Shipped
+                    } else {
+                        OrderState::Cancelled
+                    };
+                    touched.push(format!("order/{}", order.id));
+                    self.put_order(order);
+                }
+            }
+            "supplier.delayed" => {
+                if let Some(supplier) = id.and_then(|id| self.suppliers.get_mut(&id)) {
+                    let hours = signal.data_f64("delay_hours").unwrap_or(24.0);
+                    supplier.delayed_until =
+                        Some(signal.time + Duration::minutes((hours * 60.0) as i64));
+                    let key = format!("supplier/{}", supplier.id);
+                    self.dirty.insert(key.clone());
+                    touched.push(key);
+                }
+            }
+            "health.changed" => {
+                let service = id.or_else(|| signal.data_str("service").map(String::from));
+                let health = signal.data_str("health").and_then(Health::parse);
+                if let (Some(service), Some(health)) = (service, health) {
+                    let latency = signal.data_f64("latency_ms").unwrap_or(0.0) as u32;
+                    let entry = self
+                        .services
+                        .entry(service.clone())
+                        .or_insert_with(|| Service {
+                            id: service.clone(),
+                            health,
+                            latency_ms: latency,
+                        });
+                    entry.health = health;
+                    if latency > 0 {
+                        entry.latency_ms = latency;
+                    }
+                    let key = format!("service/{service}");
+                    self.dirty.insert(key.clone());
+                    touched.push(key);
+                }
+            }
+            "ticket.opened" | "escalation.opened" | "escalation.resolved" => {
+                let escalated = match signal.kind.as_str() {
+                    "escalation.opened" => Some(true),
+                    "escalation.resolved" => Some(false),
+                    _ => signal
+                        .data
+                        .get("escalation")
+                        .and_then(Value::as_bool)
+                        .filter(|e| *e),
+                };
+                let customer = self.customer_of(signal).map(|c| c.id.clone());
+                if let (Some(escalated), Some(customer)) = (escalated, customer)
+                    && let Some(c) = self.customers.get_mut(&customer)
+                {
+                    c.open_escalation = escalated;
+                    let key = format!("customer/{customer}");
+                    self.dirty.insert(key.clone());
+                    touched.push(key);
+                }
+            }
+            _ => {}
+        }
+        touched
+    }
+
+    /// The entities a decision on this signal reads, as stored JSON.
+    pub fn snapshot(&self, signal: &Signal) -> Snapshot {
+        let mut snapshot = Snapshot::new();
+        let mut add = |key: String| {
+            if let Some(v) = self.entity_json(&key) {
+                snapshot.insert(key, v);
+            }
+        };
+        if !signal.subject.is_empty() {
+            add(signal.subject.clone());
+        }
+        if let Some(c) = self.customer_of(signal) {
+            add(format!("customer/{}", c.id));
+        }
+        if let Some(("order", id)) = split_key(&signal.subject)
+            && let Some(order) = self.orders.get(id)
+        {
+            add(format!("supplier/{}", order.supplier));
+        }
+        for key in ["supplier", "service"] {
+            if let Some(id) = signal.data_str(key) {
+                add(format!("{key}/{id}"));
+            }
+        }
+        snapshot
+    }
+
+    /// Health of every service, for policies and routing.
+    pub fn services_json(&self) -> Value {
+        let map: serde_json::Map<String, Value> = self
+            .services
+            .values()
+            .map(|s| (s.id.clone(), Value::from(s.health.as_str())))
+            .collect();
+        Value::Object(map)
+    }
+
+    /// The `context` variable policies see for a signal.
+    pub fn policy_view(&self, signal: &Signal, snapshot: &Snapshot) -> Value {
+        let customer = self.customer_of(signal);
+        let order = match split_key(&signal.subject) {
+            Some(("order", id)) => self.orders.get(id),
+            _ => None,
+        };
+        json!({
+            "customer": customer.map(|c| json!({
+                "id": c.id, "tier": c.tier.as_str(), "open_escalation": c.open_escalation,
+            })).unwrap_or(Value::Null),
+            "tier": customer.map(|c| c.tier.as_str()).unwrap_or("none"),
+            "open_escalation": customer.map(|c| c.open_escalation).unwrap_or(false),
+            "order": order.map(|o| json!({"id": o.id, "value": o.value, "supplier": o.supplier}))
+                .unwrap_or(Value::Null),
+            "services": self.services_json(),
+            "business_hours": self.calendar.is_business_hours(signal.time),
+            "entities": snapshot.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    fn signal(kind: &str, subject: &str, data: Value) -> Signal {
+        let Value::Object(data) = data else {
+            panic!("test data must be an object")
+        };
+        Signal {
+            id: "x".into(),
+            source: "test".into(),
+            kind: kind.into(),
+            subject: subject.into(),
+            time: DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            severity: None,
+            data,
+        }
+    }
+
+    #[test]
+    fn orders_are_indexed_by_supplier_until_shipped() {
+        let mut ctx = Context::default();
+        ctx.apply(&signal(
+            "order.placed",
+            "order/1",
+            json!({"customer": "c1", "supplier": "s1", "value": 10.0}),
+        ));
+        assert_eq!(ctx.open_orders_of("s1").len(), 1);
+        ctx.apply(&signal("order.shipped", "order/1", Value::Object(Map::new())));
+        assert!(ctx.open_orders_of("s1").is_empty());
+        let dirty = ctx.take_dirty();
+        assert_eq!(dirty[0].0, "order/1");
+        assert!(ctx.take_dirty().is_empty());
+    }
+
+    #[test]
+    fn health_changes_are_applied() {
+        let mut ctx = Context::default();
+        ctx.apply(&signal(
+            "health.changed",
+            "service/payments",
+            json!({"health": "down"}),
+        ));
+        assert_eq!(ctx.service_health("payments"), Some(Health::Down));
+    }
+
+    #[test]
+    fn shifts_wrap_midnight() {
+        let night = Shift {
+            start_hour: 22,
+            end_hour: 6,
+        };
+        assert!(night.covers(23) && night.covers(3) && !night.covers(12));
+    }
+}

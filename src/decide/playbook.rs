@@ -1,0 +1,178 @@
+//! The playbook catalogue: which options exist for each signal type, as data.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+
+use crate::CatalogueError;
+use crate::flow::catalogue::StepCatalogue;
+
+/// What the engine may do about one signal type.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SignalPlay {
+    /// Decision class: picks the confidence threshold and groups metrics.
+    pub class: String,
+    pub options: Vec<String>,
+    /// What the rules alone would choose.
+    pub default: String,
+    /// What an unanswered review item takes at its final deadline.
+    pub safe_default: String,
+    pub sla_minutes: u32,
+    pub review_minutes: u32,
+}
+
+/// One option: the steps it assembles, or a fan-out.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlayOption {
+    pub label: String,
+    #[serde(default)]
+    pub steps: Vec<String>,
+    #[serde(default)]
+    pub fanout: Option<String>,
+}
+
+/// A fan-out across the open orders of a supplier: a per-order choice, the
+/// steps that follow it, and who gets told.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Fanout {
+    pub class: String,
+    pub options: Vec<String>,
+    pub default: String,
+    #[serde(default)]
+    pub then: Vec<String>,
+    #[serde(default)]
+    pub notify: Option<String>,
+    #[serde(default)]
+    pub notify_tiers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Playbook {
+    #[serde(rename = "signal")]
+    pub signals: BTreeMap<String, SignalPlay>,
+    pub unrecognised: SignalPlay,
+    #[serde(rename = "option")]
+    pub options: BTreeMap<String, PlayOption>,
+    #[serde(default, rename = "fanout")]
+    pub fanouts: BTreeMap<String, Fanout>,
+}
+
+pub const DEFAULT_PLAYBOOK: &str = include_str!("../../playbooks/default.toml");
+
+impl Playbook {
+    /// Parses a playbook and checks every name it uses exists.
+    pub fn parse(text: &str, origin: &str, steps: &StepCatalogue) -> Result<Playbook, CatalogueError> {
+        let playbook: Playbook = toml::from_str(text).map_err(|e| CatalogueError::Parse {
+            file: origin.to_string(),
+            error: e.to_string(),
+        })?;
+        let missing = |item: &str, name: &str| CatalogueError::Reference {
+            file: origin.to_string(),
+            item: item.to_string(),
+            missing: name.to_string(),
+        };
+        let unrecognised = "unrecognised".to_string();
+        let plays = playbook
+            .signals
+            .iter()
+            .chain(std::iter::once((&unrecognised, &playbook.unrecognised)));
+        for (kind, play) in plays {
+            for name in play.options.iter().chain([&play.default, &play.safe_default]) {
+                if !playbook.options.contains_key(name) {
+                    return Err(missing(kind, name));
+                }
+            }
+            if !play.options.contains(&play.default) || !play.options.contains(&play.safe_default) {
+                return Err(CatalogueError::Invalid {
+                    file: origin.to_string(),
+                    item: kind.clone(),
+                    reason: "default and safe_default must be among its options".into(),
+                });
+            }
+        }
+        for (name, option) in &playbook.options {
+            for step in &option.steps {
+                if steps.get(step).is_none() {
+                    return Err(missing(name, step));
+                }
+            }
+            if let Some(f) = &option.fanout
+                && !playbook.fanouts.contains_key(f)
+            {
+                return Err(missing(name, f));
+            }
+        }
+        for (name, fanout) in &playbook.fanouts {
+            for option in fanout.options.iter().chain([&fanout.default]) {
+                if !playbook.options.contains_key(option) {
+                    return Err(missing(name, option));
+                }
+            }
+            for step in fanout.then.iter().chain(fanout.notify.iter()) {
+                if steps.get(step).is_none() {
+                    return Err(missing(name, step));
+                }
+            }
+        }
+        Ok(playbook)
+    }
+
+    /// The play for a signal type; `None` when the type is not catalogued.
+    pub fn play(&self, kind: &str) -> Option<&SignalPlay> {
+        self.signals.get(kind)
+    }
+
+    /// Every step an option may run, fan-outs included.
+    pub fn option_steps(&self, option: &str) -> Vec<&str> {
+        let Some(play) = self.options.get(option) else {
+            return Vec::new();
+        };
+        let mut steps: Vec<&str> = play.steps.iter().map(String::as_str).collect();
+        if let Some(fanout) = play.fanout.as_ref().and_then(|f| self.fanouts.get(f)) {
+            for choice in &fanout.options {
+                steps.extend(self.option_steps(choice));
+            }
+            steps.extend(fanout.then.iter().map(String::as_str));
+            steps.extend(fanout.notify.iter().map(String::as_str));
+        }
+        steps
+    }
+
+    /// The services an option's automations depend on.
+    pub fn option_services(&self, option: &str, catalogue: &StepCatalogue) -> BTreeSet<String> {
+        self.option_steps(option)
+            .into_iter()
+            .filter_map(|s| catalogue.get(s)?.service.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::catalogue::DEFAULT_STEPS;
+
+    #[test]
+    fn the_shipped_playbook_is_consistent() {
+        let steps = StepCatalogue::parse(DEFAULT_STEPS, "steps.toml").unwrap();
+        let playbook = Playbook::parse(DEFAULT_PLAYBOOK, "default.toml", &steps).unwrap();
+        assert!(playbook.play("supplier.delayed").is_some());
+        let services = playbook.option_services("auto_approve", &steps);
+        assert!(services.contains("payments"));
+    }
+
+    #[test]
+    fn a_missing_option_is_named() {
+        let steps = StepCatalogue::parse(DEFAULT_STEPS, "steps.toml").unwrap();
+        let text = DEFAULT_PLAYBOOK.replace(
+            "options = [\"record\"]\ndefault = \"record\"\nsafe_default = \"record\"\nsla_minutes = 60\nreview_minutes = 60\n\n[signal.\"outcome.recorded\"]",
+            "options = [\"nope\"]\ndefault = \"record\"\nsafe_default = \"record\"\nsla_minutes = 60\nreview_minutes = 60\n\n[signal.\"outcome.recorded\"]",
+        );
+        let err = Playbook::parse(&text, "p.toml", &steps).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}

@@ -1,0 +1,474 @@
+//! Policies: rules over a signal and its context whose conditions are CEL.
+//!
+//! A policy file is refused whole if any part of it is wrong (TOML, a CEL
+//! expression that does not compile, an effect naming an unknown option); the
+//! caller keeps the last good `PolicySet`, so a bad edit never leaves the
+//! engine without rules.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use cel::{Context as CelContext, Program, Value as CelValue};
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::playbook::Playbook;
+
+/// Who may act on a review item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Lead,
+    /// The engine itself (timeouts, safe defaults).
+    System,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "lead" => Some(Role::Lead),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Lead => "lead",
+            Role::System => "system",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub fn raised(self) -> Priority {
+        match self {
+            Priority::Low => Priority::Normal,
+            Priority::Normal => Priority::High,
+            _ => Priority::Urgent,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+            Priority::Urgent => "urgent",
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum PolicyError {
+    #[error("{file}: cannot read: {error}")]
+    Io { file: String, error: String },
+    #[error("{file}: not valid policy TOML: {error}")]
+    Parse { file: String, error: String },
+    #[error("{file}: rule `{rule}`: CEL does not compile: {error}")]
+    Cel {
+        file: String,
+        rule: String,
+        error: String,
+    },
+    #[error("{file}: rule `{rule}`: {error}")]
+    Rule {
+        file: String,
+        rule: String,
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    id: String,
+    #[serde(default)]
+    scope: Scope,
+    #[serde(default)]
+    types: Vec<String>,
+    when: String,
+    #[serde(default)]
+    require_review: bool,
+    #[serde(default)]
+    review_role: Option<String>,
+    #[serde(default)]
+    forbid: Vec<String>,
+    #[serde(default)]
+    forbid_option: bool,
+    #[serde(default)]
+    force: Option<String>,
+    #[serde(default)]
+    priority: Option<Priority>,
+    #[serde(default)]
+    deadline: Option<String>,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Scope {
+    #[default]
+    Signal,
+    Option,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelSettings {
+    #[serde(default = "default_margin")]
+    min_margin: f64,
+    #[serde(default = "default_explore")]
+    explore: f64,
+}
+
+fn default_margin() -> f64 {
+    0.04
+}
+fn default_explore() -> f64 {
+    0.05
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            min_margin: default_margin(),
+            explore: default_explore(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    version: String,
+    #[serde(default)]
+    thresholds: BTreeMap<String, f64>,
+    #[serde(default)]
+    model: ModelSettings,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RuleFile>,
+}
+
+struct Rule {
+    spec: RuleFile,
+    program: Program,
+    review_role: Role,
+    deadline: Option<Duration>,
+}
+
+/// One rule that fired for a decision, as the audit shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyHit {
+    pub rule: String,
+    pub reason: String,
+    pub effects: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub option: Option<String>,
+}
+
+/// What the policies say about one decision.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    pub require_review: bool,
+    pub review_role: Option<Role>,
+    pub forced: Option<String>,
+    pub forbidden: HashMap<String, Vec<String>>,
+    pub priority: Priority,
+    pub deadline: Option<Duration>,
+    pub hits: Vec<PolicyHit>,
+    /// Rules whose expression failed at evaluation (a missing key, say).
+    pub errors: Vec<String>,
+}
+
+/// A loaded, compiled policy file.
+pub struct PolicySet {
+    pub version: String,
+    pub origin: String,
+    thresholds: BTreeMap<String, f64>,
+    pub min_margin: f64,
+    pub explore: f64,
+    rules: Vec<Rule>,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("version", &self.version)
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
+pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
+
+/// The variables of the `option` scope.
+pub struct OptionView {
+    pub name: String,
+    pub value: CelValue,
+}
+
+impl PolicySet {
+    pub fn load(path: &Path, playbook: &Playbook) -> Result<Arc<PolicySet>, PolicyError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Io {
+            file: file.clone(),
+            error: e.to_string(),
+        })?;
+        PolicySet::parse(&text, &file, playbook).map(Arc::new)
+    }
+
+    pub fn parse(text: &str, file: &str, playbook: &Playbook) -> Result<PolicySet, PolicyError> {
+        let parsed: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
+            file: file.to_string(),
+            error: e.to_string(),
+        })?;
+        let digest = Sha256::digest(text.as_bytes());
+        let version = format!("{}+{}", parsed.version, &hex::encode(digest)[..8]);
+        let mut rules = Vec::with_capacity(parsed.rules.len());
+        let mut seen = std::collections::HashSet::new();
+        for spec in parsed.rules {
+            let rule_err = |error: String| PolicyError::Rule {
+                file: file.to_string(),
+                rule: spec.id.clone(),
+                error,
+            };
+            if !seen.insert(spec.id.clone()) {
+                return Err(rule_err("a rule with this id appears twice".into()));
+            }
+            let program = Program::compile(&spec.when).map_err(|e| PolicyError::Cel {
+                file: file.to_string(),
+                rule: spec.id.clone(),
+                error: e.to_string(),
+            })?;
+            for option in spec.forbid.iter().chain(spec.force.iter()) {
+                if !playbook.options.contains_key(option) {
+                    return Err(rule_err(format!("names unknown option `{option}`")));
+                }
+            }
+            if spec.forbid_option && spec.scope != Scope::Option {
+                return Err(rule_err("forbid_option needs scope = \"option\"".into()));
+            }
+            let review_role = match spec.review_role.as_deref() {
+                None => Role::Operator,
+                Some(text) => Role::parse(text)
+                    .filter(|r| *r != Role::Viewer)
+                    .ok_or_else(|| rule_err(format!("review_role `{text}` is not operator or lead")))?,
+            };
+            let deadline = match spec.deadline.as_deref() {
+                None => None,
+                Some(text) => Some(parse_duration(text).map_err(rule_err)?),
+            };
+            rules.push(Rule {
+                spec,
+                program,
+                review_role,
+                deadline,
+            });
+        }
+        for (class, t) in &parsed.thresholds {
+            if !(0.0..=1.0).contains(t) {
+                return Err(PolicyError::Rule {
+                    file: file.to_string(),
+                    rule: format!("thresholds.{class}"),
+                    error: format!("{t} is not between 0 and 1"),
+                });
+            }
+        }
+        Ok(PolicySet {
+            version,
+            origin: file.to_string(),
+            thresholds: parsed.thresholds,
+            min_margin: parsed.model.min_margin,
+            explore: parsed.model.explore.clamp(0.0, 0.5),
+            rules,
+        })
+    }
+
+    pub fn default_set(playbook: &Playbook) -> Result<PolicySet, PolicyError> {
+        PolicySet::parse(DEFAULT_POLICY, "policies/default.toml", playbook)
+    }
+
+    /// The confidence below which decisions of this class go to review.
+    pub fn threshold(&self, class: &str) -> f64 {
+        self.thresholds
+            .get(class)
+            .or_else(|| self.thresholds.get("default"))
+            .copied()
+            .unwrap_or(0.6)
+    }
+
+    /// Evaluates every rule for a signal (given as CEL `signal` and `context`
+    /// values) and, for option-scoped rules, for each candidate option.
+    pub fn evaluate(
+        &self,
+        kind: &str,
+        signal: &CelValue,
+        context: &CelValue,
+        options: &[OptionView],
+    ) -> Verdict {
+        let mut verdict = Verdict::default();
+        let mut base = CelContext::default();
+        base.add_variable_from_value("signal", signal.clone());
+        base.add_variable_from_value("context", context.clone());
+        for rule in &self.rules {
+            if !rule.spec.types.is_empty() && !rule.spec.types.iter().any(|t| t == kind) {
+                continue;
+            }
+            match rule.spec.scope {
+                Scope::Signal => match rule.program.execute(&base) {
+                    Ok(CelValue::Bool(true)) => self.apply(rule, None, &mut verdict),
+                    Ok(CelValue::Bool(false)) => {}
+                    Ok(other) => verdict.errors.push(format!(
+                        "{}: `when` gave {other:?}, not a boolean",
+                        rule.spec.id
+                    )),
+                    Err(e) => verdict.errors.push(format!("{}: {e}", rule.spec.id)),
+                },
+                Scope::Option => {
+                    for option in options {
+                        let mut scope = base.new_inner_scope();
+                        scope.add_variable_from_value("option", option.value.clone());
+                        match rule.program.execute(&scope) {
+                            Ok(CelValue::Bool(true)) => {
+                                self.apply(rule, Some(&option.name), &mut verdict)
+                            }
+                            Ok(_) => {}
+                            Err(e) => verdict.errors.push(format!("{}: {e}", rule.spec.id)),
+                        }
+                    }
+                }
+            }
+        }
+        verdict
+    }
+
+    fn apply(&self, rule: &Rule, option: Option<&str>, verdict: &mut Verdict) {
+        let spec = &rule.spec;
+        let mut effects = Vec::new();
+        if spec.require_review {
+            verdict.require_review = true;
+            verdict.review_role = verdict.review_role.max(Some(rule.review_role));
+            effects.push(format!("require_review({})", rule.review_role.as_str()));
+        }
+        for name in &spec.forbid {
+            verdict.forbidden.entry(name.clone()).or_default().push(spec.id.clone());
+            effects.push(format!("forbid({name})"));
+        }
+        if let (true, Some(name)) = (spec.forbid_option, option) {
+            verdict.forbidden.entry(name.to_string()).or_default().push(spec.id.clone());
+            effects.push(format!("forbid({name})"));
+        }
+        if let Some(force) = &spec.force
+            && verdict.forced.is_none()
+        {
+            verdict.forced = Some(force.clone());
+            effects.push(format!("force({force})"));
+        }
+        if let Some(p) = spec.priority {
+            verdict.priority = verdict.priority.max(p);
+            effects.push(format!("priority({})", p.as_str()));
+        }
+        if let Some(d) = rule.deadline {
+            verdict.deadline = Some(verdict.deadline.map_or(d, |old| old.min(d)));
+            effects.push(format!("deadline({}m)", d.num_minutes()));
+        }
+        verdict.hits.push(PolicyHit {
+            rule: spec.id.clone(),
+            reason: spec.reason.clone(),
+            effects,
+            option: option.map(String::from),
+        });
+    }
+}
+
+/// Parses "30m", "2h", "1h 30m" into a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let std = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like 30m or 2h: {e}"))?;
+    Duration::from_std(std).map_err(|e| format!("`{text}` is too long: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::catalogue::{DEFAULT_STEPS, StepCatalogue};
+    use crate::decide::playbook::DEFAULT_PLAYBOOK;
+    use serde_json::json;
+
+    fn playbook() -> Playbook {
+        let steps = StepCatalogue::parse(DEFAULT_STEPS, "steps").unwrap();
+        Playbook::parse(DEFAULT_PLAYBOOK, "playbook", &steps).unwrap()
+    }
+
+    fn cel(v: serde_json::Value) -> CelValue {
+        cel::to_value(v).unwrap()
+    }
+
+    #[test]
+    fn large_approvals_need_a_lead() {
+        let set = PolicySet::default_set(&playbook()).unwrap();
+        let signal = cel(json!({"type": "approval.requested", "data": {"amount": 75000}}));
+        let context = cel(json!({"tier": "silver", "open_escalation": false, "services": {}}));
+        let v = set.evaluate("approval.requested", &signal, &context, &[]);
+        assert!(v.require_review);
+        assert_eq!(v.review_role, Some(Role::Lead));
+        assert!(v.forbidden.contains_key("auto_approve"));
+        assert!(v.errors.is_empty(), "{:?}", v.errors);
+    }
+
+    #[test]
+    fn options_on_a_down_service_are_forbidden() {
+        let set = PolicySet::default_set(&playbook()).unwrap();
+        let signal = cel(json!({"type": "approval.requested", "data": {"amount": 10}}));
+        let context = cel(json!({"tier": "silver", "open_escalation": false,
+            "services": {"payments": "down", "erp": "up"}}));
+        let options = vec![
+            OptionView { name: "auto_approve".into(), value: cel(json!({"name": "auto_approve", "services": ["payments"]})) },
+            OptionView { name: "reject_request".into(), value: cel(json!({"name": "reject_request", "services": []})) },
+        ];
+        let v = set.evaluate("approval.requested", &signal, &context, &options);
+        assert!(v.forbidden.contains_key("auto_approve"));
+        assert!(!v.forbidden.contains_key("reject_request"));
+    }
+
+    #[test]
+    fn cel_that_does_not_compile_names_file_and_rule() {
+        let text = "version = \"x\"\n[[rule]]\nid = \"broken\"\nwhen = \"signal.type == \"\nreason = \"r\"\n";
+        let err = PolicySet::parse(text, "bad.toml", &playbook()).unwrap_err();
+        assert!(matches!(err, PolicyError::Cel { ref rule, .. } if rule == "broken"), "{err}");
+        assert!(err.to_string().starts_with("bad.toml: rule `broken`"), "{err}");
+    }
+
+    #[test]
+    fn toml_that_does_not_parse_names_the_file() {
+        let err = PolicySet::parse("version = ", "bad.toml", &playbook()).unwrap_err();
+        assert!(matches!(err, PolicyError::Parse { .. }));
+        assert!(err.to_string().starts_with("bad.toml"));
+    }
+
+    #[test]
+    fn unknown_options_are_refused() {
+        let text = "version = \"x\"\n[[rule]]\nid = \"f\"\nwhen = \"true\"\nforce = \"teleport\"\nreason = \"r\"\n";
+        let err = PolicySet::parse(text, "p.toml", &playbook()).unwrap_err();
+        assert!(err.to_string().contains("teleport"), "{err}");
+    }
+}

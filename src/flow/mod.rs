@@ -1,0 +1,571 @@
+//! Flows: the work a decision sets in motion, across processes.
+//!
+//! The flow state machine lives here and only here; the decision layer never
+//! touches it. A flow is a small DAG of steps (each step may wait on others),
+//! assembled at run time from step templates. `FlowBook` holds every flow and
+//! advances them on `tick`, given the time, the context (for routing) and the
+//! executors.
+
+pub mod assemble;
+pub mod catalogue;
+pub mod route;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::context::Context;
+use crate::decide::policy::Priority;
+use catalogue::StepCatalogue;
+use route::{Assignee, Breakers, Router};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowState {
+    Pending,
+    Running,
+    WaitingHuman,
+    Done,
+    Failed,
+    Compensated,
+}
+
+impl FlowState {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, FlowState::Done | FlowState::Failed | FlowState::Compensated)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowState::Pending => "pending",
+            FlowState::Running => "running",
+            FlowState::WaitingHuman => "waiting_human",
+            FlowState::Done => "done",
+            FlowState::Failed => "failed",
+            FlowState::Compensated => "compensated",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Skipped,
+}
+
+/// One unit of work in a flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub template: String,
+    pub process: String,
+    pub subject: String,
+    /// Indices of steps that must be done first.
+    #[serde(default)]
+    pub after: Vec<usize>,
+    pub state: StepState,
+    #[serde(default)]
+    pub assignee: Option<Assignee>,
+    #[serde(default)]
+    pub started: Option<DateTime<Utc>>,
+    /// When the running attempt ends.
+    #[serde(default)]
+    pub due: Option<DateTime<Utc>>,
+    /// Whether the running attempt will succeed (decided when it starts, so
+    /// a restart replays the same result).
+    #[serde(default)]
+    pub will_succeed: bool,
+    #[serde(default)]
+    pub not_before: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub fallback: bool,
+    #[serde(default)]
+    pub compensation: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Step {
+    pub fn new(template: &str, process: &str, subject: &str, after: Vec<usize>) -> Step {
+        Step {
+            template: template.to_string(),
+            process: process.to_string(),
+            subject: subject.to_string(),
+            after,
+            state: StepState::Pending,
+            assignee: None,
+            started: None,
+            due: None,
+            will_succeed: true,
+            not_before: None,
+            finished: None,
+            attempts: 0,
+            fallback: false,
+            compensation: false,
+            note: None,
+        }
+    }
+}
+
+/// A running piece of work assembled from one decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    pub id: String,
+    pub decision_id: String,
+    pub signal_id: String,
+    pub signal_type: String,
+    pub subject: String,
+    pub class: String,
+    pub option: String,
+    pub state: FlowState,
+    pub priority: Priority,
+    pub created: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    #[serde(default)]
+    pub escalated: bool,
+    #[serde(default)]
+    pub breached: bool,
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub finished: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Flow {
+    /// The first step not yet done, for a one-line summary.
+    pub fn current_step(&self) -> Option<&Step> {
+        self.steps
+            .iter()
+            .find(|s| matches!(s.state, StepState::Running))
+            .or_else(|| self.steps.iter().find(|s| s.state == StepState::Pending))
+    }
+
+    pub fn within_deadline(&self) -> bool {
+        self.finished.is_some_and(|f| f <= self.deadline)
+    }
+
+    fn processes(&self) -> BTreeSet<&str> {
+        self.steps.iter().map(|s| s.process.as_str()).collect()
+    }
+}
+
+/// Something that happened to a flow, as the journal and subscribers see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowEvent {
+    pub flow_id: String,
+    pub time: DateTime<Utc>,
+    pub kind: FlowEventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowEventKind {
+    Created,
+    StepStarted,
+    StepDone,
+    StepRetry,
+    StepFallback,
+    StepFailed,
+    SlaWarning,
+    SlaBreached,
+    Done,
+    Failed,
+    Compensating,
+    Compensated,
+    Resumed,
+}
+
+/// Knobs for executing steps.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutionSettings {
+    pub max_retries: u32,
+    pub retry_base: Duration,
+    /// Share of the way to the deadline at which a flow is escalated.
+    pub warn_at: f64,
+}
+
+impl Default for ExecutionSettings {
+    fn default() -> Self {
+        ExecutionSettings {
+            max_retries: 2,
+            retry_base: Duration::seconds(30),
+            warn_at: 0.75,
+        }
+    }
+}
+
+/// Every flow, and the set still moving.
+#[derive(Debug, Default)]
+pub struct FlowBook {
+    pub flows: BTreeMap<String, Flow>,
+    active: BTreeSet<String>,
+    dirty: BTreeSet<String>,
+    events: Vec<FlowEvent>,
+    pub breakers: Breakers,
+    pub settings: ExecutionSettings,
+}
+
+impl FlowBook {
+    pub fn insert(&mut self, flow: Flow, now: DateTime<Utc>) {
+        let detail = format!(
+            "{} via {} ({} steps across {})",
+            flow.signal_type,
+            flow.option,
+            flow.steps.len(),
+            flow.processes().into_iter().collect::<Vec<_>>().join(", ")
+        );
+        self.push_event(&flow.id, now, FlowEventKind::Created, None, detail);
+        if !flow.state.is_terminal() {
+            self.active.insert(flow.id.clone());
+        }
+        self.dirty.insert(flow.id.clone());
+        self.flows.insert(flow.id.clone(), flow);
+    }
+
+    /// Puts back a flow read from the journal; in-flight ones keep moving.
+    pub fn restore(&mut self, flow: Flow) {
+        if !flow.state.is_terminal() {
+            self.active.insert(flow.id.clone());
+        }
+        self.flows.insert(flow.id.clone(), flow);
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Flow> {
+        self.flows.get(id)
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.active.len()
+    }
+
+    pub fn active(&self) -> impl Iterator<Item = &Flow> {
+        self.active.iter().filter_map(|id| self.flows.get(id))
+    }
+
+    /// Replaces a waiting flow's steps once a person has chosen, and starts it.
+    pub fn release(&mut self, id: &str, option: &str, steps: Vec<Step>, now: DateTime<Utc>) {
+        if let Some(flow) = self.flows.get_mut(id) {
+            flow.option = option.to_string();
+            flow.steps = steps;
+            flow.state = FlowState::Running;
+            if flow.steps.is_empty() {
+                flow.state = FlowState::Done;
+                flow.finished = Some(now);
+                self.active.remove(id);
+            }
+            self.dirty.insert(id.to_string());
+            let kind = if flow.state == FlowState::Done {
+                FlowEventKind::Done
+            } else {
+                FlowEventKind::Resumed
+            };
+            let detail = format!("released with `{option}`");
+            self.push_event(id, now, kind, None, detail);
+        }
+    }
+
+    /// Ends a waiting flow that a person rejected.
+    pub fn cancel(&mut self, id: &str, reason: &str, now: DateTime<Utc>) {
+        if let Some(flow) = self.flows.get_mut(id) {
+            flow.state = FlowState::Failed;
+            flow.finished = Some(now);
+            flow.reason = Some(reason.to_string());
+            self.active.remove(id);
+            self.dirty.insert(id.to_string());
+            self.push_event(id, now, FlowEventKind::Failed, None, reason.to_string());
+        }
+    }
+
+    pub fn take_events(&mut self) -> Vec<FlowEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    pub fn take_dirty(&mut self) -> Vec<Flow> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|id| self.flows.get(&id).cloned())
+            .collect()
+    }
+
+    fn push_event(
+        &mut self,
+        flow_id: &str,
+        time: DateTime<Utc>,
+        kind: FlowEventKind,
+        step: Option<usize>,
+        detail: String,
+    ) {
+        self.events.push(FlowEvent {
+            flow_id: flow_id.to_string(),
+            time,
+            kind,
+            step,
+            detail,
+        });
+    }
+
+    /// Advances every active flow to `now`: finishes steps that are due,
+    /// starts steps that are ready, runs SLA timers. Returns flows that
+    /// reached a terminal state.
+    pub fn tick(
+        &mut self,
+        now: DateTime<Utc>,
+        context: &mut Context,
+        catalogue: &StepCatalogue,
+        rng: &mut ChaCha8Rng,
+    ) -> Vec<String> {
+        let mut finished = Vec::new();
+        let ids: Vec<String> = self.active.iter().cloned().collect();
+        for id in ids {
+            let Some(mut flow) = self.flows.remove(&id) else {
+                continue;
+            };
+            // Every change to a flow pushes an event, so the event count tells
+            // whether the flow needs journaling without copying it.
+            let (events_before, state_before) = (self.events.len(), flow.state);
+            self.advance(&mut flow, now, context, catalogue, rng);
+            if self.events.len() != events_before || flow.state != state_before {
+                self.dirty.insert(id.clone());
+            }
+            if flow.state.is_terminal() {
+                self.active.remove(&id);
+                finished.push(id.clone());
+            }
+            self.flows.insert(id, flow);
+        }
+        finished
+    }
+
+    fn advance(
+        &mut self,
+        flow: &mut Flow,
+        now: DateTime<Utc>,
+        context: &mut Context,
+        catalogue: &StepCatalogue,
+        rng: &mut ChaCha8Rng,
+    ) {
+        if flow.state == FlowState::WaitingHuman || flow.state.is_terminal() {
+            return;
+        }
+        if flow.state == FlowState::Pending {
+            flow.state = FlowState::Running;
+        }
+        // Finish what is due.
+        for i in 0..flow.steps.len() {
+            let step = &flow.steps[i];
+            if step.state != StepState::Running || step.due.is_none_or(|d| d > now) {
+                continue;
+            }
+            self.finish_step(flow, i, now, context);
+        }
+        // Start what is ready.
+        let failing = flow.steps.iter().any(|s| s.state == StepState::Failed && !s.compensation);
+        if !failing {
+            for i in 0..flow.steps.len() {
+                let ready = flow.steps[i].state == StepState::Pending
+                    && flow.steps[i].not_before.is_none_or(|t| t <= now)
+                    && flow.steps[i]
+                        .after
+                        .iter()
+                        .all(|&d| flow.steps.get(d).is_some_and(|s| s.state == StepState::Done));
+                if ready {
+                    self.start_step(flow, i, now, context, catalogue, rng);
+                }
+            }
+        }
+        self.settle(flow, now, catalogue);
+        self.sla_timers(flow, now);
+    }
+
+    fn start_step(
+        &mut self,
+        flow: &mut Flow,
+        i: usize,
+        now: DateTime<Utc>,
+        context: &mut Context,
+        catalogue: &StepCatalogue,
+        rng: &mut ChaCha8Rng,
+    ) {
+        let template_name = flow.steps[i].template.clone();
+        let Some(template) = catalogue.get(&template_name) else {
+            flow.steps[i].state = StepState::Failed;
+            flow.steps[i].note = Some(format!("no step template `{template_name}`"));
+            return;
+        };
+        let use_people = flow.steps[i].fallback;
+        let route = Router::route(template, context, &mut self.breakers, now, use_people);
+        let step = &mut flow.steps[i];
+        step.attempts += 1;
+        step.started.get_or_insert(now);
+        match route {
+            Ok(Assignee::Automation { executor, service }) => {
+                let health = context.service_health(&service);
+                let fail_p = match health {
+                    Some(crate::context::Health::Down) => 1.0,
+                    Some(crate::context::Health::Degraded) => 0.35,
+                    _ => 0.02,
+                };
+                step.will_succeed = rng.random::<f64>() >= fail_p;
+                let secs = f64::from(template.auto_seconds) * rng.random_range(0.6..1.4);
+                let secs = if step.will_succeed { secs } else { secs.min(30.0) };
+                step.due = Some(now + Duration::seconds(secs as i64));
+                step.assignee = Some(Assignee::Automation { executor, service });
+            }
+            Ok(assignee) => {
+                let load_factor = route::load_factor(&assignee, context);
+                let minutes = f64::from(template.minutes) * load_factor * rng.random_range(0.6..1.4);
+                // People rarely fail a step, but they can: the flow compensates.
+                step.will_succeed = rng.random::<f64>() >= 0.01;
+                step.due = Some(now + Duration::seconds((minutes * 60.0) as i64));
+                route::take(&assignee, context);
+                step.assignee = Some(assignee);
+            }
+            Err(reason) => {
+                step.state = StepState::Failed;
+                step.note = Some(reason.clone());
+                step.finished = Some(now);
+                self.push_event(&flow.id, now, FlowEventKind::StepFailed, Some(i), reason);
+                return;
+            }
+        }
+        step.state = StepState::Running;
+        let who = step.assignee.as_ref().map(Assignee::label).unwrap_or_default();
+        let detail = format!("{} → {} (attempt {})", step.template, who, step.attempts);
+        self.push_event(&flow.id, now, FlowEventKind::StepStarted, Some(i), detail);
+    }
+
+    fn finish_step(&mut self, flow: &mut Flow, i: usize, now: DateTime<Utc>, context: &mut Context) {
+        let settings = self.settings;
+        let step = &mut flow.steps[i];
+        let assignee = step.assignee.clone();
+        if let Some(a) = &assignee {
+            route::release(a, context);
+        }
+        let automated = matches!(assignee, Some(Assignee::Automation { .. }));
+        if let Some(Assignee::Automation { executor, .. }) = &assignee {
+            self.breakers.record(executor, step.will_succeed, now);
+        }
+        if step.will_succeed {
+            step.state = StepState::Done;
+            step.finished = Some(now);
+            let detail = format!("{} done", step.template);
+            self.push_event(&flow.id, now, FlowEventKind::StepDone, Some(i), detail);
+            return;
+        }
+        if automated && step.attempts <= settings.max_retries {
+            // Retry with exponential backoff; the jitter comes from the attempt
+            // number and flow id so it is the same after a restart.
+            let jitter = (flow.id.len() as i64 * 7 + i as i64 * 13) % 10;
+            let backoff = settings.retry_base * 2i32.pow(step.attempts - 1) + Duration::seconds(jitter);
+            step.state = StepState::Pending;
+            step.not_before = Some(now + backoff);
+            let detail = format!("{} failed, retry in {}s", step.template, backoff.num_seconds());
+            self.push_event(&flow.id, now, FlowEventKind::StepRetry, Some(i), detail);
+        } else if automated {
+            step.state = StepState::Pending;
+            step.fallback = true;
+            step.not_before = None;
+            let detail = format!("{} failed after {} attempts: fallback to people", step.template, step.attempts);
+            self.push_event(&flow.id, now, FlowEventKind::StepFallback, Some(i), detail);
+        } else {
+            step.state = StepState::Failed;
+            step.finished = Some(now);
+            step.note = Some("could not be completed".into());
+            let detail = format!("{} failed", step.template);
+            self.push_event(&flow.id, now, FlowEventKind::StepFailed, Some(i), detail);
+        }
+    }
+
+    /// Moves the flow to its next state once its steps allow it.
+    fn settle(&mut self, flow: &mut Flow, now: DateTime<Utc>, catalogue: &StepCatalogue) {
+        let main_failed = flow.steps.iter().any(|s| !s.compensation && s.state == StepState::Failed);
+        let busy = flow.steps.iter().any(|s| s.state == StepState::Running);
+        if main_failed && !busy {
+            let compensating = flow.steps.iter().any(|s| s.compensation);
+            if !compensating {
+                // Undo what was done, newest first.
+                let mut undo: Vec<Step> = Vec::new();
+                for step in flow.steps.iter().rev() {
+                    if step.state != StepState::Done {
+                        continue;
+                    }
+                    if let Some(c) = catalogue.get(&step.template).and_then(|t| t.compensate.as_ref())
+                        && let Some(t) = catalogue.get(c)
+                    {
+                        let after = undo.len().checked_sub(1).map(|p| vec![flow.steps.len() + p]);
+                        let mut s = Step::new(c, &t.process, &step.subject, after.unwrap_or_default());
+                        s.compensation = true;
+                        undo.push(s);
+                    }
+                }
+                for step in &mut flow.steps {
+                    if step.state == StepState::Pending {
+                        step.state = StepState::Skipped;
+                    }
+                }
+                if undo.is_empty() {
+                    flow.state = FlowState::Failed;
+                    flow.finished = Some(now);
+                    self.push_event(&flow.id, now, FlowEventKind::Failed, None, "a step failed; nothing to undo".into());
+                    return;
+                }
+                let detail = format!("a step failed; running {} compensation steps", undo.len());
+                flow.steps.extend(undo);
+                self.push_event(&flow.id, now, FlowEventKind::Compensating, None, detail);
+                return;
+            }
+            let comp_done = flow
+                .steps
+                .iter()
+                .filter(|s| s.compensation)
+                .all(|s| matches!(s.state, StepState::Done | StepState::Failed));
+            if comp_done {
+                flow.finished = Some(now);
+                let all_undone = flow.steps.iter().filter(|s| s.compensation).all(|s| s.state == StepState::Done);
+                flow.state = if all_undone { FlowState::Compensated } else { FlowState::Failed };
+                let kind = if all_undone { FlowEventKind::Compensated } else { FlowEventKind::Failed };
+                self.push_event(&flow.id, now, kind, None, "compensation finished".into());
+            }
+            return;
+        }
+        if !main_failed && flow.steps.iter().all(|s| s.state == StepState::Done) {
+            flow.state = FlowState::Done;
+            flow.finished = Some(now);
+            let detail = if now <= flow.deadline { "done within SLA" } else { "done after the deadline" };
+            self.push_event(&flow.id, now, FlowEventKind::Done, None, detail.into());
+        }
+    }
+
+    fn sla_timers(&mut self, flow: &mut Flow, now: DateTime<Utc>) {
+        if flow.state.is_terminal() {
+            return;
+        }
+        let span = (flow.deadline - flow.created).num_seconds() as f64;
+        let warn_at = flow.created + Duration::seconds((span * self.settings.warn_at) as i64);
+        if !flow.escalated && now >= warn_at {
+            flow.escalated = true;
+            flow.priority = flow.priority.raised();
+            let detail = format!("SLA at risk: priority raised to {}", flow.priority.as_str());
+            self.push_event(&flow.id, now, FlowEventKind::SlaWarning, None, detail);
+        }
+        if !flow.breached && now > flow.deadline {
+            flow.breached = true;
+            self.push_event(&flow.id, now, FlowEventKind::SlaBreached, None, "deadline passed".into());
+        }
+    }
+}
+

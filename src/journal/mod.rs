@@ -1,0 +1,395 @@
+//! The journal: one SQLite file (WAL) that holds everything signalbox must
+//! not forget: signals, decisions, review actions, flows, feedback, the
+//! entity store and model checkpoints.
+//!
+//! Guarantees:
+//! - one writer thread owns the write connection; records are applied in the
+//!   order they were submitted, many per transaction (group commit);
+//! - `Commit::wait` returns only once everything submitted before it is
+//!   committed, so a caller acknowledges a signal only after that;
+//! - decisions and review actions form a hash chain in the `audit` table.
+
+pub mod chain;
+pub mod read;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use thiserror::Error;
+
+use crate::decide::Decision;
+use crate::flow::{Flow, FlowEvent};
+use crate::review::{ReviewAction, ReviewItem};
+use crate::signal::Signal;
+
+#[derive(Debug, Error)]
+pub enum JournalError {
+    #[error("journal {path}: {error}")]
+    Sqlite { path: String, error: rusqlite::Error },
+    #[error("journal {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("journal writer stopped: {0}")]
+    WriterGone(String),
+    #[error("journal {path}: corrupt record {what}: {error}")]
+    Corrupt {
+        path: String,
+        what: String,
+        error: String,
+    },
+}
+
+/// One thing to write.
+#[derive(Debug)]
+pub enum Record {
+    Signal(Arc<Signal>),
+    Decision(Arc<Decision>),
+    ReviewAction(ReviewAction),
+    Review(ReviewItem),
+    Flow(Flow),
+    FlowEvent(FlowEvent),
+    Feedback(Feedback),
+    Entity { key: String, body: serde_json::Value },
+    Checkpoint { feedback_count: i64, body: String },
+    Meta { key: String, value: String },
+}
+
+/// A labelled example as journaled, enough to replay it into the model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Feedback {
+    pub decision_id: String,
+    pub option: String,
+    pub label: f64,
+    pub importance: f64,
+    pub source: String,
+    pub features: Vec<String>,
+    pub time: chrono::DateTime<chrono::Utc>,
+}
+
+struct Batch {
+    records: Vec<Record>,
+    done: Option<mpsc::Sender<Result<(), String>>>,
+}
+
+/// A handle on a submitted batch; `wait` blocks until it is durable.
+pub struct Commit {
+    done: Option<Receiver<Result<(), String>>>,
+}
+
+impl Commit {
+    pub fn wait(self) -> Result<(), JournalError> {
+        match self.done {
+            None => Ok(()),
+            Some(rx) => rx
+                .recv()
+                .map_err(|_| JournalError::WriterGone("writer thread ended".into()))?
+                .map_err(JournalError::WriterGone),
+        }
+    }
+}
+
+/// Statistics the writer keeps, read by metrics and the bench.
+#[derive(Debug, Default, Clone)]
+pub struct WriterStats {
+    pub commits: u64,
+    pub records: u64,
+    pub last_commit_micros: u64,
+}
+
+pub struct Journal {
+    path: PathBuf,
+    tx: Option<SyncSender<Batch>>,
+    writer: Option<JoinHandle<()>>,
+    pub stats: Arc<std::sync::Mutex<WriterStats>>,
+}
+
+pub const FILE_NAME: &str = "signalbox.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS signals (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+    subject TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, ref_id TEXT NOT NULL,
+    decision_id TEXT NOT NULL, signal_id TEXT, time TEXT NOT NULL,
+    body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_decision ON audit(decision_id);
+CREATE INDEX IF NOT EXISTS audit_signal ON audit(signal_id);
+CREATE TABLE IF NOT EXISTS reviews (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS flows (id TEXT PRIMARY KEY, state TEXT NOT NULL, decision_id TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS flow_events (
+    seq INTEGER PRIMARY KEY, flow_id TEXT NOT NULL, time TEXT NOT NULL,
+    kind TEXT NOT NULL, step INTEGER, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS flow_events_flow ON flow_events(flow_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS feedback_decision ON feedback(decision_id);
+CREATE TABLE IF NOT EXISTS entities (key TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, feedback_count INTEGER NOT NULL, body TEXT NOT NULL);
+";
+
+/// Opens a connection with the pragmas every connection uses.
+pub fn connect(path: &Path) -> Result<Connection, JournalError> {
+    let err = |error| JournalError::Sqlite {
+        path: path.display().to_string(),
+        error,
+    };
+    let conn = Connection::open(path).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    // FULL: a committed transaction survives power loss, not only a crash.
+    conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+    conn.pragma_update(None, "busy_timeout", 5000).map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", "OFF").map_err(err)?;
+    Ok(conn)
+}
+
+const MAX_BATCHES_PER_COMMIT: usize = 256;
+const QUEUE_DEPTH: usize = 1024;
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` and starts its writer.
+    pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(dir).map_err(|error| JournalError::Io {
+            path: dir.display().to_string(),
+            error,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let conn = connect(&path)?;
+        conn.execute_batch(SCHEMA).map_err(|error| JournalError::Sqlite {
+            path: path.display().to_string(),
+            error,
+        })?;
+        let last_hash: String = conn
+            .query_row("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(|error| JournalError::Sqlite {
+                path: path.display().to_string(),
+                error,
+            })?
+            .unwrap_or_else(|| chain::GENESIS.to_string());
+        let (tx, rx) = mpsc::sync_channel::<Batch>(QUEUE_DEPTH);
+        let stats = Arc::new(std::sync::Mutex::new(WriterStats::default()));
+        let writer_stats = Arc::clone(&stats);
+        let writer_path = path.clone();
+        let writer = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer_loop(conn, rx, last_hash, writer_stats, writer_path))
+            .map_err(|error| JournalError::Io {
+                path: path.display().to_string(),
+                error,
+            })?;
+        Ok(Journal {
+            path,
+            tx: Some(tx),
+            writer: Some(writer),
+            stats,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues records for the next group commit. The returned `Commit`
+    /// resolves when they are durable.
+    pub fn submit(&self, records: Vec<Record>) -> Result<Commit, JournalError> {
+        let (done_tx, done_rx) = mpsc::channel();
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| JournalError::WriterGone("journal closed".into()))?;
+        tx.send(Batch {
+            records,
+            done: Some(done_tx),
+        })
+        .map_err(|_| JournalError::WriterGone("writer thread ended".into()))?;
+        Ok(Commit { done: Some(done_rx) })
+    }
+
+    /// Waits for everything submitted so far, then stops the writer.
+    pub fn close(mut self) -> Result<(), JournalError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), JournalError> {
+        if let Some(tx) = self.tx.take() {
+            drop(tx);
+        }
+        if let Some(handle) = self.writer.take() {
+            handle
+                .join()
+                .map_err(|_| JournalError::WriterGone("writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: Receiver<Batch>,
+    mut last_hash: String,
+    stats: Arc<std::sync::Mutex<WriterStats>>,
+    path: PathBuf,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        while batches.len() < MAX_BATCHES_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(b) => batches.push(b),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let count: usize = batches.iter().map(|b| b.records.len()).sum();
+        let hash_before = last_hash.clone();
+        let result = write_batches(&mut conn, &batches, &mut last_hash).map_err(|e| {
+            tracing::error!(path = %path.display(), error = %e, "journal commit failed");
+            last_hash = hash_before;
+            format!("{}: {e}", path.display())
+        });
+        if let Ok(mut s) = stats.lock() {
+            s.commits += 1;
+            s.records += count as u64;
+            s.last_commit_micros = started.elapsed().as_micros() as u64;
+        }
+        for batch in batches {
+            if let Some(done) = batch.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}
+
+fn write_batches(conn: &mut Connection, batches: &[Batch], last_hash: &mut String) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut signal_stmt = tx.prepare_cached(
+            "INSERT OR IGNORE INTO signals (id, type, subject, time, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut audit_stmt = tx.prepare_cached(
+            "INSERT INTO audit (kind, ref_id, decision_id, signal_id, time, body, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut review_stmt =
+            tx.prepare_cached("INSERT OR REPLACE INTO reviews (id, state, body) VALUES (?1, ?2, ?3)")?;
+        let mut flow_stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO flows (id, state, decision_id, body) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut event_stmt = tx.prepare_cached(
+            "INSERT INTO flow_events (flow_id, time, kind, step, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut feedback_stmt =
+            tx.prepare_cached("INSERT INTO feedback (decision_id, body) VALUES (?1, ?2)")?;
+        let mut entity_stmt =
+            tx.prepare_cached("INSERT OR REPLACE INTO entities (key, body) VALUES (?1, ?2)")?;
+        let mut meta_stmt =
+            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
+        let json = |v: &dyn erased::Json| v.to_json();
+        for record in batches.iter().flat_map(|b| &b.records) {
+            match record {
+                Record::Signal(s) => {
+                    signal_stmt.execute(params![
+                        s.id,
+                        s.kind,
+                        s.subject,
+                        s.time.to_rfc3339(),
+                        s.to_cloudevent().to_string()
+                    ])?;
+                }
+                Record::Decision(d) => {
+                    let body = json(d.as_ref());
+                    let hash = chain::link(last_hash, "decision", &body);
+                    audit_stmt.execute(params![
+                        "decision",
+                        d.id,
+                        d.id,
+                        d.signal_id,
+                        d.time.to_rfc3339(),
+                        body,
+                        &*last_hash,
+                        hash
+                    ])?;
+                    *last_hash = hash;
+                }
+                Record::ReviewAction(a) => {
+                    let body = json(a);
+                    let hash = chain::link(last_hash, "review", &body);
+                    audit_stmt.execute(params![
+                        "review",
+                        a.review_id,
+                        a.decision_id,
+                        Option::<String>::None,
+                        a.time.to_rfc3339(),
+                        body,
+                        &*last_hash,
+                        hash
+                    ])?;
+                    *last_hash = hash;
+                }
+                Record::Review(item) => {
+                    let state = format!("{:?}", item.state).to_lowercase();
+                    review_stmt.execute(params![item.id, state, json(item)])?;
+                }
+                Record::Flow(f) => {
+                    flow_stmt.execute(params![f.id, f.state.as_str(), f.decision_id, json(f)])?;
+                }
+                Record::FlowEvent(e) => {
+                    let kind = serde_json::to_value(e.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default();
+                    event_stmt.execute(params![
+                        e.flow_id,
+                        e.time.to_rfc3339(),
+                        kind,
+                        e.step.map(|s| s as i64),
+                        e.detail
+                    ])?;
+                }
+                Record::Feedback(f) => {
+                    feedback_stmt.execute(params![f.decision_id, json(f)])?;
+                }
+                Record::Entity { key, body } => {
+                    entity_stmt.execute(params![key, body.to_string()])?;
+                }
+                Record::Checkpoint { feedback_count, body } => {
+                    tx.execute(
+                        "INSERT INTO checkpoints (feedback_count, body) VALUES (?1, ?2)",
+                        params![feedback_count, body],
+                    )?;
+                    tx.execute(
+                        "DELETE FROM checkpoints WHERE seq < (SELECT MAX(seq) FROM checkpoints)",
+                        [],
+                    )?;
+                }
+                Record::Meta { key, value } => {
+                    meta_stmt.execute(params![key, value])?;
+                }
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// Serialisation of journaled values; the types are ours and serialise
+/// without error (plain structs, string keys).
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"unserialisable\":\"{e}\"}}"))
+        }
+    }
+}

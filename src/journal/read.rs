@@ -1,0 +1,336 @@
+//! Reading the journal back: recovery at start, explanations, counts.
+//! Uses its own connection; never writes.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use chrono::Utc;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::de::DeserializeOwned;
+
+use super::{Feedback, JournalError, chain, connect};
+use crate::decide::Decision;
+use crate::flow::{Flow, FlowEvent, FlowEventKind};
+use crate::review::{ReviewAction, ReviewItem};
+use crate::signal::Signal;
+
+/// What a restart needs to carry on where the last run stopped.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub entities: Vec<(String, serde_json::Value)>,
+    pub active_flows: Vec<Flow>,
+    pub open_reviews: Vec<ReviewItem>,
+    pub checkpoint: Option<String>,
+    pub feedback_after_checkpoint: Vec<Feedback>,
+    pub feedback_count: i64,
+    pub seen_signal_ids: HashSet<String>,
+    /// Signals journaled (so acknowledged) that have no decision yet.
+    pub undecided: Vec<Signal>,
+    pub meta: HashMap<String, String>,
+    pub decision_count: i64,
+    pub review_count: i64,
+    pub flow_count: i64,
+}
+
+fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
+    move |error| JournalError::Sqlite {
+        path: path.display().to_string(),
+        error,
+    }
+}
+
+fn decode<T: DeserializeOwned>(path: &Path, what: &str, body: &str) -> Result<T, JournalError> {
+    serde_json::from_str(body).map_err(|e| JournalError::Corrupt {
+        path: path.display().to_string(),
+        what: what.to_string(),
+        error: e.to_string(),
+    })
+}
+
+/// Opens the journal file read-only-in-practice; refuses a missing file.
+pub fn open_existing(dir: &Path) -> Result<(Connection, std::path::PathBuf), JournalError> {
+    let path = dir.join(super::FILE_NAME);
+    if !path.exists() {
+        return Err(JournalError::Io {
+            path: path.display().to_string(),
+            error: std::io::Error::new(std::io::ErrorKind::NotFound, "no journal here"),
+        });
+    }
+    let conn = connect(&path)?;
+    Ok((conn, path))
+}
+
+fn rows<T, F>(conn: &Connection, path: &Path, query: &str, args: impl rusqlite::Params, f: F) -> Result<Vec<T>, JournalError>
+where
+    F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+{
+    let mut stmt = conn.prepare(query).map_err(sql(path))?;
+    let out = stmt
+        .query_map(args, f)
+        .map_err(sql(path))?
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(sql(path))?;
+    Ok(out)
+}
+
+pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let path = path.as_path();
+    let mut out = Recovered::default();
+    for (key, body) in rows(&conn, path, "SELECT key, body FROM entities", [], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })? {
+        out.entities.push((key.clone(), decode(path, &key, &body)?));
+    }
+    for body in rows(
+        &conn,
+        path,
+        "SELECT body FROM flows WHERE state NOT IN ('done', 'failed', 'compensated')",
+        [],
+        |r| r.get::<_, String>(0),
+    )? {
+        out.active_flows.push(decode(path, "flow", &body)?);
+    }
+    for body in rows(&conn, path, "SELECT body FROM reviews WHERE state != 'decided'", [], |r| {
+        r.get::<_, String>(0)
+    })? {
+        out.open_reviews.push(decode(path, "review", &body)?);
+    }
+    let checkpoint: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT feedback_count, body FROM checkpoints ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql(path))?;
+    let after = checkpoint.as_ref().map_or(0, |c| c.0);
+    out.checkpoint = checkpoint.map(|c| c.1);
+    for body in rows(
+        &conn,
+        path,
+        "SELECT body FROM feedback ORDER BY seq LIMIT -1 OFFSET ?1",
+        params![after],
+        |r| r.get::<_, String>(0),
+    )? {
+        out.feedback_after_checkpoint.push(decode(path, "feedback", &body)?);
+    }
+    out.feedback_count = after + out.feedback_after_checkpoint.len() as i64;
+    out.seen_signal_ids = rows(&conn, path, "SELECT id FROM signals", [], |r| r.get::<_, String>(0))?
+        .into_iter()
+        .collect();
+    for body in rows(
+        &conn,
+        path,
+        "SELECT body FROM signals s WHERE NOT EXISTS
+            (SELECT 1 FROM audit a WHERE a.signal_id = s.id AND a.kind = 'decision')
+         ORDER BY seq",
+        [],
+        |r| r.get::<_, String>(0),
+    )? {
+        let value: serde_json::Value = decode(path, "signal", &body)?;
+        let signal = Signal::from_value(value, Utc::now()).map_err(|e| JournalError::Corrupt {
+            path: path.display().to_string(),
+            what: "signal".into(),
+            error: e.to_string(),
+        })?;
+        out.undecided.push(signal);
+    }
+    out.meta = rows(&conn, path, "SELECT key, value FROM meta", [], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?
+    .into_iter()
+    .collect();
+    let count = |q: &str| conn.query_row(q, [], |r| r.get::<_, i64>(0)).map_err(sql(path));
+    out.decision_count = count("SELECT COUNT(*) FROM audit WHERE kind = 'decision'")?;
+    out.review_count = count("SELECT COUNT(*) FROM reviews")?;
+    out.flow_count = count("SELECT COUNT(*) FROM flows")?;
+    Ok(out)
+}
+
+/// Counts that let an operator (or a test) check nothing was lost.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Counts {
+    pub signals: i64,
+    pub decided_signals: i64,
+    pub undecided_signals: i64,
+    pub decisions: i64,
+    pub review_actions: i64,
+    pub open_reviews: i64,
+    pub flows: i64,
+    pub active_flows: i64,
+    pub feedback: i64,
+    pub chain_ok: bool,
+}
+
+pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let path = path.as_path();
+    let count = |q: &str| conn.query_row(q, [], |r| r.get::<_, i64>(0)).map_err(sql(path));
+    Ok(Counts {
+        signals: count("SELECT COUNT(*) FROM signals")?,
+        decided_signals: count(
+            "SELECT COUNT(DISTINCT signal_id) FROM audit WHERE kind = 'decision'",
+        )?,
+        undecided_signals: count(
+            "SELECT COUNT(*) FROM signals s WHERE NOT EXISTS
+               (SELECT 1 FROM audit a WHERE a.signal_id = s.id AND a.kind = 'decision')",
+        )?,
+        decisions: count("SELECT COUNT(*) FROM audit WHERE kind = 'decision'")?,
+        review_actions: count("SELECT COUNT(*) FROM audit WHERE kind = 'review'")?,
+        open_reviews: count("SELECT COUNT(*) FROM reviews WHERE state != 'decided'")?,
+        flows: count("SELECT COUNT(*) FROM flows")?,
+        active_flows: count(
+            "SELECT COUNT(*) FROM flows WHERE state NOT IN ('done', 'failed', 'compensated')",
+        )?,
+        feedback: count("SELECT COUNT(*) FROM feedback")?,
+        chain_ok: verify_chain_conn(&conn, path)?.is_ok(),
+    })
+}
+
+fn verify_chain_conn(conn: &Connection, path: &Path) -> Result<Result<u64, chain::Break>, JournalError> {
+    let mut stmt = conn
+        .prepare("SELECT seq, kind, body, prev_hash, hash FROM audit ORDER BY seq")
+        .map_err(sql(path))?;
+    let iter = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .map_err(sql(path))?;
+    let entries: Vec<(i64, String, String, String, String)> =
+        iter.collect::<Result<_, _>>().map_err(sql(path))?;
+    Ok(chain::verify(entries))
+}
+
+/// One decision and everything that happened to it.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub decision: Decision,
+    pub hash: String,
+    pub signal: Option<Signal>,
+    pub actions: Vec<ReviewAction>,
+    pub feedback: Vec<Feedback>,
+    pub flow: Option<Flow>,
+    pub flow_events: Vec<FlowEvent>,
+    pub children: Vec<Decision>,
+    pub chain: Result<u64, chain::Break>,
+}
+
+pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let path = path.as_path();
+    let found: Option<(String, String)> = conn
+        .query_row(
+            "SELECT body, hash FROM audit WHERE kind = 'decision' AND ref_id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql(path))?;
+    let Some((body, hash)) = found else {
+        return Ok(None);
+    };
+    let decision: Decision = decode(path, id, &body)?;
+    let signal = conn
+        .query_row("SELECT body FROM signals WHERE id = ?1", params![decision.signal_id], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()
+        .map_err(sql(path))?
+        .map(|body| -> Result<Signal, JournalError> {
+            let value: serde_json::Value = decode(path, "signal", &body)?;
+            Signal::from_value(value, Utc::now()).map_err(|e| JournalError::Corrupt {
+                path: path.display().to_string(),
+                what: "signal".into(),
+                error: e.to_string(),
+            })
+        })
+        .transpose()?;
+    let actions = rows(
+        &conn,
+        path,
+        "SELECT body FROM audit WHERE kind = 'review' AND decision_id = ?1 ORDER BY seq",
+        params![id],
+        |r| r.get::<_, String>(0),
+    )?
+    .iter()
+    .map(|b| decode(path, "review action", b))
+    .collect::<Result<Vec<ReviewAction>, _>>()?;
+    let feedback = rows(
+        &conn,
+        path,
+        "SELECT body FROM feedback WHERE decision_id = ?1 ORDER BY seq",
+        params![id],
+        |r| r.get::<_, String>(0),
+    )?
+    .iter()
+    .map(|b| decode(path, "feedback", b))
+    .collect::<Result<Vec<Feedback>, _>>()?;
+    let flow: Option<Flow> = conn
+        .query_row("SELECT body FROM flows WHERE decision_id = ?1", params![id], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()
+        .map_err(sql(path))?
+        .map(|b| decode(path, "flow", &b))
+        .transpose()?;
+    let mut flow_events = Vec::new();
+    if let Some(flow) = &flow {
+        for (time, kind, step, detail) in rows(
+            &conn,
+            path,
+            "SELECT time, kind, step, detail FROM flow_events WHERE flow_id = ?1 ORDER BY seq",
+            params![flow.id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            },
+        )? {
+            let kind: FlowEventKind = decode(path, "flow event", &format!("\"{kind}\""))?;
+            flow_events.push(FlowEvent {
+                flow_id: flow.id.clone(),
+                time: decode(path, "flow event time", &format!("\"{time}\""))?,
+                kind,
+                step: step.map(|s| s as usize),
+                detail,
+            });
+        }
+    }
+    let children = rows(
+        &conn,
+        path,
+        "SELECT body FROM audit WHERE kind = 'decision' AND body LIKE ?1 ORDER BY seq",
+        params![format!("%\"parent\":\"{id}\"%")],
+        |r| r.get::<_, String>(0),
+    )?
+    .iter()
+    .map(|b| decode(path, "decision", b))
+    .collect::<Result<Vec<Decision>, _>>()?;
+    let chain = verify_chain_conn(&conn, path)?;
+    Ok(Some(Explanation {
+        decision,
+        hash,
+        signal,
+        actions,
+        feedback,
+        flow,
+        flow_events,
+        children,
+        chain,
+    }))
+}
+
+/// The newest decision ids, newest first (for tests and the audit view).
+pub fn recent_decisions(dir: &Path, limit: i64) -> Result<Vec<(String, String, String)>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    rows(
+        &conn,
+        &path,
+        "SELECT ref_id, json_extract(body, '$.signal_type'), json_extract(body, '$.mode')
+         FROM audit WHERE kind = 'decision' ORDER BY seq DESC LIMIT ?1",
+        params![limit],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+}

@@ -1,0 +1,33 @@
+//! signalbox: an operations console over an embedded process orchestrator.
+//!
+//! The engine cycle is signal → context → decide → flow → review, with every
+//! step journaled. See ARCHITECTURE.md for the map.
+
+pub mod context;
+pub mod decide;
+pub mod flow;
+pub mod journal;
+pub mod metrics;
+pub mod review;
+pub mod signal;
+
+use thiserror::Error;
+
+/// A playbook or step catalogue that cannot be used.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CatalogueError {
+    #[error("{file}: {error}")]
+    Parse { file: String, error: String },
+    #[error("{file}: `{item}` refers to `{missing}`, which is not defined")]
+    Reference {
+        file: String,
+        item: String,
+        missing: String,
+    },
+    #[error("{file}: `{item}`: {reason}")]
+    Invalid {
+        file: String,
+        item: String,
+        reason: String,
+    },
+}

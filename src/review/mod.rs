@@ -1,0 +1,363 @@
+//! The review queue: decisions that wait for a person.
+//!
+//! Every item carries its whole decision (signal, snapshot, proposal,
+//! alternatives, policy hits, deadline). Actions are checked against the
+//! actor's role and the item's state; a refused action changes nothing.
+//! Items nobody answers escalate, then take the safe default at their final
+//! deadline, and that is recorded like any other action.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::decide::Decision;
+use crate::decide::policy::{Priority, Role};
+use crate::signal::Signal;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Actor {
+    pub fn new(name: &str, role: Role) -> Actor {
+        Actor {
+            name: name.to_string(),
+            role,
+        }
+    }
+
+    pub fn system() -> Actor {
+        Actor::new("signalbox", Role::System)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Approve,
+    Override { option: String },
+    Reject,
+    Escalate,
+    Snooze { minutes: u32 },
+    Claim,
+    /// Taken by the engine at the final deadline.
+    SafeDefault { option: String },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Approve => "approve",
+            Action::Override { .. } => "override",
+            Action::Reject => "reject",
+            Action::Escalate => "escalate",
+            Action::Snooze { .. } => "snooze",
+            Action::Claim => "claim",
+            Action::SafeDefault { .. } => "safe_default",
+        }
+    }
+
+    /// Whether the action settles the item (as opposed to moving it along).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            Action::Approve | Action::Override { .. } | Action::Reject | Action::SafeDefault { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewState {
+    Open,
+    Escalated,
+    Snoozed,
+    Decided,
+}
+
+/// An operator's action as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewAction {
+    pub review_id: String,
+    pub decision_id: String,
+    pub time: DateTime<Utc>,
+    pub actor: Actor,
+    #[serde(flatten)]
+    pub action: Action,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewItem {
+    pub id: String,
+    pub decision: Arc<Decision>,
+    pub signal: Arc<Signal>,
+    pub flow_id: String,
+    pub state: ReviewState,
+    pub created: DateTime<Utc>,
+    pub escalate_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    pub priority: Priority,
+    pub required_role: Role,
+    #[serde(default)]
+    pub level: u32,
+    #[serde(default)]
+    pub claimed_by: Option<String>,
+    #[serde(default)]
+    pub snoozed_until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub outcome: Option<ReviewAction>,
+}
+
+impl ReviewItem {
+    /// The option the item settled on, if it is settled on one.
+    pub fn chosen(&self) -> Option<&str> {
+        match &self.outcome.as_ref()?.action {
+            Action::Approve => Some(&self.decision.proposal),
+            Action::Override { option } | Action::SafeDefault { option } => Some(option),
+            _ => None,
+        }
+    }
+
+    /// Sort key for the queue: the soonest deadline, then the highest priority.
+    pub fn urgency(&self) -> (DateTime<Utc>, std::cmp::Reverse<Priority>, String) {
+        (self.deadline, std::cmp::Reverse(self.priority), self.id.clone())
+    }
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ReviewError {
+    #[error("no review item `{0}`")]
+    NotFound(String),
+    #[error("{actor} is a viewer: viewers cannot act on review items")]
+    Viewer { actor: String },
+    #[error("item {id} needs a {needed}; {actor} is a {has}")]
+    RoleTooLow {
+        id: String,
+        actor: String,
+        needed: &'static str,
+        has: &'static str,
+    },
+    #[error("item {id} was already decided: {action} by {by} at {at}")]
+    AlreadyDecided {
+        id: String,
+        action: String,
+        by: String,
+        at: DateTime<Utc>,
+    },
+    #[error("`{option}` is not an allowed option for item {id} (allowed: {allowed})")]
+    UnknownOption {
+        id: String,
+        option: String,
+        allowed: String,
+    },
+    #[error("a {action} needs a note saying why")]
+    NoteRequired { action: &'static str },
+    #[error("override needs a different option than the proposal `{0}`; use approve")]
+    OverrideSameAsProposal(String),
+}
+
+/// Settings for review timing.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewTiming {
+    /// Share of the window after which an unanswered item escalates.
+    pub escalate_at: f64,
+    pub max_snooze: Duration,
+}
+
+impl Default for ReviewTiming {
+    fn default() -> Self {
+        ReviewTiming {
+            escalate_at: 0.6,
+            max_snooze: Duration::hours(4),
+        }
+    }
+}
+
+/// What the queue tells the engine after an action or a timer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    pub item: ReviewItem,
+    pub record: ReviewAction,
+}
+
+#[derive(Debug, Default)]
+pub struct ReviewQueue {
+    pub items: BTreeMap<String, ReviewItem>,
+    open: BTreeSet<String>,
+    timing: ReviewTiming,
+}
+
+impl ReviewQueue {
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Open items, most urgent first.
+    pub fn open_items(&self) -> Vec<&ReviewItem> {
+        let mut items: Vec<&ReviewItem> = self.open.iter().filter_map(|id| self.items.get(id)).collect();
+        items.sort_by_key(|i| i.urgency());
+        items
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ReviewItem> {
+        self.items.get(id)
+    }
+
+    /// Opens an item for a decision that needs a person.
+    pub fn open(&mut self, id: String, decision: Arc<Decision>, signal: Arc<Signal>, flow_id: String, now: DateTime<Utc>) -> &ReviewItem {
+        let window = (decision.review_deadline - now).max(Duration::minutes(1));
+        let escalate_at = now + Duration::seconds((window.num_seconds() as f64 * self.timing.escalate_at) as i64);
+        let item = ReviewItem {
+            id: id.clone(),
+            priority: decision.priority,
+            required_role: decision.review_role,
+            deadline: now + window,
+            escalate_at,
+            decision,
+            signal,
+            flow_id,
+            state: ReviewState::Open,
+            created: now,
+            level: 0,
+            claimed_by: None,
+            snoozed_until: None,
+            outcome: None,
+        };
+        self.open.insert(id.clone());
+        self.items.entry(id).or_insert(item)
+    }
+
+    /// Puts back an item read from the journal.
+    pub fn restore(&mut self, item: ReviewItem) {
+        if item.state != ReviewState::Decided {
+            self.open.insert(item.id.clone());
+        }
+        self.items.insert(item.id.clone(), item);
+    }
+
+    /// Checks and applies an operator's action. Nothing changes on error.
+    pub fn act(&mut self, id: &str, actor: &Actor, action: Action, note: &str, now: DateTime<Utc>) -> Result<Settled, ReviewError> {
+        let item = self.items.get_mut(id).ok_or_else(|| ReviewError::NotFound(id.to_string()))?;
+        if let Some(done) = &item.outcome {
+            return Err(ReviewError::AlreadyDecided {
+                id: id.to_string(),
+                action: done.action.name().to_string(),
+                by: done.actor.name.clone(),
+                at: done.time,
+            });
+        }
+        if actor.role == Role::Viewer {
+            return Err(ReviewError::Viewer { actor: actor.name.clone() });
+        }
+        if actor.role < item.required_role && !matches!(action, Action::Claim | Action::Escalate | Action::Snooze { .. }) {
+            return Err(ReviewError::RoleTooLow {
+                id: id.to_string(),
+                actor: actor.name.clone(),
+                needed: item.required_role.as_str(),
+                has: actor.role.as_str(),
+            });
+        }
+        match &action {
+            Action::Override { option } => {
+                if note.trim().is_empty() {
+                    return Err(ReviewError::NoteRequired { action: "override" });
+                }
+                if option == &item.decision.proposal {
+                    return Err(ReviewError::OverrideSameAsProposal(option.clone()));
+                }
+                let allowed: Vec<&str> = item
+                    .decision
+                    .options
+                    .iter()
+                    .filter(|o| o.allowed)
+                    .map(|o| o.option.as_str())
+                    .collect();
+                if !allowed.contains(&option.as_str()) {
+                    return Err(ReviewError::UnknownOption {
+                        id: id.to_string(),
+                        option: option.clone(),
+                        allowed: allowed.join(", "),
+                    });
+                }
+            }
+            Action::Reject if note.trim().is_empty() => {
+                return Err(ReviewError::NoteRequired { action: "reject" });
+            }
+            _ => {}
+        }
+        let record = ReviewAction {
+            review_id: id.to_string(),
+            decision_id: item.decision.id.clone(),
+            time: now,
+            actor: actor.clone(),
+            action: action.clone(),
+            note: note.to_string(),
+        };
+        match &action {
+            Action::Claim => item.claimed_by = Some(actor.name.clone()),
+            Action::Escalate => {
+                item.level += 1;
+                item.state = ReviewState::Escalated;
+                item.priority = item.priority.raised();
+            }
+            Action::Snooze { minutes } => {
+                let until = (now + Duration::minutes(i64::from(*minutes)).min(self.timing.max_snooze)).min(item.deadline);
+                item.snoozed_until = Some(until);
+                item.escalate_at = item.escalate_at.max(until);
+                item.state = ReviewState::Snoozed;
+            }
+            _ => {
+                item.state = ReviewState::Decided;
+                item.outcome = Some(record.clone());
+                self.open.remove(id);
+            }
+        }
+        Ok(Settled {
+            item: item.clone(),
+            record,
+        })
+    }
+
+    /// Runs the timers: escalation of unanswered items, then the safe default
+    /// at the final deadline. Returns every change, for the journal.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Settled> {
+        let mut changes = Vec::new();
+        let due: Vec<String> = self
+            .open
+            .iter()
+            .filter(|id| self.items.get(*id).is_some_and(|i| i.escalate_at <= now || i.deadline <= now))
+            .cloned()
+            .collect();
+        for id in due {
+            let Some(item) = self.items.get(&id) else { continue };
+            let system = Actor::system();
+            if item.deadline <= now {
+                let option = item.decision.safe_default.clone();
+                let note = format!("no answer by the final deadline; took the policy's safe default `{option}`");
+                if let Ok(settled) = self.act(&id, &system, Action::SafeDefault { option }, &note, now) {
+                    changes.push(settled);
+                }
+            } else if item.level == 0 || item.state == ReviewState::Snoozed {
+                let note = "unanswered: escalated".to_string();
+                if let Ok(mut settled) = self.act(&id, &system, Action::Escalate, &note, now) {
+                    if let Some(item) = self.items.get_mut(&id) {
+                        // Escalate once per window; the next timer is the deadline.
+                        item.escalate_at = item.deadline;
+                        item.snoozed_until = None;
+                        settled.item = item.clone();
+                    }
+                    changes.push(settled);
+                }
+            } else if let Some(item) = self.items.get_mut(&id) {
+                item.escalate_at = item.deadline;
+            }
+        }
+        changes
+    }
+}

@@ -1,0 +1,288 @@
+//! Signals: every input to signalbox, shaped as a CloudEvents 1.0 event.
+//!
+//! A `Signal` is the unit the journal stores and the engine decides on. Its
+//! `id` is the idempotency key: a second signal with the same id is accepted
+//! and ignored. Parsing never panics on outside input; every refusal names the
+//! field that was wrong and what was expected.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// How loud a signal is. Absent for business events that carry no urgency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    pub fn parse(text: &str) -> Option<Severity> {
+        match text.to_ascii_lowercase().as_str() {
+            "info" | "informational" | "none" => Some(Severity::Info),
+            "warning" | "warn" | "minor" => Some(Severity::Warning),
+            "error" | "major" | "high" => Some(Severity::Error),
+            "critical" | "crit" | "page" | "fatal" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One event in, as CloudEvents 1.0 names its attributes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub subject: String,
+    pub time: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    #[serde(default)]
+    pub data: Map<String, Value>,
+}
+
+/// Why a piece of JSON is not a signal.
+#[derive(Debug, Error, PartialEq)]
+pub enum SignalError {
+    #[error("malformed JSON at line {line}, column {column}: {message}")]
+    Malformed {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("a signal must be a JSON object, found {found}")]
+    NotAnObject { found: &'static str },
+    #[error("missing field `{field}` (expected {expected})")]
+    Missing {
+        field: &'static str,
+        expected: &'static str,
+    },
+    #[error("field `{field}` has the wrong type: expected {expected}, found {found}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("field `{field}` is invalid: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn required_str<'a>(
+    object: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, SignalError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Err(SignalError::Missing {
+            field,
+            expected: "a non-empty string",
+        }),
+        Some(Value::String(s)) if s.trim().is_empty() => Err(SignalError::Invalid {
+            field,
+            reason: "must not be empty".into(),
+        }),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(SignalError::WrongType {
+            field,
+            expected: "a string",
+            found: json_kind(other),
+        }),
+    }
+}
+
+fn optional_str<'a>(
+    object: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, SignalError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(SignalError::WrongType {
+            field,
+            expected: "a string",
+            found: json_kind(other),
+        }),
+    }
+}
+
+impl Signal {
+    /// Parses one signal from CloudEvents structured-mode JSON text.
+    ///
+    /// `received` stands in for `time` when the producer left it out, as
+    /// CloudEvents allows.
+    pub fn from_json(text: &str, received: DateTime<Utc>) -> Result<Signal, SignalError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| SignalError::Malformed {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        Signal::from_value(value, received)
+    }
+
+    /// Parses one signal from an already-decoded JSON value.
+    pub fn from_value(value: Value, received: DateTime<Utc>) -> Result<Signal, SignalError> {
+        let Value::Object(mut object) = value else {
+            return Err(SignalError::NotAnObject {
+                found: json_kind(&value),
+            });
+        };
+        let spec = required_str(&object, "specversion")?;
+        if spec != "1.0" {
+            return Err(SignalError::Invalid {
+                field: "specversion",
+                reason: format!("expected \"1.0\", found {spec:?}"),
+            });
+        }
+        let id = required_str(&object, "id")?.to_string();
+        let source = required_str(&object, "source")?.to_string();
+        let kind = required_str(&object, "type")?.to_string();
+        let subject = optional_str(&object, "subject")?.unwrap_or("").to_string();
+        let time = match optional_str(&object, "time")? {
+            None => received,
+            Some(text) => DateTime::parse_from_rfc3339(text)
+                .map_err(|e| SignalError::Invalid {
+                    field: "time",
+                    reason: format!("expected an RFC 3339 timestamp, found {text:?} ({e})"),
+                })?
+                .with_timezone(&Utc),
+        };
+        let severity = match optional_str(&object, "severity")? {
+            None => None,
+            Some(text) => Some(Severity::parse(text).ok_or_else(|| SignalError::Invalid {
+                field: "severity",
+                reason: format!("expected info, warning, error or critical, found {text:?}"),
+            })?),
+        };
+        let data = match object.remove("data") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                return Err(SignalError::WrongType {
+                    field: "data",
+                    expected: "an object",
+                    found: json_kind(&other),
+                });
+            }
+        };
+        Ok(Signal {
+            id,
+            source,
+            kind,
+            subject,
+            time,
+            severity,
+            data,
+        })
+    }
+
+    /// The structured-mode CloudEvents JSON for this signal.
+    pub fn to_cloudevent(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("specversion".into(), "1.0".into());
+        object.insert("id".into(), self.id.clone().into());
+        object.insert("source".into(), self.source.clone().into());
+        object.insert("type".into(), self.kind.clone().into());
+        if !self.subject.is_empty() {
+            object.insert("subject".into(), self.subject.clone().into());
+        }
+        object.insert("time".into(), self.time.to_rfc3339().into());
+        if let Some(severity) = self.severity {
+            object.insert("severity".into(), severity.as_str().into());
+        }
+        object.insert("datacontenttype".into(), "application/json".into());
+        object.insert("data".into(), Value::Object(self.data.clone()));
+        Value::Object(object)
+    }
+
+    /// A string field of `data`, if present.
+    pub fn data_str(&self, key: &str) -> Option<&str> {
+        self.data.get(key).and_then(Value::as_str)
+    }
+
+    /// A numeric field of `data`, if present.
+    pub fn data_f64(&self, key: &str) -> Option<f64> {
+        self.data.get(key).and_then(Value::as_f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn parses_a_full_event() {
+        let text = r#"{"specversion":"1.0","id":"s1","source":"erp","type":"order.placed",
+            "subject":"order/1","time":"2026-11-23T09:00:00Z","severity":"warning","data":{"value":10}}"#;
+        let signal = Signal::from_json(text, now()).unwrap();
+        assert_eq!(signal.kind, "order.placed");
+        assert_eq!(signal.severity, Some(Severity::Warning));
+        assert_eq!(signal.data_f64("value"), Some(10.0));
+        let back = Signal::from_value(signal.to_cloudevent(), now()).unwrap();
+        assert_eq!(back, signal);
+    }
+
+    #[test]
+    fn names_the_missing_field() {
+        let err = Signal::from_json(r#"{"specversion":"1.0","source":"x","type":"t"}"#, now())
+            .unwrap_err();
+        assert_eq!(err.to_string(), "missing field `id` (expected a non-empty string)");
+    }
+
+    #[test]
+    fn names_the_wrong_type() {
+        let err = Signal::from_json(
+            r#"{"specversion":"1.0","id":7,"source":"x","type":"t"}"#,
+            now(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`id`"), "{err}");
+        assert!(err.to_string().contains("found a number"), "{err}");
+    }
+
+    #[test]
+    fn reports_where_json_breaks() {
+        let err = Signal::from_json("{\n \"id\": ", now()).unwrap_err();
+        assert!(matches!(err, SignalError::Malformed { line: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_bad_time_and_severity() {
+        let base = r#"{"specversion":"1.0","id":"a","source":"x","type":"t","#;
+        let err = Signal::from_json(&format!("{base}\"time\":\"yesterday\"}}"), now()).unwrap_err();
+        assert!(matches!(err, SignalError::Invalid { field: "time", .. }));
+        let err = Signal::from_json(&format!("{base}\"severity\":\"loud\"}}"), now()).unwrap_err();
+        assert!(matches!(err, SignalError::Invalid { field: "severity", .. }));
+    }
+}
