@@ -4,6 +4,7 @@
 //! step journaled. See ARCHITECTURE.md for the map.
 
 pub mod context;
+pub mod engine;
 pub mod decide;
 pub mod flow;
 pub mod journal;

@@ -125,6 +125,24 @@ pub struct Choice<'a> {
     pub unrecognised: bool,
 }
 
+/// The choice a signal type offers; uncatalogued types get the
+/// `unrecognised` play, which always goes to review.
+pub fn choice_for<'a>(playbook: &'a Playbook, kind: &str) -> Choice<'a> {
+    let (play, unrecognised) = match playbook.play(kind) {
+        Some(play) => (play, false),
+        None => (&playbook.unrecognised, true),
+    };
+    Choice {
+        class: &play.class,
+        options: &play.options,
+        default: &play.default,
+        safe_default: &play.safe_default,
+        sla: Duration::minutes(i64::from(play.sla_minutes)),
+        review_window: Duration::minutes(i64::from(play.review_minutes)),
+        unrecognised,
+    }
+}
+
 /// Makes decisions; owns the model and the exploration randomness.
 pub struct Decider {
     pub playbook: Arc<Playbook>,
@@ -157,22 +175,9 @@ impl Decider {
         }
     }
 
-    /// The choice a signal type offers; uncatalogued types get the
-    /// `unrecognised` play, which always goes to review.
+    /// The choice a signal type offers; see [`choice_for`].
     pub fn choice_for(&self, kind: &str) -> Choice<'_> {
-        let (play, unrecognised) = match self.playbook.play(kind) {
-            Some(play) => (play, false),
-            None => (&self.playbook.unrecognised, true),
-        };
-        Choice {
-            class: &play.class,
-            options: &play.options,
-            default: &play.default,
-            safe_default: &play.safe_default,
-            sla: Duration::minutes(i64::from(play.sla_minutes)),
-            review_window: Duration::minutes(i64::from(play.review_minutes)),
-            unrecognised,
-        }
+        choice_for(&self.playbook, kind)
     }
 
     fn option_view(&self, name: &str) -> Value {

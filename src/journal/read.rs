@@ -334,3 +334,17 @@ pub fn recent_decisions(dir: &Path, limit: i64) -> Result<Vec<(String, String, S
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
 }
+
+/// One decision record by id.
+pub fn decision(dir: &Path, id: &str) -> Result<Option<Decision>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM audit WHERE kind = 'decision' AND ref_id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql(&path))?;
+    body.map(|b| decode(&path, id, &b)).transpose()
+}
