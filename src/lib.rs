@@ -3,6 +3,7 @@
 //! The engine cycle is signal → context → decide → flow → review, with every
 //! step journaled. See ARCHITECTURE.md for the map.
 
+pub mod bench;
 pub mod context;
 pub mod engine;
 pub mod decide;
@@ -11,6 +12,7 @@ pub mod journal;
 pub mod metrics;
 pub mod review;
 pub mod signal;
+pub mod sim;
 
 use thiserror::Error;
 

@@ -5,6 +5,7 @@
 //! signal, the context and its own model and returns a `Decision` record that
 //! holds everything needed to explain it later. It never does IO.
 
+pub mod explain;
 pub mod features;
 pub mod model;
 pub mod playbook;

@@ -1,0 +1,165 @@
+//! One decision as an operator reads it after the fact: what came in, what
+//! the engine saw, which rules fired, how the options scored, what it chose,
+//! who acted and why, what came of it, and whether the audit chain holds.
+
+use std::fmt::Write;
+
+use serde_json::{Value, json};
+
+use crate::journal::read::Explanation;
+
+fn line(out: &mut String, text: impl AsRef<str>) {
+    out.push_str(text.as_ref());
+    out.push('\n');
+}
+
+/// The explanation as text.
+pub fn render(e: &Explanation) -> String {
+    let d = &e.decision;
+    let mut out = String::new();
+    line(&mut out, format!("decision {}  ({} · {})", d.id, d.signal_type, d.subject));
+    if let Some(parent) = &d.parent {
+        line(&mut out, format!("  branch of decision {parent}"));
+    }
+    line(&mut out, format!("  at {}  class {}  mode {}", d.time.to_rfc3339(), d.class, d.mode.as_str()));
+    line(&mut out, format!("  why: {}", d.why));
+    line(&mut out, "");
+
+    line(&mut out, "signal");
+    match &e.signal {
+        Some(s) => {
+            line(&mut out, format!("  id {}  source {}  type {}", s.id, s.source, s.kind));
+            line(&mut out, format!("  subject {}  time {}", s.subject, s.time.to_rfc3339()));
+            if let Some(sev) = s.severity {
+                line(&mut out, format!("  severity {}", sev.as_str()));
+            }
+            for (k, v) in &s.data {
+                line(&mut out, format!("  data.{k} = {v}"));
+            }
+        }
+        None => line(&mut out, format!("  {} (not in the journal)", d.signal_id)),
+    }
+    line(&mut out, "");
+
+    line(&mut out, format!("context snapshot ({} entities)", d.snapshot.len()));
+    for (key, value) in &d.snapshot {
+        line(&mut out, format!("  {key}: {value}"));
+    }
+    line(&mut out, "");
+
+    line(&mut out, format!("policy {}", d.policy_version));
+    if d.policy_hits.is_empty() {
+        line(&mut out, "  no rule fired");
+    }
+    for hit in &d.policy_hits {
+        line(&mut out, format!("  {}", serde_json::to_string(hit).unwrap_or_default()));
+    }
+    for err in &d.policy_errors {
+        line(&mut out, format!("  rule error: {err}"));
+    }
+    line(&mut out, "");
+
+    line(&mut out, format!("scores (model {})", d.model_version));
+    for o in &d.options {
+        let mark = if o.option == d.proposal { "→" } else { " " };
+        let forbidden = if o.allowed {
+            String::new()
+        } else {
+            format!("  forbidden by {}", o.forbidden_by.join(", "))
+        };
+        line(&mut out, format!("  {mark} {:<28} {:.3}{forbidden}", o.option, o.score));
+    }
+    line(
+        &mut out,
+        format!(
+            "  proposal {}  confidence {:.3}  margin {:.3}  threshold {:.2}{}",
+            d.proposal,
+            d.confidence,
+            d.margin,
+            d.threshold,
+            if d.explored { format!("  explored (propensity {:.3})", d.propensity) } else { String::new() }
+        ),
+    );
+    if !d.contributions.is_empty() {
+        line(&mut out, "  top contributions:");
+        for c in &d.contributions {
+            let _ = writeln!(out, "    {:+.3}  {}", c.weight, c.feature);
+        }
+    }
+    line(&mut out, "");
+
+    line(&mut out, "actions");
+    if e.actions.is_empty() {
+        line(&mut out, "  none");
+    }
+    for a in &e.actions {
+        let detail = match serde_json::to_value(&a.action).ok().and_then(|v| v.get("option").cloned()) {
+            Some(Value::String(o)) => format!(" `{o}`"),
+            _ => String::new(),
+        };
+        line(
+            &mut out,
+            format!(
+                "  {}  {} ({}) {}{}: {}",
+                a.time.to_rfc3339(),
+                a.actor.name,
+                a.actor.role.as_str(),
+                a.action.name(),
+                detail,
+                a.note
+            ),
+        );
+    }
+    if let Some(flow) = &e.flow {
+        line(&mut out, "");
+        line(
+            &mut out,
+            format!("flow {}  option {}  state {}  deadline {}", flow.id, flow.option, flow.state.as_str(), flow.deadline.to_rfc3339()),
+        );
+        for ev in &e.flow_events {
+            let kind = serde_json::to_value(ev.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            line(&mut out, format!("  {}  {:<14} {}", ev.time.format("%H:%M:%S"), kind, ev.detail));
+        }
+    }
+    if !e.children.is_empty() {
+        line(&mut out, "");
+        line(&mut out, format!("branches ({})", e.children.len()));
+        for c in &e.children {
+            line(&mut out, format!("  {}  {}  → {}  ({:.2})", c.id, c.subject, c.proposal, c.confidence));
+        }
+    }
+    if !e.feedback.is_empty() {
+        line(&mut out, "");
+        line(&mut out, "feedback to the model");
+        for f in &e.feedback {
+            line(
+                &mut out,
+                format!("  {}  {}  {} label {} weight {}", f.time.to_rfc3339(), f.source, f.option, f.label, f.importance),
+            );
+        }
+    }
+    line(&mut out, "");
+    match &e.chain {
+        Ok(n) => line(&mut out, format!("audit chain: verifies ({n} records); this record's hash {}", e.hash)),
+        Err(b) => line(&mut out, format!("audit chain: BROKEN at record {}: {}", b.seq, b.reason)),
+    }
+    out
+}
+
+/// The explanation as JSON, for scripts and the HTTP API.
+pub fn to_json(e: &Explanation) -> Value {
+    json!({
+        "decision": e.decision,
+        "hash": e.hash,
+        "signal": e.signal.as_ref().map(|s| s.to_cloudevent()),
+        "actions": e.actions,
+        "feedback": e.feedback,
+        "flow": e.flow,
+        "flow_events": e.flow_events,
+        "children": e.children.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        "chain": match &e.chain {
+            Ok(n) => json!({"verifies": true, "records": n}),
+            Err(b) => json!({"verifies": false, "seq": b.seq, "reason": b.reason}),
+        },
+    })
+}

@@ -1,0 +1,236 @@
+//! The headless run: the simulator through the engine for a simulated span,
+//! once with the model and once rules-only on the same seed, and the report
+//! comparing them.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{SimStats, Simulator, default_start, world};
+use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::metrics::{Metrics, Summary, Tally};
+
+/// Simulated time between engine ticks.
+pub const STEP: Duration = Duration::seconds(15);
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub seed: u64,
+    pub duration: Duration,
+    /// Simulated seconds per real second; `None` runs as fast as it can.
+    pub speed: Option<f64>,
+    pub data_dir: PathBuf,
+    pub learning: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub learning: bool,
+    pub data_dir: PathBuf,
+    pub elapsed_seconds: f64,
+    pub model_version: String,
+    pub policy_version: String,
+    pub sim: SimStats,
+    #[serde(skip)]
+    pub metrics: Metrics,
+}
+
+/// Runs the simulator through a fresh engine in `options.data_dir`.
+pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
+    if options.data_dir.join(crate::journal::FILE_NAME).exists() {
+        return Err(EngineError::Recovery {
+            dir: options.data_dir.display().to_string(),
+            reason: "already holds a journal; a headless run starts from a fresh data directory".into(),
+        });
+    }
+    let started = Instant::now();
+    let start = default_start();
+    let mut world_rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let world = world::northwind(&mut world_rng, start);
+    let mut sim = Simulator::new(options.seed, start, options.duration, &world);
+    let mut config = EngineConfig::new(&options.data_dir, options.seed);
+    config.learning = options.learning;
+    let mut engine = Engine::open(config, world, start)?;
+    let end = start + options.duration;
+    let mut now = start;
+    let mut pending_commit = None;
+    while now < end {
+        now = (now + STEP).min(end);
+        for signal in sim.due(now) {
+            engine.ingest(signal, now);
+        }
+        engine.tick(now);
+        let events = engine.take_events();
+        sim.observe(&mut engine, &events);
+        sim.operate(&mut engine, now);
+        let events = engine.take_events();
+        sim.observe(&mut engine, &events);
+        // Keep at most one batch in flight: the journal writes one while the
+        // engine works on the next.
+        let commit = engine.flush()?;
+        if let Some(previous) = pending_commit.replace(commit) {
+            crate::journal::Commit::wait(previous)?;
+        }
+        pace(options.speed, started, now - start);
+    }
+    if let Some(last) = pending_commit {
+        last.wait()?;
+    }
+    let model_version = engine.model_version();
+    let policy_version = engine.policy().version.clone();
+    let metrics = engine.close()?;
+    Ok(RunResult {
+        learning: options.learning,
+        data_dir: options.data_dir.clone(),
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+        model_version,
+        policy_version,
+        sim: sim.stats,
+        metrics,
+    })
+}
+
+/// Sleeps until the wall clock catches up with simulated time at `speed`.
+fn pace(speed: Option<f64>, started: Instant, simulated: Duration) {
+    let Some(speed) = speed.filter(|s| *s > 0.0) else { return };
+    let target = simulated.num_milliseconds() as f64 / 1000.0 / speed;
+    let ahead = target - started.elapsed().as_secs_f64();
+    if ahead > 0.0 {
+        std::thread::sleep(std::time::Duration::from_secs_f64(ahead));
+    }
+}
+
+fn ratio(n: u64, d: u64) -> Option<f64> {
+    (d > 0).then(|| n as f64 / d as f64)
+}
+
+fn last_hours(metrics: &Metrics, hours: usize) -> Tally {
+    let n = metrics.hours.len();
+    metrics.window(n.saturating_sub(hours)..n)
+}
+
+fn side(result: &RunResult) -> Value {
+    let m = &result.metrics;
+    let hourly: Vec<Summary> = m.hourly();
+    json!({
+        "learning": result.learning,
+        "data_dir": result.data_dir,
+        "elapsed_seconds": result.elapsed_seconds,
+        "model_version": result.model_version,
+        "policy_version": result.policy_version,
+        "simulator": result.sim,
+        "total": m.total.summary(),
+        "hourly": hourly,
+    })
+}
+
+/// The report scripts read; the four headline figures sit at the top level.
+pub fn report(seed: u64, duration: Duration, model: &RunResult, baseline: &RunResult) -> Value {
+    let within_last = |r: &RunResult| {
+        let t = last_hours(&r.metrics, 2);
+        ratio(t.within_sla, t.outcomes)
+    };
+    let agreement = |r: &RunResult, hour: Option<usize>| {
+        let hours = &r.metrics.hours;
+        let t = match hour {
+            Some(h) => hours.get(h),
+            None => hours.last(),
+        }?;
+        ratio(t.judged_right, t.judged)
+    };
+    let start: DateTime<Utc> = model.metrics.start;
+    json!({
+        "seed": seed,
+        "start": start,
+        "duration_hours": duration.num_minutes() as f64 / 60.0,
+        "within_sla_last_2h": within_last(model),
+        "baseline_within_sla_last_2h": within_last(baseline),
+        "agreement_first_hour": agreement(model, Some(0)),
+        "agreement_last_hour": agreement(model, None),
+        "baseline_agreement_first_hour": agreement(baseline, Some(0)),
+        "baseline_agreement_last_hour": agreement(baseline, None),
+        "episodes": super::stream::episodes().iter().map(|e| json!({
+            "name": e.name,
+            "starts_after_minutes": e.starts_after.num_minutes(),
+            "minutes": e.lasts.num_minutes(),
+        })).collect::<Vec<_>>(),
+        "model": side(model),
+        "baseline": side(baseline),
+    })
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "   -".to_string(), |v| format!("{:>5.1}%", v * 100.0))
+}
+
+/// The report as an operator reads it in a terminal.
+pub fn report_text(report: &Value, model: &RunResult, baseline: &RunResult) -> String {
+    let mut out = String::new();
+    let f = |k: &str| report.get(k).and_then(Value::as_f64);
+    out.push_str(&format!(
+        "signalbox headless run: seed {}, {} simulated hours\n",
+        report["seed"], report["duration_hours"]
+    ));
+    out.push_str(&format!(
+        "  model:    {:.1}s wall, journal {}\n  baseline: {:.1}s wall, journal {}\n\n",
+        model.elapsed_seconds,
+        model.data_dir.display(),
+        baseline.elapsed_seconds,
+        baseline.data_dir.display()
+    ));
+    out.push_str(&format!(
+        "outcomes within SLA, last 2h: model {}  rules-only {}\n",
+        pct(f("within_sla_last_2h")),
+        pct(f("baseline_within_sla_last_2h"))
+    ));
+    out.push_str(&format!(
+        "agreement with ground truth: first hour {}  last hour {}\n\n",
+        pct(f("agreement_first_hour")),
+        pct(f("agreement_last_hour"))
+    ));
+    out.push_str("hour  signals  auto   review override agree-op truth  in-SLA | base in-SLA  p50m  p95m\n");
+    for (i, h) in model.metrics.hours.iter().enumerate() {
+        let s = h.summary();
+        let b = baseline.metrics.hours.get(i).map(Tally::summary);
+        out.push_str(&format!(
+            "{:>4} {:>8} {} {} {}  {}  {} {} | {}  {:>5} {:>5}\n",
+            i,
+            s.signals,
+            pct(s.automation_rate),
+            pct(s.review_rate),
+            pct(s.override_rate),
+            pct(s.agreement_with_operators),
+            pct(s.agreement_with_truth),
+            pct(s.within_sla),
+            pct(b.and_then(|b| b.within_sla)),
+            s.cycle_p50_minutes.map_or("-".into(), |v| format!("{v:.0}")),
+            s.cycle_p95_minutes.map_or("-".into(), |v| format!("{v:.0}")),
+        ));
+    }
+    let t = model.metrics.total.summary();
+    out.push_str(&format!(
+        "\nwhole run: {} signals ({} duplicates), {} decisions, automation {}, review {}, overrides {}, \
+         safe defaults {}, escalations {}, outcomes {} ({} within SLA)\n",
+        t.signals,
+        t.duplicates,
+        t.decisions,
+        pct(t.automation_rate),
+        pct(t.review_rate),
+        pct(t.override_rate),
+        t.safe_defaults,
+        t.escalations,
+        t.outcomes,
+        pct(t.within_sla)
+    ));
+    out.push_str("team utilisation:");
+    for (team, u) in &t.utilisation {
+        out.push_str(&format!(" {team} {}", pct(Some(*u))));
+    }
+    out.push('\n');
+    out
+}
