@@ -87,9 +87,24 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         texts.len(),
         args.batch
     );
+    // Warm the engine the way it runs in production: a simulated working
+    // day of traffic, outcomes and operator answers, so the model decides
+    // most signals itself. The bench then resumes that journal.
+    let warm = crate::sim::run::run(&crate::sim::run::RunOptions {
+        seed: 7,
+        duration: Duration::hours(8),
+        speed: None,
+        data_dir: engine_dir.clone(),
+        learning: true,
+    })?;
+    println!(
+        "bench: warm-up: 8 simulated hours in {:.1} s, model {}",
+        warm.elapsed_seconds, warm.model_version
+    );
     let start = default_start();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let world = world::northwind(&mut rng, start);
+    let start = start + Duration::hours(8);
     let mut config = EngineConfig::new(&engine_dir, 7);
     config.publish = false;
     let mut engine = Engine::open(config, world, start)?;

@@ -25,7 +25,7 @@ use crate::decide::policy::{PolicyError, PolicySet};
 use crate::decide::{Choice, Decider, Decision, Mode, choice_for, features};
 use crate::flow::assemble::{Branch, fanout_steps, steps_for};
 use crate::flow::catalogue::{DEFAULT_STEPS, StepCatalogue};
-use crate::flow::{Flow, FlowBook, FlowEvent, FlowState, Step};
+use crate::flow::{Flow, FlowBook, FlowEvent, FlowState, Step, StepState, route};
 use crate::journal::{Commit, Feedback, Journal, JournalError, Record, read};
 use crate::metrics::Metrics;
 use crate::review::{Action, Actor, ReviewAction, ReviewError, ReviewItem, ReviewQueue, Settled};
@@ -111,6 +111,9 @@ pub enum Ingested {
 struct Awaiting {
     option: String,
     features: Vec<String>,
+    /// The flow's own result (label, when), used if no explicit outcome
+    /// arrives within `OUTCOME_HORIZON` of it.
+    flow_label: Option<(f64, DateTime<Utc>)>,
 }
 
 /// Counts since start, for health endpoints and the header.
@@ -151,6 +154,12 @@ pub struct Engine {
 /// Importance of a flow's own completion as a label, against 1.0 for an
 /// explicit outcome: it says the work got done, not that it was the best.
 const FLOW_COMPLETION_WEIGHT: f64 = 0.2;
+
+/// How long after its flow ends an explicit outcome may still arrive. An
+/// explicit outcome always wins over the flow's own result; only decisions
+/// that never get one learn from their flow (otherwise a quick flow that
+/// "succeeds" at the wrong thing would teach the model it was right).
+const OUTCOME_HORIZON: Duration = Duration::hours(1);
 
 impl Engine {
     /// Opens the journal in `config.data_dir`; a fresh journal starts from
@@ -237,6 +246,7 @@ impl Engine {
         for flow in recovered.active_flows {
             self.flows.restore(flow);
         }
+        self.recount_loads();
         for item in recovered.open_reviews {
             self.signals.insert(item.signal.id.clone(), Arc::clone(&item.signal));
             self.reviews.restore(item);
@@ -262,6 +272,26 @@ impl Engine {
             "resumed from journal"
         );
         Ok(())
+    }
+
+    /// Team and agent loads follow from the steps people are working on.
+    fn recount_loads(&mut self) {
+        for team in self.context.teams.values_mut() {
+            team.load = 0;
+        }
+        for agent in self.context.agents.values_mut() {
+            agent.load = 0;
+        }
+        let running: Vec<_> = self
+            .flows
+            .active()
+            .flat_map(|f| f.steps.iter())
+            .filter(|s| s.state == StepState::Running)
+            .filter_map(|s| s.assignee.clone())
+            .collect();
+        for assignee in &running {
+            route::take(assignee, &mut self.context);
+        }
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -430,6 +460,7 @@ impl Engine {
             Awaiting {
                 option: option.to_string(),
                 features: decision.features.clone(),
+                flow_label: None,
             },
         );
         self.emit(EngineEvent::Settled {
@@ -562,6 +593,7 @@ impl Engine {
         Some(Awaiting {
             option,
             features: decision.features,
+            flow_label: None,
         })
     }
 
@@ -706,23 +738,17 @@ impl Engine {
                 }
                 t.count_cycle(cycle);
             });
-            // The flow's own completion is a weak label for what it ran.
-            if let Some(awaiting) = self.awaiting.get(&done.decision_id).cloned() {
+            // The flow's own completion is a weak label for what it ran,
+            // kept until an explicit outcome arrives or the horizon passes.
+            if let Some(awaiting) = self.awaiting.get_mut(&done.decision_id) {
                 let label = if done.state == FlowState::Done && done.within_deadline { 1.0 } else { 0.0 };
-                self.feedback(
-                    &done.decision_id,
-                    &awaiting.option,
-                    awaiting.features,
-                    label,
-                    FLOW_COMPLETION_WEIGHT,
-                    "flow",
-                    now,
-                );
+                awaiting.flow_label = Some((label, now));
             }
             self.emit(EngineEvent::FlowFinished(done));
         }
         self.drain_flow_changes();
         if self.last_sample.is_none_or(|t| now - t >= Duration::minutes(1)) {
+            self.learn_from_flows(now);
             self.last_sample = Some(now);
             let loads: Vec<(String, f64)> = self
                 .context
@@ -736,6 +762,22 @@ impl Engine {
                     *t.utilisation_sum.entry(team.clone()).or_default() += u;
                 }
             });
+        }
+    }
+
+    /// Decisions whose flow ended more than the horizon ago without an
+    /// explicit outcome learn from the flow's own result.
+    fn learn_from_flows(&mut self, now: DateTime<Utc>) {
+        let due: Vec<String> = self
+            .awaiting
+            .iter()
+            .filter(|(_, a)| a.flow_label.is_some_and(|(_, at)| now - at >= OUTCOME_HORIZON))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let Some(a) = self.awaiting.remove(&id) else { continue };
+            let Some((label, _)) = a.flow_label else { continue };
+            self.feedback(&id, &a.option, a.features, label, FLOW_COMPLETION_WEIGHT, "flow", now);
         }
     }
 

@@ -307,7 +307,9 @@ impl Decider {
             let best = best.unwrap_or(allowed[0]);
             let best_score = options[best].score;
             let m = if runner_up.is_finite() { best_score - runner_up } else { 1.0 };
-            let confident = best_score >= threshold && m >= policy.min_margin;
+            let evidence = self.model.evidence(&options[best].option);
+            let seasoned = evidence >= policy.min_evidence;
+            let confident = seasoned && best_score >= threshold && m >= policy.min_margin;
             let mut pick = best;
             // Explore only where the engine would act on its own anyway: an
             // item going to a person shows the model's best guess.
@@ -335,6 +337,12 @@ impl Decider {
             } else if confident {
                 mode = Mode::Auto;
                 why = format!("confidence {best_score:.2} ≥ {threshold:.2}, margin {m:.2}");
+            } else if !seasoned {
+                mode = Mode::Review;
+                why = format!(
+                    "only {evidence:.0} labelled examples for `{}` (needs {:.0} before acting alone)",
+                    options[best].option, policy.min_evidence
+                );
             } else {
                 mode = Mode::Review;
                 why = format!(
@@ -404,5 +412,6 @@ impl Decider {
     pub fn learn(&mut self, option: &str, features: &[String], label: f64, importance: f64) {
         let indices = self.model.indices(option, features);
         self.model.update(&indices, label, importance);
+        self.model.note_example(option, importance);
     }
 }

@@ -7,6 +7,8 @@
 //! order give the same weights, which is what lets a restart rebuild the model
 //! from a checkpoint plus the feedback journaled after it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// A feature index into the weight table.
@@ -22,6 +24,8 @@ pub struct Model {
     learning_rate: f32,
     l2: f32,
     updates: u64,
+    /// Labelled examples seen per option, weighted by importance.
+    evidence: BTreeMap<String, f64>,
 }
 
 /// The non-zero weights of a model, as the journal stores them.
@@ -30,6 +34,8 @@ pub struct Checkpoint {
     pub bits: u32,
     pub updates: u64,
     pub entries: Vec<(u32, f32, f32)>,
+    #[serde(default)]
+    pub evidence: BTreeMap<String, f64>,
 }
 
 fn fnv1a(parts: &[&str]) -> u64 {
@@ -67,6 +73,7 @@ impl Model {
             learning_rate: 0.3,
             l2: 1e-6,
             updates: 0,
+            evidence: BTreeMap::new(),
         }
     }
 
@@ -110,6 +117,15 @@ impl Model {
         -(label * p.ln() + (1.0 - label) * (1.0 - p).ln())
     }
 
+    /// Counts one labelled example for an option.
+    pub fn note_example(&mut self, option: &str, importance: f64) {
+        *self.evidence.entry(option.to_string()).or_default() += importance;
+    }
+
+    pub fn evidence(&self, option: &str) -> f64 {
+        self.evidence.get(option).copied().unwrap_or(0.0)
+    }
+
     pub fn updates(&self) -> u64 {
         self.updates
     }
@@ -131,6 +147,7 @@ impl Model {
             bits: self.bits,
             updates: self.updates,
             entries,
+            evidence: self.evidence.clone(),
         }
     }
 
@@ -148,6 +165,7 @@ impl Model {
             model.grad_sq[slot] = g;
         }
         model.updates = checkpoint.updates;
+        model.evidence = checkpoint.evidence.clone();
         Ok(model)
     }
 }

@@ -444,7 +444,7 @@ impl FlowBook {
         }
         step.state = StepState::Running;
         let who = step.assignee.as_ref().map(Assignee::label).unwrap_or_default();
-        let detail = format!("{} → {} (attempt {})", step.template, who, step.attempts);
+        let detail = format!("{} {} → {} (attempt {})", step.template, step.subject, who, step.attempts);
         self.push_event(&flow.id, now, FlowEventKind::StepStarted, Some(i), detail);
     }
 

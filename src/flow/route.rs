@@ -224,7 +224,8 @@ pub fn load_factor(assignee: &Assignee, context: &Context) -> f64 {
     (1.0 + utilisation.max(0.0)) * queued
 }
 
-/// Counts a step against its assignee's load.
+/// Counts a step against its assignee's load. Loads are not journaled: they
+/// follow from the running steps of active flows, and recovery recounts them.
 pub fn take(assignee: &Assignee, context: &mut Context) {
     adjust(assignee, context, true);
 }
@@ -242,13 +243,11 @@ fn adjust(assignee: &Assignee, context: &mut Context, up: bool) {
         && let Some(a) = context.agents.get_mut(agent)
     {
         step(&mut a.load);
-        context.mark_dirty(format!("agent/{agent}"));
     }
     if let Some(team) = assignee.team().map(str::to_string)
         && let Some(t) = context.teams.get_mut(&team)
     {
         step(&mut t.load);
-        context.mark_dirty(format!("team/{team}"));
     }
 }
 

@@ -83,7 +83,10 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     }
     let model_version = engine.model_version();
     let policy_version = engine.policy().version.clone();
-    let metrics = engine.close()?;
+    let mut metrics = engine.close()?;
+    // The last tick lands on the end instant, which opens an hour of its own.
+    let hours = (options.duration.num_seconds() as f64 / 3600.0).ceil() as usize;
+    metrics.hours.truncate(hours.max(1));
     Ok(RunResult {
         learning: options.learning,
         data_dir: options.data_dir.clone(),
