@@ -96,6 +96,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         speed: None,
         data_dir: engine_dir.clone(),
         learning: true,
+        policy_file: None,
     })?;
     println!(
         "bench: warm-up: 8 simulated hours in {:.1} s, model {}",

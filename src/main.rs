@@ -60,6 +60,9 @@ struct RunArgs {
     data_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     report: ReportFormat,
+    /// A policy file to use instead of the shipped default.
+    #[arg(long)]
+    policy: Option<PathBuf>,
     /// Skip the rules-only baseline run.
     #[arg(long)]
     no_baseline: bool,
@@ -119,6 +122,7 @@ fn headless(args: &RunArgs) -> Result<()> {
         speed,
         data_dir: dir.clone(),
         learning: true,
+        policy_file: args.policy.clone(),
     };
     let model = run::run(&options).with_context(|| format!("model run in {}", dir.display()))?;
     let baseline_options = RunOptions {
@@ -206,6 +210,7 @@ fn main() -> ExitCode {
             speed: Speed::Max,
             data_dir: None,
             report: ReportFormat::Text,
+            policy: None,
             no_baseline: false,
         }),
         Some(Command::Run(args)) => {

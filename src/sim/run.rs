@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub speed: Option<f64>,
     pub data_dir: PathBuf,
     pub learning: bool,
+    /// A policy file instead of the shipped default.
+    pub policy_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +57,7 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     let mut sim = Simulator::new(options.seed, start, options.duration, &world);
     let mut config = EngineConfig::new(&options.data_dir, options.seed);
     config.learning = options.learning;
+    config.policy_file = options.policy_file.clone();
     let mut engine = Engine::open(config, world, start)?;
     let end = start + options.duration;
     let mut now = start;
