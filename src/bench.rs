@@ -78,7 +78,10 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let raw_dir = dir.join("raw");
     for d in [&engine_dir, &raw_dir] {
         if d.join(journal::FILE_NAME).exists() {
-            return Err(BenchError::Setup(format!("{} already holds a journal; use a fresh --data-dir", d.display())));
+            return Err(BenchError::Setup(format!(
+                "{} already holds a journal; use a fresh --data-dir",
+                d.display()
+            )));
         }
     }
     let texts = mix(args.signals);
@@ -118,7 +121,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     for chunk in texts.chunks(args.batch.max(1)) {
         for text in chunk {
             let t = Instant::now();
-            let signal = Signal::from_json(text, now).map_err(|e| BenchError::Setup(e.to_string()))?;
+            let signal =
+                Signal::from_json(text, now).map_err(|e| BenchError::Setup(e.to_string()))?;
             now = now.max(signal.time);
             engine.ingest(signal, now);
             latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
@@ -139,7 +143,12 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     engine.close()?;
 
     latencies.sort_unstable();
-    let pct = |q: f64| latencies.get(((latencies.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0);
+    let pct = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let signals_per_s = texts.len() as f64 / elapsed;
     let engine_rows_per_s = rows as f64 / elapsed;
     println!(
@@ -176,28 +185,47 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
 
 fn tempdir() -> Result<PathBuf, BenchError> {
     let dir = std::env::temp_dir().join(format!("signalbox-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| BenchError::Setup(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| BenchError::Setup(format!("{}: {e}", dir.display())))?;
     Ok(dir)
 }
 
 /// Reads every row the engine wrote and inserts the same rows into a fresh
 /// database with the same schema and pragmas, `per_commit` rows per
 /// transaction. Returns rows per second.
-fn raw_inserts(from: &std::path::Path, to: &std::path::Path, per_commit: usize) -> Result<f64, BenchError> {
+fn raw_inserts(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    per_commit: usize,
+) -> Result<f64, BenchError> {
     let sql = |e: rusqlite::Error| BenchError::Setup(format!("raw sqlite: {e}"));
     let source = journal::connect(&from.join(journal::FILE_NAME))?;
     // Every table as (insert statement, rows of text/integer values).
     let tables: [(&str, &str, &str); 6] = [
-        ("signals", "id, type, subject, time, body", "?1, ?2, ?3, ?4, ?5"),
-        ("audit", "kind, ref_id, decision_id, signal_id, time, body, prev_hash, hash", "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8"),
+        (
+            "signals",
+            "id, type, subject, time, body",
+            "?1, ?2, ?3, ?4, ?5",
+        ),
+        (
+            "audit",
+            "kind, ref_id, decision_id, signal_id, time, body, prev_hash, hash",
+            "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8",
+        ),
         ("flows", "id, state, decision_id, body", "?1, ?2, ?3, ?4"),
-        ("flow_events", "flow_id, time, kind, step, detail", "?1, ?2, ?3, ?4, ?5"),
+        (
+            "flow_events",
+            "flow_id, time, kind, step, detail",
+            "?1, ?2, ?3, ?4, ?5",
+        ),
         ("feedback", "decision_id, body", "?1, ?2"),
         ("entities", "key, body", "?1, ?2"),
     ];
     let mut rows: Vec<(usize, Vec<rusqlite::types::Value>)> = Vec::new();
     for (i, (table, cols, _)) in tables.iter().enumerate() {
-        let mut stmt = source.prepare(&format!("SELECT {cols} FROM {table}")).map_err(sql)?;
+        let mut stmt = source
+            .prepare(&format!("SELECT {cols} FROM {table}"))
+            .map_err(sql)?;
         let n = cols.split(',').count();
         let mut q = stmt.query([]).map_err(sql)?;
         while let Some(r) = q.next().map_err(sql)? {
@@ -224,7 +252,8 @@ fn raw_inserts(from: &std::path::Path, to: &std::path::Path, per_commit: usize) 
         let tx = conn.transaction().map_err(sql)?;
         for (table, values) in chunk {
             let mut stmt = tx.prepare_cached(&statements[*table]).map_err(sql)?;
-            stmt.execute(rusqlite::params_from_iter(values.iter())).map_err(sql)?;
+            stmt.execute(rusqlite::params_from_iter(values.iter()))
+                .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
     }

@@ -76,13 +76,23 @@ impl EngineConfig {
 /// What the engine tells subscribers.
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
-    Signal { signal: Arc<Signal>, duplicate: bool },
+    Signal {
+        signal: Arc<Signal>,
+        duplicate: bool,
+    },
     Decision(Arc<Decision>),
     ReviewOpened(Box<ReviewItem>),
-    ReviewAction { item: Box<ReviewItem>, action: ReviewAction },
+    ReviewAction {
+        item: Box<ReviewItem>,
+        action: ReviewAction,
+    },
     Flow(FlowEvent),
     /// The option a decision finally took (at once, or after review).
-    Settled { decision_id: String, option: String, at: DateTime<Utc> },
+    Settled {
+        decision_id: String,
+        option: String,
+        at: DateTime<Utc>,
+    },
     FlowFinished(FlowFinished),
     Learned(Feedback),
 }
@@ -164,9 +174,17 @@ const OUTCOME_HORIZON: Duration = Duration::hours(1);
 impl Engine {
     /// Opens the journal in `config.data_dir`; a fresh journal starts from
     /// `world`, an existing one resumes where it stopped.
-    pub fn open(config: EngineConfig, world: World, now: DateTime<Utc>) -> Result<Engine, EngineError> {
+    pub fn open(
+        config: EngineConfig,
+        world: World,
+        now: DateTime<Utc>,
+    ) -> Result<Engine, EngineError> {
         let steps = Arc::new(StepCatalogue::parse(DEFAULT_STEPS, "playbooks/steps.toml")?);
-        let playbook = Arc::new(Playbook::parse(DEFAULT_PLAYBOOK, "playbooks/default.toml", &steps)?);
+        let playbook = Arc::new(Playbook::parse(
+            DEFAULT_PLAYBOOK,
+            "playbooks/default.toml",
+            &steps,
+        )?);
         let policy = match &config.policy_file {
             Some(path) => PolicySet::load(path, &playbook)?,
             None => Arc::new(PolicySet::default_set(&playbook)?),
@@ -234,21 +252,25 @@ impl Engine {
         if let Some(text) = &recovered.checkpoint {
             let checkpoint: Checkpoint =
                 serde_json::from_str(text).map_err(|e| bad(format!("model checkpoint: {e}")))?;
-            self.decider.model = Model::restore(&checkpoint).map_err(|e| bad(format!("model checkpoint: {e}")))?;
+            self.decider.model =
+                Model::restore(&checkpoint).map_err(|e| bad(format!("model checkpoint: {e}")))?;
         }
         for fb in &recovered.feedback_after_checkpoint {
             if self.decider.learning {
-                self.decider.learn(&fb.option, &fb.features, fb.label, fb.importance);
+                self.decider
+                    .learn(&fb.option, &fb.features, fb.label, fb.importance);
             }
         }
         self.feedback_count = recovered.feedback_count;
-        self.checkpoint_at = recovered.feedback_count - recovered.feedback_after_checkpoint.len() as i64;
+        self.checkpoint_at =
+            recovered.feedback_count - recovered.feedback_after_checkpoint.len() as i64;
         for flow in recovered.active_flows {
             self.flows.restore(flow);
         }
         self.recount_loads();
         for item in recovered.open_reviews {
-            self.signals.insert(item.signal.id.clone(), Arc::clone(&item.signal));
+            self.signals
+                .insert(item.signal.id.clone(), Arc::clone(&item.signal));
             self.reviews.restore(item);
         }
         self.seen = recovered.seen_signal_ids;
@@ -328,7 +350,11 @@ impl Engine {
     }
 
     pub fn journal_stats(&self) -> crate::journal::WriterStats {
-        self.journal.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        self.journal
+            .stats
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     /// Loads a policy file; on any error the engine keeps the policy it has.
@@ -439,7 +465,13 @@ impl Engine {
             self.flows.insert(flow, now);
             let item = self
                 .reviews
-                .open(format!("R{n:07}"), Arc::clone(&decision), Arc::clone(&signal), flow_id, now)
+                .open(
+                    format!("R{n:07}"),
+                    Arc::clone(&decision),
+                    Arc::clone(&signal),
+                    flow_id,
+                    now,
+                )
                 .clone();
             self.signals.insert(signal.id.clone(), Arc::clone(&signal));
             self.pending.push(Record::Review(item.clone()));
@@ -488,8 +520,15 @@ impl Engine {
         let Some(fanout) = playbook.fanouts.get(&fanout_name) else {
             return Vec::new();
         };
-        let supplier = split_key(&decision.subject).map(|(_, id)| id.to_string()).unwrap_or_default();
-        let orders: Vec<_> = self.context.open_orders_of(&supplier).into_iter().cloned().collect();
+        let supplier = split_key(&decision.subject)
+            .map(|(_, id)| id.to_string())
+            .unwrap_or_default();
+        let orders: Vec<_> = self
+            .context
+            .open_orders_of(&supplier)
+            .into_iter()
+            .cloned()
+            .collect();
         let sub_choice = Choice {
             class: &fanout.class,
             options: &fanout.options,
@@ -511,7 +550,11 @@ impl Engine {
                     snapshot.insert(key, v);
                 }
             }
-            if let Some(alt) = self.context.suppliers.get(&order.supplier).and_then(|s| s.alternate.clone())
+            if let Some(alt) = self
+                .context
+                .suppliers
+                .get(&order.supplier)
+                .and_then(|s| s.alternate.clone())
                 && let Some(v) = self.context.entity_json(&format!("supplier/{alt}"))
             {
                 snapshot.insert(format!("supplier/{alt}"), v);
@@ -532,8 +575,15 @@ impl Engine {
             if sub.mode == Mode::Review {
                 // The parent decision is the one a person reviews; a branch
                 // takes the best allowed option and says so.
-                sub.mode = if self.decider.learning { Mode::Auto } else { Mode::Rules };
-                sub.why = format!("fan-out branch of {}: best allowed option ({})", decision.id, sub.why);
+                sub.mode = if self.decider.learning {
+                    Mode::Auto
+                } else {
+                    Mode::Rules
+                };
+                sub.why = format!(
+                    "fan-out branch of {}: best allowed option ({})",
+                    decision.id, sub.why
+                );
             }
             let notify = self
                 .context
@@ -559,7 +609,11 @@ impl Engine {
             tracing::warn!(signal = %signal.id, "outcome without a decision id: recorded, not learned");
             return;
         };
-        let Some(within) = signal.data.get("within_sla").and_then(serde_json::Value::as_bool) else {
+        let Some(within) = signal
+            .data
+            .get("within_sla")
+            .and_then(serde_json::Value::as_bool)
+        else {
             tracing::warn!(signal = %signal.id, "outcome without within_sla: recorded, not learned");
             return;
         };
@@ -571,7 +625,11 @@ impl Engine {
             tracing::warn!(decision = %decision_id, "outcome for an unknown decision: recorded, not learned");
             return;
         };
-        let is_child = signal.data.get("branch").and_then(serde_json::Value::as_bool).unwrap_or(false);
+        let is_child = signal
+            .data
+            .get("branch")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
         if !is_child {
             self.metrics.at(now, |t| {
                 t.outcomes += 1;
@@ -579,7 +637,15 @@ impl Engine {
             });
         }
         let label = if within { 1.0 } else { 0.0 };
-        self.feedback(&decision_id, &awaiting.option, awaiting.features, label, 1.0, "outcome", now);
+        self.feedback(
+            &decision_id,
+            &awaiting.option,
+            awaiting.features,
+            label,
+            1.0,
+            "outcome",
+            now,
+        );
     }
 
     /// After a restart the in-memory map is gone: read the decision back
@@ -674,14 +740,38 @@ impl Engine {
         let features = decision.features.clone();
         match &record.action {
             Action::Approve => {
-                self.feedback(&decision.id, &decision.proposal, features, 1.0, 1.0, "approve", now);
+                self.feedback(
+                    &decision.id,
+                    &decision.proposal,
+                    features,
+                    1.0,
+                    1.0,
+                    "approve",
+                    now,
+                );
             }
             Action::Override { option } => {
-                self.feedback(&decision.id, &decision.proposal, features.clone(), 0.0, 1.0, "override", now);
+                self.feedback(
+                    &decision.id,
+                    &decision.proposal,
+                    features.clone(),
+                    0.0,
+                    1.0,
+                    "override",
+                    now,
+                );
                 self.feedback(&decision.id, option, features, 1.0, 1.0, "override", now);
             }
             Action::Reject => {
-                self.feedback(&decision.id, &decision.proposal, features, 0.0, 0.5, "reject", now);
+                self.feedback(
+                    &decision.id,
+                    &decision.proposal,
+                    features,
+                    0.0,
+                    0.5,
+                    "reject",
+                    now,
+                );
             }
             _ => {}
         }
@@ -716,9 +806,13 @@ impl Engine {
             self.apply_settled(settled, now);
         }
         let steps = Arc::clone(&self.decider.steps);
-        let finished = self.flows.tick(now, &mut self.context, &steps, &mut self.rng);
+        let finished = self
+            .flows
+            .tick(now, &mut self.context, &steps, &mut self.rng);
         for id in finished {
-            let Some(flow) = self.flows.get(&id) else { continue };
+            let Some(flow) = self.flows.get(&id) else {
+                continue;
+            };
             let done = FlowFinished {
                 flow_id: flow.id.clone(),
                 decision_id: flow.decision_id.clone(),
@@ -741,20 +835,32 @@ impl Engine {
             // The flow's own completion is a weak label for what it ran,
             // kept until an explicit outcome arrives or the horizon passes.
             if let Some(awaiting) = self.awaiting.get_mut(&done.decision_id) {
-                let label = if done.state == FlowState::Done && done.within_deadline { 1.0 } else { 0.0 };
+                let label = if done.state == FlowState::Done && done.within_deadline {
+                    1.0
+                } else {
+                    0.0
+                };
                 awaiting.flow_label = Some((label, now));
             }
             self.emit(EngineEvent::FlowFinished(done));
         }
         self.drain_flow_changes();
-        if self.last_sample.is_none_or(|t| now - t >= Duration::minutes(1)) {
+        if self
+            .last_sample
+            .is_none_or(|t| now - t >= Duration::minutes(1))
+        {
             self.learn_from_flows(now);
             self.last_sample = Some(now);
             let loads: Vec<(String, f64)> = self
                 .context
                 .teams
                 .values()
-                .map(|t| (t.id.clone(), f64::from(t.load) / f64::from(t.capacity.max(1))))
+                .map(|t| {
+                    (
+                        t.id.clone(),
+                        f64::from(t.load) / f64::from(t.capacity.max(1)),
+                    )
+                })
                 .collect();
             self.metrics.at(now, |t| {
                 t.utilisation_samples += 1;
@@ -771,13 +877,28 @@ impl Engine {
         let due: Vec<String> = self
             .awaiting
             .iter()
-            .filter(|(_, a)| a.flow_label.is_some_and(|(_, at)| now - at >= OUTCOME_HORIZON))
+            .filter(|(_, a)| {
+                a.flow_label
+                    .is_some_and(|(_, at)| now - at >= OUTCOME_HORIZON)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in due {
-            let Some(a) = self.awaiting.remove(&id) else { continue };
-            let Some((label, _)) = a.flow_label else { continue };
-            self.feedback(&id, &a.option, a.features, label, FLOW_COMPLETION_WEIGHT, "flow", now);
+            let Some(a) = self.awaiting.remove(&id) else {
+                continue;
+            };
+            let Some((label, _)) = a.flow_label else {
+                continue;
+            };
+            self.feedback(
+                &id,
+                &a.option,
+                a.features,
+                label,
+                FLOW_COMPLETION_WEIGHT,
+                "flow",
+                now,
+            );
         }
     }
 

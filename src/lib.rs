@@ -5,8 +5,8 @@
 
 pub mod bench;
 pub mod context;
-pub mod engine;
 pub mod decide;
+pub mod engine;
 pub mod flow;
 pub mod journal;
 pub mod metrics;

@@ -11,7 +11,11 @@ use signalbox::journal::read;
 use signalbox::sim::run::{self, RunOptions};
 
 #[derive(Parser)]
-#[command(name = "signalbox", version, about = "Operations console over an embedded, learning process orchestrator")]
+#[command(
+    name = "signalbox",
+    version,
+    about = "Operations console over an embedded, learning process orchestrator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -90,7 +94,9 @@ fn parse_speed(text: &str) -> Result<Speed, String> {
     }
     match text.parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(Speed::Factor(v)),
-        _ => Err(format!("`{text}` is not `max` or a positive number of simulated seconds per second")),
+        _ => Err(format!(
+            "`{text}` is not `max` or a positive number of simulated seconds per second"
+        )),
     }
 }
 
@@ -109,7 +115,9 @@ fn headless(args: &RunArgs) -> Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or_default();
-            default_data_dir()?.join("runs").join(format!("seed-{}-{stamp}", args.seed))
+            default_data_dir()?
+                .join("runs")
+                .join(format!("seed-{}-{stamp}", args.seed))
         }
     };
     let speed = match args.speed {
@@ -133,7 +141,8 @@ fn headless(args: &RunArgs) -> Result<()> {
     let baseline = if args.no_baseline {
         model.clone()
     } else {
-        run::run(&baseline_options).with_context(|| format!("baseline run in {}", baseline_options.data_dir.display()))?
+        run::run(&baseline_options)
+            .with_context(|| format!("baseline run in {}", baseline_options.data_dir.display()))?
     };
     let report = run::report(args.seed, args.duration, &model, &baseline);
     match args.report {
@@ -151,11 +160,16 @@ fn data_dir_or_default(dir: &Option<PathBuf>) -> Result<PathBuf> {
 }
 
 fn explain_cmd(id: &str, dir: &Path, json: bool) -> Result<()> {
-    let Some(explanation) = read::explain(dir, id).with_context(|| format!("reading the journal in {}", dir.display()))? else {
+    let Some(explanation) = read::explain(dir, id)
+        .with_context(|| format!("reading the journal in {}", dir.display()))?
+    else {
         bail!("no decision `{id}` in the journal at {}", dir.display());
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&explain::to_json(&explanation))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&explain::to_json(&explanation))?
+        );
     } else {
         print!("{}", explain::render(&explanation));
     }
@@ -194,7 +208,11 @@ fn check_cmd(dir: &Path, json: bool) -> Result<()> {
             counts.flows,
             counts.active_flows,
             counts.feedback,
-            if counts.chain_ok { "verifies" } else { "BROKEN" }
+            if counts.chain_ok {
+                "verifies"
+            } else {
+                "BROKEN"
+            }
         );
     }
     Ok(())
@@ -222,7 +240,9 @@ fn main() -> ExitCode {
         Some(Command::Explain { id, data_dir, json }) => {
             data_dir_or_default(&data_dir).and_then(|dir| explain_cmd(&id, &dir, json))
         }
-        Some(Command::Check { data_dir, json }) => data_dir_or_default(&data_dir).and_then(|dir| check_cmd(&dir, json)),
+        Some(Command::Check { data_dir, json }) => {
+            data_dir_or_default(&data_dir).and_then(|dir| check_cmd(&dir, json))
+        }
         Some(Command::Bench(args)) => signalbox::bench::run(&args).map_err(anyhow::Error::from),
     };
     match result {

@@ -11,8 +11,24 @@ use crate::decide::Mode;
 
 /// Upper bounds (minutes) of the cycle-time histogram buckets.
 const CYCLE_BUCKETS: &[f64] = &[
-    1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 240.0, 360.0, 480.0,
-    720.0, 1440.0, f64::INFINITY,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    45.0,
+    60.0,
+    90.0,
+    120.0,
+    180.0,
+    240.0,
+    360.0,
+    480.0,
+    720.0,
+    1440.0,
+    f64::INFINITY,
 ];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -190,9 +206,27 @@ fn merge(into: &mut Tally, t: &Tally) {
         ($($f:ident),*) => { $( into.$f += t.$f; )* };
     }
     add!(
-        signals, duplicates, decisions, auto, forced, rules, review, record, approvals, overrides,
-        rejections, safe_defaults, escalations, outcomes, within_sla, flows_done, flows_failed,
-        flows_compensated, utilisation_samples, judged, judged_right
+        signals,
+        duplicates,
+        decisions,
+        auto,
+        forced,
+        rules,
+        review,
+        record,
+        approvals,
+        overrides,
+        rejections,
+        safe_defaults,
+        escalations,
+        outcomes,
+        within_sla,
+        flows_done,
+        flows_failed,
+        flows_compensated,
+        utilisation_samples,
+        judged,
+        judged_right
     );
     if into.cycle_histogram.len() < t.cycle_histogram.len() {
         into.cycle_histogram.resize(t.cycle_histogram.len(), 0);

@@ -15,27 +15,67 @@ fn headless_report_has_the_headline_figures_and_explain_reads_a_decision() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("run");
     let out = bin()
-        .args(["run", "--headless", "--seed", "2", "--duration", "2h", "--speed", "max", "--report", "json"])
+        .args([
+            "run",
+            "--headless",
+            "--seed",
+            "2",
+            "--duration",
+            "2h",
+            "--speed",
+            "max",
+            "--report",
+            "json",
+        ])
         .arg("--data-dir")
         .arg(&data)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("report is JSON");
-    for key in ["within_sla_last_2h", "baseline_within_sla_last_2h", "agreement_first_hour", "agreement_last_hour"] {
+    for key in [
+        "within_sla_last_2h",
+        "baseline_within_sla_last_2h",
+        "agreement_first_hour",
+        "agreement_last_hour",
+    ] {
         let v = report[key].as_f64().unwrap_or(-1.0);
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }
     assert_eq!(report["model"]["hourly"].as_array().map(Vec::len), Some(2));
 
     let ids = signalbox::journal::read::recent_decisions(&data, 50).unwrap();
-    let (id, _, _) = ids.iter().find(|(_, _, mode)| mode != "record").expect("some decision chose");
-    let out = bin().args(["explain", id]).arg("--data-dir").arg(&data).output().unwrap();
+    let (id, _, _) = ids
+        .iter()
+        .find(|(_, _, mode)| mode != "record")
+        .expect("some decision chose");
+    let out = bin()
+        .args(["explain", id])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains(&format!("decision {id}")) && text.contains("audit chain: verifies"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("decision {id}")) && text.contains("audit chain: verifies"),
+        "{text}"
+    );
 
-    let out = bin().args(["explain", "D9999999"]).arg("--data-dir").arg(&data).output().unwrap();
+    let out = bin()
+        .args(["explain", "D9999999"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no decision `D9999999`"));
 }
@@ -57,7 +97,10 @@ fn a_bad_policy_file_stops_the_run_with_file_and_rule() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("mine.toml") && err.contains("typo"), "{err}");
 
-    let out = bin().args(["run", "--headless", "--speed", "fast"]).output().unwrap();
+    let out = bin()
+        .args(["run", "--headless", "--speed", "fast"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("`fast` is not `max`"));
 }
@@ -67,7 +110,17 @@ fn kill_9_mid_run_then_restart_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("killed");
     let mut child = bin()
-        .args(["run", "--headless", "--seed", "1", "--duration", "8h", "--speed", "3000", "--no-baseline"])
+        .args([
+            "run",
+            "--headless",
+            "--seed",
+            "1",
+            "--duration",
+            "8h",
+            "--speed",
+            "3000",
+            "--no-baseline",
+        ])
         .arg("--data-dir")
         .arg(&data)
         .stdout(Stdio::null())
@@ -79,11 +132,16 @@ fn kill_9_mid_run_then_restart_loses_nothing() {
     let began = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(200));
-        let n = signalbox::journal::read::counts(&data).map(|c| c.signals).unwrap_or(0);
+        let n = signalbox::journal::read::counts(&data)
+            .map(|c| c.signals)
+            .unwrap_or(0);
         if n > 300 || began.elapsed() > Duration::from_secs(60) {
             break;
         }
-        assert!(db.exists() || began.elapsed() < Duration::from_secs(30), "journal never appeared");
+        assert!(
+            db.exists() || began.elapsed() < Duration::from_secs(30),
+            "journal never appeared"
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();
@@ -92,8 +150,17 @@ fn kill_9_mid_run_then_restart_loses_nothing() {
     assert!(before.signals > 0);
     assert!(before.chain_ok);
 
-    let out = bin().args(["check", "--json"]).arg("--data-dir").arg(&data).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["check", "--json"])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after: Value = serde_json::from_slice(&out.stdout).unwrap();
     // Every acknowledged (journaled) signal is still there and decided.
     assert_eq!(after["signals"].as_i64(), Some(before.signals));

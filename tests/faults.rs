@@ -36,17 +36,34 @@ fn signal(id: &str, kind: &str, subject: &str, data: serde_json::Value) -> Signa
 fn malformed_json_names_the_problem() {
     let err = Signal::from_json("{\"id\": \"x\", ", start()).unwrap_err();
     assert!(matches!(err, SignalError::Malformed { .. }), "{err:?}");
-    let err = Signal::from_json(r#"{"specversion":"1.0","id":"x","source":"s","time":"2026-01-01T00:00:00Z"}"#, start()).unwrap_err();
-    assert!(err.to_string().contains("type"), "names the missing field: {err}");
-    let err = Signal::from_json(r#"{"specversion":"1.0","id":7,"source":"s","type":"t"}"#, start()).unwrap_err();
-    assert!(err.to_string().contains("id"), "names the wrong field: {err}");
+    let err = Signal::from_json(
+        r#"{"specversion":"1.0","id":"x","source":"s","time":"2026-01-01T00:00:00Z"}"#,
+        start(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("type"),
+        "names the missing field: {err}"
+    );
+    let err = Signal::from_json(
+        r#"{"specversion":"1.0","id":7,"source":"s","type":"t"}"#,
+        start(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("id"),
+        "names the wrong field: {err}"
+    );
 }
 
 #[test]
 fn unknown_type_is_journaled_and_sent_to_review() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = open(dir.path());
-    let out = engine.ingest(signal("u-1", "fleet.teleport", "truck/7", json!({"x": 1})), start());
+    let out = engine.ingest(
+        signal("u-1", "fleet.teleport", "truck/7", json!({"x": 1})),
+        start(),
+    );
     let Ingested::Decided { decision_id, mode } = out else {
         panic!("not decided: {out:?}")
     };
@@ -55,18 +72,33 @@ fn unknown_type_is_journaled_and_sent_to_review() {
     let items = engine.open_reviews();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].decision.id, decision_id);
-    assert!(items[0].decision.why.contains("unrecognised"), "{}", items[0].decision.why);
+    assert!(
+        items[0].decision.why.contains("unrecognised"),
+        "{}",
+        items[0].decision.why
+    );
     engine.close().unwrap();
     let counts = read::counts(dir.path()).unwrap();
-    assert_eq!((counts.signals, counts.decided_signals, counts.open_reviews), (1, 1, 1));
+    assert_eq!(
+        (counts.signals, counts.decided_signals, counts.open_reviews),
+        (1, 1, 1)
+    );
 }
 
 #[test]
 fn duplicate_id_is_counted_and_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = open(dir.path());
-    let s = signal("dup-1", "ticket.opened", "customer/c0001", json!({"customer": "c0001", "text": "where is my order"}));
-    assert!(matches!(engine.ingest(s.clone(), start()), Ingested::Decided { .. }));
+    let s = signal(
+        "dup-1",
+        "ticket.opened",
+        "customer/c0001",
+        json!({"customer": "c0001", "text": "where is my order"}),
+    );
+    assert!(matches!(
+        engine.ingest(s.clone(), start()),
+        Ingested::Decided { .. }
+    ));
     assert_eq!(engine.ingest(s, start()), Ingested::Duplicate);
     assert_eq!(engine.counts().duplicates, 1);
     engine.close().unwrap();
@@ -74,7 +106,12 @@ fn duplicate_id_is_counted_and_ignored() {
     assert_eq!((counts.signals, counts.decisions), (1, 1));
     // Also across a restart: the journal remembers the id.
     let mut engine = open(dir.path());
-    let again = signal("dup-1", "ticket.opened", "customer/c0001", json!({"customer": "c0001"}));
+    let again = signal(
+        "dup-1",
+        "ticket.opened",
+        "customer/c0001",
+        json!({"customer": "c0001"}),
+    );
     assert_eq!(engine.ingest(again, start()), Ingested::Duplicate);
     engine.close().unwrap();
     assert_eq!(read::counts(dir.path()).unwrap().signals, 1);
@@ -91,8 +128,19 @@ fn a_policy_that_does_not_parse_is_refused_and_the_last_good_one_kept() {
     assert!(err.contains("broken.toml"), "names the file: {err}");
     assert_eq!(engine.policy().version, before);
     // The engine still decides with the old policy: big approvals need review.
-    let s = signal("ap-1", "approval.requested", "approval/1", json!({"amount": 25000.0, "known_vendor": true}));
-    assert!(matches!(engine.ingest(s, start()), Ingested::Decided { mode: Mode::Review, .. }));
+    let s = signal(
+        "ap-1",
+        "approval.requested",
+        "approval/1",
+        json!({"amount": 25000.0, "known_vendor": true}),
+    );
+    assert!(matches!(
+        engine.ingest(s, start()),
+        Ingested::Decided {
+            mode: Mode::Review,
+            ..
+        }
+    ));
     engine.close().unwrap();
 }
 
@@ -107,7 +155,10 @@ fn cel_that_does_not_compile_names_file_and_rule() {
     )
     .unwrap();
     let err = engine.reload_policy(&bad).unwrap_err().to_string();
-    assert!(err.contains("cel.toml") && err.contains("half-written"), "{err}");
+    assert!(
+        err.contains("cel.toml") && err.contains("half-written"),
+        "{err}"
+    );
     // Opening an engine on that file is refused too, with the same detail.
     let other = tempfile::tempdir().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -120,7 +171,12 @@ fn cel_that_does_not_compile_names_file_and_rule() {
 
 fn engine_with_item(dir: &std::path::Path, amount: f64) -> (Engine, String) {
     let mut engine = open(dir);
-    let s = signal("ap-9", "approval.requested", "approval/9", json!({"amount": amount, "known_vendor": true}));
+    let s = signal(
+        "ap-9",
+        "approval.requested",
+        "approval/9",
+        json!({"amount": amount, "known_vendor": true}),
+    );
     engine.ingest(s, start());
     engine.flush().unwrap().wait().unwrap();
     let id = engine.open_reviews()[0].id.clone();
@@ -132,8 +188,13 @@ fn a_viewer_cannot_act_and_nothing_changes() {
     let dir = tempfile::tempdir().unwrap();
     let (mut engine, id) = engine_with_item(dir.path(), 20_000.0);
     let viewer = Actor::new("vic", Role::Viewer);
-    let err = engine.act(&id, &viewer, Action::Approve, "ok", start()).unwrap_err();
-    assert!(matches!(err, EngineError::Review(ReviewError::Viewer { .. })), "{err}");
+    let err = engine
+        .act(&id, &viewer, Action::Approve, "ok", start())
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Review(ReviewError::Viewer { .. })),
+        "{err}"
+    );
     assert_eq!(engine.open_reviews().len(), 1);
     engine.close().unwrap();
     assert_eq!(read::counts(dir.path()).unwrap().review_actions, 0);
@@ -144,10 +205,14 @@ fn lead_only_items_refuse_an_operator() {
     let dir = tempfile::tempdir().unwrap();
     let (mut engine, id) = engine_with_item(dir.path(), 80_000.0);
     let op = Actor::new("olga", Role::Operator);
-    let err = engine.act(&id, &op, Action::Approve, "fine", start()).unwrap_err();
+    let err = engine
+        .act(&id, &op, Action::Approve, "fine", start())
+        .unwrap_err();
     assert!(err.to_string().contains("lead"), "{err}");
     let lead = Actor::new("lars", Role::Lead);
-    engine.act(&id, &lead, Action::Approve, "checked the contract", start()).unwrap();
+    engine
+        .act(&id, &lead, Action::Approve, "checked the contract", start())
+        .unwrap();
     engine.close().unwrap();
 }
 
@@ -156,13 +221,26 @@ fn an_item_already_decided_refuses_a_second_action() {
     let dir = tempfile::tempdir().unwrap();
     let (mut engine, id) = engine_with_item(dir.path(), 20_000.0);
     let op = Actor::new("olga", Role::Operator);
-    engine.act(&id, &op, Action::Approve, "ok", start()).unwrap();
+    engine
+        .act(&id, &op, Action::Approve, "ok", start())
+        .unwrap();
     let other = Actor::new("omar", Role::Operator);
     let err = engine
-        .act(&id, &other, Action::Override { option: "reject_request".into() }, "no", start())
+        .act(
+            &id,
+            &other,
+            Action::Override {
+                option: "reject_request".into(),
+            },
+            "no",
+            start(),
+        )
         .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("already decided") && text.contains("olga"), "{text}");
+    assert!(
+        text.contains("already decided") && text.contains("olga"),
+        "{text}"
+    );
     engine.close().unwrap();
     let counts = read::counts(dir.path()).unwrap();
     assert_eq!((counts.review_actions, counts.open_reviews), (1, 0));
@@ -176,14 +254,31 @@ fn an_override_teaches_and_the_explanation_shows_who_and_why() {
     let decision = engine.reviews.get(&id).unwrap().decision.id.clone();
     let op = Actor::new("olga", Role::Operator);
     engine
-        .act(&id, &op, Action::Override { option: "reject_request".into() }, "vendor is over budget", start())
+        .act(
+            &id,
+            &op,
+            Action::Override {
+                option: "reject_request".into(),
+            },
+            "vendor is over budget",
+            start(),
+        )
         .unwrap();
     engine.close().unwrap();
-    let e = read::explain(dir.path(), &decision).unwrap().expect("decision is in the journal");
+    let e = read::explain(dir.path(), &decision)
+        .unwrap()
+        .expect("decision is in the journal");
     let text = signalbox::decide::explain::render(&e);
-    assert!(text.contains("olga") && text.contains("vendor is over budget"), "{text}");
+    assert!(
+        text.contains("olga") && text.contains("vendor is over budget"),
+        "{text}"
+    );
     assert!(text.contains("audit chain: verifies"), "{text}");
-    assert_eq!(e.feedback.len(), 2, "override labels the proposal 0 and the choice 1");
+    assert_eq!(
+        e.feedback.len(),
+        2,
+        "override labels the proposal 0 and the choice 1"
+    );
 }
 
 #[test]
@@ -202,12 +297,18 @@ fn a_restart_resumes_reviews_flows_and_the_model() {
     let (reviews, flows) = (engine.reviews.open_count(), engine.flows.active_count());
     let op = Actor::new("olga", Role::Operator);
     let first = engine.open_reviews()[0].id.clone();
-    engine.act(&first, &op, Action::Approve, "ok", start()).unwrap();
+    engine
+        .act(&first, &op, Action::Approve, "ok", start())
+        .unwrap();
     let version = engine.model_version();
     engine.close().unwrap();
     let engine = open(dir.path());
     assert_eq!(engine.reviews.open_count(), reviews - 1);
     assert_eq!(engine.flows.active_count(), flows);
-    assert_eq!(engine.model_version(), version, "weights come back from checkpoint and feedback");
+    assert_eq!(
+        engine.model_version(),
+        version,
+        "weights come back from checkpoint and feedback"
+    );
     engine.close().unwrap();
 }

@@ -368,11 +368,9 @@ impl Context {
         let id = split_key(&signal.subject).map(|(_, id)| id.to_string());
         match signal.kind.as_str() {
             "order.placed" => {
-                let (Some(id), Some(customer), Some(supplier)) = (
-                    id,
-                    signal.data_str("customer"),
-                    signal.data_str("supplier"),
-                ) else {
+                let (Some(id), Some(customer), Some(supplier)) =
+                    (id, signal.data_str("customer"), signal.data_str("supplier"))
+                else {
                     return touched;
                 };
                 let promised = signal
@@ -548,7 +546,11 @@ mod tests {
             json!({"customer": "c1", "supplier": "s1", "value": 10.0}),
         ));
         assert_eq!(ctx.open_orders_of("s1").len(), 1);
-        ctx.apply(&signal("order.shipped", "order/1", Value::Object(Map::new())));
+        ctx.apply(&signal(
+            "order.shipped",
+            "order/1",
+            Value::Object(Map::new()),
+        ));
         assert!(ctx.open_orders_of("s1").is_empty());
         let dirty = ctx.take_dirty();
         assert_eq!(dirty[0].0, "order/1");

@@ -17,19 +17,36 @@ fn line(out: &mut String, text: impl AsRef<str>) {
 pub fn render(e: &Explanation) -> String {
     let d = &e.decision;
     let mut out = String::new();
-    line(&mut out, format!("decision {}  ({} · {})", d.id, d.signal_type, d.subject));
+    line(
+        &mut out,
+        format!("decision {}  ({} · {})", d.id, d.signal_type, d.subject),
+    );
     if let Some(parent) = &d.parent {
         line(&mut out, format!("  branch of decision {parent}"));
     }
-    line(&mut out, format!("  at {}  class {}  mode {}", d.time.to_rfc3339(), d.class, d.mode.as_str()));
+    line(
+        &mut out,
+        format!(
+            "  at {}  class {}  mode {}",
+            d.time.to_rfc3339(),
+            d.class,
+            d.mode.as_str()
+        ),
+    );
     line(&mut out, format!("  why: {}", d.why));
     line(&mut out, "");
 
     line(&mut out, "signal");
     match &e.signal {
         Some(s) => {
-            line(&mut out, format!("  id {}  source {}  type {}", s.id, s.source, s.kind));
-            line(&mut out, format!("  subject {}  time {}", s.subject, s.time.to_rfc3339()));
+            line(
+                &mut out,
+                format!("  id {}  source {}  type {}", s.id, s.source, s.kind),
+            );
+            line(
+                &mut out,
+                format!("  subject {}  time {}", s.subject, s.time.to_rfc3339()),
+            );
             if let Some(sev) = s.severity {
                 line(&mut out, format!("  severity {}", sev.as_str()));
             }
@@ -41,7 +58,10 @@ pub fn render(e: &Explanation) -> String {
     }
     line(&mut out, "");
 
-    line(&mut out, format!("context snapshot ({} entities)", d.snapshot.len()));
+    line(
+        &mut out,
+        format!("context snapshot ({} entities)", d.snapshot.len()),
+    );
     for (key, value) in &d.snapshot {
         line(&mut out, format!("  {key}: {value}"));
     }
@@ -52,7 +72,10 @@ pub fn render(e: &Explanation) -> String {
         line(&mut out, "  no rule fired");
     }
     for hit in &d.policy_hits {
-        line(&mut out, format!("  {}", serde_json::to_string(hit).unwrap_or_default()));
+        line(
+            &mut out,
+            format!("  {}", serde_json::to_string(hit).unwrap_or_default()),
+        );
     }
     for err in &d.policy_errors {
         line(&mut out, format!("  rule error: {err}"));
@@ -67,7 +90,10 @@ pub fn render(e: &Explanation) -> String {
         } else {
             format!("  forbidden by {}", o.forbidden_by.join(", "))
         };
-        line(&mut out, format!("  {mark} {:<28} {:.3}{forbidden}", o.option, o.score));
+        line(
+            &mut out,
+            format!("  {mark} {:<28} {:.3}{forbidden}", o.option, o.score),
+        );
     }
     line(
         &mut out,
@@ -77,7 +103,11 @@ pub fn render(e: &Explanation) -> String {
             d.confidence,
             d.margin,
             d.threshold,
-            if d.explored { format!("  explored (propensity {:.3})", d.propensity) } else { String::new() }
+            if d.explored {
+                format!("  explored (propensity {:.3})", d.propensity)
+            } else {
+                String::new()
+            }
         ),
     );
     if !d.contributions.is_empty() {
@@ -93,7 +123,10 @@ pub fn render(e: &Explanation) -> String {
         line(&mut out, "  none");
     }
     for a in &e.actions {
-        let detail = match serde_json::to_value(&a.action).ok().and_then(|v| v.get("option").cloned()) {
+        let detail = match serde_json::to_value(&a.action)
+            .ok()
+            .and_then(|v| v.get("option").cloned())
+        {
             Some(Value::String(o)) => format!(" `{o}`"),
             _ => String::new(),
         };
@@ -114,18 +147,41 @@ pub fn render(e: &Explanation) -> String {
         line(&mut out, "");
         line(
             &mut out,
-            format!("flow {}  option {}  state {}  deadline {}", flow.id, flow.option, flow.state.as_str(), flow.deadline.to_rfc3339()),
+            format!(
+                "flow {}  option {}  state {}  deadline {}",
+                flow.id,
+                flow.option,
+                flow.state.as_str(),
+                flow.deadline.to_rfc3339()
+            ),
         );
         for ev in &e.flow_events {
-            let kind = serde_json::to_value(ev.kind).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-            line(&mut out, format!("  {}  {:<14} {}", ev.time.format("%H:%M:%S"), kind, ev.detail));
+            let kind = serde_json::to_value(ev.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            line(
+                &mut out,
+                format!(
+                    "  {}  {:<14} {}",
+                    ev.time.format("%H:%M:%S"),
+                    kind,
+                    ev.detail
+                ),
+            );
         }
     }
     if !e.children.is_empty() {
         line(&mut out, "");
         line(&mut out, format!("branches ({})", e.children.len()));
         for c in &e.children {
-            line(&mut out, format!("  {}  {}  → {}  ({:.2})", c.id, c.subject, c.proposal, c.confidence));
+            line(
+                &mut out,
+                format!(
+                    "  {}  {}  → {}  ({:.2})",
+                    c.id, c.subject, c.proposal, c.confidence
+                ),
+            );
         }
     }
     if !e.feedback.is_empty() {
@@ -134,14 +190,30 @@ pub fn render(e: &Explanation) -> String {
         for f in &e.feedback {
             line(
                 &mut out,
-                format!("  {}  {}  {} label {} weight {}", f.time.to_rfc3339(), f.source, f.option, f.label, f.importance),
+                format!(
+                    "  {}  {}  {} label {} weight {}",
+                    f.time.to_rfc3339(),
+                    f.source,
+                    f.option,
+                    f.label,
+                    f.importance
+                ),
             );
         }
     }
     line(&mut out, "");
     match &e.chain {
-        Ok(n) => line(&mut out, format!("audit chain: verifies ({n} records); this record's hash {}", e.hash)),
-        Err(b) => line(&mut out, format!("audit chain: BROKEN at record {}: {}", b.seq, b.reason)),
+        Ok(n) => line(
+            &mut out,
+            format!(
+                "audit chain: verifies ({n} records); this record's hash {}",
+                e.hash
+            ),
+        ),
+        Err(b) => line(
+            &mut out,
+            format!("audit chain: BROKEN at record {}: {}", b.seq, b.reason),
+        ),
     }
     out
 }

@@ -14,8 +14,17 @@ const MAX_WORDS: usize = 16;
 /// Data keys that identify an entity rather than describe a situation;
 /// crossing them with options would only memorise ids.
 const IDENTITY_KEYS: &[&str] = &[
-    "customer", "supplier", "order", "id", "fingerprint", "dedup_key", "promised", "ticket",
-    "summary_id", "approval", "duplicate_of",
+    "customer",
+    "supplier",
+    "order",
+    "id",
+    "fingerprint",
+    "dedup_key",
+    "promised",
+    "ticket",
+    "summary_id",
+    "approval",
+    "duplicate_of",
 ];
 
 fn bucket(value: f64) -> String {

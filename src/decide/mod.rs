@@ -259,7 +259,8 @@ impl Decider {
             let (sa, sb) = (options[a].score, options[b].score);
             sa.total_cmp(&sb)
                 .then_with(|| {
-                    (options[a].option == choice.default).cmp(&(options[b].option == choice.default))
+                    (options[a].option == choice.default)
+                        .cmp(&(options[b].option == choice.default))
                 })
                 .then_with(|| b.cmp(&a))
         });
@@ -285,12 +286,21 @@ impl Decider {
             why = "every option is forbidden by policy; a person must choose".to_string();
         } else if let Some(forced) = forced {
             proposal = forced.clone();
-            confidence = options.iter().find(|o| &o.option == forced).map_or(0.0, |o| o.score);
+            confidence = options
+                .iter()
+                .find(|o| &o.option == forced)
+                .map_or(0.0, |o| o.score);
             margin = 1.0;
-            mode = if verdict.require_review { Mode::Review } else { Mode::Forced };
+            mode = if verdict.require_review {
+                Mode::Review
+            } else {
+                Mode::Forced
+            };
             why = format!("forced by policy to `{forced}`");
         } else if !self.learning {
-            let default_allowed = options.iter().any(|o| o.option == choice.default && o.allowed);
+            let default_allowed = options
+                .iter()
+                .any(|o| o.option == choice.default && o.allowed);
             proposal = if default_allowed {
                 choice.default.to_string()
             } else {
@@ -306,7 +316,11 @@ impl Decider {
         } else {
             let best = best.unwrap_or(allowed[0]);
             let best_score = options[best].score;
-            let m = if runner_up.is_finite() { best_score - runner_up } else { 1.0 };
+            let m = if runner_up.is_finite() {
+                best_score - runner_up
+            } else {
+                1.0
+            };
             let evidence = self.model.evidence(&options[best].option);
             let seasoned = evidence >= policy.min_evidence;
             let confident = seasoned && best_score >= threshold && m >= policy.min_margin;
@@ -320,7 +334,11 @@ impl Decider {
                     pick = allowed[self.rng.random_range(0..allowed.len())];
                 }
                 explored = pick != best;
-                propensity = if pick == best { 1.0 - epsilon + epsilon / k } else { epsilon / k };
+                propensity = if pick == best {
+                    1.0 - epsilon + epsilon / k
+                } else {
+                    epsilon / k
+                };
             }
             proposal = options[pick].option.clone();
             confidence = options[pick].score;
@@ -359,7 +377,10 @@ impl Decider {
         let contributions = self.contributions(&proposal, &features);
         options.sort_by(|a, b| b.allowed.cmp(&a.allowed).then(b.score.total_cmp(&a.score)));
         let deadline = now + verdict.deadline.unwrap_or(choice.sla);
-        let review_deadline = now + choice.review_window.min(verdict.deadline.unwrap_or(choice.review_window));
+        let review_deadline = now
+            + choice
+                .review_window
+                .min(verdict.deadline.unwrap_or(choice.review_window));
         Decision {
             id,
             parent,
@@ -374,7 +395,11 @@ impl Decider {
             policy_hits: verdict.hits,
             policy_errors: verdict.errors,
             policy_version: policy.version.clone(),
-            model_version: if self.learning { self.model.version() } else { "off".into() },
+            model_version: if self.learning {
+                self.model.version()
+            } else {
+                "off".into()
+            },
             proposal,
             confidence,
             margin,

@@ -153,7 +153,10 @@ impl Model {
 
     pub fn restore(checkpoint: &Checkpoint) -> Result<Model, String> {
         if !(8..=24).contains(&checkpoint.bits) {
-            return Err(format!("checkpoint has {} bits, expected 8 to 24", checkpoint.bits));
+            return Err(format!(
+                "checkpoint has {} bits, expected 8 to 24",
+                checkpoint.bits
+            ));
         }
         let mut model = Model::new(checkpoint.bits);
         for &(i, w, g) in &checkpoint.entries {

@@ -65,7 +65,11 @@ pub const DEFAULT_PLAYBOOK: &str = include_str!("../../playbooks/default.toml");
 
 impl Playbook {
     /// Parses a playbook and checks every name it uses exists.
-    pub fn parse(text: &str, origin: &str, steps: &StepCatalogue) -> Result<Playbook, CatalogueError> {
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        steps: &StepCatalogue,
+    ) -> Result<Playbook, CatalogueError> {
         let playbook: Playbook = toml::from_str(text).map_err(|e| CatalogueError::Parse {
             file: origin.to_string(),
             error: e.to_string(),
@@ -81,7 +85,11 @@ impl Playbook {
             .iter()
             .chain(std::iter::once((&unrecognised, &playbook.unrecognised)));
         for (kind, play) in plays {
-            for name in play.options.iter().chain([&play.default, &play.safe_default]) {
+            for name in play
+                .options
+                .iter()
+                .chain([&play.default, &play.safe_default])
+            {
                 if !playbook.options.contains_key(name) {
                     return Err(missing(kind, name));
                 }

@@ -48,7 +48,9 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Low,
@@ -284,7 +286,9 @@ impl PolicySet {
                 None => Role::Operator,
                 Some(text) => Role::parse(text)
                     .filter(|r| *r != Role::Viewer)
-                    .ok_or_else(|| rule_err(format!("review_role `{text}` is not operator or lead")))?,
+                    .ok_or_else(|| {
+                        rule_err(format!("review_role `{text}` is not operator or lead"))
+                    })?,
             };
             let deadline = match spec.deadline.as_deref() {
                 None => None,
@@ -385,11 +389,19 @@ impl PolicySet {
             effects.push(format!("require_review({})", rule.review_role.as_str()));
         }
         for name in &spec.forbid {
-            verdict.forbidden.entry(name.clone()).or_default().push(spec.id.clone());
+            verdict
+                .forbidden
+                .entry(name.clone())
+                .or_default()
+                .push(spec.id.clone());
             effects.push(format!("forbid({name})"));
         }
         if let (true, Some(name)) = (spec.forbid_option, option) {
-            verdict.forbidden.entry(name.to_string()).or_default().push(spec.id.clone());
+            verdict
+                .forbidden
+                .entry(name.to_string())
+                .or_default()
+                .push(spec.id.clone());
             effects.push(format!("forbid({name})"));
         }
         if let Some(force) = &spec.force
@@ -425,8 +437,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::catalogue::{DEFAULT_STEPS, StepCatalogue};
     use crate::decide::playbook::DEFAULT_PLAYBOOK;
+    use crate::flow::catalogue::{DEFAULT_STEPS, StepCatalogue};
     use serde_json::json;
 
     fn playbook() -> Playbook {
@@ -457,8 +469,14 @@ mod tests {
         let context = cel(json!({"tier": "silver", "open_escalation": false,
             "services": {"payments": "down", "erp": "up"}}));
         let options = vec![
-            OptionView { name: "auto_approve".into(), value: cel(json!({"name": "auto_approve", "services": ["payments"]})) },
-            OptionView { name: "reject_request".into(), value: cel(json!({"name": "reject_request", "services": []})) },
+            OptionView {
+                name: "auto_approve".into(),
+                value: cel(json!({"name": "auto_approve", "services": ["payments"]})),
+            },
+            OptionView {
+                name: "reject_request".into(),
+                value: cel(json!({"name": "reject_request", "services": []})),
+            },
         ];
         let v = set.evaluate("approval.requested", &signal, &context, &options);
         assert!(v.forbidden.contains_key("auto_approve"));
@@ -469,8 +487,14 @@ mod tests {
     fn cel_that_does_not_compile_names_file_and_rule() {
         let text = "version = \"x\"\n[[rule]]\nid = \"broken\"\nwhen = \"signal.type == \"\nreason = \"r\"\n";
         let err = PolicySet::parse(text, "bad.toml", &playbook()).unwrap_err();
-        assert!(matches!(err, PolicyError::Cel { ref rule, .. } if rule == "broken"), "{err}");
-        assert!(err.to_string().starts_with("bad.toml: rule `broken`"), "{err}");
+        assert!(
+            matches!(err, PolicyError::Cel { ref rule, .. } if rule == "broken"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("bad.toml: rule `broken`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,7 +5,12 @@ use super::catalogue::StepCatalogue;
 use crate::decide::playbook::{Fanout, Playbook};
 
 /// The steps of a plain option, one after another, all on `subject`.
-pub fn steps_for(option: &str, subject: &str, playbook: &Playbook, catalogue: &StepCatalogue) -> Vec<Step> {
+pub fn steps_for(
+    option: &str,
+    subject: &str,
+    playbook: &Playbook,
+    catalogue: &StepCatalogue,
+) -> Vec<Step> {
     let Some(play) = playbook.options.get(option) else {
         return Vec::new();
     };
@@ -24,8 +29,15 @@ fn chain_after(
     mut previous: Option<usize>,
 ) -> Option<usize> {
     for name in templates {
-        let process = catalogue.get(name).map_or("unknown", |t| t.process.as_str());
-        steps.push(Step::new(name, process, subject, previous.into_iter().collect()));
+        let process = catalogue
+            .get(name)
+            .map_or("unknown", |t| t.process.as_str());
+        steps.push(Step::new(
+            name,
+            process,
+            subject,
+            previous.into_iter().collect(),
+        ));
         previous = Some(steps.len() - 1);
     }
     previous
@@ -43,7 +55,12 @@ pub struct Branch {
 /// The steps of a fan-out: for each order its chosen option, then the
 /// follow-up steps (moving the promised date), then telling the customer
 /// where their tier warrants it. Branches run side by side.
-pub fn fanout_steps(fanout: &Fanout, branches: &[Branch], playbook: &Playbook, catalogue: &StepCatalogue) -> Vec<Step> {
+pub fn fanout_steps(
+    fanout: &Fanout,
+    branches: &[Branch],
+    playbook: &Playbook,
+    catalogue: &StepCatalogue,
+) -> Vec<Step> {
     let mut steps = Vec::new();
     for branch in branches {
         let subject = format!("order/{}", branch.order);
@@ -58,7 +75,13 @@ pub fn fanout_steps(fanout: &Fanout, branches: &[Branch], playbook: &Playbook, c
             && let Some(notify) = &fanout.notify
         {
             let customer = format!("customer/{}", branch.customer);
-            chain_after(std::slice::from_ref(notify), &customer, catalogue, &mut steps, last);
+            chain_after(
+                std::slice::from_ref(notify),
+                &customer,
+                catalogue,
+                &mut steps,
+                last,
+            );
         }
     }
     steps

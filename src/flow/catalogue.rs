@@ -42,11 +42,10 @@ pub const DEFAULT_STEPS: &str = include_str!("../../playbooks/steps.toml");
 
 impl StepCatalogue {
     pub fn parse(text: &str, origin: &str) -> Result<StepCatalogue, CatalogueError> {
-        let catalogue: StepCatalogue =
-            toml::from_str(text).map_err(|e| CatalogueError::Parse {
-                file: origin.to_string(),
-                error: e.to_string(),
-            })?;
+        let catalogue: StepCatalogue = toml::from_str(text).map_err(|e| CatalogueError::Parse {
+            file: origin.to_string(),
+            error: e.to_string(),
+        })?;
         for (name, step) in &catalogue.steps {
             if let Some(undo) = &step.compensate
                 && !catalogue.steps.contains_key(undo)

@@ -35,7 +35,10 @@ pub enum FlowState {
 
 impl FlowState {
     pub fn is_terminal(self) -> bool {
-        matches!(self, FlowState::Done | FlowState::Failed | FlowState::Compensated)
+        matches!(
+            self,
+            FlowState::Done | FlowState::Failed | FlowState::Compensated
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -373,15 +376,19 @@ impl FlowBook {
             self.finish_step(flow, i, now, context);
         }
         // Start what is ready.
-        let failing = flow.steps.iter().any(|s| s.state == StepState::Failed && !s.compensation);
+        let failing = flow
+            .steps
+            .iter()
+            .any(|s| s.state == StepState::Failed && !s.compensation);
         if !failing {
             for i in 0..flow.steps.len() {
                 let ready = flow.steps[i].state == StepState::Pending
                     && flow.steps[i].not_before.is_none_or(|t| t <= now)
-                    && flow.steps[i]
-                        .after
-                        .iter()
-                        .all(|&d| flow.steps.get(d).is_some_and(|s| s.state == StepState::Done));
+                    && flow.steps[i].after.iter().all(|&d| {
+                        flow.steps
+                            .get(d)
+                            .is_some_and(|s| s.state == StepState::Done)
+                    });
                 if ready {
                     self.start_step(flow, i, now, context, catalogue, rng);
                 }
@@ -421,13 +428,18 @@ impl FlowBook {
                 };
                 step.will_succeed = rng.random::<f64>() >= fail_p;
                 let secs = f64::from(template.auto_seconds) * rng.random_range(0.6..1.4);
-                let secs = if step.will_succeed { secs } else { secs.min(30.0) };
+                let secs = if step.will_succeed {
+                    secs
+                } else {
+                    secs.min(30.0)
+                };
                 step.due = Some(now + Duration::seconds(secs as i64));
                 step.assignee = Some(Assignee::Automation { executor, service });
             }
             Ok(assignee) => {
                 let load_factor = route::load_factor(&assignee, context);
-                let minutes = f64::from(template.minutes) * load_factor * rng.random_range(0.6..1.4);
+                let minutes =
+                    f64::from(template.minutes) * load_factor * rng.random_range(0.6..1.4);
                 // People rarely fail a step, but they can: the flow compensates.
                 step.will_succeed = rng.random::<f64>() >= 0.01;
                 step.due = Some(now + Duration::seconds((minutes * 60.0) as i64));
@@ -443,12 +455,25 @@ impl FlowBook {
             }
         }
         step.state = StepState::Running;
-        let who = step.assignee.as_ref().map(Assignee::label).unwrap_or_default();
-        let detail = format!("{} {} → {} (attempt {})", step.template, step.subject, who, step.attempts);
+        let who = step
+            .assignee
+            .as_ref()
+            .map(Assignee::label)
+            .unwrap_or_default();
+        let detail = format!(
+            "{} {} → {} (attempt {})",
+            step.template, step.subject, who, step.attempts
+        );
         self.push_event(&flow.id, now, FlowEventKind::StepStarted, Some(i), detail);
     }
 
-    fn finish_step(&mut self, flow: &mut Flow, i: usize, now: DateTime<Utc>, context: &mut Context) {
+    fn finish_step(
+        &mut self,
+        flow: &mut Flow,
+        i: usize,
+        now: DateTime<Utc>,
+        context: &mut Context,
+    ) {
         let settings = self.settings;
         let step = &mut flow.steps[i];
         let assignee = step.assignee.clone();
@@ -470,16 +495,24 @@ impl FlowBook {
             // Retry with exponential backoff; the jitter comes from the attempt
             // number and flow id so it is the same after a restart.
             let jitter = (flow.id.len() as i64 * 7 + i as i64 * 13) % 10;
-            let backoff = settings.retry_base * 2i32.pow(step.attempts - 1) + Duration::seconds(jitter);
+            let backoff =
+                settings.retry_base * 2i32.pow(step.attempts - 1) + Duration::seconds(jitter);
             step.state = StepState::Pending;
             step.not_before = Some(now + backoff);
-            let detail = format!("{} failed, retry in {}s", step.template, backoff.num_seconds());
+            let detail = format!(
+                "{} failed, retry in {}s",
+                step.template,
+                backoff.num_seconds()
+            );
             self.push_event(&flow.id, now, FlowEventKind::StepRetry, Some(i), detail);
         } else if automated {
             step.state = StepState::Pending;
             step.fallback = true;
             step.not_before = None;
-            let detail = format!("{} failed after {} attempts: fallback to people", step.template, step.attempts);
+            let detail = format!(
+                "{} failed after {} attempts: fallback to people",
+                step.template, step.attempts
+            );
             self.push_event(&flow.id, now, FlowEventKind::StepFallback, Some(i), detail);
         } else {
             step.state = StepState::Failed;
@@ -492,7 +525,10 @@ impl FlowBook {
 
     /// Moves the flow to its next state once its steps allow it.
     fn settle(&mut self, flow: &mut Flow, now: DateTime<Utc>, catalogue: &StepCatalogue) {
-        let main_failed = flow.steps.iter().any(|s| !s.compensation && s.state == StepState::Failed);
+        let main_failed = flow
+            .steps
+            .iter()
+            .any(|s| !s.compensation && s.state == StepState::Failed);
         let busy = flow.steps.iter().any(|s| s.state == StepState::Running);
         if main_failed && !busy {
             let compensating = flow.steps.iter().any(|s| s.compensation);
@@ -503,11 +539,17 @@ impl FlowBook {
                     if step.state != StepState::Done {
                         continue;
                     }
-                    if let Some(c) = catalogue.get(&step.template).and_then(|t| t.compensate.as_ref())
+                    if let Some(c) = catalogue
+                        .get(&step.template)
+                        .and_then(|t| t.compensate.as_ref())
                         && let Some(t) = catalogue.get(c)
                     {
-                        let after = undo.len().checked_sub(1).map(|p| vec![flow.steps.len() + p]);
-                        let mut s = Step::new(c, &t.process, &step.subject, after.unwrap_or_default());
+                        let after = undo
+                            .len()
+                            .checked_sub(1)
+                            .map(|p| vec![flow.steps.len() + p]);
+                        let mut s =
+                            Step::new(c, &t.process, &step.subject, after.unwrap_or_default());
                         s.compensation = true;
                         undo.push(s);
                     }
@@ -520,7 +562,13 @@ impl FlowBook {
                 if undo.is_empty() {
                     flow.state = FlowState::Failed;
                     flow.finished = Some(now);
-                    self.push_event(&flow.id, now, FlowEventKind::Failed, None, "a step failed; nothing to undo".into());
+                    self.push_event(
+                        &flow.id,
+                        now,
+                        FlowEventKind::Failed,
+                        None,
+                        "a step failed; nothing to undo".into(),
+                    );
                     return;
                 }
                 let detail = format!("a step failed; running {} compensation steps", undo.len());
@@ -535,9 +583,21 @@ impl FlowBook {
                 .all(|s| matches!(s.state, StepState::Done | StepState::Failed));
             if comp_done {
                 flow.finished = Some(now);
-                let all_undone = flow.steps.iter().filter(|s| s.compensation).all(|s| s.state == StepState::Done);
-                flow.state = if all_undone { FlowState::Compensated } else { FlowState::Failed };
-                let kind = if all_undone { FlowEventKind::Compensated } else { FlowEventKind::Failed };
+                let all_undone = flow
+                    .steps
+                    .iter()
+                    .filter(|s| s.compensation)
+                    .all(|s| s.state == StepState::Done);
+                flow.state = if all_undone {
+                    FlowState::Compensated
+                } else {
+                    FlowState::Failed
+                };
+                let kind = if all_undone {
+                    FlowEventKind::Compensated
+                } else {
+                    FlowEventKind::Failed
+                };
                 self.push_event(&flow.id, now, kind, None, "compensation finished".into());
             }
             return;
@@ -545,7 +605,11 @@ impl FlowBook {
         if !main_failed && flow.steps.iter().all(|s| s.state == StepState::Done) {
             flow.state = FlowState::Done;
             flow.finished = Some(now);
-            let detail = if now <= flow.deadline { "done within SLA" } else { "done after the deadline" };
+            let detail = if now <= flow.deadline {
+                "done within SLA"
+            } else {
+                "done after the deadline"
+            };
             self.push_event(&flow.id, now, FlowEventKind::Done, None, detail.into());
         }
     }
@@ -564,8 +628,13 @@ impl FlowBook {
         }
         if !flow.breached && now > flow.deadline {
             flow.breached = true;
-            self.push_event(&flow.id, now, FlowEventKind::SlaBreached, None, "deadline passed".into());
+            self.push_event(
+                &flow.id,
+                now,
+                FlowEventKind::SlaBreached,
+                None,
+                "deadline passed".into(),
+            );
         }
     }
 }
-

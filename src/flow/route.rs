@@ -220,7 +220,11 @@ pub fn load_factor(assignee: &Assignee, context: &Context) -> f64 {
         return 1.0;
     };
     let utilisation = f64::from(team.load) / f64::from(team.capacity.max(1));
-    let queued = if matches!(assignee, Assignee::Team { .. }) { 1.5 } else { 1.0 };
+    let queued = if matches!(assignee, Assignee::Team { .. }) {
+        1.5
+    } else {
+        1.0
+    };
     (1.0 + utilisation.max(0.0)) * queued
 }
 
@@ -237,7 +241,11 @@ pub fn release(assignee: &Assignee, context: &mut Context) {
 
 fn adjust(assignee: &Assignee, context: &mut Context, up: bool) {
     let step = |load: &mut u32| {
-        *load = if up { load.saturating_add(1) } else { load.saturating_sub(1) };
+        *load = if up {
+            load.saturating_add(1)
+        } else {
+            load.saturating_sub(1)
+        };
     };
     if let Assignee::Agent { agent, .. } = assignee
         && let Some(a) = context.agents.get_mut(agent)

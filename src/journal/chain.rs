@@ -59,8 +59,20 @@ mod tests {
         let h1 = link(GENESIS, "decision", "a");
         let h2 = link(&h1, "review", "b");
         let good = vec![
-            (1, "decision".to_string(), "a".to_string(), GENESIS.to_string(), h1.clone()),
-            (2, "review".to_string(), "b".to_string(), h1.clone(), h2.clone()),
+            (
+                1,
+                "decision".to_string(),
+                "a".to_string(),
+                GENESIS.to_string(),
+                h1.clone(),
+            ),
+            (
+                2,
+                "review".to_string(),
+                "b".to_string(),
+                h1.clone(),
+                h2.clone(),
+            ),
         ];
         assert_eq!(verify(good.clone()), Ok(2));
         let mut bad = good;

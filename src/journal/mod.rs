@@ -29,7 +29,10 @@ use crate::signal::Signal;
 #[derive(Debug, Error)]
 pub enum JournalError {
     #[error("journal {path}: {error}")]
-    Sqlite { path: String, error: rusqlite::Error },
+    Sqlite {
+        path: String,
+        error: rusqlite::Error,
+    },
     #[error("journal {path}: {error}")]
     Io { path: String, error: std::io::Error },
     #[error("journal writer stopped: {0}")]
@@ -52,9 +55,18 @@ pub enum Record {
     Flow(Flow),
     FlowEvent(FlowEvent),
     Feedback(Feedback),
-    Entity { key: String, body: serde_json::Value },
-    Checkpoint { feedback_count: i64, body: String },
-    Meta { key: String, value: String },
+    Entity {
+        key: String,
+        body: serde_json::Value,
+    },
+    Checkpoint {
+        feedback_count: i64,
+        body: String,
+    },
+    Meta {
+        key: String,
+        value: String,
+    },
 }
 
 /// A labelled example as journaled, enough to replay it into the model.
@@ -139,11 +151,15 @@ pub fn connect(path: &Path) -> Result<Connection, JournalError> {
         error,
     };
     let conn = Connection::open(path).map_err(err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
     // FULL: a committed transaction survives power loss, not only a crash.
-    conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-    conn.pragma_update(None, "busy_timeout", 5000).map_err(err)?;
-    conn.pragma_update(None, "foreign_keys", "OFF").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    conn.pragma_update(None, "busy_timeout", 5000)
+        .map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(err)?;
     Ok(conn)
 }
 
@@ -159,12 +175,17 @@ impl Journal {
         })?;
         let path = dir.join(FILE_NAME);
         let conn = connect(&path)?;
-        conn.execute_batch(SCHEMA).map_err(|error| JournalError::Sqlite {
-            path: path.display().to_string(),
-            error,
-        })?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|error| JournalError::Sqlite {
+                path: path.display().to_string(),
+                error,
+            })?;
         let last_hash: String = conn
-            .query_row("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
+            .query_row(
+                "SELECT hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|error| JournalError::Sqlite {
                 path: path.display().to_string(),
@@ -207,7 +228,9 @@ impl Journal {
             done: Some(done_tx),
         })
         .map_err(|_| JournalError::WriterGone("writer thread ended".into()))?;
-        Ok(Commit { done: Some(done_rx) })
+        Ok(Commit {
+            done: Some(done_rx),
+        })
     }
 
     /// Waits for everything submitted so far, then stops the writer.
@@ -270,7 +293,11 @@ fn writer_loop(
     }
 }
 
-fn write_batches(conn: &mut Connection, batches: &[Batch], last_hash: &mut String) -> rusqlite::Result<()> {
+fn write_batches(
+    conn: &mut Connection,
+    batches: &[Batch],
+    last_hash: &mut String,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut signal_stmt = tx.prepare_cached(
@@ -280,8 +307,9 @@ fn write_batches(conn: &mut Connection, batches: &[Batch], last_hash: &mut Strin
             "INSERT INTO audit (kind, ref_id, decision_id, signal_id, time, body, prev_hash, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
-        let mut review_stmt =
-            tx.prepare_cached("INSERT OR REPLACE INTO reviews (id, state, body) VALUES (?1, ?2, ?3)")?;
+        let mut review_stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO reviews (id, state, body) VALUES (?1, ?2, ?3)",
+        )?;
         let mut flow_stmt = tx.prepare_cached(
             "INSERT OR REPLACE INTO flows (id, state, decision_id, body) VALUES (?1, ?2, ?3, ?4)",
         )?;
@@ -362,7 +390,10 @@ fn write_batches(conn: &mut Connection, batches: &[Batch], last_hash: &mut Strin
                 Record::Entity { key, body } => {
                     entity_stmt.execute(params![key, body.to_string()])?;
                 }
-                Record::Checkpoint { feedback_count, body } => {
+                Record::Checkpoint {
+                    feedback_count,
+                    body,
+                } => {
                     tx.execute(
                         "INSERT INTO checkpoints (feedback_count, body) VALUES (?1, ?2)",
                         params![feedback_count, body],
@@ -389,7 +420,8 @@ mod erased {
     }
     impl<T: serde::Serialize> Json for T {
         fn to_json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"unserialisable\":\"{e}\"}}"))
+            serde_json::to_string(self)
+                .unwrap_or_else(|e| format!("{{\"unserialisable\":\"{e}\"}}"))
         }
     }
 }

@@ -60,7 +60,13 @@ pub fn open_existing(dir: &Path) -> Result<(Connection, std::path::PathBuf), Jou
     Ok((conn, path))
 }
 
-fn rows<T, F>(conn: &Connection, path: &Path, query: &str, args: impl rusqlite::Params, f: F) -> Result<Vec<T>, JournalError>
+fn rows<T, F>(
+    conn: &Connection,
+    path: &Path,
+    query: &str,
+    args: impl rusqlite::Params,
+    f: F,
+) -> Result<Vec<T>, JournalError>
 where
     F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 {
@@ -91,9 +97,13 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     )? {
         out.active_flows.push(decode(path, "flow", &body)?);
     }
-    for body in rows(&conn, path, "SELECT body FROM reviews WHERE state != 'decided'", [], |r| {
-        r.get::<_, String>(0)
-    })? {
+    for body in rows(
+        &conn,
+        path,
+        "SELECT body FROM reviews WHERE state != 'decided'",
+        [],
+        |r| r.get::<_, String>(0),
+    )? {
         out.open_reviews.push(decode(path, "review", &body)?);
     }
     let checkpoint: Option<(i64, String)> = conn
@@ -113,12 +123,15 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         params![after],
         |r| r.get::<_, String>(0),
     )? {
-        out.feedback_after_checkpoint.push(decode(path, "feedback", &body)?);
+        out.feedback_after_checkpoint
+            .push(decode(path, "feedback", &body)?);
     }
     out.feedback_count = after + out.feedback_after_checkpoint.len() as i64;
-    out.seen_signal_ids = rows(&conn, path, "SELECT id FROM signals", [], |r| r.get::<_, String>(0))?
-        .into_iter()
-        .collect();
+    out.seen_signal_ids = rows(&conn, path, "SELECT id FROM signals", [], |r| {
+        r.get::<_, String>(0)
+    })?
+    .into_iter()
+    .collect();
     for body in rows(
         &conn,
         path,
@@ -141,7 +154,10 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     })?
     .into_iter()
     .collect();
-    let count = |q: &str| conn.query_row(q, [], |r| r.get::<_, i64>(0)).map_err(sql(path));
+    let count = |q: &str| {
+        conn.query_row(q, [], |r| r.get::<_, i64>(0))
+            .map_err(sql(path))
+    };
     out.decision_count = count("SELECT COUNT(*) FROM audit WHERE kind = 'decision'")?;
     out.review_count = count("SELECT COUNT(*) FROM reviews")?;
     out.flow_count = count("SELECT COUNT(*) FROM flows")?;
@@ -166,7 +182,10 @@ pub struct Counts {
 pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let path = path.as_path();
-    let count = |q: &str| conn.query_row(q, [], |r| r.get::<_, i64>(0)).map_err(sql(path));
+    let count = |q: &str| {
+        conn.query_row(q, [], |r| r.get::<_, i64>(0))
+            .map_err(sql(path))
+    };
     Ok(Counts {
         signals: count("SELECT COUNT(*) FROM signals")?,
         decided_signals: count(
@@ -188,12 +207,17 @@ pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
     })
 }
 
-fn verify_chain_conn(conn: &Connection, path: &Path) -> Result<Result<u64, chain::Break>, JournalError> {
+fn verify_chain_conn(
+    conn: &Connection,
+    path: &Path,
+) -> Result<Result<u64, chain::Break>, JournalError> {
     let mut stmt = conn
         .prepare("SELECT seq, kind, body, prev_hash, hash FROM audit ORDER BY seq")
         .map_err(sql(path))?;
     let iter = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .map_err(sql(path))?;
     let entries: Vec<(i64, String, String, String, String)> =
         iter.collect::<Result<_, _>>().map_err(sql(path))?;
@@ -230,9 +254,11 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
     };
     let decision: Decision = decode(path, id, &body)?;
     let signal = conn
-        .query_row("SELECT body FROM signals WHERE id = ?1", params![decision.signal_id], |r| {
-            r.get::<_, String>(0)
-        })
+        .query_row(
+            "SELECT body FROM signals WHERE id = ?1",
+            params![decision.signal_id],
+            |r| r.get::<_, String>(0),
+        )
         .optional()
         .map_err(sql(path))?
         .map(|body| -> Result<Signal, JournalError> {
@@ -265,9 +291,11 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
     .map(|b| decode(path, "feedback", b))
     .collect::<Result<Vec<Feedback>, _>>()?;
     let flow: Option<Flow> = conn
-        .query_row("SELECT body FROM flows WHERE decision_id = ?1", params![id], |r| {
-            r.get::<_, String>(0)
-        })
+        .query_row(
+            "SELECT body FROM flows WHERE decision_id = ?1",
+            params![id],
+            |r| r.get::<_, String>(0),
+        )
         .optional()
         .map_err(sql(path))?
         .map(|b| decode(path, "flow", &b))
@@ -323,7 +351,10 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
 }
 
 /// The newest decision ids, newest first (for tests and the audit view).
-pub fn recent_decisions(dir: &Path, limit: i64) -> Result<Vec<(String, String, String)>, JournalError> {
+pub fn recent_decisions(
+    dir: &Path,
+    limit: i64,
+) -> Result<Vec<(String, String, String)>, JournalError> {
     let (conn, path) = open_existing(dir)?;
     rows(
         &conn,

@@ -40,13 +40,19 @@ impl Actor {
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Approve,
-    Override { option: String },
+    Override {
+        option: String,
+    },
     Reject,
     Escalate,
-    Snooze { minutes: u32 },
+    Snooze {
+        minutes: u32,
+    },
     Claim,
     /// Taken by the engine at the final deadline.
-    SafeDefault { option: String },
+    SafeDefault {
+        option: String,
+    },
 }
 
 impl Action {
@@ -126,7 +132,11 @@ impl ReviewItem {
 
     /// Sort key for the queue: the soonest deadline, then the highest priority.
     pub fn urgency(&self) -> (DateTime<Utc>, std::cmp::Reverse<Priority>, String) {
-        (self.deadline, std::cmp::Reverse(self.priority), self.id.clone())
+        (
+            self.deadline,
+            std::cmp::Reverse(self.priority),
+            self.id.clone(),
+        )
     }
 }
 
@@ -200,7 +210,11 @@ impl ReviewQueue {
 
     /// Open items, most urgent first.
     pub fn open_items(&self) -> Vec<&ReviewItem> {
-        let mut items: Vec<&ReviewItem> = self.open.iter().filter_map(|id| self.items.get(id)).collect();
+        let mut items: Vec<&ReviewItem> = self
+            .open
+            .iter()
+            .filter_map(|id| self.items.get(id))
+            .collect();
         items.sort_by_key(|i| i.urgency());
         items
     }
@@ -210,9 +224,17 @@ impl ReviewQueue {
     }
 
     /// Opens an item for a decision that needs a person.
-    pub fn open(&mut self, id: String, decision: Arc<Decision>, signal: Arc<Signal>, flow_id: String, now: DateTime<Utc>) -> &ReviewItem {
+    pub fn open(
+        &mut self,
+        id: String,
+        decision: Arc<Decision>,
+        signal: Arc<Signal>,
+        flow_id: String,
+        now: DateTime<Utc>,
+    ) -> &ReviewItem {
         let window = (decision.review_deadline - now).max(Duration::minutes(1));
-        let escalate_at = now + Duration::seconds((window.num_seconds() as f64 * self.timing.escalate_at) as i64);
+        let escalate_at =
+            now + Duration::seconds((window.num_seconds() as f64 * self.timing.escalate_at) as i64);
         let item = ReviewItem {
             id: id.clone(),
             priority: decision.priority,
@@ -242,8 +264,18 @@ impl ReviewQueue {
     }
 
     /// Checks and applies an operator's action. Nothing changes on error.
-    pub fn act(&mut self, id: &str, actor: &Actor, action: Action, note: &str, now: DateTime<Utc>) -> Result<Settled, ReviewError> {
-        let item = self.items.get_mut(id).ok_or_else(|| ReviewError::NotFound(id.to_string()))?;
+    pub fn act(
+        &mut self,
+        id: &str,
+        actor: &Actor,
+        action: Action,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Settled, ReviewError> {
+        let item = self
+            .items
+            .get_mut(id)
+            .ok_or_else(|| ReviewError::NotFound(id.to_string()))?;
         if let Some(done) = &item.outcome {
             return Err(ReviewError::AlreadyDecided {
                 id: id.to_string(),
@@ -253,9 +285,16 @@ impl ReviewQueue {
             });
         }
         if actor.role == Role::Viewer {
-            return Err(ReviewError::Viewer { actor: actor.name.clone() });
+            return Err(ReviewError::Viewer {
+                actor: actor.name.clone(),
+            });
         }
-        if actor.role < item.required_role && !matches!(action, Action::Claim | Action::Escalate | Action::Snooze { .. }) {
+        if actor.role < item.required_role
+            && !matches!(
+                action,
+                Action::Claim | Action::Escalate | Action::Snooze { .. }
+            )
+        {
             return Err(ReviewError::RoleTooLow {
                 id: id.to_string(),
                 actor: actor.name.clone(),
@@ -307,7 +346,9 @@ impl ReviewQueue {
                 item.priority = item.priority.raised();
             }
             Action::Snooze { minutes } => {
-                let until = (now + Duration::minutes(i64::from(*minutes)).min(self.timing.max_snooze)).min(item.deadline);
+                let until = (now
+                    + Duration::minutes(i64::from(*minutes)).min(self.timing.max_snooze))
+                .min(item.deadline);
                 item.snoozed_until = Some(until);
                 item.escalate_at = item.escalate_at.max(until);
                 item.state = ReviewState::Snoozed;
@@ -331,16 +372,26 @@ impl ReviewQueue {
         let due: Vec<String> = self
             .open
             .iter()
-            .filter(|id| self.items.get(*id).is_some_and(|i| i.escalate_at <= now || i.deadline <= now))
+            .filter(|id| {
+                self.items
+                    .get(*id)
+                    .is_some_and(|i| i.escalate_at <= now || i.deadline <= now)
+            })
             .cloned()
             .collect();
         for id in due {
-            let Some(item) = self.items.get(&id) else { continue };
+            let Some(item) = self.items.get(&id) else {
+                continue;
+            };
             let system = Actor::system();
             if item.deadline <= now {
                 let option = item.decision.safe_default.clone();
-                let note = format!("no answer by the final deadline; took the policy's safe default `{option}`");
-                if let Ok(settled) = self.act(&id, &system, Action::SafeDefault { option }, &note, now) {
+                let note = format!(
+                    "no answer by the final deadline; took the policy's safe default `{option}`"
+                );
+                if let Ok(settled) =
+                    self.act(&id, &system, Action::SafeDefault { option }, &note, now)
+                {
                     changes.push(settled);
                 }
             } else if item.level == 0 || item.state == ReviewState::Snoozed {

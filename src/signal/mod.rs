@@ -257,7 +257,10 @@ mod tests {
     fn names_the_missing_field() {
         let err = Signal::from_json(r#"{"specversion":"1.0","source":"x","type":"t"}"#, now())
             .unwrap_err();
-        assert_eq!(err.to_string(), "missing field `id` (expected a non-empty string)");
+        assert_eq!(
+            err.to_string(),
+            "missing field `id` (expected a non-empty string)"
+        );
     }
 
     #[test]
@@ -274,7 +277,10 @@ mod tests {
     #[test]
     fn reports_where_json_breaks() {
         let err = Signal::from_json("{\n \"id\": ", now()).unwrap_err();
-        assert!(matches!(err, SignalError::Malformed { line: 2, .. }), "{err}");
+        assert!(
+            matches!(err, SignalError::Malformed { line: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -283,6 +289,12 @@ mod tests {
         let err = Signal::from_json(&format!("{base}\"time\":\"yesterday\"}}"), now()).unwrap_err();
         assert!(matches!(err, SignalError::Invalid { field: "time", .. }));
         let err = Signal::from_json(&format!("{base}\"severity\":\"loud\"}}"), now()).unwrap_err();
-        assert!(matches!(err, SignalError::Invalid { field: "severity", .. }));
+        assert!(matches!(
+            err,
+            SignalError::Invalid {
+                field: "severity",
+                ..
+            }
+        ));
     }
 }

@@ -90,22 +90,38 @@ pub fn default_start() -> DateTime<Utc> {
 
 impl Simulator {
     pub fn new(seed: u64, start: DateTime<Utc>, duration: Duration, world: &World) -> Simulator {
-        let operators = [("ana", Role::Lead), ("ben", Role::Operator), ("chloe", Role::Operator)]
-            .iter()
-            .map(|(name, role)| SimOperator {
-                actor: Actor::new(&format!("sim-{name}"), *role),
-                working_on: None,
-            })
-            .collect();
+        let operators = [
+            ("ana", Role::Lead),
+            ("ben", Role::Operator),
+            ("chloe", Role::Operator),
+        ]
+        .iter()
+        .map(|(name, role)| SimOperator {
+            actor: Actor::new(&format!("sim-{name}"), *role),
+            working_on: None,
+        })
+        .collect();
         Simulator {
             stream: stream::generate(seed, start, duration, world),
             cursor: 0,
             later: BinaryHeap::new(),
             later_signals: HashMap::new(),
             later_seq: 0,
-            tiers: world.customers.iter().map(|c| (c.id.clone(), c.tier)).collect(),
-            suppliers: world.suppliers.iter().map(|s| (s.id.clone(), s.clone())).collect(),
-            orders: world.orders.iter().map(|o| (o.id.clone(), o.clone())).collect(),
+            tiers: world
+                .customers
+                .iter()
+                .map(|c| (c.id.clone(), c.tier))
+                .collect(),
+            suppliers: world
+                .suppliers
+                .iter()
+                .map(|s| (s.id.clone(), s.clone()))
+                .collect(),
+            orders: world
+                .orders
+                .iter()
+                .map(|o| (o.id.clone(), o.clone()))
+                .collect(),
             escalated: HashSet::new(),
             truth_by_signal: HashMap::new(),
             delay_by_signal: HashMap::new(),
@@ -162,9 +178,11 @@ impl Simulator {
                 }
             }
             "order.placed" => {
-                if let (Some(("order", id)), Some(c), Some(sup)) =
-                    (split_key(&s.subject), customer.as_deref(), s.data_str("supplier"))
-                {
+                if let (Some(("order", id)), Some(c), Some(sup)) = (
+                    split_key(&s.subject),
+                    customer.as_deref(),
+                    s.data_str("supplier"),
+                ) {
                     self.orders.insert(
                         id.to_string(),
                         Order {
@@ -184,12 +202,17 @@ impl Simulator {
             }
             _ => {}
         }
-        let tier = customer.as_deref().and_then(|c| self.tiers.get(c).copied()).or_else(|| {
-            let (_, id) = split_key(&s.subject)?;
-            let order = self.orders.get(id)?;
-            self.tiers.get(&order.customer).copied()
-        });
-        let escalated = customer.as_deref().is_some_and(|c| self.escalated.contains(c));
+        let tier = customer
+            .as_deref()
+            .and_then(|c| self.tiers.get(c).copied())
+            .or_else(|| {
+                let (_, id) = split_key(&s.subject)?;
+                let order = self.orders.get(id)?;
+                self.tiers.get(&order.customer).copied()
+            });
+        let escalated = customer
+            .as_deref()
+            .is_some_and(|c| self.escalated.contains(c));
         if let Some(best) = truth::best(s, tier, escalated) {
             self.truth_by_signal.insert(s.id.clone(), best.to_string());
         }
@@ -235,7 +258,11 @@ impl Simulator {
                         },
                     );
                 }
-                EngineEvent::Settled { decision_id, option, at } => {
+                EngineEvent::Settled {
+                    decision_id,
+                    option,
+                    at,
+                } => {
                     if let Some(k) = self.known.get_mut(decision_id) {
                         k.option = Some(option.clone());
                         k.settled_at = Some(*at);
@@ -263,7 +290,11 @@ impl Simulator {
     /// for a person, and whether its flow got done.
     fn p_within(&self, k: &Known, state: FlowState) -> f64 {
         let Some(option) = &k.option else { return 0.0 };
-        let mut p = if *option == k.truth { truth::P_RIGHT } else { truth::P_WRONG };
+        let mut p = if *option == k.truth {
+            truth::P_RIGHT
+        } else {
+            truth::P_WRONG
+        };
         if let Some(at) = k.settled_at {
             let waited = (at - k.signal_time).num_seconds().max(0) as f64;
             let sla = k.sla.num_seconds().max(1) as f64;
@@ -276,13 +307,17 @@ impl Simulator {
     }
 
     fn flow_finished(&mut self, done: &FlowFinished) {
-        let Some(k) = self.known.get(&done.decision_id).cloned() else { return };
+        let Some(k) = self.known.get(&done.decision_id).cloned() else {
+            return;
+        };
         if k.parent.is_some() {
             return;
         }
         let mut right_children = 0usize;
         for child in &k.children {
-            let Some(c) = self.known.get(child).cloned() else { continue };
+            let Some(c) = self.known.get(child).cloned() else {
+                continue;
+            };
             let p = self.p_within(&c, done.state);
             let within = self.outcome_rng.random::<f64>() < p;
             right_children += usize::from(c.option.as_deref() == Some(c.truth.as_str()));
@@ -293,7 +328,14 @@ impl Simulator {
             p *= 0.5 + 0.5 * right_children as f64 / k.children.len() as f64;
         }
         let within = self.outcome_rng.random::<f64>() < p;
-        self.outcome(done.time, &done.decision_id, &done.subject, &k, within, false);
+        self.outcome(
+            done.time,
+            &done.decision_id,
+            &done.subject,
+            &k,
+            within,
+            false,
+        );
         // A fulfilled order ships.
         if done.state == FlowState::Done
             && let Some(("order", id)) = split_key(&done.subject)
@@ -314,7 +356,15 @@ impl Simulator {
         }
     }
 
-    fn outcome(&mut self, at: DateTime<Utc>, decision: &str, subject: &str, k: &Known, within: bool, branch: bool) {
+    fn outcome(
+        &mut self,
+        at: DateTime<Utc>,
+        decision: &str,
+        subject: &str,
+        k: &Known,
+        within: bool,
+        branch: bool,
+    ) {
         let delay = Duration::minutes(self.outcome_rng.random_range(2..10));
         let signal = reply(
             format!("outcome-{decision}"),
@@ -335,12 +385,16 @@ impl Simulator {
     /// answer; answers come due after a few minutes of reading.
     pub fn operate(&mut self, engine: &mut Engine, now: DateTime<Utc>) {
         for i in 0..self.operators.len() {
-            let Some((review_id, due)) = self.operators[i].working_on.clone() else { continue };
+            let Some((review_id, due)) = self.operators[i].working_on.clone() else {
+                continue;
+            };
             if due > now {
                 continue;
             }
             self.operators[i].working_on = None;
-            let Some(item) = engine.reviews.get(&review_id).cloned() else { continue };
+            let Some(item) = engine.reviews.get(&review_id).cloned() else {
+                continue;
+            };
             if item.outcome.is_some() {
                 continue;
             }
@@ -383,10 +437,15 @@ impl Simulator {
         if free.is_empty() {
             return;
         }
-        let mut open = engine.open_reviews().into_iter().filter(|i| !taken.contains(&i.id));
+        let mut open = engine
+            .open_reviews()
+            .into_iter()
+            .filter(|i| !taken.contains(&i.id));
         for i in free {
             let role = self.operators[i].actor.role;
-            let Some(item) = open.by_ref().find(|item| item.required_role <= role) else { break };
+            let Some(item) = open.by_ref().find(|item| item.required_role <= role) else {
+                break;
+            };
             let minutes = self.operator_rng.random_range(1.5..4.0);
             let due = now + Duration::seconds((minutes * 60.0) as i64);
             self.operators[i].working_on = Some((item.id.clone(), due));
@@ -394,7 +453,14 @@ impl Simulator {
     }
 }
 
-fn reply(id: String, source: &str, kind: &str, subject: String, time: DateTime<Utc>, data: Value) -> Signal {
+fn reply(
+    id: String,
+    source: &str,
+    kind: &str,
+    subject: String,
+    time: DateTime<Utc>,
+    data: Value,
+) -> Signal {
     let data: Map<String, Value> = match data {
         Value::Object(m) => m,
         _ => Map::new(),

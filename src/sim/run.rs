@@ -47,7 +47,8 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     if options.data_dir.join(crate::journal::FILE_NAME).exists() {
         return Err(EngineError::Recovery {
             dir: options.data_dir.display().to_string(),
-            reason: "already holds a journal; a headless run starts from a fresh data directory".into(),
+            reason: "already holds a journal; a headless run starts from a fresh data directory"
+                .into(),
         });
     }
     let started = Instant::now();
@@ -103,7 +104,9 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
 
 /// Sleeps until the wall clock catches up with simulated time at `speed`.
 fn pace(speed: Option<f64>, started: Instant, simulated: Duration) {
-    let Some(speed) = speed.filter(|s| *s > 0.0) else { return };
+    let Some(speed) = speed.filter(|s| *s > 0.0) else {
+        return;
+    };
     let target = simulated.num_milliseconds() as f64 / 1000.0 / speed;
     let ahead = target - started.elapsed().as_secs_f64();
     if ahead > 0.0 {
@@ -199,7 +202,9 @@ pub fn report_text(report: &Value, model: &RunResult, baseline: &RunResult) -> S
         pct(f("agreement_first_hour")),
         pct(f("agreement_last_hour"))
     ));
-    out.push_str("hour  signals  auto   review override agree-op truth  in-SLA | base in-SLA  p50m  p95m\n");
+    out.push_str(
+        "hour  signals  auto   review override agree-op truth  in-SLA | base in-SLA  p50m  p95m\n",
+    );
     for (i, h) in model.metrics.hours.iter().enumerate() {
         let s = h.summary();
         let b = baseline.metrics.hours.get(i).map(Tally::summary);
@@ -214,8 +219,10 @@ pub fn report_text(report: &Value, model: &RunResult, baseline: &RunResult) -> S
             pct(s.agreement_with_truth),
             pct(s.within_sla),
             pct(b.and_then(|b| b.within_sla)),
-            s.cycle_p50_minutes.map_or("-".into(), |v| format!("{v:.0}")),
-            s.cycle_p95_minutes.map_or("-".into(), |v| format!("{v:.0}")),
+            s.cycle_p50_minutes
+                .map_or("-".into(), |v| format!("{v:.0}")),
+            s.cycle_p95_minutes
+                .map_or("-".into(), |v| format!("{v:.0}")),
         ));
     }
     let t = model.metrics.total.summary();

@@ -76,8 +76,16 @@ const ALERTS: &[(&str, &str)] = &[
 ];
 
 const VENDORS: &[&str] = &[
-    "Officeline", "Fuelcard Co", "Tyre Depot", "CloudHost", "Pallet Pros", "SecureGuard",
-    "Print&Post", "Forklift Rental", "Unknown GmbH", "New Vendor Ltd",
+    "Officeline",
+    "Fuelcard Co",
+    "Tyre Depot",
+    "CloudHost",
+    "Pallet Pros",
+    "SecureGuard",
+    "Print&Post",
+    "Forklift Rental",
+    "Unknown GmbH",
+    "New Vendor Ltd",
 ];
 
 struct Gen<'a> {
@@ -92,7 +100,14 @@ struct Gen<'a> {
 }
 
 impl Gen<'_> {
-    fn signal(&mut self, at: DateTime<Utc>, source: &str, kind: &str, subject: String, data: Value) -> &mut Signal {
+    fn signal(
+        &mut self,
+        at: DateTime<Utc>,
+        source: &str,
+        kind: &str,
+        subject: String,
+        data: Value,
+    ) -> &mut Signal {
         self.next_signal += 1;
         let data: Map<String, Value> = match data {
             Value::Object(map) => map,
@@ -123,7 +138,9 @@ impl Gen<'_> {
         let supplier = world::pick_supplier(&mut self.rng);
         let value = world::order_value(&mut self.rng);
         let promised = at + Duration::hours(self.rng.random_range(24..120));
-        let channel = *["web", "edi", "phone"].choose(&mut self.rng).unwrap_or(&"web");
+        let channel = *["web", "edi", "phone"]
+            .choose(&mut self.rng)
+            .unwrap_or(&"web");
         let lines = self.rng.random_range(1..12);
         self.signal(
             at,
@@ -143,18 +160,36 @@ impl Gen<'_> {
         let id = format!("t{:05}", self.next_ticket);
         self.next_ticket += 1;
         let text = text.map_or_else(
-            || TICKET_TEXTS.choose(&mut self.rng).copied().unwrap_or(TICKET_TEXTS[0]).to_string(),
+            || {
+                TICKET_TEXTS
+                    .choose(&mut self.rng)
+                    .copied()
+                    .unwrap_or(TICKET_TEXTS[0])
+                    .to_string()
+            },
             str::to_string,
         );
-        let mut data = json!({ "customer": customer, "text": text, "ticket": id, "channel": "email" });
+        let mut data =
+            json!({ "customer": customer, "text": text, "ticket": id, "channel": "email" });
         // Some customers write twice about the same thing.
         if self.rng.random::<f64>() < 0.08
-            && let Some((earlier, _)) = self.tickets.iter().rev().find(|(_, c)| *c == customer).cloned()
+            && let Some((earlier, _)) = self
+                .tickets
+                .iter()
+                .rev()
+                .find(|(_, c)| *c == customer)
+                .cloned()
         {
             data["duplicate_of"] = json!(earlier);
         }
         self.tickets.push((id.clone(), customer.clone()));
-        self.signal(at, "helpdesk", "ticket.opened", format!("customer/{customer}"), data);
+        self.signal(
+            at,
+            "helpdesk",
+            "ticket.opened",
+            format!("customer/{customer}"),
+            data,
+        );
     }
 
     fn alert(&mut self, at: DateTime<Utc>, name: &str, service: &str, severity: Severity) {
@@ -218,7 +253,12 @@ impl Gen<'_> {
     }
 
     /// Arrivals of one kind at `per_minute(t)`, by thinning a Poisson process.
-    fn arrivals(&mut self, until: Duration, max_rate: f64, per_minute: impl Fn(Duration) -> f64) -> Vec<DateTime<Utc>> {
+    fn arrivals(
+        &mut self,
+        until: Duration,
+        max_rate: f64,
+        per_minute: impl Fn(Duration) -> f64,
+    ) -> Vec<DateTime<Utc>> {
         let mut out = Vec::new();
         let mut t = 0.0f64;
         let end = until.num_seconds() as f64 / 60.0;
@@ -259,7 +299,8 @@ pub fn generate(seed: u64, start: DateTime<Utc>, duration: Duration, world: &Wor
         g.ticket(at, None, None);
     }
     for at in g.arrivals(duration, 2.4, |t| if within(surge, t) { 2.4 } else { 0.35 }) {
-        let quarter_end = surge.starts_after <= at - start && at - start < surge.starts_after + surge.lasts;
+        let quarter_end =
+            surge.starts_after <= at - start && at - start < surge.starts_after + surge.lasts;
         g.approval(at, quarter_end);
     }
     for at in g.arrivals(duration, 0.3, |_| 0.3) {
@@ -275,18 +316,30 @@ pub fn generate(seed: u64, start: DateTime<Utc>, duration: Duration, world: &Wor
     }
     for at in g.arrivals(duration, 1.0 / 30.0, |_| 1.0 / 30.0) {
         let supplier = world::SUPPLIERS.choose(&mut g.rng).map_or("delta", |s| s.0);
-        let hours = *[2.0, 4.0, 6.0, 10.0, 16.0, 20.0, 30.0, 48.0, 72.0].choose(&mut g.rng).unwrap_or(&6.0);
+        let hours = *[2.0, 4.0, 6.0, 10.0, 16.0, 20.0, 30.0, 48.0, 72.0]
+            .choose(&mut g.rng)
+            .unwrap_or(&6.0);
         g.delay(at, supplier, hours);
     }
     for at in g.arrivals(duration, 1.0 / 40.0, |_| 1.0 / 40.0) {
-        let service = *["carrier", "erp", "notifications", "warehouse"].choose(&mut g.rng).unwrap_or(&"erp");
+        let service = *["carrier", "erp", "notifications", "warehouse"]
+            .choose(&mut g.rng)
+            .unwrap_or(&"erp");
         g.health(at, service, "degraded", 700);
         let back = at + Duration::minutes(g.rng.random_range(5..20));
         g.health(back, service, "up", 60);
     }
     for at in g.arrivals(duration, 1.0 / 90.0, |_| 1.0 / 90.0) {
-        let kind = *["inventory.recount", "customs.hold", "fleet.telematics"].choose(&mut g.rng).unwrap_or(&"customs.hold");
-        g.signal(at, "legacy", kind, String::new(), json!({ "note": "unmapped event from a legacy system" }));
+        let kind = *["inventory.recount", "customs.hold", "fleet.telematics"]
+            .choose(&mut g.rng)
+            .unwrap_or(&"customs.hold");
+        g.signal(
+            at,
+            "legacy",
+            kind,
+            String::new(),
+            json!({ "note": "unmapped event from a legacy system" }),
+        );
     }
 
     // Episode: Baltic, the most used supplier, is three days late.
@@ -294,17 +347,36 @@ pub fn generate(seed: u64, start: DateTime<Utc>, duration: Duration, world: &Wor
     if cascade.starts_after < duration {
         g.delay(t0, "baltic", 72.0);
         for i in 0..8 {
-            g.ticket(t0 + Duration::minutes(5 + 3 * i), None, Some("Where is my order? The promised date is tomorrow"));
+            g.ticket(
+                t0 + Duration::minutes(5 + 3 * i),
+                None,
+                Some("Where is my order? The promised date is tomorrow"),
+            );
         }
     }
     // Episode: payments degrade, go down, recover.
     let t1 = start + payments.starts_after;
     if payments.starts_after < duration {
         g.health(t1, "payments", "degraded", 900);
-        g.alert(t1 + Duration::minutes(2), "HighLatency", "payments", Severity::Error);
+        g.alert(
+            t1 + Duration::minutes(2),
+            "HighLatency",
+            "payments",
+            Severity::Error,
+        );
         g.health(t1 + Duration::minutes(15), "payments", "down", 0);
-        g.alert(t1 + Duration::minutes(16), "PaymentsErrorRate", "payments", Severity::Critical);
-        g.alert(t1 + Duration::minutes(22), "CheckoutFailures", "payments", Severity::Critical);
+        g.alert(
+            t1 + Duration::minutes(16),
+            "PaymentsErrorRate",
+            "payments",
+            Severity::Critical,
+        );
+        g.alert(
+            t1 + Duration::minutes(22),
+            "CheckoutFailures",
+            "payments",
+            Severity::Critical,
+        );
         g.health(t1 + payments.lasts, "payments", "up", 80);
         g.signal(
             t1 + payments.lasts,
@@ -341,6 +413,7 @@ pub fn generate(seed: u64, start: DateTime<Utc>, duration: Duration, world: &Wor
         );
     }
     g.out.retain(|s| s.time < start + duration);
-    g.out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
+    g.out
+        .sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
     g.out
 }

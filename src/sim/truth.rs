@@ -38,7 +38,11 @@ pub fn best(signal: &Signal, tier: Option<Tier>, open_escalation: bool) -> Optio
             } else if signal.data.contains_key("duplicate_of") {
                 "suppress_duplicate"
             } else if has(&["cancel our contract", "unacceptable", "lawyer"]) {
-                if premium { "escalate_account_manager" } else { "route_specialist" }
+                if premium {
+                    "escalate_account_manager"
+                } else {
+                    "route_specialist"
+                }
             } else if has(&["invoice", "refund", "charged twice", "customs"]) {
                 "route_specialist"
             } else {
@@ -71,7 +75,8 @@ pub fn best(signal: &Signal, tier: Option<Tier>, open_escalation: bool) -> Optio
         }
         "approval.requested" => {
             let amount = signal.data_f64("amount").unwrap_or(0.0);
-            let over_budget = signal.data.get("over_budget").and_then(|v| v.as_bool()) == Some(true);
+            let over_budget =
+                signal.data.get("over_budget").and_then(|v| v.as_bool()) == Some(true);
             let known = signal.data.get("known_vendor").and_then(|v| v.as_bool()) == Some(true);
             Some(if over_budget {
                 "reject_request"

@@ -7,17 +7,47 @@ use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::context::{
-    Agent, Calendar, Customer, Health, Order, OrderState, Service, Shift, Supplier, Team, Tier, World,
+    Agent, Calendar, Customer, Health, Order, OrderState, Service, Shift, Supplier, Team, Tier,
+    World,
 };
 
 const FIRST: &[&str] = &[
-    "Acme", "Helios", "Brightline", "Cobalt", "Dunmore", "Evergreen", "Fjord", "Granite", "Harbor",
-    "Ironwood", "Juniper", "Kestrel", "Lumen", "Meridian", "Northgate", "Orchard", "Pioneer",
-    "Quarry", "Redwood", "Summit", "Tidewater", "Union", "Vantage", "Westbrook",
+    "Acme",
+    "Helios",
+    "Brightline",
+    "Cobalt",
+    "Dunmore",
+    "Evergreen",
+    "Fjord",
+    "Granite",
+    "Harbor",
+    "Ironwood",
+    "Juniper",
+    "Kestrel",
+    "Lumen",
+    "Meridian",
+    "Northgate",
+    "Orchard",
+    "Pioneer",
+    "Quarry",
+    "Redwood",
+    "Summit",
+    "Tidewater",
+    "Union",
+    "Vantage",
+    "Westbrook",
 ];
 const SECOND: &[&str] = &[
-    "Retail", "Foods", "Pharma", "Outfitters", "Hardware", "Electronics", "Home", "Motors",
-    "Garden", "Labs",
+    "Retail",
+    "Foods",
+    "Pharma",
+    "Outfitters",
+    "Hardware",
+    "Electronics",
+    "Home",
+    "Motors",
+    "Garden",
+    "Labs",
 ];
 
 pub const SUPPLIERS: &[(&str, &str, f64)] = &[
@@ -55,14 +85,64 @@ pub const SERVICES: &[&str] = &[
 ];
 
 /// (team, process, skills, capacity, shift start, shift end, agents)
-const TEAMS: &[(&str, &str, &[&str], u32, u32, u32, usize)] = &[
-    ("warehouse", "fulfillment", &["warehouse", "shipping"], 40, 6, 22, 8),
+type TeamSpec = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    u32,
+    u32,
+    u32,
+    usize,
+);
+
+const TEAMS: &[TeamSpec] = &[
+    (
+        "warehouse",
+        "fulfillment",
+        &["warehouse", "shipping"],
+        40,
+        6,
+        22,
+        8,
+    ),
     ("planning", "fulfillment", &["planning"], 10, 7, 19, 3),
-    ("procurement", "procurement", &["purchasing", "purchasing_lead"], 12, 8, 18, 4),
+    (
+        "procurement",
+        "procurement",
+        &["purchasing", "purchasing_lead"],
+        12,
+        8,
+        18,
+        4,
+    ),
     ("support", "customer_service", &["support"], 24, 0, 24, 6),
-    ("specialists", "customer_service", &["specialist"], 8, 8, 20, 3),
-    ("account-management", "customer_service", &["account_management"], 6, 8, 18, 2),
-    ("finance", "finance", &["credit", "finance_review"], 10, 8, 18, 3),
+    (
+        "specialists",
+        "customer_service",
+        &["specialist"],
+        8,
+        8,
+        20,
+        3,
+    ),
+    (
+        "account-management",
+        "customer_service",
+        &["account_management"],
+        6,
+        8,
+        18,
+        2,
+    ),
+    (
+        "finance",
+        "finance",
+        &["credit", "finance_review"],
+        10,
+        8,
+        18,
+        3,
+    ),
     ("sre", "incident", &["sre", "sre_lead"], 6, 0, 24, 3),
 ];
 
@@ -113,7 +193,10 @@ pub fn northwind(rng: &mut ChaCha8Rng, start: DateTime<Utc>) -> World {
             id: id.to_string(),
             name: name.to_string(),
             reliability: *reliability,
-            alternate: ALTERNATES.iter().find(|(s, _)| s == id).map(|(_, a)| a.to_string()),
+            alternate: ALTERNATES
+                .iter()
+                .find(|(s, _)| s == id)
+                .map(|(_, a)| a.to_string()),
             delayed_until: None,
         })
         .collect();
