@@ -117,7 +117,9 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let mut latencies: Vec<u32> = Vec::with_capacity(texts.len());
     let began = Instant::now();
     let mut in_flight = None;
+    let (mut tick_time, mut flush_time, mut wait_time) = Default::default();
     let mut now = start;
+    let mut last_tick = start;
     for chunk in texts.chunks(args.batch.max(1)) {
         for text in chunk {
             let t = Instant::now();
@@ -126,12 +128,25 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             now = now.max(signal.time);
             engine.ingest(signal, now);
             latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            // Timers run on the simulator's 15 s grid.
+            if now - last_tick >= crate::sim::run::STEP {
+                let t = Instant::now();
+                engine.tick(now);
+                last_tick = now;
+                tick_time += t.elapsed();
+            }
         }
+        let t = Instant::now();
         engine.tick(now);
+        let t_flush = Instant::now();
         let commit = engine.flush()?;
+        let t_wait = Instant::now();
         if let Some(previous) = in_flight.replace(commit) {
             journal::Commit::wait(previous)?;
         }
+        tick_time += t_flush - t;
+        flush_time += t_wait - t_flush;
+        wait_time += t_wait.elapsed();
     }
     if let Some(last) = in_flight {
         last.wait()?;
@@ -142,6 +157,14 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let commits = (stats.commits - stats_before.commits).max(1);
     engine.close()?;
 
+    let ingest_time: u64 = latencies.iter().map(|&l| u64::from(l)).sum();
+    println!(
+        "bench: engine thread: ingest {:.2} s, tick {:.2} s, flush {:.2} s, waiting for the journal {:.2} s",
+        ingest_time as f64 / 1e6,
+        std::time::Duration::as_secs_f64(&tick_time),
+        std::time::Duration::as_secs_f64(&flush_time),
+        std::time::Duration::as_secs_f64(&wait_time)
+    );
     latencies.sort_unstable();
     let pct = |q: f64| {
         latencies

@@ -148,6 +148,8 @@ pub struct Engine {
     seen: HashSet<String>,
     signals: HashMap<String, Arc<Signal>>,
     awaiting: HashMap<String, Awaiting>,
+    /// Flow results waiting out the horizon, oldest first.
+    flow_labels: VecDeque<(DateTime<Utc>, String)>,
     pending: Vec<Record>,
     events: VecDeque<EngineEvent>,
     publish: bool,
@@ -161,8 +163,8 @@ pub struct Engine {
     policy_file: Option<PathBuf>,
 }
 
-/// Importance of a flow's own completion as a label, against 1.0 for an
-/// explicit outcome: it says the work got done, not that it was the best.
+/// Importance of a flow's own failure as a label, against 1.0 for an
+/// explicit outcome: it says the work went wrong, not what would have worked.
 const FLOW_COMPLETION_WEIGHT: f64 = 0.2;
 
 /// How long after its flow ends an explicit outcome may still arrive. An
@@ -210,6 +212,7 @@ impl Engine {
             seen: HashSet::new(),
             signals: HashMap::new(),
             awaiting: HashMap::new(),
+            flow_labels: VecDeque::new(),
             pending: Vec::new(),
             events: VecDeque::new(),
             publish: config.publish,
@@ -832,15 +835,19 @@ impl Engine {
                 }
                 t.count_cycle(cycle);
             });
-            // The flow's own completion is a weak label for what it ran,
-            // kept until an explicit outcome arrives or the horizon passes.
+            // A flow that failed, was compensated or missed its deadline is
+            // weak evidence against what it ran, kept until an explicit
+            // outcome arrives or the horizon passes. A flow that simply got
+            // done is no evidence either way: every option usually gets its
+            // work done, and labelling that 1 would push every option's
+            // score to 1 and erase the margins the model decides on.
+            let failed = !(done.state == FlowState::Done && done.within_deadline);
             if let Some(awaiting) = self.awaiting.get_mut(&done.decision_id) {
-                let label = if done.state == FlowState::Done && done.within_deadline {
-                    1.0
-                } else {
-                    0.0
-                };
-                awaiting.flow_label = Some((label, now));
+                if failed {
+                    awaiting.flow_label = Some((0.0, now));
+                }
+                // Either way the entry is dropped after the horizon.
+                self.flow_labels.push_back((now, done.decision_id.clone()));
             }
             self.emit(EngineEvent::FlowFinished(done));
         }
@@ -874,15 +881,15 @@ impl Engine {
     /// Decisions whose flow ended more than the horizon ago without an
     /// explicit outcome learn from the flow's own result.
     fn learn_from_flows(&mut self, now: DateTime<Utc>) {
-        let due: Vec<String> = self
-            .awaiting
-            .iter()
-            .filter(|(_, a)| {
-                a.flow_label
-                    .is_some_and(|(_, at)| now - at >= OUTCOME_HORIZON)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.flow_labels.front() {
+            if now - *at < OUTCOME_HORIZON {
+                break;
+            }
+            if let Some((_, id)) = self.flow_labels.pop_front() {
+                due.push(id);
+            }
+        }
         for id in due {
             let Some(a) = self.awaiting.remove(&id) else {
                 continue;

@@ -216,6 +216,10 @@ impl Default for ExecutionSettings {
 pub struct FlowBook {
     pub flows: BTreeMap<String, Flow>,
     active: BTreeSet<String>,
+    /// When each active flow next needs attention (a step due, a retry, an
+    /// SLA timer), so a tick visits only the flows that have something due.
+    wake: BTreeSet<(DateTime<Utc>, String)>,
+    wake_at: BTreeMap<String, DateTime<Utc>>,
     dirty: BTreeSet<String>,
     events: Vec<FlowEvent>,
     pub breakers: Breakers,
@@ -236,13 +240,68 @@ impl FlowBook {
             self.active.insert(flow.id.clone());
         }
         self.dirty.insert(flow.id.clone());
+        self.schedule(&flow, now);
         self.flows.insert(flow.id.clone(), flow);
+    }
+
+    /// Files the flow under its next wake time (or takes it off the schedule).
+    fn schedule(&mut self, flow: &Flow, now: DateTime<Utc>) {
+        if let Some(old) = self.wake_at.remove(&flow.id) {
+            self.wake.remove(&(old, flow.id.clone()));
+        }
+        if let Some(at) = self.next_wake(flow, now) {
+            self.wake_at.insert(flow.id.clone(), at);
+            self.wake.insert((at, flow.id.clone()));
+        }
+    }
+
+    fn next_wake(&self, flow: &Flow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if flow.state.is_terminal() || flow.state == FlowState::WaitingHuman {
+            return None;
+        }
+        let mut next: Option<DateTime<Utc>> = None;
+        let mut consider = |t: DateTime<Utc>| next = Some(next.map_or(t, |n| n.min(t)));
+        for step in &flow.steps {
+            match step.state {
+                StepState::Running => consider(step.due.unwrap_or(now)),
+                StepState::Pending => {
+                    let ready = step
+                        .after
+                        .iter()
+                        .all(|&d| flow.steps.get(d).is_some_and(|s| s.state == StepState::Done));
+                    // A step waiting on others wakes with them, not on its own.
+                    if let Some(t) = step.not_before {
+                        consider(t.max(now));
+                    } else if ready {
+                        consider(now);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if flow.steps.is_empty() || flow.state == FlowState::Pending {
+            consider(now);
+        }
+        if !flow.escalated {
+            let span = (flow.deadline - flow.created).num_seconds() as f64;
+            consider(flow.created + Duration::seconds((span * self.settings.warn_at) as i64));
+        }
+        if !flow.breached {
+            consider(flow.deadline + Duration::seconds(1));
+        }
+        next
     }
 
     /// Puts back a flow read from the journal; in-flight ones keep moving.
     pub fn restore(&mut self, flow: Flow) {
         if !flow.state.is_terminal() {
             self.active.insert(flow.id.clone());
+        }
+        // Wake at once: whatever came due while the process was down is
+        // handled on the first tick.
+        if let Some(at) = self.next_wake(&flow, flow.created) {
+            self.wake_at.insert(flow.id.clone(), at);
+            self.wake.insert((at, flow.id.clone()));
         }
         self.flows.insert(flow.id.clone(), flow);
     }
@@ -279,6 +338,10 @@ impl FlowBook {
             let detail = format!("released with `{option}`");
             self.push_event(id, now, kind, None, detail);
         }
+        if let Some(flow) = self.flows.remove(id) {
+            self.schedule(&flow, now);
+            self.flows.insert(id.to_string(), flow);
+        }
     }
 
     /// Ends a waiting flow that a person rejected.
@@ -290,6 +353,9 @@ impl FlowBook {
             self.active.remove(id);
             self.dirty.insert(id.to_string());
             self.push_event(id, now, FlowEventKind::Failed, None, reason.to_string());
+        }
+        if let Some(old) = self.wake_at.remove(id) {
+            self.wake.remove(&(old, id.to_string()));
         }
     }
 
@@ -332,7 +398,15 @@ impl FlowBook {
         rng: &mut ChaCha8Rng,
     ) -> Vec<String> {
         let mut finished = Vec::new();
-        let ids: Vec<String> = self.active.iter().cloned().collect();
+        let mut ids = Vec::new();
+        while let Some((at, id)) = self.wake.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.wake.remove(&(at, id.clone()));
+            self.wake_at.remove(&id);
+            ids.push(id);
+        }
         for id in ids {
             let Some(mut flow) = self.flows.remove(&id) else {
                 continue;
@@ -348,6 +422,7 @@ impl FlowBook {
                 self.active.remove(&id);
                 finished.push(id.clone());
             }
+            self.schedule(&flow, now);
             self.flows.insert(id, flow);
         }
         finished

@@ -200,10 +200,27 @@ pub struct Settled {
 pub struct ReviewQueue {
     pub items: BTreeMap<String, ReviewItem>,
     open: BTreeSet<String>,
+    /// Each open item's next timer (escalation or final deadline), so a
+    /// tick looks only at items with something due.
+    timers: BTreeSet<(DateTime<Utc>, String)>,
+    timer_of: BTreeMap<String, DateTime<Utc>>,
     timing: ReviewTiming,
 }
 
 impl ReviewQueue {
+    fn reschedule(&mut self, id: &str) {
+        if let Some(old) = self.timer_of.remove(id) {
+            self.timers.remove(&(old, id.to_string()));
+        }
+        if let Some(item) = self.items.get(id)
+            && item.outcome.is_none()
+        {
+            let at = item.escalate_at.min(item.deadline);
+            self.timer_of.insert(id.to_string(), at);
+            self.timers.insert((at, id.to_string()));
+        }
+    }
+
     pub fn open_count(&self) -> usize {
         self.open.len()
     }
@@ -252,7 +269,9 @@ impl ReviewQueue {
             outcome: None,
         };
         self.open.insert(id.clone());
-        self.items.entry(id).or_insert(item)
+        self.items.entry(id.clone()).or_insert(item);
+        self.reschedule(&id);
+        &self.items[&id]
     }
 
     /// Puts back an item read from the journal.
@@ -260,7 +279,9 @@ impl ReviewQueue {
         if item.state != ReviewState::Decided {
             self.open.insert(item.id.clone());
         }
-        self.items.insert(item.id.clone(), item);
+        let id = item.id.clone();
+        self.items.insert(id.clone(), item);
+        self.reschedule(&id);
     }
 
     /// Checks and applies an operator's action. Nothing changes on error.
@@ -359,26 +380,24 @@ impl ReviewQueue {
                 self.open.remove(id);
             }
         }
-        Ok(Settled {
-            item: item.clone(),
-            record,
-        })
+        let item = item.clone();
+        self.reschedule(id);
+        Ok(Settled { item, record })
     }
 
     /// Runs the timers: escalation of unanswered items, then the safe default
     /// at the final deadline. Returns every change, for the journal.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Settled> {
         let mut changes = Vec::new();
-        let due: Vec<String> = self
-            .open
-            .iter()
-            .filter(|id| {
-                self.items
-                    .get(*id)
-                    .is_some_and(|i| i.escalate_at <= now || i.deadline <= now)
-            })
-            .cloned()
-            .collect();
+        let mut due = Vec::new();
+        while let Some((at, id)) = self.timers.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, id.clone()));
+            self.timer_of.remove(&id);
+            due.push(id);
+        }
         for id in due {
             let Some(item) = self.items.get(&id) else {
                 continue;
@@ -403,10 +422,12 @@ impl ReviewQueue {
                         item.snoozed_until = None;
                         settled.item = item.clone();
                     }
+                    self.reschedule(&id);
                     changes.push(settled);
                 }
             } else if let Some(item) = self.items.get_mut(&id) {
                 item.escalate_at = item.deadline;
+                self.reschedule(&id);
             }
         }
         changes
