@@ -153,6 +153,7 @@ pub struct Decider {
     /// Off for the rules-only baseline.
     pub learning: bool,
     rng: ChaCha8Rng,
+    option_views: std::collections::HashMap<String, cel::Value>,
 }
 
 const TOP_CONTRIBUTIONS: usize = 6;
@@ -173,6 +174,7 @@ impl Decider {
             model,
             learning,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_dec1),
+            option_views: std::collections::HashMap::new(),
         }
     }
 
@@ -223,14 +225,23 @@ impl Decider {
         .unwrap_or(cel::Value::Null);
         let cel_context =
             cel::to_value(context.policy_view(signal, &snapshot)).unwrap_or(cel::Value::Null);
-        let views: Vec<OptionView> = choice
-            .options
-            .iter()
-            .map(|name| OptionView {
+        let mut views: Vec<OptionView> = Vec::with_capacity(choice.options.len());
+        for name in choice.options {
+            // An option's view depends only on the catalogue: build it once.
+            if !self.option_views.contains_key(name) {
+                let value = cel::to_value(self.option_view(name)).unwrap_or(cel::Value::Null);
+                self.option_views.insert(name.clone(), value);
+            }
+            let value = self
+                .option_views
+                .get(name)
+                .cloned()
+                .unwrap_or(cel::Value::Null);
+            views.push(OptionView {
                 name: name.clone(),
-                value: cel::to_value(self.option_view(name)).unwrap_or(cel::Value::Null),
-            })
-            .collect();
+                value,
+            });
+        }
         let verdict = policy.evaluate(&signal.kind, &cel_signal, &cel_context, &views);
 
         let mut options: Vec<OptionScore> = choice

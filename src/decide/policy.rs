@@ -348,32 +348,41 @@ impl PolicySet {
         let mut base = CelContext::with_env(Arc::clone(&self.env));
         base.add_variable_from_value("signal", signal.clone());
         base.add_variable_from_value("context", context.clone());
-        for rule in &self.rules {
-            if !rule.spec.types.is_empty() && !rule.spec.types.iter().any(|t| t == kind) {
+        let applies =
+            |rule: &&Rule| rule.spec.types.is_empty() || rule.spec.types.iter().any(|t| t == kind);
+        for rule in self.rules.iter().filter(applies) {
+            if rule.spec.scope != Scope::Signal {
                 continue;
             }
-            match rule.spec.scope {
-                Scope::Signal => match rule.program.execute(&base) {
-                    Ok(CelValue::Bool(true)) => self.apply(rule, None, &mut verdict),
-                    Ok(CelValue::Bool(false)) => {}
-                    Ok(other) => verdict.errors.push(format!(
-                        "{}: `when` gave {other:?}, not a boolean",
-                        rule.spec.id
-                    )),
+            match rule.program.execute(&base) {
+                Ok(CelValue::Bool(true)) => self.apply(rule, None, &mut verdict),
+                Ok(CelValue::Bool(false)) => {}
+                Ok(other) => verdict.errors.push(format!(
+                    "{}: `when` gave {other:?}, not a boolean",
+                    rule.spec.id
+                )),
+                Err(e) => verdict.errors.push(format!("{}: {e}", rule.spec.id)),
+            }
+        }
+        // Option-scoped rules: one scope per option (binding a variable
+        // converts it, so bind each option once, not once per rule).
+        let option_rules: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(applies)
+            .filter(|r| r.spec.scope == Scope::Option)
+            .collect();
+        if option_rules.is_empty() {
+            return verdict;
+        }
+        for option in options {
+            let mut scope = base.new_inner_scope();
+            scope.add_variable_from_value("option", option.value.clone());
+            for rule in &option_rules {
+                match rule.program.execute(&scope) {
+                    Ok(CelValue::Bool(true)) => self.apply(rule, Some(&option.name), &mut verdict),
+                    Ok(_) => {}
                     Err(e) => verdict.errors.push(format!("{}: {e}", rule.spec.id)),
-                },
-                Scope::Option => {
-                    for option in options {
-                        let mut scope = base.new_inner_scope();
-                        scope.add_variable_from_value("option", option.value.clone());
-                        match rule.program.execute(&scope) {
-                            Ok(CelValue::Bool(true)) => {
-                                self.apply(rule, Some(&option.name), &mut verdict)
-                            }
-                            Ok(_) => {}
-                            Err(e) => verdict.errors.push(format!("{}: {e}", rule.spec.id)),
-                        }
-                    }
                 }
             }
         }

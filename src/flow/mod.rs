@@ -265,10 +265,11 @@ impl FlowBook {
             match step.state {
                 StepState::Running => consider(step.due.unwrap_or(now)),
                 StepState::Pending => {
-                    let ready = step
-                        .after
-                        .iter()
-                        .all(|&d| flow.steps.get(d).is_some_and(|s| s.state == StepState::Done));
+                    let ready = step.after.iter().all(|&d| {
+                        flow.steps
+                            .get(d)
+                            .is_some_and(|s| s.state == StepState::Done)
+                    });
                     // A step waiting on others wakes with them, not on its own.
                     if let Some(t) = step.not_before {
                         consider(t.max(now));
