@@ -238,8 +238,8 @@ fn raw_inserts(
         ("flows", "id, state, decision_id, body", "?1, ?2, ?3, ?4"),
         (
             "flow_events",
-            "flow_id, time, kind, step, detail",
-            "?1, ?2, ?3, ?4, ?5",
+            "flow_id, time, body",
+            "?1, ?2, ?3",
         ),
         ("feedback", "decision_id, body", "?1, ?2"),
         ("entities", "key, body", "?1, ?2"),

@@ -151,6 +151,7 @@ pub struct Engine {
     /// Flow results waiting out the horizon, oldest first.
     flow_labels: VecDeque<(DateTime<Utc>, String)>,
     pending: Vec<Record>,
+    pending_events: std::collections::BTreeMap<String, Vec<FlowEvent>>,
     events: VecDeque<EngineEvent>,
     publish: bool,
     rng: ChaCha8Rng,
@@ -214,6 +215,7 @@ impl Engine {
             awaiting: HashMap::new(),
             flow_labels: VecDeque::new(),
             pending: Vec::new(),
+            pending_events: Default::default(),
             events: VecDeque::new(),
             publish: config.publish,
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xf10e),
@@ -909,18 +911,15 @@ impl Engine {
         }
     }
 
+    /// Publishes flow events as they happen and keeps them, by flow, for the
+    /// next flush. Flow and entity snapshots are taken only at the flush, so
+    /// a flow that changes many times between flushes is written once.
     fn drain_flow_changes(&mut self) {
-        for flow in self.flows.take_dirty() {
-            self.pending.push(Record::Flow(flow));
-        }
         for event in self.flows.take_events() {
             if self.publish {
                 self.events.push_back(EngineEvent::Flow(event.clone()));
             }
-            self.pending.push(Record::FlowEvent(event));
-        }
-        for (key, body) in self.context.take_dirty() {
-            self.pending.push(Record::Entity { key, body });
+            self.pending_events.entry(event.flow_id.clone()).or_default().push(event);
         }
     }
 
@@ -929,6 +928,15 @@ impl Engine {
     pub fn flush(&mut self) -> Result<Commit, EngineError> {
         self.drain_flow_changes();
         let mut records = std::mem::take(&mut self.pending);
+        records.extend(self.flows.take_dirty().into_iter().map(Record::Flow));
+        let events = std::mem::take(&mut self.pending_events);
+        records.extend(events.into_values().map(Record::FlowEvents));
+        records.extend(
+            self.context
+                .take_dirty()
+                .into_iter()
+                .map(|(key, body)| Record::Entity { key, body }),
+        );
         records.push(Record::Meta {
             key: "next_id".into(),
             value: self.next_id.to_string(),

@@ -53,7 +53,8 @@ pub enum Record {
     ReviewAction(ReviewAction),
     Review(ReviewItem),
     Flow(Flow),
-    FlowEvent(FlowEvent),
+    /// One flow's events since the last flush, appended as one row.
+    FlowEvents(Vec<FlowEvent>),
     Feedback(Feedback),
     Entity {
         key: String,
@@ -134,8 +135,7 @@ CREATE INDEX IF NOT EXISTS audit_signal ON audit(signal_id);
 CREATE TABLE IF NOT EXISTS reviews (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS flows (id TEXT PRIMARY KEY, state TEXT NOT NULL, decision_id TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS flow_events (
-    seq INTEGER PRIMARY KEY, flow_id TEXT NOT NULL, time TEXT NOT NULL,
-    kind TEXT NOT NULL, step INTEGER, detail TEXT NOT NULL);
+    seq INTEGER PRIMARY KEY, flow_id TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS flow_events_flow ON flow_events(flow_id);
 CREATE TABLE IF NOT EXISTS feedback (
     seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL, body TEXT NOT NULL);
@@ -314,7 +314,7 @@ fn write_batches(
             "INSERT OR REPLACE INTO flows (id, state, decision_id, body) VALUES (?1, ?2, ?3, ?4)",
         )?;
         let mut event_stmt = tx.prepare_cached(
-            "INSERT INTO flow_events (flow_id, time, kind, step, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO flow_events (flow_id, time, body) VALUES (?1, ?2, ?3)",
         )?;
         let mut feedback_stmt =
             tx.prepare_cached("INSERT INTO feedback (decision_id, body) VALUES (?1, ?2)")?;
@@ -371,18 +371,14 @@ fn write_batches(
                 Record::Flow(f) => {
                     flow_stmt.execute(params![f.id, f.state.as_str(), f.decision_id, json(f)])?;
                 }
-                Record::FlowEvent(e) => {
-                    let kind = serde_json::to_value(e.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default();
-                    event_stmt.execute(params![
-                        e.flow_id,
-                        e.time.to_rfc3339(),
-                        kind,
-                        e.step.map(|s| s as i64),
-                        e.detail
-                    ])?;
+                Record::FlowEvents(events) => {
+                    if let Some(first) = events.first() {
+                        event_stmt.execute(params![
+                            first.flow_id,
+                            first.time.to_rfc3339(),
+                            json(events)
+                        ])?;
+                    }
                 }
                 Record::Feedback(f) => {
                     feedback_stmt.execute(params![f.decision_id, json(f)])?;

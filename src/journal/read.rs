@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Feedback, JournalError, chain, connect};
 use crate::decide::Decision;
-use crate::flow::{Flow, FlowEvent, FlowEventKind};
+use crate::flow::{Flow, FlowEvent};
 use crate::review::{ReviewAction, ReviewItem};
 use crate::signal::Signal;
 
@@ -302,28 +302,15 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
         .transpose()?;
     let mut flow_events = Vec::new();
     if let Some(flow) = &flow {
-        for (time, kind, step, detail) in rows(
+        for body in rows(
             &conn,
             path,
-            "SELECT time, kind, step, detail FROM flow_events WHERE flow_id = ?1 ORDER BY seq",
+            "SELECT body FROM flow_events WHERE flow_id = ?1 ORDER BY seq",
             params![flow.id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            },
+            |r| r.get::<_, String>(0),
         )? {
-            let kind: FlowEventKind = decode(path, "flow event", &format!("\"{kind}\""))?;
-            flow_events.push(FlowEvent {
-                flow_id: flow.id.clone(),
-                time: decode(path, "flow event time", &format!("\"{time}\""))?,
-                kind,
-                step: step.map(|s| s as usize),
-                detail,
-            });
+            let events: Vec<FlowEvent> = decode(path, "flow events", &body)?;
+            flow_events.extend(events);
         }
     }
     let children = rows(
