@@ -236,11 +236,7 @@ fn raw_inserts(
             "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8",
         ),
         ("flows", "id, state, decision_id, body", "?1, ?2, ?3, ?4"),
-        (
-            "flow_events",
-            "flow_id, time, body",
-            "?1, ?2, ?3",
-        ),
+        ("flow_events", "flow_id, time, body", "?1, ?2, ?3"),
         ("feedback", "decision_id, body", "?1, ?2"),
         ("entities", "key, body", "?1, ?2"),
     ];

@@ -919,7 +919,10 @@ impl Engine {
             if self.publish {
                 self.events.push_back(EngineEvent::Flow(event.clone()));
             }
-            self.pending_events.entry(event.flow_id.clone()).or_default().push(event);
+            self.pending_events
+                .entry(event.flow_id.clone())
+                .or_default()
+                .push(event);
         }
     }
 

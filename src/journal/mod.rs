@@ -313,9 +313,8 @@ fn write_batches(
         let mut flow_stmt = tx.prepare_cached(
             "INSERT OR REPLACE INTO flows (id, state, decision_id, body) VALUES (?1, ?2, ?3, ?4)",
         )?;
-        let mut event_stmt = tx.prepare_cached(
-            "INSERT INTO flow_events (flow_id, time, body) VALUES (?1, ?2, ?3)",
-        )?;
+        let mut event_stmt =
+            tx.prepare_cached("INSERT INTO flow_events (flow_id, time, body) VALUES (?1, ?2, ?3)")?;
         let mut feedback_stmt =
             tx.prepare_cached("INSERT INTO feedback (decision_id, body) VALUES (?1, ?2)")?;
         let mut entity_stmt =
