@@ -94,6 +94,8 @@ pub enum EngineEvent {
         at: DateTime<Utc>,
     },
     FlowFinished(FlowFinished),
+    /// A flow's state as of the last flush (for views that list flows).
+    FlowChanged(Box<Flow>),
     Learned(Feedback),
 }
 
@@ -931,7 +933,13 @@ impl Engine {
     pub fn flush(&mut self) -> Result<Commit, EngineError> {
         self.drain_flow_changes();
         let mut records = std::mem::take(&mut self.pending);
-        records.extend(self.flows.take_dirty().into_iter().map(Record::Flow));
+        let dirty = self.flows.take_dirty();
+        if self.publish {
+            for flow in &dirty {
+                self.events.push_back(EngineEvent::FlowChanged(Box::new(flow.clone())));
+            }
+        }
+        records.extend(dirty.into_iter().map(Record::Flow));
         let events = std::mem::take(&mut self.pending_events);
         records.extend(events.into_values().map(Record::FlowEvents));
         records.extend(

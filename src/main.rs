@@ -19,6 +19,36 @@ use signalbox::sim::run::{self, RunOptions};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    console: ConsoleArgs,
+}
+
+/// The console's options (used when no subcommand is given).
+#[derive(Args, Clone, Default)]
+struct ConsoleArgs {
+    /// Simulated seconds per real second (default 60).
+    #[arg(long, global = false)]
+    speed: Option<f64>,
+    /// Theme: default, light, high-contrast, colorblind, or a user theme.
+    #[arg(long)]
+    theme: Option<String>,
+    /// Keymap: default, vim, emacs, or a user keymap.
+    #[arg(long)]
+    keymap: Option<String>,
+    /// Who you are in the audit trail.
+    #[arg(long)]
+    operator: Option<String>,
+    /// viewer, operator or lead.
+    #[arg(long)]
+    role: Option<String>,
+    /// Where this session's journal goes (must not hold one already).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Simulated colleagues who answer review items besides you.
+    #[arg(long, default_value_t = 1)]
+    colleagues: usize,
 }
 
 #[derive(Subcommand)]
@@ -44,6 +74,11 @@ enum Command {
     },
     /// Measure end-to-end throughput and decision latency against raw SQLite.
     Bench(signalbox::bench::BenchArgs),
+    /// Configuration: `signalbox config path` prints where config.toml is read from.
+    Config {
+        #[arg(value_parser = ["path"])]
+        what: String,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -218,19 +253,80 @@ fn check_cmd(dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
+fn console(args: &ConsoleArgs) -> Result<()> {
+    use signalbox::console::config::{Config, config_path};
+    let config = Config::load(config_path().as_deref())?;
+    let role_text = args.role.clone().or(config.role.clone()).unwrap_or_else(|| "operator".into());
+    let role = signalbox::decide::policy::Role::parse(&role_text)
+        .filter(|r| *r != signalbox::decide::policy::Role::System)
+        .with_context(|| format!("`{role_text}` is not a role (viewer, operator, lead)"))?;
+    let name = args
+        .operator
+        .clone()
+        .or(config.operator.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".into());
+    let data_dir = match args.data_dir.clone().or(config.data_dir.clone()) {
+        Some(d) => d,
+        None => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            default_data_dir()?.join("console").join(format!("session-{stamp}"))
+        }
+    };
+    if data_dir.join(signalbox::journal::FILE_NAME).exists() {
+        bail!(
+            "{} already holds a journal; a console session starts in a fresh directory \
+             (read the old one with `signalbox explain ID --data-dir {}`)",
+            data_dir.display(),
+            data_dir.display()
+        );
+    }
+    let speed = args.speed.or(config.speed).unwrap_or(60.0);
+    if !(speed > 0.0 && speed.is_finite()) {
+        bail!("--speed must be a positive number of simulated seconds per second");
+    }
+    init_logging(&data_dir)?;
+    signalbox::console::run(signalbox::console::ConsoleOptions {
+        seed: args.seed,
+        speed,
+        data_dir,
+        operator: signalbox::review::Actor::new(&name, role),
+        theme: args.theme.clone().or(config.theme.clone()).unwrap_or_else(|| "default".into()),
+        keymap: args.keymap.clone().or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
+        colleagues: args.colleagues,
+    })
+}
+
+/// Logs go to a rolling file under the data directory, never the terminal.
+fn init_logging(data_dir: &Path) -> Result<()> {
+    let logs = data_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let appender = tracing_appender::rolling::daily(&logs, "signalbox.log");
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNALBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(appender)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => headless(&RunArgs {
-            headless: true,
-            seed: 1,
-            duration: chrono::Duration::hours(8),
-            speed: Speed::Max,
-            data_dir: None,
-            report: ReportFormat::Text,
-            policy: None,
-            no_baseline: false,
-        }),
+        None => console(&cli.console),
+        Some(Command::Config { .. }) => match signalbox::console::config::config_path() {
+            Some(p) => {
+                println!("{}", p.display());
+                Ok(())
+            }
+            None => Err(anyhow::anyhow!("no home directory: no config path")),
+        },
         Some(Command::Run(args)) => {
             if !args.headless {
                 eprintln!("the console is not built yet; running headless");

@@ -135,6 +135,12 @@ impl Simulator {
         }
     }
 
+    /// Keeps only the first `n` simulated operators (the console leaves
+    /// most of the queue to the person at the keyboard).
+    pub fn set_colleagues(&mut self, n: usize) {
+        self.operators.truncate(n);
+    }
+
     pub fn stream_len(&self) -> usize {
         self.stream.len()
     }

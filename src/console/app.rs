@@ -1,0 +1,862 @@
+//! The console's state and its update: input becomes an `Input`, `update`
+//! changes the state and returns what to ask of the engine. Drawing reads
+//! this state only.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ratatui_textarea::TextArea;
+
+use super::driver::{Status, Update};
+use super::keymap::{Context, KeyAction, Keymap};
+use super::theme::Theme;
+use crate::decide::Decision;
+use crate::engine::EngineEvent;
+use crate::flow::{Flow, FlowState};
+use crate::review::{Action, Actor, ReviewItem};
+
+pub const MAX_SIGNALS: usize = 50_000;
+pub const MAX_DECISIONS: usize = 50_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum View {
+    Overview,
+    Signals,
+    Flows,
+    Review,
+    Health,
+    Audit,
+}
+
+/// Views with their names and aliases, for `:` and the crumb trail.
+pub const VIEWS: &[(View, &str, &[&str])] = &[
+    (View::Overview, "overview", &["o", "ov", "home", "dash"]),
+    (View::Signals, "signals", &["s", "sig", "tail"]),
+    (View::Flows, "flows", &["f", "fl", "flow"]),
+    (View::Review, "review", &["r", "rev", "queue", "q"]),
+    (View::Health, "health", &["h", "services", "teams"]),
+    (View::Audit, "audit", &["a", "decisions", "log"]),
+];
+
+impl View {
+    pub fn name(self) -> &'static str {
+        VIEWS.iter().find(|(v, _, _)| *v == self).map_or("?", |(_, n, _)| n)
+    }
+
+    pub fn parse(text: &str) -> Option<View> {
+        let t = text.trim().to_lowercase();
+        VIEWS
+            .iter()
+            .find(|(_, n, aliases)| *n == t || aliases.contains(&t.as_str()))
+            .map(|(v, _, _)| *v)
+    }
+
+    fn is_table(self) -> bool {
+        !matches!(self, View::Overview)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalRow {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub kind: String,
+    pub subject: String,
+    pub source: String,
+    pub severity: Option<String>,
+    pub summary: String,
+    pub duplicate: bool,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowRow {
+    pub id: String,
+    pub decision_id: String,
+    pub signal_type: String,
+    pub subject: String,
+    pub option: String,
+    pub state: FlowState,
+    pub step: String,
+    pub owner: String,
+    pub steps: usize,
+    pub processes: String,
+    pub created: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    pub escalated: bool,
+    pub breached: bool,
+}
+
+impl FlowRow {
+    pub fn from_flow(f: &Flow) -> FlowRow {
+        let current = f.current_step();
+        let mut processes: Vec<&str> = f.steps.iter().map(|s| s.process.as_str()).collect();
+        processes.sort_unstable();
+        processes.dedup();
+        FlowRow {
+            id: f.id.clone(),
+            decision_id: f.decision_id.clone(),
+            signal_type: f.signal_type.clone(),
+            subject: f.subject.clone(),
+            option: f.option.clone(),
+            state: f.state,
+            step: current.map(|s| s.template.clone()).unwrap_or_default(),
+            owner: current
+                .and_then(|s| s.assignee.as_ref())
+                .map(|a| a.label())
+                .unwrap_or_default(),
+            steps: f.steps.len(),
+            processes: processes.join(","),
+            created: f.created,
+            deadline: f.deadline,
+            escalated: f.escalated,
+            breached: f.breached,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub kind: String,
+    pub subject: String,
+    pub mode: String,
+    pub proposal: String,
+    pub confidence: f64,
+    pub actor: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TableState {
+    pub selected: usize,
+    pub offset: usize,
+}
+
+/// What the note dialog is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DialogKind {
+    /// Choose an alternative (stage 0), then write the note (stage 1).
+    Override { choices: Vec<String>, selected: usize, writing: bool },
+    Note(Action),
+}
+
+pub struct Dialog {
+    pub review_id: String,
+    pub kind: DialogKind,
+    pub note: TextArea<'static>,
+}
+
+pub struct Detail {
+    pub title: String,
+    pub lines: Vec<String>,
+    pub scroll: usize,
+}
+
+pub enum Mode {
+    Normal,
+    Command(String),
+    Filter(String),
+    Help,
+    Detail(Detail),
+    Dialog(Box<Dialog>),
+    ConfirmQuit,
+}
+
+/// One input, after the keymap.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Key(KeyAction),
+    /// Text typed into a prompt, filter or dialog.
+    Char(char),
+    Backspace,
+    /// Raw key for the text area (it has its own editing keys).
+    Text(crossterm::event::KeyEvent),
+    Resize,
+    Tick,
+}
+
+/// What the update asks the outside world to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Act { review_id: String, action: Action, note: String },
+    Explain { decision_id: String },
+    SwitchTheme(String),
+    Quit,
+}
+
+pub struct App {
+    pub view: View,
+    pub history: Vec<View>,
+    pub mode: Mode,
+    pub status_line: Option<(String, bool)>,
+    pub signals: VecDeque<SignalRow>,
+    pub flow_rows: Vec<FlowRow>,
+    flow_index: HashMap<String, usize>,
+    pub reviews: BTreeMap<String, ReviewItem>,
+    pub audit: VecDeque<AuditRow>,
+    pub status: Option<Status>,
+    pub tables: HashMap<View, TableState>,
+    pub filters: HashMap<View, String>,
+    pub follow: bool,
+    /// Signals per simulated minute, oldest first.
+    pub signal_rate: VecDeque<u64>,
+    rate_minute: Option<DateTime<Utc>>,
+    pub queue_depth: VecDeque<u64>,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub operator: Actor,
+    pub instance: String,
+    pub sources: Vec<String>,
+    pub dirty: bool,
+    pub engine_error: Option<String>,
+    pub data_dir: PathBuf,
+    /// Rows per page in the table being shown (set by draw's caller).
+    pub page: usize,
+}
+
+impl App {
+    pub fn new(keymap: Keymap, theme: Theme, operator: Actor, data_dir: PathBuf) -> App {
+        App {
+            view: View::Overview,
+            history: Vec::new(),
+            mode: Mode::Normal,
+            status_line: None,
+            signals: VecDeque::new(),
+            flow_rows: Vec::new(),
+            flow_index: HashMap::new(),
+            reviews: BTreeMap::new(),
+            audit: VecDeque::new(),
+            status: None,
+            tables: HashMap::new(),
+            filters: HashMap::new(),
+            follow: true,
+            signal_rate: VecDeque::new(),
+            rate_minute: None,
+            queue_depth: VecDeque::new(),
+            keymap,
+            theme,
+            operator,
+            instance: "northwind (embedded)".into(),
+            sources: vec!["sim:northwind".into()],
+            dirty: true,
+            engine_error: None,
+            data_dir,
+            page: 20,
+        }
+    }
+
+    /// The contexts keys are looked up in, for the current mode and view.
+    pub fn contexts(&self) -> Vec<Context> {
+        match &self.mode {
+            Mode::Dialog(_) | Mode::ConfirmQuit => vec![Context::Dialog],
+            Mode::Command(_) | Mode::Filter(_) => vec![Context::Dialog],
+            Mode::Help | Mode::Detail(_) => vec![Context::Table, Context::Global],
+            Mode::Normal => {
+                let mut c = Vec::new();
+                if self.view == View::Review {
+                    c.push(Context::Review);
+                }
+                if self.view.is_table() {
+                    c.push(Context::Table);
+                }
+                c.push(Context::Global);
+                c
+            }
+        }
+    }
+
+    /// Whether keys go to a text prompt first.
+    pub fn typing(&self) -> bool {
+        match &self.mode {
+            Mode::Command(_) | Mode::Filter(_) => true,
+            Mode::Dialog(d) => matches!(d.kind, DialogKind::Note(_) | DialogKind::Override { writing: true, .. }),
+            _ => false,
+        }
+    }
+
+    pub fn crumbs(&self) -> String {
+        let mut parts: Vec<&str> = vec!["signalbox"];
+        parts.push(self.view.name());
+        match &self.mode {
+            Mode::Detail(d) => parts.push(d.title.as_str()),
+            Mode::Dialog(_) => parts.push("action"),
+            Mode::Help => parts.push("help"),
+            _ => {}
+        }
+        parts.join(" › ")
+    }
+
+    /// Folds what the engine published into the console's own state.
+    pub fn apply(&mut self, update: Update) {
+        self.dirty = true;
+        match update {
+            Update::Events(events) => {
+                for e in events {
+                    self.apply_event(e);
+                }
+            }
+            Update::Status(status) => {
+                self.queue_depth.push_back(status.open_reviews as u64);
+                if self.queue_depth.len() > 120 {
+                    self.queue_depth.pop_front();
+                }
+                self.status = Some(*status);
+            }
+            Update::Failed(e) => {
+                self.status_line = Some((format!("engine stopped: {e}"), true));
+                self.engine_error = Some(e);
+            }
+        }
+    }
+
+    fn apply_event(&mut self, event: EngineEvent) {
+        match event {
+            EngineEvent::Signal { signal, duplicate } => {
+                let minute = signal.time.timestamp() / 60;
+                match self.rate_minute {
+                    Some(m) if m.timestamp() / 60 == minute => {
+                        if let Some(last) = self.signal_rate.back_mut() {
+                            *last += 1;
+                        }
+                    }
+                    _ => {
+                        self.rate_minute = Some(signal.time);
+                        self.signal_rate.push_back(1);
+                        if self.signal_rate.len() > 120 {
+                            self.signal_rate.pop_front();
+                        }
+                    }
+                }
+                let summary = signal
+                    .data_str("text")
+                    .or_else(|| signal.data_str("summary"))
+                    .map(String::from)
+                    .unwrap_or_else(|| {
+                        signal
+                            .data
+                            .iter()
+                            .take(3)
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    });
+                let body = serde_json::to_string_pretty(&signal.to_cloudevent()).unwrap_or_default();
+                self.signals.push_front(SignalRow {
+                    id: signal.id.clone(),
+                    time: signal.time,
+                    kind: signal.kind.clone(),
+                    subject: signal.subject.clone(),
+                    source: signal.source.clone(),
+                    severity: signal.severity.map(|s| s.as_str().to_string()),
+                    summary,
+                    duplicate,
+                    body,
+                });
+                if self.signals.len() > MAX_SIGNALS {
+                    self.signals.pop_back();
+                }
+                if !self.follow && self.view == View::Signals {
+                    // Keep the selected row under the cursor as rows arrive.
+                    let t = self.tables.entry(View::Signals).or_default();
+                    t.selected += 1;
+                    t.offset += 1;
+                }
+            }
+            EngineEvent::Decision(d) => self.push_decision(&d),
+            EngineEvent::ReviewOpened(item) => {
+                self.reviews.insert(item.id.clone(), *item);
+            }
+            EngineEvent::ReviewAction { item, action } => {
+                if let Some(row) = self.audit.iter_mut().find(|r| r.id == item.decision.id) {
+                    row.actor = action.actor.name.clone();
+                    row.outcome = match item.chosen() {
+                        Some(o) => format!("{} → {o}", action.action.name()),
+                        None => action.action.name().to_string(),
+                    };
+                }
+                if item.outcome.is_some() {
+                    self.reviews.remove(&item.id);
+                } else {
+                    self.reviews.insert(item.id.clone(), *item);
+                }
+            }
+            EngineEvent::FlowChanged(flow) => self.upsert_flow(&flow),
+            EngineEvent::Flow(_)
+            | EngineEvent::Settled { .. }
+            | EngineEvent::FlowFinished(_)
+            | EngineEvent::Learned(_) => {}
+        }
+    }
+
+    fn push_decision(&mut self, d: &Arc<Decision>) {
+        self.audit.push_front(AuditRow {
+            id: d.id.clone(),
+            time: d.time,
+            kind: d.signal_type.clone(),
+            subject: d.subject.clone(),
+            mode: d.mode.as_str().to_string(),
+            proposal: d.proposal.clone(),
+            confidence: d.confidence,
+            actor: if d.mode.as_str() == "review" { String::new() } else { "signalbox".into() },
+            outcome: String::new(),
+        });
+        if self.audit.len() > MAX_DECISIONS {
+            self.audit.pop_back();
+        }
+    }
+
+    pub fn upsert_flow(&mut self, flow: &Flow) {
+        let row = FlowRow::from_flow(flow);
+        match self.flow_index.get(&flow.id) {
+            Some(&i) => self.flow_rows[i] = row,
+            None => {
+                self.flow_index.insert(flow.id.clone(), self.flow_rows.len());
+                self.flow_rows.push(row);
+            }
+        }
+    }
+
+    /// Review items, most urgent first.
+    pub fn review_order(&self) -> Vec<&ReviewItem> {
+        let mut items: Vec<&ReviewItem> = self.reviews.values().collect();
+        items.sort_by_key(|i| i.urgency());
+        items
+    }
+
+    /// Row count of the current table after its filter.
+    pub fn rows(&self, view: View) -> Vec<usize> {
+        let filter = self.filters.get(&view).map(|f| f.to_lowercase()).unwrap_or_default();
+        let matches = |fields: &[&str]| filter.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(&filter));
+        match view {
+            View::Signals => (0..self.signals.len())
+                .filter(|&i| {
+                    let s = &self.signals[i];
+                    matches(&[&s.id, &s.kind, &s.subject, &s.summary, &s.source])
+                })
+                .collect(),
+            View::Flows => (0..self.flow_rows.len())
+                .rev()
+                .filter(|&i| {
+                    let f = &self.flow_rows[i];
+                    matches(&[&f.id, &f.signal_type, &f.subject, &f.option, f.state.as_str(), &f.owner])
+                })
+                .collect(),
+            View::Review => {
+                let items = self.review_order();
+                (0..items.len())
+                    .filter(|&i| {
+                        let it = items[i];
+                        matches(&[&it.id, &it.decision.signal_type, &it.decision.subject, &it.decision.proposal])
+                    })
+                    .collect()
+            }
+            View::Audit => (0..self.audit.len())
+                .filter(|&i| {
+                    let a = &self.audit[i];
+                    matches(&[&a.id, &a.kind, &a.subject, &a.mode, &a.actor, &a.outcome, &a.proposal])
+                })
+                .collect(),
+            View::Health => self
+                .status
+                .as_ref()
+                .map(|s| (0..s.services.len() + s.teams.len() + s.breakers.len()).collect())
+                .unwrap_or_default(),
+            View::Overview => Vec::new(),
+        }
+    }
+
+    fn table(&mut self) -> &mut TableState {
+        self.tables.entry(self.view).or_default()
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        let n = self.rows(self.view).len();
+        let page = self.page.max(1);
+        let t = self.table();
+        if n == 0 {
+            *t = TableState::default();
+            return;
+        }
+        let next = (t.selected as isize + delta).clamp(0, n as isize - 1) as usize;
+        t.selected = next;
+        if next < t.offset {
+            t.offset = next;
+        } else if next >= t.offset + page {
+            t.offset = next + 1 - page;
+        }
+        if self.view == View::Signals {
+            self.follow = next == 0;
+        }
+    }
+
+    fn go(&mut self, view: View) {
+        if view != self.view {
+            self.history.push(self.view);
+            self.view = view;
+        }
+        self.mode = Mode::Normal;
+    }
+
+    /// The review item under the cursor.
+    pub fn selected_review(&self) -> Option<&ReviewItem> {
+        let rows = self.rows(View::Review);
+        let t = self.tables.get(&View::Review).copied().unwrap_or_default();
+        let i = *rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
+        self.review_order().get(i).copied()
+    }
+
+    pub fn update(&mut self, input: Input) -> Vec<Effect> {
+        self.dirty = true;
+        let mut effects = Vec::new();
+        let mode = std::mem::replace(&mut self.mode, Mode::Normal);
+        self.mode = match mode {
+            Mode::Command(text) => self.prompt(text, input, true, &mut effects),
+            Mode::Filter(text) => self.prompt(text, input, false, &mut effects),
+            Mode::Dialog(d) => self.dialog(d, input, &mut effects),
+            Mode::ConfirmQuit => match input {
+                Input::Key(KeyAction::Confirm) | Input::Char('y') => {
+                    effects.push(Effect::Quit);
+                    Mode::Normal
+                }
+                _ => {
+                    self.status_line = Some(("quit cancelled".into(), false));
+                    Mode::Normal
+                }
+            },
+            Mode::Help => match input {
+                Input::Key(KeyAction::Back | KeyAction::Help | KeyAction::Cancel) => Mode::Normal,
+                Input::Key(KeyAction::Quit) => {
+                    effects.push(Effect::Quit);
+                    Mode::Normal
+                }
+                _ => Mode::Help,
+            },
+            Mode::Detail(mut d) => match input {
+                Input::Key(KeyAction::Back | KeyAction::Cancel) => Mode::Normal,
+                Input::Key(KeyAction::Quit) => {
+                    effects.push(Effect::Quit);
+                    Mode::Normal
+                }
+                Input::Key(KeyAction::Down) => {
+                    d.scroll = (d.scroll + 1).min(d.lines.len().saturating_sub(1));
+                    Mode::Detail(d)
+                }
+                Input::Key(KeyAction::Up) => {
+                    d.scroll = d.scroll.saturating_sub(1);
+                    Mode::Detail(d)
+                }
+                Input::Key(KeyAction::PageDown) => {
+                    d.scroll = (d.scroll + self.page).min(d.lines.len().saturating_sub(1));
+                    Mode::Detail(d)
+                }
+                Input::Key(KeyAction::PageUp) => {
+                    d.scroll = d.scroll.saturating_sub(self.page);
+                    Mode::Detail(d)
+                }
+                _ => Mode::Detail(d),
+            },
+            Mode::Normal => self.normal(input, &mut effects),
+        };
+        effects
+    }
+
+    fn prompt(&mut self, mut text: String, input: Input, command: bool, effects: &mut Vec<Effect>) -> Mode {
+        let wrap = |t: String| if command { Mode::Command(t) } else { Mode::Filter(t) };
+        match input {
+            Input::Char('\t') if command => {
+                // Complete a view name.
+                if let Some((_, name, _)) = VIEWS.iter().find(|(_, n, _)| n.starts_with(text.trim())) {
+                    text = name.to_string();
+                }
+                wrap(text)
+            }
+            Input::Char(c) => {
+                text.push(c);
+                if !command {
+                    self.filters.insert(self.view, text.clone());
+                    *self.table() = TableState::default();
+                }
+                wrap(text)
+            }
+            Input::Backspace => {
+                text.pop();
+                if !command {
+                    self.filters.insert(self.view, text.clone());
+                }
+                wrap(text)
+            }
+            Input::Key(KeyAction::Cancel | KeyAction::Back) => {
+                if !command {
+                    self.filters.remove(&self.view);
+                }
+                Mode::Normal
+            }
+            Input::Key(KeyAction::Confirm) => {
+                if command {
+                    self.run_command(text.trim(), effects);
+                    if matches!(self.mode, Mode::ConfirmQuit) {
+                        return Mode::ConfirmQuit;
+                    }
+                } else if text.is_empty() {
+                    self.filters.remove(&self.view);
+                }
+                Mode::Normal
+            }
+            _ => wrap(text),
+        }
+    }
+
+    fn run_command(&mut self, text: &str, effects: &mut Vec<Effect>) {
+        let mut words = text.split_whitespace();
+        match words.next() {
+            Some("quit" | "q" | "exit") => effects.push(Effect::Quit),
+            Some("theme") => match words.next() {
+                Some(name) => effects.push(Effect::SwitchTheme(name.to_string())),
+                None => self.status_line = Some(("usage: :theme NAME".into(), true)),
+            },
+            Some(name) => match View::parse(name) {
+                Some(v) => self.go(v),
+                None => {
+                    let names: Vec<&str> = VIEWS.iter().map(|(_, n, _)| *n).collect();
+                    self.status_line = Some((format!("no view `{name}` (views: {})", names.join(", ")), true));
+                }
+            },
+            None => {}
+        }
+    }
+
+    fn normal(&mut self, input: Input, effects: &mut Vec<Effect>) -> Mode {
+        let Input::Key(action) = input else {
+            return Mode::Normal;
+        };
+        match action {
+            KeyAction::Quit => effects.push(Effect::Quit),
+            KeyAction::Help => return Mode::Help,
+            KeyAction::Command => return Mode::Command(String::new()),
+            KeyAction::Filter if self.view.is_table() => {
+                let current = self.filters.get(&self.view).cloned().unwrap_or_default();
+                return Mode::Filter(current);
+            }
+            KeyAction::Back => {
+                if self.filters.remove(&self.view).is_none()
+                    && let Some(v) = self.history.pop()
+                {
+                    self.view = v;
+                }
+            }
+            KeyAction::NextView | KeyAction::PrevView => {
+                let i = VIEWS.iter().position(|(v, _, _)| *v == self.view).unwrap_or(0);
+                let n = VIEWS.len();
+                let j = if action == KeyAction::NextView { (i + 1) % n } else { (i + n - 1) % n };
+                self.go(VIEWS[j].0);
+            }
+            KeyAction::Up => self.move_selection(-1),
+            KeyAction::Down => self.move_selection(1),
+            KeyAction::PageUp => self.move_selection(-(self.page as isize)),
+            KeyAction::PageDown => self.move_selection(self.page as isize),
+            KeyAction::Top => self.move_selection(-(isize::MAX / 2)),
+            KeyAction::Bottom => self.move_selection(isize::MAX / 2),
+            KeyAction::Follow if self.view == View::Signals => {
+                self.follow = !self.follow;
+                if self.follow {
+                    *self.table() = TableState::default();
+                }
+                self.status_line = Some((format!("follow {}", if self.follow { "on" } else { "off" }), false));
+            }
+            KeyAction::Open => return self.open(effects),
+            KeyAction::Approve
+            | KeyAction::Override
+            | KeyAction::Reject
+            | KeyAction::Escalate
+            | KeyAction::Snooze
+            | KeyAction::Claim
+                if self.view == View::Review =>
+            {
+                return self.start_action(action, effects);
+            }
+            _ => {}
+        }
+        Mode::Normal
+    }
+
+    fn open(&mut self, effects: &mut Vec<Effect>) -> Mode {
+        let rows = self.rows(self.view);
+        let t = self.tables.get(&self.view).copied().unwrap_or_default();
+        let Some(&i) = rows.get(t.selected) else {
+            return Mode::Normal;
+        };
+        match self.view {
+            View::Signals => {
+                let s = &self.signals[i];
+                Mode::Detail(Detail {
+                    title: format!("signal {}", s.id),
+                    lines: s.body.lines().map(String::from).collect(),
+                    scroll: 0,
+                })
+            }
+            View::Flows => {
+                effects.push(Effect::Explain {
+                    decision_id: self.flow_rows[i].decision_id.clone(),
+                });
+                Mode::Normal
+            }
+            View::Audit => {
+                effects.push(Effect::Explain {
+                    decision_id: self.audit[i].id.clone(),
+                });
+                Mode::Normal
+            }
+            View::Review => {
+                let items = self.review_order();
+                if let Some(item) = items.get(i) {
+                    effects.push(Effect::Explain {
+                        decision_id: item.decision.id.clone(),
+                    });
+                }
+                Mode::Normal
+            }
+            _ => Mode::Normal,
+        }
+    }
+
+    fn start_action(&mut self, action: KeyAction, effects: &mut Vec<Effect>) -> Mode {
+        let Some(item) = self.selected_review() else {
+            self.status_line = Some(("no review item selected".into(), true));
+            return Mode::Normal;
+        };
+        let review_id = item.id.clone();
+        let note = || {
+            let mut t = TextArea::default();
+            t.set_placeholder_text("why (enter to confirm, esc to cancel)");
+            t
+        };
+        match action {
+            KeyAction::Override => {
+                let choices: Vec<String> = item
+                    .decision
+                    .options
+                    .iter()
+                    .filter(|o| o.allowed && o.option != item.decision.proposal)
+                    .map(|o| o.option.clone())
+                    .collect();
+                if choices.is_empty() {
+                    self.status_line = Some(("no alternative is allowed for this item".into(), true));
+                    return Mode::Normal;
+                }
+                Mode::Dialog(Box::new(Dialog {
+                    review_id,
+                    kind: DialogKind::Override {
+                        choices,
+                        selected: 0,
+                        writing: false,
+                    },
+                    note: note(),
+                }))
+            }
+            KeyAction::Approve | KeyAction::Reject => {
+                let a = if action == KeyAction::Approve { Action::Approve } else { Action::Reject };
+                Mode::Dialog(Box::new(Dialog {
+                    review_id,
+                    kind: DialogKind::Note(a),
+                    note: note(),
+                }))
+            }
+            KeyAction::Escalate => {
+                effects.push(Effect::Act {
+                    review_id,
+                    action: Action::Escalate,
+                    note: format!("escalated by {}", self.operator.name),
+                });
+                Mode::Normal
+            }
+            KeyAction::Snooze => {
+                effects.push(Effect::Act {
+                    review_id,
+                    action: Action::Snooze { minutes: 15 },
+                    note: "snoozed 15 minutes".into(),
+                });
+                Mode::Normal
+            }
+            _ => {
+                effects.push(Effect::Act {
+                    review_id,
+                    action: Action::Claim,
+                    note: format!("claimed by {}", self.operator.name),
+                });
+                Mode::Normal
+            }
+        }
+    }
+
+    fn dialog(&mut self, mut d: Box<Dialog>, input: Input, effects: &mut Vec<Effect>) -> Mode {
+        if let Input::Key(KeyAction::Cancel) = input {
+            self.status_line = Some(("action cancelled".into(), false));
+            return Mode::Normal;
+        }
+        match &mut d.kind {
+            DialogKind::Override {
+                choices,
+                selected,
+                writing: false,
+            } => {
+                match input {
+                    Input::Key(KeyAction::Up) | Input::Char('k') => *selected = selected.saturating_sub(1),
+                    Input::Key(KeyAction::Down) | Input::Char('j') => {
+                        *selected = (*selected + 1).min(choices.len().saturating_sub(1))
+                    }
+                    Input::Key(KeyAction::Confirm) => {
+                        if let DialogKind::Override { writing, .. } = &mut d.kind {
+                            *writing = true;
+                        }
+                    }
+                    _ => {}
+                }
+                Mode::Dialog(d)
+            }
+            _ => match input {
+                Input::Key(KeyAction::Confirm) => {
+                    let note = d.note.lines().join("\n");
+                    let action = match &d.kind {
+                        DialogKind::Override { choices, selected, .. } => Action::Override {
+                            option: choices.get(*selected).cloned().unwrap_or_default(),
+                        },
+                        DialogKind::Note(a) => a.clone(),
+                    };
+                    effects.push(Effect::Act {
+                        review_id: d.review_id.clone(),
+                        action,
+                        note,
+                    });
+                    Mode::Normal
+                }
+                Input::Text(key) => {
+                    d.note.input(key);
+                    Mode::Dialog(d)
+                }
+                _ => Mode::Dialog(d),
+            },
+        }
+    }
+
+    /// The engine's answer to an action.
+    pub fn acted(&mut self, result: Result<String, String>) {
+        self.dirty = true;
+        self.status_line = Some(match result {
+            Ok(done) => (format!("done: {done}"), false),
+            Err(why) => (format!("refused: {why}"), true),
+        });
+    }
+
+    pub fn show_detail(&mut self, title: String, text: String) {
+        self.mode = Mode::Detail(Detail {
+            title,
+            lines: text.lines().map(String::from).collect(),
+            scroll: 0,
+        });
+        self.dirty = true;
+    }
+}

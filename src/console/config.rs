@@ -1,0 +1,74 @@
+//! `config.toml` in the platform config directory: every field optional.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub operator: Option<String>,
+    pub role: Option<String>,
+    pub theme: Option<String>,
+    pub keymap: Option<String>,
+    /// Simulated seconds per real second.
+    pub speed: Option<f64>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config {file}: {error}")]
+    Read { file: String, error: String },
+}
+
+/// The platform directories signalbox uses.
+pub fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("dev", "signalbox", "signalbox")
+}
+
+/// Where `config.toml` is looked for.
+pub fn config_path() -> Option<PathBuf> {
+    project_dirs().map(|d| d.config_dir().join("config.toml"))
+}
+
+/// Where user themes and keymaps are looked for.
+pub fn user_dir(kind: &str) -> Option<PathBuf> {
+    project_dirs().map(|d| d.config_dir().join(kind))
+}
+
+impl Config {
+    /// Reads the file if it exists; a missing file is an empty config.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path.filter(|p| p.exists()) else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            file: path.display().to_string(),
+            error: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Read {
+            file: path.display().to_string(),
+            error: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_optional_and_unknown_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "operator = \"ana\"\n").unwrap();
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(c.operator.as_deref(), Some("ana"));
+        std::fs::write(&p, "colour = \"red\"\n").unwrap();
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("config.toml") && err.contains("colour"), "{err}");
+        assert_eq!(Config::load(Some(&dir.path().join("none.toml"))).unwrap(), Config::default());
+    }
+}

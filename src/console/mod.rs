@@ -1,0 +1,213 @@
+//! The operator console: a terminal UI over the embedded engine.
+//!
+//! Input → `Input` (through the keymap) → `App::update` → `Effect`s sent to
+//! the engine thread; the engine's `Update`s fold into the `App`; `views`
+//! draw the `App`. The terminal is restored on exit, on error and on panic
+//! (`ratatui::init` installs the panic hook).
+
+pub mod app;
+pub mod config;
+pub mod driver;
+pub mod keymap;
+pub mod theme;
+pub mod views;
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, Event, KeyCode, KeyEventKind};
+
+use app::{App, Effect, Input, Mode};
+use driver::{Command, DriverOptions, Update};
+use keymap::{KeyAction, Keymap};
+use theme::Theme;
+
+use crate::review::Actor;
+
+/// Everything the console needs to start.
+pub struct ConsoleOptions {
+    pub seed: u64,
+    pub speed: f64,
+    pub data_dir: PathBuf,
+    pub operator: Actor,
+    pub theme: String,
+    pub keymap: String,
+    pub colleagues: usize,
+}
+
+/// Frames are drawn at most this often.
+const FRAME: Duration = Duration::from_millis(33);
+
+/// Loads theme and keymap, reporting problems as start-up warnings and
+/// falling back to the defaults.
+pub fn load_look(options: &ConsoleOptions, warnings: &mut Vec<String>) -> (Theme, Keymap) {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let themes = config::user_dir("themes");
+    let theme = match Theme::load(&options.theme, themes.as_deref(), no_color) {
+        Ok(t) => t,
+        Err(e) => {
+            warnings.push(format!("{e}; using the default theme"));
+            Theme::fallback(no_color)
+        }
+    };
+    let keymaps = config::user_dir("keymaps");
+    let keymap = match Keymap::load(&options.keymap, keymaps.as_deref()) {
+        Ok(k) => k,
+        Err(e) => {
+            warnings.push(format!("{e}; using the default keymap"));
+            Keymap::load("default", None).unwrap_or_default()
+        }
+    };
+    for c in keymap.conflicts() {
+        warnings.push(c.to_string());
+    }
+    (theme, keymap)
+}
+
+pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
+    let mut warnings = Vec::new();
+    let (theme, keymap) = load_look(&options, &mut warnings);
+    let (command_tx, command_rx) = mpsc::channel::<Command>();
+    let (update_tx, update_rx) = mpsc::channel::<Update>();
+    let engine = driver::spawn(
+        DriverOptions {
+            seed: options.seed,
+            speed: options.speed,
+            data_dir: options.data_dir.clone(),
+            colleagues: options.colleagues,
+            operator: options.operator.clone(),
+        },
+        command_rx,
+        update_tx,
+    )?;
+    let mut app = App::new(keymap, theme, options.operator.clone(), options.data_dir.clone());
+    if !warnings.is_empty() {
+        app.status_line = Some((warnings.join("; "), true));
+    }
+    let mut terminal = ratatui::init();
+    let result = event_loop(&mut terminal, &mut app, &command_tx, &update_rx);
+    ratatui::restore();
+    let _ = command_tx.send(Command::Stop);
+    let _ = engine.join();
+    result
+}
+
+fn event_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    commands: &mpsc::Sender<Command>,
+    updates: &mpsc::Receiver<Update>,
+) -> anyhow::Result<()> {
+    let mut pending_reply: Option<mpsc::Receiver<Result<String, String>>> = None;
+    let mut last_draw = Instant::now() - FRAME;
+    loop {
+        while let Ok(update) = updates.try_recv() {
+            app.apply(update);
+        }
+        if let Some(rx) = &pending_reply
+            && let Ok(result) = rx.try_recv()
+        {
+            app.acted(result);
+            pending_reply = None;
+        }
+        if app.dirty && last_draw.elapsed() >= FRAME {
+            let size = terminal.size()?;
+            app.page = views::page_size(views::body_area(size.into()));
+            terminal.draw(|f| views::draw(f, app))?;
+            app.dirty = false;
+            last_draw = Instant::now();
+        }
+        if !event::poll(Duration::from_millis(15))? {
+            continue;
+        }
+        let input = match event::read()? {
+            Event::Key(key) if key.kind != KeyEventKind::Release => translate(app, key),
+            Event::Resize(_, _) => Some(Input::Resize),
+            _ => None,
+        };
+        let Some(input) = input else { continue };
+        for effect in app.update(input) {
+            match effect {
+                Effect::Quit => {
+                    if matches!(app.mode, Mode::Dialog(_)) {
+                        app.mode = Mode::ConfirmQuit;
+                    } else {
+                        return Ok(());
+                    }
+                }
+                Effect::Act { review_id, action, note } => {
+                    let (tx, rx) = mpsc::channel();
+                    if commands
+                        .send(Command::Act {
+                            review_id,
+                            action,
+                            note,
+                            reply: tx,
+                        })
+                        .is_err()
+                    {
+                        app.acted(Err("the engine has stopped".into()));
+                    } else {
+                        pending_reply = Some(rx);
+                    }
+                }
+                Effect::Explain { decision_id } => {
+                    let text = match crate::journal::read::explain(&app.data_dir, &decision_id) {
+                        Ok(Some(e)) => crate::decide::explain::render(&e),
+                        Ok(None) => format!("{decision_id} is not in the journal yet (it is written within a moment)"),
+                        Err(e) => format!("reading the journal: {e}"),
+                    };
+                    app.show_detail(format!("decision {decision_id}"), text);
+                }
+                Effect::SwitchTheme(name) => {
+                    let no_color = app.theme.no_color;
+                    match Theme::load(&name, config::user_dir("themes").as_deref(), no_color) {
+                        Ok(t) => {
+                            app.theme = t;
+                            app.status_line = Some((format!("theme {name}"), false));
+                        }
+                        Err(e) => app.status_line = Some((e.to_string(), true)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A key event as the app sees it: text for prompts and dialogs, else the
+/// keymap's action.
+fn translate(app: &App, key: crossterm::event::KeyEvent) -> Option<Input> {
+    let k = keymap::Key::from_event(&key);
+    if app.typing() {
+        // Confirm and cancel keep their meaning while typing.
+        if let Some(k) = &k
+            && let Some(a @ (KeyAction::Confirm | KeyAction::Cancel)) = app.keymap.action(k, &[keymap::Context::Dialog])
+        {
+            return Some(Input::Key(a));
+        }
+        if matches!(app.mode, Mode::Dialog(_)) {
+            return Some(Input::Text(key));
+        }
+        return match key.code {
+            KeyCode::Char(c) => Some(Input::Char(c)),
+            KeyCode::Tab => Some(Input::Char('\t')),
+            KeyCode::Backspace => Some(Input::Backspace),
+            _ => None,
+        };
+    }
+    let k = k?;
+    let action = app.keymap.action(&k, &app.contexts());
+    match (&app.mode, action) {
+        (Mode::Dialog(_), None) => match key.code {
+            KeyCode::Char(c) => Some(Input::Char(c)),
+            _ => None,
+        },
+        (Mode::ConfirmQuit, None) => match key.code {
+            KeyCode::Char(c) => Some(Input::Char(c)),
+            _ => Some(Input::Key(KeyAction::Cancel)),
+        },
+        (_, Some(a)) => Some(Input::Key(a)),
+        _ => None,
+    }
+}

@@ -1,0 +1,100 @@
+//! Health: services with status and latency, circuit breakers, teams with
+//! capacity, load and shift.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Cell, Row, Table};
+
+use super::{paragraph, state_style, titled};
+use crate::console::app::App;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let Some(status) = &app.status else {
+        frame.render_widget(paragraph(vec![Line::raw("waiting for the engine…")], "health", theme), area);
+        return;
+    };
+    let [top, teams_area] = Layout::vertical([Constraint::Percentage(45), Constraint::Min(5)]).areas(area);
+    let [services_area, breakers_area] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+    let services: Vec<Row> = status
+        .services
+        .iter()
+        .map(|s| {
+            Row::new(vec![
+                Cell::from(s.id.clone()),
+                Cell::from(s.health.clone()).style(state_style(theme, &s.health)),
+                Cell::from(format!("{} ms", s.latency_ms)),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Table::new(services, [Constraint::Length(16), Constraint::Length(10), Constraint::Min(8)])
+            .header(Row::new(vec!["service", "health", "latency"]).style(theme.title()))
+            .block(titled("services", theme)),
+        services_area,
+    );
+    let breakers: Vec<Row> = if status.breakers.is_empty() {
+        vec![Row::new(vec![Cell::from("no automation has run yet").style(theme.muted())])]
+    } else {
+        status
+            .breakers
+            .iter()
+            .map(|b| {
+                Row::new(vec![
+                    Cell::from(b.executor.clone()),
+                    Cell::from(b.state.as_str()).style(state_style(theme, b.state.as_str())),
+                    Cell::from(b.failures.to_string()),
+                    Cell::from(b.trips.to_string()),
+                ])
+            })
+            .collect()
+    };
+    frame.render_widget(
+        Table::new(
+            breakers,
+            [Constraint::Length(16), Constraint::Length(10), Constraint::Length(9), Constraint::Min(5)],
+        )
+        .header(Row::new(vec!["executor", "breaker", "failures", "trips"]).style(theme.title()))
+        .block(titled("circuit breakers", theme)),
+        breakers_area,
+    );
+    let teams: Vec<Row> = status
+        .teams
+        .iter()
+        .map(|t| {
+            let util = f64::from(t.load) / f64::from(t.capacity.max(1));
+            let bar_len = ((util.min(2.0)) * 10.0).round() as usize;
+            let bar = format!("{:<20}", "█".repeat(bar_len));
+            let style = if util > 1.0 {
+                theme.bad()
+            } else if util > 0.8 {
+                theme.warn()
+            } else {
+                theme.ok()
+            };
+            Row::new(vec![
+                Cell::from(t.id.clone()),
+                Cell::from(t.process.clone()),
+                Cell::from(format!("{}/{}", t.load, t.capacity)),
+                Cell::from(bar).style(style),
+                Cell::from(format!("{} {}", t.shift, if t.on_shift { "on shift" } else { "off shift" })),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Table::new(
+            teams,
+            [
+                Constraint::Length(20),
+                Constraint::Length(17),
+                Constraint::Length(8),
+                Constraint::Length(21),
+                Constraint::Min(10),
+            ],
+        )
+        .header(Row::new(vec!["team", "process", "load", "", "shift"]).style(theme.title()))
+        .block(titled("teams", theme)),
+        teams_area,
+    );
+}

@@ -1,0 +1,301 @@
+//! Drawing: the frame (header, crumbs, status line, key bar) around the
+//! current view, and the overlays (prompt, help, detail, dialog). Every
+//! function here reads the state and draws; none changes anything.
+
+mod audit;
+mod flows;
+mod health;
+mod overview;
+mod review;
+mod signals;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, List, ListItem, Paragraph, Row, Table, Wrap};
+
+use super::app::{App, DialogKind, Mode, View};
+use super::keymap::Context;
+use super::theme::Theme;
+
+/// Rows of table body that fit in `area` (border and header taken off).
+pub fn page_size(area: Rect) -> usize {
+    area.height.saturating_sub(3).max(1) as usize
+}
+
+/// The area tables are drawn in, for a terminal of this size.
+pub fn body_area(size: Rect) -> Rect {
+    let [_, _, body, _, _] = chrome(size);
+    body
+}
+
+fn chrome(size: Rect) -> [Rect; 5] {
+    Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(size)
+}
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let theme = &app.theme;
+    let size = frame.area();
+    frame.render_widget(Block::default().style(theme.base()), size);
+    let [header, crumbs, body, status, keys] = chrome(size);
+    draw_header(frame, header, app);
+    frame.render_widget(Paragraph::new(Line::styled(app.crumbs(), theme.muted())), crumbs);
+    match app.view {
+        View::Overview => overview::draw(frame, body, app),
+        View::Signals => signals::draw(frame, body, app),
+        View::Flows => flows::draw(frame, body, app),
+        View::Review => review::draw(frame, body, app),
+        View::Health => health::draw(frame, body, app),
+        View::Audit => audit::draw(frame, body, app),
+    }
+    draw_status(frame, status, app);
+    draw_keys(frame, keys, app);
+    match &app.mode {
+        Mode::Help => draw_help(frame, body, app),
+        Mode::Detail(d) => {
+            let area = inset(body, 2, 1);
+            frame.render_widget(Clear, area);
+            let height = area.height.saturating_sub(2) as usize;
+            let lines: Vec<Line> = d.lines.iter().skip(d.scroll).take(height).map(|l| Line::raw(l.as_str())).collect();
+            frame.render_widget(
+                Paragraph::new(lines).style(theme.base()).block(titled(&d.title, theme)),
+                area,
+            );
+        }
+        Mode::Dialog(dialog) => draw_dialog(frame, body, app, dialog),
+        Mode::ConfirmQuit => {
+            let area = centered(body, 50, 3);
+            frame.render_widget(Clear, area);
+            frame.render_widget(
+                Paragraph::new("A dialog is open. Quit anyway? (y / enter)").style(theme.warn()).block(titled("quit", theme)),
+                area,
+            );
+        }
+        _ => {}
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let mut spans = vec![
+        Span::styled(" signalbox ", theme.title()),
+        Span::styled(format!("{} ", app.instance), theme.accent()),
+        Span::styled(format!("src {} ", app.sources.join(",")), theme.muted()),
+        Span::styled(format!("{} ({}) ", app.operator.name, app.operator.role.as_str()), theme.base()),
+    ];
+    if let Some(s) = &app.status {
+        spans.push(Span::styled(format!("{} ", s.now.format("%a %H:%M:%S")), theme.base()));
+        spans.push(if s.business_hours {
+            Span::styled("business hours ", theme.ok())
+        } else {
+            Span::styled("off-hours ", theme.warn())
+        });
+        spans.push(Span::styled(format!("model {} policy {}", s.model_version, s.policy_version), theme.muted()));
+    } else {
+        spans.push(Span::styled("starting…", theme.muted()));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let line = match &app.mode {
+        Mode::Command(text) => {
+            let hint: Vec<&str> = super::app::VIEWS
+                .iter()
+                .map(|(_, n, _)| *n)
+                .filter(|n| !text.is_empty() && n.starts_with(text.trim()))
+                .collect();
+            Line::from(vec![
+                Span::styled(format!(":{text}▏"), theme.accent()),
+                Span::styled(format!("  {}", hint.join(" ")), theme.muted()),
+            ])
+        }
+        Mode::Filter(text) => Line::styled(format!("/{text}▏"), theme.accent()),
+        _ => match &app.status_line {
+            Some((text, true)) => Line::styled(text.as_str(), theme.bad()),
+            Some((text, false)) => Line::styled(text.as_str(), theme.ok()),
+            None => Line::styled("", theme.muted()),
+        },
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_keys(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let mut spans = Vec::new();
+    for context in app.contexts() {
+        for (keys, action) in app.keymap.bindings(context) {
+            spans.push(Span::styled(format!(" {keys}"), theme.accent()));
+            spans.push(Span::styled(format!(" {}", action.label()), theme.muted()));
+        }
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_help(frame: &mut Frame, body: Rect, app: &App) {
+    let theme = &app.theme;
+    let area = inset(body, 4, 1);
+    frame.render_widget(Clear, area);
+    let mut items: Vec<ListItem> = Vec::new();
+    for context in [Context::Global, Context::Table, Context::Review, Context::Dialog] {
+        items.push(ListItem::new(Line::styled(format!("[{}]", context.name()), theme.title())));
+        for (keys, action) in app.keymap.bindings(context) {
+            items.push(ListItem::new(Line::from(vec![
+                Span::styled(format!("  {keys:<16}"), theme.accent()),
+                Span::styled(action.label(), theme.base()),
+            ])));
+        }
+    }
+    let views: Vec<String> = super::app::VIEWS
+        .iter()
+        .map(|(_, n, a)| format!("{n} ({})", a.join(",")))
+        .collect();
+    items.push(ListItem::new(Line::styled(format!("views: {}", views.join("  ")), theme.muted())));
+    frame.render_widget(
+        List::new(items).block(titled(&format!("help: keymap {}", app.keymap.name), theme)),
+        area,
+    );
+}
+
+fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Dialog) {
+    let theme = &app.theme;
+    let area = centered(body, 70, 12);
+    frame.render_widget(Clear, area);
+    let title = match &dialog.kind {
+        DialogKind::Override { .. } => format!("override {}", dialog.review_id),
+        DialogKind::Note(a) => format!("{} {}", a.name(), dialog.review_id),
+    };
+    let block = titled(&title, theme);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    match &dialog.kind {
+        DialogKind::Override {
+            choices,
+            selected,
+            writing: false,
+        } => {
+            let items: Vec<ListItem> = choices
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let style = if i == *selected { theme.selection() } else { theme.base() };
+                    ListItem::new(Line::styled(format!(" {c}"), style))
+                })
+                .collect();
+            let [list, hint] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+            frame.render_widget(List::new(items), list);
+            frame.render_widget(
+                Paragraph::new(Line::styled("choose the option to take, enter to write the note", theme.muted())),
+                hint,
+            );
+        }
+        kind => {
+            let [what, note] = Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(inner);
+            let what_text = match kind {
+                DialogKind::Override { choices, selected, .. } => {
+                    format!("take `{}` — note (required):", choices.get(*selected).cloned().unwrap_or_default())
+                }
+                DialogKind::Note(a) if a.name() == "reject" => "note (required):".to_string(),
+                _ => "note:".to_string(),
+            };
+            frame.render_widget(Paragraph::new(Line::styled(what_text, theme.accent())), what);
+            let mut textarea = dialog.note.clone();
+            textarea.set_block(Block::default().borders(Borders::ALL).border_style(theme.border()));
+            textarea.set_style(theme.base());
+            frame.render_widget(&textarea, note);
+        }
+    }
+}
+
+pub fn titled<'a>(title: &str, theme: &Theme) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.border())
+        .title(Span::styled(format!(" {title} "), theme.title()))
+}
+
+pub fn inset(area: Rect, x: u16, y: u16) -> Rect {
+    Rect {
+        x: area.x + x.min(area.width / 4),
+        y: area.y + y.min(area.height / 4),
+        width: area.width.saturating_sub(2 * x.min(area.width / 4)),
+        height: area.height.saturating_sub(2 * y.min(area.height / 4)),
+    }
+}
+
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let w = width.min(area.width);
+    let h = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+/// A windowed table: only the rows in view are built.
+pub fn window<'a>(
+    app: &App,
+    view: View,
+    area: Rect,
+    title: &str,
+    header: &[&'a str],
+    widths: &[Constraint],
+    mut row: impl FnMut(usize, bool) -> Row<'a>,
+) -> (Table<'a>, usize) {
+    let theme = &app.theme;
+    let rows = app.rows(view);
+    let t = app.tables.get(&view).copied().unwrap_or_default();
+    let page = page_size(area);
+    let selected = t.selected.min(rows.len().saturating_sub(1));
+    let offset = t.offset.min(selected).max(selected.saturating_sub(page.saturating_sub(1)));
+    let body: Vec<Row> = rows
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(page)
+        .map(|(pos, &i)| {
+            let is_selected = pos == selected;
+            let r = row(i, is_selected);
+            if is_selected { r.style(theme.selection()) } else { r }
+        })
+        .collect();
+    let filter = app.filters.get(&view).map(|f| format!(" /{f}")).unwrap_or_default();
+    let title = format!("{title} ({}){filter}", rows.len());
+    let table = Table::new(body, widths.to_vec())
+        .header(Row::new(header.to_vec()).style(theme.title()))
+        .block(titled(&title, theme))
+        .style(theme.base());
+    (table, rows.len())
+}
+
+pub fn paragraph<'a>(lines: Vec<Line<'a>>, title: &str, theme: &Theme) -> Paragraph<'a> {
+    Paragraph::new(lines).block(titled(title, theme)).wrap(Wrap { trim: false })
+}
+
+pub fn state_style(theme: &Theme, state: &str) -> Style {
+    match state {
+        "done" | "up" | "closed" => theme.ok(),
+        "failed" | "down" | "open" | "compensated" => theme.bad(),
+        "waiting_human" | "degraded" | "half_open" | "review" => theme.warn(),
+        _ => theme.base(),
+    }
+}
+
+pub fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{:.0}%", v * 100.0))
+}
+
+pub fn short_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%H:%M:%S").to_string()
+}

@@ -1,0 +1,165 @@
+//! Overview: signal rate, review queue, flows in flight, SLA at risk,
+//! automation and override rates, outcomes within SLA, service health, team
+//! load, and decision quality over time (model against rules-only).
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Chart, Dataset, Gauge, GraphType, Paragraph, Sparkline};
+
+use super::{paragraph, pct, titled};
+use crate::console::app::App;
+use crate::flow::FlowState;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let Some(status) = &app.status else {
+        frame.render_widget(paragraph(vec![Line::raw("waiting for the engine…")], "overview", theme), area);
+        return;
+    };
+    let [row1, row2, row3] = Layout::vertical([
+        Constraint::Length(5),
+        Constraint::Length(5),
+        Constraint::Min(6),
+    ])
+    .areas(area);
+    let [rate, queue, inflight] = Layout::horizontal([
+        Constraint::Percentage(40),
+        Constraint::Percentage(30),
+        Constraint::Percentage(30),
+    ])
+    .areas(row1);
+
+    let per_min: Vec<u64> = app.signal_rate.iter().copied().collect();
+    let last = per_min.last().copied().unwrap_or(0);
+    frame.render_widget(
+        Sparkline::default()
+            .data(&per_min)
+            .style(theme.accent())
+            .block(titled(&format!("signals/min {last} · total {}", status.signals), theme)),
+        rate,
+    );
+    let depth: Vec<u64> = app.queue_depth.iter().copied().collect();
+    let oldest = app
+        .reviews
+        .values()
+        .map(|r| r.created)
+        .min()
+        .map(|c| (status.now - c).num_minutes())
+        .unwrap_or(0);
+    frame.render_widget(
+        Sparkline::default()
+            .data(&depth)
+            .style(if status.open_reviews > 20 { theme.warn() } else { theme.ok() })
+            .block(titled(&format!("review queue {} · oldest {oldest}m", status.open_reviews), theme)),
+        queue,
+    );
+    let at_risk = app
+        .flow_rows
+        .iter()
+        .rev()
+        .take(20_000)
+        .filter(|f| !f.state.is_terminal() && f.state != FlowState::WaitingHuman && (f.escalated || f.breached))
+        .count();
+    let lines = vec![
+        Line::from(vec![
+            Span::styled("in flight  ", theme.muted()),
+            Span::styled(status.active_flows.to_string(), theme.title()),
+        ]),
+        Line::from(vec![
+            Span::styled("SLA at risk ", theme.muted()),
+            Span::styled(at_risk.to_string(), if at_risk > 0 { theme.warn() } else { theme.ok() }),
+        ]),
+        Line::from(vec![
+            Span::styled("done/failed ", theme.muted()),
+            Span::styled(
+                format!("{}/{}", status.total.flows_done, status.total.flows_failed + status.total.flows_compensated),
+                theme.base(),
+            ),
+        ]),
+    ];
+    frame.render_widget(Paragraph::new(lines).block(titled("flows", theme)), inflight);
+
+    let [auto, overrides, sla, health] = Layout::horizontal([
+        Constraint::Percentage(22),
+        Constraint::Percentage(22),
+        Constraint::Percentage(22),
+        Constraint::Percentage(34),
+    ])
+    .areas(row2);
+    let gauge = |label: &str, v: Option<f64>, style: Style| {
+        Gauge::default()
+            .block(titled(label, theme))
+            .gauge_style(style)
+            .ratio(v.unwrap_or(0.0).clamp(0.0, 1.0))
+            .label(pct(v))
+    };
+    frame.render_widget(gauge("automation", status.total.automation_rate, theme.accent()), auto);
+    frame.render_widget(gauge("overrides", status.total.override_rate, theme.warn()), overrides);
+    frame.render_widget(gauge("outcomes in SLA", status.total.within_sla, theme.ok()), sla);
+    let mut spans = Vec::new();
+    for s in &status.services {
+        let style = super::state_style(theme, &s.health);
+        let mark = match s.health.as_str() {
+            "up" => "●",
+            "degraded" => "◐",
+            _ => "○",
+        };
+        spans.push(Span::styled(format!("{mark} {} ", s.id), style));
+    }
+    frame.render_widget(
+        Paragraph::new(Line::from(spans)).wrap(ratatui::widgets::Wrap { trim: true }).block(titled("services", theme)),
+        health,
+    );
+
+    let [chart, teams] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(row3);
+    let series = |hourly: &[crate::metrics::Summary]| -> Vec<(f64, f64)> {
+        hourly
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| h.within_sla.map(|v| (i as f64, v * 100.0)))
+            .collect()
+    };
+    let model = series(&status.hourly);
+    let baseline = series(&status.baseline_hourly);
+    let hours = status.hourly.len().max(2) as f64;
+    let datasets = vec![
+        Dataset::default()
+            .name("model")
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(theme.ok())
+            .data(&model),
+        Dataset::default()
+            .name("rules only")
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(theme.muted())
+            .data(&baseline),
+    ];
+    frame.render_widget(
+        Chart::new(datasets)
+            .block(titled("outcomes within SLA by hour: model vs rules-only", theme))
+            .x_axis(Axis::default().bounds([0.0, hours - 1.0]).style(theme.muted()).labels(["h0".to_string(), format!("h{}", hours as usize - 1)]))
+            .y_axis(Axis::default().bounds([0.0, 100.0]).style(theme.muted()).labels(["0%", "50%", "100%"])),
+        chart,
+    );
+    let team_lines: Vec<Line> = status
+        .teams
+        .iter()
+        .map(|t| {
+            let util = f64::from(t.load) / f64::from(t.capacity.max(1));
+            let width = (teams.width.saturating_sub(24)) as f64;
+            let bar = "█".repeat(((util.min(1.0)) * width).round() as usize);
+            let style = if util > 1.0 { theme.bad() } else if util > 0.8 { theme.warn() } else { theme.ok() };
+            Line::from(vec![
+                Span::styled(format!("{:<19}", t.id), theme.base()),
+                Span::styled(bar, style),
+                Span::styled(format!(" {:.0}%", util * 100.0), theme.muted()),
+            ])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(team_lines).block(titled("team load", theme)), teams);
+}

@@ -1,0 +1,123 @@
+//! Review: the queue by urgency, and beside it the decision context of the
+//! selected item: signal, snapshot, proposal with confidence and its top
+//! feature contributions, alternatives with scores, policies that fired,
+//! time left.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Cell, Paragraph, Row, Wrap};
+
+use super::{titled, window};
+use crate::console::app::{App, View};
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let [queue, context] = Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(area);
+    let now = app.status.as_ref().map(|s| s.now);
+    let items = app.review_order();
+    let (table, _) = window(
+        app,
+        View::Review,
+        queue,
+        "review queue",
+        &["item", "type", "subject", "proposal", "left", "prio"],
+        &[
+            Constraint::Length(9),
+            Constraint::Length(17),
+            Constraint::Length(15),
+            Constraint::Length(20),
+            Constraint::Length(5),
+            Constraint::Min(6),
+        ],
+        |i, _| {
+            let it = items[i];
+            let left = now.map(|n| (it.deadline - n).num_minutes()).unwrap_or(0);
+            let left_style = if left < 5 { theme.bad() } else if left < 15 { theme.warn() } else { theme.base() };
+            let mut prio = it.priority.as_str().to_string();
+            if it.required_role.as_str() == "lead" {
+                prio.push_str(" lead");
+            }
+            Row::new(vec![
+                Cell::from(it.id.clone()),
+                Cell::from(it.decision.signal_type.clone()),
+                Cell::from(it.decision.subject.clone()),
+                Cell::from(it.decision.proposal.clone()),
+                Cell::from(format!("{left}m")).style(left_style),
+                Cell::from(prio),
+            ])
+        },
+    );
+    frame.render_widget(table, queue);
+
+    let Some(item) = app.selected_review() else {
+        frame.render_widget(
+            Paragraph::new(Line::styled("the queue is empty", theme.muted())).block(titled("decision context", theme)),
+            context,
+        );
+        return;
+    };
+    let d = &item.decision;
+    let mut lines: Vec<Line> = Vec::new();
+    let head = |t: &str| Line::styled(t.to_string(), theme.title());
+    lines.push(Line::from(vec![
+        Span::styled(format!("{} ", item.signal.kind), theme.accent()),
+        Span::styled(format!("{} · {} · {}", item.signal.subject, item.signal.id, item.signal.source), theme.muted()),
+    ]));
+    for (k, v) in item.signal.data.iter().take(4) {
+        let text = v.to_string();
+        let text: String = text.chars().take(70).collect();
+        lines.push(Line::raw(format!("  {k}: {text}")));
+    }
+    lines.push(head("snapshot"));
+    for (k, v) in d.snapshot.iter().take(4) {
+        let text: String = v.to_string().chars().take(80).collect();
+        lines.push(Line::from(vec![Span::styled(format!("  {k} "), theme.accent()), Span::raw(text)]));
+    }
+    lines.push(head("proposal"));
+    lines.push(Line::from(vec![
+        Span::styled(format!("  {} ", d.proposal), theme.accent()),
+        Span::raw(format!("confidence {:.2} (threshold {:.2}) margin {:.2}", d.confidence, d.threshold, d.margin)),
+    ]));
+    lines.push(Line::styled(format!("  {}", d.why), theme.muted()));
+    let max = d.contributions.iter().map(|c| c.weight.abs()).fold(0.0, f64::max).max(1e-9);
+    for c in d.contributions.iter().take(5) {
+        let n = ((c.weight.abs() / max) * 12.0).round() as usize;
+        let style = if c.weight >= 0.0 { theme.ok() } else { theme.bad() };
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {:<13}", "█".repeat(n.max(1))), style),
+            Span::raw(format!("{:+.2} {}", c.weight, c.feature)),
+        ]));
+    }
+    lines.push(head("alternatives"));
+    for o in d.options.iter().filter(|o| o.option != d.proposal) {
+        let note = if o.allowed { String::new() } else { format!(" forbidden by {}", o.forbidden_by.join(",")) };
+        lines.push(Line::raw(format!("  {:<24} {:.2}{note}", o.option, o.score)));
+    }
+    lines.push(head("policies"));
+    if d.policy_hits.is_empty() {
+        lines.push(Line::styled("  none fired", theme.muted()));
+    }
+    for h in &d.policy_hits {
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {} ", h.rule), theme.warn()),
+            Span::raw(h.reason.clone()),
+        ]));
+    }
+    if let Some(n) = now {
+        lines.push(Line::styled(
+            format!(
+                "escalates in {}m · safe default `{}` in {}m · needs {}",
+                (item.escalate_at - n).num_minutes(),
+                d.safe_default,
+                (item.deadline - n).num_minutes(),
+                item.required_role.as_str()
+            ),
+            theme.warn(),
+        ));
+    }
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(titled(&format!("decision context {}", d.id), theme)),
+        context,
+    );
+}
