@@ -936,7 +936,8 @@ impl Engine {
         let dirty = self.flows.take_dirty();
         if self.publish {
             for flow in &dirty {
-                self.events.push_back(EngineEvent::FlowChanged(Box::new(flow.clone())));
+                self.events
+                    .push_back(EngineEvent::FlowChanged(Box::new(flow.clone())));
             }
         }
         records.extend(dirty.into_iter().map(Record::Flow));

@@ -256,7 +256,11 @@ fn check_cmd(dir: &Path, json: bool) -> Result<()> {
 fn console(args: &ConsoleArgs) -> Result<()> {
     use signalbox::console::config::{Config, config_path};
     let config = Config::load(config_path().as_deref())?;
-    let role_text = args.role.clone().or(config.role.clone()).unwrap_or_else(|| "operator".into());
+    let role_text = args
+        .role
+        .clone()
+        .or(config.role.clone())
+        .unwrap_or_else(|| "operator".into());
     let role = signalbox::decide::policy::Role::parse(&role_text)
         .filter(|r| *r != signalbox::decide::policy::Role::System)
         .with_context(|| format!("`{role_text}` is not a role (viewer, operator, lead)"))?;
@@ -273,7 +277,9 @@ fn console(args: &ConsoleArgs) -> Result<()> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or_default();
-            default_data_dir()?.join("console").join(format!("session-{stamp}"))
+            default_data_dir()?
+                .join("console")
+                .join(format!("session-{stamp}"))
         }
     };
     if data_dir.join(signalbox::journal::FILE_NAME).exists() {
@@ -294,8 +300,16 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         speed,
         data_dir,
         operator: signalbox::review::Actor::new(&name, role),
-        theme: args.theme.clone().or(config.theme.clone()).unwrap_or_else(|| "default".into()),
-        keymap: args.keymap.clone().or(config.keymap.clone()).unwrap_or_else(|| "default".into()),
+        theme: args
+            .theme
+            .clone()
+            .or(config.theme.clone())
+            .unwrap_or_else(|| "default".into()),
+        keymap: args
+            .keymap
+            .clone()
+            .or(config.keymap.clone())
+            .unwrap_or_else(|| "default".into()),
         colleagues: args.colleagues,
     })
 }

@@ -42,7 +42,10 @@ pub const VIEWS: &[(View, &str, &[&str])] = &[
 
 impl View {
     pub fn name(self) -> &'static str {
-        VIEWS.iter().find(|(v, _, _)| *v == self).map_or("?", |(_, n, _)| n)
+        VIEWS
+            .iter()
+            .find(|(v, _, _)| *v == self)
+            .map_or("?", |(_, n, _)| n)
     }
 
     pub fn parse(text: &str) -> Option<View> {
@@ -140,7 +143,11 @@ pub struct TableState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DialogKind {
     /// Choose an alternative (stage 0), then write the note (stage 1).
-    Override { choices: Vec<String>, selected: usize, writing: bool },
+    Override {
+        choices: Vec<String>,
+        selected: usize,
+        writing: bool,
+    },
     Note(Action),
 }
 
@@ -182,8 +189,14 @@ pub enum Input {
 /// What the update asks the outside world to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Act { review_id: String, action: Action, note: String },
-    Explain { decision_id: String },
+    Act {
+        review_id: String,
+        action: Action,
+        note: String,
+    },
+    Explain {
+        decision_id: String,
+    },
     SwitchTheme(String),
     Quit,
 }
@@ -273,7 +286,10 @@ impl App {
     pub fn typing(&self) -> bool {
         match &self.mode {
             Mode::Command(_) | Mode::Filter(_) => true,
-            Mode::Dialog(d) => matches!(d.kind, DialogKind::Note(_) | DialogKind::Override { writing: true, .. }),
+            Mode::Dialog(d) => matches!(
+                d.kind,
+                DialogKind::Note(_) | DialogKind::Override { writing: true, .. }
+            ),
             _ => false,
         }
     }
@@ -344,7 +360,8 @@ impl App {
                             .collect::<Vec<_>>()
                             .join(" ")
                     });
-                let body = serde_json::to_string_pretty(&signal.to_cloudevent()).unwrap_or_default();
+                let body =
+                    serde_json::to_string_pretty(&signal.to_cloudevent()).unwrap_or_default();
                 self.signals.push_front(SignalRow {
                     id: signal.id.clone(),
                     time: signal.time,
@@ -401,7 +418,11 @@ impl App {
             mode: d.mode.as_str().to_string(),
             proposal: d.proposal.clone(),
             confidence: d.confidence,
-            actor: if d.mode.as_str() == "review" { String::new() } else { "signalbox".into() },
+            actor: if d.mode.as_str() == "review" {
+                String::new()
+            } else {
+                "signalbox".into()
+            },
             outcome: String::new(),
         });
         if self.audit.len() > MAX_DECISIONS {
@@ -414,7 +435,8 @@ impl App {
         match self.flow_index.get(&flow.id) {
             Some(&i) => self.flow_rows[i] = row,
             None => {
-                self.flow_index.insert(flow.id.clone(), self.flow_rows.len());
+                self.flow_index
+                    .insert(flow.id.clone(), self.flow_rows.len());
                 self.flow_rows.push(row);
             }
         }
@@ -429,8 +451,14 @@ impl App {
 
     /// Row count of the current table after its filter.
     pub fn rows(&self, view: View) -> Vec<usize> {
-        let filter = self.filters.get(&view).map(|f| f.to_lowercase()).unwrap_or_default();
-        let matches = |fields: &[&str]| filter.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(&filter));
+        let filter = self
+            .filters
+            .get(&view)
+            .map(|f| f.to_lowercase())
+            .unwrap_or_default();
+        let matches = |fields: &[&str]| {
+            filter.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(&filter))
+        };
         match view {
             View::Signals => (0..self.signals.len())
                 .filter(|&i| {
@@ -442,7 +470,14 @@ impl App {
                 .rev()
                 .filter(|&i| {
                     let f = &self.flow_rows[i];
-                    matches(&[&f.id, &f.signal_type, &f.subject, &f.option, f.state.as_str(), &f.owner])
+                    matches(&[
+                        &f.id,
+                        &f.signal_type,
+                        &f.subject,
+                        &f.option,
+                        f.state.as_str(),
+                        &f.owner,
+                    ])
                 })
                 .collect(),
             View::Review => {
@@ -450,14 +485,27 @@ impl App {
                 (0..items.len())
                     .filter(|&i| {
                         let it = items[i];
-                        matches(&[&it.id, &it.decision.signal_type, &it.decision.subject, &it.decision.proposal])
+                        matches(&[
+                            &it.id,
+                            &it.decision.signal_type,
+                            &it.decision.subject,
+                            &it.decision.proposal,
+                        ])
                     })
                     .collect()
             }
             View::Audit => (0..self.audit.len())
                 .filter(|&i| {
                     let a = &self.audit[i];
-                    matches(&[&a.id, &a.kind, &a.subject, &a.mode, &a.actor, &a.outcome, &a.proposal])
+                    matches(&[
+                        &a.id,
+                        &a.kind,
+                        &a.subject,
+                        &a.mode,
+                        &a.actor,
+                        &a.outcome,
+                        &a.proposal,
+                    ])
                 })
                 .collect(),
             View::Health => self
@@ -564,12 +612,26 @@ impl App {
         effects
     }
 
-    fn prompt(&mut self, mut text: String, input: Input, command: bool, effects: &mut Vec<Effect>) -> Mode {
-        let wrap = |t: String| if command { Mode::Command(t) } else { Mode::Filter(t) };
+    fn prompt(
+        &mut self,
+        mut text: String,
+        input: Input,
+        command: bool,
+        effects: &mut Vec<Effect>,
+    ) -> Mode {
+        let wrap = |t: String| {
+            if command {
+                Mode::Command(t)
+            } else {
+                Mode::Filter(t)
+            }
+        };
         match input {
             Input::Char('\t') if command => {
                 // Complete a view name.
-                if let Some((_, name, _)) = VIEWS.iter().find(|(_, n, _)| n.starts_with(text.trim())) {
+                if let Some((_, name, _)) =
+                    VIEWS.iter().find(|(_, n, _)| n.starts_with(text.trim()))
+                {
                     text = name.to_string();
                 }
                 wrap(text)
@@ -622,7 +684,10 @@ impl App {
                 Some(v) => self.go(v),
                 None => {
                     let names: Vec<&str> = VIEWS.iter().map(|(_, n, _)| *n).collect();
-                    self.status_line = Some((format!("no view `{name}` (views: {})", names.join(", ")), true));
+                    self.status_line = Some((
+                        format!("no view `{name}` (views: {})", names.join(", ")),
+                        true,
+                    ));
                 }
             },
             None => {}
@@ -649,9 +714,16 @@ impl App {
                 }
             }
             KeyAction::NextView | KeyAction::PrevView => {
-                let i = VIEWS.iter().position(|(v, _, _)| *v == self.view).unwrap_or(0);
+                let i = VIEWS
+                    .iter()
+                    .position(|(v, _, _)| *v == self.view)
+                    .unwrap_or(0);
                 let n = VIEWS.len();
-                let j = if action == KeyAction::NextView { (i + 1) % n } else { (i + n - 1) % n };
+                let j = if action == KeyAction::NextView {
+                    (i + 1) % n
+                } else {
+                    (i + n - 1) % n
+                };
                 self.go(VIEWS[j].0);
             }
             KeyAction::Up => self.move_selection(-1),
@@ -665,7 +737,10 @@ impl App {
                 if self.follow {
                     *self.table() = TableState::default();
                 }
-                self.status_line = Some((format!("follow {}", if self.follow { "on" } else { "off" }), false));
+                self.status_line = Some((
+                    format!("follow {}", if self.follow { "on" } else { "off" }),
+                    false,
+                ));
             }
             KeyAction::Open => return self.open(effects),
             KeyAction::Approve
@@ -744,7 +819,8 @@ impl App {
                     .map(|o| o.option.clone())
                     .collect();
                 if choices.is_empty() {
-                    self.status_line = Some(("no alternative is allowed for this item".into(), true));
+                    self.status_line =
+                        Some(("no alternative is allowed for this item".into(), true));
                     return Mode::Normal;
                 }
                 Mode::Dialog(Box::new(Dialog {
@@ -758,7 +834,11 @@ impl App {
                 }))
             }
             KeyAction::Approve | KeyAction::Reject => {
-                let a = if action == KeyAction::Approve { Action::Approve } else { Action::Reject };
+                let a = if action == KeyAction::Approve {
+                    Action::Approve
+                } else {
+                    Action::Reject
+                };
                 Mode::Dialog(Box::new(Dialog {
                     review_id,
                     kind: DialogKind::Note(a),
@@ -804,7 +884,9 @@ impl App {
                 writing: false,
             } => {
                 match input {
-                    Input::Key(KeyAction::Up) | Input::Char('k') => *selected = selected.saturating_sub(1),
+                    Input::Key(KeyAction::Up) | Input::Char('k') => {
+                        *selected = selected.saturating_sub(1)
+                    }
                     Input::Key(KeyAction::Down) | Input::Char('j') => {
                         *selected = (*selected + 1).min(choices.len().saturating_sub(1))
                     }
@@ -821,7 +903,9 @@ impl App {
                 Input::Key(KeyAction::Confirm) => {
                     let note = d.note.lines().join("\n");
                     let action = match &d.kind {
-                        DialogKind::Override { choices, selected, .. } => Action::Override {
+                        DialogKind::Override {
+                            choices, selected, ..
+                        } => Action::Override {
                             option: choices.get(*selected).cloned().unwrap_or_default(),
                         },
                         DialogKind::Note(a) => a.clone(),

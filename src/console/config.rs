@@ -68,7 +68,13 @@ mod tests {
         assert_eq!(c.operator.as_deref(), Some("ana"));
         std::fs::write(&p, "colour = \"red\"\n").unwrap();
         let err = Config::load(Some(&p)).unwrap_err().to_string();
-        assert!(err.contains("config.toml") && err.contains("colour"), "{err}");
-        assert_eq!(Config::load(Some(&dir.path().join("none.toml"))).unwrap(), Config::default());
+        assert!(
+            err.contains("config.toml") && err.contains("colour"),
+            "{err}"
+        );
+        assert_eq!(
+            Config::load(Some(&dir.path().join("none.toml"))).unwrap(),
+            Config::default()
+        );
     }
 }

@@ -153,11 +153,13 @@ pub fn spawn(
     commands: Receiver<Command>,
     updates: Sender<Update>,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("engine".into()).spawn(move || {
-        if let Err(e) = drive(options, commands, &updates) {
-            let _ = updates.send(Update::Failed(e));
-        }
-    })
+    std::thread::Builder::new()
+        .name("engine".into())
+        .spawn(move || {
+            if let Err(e) = drive(options, commands, &updates) {
+                let _ = updates.send(Update::Failed(e));
+            }
+        })
 }
 
 fn drive(
@@ -207,7 +209,8 @@ fn drive(
         }
         let elapsed = last.elapsed();
         last = Instant::now();
-        let target = now + Duration::milliseconds((elapsed.as_secs_f64() * options.speed * 1000.0) as i64);
+        let target =
+            now + Duration::milliseconds((elapsed.as_secs_f64() * options.speed * 1000.0) as i64);
         while now < target {
             now = (now + crate::sim::run::STEP).min(target);
             for signal in sim.due(now) {
@@ -228,14 +231,19 @@ fn drive(
             shadow_sim.operate(&mut shadow, now);
             let shadow_events = shadow.take_events();
             shadow_sim.observe(&mut shadow, &shadow_events);
-            if updates.send(Update::Events(events)).is_err() || updates.send(Update::Events(more)).is_err() {
+            if updates.send(Update::Events(events)).is_err()
+                || updates.send(Update::Events(more)).is_err()
+            {
                 engine.close().map_err(|e| e.to_string())?;
                 shadow.close().map_err(|e| e.to_string())?;
                 return Ok(());
             }
         }
         shadow.flush().map_err(|e| e.to_string())?;
-        engine.flush().and_then(|c| Ok(c.wait()?)).map_err(|e| e.to_string())?;
+        engine
+            .flush()
+            .and_then(|c| Ok(c.wait()?))
+            .map_err(|e| e.to_string())?;
         let events = engine.take_events();
         if !events.is_empty() {
             let _ = updates.send(Update::Events(events));

@@ -91,11 +91,17 @@ const ACTIONS: &[(&str, KeyAction, &str)] = &[
 
 impl KeyAction {
     pub fn label(self) -> &'static str {
-        ACTIONS.iter().find(|(_, a, _)| *a == self).map_or("?", |(_, _, l)| l)
+        ACTIONS
+            .iter()
+            .find(|(_, a, _)| *a == self)
+            .map_or("?", |(_, _, l)| l)
     }
 
     fn parse(name: &str) -> Option<KeyAction> {
-        ACTIONS.iter().find(|(n, _, _)| *n == name).map(|(_, a, _)| *a)
+        ACTIONS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, a, _)| *a)
     }
 }
 
@@ -298,8 +304,12 @@ impl Keymap {
                     error: "`inherits` goes round in a circle".into(),
                 });
             }
-            let user = user_dir.map(|d| d.join(format!("{current}.toml"))).filter(|p| p.exists());
-            let already_user = chain.iter().any(|(f, _)| f.ends_with(&format!("{current}.toml")) && !f.starts_with("keymaps/"));
+            let user = user_dir
+                .map(|d| d.join(format!("{current}.toml")))
+                .filter(|p| p.exists());
+            let already_user = chain.iter().any(|(f, _)| {
+                f.ends_with(&format!("{current}.toml")) && !f.starts_with("keymaps/")
+            });
             let (file, text) = match user {
                 Some(path) if !already_user => {
                     let text = std::fs::read_to_string(&path).map_err(|e| KeymapError::Parse {
@@ -312,7 +322,9 @@ impl Keymap {
                     Some((n, text)) => (format!("keymaps/{n}.toml"), text.to_string()),
                     None => {
                         return Err(KeymapError::Unknown {
-                            file: chain.last().map_or_else(|| current.clone(), |(f, _)| f.clone()),
+                            file: chain
+                                .last()
+                                .map_or_else(|| current.clone(), |(f, _)| f.clone()),
                             name: current,
                         });
                     }
@@ -325,7 +337,10 @@ impl Keymap {
             next = parsed.inherits.clone();
             // A user file named like a shipped one with no `inherits` still
             // overlays the shipped one of that name.
-            if next.is_none() && !file.starts_with("keymaps/") && SHIPPED.iter().any(|(n, _)| *n == current) {
+            if next.is_none()
+                && !file.starts_with("keymaps/")
+                && SHIPPED.iter().any(|(n, _)| *n == current)
+            {
                 next = Some(current.clone());
             }
             chain.push((file, parsed));
@@ -342,19 +357,21 @@ impl Keymap {
                 (Context::Dialog, parsed.dialog),
             ] {
                 for (action_name, keys) in table {
-                    let action = KeyAction::parse(&action_name).ok_or_else(|| KeymapError::Key {
-                        file: file.clone(),
-                        context: context.name().into(),
-                        key: action_name.clone(),
-                        reason: "no such action".into(),
-                    })?;
+                    let action =
+                        KeyAction::parse(&action_name).ok_or_else(|| KeymapError::Key {
+                            file: file.clone(),
+                            context: context.name().into(),
+                            key: action_name.clone(),
+                            reason: "no such action".into(),
+                        })?;
                     let mut parsed_keys = Vec::new();
                     for k in keys {
                         let key = Key::parse(&k).ok_or_else(|| KeymapError::Key {
                             file: file.clone(),
                             context: context.name().into(),
                             key: k.clone(),
-                            reason: "not a key (try `q`, `ctrl-c`, `alt-x`, `enter`, `pagedown`)".into(),
+                            reason: "not a key (try `q`, `ctrl-c`, `alt-x`, `enter`, `pagedown`)"
+                                .into(),
                         })?;
                         parsed_keys.push(key);
                     }
@@ -458,23 +475,41 @@ mod tests {
         let table = [Context::Table, Context::Global];
         assert_eq!(k.action(&key("j"), &table), Some(KeyAction::Down));
         assert_eq!(k.action(&key("down"), &table), Some(KeyAction::Down));
-        assert_eq!(k.action(&key("q"), &table), Some(KeyAction::Quit), "from default");
+        assert_eq!(
+            k.action(&key("q"), &table),
+            Some(KeyAction::Quit),
+            "from default"
+        );
     }
 
     #[test]
     fn a_user_overlay_replaces_one_action_and_keeps_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("mine.toml"), "inherits = \"default\"\n[review]\napprove = [\"y\"]\n").unwrap();
+        std::fs::write(
+            dir.path().join("mine.toml"),
+            "inherits = \"default\"\n[review]\napprove = [\"y\"]\n",
+        )
+        .unwrap();
         let k = Keymap::load("mine", Some(dir.path())).unwrap();
-        assert_eq!(k.action(&key("y"), &[Context::Review]), Some(KeyAction::Approve));
+        assert_eq!(
+            k.action(&key("y"), &[Context::Review]),
+            Some(KeyAction::Approve)
+        );
         assert_eq!(k.action(&key("a"), &[Context::Review]), None);
-        assert_eq!(k.action(&key("x"), &[Context::Review]), Some(KeyAction::Reject));
+        assert_eq!(
+            k.action(&key("x"), &[Context::Review]),
+            Some(KeyAction::Reject)
+        );
     }
 
     #[test]
     fn two_actions_on_one_key_are_reported_with_file_and_key() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("clash.toml"), "inherits = \"default\"\n[review]\napprove = [\"x\"]\n").unwrap();
+        std::fs::write(
+            dir.path().join("clash.toml"),
+            "inherits = \"default\"\n[review]\napprove = [\"x\"]\n",
+        )
+        .unwrap();
         let k = Keymap::load("clash", Some(dir.path())).unwrap();
         let conflicts = k.conflicts();
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
@@ -486,10 +521,14 @@ mod tests {
     fn a_bad_key_or_action_names_file_and_key() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("bad.toml"), "[table]\ndown = [\"ctrl-\"]\n").unwrap();
-        let err = Keymap::load("bad", Some(dir.path())).unwrap_err().to_string();
+        let err = Keymap::load("bad", Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.toml") && err.contains("ctrl-"), "{err}");
         std::fs::write(dir.path().join("bad2.toml"), "[table]\nfly = [\"u\"]\n").unwrap();
-        let err = Keymap::load("bad2", Some(dir.path())).unwrap_err().to_string();
+        let err = Keymap::load("bad2", Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad2.toml") && err.contains("fly"), "{err}");
     }
 }

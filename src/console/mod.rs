@@ -81,7 +81,12 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
         command_rx,
         update_tx,
     )?;
-    let mut app = App::new(keymap, theme, options.operator.clone(), options.data_dir.clone());
+    let mut app = App::new(
+        keymap,
+        theme,
+        options.operator.clone(),
+        options.data_dir.clone(),
+    );
     if !warnings.is_empty() {
         app.status_line = Some((warnings.join("; "), true));
     }
@@ -136,7 +141,11 @@ fn event_loop(
                         return Ok(());
                     }
                 }
-                Effect::Act { review_id, action, note } => {
+                Effect::Act {
+                    review_id,
+                    action,
+                    note,
+                } => {
                     let (tx, rx) = mpsc::channel();
                     if commands
                         .send(Command::Act {
@@ -155,7 +164,9 @@ fn event_loop(
                 Effect::Explain { decision_id } => {
                     let text = match crate::journal::read::explain(&app.data_dir, &decision_id) {
                         Ok(Some(e)) => crate::decide::explain::render(&e),
-                        Ok(None) => format!("{decision_id} is not in the journal yet (it is written within a moment)"),
+                        Ok(None) => format!(
+                            "{decision_id} is not in the journal yet (it is written within a moment)"
+                        ),
                         Err(e) => format!("reading the journal: {e}"),
                     };
                     app.show_detail(format!("decision {decision_id}"), text);
@@ -182,7 +193,8 @@ fn translate(app: &App, key: crossterm::event::KeyEvent) -> Option<Input> {
     if app.typing() {
         // Confirm and cancel keep their meaning while typing.
         if let Some(k) = &k
-            && let Some(a @ (KeyAction::Confirm | KeyAction::Cancel)) = app.keymap.action(k, &[keymap::Context::Dialog])
+            && let Some(a @ (KeyAction::Confirm | KeyAction::Cancel)) =
+                app.keymap.action(k, &[keymap::Context::Dialog])
         {
             return Some(Input::Key(a));
         }

@@ -12,12 +12,25 @@ use thiserror::Error;
 pub const SHIPPED: &[(&str, &str)] = &[
     ("default", include_str!("../../themes/default.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
     ("colorblind", include_str!("../../themes/colorblind.toml")),
 ];
 
 const KEYS: &[&str] = &[
-    "bg", "fg", "muted", "accent", "title", "ok", "warn", "bad", "selection_bg", "selection_fg", "border",
+    "bg",
+    "fg",
+    "muted",
+    "accent",
+    "title",
+    "ok",
+    "warn",
+    "bad",
+    "selection_bg",
+    "selection_fg",
+    "border",
 ];
 
 #[derive(Debug, Error, PartialEq)]
@@ -25,7 +38,11 @@ pub enum ThemeError {
     #[error("theme {file}: {error}")]
     Parse { file: String, error: String },
     #[error("theme {file}: palette key `{key}`: {reason}")]
-    Key { file: String, key: String, reason: String },
+    Key {
+        file: String,
+        key: String,
+        reason: String,
+    },
     #[error("no theme `{0}` (shipped: default, light, high-contrast, colorblind)")]
     Unknown(String),
 }
@@ -130,7 +147,9 @@ impl Theme {
                     return Err(ThemeError::Key {
                         file: file.clone(),
                         key: key.clone(),
-                        reason: format!("`{value}` is not a colour (a name like `red` or `#rrggbb`)"),
+                        reason: format!(
+                            "`{value}` is not a colour (a name like `red` or `#rrggbb`)"
+                        ),
                     });
                 }
             }
@@ -139,7 +158,11 @@ impl Theme {
                 // A short user file falls back to the shipped theme of its
                 // name, or to the default.
                 if from_user {
-                    Some(if SHIPPED.iter().any(|(n, _)| *n == current) { current.clone() } else { "default".into() })
+                    Some(if SHIPPED.iter().any(|(n, _)| *n == current) {
+                        current.clone()
+                    } else {
+                        "default".into()
+                    })
                 } else if current != "default" {
                     Some("default".into())
                 } else {
@@ -154,7 +177,12 @@ impl Theme {
                 palette.insert(k.clone(), v.clone());
             }
         }
-        let get = |k: &str| palette.get(k).and_then(|v| parse_color(v)).unwrap_or(Color::Reset);
+        let get = |k: &str| {
+            palette
+                .get(k)
+                .and_then(|v| parse_color(v))
+                .unwrap_or(Color::Reset)
+        };
         Ok(Theme {
             name: name.to_string(),
             bg: get("bg"),
@@ -196,32 +224,56 @@ impl Theme {
     }
 
     pub fn base(&self) -> Style {
-        Style::default().fg(self.color(self.fg)).bg(self.color(self.bg))
+        Style::default()
+            .fg(self.color(self.fg))
+            .bg(self.color(self.bg))
     }
     pub fn muted(&self) -> Style {
         let s = Style::default().fg(self.color(self.muted));
-        if self.no_color { s.add_modifier(Modifier::DIM) } else { s }
+        if self.no_color {
+            s.add_modifier(Modifier::DIM)
+        } else {
+            s
+        }
     }
     pub fn accent(&self) -> Style {
-        Style::default().fg(self.color(self.accent)).add_modifier(Modifier::BOLD)
+        Style::default()
+            .fg(self.color(self.accent))
+            .add_modifier(Modifier::BOLD)
     }
     pub fn title(&self) -> Style {
-        Style::default().fg(self.color(self.title)).add_modifier(Modifier::BOLD)
+        Style::default()
+            .fg(self.color(self.title))
+            .add_modifier(Modifier::BOLD)
     }
     pub fn ok(&self) -> Style {
         Style::default().fg(self.color(self.ok))
     }
     pub fn warn(&self) -> Style {
         let s = Style::default().fg(self.color(self.warn));
-        if self.no_color { s.add_modifier(Modifier::BOLD) } else { s }
+        if self.no_color {
+            s.add_modifier(Modifier::BOLD)
+        } else {
+            s
+        }
     }
     pub fn bad(&self) -> Style {
         let s = Style::default().fg(self.color(self.bad));
-        if self.no_color { s.add_modifier(Modifier::BOLD | Modifier::UNDERLINED) } else { s }
+        if self.no_color {
+            s.add_modifier(Modifier::BOLD | Modifier::UNDERLINED)
+        } else {
+            s
+        }
     }
     pub fn selection(&self) -> Style {
-        let s = Style::default().fg(self.color(self.selection_fg)).bg(self.color(self.selection_bg));
-        if self.no_color { s.add_modifier(Modifier::REVERSED) } else { s.add_modifier(Modifier::BOLD) }
+        let s = Style::default()
+            .fg(self.color(self.selection_fg))
+            .bg(self.color(self.selection_bg));
+        if self.no_color {
+            s.add_modifier(Modifier::REVERSED)
+        } else {
+            s.add_modifier(Modifier::BOLD)
+        }
     }
     pub fn border(&self) -> Style {
         Style::default().fg(self.color(self.border))
@@ -242,7 +294,11 @@ mod tests {
     #[test]
     fn a_three_line_user_file_overlays_and_falls_back() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("mine.toml"), "inherits = \"light\"\n[palette]\naccent = \"#ff00ff\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("mine.toml"),
+            "inherits = \"light\"\n[palette]\naccent = \"#ff00ff\"\n",
+        )
+        .unwrap();
         let t = Theme::load("mine", Some(dir.path()), false).unwrap();
         assert_eq!(t.accent, Color::Rgb(255, 0, 255));
         let light = Theme::load("light", None, false).unwrap();
@@ -254,8 +310,14 @@ mod tests {
     #[test]
     fn a_bad_colour_names_file_and_key() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("oops.toml"), "[palette]\nbad = \"#12345\"\n").unwrap();
-        let err = Theme::load("oops", Some(dir.path()), false).unwrap_err().to_string();
+        std::fs::write(
+            dir.path().join("oops.toml"),
+            "[palette]\nbad = \"#12345\"\n",
+        )
+        .unwrap();
+        let err = Theme::load("oops", Some(dir.path()), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("oops.toml") && err.contains("`bad`"), "{err}");
     }
 

@@ -15,7 +15,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         View::Audit,
         area,
         "decisions",
-        &["time", "decision", "type", "subject", "mode", "proposal", "conf", "who", "outcome"],
+        &[
+            "time", "decision", "type", "subject", "mode", "proposal", "conf", "who", "outcome",
+        ],
         &[
             Constraint::Length(8),
             Constraint::Length(9),

@@ -16,7 +16,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         View::Flows,
         area,
         "flows",
-        &["flow", "signal", "subject", "option", "state", "step", "owner", "deadline"],
+        &[
+            "flow", "signal", "subject", "option", "state", "step", "owner", "deadline",
+        ],
         &[
             Constraint::Length(9),
             Constraint::Length(18),
@@ -39,11 +41,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             let left = match now {
                 Some(n) if !f.state.is_terminal() => {
                     let m = (f.deadline - n).num_minutes();
-                    if m < 0 { format!("{}m late", -m) } else { format!("{m}m left") }
+                    if m < 0 {
+                        format!("{}m late", -m)
+                    } else {
+                        format!("{m}m left")
+                    }
                 }
                 _ => short_time(f.deadline),
             };
-            let step = if f.steps > 1 { format!("{} (+{})", f.step, f.steps - 1) } else { f.step.clone() };
+            let step = if f.steps > 1 {
+                format!("{} (+{})", f.step, f.steps - 1)
+            } else {
+                f.step.clone()
+            };
             Row::new(vec![
                 Cell::from(f.id.clone()),
                 Cell::from(f.signal_type.clone()),

@@ -12,11 +12,16 @@ use crate::console::app::App;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let Some(status) = &app.status else {
-        frame.render_widget(paragraph(vec![Line::raw("waiting for the engine…")], "health", theme), area);
+        frame.render_widget(
+            paragraph(vec![Line::raw("waiting for the engine…")], "health", theme),
+            area,
+        );
         return;
     };
-    let [top, teams_area] = Layout::vertical([Constraint::Percentage(45), Constraint::Min(5)]).areas(area);
-    let [services_area, breakers_area] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+    let [top, teams_area] =
+        Layout::vertical([Constraint::Percentage(45), Constraint::Min(5)]).areas(area);
+    let [services_area, breakers_area] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
     let services: Vec<Row> = status
         .services
         .iter()
@@ -29,13 +34,22 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         })
         .collect();
     frame.render_widget(
-        Table::new(services, [Constraint::Length(16), Constraint::Length(10), Constraint::Min(8)])
-            .header(Row::new(vec!["service", "health", "latency"]).style(theme.title()))
-            .block(titled("services", theme)),
+        Table::new(
+            services,
+            [
+                Constraint::Length(16),
+                Constraint::Length(10),
+                Constraint::Min(8),
+            ],
+        )
+        .header(Row::new(vec!["service", "health", "latency"]).style(theme.title()))
+        .block(titled("services", theme)),
         services_area,
     );
     let breakers: Vec<Row> = if status.breakers.is_empty() {
-        vec![Row::new(vec![Cell::from("no automation has run yet").style(theme.muted())])]
+        vec![Row::new(vec![
+            Cell::from("no automation has run yet").style(theme.muted()),
+        ])]
     } else {
         status
             .breakers
@@ -53,7 +67,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(
         Table::new(
             breakers,
-            [Constraint::Length(16), Constraint::Length(10), Constraint::Length(9), Constraint::Min(5)],
+            [
+                Constraint::Length(16),
+                Constraint::Length(10),
+                Constraint::Length(9),
+                Constraint::Min(5),
+            ],
         )
         .header(Row::new(vec!["executor", "breaker", "failures", "trips"]).style(theme.title()))
         .block(titled("circuit breakers", theme)),
@@ -78,7 +97,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 Cell::from(t.process.clone()),
                 Cell::from(format!("{}/{}", t.load, t.capacity)),
                 Cell::from(bar).style(style),
-                Cell::from(format!("{} {}", t.shift, if t.on_shift { "on shift" } else { "off shift" })),
+                Cell::from(format!(
+                    "{} {}",
+                    t.shift,
+                    if t.on_shift { "on shift" } else { "off shift" }
+                )),
             ])
         })
         .collect();

@@ -47,7 +47,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
     frame.render_widget(Block::default().style(theme.base()), size);
     let [header, crumbs, body, status, keys] = chrome(size);
     draw_header(frame, header, app);
-    frame.render_widget(Paragraph::new(Line::styled(app.crumbs(), theme.muted())), crumbs);
+    frame.render_widget(
+        Paragraph::new(Line::styled(app.crumbs(), theme.muted())),
+        crumbs,
+    );
     match app.view {
         View::Overview => overview::draw(frame, body, app),
         View::Signals => signals::draw(frame, body, app),
@@ -64,9 +67,17 @@ pub fn draw(frame: &mut Frame, app: &App) {
             let area = inset(body, 2, 1);
             frame.render_widget(Clear, area);
             let height = area.height.saturating_sub(2) as usize;
-            let lines: Vec<Line> = d.lines.iter().skip(d.scroll).take(height).map(|l| Line::raw(l.as_str())).collect();
+            let lines: Vec<Line> = d
+                .lines
+                .iter()
+                .skip(d.scroll)
+                .take(height)
+                .map(|l| Line::raw(l.as_str()))
+                .collect();
             frame.render_widget(
-                Paragraph::new(lines).style(theme.base()).block(titled(&d.title, theme)),
+                Paragraph::new(lines)
+                    .style(theme.base())
+                    .block(titled(&d.title, theme)),
                 area,
             );
         }
@@ -75,7 +86,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
             let area = centered(body, 50, 3);
             frame.render_widget(Clear, area);
             frame.render_widget(
-                Paragraph::new("A dialog is open. Quit anyway? (y / enter)").style(theme.warn()).block(titled("quit", theme)),
+                Paragraph::new("A dialog is open. Quit anyway? (y / enter)")
+                    .style(theme.warn())
+                    .block(titled("quit", theme)),
                 area,
             );
         }
@@ -89,16 +102,25 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         Span::styled(" signalbox ", theme.title()),
         Span::styled(format!("{} ", app.instance), theme.accent()),
         Span::styled(format!("src {} ", app.sources.join(",")), theme.muted()),
-        Span::styled(format!("{} ({}) ", app.operator.name, app.operator.role.as_str()), theme.base()),
+        Span::styled(
+            format!("{} ({}) ", app.operator.name, app.operator.role.as_str()),
+            theme.base(),
+        ),
     ];
     if let Some(s) = &app.status {
-        spans.push(Span::styled(format!("{} ", s.now.format("%a %H:%M:%S")), theme.base()));
+        spans.push(Span::styled(
+            format!("{} ", s.now.format("%a %H:%M:%S")),
+            theme.base(),
+        ));
         spans.push(if s.business_hours {
             Span::styled("business hours ", theme.ok())
         } else {
             Span::styled("off-hours ", theme.warn())
         });
-        spans.push(Span::styled(format!("model {} policy {}", s.model_version, s.policy_version), theme.muted()));
+        spans.push(Span::styled(
+            format!("model {} policy {}", s.model_version, s.policy_version),
+            theme.muted(),
+        ));
     } else {
         spans.push(Span::styled("starting…", theme.muted()));
     }
@@ -146,8 +168,16 @@ fn draw_help(frame: &mut Frame, body: Rect, app: &App) {
     let area = inset(body, 4, 1);
     frame.render_widget(Clear, area);
     let mut items: Vec<ListItem> = Vec::new();
-    for context in [Context::Global, Context::Table, Context::Review, Context::Dialog] {
-        items.push(ListItem::new(Line::styled(format!("[{}]", context.name()), theme.title())));
+    for context in [
+        Context::Global,
+        Context::Table,
+        Context::Review,
+        Context::Dialog,
+    ] {
+        items.push(ListItem::new(Line::styled(
+            format!("[{}]", context.name()),
+            theme.title(),
+        )));
         for (keys, action) in app.keymap.bindings(context) {
             items.push(ListItem::new(Line::from(vec![
                 Span::styled(format!("  {keys:<16}"), theme.accent()),
@@ -159,7 +189,10 @@ fn draw_help(frame: &mut Frame, body: Rect, app: &App) {
         .iter()
         .map(|(_, n, a)| format!("{n} ({})", a.join(",")))
         .collect();
-    items.push(ListItem::new(Line::styled(format!("views: {}", views.join("  ")), theme.muted())));
+    items.push(ListItem::new(Line::styled(
+        format!("views: {}", views.join("  ")),
+        theme.muted(),
+    )));
     frame.render_widget(
         List::new(items).block(titled(&format!("help: keymap {}", app.keymap.name), theme)),
         area,
@@ -187,29 +220,50 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    let style = if i == *selected { theme.selection() } else { theme.base() };
+                    let style = if i == *selected {
+                        theme.selection()
+                    } else {
+                        theme.base()
+                    };
                     ListItem::new(Line::styled(format!(" {c}"), style))
                 })
                 .collect();
-            let [list, hint] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
+            let [list, hint] =
+                Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(inner);
             frame.render_widget(List::new(items), list);
             frame.render_widget(
-                Paragraph::new(Line::styled("choose the option to take, enter to write the note", theme.muted())),
+                Paragraph::new(Line::styled(
+                    "choose the option to take, enter to write the note",
+                    theme.muted(),
+                )),
                 hint,
             );
         }
         kind => {
-            let [what, note] = Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(inner);
+            let [what, note] =
+                Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(inner);
             let what_text = match kind {
-                DialogKind::Override { choices, selected, .. } => {
-                    format!("take `{}` — note (required):", choices.get(*selected).cloned().unwrap_or_default())
+                DialogKind::Override {
+                    choices, selected, ..
+                } => {
+                    format!(
+                        "take `{}` — note (required):",
+                        choices.get(*selected).cloned().unwrap_or_default()
+                    )
                 }
                 DialogKind::Note(a) if a.name() == "reject" => "note (required):".to_string(),
                 _ => "note:".to_string(),
             };
-            frame.render_widget(Paragraph::new(Line::styled(what_text, theme.accent())), what);
+            frame.render_widget(
+                Paragraph::new(Line::styled(what_text, theme.accent())),
+                what,
+            );
             let mut textarea = dialog.note.clone();
-            textarea.set_block(Block::default().borders(Borders::ALL).border_style(theme.border()));
+            textarea.set_block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(theme.border()),
+            );
             textarea.set_style(theme.base());
             frame.render_widget(&textarea, note);
         }
@@ -258,7 +312,10 @@ pub fn window<'a>(
     let t = app.tables.get(&view).copied().unwrap_or_default();
     let page = page_size(area);
     let selected = t.selected.min(rows.len().saturating_sub(1));
-    let offset = t.offset.min(selected).max(selected.saturating_sub(page.saturating_sub(1)));
+    let offset = t
+        .offset
+        .min(selected)
+        .max(selected.saturating_sub(page.saturating_sub(1)));
     let body: Vec<Row> = rows
         .iter()
         .enumerate()
@@ -267,10 +324,18 @@ pub fn window<'a>(
         .map(|(pos, &i)| {
             let is_selected = pos == selected;
             let r = row(i, is_selected);
-            if is_selected { r.style(theme.selection()) } else { r }
+            if is_selected {
+                r.style(theme.selection())
+            } else {
+                r
+            }
         })
         .collect();
-    let filter = app.filters.get(&view).map(|f| format!(" /{f}")).unwrap_or_default();
+    let filter = app
+        .filters
+        .get(&view)
+        .map(|f| format!(" /{f}"))
+        .unwrap_or_default();
     let title = format!("{title} ({}){filter}", rows.len());
     let table = Table::new(body, widths.to_vec())
         .header(Row::new(header.to_vec()).style(theme.title()))
@@ -280,7 +345,9 @@ pub fn window<'a>(
 }
 
 pub fn paragraph<'a>(lines: Vec<Line<'a>>, title: &str, theme: &Theme) -> Paragraph<'a> {
-    Paragraph::new(lines).block(titled(title, theme)).wrap(Wrap { trim: false })
+    Paragraph::new(lines)
+        .block(titled(title, theme))
+        .wrap(Wrap { trim: false })
 }
 
 pub fn state_style(theme: &Theme, state: &str) -> Style {

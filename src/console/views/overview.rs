@@ -16,7 +16,14 @@ use crate::flow::FlowState;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let Some(status) = &app.status else {
-        frame.render_widget(paragraph(vec![Line::raw("waiting for the engine…")], "overview", theme), area);
+        frame.render_widget(
+            paragraph(
+                vec![Line::raw("waiting for the engine…")],
+                "overview",
+                theme,
+            ),
+            area,
+        );
         return;
     };
     let [row1, row2, row3] = Layout::vertical([
@@ -38,7 +45,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Sparkline::default()
             .data(&per_min)
             .style(theme.accent())
-            .block(titled(&format!("signals/min {last} · total {}", status.signals), theme)),
+            .block(titled(
+                &format!("signals/min {last} · total {}", status.signals),
+                theme,
+            )),
         rate,
     );
     let depth: Vec<u64> = app.queue_depth.iter().copied().collect();
@@ -52,8 +62,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(
         Sparkline::default()
             .data(&depth)
-            .style(if status.open_reviews > 20 { theme.warn() } else { theme.ok() })
-            .block(titled(&format!("review queue {} · oldest {oldest}m", status.open_reviews), theme)),
+            .style(if status.open_reviews > 20 {
+                theme.warn()
+            } else {
+                theme.ok()
+            })
+            .block(titled(
+                &format!("review queue {} · oldest {oldest}m", status.open_reviews),
+                theme,
+            )),
         queue,
     );
     let at_risk = app
@@ -61,7 +78,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .rev()
         .take(20_000)
-        .filter(|f| !f.state.is_terminal() && f.state != FlowState::WaitingHuman && (f.escalated || f.breached))
+        .filter(|f| {
+            !f.state.is_terminal()
+                && f.state != FlowState::WaitingHuman
+                && (f.escalated || f.breached)
+        })
         .count();
     let lines = vec![
         Line::from(vec![
@@ -70,17 +91,31 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ]),
         Line::from(vec![
             Span::styled("SLA at risk ", theme.muted()),
-            Span::styled(at_risk.to_string(), if at_risk > 0 { theme.warn() } else { theme.ok() }),
+            Span::styled(
+                at_risk.to_string(),
+                if at_risk > 0 {
+                    theme.warn()
+                } else {
+                    theme.ok()
+                },
+            ),
         ]),
         Line::from(vec![
             Span::styled("done/failed ", theme.muted()),
             Span::styled(
-                format!("{}/{}", status.total.flows_done, status.total.flows_failed + status.total.flows_compensated),
+                format!(
+                    "{}/{}",
+                    status.total.flows_done,
+                    status.total.flows_failed + status.total.flows_compensated
+                ),
                 theme.base(),
             ),
         ]),
     ];
-    frame.render_widget(Paragraph::new(lines).block(titled("flows", theme)), inflight);
+    frame.render_widget(
+        Paragraph::new(lines).block(titled("flows", theme)),
+        inflight,
+    );
 
     let [auto, overrides, sla, health] = Layout::horizontal([
         Constraint::Percentage(22),
@@ -96,9 +131,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             .ratio(v.unwrap_or(0.0).clamp(0.0, 1.0))
             .label(pct(v))
     };
-    frame.render_widget(gauge("automation", status.total.automation_rate, theme.accent()), auto);
-    frame.render_widget(gauge("overrides", status.total.override_rate, theme.warn()), overrides);
-    frame.render_widget(gauge("outcomes in SLA", status.total.within_sla, theme.ok()), sla);
+    frame.render_widget(
+        gauge("automation", status.total.automation_rate, theme.accent()),
+        auto,
+    );
+    frame.render_widget(
+        gauge("overrides", status.total.override_rate, theme.warn()),
+        overrides,
+    );
+    frame.render_widget(
+        gauge("outcomes in SLA", status.total.within_sla, theme.ok()),
+        sla,
+    );
     let mut spans = Vec::new();
     for s in &status.services {
         let style = super::state_style(theme, &s.health);
@@ -110,11 +154,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::styled(format!("{mark} {} ", s.id), style));
     }
     frame.render_widget(
-        Paragraph::new(Line::from(spans)).wrap(ratatui::widgets::Wrap { trim: true }).block(titled("services", theme)),
+        Paragraph::new(Line::from(spans))
+            .wrap(ratatui::widgets::Wrap { trim: true })
+            .block(titled("services", theme)),
         health,
     );
 
-    let [chart, teams] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(row3);
+    let [chart, teams] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(row3);
     let series = |hourly: &[crate::metrics::Summary]| -> Vec<(f64, f64)> {
         hourly
             .iter()
@@ -141,9 +188,22 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     ];
     frame.render_widget(
         Chart::new(datasets)
-            .block(titled("outcomes within SLA by hour: model vs rules-only", theme))
-            .x_axis(Axis::default().bounds([0.0, hours - 1.0]).style(theme.muted()).labels(["h0".to_string(), format!("h{}", hours as usize - 1)]))
-            .y_axis(Axis::default().bounds([0.0, 100.0]).style(theme.muted()).labels(["0%", "50%", "100%"])),
+            .block(titled(
+                "outcomes within SLA by hour: model vs rules-only",
+                theme,
+            ))
+            .x_axis(
+                Axis::default()
+                    .bounds([0.0, hours - 1.0])
+                    .style(theme.muted())
+                    .labels(["h0".to_string(), format!("h{}", hours as usize - 1)]),
+            )
+            .y_axis(
+                Axis::default()
+                    .bounds([0.0, 100.0])
+                    .style(theme.muted())
+                    .labels(["0%", "50%", "100%"]),
+            ),
         chart,
     );
     let team_lines: Vec<Line> = status
@@ -153,7 +213,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             let util = f64::from(t.load) / f64::from(t.capacity.max(1));
             let width = (teams.width.saturating_sub(24)) as f64;
             let bar = "█".repeat(((util.min(1.0)) * width).round() as usize);
-            let style = if util > 1.0 { theme.bad() } else if util > 0.8 { theme.warn() } else { theme.ok() };
+            let style = if util > 1.0 {
+                theme.bad()
+            } else if util > 0.8 {
+                theme.warn()
+            } else {
+                theme.ok()
+            };
             Line::from(vec![
                 Span::styled(format!("{:<19}", t.id), theme.base()),
                 Span::styled(bar, style),
@@ -161,5 +227,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             ])
         })
         .collect();
-    frame.render_widget(Paragraph::new(team_lines).block(titled("team load", theme)), teams);
+    frame.render_widget(
+        Paragraph::new(team_lines).block(titled("team load", theme)),
+        teams,
+    );
 }

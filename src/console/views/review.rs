@@ -13,7 +13,8 @@ use crate::console::app::{App, View};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let [queue, context] = Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(area);
+    let [queue, context] =
+        Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(area);
     let now = app.status.as_ref().map(|s| s.now);
     let items = app.review_order();
     let (table, _) = window(
@@ -33,7 +34,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         |i, _| {
             let it = items[i];
             let left = now.map(|n| (it.deadline - n).num_minutes()).unwrap_or(0);
-            let left_style = if left < 5 { theme.bad() } else if left < 15 { theme.warn() } else { theme.base() };
+            let left_style = if left < 5 {
+                theme.bad()
+            } else if left < 15 {
+                theme.warn()
+            } else {
+                theme.base()
+            };
             let mut prio = it.priority.as_str().to_string();
             if it.required_role.as_str() == "lead" {
                 prio.push_str(" lead");
@@ -52,7 +59,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
     let Some(item) = app.selected_review() else {
         frame.render_widget(
-            Paragraph::new(Line::styled("the queue is empty", theme.muted())).block(titled("decision context", theme)),
+            Paragraph::new(Line::styled("the queue is empty", theme.muted()))
+                .block(titled("decision context", theme)),
             context,
         );
         return;
@@ -62,7 +70,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let head = |t: &str| Line::styled(t.to_string(), theme.title());
     lines.push(Line::from(vec![
         Span::styled(format!("{} ", item.signal.kind), theme.accent()),
-        Span::styled(format!("{} · {} · {}", item.signal.subject, item.signal.id, item.signal.source), theme.muted()),
+        Span::styled(
+            format!(
+                "{} · {} · {}",
+                item.signal.subject, item.signal.id, item.signal.source
+            ),
+            theme.muted(),
+        ),
     ]));
     for (k, v) in item.signal.data.iter().take(4) {
         let text = v.to_string();
@@ -72,18 +86,33 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     lines.push(head("snapshot"));
     for (k, v) in d.snapshot.iter().take(4) {
         let text: String = v.to_string().chars().take(80).collect();
-        lines.push(Line::from(vec![Span::styled(format!("  {k} "), theme.accent()), Span::raw(text)]));
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {k} "), theme.accent()),
+            Span::raw(text),
+        ]));
     }
     lines.push(head("proposal"));
     lines.push(Line::from(vec![
         Span::styled(format!("  {} ", d.proposal), theme.accent()),
-        Span::raw(format!("confidence {:.2} (threshold {:.2}) margin {:.2}", d.confidence, d.threshold, d.margin)),
+        Span::raw(format!(
+            "confidence {:.2} (threshold {:.2}) margin {:.2}",
+            d.confidence, d.threshold, d.margin
+        )),
     ]));
     lines.push(Line::styled(format!("  {}", d.why), theme.muted()));
-    let max = d.contributions.iter().map(|c| c.weight.abs()).fold(0.0, f64::max).max(1e-9);
+    let max = d
+        .contributions
+        .iter()
+        .map(|c| c.weight.abs())
+        .fold(0.0, f64::max)
+        .max(1e-9);
     for c in d.contributions.iter().take(5) {
         let n = ((c.weight.abs() / max) * 12.0).round() as usize;
-        let style = if c.weight >= 0.0 { theme.ok() } else { theme.bad() };
+        let style = if c.weight >= 0.0 {
+            theme.ok()
+        } else {
+            theme.bad()
+        };
         lines.push(Line::from(vec![
             Span::styled(format!("  {:<13}", "█".repeat(n.max(1))), style),
             Span::raw(format!("{:+.2} {}", c.weight, c.feature)),
@@ -91,8 +120,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
     lines.push(head("alternatives"));
     for o in d.options.iter().filter(|o| o.option != d.proposal) {
-        let note = if o.allowed { String::new() } else { format!(" forbidden by {}", o.forbidden_by.join(",")) };
-        lines.push(Line::raw(format!("  {:<24} {:.2}{note}", o.option, o.score)));
+        let note = if o.allowed {
+            String::new()
+        } else {
+            format!(" forbidden by {}", o.forbidden_by.join(","))
+        };
+        lines.push(Line::raw(format!(
+            "  {:<24} {:.2}{note}",
+            o.option, o.score
+        )));
     }
     lines.push(head("policies"));
     if d.policy_hits.is_empty() {
@@ -117,7 +153,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ));
     }
     frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }).block(titled(&format!("decision context {}", d.id), theme)),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(titled(&format!("decision context {}", d.id), theme)),
         context,
     );
 }

@@ -9,7 +9,11 @@ use crate::console::app::{App, View};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let title = if app.follow { "signals · following" } else { "signals · paused" };
+    let title = if app.follow {
+        "signals · following"
+    } else {
+        "signals · paused"
+    };
     let (table, _) = window(
         app,
         View::Signals,
@@ -32,7 +36,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 "warning" => theme.warn(),
                 _ => theme.muted(),
             };
-            let kind = if s.duplicate { format!("{} (dup)", s.kind) } else { s.kind.clone() };
+            let kind = if s.duplicate {
+                format!("{} (dup)", s.kind)
+            } else {
+                s.kind.clone()
+            };
             Row::new(vec![
                 Cell::from(short_time(s.time)),
                 Cell::from(s.id.clone()),

@@ -1,0 +1,121 @@
+//! End to end in a real terminal: tmux runs the console on a temporary data
+//! dir; the test goes to the review view, approves the first item with a
+//! note, quits, and finds the operator and note in `signalbox explain`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn tmux(args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("tmux must be installed to run the console test (.ci/run installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn screen(session: &str) -> String {
+    tmux(&["capture-pane", "-p", "-t", session])
+}
+
+fn wait_for(session: &str, what: impl Fn(&str) -> bool, label: &str) -> String {
+    let began = Instant::now();
+    loop {
+        let s = screen(session);
+        if what(&s) {
+            return s;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {label}; screen:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn approve_the_first_review_item_then_explain_shows_who_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("session");
+    let session = format!("sbx-{}", std::process::id());
+    let cmd = format!(
+        "{} --data-dir {} --operator tess --role operator --colleagues 0 --speed 120",
+        env!("CARGO_BIN_EXE_signalbox"),
+        data.display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &cmd,
+    ]);
+    let _cleanup = Cleanup(session.clone());
+    wait_for(&session, |s| s.contains("review queue"), "the overview");
+    tmux(&["send-keys", "-t", &session, ":review", "Enter"]);
+    wait_for(
+        &session,
+        |s| s.contains("decision context D"),
+        "a review item",
+    );
+    tmux(&["send-keys", "-t", &session, "a"]);
+    wait_for(&session, |s| s.contains("approve R"), "the note dialog");
+    tmux(&[
+        "send-keys",
+        "-t",
+        &session,
+        "-l",
+        "called the customer, fine",
+    ]);
+    tmux(&["send-keys", "-t", &session, "Enter"]);
+    let s = wait_for(
+        &session,
+        |s| s.contains("done: approve R"),
+        "the confirmation",
+    );
+    let item = s
+        .split("done: approve ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the status line names the item")
+        .to_string();
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let began = Instant::now();
+    while tmux(&["ls"]).contains(&session) {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "console did not quit"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let decision = item.replacen('R', "D", 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(["explain", &decision, "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("tess (operator) approve: called the customer, fine"),
+        "{text}"
+    );
+    assert!(text.contains("audit chain: verifies"), "{text}");
+}
+
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
