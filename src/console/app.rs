@@ -210,6 +210,9 @@ pub struct App {
     pub flow_rows: Vec<FlowRow>,
     flow_index: HashMap<String, usize>,
     pub reviews: BTreeMap<String, ReviewItem>,
+    /// Open item ids, most urgent first; kept in step with `reviews`.
+    review_ids: Vec<String>,
+    reviews_changed: bool,
     pub audit: VecDeque<AuditRow>,
     pub status: Option<Status>,
     pub tables: HashMap<View, TableState>,
@@ -242,6 +245,8 @@ impl App {
             flow_rows: Vec::new(),
             flow_index: HashMap::new(),
             reviews: BTreeMap::new(),
+            review_ids: Vec::new(),
+            reviews_changed: false,
             audit: VecDeque::new(),
             status: None,
             tables: HashMap::new(),
@@ -314,6 +319,7 @@ impl App {
                 for e in events {
                     self.apply_event(e);
                 }
+                self.sort_reviews();
             }
             Update::Status(status) => {
                 self.queue_depth.push_back(status.open_reviews as u64);
@@ -386,6 +392,7 @@ impl App {
             EngineEvent::Decision(d) => self.push_decision(&d),
             EngineEvent::ReviewOpened(item) => {
                 self.reviews.insert(item.id.clone(), *item);
+                self.reviews_changed = true;
             }
             EngineEvent::ReviewAction { item, action } => {
                 if let Some(row) = self.audit.iter_mut().find(|r| r.id == item.decision.id) {
@@ -400,6 +407,7 @@ impl App {
                 } else {
                     self.reviews.insert(item.id.clone(), *item);
                 }
+                self.reviews_changed = true;
             }
             EngineEvent::FlowChanged(flow) => self.upsert_flow(&flow),
             EngineEvent::Flow(_)
@@ -431,22 +439,40 @@ impl App {
     }
 
     pub fn upsert_flow(&mut self, flow: &Flow) {
-        let row = FlowRow::from_flow(flow);
-        match self.flow_index.get(&flow.id) {
+        self.upsert_flow_row(FlowRow::from_flow(flow));
+    }
+
+    pub fn upsert_flow_row(&mut self, row: FlowRow) {
+        match self.flow_index.get(&row.id) {
             Some(&i) => self.flow_rows[i] = row,
             None => {
-                self.flow_index
-                    .insert(flow.id.clone(), self.flow_rows.len());
+                self.flow_index.insert(row.id.clone(), self.flow_rows.len());
                 self.flow_rows.push(row);
             }
         }
     }
 
+    /// Re-sorts the queue if it changed (once per batch of events).
+    pub fn sort_reviews(&mut self) {
+        if !self.reviews_changed {
+            return;
+        }
+        self.reviews_changed = false;
+        let mut keyed: Vec<(_, _, &String)> = self
+            .reviews
+            .values()
+            .map(|i| (i.deadline, std::cmp::Reverse(i.priority), &i.id))
+            .collect();
+        keyed.sort_unstable();
+        self.review_ids = keyed.into_iter().map(|(_, _, id)| id.clone()).collect();
+    }
+
     /// Review items, most urgent first.
     pub fn review_order(&self) -> Vec<&ReviewItem> {
-        let mut items: Vec<&ReviewItem> = self.reviews.values().collect();
-        items.sort_by_key(|i| i.urgency());
-        items
+        self.review_ids
+            .iter()
+            .filter_map(|id| self.reviews.get(id))
+            .collect()
     }
 
     /// Row count of the current table after its filter.
@@ -876,6 +902,9 @@ impl App {
         if let Input::Key(KeyAction::Cancel) = input {
             self.status_line = Some(("action cancelled".into(), false));
             return Mode::Normal;
+        }
+        if let Input::Key(KeyAction::Quit) = input {
+            return Mode::ConfirmQuit;
         }
         match &mut d.kind {
             DialogKind::Override {

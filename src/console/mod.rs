@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod driver;
 pub mod keymap;
 pub mod theme;
@@ -191,6 +192,15 @@ fn event_loop(
 fn translate(app: &App, key: crossterm::event::KeyEvent) -> Option<Input> {
     let k = keymap::Key::from_event(&key);
     if app.typing() {
+        // A control-key quit still works from a dialog (after confirming).
+        if key
+            .modifiers
+            .contains(crossterm::event::KeyModifiers::CONTROL)
+            && let Some(k) = &k
+            && app.keymap.action(k, &[keymap::Context::Global]) == Some(KeyAction::Quit)
+        {
+            return Some(Input::Key(KeyAction::Quit));
+        }
         // Confirm and cancel keep their meaning while typing.
         if let Some(k) = &k
             && let Some(a @ (KeyAction::Confirm | KeyAction::Cancel)) =

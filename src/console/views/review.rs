@@ -13,8 +13,12 @@ use crate::console::app::{App, View};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let [queue, context] =
-        Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(area);
+    // Side by side when there is room; stacked on narrow terminals.
+    let [queue, context] = if area.width >= 110 {
+        Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(area)
+    } else {
+        Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area)
+    };
     let now = app.status.as_ref().map(|s| s.now);
     let items = app.review_order();
     let (table, _) = window(
