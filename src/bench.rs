@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Where to put the journals (default: a fresh temporary directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Benchmark the console's rendering instead of the engine.
+    #[arg(long)]
+    pub render: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,14 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             tmp.clone()
         }
     };
+    if args.render {
+        let result = crate::console::render_bench::run(&dir.join("render"))
+            .map_err(|e| BenchError::Setup(format!("render: {e:#}")));
+        if args.data_dir.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        return result;
+    }
     let engine_dir = dir.join("engine");
     let raw_dir = dir.join("raw");
     for d in [&engine_dir, &raw_dir] {

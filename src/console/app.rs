@@ -2,7 +2,7 @@
 //! changes the state and returns what to ask of the engine. Drawing reads
 //! this state only.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -209,7 +209,7 @@ pub struct App {
     pub signals: VecDeque<SignalRow>,
     pub flow_rows: Vec<FlowRow>,
     flow_index: HashMap<String, usize>,
-    pub reviews: BTreeMap<String, ReviewItem>,
+    pub reviews: HashMap<String, ReviewItem>,
     /// Open item ids, most urgent first; kept in step with `reviews`.
     review_ids: Vec<String>,
     reviews_changed: bool,
@@ -244,7 +244,7 @@ impl App {
             signals: VecDeque::new(),
             flow_rows: Vec::new(),
             flow_index: HashMap::new(),
-            reviews: BTreeMap::new(),
+            reviews: HashMap::new(),
             review_ids: Vec::new(),
             reviews_changed: false,
             audit: VecDeque::new(),
@@ -506,20 +506,20 @@ impl App {
                     ])
                 })
                 .collect(),
-            View::Review => {
-                let items = self.review_order();
-                (0..items.len())
-                    .filter(|&i| {
-                        let it = items[i];
-                        matches(&[
-                            &it.id,
-                            &it.decision.signal_type,
-                            &it.decision.subject,
-                            &it.decision.proposal,
-                        ])
-                    })
-                    .collect()
-            }
+            View::Review if filter.is_empty() => (0..self.review_ids.len()).collect(),
+            View::Review => (0..self.review_ids.len())
+                .filter(|&i| {
+                    let Some(it) = self.review_at(i) else {
+                        return false;
+                    };
+                    matches(&[
+                        &it.id,
+                        &it.decision.signal_type,
+                        &it.decision.subject,
+                        &it.decision.proposal,
+                    ])
+                })
+                .collect(),
             View::Audit => (0..self.audit.len())
                 .filter(|&i| {
                     let a = &self.audit[i];
@@ -580,7 +580,12 @@ impl App {
         let rows = self.rows(View::Review);
         let t = self.tables.get(&View::Review).copied().unwrap_or_default();
         let i = *rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
-        self.review_order().get(i).copied()
+        self.review_at(i)
+    }
+
+    /// The i-th open item by urgency.
+    pub fn review_at(&self, i: usize) -> Option<&ReviewItem> {
+        self.reviews.get(self.review_ids.get(i)?)
     }
 
     pub fn update(&mut self, input: Input) -> Vec<Effect> {
@@ -812,8 +817,7 @@ impl App {
                 Mode::Normal
             }
             View::Review => {
-                let items = self.review_order();
-                if let Some(item) = items.get(i) {
+                if let Some(item) = self.review_at(i) {
                     effects.push(Effect::Explain {
                         decision_id: item.decision.id.clone(),
                     });

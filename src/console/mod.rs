@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod driver;
 pub mod keymap;
+pub mod render_bench;
 pub mod theme;
 pub mod views;
 

@@ -20,7 +20,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area)
     };
     let now = app.status.as_ref().map(|s| s.now);
-    let items = app.review_order();
     let (table, _) = window(
         app,
         View::Review,
@@ -36,7 +35,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             Constraint::Min(6),
         ],
         |i, _| {
-            let it = items[i];
+            let Some(it) = app.review_at(i) else {
+                return Row::new(Vec::<Cell>::new());
+            };
             let left = now.map(|n| (it.deadline - n).num_minutes()).unwrap_or(0);
             let left_style = if left < 5 {
                 theme.bad()
