@@ -46,8 +46,8 @@ struct ConsoleArgs {
     data_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Simulated colleagues who answer review items besides you.
-    #[arg(long, default_value_t = 1)]
+    /// Simulated colleagues who answer review items besides you (0 to 3).
+    #[arg(long, default_value_t = 3)]
     colleagues: usize,
 }
 

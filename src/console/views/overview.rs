@@ -211,7 +211,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|t| {
             let util = f64::from(t.load) / f64::from(t.capacity.max(1));
-            let width = (teams.width.saturating_sub(24)) as f64;
+            let width = (teams.width.saturating_sub(28)) as f64;
             let bar = "█".repeat(((util.min(1.0)) * width).round() as usize);
             let style = if util > 1.0 {
                 theme.bad()
