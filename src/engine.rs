@@ -150,6 +150,8 @@ pub struct Engine {
     seen: HashSet<String>,
     signals: HashMap<String, Arc<Signal>>,
     awaiting: HashMap<String, Awaiting>,
+    /// The flow each firing alert opened, by fingerprint.
+    opened_by: HashMap<String, String>,
     /// Flow results waiting out the horizon, oldest first.
     flow_labels: VecDeque<(DateTime<Utc>, String)>,
     pending: Vec<Record>,
@@ -215,6 +217,7 @@ impl Engine {
             seen: HashSet::new(),
             signals: HashMap::new(),
             awaiting: HashMap::new(),
+            opened_by: HashMap::new(),
             flow_labels: VecDeque::new(),
             pending: Vec::new(),
             pending_events: Default::default(),
@@ -423,6 +426,9 @@ impl Engine {
         if signal.kind == "outcome.recorded" {
             self.learn_from_outcome(&signal, now);
         }
+        if signal.kind == "alert.resolved" {
+            self.close_resolved(&signal, now);
+        }
         let playbook = Arc::clone(&self.decider.playbook);
         let choice = choice_for(&playbook, &signal.kind);
         let snapshot = self.context.snapshot(&signal);
@@ -449,6 +455,12 @@ impl Engine {
             return decision;
         }
         let flow_id = format!("F{n:07}");
+        if signal.kind == "alert.firing"
+            && let Some(fingerprint) = signal.data_str("fingerprint")
+        {
+            self.opened_by
+                .insert(fingerprint.to_string(), flow_id.clone());
+        }
         let mut flow = Flow {
             id: flow_id.clone(),
             decision_id: decision.id.clone(),
@@ -490,6 +502,41 @@ impl Engine {
         }
         self.drain_flow_changes();
         decision
+    }
+
+    /// A resolved alert closes what its firing opened: the review item still
+    /// waiting on it, or the flow still running for it.
+    fn close_resolved(&mut self, signal: &Signal, now: DateTime<Utc>) {
+        let Some(fingerprint) = signal.data_str("fingerprint") else {
+            return;
+        };
+        let flow_id = match self.opened_by.remove(fingerprint) {
+            Some(id) => Some(id),
+            None => read::flow_for_fingerprint(&self.dir, fingerprint)
+                .ok()
+                .flatten(),
+        };
+        let Some(flow_id) = flow_id else { return };
+        let note = format!("alert resolved at the source ({})", signal.source);
+        let review = self
+            .reviews
+            .open_items()
+            .into_iter()
+            .find(|i| i.flow_id == flow_id)
+            .map(|i| i.id.clone());
+        if let Some(review_id) = review {
+            if let Ok(settled) =
+                self.reviews
+                    .act(&review_id, &Actor::system(), Action::Reject, &note, now)
+            {
+                self.apply_settled(settled, now);
+            }
+            return;
+        }
+        for assignee in self.flows.close(&flow_id, &note, now) {
+            route::release(&assignee, &mut self.context);
+        }
+        self.drain_flow_changes();
     }
 
     /// The option is final: remember it for the outcome, tell subscribers.

@@ -74,6 +74,19 @@ enum Command {
     },
     /// Measure end-to-end throughput and decision latency against raw SQLite.
     Bench(signalbox::bench::BenchArgs),
+    /// Run the engine headless behind the HTTP intake until SIGINT/SIGTERM.
+    Serve {
+        #[arg(long, default_value = signalbox::intake::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A bearer token and its role: TOKEN:viewer|operator|lead|ingest (repeatable).
+        #[arg(long = "token")]
+        tokens: Vec<String>,
+        /// Request body limit in bytes.
+        #[arg(long, default_value_t = signalbox::intake::BODY_LIMIT)]
+        body_limit: usize,
+    },
     /// Configuration: `signalbox config path` prints where config.toml is read from.
     Config {
         #[arg(value_parser = ["path"])]
@@ -330,10 +343,89 @@ fn init_logging(data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+fn serve(
+    listen: std::net::SocketAddr,
+    data_dir: Option<PathBuf>,
+    tokens: Vec<String>,
+    body_limit: usize,
+) -> Result<()> {
+    use signalbox::intake::{self, AppState, auth::Tokens, service};
+    let config = signalbox::console::config::Config::load(
+        signalbox::console::config::config_path().as_deref(),
+    )?;
+    let mut specs = config.tokens.clone();
+    specs.extend(tokens);
+    let tokens = Tokens::parse(&specs).map_err(anyhow::Error::msg)?;
+    intake::check_exposure(&listen, &tokens).map_err(anyhow::Error::msg)?;
+    let dir = match data_dir.or(config.data_dir.clone()) {
+        Some(d) => d,
+        None => default_data_dir()?.join("serve"),
+    };
+    init_logging(&dir)?;
+    let (engine, thread) = service::start(dir.clone(), 1)?;
+    let state = AppState {
+        engine,
+        tokens: std::sync::Arc::new(tokens),
+        counters: Default::default(),
+        body_limit,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let local = listener.local_addr()?;
+        println!(
+            "signalbox: listening on http://{local} (journal {})",
+            dir.display()
+        );
+        axum::serve(listener, intake::router(state))
+            .with_graceful_shutdown(shutdown())
+            .await?;
+        anyhow::Ok(())
+    })?;
+    // The router and its engine handles are gone: the engine drains and closes.
+    thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
+    println!("signalbox: stopped; journal closed");
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => console(&cli.console),
+        Some(Command::Serve {
+            listen,
+            data_dir,
+            tokens,
+            body_limit,
+        }) => serve(listen, data_dir, tokens, body_limit),
         Some(Command::Config { .. }) => match signalbox::console::config::config_path() {
             Some(p) => {
                 println!("{}", p.display());

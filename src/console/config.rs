@@ -15,6 +15,9 @@ pub struct Config {
     /// Simulated seconds per real second.
     pub speed: Option<f64>,
     pub data_dir: Option<PathBuf>,
+    /// Bearer tokens for the HTTP intake, as `TOKEN:ROLE`.
+    #[serde(default)]
+    pub tokens: Vec<String>,
 }
 
 #[derive(Debug, Error)]

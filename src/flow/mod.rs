@@ -345,6 +345,46 @@ impl FlowBook {
         }
     }
 
+    /// Closes a flow whose cause went away (an alert resolved at its
+    /// source): what has not run is skipped and the flow is done. Returns
+    /// the assignees of steps that were running, so their load can be
+    /// given back.
+    pub fn close(&mut self, id: &str, reason: &str, now: DateTime<Utc>) -> Vec<Assignee> {
+        let mut freed = Vec::new();
+        let Some(flow) = self.flows.get_mut(id) else {
+            return freed;
+        };
+        if flow.state.is_terminal() {
+            return freed;
+        }
+        for step in &mut flow.steps {
+            if step.state == StepState::Running
+                && let Some(a) = &step.assignee
+            {
+                freed.push(a.clone());
+            }
+            if matches!(step.state, StepState::Pending | StepState::Running) {
+                step.state = StepState::Skipped;
+            }
+        }
+        flow.state = FlowState::Done;
+        flow.finished = Some(now);
+        flow.reason = Some(reason.to_string());
+        self.active.remove(id);
+        self.dirty.insert(id.to_string());
+        if let Some(old) = self.wake_at.remove(id) {
+            self.wake.remove(&(old, id.to_string()));
+        }
+        self.push_event(
+            id,
+            now,
+            FlowEventKind::Done,
+            None,
+            format!("closed: {reason}"),
+        );
+        freed
+    }
+
     /// Ends a waiting flow that a person rejected.
     pub fn cancel(&mut self, id: &str, reason: &str, now: DateTime<Utc>) {
         if let Some(flow) = self.flows.get_mut(id) {

@@ -366,3 +366,17 @@ pub fn decision(dir: &Path, id: &str) -> Result<Option<Decision>, JournalError> 
         .map_err(sql(&path))?;
     body.map(|b| decode(&path, id, &b)).transpose()
 }
+
+/// The flow opened by the newest firing alert with this fingerprint.
+pub fn flow_for_fingerprint(dir: &Path, fingerprint: &str) -> Result<Option<String>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    conn.query_row(
+        "SELECT f.id FROM signals s JOIN flows f ON json_extract(f.body, '$.signal_id') = s.id
+         WHERE s.type = 'alert.firing' AND json_extract(s.body, '$.data.fingerprint') = ?1
+         ORDER BY s.seq DESC LIMIT 1",
+        params![fingerprint],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql(&path))
+}

@@ -5,6 +5,10 @@
 //! and ignored. Parsing never panics on outside input; every refusal names the
 //! field that was wrong and what was expected.
 
+pub mod alertmanager;
+pub mod pagerduty;
+pub mod wire;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -58,7 +62,7 @@ pub struct Signal {
 }
 
 /// Why a piece of JSON is not a signal.
-#[derive(Debug, Error, PartialEq)]
+#[derive(Debug, Error, PartialEq, Clone)]
 pub enum SignalError {
     #[error("malformed JSON at line {line}, column {column}: {message}")]
     Malformed {
@@ -83,7 +87,7 @@ pub enum SignalError {
     Invalid { field: &'static str, reason: String },
 }
 
-fn json_kind(value: &Value) -> &'static str {
+pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -128,6 +132,18 @@ fn optional_str<'a>(
             expected: "a string",
             found: json_kind(other),
         }),
+    }
+}
+
+impl SignalError {
+    /// The field at fault, if one is.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            SignalError::Missing { field, .. }
+            | SignalError::WrongType { field, .. }
+            | SignalError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
     }
 }
 

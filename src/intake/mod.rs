@@ -1,0 +1,507 @@
+//! HTTP intake (axum): CloudEvents, Alertmanager and PagerDuty v2 in;
+//! health, Prometheus metrics, explanations and review actions for chat-ops.
+//!
+//! A request is answered 202 only after its signals are committed to the
+//! journal. Every refusal is a JSON error naming the field where there is
+//! one, and is counted in `/metrics`.
+
+pub mod auth;
+pub mod service;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use crate::review::{Action, Actor};
+use crate::signal::{Signal, alertmanager, pagerduty, wire};
+use auth::{Permission, Tokens};
+use service::{Busy, EngineHandle, Request};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// Counters for `/metrics`, by label.
+#[derive(Default)]
+pub struct Counters {
+    signals: Mutex<BTreeMap<(String, &'static str), u64>>,
+    refused: Mutex<BTreeMap<(&'static str, u16), u64>>,
+}
+
+impl Counters {
+    fn signal(&self, kind: &str, outcome: &'static str, n: u64) {
+        if let Ok(mut m) = self.signals.lock() {
+            *m.entry((kind.to_string(), outcome)).or_default() += n;
+        }
+    }
+
+    fn refused(&self, endpoint: &'static str, status: u16) {
+        if let Ok(mut m) = self.refused.lock() {
+            *m.entry((endpoint, status)).or_default() += 1;
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub tokens: Arc<Tokens>,
+    pub counters: Arc<Counters>,
+    pub body_limit: usize,
+}
+
+/// A refusal: status, message, and the field at fault if there is one.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    field: Option<String>,
+    retry_after: bool,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+            field: None,
+            retry_after: false,
+        }
+    }
+
+    fn field(mut self, field: Option<String>) -> Refusal {
+        self.field = field;
+        self
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message, "status": self.status.as_u16() });
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+fn busy(b: Busy) -> Refusal {
+    match b {
+        Busy::Full => Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the journal queue is full; retry shortly".into(),
+            field: None,
+            retry_after: true,
+        },
+        Busy::Gone => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped"),
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/signals", post(signals))
+        .route("/v1/alertmanager", post(alertmanager_hook))
+        .route("/v2/enqueue", post(enqueue))
+        .route("/v1/decisions/{id}", get(decision))
+        .route("/v1/reviews", get(reviews))
+        .route("/v1/reviews/{id}/actions", post(review_action))
+        .with_state(state)
+}
+
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Refusal> {
+    axum::body::to_bytes(body, state.body_limit)
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body over the limit of {} bytes", state.body_limit),
+            )
+        })
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_lowercase())
+        .unwrap_or_default()
+}
+
+/// Hands signals to the engine and waits until they are durable.
+async fn ingest(state: &AppState, signals: Vec<Signal>) -> Result<service::IngestReport, Refusal> {
+    let kinds: Vec<String> = signals.iter().map(|s| s.kind.clone()).collect();
+    let (tx, rx) = oneshot::channel();
+    state
+        .engine
+        .send(Request::Ingest { signals, reply: tx })
+        .map_err(busy)?;
+    let report = rx
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the engine stopped before committing",
+            )
+        })?
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("journal: {e}")))?;
+    for k in &kinds {
+        state.counters.signal(k, "accepted", 1);
+    }
+    if report.duplicates > 0 {
+        state
+            .counters
+            .signal("any", "duplicate", report.duplicates as u64);
+    }
+    Ok(report)
+}
+
+fn accepted(report: &service::IngestReport) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({
+            "accepted": report.accepted,
+            "duplicates": report.duplicates,
+            "decisions": report.decisions,
+        })),
+    )
+        .into_response()
+}
+
+fn refuse(state: &AppState, endpoint: &'static str, r: Refusal) -> Response {
+    state.counters.refused(endpoint, r.status.as_u16());
+    r.into_response()
+}
+
+async fn signals(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match signals_inner(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(r) => refuse(&state, "signals", r),
+    }
+}
+
+async fn signals_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Refusal> {
+    state.tokens.check(headers, None, Permission::Ingest)?;
+    let bytes = read_body(state, body).await?;
+    let now = Utc::now();
+    let ct = content_type(headers);
+    let binary = headers.contains_key("ce-specversion") || headers.contains_key("ce-id");
+    let bad =
+        |e: wire::WireError| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()).field(e.field());
+    let parsed = if binary && !ct.starts_with("application/cloudevents") {
+        if !(ct.is_empty() || ct == "application/json") {
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("binary-mode data must be application/json, not {ct}"),
+            ));
+        }
+        let pairs: Vec<(String, String)> = headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_lowercase(), v.to_str().ok()?.to_string())))
+            .collect();
+        wire::binary(&pairs, &bytes, now)
+            .map(|s| vec![s])
+            .map_err(bad)?
+    } else {
+        match ct.as_str() {
+            "application/cloudevents+json" => wire::structured(&bytes, now, false).map_err(bad)?,
+            "application/cloudevents-batch+json" => wire::batch(&bytes, now).map_err(bad)?,
+            "application/json" => wire::structured(&bytes, now, true).map_err(bad)?,
+            other => {
+                return Err(Refusal::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!(
+                        "content type {:?} is not accepted: use application/cloudevents+json, \
+                         application/cloudevents-batch+json, application/json or ce-* headers",
+                        other
+                    ),
+                ));
+            }
+        }
+    };
+    let report = ingest(state, parsed).await?;
+    Ok(accepted(&report))
+}
+
+async fn alertmanager_hook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        state.tokens.check(&headers, None, Permission::Ingest)?;
+        let ct = content_type(&headers);
+        if !(ct.is_empty() || ct == "application/json") {
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("expected application/json, not {ct}"),
+            ));
+        }
+        let bytes = read_body(&state, body).await?;
+        let parsed = alertmanager::parse(&bytes, Utc::now()).map_err(|e| {
+            Refusal::new(StatusCode::BAD_REQUEST, e.to_string()).field(e.field().map(String::from))
+        })?;
+        let report = ingest(&state, parsed).await?;
+        Ok(accepted(&report))
+    }
+    .await;
+    result.unwrap_or_else(|r| refuse(&state, "alertmanager", r))
+}
+
+async fn enqueue(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let ct = content_type(&headers);
+        if !(ct.is_empty() || ct == "application/json") {
+            return Err(Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("expected application/json, not {ct}")));
+        }
+        let bytes = read_body(&state, body).await?;
+        // PagerDuty senders authenticate with the routing key in the body.
+        let routing_key = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("routing_key").and_then(Value::as_str).map(String::from));
+        state.tokens.check(&headers, routing_key.as_deref(), Permission::Ingest)?;
+        let parsed = pagerduty::parse(&bytes, Utc::now()).map_err(|e| {
+            Refusal::new(StatusCode::BAD_REQUEST, e.to_string()).field(e.field().map(String::from))
+        })?;
+        let dedup_key = parsed.dedup_key.clone();
+        ingest(&state, vec![parsed.signal]).await?;
+        Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "status": "success", "message": "Event processed", "dedup_key": dedup_key })),
+        )
+            .into_response())
+    }
+    .await;
+    result.unwrap_or_else(|r| refuse(&state, "enqueue", r))
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let ok = state.engine.send(Request::Stats { reply: tx }).is_ok() && rx.await.is_ok();
+    if ok {
+        (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "engine unavailable" })),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.tokens.check(&headers, None, Permission::Read) {
+        return refuse(&state, "metrics", r);
+    }
+    let (tx, rx) = oneshot::channel();
+    let stats = match state.engine.send(Request::Stats { reply: tx }) {
+        Ok(()) => rx.await.unwrap_or_default(),
+        Err(b) => return refuse(&state, "metrics", busy(b)),
+    };
+    let mut out = String::new();
+    out.push_str("# HELP signalbox_signals_total Signals received, by type and outcome.\n# TYPE signalbox_signals_total counter\n");
+    if let Ok(m) = state.counters.signals.lock() {
+        for ((kind, outcome), n) in m.iter() {
+            out.push_str(&format!(
+                "signalbox_signals_total{{type=\"{kind}\",outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+    }
+    out.push_str("# HELP signalbox_refused_total Requests refused, by endpoint and status.\n# TYPE signalbox_refused_total counter\n");
+    if let Ok(m) = state.counters.refused.lock() {
+        for ((endpoint, status), n) in m.iter() {
+            out.push_str(&format!(
+                "signalbox_refused_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}\n"
+            ));
+        }
+    }
+    out.push_str("# HELP signalbox_decisions_total Decisions by mode.\n# TYPE signalbox_decisions_total counter\n");
+    for (mode, n) in &stats.decisions_by_mode {
+        out.push_str(&format!(
+            "signalbox_decisions_total{{mode=\"{mode}\"}} {n}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP signalbox_review_queue_depth Open review items.\n# TYPE signalbox_review_queue_depth gauge\nsignalbox_review_queue_depth {}\n",
+        stats.open_reviews
+    ));
+    out.push_str("# HELP signalbox_flows Flows by state.\n# TYPE signalbox_flows gauge\n");
+    for (s, n) in &stats.flows_by_state {
+        out.push_str(&format!("signalbox_flows{{state=\"{s}\"}} {n}\n"));
+    }
+    out.push_str("# HELP signalbox_breaker_open Circuit breakers (1 when open or half open).\n# TYPE signalbox_breaker_open gauge\n");
+    for (executor, s) in &stats.breakers {
+        let v = u8::from(s != "closed");
+        out.push_str(&format!(
+            "signalbox_breaker_open{{executor=\"{executor}\",state=\"{s}\"}} {v}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP signalbox_journal_commit_seconds Duration of the last journal commit.\n# TYPE signalbox_journal_commit_seconds gauge\nsignalbox_journal_commit_seconds {}\n",
+        stats.last_commit_micros as f64 / 1e6
+    ));
+    out.push_str(&format!(
+        "# HELP signalbox_journal_commits_total Journal commits.\n# TYPE signalbox_journal_commits_total counter\nsignalbox_journal_commits_total {}\n",
+        stats.commits
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+async fn decision(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = state.tokens.check(&headers, None, Permission::Read) {
+        return refuse(&state, "decisions", r);
+    }
+    let dir = state.engine.data_dir.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        crate::journal::read::explain(&dir, &id).map(|e| (id, e))
+    })
+    .await;
+    match found {
+        Ok(Ok((_, Some(e)))) => (
+            StatusCode::OK,
+            axum::Json(crate::decide::explain::to_json(&e)),
+        )
+            .into_response(),
+        Ok(Ok((id, None))) => refuse(
+            &state,
+            "decisions",
+            Refusal::new(StatusCode::NOT_FOUND, format!("no decision `{id}`")),
+        ),
+        Ok(Err(e)) => refuse(
+            &state,
+            "decisions",
+            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        ),
+        Err(e) => refuse(
+            &state,
+            "decisions",
+            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        ),
+    }
+}
+
+async fn reviews(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.tokens.check(&headers, None, Permission::Read) {
+        return refuse(&state, "reviews", r);
+    }
+    let (tx, rx) = oneshot::channel();
+    if let Err(b) = state.engine.send(Request::Reviews { reply: tx }) {
+        return refuse(&state, "reviews", busy(b));
+    }
+    match rx.await {
+        Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+        Err(_) => refuse(
+            &state,
+            "reviews",
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped"),
+        ),
+    }
+}
+
+async fn review_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let result = async {
+        let who = state.tokens.check(&headers, None, Permission::Act)?;
+        let bytes = read_body(&state, body).await?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
+        let field = |name: &str| v.get(name).and_then(Value::as_str).map(String::from);
+        let action_name = field("action").ok_or_else(|| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "missing `action` (approve, override, reject, escalate, snooze)",
+            )
+            .field(Some("action".into()))
+        })?;
+        let action = match action_name.as_str() {
+            "approve" => Action::Approve,
+            "override" => Action::Override {
+                option: field("option").ok_or_else(|| {
+                    Refusal::new(StatusCode::BAD_REQUEST, "override needs `option`")
+                        .field(Some("option".into()))
+                })?,
+            },
+            "reject" => Action::Reject,
+            "escalate" => Action::Escalate,
+            "snooze" => Action::Snooze {
+                minutes: v
+                    .get("minutes")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(15)
+                    .min(240) as u32,
+            },
+            "claim" => Action::Claim,
+            other => {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown action {other:?}"),
+                )
+                .field(Some("action".into())));
+            }
+        };
+        let note = field("note").unwrap_or_default();
+        let actor = Actor::new(&field("actor").unwrap_or(who.name), who.role);
+        let (tx, rx) = oneshot::channel();
+        state
+            .engine
+            .send(Request::Act {
+                review_id: id,
+                actor,
+                action,
+                note,
+                reply: tx,
+            })
+            .map_err(busy)?;
+        match rx.await {
+            Ok(Ok(v)) => Ok((StatusCode::OK, axum::Json(v)).into_response()),
+            Ok(Err((status, message))) => Err(Refusal::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                message,
+            )),
+            Err(_) => Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the engine stopped",
+            )),
+        }
+    }
+    .await;
+    result.unwrap_or_else(|r| refuse(&state, "review_actions", r))
+}
+
+/// Refuses a listen address off loopback when no token is configured.
+pub fn check_exposure(addr: &SocketAddr, tokens: &Tokens) -> Result<(), String> {
+    if !addr.ip().is_loopback() && tokens.is_empty() {
+        return Err(format!(
+            "refusing to listen on {addr} without any token: anyone who can reach it could inject signals \
+             and act on reviews. Configure tokens (--token TOKEN:ROLE or [[token]] in config.toml), or listen on 127.0.0.1"
+        ));
+    }
+    Ok(())
+}
