@@ -1,0 +1,527 @@
+//! The HTTP intake against the real server (`signalbox serve`) on a random
+//! loopback port, with a real SQLite journal.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+struct Server {
+    child: Child,
+    base: String,
+    dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(dir: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .env("HOME", dir) // no user config leaks in
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Server {
+        child,
+        base: format!("http://{addr}"),
+        dir: dir.to_path_buf(),
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+fn event(id: &str, kind: &str, subject: &str, data: Value) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "test", "type": kind, "subject": subject, "data": data})
+}
+
+#[test]
+fn cloudevents_in_every_mode_are_journaled_before_202() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &[]);
+    let c = client();
+    let one = event(
+        "e1",
+        "ticket.opened",
+        "customer/c0001",
+        json!({"customer": "c0001", "text": "refund"}),
+    );
+    let r = c
+        .post(format!("{}/v1/signals", s.base))
+        .header("content-type", "application/cloudevents+json")
+        .body(one.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // Acknowledged means durable: a second connection sees it at once.
+    let counts = signalbox::journal::read::counts(&s.dir).unwrap();
+    assert_eq!(counts.signals, 1);
+
+    let batch = json!([
+        event(
+            "e2",
+            "order.placed",
+            "order/z2",
+            json!({"customer": "c0002", "supplier": "baltic", "value": 50.0})
+        ),
+        event(
+            "e1",
+            "ticket.opened",
+            "customer/c0001",
+            json!({"customer": "c0001"})
+        ),
+    ]);
+    let r = c
+        .post(format!("{}/v1/signals", s.base))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(batch.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().unwrap();
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let r = c
+        .post(format!("{}/v1/signals", s.base))
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "e3")
+        .header("ce-source", "shop")
+        .header("ce-type", "order.placed")
+        .header("ce-subject", "order/z3")
+        .header("content-type", "application/json")
+        .body(json!({"customer": "c0003", "supplier": "delta", "value": 75.0}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    let r = c
+        .post(format!("{}/v1/signals", s.base))
+        .header("content-type", "application/json")
+        .body(
+            json!([event(
+                "e4",
+                "health.changed",
+                "service/erp",
+                json!({"health": "degraded"})
+            )])
+            .to_string(),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(signalbox::journal::read::counts(&s.dir).unwrap().signals, 4);
+}
+
+#[test]
+fn bad_requests_get_json_errors_naming_the_field_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &["--body-limit", "2048"]);
+    let c = client();
+    let post = |ct: &str, body: String| {
+        c.post(format!("{}/v1/signals", s.base))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let r = post(
+        "application/cloudevents+json",
+        "{\"specversion\":\"1.0\",".into(),
+    );
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().unwrap();
+    assert!(v["error"].as_str().unwrap().contains("malformed"), "{v}");
+
+    let r = post(
+        "application/cloudevents+json",
+        json!({"specversion": "1.0", "id": "x", "source": "s"}).to_string(),
+    );
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["field"], "type");
+
+    let r = post(
+        "application/cloudevents-batch+json",
+        json!([event("ok", "ticket.opened", "", json!({})), {"specversion": "1.0", "id": 5}])
+            .to_string(),
+    );
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["field"], "[1].id");
+    assert_eq!(
+        signalbox::journal::read::counts(&s.dir).unwrap().signals,
+        0,
+        "a bad batch is refused whole"
+    );
+
+    assert_eq!(post("text/plain", "hello".into()).status(), 415);
+    let big = event(
+        "big",
+        "ticket.opened",
+        "",
+        json!({"text": "x".repeat(4096)}),
+    )
+    .to_string();
+    assert_eq!(post("application/cloudevents+json", big).status(), 413);
+
+    let metrics = c
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for status in ["400", "413", "415"] {
+        assert!(
+            metrics.contains(&format!("endpoint=\"signals\",status=\"{status}\"")),
+            "{metrics}"
+        );
+    }
+}
+
+#[test]
+fn tokens_and_roles_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(
+        dir.path(),
+        &[
+            "--token",
+            "ingest-secret:ingest",
+            "--token",
+            "viewer-secret:viewer",
+            "--token",
+            "operator-secret:operator",
+            "--token",
+            "lead-secret-1:lead",
+        ],
+    );
+    let c = client();
+    let body = event(
+        "t1",
+        "approval.requested",
+        "approval/1",
+        json!({"amount": 80000.0}),
+    )
+    .to_string();
+    let send = |token: Option<&str>| {
+        let mut r = c
+            .post(format!("{}/v1/signals", s.base))
+            .header("content-type", "application/cloudevents+json")
+            .body(body.clone());
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().unwrap().status()
+    };
+    assert_eq!(send(None), 401);
+    assert_eq!(send(Some("wrong-token-x")), 401);
+    assert_eq!(send(Some("viewer-secret")), 403);
+    assert_eq!(send(Some("ingest-secret")), 202);
+
+    // Reviews: the ingest token may not read; a viewer may read, not act.
+    assert_eq!(
+        c.get(format!("{}/v1/reviews", s.base))
+            .bearer_auth("ingest-secret")
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+    let list: Value = c
+        .get(format!("{}/v1/reviews", s.base))
+        .bearer_auth("viewer-secret")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let item = list["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list["items"][0]["required_role"], "lead");
+    let act = |token: &str, action: Value| {
+        c.post(format!("{}/v1/reviews/{item}/actions", s.base))
+            .bearer_auth(token)
+            .json(&action)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        act("viewer-secret", json!({"action": "approve"})).status(),
+        403
+    );
+    let r = act(
+        "operator-secret",
+        json!({"action": "approve", "note": "ok"}),
+    );
+    assert_eq!(r.status(), 403, "lead-only item");
+    assert!(
+        r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("lead")
+    );
+    let r = act(
+        "lead-secret-1",
+        json!({"action": "approve", "note": "checked the contract", "actor": "lars"}),
+    );
+    assert_eq!(r.status(), 200);
+    let r = act("lead-secret-1", json!({"action": "reject", "note": "no"}));
+    assert_eq!(r.status(), 409, "already decided");
+
+    let decision = item.replacen('R', "D", 1);
+    let e: Value = c
+        .get(format!("{}/v1/decisions/{decision}", s.base))
+        .bearer_auth("viewer-secret")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(e["actions"][0]["actor"]["name"], "lars");
+    assert_eq!(e["chain"]["verifies"], true);
+    assert_eq!(
+        c.get(format!("{}/v1/decisions/D9999999", s.base))
+            .bearer_auth("viewer-secret")
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[test]
+fn alertmanager_resolved_closes_what_firing_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &[]);
+    let c = client();
+    let payload = |status: &str| {
+        json!({
+            "version": "4", "status": status, "receiver": "signalbox", "groupKey": "{}:{}",
+            "alerts": [{
+                "status": status,
+                "labels": {"alertname": "HighErrorRate", "service": "carrier", "severity": "critical"},
+                "annotations": {"summary": "5xx above 5%"},
+                "startsAt": "2026-11-25T10:00:00Z",
+                "endsAt": if status == "resolved" { "2026-11-25T10:20:00Z" } else { "0001-01-01T00:00:00Z" },
+                "fingerprint": "abc123",
+            }]
+        })
+    };
+    let r = c
+        .post(format!("{}/v1/alertmanager", s.base))
+        .json(&payload("firing"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let decision = r.json::<Value>().unwrap()["decisions"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Alertmanager repeats notifications: a repeat is a duplicate.
+    let r = c
+        .post(format!("{}/v1/alertmanager", s.base))
+        .json(&payload("firing"))
+        .send()
+        .unwrap();
+    assert_eq!(r.json::<Value>().unwrap()["duplicates"], 1);
+    let r = c
+        .post(format!("{}/v1/alertmanager", s.base))
+        .json(&payload("resolved"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let e: Value = c
+        .get(format!("{}/v1/decisions/{decision}", s.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let state = e["flow"]["state"].as_str().unwrap();
+    assert!(
+        state == "done" || state == "failed",
+        "closed, not left open: {state}"
+    );
+    let text = e.to_string();
+    assert!(text.contains("resolved at the source"), "{text}");
+
+    let bad = json!({"version": "3", "alerts": []});
+    let r = c
+        .post(format!("{}/v1/alertmanager", s.base))
+        .json(&bad)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["field"], "version");
+}
+
+#[test]
+fn pagerduty_events_v2_answer_as_pagerduty_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &[]);
+    let c = client();
+    let trigger = json!({
+        "routing_key": "whatever", "event_action": "trigger", "dedup_key": "db-disk-1",
+        "payload": {"summary": "Disk 95% on db1", "source": "db1", "severity": "critical", "component": "erp",
+                    "custom_details": {"free_gb": 3}}
+    });
+    let r = c
+        .post(format!("{}/v2/enqueue", s.base))
+        .json(&trigger)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["dedup_key"].as_str()),
+        (Some("success"), Some("db-disk-1"))
+    );
+    let no_key = json!({"event_action": "trigger", "payload": {"summary": "x", "source": "y", "severity": "info"}});
+    let v: Value = c
+        .post(format!("{}/v2/enqueue", s.base))
+        .json(&no_key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        !v["dedup_key"].as_str().unwrap_or("").is_empty(),
+        "a key is made up for a trigger without one"
+    );
+    let resolve = json!({"event_action": "resolve", "dedup_key": "db-disk-1"});
+    assert_eq!(
+        c.post(format!("{}/v2/enqueue", s.base))
+            .json(&resolve)
+            .send()
+            .unwrap()
+            .status(),
+        202
+    );
+    let bad = json!({"event_action": "explode", "dedup_key": "k"});
+    let r = c
+        .post(format!("{}/v2/enqueue", s.base))
+        .json(&bad)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["field"], "event_action");
+    let bad = json!({"event_action": "trigger", "payload": {"summary": "x", "source": "y", "severity": "apocalyptic"}});
+    let r = c
+        .post(format!("{}/v2/enqueue", s.base))
+        .json(&bad)
+        .send()
+        .unwrap();
+    assert_eq!(r.json::<Value>().unwrap()["field"], "payload.severity");
+}
+
+#[test]
+fn a_public_address_without_tokens_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without any token"));
+}
+
+#[test]
+fn kill_9_mid_stream_keeps_every_acknowledged_signal_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path(), &[]);
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let base = s.base.clone();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let acked = std::sync::Arc::clone(&acked);
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let c = Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                for i in 0..625 {
+                    let id = format!("k-{t}-{i}");
+                    let body = event(
+                        &id,
+                        "ticket.opened",
+                        "customer/c0001",
+                        json!({"customer": "c0001"}),
+                    )
+                    .to_string();
+                    match c
+                        .post(format!("{base}/v1/signals"))
+                        .header("content-type", "application/cloudevents+json")
+                        .body(body)
+                        .send()
+                    {
+                        Ok(r) if r.status() == 202 => acked.lock().unwrap().push(id),
+                        Ok(_) => {}
+                        Err(_) => return, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    // Let a good share through, then SIGKILL mid-stream.
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        if acked.lock().unwrap().len() >= 2000 {
+            break;
+        }
+    }
+    let mut s = s;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 2000 && acked.len() < 10_000,
+        "killed mid-stream: {}",
+        acked.len()
+    );
+    // Restart on the same journal, then look.
+    let s2 = serve(&s.dir, &[]);
+    drop(s2);
+    let conn = rusqlite::Connection::open(s.dir.join("signalbox.db")).unwrap();
+    let mut missing = 0;
+    for id in &acked {
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM signals WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(n <= 1);
+        missing += usize::from(n == 0);
+    }
+    assert_eq!(missing, 0, "every 202 is in the journal");
+    let counts = signalbox::journal::read::counts(&s.dir).unwrap();
+    assert_eq!(
+        counts.undecided_signals, 0,
+        "restart decided what was acknowledged"
+    );
+}
