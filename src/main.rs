@@ -24,7 +24,7 @@ struct Cli {
 }
 
 /// The console's options (used when no subcommand is given).
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone)]
 struct ConsoleArgs {
     /// Simulated seconds per real second (default 60).
     #[arg(long, global = false)]
@@ -46,6 +46,15 @@ struct ConsoleArgs {
     data_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Where the HTTP intake listens (see `signalbox serve`).
+    #[arg(long, default_value = signalbox::intake::DEFAULT_LISTEN)]
+    listen: std::net::SocketAddr,
+    /// Do not start the HTTP intake.
+    #[arg(long)]
+    no_listen: bool,
+    /// A bearer token and its role for the HTTP intake: TOKEN:ROLE (repeatable).
+    #[arg(long = "token")]
+    tokens: Vec<String>,
     /// Simulated colleagues who answer review items besides you (0 to 3).
     #[arg(long, default_value_t = 3)]
     colleagues: usize,
@@ -324,6 +333,13 @@ fn console(args: &ConsoleArgs) -> Result<()> {
             .or(config.keymap.clone())
             .unwrap_or_else(|| "default".into()),
         colleagues: args.colleagues,
+        listen: (!args.no_listen).then_some(args.listen),
+        tokens: config
+            .tokens
+            .iter()
+            .cloned()
+            .chain(args.tokens.iter().cloned())
+            .collect(),
     })
 }
 

@@ -38,7 +38,7 @@ fn approve_the_first_review_item_then_explain_shows_who_and_why() {
     let data = dir.path().join("session");
     let session = format!("sbx-{}", std::process::id());
     let cmd = format!(
-        "{} --data-dir {} --operator tess --role operator --colleagues 0 --speed 120",
+        "{} --data-dir {} --operator tess --role operator --colleagues 0 --speed 120 --listen 127.0.0.1:0",
         env!("CARGO_BIN_EXE_signalbox"),
         data.display()
     );

@@ -90,6 +90,8 @@ pub struct DriverOptions {
     pub colleagues: usize,
     /// Who acts when the UI sends an action.
     pub operator: Actor,
+    /// Requests from the HTTP intake, when it listens.
+    pub intake: Option<Receiver<crate::intake::service::Request>>,
 }
 
 /// Builds the status from the engine's state.
@@ -163,7 +165,7 @@ pub fn spawn(
 }
 
 fn drive(
-    options: DriverOptions,
+    mut options: DriverOptions,
     commands: Receiver<Command>,
     updates: &Sender<Update>,
 ) -> Result<(), String> {
@@ -206,6 +208,14 @@ fn drive(
                 }
                 Err(TryRecvError::Empty) => break,
             }
+        }
+        // Requests from the HTTP intake: answered after this turn's commit.
+        let mut waiting = Vec::new();
+        if let Some(intake) = options.intake.take() {
+            while let Ok(request) = intake.try_recv() {
+                crate::intake::service::handle(&mut engine, request, now, &mut waiting);
+            }
+            options.intake = Some(intake);
         }
         let elapsed = last.elapsed();
         last = Instant::now();

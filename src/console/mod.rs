@@ -36,6 +36,9 @@ pub struct ConsoleOptions {
     pub theme: String,
     pub keymap: String,
     pub colleagues: usize,
+    /// Where the HTTP intake listens, if it does.
+    pub listen: Option<std::net::SocketAddr>,
+    pub tokens: Vec<String>,
 }
 
 /// Frames are drawn at most this often.
@@ -72,6 +75,32 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     let (theme, keymap) = load_look(&options, &mut warnings);
     let (command_tx, command_rx) = mpsc::channel::<Command>();
     let (update_tx, update_rx) = mpsc::channel::<Update>();
+    let mut sources = vec!["sim:northwind".to_string()];
+    let intake = match options.listen {
+        None => None,
+        Some(addr) => {
+            let (handle, rx) =
+                crate::intake::service::EngineHandle::channel(options.data_dir.clone());
+            let tokens =
+                crate::intake::auth::Tokens::parse(&options.tokens).map_err(anyhow::Error::msg)?;
+            let state = crate::intake::AppState {
+                engine: handle,
+                tokens: std::sync::Arc::new(tokens),
+                counters: Default::default(),
+                body_limit: crate::intake::BODY_LIMIT,
+            };
+            match crate::intake::spawn_server(addr, state) {
+                Ok(local) => {
+                    sources.push(format!("http://{local}"));
+                    Some(rx)
+                }
+                Err(e) => {
+                    warnings.push(format!("HTTP intake off: {e}"));
+                    None
+                }
+            }
+        }
+    };
     let engine = driver::spawn(
         DriverOptions {
             seed: options.seed,
@@ -79,6 +108,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             data_dir: options.data_dir.clone(),
             colleagues: options.colleagues,
             operator: options.operator.clone(),
+            intake,
         },
         command_rx,
         update_tx,

@@ -505,3 +505,29 @@ pub fn check_exposure(addr: &SocketAddr, tokens: &Tokens) -> Result<(), String> 
     }
     Ok(())
 }
+
+/// Runs the intake on its own thread (for the console): binds `listen` and
+/// serves until the process ends. Returns the bound address.
+pub fn spawn_server(listen: SocketAddr, state: AppState) -> Result<SocketAddr, String> {
+    check_exposure(&listen, &state.tokens)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("intake".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                if let Err(e) = axum::serve(listener, router(state)).await {
+                    tracing::error!(error = %e, "http intake stopped");
+                }
+            });
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(local)
+}

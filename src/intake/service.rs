@@ -76,6 +76,20 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// A handle on an engine owned elsewhere (the console's engine thread),
+    /// with the receiving end to poll there.
+    pub fn channel(data_dir: PathBuf) -> (EngineHandle, Receiver<Request>) {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        (
+            EngineHandle {
+                tx,
+                data_dir,
+                queued: Arc::new(AtomicU64::new(0)),
+            },
+            rx,
+        )
+    }
+
     pub fn send(&self, request: Request) -> Result<(), Busy> {
         match self.tx.try_send(request) {
             Ok(()) => {
@@ -136,91 +150,110 @@ fn run(mut engine: Engine, rx: Receiver<Request>) {
         let now = Utc::now();
         let mut waiting = Vec::new();
         for request in batch {
-            match request {
-                Request::Ingest { signals, reply } => {
-                    let mut report = IngestReport::default();
-                    for s in signals {
-                        match engine.ingest(s, now) {
-                            Ingested::Decided { decision_id, .. } => {
-                                report.accepted += 1;
-                                report.decisions.push(decision_id);
-                            }
-                            Ingested::Duplicate => report.duplicates += 1,
-                        }
-                    }
-                    waiting.push((reply, report));
-                }
-                Request::Reviews { reply } => {
-                    let items: Vec<Value> = engine
-                        .open_reviews()
-                        .into_iter()
-                        .map(|i| {
-                            json!({
-                                "id": i.id, "decision": i.decision.id, "signal_type": i.decision.signal_type,
-                                "subject": i.decision.subject, "proposal": i.decision.proposal,
-                                "confidence": i.decision.confidence, "priority": i.priority.as_str(),
-                                "required_role": i.required_role.as_str(), "deadline": i.deadline,
-                                "alternatives": i.decision.options.iter().filter(|o| o.allowed).map(|o| &o.option).collect::<Vec<_>>(),
-                                "why": i.decision.why,
-                            })
-                        })
-                        .collect();
-                    let _ = reply.send(json!({ "items": items }));
-                }
-                Request::Act {
-                    review_id,
-                    actor,
-                    action,
-                    note,
-                    reply,
-                } => {
-                    let result = engine.act(&review_id, &actor, action, &note, now);
-                    let answer = match result {
-                        Ok(record) => Ok(json!({
-                            "review": record.review_id, "decision": record.decision_id,
-                            "action": record.action.name(), "actor": record.actor.name, "note": record.note,
-                        })),
-                        Err(e) => {
-                            let status = match &e {
-                                crate::engine::EngineError::Review(
-                                    crate::review::ReviewError::NotFound(_),
-                                ) => 404,
-                                crate::engine::EngineError::Review(
-                                    crate::review::ReviewError::Viewer { .. }
-                                    | crate::review::ReviewError::RoleTooLow { .. },
-                                ) => 403,
-                                crate::engine::EngineError::Review(
-                                    crate::review::ReviewError::AlreadyDecided { .. },
-                                ) => 409,
-                                crate::engine::EngineError::Review(_) => 400,
-                                _ => 500,
-                            };
-                            Err((status, e.to_string()))
-                        }
-                    };
-                    // Acknowledge the action only once it is durable.
-                    let durable = engine.flush().and_then(|c| Ok(c.wait()?));
-                    let _ = reply.send(match durable {
-                        Ok(()) => answer,
-                        Err(e) => Err((500, e.to_string())),
-                    });
-                }
-                Request::Stats { reply } => {
-                    let _ = reply.send(stats(&engine));
-                }
-            }
+            handle(&mut engine, request, now, &mut waiting);
         }
         engine.tick(now);
         let result = engine
             .flush()
             .and_then(|c| Ok(c.wait()?))
             .map_err(|e| e.to_string());
-        for (reply, report) in waiting {
-            let _ = reply.send(result.clone().map(|()| report));
-        }
+        answer(waiting, result);
     }
     if let Err(e) = engine.close() {
         tracing::error!(error = %e, "closing the journal");
+    }
+}
+
+/// Ingest replies waiting for the next commit.
+pub type Waiting = Vec<(oneshot::Sender<Result<IngestReport, String>>, IngestReport)>;
+
+/// Carries out one request on the engine. Ingest replies are queued in
+/// `waiting`: the caller answers them after the next commit.
+pub fn handle(
+    engine: &mut Engine,
+    request: Request,
+    now: chrono::DateTime<Utc>,
+    waiting: &mut Waiting,
+) {
+    match request {
+        Request::Ingest { signals, reply } => {
+            let mut report = IngestReport::default();
+            for s in signals {
+                match engine.ingest(s, now) {
+                    Ingested::Decided { decision_id, .. } => {
+                        report.accepted += 1;
+                        report.decisions.push(decision_id);
+                    }
+                    Ingested::Duplicate => report.duplicates += 1,
+                }
+            }
+            waiting.push((reply, report));
+        }
+        Request::Reviews { reply } => {
+            let items: Vec<Value> = engine
+                .open_reviews()
+                .into_iter()
+                .map(|i| {
+                    json!({
+                        "id": i.id, "decision": i.decision.id, "signal_type": i.decision.signal_type,
+                        "subject": i.decision.subject, "proposal": i.decision.proposal,
+                        "confidence": i.decision.confidence, "priority": i.priority.as_str(),
+                        "required_role": i.required_role.as_str(), "deadline": i.deadline,
+                        "alternatives": i.decision.options.iter().filter(|o| o.allowed).map(|o| &o.option).collect::<Vec<_>>(),
+                        "why": i.decision.why,
+                    })
+                })
+                .collect();
+            let _ = reply.send(json!({ "items": items }));
+        }
+        Request::Act {
+            review_id,
+            actor,
+            action,
+            note,
+            reply,
+        } => {
+            let result = engine.act(&review_id, &actor, action, &note, now);
+            let answer = match result {
+                Ok(record) => Ok(json!({
+                    "review": record.review_id, "decision": record.decision_id,
+                    "action": record.action.name(), "actor": record.actor.name, "note": record.note,
+                })),
+                Err(e) => {
+                    let status = match &e {
+                        crate::engine::EngineError::Review(
+                            crate::review::ReviewError::NotFound(_),
+                        ) => 404,
+                        crate::engine::EngineError::Review(
+                            crate::review::ReviewError::Viewer { .. }
+                            | crate::review::ReviewError::RoleTooLow { .. },
+                        ) => 403,
+                        crate::engine::EngineError::Review(
+                            crate::review::ReviewError::AlreadyDecided { .. },
+                        ) => 409,
+                        crate::engine::EngineError::Review(_) => 400,
+                        _ => 500,
+                    };
+                    Err((status, e.to_string()))
+                }
+            };
+            // Acknowledge the action only once it is durable.
+            let durable = engine.flush().and_then(|c| Ok(c.wait()?));
+            let _ = reply.send(match durable {
+                Ok(()) => answer,
+                Err(e) => Err((500, e.to_string())),
+            });
+        }
+        Request::Stats { reply } => {
+            let _ = reply.send(stats(engine));
+        }
+    }
+}
+
+/// Answers the ingest requests once their commit is durable (or failed).
+pub fn answer(waiting: Waiting, result: Result<(), String>) {
+    for (reply, report) in waiting {
+        let _ = reply.send(result.clone().map(|()| report));
     }
 }
 
