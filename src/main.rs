@@ -95,6 +95,9 @@ enum Command {
         /// Request body limit in bytes.
         #[arg(long, default_value_t = signalbox::intake::BODY_LIMIT)]
         body_limit: usize,
+        /// Also read signals from a JSON-lines file: jsonl:PATH, or jsonl:- for stdin (repeatable).
+        #[arg(long = "source")]
+        sources: Vec<String>,
     },
     /// Configuration: `signalbox config path` prints where config.toml is read from.
     Config {
@@ -364,7 +367,13 @@ fn serve(
     data_dir: Option<PathBuf>,
     tokens: Vec<String>,
     body_limit: usize,
+    sources: Vec<String>,
 ) -> Result<()> {
+    let paths: Vec<String> = sources
+        .iter()
+        .map(|s| signalbox::intake::file::parse_spec(s))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
     use signalbox::intake::{self, AppState, auth::Tokens, service};
     let config = signalbox::console::config::Config::load(
         signalbox::console::config::config_path().as_deref(),
@@ -379,6 +388,20 @@ fn serve(
     };
     init_logging(&dir)?;
     let (engine, thread) = service::start(dir.clone(), 1)?;
+    for path in paths {
+        let label = path.clone();
+        let reader = signalbox::intake::file::spawn(path, engine.clone(), |bad| {
+            eprintln!("signalbox: {bad}")
+        })?;
+        std::thread::spawn(move || match reader.join() {
+            Ok(Ok(r)) => eprintln!(
+                "signalbox: {label}: {} lines, {} accepted, {} duplicates, {} bad",
+                r.lines, r.accepted, r.duplicates, r.bad
+            ),
+            Ok(Err(e)) => eprintln!("signalbox: {label}: {e}"),
+            Err(_) => eprintln!("signalbox: {label}: reader panicked"),
+        });
+    }
     let state = AppState {
         engine,
         tokens: std::sync::Arc::new(tokens),
@@ -441,7 +464,8 @@ fn main() -> ExitCode {
             data_dir,
             tokens,
             body_limit,
-        }) => serve(listen, data_dir, tokens, body_limit),
+            sources,
+        }) => serve(listen, data_dir, tokens, body_limit, sources),
         Some(Command::Config { .. }) => match signalbox::console::config::config_path() {
             Some(p) => {
                 println!("{}", p.display());

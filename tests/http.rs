@@ -525,3 +525,64 @@ fn kill_9_mid_stream_keeps_every_acknowledged_signal_exactly_once() {
         "restart decided what was acknowledged"
     );
 }
+
+#[test]
+fn a_jsonl_source_reports_bad_lines_by_number_and_goes_on_and_sigterm_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let lines = [
+        event(
+            "f1",
+            "ticket.opened",
+            "customer/c0001",
+            json!({"customer": "c0001"}),
+        )
+        .to_string(),
+        "not json".to_string(),
+        json!({"specversion": "1.0", "id": "f2", "source": "file"}).to_string(),
+        String::new(),
+        event(
+            "f3",
+            "health.changed",
+            "service/erp",
+            json!({"health": "down"}),
+        )
+        .to_string(),
+    ];
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("d"))
+        .arg("--source")
+        .arg(format!("jsonl:{}", input.display()))
+        .env("HOME", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("bad") {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("in.jsonl:2: malformed JSON"), "{seen}");
+    assert!(seen.contains("in.jsonl:3: missing field `type`"), "{seen}");
+    assert!(
+        seen.contains("2 accepted") && seen.contains("2 bad"),
+        "{seen}"
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("journal closed"));
+    let counts = signalbox::journal::read::counts(&dir.path().join("d")).unwrap();
+    assert_eq!(counts.signals, 2);
+}

@@ -6,6 +6,7 @@
 //! one, and is counted in `/metrics`.
 
 pub mod auth;
+pub mod file;
 pub mod service;
 
 use std::collections::BTreeMap;
