@@ -412,7 +412,19 @@ fn serve(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let probes: Vec<signalbox::intake::probe::Probe> = config
+        .probes
+        .iter()
+        .cloned()
+        .map(signalbox::intake::probe::Probe::new)
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let probe_engine = state.engine.clone();
+    runtime.block_on(async {
+        for probe in probes {
+            tokio::spawn(probe.run(probe_engine.clone()));
+        }
+        drop(probe_engine);
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;

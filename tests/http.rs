@@ -586,3 +586,93 @@ fn a_jsonl_source_reports_bad_lines_by_number_and_goes_on_and_sigterm_drains() {
     let counts = signalbox::journal::read::counts(&dir.path().join("d")).unwrap();
     assert_eq!(counts.signals, 2);
 }
+
+/// A tiny HTTP endpoint whose answer the test switches between 200 and 500.
+fn switchable_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let flag = std::sync::Arc::clone(&healthy);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let status = if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                "200 OK"
+            } else {
+                "500 Internal Server Error"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+            );
+        }
+    });
+    (format!("http://{addr}/health"), healthy)
+}
+
+#[test]
+fn probes_turn_state_changes_into_health_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, healthy) = switchable_endpoint();
+    let config_dir = dir.path().join("config").join("signalbox");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(
+        config_dir.join("config.toml"),
+        format!("[[probe]]\nname = \"payments\"\nurl = \"{url}\"\ninterval = \"100ms\"\ntimeout = \"1s\"\n"),
+    )
+    .unwrap();
+    let data = dir.path().join("d");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = Server {
+        child,
+        base: String::new(),
+        dir: data.clone(),
+    };
+    let health = || -> Vec<String> {
+        let Ok(conn) = rusqlite::Connection::open(data.join("signalbox.db")) else {
+            return Vec::new();
+        };
+        let Ok(mut stmt) = conn.prepare(
+            "SELECT json_extract(body, '$.data.health') FROM signals WHERE type = 'health.changed' ORDER BY seq",
+        ) else {
+            return Vec::new();
+        };
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .map(|r| r.filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    };
+    let wait = |want: &[&str]| {
+        let began = std::time::Instant::now();
+        loop {
+            let seen = health();
+            if seen == want {
+                return;
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(20),
+                "health signals {seen:?}, want {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait(&["up"]);
+    healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    wait(&["up", "down"]);
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait(&["up", "down", "up"]);
+}

@@ -18,6 +18,9 @@ pub struct Config {
     /// Bearer tokens for the HTTP intake, as `TOKEN:ROLE`.
     #[serde(default)]
     pub tokens: Vec<String>,
+    /// Health probes for `signalbox serve` and the console.
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<crate::intake::probe::ProbeConfig>,
 }
 
 #[derive(Debug, Error)]

@@ -163,8 +163,13 @@ impl Router {
     ) -> Result<Assignee, String> {
         if !people_only && let Some(executor) = &template.automation {
             let service = template.service.clone().unwrap_or_else(|| executor.clone());
-            let down = context.service_health(&service) == Some(Health::Down);
-            if !down && breakers.allow(executor, now) {
+            // Never send work to a service that is down; route around a
+            // degraded one (people with the skill take it instead).
+            let avoid = matches!(
+                context.service_health(&service),
+                Some(Health::Down | Health::Degraded)
+            );
+            if !avoid && breakers.allow(executor, now) {
                 return Ok(Assignee::Automation {
                     executor: executor.clone(),
                     service,
@@ -283,6 +288,48 @@ mod tests {
         assert!(!b.allow("x", at(3)), "only one probe at a time");
         b.record("x", true, at(3));
         assert_eq!(b.state("x"), BreakerState::Closed);
+    }
+
+    #[test]
+    fn automation_is_routed_around_a_degraded_or_down_service() {
+        use crate::context::{Agent, Health, Service, Shift, World};
+        let shift = Shift {
+            start_hour: 0,
+            end_hour: 24,
+        };
+        let mut world = World::default();
+        world.services.push(Service {
+            id: "carrier".into(),
+            health: Health::Up,
+            latency_ms: 50,
+        });
+        world.agents.push(Agent {
+            id: "ana".into(),
+            team: "warehouse".into(),
+            skills: vec!["shipping".into()],
+            capacity: 3,
+            load: 0,
+            shift,
+        });
+        let mut context = Context::from_world(world);
+        let template: StepTemplate = toml::from_str(
+            "process = \"fulfillment\"\nskill = \"shipping\"\nminutes = 30\nautomation = \"carrier-api\"\nservice = \"carrier\"\n",
+        )
+        .unwrap();
+        let mut b = Breakers::default();
+        let route =
+            |c: &Context, b: &mut Breakers| Router::route(&template, c, b, at(0), false).unwrap();
+        assert!(matches!(
+            route(&context, &mut b),
+            Assignee::Automation { .. }
+        ));
+        for health in [Health::Degraded, Health::Down] {
+            context.services.get_mut("carrier").unwrap().health = health;
+            assert!(
+                matches!(route(&context, &mut b), Assignee::Agent { .. }),
+                "{health:?}"
+            );
+        }
     }
 
     #[test]

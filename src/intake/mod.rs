@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod file;
+pub mod probe;
 pub mod service;
 
 use std::collections::BTreeMap;

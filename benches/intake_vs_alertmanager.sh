@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The same load of single-alert requests, with the same alert content, sent
+# with wrk to signalbox's /v1/signals (journaling every signal durably before
+# it answers) and to a real Alertmanager's /api/v2/alerts, in one run on the
+# same machine. Prints both rates, both p99 latencies and the ratio.
+#
+# Needs: wrk and prometheus-alertmanager (Debian packages), a release build.
+# Usage: benches/intake_vs_alertmanager.sh [seconds] [connections]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_RUN=${1:-10}
+CONNS=${2:-32}
+command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)"; exit 2; }
+command -v prometheus-alertmanager >/dev/null || { echo "bench: prometheus-alertmanager is missing"; exit 2; }
+cargo build --release --quiet
+work=$(mktemp -d)
+cleanup() { kill "${SB_PID:-}" "${AM_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+SB_PORT=$(free_port)
+HOME="$work" ./target/release/signalbox serve --listen "127.0.0.1:$SB_PORT" --data-dir "$work/sb" >"$work/sb.log" 2>&1 &
+SB_PID=$!
+AM_PORT=$(free_port)
+cat >"$work/am.yml" <<YML
+route:
+  receiver: "null"
+receivers:
+  - name: "null"
+YML
+prometheus-alertmanager --config.file="$work/am.yml" --storage.path="$work/am" \
+    --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= >"$work/am.log" 2>&1 &
+AM_PID=$!
+for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$SB_PORT/healthz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$AM_PORT/-/ready" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+# One alert, the same content for both; signalbox needs a fresh id per
+# request (a repeated id is a duplicate and is not journaled again).
+cat >"$work/sb.lua" <<'LUA'
+local counter = 0
+setup = function(thread) thread:set("tid", tostring(math.random(1, 1000000000))) end
+request = function()
+  counter = counter + 1
+  local body = string.format('{"specversion":"1.0","id":"%s-%d","source":"bench","type":"alert.firing","subject":"service/carrier","severity":"critical","data":{"alertname":"HighErrorRate","service":"carrier","summary":"5xx above 5 percent"}}', tid, counter)
+  return wrk.format("POST", "/v1/signals", {["Content-Type"]="application/cloudevents+json"}, body)
+end
+LUA
+cat >"$work/am.lua" <<'LUA'
+request = function()
+  local body = '[{"labels":{"alertname":"HighErrorRate","service":"carrier","severity":"critical"},"annotations":{"summary":"5xx above 5 percent"}}]'
+  return wrk.format("POST", "/api/v2/alerts", {["Content-Type"]="application/json"}, body)
+end
+LUA
+
+run() { wrk -t2 -c"$CONNS" -d"${SECONDS_RUN}s" --latency -s "$2" "$1"; }
+sb=$(run "http://127.0.0.1:$SB_PORT" "$work/sb.lua")
+am=$(run "http://127.0.0.1:$AM_PORT" "$work/am.lua")
+rate() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
+p99() { awk '$1=="99%" {print $2}' <<<"$1"; }
+non2xx() { awk '/Non-2xx/ {print $NF}' <<<"$1"; }
+sb_rate=$(rate "$sb"); am_rate=$(rate "$am")
+journaled=$(sqlite3 "$work/sb/signalbox.db" 'select count(*) from signals' 2>/dev/null || echo "?")
+echo "bench: signalbox  /v1/signals    ${sb_rate} req/s, p99 $(p99 "$sb"), non-2xx ${non2xx_sb:-$(non2xx "$sb")}, journaled ${journaled}"
+echo "bench: alertmanager /api/v2/alerts ${am_rate} req/s, p99 $(p99 "$am"), non-2xx $(non2xx "$am")"
+python3 -c "print(f'bench: ratio signalbox/alertmanager {float(\"$sb_rate\")/float(\"$am_rate\"):.2f} (target >= 1.0)')"

@@ -1,0 +1,162 @@
+//! Health probes: `[[probe]]` entries in config.toml. Each probe polls a URL
+//! and turns a change of state into a `health.changed` signal, which the
+//! context applies and routing respects.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::service::{EngineHandle, Request};
+use crate::signal::Signal;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// The service this probe speaks for (`payments`, `carrier`, ...).
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    #[serde(default = "default_status")]
+    pub expect_status: u16,
+}
+
+fn default_interval() -> String {
+    "10s".into()
+}
+fn default_timeout() -> String {
+    "2s".into()
+}
+fn default_status() -> u16 {
+    200
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Up,
+    Degraded,
+    Down,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Degraded => "degraded",
+            State::Down => "down",
+        }
+    }
+}
+
+/// A checked probe, ready to run.
+pub struct Probe {
+    config: ProbeConfig,
+    interval: Duration,
+    timeout: Duration,
+}
+
+impl Probe {
+    pub fn new(config: ProbeConfig) -> Result<Probe, String> {
+        let parse = |field: &str, text: &str| {
+            humantime::parse_duration(text)
+                .map_err(|e| format!("probe {}: {field} {text:?}: {e}", config.name))
+        };
+        let interval = parse("interval", &config.interval)?;
+        let timeout = parse("timeout", &config.timeout)?;
+        if !config.url.starts_with("http://") {
+            return Err(format!(
+                "probe {}: url {:?} must be http:// (TLS is not built in)",
+                config.name, config.url
+            ));
+        }
+        Ok(Probe {
+            config,
+            interval,
+            timeout,
+        })
+    }
+
+    /// Polls until the engine goes away. Down needs two failures in a row;
+    /// a success slower than half the timeout is degraded.
+    pub async fn run(self, engine: EngineHandle) {
+        let client = match reqwest::Client::builder().timeout(self.timeout).build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(probe = %self.config.name, error = %e, "probe cannot start");
+                return;
+            }
+        };
+        let mut last: Option<State> = None;
+        let mut failures = 0u32;
+        let mut seq = 0u64;
+        loop {
+            let started = Instant::now();
+            let result = client.get(&self.config.url).send().await;
+            let elapsed = started.elapsed();
+            let observed = match result {
+                Ok(r) if r.status().as_u16() == self.config.expect_status => {
+                    failures = 0;
+                    if elapsed > self.timeout / 2 {
+                        State::Degraded
+                    } else {
+                        State::Up
+                    }
+                }
+                _ => {
+                    failures += 1;
+                    if failures >= 2 {
+                        State::Down
+                    } else {
+                        last.unwrap_or(State::Up)
+                    }
+                }
+            };
+            if last != Some(observed) {
+                seq += 1;
+                let signal = Signal {
+                    id: format!(
+                        "probe:{}:{}:{seq}",
+                        self.config.name,
+                        Utc::now().timestamp_millis()
+                    ),
+                    source: format!("probe/{}", self.config.name),
+                    kind: "health.changed".into(),
+                    subject: format!("service/{}", self.config.name),
+                    time: Utc::now(),
+                    severity: None,
+                    data: match json!({
+                        "service": self.config.name,
+                        "health": observed.as_str(),
+                        "latency_ms": elapsed.as_millis() as u64,
+                        "url": self.config.url,
+                    }) {
+                        serde_json::Value::Object(m) => m,
+                        _ => Default::default(),
+                    },
+                };
+                let (tx, rx) = oneshot::channel();
+                if engine
+                    .send(Request::Ingest {
+                        signals: vec![signal],
+                        reply: tx,
+                    })
+                    .is_ok()
+                {
+                    match rx.await {
+                        Ok(Ok(_)) => last = Some(observed),
+                        Ok(Err(e)) => {
+                            tracing::warn!(probe = %self.config.name, error = %e, "health signal not journaled")
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }
+            tokio::time::sleep(self.interval).await;
+        }
+    }
+}
