@@ -168,6 +168,11 @@ pub struct Engine {
     policy_file: Option<PathBuf>,
 }
 
+/// Importance of a person's answer as a label, against 1.0 for an explicit
+/// outcome: people are right most of the time, outcomes are what happened.
+/// An answer teaches at once; the outcome that follows corrects a wrong one.
+const PERSON_WEIGHT: f64 = 0.6;
+
 /// Importance of a flow's own failure as a label, against 1.0 for an
 /// explicit outcome: it says the work went wrong, not what would have worked.
 const FLOW_COMPLETION_WEIGHT: f64 = 0.2;
@@ -799,7 +804,7 @@ impl Engine {
                     &decision.proposal,
                     features,
                     1.0,
-                    1.0,
+                    PERSON_WEIGHT,
                     "approve",
                     now,
                 );
@@ -810,11 +815,19 @@ impl Engine {
                     &decision.proposal,
                     features.clone(),
                     0.0,
-                    1.0,
+                    PERSON_WEIGHT,
                     "override",
                     now,
                 );
-                self.feedback(&decision.id, option, features, 1.0, 1.0, "override", now);
+                self.feedback(
+                    &decision.id,
+                    option,
+                    features,
+                    1.0,
+                    PERSON_WEIGHT,
+                    "override",
+                    now,
+                );
             }
             Action::Reject => {
                 self.feedback(

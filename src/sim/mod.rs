@@ -449,11 +449,16 @@ impl Simulator {
             .filter(|i| !taken.contains(&i.id));
         for i in free {
             let role = self.operators[i].actor.role;
-            let Some(item) = open.by_ref().find(|item| item.required_role <= role) else {
-                break;
-            };
             let minutes = self.operator_rng.random_range(1.5..4.0);
             let due = now + Duration::seconds((minutes * 60.0) as i64);
+            // Like a person, skip what will hit its deadline before it can
+            // be read: the most urgent item that can still be answered.
+            let Some(item) = open
+                .by_ref()
+                .find(|item| item.required_role <= role && item.deadline > due)
+            else {
+                break;
+            };
             self.operators[i].working_on = Some((item.id.clone(), due));
         }
     }
