@@ -58,6 +58,12 @@ pub struct EngineConfig {
     pub publish: bool,
     /// Write a model checkpoint every this many labelled examples.
     pub checkpoint_every: i64,
+    /// Executors that are real webhook endpoints (executor name → URL).
+    pub webhooks: std::collections::BTreeMap<String, String>,
+    /// First retry delay for a failed automated step (doubles each time).
+    pub retry_base: Option<Duration>,
+    /// How long an open circuit breaker waits before a probe.
+    pub breaker_cooldown: Option<Duration>,
 }
 
 impl EngineConfig {
@@ -69,6 +75,9 @@ impl EngineConfig {
             policy_file: None,
             publish: true,
             checkpoint_every: 2000,
+            webhooks: Default::default(),
+            retry_base: None,
+            breaker_cooldown: None,
         }
     }
 }
@@ -237,6 +246,13 @@ impl Engine {
             counts: EngineCounts::default(),
             policy_file: config.policy_file.clone(),
         };
+        engine.flows.webhooks = config.webhooks.clone();
+        if let Some(base) = config.retry_base {
+            engine.flows.settings.retry_base = base;
+        }
+        if let Some(cooldown) = config.breaker_cooldown {
+            engine.flows.breakers.cooldown = cooldown;
+        }
         if fresh {
             let records = engine
                 .context
@@ -283,6 +299,7 @@ impl Engine {
             self.flows.restore(flow);
         }
         self.recount_loads();
+        self.flows.redispatch_waiting();
         for item in recovered.open_reviews {
             self.signals
                 .insert(item.signal.id.clone(), Arc::clone(&item.signal));
@@ -1024,6 +1041,30 @@ impl Engine {
         let metrics = self.metrics.clone();
         self.journal.close()?;
         Ok(metrics)
+    }
+
+    /// Steps to POST to webhook executors. Take them after a flush has
+    /// committed, so nothing is sent that the journal does not know.
+    pub fn take_dispatches(&mut self) -> Vec<crate::flow::Dispatch> {
+        self.flows.take_dispatches()
+    }
+
+    /// A webhook executor's answer for a step it was sent.
+    pub fn complete_step(
+        &mut self,
+        flow_id: &str,
+        step: usize,
+        attempt: u32,
+        success: bool,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) {
+        if self
+            .flows
+            .complete_step(flow_id, step, attempt, success, detail, now)
+        {
+            self.tick(now);
+        }
     }
 
     /// Records whether a proposal matched the ground truth (only a simulator

@@ -387,7 +387,34 @@ fn serve(
         None => default_data_dir()?.join("serve"),
     };
     init_logging(&dir)?;
-    let (engine, thread) = service::start(dir.clone(), 1)?;
+    let duration = |field: &str, text: &Option<String>| -> Result<Option<chrono::Duration>> {
+        text.as_deref()
+            .map(|t| {
+                signalbox::decide::policy::parse_duration(t)
+                    .map_err(|e| anyhow::anyhow!("config execution.{field}: {e}"))
+            })
+            .transpose()
+    };
+    let execution = config.execution.clone().unwrap_or_default();
+    let retry_base = duration("retry_base", &execution.retry_base)?;
+    let breaker_cooldown = duration("breaker_cooldown", &execution.breaker_cooldown)?;
+    for (executor, url) in &config.webhooks {
+        if !url.starts_with("http://") {
+            bail!("config webhooks.{executor}: {url:?} must be http:// (TLS is not built in)");
+        }
+    }
+    let webhooks = config.webhooks.clone();
+    let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (engine, thread) = service::start(
+        dir.clone(),
+        1,
+        |c| {
+            c.webhooks = webhooks;
+            c.retry_base = retry_base;
+            c.breaker_cooldown = breaker_cooldown;
+        },
+        Some(dispatch_tx),
+    )?;
     for path in paths {
         let label = path.clone();
         let reader = signalbox::intake::file::spawn(path, engine.clone(), |bad| {
@@ -402,6 +429,7 @@ fn serve(
             Err(_) => eprintln!("signalbox: {label}: reader panicked"),
         });
     }
+    let stopper = engine.clone();
     let state = AppState {
         engine,
         tokens: std::sync::Arc::new(tokens),
@@ -420,7 +448,12 @@ fn serve(
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
     let probe_engine = state.engine.clone();
+    let executor_engine = state.engine.clone();
     runtime.block_on(async {
+        tokio::spawn(signalbox::intake::webhook::run(
+            dispatch_rx,
+            executor_engine,
+        ));
         for probe in probes {
             tokio::spawn(probe.run(probe_engine.clone()));
         }
@@ -438,7 +471,11 @@ fn serve(
             .await?;
         anyhow::Ok(())
     })?;
-    // The router and its engine handles are gone: the engine drains and closes.
+    // Stop the probes and executor with the runtime, then let the engine
+    // answer what is queued, close the journal, and end.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    stopper.stop();
+    drop(stopper);
     thread
         .join()
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;

@@ -676,3 +676,157 @@ fn probes_turn_state_changes_into_health_signals() {
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
     wait(&["up", "down", "up"]);
 }
+
+#[test]
+fn a_failing_webhook_opens_its_breaker_takes_the_fallback_and_closes_on_recovery() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let healthy = Arc::new(AtomicBool::new(false));
+    let keys = Arc::new(Mutex::new(Vec::<String>::new()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = format!("http://{}/wms", listener.local_addr().unwrap());
+    {
+        let (healthy, keys) = (Arc::clone(&healthy), Arc::clone(&keys));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                if let Some(k) = request
+                    .lines()
+                    .find_map(|l| l.strip_prefix("idempotency-key: "))
+                {
+                    keys.lock().unwrap().push(k.trim().to_string());
+                }
+                let status = if healthy.load(Ordering::SeqCst) {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            }
+        });
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config_dir = dir.path().join("config").join("signalbox");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(
+        config_dir.join("config.toml"),
+        format!("[webhooks]\nwms = \"{hook}\"\n\n[execution]\nretry_base = \"50ms\"\nbreaker_cooldown = \"1s\"\n"),
+    )
+    .unwrap();
+    let data = dir.path().join("d");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = format!(
+        "http://{}",
+        line.split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap()
+    );
+    let _server = Server {
+        child,
+        base: base.clone(),
+        dir: data.clone(),
+    };
+    let c = client();
+    let post = |e: Value| {
+        let r = c
+            .post(format!("{base}/v1/signals"))
+            .header("content-type", "application/cloudevents+json")
+            .body(e.to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        r.json::<Value>().unwrap()["decisions"][0]
+            .as_str()
+            .map(String::from)
+    };
+    // An open escalation forces expedited fulfilment: a priority pick on
+    // the warehouse system, which is the webhook.
+    post(event(
+        "esc",
+        "escalation.opened",
+        "customer/c0001",
+        json!({"customer": "c0001"}),
+    ));
+    let order = |n: u32| {
+        post(event(
+            &format!("o{n}"),
+            "order.placed",
+            &format!("order/w{n}"),
+            json!({"customer": "c0001", "supplier": "delta", "value": 90.0}),
+        ))
+        .unwrap()
+    };
+    let metrics = || {
+        c.get(format!("{base}/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let wait = |what: &str, ok: &dyn Fn() -> bool| {
+        let began = std::time::Instant::now();
+        while !ok() {
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}:\n{}",
+                metrics()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let first = order(1);
+    let second = order(2);
+    wait("the breaker to open", &|| {
+        metrics().contains("signalbox_breaker_open{executor=\"wms\",state=\"open\"} 1")
+    });
+    let explain = |d: &str| {
+        c.get(format!("{base}/v1/decisions/{d}"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    wait("the fallback to people", &|| {
+        explain(&first).contains("fallback to people")
+    });
+    let third = order(3);
+    wait("the third order to go to people at once", &|| {
+        let e = explain(&third);
+        e.contains("fulfillment.priority_pick order/w3 → agent:")
+            || e.contains("fulfillment.priority_pick order/w3 → team:")
+    });
+    // The endpoint recovers; after the cooldown one probe closes the breaker.
+    healthy.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1200));
+    let fourth = order(4);
+    wait("the breaker to close", &|| {
+        metrics().contains("signalbox_breaker_open{executor=\"wms\",state=\"closed\"} 0")
+    });
+    wait("the fourth order's pick done by the webhook", &|| {
+        explain(&fourth).contains("fulfillment.priority_pick done")
+    });
+    let keys = keys.lock().unwrap().clone();
+    assert!(keys.iter().all(|k| k.split(':').count() == 3), "{keys:?}");
+    assert!(keys.len() >= 5, "retries were sent: {keys:?}");
+    let _ = second;
+}

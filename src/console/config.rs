@@ -21,6 +21,21 @@ pub struct Config {
     /// Health probes for `signalbox serve` and the console.
     #[serde(default, rename = "probe")]
     pub probes: Vec<crate::intake::probe::ProbeConfig>,
+    /// Executors that are webhooks: executor name (as in steps.toml) → URL.
+    #[serde(default)]
+    pub webhooks: std::collections::BTreeMap<String, String>,
+    /// Step retries and circuit breakers.
+    #[serde(default)]
+    pub execution: Option<ExecutionConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionConfig {
+    /// First retry delay of a failed automated step, e.g. "30s".
+    pub retry_base: Option<String>,
+    /// How long an open breaker waits before letting a probe through, e.g. "2m".
+    pub breaker_cooldown: Option<String>,
 }
 
 #[derive(Debug, Error)]

@@ -224,9 +224,104 @@ pub struct FlowBook {
     events: Vec<FlowEvent>,
     pub breakers: Breakers,
     pub settings: ExecutionSettings,
+    /// Executors that are real HTTP endpoints (executor name → URL); steps
+    /// for them are dispatched instead of simulated.
+    pub webhooks: BTreeMap<String, String>,
+    dispatches: Vec<Dispatch>,
+}
+
+/// A step to POST to a webhook executor. The idempotency key names the
+/// flow, step and attempt, so a resend after a restart is harmless.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dispatch {
+    pub flow_id: String,
+    pub step: usize,
+    pub attempt: u32,
+    pub executor: String,
+    pub url: String,
+    pub idempotency_key: String,
+    pub body: serde_json::Value,
 }
 
 impl FlowBook {
+    /// Steps waiting to be sent to webhook executors.
+    pub fn take_dispatches(&mut self) -> Vec<Dispatch> {
+        std::mem::take(&mut self.dispatches)
+    }
+
+    /// A webhook executor's answer for a dispatched step; stale answers
+    /// (an older attempt, a step no longer running) are ignored.
+    pub fn complete_step(
+        &mut self,
+        flow_id: &str,
+        step: usize,
+        attempt: u32,
+        success: bool,
+        detail: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(mut flow) = self.flows.remove(flow_id) else {
+            return false;
+        };
+        let applied = match flow.steps.get_mut(step) {
+            Some(s)
+                if s.state == StepState::Running && s.attempts == attempt && s.due.is_none() =>
+            {
+                s.will_succeed = success;
+                s.due = Some(now);
+                if !success {
+                    s.note = Some(detail.to_string());
+                }
+                true
+            }
+            _ => false,
+        };
+        if applied {
+            self.schedule(&flow, now);
+        }
+        self.flows.insert(flow_id.to_string(), flow);
+        applied
+    }
+
+    fn dispatch(&mut self, flow: &Flow, i: usize, executor: &str, url: &str) {
+        let step = &flow.steps[i];
+        self.dispatches.push(Dispatch {
+            flow_id: flow.id.clone(),
+            step: i,
+            attempt: step.attempts,
+            executor: executor.to_string(),
+            url: url.to_string(),
+            idempotency_key: format!("{}:{}:{}", flow.id, i, step.attempts),
+            body: serde_json::json!({
+                "flow": flow.id, "decision": flow.decision_id, "step": i, "template": step.template,
+                "process": step.process, "subject": step.subject, "attempt": step.attempts,
+                "signal": flow.signal_id, "option": flow.option,
+            }),
+        });
+    }
+
+    /// After a restart, steps that were with a webhook and never answered
+    /// are sent again (same idempotency key).
+    pub fn redispatch_waiting(&mut self) {
+        let mut jobs = Vec::new();
+        for flow in self.flows.values() {
+            for (i, step) in flow.steps.iter().enumerate() {
+                if step.state == StepState::Running
+                    && step.due.is_none()
+                    && let Some(Assignee::Automation { executor, .. }) = &step.assignee
+                    && let Some(url) = self.webhooks.get(executor)
+                {
+                    jobs.push((flow.id.clone(), i, executor.clone(), url.clone()));
+                }
+            }
+        }
+        for (flow_id, i, executor, url) in jobs {
+            if let Some(flow) = self.flows.get(&flow_id).cloned() {
+                self.dispatch(&flow, i, &executor, &url);
+            }
+        }
+    }
+
     pub fn insert(&mut self, flow: Flow, now: DateTime<Utc>) {
         let detail = format!(
             "{} via {} ({} steps across {})",
@@ -263,7 +358,12 @@ impl FlowBook {
         let mut consider = |t: DateTime<Utc>| next = Some(next.map_or(t, |n| n.min(t)));
         for step in &flow.steps {
             match step.state {
-                StepState::Running => consider(step.due.unwrap_or(now)),
+                // A step with a webhook waits for its answer, not a clock.
+                StepState::Running => {
+                    if let Some(due) = step.due {
+                        consider(due);
+                    }
+                }
                 StepState::Pending => {
                     let ready = step.after.iter().all(|&d| {
                         flow.steps
@@ -535,6 +635,25 @@ impl FlowBook {
         step.attempts += 1;
         step.started.get_or_insert(now);
         match route {
+            Ok(Assignee::Automation { executor, service })
+                if self.webhooks.contains_key(&executor) =>
+            {
+                // A real endpoint: the step runs until its executor answers.
+                step.due = None;
+                step.assignee = Some(Assignee::Automation {
+                    executor: executor.clone(),
+                    service,
+                });
+                step.state = StepState::Running;
+                let url = self.webhooks.get(&executor).cloned().unwrap_or_default();
+                let detail = format!(
+                    "{} {} → webhook {executor} (attempt {})",
+                    step.template, step.subject, step.attempts
+                );
+                self.push_event(&flow.id, now, FlowEventKind::StepStarted, Some(i), detail);
+                self.dispatch(flow, i, &executor, &url);
+                return;
+            }
             Ok(Assignee::Automation { executor, service }) => {
                 let health = context.service_health(&service);
                 let fail_p = match health {
@@ -610,9 +729,11 @@ impl FlowBook {
         if automated && step.attempts <= settings.max_retries {
             // Retry with exponential backoff; the jitter comes from the attempt
             // number and flow id so it is the same after a restart.
-            let jitter = (flow.id.len() as i64 * 7 + i as i64 * 13) % 10;
-            let backoff =
-                settings.retry_base * 2i32.pow(step.attempts - 1) + Duration::seconds(jitter);
+            // Jitter of up to a third of the base, from the flow and step so
+            // a restart waits the same.
+            let spread = (flow.id.bytes().map(u64::from).sum::<u64>() + i as u64 * 13) % 10;
+            let jitter = settings.retry_base * (spread as i32) / 30;
+            let backoff = settings.retry_base * 2i32.pow(step.attempts - 1) + jitter;
             step.state = StepState::Pending;
             step.not_before = Some(now + backoff);
             let detail = format!(

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod file;
 pub mod probe;
 pub mod service;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -57,7 +57,18 @@ pub enum Request {
     Stats {
         reply: oneshot::Sender<EngineStats>,
     },
+    /// A webhook executor's answer for a dispatched step.
+    StepResult {
+        flow_id: String,
+        step: usize,
+        attempt: u32,
+        success: bool,
+        detail: String,
+    },
 }
+
+/// Where dispatched webhook steps go (the executor task).
+pub type Dispatcher = tokio::sync::mpsc::UnboundedSender<crate::flow::Dispatch>;
 
 /// Why a request could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,6 +84,9 @@ pub struct EngineHandle {
     tx: SyncSender<Request>,
     pub data_dir: PathBuf,
     pub queued: Arc<AtomicU64>,
+    /// Set at shutdown: the engine answers what is queued, then closes,
+    /// whoever still holds a handle.
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EngineHandle {
@@ -85,9 +99,15 @@ impl EngineHandle {
                 tx,
                 data_dir,
                 queued: Arc::new(AtomicU64::new(0)),
+                stop: Default::default(),
             },
             rx,
         )
+    }
+
+    /// Asks the engine thread to drain and close.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     pub fn send(&self, request: Request) -> Result<(), Busy> {
@@ -106,35 +126,69 @@ impl EngineHandle {
 pub const QUEUE: usize = 4096;
 
 /// Starts the engine thread on `data_dir` (resuming a journal there).
-pub fn start(data_dir: PathBuf, seed: u64) -> anyhow::Result<(EngineHandle, JoinHandle<()>)> {
+/// `configure` adjusts the engine's settings (webhooks, timings).
+pub fn start(
+    data_dir: PathBuf,
+    seed: u64,
+    configure: impl FnOnce(&mut EngineConfig),
+    dispatcher: Option<Dispatcher>,
+) -> anyhow::Result<(EngineHandle, JoinHandle<()>)> {
     let start = default_start();
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(seed), start);
     let mut config = EngineConfig::new(&data_dir, seed);
     config.publish = false;
+    configure(&mut config);
     let engine = Engine::open(config, world, Utc::now())?;
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     let handle = EngineHandle {
         tx,
         data_dir,
         queued: Arc::new(AtomicU64::new(0)),
+        stop: Default::default(),
     };
+    let stop = Arc::clone(&handle.stop);
     let thread = std::thread::Builder::new()
         .name("engine".into())
-        .spawn(move || run(engine, rx))?;
+        .spawn(move || run(engine, rx, dispatcher, stop))?;
     Ok((handle, thread))
 }
 
 /// Most requests folded into one commit.
 const GROUP: usize = 512;
 
-fn run(mut engine: Engine, rx: Receiver<Request>) {
+/// Sends committed webhook steps to the executor.
+fn send_dispatches(engine: &mut Engine, dispatcher: Option<&Dispatcher>) {
+    for job in engine.take_dispatches() {
+        match dispatcher {
+            Some(d) => {
+                let _ = d.send(job);
+            }
+            None => tracing::warn!(flow = %job.flow_id, "webhook step with no executor running"),
+        }
+    }
+}
+
+fn run(
+    mut engine: Engine,
+    rx: Receiver<Request>,
+    dispatcher: Option<Dispatcher>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
     loop {
-        let first = match rx.recv_timeout(StdDuration::from_millis(500)) {
+        let wait = if stop.load(Ordering::SeqCst) {
+            StdDuration::from_millis(0)
+        } else {
+            StdDuration::from_millis(200)
+        };
+        let first = match rx.recv_timeout(wait) {
             Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) if stop.load(Ordering::SeqCst) => break,
             Err(RecvTimeoutError::Timeout) => {
                 engine.tick(Utc::now());
-                if let Ok(c) = engine.flush() {
-                    let _ = c.wait();
+                if let Ok(c) = engine.flush()
+                    && c.wait().is_ok()
+                {
+                    send_dispatches(&mut engine, dispatcher.as_ref());
                 }
                 continue;
             }
@@ -157,6 +211,9 @@ fn run(mut engine: Engine, rx: Receiver<Request>) {
             .flush()
             .and_then(|c| Ok(c.wait()?))
             .map_err(|e| e.to_string());
+        if result.is_ok() {
+            send_dispatches(&mut engine, dispatcher.as_ref());
+        }
         answer(waiting, result);
     }
     if let Err(e) = engine.close() {
@@ -247,6 +304,13 @@ pub fn handle(
         Request::Stats { reply } => {
             let _ = reply.send(stats(engine));
         }
+        Request::StepResult {
+            flow_id,
+            step,
+            attempt,
+            success,
+            detail,
+        } => engine.complete_step(&flow_id, step, attempt, success, &detail, now),
     }
 }
 

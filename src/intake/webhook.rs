@@ -1,0 +1,94 @@
+//! Webhook executors: a step whose executor is configured as a webhook is
+//! POSTed to it with an idempotency key. Each send retries with exponential
+//! backoff and jitter on connection errors, timeouts and 5xx; the answer
+//! goes back to the engine, whose per-endpoint circuit breaker, step
+//! retries, fallback route to people and compensation do the rest.
+
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::service::{Busy, EngineHandle, Request};
+use crate::flow::Dispatch;
+
+/// Tries per send, and the first backoff between them.
+const TRIES: u32 = 3;
+const BACKOFF: Duration = Duration::from_millis(100);
+
+pub async fn run(mut jobs: UnboundedReceiver<Dispatch>, engine: EngineHandle) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook executor cannot start");
+            return;
+        }
+    };
+    while let Some(job) = jobs.recv().await {
+        let client = client.clone();
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let (success, detail) = send(&client, &job).await;
+            let mut result = Some(Request::StepResult {
+                flow_id: job.flow_id.clone(),
+                step: job.step,
+                attempt: job.attempt,
+                success,
+                detail,
+            });
+            // The engine's queue may be full for a moment: keep the answer.
+            while let Some(r) = result.take() {
+                match engine.send(r) {
+                    Ok(()) | Err(Busy::Gone) => {}
+                    Err(Busy::Full) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        result = Some(Request::StepResult {
+                            flow_id: job.flow_id.clone(),
+                            step: job.step,
+                            attempt: job.attempt,
+                            success,
+                            detail: String::new(),
+                        });
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn send(client: &reqwest::Client, job: &Dispatch) -> (bool, String) {
+    let body = serde_json::to_vec(&job.body).unwrap_or_default();
+    let mut last = String::new();
+    for n in 0..TRIES {
+        let response = client
+            .post(&job.url)
+            .header("content-type", "application/json")
+            .header("idempotency-key", &job.idempotency_key)
+            .body(body.clone())
+            .send()
+            .await;
+        match response {
+            Ok(r) if r.status().is_success() => {
+                return (true, format!("{} {}", job.executor, r.status()));
+            }
+            Ok(r)
+                if r.status().is_client_error()
+                    && r.status().as_u16() != 408
+                    && r.status().as_u16() != 429 =>
+            {
+                // The endpoint refused the step itself: retrying will not help.
+                return (false, format!("{} answered {}", job.executor, r.status()));
+            }
+            Ok(r) => last = format!("{} answered {}", job.executor, r.status()),
+            Err(e) => last = format!("{}: {e}", job.executor),
+        }
+        if n + 1 < TRIES {
+            let jitter = rand::rng().random_range(0..BACKOFF.as_millis() as u64);
+            tokio::time::sleep(BACKOFF * 2u32.pow(n) + Duration::from_millis(jitter)).await;
+        }
+    }
+    (false, last)
+}
