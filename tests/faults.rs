@@ -312,3 +312,33 @@ fn a_restart_resumes_reviews_flows_and_the_model() {
     );
     engine.close().unwrap();
 }
+
+#[test]
+fn odd_but_valid_data_is_decided_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = open(dir.path());
+    let shapes = [
+        json!({"amount": 18446744073709551615u64, "nested": {"a": [1, [2, [3, {"b": null}]]]}}),
+        json!({"text": "ünïcödé ✓ \u{0000} — \"quoted\"", "list": [], "map": {}}),
+        json!({"amount": -1.5e300, "flag": true, "customer": 42}),
+        json!({"supplier": ["not", "a", "string"], "value": "not a number"}),
+    ];
+    for (i, data) in shapes.into_iter().enumerate() {
+        for kind in [
+            "approval.requested",
+            "order.placed",
+            "ticket.opened",
+            "alert.firing",
+            "mystery.kind",
+        ] {
+            let s = signal(&format!("odd-{i}-{kind}"), kind, "order/x1", data.clone());
+            assert!(matches!(
+                engine.ingest(s, start()),
+                Ingested::Decided { .. }
+            ));
+        }
+    }
+    engine.flush().unwrap().wait().unwrap();
+    engine.close().unwrap();
+    assert_eq!(read::counts(dir.path()).unwrap().undecided_signals, 0);
+}
