@@ -33,19 +33,10 @@ pub fn app_after(dir: &Path, span: Duration) -> Result<App, EngineError> {
     let mut now = start;
     while now < start + span {
         now += STEP;
-        for s in sim.due(now) {
-            engine.ingest(s, now);
-        }
-        engine.tick(now);
-        let events = engine.take_events();
-        sim.observe(&mut engine, &events);
-        sim.operate(&mut engine, now);
-        let more = engine.take_events();
-        sim.observe(&mut engine, &more);
+        let events = sim.step(&mut engine, now);
         engine.flush()?.wait()?;
         let flushed = engine.take_events();
         app.apply(Update::Events(events));
-        app.apply(Update::Events(more));
         app.apply(Update::Events(flushed));
     }
     app.apply(Update::Status(Box::new(status(&engine, now))));

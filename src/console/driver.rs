@@ -223,27 +223,9 @@ fn drive(
             now + Duration::milliseconds((elapsed.as_secs_f64() * options.speed * 1000.0) as i64);
         while now < target {
             now = (now + crate::sim::run::STEP).min(target);
-            for signal in sim.due(now) {
-                engine.ingest(signal, now);
-            }
-            engine.tick(now);
-            let events = engine.take_events();
-            sim.observe(&mut engine, &events);
-            sim.operate(&mut engine, now);
-            let more = engine.take_events();
-            sim.observe(&mut engine, &more);
-            for signal in shadow_sim.due(now) {
-                shadow.ingest(signal, now);
-            }
-            shadow.tick(now);
-            let shadow_events = shadow.take_events();
-            shadow_sim.observe(&mut shadow, &shadow_events);
-            shadow_sim.operate(&mut shadow, now);
-            let shadow_events = shadow.take_events();
-            shadow_sim.observe(&mut shadow, &shadow_events);
-            if updates.send(Update::Events(events)).is_err()
-                || updates.send(Update::Events(more)).is_err()
-            {
+            let events = sim.step(&mut engine, now);
+            shadow_sim.step(&mut shadow, now);
+            if updates.send(Update::Events(events)).is_err() {
                 engine.close().map_err(|e| e.to_string())?;
                 shadow.close().map_err(|e| e.to_string())?;
                 return Ok(());

@@ -387,6 +387,23 @@ impl Simulator {
         self.schedule(at + delay, signal);
     }
 
+    /// One step of simulated time: the signals due go in, timers run, the
+    /// simulator reads what the engine published and its operators act.
+    /// Returns everything the engine published, for other subscribers.
+    pub fn step(&mut self, engine: &mut Engine, now: DateTime<Utc>) -> Vec<EngineEvent> {
+        for signal in self.due(now) {
+            engine.ingest(signal, now);
+        }
+        engine.tick(now);
+        let mut events = engine.take_events();
+        self.observe(engine, &events);
+        self.operate(engine, now);
+        let more = engine.take_events();
+        self.observe(engine, &more);
+        events.extend(more);
+        events
+    }
+
     /// The operators: free ones pick the most urgent open item they may
     /// answer; answers come due after a few minutes of reading.
     pub fn operate(&mut self, engine: &mut Engine, now: DateTime<Utc>) {

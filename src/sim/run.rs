@@ -65,15 +65,7 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     let mut pending_commit = None;
     while now < end {
         now = (now + STEP).min(end);
-        for signal in sim.due(now) {
-            engine.ingest(signal, now);
-        }
-        engine.tick(now);
-        let events = engine.take_events();
-        sim.observe(&mut engine, &events);
-        sim.operate(&mut engine, now);
-        let events = engine.take_events();
-        sim.observe(&mut engine, &events);
+        sim.step(&mut engine, now);
         // Keep at most one batch in flight: the journal writes one while the
         // engine works on the next.
         let commit = engine.flush()?;
