@@ -23,11 +23,23 @@ impl Drop for Server {
 }
 
 fn serve(dir: &Path, extra: &[&str]) -> Server {
+    serve_with_config(dir, extra, None)
+}
+
+/// Starts the server on `dir`, with `config` as its config.toml if given
+/// (kept beside the data, so no user config leaks in).
+fn serve_with_config(dir: &Path, extra: &[&str], config: Option<&str>) -> Server {
+    let config_home = dir.with_extension("config");
+    if let Some(text) = config {
+        std::fs::create_dir_all(config_home.join("signalbox")).unwrap();
+        std::fs::write(config_home.join("signalbox").join("config.toml"), text).unwrap();
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(extra)
-        .env("HOME", dir) // no user config leaks in
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", &config_home)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -617,32 +629,11 @@ fn switchable_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicBoo
 fn probes_turn_state_changes_into_health_signals() {
     let dir = tempfile::tempdir().unwrap();
     let (url, healthy) = switchable_endpoint();
-    let config_dir = dir.path().join("config").join("signalbox");
-    std::fs::create_dir_all(&config_dir).unwrap();
-    std::fs::write(
-        config_dir.join("config.toml"),
-        format!("[[probe]]\nname = \"payments\"\nurl = \"{url}\"\ninterval = \"100ms\"\ntimeout = \"1s\"\n"),
-    )
-    .unwrap();
     let data = dir.path().join("d");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _server = Server {
-        child,
-        base: String::new(),
-        dir: data.clone(),
-    };
+    let config = format!(
+        "[[probe]]\nname = \"payments\"\nurl = \"{url}\"\ninterval = \"100ms\"\ntimeout = \"1s\"\n"
+    );
+    let _server = serve_with_config(&data, &[], Some(&config));
     let health = || -> Vec<String> {
         let Ok(conn) = rusqlite::Connection::open(data.join("signalbox.db")) else {
             return Vec::new();
@@ -713,39 +704,12 @@ fn a_failing_webhook_opens_its_breaker_takes_the_fallback_and_closes_on_recovery
         });
     }
     let dir = tempfile::tempdir().unwrap();
-    let config_dir = dir.path().join("config").join("signalbox");
-    std::fs::create_dir_all(&config_dir).unwrap();
-    std::fs::write(
-        config_dir.join("config.toml"),
-        format!("[webhooks]\nwms = \"{hook}\"\n\n[execution]\nretry_base = \"50ms\"\nbreaker_cooldown = \"1s\"\n"),
-    )
-    .unwrap();
     let data = dir.path().join("d");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = format!(
-        "http://{}",
-        line.split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap()
+    let config = format!(
+        "[webhooks]\nwms = \"{hook}\"\n\n[execution]\nretry_base = \"50ms\"\nbreaker_cooldown = \"1s\"\n"
     );
-    let _server = Server {
-        child,
-        base: base.clone(),
-        dir: data.clone(),
-    };
+    let server = serve_with_config(&data, &[], Some(&config));
+    let base = server.base.clone();
     let c = client();
     let post = |e: Value| {
         let r = c
