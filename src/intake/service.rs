@@ -168,22 +168,62 @@ fn send_dispatches(engine: &mut Engine, dispatcher: Option<&Dispatcher>) {
     }
 }
 
+/// A batch handed to the journal and not yet durable: its replies and the
+/// webhook steps it recorded wait for it.
+struct InFlight {
+    commit: Result<crate::journal::Commit, String>,
+    waiting: Waiting,
+    dispatches: Vec<crate::flow::Dispatch>,
+}
+
+impl InFlight {
+    /// Waits for the commit, then answers and dispatches.
+    fn settle(self, dispatcher: Option<&Dispatcher>) {
+        let result = self
+            .commit
+            .and_then(|c| c.wait().map_err(|e| e.to_string()));
+        if result.is_ok() {
+            for job in self.dispatches {
+                match dispatcher {
+                    Some(d) => {
+                        let _ = d.send(job);
+                    }
+                    None => {
+                        tracing::warn!(flow = %job.flow_id, "webhook step with no executor running")
+                    }
+                }
+            }
+        }
+        answer(self.waiting, result);
+    }
+}
+
 fn run(
     mut engine: Engine,
     rx: Receiver<Request>,
     dispatcher: Option<Dispatcher>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    // One batch may be in the journal while the next is decided: the
+    // engine does not sit idle through each fsync. Replies still go out
+    // only after their own commit, in order.
+    let mut in_flight: Option<InFlight> = None;
     loop {
-        let wait = if stop.load(Ordering::SeqCst) {
+        let idle = if stop.load(Ordering::SeqCst) || in_flight.is_some() {
             StdDuration::from_millis(0)
         } else {
             StdDuration::from_millis(200)
         };
-        let first = match rx.recv_timeout(wait) {
+        let first = match rx.recv_timeout(idle) {
             Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) if stop.load(Ordering::SeqCst) => break,
             Err(RecvTimeoutError::Timeout) => {
+                if let Some(previous) = in_flight.take() {
+                    previous.settle(dispatcher.as_ref());
+                    continue;
+                }
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
                 engine.tick(Utc::now());
                 if let Ok(c) = engine.flush()
                     && c.wait().is_ok()
@@ -207,14 +247,18 @@ fn run(
             handle(&mut engine, request, now, &mut waiting);
         }
         engine.tick(now);
-        let result = engine
-            .flush()
-            .and_then(|c| Ok(c.wait()?))
-            .map_err(|e| e.to_string());
-        if result.is_ok() {
-            send_dispatches(&mut engine, dispatcher.as_ref());
+        let commit = engine.flush().map_err(|e| e.to_string());
+        let dispatches = engine.take_dispatches();
+        if let Some(previous) = in_flight.replace(InFlight {
+            commit,
+            waiting,
+            dispatches,
+        }) {
+            previous.settle(dispatcher.as_ref());
         }
-        answer(waiting, result);
+    }
+    if let Some(previous) = in_flight.take() {
+        previous.settle(dispatcher.as_ref());
     }
     if let Err(e) = engine.close() {
         tracing::error!(error = %e, "closing the journal");
