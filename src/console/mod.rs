@@ -122,7 +122,17 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     if !warnings.is_empty() {
         app.status_line = Some((warnings.join("; "), true));
     }
-    let mut terminal = ratatui::init();
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            ratatui::restore();
+            let _ = command_tx.send(Command::Stop);
+            let _ = engine.join();
+            anyhow::bail!(
+                "the console needs a terminal ({e}); without one use `signalbox run --headless` or `signalbox serve`"
+            );
+        }
+    };
     let result = event_loop(&mut terminal, &mut app, &command_tx, &update_rx);
     ratatui::restore();
     let _ = command_tx.send(Command::Stop);
