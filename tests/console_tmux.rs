@@ -54,7 +54,34 @@ fn approve_the_first_review_item_then_explain_shows_who_and_why() {
         &cmd,
     ]);
     let _cleanup = Cleanup(session.clone());
-    wait_for(&session, |s| s.contains("review queue"), "the overview");
+    let s = wait_for(&session, |s| s.contains("review queue"), "the overview");
+    // The console's HTTP intake is named in the header; a signal posted
+    // there shows up in the live tail.
+    let addr = s
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the header names the intake address")
+        .to_string();
+    let event = serde_json::json!({
+        "specversion": "1.0", "id": "from-http-1", "source": "curl", "type": "ticket.opened",
+        "subject": "customer/c0002", "data": {"customer": "c0002", "text": "posted over http"},
+    });
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://{addr}/v1/signals"))
+        .header("content-type", "application/cloudevents+json")
+        .body(event.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    tmux(&["send-keys", "-t", &session, ":signals", "Enter"]);
+    tmux(&["send-keys", "-t", &session, "/", "from-http", "Enter"]);
+    wait_for(
+        &session,
+        |s| s.contains("from-http-1"),
+        "the posted signal in the tail",
+    );
+    tmux(&["send-keys", "-t", &session, "Escape"]);
     tmux(&["send-keys", "-t", &session, ":review", "Enter"]);
     wait_for(
         &session,

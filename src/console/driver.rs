@@ -232,10 +232,12 @@ fn drive(
             }
         }
         shadow.flush().map_err(|e| e.to_string())?;
-        engine
+        let committed = engine
             .flush()
             .and_then(|c| Ok(c.wait()?))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string());
+        crate::intake::service::answer(waiting, committed.clone());
+        committed?;
         let events = engine.take_events();
         if !events.is_empty() {
             let _ = updates.send(Update::Events(events));

@@ -119,6 +119,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
         options.operator.clone(),
         options.data_dir.clone(),
     );
+    app.sources = sources;
     if !warnings.is_empty() {
         app.status_line = Some((warnings.join("; "), true));
     }
