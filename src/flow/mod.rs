@@ -228,7 +228,13 @@ pub struct FlowBook {
     /// for them are dispatched instead of simulated.
     pub webhooks: BTreeMap<String, String>,
     dispatches: Vec<Dispatch>,
+    /// Finished flows, oldest first; beyond `KEEP_FINISHED` the oldest
+    /// leave memory (the journal keeps them for `explain`).
+    finished: std::collections::VecDeque<String>,
 }
+
+/// Finished flows kept in memory, so a long-running engine stays bounded.
+pub const KEEP_FINISHED: usize = 50_000;
 
 /// A step to POST to a webhook executor. The idempotency key names the
 /// flow, step and attempt, so a resend after a restart is harmless.
@@ -482,6 +488,7 @@ impl FlowBook {
             None,
             format!("closed: {reason}"),
         );
+        self.finished.push_back(id.to_string());
         freed
     }
 
@@ -494,6 +501,7 @@ impl FlowBook {
             self.active.remove(id);
             self.dirty.insert(id.to_string());
             self.push_event(id, now, FlowEventKind::Failed, None, reason.to_string());
+            self.finished.push_back(id.to_string());
         }
         if let Some(old) = self.wake_at.remove(id) {
             self.wake.remove(&(old, id.to_string()));
@@ -562,11 +570,29 @@ impl FlowBook {
             if flow.state.is_terminal() {
                 self.active.remove(&id);
                 finished.push(id.clone());
+                self.finished.push_back(id.clone());
             }
             self.schedule(&flow, now);
             self.flows.insert(id, flow);
         }
+        self.evict();
         finished
+    }
+
+    /// Drops the oldest finished flows beyond `KEEP_FINISHED` from memory.
+    /// A flow still waiting to be journaled stays until the next call.
+    fn evict(&mut self) {
+        while self.finished.len() > KEEP_FINISHED {
+            let Some(id) = self.finished.front() else {
+                break;
+            };
+            if self.dirty.contains(id) {
+                break;
+            }
+            if let Some(id) = self.finished.pop_front() {
+                self.flows.remove(&id);
+            }
+        }
     }
 
     fn advance(
