@@ -172,18 +172,21 @@ fn default_data_dir() -> Result<PathBuf> {
     Ok(dirs.data_dir().to_path_buf())
 }
 
+/// A new directory under the platform data directory, named for now.
+fn fresh_dir(kind: &str, prefix: &str) -> Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    Ok(default_data_dir()?
+        .join(kind)
+        .join(format!("{prefix}-{stamp}")))
+}
+
 fn headless(args: &RunArgs) -> Result<()> {
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
-        None => {
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default();
-            default_data_dir()?
-                .join("runs")
-                .join(format!("seed-{}-{stamp}", args.seed))
-        }
+        None => fresh_dir("runs", &format!("seed-{}", args.seed))?,
     };
     let speed = match args.speed {
         Speed::Max => None,
@@ -302,15 +305,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         .unwrap_or_else(|| "operator".into());
     let data_dir = match args.data_dir.clone().or(config.data_dir.clone()) {
         Some(d) => d,
-        None => {
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or_default();
-            default_data_dir()?
-                .join("console")
-                .join(format!("session-{stamp}"))
-        }
+        None => fresh_dir("console", "session")?,
     };
     if data_dir.join(signalbox::journal::FILE_NAME).exists() {
         bail!(

@@ -42,20 +42,8 @@ fn label<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 
 /// The signals of one webhook call.
 pub fn parse(body: &[u8], received: DateTime<Utc>) -> Result<Vec<Signal>, SignalError> {
-    let payload: Payload = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            SignalError::Invalid {
-                field: "alerts",
-                reason: e.to_string(),
-            }
-        } else {
-            SignalError::Malformed {
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            }
-        }
-    })?;
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| SignalError::from_decode(&e, "alerts"))?;
     if payload.version != "4" {
         return Err(SignalError::Invalid {
             field: "version",

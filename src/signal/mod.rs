@@ -136,6 +136,23 @@ fn optional_str<'a>(
 }
 
 impl SignalError {
+    /// A serde_json error decoding a payload: bad JSON is `Malformed` (with
+    /// its position); JSON of the wrong shape is `Invalid` at `field`.
+    pub fn from_decode(e: &serde_json::Error, field: &'static str) -> SignalError {
+        if e.is_data() {
+            SignalError::Invalid {
+                field,
+                reason: e.to_string(),
+            }
+        } else {
+            SignalError::Malformed {
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            }
+        }
+    }
+
     /// The field at fault, if one is.
     pub fn field(&self) -> Option<&'static str> {
         match self {

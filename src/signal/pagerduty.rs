@@ -50,17 +50,8 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> SignalError {
 }
 
 pub fn parse(body: &[u8], received: DateTime<Utc>) -> Result<Enqueued, SignalError> {
-    let event: Event = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
-            invalid("payload", e.to_string())
-        } else {
-            SignalError::Malformed {
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            }
-        }
-    })?;
+    let event: Event =
+        serde_json::from_slice(body).map_err(|e| SignalError::from_decode(&e, "payload"))?;
     let (kind, action) = match event.event_action.as_str() {
         "trigger" => ("alert.firing", "trigger"),
         "acknowledge" => ("alert.acknowledged", "acknowledge"),

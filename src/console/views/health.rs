@@ -85,13 +85,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             let util = f64::from(t.load) / f64::from(t.capacity.max(1));
             let bar_len = ((util.min(2.0)) * 10.0).round() as usize;
             let bar = format!("{:<20}", "█".repeat(bar_len));
-            let style = if util > 1.0 {
-                theme.bad()
-            } else if util > 0.8 {
-                theme.warn()
-            } else {
-                theme.ok()
-            };
+            let style = super::load_style(theme, util);
             Row::new(vec![
                 Cell::from(t.id.clone()),
                 Cell::from(t.process.clone()),

@@ -359,6 +359,17 @@ pub fn state_style(theme: &Theme, state: &str) -> Style {
     }
 }
 
+/// The style for a team's load: over capacity is bad, above 80% a warning.
+pub fn load_style(theme: &Theme, utilisation: f64) -> Style {
+    if utilisation > 1.0 {
+        theme.bad()
+    } else if utilisation > 0.8 {
+        theme.warn()
+    } else {
+        theme.ok()
+    }
+}
+
 pub fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{:.0}%", v * 100.0))
 }

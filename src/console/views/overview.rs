@@ -213,13 +213,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             let util = f64::from(t.load) / f64::from(t.capacity.max(1));
             let width = (teams.width.saturating_sub(28)) as f64;
             let bar = "█".repeat(((util.min(1.0)) * width).round() as usize);
-            let style = if util > 1.0 {
-                theme.bad()
-            } else if util > 0.8 {
-                theme.warn()
-            } else {
-                theme.ok()
-            };
+            let style = super::load_style(theme, util);
             Line::from(vec![
                 Span::styled(format!("{:<19}", t.id), theme.base()),
                 Span::styled(bar, style),
