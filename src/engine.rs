@@ -157,7 +157,6 @@ pub struct Engine {
     pub reviews: ReviewQueue,
     pub metrics: Metrics,
     seen: HashSet<String>,
-    signals: HashMap<String, Arc<Signal>>,
     awaiting: HashMap<String, Awaiting>,
     /// The flow each firing alert opened, by fingerprint.
     opened_by: HashMap<String, String>,
@@ -229,7 +228,6 @@ impl Engine {
             reviews: ReviewQueue::default(),
             metrics: Metrics::new(now),
             seen: HashSet::new(),
-            signals: HashMap::new(),
             awaiting: HashMap::new(),
             opened_by: HashMap::new(),
             flow_labels: VecDeque::new(),
@@ -301,8 +299,6 @@ impl Engine {
         self.recount_loads();
         self.flows.redispatch_waiting();
         for item in recovered.open_reviews {
-            self.signals
-                .insert(item.signal.id.clone(), Arc::clone(&item.signal));
             self.reviews.restore(item);
         }
         self.seen = recovered.seen_signal_ids;
@@ -366,10 +362,6 @@ impl Engine {
         } else {
             "off".into()
         }
-    }
-
-    pub fn learning(&self) -> bool {
-        self.decider.learning
     }
 
     pub fn counts(&self) -> EngineCounts {
@@ -514,7 +506,6 @@ impl Engine {
                     now,
                 )
                 .clone();
-            self.signals.insert(signal.id.clone(), Arc::clone(&signal));
             self.pending.push(Record::Review(item.clone()));
             self.emit(EngineEvent::ReviewOpened(Box::new(item)));
         } else {
@@ -860,17 +851,13 @@ impl Engine {
             _ => {}
         }
         if let Some(option) = item.chosen().map(String::from) {
-            let signal = self
-                .signals
-                .remove(&decision.signal_id)
-                .unwrap_or_else(|| Arc::clone(&item.signal));
+            let signal = Arc::clone(&item.signal);
             let playbook = Arc::clone(&self.decider.playbook);
             let choice = choice_for(&playbook, &signal.kind);
             let steps = self.assemble(&decision, &option, &signal, &choice, now);
             self.flows.release(&item.flow_id, &option, steps, now);
             self.settled(&decision, &option, now);
         } else if record.action == Action::Reject {
-            self.signals.remove(&decision.signal_id);
             let reason = format!("rejected by {}: {}", record.actor.name, record.note);
             self.flows.cancel(&item.flow_id, &reason, now);
         }
@@ -1076,15 +1063,7 @@ impl Engine {
         });
     }
 
-    pub fn signal(&self, id: &str) -> Option<&Arc<Signal>> {
-        self.signals.get(id)
-    }
-
     pub fn open_reviews(&self) -> Vec<&ReviewItem> {
         self.reviews.open_items()
-    }
-
-    pub fn active_flows(&self) -> impl Iterator<Item = &Flow> {
-        self.flows.active()
     }
 }

@@ -467,14 +467,6 @@ impl App {
         self.review_ids = keyed.into_iter().map(|(_, _, id)| id.clone()).collect();
     }
 
-    /// Review items, most urgent first.
-    pub fn review_order(&self) -> Vec<&ReviewItem> {
-        self.review_ids
-            .iter()
-            .filter_map(|id| self.reviews.get(id))
-            .collect()
-    }
-
     /// Row count of the current table after its filter.
     pub fn rows(&self, view: View) -> Vec<usize> {
         let filter = self

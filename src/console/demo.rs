@@ -1,7 +1,7 @@
 //! A console state built from a real engine run, for snapshot tests and
 //! the render benchmark: fixed seed, simulated clock, no terminal.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -75,9 +75,4 @@ pub fn scale(app: &mut App, flows: usize, reviews: usize, signals: usize) {
         k += 1;
     }
     app.apply(Update::Events(events));
-}
-
-/// The simulated instant a demo of `span` ends at.
-pub fn end_of(span: Duration) -> DateTime<Utc> {
-    default_start() + span
 }

@@ -178,11 +178,6 @@ impl Decider {
         }
     }
 
-    /// The choice a signal type offers; see [`choice_for`].
-    pub fn choice_for(&self, kind: &str) -> Choice<'_> {
-        choice_for(&self.playbook, kind)
-    }
-
     fn option_view(&self, name: &str) -> Value {
         let steps = self.playbook.option_steps(name);
         let processes: std::collections::BTreeSet<&str> = steps

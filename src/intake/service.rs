@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration as StdDuration;
@@ -83,7 +83,6 @@ pub enum Busy {
 pub struct EngineHandle {
     tx: SyncSender<Request>,
     pub data_dir: PathBuf,
-    pub queued: Arc<AtomicU64>,
     /// Set at shutdown: the engine answers what is queued, then closes,
     /// whoever still holds a handle.
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -98,7 +97,6 @@ impl EngineHandle {
             EngineHandle {
                 tx,
                 data_dir,
-                queued: Arc::new(AtomicU64::new(0)),
                 stop: Default::default(),
             },
             rx,
@@ -112,10 +110,7 @@ impl EngineHandle {
 
     pub fn send(&self, request: Request) -> Result<(), Busy> {
         match self.tx.try_send(request) {
-            Ok(()) => {
-                self.queued.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(Busy::Full),
             Err(TrySendError::Disconnected(_)) => Err(Busy::Gone),
         }
@@ -143,7 +138,6 @@ pub fn start(
     let handle = EngineHandle {
         tx,
         data_dir,
-        queued: Arc::new(AtomicU64::new(0)),
         stop: Default::default(),
     };
     let stop = Arc::clone(&handle.stop);
@@ -157,8 +151,8 @@ pub fn start(
 const GROUP: usize = 512;
 
 /// Sends committed webhook steps to the executor.
-fn send_dispatches(engine: &mut Engine, dispatcher: Option<&Dispatcher>) {
-    for job in engine.take_dispatches() {
+fn send_dispatches(jobs: Vec<crate::flow::Dispatch>, dispatcher: Option<&Dispatcher>) {
+    for job in jobs {
         match dispatcher {
             Some(d) => {
                 let _ = d.send(job);
@@ -228,7 +222,7 @@ fn run(
                 if let Ok(c) = engine.flush()
                     && c.wait().is_ok()
                 {
-                    send_dispatches(&mut engine, dispatcher.as_ref());
+                    send_dispatches(engine.take_dispatches(), dispatcher.as_ref());
                 }
                 continue;
             }

@@ -141,10 +141,6 @@ impl Simulator {
         self.operators.truncate(n);
     }
 
-    pub fn stream_len(&self) -> usize {
-        self.stream.len()
-    }
-
     /// The signals due by `now`: the stream's, then the world's replies.
     pub fn due(&mut self, now: DateTime<Utc>) -> Vec<Signal> {
         let mut out = Vec::new();
