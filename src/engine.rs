@@ -164,6 +164,9 @@ pub struct Engine {
     flow_labels: VecDeque<(DateTime<Utc>, String)>,
     pending: Vec<Record>,
     pending_events: std::collections::BTreeMap<String, Vec<FlowEvent>>,
+    /// Review items changed since the last flush, latest state each: an item
+    /// opened, escalated and settled between two flushes is written once.
+    pending_reviews: std::collections::BTreeMap<String, ReviewItem>,
     events: VecDeque<EngineEvent>,
     publish: bool,
     rng: ChaCha8Rng,
@@ -233,6 +236,7 @@ impl Engine {
             flow_labels: VecDeque::new(),
             pending: Vec::new(),
             pending_events: Default::default(),
+            pending_reviews: Default::default(),
             events: VecDeque::new(),
             publish: config.publish,
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xf10e),
@@ -506,7 +510,7 @@ impl Engine {
                     now,
                 )
                 .clone();
-            self.pending.push(Record::Review(item.clone()));
+            self.pending_reviews.insert(item.id.clone(), item.clone());
             self.emit(EngineEvent::ReviewOpened(Box::new(item)));
         } else {
             flow.steps = self.assemble(&decision, &decision.proposal, &signal, &choice, now);
@@ -862,7 +866,7 @@ impl Engine {
             self.flows.cancel(&item.flow_id, &reason, now);
         }
         self.pending.push(Record::ReviewAction(record.clone()));
-        self.pending.push(Record::Review(item.clone()));
+        self.pending_reviews.insert(item.id.clone(), item.clone());
         self.emit(EngineEvent::ReviewAction {
             item: Box::new(item),
             action: record,
@@ -1007,6 +1011,8 @@ impl Engine {
         records.extend(dirty.into_iter().map(Record::Flow));
         let events = std::mem::take(&mut self.pending_events);
         records.extend(events.into_values().map(Record::FlowEvents));
+        let reviews = std::mem::take(&mut self.pending_reviews);
+        records.extend(reviews.into_values().map(Record::Review));
         records.extend(
             self.context
                 .take_dirty()

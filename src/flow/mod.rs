@@ -10,7 +10,8 @@ pub mod assemble;
 pub mod catalogue;
 pub mod route;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
@@ -22,9 +23,12 @@ use crate::decide::policy::Priority;
 use catalogue::StepCatalogue;
 use route::{Assignee, Breakers, Router};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, PartialOrd, Ord, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FlowState {
+    #[default]
     Pending,
     Running,
     WaitingHuman,
@@ -121,7 +125,7 @@ impl Step {
 }
 
 /// A running piece of work assembled from one decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Flow {
     pub id: String,
     pub decision_id: String,
@@ -218,8 +222,10 @@ pub struct FlowBook {
     active: BTreeSet<String>,
     /// When each active flow next needs attention (a step due, a retry, an
     /// SLA timer), so a tick visits only the flows that have something due.
-    wake: BTreeSet<(DateTime<Utc>, String)>,
-    wake_at: BTreeMap<String, DateTime<Utc>>,
+    /// `wake_at` is the truth; the heap may hold stale entries, skipped when
+    /// they surface (cheaper than removing them on every reschedule).
+    wake: BinaryHeap<Reverse<(DateTime<Utc>, String)>>,
+    wake_at: HashMap<String, DateTime<Utc>>,
     dirty: BTreeSet<String>,
     events: Vec<FlowEvent>,
     pub breakers: Breakers,
@@ -347,12 +353,16 @@ impl FlowBook {
 
     /// Files the flow under its next wake time (or takes it off the schedule).
     fn schedule(&mut self, flow: &Flow, now: DateTime<Utc>) {
-        if let Some(old) = self.wake_at.remove(&flow.id) {
-            self.wake.remove(&(old, flow.id.clone()));
-        }
-        if let Some(at) = self.next_wake(flow, now) {
-            self.wake_at.insert(flow.id.clone(), at);
-            self.wake.insert((at, flow.id.clone()));
+        match self.next_wake(flow, now) {
+            Some(at) => {
+                if self.wake_at.get(&flow.id) != Some(&at) {
+                    self.wake_at.insert(flow.id.clone(), at);
+                    self.wake.push(Reverse((at, flow.id.clone())));
+                }
+            }
+            None => {
+                self.wake_at.remove(&flow.id);
+            }
         }
     }
 
@@ -408,7 +418,7 @@ impl FlowBook {
         // handled on the first tick.
         if let Some(at) = self.next_wake(&flow, flow.created) {
             self.wake_at.insert(flow.id.clone(), at);
-            self.wake.insert((at, flow.id.clone()));
+            self.wake.push(Reverse((at, flow.id.clone())));
         }
         self.flows.insert(flow.id.clone(), flow);
     }
@@ -445,9 +455,11 @@ impl FlowBook {
             let detail = format!("released with `{option}`");
             self.push_event(id, now, kind, None, detail);
         }
-        if let Some(flow) = self.flows.remove(id) {
+        if let Some(flow) = self.flows.get_mut(id).map(std::mem::take) {
             self.schedule(&flow, now);
-            self.flows.insert(id.to_string(), flow);
+            if let Some(slot) = self.flows.get_mut(id) {
+                *slot = flow;
+            }
         }
     }
 
@@ -478,9 +490,7 @@ impl FlowBook {
         flow.reason = Some(reason.to_string());
         self.active.remove(id);
         self.dirty.insert(id.to_string());
-        if let Some(old) = self.wake_at.remove(id) {
-            self.wake.remove(&(old, id.to_string()));
-        }
+        self.wake_at.remove(id);
         self.push_event(
             id,
             now,
@@ -503,9 +513,7 @@ impl FlowBook {
             self.push_event(id, now, FlowEventKind::Failed, None, reason.to_string());
             self.finished.push_back(id.to_string());
         }
-        if let Some(old) = self.wake_at.remove(id) {
-            self.wake.remove(&(old, id.to_string()));
-        }
+        self.wake_at.remove(id);
     }
 
     pub fn take_events(&mut self) -> Vec<FlowEvent> {
@@ -548,16 +556,23 @@ impl FlowBook {
     ) -> Vec<String> {
         let mut finished = Vec::new();
         let mut ids = Vec::new();
-        while let Some((at, id)) = self.wake.first().cloned() {
-            if at > now {
+        while let Some(Reverse((at, _))) = self.wake.peek() {
+            if *at > now {
                 break;
             }
-            self.wake.remove(&(at, id.clone()));
+            let Some(Reverse((at, id))) = self.wake.pop() else {
+                break;
+            };
+            // Stale: rescheduled or taken off since this entry was pushed.
+            if self.wake_at.get(&id) != Some(&at) {
+                continue;
+            }
             self.wake_at.remove(&id);
             ids.push(id);
         }
         for id in ids {
-            let Some(mut flow) = self.flows.remove(&id) else {
+            // Taken out of its slot (not out of the map) while it advances.
+            let Some(mut flow) = self.flows.get_mut(&id).map(std::mem::take) else {
                 continue;
             };
             // Every change to a flow pushes an event, so the event count tells
@@ -573,7 +588,9 @@ impl FlowBook {
                 self.finished.push_back(id.clone());
             }
             self.schedule(&flow, now);
-            self.flows.insert(id, flow);
+            if let Some(slot) = self.flows.get_mut(&id) {
+                *slot = flow;
+            }
         }
         self.evict();
         finished
