@@ -5,6 +5,7 @@
 //! signal, the context and its own model and returns a `Decision` record that
 //! holds everything needed to explain it later. It never does IO.
 
+pub mod celval;
 pub mod explain;
 pub mod features;
 pub mod model;
@@ -153,7 +154,7 @@ pub struct Decider {
     /// Off for the rules-only baseline.
     pub learning: bool,
     rng: ChaCha8Rng,
-    option_views: std::collections::HashMap<String, cel::Value>,
+    option_views: std::collections::HashMap<String, OptionView>,
 }
 
 const TOP_CONTRIBUTIONS: usize = 6;
@@ -212,32 +213,31 @@ impl Decider {
         now: DateTime<Utc>,
     ) -> Decision {
         let policy = Arc::clone(&self.policy);
-        let cel_signal = cel::to_value(json!({
-            "id": signal.id, "type": signal.kind, "source": signal.source,
-            "subject": subject, "severity": signal.severity.map(|s| s.as_str()),
-            "data": signal.data,
-        }))
-        .unwrap_or(cel::Value::Null);
-        let cel_context =
-            cel::to_value(context.policy_view(signal, &snapshot)).unwrap_or(cel::Value::Null);
-        let mut views: Vec<OptionView> = Vec::with_capacity(choice.options.len());
-        for name in choice.options {
-            // An option's view depends only on the catalogue: build it once.
-            if !self.option_views.contains_key(name) {
-                let value = cel::to_value(self.option_view(name)).unwrap_or(cel::Value::Null);
-                self.option_views.insert(name.clone(), value);
-            }
-            let value = self
-                .option_views
-                .get(name)
-                .cloned()
-                .unwrap_or(cel::Value::Null);
-            views.push(OptionView {
-                name: name.clone(),
-                value,
-            });
-        }
-        let verdict = policy.evaluate(&signal.kind, &cel_signal, &cel_context, &views);
+        let policy_context = context.policy_view(signal, &snapshot);
+        let views: Vec<&OptionView> = choice
+            .options
+            .iter()
+            .map(|name| {
+                // An option's view depends only on the catalogue: build it once.
+                if !self.option_views.contains_key(name) {
+                    let view = OptionView {
+                        name: name.clone(),
+                        value: self.option_view(name),
+                    };
+                    self.option_views.insert(name.clone(), view);
+                }
+                name
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|name| self.option_views.get(name))
+            .collect();
+        let verdict = policy.evaluate(
+            &signal.kind,
+            &celval::Json::signal(signal, subject),
+            &*celval::value(&policy_context),
+            &views,
+        );
 
         let mut options: Vec<OptionScore> = choice
             .options

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
+use cel::common::value::Val;
 use cel::{Context as CelContext, Program, Value as CelValue};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
@@ -238,7 +239,7 @@ pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
 /// The variables of the `option` scope.
 pub struct OptionView {
     pub name: String,
-    pub value: CelValue,
+    pub value: serde_json::Value,
 }
 
 impl PolicySet {
@@ -340,14 +341,16 @@ impl PolicySet {
     pub fn evaluate(
         &self,
         kind: &str,
-        signal: &CelValue,
-        context: &CelValue,
-        options: &[OptionView],
+        signal: &dyn Val,
+        context: &dyn Val,
+        options: &[&OptionView],
     ) -> Verdict {
         let mut verdict = Verdict::default();
+        // Bound by reference (see `celval`): nothing is copied until a rule
+        // reads it.
         let mut base = CelContext::with_env(Arc::clone(&self.env));
-        base.add_variable_from_value("signal", signal.clone());
-        base.add_variable_from_value("context", context.clone());
+        base.add_variable_as_val("signal", signal.clone_as_boxed());
+        base.add_variable_as_val("context", context.clone_as_boxed());
         let applies =
             |rule: &&Rule| rule.spec.types.is_empty() || rule.spec.types.iter().any(|t| t == kind);
         for rule in self.rules.iter().filter(applies) {
@@ -364,8 +367,7 @@ impl PolicySet {
                 Err(e) => verdict.errors.push(format!("{}: {e}", rule.spec.id)),
             }
         }
-        // Option-scoped rules: one scope per option (binding a variable
-        // converts it, so bind each option once, not once per rule).
+        // Option-scoped rules: one scope per option.
         let option_rules: Vec<&Rule> = self
             .rules
             .iter()
@@ -377,7 +379,7 @@ impl PolicySet {
         }
         for option in options {
             let mut scope = base.new_inner_scope();
-            scope.add_variable_from_value("option", option.value.clone());
+            scope.add_variable_as_val("option", super::celval::value(&option.value));
             for rule in &option_rules {
                 match rule.program.execute(&scope) {
                     Ok(CelValue::Bool(true)) => self.apply(rule, Some(&option.name), &mut verdict),
@@ -455,16 +457,16 @@ mod tests {
         Playbook::parse(DEFAULT_PLAYBOOK, "playbook", &steps).unwrap()
     }
 
-    fn cel(v: serde_json::Value) -> CelValue {
-        cel::to_value(v).unwrap()
+    fn cel(v: &serde_json::Value) -> Box<dyn Val + '_> {
+        crate::decide::celval::value(v)
     }
 
     #[test]
     fn large_approvals_need_a_lead() {
         let set = PolicySet::default_set(&playbook()).unwrap();
-        let signal = cel(json!({"type": "approval.requested", "data": {"amount": 75000}}));
-        let context = cel(json!({"tier": "silver", "open_escalation": false, "services": {}}));
-        let v = set.evaluate("approval.requested", &signal, &context, &[]);
+        let signal = json!({"type": "approval.requested", "data": {"amount": 75000}});
+        let context = json!({"tier": "silver", "open_escalation": false, "services": {}});
+        let v = set.evaluate("approval.requested", &*cel(&signal), &*cel(&context), &[]);
         assert!(v.require_review);
         assert_eq!(v.review_role, Some(Role::Lead));
         assert!(v.forbidden.contains_key("auto_approve"));
@@ -474,20 +476,21 @@ mod tests {
     #[test]
     fn options_on_a_down_service_are_forbidden() {
         let set = PolicySet::default_set(&playbook()).unwrap();
-        let signal = cel(json!({"type": "approval.requested", "data": {"amount": 10}}));
-        let context = cel(json!({"tier": "silver", "open_escalation": false,
-            "services": {"payments": "down", "erp": "up"}}));
+        let signal = json!({"type": "approval.requested", "data": {"amount": 10}});
+        let context = json!({"tier": "silver", "open_escalation": false,
+            "services": {"payments": "down", "erp": "up"}});
         let options = vec![
             OptionView {
                 name: "auto_approve".into(),
-                value: cel(json!({"name": "auto_approve", "services": ["payments"]})),
+                value: json!({"name": "auto_approve", "services": ["payments"]}),
             },
             OptionView {
                 name: "reject_request".into(),
-                value: cel(json!({"name": "reject_request", "services": []})),
+                value: json!({"name": "reject_request", "services": []}),
             },
         ];
-        let v = set.evaluate("approval.requested", &signal, &context, &options);
+        let options: Vec<&OptionView> = options.iter().collect();
+        let v = set.evaluate("approval.requested", &*cel(&signal), &*cel(&context), &options);
         assert!(v.forbidden.contains_key("auto_approve"));
         assert!(!v.forbidden.contains_key("reject_request"));
     }
