@@ -214,22 +214,20 @@ impl Decider {
     ) -> Decision {
         let policy = Arc::clone(&self.policy);
         let policy_context = context.policy_view(signal, &snapshot);
+        // An option's view depends only on the catalogue: build it once.
+        for name in choice.options {
+            if !self.option_views.contains_key(name) {
+                let value = self.option_view(name);
+                let view = OptionView {
+                    name: name.clone(),
+                    value,
+                };
+                self.option_views.insert(name.clone(), view);
+            }
+        }
         let views: Vec<&OptionView> = choice
             .options
             .iter()
-            .map(|name| {
-                // An option's view depends only on the catalogue: build it once.
-                if !self.option_views.contains_key(name) {
-                    let view = OptionView {
-                        name: name.clone(),
-                        value: self.option_view(name),
-                    };
-                    self.option_views.insert(name.clone(), view);
-                }
-                name
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
             .filter_map(|name| self.option_views.get(name))
             .collect();
         let verdict = policy.evaluate(

@@ -479,7 +479,7 @@ mod tests {
         let signal = json!({"type": "approval.requested", "data": {"amount": 10}});
         let context = json!({"tier": "silver", "open_escalation": false,
             "services": {"payments": "down", "erp": "up"}});
-        let options = vec![
+        let options = [
             OptionView {
                 name: "auto_approve".into(),
                 value: json!({"name": "auto_approve", "services": ["payments"]}),
