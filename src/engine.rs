@@ -1000,19 +1000,27 @@ impl Engine {
     /// Wait on the returned `Commit` before acknowledging its signals.
     pub fn flush(&mut self) -> Result<Commit, EngineError> {
         self.drain_flow_changes();
-        let mut records = std::mem::take(&mut self.pending);
         let dirty = self.flows.take_dirty();
+        let mut records = Vec::with_capacity(
+            self.pending.len()
+                + dirty.len()
+                + self.pending_events.len()
+                + self.pending_reviews.len()
+                + self.context.dirty_count()
+                + 1,
+        );
+        records.append(&mut self.pending);
         if self.publish {
             for flow in &dirty {
                 self.events
                     .push_back(EngineEvent::FlowChanged(Box::new(flow.clone())));
             }
         }
-        records.extend(dirty.into_iter().map(Record::Flow));
+        records.extend(dirty.into_iter().map(|f| Record::Flow(Box::new(f))));
         let events = std::mem::take(&mut self.pending_events);
         records.extend(events.into_values().map(Record::FlowEvents));
         let reviews = std::mem::take(&mut self.pending_reviews);
-        records.extend(reviews.into_values().map(Record::Review));
+        records.extend(reviews.into_values().map(|r| Record::Review(Box::new(r))));
         records.extend(
             self.context
                 .take_dirty()

@@ -293,6 +293,11 @@ impl Context {
         keys
     }
 
+    /// How many entities changed since the last `take_dirty`.
+    pub fn dirty_count(&self) -> usize {
+        self.dirty.len()
+    }
+
     /// The entities changed since the last call, as (key, JSON or null when removed).
     pub fn take_dirty(&mut self) -> Vec<(String, Value)> {
         let dirty = std::mem::take(&mut self.dirty);

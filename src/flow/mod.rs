@@ -218,7 +218,8 @@ impl Default for ExecutionSettings {
 /// Every flow, and the set still moving.
 #[derive(Debug, Default)]
 pub struct FlowBook {
-    pub flows: BTreeMap<String, Flow>,
+    /// By id; hashed, as the timers look flows up by id many times a tick.
+    pub flows: HashMap<String, Flow>,
     active: BTreeSet<String>,
     /// When each active flow next needs attention (a step due, a retry, an
     /// SLA timer), so a tick visits only the flows that have something due.

@@ -51,8 +51,8 @@ pub enum Record {
     Signal(Arc<Signal>),
     Decision(Arc<Decision>),
     ReviewAction(ReviewAction),
-    Review(ReviewItem),
-    Flow(Flow),
+    Review(Box<ReviewItem>),
+    Flow(Box<Flow>),
     /// One flow's events since the last flush, appended as one row.
     FlowEvents(Vec<FlowEvent>),
     Feedback(Feedback),
