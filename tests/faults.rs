@@ -301,9 +301,17 @@ fn a_restart_resumes_reviews_flows_and_the_model() {
         .act(&first, &op, Action::Approve, "ok", start())
         .unwrap();
     let version = engine.model_version();
+    let waiting: Vec<_> = engine.open_reviews().into_iter().cloned().collect();
     engine.close().unwrap();
     let engine = open(dir.path());
     assert_eq!(engine.reviews.open_count(), reviews - 1);
+    // Each item comes back whole: its decision and signal are joined back
+    // from where the journal keeps them.
+    let mut restored: Vec<_> = engine.open_reviews().into_iter().cloned().collect();
+    restored.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut waiting = waiting;
+    waiting.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(restored, waiting);
     assert_eq!(engine.flows.active_count(), flows);
     assert_eq!(
         engine.model_version(),

@@ -233,7 +233,9 @@ impl<'a> Val for Json<'a> {
                 .enumerate()
                 .all(|(i, v)| same(&CelInt::from(i as i64), Some(value(v)))),
             _ => self.items().iter().all(|key| {
-                let name = key.downcast_ref::<CelString>().map(|k| k.inner().to_string());
+                let name = key
+                    .downcast_ref::<CelString>()
+                    .map(|k| k.inner().to_string());
                 same(key.as_ref(), name.and_then(|n| self.field(&n)))
             }),
         }

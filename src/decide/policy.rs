@@ -490,7 +490,12 @@ mod tests {
             },
         ];
         let options: Vec<&OptionView> = options.iter().collect();
-        let v = set.evaluate("approval.requested", &*cel(&signal), &*cel(&context), &options);
+        let v = set.evaluate(
+            "approval.requested",
+            &*cel(&signal),
+            &*cel(&context),
+            &options,
+        );
         assert!(v.forbidden.contains_key("auto_approve"));
         assert!(!v.forbidden.contains_key("reject_request"));
     }

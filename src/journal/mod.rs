@@ -373,7 +373,7 @@ fn write_batches(
                 }
                 Record::Review(item) => {
                     let state = format!("{:?}", item.state).to_lowercase();
-                    review_stmt.execute(params![item.id, state, json(item)])?;
+                    review_stmt.execute(params![item.id, state, json(&item.stored())])?;
                 }
                 Record::Flow(f) => {
                     flow_stmt.execute(params![f.id, f.state.as_str(), f.decision_id, json(f)])?;

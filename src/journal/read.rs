@@ -97,14 +97,58 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     )? {
         out.active_flows.push(decode(path, "flow", &body)?);
     }
-    for body in rows(
+    // A review row names its decision and signal; both are joined back
+    // from where they were journaled. (Journals written before rows were
+    // slimmed hold the whole item.)
+    for (body, decision, signal) in rows(
         &conn,
         path,
-        "SELECT body FROM reviews WHERE state != 'decided'",
+        "SELECT r.body,
+                (SELECT a.body FROM audit a WHERE a.kind = 'decision'
+                   AND a.decision_id = json_extract(r.body, '$.decision_id')),
+                (SELECT s.body FROM signals s WHERE s.id = json_extract(r.body, '$.signal_id'))
+         FROM reviews r WHERE r.state != 'decided'",
         [],
-        |r| r.get::<_, String>(0),
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        },
     )? {
-        out.open_reviews.push(decode(path, "review", &body)?);
+        let value: serde_json::Value = decode(path, "review", &body)?;
+        if value.get("decision").is_some() {
+            out.open_reviews.push(decode(path, "review", &body)?);
+            continue;
+        }
+        let row: crate::review::ReviewRow = decode(path, "review", &body)?;
+        let corrupt = |error: String| JournalError::Corrupt {
+            path: path.display().to_string(),
+            what: format!("review {}", row.id),
+            error,
+        };
+        let decision: crate::decide::Decision = match decision {
+            Some(d) => decode(path, "decision", &d)?,
+            None => {
+                return Err(corrupt(format!(
+                    "decision {} is not in the journal",
+                    row.decision_id
+                )));
+            }
+        };
+        let signal = match signal {
+            Some(text) => crate::signal::Signal::from_json(&text, decision.time)
+                .map_err(|e| corrupt(format!("signal {}: {e}", row.signal_id)))?,
+            None => {
+                return Err(corrupt(format!(
+                    "signal {} is not in the journal",
+                    row.signal_id
+                )));
+            }
+        };
+        out.open_reviews
+            .push(row.into_item(std::sync::Arc::new(decision), std::sync::Arc::new(signal)));
     }
     let checkpoint: Option<(i64, String)> = conn
         .query_row(

@@ -120,7 +120,92 @@ pub struct ReviewItem {
     pub outcome: Option<ReviewAction>,
 }
 
+/// A review item as the journal's `reviews` table keeps it. Its decision and
+/// signal are journaled once already (`audit`, `signals`), and an item is
+/// rewritten at every change of state, so the row names them by id and
+/// recovery joins them back (`ReviewRow::into_item`).
+#[derive(Debug, Serialize)]
+pub struct StoredReview<'a> {
+    pub id: &'a str,
+    pub decision_id: &'a str,
+    pub signal_id: &'a str,
+    pub flow_id: &'a str,
+    pub state: ReviewState,
+    pub created: DateTime<Utc>,
+    pub escalate_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    pub priority: Priority,
+    pub required_role: Role,
+    pub level: u32,
+    pub claimed_by: Option<&'a str>,
+    pub snoozed_until: Option<DateTime<Utc>>,
+    pub outcome: Option<&'a ReviewAction>,
+}
+
+/// A row of the `reviews` table, read back.
+#[derive(Debug, Deserialize)]
+pub struct ReviewRow {
+    pub id: String,
+    pub decision_id: String,
+    pub signal_id: String,
+    pub flow_id: String,
+    pub state: ReviewState,
+    pub created: DateTime<Utc>,
+    pub escalate_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    pub priority: Priority,
+    pub required_role: Role,
+    #[serde(default)]
+    pub level: u32,
+    #[serde(default)]
+    pub claimed_by: Option<String>,
+    #[serde(default)]
+    pub snoozed_until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub outcome: Option<ReviewAction>,
+}
+
+impl ReviewRow {
+    pub fn into_item(self, decision: Arc<Decision>, signal: Arc<Signal>) -> ReviewItem {
+        ReviewItem {
+            id: self.id,
+            decision,
+            signal,
+            flow_id: self.flow_id,
+            state: self.state,
+            created: self.created,
+            escalate_at: self.escalate_at,
+            deadline: self.deadline,
+            priority: self.priority,
+            required_role: self.required_role,
+            level: self.level,
+            claimed_by: self.claimed_by,
+            snoozed_until: self.snoozed_until,
+            outcome: self.outcome,
+        }
+    }
+}
+
 impl ReviewItem {
+    pub fn stored(&self) -> StoredReview<'_> {
+        StoredReview {
+            id: &self.id,
+            decision_id: &self.decision.id,
+            signal_id: &self.signal.id,
+            flow_id: &self.flow_id,
+            state: self.state,
+            created: self.created,
+            escalate_at: self.escalate_at,
+            deadline: self.deadline,
+            priority: self.priority,
+            required_role: self.required_role,
+            level: self.level,
+            claimed_by: self.claimed_by.as_deref(),
+            snoozed_until: self.snoozed_until,
+            outcome: self.outcome.as_ref(),
+        }
+    }
+
     /// The option the item settled on, if it is settled on one.
     pub fn chosen(&self) -> Option<&str> {
         match &self.outcome.as_ref()?.action {
