@@ -74,32 +74,37 @@ pub struct Step {
     pub process: String,
     pub subject: String,
     /// Indices of steps that must be done first.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<usize>,
     pub state: StepState,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<Assignee>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<DateTime<Utc>>,
     /// When the running attempt ends.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due: Option<DateTime<Utc>>,
     /// Whether the running attempt will succeed (decided when it starts, so
     /// a restart replays the same result).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub will_succeed: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<DateTime<Utc>>,
     #[serde(default)]
     pub attempts: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub fallback: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub compensation: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// Lets a step's row leave out what is false (the default when read back).
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Step {
