@@ -25,6 +25,11 @@ pub struct BenchArgs {
     /// Where to put the journals (default: a fresh temporary directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Simulated hours of Northwind traffic, outcomes and operator answers
+    /// that train the engine before the timed run (the mix is one simulated
+    /// day, so 24 shows the model every hour of it once).
+    #[arg(long, default_value_t = 24)]
+    pub warm_up_hours: i64,
     /// Benchmark the console's rendering instead of the engine.
     #[arg(long)]
     pub render: bool,
@@ -101,29 +106,35 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         texts.len(),
         args.batch
     );
-    // Warm the engine the way it runs in production: a simulated working
-    // day of traffic, outcomes and operator answers, so the model decides
-    // most signals itself. The bench then resumes that journal.
+    // Warm the engine the way it runs in production: simulated traffic,
+    // outcomes and operator answers train the model before the timed run.
+    // The bench then resumes that journal and prints the mix of decision
+    // modes it measured (nobody answers review items during the timed run,
+    // so they escalate and take their safe defaults: that work is measured).
+    let warm_up = Duration::hours(args.warm_up_hours.max(0));
     let warm = crate::sim::run::run(&crate::sim::run::RunOptions {
         seed: 7,
-        duration: Duration::hours(8),
+        duration: warm_up,
         speed: None,
         data_dir: engine_dir.clone(),
         learning: true,
         policy_file: None,
     })?;
     println!(
-        "bench: warm-up: 8 simulated hours in {:.1} s, model {}",
-        warm.elapsed_seconds, warm.model_version
+        "bench: warm-up: {} simulated hours in {:.1} s, model {}",
+        warm_up.num_hours(),
+        warm.elapsed_seconds,
+        warm.model_version
     );
     let start = default_start();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let world = world::northwind(&mut rng, start);
-    let start = start + Duration::hours(8);
+    let start = start + warm_up;
     let mut config = EngineConfig::new(&engine_dir, 7);
     config.publish = false;
     let mut engine = Engine::open(config, world, start)?;
     let stats_before = engine.journal_stats();
+    let tally_before = engine.metrics.total.clone();
 
     let mut latencies: Vec<u32> = Vec::with_capacity(texts.len());
     let began = Instant::now();
@@ -166,6 +177,18 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let stats = engine.journal_stats();
     let rows = stats.records - stats_before.records;
     let commits = (stats.commits - stats_before.commits).max(1);
+    let t = &engine.metrics.total;
+    let decisions = (t.decisions - tally_before.decisions).max(1) as f64;
+    let share = |now: u64, before: u64| 100.0 * (now - before) as f64 / decisions;
+    println!(
+        "bench: decisions: {:.0} ({:.0}% auto, {:.0}% review, {:.0}% forced, {:.0}% record); review items settled by escalation and safe default: {}",
+        decisions,
+        share(t.auto, tally_before.auto),
+        share(t.review, tally_before.review),
+        share(t.forced, tally_before.forced),
+        share(t.record, tally_before.record),
+        t.safe_defaults - tally_before.safe_defaults
+    );
     engine.close()?;
 
     let ingest_time: u64 = latencies.iter().map(|&l| u64::from(l)).sum();
