@@ -6,7 +6,8 @@
 //! Items nobody answers escalate, then take the safe default at their final
 //! deadline, and that is recorded like any other action.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -281,28 +282,46 @@ pub struct Settled {
     pub record: ReviewAction,
 }
 
+/// Decided items kept in memory (for "already decided by ..." answers and
+/// the console); older ones leave memory, the journal keeps them.
+pub const KEEP_DECIDED: usize = 50_000;
+
 #[derive(Debug, Default)]
 pub struct ReviewQueue {
     pub items: BTreeMap<String, ReviewItem>,
     open: BTreeSet<String>,
     /// Each open item's next timer (escalation or final deadline), so a
-    /// tick looks only at items with something due.
-    timers: BTreeSet<(DateTime<Utc>, String)>,
-    timer_of: BTreeMap<String, DateTime<Utc>>,
+    /// tick looks only at items with something due. `timer_of` is the
+    /// truth; the heap may hold stale entries, skipped when they surface.
+    timers: BinaryHeap<Reverse<(DateTime<Utc>, String)>>,
+    timer_of: HashMap<String, DateTime<Utc>>,
+    /// Decided items, oldest first, for `KEEP_DECIDED`.
+    decided: VecDeque<String>,
     timing: ReviewTiming,
 }
 
 impl ReviewQueue {
     fn reschedule(&mut self, id: &str) {
-        if let Some(old) = self.timer_of.remove(id) {
-            self.timers.remove(&(old, id.to_string()));
+        match self.items.get(id) {
+            Some(item) if item.outcome.is_none() => {
+                let at = item.escalate_at.min(item.deadline);
+                if self.timer_of.get(id) != Some(&at) {
+                    self.timer_of.insert(id.to_string(), at);
+                    self.timers.push(Reverse((at, id.to_string())));
+                }
+            }
+            _ => {
+                self.timer_of.remove(id);
+            }
         }
-        if let Some(item) = self.items.get(id)
-            && item.outcome.is_none()
-        {
-            let at = item.escalate_at.min(item.deadline);
-            self.timer_of.insert(id.to_string(), at);
-            self.timers.insert((at, id.to_string()));
+    }
+
+    /// Lets the oldest decided items beyond `KEEP_DECIDED` leave memory.
+    fn evict(&mut self) {
+        while self.decided.len() > KEEP_DECIDED {
+            if let Some(id) = self.decided.pop_front() {
+                self.items.remove(&id);
+            }
         }
     }
 
@@ -463,10 +482,12 @@ impl ReviewQueue {
                 item.state = ReviewState::Decided;
                 item.outcome = Some(record.clone());
                 self.open.remove(id);
+                self.decided.push_back(id.to_string());
             }
         }
         let item = item.clone();
         self.reschedule(id);
+        self.evict();
         Ok(Settled { item, record })
     }
 
@@ -475,11 +496,17 @@ impl ReviewQueue {
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Settled> {
         let mut changes = Vec::new();
         let mut due = Vec::new();
-        while let Some((at, id)) = self.timers.first().cloned() {
-            if at > now {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
                 break;
             }
-            self.timers.remove(&(at, id.clone()));
+            let Some(Reverse((at, id))) = self.timers.pop() else {
+                break;
+            };
+            // Stale: rescheduled or decided since this entry was pushed.
+            if self.timer_of.get(&id) != Some(&at) {
+                continue;
+            }
             self.timer_of.remove(&id);
             due.push(id);
         }
