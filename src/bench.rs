@@ -193,11 +193,12 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
 
     let ingest_time: u64 = latencies.iter().map(|&l| u64::from(l)).sum();
     println!(
-        "bench: engine thread: ingest {:.2} s, tick {:.2} s, flush {:.2} s, waiting for the journal {:.2} s",
+        "bench: engine thread: ingest {:.2} s, tick {:.2} s, flush {:.2} s, waiting for the journal {:.2} s; journal writer busy {:.2} s",
         ingest_time as f64 / 1e6,
         std::time::Duration::as_secs_f64(&tick_time),
         std::time::Duration::as_secs_f64(&flush_time),
-        std::time::Duration::as_secs_f64(&wait_time)
+        std::time::Duration::as_secs_f64(&wait_time),
+        (stats.busy_micros - stats_before.busy_micros) as f64 / 1e6
     );
     latencies.sort_unstable();
     let pct = |q: f64| {

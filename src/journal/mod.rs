@@ -110,6 +110,8 @@ pub struct WriterStats {
     pub commits: u64,
     pub records: u64,
     pub last_commit_micros: u64,
+    /// Time spent writing and committing, in all.
+    pub busy_micros: u64,
 }
 
 pub struct Journal {
@@ -292,6 +294,7 @@ fn writer_loop(
             s.commits += 1;
             s.records += count as u64;
             s.last_commit_micros = started.elapsed().as_micros() as u64;
+            s.busy_micros += s.last_commit_micros;
         }
         for batch in batches {
             if let Some(done) = batch.done {
