@@ -350,3 +350,40 @@ fn odd_but_valid_data_is_decided_without_panicking() {
     engine.close().unwrap();
     assert_eq!(read::counts(dir.path()).unwrap().undecided_signals, 0);
 }
+
+#[test]
+fn decided_review_items_leave_memory_beyond_the_bound_and_stay_in_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = open(dir.path());
+    engine.reviews.set_keep_decided(2);
+    let lead = Actor::new("lena", Role::Lead);
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let s = signal(
+            &format!("ap-{i}"),
+            "approval.requested",
+            &format!("approval/{i}"),
+            json!({"amount": 20_000.0 + f64::from(i), "known_vendor": true}),
+        );
+        engine.ingest(s, start());
+        let id = engine.open_reviews()[0].id.clone();
+        engine
+            .act(&id, &lead, Action::Approve, "checked", start())
+            .unwrap();
+        ids.push(id);
+    }
+    // The two oldest left memory; the newest two still answer "already decided".
+    assert!(engine.reviews.get(&ids[0]).is_none());
+    assert!(engine.reviews.get(&ids[1]).is_none());
+    let again = engine.act(&ids[3], &lead, Action::Approve, "twice", start());
+    assert!(
+        matches!(
+            again,
+            Err(EngineError::Review(ReviewError::AlreadyDecided { .. }))
+        ),
+        "{again:?}"
+    );
+    engine.close().unwrap();
+    // The journal has all four answers.
+    assert_eq!(read::counts(dir.path()).unwrap().review_actions, 4);
+}

@@ -297,6 +297,8 @@ pub struct ReviewQueue {
     timer_of: HashMap<String, DateTime<Utc>>,
     /// Decided items, oldest first, for `KEEP_DECIDED`.
     decided: VecDeque<String>,
+    /// Overrides `KEEP_DECIDED` (tests).
+    keep_decided: Option<usize>,
     timing: ReviewTiming,
 }
 
@@ -316,9 +318,15 @@ impl ReviewQueue {
         }
     }
 
+    /// Keeps at most `n` decided items in memory instead of `KEEP_DECIDED`.
+    pub fn set_keep_decided(&mut self, n: usize) {
+        self.keep_decided = Some(n);
+        self.evict();
+    }
+
     /// Lets the oldest decided items beyond `KEEP_DECIDED` leave memory.
     fn evict(&mut self) {
-        while self.decided.len() > KEEP_DECIDED {
+        while self.decided.len() > self.keep_decided.unwrap_or(KEEP_DECIDED) {
             if let Some(id) = self.decided.pop_front() {
                 self.items.remove(&id);
             }
