@@ -270,7 +270,11 @@ fn raw_inserts(
             "kind, ref_id, decision_id, signal_id, time, body, prev_hash, hash",
             "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8",
         ),
-        ("flows", "id, state, decision_id, body", "?1, ?2, ?3, ?4"),
+        (
+            "flows",
+            "id, state, decision_id, body, events",
+            "?1, ?2, ?3, ?4, ?5",
+        ),
         ("flow_events", "flow_id, time, body", "?1, ?2, ?3"),
         ("feedback", "decision_id, body", "?1, ?2"),
         ("entities", "key, body", "?1, ?2"),

@@ -1016,8 +1016,11 @@ impl Engine {
                     .push_back(EngineEvent::FlowChanged(Box::new(flow.clone())));
             }
         }
-        records.extend(dirty.into_iter().map(|f| Record::Flow(Box::new(f))));
-        let events = std::mem::take(&mut self.pending_events);
+        let mut events = std::mem::take(&mut self.pending_events);
+        records.extend(dirty.into_iter().map(|f| Record::Flow {
+            events: events.remove(&f.id).unwrap_or_default(),
+            flow: Box::new(f),
+        }));
         records.extend(events.into_values().map(Record::FlowEvents));
         let reviews = std::mem::take(&mut self.pending_reviews);
         records.extend(reviews.into_values().map(|r| Record::Review(Box::new(r))));

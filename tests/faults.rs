@@ -387,3 +387,60 @@ fn decided_review_items_leave_memory_beyond_the_bound_and_stay_in_the_journal() 
     // The journal has all four answers.
     assert_eq!(read::counts(dir.path()).unwrap().review_actions, 4);
 }
+
+#[test]
+fn a_flow_timeline_written_over_several_flushes_reads_back_whole() {
+    use signalbox::flow::FlowEventKind;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut engine, id) = engine_with_item(dir.path(), 20_000.0);
+    let decision_id = engine.reviews.get(&id).unwrap().decision.id.clone();
+    let lead = Actor::new("lena", Role::Lead);
+    engine
+        .act(&id, &lead, Action::Approve, "vendor known", start())
+        .unwrap();
+    // Each tick's changes go out in their own flush.
+    let mut at = start();
+    for _ in 0..48 {
+        at += chrono::Duration::minutes(15);
+        engine.tick(at);
+        engine.flush().unwrap().wait().unwrap();
+    }
+    let flow_id = engine.reviews.get(&id).unwrap().flow_id.clone();
+    let state = engine.flows.get(&flow_id).unwrap().state;
+    assert!(state.is_terminal(), "{state:?}");
+    engine.close().unwrap();
+    let e = read::explain(dir.path(), &decision_id).unwrap().unwrap();
+    let kinds: Vec<FlowEventKind> = e.flow_events.iter().map(|ev| ev.kind).collect();
+    assert_eq!(kinds.first(), Some(&FlowEventKind::Created), "{kinds:?}");
+    assert!(kinds.contains(&FlowEventKind::Resumed), "{kinds:?}");
+    assert!(kinds.contains(&FlowEventKind::StepStarted), "{kinds:?}");
+    assert!(
+        matches!(
+            kinds.last(),
+            Some(FlowEventKind::Done | FlowEventKind::Failed | FlowEventKind::Compensated)
+        ),
+        "{kinds:?}"
+    );
+    // In time order, as they happened.
+    assert!(e.flow_events.windows(2).all(|w| w[0].time <= w[1].time));
+}
+
+#[test]
+fn a_journal_from_before_flow_events_moved_into_flows_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(signalbox::journal::FILE_NAME);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE flows (id TEXT PRIMARY KEY, state TEXT NOT NULL,
+             decision_id TEXT NOT NULL, body TEXT NOT NULL);
+         INSERT INTO flows VALUES ('F1', 'done', 'D1', '{}');",
+    )
+    .unwrap();
+    drop(conn);
+    drop(signalbox::journal::Journal::open(dir.path()).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let events: String = conn
+        .query_row("SELECT events FROM flows WHERE id = 'F1'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(events, "", "the old row gets the new column, empty");
+}

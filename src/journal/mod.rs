@@ -52,8 +52,13 @@ pub enum Record {
     Decision(Arc<Decision>),
     ReviewAction(ReviewAction),
     Review(Box<ReviewItem>),
-    Flow(Box<Flow>),
-    /// One flow's events since the last flush, appended as one row.
+    /// A flow's state, with its events since the last flush appended to the
+    /// same row (one row write per flow per flush).
+    Flow {
+        flow: Box<Flow>,
+        events: Vec<FlowEvent>,
+    },
+    /// Events of a flow whose state did not change, appended to its row.
     FlowEvents(Vec<FlowEvent>),
     Feedback(Feedback),
     Entity {
@@ -135,7 +140,11 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_decision ON audit(decision_id);
 CREATE INDEX IF NOT EXISTS audit_signal ON audit(signal_id);
 CREATE TABLE IF NOT EXISTS reviews (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS flows (id TEXT PRIMARY KEY, state TEXT NOT NULL, decision_id TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS flows (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, decision_id TEXT NOT NULL, body TEXT NOT NULL,
+    events TEXT NOT NULL DEFAULT '');
+-- Flow events of journals written before they moved into `flows.events`
+-- (JSON lines); read, no longer written except as a fallback.
 CREATE TABLE IF NOT EXISTS flow_events (
     seq INTEGER PRIMARY KEY, flow_id TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS flow_events_flow ON flow_events(flow_id);
@@ -173,6 +182,29 @@ pub fn connect(path: &Path) -> Result<Connection, JournalError> {
     Ok(conn)
 }
 
+/// Brings a journal written by an earlier version up to the schema.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let has_events: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('flows') WHERE name = 'events'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_events {
+        conn.execute_batch("ALTER TABLE flows ADD COLUMN events TEXT NOT NULL DEFAULT ''")?;
+    }
+    Ok(())
+}
+
+/// Flow events as JSON lines, the form `flows.events` appends.
+fn event_lines(events: &[FlowEvent]) -> String {
+    let mut out = String::new();
+    for e in events {
+        out.push_str(&erased::Json::to_json(e));
+        out.push('\n');
+    }
+    out
+}
+
 const MAX_BATCHES_PER_COMMIT: usize = 256;
 const QUEUE_DEPTH: usize = 1024;
 
@@ -186,6 +218,7 @@ impl Journal {
         let path = dir.join(FILE_NAME);
         let conn = connect(&path)?;
         conn.execute_batch(SCHEMA)
+            .and_then(|()| migrate(&conn))
             .map_err(|error| JournalError::Sqlite {
                 path: path.display().to_string(),
                 error,
@@ -322,8 +355,13 @@ fn write_batches(
             "INSERT OR REPLACE INTO reviews (id, state, body) VALUES (?1, ?2, ?3)",
         )?;
         let mut flow_stmt = tx.prepare_cached(
-            "INSERT OR REPLACE INTO flows (id, state, decision_id, body) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO flows (id, state, decision_id, body, events) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state,
+                 decision_id = excluded.decision_id, body = excluded.body,
+                 events = flows.events || excluded.events",
         )?;
+        let mut append_stmt =
+            tx.prepare_cached("UPDATE flows SET events = events || ?2 WHERE id = ?1")?;
         let mut event_stmt =
             tx.prepare_cached("INSERT INTO flow_events (flow_id, time, body) VALUES (?1, ?2, ?3)")?;
         let mut feedback_stmt =
@@ -378,16 +416,27 @@ fn write_batches(
                     let state = format!("{:?}", item.state).to_lowercase();
                     review_stmt.execute(params![item.id, state, json(&item.stored())])?;
                 }
-                Record::Flow(f) => {
-                    flow_stmt.execute(params![f.id, f.state.as_str(), f.decision_id, json(f)])?;
+                Record::Flow { flow: f, events } => {
+                    flow_stmt.execute(params![
+                        f.id,
+                        f.state.as_str(),
+                        f.decision_id,
+                        json(f),
+                        event_lines(events)
+                    ])?;
                 }
                 Record::FlowEvents(events) => {
                     if let Some(first) = events.first() {
-                        event_stmt.execute(params![
-                            first.flow_id,
-                            first.time.to_rfc3339(),
-                            json(events)
-                        ])?;
+                        let appended =
+                            append_stmt.execute(params![first.flow_id, event_lines(events)])?;
+                        // A flow without a row (not expected): keep the events anyway.
+                        if appended == 0 {
+                            event_stmt.execute(params![
+                                first.flow_id,
+                                first.time.to_rfc3339(),
+                                json(events)
+                            ])?;
+                        }
                     }
                 }
                 Record::Feedback(f) => {

@@ -334,18 +334,21 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
     .iter()
     .map(|b| decode(path, "feedback", b))
     .collect::<Result<Vec<Feedback>, _>>()?;
-    let flow: Option<Flow> = conn
+    let row: Option<(String, String)> = conn
         .query_row(
-            "SELECT body FROM flows WHERE decision_id = ?1",
+            "SELECT body, events FROM flows WHERE decision_id = ?1",
             params![id],
-            |r| r.get::<_, String>(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
-        .map_err(sql(path))?
-        .map(|b| decode(path, "flow", &b))
-        .transpose()?;
+        .map_err(sql(path))?;
+    let (flow, lines): (Option<Flow>, String) = match row {
+        Some((body, lines)) => (Some(decode(path, "flow", &body)?), lines),
+        None => (None, String::new()),
+    };
     let mut flow_events = Vec::new();
     if let Some(flow) = &flow {
+        // Older journals kept events in their own table; they come first.
         for body in rows(
             &conn,
             path,
@@ -355,6 +358,9 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
         )? {
             let events: Vec<FlowEvent> = decode(path, "flow events", &body)?;
             flow_events.extend(events);
+        }
+        for line in lines.lines().filter(|l| !l.trim().is_empty()) {
+            flow_events.push(decode(path, "flow event", line)?);
         }
     }
     let children = rows(
