@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod review;
 pub mod signal;
 pub mod sim;
+pub mod timefmt;
 
 use thiserror::Error;
 

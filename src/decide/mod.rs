@@ -80,6 +80,7 @@ pub struct Decision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
     pub class: String,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub time: DateTime<Utc>,
     pub snapshot: Snapshot,
     pub features: Vec<String>,
@@ -99,7 +100,9 @@ pub struct Decision {
     pub mode: Mode,
     pub review_role: Role,
     pub priority: Priority,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub deadline: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub review_deadline: DateTime<Utc>,
     pub safe_default: String,
     pub why: String,

@@ -79,18 +79,34 @@ pub struct Step {
     pub state: StepState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<Assignee>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timefmt::option::serialize"
+    )]
     pub started: Option<DateTime<Utc>>,
     /// When the running attempt ends.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timefmt::option::serialize"
+    )]
     pub due: Option<DateTime<Utc>>,
     /// Whether the running attempt will succeed (decided when it starts, so
     /// a restart replays the same result).
     #[serde(default, skip_serializing_if = "is_false")]
     pub will_succeed: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timefmt::option::serialize"
+    )]
     pub not_before: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::timefmt::option::serialize"
+    )]
     pub finished: Option<DateTime<Utc>>,
     #[serde(default)]
     pub attempts: u32,
@@ -141,14 +157,16 @@ pub struct Flow {
     pub option: String,
     pub state: FlowState,
     pub priority: Priority,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub created: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub deadline: DateTime<Utc>,
     #[serde(default)]
     pub escalated: bool,
     #[serde(default)]
     pub breached: bool,
     pub steps: Vec<Step>,
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
     pub finished: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -176,6 +194,7 @@ impl Flow {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FlowEvent {
     pub flow_id: String,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub time: DateTime<Utc>,
     pub kind: FlowEventKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -92,6 +92,7 @@ pub enum ReviewState {
 pub struct ReviewAction {
     pub review_id: String,
     pub decision_id: String,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub time: DateTime<Utc>,
     pub actor: Actor,
     #[serde(flatten)]
@@ -106,8 +107,11 @@ pub struct ReviewItem {
     pub signal: Arc<Signal>,
     pub flow_id: String,
     pub state: ReviewState,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub created: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub escalate_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub deadline: DateTime<Utc>,
     pub priority: Priority,
     pub required_role: Role,
@@ -115,7 +119,7 @@ pub struct ReviewItem {
     pub level: u32,
     #[serde(default)]
     pub claimed_by: Option<String>,
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
     pub snoozed_until: Option<DateTime<Utc>>,
     #[serde(default)]
     pub outcome: Option<ReviewAction>,
@@ -132,13 +136,17 @@ pub struct StoredReview<'a> {
     pub signal_id: &'a str,
     pub flow_id: &'a str,
     pub state: ReviewState,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub created: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub escalate_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub deadline: DateTime<Utc>,
     pub priority: Priority,
     pub required_role: Role,
     pub level: u32,
     pub claimed_by: Option<&'a str>,
+    #[serde(serialize_with = "crate::timefmt::option::serialize")]
     pub snoozed_until: Option<DateTime<Utc>>,
     pub outcome: Option<&'a ReviewAction>,
 }
