@@ -535,12 +535,7 @@ impl Engine {
         };
         let Some(flow_id) = flow_id else { return };
         let note = format!("alert resolved at the source ({})", signal.source);
-        let review = self
-            .reviews
-            .open_items()
-            .into_iter()
-            .find(|i| i.flow_id == flow_id)
-            .map(|i| i.id.clone());
+        let review = self.reviews.open_for_flow(&flow_id).map(|i| i.id.clone());
         if let Some(review_id) = review {
             if let Ok(settled) =
                 self.reviews

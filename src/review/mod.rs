@@ -307,6 +307,8 @@ pub struct ReviewQueue {
     decided: VecDeque<String>,
     /// Overrides `KEEP_DECIDED` (tests).
     keep_decided: Option<usize>,
+    /// The open item waiting on each flow.
+    by_flow: HashMap<String, String>,
     timing: ReviewTiming,
 }
 
@@ -360,6 +362,11 @@ impl ReviewQueue {
         self.items.get(id)
     }
 
+    /// The open item waiting on `flow_id`, if any.
+    pub fn open_for_flow(&self, flow_id: &str) -> Option<&ReviewItem> {
+        self.by_flow.get(flow_id).and_then(|id| self.items.get(id))
+    }
+
     /// Opens an item for a decision that needs a person.
     pub fn open(
         &mut self,
@@ -389,6 +396,7 @@ impl ReviewQueue {
             outcome: None,
         };
         self.open.insert(id.clone());
+        self.by_flow.insert(item.flow_id.clone(), id.clone());
         self.items.entry(id.clone()).or_insert(item);
         self.reschedule(&id);
         &self.items[&id]
@@ -398,6 +406,7 @@ impl ReviewQueue {
     pub fn restore(&mut self, item: ReviewItem) {
         if item.state != ReviewState::Decided {
             self.open.insert(item.id.clone());
+            self.by_flow.insert(item.flow_id.clone(), item.id.clone());
         }
         let id = item.id.clone();
         self.items.insert(id.clone(), item);
@@ -498,6 +507,7 @@ impl ReviewQueue {
                 item.state = ReviewState::Decided;
                 item.outcome = Some(record.clone());
                 self.open.remove(id);
+                self.by_flow.remove(&item.flow_id);
                 self.decided.push_back(id.to_string());
             }
         }
