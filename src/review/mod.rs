@@ -129,38 +129,18 @@ pub struct ReviewItem {
 /// signal are journaled once already (`audit`, `signals`), and an item is
 /// rewritten at every change of state, so the row names them by id and
 /// recovery joins them back (`ReviewRow::into_item`).
-#[derive(Debug, Serialize)]
-pub struct StoredReview<'a> {
-    pub id: &'a str,
-    pub decision_id: &'a str,
-    pub signal_id: &'a str,
-    pub flow_id: &'a str,
-    pub state: ReviewState,
-    #[serde(serialize_with = "crate::timefmt::serialize")]
-    pub created: DateTime<Utc>,
-    #[serde(serialize_with = "crate::timefmt::serialize")]
-    pub escalate_at: DateTime<Utc>,
-    #[serde(serialize_with = "crate::timefmt::serialize")]
-    pub deadline: DateTime<Utc>,
-    pub priority: Priority,
-    pub required_role: Role,
-    pub level: u32,
-    pub claimed_by: Option<&'a str>,
-    #[serde(serialize_with = "crate::timefmt::option::serialize")]
-    pub snoozed_until: Option<DateTime<Utc>>,
-    pub outcome: Option<&'a ReviewAction>,
-}
-
-/// A row of the `reviews` table, read back.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ReviewRow {
     pub id: String,
     pub decision_id: String,
     pub signal_id: String,
     pub flow_id: String,
     pub state: ReviewState,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub created: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub escalate_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub deadline: DateTime<Utc>,
     pub priority: Priority,
     pub required_role: Role,
@@ -168,7 +148,7 @@ pub struct ReviewRow {
     pub level: u32,
     #[serde(default)]
     pub claimed_by: Option<String>,
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
     pub snoozed_until: Option<DateTime<Utc>>,
     #[serde(default)]
     pub outcome: Option<ReviewAction>,
@@ -196,12 +176,13 @@ impl ReviewRow {
 }
 
 impl ReviewItem {
-    pub fn stored(&self) -> StoredReview<'_> {
-        StoredReview {
-            id: &self.id,
-            decision_id: &self.decision.id,
-            signal_id: &self.signal.id,
-            flow_id: &self.flow_id,
+    /// The item as its journal row.
+    pub fn stored(&self) -> ReviewRow {
+        ReviewRow {
+            id: self.id.clone(),
+            decision_id: self.decision.id.clone(),
+            signal_id: self.signal.id.clone(),
+            flow_id: self.flow_id.clone(),
             state: self.state,
             created: self.created,
             escalate_at: self.escalate_at,
@@ -209,9 +190,9 @@ impl ReviewItem {
             priority: self.priority,
             required_role: self.required_role,
             level: self.level,
-            claimed_by: self.claimed_by.as_deref(),
+            claimed_by: self.claimed_by.clone(),
             snoozed_until: self.snoozed_until,
-            outcome: self.outcome.as_ref(),
+            outcome: self.outcome.clone(),
         }
     }
 
