@@ -181,6 +181,34 @@ impl Flow {
             .or_else(|| self.steps.iter().find(|s| s.state == StepState::Pending))
     }
 
+    /// Whether a main (not compensation) step has failed for good.
+    fn failing(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.state == StepState::Failed && !s.compensation)
+    }
+
+    /// Whether step `i` may start (its time aside): it is pending, what it
+    /// comes after is done, and no main step has failed (`failing`). Once one
+    /// has, only compensation steps run, and an undo step follows the one
+    /// before it whether that undo worked or not.
+    fn can_start(&self, i: usize, failing: bool) -> bool {
+        let Some(step) = self.steps.get(i) else {
+            return false;
+        };
+        if step.state != StepState::Pending {
+            return false;
+        }
+        if failing && !step.compensation {
+            return false;
+        }
+        step.after.iter().all(|&d| {
+            self.steps.get(d).is_some_and(|s| {
+                s.state == StepState::Done || (step.compensation && s.state == StepState::Failed)
+            })
+        })
+    }
+
     pub fn within_deadline(&self) -> bool {
         self.finished.is_some_and(|f| f <= self.deadline)
     }
@@ -399,7 +427,8 @@ impl FlowBook {
         }
         let mut next: Option<DateTime<Utc>> = None;
         let mut consider = |t: DateTime<Utc>| next = Some(next.map_or(t, |n| n.min(t)));
-        for step in &flow.steps {
+        let failing = flow.failing();
+        for (i, step) in flow.steps.iter().enumerate() {
             match step.state {
                 // A step with a webhook waits for its answer, not a clock.
                 StepState::Running => {
@@ -408,15 +437,10 @@ impl FlowBook {
                     }
                 }
                 StepState::Pending => {
-                    let ready = step.after.iter().all(|&d| {
-                        flow.steps
-                            .get(d)
-                            .is_some_and(|s| s.state == StepState::Done)
-                    });
                     // A step waiting on others wakes with them, not on its own.
                     if let Some(t) = step.not_before {
                         consider(t.max(now));
-                    } else if ready {
+                    } else if flow.can_start(i, failing) {
                         consider(now);
                     }
                 }
@@ -661,23 +685,12 @@ impl FlowBook {
             }
             self.finish_step(flow, i, now, context);
         }
-        // Start what is ready.
-        let failing = flow
-            .steps
-            .iter()
-            .any(|s| s.state == StepState::Failed && !s.compensation);
-        if !failing {
-            for i in 0..flow.steps.len() {
-                let ready = flow.steps[i].state == StepState::Pending
-                    && flow.steps[i].not_before.is_none_or(|t| t <= now)
-                    && flow.steps[i].after.iter().all(|&d| {
-                        flow.steps
-                            .get(d)
-                            .is_some_and(|s| s.state == StepState::Done)
-                    });
-                if ready {
-                    self.start_step(flow, i, now, context, catalogue, rng);
-                }
+        // Start what is ready. `failing` is taken once per pass: a step that
+        // fails to start (no route) holds back the others from the next pass.
+        let failing = flow.failing();
+        for i in 0..flow.steps.len() {
+            if flow.can_start(i, failing) && flow.steps[i].not_before.is_none_or(|t| t <= now) {
+                self.start_step(flow, i, now, context, catalogue, rng);
             }
         }
         self.settle(flow, now, catalogue);
@@ -943,5 +956,65 @@ impl FlowBook {
                 "deadline passed".into(),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::catalogue::DEFAULT_STEPS;
+    use rand::SeedableRng;
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 31, 9, 0, 0).unwrap()
+            + Duration::minutes(minutes)
+    }
+
+    /// A flow whose second step fails for good after its first was done:
+    /// the first is undone, then the flow ends compensated, and it stops
+    /// waking up.
+    #[test]
+    fn a_failed_step_runs_the_undo_of_what_was_done() {
+        let catalogue = StepCatalogue::parse(DEFAULT_STEPS, "steps").unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let world = crate::sim::world::northwind(&mut rng, at(0));
+        let mut context = Context::from_world(world);
+        let mut pick = Step::new("fulfillment.pick", "fulfillment", "order/o1", vec![]);
+        pick.state = StepState::Done;
+        pick.finished = Some(at(0));
+        let mut ship = Step::new("fulfillment.ship", "fulfillment", "order/o1", vec![0]);
+        // A person's step that fails is not retried.
+        ship.state = StepState::Running;
+        ship.attempts = 1;
+        ship.will_succeed = false;
+        ship.due = Some(at(1));
+        let flow = Flow {
+            id: "F1".into(),
+            decision_id: "D1".into(),
+            signal_id: "s1".into(),
+            signal_type: "order.placed".into(),
+            subject: "order/o1".into(),
+            class: "fulfillment".into(),
+            option: "standard_fulfillment".into(),
+            state: FlowState::Running,
+            created: at(0),
+            deadline: at(600),
+            steps: vec![pick, ship],
+            ..Flow::default()
+        };
+        let mut book = FlowBook::default();
+        book.insert(flow, at(0));
+        let mut finished = Vec::new();
+        for m in (1..600).step_by(5) {
+            finished.extend(book.tick(at(m), &mut context, &catalogue, &mut rng));
+        }
+        let flow = book.get("F1").unwrap();
+        assert_eq!(flow.state, FlowState::Compensated, "{:?}", flow.steps);
+        assert_eq!(finished, vec!["F1".to_string()]);
+        let undo: Vec<_> = flow.steps.iter().filter(|s| s.compensation).collect();
+        assert_eq!(undo.len(), 1);
+        assert_eq!(undo[0].template, "fulfillment.restock");
+        assert_eq!(undo[0].state, StepState::Done);
+        assert!(book.wake_at.is_empty(), "a finished flow has no timer");
     }
 }
