@@ -16,6 +16,7 @@ pub mod review;
 pub mod signal;
 pub mod sim;
 pub mod timefmt;
+pub mod timers;
 
 use thiserror::Error;
 

@@ -10,8 +10,7 @@ pub mod assemble;
 pub mod catalogue;
 pub mod route;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
 use crate::decide::policy::Priority;
+use crate::timers::Timers;
 use catalogue::StepCatalogue;
 use route::{Assignee, Breakers, Router};
 
@@ -277,10 +277,7 @@ pub struct FlowBook {
     active: BTreeSet<String>,
     /// When each active flow next needs attention (a step due, a retry, an
     /// SLA timer), so a tick visits only the flows that have something due.
-    /// `wake_at` is the truth; the heap may hold stale entries, skipped when
-    /// they surface (cheaper than removing them on every reschedule).
-    wake: BinaryHeap<Reverse<(DateTime<Utc>, String)>>,
-    wake_at: HashMap<String, DateTime<Utc>>,
+    wake: Timers,
     dirty: BTreeSet<String>,
     events: Vec<FlowEvent>,
     pub breakers: Breakers,
@@ -327,7 +324,7 @@ impl FlowBook {
         detail: &str,
         now: DateTime<Utc>,
     ) -> bool {
-        let Some(mut flow) = self.flows.remove(flow_id) else {
+        let Some(flow) = self.flows.get_mut(flow_id) else {
             return false;
         };
         let applied = match flow.steps.get_mut(step) {
@@ -344,9 +341,8 @@ impl FlowBook {
             _ => false,
         };
         if applied {
-            self.schedule(&flow, now);
+            self.schedule(flow_id, now);
         }
-        self.flows.insert(flow_id.to_string(), flow);
         applied
     }
 
@@ -402,23 +398,15 @@ impl FlowBook {
             self.active.insert(flow.id.clone());
         }
         self.dirty.insert(flow.id.clone());
-        self.schedule(&flow, now);
+        let id = flow.id.clone();
         self.flows.insert(flow.id.clone(), flow);
+        self.schedule(&id, now);
     }
 
     /// Files the flow under its next wake time (or takes it off the schedule).
-    fn schedule(&mut self, flow: &Flow, now: DateTime<Utc>) {
-        match self.next_wake(flow, now) {
-            Some(at) => {
-                if self.wake_at.get(&flow.id) != Some(&at) {
-                    self.wake_at.insert(flow.id.clone(), at);
-                    self.wake.push(Reverse((at, flow.id.clone())));
-                }
-            }
-            None => {
-                self.wake_at.remove(&flow.id);
-            }
-        }
+    fn schedule(&mut self, id: &str, now: DateTime<Utc>) {
+        let at = self.flows.get(id).and_then(|f| self.next_wake(f, now));
+        self.wake.set(id, at);
     }
 
     fn next_wake(&self, flow: &Flow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -467,11 +455,9 @@ impl FlowBook {
         }
         // Wake at once: whatever came due while the process was down is
         // handled on the first tick.
-        if let Some(at) = self.next_wake(&flow, flow.created) {
-            self.wake_at.insert(flow.id.clone(), at);
-            self.wake.push(Reverse((at, flow.id.clone())));
-        }
+        let (id, created) = (flow.id.clone(), flow.created);
         self.flows.insert(flow.id.clone(), flow);
+        self.schedule(&id, created);
     }
 
     pub fn get(&self, id: &str) -> Option<&Flow> {
@@ -506,12 +492,7 @@ impl FlowBook {
             let detail = format!("released with `{option}`");
             self.push_event(id, now, kind, None, detail);
         }
-        if let Some(flow) = self.flows.get_mut(id).map(std::mem::take) {
-            self.schedule(&flow, now);
-            if let Some(slot) = self.flows.get_mut(id) {
-                *slot = flow;
-            }
-        }
+        self.schedule(id, now);
     }
 
     /// Closes a flow whose cause went away (an alert resolved at its
@@ -541,7 +522,7 @@ impl FlowBook {
         flow.reason = Some(reason.to_string());
         self.active.remove(id);
         self.dirty.insert(id.to_string());
-        self.wake_at.remove(id);
+        self.wake.set(id, None);
         self.push_event(
             id,
             now,
@@ -564,7 +545,7 @@ impl FlowBook {
             self.push_event(id, now, FlowEventKind::Failed, None, reason.to_string());
             self.finished.push_back(id.to_string());
         }
-        self.wake_at.remove(id);
+        self.wake.set(id, None);
     }
 
     pub fn take_events(&mut self) -> Vec<FlowEvent> {
@@ -606,22 +587,7 @@ impl FlowBook {
         rng: &mut ChaCha8Rng,
     ) -> Vec<String> {
         let mut finished = Vec::new();
-        let mut ids = Vec::new();
-        while let Some(Reverse((at, _))) = self.wake.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((at, id))) = self.wake.pop() else {
-                break;
-            };
-            // Stale: rescheduled or taken off since this entry was pushed.
-            if self.wake_at.get(&id) != Some(&at) {
-                continue;
-            }
-            self.wake_at.remove(&id);
-            ids.push(id);
-        }
-        for id in ids {
+        for id in self.wake.due(now) {
             // Taken out of its slot (not out of the map) while it advances.
             let Some(mut flow) = self.flows.get_mut(&id).map(std::mem::take) else {
                 continue;
@@ -638,10 +604,10 @@ impl FlowBook {
                 finished.push(id.clone());
                 self.finished.push_back(id.clone());
             }
-            self.schedule(&flow, now);
             if let Some(slot) = self.flows.get_mut(&id) {
                 *slot = flow;
             }
+            self.schedule(&id, now);
         }
         self.evict();
         finished
@@ -1015,6 +981,6 @@ mod tests {
         assert_eq!(undo.len(), 1);
         assert_eq!(undo[0].template, "fulfillment.restock");
         assert_eq!(undo[0].state, StepState::Done);
-        assert!(book.wake_at.is_empty(), "a finished flow has no timer");
+        assert!(book.wake.is_empty(), "a finished flow has no timer");
     }
 }

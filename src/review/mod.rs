@@ -6,8 +6,7 @@
 //! Items nobody answers escalate, then take the safe default at their final
 //! deadline, and that is recorded like any other action.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -17,6 +16,7 @@ use thiserror::Error;
 use crate::decide::Decision;
 use crate::decide::policy::{Priority, Role};
 use crate::signal::Signal;
+use crate::timers::Timers;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -280,10 +280,8 @@ pub struct ReviewQueue {
     pub items: BTreeMap<String, ReviewItem>,
     open: BTreeSet<String>,
     /// Each open item's next timer (escalation or final deadline), so a
-    /// tick looks only at items with something due. `timer_of` is the
-    /// truth; the heap may hold stale entries, skipped when they surface.
-    timers: BinaryHeap<Reverse<(DateTime<Utc>, String)>>,
-    timer_of: HashMap<String, DateTime<Utc>>,
+    /// tick looks only at items with something due.
+    timers: Timers,
     /// Decided items, oldest first, for `KEEP_DECIDED`.
     decided: VecDeque<String>,
     /// Overrides `KEEP_DECIDED` (tests).
@@ -295,18 +293,12 @@ pub struct ReviewQueue {
 
 impl ReviewQueue {
     fn reschedule(&mut self, id: &str) {
-        match self.items.get(id) {
-            Some(item) if item.outcome.is_none() => {
-                let at = item.escalate_at.min(item.deadline);
-                if self.timer_of.get(id) != Some(&at) {
-                    self.timer_of.insert(id.to_string(), at);
-                    self.timers.push(Reverse((at, id.to_string())));
-                }
-            }
-            _ => {
-                self.timer_of.remove(id);
-            }
-        }
+        let at = self
+            .items
+            .get(id)
+            .filter(|item| item.outcome.is_none())
+            .map(|item| item.escalate_at.min(item.deadline));
+        self.timers.set(id, at);
     }
 
     /// Keeps at most `n` decided items in memory instead of `KEEP_DECIDED`.
@@ -502,22 +494,7 @@ impl ReviewQueue {
     /// at the final deadline. Returns every change, for the journal.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Settled> {
         let mut changes = Vec::new();
-        let mut due = Vec::new();
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((at, id))) = self.timers.pop() else {
-                break;
-            };
-            // Stale: rescheduled or decided since this entry was pushed.
-            if self.timer_of.get(&id) != Some(&at) {
-                continue;
-            }
-            self.timer_of.remove(&id);
-            due.push(id);
-        }
-        for id in due {
+        for id in self.timers.due(now) {
             let Some(item) = self.items.get(&id) else {
                 continue;
             };
