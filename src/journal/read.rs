@@ -40,11 +40,24 @@ fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
 }
 
 fn decode<T: DeserializeOwned>(path: &Path, what: &str, body: &str) -> Result<T, JournalError> {
-    serde_json::from_str(body).map_err(|e| JournalError::Corrupt {
+    serde_json::from_str(body).map_err(|e| corrupt(path, what, &e))
+}
+
+/// As `decode`, for a body already parsed.
+fn decode_value<T: DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    value: serde_json::Value,
+) -> Result<T, JournalError> {
+    serde_json::from_value(value).map_err(|e| corrupt(path, what, &e))
+}
+
+fn corrupt(path: &Path, what: &str, error: &serde_json::Error) -> JournalError {
+    JournalError::Corrupt {
         path: path.display().to_string(),
         what: what.to_string(),
-        error: e.to_string(),
-    })
+        error: error.to_string(),
+    }
 }
 
 /// Opens the journal file read-only-in-practice; refuses a missing file.
@@ -119,11 +132,11 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     )? {
         let value: serde_json::Value = decode(path, "review", &body)?;
         if value.get("decision").is_some() {
-            out.open_reviews.push(decode(path, "review", &body)?);
+            out.open_reviews.push(decode_value(path, "review", value)?);
             continue;
         }
-        let row: crate::review::ReviewRow = decode(path, "review", &body)?;
-        let corrupt = |error: String| JournalError::Corrupt {
+        let row: crate::review::ReviewRow = decode_value(path, "review", value)?;
+        let broken = |error: String| JournalError::Corrupt {
             path: path.display().to_string(),
             what: format!("review {}", row.id),
             error,
@@ -131,7 +144,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         let decision: crate::decide::Decision = match decision {
             Some(d) => decode(path, "decision", &d)?,
             None => {
-                return Err(corrupt(format!(
+                return Err(broken(format!(
                     "decision {} is not in the journal",
                     row.decision_id
                 )));
@@ -139,9 +152,9 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         };
         let signal = match signal {
             Some(text) => crate::signal::Signal::from_json(&text, decision.time)
-                .map_err(|e| corrupt(format!("signal {}: {e}", row.signal_id)))?,
+                .map_err(|e| broken(format!("signal {}: {e}", row.signal_id)))?,
             None => {
-                return Err(corrupt(format!(
+                return Err(broken(format!(
                     "signal {} is not in the journal",
                     row.signal_id
                 )));
