@@ -49,25 +49,19 @@ enum Node<'a> {
 const SIGNAL_FIELDS: [&str; 6] = ["id", "type", "source", "subject", "severity", "data"];
 
 impl<'a> Json<'a> {
-    pub fn object(map: &'a Map<String, Value>) -> Json<'a> {
+    fn new(node: Node<'a>) -> Json<'a> {
         Json {
-            node: Node::Object(map),
+            node,
             items: OnceLock::new(),
         }
+    }
+
+    pub fn object(map: &'a Map<String, Value>) -> Json<'a> {
+        Json::new(Node::Object(map))
     }
 
     pub fn signal(signal: &'a Signal, subject: &'a str) -> Json<'a> {
-        Json {
-            node: Node::Signal { signal, subject },
-            items: OnceLock::new(),
-        }
-    }
-
-    fn array(items: &'a [Value]) -> Json<'a> {
-        Json {
-            node: Node::Array(items),
-            items: OnceLock::new(),
-        }
+        Json::new(Node::Signal { signal, subject })
     }
 
     fn items(&self) -> &[Box<dyn Val + 'a>] {
@@ -129,7 +123,7 @@ pub fn value(v: &Value) -> Box<dyn Val + '_> {
             }
         }
         Value::String(s) => Box::new(CelString::from(s.as_str())),
-        Value::Array(items) => Box::new(Json::array(items)),
+        Value::Array(items) => Box::new(Json::new(Node::Array(items))),
         Value::Object(map) => Box::new(Json::object(map)),
     }
 }
@@ -245,10 +239,7 @@ impl<'a> Val for Json<'a> {
     where
         Self: 'v,
     {
-        Box::new(Json {
-            node: self.node,
-            items: OnceLock::new(),
-        })
+        Box::new(Json::new(self.node))
     }
 }
 
