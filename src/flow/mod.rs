@@ -819,27 +819,7 @@ impl FlowBook {
         if main_failed && !busy {
             let compensating = flow.steps.iter().any(|s| s.compensation);
             if !compensating {
-                // Undo what was done, newest first.
-                let mut undo: Vec<Step> = Vec::new();
-                for step in flow.steps.iter().rev() {
-                    if step.state != StepState::Done {
-                        continue;
-                    }
-                    if let Some(c) = catalogue
-                        .get(&step.template)
-                        .and_then(|t| t.compensate.as_ref())
-                        && let Some(t) = catalogue.get(c)
-                    {
-                        let after = undo
-                            .len()
-                            .checked_sub(1)
-                            .map(|p| vec![flow.steps.len() + p]);
-                        let mut s =
-                            Step::new(c, &t.process, &step.subject, after.unwrap_or_default());
-                        s.compensation = true;
-                        undo.push(s);
-                    }
-                }
+                let undo = undo_steps(&flow.steps, catalogue);
                 for step in &mut flow.steps {
                     if step.state == StepState::Pending {
                         step.state = StepState::Skipped;
@@ -925,6 +905,71 @@ impl FlowBook {
     }
 }
 
+/// The compensation steps for what was done, as a saga undoes it: a done
+/// step is undone only after the undo of every done step that came after
+/// it in its own chain, so work is undone newest first where one piece
+/// built on another, while independent chains (one per order of a
+/// fan-out) are undone side by side. A done step without an undo template
+/// passes its ordering on to the undo of what it came after.
+fn undo_steps(steps: &[Step], catalogue: &StepCatalogue) -> Vec<Step> {
+    let base = steps.len();
+    let template_of = |step: &Step| {
+        catalogue
+            .get(&step.template)
+            .and_then(|t| t.compensate.as_ref())
+            .and_then(|c| catalogue.get(c).map(|t| (c, t)))
+    };
+    // Undo steps are numbered newest first.
+    let mut undo_index: Vec<Option<usize>> = vec![None; base];
+    let mut undo: Vec<Step> = Vec::new();
+    for (i, step) in steps.iter().enumerate().rev() {
+        if step.state != StepState::Done || step.compensation {
+            continue;
+        }
+        if let Some((c, t)) = template_of(step) {
+            undo_index[i] = Some(base + undo.len());
+            let mut s = Step::new(c, &t.process, &step.subject, Vec::new());
+            s.compensation = true;
+            undo.push(s);
+        }
+    }
+    // Done steps that came directly after each step.
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); base];
+    for (j, step) in steps.iter().enumerate() {
+        if step.state == StepState::Done && !step.compensation {
+            for &d in &step.after {
+                if let Some(list) = dependents.get_mut(d) {
+                    list.push(j);
+                }
+            }
+        }
+    }
+    // What the undo of step i waits for: the undos of its dependents, or,
+    // for a dependent with no undo of its own, what that one would wait for.
+    // Dependents come later in the list, so walking backwards finds theirs
+    // settled first.
+    let mut waits: Vec<Vec<usize>> = vec![Vec::new(); base];
+    for i in (0..base).rev() {
+        let mut w: Vec<usize> = Vec::new();
+        for &j in &dependents[i] {
+            match undo_index[j] {
+                Some(u) => w.push(u),
+                None if j > i => w.extend(waits[j].iter().copied()),
+                None => {}
+            }
+        }
+        w.sort_unstable();
+        w.dedup();
+        waits[i] = w;
+    }
+    for (i, u) in undo_index.iter().enumerate() {
+        if let Some(u) = u {
+            undo[u - base].after = std::mem::take(&mut waits[i]);
+        }
+    }
+    undo
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -982,5 +1027,60 @@ mod tests {
         assert_eq!(undo[0].template, "fulfillment.restock");
         assert_eq!(undo[0].state, StepState::Done);
         assert!(book.wake.is_empty(), "a finished flow has no timer");
+    }
+
+    /// A fan-out over two orders (replan, then move the promised date, for
+    /// each) where a later step failed: within an order the date is restored
+    /// before the replan is cancelled; the two orders are undone side by
+    /// side, not one after the other.
+    #[test]
+    fn undo_follows_each_chain_backwards_and_chains_run_side_by_side() {
+        let catalogue = StepCatalogue::parse(DEFAULT_STEPS, "steps").unwrap();
+        let done = |template: &str, subject: &str, after: Vec<usize>| {
+            let mut s = Step::new(template, "procurement", subject, after);
+            s.state = StepState::Done;
+            s
+        };
+        let steps = vec![
+            done("procurement.replan_order", "order/o1", vec![]),
+            done("fulfillment.move_promised_date", "order/o1", vec![0]),
+            done("procurement.replan_order", "order/o2", vec![]),
+            done("fulfillment.move_promised_date", "order/o2", vec![2]),
+            // Nothing to undo for a notice, but what it came after waits
+            // for nothing on its account.
+            done("customer_service.notify_customer", "customer/c1", vec![3]),
+        ];
+        let undo = undo_steps(&steps, &catalogue);
+        let named: Vec<(String, String, Vec<usize>)> = undo
+            .iter()
+            .map(|s| (s.template.clone(), s.subject.clone(), s.after.clone()))
+            .collect();
+        // Numbered from 5, newest first.
+        assert_eq!(
+            named,
+            vec![
+                (
+                    "fulfillment.restore_promised_date".into(),
+                    "order/o2".into(),
+                    vec![]
+                ),
+                (
+                    "procurement.cancel_replan".into(),
+                    "order/o2".into(),
+                    vec![5]
+                ),
+                (
+                    "fulfillment.restore_promised_date".into(),
+                    "order/o1".into(),
+                    vec![]
+                ),
+                (
+                    "procurement.cancel_replan".into(),
+                    "order/o1".into(),
+                    vec![7]
+                ),
+            ]
+        );
+        assert!(undo.iter().all(|s| s.compensation));
     }
 }
