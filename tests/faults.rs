@@ -443,4 +443,22 @@ fn a_journal_from_before_flow_events_moved_into_flows_is_migrated() {
         .query_row("SELECT events FROM flows WHERE id = 'F1'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(events, "", "the old row gets the new column, empty");
+    // Tables of replaced rows are rebuilt keyed by id, their rows kept.
+    for table in ["flows", "reviews", "entities"] {
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{table}: {sql}");
+    }
+    let state: String = conn
+        .query_row("SELECT state FROM flows WHERE id = 'F1'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(state, "done");
+    drop(conn);
+    // Opening again finds nothing left to do.
+    drop(signalbox::journal::Journal::open(dir.path()).unwrap());
 }

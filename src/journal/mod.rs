@@ -139,10 +139,14 @@ CREATE TABLE IF NOT EXISTS audit (
     body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_decision ON audit(decision_id);
 CREATE INDEX IF NOT EXISTS audit_signal ON audit(signal_id);
-CREATE TABLE IF NOT EXISTS reviews (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL);
+-- Tables of rows replaced in place are WITHOUT ROWID: one b-tree keyed by
+-- id, so a replace is one write instead of a delete and an insert in both
+-- a table and its key index.
+CREATE TABLE IF NOT EXISTS reviews (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL)
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS flows (
     id TEXT PRIMARY KEY, state TEXT NOT NULL, decision_id TEXT NOT NULL, body TEXT NOT NULL,
-    events TEXT NOT NULL DEFAULT '');
+    events TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
 -- Flow events of journals written before they moved into `flows.events`
 -- (JSON lines); read, no longer written except as a fallback.
 CREATE TABLE IF NOT EXISTS flow_events (
@@ -151,7 +155,7 @@ CREATE INDEX IF NOT EXISTS flow_events_flow ON flow_events(flow_id);
 CREATE TABLE IF NOT EXISTS feedback (
     seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS feedback_decision ON feedback(decision_id);
-CREATE TABLE IF NOT EXISTS entities (key TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entities (key TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, feedback_count INTEGER NOT NULL, body TEXT NOT NULL);
 ";
 
@@ -162,6 +166,10 @@ pub fn connect(path: &Path) -> Result<Connection, JournalError> {
         error,
     };
     let conn = Connection::open(path).map_err(err)?;
+    // 16 KiB pages for a new journal (an existing one keeps its own): the
+    // journal appends rows of 0.3-2 KB, and bigger pages mean fewer pages,
+    // fewer WAL frames and fewer b-tree splits per commit.
+    conn.pragma_update(None, "page_size", 16_384).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(err)?;
     // FULL: a committed transaction survives power loss, not only a crash.
@@ -182,8 +190,16 @@ pub fn connect(path: &Path) -> Result<Connection, JournalError> {
     Ok(conn)
 }
 
+/// Tables rebuilt WITHOUT ROWID when an older journal has them with one,
+/// with their columns.
+const KEYED: [(&str, &str); 3] = [
+    ("reviews", "id, state, body"),
+    ("flows", "id, state, decision_id, body, events"),
+    ("entities", "key, body"),
+];
+
 /// Brings a journal written by an earlier version up to the schema.
-fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let has_events: bool = conn.query_row(
         "SELECT COUNT(*) FROM pragma_table_info('flows') WHERE name = 'events'",
         [],
@@ -191,6 +207,36 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     if !has_events {
         conn.execute_batch("ALTER TABLE flows ADD COLUMN events TEXT NOT NULL DEFAULT ''")?;
+    }
+    for (table, columns) in KEYED {
+        let sql: String = conn.query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )?;
+        if sql.to_uppercase().contains("WITHOUT ROWID") {
+            continue;
+        }
+        // The new table's definition is the one SCHEMA gives, under a
+        // temporary name; rows are copied in one transaction.
+        let create = SCHEMA
+            .split(';')
+            .find(|stmt| stmt.contains(&format!("EXISTS {table} (")))
+            .map(|stmt| {
+                stmt.replace(
+                    &format!("EXISTS {table} ("),
+                    &format!("EXISTS {table}_keyed ("),
+                )
+            })
+            .unwrap_or_default();
+        let tx = conn.transaction()?;
+        tx.execute_batch(&format!(
+            "{create};
+             INSERT INTO {table}_keyed ({columns}) SELECT {columns} FROM {table};
+             DROP TABLE {table};
+             ALTER TABLE {table}_keyed RENAME TO {table};"
+        ))?;
+        tx.commit()?;
     }
     Ok(())
 }
@@ -216,9 +262,9 @@ impl Journal {
             error,
         })?;
         let path = dir.join(FILE_NAME);
-        let conn = connect(&path)?;
+        let mut conn = connect(&path)?;
         conn.execute_batch(SCHEMA)
-            .and_then(|()| migrate(&conn))
+            .and_then(|()| migrate(&mut conn))
             .map_err(|error| JournalError::Sqlite {
                 path: path.display().to_string(),
                 error,
