@@ -259,7 +259,7 @@ fn raw_inserts(
     let sql = |e: rusqlite::Error| BenchError::Setup(format!("raw sqlite: {e}"));
     let source = journal::connect(&from.join(journal::FILE_NAME))?;
     // Every table as (insert statement, rows of text/integer values).
-    let tables: [(&str, &str, &str); 6] = [
+    let tables: [(&str, &str, &str); 8] = [
         (
             "signals",
             "id, type, subject, time, body",
@@ -276,6 +276,8 @@ fn raw_inserts(
             "?1, ?2, ?3, ?4, ?5",
         ),
         ("flow_events", "flow_id, time, body", "?1, ?2, ?3"),
+        ("flow_steps", "flow_id, idx, body", "?1, ?2, ?3"),
+        ("flow_log", "flow_id, events", "?1, ?2"),
         ("feedback", "decision_id, body", "?1, ?2"),
         ("entities", "key, body", "?1, ?2"),
     ];

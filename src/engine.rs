@@ -300,6 +300,9 @@ impl Engine {
         for flow in recovered.active_flows {
             self.flows.restore(flow);
         }
+        for id in &recovered.flows_by_step {
+            self.flows.journaled_by_step(id);
+        }
         self.recount_loads();
         self.flows.redispatch_waiting();
         for item in recovered.open_reviews {
@@ -995,7 +998,7 @@ impl Engine {
     /// Wait on the returned `Commit` before acknowledging its signals.
     pub fn flush(&mut self) -> Result<Commit, EngineError> {
         self.drain_flow_changes();
-        let dirty = self.flows.take_dirty();
+        let dirty = self.flows.take_changed();
         let mut records = Vec::with_capacity(
             self.pending.len()
                 + dirty.len()
@@ -1006,15 +1009,23 @@ impl Engine {
         );
         records.append(&mut self.pending);
         if self.publish {
-            for flow in &dirty {
+            for change in &dirty {
+                let flow = match change.steps {
+                    None => change.flow.clone(),
+                    Some(_) => match self.flows.get(&change.flow.id) {
+                        Some(f) => f.clone(),
+                        None => continue,
+                    },
+                };
                 self.events
-                    .push_back(EngineEvent::FlowChanged(Box::new(flow.clone())));
+                    .push_back(EngineEvent::FlowChanged(Box::new(flow)));
             }
         }
         let mut events = std::mem::take(&mut self.pending_events);
-        records.extend(dirty.into_iter().map(|f| Record::Flow {
-            events: events.remove(&f.id).unwrap_or_default(),
-            flow: Box::new(f),
+        records.extend(dirty.into_iter().map(|change| Record::Flow {
+            events: events.remove(&change.flow.id).unwrap_or_default(),
+            flow: Box::new(change.flow),
+            steps: change.steps,
         }));
         records.extend(events.into_values().map(Record::FlowEvents));
         let reviews = std::mem::take(&mut self.pending_reviews);

@@ -462,3 +462,122 @@ fn a_journal_from_before_flow_events_moved_into_flows_is_migrated() {
     // Opening again finds nothing left to do.
     drop(signalbox::journal::Journal::open(dir.path()).unwrap());
 }
+
+/// A supplier delay over more open orders than `BIG_FLOW` allows inline:
+/// the flow is journaled a row per step and only changed steps are written
+/// at each flush; a restart mid-flow restores every step as it was, and the
+/// explanation reads the whole flow and its whole timeline back.
+#[test]
+fn a_big_fan_out_is_journaled_by_step_and_restores_whole() {
+    use signalbox::flow::FlowEventKind;
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = open(dir.path());
+    let orders = 60;
+    for i in 0..orders {
+        let s = signal(
+            &format!("big-o{i}"),
+            "order.placed",
+            &format!("order/big{i:03}"),
+            json!({"customer": "c0001", "supplier": "eastwind", "value": 900.0 + i as f64,
+                   "lines": 3, "channel": "edi",
+                   "promised": (start() + chrono::Duration::days(5)).to_rfc3339()}),
+        );
+        engine.ingest(s, start());
+    }
+    let delayed = signal(
+        "big-delay",
+        "supplier.delayed",
+        "supplier/eastwind",
+        json!({"supplier": "eastwind", "delay_hours": 48, "reason": "port closed"}),
+    );
+    let Ingested::Decided { decision_id, mode } = engine.ingest(delayed, start()) else {
+        panic!("not decided")
+    };
+    if mode == Mode::Review {
+        let item = engine
+            .open_reviews()
+            .into_iter()
+            .find(|i| i.decision.id == decision_id)
+            .map(|i| i.id.clone())
+            .unwrap();
+        let lead = Actor::new("lena", Role::Lead);
+        let action = Action::Override {
+            option: "cascade_replan".into(),
+        };
+        engine
+            .act(&item, &lead, action, "fan out", start())
+            .unwrap();
+    }
+    engine.flush().unwrap().wait().unwrap();
+    let flow_id = engine
+        .flows
+        .flows
+        .values()
+        .find(|f| f.decision_id == decision_id)
+        .map(|f| f.id.clone())
+        .unwrap();
+    let steps = engine.flows.get(&flow_id).unwrap().steps.len();
+    assert!(
+        steps > signalbox::flow::BIG_FLOW,
+        "a fan-out over {orders} orders has {steps} steps"
+    );
+    let mut at = start();
+    for _ in 0..6 {
+        at += chrono::Duration::minutes(15);
+        engine.tick(at);
+        engine.flush().unwrap().wait().unwrap();
+    }
+    let before = engine.flows.get(&flow_id).unwrap().clone();
+    assert!(!before.state.is_terminal(), "{:?}", before.state);
+    engine.close().unwrap();
+
+    // The flow's own row has no steps; each step has a row.
+    let conn = rusqlite::Connection::open(dir.path().join(signalbox::journal::FILE_NAME)).unwrap();
+    let (body_steps, rows): (i64, i64) = conn
+        .query_row(
+            "SELECT json_array_length(json_extract(body, '$.steps')),
+                    (SELECT COUNT(*) FROM flow_steps WHERE flow_id = ?1)
+             FROM flows WHERE id = ?1",
+            [&flow_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((body_steps, rows), (0, before.steps.len() as i64));
+    drop(conn);
+
+    let mut engine = open(dir.path());
+    assert_eq!(engine.flows.get(&flow_id), Some(&before), "restored whole");
+    for _ in 0..200 {
+        at += chrono::Duration::minutes(15);
+        engine.tick(at);
+        engine.flush().unwrap().wait().unwrap();
+        if engine.flows.get(&flow_id).unwrap().state.is_terminal() {
+            break;
+        }
+    }
+    let after = engine.flows.get(&flow_id).unwrap().clone();
+    assert!(after.state.is_terminal(), "{:?}", after.state);
+    engine.close().unwrap();
+
+    let e = read::explain(dir.path(), &decision_id).unwrap().unwrap();
+    assert_eq!(
+        e.flow.as_ref(),
+        Some(&after),
+        "the explanation has every step"
+    );
+    let kinds: Vec<FlowEventKind> = e.flow_events.iter().map(|ev| ev.kind).collect();
+    assert_eq!(kinds.first(), Some(&FlowEventKind::Created), "{kinds:?}");
+    assert!(
+        matches!(
+            kinds.last(),
+            Some(FlowEventKind::Done | FlowEventKind::Failed | FlowEventKind::Compensated)
+        ),
+        "{kinds:?}"
+    );
+    let started = kinds
+        .iter()
+        .filter(|k| **k == FlowEventKind::StepStarted)
+        .count();
+    assert!(started >= after.steps.len(), "{started} starts");
+    assert!(e.flow_events.windows(2).all(|w| w[0].time <= w[1].time));
+}

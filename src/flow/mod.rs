@@ -57,7 +57,7 @@ impl FlowState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
     Pending,
@@ -68,7 +68,7 @@ pub enum StepState {
 }
 
 /// One unit of work in a flow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Hash, Serialize, Deserialize)]
 pub struct Step {
     pub template: String,
     pub process: String,
@@ -173,6 +173,28 @@ pub struct Flow {
 }
 
 impl Flow {
+    /// The flow without its steps (a big flow's own row).
+    pub fn header(&self) -> Flow {
+        Flow {
+            id: self.id.clone(),
+            decision_id: self.decision_id.clone(),
+            signal_id: self.signal_id.clone(),
+            signal_type: self.signal_type.clone(),
+            subject: self.subject.clone(),
+            class: self.class.clone(),
+            option: self.option.clone(),
+            state: self.state,
+            priority: self.priority,
+            created: self.created,
+            deadline: self.deadline,
+            escalated: self.escalated,
+            breached: self.breached,
+            steps: Vec::new(),
+            finished: self.finished,
+            reason: self.reason.clone(),
+        }
+    }
+
     /// The first step not yet done, for a one-line summary.
     pub fn current_step(&self) -> Option<&Step> {
         self.steps
@@ -279,6 +301,10 @@ pub struct FlowBook {
     /// SLA timer), so a tick visits only the flows that have something due.
     wake: Timers,
     dirty: BTreeSet<String>,
+    /// For each flow too big to rewrite whole (`BIG_FLOW`), a fingerprint
+    /// of each step as last handed to the journal, so a flush writes only
+    /// the steps that changed.
+    journaled_steps: std::collections::HashMap<String, Vec<u64>>,
     events: Vec<FlowEvent>,
     pub breakers: Breakers,
     pub settings: ExecutionSettings,
@@ -293,6 +319,29 @@ pub struct FlowBook {
 
 /// Finished flows kept in memory, so a long-running engine stays bounded.
 pub const KEEP_FINISHED: usize = 50_000;
+
+/// Steps beyond which a flow is journaled as a row of its own plus a row
+/// per step, and only changed steps are written at a flush. A fan-out over
+/// a big supplier's open orders has thousands of steps; rewriting all of
+/// them whenever one changes made every commit megabytes long.
+pub const BIG_FLOW: usize = 64;
+
+/// A flow as the journal receives it at a flush.
+#[derive(Debug)]
+pub struct FlowChange {
+    /// The flow; for a big flow, without its steps.
+    pub flow: Flow,
+    /// For a big flow, its steps that changed since the last flush (all
+    /// of them the first time), by index.
+    pub steps: Option<Vec<(usize, Step)>>,
+}
+
+fn step_fingerprint(step: &Step) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    step.hash(&mut h);
+    h.finish()
+}
 
 /// A step to POST to a webhook executor. The idempotency key names the
 /// flow, step and attempt, so a resend after a restart is harmless.
@@ -552,11 +601,53 @@ impl FlowBook {
         std::mem::take(&mut self.events)
     }
 
-    pub fn take_dirty(&mut self) -> Vec<Flow> {
-        std::mem::take(&mut self.dirty)
-            .into_iter()
-            .filter_map(|id| self.flows.get(&id).cloned())
-            .collect()
+    /// The flows changed since the last call, as the journal writes them.
+    pub fn take_changed(&mut self) -> Vec<FlowChange> {
+        let mut out = Vec::with_capacity(self.dirty.len());
+        for id in std::mem::take(&mut self.dirty) {
+            let Some(flow) = self.flows.get(&id) else {
+                continue;
+            };
+            if flow.steps.len() <= BIG_FLOW && !self.journaled_steps.contains_key(&id) {
+                out.push(FlowChange {
+                    flow: flow.clone(),
+                    steps: None,
+                });
+                continue;
+            }
+            // Once journaled by step, a flow stays so (its steps are read
+            // from their rows).
+            let marks = self.journaled_steps.entry(id.clone()).or_default();
+            let mut changed = Vec::new();
+            for (i, step) in flow.steps.iter().enumerate() {
+                let mark = step_fingerprint(step);
+                if marks.get(i) != Some(&mark) {
+                    changed.push((i, step.clone()));
+                    if let Some(m) = marks.get_mut(i) {
+                        *m = mark;
+                    } else {
+                        marks.push(mark);
+                    }
+                }
+            }
+            if flow.state.is_terminal() {
+                self.journaled_steps.remove(&id);
+            }
+            out.push(FlowChange {
+                flow: flow.header(),
+                steps: Some(changed),
+            });
+        }
+        out
+    }
+
+    /// Notes that a recovered flow's steps are in the journal as they are
+    /// (a big flow's rows), so the next flush does not write them again.
+    pub fn journaled_by_step(&mut self, id: &str) {
+        if let Some(flow) = self.flows.get(id) {
+            let marks = flow.steps.iter().map(step_fingerprint).collect();
+            self.journaled_steps.insert(id.to_string(), marks);
+        }
     }
 
     fn push_event(

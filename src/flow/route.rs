@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::catalogue::StepTemplate;
 use crate::context::{Context, Health};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Assignee {
     Automation { executor: String, service: String },

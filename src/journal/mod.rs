@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use thiserror::Error;
 
 use crate::decide::Decision;
-use crate::flow::{Flow, FlowEvent};
+use crate::flow::{Flow, FlowEvent, Step};
 use crate::review::{ReviewAction, ReviewItem};
 use crate::signal::Signal;
 
@@ -54,9 +54,14 @@ pub enum Record {
     Review(Box<ReviewItem>),
     /// A flow's state, with its events since the last flush appended to the
     /// same row (one row write per flow per flush).
+    /// A big flow (`flow::BIG_FLOW`) comes without its steps and with
+    /// `steps`, those of its steps that changed, each written to its own
+    /// row; its events go to rows of their own too, so nothing that grows
+    /// with the flow is rewritten at every flush.
     Flow {
         flow: Box<Flow>,
         events: Vec<FlowEvent>,
+        steps: Option<Vec<(usize, Step)>>,
     },
     /// Events of a flow whose state did not change, appended to its row.
     FlowEvents(Vec<FlowEvent>),
@@ -152,6 +157,14 @@ CREATE TABLE IF NOT EXISTS flows (
 CREATE TABLE IF NOT EXISTS flow_events (
     seq INTEGER PRIMARY KEY, flow_id TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS flow_events_flow ON flow_events(flow_id);
+-- A big flow's steps, a row each, and its events, a row of JSON lines per
+-- flush (a small flow keeps both in its `flows` row).
+CREATE TABLE IF NOT EXISTS flow_steps (
+    flow_id TEXT NOT NULL, idx INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (flow_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flow_log (
+    seq INTEGER PRIMARY KEY, flow_id TEXT NOT NULL, events TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS flow_log_flow ON flow_log(flow_id);
 CREATE TABLE IF NOT EXISTS feedback (
     seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS feedback_decision ON feedback(decision_id);
@@ -406,6 +419,16 @@ fn write_batches(
                  decision_id = excluded.decision_id, body = excluded.body,
                  events = flows.events || excluded.events",
         )?;
+        let mut header_stmt = tx.prepare_cached(
+            "INSERT INTO flows (id, state, decision_id, body) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state,
+                 decision_id = excluded.decision_id, body = excluded.body",
+        )?;
+        let mut step_stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO flow_steps (flow_id, idx, body) VALUES (?1, ?2, ?3)",
+        )?;
+        let mut log_stmt =
+            tx.prepare_cached("INSERT INTO flow_log (flow_id, events) VALUES (?1, ?2)")?;
         let mut append_stmt =
             tx.prepare_cached("UPDATE flows SET events = events || ?2 WHERE id = ?1")?;
         let mut event_stmt =
@@ -462,7 +485,11 @@ fn write_batches(
                     let state = format!("{:?}", item.state).to_lowercase();
                     review_stmt.execute(params![item.id, state, json(&item.stored())])?;
                 }
-                Record::Flow { flow: f, events } => {
+                Record::Flow {
+                    flow: f,
+                    events,
+                    steps: None,
+                } => {
                     flow_stmt.execute(params![
                         f.id,
                         f.state.as_str(),
@@ -470,6 +497,19 @@ fn write_batches(
                         json(f),
                         event_lines(events)
                     ])?;
+                }
+                Record::Flow {
+                    flow: f,
+                    events,
+                    steps: Some(steps),
+                } => {
+                    header_stmt.execute(params![f.id, f.state.as_str(), f.decision_id, json(f)])?;
+                    for (i, step) in steps {
+                        step_stmt.execute(params![f.id, *i as i64, json(step)])?;
+                    }
+                    if !events.is_empty() {
+                        log_stmt.execute(params![f.id, event_lines(events)])?;
+                    }
                 }
                 Record::FlowEvents(events) => {
                     if let Some(first) = events.first() {

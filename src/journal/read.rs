@@ -19,6 +19,8 @@ use crate::signal::Signal;
 pub struct Recovered {
     pub entities: Vec<(String, serde_json::Value)>,
     pub active_flows: Vec<Flow>,
+    /// Ids of the active flows journaled a row per step (big flows).
+    pub flows_by_step: Vec<String>,
     pub open_reviews: Vec<ReviewItem>,
     pub checkpoint: Option<String>,
     pub feedback_after_checkpoint: Vec<Feedback>,
@@ -109,6 +111,32 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         |r| r.get::<_, String>(0),
     )? {
         out.active_flows.push(decode(path, "flow", &body)?);
+    }
+    // Big flows keep their steps in rows of their own.
+    let by_id: HashMap<String, usize> = out
+        .active_flows
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.id.clone(), i))
+        .collect();
+    for (flow_id, body) in rows(
+        &conn,
+        path,
+        "SELECT s.flow_id, s.body FROM flow_steps s JOIN flows f ON f.id = s.flow_id
+         WHERE f.state NOT IN ('done', 'failed', 'compensated') ORDER BY s.flow_id, s.idx",
+        [],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )? {
+        let step = decode(path, &format!("step of flow {flow_id}"), &body)?;
+        if let Some(&i) = by_id.get(&flow_id) {
+            let flow = &mut out.active_flows[i];
+            if out.flows_by_step.last() != Some(&flow_id) {
+                // The row's own steps field is empty for a big flow.
+                flow.steps.clear();
+                out.flows_by_step.push(flow_id.clone());
+            }
+            flow.steps.push(step);
+        }
     }
     // A review row names its decision and signal; both are joined back
     // from where they were journaled. (Journals written before rows were
@@ -355,10 +383,25 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
         )
         .optional()
         .map_err(sql(path))?;
-    let (flow, lines): (Option<Flow>, String) = match row {
+    let (mut flow, lines): (Option<Flow>, String) = match row {
         Some((body, lines)) => (Some(decode(path, "flow", &body)?), lines),
         None => (None, String::new()),
     };
+    if let Some(flow) = &mut flow {
+        let steps = rows(
+            &conn,
+            path,
+            "SELECT body FROM flow_steps WHERE flow_id = ?1 ORDER BY idx",
+            params![flow.id],
+            |r| r.get::<_, String>(0),
+        )?;
+        if !steps.is_empty() {
+            flow.steps = steps
+                .iter()
+                .map(|b| decode(path, "flow step", b))
+                .collect::<Result<_, _>>()?;
+        }
+    }
     let mut flow_events = Vec::new();
     if let Some(flow) = &flow {
         // Older journals kept events in their own table; they come first.
@@ -374,6 +417,18 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
         }
         for line in lines.lines().filter(|l| !l.trim().is_empty()) {
             flow_events.push(decode(path, "flow event", line)?);
+        }
+        // A big flow's later events, a row per flush, after its inline ones.
+        for chunk in rows(
+            &conn,
+            path,
+            "SELECT events FROM flow_log WHERE flow_id = ?1 ORDER BY seq",
+            params![flow.id],
+            |r| r.get::<_, String>(0),
+        )? {
+            for line in chunk.lines().filter(|l| !l.trim().is_empty()) {
+                flow_events.push(decode(path, "flow event", line)?);
+            }
         }
     }
     let children = rows(
