@@ -433,7 +433,9 @@ fn a_journal_from_before_flow_events_moved_into_flows_is_migrated() {
     conn.execute_batch(
         "CREATE TABLE flows (id TEXT PRIMARY KEY, state TEXT NOT NULL,
              decision_id TEXT NOT NULL, body TEXT NOT NULL);
-         INSERT INTO flows VALUES ('F1', 'done', 'D1', '{}');",
+         INSERT INTO flows VALUES ('F1', 'done', 'D1', '{}');
+         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO meta VALUES ('next_id', '42');",
     )
     .unwrap();
     drop(conn);
@@ -444,7 +446,7 @@ fn a_journal_from_before_flow_events_moved_into_flows_is_migrated() {
         .unwrap();
     assert_eq!(events, "", "the old row gets the new column, empty");
     // Tables of replaced rows are rebuilt keyed by id, their rows kept.
-    for table in ["flows", "reviews", "entities"] {
+    for table in ["flows", "reviews", "entities", "meta"] {
         let sql: String = conn
             .query_row(
                 "SELECT sql FROM sqlite_master WHERE name = ?1",
@@ -458,6 +460,12 @@ fn a_journal_from_before_flow_events_moved_into_flows_is_migrated() {
         .query_row("SELECT state FROM flows WHERE id = 'F1'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(state, "done");
+    let next: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'next_id'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(next, "42");
     drop(conn);
     // Opening again finds nothing left to do.
     drop(signalbox::journal::Journal::open(dir.path()).unwrap());

@@ -134,7 +134,7 @@ pub struct Journal {
 pub const FILE_NAME: &str = "signalbox.db";
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS signals (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
     subject TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL);
@@ -205,7 +205,8 @@ pub fn connect(path: &Path) -> Result<Connection, JournalError> {
 
 /// Tables rebuilt WITHOUT ROWID when an older journal has them with one,
 /// with their columns.
-const KEYED: [(&str, &str); 3] = [
+const KEYED: [(&str, &str); 4] = [
+    ("meta", "key, value"),
     ("reviews", "id, state, body"),
     ("flows", "id, state, decision_id, body, events"),
     ("entities", "key, body"),
