@@ -150,6 +150,9 @@ pub fn start(
 /// Most requests folded into one commit.
 const GROUP: usize = 512;
 
+/// Batches handed to the journal and not yet answered, at most.
+const IN_FLIGHT: usize = 4;
+
 /// Sends committed webhook steps to the executor.
 fn send_dispatches(jobs: Vec<crate::flow::Dispatch>, dispatcher: Option<&Dispatcher>) {
     for job in jobs {
@@ -198,12 +201,30 @@ fn run(
     dispatcher: Option<Dispatcher>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    // One batch may be in the journal while the next is decided: the
-    // engine does not sit idle through each fsync. Replies still go out
-    // only after their own commit, in order.
-    let mut in_flight: Option<InFlight> = None;
+    // Batches go to the journal without waiting for the ones before: the
+    // engine decides the next requests while earlier commits are written,
+    // and batches that queue up behind a commit share the next one (the
+    // writer folds them into one transaction). The answerer thread waits
+    // for each commit in order and answers (and dispatches) as soon as it
+    // is durable; at most `IN_FLIGHT` batches wait for it.
+    let (to_answer, answers) = mpsc::sync_channel::<InFlight>(IN_FLIGHT);
+    let answer_dispatcher = dispatcher.clone();
+    let answerer = std::thread::Builder::new()
+        .name("intake-answers".into())
+        .spawn(move || {
+            for batch in answers {
+                batch.settle(answer_dispatcher.as_ref());
+            }
+        });
+    let answerer = match answerer {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the intake's answer thread");
+            return;
+        }
+    };
     loop {
-        let idle = if stop.load(Ordering::SeqCst) || in_flight.is_some() {
+        let idle = if stop.load(Ordering::SeqCst) {
             StdDuration::from_millis(0)
         } else {
             StdDuration::from_millis(200)
@@ -211,10 +232,6 @@ fn run(
         let first = match rx.recv_timeout(idle) {
             Ok(r) => r,
             Err(RecvTimeoutError::Timeout) => {
-                if let Some(previous) = in_flight.take() {
-                    previous.settle(dispatcher.as_ref());
-                    continue;
-                }
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
@@ -243,16 +260,19 @@ fn run(
         engine.tick(now);
         let commit = engine.flush().map_err(|e| e.to_string());
         let dispatches = engine.take_dispatches();
-        if let Some(previous) = in_flight.replace(InFlight {
+        let batch = InFlight {
             commit,
             waiting,
             dispatches,
-        }) {
-            previous.settle(dispatcher.as_ref());
+        };
+        if let Err(mpsc::SendError(batch)) = to_answer.send(batch) {
+            // The answerer is gone (it panicked): answer here.
+            batch.settle(dispatcher.as_ref());
         }
     }
-    if let Some(previous) = in_flight.take() {
-        previous.settle(dispatcher.as_ref());
+    drop(to_answer);
+    if answerer.join().is_err() {
+        tracing::error!("the intake's answer thread panicked");
     }
     if let Err(e) = engine.close() {
         tracing::error!(error = %e, "closing the journal");

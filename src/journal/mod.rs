@@ -197,9 +197,17 @@ pub fn connect(path: &Path) -> Result<Connection, JournalError> {
     conn.pragma_update(None, "cache_size", -65_536)
         .map_err(err)?;
     // Checkpoint every ~32 MiB of WAL instead of every 4 MiB: a page written
-    // by many commits in between is copied to the database once.
-    conn.pragma_update(None, "wal_autocheckpoint", 8192)
+    // by many commits in between is copied to the database once. (Counted
+    // in pages, whose size depends on when the journal was created.)
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
         .map_err(err)?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        (32 * 1024 * 1024 / page_size.max(512)).max(1000),
+    )
+    .map_err(err)?;
     Ok(conn)
 }
 
