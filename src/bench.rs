@@ -257,11 +257,13 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-/// The name /proc gives the bench's own (main) thread: the program's.
-const MAIN_THREAD: &str = "signalbox";
+/// The key `thread_cpu` gives the bench's own thread, whose /proc name is
+/// the program's file name.
+const MAIN_THREAD: &str = "main";
 
 /// CPU seconds (user + system) used so far by each of this process's
-/// threads, summed by thread name; None where /proc is not there.
+/// threads, summed by thread name (`MAIN_THREAD` for the main one); None
+/// where /proc is not there.
 fn thread_cpu() -> Option<std::collections::HashMap<String, f64>> {
     // /proc reports these in USER_HZ ticks, 100 a second on Linux.
     const TICKS: f64 = 100.0;
@@ -286,7 +288,9 @@ fn thread_cpu() -> Option<std::collections::HashMap<String, f64>> {
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(0.0)
         };
-        *out.entry(name.trim().to_string()).or_default() += (ticks(11) + ticks(12)) / TICKS;
+        let main = task.file_name().to_str() == Some(&std::process::id().to_string());
+        let name = if main { MAIN_THREAD } else { name.trim() };
+        *out.entry(name.to_string()).or_default() += (ticks(11) + ticks(12)) / TICKS;
     }
     Some(out)
 }
