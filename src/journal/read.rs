@@ -415,20 +415,22 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
             let events: Vec<FlowEvent> = decode(path, "flow events", &body)?;
             flow_events.extend(events);
         }
-        for line in lines.lines().filter(|l| !l.trim().is_empty()) {
-            flow_events.push(decode(path, "flow event", line)?);
-        }
-        // A big flow's later events, a row per flush, after its inline ones.
-        for chunk in rows(
+        // Then the JSON lines of its own row and, for a big flow, those of
+        // its later flushes, a row each.
+        let mut texts = vec![lines];
+        texts.extend(rows(
             &conn,
             path,
             "SELECT events FROM flow_log WHERE flow_id = ?1 ORDER BY seq",
             params![flow.id],
             |r| r.get::<_, String>(0),
-        )? {
-            for line in chunk.lines().filter(|l| !l.trim().is_empty()) {
-                flow_events.push(decode(path, "flow event", line)?);
-            }
+        )?);
+        for line in texts
+            .iter()
+            .flat_map(|t| t.lines())
+            .filter(|l| !l.trim().is_empty())
+        {
+            flow_events.push(decode(path, "flow event", line)?);
         }
     }
     let children = rows(
