@@ -180,16 +180,7 @@ impl InFlight {
             .commit
             .and_then(|c| c.wait().map_err(|e| e.to_string()));
         if result.is_ok() {
-            for job in self.dispatches {
-                match dispatcher {
-                    Some(d) => {
-                        let _ = d.send(job);
-                    }
-                    None => {
-                        tracing::warn!(flow = %job.flow_id, "webhook step with no executor running")
-                    }
-                }
-            }
+            send_dispatches(self.dispatches, dispatcher);
         }
         answer(self.waiting, result);
     }
