@@ -132,6 +132,9 @@ pub enum Ingested {
 struct Awaiting {
     option: String,
     features: Vec<String>,
+    /// When the option was settled and its flow could start: the decision
+    /// time, or later when a person (or the safe default) released it.
+    since: DateTime<Utc>,
     /// The flow's own result (label, when), used if no explicit outcome
     /// arrives within `OUTCOME_HORIZON` of it.
     flow_label: Option<(f64, DateTime<Utc>)>,
@@ -561,6 +564,7 @@ impl Engine {
             Awaiting {
                 option: option.to_string(),
                 features: decision.features.clone(),
+                since: now,
                 flow_label: None,
             },
         );
@@ -728,6 +732,7 @@ impl Engine {
         Some(Awaiting {
             option,
             features: decision.features,
+            since: decision.time,
             flow_label: None,
         })
     }
@@ -897,6 +902,7 @@ impl Engine {
                 time: now,
             };
             let cycle = (now - flow.created).num_seconds() as f64 / 60.0;
+            let allowed = flow.deadline - flow.created;
             self.metrics.at(now, |t| {
                 match done.state {
                     FlowState::Done => t.flows_done += 1,
@@ -905,14 +911,20 @@ impl Engine {
                 }
                 t.count_cycle(cycle);
             });
-            // A flow that failed, was compensated or missed its deadline is
-            // weak evidence against what it ran, kept until an explicit
-            // outcome arrives or the horizon passes. A flow that simply got
-            // done is no evidence either way: every option usually gets its
-            // work done, and labelling that 1 would push every option's
-            // score to 1 and erase the margins the model decides on.
-            let failed = !(done.state == FlowState::Done && done.within_deadline);
+            // A flow that failed, was compensated or took longer than its
+            // decision allowed is weak evidence against what it ran, kept
+            // until an explicit outcome arrives or the horizon passes. A flow
+            // that simply got done is no evidence either way: every option
+            // usually gets its work done, and labelling that 1 would push
+            // every option's score to 1 and erase the margins the model
+            // decides on. Time spent waiting for a person before the flow
+            // could start is not the option's doing: a flow released late
+            // from review that then ran within the time it was given is no
+            // evidence either (labelling it 0 taught the model that every
+            // safe default fails whenever nobody answers, which sent ever
+            // more decisions to review).
             if let Some(awaiting) = self.awaiting.get_mut(&done.decision_id) {
+                let failed = done.state != FlowState::Done || now - awaiting.since > allowed;
                 if failed {
                     awaiting.flow_label = Some((0.0, now));
                 }

@@ -589,3 +589,99 @@ fn a_big_fan_out_is_journaled_by_step_and_restores_whole() {
     assert!(started >= after.steps.len(), "{started} starts");
     assert!(e.flow_events.windows(2).all(|w| w[0].time <= w[1].time));
 }
+
+/// A quiet night: nobody answers the review queue, so items take their safe
+/// defaults at their final deadline and some of their flows end after the
+/// decision's deadline only because they waited. That wait is no evidence
+/// against the option; a flow that failed, or that itself ran longer than its
+/// decision allowed, is.
+#[test]
+fn a_flow_late_only_because_it_waited_for_review_teaches_nothing() {
+    use chrono::Duration;
+    use signalbox::engine::EngineEvent;
+    use signalbox::flow::FlowState;
+    use std::collections::HashMap;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = open(dir.path());
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let world = world::northwind(&mut rng, start());
+    let signals = signalbox::sim::stream::generate(1, start(), Duration::hours(6), &world);
+    assert!(signals.len() > 500, "a busy stream: {}", signals.len());
+
+    // decision id -> (time allowed, decided at); settled at; finished.
+    let mut allowed: HashMap<String, (Duration, DateTime<Utc>)> = HashMap::new();
+    let mut settled: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut finished: HashMap<String, (FlowState, DateTime<Utc>)> = HashMap::new();
+    let mut flow_labels: Vec<(String, f64)> = Vec::new();
+    let mut collect = |engine: &mut Engine| {
+        for event in engine.take_events() {
+            match event {
+                EngineEvent::Decision(d) => {
+                    allowed.insert(d.id.clone(), (d.deadline - d.time, d.time));
+                }
+                EngineEvent::Settled {
+                    decision_id, at, ..
+                } => {
+                    settled.insert(decision_id, at);
+                }
+                EngineEvent::FlowFinished(f) => {
+                    finished.insert(f.decision_id, (f.state, f.time));
+                }
+                EngineEvent::Learned(fb) if fb.source == "flow" => {
+                    flow_labels.push((fb.decision_id, fb.label));
+                }
+                _ => {}
+            }
+        }
+    };
+    let step = Duration::seconds(15);
+    let mut now = start();
+    let end = signals.last().map(|s| s.time).unwrap_or(now) + Duration::hours(4);
+    let mut next = signals.into_iter().peekable();
+    while now < end {
+        while let Some(s) = next.next_if(|s| s.time <= now) {
+            engine.ingest(s, now);
+        }
+        engine.tick(now);
+        collect(&mut engine);
+        now += step;
+    }
+    engine.flush().unwrap().wait().unwrap();
+
+    let ran = |id: &str| -> Option<(FlowState, Duration, Duration, DateTime<Utc>)> {
+        let (state, at) = *finished.get(id)?;
+        let since = *settled.get(id)?;
+        let (given, decided) = *allowed.get(id)?;
+        Some((state, at - since, given, decided + given))
+    };
+    for (id, label) in &flow_labels {
+        let (state, took, given, _) =
+            ran(id).expect("a labelled flow was decided, settled and finished");
+        assert_eq!(
+            *label, 0.0,
+            "a flow's own result only ever labels against: {id}"
+        );
+        assert!(
+            state != FlowState::Done || took > given,
+            "{id} was labelled 0 but its flow got done in {} min of the {} min its decision allowed",
+            took.num_minutes(),
+            given.num_minutes()
+        );
+    }
+    // The case this test is about happened: flows released from review that
+    // finished past the decision's deadline within the time they were given.
+    let late_from_waiting = finished
+        .keys()
+        .filter(|id| {
+            ran(id).is_some_and(|(state, took, given, deadline)| {
+                state == FlowState::Done && took <= given && finished[*id].1 > deadline
+            })
+        })
+        .count();
+    assert!(
+        late_from_waiting > 0,
+        "no flow ended late only because it waited for review; labels: {}",
+        flow_labels.len()
+    );
+}
