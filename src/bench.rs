@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::journal::{self, JournalError};
 use crate::signal::Signal;
-use crate::sim::{default_start, stream, world};
+use crate::sim::{Simulator, default_start, stream, world};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -30,6 +30,11 @@ pub struct BenchArgs {
     /// day, so 24 shows the model every hour of it once).
     #[arg(long, default_value_t = 24)]
     pub warm_up_hours: i64,
+    /// Nobody answers review items during the timed run (the simulated
+    /// operators go home after the warm-up): every item escalates and takes
+    /// its safe default, the heaviest path a decision can take.
+    #[arg(long)]
+    pub unanswered: bool,
     /// Benchmark the console's rendering instead of the engine.
     #[arg(long)]
     pub render: bool,
@@ -45,32 +50,84 @@ pub enum BenchError {
     Setup(String),
 }
 
-/// The signal mix: a simulated day of Northwind traffic, repeated with fresh
-/// ids. Supplier delays are left out: with no outcomes closing orders in a
-/// bench, their fan-outs would grow with the run instead of the traffic.
-fn mix(count: usize) -> Vec<String> {
-    let start = default_start();
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let world = world::northwind(&mut rng, start);
-    let day: Vec<Signal> = stream::generate(7, start, Duration::hours(24), &world)
-        .into_iter()
-        .filter(|s| s.kind != "supplier.delayed")
-        .collect();
-    let mut out = Vec::with_capacity(count);
-    let mut round = 0;
-    while out.len() < count && !day.is_empty() {
-        for s in &day {
-            if out.len() == count {
-                break;
-            }
-            let mut s = s.clone();
-            s.id = format!("{}-r{round}", s.id);
-            s.time += Duration::hours(24 * round as i64);
-            out.push(s.to_cloudevent().to_string());
+/// The simulator's seed: the same traffic every run.
+const SEED: u64 = 7;
+
+/// Batches handed to the journal and not yet waited for, as the HTTP
+/// intake keeps them (`intake::IN_FLIGHT`).
+const IN_FLIGHT: usize = 4;
+
+/// What the main thread spent its wall time on.
+#[derive(Default)]
+struct Spent {
+    tick: std::time::Duration,
+    simulator: std::time::Duration,
+    flush: std::time::Duration,
+    wait: std::time::Duration,
+}
+
+/// Drives the Northwind simulator through the engine, as `run --headless`
+/// does (its stream, the outcomes and shipments the world sends back, its
+/// operators answering review items), but at full speed and with the journal
+/// flushed every `batch` signals, one batch in flight while the engine works
+/// on the next.
+struct Drive {
+    sim: Simulator,
+    engine: Engine,
+    now: DateTime<Utc>,
+    batch: usize,
+    unflushed: usize,
+    in_flight: std::collections::VecDeque<journal::Commit>,
+}
+
+impl Drive {
+    /// One step of simulated time: the signals due go in (each parsed from
+    /// its JSON text, as they arrive over HTTP, and timed into `latencies`),
+    /// timers run, the simulator answers. Returns how many signals went in.
+    fn step(&mut self, latencies: &mut Vec<u32>, spent: &mut Spent) -> Result<usize, BenchError> {
+        self.now += crate::sim::run::STEP;
+        let now = self.now;
+        let texts: Vec<String> = self
+            .sim
+            .due(now)
+            .iter()
+            .map(|s| s.to_cloudevent().to_string())
+            .collect();
+        for text in &texts {
+            let t = Instant::now();
+            let signal =
+                Signal::from_json(text, now).map_err(|e| BenchError::Setup(e.to_string()))?;
+            self.engine.ingest(signal, now);
+            latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
         }
-        round += 1;
+        let t = Instant::now();
+        self.engine.tick(now);
+        let t_sim = Instant::now();
+        self.sim.respond(&mut self.engine, now);
+        spent.tick += t_sim - t;
+        spent.simulator += t_sim.elapsed();
+        self.unflushed += texts.len();
+        if self.unflushed >= self.batch {
+            self.flush(spent)?;
+        }
+        Ok(texts.len())
     }
-    out
+
+    fn flush(&mut self, spent: &mut Spent) -> Result<(), BenchError> {
+        let t = Instant::now();
+        let commit = self.engine.flush()?;
+        let t_wait = Instant::now();
+        self.in_flight.push_back(commit);
+        if self.in_flight.len() > IN_FLIGHT
+            && let Some(oldest) = self.in_flight.pop_front()
+        {
+            oldest.wait()?;
+        }
+        spent.flush += t_wait - t;
+        spent.wait += t_wait.elapsed();
+        self.unflushed = 0;
+        Ok(())
+    }
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
@@ -100,82 +157,77 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             )));
         }
     }
-    let texts = mix(args.signals);
+    let start = default_start();
+    let warm_up = Duration::hours(args.warm_up_hours.max(0));
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let world = world::northwind(&mut rng, start);
+    // A stream long enough for the warm-up and then `signals` (the world's
+    // replies come on top of it).
+    let per_day = stream::generate(SEED, start, Duration::hours(24), &world).len();
+    let days = args.signals.div_ceil(per_day.max(1)) as i64 + 1;
+    let span = warm_up + Duration::hours(24 * days);
+    let sim = Simulator::new(SEED, start, span, &world);
+    let engine = Engine::open(EngineConfig::new(&engine_dir, SEED), world, start)?;
+    let mut drive = Drive {
+        sim,
+        engine,
+        now: start,
+        batch: args.batch.max(1),
+        unflushed: 0,
+        in_flight: Default::default(),
+    };
     println!(
-        "bench: {} signals (Northwind mix: orders, tickets, alerts, approvals, health, unrecognised), batches of {}",
-        texts.len(),
+        "bench: {} signals of Northwind traffic (orders, tickets, approvals, alerts, supplier delays, health, shipments, outcomes, unrecognised), {}, journal flushed every {} signals",
+        args.signals,
+        if args.unanswered {
+            "nobody answering review items"
+        } else {
+            "its simulated operators answering review items"
+        },
         args.batch
     );
     // Warm the engine the way it runs in production: simulated traffic,
     // outcomes and operator answers train the model before the timed run.
-    // The bench then resumes that journal and prints the mix of decision
-    // modes it measured (nobody answers review items during the timed run,
-    // so they escalate and take their safe defaults: that work is measured).
-    let warm_up = Duration::hours(args.warm_up_hours.max(0));
-    let warm = crate::sim::run::run(&crate::sim::run::RunOptions {
-        seed: 7,
-        duration: warm_up,
-        speed: None,
-        data_dir: engine_dir.clone(),
-        learning: true,
-        policy_file: None,
-    })?;
+    let began = Instant::now();
+    let (mut discard, mut spent) = (Vec::new(), Spent::default());
+    while drive.now < start + warm_up {
+        drive.step(&mut discard, &mut spent)?;
+        discard.clear();
+    }
+    drive.flush(&mut spent)?;
     println!(
         "bench: warm-up: {} simulated hours in {:.1} s, model {}",
         warm_up.num_hours(),
-        warm.elapsed_seconds,
-        warm.model_version
+        began.elapsed().as_secs_f64(),
+        drive.engine.model_version()
     );
-    let start = default_start();
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let world = world::northwind(&mut rng, start);
-    let start = start + warm_up;
-    let mut config = EngineConfig::new(&engine_dir, 7);
-    config.publish = false;
-    let mut engine = Engine::open(config, world, start)?;
-    let stats_before = engine.journal_stats();
-    let tally_before = engine.metrics.total.clone();
 
-    let mut latencies: Vec<u32> = Vec::with_capacity(texts.len());
+    if args.unanswered {
+        drive.sim.set_colleagues(0);
+    }
+    let stats_before = drive.engine.journal_stats();
+    let tally_before = drive.engine.metrics.total.clone();
+    let answers_before = drive.sim.stats.answers;
+    let hour_before = drive.now;
+    let mut latencies: Vec<u32> = Vec::with_capacity(args.signals + args.batch);
+    let mut spent = Spent::default();
     let cpu_before = thread_cpu();
     let began = Instant::now();
-    let mut in_flight = None;
-    let (mut tick_time, mut flush_time, mut wait_time) = Default::default();
-    let mut now = start;
-    let mut last_tick = start;
-    for chunk in texts.chunks(args.batch.max(1)) {
-        for text in chunk {
-            let t = Instant::now();
-            let signal =
-                Signal::from_json(text, now).map_err(|e| BenchError::Setup(e.to_string()))?;
-            now = now.max(signal.time);
-            engine.ingest(signal, now);
-            latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-            // Timers run on the simulator's 15 s grid.
-            if now - last_tick >= crate::sim::run::STEP {
-                let t = Instant::now();
-                engine.tick(now);
-                last_tick = now;
-                tick_time += t.elapsed();
-            }
+    let mut fed = 0;
+    while fed < args.signals {
+        let n = drive.step(&mut latencies, &mut spent)?;
+        fed += n;
+        if n == 0 && drive.now > start + span {
+            break;
         }
-        let t = Instant::now();
-        engine.tick(now);
-        let t_flush = Instant::now();
-        let commit = engine.flush()?;
-        let t_wait = Instant::now();
-        if let Some(previous) = in_flight.replace(commit) {
-            journal::Commit::wait(previous)?;
-        }
-        tick_time += t_flush - t;
-        flush_time += t_wait - t_flush;
-        wait_time += t_wait.elapsed();
     }
-    if let Some(last) = in_flight {
-        last.wait()?;
+    drive.flush(&mut spent)?;
+    for commit in drive.in_flight.drain(..) {
+        commit.wait()?;
     }
     let elapsed = began.elapsed().as_secs_f64();
     let cpu_after = thread_cpu();
+    let engine = &mut drive.engine;
     let stats = engine.journal_stats();
     let rows = stats.records - stats_before.records;
     let commits = (stats.commits - stats_before.commits).max(1);
@@ -183,23 +235,24 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let decisions = (t.decisions - tally_before.decisions).max(1) as f64;
     let share = |now: u64, before: u64| 100.0 * (now - before) as f64 / decisions;
     println!(
-        "bench: decisions: {:.0} ({:.0}% auto, {:.0}% review, {:.0}% forced, {:.0}% record); review items settled by escalation and safe default: {}",
+        "bench: {:.1} simulated hours; decisions: {:.0} ({:.0}% auto, {:.0}% review, {:.0}% forced, {:.0}% record); review items answered by the simulated operators: {}, settled by escalation and safe default: {}",
+        (drive.now - hour_before).num_minutes() as f64 / 60.0,
         decisions,
         share(t.auto, tally_before.auto),
         share(t.review, tally_before.review),
         share(t.forced, tally_before.forced),
         share(t.record, tally_before.record),
+        drive.sim.stats.answers - answers_before,
         t.safe_defaults - tally_before.safe_defaults
     );
-    engine.close()?;
-
     let ingest_time: u64 = latencies.iter().map(|&l| u64::from(l)).sum();
     println!(
-        "bench: engine thread: ingest {:.2} s, tick {:.2} s, flush {:.2} s, waiting for the journal {:.2} s; journal writer busy {:.2} s",
+        "bench: main thread: ingest {:.2} s, tick {:.2} s, flush {:.2} s, waiting for the journal {:.2} s, simulator and its operators {:.2} s; journal writer busy {:.2} s",
         ingest_time as f64 / 1e6,
-        std::time::Duration::as_secs_f64(&tick_time),
-        std::time::Duration::as_secs_f64(&flush_time),
-        std::time::Duration::as_secs_f64(&wait_time),
+        spent.tick.as_secs_f64(),
+        spent.flush.as_secs_f64(),
+        spent.wait.as_secs_f64(),
+        spent.simulator.as_secs_f64(),
         (stats.busy_micros - stats_before.busy_micros) as f64 / 1e6
     );
     // CPU time by thread (not wall time: the writer's busy time above
@@ -208,14 +261,15 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         let per_signal = |name: &str| {
             let used =
                 after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0);
-            used / texts.len().max(1) as f64 * 1e6
+            used / fed.max(1) as f64 * 1e6
         };
         println!(
-            "bench: CPU per signal: engine thread {:.0} us, journal writer {:.0} us (from /proc, 10 ms ticks)",
+            "bench: CPU per signal: main thread (engine and simulator) {:.0} us, journal writer {:.0} us (from /proc, 10 ms ticks)",
             per_signal(MAIN_THREAD),
             per_signal("journal-writer")
         );
     }
+    drive.engine.close()?;
     latencies.sort_unstable();
     let pct = |q: f64| {
         latencies
@@ -223,16 +277,10 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             .copied()
             .unwrap_or(0)
     };
-    let signals_per_s = texts.len() as f64 / elapsed;
+    let signals_per_s = fed as f64 / elapsed;
     let engine_rows_per_s = rows as f64 / elapsed;
     println!(
-        "bench: engine: {} signals in {:.2} s = {:.0} signals/s; {} journal rows in {} commits = {:.0} rows/s",
-        texts.len(),
-        elapsed,
-        signals_per_s,
-        rows,
-        commits,
-        engine_rows_per_s
+        "bench: engine: {fed} signals in {elapsed:.2} s = {signals_per_s:.0} signals/s; {rows} journal rows in {commits} commits = {engine_rows_per_s:.0} rows/s"
     );
     println!(
         "bench: decision latency (parse + context + policy + model + flow, excluding commit wait): p50 {} us, p99 {} us, max {} us",

@@ -391,6 +391,13 @@ impl Simulator {
             engine.ingest(signal, now);
         }
         engine.tick(now);
+        self.respond(engine, now)
+    }
+
+    /// The simulator's half of a step, once the signals due went in and the
+    /// engine's timers ran: it reads what the engine published and its
+    /// operators act. Returns everything the engine published.
+    pub fn respond(&mut self, engine: &mut Engine, now: DateTime<Utc>) -> Vec<EngineEvent> {
         let mut events = engine.take_events();
         self.observe(engine, &events);
         self.operate(engine, now);
