@@ -16,9 +16,14 @@ use crate::sim::{Simulator, default_start, stream, world};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// How many signals to push through the engine.
+    /// How many signals each timed round pushes through the engine.
     #[arg(long, default_value_t = 100_000)]
     pub signals: usize,
+    /// Timed rounds of `signals` each, one after the other on the same
+    /// engine; the figure is the median round (this machine's rate varies
+    /// by 10-15% from one run to the next).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Signals per journal batch (one flush each).
     #[arg(long, default_value_t = 512)]
     pub batch: usize,
@@ -130,6 +135,111 @@ impl Drive {
     }
 }
 
+/// One timed round's figures.
+struct Round {
+    signals: usize,
+    elapsed: f64,
+    rows: u64,
+    commits: u64,
+}
+
+impl Round {
+    fn signals_per_s(&self) -> f64 {
+        self.signals as f64 / self.elapsed.max(1e-9)
+    }
+}
+
+impl Drive {
+    /// Times `signals` more signals through the engine, all of them
+    /// durable at the end, and prints what the round measured.
+    fn round(
+        &mut self,
+        number: usize,
+        signals: usize,
+        stream_end: DateTime<Utc>,
+        latencies: &mut Vec<u32>,
+    ) -> Result<Round, BenchError> {
+        let stats_before = self.engine.journal_stats();
+        let tally_before = self.engine.metrics.total.clone();
+        let answers_before = self.sim.stats.answers;
+        let hour_before = self.now;
+        let latencies_before = latencies.len();
+        let mut spent = Spent::default();
+        let cpu_before = thread_cpu();
+        let began = Instant::now();
+        let mut fed = 0;
+        while fed < signals {
+            let n = self.step(latencies, &mut spent)?;
+            fed += n;
+            if n == 0 && self.now > stream_end {
+                break;
+            }
+        }
+        self.flush(&mut spent)?;
+        for commit in self.in_flight.drain(..) {
+            commit.wait()?;
+        }
+        let elapsed = began.elapsed().as_secs_f64();
+        let cpu_after = thread_cpu();
+        let stats = self.engine.journal_stats();
+        let rows = stats.records - stats_before.records;
+        let commits = (stats.commits - stats_before.commits).max(1);
+        let t = &self.engine.metrics.total;
+        let decisions = (t.decisions - tally_before.decisions).max(1) as f64;
+        let share = |now: u64, before: u64| 100.0 * (now - before) as f64 / decisions;
+        println!(
+            "bench: round {number}: {:.1} simulated hours; decisions: {:.0} ({:.0}% auto, {:.0}% review, {:.0}% forced, {:.0}% record); review items answered by the simulated operators: {}, settled by escalation and safe default: {}",
+            (self.now - hour_before).num_minutes() as f64 / 60.0,
+            decisions,
+            share(t.auto, tally_before.auto),
+            share(t.review, tally_before.review),
+            share(t.forced, tally_before.forced),
+            share(t.record, tally_before.record),
+            self.sim.stats.answers - answers_before,
+            t.safe_defaults - tally_before.safe_defaults
+        );
+        let ingest_time: u64 = latencies[latencies_before..]
+            .iter()
+            .map(|&l| u64::from(l))
+            .sum();
+        println!(
+            "bench: round {number}: main thread: ingest {:.2} s, tick {:.2} s, flush {:.2} s, waiting for the journal {:.2} s, simulator and its operators {:.2} s; journal writer busy {:.2} s",
+            ingest_time as f64 / 1e6,
+            spent.tick.as_secs_f64(),
+            spent.flush.as_secs_f64(),
+            spent.wait.as_secs_f64(),
+            spent.simulator.as_secs_f64(),
+            (stats.busy_micros - stats_before.busy_micros) as f64 / 1e6
+        );
+        // CPU time by thread (not wall time: the writer's busy time above
+        // includes waiting for fsync), per signal.
+        if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+            let per_signal = |name: &str| {
+                let used = after.get(name).copied().unwrap_or(0.0)
+                    - before.get(name).copied().unwrap_or(0.0);
+                used / fed.max(1) as f64 * 1e6
+            };
+            println!(
+                "bench: round {number}: CPU per signal: main thread (engine and simulator) {:.0} us, journal writer {:.0} us (from /proc, 10 ms ticks)",
+                per_signal(MAIN_THREAD),
+                per_signal("journal-writer")
+            );
+        }
+        let round = Round {
+            signals: fed,
+            elapsed,
+            rows,
+            commits,
+        };
+        println!(
+            "bench: round {number}: {fed} signals in {elapsed:.2} s = {:.0} signals/s; {rows} journal rows in {commits} commits = {:.0} rows/s",
+            round.signals_per_s(),
+            rows as f64 / elapsed.max(1e-9)
+        );
+        Ok(round)
+    }
+}
+
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let tmp;
     let dir = match &args.data_dir {
@@ -164,7 +274,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     // A stream long enough for the warm-up and then `signals` (the world's
     // replies come on top of it).
     let per_day = stream::generate(SEED, start, Duration::hours(24), &world).len();
-    let days = args.signals.div_ceil(per_day.max(1)) as i64 + 1;
+    let rounds = args.rounds.max(1);
+    let days = (args.signals * rounds).div_ceil(per_day.max(1)) as i64 + 1;
     let span = warm_up + Duration::hours(24 * days);
     let sim = Simulator::new(SEED, start, span, &world);
     let engine = Engine::open(EngineConfig::new(&engine_dir, SEED), world, start)?;
@@ -205,69 +316,11 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     if args.unanswered {
         drive.sim.set_colleagues(0);
     }
-    let stats_before = drive.engine.journal_stats();
-    let tally_before = drive.engine.metrics.total.clone();
-    let answers_before = drive.sim.stats.answers;
-    let hour_before = drive.now;
-    let mut latencies: Vec<u32> = Vec::with_capacity(args.signals + args.batch);
-    let mut spent = Spent::default();
-    let cpu_before = thread_cpu();
-    let began = Instant::now();
-    let mut fed = 0;
-    while fed < args.signals {
-        let n = drive.step(&mut latencies, &mut spent)?;
-        fed += n;
-        if n == 0 && drive.now > start + span {
-            break;
-        }
-    }
-    drive.flush(&mut spent)?;
-    for commit in drive.in_flight.drain(..) {
-        commit.wait()?;
-    }
-    let elapsed = began.elapsed().as_secs_f64();
-    let cpu_after = thread_cpu();
-    let engine = &mut drive.engine;
-    let stats = engine.journal_stats();
-    let rows = stats.records - stats_before.records;
-    let commits = (stats.commits - stats_before.commits).max(1);
-    let t = &engine.metrics.total;
-    let decisions = (t.decisions - tally_before.decisions).max(1) as f64;
-    let share = |now: u64, before: u64| 100.0 * (now - before) as f64 / decisions;
-    println!(
-        "bench: {:.1} simulated hours; decisions: {:.0} ({:.0}% auto, {:.0}% review, {:.0}% forced, {:.0}% record); review items answered by the simulated operators: {}, settled by escalation and safe default: {}",
-        (drive.now - hour_before).num_minutes() as f64 / 60.0,
-        decisions,
-        share(t.auto, tally_before.auto),
-        share(t.review, tally_before.review),
-        share(t.forced, tally_before.forced),
-        share(t.record, tally_before.record),
-        drive.sim.stats.answers - answers_before,
-        t.safe_defaults - tally_before.safe_defaults
-    );
-    let ingest_time: u64 = latencies.iter().map(|&l| u64::from(l)).sum();
-    println!(
-        "bench: main thread: ingest {:.2} s, tick {:.2} s, flush {:.2} s, waiting for the journal {:.2} s, simulator and its operators {:.2} s; journal writer busy {:.2} s",
-        ingest_time as f64 / 1e6,
-        spent.tick.as_secs_f64(),
-        spent.flush.as_secs_f64(),
-        spent.wait.as_secs_f64(),
-        spent.simulator.as_secs_f64(),
-        (stats.busy_micros - stats_before.busy_micros) as f64 / 1e6
-    );
-    // CPU time by thread (not wall time: the writer's busy time above
-    // includes waiting for fsync), per signal.
-    if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-        let per_signal = |name: &str| {
-            let used =
-                after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0);
-            used / fed.max(1) as f64 * 1e6
-        };
-        println!(
-            "bench: CPU per signal: main thread (engine and simulator) {:.0} us, journal writer {:.0} us (from /proc, 10 ms ticks)",
-            per_signal(MAIN_THREAD),
-            per_signal("journal-writer")
-        );
+    let mut latencies: Vec<u32> = Vec::with_capacity(args.signals * rounds + args.batch);
+    let mut measured = Vec::with_capacity(rounds);
+    for r in 1..=rounds {
+        let round = drive.round(r, args.signals, start + span, &mut latencies)?;
+        measured.push(round);
     }
     drive.engine.close()?;
     latencies.sort_unstable();
@@ -277,19 +330,29 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             .copied()
             .unwrap_or(0)
     };
-    let signals_per_s = fed as f64 / elapsed;
-    let engine_rows_per_s = rows as f64 / elapsed;
+    let rates: Vec<String> = measured
+        .iter()
+        .map(|m| format!("{:.0}", m.signals_per_s()))
+        .collect();
+    measured.sort_by(|a, b| a.signals_per_s().total_cmp(&b.signals_per_s()));
+    let Some(median) = measured.get(measured.len() / 2) else {
+        return Err(BenchError::Setup("no round ran".into()));
+    };
+    let signals_per_s = median.signals_per_s();
+    let engine_rows_per_s = median.rows as f64 / median.elapsed;
     println!(
-        "bench: engine: {fed} signals in {elapsed:.2} s = {signals_per_s:.0} signals/s; {rows} journal rows in {commits} commits = {engine_rows_per_s:.0} rows/s"
+        "bench: rounds: {} signals/s; median {signals_per_s:.0}",
+        rates.join(", ")
     );
     println!(
-        "bench: decision latency (parse + context + policy + model + flow, excluding commit wait): p50 {} us, p99 {} us, max {} us",
+        "bench: decision latency over all rounds (parse + context + policy + model + flow, excluding commit wait): p50 {} us, p99 {} us, max {} us",
         pct(0.50),
         pct(0.99),
         latencies.last().copied().unwrap_or(0)
     );
 
-    let raw_rows_per_s = raw_inserts(&engine_dir, &raw_dir, (rows / commits).max(1) as usize)?;
+    let per_commit = (median.rows / median.commits.max(1)).max(1) as usize;
+    let raw_rows_per_s = raw_inserts(&engine_dir, &raw_dir, per_commit)?;
     let ratio = engine_rows_per_s / raw_rows_per_s.max(1.0);
     println!(
         "bench: baseline: raw batched SQLite inserts of the same rows, same batch size, same disk: {raw_rows_per_s:.0} rows/s"
