@@ -685,3 +685,51 @@ fn a_flow_late_only_because_it_waited_for_review_teaches_nothing() {
         flow_labels.len()
     );
 }
+
+/// Checkpoints run on a thread beside the writer: once the WAL passes its
+/// threshold the database file takes the pages back while commits go on,
+/// and nothing written is lost on the way.
+#[test]
+fn the_wal_is_checkpointed_beside_the_writer() {
+    use signalbox::journal::{FILE_NAME, Journal, Record};
+    const MIB: u64 = 1024 * 1024;
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    let value = "x".repeat(16 * 1024);
+    // 48 batches of 64 rows of 16 KiB: about 48 MiB, past the 32 MiB at
+    // which the checkpoint thread is woken, short of the 128 MiB at which
+    // the writer would checkpoint itself.
+    for batch in 0..48 {
+        let records = (0..64)
+            .map(|i| Record::Meta {
+                key: format!("bulk-{batch:02}-{i:02}"),
+                value: value.clone(),
+            })
+            .collect();
+        journal.submit(records).unwrap().wait().unwrap();
+    }
+    let db = dir.path().join(FILE_NAME);
+    let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    // The checkpoint runs in the background: wait for it (not a timing
+    // assertion; the bound only keeps a broken build from hanging).
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while size() < 24 * MIB && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        size() >= 24 * MIB,
+        "the database file holds {} MiB: no checkpoint ran beside the writer",
+        size() / MIB
+    );
+    journal.close().unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rows: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM meta WHERE key LIKE 'bulk-%' AND length(value) = 16384",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 48 * 64);
+}
