@@ -71,11 +71,25 @@ struct Spent {
     wait: std::time::Duration,
 }
 
+/// One timed round's figures.
+struct Round {
+    signals: usize,
+    elapsed: f64,
+    rows: u64,
+    commits: u64,
+}
+
+impl Round {
+    fn signals_per_s(&self) -> f64 {
+        self.signals as f64 / self.elapsed.max(1e-9)
+    }
+}
+
 /// Drives the Northwind simulator through the engine, as `run --headless`
 /// does (its stream, the outcomes and shipments the world sends back, its
 /// operators answering review items), but at full speed and with the journal
-/// flushed every `batch` signals, one batch in flight while the engine works
-/// on the next.
+/// flushed every `batch` signals, up to `IN_FLIGHT` batches being written
+/// while the engine works on the next.
 struct Drive {
     sim: Simulator,
     engine: Engine,
@@ -133,23 +147,7 @@ impl Drive {
         self.unflushed = 0;
         Ok(())
     }
-}
 
-/// One timed round's figures.
-struct Round {
-    signals: usize,
-    elapsed: f64,
-    rows: u64,
-    commits: u64,
-}
-
-impl Round {
-    fn signals_per_s(&self) -> f64 {
-        self.signals as f64 / self.elapsed.max(1e-9)
-    }
-}
-
-impl Drive {
     /// Times `signals` more signals through the engine, all of them
     /// durable at the end, and prints what the round measured.
     fn round(
