@@ -203,15 +203,9 @@ pub fn connect(path: &Path) -> Result<Connection, JournalError> {
     // in pages, whose size depends on when the journal was created.) The
     // journal's writer replaces this with a checkpoint thread of its own
     // (`start_checkpointer`, same threshold).
-    let page_size: i64 = conn
-        .query_row("PRAGMA page_size", [], |r| r.get(0))
+    let pages = checkpoint_pages(&conn).map_err(err)?;
+    conn.pragma_update(None, "wal_autocheckpoint", pages)
         .map_err(err)?;
-    conn.pragma_update(
-        None,
-        "wal_autocheckpoint",
-        (32 * 1024 * 1024 / page_size.max(512)).max(1000),
-    )
-    .map_err(err)?;
     Ok(conn)
 }
 
@@ -384,6 +378,13 @@ impl Drop for Journal {
 const CHECKPOINT_BYTES: i64 = 32 * 1024 * 1024;
 const CHECKPOINT_IN_WRITER: i64 = 4;
 
+/// `CHECKPOINT_BYTES` in pages, whose size depends on when the journal was
+/// created.
+fn checkpoint_pages(conn: &Connection) -> rusqlite::Result<i64> {
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok((CHECKPOINT_BYTES / page_size.max(512)).max(1000))
+}
+
 /// Moves WAL checkpoints off the writer. SQLite's automatic checkpoint runs
 /// inside the commit that crosses the threshold, so the writer (and every
 /// answer waiting for its commit) stalls while pages are copied into the
@@ -399,10 +400,7 @@ fn start_checkpointer(conn: &mut Connection, path: &Path) -> Result<JoinHandle<(
         path: path.display().to_string(),
         error,
     };
-    let page_size: i64 = conn
-        .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .map_err(err)?;
-    let threshold = (CHECKPOINT_BYTES / page_size.max(512)).max(1000);
+    let threshold = checkpoint_pages(conn).map_err(err)?;
     let checkpoints = connect(path)?;
     let (wake, woken) = mpsc::sync_channel::<()>(1);
     // Replaces the automatic checkpoint (`wal_autocheckpoint` is a WAL
