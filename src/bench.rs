@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::intake::service::IN_FLIGHT;
 use crate::journal::{self, JournalError};
 use crate::signal::Signal;
 use crate::sim::{Simulator, default_start, stream, world};
@@ -58,10 +59,6 @@ pub enum BenchError {
 /// The simulator's seed: the same traffic every run.
 const SEED: u64 = 7;
 
-/// Batches handed to the journal and not yet waited for, as the HTTP
-/// intake keeps them (`intake::IN_FLIGHT`).
-const IN_FLIGHT: usize = 4;
-
 /// What the main thread spent its wall time on.
 #[derive(Default)]
 struct Spent {
@@ -88,7 +85,8 @@ impl Round {
 /// Drives the Northwind simulator through the engine, as `run --headless`
 /// does (its stream, the outcomes and shipments the world sends back, its
 /// operators answering review items), but at full speed and with the journal
-/// flushed every `batch` signals, up to `IN_FLIGHT` batches being written
+/// flushed every `batch` signals, up to as many batches being written as the HTTP intake
+/// keeps (`IN_FLIGHT`)
 /// while the engine works on the next.
 struct Drive {
     sim: Simulator,

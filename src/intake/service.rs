@@ -150,8 +150,9 @@ pub fn start(
 /// Most requests folded into one commit.
 const GROUP: usize = 512;
 
-/// Batches handed to the journal and not yet answered, at most.
-const IN_FLIGHT: usize = 4;
+/// Batches handed to the journal and not yet answered, at most (the
+/// bench keeps as many).
+pub(crate) const IN_FLIGHT: usize = 4;
 
 /// Sends committed webhook steps to the executor.
 fn send_dispatches(jobs: Vec<crate::flow::Dispatch>, dispatcher: Option<&Dispatcher>) {
