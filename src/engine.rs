@@ -180,6 +180,9 @@ pub struct Engine {
     last_sample: Option<DateTime<Utc>>,
     counts: EngineCounts,
     policy_file: Option<PathBuf>,
+    /// How far the engine has decided from the intake log
+    /// (`intake::log::CURSOR_KEY`), as journaled.
+    intake_cursor: Option<String>,
 }
 
 /// Importance of a person's answer as a label, against 1.0 for an explicit
@@ -250,6 +253,7 @@ impl Engine {
             last_sample: None,
             counts: EngineCounts::default(),
             policy_file: config.policy_file.clone(),
+            intake_cursor: None,
         };
         engine.flows.webhooks = config.webhooks.clone();
         if let Some(base) = config.retry_base {
@@ -315,6 +319,7 @@ impl Engine {
         if let Some(next) = recovered.meta.get("next_id").and_then(|v| v.parse().ok()) {
             self.next_id = next;
         }
+        self.intake_cursor = recovered.meta.get(crate::intake::log::CURSOR_KEY).cloned();
         if let Some(metrics) = recovered.meta.get("metrics")
             && let Ok(m) = serde_json::from_str::<Metrics>(metrics)
         {
@@ -1004,6 +1009,21 @@ impl Engine {
                 .or_default()
                 .push(event);
         }
+    }
+
+    /// Where the engine is in the intake log, as the journal last recorded.
+    pub fn intake_cursor(&self) -> Option<&str> {
+        self.intake_cursor.as_deref()
+    }
+
+    /// Records the engine's position in the intake log with the next flush,
+    /// in the same commit as the decisions of the signals read up to it.
+    pub fn note_intake_cursor(&mut self, cursor: String) {
+        self.pending.push(Record::Meta {
+            key: crate::intake::log::CURSOR_KEY.into(),
+            value: cursor.clone(),
+        });
+        self.intake_cursor = Some(cursor);
     }
 
     /// Hands everything since the last flush to the journal as one batch.

@@ -405,7 +405,20 @@ fn serve(
     }
     let webhooks = config.webhooks.clone();
     let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (engine, thread) = service::start(
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let stop_signals = {
+        let _inside = runtime.enter();
+        StopSignals::new().context("listening for SIGINT and SIGTERM")?
+    };
+    let service::Started {
+        engine,
+        log,
+        engine_thread,
+        log_writer,
+    } = service::start(
         dir.clone(),
         1,
         |c| {
@@ -432,14 +445,11 @@ fn serve(
     let stopper = engine.clone();
     let state = AppState {
         engine,
+        log,
         tokens: std::sync::Arc::new(tokens),
         counters: Default::default(),
         body_limit,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
     let probes: Vec<signalbox::intake::probe::Probe> = config
         .probes
         .iter()
@@ -467,40 +477,63 @@ fn serve(
             dir.display()
         );
         axum::serve(listener, intake::router(state))
-            .with_graceful_shutdown(shutdown())
+            .with_graceful_shutdown(stop_signals.recv())
             .await?;
         anyhow::Ok(())
     })?;
-    // Stop the probes and executor with the runtime, then let the engine
-    // answer what is queued, close the journal, and end.
+    // Stop the probes and executor with the runtime; the intake log's
+    // writer ends with its last handle (the server's state). Then let the
+    // engine answer what is queued, decide what the log still holds (up to
+    // its drain limit), close the journal, and end.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    log_writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("intake log writer panicked"))?;
     stopper.stop();
     drop(stopper);
-    thread
+    engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
     println!("signalbox: stopped; journal closed");
     Ok(())
 }
 
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT and SIGTERM, listened for from the start of `serve`: a signal
+/// that arrived before the server was up would otherwise take its default
+/// action and kill the process without draining.
+#[cfg(unix)]
+struct StopSignals(tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+#[cfg(unix)]
+impl StopSignals {
+    /// Must run inside the runtime.
+    fn new() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals(
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        ))
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.0.recv() => {},
+            _ = self.1.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    }
+}
+
+#[cfg(not(unix))]
+struct StopSignals;
+
+#[cfg(not(unix))]
+impl StopSignals {
+    fn new() -> std::io::Result<StopSignals> {
+        Ok(StopSignals)
+    }
+
+    async fn recv(self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -71,6 +71,65 @@ fn event(id: &str, kind: &str, subject: &str, data: Value) -> Value {
     json!({"specversion": "1.0", "id": id, "source": "test", "type": kind, "subject": subject, "data": data})
 }
 
+/// Whether a signal is durable: still in the intake log, or already in the
+/// journal (read over connections of their own, as another process would).
+fn durable(dir: &Path, id: &str) -> bool {
+    let count = |file: &str, sql: &str| -> i64 {
+        let conn = rusqlite::Connection::open(dir.join(file)).unwrap();
+        conn.query_row(sql, [id], |r| r.get(0)).unwrap()
+    };
+    count(
+        "intake.db",
+        "SELECT COUNT(*) FROM intake WHERE json_extract(body, '$.id') = ?1",
+    ) + count("signalbox.db", "SELECT COUNT(*) FROM signals WHERE id = ?1")
+        > 0
+}
+
+/// Waits until the engine has decided the signal; its decision's id.
+fn decided(c: &Client, base: &str, id: &str) -> String {
+    let began = std::time::Instant::now();
+    loop {
+        let r = c.get(format!("{base}/v1/signals/{id}")).send().unwrap();
+        if r.status() == 200 {
+            let v: Value = r.json().unwrap();
+            assert_eq!(v["state"], "decided");
+            return v["decision"].as_str().unwrap().to_string();
+        }
+        assert_eq!(r.status(), 404);
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "signal {id} not decided: {}",
+            r.text().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The value of one line of `/metrics` (0 when absent).
+fn metric(c: &Client, base: &str, name: &str) -> f64 {
+    let text = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Waits until the engine has decided everything the intake log holds.
+fn drained(c: &Client, base: &str) {
+    let began = std::time::Instant::now();
+    while metric(c, base, "signalbox_intake_backlog ") > 0.0 {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the engine did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn cloudevents_in_every_mode_are_journaled_before_202() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,9 +148,15 @@ fn cloudevents_in_every_mode_are_journaled_before_202() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
-    // Acknowledged means durable: a second connection sees it at once.
-    let counts = signalbox::journal::read::counts(&s.dir).unwrap();
-    assert_eq!(counts.signals, 1);
+    let v: Value = r.json().unwrap();
+    assert_eq!(
+        (v["accepted"].as_u64(), &v["ids"]),
+        (Some(1), &json!(["e1"]))
+    );
+    // Acknowledged means durable: another connection sees it at once.
+    assert!(durable(&s.dir, "e1"));
+    let e1 = decided(&c, &s.base, "e1");
+    assert!(e1.starts_with('D'), "{e1}");
 
     let batch = json!([
         event(
@@ -115,10 +180,19 @@ fn cloudevents_in_every_mode_are_journaled_before_202() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let v: Value = r.json().unwrap();
+    assert_eq!(v["accepted"].as_u64(), Some(2));
+    assert!(durable(&s.dir, "e2"));
+    decided(&c, &s.base, "e2");
+    // The repeated e1 is accepted and ignored: counted, not decided again.
     assert_eq!(
-        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
-        (Some(1), Some(1))
+        metric(
+            &c,
+            &s.base,
+            "signalbox_signals_total{type=\"any\",outcome=\"duplicate\"} "
+        ),
+        1.0
     );
+    assert_eq!(decided(&c, &s.base, "e1"), e1);
 
     let r = c
         .post(format!("{}/v1/signals", s.base))
@@ -148,7 +222,12 @@ fn cloudevents_in_every_mode_are_journaled_before_202() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
+    decided(&c, &s.base, "e3");
+    decided(&c, &s.base, "e4");
     assert_eq!(signalbox::journal::read::counts(&s.dir).unwrap().signals, 4);
+    let r = c.get(format!("{}/v1/signals/nope", s.base)).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().unwrap().contains("not received"));
 }
 
 #[test]
@@ -346,23 +425,37 @@ fn alertmanager_resolved_closes_what_firing_opened() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
-    let decision = r.json::<Value>().unwrap()["decisions"][0]
+    let firing = r.json::<Value>().unwrap()["ids"][0]
         .as_str()
         .unwrap()
         .to_string();
+    let decision = decided(&c, &s.base, &firing);
     // Alertmanager repeats notifications: a repeat is a duplicate.
     let r = c
         .post(format!("{}/v1/alertmanager", s.base))
         .json(&payload("firing"))
         .send()
         .unwrap();
-    assert_eq!(r.json::<Value>().unwrap()["duplicates"], 1);
+    assert_eq!(r.status(), 202);
     let r = c
         .post(format!("{}/v1/alertmanager", s.base))
         .json(&payload("resolved"))
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
+    let resolved = r.json::<Value>().unwrap()["ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    decided(&c, &s.base, &resolved);
+    assert_eq!(
+        metric(
+            &c,
+            &s.base,
+            "signalbox_signals_total{type=\"any\",outcome=\"duplicate\"} "
+        ),
+        1.0
+    );
     let e: Value = c
         .get(format!("{}/v1/decisions/{decision}", s.base))
         .send()
@@ -516,8 +609,10 @@ fn kill_9_mid_stream_keeps_every_acknowledged_signal_exactly_once() {
         "killed mid-stream: {}",
         acked.len()
     );
-    // Restart on the same journal, then look.
+    // Restart on the same journal; once the engine has decided what the
+    // intake log still held, look.
     let s2 = serve(&s.dir, &[]);
+    drained(&client(), &s2.base);
     drop(s2);
     let conn = rusqlite::Connection::open(s.dir.join("signalbox.db")).unwrap();
     let mut missing = 0;
@@ -593,7 +688,12 @@ fn a_jsonl_source_reports_bad_lines_by_number_and_goes_on_and_sigterm_drains() {
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("journal closed"));
     let counts = signalbox::journal::read::counts(&dir.path().join("d")).unwrap();
     assert_eq!(counts.signals, 2);
@@ -719,9 +819,11 @@ fn a_failing_webhook_opens_its_breaker_takes_the_fallback_and_closes_on_recovery
             .send()
             .unwrap();
         assert_eq!(r.status(), 202);
-        r.json::<Value>().unwrap()["decisions"][0]
+        let id = r.json::<Value>().unwrap()["ids"][0]
             .as_str()
-            .map(String::from)
+            .unwrap()
+            .to_string();
+        Some(decided(&c, &base, &id))
     };
     // An open escalation forces expedited fulfilment: a priority pick on
     // the warehouse system, which is the webhook.

@@ -90,9 +90,17 @@ pub struct DriverOptions {
     pub colleagues: usize,
     /// Who acts when the UI sends an action.
     pub operator: Actor,
-    /// Requests from the HTTP intake, when it listens.
-    pub intake: Option<Receiver<crate::intake::service::Request>>,
+    /// Requests from the HTTP intake, and the intake log its signals are
+    /// acknowledged in, when it listens.
+    pub intake: Option<(
+        Receiver<crate::intake::service::Request>,
+        crate::intake::log::IntakeLog,
+    )>,
 }
+
+/// Signals decided from the intake log per turn (a turn every ~30 ms), at
+/// most; the rest wait for the next turns.
+const FROM_LOG: usize = 2048;
 
 /// Builds the status from the engine's state.
 pub fn status(engine: &Engine, now: DateTime<Utc>) -> Status {
@@ -165,7 +173,7 @@ pub fn spawn(
 }
 
 fn drive(
-    mut options: DriverOptions,
+    options: DriverOptions,
     commands: Receiver<Command>,
     updates: &Sender<Update>,
 ) -> Result<(), String> {
@@ -176,6 +184,13 @@ fn drive(
     sim.set_colleagues(options.colleagues);
     let config = EngineConfig::new(&options.data_dir, options.seed);
     let mut engine = Engine::open(config, world, start).map_err(|e| e.to_string())?;
+    let mut log_reader = match &options.intake {
+        Some((_, log)) => Some(
+            log.reader(engine.intake_cursor())
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
     // The rules-only shadow: the same stream through an engine with the
     // model off, so the Overview can compare decision quality.
     let shadow_world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
@@ -211,12 +226,14 @@ fn drive(
         }
         // Requests from the HTTP intake: answered after this turn's commit.
         let mut waiting = Vec::new();
-        if let Some(intake) = options.intake.take() {
-            while let Ok(request) = intake.try_recv() {
+        if let Some((requests, _)) = &options.intake {
+            while let Ok(request) = requests.try_recv() {
                 crate::intake::service::handle(&mut engine, request, now, &mut waiting);
             }
-            options.intake = Some(intake);
         }
+        let decided = log_reader.as_mut().and_then(|reader| {
+            crate::intake::service::decide_from_log(&mut engine, reader, FROM_LOG, now)
+        });
         let elapsed = last.elapsed();
         last = Instant::now();
         let target =
@@ -238,6 +255,9 @@ fn drive(
             .map_err(|e| e.to_string());
         crate::intake::service::answer(waiting, committed.clone());
         committed?;
+        if let Some((progress, upto)) = decided {
+            progress.decided(upto);
+        }
         let events = engine.take_events();
         if !events.is_empty() {
             let _ = updates.send(Update::Events(events));

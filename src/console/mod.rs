@@ -83,16 +83,24 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                 crate::intake::service::EngineHandle::channel(options.data_dir.clone());
             let tokens =
                 crate::intake::auth::Tokens::parse(&options.tokens).map_err(anyhow::Error::msg)?;
-            let state = crate::intake::AppState {
-                engine: handle,
-                tokens: std::sync::Arc::new(tokens),
-                counters: Default::default(),
-                body_limit: crate::intake::BODY_LIMIT,
-            };
-            match crate::intake::spawn_server(addr, state) {
-                Ok(local) => {
+            // The log's writer thread lives as long as the server does (the
+            // process): every append it acknowledged is committed.
+            let served = crate::intake::log::IntakeLog::open(&options.data_dir)
+                .map_err(|e| e.to_string())
+                .and_then(|(log, _writer)| {
+                    let state = crate::intake::AppState {
+                        engine: handle,
+                        log: log.clone(),
+                        tokens: std::sync::Arc::new(tokens),
+                        counters: Default::default(),
+                        body_limit: crate::intake::BODY_LIMIT,
+                    };
+                    crate::intake::spawn_server(addr, state).map(|local| (local, log))
+                });
+            match served {
+                Ok((local, log)) => {
                     sources.push(format!("http://{local}"));
-                    Some(rx)
+                    Some((rx, log))
                 }
                 Err(e) => {
                     warnings.push(format!("HTTP intake off: {e}"));

@@ -2,11 +2,13 @@
 //! health, Prometheus metrics, explanations and review actions for chat-ops.
 //!
 //! A request is answered 202 only after its signals are committed to the
-//! journal. Every refusal is a JSON error naming the field where there is
-//! one, and is counted in `/metrics`.
+//! intake log (`log`), from which the engine decides them in order; what
+//! became of a signal is at `GET /v1/signals/{id}`. Every refusal is a JSON
+//! error naming the field where there is one, and is counted in `/metrics`.
 
 pub mod auth;
 pub mod file;
+pub mod log;
 pub mod probe;
 pub mod service;
 pub mod webhook;
@@ -57,6 +59,7 @@ impl Counters {
 #[derive(Clone)]
 pub struct AppState {
     pub engine: EngineHandle,
+    pub log: log::IntakeLog,
     pub tokens: Arc<Tokens>,
     pub counters: Arc<Counters>,
     pub body_limit: usize,
@@ -119,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/signals", post(signals))
+        .route("/v1/signals/{id}", get(signal_status))
         .route("/v1/alertmanager", post(alertmanager_hook))
         .route("/v2/enqueue", post(enqueue))
         .route("/v1/decisions/{id}", get(decision))
@@ -146,41 +150,54 @@ fn content_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// Hands signals to the engine and waits until they are durable.
-async fn ingest(state: &AppState, signals: Vec<Signal>) -> Result<service::IngestReport, Refusal> {
+/// What an accepted request answers: the ids of its signals, now durable in
+/// the intake log, and how many signals wait to be decided before them.
+struct Accepted {
+    ids: Vec<String>,
+    backlog: u64,
+}
+
+/// Appends signals to the intake log and waits until they are durable.
+async fn ingest(state: &AppState, signals: Vec<Signal>) -> Result<Accepted, Refusal> {
     let kinds: Vec<String> = signals.iter().map(|s| s.kind.clone()).collect();
-    let (tx, rx) = oneshot::channel();
-    state
-        .engine
-        .send(Request::Ingest { signals, reply: tx })
-        .map_err(busy)?;
-    let report = rx
+    let ids: Vec<String> = signals.iter().map(|s| s.id.clone()).collect();
+    let durable = state.log.append(signals).map_err(|r| match r {
+        log::Refused::Full { backlog } => Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("{backlog} signals wait to be decided; retry shortly"),
+            field: None,
+            retry_after: true,
+        },
+        log::Refused::Gone => Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the intake log has stopped",
+        ),
+    })?;
+    durable
         .await
         .map_err(|_| {
             Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the engine stopped before committing",
+                "the intake log stopped before committing",
             )
         })?
-        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("journal: {e}")))?;
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     for k in &kinds {
         state.counters.signal(k, "accepted", 1);
     }
-    if report.duplicates > 0 {
-        state
-            .counters
-            .signal("any", "duplicate", report.duplicates as u64);
-    }
-    Ok(report)
+    Ok(Accepted {
+        ids,
+        backlog: state.log.backlog(),
+    })
 }
 
-fn accepted(report: &service::IngestReport) -> Response {
+fn accepted(a: &Accepted) -> Response {
     (
         StatusCode::ACCEPTED,
         axum::Json(json!({
-            "accepted": report.accepted,
-            "duplicates": report.duplicates,
-            "decisions": report.decisions,
+            "accepted": a.ids.len(),
+            "ids": a.ids,
+            "backlog": a.backlog,
         })),
     )
         .into_response()
@@ -243,6 +260,50 @@ async fn signals_inner(
     };
     let report = ingest(state, parsed).await?;
     Ok(accepted(&report))
+}
+
+/// What became of a signal: the decision taken on it, or that it is not
+/// decided yet (still queued in the intake log, or never received).
+async fn signal_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = state.tokens.check(&headers, None, Permission::Read) {
+        return refuse(&state, "signals", r);
+    }
+    let dir = state.engine.data_dir.clone();
+    let lookup = id.clone();
+    let found =
+        tokio::task::spawn_blocking(move || crate::journal::read::decision_of(&dir, &lookup)).await;
+    match found {
+        Ok(Ok(Some(decision))) => (
+            StatusCode::OK,
+            axum::Json(json!({ "id": id, "state": "decided", "decision": decision })),
+        )
+            .into_response(),
+        Ok(Ok(None)) => refuse(
+            &state,
+            "signals",
+            Refusal::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no decision on signal `{id}`: not received, or among the {} still queued",
+                    state.log.backlog()
+                ),
+            ),
+        ),
+        Ok(Err(e)) => refuse(
+            &state,
+            "signals",
+            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        ),
+        Err(e) => refuse(
+            &state,
+            "signals",
+            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        ),
+    }
 }
 
 async fn alertmanager_hook(
@@ -329,6 +390,14 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
             ));
         }
     }
+    out.push_str(&format!(
+        "signalbox_signals_total{{type=\"any\",outcome=\"duplicate\"}} {}\n",
+        stats.duplicates
+    ));
+    out.push_str(&format!(
+        "# HELP signalbox_intake_backlog Signals acknowledged and not yet decided.\n# TYPE signalbox_intake_backlog gauge\nsignalbox_intake_backlog {}\n",
+        state.log.backlog()
+    ));
     out.push_str("# HELP signalbox_refused_total Requests refused, by endpoint and status.\n# TYPE signalbox_refused_total counter\n");
     if let Ok(m) = state.counters.refused.lock() {
         for ((endpoint, status), n) in m.iter() {

@@ -1,5 +1,9 @@
 //! The engine behind the HTTP intake: one thread owns the engine; requests
-//! reach it through a bounded queue. Ingest requests that arrive together
+//! reach it through a bounded queue, and signals through the intake log
+//! (`log`), which acknowledged them once they were durable there. The
+//! engine decides them from the log in order, journaling its position in
+//! the log with their decisions. Ingest requests from internal sources
+//! (files, probes) go to the engine directly; those that arrive together
 //! share one journal commit (group commit) and are answered only after it.
 
 use std::path::PathBuf;
@@ -7,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Utc;
 use rand::SeedableRng;
@@ -16,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::engine::{Engine, EngineConfig, Ingested};
+use crate::intake::log::{IntakeLog, LogReader, Progress};
 use crate::review::{Action, Actor};
 use crate::signal::Signal;
 use crate::sim::{default_start, world};
@@ -37,6 +42,8 @@ pub struct EngineStats {
     pub breakers: Vec<(String, String)>,
     pub last_commit_micros: u64,
     pub commits: u64,
+    /// Signals ignored because their id was seen before.
+    pub duplicates: u64,
 }
 
 pub enum Request {
@@ -65,6 +72,8 @@ pub enum Request {
         success: bool,
         detail: String,
     },
+    /// The intake log has committed signals the engine has not read.
+    Appended,
 }
 
 /// Where dispatched webhook steps go (the executor task).
@@ -120,31 +129,139 @@ impl EngineHandle {
 /// Requests the engine thread may hold before refusing with 503.
 pub const QUEUE: usize = 4096;
 
-/// Starts the engine thread on `data_dir` (resuming a journal there).
-/// `configure` adjusts the engine's settings (webhooks, timings).
+/// The engine thread and the intake log in front of it.
+pub struct Started {
+    pub engine: EngineHandle,
+    pub log: IntakeLog,
+    pub engine_thread: JoinHandle<()>,
+    /// Ends once every `IntakeLog` clone is dropped.
+    pub log_writer: JoinHandle<()>,
+}
+
+/// Starts the engine thread on `data_dir` (resuming a journal there) and
+/// the intake log beside it. `configure` adjusts the engine's settings
+/// (webhooks, timings).
 pub fn start(
     data_dir: PathBuf,
     seed: u64,
     configure: impl FnOnce(&mut EngineConfig),
     dispatcher: Option<Dispatcher>,
-) -> anyhow::Result<(EngineHandle, JoinHandle<()>)> {
+) -> anyhow::Result<Started> {
     let start = default_start();
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(seed), start);
     let mut config = EngineConfig::new(&data_dir, seed);
     config.publish = false;
     configure(&mut config);
     let engine = Engine::open(config, world, Utc::now())?;
+    let (log, log_writer) = IntakeLog::open(&data_dir)?;
+    let reader = log.reader(engine.intake_cursor())?;
     let (tx, rx) = mpsc::sync_channel(QUEUE);
+    let nudge = tx.clone();
+    // A full queue needs no wake-up: the engine reads the log at every turn.
+    log.on_append(move || {
+        let _ = nudge.try_send(Request::Appended);
+    });
     let handle = EngineHandle {
         tx,
         data_dir,
         stop: Default::default(),
     };
     let stop = Arc::clone(&handle.stop);
-    let thread = std::thread::Builder::new()
+    let engine_thread = std::thread::Builder::new()
         .name("engine".into())
-        .spawn(move || run(engine, rx, dispatcher, stop))?;
-    Ok((handle, thread))
+        .spawn(move || run(engine, rx, reader, dispatcher, stop))?;
+    Ok(Started {
+        engine: handle,
+        log,
+        engine_thread,
+        log_writer,
+    })
+}
+
+/// Signals read from the intake log per turn, at most.
+const FROM_LOG: usize = 512;
+
+/// While appends keep arriving, the engine decides at most this many
+/// signals per `PACE_WINDOW` (5,000 a second), as long as the backlog is
+/// under half of `log::MAX_BACKLOG`; otherwise, and once the intake is
+/// quiet, as fast as it can. A burst is acknowledged first and decided
+/// right after: the journal's commits (a decision writes about ten times
+/// the bytes of its signal) share the disk with the intake log's, and
+/// deciding at full pace during a burst cost a quarter of the
+/// acknowledgement rate on the 2-core test machine (23,400 against 31,700
+/// requests/s with the journal's syncs off, 2026-11-26).
+const PACED: usize = 500;
+const PACE_WINDOW: StdDuration = StdDuration::from_millis(100);
+
+/// How many signals the engine may read from the intake log now.
+struct Pace {
+    window: Instant,
+    taken: usize,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            window: Instant::now(),
+            taken: 0,
+        }
+    }
+
+    fn allowance(&mut self, reader: &LogReader, stopping: bool) -> usize {
+        if stopping
+            || !reader.busy(PACE_WINDOW)
+            || reader.backlog() >= crate::intake::log::MAX_BACKLOG / 2
+        {
+            return FROM_LOG;
+        }
+        if self.window.elapsed() >= PACE_WINDOW {
+            self.window = Instant::now();
+            self.taken = 0;
+        }
+        PACED.saturating_sub(self.taken).min(FROM_LOG)
+    }
+
+    fn took(&mut self, n: usize) {
+        self.taken += n;
+    }
+
+    /// Until the window ends.
+    fn rest(&self) -> StdDuration {
+        PACE_WINDOW.saturating_sub(self.window.elapsed())
+    }
+}
+
+/// How long a stopping engine goes on deciding what the intake log holds;
+/// what is left is decided at the next start.
+const DRAIN_LIMIT: StdDuration = StdDuration::from_secs(10);
+
+/// Decides the next signals of the intake log, and records the engine's
+/// position in the log for the next flush. Returns the position, for the
+/// log to learn once the flush is durable.
+pub fn decide_from_log(
+    engine: &mut Engine,
+    reader: &mut LogReader,
+    max: usize,
+    now: chrono::DateTime<Utc>,
+) -> Option<(Progress, u64)> {
+    let before = reader.position();
+    let signals = match reader.read(max) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the intake log");
+            // Do not spin on a log that cannot be read.
+            std::thread::sleep(StdDuration::from_millis(100));
+            return None;
+        }
+    };
+    for s in signals {
+        engine.ingest(s, now);
+    }
+    if reader.position() == before {
+        return None;
+    }
+    engine.note_intake_cursor(reader.cursor());
+    Some((reader.progress(), reader.position()))
 }
 
 /// Most requests folded into one commit.
@@ -172,6 +289,8 @@ struct InFlight {
     commit: Result<crate::journal::Commit, String>,
     waiting: Waiting,
     dispatches: Vec<crate::flow::Dispatch>,
+    /// The intake log position this batch's decisions reach.
+    decided: Option<(Progress, u64)>,
 }
 
 impl InFlight {
@@ -182,6 +301,9 @@ impl InFlight {
             .and_then(|c| c.wait().map_err(|e| e.to_string()));
         if result.is_ok() {
             send_dispatches(self.dispatches, dispatcher);
+            if let Some((progress, upto)) = self.decided {
+                progress.decided(upto);
+            }
         }
         answer(self.waiting, result);
     }
@@ -190,6 +312,7 @@ impl InFlight {
 fn run(
     mut engine: Engine,
     rx: Receiver<Request>,
+    mut reader: LogReader,
     dispatcher: Option<Dispatcher>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -215,16 +338,26 @@ fn run(
             return;
         }
     };
+    let mut stopping: Option<Instant> = None;
+    let mut pace = Pace::new();
     loop {
-        let idle = if stop.load(Ordering::SeqCst) {
+        if stopping.is_none() && stop.load(Ordering::SeqCst) {
+            stopping = Some(Instant::now());
+        }
+        let allowed = pace.allowance(&reader, stopping.is_some());
+        let unread = reader.pending() && allowed > 0;
+        let idle = if stopping.is_some() || unread {
             StdDuration::from_millis(0)
+        } else if reader.pending() {
+            pace.rest()
         } else {
             StdDuration::from_millis(200)
         };
         let first = match rx.recv_timeout(idle) {
-            Ok(r) => r,
+            Ok(r) => Some(r),
+            Err(RecvTimeoutError::Timeout) if unread => None,
             Err(RecvTimeoutError::Timeout) => {
-                if stop.load(Ordering::SeqCst) {
+                if stopping.is_some() {
                     break;
                 }
                 engine.tick(Utc::now());
@@ -237,7 +370,17 @@ fn run(
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        let mut batch = vec![first];
+        if first.is_none()
+            && let Some(since) = stopping
+            && since.elapsed() > DRAIN_LIMIT
+        {
+            tracing::warn!(
+                left = reader.backlog(),
+                "stopping: signals left in the intake log are decided at the next start"
+            );
+            break;
+        }
+        let mut batch: Vec<Request> = first.into_iter().collect();
         while batch.len() < GROUP {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
@@ -249,6 +392,9 @@ fn run(
         for request in batch {
             handle(&mut engine, request, now, &mut waiting);
         }
+        let before = reader.position();
+        let decided = decide_from_log(&mut engine, &mut reader, allowed, now);
+        pace.took((reader.position() - before) as usize);
         engine.tick(now);
         let commit = engine.flush().map_err(|e| e.to_string());
         let dispatches = engine.take_dispatches();
@@ -256,6 +402,7 @@ fn run(
             commit,
             waiting,
             dispatches,
+            decided,
         };
         if let Err(mpsc::SendError(batch)) = to_answer.send(batch) {
             // The answerer is gone (it panicked): answer here.
@@ -361,6 +508,8 @@ pub fn handle(
             success,
             detail,
         } => engine.complete_step(&flow_id, step, attempt, success, &detail, now),
+        // The caller reads the log after handling its requests.
+        Request::Appended => {}
     }
 }
 
@@ -397,5 +546,6 @@ fn stats(engine: &Engine) -> EngineStats {
             .collect(),
         last_commit_micros: journal.last_commit_micros,
         commits: journal.commits,
+        duplicates: engine.counts().duplicates,
     }
 }

@@ -176,6 +176,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, feedback_count 
 
 /// Opens a connection with the pragmas every connection uses.
 pub fn connect(path: &Path) -> Result<Connection, JournalError> {
+    connect_with(path, 16_384)
+}
+
+/// `connect`, with the page size a new database file gets.
+pub fn connect_with(path: &Path, page_size: u32) -> Result<Connection, JournalError> {
     let err = |error| JournalError::Sqlite {
         path: path.display().to_string(),
         error,
@@ -183,8 +188,10 @@ pub fn connect(path: &Path) -> Result<Connection, JournalError> {
     let conn = Connection::open(path).map_err(err)?;
     // 16 KiB pages for a new journal (an existing one keeps its own): the
     // journal appends rows of 0.3-2 KB, and bigger pages mean fewer pages,
-    // fewer WAL frames and fewer b-tree splits per commit.
-    conn.pragma_update(None, "page_size", 16_384).map_err(err)?;
+    // fewer WAL frames and fewer b-tree splits per commit. (The intake log,
+    // whose commits are a few rows each, takes smaller ones.)
+    conn.pragma_update(None, "page_size", page_size)
+        .map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(err)?;
     // FULL: a committed transaction survives power loss, not only a crash.

@@ -323,6 +323,19 @@ pub struct Explanation {
     pub chain: Result<u64, chain::Break>,
 }
 
+/// The decision taken on a signal (the first, where a signal fanned out
+/// into several), if it has been decided.
+pub fn decision_of(dir: &Path, signal_id: &str) -> Result<Option<String>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    conn.query_row(
+        "SELECT ref_id FROM audit WHERE kind = 'decision' AND signal_id = ?1 ORDER BY seq LIMIT 1",
+        params![signal_id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql(&path))
+}
+
 pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let path = path.as_path();

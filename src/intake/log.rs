@@ -1,0 +1,403 @@
+//! The intake log: signals from outside (the HTTP intake) are made durable
+//! here, in a SQLite file of their own (`intake.db`) with a writer of its
+//! own, before they are acknowledged. An acknowledgement therefore waits for
+//! a commit of signal rows only, never for the engine's decisions, flows and
+//! review items, and never for the journal's writer.
+//!
+//! The engine decides from the log afterwards, in order (`LogReader`), and
+//! records how far it has got (`intake_cursor`: the log's id and the last
+//! sequence number it took) in the same journal commit as those decisions.
+//! After a crash it resumes from the cursor: nothing acknowledged is lost,
+//! nothing is decided twice. Rows the journal holds are deleted from the log
+//! as the engine goes. When the engine falls `MAX_BACKLOG` signals behind,
+//! appends are refused (the HTTP intake answers 503 with Retry-After) until
+//! it catches up.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::journal::{JournalError, connect_with};
+use crate::signal::Signal;
+
+pub const FILE_NAME: &str = "intake.db";
+
+/// The journal meta key under which the engine records its position.
+pub const CURSOR_KEY: &str = "intake_cursor";
+
+/// Signals acknowledged and not yet decided, at most: past this the log
+/// refuses appends (about 150 MB of log at typical signal sizes).
+pub const MAX_BACKLOG: u64 = 500_000;
+
+/// Appends (requests) queued for the writer before it refuses.
+const QUEUE: usize = 4096;
+
+/// Appends folded into one commit, at most.
+const GROUP: usize = 1024;
+
+/// Decided rows are deleted from the log once this many have piled up.
+const TRUNCATE_EVERY: u64 = 4096;
+
+/// Commits are a handful of rows of ~300 bytes: with 4 KiB pages (not the
+/// journal's 16 KiB) each writes and syncs a quarter of the WAL bytes.
+fn connect(path: &Path) -> Result<Connection, JournalError> {
+    connect_with(path, 4096)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- AUTOINCREMENT: sequence numbers are never reused, even once the rows
+-- below the engine's cursor are deleted and the table is empty.
+CREATE TABLE IF NOT EXISTS intake (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+";
+
+/// Why an append was refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refused {
+    /// The engine is this many signals behind, or the writer's queue is
+    /// full: retry shortly.
+    Full { backlog: u64 },
+    /// The writer has stopped.
+    Gone,
+}
+
+type Reply = oneshot::Sender<Result<(), String>>;
+
+struct Append {
+    signals: Vec<Signal>,
+    reply: Reply,
+}
+
+struct Shared {
+    /// Highest sequence number committed to the log.
+    committed: AtomicU64,
+    /// Highest sequence number whose decisions are committed to the journal.
+    decided: AtomicU64,
+    /// Set when the engine has been woken and has not read since.
+    nudged: AtomicBool,
+    /// When the last append was committed, in milliseconds since `epoch`.
+    appended_ms: AtomicU64,
+    epoch: std::time::Instant,
+    wake: Mutex<Option<Box<dyn Fn() + Send>>>,
+}
+
+impl Shared {
+    fn backlog(&self) -> u64 {
+        self.committed
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.decided.load(Ordering::SeqCst))
+    }
+}
+
+/// The appending side, cloned into every request handler.
+#[derive(Clone)]
+pub struct IntakeLog {
+    tx: SyncSender<Append>,
+    shared: Arc<Shared>,
+    id: Arc<str>,
+    path: Arc<PathBuf>,
+}
+
+impl IntakeLog {
+    /// Opens (creating if needed) the log in `dir` and starts its writer,
+    /// which ends when the last `IntakeLog` clone is dropped.
+    pub fn open(dir: &Path) -> Result<(IntakeLog, JoinHandle<()>), JournalError> {
+        std::fs::create_dir_all(dir).map_err(|error| JournalError::Io {
+            path: dir.display().to_string(),
+            error,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let sql = |error| JournalError::Sqlite {
+            path: path.display().to_string(),
+            error,
+        };
+        let conn = connect(&path)?;
+        // A checkpoint every ~4 MiB of WAL (SQLite's default): the log is
+        // a small hot table, whose pages many commits rewrite.
+        conn.pragma_update(None, "wal_autocheckpoint", 1000)
+            .map_err(sql)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        let id = log_id(&conn).map_err(sql)?;
+        let last: u64 = conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'intake'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(sql)?
+            .unwrap_or(0)
+            .max(0) as u64;
+        let first: Option<i64> = conn
+            .query_row("SELECT MIN(seq) FROM intake", [], |r| r.get(0))
+            .map_err(sql)?;
+        // Until the engine says where it is, everything still in the log
+        // counts as undecided.
+        let decided = first.map_or(last, |f| (f.max(1) - 1) as u64);
+        let shared = Arc::new(Shared {
+            committed: AtomicU64::new(last),
+            decided: AtomicU64::new(decided),
+            nudged: AtomicBool::new(false),
+            appended_ms: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+            wake: Mutex::new(None),
+        });
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let writer_shared = Arc::clone(&shared);
+        let writer_path = path.clone();
+        let writer = std::thread::Builder::new()
+            .name("intake-log".into())
+            .spawn(move || writer_loop(conn, rx, writer_shared, writer_path))
+            .map_err(|error| JournalError::Io {
+                path: path.display().to_string(),
+                error,
+            })?;
+        Ok((
+            IntakeLog {
+                tx,
+                shared,
+                id: id.into(),
+                path: Arc::new(path),
+            },
+            writer,
+        ))
+    }
+
+    /// Queues signals for the next commit; the receiver resolves once they
+    /// are durable (or the commit failed). Refused while the engine is
+    /// `MAX_BACKLOG` behind.
+    pub fn append(
+        &self,
+        signals: Vec<Signal>,
+    ) -> Result<oneshot::Receiver<Result<(), String>>, Refused> {
+        let backlog = self.backlog();
+        if backlog >= MAX_BACKLOG {
+            return Err(Refused::Full { backlog });
+        }
+        let (reply, answer) = oneshot::channel();
+        match self.tx.try_send(Append { signals, reply }) {
+            Ok(()) => Ok(answer),
+            Err(TrySendError::Full(_)) => Err(Refused::Full { backlog }),
+            Err(TrySendError::Disconnected(_)) => Err(Refused::Gone),
+        }
+    }
+
+    /// Signals acknowledged and not yet decided.
+    pub fn backlog(&self) -> u64 {
+        self.shared.backlog()
+    }
+
+    /// Called (on the writer's thread) after a commit when the engine has
+    /// read everything before it: it wakes the engine.
+    pub fn on_append(&self, wake: impl Fn() + Send + 'static) {
+        if let Ok(mut w) = self.shared.wake.lock() {
+            *w = Some(Box::new(wake));
+        }
+    }
+
+    /// The engine's side, positioned after `cursor` (the journal's
+    /// `intake_cursor`; a cursor of another log, or none, means everything
+    /// in this one is still to be decided).
+    pub fn reader(&self, cursor: Option<&str>) -> Result<LogReader, JournalError> {
+        let conn = connect(&self.path)?;
+        let after = cursor
+            .and_then(|c| c.rsplit_once(':'))
+            .filter(|(id, _)| *id == &*self.id)
+            .and_then(|(_, seq)| seq.parse::<u64>().ok())
+            .unwrap_or(0);
+        self.shared.decided.store(after, Ordering::SeqCst);
+        Ok(LogReader {
+            conn,
+            shared: Arc::clone(&self.shared),
+            id: Arc::clone(&self.id),
+            path: Arc::clone(&self.path),
+            next: after + 1,
+        })
+    }
+}
+
+/// The log's identity, made when the file is: a journal cursor names it, so
+/// a log file replaced by a fresh one is read from its start.
+fn log_id(conn: &Connection) -> rusqlite::Result<String> {
+    let id: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'log_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    match id {
+        Some(id) => Ok(id),
+        None => {
+            let id = format!("{:016x}", rand::random::<u64>());
+            conn.execute("INSERT INTO meta (key, value) VALUES ('log_id', ?1)", [&id])?;
+            Ok(id)
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: Receiver<Append>, shared: Arc<Shared>, path: PathBuf) {
+    let mut next = shared.committed.load(Ordering::SeqCst) + 1;
+    let mut truncated = shared.decided.load(Ordering::SeqCst);
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < GROUP {
+            match rx.try_recv() {
+                Ok(append) => batch.push(append),
+                Err(_) => break,
+            }
+        }
+        let decided = shared.decided.load(Ordering::SeqCst);
+        let truncate = (decided >= truncated + TRUNCATE_EVERY).then_some(decided);
+        match write(&mut conn, &batch, next, truncate) {
+            Ok(last) => {
+                next = last + 1;
+                if let Some(upto) = truncate {
+                    truncated = upto;
+                }
+                shared.committed.store(last, Ordering::SeqCst);
+                shared
+                    .appended_ms
+                    .store(shared.epoch.elapsed().as_millis() as u64, Ordering::SeqCst);
+                if !shared.nudged.swap(true, Ordering::SeqCst)
+                    && let Ok(wake) = shared.wake.lock()
+                    && let Some(wake) = wake.as_ref()
+                {
+                    wake();
+                }
+                for append in batch {
+                    let _ = append.reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(log = %path.display(), error = %e, "intake log commit failed");
+                let message = format!("intake log {}: {e}", path.display());
+                for append in batch {
+                    let _ = append.reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Appends the batch's signals from sequence number `next` (and deletes
+/// the rows up to `truncate`) in one transaction; returns the last number.
+fn write(
+    conn: &mut Connection,
+    batch: &[Append],
+    mut next: u64,
+    truncate: Option<u64>,
+) -> rusqlite::Result<u64> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached("INSERT INTO intake (seq, body) VALUES (?1, ?2)")?;
+        for append in batch {
+            for signal in &append.signals {
+                // The signal as serde writes it: the log is read back only
+                // by this program (`LogReader::read`).
+                let body = serde_json::to_string(signal)
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                insert.execute(params![next as i64, body])?;
+                next += 1;
+            }
+        }
+    }
+    if let Some(upto) = truncate {
+        tx.execute("DELETE FROM intake WHERE seq <= ?1", [upto as i64])?;
+    }
+    tx.commit()?;
+    Ok(next - 1)
+}
+
+/// The engine's side of the log: reads what was committed, in order.
+pub struct LogReader {
+    conn: Connection,
+    shared: Arc<Shared>,
+    id: Arc<str>,
+    path: Arc<PathBuf>,
+    next: u64,
+}
+
+/// Tells the log how far the journal holds the engine's decisions (sent to
+/// whichever thread waits for the journal's commits).
+#[derive(Clone)]
+pub struct Progress(Arc<Shared>);
+
+impl Progress {
+    pub fn decided(&self, upto: u64) {
+        self.0.decided.fetch_max(upto, Ordering::SeqCst);
+    }
+}
+
+impl LogReader {
+    /// Whether signals are committed that have not been read.
+    pub fn pending(&self) -> bool {
+        self.shared.committed.load(Ordering::SeqCst) >= self.next
+    }
+
+    /// Signals acknowledged and not yet decided.
+    pub fn backlog(&self) -> u64 {
+        self.shared.backlog()
+    }
+
+    /// Whether appends are arriving: one was committed in the last
+    /// `within`.
+    pub fn busy(&self, within: std::time::Duration) -> bool {
+        let last = self.shared.appended_ms.load(Ordering::SeqCst);
+        last > 0
+            && (self.shared.epoch.elapsed().as_millis() as u64) < last + within.as_millis() as u64
+    }
+
+    /// The next `max` signals at most. A row that no longer parses (it was
+    /// written by this program, so only a damaged file does that) is logged
+    /// as an error with its sequence number and skipped.
+    pub fn read(&mut self, max: usize) -> Result<Vec<Signal>, JournalError> {
+        self.shared.nudged.store(false, Ordering::SeqCst);
+        if !self.pending() {
+            return Ok(Vec::new());
+        }
+        let sql = |error| JournalError::Sqlite {
+            path: self.path.display().to_string(),
+            error,
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, body FROM intake WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map(params![self.next as i64, max as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(sql)?;
+        let mut signals = Vec::with_capacity(max);
+        for row in rows {
+            let (seq, body) = row.map_err(sql)?;
+            self.next = seq as u64 + 1;
+            match serde_json::from_str::<Signal>(&body) {
+                Ok(signal) => signals.push(signal),
+                Err(e) => tracing::error!(
+                    log = %self.path.display(), seq, error = %e,
+                    "intake log row does not parse; skipped"
+                ),
+            }
+        }
+        Ok(signals)
+    }
+
+    /// The last sequence number read.
+    pub fn position(&self) -> u64 {
+        self.next - 1
+    }
+
+    /// The journal meta value that records the position.
+    pub fn cursor(&self) -> String {
+        format!("{}:{}", self.id, self.position())
+    }
+
+    pub fn progress(&self) -> Progress {
+        Progress(Arc::clone(&self.shared))
+    }
+}
