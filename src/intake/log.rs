@@ -32,7 +32,7 @@ pub const CURSOR_KEY: &str = "intake_cursor";
 
 /// Signals acknowledged and not yet decided, at most: past this the log
 /// refuses appends (about 150 MB of log at typical signal sizes).
-pub const MAX_BACKLOG: u64 = 500_000;
+pub const MAX_BACKLOG: u64 = 1_000_000;
 
 /// Appends (requests) queued for the writer before it refuses.
 const QUEUE: usize = 4096;
@@ -57,19 +57,23 @@ CREATE TABLE IF NOT EXISTS intake (seq INTEGER PRIMARY KEY AUTOINCREMENT, body T
 ";
 
 /// Why an append was refused.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Refused {
     /// The engine is this many signals behind, or the writer's queue is
     /// full: retry shortly.
     Full { backlog: u64 },
     /// The writer has stopped.
     Gone,
+    /// A signal could not be written as JSON.
+    Unwritable(String),
 }
 
 type Reply = oneshot::Sender<Result<(), String>>;
 
 struct Append {
-    signals: Vec<Signal>,
+    /// The signals as the log stores them (serialized by the caller, so the
+    /// writer, which every acknowledgement waits for, only inserts).
+    rows: Vec<String>,
     reply: Reply,
 }
 
@@ -116,11 +120,7 @@ impl IntakeLog {
             path: path.display().to_string(),
             error,
         };
-        let conn = connect(&path)?;
-        // A checkpoint every ~4 MiB of WAL (SQLite's default): the log is
-        // a small hot table, whose pages many commits rewrite.
-        conn.pragma_update(None, "wal_autocheckpoint", 1000)
-            .map_err(sql)?;
+        let mut conn = connect(&path)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         let id = log_id(&conn).map_err(sql)?;
         let last: u64 = conn
@@ -147,6 +147,9 @@ impl IntakeLog {
             epoch: std::time::Instant::now(),
             wake: Mutex::new(None),
         });
+        // Checkpoints run beside the writer, as the journal's do; the thread
+        // ends with the writer's connection.
+        let _checkpointer = crate::journal::start_checkpointer(&mut conn, &path)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let writer_shared = Arc::clone(&shared);
         let writer_path = path.clone();
@@ -173,14 +176,21 @@ impl IntakeLog {
     /// `MAX_BACKLOG` behind.
     pub fn append(
         &self,
-        signals: Vec<Signal>,
+        signals: &[Signal],
     ) -> Result<oneshot::Receiver<Result<(), String>>, Refused> {
         let backlog = self.backlog();
         if backlog >= MAX_BACKLOG {
             return Err(Refused::Full { backlog });
         }
+        // The signal as serde writes it: the log is read back only by this
+        // program (`LogReader::read`).
+        let rows = signals
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Refused::Unwritable(e.to_string()))?;
         let (reply, answer) = oneshot::channel();
-        match self.tx.try_send(Append { signals, reply }) {
+        match self.tx.try_send(Append { rows, reply }) {
             Ok(()) => Ok(answer),
             Err(TrySendError::Full(_)) => Err(Refused::Full { backlog }),
             Err(TrySendError::Disconnected(_)) => Err(Refused::Gone),
@@ -295,12 +305,8 @@ fn write(
     {
         let mut insert = tx.prepare_cached("INSERT INTO intake (seq, body) VALUES (?1, ?2)")?;
         for append in batch {
-            for signal in &append.signals {
-                // The signal as serde writes it: the log is read back only
-                // by this program (`LogReader::read`).
-                let body = serde_json::to_string(signal)
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                insert.execute(params![next as i64, body])?;
+            for row in &append.rows {
+                insert.execute(params![next as i64, row])?;
                 next += 1;
             }
         }

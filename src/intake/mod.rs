@@ -161,7 +161,7 @@ struct Accepted {
 async fn ingest(state: &AppState, signals: Vec<Signal>) -> Result<Accepted, Refusal> {
     let kinds: Vec<String> = signals.iter().map(|s| s.kind.clone()).collect();
     let ids: Vec<String> = signals.iter().map(|s| s.id.clone()).collect();
-    let durable = state.log.append(signals).map_err(|r| match r {
+    let durable = state.log.append(&signals).map_err(|r| match r {
         log::Refused::Full { backlog } => Refusal {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: format!("{backlog} signals wait to be decided; retry shortly"),
@@ -171,6 +171,10 @@ async fn ingest(state: &AppState, signals: Vec<Signal>) -> Result<Accepted, Refu
         log::Refused::Gone => Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the intake log has stopped",
+        ),
+        log::Refused::Unwritable(e) => Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("a signal could not be written: {e}"),
         ),
     })?;
     durable

@@ -190,7 +190,7 @@ const FROM_LOG: usize = 512;
 /// deciding at full pace during a burst cost a quarter of the
 /// acknowledgement rate on the 2-core test machine (23,400 against 31,700
 /// requests/s with the journal's syncs off, 2026-11-26).
-const PACED: usize = 500;
+const PACED: usize = 200;
 const PACE_WINDOW: StdDuration = StdDuration::from_millis(100);
 
 /// How many signals the engine may read from the intake log now.

@@ -402,7 +402,10 @@ fn checkpoint_pages(conn: &Connection) -> rusqlite::Result<i64> {
 /// WAL restarts only once every frame was copied back), so past
 /// `CHECKPOINT_IN_WRITER` times the threshold the writer checkpoints itself
 /// as SQLite would have, which bounds the WAL.
-fn start_checkpointer(conn: &mut Connection, path: &Path) -> Result<JoinHandle<()>, JournalError> {
+pub(crate) fn start_checkpointer(
+    conn: &mut Connection,
+    path: &Path,
+) -> Result<JoinHandle<()>, JournalError> {
     let err = |error| JournalError::Sqlite {
         path: path.display().to_string(),
         error,
