@@ -244,6 +244,11 @@ pub fn decide_from_log(
     max: usize,
     now: chrono::DateTime<Utc>,
 ) -> Option<(Progress, u64)> {
+    if max == 0 {
+        // Not reading leaves the log's wake-up pending: the engine is not
+        // woken again for every append while it waits for its pace.
+        return None;
+    }
     let before = reader.position();
     let signals = match reader.read(max) {
         Ok(s) => s,
@@ -388,6 +393,7 @@ fn run(
             }
         }
         let now = Utc::now();
+        let only_nudges = batch.iter().all(|r| matches!(r, Request::Appended));
         let mut waiting = Vec::new();
         for request in batch {
             handle(&mut engine, request, now, &mut waiting);
@@ -395,6 +401,10 @@ fn run(
         let before = reader.position();
         let decided = decide_from_log(&mut engine, &mut reader, allowed, now);
         pace.took((reader.position() - before) as usize);
+        if only_nudges && decided.is_none() {
+            // Woken for signals it may not take yet: nothing to commit.
+            continue;
+        }
         engine.tick(now);
         let commit = engine.flush().map_err(|e| e.to_string());
         let dispatches = engine.take_dispatches();
