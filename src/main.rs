@@ -427,6 +427,11 @@ fn serve(
             c.breaker_cooldown = breaker_cooldown;
         },
         Some(dispatch_tx),
+        config
+            .intake
+            .as_ref()
+            .and_then(|i| i.max_backlog)
+            .unwrap_or(signalbox::intake::log::MAX_BACKLOG),
     )?;
     for path in paths {
         let label = path.clone();

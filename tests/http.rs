@@ -231,6 +231,75 @@ fn cloudevents_in_every_mode_are_journaled_before_202() {
 }
 
 #[test]
+fn a_backlog_past_its_limit_is_refused_with_503_and_retry_after_then_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve_with_config(
+        &dir.path().join("d"),
+        &[],
+        Some("[intake]\nmax_backlog = 100\n"),
+    );
+    let c = client();
+    let batch: Vec<Value> = (0..2000)
+        .map(|i| {
+            event(
+                &format!("b{i}"),
+                "ticket.opened",
+                "customer/c0001",
+                json!({"customer": "c0001"}),
+            )
+        })
+        .collect();
+    let r = c
+        .post(format!("{}/v1/signals", s.base))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(Value::Array(batch).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<Value>().unwrap()["accepted"], 2000);
+    // 2,000 acknowledged and not yet decided, against a limit of 100.
+    let one = event(
+        "late",
+        "ticket.opened",
+        "customer/c0001",
+        json!({"customer": "c0001"}),
+    )
+    .to_string();
+    let post = || {
+        c.post(format!("{}/v1/signals", s.base))
+            .header("content-type", "application/cloudevents+json")
+            .body(one.clone())
+            .send()
+            .unwrap()
+    };
+    let r = post();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("wait to be decided"),
+        "{v}"
+    );
+    assert!(
+        !durable(&s.dir, "late"),
+        "a refused signal is not journaled"
+    );
+    assert_eq!(
+        metric(
+            &c,
+            &s.base,
+            "signalbox_refused_total{endpoint=\"signals\",status=\"503\"} "
+        ),
+        1.0
+    );
+    // Once the engine has caught up, the same signal is taken.
+    drained(&c, &s.base);
+    assert_eq!(post().status(), 202);
+    decided(&c, &s.base, "late");
+    decided(&c, &s.base, "b1999");
+}
+
+#[test]
 fn bad_requests_get_json_errors_naming_the_field_and_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let s = serve(dir.path(), &["--body-limit", "2048"]);

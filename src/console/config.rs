@@ -27,6 +27,17 @@ pub struct Config {
     /// Step retries and circuit breakers.
     #[serde(default)]
     pub execution: Option<ExecutionConfig>,
+    /// The intake log (`signalbox serve`).
+    #[serde(default)]
+    pub intake: Option<IntakeConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// Signals acknowledged and not yet decided past which the intake
+    /// answers 503 (default `intake::log::MAX_BACKLOG`).
+    pub max_backlog: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -30,8 +30,9 @@ pub const FILE_NAME: &str = "intake.db";
 /// The journal meta key under which the engine records its position.
 pub const CURSOR_KEY: &str = "intake_cursor";
 
-/// Signals acknowledged and not yet decided, at most: past this the log
-/// refuses appends (about 150 MB of log at typical signal sizes).
+/// Signals acknowledged and not yet decided, at most, unless configured:
+/// past this the log refuses appends (about 300 MB of log at typical
+/// signal sizes).
 pub const MAX_BACKLOG: u64 = 1_000_000;
 
 /// Appends (requests) queued for the writer before it refuses.
@@ -88,6 +89,7 @@ struct Shared {
     appended_ms: AtomicU64,
     epoch: std::time::Instant,
     wake: Mutex<Option<Box<dyn Fn() + Send>>>,
+    max_backlog: u64,
 }
 
 impl Shared {
@@ -111,6 +113,14 @@ impl IntakeLog {
     /// Opens (creating if needed) the log in `dir` and starts its writer,
     /// which ends when the last `IntakeLog` clone is dropped.
     pub fn open(dir: &Path) -> Result<(IntakeLog, JoinHandle<()>), JournalError> {
+        IntakeLog::open_with(dir, MAX_BACKLOG)
+    }
+
+    /// `open`, refusing appends once `max_backlog` signals wait.
+    pub fn open_with(
+        dir: &Path,
+        max_backlog: u64,
+    ) -> Result<(IntakeLog, JoinHandle<()>), JournalError> {
         std::fs::create_dir_all(dir).map_err(|error| JournalError::Io {
             path: dir.display().to_string(),
             error,
@@ -146,6 +156,7 @@ impl IntakeLog {
             appended_ms: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
             wake: Mutex::new(None),
+            max_backlog: max_backlog.max(1),
         });
         // Checkpoints run beside the writer, as the journal's do; the thread
         // ends with the writer's connection.
@@ -173,13 +184,13 @@ impl IntakeLog {
 
     /// Queues signals for the next commit; the receiver resolves once they
     /// are durable (or the commit failed). Refused while the engine is
-    /// `MAX_BACKLOG` behind.
+    /// the log's maximum backlog behind.
     pub fn append(
         &self,
         signals: &[Signal],
     ) -> Result<oneshot::Receiver<Result<(), String>>, Refused> {
         let backlog = self.backlog();
-        if backlog >= MAX_BACKLOG {
+        if backlog >= self.shared.max_backlog {
             return Err(Refused::Full { backlog });
         }
         // The signal as serde writes it: the log is read back only by this
@@ -347,6 +358,11 @@ impl LogReader {
     /// Signals acknowledged and not yet decided.
     pub fn backlog(&self) -> u64 {
         self.shared.backlog()
+    }
+
+    /// Past this backlog the log refuses appends.
+    pub fn max_backlog(&self) -> u64 {
+        self.shared.max_backlog
     }
 
     /// Whether appends are arriving: one was committed in the last

@@ -146,6 +146,7 @@ pub fn start(
     seed: u64,
     configure: impl FnOnce(&mut EngineConfig),
     dispatcher: Option<Dispatcher>,
+    max_backlog: u64,
 ) -> anyhow::Result<Started> {
     let start = default_start();
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(seed), start);
@@ -153,7 +154,7 @@ pub fn start(
     config.publish = false;
     configure(&mut config);
     let engine = Engine::open(config, world, Utc::now())?;
-    let (log, log_writer) = IntakeLog::open(&data_dir)?;
+    let (log, log_writer) = IntakeLog::open_with(&data_dir, max_backlog)?;
     let reader = log.reader(engine.intake_cursor())?;
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     let nudge = tx.clone();
@@ -182,8 +183,8 @@ pub fn start(
 const FROM_LOG: usize = 512;
 
 /// While appends keep arriving, the engine decides at most this many
-/// signals per `PACE_WINDOW` (5,000 a second), as long as the backlog is
-/// under half of `log::MAX_BACKLOG`; otherwise, and once the intake is
+/// signals per `PACE_WINDOW` (2,000 a second), as long as the backlog is
+/// under half of the log's maximum; otherwise, and once the intake is
 /// quiet, as fast as it can. A burst is acknowledged first and decided
 /// right after: the journal's commits (a decision writes about ten times
 /// the bytes of its signal) share the disk with the intake log's, and
@@ -208,10 +209,7 @@ impl Pace {
     }
 
     fn allowance(&mut self, reader: &LogReader, stopping: bool) -> usize {
-        if stopping
-            || !reader.busy(PACE_WINDOW)
-            || reader.backlog() >= crate::intake::log::MAX_BACKLOG / 2
-        {
+        if stopping || !reader.busy(PACE_WINDOW) || reader.backlog() >= reader.max_backlog() / 2 {
             return FROM_LOG;
         }
         if self.window.elapsed() >= PACE_WINDOW {

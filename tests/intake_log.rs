@@ -1,0 +1,154 @@
+//! The intake log on a real SQLite file: order, the engine's cursor across
+//! restarts, a replaced log, deletion of what was decided, the backlog
+//! limit.
+
+use std::path::Path;
+
+use chrono::Utc;
+use serde_json::json;
+use signalbox::intake::log::{IntakeLog, LogReader, Refused};
+use signalbox::signal::Signal;
+
+fn signal(id: &str) -> Signal {
+    Signal::from_value(
+        json!({"specversion": "1.0", "id": id, "source": "test", "type": "ticket.opened",
+               "subject": "customer/c0001", "data": {"customer": "c0001"}}),
+        Utc::now(),
+    )
+    .unwrap()
+}
+
+/// Appends and waits until the signals are durable.
+fn append(log: &IntakeLog, ids: &[&str]) {
+    let signals: Vec<Signal> = ids.iter().map(|id| signal(id)).collect();
+    log.append(&signals)
+        .unwrap()
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+}
+
+fn ids(reader: &mut LogReader, max: usize) -> Vec<String> {
+    reader
+        .read(max)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect()
+}
+
+fn rows(dir: &Path) -> Vec<i64> {
+    let conn = rusqlite::Connection::open(dir.join("intake.db")).unwrap();
+    let mut stmt = conn.prepare("SELECT seq FROM intake ORDER BY seq").unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn the_engine_resumes_after_its_cursor_and_reads_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let cursor = {
+        let (log, writer) = IntakeLog::open(dir.path()).unwrap();
+        append(&log, &["a", "b"]);
+        append(&log, &["c"]);
+        let mut reader = log.reader(None).unwrap();
+        assert!(reader.pending());
+        assert_eq!(ids(&mut reader, 2), ["a", "b"]);
+        assert_eq!(reader.position(), 2);
+        let cursor = reader.cursor();
+        assert!(cursor.ends_with(":2"), "{cursor}");
+        drop(reader);
+        drop(log);
+        writer.join().unwrap();
+        cursor
+    };
+    // Restarted: the journal says the engine took up to b.
+    let (log, _writer) = IntakeLog::open(dir.path()).unwrap();
+    let mut reader = log.reader(Some(&cursor)).unwrap();
+    assert_eq!(log.backlog(), 1, "c is acknowledged and not decided");
+    append(&log, &["d"]);
+    assert_eq!(ids(&mut reader, 10), ["c", "d"]);
+    assert!(!reader.pending());
+    assert!(ids(&mut reader, 10).is_empty());
+}
+
+#[test]
+fn a_replaced_log_is_read_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cursor = {
+        let (log, writer) = IntakeLog::open(dir.path()).unwrap();
+        append(&log, &["a", "b", "c"]);
+        let mut reader = log.reader(None).unwrap();
+        assert_eq!(ids(&mut reader, 10).len(), 3);
+        let cursor = reader.cursor();
+        drop(reader);
+        drop(log);
+        writer.join().unwrap();
+        cursor
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("intake.db{suffix}")));
+    }
+    // A fresh file has another id: the old cursor (at 3) does not apply.
+    let (log, _writer) = IntakeLog::open(dir.path()).unwrap();
+    append(&log, &["x"]);
+    let mut reader = log.reader(Some(&cursor)).unwrap();
+    assert_eq!(ids(&mut reader, 10), ["x"]);
+}
+
+#[test]
+fn decided_rows_are_deleted_and_their_numbers_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..5000).map(|i| format!("s{i}")).collect();
+    let cursor = {
+        let (log, writer) = IntakeLog::open(dir.path()).unwrap();
+        for chunk in names.chunks(500) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            append(&log, &chunk);
+        }
+        let mut reader = log.reader(None).unwrap();
+        let mut read = 0;
+        while reader.pending() {
+            read += ids(&mut reader, 512).len();
+        }
+        assert_eq!(read, 5000);
+        // The journal has committed the decisions of all 5,000.
+        reader.progress().decided(reader.position());
+        assert_eq!(log.backlog(), 0);
+        // The next commit deletes them.
+        append(&log, &["after"]);
+        assert_eq!(rows(dir.path()), [5001]);
+        assert_eq!(ids(&mut reader, 10), ["after"]);
+        reader.progress().decided(reader.position());
+        let cursor = reader.cursor();
+        drop(reader);
+        drop(log);
+        writer.join().unwrap();
+        cursor
+    };
+    let (log, _writer) = IntakeLog::open(dir.path()).unwrap();
+    let mut reader = log.reader(Some(&cursor)).unwrap();
+    append(&log, &["later"]);
+    assert_eq!(ids(&mut reader, 10), ["later"]);
+    assert_eq!(reader.position(), 5002, "numbers go on after deleted rows");
+}
+
+#[test]
+fn appends_are_refused_while_the_backlog_is_at_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _writer) = IntakeLog::open_with(dir.path(), 3).unwrap();
+    let mut reader = log.reader(None).unwrap();
+    append(&log, &["a", "b", "c"]);
+    match log.append(&[signal("d")]) {
+        Err(Refused::Full { backlog }) => assert_eq!(backlog, 3),
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    // Read is not decided: only a durable journal commit frees room.
+    assert_eq!(ids(&mut reader, 10).len(), 3);
+    assert!(log.append(&[signal("d")]).is_err());
+    reader.progress().decided(2);
+    append(&log, &["d"]);
+    assert_eq!(ids(&mut reader, 10), ["d"]);
+}
