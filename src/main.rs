@@ -464,7 +464,7 @@ fn serve(
         .map_err(anyhow::Error::msg)?;
     let probe_engine = state.engine.clone();
     let executor_engine = state.engine.clone();
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         tokio::spawn(signalbox::intake::webhook::run(
             dispatch_rx,
             executor_engine,
@@ -485,7 +485,9 @@ fn serve(
             .with_graceful_shutdown(stop_signals.recv())
             .await?;
         anyhow::Ok(())
-    })?;
+    });
+    // Whether the server ran or failed (it could not listen, say), the
+    // engine is stopped and its journal closed before the answer.
     // Stop the probes and executor with the runtime; the intake log's
     // writer ends with its last handle (the server's state). Then let the
     // engine answer what is queued, decide what the log still holds (up to
@@ -499,6 +501,7 @@ fn serve(
     engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
+    served?;
     println!("signalbox: stopped; journal closed");
     Ok(())
 }

@@ -152,3 +152,67 @@ fn appends_are_refused_while_the_backlog_is_at_its_limit() {
     append(&log, &["d"]);
     assert_eq!(ids(&mut reader, 10), ["d"]);
 }
+
+#[test]
+fn a_reader_below_rows_already_deleted_moves_past_them() {
+    // The journal was replaced while intake.db was kept: its rows were
+    // decided (and deleted) by the old journal; the new one starts with no
+    // cursor and must not wait for them forever.
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..4200).map(|i| format!("s{i}")).collect();
+    {
+        let (log, writer) = IntakeLog::open(dir.path()).unwrap();
+        let chunk: Vec<&str> = names.iter().map(String::as_str).collect();
+        append(&log, &chunk);
+        let mut reader = log.reader(None).unwrap();
+        while reader.pending() {
+            ids(&mut reader, 1000);
+        }
+        reader.progress().decided(reader.position());
+        append(&log, &["last"]);
+        ids(&mut reader, 10);
+        drop(reader);
+        drop(log);
+        writer.join().unwrap();
+    }
+    assert_eq!(rows(dir.path()), [4201]);
+    // The last row went too, at a later deletion.
+    rusqlite::Connection::open(dir.path().join("intake.db"))
+        .unwrap()
+        .execute("DELETE FROM intake", [])
+        .unwrap();
+    let (log, _writer) = IntakeLog::open(dir.path()).unwrap();
+    let mut reader = log.reader(None).unwrap();
+    assert!(reader.pending());
+    assert!(ids(&mut reader, 10).is_empty());
+    assert!(!reader.pending(), "past the deleted rows");
+    assert_eq!(reader.position(), 4201);
+    append(&log, &["new"]);
+    assert_eq!(ids(&mut reader, 10), ["new"]);
+}
+
+#[test]
+fn a_halted_engine_stops_the_log_taking_and_forgetting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _writer) = IntakeLog::open(dir.path()).unwrap();
+    let mut reader = log.reader(None).unwrap();
+    let names: Vec<String> = (0..4100).map(|i| format!("s{i}")).collect();
+    let chunk: Vec<&str> = names.iter().map(String::as_str).collect();
+    append(&log, &chunk);
+    while reader.pending() {
+        ids(&mut reader, 1000);
+    }
+    // The journal commit of what was read failed.
+    reader
+        .progress()
+        .halt("journal commit failed: disk I/O error");
+    match log.append(&[signal("after")]) {
+        Err(Refused::Halted(why)) => assert!(why.contains("disk I/O error"), "{why}"),
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    // A later success does not move the position the log may delete to.
+    reader.progress().decided(4100);
+    assert_eq!(log.backlog(), 4100);
+    assert!(!reader.pending());
+    assert_eq!(rows(dir.path()).len(), 4100, "nothing deleted");
+}

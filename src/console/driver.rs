@@ -166,7 +166,12 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
+            let log = options.intake.as_ref().map(|(_, log)| log.clone());
             if let Err(e) = drive(options, commands, &updates) {
+                // Nothing decides what the HTTP intake would take now.
+                if let Some(log) = log {
+                    log.halt(&format!("the console's engine stopped: {e}"));
+                }
                 let _ = updates.send(Update::Failed(e));
             }
         })

@@ -41,8 +41,10 @@ const QUEUE: usize = 4096;
 /// Appends folded into one commit, at most.
 const GROUP: usize = 1024;
 
-/// Decided rows are deleted from the log once this many have piled up.
+/// Decided rows are deleted from the log once this many have piled up, at
+/// most `TRUNCATE_MAX` in one commit (the commit acknowledgements wait for).
 const TRUNCATE_EVERY: u64 = 4096;
+const TRUNCATE_MAX: u64 = 16_384;
 
 /// Commits are a handful of rows of ~300 bytes: with 4 KiB pages (not the
 /// journal's 16 KiB) each writes and syncs a quarter of the WAL bytes.
@@ -65,6 +67,8 @@ pub enum Refused {
     Full { backlog: u64 },
     /// The writer has stopped.
     Gone,
+    /// The engine no longer decides from the log (and why).
+    Halted(String),
     /// A signal could not be written as JSON.
     Unwritable(String),
 }
@@ -85,14 +89,32 @@ struct Shared {
     decided: AtomicU64,
     /// Set when the engine has been woken and has not read since.
     nudged: AtomicBool,
-    /// When the last append was committed, in milliseconds since `epoch`.
-    appended_ms: AtomicU64,
-    epoch: std::time::Instant,
+    /// Why the engine stopped deciding from the log (a journal commit
+    /// failed, or the engine ended): appends are refused from then on, and
+    /// the position it reported is never moved again, so a restart decides
+    /// from the last cursor its journal holds.
+    halted: Mutex<Option<String>>,
     wake: Mutex<Option<Box<dyn Fn() + Send>>>,
     max_backlog: u64,
 }
 
 impl Shared {
+    fn halted(&self) -> Option<String> {
+        self.halted.lock().ok().and_then(|h| h.clone())
+    }
+
+    fn halt(&self, why: &str) {
+        if let Ok(mut halted) = self.halted.lock()
+            && halted.is_none()
+        {
+            tracing::error!(
+                reason = why,
+                "the engine stopped deciding from the intake log"
+            );
+            *halted = Some(why.to_string());
+        }
+    }
+
     fn backlog(&self) -> u64 {
         self.committed
             .load(Ordering::SeqCst)
@@ -153,20 +175,24 @@ impl IntakeLog {
             committed: AtomicU64::new(last),
             decided: AtomicU64::new(decided),
             nudged: AtomicBool::new(false),
-            appended_ms: AtomicU64::new(0),
-            epoch: std::time::Instant::now(),
+            halted: Mutex::new(None),
             wake: Mutex::new(None),
             max_backlog: max_backlog.max(1),
         });
         // Checkpoints run beside the writer, as the journal's do; the thread
-        // ends with the writer's connection.
-        let _checkpointer = crate::journal::start_checkpointer(&mut conn, &path)?;
+        // ends with the writer's connection, and the writer waits for it.
+        let checkpointer = crate::journal::start_checkpointer(&mut conn, &path)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let writer_shared = Arc::clone(&shared);
         let writer_path = path.clone();
         let writer = std::thread::Builder::new()
             .name("intake-log".into())
-            .spawn(move || writer_loop(conn, rx, writer_shared, writer_path))
+            .spawn(move || {
+                writer_loop(conn, rx, writer_shared, &writer_path);
+                if checkpointer.join().is_err() {
+                    tracing::error!(log = %writer_path.display(), "intake log checkpoint thread panicked");
+                }
+            })
             .map_err(|error| JournalError::Io {
                 path: path.display().to_string(),
                 error,
@@ -189,6 +215,9 @@ impl IntakeLog {
         &self,
         signals: &[Signal],
     ) -> Result<oneshot::Receiver<Result<(), String>>, Refused> {
+        if let Some(why) = self.shared.halted() {
+            return Err(Refused::Halted(why));
+        }
         let backlog = self.backlog();
         if backlog >= self.shared.max_backlog {
             return Err(Refused::Full { backlog });
@@ -211,6 +240,12 @@ impl IntakeLog {
     /// Signals acknowledged and not yet decided.
     pub fn backlog(&self) -> u64 {
         self.shared.backlog()
+    }
+
+    /// Refuses appends from now on: nothing will decide them (the
+    /// console's engine thread ended).
+    pub fn halt(&self, why: &str) {
+        self.shared.halt(why);
     }
 
     /// Called (on the writer's thread) after a commit when the engine has
@@ -260,7 +295,8 @@ fn log_id(conn: &Connection) -> rusqlite::Result<String> {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: Receiver<Append>, shared: Arc<Shared>, path: PathBuf) {
+/// Appends until every sender is gone, then closes the connection.
+fn writer_loop(mut conn: Connection, rx: Receiver<Append>, shared: Arc<Shared>, path: &Path) {
     let mut next = shared.committed.load(Ordering::SeqCst) + 1;
     let mut truncated = shared.decided.load(Ordering::SeqCst);
     while let Ok(first) = rx.recv() {
@@ -272,7 +308,8 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Append>, shared: Arc<Shared>, 
             }
         }
         let decided = shared.decided.load(Ordering::SeqCst);
-        let truncate = (decided >= truncated + TRUNCATE_EVERY).then_some(decided);
+        let truncate = (decided >= truncated + TRUNCATE_EVERY)
+            .then_some(decided.min(truncated + TRUNCATE_MAX));
         match write(&mut conn, &batch, next, truncate) {
             Ok(last) => {
                 next = last + 1;
@@ -280,9 +317,6 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Append>, shared: Arc<Shared>, 
                     truncated = upto;
                 }
                 shared.committed.store(last, Ordering::SeqCst);
-                shared
-                    .appended_ms
-                    .store(shared.epoch.elapsed().as_millis() as u64, Ordering::SeqCst);
                 if !shared.nudged.swap(true, Ordering::SeqCst)
                     && let Ok(wake) = shared.wake.lock()
                     && let Some(wake) = wake.as_ref()
@@ -295,6 +329,13 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Append>, shared: Arc<Shared>, 
             }
             Err(e) => {
                 tracing::error!(log = %path.display(), error = %e, "intake log commit failed");
+                // A commit reported failed may still have happened: go on
+                // from what the file holds, never reusing a number.
+                if let Ok(last) = conn.query_row("SELECT MAX(seq) FROM intake", [], |r| {
+                    r.get::<_, Option<i64>>(0)
+                }) {
+                    next = next.max(last.map_or(0, |l| l.max(0) as u64) + 1);
+                }
                 let message = format!("intake log {}: {e}", path.display());
                 for append in batch {
                     let _ = append.reply.send(Err(message.clone()));
@@ -344,15 +385,39 @@ pub struct LogReader {
 pub struct Progress(Arc<Shared>);
 
 impl Progress {
+    /// The journal holds the decisions of everything up to `upto`.
     pub fn decided(&self, upto: u64) {
-        self.0.decided.fetch_max(upto, Ordering::SeqCst);
+        // Under the halt's lock: a position reported after a failed commit
+        // would let the log delete what that commit lost.
+        if let Ok(halted) = self.0.halted.lock()
+            && halted.is_none()
+        {
+            self.0.decided.fetch_max(upto, Ordering::SeqCst);
+        }
+    }
+
+    /// The engine stops deciding from the log: a journal commit of what it
+    /// read failed, or it ended. Appends are refused from now on; a restart
+    /// decides again from the journal's last cursor.
+    pub fn halt(&self, why: &str) {
+        self.0.halt(why);
     }
 }
 
 impl LogReader {
-    /// Whether signals are committed that have not been read.
+    /// Whether signals are committed that have not been read (and the
+    /// engine still decides from the log).
     pub fn pending(&self) -> bool {
-        self.shared.committed.load(Ordering::SeqCst) >= self.next
+        self.shared.committed.load(Ordering::SeqCst) >= self.next && !self.halted()
+    }
+
+    pub fn halted(&self) -> bool {
+        self.shared.halted().is_some()
+    }
+
+    /// Sequence numbers committed to the log so far.
+    pub fn committed(&self) -> u64 {
+        self.shared.committed.load(Ordering::SeqCst)
     }
 
     /// Signals acknowledged and not yet decided.
@@ -365,14 +430,6 @@ impl LogReader {
         self.shared.max_backlog
     }
 
-    /// Whether appends are arriving: one was committed in the last
-    /// `within`.
-    pub fn busy(&self, within: std::time::Duration) -> bool {
-        let last = self.shared.appended_ms.load(Ordering::SeqCst);
-        last > 0
-            && (self.shared.epoch.elapsed().as_millis() as u64) < last + within.as_millis() as u64
-    }
-
     /// The next `max` signals at most. A row that no longer parses (it was
     /// written by this program, so only a damaged file does that) is logged
     /// as an error with its sequence number and skipped.
@@ -381,6 +438,9 @@ impl LogReader {
         if !self.pending() {
             return Ok(Vec::new());
         }
+        // Everything up to here is committed, so visible to the query below
+        // if it still exists.
+        let committed = self.shared.committed.load(Ordering::SeqCst);
         let sql = |error| JournalError::Sqlite {
             path: self.path.display().to_string(),
             error,
@@ -395,9 +455,14 @@ impl LogReader {
             })
             .map_err(sql)?;
         let mut signals = Vec::with_capacity(max);
+        let mut next = self.next;
+        let mut read = 0;
         for row in rows {
+            // An error part-way leaves the position where it was: the rows
+            // are read again, not skipped.
             let (seq, body) = row.map_err(sql)?;
-            self.next = seq as u64 + 1;
+            next = seq as u64 + 1;
+            read += 1;
             match serde_json::from_str::<Signal>(&body) {
                 Ok(signal) => signals.push(signal),
                 Err(e) => tracing::error!(
@@ -406,6 +471,12 @@ impl LogReader {
                 ),
             }
         }
+        if read < max {
+            // Rows up to `committed` that the query did not see were deleted
+            // (decided by a journal this one replaced): nothing to wait for.
+            next = next.max(committed + 1);
+        }
+        self.next = next;
         Ok(signals)
     }
 

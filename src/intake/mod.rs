@@ -172,6 +172,10 @@ async fn ingest(state: &AppState, signals: Vec<Signal>) -> Result<Accepted, Refu
             StatusCode::SERVICE_UNAVAILABLE,
             "the intake log has stopped",
         ),
+        log::Refused::Halted(why) => Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the engine stopped deciding ({why}); signals are not taken until it restarts"),
+        ),
         log::Refused::Unwritable(e) => Refusal::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("a signal could not be written: {e}"),
