@@ -461,7 +461,12 @@ impl Engine {
         let playbook = Arc::clone(&self.decider.playbook);
         let choice = choice_for(&playbook, &signal.kind);
         let snapshot = self.context.snapshot(&signal);
-        let features = features::extract(&signal, &self.context);
+        // A context-only signal is recorded, not scored: no features.
+        let features = if choice.record_only() {
+            Vec::new()
+        } else {
+            features::extract(&signal, &self.context)
+        };
         let n = self.new_id();
         let decision = self.decider.decide(
             format!("D{n:07}"),

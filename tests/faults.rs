@@ -733,3 +733,62 @@ fn the_wal_is_checkpointed_beside_the_writer() {
         .unwrap();
     assert_eq!(rows, 48 * 64);
 }
+
+#[test]
+fn a_context_only_signal_is_recorded_without_consulting_policies_or_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = open(dir.path());
+    // A gold customer: the vip-priority rule matches their signals.
+    let gold = engine
+        .context
+        .customers
+        .values()
+        .find(|c| c.tier.as_str() == "gold")
+        .expect("Northwind has gold customers")
+        .id
+        .clone();
+    let decided = |i: Ingested| match i {
+        Ingested::Decided { decision_id, .. } => decision_id,
+        other => panic!("not decided: {other:?}"),
+    };
+    let placed = decided(engine.ingest(
+        signal(
+            "p1",
+            "order.placed",
+            "order/zz1",
+            json!({"customer": gold, "supplier": "baltic", "value": 500.0}),
+        ),
+        start(),
+    ));
+    let shipped = decided(engine.ingest(
+        signal(
+            "s1",
+            "order.shipped",
+            "order/zz1",
+            json!({"customer": gold, "carrier": "NorthExpress"}),
+        ),
+        start(),
+    ));
+    engine.flush().unwrap().wait().unwrap();
+    let placed = read::explain(dir.path(), &placed)
+        .unwrap()
+        .unwrap()
+        .decision;
+    let shipped = read::explain(dir.path(), &shipped)
+        .unwrap()
+        .unwrap()
+        .decision;
+    assert!(
+        placed.policy_hits.iter().any(|h| h.rule == "vip-priority"),
+        "{:?}",
+        placed.policy_hits
+    );
+    assert!(!placed.features.is_empty());
+    // The shipment has nothing to choose: recorded with what it read.
+    assert_eq!(shipped.mode, Mode::Record);
+    assert_eq!(shipped.proposal, "record");
+    assert!(shipped.policy_hits.is_empty(), "{:?}", shipped.policy_hits);
+    assert!(shipped.features.is_empty());
+    assert!(shipped.snapshot.contains_key("order/zz1"));
+    assert!(shipped.why.contains("nothing to choose"), "{}", shipped.why);
+}

@@ -130,6 +130,14 @@ pub struct Choice<'a> {
     pub unrecognised: bool,
 }
 
+impl Choice<'_> {
+    /// A context-only signal type: its play offers one option, `record`,
+    /// so there is nothing for policies or the model to choose.
+    pub fn record_only(&self) -> bool {
+        self.options.len() == 1 && !self.unrecognised
+    }
+}
+
 /// The choice a signal type offers; uncatalogued types get the
 /// `unrecognised` play, which always goes to review.
 pub fn choice_for<'a>(playbook: &'a Playbook, kind: &str) -> Choice<'a> {
@@ -215,6 +223,9 @@ impl Decider {
         choice: &Choice<'_>,
         now: DateTime<Utc>,
     ) -> Decision {
+        if choice.record_only() {
+            return self.record(id, parent, signal, subject, snapshot, choice, now);
+        }
         let policy = Arc::clone(&self.policy);
         let policy_context = context.policy_view(signal, &snapshot);
         // An option's view depends only on the catalogue: build it once.
@@ -279,15 +290,10 @@ impl Decider {
             .fold(f64::NEG_INFINITY, f64::max);
 
         let threshold = policy.threshold(choice.class);
-        let record_only = choice.options.len() == 1 && !choice.unrecognised;
         let mut explored = false;
         let mut propensity = 1.0;
         let (proposal, confidence, margin, mode, why);
-        if record_only {
-            proposal = choice.options[0].clone();
-            (confidence, margin, mode) = (1.0, 1.0, Mode::Record);
-            why = "context-only signal: recorded".to_string();
-        } else if allowed.is_empty() {
+        if allowed.is_empty() {
             proposal = choice.safe_default.to_string();
             (confidence, margin, mode) = (0.0, 0.0, Mode::Review);
             why = "every option is forbidden by policy; a person must choose".to_string();
@@ -421,6 +427,64 @@ impl Decider {
             review_deadline,
             safe_default: choice.safe_default.to_string(),
             why,
+        }
+    }
+
+    /// The decision on a context-only signal (`Choice::record_only`): it is
+    /// recorded with the snapshot of what it read. Policies and the model
+    /// are not consulted: whatever they said, there is one option, no flow
+    /// and no review item, so their hits would only be noise in the audit.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        id: String,
+        parent: Option<String>,
+        signal: &Signal,
+        subject: &str,
+        snapshot: Snapshot,
+        choice: &Choice<'_>,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let option = choice.options.first().cloned().unwrap_or_default();
+        Decision {
+            id,
+            parent,
+            signal_id: signal.id.clone(),
+            signal_type: signal.kind.clone(),
+            subject: subject.to_string(),
+            class: choice.class.to_string(),
+            time: now,
+            snapshot,
+            features: Vec::new(),
+            options: vec![OptionScore {
+                option: option.clone(),
+                score: 1.0,
+                allowed: true,
+                forbidden_by: Vec::new(),
+            }],
+            policy_hits: Vec::new(),
+            policy_errors: Vec::new(),
+            policy_version: self.policy.version.clone(),
+            model_version: if self.learning {
+                self.model.version()
+            } else {
+                "off".into()
+            },
+            proposal: option,
+            confidence: 1.0,
+            margin: 1.0,
+            threshold: self.policy.threshold(choice.class),
+            contributions: Vec::new(),
+            explored: false,
+            propensity: 1.0,
+            mode: Mode::Record,
+            review_role: Role::Operator,
+            priority: Priority::default(),
+            deadline: now + choice.sla,
+            review_deadline: now + choice.review_window,
+            safe_default: choice.safe_default.to_string(),
+            why: "context-only signal: recorded (nothing to choose: policies and model not consulted)"
+                .to_string(),
         }
     }
 
