@@ -343,6 +343,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
             .cloned()
             .chain(args.tokens.iter().cloned())
             .collect(),
+        max_backlog: config.max_backlog(),
     })
 }
 
@@ -427,11 +428,7 @@ fn serve(
             c.breaker_cooldown = breaker_cooldown;
         },
         Some(dispatch_tx),
-        config
-            .intake
-            .as_ref()
-            .and_then(|i| i.max_backlog)
-            .unwrap_or(signalbox::intake::log::MAX_BACKLOG),
+        config.max_backlog(),
     )?;
     for path in paths {
         let label = path.clone();

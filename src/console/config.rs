@@ -27,7 +27,7 @@ pub struct Config {
     /// Step retries and circuit breakers.
     #[serde(default)]
     pub execution: Option<ExecutionConfig>,
-    /// The intake log (`signalbox serve`).
+    /// The intake log (`signalbox serve` and the console's intake).
     #[serde(default)]
     pub intake: Option<IntakeConfig>,
 }
@@ -84,6 +84,14 @@ impl Config {
             file: path.display().to_string(),
             error: e.to_string(),
         })
+    }
+
+    /// `[intake] max_backlog`, or the default.
+    pub fn max_backlog(&self) -> u64 {
+        self.intake
+            .as_ref()
+            .and_then(|i| i.max_backlog)
+            .unwrap_or(crate::intake::log::MAX_BACKLOG)
     }
 }
 

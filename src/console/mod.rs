@@ -39,6 +39,8 @@ pub struct ConsoleOptions {
     /// Where the HTTP intake listens, if it does.
     pub listen: Option<std::net::SocketAddr>,
     pub tokens: Vec<String>,
+    /// Signals the HTTP intake holds undecided before it answers 503.
+    pub max_backlog: u64,
 }
 
 /// Frames are drawn at most this often.
@@ -85,18 +87,19 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                 crate::intake::auth::Tokens::parse(&options.tokens).map_err(anyhow::Error::msg)?;
             // The log's writer thread lives as long as the server does (the
             // process): every append it acknowledged is committed.
-            let served = crate::intake::log::IntakeLog::open(&options.data_dir)
-                .map_err(|e| e.to_string())
-                .and_then(|(log, _writer)| {
-                    let state = crate::intake::AppState {
-                        engine: handle,
-                        log: log.clone(),
-                        tokens: std::sync::Arc::new(tokens),
-                        counters: Default::default(),
-                        body_limit: crate::intake::BODY_LIMIT,
-                    };
-                    crate::intake::spawn_server(addr, state).map(|local| (local, log))
-                });
+            let served =
+                crate::intake::log::IntakeLog::open_with(&options.data_dir, options.max_backlog)
+                    .map_err(|e| e.to_string())
+                    .and_then(|(log, _writer)| {
+                        let state = crate::intake::AppState {
+                            engine: handle,
+                            log: log.clone(),
+                            tokens: std::sync::Arc::new(tokens),
+                            counters: Default::default(),
+                            body_limit: crate::intake::BODY_LIMIT,
+                        };
+                        crate::intake::spawn_server(addr, state).map(|local| (local, log))
+                    });
             match served {
                 Ok((local, log)) => {
                     sources.push(format!("http://{local}"));
