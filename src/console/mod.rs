@@ -78,6 +78,8 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     let (command_tx, command_rx) = mpsc::channel::<Command>();
     let (update_tx, update_rx) = mpsc::channel::<Update>();
     let mut sources = vec!["sim:northwind".to_string()];
+    // The HTTP intake and its log's writer, stopped after the engine.
+    let mut serving = None;
     let intake = match options.listen {
         None => None,
         Some(addr) => {
@@ -85,12 +87,10 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                 crate::intake::service::EngineHandle::channel(options.data_dir.clone());
             let tokens =
                 crate::intake::auth::Tokens::parse(&options.tokens).map_err(anyhow::Error::msg)?;
-            // The log's writer thread lives as long as the server does (the
-            // process): every append it acknowledged is committed.
             let served =
                 crate::intake::log::IntakeLog::open_with(&options.data_dir, options.max_backlog)
                     .map_err(|e| e.to_string())
-                    .and_then(|(log, _writer)| {
+                    .and_then(|(log, writer)| {
                         let state = crate::intake::AppState {
                             engine: handle,
                             log: log.clone(),
@@ -98,11 +98,13 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                             counters: Default::default(),
                             body_limit: crate::intake::BODY_LIMIT,
                         };
-                        crate::intake::spawn_server(addr, state).map(|local| (local, log))
+                        crate::intake::spawn_server(addr, state)
+                            .map(|(local, server)| (local, server, log, writer))
                     });
             match served {
-                Ok((local, log)) => {
+                Ok((local, server, log, writer)) => {
                     sources.push(format!("http://{local}"));
+                    serving = Some((server, writer));
                     Some((rx, log))
                 }
                 Err(e) => {
@@ -140,6 +142,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             ratatui::restore();
             let _ = command_tx.send(Command::Stop);
             let _ = engine.join();
+            stop_intake(serving);
             anyhow::bail!(
                 "the console needs a terminal ({e}); without one use `signalbox run --headless` or `signalbox serve`"
             );
@@ -149,7 +152,20 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     ratatui::restore();
     let _ = command_tx.send(Command::Stop);
     let _ = engine.join();
+    stop_intake(serving);
     result
+}
+
+/// Stops the HTTP intake, then waits for its log's writer, which ends once
+/// the server's and the engine's handles on the log are gone: the log is
+/// closed cleanly, every append it acknowledged committed.
+fn stop_intake(serving: Option<(crate::intake::Server, std::thread::JoinHandle<()>)>) {
+    if let Some((server, writer)) = serving {
+        server.stop();
+        if writer.join().is_err() {
+            tracing::error!("the intake log's writer panicked");
+        }
+    }
 }
 
 fn event_loop(

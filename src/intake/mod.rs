@@ -586,9 +586,26 @@ pub fn check_exposure(addr: &SocketAddr, tokens: &Tokens) -> Result<(), String> 
     Ok(())
 }
 
+/// The intake running on a thread of its own (the console's).
+pub struct Server {
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Server {
+    /// Stops taking connections, lets requests in progress finish, and
+    /// waits for the thread (which drops its state, intake log included).
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            tracing::error!("the http intake thread panicked");
+        }
+    }
+}
+
 /// Runs the intake on its own thread (for the console): binds `listen` and
-/// serves until the process ends. Returns the bound address.
-pub fn spawn_server(listen: SocketAddr, state: AppState) -> Result<SocketAddr, String> {
+/// serves until stopped. Returns the bound address.
+pub fn spawn_server(listen: SocketAddr, state: AppState) -> Result<(SocketAddr, Server), String> {
     check_exposure(&listen, &state.tokens)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -599,15 +616,19 @@ pub fn spawn_server(listen: SocketAddr, state: AppState) -> Result<SocketAddr, S
         .block_on(tokio::net::TcpListener::bind(listen))
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    std::thread::Builder::new()
+    let (stop, stopped) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
         .name("intake".into())
         .spawn(move || {
             runtime.block_on(async move {
-                if let Err(e) = axum::serve(listener, router(state)).await {
+                let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                });
+                if let Err(e) = serve.await {
                     tracing::error!(error = %e, "http intake stopped");
                 }
             });
         })
         .map_err(|e| e.to_string())?;
-    Ok(local)
+    Ok((local, Server { stop, thread }))
 }
