@@ -7,7 +7,7 @@
 //! to the journal as one batch; a signal counts as acknowledged only once
 //! the `Commit` of the batch holding it has resolved.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -159,10 +159,10 @@ pub struct Engine {
     pub flows: FlowBook,
     pub reviews: ReviewQueue,
     pub metrics: Metrics,
-    seen: HashSet<String>,
-    awaiting: HashMap<String, Awaiting>,
+    seen: crate::FastSet<String>,
+    awaiting: crate::FastMap<String, Awaiting>,
     /// The flow each firing alert opened, by fingerprint.
-    opened_by: HashMap<String, String>,
+    opened_by: crate::FastMap<String, String>,
     /// Flow results waiting out the horizon, oldest first.
     flow_labels: VecDeque<(DateTime<Utc>, String)>,
     pending: Vec<Record>,
@@ -236,9 +236,9 @@ impl Engine {
             flows: FlowBook::default(),
             reviews: ReviewQueue::default(),
             metrics: Metrics::new(now),
-            seen: HashSet::new(),
-            awaiting: HashMap::new(),
-            opened_by: HashMap::new(),
+            seen: Default::default(),
+            awaiting: Default::default(),
+            opened_by: Default::default(),
             flow_labels: VecDeque::new(),
             pending: Vec::new(),
             pending_events: Default::default(),
@@ -315,7 +315,7 @@ impl Engine {
         for item in recovered.open_reviews {
             self.reviews.restore(item);
         }
-        self.seen = recovered.seen_signal_ids;
+        self.seen = recovered.seen_signal_ids.into_iter().collect();
         if let Some(next) = recovered.meta.get("next_id").and_then(|v| v.parse().ok()) {
             self.next_id = next;
         }

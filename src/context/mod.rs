@@ -5,7 +5,7 @@
 //! decision can be explained later even after the entities have changed.
 //! Changed entities are tracked so the journal persists only what moved.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc, Weekday};
 use serde::{Deserialize, Serialize};
@@ -184,15 +184,15 @@ pub type Snapshot = BTreeMap<String, Value>;
 /// The live entity store.
 #[derive(Debug, Default)]
 pub struct Context {
-    pub customers: HashMap<String, Customer>,
-    pub orders: HashMap<String, Order>,
-    pub suppliers: HashMap<String, Supplier>,
+    pub customers: crate::FastMap<String, Customer>,
+    pub orders: crate::FastMap<String, Order>,
+    pub suppliers: crate::FastMap<String, Supplier>,
     pub services: BTreeMap<String, Service>,
     pub teams: BTreeMap<String, Team>,
     pub agents: BTreeMap<String, Agent>,
     pub calendar: Calendar,
     /// Open orders per supplier, kept beside `orders` for the fan-out.
-    open_by_supplier: HashMap<String, BTreeSet<String>>,
+    open_by_supplier: crate::FastMap<String, BTreeSet<String>>,
     dirty: BTreeSet<String>,
 }
 

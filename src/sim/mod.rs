@@ -12,7 +12,7 @@ pub mod truth;
 pub mod world;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
@@ -63,16 +63,16 @@ pub struct Simulator {
     cursor: usize,
     /// Signals the world sends in reply (outcomes, shipments), by time.
     later: BinaryHeap<Reverse<(DateTime<Utc>, u64)>>,
-    later_signals: HashMap<u64, Signal>,
+    later_signals: crate::FastMap<u64, Signal>,
     later_seq: u64,
-    tiers: HashMap<String, Tier>,
+    tiers: crate::FastMap<String, Tier>,
     suppliers: BTreeMap<String, Supplier>,
-    orders: HashMap<String, Order>,
-    escalated: HashSet<String>,
-    truth_by_signal: HashMap<String, String>,
-    delay_by_signal: HashMap<String, f64>,
-    known: HashMap<String, Known>,
-    fed_at: HashMap<String, DateTime<Utc>>,
+    orders: crate::FastMap<String, Order>,
+    escalated: crate::FastSet<String>,
+    truth_by_signal: crate::FastMap<String, String>,
+    delay_by_signal: crate::FastMap<String, f64>,
+    known: crate::FastMap<String, Known>,
+    fed_at: crate::FastMap<String, DateTime<Utc>>,
     operators: Vec<SimOperator>,
     outcome_rng: ChaCha8Rng,
     operator_rng: ChaCha8Rng,
@@ -105,7 +105,7 @@ impl Simulator {
             stream: stream::generate(seed, start, duration, world),
             cursor: 0,
             later: BinaryHeap::new(),
-            later_signals: HashMap::new(),
+            later_signals: Default::default(),
             later_seq: 0,
             tiers: world
                 .customers
@@ -122,11 +122,11 @@ impl Simulator {
                 .iter()
                 .map(|o| (o.id.clone(), o.clone()))
                 .collect(),
-            escalated: HashSet::new(),
-            truth_by_signal: HashMap::new(),
-            delay_by_signal: HashMap::new(),
-            known: HashMap::new(),
-            fed_at: HashMap::new(),
+            escalated: Default::default(),
+            truth_by_signal: Default::default(),
+            delay_by_signal: Default::default(),
+            known: Default::default(),
+            fed_at: Default::default(),
             operators,
             outcome_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0c0e),
             operator_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0be7),
