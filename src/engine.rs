@@ -1073,10 +1073,15 @@ impl Engine {
                 .into_iter()
                 .map(|(key, body)| Record::Entity { key, body }),
         );
-        records.push(Record::Meta {
-            key: "next_id".into(),
-            value: self.next_id.to_string(),
-        });
+        // Nothing happened (an idle tick): the batch stays empty, so its
+        // transaction writes and syncs nothing, while its `Commit` still
+        // resolves only after everything submitted before it.
+        if !records.is_empty() {
+            records.push(Record::Meta {
+                key: "next_id".into(),
+                value: self.next_id.to_string(),
+            });
+        }
         Ok(self.journal.submit(records)?)
     }
 

@@ -792,3 +792,28 @@ fn a_context_only_signal_is_recorded_without_consulting_policies_or_the_model() 
     assert!(shipped.snapshot.contains_key("order/zz1"));
     assert!(shipped.why.contains("nothing to choose"), "{}", shipped.why);
 }
+
+#[test]
+fn an_idle_flush_writes_nothing_to_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = open(dir.path());
+    engine.ingest(
+        signal(
+            "i1",
+            "ticket.opened",
+            "customer/c0001",
+            json!({"customer": "c0001"}),
+        ),
+        start(),
+    );
+    engine.flush().unwrap().wait().unwrap();
+    let wal = dir.path().join("signalbox.db-wal");
+    let before = std::fs::metadata(&wal).unwrap().len();
+    for _ in 0..5 {
+        // The same instant: no timer is due, nothing changes.
+        engine.tick(start());
+        engine.flush().unwrap().wait().unwrap();
+    }
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), before);
+    assert_eq!(read::counts(dir.path()).unwrap().signals, 1);
+}
