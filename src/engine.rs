@@ -372,11 +372,7 @@ impl Engine {
     }
 
     pub fn model_version(&self) -> String {
-        if self.decider.learning {
-            self.decider.model.version()
-        } else {
-            "off".into()
-        }
+        self.decider.model_version()
     }
 
     pub fn counts(&self) -> EngineCounts {

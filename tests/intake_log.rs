@@ -37,6 +37,16 @@ fn ids(reader: &mut LogReader, max: usize) -> Vec<String> {
         .collect()
 }
 
+/// Closes the log as a stopping process does; the reader's cursor, as the
+/// journal would have it.
+fn close(log: IntakeLog, writer: std::thread::JoinHandle<()>, reader: LogReader) -> String {
+    let cursor = reader.cursor();
+    drop(reader);
+    drop(log);
+    writer.join().unwrap();
+    cursor
+}
+
 fn rows(dir: &Path) -> Vec<i64> {
     let conn = rusqlite::Connection::open(dir.join("intake.db")).unwrap();
     let mut stmt = conn.prepare("SELECT seq FROM intake ORDER BY seq").unwrap();
@@ -57,11 +67,8 @@ fn the_engine_resumes_after_its_cursor_and_reads_in_order() {
         assert!(reader.pending());
         assert_eq!(ids(&mut reader, 2), ["a", "b"]);
         assert_eq!(reader.position(), 2);
-        let cursor = reader.cursor();
+        let cursor = close(log, writer, reader);
         assert!(cursor.ends_with(":2"), "{cursor}");
-        drop(reader);
-        drop(log);
-        writer.join().unwrap();
         cursor
     };
     // Restarted: the journal says the engine took up to b.
@@ -82,11 +89,7 @@ fn a_replaced_log_is_read_from_its_start() {
         append(&log, &["a", "b", "c"]);
         let mut reader = log.reader(None).unwrap();
         assert_eq!(ids(&mut reader, 10).len(), 3);
-        let cursor = reader.cursor();
-        drop(reader);
-        drop(log);
-        writer.join().unwrap();
-        cursor
+        close(log, writer, reader)
     };
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(dir.path().join(format!("intake.db{suffix}")));
@@ -122,11 +125,7 @@ fn decided_rows_are_deleted_and_their_numbers_never_reused() {
         assert_eq!(rows(dir.path()), [5001]);
         assert_eq!(ids(&mut reader, 10), ["after"]);
         reader.progress().decided(reader.position());
-        let cursor = reader.cursor();
-        drop(reader);
-        drop(log);
-        writer.join().unwrap();
-        cursor
+        close(log, writer, reader)
     };
     let (log, _writer) = IntakeLog::open(dir.path()).unwrap();
     let mut reader = log.reader(Some(&cursor)).unwrap();
@@ -171,9 +170,7 @@ fn a_reader_below_rows_already_deleted_moves_past_them() {
         reader.progress().decided(reader.position());
         append(&log, &["last"]);
         ids(&mut reader, 10);
-        drop(reader);
-        drop(log);
-        writer.join().unwrap();
+        close(log, writer, reader);
     }
     assert_eq!(rows(dir.path()), [4201]);
     // The last row went too, at a later deletion.

@@ -408,11 +408,7 @@ impl Decider {
             policy_hits: verdict.hits,
             policy_errors: verdict.errors,
             policy_version: policy.version.clone(),
-            model_version: if self.learning {
-                self.model.version()
-            } else {
-                "off".into()
-            },
+            model_version: self.model_version(),
             proposal,
             confidence,
             margin,
@@ -427,6 +423,15 @@ impl Decider {
             review_deadline,
             safe_default: choice.safe_default.to_string(),
             why,
+        }
+    }
+
+    /// The model's version as decisions record it; "off" for rules only.
+    pub fn model_version(&self) -> String {
+        if self.learning {
+            self.model.version()
+        } else {
+            "off".into()
         }
     }
 
@@ -465,11 +470,7 @@ impl Decider {
             policy_hits: Vec::new(),
             policy_errors: Vec::new(),
             policy_version: self.policy.version.clone(),
-            model_version: if self.learning {
-                self.model.version()
-            } else {
-                "off".into()
-            },
+            model_version: self.model_version(),
             proposal: option,
             confidence: 1.0,
             margin: 1.0,
