@@ -85,9 +85,8 @@ impl Round {
 /// Drives the Northwind simulator through the engine, as `run --headless`
 /// does (its stream, the outcomes and shipments the world sends back, its
 /// operators answering review items), but at full speed and with the journal
-/// flushed every `batch` signals, up to as many batches being written as the HTTP intake
-/// keeps (`IN_FLIGHT`)
-/// while the engine works on the next.
+/// flushed every `batch` signals, up to as many batches being written as the
+/// HTTP intake keeps (`IN_FLIGHT`) while the engine works on the next.
 struct Drive {
     sim: Simulator,
     engine: Engine,

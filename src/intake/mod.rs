@@ -280,17 +280,18 @@ async fn signal_status(
     if let Err(r) = state.tokens.check(&headers, None, Permission::Read) {
         return refuse(&state, "signals", r);
     }
-    let dir = state.engine.data_dir.clone();
     let lookup = id.clone();
-    let found =
-        tokio::task::spawn_blocking(move || crate::journal::read::decision_of(&dir, &lookup)).await;
+    let found = read_journal(&state, move |dir| {
+        crate::journal::read::decision_of(dir, &lookup)
+    })
+    .await;
     match found {
-        Ok(Ok(Some(decision))) => (
+        Ok(Some(decision)) => (
             StatusCode::OK,
             axum::Json(json!({ "id": id, "state": "decided", "decision": decision })),
         )
             .into_response(),
-        Ok(Ok(None)) => refuse(
+        Ok(None) => refuse(
             &state,
             "signals",
             Refusal::new(
@@ -301,17 +302,22 @@ async fn signal_status(
                 ),
             ),
         ),
-        Ok(Err(e)) => refuse(
-            &state,
-            "signals",
-            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        ),
-        Err(e) => refuse(
-            &state,
-            "signals",
-            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        ),
+        Err(r) => refuse(&state, "signals", r),
     }
+}
+
+/// Runs a read of the journal off the async workers; a failed read (or a
+/// panicked one) is a 500 naming why.
+async fn read_journal<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&std::path::Path) -> Result<T, crate::journal::JournalError> + Send + 'static,
+) -> Result<T, Refusal> {
+    let dir = state.engine.data_dir.clone();
+    let internal = |e: String| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e);
+    tokio::task::spawn_blocking(move || read(&dir))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(e.to_string()))
 }
 
 async fn alertmanager_hook(
@@ -454,32 +460,23 @@ async fn decision(
     if let Err(r) = state.tokens.check(&headers, None, Permission::Read) {
         return refuse(&state, "decisions", r);
     }
-    let dir = state.engine.data_dir.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        crate::journal::read::explain(&dir, &id).map(|e| (id, e))
+    let lookup = id.clone();
+    let found = read_journal(&state, move |dir| {
+        crate::journal::read::explain(dir, &lookup)
     })
     .await;
     match found {
-        Ok(Ok((_, Some(e)))) => (
+        Ok(Some(e)) => (
             StatusCode::OK,
             axum::Json(crate::decide::explain::to_json(&e)),
         )
             .into_response(),
-        Ok(Ok((id, None))) => refuse(
+        Ok(None) => refuse(
             &state,
             "decisions",
             Refusal::new(StatusCode::NOT_FOUND, format!("no decision `{id}`")),
         ),
-        Ok(Err(e)) => refuse(
-            &state,
-            "decisions",
-            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        ),
-        Err(e) => refuse(
-            &state,
-            "decisions",
-            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        ),
+        Err(r) => refuse(&state, "decisions", r),
     }
 }
 
