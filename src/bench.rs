@@ -107,7 +107,7 @@ impl Drive {
             .sim
             .due(now)
             .iter()
-            .map(|s| s.to_cloudevent().to_string())
+            .map(|s| s.to_cloudevent_json())
             .collect();
         for text in &texts {
             let t = Instant::now();

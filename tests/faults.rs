@@ -425,6 +425,37 @@ fn a_flow_timeline_written_over_several_flushes_reads_back_whole() {
     assert!(e.flow_events.windows(2).all(|w| w[0].time <= w[1].time));
 }
 
+/// Journals before the review row kept only ids stored each item whole,
+/// its decision (and that decision's snapshot of raw entity JSON) inside.
+#[test]
+fn a_review_row_written_whole_by_an_older_journal_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = open(dir.path());
+    let s = signal(
+        "o-1",
+        "order.placed",
+        "order/x1",
+        json!({"customer": "c0001", "supplier": "baltic", "value": 100.0}),
+    );
+    engine.ingest(s, start());
+    engine.flush().unwrap().wait().unwrap();
+    let item = engine.open_reviews()[0].clone();
+    let id = item.id.clone();
+    assert!(item.decision.snapshot.contains_key("customer/c0001"));
+    engine.close().unwrap();
+    let path = dir.path().join(signalbox::journal::FILE_NAME);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let whole = serde_json::to_string(&item).unwrap();
+    let changed = conn
+        .execute("UPDATE reviews SET body = ?1 WHERE id = ?2", [&whole, &id])
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(conn);
+    let engine = open(dir.path());
+    assert_eq!(engine.open_reviews(), vec![&item]);
+    engine.close().unwrap();
+}
+
 #[test]
 fn a_journal_from_before_flow_events_moved_into_flows_is_migrated() {
     let dir = tempfile::tempdir().unwrap();

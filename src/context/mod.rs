@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, Duration, Timelike, Utc, Weekday};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::signal::Signal;
@@ -178,8 +179,44 @@ pub struct World {
     pub calendar: Calendar,
 }
 
-/// The entities one decision read, keyed by entity key (`order/1042`).
-pub type Snapshot = BTreeMap<String, Value>;
+/// The entities one decision read, keyed by entity key (`order/1042`), as
+/// the JSON text they had then. Text, not a `Value` tree: a snapshot is
+/// only ever journaled and shown, and building a tree for each entity a
+/// decision reads, to print and free it, cost the engine more than reading
+/// the entities.
+pub type Snapshot = BTreeMap<String, EntityJson>;
+
+/// One entity as JSON text, written as it is wherever it is serialised.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EntityJson(Box<RawValue>);
+
+impl EntityJson {
+    fn of<T: Serialize>(entity: &T) -> Option<EntityJson> {
+        serde_json::value::to_raw_value(entity).ok().map(EntityJson)
+    }
+
+    /// JSON `null`, for an entity that is gone.
+    fn null() -> EntityJson {
+        EntityJson::of(&()).expect("unit serialises as null")
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for EntityJson {
+    fn eq(&self, other: &EntityJson) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Display for EntityJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The live entity store.
 #[derive(Debug, Default)]
@@ -268,7 +305,7 @@ impl Context {
     }
 
     /// Every entity as (key, JSON), for the first write of a new journal.
-    pub fn all_entities(&self) -> Vec<(String, Value)> {
+    pub fn all_entities(&self) -> Vec<(String, EntityJson)> {
         let mut out = Vec::new();
         for key in self.keys() {
             if let Some(v) = self.entity_json(&key) {
@@ -277,7 +314,7 @@ impl Context {
         }
         out.push((
             "calendar/default".into(),
-            serde_json::to_value(self.calendar).unwrap_or(Value::Null),
+            EntityJson::of(&self.calendar).unwrap_or_else(EntityJson::null),
         ));
         out
     }
@@ -299,12 +336,12 @@ impl Context {
     }
 
     /// The entities changed since the last call, as (key, JSON or null when removed).
-    pub fn take_dirty(&mut self) -> Vec<(String, Value)> {
+    pub fn take_dirty(&mut self) -> Vec<(String, EntityJson)> {
         let dirty = std::mem::take(&mut self.dirty);
         dirty
             .into_iter()
             .map(|key| {
-                let value = self.entity_json(&key).unwrap_or(Value::Null);
+                let value = self.entity_json(&key).unwrap_or_else(EntityJson::null);
                 (key, value)
             })
             .collect()
@@ -337,18 +374,17 @@ impl Context {
     }
 
     /// The JSON of one entity by key, if it exists.
-    pub fn entity_json(&self, key: &str) -> Option<Value> {
+    pub fn entity_json(&self, key: &str) -> Option<EntityJson> {
         let (kind, id) = split_key(key)?;
-        let value = match kind {
-            "customer" => serde_json::to_value(self.customers.get(id)?),
-            "order" => serde_json::to_value(self.orders.get(id)?),
-            "supplier" => serde_json::to_value(self.suppliers.get(id)?),
-            "service" => serde_json::to_value(self.services.get(id)?),
-            "team" => serde_json::to_value(self.teams.get(id)?),
-            "agent" => serde_json::to_value(self.agents.get(id)?),
-            _ => return None,
-        };
-        value.ok()
+        match kind {
+            "customer" => EntityJson::of(self.customers.get(id)?),
+            "order" => EntityJson::of(self.orders.get(id)?),
+            "supplier" => EntityJson::of(self.suppliers.get(id)?),
+            "service" => EntityJson::of(self.services.get(id)?),
+            "team" => EntityJson::of(self.teams.get(id)?),
+            "agent" => EntityJson::of(self.agents.get(id)?),
+            _ => None,
+        }
     }
 
     /// The customer a subject belongs to: the customer itself, or an order's.

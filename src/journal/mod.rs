@@ -68,7 +68,7 @@ pub enum Record {
     Feedback(Feedback),
     Entity {
         key: String,
-        body: serde_json::Value,
+        body: crate::context::EntityJson,
     },
     Checkpoint {
         feedback_count: i64,
@@ -539,7 +539,7 @@ fn write_batches(
                         s.kind,
                         s.subject,
                         s.time.to_rfc3339(),
-                        s.to_cloudevent().to_string()
+                        s.to_cloudevent_json()
                     ])?;
                 }
                 Record::Decision(d) => {
@@ -620,7 +620,7 @@ fn write_batches(
                     feedback_stmt.execute(params![f.decision_id, json(f)])?;
                 }
                 Record::Entity { key, body } => {
-                    entity_stmt.execute(params![key, body.to_string()])?;
+                    entity_stmt.execute(params![key, body.as_str()])?;
                 }
                 Record::Checkpoint {
                     feedback_count,

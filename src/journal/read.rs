@@ -160,7 +160,9 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     )? {
         let value: serde_json::Value = decode(path, "review", &body)?;
         if value.get("decision").is_some() {
-            out.open_reviews.push(decode_value(path, "review", value)?);
+            // From the text, not the tree: a decision's snapshot keeps its
+            // entities as raw JSON, which only a text parser can give.
+            out.open_reviews.push(decode(path, "review", &body)?);
             continue;
         }
         let row: crate::review::ReviewRow = decode_value(path, "review", value)?;

@@ -45,6 +45,25 @@ impl Severity {
     }
 }
 
+/// A signal as a structured-mode CloudEvent, borrowed from it. Fields in
+/// the order of their names, as a `serde_json::Map` keeps them, so the text
+/// is the same as the `to_cloudevent` value prints.
+#[derive(Serialize)]
+struct CloudEvent<'a> {
+    data: &'a Map<String, Value>,
+    datacontenttype: &'static str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    severity: Option<&'static str>,
+    source: &'a str,
+    specversion: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    subject: &'a str,
+    time: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
 /// One event in, as CloudEvents 1.0 names its attributes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signal {
@@ -236,21 +255,30 @@ impl Signal {
 
     /// The structured-mode CloudEvents JSON for this signal.
     pub fn to_cloudevent(&self) -> Value {
-        let mut object = Map::new();
-        object.insert("specversion".into(), "1.0".into());
-        object.insert("id".into(), self.id.clone().into());
-        object.insert("source".into(), self.source.clone().into());
-        object.insert("type".into(), self.kind.clone().into());
-        if !self.subject.is_empty() {
-            object.insert("subject".into(), self.subject.clone().into());
+        serde_json::to_value(self.as_cloudevent()).unwrap_or(Value::Null)
+    }
+
+    /// The CloudEvent as JSON text, written straight from the signal: the
+    /// journal stores every signal so, and going through `to_cloudevent`
+    /// copied its whole `data` into a tree only to print and free it.
+    pub fn to_cloudevent_json(&self) -> String {
+        // Plain strings, a time and a map with string keys: nothing here
+        // can fail to serialise.
+        serde_json::to_string(&self.as_cloudevent()).unwrap_or_default()
+    }
+
+    fn as_cloudevent(&self) -> CloudEvent<'_> {
+        CloudEvent {
+            data: &self.data,
+            datacontenttype: "application/json",
+            id: &self.id,
+            severity: self.severity.map(Severity::as_str),
+            source: &self.source,
+            specversion: "1.0",
+            subject: &self.subject,
+            time: self.time.to_rfc3339(),
+            kind: &self.kind,
         }
-        object.insert("time".into(), self.time.to_rfc3339().into());
-        if let Some(severity) = self.severity {
-            object.insert("severity".into(), severity.as_str().into());
-        }
-        object.insert("datacontenttype".into(), "application/json".into());
-        object.insert("data".into(), Value::Object(self.data.clone()));
-        Value::Object(object)
     }
 
     /// A string field of `data`, if present.
@@ -284,6 +312,24 @@ mod tests {
         assert_eq!(signal.data_f64("value"), Some(10.0));
         let back = Signal::from_value(signal.to_cloudevent(), now()).unwrap();
         assert_eq!(back, signal);
+        // The journal's text is the value's text, key order included, and
+        // reads back as the same signal; without subject or severity too.
+        assert_eq!(
+            signal.to_cloudevent_json(),
+            signal.to_cloudevent().to_string()
+        );
+        assert_eq!(
+            Signal::from_json(&signal.to_cloudevent_json(), now()).unwrap(),
+            signal
+        );
+        let bare = Signal {
+            subject: String::new(),
+            severity: None,
+            ..signal
+        };
+        let text = bare.to_cloudevent_json();
+        assert!(!text.contains("subject") && !text.contains("severity"));
+        assert_eq!(Signal::from_json(&text, now()).unwrap(), bare);
     }
 
     #[test]
