@@ -57,6 +57,7 @@ pub struct Order {
     pub customer: String,
     pub supplier: String,
     pub value: f64,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
     pub promised: DateTime<Utc>,
     pub state: OrderState,
 }
@@ -68,7 +69,7 @@ pub struct Supplier {
     pub reliability: f64,
     #[serde(default)]
     pub alternate: Option<String>,
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
     pub delayed_until: Option<DateTime<Utc>>,
 }
 
