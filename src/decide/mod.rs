@@ -11,6 +11,7 @@ pub mod features;
 pub mod model;
 pub mod playbook;
 pub mod policy;
+pub mod reads;
 
 use std::sync::Arc;
 
@@ -247,7 +248,7 @@ impl Decider {
         let verdict = policy.evaluate(
             &signal.kind,
             &celval::Json::signal(signal, subject),
-            &*celval::value(&policy_context),
+            &policy_context,
             &views,
         );
 

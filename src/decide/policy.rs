@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cel::common::value::Val;
 use cel::{Context as CelContext, Program, Value as CelValue};
@@ -183,6 +183,46 @@ struct Rule {
     program: Program,
     review_role: Role,
     deadline: Option<Duration>,
+    /// For an option-scoped rule that reads only `option` and fields of
+    /// `context`: those fields, whose values (with the option's) fix its
+    /// result.
+    fixed_by: Option<Vec<String>>,
+}
+
+/// What an option-scoped rule gave.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Fired,
+    Quiet,
+    /// The error as the verdict lists it.
+    Failed(String),
+}
+
+/// A rule's last outcome for an option, with the inputs it had.
+struct Remembered {
+    option: serde_json::Value,
+    inputs: Vec<Option<serde_json::Value>>,
+    outcome: Outcome,
+}
+
+/// The last outcome of each rule fixed by its inputs, per rule (by index)
+/// and option name. Bounded by the rules times the catalogue's options.
+#[derive(Default)]
+struct Memo {
+    by_rule: Vec<crate::FastMap<String, Remembered>>,
+}
+
+impl Memo {
+    fn get(&self, rule: usize, option: &str) -> Option<&Remembered> {
+        self.by_rule.get(rule)?.get(option)
+    }
+
+    fn put(&mut self, rule: usize, option: &str, remembered: Remembered) {
+        if self.by_rule.len() <= rule {
+            self.by_rule.resize_with(rule + 1, Default::default);
+        }
+        self.by_rule[rule].insert(option.to_string(), remembered);
+    }
 }
 
 /// One rule that fired for a decision, as the audit shows it.
@@ -223,6 +263,8 @@ pub struct PolicySet {
     /// The CEL environment (standard macros), built once: building it per
     /// evaluation was a tenth of the decision time.
     env: Arc<cel::Env>,
+    /// Outcomes of option-scoped rules fixed by their inputs (`Rule::fixed_by`).
+    memo: Mutex<Memo>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -295,11 +337,18 @@ impl PolicySet {
                 None => None,
                 Some(text) => Some(parse_duration(text).map_err(rule_err)?),
             };
+            let fixed_by = match spec.scope {
+                Scope::Option => {
+                    super::reads::Reads::of(program.expression()).only_option_and_context_fields()
+                }
+                Scope::Signal => None,
+            };
             rules.push(Rule {
                 spec,
                 program,
                 review_role,
                 deadline,
+                fixed_by,
             });
         }
         for (class, t) in &parsed.thresholds {
@@ -320,6 +369,7 @@ impl PolicySet {
             min_evidence: parsed.model.min_evidence.max(0.0),
             rules,
             env: Arc::new(cel::Env::stdlib()),
+            memo: Mutex::new(Memo::default()),
         })
     }
 
@@ -336,13 +386,16 @@ impl PolicySet {
             .unwrap_or(0.6)
     }
 
-    /// Evaluates every rule for a signal (given as CEL `signal` and `context`
-    /// values) and, for option-scoped rules, for each candidate option.
+    /// Evaluates every rule for a signal (given as a CEL `signal` value) and
+    /// its `context` and, for option-scoped rules, for each candidate
+    /// option. An option-scoped rule that reads nothing but the option and
+    /// some fields of `context` (see `reads`) runs again only when one of
+    /// those changed since it last ran for that option.
     pub fn evaluate(
         &self,
         kind: &str,
         signal: &dyn Val,
-        context: &dyn Val,
+        context: &serde_json::Value,
         options: &[&OptionView],
     ) -> Verdict {
         let mut verdict = Verdict::default();
@@ -350,7 +403,7 @@ impl PolicySet {
         // reads it.
         let mut base = CelContext::with_env(Arc::clone(&self.env));
         base.add_variable_as_val("signal", signal.clone_as_boxed());
-        base.add_variable_as_val("context", context.clone_as_boxed());
+        base.add_variable_as_val("context", super::celval::value(context));
         let applies =
             |rule: &&Rule| rule.spec.types.is_empty() || rule.spec.types.iter().any(|t| t == kind);
         for rule in self.rules.iter().filter(applies) {
@@ -367,24 +420,76 @@ impl PolicySet {
                 Err(e) => verdict.errors.push(format!("{}: {e}", rule.spec.id)),
             }
         }
-        // Option-scoped rules: one scope per option.
-        let option_rules: Vec<&Rule> = self
+        // Option-scoped rules: one scope per option, built only if a rule
+        // has to run in it.
+        let option_rules: Vec<(usize, &Rule)> = self
             .rules
             .iter()
-            .filter(applies)
-            .filter(|r| r.spec.scope == Scope::Option)
+            .enumerate()
+            .filter(|(_, r)| applies(r))
+            .filter(|(_, r)| r.spec.scope == Scope::Option)
             .collect();
         if option_rules.is_empty() {
             return verdict;
         }
+        // The inputs of each rule whose result the option and some fields of
+        // `context` fix, as they are for this decision.
+        let inputs: Vec<Option<Vec<Option<&serde_json::Value>>>> = option_rules
+            .iter()
+            .map(|(_, r)| {
+                r.fixed_by
+                    .as_ref()
+                    .map(|fields| fields.iter().map(|f| context.get(f)).collect())
+            })
+            .collect();
+        let mut memo = self
+            .memo
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for option in options {
-            let mut scope = base.new_inner_scope();
-            scope.add_variable_as_val("option", super::celval::value(&option.value));
-            for rule in &option_rules {
-                match rule.program.execute(&scope) {
-                    Ok(CelValue::Bool(true)) => self.apply(rule, Some(&option.name), &mut verdict),
-                    Ok(_) => {}
-                    Err(e) => verdict.errors.push(format!("{}: {e}", rule.spec.id)),
+            let mut scope = None;
+            for ((index, rule), inputs) in option_rules.iter().zip(&inputs) {
+                let remembered = inputs.as_ref().and_then(|inputs| {
+                    memo.get(*index, &option.name).filter(|m| {
+                        m.option == option.value
+                            && m.inputs
+                                .iter()
+                                .map(Option::as_ref)
+                                .eq(inputs.iter().copied())
+                    })
+                });
+                let outcome = match remembered {
+                    Some(m) => m.outcome.clone(),
+                    None => {
+                        let scope = scope.get_or_insert_with(|| {
+                            let mut scope = base.new_inner_scope();
+                            scope
+                                .add_variable_as_val("option", super::celval::value(&option.value));
+                            scope
+                        });
+                        let outcome = match rule.program.execute(scope) {
+                            Ok(CelValue::Bool(true)) => Outcome::Fired,
+                            Ok(_) => Outcome::Quiet,
+                            Err(e) => Outcome::Failed(format!("{}: {e}", rule.spec.id)),
+                        };
+                        if let Some(inputs) = inputs {
+                            memo.put(
+                                *index,
+                                &option.name,
+                                Remembered {
+                                    option: option.value.clone(),
+                                    inputs: inputs.iter().map(|v| v.cloned()).collect(),
+                                    outcome: outcome.clone(),
+                                },
+                            );
+                        }
+                        outcome
+                    }
+                };
+                match outcome {
+                    Outcome::Fired => self.apply(rule, Some(&option.name), &mut verdict),
+                    Outcome::Quiet => {}
+                    Outcome::Failed(error) => verdict.errors.push(error),
                 }
             }
         }
@@ -466,7 +571,7 @@ mod tests {
         let set = PolicySet::default_set(&playbook()).unwrap();
         let signal = json!({"type": "approval.requested", "data": {"amount": 75000}});
         let context = json!({"tier": "silver", "open_escalation": false, "services": {}});
-        let v = set.evaluate("approval.requested", &*cel(&signal), &*cel(&context), &[]);
+        let v = set.evaluate("approval.requested", &*cel(&signal), &context, &[]);
         assert!(v.require_review);
         assert_eq!(v.review_role, Some(Role::Lead));
         assert!(v.forbidden.contains_key("auto_approve"));
@@ -490,14 +595,62 @@ mod tests {
             },
         ];
         let options: Vec<&OptionView> = options.iter().collect();
-        let v = set.evaluate(
-            "approval.requested",
-            &*cel(&signal),
-            &*cel(&context),
-            &options,
-        );
+        let v = set.evaluate("approval.requested", &*cel(&signal), &context, &options);
         assert!(v.forbidden.contains_key("auto_approve"));
         assert!(!v.forbidden.contains_key("reject_request"));
+    }
+
+    /// The service rule's result is reused while the option and the service
+    /// health are what they were, and only then.
+    #[test]
+    fn a_remembered_option_rule_follows_the_service_health() {
+        let set = PolicySet::default_set(&playbook()).unwrap();
+        let signal = json!({"type": "approval.requested", "data": {"amount": 10}});
+        let option = |services: serde_json::Value| OptionView {
+            name: "auto_approve".into(),
+            value: json!({"name": "auto_approve", "services": services}),
+        };
+        let forbidden = |health: &str, option: &OptionView| {
+            let context = json!({"tier": "silver", "services": {"payments": health}});
+            let v = set.evaluate("approval.requested", &*cel(&signal), &context, &[option]);
+            assert!(v.errors.is_empty(), "{:?}", v.errors);
+            v.forbidden.contains_key("auto_approve")
+        };
+        let on_payments = option(json!(["payments"]));
+        assert!(forbidden("down", &on_payments));
+        assert!(forbidden("down", &on_payments), "remembered");
+        assert!(!forbidden("up", &on_payments), "health changed");
+        assert!(forbidden("down", &on_payments), "and back");
+        // The same name with other services is another option.
+        assert!(!forbidden("down", &option(json!(["erp"]))));
+        let remembered = set.memo.lock().unwrap();
+        let fixed: Vec<_> = set.rules.iter().filter(|r| r.fixed_by.is_some()).collect();
+        assert_eq!(
+            fixed.len(),
+            1,
+            "only no-down-services is fixed by its inputs"
+        );
+        assert_eq!(fixed[0].spec.id, "no-down-services");
+        assert_eq!(remembered.by_rule.iter().map(|m| m.len()).sum::<usize>(), 1);
+    }
+
+    /// A rule that fails keeps failing from the memo, with the same error.
+    #[test]
+    fn a_remembered_failure_is_reported_each_time() {
+        let text = "version = \"x\"\n[[rule]]\nid = \"odd\"\nscope = \"option\"\n\
+                    when = \"context.services[option.name] == 'down'\"\nforbid_option = true\nreason = \"r\"\n";
+        let set = PolicySet::parse(text, "p.toml", &playbook()).unwrap();
+        let signal = json!({"type": "t"});
+        let context = json!({"services": {}});
+        let view = OptionView {
+            name: "auto_approve".into(),
+            value: json!({"name": "auto_approve"}),
+        };
+        let first = set.evaluate("t", &*cel(&signal), &context, &[&view]);
+        let second = set.evaluate("t", &*cel(&signal), &context, &[&view]);
+        assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
+        assert!(first.errors[0].starts_with("odd: "), "{:?}", first.errors);
+        assert_eq!(first.errors, second.errors);
     }
 
     #[test]
