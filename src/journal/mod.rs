@@ -268,14 +268,51 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Flow events as JSON lines, the form `flows.events` appends.
-fn event_lines(events: &[FlowEvent]) -> String {
-    let mut out = String::new();
+/// Flow events as JSON lines, the form `flows.events` appends, in `buf`.
+fn event_lines<'a>(buf: &'a mut Vec<u8>, events: &[FlowEvent]) -> rusqlite::Result<&'a str> {
+    buf.clear();
     for e in events {
-        out.push_str(&erased::Json::to_json(e));
-        out.push('\n');
+        append_json(buf, e);
+        buf.push(b'\n');
     }
-    out
+    text(buf)
+}
+
+/// `value`'s JSON text in `buf`, which is reused from row to row: a body
+/// serialised into a fresh `String` grew it by doubling and was freed at
+/// once, for each of the three or four rows a signal writes.
+fn json<'a, T: serde::Serialize + ?Sized>(
+    buf: &'a mut Vec<u8>,
+    value: &T,
+) -> rusqlite::Result<&'a str> {
+    buf.clear();
+    append_json(buf, value);
+    text(buf)
+}
+
+/// Our types serialise without error (plain structs, string keys); were
+/// one not to, its row says so rather than going missing.
+fn append_json<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
+    let start = buf.len();
+    if let Err(e) = serde_json::to_writer(&mut *buf, value) {
+        buf.truncate(start);
+        let note = serde_json::json!({ "unserialisable": e.to_string() });
+        buf.extend_from_slice(note.to_string().as_bytes());
+    }
+}
+
+/// serde_json writes UTF-8; checked all the same, and a failure fails the
+/// commit instead of writing something else.
+fn text(buf: &[u8]) -> rusqlite::Result<&str> {
+    Ok(std::str::from_utf8(buf)?)
+}
+
+/// The writer's reusable buffers for JSON text (see `json`): a row's body
+/// and a flow's event lines, which one statement can bind together.
+#[derive(Default)]
+struct Buffers {
+    body: Vec<u8>,
+    events: Vec<u8>,
 }
 
 const MAX_BATCHES_PER_COMMIT: usize = 256;
@@ -457,6 +494,7 @@ fn writer_loop(
     stats: Arc<std::sync::Mutex<WriterStats>>,
     path: PathBuf,
 ) {
+    let mut buffers = Buffers::default();
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while batches.len() < MAX_BATCHES_PER_COMMIT {
@@ -468,11 +506,12 @@ fn writer_loop(
         let started = Instant::now();
         let count: usize = batches.iter().map(|b| b.records.len()).sum();
         let hash_before = last_hash.clone();
-        let result = write_batches(&mut conn, &batches, &mut last_hash).map_err(|e| {
-            tracing::error!(path = %path.display(), error = %e, "journal commit failed");
-            last_hash = hash_before;
-            format!("{}: {e}", path.display())
-        });
+        let result =
+            write_batches(&mut conn, &batches, &mut last_hash, &mut buffers).map_err(|e| {
+                tracing::error!(path = %path.display(), error = %e, "journal commit failed");
+                last_hash = hash_before;
+                format!("{}: {e}", path.display())
+            });
         if let Ok(mut s) = stats.lock() {
             s.commits += 1;
             s.records += count as u64;
@@ -491,7 +530,12 @@ fn write_batches(
     conn: &mut Connection,
     batches: &[Batch],
     last_hash: &mut String,
+    buffers: &mut Buffers,
 ) -> rusqlite::Result<()> {
+    let Buffers {
+        body: buf,
+        events: lines,
+    } = buffers;
     let tx = conn.transaction()?;
     {
         let mut signal_stmt = tx.prepare_cached(
@@ -530,7 +574,6 @@ fn write_batches(
             tx.prepare_cached("INSERT OR REPLACE INTO entities (key, body) VALUES (?1, ?2)")?;
         let mut meta_stmt =
             tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
-        let json = |v: &dyn erased::Json| v.to_json();
         for record in batches.iter().flat_map(|b| &b.records) {
             match record {
                 Record::Signal(s) => {
@@ -539,12 +582,12 @@ fn write_batches(
                         s.kind,
                         s.subject,
                         s.time.to_rfc3339(),
-                        s.to_cloudevent_json()
+                        json(buf, &s.as_cloudevent())?
                     ])?;
                 }
                 Record::Decision(d) => {
-                    let body = json(d.as_ref());
-                    let hash = chain::link(last_hash, "decision", &body);
+                    let body = json(buf, d.as_ref())?;
+                    let hash = chain::link(last_hash, "decision", body);
                     audit_stmt.execute(params![
                         "decision",
                         d.id,
@@ -558,8 +601,8 @@ fn write_batches(
                     *last_hash = hash;
                 }
                 Record::ReviewAction(a) => {
-                    let body = json(a);
-                    let hash = chain::link(last_hash, "review", &body);
+                    let body = json(buf, a)?;
+                    let hash = chain::link(last_hash, "review", body);
                     audit_stmt.execute(params![
                         "review",
                         a.review_id,
@@ -574,7 +617,7 @@ fn write_batches(
                 }
                 Record::Review(item) => {
                     let state = format!("{:?}", item.state).to_lowercase();
-                    review_stmt.execute(params![item.id, state, json(&item.stored())])?;
+                    review_stmt.execute(params![item.id, state, json(buf, &item.stored())?])?;
                 }
                 Record::Flow {
                     flow: f,
@@ -585,8 +628,8 @@ fn write_batches(
                         f.id,
                         f.state.as_str(),
                         f.decision_id,
-                        json(f),
-                        event_lines(events)
+                        json(buf, f)?,
+                        event_lines(lines, events)?
                     ])?;
                 }
                 Record::Flow {
@@ -594,30 +637,35 @@ fn write_batches(
                     events,
                     steps: Some(steps),
                 } => {
-                    header_stmt.execute(params![f.id, f.state.as_str(), f.decision_id, json(f)])?;
+                    header_stmt.execute(params![
+                        f.id,
+                        f.state.as_str(),
+                        f.decision_id,
+                        json(buf, f)?
+                    ])?;
                     for (i, step) in steps {
-                        step_stmt.execute(params![f.id, *i as i64, json(step)])?;
+                        step_stmt.execute(params![f.id, *i as i64, json(buf, step)?])?;
                     }
                     if !events.is_empty() {
-                        log_stmt.execute(params![f.id, event_lines(events)])?;
+                        log_stmt.execute(params![f.id, event_lines(lines, events)?])?;
                     }
                 }
                 Record::FlowEvents(events) => {
                     if let Some(first) = events.first() {
-                        let appended =
-                            append_stmt.execute(params![first.flow_id, event_lines(events)])?;
+                        let appended = append_stmt
+                            .execute(params![first.flow_id, event_lines(lines, events)?])?;
                         // A flow without a row (not expected): keep the events anyway.
                         if appended == 0 {
                             event_stmt.execute(params![
                                 first.flow_id,
                                 first.time.to_rfc3339(),
-                                json(events)
+                                json(buf, events)?
                             ])?;
                         }
                     }
                 }
                 Record::Feedback(f) => {
-                    feedback_stmt.execute(params![f.decision_id, json(f)])?;
+                    feedback_stmt.execute(params![f.decision_id, json(buf, f)?])?;
                 }
                 Record::Entity { key, body } => {
                     entity_stmt.execute(params![key, body.as_str()])?;
@@ -642,18 +690,4 @@ fn write_batches(
         }
     }
     tx.commit()
-}
-
-/// Serialisation of journaled values; the types are ours and serialise
-/// without error (plain structs, string keys).
-mod erased {
-    pub trait Json {
-        fn to_json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> String {
-            serde_json::to_string(self)
-                .unwrap_or_else(|e| format!("{{\"unserialisable\":\"{e}\"}}"))
-        }
-    }
 }

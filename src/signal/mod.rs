@@ -49,7 +49,7 @@ impl Severity {
 /// the order of their names, as a `serde_json::Map` keeps them, so the text
 /// is the same as the `to_cloudevent` value prints.
 #[derive(Serialize)]
-struct CloudEvent<'a> {
+pub struct CloudEvent<'a> {
     data: &'a Map<String, Value>,
     datacontenttype: &'static str,
     id: &'a str,
@@ -258,16 +258,17 @@ impl Signal {
         serde_json::to_value(self.as_cloudevent()).unwrap_or(Value::Null)
     }
 
-    /// The CloudEvent as JSON text, written straight from the signal: the
-    /// journal stores every signal so, and going through `to_cloudevent`
-    /// copied its whole `data` into a tree only to print and free it.
+    /// The CloudEvent as JSON text, written straight from the signal
+    /// (`to_cloudevent` copies its whole `data` into a tree first).
     pub fn to_cloudevent_json(&self) -> String {
         // Plain strings, a time and a map with string keys: nothing here
         // can fail to serialise.
         serde_json::to_string(&self.as_cloudevent()).unwrap_or_default()
     }
 
-    fn as_cloudevent(&self) -> CloudEvent<'_> {
+    /// The CloudEvent, borrowed from the signal, to serialise: the journal
+    /// writes every signal so.
+    pub fn as_cloudevent(&self) -> CloudEvent<'_> {
         CloudEvent {
             data: &self.data,
             datacontenttype: "application/json",
