@@ -215,9 +215,11 @@ impl Drive {
                 used / fed.max(1) as f64 * 1e6
             };
             println!(
-                "bench: round {number}: CPU per signal: main thread (engine and simulator) {:.0} us, journal writer {:.0} us (from /proc, 10 ms ticks)",
+                "bench: round {number}: CPU per signal: main thread (engine and simulator) {:.0} us, journal writer {:.0} us, journal checkpoints {:.0} us (from /proc, 10 ms ticks)",
                 per_signal(MAIN_THREAD),
-                per_signal("journal-writer")
+                per_signal("journal-writer"),
+                // Thread names are cut to 15 bytes in /proc.
+                per_signal("journal-checkpo")
             );
         }
         let round = Round {
