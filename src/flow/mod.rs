@@ -695,10 +695,12 @@ impl FlowBook {
                 finished.push(id.clone());
                 self.finished.push_back(id.clone());
             }
+            // Scheduled from the flow in hand: one search of the map fewer.
+            let at = self.next_wake(&flow, now);
+            self.wake.set(&id, at);
             if let Some(slot) = self.flows.get_mut(&id) {
                 *slot = flow;
             }
-            self.schedule(&id, now);
         }
         self.evict();
         finished
