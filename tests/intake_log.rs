@@ -213,3 +213,48 @@ fn a_halted_engine_stops_the_log_taking_and_forgetting() {
     assert!(!reader.pending());
     assert_eq!(rows(dir.path()).len(), 4100, "nothing deleted");
 }
+
+#[test]
+fn a_log_made_with_autoincrement_goes_on_from_its_sequence() {
+    // Logs made before the writer numbered rows itself kept the highest
+    // number in sqlite_sequence only, once their rows were deleted.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("intake.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             INSERT INTO meta VALUES ('log_id', '00000000000000aa');
+             CREATE TABLE intake (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+             INSERT INTO intake (seq, body) VALUES (41, '{}');
+             DELETE FROM intake;",
+        )
+        .unwrap();
+    }
+    let (log, writer) = IntakeLog::open(dir.path()).unwrap();
+    let mut reader = log.reader(Some("00000000000000aa:41")).unwrap();
+    append(&log, &["next"]);
+    assert_eq!(ids(&mut reader, 10), ["next"]);
+    assert_eq!(reader.position(), 42);
+    // Decided and deleted: a restart goes on from 43 all the same.
+    reader.progress().decided(42);
+    let names: Vec<String> = (0..4100).map(|i| format!("s{i}")).collect();
+    let chunk: Vec<&str> = names.iter().map(String::as_str).collect();
+    append(&log, &chunk);
+    while reader.pending() {
+        ids(&mut reader, 1000);
+    }
+    reader.progress().decided(reader.position());
+    append(&log, &["last"]);
+    ids(&mut reader, 10);
+    let cursor = close(log, writer, reader);
+    assert_eq!(rows(dir.path()), [4143]);
+    rusqlite::Connection::open(dir.path().join("intake.db"))
+        .unwrap()
+        .execute("DELETE FROM intake", [])
+        .unwrap();
+    let (log, _writer) = IntakeLog::open(dir.path()).unwrap();
+    let mut reader = log.reader(Some(&cursor)).unwrap();
+    append(&log, &["after"]);
+    assert_eq!(ids(&mut reader, 10), ["after"]);
+    assert_eq!(reader.position(), 4144);
+}

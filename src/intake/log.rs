@@ -54,10 +54,18 @@ fn connect(path: &Path) -> Result<Connection, JournalError> {
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
--- AUTOINCREMENT: sequence numbers are never reused, even once the rows
--- below the engine's cursor are deleted and the table is empty.
-CREATE TABLE IF NOT EXISTS intake (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+-- The writer numbers rows itself; numbers are never reused, even once the
+-- rows below the engine's cursor are deleted and the table is empty: the
+-- commit that deletes rows records the highest number yet in `meta`
+-- (`HIGH_WATER`). (Not AUTOINCREMENT, which rewrites `sqlite_sequence`'s
+-- page in every commit: a third more WAL frames for a commit of a few rows.
+-- Logs made with it keep it, and their `sqlite_sequence` is still read.)
+CREATE TABLE IF NOT EXISTS intake (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
 ";
+
+/// The meta key of the highest sequence number written before the last
+/// deletion of rows.
+const HIGH_WATER: &str = "high_water";
 
 /// Why an append was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,16 +163,7 @@ impl IntakeLog {
         let mut conn = connect(&path)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         let id = log_id(&conn).map_err(sql)?;
-        let last: u64 = conn
-            .query_row(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'intake'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map_err(sql)?
-            .unwrap_or(0)
-            .max(0) as u64;
+        let last = last_number(&conn).map_err(sql)?;
         let first: Option<i64> = conn
             .query_row("SELECT MIN(seq) FROM intake", [], |r| r.get(0))
             .map_err(sql)?;
@@ -295,6 +294,49 @@ fn log_id(conn: &Connection) -> rusqlite::Result<String> {
     }
 }
 
+/// The highest sequence number the log has ever given: in its rows, in the
+/// high-water mark its last deletion left, or (a log made with
+/// AUTOINCREMENT) in `sqlite_sequence`.
+fn last_number(conn: &Connection) -> rusqlite::Result<u64> {
+    let in_rows: Option<i64> = conn.query_row("SELECT MAX(seq) FROM intake", [], |r| r.get(0))?;
+    let mark: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [HIGH_WATER], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let mark = match mark {
+        Some(text) => text.parse::<i64>().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                format!("meta {HIGH_WATER} {text:?}: {e}").into(),
+            )
+        })?,
+        None => 0,
+    };
+    let has_sequence: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence')",
+        [],
+        |r| r.get(0),
+    )?;
+    let sequence: Option<i64> = if has_sequence {
+        conn.query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'intake'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+    } else {
+        None
+    };
+    Ok([in_rows, Some(mark), sequence]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0)
+        .max(0) as u64)
+}
+
 /// Appends until every sender is gone, then closes the connection.
 fn writer_loop(mut conn: Connection, rx: Receiver<Append>, shared: Arc<Shared>, path: &Path) {
     let mut next = shared.committed.load(Ordering::SeqCst) + 1;
@@ -365,6 +407,10 @@ fn write(
     }
     if let Some(upto) = truncate {
         tx.execute("DELETE FROM intake WHERE seq <= ?1", [upto as i64])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![HIGH_WATER, (next - 1).to_string()],
+        )?;
     }
     tx.commit()?;
     Ok(next - 1)
