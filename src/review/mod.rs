@@ -206,12 +206,8 @@ impl ReviewItem {
     }
 
     /// Sort key for the queue: the soonest deadline, then the highest priority.
-    pub fn urgency(&self) -> (DateTime<Utc>, std::cmp::Reverse<Priority>, String) {
-        (
-            self.deadline,
-            std::cmp::Reverse(self.priority),
-            self.id.clone(),
-        )
+    pub fn urgency(&self) -> (DateTime<Utc>, std::cmp::Reverse<Priority>, &str) {
+        (self.deadline, std::cmp::Reverse(self.priority), &self.id)
     }
 }
 
@@ -327,7 +323,7 @@ impl ReviewQueue {
             .iter()
             .filter_map(|id| self.items.get(id))
             .collect();
-        items.sort_by_key(|i| i.urgency());
+        items.sort_by(|a, b| a.urgency().cmp(&b.urgency()));
         items
     }
 

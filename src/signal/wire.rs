@@ -58,6 +58,9 @@ pub fn structured(
     received: DateTime<Utc>,
     allow_array: bool,
 ) -> Result<Vec<Signal>, WireError> {
+    if let Some(signal) = Signal::well_formed(body, received) {
+        return Ok(vec![signal]);
+    }
     match parse(body)? {
         Value::Array(items) if allow_array => each(items, received),
         value => Signal::from_value(value, received)
