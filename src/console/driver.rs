@@ -112,7 +112,7 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Status {
         policy_version: engine.policy().version.clone(),
         services: engine
             .context
-            .services
+            .services()
             .values()
             .map(|s| ServiceRow {
                 id: s.id.clone(),

@@ -225,13 +225,39 @@ pub struct Context {
     pub customers: crate::FastMap<String, Customer>,
     pub orders: crate::FastMap<String, Order>,
     pub suppliers: crate::FastMap<String, Supplier>,
-    pub services: BTreeMap<String, Service>,
+    /// Private so that every change goes through `services_changed`.
+    services: BTreeMap<String, Service>,
+    /// Every service's health as policies see it (`context.services`),
+    /// rebuilt when a service changes rather than for every decision.
+    services_view: ServicesView,
     pub teams: BTreeMap<String, Team>,
     pub agents: BTreeMap<String, Agent>,
     pub calendar: Calendar,
     /// Open orders per supplier, kept beside `orders` for the fan-out.
     open_by_supplier: crate::FastMap<String, BTreeSet<String>>,
     dirty: BTreeSet<String>,
+}
+
+/// Service ids to health names, as JSON; an empty object for no services.
+#[derive(Debug)]
+struct ServicesView(Value);
+
+impl Default for ServicesView {
+    fn default() -> ServicesView {
+        ServicesView(Value::Object(serde_json::Map::new()))
+    }
+}
+
+/// What policies see as `context` for one decision (`Context::policy_view`).
+pub struct PolicyView<'a> {
+    fields: Value,
+    services: &'a Value,
+}
+
+impl PolicyView<'_> {
+    pub fn as_context(&self) -> crate::decide::celval::ContextView<'_> {
+        crate::decide::celval::ContextView::new(&self.fields).with("services", self.services)
+    }
 }
 
 /// Splits `kind/id` into its parts.
@@ -257,6 +283,7 @@ impl Context {
         for s in world.services {
             context.services.insert(s.id.clone(), s);
         }
+        context.services_changed();
         for t in world.teams {
             context.teams.insert(t.id.clone(), t);
         }
@@ -287,6 +314,7 @@ impl Context {
             "service" => {
                 let s: Service = serde_json::from_value(body).map_err(bad)?;
                 self.services.insert(s.id.clone(), s);
+                self.services_changed();
             }
             "team" => {
                 let t: Team = serde_json::from_value(body).map_err(bad)?;
@@ -468,6 +496,7 @@ impl Context {
                     if latency > 0 {
                         entry.latency_ms = latency;
                     }
+                    self.services_changed();
                     let key = format!("service/{service}");
                     self.dirty.insert(key.clone());
                     touched.push(key);
@@ -525,18 +554,38 @@ impl Context {
         snapshot
     }
 
-    /// Health of every service, for policies and routing.
-    pub fn services_json(&self) -> Value {
+    pub fn services(&self) -> &BTreeMap<String, Service> {
+        &self.services
+    }
+
+    /// Sets a known service's health (a `health.changed` signal does this
+    /// as the engine applies it).
+    pub fn set_health(&mut self, service: &str, health: Health) {
+        if let Some(s) = self.services.get_mut(service) {
+            s.health = health;
+            self.services_changed();
+        }
+    }
+
+    fn services_changed(&mut self) {
         let map: serde_json::Map<String, Value> = self
             .services
             .values()
             .map(|s| (s.id.clone(), Value::from(s.health.as_str())))
             .collect();
-        Value::Object(map)
+        self.services_view = ServicesView(Value::Object(map));
     }
 
-    /// The `context` variable policies see for a signal.
-    pub fn policy_view(&self, signal: &Signal, snapshot: &Snapshot) -> Value {
+    /// The `context` variable policies see for a signal: its own fields,
+    /// and `services`, read in place from `services_view`.
+    pub fn policy_view(&self, signal: &Signal, snapshot: &Snapshot) -> PolicyView<'_> {
+        PolicyView {
+            fields: self.policy_fields(signal, snapshot),
+            services: &self.services_view.0,
+        }
+    }
+
+    fn policy_fields(&self, signal: &Signal, snapshot: &Snapshot) -> Value {
         let customer = self.customer_of(signal);
         let order = match split_key(&signal.subject) {
             Some(("order", id)) => self.orders.get(id),
@@ -550,7 +599,6 @@ impl Context {
             "open_escalation": customer.map(|c| c.open_escalation).unwrap_or(false),
             "order": order.map(|o| json!({"id": o.id, "value": o.value, "supplier": o.supplier}))
                 .unwrap_or(Value::Null),
-            "services": self.services_json(),
             "business_hours": self.calendar.is_business_hours(signal.time),
             "entities": snapshot.len(),
         })
@@ -602,12 +650,31 @@ mod tests {
     #[test]
     fn health_changes_are_applied() {
         let mut ctx = Context::default();
+        let services = |ctx: &Context| {
+            let order = signal("order.placed", "order/1", json!({}));
+            let view = ctx.policy_view(&order, &Snapshot::new());
+            view.as_context().get("services").cloned()
+        };
+        assert_eq!(services(&ctx), Some(json!({})));
         ctx.apply(&signal(
             "health.changed",
             "service/payments",
             json!({"health": "down"}),
         ));
         assert_eq!(ctx.service_health("payments"), Some(Health::Down));
+        // Policies see it too, and each later change.
+        assert_eq!(services(&ctx), Some(json!({"payments": "down"})));
+        ctx.set_health("payments", Health::Up);
+        assert_eq!(services(&ctx), Some(json!({"payments": "up"})));
+        ctx.restore(
+            "service/email",
+            json!({"id": "email", "health": "degraded", "latency_ms": 5}),
+        )
+        .unwrap();
+        assert_eq!(
+            services(&ctx),
+            Some(json!({"payments": "up", "email": "degraded"}))
+        );
     }
 
     #[test]

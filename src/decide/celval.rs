@@ -37,6 +37,12 @@ pub struct Json<'a> {
 #[derive(Debug, Clone, Copy)]
 enum Node<'a> {
     Object(&'a Map<String, Value>),
+    /// An object and one field more, held apart from it.
+    Extended {
+        base: &'a Map<String, Value>,
+        key: &'a str,
+        value: &'a Value,
+    },
     Array(&'a [Value]),
     /// A signal as policies see it: id, type, source, subject, severity
     /// and data, with the subject of the choice at hand.
@@ -71,6 +77,16 @@ impl<'a> Json<'a> {
                 .map(|k| Box::new(CelString::from(k.as_str())) as Box<dyn Val + 'a>)
                 .collect(),
             Node::Array(items) => items.iter().map(value).collect(),
+            Node::Extended { base, key, .. } => {
+                // In order, as the keys of one JSON object would be.
+                let mut keys: Vec<&str> = base.keys().map(String::as_str).collect();
+                if let Err(at) = keys.binary_search(&key) {
+                    keys.insert(at, key);
+                }
+                keys.into_iter()
+                    .map(|k| Box::new(CelString::from(k)) as Box<dyn Val + 'a>)
+                    .collect()
+            }
             Node::Signal { .. } => SIGNAL_FIELDS
                 .iter()
                 .map(|k| Box::new(CelString::from(*k)) as Box<dyn Val + 'a>)
@@ -81,6 +97,7 @@ impl<'a> Json<'a> {
     fn len(&self) -> usize {
         match self.node {
             Node::Object(map) => map.len(),
+            Node::Extended { base, key, .. } => base.len() + usize::from(!base.contains_key(key)),
             Node::Array(items) => items.len(),
             Node::Signal { .. } => SIGNAL_FIELDS.len(),
         }
@@ -90,6 +107,8 @@ impl<'a> Json<'a> {
     fn field(&self, name: &str) -> Option<Box<dyn Val + 'a>> {
         match self.node {
             Node::Object(map) => map.get(name).map(value),
+            Node::Extended { key, value: v, .. } if name == key => Some(value(v)),
+            Node::Extended { base, .. } => base.get(name).map(value),
             Node::Array(_) => None,
             Node::Signal { signal, subject } => Some(match name {
                 "id" => Box::new(CelString::from(signal.id.as_str())),
@@ -103,6 +122,49 @@ impl<'a> Json<'a> {
                 "data" => Box::new(Json::object(&signal.data)),
                 _ => return None,
             }),
+        }
+    }
+}
+
+/// The `context` a policy evaluates over: a JSON object, and at most one
+/// field more held apart from it (the services' health, which the engine
+/// keeps ready instead of copying it into every decision's view).
+#[derive(Debug, Clone, Copy)]
+pub struct ContextView<'a> {
+    base: &'a Value,
+    extra: Option<(&'a str, &'a Value)>,
+}
+
+impl<'a> ContextView<'a> {
+    pub fn new(base: &'a Value) -> ContextView<'a> {
+        ContextView { base, extra: None }
+    }
+
+    /// The view with `key` read from `value` (in place of any `key` of the
+    /// base).
+    pub fn with(self, key: &'a str, value: &'a Value) -> ContextView<'a> {
+        ContextView {
+            extra: Some((key, value)),
+            ..self
+        }
+    }
+
+    /// One field, as `context.<field>` reads it.
+    pub fn get(&self, field: &str) -> Option<&'a Value> {
+        match self.extra {
+            Some((key, value)) if key == field => Some(value),
+            _ => self.base.get(field),
+        }
+    }
+
+    /// The view as the CEL value `context`. (A base that is not an object
+    /// has no fields to add to: it is itself.)
+    pub fn as_val(&self) -> Box<dyn Val + 'a> {
+        match (self.base, self.extra) {
+            (Value::Object(base), Some((key, value))) => {
+                Box::new(Json::new(Node::Extended { base, key, value }))
+            }
+            (base, _) => self::value(base),
         }
     }
 }
@@ -166,7 +228,7 @@ fn is_map_key(key: &dyn Val) -> bool {
 impl<'a> Val for Json<'a> {
     fn get_type(&self) -> &Type {
         match self.node {
-            Node::Object(_) | Node::Signal { .. } => &types::MAP_TYPE,
+            Node::Object(_) | Node::Extended { .. } | Node::Signal { .. } => &types::MAP_TYPE,
             Node::Array(_) => &types::LIST_TYPE,
         }
     }
@@ -246,14 +308,16 @@ impl<'a> Val for Json<'a> {
 impl<'a> Container for Json<'a> {
     fn contains(&self, key: &dyn Val) -> Result<bool, ExecutionError> {
         match self.node {
-            Node::Object(_) | Node::Signal { .. } => match key.downcast_ref::<CelString>() {
-                Some(s) => Ok(self.field(s.inner()).is_some()),
-                None if is_map_key(key) => Ok(false),
-                None => Err(ExecutionError::UnexpectedType {
-                    got: key.get_type().name().to_owned(),
-                    want: "map key".to_owned(),
-                }),
-            },
+            Node::Object(_) | Node::Extended { .. } | Node::Signal { .. } => {
+                match key.downcast_ref::<CelString>() {
+                    Some(s) => Ok(self.field(s.inner()).is_some()),
+                    None if is_map_key(key) => Ok(false),
+                    None => Err(ExecutionError::UnexpectedType {
+                        got: key.get_type().name().to_owned(),
+                        want: "map key".to_owned(),
+                    }),
+                }
+            }
             Node::Array(_) => Ok(self.items().iter().any(|v| v.equals(key))),
         }
     }
@@ -265,17 +329,19 @@ impl<'a> Indexer for Json<'a> {
         Self: 'v,
     {
         match self.node {
-            Node::Object(_) | Node::Signal { .. } => match key.downcast_ref::<CelString>() {
-                Some(s) => self
-                    .field(s.inner())
-                    .map(CowVal::Owned)
-                    .ok_or_else(|| no_such_key(key)),
-                None if is_map_key(key) => Err(no_such_key(key)),
-                None => Err(ExecutionError::UnexpectedType {
-                    got: key.get_type().name().to_owned(),
-                    want: "map key".to_owned(),
-                }),
-            },
+            Node::Object(_) | Node::Extended { .. } | Node::Signal { .. } => {
+                match key.downcast_ref::<CelString>() {
+                    Some(s) => self
+                        .field(s.inner())
+                        .map(CowVal::Owned)
+                        .ok_or_else(|| no_such_key(key)),
+                    None if is_map_key(key) => Err(no_such_key(key)),
+                    None => Err(ExecutionError::UnexpectedType {
+                        got: key.get_type().name().to_owned(),
+                        want: "map key".to_owned(),
+                    }),
+                }
+            }
             Node::Array(items) => match list_index(key) {
                 Some(i) => match usize::try_from(i).ok().and_then(|i| items.get(i)) {
                     Some(v) => Ok(CowVal::Owned(value(v))),
@@ -354,6 +420,49 @@ mod tests {
             program.execute(&lazy).map_err(|e| e.to_string()),
             program.execute(&eager).map_err(|e| e.to_string()),
         )
+    }
+
+    #[test]
+    fn an_extended_object_reads_as_the_whole_one() {
+        // The policy view: fields of the decision, and `services` held apart.
+        let whole = json!({
+            "tier": "gold", "business_hours": true, "order": null,
+            "services": {"payments": "down", "email": "up"},
+        });
+        let mut fields = whole.clone();
+        let services = fields
+            .as_object_mut()
+            .and_then(|m| m.remove("services"))
+            .expect("test data has services");
+        let env = Arc::new(cel::Env::stdlib());
+        let view = ContextView::new(&fields).with("services", &services);
+        assert_eq!(view.get("services"), Some(&services));
+        assert_eq!(view.get("tier"), whole.get("tier"));
+        assert_eq!(view.get("missing"), None);
+        for expr in [
+            "context.services['payments'] == 'down' && context.tier == 'gold'",
+            "has(context.services) && !has(context.missing)",
+            "'services' in context && size(context) == 4",
+            "context.map(k, k) == ['business_hours', 'order', 'services', 'tier']",
+            "context == {'tier': 'gold', 'business_hours': true, 'order': null, \
+             'services': {'payments': 'down', 'email': 'up'}}",
+            "context.services.exists(s, context.services[s] == 'down')",
+            "context.missing == 1",
+        ] {
+            let program = env.compile(expr).expect("test expression compiles");
+            let mut extended = cel::Context::with_env(Arc::clone(&env));
+            extended.add_variable_as_val("context", view.as_val());
+            let mut plain = cel::Context::with_env(Arc::clone(&env));
+            plain.add_variable_as_val("context", value(&whole));
+            let (e, p) = (
+                program.execute(&extended).map_err(|e| e.to_string()),
+                program.execute(&plain).map_err(|e| e.to_string()),
+            );
+            assert_eq!(e, p, "{expr}");
+            if !expr.contains("missing ==") {
+                assert_eq!(e, Ok(cel::Value::Bool(true)), "{expr}");
+            }
+        }
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub fn extract(signal: &Signal, context: &Context) -> Vec<String> {
     {
         out.push(format!("service_health={}", health.as_str()));
     }
-    for service in context.services.values() {
+    for service in context.services().values() {
         if service.health.as_str() != "up" {
             out.push(format!("{}={}", service.id, service.health.as_str()));
         }

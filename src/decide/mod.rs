@@ -248,7 +248,7 @@ impl Decider {
         let verdict = policy.evaluate(
             &signal.kind,
             &celval::Json::signal(signal, subject),
-            &policy_context,
+            policy_context.as_context(),
             &views,
         );
 

@@ -395,7 +395,7 @@ impl PolicySet {
         &self,
         kind: &str,
         signal: &dyn Val,
-        context: &serde_json::Value,
+        context: super::celval::ContextView<'_>,
         options: &[&OptionView],
     ) -> Verdict {
         let mut verdict = Verdict::default();
@@ -403,7 +403,7 @@ impl PolicySet {
         // reads it.
         let mut base = CelContext::with_env(Arc::clone(&self.env));
         base.add_variable_as_val("signal", signal.clone_as_boxed());
-        base.add_variable_as_val("context", super::celval::value(context));
+        base.add_variable_as_val("context", context.as_val());
         let applies =
             |rule: &&Rule| rule.spec.types.is_empty() || rule.spec.types.iter().any(|t| t == kind);
         for rule in self.rules.iter().filter(applies) {
@@ -553,6 +553,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::celval::ContextView;
     use crate::decide::playbook::DEFAULT_PLAYBOOK;
     use crate::flow::catalogue::{DEFAULT_STEPS, StepCatalogue};
     use serde_json::json;
@@ -571,7 +572,12 @@ mod tests {
         let set = PolicySet::default_set(&playbook()).unwrap();
         let signal = json!({"type": "approval.requested", "data": {"amount": 75000}});
         let context = json!({"tier": "silver", "open_escalation": false, "services": {}});
-        let v = set.evaluate("approval.requested", &*cel(&signal), &context, &[]);
+        let v = set.evaluate(
+            "approval.requested",
+            &*cel(&signal),
+            ContextView::new(&context),
+            &[],
+        );
         assert!(v.require_review);
         assert_eq!(v.review_role, Some(Role::Lead));
         assert!(v.forbidden.contains_key("auto_approve"));
@@ -595,7 +601,12 @@ mod tests {
             },
         ];
         let options: Vec<&OptionView> = options.iter().collect();
-        let v = set.evaluate("approval.requested", &*cel(&signal), &context, &options);
+        let v = set.evaluate(
+            "approval.requested",
+            &*cel(&signal),
+            ContextView::new(&context),
+            &options,
+        );
         assert!(v.forbidden.contains_key("auto_approve"));
         assert!(!v.forbidden.contains_key("reject_request"));
     }
@@ -612,7 +623,12 @@ mod tests {
         };
         let forbidden = |health: &str, option: &OptionView| {
             let context = json!({"tier": "silver", "services": {"payments": health}});
-            let v = set.evaluate("approval.requested", &*cel(&signal), &context, &[option]);
+            let v = set.evaluate(
+                "approval.requested",
+                &*cel(&signal),
+                ContextView::new(&context),
+                &[option],
+            );
             assert!(v.errors.is_empty(), "{:?}", v.errors);
             v.forbidden.contains_key("auto_approve")
         };
@@ -646,8 +662,8 @@ mod tests {
             name: "auto_approve".into(),
             value: json!({"name": "auto_approve"}),
         };
-        let first = set.evaluate("t", &*cel(&signal), &context, &[&view]);
-        let second = set.evaluate("t", &*cel(&signal), &context, &[&view]);
+        let first = set.evaluate("t", &*cel(&signal), ContextView::new(&context), &[&view]);
+        let second = set.evaluate("t", &*cel(&signal), ContextView::new(&context), &[&view]);
         assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
         assert!(first.errors[0].starts_with("odd: "), "{:?}", first.errors);
         assert_eq!(first.errors, second.errors);

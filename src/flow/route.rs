@@ -324,7 +324,7 @@ mod tests {
             Assignee::Automation { .. }
         ));
         for health in [Health::Degraded, Health::Down] {
-            context.services.get_mut("carrier").unwrap().health = health;
+            context.set_health("carrier", health);
             assert!(
                 matches!(route(&context, &mut b), Assignee::Agent { .. }),
                 "{health:?}"
