@@ -56,6 +56,14 @@ fn rows(dir: &Path) -> Vec<i64> {
         .collect()
 }
 
+/// As a later deletion of decided rows leaves the log.
+fn delete_every_row(dir: &Path) {
+    rusqlite::Connection::open(dir.join("intake.db"))
+        .unwrap()
+        .execute("DELETE FROM intake", [])
+        .unwrap();
+}
+
 #[test]
 fn the_engine_resumes_after_its_cursor_and_reads_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,10 +182,7 @@ fn a_reader_below_rows_already_deleted_moves_past_them() {
     }
     assert_eq!(rows(dir.path()), [4201]);
     // The last row went too, at a later deletion.
-    rusqlite::Connection::open(dir.path().join("intake.db"))
-        .unwrap()
-        .execute("DELETE FROM intake", [])
-        .unwrap();
+    delete_every_row(dir.path());
     let (log, _writer) = IntakeLog::open(dir.path()).unwrap();
     let mut reader = log.reader(None).unwrap();
     assert!(reader.pending());
@@ -248,10 +253,7 @@ fn a_log_made_with_autoincrement_goes_on_from_its_sequence() {
     ids(&mut reader, 10);
     let cursor = close(log, writer, reader);
     assert_eq!(rows(dir.path()), [4143]);
-    rusqlite::Connection::open(dir.path().join("intake.db"))
-        .unwrap()
-        .execute("DELETE FROM intake", [])
-        .unwrap();
+    delete_every_row(dir.path());
     let (log, _writer) = IntakeLog::open(dir.path()).unwrap();
     let mut reader = log.reader(Some(&cursor)).unwrap();
     append(&log, &["after"]);
