@@ -4,12 +4,22 @@
 # it answers) and to a real Alertmanager's /api/v2/alerts, in one run on the
 # same machine. Prints both rates, both p99 latencies and the ratio.
 #
+# The two take turns ROUNDS times (default 3: signalbox, then Alertmanager,
+# and again), each round printed, and the last lines give the medians: the
+# machine's speed drifts from minute to minute, and turns put both servers
+# in the same minutes. ROUNDS=1 gives one turn each.
+#
+# Both servers take WARMUP seconds (default 2, 0 for none) of the same
+# load, not measured, before the first round.
+#
 # Needs: wrk and prometheus-alertmanager (Debian packages), a release build.
-# Usage: benches/intake_vs_alertmanager.sh [seconds] [connections]
+# Usage: benches/intake_vs_alertmanager.sh [seconds] [connections] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-10}
 CONNS=${2:-32}
+ROUNDS=${3:-3}
+WARMUP=${WARMUP:-2}
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)"; exit 2; }
 command -v prometheus-alertmanager >/dev/null || { echo "bench: prometheus-alertmanager is missing"; exit 2; }
 cargo build --release --quiet
@@ -57,22 +67,46 @@ end
 LUA
 
 run() { wrk -t2 -c"$CONNS" -d"${SECONDS_RUN}s" --latency -s "$2" "$1"; }
-sb=$(run "http://127.0.0.1:$SB_PORT" "$work/sb.lua")
 # signalbox acknowledges once a signal is durable in its intake log and
 # decides it right after, behind the acknowledgements: wait until it has
 # decided everything, so that Alertmanager's run does not share the machine
 # with that work, and report how long it took.
 backlog() { curl -fs "http://127.0.0.1:$SB_PORT/metrics" | awk '$1=="signalbox_intake_backlog" {print $2}'; }
-drain_start=$(date +%s.%N)
-left=$(backlog)
-while [ "${left:-0}" != "0" ]; do sleep 0.2; left=$(backlog); done
-drain=$(python3 -c "print(f'{$(date +%s.%N) - $drain_start:.1f}')")
-am=$(run "http://127.0.0.1:$AM_PORT" "$work/am.lua")
 rate() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
 p99() { awk '$1=="99%" {print $2}' <<<"$1"; }
 non2xx() { awk '/Non-2xx/ {n=$NF} END {print n+0}' <<<"$1"; }
-sb_rate=$(rate "$sb"); am_rate=$(rate "$am")
-journaled=$(sqlite3 "$work/sb/signalbox.db" 'select count(*) from signals' 2>/dev/null || echo "?")
-echo "bench: signalbox  /v1/signals    ${sb_rate} req/s, p99 $(p99 "$sb"), non-2xx $(non2xx "$sb"), decided ${journaled} (the last ${drain} s after the load)"
-echo "bench: alertmanager /api/v2/alerts ${am_rate} req/s, p99 $(p99 "$am"), non-2xx $(non2xx "$am")"
-python3 -c "print(f'bench: ratio signalbox/alertmanager {float(\"$sb_rate\")/float(\"$am_rate\"):.2f} (target >= 1.0)')"
+median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' "$@"; }
+# Both servers first take a short load that is not measured: a fresh
+# signalbox grows its log files to their working size (later commits
+# overwrite them in place), a fresh Alertmanager grows its heap.
+if [ "$WARMUP" -gt 0 ]; then
+    wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s "$work/sb.lua" "http://127.0.0.1:$SB_PORT" >/dev/null
+    left=$(backlog)
+    while [ "${left:-0}" != "0" ]; do sleep 0.2; left=$(backlog); done
+    wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s "$work/am.lua" "http://127.0.0.1:$AM_PORT" >/dev/null
+fi
+journaled() { sqlite3 "$work/sb/signalbox.db" 'select count(*) from signals' 2>/dev/null || echo 0; }
+sb_rates=(); am_rates=(); ratios=()
+for round in $(seq 1 "$ROUNDS"); do
+    before=$(journaled)
+    sb=$(run "http://127.0.0.1:$SB_PORT" "$work/sb.lua")
+    drain_start=$(date +%s.%N)
+    left=$(backlog)
+    while [ "${left:-0}" != "0" ]; do sleep 0.2; left=$(backlog); done
+    drain=$(python3 -c "print(f'{$(date +%s.%N) - $drain_start:.1f}')")
+    am=$(run "http://127.0.0.1:$AM_PORT" "$work/am.lua")
+    sb_rate=$(rate "$sb"); am_rate=$(rate "$am")
+    ratio=$(python3 -c "print(f'{float(\"$sb_rate\")/float(\"$am_rate\"):.2f}')")
+    sb_rates+=("$sb_rate"); am_rates+=("$am_rate"); ratios+=("$ratio")
+    decided=$(( $(journaled) - before ))
+    [ "$ROUNDS" -gt 1 ] && prefix="bench: round $round: " || prefix="bench: "
+    echo "${prefix}signalbox  /v1/signals    ${sb_rate} req/s, p99 $(p99 "$sb"), non-2xx $(non2xx "$sb"), decided ${decided} (the last ${drain} s after the load)"
+    echo "${prefix}alertmanager /api/v2/alerts ${am_rate} req/s, p99 $(p99 "$am"), non-2xx $(non2xx "$am")"
+    [ "$ROUNDS" -gt 1 ] && echo "${prefix}ratio ${ratio}"
+done
+if [ "$ROUNDS" -gt 1 ]; then
+    echo "bench: median of $ROUNDS rounds: signalbox $(median "${sb_rates[@]}") req/s, alertmanager $(median "${am_rates[@]}") req/s"
+    echo "bench: ratio signalbox/alertmanager $(median "${ratios[@]}") (median of the rounds' ${ratios[*]}; target >= 1.0)"
+else
+    echo "bench: ratio signalbox/alertmanager ${ratios[0]} (target >= 1.0)"
+fi
