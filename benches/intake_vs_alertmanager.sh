@@ -9,8 +9,10 @@
 # machine's speed drifts from minute to minute, and turns put both servers
 # in the same minutes. ROUNDS=1 gives one turn each.
 #
-# Both servers take WARMUP seconds (default 2, 0 for none) of the same
-# load, not measured, before the first round.
+# Before the first round both servers take WARMUP seconds (default: as long
+# as a round; 0 for none) of the same load, printed but not counted: a
+# fresh signalbox's first burst is slower, while its intake log's file grows
+# to hold the burst's backlog (later bursts reuse that room).
 #
 # Needs: wrk and prometheus-alertmanager (Debian packages), a release build.
 # Usage: benches/intake_vs_alertmanager.sh [seconds] [connections] [rounds]
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-10}
 CONNS=${2:-32}
 ROUNDS=${3:-3}
-WARMUP=${WARMUP:-2}
+WARMUP=${WARMUP:-$SECONDS_RUN}
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)"; exit 2; }
 command -v prometheus-alertmanager >/dev/null || { echo "bench: prometheus-alertmanager is missing"; exit 2; }
 cargo build --release --quiet
@@ -76,14 +78,12 @@ rate() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
 p99() { awk '$1=="99%" {print $2}' <<<"$1"; }
 non2xx() { awk '/Non-2xx/ {n=$NF} END {print n+0}' <<<"$1"; }
 median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' "$@"; }
-# Both servers first take a short load that is not measured: a fresh
-# signalbox grows its log files to their working size (later commits
-# overwrite them in place), a fresh Alertmanager grows its heap.
 if [ "$WARMUP" -gt 0 ]; then
-    wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s "$work/sb.lua" "http://127.0.0.1:$SB_PORT" >/dev/null
+    sb=$(wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s "$work/sb.lua" "http://127.0.0.1:$SB_PORT")
     left=$(backlog)
     while [ "${left:-0}" != "0" ]; do sleep 0.2; left=$(backlog); done
-    wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s "$work/am.lua" "http://127.0.0.1:$AM_PORT" >/dev/null
+    am=$(wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s "$work/am.lua" "http://127.0.0.1:$AM_PORT")
+    echo "bench: warm-up (${WARMUP} s each, not counted): signalbox $(rate "$sb") req/s, alertmanager $(rate "$am") req/s"
 fi
 journaled() { sqlite3 "$work/sb/signalbox.db" 'select count(*) from signals' 2>/dev/null || echo 0; }
 sb_rates=(); am_rates=(); ratios=()
