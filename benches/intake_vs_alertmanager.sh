@@ -10,9 +10,9 @@
 # in the same minutes. ROUNDS=1 gives one turn each.
 #
 # Before the first round both servers take WARMUP seconds (default: as long
-# as a round; 0 for none) of the same load, printed but not counted: a
-# fresh signalbox's first burst is slower, while its intake log's file grows
-# to hold the burst's backlog (later bursts reuse that room).
+# as a round; 0 for none) of the same load, printed but not counted: their
+# first seconds of load start cold (files, heaps). A run's first round can
+# still be its lowest, for a reason not yet found; the median absorbs it.
 #
 # Needs: wrk and prometheus-alertmanager (Debian packages), a release build.
 # Usage: benches/intake_vs_alertmanager.sh [seconds] [connections] [rounds]
@@ -68,21 +68,26 @@ request = function()
 end
 LUA
 
-run() { wrk -t2 -c"$CONNS" -d"${SECONDS_RUN}s" --latency -s "$2" "$1"; }
+# run URL SCRIPT [SECONDS]
+run() { wrk -t2 -c"$CONNS" -d"${3:-$SECONDS_RUN}s" --latency -s "$2" "$1"; }
 # signalbox acknowledges once a signal is durable in its intake log and
 # decides it right after, behind the acknowledgements: wait until it has
 # decided everything, so that Alertmanager's run does not share the machine
 # with that work, and report how long it took.
 backlog() { curl -fs "http://127.0.0.1:$SB_PORT/metrics" | awk '$1=="signalbox_intake_backlog" {print $2}'; }
+drained() {
+    local left
+    left=$(backlog)
+    while [ "${left:-0}" != "0" ]; do sleep 0.2; left=$(backlog); done
+}
 rate() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
 p99() { awk '$1=="99%" {print $2}' <<<"$1"; }
 non2xx() { awk '/Non-2xx/ {n=$NF} END {print n+0}' <<<"$1"; }
 median() { python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' "$@"; }
 if [ "$WARMUP" -gt 0 ]; then
-    sb=$(wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s "$work/sb.lua" "http://127.0.0.1:$SB_PORT")
-    left=$(backlog)
-    while [ "${left:-0}" != "0" ]; do sleep 0.2; left=$(backlog); done
-    am=$(wrk -t2 -c"$CONNS" -d"${WARMUP}s" -s "$work/am.lua" "http://127.0.0.1:$AM_PORT")
+    sb=$(run "http://127.0.0.1:$SB_PORT" "$work/sb.lua" "$WARMUP")
+    drained
+    am=$(run "http://127.0.0.1:$AM_PORT" "$work/am.lua" "$WARMUP")
     echo "bench: warm-up (${WARMUP} s each, not counted): signalbox $(rate "$sb") req/s, alertmanager $(rate "$am") req/s"
 fi
 journaled() { sqlite3 "$work/sb/signalbox.db" 'select count(*) from signals' 2>/dev/null || echo 0; }
@@ -91,8 +96,7 @@ for round in $(seq 1 "$ROUNDS"); do
     before=$(journaled)
     sb=$(run "http://127.0.0.1:$SB_PORT" "$work/sb.lua")
     drain_start=$(date +%s.%N)
-    left=$(backlog)
-    while [ "${left:-0}" != "0" ]; do sleep 0.2; left=$(backlog); done
+    drained
     drain=$(python3 -c "print(f'{$(date +%s.%N) - $drain_start:.1f}')")
     am=$(run "http://127.0.0.1:$AM_PORT" "$work/am.lua")
     sb_rate=$(rate "$sb"); am_rate=$(rate "$am")
