@@ -9,6 +9,7 @@ pub mod context;
 pub mod decide;
 pub mod engine;
 pub mod flow;
+pub mod hash;
 pub mod intake;
 pub mod journal;
 pub mod metrics;

@@ -57,7 +57,7 @@ struct ConsoleArgs {
     /// Do not start the HTTP intake.
     #[arg(long)]
     no_listen: bool,
-    /// A bearer token and its role for the HTTP intake: TOKEN:ROLE (repeatable).
+    /// A bearer token for the HTTP intake: SECRET:ROLE:NAME, or SECRET:ROLE (repeatable).
     #[arg(long = "token")]
     tokens: Vec<String>,
     /// Simulated colleagues who answer review items besides you (0 to 3).
@@ -94,7 +94,7 @@ enum Command {
         listen: std::net::SocketAddr,
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// A bearer token and its role: TOKEN:viewer|operator|lead|ingest (repeatable).
+        /// A bearer token: SECRET:ROLE:NAME or SECRET:ROLE, ROLE one of viewer, operator, lead, ingest (repeatable).
         #[arg(long = "token")]
         tokens: Vec<String>,
         /// Request body limit in bytes.

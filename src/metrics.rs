@@ -32,6 +32,7 @@ const CYCLE_BUCKETS: &[f64] = &[
 ];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Tally {
     pub signals: u64,
     pub duplicates: u64,
@@ -57,6 +58,11 @@ pub struct Tally {
     /// Judged by whoever knows the truth (the simulator): proposals that were right.
     pub judged: u64,
     pub judged_right: u64,
+    /// Signals that could not be decided and were quarantined.
+    pub quarantined: u64,
+    /// Policy rules that failed to evaluate (and were applied at their
+    /// strictest).
+    pub policy_errors: u64,
 }
 
 impl Tally {
@@ -226,7 +232,9 @@ fn merge(into: &mut Tally, t: &Tally) {
         flows_compensated,
         utilisation_samples,
         judged,
-        judged_right
+        judged_right,
+        quarantined,
+        policy_errors
     );
     if into.cycle_histogram.len() < t.cycle_histogram.len() {
         into.cycle_histogram.resize(t.cycle_histogram.len(), 0);

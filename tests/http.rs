@@ -374,7 +374,7 @@ fn tokens_and_roles_are_enforced() {
             "--token",
             "operator-secret:operator",
             "--token",
-            "lead-secret-1:lead",
+            "lead-secret-1:lead:lars",
         ],
     );
     let c = client();
@@ -450,11 +450,20 @@ fn tokens_and_roles_are_enforced() {
             .unwrap()
             .contains("lead")
     );
+    // Who acts comes from the token alone: a body naming someone (here the
+    // operator trying to act as the lead) is refused, and changes nothing.
+    let r = act(
+        "operator-secret",
+        json!({"action": "approve", "note": "as lars", "actor": "lars"}),
+    );
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["field"], "actor");
     let r = act(
         "lead-secret-1",
-        json!({"action": "approve", "note": "checked the contract", "actor": "lars"}),
+        json!({"action": "approve", "note": "checked the contract"}),
     );
     assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["actor"], "lars");
     let r = act("lead-secret-1", json!({"action": "reject", "note": "no"}));
     assert_eq!(r.status(), 409, "already decided");
 
@@ -556,7 +565,7 @@ fn pagerduty_events_v2_answer_as_pagerduty_does() {
     let s = serve(dir.path(), &[]);
     let c = client();
     let trigger = json!({
-        "routing_key": "whatever", "event_action": "trigger", "dedup_key": "db-disk-1",
+        "routing_key": "R0UT1NGK3Y0000000000000000000001", "event_action": "trigger", "dedup_key": "db-disk-1",
         "payload": {"summary": "Disk 95% on db1", "source": "db1", "severity": "critical", "component": "erp",
                     "custom_details": {"free_gb": 3}}
     });
@@ -571,7 +580,7 @@ fn pagerduty_events_v2_answer_as_pagerduty_does() {
         (v["status"].as_str(), v["dedup_key"].as_str()),
         (Some("success"), Some("db-disk-1"))
     );
-    let no_key = json!({"event_action": "trigger", "payload": {"summary": "x", "source": "y", "severity": "info"}});
+    let no_key = json!({"routing_key": "R0UT1NGK3Y0000000000000000000001", "event_action": "trigger", "payload": {"summary": "x", "source": "y", "severity": "info"}});
     let v: Value = c
         .post(format!("{}/v2/enqueue", s.base))
         .json(&no_key)
@@ -583,7 +592,7 @@ fn pagerduty_events_v2_answer_as_pagerduty_does() {
         !v["dedup_key"].as_str().unwrap_or("").is_empty(),
         "a key is made up for a trigger without one"
     );
-    let resolve = json!({"event_action": "resolve", "dedup_key": "db-disk-1"});
+    let resolve = json!({"routing_key": "R0UT1NGK3Y0000000000000000000001", "event_action": "resolve", "dedup_key": "db-disk-1"});
     assert_eq!(
         c.post(format!("{}/v2/enqueue", s.base))
             .json(&resolve)
@@ -592,15 +601,25 @@ fn pagerduty_events_v2_answer_as_pagerduty_does() {
             .status(),
         202
     );
-    let bad = json!({"event_action": "explode", "dedup_key": "k"});
+    let bad = json!({"routing_key": "R0UT1NGK3Y0000000000000000000001", "event_action": "explode", "dedup_key": "k"});
     let r = c
         .post(format!("{}/v2/enqueue", s.base))
         .json(&bad)
         .send()
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().unwrap()["field"], "event_action");
-    let bad = json!({"event_action": "trigger", "payload": {"summary": "x", "source": "y", "severity": "apocalyptic"}});
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["field"], "event_action");
+    // PagerDuty's own error shape.
+    assert_eq!(v["status"], "invalid event");
+    assert_eq!(v["message"], "Event object is invalid");
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("'event_action'")
+    );
+    let bad = json!({"routing_key": "R0UT1NGK3Y0000000000000000000001", "event_action": "trigger", "payload": {"summary": "x", "source": "y", "severity": "apocalyptic"}});
     let r = c
         .post(format!("{}/v2/enqueue", s.base))
         .json(&bad)

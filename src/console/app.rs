@@ -357,14 +357,16 @@ impl App {
                     .data_str("text")
                     .or_else(|| signal.data_str("summary"))
                     .map(String::from)
-                    .unwrap_or_else(|| {
-                        signal
-                            .data
+                    .unwrap_or_else(|| match &signal.data {
+                        serde_json::Value::Object(map) => map
                             .iter()
                             .take(3)
                             .map(|(k, v)| format!("{k}={v}"))
                             .collect::<Vec<_>>()
-                            .join(" ")
+                            .join(" "),
+                        serde_json::Value::String(text) => text.chars().take(80).collect(),
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string().chars().take(80).collect(),
                     });
                 let body =
                     serde_json::to_string_pretty(&signal.to_cloudevent()).unwrap_or_default();
@@ -410,6 +412,17 @@ impl App {
                 self.reviews_changed = true;
             }
             EngineEvent::FlowChanged(flow) => self.upsert_flow(&flow),
+            EngineEvent::Quarantined(q) => {
+                if q.state == crate::journal::QuarantineState::Held {
+                    self.status_line = Some((
+                        format!(
+                            "signal {} ({}) quarantined: {} — see :health",
+                            q.signal_id, q.kind, q.error
+                        ),
+                        true,
+                    ));
+                }
+            }
             EngineEvent::Flow(_)
             | EngineEvent::Settled { .. }
             | EngineEvent::FlowFinished(_)

@@ -15,7 +15,7 @@ pub struct Config {
     /// Simulated seconds per real second.
     pub speed: Option<f64>,
     pub data_dir: Option<PathBuf>,
-    /// Bearer tokens for the HTTP intake, as `TOKEN:ROLE`.
+    /// Bearer tokens for the HTTP intake, as `SECRET:ROLE:NAME` or `SECRET:ROLE`.
     #[serde(default)]
     pub tokens: Vec<String>,
     /// Health probes for `signalbox serve` and the console.

@@ -72,6 +72,9 @@ pub struct Status {
     pub signals: u64,
     pub open_reviews: usize,
     pub active_flows: usize,
+    /// Signals held in quarantine, and the newest of them (newest first).
+    pub quarantined: u64,
+    pub quarantine: Vec<crate::journal::Quarantined>,
     pub data_dir: PathBuf,
 }
 
@@ -101,6 +104,9 @@ pub struct DriverOptions {
 /// Signals decided from the intake log per turn (a turn every ~30 ms), at
 /// most; the rest wait for the next turns.
 const FROM_LOG: usize = 2048;
+
+/// Quarantined signals the Health view lists, at most.
+const QUARANTINE_SHOWN: usize = 50;
 
 /// Builds the status from the engine's state.
 pub fn status(engine: &Engine, now: DateTime<Utc>) -> Status {
@@ -151,6 +157,15 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Status {
         signals: engine.counts().signals,
         open_reviews: engine.reviews.open_count(),
         active_flows: engine.flows.active_count(),
+        quarantined: engine.quarantine().held,
+        quarantine: engine
+            .quarantine()
+            .recent
+            .iter()
+            .rev()
+            .take(QUARANTINE_SHOWN)
+            .cloned()
+            .collect(),
         data_dir: engine.data_dir().to_path_buf(),
     }
 }
@@ -166,10 +181,19 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
-            let log = options.intake.as_ref().map(|(_, log)| log.clone());
+            // Nothing decides what the HTTP intake would take once this
+            // thread ends, whether it returns, fails or panics.
+            struct HaltOnExit(Option<crate::intake::log::IntakeLog>);
+            impl Drop for HaltOnExit {
+                fn drop(&mut self) {
+                    if let Some(log) = &self.0 {
+                        log.halt("the console's engine has stopped");
+                    }
+                }
+            }
+            let halt = HaltOnExit(options.intake.as_ref().map(|(_, log)| log.clone()));
             if let Err(e) = drive(options, commands, &updates) {
-                // Nothing decides what the HTTP intake would take now.
-                if let Some(log) = log {
+                if let Some(log) = &halt.0 {
                     log.halt(&format!("the console's engine stopped: {e}"));
                 }
                 let _ = updates.send(Update::Failed(e));
@@ -235,6 +259,9 @@ fn drive(
             while let Ok(request) = requests.try_recv() {
                 crate::intake::service::handle(&mut engine, request, now, &mut waiting);
             }
+        }
+        if let Some(reader) = &log_reader {
+            reader.beat();
         }
         let decided = log_reader.as_mut().and_then(|reader| {
             crate::intake::service::decide_from_log(&mut engine, reader, FROM_LOG, now)

@@ -260,6 +260,45 @@ impl PolicyView<'_> {
     }
 }
 
+/// A signal whose facts cannot be folded into the store: a value out of
+/// range for what it says (a date past the calendar's end, say).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ContextError {
+    /// Where in the signal, e.g. `data.delay_hours`.
+    pub field: String,
+    pub reason: String,
+}
+
+impl ContextError {
+    fn new(field: &str, reason: impl Into<String>) -> ContextError {
+        ContextError {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `at` moved by `minutes` (any finite number a JSON document can carry),
+/// or why it cannot be.
+fn shifted(at: DateTime<Utc>, minutes: f64, field: &str) -> Result<DateTime<Utc>, ContextError> {
+    // An f64 beyond i64 saturates on `as`; `try_minutes` then refuses it,
+    // as it refuses what would not fit a duration.
+    let whole = minutes.round();
+    Duration::try_minutes(whole as i64)
+        .filter(|_| whole.is_finite() && whole.abs() < 9.0e15)
+        .and_then(|d| at.checked_add_signed(d))
+        .ok_or_else(|| {
+            ContextError::new(
+                field,
+                format!(
+                    "{minutes} minutes from {} is outside the calendar",
+                    at.to_rfc3339()
+                ),
+            )
+        })
+}
+
 /// Splits `kind/id` into its parts.
 pub fn split_key(key: &str) -> Option<(&str, &str)> {
     key.split_once('/')
@@ -432,8 +471,9 @@ impl Context {
         self.services.get(service).map(|s| s.health)
     }
 
-    /// Folds a signal's facts into the store. Returns the entity keys it touched.
-    pub fn apply(&mut self, signal: &Signal) -> Vec<String> {
+    /// Folds a signal's facts into the store. Returns the entity keys it
+    /// touched; a signal whose values cannot be folded changes nothing.
+    pub fn apply(&mut self, signal: &Signal) -> Result<Vec<String>, ContextError> {
         let mut touched = Vec::new();
         let id = split_key(&signal.subject).map(|(_, id)| id.to_string());
         match signal.kind.as_str() {
@@ -441,13 +481,15 @@ impl Context {
                 let (Some(id), Some(customer), Some(supplier)) =
                     (id, signal.data_str("customer"), signal.data_str("supplier"))
                 else {
-                    return touched;
+                    return Ok(touched);
                 };
-                let promised = signal
+                let promised = match signal
                     .data_str("promised")
                     .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| t.with_timezone(&Utc))
-                    .unwrap_or(signal.time + Duration::days(3));
+                {
+                    Some(t) => t.with_timezone(&Utc),
+                    None => shifted(signal.time, 3.0 * 24.0 * 60.0, "time")?,
+                };
                 self.put_order(Order {
                     id: id.clone(),
                     customer: customer.to_string(),
@@ -472,8 +514,14 @@ impl Context {
             "supplier.delayed" => {
                 if let Some(supplier) = id.and_then(|id| self.suppliers.get_mut(&id)) {
                     let hours = signal.data_f64("delay_hours").unwrap_or(24.0);
+                    if hours < 0.0 {
+                        return Err(ContextError::new(
+                            "data.delay_hours",
+                            format!("{hours} is negative; a delay is 0 hours or more"),
+                        ));
+                    }
                     supplier.delayed_until =
-                        Some(signal.time + Duration::minutes((hours * 60.0) as i64));
+                        Some(shifted(signal.time, hours * 60.0, "data.delay_hours")?);
                     let key = format!("supplier/{}", supplier.id);
                     self.dirty.insert(key.clone());
                     touched.push(key);
@@ -524,7 +572,7 @@ impl Context {
             }
             _ => {}
         }
-        touched
+        Ok(touched)
     }
 
     /// The entities a decision on this signal reads, as stored JSON.
@@ -622,8 +670,8 @@ mod tests {
             time: DateTime::parse_from_rfc3339("2026-11-23T09:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc),
-            severity: None,
-            data,
+            data: Value::Object(data),
+            ..Signal::default()
         }
     }
 
@@ -634,13 +682,15 @@ mod tests {
             "order.placed",
             "order/1",
             json!({"customer": "c1", "supplier": "s1", "value": 10.0}),
-        ));
+        ))
+        .unwrap();
         assert_eq!(ctx.open_orders_of("s1").len(), 1);
         ctx.apply(&signal(
             "order.shipped",
             "order/1",
             Value::Object(Map::new()),
-        ));
+        ))
+        .unwrap();
         assert!(ctx.open_orders_of("s1").is_empty());
         let dirty = ctx.take_dirty();
         assert_eq!(dirty[0].0, "order/1");
@@ -660,7 +710,8 @@ mod tests {
             "health.changed",
             "service/payments",
             json!({"health": "down"}),
-        ));
+        ))
+        .unwrap();
         assert_eq!(ctx.service_health("payments"), Some(Health::Down));
         // Policies see it too, and each later change.
         assert_eq!(services(&ctx), Some(json!({"payments": "down"})));
@@ -675,6 +726,49 @@ mod tests {
             services(&ctx),
             Some(json!({"payments": "up", "email": "degraded"}))
         );
+    }
+
+    /// Any number JSON can carry is refused with the field, not a panic,
+    /// and leaves the store as it was.
+    #[test]
+    fn out_of_range_values_are_refused_by_field() {
+        let mut ctx = Context::from_world(World {
+            suppliers: vec![Supplier {
+                id: "baltic".into(),
+                name: "Baltic".into(),
+                reliability: 0.9,
+                alternate: None,
+                delayed_until: None,
+            }],
+            ..World::default()
+        });
+        for hours in [1e10, -1e10, 1e300, -1e300, f64::MAX, 2.0e13] {
+            let err = ctx
+                .apply(&signal(
+                    "supplier.delayed",
+                    "supplier/baltic",
+                    json!({ "delay_hours": hours }),
+                ))
+                .unwrap_err();
+            assert_eq!(err.field, "data.delay_hours", "{hours}: {err}");
+        }
+        assert_eq!(ctx.suppliers["baltic"].delayed_until, None);
+        assert!(ctx.take_dirty().is_empty());
+        // The end of the calendar: no room for the default promise.
+        let mut late = signal(
+            "order.placed",
+            "order/9",
+            json!({"customer": "c1", "supplier": "baltic"}),
+        );
+        late.time = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(ctx.apply(&late).unwrap_err().field, "time");
+        ctx.apply(&signal(
+            "supplier.delayed",
+            "supplier/baltic",
+            json!({ "delay_hours": 48.5 }),
+        ))
+        .unwrap();
+        assert!(ctx.suppliers["baltic"].delayed_until.is_some());
     }
 
     #[test]

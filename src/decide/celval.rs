@@ -44,15 +44,25 @@ enum Node<'a> {
         value: &'a Value,
     },
     Array(&'a [Value]),
-    /// A signal as policies see it: id, type, source, subject, severity
-    /// and data, with the subject of the choice at hand.
+    /// A signal as policies see it: id, type, source, subject, severity,
+    /// data (any JSON value), its content type and the extension
+    /// attributes, with the subject of the choice at hand.
     Signal {
         signal: &'a Signal,
         subject: &'a str,
     },
 }
 
-const SIGNAL_FIELDS: [&str; 6] = ["id", "type", "source", "subject", "severity", "data"];
+const SIGNAL_FIELDS: [&str; 8] = [
+    "id",
+    "type",
+    "source",
+    "subject",
+    "severity",
+    "data",
+    "datacontenttype",
+    "extensions",
+];
 
 impl<'a> Json<'a> {
     fn new(node: Node<'a>) -> Json<'a> {
@@ -119,7 +129,12 @@ impl<'a> Json<'a> {
                     Some(s) => Box::new(CelString::from(s.as_str())),
                     None => Box::new(CelNull),
                 },
-                "data" => Box::new(Json::object(&signal.data)),
+                "data" => value(&signal.data),
+                "datacontenttype" => match &signal.datacontenttype {
+                    Some(ct) => Box::new(CelString::from(ct.as_str())),
+                    None => Box::new(CelNull),
+                },
+                "extensions" => Box::new(Json::object(&signal.extensions)),
                 _ => return None,
             }),
         }

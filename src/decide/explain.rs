@@ -50,8 +50,23 @@ pub fn render(e: &Explanation) -> String {
             if let Some(sev) = s.severity {
                 line(&mut out, format!("  severity {}", sev.as_str()));
             }
-            for (k, v) in &s.data {
-                line(&mut out, format!("  data.{k} = {v}"));
+            if let Some(ct) = &s.datacontenttype {
+                line(&mut out, format!("  datacontenttype {ct}"));
+            }
+            for (k, v) in &s.extensions {
+                line(&mut out, format!("  extension {k} = {v}"));
+            }
+            match &s.data {
+                serde_json::Value::Object(map) => {
+                    for (k, v) in map {
+                        line(&mut out, format!("  data.{k} = {v}"));
+                    }
+                }
+                serde_json::Value::Null => {}
+                other => line(&mut out, format!("  data = {other}")),
+            }
+            if let Some(b) = &s.data_base64 {
+                line(&mut out, format!("  data_base64 ({} characters)", b.len()));
             }
         }
         None => line(&mut out, format!("  {} (not in the journal)", d.signal_id)),

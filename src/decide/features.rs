@@ -34,6 +34,18 @@ fn bucket(value: f64) -> String {
     format!("2^{}", value.log2().floor() as i64)
 }
 
+/// The distinct words of a free text, as `w=` features (at most `MAX_WORDS`).
+fn words(text: &str) -> impl Iterator<Item = String> {
+    let mut words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+        .map(str::to_lowercase)
+        .collect();
+    words.sort();
+    words.dedup();
+    words.into_iter().take(MAX_WORDS).map(|w| format!("w={w}"))
+}
+
 pub fn extract(signal: &Signal, context: &Context) -> Vec<String> {
     let mut out = vec![format!("type={}", signal.kind)];
     if let Some(sev) = signal.severity {
@@ -55,7 +67,12 @@ pub fn extract(signal: &Signal, context: &Context) -> Vec<String> {
         context.calendar.is_business_hours(signal.time)
     ));
     out.push(format!("hour/4={}", signal.time.hour() / 4));
-    for (key, value) in &signal.data {
+    if let Value::String(text) = &signal.data {
+        out.extend(words(text));
+    }
+    let no_fields = serde_json::Map::new();
+    let fields = signal.data.as_object().unwrap_or(&no_fields);
+    for (key, value) in fields {
         if IDENTITY_KEYS.contains(&key.as_str()) {
             if key == "duplicate_of" {
                 out.push("has_duplicate_of".into());
@@ -70,14 +87,7 @@ pub fn extract(signal: &Signal, context: &Context) -> Vec<String> {
                 }
             }
             Value::String(s) if key == "text" || key == "summary" || s.len() > 40 => {
-                let mut words: Vec<String> = s
-                    .split(|c: char| !c.is_alphanumeric())
-                    .filter(|w| w.len() > 2)
-                    .map(str::to_lowercase)
-                    .collect();
-                words.sort();
-                words.dedup();
-                out.extend(words.into_iter().take(MAX_WORDS).map(|w| format!("w={w}")));
+                out.extend(words(s));
             }
             Value::String(s) => out.push(format!("{key}={s}")),
             _ => {}

@@ -76,6 +76,9 @@ pub struct Contribution {
 pub struct Decision {
     pub id: String,
     pub signal_id: String,
+    /// The signal's source: with its id, what identifies it.
+    #[serde(default)]
+    pub signal_source: String,
     pub signal_type: String,
     pub subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +157,20 @@ pub fn choice_for<'a>(playbook: &'a Playbook, kind: &str) -> Choice<'a> {
         sla: Duration::minutes(i64::from(play.sla_minutes)),
         review_window: Duration::minutes(i64::from(play.review_minutes)),
         unrecognised,
+    }
+}
+
+/// The choice of a signal that only adds to what is known (a repeat of an
+/// alert still open): one option, `record`, in the class of `like`.
+pub fn record_choice<'a>(like: &Choice<'a>) -> Choice<'a> {
+    static RECORD: std::sync::LazyLock<[String; 1]> =
+        std::sync::LazyLock::new(|| ["record".to_string()]);
+    Choice {
+        options: &RECORD[..],
+        default: "record",
+        safe_default: "record",
+        unrecognised: false,
+        ..like.clone()
     }
 }
 
@@ -399,6 +416,7 @@ impl Decider {
             id,
             parent,
             signal_id: signal.id.clone(),
+            signal_source: signal.source.clone(),
             signal_type: signal.kind.clone(),
             subject: subject.to_string(),
             class: choice.class.to_string(),
@@ -456,6 +474,7 @@ impl Decider {
             id,
             parent,
             signal_id: signal.id.clone(),
+            signal_source: signal.source.clone(),
             signal_type: signal.kind.clone(),
             subject: subject.to_string(),
             class: choice.class.to_string(),

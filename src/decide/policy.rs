@@ -410,14 +410,10 @@ impl PolicySet {
             if rule.spec.scope != Scope::Signal {
                 continue;
             }
-            match rule.program.execute(&base) {
-                Ok(CelValue::Bool(true)) => self.apply(rule, None, &mut verdict),
-                Ok(CelValue::Bool(false)) => {}
-                Ok(other) => verdict.errors.push(format!(
-                    "{}: `when` gave {other:?}, not a boolean",
-                    rule.spec.id
-                )),
-                Err(e) => verdict.errors.push(format!("{}: {e}", rule.spec.id)),
+            match outcome(rule, rule.program.execute(&base)) {
+                Outcome::Fired => self.apply(rule, None, &mut verdict),
+                Outcome::Quiet => {}
+                Outcome::Failed(error) => self.fail_closed(rule, None, error, &mut verdict),
             }
         }
         // Option-scoped rules: one scope per option, built only if a rule
@@ -467,11 +463,7 @@ impl PolicySet {
                                 .add_variable_as_val("option", super::celval::value(&option.value));
                             scope
                         });
-                        let outcome = match rule.program.execute(scope) {
-                            Ok(CelValue::Bool(true)) => Outcome::Fired,
-                            Ok(_) => Outcome::Quiet,
-                            Err(e) => Outcome::Failed(format!("{}: {e}", rule.spec.id)),
-                        };
+                        let outcome = outcome(rule, rule.program.execute(scope));
                         if let Some(inputs) = inputs {
                             memo.put(
                                 *index,
@@ -489,11 +481,50 @@ impl PolicySet {
                 match outcome {
                     Outcome::Fired => self.apply(rule, Some(&option.name), &mut verdict),
                     Outcome::Quiet => {}
-                    Outcome::Failed(error) => verdict.errors.push(error),
+                    Outcome::Failed(error) => {
+                        self.fail_closed(rule, Some(&option.name), error, &mut verdict)
+                    }
                 }
             }
         }
         verdict
+    }
+
+    /// A rule that could not be evaluated (a string where it compares a
+    /// number, a missing field, a value that is not a boolean) is taken at
+    /// its strictest: its review and forbidding effects apply, as if it had
+    /// fired, and the error is recorded. A broken input never lets a
+    /// decision skip the people or the limits a rule puts on it.
+    fn fail_closed(&self, rule: &Rule, option: Option<&str>, error: String, verdict: &mut Verdict) {
+        let spec = &rule.spec;
+        let mut effects = Vec::new();
+        if spec.require_review {
+            verdict.require_review = true;
+            verdict.review_role = verdict.review_role.max(Some(rule.review_role));
+            effects.push(format!("require_review({})", rule.review_role.as_str()));
+        }
+        let forbidden = spec
+            .forbid
+            .iter()
+            .map(String::as_str)
+            .chain(option.filter(|_| spec.forbid_option));
+        for name in forbidden {
+            verdict
+                .forbidden
+                .entry(name.to_string())
+                .or_default()
+                .push(spec.id.clone());
+            effects.push(format!("forbid({name})"));
+        }
+        if !effects.is_empty() {
+            verdict.hits.push(PolicyHit {
+                rule: spec.id.clone(),
+                reason: format!("{} (applied because the rule failed: {error})", spec.reason),
+                effects,
+                option: option.map(String::from),
+            });
+        }
+        verdict.errors.push(error);
     }
 
     fn apply(&self, rule: &Rule, option: Option<&str>, verdict: &mut Verdict) {
@@ -543,6 +574,19 @@ impl PolicySet {
     }
 }
 
+/// What a rule's evaluation came to; anything but a boolean is a failure.
+fn outcome(rule: &Rule, result: Result<CelValue, cel::ExecutionError>) -> Outcome {
+    match result {
+        Ok(CelValue::Bool(true)) => Outcome::Fired,
+        Ok(CelValue::Bool(false)) => Outcome::Quiet,
+        Ok(other) => Outcome::Failed(format!(
+            "{}: `when` gave {other:?}, not a boolean",
+            rule.spec.id
+        )),
+        Err(e) => Outcome::Failed(format!("{}: {e}", rule.spec.id)),
+    }
+}
+
 /// Parses "30m", "2h", "1h 30m" into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let std = humantime::parse_duration(text)
@@ -582,6 +626,33 @@ mod tests {
         assert_eq!(v.review_role, Some(Role::Lead));
         assert!(v.forbidden.contains_key("auto_approve"));
         assert!(v.errors.is_empty(), "{:?}", v.errors);
+    }
+
+    /// An amount that is not a number, null or a list makes the lead rule
+    /// fail: it is applied as if it had fired, and the error is recorded.
+    #[test]
+    fn a_rule_that_fails_on_its_input_fails_closed() {
+        let set = PolicySet::default_set(&playbook()).unwrap();
+        let context = json!({"tier": "silver", "open_escalation": false, "services": {}});
+        for amount in [json!("abc"), json!(null), json!([75000]), json!({"v": 1})] {
+            let signal = json!({"type": "approval.requested", "data": {"amount": amount}});
+            let v = set.evaluate(
+                "approval.requested",
+                &*cel(&signal),
+                ContextView::new(&context),
+                &[],
+            );
+            assert!(v.require_review, "{amount}");
+            assert_eq!(v.review_role, Some(Role::Lead), "{amount}");
+            assert!(v.forbidden.contains_key("auto_approve"), "{amount}");
+            assert!(!v.errors.is_empty(), "{amount}");
+            let hit = v
+                .hits
+                .iter()
+                .find(|h| h.rule == "finance-very-large-approval-lead")
+                .unwrap();
+            assert!(hit.reason.contains("rule failed"), "{}", hit.reason);
+        }
     }
 
     #[test]

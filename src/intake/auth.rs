@@ -1,11 +1,14 @@
-//! Bearer tokens with roles: `viewer` reads, `operator` and `lead` read,
-//! ingest and act on reviews (with their role), `ingest` only sends signals.
-//! With no token configured (loopback only), every request is an operator.
+//! Bearer tokens with roles and names: `viewer` reads, `operator` and
+//! `lead` read, ingest and act on reviews (with their role), `ingest` only
+//! sends signals. A token's name is who acts in the audit trail: identity
+//! and role come from the token, never from a request. With no token
+//! configured (loopback only), every request is an operator named `http`.
 
 use axum::http::{HeaderMap, StatusCode, header};
 
 use super::Refusal;
 use crate::decide::policy::Role;
+use crate::hash::fingerprint;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenRole {
@@ -26,7 +29,7 @@ impl TokenRole {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             TokenRole::Viewer => "viewer",
             TokenRole::Operator => "operator",
@@ -49,26 +52,69 @@ pub struct Caller {
     pub role: Role,
 }
 
+/// One configured token: the secret, its role, and the name it acts under.
+#[derive(Clone)]
+struct Token {
+    secret: String,
+    role: TokenRole,
+    name: String,
+}
+
+impl std::fmt::Debug for Token {
+    // The secret is never shown, not even in a debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    tokens: Vec<(String, TokenRole)>,
+    tokens: Vec<Token>,
 }
 
 impl Tokens {
-    /// From `TOKEN:ROLE` strings.
+    /// From `SECRET:ROLE:NAME` strings, or `SECRET:ROLE` (named after the
+    /// role and the secret's fingerprint). Error messages never repeat a
+    /// secret.
     pub fn parse(specs: &[String]) -> Result<Tokens, String> {
-        let mut tokens = Vec::new();
-        for spec in specs {
-            let (token, role) = spec
-                .rsplit_once(':')
-                .ok_or_else(|| format!("token {spec:?}: expected TOKEN:ROLE"))?;
-            let role = TokenRole::parse(role).ok_or_else(|| {
-                format!("token role {role:?}: expected viewer, operator, lead or ingest")
+        let mut tokens: Vec<Token> = Vec::new();
+        for (n, spec) in specs.iter().enumerate() {
+            let which = format!("token {}", n + 1);
+            let (secret, role, name) = split_spec(spec).ok_or_else(|| {
+                format!(
+                    "{which}: expected SECRET:ROLE:NAME or SECRET:ROLE, with ROLE one of \
+                     viewer, operator, lead, ingest"
+                )
             })?;
-            if token.len() < 8 {
-                return Err("a token must be at least 8 characters".into());
+            if secret.len() < 8 {
+                return Err(format!("{which}: a secret must be at least 8 characters"));
             }
-            tokens.push((token.to_string(), role));
+            let name = match name {
+                Some(name) => {
+                    let name = name.trim();
+                    if name.is_empty()
+                        || name.len() > 64
+                        || name.chars().any(|c| c.is_control() || c == ':')
+                    {
+                        return Err(format!(
+                            "{which}: a name is 1 to 64 characters, none of them `:` or a control character"
+                        ));
+                    }
+                    name.to_string()
+                }
+                None => format!("{}-{}", role.name(), fingerprint(secret)),
+            };
+            if tokens.iter().any(|t| t.secret == secret) {
+                return Err(format!("{which}: the same secret is configured twice"));
+            }
+            tokens.push(Token {
+                secret: secret.to_string(),
+                role,
+                name,
+            });
         }
         Ok(Tokens { tokens })
     }
@@ -103,14 +149,15 @@ impl Tokens {
                     .field(Some("authorization".into())),
             );
         };
-        let Some((_, role)) = self
+        let Some(token) = self
             .tokens
             .iter()
-            .find(|(t, _)| constant_time_eq(t.as_bytes(), presented.as_bytes()))
+            .find(|t| constant_time_eq(t.secret.as_bytes(), presented.as_bytes()))
         else {
             return Err(Refusal::new(StatusCode::UNAUTHORIZED, "unknown token")
                 .field(Some("authorization".into())));
         };
+        let role = &token.role;
         let allowed = match need {
             Permission::Ingest => matches!(
                 role,
@@ -134,10 +181,26 @@ impl Tokens {
             _ => Role::Operator,
         };
         Ok(Caller {
-            name: format!("token:{}", role.as_str()),
+            name: token.name.clone(),
             role,
         })
     }
+}
+
+/// `SECRET:ROLE:NAME` or `SECRET:ROLE` into its parts. The secret may hold
+/// colons itself; the role is found from the end.
+fn split_spec(spec: &str) -> Option<(&str, TokenRole, Option<&str>)> {
+    if let Some((rest, last)) = spec.rsplit_once(':') {
+        if let Some(role) = TokenRole::parse(last) {
+            return Some((rest, role, None));
+        }
+        if let Some((secret, role)) = rest.rsplit_once(':')
+            && let Some(role) = TokenRole::parse(role)
+        {
+            return Some((secret, role, Some(last)));
+        }
+    }
+    None
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -145,4 +208,62 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(bearer: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {bearer}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn a_token_names_who_acts_and_its_role() {
+        let tokens = Tokens::parse(&[
+            "s3cret-ops:operator:ana".into(),
+            "with:colons:inside:lead:Bo Lead".into(),
+            "plainsecret:viewer".into(),
+        ])
+        .unwrap();
+        let ana = tokens
+            .check(&headers("s3cret-ops"), None, Permission::Act)
+            .unwrap();
+        assert_eq!((ana.name.as_str(), ana.role), ("ana", Role::Operator));
+        let bo = tokens
+            .check(&headers("with:colons:inside"), None, Permission::Act)
+            .unwrap();
+        assert_eq!((bo.name.as_str(), bo.role), ("Bo Lead", Role::Lead));
+        let viewer = tokens
+            .check(&headers("plainsecret"), None, Permission::Read)
+            .unwrap();
+        assert_eq!(
+            viewer.name,
+            format!("viewer-{}", fingerprint("plainsecret"))
+        );
+        assert!(!viewer.name.contains("plainsecret"));
+        assert!(
+            tokens
+                .check(&headers("plainsecret"), None, Permission::Act)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn bad_specs_are_refused_without_showing_the_secret() {
+        for (spec, secret) in [
+            ("short:lead", "short"),
+            ("long-enough-pass:king", "long-enough-pass"),
+            ("long-enough-pass:lead:a:b:c", "long-enough-pass"),
+        ] {
+            let err = Tokens::parse(&[spec.to_string()]).unwrap_err();
+            assert!(!err.contains(secret), "{err}");
+            assert!(err.starts_with("token 1"), "{err}");
+        }
+    }
 }

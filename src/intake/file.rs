@@ -74,7 +74,9 @@ fn read(
             continue;
         }
         report.lines += 1;
-        match Signal::from_json(&line, Utc::now()) {
+        match Signal::from_json(&line, Utc::now())
+            .and_then(|s| crate::signal::check_outside_source(&s).map(|()| s))
+        {
             Ok(s) => batch.push(s),
             Err(e) => {
                 report.bad += 1;

@@ -77,6 +77,9 @@ pub enum Refused {
     Gone,
     /// The engine no longer decides from the log (and why).
     Halted(String),
+    /// The engine has not come round to the log for this long: it is
+    /// stuck, and what is acknowledged now might wait for ever.
+    Stuck(std::time::Duration),
     /// A signal could not be written as JSON.
     Unwritable(String),
 }
@@ -104,6 +107,10 @@ struct Shared {
     halted: Mutex<Option<String>>,
     wake: Mutex<Option<Box<dyn Fn() + Send>>>,
     max_backlog: u64,
+    /// When the engine last came round to the log, in milliseconds since
+    /// `epoch` (0: no engine reads it yet).
+    heartbeat: AtomicU64,
+    epoch: std::time::Instant,
 }
 
 impl Shared {
@@ -128,7 +135,28 @@ impl Shared {
             .load(Ordering::SeqCst)
             .saturating_sub(self.decided.load(Ordering::SeqCst))
     }
+
+    fn beat(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.heartbeat.store(now.max(1), Ordering::SeqCst);
+    }
+
+    /// How long since the engine last came round, past `STUCK_AFTER`.
+    fn stuck(&self) -> Option<std::time::Duration> {
+        let beat = self.heartbeat.load(Ordering::SeqCst);
+        if beat == 0 {
+            return None;
+        }
+        let silent = (self.epoch.elapsed().as_millis() as u64).saturating_sub(beat);
+        let silent = std::time::Duration::from_millis(silent);
+        (silent >= STUCK_AFTER).then_some(silent)
+    }
 }
+
+/// An engine that has not come round to the log for this long is taken
+/// for stuck: appends are refused (503) until it does. It comes round
+/// every 200 ms when idle, and after each batch of decisions when busy.
+pub const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The appending side, cloned into every request handler.
 #[derive(Clone)]
@@ -177,6 +205,8 @@ impl IntakeLog {
             halted: Mutex::new(None),
             wake: Mutex::new(None),
             max_backlog: max_backlog.max(1),
+            heartbeat: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
         });
         // Checkpoints run beside the writer, as the journal's do; the thread
         // ends with the writer's connection, and the writer waits for it.
@@ -217,6 +247,9 @@ impl IntakeLog {
         if let Some(why) = self.shared.halted() {
             return Err(Refused::Halted(why));
         }
+        if let Some(silent) = self.shared.stuck() {
+            return Err(Refused::Stuck(silent));
+        }
         let backlog = self.backlog();
         if backlog >= self.shared.max_backlog {
             return Err(Refused::Full { backlog });
@@ -239,6 +272,20 @@ impl IntakeLog {
     /// Signals acknowledged and not yet decided.
     pub fn backlog(&self) -> u64 {
         self.shared.backlog()
+    }
+
+    /// Why the log takes no appends now, if it does not: the engine
+    /// stopped deciding from it, or seems stuck.
+    pub fn unavailable(&self) -> Option<String> {
+        if let Some(why) = self.shared.halted() {
+            return Some(format!("the engine stopped deciding: {why}"));
+        }
+        self.shared.stuck().map(|silent| {
+            format!(
+                "the engine has not come round to the intake log for {} s",
+                silent.as_secs()
+            )
+        })
     }
 
     /// Refuses appends from now on: nothing will decide them (the
@@ -266,6 +313,7 @@ impl IntakeLog {
             .and_then(|(_, seq)| seq.parse::<u64>().ok())
             .unwrap_or(0);
         self.shared.decided.store(after, Ordering::SeqCst);
+        self.shared.beat();
         Ok(LogReader {
             conn,
             shared: Arc::clone(&self.shared),
@@ -451,6 +499,11 @@ impl Progress {
 }
 
 impl LogReader {
+    /// The engine comes round: appends are taken (see `STUCK_AFTER`).
+    pub fn beat(&self) {
+        self.shared.beat();
+    }
+
     /// Whether signals are committed that have not been read (and the
     /// engine still decides from the log).
     pub fn pending(&self) -> bool {

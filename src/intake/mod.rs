@@ -19,12 +19,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
 use crate::review::{Action, Actor};
@@ -66,11 +66,14 @@ pub struct AppState {
 }
 
 /// A refusal: status, message, and the field at fault if there is one.
+#[derive(Debug)]
 struct Refusal {
     status: StatusCode,
     message: String,
     field: Option<String>,
     retry_after: bool,
+    /// Answered in PagerDuty's error shape, with this in `errors`.
+    pagerduty: Option<String>,
 }
 
 impl Refusal {
@@ -80,6 +83,7 @@ impl Refusal {
             message: message.into(),
             field: None,
             retry_after: false,
+            pagerduty: None,
         }
     }
 
@@ -87,11 +91,28 @@ impl Refusal {
         self.field = field;
         self
     }
+
+    fn pagerduty(mut self, error: String) -> Refusal {
+        self.pagerduty = Some(error);
+        self
+    }
+
+    /// Tells the client when to try again (503s: the engine is behind or away).
+    fn retry_later(mut self) -> Refusal {
+        self.retry_after = true;
+        self
+    }
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message, "status": self.status.as_u16() });
+        let mut body = match &self.pagerduty {
+            Some(error) => json!({
+                "status": "invalid event", "message": self.message, "errors": [error],
+                "error": error,
+            }),
+            None => json!({ "error": self.message, "status": self.status.as_u16() }),
+        };
         if let Some(f) = self.field {
             body["field"] = json!(f);
         }
@@ -107,13 +128,14 @@ impl IntoResponse for Refusal {
 
 fn busy(b: Busy) -> Refusal {
     match b {
-        Busy::Full => Refusal {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "the journal queue is full; retry shortly".into(),
-            field: None,
-            retry_after: true,
-        },
-        Busy::Gone => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped"),
+        Busy::Full => Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine's queue is full; retry shortly",
+        )
+        .retry_later(),
+        Busy::Gone => {
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped").retry_later()
+        }
     }
 }
 
@@ -125,9 +147,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/signals/{id}", get(signal_status))
         .route("/v1/alertmanager", post(alertmanager_hook))
         .route("/v2/enqueue", post(enqueue))
+        .route("/v2/change/enqueue", post(change_enqueue))
         .route("/v1/decisions/{id}", get(decision))
         .route("/v1/reviews", get(reviews))
         .route("/v1/reviews/{id}/actions", post(review_action))
+        .route("/v1/quarantine", get(quarantine_list))
+        .route("/v1/quarantine/{id}/retry", post(quarantine_retry))
+        .route("/v1/quarantine/{id}/drop", post(quarantine_drop))
         .with_state(state)
 }
 
@@ -162,20 +188,28 @@ async fn ingest(state: &AppState, signals: Vec<Signal>) -> Result<Accepted, Refu
     let kinds: Vec<String> = signals.iter().map(|s| s.kind.clone()).collect();
     let ids: Vec<String> = signals.iter().map(|s| s.id.clone()).collect();
     let durable = state.log.append(&signals).map_err(|r| match r {
-        log::Refused::Full { backlog } => Refusal {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!("{backlog} signals wait to be decided; retry shortly"),
-            field: None,
-            retry_after: true,
-        },
-        log::Refused::Gone => Refusal::new(
+        log::Refused::Full { backlog } => Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the intake log has stopped",
-        ),
+            format!("{backlog} signals wait to be decided; retry shortly"),
+        )
+        .retry_later(),
+        log::Refused::Gone => {
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the intake log has stopped")
+                .retry_later()
+        }
         log::Refused::Halted(why) => Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the engine stopped deciding ({why}); signals are not taken until it restarts"),
-        ),
+        )
+        .retry_later(),
+        log::Refused::Stuck(silent) => Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the engine has not come round to decide for {} s; signals are not taken until it does",
+                silent.as_secs()
+            ),
+        )
+        .retry_later(),
         log::Refused::Unwritable(e) => Refusal::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("a signal could not be written: {e}"),
@@ -232,21 +266,42 @@ async fn signals_inner(
     let bytes = read_body(state, body).await?;
     let now = Utc::now();
     let ct = content_type(headers);
-    let binary = headers.contains_key("ce-specversion") || headers.contains_key("ce-id");
     let bad =
         |e: wire::WireError| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()).field(e.field());
-    let parsed = if binary && !ct.starts_with("application/cloudevents") {
-        if !(ct.is_empty() || ct == "application/json") {
-            return Err(Refusal::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("binary-mode data must be application/json, not {ct}"),
-            ));
+    // Binary mode: the attributes are headers, whatever the body's type.
+    let binary =
+        headers.contains_key("ce-specversion") && !ct.starts_with("application/cloudevents");
+    let parsed = if binary {
+        let mut pairs = Vec::new();
+        for (name, value) in headers {
+            let name = name.as_str().to_lowercase();
+            if !name.starts_with("ce-") {
+                continue;
+            }
+            let value = value.to_str().map_err(|_| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "header {name} is not ASCII: percent-encode it, as the HTTP binding says"
+                    ),
+                )
+                .field(Some(name.clone()))
+            })?;
+            pairs.push((name, value.to_string()));
         }
-        let pairs: Vec<(String, String)> = headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_lowercase(), v.to_str().ok()?.to_string())))
-            .collect();
-        wire::binary(&pairs, &bytes, now)
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        "the Content-Type header is not ASCII",
+                    )
+                    .field(Some("content-type".into()))
+                })
+            })
+            .transpose()?;
+        wire::binary(&pairs, content_type, &bytes, now)
             .map(|s| vec![s])
             .map_err(bad)?
     } else {
@@ -259,7 +314,8 @@ async fn signals_inner(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     format!(
                         "content type {:?} is not accepted: use application/cloudevents+json, \
-                         application/cloudevents-batch+json, application/json or ce-* headers",
+                         application/cloudevents-batch+json, application/json or binary mode \
+                         (ce-specversion and the other attributes as ce-* headers)",
                         other
                     ),
                 ));
@@ -270,28 +326,52 @@ async fn signals_inner(
     Ok(accepted(&report))
 }
 
-/// What became of a signal: the decision taken on it, or that it is not
-/// decided yet (still queued in the intake log, or never received).
+/// `?source=`: which producer's signal, where several used one id.
+#[derive(serde::Deserialize)]
+struct SourceQuery {
+    source: Option<String>,
+}
+
+/// What became of a signal: the decision taken on it, its quarantine, or
+/// that it is not decided yet (still queued in the intake log, or never
+/// received).
 async fn signal_status(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(query): Query<SourceQuery>,
 ) -> Response {
     if let Err(r) = state.tokens.check(&headers, None, Permission::Read) {
         return refuse(&state, "signals", r);
     }
     let lookup = id.clone();
     let found = read_journal(&state, move |dir| {
-        crate::journal::read::decision_of(dir, &lookup)
+        crate::journal::read::signal_state(dir, &lookup, query.source.as_deref())
     })
     .await;
+    use crate::journal::read::SignalState;
+    let ok = |body: Value| (StatusCode::OK, axum::Json(body)).into_response();
     match found {
-        Ok(Some(decision)) => (
-            StatusCode::OK,
-            axum::Json(json!({ "id": id, "state": "decided", "decision": decision })),
-        )
-            .into_response(),
-        Ok(None) => refuse(
+        Ok(SignalState::Decided { source, decision }) => ok(json!({
+            "id": id, "source": source, "state": "decided", "decision": decision
+        })),
+        Ok(SignalState::Quarantined(q)) => ok(json!({
+            "id": id, "source": q.source, "state": "quarantined", "error": q.error,
+            "since": q.time,
+        })),
+        Ok(SignalState::Ambiguous(sources)) => refuse(
+            &state,
+            "signals",
+            Refusal::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "several sources sent a signal `{id}` ({}): ask with ?source=",
+                    sources.join(", ")
+                ),
+            )
+            .field(Some("source".into())),
+        ),
+        Ok(SignalState::Pending { .. } | SignalState::Unknown) => refuse(
             &state,
             "signals",
             Refusal::new(
@@ -304,6 +384,86 @@ async fn signal_status(
         ),
         Err(r) => refuse(&state, "signals", r),
     }
+}
+
+/// The signals held in quarantine, newest first.
+async fn quarantine_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = state.tokens.check(&headers, None, Permission::Read) {
+        return refuse(&state, "quarantine", r);
+    }
+    let found = read_journal(&state, |dir| {
+        crate::journal::read::quarantine(
+            dir,
+            Some(crate::journal::QuarantineState::Held),
+            QUARANTINE_LIST,
+        )
+    })
+    .await;
+    match found {
+        Ok(items) => (StatusCode::OK, axum::Json(json!({ "items": items }))).into_response(),
+        Err(r) => refuse(&state, "quarantine", r),
+    }
+}
+
+/// Most quarantined signals one `GET /v1/quarantine` lists.
+const QUARANTINE_LIST: i64 = 1000;
+
+async fn quarantine_retry(
+    state: State<AppState>,
+    headers: HeaderMap,
+    id: Path<String>,
+    query: Query<SourceQuery>,
+    body: Body,
+) -> Response {
+    quarantine_action(state, headers, id, query, body, true).await
+}
+
+async fn quarantine_drop(
+    state: State<AppState>,
+    headers: HeaderMap,
+    id: Path<String>,
+    query: Query<SourceQuery>,
+    body: Body,
+) -> Response {
+    quarantine_action(state, headers, id, query, body, false).await
+}
+
+/// A lead's retry or drop of a quarantined signal; the body may carry a
+/// `note`, the identity is the token's.
+async fn quarantine_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<SourceQuery>,
+    body: Body,
+    retry: bool,
+) -> Response {
+    let result = async {
+        let who = state.tokens.check(&headers, None, Permission::Act)?;
+        let bytes = read_body(&state, body).await?;
+        let note = if bytes.iter().all(u8::is_ascii_whitespace) {
+            String::new()
+        } else {
+            let v = json_body(&headers, &bytes)?;
+            refuse_identity(&v)?;
+            optional_string(&v, "note")?.unwrap_or_default()
+        };
+        let (tx, rx) = oneshot::channel();
+        state
+            .engine
+            .send(Request::Quarantine {
+                retry,
+                signal_id: id,
+                source: query.source,
+                actor: Actor::new(&who.name, who.role),
+                note,
+                reply: tx,
+            })
+            .map_err(busy)?;
+        engine_answer(rx).await
+    }
+    .await;
+    result.unwrap_or_else(|r| refuse(&state, "quarantine", r))
 }
 
 /// Runs a read of the journal off the async workers; a failed read (or a
@@ -345,21 +505,48 @@ async fn alertmanager_hook(
     result.unwrap_or_else(|r| refuse(&state, "alertmanager", r))
 }
 
+/// A PagerDuty refusal, in PagerDuty's shape (`status`, `message`,
+/// `errors`) with the field at fault beside it.
+fn pagerduty_refusal(e: &crate::signal::SignalError) -> Refusal {
+    Refusal::new(StatusCode::BAD_REQUEST, "Event object is invalid")
+        .field(e.field().map(String::from))
+        .pagerduty(pagerduty::error_text(e))
+}
+
+/// Authenticates a PagerDuty sender: by bearer token if it sends one, else
+/// by the routing key in the body (which is read, within the body limit,
+/// before it can be checked: that is how PagerDuty's API authenticates).
+fn pagerduty_caller(state: &AppState, headers: &HeaderMap, bytes: &[u8]) -> Result<(), Refusal> {
+    let routing_key = serde_json::from_slice::<Value>(bytes).ok().and_then(|v| {
+        v.get("routing_key")
+            .and_then(Value::as_str)
+            .map(String::from)
+    });
+    state
+        .tokens
+        .check(headers, routing_key.as_deref(), Permission::Ingest)
+        .map(|_| ())
+}
+
+fn pagerduty_body(headers: &HeaderMap) -> Result<(), Refusal> {
+    let ct = content_type(headers);
+    if ct.is_empty() || ct == "application/json" {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("expected application/json, not {ct}"),
+        ))
+    }
+}
+
 async fn enqueue(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let ct = content_type(&headers);
-        if !(ct.is_empty() || ct == "application/json") {
-            return Err(Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("expected application/json, not {ct}")));
-        }
+        pagerduty_body(&headers)?;
         let bytes = read_body(&state, body).await?;
-        // PagerDuty senders authenticate with the routing key in the body.
-        let routing_key = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("routing_key").and_then(Value::as_str).map(String::from));
-        state.tokens.check(&headers, routing_key.as_deref(), Permission::Ingest)?;
-        let parsed = pagerduty::parse(&bytes, Utc::now()).map_err(|e| {
-            Refusal::new(StatusCode::BAD_REQUEST, e.to_string()).field(e.field().map(String::from))
-        })?;
+        pagerduty_caller(&state, &headers, &bytes)?;
+        let parsed =
+            pagerduty::parse(&bytes, Utc::now()).map_err(|e| pagerduty_refusal(&e))?;
         let dedup_key = parsed.dedup_key.clone();
         ingest(&state, vec![parsed.signal]).await?;
         Ok((
@@ -372,17 +559,54 @@ async fn enqueue(State(state): State<AppState>, headers: HeaderMap, body: Body) 
     result.unwrap_or_else(|r| refuse(&state, "enqueue", r))
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
-    let (tx, rx) = oneshot::channel();
-    let ok = state.engine.send(Request::Stats { reply: tx }).is_ok() && rx.await.is_ok();
-    if ok {
-        (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "status": "engine unavailable" })),
+async fn change_enqueue(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        pagerduty_body(&headers)?;
+        let bytes = read_body(&state, body).await?;
+        pagerduty_caller(&state, &headers, &bytes)?;
+        let signal =
+            pagerduty::parse_change(&bytes, Utc::now()).map_err(|e| pagerduty_refusal(&e))?;
+        ingest(&state, vec![signal]).await?;
+        Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "status": "success", "message": "Change event processed" })),
         )
-            .into_response()
+            .into_response())
+    }
+    .await;
+    result.unwrap_or_else(|r| refuse(&state, "change_enqueue", r))
+}
+
+/// How long `/healthz` waits for the engine to answer.
+const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let problem = match state.log.unavailable() {
+        Some(why) => Some(why),
+        None => {
+            let (tx, rx) = oneshot::channel();
+            match state.engine.send(Request::Stats { reply: tx }) {
+                Err(Busy::Gone) => Some("the engine has stopped".to_string()),
+                Err(Busy::Full) => Some("the engine's queue is full".to_string()),
+                Ok(()) => match tokio::time::timeout(HEALTH_WAIT, rx).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(_)) => Some("the engine has stopped".to_string()),
+                    Err(_) => Some(format!(
+                        "the engine did not answer within {} s",
+                        HEALTH_WAIT.as_secs()
+                    )),
+                },
+            }
+        }
+    };
+    match problem {
+        None => (StatusCode::OK, axum::Json(json!({ "status": "ok" }))).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+            axum::Json(json!({ "status": "unavailable", "error": why })),
+        )
+            .into_response(),
     }
 }
 
@@ -507,20 +731,19 @@ async fn review_action(
     let result = async {
         let who = state.tokens.check(&headers, None, Permission::Act)?;
         let bytes = read_body(&state, body).await?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?;
-        let field = |name: &str| v.get(name).and_then(Value::as_str).map(String::from);
-        let action_name = field("action").ok_or_else(|| {
+        let v = json_body(&headers, &bytes)?;
+        refuse_identity(&v)?;
+        let action_name = optional_string(&v, "action")?.ok_or_else(|| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
-                "missing `action` (approve, override, reject, escalate, snooze)",
+                "missing `action` (approve, override, reject, escalate, snooze, claim)",
             )
             .field(Some("action".into()))
         })?;
         let action = match action_name.as_str() {
             "approve" => Action::Approve,
             "override" => Action::Override {
-                option: field("option").ok_or_else(|| {
+                option: optional_string(&v, "option")?.ok_or_else(|| {
                     Refusal::new(StatusCode::BAD_REQUEST, "override needs `option`")
                         .field(Some("option".into()))
                 })?,
@@ -528,48 +751,134 @@ async fn review_action(
             "reject" => Action::Reject,
             "escalate" => Action::Escalate,
             "snooze" => Action::Snooze {
-                minutes: v
-                    .get("minutes")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(15)
-                    .min(240) as u32,
+                minutes: snooze_minutes(&v)?,
             },
             "claim" => Action::Claim,
             other => {
                 return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
-                    format!("unknown action {other:?}"),
+                    format!(
+                        "unknown action {other:?}: expected approve, override, reject, escalate, snooze or claim"
+                    ),
                 )
                 .field(Some("action".into())));
             }
         };
-        let note = field("note").unwrap_or_default();
-        let actor = Actor::new(&field("actor").unwrap_or(who.name), who.role);
+        let note = optional_string(&v, "note")?.unwrap_or_default();
         let (tx, rx) = oneshot::channel();
         state
             .engine
             .send(Request::Act {
                 review_id: id,
-                actor,
+                actor: Actor::new(&who.name, who.role),
                 action,
                 note,
                 reply: tx,
             })
             .map_err(busy)?;
-        match rx.await {
-            Ok(Ok(v)) => Ok((StatusCode::OK, axum::Json(v)).into_response()),
-            Ok(Err((status, message))) => Err(Refusal::new(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                message,
-            )),
-            Err(_) => Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the engine stopped",
-            )),
-        }
+        engine_answer(rx).await
     }
     .await;
     result.unwrap_or_else(|r| refuse(&state, "review_actions", r))
+}
+
+/// Longest snooze, in minutes.
+const MAX_SNOOZE: u64 = 240;
+
+/// `minutes` of a snooze: a whole number from 1 to `MAX_SNOOZE`, 15 if absent.
+fn snooze_minutes(v: &Map<String, Value>) -> Result<u32, Refusal> {
+    let bad = |found: String| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("`minutes` must be a whole number from 1 to {MAX_SNOOZE}, found {found}"),
+        )
+        .field(Some("minutes".into()))
+    };
+    match v.get("minutes") {
+        None | Some(Value::Null) => Ok(15),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(m @ 1..=MAX_SNOOZE) => Ok(m as u32),
+            _ => Err(bad(n.to_string())),
+        },
+        Some(other) => Err(bad(crate::signal::json_kind(other).to_string())),
+    }
+}
+
+/// A JSON object body: 415 for another content type, 400 for bad JSON or
+/// JSON that is not an object.
+fn json_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
+    let ct = content_type(headers);
+    if !(ct.is_empty() || ct == "application/json") {
+        return Err(Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("expected application/json, not {ct}"),
+        ));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body must be a JSON object, found {}",
+                crate::signal::json_kind(&other)
+            ),
+        )),
+        Err(e) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("malformed JSON: {e}"),
+        )),
+    }
+}
+
+/// Who acts is the token's identity: a body that names one is refused
+/// rather than ignored, so nobody believes they acted as someone else.
+fn refuse_identity(v: &Map<String, Value>) -> Result<(), Refusal> {
+    for field in ["actor", "role"] {
+        if v.contains_key(field) {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "`{field}` is not accepted: who acts, and with which role, comes from the bearer token; \
+                     the body may carry a note"
+                ),
+            )
+            .field(Some(field.into())));
+        }
+    }
+    Ok(())
+}
+
+/// An optional string field of a JSON body; any other type is refused.
+fn optional_string(v: &Map<String, Value>, field: &str) -> Result<Option<String>, Refusal> {
+    match v.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`{field}` must be a string, found {}",
+                crate::signal::json_kind(other)
+            ),
+        )
+        .field(Some(field.into()))),
+    }
+}
+
+/// The engine's answer to an action, as a response.
+async fn engine_answer(
+    rx: oneshot::Receiver<Result<Value, (u16, String)>>,
+) -> Result<Response, Refusal> {
+    match rx.await {
+        Ok(Ok(v)) => Ok((StatusCode::OK, axum::Json(v)).into_response()),
+        Ok(Err((status, message))) => Err(Refusal::new(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message,
+        )),
+        Err(_) => Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the engine stopped",
+        )),
+    }
 }
 
 /// Refuses a listen address off loopback when no token is configured.

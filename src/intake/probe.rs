@@ -124,20 +124,21 @@ impl Probe {
                         self.config.name,
                         Utc::now().timestamp_millis()
                     ),
-                    source: format!("probe/{}", self.config.name),
+                    source: format!(
+                        "{}probe/{}",
+                        crate::signal::RESERVED_SCHEME,
+                        self.config.name
+                    ),
                     kind: "health.changed".into(),
                     subject: format!("service/{}", self.config.name),
                     time: Utc::now(),
-                    severity: None,
-                    data: match json!({
+                    data: json!({
                         "service": self.config.name,
                         "health": observed.as_str(),
                         "latency_ms": elapsed.as_millis() as u64,
                         "url": self.config.url,
-                    }) {
-                        serde_json::Value::Object(m) => m,
-                        _ => Default::default(),
-                    },
+                    }),
+                    ..Signal::default()
                 };
                 let (tx, rx) = oneshot::channel();
                 if engine

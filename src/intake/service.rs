@@ -31,6 +31,8 @@ pub struct IngestReport {
     pub accepted: usize,
     pub duplicates: usize,
     pub decisions: Vec<String>,
+    /// Signals taken, and held in quarantine since they could not be decided.
+    pub quarantined: usize,
 }
 
 /// A snapshot of engine state for `/metrics`.
@@ -71,6 +73,15 @@ pub enum Request {
         attempt: u32,
         success: bool,
         detail: String,
+    },
+    /// A lead retries or drops a quarantined signal.
+    Quarantine {
+        retry: bool,
+        signal_id: String,
+        source: Option<String>,
+        actor: Actor,
+        note: String,
+        reply: oneshot::Sender<Result<Value, (u16, String)>>,
     },
     /// The intake log has committed signals the engine has not read.
     Appended,
@@ -333,6 +344,20 @@ impl InFlight {
     }
 }
 
+/// Halts the intake log when the engine thread ends, however it ends: no
+/// append is acknowledged that nothing will decide.
+struct HaltOnExit(Progress);
+
+impl Drop for HaltOnExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.halt("the engine thread panicked");
+        } else {
+            self.0.halt("the engine has stopped");
+        }
+    }
+}
+
 fn run(
     mut engine: Engine,
     rx: Receiver<Request>,
@@ -340,6 +365,8 @@ fn run(
     dispatcher: Option<Dispatcher>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    // Declared first, dropped last: after the answers and the journal.
+    let _halt = HaltOnExit(reader.progress());
     // Batches go to the journal without waiting for the ones before: the
     // engine decides the next requests while earlier commits are written,
     // and batches that queue up behind a commit share the next one (the
@@ -365,6 +392,7 @@ fn run(
     let mut stopping: Option<Instant> = None;
     let mut pace = Pace::new(&reader);
     loop {
+        reader.beat();
         if stopping.is_none() && stop.load(Ordering::SeqCst) {
             stopping = Some(Instant::now());
         }
@@ -468,6 +496,10 @@ pub fn handle(
                         report.decisions.push(decision_id);
                     }
                     Ingested::Duplicate => report.duplicates += 1,
+                    Ingested::Quarantined { .. } => {
+                        report.accepted += 1;
+                        report.quarantined += 1;
+                    }
                 }
             }
             waiting.push((reply, report));
@@ -502,23 +534,7 @@ pub fn handle(
                     "review": record.review_id, "decision": record.decision_id,
                     "action": record.action.name(), "actor": record.actor.name, "note": record.note,
                 })),
-                Err(e) => {
-                    let status = match &e {
-                        crate::engine::EngineError::Review(
-                            crate::review::ReviewError::NotFound(_),
-                        ) => 404,
-                        crate::engine::EngineError::Review(
-                            crate::review::ReviewError::Viewer { .. }
-                            | crate::review::ReviewError::RoleTooLow { .. },
-                        ) => 403,
-                        crate::engine::EngineError::Review(
-                            crate::review::ReviewError::AlreadyDecided { .. },
-                        ) => 409,
-                        crate::engine::EngineError::Review(_) => 400,
-                        _ => 500,
-                    };
-                    Err((status, e.to_string()))
-                }
+                Err(e) => Err((status_of(&e), e.to_string())),
             };
             // Acknowledge the action only once it is durable.
             let durable = engine.flush().and_then(|c| Ok(c.wait()?));
@@ -537,8 +553,57 @@ pub fn handle(
             success,
             detail,
         } => engine.complete_step(&flow_id, step, attempt, success, &detail, now),
+        Request::Quarantine {
+            retry,
+            signal_id,
+            source,
+            actor,
+            note,
+            reply,
+        } => {
+            let source = source.as_deref();
+            let answer = if retry {
+                engine
+                    .retry_quarantined(&signal_id, source, &actor, &note, now)
+                    .map(|r| match r {
+                        crate::engine::quarantine::Retried::Decided(decision) => {
+                            json!({"id": signal_id, "state": "decided", "decision": decision})
+                        }
+                        crate::engine::quarantine::Retried::HeldAgain(error) => {
+                            json!({"id": signal_id, "state": "quarantined", "error": error})
+                        }
+                    })
+            } else {
+                engine
+                    .drop_quarantined(&signal_id, source, &actor, &note, now)
+                    .map(|q| json!({"id": q.signal_id, "source": q.source, "state": "dropped"}))
+            };
+            let answer = answer.map_err(|e| (status_of(&e), e.to_string()));
+            let durable = engine.flush().and_then(|c| Ok(c.wait()?));
+            let _ = reply.send(match durable {
+                Ok(()) => answer,
+                Err(e) => Err((500, e.to_string())),
+            });
+        }
         // The caller reads the log after handling its requests.
         Request::Appended => {}
+    }
+}
+
+/// The HTTP status for an engine's refusal.
+fn status_of(e: &crate::engine::EngineError) -> u16 {
+    use crate::engine::EngineError;
+    use crate::engine::quarantine::QuarantineError;
+    use crate::review::ReviewError;
+    match e {
+        EngineError::Review(ReviewError::NotFound(_))
+        | EngineError::Quarantine(QuarantineError::NotHeld(_)) => 404,
+        EngineError::Review(ReviewError::Viewer { .. } | ReviewError::RoleTooLow { .. })
+        | EngineError::Quarantine(QuarantineError::NotALead(_)) => 403,
+        EngineError::Review(ReviewError::AlreadyDecided { .. })
+        | EngineError::Quarantine(QuarantineError::Ambiguous { .. }) => 409,
+        EngineError::Review(_) => 400,
+        _ => 500,
     }
 }
 

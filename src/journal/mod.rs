@@ -37,6 +37,11 @@ pub enum JournalError {
     Io { path: String, error: std::io::Error },
     #[error("journal writer stopped: {0}")]
     WriterGone(String),
+    #[error(
+        "the journal in {path} is open in another signalbox process (serve, the console or a command); \
+         stop it first, or act through its HTTP API"
+    )]
+    Locked { path: String },
     #[error("journal {path}: corrupt record {what}: {error}")]
     Corrupt {
         path: String,
@@ -66,6 +71,8 @@ pub enum Record {
     /// Events of a flow whose state did not change, appended to its row.
     FlowEvents(Vec<FlowEvent>),
     Feedback(Feedback),
+    /// A signal put in quarantine, or taken out of it.
+    Quarantine(Quarantined),
     Entity {
         key: String,
         body: crate::context::EntityJson,
@@ -90,6 +97,48 @@ pub struct Feedback {
     pub source: String,
     pub features: Vec<String>,
     pub time: chrono::DateTime<chrono::Utc>,
+}
+
+/// Where a quarantined signal stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuarantineState {
+    /// Held: never decided, never retried unless someone asks.
+    Held,
+    /// Handed back to the engine to decide again.
+    Retried,
+    /// Set aside for good by someone; it stays journaled.
+    Dropped,
+}
+
+impl QuarantineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineState::Held => "held",
+            QuarantineState::Retried => "retried",
+            QuarantineState::Dropped => "dropped",
+        }
+    }
+}
+
+/// A signal the engine could not decide, with why, and what became of it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Quarantined {
+    pub signal_id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub subject: String,
+    /// What went wrong deciding it.
+    pub error: String,
+    pub state: QuarantineState,
+    /// When this state began.
+    #[serde(serialize_with = "crate::timefmt::serialize")]
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// Who retried or dropped it (the engine itself for `held`).
+    pub actor: String,
+    #[serde(default)]
+    pub note: String,
 }
 
 struct Batch {
@@ -126,6 +175,9 @@ pub struct WriterStats {
 
 pub struct Journal {
     path: PathBuf,
+    /// Held for as long as the journal is open: one writer per journal, so
+    /// two processes never interleave commits or fork the audit chain.
+    _lock: std::fs::File,
     tx: Option<SyncSender<Batch>>,
     writer: Option<JoinHandle<()>>,
     /// Ends when the writer's connection (which holds its wake-up) closes.
@@ -145,15 +197,21 @@ const SPENT_DEPTH: usize = 8;
 
 pub const FILE_NAME: &str = "signalbox.db";
 
+/// The lock file beside the journal (see `Journal::_lock`).
+pub const LOCK_NAME: &str = "signalbox.lock";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- A signal is identified by its source and id together (CloudEvents):
+-- `signals_key` (made once `migrate` has given older journals the column).
 CREATE TABLE IF NOT EXISTS signals (
-    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, source TEXT NOT NULL, type TEXT NOT NULL,
     subject TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, ref_id TEXT NOT NULL,
     decision_id TEXT NOT NULL, signal_id TEXT, time TEXT NOT NULL,
-    body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+    body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+    signal_source TEXT);
 CREATE INDEX IF NOT EXISTS audit_decision ON audit(decision_id);
 CREATE INDEX IF NOT EXISTS audit_signal ON audit(signal_id);
 -- Tables of rows replaced in place are WITHOUT ROWID: one b-tree keyed by
@@ -182,6 +240,11 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_decision ON feedback(decision_id);
 CREATE TABLE IF NOT EXISTS entities (key TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, feedback_count INTEGER NOT NULL, body TEXT NOT NULL);
+-- Signals the engine could not decide, by identity; the latest state of
+-- each (held, retried, dropped). Every change is in the audit chain too.
+CREATE TABLE IF NOT EXISTS quarantine (
+    signal_id TEXT NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL, time TEXT NOT NULL,
+    body TEXT NOT NULL, PRIMARY KEY (signal_id, source)) WITHOUT ROWID;
 ";
 
 /// Opens a connection with the pragmas every connection uses.
@@ -235,16 +298,39 @@ const KEYED: [(&str, &str); 4] = [
     ("entities", "key, body"),
 ];
 
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        [table, column],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )
+}
+
 /// Brings a journal written by an earlier version up to the schema.
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let has_events: bool = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('flows') WHERE name = 'events'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if !has_events {
+    if !has_column(conn, "flows", "events")? {
         conn.execute_batch("ALTER TABLE flows ADD COLUMN events TEXT NOT NULL DEFAULT ''")?;
     }
+    if !has_column(conn, "audit", "signal_source")? {
+        conn.execute_batch("ALTER TABLE audit ADD COLUMN signal_source TEXT")?;
+    }
+    // Signals were once unique by id alone: the table is rebuilt with
+    // their source beside it (taken from the body each row holds).
+    if !has_column(conn, "signals", "source")? {
+        let tx = conn.transaction()?;
+        tx.execute_batch(
+            "CREATE TABLE signals_keyed (
+                 seq INTEGER PRIMARY KEY, id TEXT NOT NULL, source TEXT NOT NULL,
+                 type TEXT NOT NULL, subject TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL);
+             INSERT INTO signals_keyed (seq, id, source, type, subject, time, body)
+                 SELECT seq, id, COALESCE(json_extract(body, '$.source'), ''), type, subject, time, body
+                 FROM signals;
+             DROP TABLE signals;
+             ALTER TABLE signals_keyed RENAME TO signals;",
+        )?;
+        tx.commit()?;
+    }
+    conn.execute_batch("CREATE UNIQUE INDEX IF NOT EXISTS signals_key ON signals(id, source)")?;
     for (table, columns) in KEYED {
         let sql: String = conn.query_row(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
@@ -335,6 +421,7 @@ impl Journal {
             path: dir.display().to_string(),
             error,
         })?;
+        let lock = lock(dir)?;
         let path = dir.join(FILE_NAME);
         let mut conn = connect(&path)?;
         conn.execute_batch(SCHEMA)
@@ -370,6 +457,7 @@ impl Journal {
             })?;
         Ok(Journal {
             path,
+            _lock: lock,
             tx: Some(tx),
             writer: Some(writer),
             checkpointer: Some(checkpointer),
@@ -423,6 +511,28 @@ impl Journal {
                 .map_err(|_| JournalError::WriterGone("checkpoint thread panicked".into()))?;
         }
         Ok(())
+    }
+}
+
+/// Takes the journal's lock, or says who holds it.
+fn lock(dir: &Path) -> Result<std::fs::File, JournalError> {
+    let path = dir.join(LOCK_NAME);
+    let io = |error| JournalError::Io {
+        path: path.display().to_string(),
+        error,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Locked {
+            path: dir.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
     }
 }
 
@@ -562,11 +672,17 @@ fn write_batches(
     let tx = conn.transaction()?;
     {
         let mut signal_stmt = tx.prepare_cached(
-            "INSERT OR IGNORE INTO signals (id, type, subject, time, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO signals (id, source, type, subject, time, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         let mut audit_stmt = tx.prepare_cached(
-            "INSERT INTO audit (kind, ref_id, decision_id, signal_id, time, body, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO audit (kind, ref_id, decision_id, signal_id, signal_source, time, body,
+                                prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut quarantine_stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO quarantine (signal_id, source, state, time, body)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         let mut review_stmt = tx.prepare_cached(
             "INSERT OR REPLACE INTO reviews (id, state, body) VALUES (?1, ?2, ?3)",
@@ -602,6 +718,7 @@ fn write_batches(
                 Record::Signal(s) => {
                     signal_stmt.execute(params![
                         s.id,
+                        s.source,
                         s.kind,
                         s.subject,
                         s.time.to_rfc3339(),
@@ -616,6 +733,7 @@ fn write_batches(
                         d.id,
                         d.id,
                         d.signal_id,
+                        d.signal_source,
                         d.time.to_rfc3339(),
                         body,
                         &*last_hash,
@@ -630,6 +748,7 @@ fn write_batches(
                         "review",
                         a.review_id,
                         a.decision_id,
+                        Option::<String>::None,
                         Option::<String>::None,
                         a.time.to_rfc3339(),
                         body,
@@ -686,6 +805,29 @@ fn write_batches(
                             ])?;
                         }
                     }
+                }
+                Record::Quarantine(q) => {
+                    let body = json(buf, q)?;
+                    let hash = chain::link(last_hash, "quarantine", body);
+                    audit_stmt.execute(params![
+                        "quarantine",
+                        q.signal_id,
+                        "",
+                        q.signal_id,
+                        q.source,
+                        q.time.to_rfc3339(),
+                        body,
+                        &*last_hash,
+                        hash
+                    ])?;
+                    *last_hash = hash;
+                    quarantine_stmt.execute(params![
+                        q.signal_id,
+                        q.source,
+                        q.state.as_str(),
+                        q.time.to_rfc3339(),
+                        body
+                    ])?;
                 }
                 Record::Feedback(f) => {
                     feedback_stmt.execute(params![f.decision_id, json(buf, f)?])?;

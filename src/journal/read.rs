@@ -1,14 +1,14 @@
 //! Reading the journal back: recovery at start, explanations, counts.
 //! Uses its own connection; never writes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::de::DeserializeOwned;
 
-use super::{Feedback, JournalError, chain, connect};
+use super::{Feedback, JournalError, QuarantineState, Quarantined, chain, connect};
 use crate::decide::Decision;
 use crate::flow::{Flow, FlowEvent};
 use crate::review::{ReviewAction, ReviewItem};
@@ -25,7 +25,10 @@ pub struct Recovered {
     pub checkpoint: Option<String>,
     pub feedback_after_checkpoint: Vec<Feedback>,
     pub feedback_count: i64,
-    pub seen_signal_ids: HashSet<String>,
+    /// The identity (`Signal::identity`) of every signal journaled.
+    pub seen_signals: Vec<u128>,
+    /// Signals held in quarantine.
+    pub quarantined: Vec<Quarantined>,
     /// Signals journaled (so acknowledged) that have no decision yet.
     pub undecided: Vec<Signal>,
     pub meta: HashMap<String, String>,
@@ -141,22 +144,15 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     // A review row names its decision and signal; both are joined back
     // from where they were journaled. (Journals written before rows were
     // slimmed hold the whole item.)
-    for (body, decision, signal) in rows(
+    for (body, decision) in rows(
         &conn,
         path,
         "SELECT r.body,
                 (SELECT a.body FROM audit a WHERE a.kind = 'decision'
-                   AND a.decision_id = json_extract(r.body, '$.decision_id')),
-                (SELECT s.body FROM signals s WHERE s.id = json_extract(r.body, '$.signal_id'))
+                   AND a.decision_id = json_extract(r.body, '$.decision_id'))
          FROM reviews r WHERE r.state != 'decided'",
         [],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        },
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
     )? {
         let value: serde_json::Value = decode(path, "review", &body)?;
         if value.get("decision").is_some() {
@@ -180,7 +176,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
                 )));
             }
         };
-        let signal = match signal {
+        let signal = match signal_body(&conn, path, &row.signal_id, &decision.signal_source)? {
             Some(text) => crate::signal::Signal::from_json(&text, decision.time)
                 .map_err(|e| broken(format!("signal {}: {e}", row.signal_id)))?,
             None => {
@@ -214,17 +210,21 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
             .push(decode(path, "feedback", &body)?);
     }
     out.feedback_count = after + out.feedback_after_checkpoint.len() as i64;
-    out.seen_signal_ids = rows(&conn, path, "SELECT id FROM signals", [], |r| {
-        r.get::<_, String>(0)
-    })?
-    .into_iter()
-    .collect();
+    let mut seen = conn
+        .prepare("SELECT source, id FROM signals")
+        .map_err(sql(path))?;
+    let mut found = seen.query([]).map_err(sql(path))?;
+    while let Some(row) = found.next().map_err(sql(path))? {
+        let source: String = row.get(0).map_err(sql(path))?;
+        let id: String = row.get(1).map_err(sql(path))?;
+        out.seen_signals.push(crate::signal::identity(&source, &id));
+    }
+    drop(found);
+    drop(seen);
     for body in rows(
         &conn,
         path,
-        "SELECT body FROM signals s WHERE NOT EXISTS
-            (SELECT 1 FROM audit a WHERE a.signal_id = s.id AND a.kind = 'decision')
-         ORDER BY seq",
+        &format!("SELECT body FROM signals s WHERE {UNDECIDED} ORDER BY seq"),
         [],
         |r| r.get::<_, String>(0),
     )? {
@@ -236,6 +236,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         })?;
         out.undecided.push(signal);
     }
+    out.quarantined = quarantine_rows(&conn, path, Some(QuarantineState::Held), i64::MAX)?;
     out.meta = rows(&conn, path, "SELECT key, value FROM meta", [], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?
@@ -257,6 +258,8 @@ pub struct Counts {
     pub signals: i64,
     pub decided_signals: i64,
     pub undecided_signals: i64,
+    /// Held in quarantine: neither decided nor waiting to be.
+    pub quarantined: i64,
     pub decisions: i64,
     pub review_actions: i64,
     pub open_reviews: i64,
@@ -278,10 +281,8 @@ pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
         decided_signals: count(
             "SELECT COUNT(DISTINCT signal_id) FROM audit WHERE kind = 'decision'",
         )?,
-        undecided_signals: count(
-            "SELECT COUNT(*) FROM signals s WHERE NOT EXISTS
-               (SELECT 1 FROM audit a WHERE a.signal_id = s.id AND a.kind = 'decision')",
-        )?,
+        undecided_signals: count(&format!("SELECT COUNT(*) FROM signals s WHERE {UNDECIDED}"))?,
+        quarantined: count("SELECT COUNT(*) FROM quarantine WHERE state = 'held'")?,
         decisions: count("SELECT COUNT(*) FROM audit WHERE kind = 'decision'")?,
         review_actions: count("SELECT COUNT(*) FROM audit WHERE kind = 'review'")?,
         open_reviews: count("SELECT COUNT(*) FROM reviews WHERE state != 'decided'")?,
@@ -325,17 +326,136 @@ pub struct Explanation {
     pub chain: Result<u64, chain::Break>,
 }
 
-/// The decision taken on a signal (the first, where a signal fanned out
-/// into several), if it has been decided.
-pub fn decision_of(dir: &Path, signal_id: &str) -> Result<Option<String>, JournalError> {
+/// What became of a signal, as the journal knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalState {
+    /// Its decision (the first, where a signal fanned out into several).
+    Decided {
+        source: String,
+        decision: String,
+    },
+    Quarantined(Box<Quarantined>),
+    /// Journaled, not decided yet.
+    Pending {
+        source: String,
+    },
+    /// Several sources sent a signal with this id: name one.
+    Ambiguous(Vec<String>),
+    /// Not in the journal.
+    Unknown,
+}
+
+/// What became of the signal `id` (from `source`, if given).
+pub fn signal_state(
+    dir: &Path,
+    id: &str,
+    source: Option<&str>,
+) -> Result<SignalState, JournalError> {
     let (conn, path) = open_existing(dir)?;
+    let path = path.as_path();
+    let sources = rows(
+        &conn,
+        path,
+        "SELECT source FROM signals WHERE id = ?1 AND (?2 IS NULL OR source = ?2) ORDER BY seq",
+        params![id, source],
+        |r| r.get::<_, String>(0),
+    )?;
+    let source = match sources.as_slice() {
+        [] => return Ok(SignalState::Unknown),
+        [one] => one.clone(),
+        _ => return Ok(SignalState::Ambiguous(sources)),
+    };
+    let decision: Option<String> = conn
+        .query_row(
+            "SELECT ref_id FROM audit WHERE kind = 'decision' AND signal_id = ?1
+               AND (signal_source = ?2 OR signal_source IS NULL) ORDER BY seq LIMIT 1",
+            params![id, source],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql(path))?;
+    if let Some(decision) = decision {
+        return Ok(SignalState::Decided { source, decision });
+    }
+    let held: Option<String> = conn
+        .query_row(
+            "SELECT body FROM quarantine WHERE signal_id = ?1 AND source = ?2 AND state != 'retried'",
+            params![id, source],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql(path))?;
+    Ok(match held {
+        Some(body) => SignalState::Quarantined(Box::new(decode(path, "quarantine", &body)?)),
+        None => SignalState::Pending { source },
+    })
+}
+
+/// Signals neither decided nor held in quarantine (`s` is `signals`).
+const UNDECIDED: &str =
+    "NOT EXISTS (SELECT 1 FROM audit a WHERE a.signal_id = s.id AND a.kind = 'decision'
+       AND (a.signal_source = s.source OR a.signal_source IS NULL))
+   AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.signal_id = s.id AND q.source = s.source
+       AND q.state != 'retried')";
+
+/// A signal's journaled body by id and source (by id alone for a decision
+/// of a journal older than sources in the key).
+fn signal_body(
+    conn: &Connection,
+    path: &Path,
+    id: &str,
+    source: &str,
+) -> Result<Option<String>, JournalError> {
     conn.query_row(
-        "SELECT ref_id FROM audit WHERE kind = 'decision' AND signal_id = ?1 ORDER BY seq LIMIT 1",
-        params![signal_id],
+        "SELECT body FROM signals WHERE id = ?1 AND (?2 = '' OR source = ?2) ORDER BY seq LIMIT 1",
+        params![id, source],
         |r| r.get(0),
     )
     .optional()
-    .map_err(sql(&path))
+    .map_err(sql(path))
+}
+
+/// The journaled signal `id` from `source`.
+pub fn signal(dir: &Path, id: &str, source: &str) -> Result<Option<Signal>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    signal_body(&conn, &path, id, source)?
+        .map(|body| {
+            Signal::from_json(&body, Utc::now()).map_err(|e| JournalError::Corrupt {
+                path: path.display().to_string(),
+                what: format!("signal {id}"),
+                error: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+fn quarantine_rows(
+    conn: &Connection,
+    path: &Path,
+    state: Option<QuarantineState>,
+    limit: i64,
+) -> Result<Vec<Quarantined>, JournalError> {
+    rows(
+        conn,
+        path,
+        "SELECT body FROM quarantine WHERE (?1 IS NULL OR state = ?1) ORDER BY time DESC LIMIT ?2",
+        params![state.map(QuarantineState::as_str), limit],
+        |r| r.get::<_, String>(0),
+    )?
+    .iter()
+    .map(|body| decode(path, "quarantine", body))
+    .collect()
+}
+
+/// Quarantined signals, newest first (those in `state`, or all), at most
+/// `limit`.
+pub fn quarantine(
+    dir: &Path,
+    state: Option<QuarantineState>,
+    limit: i64,
+) -> Result<Vec<Quarantined>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    quarantine_rows(&conn, &path, state, limit)
 }
 
 pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError> {
@@ -353,14 +473,7 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
         return Ok(None);
     };
     let decision: Decision = decode(path, id, &body)?;
-    let signal = conn
-        .query_row(
-            "SELECT body FROM signals WHERE id = ?1",
-            params![decision.signal_id],
-            |r| r.get::<_, String>(0),
-        )
-        .optional()
-        .map_err(sql(path))?
+    let signal = signal_body(&conn, path, &decision.signal_id, &decision.signal_source)?
         .map(|body| -> Result<Signal, JournalError> {
             let value: serde_json::Value = decode(path, "signal", &body)?;
             Signal::from_value(value, Utc::now()).map_err(|e| JournalError::Corrupt {

@@ -18,7 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::context::{Order, OrderState, Supplier, Tier, World, split_key};
 use crate::decide::Mode;
@@ -492,17 +492,13 @@ fn reply(
     time: DateTime<Utc>,
     data: Value,
 ) -> Signal {
-    let data: Map<String, Value> = match data {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
     Signal {
         id,
         source: format!("northwind/{source}"),
         kind: kind.to_string(),
         subject,
         time,
-        severity: None,
         data,
+        ..Signal::default()
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::truth::{NOISE, REMEDIABLE};
 use super::world::{self, VIP};
@@ -109,18 +109,14 @@ impl Gen<'_> {
         data: Value,
     ) -> &mut Signal {
         self.next_signal += 1;
-        let data: Map<String, Value> = match data {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        };
         self.out.push(Signal {
             id: format!("nw-{:06}", self.next_signal),
             source: format!("northwind/{source}"),
             kind: kind.to_string(),
             subject,
             time: at,
-            severity: None,
             data,
+            ..Signal::default()
         });
         let last = self.out.len() - 1;
         &mut self.out[last]

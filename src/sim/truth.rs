@@ -35,7 +35,7 @@ pub fn best(signal: &Signal, tier: Option<Tier>, open_escalation: bool) -> Optio
             let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
             Some(if open_escalation {
                 "escalate_account_manager"
-            } else if signal.data.contains_key("duplicate_of") {
+            } else if signal.data.get("duplicate_of").is_some() {
                 "suppress_duplicate"
             } else if has(&["cancel our contract", "unacceptable", "lawyer"]) {
                 if premium {

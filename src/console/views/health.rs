@@ -1,5 +1,5 @@
 //! Health: services with status and latency, circuit breakers, teams with
-//! capacity, load and shift.
+//! capacity, load and shift, and the signals held in quarantine.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -20,8 +20,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     };
     let [top, teams_area] =
         Layout::vertical([Constraint::Percentage(45), Constraint::Min(5)]).areas(area);
-    let [services_area, breakers_area] =
+    let [services_area, right] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
+    let [breakers_area, quarantine_area] =
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
     let services: Vec<Row> = status
         .services
         .iter()
@@ -113,5 +115,42 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .header(Row::new(vec!["team", "process", "load", "", "shift"]).style(theme.title()))
         .block(titled("teams", theme)),
         teams_area,
+    );
+    draw_quarantine(frame, quarantine_area, app);
+}
+
+/// The signals the engine could not decide: when, which, and why.
+fn draw_quarantine(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let Some(status) = &app.status else { return };
+    let title = format!("quarantine ({} held)", status.quarantined);
+    if status.quarantine.is_empty() {
+        let none = Line::styled("no signal quarantined", theme.muted());
+        frame.render_widget(paragraph(vec![none], &title, theme), area);
+        return;
+    }
+    let rows: Vec<Row> = status
+        .quarantine
+        .iter()
+        .map(|q| {
+            Row::new(vec![
+                Cell::from(q.time.format("%H:%M:%S").to_string()),
+                Cell::from(format!("{} {}", q.kind, q.signal_id)),
+                Cell::from(q.error.clone()).style(theme.bad()),
+            ])
+        })
+        .collect();
+    frame.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(8),
+                Constraint::Percentage(40),
+                Constraint::Min(10),
+            ],
+        )
+        .header(Row::new(vec!["time", "signal", "error"]).style(theme.title()))
+        .block(titled(&title, theme)),
+        area,
     );
 }

@@ -83,10 +83,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             theme.muted(),
         ),
     ]));
-    for (k, v) in item.signal.data.iter().take(4) {
-        let text = v.to_string();
-        let text: String = text.chars().take(70).collect();
-        lines.push(Line::raw(format!("  {k}: {text}")));
+    match &item.signal.data {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter().take(4) {
+                let text: String = v.to_string().chars().take(70).collect();
+                lines.push(Line::raw(format!("  {k}: {text}")));
+            }
+        }
+        serde_json::Value::Null => {}
+        other => {
+            let text: String = other.to_string().chars().take(70).collect();
+            lines.push(Line::raw(format!("  data: {text}")));
+        }
     }
     lines.push(head("snapshot"));
     for (k, v) in d.snapshot.iter().take(4) {

@@ -7,6 +7,9 @@
 //! to the journal as one batch; a signal counts as acknowledged only once
 //! the `Commit` of the batch holding it has resolved.
 
+pub mod guard;
+pub mod quarantine;
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,11 +21,11 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::CatalogueError;
-use crate::context::{Context, Snapshot, World, split_key};
+use crate::context::{Context, ContextError, Snapshot, World, split_key};
 use crate::decide::model::{Checkpoint, DEFAULT_BITS, Model};
 use crate::decide::playbook::{DEFAULT_PLAYBOOK, Playbook};
 use crate::decide::policy::{PolicyError, PolicySet};
-use crate::decide::{Choice, Decider, Decision, Mode, choice_for, features};
+use crate::decide::{Choice, Decider, Decision, Mode, choice_for, features, record_choice};
 use crate::flow::assemble::{Branch, fanout_steps, steps_for};
 use crate::flow::catalogue::{DEFAULT_STEPS, StepCatalogue};
 use crate::flow::{Flow, FlowBook, FlowEvent, FlowState, Step, StepState, route};
@@ -43,6 +46,10 @@ pub enum EngineError {
     Review(#[from] ReviewError),
     #[error("journal in {dir}: {reason}")]
     Recovery { dir: String, reason: String },
+    #[error("the signal cannot be folded into the context: {0}")]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Quarantine(#[from] quarantine::QuarantineError),
 }
 
 /// How to start an engine.
@@ -106,6 +113,8 @@ pub enum EngineEvent {
     /// A flow's state as of the last flush (for views that list flows).
     FlowChanged(Box<Flow>),
     Learned(Feedback),
+    /// A signal put in quarantine, or taken out of it.
+    Quarantined(Box<crate::journal::Quarantined>),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,8 +132,15 @@ pub struct FlowFinished {
 /// What `ingest` did with a signal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ingested {
-    Decided { decision_id: String, mode: Mode },
+    Decided {
+        decision_id: String,
+        mode: Mode,
+    },
     Duplicate,
+    /// It could not be decided, and is held in quarantine with this error.
+    Quarantined {
+        error: String,
+    },
 }
 
 /// A decision still waiting for its outcome: what it chose and from what.
@@ -149,6 +165,8 @@ pub struct EngineCounts {
     pub feedback: i64,
     pub open_reviews: usize,
     pub active_flows: usize,
+    /// Signals held in quarantine now.
+    pub quarantined: u64,
 }
 
 pub struct Engine {
@@ -159,7 +177,10 @@ pub struct Engine {
     pub flows: FlowBook,
     pub reviews: ReviewQueue,
     pub metrics: Metrics,
-    seen: crate::FastSet<String>,
+    /// The identity of every signal journaled (`Signal::identity`): 16
+    /// bytes each, not the ids themselves.
+    seen: crate::FastSet<u128>,
+    quarantine: quarantine::QuarantineBook,
     awaiting: crate::FastMap<String, Awaiting>,
     /// The flow each firing alert opened, by fingerprint.
     opened_by: crate::FastMap<String, String>,
@@ -208,6 +229,7 @@ impl Engine {
         world: World,
         now: DateTime<Utc>,
     ) -> Result<Engine, EngineError> {
+        guard::install_hook_once();
         let steps = Arc::new(StepCatalogue::parse(DEFAULT_STEPS, "playbooks/steps.toml")?);
         let playbook = Arc::new(Playbook::parse(
             DEFAULT_PLAYBOOK,
@@ -237,6 +259,7 @@ impl Engine {
             reviews: ReviewQueue::default(),
             metrics: Metrics::new(now),
             seen: Default::default(),
+            quarantine: Default::default(),
             awaiting: Default::default(),
             opened_by: Default::default(),
             flow_labels: VecDeque::new(),
@@ -315,7 +338,8 @@ impl Engine {
         for item in recovered.open_reviews {
             self.reviews.restore(item);
         }
-        self.seen = recovered.seen_signal_ids.into_iter().collect();
+        self.seen = recovered.seen_signals.into_iter().collect();
+        self.quarantine = quarantine::QuarantineBook::restore(recovered.quarantined);
         if let Some(next) = recovered.meta.get("next_id").and_then(|v| v.parse().ok()) {
             self.next_id = next;
         }
@@ -328,7 +352,8 @@ impl Engine {
         // Acknowledged but never decided (the process stopped between the
         // commit of the signal and the commit of its decision): decide now.
         for signal in recovered.undecided {
-            self.decide_signal(Arc::new(signal), now);
+            // A failure here is quarantined like any other.
+            let _ = self.decide_guarded(Arc::new(signal), now);
         }
         tracing::info!(
             flows = self.flows.active_count(),
@@ -380,6 +405,7 @@ impl Engine {
             feedback: self.feedback_count,
             open_reviews: self.reviews.open_count(),
             active_flows: self.flows.active_count(),
+            quarantined: self.quarantine.held,
             ..self.counts.clone()
         }
     }
@@ -419,11 +445,12 @@ impl Engine {
     }
 
     /// Takes in one signal: journals it, decides, assembles its flow or
-    /// opens its review item. A signal whose id was seen before is counted
-    /// and ignored. Nothing is durable until `flush`.
+    /// opens its review item. A signal whose source and id were seen before
+    /// is counted and ignored; one that cannot be decided is quarantined.
+    /// Nothing is durable until `flush`.
     pub fn ingest(&mut self, signal: Signal, now: DateTime<Utc>) -> Ingested {
         let signal = Arc::new(signal);
-        if !self.seen.insert(signal.id.clone()) {
+        if !self.seen.insert(signal.identity()) {
             self.counts.duplicates += 1;
             self.metrics.at(now, |t| t.duplicates += 1);
             self.emit(EngineEvent::Signal {
@@ -439,15 +466,23 @@ impl Engine {
             signal: Arc::clone(&signal),
             duplicate: false,
         });
-        let decision = self.decide_signal(signal, now);
-        Ingested::Decided {
-            decision_id: decision.id.clone(),
-            mode: decision.mode,
+        match self.decide_guarded(signal, now) {
+            Ok(decision) => Ingested::Decided {
+                decision_id: decision.id.clone(),
+                mode: decision.mode,
+            },
+            Err(error) => Ingested::Quarantined { error },
         }
     }
 
-    fn decide_signal(&mut self, signal: Arc<Signal>, now: DateTime<Utc>) -> Arc<Decision> {
-        self.context.apply(&signal);
+    /// Decides one signal. Runs inside `decide_guarded`, which quarantines
+    /// the signal should this fail.
+    fn decide_signal(
+        &mut self,
+        signal: Arc<Signal>,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Decision>, EngineError> {
+        self.context.apply(&signal)?;
         if signal.kind == "outcome.recorded" {
             self.learn_from_outcome(&signal, now);
         }
@@ -455,7 +490,14 @@ impl Engine {
             self.close_resolved(&signal, now);
         }
         let playbook = Arc::clone(&self.decider.playbook);
-        let choice = choice_for(&playbook, &signal.kind);
+        let mut choice = choice_for(&playbook, &signal.kind);
+        // A firing alert whose flow is still open (PagerDuty sends every
+        // trigger of a key; a sender retries) is a repeat: recorded, no
+        // second flow. Once its flow has ended, the same key opens anew.
+        let repeat_of = self.open_flow_of(&signal);
+        if repeat_of.is_some() {
+            choice = record_choice(&choice);
+        }
         let snapshot = self.context.snapshot(&signal);
         // A context-only signal is recorded, not scored: no features.
         let features = if choice.record_only() {
@@ -464,7 +506,7 @@ impl Engine {
             features::extract(&signal, &self.context)
         };
         let n = self.new_id();
-        let decision = self.decider.decide(
+        let mut decision = self.decider.decide(
             format!("D{n:07}"),
             None,
             &signal,
@@ -475,14 +517,21 @@ impl Engine {
             &choice,
             now,
         );
+        if let Some(flow) = repeat_of {
+            decision.why = format!("repeat of the alert still open in {flow}: recorded");
+        }
         let decision = Arc::new(decision);
         self.counts.decisions += 1;
         let mode = decision.mode;
-        self.metrics.at(now, |t| t.count_decision(mode));
+        let errors = decision.policy_errors.len() as u64;
+        self.metrics.at(now, |t| {
+            t.count_decision(mode);
+            t.policy_errors += errors;
+        });
         self.pending.push(Record::Decision(Arc::clone(&decision)));
         self.emit(EngineEvent::Decision(Arc::clone(&decision)));
         if mode == Mode::Record {
-            return decision;
+            return Ok(decision);
         }
         let flow_id = format!("F{n:07}");
         if signal.kind == "alert.firing"
@@ -530,7 +579,18 @@ impl Engine {
             self.settled(&decision, &decision.proposal.clone(), now);
         }
         self.drain_flow_changes();
-        decision
+        Ok(decision)
+    }
+
+    /// The flow a firing alert of this fingerprint opened, if it is still
+    /// running (or waiting for a person).
+    fn open_flow_of(&self, signal: &Signal) -> Option<String> {
+        if signal.kind != "alert.firing" {
+            return None;
+        }
+        let flow_id = self.opened_by.get(signal.data_str("fingerprint")?)?;
+        let flow = self.flows.get(flow_id)?;
+        (!flow.state.is_terminal()).then(|| flow_id.clone())
     }
 
     /// A resolved alert closes what its firing opened: the review item still

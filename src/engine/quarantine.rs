@@ -1,0 +1,217 @@
+//! Quarantine: a signal the engine cannot decide (an error, or a panic
+//! caught at `guard::catching`) is journaled with the error, counted and
+//! set aside; the engine goes on with the next one. A restart does not
+//! retry it; an operator may (`retry`), or set it aside for good (`drop`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{Engine, EngineError, EngineEvent, guard};
+use crate::decide::Decision;
+use crate::journal::{QuarantineState, Quarantined, Record, read};
+use crate::review::Actor;
+use crate::signal::Signal;
+
+/// Held entries kept in memory for the console, newest last; the journal
+/// keeps them all.
+const RECENT: usize = 200;
+
+/// What the engine keeps of its quarantine: how many signals are held,
+/// and the newest of them.
+#[derive(Debug, Default, Clone)]
+pub struct QuarantineBook {
+    pub held: u64,
+    /// Since the engine started.
+    pub quarantined: u64,
+    pub recent: VecDeque<Quarantined>,
+}
+
+impl QuarantineBook {
+    pub(super) fn restore(entries: Vec<Quarantined>) -> QuarantineBook {
+        let held = entries.len() as u64;
+        // Newest first from the journal; newest last here.
+        let recent = entries.into_iter().take(RECENT).rev().collect();
+        QuarantineBook {
+            held,
+            quarantined: 0,
+            recent,
+        }
+    }
+
+    fn hold(&mut self, entry: Quarantined) {
+        self.held += 1;
+        self.quarantined += 1;
+        self.recent
+            .retain(|q| !same(q, &entry.signal_id, &entry.source));
+        if self.recent.len() >= RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(entry);
+    }
+
+    fn release(&mut self, id: &str, source: &str) {
+        self.held = self.held.saturating_sub(1);
+        self.recent.retain(|q| !same(q, id, source));
+    }
+}
+
+fn same(q: &Quarantined, id: &str, source: &str) -> bool {
+    q.signal_id == id && q.source == source
+}
+
+/// What a retry came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retried {
+    Decided(String),
+    /// It failed again, and is held again with this error.
+    HeldAgain(String),
+}
+
+/// Why an operator's quarantine action was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuarantineError {
+    #[error("signal `{0}` is not held in quarantine")]
+    NotHeld(String),
+    #[error("several sources sent a signal `{id}` ({sources}): name the source")]
+    Ambiguous { id: String, sources: String },
+    #[error("only a lead may retry or drop a quarantined signal; {0} is not one")]
+    NotALead(String),
+}
+
+impl Engine {
+    /// Decides a signal inside the guard; on failure, puts it in quarantine
+    /// and undoes what deciding it had queued.
+    pub(super) fn decide_guarded(
+        &mut self,
+        signal: Arc<Signal>,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Decision>, String> {
+        let marks = (self.pending.len(), self.events.len());
+        let outcome = guard::catching(|| self.decide_signal(Arc::clone(&signal), now));
+        let error = match outcome {
+            Ok(Ok(decision)) => return Ok(decision),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => panic,
+        };
+        // Nothing half-decided reaches the journal or the subscribers.
+        self.pending.truncate(marks.0);
+        self.events.truncate(marks.1);
+        tracing::warn!(signal = %signal.id, source = %signal.source, error = %error, "signal quarantined");
+        self.hold(&signal, &error, now);
+        Err(error)
+    }
+
+    fn hold(&mut self, signal: &Signal, error: &str, now: DateTime<Utc>) {
+        let entry = Quarantined {
+            signal_id: signal.id.clone(),
+            source: signal.source.clone(),
+            kind: signal.kind.clone(),
+            subject: signal.subject.clone(),
+            error: error.to_string(),
+            state: QuarantineState::Held,
+            time: now,
+            actor: crate::review::Actor::system().name,
+            note: String::new(),
+        };
+        self.quarantine.hold(entry.clone());
+        self.metrics.at(now, |t| t.quarantined += 1);
+        self.pending.push(Record::Quarantine(entry.clone()));
+        self.emit(EngineEvent::Quarantined(Box::new(entry)));
+    }
+
+    /// What the engine keeps of its quarantine.
+    pub fn quarantine(&self) -> &QuarantineBook {
+        &self.quarantine
+    }
+
+    /// The held entry for a signal, from the journal (`source` may be left
+    /// out when only one source sent that id).
+    fn held(&self, id: &str, source: Option<&str>) -> Result<Quarantined, EngineError> {
+        let mut held: Vec<Quarantined> =
+            read::quarantine(&self.dir, Some(QuarantineState::Held), i64::MAX)?
+                .into_iter()
+                .filter(|q| q.signal_id == id && source.is_none_or(|s| s == q.source))
+                .collect();
+        match held.len() {
+            0 => Err(QuarantineError::NotHeld(id.to_string()).into()),
+            1 => Ok(held.remove(0)),
+            _ => Err(QuarantineError::Ambiguous {
+                id: id.to_string(),
+                sources: held
+                    .iter()
+                    .map(|q| q.source.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+            .into()),
+        }
+    }
+
+    /// Takes a signal out of quarantine and decides it again; a lead's
+    /// call. Should it fail again, it is held again with the new error.
+    pub fn retry_quarantined(
+        &mut self,
+        id: &str,
+        source: Option<&str>,
+        actor: &Actor,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Retried, EngineError> {
+        check_lead(actor)?;
+        let entry = self.held(id, source)?;
+        let signal = read::signal(&self.dir, &entry.signal_id, &entry.source)?
+            .ok_or_else(|| QuarantineError::NotHeld(id.to_string()))?;
+        self.release(entry, QuarantineState::Retried, actor, note, now);
+        Ok(match self.decide_guarded(Arc::new(signal), now) {
+            Ok(decision) => Retried::Decided(decision.id.clone()),
+            Err(error) => Retried::HeldAgain(error),
+        })
+    }
+
+    /// Sets a quarantined signal aside for good; a lead's call. It stays in
+    /// the journal, and is never decided.
+    pub fn drop_quarantined(
+        &mut self,
+        id: &str,
+        source: Option<&str>,
+        actor: &Actor,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Quarantined, EngineError> {
+        check_lead(actor)?;
+        let entry = self.held(id, source)?;
+        Ok(self.release(entry, QuarantineState::Dropped, actor, note, now))
+    }
+
+    fn release(
+        &mut self,
+        entry: Quarantined,
+        state: QuarantineState,
+        actor: &Actor,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Quarantined {
+        self.quarantine.release(&entry.signal_id, &entry.source);
+        let entry = Quarantined {
+            state,
+            time: now,
+            actor: actor.name.clone(),
+            note: note.to_string(),
+            ..entry
+        };
+        self.pending.push(Record::Quarantine(entry.clone()));
+        self.emit(EngineEvent::Quarantined(Box::new(entry.clone())));
+        entry
+    }
+}
+
+fn check_lead(actor: &Actor) -> Result<(), QuarantineError> {
+    use crate::decide::policy::Role;
+    if actor.role >= Role::Lead {
+        Ok(())
+    } else {
+        Err(QuarantineError::NotALead(actor.name.clone()))
+    }
+}
