@@ -320,6 +320,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         bail!("--speed must be a positive number of simulated seconds per second");
     }
     init_logging(&data_dir)?;
+    let (http_limits, body_timeout) = config.http_limits().map_err(anyhow::Error::msg)?;
     signalbox::console::run(signalbox::console::ConsoleOptions {
         seed: args.seed,
         speed,
@@ -344,6 +345,8 @@ fn console(args: &ConsoleArgs) -> Result<()> {
             .chain(args.tokens.iter().cloned())
             .collect(),
         max_backlog: config.max_backlog(),
+        http_limits,
+        body_timeout,
     })
 }
 
@@ -382,6 +385,7 @@ fn serve(
     let mut specs = config.tokens.clone();
     specs.extend(tokens);
     let tokens = Tokens::parse(&specs).map_err(anyhow::Error::msg)?;
+    let (limits, body_timeout) = config.http_limits().map_err(anyhow::Error::msg)?;
     intake::check_exposure(&listen, &tokens).map_err(anyhow::Error::msg)?;
     let dir = match data_dir.or(config.data_dir.clone()) {
         Some(d) => d,
@@ -451,6 +455,7 @@ fn serve(
         tokens: std::sync::Arc::new(tokens),
         counters: Default::default(),
         body_limit,
+        body_timeout,
     };
     let probes: Vec<signalbox::intake::probe::Probe> = config
         .probes
@@ -478,9 +483,7 @@ fn serve(
             "signalbox: listening on http://{local} (journal {})",
             dir.display()
         );
-        axum::serve(listener, intake::router(state))
-            .with_graceful_shutdown(stop_signals.recv())
-            .await?;
+        intake::server::run(listener, intake::router(state), limits, stop_signals.recv()).await;
         anyhow::Ok(())
     });
     // Whether the server ran or failed (it could not listen, say), the

@@ -1,75 +1,16 @@
 //! The HTTP intake against the real server (`signalbox serve`) on a random
 //! loopback port, with a real SQLite journal.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{client, decided, drained, event, metric, serve, serve_with_config};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-
-struct Server {
-    child: Child,
-    base: String,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(dir: &Path, extra: &[&str]) -> Server {
-    serve_with_config(dir, extra, None)
-}
-
-/// Starts the server on `dir`, with `config` as its config.toml if given
-/// (kept beside the data, so no user config leaks in).
-fn serve_with_config(dir: &Path, extra: &[&str], config: Option<&str>) -> Server {
-    let config_home = dir.with_extension("config");
-    if let Some(text) = config {
-        std::fs::create_dir_all(config_home.join("signalbox")).unwrap();
-        std::fs::write(config_home.join("signalbox").join("config.toml"), text).unwrap();
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir)
-        .args(extra)
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", &config_home)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server {
-        child,
-        base: format!("http://{addr}"),
-        dir: dir.to_path_buf(),
-    }
-}
-
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
-fn event(id: &str, kind: &str, subject: &str, data: Value) -> Value {
-    json!({"specversion": "1.0", "id": id, "source": "test", "type": kind, "subject": subject, "data": data})
-}
 
 /// Whether a signal is durable: still in the intake log, or already in the
 /// journal (read over connections of their own, as another process would).
@@ -85,58 +26,16 @@ fn durable(dir: &Path, id: &str) -> bool {
         > 0
 }
 
-/// Waits until the engine has decided the signal; its decision's id.
-fn decided(c: &Client, base: &str, id: &str) -> String {
-    let began = std::time::Instant::now();
-    loop {
-        let r = c.get(format!("{base}/v1/signals/{id}")).send().unwrap();
-        if r.status() == 200 {
-            let v: Value = r.json().unwrap();
-            assert_eq!(v["state"], "decided");
-            return v["decision"].as_str().unwrap().to_string();
-        }
-        assert_eq!(r.status(), 404);
-        assert!(
-            began.elapsed() < Duration::from_secs(20),
-            "signal {id} not decided: {}",
-            r.text().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The value of one line of `/metrics` (0 when absent).
-fn metric(c: &Client, base: &str, name: &str) -> f64 {
-    let text = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
-/// Signals the engine ignored as repeats, from `/metrics`.
+/// Signals the engine ignored as repeats, from `/metrics`: the sum over
+/// every type.
 fn duplicates(c: &Client, base: &str) -> f64 {
-    metric(
-        c,
-        base,
-        "signalbox_signals_total{type=\"any\",outcome=\"duplicate\"} ",
-    )
-}
-
-/// Waits until the engine has decided everything the intake log holds.
-fn drained(c: &Client, base: &str) {
-    let began = std::time::Instant::now();
-    while metric(c, base, "signalbox_intake_backlog ") > 0.0 {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "the engine did not catch up"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::metrics_text(c, base)
+        .lines()
+        .filter(|l| {
+            l.starts_with("signalbox_signals_total{") && l.contains("outcome=\"duplicate\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]

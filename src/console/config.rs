@@ -38,6 +38,15 @@ pub struct IntakeConfig {
     /// Signals acknowledged and not yet decided past which the intake
     /// answers 503 (default `intake::log::MAX_BACKLOG`).
     pub max_backlog: Option<u64>,
+    /// A request's headers must arrive within this (and an idle keep-alive
+    /// connection is closed after it), e.g. "10s".
+    pub header_timeout: Option<String>,
+    /// A request's body must arrive within this, e.g. "30s".
+    pub body_timeout: Option<String>,
+    /// Connections open at once.
+    pub max_connections: Option<usize>,
+    /// How long a stopping server lets requests in flight finish, e.g. "5s".
+    pub drain: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -84,6 +93,43 @@ impl Config {
             file: path.display().to_string(),
             error: e.to_string(),
         })
+    }
+
+    /// The HTTP server's limits and the body deadline, from `[intake]`.
+    pub fn http_limits(
+        &self,
+    ) -> Result<(crate::intake::server::Limits, std::time::Duration), String> {
+        let mut limits = crate::intake::server::Limits::default();
+        let mut body = crate::intake::BODY_TIMEOUT;
+        let Some(intake) = &self.intake else {
+            return Ok((limits, body));
+        };
+        let duration =
+            |field: &str, text: &Option<String>| -> Result<Option<std::time::Duration>, String> {
+                text.as_deref()
+                    .map(|t| {
+                        humantime::parse_duration(t).map_err(|e| {
+                            format!("config intake.{field}: {t:?} is not a duration like 10s: {e}")
+                        })
+                    })
+                    .transpose()
+            };
+        if let Some(d) = duration("header_timeout", &intake.header_timeout)? {
+            limits.header_timeout = d;
+        }
+        if let Some(d) = duration("drain", &intake.drain)? {
+            limits.drain = d;
+        }
+        if let Some(d) = duration("body_timeout", &intake.body_timeout)? {
+            body = d;
+        }
+        if let Some(n) = intake.max_connections {
+            if n == 0 {
+                return Err("config intake.max_connections: must be at least 1".into());
+            }
+            limits.max_connections = n;
+        }
+        Ok((limits, body))
     }
 
     /// `[intake] max_backlog`, or the default.

@@ -181,19 +181,12 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
-            // Nothing decides what the HTTP intake would take once this
-            // thread ends, whether it returns, fails or panics.
-            struct HaltOnExit(Option<crate::intake::log::IntakeLog>);
-            impl Drop for HaltOnExit {
-                fn drop(&mut self) {
-                    if let Some(log) = &self.0 {
-                        log.halt("the console's engine has stopped");
-                    }
-                }
-            }
-            let halt = HaltOnExit(options.intake.as_ref().map(|(_, log)| log.clone()));
+            // Nothing decides what the HTTP intake would take now. (Once
+            // its reader exists, dropping it halts the log as well, on a
+            // panic too.)
+            let log = options.intake.as_ref().map(|(_, log)| log.clone());
             if let Err(e) = drive(options, commands, &updates) {
-                if let Some(log) = &halt.0 {
+                if let Some(log) = log {
                     log.halt(&format!("the console's engine stopped: {e}"));
                 }
                 let _ = updates.send(Update::Failed(e));

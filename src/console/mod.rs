@@ -41,6 +41,9 @@ pub struct ConsoleOptions {
     pub tokens: Vec<String>,
     /// Signals the HTTP intake holds undecided before it answers 503.
     pub max_backlog: u64,
+    /// The HTTP intake's limits, and its deadline for a request's body.
+    pub http_limits: crate::intake::server::Limits,
+    pub body_timeout: std::time::Duration,
 }
 
 /// Frames are drawn at most this often.
@@ -97,8 +100,9 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                             tokens: std::sync::Arc::new(tokens),
                             counters: Default::default(),
                             body_limit: crate::intake::BODY_LIMIT,
+                            body_timeout: options.body_timeout,
                         };
-                        crate::intake::spawn_server(addr, state)
+                        crate::intake::spawn_server(addr, state, options.http_limits)
                             .map(|(local, server)| (local, server, log, writer))
                     });
             match served {

@@ -181,6 +181,9 @@ pub struct Engine {
     /// bytes each, not the ids themselves.
     seen: crate::FastSet<u128>,
     quarantine: quarantine::QuarantineBook,
+    /// Signals taken in since start, by type (`other` for types outside
+    /// the playbook, so the set of keys stays bounded) and outcome.
+    signal_tally: std::collections::BTreeMap<(String, &'static str), u64>,
     awaiting: crate::FastMap<String, Awaiting>,
     /// The flow each firing alert opened, by fingerprint.
     opened_by: crate::FastMap<String, String>,
@@ -260,6 +263,7 @@ impl Engine {
             metrics: Metrics::new(now),
             seen: Default::default(),
             quarantine: Default::default(),
+            signal_tally: Default::default(),
             awaiting: Default::default(),
             opened_by: Default::default(),
             flow_labels: VecDeque::new(),
@@ -451,6 +455,7 @@ impl Engine {
     pub fn ingest(&mut self, signal: Signal, now: DateTime<Utc>) -> Ingested {
         let signal = Arc::new(signal);
         if !self.seen.insert(signal.identity()) {
+            self.tally(&signal.kind, "duplicate");
             self.counts.duplicates += 1;
             self.metrics.at(now, |t| t.duplicates += 1);
             self.emit(EngineEvent::Signal {
@@ -466,13 +471,37 @@ impl Engine {
             signal: Arc::clone(&signal),
             duplicate: false,
         });
+        let kind = signal.kind.clone();
         match self.decide_guarded(signal, now) {
-            Ok(decision) => Ingested::Decided {
-                decision_id: decision.id.clone(),
-                mode: decision.mode,
-            },
-            Err(error) => Ingested::Quarantined { error },
+            Ok(decision) => {
+                self.tally(&kind, "decided");
+                Ingested::Decided {
+                    decision_id: decision.id.clone(),
+                    mode: decision.mode,
+                }
+            }
+            Err(error) => {
+                self.tally(&kind, "quarantined");
+                Ingested::Quarantined { error }
+            }
         }
+    }
+
+    fn tally(&mut self, kind: &str, outcome: &'static str) {
+        let kind = if self.decider.playbook.play(kind).is_some() {
+            kind
+        } else {
+            "other"
+        };
+        *self
+            .signal_tally
+            .entry((kind.to_string(), outcome))
+            .or_default() += 1;
+    }
+
+    /// Signals taken in since start, by type and outcome (see `tally`).
+    pub fn signal_tally(&self) -> &std::collections::BTreeMap<(String, &'static str), u64> {
+        &self.signal_tally
     }
 
     /// Decides one signal. Runs inside `decide_guarded`, which quarantines

@@ -465,6 +465,8 @@ fn write(
 }
 
 /// The engine's side of the log: reads what was committed, in order.
+/// Dropped (the engine's thread ended, however it ended), it halts the log:
+/// nothing is acknowledged that nothing will decide.
 pub struct LogReader {
     conn: Connection,
     shared: Arc<Shared>,
@@ -495,6 +497,16 @@ impl Progress {
     /// decides again from the journal's last cursor.
     pub fn halt(&self, why: &str) {
         self.0.halt(why);
+    }
+}
+
+impl Drop for LogReader {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.halt("the engine thread panicked");
+        } else {
+            self.shared.halt("the engine has stopped");
+        }
     }
 }
 

@@ -9,13 +9,14 @@
 pub mod auth;
 pub mod file;
 pub mod log;
+pub mod metrics;
 pub mod probe;
+pub mod server;
 pub mod service;
 pub mod webhook;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -34,35 +35,17 @@ use service::{Busy, EngineHandle, Request};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 pub const BODY_LIMIT: usize = 1 << 20;
-
-/// Counters for `/metrics`, by label.
-#[derive(Default)]
-pub struct Counters {
-    signals: Mutex<BTreeMap<(String, &'static str), u64>>,
-    refused: Mutex<BTreeMap<(&'static str, u16), u64>>,
-}
-
-impl Counters {
-    fn signal(&self, kind: &str, outcome: &'static str, n: u64) {
-        if let Ok(mut m) = self.signals.lock() {
-            *m.entry((kind.to_string(), outcome)).or_default() += n;
-        }
-    }
-
-    fn refused(&self, endpoint: &'static str, status: u16) {
-        if let Ok(mut m) = self.refused.lock() {
-            *m.entry((endpoint, status)).or_default() += 1;
-        }
-    }
-}
+/// A request's body must arrive within this (unless configured).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct AppState {
     pub engine: EngineHandle,
     pub log: log::IntakeLog,
     pub tokens: Arc<Tokens>,
-    pub counters: Arc<Counters>,
+    pub counters: metrics::IntakeCounters,
     pub body_limit: usize,
+    pub body_timeout: std::time::Duration,
 }
 
 /// A refusal: status, message, and the field at fault if there is one.
@@ -154,18 +137,116 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/quarantine", get(quarantine_list))
         .route("/v1/quarantine/{id}/retry", post(quarantine_retry))
         .route("/v1/quarantine/{id}/drop", post(quarantine_drop))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            json_refusals,
+        ))
         .with_state(state)
 }
 
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Refusal> {
-    axum::body::to_bytes(body, state.body_limit)
+/// The endpoint a path belongs to, as `/metrics` labels refusals.
+fn endpoint_of(path: &str) -> &'static str {
+    const ENDPOINTS: [(&str, &str); 9] = [
+        ("/v1/signals", "signals"),
+        ("/v1/alertmanager", "alertmanager"),
+        ("/v2/enqueue", "enqueue"),
+        ("/v2/change/enqueue", "change_enqueue"),
+        ("/v1/decisions/", "decisions"),
+        ("/v1/reviews", "reviews"),
+        ("/v1/quarantine", "quarantine"),
+        ("/metrics", "metrics"),
+        ("/healthz", "healthz"),
+    ];
+    ENDPOINTS
+        .iter()
+        .find(|(prefix, _)| path == *prefix || path.starts_with(prefix))
+        .map_or("unmatched", |(_, name)| name)
+}
+
+/// The router's 404 (made JSON and counted by `json_refusals`).
+async fn not_found(uri: axum::http::Uri) -> (StatusCode, String) {
+    (
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {}", uri.path()),
+    )
+}
+
+/// Every refusal answers JSON and is counted: the handlers' own are
+/// already; this turns the rest (the router's 405, an extractor's 400 on a
+/// malformed path or query) into the same shape.
+async fn json_refusals(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let endpoint = endpoint_of(request.uri().path());
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
         .await
-        .map_err(|_| {
-            Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body over the limit of {} bytes", state.body_limit),
-            )
-        })
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase()
+    } else {
+        text
+    };
+    let mut refused = refuse(&state, endpoint, Refusal::new(status, message));
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        refused.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    refused
+}
+
+/// The request's body, within the size limit and the deadline.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, Refusal> {
+    match tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, state.body_limit),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            // Over the limit, or the client broke off mid-body.
+            let e = e.into_inner();
+            let over = e.is::<http_body_util::LengthLimitError>();
+            Err(if over {
+                Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body over the limit of {} bytes", state.body_limit),
+                )
+            } else {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body could not be read: {e}"),
+                )
+            })
+        }
+        Err(_) => Err(Refusal::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s",
+                state.body_timeout.as_secs()
+            ),
+        )),
+    }
 }
 
 fn content_type(headers: &HeaderMap) -> String {
@@ -184,9 +265,19 @@ struct Accepted {
 }
 
 /// Appends signals to the intake log and waits until they are durable.
-async fn ingest(state: &AppState, signals: Vec<Signal>) -> Result<Accepted, Refusal> {
-    let kinds: Vec<String> = signals.iter().map(|s| s.kind.clone()).collect();
+async fn ingest(
+    state: &AppState,
+    endpoint: &'static str,
+    signals: Vec<Signal>,
+) -> Result<Accepted, Refusal> {
     let ids: Vec<String> = signals.iter().map(|s| s.id.clone()).collect();
+    if signals.is_empty() {
+        // An empty batch is valid, and there is nothing to make durable.
+        return Ok(Accepted {
+            ids,
+            backlog: state.log.backlog(),
+        });
+    }
     let durable = state.log.append(&signals).map_err(|r| match r {
         log::Refused::Full { backlog } => Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -224,9 +315,7 @@ async fn ingest(state: &AppState, signals: Vec<Signal>) -> Result<Accepted, Refu
             )
         })?
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    for k in &kinds {
-        state.counters.signal(k, "accepted", 1);
-    }
+    state.counters.accepted(endpoint, ids.len() as u64);
     Ok(Accepted {
         ids,
         backlog: state.log.backlog(),
@@ -322,7 +411,7 @@ async fn signals_inner(
             }
         }
     };
-    let report = ingest(state, parsed).await?;
+    let report = ingest(state, "signals", parsed).await?;
     Ok(accepted(&report))
 }
 
@@ -498,7 +587,7 @@ async fn alertmanager_hook(
         let parsed = alertmanager::parse(&bytes, Utc::now()).map_err(|e| {
             Refusal::new(StatusCode::BAD_REQUEST, e.to_string()).field(e.field().map(String::from))
         })?;
-        let report = ingest(&state, parsed).await?;
+        let report = ingest(&state, "alertmanager", parsed).await?;
         Ok(accepted(&report))
     }
     .await;
@@ -548,7 +637,7 @@ async fn enqueue(State(state): State<AppState>, headers: HeaderMap, body: Body) 
         let parsed =
             pagerduty::parse(&bytes, Utc::now()).map_err(|e| pagerduty_refusal(&e))?;
         let dedup_key = parsed.dedup_key.clone();
-        ingest(&state, vec![parsed.signal]).await?;
+        ingest(&state, "enqueue", vec![parsed.signal]).await?;
         Ok((
             StatusCode::ACCEPTED,
             axum::Json(json!({ "status": "success", "message": "Event processed", "dedup_key": dedup_key })),
@@ -566,7 +655,7 @@ async fn change_enqueue(State(state): State<AppState>, headers: HeaderMap, body:
         pagerduty_caller(&state, &headers, &bytes)?;
         let signal =
             pagerduty::parse_change(&bytes, Utc::now()).map_err(|e| pagerduty_refusal(&e))?;
-        ingest(&state, vec![signal]).await?;
+        ingest(&state, "change_enqueue", vec![signal]).await?;
         Ok((
             StatusCode::ACCEPTED,
             axum::Json(json!({ "status": "success", "message": "Change event processed" })),
@@ -619,61 +708,8 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         Ok(()) => rx.await.unwrap_or_default(),
         Err(b) => return refuse(&state, "metrics", busy(b)),
     };
-    let mut out = String::new();
-    out.push_str("# HELP signalbox_signals_total Signals received, by type and outcome.\n# TYPE signalbox_signals_total counter\n");
-    if let Ok(m) = state.counters.signals.lock() {
-        for ((kind, outcome), n) in m.iter() {
-            out.push_str(&format!(
-                "signalbox_signals_total{{type=\"{kind}\",outcome=\"{outcome}\"}} {n}\n"
-            ));
-        }
-    }
-    out.push_str(&format!(
-        "signalbox_signals_total{{type=\"any\",outcome=\"duplicate\"}} {}\n",
-        stats.duplicates
-    ));
-    out.push_str(&format!(
-        "# HELP signalbox_intake_backlog Signals acknowledged and not yet decided.\n# TYPE signalbox_intake_backlog gauge\nsignalbox_intake_backlog {}\n",
-        state.log.backlog()
-    ));
-    out.push_str("# HELP signalbox_refused_total Requests refused, by endpoint and status.\n# TYPE signalbox_refused_total counter\n");
-    if let Ok(m) = state.counters.refused.lock() {
-        for ((endpoint, status), n) in m.iter() {
-            out.push_str(&format!(
-                "signalbox_refused_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}\n"
-            ));
-        }
-    }
-    out.push_str("# HELP signalbox_decisions_total Decisions by mode.\n# TYPE signalbox_decisions_total counter\n");
-    for (mode, n) in &stats.decisions_by_mode {
-        out.push_str(&format!(
-            "signalbox_decisions_total{{mode=\"{mode}\"}} {n}\n"
-        ));
-    }
-    out.push_str(&format!(
-        "# HELP signalbox_review_queue_depth Open review items.\n# TYPE signalbox_review_queue_depth gauge\nsignalbox_review_queue_depth {}\n",
-        stats.open_reviews
-    ));
-    out.push_str("# HELP signalbox_flows Flows by state.\n# TYPE signalbox_flows gauge\n");
-    for (s, n) in &stats.flows_by_state {
-        out.push_str(&format!("signalbox_flows{{state=\"{s}\"}} {n}\n"));
-    }
-    out.push_str("# HELP signalbox_breaker_open Circuit breakers (1 when open or half open).\n# TYPE signalbox_breaker_open gauge\n");
-    for (executor, s) in &stats.breakers {
-        let v = u8::from(s != "closed");
-        out.push_str(&format!(
-            "signalbox_breaker_open{{executor=\"{executor}\",state=\"{s}\"}} {v}\n"
-        ));
-    }
-    out.push_str(&format!(
-        "# HELP signalbox_journal_commit_seconds Duration of the last journal commit.\n# TYPE signalbox_journal_commit_seconds gauge\nsignalbox_journal_commit_seconds {}\n",
-        stats.last_commit_micros as f64 / 1e6
-    ));
-    out.push_str(&format!(
-        "# HELP signalbox_journal_commits_total Journal commits.\n# TYPE signalbox_journal_commits_total counter\nsignalbox_journal_commits_total {}\n",
-        stats.commits
-    ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    let text = metrics::render(&state.counters, &stats, state.log.backlog());
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn decision(
@@ -911,7 +947,11 @@ impl Server {
 
 /// Runs the intake on its own thread (for the console): binds `listen` and
 /// serves until stopped. Returns the bound address.
-pub fn spawn_server(listen: SocketAddr, state: AppState) -> Result<(SocketAddr, Server), String> {
+pub fn spawn_server(
+    listen: SocketAddr,
+    state: AppState,
+    limits: server::Limits,
+) -> Result<(SocketAddr, Server), String> {
     check_exposure(&listen, &state.tokens)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -926,14 +966,9 @@ pub fn spawn_server(listen: SocketAddr, state: AppState) -> Result<(SocketAddr, 
     let thread = std::thread::Builder::new()
         .name("intake".into())
         .spawn(move || {
-            runtime.block_on(async move {
-                let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                });
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "http intake stopped");
-                }
-            });
+            runtime.block_on(server::run(listener, router(state), limits, async {
+                let _ = stopped.await;
+            }));
         })
         .map_err(|e| e.to_string())?;
     Ok((local, Server { stop, thread }))

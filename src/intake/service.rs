@@ -44,8 +44,12 @@ pub struct EngineStats {
     pub breakers: Vec<(String, String)>,
     pub last_commit_micros: u64,
     pub commits: u64,
-    /// Signals ignored because their id was seen before.
-    pub duplicates: u64,
+    /// Signals taken in, by type (`other` outside the playbook) and outcome.
+    pub signals: Vec<(String, &'static str, u64)>,
+    /// Quarantined since start, and held now.
+    pub quarantined: u64,
+    pub quarantine_held: u64,
+    pub policy_errors: u64,
 }
 
 pub enum Request {
@@ -344,20 +348,6 @@ impl InFlight {
     }
 }
 
-/// Halts the intake log when the engine thread ends, however it ends: no
-/// append is acknowledged that nothing will decide.
-struct HaltOnExit(Progress);
-
-impl Drop for HaltOnExit {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.halt("the engine thread panicked");
-        } else {
-            self.0.halt("the engine has stopped");
-        }
-    }
-}
-
 fn run(
     mut engine: Engine,
     rx: Receiver<Request>,
@@ -365,8 +355,6 @@ fn run(
     dispatcher: Option<Dispatcher>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    // Declared first, dropped last: after the answers and the journal.
-    let _halt = HaltOnExit(reader.progress());
     // Batches go to the journal without waiting for the ones before: the
     // engine decides the next requests while earlier commits are written,
     // and batches that queue up behind a commit share the next one (the
@@ -640,6 +628,13 @@ fn stats(engine: &Engine) -> EngineStats {
             .collect(),
         last_commit_micros: journal.last_commit_micros,
         commits: journal.commits,
-        duplicates: engine.counts().duplicates,
+        signals: engine
+            .signal_tally()
+            .iter()
+            .map(|((kind, outcome), n)| (kind.clone(), *outcome, *n))
+            .collect(),
+        quarantined: engine.quarantine().quarantined,
+        quarantine_held: engine.quarantine().held,
+        policy_errors: t.policy_errors,
     }
 }

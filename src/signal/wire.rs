@@ -98,8 +98,9 @@ fn each(items: Vec<Value>, received: DateTime<Utc>) -> Result<Vec<Signal>, WireE
 /// Binary mode: attributes from `ce-*` headers (names lower-cased, values
 /// percent-decoded as the HTTP binding says), the `Content-Type` as
 /// `datacontenttype`, the body as the data: parsed as JSON for a JSON
-/// content type (or none), kept as text for `text/*` and any type with a
-/// charset, and as base64 for anything else.
+/// content type, kept as text for `text/*` and any type with a charset,
+/// and as base64 for anything else (with no type, whichever of the three
+/// it is).
 pub fn binary(
     headers: &[(String, String)],
     content_type: Option<&str>,
@@ -112,7 +113,13 @@ pub fn binary(
         let Some(attr) = name.strip_prefix("ce-") else {
             continue;
         };
-        let decoded = percent_encoding::percent_decode_str(value)
+        let unquoted = unquote(value).ok_or_else(|| {
+            bad(SignalError::invalid(
+                name.clone(),
+                "a double-quoted string in it is not closed",
+            ))
+        })?;
+        let decoded = percent_encoding::percent_decode_str(&unquoted)
             .decode_utf8()
             .map_err(|e| {
                 bad(SignalError::invalid(
@@ -157,7 +164,18 @@ pub fn binary(
         return Ok(signal);
     }
     match content_type {
-        None => signal.data = parse(body)?,
+        // No type said: JSON if it is JSON, else text, else bytes (some
+        // senders put a JSON-looking text in without a type).
+        None => match serde_json::from_slice(body) {
+            Ok(value) => signal.data = value,
+            Err(_) => match std::str::from_utf8(body) {
+                Ok(text) => signal.data = Value::String(text.to_string()),
+                Err(_) => {
+                    signal.data_base64 =
+                        Some(base64::engine::general_purpose::STANDARD.encode(body))
+                }
+            },
+        },
         Some(ct) if is_json_type(ct) => signal.data = parse(body)?,
         Some(ct) if is_text_type(ct) => match std::str::from_utf8(body) {
             Ok(text) => signal.data = Value::String(text.to_string()),
@@ -170,6 +188,27 @@ pub fn binary(
         }
     }
     Ok(signal)
+}
+
+/// A header value with its double-quoted strings unescaped (RFC 7230,
+/// 3.2.6), as the HTTP binding asks of receivers before percent-decoding
+/// (older senders quoted instead of encoding); `None` for a quote or an
+/// escape left open.
+fn unquote(value: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !value.contains('"') {
+        return Some(std::borrow::Cow::Borrowed(value));
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut quoted = false;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (_, '"') => quoted = !quoted,
+            (true, '\\') => out.push(chars.next()?),
+            (_, c) => out.push(c),
+        }
+    }
+    (!quoted).then_some(std::borrow::Cow::Owned(out))
 }
 
 /// Whether a content type is text: `text/*`, or any with a charset.
@@ -215,6 +254,40 @@ mod tests {
         assert_eq!(s.extensions["traceparent"], "00-4bf92f");
         assert_eq!(s.data["a"], 1);
         assert_eq!(s.datacontenttype.as_deref(), Some("application/json"));
+    }
+
+    /// The HTTP binding's decoding, on the cases sdk-csharp tests.
+    #[test]
+    fn header_values_are_unquoted_then_percent_decoded() {
+        let subject = |value: &str| {
+            let mut h = headers(&BASE);
+            h.push(("ce-subject".into(), value.into()));
+            binary(&h, None, b"", now()).map(|s| s.subject)
+        };
+        for (value, want) in [
+            ("simple", "simple"),
+            ("Euro%20%E2%82%AC%20%F0%9F%98%80", "Euro € 😀"),
+            ("Euro%20%e2%82%ac%20%f0%9F%98%80", "Euro € 😀"),
+            ("percent%25encoded", "percent%encoded"),
+            ("caf%C3%A9", "café"),
+            ("line1%0D%0Aline2", "line1\r\nline2"),
+            ("lenient decoding %30%31", "lenient decoding 01"),
+            ("\"  quoted  text  \"unquoted", "  quoted  text  unquoted"),
+            ("\"escaped quote\\\"\"end", "escaped quote\"end"),
+            ("\"escaped backslash\\\\end\"", "escaped backslash\\end"),
+            ("non-escaping backslash\\end", "non-escaping backslash\\end"),
+        ] {
+            assert_eq!(subject(value).as_deref(), Ok(want), "{value}");
+        }
+        for value in [
+            "%ED%B0%80",
+            "%ED%A0%80%ED%B0%80",
+            "%C0%A0",
+            "%E2%82",
+            "\"unterminated quote",
+        ] {
+            assert!(subject(value).is_err(), "{value} is refused");
+        }
     }
 
     #[test]

@@ -1,0 +1,229 @@
+//! `/metrics` in the Prometheus text format (0.0.4), written by
+//! `prometheus-client`, which escapes every label value (`\\`, `"`,
+//! newline): a signal type or executor name can neither forge a series
+//! nor break a scrape. Every label takes a bounded set of values: signal
+//! types are those of the playbook (any other is counted as `other`),
+//! endpoints and statuses are the intake's own.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::service::EngineStats;
+
+/// Labels of one series, in their order on the line.
+type Labels = Vec<(&'static str, String)>;
+
+/// What the intake itself counts, as requests arrive.
+#[derive(Debug, Default, Clone)]
+pub struct IntakeCounters {
+    accepted: Family<Labels, Counter>,
+    refused: Family<Labels, Counter>,
+}
+
+impl IntakeCounters {
+    /// Signals acknowledged (durable in the intake log) by an endpoint.
+    pub fn accepted(&self, endpoint: &'static str, n: u64) {
+        self.accepted
+            .get_or_create(&vec![("endpoint", endpoint.to_string())])
+            .inc_by(n);
+    }
+
+    /// A request refused by an endpoint with a status.
+    pub fn refused(&self, endpoint: &'static str, status: u16) {
+        self.refused
+            .get_or_create(&vec![
+                ("endpoint", endpoint.to_string()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+    }
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, value: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(value);
+    registry.register(name, help, c);
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
+    let g: Gauge<f64, AtomicU64> = Gauge::default();
+    g.set(value);
+    registry.register(name, help, g);
+}
+
+fn counters<'a>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, u64)> + 'a,
+) {
+    let family = Family::<Labels, Counter>::default();
+    for (labels, n) in series {
+        family.get_or_create(&labels).inc_by(n);
+    }
+    registry.register(name, help, family);
+}
+
+fn gauges<'a>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, i64)> + 'a,
+) {
+    let family = Family::<Labels, Gauge>::default();
+    for (labels, v) in series {
+        family.get_or_create(&labels).set(v);
+    }
+    registry.register(name, help, family);
+}
+
+/// The whole exposition for one scrape.
+pub fn render(intake: &IntakeCounters, stats: &EngineStats, backlog: u64) -> String {
+    let mut r = Registry::default();
+    counters(
+        &mut r,
+        "signalbox_signals",
+        "Signals the engine took in, by type (`other` for types outside the playbook) and outcome",
+        stats.signals.iter().map(|(kind, outcome, n)| {
+            (
+                vec![("type", kind.clone()), ("outcome", outcome.to_string())],
+                *n,
+            )
+        }),
+    );
+    r.register(
+        "signalbox_intake_accepted",
+        "Signals acknowledged by the HTTP intake, by endpoint",
+        intake.accepted.clone(),
+    );
+    r.register(
+        "signalbox_refused",
+        "Requests refused, by endpoint and status",
+        intake.refused.clone(),
+    );
+    gauge(
+        &mut r,
+        "signalbox_intake_backlog",
+        "Signals acknowledged and not yet decided",
+        backlog as f64,
+    );
+    counters(
+        &mut r,
+        "signalbox_decisions",
+        "Decisions by mode",
+        stats
+            .decisions_by_mode
+            .iter()
+            .map(|(mode, n)| (vec![("mode", mode.clone())], *n)),
+    );
+    counter(
+        &mut r,
+        "signalbox_quarantined",
+        "Signals that could not be decided and were quarantined",
+        stats.quarantined,
+    );
+    gauge(
+        &mut r,
+        "signalbox_quarantine_held",
+        "Signals held in quarantine now",
+        stats.quarantine_held as f64,
+    );
+    counter(
+        &mut r,
+        "signalbox_policy_errors",
+        "Policy rules that failed to evaluate (applied at their strictest)",
+        stats.policy_errors,
+    );
+    gauge(
+        &mut r,
+        "signalbox_review_queue_depth",
+        "Open review items",
+        stats.open_reviews as f64,
+    );
+    gauges(
+        &mut r,
+        "signalbox_flows",
+        "Flows in memory by state",
+        stats
+            .flows_by_state
+            .iter()
+            .map(|(state, n)| (vec![("state", state.clone())], *n as i64)),
+    );
+    gauges(
+        &mut r,
+        "signalbox_breaker_open",
+        "Circuit breakers (1 when open or half open)",
+        stats.breakers.iter().map(|(executor, state)| {
+            (
+                vec![("executor", executor.clone()), ("state", state.clone())],
+                i64::from(state != "closed"),
+            )
+        }),
+    );
+    gauge(
+        &mut r,
+        "signalbox_journal_commit_seconds",
+        "Duration of the last journal commit",
+        stats.last_commit_micros as f64 / 1e6,
+    );
+    counter(
+        &mut r,
+        "signalbox_journal_commits",
+        "Journal commits",
+        stats.commits,
+    );
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, &r);
+    out
+}
+
+/// The content type of `render`'s text.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_label_values_are_escaped_and_cannot_forge_series() {
+        let stats = EngineStats {
+            signals: vec![(
+                "evil\"} 1\nsignalbox_forged_total{x=\"1".to_string(),
+                "decided",
+                3,
+            )],
+            breakers: vec![("it's \\ \"odd\"".to_string(), "open".to_string())],
+            ..EngineStats::default()
+        };
+        let intake = IntakeCounters::default();
+        intake.refused("signals", 400);
+        let text = render(&intake, &stats, 7);
+        assert!(
+            !text.lines().any(|l| l.starts_with("signalbox_forged")),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"type="evil\"} 1\nsignalbox_forged_total{x=\"1""#),
+            "{text}"
+        );
+        assert!(text.contains(r#"executor="it's \\ \"odd\"""#), "{text}");
+        assert!(text.contains("signalbox_intake_backlog 7"), "{text}");
+        assert!(
+            text.contains(r#"signalbox_refused_total{endpoint="signals",status="400"} 1"#),
+            "{text}"
+        );
+        // Every line is a comment or `name{labels} value`.
+        for line in text.lines() {
+            assert!(
+                line.starts_with('#') || line.starts_with("signalbox_"),
+                "{line}"
+            );
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Helpers shared by the integration tests: the real server on a loopback
+//! port, an HTTP client, polling until something holds, `/metrics` lines.
+#![allow(dead_code)] // each test binary uses its own share of these
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+/// A child process killed (and reaped) when dropped.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `signalbox serve` on a random loopback port, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// SIGTERM, then the exit status (the server drains and closes).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("the server exits")
+    }
+}
+
+pub fn serve(dir: &Path, extra: &[&str]) -> Server {
+    serve_with_config(dir, extra, None)
+}
+
+/// Starts the server on `dir`, with `config` as its config.toml if given
+/// (kept beside the data, so no user config leaks in).
+pub fn serve_with_config(dir: &Path, extra: &[&str], config: Option<&str>) -> Server {
+    let config_home = dir.with_extension("config");
+    if let Some(text) = config {
+        std::fs::create_dir_all(config_home.join("signalbox")).unwrap();
+        std::fs::write(config_home.join("signalbox").join("config.toml"), text).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .args(extra)
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", &config_home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Server {
+        child,
+        base: format!("http://{addr}"),
+        dir: dir.to_path_buf(),
+    }
+}
+
+pub fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A structured-mode CloudEvent from the `test` source.
+pub fn event(id: &str, kind: &str, subject: &str, data: Value) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "test", "type": kind, "subject": subject, "data": data})
+}
+
+/// Polls `f` every 20 ms until it gives a value; fails after `within`.
+pub fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let began = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(began.elapsed() < within, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// POSTs one structured-mode event; the response.
+pub fn post_event(c: &Client, base: &str, event: &Value) -> reqwest::blocking::Response {
+    c.post(format!("{base}/v1/signals"))
+        .header("content-type", "application/cloudevents+json")
+        .body(event.to_string())
+        .send()
+        .unwrap()
+}
+
+/// What `GET /v1/signals/{id}` says once the signal is no longer pending:
+/// decided or quarantined.
+pub fn settled(c: &Client, base: &str, id: &str) -> Value {
+    wait_for(
+        &format!("signal {id} to be decided"),
+        Duration::from_secs(20),
+        || {
+            let r = c.get(format!("{base}/v1/signals/{id}")).send().unwrap();
+            match r.status().as_u16() {
+                200 => Some(r.json::<Value>().unwrap()),
+                404 => None,
+                other => panic!("GET /v1/signals/{id}: {other} {}", r.text().unwrap()),
+            }
+        },
+    )
+}
+
+/// Waits until the engine has decided the signal; its decision's id.
+pub fn decided(c: &Client, base: &str, id: &str) -> String {
+    let v = settled(c, base, id);
+    assert_eq!(v["state"], "decided", "{v}");
+    v["decision"].as_str().unwrap().to_string()
+}
+
+pub fn metrics_text(c: &Client, base: &str) -> String {
+    c.get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// The value of one line of `/metrics` (0 when absent).
+pub fn metric(c: &Client, base: &str, name: &str) -> f64 {
+    metrics_text(c, base)
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Waits until the engine has decided everything the intake log holds.
+pub fn drained(c: &Client, base: &str) {
+    wait_for("the engine to catch up", Duration::from_secs(60), || {
+        (metric(c, base, "signalbox_intake_backlog ") == 0.0).then_some(())
+    })
+}
