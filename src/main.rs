@@ -104,11 +104,43 @@ enum Command {
         #[arg(long = "source")]
         sources: Vec<String>,
     },
+    /// Signals the engine could not decide: list them, retry one, or drop it.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
     /// Configuration: `signalbox config path` prints where config.toml is read from.
     Config {
         #[arg(value_parser = ["path"])]
         what: String,
     },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// The signals held, newest first.
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decide a held signal again (it is held again should it fail again).
+    Retry(QuarantineTarget),
+    /// Set a held signal aside for good (it stays in the journal).
+    Drop(QuarantineTarget),
+}
+
+#[derive(Args)]
+struct QuarantineTarget {
+    /// The signal's id.
+    id: String,
+    /// Its source, where several sources sent that id.
+    #[arg(long)]
+    source: Option<String>,
+    /// Why, for the audit trail.
+    #[arg(long, default_value = "")]
+    note: String,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -244,7 +276,10 @@ fn explain_cmd(id: &str, dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn check_cmd(dir: &Path, json: bool) -> Result<()> {
+/// Opens an existing journal as a restart does (it resumes what was in
+/// flight and decides what was journaled but not decided), for a command
+/// that acts on it; refused while another process holds it.
+fn open_journal(dir: &Path) -> Result<signalbox::engine::Engine> {
     if !dir.join(signalbox::journal::FILE_NAME).exists() {
         bail!("no journal at {}", dir.display());
     }
@@ -253,23 +288,33 @@ fn check_cmd(dir: &Path, json: bool) -> Result<()> {
     let world = signalbox::sim::world::northwind(&mut world_rng, start);
     let now = chrono::Utc::now().max(start);
     let config = signalbox::engine::EngineConfig::new(dir, 0);
-    let engine = signalbox::engine::Engine::open(config, world, now)?;
+    Ok(signalbox::engine::Engine::open(config, world, now)?)
+}
+
+fn check_cmd(dir: &Path, json: bool) -> Result<()> {
+    let mut engine = open_journal(dir)?;
     let resumed = (engine.counts().active_flows, engine.counts().open_reviews);
+    // Acknowledged by the HTTP intake but not yet in the journal: the
+    // intake log holds them, and a restart decides them; so does this.
+    let from_log = signalbox::intake::service::drain_log(&mut engine)?;
     engine.close()?;
     let counts = read::counts(dir)?;
     if json {
         let mut v = serde_json::to_value(&counts)?;
         v["resumed_flows"] = resumed.0.into();
         v["resumed_reviews"] = resumed.1.into();
+        v["decided_from_intake_log"] = from_log.into();
         println!("{v}");
     } else {
         println!(
-            "journal {}: {} signals, {} decided, {} undecided; {} decisions, {} review actions, \
-             {} open reviews; {} flows ({} active); {} feedback; chain {}",
+            "journal {}: {} signals, {} decided, {} undecided, {} quarantined; {} decisions, \
+             {} review actions, {} open reviews; {} flows ({} active); {} feedback; chain {}; \
+             {} signals decided from the intake log",
             dir.display(),
             counts.signals,
             counts.decided_signals,
             counts.undecided_signals,
+            counts.quarantined,
             counts.decisions,
             counts.review_actions,
             counts.open_reviews,
@@ -280,10 +325,90 @@ fn check_cmd(dir: &Path, json: bool) -> Result<()> {
                 "verifies"
             } else {
                 "BROKEN"
-            }
+            },
+            from_log
         );
     }
     Ok(())
+}
+
+fn quarantine_cmd(what: QuarantineCommand) -> Result<()> {
+    use signalbox::journal::QuarantineState;
+    match what {
+        QuarantineCommand::List { data_dir, json } => {
+            let dir = data_dir_or_default(&data_dir)?;
+            let held = read::quarantine(&dir, Some(QuarantineState::Held), i64::MAX)
+                .with_context(|| format!("reading the journal in {}", dir.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&held)?);
+            } else if held.is_empty() {
+                println!("no signal is held in quarantine in {}", dir.display());
+            } else {
+                for q in &held {
+                    println!(
+                        "{}  {}  {}  {}  {}",
+                        q.time.format("%Y-%m-%d %H:%M:%S"),
+                        q.signal_id,
+                        q.source,
+                        q.kind,
+                        q.error
+                    );
+                }
+            }
+            Ok(())
+        }
+        QuarantineCommand::Retry(target) => {
+            let (mut engine, actor) = quarantine_engine(&target)?;
+            let retried = engine.retry_quarantined(
+                &target.id,
+                target.source.as_deref(),
+                &actor,
+                &target.note,
+                chrono::Utc::now(),
+            );
+            engine.close()?;
+            match retried? {
+                signalbox::engine::quarantine::Retried::Decided(d) => {
+                    println!("{} decided: {d}", target.id)
+                }
+                signalbox::engine::quarantine::Retried::HeldAgain(e) => {
+                    println!("{} failed again and is held: {e}", target.id)
+                }
+            }
+            Ok(())
+        }
+        QuarantineCommand::Drop(target) => {
+            let (mut engine, actor) = quarantine_engine(&target)?;
+            let dropped = engine.drop_quarantined(
+                &target.id,
+                target.source.as_deref(),
+                &actor,
+                &target.note,
+                chrono::Utc::now(),
+            );
+            engine.close()?;
+            let q = dropped?;
+            println!(
+                "{} from {} dropped; it stays in the journal",
+                q.signal_id, q.source
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The engine on the journal, and who acts: whoever can open the journal's
+/// files stands as a lead here.
+fn quarantine_engine(
+    target: &QuarantineTarget,
+) -> Result<(signalbox::engine::Engine, signalbox::review::Actor)> {
+    let dir = data_dir_or_default(&target.data_dir)?;
+    let engine = open_journal(&dir)?;
+    let name = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    Ok((
+        engine,
+        signalbox::review::Actor::new(&name, signalbox::decide::policy::Role::Lead),
+    ))
 }
 
 fn console(args: &ConsoleArgs) -> Result<()> {
@@ -479,10 +604,10 @@ fn serve(
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let local = listener.local_addr()?;
-        println!(
+        say(&format!(
             "signalbox: listening on http://{local} (journal {})",
             dir.display()
-        );
+        ));
         intake::server::run(listener, intake::router(state), limits, stop_signals.recv()).await;
         anyhow::Ok(())
     });
@@ -502,8 +627,16 @@ fn serve(
         .join()
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
     served?;
-    println!("signalbox: stopped; journal closed");
+    say("signalbox: stopped; journal closed");
     Ok(())
+}
+
+/// A line on standard output that a daemon may lose: a supervisor that
+/// closed the pipe must not turn a clean stop into a panic.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// SIGINT and SIGTERM, listened for from the start of `serve`: a signal
@@ -576,6 +709,7 @@ fn main() -> ExitCode {
             data_dir_or_default(&data_dir).and_then(|dir| check_cmd(&dir, json))
         }
         Some(Command::Bench(args)) => signalbox::bench::run(&args).map_err(anyhow::Error::from),
+        Some(Command::Quarantine(what)) => quarantine_cmd(what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -260,3 +260,29 @@ fn a_log_made_with_autoincrement_goes_on_from_its_sequence() {
     assert_eq!(ids(&mut reader, 10), ["after"]);
     assert_eq!(reader.position(), 4144);
 }
+
+/// No append is acknowledged that nothing will decide: once the engine's
+/// reader is gone (its thread ended, however), or the engine has been
+/// silent past the limit, appends are refused; they are taken again when
+/// a stuck engine comes round.
+#[test]
+fn appends_are_refused_while_the_engine_is_stuck_or_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _writer) = IntakeLog::open(dir.path()).unwrap();
+    log.set_stuck_after(std::time::Duration::from_millis(200));
+    let reader = log.reader(None).unwrap();
+    append(&log, &["a"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let refused = log.append(&[signal("b")]).unwrap_err();
+    assert!(matches!(refused, Refused::Stuck(_)), "{refused:?}");
+    assert!(log.unavailable().unwrap().contains("not come round"));
+    reader.beat();
+    append(&log, &["c"]);
+    assert_eq!(log.unavailable(), None);
+    drop(reader);
+    let refused = log.append(&[signal("d")]).unwrap_err();
+    assert!(
+        matches!(&refused, Refused::Halted(why) if why.contains("stopped")),
+        "{refused:?}"
+    );
+}

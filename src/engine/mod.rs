@@ -511,6 +511,11 @@ impl Engine {
         signal: Arc<Signal>,
         now: DateTime<Utc>,
     ) -> Result<Arc<Decision>, EngineError> {
+        // The boundary's second line of defence, exercised by its tests.
+        #[cfg(test)]
+        if signal.kind == quarantine::tests::PANICS {
+            panic!("a signal made to panic");
+        }
         self.context.apply(&signal)?;
         if signal.kind == "outcome.recorded" {
             self.learn_from_outcome(&signal, now);

@@ -215,3 +215,79 @@ fn check_lead(actor: &Actor) -> Result<(), QuarantineError> {
         Err(QuarantineError::NotALead(actor.name.clone()))
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::engine::{EngineConfig, Ingested};
+    use rand::SeedableRng;
+
+    /// A signal type whose deciding panics (see `Engine::decide_signal`).
+    pub(crate) const PANICS: &str = "test.panics";
+
+    fn start() -> DateTime<Utc> {
+        crate::sim::default_start()
+    }
+
+    fn open(dir: &std::path::Path) -> Engine {
+        let world =
+            crate::sim::world::northwind(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1), start());
+        Engine::open(EngineConfig::new(dir, 1), world, start()).unwrap()
+    }
+
+    fn signal(id: &str, kind: &str) -> Signal {
+        Signal {
+            id: id.into(),
+            source: "test".into(),
+            kind: kind.into(),
+            subject: "customer/c0001".into(),
+            time: start(),
+            ..Signal::default()
+        }
+    }
+
+    /// A panic while deciding is caught, the signal held with the panic's
+    /// message, nothing half-decided journaled, and the engine goes on; a
+    /// restart does not decide it again, and a lead can take it back.
+    #[test]
+    fn a_panic_while_deciding_quarantines_the_signal_and_the_engine_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = open(dir.path());
+        let out = engine.ingest(signal("boom", PANICS), start());
+        let Ingested::Quarantined { error } = out else {
+            panic!("{out:?}")
+        };
+        assert!(error.contains("a signal made to panic"), "{error}");
+        let next = engine.ingest(signal("fine", "ticket.opened"), start());
+        assert!(matches!(next, Ingested::Decided { .. }), "{next:?}");
+        assert_eq!(engine.quarantine().held, 1);
+        engine.flush().unwrap().wait().unwrap();
+        engine.close().unwrap();
+
+        let counts = read::counts(dir.path()).unwrap();
+        assert_eq!((counts.quarantined, counts.undecided_signals), (1, 0));
+        assert!(counts.chain_ok);
+        let mut engine = open(dir.path());
+        assert_eq!(engine.quarantine().held, 1, "not retried at a restart");
+        let operator = Actor::new("ana", crate::decide::policy::Role::Operator);
+        assert!(
+            engine
+                .retry_quarantined("boom", None, &operator, "", start())
+                .is_err()
+        );
+        let lead = Actor::new("lars", crate::decide::policy::Role::Lead);
+        let again = engine
+            .retry_quarantined("boom", None, &lead, "try again", start())
+            .unwrap();
+        assert!(matches!(again, Retried::HeldAgain(_)), "{again:?}");
+        let dropped = engine
+            .drop_quarantined("boom", Some("test"), &lead, "it is a test", start())
+            .unwrap();
+        assert_eq!(dropped.state, QuarantineState::Dropped);
+        assert_eq!(engine.quarantine().held, 0);
+        engine.close().unwrap();
+        let counts = read::counts(dir.path()).unwrap();
+        assert_eq!(counts.quarantined, 0);
+        assert!(counts.chain_ok);
+    }
+}

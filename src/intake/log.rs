@@ -111,6 +111,9 @@ struct Shared {
     /// `epoch` (0: no engine reads it yet).
     heartbeat: AtomicU64,
     epoch: std::time::Instant,
+    /// Silence past which the engine is taken for stuck (`STUCK_AFTER`
+    /// unless set), in milliseconds.
+    stuck_after: AtomicU64,
 }
 
 impl Shared {
@@ -148,8 +151,8 @@ impl Shared {
             return None;
         }
         let silent = (self.epoch.elapsed().as_millis() as u64).saturating_sub(beat);
-        let silent = std::time::Duration::from_millis(silent);
-        (silent >= STUCK_AFTER).then_some(silent)
+        let limit = self.stuck_after.load(Ordering::SeqCst);
+        (silent >= limit).then_some(std::time::Duration::from_millis(silent))
     }
 }
 
@@ -207,6 +210,7 @@ impl IntakeLog {
             max_backlog: max_backlog.max(1),
             heartbeat: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
+            stuck_after: AtomicU64::new(STUCK_AFTER.as_millis() as u64),
         });
         // Checkpoints run beside the writer, as the journal's do; the thread
         // ends with the writer's connection, and the writer waits for it.
@@ -272,6 +276,15 @@ impl IntakeLog {
     /// Signals acknowledged and not yet decided.
     pub fn backlog(&self) -> u64 {
         self.shared.backlog()
+    }
+
+    /// Takes the engine for stuck after `silence` without it coming round
+    /// (instead of `STUCK_AFTER`).
+    pub fn set_stuck_after(&self, silence: std::time::Duration) {
+        let millis = u64::try_from(silence.as_millis()).unwrap_or(u64::MAX);
+        self.shared
+            .stuck_after
+            .store(millis.max(1), Ordering::SeqCst);
     }
 
     /// Why the log takes no appends now, if it does not: the engine

@@ -445,8 +445,12 @@ async fn signal_status(
             "id": id, "source": source, "state": "decided", "decision": decision
         })),
         Ok(SignalState::Quarantined(q)) => ok(json!({
-            "id": id, "source": q.source, "state": "quarantined", "error": q.error,
-            "since": q.time,
+            "id": id, "source": q.source,
+            "state": match q.state {
+                crate::journal::QuarantineState::Dropped => "dropped",
+                _ => "quarantined",
+            },
+            "error": q.error, "since": q.time,
         })),
         Ok(SignalState::Ambiguous(sources)) => refuse(
             &state,

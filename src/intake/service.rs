@@ -298,6 +298,30 @@ pub fn decide_from_log(
     Some((reader.progress(), reader.position()))
 }
 
+/// Decides whatever the intake log in `dir` holds past the engine's
+/// cursor, as a restart of `serve` would, and commits it. Returns how many
+/// signals it read (0 when there is no log).
+pub fn drain_log(engine: &mut Engine) -> anyhow::Result<u64> {
+    let dir = engine.data_dir().to_path_buf();
+    if !dir.join(crate::intake::log::FILE_NAME).exists() {
+        return Ok(0);
+    }
+    let (log, writer) = IntakeLog::open(&dir)?;
+    let mut reader = log.reader(engine.intake_cursor())?;
+    let before = reader.position();
+    while let Some((progress, upto)) = decide_from_log(engine, &mut reader, FROM_LOG, Utc::now()) {
+        engine.flush()?.wait()?;
+        progress.decided(upto);
+    }
+    let read = reader.position() - before;
+    drop(reader);
+    drop(log);
+    if writer.join().is_err() {
+        anyhow::bail!("the intake log's writer panicked");
+    }
+    Ok(read)
+}
+
 /// Most requests folded into one commit.
 const GROUP: usize = 512;
 
