@@ -144,6 +144,25 @@ pub struct Agent {
     pub shift: Shift,
 }
 
+/// A change recorded somewhere (a deploy, a configuration push): what
+/// policies deciding on an alert see beside it, as it may explain it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    pub source: String,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
+    pub time: DateTime<Utc>,
+}
+
+/// Changes kept, at most, and for how long before a signal they count.
+const CHANGES_KEPT: usize = 20;
+const CHANGES_WINDOW: Duration = Duration::hours(2);
+
+/// The entity key under which the recent changes are journaled.
+const CHANGES_KEY: &str = "changes/recent";
+
 /// Business hours: weekdays between two hours, UTC for the simulated company.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Calendar {
@@ -235,6 +254,8 @@ pub struct Context {
     pub calendar: Calendar,
     /// Open orders per supplier, kept beside `orders` for the fan-out.
     open_by_supplier: crate::FastMap<String, BTreeSet<String>>,
+    /// The newest changes recorded (`change.recorded`), oldest first.
+    changes: std::collections::VecDeque<Change>,
     dirty: BTreeSet<String>,
 }
 
@@ -366,6 +387,9 @@ impl Context {
             "calendar" => {
                 self.calendar = serde_json::from_value(body).map_err(bad)?;
             }
+            "changes" => {
+                self.changes = serde_json::from_value(body).map_err(bad)?;
+            }
             other => return Err(format!("unknown entity kind {other:?} in {key}")),
         }
         self.dirty.remove(key);
@@ -451,6 +475,7 @@ impl Context {
             "service" => EntityJson::of(self.services.get(id)?),
             "team" => EntityJson::of(self.teams.get(id)?),
             "agent" => EntityJson::of(self.agents.get(id)?),
+            "changes" if !self.changes.is_empty() => EntityJson::of(&self.changes),
             _ => None,
         }
     }
@@ -550,6 +575,28 @@ impl Context {
                     touched.push(key);
                 }
             }
+            "change.recorded" => {
+                let Some(summary) = signal.data_str("summary") else {
+                    return Ok(touched);
+                };
+                let service = signal.data_str("service").map(String::from).or_else(|| {
+                    match split_key(&signal.subject) {
+                        Some(("service", id)) => Some(id.to_string()),
+                        _ => None,
+                    }
+                });
+                if self.changes.len() >= CHANGES_KEPT {
+                    self.changes.pop_front();
+                }
+                self.changes.push_back(Change {
+                    summary: summary.to_string(),
+                    service,
+                    source: signal.source.clone(),
+                    time: signal.time,
+                });
+                self.dirty.insert(CHANGES_KEY.to_string());
+                touched.push(CHANGES_KEY.to_string());
+            }
             "ticket.opened" | "escalation.opened" | "escalation.resolved" => {
                 let escalated = match signal.kind.as_str() {
                     "escalation.opened" => Some(true),
@@ -599,7 +646,21 @@ impl Context {
                 add(format!("{key}/{id}"));
             }
         }
+        if signal.kind.starts_with("alert.") {
+            add(CHANGES_KEY.to_string());
+        }
         snapshot
+    }
+
+    /// The changes recorded in the window before `at`, as policies see them.
+    fn changes_before(&self, at: DateTime<Utc>) -> Value {
+        Value::Array(
+            self.changes
+                .iter()
+                .filter(|c| c.time <= at && at - c.time <= CHANGES_WINDOW)
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect(),
+        )
     }
 
     pub fn services(&self) -> &BTreeMap<String, Service> {
@@ -649,6 +710,7 @@ impl Context {
                 .unwrap_or(Value::Null),
             "business_hours": self.calendar.is_business_hours(signal.time),
             "entities": snapshot.len(),
+            "changes": self.changes_before(signal.time),
         })
     }
 }

@@ -257,6 +257,18 @@ fn content_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
+/// A header's value as text. The HTTP binding asks senders to
+/// percent-encode anything outside printable ASCII, but some SDKs send raw
+/// bytes: UTF-8 is read as such, anything else as ISO-8859-1 (HTTP's old
+/// default), so no value is refused for its bytes alone.
+fn header_text(value: &HeaderValue) -> String {
+    let bytes = value.as_bytes();
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_string(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
 /// What an accepted request answers: the ids of its signals, now durable in
 /// the intake log, and how many signals wait to be decided before them.
 struct Accepted {
@@ -361,36 +373,14 @@ async fn signals_inner(
     let binary =
         headers.contains_key("ce-specversion") && !ct.starts_with("application/cloudevents");
     let parsed = if binary {
-        let mut pairs = Vec::new();
-        for (name, value) in headers {
-            let name = name.as_str().to_lowercase();
-            if !name.starts_with("ce-") {
-                continue;
-            }
-            let value = value.to_str().map_err(|_| {
-                Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "header {name} is not ASCII: percent-encode it, as the HTTP binding says"
-                    ),
-                )
-                .field(Some(name.clone()))
-            })?;
-            pairs.push((name, value.to_string()));
-        }
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .map(|v| {
-                v.to_str().map_err(|_| {
-                    Refusal::new(
-                        StatusCode::BAD_REQUEST,
-                        "the Content-Type header is not ASCII",
-                    )
-                    .field(Some("content-type".into()))
-                })
-            })
-            .transpose()?;
-        wire::binary(&pairs, content_type, &bytes, now)
+        let pairs: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_lowercase(), value))
+            .filter(|(name, _)| name.starts_with("ce-"))
+            .map(|(name, value)| (name, header_text(value)))
+            .collect();
+        let content_type = headers.get(header::CONTENT_TYPE).map(header_text);
+        wire::binary(&pairs, content_type.as_deref(), &bytes, now)
             .map(|s| vec![s])
             .map_err(bad)?
     } else {

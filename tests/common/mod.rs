@@ -126,11 +126,20 @@ pub fn post_event(c: &Client, base: &str, event: &Value) -> reqwest::blocking::R
 /// What `GET /v1/signals/{id}` says once the signal is no longer pending:
 /// decided or quarantined.
 pub fn settled(c: &Client, base: &str, id: &str) -> Value {
+    settled_with(c, base, id, None)
+}
+
+/// `settled`, asking with a bearer token.
+pub fn settled_with(c: &Client, base: &str, id: &str, token: Option<&str>) -> Value {
     wait_for(
         &format!("signal {id} to be decided"),
         Duration::from_secs(20),
         || {
-            let r = c.get(format!("{base}/v1/signals/{id}")).send().unwrap();
+            let mut request = c.get(format!("{base}/v1/signals/{id}"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let r = request.send().unwrap();
             match r.status().as_u16() {
                 200 => Some(r.json::<Value>().unwrap()),
                 404 => None,
