@@ -217,12 +217,13 @@ pub fn render(e: &Explanation) -> String {
         }
     }
     line(&mut out, "");
-    match &e.chain {
-        Ok(n) => line(
+    match &e.chain.result {
+        Ok(_) => line(
             &mut out,
             format!(
-                "audit chain: verifies ({n} records); this record's hash {}",
-                e.hash
+                "audit chain: verifies around this record (records {}–{}, checkpoint to checkpoint; \
+                 `signalbox check` reads it whole); its hash {}",
+                e.chain.from, e.chain.to, e.hash
             ),
         ),
         Err(b) => line(
@@ -244,9 +245,10 @@ pub fn to_json(e: &Explanation) -> Value {
         "flow": e.flow,
         "flow_events": e.flow_events,
         "children": e.children.iter().map(|c| &c.id).collect::<Vec<_>>(),
-        "chain": match &e.chain {
-            Ok(n) => json!({"verifies": true, "records": n}),
-            Err(b) => json!({"verifies": false, "seq": b.seq, "reason": b.reason}),
+        "chain": match &e.chain.result {
+            Ok(n) => json!({"verifies": true, "records": n, "from": e.chain.from, "to": e.chain.to}),
+            Err(b) => json!({"verifies": false, "seq": b.seq, "reason": b.reason,
+                             "from": e.chain.from, "to": e.chain.to}),
         },
     })
 }

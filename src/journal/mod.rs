@@ -240,6 +240,8 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_decision ON feedback(decision_id);
 CREATE TABLE IF NOT EXISTS entities (key TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (seq INTEGER PRIMARY KEY, feedback_count INTEGER NOT NULL, body TEXT NOT NULL);
+-- The audit chain's hash every `chain::MARK_EVERY` records, by seq.
+CREATE TABLE IF NOT EXISTS chain_marks (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL);
 -- Signals the engine could not decide, by identity; the latest state of
 -- each (held, retried, dropped). Every change is in the audit chain too.
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -314,6 +316,25 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if !has_column(conn, "audit", "signal_source")? {
         conn.execute_batch("ALTER TABLE audit ADD COLUMN signal_source TEXT")?;
     }
+    // A fan-out's branches name their parent decision: indexed, so an
+    // explanation finds them without reading every decision.
+    if !has_column(conn, "audit", "parent")? {
+        conn.execute_batch(
+            "ALTER TABLE audit ADD COLUMN parent TEXT;
+             UPDATE audit SET parent = json_extract(body, '$.parent')
+                 WHERE kind = 'decision' AND body LIKE '%\"parent\":%';",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS audit_parent ON audit(parent) WHERE parent IS NOT NULL",
+    )?;
+    // Checkpoints for records written before there were any.
+    conn.execute(
+        "INSERT OR IGNORE INTO chain_marks (seq, hash)
+         SELECT seq, hash FROM audit
+         WHERE seq > (SELECT COALESCE(MAX(seq), 0) FROM chain_marks) AND seq % ?1 = 0",
+        [chain::MARK_EVERY],
+    )?;
     // Signals were once unique by id alone: the table is rebuilt with
     // their source beside it (taken from the body each row holds).
     if !has_column(conn, "signals", "source")? {
@@ -659,6 +680,51 @@ fn writer_loop(
     }
 }
 
+/// One record of the audit chain, beside its body.
+struct AuditRow<'a> {
+    kind: &'static str,
+    ref_id: &'a str,
+    decision_id: &'a str,
+    signal_id: Option<&'a str>,
+    signal_source: Option<&'a str>,
+    time: chrono::DateTime<chrono::Utc>,
+    parent: Option<&'a str>,
+}
+
+/// Appends to the audit chain within one transaction: each record's hash
+/// covers the one before, and every `chain::MARK_EVERY`th is kept as a
+/// checkpoint.
+struct Audit<'t> {
+    insert: rusqlite::CachedStatement<'t>,
+    mark: rusqlite::CachedStatement<'t>,
+    tx: &'t rusqlite::Transaction<'t>,
+    last_hash: &'t mut String,
+}
+
+impl Audit<'_> {
+    fn append(&mut self, row: AuditRow<'_>, body: &str) -> rusqlite::Result<()> {
+        let hash = chain::link(self.last_hash, row.kind, body);
+        self.insert.execute(params![
+            row.kind,
+            row.ref_id,
+            row.decision_id,
+            row.signal_id,
+            row.signal_source,
+            row.time.to_rfc3339(),
+            body,
+            &*self.last_hash,
+            hash,
+            row.parent
+        ])?;
+        let seq = self.tx.last_insert_rowid();
+        if seq % chain::MARK_EVERY == 0 {
+            self.mark.execute(params![seq, hash])?;
+        }
+        *self.last_hash = hash;
+        Ok(())
+    }
+}
+
 fn write_batches(
     conn: &mut Connection,
     batches: &[Batch],
@@ -675,11 +741,17 @@ fn write_batches(
             "INSERT OR IGNORE INTO signals (id, source, type, subject, time, body)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        let mut audit_stmt = tx.prepare_cached(
-            "INSERT INTO audit (kind, ref_id, decision_id, signal_id, signal_source, time, body,
-                                prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
+        let mut audit = Audit {
+            insert: tx.prepare_cached(
+                "INSERT INTO audit (kind, ref_id, decision_id, signal_id, signal_source, time,
+                                    body, prev_hash, hash, parent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?,
+            mark: tx
+                .prepare_cached("INSERT OR REPLACE INTO chain_marks (seq, hash) VALUES (?1, ?2)")?,
+            tx: &tx,
+            last_hash,
+        };
         let mut quarantine_stmt = tx.prepare_cached(
             "INSERT OR REPLACE INTO quarantine (signal_id, source, state, time, body)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -727,35 +799,33 @@ fn write_batches(
                 }
                 Record::Decision(d) => {
                     let body = json(buf, d.as_ref())?;
-                    let hash = chain::link(last_hash, "decision", body);
-                    audit_stmt.execute(params![
-                        "decision",
-                        d.id,
-                        d.id,
-                        d.signal_id,
-                        d.signal_source,
-                        d.time.to_rfc3339(),
+                    audit.append(
+                        AuditRow {
+                            kind: "decision",
+                            ref_id: &d.id,
+                            decision_id: &d.id,
+                            signal_id: Some(&d.signal_id),
+                            signal_source: Some(&d.signal_source),
+                            time: d.time,
+                            parent: d.parent.as_deref(),
+                        },
                         body,
-                        &*last_hash,
-                        hash
-                    ])?;
-                    *last_hash = hash;
+                    )?;
                 }
                 Record::ReviewAction(a) => {
                     let body = json(buf, a)?;
-                    let hash = chain::link(last_hash, "review", body);
-                    audit_stmt.execute(params![
-                        "review",
-                        a.review_id,
-                        a.decision_id,
-                        Option::<String>::None,
-                        Option::<String>::None,
-                        a.time.to_rfc3339(),
+                    audit.append(
+                        AuditRow {
+                            kind: "review",
+                            ref_id: &a.review_id,
+                            decision_id: &a.decision_id,
+                            signal_id: None,
+                            signal_source: None,
+                            time: a.time,
+                            parent: None,
+                        },
                         body,
-                        &*last_hash,
-                        hash
-                    ])?;
-                    *last_hash = hash;
+                    )?;
                 }
                 Record::Review(item) => {
                     let state = format!("{:?}", item.state).to_lowercase();
@@ -808,19 +878,18 @@ fn write_batches(
                 }
                 Record::Quarantine(q) => {
                     let body = json(buf, q)?;
-                    let hash = chain::link(last_hash, "quarantine", body);
-                    audit_stmt.execute(params![
-                        "quarantine",
-                        q.signal_id,
-                        "",
-                        q.signal_id,
-                        q.source,
-                        q.time.to_rfc3339(),
+                    audit.append(
+                        AuditRow {
+                            kind: "quarantine",
+                            ref_id: &q.signal_id,
+                            decision_id: "",
+                            signal_id: Some(&q.signal_id),
+                            signal_source: Some(&q.source),
+                            time: q.time,
+                            parent: None,
+                        },
                         body,
-                        &*last_hash,
-                        hash
-                    ])?;
-                    *last_hash = hash;
+                    )?;
                     quarantine_stmt.execute(params![
                         q.signal_id,
                         q.source,

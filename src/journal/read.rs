@@ -295,21 +295,116 @@ pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
     })
 }
 
+/// Recomputes the chain over the audit records with seq in `(after, upto]`,
+/// starting from `start` (the hash of record `after`), one record at a
+/// time: the count checked and the last hash.
+fn verify_range(
+    conn: &Connection,
+    path: &Path,
+    start: &str,
+    after: i64,
+    upto: i64,
+) -> Result<Result<(u64, String), chain::Break>, JournalError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, kind, body, prev_hash, hash FROM audit
+             WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+        )
+        .map_err(sql(path))?;
+    let mut rows = stmt.query(params![after, upto]).map_err(sql(path))?;
+    let mut failed = None;
+    let entries = std::iter::from_fn(|| match rows.next() {
+        Ok(Some(r)) => {
+            let entry = (|| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))();
+            match entry {
+                Ok(entry) => Some(entry),
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            }
+        }
+        Ok(None) => None,
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
+    });
+    let result = chain::verify_from(start, entries);
+    if let Some(e) = failed {
+        return Err(sql(path)(e));
+    }
+    Ok(result)
+}
+
+/// The whole chain, one record at a time (memory does not grow with it).
 fn verify_chain_conn(
     conn: &Connection,
     path: &Path,
 ) -> Result<Result<u64, chain::Break>, JournalError> {
-    let mut stmt = conn
-        .prepare("SELECT seq, kind, body, prev_hash, hash FROM audit ORDER BY seq")
-        .map_err(sql(path))?;
-    let iter = stmt
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
-        .map_err(sql(path))?;
-    let entries: Vec<(i64, String, String, String, String)> =
-        iter.collect::<Result<_, _>>().map_err(sql(path))?;
-    Ok(chain::verify(entries))
+    Ok(verify_range(conn, path, chain::GENESIS, 0, i64::MAX)?.map(|(n, _)| n))
+}
+
+/// What vouches for one record's place in the chain: the records from the
+/// checkpoint before it to the checkpoint after it (or the end), checked
+/// to link from the first and to arrive at the second. Its cost does not
+/// grow with the journal: at most `chain::MARK_EVERY` records are read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainCheck {
+    /// The first and last record checked.
+    pub from: i64,
+    pub to: i64,
+    pub result: Result<u64, chain::Break>,
+}
+
+fn verify_around(conn: &Connection, path: &Path, seq: i64) -> Result<ChainCheck, JournalError> {
+    let mark = |q: &str| -> Result<Option<(i64, String)>, JournalError> {
+        conn.query_row(q, [seq], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(sql(path))
+    };
+    let (after, start) =
+        mark("SELECT seq, hash FROM chain_marks WHERE seq < ?1 ORDER BY seq DESC LIMIT 1")?
+            .unwrap_or((0, chain::GENESIS.to_string()));
+    let next = mark("SELECT seq, hash FROM chain_marks WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
+    let upto = next.as_ref().map_or(i64::MAX, |(s, _)| *s);
+    let broken = |at: i64, reason: &str| chain::Break {
+        seq: at,
+        reason: reason.to_string(),
+    };
+    // The checkpoint it starts from is the record's own hash.
+    if after > 0 {
+        let stored: Option<String> = conn
+            .query_row("SELECT hash FROM audit WHERE seq = ?1", [after], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql(path))?;
+        if stored.as_deref() != Some(start.as_str()) {
+            return Ok(ChainCheck {
+                from: after,
+                to: after,
+                result: Err(broken(after, "the record does not match its checkpoint")),
+            });
+        }
+    }
+    let result = verify_range(conn, path, &start, after, upto)?.and_then(|(n, last)| match &next {
+        Some((at, hash)) if *hash != last => {
+            Err(broken(*at, "the chain does not arrive at its checkpoint"))
+        }
+        _ => Ok(n),
+    });
+    let to = match &next {
+        Some((at, _)) => *at,
+        None => conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))
+            .map_err(sql(path))?,
+    };
+    Ok(ChainCheck {
+        from: after + 1,
+        to,
+        result,
+    })
 }
 
 /// One decision and everything that happened to it.
@@ -323,7 +418,8 @@ pub struct Explanation {
     pub flow: Option<Flow>,
     pub flow_events: Vec<FlowEvent>,
     pub children: Vec<Decision>,
-    pub chain: Result<u64, chain::Break>,
+    /// The record's place in the chain, checked around it.
+    pub chain: ChainCheck,
 }
 
 /// What became of a signal, as the journal knows it.
@@ -461,15 +557,15 @@ pub fn quarantine(
 pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let path = path.as_path();
-    let found: Option<(String, String)> = conn
+    let found: Option<(i64, String, String)> = conn
         .query_row(
-            "SELECT body, hash FROM audit WHERE kind = 'decision' AND ref_id = ?1",
+            "SELECT seq, body, hash FROM audit WHERE kind = 'decision' AND ref_id = ?1",
             params![id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
         .map_err(sql(path))?;
-    let Some((body, hash)) = found else {
+    let Some((seq, body, hash)) = found else {
         return Ok(None);
     };
     let decision: Decision = decode(path, id, &body)?;
@@ -564,14 +660,14 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
     let children = rows(
         &conn,
         path,
-        "SELECT body FROM audit WHERE kind = 'decision' AND body LIKE ?1 ORDER BY seq",
-        params![format!("%\"parent\":\"{id}\"%")],
+        "SELECT body FROM audit WHERE parent = ?1 AND kind = 'decision' ORDER BY seq",
+        params![id],
         |r| r.get::<_, String>(0),
     )?
     .iter()
     .map(|b| decode(path, "decision", b))
     .collect::<Result<Vec<Decision>, _>>()?;
-    let chain = verify_chain_conn(&conn, path)?;
+    let chain = verify_around(&conn, path, seq)?;
     Ok(Some(Explanation {
         decision,
         hash,
