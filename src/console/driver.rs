@@ -280,8 +280,8 @@ fn drive(
             .map_err(|e| e.to_string());
         crate::intake::service::answer(waiting, committed.clone());
         committed?;
-        if let Some((progress, upto)) = decided {
-            progress.decided(upto);
+        if let Some(decided) = decided {
+            decided.durable();
         }
         let events = engine.take_events();
         if !events.is_empty() {

@@ -83,7 +83,12 @@ fn gauges<'a>(
 }
 
 /// The whole exposition for one scrape.
-pub fn render(intake: &IntakeCounters, stats: &EngineStats, backlog: u64) -> String {
+pub fn render(
+    intake: &IntakeCounters,
+    stats: &EngineStats,
+    backlog: u64,
+    latency: prometheus_client::metrics::histogram::Histogram,
+) -> String {
     let mut r = Registry::default();
     counters(
         &mut r,
@@ -111,6 +116,11 @@ pub fn render(intake: &IntakeCounters, stats: &EngineStats, backlog: u64) -> Str
         "signalbox_intake_backlog",
         "Signals acknowledged and not yet decided",
         backlog as f64,
+    );
+    r.register(
+        "signalbox_decision_latency_seconds",
+        "From a signal's 202 to its decision being durable in the journal",
+        latency,
     );
     counters(
         &mut r,
@@ -203,7 +213,9 @@ mod tests {
         };
         let intake = IntakeCounters::default();
         intake.refused("signals", 400);
-        let text = render(&intake, &stats, 7);
+        let latency = prometheus_client::metrics::histogram::Histogram::new([0.1, 1.0]);
+        latency.observe(0.05);
+        let text = render(&intake, &stats, 7, latency);
         assert!(
             !text.lines().any(|l| l.starts_with("signalbox_forged")),
             "{text}"
@@ -214,6 +226,10 @@ mod tests {
         );
         assert!(text.contains(r#"executor="it's \\ \"odd\"""#), "{text}");
         assert!(text.contains("signalbox_intake_backlog 7"), "{text}");
+        assert!(
+            text.contains("signalbox_decision_latency_seconds_bucket{le=\"0.1\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains(r#"signalbox_refused_total{endpoint="signals",status="400"} 1"#),
             "{text}"

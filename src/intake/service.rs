@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::{Engine, EngineConfig, Ingested};
 use crate::intake::log::{IntakeLog, LogReader, Progress};
+
 use crate::review::{Action, Actor};
 use crate::signal::Signal;
 use crate::sim::{default_start, world};
@@ -194,92 +195,46 @@ pub fn start(
     })
 }
 
-/// Signals read from the intake log per turn, at most.
+/// Signals read from the intake log per turn, at most. The engine decides
+/// as fast as signals are acknowledged, bursts included: decisions are
+/// wanted most in an alert storm, and holding them back to acknowledge
+/// faster only moved the wait from the 202 to the decision.
 const FROM_LOG: usize = 512;
-
-/// While the intake takes a burst (`BURST` signals or more appended in the
-/// last `PACE_WINDOW`, 10,000 a second), the engine decides at most `PACED`
-/// signals per window (2,000 a second), as long as the backlog is under
-/// half of the log's maximum; otherwise as fast as it can. A burst is
-/// acknowledged first and decided right after: the journal's commits (a
-/// decision writes about ten times the bytes of its signal) share the disk
-/// with the intake log's, and deciding at full pace during a burst cost a
-/// quarter of the acknowledgement rate on the 2-core test machine (23,400
-/// against 31,700 requests/s with the journal's syncs off, 2026-11-26).
-/// A steady load below `BURST` is decided as it comes.
-const PACED: usize = 200;
-const BURST: u64 = 1_000;
-const PACE_WINDOW: StdDuration = StdDuration::from_millis(100);
-
-/// How many signals the engine may read from the intake log now.
-struct Pace {
-    window: Instant,
-    taken: usize,
-    /// The log's last sequence number when the window began.
-    committed: u64,
-    /// Whether the last window saw a burst.
-    burst: bool,
-}
-
-impl Pace {
-    fn new(reader: &LogReader) -> Pace {
-        Pace {
-            window: Instant::now(),
-            taken: 0,
-            committed: reader.committed(),
-            burst: false,
-        }
-    }
-
-    fn allowance(&mut self, reader: &LogReader, stopping: bool) -> usize {
-        let elapsed = self.window.elapsed();
-        if elapsed >= PACE_WINDOW {
-            let committed = reader.committed();
-            // Appends per window, over however long this one lasted.
-            let appended = u128::from(committed.saturating_sub(self.committed))
-                * PACE_WINDOW.as_micros()
-                / elapsed.as_micros().max(1);
-            self.burst = appended >= u128::from(BURST);
-            self.committed = committed;
-            self.window = Instant::now();
-            self.taken = 0;
-        }
-        if stopping || !self.burst || reader.backlog() >= reader.max_backlog() / 2 {
-            return FROM_LOG;
-        }
-        PACED.saturating_sub(self.taken).min(FROM_LOG)
-    }
-
-    fn took(&mut self, n: usize) {
-        self.taken += n;
-    }
-
-    /// Until the window ends.
-    fn rest(&self) -> StdDuration {
-        PACE_WINDOW.saturating_sub(self.window.elapsed())
-    }
-}
 
 /// How long a stopping engine goes on deciding what the intake log holds;
 /// what is left is decided at the next start.
 const DRAIN_LIMIT: StdDuration = StdDuration::from_secs(10);
 
+/// Signals decided from the intake log, for the log to learn of once the
+/// journal holds their decisions.
+pub struct Decided {
+    pub progress: Progress,
+    /// The last sequence number decided.
+    pub upto: u64,
+    /// When each was acknowledged (those this process acknowledged).
+    pub acked: Vec<Instant>,
+}
+
+impl Decided {
+    /// The journal holds these decisions: the log may forget their rows,
+    /// and their time from 202 to decision is counted.
+    pub fn durable(&self) {
+        self.progress.observe(&self.acked);
+        self.progress.decided(self.upto);
+    }
+}
+
 /// Decides the next signals of the intake log, and records the engine's
-/// position in the log for the next flush. Returns the position, for the
-/// log to learn once the flush is durable.
+/// position in the log for the next flush. Returns what it decided, for
+/// the log to learn once the flush is durable.
 pub fn decide_from_log(
     engine: &mut Engine,
     reader: &mut LogReader,
     max: usize,
     now: chrono::DateTime<Utc>,
-) -> Option<(Progress, u64)> {
-    if max == 0 {
-        // Not reading leaves the log's wake-up pending: the engine is not
-        // woken again for every append while it waits for its pace.
-        return None;
-    }
+) -> Option<Decided> {
     let before = reader.position();
-    let signals = match reader.read(max) {
+    let signals = match reader.read_acked(max) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "reading the intake log");
@@ -288,14 +243,20 @@ pub fn decide_from_log(
             return None;
         }
     };
-    for s in signals {
+    let mut acked = Vec::with_capacity(signals.len());
+    for (s, at) in signals {
         engine.ingest(s, now);
+        acked.extend(at);
     }
     if reader.position() == before {
         return None;
     }
     engine.note_intake_cursor(reader.cursor());
-    Some((reader.progress(), reader.position()))
+    Some(Decided {
+        progress: reader.progress(),
+        upto: reader.position(),
+        acked,
+    })
 }
 
 /// Decides whatever the intake log in `dir` holds past the engine's
@@ -309,9 +270,9 @@ pub fn drain_log(engine: &mut Engine) -> anyhow::Result<u64> {
     let (log, writer) = IntakeLog::open(&dir)?;
     let mut reader = log.reader(engine.intake_cursor())?;
     let before = reader.position();
-    while let Some((progress, upto)) = decide_from_log(engine, &mut reader, FROM_LOG, Utc::now()) {
+    while let Some(decided) = decide_from_log(engine, &mut reader, FROM_LOG, Utc::now()) {
         engine.flush()?.wait()?;
-        progress.decided(upto);
+        decided.durable();
     }
     let read = reader.position() - before;
     drop(reader);
@@ -347,8 +308,8 @@ struct InFlight {
     commit: Result<crate::journal::Commit, String>,
     waiting: Waiting,
     dispatches: Vec<crate::flow::Dispatch>,
-    /// The intake log position this batch's decisions reach.
-    decided: Option<(Progress, u64)>,
+    /// What this batch decided from the intake log.
+    decided: Option<Decided>,
 }
 
 impl InFlight {
@@ -358,11 +319,13 @@ impl InFlight {
             .commit
             .and_then(|c| c.wait().map_err(|e| e.to_string()));
         match (&result, self.decided) {
-            (Ok(()), Some((progress, upto))) => progress.decided(upto),
+            (Ok(()), Some(decided)) => decided.durable(),
             // The engine has taken signals from the log whose decisions the
             // journal does not hold: it must not go on as if it had (the log
             // would delete them); a restart decides them again.
-            (Err(e), Some((progress, _))) => progress.halt(&format!("journal commit failed: {e}")),
+            (Err(e), Some(decided)) => decided
+                .progress
+                .halt(&format!("journal commit failed: {e}")),
             _ => {}
         }
         if result.is_ok() {
@@ -402,18 +365,14 @@ fn run(
         }
     };
     let mut stopping: Option<Instant> = None;
-    let mut pace = Pace::new(&reader);
     loop {
         reader.beat();
         if stopping.is_none() && stop.load(Ordering::SeqCst) {
             stopping = Some(Instant::now());
         }
-        let allowed = pace.allowance(&reader, stopping.is_some());
-        let unread = reader.pending() && allowed > 0;
+        let unread = reader.pending();
         let idle = if stopping.is_some() || unread {
             StdDuration::from_millis(0)
-        } else if reader.pending() {
-            pace.rest()
         } else {
             StdDuration::from_millis(200)
         };
@@ -457,11 +416,9 @@ fn run(
         for request in batch {
             handle(&mut engine, request, now, &mut waiting);
         }
-        let before = reader.position();
-        let decided = decide_from_log(&mut engine, &mut reader, allowed, now);
-        pace.took((reader.position() - before) as usize);
+        let decided = decide_from_log(&mut engine, &mut reader, FROM_LOG, now);
         if only_nudges && decided.is_none() {
-            // Woken for signals it may not take yet: nothing to commit.
+            // Woken for signals already read: nothing to commit.
             continue;
         }
         engine.tick(now);

@@ -223,7 +223,7 @@ pub fn parse(body: &[u8], received: DateTime<Utc>) -> Result<Vec<Signal>, Signal
         }
         data.insert("group".into(), group.clone());
         let status = if firing { "firing" } else { "resolved" };
-        out.push(Signal {
+        let signal = Signal {
             // One firing episode (fingerprint + start) fires once and
             // resolves once; Alertmanager's repeats are duplicates.
             id: format!("am:{fingerprint}:{starts_text}:{status}"),
@@ -239,7 +239,15 @@ pub fn parse(body: &[u8], received: DateTime<Utc>) -> Result<Vec<Signal>, Signal
             severity,
             data: Value::Object(data),
             ..Signal::default()
-        });
+        };
+        // The limits every signal keeps, named by the alert's fields they
+        // come from.
+        signal.check().map_err(|e| match e.field() {
+            Some("id") => SignalError::invalid(format!("{at}.fingerprint"), e.to_string()),
+            Some("subject") => SignalError::invalid(format!("{at}.labels"), e.to_string()),
+            _ => e,
+        })?;
+        out.push(signal);
     }
     Ok(out)
 }

@@ -262,34 +262,41 @@ pub fn parse(body: &[u8], received: DateTime<Utc>) -> Result<Enqueued, SignalErr
     data.insert("dedup_key".into(), json!(dedup_key));
     data.insert("fingerprint".into(), json!(dedup_key));
     data.insert("integration".into(), json!(integration));
-    Ok(Enqueued {
-        signal: Signal {
-            // Each event is its own signal, as it is in PagerDuty's log (a
-            // trigger repeated while its alert is open is recorded as a
-            // repeat by the engine; one after a resolve opens it again).
-            id: format!(
-                "pd:{dedup_key}:{action}:{}",
-                hash::hex_digest(
-                    &[
-                        body,
-                        &received
-                            .timestamp_nanos_opt()
-                            .unwrap_or_default()
-                            .to_be_bytes()
-                    ],
-                    8
-                )
-            ),
-            source,
-            kind: kind.into(),
-            subject: subject.unwrap_or_else(|| format!("alert/{dedup_key}")),
-            time,
-            severity,
-            data: Value::Object(data),
-            ..Signal::default()
-        },
-        dedup_key,
-    })
+    let signal = Signal {
+        // Each event is its own signal, as it is in PagerDuty's log (a
+        // trigger repeated while its alert is open is recorded as a
+        // repeat by the engine; one after a resolve opens it again).
+        id: format!(
+            "pd:{dedup_key}:{action}:{}",
+            hash::hex_digest(
+                &[
+                    body,
+                    &received
+                        .timestamp_nanos_opt()
+                        .unwrap_or_default()
+                        .to_be_bytes()
+                ],
+                8
+            )
+        ),
+        source,
+        kind: kind.into(),
+        subject: subject.unwrap_or_else(|| format!("alert/{dedup_key}")),
+        time,
+        severity,
+        data: Value::Object(data),
+        ..Signal::default()
+    };
+    signal.check().map_err(subject_error)?;
+    Ok(Enqueued { signal, dedup_key })
+}
+
+/// A signal's limit broken by what the payload names it after.
+fn subject_error(e: SignalError) -> SignalError {
+    match e.field() {
+        Some("subject") => SignalError::invalid("payload.source", e.to_string()),
+        _ => e,
+    }
 }
 
 /// A change event (`/v2/change/enqueue`): something changed (a deploy, a
@@ -332,7 +339,7 @@ pub fn parse_change(body: &[u8], received: DateTime<Utc>) -> Result<Signal, Sign
         .timestamp_nanos_opt()
         .unwrap_or_default()
         .to_be_bytes();
-    Ok(Signal {
+    let signal = Signal {
         // Change events carry no key: each is its own.
         id: format!("pdchange:{}", hash::hex_digest(&[body, &stamp], 12)),
         source,
@@ -344,7 +351,9 @@ pub fn parse_change(body: &[u8], received: DateTime<Utc>) -> Result<Signal, Sign
         time,
         data: Value::Object(data),
         ..Signal::default()
-    })
+    };
+    signal.check().map_err(subject_error)?;
+    Ok(signal)
 }
 
 #[cfg(test)]
