@@ -414,6 +414,11 @@ impl Engine {
         }
     }
 
+    /// How long each journal commit took, in seconds.
+    pub fn journal_commits(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.journal.commit_seconds.clone()
+    }
+
     pub fn journal_stats(&self) -> crate::journal::WriterStats {
         self.journal
             .stats

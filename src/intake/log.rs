@@ -120,6 +120,8 @@ struct Shared {
     acks: Mutex<std::collections::VecDeque<(u64, std::time::Instant)>>,
     /// From acknowledgement to a durable decision, per signal.
     latency: prometheus_client::metrics::histogram::Histogram,
+    /// How long each commit of the log took.
+    commits: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// Buckets of `Shared::latency`, in seconds: 0.5 ms up to about 70 s,
@@ -226,6 +228,7 @@ impl IntakeLog {
             stuck_after: AtomicU64::new(STUCK_AFTER.as_millis() as u64),
             acks: Mutex::new(std::collections::VecDeque::new()),
             latency: prometheus_client::metrics::histogram::Histogram::new(latency_buckets()),
+            commits: crate::journal::commit_histogram(),
         });
         // Checkpoints run beside the writer, as the journal's do; the thread
         // ends with the writer's connection, and the writer waits for it.
@@ -296,6 +299,11 @@ impl IntakeLog {
     /// From acknowledgement to a durable decision, per signal, in seconds.
     pub fn decision_latency(&self) -> prometheus_client::metrics::histogram::Histogram {
         self.shared.latency.clone()
+    }
+
+    /// How long each commit of the log took, in seconds.
+    pub fn commit_latency(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.shared.commits.clone()
     }
 
     /// Takes the engine for stuck after `silence` without it coming round
@@ -433,7 +441,10 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Append>, shared: Arc<Shared>, 
         let decided = shared.decided.load(Ordering::SeqCst);
         let truncate = (decided >= truncated + TRUNCATE_EVERY)
             .then_some(decided.min(truncated + TRUNCATE_MAX));
-        match write(&mut conn, &batch, next, truncate) {
+        let started = std::time::Instant::now();
+        let written = write(&mut conn, &batch, next, truncate);
+        shared.commits.observe(started.elapsed().as_secs_f64());
+        match written {
             Ok(last) => {
                 next = last + 1;
                 if let Some(upto) = truncate {

@@ -87,7 +87,7 @@ pub fn render(
     intake: &IntakeCounters,
     stats: &EngineStats,
     backlog: u64,
-    latency: prometheus_client::metrics::histogram::Histogram,
+    log: &crate::intake::log::IntakeLog,
 ) -> String {
     let mut r = Registry::default();
     counters(
@@ -120,8 +120,20 @@ pub fn render(
     r.register(
         "signalbox_decision_latency_seconds",
         "From a signal's 202 to its decision being durable in the journal",
-        latency,
+        log.decision_latency(),
     );
+    r.register(
+        "signalbox_intake_log_commit_seconds",
+        "How long each commit of the intake log took",
+        log.commit_latency(),
+    );
+    if let Some(commits) = &stats.journal_commits {
+        r.register(
+            "signalbox_journal_commit_duration_seconds",
+            "How long each journal commit took",
+            commits.clone(),
+        );
+    }
     counters(
         &mut r,
         "signalbox_decisions",
@@ -213,9 +225,9 @@ mod tests {
         };
         let intake = IntakeCounters::default();
         intake.refused("signals", 400);
-        let latency = prometheus_client::metrics::histogram::Histogram::new([0.1, 1.0]);
-        latency.observe(0.05);
-        let text = render(&intake, &stats, 7, latency);
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _writer) = crate::intake::log::IntakeLog::open(dir.path()).unwrap();
+        let text = render(&intake, &stats, 7, &log);
         assert!(
             !text.lines().any(|l| l.starts_with("signalbox_forged")),
             "{text}"
@@ -227,7 +239,7 @@ mod tests {
         assert!(text.contains(r#"executor="it's \\ \"odd\"""#), "{text}");
         assert!(text.contains("signalbox_intake_backlog 7"), "{text}");
         assert!(
-            text.contains("signalbox_decision_latency_seconds_bucket{le=\"0.1\"} 1"),
+            text.contains("signalbox_decision_latency_seconds_count 0"),
             "{text}"
         );
         assert!(

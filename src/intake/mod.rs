@@ -702,12 +702,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         Ok(()) => rx.await.unwrap_or_default(),
         Err(b) => return refuse(&state, "metrics", busy(b)),
     };
-    let text = metrics::render(
-        &state.counters,
-        &stats,
-        state.log.backlog(),
-        state.log.decision_latency(),
-    );
+    let text = metrics::render(&state.counters, &stats, state.log.backlog(), &state.log);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 

@@ -183,6 +183,8 @@ pub struct Journal {
     /// Ends when the writer's connection (which holds its wake-up) closes.
     checkpointer: Option<JoinHandle<()>>,
     pub stats: Arc<std::sync::Mutex<WriterStats>>,
+    /// How long each commit took (writing and syncing), in seconds.
+    pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
     /// Records the writer has committed, handed back to be freed here: they
     /// were allocated on this side, and freeing memory on the thread that
     /// allocated it is the allocator's fast path (freed on the writer, every
@@ -468,10 +470,21 @@ impl Journal {
         let (spent_tx, spent) = mpsc::sync_channel(SPENT_DEPTH);
         let stats = Arc::new(std::sync::Mutex::new(WriterStats::default()));
         let writer_stats = Arc::clone(&stats);
+        let commit_seconds = commit_histogram();
+        let writer_commits = commit_seconds.clone();
         let writer_path = path.clone();
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
-            .spawn(move || writer_loop(conn, rx, spent_tx, last_hash, writer_stats, writer_path))
+            .spawn(move || {
+                writer_loop(
+                    conn,
+                    rx,
+                    spent_tx,
+                    last_hash,
+                    (writer_stats, writer_commits),
+                    writer_path,
+                )
+            })
             .map_err(|error| JournalError::Io {
                 path: path.display().to_string(),
                 error,
@@ -483,6 +496,7 @@ impl Journal {
             writer: Some(writer),
             checkpointer: Some(checkpointer),
             stats,
+            commit_seconds,
             spent,
         })
     }
@@ -633,12 +647,23 @@ pub(crate) fn start_checkpointer(
         })
 }
 
+/// Buckets for commit durations, in seconds: 50 µs up to about 3 s, each
+/// half again as wide as the one before.
+pub fn commit_histogram() -> prometheus_client::metrics::histogram::Histogram {
+    prometheus_client::metrics::histogram::Histogram::new(
+        prometheus_client::metrics::histogram::exponential_buckets(0.00005, 1.5, 28),
+    )
+}
+
 fn writer_loop(
     mut conn: Connection,
     rx: Receiver<Batch>,
     spent: SyncSender<Vec<Record>>,
     mut last_hash: String,
-    stats: Arc<std::sync::Mutex<WriterStats>>,
+    (stats, commits): (
+        Arc<std::sync::Mutex<WriterStats>>,
+        prometheus_client::metrics::histogram::Histogram,
+    ),
     path: PathBuf,
 ) {
     let mut buffers = Buffers::default();
@@ -659,6 +684,7 @@ fn writer_loop(
                 last_hash = hash_before;
                 format!("{}: {e}", path.display())
             });
+        commits.observe(started.elapsed().as_secs_f64());
         if let Ok(mut s) = stats.lock() {
             s.commits += 1;
             s.records += count as u64;

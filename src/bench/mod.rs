@@ -1,6 +1,9 @@
 //! `signalbox bench`: end-to-end signals decided and journaled per second,
 //! decision latency, and in the same run the raw rate of batched SQLite
-//! inserts of the very rows the engine wrote, on the same disk.
+//! inserts of the very rows the engine wrote, on the same disk. With
+//! `--load URL`, a load sent to a running server instead (`load`).
+
+pub mod load;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -44,6 +47,23 @@ pub struct BenchArgs {
     /// Benchmark the console's rendering instead of the engine.
     #[arg(long)]
     pub render: bool,
+    /// Send a load of distinct alerts to a running server at this base URL
+    /// instead, and report the waits for 202 and from 202 to decision.
+    #[arg(long)]
+    pub load: Option<String>,
+    /// With --load: requests per second, open loop; 0 sends as fast as
+    /// answers come (a burst).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// With --load: for how long.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// With --load: connections (closed loop), or the in-flight cap's unit.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// With --load: a bearer token allowed to ingest and read.
+    #[arg(long)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +258,23 @@ impl Drive {
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
+    if let Some(base) = &args.load {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let plan = load::Plan {
+            base: base.trim_end_matches('/'),
+            token: args.token.as_deref(),
+            rate: args.rate,
+            seconds: args.seconds,
+            connections: args.connections,
+            prefix: format!("load-{stamp:x}"),
+        };
+        let figures = load::run(&plan)?;
+        print!("{}", load::report(&plan, &figures));
+        return Ok(());
+    }
     let tmp;
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
