@@ -41,11 +41,22 @@ pub struct Plan<'a> {
     pub connections: usize,
     /// Ids are `<prefix>-<n>`: distinct across runs against one server.
     pub prefix: String,
+    /// Every other signal resolves the alert that fired this many alerts
+    /// before (as Alertmanager sends them), instead of every signal
+    /// firing an alert of its own that stays open.
+    pub resolve_after: Option<u64>,
 }
 
-fn body(prefix: &str, n: u64) -> String {
+/// The `n`th signal of a load: an alert firing, or (with `resolve_after`)
+/// every other one the resolution of an earlier alert.
+fn body(prefix: &str, n: u64, resolve_after: Option<u64>) -> String {
+    let (kind, alert) = match resolve_after {
+        Some(lag) if n % 2 == 1 => ("alert.resolved", (n / 2).saturating_sub(lag)),
+        Some(_) => ("alert.firing", n / 2),
+        None => ("alert.firing", n),
+    };
     format!(
-        r#"{{"specversion":"1.0","id":"{prefix}-{n}","source":"bench","type":"alert.firing","subject":"service/carrier","severity":"critical","data":{{"alertname":"HighErrorRate","service":"carrier","summary":"5xx above 5 percent"}}}}"#
+        r#"{{"specversion":"1.0","id":"{prefix}-{n}","source":"bench","type":"{kind}","subject":"service/carrier","severity":"critical","data":{{"alertname":"HighErrorRate","service":"carrier","fingerprint":"{prefix}-f{alert}","summary":"5xx above 5 percent"}}}}"#
     )
 }
 
@@ -147,6 +158,7 @@ async fn send(plan: &Plan<'_>) -> Result<Load, BenchError> {
             Arc::clone(&accepted),
             Arc::clone(&refused),
         );
+        let resolve_after = plan.resolve_after;
         move |n: u64, due: Instant, prefix: Arc<str>| {
             let (client, url, token) = (client.clone(), url.clone(), token.clone());
             let (waits, accepted, refused) = (
@@ -158,7 +170,7 @@ async fn send(plan: &Plan<'_>) -> Result<Load, BenchError> {
                 let mut r = client
                     .post(&url)
                     .header("content-type", "application/cloudevents+json")
-                    .body(body(&prefix, n));
+                    .body(body(&prefix, n, resolve_after));
                 if let Some(t) = &token {
                     r = r.bearer_auth(t);
                 }

@@ -64,6 +64,10 @@ pub struct BenchArgs {
     /// With --load: a bearer token allowed to ingest and read.
     #[arg(long)]
     pub token: Option<String>,
+    /// With --load: every other signal resolves the alert that fired this
+    /// many alerts before, as Alertmanager sends them.
+    #[arg(long)]
+    pub resolve_after: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +246,15 @@ impl Drive {
                 per_signal("journal-checkpo")
             );
         }
+        println!(
+            "bench: round {number}: memory: RSS {} MB; in memory: {} open review items, {} active flows, {} finished flows, {} decided review items, {} decisions awaiting an outcome",
+            rss_mb().map_or("?".into(), |m| format!("{m:.0}")),
+            self.engine.reviews.open_count(),
+            self.engine.flows.active_count(),
+            self.engine.flows.finished_count(),
+            self.engine.reviews.decided_count(),
+            self.engine.awaiting_count(),
+        );
         let round = Round {
             signals: fed,
             elapsed,
@@ -270,6 +283,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             seconds: args.seconds,
             connections: args.connections,
             prefix: format!("load-{stamp:x}"),
+            resolve_after: args.resolve_after,
         };
         let figures = load::run(&plan)?;
         print!("{}", load::report(&plan, &figures));
@@ -409,6 +423,14 @@ const MAIN_THREAD: &str = "main";
 /// CPU seconds (user + system) used so far by each of this process's
 /// threads, summed by thread name (`MAIN_THREAD` for the main one); None
 /// where /proc is not there.
+/// This process's resident memory now, in MB (Linux).
+pub fn rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 fn thread_cpu() -> Option<std::collections::HashMap<String, f64>> {
     // /proc reports these in USER_HZ ticks, 100 a second on Linux.
     const TICKS: f64 = 100.0;

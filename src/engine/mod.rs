@@ -344,6 +344,7 @@ impl Engine {
         }
         self.seen = recovered.seen_signals.into_iter().collect();
         self.quarantine = quarantine::QuarantineBook::restore(recovered.quarantined);
+        self.opened_by = recovered.alert_flows.into_iter().collect();
         if let Some(next) = recovered.meta.get("next_id").and_then(|v| v.parse().ok()) {
             self.next_id = next;
         }
@@ -386,6 +387,11 @@ impl Engine {
         for assignee in &running {
             route::take(assignee, &mut self.context);
         }
+    }
+
+    /// Settled decisions whose outcome is still awaited, in memory.
+    pub fn awaiting_count(&self) -> usize {
+        self.awaiting.len()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -638,13 +644,11 @@ impl Engine {
         let Some(fingerprint) = signal.data_str("fingerprint") else {
             return;
         };
-        let flow_id = match self.opened_by.remove(fingerprint) {
-            Some(id) => Some(id),
-            None => read::flow_for_fingerprint(&self.dir, fingerprint)
-                .ok()
-                .flatten(),
+        // Recovery puts back the alerts still open; one whose flow ended
+        // has nothing left to close.
+        let Some(flow_id) = self.opened_by.remove(fingerprint) else {
+            return;
         };
-        let Some(flow_id) = flow_id else { return };
         let note = format!("alert resolved at the source ({})", signal.source);
         let review = self.reviews.open_for_flow(&flow_id).map(|i| i.id.clone());
         if let Some(review_id) = review {
@@ -896,7 +900,23 @@ impl Engine {
         note: &str,
         now: DateTime<Utc>,
     ) -> Result<ReviewAction, EngineError> {
-        let settled = self.reviews.act(review_id, actor, action, note, now)?;
+        let settled = match self.reviews.act(review_id, actor, action, note, now) {
+            // Decided long enough ago to have left memory: the journal says
+            // by whom.
+            Err(ReviewError::NotFound(id)) => {
+                return Err(match read::review_outcome(&self.dir, &id)? {
+                    Some(done) => ReviewError::AlreadyDecided {
+                        id,
+                        action: done.action.name().to_string(),
+                        by: done.actor.name,
+                        at: done.time,
+                    },
+                    None => ReviewError::NotFound(id),
+                }
+                .into());
+            }
+            other => other?,
+        };
         let record = settled.record.clone();
         self.apply_settled(settled, now);
         Ok(record)
@@ -1044,6 +1064,10 @@ impl Engine {
             .is_none_or(|t| now - t >= Duration::minutes(1))
         {
             self.learn_from_flows(now);
+            // Alerts whose flows have ended are no longer open.
+            let flows = &self.flows;
+            self.opened_by
+                .retain(|_, flow| flows.get(flow).is_some_and(|f| !f.state.is_terminal()));
             self.last_sample = Some(now);
             let loads: Vec<(String, f64)> = self
                 .context

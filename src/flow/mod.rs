@@ -317,8 +317,10 @@ pub struct FlowBook {
     finished: std::collections::VecDeque<String>,
 }
 
-/// Finished flows kept in memory, so a long-running engine stays bounded.
-pub const KEEP_FINISHED: usize = 50_000;
+/// Finished flows kept in memory, so a long-running engine stays bounded:
+/// nothing reads them but the moment they finish (the console keeps its
+/// own rows, explanations read the journal).
+pub const KEEP_FINISHED: usize = 1_000;
 
 /// Steps beyond which a flow is journaled as a row of its own plus a row
 /// per step, and only changed steps are written at a flush. A fan-out over
@@ -511,6 +513,11 @@ impl FlowBook {
 
     pub fn get(&self, id: &str) -> Option<&Flow> {
         self.flows.get(id)
+    }
+
+    /// Finished flows still in memory.
+    pub fn finished_count(&self) -> usize {
+        self.finished.len()
     }
 
     pub fn active_count(&self) -> usize {

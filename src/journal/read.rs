@@ -27,6 +27,8 @@ pub struct Recovered {
     pub feedback_count: i64,
     /// The identity (`Signal::identity`) of every signal journaled.
     pub seen_signals: Vec<u128>,
+    /// The active flows firing alerts opened, by the alert's fingerprint.
+    pub alert_flows: Vec<(String, String)>,
     /// Signals held in quarantine.
     pub quarantined: Vec<Quarantined>,
     /// Signals journaled (so acknowledged) that have no decision yet.
@@ -237,6 +239,17 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         out.undecided.push(signal);
     }
     out.quarantined = quarantine_rows(&conn, path, Some(QuarantineState::Held), i64::MAX)?;
+    out.alert_flows = rows(
+        &conn,
+        path,
+        "SELECT json_extract(s.body, '$.data.fingerprint'), f.id
+         FROM flows f JOIN signals s ON s.id = json_extract(f.body, '$.signal_id')
+         WHERE f.state NOT IN ('done', 'failed', 'compensated') AND s.type = 'alert.firing'
+           AND json_extract(s.body, '$.data.fingerprint') IS NOT NULL
+         ORDER BY s.seq",
+        [],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )?;
     out.meta = rows(&conn, path, "SELECT key, value FROM meta", [], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?
@@ -697,6 +710,31 @@ pub fn recent_decisions(
     )
 }
 
+/// How a review item was settled, if the journal has it settled.
+pub fn review_outcome(dir: &Path, id: &str) -> Result<Option<ReviewAction>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM reviews WHERE id = ?1 AND state = 'decided'",
+            params![id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql(&path))?;
+    let Some(body) = body else {
+        return Ok(None);
+    };
+    let row: serde_json::Value = decode(&path, "review", &body)?;
+    match row.get("outcome") {
+        Some(outcome) if !outcome.is_null() => Ok(Some(decode_value(
+            &path,
+            "review outcome",
+            outcome.clone(),
+        )?)),
+        _ => Ok(None),
+    }
+}
+
 /// One decision record by id.
 pub fn decision(dir: &Path, id: &str) -> Result<Option<Decision>, JournalError> {
     let (conn, path) = open_existing(dir)?;
@@ -709,18 +747,4 @@ pub fn decision(dir: &Path, id: &str) -> Result<Option<Decision>, JournalError> 
         .optional()
         .map_err(sql(&path))?;
     body.map(|b| decode(&path, id, &b)).transpose()
-}
-
-/// The flow opened by the newest firing alert with this fingerprint.
-pub fn flow_for_fingerprint(dir: &Path, fingerprint: &str) -> Result<Option<String>, JournalError> {
-    let (conn, path) = open_existing(dir)?;
-    conn.query_row(
-        "SELECT f.id FROM signals s JOIN flows f ON json_extract(f.body, '$.signal_id') = s.id
-         WHERE s.type = 'alert.firing' AND json_extract(s.body, '$.data.fingerprint') = ?1
-         ORDER BY s.seq DESC LIMIT 1",
-        params![fingerprint],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(sql(&path))
 }

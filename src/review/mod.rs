@@ -267,9 +267,11 @@ pub struct Settled {
     pub record: ReviewAction,
 }
 
-/// Decided items kept in memory (for "already decided by ..." answers and
-/// the console); older ones leave memory, the journal keeps them.
-pub const KEEP_DECIDED: usize = 50_000;
+/// Decided items kept in memory; older ones leave memory (the journal keeps
+/// them, and answers "already decided by ..." for them: `Engine::act`).
+/// Nothing needs them: the console keeps its own, explanations read the
+/// journal.
+pub const KEEP_DECIDED: usize = 1_000;
 
 #[derive(Debug, Default)]
 pub struct ReviewQueue {
@@ -314,6 +316,11 @@ impl ReviewQueue {
 
     pub fn open_count(&self) -> usize {
         self.open.len()
+    }
+
+    /// Decided items still in memory.
+    pub fn decided_count(&self) -> usize {
+        self.decided.len()
     }
 
     /// Open items, most urgent first.
