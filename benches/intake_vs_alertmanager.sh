@@ -74,7 +74,7 @@ run() { wrk -t2 -c"$CONNS" -d"${3:-$SECONDS_RUN}s" --latency -s "$2" "$1"; }
 # decides it right after, behind the acknowledgements: wait until it has
 # decided everything, so that Alertmanager's run does not share the machine
 # with that work, and report how long it took.
-backlog() { curl -fs "http://127.0.0.1:$SB_PORT/metrics" | awk '$1=="signalbox_intake_backlog" {print $2}'; }
+backlog() { curl -fs "http://127.0.0.1:$SB_PORT/metrics" | awk '$1=="signalbox_intake_backlog" {printf "%d", $2}'; }
 drained() {
     local left
     left=$(backlog)
@@ -90,7 +90,7 @@ if [ "$WARMUP" -gt 0 ]; then
     am=$(run "http://127.0.0.1:$AM_PORT" "$work/am.lua" "$WARMUP")
     echo "bench: warm-up (${WARMUP} s each, not counted): signalbox $(rate "$sb") req/s, alertmanager $(rate "$am") req/s"
 fi
-journaled() { sqlite3 "$work/sb/signalbox.db" 'select count(*) from signals' 2>/dev/null || echo 0; }
+journaled() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from signals").fetchone()[0])' "$work/sb/signalbox.db" 2>/dev/null || echo 0; }
 sb_rates=(); am_rates=(); ratios=()
 for round in $(seq 1 "$ROUNDS"); do
     before=$(journaled)

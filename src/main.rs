@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use signalbox::decide::explain;
+use signalbox::engine::quarantine::Release;
 
 // The engine allocates many small, short-lived values per signal (records,
 // strings, JSON); mimalloc is markedly faster at that than glibc's malloc.
@@ -357,58 +358,37 @@ fn quarantine_cmd(what: QuarantineCommand) -> Result<()> {
             }
             Ok(())
         }
-        QuarantineCommand::Retry(target) => {
-            let (mut engine, actor) = quarantine_engine(&target)?;
-            let retried = engine.retry_quarantined(
-                &target.id,
-                target.source.as_deref(),
-                &actor,
-                &target.note,
-                chrono::Utc::now(),
-            );
-            engine.close()?;
-            match retried? {
-                signalbox::engine::quarantine::Retried::Decided(d) => {
-                    println!("{} decided: {d}", target.id)
-                }
-                signalbox::engine::quarantine::Retried::HeldAgain(e) => {
-                    println!("{} failed again and is held: {e}", target.id)
-                }
-            }
-            Ok(())
-        }
-        QuarantineCommand::Drop(target) => {
-            let (mut engine, actor) = quarantine_engine(&target)?;
-            let dropped = engine.drop_quarantined(
-                &target.id,
-                target.source.as_deref(),
-                &actor,
-                &target.note,
-                chrono::Utc::now(),
-            );
-            engine.close()?;
-            let q = dropped?;
-            println!(
-                "{} from {} dropped; it stays in the journal",
-                q.signal_id, q.source
-            );
-            Ok(())
-        }
+        QuarantineCommand::Retry(target) => release_cmd(Release::Retry, &target),
+        QuarantineCommand::Drop(target) => release_cmd(Release::Drop, &target),
     }
 }
 
-/// The engine on the journal, and who acts: whoever can open the journal's
-/// files stands as a lead here.
-fn quarantine_engine(
-    target: &QuarantineTarget,
-) -> Result<(signalbox::engine::Engine, signalbox::review::Actor)> {
+/// A lead's retry or drop of a held signal, on the journal itself: whoever
+/// can open the journal's files stands as a lead here.
+fn release_cmd(how: Release, target: &QuarantineTarget) -> Result<()> {
+    use signalbox::engine::quarantine::Released;
     let dir = data_dir_or_default(&target.data_dir)?;
-    let engine = open_journal(&dir)?;
+    let mut engine = open_journal(&dir)?;
     let name = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    Ok((
-        engine,
-        signalbox::review::Actor::new(&name, signalbox::decide::policy::Role::Lead),
-    ))
+    let actor = signalbox::review::Actor::new(&name, signalbox::decide::policy::Role::Lead);
+    let released = engine.release_quarantined(
+        how,
+        &target.id,
+        target.source.as_deref(),
+        &actor,
+        &target.note,
+        chrono::Utc::now(),
+    );
+    engine.close()?;
+    match released? {
+        Released::Decided(d) => println!("{} decided: {d}", target.id),
+        Released::HeldAgain(e) => println!("{} failed again and is held: {e}", target.id),
+        Released::Dropped(q) => println!(
+            "{} from {} dropped; it stays in the journal",
+            q.signal_id, q.source
+        ),
+    }
+    Ok(())
 }
 
 fn console(args: &ConsoleArgs) -> Result<()> {

@@ -483,13 +483,13 @@ fn raw_inserts(
     let tables: [(&str, &str, &str); 8] = [
         (
             "signals",
-            "id, type, subject, time, body",
-            "?1, ?2, ?3, ?4, ?5",
+            "id, source, type, subject, time, body",
+            "?1, ?2, ?3, ?4, ?5, ?6",
         ),
         (
             "audit",
-            "kind, ref_id, decision_id, signal_id, time, body, prev_hash, hash",
-            "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8",
+            "kind, ref_id, decision_id, signal_id, signal_source, time, body, prev_hash, hash, parent",
+            "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10",
         ),
         (
             "flows",

@@ -496,30 +496,14 @@ impl PolicySet {
     /// fired, and the error is recorded. A broken input never lets a
     /// decision skip the people or the limits a rule puts on it.
     fn fail_closed(&self, rule: &Rule, option: Option<&str>, error: String, verdict: &mut Verdict) {
-        let spec = &rule.spec;
-        let mut effects = Vec::new();
-        if spec.require_review {
-            verdict.require_review = true;
-            verdict.review_role = verdict.review_role.max(Some(rule.review_role));
-            effects.push(format!("require_review({})", rule.review_role.as_str()));
-        }
-        let forbidden = spec
-            .forbid
-            .iter()
-            .map(String::as_str)
-            .chain(option.filter(|_| spec.forbid_option));
-        for name in forbidden {
-            verdict
-                .forbidden
-                .entry(name.to_string())
-                .or_default()
-                .push(spec.id.clone());
-            effects.push(format!("forbid({name})"));
-        }
+        let effects = restrict(rule, option, verdict);
         if !effects.is_empty() {
             verdict.hits.push(PolicyHit {
-                rule: spec.id.clone(),
-                reason: format!("{} (applied because the rule failed: {error})", spec.reason),
+                rule: rule.spec.id.clone(),
+                reason: format!(
+                    "{} (applied because the rule failed: {error})",
+                    rule.spec.reason
+                ),
                 effects,
                 option: option.map(String::from),
             });
@@ -529,28 +513,7 @@ impl PolicySet {
 
     fn apply(&self, rule: &Rule, option: Option<&str>, verdict: &mut Verdict) {
         let spec = &rule.spec;
-        let mut effects = Vec::new();
-        if spec.require_review {
-            verdict.require_review = true;
-            verdict.review_role = verdict.review_role.max(Some(rule.review_role));
-            effects.push(format!("require_review({})", rule.review_role.as_str()));
-        }
-        for name in &spec.forbid {
-            verdict
-                .forbidden
-                .entry(name.clone())
-                .or_default()
-                .push(spec.id.clone());
-            effects.push(format!("forbid({name})"));
-        }
-        if let (true, Some(name)) = (spec.forbid_option, option) {
-            verdict
-                .forbidden
-                .entry(name.to_string())
-                .or_default()
-                .push(spec.id.clone());
-            effects.push(format!("forbid({name})"));
-        }
+        let mut effects = restrict(rule, option, verdict);
         if let Some(force) = &spec.force
             && verdict.forced.is_none()
         {
@@ -572,6 +535,32 @@ impl PolicySet {
             option: option.map(String::from),
         });
     }
+}
+
+/// A rule's restricting effects on the verdict (review, its role, the
+/// options it forbids), as the audit names them.
+fn restrict(rule: &Rule, option: Option<&str>, verdict: &mut Verdict) -> Vec<String> {
+    let spec = &rule.spec;
+    let mut effects = Vec::new();
+    if spec.require_review {
+        verdict.require_review = true;
+        verdict.review_role = verdict.review_role.max(Some(rule.review_role));
+        effects.push(format!("require_review({})", rule.review_role.as_str()));
+    }
+    let forbidden = spec
+        .forbid
+        .iter()
+        .map(String::as_str)
+        .chain(option.filter(|_| spec.forbid_option));
+    for name in forbidden {
+        verdict
+            .forbidden
+            .entry(name.to_string())
+            .or_default()
+            .push(spec.id.clone());
+        effects.push(format!("forbid({name})"));
+    }
+    effects
 }
 
 /// What a rule's evaluation came to; anything but a boolean is a failure.

@@ -156,6 +156,14 @@ struct Awaiting {
     flow_label: Option<(f64, DateTime<Utc>)>,
 }
 
+/// Signals of one type taken in since start, by what became of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignalTally {
+    pub decided: u64,
+    pub duplicate: u64,
+    pub quarantined: u64,
+}
+
 /// Counts since start, for health endpoints and the header.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EngineCounts {
@@ -183,7 +191,7 @@ pub struct Engine {
     quarantine: quarantine::QuarantineBook,
     /// Signals taken in since start, by type (`other` for types outside
     /// the playbook, so the set of keys stays bounded) and outcome.
-    signal_tally: std::collections::BTreeMap<(String, &'static str), u64>,
+    signal_tally: crate::FastMap<String, SignalTally>,
     awaiting: crate::FastMap<String, Awaiting>,
     /// The flow each firing alert opened, by fingerprint.
     opened_by: crate::FastMap<String, String>,
@@ -466,7 +474,7 @@ impl Engine {
     pub fn ingest(&mut self, signal: Signal, now: DateTime<Utc>) -> Ingested {
         let signal = Arc::new(signal);
         if !self.seen.insert(signal.identity()) {
-            self.tally(&signal.kind, "duplicate");
+            self.tally(&signal.kind, |t| t.duplicate += 1);
             self.counts.duplicates += 1;
             self.metrics.at(now, |t| t.duplicates += 1);
             self.emit(EngineEvent::Signal {
@@ -485,33 +493,34 @@ impl Engine {
         let kind = signal.kind.clone();
         match self.decide_guarded(signal, now) {
             Ok(decision) => {
-                self.tally(&kind, "decided");
+                self.tally(&kind, |t| t.decided += 1);
                 Ingested::Decided {
                     decision_id: decision.id.clone(),
                     mode: decision.mode,
                 }
             }
             Err(error) => {
-                self.tally(&kind, "quarantined");
+                self.tally(&kind, |t| t.quarantined += 1);
                 Ingested::Quarantined { error }
             }
         }
     }
 
-    fn tally(&mut self, kind: &str, outcome: &'static str) {
+    fn tally(&mut self, kind: &str, count: impl Fn(&mut SignalTally)) {
         let kind = if self.decider.playbook.play(kind).is_some() {
             kind
         } else {
             "other"
         };
-        *self
-            .signal_tally
-            .entry((kind.to_string(), outcome))
-            .or_default() += 1;
+        // Found without building a key: this runs for every signal.
+        match self.signal_tally.get_mut(kind) {
+            Some(tally) => count(tally),
+            None => count(self.signal_tally.entry(kind.to_string()).or_default()),
+        }
     }
 
-    /// Signals taken in since start, by type and outcome (see `tally`).
-    pub fn signal_tally(&self) -> &std::collections::BTreeMap<(String, &'static str), u64> {
+    /// Signals taken in since start, by type (see `tally`).
+    pub fn signal_tally(&self) -> &crate::FastMap<String, SignalTally> {
         &self.signal_tally
     }
 

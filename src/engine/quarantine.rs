@@ -61,12 +61,21 @@ fn same(q: &Quarantined, id: &str, source: &str) -> bool {
     q.signal_id == id && q.source == source
 }
 
-/// What a retry came to.
+/// What a lead does with a held signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    Retry,
+    Drop,
+}
+
+/// What releasing a held signal came to.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Retried {
+pub enum Released {
+    /// Retried, and decided.
     Decided(String),
-    /// It failed again, and is held again with this error.
+    /// Retried, failed again, and held again with this error.
     HeldAgain(String),
+    Dropped(Quarantined),
 }
 
 /// Why an operator's quarantine action was refused.
@@ -149,40 +158,38 @@ impl Engine {
         }
     }
 
-    /// Takes a signal out of quarantine and decides it again; a lead's
-    /// call. Should it fail again, it is held again with the new error.
-    pub fn retry_quarantined(
+    /// A lead's call on a held signal: decide it again (it is held again,
+    /// with the new error, should it fail again), or set it aside for good
+    /// (it stays in the journal and is never decided).
+    pub fn release_quarantined(
         &mut self,
+        how: Release,
         id: &str,
         source: Option<&str>,
         actor: &Actor,
         note: &str,
         now: DateTime<Utc>,
-    ) -> Result<Retried, EngineError> {
+    ) -> Result<Released, EngineError> {
         check_lead(actor)?;
         let entry = self.held(id, source)?;
-        let signal = read::signal(&self.dir, &entry.signal_id, &entry.source)?
-            .ok_or_else(|| QuarantineError::NotHeld(id.to_string()))?;
-        self.release(entry, QuarantineState::Retried, actor, note, now);
-        Ok(match self.decide_guarded(Arc::new(signal), now) {
-            Ok(decision) => Retried::Decided(decision.id.clone()),
-            Err(error) => Retried::HeldAgain(error),
-        })
-    }
-
-    /// Sets a quarantined signal aside for good; a lead's call. It stays in
-    /// the journal, and is never decided.
-    pub fn drop_quarantined(
-        &mut self,
-        id: &str,
-        source: Option<&str>,
-        actor: &Actor,
-        note: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Quarantined, EngineError> {
-        check_lead(actor)?;
-        let entry = self.held(id, source)?;
-        Ok(self.release(entry, QuarantineState::Dropped, actor, note, now))
+        match how {
+            Release::Drop => Ok(Released::Dropped(self.release(
+                entry,
+                QuarantineState::Dropped,
+                actor,
+                note,
+                now,
+            ))),
+            Release::Retry => {
+                let signal = read::signal(&self.dir, &entry.signal_id, &entry.source)?
+                    .ok_or_else(|| QuarantineError::NotHeld(id.to_string()))?;
+                self.release(entry, QuarantineState::Retried, actor, note, now);
+                Ok(match self.decide_guarded(Arc::new(signal), now) {
+                    Ok(decision) => Released::Decided(decision.id.clone()),
+                    Err(error) => Released::HeldAgain(error),
+                })
+            }
+        }
     }
 
     fn release(
@@ -270,20 +277,18 @@ pub(super) mod tests {
         let mut engine = open(dir.path());
         assert_eq!(engine.quarantine().held, 1, "not retried at a restart");
         let operator = Actor::new("ana", crate::decide::policy::Role::Operator);
-        assert!(
-            engine
-                .retry_quarantined("boom", None, &operator, "", start())
-                .is_err()
-        );
+        let mut release = |how, source, actor: &Actor, note| {
+            engine.release_quarantined(how, "boom", source, actor, note, start())
+        };
+        assert!(release(Release::Retry, None, &operator, "").is_err());
         let lead = Actor::new("lars", crate::decide::policy::Role::Lead);
-        let again = engine
-            .retry_quarantined("boom", None, &lead, "try again", start())
-            .unwrap();
-        assert!(matches!(again, Retried::HeldAgain(_)), "{again:?}");
-        let dropped = engine
-            .drop_quarantined("boom", Some("test"), &lead, "it is a test", start())
-            .unwrap();
-        assert_eq!(dropped.state, QuarantineState::Dropped);
+        let again = release(Release::Retry, None, &lead, "try again").unwrap();
+        assert!(matches!(again, Released::HeldAgain(_)), "{again:?}");
+        let dropped = release(Release::Drop, Some("test"), &lead, "it is a test").unwrap();
+        assert!(
+            matches!(&dropped, Released::Dropped(q) if q.state == QuarantineState::Dropped),
+            "{dropped:?}"
+        );
         assert_eq!(engine.quarantine().held, 0);
         engine.close().unwrap();
         let counts = read::counts(dir.path()).unwrap();

@@ -28,6 +28,7 @@ use chrono::Utc;
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
+use crate::engine::quarantine::Release;
 use crate::review::{Action, Actor};
 use crate::signal::{Signal, alertmanager, pagerduty, wire};
 use auth::{Permission, Tokens};
@@ -498,7 +499,7 @@ async fn quarantine_retry(
     query: Query<SourceQuery>,
     body: Body,
 ) -> Response {
-    quarantine_action(state, headers, id, query, body, true).await
+    quarantine_action(state, headers, id, query, body, Release::Retry).await
 }
 
 async fn quarantine_drop(
@@ -508,7 +509,7 @@ async fn quarantine_drop(
     query: Query<SourceQuery>,
     body: Body,
 ) -> Response {
-    quarantine_action(state, headers, id, query, body, false).await
+    quarantine_action(state, headers, id, query, body, Release::Drop).await
 }
 
 /// A lead's retry or drop of a quarantined signal; the body may carry a
@@ -519,7 +520,7 @@ async fn quarantine_action(
     Path(id): Path<String>,
     Query(query): Query<SourceQuery>,
     body: Body,
-    retry: bool,
+    how: Release,
 ) -> Response {
     let result = async {
         let who = state.tokens.check(&headers, None, Permission::Act)?;
@@ -535,7 +536,7 @@ async fn quarantine_action(
         state
             .engine
             .send(Request::Quarantine {
-                retry,
+                how,
                 signal_id: id,
                 source: query.source,
                 actor: Actor::new(&who.name, who.role),

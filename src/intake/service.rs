@@ -83,7 +83,7 @@ pub enum Request {
     },
     /// A lead retries or drops a quarantined signal.
     Quarantine {
-        retry: bool,
+        how: crate::engine::quarantine::Release,
         signal_id: String,
         source: Option<String>,
         actor: Actor,
@@ -548,31 +548,28 @@ pub fn handle(
             detail,
         } => engine.complete_step(&flow_id, step, attempt, success, &detail, now),
         Request::Quarantine {
-            retry,
+            how,
             signal_id,
             source,
             actor,
             note,
             reply,
         } => {
-            let source = source.as_deref();
-            let answer = if retry {
-                engine
-                    .retry_quarantined(&signal_id, source, &actor, &note, now)
-                    .map(|r| match r {
-                        crate::engine::quarantine::Retried::Decided(decision) => {
-                            json!({"id": signal_id, "state": "decided", "decision": decision})
-                        }
-                        crate::engine::quarantine::Retried::HeldAgain(error) => {
-                            json!({"id": signal_id, "state": "quarantined", "error": error})
-                        }
-                    })
-            } else {
-                engine
-                    .drop_quarantined(&signal_id, source, &actor, &note, now)
-                    .map(|q| json!({"id": q.signal_id, "source": q.source, "state": "dropped"}))
-            };
-            let answer = answer.map_err(|e| (status_of(&e), e.to_string()));
+            use crate::engine::quarantine::Released;
+            let answer = engine
+                .release_quarantined(how, &signal_id, source.as_deref(), &actor, &note, now)
+                .map(|released| match released {
+                    Released::Decided(decision) => {
+                        json!({"id": signal_id, "state": "decided", "decision": decision})
+                    }
+                    Released::HeldAgain(error) => {
+                        json!({"id": signal_id, "state": "quarantined", "error": error})
+                    }
+                    Released::Dropped(q) => {
+                        json!({"id": q.signal_id, "source": q.source, "state": "dropped"})
+                    }
+                })
+                .map_err(|e| (status_of(&e), e.to_string()));
             let durable = engine.flush().and_then(|c| Ok(c.wait()?));
             let _ = reply.send(match durable {
                 Ok(()) => answer,
@@ -610,6 +607,21 @@ pub fn answer(waiting: Waiting, result: Result<(), String>) {
 
 fn stats(engine: &Engine) -> EngineStats {
     let t = &engine.metrics.total;
+    let mut signals: Vec<(String, &'static str, u64)> = engine
+        .signal_tally()
+        .iter()
+        .flat_map(|(kind, t)| {
+            [
+                ("decided", t.decided),
+                ("duplicate", t.duplicate),
+                ("quarantined", t.quarantined),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(outcome, n)| (kind.clone(), outcome, n))
+        })
+        .collect();
+    signals.sort();
     let mut flows: std::collections::BTreeMap<String, u64> = Default::default();
     for f in engine.flows.flows.values() {
         *flows.entry(f.state.as_str().to_string()).or_default() += 1;
@@ -634,11 +646,7 @@ fn stats(engine: &Engine) -> EngineStats {
             .collect(),
         last_commit_micros: journal.last_commit_micros,
         commits: journal.commits,
-        signals: engine
-            .signal_tally()
-            .iter()
-            .map(|((kind, outcome), n)| (kind.clone(), *outcome, *n))
-            .collect(),
+        signals,
         quarantined: engine.quarantine().quarantined,
         quarantine_held: engine.quarantine().held,
         policy_errors: t.policy_errors,
