@@ -13,6 +13,7 @@ pub mod hash;
 pub mod intake;
 pub mod journal;
 pub mod metrics;
+pub mod playbook;
 pub mod review;
 pub mod signal;
 pub mod sim;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use signalbox::decide::explain;
 use signalbox::engine::quarantine::Release;
+use signalbox::journal::explain;
 
 // The engine allocates many small, short-lived values per signal (records,
 // strings, JSON); mimalloc is markedly faster at that than glibc's malloc.

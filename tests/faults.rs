@@ -268,7 +268,7 @@ fn an_override_teaches_and_the_explanation_shows_who_and_why() {
     let e = read::explain(dir.path(), &decision)
         .unwrap()
         .expect("decision is in the journal");
-    let text = signalbox::decide::explain::render(&e);
+    let text = signalbox::journal::explain::render(&e);
     assert!(
         text.contains("olga") && text.contains("vendor is over budget"),
         "{text}"

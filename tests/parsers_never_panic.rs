@@ -13,9 +13,9 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use signalbox::decide::celval::{self, ContextView};
-use signalbox::decide::playbook::{DEFAULT_PLAYBOOK, Playbook};
 use signalbox::decide::policy::{OptionView, PolicySet};
-use signalbox::flow::catalogue::{DEFAULT_STEPS, StepCatalogue};
+use signalbox::playbook::steps::{DEFAULT_STEPS, StepCatalogue};
+use signalbox::playbook::{DEFAULT_PLAYBOOK, Playbook};
 use signalbox::signal::{RESERVED_SCHEME, Signal, alertmanager, pagerduty, wire};
 
 fn now() -> DateTime<Utc> {

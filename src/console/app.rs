@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use ratatui_textarea::TextArea;
 
 use super::driver::{Status, Update};
-use super::keymap::{Context, KeyAction, Keymap};
+use super::keymap::{KeyAction, Keymap, Scope};
 use super::theme::Theme;
 use crate::decide::Decision;
 use crate::engine::EngineEvent;
@@ -163,7 +163,7 @@ pub struct Detail {
     pub scroll: usize,
 }
 
-pub enum Mode {
+pub enum Focus {
     Normal,
     Command(String),
     Filter(String),
@@ -204,7 +204,7 @@ pub enum Effect {
 pub struct App {
     pub view: View,
     pub history: Vec<View>,
-    pub mode: Mode,
+    pub focus: Focus,
     pub status_line: Option<(String, bool)>,
     pub signals: VecDeque<SignalRow>,
     pub flow_rows: Vec<FlowRow>,
@@ -239,7 +239,7 @@ impl App {
         App {
             view: View::Overview,
             history: Vec::new(),
-            mode: Mode::Normal,
+            focus: Focus::Normal,
             status_line: None,
             signals: VecDeque::new(),
             flow_rows: Vec::new(),
@@ -268,20 +268,20 @@ impl App {
     }
 
     /// The contexts keys are looked up in, for the current mode and view.
-    pub fn contexts(&self) -> Vec<Context> {
-        match &self.mode {
-            Mode::Dialog(_) | Mode::ConfirmQuit => vec![Context::Dialog],
-            Mode::Command(_) | Mode::Filter(_) => vec![Context::Dialog],
-            Mode::Help | Mode::Detail(_) => vec![Context::Table, Context::Global],
-            Mode::Normal => {
+    pub fn contexts(&self) -> Vec<Scope> {
+        match &self.focus {
+            Focus::Dialog(_) | Focus::ConfirmQuit => vec![Scope::Dialog],
+            Focus::Command(_) | Focus::Filter(_) => vec![Scope::Dialog],
+            Focus::Help | Focus::Detail(_) => vec![Scope::Table, Scope::Global],
+            Focus::Normal => {
                 let mut c = Vec::new();
                 if self.view == View::Review {
-                    c.push(Context::Review);
+                    c.push(Scope::Review);
                 }
                 if self.view.is_table() {
-                    c.push(Context::Table);
+                    c.push(Scope::Table);
                 }
-                c.push(Context::Global);
+                c.push(Scope::Global);
                 c
             }
         }
@@ -289,9 +289,9 @@ impl App {
 
     /// Whether keys go to a text prompt first.
     pub fn typing(&self) -> bool {
-        match &self.mode {
-            Mode::Command(_) | Mode::Filter(_) => true,
-            Mode::Dialog(d) => matches!(
+        match &self.focus {
+            Focus::Command(_) | Focus::Filter(_) => true,
+            Focus::Dialog(d) => matches!(
                 d.kind,
                 DialogKind::Note(_) | DialogKind::Override { writing: true, .. }
             ),
@@ -302,10 +302,10 @@ impl App {
     pub fn crumbs(&self) -> String {
         let mut parts: Vec<&str> = vec!["signalbox"];
         parts.push(self.view.name());
-        match &self.mode {
-            Mode::Detail(d) => parts.push(d.title.as_str()),
-            Mode::Dialog(_) => parts.push("action"),
-            Mode::Help => parts.push("help"),
+        match &self.focus {
+            Focus::Detail(d) => parts.push(d.title.as_str()),
+            Focus::Dialog(_) => parts.push("action"),
+            Focus::Help => parts.push("help"),
             _ => {}
         }
         parts.join(" › ")
@@ -577,7 +577,7 @@ impl App {
             self.history.push(self.view);
             self.view = view;
         }
-        self.mode = Mode::Normal;
+        self.focus = Focus::Normal;
     }
 
     /// The review item under the cursor.
@@ -596,54 +596,54 @@ impl App {
     pub fn update(&mut self, input: Input) -> Vec<Effect> {
         self.dirty = true;
         let mut effects = Vec::new();
-        let mode = std::mem::replace(&mut self.mode, Mode::Normal);
-        self.mode = match mode {
-            Mode::Command(text) => self.prompt(text, input, true, &mut effects),
-            Mode::Filter(text) => self.prompt(text, input, false, &mut effects),
-            Mode::Dialog(d) => self.dialog(d, input, &mut effects),
-            Mode::ConfirmQuit => match input {
+        let mode = std::mem::replace(&mut self.focus, Focus::Normal);
+        self.focus = match mode {
+            Focus::Command(text) => self.prompt(text, input, true, &mut effects),
+            Focus::Filter(text) => self.prompt(text, input, false, &mut effects),
+            Focus::Dialog(d) => self.dialog(d, input, &mut effects),
+            Focus::ConfirmQuit => match input {
                 Input::Key(KeyAction::Confirm) | Input::Char('y') => {
                     effects.push(Effect::Quit);
-                    Mode::Normal
+                    Focus::Normal
                 }
                 _ => {
                     self.status_line = Some(("quit cancelled".into(), false));
-                    Mode::Normal
+                    Focus::Normal
                 }
             },
-            Mode::Help => match input {
-                Input::Key(KeyAction::Back | KeyAction::Help | KeyAction::Cancel) => Mode::Normal,
+            Focus::Help => match input {
+                Input::Key(KeyAction::Back | KeyAction::Help | KeyAction::Cancel) => Focus::Normal,
                 Input::Key(KeyAction::Quit) => {
                     effects.push(Effect::Quit);
-                    Mode::Normal
+                    Focus::Normal
                 }
-                _ => Mode::Help,
+                _ => Focus::Help,
             },
-            Mode::Detail(mut d) => match input {
-                Input::Key(KeyAction::Back | KeyAction::Cancel) => Mode::Normal,
+            Focus::Detail(mut d) => match input {
+                Input::Key(KeyAction::Back | KeyAction::Cancel) => Focus::Normal,
                 Input::Key(KeyAction::Quit) => {
                     effects.push(Effect::Quit);
-                    Mode::Normal
+                    Focus::Normal
                 }
                 Input::Key(KeyAction::Down) => {
                     d.scroll = (d.scroll + 1).min(d.lines.len().saturating_sub(1));
-                    Mode::Detail(d)
+                    Focus::Detail(d)
                 }
                 Input::Key(KeyAction::Up) => {
                     d.scroll = d.scroll.saturating_sub(1);
-                    Mode::Detail(d)
+                    Focus::Detail(d)
                 }
                 Input::Key(KeyAction::PageDown) => {
                     d.scroll = (d.scroll + self.page).min(d.lines.len().saturating_sub(1));
-                    Mode::Detail(d)
+                    Focus::Detail(d)
                 }
                 Input::Key(KeyAction::PageUp) => {
                     d.scroll = d.scroll.saturating_sub(self.page);
-                    Mode::Detail(d)
+                    Focus::Detail(d)
                 }
-                _ => Mode::Detail(d),
+                _ => Focus::Detail(d),
             },
-            Mode::Normal => self.normal(input, &mut effects),
+            Focus::Normal => self.normal(input, &mut effects),
         };
         effects
     }
@@ -654,12 +654,12 @@ impl App {
         input: Input,
         command: bool,
         effects: &mut Vec<Effect>,
-    ) -> Mode {
+    ) -> Focus {
         let wrap = |t: String| {
             if command {
-                Mode::Command(t)
+                Focus::Command(t)
             } else {
-                Mode::Filter(t)
+                Focus::Filter(t)
             }
         };
         match input {
@@ -691,18 +691,18 @@ impl App {
                 if !command {
                     self.filters.remove(&self.view);
                 }
-                Mode::Normal
+                Focus::Normal
             }
             Input::Key(KeyAction::Confirm) => {
                 if command {
                     self.run_command(text.trim(), effects);
-                    if matches!(self.mode, Mode::ConfirmQuit) {
-                        return Mode::ConfirmQuit;
+                    if matches!(self.focus, Focus::ConfirmQuit) {
+                        return Focus::ConfirmQuit;
                     }
                 } else if text.is_empty() {
                     self.filters.remove(&self.view);
                 }
-                Mode::Normal
+                Focus::Normal
             }
             _ => wrap(text),
         }
@@ -730,17 +730,17 @@ impl App {
         }
     }
 
-    fn normal(&mut self, input: Input, effects: &mut Vec<Effect>) -> Mode {
+    fn normal(&mut self, input: Input, effects: &mut Vec<Effect>) -> Focus {
         let Input::Key(action) = input else {
-            return Mode::Normal;
+            return Focus::Normal;
         };
         match action {
             KeyAction::Quit => effects.push(Effect::Quit),
-            KeyAction::Help => return Mode::Help,
-            KeyAction::Command => return Mode::Command(String::new()),
+            KeyAction::Help => return Focus::Help,
+            KeyAction::Command => return Focus::Command(String::new()),
             KeyAction::Filter if self.view.is_table() => {
                 let current = self.filters.get(&self.view).cloned().unwrap_or_default();
-                return Mode::Filter(current);
+                return Focus::Filter(current);
             }
             KeyAction::Back => {
                 if self.filters.remove(&self.view).is_none()
@@ -791,19 +791,19 @@ impl App {
             }
             _ => {}
         }
-        Mode::Normal
+        Focus::Normal
     }
 
-    fn open(&mut self, effects: &mut Vec<Effect>) -> Mode {
+    fn open(&mut self, effects: &mut Vec<Effect>) -> Focus {
         let rows = self.rows(self.view);
         let t = self.tables.get(&self.view).copied().unwrap_or_default();
         let Some(&i) = rows.get(t.selected) else {
-            return Mode::Normal;
+            return Focus::Normal;
         };
         match self.view {
             View::Signals => {
                 let s = &self.signals[i];
-                Mode::Detail(Detail {
+                Focus::Detail(Detail {
                     title: format!("signal {}", s.id),
                     lines: s.body.lines().map(String::from).collect(),
                     scroll: 0,
@@ -813,13 +813,13 @@ impl App {
                 effects.push(Effect::Explain {
                     decision_id: self.flow_rows[i].decision_id.clone(),
                 });
-                Mode::Normal
+                Focus::Normal
             }
             View::Audit => {
                 effects.push(Effect::Explain {
                     decision_id: self.audit[i].id.clone(),
                 });
-                Mode::Normal
+                Focus::Normal
             }
             View::Review => {
                 if let Some(item) = self.review_at(i) {
@@ -827,16 +827,16 @@ impl App {
                         decision_id: item.decision.id.clone(),
                     });
                 }
-                Mode::Normal
+                Focus::Normal
             }
-            _ => Mode::Normal,
+            _ => Focus::Normal,
         }
     }
 
-    fn start_action(&mut self, action: KeyAction, effects: &mut Vec<Effect>) -> Mode {
+    fn start_action(&mut self, action: KeyAction, effects: &mut Vec<Effect>) -> Focus {
         let Some(item) = self.selected_review() else {
             self.status_line = Some(("no review item selected".into(), true));
-            return Mode::Normal;
+            return Focus::Normal;
         };
         let review_id = item.id.clone();
         let note = || {
@@ -856,9 +856,9 @@ impl App {
                 if choices.is_empty() {
                     self.status_line =
                         Some(("no alternative is allowed for this item".into(), true));
-                    return Mode::Normal;
+                    return Focus::Normal;
                 }
-                Mode::Dialog(Box::new(Dialog {
+                Focus::Dialog(Box::new(Dialog {
                     review_id,
                     kind: DialogKind::Override {
                         choices,
@@ -874,7 +874,7 @@ impl App {
                 } else {
                     Action::Reject
                 };
-                Mode::Dialog(Box::new(Dialog {
+                Focus::Dialog(Box::new(Dialog {
                     review_id,
                     kind: DialogKind::Note(a),
                     note: note(),
@@ -886,7 +886,7 @@ impl App {
                     action: Action::Escalate,
                     note: format!("escalated by {}", self.operator.name),
                 });
-                Mode::Normal
+                Focus::Normal
             }
             KeyAction::Snooze => {
                 effects.push(Effect::Act {
@@ -894,7 +894,7 @@ impl App {
                     action: Action::Snooze { minutes: 15 },
                     note: "snoozed 15 minutes".into(),
                 });
-                Mode::Normal
+                Focus::Normal
             }
             _ => {
                 effects.push(Effect::Act {
@@ -902,18 +902,18 @@ impl App {
                     action: Action::Claim,
                     note: format!("claimed by {}", self.operator.name),
                 });
-                Mode::Normal
+                Focus::Normal
             }
         }
     }
 
-    fn dialog(&mut self, mut d: Box<Dialog>, input: Input, effects: &mut Vec<Effect>) -> Mode {
+    fn dialog(&mut self, mut d: Box<Dialog>, input: Input, effects: &mut Vec<Effect>) -> Focus {
         if let Input::Key(KeyAction::Cancel) = input {
             self.status_line = Some(("action cancelled".into(), false));
-            return Mode::Normal;
+            return Focus::Normal;
         }
         if let Input::Key(KeyAction::Quit) = input {
-            return Mode::ConfirmQuit;
+            return Focus::ConfirmQuit;
         }
         match &mut d.kind {
             DialogKind::Override {
@@ -935,7 +935,7 @@ impl App {
                     }
                     _ => {}
                 }
-                Mode::Dialog(d)
+                Focus::Dialog(d)
             }
             _ => match input {
                 Input::Key(KeyAction::Confirm) => {
@@ -953,13 +953,13 @@ impl App {
                         action,
                         note,
                     });
-                    Mode::Normal
+                    Focus::Normal
                 }
                 Input::Text(key) => {
                     d.note.input(key);
-                    Mode::Dialog(d)
+                    Focus::Dialog(d)
                 }
-                _ => Mode::Dialog(d),
+                _ => Focus::Dialog(d),
             },
         }
     }
@@ -974,7 +974,7 @@ impl App {
     }
 
     pub fn show_detail(&mut self, title: String, text: String) {
-        self.mode = Mode::Detail(Detail {
+        self.focus = Focus::Detail(Detail {
             title,
             lines: text.lines().map(String::from).collect(),
             scroll: 0,

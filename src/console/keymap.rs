@@ -17,20 +17,20 @@ pub const SHIPPED: &[(&str, &str)] = &[
 
 /// Where a key is looked up, most specific first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Context {
+pub enum Scope {
     Dialog,
     Review,
     Table,
     Global,
 }
 
-impl Context {
+impl Scope {
     pub fn name(self) -> &'static str {
         match self {
-            Context::Global => "global",
-            Context::Table => "table",
-            Context::Review => "review",
-            Context::Dialog => "dialog",
+            Scope::Global => "global",
+            Scope::Table => "table",
+            Scope::Review => "review",
+            Scope::Dialog => "dialog",
         }
     }
 }
@@ -265,7 +265,7 @@ struct KeymapFile {
 pub struct Keymap {
     pub name: String,
     /// context → action → (keys, the file that set them)
-    bindings: BTreeMap<Context, BTreeMap<KeyAction, (Vec<Key>, String)>>,
+    bindings: BTreeMap<Scope, BTreeMap<KeyAction, (Vec<Key>, String)>>,
 }
 
 /// Two actions on one key in one context.
@@ -351,10 +351,10 @@ impl Keymap {
         };
         for (file, parsed) in chain.into_iter().rev() {
             for (context, table) in [
-                (Context::Global, parsed.global),
-                (Context::Table, parsed.table),
-                (Context::Review, parsed.review),
-                (Context::Dialog, parsed.dialog),
+                (Scope::Global, parsed.global),
+                (Scope::Table, parsed.table),
+                (Scope::Review, parsed.review),
+                (Scope::Dialog, parsed.dialog),
             ] {
                 for (action_name, keys) in table {
                     let action =
@@ -410,7 +410,7 @@ impl Keymap {
     }
 
     /// The action for a key, looking in `contexts` in order.
-    pub fn action(&self, key: &Key, contexts: &[Context]) -> Option<KeyAction> {
+    pub fn action(&self, key: &Key, contexts: &[Scope]) -> Option<KeyAction> {
         for context in contexts {
             if let Some(actions) = self.bindings.get(context) {
                 for (action, (keys, _)) in actions {
@@ -424,7 +424,7 @@ impl Keymap {
     }
 
     /// (keys, action) for a context, for help and the bottom bar.
-    pub fn bindings(&self, context: Context) -> Vec<(String, KeyAction)> {
+    pub fn bindings(&self, context: Scope) -> Vec<(String, KeyAction)> {
         self.bindings
             .get(&context)
             .map(|actions| {
@@ -472,7 +472,7 @@ mod tests {
     #[test]
     fn vim_inherits_default_and_adds_keys() {
         let k = Keymap::load("vim", None).unwrap();
-        let table = [Context::Table, Context::Global];
+        let table = [Scope::Table, Scope::Global];
         assert_eq!(k.action(&key("j"), &table), Some(KeyAction::Down));
         assert_eq!(k.action(&key("down"), &table), Some(KeyAction::Down));
         assert_eq!(
@@ -492,12 +492,12 @@ mod tests {
         .unwrap();
         let k = Keymap::load("mine", Some(dir.path())).unwrap();
         assert_eq!(
-            k.action(&key("y"), &[Context::Review]),
+            k.action(&key("y"), &[Scope::Review]),
             Some(KeyAction::Approve)
         );
-        assert_eq!(k.action(&key("a"), &[Context::Review]), None);
+        assert_eq!(k.action(&key("a"), &[Scope::Review]), None);
         assert_eq!(
-            k.action(&key("x"), &[Context::Review]),
+            k.action(&key("x"), &[Scope::Review]),
             Some(KeyAction::Reject)
         );
     }

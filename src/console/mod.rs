@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event, KeyCode, KeyEventKind};
 
-use app::{App, Effect, Input, Mode};
+use app::{App, Effect, Focus, Input};
 use driver::{Command, DriverOptions, Update};
 use keymap::{KeyAction, Keymap};
 use theme::Theme;
@@ -209,8 +209,8 @@ fn event_loop(
         for effect in app.update(input) {
             match effect {
                 Effect::Quit => {
-                    if matches!(app.mode, Mode::Dialog(_)) {
-                        app.mode = Mode::ConfirmQuit;
+                    if matches!(app.focus, Focus::Dialog(_)) {
+                        app.focus = Focus::ConfirmQuit;
                     } else {
                         return Ok(());
                     }
@@ -237,7 +237,7 @@ fn event_loop(
                 }
                 Effect::Explain { decision_id } => {
                     let text = match crate::journal::read::explain(&app.data_dir, &decision_id) {
-                        Ok(Some(e)) => crate::decide::explain::render(&e),
+                        Ok(Some(e)) => crate::journal::explain::render(&e),
                         Ok(None) => format!(
                             "{decision_id} is not in the journal yet (it is written within a moment)"
                         ),
@@ -270,18 +270,18 @@ fn translate(app: &App, key: crossterm::event::KeyEvent) -> Option<Input> {
             .modifiers
             .contains(crossterm::event::KeyModifiers::CONTROL)
             && let Some(k) = &k
-            && app.keymap.action(k, &[keymap::Context::Global]) == Some(KeyAction::Quit)
+            && app.keymap.action(k, &[keymap::Scope::Global]) == Some(KeyAction::Quit)
         {
             return Some(Input::Key(KeyAction::Quit));
         }
         // Confirm and cancel keep their meaning while typing.
         if let Some(k) = &k
             && let Some(a @ (KeyAction::Confirm | KeyAction::Cancel)) =
-                app.keymap.action(k, &[keymap::Context::Dialog])
+                app.keymap.action(k, &[keymap::Scope::Dialog])
         {
             return Some(Input::Key(a));
         }
-        if matches!(app.mode, Mode::Dialog(_)) {
+        if matches!(app.focus, Focus::Dialog(_)) {
             return Some(Input::Text(key));
         }
         return match key.code {
@@ -293,12 +293,12 @@ fn translate(app: &App, key: crossterm::event::KeyEvent) -> Option<Input> {
     }
     let k = k?;
     let action = app.keymap.action(&k, &app.contexts());
-    match (&app.mode, action) {
-        (Mode::Dialog(_), None) => match key.code {
+    match (&app.focus, action) {
+        (Focus::Dialog(_), None) => match key.code {
             KeyCode::Char(c) => Some(Input::Char(c)),
             _ => None,
         },
-        (Mode::ConfirmQuit, None) => match key.code {
+        (Focus::ConfirmQuit, None) => match key.code {
             KeyCode::Char(c) => Some(Input::Char(c)),
             _ => Some(Input::Key(KeyAction::Cancel)),
         },

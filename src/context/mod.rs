@@ -269,16 +269,12 @@ impl Default for ServicesView {
     }
 }
 
-/// What policies see as `context` for one decision (`Context::policy_view`).
+/// What policies see as `context` for one decision (`Context::policy_view`):
+/// its own fields, and `services`, held apart (the store keeps it ready
+/// rather than copying it for every decision).
 pub struct PolicyView<'a> {
-    fields: Value,
-    services: &'a Value,
-}
-
-impl PolicyView<'_> {
-    pub fn as_context(&self) -> crate::decide::celval::ContextView<'_> {
-        crate::decide::celval::ContextView::new(&self.fields).with("services", self.services)
-    }
+    pub fields: Value,
+    pub services: &'a Value,
 }
 
 /// A signal whose facts cannot be folded into the store: a value out of
@@ -765,7 +761,7 @@ mod tests {
         let services = |ctx: &Context| {
             let order = signal("order.placed", "order/1", json!({}));
             let view = ctx.policy_view(&order, &Snapshot::new());
-            view.as_context().get("services").cloned()
+            Some(view.services.clone())
         };
         assert_eq!(services(&ctx), Some(json!({})));
         ctx.apply(&signal(

@@ -6,10 +6,10 @@
 //! holds everything needed to explain it later. It never does IO.
 
 pub mod celval;
-pub mod explain;
+
 pub mod features;
 pub mod model;
-pub mod playbook;
+
 pub mod policy;
 pub mod reads;
 
@@ -22,10 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::context::{Context, Snapshot};
-use crate::flow::catalogue::StepCatalogue;
+use crate::playbook::Playbook;
+use crate::playbook::steps::StepCatalogue;
 use crate::signal::Signal;
 use model::Model;
-use playbook::Playbook;
 use policy::{OptionView, PolicyHit, PolicySet, Priority, Role};
 
 /// How a decision was taken.
@@ -265,7 +265,7 @@ impl Decider {
         let verdict = policy.evaluate(
             &signal.kind,
             &celval::Json::signal(signal, subject),
-            policy_context.as_context(),
+            celval::ContextView::of(&policy_context),
             &views,
         );
 

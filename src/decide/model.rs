@@ -38,11 +38,6 @@ pub struct Checkpoint {
     pub evidence: BTreeMap<String, f64>,
 }
 
-/// FNV-1a of a string (stable across runs and platforms).
-pub fn fnv_hash(text: &str) -> u64 {
-    fnv1a(&[text])
-}
-
 fn fnv1a(parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for (i, part) in parts.iter().enumerate() {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::playbook::Playbook;
+use crate::playbook::Playbook;
 
 /// Who may act on a review item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Hash)]
@@ -587,8 +587,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
     use crate::decide::celval::ContextView;
-    use crate::decide::playbook::DEFAULT_PLAYBOOK;
-    use crate::flow::catalogue::{DEFAULT_STEPS, StepCatalogue};
+    use crate::playbook::DEFAULT_PLAYBOOK;
+    use crate::playbook::steps::{DEFAULT_STEPS, StepCatalogue};
     use serde_json::json;
 
     fn playbook() -> Playbook {

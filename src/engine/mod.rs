@@ -23,14 +23,14 @@ use thiserror::Error;
 use crate::CatalogueError;
 use crate::context::{Context, ContextError, Snapshot, World, split_key};
 use crate::decide::model::{Checkpoint, DEFAULT_BITS, Model};
-use crate::decide::playbook::{DEFAULT_PLAYBOOK, Playbook};
 use crate::decide::policy::{PolicyError, PolicySet};
 use crate::decide::{Choice, Decider, Decision, Mode, choice_for, features, record_choice};
 use crate::flow::assemble::{Branch, fanout_steps, steps_for};
-use crate::flow::catalogue::{DEFAULT_STEPS, StepCatalogue};
 use crate::flow::{Flow, FlowBook, FlowEvent, FlowState, Step, StepState, route};
 use crate::journal::{Commit, Feedback, Journal, JournalError, Record, read};
 use crate::metrics::Metrics;
+use crate::playbook::steps::{DEFAULT_STEPS, StepCatalogue};
+use crate::playbook::{DEFAULT_PLAYBOOK, Playbook};
 use crate::review::{Action, Actor, ReviewAction, ReviewError, ReviewItem, ReviewQueue, Settled};
 use crate::signal::Signal;
 
@@ -51,6 +51,10 @@ pub enum EngineError {
     #[error(transparent)]
     Quarantine(#[from] quarantine::QuarantineError),
 }
+
+/// The journal meta key under which the engine records how far it has
+/// decided from the intake log (`intake::log`).
+pub const INTAKE_CURSOR_KEY: &str = "intake_cursor";
 
 /// How to start an engine.
 #[derive(Debug, Clone)]
@@ -356,7 +360,7 @@ impl Engine {
         if let Some(next) = recovered.meta.get("next_id").and_then(|v| v.parse().ok()) {
             self.next_id = next;
         }
-        self.intake_cursor = recovered.meta.get(crate::intake::log::CURSOR_KEY).cloned();
+        self.intake_cursor = recovered.meta.get(INTAKE_CURSOR_KEY).cloned();
         if let Some(metrics) = recovered.meta.get("metrics")
             && let Ok(m) = serde_json::from_str::<Metrics>(metrics)
         {
@@ -1153,7 +1157,7 @@ impl Engine {
     /// in the same commit as the decisions of the signals read up to it.
     pub fn note_intake_cursor(&mut self, cursor: String) {
         self.pending.push(Record::Meta {
-            key: crate::intake::log::CURSOR_KEY.into(),
+            key: INTAKE_CURSOR_KEY.into(),
             value: cursor.clone(),
         });
         self.intake_cursor = Some(cursor);

@@ -1,8 +1,8 @@
 //! Assembly: turning a chosen option into the steps of a flow.
 
 use super::Step;
-use super::catalogue::StepCatalogue;
-use crate::decide::playbook::{Fanout, Playbook};
+use crate::playbook::steps::StepCatalogue;
+use crate::playbook::{Fanout, Playbook};
 
 /// The steps of a plain option, one after another, all on `subject`.
 pub fn steps_for(

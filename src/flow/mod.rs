@@ -7,7 +7,7 @@
 //! executors.
 
 pub mod assemble;
-pub mod catalogue;
+
 pub mod route;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
 use crate::decide::policy::Priority;
+use crate::playbook::steps::StepCatalogue;
 use crate::timers::Timers;
-use catalogue::StepCatalogue;
 use route::{Assignee, Breakers, Router};
 
 #[derive(
@@ -1073,7 +1073,7 @@ fn undo_steps(steps: &[Step], catalogue: &StepCatalogue) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::catalogue::DEFAULT_STEPS;
+    use crate::playbook::steps::DEFAULT_STEPS;
     use rand::SeedableRng;
 
     fn at(minutes: i64) -> DateTime<Utc> {

@@ -27,9 +27,6 @@ use crate::signal::Signal;
 
 pub const FILE_NAME: &str = "intake.db";
 
-/// The journal meta key under which the engine records its position.
-pub const CURSOR_KEY: &str = "intake_cursor";
-
 /// Signals acknowledged and not yet decided, at most, unless configured:
 /// past this the log refuses appends (about 300 MB of log at typical
 /// signal sizes).

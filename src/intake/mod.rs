@@ -723,7 +723,7 @@ async fn decision(
     match found {
         Ok(Some(e)) => (
             StatusCode::OK,
-            axum::Json(crate::decide::explain::to_json(&e)),
+            axum::Json(crate::journal::explain::to_json(&e)),
         )
             .into_response(),
         Ok(None) => refuse(

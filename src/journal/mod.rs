@@ -10,6 +10,7 @@
 //! - decisions and review actions form a hash chain in the `audit` table.
 
 pub mod chain;
+pub mod explain;
 pub mod read;
 
 use std::path::{Path, PathBuf};

@@ -15,8 +15,8 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, Paragraph, Row, Table, Wrap};
 
-use super::app::{App, DialogKind, Mode, View};
-use super::keymap::Context;
+use super::app::{App, DialogKind, Focus, View};
+use super::keymap::Scope;
 use super::theme::Theme;
 
 /// Rows of table body that fit in `area` (border and header taken off).
@@ -61,9 +61,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     draw_status(frame, status, app);
     draw_keys(frame, keys, app);
-    match &app.mode {
-        Mode::Help => draw_help(frame, body, app),
-        Mode::Detail(d) => {
+    match &app.focus {
+        Focus::Help => draw_help(frame, body, app),
+        Focus::Detail(d) => {
             let area = inset(body, 2, 1);
             frame.render_widget(Clear, area);
             let height = area.height.saturating_sub(2) as usize;
@@ -81,8 +81,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 area,
             );
         }
-        Mode::Dialog(dialog) => draw_dialog(frame, body, app, dialog),
-        Mode::ConfirmQuit => {
+        Focus::Dialog(dialog) => draw_dialog(frame, body, app, dialog),
+        Focus::ConfirmQuit => {
             let area = centered(body, 50, 3);
             frame.render_widget(Clear, area);
             frame.render_widget(
@@ -129,8 +129,8 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let line = match &app.mode {
-        Mode::Command(text) => {
+    let line = match &app.focus {
+        Focus::Command(text) => {
             let hint: Vec<&str> = super::app::VIEWS
                 .iter()
                 .map(|(_, n, _)| *n)
@@ -141,7 +141,7 @@ fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
                 Span::styled(format!("  {}", hint.join(" ")), theme.muted()),
             ])
         }
-        Mode::Filter(text) => Line::styled(format!("/{text}▏"), theme.accent()),
+        Focus::Filter(text) => Line::styled(format!("/{text}▏"), theme.accent()),
         _ => match &app.status_line {
             Some((text, true)) => Line::styled(text.as_str(), theme.bad()),
             Some((text, false)) => Line::styled(text.as_str(), theme.ok()),
@@ -168,12 +168,7 @@ fn draw_help(frame: &mut Frame, body: Rect, app: &App) {
     let area = inset(body, 4, 1);
     frame.render_widget(Clear, area);
     let mut items: Vec<ListItem> = Vec::new();
-    for context in [
-        Context::Global,
-        Context::Table,
-        Context::Review,
-        Context::Dialog,
-    ] {
+    for context in [Scope::Global, Scope::Table, Scope::Review, Scope::Dialog] {
         items.push(ListItem::new(Line::styled(
             format!("[{}]", context.name()),
             theme.title(),

@@ -1,11 +1,16 @@
-//! The playbook catalogue: which options exist for each signal type, as data.
+//! The playbook: which options exist for each signal type (this file) and
+//! the step templates they are assembled from (`steps`), as data. Below
+//! both the decision layer, which chooses among the options, and the flow
+//! layer, which runs their steps.
+
+pub mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
 use crate::CatalogueError;
-use crate::flow::catalogue::StepCatalogue;
+use steps::StepCatalogue;
 
 /// What the engine may do about one signal type.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -162,7 +167,7 @@ impl Playbook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::catalogue::DEFAULT_STEPS;
+    use crate::playbook::steps::DEFAULT_STEPS;
 
     #[test]
     fn the_shipped_playbook_is_consistent() {

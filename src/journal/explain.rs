@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde_json::{Value, json};
 
-use crate::journal::read::Explanation;
+use super::read::Explanation;
 
 fn line(out: &mut String, text: impl AsRef<str>) {
     out.push_str(text.as_ref());
