@@ -7,8 +7,13 @@
 //! to the journal as one batch; a signal counts as acknowledged only once
 //! the `Commit` of the batch holding it has resolved.
 
+mod alerts;
+mod batch;
+mod fanout;
 pub mod guard;
+mod learning;
 pub mod quarantine;
+mod recover;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -21,13 +26,12 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::CatalogueError;
-use crate::context::{Context, ContextError, Snapshot, World, split_key};
-use crate::decide::model::{Checkpoint, DEFAULT_BITS, Model};
+use crate::context::{Context, ContextError, World};
+use crate::decide::model::{DEFAULT_BITS, Model};
 use crate::decide::policy::{PolicyError, PolicySet};
-use crate::decide::{Choice, Decider, Decision, Mode, choice_for, features, record_choice};
-use crate::flow::assemble::{Branch, fanout_steps, steps_for};
-use crate::flow::{Flow, FlowBook, FlowEvent, FlowState, Step, StepState, route};
-use crate::journal::{Commit, Feedback, Journal, JournalError, Record, read};
+use crate::decide::{Decider, Decision, Mode, choice_for, features, record_choice};
+use crate::flow::{Flow, FlowBook, FlowEvent, FlowState};
+use crate::journal::{Feedback, Journal, JournalError, Record, read};
 use crate::metrics::Metrics;
 use crate::playbook::steps::{DEFAULT_STEPS, StepCatalogue};
 use crate::playbook::{DEFAULT_PLAYBOOK, Playbook};
@@ -147,19 +151,6 @@ pub enum Ingested {
     },
 }
 
-/// A decision still waiting for its outcome: what it chose and from what.
-#[derive(Debug, Clone)]
-struct Awaiting {
-    option: String,
-    features: Vec<String>,
-    /// When the option was settled and its flow could start: the decision
-    /// time, or later when a person (or the safe default) released it.
-    since: DateTime<Utc>,
-    /// The flow's own result (label, when), used if no explicit outcome
-    /// arrives within `OUTCOME_HORIZON` of it.
-    flow_label: Option<(f64, DateTime<Utc>)>,
-}
-
 /// Signals of one type taken in since start, by what became of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SignalTally {
@@ -196,7 +187,7 @@ pub struct Engine {
     /// Signals taken in since start, by type (`other` for types outside
     /// the playbook, so the set of keys stays bounded) and outcome.
     signal_tally: crate::FastMap<String, SignalTally>,
-    awaiting: crate::FastMap<String, Awaiting>,
+    awaiting: crate::FastMap<String, learning::Awaiting>,
     /// The flow each firing alert opened, by fingerprint.
     opened_by: crate::FastMap<String, String>,
     /// Flow results waiting out the horizon, oldest first.
@@ -220,21 +211,6 @@ pub struct Engine {
     /// (`intake::log::CURSOR_KEY`), as journaled.
     intake_cursor: Option<String>,
 }
-
-/// Importance of a person's answer as a label, against 1.0 for an explicit
-/// outcome: people are right most of the time, outcomes are what happened.
-/// An answer teaches at once; the outcome that follows corrects a wrong one.
-const PERSON_WEIGHT: f64 = 0.6;
-
-/// Importance of a flow's own failure as a label, against 1.0 for an
-/// explicit outcome: it says the work went wrong, not what would have worked.
-const FLOW_COMPLETION_WEIGHT: f64 = 0.2;
-
-/// How long after its flow ends an explicit outcome may still arrive. An
-/// explicit outcome always wins over the flow's own result; only decisions
-/// that never get one learn from their flow (otherwise a quick flow that
-/// "succeeds" at the wrong thing would teach the model it was right).
-const OUTCOME_HORIZON: Duration = Duration::hours(1);
 
 impl Engine {
     /// Opens the journal in `config.data_dir`; a fresh journal starts from
@@ -313,92 +289,6 @@ impl Engine {
             engine.recover(now)?;
         }
         Ok(engine)
-    }
-
-    fn recover(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
-        let dir = self.dir.display().to_string();
-        let bad = |reason: String| EngineError::Recovery {
-            dir: dir.clone(),
-            reason,
-        };
-        let recovered = read::recover(&self.dir)?;
-        for (key, body) in recovered.entities {
-            if body.is_null() {
-                continue;
-            }
-            self.context.restore(&key, body).map_err(&bad)?;
-        }
-        if let Some(text) = &recovered.checkpoint {
-            let checkpoint: Checkpoint =
-                serde_json::from_str(text).map_err(|e| bad(format!("model checkpoint: {e}")))?;
-            self.decider.model =
-                Model::restore(&checkpoint).map_err(|e| bad(format!("model checkpoint: {e}")))?;
-        }
-        for fb in &recovered.feedback_after_checkpoint {
-            if self.decider.learning {
-                self.decider
-                    .learn(&fb.option, &fb.features, fb.label, fb.importance);
-            }
-        }
-        self.feedback_count = recovered.feedback_count;
-        self.checkpoint_at =
-            recovered.feedback_count - recovered.feedback_after_checkpoint.len() as i64;
-        for flow in recovered.active_flows {
-            self.flows.restore(flow);
-        }
-        for id in &recovered.flows_by_step {
-            self.flows.journaled_by_step(id);
-        }
-        self.recount_loads();
-        self.flows.redispatch_waiting();
-        for item in recovered.open_reviews {
-            self.reviews.restore(item);
-        }
-        self.seen = recovered.seen_signals.into_iter().collect();
-        self.quarantine = quarantine::QuarantineBook::restore(recovered.quarantined);
-        self.opened_by = recovered.alert_flows.into_iter().collect();
-        if let Some(next) = recovered.meta.get("next_id").and_then(|v| v.parse().ok()) {
-            self.next_id = next;
-        }
-        self.intake_cursor = recovered.meta.get(INTAKE_CURSOR_KEY).cloned();
-        if let Some(metrics) = recovered.meta.get("metrics")
-            && let Ok(m) = serde_json::from_str::<Metrics>(metrics)
-        {
-            self.metrics = m;
-        }
-        // Acknowledged but never decided (the process stopped between the
-        // commit of the signal and the commit of its decision): decide now.
-        for signal in recovered.undecided {
-            // A failure here is quarantined like any other.
-            let _ = self.decide_guarded(Arc::new(signal), now);
-        }
-        tracing::info!(
-            flows = self.flows.active_count(),
-            reviews = self.reviews.open_count(),
-            feedback = self.feedback_count,
-            "resumed from journal"
-        );
-        Ok(())
-    }
-
-    /// Team and agent loads follow from the steps people are working on.
-    fn recount_loads(&mut self) {
-        for team in self.context.teams.values_mut() {
-            team.load = 0;
-        }
-        for agent in self.context.agents.values_mut() {
-            agent.load = 0;
-        }
-        let running: Vec<_> = self
-            .flows
-            .active()
-            .flat_map(|f| f.steps.iter())
-            .filter(|s| s.state == StepState::Running)
-            .filter_map(|s| s.assignee.clone())
-            .collect();
-        for assignee in &running {
-            route::take(assignee, &mut self.context);
-        }
     }
 
     /// Settled decisions whose outcome is still awaited, in memory.
@@ -640,269 +530,6 @@ impl Engine {
         Ok(decision)
     }
 
-    /// The flow a firing alert of this fingerprint opened, if it is still
-    /// running (or waiting for a person).
-    fn open_flow_of(&self, signal: &Signal) -> Option<String> {
-        if signal.kind != "alert.firing" {
-            return None;
-        }
-        let flow_id = self.opened_by.get(signal.data_str("fingerprint")?)?;
-        let flow = self.flows.get(flow_id)?;
-        (!flow.state.is_terminal()).then(|| flow_id.clone())
-    }
-
-    /// A resolved alert closes what its firing opened: the review item still
-    /// waiting on it, or the flow still running for it.
-    fn close_resolved(&mut self, signal: &Signal, now: DateTime<Utc>) {
-        let Some(fingerprint) = signal.data_str("fingerprint") else {
-            return;
-        };
-        // Recovery puts back the alerts still open; one whose flow ended
-        // has nothing left to close.
-        let Some(flow_id) = self.opened_by.remove(fingerprint) else {
-            return;
-        };
-        let note = format!("alert resolved at the source ({})", signal.source);
-        let review = self.reviews.open_for_flow(&flow_id).map(|i| i.id.clone());
-        if let Some(review_id) = review {
-            if let Ok(settled) =
-                self.reviews
-                    .act(&review_id, &Actor::system(), Action::Reject, &note, now)
-            {
-                self.apply_settled(settled, now);
-            }
-            return;
-        }
-        for assignee in self.flows.close(&flow_id, &note, now) {
-            route::release(&assignee, &mut self.context);
-        }
-        self.drain_flow_changes();
-    }
-
-    /// The option is final: remember it for the outcome, tell subscribers.
-    fn settled(&mut self, decision: &Decision, option: &str, now: DateTime<Utc>) {
-        self.awaiting.insert(
-            decision.id.clone(),
-            Awaiting {
-                option: option.to_string(),
-                features: decision.features.clone(),
-                since: now,
-                flow_label: None,
-            },
-        );
-        self.emit(EngineEvent::Settled {
-            decision_id: decision.id.clone(),
-            option: option.to_string(),
-            at: now,
-        });
-    }
-
-    /// The steps of `option` for this decision; a fan-out takes one
-    /// sub-decision per affected order.
-    fn assemble(
-        &mut self,
-        decision: &Decision,
-        option: &str,
-        signal: &Signal,
-        choice: &Choice<'_>,
-        now: DateTime<Utc>,
-    ) -> Vec<Step> {
-        let playbook = Arc::clone(&self.decider.playbook);
-        let steps = Arc::clone(&self.decider.steps);
-        let Some(fanout_name) = playbook.options.get(option).and_then(|o| o.fanout.clone()) else {
-            return steps_for(option, &decision.subject, &playbook, &steps);
-        };
-        let Some(fanout) = playbook.fanouts.get(&fanout_name) else {
-            return Vec::new();
-        };
-        let supplier = split_key(&decision.subject)
-            .map(|(_, id)| id.to_string())
-            .unwrap_or_default();
-        let orders: Vec<_> = self
-            .context
-            .open_orders_of(&supplier)
-            .into_iter()
-            .cloned()
-            .collect();
-        let sub_choice = Choice {
-            class: &fanout.class,
-            options: &fanout.options,
-            default: &fanout.default,
-            safe_default: &fanout.default,
-            sla: choice.sla,
-            review_window: choice.review_window,
-            unrecognised: false,
-        };
-        let mut branches = Vec::new();
-        for order in orders {
-            let mut snapshot = Snapshot::new();
-            for key in [
-                format!("order/{}", order.id),
-                format!("customer/{}", order.customer),
-                format!("supplier/{}", order.supplier),
-            ] {
-                if let Some(v) = self.context.entity_json(&key) {
-                    snapshot.insert(key, v);
-                }
-            }
-            if let Some(alt) = self
-                .context
-                .suppliers
-                .get(&order.supplier)
-                .and_then(|s| s.alternate.clone())
-                && let Some(v) = self.context.entity_json(&format!("supplier/{alt}"))
-            {
-                snapshot.insert(format!("supplier/{alt}"), v);
-            }
-            let features = features::for_order(signal, &order, &self.context);
-            let n = self.new_id();
-            let mut sub = self.decider.decide(
-                format!("D{n:07}"),
-                Some(decision.id.clone()),
-                signal,
-                &format!("order/{}", order.id),
-                &self.context,
-                snapshot,
-                features,
-                &sub_choice,
-                now,
-            );
-            if sub.mode == Mode::Review {
-                // The parent decision is the one a person reviews; a branch
-                // takes the best allowed option and says so.
-                sub.mode = if self.decider.learning {
-                    Mode::Auto
-                } else {
-                    Mode::Rules
-                };
-                sub.why = format!(
-                    "fan-out branch of {}: best allowed option ({})",
-                    decision.id, sub.why
-                );
-            }
-            let notify = self
-                .context
-                .customers
-                .get(&order.customer)
-                .is_some_and(|c| fanout.notify_tiers.iter().any(|t| t == c.tier.as_str()));
-            branches.push(Branch {
-                order: order.id.clone(),
-                customer: order.customer.clone(),
-                choice: sub.proposal.clone(),
-                notify,
-            });
-            let sub = Arc::new(sub);
-            self.pending.push(Record::Decision(Arc::clone(&sub)));
-            self.emit(EngineEvent::Decision(Arc::clone(&sub)));
-            self.settled(&sub, &sub.proposal.clone(), now);
-        }
-        fanout_steps(fanout, &branches, &playbook, &steps)
-    }
-
-    fn learn_from_outcome(&mut self, signal: &Signal, now: DateTime<Utc>) {
-        let Some(decision_id) = signal.data_str("decision").map(String::from) else {
-            tracing::warn!(signal = %signal.id, "outcome without a decision id: recorded, not learned");
-            return;
-        };
-        let Some(within) = signal
-            .data
-            .get("within_sla")
-            .and_then(serde_json::Value::as_bool)
-        else {
-            tracing::warn!(signal = %signal.id, "outcome without within_sla: recorded, not learned");
-            return;
-        };
-        let awaiting = match self.awaiting.remove(&decision_id) {
-            Some(a) => Some(a),
-            None => self.awaiting_from_journal(&decision_id, signal),
-        };
-        let Some(awaiting) = awaiting else {
-            tracing::warn!(decision = %decision_id, "outcome for an unknown decision: recorded, not learned");
-            return;
-        };
-        let is_child = signal
-            .data
-            .get("branch")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
-        if !is_child {
-            self.metrics.at(now, |t| {
-                t.outcomes += 1;
-                t.within_sla += u64::from(within);
-            });
-        }
-        let label = if within { 1.0 } else { 0.0 };
-        self.feedback(
-            &decision_id,
-            &awaiting.option,
-            awaiting.features,
-            label,
-            1.0,
-            "outcome",
-            now,
-        );
-    }
-
-    /// After a restart the in-memory map is gone: read the decision back
-    /// and take the option from its flow (or its proposal).
-    fn awaiting_from_journal(&self, decision_id: &str, signal: &Signal) -> Option<Awaiting> {
-        let decision = read::decision(&self.dir, decision_id).ok().flatten()?;
-        let option = signal
-            .data_str("option")
-            .map(String::from)
-            .unwrap_or_else(|| decision.proposal.clone());
-        Some(Awaiting {
-            option,
-            features: decision.features,
-            since: decision.time,
-            flow_label: None,
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn feedback(
-        &mut self,
-        decision_id: &str,
-        option: &str,
-        features: Vec<String>,
-        label: f64,
-        importance: f64,
-        source: &str,
-        now: DateTime<Utc>,
-    ) {
-        if self.decider.learning {
-            self.decider.learn(option, &features, label, importance);
-        }
-        let fb = Feedback {
-            decision_id: decision_id.to_string(),
-            option: option.to_string(),
-            label,
-            importance,
-            source: source.to_string(),
-            features,
-            time: now,
-        };
-        self.feedback_count += 1;
-        self.emit(EngineEvent::Learned(fb.clone()));
-        self.pending.push(Record::Feedback(fb));
-        if self.feedback_count - self.checkpoint_at >= self.checkpoint_every {
-            self.checkpoint();
-        }
-    }
-
-    fn checkpoint(&mut self) {
-        let body = serde_json::to_string(&self.decider.model.checkpoint()).unwrap_or_default();
-        self.pending.push(Record::Checkpoint {
-            feedback_count: self.feedback_count,
-            body,
-        });
-        self.pending.push(Record::Meta {
-            key: "metrics".into(),
-            value: serde_json::to_string(&self.metrics).unwrap_or_default(),
-        });
-        self.checkpoint_at = self.feedback_count;
-    }
-
     /// A person (or the engine, for timers) acts on a review item. A refused
     /// action changes nothing and says why.
     pub fn act(
@@ -947,54 +574,7 @@ impl Engine {
             Action::Escalate => self.metrics.at(at, |t| t.escalations += 1),
             Action::Snooze { .. } | Action::Claim => {}
         }
-        // What a person's answer teaches: approve confirms the proposal,
-        // override refutes it and confirms the alternative, reject refutes it.
-        let features = decision.features.clone();
-        match &record.action {
-            Action::Approve => {
-                self.feedback(
-                    &decision.id,
-                    &decision.proposal,
-                    features,
-                    1.0,
-                    PERSON_WEIGHT,
-                    "approve",
-                    now,
-                );
-            }
-            Action::Override { option } => {
-                self.feedback(
-                    &decision.id,
-                    &decision.proposal,
-                    features.clone(),
-                    0.0,
-                    PERSON_WEIGHT,
-                    "override",
-                    now,
-                );
-                self.feedback(
-                    &decision.id,
-                    option,
-                    features,
-                    1.0,
-                    PERSON_WEIGHT,
-                    "override",
-                    now,
-                );
-            }
-            Action::Reject => {
-                self.feedback(
-                    &decision.id,
-                    &decision.proposal,
-                    features,
-                    0.0,
-                    0.5,
-                    "reject",
-                    now,
-                );
-            }
-            _ => {}
-        }
+        self.learn_from_answer(&decision, &record.action, now);
         if let Some(option) = item.chosen().map(String::from) {
             let signal = Arc::clone(&item.signal);
             let playbook = Arc::clone(&self.decider.playbook);
@@ -1026,195 +606,68 @@ impl Engine {
             .flows
             .tick(now, &mut self.context, &steps, &mut self.rng);
         for id in finished {
-            let Some(flow) = self.flows.get(&id) else {
-                continue;
-            };
-            let done = FlowFinished {
-                flow_id: flow.id.clone(),
-                decision_id: flow.decision_id.clone(),
-                signal_id: flow.signal_id.clone(),
-                subject: flow.subject.clone(),
-                option: flow.option.clone(),
-                state: flow.state,
-                within_deadline: flow.within_deadline(),
-                time: now,
-            };
-            let cycle = (now - flow.created).num_seconds() as f64 / 60.0;
-            let allowed = flow.deadline - flow.created;
-            self.metrics.at(now, |t| {
-                match done.state {
-                    FlowState::Done => t.flows_done += 1,
-                    FlowState::Compensated => t.flows_compensated += 1,
-                    _ => t.flows_failed += 1,
-                }
-                t.count_cycle(cycle);
-            });
-            // A flow that failed, was compensated or took longer than its
-            // decision allowed is weak evidence against what it ran, kept
-            // until an explicit outcome arrives or the horizon passes. A flow
-            // that simply got done is no evidence either way: every option
-            // usually gets its work done, and labelling that 1 would push
-            // every option's score to 1 and erase the margins the model
-            // decides on. Time spent waiting for a person before the flow
-            // could start is not the option's doing: a flow released late
-            // from review that then ran within the time it was given is no
-            // evidence either (labelling it 0 taught the model that every
-            // safe default fails whenever nobody answers, which sent ever
-            // more decisions to review).
-            if let Some(awaiting) = self.awaiting.get_mut(&done.decision_id) {
-                let failed = done.state != FlowState::Done || now - awaiting.since > allowed;
-                if failed {
-                    awaiting.flow_label = Some((0.0, now));
-                }
-                // Either way the entry is dropped after the horizon.
-                self.flow_labels.push_back((now, done.decision_id.clone()));
-            }
-            self.emit(EngineEvent::FlowFinished(done));
+            self.flow_finished(&id, now);
         }
         self.drain_flow_changes();
         if self
             .last_sample
             .is_none_or(|t| now - t >= Duration::minutes(1))
         {
-            self.learn_from_flows(now);
-            // Alerts whose flows have ended are no longer open.
-            let flows = &self.flows;
-            self.opened_by
-                .retain(|_, flow| flows.get(flow).is_some_and(|f| !f.state.is_terminal()));
             self.last_sample = Some(now);
-            let loads: Vec<(String, f64)> = self
-                .context
-                .teams
-                .values()
-                .map(|t| {
-                    (
-                        t.id.clone(),
-                        f64::from(t.load) / f64::from(t.capacity.max(1)),
-                    )
-                })
-                .collect();
-            self.metrics.at(now, |t| {
-                t.utilisation_samples += 1;
-                for (team, u) in &loads {
-                    *t.utilisation_sum.entry(team.clone()).or_default() += u;
-                }
-            });
+            self.learn_from_flows(now);
+            self.forget_closed_alerts();
+            self.sample_utilisation(now);
         }
     }
 
-    /// Decisions whose flow ended more than the horizon ago without an
-    /// explicit outcome learn from the flow's own result.
-    fn learn_from_flows(&mut self, now: DateTime<Utc>) {
-        let mut due = Vec::new();
-        while let Some((at, _)) = self.flow_labels.front() {
-            if now - *at < OUTCOME_HORIZON {
-                break;
+    /// A flow has ended: counted, remembered for learning, published.
+    fn flow_finished(&mut self, id: &str, now: DateTime<Utc>) {
+        let Some(flow) = self.flows.get(id) else {
+            return;
+        };
+        let done = FlowFinished {
+            flow_id: flow.id.clone(),
+            decision_id: flow.decision_id.clone(),
+            signal_id: flow.signal_id.clone(),
+            subject: flow.subject.clone(),
+            option: flow.option.clone(),
+            state: flow.state,
+            within_deadline: flow.within_deadline(),
+            time: now,
+        };
+        let cycle = (now - flow.created).num_seconds() as f64 / 60.0;
+        let allowed = flow.deadline - flow.created;
+        self.metrics.at(now, |t| {
+            match done.state {
+                FlowState::Done => t.flows_done += 1,
+                FlowState::Compensated => t.flows_compensated += 1,
+                _ => t.flows_failed += 1,
             }
-            if let Some((_, id)) = self.flow_labels.pop_front() {
-                due.push(id);
-            }
-        }
-        for id in due {
-            let Some(a) = self.awaiting.remove(&id) else {
-                continue;
-            };
-            let Some((label, _)) = a.flow_label else {
-                continue;
-            };
-            self.feedback(
-                &id,
-                &a.option,
-                a.features,
-                label,
-                FLOW_COMPLETION_WEIGHT,
-                "flow",
-                now,
-            );
-        }
-    }
-
-    /// Publishes flow events as they happen and keeps them, by flow, for the
-    /// next flush. Flow and entity snapshots are taken only at the flush, so
-    /// a flow that changes many times between flushes is written once.
-    fn drain_flow_changes(&mut self) {
-        for event in self.flows.take_events() {
-            if self.publish {
-                self.events.push_back(EngineEvent::Flow(event.clone()));
-            }
-            self.pending_events
-                .entry(event.flow_id.clone())
-                .or_default()
-                .push(event);
-        }
-    }
-
-    /// Where the engine is in the intake log, as the journal last recorded.
-    pub fn intake_cursor(&self) -> Option<&str> {
-        self.intake_cursor.as_deref()
-    }
-
-    /// Records the engine's position in the intake log with the next flush,
-    /// in the same commit as the decisions of the signals read up to it.
-    pub fn note_intake_cursor(&mut self, cursor: String) {
-        self.pending.push(Record::Meta {
-            key: INTAKE_CURSOR_KEY.into(),
-            value: cursor.clone(),
+            t.count_cycle(cycle);
         });
-        self.intake_cursor = Some(cursor);
+        self.note_flow_result(&done, allowed, now);
+        self.emit(EngineEvent::FlowFinished(done));
     }
 
-    /// Hands everything since the last flush to the journal as one batch.
-    /// Wait on the returned `Commit` before acknowledging its signals.
-    pub fn flush(&mut self) -> Result<Commit, EngineError> {
-        self.drain_flow_changes();
-        let dirty = self.flows.take_changed();
-        let mut records = Vec::with_capacity(
-            self.pending.len()
-                + dirty.len()
-                + self.pending_events.len()
-                + self.pending_reviews.len()
-                + self.context.dirty_count()
-                + 1,
-        );
-        records.append(&mut self.pending);
-        if self.publish {
-            for change in &dirty {
-                let flow = match change.steps {
-                    None => change.flow.clone(),
-                    Some(_) => match self.flows.get(&change.flow.id) {
-                        Some(f) => f.clone(),
-                        None => continue,
-                    },
-                };
-                self.events
-                    .push_back(EngineEvent::FlowChanged(Box::new(flow)));
+    /// Each team's load against its capacity, sampled for utilisation.
+    fn sample_utilisation(&mut self, now: DateTime<Utc>) {
+        let loads: Vec<(String, f64)> = self
+            .context
+            .teams
+            .values()
+            .map(|t| {
+                (
+                    t.id.clone(),
+                    f64::from(t.load) / f64::from(t.capacity.max(1)),
+                )
+            })
+            .collect();
+        self.metrics.at(now, |t| {
+            t.utilisation_samples += 1;
+            for (team, u) in &loads {
+                *t.utilisation_sum.entry(team.clone()).or_default() += u;
             }
-        }
-        let mut events = std::mem::take(&mut self.pending_events);
-        records.extend(dirty.into_iter().map(|change| Record::Flow {
-            events: events.remove(&change.flow.id).unwrap_or_default(),
-            flow: Box::new(change.flow),
-            steps: change.steps,
-        }));
-        records.extend(events.into_values().map(Record::FlowEvents));
-        let reviews = std::mem::take(&mut self.pending_reviews);
-        records.extend(reviews.into_values().map(|r| Record::Review(Box::new(r))));
-        records.extend(
-            self.context
-                .take_dirty()
-                .into_iter()
-                .map(|(key, body)| Record::Entity { key, body }),
-        );
-        // Nothing happened (an idle tick): the batch stays empty, so its
-        // transaction writes and syncs nothing, while its `Commit` still
-        // resolves only after everything submitted before it.
-        if !records.is_empty() {
-            records.push(Record::Meta {
-                key: "next_id".into(),
-                value: self.next_id.to_string(),
-            });
-        }
-        Ok(self.journal.submit(records)?)
+        });
     }
 
     /// Flushes, writes a final checkpoint and the metrics, and closes the
@@ -1225,12 +678,6 @@ impl Engine {
         let metrics = self.metrics.clone();
         self.journal.close()?;
         Ok(metrics)
-    }
-
-    /// Steps to POST to webhook executors. Take them after a flush has
-    /// committed, so nothing is sent that the journal does not know.
-    pub fn take_dispatches(&mut self) -> Vec<crate::flow::Dispatch> {
-        self.flows.take_dispatches()
     }
 
     /// A webhook executor's answer for a step it was sent.

@@ -1,0 +1,58 @@
+//! Alerts: a firing alert's fingerprint names the flow it opened, so that
+//! a repeat while it is open is recorded and no more, and its resolution
+//! closes what it opened.
+
+use chrono::{DateTime, Utc};
+
+use super::Engine;
+use crate::flow::route;
+use crate::review::{Action, Actor};
+use crate::signal::Signal;
+
+impl Engine {
+    /// The flow a firing alert of this fingerprint opened, if it is still
+    /// running (or waiting for a person).
+    pub(super) fn open_flow_of(&self, signal: &Signal) -> Option<String> {
+        if signal.kind != "alert.firing" {
+            return None;
+        }
+        let flow_id = self.opened_by.get(signal.data_str("fingerprint")?)?;
+        let flow = self.flows.get(flow_id)?;
+        (!flow.state.is_terminal()).then(|| flow_id.clone())
+    }
+
+    /// A resolved alert closes what its firing opened: the review item still
+    /// waiting on it, or the flow still running for it.
+    pub(super) fn close_resolved(&mut self, signal: &Signal, now: DateTime<Utc>) {
+        let Some(fingerprint) = signal.data_str("fingerprint") else {
+            return;
+        };
+        // Recovery puts back the alerts still open; one whose flow ended
+        // has nothing left to close.
+        let Some(flow_id) = self.opened_by.remove(fingerprint) else {
+            return;
+        };
+        let note = format!("alert resolved at the source ({})", signal.source);
+        let review = self.reviews.open_for_flow(&flow_id).map(|i| i.id.clone());
+        if let Some(review_id) = review {
+            if let Ok(settled) =
+                self.reviews
+                    .act(&review_id, &Actor::system(), Action::Reject, &note, now)
+            {
+                self.apply_settled(settled, now);
+            }
+            return;
+        }
+        for assignee in self.flows.close(&flow_id, &note, now) {
+            route::release(&assignee, &mut self.context);
+        }
+        self.drain_flow_changes();
+    }
+
+    /// Alerts whose flows have ended are no longer open.
+    pub(super) fn forget_closed_alerts(&mut self) {
+        let flows = &self.flows;
+        self.opened_by
+            .retain(|_, flow| flows.get(flow).is_some_and(|f| !f.state.is_terminal()));
+    }
+}

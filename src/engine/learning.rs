@@ -1,0 +1,276 @@
+//! Learning: what each decision chose is remembered until its outcome
+//! arrives; answers from people, explicit outcomes and, failing those, a
+//! flow's own result become labelled examples the model learns at once;
+//! the model is checkpointed every so many.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{Engine, EngineEvent, FlowFinished};
+use crate::decide::Decision;
+use crate::flow::FlowState;
+use crate::journal::{Feedback, Record, read};
+use crate::review::Action;
+use crate::signal::Signal;
+
+/// Importance of a person's answer as a label, against 1.0 for an explicit
+/// outcome: people are right most of the time, outcomes are what happened.
+/// An answer teaches at once; the outcome that follows corrects a wrong one.
+const PERSON_WEIGHT: f64 = 0.6;
+
+/// Importance of a rejection: it says the proposal was wrong, not what
+/// would have been right.
+const REJECT_WEIGHT: f64 = 0.5;
+
+/// One labelled example: the option, whether it was right (1) or not (0),
+/// how much it counts, and who said so.
+struct Label<'a> {
+    option: &'a str,
+    value: f64,
+    weight: f64,
+    source: &'static str,
+}
+
+impl<'a> Label<'a> {
+    pub(super) fn new(option: &'a str, value: f64, weight: f64, source: &'static str) -> Label<'a> {
+        Label {
+            option,
+            value,
+            weight,
+            source,
+        }
+    }
+}
+
+/// Importance of a flow's own failure as a label, against 1.0 for an
+/// explicit outcome: it says the work went wrong, not what would have worked.
+pub(super) const FLOW_COMPLETION_WEIGHT: f64 = 0.2;
+
+/// How long after its flow ends an explicit outcome may still arrive. An
+/// explicit outcome always wins over the flow's own result; only decisions
+/// that never get one learn from their flow (otherwise a quick flow that
+/// "succeeds" at the wrong thing would teach the model it was right).
+pub(super) const OUTCOME_HORIZON: Duration = Duration::hours(1);
+
+/// A decision still waiting for its outcome: what it chose and from what.
+#[derive(Debug, Clone)]
+pub(super) struct Awaiting {
+    option: String,
+    features: Vec<String>,
+    /// When the option was settled and its flow could start: the decision
+    /// time, or later when a person (or the safe default) released it.
+    since: DateTime<Utc>,
+    /// The flow's own result (label, when), used if no explicit outcome
+    /// arrives within `OUTCOME_HORIZON` of it.
+    flow_label: Option<(f64, DateTime<Utc>)>,
+}
+
+impl Engine {
+    /// The option is final: remember it for the outcome, tell subscribers.
+    pub(super) fn settled(&mut self, decision: &Decision, option: &str, now: DateTime<Utc>) {
+        self.awaiting.insert(
+            decision.id.clone(),
+            Awaiting {
+                option: option.to_string(),
+                features: decision.features.clone(),
+                since: now,
+                flow_label: None,
+            },
+        );
+        self.emit(EngineEvent::Settled {
+            decision_id: decision.id.clone(),
+            option: option.to_string(),
+            at: now,
+        });
+    }
+
+    pub(super) fn learn_from_outcome(&mut self, signal: &Signal, now: DateTime<Utc>) {
+        let Some(decision_id) = signal.data_str("decision").map(String::from) else {
+            tracing::warn!(signal = %signal.id, "outcome without a decision id: recorded, not learned");
+            return;
+        };
+        let Some(within) = signal
+            .data
+            .get("within_sla")
+            .and_then(serde_json::Value::as_bool)
+        else {
+            tracing::warn!(signal = %signal.id, "outcome without within_sla: recorded, not learned");
+            return;
+        };
+        let awaiting = match self.awaiting.remove(&decision_id) {
+            Some(a) => Some(a),
+            None => self.awaiting_from_journal(&decision_id, signal),
+        };
+        let Some(awaiting) = awaiting else {
+            tracing::warn!(decision = %decision_id, "outcome for an unknown decision: recorded, not learned");
+            return;
+        };
+        let is_child = signal
+            .data
+            .get("branch")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        if !is_child {
+            self.metrics.at(now, |t| {
+                t.outcomes += 1;
+                t.within_sla += u64::from(within);
+            });
+        }
+        let label = if within { 1.0 } else { 0.0 };
+        let label = Label::new(&awaiting.option, label, 1.0, "outcome");
+        self.feedback(&decision_id, awaiting.features.clone(), label, now);
+    }
+
+    /// After a restart the in-memory map is gone: read the decision back
+    /// and take the option from its flow (or its proposal).
+    pub(super) fn awaiting_from_journal(
+        &self,
+        decision_id: &str,
+        signal: &Signal,
+    ) -> Option<Awaiting> {
+        let decision = match read::decision(&self.dir, decision_id) {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::error!(decision = decision_id, error = %e, "reading a decision back for its outcome");
+                return None;
+            }
+        };
+        let option = signal
+            .data_str("option")
+            .map(String::from)
+            .unwrap_or_else(|| decision.proposal.clone());
+        Some(Awaiting {
+            option,
+            features: decision.features,
+            since: decision.time,
+            flow_label: None,
+        })
+    }
+
+    /// What a person's answer teaches: approve confirms the proposal,
+    /// override refutes it and confirms the alternative, reject refutes it.
+    pub(super) fn learn_from_answer(
+        &mut self,
+        decision: &Decision,
+        action: &Action,
+        now: DateTime<Utc>,
+    ) {
+        let proposal = decision.proposal.as_str();
+        let labels: Vec<Label<'_>> = match action {
+            Action::Approve => vec![Label::new(proposal, 1.0, PERSON_WEIGHT, "approve")],
+            Action::Override { option } => vec![
+                Label::new(proposal, 0.0, PERSON_WEIGHT, "override"),
+                Label::new(option, 1.0, PERSON_WEIGHT, "override"),
+            ],
+            Action::Reject => vec![Label::new(proposal, 0.0, REJECT_WEIGHT, "reject")],
+            _ => Vec::new(),
+        };
+        for label in labels {
+            self.feedback(&decision.id, decision.features.clone(), label, now);
+        }
+    }
+
+    /// Learns one labelled example and journals it.
+    fn feedback(
+        &mut self,
+        decision_id: &str,
+        features: Vec<String>,
+        label: Label<'_>,
+        now: DateTime<Utc>,
+    ) {
+        if self.decider.learning {
+            self.decider
+                .learn(label.option, &features, label.value, label.weight);
+        }
+        let fb = Feedback {
+            decision_id: decision_id.to_string(),
+            option: label.option.to_string(),
+            label: label.value,
+            importance: label.weight,
+            source: label.source.to_string(),
+            features,
+            time: now,
+        };
+        self.feedback_count += 1;
+        self.emit(EngineEvent::Learned(fb.clone()));
+        self.pending.push(Record::Feedback(fb));
+        if self.feedback_count - self.checkpoint_at >= self.checkpoint_every {
+            self.checkpoint();
+        }
+    }
+
+    /// Journals the model and the metrics, so that a restart replays only
+    /// the feedback after this. One that cannot be written is not written
+    /// (an empty checkpoint would lose the model at the restart); the next
+    /// is tried at the next example.
+    pub(super) fn checkpoint(&mut self) {
+        let model = serde_json::to_string(&self.decider.model.checkpoint());
+        let metrics = serde_json::to_string(&self.metrics);
+        let (model, metrics) = match (model, metrics) {
+            (Ok(model), Ok(metrics)) => (model, metrics),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "the model checkpoint could not be written; the next example tries again");
+                return;
+            }
+        };
+        self.pending.push(Record::Checkpoint {
+            feedback_count: self.feedback_count,
+            body: model,
+        });
+        self.pending.push(Record::Meta {
+            key: "metrics".into(),
+            value: metrics,
+        });
+        self.checkpoint_at = self.feedback_count;
+    }
+
+    /// A flow's result, as weak evidence about what it ran. A flow that
+    /// failed, was compensated or took longer than its decision allowed is
+    /// evidence against it, kept until an explicit outcome arrives or the
+    /// horizon passes. A flow that simply got done is no evidence either
+    /// way: every option usually gets its work done, and labelling that 1
+    /// would push every option's score to 1 and erase the margins the model
+    /// decides on. Time spent waiting for a person before the flow could
+    /// start is not the option's doing: a flow released late from review
+    /// that then ran within the time it was given is no evidence either
+    /// (labelling it 0 taught the model that every safe default fails
+    /// whenever nobody answers, which sent ever more decisions to review).
+    pub(super) fn note_flow_result(
+        &mut self,
+        done: &FlowFinished,
+        allowed: Duration,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(awaiting) = self.awaiting.get_mut(&done.decision_id) {
+            let failed = done.state != FlowState::Done || now - awaiting.since > allowed;
+            if failed {
+                awaiting.flow_label = Some((0.0, now));
+            }
+            // Either way the entry is dropped after the horizon.
+            self.flow_labels.push_back((now, done.decision_id.clone()));
+        }
+    }
+
+    /// Decisions whose flow ended more than the horizon ago without an
+    /// explicit outcome learn from the flow's own result.
+    pub(super) fn learn_from_flows(&mut self, now: DateTime<Utc>) {
+        let mut due = Vec::new();
+        while let Some((at, _)) = self.flow_labels.front() {
+            if now - *at < OUTCOME_HORIZON {
+                break;
+            }
+            if let Some((_, id)) = self.flow_labels.pop_front() {
+                due.push(id);
+            }
+        }
+        for id in due {
+            let Some(a) = self.awaiting.remove(&id) else {
+                continue;
+            };
+            let Some((label, _)) = a.flow_label else {
+                continue;
+            };
+            let label = Label::new(&a.option, label, FLOW_COMPLETION_WEIGHT, "flow");
+            self.feedback(&id, a.features.clone(), label, now);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Recovery: a restart puts back what was in flight (entities, flows,
+//! review items, the model, metrics, open alerts, quarantine) from the
+//! journal, and decides what was journaled but never decided.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{Engine, EngineError, INTAKE_CURSOR_KEY, quarantine};
+use crate::decide::model::{Checkpoint, Model};
+use crate::flow::{StepState, route};
+use crate::journal::read;
+use crate::metrics::Metrics;
+
+impl Engine {
+    pub(super) fn recover(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        let dir = self.dir.display().to_string();
+        let bad = |reason: String| EngineError::Recovery {
+            dir: dir.clone(),
+            reason,
+        };
+        let recovered = read::recover(&self.dir)?;
+        for (key, body) in recovered.entities {
+            if body.is_null() {
+                continue;
+            }
+            self.context.restore(&key, body).map_err(&bad)?;
+        }
+        if let Some(text) = &recovered.checkpoint {
+            let checkpoint: Checkpoint =
+                serde_json::from_str(text).map_err(|e| bad(format!("model checkpoint: {e}")))?;
+            self.decider.model =
+                Model::restore(&checkpoint).map_err(|e| bad(format!("model checkpoint: {e}")))?;
+        }
+        for fb in &recovered.feedback_after_checkpoint {
+            if self.decider.learning {
+                self.decider
+                    .learn(&fb.option, &fb.features, fb.label, fb.importance);
+            }
+        }
+        self.feedback_count = recovered.feedback_count;
+        self.checkpoint_at =
+            recovered.feedback_count - recovered.feedback_after_checkpoint.len() as i64;
+        for flow in recovered.active_flows {
+            self.flows.restore(flow);
+        }
+        for id in &recovered.flows_by_step {
+            self.flows.journaled_by_step(id);
+        }
+        self.recount_loads();
+        self.flows.redispatch_waiting();
+        for item in recovered.open_reviews {
+            self.reviews.restore(item);
+        }
+        self.seen = recovered.seen_signals.into_iter().collect();
+        self.quarantine = quarantine::QuarantineBook::restore(recovered.quarantined);
+        self.opened_by = recovered.alert_flows.into_iter().collect();
+        if let Some(next) = recovered.meta.get("next_id").and_then(|v| v.parse().ok()) {
+            self.next_id = next;
+        }
+        self.intake_cursor = recovered.meta.get(INTAKE_CURSOR_KEY).cloned();
+        if let Some(metrics) = recovered.meta.get("metrics")
+            && let Ok(m) = serde_json::from_str::<Metrics>(metrics)
+        {
+            self.metrics = m;
+        }
+        // Acknowledged but never decided (the process stopped between the
+        // commit of the signal and the commit of its decision): decide now.
+        for signal in recovered.undecided {
+            // A failure here is quarantined like any other.
+            let _ = self.decide_guarded(Arc::new(signal), now);
+        }
+        tracing::info!(
+            flows = self.flows.active_count(),
+            reviews = self.reviews.open_count(),
+            feedback = self.feedback_count,
+            "resumed from journal"
+        );
+        Ok(())
+    }
+
+    /// Team and agent loads follow from the steps people are working on.
+    pub(super) fn recount_loads(&mut self) {
+        for team in self.context.teams.values_mut() {
+            team.load = 0;
+        }
+        for agent in self.context.agents.values_mut() {
+            agent.load = 0;
+        }
+        let running: Vec<_> = self
+            .flows
+            .active()
+            .flat_map(|f| f.steps.iter())
+            .filter(|s| s.state == StepState::Running)
+            .filter_map(|s| s.assignee.clone())
+            .collect();
+        for assignee in &running {
+            route::take(assignee, &mut self.context);
+        }
+    }
+}
