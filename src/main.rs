@@ -293,11 +293,11 @@ fn open_journal(dir: &Path) -> Result<signalbox::engine::Engine> {
 }
 
 fn check_cmd(dir: &Path, json: bool) -> Result<()> {
-    let mut engine = open_journal(dir)?;
+    let engine = open_journal(dir)?;
     let resumed = (engine.counts().active_flows, engine.counts().open_reviews);
     // Acknowledged by the HTTP intake but not yet in the journal: the
     // intake log holds them, and a restart decides them; so does this.
-    let from_log = signalbox::intake::service::drain_log(&mut engine)?;
+    let (engine, from_log) = signalbox::engine::host::drain_log(engine)?;
     engine.close()?;
     let counts = read::counts(dir)?;
     if json {

@@ -1,7 +1,9 @@
-//! The engine's own thread in the console: it owns the engine and the
-//! simulator, advances simulated time at the chosen speed, carries out the
-//! operator's commands and publishes what happened. The UI never touches
-//! the engine; it sends `Command`s and reads `Update`s.
+//! The engine's own thread in the console: the host's turns, paced by
+//! simulated time. Each turn carries out the commands that arrived (the
+//! operator's, and the HTTP intake's when it listens), decides what the
+//! intake log acknowledged, advances the simulator at the chosen speed and
+//! publishes what happened. The UI never touches the engine; it sends
+//! `Command`s through a `Handle` and reads `Update`s.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -12,22 +14,12 @@ use chrono::{DateTime, Duration, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::engine::host::{Command, Handle, Host};
 use crate::engine::{Engine, EngineConfig, EngineEvent};
 use crate::flow::route::BreakerState;
+use crate::intake::log::IntakeLog;
 use crate::metrics::Summary;
-use crate::review::{Action, Actor};
 use crate::sim::{Simulator, default_start, world};
-
-/// What the UI asks of the engine.
-pub enum Command {
-    Act {
-        review_id: String,
-        action: Action,
-        note: String,
-        reply: Sender<Result<String, String>>,
-    },
-    Stop,
-}
 
 /// A service's health as the Health view shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,19 +83,17 @@ pub struct DriverOptions {
     pub data_dir: PathBuf,
     /// Simulated colleagues who answer review items too (0 = only you).
     pub colleagues: usize,
-    /// Who acts when the UI sends an action.
-    pub operator: Actor,
-    /// Requests from the HTTP intake, and the intake log its signals are
-    /// acknowledged in, when it listens.
-    pub intake: Option<(
-        Receiver<crate::intake::service::Request>,
-        crate::intake::log::IntakeLog,
-    )>,
+    /// The intake log the HTTP intake acknowledges signals in, when it
+    /// listens.
+    pub intake: Option<IntakeLog>,
 }
 
 /// Signals decided from the intake log per turn (a turn every ~30 ms), at
 /// most; the rest wait for the next turns.
 const FROM_LOG: usize = 2048;
+
+/// Commands carried out per turn, at most.
+const GROUP: usize = 512;
 
 /// Quarantined signals the Health view lists, at most.
 const QUARANTINE_SHOWN: usize = 50;
@@ -171,10 +161,11 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Status {
 }
 
 /// Starts the engine thread. Updates go to `updates`; commands come from
-/// `commands`. The thread ends on `Command::Stop` or when the UI is gone,
-/// closing the journal cleanly.
+/// `commands` (the receiving end of `handle`). The thread ends once
+/// `handle.stop()` is asked or the UI is gone, closing the journal cleanly.
 pub fn spawn(
     options: DriverOptions,
+    handle: Handle,
     commands: Receiver<Command>,
     updates: Sender<Update>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -184,8 +175,8 @@ pub fn spawn(
             // Nothing decides what the HTTP intake would take now. (Once
             // its reader exists, dropping it halts the log as well, on a
             // panic too.)
-            let log = options.intake.as_ref().map(|(_, log)| log.clone());
-            if let Err(e) = drive(options, commands, &updates) {
+            let log = options.intake.clone();
+            if let Err(e) = drive(options, &handle, commands, &updates) {
                 if let Some(log) = log {
                     log.halt(&format!("the console's engine stopped: {e}"));
                 }
@@ -194,8 +185,18 @@ pub fn spawn(
         })
 }
 
+/// The simulated world and its rules-only shadow: the same stream through
+/// an engine with the model off, so the Overview can compare decision
+/// quality.
+struct World {
+    sim: Simulator,
+    shadow_sim: Simulator,
+    shadow: Engine,
+}
+
 fn drive(
     options: DriverOptions,
+    handle: &Handle,
     commands: Receiver<Command>,
     updates: &Sender<Update>,
 ) -> Result<(), String> {
@@ -205,95 +206,97 @@ fn drive(
     let mut sim = Simulator::new(options.seed, start, Duration::days(7), &world);
     sim.set_colleagues(options.colleagues);
     let config = EngineConfig::new(&options.data_dir, options.seed);
-    let mut engine = Engine::open(config, world, start).map_err(|e| e.to_string())?;
-    let mut log_reader = match &options.intake {
-        Some((_, log)) => Some(
+    let engine = Engine::open(config, world, start).map_err(|e| e.to_string())?;
+    let inbox = match &options.intake {
+        Some(log) => Some(
             log.reader(engine.intake_cursor())
                 .map_err(|e| e.to_string())?,
         ),
         None => None,
     };
-    // The rules-only shadow: the same stream through an engine with the
-    // model off, so the Overview can compare decision quality.
+    let mut host = Host::new(engine, inbox);
+    host.from_log = FROM_LOG;
     let shadow_world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
-    let mut shadow_sim = Simulator::new(options.seed, start, Duration::days(7), &shadow_world);
+    let shadow_sim = Simulator::new(options.seed, start, Duration::days(7), &shadow_world);
     let mut shadow_config = EngineConfig::new(&options.data_dir.join("baseline"), options.seed);
     shadow_config.learning = false;
-    let mut shadow = Engine::open(shadow_config, shadow_world, start).map_err(|e| e.to_string())?;
-    let mut now = start;
+    let shadow = Engine::open(shadow_config, shadow_world, start).map_err(|e| e.to_string())?;
+    let mut world = World {
+        sim,
+        shadow_sim,
+        shadow,
+    };
+    let result = turns(
+        &mut host,
+        &mut world,
+        options.speed,
+        handle,
+        &commands,
+        updates,
+    );
+    let Host { engine, inbox, .. } = host;
+    drop(inbox);
+    let closed = engine.close().map(drop).map_err(|e| e.to_string());
+    let shadow_closed = world.shadow.close().map(drop).map_err(|e| e.to_string());
+    result.and(closed).and(shadow_closed)
+}
+
+/// The turns, until the UI stops the engine or is gone.
+fn turns(
+    host: &mut Host,
+    world: &mut World,
+    speed: f64,
+    handle: &Handle,
+    commands: &Receiver<Command>,
+    updates: &Sender<Update>,
+) -> Result<(), String> {
+    let mut now = default_start();
     let mut last = Instant::now();
     let mut last_status = Instant::now() - StdDuration::from_secs(1);
     loop {
-        loop {
+        let mut batch = Vec::new();
+        while batch.len() < GROUP {
             match commands.try_recv() {
-                Ok(Command::Act {
-                    review_id,
-                    action,
-                    note,
-                    reply,
-                }) => {
-                    let result = engine
-                        .act(&review_id, &options.operator, action, &note, now)
-                        .map(|r| format!("{} {} by {}", r.action.name(), r.review_id, r.actor.name))
-                        .map_err(|e| e.to_string());
-                    let _ = reply.send(result);
-                }
-                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
-                    engine.close().map_err(|e| e.to_string())?;
-                    shadow.close().map_err(|e| e.to_string())?;
-                    return Ok(());
-                }
+                Ok(c) => batch.push(c),
                 Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return Ok(()),
             }
         }
-        // Requests from the HTTP intake: answered after this turn's commit.
-        let mut waiting = Vec::new();
-        if let Some((requests, _)) = &options.intake {
-            while let Ok(request) = requests.try_recv() {
-                crate::intake::service::handle(&mut engine, request, now, &mut waiting);
-            }
+        if handle.stopping() && batch.is_empty() {
+            return Ok(());
         }
-        if let Some(reader) = &log_reader {
+        if let Some(reader) = &host.inbox {
             reader.beat();
         }
-        let decided = log_reader.as_mut().and_then(|reader| {
-            crate::intake::service::decide_from_log(&mut engine, reader, FROM_LOG, now)
-        });
         let elapsed = last.elapsed();
         last = Instant::now();
-        let target =
-            now + Duration::milliseconds((elapsed.as_secs_f64() * options.speed * 1000.0) as i64);
-        while now < target {
-            now = (now + crate::sim::run::STEP).min(target);
-            let events = sim.step(&mut engine, now);
-            shadow_sim.step(&mut shadow, now);
-            if updates.send(Update::Events(events)).is_err() {
-                engine.close().map_err(|e| e.to_string())?;
-                shadow.close().map_err(|e| e.to_string())?;
-                return Ok(());
+        let target = now + Duration::milliseconds((elapsed.as_secs_f64() * speed * 1000.0) as i64);
+        let mut gone = false;
+        let turn = host.turn(now, batch, |engine| {
+            while now < target && !gone {
+                now = (now + crate::sim::run::STEP).min(target);
+                let events = world.sim.step(engine, now);
+                world.shadow_sim.step(&mut world.shadow, now);
+                gone = updates.send(Update::Events(events)).is_err();
             }
+            now
+        });
+        world.shadow.flush().map_err(|e| e.to_string())?;
+        if let Some(turn) = turn {
+            turn.settle(None)?;
         }
-        shadow.flush().map_err(|e| e.to_string())?;
-        let committed = engine
-            .flush()
-            .and_then(|c| Ok(c.wait()?))
-            .map_err(|e| e.to_string());
-        crate::intake::service::answer(waiting, committed.clone());
-        committed?;
-        if let Some(decided) = decided {
-            decided.durable();
+        if gone {
+            return Ok(());
         }
-        let events = engine.take_events();
+        let events = host.engine.take_events();
         if !events.is_empty() {
             let _ = updates.send(Update::Events(events));
         }
         if last_status.elapsed() >= StdDuration::from_millis(250) {
             last_status = Instant::now();
-            let mut st = status(&engine, now);
-            st.baseline_hourly = shadow.metrics.hourly();
+            let mut st = status(&host.engine, now);
+            st.baseline_hourly = world.shadow.metrics.hourly();
             if updates.send(Update::Status(Box::new(st))).is_err() {
-                engine.close().map_err(|e| e.to_string())?;
-                shadow.close().map_err(|e| e.to_string())?;
                 return Ok(());
             }
         }

@@ -20,12 +20,16 @@ use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event, KeyCode, KeyEventKind};
 
+use tokio::sync::oneshot;
+
 use app::{App, Effect, Focus, Input};
-use driver::{Command, DriverOptions, Update};
+use driver::{DriverOptions, Update};
 use keymap::{KeyAction, Keymap};
 use theme::Theme;
 
-use crate::review::Actor;
+use crate::engine::EngineError;
+use crate::engine::host::{Busy, Command, Handle};
+use crate::review::{Actor, ReviewAction};
 
 /// Everything the console needs to start.
 pub struct ConsoleOptions {
@@ -78,7 +82,7 @@ pub fn load_look(options: &ConsoleOptions, warnings: &mut Vec<String>) -> (Theme
 pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     let mut warnings = Vec::new();
     let (theme, keymap) = load_look(&options, &mut warnings);
-    let (command_tx, command_rx) = mpsc::channel::<Command>();
+    let (handle, command_rx) = Handle::channel(options.data_dir.clone());
     let (update_tx, update_rx) = mpsc::channel::<Update>();
     let mut sources = vec!["sim:northwind".to_string()];
     // The HTTP intake and its log's writer, stopped after the engine.
@@ -86,8 +90,6 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     let intake = match options.listen {
         None => None,
         Some(addr) => {
-            let (handle, rx) =
-                crate::intake::service::EngineHandle::channel(options.data_dir.clone());
             let tokens =
                 crate::intake::auth::Tokens::parse(&options.tokens).map_err(anyhow::Error::msg)?;
             let served =
@@ -95,7 +97,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                     .map_err(|e| e.to_string())
                     .and_then(|(log, writer)| {
                         let state = crate::intake::AppState {
-                            engine: handle,
+                            engine: handle.clone(),
                             log: log.clone(),
                             tokens: std::sync::Arc::new(tokens),
                             counters: Default::default(),
@@ -109,7 +111,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                 Ok((local, server, log, writer)) => {
                     sources.push(format!("http://{local}"));
                     serving = Some((server, writer));
-                    Some((rx, log))
+                    Some(log)
                 }
                 Err(e) => {
                     warnings.push(format!("HTTP intake off: {e}"));
@@ -124,9 +126,9 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             speed: options.speed,
             data_dir: options.data_dir.clone(),
             colleagues: options.colleagues,
-            operator: options.operator.clone(),
             intake,
         },
+        handle.clone(),
         command_rx,
         update_tx,
     )?;
@@ -141,10 +143,15 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
         app.status_line = Some((warnings.join("; "), true));
     }
     let mut terminal = match ratatui::try_init() {
-        Ok(t) => t,
+        Ok(t) => {
+            // Over ratatui's hook: a signal's panic the engine catches and
+            // quarantines must not restore the terminal under the UI.
+            crate::engine::guard::install_hook();
+            t
+        }
         Err(e) => {
             ratatui::restore();
-            let _ = command_tx.send(Command::Stop);
+            handle.stop();
             let _ = engine.join();
             stop_intake(serving);
             anyhow::bail!(
@@ -152,9 +159,9 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             );
         }
     };
-    let result = event_loop(&mut terminal, &mut app, &command_tx, &update_rx);
+    let result = event_loop(&mut terminal, &mut app, &handle, &update_rx);
     ratatui::restore();
-    let _ = command_tx.send(Command::Stop);
+    handle.stop();
     let _ = engine.join();
     stop_intake(serving);
     result
@@ -175,20 +182,33 @@ fn stop_intake(serving: Option<(crate::intake::Server, std::thread::JoinHandle<(
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
-    commands: &mpsc::Sender<Command>,
+    engine: &Handle,
     updates: &mpsc::Receiver<Update>,
 ) -> anyhow::Result<()> {
-    let mut pending_reply: Option<mpsc::Receiver<Result<String, String>>> = None;
+    let mut pending_reply: Option<oneshot::Receiver<Result<ReviewAction, EngineError>>> = None;
     let mut last_draw = Instant::now() - FRAME;
     loop {
         while let Ok(update) = updates.try_recv() {
             app.apply(update);
         }
-        if let Some(rx) = &pending_reply
-            && let Ok(result) = rx.try_recv()
-        {
-            app.acted(result);
-            pending_reply = None;
+        if let Some(rx) = &mut pending_reply {
+            let answer = match rx.try_recv() {
+                Ok(Ok(r)) => Some(Ok(format!(
+                    "{} {} by {}",
+                    r.action.name(),
+                    r.review_id,
+                    r.actor.name
+                ))),
+                Ok(Err(e)) => Some(Err(e.to_string())),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    Some(Err("the engine has stopped".to_string()))
+                }
+            };
+            if let Some(answer) = answer {
+                app.acted(answer);
+                pending_reply = None;
+            }
         }
         if app.dirty && last_draw.elapsed() >= FRAME {
             let size = terminal.size()?;
@@ -220,19 +240,18 @@ fn event_loop(
                     action,
                     note,
                 } => {
-                    let (tx, rx) = mpsc::channel();
-                    if commands
-                        .send(Command::Act {
-                            review_id,
-                            action,
-                            note,
-                            reply: tx,
-                        })
-                        .is_err()
-                    {
-                        app.acted(Err("the engine has stopped".into()));
-                    } else {
-                        pending_reply = Some(rx);
+                    let (tx, rx) = oneshot::channel();
+                    let command = Command::Act {
+                        review_id,
+                        actor: app.operator.clone(),
+                        action,
+                        note,
+                        reply: tx,
+                    };
+                    match engine.send(command) {
+                        Ok(()) => pending_reply = Some(rx),
+                        Err(Busy::Full) => app.acted(Err("the engine is busy: try again".into())),
+                        Err(Busy::Gone) => app.acted(Err("the engine has stopped".into())),
                     }
                 }
                 Effect::Explain { decision_id } => {

@@ -11,6 +11,7 @@ mod alerts;
 mod batch;
 mod fanout;
 pub mod guard;
+pub mod host;
 mod learning;
 pub mod quarantine;
 mod recover;
@@ -54,6 +55,9 @@ pub enum EngineError {
     Context(#[from] ContextError),
     #[error(transparent)]
     Quarantine(#[from] quarantine::QuarantineError),
+    /// Done, but the journal commit that was to hold it failed.
+    #[error("not durable: the journal commit failed ({0})")]
+    NotDurable(String),
 }
 
 /// The journal meta key under which the engine records how far it has

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use chrono::Utc;
 use tokio::sync::oneshot;
 
-use super::service::{Busy, EngineHandle, Request};
+use crate::engine::host::{Busy, Command, Handle};
 use crate::signal::Signal;
 
 const BATCH: usize = 256;
@@ -36,7 +36,7 @@ pub fn parse_spec(spec: &str) -> Result<String, String> {
 /// Reads the source on its own thread; bad lines go to `report_bad`.
 pub fn spawn(
     path: String,
-    engine: EngineHandle,
+    engine: Handle,
     report_bad: impl Fn(String) + Send + 'static,
 ) -> std::io::Result<JoinHandle<Result<FileReport, String>>> {
     std::thread::Builder::new()
@@ -55,7 +55,7 @@ pub fn spawn(
 fn read(
     path: &str,
     reader: Box<dyn BufRead>,
-    engine: &EngineHandle,
+    engine: &Handle,
     report_bad: &dyn Fn(String),
 ) -> Result<FileReport, String> {
     let mut report = FileReport::default();
@@ -93,21 +93,18 @@ fn read(
     Ok(report)
 }
 
-fn send(
-    engine: &EngineHandle,
-    signals: Vec<Signal>,
-    report: &mut FileReport,
-) -> Result<(), String> {
+fn send(engine: &Handle, signals: Vec<Signal>, report: &mut FileReport) -> Result<(), String> {
     let mut pending = Some(signals);
     loop {
         let (tx, rx) = oneshot::channel();
         let signals = pending.take().unwrap_or_default();
         let copy = signals.clone();
-        match engine.send(Request::Ingest { signals, reply: tx }) {
+        match engine.send(Command::Ingest { signals, reply: tx }) {
             Ok(()) => {
                 let done = rx
                     .blocking_recv()
-                    .map_err(|_| "the engine stopped".to_string())??;
+                    .map_err(|_| "the engine stopped".to_string())?
+                    .map_err(|e| e.to_string())?;
                 report.accepted += done.accepted;
                 report.duplicates += done.duplicates;
                 return Ok(());

@@ -13,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::service::EngineStats;
+use crate::engine::host::Status as EngineStats;
 
 /// Labels of one series, in their order on the line.
 type Labels = Vec<(&'static str, String)>;

@@ -8,7 +8,7 @@
 
 pub mod auth;
 pub mod file;
-pub mod log;
+pub use crate::journal::intake_log as log;
 pub mod metrics;
 pub mod probe;
 pub mod server;
@@ -28,11 +28,12 @@ use chrono::Utc;
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
+use crate::engine::EngineError;
+use crate::engine::host::{Busy, Command, Handle};
 use crate::engine::quarantine::Release;
 use crate::review::{Action, Actor};
 use crate::signal::{Signal, alertmanager, pagerduty, wire};
 use auth::{Permission, Tokens};
-use service::{Busy, EngineHandle, Request};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -41,7 +42,7 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: EngineHandle,
+    pub engine: Handle,
     pub log: log::IntakeLog,
     pub tokens: Arc<Tokens>,
     pub counters: metrics::IntakeCounters,
@@ -535,16 +536,26 @@ async fn quarantine_action(
         let (tx, rx) = oneshot::channel();
         state
             .engine
-            .send(Request::Quarantine {
+            .send(Command::Quarantine {
                 how,
-                signal_id: id,
+                signal_id: id.clone(),
                 source: query.source,
                 actor: Actor::new(&who.name, who.role),
                 note,
                 reply: tx,
             })
             .map_err(busy)?;
-        engine_answer(rx).await
+        use crate::engine::quarantine::Released;
+        let body = match engine_answer(rx).await? {
+            Released::Decided(decision) => {
+                json!({"id": id, "state": "decided", "decision": decision})
+            }
+            Released::HeldAgain(error) => json!({"id": id, "state": "quarantined", "error": error}),
+            Released::Dropped(q) => {
+                json!({"id": q.signal_id, "source": q.source, "state": "dropped"})
+            }
+        };
+        Ok((StatusCode::OK, axum::Json(body)).into_response())
     }
     .await;
     result.unwrap_or_else(|r| refuse(&state, "quarantine", r))
@@ -669,7 +680,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         Some(why) => Some(why),
         None => {
             let (tx, rx) = oneshot::channel();
-            match state.engine.send(Request::Stats { reply: tx }) {
+            match state.engine.send(Command::Status { reply: tx }) {
                 Err(Busy::Gone) => Some("the engine has stopped".to_string()),
                 Err(Busy::Full) => Some("the engine's queue is full".to_string()),
                 Ok(()) => match tokio::time::timeout(HEALTH_WAIT, rx).await {
@@ -699,7 +710,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         return refuse(&state, "metrics", r);
     }
     let (tx, rx) = oneshot::channel();
-    let stats = match state.engine.send(Request::Stats { reply: tx }) {
+    let stats = match state.engine.send(Command::Status { reply: tx }) {
         Ok(()) => rx.await.unwrap_or_default(),
         Err(b) => return refuse(&state, "metrics", busy(b)),
     };
@@ -740,17 +751,32 @@ async fn reviews(State(state): State<AppState>, headers: HeaderMap) -> Response 
         return refuse(&state, "reviews", r);
     }
     let (tx, rx) = oneshot::channel();
-    if let Err(b) = state.engine.send(Request::Reviews { reply: tx }) {
+    if let Err(b) = state.engine.send(Command::Reviews { reply: tx }) {
         return refuse(&state, "reviews", busy(b));
     }
     match rx.await {
-        Ok(v) => (StatusCode::OK, axum::Json(v)).into_response(),
+        Ok(items) => {
+            let items: Vec<Value> = items.iter().map(review_json).collect();
+            (StatusCode::OK, axum::Json(json!({ "items": items }))).into_response()
+        }
         Err(_) => refuse(
             &state,
             "reviews",
-            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped"),
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped").retry_later(),
         ),
     }
+}
+
+/// One open review item as `GET /v1/reviews` lists it.
+fn review_json(i: &crate::review::ReviewItem) -> Value {
+    json!({
+        "id": i.id, "decision": i.decision.id, "signal_type": i.decision.signal_type,
+        "subject": i.decision.subject, "proposal": i.decision.proposal,
+        "confidence": i.decision.confidence, "priority": i.priority.as_str(),
+        "required_role": i.required_role.as_str(), "deadline": i.deadline,
+        "alternatives": i.decision.options.iter().filter(|o| o.allowed).map(|o| &o.option).collect::<Vec<_>>(),
+        "why": i.decision.why,
+    })
 }
 
 async fn review_action(
@@ -799,7 +825,7 @@ async fn review_action(
         let (tx, rx) = oneshot::channel();
         state
             .engine
-            .send(Request::Act {
+            .send(Command::Act {
                 review_id: id,
                 actor: Actor::new(&who.name, who.role),
                 action,
@@ -807,7 +833,12 @@ async fn review_action(
                 reply: tx,
             })
             .map_err(busy)?;
-        engine_answer(rx).await
+        let record = engine_answer(rx).await?;
+        let body = json!({
+            "review": record.review_id, "decision": record.decision_id,
+            "action": record.action.name(), "actor": record.actor.name, "note": record.note,
+        });
+        Ok((StatusCode::OK, axum::Json(body)).into_response())
     }
     .await;
     result.unwrap_or_else(|r| refuse(&state, "review_actions", r))
@@ -895,20 +926,39 @@ fn optional_string(v: &Map<String, Value>, field: &str) -> Result<Option<String>
     }
 }
 
-/// The engine's answer to an action, as a response.
-async fn engine_answer(
-    rx: oneshot::Receiver<Result<Value, (u16, String)>>,
-) -> Result<Response, Refusal> {
+/// The engine's answer to a command; its refusal as a `Refusal`.
+async fn engine_answer<T>(rx: oneshot::Receiver<Result<T, EngineError>>) -> Result<T, Refusal> {
     match rx.await {
-        Ok(Ok(v)) => Ok((StatusCode::OK, axum::Json(v)).into_response()),
-        Ok(Err((status, message))) => Err(Refusal::new(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            message,
-        )),
-        Err(_) => Err(Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the engine stopped",
-        )),
+        Ok(answer) => answer.map_err(Refusal::from),
+        Err(_) => {
+            Err(Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped").retry_later())
+        }
+    }
+}
+
+/// What the engine refuses, as HTTP says it: the one place where its errors
+/// become status codes.
+impl From<EngineError> for Refusal {
+    fn from(e: EngineError) -> Refusal {
+        use crate::engine::quarantine::QuarantineError;
+        use crate::review::ReviewError;
+        let status = match &e {
+            EngineError::Review(ReviewError::NotFound(_))
+            | EngineError::Quarantine(QuarantineError::NotHeld(_)) => StatusCode::NOT_FOUND,
+            EngineError::Review(ReviewError::Viewer { .. } | ReviewError::RoleTooLow { .. })
+            | EngineError::Quarantine(QuarantineError::NotALead(_)) => StatusCode::FORBIDDEN,
+            EngineError::Review(ReviewError::AlreadyDecided { .. })
+            | EngineError::Quarantine(QuarantineError::Ambiguous { .. }) => StatusCode::CONFLICT,
+            EngineError::Review(_) => StatusCode::BAD_REQUEST,
+            EngineError::NotDurable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let refusal = Refusal::new(status, e.to_string());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            refusal.retry_later()
+        } else {
+            refusal
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::service::{EngineHandle, Request};
+use crate::engine::host::{Command, Handle};
 use crate::signal::Signal;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -83,7 +83,7 @@ impl Probe {
 
     /// Polls until the engine goes away. Down needs two failures in a row;
     /// a success slower than half the timeout is degraded.
-    pub async fn run(self, engine: EngineHandle) {
+    pub async fn run(self, engine: Handle) {
         let client = match reqwest::Client::builder().timeout(self.timeout).build() {
             Ok(c) => c,
             Err(e) => {
@@ -142,7 +142,7 @@ impl Probe {
                 };
                 let (tx, rx) = oneshot::channel();
                 if engine
-                    .send(Request::Ingest {
+                    .send(Command::Ingest {
                         signals: vec![signal],
                         reply: tx,
                     })

@@ -9,14 +9,14 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::service::{Busy, EngineHandle, Request};
+use crate::engine::host::{Busy, Command, Handle};
 use crate::flow::Dispatch;
 
 /// Tries per send, and the first backoff between them.
 const TRIES: u32 = 3;
 const BACKOFF: Duration = Duration::from_millis(100);
 
-pub async fn run(mut jobs: UnboundedReceiver<Dispatch>, engine: EngineHandle) {
+pub async fn run(mut jobs: UnboundedReceiver<Dispatch>, engine: Handle) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -32,7 +32,7 @@ pub async fn run(mut jobs: UnboundedReceiver<Dispatch>, engine: EngineHandle) {
         let engine = engine.clone();
         tokio::spawn(async move {
             let (success, detail) = send(&client, &job).await;
-            let mut result = Some(Request::StepResult {
+            let mut result = Some(Command::StepResult {
                 flow_id: job.flow_id.clone(),
                 step: job.step,
                 attempt: job.attempt,
@@ -45,7 +45,7 @@ pub async fn run(mut jobs: UnboundedReceiver<Dispatch>, engine: EngineHandle) {
                     Ok(()) | Err(Busy::Gone) => {}
                     Err(Busy::Full) => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        result = Some(Request::StepResult {
+                        result = Some(Command::StepResult {
                             flow_id: job.flow_id.clone(),
                             step: job.step,
                             attempt: job.attempt,

@@ -11,6 +11,7 @@
 
 pub mod chain;
 pub mod explain;
+pub mod intake_log;
 pub mod read;
 
 use std::path::{Path, PathBuf};

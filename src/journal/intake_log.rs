@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::journal::{JournalError, connect_with};
+use super::{JournalError, commit_histogram, connect_with, start_checkpointer};
 use crate::signal::Signal;
 
 pub const FILE_NAME: &str = "intake.db";
@@ -225,11 +225,11 @@ impl IntakeLog {
             stuck_after: AtomicU64::new(STUCK_AFTER.as_millis() as u64),
             acks: Mutex::new(std::collections::VecDeque::new()),
             latency: prometheus_client::metrics::histogram::Histogram::new(latency_buckets()),
-            commits: crate::journal::commit_histogram(),
+            commits: commit_histogram(),
         });
         // Checkpoints run beside the writer, as the journal's do; the thread
         // ends with the writer's connection, and the writer waits for it.
-        let checkpointer = crate::journal::start_checkpointer(&mut conn, &path)?;
+        let checkpointer = start_checkpointer(&mut conn, &path)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let writer_shared = Arc::clone(&shared);
         let writer_path = path.clone();

@@ -1,0 +1,484 @@
+//! The engine's host: the one turn of work, shared by `serve` and the
+//! console, that carries out the commands that arrived, decides what the
+//! intake log acknowledged, lets the caller drive the engine (the
+//! simulator does), runs the timers and hands everything to the journal as
+//! one batch. Replies that promise durability (an ingest, an action) wait
+//! for that batch's commit.
+//!
+//! Commands carry typed replies: what an HTTP client or a terminal makes
+//! of them (status codes, JSON, a status line) is theirs to decide.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use super::quarantine::{Release, Released};
+use super::{Engine, EngineError, Ingested};
+use crate::flow::Dispatch;
+use crate::journal::Commit;
+use crate::journal::intake_log::{IntakeLog, LogReader, Progress};
+use crate::review::{Action, Actor, ReviewAction, ReviewItem};
+use crate::signal::Signal;
+
+/// A reply that promises durability: sent once the turn's batch is
+/// committed (or its commit failed: `EngineError::NotDurable`).
+pub type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+/// What the engine's thread is asked to do.
+pub enum Command {
+    /// Signals from inside (a file, a probe): decided and journaled.
+    Ingest {
+        signals: Vec<Signal>,
+        reply: Reply<IngestReport>,
+    },
+    /// The open review items, most urgent first.
+    Reviews {
+        reply: oneshot::Sender<Vec<ReviewItem>>,
+    },
+    Act {
+        review_id: String,
+        actor: Actor,
+        action: Action,
+        note: String,
+        reply: Reply<ReviewAction>,
+    },
+    /// A lead retries or drops a quarantined signal.
+    Quarantine {
+        how: Release,
+        signal_id: String,
+        source: Option<String>,
+        actor: Actor,
+        note: String,
+        reply: Reply<Released>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    /// A webhook executor's answer for a dispatched step.
+    StepResult {
+        flow_id: String,
+        step: usize,
+        attempt: u32,
+        success: bool,
+        detail: String,
+    },
+    /// The intake log has committed signals the engine has not read.
+    Appended,
+}
+
+/// What one ingest did.
+#[derive(Debug, Clone, Default)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub decisions: Vec<String>,
+    /// Signals taken, and held in quarantine since they could not be decided.
+    pub quarantined: usize,
+}
+
+/// The engine's state as `/metrics` shows it.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub decisions_by_mode: Vec<(String, u64)>,
+    pub open_reviews: usize,
+    pub flows_by_state: Vec<(String, u64)>,
+    pub breakers: Vec<(String, String)>,
+    pub last_commit_micros: u64,
+    pub commits: u64,
+    /// Signals taken in, by type (`other` outside the playbook) and outcome.
+    pub signals: Vec<(String, &'static str, u64)>,
+    /// Quarantined since start, and held now.
+    pub quarantined: u64,
+    pub quarantine_held: u64,
+    pub policy_errors: u64,
+    /// How long each journal commit took.
+    pub journal_commits: Option<prometheus_client::metrics::histogram::Histogram>,
+}
+
+/// Where dispatched webhook steps go (the executor task).
+pub type Dispatcher = tokio::sync::mpsc::UnboundedSender<Dispatch>;
+
+/// Why a command could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Busy {
+    /// The queue is full: try again shortly.
+    Full,
+    /// The engine has stopped.
+    Gone,
+}
+
+/// Commands the engine's thread may hold before refusing.
+pub const QUEUE: usize = 4096;
+
+/// A handle on the engine's thread, cloned into whoever sends it commands.
+#[derive(Clone)]
+pub struct Handle {
+    tx: SyncSender<Command>,
+    pub data_dir: PathBuf,
+    /// Set at shutdown: the engine answers what is queued, then closes,
+    /// whoever still holds a handle.
+    stop: Arc<AtomicBool>,
+}
+
+impl Handle {
+    /// A handle, with the receiving end for the engine's thread.
+    pub fn channel(data_dir: PathBuf) -> (Handle, Receiver<Command>) {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        (
+            Handle {
+                tx,
+                data_dir,
+                stop: Default::default(),
+            },
+            rx,
+        )
+    }
+
+    /// Asks the engine's thread to drain and close.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether `stop` was asked.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub fn send(&self, command: Command) -> Result<(), Busy> {
+        match self.tx.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Busy::Full),
+            Err(TrySendError::Disconnected(_)) => Err(Busy::Gone),
+        }
+    }
+
+    /// Wakes the engine when the intake log has committed signals (a full
+    /// queue needs no wake-up: the engine reads the log at every turn).
+    pub fn wake_on_append(&self, log: &IntakeLog) {
+        let nudge = self.tx.clone();
+        log.on_append(move || {
+            let _ = nudge.try_send(Command::Appended);
+        });
+    }
+}
+
+/// Signals read from the intake log per turn, unless the host says otherwise.
+pub const FROM_LOG: usize = 512;
+
+/// Signals decided from the intake log, for the log to learn of once the
+/// journal holds their decisions.
+pub struct Decided {
+    pub progress: Progress,
+    /// The last sequence number decided.
+    pub upto: u64,
+    /// When each was acknowledged (those this process acknowledged).
+    pub acked: Vec<Instant>,
+}
+
+impl Decided {
+    /// The journal holds these decisions: the log may forget their rows,
+    /// and their time from 202 to decision is counted.
+    pub fn durable(&self) {
+        self.progress.observe(&self.acked);
+        self.progress.decided(self.upto);
+    }
+}
+
+/// Replies waiting for a turn's commit.
+type Waiting = Vec<Box<dyn FnOnce(Result<(), &str>) + Send>>;
+
+/// A turn handed to the journal and not yet durable: its replies and the
+/// webhook steps it recorded wait for it.
+pub struct Turn {
+    commit: Result<Commit, String>,
+    waiting: Waiting,
+    dispatches: Vec<Dispatch>,
+    decided: Option<Decided>,
+}
+
+impl Turn {
+    /// Waits for the commit, then answers and dispatches. Returns the
+    /// commit's result.
+    pub fn settle(self, dispatcher: Option<&Dispatcher>) -> Result<(), String> {
+        let result = self
+            .commit
+            .and_then(|c| c.wait().map_err(|e| e.to_string()));
+        match (&result, self.decided) {
+            (Ok(()), Some(decided)) => decided.durable(),
+            // The engine has taken signals from the log whose decisions the
+            // journal does not hold: it must not go on as if it had (the log
+            // would delete them); a restart decides them again.
+            (Err(e), Some(decided)) => decided
+                .progress
+                .halt(&format!("journal commit failed: {e}")),
+            _ => {}
+        }
+        if result.is_ok() {
+            send_dispatches(self.dispatches, dispatcher);
+        }
+        for reply in self.waiting {
+            reply(result.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+        result
+    }
+}
+
+/// Sends committed webhook steps to the executor.
+pub fn send_dispatches(jobs: Vec<Dispatch>, dispatcher: Option<&Dispatcher>) {
+    for job in jobs {
+        match dispatcher {
+            Some(d) => {
+                let _ = d.send(job);
+            }
+            None => tracing::warn!(flow = %job.flow_id, "webhook step with no executor running"),
+        }
+    }
+}
+
+/// The engine and, when it has one, the intake log it decides from.
+pub struct Host {
+    pub engine: Engine,
+    pub inbox: Option<LogReader>,
+    /// Signals read from the intake log per turn, at most.
+    pub from_log: usize,
+}
+
+impl Host {
+    pub fn new(engine: Engine, inbox: Option<LogReader>) -> Host {
+        Host {
+            engine,
+            inbox,
+            from_log: FROM_LOG,
+        }
+    }
+
+    /// One turn: the commands, up to `FROM_LOG` signals of the intake log,
+    /// whatever `drive` does with the engine (it returns the time it
+    /// brought the engine to), the timers at that time, and a flush.
+    /// `None` when there was nothing to do (a wake-up for signals already
+    /// read).
+    pub fn turn(
+        &mut self,
+        now: DateTime<Utc>,
+        commands: Vec<Command>,
+        drive: impl FnOnce(&mut Engine) -> DateTime<Utc>,
+    ) -> Option<Turn> {
+        let only_nudges =
+            !commands.is_empty() && commands.iter().all(|c| matches!(c, Command::Appended));
+        let mut waiting = Waiting::new();
+        for command in commands {
+            carry_out(&mut self.engine, command, now, &mut waiting);
+        }
+        let decided = self
+            .inbox
+            .as_mut()
+            .and_then(|reader| decide_from_log(&mut self.engine, reader, self.from_log, now));
+        if only_nudges && decided.is_none() {
+            return None;
+        }
+        let reached = drive(&mut self.engine);
+        self.engine.tick(reached);
+        let commit = self.engine.flush().map_err(|e| e.to_string());
+        Some(Turn {
+            commit,
+            waiting,
+            dispatches: self.engine.take_dispatches(),
+            decided,
+        })
+    }
+}
+
+/// Decides the next signals of the intake log, and records the engine's
+/// position in the log for the next flush.
+fn decide_from_log(
+    engine: &mut Engine,
+    reader: &mut LogReader,
+    max: usize,
+    now: DateTime<Utc>,
+) -> Option<Decided> {
+    let before = reader.position();
+    let signals = match reader.read_acked(max) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the intake log");
+            // Do not spin on a log that cannot be read.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            return None;
+        }
+    };
+    let mut acked = Vec::with_capacity(signals.len());
+    for (s, at) in signals {
+        engine.ingest(s, now);
+        acked.extend(at);
+    }
+    if reader.position() == before {
+        return None;
+    }
+    engine.note_intake_cursor(reader.cursor());
+    Some(Decided {
+        progress: reader.progress(),
+        upto: reader.position(),
+        acked,
+    })
+}
+
+/// A reply sent once the turn is durable.
+fn after_commit<T: Send + 'static>(
+    waiting: &mut Waiting,
+    reply: Reply<T>,
+    value: Result<T, EngineError>,
+) {
+    waiting.push(Box::new(move |committed| {
+        let answer = match (value, committed) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(why)) => Err(EngineError::NotDurable(why.to_string())),
+        };
+        let _ = reply.send(answer);
+    }));
+}
+
+/// Carries out one command; replies that promise durability wait in
+/// `waiting` for the turn's commit.
+fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting: &mut Waiting) {
+    match command {
+        Command::Ingest { signals, reply } => {
+            let mut report = IngestReport::default();
+            for s in signals {
+                match engine.ingest(s, now) {
+                    Ingested::Decided { decision_id, .. } => {
+                        report.accepted += 1;
+                        report.decisions.push(decision_id);
+                    }
+                    Ingested::Duplicate => report.duplicates += 1,
+                    Ingested::Quarantined { .. } => {
+                        report.accepted += 1;
+                        report.quarantined += 1;
+                    }
+                }
+            }
+            after_commit(waiting, reply, Ok(report));
+        }
+        Command::Reviews { reply } => {
+            let items = engine.open_reviews().into_iter().cloned().collect();
+            let _ = reply.send(items);
+        }
+        Command::Act {
+            review_id,
+            actor,
+            action,
+            note,
+            reply,
+        } => {
+            let done = engine.act(&review_id, &actor, action, &note, now);
+            after_commit(waiting, reply, done);
+        }
+        Command::Quarantine {
+            how,
+            signal_id,
+            source,
+            actor,
+            note,
+            reply,
+        } => {
+            let done =
+                engine.release_quarantined(how, &signal_id, source.as_deref(), &actor, &note, now);
+            after_commit(waiting, reply, done);
+        }
+        Command::Status { reply } => {
+            let _ = reply.send(status(engine));
+        }
+        Command::StepResult {
+            flow_id,
+            step,
+            attempt,
+            success,
+            detail,
+        } => engine.complete_step(&flow_id, step, attempt, success, &detail, now),
+        // The caller reads the log after handling its commands.
+        Command::Appended => {}
+    }
+}
+
+/// Decides whatever the intake log in the engine's directory holds past
+/// its cursor, as a restart of `serve` would, and commits it. Returns how
+/// many signals it read (0 when there is no log).
+pub fn drain_log(engine: Engine) -> Result<(Engine, u64), EngineError> {
+    let dir = engine.data_dir().to_path_buf();
+    if !dir.join(crate::journal::intake_log::FILE_NAME).exists() {
+        return Ok((engine, 0));
+    }
+    let (log, writer) = IntakeLog::open(&dir)?;
+    let reader = log.reader(engine.intake_cursor())?;
+    let before = reader.position();
+    let mut host = Host::new(engine, Some(reader));
+    while let Some(turn) = host.turn(Utc::now(), Vec::new(), |_| Utc::now()) {
+        let reached = turn.decided.as_ref().map(|d| d.upto);
+        turn.settle(None).map_err(EngineError::NotDurable)?;
+        if reached.is_none() {
+            break;
+        }
+    }
+    let Host { engine, inbox, .. } = host;
+    let read = inbox.map_or(0, |r| r.position() - before);
+    drop(log);
+    if writer.join().is_err() {
+        tracing::error!("the intake log's writer panicked");
+    }
+    Ok((engine, read))
+}
+
+/// The engine's state for `/metrics`.
+pub fn status(engine: &Engine) -> Status {
+    let t = &engine.metrics.total;
+    let mut signals: Vec<(String, &'static str, u64)> = engine
+        .signal_tally()
+        .iter()
+        .flat_map(|(kind, t)| {
+            [
+                ("decided", t.decided),
+                ("duplicate", t.duplicate),
+                ("quarantined", t.quarantined),
+            ]
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(outcome, n)| (kind.clone(), outcome, n))
+        })
+        .collect();
+    signals.sort();
+    let mut flows: std::collections::BTreeMap<String, u64> = Default::default();
+    for f in engine.flows.flows.values() {
+        *flows.entry(f.state.as_str().to_string()).or_default() += 1;
+    }
+    let journal = engine.journal_stats();
+    Status {
+        decisions_by_mode: vec![
+            ("auto".into(), t.auto),
+            ("forced".into(), t.forced),
+            ("rules".into(), t.rules),
+            ("review".into(), t.review),
+            ("record".into(), t.record),
+        ],
+        open_reviews: engine.reviews.open_count(),
+        flows_by_state: flows.into_iter().collect(),
+        breakers: engine
+            .flows
+            .breakers
+            .by_executor
+            .iter()
+            .map(|(e, b)| (e.clone(), b.state.as_str().to_string()))
+            .collect(),
+        last_commit_micros: journal.last_commit_micros,
+        commits: journal.commits,
+        signals,
+        quarantined: engine.quarantine().quarantined,
+        quarantine_held: engine.quarantine().held,
+        policy_errors: t.policy_errors,
+        journal_commits: Some(engine.journal_commits()),
+    }
+}
