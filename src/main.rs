@@ -288,7 +288,7 @@ fn open_journal(dir: &Path) -> Result<signalbox::engine::Engine> {
     let mut world_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
     let world = signalbox::sim::world::northwind(&mut world_rng, start);
     let now = chrono::Utc::now().max(start);
-    let config = signalbox::engine::EngineConfig::new(dir, 0);
+    let config = signalbox::sim::engine_config(dir, 0);
     Ok(signalbox::engine::Engine::open(config, world, now)?)
 }
 

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use signalbox::context::Tier;
 use signalbox::decide::policy::Role;
-use signalbox::engine::{Engine, EngineConfig};
+use signalbox::engine::Engine;
 use signalbox::journal::read;
 use signalbox::review::{Action, Actor};
 use signalbox::signal::Signal;
@@ -20,7 +20,8 @@ fn a_supplier_delay_fans_out_across_processes_per_open_order() {
     let dir = tempfile::tempdir().unwrap();
     let start = default_start();
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(4), start);
-    let mut engine = Engine::open(EngineConfig::new(dir.path(), 4), world, start).unwrap();
+    let mut engine =
+        Engine::open(signalbox::sim::engine_config(dir.path(), 4), world, start).unwrap();
     let open: Vec<_> = engine
         .context
         .open_orders_of("baltic")

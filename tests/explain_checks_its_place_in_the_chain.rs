@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use signalbox::engine::{Engine, EngineConfig, Ingested};
+use signalbox::engine::{Engine, Ingested};
 use signalbox::journal::{chain, read};
 use signalbox::signal::Signal;
 use signalbox::sim::{default_start, world};
@@ -18,7 +18,7 @@ fn start() -> DateTime<Utc> {
 
 fn open(dir: &std::path::Path) -> Engine {
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(1), start());
-    Engine::open(EngineConfig::new(dir, 1), world, start()).unwrap()
+    Engine::open(signalbox::sim::engine_config(dir, 1), world, start()).unwrap()
 }
 
 fn tamper(dir: &std::path::Path, seq: i64) {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use signalbox::decide::Mode;
 use signalbox::decide::policy::Role;
-use signalbox::engine::{Engine, EngineConfig, EngineError, Ingested};
+use signalbox::engine::{Engine, EngineError, Ingested};
 use signalbox::journal::read;
 use signalbox::review::{Action, Actor, ReviewError};
 use signalbox::signal::{Signal, SignalError};
@@ -20,7 +20,8 @@ fn start() -> DateTime<Utc> {
 fn open(dir: &std::path::Path) -> Engine {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let world = world::northwind(&mut rng, start());
-    Engine::open(EngineConfig::new(dir, 1), world, start()).expect("engine opens on a fresh dir")
+    Engine::open(signalbox::sim::engine_config(dir, 1), world, start())
+        .expect("engine opens on a fresh dir")
 }
 
 fn signal(id: &str, kind: &str, subject: &str, data: serde_json::Value) -> Signal {
@@ -162,7 +163,7 @@ fn cel_that_does_not_compile_names_file_and_rule() {
     // Opening an engine on that file is refused too, with the same detail.
     let other = tempfile::tempdir().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let mut config = EngineConfig::new(other.path(), 1);
+    let mut config = signalbox::sim::engine_config(other.path(), 1);
     config.policy_file = Some(bad.clone());
     let refused = Engine::open(config, world::northwind(&mut rng, start()), start());
     assert!(matches!(refused, Err(EngineError::Policy(_))));

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::engine::{Engine, EngineError};
 use crate::intake::service::IN_FLIGHT;
 use crate::journal::{self, JournalError};
 use crate::signal::Signal;
@@ -326,7 +326,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let days = (args.signals * rounds).div_ceil(per_day.max(1)) as i64 + 1;
     let span = warm_up + Duration::hours(24 * days);
     let sim = Simulator::new(SEED, start, span, &world);
-    let engine = Engine::open(EngineConfig::new(&engine_dir, SEED), world, start)?;
+    let engine = Engine::open(crate::sim::engine_config(&engine_dir, SEED), world, start)?;
     let mut drive = Drive {
         sim,
         engine,

@@ -11,7 +11,7 @@ use super::driver::{Update, status};
 use super::keymap::Keymap;
 use super::theme::Theme;
 use crate::decide::policy::Role;
-use crate::engine::{Engine, EngineConfig, EngineError, EngineEvent};
+use crate::engine::{Engine, EngineError, EngineEvent};
 use crate::review::Actor;
 use crate::sim::{Simulator, default_start, run::STEP, world};
 
@@ -22,7 +22,7 @@ pub fn app_after(dir: &Path, span: Duration) -> Result<App, EngineError> {
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(1), start);
     let mut sim = Simulator::new(1, start, span, &world);
     sim.set_colleagues(1);
-    let mut engine = Engine::open(EngineConfig::new(dir, 1), world, start)?;
+    let mut engine = Engine::open(crate::sim::engine_config(dir, 1), world, start)?;
     let keymap = Keymap::load("default", None).unwrap_or_default();
     let mut app = App::new(
         keymap,

@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::host::{Command, Handle, Host};
-use crate::engine::{Engine, EngineConfig, EngineEvent};
+use crate::engine::{Engine, EngineEvent};
 use crate::flow::route::BreakerState;
 use crate::intake::log::IntakeLog;
 use crate::metrics::Summary;
@@ -205,7 +205,7 @@ fn drive(
     // A console session runs a whole simulated week if left alone.
     let mut sim = Simulator::new(options.seed, start, Duration::days(7), &world);
     sim.set_colleagues(options.colleagues);
-    let config = EngineConfig::new(&options.data_dir, options.seed);
+    let config = crate::sim::engine_config(&options.data_dir, options.seed);
     let engine = Engine::open(config, world, start).map_err(|e| e.to_string())?;
     let inbox = match &options.intake {
         Some(log) => Some(
@@ -218,7 +218,8 @@ fn drive(
     host.from_log = FROM_LOG;
     let shadow_world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
     let shadow_sim = Simulator::new(options.seed, start, Duration::days(7), &shadow_world);
-    let mut shadow_config = EngineConfig::new(&options.data_dir.join("baseline"), options.seed);
+    let mut shadow_config =
+        crate::sim::engine_config(&options.data_dir.join("baseline"), options.seed);
     shadow_config.learning = false;
     let shadow = Engine::open(shadow_config, shadow_world, start).map_err(|e| e.to_string())?;
     let mut world = World {

@@ -21,8 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -31,7 +29,8 @@ use crate::context::{Context, ContextError, World};
 use crate::decide::model::{DEFAULT_BITS, Model};
 use crate::decide::policy::{PolicyError, PolicySet};
 use crate::decide::{Decider, Decision, Mode, choice_for, features, record_choice};
-use crate::flow::{Flow, FlowBook, FlowEvent, FlowState};
+use crate::flow::executor::Webhooks;
+use crate::flow::{Executor, Flow, FlowBook, FlowEvent, FlowState};
 use crate::journal::{Feedback, Journal, JournalError, Record, read};
 use crate::metrics::Metrics;
 use crate::playbook::steps::{DEFAULT_STEPS, StepCatalogue};
@@ -65,7 +64,7 @@ pub enum EngineError {
 pub const INTAKE_CURSOR_KEY: &str = "intake_cursor";
 
 /// How to start an engine.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     pub seed: u64,
@@ -79,6 +78,9 @@ pub struct EngineConfig {
     pub checkpoint_every: i64,
     /// Executors that are real webhook endpoints (executor name → URL).
     pub webhooks: std::collections::BTreeMap<String, String>,
+    /// Who carries out the other steps. With none, they wait for an
+    /// answer through `complete_step`.
+    pub executor: Option<Box<dyn Executor>>,
     /// First retry delay for a failed automated step (doubles each time).
     pub retry_base: Option<Duration>,
     /// How long an open circuit breaker waits before a probe.
@@ -95,9 +97,16 @@ impl EngineConfig {
             publish: true,
             checkpoint_every: 2000,
             webhooks: Default::default(),
+            executor: None,
             retry_base: None,
             breaker_cooldown: None,
         }
+    }
+
+    /// The same, with `executor` carrying out steps.
+    pub fn with_executor(mut self, executor: impl Executor + 'static) -> EngineConfig {
+        self.executor = Some(Box::new(executor));
+        self
     }
 }
 
@@ -203,7 +212,6 @@ pub struct Engine {
     pending_reviews: std::collections::BTreeMap<String, ReviewItem>,
     events: VecDeque<EngineEvent>,
     publish: bool,
-    rng: ChaCha8Rng,
     next_id: u64,
     feedback_count: i64,
     checkpoint_at: i64,
@@ -264,7 +272,6 @@ impl Engine {
             pending_reviews: Default::default(),
             events: VecDeque::new(),
             publish: config.publish,
-            rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0xf10e),
             next_id: 1,
             feedback_count: 0,
             checkpoint_at: 0,
@@ -274,7 +281,10 @@ impl Engine {
             policy_file: config.policy_file.clone(),
             intake_cursor: None,
         };
-        engine.flows.webhooks = config.webhooks.clone();
+        engine.flows.webhooks = Webhooks::new(config.webhooks);
+        if let Some(executor) = config.executor {
+            engine.flows.executor = executor;
+        }
         if let Some(base) = config.retry_base {
             engine.flows.settings.retry_base = base;
         }
@@ -606,9 +616,7 @@ impl Engine {
             self.apply_settled(settled, now);
         }
         let steps = Arc::clone(&self.decider.steps);
-        let finished = self
-            .flows
-            .tick(now, &mut self.context, &steps, &mut self.rng);
+        let finished = self.flows.tick(now, &mut self.context, &steps);
         for id in finished {
             self.flow_finished(&id, now);
         }

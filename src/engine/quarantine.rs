@@ -226,7 +226,7 @@ fn check_lead(actor: &Actor) -> Result<(), QuarantineError> {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::engine::{EngineConfig, Ingested};
+    use crate::engine::Ingested;
     use rand::SeedableRng;
 
     /// A signal type whose deciding panics (see `Engine::decide_signal`).
@@ -239,7 +239,7 @@ pub(super) mod tests {
     fn open(dir: &std::path::Path) -> Engine {
         let world =
             crate::sim::world::northwind(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1), start());
-        Engine::open(EngineConfig::new(dir, 1), world, start()).unwrap()
+        Engine::open(crate::sim::engine_config(dir, 1), world, start()).unwrap()
     }
 
     fn signal(id: &str, kind: &str) -> Signal {

@@ -40,7 +40,7 @@ pub fn start(
 ) -> anyhow::Result<Started> {
     let start = default_start();
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(seed), start);
-    let mut config = EngineConfig::new(&data_dir, seed);
+    let mut config = crate::sim::engine_config(&data_dir, seed);
     config.publish = false;
     configure(&mut config);
     let engine = Engine::open(config, world, Utc::now())?;

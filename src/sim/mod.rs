@@ -6,6 +6,7 @@
 //! the operators who answer review items. It talks to the engine only through
 //! the engine's API and the events it publishes.
 
+pub mod executor;
 pub mod run;
 pub mod stream;
 pub mod truth;
@@ -27,6 +28,12 @@ use crate::engine::{Engine, EngineEvent, FlowFinished};
 use crate::flow::FlowState;
 use crate::review::{Action, Actor};
 use crate::signal::Signal;
+
+/// An engine's settings on `data_dir` with the simulated executor drawing
+/// from `seed`: how the simulator, the console and the benchmarks run it.
+pub fn engine_config(data_dir: &std::path::Path, seed: u64) -> crate::engine::EngineConfig {
+    crate::engine::EngineConfig::new(data_dir, seed).with_executor(executor::Simulated::new(seed))
+}
 
 /// What the simulator knows about one decision.
 #[derive(Debug, Clone)]

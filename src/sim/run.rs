@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{SimStats, Simulator, default_start, world};
-use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::engine::{Engine, EngineError};
 use crate::metrics::{Metrics, Summary, Tally};
 
 /// Simulated time between engine ticks.
@@ -56,7 +56,7 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     let mut world_rng = ChaCha8Rng::seed_from_u64(options.seed);
     let world = world::northwind(&mut world_rng, start);
     let mut sim = Simulator::new(options.seed, start, options.duration, &world);
-    let mut config = EngineConfig::new(&options.data_dir, options.seed);
+    let mut config = super::engine_config(&options.data_dir, options.seed);
     config.learning = options.learning;
     config.policy_file = options.policy_file.clone();
     let mut engine = Engine::open(config, world, start)?;
