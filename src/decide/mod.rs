@@ -9,6 +9,7 @@ pub mod celval;
 
 pub mod features;
 pub mod model;
+pub mod pick;
 
 pub mod policy;
 pub mod reads;
@@ -16,7 +17,7 @@ pub mod reads;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -174,6 +175,35 @@ pub fn record_choice<'a>(like: &Choice<'a>) -> Choice<'a> {
     }
 }
 
+/// What is to be decided: a signal (or one branch of its fan-out, with
+/// `parent` the decision it branches from), the subject, the snapshot of
+/// what was read for it and its features (from `features::extract` or
+/// `features::for_order`).
+pub struct Case<'a> {
+    pub id: String,
+    pub parent: Option<String>,
+    pub signal: &'a Signal,
+    pub subject: &'a str,
+    pub snapshot: Snapshot,
+    pub features: Vec<String>,
+    pub choice: &'a Choice<'a>,
+    pub now: DateTime<Utc>,
+}
+
+/// What policy and the model made of a case, before it becomes a
+/// `Decision`.
+struct Ruling {
+    options: Vec<OptionScore>,
+    policy_hits: Vec<PolicyHit>,
+    policy_errors: Vec<String>,
+    threshold: f64,
+    review_role: Role,
+    priority: Priority,
+    /// A deadline policy set, shorter than the play's.
+    deadline: Option<Duration>,
+    pick: pick::Pick,
+}
+
 /// Makes decisions; owns the model and the exploration randomness.
 pub struct Decider {
     pub playbook: Arc<Playbook>,
@@ -226,55 +256,35 @@ impl Decider {
         })
     }
 
-    /// Decides one choice for a signal. `features` are the base features
-    /// (from `features::extract` or `features::for_order`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn decide(
-        &mut self,
-        id: String,
-        parent: Option<String>,
-        signal: &Signal,
-        subject: &str,
-        context: &Context,
-        snapshot: Snapshot,
-        features: Vec<String>,
-        choice: &Choice<'_>,
-        now: DateTime<Utc>,
-    ) -> Decision {
+    /// Decides one case: the policies and the model rank its options, and
+    /// `pick` chooses between acting and asking a person.
+    pub fn decide(&mut self, case: Case<'_>, context: &Context) -> Decision {
+        let choice = case.choice;
         if choice.record_only() {
-            return self.record(id, parent, signal, subject, snapshot, choice, now);
+            return self.record(case);
         }
         let policy = Arc::clone(&self.policy);
-        let policy_context = context.policy_view(signal, &snapshot);
-        // An option's view depends only on the catalogue: build it once.
-        for name in choice.options {
-            if !self.option_views.contains_key(name) {
-                let value = self.option_view(name);
-                let view = OptionView {
-                    name: name.clone(),
-                    value,
-                };
-                self.option_views.insert(name.clone(), view);
-            }
-        }
+        let policy_context = context.policy_view(case.signal, &case.snapshot);
+        self.build_option_views(choice.options);
         let views: Vec<&OptionView> = choice
             .options
             .iter()
             .filter_map(|name| self.option_views.get(name))
             .collect();
         let verdict = policy.evaluate(
-            &signal.kind,
-            &celval::Json::signal(signal, subject),
+            &case.signal.kind,
+            &celval::Json::signal(case.signal, case.subject),
             celval::ContextView::of(&policy_context),
             &views,
         );
-
-        let mut options: Vec<OptionScore> = choice
+        let options: Vec<OptionScore> = choice
             .options
             .iter()
             .map(|name| {
                 let forbidden_by = verdict.forbidden.get(name).cloned().unwrap_or_default();
-                let score = self.model.predict(&self.model.indices(name, &features));
+                let score = self
+                    .model
+                    .predict(&self.model.indices(name, &case.features));
                 OptionScore {
                     option: name.clone(),
                     score,
@@ -283,165 +293,44 @@ impl Decider {
                 }
             })
             .collect();
-        let allowed: Vec<usize> = (0..options.len()).filter(|&i| options[i].allowed).collect();
-
-        let forced = verdict
-            .forced
-            .as_ref()
-            .filter(|f| options.iter().any(|o| &o.option == *f && o.allowed));
-        // Best allowed option by score; ties go to the playbook default, then
-        // to catalogue order, so a cold model proposes what the rules would.
-        let best = allowed.iter().copied().max_by(|&a, &b| {
-            let (sa, sb) = (options[a].score, options[b].score);
-            sa.total_cmp(&sb)
-                .then_with(|| {
-                    (options[a].option == choice.default)
-                        .cmp(&(options[b].option == choice.default))
-                })
-                .then_with(|| b.cmp(&a))
-        });
-        let runner_up = allowed
-            .iter()
-            .copied()
-            .filter(|&i| Some(i) != best)
-            .map(|i| options[i].score)
-            .fold(f64::NEG_INFINITY, f64::max);
-
         let threshold = policy.threshold(choice.class);
-        let mut explored = false;
-        let mut propensity = 1.0;
-        let (proposal, confidence, margin, mode, why);
-        if allowed.is_empty() {
-            proposal = choice.safe_default.to_string();
-            (confidence, margin, mode) = (0.0, 0.0, Mode::Review);
-            why = "every option is forbidden by policy; a person must choose".to_string();
-        } else if let Some(forced) = forced {
-            proposal = forced.clone();
-            confidence = options
-                .iter()
-                .find(|o| &o.option == forced)
-                .map_or(0.0, |o| o.score);
-            margin = 1.0;
-            mode = if verdict.require_review {
-                Mode::Review
-            } else {
-                Mode::Forced
-            };
-            why = format!("forced by policy to `{forced}`");
-        } else if !self.learning {
-            let default_allowed = options
-                .iter()
-                .any(|o| o.option == choice.default && o.allowed);
-            proposal = if default_allowed {
-                choice.default.to_string()
-            } else {
-                options[allowed[0]].option.clone()
-            };
-            (confidence, margin) = (1.0, 1.0);
-            mode = if verdict.require_review || choice.unrecognised {
-                Mode::Review
-            } else {
-                Mode::Rules
-            };
-            why = "rules only: playbook default".to_string();
-        } else {
-            let best = best.unwrap_or(allowed[0]);
-            let best_score = options[best].score;
-            let m = if runner_up.is_finite() {
-                best_score - runner_up
-            } else {
-                1.0
-            };
-            let evidence = self.model.evidence(&options[best].option);
-            let seasoned = evidence >= policy.min_evidence;
-            let confident = seasoned && best_score >= threshold && m >= policy.min_margin;
-            let mut pick = best;
-            // Explore only where the engine would act on its own anyway: an
-            // item going to a person shows the model's best guess.
-            if confident && !verdict.require_review && !choice.unrecognised && allowed.len() > 1 {
-                let k = allowed.len() as f64;
-                let epsilon = policy.explore;
-                if self.rng.random::<f64>() < epsilon {
-                    pick = allowed[self.rng.random_range(0..allowed.len())];
-                }
-                explored = pick != best;
-                propensity = if pick == best {
-                    1.0 - epsilon + epsilon / k
-                } else {
-                    epsilon / k
-                };
-            }
-            proposal = options[pick].option.clone();
-            confidence = options[pick].score;
-            margin = m;
-            if choice.unrecognised {
-                mode = Mode::Review;
-                why = "unrecognised signal type: a person must look".to_string();
-            } else if verdict.require_review {
-                mode = Mode::Review;
-                why = "policy requires review".to_string();
-            } else if explored {
-                mode = Mode::Auto;
-                why = format!("exploring (propensity {propensity:.3})");
-            } else if confident {
-                mode = Mode::Auto;
-                why = format!("confidence {best_score:.2} ≥ {threshold:.2}, margin {m:.2}");
-            } else if !seasoned {
-                mode = Mode::Review;
-                why = format!(
-                    "only {evidence:.0} labelled examples for `{}` (needs {:.0} before acting alone)",
-                    options[best].option, policy.min_evidence
-                );
-            } else {
-                mode = Mode::Review;
-                why = format!(
-                    "confidence {best_score:.2} below {threshold:.2} or margin {m:.2} below {:.2}",
-                    policy.min_margin
-                );
-            }
-        }
-        if choice.unrecognised && mode != Mode::Review {
-            // Unreachable by construction above; kept explicit for the audit.
-            tracing::warn!(signal = %signal.id, "unrecognised signal not sent to review");
-        }
-
-        let contributions = self.contributions(&proposal, &features);
-        options.sort_by(|a, b| b.allowed.cmp(&a.allowed).then(b.score.total_cmp(&a.score)));
-        let deadline = now + verdict.deadline.unwrap_or(choice.sla);
-        let review_deadline = now
-            + choice
-                .review_window
-                .min(verdict.deadline.unwrap_or(choice.review_window));
-        Decision {
-            id,
-            parent,
-            signal_id: signal.id.clone(),
-            signal_source: signal.source.clone(),
-            signal_type: signal.kind.clone(),
-            subject: subject.to_string(),
-            class: choice.class.to_string(),
-            time: now,
-            snapshot,
-            features,
+        let ranked = pick::Ranked {
+            options: &options,
+            choice,
+            verdict: &verdict,
+            policy: &policy,
+            threshold,
+        };
+        let learner = self.learning.then_some(pick::Learner {
+            model: &self.model,
+            rng: &mut self.rng,
+        });
+        let pick = ranked.pick(learner);
+        let ruling = Ruling {
             options,
             policy_hits: verdict.hits,
             policy_errors: verdict.errors,
-            policy_version: policy.version.clone(),
-            model_version: self.model_version(),
-            proposal,
-            confidence,
-            margin,
             threshold,
-            contributions,
-            explored,
-            propensity,
-            mode,
             review_role: verdict.review_role.unwrap_or(Role::Operator),
             priority: verdict.priority,
-            deadline,
-            review_deadline,
-            safe_default: choice.safe_default.to_string(),
-            why,
+            deadline: verdict.deadline,
+            pick,
+        };
+        self.decision(case, ruling)
+    }
+
+    /// Each option's view for policies (it depends only on the catalogue:
+    /// built once per option).
+    fn build_option_views(&mut self, names: &[String]) {
+        for name in names {
+            if !self.option_views.contains_key(name) {
+                let value = self.option_view(name);
+                let view = OptionView {
+                    name: name.clone(),
+                    value,
+                };
+                self.option_views.insert(name.clone(), view);
+            }
         }
     }
 
@@ -458,18 +347,61 @@ impl Decider {
     /// recorded with the snapshot of what it read. Policies and the model
     /// are not consulted: whatever they said, there is one option, no flow
     /// and no review item, so their hits would only be noise in the audit.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        id: String,
-        parent: Option<String>,
-        signal: &Signal,
-        subject: &str,
-        snapshot: Snapshot,
-        choice: &Choice<'_>,
-        now: DateTime<Utc>,
-    ) -> Decision {
-        let option = choice.options.first().cloned().unwrap_or_default();
+    fn record(&self, case: Case<'_>) -> Decision {
+        let option = case.choice.options.first().cloned().unwrap_or_default();
+        let ruling = Ruling {
+            options: vec![OptionScore {
+                option: option.clone(),
+                score: 1.0,
+                allowed: true,
+                forbidden_by: Vec::new(),
+            }],
+            policy_hits: Vec::new(),
+            policy_errors: Vec::new(),
+            threshold: self.policy.threshold(case.choice.class),
+            review_role: Role::Operator,
+            priority: Priority::default(),
+            deadline: None,
+            pick: pick::Pick {
+                proposal: option,
+                confidence: 1.0,
+                margin: 1.0,
+                mode: Mode::Record,
+                why: "context-only signal: recorded (nothing to choose: policies and model not consulted)"
+                    .to_string(),
+                explored: false,
+                propensity: 1.0,
+            },
+        };
+        self.decision(case, ruling)
+    }
+
+    /// The one place a `Decision` is put together.
+    fn decision(&self, case: Case<'_>, mut ruling: Ruling) -> Decision {
+        let Case {
+            id,
+            parent,
+            signal,
+            subject,
+            snapshot,
+            features,
+            choice,
+            now,
+        } = case;
+        let pick = ruling.pick;
+        let contributions = if pick.mode == Mode::Record {
+            Vec::new()
+        } else {
+            self.contributions(&pick.proposal, &features)
+        };
+        ruling
+            .options
+            .sort_by(|a, b| b.allowed.cmp(&a.allowed).then(b.score.total_cmp(&a.score)));
+        let deadline = now + ruling.deadline.unwrap_or(choice.sla);
+        let review_deadline = now
+            + choice
+                .review_window
+                .min(ruling.deadline.unwrap_or(choice.review_window));
         Decision {
             id,
             parent,
@@ -480,32 +412,26 @@ impl Decider {
             class: choice.class.to_string(),
             time: now,
             snapshot,
-            features: Vec::new(),
-            options: vec![OptionScore {
-                option: option.clone(),
-                score: 1.0,
-                allowed: true,
-                forbidden_by: Vec::new(),
-            }],
-            policy_hits: Vec::new(),
-            policy_errors: Vec::new(),
+            features,
+            options: ruling.options,
+            policy_hits: ruling.policy_hits,
+            policy_errors: ruling.policy_errors,
             policy_version: self.policy.version.clone(),
             model_version: self.model_version(),
-            proposal: option,
-            confidence: 1.0,
-            margin: 1.0,
-            threshold: self.policy.threshold(choice.class),
-            contributions: Vec::new(),
-            explored: false,
-            propensity: 1.0,
-            mode: Mode::Record,
-            review_role: Role::Operator,
-            priority: Priority::default(),
-            deadline: now + choice.sla,
-            review_deadline: now + choice.review_window,
+            proposal: pick.proposal,
+            confidence: pick.confidence,
+            margin: pick.margin,
+            threshold: ruling.threshold,
+            contributions,
+            explored: pick.explored,
+            propensity: pick.propensity,
+            mode: pick.mode,
+            review_role: ruling.review_role,
+            priority: ruling.priority,
+            deadline,
+            review_deadline,
             safe_default: choice.safe_default.to_string(),
-            why: "context-only signal: recorded (nothing to choose: policies and model not consulted)"
-                .to_string(),
+            why: pick.why,
         }
     }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Engine, EngineEvent};
 use crate::context::{Snapshot, split_key};
-use crate::decide::{Choice, Decision, Mode, features};
+use crate::decide::{Case, Choice, Decision, Mode, features};
 use crate::flow::Step;
 use crate::flow::assemble::{Branch, fanout_steps, steps_for};
 use crate::journal::Record;
@@ -74,17 +74,18 @@ impl Engine {
             }
             let features = features::for_order(signal, &order, &self.context);
             let n = self.new_id();
-            let mut sub = self.decider.decide(
-                format!("D{n:07}"),
-                Some(decision.id.clone()),
+            let subject = format!("order/{}", order.id);
+            let case = Case {
+                id: format!("D{n:07}"),
+                parent: Some(decision.id.clone()),
                 signal,
-                &format!("order/{}", order.id),
-                &self.context,
+                subject: &subject,
                 snapshot,
                 features,
-                &sub_choice,
+                choice: &sub_choice,
                 now,
-            );
+            };
+            let mut sub = self.decider.decide(case, &self.context);
             if sub.mode == Mode::Review {
                 // The parent decision is the one a person reviews; a branch
                 // takes the best allowed option and says so.

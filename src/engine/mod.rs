@@ -28,7 +28,7 @@ use crate::CatalogueError;
 use crate::context::{Context, ContextError, World};
 use crate::decide::model::{DEFAULT_BITS, Model};
 use crate::decide::policy::{PolicyError, PolicySet};
-use crate::decide::{Decider, Decision, Mode, choice_for, features, record_choice};
+use crate::decide::{Case, Decider, Decision, Mode, choice_for, features, record_choice};
 use crate::flow::executor::Webhooks;
 use crate::flow::{Executor, Flow, FlowBook, FlowEvent, FlowState};
 use crate::journal::{Feedback, Journal, JournalError, Record, read};
@@ -468,17 +468,17 @@ impl Engine {
             features::extract(&signal, &self.context)
         };
         let n = self.new_id();
-        let mut decision = self.decider.decide(
-            format!("D{n:07}"),
-            None,
-            &signal,
-            &signal.subject,
-            &self.context,
+        let case = Case {
+            id: format!("D{n:07}"),
+            parent: None,
+            signal: &signal,
+            subject: &signal.subject,
             snapshot,
             features,
-            &choice,
+            choice: &choice,
             now,
-        );
+        };
+        let mut decision = self.decider.decide(case, &self.context);
         if let Some(flow) = repeat_of {
             decision.why = format!("repeat of the alert still open in {flow}: recorded");
         }
