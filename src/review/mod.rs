@@ -87,6 +87,18 @@ pub enum ReviewState {
     Decided,
 }
 
+impl ReviewState {
+    /// As the journal's `reviews.state` column holds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewState::Open => "open",
+            ReviewState::Escalated => "escalated",
+            ReviewState::Snoozed => "snoozed",
+            ReviewState::Decided => "decided",
+        }
+    }
+}
+
 /// An operator's action as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewAction {

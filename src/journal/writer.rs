@@ -1,0 +1,512 @@
+//! The writer thread: it owns the write connection, takes the batches in
+//! the order they were submitted, applies many in one transaction (group
+//! commit), extends the audit chain, and tells each batch's submitter when
+//! it is durable.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use prometheus_client::metrics::histogram::Histogram;
+use rusqlite::{CachedStatement, Connection, Transaction, params};
+
+use super::{Record, WriterStats, chain};
+use crate::flow::FlowEvent;
+
+/// What a batch's submitter is told: durable, or the commit's error.
+pub(super) type Done = Result<(), Arc<rusqlite::Error>>;
+
+pub(super) struct Batch {
+    pub(super) records: Vec<Record>,
+    pub(super) done: Option<mpsc::Sender<Done>>,
+}
+
+/// The writer's reusable buffers for JSON text (see `json`): a row's body
+/// and a flow's event lines, which one statement can bind together.
+#[derive(Default)]
+struct Buffers {
+    body: Vec<u8>,
+    events: Vec<u8>,
+}
+
+const MAX_BATCHES_PER_COMMIT: usize = 256;
+pub(super) const QUEUE_DEPTH: usize = 1024;
+
+/// Buckets for commit durations, in seconds: 50 µs up to about 3 s, each
+/// half again as wide as the one before.
+pub fn commit_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.00005, 1.5, 28,
+    ))
+}
+
+/// Flow events as JSON lines, the form `flows.events` appends, in `buf`.
+fn event_lines<'a>(buf: &'a mut Vec<u8>, events: &[FlowEvent]) -> rusqlite::Result<&'a str> {
+    buf.clear();
+    for e in events {
+        append_json(buf, e);
+        buf.push(b'\n');
+    }
+    text(buf)
+}
+
+/// `value`'s JSON text in `buf`, which is reused from row to row: a body
+/// serialised into a fresh `String` grew it by doubling and was freed at
+/// once, for each of the three or four rows a signal writes.
+fn json<'a, T: serde::Serialize + ?Sized>(
+    buf: &'a mut Vec<u8>,
+    value: &T,
+) -> rusqlite::Result<&'a str> {
+    buf.clear();
+    append_json(buf, value);
+    text(buf)
+}
+
+/// Our types serialise without error (plain structs, string keys); were
+/// one not to, its row says so rather than going missing.
+fn append_json<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) {
+    let start = buf.len();
+    if let Err(e) = serde_json::to_writer(&mut *buf, value) {
+        buf.truncate(start);
+        let note = serde_json::json!({ "unserialisable": e.to_string() });
+        buf.extend_from_slice(note.to_string().as_bytes());
+    }
+}
+
+/// serde_json writes UTF-8; checked all the same, and a failure fails the
+/// commit instead of writing something else.
+fn text(buf: &[u8]) -> rusqlite::Result<&str> {
+    Ok(std::str::from_utf8(buf)?)
+}
+
+/// The writer's reusable buffers for JSON text (see `json`): a row's body
+/// and a flow's event lines, which one statement can bind together.
+/// What the writer thread holds besides its connection.
+pub(super) struct Writer {
+    pub(super) conn: Connection,
+    pub(super) batches: Receiver<Batch>,
+    /// Where committed records go back to be freed (see `Journal::spent`).
+    pub(super) spent: SyncSender<Vec<Record>>,
+    /// The audit chain's last hash.
+    pub(super) last_hash: String,
+    pub(super) stats: Arc<Mutex<WriterStats>>,
+    pub(super) commits: Histogram,
+    pub(super) path: PathBuf,
+}
+
+impl Writer {
+    /// Commits batches until every sender is gone.
+    pub(super) fn run(mut self) {
+        let mut buffers = Buffers::default();
+        while let Ok(first) = self.batches.recv() {
+            let mut batches = vec![first];
+            while batches.len() < MAX_BATCHES_PER_COMMIT {
+                match self.batches.try_recv() {
+                    Ok(b) => batches.push(b),
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            let result = self.commit(&batches, &mut buffers);
+            self.commits.observe(started.elapsed().as_secs_f64());
+            if let Ok(mut s) = self.stats.lock() {
+                s.commits += 1;
+                s.records += batches.iter().map(|b| b.records.len() as u64).sum::<u64>();
+                s.last_commit_micros = started.elapsed().as_micros() as u64;
+                s.busy_micros += s.last_commit_micros;
+            }
+            let mut records = Vec::with_capacity(batches.len());
+            for batch in batches {
+                if let Some(done) = batch.done {
+                    let _ = done.send(result.clone());
+                }
+                records.push(batch.records);
+            }
+            // After the answers, which the submitting side may be waiting
+            // for. (A full queue or a closed journal: freed here.)
+            for batch in records {
+                let _ = self.spent.try_send(batch);
+            }
+        }
+    }
+
+    /// One transaction for `batches`; on failure the chain's last hash is
+    /// what it was before.
+    fn commit(&mut self, batches: &[Batch], buffers: &mut Buffers) -> Done {
+        let hash_before = self.last_hash.clone();
+        let result = write_batches(&mut self.conn, batches, &mut self.last_hash, buffers);
+        result.map_err(|e| {
+            tracing::error!(path = %self.path.display(), error = %e, "journal commit failed");
+            self.last_hash = hash_before;
+            Arc::new(e)
+        })
+    }
+}
+
+/// One record of the audit chain, beside its body.
+struct AuditRow<'a> {
+    kind: &'static str,
+    ref_id: &'a str,
+    decision_id: &'a str,
+    signal_id: Option<&'a str>,
+    signal_source: Option<&'a str>,
+    time: chrono::DateTime<chrono::Utc>,
+    parent: Option<&'a str>,
+}
+
+/// Appends to the audit chain within one transaction: each record's hash
+/// covers the one before, and every `chain::MARK_EVERY`th is kept as a
+/// checkpoint.
+struct Audit<'t> {
+    insert: CachedStatement<'t>,
+    mark: CachedStatement<'t>,
+    tx: &'t Transaction<'t>,
+    last_hash: &'t mut String,
+}
+
+impl Audit<'_> {
+    fn append(&mut self, row: AuditRow<'_>, body: &str) -> rusqlite::Result<()> {
+        let hash = chain::link(self.last_hash, row.kind, body);
+        self.insert.execute(params![
+            row.kind,
+            row.ref_id,
+            row.decision_id,
+            row.signal_id,
+            row.signal_source,
+            row.time.to_rfc3339(),
+            body,
+            &*self.last_hash,
+            hash,
+            row.parent
+        ])?;
+        let seq = self.tx.last_insert_rowid();
+        if seq % chain::MARK_EVERY == 0 {
+            self.mark.execute(params![seq, hash])?;
+        }
+        *self.last_hash = hash;
+        Ok(())
+    }
+}
+
+/// The statements of one transaction, prepared once (SQLite's statement
+/// cache keeps them across transactions), and the buffers rows are
+/// serialised into.
+struct Rows<'t> {
+    tx: &'t Transaction<'t>,
+    audit: Audit<'t>,
+    signal: CachedStatement<'t>,
+    quarantine: CachedStatement<'t>,
+    review: CachedStatement<'t>,
+    /// A small flow's row, its events appended.
+    flow: CachedStatement<'t>,
+    /// A big flow's row, without steps or events.
+    header: CachedStatement<'t>,
+    step: CachedStatement<'t>,
+    log: CachedStatement<'t>,
+    append_events: CachedStatement<'t>,
+    event: CachedStatement<'t>,
+    feedback: CachedStatement<'t>,
+    entity: CachedStatement<'t>,
+    meta: CachedStatement<'t>,
+    buffers: &'t mut Buffers,
+}
+
+impl<'t> Rows<'t> {
+    fn prepare(
+        tx: &'t Transaction<'t>,
+        last_hash: &'t mut String,
+        buffers: &'t mut Buffers,
+    ) -> rusqlite::Result<Rows<'t>> {
+        Ok(Rows {
+            tx,
+            audit: Audit {
+                insert: tx.prepare_cached(
+                    "INSERT INTO audit (kind, ref_id, decision_id, signal_id, signal_source, time,
+                                        body, prev_hash, hash, parent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?,
+                mark: tx.prepare_cached(
+                    "INSERT OR REPLACE INTO chain_marks (seq, hash) VALUES (?1, ?2)",
+                )?,
+                tx,
+                last_hash,
+            },
+            signal: tx.prepare_cached(
+                "INSERT OR IGNORE INTO signals (id, source, type, subject, time, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            quarantine: tx.prepare_cached(
+                "INSERT OR REPLACE INTO quarantine (signal_id, source, state, time, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            review: tx.prepare_cached(
+                "INSERT OR REPLACE INTO reviews (id, state, body) VALUES (?1, ?2, ?3)",
+            )?,
+            flow: tx.prepare_cached(
+                "INSERT INTO flows (id, state, decision_id, body, events) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state,
+                     decision_id = excluded.decision_id, body = excluded.body,
+                     events = flows.events || excluded.events",
+            )?,
+            header: tx.prepare_cached(
+                "INSERT INTO flows (id, state, decision_id, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state,
+                     decision_id = excluded.decision_id, body = excluded.body",
+            )?,
+            step: tx.prepare_cached(
+                "INSERT OR REPLACE INTO flow_steps (flow_id, idx, body) VALUES (?1, ?2, ?3)",
+            )?,
+            log: tx.prepare_cached("INSERT INTO flow_log (flow_id, events) VALUES (?1, ?2)")?,
+            append_events: tx
+                .prepare_cached("UPDATE flows SET events = events || ?2 WHERE id = ?1")?,
+            event: tx.prepare_cached(
+                "INSERT INTO flow_events (flow_id, time, body) VALUES (?1, ?2, ?3)",
+            )?,
+            feedback: tx
+                .prepare_cached("INSERT INTO feedback (decision_id, body) VALUES (?1, ?2)")?,
+            entity: tx
+                .prepare_cached("INSERT OR REPLACE INTO entities (key, body) VALUES (?1, ?2)")?,
+            meta: tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?,
+            buffers,
+        })
+    }
+
+    fn write(&mut self, record: &Record) -> rusqlite::Result<()> {
+        let buf = &mut self.buffers.body;
+        match record {
+            Record::Signal(s) => {
+                self.signal.execute(params![
+                    s.id,
+                    s.source,
+                    s.kind,
+                    s.subject,
+                    s.time.to_rfc3339(),
+                    json(buf, &s.as_cloudevent())?
+                ])?;
+            }
+            Record::Decision(d) => {
+                let row = AuditRow {
+                    kind: "decision",
+                    ref_id: &d.id,
+                    decision_id: &d.id,
+                    signal_id: Some(&d.signal_id),
+                    signal_source: Some(&d.signal_source),
+                    time: d.time,
+                    parent: d.parent.as_deref(),
+                };
+                self.audit.append(row, json(buf, d.as_ref())?)?;
+            }
+            Record::ReviewAction(a) => {
+                let row = AuditRow {
+                    kind: "review",
+                    ref_id: &a.review_id,
+                    decision_id: &a.decision_id,
+                    signal_id: None,
+                    signal_source: None,
+                    time: a.time,
+                    parent: None,
+                };
+                self.audit.append(row, json(buf, a)?)?;
+            }
+            Record::Review(item) => {
+                let body = json(buf, &item.stored())?;
+                self.review
+                    .execute(params![item.id, item.state.as_str(), body])?;
+            }
+            Record::Flow {
+                flow,
+                events,
+                steps,
+            } => self.flow(flow, events, steps.as_deref())?,
+            Record::FlowEvents(events) => self.flow_events(events)?,
+            Record::Quarantine(q) => {
+                let body = json(buf, q)?;
+                let row = AuditRow {
+                    kind: "quarantine",
+                    ref_id: &q.signal_id,
+                    decision_id: "",
+                    signal_id: Some(&q.signal_id),
+                    signal_source: Some(&q.source),
+                    time: q.time,
+                    parent: None,
+                };
+                self.audit.append(row, body)?;
+                let (state, time) = (q.state.as_str(), q.time.to_rfc3339());
+                self.quarantine
+                    .execute(params![q.signal_id, q.source, state, time, body])?;
+            }
+            Record::Feedback(f) => {
+                self.feedback
+                    .execute(params![f.decision_id, json(buf, f)?])?;
+            }
+            Record::Entity { key, body } => {
+                self.entity.execute(params![key, body.as_str()])?;
+            }
+            Record::Checkpoint {
+                feedback_count,
+                body,
+            } => {
+                self.tx.execute(
+                    "INSERT INTO checkpoints (feedback_count, body) VALUES (?1, ?2)",
+                    params![feedback_count, body],
+                )?;
+                self.tx.execute(
+                    "DELETE FROM checkpoints WHERE seq < (SELECT MAX(seq) FROM checkpoints)",
+                    [],
+                )?;
+            }
+            Record::Meta { key, value } => {
+                self.meta.execute(params![key, value])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A small flow: its row, its events appended. A big one: its header,
+    /// its changed steps and a row of its events.
+    fn flow(
+        &mut self,
+        f: &crate::flow::Flow,
+        events: &[FlowEvent],
+        steps: Option<&[(usize, crate::flow::Step)]>,
+    ) -> rusqlite::Result<()> {
+        let Buffers {
+            body,
+            events: lines,
+        } = &mut *self.buffers;
+        let Some(steps) = steps else {
+            self.flow.execute(params![
+                f.id,
+                f.state.as_str(),
+                f.decision_id,
+                json(body, f)?,
+                event_lines(lines, events)?
+            ])?;
+            return Ok(());
+        };
+        self.header.execute(params![
+            f.id,
+            f.state.as_str(),
+            f.decision_id,
+            json(body, f)?
+        ])?;
+        for (i, step) in steps {
+            self.step
+                .execute(params![f.id, *i as i64, json(body, step)?])?;
+        }
+        if !events.is_empty() {
+            self.log
+                .execute(params![f.id, event_lines(lines, events)?])?;
+        }
+        Ok(())
+    }
+
+    /// Events of a flow whose state did not change, appended to its row.
+    fn flow_events(&mut self, events: &[FlowEvent]) -> rusqlite::Result<()> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let Buffers {
+            body,
+            events: lines,
+        } = &mut *self.buffers;
+        let appended = self
+            .append_events
+            .execute(params![first.flow_id, event_lines(lines, events)?])?;
+        // A flow without a row (not expected): keep the events anyway.
+        if appended == 0 {
+            self.event.execute(params![
+                first.flow_id,
+                first.time.to_rfc3339(),
+                json(body, events)?
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+fn write_batches(
+    conn: &mut Connection,
+    batches: &[Batch],
+    last_hash: &mut String,
+    buffers: &mut Buffers,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut rows = Rows::prepare(&tx, last_hash, buffers)?;
+        for record in batches.iter().flat_map(|b| &b.records) {
+            rows.write(record)?;
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Feedback, Journal, JournalError, QuarantineState, Quarantined, read};
+    use super::*;
+
+    fn held(i: usize) -> Record {
+        Record::Quarantine(Quarantined {
+            signal_id: format!("s{i}"),
+            source: "test/writer".into(),
+            kind: "order.placed".into(),
+            subject: format!("order/o{i}"),
+            error: "panicked: test".into(),
+            state: QuarantineState::Held,
+            time: chrono::Utc::now(),
+            actor: "signalbox".into(),
+            note: String::new(),
+        })
+    }
+
+    fn feedback() -> Record {
+        Record::Feedback(Feedback {
+            decision_id: "D1".into(),
+            option: "ship".into(),
+            label: 1.0,
+            importance: 1.0,
+            source: "outcome".into(),
+            features: vec![],
+            time: chrono::Utc::now(),
+        })
+    }
+
+    /// Batches submitted together are committed (in one transaction or a
+    /// few) and each submitter hears of it; a commit that fails says so,
+    /// writes none of its batch, and the audit chain goes on from where it
+    /// was, unbroken.
+    #[test]
+    fn batches_commit_together_and_a_failed_commit_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let commits: Vec<_> = (0..50)
+            .map(|i| journal.submit(vec![held(i)]).unwrap())
+            .collect();
+        for c in commits {
+            c.wait().unwrap();
+        }
+        let stats = journal.stats.lock().unwrap().clone();
+        assert_eq!(stats.records, 50);
+        assert!(stats.commits <= 50);
+
+        // The feedback table goes away under the writer: its next commit fails.
+        let other = Connection::open(dir.path().join(super::super::FILE_NAME)).unwrap();
+        other.execute_batch("DROP TABLE feedback").unwrap();
+        let failed = journal.submit(vec![held(100), feedback()]).unwrap().wait();
+        match failed {
+            Err(JournalError::CommitFailed { error, .. }) => {
+                assert!(error.to_string().contains("feedback"), "{error}")
+            }
+            other => panic!("expected CommitFailed, got {other:?}"),
+        }
+        other.execute_batch(super::super::schema::SCHEMA).unwrap();
+        journal.submit(vec![held(101)]).unwrap().wait().unwrap();
+        journal.close().unwrap();
+
+        let counts = read::counts(dir.path()).unwrap();
+        assert_eq!(counts.quarantined, 51, "s100 was in the failed commit");
+        assert!(counts.chain_ok, "the chain goes on from the last commit");
+    }
+}
