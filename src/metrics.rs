@@ -144,7 +144,7 @@ impl Tally {
 }
 
 /// The figures a report prints.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub signals: u64,
     pub duplicates: u64,

@@ -186,6 +186,29 @@ pub enum Input {
     Tick,
 }
 
+/// Everything that changes the console's state: input from the terminal,
+/// and what comes back from outside (the engine, an action's answer, an
+/// explanation read from the journal, a theme loaded).
+pub enum Message {
+    Input(Input),
+    Engine(Update),
+    /// The engine's answer to an action: what was done, or why not.
+    Acted(Result<String, String>),
+    Explained {
+        title: String,
+        text: String,
+    },
+    Theme(Result<(String, Theme), String>),
+    /// Rows per page in the table being shown, as the layout has it.
+    Page(usize),
+}
+
+impl From<Input> for Message {
+    fn from(input: Input) -> Message {
+        Message::Input(input)
+    }
+}
+
 /// What the update asks the outside world to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -270,7 +293,9 @@ impl App {
     /// The contexts keys are looked up in, for the current mode and view.
     pub fn contexts(&self) -> Vec<Scope> {
         match &self.focus {
-            Focus::Dialog(_) | Focus::ConfirmQuit => vec![Scope::Dialog],
+            Focus::Dialog(_) => vec![Scope::Dialog],
+            // Asked whether to quit: the quit key again says yes.
+            Focus::ConfirmQuit => vec![Scope::Dialog, Scope::Global],
             Focus::Command(_) | Focus::Filter(_) => vec![Scope::Dialog],
             Focus::Help | Focus::Detail(_) => vec![Scope::Table, Scope::Global],
             Focus::Normal => {
@@ -312,7 +337,7 @@ impl App {
     }
 
     /// Folds what the engine published into the console's own state.
-    pub fn apply(&mut self, update: Update) {
+    fn apply(&mut self, update: Update) {
         self.dirty = true;
         match update {
             Update::Events(events) => {
@@ -593,8 +618,26 @@ impl App {
         self.reviews.get(self.review_ids.get(i)?)
     }
 
-    pub fn update(&mut self, input: Input) -> Vec<Effect> {
+    /// The one way the console's state changes: a message in, the
+    /// effects it asks of the outside world out.
+    pub fn update(&mut self, message: impl Into<Message>) -> Vec<Effect> {
         self.dirty = true;
+        match message.into() {
+            Message::Input(input) => return self.input(input),
+            Message::Engine(update) => self.apply(update),
+            Message::Acted(result) => self.acted(result),
+            Message::Explained { title, text } => self.show_detail(title, text),
+            Message::Theme(Ok((name, theme))) => {
+                self.theme = theme;
+                self.status_line = Some((format!("theme {name}"), false));
+            }
+            Message::Theme(Err(why)) => self.status_line = Some((why, true)),
+            Message::Page(rows) => self.page = rows,
+        }
+        Vec::new()
+    }
+
+    fn input(&mut self, input: Input) -> Vec<Effect> {
         let mut effects = Vec::new();
         let mode = std::mem::replace(&mut self.focus, Focus::Normal);
         self.focus = match mode {
@@ -602,7 +645,7 @@ impl App {
             Focus::Filter(text) => self.prompt(text, input, false, &mut effects),
             Focus::Dialog(d) => self.dialog(d, input, &mut effects),
             Focus::ConfirmQuit => match input {
-                Input::Key(KeyAction::Confirm) | Input::Char('y') => {
+                Input::Key(KeyAction::Confirm | KeyAction::Quit) => {
                     effects.push(Effect::Quit);
                     Focus::Normal
                 }
@@ -896,12 +939,17 @@ impl App {
                 });
                 Focus::Normal
             }
-            _ => {
+            KeyAction::Claim => {
                 effects.push(Effect::Act {
                     review_id,
                     action: Action::Claim,
                     note: format!("claimed by {}", self.operator.name),
                 });
+                Focus::Normal
+            }
+            other => {
+                let why = format!("`{}` is not an action on a review item", other.label());
+                self.status_line = Some((why, true));
                 Focus::Normal
             }
         }
@@ -922,10 +970,8 @@ impl App {
                 writing: false,
             } => {
                 match input {
-                    Input::Key(KeyAction::Up) | Input::Char('k') => {
-                        *selected = selected.saturating_sub(1)
-                    }
-                    Input::Key(KeyAction::Down) | Input::Char('j') => {
+                    Input::Key(KeyAction::Up) => *selected = selected.saturating_sub(1),
+                    Input::Key(KeyAction::Down) => {
                         *selected = (*selected + 1).min(choices.len().saturating_sub(1))
                     }
                     Input::Key(KeyAction::Confirm) => {
@@ -965,20 +1011,208 @@ impl App {
     }
 
     /// The engine's answer to an action.
-    pub fn acted(&mut self, result: Result<String, String>) {
-        self.dirty = true;
+    fn acted(&mut self, result: Result<String, String>) {
         self.status_line = Some(match result {
             Ok(done) => (format!("done: {done}"), false),
             Err(why) => (format!("refused: {why}"), true),
         });
     }
 
-    pub fn show_detail(&mut self, title: String, text: String) {
+    fn show_detail(&mut self, title: String, text: String) {
         self.focus = Focus::Detail(Detail {
             title,
             lines: text.lines().map(String::from).collect(),
             scroll: 0,
         });
-        self.dirty = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::fixture;
+
+    fn key(action: KeyAction) -> Input {
+        Input::Key(action)
+    }
+
+    fn on_review() -> App {
+        let mut app = fixture::app();
+        app.update(Input::Key(KeyAction::NextView));
+        app.view = View::Review;
+        app
+    }
+
+    fn typed(app: &mut App, text: &str) {
+        for c in text.chars() {
+            let event = crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(c));
+            app.update(Input::Text(event));
+        }
+    }
+
+    #[test]
+    fn the_fixture_has_two_items_the_newest_deadline_last() {
+        let app = on_review();
+        let ids: Vec<&str> = (0..2)
+            .filter_map(|i| app.review_at(i))
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(ids, ["R0000002", "R0000004"]);
+    }
+
+    #[test]
+    fn approve_asks_for_a_note_then_acts_with_it() {
+        let mut app = on_review();
+        assert!(app.update(key(KeyAction::Approve)).is_empty());
+        assert!(matches!(app.focus, Focus::Dialog(_)));
+        typed(&mut app, "checked stock");
+        let effects = app.update(key(KeyAction::Confirm));
+        assert_eq!(
+            effects,
+            vec![Effect::Act {
+                review_id: "R0000002".into(),
+                action: Action::Approve,
+                note: "checked stock".into(),
+            }]
+        );
+        assert!(matches!(app.focus, Focus::Normal));
+    }
+
+    #[test]
+    fn override_chooses_among_the_other_allowed_options() {
+        let mut app = on_review();
+        app.update(key(KeyAction::Down));
+        app.update(key(KeyAction::Override));
+        // The only other allowed option; down stays on it.
+        app.update(key(KeyAction::Down));
+        app.update(key(KeyAction::Confirm));
+        typed(&mut app, "vip");
+        let effects = app.update(key(KeyAction::Confirm));
+        assert_eq!(
+            effects,
+            vec![Effect::Act {
+                review_id: "R0000004".into(),
+                action: Action::Override {
+                    option: "expedite".into()
+                },
+                note: "vip".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn escalate_snooze_and_claim_act_at_once() {
+        for (k, action) in [
+            (KeyAction::Escalate, Action::Escalate),
+            (KeyAction::Snooze, Action::Snooze { minutes: 15 }),
+            (KeyAction::Claim, Action::Claim),
+        ] {
+            let mut app = on_review();
+            let effects = app.update(key(k));
+            assert!(
+                matches!(&effects[..], [Effect::Act { action: a, .. }] if *a == action),
+                "{k:?}: {effects:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn review_keys_do_nothing_outside_the_review_view() {
+        let mut app = fixture::app();
+        app.view = View::Flows;
+        assert!(app.update(key(KeyAction::Approve)).is_empty());
+        assert!(matches!(app.focus, Focus::Normal));
+    }
+
+    #[test]
+    fn quitting_from_a_dialog_asks_first() {
+        let mut app = on_review();
+        app.update(key(KeyAction::Reject));
+        assert!(app.update(key(KeyAction::Quit)).is_empty());
+        assert!(matches!(app.focus, Focus::ConfirmQuit));
+        // Any other key stays.
+        assert!(app.update(Input::Char('n')).is_empty());
+        assert!(matches!(app.focus, Focus::Normal));
+        app.update(key(KeyAction::Reject));
+        app.update(key(KeyAction::Quit));
+        assert_eq!(app.update(key(KeyAction::Confirm)), vec![Effect::Quit]);
+    }
+
+    #[test]
+    fn cancel_leaves_a_dialog_without_acting() {
+        let mut app = on_review();
+        app.update(key(KeyAction::Approve));
+        assert!(app.update(key(KeyAction::Cancel)).is_empty());
+        assert!(matches!(app.focus, Focus::Normal));
+        assert_eq!(
+            app.status_line,
+            Some(("action cancelled".to_string(), false))
+        );
+    }
+
+    #[test]
+    fn opening_a_flow_asks_for_its_explanation() {
+        let mut app = fixture::app();
+        app.view = View::Flows;
+        let effects = app.update(key(KeyAction::Open));
+        assert!(
+            matches!(&effects[..], [Effect::Explain { decision_id }] if decision_id.starts_with('D')),
+            "{effects:?}"
+        );
+        // The explanation comes back as a message and opens the detail.
+        app.update(Message::Explained {
+            title: "decision D0000004".into(),
+            text: "why\nbecause".into(),
+        });
+        assert!(matches!(&app.focus, Focus::Detail(d) if d.lines.len() == 2));
+    }
+
+    #[test]
+    fn commands_go_to_views_switch_themes_or_say_what_exists() {
+        let mut app = fixture::app();
+        let run = |app: &mut App, text: &str| {
+            app.update(key(KeyAction::Command));
+            for c in text.chars() {
+                app.update(Input::Char(c));
+            }
+            app.update(key(KeyAction::Confirm))
+        };
+        assert!(run(&mut app, "health").is_empty());
+        assert_eq!(app.view, View::Health);
+        assert_eq!(
+            run(&mut app, "theme light"),
+            vec![Effect::SwitchTheme("light".into())]
+        );
+        run(&mut app, "nowhere");
+        let (line, error) = app.status_line.clone().unwrap_or_default();
+        assert!(error && line.contains("no view `nowhere`"), "{line}");
+        assert_eq!(run(&mut app, "quit"), vec![Effect::Quit]);
+    }
+
+    #[test]
+    fn answers_from_outside_land_on_the_status_line() {
+        let mut app = fixture::app();
+        app.update(Message::Acted(Err("item R1 was already decided".into())));
+        assert_eq!(
+            app.status_line,
+            Some(("refused: item R1 was already decided".to_string(), true))
+        );
+        app.update(Message::Theme(Err("no theme `x`".into())));
+        assert_eq!(app.status_line, Some(("no theme `x`".to_string(), true)));
+    }
+
+    #[test]
+    fn a_filter_narrows_the_table_and_back_clears_it() {
+        let mut app = fixture::app();
+        app.view = View::Signals;
+        assert_eq!(app.rows(View::Signals).len(), 4);
+        app.update(key(KeyAction::Filter));
+        for c in "ticket".chars() {
+            app.update(Input::Char(c));
+        }
+        app.update(key(KeyAction::Confirm));
+        assert_eq!(app.rows(View::Signals).len(), 1);
+        app.update(key(KeyAction::Back));
+        assert_eq!(app.rows(View::Signals).len(), 4);
     }
 }

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
-use super::app::App;
+use super::app::{App, Message};
 use super::driver::{Update, status};
 use super::keymap::Keymap;
 use super::theme::Theme;
@@ -36,10 +36,12 @@ pub fn app_after(dir: &Path, span: Duration) -> Result<App, EngineError> {
         let events = sim.step(&mut engine, now);
         engine.flush()?.wait()?;
         let flushed = engine.take_events();
-        app.apply(Update::Events(events));
-        app.apply(Update::Events(flushed));
+        app.update(Message::Engine(Update::Events(events)));
+        app.update(Message::Engine(Update::Events(flushed)));
     }
-    app.apply(Update::Status(Box::new(status(&engine, now))));
+    app.update(Message::Engine(Update::Status(Box::new(status(
+        &engine, now,
+    )))));
     engine.close()?;
     Ok(app)
 }
@@ -74,5 +76,5 @@ pub fn scale(app: &mut App, flows: usize, reviews: usize, signals: usize) {
         app.signals.push_back(s);
         k += 1;
     }
-    app.apply(Update::Events(events));
+    app.update(Message::Engine(Update::Events(events)));
 }

@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::engine::host::{Command, Handle, Host};
 use crate::engine::{Engine, EngineEvent};
+use crate::flow::FlowState;
 use crate::flow::route::BreakerState;
 use crate::intake::log::IntakeLog;
 use crate::metrics::Summary;
@@ -64,6 +65,9 @@ pub struct Status {
     pub signals: u64,
     pub open_reviews: usize,
     pub active_flows: usize,
+    /// Flows in flight (not waiting for a person) past their SLA warning
+    /// or their deadline.
+    pub sla_at_risk: usize,
     /// Signals held in quarantine, and the newest of them (newest first).
     pub quarantined: u64,
     pub quarantine: Vec<crate::journal::Quarantined>,
@@ -147,6 +151,11 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Status {
         signals: engine.counts().signals,
         open_reviews: engine.reviews.open_count(),
         active_flows: engine.flows.active_count(),
+        sla_at_risk: engine
+            .flows
+            .active()
+            .filter(|f| f.state != FlowState::WaitingHuman && (f.escalated || f.breached))
+            .count(),
         quarantined: engine.quarantine().held,
         quarantine: engine
             .quarantine()

@@ -9,6 +9,8 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod driver;
+#[cfg(test)]
+mod fixture;
 pub mod keymap;
 pub mod render_bench;
 pub mod theme;
@@ -22,7 +24,7 @@ use crossterm::event::{self, Event, KeyCode, KeyEventKind};
 
 use tokio::sync::oneshot;
 
-use app::{App, Effect, Focus, Input};
+use app::{App, Effect, Focus, Input, Message};
 use driver::{DriverOptions, Update};
 use keymap::{KeyAction, Keymap};
 use theme::Theme;
@@ -185,34 +187,25 @@ fn event_loop(
     engine: &Handle,
     updates: &mpsc::Receiver<Update>,
 ) -> anyhow::Result<()> {
-    let mut pending_reply: Option<oneshot::Receiver<Result<ReviewAction, EngineError>>> = None;
+    let mut outside = Outside {
+        engine,
+        reply: None,
+        back: mpsc::channel(),
+    };
     let mut last_draw = Instant::now() - FRAME;
     loop {
         while let Ok(update) = updates.try_recv() {
-            app.apply(update);
+            app.update(Message::Engine(update));
         }
-        if let Some(rx) = &mut pending_reply {
-            let answer = match rx.try_recv() {
-                Ok(Ok(r)) => Some(Ok(format!(
-                    "{} {} by {}",
-                    r.action.name(),
-                    r.review_id,
-                    r.actor.name
-                ))),
-                Ok(Err(e)) => Some(Err(e.to_string())),
-                Err(oneshot::error::TryRecvError::Empty) => None,
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    Some(Err("the engine has stopped".to_string()))
-                }
-            };
-            if let Some(answer) = answer {
-                app.acted(answer);
-                pending_reply = None;
-            }
+        for message in outside.arrived() {
+            app.update(message);
         }
         if app.dirty && last_draw.elapsed() >= FRAME {
             let size = terminal.size()?;
-            app.page = views::page_size(views::body_area(size.into()));
+            let page = views::page_size(views::body_area(size.into()));
+            if page != app.page {
+                app.update(Message::Page(page));
+            }
             terminal.draw(|f| views::draw(f, app))?;
             app.dirty = false;
             last_draw = Instant::now();
@@ -227,55 +220,127 @@ fn event_loop(
         };
         let Some(input) = input else { continue };
         for effect in app.update(input) {
-            match effect {
-                Effect::Quit => {
-                    if matches!(app.focus, Focus::Dialog(_)) {
-                        app.focus = Focus::ConfirmQuit;
-                    } else {
-                        return Ok(());
-                    }
+            match outside.carry_out(effect, app) {
+                Next::Quit => return Ok(()),
+                Next::Tell(message) => {
+                    app.update(message);
                 }
-                Effect::Act {
-                    review_id,
-                    action,
-                    note,
-                } => {
-                    let (tx, rx) = oneshot::channel();
-                    let command = Command::Act {
-                        review_id,
-                        actor: app.operator.clone(),
-                        action,
-                        note,
-                        reply: tx,
-                    };
-                    match engine.send(command) {
-                        Ok(()) => pending_reply = Some(rx),
-                        Err(Busy::Full) => app.acted(Err("the engine is busy: try again".into())),
-                        Err(Busy::Gone) => app.acted(Err("the engine has stopped".into())),
-                    }
-                }
-                Effect::Explain { decision_id } => {
-                    let text = match crate::journal::read::explain(&app.data_dir, &decision_id) {
-                        Ok(Some(e)) => crate::journal::explain::render(&e),
-                        Ok(None) => format!(
-                            "{decision_id} is not in the journal yet (it is written within a moment)"
-                        ),
-                        Err(e) => format!("reading the journal: {e}"),
-                    };
-                    app.show_detail(format!("decision {decision_id}"), text);
-                }
-                Effect::SwitchTheme(name) => {
-                    let no_color = app.theme.no_color;
-                    match Theme::load(&name, config::user_dir("themes").as_deref(), no_color) {
-                        Ok(t) => {
-                            app.theme = t;
-                            app.status_line = Some((format!("theme {name}"), false));
-                        }
-                        Err(e) => app.status_line = Some((e.to_string(), true)),
-                    }
-                }
+                Next::Wait => {}
             }
         }
+    }
+}
+
+/// What carrying out an effect leads to.
+enum Next {
+    Quit,
+    /// Something to tell the app at once.
+    Tell(Message),
+    /// Nothing yet: an answer will come back.
+    Wait,
+}
+
+/// Where the console's effects go, and the answers that come back: the
+/// engine's to an action, and explanations read from the journal on a
+/// thread of their own (a read can take a while on a big journal; the UI
+/// goes on meanwhile).
+struct Outside<'a> {
+    engine: &'a Handle,
+    reply: Option<oneshot::Receiver<Result<ReviewAction, EngineError>>>,
+    back: (mpsc::Sender<Message>, mpsc::Receiver<Message>),
+}
+
+impl Outside<'_> {
+    /// Answers that have come back since the last call.
+    fn arrived(&mut self) -> Vec<Message> {
+        let mut out: Vec<Message> = self.back.1.try_iter().collect();
+        if let Some(rx) = &mut self.reply {
+            let answer = match rx.try_recv() {
+                Ok(Ok(r)) => Some(Ok(format!(
+                    "{} {} by {}",
+                    r.action.name(),
+                    r.review_id,
+                    r.actor.name
+                ))),
+                Ok(Err(e)) => Some(Err(e.to_string())),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    Some(Err("the engine has stopped".to_string()))
+                }
+            };
+            if let Some(answer) = answer {
+                out.push(Message::Acted(answer));
+                self.reply = None;
+            }
+        }
+        out
+    }
+
+    /// Carries out one effect.
+    fn carry_out(&mut self, effect: Effect, app: &App) -> Next {
+        match effect {
+            Effect::Quit => Next::Quit,
+            Effect::Act {
+                review_id,
+                action,
+                note,
+            } => {
+                let (tx, rx) = oneshot::channel();
+                let command = Command::Act {
+                    review_id,
+                    actor: app.operator.clone(),
+                    action,
+                    note,
+                    reply: tx,
+                };
+                let refused = match self.engine.send(command) {
+                    Ok(()) => {
+                        self.reply = Some(rx);
+                        return Next::Wait;
+                    }
+                    Err(Busy::Full) => "the engine is busy: try again",
+                    Err(Busy::Gone) => "the engine has stopped",
+                };
+                Next::Tell(Message::Acted(Err(refused.into())))
+            }
+            Effect::Explain { decision_id } => {
+                let (dir, back) = (app.data_dir.clone(), self.back.0.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("explain".into())
+                    .spawn(move || {
+                        let _ = back.send(explain(&dir, decision_id));
+                    });
+                match spawned {
+                    Ok(_) => Next::Wait,
+                    Err(e) => Next::Tell(Message::Explained {
+                        title: "explain".into(),
+                        text: format!("cannot read the journal now: {e}"),
+                    }),
+                }
+            }
+            Effect::SwitchTheme(name) => {
+                let no_color = app.theme.no_color;
+                let loaded = Theme::load(&name, config::user_dir("themes").as_deref(), no_color);
+                Next::Tell(Message::Theme(
+                    loaded.map(|t| (name, t)).map_err(|e| e.to_string()),
+                ))
+            }
+        }
+    }
+}
+
+/// A decision's explanation from the journal, as the detail view shows it.
+fn explain(dir: &std::path::Path, decision_id: String) -> Message {
+    let text = match crate::journal::read::explain(dir, &decision_id) {
+        Ok(Some(e)) => crate::journal::explain::render(&e),
+        Ok(None) => {
+            format!("{decision_id} is not in the journal yet (it is written within a moment)")
+        }
+        Err(e) => format!("reading the journal: {e}"),
+    };
+    Message::Explained {
+        title: format!("decision {decision_id}"),
+        text,
     }
 }
 
@@ -283,16 +348,18 @@ fn event_loop(
 /// keymap's action.
 fn translate(app: &App, key: crossterm::event::KeyEvent) -> Option<Input> {
     let k = keymap::Key::from_event(&key);
-    if app.typing() {
-        // A control-key quit still works from a dialog (after confirming).
-        if key
+    // A control-key quit works from a prompt or a dialog too (a dialog
+    // asks first).
+    if (app.typing() || matches!(app.focus, Focus::Dialog(_)))
+        && key
             .modifiers
             .contains(crossterm::event::KeyModifiers::CONTROL)
-            && let Some(k) = &k
-            && app.keymap.action(k, &[keymap::Scope::Global]) == Some(KeyAction::Quit)
-        {
-            return Some(Input::Key(KeyAction::Quit));
-        }
+        && let Some(k) = &k
+        && app.keymap.action(k, &[keymap::Scope::Global]) == Some(KeyAction::Quit)
+    {
+        return Some(Input::Key(KeyAction::Quit));
+    }
+    if app.typing() {
         // Confirm and cancel keep their meaning while typing.
         if let Some(k) = &k
             && let Some(a @ (KeyAction::Confirm | KeyAction::Cancel)) =

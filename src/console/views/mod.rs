@@ -16,7 +16,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, Paragraph, Row, Table, Wrap};
 
 use super::app::{App, DialogKind, Focus, View};
-use super::keymap::Scope;
+use super::keymap::{KeyAction, Scope};
 use super::theme::Theme;
 
 /// Rows of table body that fit in `area` (border and header taken off).
@@ -83,11 +83,17 @@ pub fn draw(frame: &mut Frame, app: &App) {
         }
         Focus::Dialog(dialog) => draw_dialog(frame, body, app, dialog),
         Focus::ConfirmQuit => {
-            let area = centered(body, 50, 3);
+            let area = centered(body, 50, 4);
             frame.render_widget(Clear, area);
+            let text = format!(
+                "A dialog is open. Quit anyway?\n{} or {} quits; any other key stays.",
+                app.keymap.key_for(KeyAction::Confirm),
+                app.keymap.key_for(KeyAction::Quit)
+            );
             frame.render_widget(
-                Paragraph::new("A dialog is open. Quit anyway? (y / enter)")
+                Paragraph::new(text)
                     .style(theme.warn())
+                    .wrap(Wrap { trim: true })
                     .block(titled("quit", theme)),
                 area,
             );
@@ -371,4 +377,67 @@ pub fn pct(v: Option<f64>) -> String {
 
 pub fn short_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%H:%M:%S").to_string()
+}
+
+/// The screen `app` draws at `width`×`height`, as text: one line per row,
+/// trailing blanks trimmed (the views' snapshots).
+pub fn screen_text(
+    app: &mut App,
+    width: u16,
+    height: u16,
+) -> Result<String, <ratatui::backend::TestBackend as ratatui::backend::Backend>::Error> {
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height))?;
+    let page = page_size(body_area(Rect::new(0, 0, width, height)));
+    app.update(super::app::Message::Page(page));
+    terminal.draw(|f| draw(f, app))?;
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..height {
+        let line: String = (0..width).map(|x| buffer[(x, y)].symbol()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::app::Input;
+    use crate::console::fixture;
+    use crate::console::keymap::KeyAction;
+
+    /// Every view of the hand-made state, at a roomy and a small terminal.
+    /// A failing snapshot is named after its view and size.
+    #[test]
+    fn every_view_at_two_sizes() {
+        let mut app = fixture::app();
+        for (view, name) in [
+            (View::Overview, "overview"),
+            (View::Signals, "signals"),
+            (View::Flows, "flows"),
+            (View::Review, "review"),
+            (View::Health, "health"),
+            (View::Audit, "audit"),
+        ] {
+            app.view = view;
+            for (w, h) in [(120, 40), (80, 24)] {
+                let screen = screen_text(&mut app, w, h).unwrap();
+                insta::assert_snapshot!(format!("{name}_{w}x{h}"), screen);
+            }
+        }
+    }
+
+    #[test]
+    fn overlays() {
+        let mut app = fixture::app();
+        app.view = View::Review;
+        app.update(Input::Key(KeyAction::Override));
+        insta::assert_snapshot!("override_dialog", screen_text(&mut app, 100, 30).unwrap());
+        app.update(Input::Key(KeyAction::Quit));
+        insta::assert_snapshot!("confirm_quit", screen_text(&mut app, 100, 30).unwrap());
+        app.update(Input::Key(KeyAction::Cancel));
+        app.update(Input::Key(KeyAction::Help));
+        insta::assert_snapshot!("help", screen_text(&mut app, 100, 30).unwrap());
+    }
 }

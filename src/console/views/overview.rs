@@ -11,7 +11,6 @@ use ratatui::widgets::{Axis, Chart, Dataset, Gauge, GraphType, Paragraph, Sparkl
 
 use super::{paragraph, pct, titled};
 use crate::console::app::App;
-use crate::flow::FlowState;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
@@ -73,17 +72,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             )),
         queue,
     );
-    let at_risk = app
-        .flow_rows
-        .iter()
-        .rev()
-        .take(20_000)
-        .filter(|f| {
-            !f.state.is_terminal()
-                && f.state != FlowState::WaitingHuman
-                && (f.escalated || f.breached)
-        })
-        .count();
+    let at_risk = status.sla_at_risk;
     let lines = vec![
         Line::from(vec![
             Span::styled("in flight  ", theme.muted()),

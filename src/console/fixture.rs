@@ -1,0 +1,228 @@
+//! A small console state made by hand, for the unit tests of `App::update`
+//! and the views' snapshots: a few signals, decisions, review items and
+//! flows, and a status. Nothing here comes from a simulated run, so a
+//! change to the model or the simulator leaves these tests alone.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+
+use super::app::{App, Message};
+use super::driver::{BreakerRow, ServiceRow, Status, TeamRow, Update};
+use super::keymap::Keymap;
+use super::theme::Theme;
+use crate::decide::Decision;
+use crate::decide::policy::{Priority, Role};
+use crate::engine::EngineEvent;
+use crate::flow::route::{Assignee, BreakerState};
+use crate::flow::{Flow, FlowState, Step, StepState};
+use crate::metrics::Summary;
+use crate::review::{Actor, ReviewItem, ReviewState};
+use crate::signal::Signal;
+
+/// The fixture's clock: Tuesday 31 March 2026, 10:00 UTC.
+pub fn at(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 31, 10, 0, 0)
+        .single()
+        .unwrap_or_default()
+        + Duration::minutes(minutes)
+}
+
+fn signal(i: usize, kind: &str, subject: &str, data: serde_json::Value) -> Signal {
+    let text = json!({
+        "specversion": "1.0", "id": format!("s-{i}"), "source": "northwind/shop",
+        "type": kind, "subject": subject, "time": at(i as i64).to_rfc3339(), "data": data,
+    });
+    Signal::from_value(text, at(0)).expect("the fixture's signals are valid")
+}
+
+fn decision(i: usize, signal: &Signal, options: &[(&str, f64)], mode: &str) -> Decision {
+    let options: Vec<_> = options
+        .iter()
+        .map(|(o, s)| json!({"option": o, "score": s, "allowed": true}))
+        .collect();
+    let proposal = options[0]["option"].clone();
+    serde_json::from_value(json!({
+        "id": format!("D{i:07}"), "signal_id": signal.id, "signal_source": signal.source,
+        "signal_type": signal.kind, "subject": signal.subject, "class": "fulfillment",
+        "time": signal.time, "snapshot": {}, "features": ["tier=gold"], "options": options,
+        "policy_hits": [], "policy_version": "2026.11-2", "model_version": "m-1",
+        "proposal": proposal, "confidence": 0.62, "margin": 0.2, "threshold": 0.8,
+        "contributions": [{"feature": "tier=gold", "weight": 0.4}], "explored": false,
+        "propensity": 1.0, "mode": mode, "review_role": "operator", "priority": "high",
+        "deadline": signal.time + Duration::hours(4),
+        "review_deadline": signal.time + Duration::minutes(30),
+        "safe_default": "hold_for_review", "why": "confidence 0.62 below 0.80",
+    }))
+    .expect("the fixture's decisions are valid")
+}
+
+fn review(i: usize, decision: &Arc<Decision>, signal: &Arc<Signal>) -> ReviewItem {
+    ReviewItem {
+        id: format!("R{i:07}"),
+        decision: Arc::clone(decision),
+        signal: Arc::clone(signal),
+        flow_id: format!("F{i:07}"),
+        state: ReviewState::Open,
+        created: decision.time,
+        escalate_at: decision.time + Duration::minutes(20),
+        deadline: decision.review_deadline,
+        priority: Priority::High,
+        required_role: Role::Operator,
+        level: 0,
+        claimed_by: None,
+        snoozed_until: None,
+        outcome: None,
+    }
+}
+
+fn flow(i: usize, decision: &Decision, state: FlowState) -> Flow {
+    let mut pick = Step::new("fulfillment.pick", "fulfillment", &decision.subject, vec![]);
+    pick.state = StepState::Done;
+    let mut ship = Step::new(
+        "fulfillment.ship",
+        "fulfillment",
+        &decision.subject,
+        vec![0],
+    );
+    ship.state = StepState::Running;
+    ship.assignee = Some(Assignee::Team {
+        team: "warehouse".into(),
+    });
+    Flow {
+        id: format!("F{i:07}"),
+        decision_id: decision.id.clone(),
+        signal_id: decision.signal_id.clone(),
+        signal_type: decision.signal_type.clone(),
+        subject: decision.subject.clone(),
+        class: decision.class.clone(),
+        option: decision.proposal.clone(),
+        state,
+        priority: Priority::High,
+        created: decision.time,
+        deadline: decision.deadline,
+        escalated: i == 3,
+        steps: vec![pick, ship],
+        ..Flow::default()
+    }
+}
+
+fn status(dir: PathBuf) -> Status {
+    let hour = |decisions, within| Summary {
+        decisions,
+        within_sla: Some(within),
+        automation_rate: Some(0.6),
+        ..Summary::default()
+    };
+    Status {
+        now: at(20),
+        business_hours: true,
+        model_version: "m-1".into(),
+        policy_version: "2026.11-2".into(),
+        services: vec![
+            ServiceRow {
+                id: "erp".into(),
+                health: "up".into(),
+                latency_ms: 40,
+            },
+            ServiceRow {
+                id: "carrier".into(),
+                health: "degraded".into(),
+                latency_ms: 900,
+            },
+        ],
+        teams: vec![
+            TeamRow {
+                id: "warehouse".into(),
+                process: "fulfillment".into(),
+                capacity: 10,
+                load: 6,
+                on_shift: true,
+                shift: "06–22".into(),
+            },
+            TeamRow {
+                id: "support".into(),
+                process: "customer_service".into(),
+                capacity: 8,
+                load: 1,
+                on_shift: true,
+                shift: "08–20".into(),
+            },
+        ],
+        breakers: vec![BreakerRow {
+            executor: "carrier-api".into(),
+            state: BreakerState::Open,
+            failures: 5,
+            trips: 1,
+        }],
+        total: Summary {
+            signals: 4,
+            decisions: 4,
+            automation_rate: Some(0.5),
+            override_rate: Some(0.25),
+            within_sla: Some(0.75),
+            flows_done: 1,
+            ..Summary::default()
+        },
+        hourly: vec![hour(3, 0.7), hour(1, 0.8)],
+        baseline_hourly: vec![hour(3, 0.6), hour(1, 0.6)],
+        signals: 4,
+        open_reviews: 2,
+        active_flows: 2,
+        sla_at_risk: 1,
+        quarantined: 0,
+        quarantine: Vec::new(),
+        data_dir: dir,
+    }
+}
+
+/// The console after four signals: two decided alone (one flow done, one
+/// running late), two waiting for a person.
+pub fn app() -> App {
+    let keymap = Keymap::load("default", None).unwrap_or_default();
+    let dir = PathBuf::from("/var/lib/signalbox");
+    let mut app = App::new(
+        keymap,
+        Theme::fallback(false),
+        Actor::new("tess", Role::Operator),
+        dir.clone(),
+    );
+    let orders = [
+        (1, "order.placed", "order/o1", "auto", FlowState::Done),
+        (
+            2,
+            "order.placed",
+            "order/o2",
+            "review",
+            FlowState::WaitingHuman,
+        ),
+        (3, "order.placed", "order/o3", "auto", FlowState::Running),
+        (
+            4,
+            "ticket.opened",
+            "customer/c7",
+            "review",
+            FlowState::WaitingHuman,
+        ),
+    ];
+    let mut events = Vec::new();
+    for (i, kind, subject, mode, state) in orders {
+        let s = Arc::new(signal(i, kind, subject, json!({"value": 100 * i})));
+        let options = [("standard_fulfillment", 0.62), ("expedite", 0.41)];
+        let d = Arc::new(decision(i, &s, &options, mode));
+        events.push(EngineEvent::Signal {
+            signal: Arc::clone(&s),
+            duplicate: false,
+        });
+        events.push(EngineEvent::Decision(Arc::clone(&d)));
+        if mode == "review" {
+            events.push(EngineEvent::ReviewOpened(Box::new(review(i, &d, &s))));
+        }
+        events.push(EngineEvent::FlowChanged(Box::new(flow(i, &d, state))));
+    }
+    app.update(Message::Engine(Update::Events(events)));
+    app.update(Message::Engine(Update::Status(Box::new(status(dir)))));
+    app
+}
