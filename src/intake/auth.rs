@@ -4,9 +4,14 @@
 //! and role come from the token, never from a request. With no token
 //! configured (loopback only), every request is an operator named `http`.
 
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 
-use super::Refusal;
+use super::AppState;
+use super::refusal::Refusal;
 use crate::decide::policy::Role;
 use crate::hash::fingerprint;
 
@@ -44,6 +49,45 @@ pub enum Permission {
     Ingest,
     Read,
     Act,
+}
+
+/// What an endpoint needs of its caller's token (`Allowed`'s parameter).
+pub trait Need {
+    const PERMISSION: Permission;
+}
+
+/// Reading: metrics, explanations, the review queue, quarantine.
+pub struct ToRead;
+/// Sending signals.
+pub struct ToIngest;
+/// Acting on review items and quarantined signals.
+pub struct ToAct;
+
+impl Need for ToRead {
+    const PERMISSION: Permission = Permission::Read;
+}
+
+impl Need for ToIngest {
+    const PERMISSION: Permission = Permission::Ingest;
+}
+
+impl Need for ToAct {
+    const PERMISSION: Permission = Permission::Act;
+}
+
+/// The caller, authenticated by its bearer token and allowed what `N`
+/// needs: the check every endpoint makes, as an extractor. (PagerDuty's
+/// endpoints, which may authenticate by the routing key in the body, call
+/// `Tokens::check` themselves.)
+pub struct Allowed<N>(pub Caller, pub PhantomData<N>);
+
+impl<N: Need> FromRequestParts<AppState> for Allowed<N> {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Refusal> {
+        let caller = state.tokens.check(&parts.headers, None, N::PERMISSION)?;
+        Ok(Allowed(caller, PhantomData))
+    }
 }
 
 /// Who a request acts as.

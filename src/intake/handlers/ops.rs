@@ -1,0 +1,85 @@
+//! For operations: health, Prometheus metrics, and a decision's
+//! explanation.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::ok;
+use crate::engine::host::{Busy, Command};
+use crate::intake::auth::{Allowed, ToRead};
+use crate::intake::refusal::{Refusal, busy};
+use crate::intake::request::read_journal;
+use crate::intake::{AppState, metrics};
+
+/// How long `/healthz` waits for the engine to answer.
+const HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the intake takes signals and the engine answers. Unauthenticated
+/// (load balancers ask it); an unavailable intake is not a refusal.
+pub(in crate::intake) async fn healthz(State(state): State<AppState>) -> Response {
+    let problem = match state.log.unavailable() {
+        Some(why) => Some(why),
+        None => {
+            let (tx, rx) = oneshot::channel();
+            match state.engine.send(Command::Status { reply: tx }) {
+                Err(Busy::Gone) => Some("the engine has stopped".to_string()),
+                Err(Busy::Full) => Some("the engine's queue is full".to_string()),
+                Ok(()) => match tokio::time::timeout(HEALTH_WAIT, rx).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(_)) => Some("the engine has stopped".to_string()),
+                    Err(_) => Some(format!(
+                        "the engine did not answer within {} s",
+                        HEALTH_WAIT.as_secs()
+                    )),
+                },
+            }
+        }
+    };
+    match problem {
+        None => ok(json!({ "status": "ok" })),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+            Json(json!({ "status": "unavailable", "error": why })),
+        )
+            .into_response(),
+    }
+}
+
+pub(in crate::intake) async fn metrics(
+    State(state): State<AppState>,
+    _: Allowed<ToRead>,
+) -> Result<Response, Refusal> {
+    let (tx, rx) = oneshot::channel();
+    state
+        .engine
+        .send(Command::Status { reply: tx })
+        .map_err(busy)?;
+    let stats = rx.await.unwrap_or_default();
+    let text = metrics::render(&state.counters, &stats, state.log.backlog(), &state.log);
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// A decision explained, from the journal.
+pub(in crate::intake) async fn decision(
+    State(state): State<AppState>,
+    _: Allowed<ToRead>,
+    Path(id): Path<String>,
+) -> Result<Response, Refusal> {
+    let lookup = id.clone();
+    let found = read_journal(&state, move |dir| {
+        crate::journal::read::explain(dir, &lookup)
+    })
+    .await?;
+    match found {
+        Some(e) => Ok(ok(crate::journal::explain::to_json(&e))),
+        None => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!("no decision `{id}`"),
+        )),
+    }
+}
