@@ -425,7 +425,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         bail!("--speed must be a positive number of simulated seconds per second");
     }
     init_logging(&data_dir)?;
-    let (http_limits, body_timeout) = config.http_limits().map_err(anyhow::Error::msg)?;
+    let (http_limits, body_timeout) = config.http_limits()?;
     signalbox::console::run(signalbox::console::ConsoleOptions {
         seed: args.seed,
         speed,
@@ -481,17 +481,16 @@ fn serve(
     let paths: Vec<String> = sources
         .iter()
         .map(|s| signalbox::intake::file::parse_spec(s))
-        .collect::<Result<_, _>>()
-        .map_err(anyhow::Error::msg)?;
+        .collect::<Result<_, _>>()?;
     use signalbox::intake::{self, AppState, auth::Tokens, service};
     let config = signalbox::console::config::Config::load(
         signalbox::console::config::config_path().as_deref(),
     )?;
     let mut specs = config.tokens.clone();
     specs.extend(tokens);
-    let tokens = Tokens::parse(&specs).map_err(anyhow::Error::msg)?;
-    let (limits, body_timeout) = config.http_limits().map_err(anyhow::Error::msg)?;
-    intake::check_exposure(&listen, &tokens).map_err(anyhow::Error::msg)?;
+    let tokens = Tokens::parse(&specs)?;
+    let (limits, body_timeout) = config.http_limits()?;
+    intake::check_exposure(&listen, &tokens)?;
     let dir = match data_dir.or(config.data_dir.clone()) {
         Some(d) => d,
         None => default_data_dir()?.join("serve"),
@@ -567,8 +566,7 @@ fn serve(
         .iter()
         .cloned()
         .map(signalbox::intake::probe::Probe::new)
-        .collect::<Result<_, _>>()
-        .map_err(anyhow::Error::msg)?;
+        .collect::<Result<_, _>>()?;
     let probe_engine = state.engine.clone();
     let executor_engine = state.engine.clone();
     let served = runtime.block_on(async {
@@ -676,12 +674,11 @@ fn main() -> ExitCode {
             }
             None => Err(anyhow::anyhow!("no home directory: no config path")),
         },
-        Some(Command::Run(args)) => {
-            if !args.headless {
-                eprintln!("the console is not built yet; running headless");
-            }
-            headless(&args)
-        }
+        Some(Command::Run(args)) if args.headless => headless(&args),
+        Some(Command::Run(_)) => Err(anyhow::anyhow!(
+            "`signalbox run` is the headless simulation and needs --headless; \
+             the console is `signalbox` with no command"
+        )),
         Some(Command::Explain { id, data_dir, json }) => {
             data_dir_or_default(&data_dir).and_then(|dir| explain_cmd(&id, &dir, json))
         }

@@ -62,6 +62,9 @@ pub struct ExecutionConfig {
 pub enum ConfigError {
     #[error("config {file}: {error}")]
     Read { file: String, error: String },
+    /// A value that parses but cannot be used.
+    #[error("config {field}: {reason}")]
+    Field { field: String, reason: String },
 }
 
 /// The platform directories signalbox uses.
@@ -98,22 +101,24 @@ impl Config {
     /// The HTTP server's limits and the body deadline, from `[intake]`.
     pub fn http_limits(
         &self,
-    ) -> Result<(crate::intake::server::Limits, std::time::Duration), String> {
+    ) -> Result<(crate::intake::server::Limits, std::time::Duration), ConfigError> {
         let mut limits = crate::intake::server::Limits::default();
         let mut body = crate::intake::BODY_TIMEOUT;
         let Some(intake) = &self.intake else {
             return Ok((limits, body));
         };
-        let duration =
-            |field: &str, text: &Option<String>| -> Result<Option<std::time::Duration>, String> {
-                text.as_deref()
-                    .map(|t| {
-                        humantime::parse_duration(t).map_err(|e| {
-                            format!("config intake.{field}: {t:?} is not a duration like 10s: {e}")
-                        })
+        let duration = |field: &str,
+                        text: &Option<String>|
+         -> Result<Option<std::time::Duration>, ConfigError> {
+            text.as_deref()
+                .map(|t| {
+                    humantime::parse_duration(t).map_err(|e| ConfigError::Field {
+                        field: format!("intake.{field}"),
+                        reason: format!("{t:?} is not a duration like 10s: {e}"),
                     })
-                    .transpose()
-            };
+                })
+                .transpose()
+        };
         if let Some(d) = duration("header_timeout", &intake.header_timeout)? {
             limits.header_timeout = d;
         }
@@ -125,7 +130,10 @@ impl Config {
         }
         if let Some(n) = intake.max_connections {
             if n == 0 {
-                return Err("config intake.max_connections: must be at least 1".into());
+                return Err(ConfigError::Field {
+                    field: "intake.max_connections".into(),
+                    reason: "must be at least 1".into(),
+                });
             }
             limits.max_connections = n;
         }

@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::host::{Command, Handle, Host};
-use crate::engine::{Engine, EngineEvent};
+use crate::engine::{Engine, EngineError, EngineEvent};
 use crate::flow::FlowState;
 use crate::flow::route::BreakerState;
 use crate::intake::log::IntakeLog;
@@ -189,7 +189,7 @@ pub fn spawn(
                 if let Some(log) = log {
                     log.halt(&format!("the console's engine stopped: {e}"));
                 }
-                let _ = updates.send(Update::Failed(e));
+                let _ = updates.send(Update::Failed(e.to_string()));
             }
         })
 }
@@ -208,19 +208,16 @@ fn drive(
     handle: &Handle,
     commands: Receiver<Command>,
     updates: &Sender<Update>,
-) -> Result<(), String> {
+) -> Result<(), EngineError> {
     let start = default_start();
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
     // A console session runs a whole simulated week if left alone.
     let mut sim = Simulator::new(options.seed, start, Duration::days(7), &world);
     sim.set_colleagues(options.colleagues);
     let config = crate::sim::engine_config(&options.data_dir, options.seed);
-    let engine = Engine::open(config, world, start).map_err(|e| e.to_string())?;
+    let engine = Engine::open(config, world, start)?;
     let inbox = match &options.intake {
-        Some(log) => Some(
-            log.reader(engine.intake_cursor())
-                .map_err(|e| e.to_string())?,
-        ),
+        Some(log) => Some(log.reader(engine.intake_cursor())?),
         None => None,
     };
     let mut host = Host::new(engine, inbox);
@@ -230,7 +227,7 @@ fn drive(
     let mut shadow_config =
         crate::sim::engine_config(&options.data_dir.join("baseline"), options.seed);
     shadow_config.learning = false;
-    let shadow = Engine::open(shadow_config, shadow_world, start).map_err(|e| e.to_string())?;
+    let shadow = Engine::open(shadow_config, shadow_world, start)?;
     let mut world = World {
         sim,
         shadow_sim,
@@ -246,8 +243,8 @@ fn drive(
     );
     let Host { engine, inbox, .. } = host;
     drop(inbox);
-    let closed = engine.close().map(drop).map_err(|e| e.to_string());
-    let shadow_closed = world.shadow.close().map(drop).map_err(|e| e.to_string());
+    let closed = engine.close().map(drop);
+    let shadow_closed = world.shadow.close().map(drop);
     result.and(closed).and(shadow_closed)
 }
 
@@ -259,7 +256,7 @@ fn turns(
     handle: &Handle,
     commands: &Receiver<Command>,
     updates: &Sender<Update>,
-) -> Result<(), String> {
+) -> Result<(), EngineError> {
     let mut now = default_start();
     let mut last = Instant::now();
     let mut last_status = Instant::now() - StdDuration::from_secs(1);
@@ -291,7 +288,7 @@ fn turns(
             }
             now
         });
-        world.shadow.flush().map_err(|e| e.to_string())?;
+        world.shadow.flush()?;
         if let Some(turn) = turn {
             turn.settle(None)?;
         }

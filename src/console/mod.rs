@@ -92,8 +92,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     let intake = match options.listen {
         None => None,
         Some(addr) => {
-            let tokens =
-                crate::intake::auth::Tokens::parse(&options.tokens).map_err(anyhow::Error::msg)?;
+            let tokens = crate::intake::auth::Tokens::parse(&options.tokens)?;
             let served =
                 crate::intake::log::IntakeLog::open_with(&options.data_dir, options.max_backlog)
                     .map_err(|e| e.to_string())
@@ -108,6 +107,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                         };
                         crate::intake::spawn_server(addr, state, options.http_limits)
                             .map(|(local, server)| (local, server, log, writer))
+                            .map_err(|e| e.to_string())
                     });
             match served {
                 Ok((local, server, log, writer)) => {

@@ -277,6 +277,21 @@ pub struct PolicyView<'a> {
     pub services: &'a Value,
 }
 
+/// A journaled entity that cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("entity key {0:?} has no kind")]
+    NoKind(String),
+    #[error("unknown entity kind {kind:?} in {key}")]
+    Kind { kind: String, key: String },
+    #[error("entity {key}: {error}")]
+    Body {
+        key: String,
+        #[source]
+        error: serde_json::Error,
+    },
+}
+
 /// A signal whose facts cannot be folded into the store: a value out of
 /// range for what it says (a date past the calendar's end, say).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -351,9 +366,12 @@ impl Context {
     }
 
     /// Restores one entity from its journaled JSON; unknown kinds are refused.
-    pub fn restore(&mut self, key: &str, body: Value) -> Result<(), String> {
-        let (kind, _) = split_key(key).ok_or_else(|| format!("entity key {key:?} has no kind"))?;
-        let bad = |e: serde_json::Error| format!("entity {key}: {e}");
+    pub fn restore(&mut self, key: &str, body: Value) -> Result<(), RestoreError> {
+        let (kind, _) = split_key(key).ok_or_else(|| RestoreError::NoKind(key.to_string()))?;
+        let bad = |error: serde_json::Error| RestoreError::Body {
+            key: key.to_string(),
+            error,
+        };
         match kind {
             "customer" => {
                 let c: Customer = serde_json::from_value(body).map_err(bad)?;
@@ -386,7 +404,12 @@ impl Context {
             "changes" => {
                 self.changes = serde_json::from_value(body).map_err(bad)?;
             }
-            other => return Err(format!("unknown entity kind {other:?} in {key}")),
+            other => {
+                return Err(RestoreError::Kind {
+                    kind: other.to_string(),
+                    key: key.to_string(),
+                });
+            }
         }
         self.dirty.remove(key);
         Ok(())

@@ -151,18 +151,15 @@ impl Model {
         }
     }
 
-    pub fn restore(checkpoint: &Checkpoint) -> Result<Model, String> {
+    pub fn restore(checkpoint: &Checkpoint) -> Result<Model, CheckpointError> {
         if !(8..=24).contains(&checkpoint.bits) {
-            return Err(format!(
-                "checkpoint has {} bits, expected 8 to 24",
-                checkpoint.bits
-            ));
+            return Err(CheckpointError::Bits(checkpoint.bits));
         }
         let mut model = Model::new(checkpoint.bits);
         for &(i, w, g) in &checkpoint.entries {
             let slot = i as usize;
             if slot >= model.weights.len() {
-                return Err(format!("checkpoint index {i} is outside the weight table"));
+                return Err(CheckpointError::Index(i));
             }
             model.weights[slot] = w;
             model.grad_sq[slot] = g;
@@ -171,6 +168,15 @@ impl Model {
         model.evidence = checkpoint.evidence.clone();
         Ok(model)
     }
+}
+
+/// A model checkpoint that does not fit a model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint has {0} bits, expected 8 to 24")]
+    Bits(u32),
+    #[error("checkpoint index {0} is outside the weight table")]
+    Index(u32),
 }
 
 #[cfg(test)]

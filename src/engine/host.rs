@@ -195,7 +195,7 @@ type Waiting = Vec<Box<dyn FnOnce(Result<(), &str>) + Send>>;
 /// A turn handed to the journal and not yet durable: its replies and the
 /// webhook steps it recorded wait for it.
 pub struct Turn {
-    commit: Result<Commit, String>,
+    commit: Result<Commit, EngineError>,
     waiting: Waiting,
     dispatches: Vec<Dispatch>,
     decided: Option<Decided>,
@@ -204,10 +204,10 @@ pub struct Turn {
 impl Turn {
     /// Waits for the commit, then answers and dispatches. Returns the
     /// commit's result.
-    pub fn settle(self, dispatcher: Option<&Dispatcher>) -> Result<(), String> {
+    pub fn settle(self, dispatcher: Option<&Dispatcher>) -> Result<(), EngineError> {
         let result = self
             .commit
-            .and_then(|c| c.wait().map_err(|e| e.to_string()));
+            .and_then(|c| c.wait().map_err(EngineError::from));
         match (&result, self.decided) {
             (Ok(()), Some(decided)) => decided.durable(),
             // The engine has taken signals from the log whose decisions the
@@ -221,8 +221,9 @@ impl Turn {
         if result.is_ok() {
             send_dispatches(self.dispatches, dispatcher);
         }
+        let shared = result.as_ref().map(|_| ()).map_err(ToString::to_string);
         for reply in self.waiting {
-            reply(result.as_ref().map(|_| ()).map_err(String::as_str));
+            reply(shared.as_ref().map(|_| ()).map_err(String::as_str));
         }
         result
     }
@@ -283,7 +284,7 @@ impl Host {
         }
         let reached = drive(&mut self.engine);
         self.engine.tick(reached);
-        let commit = self.engine.flush().map_err(|e| e.to_string());
+        let commit = self.engine.flush();
         Some(Turn {
             commit,
             waiting,
@@ -419,7 +420,7 @@ pub fn drain_log(engine: Engine) -> Result<(Engine, u64), EngineError> {
     let mut host = Host::new(engine, Some(reader));
     while let Some(turn) = host.turn(Utc::now(), Vec::new(), |_| Utc::now()) {
         let reached = turn.decided.as_ref().map(|d| d.upto);
-        turn.settle(None).map_err(EngineError::NotDurable)?;
+        turn.settle(None)?;
         if reached.is_none() {
             break;
         }

@@ -24,7 +24,9 @@ impl Engine {
             if body.is_null() {
                 continue;
             }
-            self.context.restore(&key, body).map_err(&bad)?;
+            self.context
+                .restore(&key, body)
+                .map_err(|e| bad(e.to_string()))?;
         }
         if let Some(text) = &recovered.checkpoint {
             let checkpoint: Checkpoint =

@@ -149,6 +149,13 @@ impl Breakers {
 
 pub struct Router;
 
+/// Why a step has nobody to do it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("no automation available and nobody has skill `{skill}`")]
+pub struct NoRoute {
+    pub skill: String,
+}
+
 impl Router {
     /// Picks who does a step. Automation first (unless `people_only`), while
     /// its service is not down and its breaker allows; otherwise the agent
@@ -160,7 +167,7 @@ impl Router {
         breakers: &mut Breakers,
         now: DateTime<Utc>,
         people_only: bool,
-    ) -> Result<Assignee, String> {
+    ) -> Result<Assignee, NoRoute> {
         if !people_only && let Some(executor) = &template.automation {
             let service = template.service.clone().unwrap_or_else(|| executor.clone());
             // Never send work to a service that is down; route around a
@@ -211,10 +218,9 @@ impl Router {
             Some(team) => Ok(Assignee::Team {
                 team: team.id.clone(),
             }),
-            None => Err(format!(
-                "no automation available and nobody has skill `{}`",
-                template.skill
-            )),
+            None => Err(NoRoute {
+                skill: template.skill.clone(),
+            }),
         }
     }
 }

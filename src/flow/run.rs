@@ -63,7 +63,8 @@ impl FlowBook {
         let use_people = flow.steps[i].fallback;
         let assignee = match Router::route(template, context, &mut self.breakers, now, use_people) {
             Ok(a) => a,
-            Err(reason) => {
+            Err(no_route) => {
+                let reason = no_route.to_string();
                 let step = &mut flow.steps[i];
                 step.attempts += 1;
                 step.started.get_or_insert(now);

@@ -114,6 +114,29 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// A token that cannot be used, by its place in the list (its secret is
+/// never repeated).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("token {which}: {problem}")]
+pub struct TokenError {
+    pub which: usize,
+    pub problem: TokenProblem,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum TokenProblem {
+    #[error(
+        "expected SECRET:ROLE:NAME or SECRET:ROLE, with ROLE one of viewer, operator, lead, ingest"
+    )]
+    Form,
+    #[error("a secret must be at least 8 characters")]
+    Short,
+    #[error("a name is 1 to 64 characters, none of them `:` or a control character")]
+    Name,
+    #[error("the same secret is configured twice")]
+    Twice,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
     tokens: Vec<Token>,
@@ -123,18 +146,16 @@ impl Tokens {
     /// From `SECRET:ROLE:NAME` strings, or `SECRET:ROLE` (named after the
     /// role and the secret's fingerprint). Error messages never repeat a
     /// secret.
-    pub fn parse(specs: &[String]) -> Result<Tokens, String> {
+    pub fn parse(specs: &[String]) -> Result<Tokens, TokenError> {
         let mut tokens: Vec<Token> = Vec::new();
         for (n, spec) in specs.iter().enumerate() {
-            let which = format!("token {}", n + 1);
-            let (secret, role, name) = split_spec(spec).ok_or_else(|| {
-                format!(
-                    "{which}: expected SECRET:ROLE:NAME or SECRET:ROLE, with ROLE one of \
-                     viewer, operator, lead, ingest"
-                )
-            })?;
+            let bad = |problem| TokenError {
+                which: n + 1,
+                problem,
+            };
+            let (secret, role, name) = split_spec(spec).ok_or(bad(TokenProblem::Form))?;
             if secret.len() < 8 {
-                return Err(format!("{which}: a secret must be at least 8 characters"));
+                return Err(bad(TokenProblem::Short));
             }
             let name = match name {
                 Some(name) => {
@@ -143,16 +164,14 @@ impl Tokens {
                         || name.len() > 64
                         || name.chars().any(|c| c.is_control() || c == ':')
                     {
-                        return Err(format!(
-                            "{which}: a name is 1 to 64 characters, none of them `:` or a control character"
-                        ));
+                        return Err(bad(TokenProblem::Name));
                     }
                     name.to_string()
                 }
                 None => format!("{}-{}", role.name(), fingerprint(secret)),
             };
             if tokens.iter().any(|t| t.secret == secret) {
-                return Err(format!("{which}: the same secret is configured twice"));
+                return Err(bad(TokenProblem::Twice));
             }
             tokens.push(Token {
                 secret: secret.to_string(),
@@ -305,7 +324,7 @@ mod tests {
             ("long-enough-pass:king", "long-enough-pass"),
             ("long-enough-pass:lead:a:b:c", "long-enough-pass"),
         ] {
-            let err = Tokens::parse(&[spec.to_string()]).unwrap_err();
+            let err = Tokens::parse(&[spec.to_string()]).unwrap_err().to_string();
             assert!(!err.contains(secret), "{err}");
             assert!(err.starts_with("token 1"), "{err}");
         }

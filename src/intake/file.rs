@@ -23,13 +23,29 @@ pub struct FileReport {
     pub bad: usize,
 }
 
+/// What stops a file source (a bad line does not: it is reported and
+/// skipped).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("source {0:?}: expected jsonl:PATH (or jsonl:- for stdin)")]
+    Spec(String),
+    #[error("{path}: {error}")]
+    Open {
+        path: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("the engine stopped")]
+    EngineStopped,
+    #[error("the engine refused the signals: {0}")]
+    Refused(#[source] crate::engine::EngineError),
+}
+
 /// Parses `jsonl:PATH`.
-pub fn parse_spec(spec: &str) -> Result<String, String> {
+pub fn parse_spec(spec: &str) -> Result<String, FileError> {
     match spec.split_once(':') {
         Some(("jsonl", path)) if !path.is_empty() => Ok(path.to_string()),
-        _ => Err(format!(
-            "source {spec:?}: expected jsonl:PATH (or jsonl:- for stdin)"
-        )),
+        _ => Err(FileError::Spec(spec.to_string())),
     }
 }
 
@@ -38,14 +54,17 @@ pub fn spawn(
     path: String,
     engine: Handle,
     report_bad: impl Fn(String) + Send + 'static,
-) -> std::io::Result<JoinHandle<Result<FileReport, String>>> {
+) -> std::io::Result<JoinHandle<Result<FileReport, FileError>>> {
     std::thread::Builder::new()
         .name(format!("source:{path}"))
         .spawn(move || {
             let reader: Box<dyn BufRead> = if path == "-" {
                 Box::new(BufReader::new(std::io::stdin()))
             } else {
-                let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+                let file = std::fs::File::open(&path).map_err(|error| FileError::Open {
+                    path: path.clone(),
+                    error,
+                })?;
                 Box::new(BufReader::new(file))
             };
             read(&path, reader, &engine, &report_bad)
@@ -57,7 +76,7 @@ fn read(
     reader: Box<dyn BufRead>,
     engine: &Handle,
     report_bad: &dyn Fn(String),
-) -> Result<FileReport, String> {
+) -> Result<FileReport, FileError> {
     let mut report = FileReport::default();
     let mut batch: Vec<Signal> = Vec::new();
     for (i, line) in reader.lines().enumerate() {
@@ -93,7 +112,7 @@ fn read(
     Ok(report)
 }
 
-fn send(engine: &Handle, signals: Vec<Signal>, report: &mut FileReport) -> Result<(), String> {
+fn send(engine: &Handle, signals: Vec<Signal>, report: &mut FileReport) -> Result<(), FileError> {
     let mut pending = Some(signals);
     loop {
         let (tx, rx) = oneshot::channel();
@@ -103,8 +122,8 @@ fn send(engine: &Handle, signals: Vec<Signal>, report: &mut FileReport) -> Resul
             Ok(()) => {
                 let done = rx
                     .blocking_recv()
-                    .map_err(|_| "the engine stopped".to_string())?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|_| FileError::EngineStopped)?
+                    .map_err(FileError::Refused)?;
                 report.accepted += done.accepted;
                 report.duplicates += done.duplicates;
                 return Ok(());
@@ -114,7 +133,7 @@ fn send(engine: &Handle, signals: Vec<Signal>, report: &mut FileReport) -> Resul
                 pending = Some(copy);
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            Err(Busy::Gone) => return Err("the engine stopped".into()),
+            Err(Busy::Gone) => return Err(FileError::EngineStopped),
         }
     }
 }

@@ -148,13 +148,28 @@ async fn count_refusals(
     refused
 }
 
+/// Why the intake cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {0} without any token: anyone who can reach it could inject signals \
+         and act on reviews. Configure tokens (--token TOKEN:ROLE or [[token]] in config.toml), or listen on 127.0.0.1"
+    )]
+    Exposed(SocketAddr),
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("cannot start the intake's thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 /// Refuses a listen address off loopback when no token is configured.
-pub fn check_exposure(addr: &SocketAddr, tokens: &Tokens) -> Result<(), String> {
+pub fn check_exposure(addr: &SocketAddr, tokens: &Tokens) -> Result<(), ServeError> {
     if !addr.ip().is_loopback() && tokens.is_empty() {
-        return Err(format!(
-            "refusing to listen on {addr} without any token: anyone who can reach it could inject signals \
-             and act on reviews. Configure tokens (--token TOKEN:ROLE or [[token]] in config.toml), or listen on 127.0.0.1"
-        ));
+        return Err(ServeError::Exposed(*addr));
     }
     Ok(())
 }
@@ -182,17 +197,21 @@ pub fn spawn_server(
     listen: SocketAddr,
     state: AppState,
     limits: server::Limits,
-) -> Result<(SocketAddr, Server), String> {
+) -> Result<(SocketAddr, Server), ServeError> {
     check_exposure(&listen, &state.tokens)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(ServeError::Thread)?;
+    let listen_error = |error| ServeError::Listen {
+        addr: listen,
+        error,
+    };
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(listen))
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("intake".into())
@@ -201,6 +220,6 @@ pub fn spawn_server(
                 let _ = stopped.await;
             }));
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(ServeError::Thread)?;
     Ok((local, Server { stop, thread }))
 }

@@ -53,6 +53,15 @@ impl State {
     }
 }
 
+/// A probe's configuration that cannot be used, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("probe {probe}: {field} {reason}")]
+pub struct ProbeError {
+    pub probe: String,
+    pub field: &'static str,
+    pub reason: String,
+}
+
 /// A checked probe, ready to run.
 pub struct Probe {
     config: ProbeConfig,
@@ -61,17 +70,21 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub fn new(config: ProbeConfig) -> Result<Probe, String> {
-        let parse = |field: &str, text: &str| {
-            humantime::parse_duration(text)
-                .map_err(|e| format!("probe {}: {field} {text:?}: {e}", config.name))
+    pub fn new(config: ProbeConfig) -> Result<Probe, ProbeError> {
+        let bad = |field: &'static str, reason: String| ProbeError {
+            probe: config.name.clone(),
+            field,
+            reason,
+        };
+        let parse = |field: &'static str, text: &str| {
+            humantime::parse_duration(text).map_err(|e| bad(field, format!("{text:?}: {e}")))
         };
         let interval = parse("interval", &config.interval)?;
         let timeout = parse("timeout", &config.timeout)?;
         if !config.url.starts_with("http://") {
-            return Err(format!(
-                "probe {}: url {:?} must be http:// (TLS is not built in)",
-                config.name, config.url
+            return Err(bad(
+                "url",
+                format!("{:?} must be http:// (TLS is not built in)", config.url),
             ));
         }
         Ok(Probe {
