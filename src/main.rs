@@ -392,7 +392,7 @@ fn release_cmd(how: Release, target: &QuarantineTarget) -> Result<()> {
 }
 
 fn console(args: &ConsoleArgs) -> Result<()> {
-    use signalbox::console::config::{Config, config_path};
+    use signalbox::config::{Config, config_path};
     let config = Config::load(config_path().as_deref())?;
     let role_text = args
         .role
@@ -483,9 +483,7 @@ fn serve(
         .map(|s| signalbox::intake::file::parse_spec(s))
         .collect::<Result<_, _>>()?;
     use signalbox::intake::{self, AppState, auth::Tokens, service};
-    let config = signalbox::console::config::Config::load(
-        signalbox::console::config::config_path().as_deref(),
-    )?;
+    let config = signalbox::config::Config::load(signalbox::config::config_path().as_deref())?;
     let mut specs = config.tokens.clone();
     specs.extend(tokens);
     let tokens = Tokens::parse(&specs)?;
@@ -667,7 +665,7 @@ fn main() -> ExitCode {
             body_limit,
             sources,
         }) => serve(listen, data_dir, tokens, body_limit, sources),
-        Some(Command::Config { .. }) => match signalbox::console::config::config_path() {
+        Some(Command::Config { .. }) => match signalbox::config::config_path() {
             Some(p) => {
                 println!("{}", p.display());
                 Ok(())

@@ -6,7 +6,6 @@
 //! (`ratatui::init` installs the panic hook).
 
 pub mod app;
-pub mod config;
 pub mod demo;
 pub mod driver;
 #[cfg(test)]
@@ -59,7 +58,7 @@ const FRAME: Duration = Duration::from_millis(33);
 /// falling back to the defaults.
 pub fn load_look(options: &ConsoleOptions, warnings: &mut Vec<String>) -> (Theme, Keymap) {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let themes = config::user_dir("themes");
+    let themes = crate::config::user_dir("themes");
     let theme = match Theme::load(&options.theme, themes.as_deref(), no_color) {
         Ok(t) => t,
         Err(e) => {
@@ -67,7 +66,7 @@ pub fn load_look(options: &ConsoleOptions, warnings: &mut Vec<String>) -> (Theme
             Theme::fallback(no_color)
         }
     };
-    let keymaps = config::user_dir("keymaps");
+    let keymaps = crate::config::user_dir("keymaps");
     let keymap = match Keymap::load(&options.keymap, keymaps.as_deref()) {
         Ok(k) => k,
         Err(e) => {
@@ -320,7 +319,11 @@ impl Outside<'_> {
             }
             Effect::SwitchTheme(name) => {
                 let no_color = app.theme.no_color;
-                let loaded = Theme::load(&name, config::user_dir("themes").as_deref(), no_color);
+                let loaded = Theme::load(
+                    &name,
+                    crate::config::user_dir("themes").as_deref(),
+                    no_color,
+                );
                 Next::Tell(Message::Theme(
                     loaded.map(|t| (name, t)).map_err(|e| e.to_string()),
                 ))
