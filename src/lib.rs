@@ -18,6 +18,8 @@ pub mod playbook;
 pub mod review;
 pub mod signal;
 pub mod sim;
+#[cfg(test)]
+mod testkit;
 pub mod timefmt;
 pub mod timers;
 

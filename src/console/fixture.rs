@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 use serde_json::json;
 
 use super::app::{App, Message};
@@ -22,42 +22,7 @@ use crate::metrics::Summary;
 use crate::review::{Actor, ReviewItem, ReviewState};
 use crate::signal::Signal;
 
-/// The fixture's clock: Tuesday 31 March 2026, 10:00 UTC.
-pub fn at(minutes: i64) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 3, 31, 10, 0, 0)
-        .single()
-        .unwrap_or_default()
-        + Duration::minutes(minutes)
-}
-
-fn signal(i: usize, kind: &str, subject: &str, data: serde_json::Value) -> Signal {
-    let text = json!({
-        "specversion": "1.0", "id": format!("s-{i}"), "source": "northwind/shop",
-        "type": kind, "subject": subject, "time": at(i as i64).to_rfc3339(), "data": data,
-    });
-    Signal::from_value(text, at(0)).expect("the fixture's signals are valid")
-}
-
-fn decision(i: usize, signal: &Signal, options: &[(&str, f64)], mode: &str) -> Decision {
-    let options: Vec<_> = options
-        .iter()
-        .map(|(o, s)| json!({"option": o, "score": s, "allowed": true}))
-        .collect();
-    let proposal = options[0]["option"].clone();
-    serde_json::from_value(json!({
-        "id": format!("D{i:07}"), "signal_id": signal.id, "signal_source": signal.source,
-        "signal_type": signal.kind, "subject": signal.subject, "class": "fulfillment",
-        "time": signal.time, "snapshot": {}, "features": ["tier=gold"], "options": options,
-        "policy_hits": [], "policy_version": "2026.11-2", "model_version": "m-1",
-        "proposal": proposal, "confidence": 0.62, "margin": 0.2, "threshold": 0.8,
-        "contributions": [{"feature": "tier=gold", "weight": 0.4}], "explored": false,
-        "propensity": 1.0, "mode": mode, "review_role": "operator", "priority": "high",
-        "deadline": signal.time + Duration::hours(4),
-        "review_deadline": signal.time + Duration::minutes(30),
-        "safe_default": "hold_for_review", "why": "confidence 0.62 below 0.80",
-    }))
-    .expect("the fixture's decisions are valid")
-}
+use crate::testkit::{at, decision, signal};
 
 fn review(i: usize, decision: &Arc<Decision>, signal: &Arc<Signal>) -> ReviewItem {
     ReviewItem {
@@ -211,7 +176,7 @@ pub fn app() -> App {
     for (i, kind, subject, mode, state) in orders {
         let s = Arc::new(signal(i, kind, subject, json!({"value": 100 * i})));
         let options = [("standard_fulfillment", 0.62), ("expedite", 0.41)];
-        let d = Arc::new(decision(i, &s, &options, mode));
+        let d = Arc::new(decision(i, &s, &options, mode, "operator"));
         events.push(EngineEvent::Signal {
             signal: Arc::clone(&s),
             duplicate: false,

@@ -544,3 +544,129 @@ impl ReviewQueue {
         changes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{at, decision, signal};
+
+    /// A queue with item R1 open at minute 0: proposal `ship`, `expedite`
+    /// allowed too, reviewed by `role` within 30 minutes.
+    fn queue(role: &str) -> ReviewQueue {
+        let s = signal(0, "order.placed", "order/o1", serde_json::json!({}));
+        let d = decision(1, &s, &[("ship", 0.6), ("expedite", 0.4)], "review", role);
+        let mut q = ReviewQueue::default();
+        q.open("R1".into(), Arc::new(d), Arc::new(s), "F1".into(), at(0));
+        q
+    }
+
+    fn person(role: Role) -> Actor {
+        Actor::new("ana", role)
+    }
+
+    #[test]
+    fn viewers_cannot_act_and_operators_cannot_decide_a_leads_item() {
+        let mut q = queue("lead");
+        let viewer = q.act("R1", &person(Role::Viewer), Action::Claim, "", at(1));
+        assert!(matches!(viewer, Err(ReviewError::Viewer { .. })));
+        let operator = person(Role::Operator);
+        let approve = q.act("R1", &operator, Action::Approve, "", at(1));
+        assert!(matches!(
+            approve,
+            Err(ReviewError::RoleTooLow { needed: "lead", .. })
+        ));
+        // Below the role, one may still claim, escalate or snooze.
+        for action in [
+            Action::Claim,
+            Action::Escalate,
+            Action::Snooze { minutes: 5 },
+        ] {
+            assert!(q.act("R1", &operator, action, "", at(2)).is_ok());
+        }
+        assert!(
+            q.act("R1", &person(Role::Lead), Action::Approve, "", at(3))
+                .is_ok()
+        );
+        assert_eq!(q.open_count(), 0);
+    }
+
+    #[test]
+    fn overrides_and_rejections_say_why_and_stay_among_the_allowed() {
+        let mut q = queue("operator");
+        let op = person(Role::Operator);
+        let override_to = |option: &str| Action::Override {
+            option: option.into(),
+        };
+        assert_eq!(
+            q.act("R1", &op, override_to("expedite"), " ", at(1)),
+            Err(ReviewError::NoteRequired { action: "override" })
+        );
+        assert_eq!(
+            q.act("R1", &op, override_to("ship"), "why", at(1)),
+            Err(ReviewError::OverrideSameAsProposal("ship".into()))
+        );
+        assert!(matches!(
+            q.act("R1", &op, override_to("teleport"), "why", at(1)),
+            Err(ReviewError::UnknownOption { .. })
+        ));
+        assert_eq!(
+            q.act("R1", &op, Action::Reject, "", at(1)),
+            Err(ReviewError::NoteRequired { action: "reject" })
+        );
+        // Nothing changed on any refusal.
+        assert_eq!(q.get("R1").map(|i| i.state), Some(ReviewState::Open));
+        let done = q.act("R1", &op, override_to("expedite"), "vip", at(2));
+        assert_eq!(
+            done.map(|s| s.item.chosen().map(String::from)),
+            Ok(Some("expedite".into()))
+        );
+        assert!(matches!(
+            q.act("R1", &op, Action::Approve, "", at(3)),
+            Err(ReviewError::AlreadyDecided { .. })
+        ));
+        assert_eq!(
+            q.act("R9", &op, Action::Approve, "", at(3)),
+            Err(ReviewError::NotFound("R9".into()))
+        );
+    }
+
+    /// Unanswered, an item escalates once (at 60 % of its window), then
+    /// takes the safe default at its deadline; both are the system's.
+    #[test]
+    fn an_unanswered_item_escalates_once_then_takes_the_safe_default() {
+        let mut q = queue("operator");
+        assert!(q.tick(at(17)).is_empty());
+        let escalated = q.tick(at(18));
+        assert_eq!(escalated.len(), 1);
+        assert_eq!(escalated[0].record.action, Action::Escalate);
+        assert_eq!(escalated[0].item.priority, Priority::Urgent);
+        assert!(q.tick(at(29)).is_empty(), "escalated once per window");
+        let settled = q.tick(at(30));
+        assert_eq!(settled.len(), 1);
+        assert_eq!(
+            settled[0].record.action,
+            Action::SafeDefault {
+                option: "hold_for_review".into()
+            }
+        );
+        assert_eq!(settled[0].record.actor, Actor::system());
+        assert_eq!(q.open_count(), 0);
+        assert!(q.tick(at(60)).is_empty());
+    }
+
+    /// A snooze holds escalation back until it ends, never past the deadline.
+    #[test]
+    fn a_snooze_holds_escalation_back_but_not_the_deadline() {
+        let mut q = queue("operator");
+        let op = person(Role::Operator);
+        let snoozed = q.act("R1", &op, Action::Snooze { minutes: 240 }, "", at(1));
+        let until = snoozed.map(|s| s.item.snoozed_until);
+        assert_eq!(until, Ok(Some(at(30))), "capped at the item's deadline");
+        assert!(q.tick(at(25)).is_empty(), "no escalation while snoozed");
+        let settled = q.tick(at(30));
+        assert!(matches!(
+            settled.first().map(|s| &s.record.action),
+            Some(Action::SafeDefault { .. })
+        ));
+    }
+}
