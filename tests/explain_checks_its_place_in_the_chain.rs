@@ -3,22 +3,17 @@
 //! tampering there is caught, tampering elsewhere is left to `check`,
 //! which reads the whole chain one record at a time.
 
-use chrono::{DateTime, Utc};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+mod common;
 
-use signalbox::engine::{Engine, Ingested};
+use chrono::{DateTime, Utc};
+
+use signalbox::engine::Ingested;
 use signalbox::journal::{chain, read};
 use signalbox::signal::Signal;
-use signalbox::sim::{default_start, world};
+use signalbox::sim::default_start;
 
 fn start() -> DateTime<Utc> {
     default_start()
-}
-
-fn open(dir: &std::path::Path) -> Engine {
-    let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(1), start());
-    Engine::open(signalbox::sim::engine_config(dir, 1), world, start()).unwrap()
 }
 
 fn tamper(dir: &std::path::Path, seq: i64) {
@@ -45,7 +40,7 @@ fn seq_of(dir: &std::path::Path, decision: &str) -> i64 {
 #[test]
 fn an_explanation_checks_its_segment_and_check_the_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = open(dir.path());
+    let mut engine = common::engine(dir.path());
     let mut decisions = Vec::new();
     for i in 0..(3 * chain::MARK_EVERY + 10) {
         let s = Signal {
@@ -90,7 +85,7 @@ fn an_explanation_checks_its_segment_and_check_the_whole() {
 
     // A journal from before checkpoints gets them at its next opening.
     let fresh = tempfile::tempdir().unwrap();
-    let mut engine = open(fresh.path());
+    let mut engine = common::engine(fresh.path());
     for i in 0..(2 * chain::MARK_EVERY) {
         let s = Signal {
             id: format!("u{i}"),
@@ -114,7 +109,7 @@ fn an_explanation_checks_its_segment_and_check_the_whole() {
         .unwrap()
         .execute("DELETE FROM chain_marks", [])
         .unwrap();
-    open(fresh.path()).close().unwrap();
+    common::engine(fresh.path()).close().unwrap();
     assert_eq!(marks(fresh.path()), 2);
     assert!(read::counts(fresh.path()).unwrap().chain_ok);
 }

@@ -178,3 +178,67 @@ pub fn drained(c: &Client, base: &str) {
         (metric(c, base, "signalbox_intake_backlog ") == 0.0).then_some(())
     })
 }
+
+/// The engine on a journal in `dir`, over the Northwind world (seed 1),
+/// its clock at the simulator's start.
+pub fn engine(dir: &Path) -> signalbox::engine::Engine {
+    use rand::SeedableRng;
+    let start = signalbox::sim::default_start();
+    let world =
+        signalbox::sim::world::northwind(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1), start);
+    signalbox::engine::Engine::open(signalbox::sim::engine_config(dir, 1), world, start)
+        .expect("the engine opens its journal")
+}
+
+/// A CloudEvent from source `test`, at the simulator's start.
+pub fn signal(id: &str, kind: &str, subject: &str, data: Value) -> signalbox::signal::Signal {
+    let start = signalbox::sim::default_start();
+    let text = json!({
+        "specversion": "1.0", "id": id, "source": "test", "type": kind,
+        "subject": subject, "time": start.to_rfc3339(), "data": data,
+    })
+    .to_string();
+    signalbox::signal::Signal::from_json(&text, start).expect("test signal parses")
+}
+
+/// The engine with one open review item (a finance approval of `amount`
+/// from a known vendor), committed; with the item's id.
+pub fn engine_with_item(dir: &Path, amount: f64) -> (signalbox::engine::Engine, String) {
+    let mut engine = engine(dir);
+    let s = signal(
+        "ap-9",
+        "approval.requested",
+        "approval/9",
+        json!({"amount": amount, "known_vendor": true}),
+    );
+    engine.ingest(s, signalbox::sim::default_start());
+    engine.flush().unwrap().wait().unwrap();
+    let id = engine.open_reviews()[0].id.clone();
+    (engine, id)
+}
+
+/// Signals the engine ignored as repeats, from `/metrics`: the sum over
+/// every type.
+pub fn duplicates(c: &Client, base: &str) -> f64 {
+    metrics_text(c, base)
+        .lines()
+        .filter(|l| {
+            l.starts_with("signalbox_signals_total{") && l.contains("outcome=\"duplicate\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Whether a signal is durable: still in the intake log, or already in the
+/// journal (read over connections of their own, as another process would).
+pub fn durable(dir: &Path, id: &str) -> bool {
+    let count = |file: &str, sql: &str| -> i64 {
+        let conn = rusqlite::Connection::open(dir.join(file)).unwrap();
+        conn.query_row(sql, [id], |r| r.get(0)).unwrap()
+    };
+    count(
+        "intake.db",
+        "SELECT COUNT(*) FROM intake WHERE json_extract(body, '$.id') = ?1",
+    ) + count("signalbox.db", "SELECT COUNT(*) FROM signals WHERE id = ?1")
+        > 0
+}

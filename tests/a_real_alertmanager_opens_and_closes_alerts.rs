@@ -2,28 +2,13 @@
 //! with a webhook receiver pointing at signalbox: alerts posted to
 //! Alertmanager arrive as signals, and resolving them closes what they opened.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn query(db: &std::path::Path, sql: &str) -> Vec<(String, String)> {
     let Ok(conn) = rusqlite::Connection::open(db) else {
@@ -35,20 +20,6 @@ fn query(db: &std::path::Path, sql: &str) -> Vec<(String, String)> {
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .map(|rows| rows.filter_map(Result::ok).collect())
         .unwrap_or_default()
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let began = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 #[test]
@@ -72,7 +43,7 @@ fn alerts_through_a_real_alertmanager_open_and_close() {
     BufReader::new(sb.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let _sb = Kill(sb);
+    let _sb = common::Kill(sb);
     let sb_addr = line
         .split("http://")
         .nth(1)
@@ -89,7 +60,7 @@ fn alerts_through_a_real_alertmanager_open_and_close() {
         ),
     )
     .unwrap();
-    let am_port = free_port();
+    let am_port = common::free_port();
     let am = Command::new(am_bin)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
@@ -102,10 +73,10 @@ fn alerts_through_a_real_alertmanager_open_and_close() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _am = Kill(am);
+    let _am = common::Kill(am);
     let client = reqwest::blocking::Client::new();
     let alerts = format!("http://127.0.0.1:{am_port}/api/v2/alerts");
-    wait_for("alertmanager to start", || {
+    common::wait_for("alertmanager to start", Duration::from_secs(60), || {
         client
             .get(format!("http://127.0.0.1:{am_port}/-/ready"))
             .send()
@@ -130,14 +101,18 @@ fn alerts_through_a_real_alertmanager_open_and_close() {
     assert!(r.status().is_success(), "{:?}", r.text());
 
     let db = data.join("signalbox.db");
-    let firing = wait_for("the firing alert in the journal", || {
-        query(
-            &db,
-            "SELECT id, body FROM signals WHERE type = 'alert.firing'",
-        )
-        .into_iter()
-        .next()
-    });
+    let firing = common::wait_for(
+        "the firing alert in the journal",
+        Duration::from_secs(60),
+        || {
+            query(
+                &db,
+                "SELECT id, body FROM signals WHERE type = 'alert.firing'",
+            )
+            .into_iter()
+            .next()
+        },
+    );
     let body: Value = serde_json::from_str(&firing.1).unwrap();
     assert_eq!(body["subject"], "service/carrier");
     assert_eq!(body["severity"], "critical");
@@ -150,16 +125,24 @@ fn alerts_through_a_real_alertmanager_open_and_close() {
         .send()
         .unwrap();
     assert!(r.status().is_success());
-    wait_for("the resolved alert in the journal", || {
-        query(
-            &db,
-            "SELECT id, body FROM signals WHERE type = 'alert.resolved'",
-        )
-        .into_iter()
-        .next()
-    });
-    let flow = wait_for("the flow the alert opened to be closed", || {
-        query(
+    common::wait_for(
+        "the resolved alert in the journal",
+        Duration::from_secs(60),
+        || {
+            query(
+                &db,
+                "SELECT id, body FROM signals WHERE type = 'alert.resolved'",
+            )
+            .into_iter()
+            .next()
+        },
+    );
+    let flow =
+        common::wait_for(
+            "the flow the alert opened to be closed",
+            Duration::from_secs(60),
+            || {
+                query(
             &db,
             &format!(
                 "SELECT state, body FROM flows WHERE json_extract(body, '$.signal_id') = '{}'",
@@ -169,6 +152,7 @@ fn alerts_through_a_real_alertmanager_open_and_close() {
         .into_iter()
         .next()
         .filter(|(state, _)| state != "running" && state != "waiting_human" && state != "pending")
-    });
+            },
+        );
     assert!(flow.1.contains("resolved at the source"), "{}", flow.1);
 }
