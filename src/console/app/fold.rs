@@ -1,0 +1,180 @@
+//! What the engine publishes, folded into the console's own state.
+
+use std::sync::Arc;
+
+use super::super::driver::Update;
+use super::{App, AuditRow, FlowRow, MAX_DECISIONS, MAX_SIGNALS, SignalRow, View};
+use crate::decide::Decision;
+use crate::engine::EngineEvent;
+use crate::flow::Flow;
+
+impl App {
+    /// Folds what the engine published into the console's own state.
+    pub(super) fn apply(&mut self, update: Update) {
+        self.dirty = true;
+        match update {
+            Update::Events(events) => {
+                for e in events {
+                    self.apply_event(e);
+                }
+                self.sort_reviews();
+            }
+            Update::Status(status) => {
+                self.queue_depth.push_back(status.open_reviews as u64);
+                if self.queue_depth.len() > 120 {
+                    self.queue_depth.pop_front();
+                }
+                self.status = Some(*status);
+            }
+            Update::Failed(e) => {
+                self.status_line = Some((format!("engine stopped: {e}"), true));
+                self.engine_error = Some(e);
+            }
+        }
+    }
+
+    fn apply_event(&mut self, event: EngineEvent) {
+        match event {
+            EngineEvent::Signal { signal, duplicate } => {
+                let minute = signal.time.timestamp() / 60;
+                match self.rate_minute {
+                    Some(m) if m.timestamp() / 60 == minute => {
+                        if let Some(last) = self.signal_rate.back_mut() {
+                            *last += 1;
+                        }
+                    }
+                    _ => {
+                        self.rate_minute = Some(signal.time);
+                        self.signal_rate.push_back(1);
+                        if self.signal_rate.len() > 120 {
+                            self.signal_rate.pop_front();
+                        }
+                    }
+                }
+                let summary = signal
+                    .data_str("text")
+                    .or_else(|| signal.data_str("summary"))
+                    .map(String::from)
+                    .unwrap_or_else(|| match &signal.data {
+                        serde_json::Value::Object(map) => map
+                            .iter()
+                            .take(3)
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        serde_json::Value::String(text) => text.chars().take(80).collect(),
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string().chars().take(80).collect(),
+                    });
+                let body =
+                    serde_json::to_string_pretty(&signal.to_cloudevent()).unwrap_or_default();
+                self.signals.push_front(SignalRow {
+                    id: signal.id.clone(),
+                    time: signal.time,
+                    kind: signal.kind.clone(),
+                    subject: signal.subject.clone(),
+                    source: signal.source.clone(),
+                    severity: signal.severity.map(|s| s.as_str().to_string()),
+                    summary,
+                    duplicate,
+                    body,
+                });
+                if self.signals.len() > MAX_SIGNALS {
+                    self.signals.pop_back();
+                }
+                if !self.follow && self.view == View::Signals {
+                    // Keep the selected row under the cursor as rows arrive.
+                    let t = self.tables.entry(View::Signals).or_default();
+                    t.selected += 1;
+                    t.offset += 1;
+                }
+            }
+            EngineEvent::Decision(d) => self.push_decision(&d),
+            EngineEvent::ReviewOpened(item) => {
+                self.reviews.insert(item.id.clone(), *item);
+                self.reviews_changed = true;
+            }
+            EngineEvent::ReviewAction { item, action } => {
+                if let Some(row) = self.audit.iter_mut().find(|r| r.id == item.decision.id) {
+                    row.actor = action.actor.name.clone();
+                    row.outcome = match item.chosen() {
+                        Some(o) => format!("{} → {o}", action.action.name()),
+                        None => action.action.name().to_string(),
+                    };
+                }
+                if item.outcome.is_some() {
+                    self.reviews.remove(&item.id);
+                } else {
+                    self.reviews.insert(item.id.clone(), *item);
+                }
+                self.reviews_changed = true;
+            }
+            EngineEvent::FlowChanged(flow) => self.upsert_flow(&flow),
+            EngineEvent::Quarantined(q) => {
+                if q.state == crate::journal::QuarantineState::Held {
+                    self.status_line = Some((
+                        format!(
+                            "signal {} ({}) quarantined: {} — see :health",
+                            q.signal_id, q.kind, q.error
+                        ),
+                        true,
+                    ));
+                }
+            }
+            EngineEvent::Flow(_)
+            | EngineEvent::Settled { .. }
+            | EngineEvent::FlowFinished(_)
+            | EngineEvent::Learned(_) => {}
+        }
+    }
+
+    fn push_decision(&mut self, d: &Arc<Decision>) {
+        self.audit.push_front(AuditRow {
+            id: d.id.clone(),
+            time: d.time,
+            kind: d.signal_type.clone(),
+            subject: d.subject.clone(),
+            mode: d.mode.as_str().to_string(),
+            proposal: d.proposal.clone(),
+            confidence: d.confidence,
+            actor: if d.mode.as_str() == "review" {
+                String::new()
+            } else {
+                "signalbox".into()
+            },
+            outcome: String::new(),
+        });
+        if self.audit.len() > MAX_DECISIONS {
+            self.audit.pop_back();
+        }
+    }
+
+    pub fn upsert_flow(&mut self, flow: &Flow) {
+        self.upsert_flow_row(FlowRow::from_flow(flow));
+    }
+
+    pub fn upsert_flow_row(&mut self, row: FlowRow) {
+        match self.flow_index.get(&row.id) {
+            Some(&i) => self.flow_rows[i] = row,
+            None => {
+                self.flow_index.insert(row.id.clone(), self.flow_rows.len());
+                self.flow_rows.push(row);
+            }
+        }
+    }
+
+    /// Re-sorts the queue if it changed (once per batch of events).
+    pub fn sort_reviews(&mut self) {
+        if !self.reviews_changed {
+            return;
+        }
+        self.reviews_changed = false;
+        let mut keyed: Vec<(_, _, &String)> = self
+            .reviews
+            .values()
+            .map(|i| (i.deadline, std::cmp::Reverse(i.priority), &i.id))
+            .collect();
+        keyed.sort_unstable();
+        self.review_ids = keyed.into_iter().map(|(_, _, id)| id.clone()).collect();
+    }
+}

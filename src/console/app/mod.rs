@@ -1,0 +1,188 @@
+//! The console's state and its update: input becomes an `Input`, `update`
+//! changes the state and returns what to ask of the engine. Drawing reads
+//! this state only.
+//!
+//! `state` holds the types; `fold` folds what the engine publishes into
+//! the state; `tables` answers which rows a table shows and moves the
+//! selection; `keys` turns input into state changes and effects; `dialogs`
+//! runs the review actions' dialogs.
+
+mod dialogs;
+mod fold;
+mod keys;
+mod state;
+mod tables;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use super::driver::Status;
+use super::keymap::{Keymap, Scope};
+use super::theme::Theme;
+use crate::review::{Actor, ReviewItem};
+pub use state::*;
+
+pub struct App {
+    pub view: View,
+    pub history: Vec<View>,
+    pub focus: Focus,
+    pub status_line: Option<(String, bool)>,
+    pub signals: VecDeque<SignalRow>,
+    pub flow_rows: Vec<FlowRow>,
+    flow_index: HashMap<String, usize>,
+    pub reviews: HashMap<String, ReviewItem>,
+    /// Open item ids, most urgent first; kept in step with `reviews`.
+    review_ids: Vec<String>,
+    reviews_changed: bool,
+    pub audit: VecDeque<AuditRow>,
+    pub status: Option<Status>,
+    pub tables: HashMap<View, TableState>,
+    pub filters: HashMap<View, String>,
+    pub follow: bool,
+    /// Signals per simulated minute, oldest first.
+    pub signal_rate: VecDeque<u64>,
+    rate_minute: Option<DateTime<Utc>>,
+    pub queue_depth: VecDeque<u64>,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub operator: Actor,
+    pub instance: String,
+    pub sources: Vec<String>,
+    pub dirty: bool,
+    pub engine_error: Option<String>,
+    pub data_dir: PathBuf,
+    /// Rows per page in the table being shown (set by draw's caller).
+    pub page: usize,
+}
+
+impl App {
+    pub fn new(keymap: Keymap, theme: Theme, operator: Actor, data_dir: PathBuf) -> App {
+        App {
+            view: View::Overview,
+            history: Vec::new(),
+            focus: Focus::Normal,
+            status_line: None,
+            signals: VecDeque::new(),
+            flow_rows: Vec::new(),
+            flow_index: HashMap::new(),
+            reviews: HashMap::new(),
+            review_ids: Vec::new(),
+            reviews_changed: false,
+            audit: VecDeque::new(),
+            status: None,
+            tables: HashMap::new(),
+            filters: HashMap::new(),
+            follow: true,
+            signal_rate: VecDeque::new(),
+            rate_minute: None,
+            queue_depth: VecDeque::new(),
+            keymap,
+            theme,
+            operator,
+            instance: "northwind (embedded)".into(),
+            sources: vec!["sim:northwind".into()],
+            dirty: true,
+            engine_error: None,
+            data_dir,
+            page: 20,
+        }
+    }
+
+    /// The contexts keys are looked up in, for the current mode and view.
+    pub fn contexts(&self) -> Vec<Scope> {
+        match &self.focus {
+            Focus::Dialog(_) => vec![Scope::Dialog],
+            // Asked whether to quit: the quit key again says yes.
+            Focus::ConfirmQuit => vec![Scope::Dialog, Scope::Global],
+            Focus::Command(_) | Focus::Filter(_) => vec![Scope::Dialog],
+            Focus::Help | Focus::Detail(_) => vec![Scope::Table, Scope::Global],
+            Focus::Normal => {
+                let mut c = Vec::new();
+                if self.view == View::Review {
+                    c.push(Scope::Review);
+                }
+                if self.view.is_table() {
+                    c.push(Scope::Table);
+                }
+                c.push(Scope::Global);
+                c
+            }
+        }
+    }
+
+    /// Whether keys go to a text prompt first.
+    pub fn typing(&self) -> bool {
+        match &self.focus {
+            Focus::Command(_) | Focus::Filter(_) => true,
+            Focus::Dialog(d) => matches!(
+                d.kind,
+                DialogKind::Note(_) | DialogKind::Override { writing: true, .. }
+            ),
+            _ => false,
+        }
+    }
+
+    pub fn crumbs(&self) -> String {
+        let mut parts: Vec<&str> = vec!["signalbox"];
+        parts.push(self.view.name());
+        match &self.focus {
+            Focus::Detail(d) => parts.push(d.title.as_str()),
+            Focus::Dialog(_) => parts.push("action"),
+            Focus::Help => parts.push("help"),
+            _ => {}
+        }
+        parts.join(" › ")
+    }
+
+    /// The review item under the cursor.
+    pub fn selected_review(&self) -> Option<&ReviewItem> {
+        let rows = self.rows(View::Review);
+        let t = self.tables.get(&View::Review).copied().unwrap_or_default();
+        let i = *rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
+        self.review_at(i)
+    }
+
+    /// The i-th open item by urgency.
+    pub fn review_at(&self, i: usize) -> Option<&ReviewItem> {
+        self.reviews.get(self.review_ids.get(i)?)
+    }
+
+    /// The one way the console's state changes: a message in, the
+    /// effects it asks of the outside world out.
+    pub fn update(&mut self, message: impl Into<Message>) -> Vec<Effect> {
+        self.dirty = true;
+        match message.into() {
+            Message::Input(input) => return self.input(input),
+            Message::Engine(update) => self.apply(update),
+            Message::Acted(result) => self.acted(result),
+            Message::Explained { title, text } => self.show_detail(title, text),
+            Message::Theme(Ok((name, theme))) => {
+                self.theme = theme;
+                self.status_line = Some((format!("theme {name}"), false));
+            }
+            Message::Theme(Err(why)) => self.status_line = Some((why, true)),
+            Message::Page(rows) => self.page = rows,
+        }
+        Vec::new()
+    }
+
+    /// The engine's answer to an action.
+    fn acted(&mut self, result: Result<String, String>) {
+        self.status_line = Some(match result {
+            Ok(done) => (format!("done: {done}"), false),
+            Err(why) => (format!("refused: {why}"), true),
+        });
+    }
+
+    fn show_detail(&mut self, title: String, text: String) {
+        self.focus = Focus::Detail(Detail {
+            title,
+            lines: text.lines().map(String::from).collect(),
+            scroll: 0,
+        });
+    }
+}

@@ -1,0 +1,218 @@
+//! The console's types: views, rows, tables, focus, input, messages and
+//! effects.
+
+use chrono::{DateTime, Utc};
+use ratatui_textarea::TextArea;
+
+use super::super::driver::Update;
+use super::super::keymap::KeyAction;
+use super::super::theme::Theme;
+use crate::flow::{Flow, FlowState};
+use crate::review::Action;
+
+pub const MAX_SIGNALS: usize = 50_000;
+pub const MAX_DECISIONS: usize = 50_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum View {
+    Overview,
+    Signals,
+    Flows,
+    Review,
+    Health,
+    Audit,
+}
+
+/// Views with their names and aliases, for `:` and the crumb trail.
+pub const VIEWS: &[(View, &str, &[&str])] = &[
+    (View::Overview, "overview", &["o", "ov", "home", "dash"]),
+    (View::Signals, "signals", &["s", "sig", "tail"]),
+    (View::Flows, "flows", &["f", "fl", "flow"]),
+    (View::Review, "review", &["r", "rev", "queue", "q"]),
+    (View::Health, "health", &["h", "services", "teams"]),
+    (View::Audit, "audit", &["a", "decisions", "log"]),
+];
+
+impl View {
+    pub fn name(self) -> &'static str {
+        VIEWS
+            .iter()
+            .find(|(v, _, _)| *v == self)
+            .map_or("?", |(_, n, _)| n)
+    }
+
+    pub fn parse(text: &str) -> Option<View> {
+        let t = text.trim().to_lowercase();
+        VIEWS
+            .iter()
+            .find(|(_, n, aliases)| *n == t || aliases.contains(&t.as_str()))
+            .map(|(v, _, _)| *v)
+    }
+
+    pub(super) fn is_table(self) -> bool {
+        !matches!(self, View::Overview)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalRow {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub kind: String,
+    pub subject: String,
+    pub source: String,
+    pub severity: Option<String>,
+    pub summary: String,
+    pub duplicate: bool,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowRow {
+    pub id: String,
+    pub decision_id: String,
+    pub signal_type: String,
+    pub subject: String,
+    pub option: String,
+    pub state: FlowState,
+    pub step: String,
+    pub owner: String,
+    pub steps: usize,
+    pub processes: String,
+    pub created: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    pub escalated: bool,
+    pub breached: bool,
+}
+
+impl FlowRow {
+    pub fn from_flow(f: &Flow) -> FlowRow {
+        let current = f.current_step();
+        let mut processes: Vec<&str> = f.steps.iter().map(|s| s.process.as_str()).collect();
+        processes.sort_unstable();
+        processes.dedup();
+        FlowRow {
+            id: f.id.clone(),
+            decision_id: f.decision_id.clone(),
+            signal_type: f.signal_type.clone(),
+            subject: f.subject.clone(),
+            option: f.option.clone(),
+            state: f.state,
+            step: current.map(|s| s.template.clone()).unwrap_or_default(),
+            owner: current
+                .and_then(|s| s.assignee.as_ref())
+                .map(|a| a.label())
+                .unwrap_or_default(),
+            steps: f.steps.len(),
+            processes: processes.join(","),
+            created: f.created,
+            deadline: f.deadline,
+            escalated: f.escalated,
+            breached: f.breached,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub kind: String,
+    pub subject: String,
+    pub mode: String,
+    pub proposal: String,
+    pub confidence: f64,
+    pub actor: String,
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TableState {
+    pub selected: usize,
+    pub offset: usize,
+}
+
+/// What the note dialog is for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DialogKind {
+    /// Choose an alternative (stage 0), then write the note (stage 1).
+    Override {
+        choices: Vec<String>,
+        selected: usize,
+        writing: bool,
+    },
+    Note(Action),
+}
+
+pub struct Dialog {
+    pub review_id: String,
+    pub kind: DialogKind,
+    pub note: TextArea<'static>,
+}
+
+pub struct Detail {
+    pub title: String,
+    pub lines: Vec<String>,
+    pub scroll: usize,
+}
+
+pub enum Focus {
+    Normal,
+    Command(String),
+    Filter(String),
+    Help,
+    Detail(Detail),
+    Dialog(Box<Dialog>),
+    ConfirmQuit,
+}
+
+/// One input, after the keymap.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Key(KeyAction),
+    /// Text typed into a prompt, filter or dialog.
+    Char(char),
+    Backspace,
+    /// Raw key for the text area (it has its own editing keys).
+    Text(crossterm::event::KeyEvent),
+    Resize,
+    Tick,
+}
+
+/// Everything that changes the console's state: input from the terminal,
+/// and what comes back from outside (the engine, an action's answer, an
+/// explanation read from the journal, a theme loaded).
+pub enum Message {
+    Input(Input),
+    Engine(Update),
+    /// The engine's answer to an action: what was done, or why not.
+    Acted(Result<String, String>),
+    Explained {
+        title: String,
+        text: String,
+    },
+    Theme(Result<(String, Theme), String>),
+    /// Rows per page in the table being shown, as the layout has it.
+    Page(usize),
+}
+
+impl From<Input> for Message {
+    fn from(input: Input) -> Message {
+        Message::Input(input)
+    }
+}
+
+/// What the update asks the outside world to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Act {
+        review_id: String,
+        action: Action,
+        note: String,
+    },
+    Explain {
+        decision_id: String,
+    },
+    SwitchTheme(String),
+    Quit,
+}

@@ -1,0 +1,105 @@
+//! Which rows each table shows (filtered, in order), and the selection.
+
+use super::{App, Focus, TableState, View};
+
+impl App {
+    /// Row count of the current table after its filter.
+    pub fn rows(&self, view: View) -> Vec<usize> {
+        let filter = self
+            .filters
+            .get(&view)
+            .map(|f| f.to_lowercase())
+            .unwrap_or_default();
+        let matches = |fields: &[&str]| {
+            filter.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(&filter))
+        };
+        match view {
+            View::Signals => (0..self.signals.len())
+                .filter(|&i| {
+                    let s = &self.signals[i];
+                    matches(&[&s.id, &s.kind, &s.subject, &s.summary, &s.source])
+                })
+                .collect(),
+            View::Flows => (0..self.flow_rows.len())
+                .rev()
+                .filter(|&i| {
+                    let f = &self.flow_rows[i];
+                    matches(&[
+                        &f.id,
+                        &f.signal_type,
+                        &f.subject,
+                        &f.option,
+                        f.state.as_str(),
+                        &f.owner,
+                    ])
+                })
+                .collect(),
+            View::Review if filter.is_empty() => (0..self.review_ids.len()).collect(),
+            View::Review => (0..self.review_ids.len())
+                .filter(|&i| {
+                    let Some(it) = self.review_at(i) else {
+                        return false;
+                    };
+                    matches(&[
+                        &it.id,
+                        &it.decision.signal_type,
+                        &it.decision.subject,
+                        &it.decision.proposal,
+                    ])
+                })
+                .collect(),
+            View::Audit => (0..self.audit.len())
+                .filter(|&i| {
+                    let a = &self.audit[i];
+                    matches(&[
+                        &a.id,
+                        &a.kind,
+                        &a.subject,
+                        &a.mode,
+                        &a.actor,
+                        &a.outcome,
+                        &a.proposal,
+                    ])
+                })
+                .collect(),
+            View::Health => self
+                .status
+                .as_ref()
+                .map(|s| (0..s.services.len() + s.teams.len() + s.breakers.len()).collect())
+                .unwrap_or_default(),
+            View::Overview => Vec::new(),
+        }
+    }
+
+    pub(super) fn table(&mut self) -> &mut TableState {
+        self.tables.entry(self.view).or_default()
+    }
+
+    pub(super) fn move_selection(&mut self, delta: isize) {
+        let n = self.rows(self.view).len();
+        let page = self.page.max(1);
+        let t = self.table();
+        if n == 0 {
+            *t = TableState::default();
+            return;
+        }
+        let next = (t.selected as isize + delta).clamp(0, n as isize - 1) as usize;
+        t.selected = next;
+        if next < t.offset {
+            t.offset = next;
+        } else if next >= t.offset + page {
+            t.offset = next + 1 - page;
+        }
+        if self.view == View::Signals {
+            self.follow = next == 0;
+        }
+    }
+
+    pub(super) fn go(&mut self, view: View) {
+        if view != self.view {
+            self.history.push(self.view);
+            self.view = view;
+        }
+        self.focus = Focus::Normal;
+    }
+}

@@ -1,0 +1,190 @@
+//! `App::update`: input in, effects out, over a hand-made state.
+
+use super::*;
+use crate::console::fixture;
+use crate::console::keymap::KeyAction;
+use crate::review::Action;
+
+fn key(action: KeyAction) -> Input {
+    Input::Key(action)
+}
+
+fn on_review() -> App {
+    let mut app = fixture::app();
+    app.update(Input::Key(KeyAction::NextView));
+    app.view = View::Review;
+    app
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        let event = crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(c));
+        app.update(Input::Text(event));
+    }
+}
+
+#[test]
+fn the_fixture_has_two_items_the_newest_deadline_last() {
+    let app = on_review();
+    let ids: Vec<&str> = (0..2)
+        .filter_map(|i| app.review_at(i))
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(ids, ["R0000002", "R0000004"]);
+}
+
+#[test]
+fn approve_asks_for_a_note_then_acts_with_it() {
+    let mut app = on_review();
+    assert!(app.update(key(KeyAction::Approve)).is_empty());
+    assert!(matches!(app.focus, Focus::Dialog(_)));
+    typed(&mut app, "checked stock");
+    let effects = app.update(key(KeyAction::Confirm));
+    assert_eq!(
+        effects,
+        vec![Effect::Act {
+            review_id: "R0000002".into(),
+            action: Action::Approve,
+            note: "checked stock".into(),
+        }]
+    );
+    assert!(matches!(app.focus, Focus::Normal));
+}
+
+#[test]
+fn override_chooses_among_the_other_allowed_options() {
+    let mut app = on_review();
+    app.update(key(KeyAction::Down));
+    app.update(key(KeyAction::Override));
+    // The only other allowed option; down stays on it.
+    app.update(key(KeyAction::Down));
+    app.update(key(KeyAction::Confirm));
+    typed(&mut app, "vip");
+    let effects = app.update(key(KeyAction::Confirm));
+    assert_eq!(
+        effects,
+        vec![Effect::Act {
+            review_id: "R0000004".into(),
+            action: Action::Override {
+                option: "expedite".into()
+            },
+            note: "vip".into(),
+        }]
+    );
+}
+
+#[test]
+fn escalate_snooze_and_claim_act_at_once() {
+    for (k, action) in [
+        (KeyAction::Escalate, Action::Escalate),
+        (KeyAction::Snooze, Action::Snooze { minutes: 15 }),
+        (KeyAction::Claim, Action::Claim),
+    ] {
+        let mut app = on_review();
+        let effects = app.update(key(k));
+        assert!(
+            matches!(&effects[..], [Effect::Act { action: a, .. }] if *a == action),
+            "{k:?}: {effects:?}"
+        );
+    }
+}
+
+#[test]
+fn review_keys_do_nothing_outside_the_review_view() {
+    let mut app = fixture::app();
+    app.view = View::Flows;
+    assert!(app.update(key(KeyAction::Approve)).is_empty());
+    assert!(matches!(app.focus, Focus::Normal));
+}
+
+#[test]
+fn quitting_from_a_dialog_asks_first() {
+    let mut app = on_review();
+    app.update(key(KeyAction::Reject));
+    assert!(app.update(key(KeyAction::Quit)).is_empty());
+    assert!(matches!(app.focus, Focus::ConfirmQuit));
+    // Any other key stays.
+    assert!(app.update(Input::Char('n')).is_empty());
+    assert!(matches!(app.focus, Focus::Normal));
+    app.update(key(KeyAction::Reject));
+    app.update(key(KeyAction::Quit));
+    assert_eq!(app.update(key(KeyAction::Confirm)), vec![Effect::Quit]);
+}
+
+#[test]
+fn cancel_leaves_a_dialog_without_acting() {
+    let mut app = on_review();
+    app.update(key(KeyAction::Approve));
+    assert!(app.update(key(KeyAction::Cancel)).is_empty());
+    assert!(matches!(app.focus, Focus::Normal));
+    assert_eq!(
+        app.status_line,
+        Some(("action cancelled".to_string(), false))
+    );
+}
+
+#[test]
+fn opening_a_flow_asks_for_its_explanation() {
+    let mut app = fixture::app();
+    app.view = View::Flows;
+    let effects = app.update(key(KeyAction::Open));
+    assert!(
+        matches!(&effects[..], [Effect::Explain { decision_id }] if decision_id.starts_with('D')),
+        "{effects:?}"
+    );
+    // The explanation comes back as a message and opens the detail.
+    app.update(Message::Explained {
+        title: "decision D0000004".into(),
+        text: "why\nbecause".into(),
+    });
+    assert!(matches!(&app.focus, Focus::Detail(d) if d.lines.len() == 2));
+}
+
+#[test]
+fn commands_go_to_views_switch_themes_or_say_what_exists() {
+    let mut app = fixture::app();
+    let run = |app: &mut App, text: &str| {
+        app.update(key(KeyAction::Command));
+        for c in text.chars() {
+            app.update(Input::Char(c));
+        }
+        app.update(key(KeyAction::Confirm))
+    };
+    assert!(run(&mut app, "health").is_empty());
+    assert_eq!(app.view, View::Health);
+    assert_eq!(
+        run(&mut app, "theme light"),
+        vec![Effect::SwitchTheme("light".into())]
+    );
+    run(&mut app, "nowhere");
+    let (line, error) = app.status_line.clone().unwrap_or_default();
+    assert!(error && line.contains("no view `nowhere`"), "{line}");
+    assert_eq!(run(&mut app, "quit"), vec![Effect::Quit]);
+}
+
+#[test]
+fn answers_from_outside_land_on_the_status_line() {
+    let mut app = fixture::app();
+    app.update(Message::Acted(Err("item R1 was already decided".into())));
+    assert_eq!(
+        app.status_line,
+        Some(("refused: item R1 was already decided".to_string(), true))
+    );
+    app.update(Message::Theme(Err("no theme `x`".into())));
+    assert_eq!(app.status_line, Some(("no theme `x`".to_string(), true)));
+}
+
+#[test]
+fn a_filter_narrows_the_table_and_back_clears_it() {
+    let mut app = fixture::app();
+    app.view = View::Signals;
+    assert_eq!(app.rows(View::Signals).len(), 4);
+    app.update(key(KeyAction::Filter));
+    for c in "ticket".chars() {
+        app.update(Input::Char(c));
+    }
+    app.update(key(KeyAction::Confirm));
+    assert_eq!(app.rows(View::Signals).len(), 1);
+    app.update(key(KeyAction::Back));
+    assert_eq!(app.rows(View::Signals).len(), 4);
+}
