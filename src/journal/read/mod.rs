@@ -1,43 +1,22 @@
 //! Reading the journal back: recovery at start, explanations, counts.
 //! Uses its own connection; never writes.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::de::DeserializeOwned;
 
-use super::{Feedback, JournalError, QuarantineState, Quarantined, chain, connect};
+use super::{JournalError, QuarantineState, Quarantined, chain, connect};
 use crate::decide::Decision;
-use crate::flow::{Flow, FlowEvent};
-use crate::review::{ReviewAction, ReviewItem};
+use crate::review::ReviewAction;
 use crate::signal::Signal;
 
-/// What a restart needs to carry on where the last run stopped.
-#[derive(Debug, Default)]
-pub struct Recovered {
-    pub entities: Vec<(String, serde_json::Value)>,
-    pub active_flows: Vec<Flow>,
-    /// Ids of the active flows journaled a row per step (big flows).
-    pub flows_by_step: Vec<String>,
-    pub open_reviews: Vec<ReviewItem>,
-    pub checkpoint: Option<String>,
-    pub feedback_after_checkpoint: Vec<Feedback>,
-    pub feedback_count: i64,
-    /// The identity (`Signal::identity`) of every signal journaled.
-    pub seen_signals: Vec<u128>,
-    /// The active flows firing alerts opened, by the alert's fingerprint.
-    pub alert_flows: Vec<(String, String)>,
-    /// Signals held in quarantine.
-    pub quarantined: Vec<Quarantined>,
-    /// Signals journaled (so acknowledged) that have no decision yet.
-    pub undecided: Vec<Signal>,
-    pub meta: HashMap<String, String>,
-    pub decision_count: i64,
-    pub review_count: i64,
-    pub flow_count: i64,
-}
+mod explain;
+mod recover;
+
+pub use explain::{Explanation, explain};
+pub use recover::{Recovered, recover};
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
     move |error| JournalError::Sqlite {
@@ -96,172 +75,6 @@ where
         .map_err(sql(path))?
         .collect::<Result<Vec<T>, _>>()
         .map_err(sql(path))?;
-    Ok(out)
-}
-
-pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
-    let (conn, path) = open_existing(dir)?;
-    let path = path.as_path();
-    let mut out = Recovered::default();
-    for (key, body) in rows(&conn, path, "SELECT key, body FROM entities", [], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })? {
-        out.entities.push((key.clone(), decode(path, &key, &body)?));
-    }
-    for body in rows(
-        &conn,
-        path,
-        "SELECT body FROM flows WHERE state NOT IN ('done', 'failed', 'compensated')",
-        [],
-        |r| r.get::<_, String>(0),
-    )? {
-        out.active_flows.push(decode(path, "flow", &body)?);
-    }
-    // Big flows keep their steps in rows of their own.
-    let by_id: HashMap<String, usize> = out
-        .active_flows
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.id.clone(), i))
-        .collect();
-    for (flow_id, body) in rows(
-        &conn,
-        path,
-        "SELECT s.flow_id, s.body FROM flow_steps s JOIN flows f ON f.id = s.flow_id
-         WHERE f.state NOT IN ('done', 'failed', 'compensated') ORDER BY s.flow_id, s.idx",
-        [],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-    )? {
-        let step = decode(path, &format!("step of flow {flow_id}"), &body)?;
-        if let Some(&i) = by_id.get(&flow_id) {
-            let flow = &mut out.active_flows[i];
-            if out.flows_by_step.last() != Some(&flow_id) {
-                // The row's own steps field is empty for a big flow.
-                flow.steps.clear();
-                out.flows_by_step.push(flow_id.clone());
-            }
-            flow.steps.push(step);
-        }
-    }
-    // A review row names its decision and signal; both are joined back
-    // from where they were journaled. (Journals written before rows were
-    // slimmed hold the whole item.)
-    for (body, decision) in rows(
-        &conn,
-        path,
-        "SELECT r.body,
-                (SELECT a.body FROM audit a WHERE a.kind = 'decision'
-                   AND a.decision_id = json_extract(r.body, '$.decision_id'))
-         FROM reviews r WHERE r.state != 'decided'",
-        [],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
-    )? {
-        let value: serde_json::Value = decode(path, "review", &body)?;
-        if value.get("decision").is_some() {
-            // From the text, not the tree: a decision's snapshot keeps its
-            // entities as raw JSON, which only a text parser can give.
-            out.open_reviews.push(decode(path, "review", &body)?);
-            continue;
-        }
-        let row: crate::review::ReviewRow = decode_value(path, "review", value)?;
-        let broken = |error: String| JournalError::Corrupt {
-            path: path.display().to_string(),
-            what: format!("review {}", row.id),
-            error,
-        };
-        let decision: crate::decide::Decision = match decision {
-            Some(d) => decode(path, "decision", &d)?,
-            None => {
-                return Err(broken(format!(
-                    "decision {} is not in the journal",
-                    row.decision_id
-                )));
-            }
-        };
-        let signal = match signal_body(&conn, path, &row.signal_id, &decision.signal_source)? {
-            Some(text) => crate::signal::Signal::from_json(&text, decision.time)
-                .map_err(|e| broken(format!("signal {}: {e}", row.signal_id)))?,
-            None => {
-                return Err(broken(format!(
-                    "signal {} is not in the journal",
-                    row.signal_id
-                )));
-            }
-        };
-        out.open_reviews
-            .push(row.into_item(std::sync::Arc::new(decision), std::sync::Arc::new(signal)));
-    }
-    let checkpoint: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT feedback_count, body FROM checkpoints ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(sql(path))?;
-    let after = checkpoint.as_ref().map_or(0, |c| c.0);
-    out.checkpoint = checkpoint.map(|c| c.1);
-    for body in rows(
-        &conn,
-        path,
-        "SELECT body FROM feedback ORDER BY seq LIMIT -1 OFFSET ?1",
-        params![after],
-        |r| r.get::<_, String>(0),
-    )? {
-        out.feedback_after_checkpoint
-            .push(decode(path, "feedback", &body)?);
-    }
-    out.feedback_count = after + out.feedback_after_checkpoint.len() as i64;
-    let mut seen = conn
-        .prepare("SELECT source, id FROM signals")
-        .map_err(sql(path))?;
-    let mut found = seen.query([]).map_err(sql(path))?;
-    while let Some(row) = found.next().map_err(sql(path))? {
-        let source: String = row.get(0).map_err(sql(path))?;
-        let id: String = row.get(1).map_err(sql(path))?;
-        out.seen_signals.push(crate::signal::identity(&source, &id));
-    }
-    drop(found);
-    drop(seen);
-    for body in rows(
-        &conn,
-        path,
-        &format!("SELECT body FROM signals s WHERE {UNDECIDED} ORDER BY seq"),
-        [],
-        |r| r.get::<_, String>(0),
-    )? {
-        let value: serde_json::Value = decode(path, "signal", &body)?;
-        let signal = Signal::from_value(value, Utc::now()).map_err(|e| JournalError::Corrupt {
-            path: path.display().to_string(),
-            what: "signal".into(),
-            error: e.to_string(),
-        })?;
-        out.undecided.push(signal);
-    }
-    out.quarantined = quarantine_rows(&conn, path, Some(QuarantineState::Held), i64::MAX)?;
-    out.alert_flows = rows(
-        &conn,
-        path,
-        "SELECT json_extract(s.body, '$.data.fingerprint'), f.id
-         FROM flows f JOIN signals s ON s.id = json_extract(f.body, '$.signal_id')
-         WHERE f.state NOT IN ('done', 'failed', 'compensated') AND s.type = 'alert.firing'
-           AND json_extract(s.body, '$.data.fingerprint') IS NOT NULL
-         ORDER BY s.seq",
-        [],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-    )?;
-    out.meta = rows(&conn, path, "SELECT key, value FROM meta", [], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?
-    .into_iter()
-    .collect();
-    let count = |q: &str| {
-        conn.query_row(q, [], |r| r.get::<_, i64>(0))
-            .map_err(sql(path))
-    };
-    out.decision_count = count("SELECT COUNT(*) FROM audit WHERE kind = 'decision'")?;
-    out.review_count = count("SELECT COUNT(*) FROM reviews")?;
-    out.flow_count = count("SELECT COUNT(*) FROM flows")?;
     Ok(out)
 }
 
@@ -420,21 +233,6 @@ fn verify_around(conn: &Connection, path: &Path, seq: i64) -> Result<ChainCheck,
     })
 }
 
-/// One decision and everything that happened to it.
-#[derive(Debug, Clone)]
-pub struct Explanation {
-    pub decision: Decision,
-    pub hash: String,
-    pub signal: Option<Signal>,
-    pub actions: Vec<ReviewAction>,
-    pub feedback: Vec<Feedback>,
-    pub flow: Option<Flow>,
-    pub flow_events: Vec<FlowEvent>,
-    pub children: Vec<Decision>,
-    /// The record's place in the chain, checked around it.
-    pub chain: ChainCheck,
-}
-
 /// What became of a signal, as the journal knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SignalState {
@@ -565,133 +363,6 @@ pub fn quarantine(
 ) -> Result<Vec<Quarantined>, JournalError> {
     let (conn, path) = open_existing(dir)?;
     quarantine_rows(&conn, &path, state, limit)
-}
-
-pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError> {
-    let (conn, path) = open_existing(dir)?;
-    let path = path.as_path();
-    let found: Option<(i64, String, String)> = conn
-        .query_row(
-            "SELECT seq, body, hash FROM audit WHERE kind = 'decision' AND ref_id = ?1",
-            params![id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()
-        .map_err(sql(path))?;
-    let Some((seq, body, hash)) = found else {
-        return Ok(None);
-    };
-    let decision: Decision = decode(path, id, &body)?;
-    let signal = signal_body(&conn, path, &decision.signal_id, &decision.signal_source)?
-        .map(|body| -> Result<Signal, JournalError> {
-            let value: serde_json::Value = decode(path, "signal", &body)?;
-            Signal::from_value(value, Utc::now()).map_err(|e| JournalError::Corrupt {
-                path: path.display().to_string(),
-                what: "signal".into(),
-                error: e.to_string(),
-            })
-        })
-        .transpose()?;
-    let actions = rows(
-        &conn,
-        path,
-        "SELECT body FROM audit WHERE kind = 'review' AND decision_id = ?1 ORDER BY seq",
-        params![id],
-        |r| r.get::<_, String>(0),
-    )?
-    .iter()
-    .map(|b| decode(path, "review action", b))
-    .collect::<Result<Vec<ReviewAction>, _>>()?;
-    let feedback = rows(
-        &conn,
-        path,
-        "SELECT body FROM feedback WHERE decision_id = ?1 ORDER BY seq",
-        params![id],
-        |r| r.get::<_, String>(0),
-    )?
-    .iter()
-    .map(|b| decode(path, "feedback", b))
-    .collect::<Result<Vec<Feedback>, _>>()?;
-    let row: Option<(String, String)> = conn
-        .query_row(
-            "SELECT body, events FROM flows WHERE decision_id = ?1",
-            params![id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(sql(path))?;
-    let (mut flow, lines): (Option<Flow>, String) = match row {
-        Some((body, lines)) => (Some(decode(path, "flow", &body)?), lines),
-        None => (None, String::new()),
-    };
-    if let Some(flow) = &mut flow {
-        let steps = rows(
-            &conn,
-            path,
-            "SELECT body FROM flow_steps WHERE flow_id = ?1 ORDER BY idx",
-            params![flow.id],
-            |r| r.get::<_, String>(0),
-        )?;
-        if !steps.is_empty() {
-            flow.steps = steps
-                .iter()
-                .map(|b| decode(path, "flow step", b))
-                .collect::<Result<_, _>>()?;
-        }
-    }
-    let mut flow_events = Vec::new();
-    if let Some(flow) = &flow {
-        // Older journals kept events in their own table; they come first.
-        for body in rows(
-            &conn,
-            path,
-            "SELECT body FROM flow_events WHERE flow_id = ?1 ORDER BY seq",
-            params![flow.id],
-            |r| r.get::<_, String>(0),
-        )? {
-            let events: Vec<FlowEvent> = decode(path, "flow events", &body)?;
-            flow_events.extend(events);
-        }
-        // Then the JSON lines of its own row and, for a big flow, those of
-        // its later flushes, a row each.
-        let mut texts = vec![lines];
-        texts.extend(rows(
-            &conn,
-            path,
-            "SELECT events FROM flow_log WHERE flow_id = ?1 ORDER BY seq",
-            params![flow.id],
-            |r| r.get::<_, String>(0),
-        )?);
-        for line in texts
-            .iter()
-            .flat_map(|t| t.lines())
-            .filter(|l| !l.trim().is_empty())
-        {
-            flow_events.push(decode(path, "flow event", line)?);
-        }
-    }
-    let children = rows(
-        &conn,
-        path,
-        "SELECT body FROM audit WHERE parent = ?1 AND kind = 'decision' ORDER BY seq",
-        params![id],
-        |r| r.get::<_, String>(0),
-    )?
-    .iter()
-    .map(|b| decode(path, "decision", b))
-    .collect::<Result<Vec<Decision>, _>>()?;
-    let chain = verify_around(&conn, path, seq)?;
-    Ok(Some(Explanation {
-        decision,
-        hash,
-        signal,
-        actions,
-        feedback,
-        flow,
-        flow_events,
-        children,
-        chain,
-    }))
 }
 
 /// The newest decision ids, newest first (for tests and the audit view).

@@ -1,0 +1,157 @@
+//! A decision and everything that happened to it, read from the journal:
+//! its signal, the review actions, feedback, its flow and events, its
+//! fan-out branches, and its place in the audit chain checked around it.
+
+use std::path::Path;
+
+use chrono::Utc;
+use rusqlite::{OptionalExtension, params};
+
+use super::{ChainCheck, decode, open_existing, rows, signal_body, sql, verify_around};
+use crate::decide::Decision;
+use crate::flow::{Flow, FlowEvent};
+use crate::journal::{Feedback, JournalError};
+use crate::review::ReviewAction;
+use crate::signal::Signal;
+
+/// One decision and everything that happened to it.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub decision: Decision,
+    pub hash: String,
+    pub signal: Option<Signal>,
+    pub actions: Vec<ReviewAction>,
+    pub feedback: Vec<Feedback>,
+    pub flow: Option<Flow>,
+    pub flow_events: Vec<FlowEvent>,
+    pub children: Vec<Decision>,
+    /// The record's place in the chain, checked around it.
+    pub chain: ChainCheck,
+}
+
+pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let path = path.as_path();
+    let found: Option<(i64, String, String)> = conn
+        .query_row(
+            "SELECT seq, body, hash FROM audit WHERE kind = 'decision' AND ref_id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(sql(path))?;
+    let Some((seq, body, hash)) = found else {
+        return Ok(None);
+    };
+    let decision: Decision = decode(path, id, &body)?;
+    let signal = signal_body(&conn, path, &decision.signal_id, &decision.signal_source)?
+        .map(|body| -> Result<Signal, JournalError> {
+            let value: serde_json::Value = decode(path, "signal", &body)?;
+            Signal::from_value(value, Utc::now()).map_err(|e| JournalError::Corrupt {
+                path: path.display().to_string(),
+                what: "signal".into(),
+                error: e.to_string(),
+            })
+        })
+        .transpose()?;
+    let actions = rows(
+        &conn,
+        path,
+        "SELECT body FROM audit WHERE kind = 'review' AND decision_id = ?1 ORDER BY seq",
+        params![id],
+        |r| r.get::<_, String>(0),
+    )?
+    .iter()
+    .map(|b| decode(path, "review action", b))
+    .collect::<Result<Vec<ReviewAction>, _>>()?;
+    let feedback = rows(
+        &conn,
+        path,
+        "SELECT body FROM feedback WHERE decision_id = ?1 ORDER BY seq",
+        params![id],
+        |r| r.get::<_, String>(0),
+    )?
+    .iter()
+    .map(|b| decode(path, "feedback", b))
+    .collect::<Result<Vec<Feedback>, _>>()?;
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT body, events FROM flows WHERE decision_id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql(path))?;
+    let (mut flow, lines): (Option<Flow>, String) = match row {
+        Some((body, lines)) => (Some(decode(path, "flow", &body)?), lines),
+        None => (None, String::new()),
+    };
+    if let Some(flow) = &mut flow {
+        let steps = rows(
+            &conn,
+            path,
+            "SELECT body FROM flow_steps WHERE flow_id = ?1 ORDER BY idx",
+            params![flow.id],
+            |r| r.get::<_, String>(0),
+        )?;
+        if !steps.is_empty() {
+            flow.steps = steps
+                .iter()
+                .map(|b| decode(path, "flow step", b))
+                .collect::<Result<_, _>>()?;
+        }
+    }
+    let mut flow_events = Vec::new();
+    if let Some(flow) = &flow {
+        // Older journals kept events in their own table; they come first.
+        for body in rows(
+            &conn,
+            path,
+            "SELECT body FROM flow_events WHERE flow_id = ?1 ORDER BY seq",
+            params![flow.id],
+            |r| r.get::<_, String>(0),
+        )? {
+            let events: Vec<FlowEvent> = decode(path, "flow events", &body)?;
+            flow_events.extend(events);
+        }
+        // Then the JSON lines of its own row and, for a big flow, those of
+        // its later flushes, a row each.
+        let mut texts = vec![lines];
+        texts.extend(rows(
+            &conn,
+            path,
+            "SELECT events FROM flow_log WHERE flow_id = ?1 ORDER BY seq",
+            params![flow.id],
+            |r| r.get::<_, String>(0),
+        )?);
+        for line in texts
+            .iter()
+            .flat_map(|t| t.lines())
+            .filter(|l| !l.trim().is_empty())
+        {
+            flow_events.push(decode(path, "flow event", line)?);
+        }
+    }
+    let children = rows(
+        &conn,
+        path,
+        "SELECT body FROM audit WHERE parent = ?1 AND kind = 'decision' ORDER BY seq",
+        params![id],
+        |r| r.get::<_, String>(0),
+    )?
+    .iter()
+    .map(|b| decode(path, "decision", b))
+    .collect::<Result<Vec<Decision>, _>>()?;
+    let chain = verify_around(&conn, path, seq)?;
+    Ok(Some(Explanation {
+        decision,
+        hash,
+        signal,
+        actions,
+        feedback,
+        flow,
+        flow_events,
+        children,
+        chain,
+    }))
+}
