@@ -1,20 +1,23 @@
-//! The `signalbox` command line.
+//! The `signalbox` command line: its arguments, and which command runs.
+//! The commands are in `cmd/`.
 
-use std::path::{Path, PathBuf};
+mod cmd;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use signalbox::engine::quarantine::Release;
-use signalbox::journal::explain;
+use cmd::journal::{check_cmd, explain_cmd, quarantine_cmd};
+use cmd::serve::serve;
+use cmd::{data_dir_or_default, fresh_dir, init_logging};
+use signalbox::sim::run::{self, RunOptions};
 
 // The engine allocates many small, short-lived values per signal (records,
 // strings, JSON); mimalloc is markedly faster at that than glibc's malloc.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use signalbox::journal::read;
-use signalbox::sim::run::{self, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -198,24 +201,6 @@ fn parse_speed(text: &str) -> Result<Speed, String> {
     }
 }
 
-/// The platform data directory, where journals live unless told otherwise.
-fn default_data_dir() -> Result<PathBuf> {
-    let dirs = directories::ProjectDirs::from("dev", "signalbox", "signalbox")
-        .context("no home directory to put the data directory in; pass --data-dir")?;
-    Ok(dirs.data_dir().to_path_buf())
-}
-
-/// A new directory under the platform data directory, named for now.
-fn fresh_dir(kind: &str, prefix: &str) -> Result<PathBuf> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    Ok(default_data_dir()?
-        .join(kind)
-        .join(format!("{prefix}-{stamp}")))
-}
-
 fn headless(args: &RunArgs) -> Result<()> {
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
@@ -249,144 +234,6 @@ fn headless(args: &RunArgs) -> Result<()> {
     match args.report {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ReportFormat::Text => print!("{}", run::report_text(&report, &model, &baseline)),
-    }
-    Ok(())
-}
-
-fn data_dir_or_default(dir: &Option<PathBuf>) -> Result<PathBuf> {
-    match dir {
-        Some(d) => Ok(d.clone()),
-        None => default_data_dir(),
-    }
-}
-
-fn explain_cmd(id: &str, dir: &Path, json: bool) -> Result<()> {
-    let Some(explanation) = read::explain(dir, id)
-        .with_context(|| format!("reading the journal in {}", dir.display()))?
-    else {
-        bail!("no decision `{id}` in the journal at {}", dir.display());
-    };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&explain::to_json(&explanation))?
-        );
-    } else {
-        print!("{}", explain::render(&explanation));
-    }
-    Ok(())
-}
-
-/// Opens an existing journal as a restart does (it resumes what was in
-/// flight and decides what was journaled but not decided), for a command
-/// that acts on it; refused while another process holds it.
-fn open_journal(dir: &Path) -> Result<signalbox::engine::Engine> {
-    if !dir.join(signalbox::journal::FILE_NAME).exists() {
-        bail!("no journal at {}", dir.display());
-    }
-    let start = signalbox::sim::default_start();
-    let mut world_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-    let world = signalbox::sim::world::northwind(&mut world_rng, start);
-    let now = chrono::Utc::now().max(start);
-    let config = signalbox::sim::engine_config(dir, 0);
-    Ok(signalbox::engine::Engine::open(config, world, now)?)
-}
-
-fn check_cmd(dir: &Path, json: bool) -> Result<()> {
-    let engine = open_journal(dir)?;
-    let resumed = (engine.counts().active_flows, engine.counts().open_reviews);
-    // Acknowledged by the HTTP intake but not yet in the journal: the
-    // intake log holds them, and a restart decides them; so does this.
-    let (engine, from_log) = signalbox::engine::host::drain_log(engine)?;
-    engine.close()?;
-    let counts = read::counts(dir)?;
-    if json {
-        let mut v = serde_json::to_value(&counts)?;
-        v["resumed_flows"] = resumed.0.into();
-        v["resumed_reviews"] = resumed.1.into();
-        v["decided_from_intake_log"] = from_log.into();
-        println!("{v}");
-    } else {
-        println!(
-            "journal {}: {} signals, {} decided, {} undecided, {} quarantined; {} decisions, \
-             {} review actions, {} open reviews; {} flows ({} active); {} feedback; chain {}; \
-             {} signals decided from the intake log",
-            dir.display(),
-            counts.signals,
-            counts.decided_signals,
-            counts.undecided_signals,
-            counts.quarantined,
-            counts.decisions,
-            counts.review_actions,
-            counts.open_reviews,
-            counts.flows,
-            counts.active_flows,
-            counts.feedback,
-            if counts.chain_ok {
-                "verifies"
-            } else {
-                "BROKEN"
-            },
-            from_log
-        );
-    }
-    Ok(())
-}
-
-fn quarantine_cmd(what: QuarantineCommand) -> Result<()> {
-    use signalbox::journal::QuarantineState;
-    match what {
-        QuarantineCommand::List { data_dir, json } => {
-            let dir = data_dir_or_default(&data_dir)?;
-            let held = read::quarantine(&dir, Some(QuarantineState::Held), i64::MAX)
-                .with_context(|| format!("reading the journal in {}", dir.display()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&held)?);
-            } else if held.is_empty() {
-                println!("no signal is held in quarantine in {}", dir.display());
-            } else {
-                for q in &held {
-                    println!(
-                        "{}  {}  {}  {}  {}",
-                        q.time.format("%Y-%m-%d %H:%M:%S"),
-                        q.signal_id,
-                        q.source,
-                        q.kind,
-                        q.error
-                    );
-                }
-            }
-            Ok(())
-        }
-        QuarantineCommand::Retry(target) => release_cmd(Release::Retry, &target),
-        QuarantineCommand::Drop(target) => release_cmd(Release::Drop, &target),
-    }
-}
-
-/// A lead's retry or drop of a held signal, on the journal itself: whoever
-/// can open the journal's files stands as a lead here.
-fn release_cmd(how: Release, target: &QuarantineTarget) -> Result<()> {
-    use signalbox::engine::quarantine::Released;
-    let dir = data_dir_or_default(&target.data_dir)?;
-    let mut engine = open_journal(&dir)?;
-    let name = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    let actor = signalbox::review::Actor::new(&name, signalbox::decide::policy::Role::Lead);
-    let released = engine.release_quarantined(
-        how,
-        &target.id,
-        target.source.as_deref(),
-        &actor,
-        &target.note,
-        chrono::Utc::now(),
-    );
-    engine.close()?;
-    match released? {
-        Released::Decided(d) => println!("{} decided: {d}", target.id),
-        Released::HeldAgain(e) => println!("{} failed again and is held: {e}", target.id),
-        Released::Dropped(q) => println!(
-            "{} from {} dropped; it stays in the journal",
-            q.signal_id, q.source
-        ),
     }
     Ok(())
 }
@@ -453,205 +300,6 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         http_limits,
         body_timeout,
     })
-}
-
-/// Logs go to a rolling file under the data directory, never the terminal.
-fn init_logging(data_dir: &Path) -> Result<()> {
-    let logs = data_dir.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let appender = tracing_appender::rolling::daily(&logs, "signalbox.log");
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNALBOX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_writer(appender)
-        .with_ansi(false)
-        .with_env_filter(filter)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
-    Ok(())
-}
-
-fn serve(
-    listen: std::net::SocketAddr,
-    data_dir: Option<PathBuf>,
-    tokens: Vec<String>,
-    body_limit: usize,
-    sources: Vec<String>,
-) -> Result<()> {
-    let paths: Vec<String> = sources
-        .iter()
-        .map(|s| signalbox::intake::file::parse_spec(s))
-        .collect::<Result<_, _>>()?;
-    use signalbox::intake::{self, AppState, auth::Tokens, service};
-    let config = signalbox::config::Config::load(signalbox::config::config_path().as_deref())?;
-    let mut specs = config.tokens.clone();
-    specs.extend(tokens);
-    let tokens = Tokens::parse(&specs)?;
-    let (limits, body_timeout) = config.http_limits()?;
-    intake::check_exposure(&listen, &tokens)?;
-    let dir = match data_dir.or(config.data_dir.clone()) {
-        Some(d) => d,
-        None => default_data_dir()?.join("serve"),
-    };
-    init_logging(&dir)?;
-    let duration = |field: &str, text: &Option<String>| -> Result<Option<chrono::Duration>> {
-        text.as_deref()
-            .map(|t| {
-                signalbox::decide::policy::parse_duration(t)
-                    .map_err(|e| anyhow::anyhow!("config execution.{field}: {e}"))
-            })
-            .transpose()
-    };
-    let execution = config.execution.clone().unwrap_or_default();
-    let retry_base = duration("retry_base", &execution.retry_base)?;
-    let breaker_cooldown = duration("breaker_cooldown", &execution.breaker_cooldown)?;
-    for (executor, url) in &config.webhooks {
-        if !url.starts_with("http://") {
-            bail!("config webhooks.{executor}: {url:?} must be http:// (TLS is not built in)");
-        }
-    }
-    let webhooks = config.webhooks.clone();
-    let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let stop_signals = {
-        let _inside = runtime.enter();
-        StopSignals::new().context("listening for SIGINT and SIGTERM")?
-    };
-    let service::Started {
-        engine,
-        log,
-        engine_thread,
-        log_writer,
-    } = service::start(
-        dir.clone(),
-        1,
-        |c| {
-            c.webhooks = webhooks;
-            c.retry_base = retry_base;
-            c.breaker_cooldown = breaker_cooldown;
-        },
-        Some(dispatch_tx),
-        config.max_backlog(),
-    )?;
-    for path in paths {
-        let label = path.clone();
-        let reader = signalbox::intake::file::spawn(path, engine.clone(), |bad| {
-            eprintln!("signalbox: {bad}")
-        })?;
-        std::thread::spawn(move || match reader.join() {
-            Ok(Ok(r)) => eprintln!(
-                "signalbox: {label}: {} lines, {} accepted, {} duplicates, {} bad",
-                r.lines, r.accepted, r.duplicates, r.bad
-            ),
-            Ok(Err(e)) => eprintln!("signalbox: {label}: {e}"),
-            Err(_) => eprintln!("signalbox: {label}: reader panicked"),
-        });
-    }
-    let stopper = engine.clone();
-    let state = AppState {
-        engine,
-        log,
-        tokens: std::sync::Arc::new(tokens),
-        counters: Default::default(),
-        body_limit,
-        body_timeout,
-    };
-    let probes: Vec<signalbox::intake::probe::Probe> = config
-        .probes
-        .iter()
-        .cloned()
-        .map(signalbox::intake::probe::Probe::new)
-        .collect::<Result<_, _>>()?;
-    let probe_engine = state.engine.clone();
-    let executor_engine = state.engine.clone();
-    let served = runtime.block_on(async {
-        tokio::spawn(signalbox::intake::webhook::run(
-            dispatch_rx,
-            executor_engine,
-        ));
-        for probe in probes {
-            tokio::spawn(probe.run(probe_engine.clone()));
-        }
-        drop(probe_engine);
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
-        let local = listener.local_addr()?;
-        say(&format!(
-            "signalbox: listening on http://{local} (journal {})",
-            dir.display()
-        ));
-        intake::server::run(listener, intake::router(state), limits, stop_signals.recv()).await;
-        anyhow::Ok(())
-    });
-    // Whether the server ran or failed (it could not listen, say), the
-    // engine is stopped and its journal closed before the answer.
-    // Stop the probes and executor with the runtime; the intake log's
-    // writer ends with its last handle (the server's state). Then let the
-    // engine answer what is queued, decide what the log still holds (up to
-    // its drain limit), close the journal, and end.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    log_writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("intake log writer panicked"))?;
-    stopper.stop();
-    drop(stopper);
-    engine_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
-    served?;
-    say("signalbox: stopped; journal closed");
-    Ok(())
-}
-
-/// A line on standard output that a daemon may lose: a supervisor that
-/// closed the pipe must not turn a clean stop into a panic.
-fn say(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
-}
-
-/// SIGINT and SIGTERM, listened for from the start of `serve`: a signal
-/// that arrived before the server was up would otherwise take its default
-/// action and kill the process without draining.
-#[cfg(unix)]
-struct StopSignals(tokio::signal::unix::Signal, tokio::signal::unix::Signal);
-
-#[cfg(unix)]
-impl StopSignals {
-    /// Must run inside the runtime.
-    fn new() -> std::io::Result<StopSignals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(StopSignals(
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::terminate())?,
-        ))
-    }
-
-    async fn recv(mut self) {
-        tokio::select! {
-            _ = self.0.recv() => {},
-            _ = self.1.recv() => {},
-        }
-    }
-}
-
-#[cfg(not(unix))]
-struct StopSignals;
-
-#[cfg(not(unix))]
-impl StopSignals {
-    fn new() -> std::io::Result<StopSignals> {
-        Ok(StopSignals)
-    }
-
-    async fn recv(self) {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,49 @@
+//! The commands' shared pieces: where data goes, and logging.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+
+pub(crate) mod journal;
+pub(crate) mod serve;
+
+/// The platform data directory, where journals live unless told otherwise.
+pub(crate) fn default_data_dir() -> Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("dev", "signalbox", "signalbox")
+        .context("no home directory to put the data directory in; pass --data-dir")?;
+    Ok(dirs.data_dir().to_path_buf())
+}
+
+/// A new directory under the platform data directory, named for now.
+pub(crate) fn fresh_dir(kind: &str, prefix: &str) -> Result<PathBuf> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    Ok(default_data_dir()?
+        .join(kind)
+        .join(format!("{prefix}-{stamp}")))
+}
+
+pub(crate) fn data_dir_or_default(dir: &Option<PathBuf>) -> Result<PathBuf> {
+    match dir {
+        Some(d) => Ok(d.clone()),
+        None => default_data_dir(),
+    }
+}
+
+/// Logs go to a rolling file under the data directory, never the terminal.
+pub(crate) fn init_logging(data_dir: &Path) -> Result<()> {
+    let logs = data_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let appender = tracing_appender::rolling::daily(&logs, "signalbox.log");
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNALBOX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(appender)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("logging: {e}"))?;
+    Ok(())
+}
