@@ -14,6 +14,10 @@ use serde_json::{Value, json};
 
 use crate::signal::Signal;
 
+mod apply;
+
+pub use apply::ContextError;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
@@ -292,45 +296,6 @@ pub enum RestoreError {
     },
 }
 
-/// A signal whose facts cannot be folded into the store: a value out of
-/// range for what it says (a date past the calendar's end, say).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct ContextError {
-    /// Where in the signal, e.g. `data.delay_hours`.
-    pub field: String,
-    pub reason: String,
-}
-
-impl ContextError {
-    fn new(field: &str, reason: impl Into<String>) -> ContextError {
-        ContextError {
-            field: field.to_string(),
-            reason: reason.into(),
-        }
-    }
-}
-
-/// `at` moved by `minutes` (any finite number a JSON document can carry),
-/// or why it cannot be.
-fn shifted(at: DateTime<Utc>, minutes: f64, field: &str) -> Result<DateTime<Utc>, ContextError> {
-    // An f64 beyond i64 saturates on `as`; `try_minutes` then refuses it,
-    // as it refuses what would not fit a duration.
-    let whole = minutes.round();
-    Duration::try_minutes(whole as i64)
-        .filter(|_| whole.is_finite() && whole.abs() < 9.0e15)
-        .and_then(|d| at.checked_add_signed(d))
-        .ok_or_else(|| {
-            ContextError::new(
-                field,
-                format!(
-                    "{minutes} minutes from {} is outside the calendar",
-                    at.to_rfc3339()
-                ),
-            )
-        })
-}
-
 /// Splits `kind/id` into its parts.
 pub fn split_key(key: &str) -> Option<(&str, &str)> {
     key.split_once('/')
@@ -513,132 +478,6 @@ impl Context {
 
     pub fn service_health(&self, service: &str) -> Option<Health> {
         self.services.get(service).map(|s| s.health)
-    }
-
-    /// Folds a signal's facts into the store. Returns the entity keys it
-    /// touched; a signal whose values cannot be folded changes nothing.
-    pub fn apply(&mut self, signal: &Signal) -> Result<Vec<String>, ContextError> {
-        let mut touched = Vec::new();
-        let id = split_key(&signal.subject).map(|(_, id)| id.to_string());
-        match signal.kind.as_str() {
-            "order.placed" => {
-                let (Some(id), Some(customer), Some(supplier)) =
-                    (id, signal.data_str("customer"), signal.data_str("supplier"))
-                else {
-                    return Ok(touched);
-                };
-                let promised = match signal
-                    .data_str("promised")
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                {
-                    Some(t) => t.with_timezone(&Utc),
-                    None => shifted(signal.time, 3.0 * 24.0 * 60.0, "time")?,
-                };
-                self.put_order(Order {
-                    id: id.clone(),
-                    customer: customer.to_string(),
-                    supplier: supplier.to_string(),
-                    value: signal.data_f64("value").unwrap_or(0.0),
-                    promised,
-                    state: OrderState::Open,
-                });
-                touched.push(format!("order/{id}"));
-            }
-            "order.shipped" | "order.cancelled" => {
-                if let Some(mut order) = id.and_then(|id| self.orders.get(&id).cloned()) {
-                    order.state = if signal.kind == "order.shipped" {
-                        OrderState::Shipped
-                    } else {
-                        OrderState::Cancelled
-                    };
-                    touched.push(format!("order/{}", order.id));
-                    self.put_order(order);
-                }
-            }
-            "supplier.delayed" => {
-                if let Some(supplier) = id.and_then(|id| self.suppliers.get_mut(&id)) {
-                    let hours = signal.data_f64("delay_hours").unwrap_or(24.0);
-                    if hours < 0.0 {
-                        return Err(ContextError::new(
-                            "data.delay_hours",
-                            format!("{hours} is negative; a delay is 0 hours or more"),
-                        ));
-                    }
-                    supplier.delayed_until =
-                        Some(shifted(signal.time, hours * 60.0, "data.delay_hours")?);
-                    let key = format!("supplier/{}", supplier.id);
-                    self.dirty.insert(key.clone());
-                    touched.push(key);
-                }
-            }
-            "health.changed" => {
-                let service = id.or_else(|| signal.data_str("service").map(String::from));
-                let health = signal.data_str("health").and_then(Health::parse);
-                if let (Some(service), Some(health)) = (service, health) {
-                    let latency = signal.data_f64("latency_ms").unwrap_or(0.0) as u32;
-                    let entry = self
-                        .services
-                        .entry(service.clone())
-                        .or_insert_with(|| Service {
-                            id: service.clone(),
-                            health,
-                            latency_ms: latency,
-                        });
-                    entry.health = health;
-                    if latency > 0 {
-                        entry.latency_ms = latency;
-                    }
-                    self.services_changed();
-                    let key = format!("service/{service}");
-                    self.dirty.insert(key.clone());
-                    touched.push(key);
-                }
-            }
-            "change.recorded" => {
-                let Some(summary) = signal.data_str("summary") else {
-                    return Ok(touched);
-                };
-                let service = signal.data_str("service").map(String::from).or_else(|| {
-                    match split_key(&signal.subject) {
-                        Some(("service", id)) => Some(id.to_string()),
-                        _ => None,
-                    }
-                });
-                if self.changes.len() >= CHANGES_KEPT {
-                    self.changes.pop_front();
-                }
-                self.changes.push_back(Change {
-                    summary: summary.to_string(),
-                    service,
-                    source: signal.source.clone(),
-                    time: signal.time,
-                });
-                self.dirty.insert(CHANGES_KEY.to_string());
-                touched.push(CHANGES_KEY.to_string());
-            }
-            "ticket.opened" | "escalation.opened" | "escalation.resolved" => {
-                let escalated = match signal.kind.as_str() {
-                    "escalation.opened" => Some(true),
-                    "escalation.resolved" => Some(false),
-                    _ => signal
-                        .data
-                        .get("escalation")
-                        .and_then(Value::as_bool)
-                        .filter(|e| *e),
-                };
-                let customer = self.customer_of(signal).map(|c| c.id.clone());
-                if let (Some(escalated), Some(customer)) = (escalated, customer)
-                    && let Some(c) = self.customers.get_mut(&customer)
-                {
-                    c.open_escalation = escalated;
-                    let key = format!("customer/{customer}");
-                    self.dirty.insert(key.clone());
-                    touched.push(key);
-                }
-            }
-            _ => {}
-        }
-        Ok(touched)
     }
 
     /// The entities a decision on this signal reads, as stored JSON.
