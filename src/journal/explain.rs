@@ -15,17 +15,35 @@ fn line(out: &mut String, text: impl AsRef<str>) {
 
 /// The explanation as text.
 pub fn render(e: &Explanation) -> String {
-    let d = &e.decision;
     let mut out = String::new();
+    for section in [
+        header,
+        signal,
+        snapshot,
+        policy,
+        scores,
+        actions,
+        flow,
+        branches_and_feedback,
+        chain,
+    ] {
+        section(&mut out, e);
+    }
+    out
+}
+
+/// The decision: what, when, how and why.
+fn header(out: &mut String, e: &Explanation) {
+    let d = &e.decision;
     line(
-        &mut out,
+        out,
         format!("decision {}  ({} · {})", d.id, d.signal_type, d.subject),
     );
     if let Some(parent) = &d.parent {
-        line(&mut out, format!("  branch of decision {parent}"));
+        line(out, format!("  branch of decision {parent}"));
     }
     line(
-        &mut out,
+        out,
         format!(
             "  at {}  class {}  mode {}",
             d.time.to_rfc3339(),
@@ -33,71 +51,87 @@ pub fn render(e: &Explanation) -> String {
             d.mode.as_str()
         ),
     );
-    line(&mut out, format!("  why: {}", d.why));
-    line(&mut out, "");
+    line(out, format!("  why: {}", d.why));
+    line(out, "");
+}
 
-    line(&mut out, "signal");
+/// The signal as journaled.
+fn signal(out: &mut String, e: &Explanation) {
+    let d = &e.decision;
+    line(out, "signal");
     match &e.signal {
         Some(s) => {
             line(
-                &mut out,
+                out,
                 format!("  id {}  source {}  type {}", s.id, s.source, s.kind),
             );
             line(
-                &mut out,
+                out,
                 format!("  subject {}  time {}", s.subject, s.time.to_rfc3339()),
             );
             if let Some(sev) = s.severity {
-                line(&mut out, format!("  severity {}", sev.as_str()));
+                line(out, format!("  severity {}", sev.as_str()));
             }
             if let Some(ct) = &s.datacontenttype {
-                line(&mut out, format!("  datacontenttype {ct}"));
+                line(out, format!("  datacontenttype {ct}"));
             }
             for (k, v) in &s.extensions {
-                line(&mut out, format!("  extension {k} = {v}"));
+                line(out, format!("  extension {k} = {v}"));
             }
             match &s.data {
                 serde_json::Value::Object(map) => {
                     for (k, v) in map {
-                        line(&mut out, format!("  data.{k} = {v}"));
+                        line(out, format!("  data.{k} = {v}"));
                     }
                 }
                 serde_json::Value::Null => {}
-                other => line(&mut out, format!("  data = {other}")),
+                other => line(out, format!("  data = {other}")),
             }
             if let Some(b) = &s.data_base64 {
-                line(&mut out, format!("  data_base64 ({} characters)", b.len()));
+                line(out, format!("  data_base64 ({} characters)", b.len()));
             }
         }
-        None => line(&mut out, format!("  {} (not in the journal)", d.signal_id)),
+        None => line(out, format!("  {} (not in the journal)", d.signal_id)),
     }
-    line(&mut out, "");
+    line(out, "");
+}
 
+/// What the decision read of the context.
+fn snapshot(out: &mut String, e: &Explanation) {
+    let d = &e.decision;
     line(
-        &mut out,
+        out,
         format!("context snapshot ({} entities)", d.snapshot.len()),
     );
     for (key, value) in &d.snapshot {
-        line(&mut out, format!("  {key}: {value}"));
+        line(out, format!("  {key}: {value}"));
     }
-    line(&mut out, "");
+    line(out, "");
+}
 
-    line(&mut out, format!("policy {}", d.policy_version));
+/// The rules that fired, and those that failed.
+fn policy(out: &mut String, e: &Explanation) {
+    let d = &e.decision;
+    line(out, format!("policy {}", d.policy_version));
     if d.policy_hits.is_empty() {
-        line(&mut out, "  no rule fired");
+        line(out, "  no rule fired");
     }
     for hit in &d.policy_hits {
         line(
-            &mut out,
+            out,
             format!("  {}", serde_json::to_string(hit).unwrap_or_default()),
         );
     }
     for err in &d.policy_errors {
-        line(&mut out, format!("  rule error: {err}"));
+        line(out, format!("  rule error: {err}"));
     }
-    line(&mut out, "");
+    line(out, "");
+}
 
-    line(&mut out, format!("scores (model {})", d.model_version));
+/// The model's scores, the proposal and what pushed it.
+fn scores(out: &mut String, e: &Explanation) {
+    let d = &e.decision;
+    line(out, format!("scores (model {})", d.model_version));
     for o in &d.options {
         let mark = if o.option == d.proposal { "→" } else { " " };
         let forbidden = if o.allowed {
@@ -106,12 +140,12 @@ pub fn render(e: &Explanation) -> String {
             format!("  forbidden by {}", o.forbidden_by.join(", "))
         };
         line(
-            &mut out,
+            out,
             format!("  {mark} {:<28} {:.3}{forbidden}", o.option, o.score),
         );
     }
     line(
-        &mut out,
+        out,
         format!(
             "  proposal {}  confidence {:.3}  margin {:.3}  threshold {:.2}{}",
             d.proposal,
@@ -126,16 +160,19 @@ pub fn render(e: &Explanation) -> String {
         ),
     );
     if !d.contributions.is_empty() {
-        line(&mut out, "  top contributions:");
+        line(out, "  top contributions:");
         for c in &d.contributions {
             let _ = writeln!(out, "    {:+.3}  {}", c.weight, c.feature);
         }
     }
-    line(&mut out, "");
+    line(out, "");
+}
 
-    line(&mut out, "actions");
+/// What people did with it.
+fn actions(out: &mut String, e: &Explanation) {
+    line(out, "actions");
     if e.actions.is_empty() {
-        line(&mut out, "  none");
+        line(out, "  none");
     }
     for a in &e.actions {
         let detail = match serde_json::to_value(&a.action)
@@ -146,7 +183,7 @@ pub fn render(e: &Explanation) -> String {
             _ => String::new(),
         };
         line(
-            &mut out,
+            out,
             format!(
                 "  {}  {} ({}) {}{}: {}",
                 a.time.to_rfc3339(),
@@ -158,10 +195,14 @@ pub fn render(e: &Explanation) -> String {
             ),
         );
     }
+}
+
+/// The flow it set going, event by event.
+fn flow(out: &mut String, e: &Explanation) {
     if let Some(flow) = &e.flow {
-        line(&mut out, "");
+        line(out, "");
         line(
-            &mut out,
+            out,
             format!(
                 "flow {}  option {}  state {}  deadline {}",
                 flow.id,
@@ -176,7 +217,7 @@ pub fn render(e: &Explanation) -> String {
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default();
             line(
-                &mut out,
+                out,
                 format!(
                     "  {}  {:<14} {}",
                     ev.time.format("%H:%M:%S"),
@@ -186,12 +227,16 @@ pub fn render(e: &Explanation) -> String {
             );
         }
     }
+}
+
+/// Its fan-out's branches, and what the model learned from it.
+fn branches_and_feedback(out: &mut String, e: &Explanation) {
     if !e.children.is_empty() {
-        line(&mut out, "");
-        line(&mut out, format!("branches ({})", e.children.len()));
+        line(out, "");
+        line(out, format!("branches ({})", e.children.len()));
         for c in &e.children {
             line(
-                &mut out,
+                out,
                 format!(
                     "  {}  {}  → {}  ({:.2})",
                     c.id, c.subject, c.proposal, c.confidence
@@ -200,11 +245,11 @@ pub fn render(e: &Explanation) -> String {
         }
     }
     if !e.feedback.is_empty() {
-        line(&mut out, "");
-        line(&mut out, "feedback to the model");
+        line(out, "");
+        line(out, "feedback to the model");
         for f in &e.feedback {
             line(
-                &mut out,
+                out,
                 format!(
                     "  {}  {}  {} label {} weight {}",
                     f.time.to_rfc3339(),
@@ -216,10 +261,14 @@ pub fn render(e: &Explanation) -> String {
             );
         }
     }
-    line(&mut out, "");
+}
+
+/// Its place in the audit chain.
+fn chain(out: &mut String, e: &Explanation) {
+    line(out, "");
     match &e.chain.result {
         Ok(_) => line(
-            &mut out,
+            out,
             format!(
                 "audit chain: verifies around this record (records {}–{}, checkpoint to checkpoint; \
                  `signalbox check` reads it whole); its hash {}",
@@ -227,11 +276,10 @@ pub fn render(e: &Explanation) -> String {
             ),
         ),
         Err(b) => line(
-            &mut out,
+            out,
             format!("audit chain: BROKEN at record {}: {}", b.seq, b.reason),
         ),
     }
-    out
 }
 
 /// The explanation as JSON, for scripts and the HTTP API.
