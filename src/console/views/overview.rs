@@ -11,6 +11,7 @@ use ratatui::widgets::{Axis, Chart, Dataset, Gauge, GraphType, Paragraph, Sparkl
 
 use super::{paragraph, pct, titled};
 use crate::console::app::App;
+use crate::console::driver::Status;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
@@ -31,12 +32,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Min(6),
     ])
     .areas(area);
+    activity(frame, row1, app, status);
+    rates_and_services(frame, row2, app, status);
+    quality_and_load(frame, row3, app, status);
+}
+
+/// Signals per minute, the review queue's depth, flows in flight.
+fn activity(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
+    let theme = &app.theme;
     let [rate, queue, inflight] = Layout::horizontal([
         Constraint::Percentage(40),
         Constraint::Percentage(30),
         Constraint::Percentage(30),
     ])
-    .areas(row1);
+    .areas(row);
 
     let per_min: Vec<u64> = app.signal_rate.iter().copied().collect();
     let last = per_min.last().copied().unwrap_or(0);
@@ -105,14 +114,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Paragraph::new(lines).block(titled("flows", theme)),
         inflight,
     );
+}
 
+/// Automation, overrides, outcomes in SLA, and each service's health.
+fn rates_and_services(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
+    let theme = &app.theme;
     let [auto, overrides, sla, health] = Layout::horizontal([
         Constraint::Percentage(22),
         Constraint::Percentage(22),
         Constraint::Percentage(22),
         Constraint::Percentage(34),
     ])
-    .areas(row2);
+    .areas(row);
     let gauge = |label: &str, v: Option<f64>, style: Style| {
         Gauge::default()
             .block(titled(label, theme))
@@ -148,9 +161,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             .block(titled("services", theme)),
         health,
     );
+}
 
+/// Outcomes within SLA by hour against the rules-only shadow, and each
+/// team's load.
+fn quality_and_load(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
+    let theme = &app.theme;
     let [chart, teams] =
-        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(row3);
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(row);
     let series = |hourly: &[crate::metrics::Summary]| -> Vec<(f64, f64)> {
         hourly
             .iter()

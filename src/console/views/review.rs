@@ -12,13 +12,19 @@ use super::{titled, window};
 use crate::console::app::{App, View};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let theme = &app.theme;
     // Side by side when there is room; stacked on narrow terminals.
     let [queue, context] = if area.width >= 110 {
         Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(area)
     } else {
         Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area)
     };
+    queue_table(frame, queue, app);
+    decision_context(frame, context, app);
+}
+
+/// The open items, most urgent first, with the time left to each.
+fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
+    let theme = &app.theme;
     let now = app.status.as_ref().map(|s| s.now);
     let (table, _) = window(
         app,
@@ -61,7 +67,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         },
     );
     frame.render_widget(table, queue);
+}
 
+/// What the selected item's decision saw and proposed, and why.
+fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
+    let theme = &app.theme;
+    let now = app.status.as_ref().map(|s| s.now);
     let Some(item) = app.selected_review() else {
         frame.render_widget(
             Paragraph::new(Line::styled("the queue is empty", theme.muted()))
