@@ -139,6 +139,8 @@ pub fn run(plan: &Plan<'_>) -> Result<Load, BenchError> {
     runtime.block_on(send(plan))
 }
 
+// Over 80 lines: one sender's loop, its pacing and its accounting together.
+
 async fn send(plan: &Plan<'_>) -> Result<Load, BenchError> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(plan.connections.max(1))

@@ -71,6 +71,8 @@ fn spawn_sources(paths: Vec<String>, engine: &signalbox::engine::host::Handle) -
     Ok(())
 }
 
+// Over 80 lines: the start and the ordered shutdown of serve's parts read together.
+
 pub(crate) fn serve(
     listen: std::net::SocketAddr,
     data_dir: Option<PathBuf>,

@@ -105,6 +105,7 @@ fn parse_color(text: &str) -> Option<Color> {
 
 impl Theme {
     /// Loads `name`, the user's file first, following `inherits`.
+    // Over 80 lines: read, inherit, overlay, check: a file's whole story in one place.
     pub fn load(name: &str, user_dir: Option<&Path>, no_color: bool) -> Result<Theme, ThemeError> {
         let mut files: Vec<(String, ThemeFile)> = Vec::new();
         let mut next = Some(name.to_string());

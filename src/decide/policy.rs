@@ -391,6 +391,7 @@ impl PolicySet {
     /// option. An option-scoped rule that reads nothing but the option and
     /// some fields of `context` (see `reads`) runs again only when one of
     /// those changed since it last ran for that option.
+    // Over 80 lines: one pass over the rules, each effect applied where it is read.
     pub fn evaluate(
         &self,
         kind: &str,

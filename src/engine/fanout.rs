@@ -17,6 +17,7 @@ use crate::signal::Signal;
 impl Engine {
     /// The steps of `option` for this decision; a fan-out takes one
     /// sub-decision per affected order.
+    // Over 80 lines: one branch decision per open order, built in one pass.
     pub(super) fn assemble(
         &mut self,
         decision: &Decision,

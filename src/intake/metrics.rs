@@ -83,6 +83,7 @@ fn gauges<'a>(
 }
 
 /// The whole exposition for one scrape.
+// Over 80 lines: one metric family after another, in the order /metrics shows them.
 pub fn render(
     intake: &IntakeCounters,
     stats: &EngineStats,

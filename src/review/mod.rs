@@ -301,6 +301,69 @@ pub struct ReviewQueue {
     timing: ReviewTiming,
 }
 
+/// Whether `actor` may take `action` on `item` with `note`: not on an item
+/// already decided, not as a viewer, not below the item's role (except to
+/// claim, escalate or snooze), an override to another allowed option and
+/// with a note, a rejection with a note.
+fn check(item: &ReviewItem, actor: &Actor, action: &Action, note: &str) -> Result<(), ReviewError> {
+    let id = &item.id;
+    if let Some(done) = &item.outcome {
+        return Err(ReviewError::AlreadyDecided {
+            id: id.to_string(),
+            action: done.action.name().to_string(),
+            by: done.actor.name.clone(),
+            at: done.time,
+        });
+    }
+    if actor.role == Role::Viewer {
+        return Err(ReviewError::Viewer {
+            actor: actor.name.clone(),
+        });
+    }
+    if actor.role < item.required_role
+        && !matches!(
+            action,
+            Action::Claim | Action::Escalate | Action::Snooze { .. }
+        )
+    {
+        return Err(ReviewError::RoleTooLow {
+            id: id.to_string(),
+            actor: actor.name.clone(),
+            needed: item.required_role.as_str(),
+            has: actor.role.as_str(),
+        });
+    }
+    match action {
+        Action::Override { option } => {
+            if note.trim().is_empty() {
+                return Err(ReviewError::NoteRequired { action: "override" });
+            }
+            if option == &item.decision.proposal {
+                return Err(ReviewError::OverrideSameAsProposal(option.clone()));
+            }
+            let allowed: Vec<&str> = item
+                .decision
+                .options
+                .iter()
+                .filter(|o| o.allowed)
+                .map(|o| o.option.as_str())
+                .collect();
+            if !allowed.contains(&option.as_str()) {
+                return Err(ReviewError::UnknownOption {
+                    id: id.to_string(),
+                    option: option.clone(),
+                    allowed: allowed.join(", "),
+                });
+            }
+        }
+        Action::Reject if note.trim().is_empty() => {
+            return Err(ReviewError::NoteRequired { action: "reject" });
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 impl ReviewQueue {
     fn reschedule(&mut self, id: &str) {
         let at = self
@@ -414,60 +477,7 @@ impl ReviewQueue {
             .items
             .get_mut(id)
             .ok_or_else(|| ReviewError::NotFound(id.to_string()))?;
-        if let Some(done) = &item.outcome {
-            return Err(ReviewError::AlreadyDecided {
-                id: id.to_string(),
-                action: done.action.name().to_string(),
-                by: done.actor.name.clone(),
-                at: done.time,
-            });
-        }
-        if actor.role == Role::Viewer {
-            return Err(ReviewError::Viewer {
-                actor: actor.name.clone(),
-            });
-        }
-        if actor.role < item.required_role
-            && !matches!(
-                action,
-                Action::Claim | Action::Escalate | Action::Snooze { .. }
-            )
-        {
-            return Err(ReviewError::RoleTooLow {
-                id: id.to_string(),
-                actor: actor.name.clone(),
-                needed: item.required_role.as_str(),
-                has: actor.role.as_str(),
-            });
-        }
-        match &action {
-            Action::Override { option } => {
-                if note.trim().is_empty() {
-                    return Err(ReviewError::NoteRequired { action: "override" });
-                }
-                if option == &item.decision.proposal {
-                    return Err(ReviewError::OverrideSameAsProposal(option.clone()));
-                }
-                let allowed: Vec<&str> = item
-                    .decision
-                    .options
-                    .iter()
-                    .filter(|o| o.allowed)
-                    .map(|o| o.option.as_str())
-                    .collect();
-                if !allowed.contains(&option.as_str()) {
-                    return Err(ReviewError::UnknownOption {
-                        id: id.to_string(),
-                        option: option.clone(),
-                        allowed: allowed.join(", "),
-                    });
-                }
-            }
-            Action::Reject if note.trim().is_empty() => {
-                return Err(ReviewError::NoteRequired { action: "reject" });
-            }
-            _ => {}
-        }
+        check(item, actor, &action, note)?;
         let record = ReviewAction {
             review_id: id.to_string(),
             decision_id: item.decision.id.clone(),

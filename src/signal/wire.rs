@@ -101,6 +101,7 @@ fn each(items: Vec<Value>, received: DateTime<Utc>) -> Result<Vec<Signal>, WireE
 /// content type, kept as text for `text/*` and any type with a charset,
 /// and as base64 for anything else (with no type, whichever of the three
 /// it is).
+// Over 80 lines: the binary mode's attributes in the specification's order, each refusal beside the header it names.
 pub fn binary(
     headers: &[(String, String)],
     content_type: Option<&str>,

@@ -274,6 +274,7 @@ impl Gen<'_> {
 }
 
 /// The whole stream for `duration` from `start`, sorted by time.
+// Over 80 lines: the simulated day's signal mix, one generator per kind of signal, reads as one table.
 pub fn generate(seed: u64, start: DateTime<Utc>, duration: Duration, world: &World) -> Vec<Signal> {
     let mut g = Gen {
         rng: <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0x57ea),

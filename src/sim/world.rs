@@ -159,6 +159,7 @@ pub const INITIAL_ORDERS: usize = 120;
 pub const VIP: &str = "c0007";
 
 /// Builds the world for a seed, at `start`.
+// Over 80 lines: the simulated company as data.
 pub fn northwind(rng: &mut ChaCha8Rng, start: DateTime<Utc>) -> World {
     let mut customers = Vec::new();
     for i in 0..CUSTOMERS {

@@ -33,6 +33,8 @@ impl App {
         }
     }
 
+    // Over 80 lines: one arm per kind of engine event.
+
     fn apply_event(&mut self, event: EngineEvent) {
         match event {
             EngineEvent::Signal { signal, duplicate } => {

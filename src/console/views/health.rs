@@ -9,6 +9,8 @@ use ratatui::widgets::{Cell, Row, Table};
 use super::{paragraph, state_style, titled};
 use crate::console::app::App;
 
+// Over 80 lines: four panes laid out together.
+
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let Some(status) = &app.status else {

@@ -70,6 +70,7 @@ fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
 }
 
 /// What the selected item's decision saw and proposed, and why.
+// Over 80 lines: one section of the context after another, in the order shown.
 fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
     let theme = &app.theme;
     let now = app.status.as_ref().map(|s| s.now);

@@ -29,6 +29,8 @@ pub struct Explanation {
     pub chain: ChainCheck,
 }
 
+// Over 80 lines: one read per part of the explanation, in the order it is shown.
+
 pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let path = path.as_path();
