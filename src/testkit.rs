@@ -15,6 +15,13 @@ pub fn at(minutes: i64) -> DateTime<Utc> {
         + Duration::minutes(minutes)
 }
 
+/// When the parsers' test inputs arrive: Monday 23 November 2026, 08:00 UTC.
+pub fn received() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
 /// Signal `s-{i}` of `kind` about `subject`, sent at minute `i`.
 pub fn signal(i: usize, kind: &str, subject: &str, data: serde_json::Value) -> Signal {
     let text = json!({

@@ -9,7 +9,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::layout::Rect;
 
-use super::app::View;
+use super::app::{Message, VIEWS};
 use super::{demo, views};
 
 const FRAMES: usize = 200;
@@ -37,16 +37,11 @@ pub fn run(dir: &std::path::Path) -> anyhow::Result<()> {
     );
     let (w, h) = (160, 48);
     let mut terminal = Terminal::new(TestBackend::new(w, h))?;
-    app.page = views::page_size(views::body_area(Rect::new(0, 0, w, h)));
+    app.update(Message::Page(views::page_size(views::body_area(
+        Rect::new(0, 0, w, h),
+    ))));
     let mut worst: f64 = 0.0;
-    for (view, name) in [
-        (View::Overview, "overview"),
-        (View::Signals, "signals"),
-        (View::Flows, "flows"),
-        (View::Review, "review"),
-        (View::Health, "health"),
-        (View::Audit, "audit"),
-    ] {
+    for &(view, name, _) in VIEWS {
         app.view = view;
         let mut times = Vec::with_capacity(FRAMES);
         for i in 0..FRAMES {

@@ -257,11 +257,7 @@ pub fn parse(body: &[u8], received: DateTime<Utc>) -> Result<Vec<Signal>, Signal
 mod tests {
     use super::*;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::testkit::received as now;
 
     /// The payload as Alertmanager v0.34 writes it, fields it added since
     /// the documentation's example included.

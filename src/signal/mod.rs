@@ -522,11 +522,7 @@ impl Serialize for CloudEvent<'_> {
 mod tests {
     use super::*;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::testkit::received as now;
 
     #[test]
     fn parses_a_full_event() {

@@ -361,11 +361,7 @@ pub fn parse_change(body: &[u8], received: DateTime<Utc>) -> Result<Signal, Sign
 mod tests {
     use super::*;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::testkit::received as now;
 
     const KEY: &str = "R0UT1NGK3Y0000000000000000000000";
 

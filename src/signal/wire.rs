@@ -222,11 +222,7 @@ fn is_text_type(content_type: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-23T08:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
+    use crate::testkit::received as now;
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -412,14 +412,7 @@ mod tests {
     #[test]
     fn every_view_at_two_sizes() {
         let mut app = fixture::app();
-        for (view, name) in [
-            (View::Overview, "overview"),
-            (View::Signals, "signals"),
-            (View::Flows, "flows"),
-            (View::Review, "review"),
-            (View::Health, "health"),
-            (View::Audit, "audit"),
-        ] {
+        for &(view, name, _) in crate::console::app::VIEWS {
             app.view = view;
             for (w, h) in [(120, 40), (80, 24)] {
                 let screen = screen_text(&mut app, w, h).unwrap();

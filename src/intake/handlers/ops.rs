@@ -54,6 +54,8 @@ pub(in crate::intake) async fn metrics(
     State(state): State<AppState>,
     _: Allowed<ToRead>,
 ) -> Result<Response, Refusal> {
+    // An engine that stopped after taking the question still leaves the
+    // intake's own counters worth showing.
     let (tx, rx) = oneshot::channel();
     state
         .engine

@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
-use super::ok;
+use super::{ask, ok};
 use crate::engine::host::Command;
 use crate::intake::AppState;
 use crate::intake::auth::{Allowed, ToAct, ToRead};
@@ -21,14 +21,7 @@ pub(in crate::intake) async fn list(
     State(state): State<AppState>,
     _: Allowed<ToRead>,
 ) -> Result<Response, Refusal> {
-    let (tx, rx) = oneshot::channel();
-    state
-        .engine
-        .send(Command::Reviews { reply: tx })
-        .map_err(busy)?;
-    let items = rx.await.map_err(|_| {
-        Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped").retry_later()
-    })?;
+    let items = ask(&state, |reply| Command::Reviews { reply }).await?;
     let items: Vec<Value> = items.iter().map(review_json).collect();
     Ok(ok(json!({ "items": items })))
 }

@@ -73,25 +73,37 @@ fn pagerduty_body(headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// A PagerDuty request's body, its content type checked and its sender
+/// authenticated.
+async fn pagerduty_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, Refusal> {
+    pagerduty_body(headers)?;
+    let bytes = read_body(state, body).await?;
+    pagerduty_caller(state, headers, &bytes)?;
+    Ok(bytes)
+}
+
+/// PagerDuty's 202, with its answer.
+fn pagerduty_accepted(answer: Value) -> Response {
+    (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
+}
+
 /// PagerDuty's alert events: trigger, acknowledge, resolve.
 pub(in crate::intake) async fn enqueue(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    pagerduty_body(&headers)?;
-    let bytes = read_body(&state, body).await?;
-    pagerduty_caller(&state, &headers, &bytes)?;
+    let bytes = pagerduty_request(&state, &headers, body).await?;
     let parsed = pagerduty::parse(&bytes, Utc::now()).map_err(|e| pagerduty_refusal(&e))?;
     let dedup_key = parsed.dedup_key.clone();
     ingest(&state, "enqueue", vec![parsed.signal]).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(
-            json!({ "status": "success", "message": "Event processed", "dedup_key": dedup_key }),
-        ),
-    )
-        .into_response())
+    Ok(pagerduty_accepted(
+        json!({ "status": "success", "message": "Event processed", "dedup_key": dedup_key }),
+    ))
 }
 
 /// PagerDuty's change events: a deploy, a config change.
@@ -100,14 +112,10 @@ pub(in crate::intake) async fn change_enqueue(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    pagerduty_body(&headers)?;
-    let bytes = read_body(&state, body).await?;
-    pagerduty_caller(&state, &headers, &bytes)?;
+    let bytes = pagerduty_request(&state, &headers, body).await?;
     let signal = pagerduty::parse_change(&bytes, Utc::now()).map_err(|e| pagerduty_refusal(&e))?;
     ingest(&state, "change_enqueue", vec![signal]).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "status": "success", "message": "Change event processed" })),
-    )
-        .into_response())
+    Ok(pagerduty_accepted(
+        json!({ "status": "success", "message": "Change event processed" }),
+    ))
 }
