@@ -483,3 +483,64 @@ pub fn status(engine: &Engine) -> Status {
         journal_commits: Some(engine.journal_commits()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{at, signal};
+    use rand::SeedableRng;
+    use tokio::sync::oneshot::error::TryRecvError;
+
+    fn host(dir: &std::path::Path) -> Host {
+        let world =
+            crate::sim::world::northwind(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1), at(0));
+        let engine = Engine::open(crate::sim::engine_config(dir, 1), world, at(0))
+            .expect("the engine opens");
+        Host::new(engine, None)
+    }
+
+    /// An ingest's answer waits for the turn's commit; a repeat in the same
+    /// command is counted, not decided.
+    #[test]
+    fn an_ingest_is_answered_once_its_turn_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host(dir.path());
+        let s = signal(1, "ticket.opened", "customer/c0001", serde_json::json!({}));
+        let (tx, mut rx) = oneshot::channel();
+        let ingest = Command::Ingest {
+            signals: vec![s.clone(), s],
+            reply: tx,
+        };
+        let turn = host.turn(at(1), vec![ingest], |_| at(1));
+        let turn = turn.expect("a command makes a turn");
+        assert!(matches!(rx.try_recv(), Err(TryRecvError::Empty)));
+        turn.settle(None).unwrap();
+        let report = rx.try_recv().unwrap().unwrap();
+        assert_eq!((report.accepted, report.duplicates), (1, 1));
+        assert_eq!(report.decisions.len(), 1);
+        host.engine.close().unwrap();
+    }
+
+    /// Questions that promise nothing durable are answered within the turn.
+    #[test]
+    fn a_status_is_answered_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host(dir.path());
+        let (tx, mut rx) = oneshot::channel();
+        let turn = host.turn(at(1), vec![Command::Status { reply: tx }], |_| at(1));
+        assert!(rx.try_recv().is_ok(), "answered before the commit");
+        turn.map(|t| t.settle(None)).transpose().unwrap();
+        host.engine.close().unwrap();
+    }
+
+    /// A wake-up for signals already read, with no log to read, is no turn:
+    /// nothing is flushed and the caller waits again.
+    #[test]
+    fn a_wake_up_with_nothing_to_read_is_no_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = host(dir.path());
+        let turn = host.turn(at(1), vec![Command::Appended], |_| at(1));
+        assert!(turn.is_none());
+        host.engine.close().unwrap();
+    }
+}
