@@ -21,12 +21,33 @@ pub struct ContextError {
 }
 
 impl ContextError {
-    fn new(field: &str, reason: impl Into<String>) -> ContextError {
+    pub fn new(field: &str, reason: impl Into<String>) -> ContextError {
         ContextError {
             field: field.to_string(),
             reason: reason.into(),
         }
     }
+}
+
+/// A new entity of a known kind gets what the organization file would
+/// give it by default, so that a CRM can create one with a few fields.
+fn fill_defaults(kind: &str, mut body: Value) -> Value {
+    let defaults = match kind {
+        "customer" => serde_json::json!({"name": "", "tier": "bronze"}),
+        "service" => serde_json::json!({"health": "up", "latency_ms": 0}),
+        "team" => serde_json::json!({"process": "", "skills": [], "capacity": 10, "load": 0,
+            "shift": {"start_hour": 0, "end_hour": 24}}),
+        "agent" => serde_json::json!({"team": "", "skills": [], "capacity": 3, "load": 0,
+            "shift": {"start_hour": 0, "end_hour": 24}}),
+        "supplier" => serde_json::json!({"name": "", "reliability": 1.0}),
+        _ => Value::Null,
+    };
+    if let (Value::Object(map), Value::Object(defaults)) = (&mut body, defaults) {
+        for (k, v) in defaults {
+            map.entry(k).or_insert(v);
+        }
+    }
+    body
 }
 
 /// `at` moved by `minutes` (any finite number a JSON document can carry),
@@ -52,20 +73,92 @@ fn shifted(at: DateTime<Utc>, minutes: f64, field: &str) -> Result<DateTime<Utc>
 impl Context {
     /// Folds a signal's facts into the store. Returns the entity keys it
     /// touched; a signal whose values cannot be folded changes nothing.
-    pub fn apply(&mut self, signal: &Signal) -> Result<Vec<String>, ContextError> {
+    /// `fold` is the built-in fold the signal's type names in the playbook
+    /// (`playbook::fold::BUILT_IN`); none folds nothing.
+    pub fn apply(
+        &mut self,
+        signal: &Signal,
+        fold: Option<&str>,
+    ) -> Result<Vec<String>, ContextError> {
         let id = split_key(&signal.subject).map(|(_, id)| id.to_string());
-        let touched = match signal.kind.as_str() {
-            "order.placed" => self.order_placed(signal, id)?,
-            "order.shipped" | "order.cancelled" => self.order_ended(signal, id),
-            "supplier.delayed" => self.supplier_delayed(signal, id)?,
-            "health.changed" => self.health_changed(signal, id),
-            "change.recorded" => self.change_recorded(signal),
-            "ticket.opened" | "escalation.opened" | "escalation.resolved" => {
-                self.escalation(signal)
-            }
+        let touched = match fold {
+            Some("order.placed") => self.order_placed(signal, id)?,
+            Some("order.ended") => self.order_ended(signal, id),
+            Some("supplier.delayed") => self.supplier_delayed(signal, id)?,
+            Some("health.changed") => self.health_changed(signal, id),
+            Some("change.recorded") => self.change_recorded(signal),
+            Some("escalation") => self.escalation(signal),
+            Some("entity.upserted") => Some(self.entity_upserted(signal)?),
             _ => None,
         };
         Ok(touched.into_iter().collect())
+    }
+
+    /// `entity.upserted`: `data.kind`, `data.id` and `data.fields` (an
+    /// object), from a CRM or CMDB keeping entities current.
+    fn entity_upserted(&mut self, signal: &Signal) -> Result<String, ContextError> {
+        let text = |field: &str| {
+            signal
+                .data_str(field)
+                .filter(|s| !s.is_empty() && !s.contains('/'))
+                .ok_or_else(|| {
+                    ContextError::new(
+                        &format!("data.{field}"),
+                        "must be a non-empty string without '/'",
+                    )
+                })
+        };
+        let (kind, id) = (text("kind")?, text("id")?);
+        let fields = match signal.data.get("fields") {
+            Some(Value::Object(map)) => map.clone(),
+            None => serde_json::Map::new(),
+            Some(_) => return Err(ContextError::new("data.fields", "must be an object")),
+        };
+        self.upsert(kind, id, fields, "data.fields")
+    }
+
+    /// Creates or updates one entity with `fields`. A known kind (customer,
+    /// service, team, agent, supplier, order) must still read as one after
+    /// the change; any other kind is kept as the fields given. `origin`
+    /// names where the fields came from, for errors.
+    pub fn upsert(
+        &mut self,
+        kind: &str,
+        id: &str,
+        fields: serde_json::Map<String, Value>,
+        origin: &str,
+    ) -> Result<String, ContextError> {
+        let key = format!("{kind}/{id}");
+        let mut body = match self.entity_json(&key) {
+            Some(json) => serde_json::from_str::<Value>(json.as_str()).unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        if !body.is_object() {
+            body = serde_json::json!({ "id": id });
+        }
+        if let Value::Object(map) = &mut body {
+            for (k, v) in fields {
+                if k == "id" {
+                    continue;
+                }
+                map.insert(k, v);
+            }
+            map.insert("id".into(), Value::from(id));
+        }
+        let known = matches!(
+            kind,
+            "customer" | "order" | "supplier" | "service" | "team" | "agent"
+        );
+        if known {
+            let filled = fill_defaults(kind, body);
+            self.restore(&key, filled).map_err(|e| {
+                ContextError::new(origin, format!("{key} would not be a valid {kind}: {e}"))
+            })?;
+        } else {
+            self.records.insert(key.clone(), body);
+        }
+        self.dirty.insert(key.clone());
+        Ok(key)
     }
 
     /// Marks `key` changed, and says so.

@@ -111,14 +111,30 @@ pub struct Service {
     pub latency_ms: u32,
 }
 
-/// The hours a team or agent works, in the business calendar's time.
+/// The hours a team or agent works, in its own time zone or else the
+/// business calendar's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shift {
     pub start_hour: u32,
     pub end_hour: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<chrono_tz::Tz>,
 }
 
 impl Shift {
+    /// All day, every day.
+    pub const ALWAYS: Shift = Shift {
+        start_hour: 0,
+        end_hour: 24,
+        timezone: None,
+    };
+
+    /// Whether the shift covers the instant `at`.
+    pub fn covers_at(self, at: DateTime<Utc>, calendar: &Calendar) -> bool {
+        let tz = self.timezone.or(calendar.timezone).unwrap_or(chrono_tz::UTC);
+        self.covers(at.with_timezone(&tz).hour())
+    }
+
     pub fn covers(self, hour: u32) -> bool {
         if self.start_hour <= self.end_hour {
             hour >= self.start_hour && hour < self.end_hour
@@ -167,11 +183,16 @@ const CHANGES_WINDOW: Duration = Duration::hours(2);
 /// The entity key under which the recent changes are journaled.
 const CHANGES_KEY: &str = "changes/recent";
 
-/// Business hours: weekdays between two hours, UTC for the simulated company.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Business hours: weekdays between two hours in a time zone (UTC for the
+/// simulated company), except holidays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Calendar {
     pub open_hour: u32,
     pub close_hour: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<chrono_tz::Tz>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holidays: Vec<chrono::NaiveDate>,
 }
 
 impl Default for Calendar {
@@ -179,14 +200,20 @@ impl Default for Calendar {
         Calendar {
             open_hour: 8,
             close_hour: 18,
+            timezone: None,
+            holidays: Vec::new(),
         }
     }
 }
 
 impl Calendar {
     pub fn is_business_hours(&self, at: DateTime<Utc>) -> bool {
-        let weekday = !matches!(at.weekday(), Weekday::Sat | Weekday::Sun);
-        weekday && at.hour() >= self.open_hour && at.hour() < self.close_hour
+        let local = at.with_timezone(&self.timezone.unwrap_or(chrono_tz::UTC));
+        let weekday = !matches!(local.weekday(), Weekday::Sat | Weekday::Sun);
+        weekday
+            && local.hour() >= self.open_hour
+            && local.hour() < self.close_hour
+            && !self.holidays.contains(&local.date_naive())
     }
 }
 
@@ -260,6 +287,9 @@ pub struct Context {
     open_by_supplier: crate::FastMap<String, BTreeSet<String>>,
     /// The newest changes recorded (`change.recorded`), oldest first.
     changes: std::collections::VecDeque<Change>,
+    /// Entities of kinds the store has no type for (`host/web-1`), as the
+    /// fields signals gave them, by key.
+    records: BTreeMap<String, Value>,
     dirty: BTreeSet<String>,
 }
 
@@ -286,8 +316,6 @@ pub struct PolicyView<'a> {
 pub enum RestoreError {
     #[error("entity key {0:?} has no kind")]
     NoKind(String),
-    #[error("unknown entity kind {kind:?} in {key}")]
-    Kind { kind: String, key: String },
     #[error("entity {key}: {error}")]
     Body {
         key: String,
@@ -304,7 +332,7 @@ pub fn split_key(key: &str) -> Option<(&str, &str)> {
 impl Context {
     pub fn from_world(world: World) -> Context {
         let mut context = Context {
-            calendar: world.calendar,
+            calendar: world.calendar.clone(),
             ..Context::default()
         };
         for c in world.customers {
@@ -369,11 +397,11 @@ impl Context {
             "changes" => {
                 self.changes = serde_json::from_value(body).map_err(bad)?;
             }
-            other => {
-                return Err(RestoreError::Kind {
-                    kind: other.to_string(),
-                    key: key.to_string(),
-                });
+            _ if body.is_null() => {
+                self.records.remove(key);
+            }
+            _ => {
+                self.records.insert(key.to_string(), body);
             }
         }
         self.dirty.remove(key);
@@ -403,6 +431,7 @@ impl Context {
         keys.extend(self.services.keys().map(|k| format!("service/{k}")));
         keys.extend(self.teams.keys().map(|k| format!("team/{k}")));
         keys.extend(self.agents.keys().map(|k| format!("agent/{k}")));
+        keys.extend(self.records.keys().cloned());
         keys
     }
 
@@ -460,7 +489,8 @@ impl Context {
             "team" => EntityJson::of(self.teams.get(id)?),
             "agent" => EntityJson::of(self.agents.get(id)?),
             "changes" if !self.changes.is_empty() => EntityJson::of(&self.changes),
-            _ => None,
+            "changes" => None,
+            _ => EntityJson::of(self.records.get(key)?),
         }
     }
 
@@ -569,6 +599,8 @@ impl Context {
             "business_hours": self.calendar.is_business_hours(signal.time),
             "entities": snapshot.len(),
             "changes": self.changes_before(signal.time),
+            // An entity of a kind declared in the deployment (`host/web-1`).
+            "subject": self.records.get(&signal.subject).cloned().unwrap_or(Value::Null),
         })
     }
 }
@@ -577,6 +609,15 @@ impl Context {
 mod tests {
     use super::*;
     use serde_json::Map;
+
+    /// Applies a signal with the fold the shipped playbook names for its type.
+    fn apply(ctx: &mut Context, signal: &Signal) -> Result<Vec<String>, ContextError> {
+        let fold = match signal.kind.as_str() {
+            "order.shipped" => "order.ended",
+            kind => kind,
+        };
+        ctx.apply(signal, Some(fold))
+    }
 
     fn signal(kind: &str, subject: &str, data: Value) -> Signal {
         let Value::Object(data) = data else {
@@ -598,14 +639,14 @@ mod tests {
     #[test]
     fn orders_are_indexed_by_supplier_until_shipped() {
         let mut ctx = Context::default();
-        ctx.apply(&signal(
+        apply(&mut ctx, &signal(
             "order.placed",
             "order/1",
             json!({"customer": "c1", "supplier": "s1", "value": 10.0}),
         ))
         .unwrap();
         assert_eq!(ctx.open_orders_of("s1").len(), 1);
-        ctx.apply(&signal(
+        apply(&mut ctx, &signal(
             "order.shipped",
             "order/1",
             Value::Object(Map::new()),
@@ -626,7 +667,7 @@ mod tests {
             Some(view.services.clone())
         };
         assert_eq!(services(&ctx), Some(json!({})));
-        ctx.apply(&signal(
+        apply(&mut ctx, &signal(
             "health.changed",
             "service/payments",
             json!({"health": "down"}),
@@ -663,8 +704,7 @@ mod tests {
             ..World::default()
         });
         for hours in [1e10, -1e10, 1e300, -1e300, f64::MAX, 2.0e13] {
-            let err = ctx
-                .apply(&signal(
+            let err = apply(&mut ctx, &signal(
                     "supplier.delayed",
                     "supplier/baltic",
                     json!({ "delay_hours": hours }),
@@ -681,8 +721,8 @@ mod tests {
             json!({"customer": "c1", "supplier": "baltic"}),
         );
         late.time = DateTime::<Utc>::MAX_UTC;
-        assert_eq!(ctx.apply(&late).unwrap_err().field, "time");
-        ctx.apply(&signal(
+        assert_eq!(apply(&mut ctx, &late).unwrap_err().field, "time");
+        apply(&mut ctx, &signal(
             "supplier.delayed",
             "supplier/baltic",
             json!({ "delay_hours": 48.5 }),
@@ -696,6 +736,7 @@ mod tests {
         let night = Shift {
             start_hour: 22,
             end_hour: 6,
+            timezone: None,
         };
         assert!(night.covers(23) && night.covers(3) && !night.covers(12));
     }

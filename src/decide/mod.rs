@@ -8,6 +8,7 @@
 pub mod celval;
 
 pub mod features;
+pub mod fold;
 pub mod model;
 pub mod pick;
 

@@ -432,6 +432,24 @@ impl Engine {
         &self.signal_tally
     }
 
+    /// Folds the signal's facts into the context: its type's built-in
+    /// fold, then its declared updates (`playbook::fold`).
+    fn fold(&mut self, signal: &Signal) -> Result<(), EngineError> {
+        let play = self.decider.playbook.play(&signal.kind);
+        let fold = play.and_then(|p| p.fold.as_deref());
+        self.context.apply(signal, fold)?;
+        let updates = self.decider.playbook.updates.for_kind(&signal.kind);
+        if updates.is_empty() {
+            return Ok(());
+        }
+        for upsert in crate::decide::fold::evaluate(updates, signal)? {
+            let origin = format!("update of {}/{}", upsert.kind, upsert.id);
+            self.context
+                .upsert(&upsert.kind, &upsert.id, upsert.fields, &origin)?;
+        }
+        Ok(())
+    }
+
     /// Decides one signal. Runs inside `decide_guarded`, which quarantines
     /// the signal should this fail.
     fn decide_signal(
@@ -444,7 +462,7 @@ impl Engine {
         if signal.kind == quarantine::tests::PANICS {
             panic!("a signal made to panic");
         }
-        self.context.apply(&signal)?;
+        self.fold(&signal)?;
         if signal.kind == "outcome.recorded" {
             self.learn_from_outcome(&signal, now);
         }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Timelike, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::context::{Context, Health};
@@ -183,13 +183,13 @@ impl Router {
                 });
             }
         }
-        let hour = now.hour();
+        let calendar = &context.calendar;
         let utilisation = |load: u32, capacity: u32| f64::from(load) / f64::from(capacity.max(1));
         let agent = context
             .agents
             .values()
             .filter(|a| a.skills.iter().any(|s| s == &template.skill))
-            .filter(|a| a.shift.covers(hour) && a.load < a.capacity)
+            .filter(|a| a.shift.covers_at(now, calendar) && a.load < a.capacity)
             .min_by(|a, b| {
                 utilisation(a.load, a.capacity)
                     .total_cmp(&utilisation(b.load, b.capacity))
@@ -207,8 +207,8 @@ impl Router {
             .filter(|t| t.skills.iter().any(|s| s == &template.skill))
             .min_by(|a, b| {
                 b.shift
-                    .covers(hour)
-                    .cmp(&a.shift.covers(hour))
+                    .covers_at(now, calendar)
+                    .cmp(&a.shift.covers_at(now, calendar))
                     .then_with(|| {
                         utilisation(a.load, a.capacity).total_cmp(&utilisation(b.load, b.capacity))
                     })
@@ -302,6 +302,7 @@ mod tests {
         let shift = Shift {
             start_hour: 0,
             end_hour: 24,
+            timezone: None,
         };
         let mut world = World::default();
         world.services.push(Service {

@@ -117,6 +117,25 @@ pub enum Record {
         key: String,
         value: String,
     },
+    /// Something a person or the operator's tooling did that is not a
+    /// review action (a task completed, a configuration reloaded), in the
+    /// audit chain under its own kind.
+    Audit(AuditEntry),
+}
+
+/// An entry of the audit chain other than a decision, review action or
+/// quarantine.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// `task` or `config`.
+    pub kind: String,
+    /// What it is about: a task id, a configuration's versions.
+    pub ref_id: String,
+    /// The decision it concerns, if any.
+    #[serde(default)]
+    pub decision_id: String,
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub body: serde_json::Value,
 }
 
 /// A labelled example as journaled, enough to replay it into the model.

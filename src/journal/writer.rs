@@ -146,7 +146,7 @@ impl Writer {
 
 /// One record of the audit chain, beside its body.
 struct AuditRow<'a> {
-    kind: &'static str,
+    kind: &'a str,
     ref_id: &'a str,
     decision_id: &'a str,
     signal_id: Option<&'a str>,
@@ -357,6 +357,18 @@ impl<'t> Rows<'t> {
                     "DELETE FROM checkpoints WHERE seq < (SELECT MAX(seq) FROM checkpoints)",
                     [],
                 )?;
+            }
+            Record::Audit(entry) => {
+                let row = AuditRow {
+                    kind: &entry.kind,
+                    ref_id: &entry.ref_id,
+                    decision_id: &entry.decision_id,
+                    signal_id: None,
+                    signal_source: None,
+                    time: entry.time,
+                    parent: None,
+                };
+                self.audit.append(row, json(buf, entry)?)?;
             }
             Record::Meta { key, value } => {
                 self.meta.execute(params![key, value])?;

@@ -3,6 +3,7 @@
 //! both the decision layer, which chooses among the options, and the flow
 //! layer, which runs their steps.
 
+pub mod fold;
 pub mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,12 @@ pub struct SignalPlay {
     pub safe_default: String,
     pub sla_minutes: u32,
     pub review_minutes: u32,
+    /// A built-in fold (`fold::BUILT_IN`) that updates the context.
+    #[serde(default)]
+    pub fold: Option<String>,
+    /// Context updates declared as data, in CEL over the signal.
+    #[serde(default)]
+    pub update: Vec<fold::Update>,
 }
 
 /// One option: the steps it assembles, or a fan-out.
@@ -64,6 +71,9 @@ pub struct Playbook {
     pub options: BTreeMap<String, PlayOption>,
     #[serde(default, rename = "fanout")]
     pub fanouts: BTreeMap<String, Fanout>,
+    /// Each type's `update` tables, compiled.
+    #[serde(skip)]
+    pub updates: fold::Compiled,
 }
 
 pub const DEFAULT_PLAYBOOK: &str = include_str!("../../playbooks/default.toml");
@@ -75,10 +85,11 @@ impl Playbook {
         origin: &str,
         steps: &StepCatalogue,
     ) -> Result<Playbook, CatalogueError> {
-        let playbook: Playbook = toml::from_str(text).map_err(|e| CatalogueError::Parse {
+        let mut playbook: Playbook = toml::from_str(text).map_err(|e| CatalogueError::Parse {
             file: origin.to_string(),
             error: e.to_string(),
         })?;
+        playbook.updates = fold::Compiled::of(&playbook.signals, origin)?;
         let missing = |item: &str, name: &str| CatalogueError::Reference {
             file: origin.to_string(),
             item: item.to_string(),
@@ -90,6 +101,18 @@ impl Playbook {
             .iter()
             .chain(std::iter::once((&unrecognised, &playbook.unrecognised)));
         for (kind, play) in plays {
+            if let Some(f) = &play.fold
+                && !fold::BUILT_IN.contains(&f.as_str())
+            {
+                return Err(CatalogueError::Invalid {
+                    file: origin.to_string(),
+                    item: kind.clone(),
+                    reason: format!(
+                        "fold `{f}` is not one of {}; declare `update` tables instead",
+                        fold::BUILT_IN.join(", ")
+                    ),
+                });
+            }
             for name in play
                 .options
                 .iter()

@@ -228,6 +228,7 @@ pub fn northwind(rng: &mut ChaCha8Rng, start: DateTime<Utc>) -> World {
         let shift = Shift {
             start_hour: *start_hour,
             end_hour: *end_hour,
+            timezone: None,
         };
         teams.push(Team {
             id: id.to_string(),

@@ -1,0 +1,104 @@
+//! How a signal type updates the context: a built-in fold, named, or
+//! `update` tables that say which entity, which id and which fields, each
+//! a CEL expression over the signal. Compiled here; evaluated by
+//! `decide::fold`, applied by `Context::upsert`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::SignalPlay;
+use crate::CatalogueError;
+
+/// The folds written in Rust, by name (`Context::apply`).
+pub const BUILT_IN: &[&str] = &[
+    "order.placed",
+    "order.ended",
+    "supplier.delayed",
+    "health.changed",
+    "change.recorded",
+    "escalation",
+    "entity.upserted",
+];
+
+/// One declared update: `entity` is a kind (`service`, `team`, `host`...),
+/// `id` a CEL expression giving the entity's id, `set` field → CEL.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    pub entity: String,
+    pub id: String,
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Only when this holds (CEL, default true).
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+/// One update, compiled.
+#[derive(Debug)]
+pub struct CompiledUpdate {
+    pub entity: String,
+    pub id: cel::Program,
+    pub set: Vec<(String, cel::Program)>,
+    pub when: Option<cel::Program>,
+}
+
+/// Every type's updates, compiled once when the playbook is read.
+#[derive(Debug, Clone, Default)]
+pub struct Compiled(Arc<BTreeMap<String, Vec<CompiledUpdate>>>);
+
+/// Derived from the `update` tables, which the playbook compares.
+impl PartialEq for Compiled {
+    fn eq(&self, _: &Compiled) -> bool {
+        true
+    }
+}
+
+impl Compiled {
+    pub fn of(
+        signals: &BTreeMap<String, SignalPlay>,
+        origin: &str,
+    ) -> Result<Compiled, CatalogueError> {
+        let mut out = BTreeMap::new();
+        for (kind, play) in signals {
+            let mut compiled = Vec::new();
+            for (n, update) in play.update.iter().enumerate() {
+                let program = |what: &str, text: &str| {
+                    cel::Program::compile(text).map_err(|e| CatalogueError::Invalid {
+                        file: origin.to_string(),
+                        item: format!("{kind} update {} {what}", n + 1),
+                        reason: format!("CEL does not compile: {e}"),
+                    })
+                };
+                if update.entity.is_empty() || update.entity.contains('/') {
+                    return Err(CatalogueError::Invalid {
+                        file: origin.to_string(),
+                        item: format!("{kind} update {}", n + 1),
+                        reason: format!("entity {:?} must be a kind without '/'", update.entity),
+                    });
+                }
+                let mut set = Vec::new();
+                for (field, text) in &update.set {
+                    set.push((field.clone(), program(&format!("set.{field}"), text)?));
+                }
+                compiled.push(CompiledUpdate {
+                    entity: update.entity.clone(),
+                    id: program("id", &update.id)?,
+                    set,
+                    when: update.when.as_deref().map(|w| program("when", w)).transpose()?,
+                });
+            }
+            if !compiled.is_empty() {
+                out.insert(kind.clone(), compiled);
+            }
+        }
+        Ok(Compiled(Arc::new(out)))
+    }
+
+    /// The updates declared for a signal type.
+    pub fn for_kind(&self, kind: &str) -> &[CompiledUpdate] {
+        self.0.get(kind).map_or(&[], Vec::as_slice)
+    }
+}
