@@ -33,7 +33,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 fresh() {
     [ -n "${SB_PID:-}" ] && { kill "$SB_PID"; wait "$SB_PID" 2>/dev/null || true; }
     PORT=$(free_port)
-    HOME="$work" $sb serve --listen "127.0.0.1:$PORT" --data-dir "$work/sb-$1" >"$work/sb-$1.log" 2>&1 &
+    HOME="$work" $sb serve --demo --listen "127.0.0.1:$PORT" --data-dir "$work/sb-$1" >"$work/sb-$1.log" 2>&1 &
     SB_PID=$!
     for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
     BASE="http://127.0.0.1:$PORT"

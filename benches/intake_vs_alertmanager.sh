@@ -31,7 +31,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 SB_PORT=$(free_port)
-HOME="$work" ./target/release/signalbox serve --listen "127.0.0.1:$SB_PORT" --data-dir "$work/sb" >"$work/sb.log" 2>&1 &
+HOME="$work" ./target/release/signalbox serve --demo --listen "127.0.0.1:$SB_PORT" --data-dir "$work/sb" >"$work/sb.log" 2>&1 &
 SB_PID=$!
 AM_PORT=$(free_port)
 cat >"$work/am.yml" <<YML

@@ -21,7 +21,7 @@ work=$(mktemp -d)
 cleanup() { kill "${SB_PID:-}" "${LOAD_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-HOME="$work" $sb serve --listen "127.0.0.1:$PORT" --data-dir "$work/sb" >"$work/sb.log" 2>&1 &
+HOME="$work" $sb serve --demo --listen "127.0.0.1:$PORT" --data-dir "$work/sb" >"$work/sb.log" 2>&1 &
 SB_PID=$!
 BASE="http://127.0.0.1:$PORT"
 for _ in $(seq 1 100); do curl -fs "$BASE/healthz" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -30,6 +30,77 @@ pub struct Config {
     /// The intake log (`signalbox serve` and the console's intake).
     #[serde(default)]
     pub intake: Option<IntakeConfig>,
+    /// Where `serve` listens (a deployment's signalbox.toml; `--listen` wins).
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Outbound TLS.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Receivers of escalations, SLA breaches, quarantines and breaker trips.
+    #[serde(default)]
+    pub notify: Vec<NotifyConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// A PEM bundle of CA certificates trusted beside the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One notification receiver.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub name: String,
+    pub url: String,
+    /// `slack` (an incoming-webhook body) or `json`.
+    #[serde(default = "json_format")]
+    pub format: String,
+    /// Which events: escalation, sla_breach, quarantine, breaker (all if empty).
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+fn json_format() -> String {
+    "json".into()
+}
+
+/// The events a receiver may ask for.
+pub const NOTIFY_EVENTS: [&str; 4] = ["escalation", "sla_breach", "quarantine", "breaker"];
+
+impl NotifyConfig {
+    /// Whether it can be used; why not.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(format!(
+                "notify `{}`: url {:?} is not http(s)://",
+                self.name, self.url
+            ));
+        }
+        if !matches!(self.format.as_str(), "slack" | "json") {
+            return Err(format!(
+                "notify `{}`: format {:?} is not \"slack\" or \"json\"",
+                self.name, self.format
+            ));
+        }
+        if let Some(e) = self
+            .events
+            .iter()
+            .find(|e| !NOTIFY_EVENTS.contains(&e.as_str()))
+        {
+            return Err(format!(
+                "notify `{}`: event {e:?} is not one of {}",
+                self.name,
+                NOTIFY_EVENTS.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == event)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -138,6 +209,28 @@ impl Config {
             limits.max_connections = n;
         }
         Ok((limits, body))
+    }
+
+    /// `[execution]`'s retry base and breaker cooldown.
+    #[allow(clippy::type_complexity)]
+    pub fn execution_durations(
+        &self,
+    ) -> Result<(Option<chrono::Duration>, Option<chrono::Duration>), ConfigError> {
+        let execution = self.execution.clone().unwrap_or_default();
+        let duration = |field: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|t| {
+                    crate::decide::policy::parse_duration(t).map_err(|e| ConfigError::Field {
+                        field: format!("execution.{field}"),
+                        reason: e,
+                    })
+                })
+                .transpose()
+        };
+        Ok((
+            duration("retry_base", &execution.retry_base)?,
+            duration("breaker_cooldown", &execution.breaker_cooldown)?,
+        ))
     }
 
     /// `[intake] max_backlog`, or the default.

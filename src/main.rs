@@ -10,7 +10,6 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cmd::journal::{check_cmd, explain_cmd, quarantine_cmd};
-use cmd::serve::serve;
 use cmd::{data_dir_or_default, fresh_dir, init_logging};
 use signalbox::sim::run::{self, RunOptions};
 
@@ -92,10 +91,24 @@ enum Command {
     },
     /// Measure end-to-end throughput and decision latency against raw SQLite.
     Bench(signalbox::bench::BenchArgs),
-    /// Run the engine headless behind the HTTP intake until SIGINT/SIGTERM.
+    /// Write a starter deployment directory (organization, signal types,
+    /// playbook, steps, policies, server settings), each file commented.
+    Init { dir: PathBuf },
+    /// Check a deployment directory: prints FILE:LINE: problem for each error, exits 1 on any.
+    Validate { dir: PathBuf },
+    /// Run the engine behind the HTTP intake on a deployment directory
+    /// (--config DIR), or on the Northwind demo (--demo), until SIGINT/SIGTERM.
+    /// SIGHUP reloads the deployment.
     Serve {
-        #[arg(long, default_value = signalbox::intake::DEFAULT_LISTEN)]
-        listen: std::net::SocketAddr,
+        /// The deployment directory (`signalbox init DIR` writes one).
+        #[arg(long = "config", conflicts_with = "demo")]
+        config_dir: Option<PathBuf>,
+        /// Run the Northwind demo world with its simulated executors.
+        #[arg(long)]
+        demo: bool,
+        /// Where to listen (default: the deployment's `listen`, else 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// A bearer token: SECRET:ROLE:NAME or SECRET:ROLE, ROLE one of viewer, operator, lead, ingest (repeatable).
@@ -307,12 +320,23 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => console(&cli.console),
         Some(Command::Serve {
+            config_dir,
+            demo,
             listen,
             data_dir,
             tokens,
             body_limit,
             sources,
-        }) => serve(listen, data_dir, tokens, body_limit, sources),
+        }) => {
+            let what = match (config_dir, demo) {
+                (Some(dir), _) => Some(cmd::serve::Runs::Deployment(dir)),
+                (None, true) => Some(cmd::serve::Runs::Demo),
+                (None, false) => None,
+            };
+            cmd::serve::serve(what, listen, data_dir, tokens, body_limit, sources)
+        }
+        Some(Command::Init { dir }) => cmd::deploy::init(&dir),
+        Some(Command::Validate { dir }) => return cmd::deploy::validate(&dir),
         Some(Command::Config { .. }) => match signalbox::config::config_path() {
             Some(p) => {
                 println!("{}", p.display());

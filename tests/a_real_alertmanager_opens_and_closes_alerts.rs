@@ -32,7 +32,7 @@ fn alerts_through_a_real_alertmanager_open_and_close() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("signalbox");
     let mut sb = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .env("HOME", dir.path())
         .stdout(Stdio::piped())

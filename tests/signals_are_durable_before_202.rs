@@ -281,7 +281,7 @@ fn a_jsonl_source_reports_bad_lines_by_number_and_goes_on_and_sigterm_drains() {
     ];
     std::fs::write(&input, lines.join("\n")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("d"))
         .arg("--source")
         .arg(format!("jsonl:{}", input.display()))

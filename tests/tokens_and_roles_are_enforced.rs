@@ -139,7 +139,7 @@ fn tokens_and_roles_are_enforced() {
 fn a_public_address_without_tokens_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .args(["serve", "--demo", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(dir.path())
         .env("HOME", dir.path())
         .output()

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
+pub(crate) mod deploy;
 pub(crate) mod journal;
 pub(crate) mod serve;
 

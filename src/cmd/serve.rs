@@ -7,7 +7,15 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{default_data_dir, init_logging};
 
-/// What `serve` takes from its flags and config.toml, checked.
+/// What `serve` runs on.
+pub(crate) enum Runs {
+    /// A deployment directory (`signalbox init`).
+    Deployment(PathBuf),
+    /// The Northwind demo world with its simulated executors.
+    Demo,
+}
+
+/// What `serve` takes from its flags and its settings file, checked.
 struct ServeSettings {
     config: signalbox::config::Config,
     tokens: signalbox::intake::auth::Tokens,
@@ -15,30 +23,39 @@ struct ServeSettings {
     body_timeout: std::time::Duration,
     retry_base: Option<chrono::Duration>,
     breaker_cooldown: Option<chrono::Duration>,
+    listen: std::net::SocketAddr,
 }
 
-fn serve_settings(listen: std::net::SocketAddr, tokens: Vec<String>) -> Result<ServeSettings> {
+/// Tokens from the environment: SIGNALBOX_TOKENS, comma-separated.
+const TOKENS_ENV: &str = "SIGNALBOX_TOKENS";
+
+fn serve_settings(
+    config: signalbox::config::Config,
+    listen: Option<std::net::SocketAddr>,
+    tokens: Vec<String>,
+) -> Result<ServeSettings> {
     use signalbox::intake::{self, auth::Tokens};
-    let config = signalbox::config::Config::load(signalbox::config::config_path().as_deref())?;
     let mut specs = config.tokens.clone();
+    if let Ok(env) = std::env::var(TOKENS_ENV) {
+        specs.extend(
+            env.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from),
+        );
+    }
     specs.extend(tokens);
     let tokens = Tokens::parse(&specs)?;
     let (limits, body_timeout) = config.http_limits()?;
-    intake::check_exposure(&listen, &tokens)?;
-    let duration = |field: &str, text: &Option<String>| -> Result<Option<chrono::Duration>> {
-        text.as_deref()
-            .map(|t| {
-                signalbox::decide::policy::parse_duration(t)
-                    .map_err(|e| anyhow::anyhow!("config execution.{field}: {e}"))
-            })
-            .transpose()
+    let listen = match (listen, config.listen) {
+        (Some(l), _) | (None, Some(l)) => l,
+        (None, None) => signalbox::intake::DEFAULT_LISTEN.parse()?,
     };
-    let execution = config.execution.clone().unwrap_or_default();
-    let retry_base = duration("retry_base", &execution.retry_base)?;
-    let breaker_cooldown = duration("breaker_cooldown", &execution.breaker_cooldown)?;
+    intake::check_exposure(&listen, &tokens)?;
+    let (retry_base, breaker_cooldown) = config.execution_durations()?;
     for (executor, url) in &config.webhooks {
-        if !url.starts_with("http://") {
-            bail!("config webhooks.{executor}: {url:?} must be http:// (TLS is not built in)");
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("config webhooks.{executor}: {url:?} must be http:// or https://");
         }
     }
     Ok(ServeSettings {
@@ -48,7 +65,57 @@ fn serve_settings(listen: std::net::SocketAddr, tokens: Vec<String>) -> Result<S
         body_timeout,
         retry_base,
         breaker_cooldown,
+        listen,
     })
+}
+
+/// The engine's settings, the world it starts from and the deployment (if
+/// any) for what `serve` runs on.
+fn engine_setup(
+    runs: &Runs,
+    data_dir: Option<PathBuf>,
+) -> Result<(
+    signalbox::engine::EngineConfig,
+    signalbox::context::World,
+    Option<signalbox::deploy::Deployment>,
+    signalbox::config::Config,
+)> {
+    use rand::SeedableRng;
+    match runs {
+        Runs::Deployment(dir) => {
+            let deployment = signalbox::deploy::Deployment::load(dir).map_err(|problems| {
+                anyhow::anyhow!(
+                    "{} has problems (signalbox validate {} lists them):\n{problems}",
+                    dir.display(),
+                    dir.display()
+                )
+            })?;
+            let data_dir = data_dir.unwrap_or_else(|| deployment.data_dir());
+            let mut config = signalbox::engine::EngineConfig::new(&data_dir, 1);
+            config.rules = Some(deployment.rules.clone());
+            config.webhooks = deployment.webhooks();
+            // No executor: people's steps are tasks that stay open until a
+            // person answers them.
+            let world = deployment.organization.world.clone();
+            let server = deployment.server.clone();
+            Ok((config, world, Some(deployment), server))
+        }
+        Runs::Demo => {
+            let server =
+                signalbox::config::Config::load(signalbox::config::config_path().as_deref())?;
+            let dir = match data_dir.or(server.data_dir.clone()) {
+                Some(d) => d,
+                None => default_data_dir()?.join("serve"),
+            };
+            let world = signalbox::sim::world::northwind(
+                &mut rand_chacha::ChaCha8Rng::seed_from_u64(1),
+                signalbox::sim::default_start(),
+            );
+            let mut config = signalbox::sim::engine_config(&dir, 1);
+            config.webhooks = server.webhooks.clone();
+            Ok((config, world, None, server))
+        }
+    }
 }
 
 /// Reads each JSON-lines source on a thread of its own, reporting bad
@@ -74,24 +141,38 @@ fn spawn_sources(paths: Vec<String>, engine: &signalbox::engine::host::Handle) -
 // Over 80 lines: the start and the ordered shutdown of serve's parts read together.
 
 pub(crate) fn serve(
-    listen: std::net::SocketAddr,
+    runs: Option<Runs>,
+    listen: Option<std::net::SocketAddr>,
     data_dir: Option<PathBuf>,
     tokens: Vec<String>,
     body_limit: usize,
     sources: Vec<String>,
 ) -> Result<()> {
     use signalbox::intake::{self, AppState, service};
+    let Some(runs) = runs else {
+        bail!(
+            "serve needs a deployment directory: `signalbox init DIR` writes a starter \
+             (organization, signal types, playbook, steps, policies), `signalbox validate DIR` \
+             checks it, `signalbox serve --config DIR` runs it; `signalbox serve --demo` runs \
+             the Northwind demo with simulated work"
+        );
+    };
     let paths: Vec<String> = sources
         .iter()
         .map(|s| signalbox::intake::file::parse_spec(s))
         .collect::<Result<_, _>>()?;
-    let settings = serve_settings(listen, tokens)?;
+    let (mut engine_config, world, deployment, server) = engine_setup(&runs, data_dir)?;
+    let settings = serve_settings(server, listen, tokens)?;
     let config = &settings.config;
-    let dir = match data_dir.or(config.data_dir.clone()) {
-        Some(d) => d,
-        None => default_data_dir()?.join("serve"),
-    };
+    let dir = engine_config.data_dir.clone();
     init_logging(&dir)?;
+    engine_config.retry_base = settings.retry_base;
+    engine_config.breaker_cooldown = settings.breaker_cooldown;
+    let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.clone());
+    let mut probe_configs = config.probes.clone();
+    if let Some(d) = &deployment {
+        probe_configs.extend(d.organization.probes.iter().cloned());
+    }
     let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -107,23 +188,19 @@ pub(crate) fn serve(
         engine_thread,
         log_writer,
     } = service::start(
-        dir.clone(),
-        1,
-        |c| {
-            c.webhooks = config.webhooks.clone();
-            c.retry_base = settings.retry_base;
-            c.breaker_cooldown = settings.breaker_cooldown;
-        },
+        engine_config,
+        world,
+        deployment.is_some(),
         Some(dispatch_tx),
         config.max_backlog(),
     )?;
     spawn_sources(paths, &engine)?;
-    let probes: Vec<signalbox::intake::probe::Probe> = config
-        .probes
-        .iter()
-        .cloned()
+    let probes: Vec<signalbox::intake::probe::Probe> = probe_configs
+        .into_iter()
         .map(signalbox::intake::probe::Probe::new)
         .collect::<Result<_, _>>()?;
+    let reloader =
+        deployment.map(|d| std::sync::Arc::new(signalbox::intake::reload::Reloader::new(d)));
     let stopper = engine.clone();
     let (probe_engine, executor_engine) = (engine.clone(), engine.clone());
     let state = AppState {
@@ -133,16 +210,22 @@ pub(crate) fn serve(
         counters: Default::default(),
         body_limit,
         body_timeout: settings.body_timeout,
+        reloader: reloader.clone(),
     };
+    let listen = settings.listen;
     let served = runtime.block_on(async {
         tokio::spawn(signalbox::intake::webhook::run(
             dispatch_rx,
-            executor_engine,
+            executor_engine.clone(),
+            ca_file.clone(),
         ));
         for probe in probes {
-            tokio::spawn(probe.run(probe_engine.clone()));
+            tokio::spawn(probe.run(probe_engine.clone(), ca_file.clone()));
         }
         drop(probe_engine);
+        if let Some(reloader) = reloader {
+            reload_on_hangup(reloader, executor_engine)?;
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
@@ -172,6 +255,42 @@ pub(crate) fn serve(
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
     served?;
     say("signalbox: stopped; journal closed");
+    Ok(())
+}
+
+/// SIGHUP reloads the deployment directory; the result goes to the log
+/// and standard output. Must run inside the runtime.
+#[cfg(unix)]
+fn reload_on_hangup(
+    reloader: std::sync::Arc<signalbox::intake::reload::Reloader>,
+    engine: signalbox::engine::host::Handle,
+) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let actor =
+                signalbox::review::Actor::new("SIGHUP", signalbox::decide::policy::Role::System);
+            match reloader.reload(&engine, actor).await {
+                Ok(v) => say(&format!(
+                    "signalbox: reloaded (policy {}, {})",
+                    v.policy, v.rules
+                )),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reload refused");
+                    say(&format!("signalbox: reload refused: {e}"));
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(
+    _: std::sync::Arc<signalbox::intake::reload::Reloader>,
+    _: signalbox::engine::host::Handle,
+) -> Result<()> {
     Ok(())
 }
 

@@ -103,6 +103,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                             counters: Default::default(),
                             body_limit: crate::intake::BODY_LIMIT,
                             body_timeout: options.body_timeout,
+                            reloader: None,
                         };
                         crate::intake::spawn_server(addr, state, options.http_limits)
                             .map(|(local, server)| (local, server, log, writer))

@@ -238,6 +238,7 @@ impl Context {
                 id: service.clone(),
                 health,
                 latency_ms: latency,
+                owner: None,
             });
         entry.health = health;
         if latency > 0 {

@@ -109,6 +109,9 @@ pub struct Service {
     pub id: String,
     pub health: Health,
     pub latency_ms: u32,
+    /// The team that owns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// The hours a team or agent works, in its own time zone or else the
@@ -131,7 +134,10 @@ impl Shift {
 
     /// Whether the shift covers the instant `at`.
     pub fn covers_at(self, at: DateTime<Utc>, calendar: &Calendar) -> bool {
-        let tz = self.timezone.or(calendar.timezone).unwrap_or(chrono_tz::UTC);
+        let tz = self
+            .timezone
+            .or(calendar.timezone)
+            .unwrap_or(chrono_tz::UTC);
         self.covers(at.with_timezone(&tz).hour())
     }
 
@@ -152,6 +158,23 @@ pub struct Team {
     pub capacity: u32,
     pub load: u32,
     pub shift: Shift,
+    /// Agents who take the team's work in turn, a week each, when nobody
+    /// with the skill is on shift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oncall: Vec<String>,
+}
+
+impl Team {
+    /// Who is on call at `at`: the rotation's agent for that ISO week.
+    pub fn on_call(&self, at: DateTime<Utc>) -> Option<&str> {
+        let n = self.oncall.len();
+        if n == 0 {
+            return None;
+        }
+        let week = at.iso_week();
+        let index = (week.year().rem_euclid(400) as usize * 53 + week.week() as usize) % n;
+        self.oncall.get(index).map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -358,6 +381,56 @@ impl Context {
         context
     }
 
+    /// Takes a deployment's organization: teams, agents, services, customers
+    /// and the calendar as `world` has them, keeping each team's and
+    /// agent's load and each service's health as they are now. Teams and
+    /// agents the organization no longer has leave the store.
+    pub fn take_organization(&mut self, world: World) {
+        let old_teams = std::mem::take(&mut self.teams);
+        for mut t in world.teams {
+            t.load = old_teams.get(&t.id).map_or(0, |o| o.load);
+            self.dirty.insert(format!("team/{}", t.id));
+            self.teams.insert(t.id.clone(), t);
+        }
+        for id in old_teams.keys().filter(|id| !self.teams.contains_key(*id)) {
+            self.dirty.insert(format!("team/{id}"));
+        }
+        let old_agents = std::mem::take(&mut self.agents);
+        for mut a in world.agents {
+            a.load = old_agents.get(&a.id).map_or(0, |o| o.load);
+            self.dirty.insert(format!("agent/{}", a.id));
+            self.agents.insert(a.id.clone(), a);
+        }
+        for id in old_agents
+            .keys()
+            .filter(|id| !self.agents.contains_key(*id))
+        {
+            self.dirty.insert(format!("agent/{id}"));
+        }
+        for mut s in world.services {
+            if let Some(old) = self.services.get(&s.id) {
+                s.health = old.health;
+                s.latency_ms = old.latency_ms;
+            }
+            self.dirty.insert(format!("service/{}", s.id));
+            self.services.insert(s.id.clone(), s);
+        }
+        self.services_changed();
+        for c in world.customers {
+            let escalated = self.customers.get(&c.id).is_some_and(|o| o.open_escalation);
+            self.dirty.insert(format!("customer/{}", c.id));
+            self.customers.insert(
+                c.id.clone(),
+                Customer {
+                    open_escalation: escalated || c.open_escalation,
+                    ..c
+                },
+            );
+        }
+        self.calendar = world.calendar;
+        self.dirty.insert("calendar/default".into());
+    }
+
     /// Restores one entity from its journaled JSON; unknown kinds are refused.
     pub fn restore(&mut self, key: &str, body: Value) -> Result<(), RestoreError> {
         let (kind, _) = split_key(key).ok_or_else(|| RestoreError::NoKind(key.to_string()))?;
@@ -365,6 +438,24 @@ impl Context {
             key: key.to_string(),
             error,
         };
+        if body.is_null() && kind != "changes" {
+            // Gone (an organization that no longer has it).
+            let id = split_key(key).map_or("", |(_, id)| id);
+            match kind {
+                "customer" => drop(self.customers.remove(id)),
+                "order" => drop(self.orders.remove(id)),
+                "supplier" => drop(self.suppliers.remove(id)),
+                "service" => {
+                    self.services.remove(id);
+                    self.services_changed();
+                }
+                "team" => drop(self.teams.remove(id)),
+                "agent" => drop(self.agents.remove(id)),
+                _ => drop(self.records.remove(key)),
+            }
+            self.dirty.remove(key);
+            return Ok(());
+        }
         match kind {
             "customer" => {
                 let c: Customer = serde_json::from_value(body).map_err(bad)?;
@@ -396,9 +487,6 @@ impl Context {
             }
             "changes" => {
                 self.changes = serde_json::from_value(body).map_err(bad)?;
-            }
-            _ if body.is_null() => {
-                self.records.remove(key);
             }
             _ => {
                 self.records.insert(key.to_string(), body);
@@ -488,6 +576,7 @@ impl Context {
             "service" => EntityJson::of(self.services.get(id)?),
             "team" => EntityJson::of(self.teams.get(id)?),
             "agent" => EntityJson::of(self.agents.get(id)?),
+            "calendar" => EntityJson::of(&self.calendar),
             "changes" if !self.changes.is_empty() => EntityJson::of(&self.changes),
             "changes" => None,
             _ => EntityJson::of(self.records.get(key)?),
@@ -639,18 +728,20 @@ mod tests {
     #[test]
     fn orders_are_indexed_by_supplier_until_shipped() {
         let mut ctx = Context::default();
-        apply(&mut ctx, &signal(
-            "order.placed",
-            "order/1",
-            json!({"customer": "c1", "supplier": "s1", "value": 10.0}),
-        ))
+        apply(
+            &mut ctx,
+            &signal(
+                "order.placed",
+                "order/1",
+                json!({"customer": "c1", "supplier": "s1", "value": 10.0}),
+            ),
+        )
         .unwrap();
         assert_eq!(ctx.open_orders_of("s1").len(), 1);
-        apply(&mut ctx, &signal(
-            "order.shipped",
-            "order/1",
-            Value::Object(Map::new()),
-        ))
+        apply(
+            &mut ctx,
+            &signal("order.shipped", "order/1", Value::Object(Map::new())),
+        )
         .unwrap();
         assert!(ctx.open_orders_of("s1").is_empty());
         let dirty = ctx.take_dirty();
@@ -667,11 +758,14 @@ mod tests {
             Some(view.services.clone())
         };
         assert_eq!(services(&ctx), Some(json!({})));
-        apply(&mut ctx, &signal(
-            "health.changed",
-            "service/payments",
-            json!({"health": "down"}),
-        ))
+        apply(
+            &mut ctx,
+            &signal(
+                "health.changed",
+                "service/payments",
+                json!({"health": "down"}),
+            ),
+        )
         .unwrap();
         assert_eq!(ctx.service_health("payments"), Some(Health::Down));
         // Policies see it too, and each later change.
@@ -704,12 +798,15 @@ mod tests {
             ..World::default()
         });
         for hours in [1e10, -1e10, 1e300, -1e300, f64::MAX, 2.0e13] {
-            let err = apply(&mut ctx, &signal(
+            let err = apply(
+                &mut ctx,
+                &signal(
                     "supplier.delayed",
                     "supplier/baltic",
                     json!({ "delay_hours": hours }),
-                ))
-                .unwrap_err();
+                ),
+            )
+            .unwrap_err();
             assert_eq!(err.field, "data.delay_hours", "{hours}: {err}");
         }
         assert_eq!(ctx.suppliers["baltic"].delayed_until, None);
@@ -722,11 +819,14 @@ mod tests {
         );
         late.time = DateTime::<Utc>::MAX_UTC;
         assert_eq!(apply(&mut ctx, &late).unwrap_err().field, "time");
-        apply(&mut ctx, &signal(
-            "supplier.delayed",
-            "supplier/baltic",
-            json!({ "delay_hours": 48.5 }),
-        ))
+        apply(
+            &mut ctx,
+            &signal(
+                "supplier.delayed",
+                "supplier/baltic",
+                json!({ "delay_hours": 48.5 }),
+            ),
+        )
         .unwrap();
         assert!(ctx.suppliers["baltic"].delayed_until.is_some());
     }

@@ -96,6 +96,10 @@ pub struct Decision {
     pub policy_errors: Vec<String>,
     pub policy_version: String,
     pub model_version: String,
+    /// The playbook, steps and organization it was decided under (a
+    /// deployment's versions; empty for the embedded demo).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rules_version: String,
     pub proposal: String,
     pub confidence: f64,
     pub margin: f64,
@@ -215,6 +219,19 @@ pub struct Decider {
     pub learning: bool,
     rng: ChaCha8Rng,
     option_views: std::collections::HashMap<String, OptionView>,
+    /// See `Decision::rules_version`.
+    pub rules_version: String,
+}
+
+/// What decisions are made under, besides the model: the playbook, the
+/// step templates and the policies, as one set that is replaced whole.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub steps: Arc<StepCatalogue>,
+    pub playbook: Arc<Playbook>,
+    pub policy: Arc<PolicySet>,
+    /// The playbook's, steps' and organization's version (`Decision::rules_version`).
+    pub version: String,
 }
 
 const TOP_CONTRIBUTIONS: usize = 6;
@@ -236,7 +253,17 @@ impl Decider {
             learning,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_dec1),
             option_views: std::collections::HashMap::new(),
+            rules_version: String::new(),
         }
+    }
+
+    /// Decides under `rules` from now on (the model stays).
+    pub fn replace_rules(&mut self, rules: Rules) {
+        self.playbook = rules.playbook;
+        self.steps = rules.steps;
+        self.policy = rules.policy;
+        self.rules_version = rules.version;
+        self.option_views.clear();
     }
 
     fn option_view(&self, name: &str) -> Value {
@@ -419,6 +446,7 @@ impl Decider {
             policy_errors: ruling.policy_errors,
             policy_version: self.policy.version.clone(),
             model_version: self.model_version(),
+            rules_version: self.rules_version.clone(),
             proposal: pick.proposal,
             confidence: pick.confidence,
             margin: pick.margin,

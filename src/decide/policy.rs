@@ -373,6 +373,11 @@ impl PolicySet {
         })
     }
 
+    /// How many rules it has.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
     pub fn default_set(playbook: &Playbook) -> Result<PolicySet, PolicyError> {
         PolicySet::parse(DEFAULT_POLICY, "policies/default.toml", playbook)
     }

@@ -18,8 +18,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use super::quarantine::{Release, Released};
+use super::reload::{Reload, Versions};
 use super::{Engine, EngineError, Ingested};
-use crate::flow::Dispatch;
+use crate::flow::{Dispatch, Flow, Task, TaskAction, TaskFilter};
 use crate::journal::Commit;
 use crate::journal::intake_log::{IntakeLog, LogReader, Progress};
 use crate::review::{Action, Actor, ReviewAction, ReviewItem};
@@ -69,6 +70,34 @@ pub enum Command {
     },
     /// The intake log has committed signals the engine has not read.
     Appended,
+    /// People's tasks.
+    Tasks {
+        filter: TaskFilter,
+        reply: oneshot::Sender<Vec<Task>>,
+    },
+    /// A person completes, fails or hands on a task.
+    TaskAct {
+        task_id: String,
+        action: TaskAction,
+        actor: Actor,
+        note: String,
+        reply: Reply<Task>,
+    },
+    /// One flow in memory, with its steps.
+    Flow {
+        id: String,
+        reply: oneshot::Sender<Option<Box<Flow>>>,
+    },
+    /// A validated deployment to take (SIGHUP, `POST /v1/config/reload`).
+    Reload {
+        reload: Box<Reload>,
+        actor: Actor,
+        reply: Reply<Versions>,
+    },
+    /// The versions decisions are made under.
+    Versions {
+        reply: oneshot::Sender<Versions>,
+    },
 }
 
 /// What one ingest did.
@@ -403,6 +432,33 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
         } => engine.complete_step(&flow_id, step, attempt, success, &detail, now),
         // The caller reads the log after handling its commands.
         Command::Appended => {}
+        Command::Tasks { filter, reply } => {
+            let _ = reply.send(engine.tasks(&filter));
+        }
+        Command::TaskAct {
+            task_id,
+            action,
+            actor,
+            note,
+            reply,
+        } => {
+            let done = engine.act_on_task(&task_id, &action, &actor, &note, now);
+            after_commit(waiting, reply, done);
+        }
+        Command::Flow { id, reply } => {
+            let _ = reply.send(engine.flow(&id).cloned().map(Box::new));
+        }
+        Command::Reload {
+            reload,
+            actor,
+            reply,
+        } => {
+            let versions = engine.reload(*reload, &actor, now);
+            after_commit(waiting, reply, Ok(versions));
+        }
+        Command::Versions { reply } => {
+            let _ = reply.send(engine.versions());
+        }
     }
 }
 

@@ -15,6 +15,8 @@ pub mod host;
 mod learning;
 pub mod quarantine;
 mod recover;
+pub mod reload;
+mod tasks;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -54,6 +56,8 @@ pub enum EngineError {
     Context(#[from] ContextError),
     #[error(transparent)]
     Quarantine(#[from] quarantine::QuarantineError),
+    #[error(transparent)]
+    Task(#[from] crate::flow::TaskError),
     /// Done, but the journal commit that was to hold it failed.
     #[error("not durable: the journal commit failed ({0})")]
     NotDurable(String),
@@ -81,6 +85,9 @@ pub struct EngineConfig {
     /// Who carries out the other steps. With none, they wait for an
     /// answer through `complete_step`.
     pub executor: Option<Box<dyn Executor>>,
+    /// The playbook, steps and policies of a deployment; none: the shipped
+    /// Northwind set (with `policy_file`, if given).
+    pub rules: Option<crate::decide::Rules>,
     /// First retry delay for a failed automated step (doubles each time).
     pub retry_base: Option<Duration>,
     /// How long an open circuit breaker waits before a probe.
@@ -98,6 +105,7 @@ impl EngineConfig {
             checkpoint_every: 2000,
             webhooks: Default::default(),
             executor: None,
+            rules: None,
             retry_base: None,
             breaker_cooldown: None,
         }
@@ -233,26 +241,21 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Engine, EngineError> {
         guard::install_hook_once();
-        let steps = Arc::new(StepCatalogue::parse(DEFAULT_STEPS, "playbooks/steps.toml")?);
-        let playbook = Arc::new(Playbook::parse(
-            DEFAULT_PLAYBOOK,
-            "playbooks/default.toml",
-            &steps,
-        )?);
-        let policy = match &config.policy_file {
-            Some(path) => PolicySet::load(path, &playbook)?,
-            None => Arc::new(PolicySet::default_set(&playbook)?),
+        let rules = match config.rules.clone() {
+            Some(rules) => rules,
+            None => Engine::shipped_rules(config.policy_file.as_deref())?,
         };
         let fresh = !config.data_dir.join(crate::journal::FILE_NAME).exists();
         let journal = Journal::open(&config.data_dir)?;
-        let decider = Decider::new(
-            playbook,
-            steps,
-            policy,
+        let mut decider = Decider::new(
+            Arc::clone(&rules.playbook),
+            Arc::clone(&rules.steps),
+            Arc::clone(&rules.policy),
             Model::new(DEFAULT_BITS),
             config.learning,
             config.seed,
         );
+        decider.rules_version = rules.version;
         let mut engine = Engine {
             journal,
             dir: config.data_dir.clone(),
@@ -303,6 +306,38 @@ impl Engine {
             engine.recover(now)?;
         }
         Ok(engine)
+    }
+
+    /// The shipped Northwind playbook and steps, with the shipped policies
+    /// or those of `policy_file`.
+    fn shipped_rules(policy_file: Option<&Path>) -> Result<crate::decide::Rules, EngineError> {
+        let steps = Arc::new(StepCatalogue::parse(DEFAULT_STEPS, "playbooks/steps.toml")?);
+        let playbook = Arc::new(Playbook::parse(
+            DEFAULT_PLAYBOOK,
+            "playbooks/default.toml",
+            &steps,
+        )?);
+        let policy = match policy_file {
+            Some(path) => PolicySet::load(path, &playbook)?,
+            None => Arc::new(PolicySet::default_set(&playbook)?),
+        };
+        Ok(crate::decide::Rules {
+            steps,
+            playbook,
+            policy,
+            version: String::new(),
+        })
+    }
+
+    /// Decides under `rules` from now on, and takes `world`'s organization
+    /// (teams, agents, services, calendar, customers) into the context.
+    /// Running flows keep the steps they were assembled with.
+    pub fn replace_rules(&mut self, rules: crate::decide::Rules, world: Option<World>) {
+        self.policy_file = None;
+        self.decider.replace_rules(rules);
+        if let Some(world) = world {
+            self.context.take_organization(world);
+        }
     }
 
     /// Settled decisions whose outcome is still awaited, in memory.

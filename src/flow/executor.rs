@@ -96,6 +96,11 @@ impl Webhooks {
         }
     }
 
+    /// The same queue, with other URLs.
+    pub(crate) fn with_queue(urls: BTreeMap<String, String>, queue: Vec<Dispatch>) -> Webhooks {
+        Webhooks { urls, queue }
+    }
+
     /// Whether `executor` is a webhook.
     pub fn takes(&self, executor: &str) -> bool {
         self.urls.contains_key(executor)

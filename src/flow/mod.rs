@@ -13,11 +13,13 @@ mod compensate;
 pub mod executor;
 pub mod route;
 mod run;
+pub mod task;
 mod types;
 
 pub use book::{FlowBook, KEEP_FINISHED};
 pub use changes::{BIG_FLOW, FlowChange};
 pub use executor::{Dispatch, Executor, Plan, StepStart};
+pub use task::{Task, TaskAction, TaskError, TaskFilter};
 pub use types::{ExecutionSettings, Flow, FlowEvent, FlowEventKind, FlowState, Step, StepState};
 
 #[cfg(test)]

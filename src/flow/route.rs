@@ -185,10 +185,11 @@ impl Router {
         }
         let calendar = &context.calendar;
         let utilisation = |load: u32, capacity: u32| f64::from(load) / f64::from(capacity.max(1));
+        let of_team = |team: &str| template.team.as_deref().is_none_or(|t| t == team);
         let agent = context
             .agents
             .values()
-            .filter(|a| a.skills.iter().any(|s| s == &template.skill))
+            .filter(|a| of_team(&a.team) && a.skills.iter().any(|s| s == &template.skill))
             .filter(|a| a.shift.covers_at(now, calendar) && a.load < a.capacity)
             .min_by(|a, b| {
                 utilisation(a.load, a.capacity)
@@ -201,10 +202,26 @@ impl Router {
                 team: agent.team.clone(),
             });
         }
+        // Nobody with the skill on shift and free: whoever is on call.
+        let on_call = context
+            .teams
+            .values()
+            .filter(|t| of_team(&t.id) && t.skills.iter().any(|s| s == &template.skill))
+            .filter(|t| !t.shift.covers_at(now, calendar))
+            .find_map(|t| {
+                let agent = context.agents.get(t.on_call(now)?)?;
+                Some(Assignee::Agent {
+                    agent: agent.id.clone(),
+                    team: t.id.clone(),
+                })
+            });
+        if let Some(on_call) = on_call {
+            return Ok(on_call);
+        }
         let team = context
             .teams
             .values()
-            .filter(|t| t.skills.iter().any(|s| s == &template.skill))
+            .filter(|t| of_team(&t.id) && t.skills.iter().any(|s| s == &template.skill))
             .min_by(|a, b| {
                 b.shift
                     .covers_at(now, calendar)
@@ -309,6 +326,7 @@ mod tests {
             id: "carrier".into(),
             health: Health::Up,
             latency_ms: 50,
+            owner: None,
         });
         world.agents.push(Agent {
             id: "ana".into(),

@@ -175,7 +175,9 @@ impl FlowBook {
         } else {
             step.state = StepState::Failed;
             step.finished = Some(now);
-            step.note = Some("could not be completed".into());
+            // A person's own words, when they gave some, stay.
+            step.note
+                .get_or_insert_with(|| "could not be completed".into());
             let detail = format!("{} failed", step.template);
             self.push_event(&flow.id, now, FlowEventKind::StepFailed, Some(i), detail);
         }

@@ -253,6 +253,8 @@ pub enum FlowEventKind {
     Compensating,
     Compensated,
     Resumed,
+    /// A person completed, failed or handed on a task.
+    TaskAction,
 }
 
 /// Knobs for executing steps.

@@ -13,6 +13,7 @@ pub use crate::journal::intake_log as log;
 pub mod metrics;
 pub mod probe;
 mod refusal;
+pub mod reload;
 mod request;
 pub mod server;
 pub mod service;
@@ -30,7 +31,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::host::Handle;
 use auth::Tokens;
-use handlers::{ops, quarantine, reviews, signals, webhooks};
+use handlers::{ops, quarantine, reviews, signals, tasks, webhooks};
 pub use refusal::Refusal;
 use refusal::Refused;
 
@@ -47,6 +48,8 @@ pub struct AppState {
     pub counters: metrics::IntakeCounters,
     pub body_limit: usize,
     pub body_timeout: std::time::Duration,
+    /// The deployment directory being served (none for the demo).
+    pub reloader: Option<Arc<reload::Reloader>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -61,6 +64,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/decisions/{id}", get(ops::decision))
         .route("/v1/reviews", get(reviews::list))
         .route("/v1/reviews/{id}/actions", post(reviews::act))
+        .route("/v1/tasks", get(tasks::list))
+        .route("/v1/tasks/{id}/complete", post(tasks::complete))
+        .route("/v1/tasks/{id}/fail", post(tasks::fail))
+        .route("/v1/tasks/{id}/reassign", post(tasks::reassign))
+        .route("/v1/flows/{id}", get(tasks::flow))
+        .route("/v1/config", get(tasks::versions))
+        .route("/v1/config/reload", post(tasks::reload))
         .route("/v1/quarantine", get(quarantine::list))
         .route("/v1/quarantine/{id}/retry", post(quarantine::retry))
         .route("/v1/quarantine/{id}/drop", post(quarantine::drop))

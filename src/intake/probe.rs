@@ -96,8 +96,8 @@ impl Probe {
 
     /// Polls until the engine goes away. Down needs two failures in a row;
     /// a success slower than half the timeout is degraded.
-    pub async fn run(self, engine: Handle) {
-        let client = match reqwest::Client::builder().timeout(self.timeout).build() {
+    pub async fn run(self, engine: Handle, ca_file: Option<std::path::PathBuf>) {
+        let client = match crate::outbound::client(ca_file.as_deref(), self.timeout) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(probe = %self.config.name, error = %e, "probe cannot start");

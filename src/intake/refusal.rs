@@ -24,6 +24,8 @@ pub struct Refusal {
     retry_after: bool,
     /// Answered in PagerDuty's error shape, with this in `errors`.
     pagerduty: Option<String>,
+    /// What is wrong with a deployment a reload was refused for.
+    problems: Option<Vec<String>>,
 }
 
 impl Refusal {
@@ -34,6 +36,7 @@ impl Refusal {
             field: None,
             retry_after: false,
             pagerduty: None,
+            problems: None,
         }
     }
 
@@ -48,6 +51,12 @@ impl Refusal {
     }
 
     /// Tells the client when to try again (503s: the engine is behind or away).
+    /// Adds `problems` (each `FILE:LINE: problem`) to the body.
+    pub fn problems(mut self, problems: Vec<String>) -> Refusal {
+        self.problems = Some(problems);
+        self
+    }
+
     pub fn retry_later(mut self) -> Refusal {
         self.retry_after = true;
         self
@@ -65,6 +74,9 @@ impl IntoResponse for Refusal {
         };
         if let Some(f) = self.field {
             body["field"] = json!(f);
+        }
+        if let Some(p) = self.problems {
+            body["problems"] = json!(p);
         }
         let mut response = (self.status, axum::Json(body)).into_response();
         response.extensions_mut().insert(Refused);
@@ -107,10 +119,14 @@ pub(super) async fn engine_answer<T>(
 impl From<EngineError> for Refusal {
     fn from(e: EngineError) -> Refusal {
         use crate::engine::quarantine::QuarantineError;
+        use crate::flow::TaskError;
         use crate::review::ReviewError;
         let status = match &e {
             EngineError::Review(ReviewError::NotFound(_))
-            | EngineError::Quarantine(QuarantineError::NotHeld(_)) => StatusCode::NOT_FOUND,
+            | EngineError::Quarantine(QuarantineError::NotHeld(_))
+            | EngineError::Task(TaskError::NotFound(_)) => StatusCode::NOT_FOUND,
+            EngineError::Task(TaskError::NotOpen(..)) => StatusCode::CONFLICT,
+            EngineError::Task(_) => StatusCode::BAD_REQUEST,
             EngineError::Review(ReviewError::Viewer { .. } | ReviewError::RoleTooLow { .. })
             | EngineError::Quarantine(QuarantineError::NotALead(_)) => StatusCode::FORBIDDEN,
             EngineError::Review(ReviewError::AlreadyDecided { .. })

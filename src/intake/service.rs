@@ -5,19 +5,16 @@
 //! before; an answerer thread waits for each commit in order, then replies
 //! and dispatches.
 
-use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Utc;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
+use crate::context::World;
 use crate::engine::host::{Command, Dispatcher, Handle, Host, Turn};
 use crate::engine::{Engine, EngineConfig};
 use crate::intake::log::{IntakeLog, LogReader};
-use crate::sim::{default_start, world};
 
 /// The engine thread and the intake log in front of it.
 pub struct Started {
@@ -28,22 +25,23 @@ pub struct Started {
     pub log_writer: JoinHandle<()>,
 }
 
-/// Starts the engine thread on `data_dir` (resuming a journal there) and
-/// the intake log beside it. `configure` adjusts the engine's settings
-/// (webhooks, timings).
+/// Starts the engine thread on `config.data_dir` (resuming a journal
+/// there; a fresh one starts from `world`) and the intake log beside it.
+/// With `organization`, the deployment's organization is taken over what
+/// a resumed journal held.
 pub fn start(
-    data_dir: PathBuf,
-    seed: u64,
-    configure: impl FnOnce(&mut EngineConfig),
+    mut config: EngineConfig,
+    world: World,
+    organization: bool,
     dispatcher: Option<Dispatcher>,
     max_backlog: u64,
 ) -> anyhow::Result<Started> {
-    let start = default_start();
-    let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(seed), start);
-    let mut config = crate::sim::engine_config(&data_dir, seed);
+    let data_dir = config.data_dir.clone();
     config.publish = false;
-    configure(&mut config);
-    let engine = Engine::open(config, world, Utc::now())?;
+    let mut engine = Engine::open(config, world.clone(), Utc::now())?;
+    if organization {
+        engine.context.take_organization(world);
+    }
     let (log, log_writer) = IntakeLog::open_with(&data_dir, max_backlog)?;
     let reader = log.reader(engine.intake_cursor())?;
     let (handle, rx) = Handle::channel(data_dir);

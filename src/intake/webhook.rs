@@ -16,11 +16,13 @@ use crate::flow::Dispatch;
 const TRIES: u32 = 3;
 const BACKOFF: Duration = Duration::from_millis(100);
 
-pub async fn run(mut jobs: UnboundedReceiver<Dispatch>, engine: Handle) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-    {
+/// Sends each job as it comes; `ca_file` is trusted beside the system's roots.
+pub async fn run(
+    mut jobs: UnboundedReceiver<Dispatch>,
+    engine: Handle,
+    ca_file: Option<std::path::PathBuf>,
+) {
+    let client = match crate::outbound::client(ca_file.as_deref(), Duration::from_secs(5)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "webhook executor cannot start");

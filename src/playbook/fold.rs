@@ -87,7 +87,11 @@ impl Compiled {
                     entity: update.entity.clone(),
                     id: program("id", &update.id)?,
                     set,
-                    when: update.when.as_deref().map(|w| program("when", w)).transpose()?,
+                    when: update
+                        .when
+                        .as_deref()
+                        .map(|w| program("when", w))
+                        .transpose()?,
                 });
             }
             if !compiled.is_empty() {

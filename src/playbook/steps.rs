@@ -12,6 +12,9 @@ use crate::CatalogueError;
 pub struct StepTemplate {
     pub process: String,
     pub skill: String,
+    /// Only people of this team take it (else anyone with the skill).
+    #[serde(default)]
+    pub team: Option<String>,
     /// Typical minutes for a person.
     pub minutes: u32,
     /// Executor that can do this step without a person.

@@ -219,6 +219,7 @@ pub fn northwind(rng: &mut ChaCha8Rng, start: DateTime<Utc>) -> World {
             id: s.to_string(),
             health: Health::Up,
             latency_ms: 40 + (s.len() as u32 * 7) % 60,
+            owner: None,
         })
         .collect();
     let mut teams = Vec::new();
@@ -237,6 +238,7 @@ pub fn northwind(rng: &mut ChaCha8Rng, start: DateTime<Utc>) -> World {
             capacity: *capacity,
             load: 0,
             shift,
+            oncall: Vec::new(),
         });
         for _ in 0..*staff {
             let name = PEOPLE[person % PEOPLE.len()];

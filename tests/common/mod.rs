@@ -57,7 +57,7 @@ pub fn serve_with_config(dir: &Path, extra: &[&str], config: Option<&str>) -> Se
         std::fs::write(config_home.join("signalbox").join("config.toml"), text).unwrap();
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(extra)
         .env("HOME", dir)
