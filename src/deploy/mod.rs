@@ -4,11 +4,13 @@
 //! `signalbox serve --config DIR` runs on (and reloads on SIGHUP or
 //! `POST /v1/config/reload`).
 //!
-//!     signalbox.toml     server: listen, data_dir, tokens, intake, execution, tls, notify
-//!     organization.toml  calendar, teams, agents, services, executors, customers
-//!     playbook.toml      signal types (context updates, options, SLA), options
-//!     steps.toml         step templates
-//!     policies.toml      CEL rules, thresholds, model settings
+//! ```text
+//! signalbox.toml     server: listen, data_dir, tokens, intake, execution, tls, notify
+//! organization.toml  calendar, teams, agents, services, executors, customers
+//! playbook.toml      signal types (context updates, options, SLA), options
+//! steps.toml         step templates
+//! policies.toml      CEL rules, thresholds, model settings
+//! ```
 
 pub mod org;
 pub mod problem;
