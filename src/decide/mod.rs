@@ -138,13 +138,17 @@ pub struct Choice<'a> {
     pub sla: Duration,
     pub review_window: Duration,
     pub unrecognised: bool,
+    /// Its one option does nothing (no steps, no fan-out).
+    pub records: bool,
 }
 
 impl Choice<'_> {
-    /// A context-only signal type: its play offers one option, `record`,
-    /// so there is nothing for policies or the model to choose.
+    /// A context-only signal type: its play offers one option that does
+    /// nothing (`record`), so there is nothing for policies or the model to
+    /// choose. (One option with steps is still decided: policies may force
+    /// it, review it or forbid it.)
     pub fn record_only(&self) -> bool {
-        self.options.len() == 1 && !self.unrecognised
+        self.options.len() == 1 && !self.unrecognised && self.records
     }
 }
 
@@ -163,6 +167,10 @@ pub fn choice_for<'a>(playbook: &'a Playbook, kind: &str) -> Choice<'a> {
         sla: Duration::minutes(i64::from(play.sla_minutes)),
         review_window: Duration::minutes(i64::from(play.review_minutes)),
         unrecognised,
+        records: play
+            .options
+            .first()
+            .is_some_and(|o| playbook.option_steps(o).is_empty()),
     }
 }
 
@@ -176,6 +184,7 @@ pub fn record_choice<'a>(like: &Choice<'a>) -> Choice<'a> {
         default: "record",
         safe_default: "record",
         unrecognised: false,
+        records: true,
         ..like.clone()
     }
 }

@@ -268,6 +268,7 @@ mod tests {
             sla: Duration::hours(4),
             review_window: Duration::minutes(30),
             unrecognised,
+            records: false,
         }
     }
 

@@ -51,6 +51,7 @@ impl Engine {
             sla: choice.sla,
             review_window: choice.review_window,
             unrecognised: false,
+            records: false,
         };
         let mut branches = Vec::new();
         for order in orders {

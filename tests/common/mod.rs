@@ -82,6 +82,35 @@ pub fn serve_with_config(dir: &Path, extra: &[&str], config: Option<&str>) -> Se
     }
 }
 
+/// `signalbox serve --config DEPLOYMENT` on a random loopback port, with
+/// `extra` flags; its data where the deployment says (`data` inside it).
+pub fn serve_deployment(deployment: &Path, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(deployment)
+        .args(extra)
+        .env("HOME", deployment)
+        .env_remove("SIGNALBOX_TOKENS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Server {
+        child,
+        base: format!("http://{addr}"),
+        dir: deployment.join("data"),
+    }
+}
+
 pub fn client() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(20))
