@@ -22,28 +22,85 @@ fn openssl(args: &[&str], dir: &Path) {
         .current_dir(dir)
         .output()
         .expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA, and a certificate for 127.0.0.1 it signed.
 fn certificates(dir: &Path) {
-    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-        "-days", "2", "-subj", "/CN=signalbox test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], dir);
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1"], dir);
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=signalbox test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        dir,
+    );
     std::fs::write(
         dir.join("ext.cnf"),
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf"], dir);
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+        dir,
+    );
 }
 
 fn receiver(dir: &Path) -> (Kill, u16) {
     let mut child = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/https_receiver.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/https_receiver.py"
+        ))
         .arg(dir.join("server.pem"))
         .arg(dir.join("server.key"))
         .arg(dir.join("received.jsonl"))
@@ -51,29 +108,47 @@ fn receiver(dir: &Path) -> (Kill, u16) {
         .spawn()
         .expect("python3");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().parse().unwrap_or_else(|_| panic!("no port in {line:?}"));
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port in {line:?}"));
     (Kill(child), port)
 }
 
 /// A starter deployment whose pages go to an HTTPS webhook, alerts forced to a page.
 fn deployment(dir: &Path, port: u16, with_ca: bool) {
-    let out = Command::new(env!("CARGO_BIN_EXE_signalbox")).arg("init").arg(dir).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .arg("init")
+        .arg(dir)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let edit = |name: &str, f: &dyn Fn(String) -> String| {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         std::fs::write(dir.join(name), f(text)).unwrap();
     };
     edit("organization.toml", &|t| {
-        t.replace("runbook = \"manual\"", &format!("runbook = \"https://127.0.0.1:{port}/page\""))
+        t.replace(
+            "runbook = \"manual\"",
+            &format!("runbook = \"https://127.0.0.1:{port}/page\""),
+        )
     });
     // Retries come quickly, so that a failing send reaches people soon.
-    edit("signalbox.toml", &|t| t.replace("retry_base = \"30s\"", "retry_base = \"1s\""));
+    edit("signalbox.toml", &|t| {
+        t.replace("retry_base = \"30s\"", "retry_base = \"1s\"")
+    });
     if with_ca {
-        edit("signalbox.toml", &|t| format!("{t}\n[tls]\nca_file = \"../ca.pem\"\n"));
+        edit("signalbox.toml", &|t| {
+            format!("{t}\n[tls]\nca_file = \"../ca.pem\"\n")
+        });
     }
     edit("policies.toml", &|t| {
-        format!("{t}\n[[rule]]\nid = \"page\"\ntypes = [\"alert.firing\"]\nwhen = \"true\"\nforce = \"page_oncall\"\nreason = \"test\"\n")
+        format!(
+            "{t}\n[[rule]]\nid = \"page\"\ntypes = [\"alert.firing\"]\nwhen = \"true\"\nforce = \"page_oncall\"\nreason = \"test\"\n"
+        )
     });
 }
 
@@ -100,7 +175,12 @@ fn a_webhook_over_https_is_verified_against_the_given_ca() {
     certificates(tmp.path());
     let (_receiver, port) = receiver(tmp.path());
     let c = client();
-    let alert = event("a1", "alert.firing", "service/api", json!({"service": "api"}));
+    let alert = event(
+        "a1",
+        "alert.firing",
+        "service/api",
+        json!({"service": "api"}),
+    );
 
     let trusted = tmp.path().join("trusted");
     deployment(&trusted, port, true);
@@ -135,9 +215,21 @@ fn a_webhook_over_https_is_verified_against_the_given_ca() {
     let untrusted = tmp.path().join("untrusted");
     deployment(&untrusted, port, false);
     let s = serve_deployment(&untrusted, &TOKENS);
-    post(&s.base, &event("a2", "alert.firing", "service/api", json!({"service": "api"})));
+    post(
+        &s.base,
+        &event(
+            "a2",
+            "alert.firing",
+            "service/api",
+            json!({"service": "api"}),
+        ),
+    );
     let f = flow(&c, &s.base, "a2");
     assert_eq!(f["steps"][0]["fallback"], true, "{f}");
     let lines = std::fs::read_to_string(tmp.path().join("received.jsonl")).unwrap();
-    assert_eq!(lines.lines().count(), 1, "nothing reached the endpoint without trust");
+    assert_eq!(
+        lines.lines().count(),
+        1,
+        "nothing reached the endpoint without trust"
+    );
 }

@@ -215,11 +215,18 @@ fn read_server(dir: &Path, src: &Source<'_>, out: &mut Vec<Problem>) -> Option<C
         }
     };
     let before = out.len();
+    let at = |e: &crate::config::ConfigError| match e {
+        crate::config::ConfigError::Field { field, .. } => match field.split_once('.') {
+            Some((table, key)) => src.find_key(table, key),
+            None => src.find_line(field, None),
+        },
+        crate::config::ConfigError::Read { .. } => 0,
+    };
     if let Err(e) = server.http_limits() {
-        out.push(src.on(src.find_line("intake", None), e.to_string()));
+        out.push(src.on(at(&e), e.to_string()));
     }
     if let Err(e) = server.execution_durations() {
-        out.push(src.on(src.find_line("execution", None), e.to_string()));
+        out.push(src.on(at(&e), e.to_string()));
     }
     let absolute = |p: &Path| {
         if p.is_absolute() {

@@ -90,7 +90,10 @@ impl Source<'_> {
         let lines: Vec<&str> = self.text.lines().collect();
         let start = lines.iter().position(|l| {
             let t = l.trim_start();
-            (t.starts_with('[') && (t.contains(&quoted_item) || t.contains(&format!(".{item}]"))))
+            (t.starts_with('[')
+                && (t.contains(&quoted_item)
+                    || t.contains(&format!(".{item}]"))
+                    || t.trim_end() == format!("[{item}]")))
                 || (t.starts_with("id") && t.contains(&quoted_item))
         });
         let Some(start) = start else {
@@ -103,6 +106,22 @@ impl Source<'_> {
                 found => found,
             },
         }
+    }
+
+    /// The line of `key = ...` in table `[table]`, else the table's line.
+    pub fn find_key(&self, table: &str, key: &str) -> usize {
+        let start = self.find_line(table, None);
+        self.text
+            .lines()
+            .enumerate()
+            .skip(start)
+            .take_while(|(_, l)| !l.trim_start().starts_with('['))
+            .find(|(_, l)| {
+                l.trim_start()
+                    .strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map_or(start, |(i, _)| i + 1)
     }
 
     fn first_mention(&self, from: usize, lines: &[&str], needle: &str) -> usize {
@@ -131,5 +150,10 @@ mod tests {
         assert_eq!(src.find_line("a", None), 2);
         assert_eq!(src.find_line("zzz", Some("x")), 3);
         assert_eq!(src.line_at(text.find("[signal.\"b\"]").unwrap()), 5);
+        let server = Source {
+            name: "s.toml",
+            text: "[intake]\nretry_base = 1\n\n[execution]\n# c\nretry_base = \"soon\"\n",
+        };
+        assert_eq!(server.find_key("execution", "retry_base"), 6);
     }
 }
