@@ -99,7 +99,7 @@ fn receiver(dir: &Path) -> (Kill, u16) {
     let mut child = Command::new("python3")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/https_receiver.py"
+            "/tests/clients/receiver.py"
         ))
         .arg(dir.join("server.pem"))
         .arg(dir.join("server.key"))

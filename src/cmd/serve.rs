@@ -174,6 +174,9 @@ pub(crate) fn serve(
         probe_configs.extend(d.organization.probes.iter().cloned());
     }
     let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
+    let receivers = config.notify.clone();
+    let (notice_tx, notice_rx) = tokio::sync::mpsc::unbounded_channel();
+    let notifier = (!receivers.is_empty()).then_some(notice_tx);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -192,6 +195,7 @@ pub(crate) fn serve(
         world,
         deployment.is_some(),
         Some(dispatch_tx),
+        notifier,
         config.max_backlog(),
     )?;
     spawn_sources(paths, &engine)?;
@@ -221,6 +225,13 @@ pub(crate) fn serve(
         ));
         for probe in probes {
             tokio::spawn(probe.run(probe_engine.clone(), ca_file.clone()));
+        }
+        if !receivers.is_empty() {
+            tokio::spawn(signalbox::intake::notify::run(
+                notice_rx,
+                receivers,
+                ca_file.clone(),
+            ));
         }
         drop(probe_engine);
         if let Some(reloader) = reloader {

@@ -12,6 +12,7 @@ impl Engine {
     /// a flow that changes many times between flushes is written once.
     pub(super) fn drain_flow_changes(&mut self) {
         for event in self.flows.take_events() {
+            self.notice_flow_event(&event);
             if self.publish {
                 self.events.push_back(EngineEvent::Flow(event.clone()));
             }

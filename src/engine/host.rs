@@ -17,6 +17,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use super::notices::Notice;
 use super::quarantine::{Release, Released};
 use super::reload::{Reload, Versions};
 use super::{Engine, EngineError, Ingested};
@@ -132,6 +133,9 @@ pub struct Status {
 /// Where dispatched webhook steps go (the executor task).
 pub type Dispatcher = tokio::sync::mpsc::UnboundedSender<Dispatch>;
 
+/// Where notices go once durable (`intake::notify`).
+pub type Notifier = tokio::sync::mpsc::UnboundedSender<Notice>;
+
 /// Why a command could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Busy {
@@ -228,6 +232,8 @@ pub struct Turn {
     waiting: Waiting,
     dispatches: Vec<Dispatch>,
     decided: Option<Decided>,
+    notices: Vec<Notice>,
+    notifier: Option<Notifier>,
 }
 
 impl Turn {
@@ -249,6 +255,11 @@ impl Turn {
         }
         if result.is_ok() {
             send_dispatches(self.dispatches, dispatcher);
+            if let Some(notifier) = &self.notifier {
+                for notice in self.notices {
+                    let _ = notifier.send(notice);
+                }
+            }
         }
         let shared = result.as_ref().map(|_| ()).map_err(ToString::to_string);
         for reply in self.waiting {
@@ -276,6 +287,8 @@ pub struct Host {
     pub inbox: Option<LogReader>,
     /// Signals read from the intake log per turn, at most.
     pub from_log: usize,
+    /// Where the engine's notices go (none: they are not collected).
+    pub notifier: Option<Notifier>,
 }
 
 impl Host {
@@ -284,6 +297,7 @@ impl Host {
             engine,
             inbox,
             from_log: FROM_LOG,
+            notifier: None,
         }
     }
 
@@ -319,6 +333,8 @@ impl Host {
             waiting,
             dispatches: self.engine.take_dispatches(),
             decided,
+            notices: self.engine.take_notices(),
+            notifier: self.notifier.clone(),
         })
     }
 }

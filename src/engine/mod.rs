@@ -13,6 +13,7 @@ mod fanout;
 pub mod guard;
 pub mod host;
 mod learning;
+pub mod notices;
 pub mod quarantine;
 mod recover;
 pub mod reload;
@@ -88,6 +89,8 @@ pub struct EngineConfig {
     /// The playbook, steps and policies of a deployment; none: the shipped
     /// Northwind set (with `policy_file`, if given).
     pub rules: Option<crate::decide::Rules>,
+    /// Collect notices (`notices::Notice`) for someone to send.
+    pub notices: bool,
     /// First retry delay for a failed automated step (doubles each time).
     pub retry_base: Option<Duration>,
     /// How long an open circuit breaker waits before a probe.
@@ -106,6 +109,7 @@ impl EngineConfig {
             webhooks: Default::default(),
             executor: None,
             rules: None,
+            notices: false,
             retry_base: None,
             breaker_cooldown: None,
         }
@@ -230,6 +234,9 @@ pub struct Engine {
     /// How far the engine has decided from the intake log
     /// (`intake::log::CURSOR_KEY`), as journaled.
     intake_cursor: Option<String>,
+    collect_notices: bool,
+    notices: Vec<notices::Notice>,
+    notices_dropped: u64,
 }
 
 impl Engine {
@@ -283,6 +290,9 @@ impl Engine {
             counts: EngineCounts::default(),
             policy_file: config.policy_file.clone(),
             intake_cursor: None,
+            collect_notices: config.notices,
+            notices: Vec::new(),
+            notices_dropped: 0,
         };
         engine.flows.webhooks = Webhooks::new(config.webhooks);
         if let Some(executor) = config.executor {
@@ -631,6 +641,7 @@ impl Engine {
 
     fn apply_settled(&mut self, settled: Settled, now: DateTime<Utc>) {
         let Settled { item, record } = settled;
+        self.notice_review(&item, &record);
         let decision = Arc::clone(&item.decision);
         let at = record.time;
         match &record.action {
@@ -672,6 +683,19 @@ impl Engine {
         let finished = self.flows.tick(now, &mut self.context, &steps);
         for id in finished {
             self.flow_finished(&id, now);
+        }
+        for (executor, failures) in self.flows.breakers.take_tripped() {
+            let cooldown = self.flows.breakers.cooldown.num_seconds();
+            self.notice(notices::Notice {
+                event: "breaker",
+                text: format!(
+                    "executor `{executor}` failed {failures} times in a row: its breaker is open, \
+                     steps go to people; one call is tried again after {cooldown}s"
+                ),
+                reference: executor.clone(),
+                subject: format!("executor/{executor}"),
+                time: now,
+            });
         }
         self.drain_flow_changes();
         if self

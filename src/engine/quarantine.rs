@@ -125,6 +125,16 @@ impl Engine {
             note: String::new(),
         };
         self.quarantine.hold(entry.clone());
+        self.notice(super::notices::Notice {
+            event: "quarantine",
+            text: format!(
+                "signal {} `{}` from {} quarantined: {error}",
+                signal.kind, signal.id, signal.source
+            ),
+            reference: signal.id.clone(),
+            subject: signal.subject.clone(),
+            time: now,
+        });
         self.metrics.at(now, |t| t.quarantined += 1);
         self.pending.push(Record::Quarantine(entry.clone()));
         self.emit(EngineEvent::Quarantined(Box::new(entry)));

@@ -80,6 +80,9 @@ pub struct Breakers {
     pub by_executor: BTreeMap<String, Breaker>,
     pub threshold: u32,
     pub cooldown: Duration,
+    /// Executors whose breaker opened since the last `take_tripped`, with
+    /// their failures in a row.
+    tripped: Vec<(String, u32)>,
 }
 
 impl Default for Breakers {
@@ -88,6 +91,7 @@ impl Default for Breakers {
             by_executor: BTreeMap::new(),
             threshold: 5,
             cooldown: Duration::minutes(2),
+            tripped: Vec::new(),
         }
     }
 }
@@ -137,7 +141,14 @@ impl Breakers {
             breaker.state = BreakerState::Open;
             breaker.opened_at = Some(now);
             breaker.trips += 1;
+            let failures = breaker.consecutive_failures;
+            self.tripped.push((executor.to_string(), failures));
         }
+    }
+
+    /// Breakers that opened since the last call.
+    pub fn take_tripped(&mut self) -> Vec<(String, u32)> {
+        std::mem::take(&mut self.tripped)
     }
 
     pub fn state(&self, executor: &str) -> BreakerState {

@@ -11,6 +11,7 @@ pub mod file;
 mod handlers;
 pub use crate::journal::intake_log as log;
 pub mod metrics;
+pub mod notify;
 pub mod probe;
 mod refusal;
 pub mod reload;

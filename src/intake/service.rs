@@ -12,7 +12,7 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::Utc;
 
 use crate::context::World;
-use crate::engine::host::{Command, Dispatcher, Handle, Host, Turn};
+use crate::engine::host::{Command, Dispatcher, Handle, Host, Notifier, Turn};
 use crate::engine::{Engine, EngineConfig};
 use crate::intake::log::{IntakeLog, LogReader};
 
@@ -34,10 +34,12 @@ pub fn start(
     world: World,
     organization: bool,
     dispatcher: Option<Dispatcher>,
+    notifier: Option<Notifier>,
     max_backlog: u64,
 ) -> anyhow::Result<Started> {
     let data_dir = config.data_dir.clone();
     config.publish = false;
+    config.notices = notifier.is_some();
     let mut engine = Engine::open(config, world.clone(), Utc::now())?;
     if organization {
         engine.context.take_organization(world);
@@ -49,7 +51,11 @@ pub fn start(
     let stop = handle.clone();
     let engine_thread = std::thread::Builder::new()
         .name("engine".into())
-        .spawn(move || run(Host::new(engine, Some(reader)), rx, dispatcher, stop))?;
+        .spawn(move || {
+            let mut host = Host::new(engine, Some(reader));
+            host.notifier = notifier;
+            run(host, rx, dispatcher, stop)
+        })?;
     Ok(Started {
         engine: handle,
         log,

@@ -1,5 +1,6 @@
-"""An HTTPS endpoint on loopback for webhook tests: answers every POST with
-200 and appends one JSON line per request (path, headers, body) to a file.
+"""An HTTPS endpoint on loopback for webhook and notification tests:
+answers every POST with 200 and appends one JSON line per request (path,
+headers, body) to a file. With CERT and KEY given as "-", plain HTTP.
 
 Usage: https_receiver.py CERT KEY LOG  (prints the port it listens on)
 """
@@ -27,8 +28,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain(cert, key)
-server.socket = context.wrap_socket(server.socket, server_side=True)
+if cert != "-":
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
