@@ -55,6 +55,8 @@ pub struct Status {
     pub business_hours: bool,
     pub model_version: String,
     pub policy_version: String,
+    /// The deployment's playbook, steps and organization (empty for the demo).
+    pub rules_version: String,
     pub services: Vec<ServiceRow>,
     pub teams: Vec<TeamRow>,
     pub breakers: Vec<BreakerRow>,
@@ -71,8 +73,13 @@ pub struct Status {
     /// Signals held in quarantine, and the newest of them (newest first).
     pub quarantined: u64,
     pub quarantine: Vec<crate::journal::Quarantined>,
+    /// Open tasks, most urgent first (at most `TASKS_SHOWN`).
+    pub tasks: Vec<crate::flow::Task>,
     pub data_dir: PathBuf,
 }
+
+/// Open tasks the Tasks view lists, at most.
+pub const TASKS_SHOWN: usize = 500;
 
 pub enum Update {
     Events(Vec<EngineEvent>),
@@ -104,12 +111,12 @@ const QUARANTINE_SHOWN: usize = 50;
 
 /// Builds the status from the engine's state.
 pub fn status(engine: &Engine, now: DateTime<Utc>) -> Status {
-    let hour = chrono::Timelike::hour(&now);
     Status {
         now,
         business_hours: engine.context.calendar.is_business_hours(now),
         model_version: engine.model_version(),
         policy_version: engine.policy().version.clone(),
+        rules_version: engine.versions().rules,
         services: engine
             .context
             .services()
@@ -129,7 +136,7 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Status {
                 process: t.process.clone(),
                 capacity: t.capacity,
                 load: t.load,
-                on_shift: t.shift.covers(hour),
+                on_shift: t.shift.covers_at(now, &engine.context.calendar),
                 shift: format!("{:02}–{:02}", t.shift.start_hour, t.shift.end_hour),
             })
             .collect(),
@@ -165,6 +172,11 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Status {
             .take(QUARANTINE_SHOWN)
             .cloned()
             .collect(),
+        tasks: {
+            let mut tasks = engine.tasks(&crate::flow::TaskFilter::default());
+            tasks.truncate(TASKS_SHOWN);
+            tasks
+        },
         data_dir: engine.data_dir().to_path_buf(),
     }
 }

@@ -139,8 +139,45 @@ fn status(dir: PathBuf) -> Status {
         sla_at_risk: 1,
         quarantined: 0,
         quarantine: Vec::new(),
+        tasks: tasks(),
         data_dir: dir,
+        rules_version: String::new(),
     }
+}
+
+/// Two open tasks: one late on a flow whose SLA was escalated, one an undo.
+fn tasks() -> Vec<crate::flow::Task> {
+    let task = |i: usize, template: &str, team: &str, agent: Option<&str>, minutes: i64| {
+        crate::flow::Task {
+            id: format!("F{i:07}.0"),
+            flow: format!("F{i:07}"),
+            step: 0,
+            template: template.into(),
+            process: "customer_service".into(),
+            subject: format!("customer/c{i}"),
+            team: team.into(),
+            agent: agent.map(String::from),
+            state: "open",
+            decision: format!("D{i:07}"),
+            signal_type: "ticket.opened".into(),
+            option: "route_tier1".into(),
+            priority: if i == 3 {
+                Priority::High
+            } else {
+                Priority::Normal
+            },
+            deadline: at(20 + minutes),
+            started: Some(at(0)),
+            escalated: i == 3,
+            breached: minutes < 0,
+            compensation: i == 5,
+            note: None,
+        }
+    };
+    vec![
+        task(3, "customer_service.answer", "support", Some("ana"), -4),
+        task(5, "fulfillment.restock", "warehouse", None, 35),
+    ]
 }
 
 /// The console after four signals: two decided alone (one flow done, one

@@ -20,6 +20,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
 pub enum Scope {
     Dialog,
     Review,
+    Tasks,
     Table,
     Global,
 }
@@ -30,6 +31,7 @@ impl Scope {
             Scope::Global => "global",
             Scope::Table => "table",
             Scope::Review => "review",
+            Scope::Tasks => "tasks",
             Scope::Dialog => "dialog",
         }
     }
@@ -59,6 +61,9 @@ pub enum KeyAction {
     Escalate,
     Snooze,
     Claim,
+    Complete,
+    Fail,
+    Reassign,
     Confirm,
     Cancel,
 }
@@ -85,6 +90,9 @@ const ACTIONS: &[(&str, KeyAction, &str)] = &[
     ("escalate", KeyAction::Escalate, "escalate"),
     ("snooze", KeyAction::Snooze, "snooze"),
     ("claim", KeyAction::Claim, "claim"),
+    ("complete", KeyAction::Complete, "complete"),
+    ("fail", KeyAction::Fail, "fail"),
+    ("reassign", KeyAction::Reassign, "reassign"),
     ("confirm", KeyAction::Confirm, "confirm"),
     ("cancel", KeyAction::Cancel, "cancel"),
 ];
@@ -257,6 +265,8 @@ struct KeymapFile {
     #[serde(default)]
     review: BTreeMap<String, Vec<String>>,
     #[serde(default)]
+    tasks: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
     dialog: BTreeMap<String, Vec<String>>,
 }
 
@@ -355,6 +365,7 @@ impl Keymap {
                 (Scope::Global, parsed.global),
                 (Scope::Table, parsed.table),
                 (Scope::Review, parsed.review),
+                (Scope::Tasks, parsed.tasks),
                 (Scope::Dialog, parsed.dialog),
             ] {
                 for (action_name, keys) in table {

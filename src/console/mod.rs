@@ -303,6 +303,44 @@ impl Outside<'_> {
                 };
                 Next::Tell(Message::Acted(Err(refused.into())))
             }
+            Effect::TaskAct {
+                task_id,
+                action,
+                note,
+            } => {
+                let (tx, rx) = oneshot::channel();
+                let command = Command::TaskAct {
+                    task_id,
+                    action,
+                    actor: app.operator.clone(),
+                    note,
+                    reply: tx,
+                };
+                if let Err(busy) = self.engine.send(command) {
+                    let why = match busy {
+                        Busy::Full => "the engine is busy: try again",
+                        Busy::Gone => "the engine has stopped",
+                    };
+                    return Next::Tell(Message::Acted(Err(why.into())));
+                }
+                // The answer comes once the action is durable; waited for
+                // off the UI thread.
+                let back = self.back.0.clone();
+                let waiter = std::thread::Builder::new()
+                    .name("task-answer".into())
+                    .spawn(move || {
+                        let answer = match rx.blocking_recv() {
+                            Ok(Ok(t)) => Ok(format!("task {} {} ({})", t.id, t.state, t.template)),
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(_) => Err("the engine has stopped".to_string()),
+                        };
+                        let _ = back.send(Message::Acted(answer));
+                    });
+                match waiter {
+                    Ok(_) => Next::Wait,
+                    Err(e) => Next::Tell(Message::Acted(Err(e.to_string()))),
+                }
+            }
             Effect::Explain { decision_id } => {
                 let (dir, back) = (app.data_dir.clone(), self.back.0.clone());
                 let spawned = std::thread::Builder::new()

@@ -1,6 +1,7 @@
 //! Tasks: the steps of flows that people carry out. A step routed to a
-//! team or an agent, with no executor to end it, stays open until a person
-//! completes it, fails it or hands it on; its flow's SLA timers escalate it.
+//! team or an agent stays open until a person completes it, fails it or
+//! hands it on (in the demo, the simulator's people may end it first); its
+//! flow's SLA timers escalate it.
 //! A task is its step seen from the people's side: `F0000012.1` is step 1
 //! of flow F0000012.
 
@@ -108,7 +109,9 @@ fn task_state(flow: &Flow, i: usize) -> Option<&'static str> {
         return None;
     }
     match step.state {
-        StepState::Running if step.due.is_none() => Some("open"),
+        // Waiting for a person (in the demo, a simulated person may have
+        // planned its end: a real one can still answer first).
+        StepState::Running => Some("open"),
         StepState::Done => Some("done"),
         StepState::Failed => Some("failed"),
         _ => None,
@@ -218,21 +221,20 @@ impl FlowBook {
         match action {
             TaskAction::Complete | TaskAction::Fail => {
                 let success = *action == TaskAction::Complete;
-                let attempt = self
-                    .flows
-                    .get(&flow_id)
-                    .and_then(|f| f.steps.get(i))
-                    .map_or(0, |s| s.attempts);
                 let verb = if success { "completed" } else { "failed" };
                 let detail = format!("{} {verb} by {who}{said}", task.template);
-                self.complete_step(&flow_id, i, attempt, success, &detail, now);
-                if let Some(step) = self
+                let Some(step) = self
                     .flows
                     .get_mut(&flow_id)
                     .and_then(|f| f.steps.get_mut(i))
-                {
-                    step.note = Some(detail.clone());
-                }
+                else {
+                    return Err(TaskError::NotFound(id.to_string()));
+                };
+                // Ends at the next tick, as an executor's answer would.
+                step.will_succeed = success;
+                step.due = Some(now);
+                step.note = Some(detail.clone());
+                self.schedule(&flow_id, now);
                 self.push_event(&flow_id, now, FlowEventKind::TaskAction, Some(i), detail);
             }
             TaskAction::Reassign { team, agent } => {

@@ -1,10 +1,11 @@
-//! The review actions: which act at once, which open a dialog, and the
-//! dialogs' keys.
+//! The review and task actions: which act at once, which open a dialog,
+//! and the dialogs' keys.
 
 use ratatui_textarea::TextArea;
 
 use super::{App, Dialog, DialogKind, Effect, Focus, Input};
 use crate::console::keymap::KeyAction;
+use crate::flow::TaskAction;
 use crate::review::Action;
 
 impl App {
@@ -34,7 +35,7 @@ impl App {
                     return Focus::Normal;
                 }
                 Focus::Dialog(Box::new(Dialog {
-                    review_id,
+                    target: review_id,
                     kind: DialogKind::Override {
                         choices,
                         selected: 0,
@@ -50,7 +51,7 @@ impl App {
                     Action::Reject
                 };
                 Focus::Dialog(Box::new(Dialog {
-                    review_id,
+                    target: review_id,
                     kind: DialogKind::Note(a),
                     note: note(),
                 }))
@@ -87,6 +88,51 @@ impl App {
         }
     }
 
+    /// A task action from the Tasks view: each opens a dialog for the note
+    /// (and, to hand a task on, the team).
+    pub(super) fn start_task_action(&mut self, action: KeyAction) -> Focus {
+        let Some(task) = self.selected_task() else {
+            self.status_line = Some(("no task selected".into(), true));
+            return Focus::Normal;
+        };
+        let target = task.id.clone();
+        let current = task.team.clone();
+        let mut note = TextArea::default();
+        note.set_placeholder_text("note (enter to confirm, esc to cancel)");
+        let kind = match action {
+            KeyAction::Complete => DialogKind::Task(TaskAction::Complete),
+            KeyAction::Fail => DialogKind::Task(TaskAction::Fail),
+            KeyAction::Reassign => {
+                let teams: Vec<String> = self
+                    .status
+                    .as_ref()
+                    .map(|s| {
+                        s.teams
+                            .iter()
+                            .map(|t| t.id.clone())
+                            .filter(|t| *t != current)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if teams.is_empty() {
+                    self.status_line = Some(("no other team to hand it to".into(), true));
+                    return Focus::Normal;
+                }
+                DialogKind::Reassign {
+                    teams,
+                    selected: 0,
+                    writing: false,
+                }
+            }
+            other => {
+                let why = format!("`{}` is not an action on a task", other.label());
+                self.status_line = Some((why, true));
+                return Focus::Normal;
+            }
+        };
+        Focus::Dialog(Box::new(Dialog { target, kind, note }))
+    }
+
     pub(super) fn dialog(
         &mut self,
         mut d: Box<Dialog>,
@@ -104,18 +150,19 @@ impl App {
             DialogKind::Override {
                 choices,
                 selected,
-                writing: false,
-            } => {
+                writing,
+            }
+            | DialogKind::Reassign {
+                teams: choices,
+                selected,
+                writing,
+            } if !*writing => {
                 match input {
                     Input::Key(KeyAction::Up) => *selected = selected.saturating_sub(1),
                     Input::Key(KeyAction::Down) => {
                         *selected = (*selected + 1).min(choices.len().saturating_sub(1))
                     }
-                    Input::Key(KeyAction::Confirm) => {
-                        if let DialogKind::Override { writing, .. } = &mut d.kind {
-                            *writing = true;
-                        }
-                    }
+                    Input::Key(KeyAction::Confirm) => *writing = true,
                     _ => {}
                 }
                 Focus::Dialog(d)
@@ -123,19 +170,39 @@ impl App {
             _ => match input {
                 Input::Key(KeyAction::Confirm) => {
                     let note = d.note.lines().join("\n");
-                    let action = match &d.kind {
+                    let target = d.target.clone();
+                    let effect = match &d.kind {
                         DialogKind::Override {
                             choices, selected, ..
-                        } => Action::Override {
-                            option: choices.get(*selected).cloned().unwrap_or_default(),
+                        } => Effect::Act {
+                            review_id: target,
+                            action: Action::Override {
+                                option: choices.get(*selected).cloned().unwrap_or_default(),
+                            },
+                            note,
                         },
-                        DialogKind::Note(a) => a.clone(),
+                        DialogKind::Note(a) => Effect::Act {
+                            review_id: target,
+                            action: a.clone(),
+                            note,
+                        },
+                        DialogKind::Task(a) => Effect::TaskAct {
+                            task_id: target,
+                            action: a.clone(),
+                            note,
+                        },
+                        DialogKind::Reassign {
+                            teams, selected, ..
+                        } => Effect::TaskAct {
+                            task_id: target,
+                            action: TaskAction::Reassign {
+                                team: teams.get(*selected).cloned(),
+                                agent: None,
+                            },
+                            note,
+                        },
                     };
-                    effects.push(Effect::Act {
-                        review_id: d.review_id.clone(),
-                        action,
-                        note,
-                    });
+                    effects.push(effect);
                     Focus::Normal
                 }
                 Input::Text(key) => {

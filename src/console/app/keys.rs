@@ -199,6 +199,11 @@ impl App {
             {
                 return self.start_action(action, effects);
             }
+            KeyAction::Complete | KeyAction::Fail | KeyAction::Reassign
+                if self.view == View::Tasks =>
+            {
+                return self.start_task_action(action);
+            }
             _ => {}
         }
         Focus::Normal
@@ -229,6 +234,14 @@ impl App {
                 effects.push(Effect::Explain {
                     decision_id: self.audit[i].id.clone(),
                 });
+                Focus::Normal
+            }
+            View::Tasks => {
+                if let Some(task) = self.status.as_ref().and_then(|s| s.tasks.get(i)) {
+                    effects.push(Effect::Explain {
+                        decision_id: task.decision.clone(),
+                    });
+                }
                 Focus::Normal
             }
             View::Review => {

@@ -105,6 +105,9 @@ impl App {
                 if self.view == View::Review {
                     c.push(Scope::Review);
                 }
+                if self.view == View::Tasks {
+                    c.push(Scope::Tasks);
+                }
                 if self.view.is_table() {
                     c.push(Scope::Table);
                 }
@@ -144,6 +147,14 @@ impl App {
         let t = self.tables.get(&View::Review).copied().unwrap_or_default();
         let i = *rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
         self.review_at(i)
+    }
+
+    /// The task under the cursor.
+    pub fn selected_task(&self) -> Option<&crate::flow::Task> {
+        let rows = self.rows(View::Tasks);
+        let t = self.tables.get(&View::Tasks).copied().unwrap_or_default();
+        let i = *rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
+        self.status.as_ref()?.tasks.get(i)
     }
 
     /// The i-th open item by urgency.

@@ -7,7 +7,7 @@ use ratatui_textarea::TextArea;
 use super::super::driver::Update;
 use super::super::keymap::KeyAction;
 use super::super::theme::Theme;
-use crate::flow::{Flow, FlowState};
+use crate::flow::{Flow, FlowState, TaskAction};
 use crate::review::Action;
 
 pub const MAX_SIGNALS: usize = 50_000;
@@ -19,6 +19,7 @@ pub enum View {
     Signals,
     Flows,
     Review,
+    Tasks,
     Health,
     Audit,
 }
@@ -29,6 +30,7 @@ pub const VIEWS: &[(View, &str, &[&str])] = &[
     (View::Signals, "signals", &["s", "sig", "tail"]),
     (View::Flows, "flows", &["f", "fl", "flow"]),
     (View::Review, "review", &["r", "rev", "queue", "q"]),
+    (View::Tasks, "tasks", &["t", "task", "todo", "work"]),
     (View::Health, "health", &["h", "services", "teams"]),
     (View::Audit, "audit", &["a", "decisions", "log"]),
 ];
@@ -142,10 +144,19 @@ pub enum DialogKind {
         writing: bool,
     },
     Note(Action),
+    /// Complete or fail a task, with a note.
+    Task(TaskAction),
+    /// Choose the team to hand a task to (stage 0), then the note.
+    Reassign {
+        teams: Vec<String>,
+        selected: usize,
+        writing: bool,
+    },
 }
 
 pub struct Dialog {
-    pub review_id: String,
+    /// The review item or task it acts on.
+    pub target: String,
     pub kind: DialogKind,
     pub note: TextArea<'static>,
 }
@@ -208,6 +219,12 @@ pub enum Effect {
     Act {
         review_id: String,
         action: Action,
+        note: String,
+    },
+    /// A person's answer to a task.
+    TaskAct {
+        task_id: String,
+        action: TaskAction,
         note: String,
     },
     Explain {

@@ -62,6 +62,26 @@ impl App {
                     ])
                 })
                 .collect(),
+            View::Tasks => self
+                .status
+                .as_ref()
+                .map(|s| {
+                    (0..s.tasks.len())
+                        .filter(|&i| {
+                            let t = &s.tasks[i];
+                            let agent = t.agent.as_deref().unwrap_or("");
+                            matches(&[
+                                &t.id,
+                                &t.template,
+                                &t.subject,
+                                &t.team,
+                                agent,
+                                &t.signal_type,
+                            ])
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             View::Health => self
                 .status
                 .as_ref()

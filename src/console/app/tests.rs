@@ -188,3 +188,39 @@ fn a_filter_narrows_the_table_and_back_clears_it() {
     app.update(key(KeyAction::Back));
     assert_eq!(app.rows(View::Signals).len(), 4);
 }
+
+#[test]
+fn task_actions_ask_for_a_note_and_act_on_the_selected_task() {
+    use crate::flow::TaskAction;
+    let mut app = fixture::app();
+    app.view = View::Tasks;
+    assert!(app.update(key(KeyAction::Complete)).is_empty());
+    typed(&mut app, "called back");
+    assert_eq!(
+        app.update(key(KeyAction::Confirm)),
+        vec![Effect::TaskAct {
+            task_id: "F0000003.0".into(),
+            action: TaskAction::Complete,
+            note: "called back".into(),
+        }]
+    );
+    // The second task, handed to the first other team, with a note.
+    app.update(key(KeyAction::Down));
+    app.update(key(KeyAction::Reassign));
+    app.update(key(KeyAction::Confirm));
+    typed(&mut app, "needs stock");
+    assert_eq!(
+        app.update(key(KeyAction::Confirm)),
+        vec![Effect::TaskAct {
+            task_id: "F0000005.0".into(),
+            action: TaskAction::Reassign {
+                team: Some("support".into()),
+                agent: None,
+            },
+            note: "needs stock".into(),
+        }]
+    );
+    // Review keys are not task keys.
+    app.update(key(KeyAction::Approve));
+    assert!(matches!(app.focus, Focus::Normal));
+}

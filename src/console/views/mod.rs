@@ -8,6 +8,7 @@ mod health;
 mod overview;
 mod review;
 mod signals;
+mod tasks;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -56,6 +57,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         View::Signals => signals::draw(frame, body, app),
         View::Flows => flows::draw(frame, body, app),
         View::Review => review::draw(frame, body, app),
+        View::Tasks => tasks::draw(frame, body, app),
         View::Health => health::draw(frame, body, app),
         View::Audit => audit::draw(frame, body, app),
     }
@@ -127,6 +129,9 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
             format!("model {} policy {}", s.model_version, s.policy_version),
             theme.muted(),
         ));
+        if !s.rules_version.is_empty() {
+            spans.push(Span::styled(format!(" {}", s.rules_version), theme.muted()));
+        }
     } else {
         spans.push(Span::styled("starting…", theme.muted()));
     }
@@ -174,7 +179,13 @@ fn draw_help(frame: &mut Frame, body: Rect, app: &App) {
     let area = inset(body, 4, 1);
     frame.render_widget(Clear, area);
     let mut items: Vec<ListItem> = Vec::new();
-    for context in [Scope::Global, Scope::Table, Scope::Review, Scope::Dialog] {
+    for context in [
+        Scope::Global,
+        Scope::Table,
+        Scope::Review,
+        Scope::Tasks,
+        Scope::Dialog,
+    ] {
         items.push(ListItem::new(Line::styled(
             format!("[{}]", context.name()),
             theme.title(),
@@ -205,8 +216,10 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
     let area = centered(body, 70, 12);
     frame.render_widget(Clear, area);
     let title = match &dialog.kind {
-        DialogKind::Override { .. } => format!("override {}", dialog.review_id),
-        DialogKind::Note(a) => format!("{} {}", a.name(), dialog.review_id),
+        DialogKind::Override { .. } => format!("override {}", dialog.target),
+        DialogKind::Note(a) => format!("{} {}", a.name(), dialog.target),
+        DialogKind::Task(a) => format!("{} task {}", a.as_str(), dialog.target),
+        DialogKind::Reassign { .. } => format!("hand task {} to", dialog.target),
     };
     let block = titled(&title, theme);
     let inner = block.inner(area);
@@ -214,6 +227,11 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
     match &dialog.kind {
         DialogKind::Override {
             choices,
+            selected,
+            writing: false,
+        }
+        | DialogKind::Reassign {
+            teams: choices,
             selected,
             writing: false,
         } => {
@@ -234,7 +252,11 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
             frame.render_widget(List::new(items), list);
             frame.render_widget(
                 Paragraph::new(Line::styled(
-                    "choose the option to take, enter to write the note",
+                    if matches!(dialog.kind, DialogKind::Reassign { .. }) {
+                        "choose the team, enter to write the note"
+                    } else {
+                        "choose the option to take, enter to write the note"
+                    },
                     theme.muted(),
                 )),
                 hint,
@@ -253,6 +275,12 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
                     )
                 }
                 DialogKind::Note(a) if a.name() == "reject" => "note (required):".to_string(),
+                DialogKind::Reassign {
+                    teams, selected, ..
+                } => format!(
+                    "hand to `{}` — note:",
+                    teams.get(*selected).cloned().unwrap_or_default()
+                ),
                 _ => "note:".to_string(),
             };
             frame.render_widget(
@@ -429,6 +457,10 @@ mod tests {
         insta::assert_snapshot!("override_dialog", screen_text(&mut app, 100, 30).unwrap());
         app.update(Input::Key(KeyAction::Quit));
         insta::assert_snapshot!("confirm_quit", screen_text(&mut app, 100, 30).unwrap());
+        app.update(Input::Key(KeyAction::Cancel));
+        app.view = View::Tasks;
+        app.update(Input::Key(KeyAction::Reassign));
+        insta::assert_snapshot!("reassign_dialog", screen_text(&mut app, 100, 30).unwrap());
         app.update(Input::Key(KeyAction::Cancel));
         app.update(Input::Key(KeyAction::Help));
         insta::assert_snapshot!("help", screen_text(&mut app, 100, 30).unwrap());
