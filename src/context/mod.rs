@@ -831,6 +831,68 @@ mod tests {
         assert!(ctx.suppliers["baltic"].delayed_until.is_some());
     }
 
+    /// A CRM or CMDB keeps entities current: known kinds must still read
+    /// as themselves, other kinds keep the fields given.
+    #[test]
+    fn entities_are_upserted_by_signal() {
+        let mut ctx = Context::default();
+        let upsert = |ctx: &mut Context, data: Value| {
+            ctx.apply(
+                &signal("entity.upserted", "", data),
+                Some("entity.upserted"),
+            )
+        };
+        upsert(
+            &mut ctx,
+            json!({"kind": "customer", "id": "acme", "fields": {"tier": "gold", "name": "Acme"}}),
+        )
+        .unwrap();
+        assert_eq!(ctx.customers["acme"].tier, Tier::Gold);
+        upsert(
+            &mut ctx,
+            json!({"kind": "customer", "id": "acme", "fields": {"tier": "platinum"}}),
+        )
+        .unwrap();
+        assert_eq!(ctx.customers["acme"].name, "Acme", "fields not given stay");
+        assert_eq!(ctx.customers["acme"].tier, Tier::Platinum);
+        let err = upsert(
+            &mut ctx,
+            json!({"kind": "customer", "id": "acme", "fields": {"tier": "diamond"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "data.fields");
+        assert_eq!(
+            ctx.customers["acme"].tier,
+            Tier::Platinum,
+            "a refused change changes nothing"
+        );
+        upsert(
+            &mut ctx,
+            json!({"kind": "host", "id": "web-1", "fields": {"rack": "b4"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            ctx.entity_json("host/web-1").unwrap().as_str(),
+            r#"{"id":"web-1","rack":"b4"}"#
+        );
+        for bad in [
+            json!({"id": "x"}),
+            json!({"kind": "host", "id": "a/b"}),
+            json!({"kind": "host", "id": "x", "fields": 3}),
+        ] {
+            assert!(upsert(&mut ctx, bad.clone()).is_err(), "{bad}");
+        }
+        // Journaled as changed, and restored as it was.
+        let dirty = ctx.take_dirty();
+        let mut back = Context::default();
+        for (key, body) in dirty {
+            back.restore(&key, serde_json::from_str(body.as_str()).unwrap())
+                .unwrap();
+        }
+        assert_eq!(back.customers["acme"].tier, Tier::Platinum);
+        assert!(back.entity_json("host/web-1").is_some());
+    }
+
     #[test]
     fn shifts_wrap_midnight() {
         let night = Shift {

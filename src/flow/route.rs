@@ -368,6 +368,76 @@ mod tests {
         }
     }
 
+    /// Nobody with the skill on shift: the team's on-call agent of the week
+    /// takes it; a step bound to a team goes only to that team.
+    #[test]
+    fn off_shift_work_goes_to_whoever_is_on_call() {
+        use crate::context::{Agent, Shift, Team, World};
+        let day = Shift {
+            start_hour: 8,
+            end_hour: 18,
+            timezone: Some(chrono_tz::Europe::Berlin),
+        };
+        let agent = |id: &str, team: &str| Agent {
+            id: id.into(),
+            team: team.into(),
+            skills: vec!["sre".into()],
+            capacity: 2,
+            load: 0,
+            shift: day,
+        };
+        let world = World {
+            teams: vec![
+                Team {
+                    id: "sre".into(),
+                    process: "incident".into(),
+                    skills: vec!["sre".into()],
+                    capacity: 4,
+                    load: 0,
+                    shift: day,
+                    oncall: vec!["dana".into(), "emil".into()],
+                },
+                Team {
+                    id: "dba".into(),
+                    process: "incident".into(),
+                    skills: vec!["sre".into()],
+                    capacity: 4,
+                    load: 0,
+                    shift: Shift::ALWAYS,
+                    oncall: vec![],
+                },
+            ],
+            agents: vec![agent("dana", "sre"), agent("emil", "sre")],
+            ..World::default()
+        };
+        let context = Context::from_world(world);
+        let template: StepTemplate = toml::from_str(
+            "process = \"incident\"\nskill = \"sre\"\nteam = \"sre\"\nminutes = 30\n",
+        )
+        .unwrap();
+        let mut b = Breakers::default();
+        // 09:00 UTC is 10:00 in Berlin: dana, on shift and least loaded.
+        let by_day = Router::route(&template, &context, &mut b, at(0), false).unwrap();
+        assert_eq!(
+            by_day,
+            Assignee::Agent {
+                agent: "dana".into(),
+                team: "sre".into()
+            }
+        );
+        // 23:00 in Berlin: the week's on-call agent, never the always-on dba team.
+        let night = at(13 * 60);
+        let on_call = context.teams["sre"].on_call(night).unwrap().to_string();
+        let by_night = Router::route(&template, &context, &mut b, night, false).unwrap();
+        assert_eq!(
+            by_night,
+            Assignee::Agent {
+                agent: on_call,
+                team: "sre".into()
+            }
+        );
+    }
+
     #[test]
     fn a_failed_probe_reopens() {
         let mut b = Breakers::default();
