@@ -189,8 +189,6 @@ fn parse_shift(
     }
 }
 
-// Over 80 lines: one pass over the file's sections, each checked where it is read.
-
 /// Reads organization.toml; every problem found is pushed to `out`.
 pub fn read(src: &Source<'_>, out: &mut Vec<Problem>) -> Option<Organization> {
     let file: OrgFile = match toml::from_str(src.text) {
@@ -201,73 +199,127 @@ pub fn read(src: &Source<'_>, out: &mut Vec<Problem>) -> Option<Organization> {
         }
     };
     let before = out.len();
-    let mut calendar = Calendar::default();
-    if let Some(c) = &file.calendar {
-        calendar.timezone = c.timezone.as_ref().and_then(|t| parse_tz(src, t, out));
-        if let Some(hours) = &c.hours {
-            match parse_hours(hours.get_ref()) {
-                Ok((open, close)) if open < close => {
-                    calendar.open_hour = open;
-                    calendar.close_hour = close;
-                }
-                Ok(_) => out.push(src.at(
-                    hours.span().start,
-                    "business hours must not run past midnight",
-                )),
-                Err(e) => out.push(src.at(hours.span().start, format!("hours: {e}"))),
-            }
-        }
-        for day in &c.holidays {
-            match chrono::NaiveDate::parse_from_str(day.get_ref(), "%Y-%m-%d") {
-                Ok(d) => calendar.holidays.push(d),
-                Err(_) => out.push(src.at(
-                    day.span().start,
-                    format!(
-                        "holiday {:?} is not a date like \"2026-12-25\"",
-                        day.get_ref()
-                    ),
-                )),
-            }
+    let mut ids = Ids::default();
+    let calendar = file
+        .calendar
+        .as_ref()
+        .map(|c| read_calendar(src, c, out))
+        .unwrap_or_default();
+    let (teams, agents) = read_people(src, &file, &mut ids, out);
+    let (services, probes) = read_services(src, &file, &mut ids, out);
+    let executors = read_executors(src, &file, out);
+    let mut customers = Vec::new();
+    for c in &file.customers {
+        ids.check(src, "customer", &c.id, out);
+        customers.push(Customer {
+            id: c.id.get_ref().clone(),
+            name: c.name.clone(),
+            tier: c.tier,
+            open_escalation: false,
+        });
+    }
+    let world = World {
+        calendar,
+        teams,
+        agents,
+        services,
+        customers,
+        ..World::default()
+    };
+    (out.len() == before).then_some(Organization {
+        world,
+        executors,
+        probes,
+    })
+}
+
+/// Ids seen so far, by kind: each must be usable in an entity key, once.
+#[derive(Default)]
+struct Ids(BTreeSet<String>);
+
+impl Ids {
+    fn check(
+        &mut self,
+        src: &Source<'_>,
+        kind: &str,
+        id: &Spanned<String>,
+        out: &mut Vec<Problem>,
+    ) {
+        let text = id.get_ref();
+        if text.is_empty() || text.contains('/') {
+            out.push(src.at(
+                id.span().start,
+                format!("{kind} id {text:?} must be non-empty, without '/'"),
+            ));
+        } else if !self.0.insert(format!("{kind}/{text}")) {
+            out.push(src.at(
+                id.span().start,
+                format!("{kind} `{text}` is declared twice"),
+            ));
         }
     }
-    let mut ids = BTreeSet::new();
-    let mut duplicate = |kind: &str, id: &Spanned<String>, out: &mut Vec<Problem>| {
-        if id.get_ref().is_empty() || id.get_ref().contains('/') {
-            out.push(src.at(
-                id.span().start,
-                format!(
-                    "{kind} id {:?} must be non-empty, without '/'",
-                    id.get_ref()
-                ),
-            ));
-        } else if !ids.insert(format!("{kind}/{}", id.get_ref())) {
-            out.push(src.at(
-                id.span().start,
-                format!("{kind} `{}` is declared twice", id.get_ref()),
-            ));
-        }
+}
+
+fn read_calendar(src: &Source<'_>, c: &CalendarFile, out: &mut Vec<Problem>) -> Calendar {
+    let mut calendar = Calendar {
+        timezone: c.timezone.as_ref().and_then(|t| parse_tz(src, t, out)),
+        ..Calendar::default()
     };
+    if let Some(hours) = &c.hours {
+        match parse_hours(hours.get_ref()) {
+            Ok((open, close)) if open < close => {
+                calendar.open_hour = open;
+                calendar.close_hour = close;
+            }
+            Ok(_) => out.push(src.at(
+                hours.span().start,
+                "business hours must not run past midnight",
+            )),
+            Err(e) => out.push(src.at(hours.span().start, format!("hours: {e}"))),
+        }
+    }
+    for day in &c.holidays {
+        match chrono::NaiveDate::parse_from_str(day.get_ref(), "%Y-%m-%d") {
+            Ok(d) => calendar.holidays.push(d),
+            Err(_) => out.push(src.at(
+                day.span().start,
+                format!(
+                    "holiday {:?} is not a date like \"2026-12-25\"",
+                    day.get_ref()
+                ),
+            )),
+        }
+    }
+    calendar
+}
+
+/// Teams and agents, each naming only what exists.
+fn read_people(
+    src: &Source<'_>,
+    file: &OrgFile,
+    ids: &mut Ids,
+    out: &mut Vec<Problem>,
+) -> (Vec<Team>, Vec<Agent>) {
     let team_ids: BTreeSet<&str> = file.teams.iter().map(|t| t.id.get_ref().as_str()).collect();
     let agent_ids: BTreeSet<&str> = file
         .agents
         .iter()
         .map(|a| a.id.get_ref().as_str())
         .collect();
-    let mut world = World {
-        calendar,
-        ..World::default()
-    };
+    let mut teams = Vec::new();
     for t in &file.teams {
-        duplicate("team", &t.id, out);
-        for a in &t.oncall {
-            if !agent_ids.contains(a.get_ref().as_str()) {
-                out.push(src.at(
-                    a.span().start,
-                    format!("on-call agent `{}` is not an [[agent]]", a.get_ref()),
-                ));
-            }
+        ids.check(src, "team", &t.id, out);
+        for a in t
+            .oncall
+            .iter()
+            .filter(|a| !agent_ids.contains(a.get_ref().as_str()))
+        {
+            out.push(src.at(
+                a.span().start,
+                format!("on-call agent `{}` is not an [[agent]]", a.get_ref()),
+            ));
         }
-        world.teams.push(Team {
+        teams.push(Team {
             id: t.id.get_ref().clone(),
             process: t.process.clone(),
             skills: t.skills.clone(),
@@ -277,15 +329,16 @@ pub fn read(src: &Source<'_>, out: &mut Vec<Problem>) -> Option<Organization> {
             oncall: t.oncall.iter().map(|a| a.get_ref().clone()).collect(),
         });
     }
+    let mut agents = Vec::new();
     for a in &file.agents {
-        duplicate("agent", &a.id, out);
+        ids.check(src, "agent", &a.id, out);
         if !team_ids.contains(a.team.get_ref().as_str()) {
             out.push(src.at(
                 a.team.span().start,
                 format!("team `{}` is not a [[team]]", a.team.get_ref()),
             ));
         }
-        world.agents.push(Agent {
+        agents.push(Agent {
             id: a.id.get_ref().clone(),
             team: a.team.get_ref().clone(),
             skills: a.skills.clone(),
@@ -294,9 +347,21 @@ pub fn read(src: &Source<'_>, out: &mut Vec<Problem>) -> Option<Organization> {
             shift: parse_shift(src, &a.shift, &a.timezone, out),
         });
     }
+    (teams, agents)
+}
+
+/// Services (up until a signal or probe says otherwise) and their probes.
+fn read_services(
+    src: &Source<'_>,
+    file: &OrgFile,
+    ids: &mut Ids,
+    out: &mut Vec<Problem>,
+) -> (Vec<Service>, Vec<ProbeConfig>) {
+    let team_ids: BTreeSet<&str> = file.teams.iter().map(|t| t.id.get_ref().as_str()).collect();
+    let mut services = Vec::new();
     let mut probes = Vec::new();
     for s in &file.services {
-        duplicate("service", &s.id, out);
+        ids.check(src, "service", &s.id, out);
         if let Some(owner) = &s.owner
             && !team_ids.contains(owner.get_ref().as_str())
         {
@@ -319,52 +384,46 @@ pub fn read(src: &Source<'_>, out: &mut Vec<Problem>) -> Option<Organization> {
                 Err(e) => out.push(src.at(p.span().start, format!("probe: {e}"))),
             }
         }
-        world.services.push(Service {
+        services.push(Service {
             id: s.id.get_ref().clone(),
             health: Health::Up,
             latency_ms: 0,
             owner: s.owner.as_ref().map(|o| o.get_ref().clone()),
         });
     }
+    (services, probes)
+}
+
+/// Executors: `manual`, or an http(s) URL.
+fn read_executors(
+    src: &Source<'_>,
+    file: &OrgFile,
+    out: &mut Vec<Problem>,
+) -> BTreeMap<String, ExecutorKind> {
     let mut executors = BTreeMap::new();
     for (name, target) in &file.executors {
         let text = target.get_ref();
+        let at = target.span().start;
         let kind = if text == "manual" {
             ExecutorKind::Manual
         } else if text.starts_with("https://") || text.starts_with("http://") {
             match reqwest::Url::parse(text) {
                 Ok(_) => ExecutorKind::Webhook(text.clone()),
                 Err(e) => {
-                    out.push(src.at(
-                        target.span().start,
-                        format!("executor `{name}`: {text:?} is not a URL: {e}"),
-                    ));
+                    out.push(src.at(at, format!("executor `{name}`: {text:?} is not a URL: {e}")));
                     continue;
                 }
             }
         } else {
             out.push(src.at(
-                target.span().start,
+                at,
                 format!("executor `{name}`: {text:?} is neither \"manual\" nor an http(s):// URL"),
             ));
             continue;
         };
         executors.insert(name.clone(), kind);
     }
-    for c in &file.customers {
-        duplicate("customer", &c.id, out);
-        world.customers.push(Customer {
-            id: c.id.get_ref().clone(),
-            name: c.name.clone(),
-            tier: c.tier,
-            open_escalation: false,
-        });
-    }
-    (out.len() == before).then_some(Organization {
-        world,
-        executors,
-        probes,
-    })
+    executors
 }
 
 #[cfg(test)]

@@ -92,6 +92,31 @@ pub enum TaskError {
     NoAgent(String),
 }
 
+/// Who a task is handed to: an agent (of their own team), else a team.
+fn target(
+    team: Option<&str>,
+    agent: Option<&str>,
+    context: &Context,
+) -> Result<Assignee, TaskError> {
+    match (agent, team) {
+        (Some(agent), _) => {
+            let a = context
+                .agents
+                .get(agent)
+                .ok_or_else(|| TaskError::NoAgent(agent.to_string()))?;
+            Ok(Assignee::Agent {
+                agent: a.id.clone(),
+                team: a.team.clone(),
+            })
+        }
+        (None, Some(team)) if context.teams.contains_key(team) => Ok(Assignee::Team {
+            team: team.to_string(),
+        }),
+        (None, Some(team)) => Err(TaskError::NoTeam(team.to_string())),
+        (None, None) => Err(TaskError::NoTarget),
+    }
+}
+
 /// Splits `F0000012.1` into its flow and step.
 fn parse_id(id: &str) -> Option<(&str, usize)> {
     let (flow, step) = id.rsplit_once('.')?;
@@ -238,25 +263,8 @@ impl FlowBook {
                 self.push_event(&flow_id, now, FlowEventKind::TaskAction, Some(i), detail);
             }
             TaskAction::Reassign { team, agent } => {
-                let to = match (agent, team) {
-                    (Some(agent), _) => {
-                        let a = context
-                            .agents
-                            .get(agent)
-                            .ok_or_else(|| TaskError::NoAgent(agent.clone()))?;
-                        Assignee::Agent {
-                            agent: a.id.clone(),
-                            team: a.team.clone(),
-                        }
-                    }
-                    (None, Some(team)) => {
-                        if !context.teams.contains_key(team) {
-                            return Err(TaskError::NoTeam(team.clone()));
-                        }
-                        Assignee::Team { team: team.clone() }
-                    }
-                    (None, None) => return Err(TaskError::NoTarget),
-                };
+                let to = target(team.as_deref(), agent.as_deref(), context)?;
+                let detail = format!("{} handed to {} by {who}{said}", task.template, to.label());
                 let Some(step) = self
                     .flows
                     .get_mut(&flow_id)
@@ -268,9 +276,7 @@ impl FlowBook {
                     route::release(&from, context);
                 }
                 route::take(&to, context);
-                let detail = format!("{} handed to {} by {who}{said}", task.template, to.label());
                 step.note = Some(detail.clone());
-                self.dirty.insert(flow_id.clone());
                 self.push_event(&flow_id, now, FlowEventKind::TaskAction, Some(i), detail);
             }
         }

@@ -211,6 +211,8 @@ fn draw_help(frame: &mut Frame, body: Rect, app: &App) {
     );
 }
 
+// Over 80 lines: a chooser stage and a note stage, one layout for every dialog.
+
 fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Dialog) {
     let theme = &app.theme;
     let area = centered(body, 70, 12);
