@@ -20,7 +20,7 @@ pub struct Config {
     pub tokens: Vec<String>,
     /// Health probes for `signalbox serve` and the console.
     #[serde(default, rename = "probe")]
-    pub probes: Vec<crate::intake::probe::ProbeConfig>,
+    pub probes: Vec<ProbeConfig>,
     /// Executors that are webhooks: executor name (as in steps.toml) → URL.
     #[serde(default)]
     pub webhooks: std::collections::BTreeMap<String, String>,
@@ -39,6 +39,62 @@ pub struct Config {
     /// Receivers of escalations, SLA breaches, quarantines and breaker trips.
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// The service this probe speaks for (`payments`, `carrier`, ...).
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    #[serde(default = "default_status")]
+    pub expect_status: u16,
+}
+
+fn default_interval() -> String {
+    "10s".into()
+}
+fn default_timeout() -> String {
+    "2s".into()
+}
+fn default_status() -> u16 {
+    200
+}
+
+/// A probe's configuration that cannot be used, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("probe {probe}: {field} {reason}")]
+pub struct ProbeError {
+    pub probe: String,
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl ProbeConfig {
+    /// Its interval and timeout, or the field that cannot be used.
+    pub fn check(&self) -> Result<(std::time::Duration, std::time::Duration), ProbeError> {
+        let bad = |field: &'static str, reason: String| ProbeError {
+            probe: self.name.clone(),
+            field,
+            reason,
+        };
+        let parse = |field: &'static str, text: &str| {
+            humantime::parse_duration(text).map_err(|e| bad(field, format!("{text:?}: {e}")))
+        };
+        let interval = parse("interval", &self.interval)?;
+        let timeout = parse("timeout", &self.timeout)?;
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(bad(
+                "url",
+                format!("{:?} must be http:// or https://", self.url),
+            ));
+        }
+        Ok((interval, timeout))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::problem::{Problem, Source};
+use crate::config::ProbeConfig;
 use crate::context::{Agent, Calendar, Customer, Health, Service, Shift, Team, Tier, World};
-use crate::intake::probe::ProbeConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -379,7 +379,7 @@ fn read_services(
                 timeout: probe.timeout.unwrap_or_else(|| "2s".into()),
                 expect_status: probe.expect_status.unwrap_or(200),
             };
-            match crate::intake::probe::Probe::new(config.clone()) {
+            match config.check() {
                 Ok(_) => probes.push(config),
                 Err(e) => out.push(src.at(p.span().start, format!("probe: {e}"))),
             }

@@ -1,40 +1,17 @@
-//! Health probes: `[[probe]]` entries in config.toml. Each probe polls a URL
+//! Health probes: a service's `probe` in a deployment's organization.toml
+//! (`[[probe]]` in config.toml for the demo). Each probe polls a URL
 //! and turns a change of state into a `health.changed` signal, which the
 //! context applies and routing respects.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+pub use crate::config::{ProbeConfig, ProbeError};
 use crate::engine::host::{Command, Handle};
 use crate::signal::Signal;
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ProbeConfig {
-    /// The service this probe speaks for (`payments`, `carrier`, ...).
-    pub name: String,
-    pub url: String,
-    #[serde(default = "default_interval")]
-    pub interval: String,
-    #[serde(default = "default_timeout")]
-    pub timeout: String,
-    #[serde(default = "default_status")]
-    pub expect_status: u16,
-}
-
-fn default_interval() -> String {
-    "10s".into()
-}
-fn default_timeout() -> String {
-    "2s".into()
-}
-fn default_status() -> u16 {
-    200
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -53,15 +30,6 @@ impl State {
     }
 }
 
-/// A probe's configuration that cannot be used, naming the field.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("probe {probe}: {field} {reason}")]
-pub struct ProbeError {
-    pub probe: String,
-    pub field: &'static str,
-    pub reason: String,
-}
-
 /// A checked probe, ready to run.
 pub struct Probe {
     config: ProbeConfig,
@@ -71,22 +39,7 @@ pub struct Probe {
 
 impl Probe {
     pub fn new(config: ProbeConfig) -> Result<Probe, ProbeError> {
-        let bad = |field: &'static str, reason: String| ProbeError {
-            probe: config.name.clone(),
-            field,
-            reason,
-        };
-        let parse = |field: &'static str, text: &str| {
-            humantime::parse_duration(text).map_err(|e| bad(field, format!("{text:?}: {e}")))
-        };
-        let interval = parse("interval", &config.interval)?;
-        let timeout = parse("timeout", &config.timeout)?;
-        if !config.url.starts_with("http://") {
-            return Err(bad(
-                "url",
-                format!("{:?} must be http:// (TLS is not built in)", config.url),
-            ));
-        }
+        let (interval, timeout) = config.check()?;
         Ok(Probe {
             config,
             interval,
