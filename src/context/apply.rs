@@ -138,7 +138,9 @@ impl Context {
         }
         if let Value::Object(map) = &mut body {
             for (k, v) in fields {
-                if k == "id" {
+                // The id is the key's; a team's or agent's load is the
+                // engine's own count of running steps.
+                if k == "id" || (k == "load" && matches!(kind, "team" | "agent")) {
                     continue;
                 }
                 map.insert(k, v);
