@@ -189,6 +189,7 @@ pub(crate) fn serve(
         engine,
         log,
         engine_thread,
+        events,
         log_writer,
     } = service::start(
         engine_config,
@@ -215,6 +216,7 @@ pub(crate) fn serve(
         body_limit,
         body_timeout: settings.body_timeout,
         reloader: reloader.clone(),
+        events: Some(events),
     };
     let listen = settings.listen;
     let served = runtime.block_on(async {

@@ -10,76 +10,16 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::host::{Command, Handle, Host};
 use crate::engine::{Engine, EngineError, EngineEvent};
-use crate::flow::FlowState;
-use crate::flow::route::BreakerState;
 use crate::intake::log::IntakeLog;
-use crate::metrics::Summary;
 use crate::sim::{Simulator, default_start, world};
 
-/// A service's health as the Health view shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceRow {
-    pub id: String,
-    pub health: String,
-    pub latency_ms: u32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TeamRow {
-    pub id: String,
-    pub process: String,
-    pub capacity: u32,
-    pub load: u32,
-    pub on_shift: bool,
-    pub shift: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BreakerRow {
-    pub executor: String,
-    pub state: BreakerState,
-    pub failures: u32,
-    pub trips: u32,
-}
-
-/// The state of things the engine reports besides its events.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Status {
-    pub now: DateTime<Utc>,
-    pub business_hours: bool,
-    pub model_version: String,
-    pub policy_version: String,
-    /// The deployment's playbook, steps and organization (empty for the demo).
-    pub rules_version: String,
-    pub services: Vec<ServiceRow>,
-    pub teams: Vec<TeamRow>,
-    pub breakers: Vec<BreakerRow>,
-    pub total: Summary,
-    pub hourly: Vec<Summary>,
-    /// The same hours for the rules-only shadow run on the same stream.
-    pub baseline_hourly: Vec<Summary>,
-    pub signals: u64,
-    pub open_reviews: usize,
-    pub active_flows: usize,
-    /// Flows in flight (not waiting for a person) past their SLA warning
-    /// or their deadline.
-    pub sla_at_risk: usize,
-    /// Signals held in quarantine, and the newest of them (newest first).
-    pub quarantined: u64,
-    pub quarantine: Vec<crate::journal::Quarantined>,
-    /// Open tasks, most urgent first (at most `TASKS_SHOWN`).
-    pub tasks: Vec<crate::flow::Task>,
-    pub data_dir: PathBuf,
-}
-
-/// Open tasks the Tasks view lists, at most.
-pub const TASKS_SHOWN: usize = 500;
+pub use crate::engine::overview::{BreakerRow, Overview as Status, ServiceRow, TeamRow, status};
 
 pub enum Update {
     Events(Vec<EngineEvent>),
@@ -105,81 +45,6 @@ const FROM_LOG: usize = 2048;
 
 /// Commands carried out per turn, at most.
 const GROUP: usize = 512;
-
-/// Quarantined signals the Health view lists, at most.
-const QUARANTINE_SHOWN: usize = 50;
-
-/// Builds the status from the engine's state.
-pub fn status(engine: &Engine, now: DateTime<Utc>) -> Status {
-    Status {
-        now,
-        business_hours: engine.context.calendar.is_business_hours(now),
-        model_version: engine.model_version(),
-        policy_version: engine.policy().version.clone(),
-        rules_version: engine.versions().rules,
-        services: engine
-            .context
-            .services()
-            .values()
-            .map(|s| ServiceRow {
-                id: s.id.clone(),
-                health: s.health.as_str().to_string(),
-                latency_ms: s.latency_ms,
-            })
-            .collect(),
-        teams: engine
-            .context
-            .teams
-            .values()
-            .map(|t| TeamRow {
-                id: t.id.clone(),
-                process: t.process.clone(),
-                capacity: t.capacity,
-                load: t.load,
-                on_shift: t.shift.covers_at(now, &engine.context.calendar),
-                shift: format!("{:02}–{:02}", t.shift.start_hour, t.shift.end_hour),
-            })
-            .collect(),
-        breakers: engine
-            .flows
-            .breakers
-            .by_executor
-            .iter()
-            .map(|(executor, b)| BreakerRow {
-                executor: executor.clone(),
-                state: b.state,
-                failures: b.consecutive_failures,
-                trips: b.trips,
-            })
-            .collect(),
-        total: engine.metrics.total.summary(),
-        hourly: engine.metrics.hourly(),
-        baseline_hourly: Vec::new(),
-        signals: engine.counts().signals,
-        open_reviews: engine.reviews.open_count(),
-        active_flows: engine.flows.active_count(),
-        sla_at_risk: engine
-            .flows
-            .active()
-            .filter(|f| f.state != FlowState::WaitingHuman && (f.escalated || f.breached))
-            .count(),
-        quarantined: engine.quarantine().held,
-        quarantine: engine
-            .quarantine()
-            .recent
-            .iter()
-            .rev()
-            .take(QUARANTINE_SHOWN)
-            .cloned()
-            .collect(),
-        tasks: {
-            let mut tasks = engine.tasks(&crate::flow::TaskFilter::default());
-            tasks.truncate(TASKS_SHOWN);
-            tasks
-        },
-        data_dir: engine.data_dir().to_path_buf(),
-    }
-}
 
 /// Starts the engine thread. Updates go to `updates`; commands come from
 /// `commands` (the receiving end of `handle`). The thread ends once

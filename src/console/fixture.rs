@@ -157,7 +157,7 @@ fn tasks() -> Vec<crate::flow::Task> {
             subject: format!("customer/c{i}"),
             team: team.into(),
             agent: agent.map(String::from),
-            state: "open",
+            state: "open".into(),
             decision: format!("D{i:07}"),
             signal_type: "ticket.opened".into(),
             option: "route_tier1".into(),

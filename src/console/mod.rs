@@ -104,6 +104,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                             body_limit: crate::intake::BODY_LIMIT,
                             body_timeout: options.body_timeout,
                             reloader: None,
+                            events: None,
                         };
                         crate::intake::spawn_server(addr, state, options.http_limits)
                             .map(|(local, server)| (local, server, log, writer))

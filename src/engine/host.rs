@@ -99,6 +99,11 @@ pub enum Command {
     Versions {
         reply: oneshot::Sender<Versions>,
     },
+    /// What a console starts from (`overview` only: the figures alone).
+    State {
+        overview_only: bool,
+        reply: oneshot::Sender<Box<super::overview::State>>,
+    },
 }
 
 /// What one ingest did.
@@ -135,6 +140,9 @@ pub type Dispatcher = tokio::sync::mpsc::UnboundedSender<Dispatch>;
 
 /// Where notices go once durable (`intake::notify`).
 pub type Notifier = tokio::sync::mpsc::UnboundedSender<Notice>;
+
+/// Where numbered events go once durable (`intake::events`).
+pub type EventSink = Arc<dyn Fn(Vec<(u64, super::EngineEvent)>) + Send + Sync>;
 
 /// Why a command could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -234,6 +242,8 @@ pub struct Turn {
     decided: Option<Decided>,
     notices: Vec<Notice>,
     notifier: Option<Notifier>,
+    events: Vec<(u64, super::EngineEvent)>,
+    sink: Option<EventSink>,
 }
 
 impl Turn {
@@ -259,6 +269,11 @@ impl Turn {
                 for notice in self.notices {
                     let _ = notifier.send(notice);
                 }
+            }
+            if let Some(sink) = &self.sink
+                && !self.events.is_empty()
+            {
+                sink(self.events);
             }
         }
         let shared = result.as_ref().map(|_| ()).map_err(ToString::to_string);
@@ -289,6 +304,8 @@ pub struct Host {
     pub from_log: usize,
     /// Where the engine's notices go (none: they are not collected).
     pub notifier: Option<Notifier>,
+    /// Where its events go, numbered (none: the host does not take them).
+    pub sink: Option<EventSink>,
 }
 
 impl Host {
@@ -298,6 +315,7 @@ impl Host {
             inbox,
             from_log: FROM_LOG,
             notifier: None,
+            sink: None,
         }
     }
 
@@ -327,6 +345,11 @@ impl Host {
         }
         let reached = drive(&mut self.engine);
         self.engine.tick(reached);
+        let events = if self.sink.is_some() {
+            self.engine.take_numbered_events()
+        } else {
+            Vec::new()
+        };
         let commit = self.engine.flush();
         Some(Turn {
             commit,
@@ -335,6 +358,8 @@ impl Host {
             decided,
             notices: self.engine.take_notices(),
             notifier: self.notifier.clone(),
+            events,
+            sink: self.sink.clone(),
         })
     }
 }
@@ -476,6 +501,22 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
         }
         Command::Versions { reply } => {
             let _ = reply.send(engine.versions());
+        }
+        Command::State {
+            overview_only,
+            reply,
+        } => {
+            let state = if overview_only {
+                super::overview::State {
+                    last_event_id: engine.last_event_id(),
+                    overview: super::overview::status(engine, now),
+                    reviews: Vec::new(),
+                    flows: Vec::new(),
+                }
+            } else {
+                super::overview::State::of(engine, now)
+            };
+            let _ = reply.send(Box::new(state));
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod guard;
 pub mod host;
 mod learning;
 pub mod notices;
+pub mod overview;
 pub mod quarantine;
 mod recover;
 pub mod reload;
@@ -67,6 +68,11 @@ pub enum EngineError {
 /// The journal meta key under which the engine records how far it has
 /// decided from the intake log (`intake::log`).
 pub const INTAKE_CURSOR_KEY: &str = "intake_cursor";
+
+/// The journal meta key under which the last event id handed out
+/// (`host::Host::turn`, for `GET /v1/events`) is kept, so that ids go on
+/// increasing across restarts.
+pub const EVENT_ID_KEY: &str = "event_id";
 
 /// How to start an engine.
 #[derive(Debug)]
@@ -122,8 +128,10 @@ impl EngineConfig {
     }
 }
 
-/// What the engine tells subscribers.
-#[derive(Debug, Clone)]
+/// What the engine tells subscribers (the console; `GET /v1/events`, where
+/// each is `{"type": ..., "data": ...}`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
 pub enum EngineEvent {
     Signal {
         signal: Arc<Signal>,
@@ -148,9 +156,11 @@ pub enum EngineEvent {
     Learned(Feedback),
     /// A signal put in quarantine, or taken out of it.
     Quarantined(Box<crate::journal::Quarantined>),
+    /// The deployment was reloaded.
+    Reloaded(reload::Versions),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FlowFinished {
     pub flow_id: String,
     pub decision_id: String,
@@ -237,6 +247,8 @@ pub struct Engine {
     collect_notices: bool,
     notices: Vec<notices::Notice>,
     notices_dropped: u64,
+    /// The last id given to a published event, as journaled.
+    last_event_id: u64,
 }
 
 impl Engine {
@@ -293,6 +305,7 @@ impl Engine {
             collect_notices: config.notices,
             notices: Vec::new(),
             notices_dropped: 0,
+            last_event_id: 0,
         };
         engine.flows.webhooks = Webhooks::new(config.webhooks);
         if let Some(executor) = config.executor {
@@ -406,6 +419,35 @@ impl Engine {
     /// Events since the last call, oldest first.
     pub fn take_events(&mut self) -> Vec<EngineEvent> {
         self.events.drain(..).collect()
+    }
+
+    /// Publish events (`take_events`) from now on, or stop.
+    pub fn set_publish(&mut self, on: bool) {
+        self.publish = on;
+        if !on {
+            self.events.clear();
+        }
+    }
+
+    /// Events since the last call, each with the next id; the last id is
+    /// journaled with the next flush.
+    pub fn take_numbered_events(&mut self) -> Vec<(u64, EngineEvent)> {
+        if self.events.is_empty() {
+            return Vec::new();
+        }
+        let first = self.last_event_id + 1;
+        let numbered: Vec<(u64, EngineEvent)> = (first..).zip(self.events.drain(..)).collect();
+        self.last_event_id += numbered.len() as u64;
+        self.pending.push(Record::Meta {
+            key: EVENT_ID_KEY.into(),
+            value: self.last_event_id.to_string(),
+        });
+        numbered
+    }
+
+    /// The id of the last event handed out.
+    pub fn last_event_id(&self) -> u64 {
+        self.last_event_id
     }
 
     fn emit(&mut self, event: EngineEvent) {

@@ -61,6 +61,11 @@ impl Engine {
             self.next_id = next;
         }
         self.intake_cursor = recovered.meta.get(INTAKE_CURSOR_KEY).cloned();
+        self.last_event_id = recovered
+            .meta
+            .get(super::EVENT_ID_KEY)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         if let Some(metrics) = recovered.meta.get("metrics")
             && let Ok(m) = serde_json::from_str::<Metrics>(metrics)
         {

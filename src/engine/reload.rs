@@ -14,7 +14,7 @@ use crate::journal::{AuditEntry, Record};
 use crate::review::Actor;
 
 /// The versions decisions are made under.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Versions {
     pub policy: String,
     pub model: String,
@@ -59,6 +59,7 @@ impl Engine {
             }),
         }));
         tracing::info!(actor = %actor.name, summary = %reload.summary, "configuration reloaded");
+        self.emit(super::EngineEvent::Reloaded(after.clone()));
         after
     }
 }

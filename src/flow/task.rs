@@ -15,7 +15,7 @@ use crate::context::Context;
 use crate::decide::policy::Priority;
 
 /// One task, as the API and the console show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Task {
     pub id: String,
     pub flow: String,
@@ -24,10 +24,10 @@ pub struct Task {
     pub process: String,
     pub subject: String,
     pub team: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// open, done or failed.
-    pub state: &'static str,
+    pub state: String,
     pub decision: String,
     pub signal_type: String,
     pub option: String,
@@ -43,7 +43,7 @@ pub struct Task {
     pub escalated: bool,
     pub breached: bool,
     pub compensation: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
@@ -159,7 +159,7 @@ fn task_of(flow: &Flow, i: usize, state: &'static str) -> Option<Task> {
         subject: step.subject.clone(),
         team,
         agent,
-        state,
+        state: state.to_string(),
         decision: flow.decision_id.clone(),
         signal_type: flow.signal_type.clone(),
         option: flow.option.clone(),
@@ -235,7 +235,12 @@ impl FlowBook {
     ) -> Result<Task, TaskError> {
         let task = self.task(id)?;
         if task.state != "open" {
-            return Err(TaskError::NotOpen(id.to_string(), task.state));
+            let state = if task.state == "done" {
+                "done"
+            } else {
+                "failed"
+            };
+            return Err(TaskError::NotOpen(id.to_string(), state));
         }
         let said = if note.is_empty() {
             String::new()

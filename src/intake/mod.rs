@@ -7,6 +7,7 @@
 //! error naming the field where there is one, and is counted in `/metrics`.
 
 pub mod auth;
+pub mod events;
 pub mod file;
 mod handlers;
 pub use crate::journal::intake_log as log;
@@ -32,7 +33,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::host::Handle;
 use auth::Tokens;
-use handlers::{ops, quarantine, reviews, signals, tasks, webhooks};
+use handlers::{ops, quarantine, reviews, signals, stream, tasks, webhooks};
 pub use refusal::Refusal;
 use refusal::Refused;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// The deployment directory being served (none for the demo).
     pub reloader: Option<Arc<reload::Reloader>>,
+    /// The engine's events, numbered (none in the console's own intake).
+    pub events: Option<Arc<events::EventHub>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -65,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/decisions/{id}", get(ops::decision))
         .route("/v1/reviews", get(reviews::list))
         .route("/v1/reviews/{id}/actions", post(reviews::act))
+        .route("/v1/state", get(stream::state))
+        .route("/v1/events", get(stream::events))
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/tasks/{id}/complete", post(tasks::complete))
         .route("/v1/tasks/{id}/fail", post(tasks::fail))

@@ -21,6 +21,8 @@ pub struct Started {
     pub engine: Handle,
     pub log: IntakeLog,
     pub engine_thread: JoinHandle<()>,
+    /// The engine's events, numbered, for `GET /v1/events`.
+    pub events: std::sync::Arc<crate::intake::events::EventHub>,
     /// Ends once every `IntakeLog` clone is dropped.
     pub log_writer: JoinHandle<()>,
 }
@@ -44,6 +46,9 @@ pub fn start(
     if organization {
         engine.context.take_organization(world);
     }
+    engine.set_publish(true);
+    let events = crate::intake::events::EventHub::new(engine.last_event_id());
+    let hub = std::sync::Arc::clone(&events);
     let (log, log_writer) = IntakeLog::open_with(&data_dir, max_backlog)?;
     let reader = log.reader(engine.intake_cursor())?;
     let (handle, rx) = Handle::channel(data_dir);
@@ -54,12 +59,14 @@ pub fn start(
         .spawn(move || {
             let mut host = Host::new(engine, Some(reader));
             host.notifier = notifier;
+            host.sink = Some(std::sync::Arc::new(move |batch| hub.publish(batch)));
             run(host, rx, dispatcher, stop)
         })?;
     Ok(Started {
         engine: handle,
         log,
         engine_thread,
+        events,
         log_writer,
     })
 }

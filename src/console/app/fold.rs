@@ -123,6 +123,12 @@ impl App {
                     ));
                 }
             }
+            EngineEvent::Reloaded(v) => {
+                self.status_line = Some((
+                    format!("deployment reloaded: policy {}, {}", v.policy, v.rules),
+                    false,
+                ));
+            }
             EngineEvent::Flow(_)
             | EngineEvent::Settled { .. }
             | EngineEvent::FlowFinished(_)

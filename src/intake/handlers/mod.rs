@@ -7,6 +7,7 @@ pub(super) mod ops;
 pub(super) mod quarantine;
 pub(super) mod reviews;
 pub(super) mod signals;
+pub(super) mod stream;
 pub(super) mod tasks;
 pub(super) mod webhooks;
 
