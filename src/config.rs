@@ -18,6 +18,8 @@ pub struct Config {
     /// Bearer tokens for the HTTP intake, as `SECRET:ROLE:NAME` or `SECRET:ROLE`.
     #[serde(default)]
     pub tokens: Vec<String>,
+    /// The secret `signalbox attach` presents to a server.
+    pub token: Option<String>,
     /// Health probes for `signalbox serve` and the console.
     #[serde(default, rename = "probe")]
     pub probes: Vec<ProbeConfig>,

@@ -91,6 +91,19 @@ enum Command {
     },
     /// Measure end-to-end throughput and decision latency against raw SQLite.
     Bench(signalbox::bench::BenchArgs),
+    /// Open the console on a running `signalbox serve`: the same views and
+    /// keys, actions through its HTTP API with the token's identity.
+    Attach {
+        /// The server, e.g. http://127.0.0.1:7700
+        url: String,
+        /// Bearer token (also SIGNALBOX_TOKEN, or `token` in config.toml).
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long)]
+        theme: Option<String>,
+        #[arg(long)]
+        keymap: Option<String>,
+    },
     /// Write a starter deployment directory (organization, signal types,
     /// playbook, steps, policies, server settings), each file commented.
     Init { dir: PathBuf },
@@ -251,6 +264,35 @@ fn headless(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+fn attach(
+    url: String,
+    token: Option<String>,
+    theme: Option<String>,
+    keymap: Option<String>,
+) -> Result<()> {
+    use signalbox::config::{Config, config_path};
+    let config = Config::load(config_path().as_deref())?;
+    let token = token
+        .or_else(|| {
+            std::env::var("SIGNALBOX_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        })
+        .or(config.token.clone());
+    let operator = signalbox::console::attach::whoami(&url, token.as_deref())?;
+    signalbox::console::attach(signalbox::console::AttachOptions {
+        url,
+        token,
+        operator,
+        theme: theme
+            .or(config.theme.clone())
+            .unwrap_or_else(|| "default".into()),
+        keymap: keymap
+            .or(config.keymap.clone())
+            .unwrap_or_else(|| "default".into()),
+    })
+}
+
 fn console(args: &ConsoleArgs) -> Result<()> {
     use signalbox::config::{Config, config_path};
     let config = Config::load(config_path().as_deref())?;
@@ -336,6 +378,12 @@ fn main() -> ExitCode {
             cmd::serve::serve(what, listen, data_dir, tokens, body_limit, sources)
         }
         Some(Command::Init { dir }) => cmd::deploy::init(&dir),
+        Some(Command::Attach {
+            url,
+            token,
+            theme,
+            keymap,
+        }) => attach(url, token, theme, keymap),
         Some(Command::Validate { dir }) => return cmd::deploy::validate(&dir),
         Some(Command::Config { .. }) => match signalbox::config::config_path() {
             Some(p) => {

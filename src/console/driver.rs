@@ -25,6 +25,12 @@ pub enum Update {
     Events(Vec<EngineEvent>),
     Status(Box<Status>),
     Failed(String),
+    /// A server's whole state (an attached console's start, or after a reset).
+    Snapshot(Box<crate::engine::overview::State>),
+    /// How the link to the server stands.
+    Link(super::attach::Link),
+    /// The last round trip to the server.
+    Rtt(std::time::Duration),
 }
 
 pub struct DriverOptions {

@@ -6,10 +6,11 @@
 //! (`ratatui::init` installs the panic hook).
 
 pub mod app;
+pub mod attach;
 pub mod demo;
 pub mod driver;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 pub mod keymap;
 pub mod render_bench;
 pub mod theme;
@@ -162,11 +163,68 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             );
         }
     };
-    let result = event_loop(&mut terminal, &mut app, &handle, &update_rx);
+    let result = event_loop(&mut terminal, &mut app, &handle, None, &update_rx);
     ratatui::restore();
     handle.stop();
     let _ = engine.join();
     stop_intake(serving);
+    result
+}
+
+/// What `signalbox attach` needs.
+pub struct AttachOptions {
+    pub url: String,
+    pub token: Option<String>,
+    pub operator: Actor,
+    pub theme: String,
+    pub keymap: String,
+}
+
+/// The console on a running `signalbox serve`: the same views and keys,
+/// its state from the server's events, actions through its HTTP API.
+pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
+    let mut warnings = Vec::new();
+    let look = ConsoleOptions {
+        seed: 0,
+        speed: 0.0,
+        data_dir: PathBuf::new(),
+        operator: options.operator.clone(),
+        theme: options.theme.clone(),
+        keymap: options.keymap.clone(),
+        colleagues: 0,
+        listen: None,
+        tokens: Vec::new(),
+        max_backlog: 0,
+        http_limits: crate::intake::server::Limits::default(),
+        body_timeout: Duration::from_secs(1),
+    };
+    let (theme, keymap) = load_look(&look, &mut warnings);
+    let remote = attach::Remote::new(&options.url, options.token.clone())?;
+    let (update_tx, update_rx) = mpsc::channel::<Update>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let follower = attach::spawn(remote.clone(), update_tx, std::sync::Arc::clone(&stop));
+    let mut app = App::new(keymap, theme, options.operator.clone(), PathBuf::new());
+    app.instance = format!("attached to {}", remote.base);
+    app.sources = vec![remote.base.clone()];
+    app.link = Some(attach::Link {
+        server: remote.base.clone(),
+        state: attach::LinkState::Connecting,
+        rtt: None,
+    });
+    if !warnings.is_empty() {
+        app.status_line = Some((warnings.join("; "), true));
+    }
+    let mut terminal = ratatui::try_init().map_err(|e| {
+        ratatui::restore();
+        anyhow::anyhow!("the console needs a terminal ({e})")
+    })?;
+    // No engine here: a handle nobody reads, for the loop's signature.
+    let (handle, _unused) = Handle::channel(PathBuf::new());
+    let result = event_loop(&mut terminal, &mut app, &handle, Some(&remote), &update_rx);
+    ratatui::restore();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(update_rx);
+    drop(follower);
     result
 }
 
@@ -186,10 +244,12 @@ fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
     engine: &Handle,
+    remote: Option<&attach::Remote>,
     updates: &mpsc::Receiver<Update>,
 ) -> anyhow::Result<()> {
     let mut outside = Outside {
         engine,
+        remote,
         reply: None,
         back: mpsc::channel(),
     };
@@ -247,6 +307,8 @@ enum Next {
 /// goes on meanwhile).
 struct Outside<'a> {
     engine: &'a Handle,
+    /// The server, when attached: actions and explanations go there.
+    remote: Option<&'a attach::Remote>,
     reply: Option<oneshot::Receiver<Result<ReviewAction, EngineError>>>,
     back: (mpsc::Sender<Message>, mpsc::Receiver<Message>),
 }
@@ -279,6 +341,32 @@ impl Outside<'_> {
 
     /// Carries out one effect.
     fn carry_out(&mut self, effect: Effect, app: &App) -> Next {
+        if let Some(remote) = self.remote {
+            let back = self.back.0.clone();
+            match effect {
+                Effect::Act {
+                    review_id,
+                    action,
+                    note,
+                } => remote.act(back, review_id, action, note),
+                Effect::TaskAct {
+                    task_id,
+                    action,
+                    note,
+                } => remote.task_act(back, task_id, action, note),
+                Effect::Explain { decision_id } => remote.explain(back, decision_id),
+                Effect::Quit => return Next::Quit,
+                Effect::SwitchTheme(name) => {
+                    return self.carry_out_locally(Effect::SwitchTheme(name), app);
+                }
+            }
+            return Next::Wait;
+        }
+        self.carry_out_locally(effect, app)
+    }
+
+    /// Carries out one effect against the embedded engine.
+    fn carry_out_locally(&mut self, effect: Effect, app: &App) -> Next {
         match effect {
             Effect::Quit => Next::Quit,
             Effect::Act {

@@ -176,3 +176,23 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::EngineEvent;
+
+    /// What the event stream sends reads back as the same event (an
+    /// attached console folds it as the embedded one does).
+    #[test]
+    fn events_read_back_from_their_json() {
+        let app = crate::console::fixture::app();
+        let item = app.reviews.values().next().unwrap().clone();
+        let event = EngineEvent::ReviewOpened(Box::new(item.clone()));
+        let json = serde_json::to_value(&event).unwrap();
+        let back: EngineEvent = serde_json::from_value(json).unwrap();
+        let EngineEvent::ReviewOpened(read) = back else {
+            panic!("not a review")
+        };
+        assert_eq!(*read, item);
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::super::attach::{Link, LinkState};
 use super::super::driver::Update;
 use super::{App, AuditRow, FlowRow, MAX_DECISIONS, MAX_SIGNALS, SignalRow, View};
 use crate::decide::Decision;
@@ -29,6 +30,49 @@ impl App {
             Update::Failed(e) => {
                 self.status_line = Some((format!("engine stopped: {e}"), true));
                 self.engine_error = Some(e);
+            }
+            Update::Snapshot(state) => {
+                // What the server holds now replaces the queue; flows and
+                // figures are brought up to date.
+                self.reviews.clear();
+                for item in state.reviews {
+                    self.reviews.insert(item.id.clone(), item);
+                }
+                self.reviews_changed = true;
+                self.sort_reviews();
+                for flow in &state.flows {
+                    self.upsert_flow(flow);
+                }
+                self.status = Some(state.overview);
+            }
+            Update::Link(link) => {
+                let rtt = self.link.as_ref().and_then(|l| l.rtt);
+                match &link.state {
+                    LinkState::Lost { why, attempt } => {
+                        self.status_line = Some((
+                            format!(
+                                "lost {}: {why}; reconnecting (attempt {attempt}); what is shown is stale",
+                                link.server
+                            ),
+                            true,
+                        ));
+                    }
+                    LinkState::Connected
+                        if self
+                            .link
+                            .as_ref()
+                            .is_some_and(|l| l.state != LinkState::Connected) =>
+                    {
+                        self.status_line = Some((format!("connected to {}", link.server), false));
+                    }
+                    _ => {}
+                }
+                self.link = Some(Link { rtt, ..link });
+            }
+            Update::Rtt(rtt) => {
+                if let Some(link) = &mut self.link {
+                    link.rtt = Some(rtt);
+                }
             }
         }
     }

@@ -57,6 +57,8 @@ pub struct App {
     pub data_dir: PathBuf,
     /// Rows per page in the table being shown (set by draw's caller).
     pub page: usize,
+    /// The server, when attached to one.
+    pub link: Option<super::attach::Link>,
 }
 
 impl App {
@@ -89,6 +91,7 @@ impl App {
             engine_error: None,
             data_dir,
             page: 20,
+            link: None,
         }
     }
 

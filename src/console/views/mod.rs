@@ -109,12 +109,31 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let mut spans = vec![
         Span::styled(" signalbox ", theme.title()),
         Span::styled(format!("{} ", app.instance), theme.accent()),
-        Span::styled(format!("src {} ", app.sources.join(",")), theme.muted()),
-        Span::styled(
-            format!("{} ({}) ", app.operator.name, app.operator.role.as_str()),
-            theme.base(),
-        ),
     ];
+    match &app.link {
+        Some(link) => {
+            use crate::console::attach::LinkState;
+            let rtt = link
+                .rtt
+                .map(|d| format!(" {}ms", d.as_millis()))
+                .unwrap_or_default();
+            spans.push(match &link.state {
+                LinkState::Connected => Span::styled(format!("connected{rtt} "), theme.ok()),
+                LinkState::Connecting => Span::styled("connecting… ", theme.warn()),
+                LinkState::Lost { attempt, .. } => {
+                    Span::styled(format!("LOST (retry {attempt}) stale "), theme.bad())
+                }
+            });
+        }
+        None => spans.push(Span::styled(
+            format!("src {} ", app.sources.join(",")),
+            theme.muted(),
+        )),
+    }
+    spans.extend([Span::styled(
+        format!("{} ({}) ", app.operator.name, app.operator.role.as_str()),
+        theme.base(),
+    )]);
     if let Some(s) = &app.status {
         spans.push(Span::styled(
             format!("{} ", s.now.format("%a %H:%M:%S")),

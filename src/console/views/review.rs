@@ -14,7 +14,7 @@ use crate::console::app::{App, View};
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     // Side by side when there is room; stacked on narrow terminals.
     let [queue, context] = if area.width >= 110 {
-        Layout::horizontal([Constraint::Percentage(48), Constraint::Percentage(52)]).areas(area)
+        Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(area)
     } else {
         Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area)
     };
@@ -22,24 +22,53 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     decision_context(frame, context, app);
 }
 
-/// The open items, most urgent first, with the time left to each.
+/// The open items, most urgent first, with the time left to each and who
+/// holds it. Type, subject and holder columns are as wide as what is in
+/// them (within bounds); the proposal takes what is left.
 fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
     let theme = &app.theme;
     let now = app.status.as_ref().map(|s| s.now);
+    let items: Vec<_> = (0..app.rows(View::Review).len())
+        .filter_map(|i| app.review_at(i))
+        .collect();
+    let widest = |f: &dyn Fn(&crate::review::ReviewItem) -> usize, min: usize, max: usize| {
+        items
+            .iter()
+            .map(|it| f(it))
+            .max()
+            .unwrap_or(0)
+            .clamp(min, max) as u16
+    };
+    let kind = widest(&|it| it.decision.signal_type.chars().count(), 4, 20);
+    let subject = widest(&|it| it.decision.subject.chars().count(), 7, 18);
+    let held = items
+        .iter()
+        .filter_map(|it| it.claimed_by.as_ref())
+        .map(|h| h.chars().count() + 1)
+        .max()
+        .map_or(0, |w| w.clamp(4, 12) as u16);
+    let header: &[&str] = if held > 0 {
+        &[
+            "item", "type", "subject", "proposal", "left", "prio", "held",
+        ]
+    } else {
+        &["item", "type", "subject", "proposal", "left", "prio"]
+    };
     let (table, _) = window(
         app,
         View::Review,
         queue,
         "review queue",
-        &["item", "type", "subject", "proposal", "left", "prio"],
+        header,
         &[
             Constraint::Length(9),
-            Constraint::Length(17),
-            Constraint::Length(15),
-            Constraint::Length(20),
+            Constraint::Length(kind),
+            Constraint::Length(subject),
+            Constraint::Min(10),
             Constraint::Length(5),
-            Constraint::Min(6),
-        ],
+            Constraint::Length(6),
+            Constraint::Length(held),
+        ][..header.len()],
         |i, _| {
             let Some(it) = app.review_at(i) else {
                 return Row::new(Vec::<Cell>::new());
@@ -52,18 +81,28 @@ fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
             } else {
                 theme.base()
             };
-            let mut prio = it.priority.as_str().to_string();
+            let mut prio = it.priority.as_str().chars().take(4).collect::<String>();
             if it.required_role.as_str() == "lead" {
-                prio.push_str(" lead");
+                prio.push_str(" L");
             }
-            Row::new(vec![
+            // Who holds it, in every console.
+            let holder = it
+                .claimed_by
+                .as_ref()
+                .map(|h| format!("@{h}"))
+                .unwrap_or_default();
+            let mut cells = vec![
                 Cell::from(it.id.clone()),
                 Cell::from(it.decision.signal_type.clone()),
                 Cell::from(it.decision.subject.clone()),
                 Cell::from(it.decision.proposal.clone()),
                 Cell::from(format!("{left}m")).style(left_style),
                 Cell::from(prio),
-            ])
+            ];
+            if held > 0 {
+                cells.push(Cell::from(holder).style(theme.warn()));
+            }
+            Row::new(cells)
         },
     );
     frame.render_widget(table, queue);
@@ -85,6 +124,9 @@ fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
     let d = &item.decision;
     let mut lines: Vec<Line> = Vec::new();
     let head = |t: &str| Line::styled(t.to_string(), theme.title());
+    if let Some(holder) = &item.claimed_by {
+        lines.push(Line::styled(format!("held by {holder}"), theme.warn()));
+    }
     lines.push(Line::from(vec![
         Span::styled(format!("{} ", item.signal.kind), theme.accent()),
         Span::styled(

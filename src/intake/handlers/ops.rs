@@ -67,17 +67,36 @@ pub(in crate::intake) async fn metrics(
 }
 
 /// A decision explained, from the journal.
+#[derive(Debug, serde::Deserialize)]
+pub(in crate::intake) struct DecisionQuery {
+    /// `text`: as `signalbox explain` prints it (what a console shows).
+    format: Option<String>,
+}
+
 pub(in crate::intake) async fn decision(
     State(state): State<AppState>,
     _: Allowed<ToRead>,
     Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<DecisionQuery>,
 ) -> Result<Response, Refusal> {
+    let text = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("text") => true,
+        Some(other) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("format {other:?} is not json or text"),
+            )
+            .field(Some("format".into())));
+        }
+    };
     let lookup = id.clone();
     let found = read_journal(&state, move |dir| {
         crate::journal::read::explain(dir, &lookup)
     })
     .await?;
     match found {
+        Some(e) if text => Ok(crate::journal::explain::render(&e).into_response()),
         Some(e) => Ok(ok(crate::journal::explain::to_json(&e))),
         None => Err(Refusal::new(
             StatusCode::NOT_FOUND,

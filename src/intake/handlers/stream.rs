@@ -84,3 +84,8 @@ pub(in crate::intake) async fn events(
     let after = header.or(q.after);
     Ok(crate::intake::events::stream(hub, after).into_response())
 }
+
+/// `GET /v1/me`: who the token is, as the server records its actions.
+pub(in crate::intake) async fn me(Allowed(who, _): Allowed<ToRead>) -> Response {
+    ok(serde_json::json!({ "name": who.name, "role": who.role.as_str() }))
+}

@@ -1,0 +1,370 @@
+//! The console attached to a running `signalbox serve`: the state to start
+//! from (`GET /v1/state`), the event stream after it (`GET /v1/events`),
+//! the figures polled every second (which also gives the round-trip time),
+//! and the operator's actions through the HTTP API with the token's
+//! identity. A lost connection is said on the header; the last state stays
+//! on screen, marked stale, while the link reconnects with backoff and
+//! resumes after the last event it saw.
+
+use std::io::{BufRead, BufReader};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::app::Message;
+use super::driver::Update;
+use crate::engine::EngineEvent;
+use crate::engine::overview::State;
+use crate::flow::TaskAction;
+use crate::review::Action;
+
+/// How the link to the server stands, for the header.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkState {
+    Connecting,
+    Connected,
+    /// Lost, with why; reconnecting (attempt n).
+    Lost {
+        why: String,
+        attempt: u32,
+    },
+}
+
+/// The server, the link's state and the last round trip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub server: String,
+    pub state: LinkState,
+    pub rtt: Option<Duration>,
+}
+
+/// Events are handed to the UI at most this often, as one batch.
+const BATCH: Duration = Duration::from_millis(50);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The server the console talks to.
+#[derive(Clone)]
+pub struct Remote {
+    pub base: String,
+    token: Option<String>,
+    client: reqwest::blocking::Client,
+}
+
+impl Remote {
+    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Remote> {
+        let base = base.trim_end_matches('/').to_string();
+        reqwest::Url::parse(&base).map_err(|e| anyhow::anyhow!("{base:?} is not a URL: {e}"))?;
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()?;
+        Ok(Remote {
+            base,
+            token,
+            client,
+        })
+    }
+
+    fn get(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        let r = self.client.get(format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    fn post(&self, path: &str, body: Value) -> Result<Value, String> {
+        let mut r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(10))
+            .json(&body);
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        let response = r.send().map_err(|e| format!("{}: {e}", self.base))?;
+        let status = response.status();
+        let v: Value = response.json().unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(v)
+        } else {
+            Err(v["error"]
+                .as_str()
+                .map_or_else(|| status.to_string(), String::from))
+        }
+    }
+
+    fn state(&self, overview_only: bool) -> Result<(State, Duration), String> {
+        let began = Instant::now();
+        let path = if overview_only {
+            "/v1/state?part=overview"
+        } else {
+            "/v1/state"
+        };
+        let response = self
+            .get(path)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("GET {path}: {}", response.status()));
+        }
+        let state: State = response.json().map_err(|e| format!("GET {path}: {e}"))?;
+        Ok((state, began.elapsed()))
+    }
+
+    /// An action on a review item; the answer comes back as a message.
+    pub fn act(&self, back: Sender<Message>, review_id: String, action: Action, note: String) {
+        let remote = self.clone();
+        std::thread::spawn(move || {
+            let mut body = json!({"action": action.name(), "note": note});
+            match &action {
+                Action::Override { option } => body["option"] = json!(option),
+                Action::Snooze { minutes } => body["minutes"] = json!(minutes),
+                _ => {}
+            }
+            let answer = remote
+                .post(&format!("/v1/reviews/{review_id}/actions"), body)
+                .map(|v| {
+                    format!(
+                        "{} {review_id} by {}",
+                        action.name(),
+                        v["actor"].as_str().unwrap_or("?")
+                    )
+                });
+            let _ = back.send(Message::Acted(answer));
+        });
+    }
+
+    /// An action on a task.
+    pub fn task_act(
+        &self,
+        back: Sender<Message>,
+        task_id: String,
+        action: TaskAction,
+        note: String,
+    ) {
+        let remote = self.clone();
+        std::thread::spawn(move || {
+            let mut body = json!({"note": note});
+            if let TaskAction::Reassign { team, agent } = &action {
+                body["team"] = json!(team);
+                body["agent"] = json!(agent);
+            }
+            let answer = remote
+                .post(&format!("/v1/tasks/{task_id}/{}", action.as_str()), body)
+                .map(|t| format!("task {task_id} {}", t["state"].as_str().unwrap_or("?")));
+            let _ = back.send(Message::Acted(answer));
+        });
+    }
+
+    /// A decision's explanation, as the server renders it.
+    pub fn explain(&self, back: Sender<Message>, decision_id: String) {
+        let remote = self.clone();
+        std::thread::spawn(move || {
+            let text = remote
+                .get(&format!("/v1/decisions/{decision_id}?format=text"))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .and_then(|r| r.text())
+                .unwrap_or_else(|e| format!("asking {}: {e}", remote.base));
+            let _ = back.send(Message::Explained {
+                title: format!("decision {decision_id}"),
+                text,
+            });
+        });
+    }
+}
+
+/// Who the server says the token is (`GET /v1/me`), checked before the
+/// terminal is taken: a wrong token or an unreachable server is said plainly.
+pub fn whoami(url: &str, token: Option<&str>) -> anyhow::Result<crate::review::Actor> {
+    let remote = Remote::new(url, token.map(String::from))?;
+    let response = remote
+        .get("/v1/me")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", remote.base))?;
+    let status = response.status();
+    let v: Value = response.json().unwrap_or(Value::Null);
+    if !status.is_success() {
+        let why = v["error"].as_str().unwrap_or("");
+        anyhow::bail!("{} refused: {status} {why}", remote.base);
+    }
+    let name = v["name"].as_str().unwrap_or("unknown");
+    let role = v["role"]
+        .as_str()
+        .and_then(crate::decide::policy::Role::parse)
+        .unwrap_or(crate::decide::policy::Role::Viewer);
+    Ok(crate::review::Actor::new(name, role))
+}
+
+/// Follows the server until `stop` is set: state, then events, then again
+/// after any loss. Everything goes to `updates`.
+pub fn spawn(
+    remote: Remote,
+    updates: Sender<Update>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let pending: Arc<Mutex<Vec<EngineEvent>>> = Arc::default();
+    // The batcher: what the stream read in the last moment, as one update.
+    {
+        let (pending, updates, stop) = (Arc::clone(&pending), updates.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(BATCH);
+                let batch = pending
+                    .lock()
+                    .map(|mut p| std::mem::take(&mut *p))
+                    .unwrap_or_default();
+                if !batch.is_empty() && updates.send(Update::Events(batch)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    // The poller: the figures, and the round trip.
+    {
+        let (remote, updates, stop) = (remote.clone(), updates.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((state, rtt)) = remote.state(true) {
+                    let sent = updates.send(Update::Status(Box::new(state.overview)));
+                    if sent.is_err() || updates.send(Update::Rtt(rtt)).is_err() {
+                        return;
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+    }
+    std::thread::spawn(move || follow(&remote, &updates, &pending, &stop))
+}
+
+fn link(remote: &Remote, state: LinkState) -> Update {
+    Update::Link(Link {
+        server: remote.base.clone(),
+        state,
+        rtt: None,
+    })
+}
+
+/// The connection loop: (re)connect, read, and on loss wait and resume.
+fn follow(
+    remote: &Remote,
+    updates: &Sender<Update>,
+    pending: &Mutex<Vec<EngineEvent>>,
+    stop: &AtomicBool,
+) {
+    let mut last: Option<u64> = None;
+    let mut attempt = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        if last.is_none() {
+            match remote.state(false) {
+                Ok((state, _)) => {
+                    last = Some(state.last_event_id);
+                    if updates.send(Update::Snapshot(Box::new(state))).is_err() {
+                        return;
+                    }
+                }
+                Err(why) => {
+                    attempt += 1;
+                    let _ = updates.send(link(remote, LinkState::Lost { why, attempt }));
+                    backoff(attempt, stop);
+                    continue;
+                }
+            }
+        }
+        let why = match read_stream(remote, updates, pending, &mut last, stop) {
+            Ok(()) => "the server closed the stream".to_string(),
+            Err(why) => why,
+        };
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        attempt += 1;
+        if updates
+            .send(link(remote, LinkState::Lost { why, attempt }))
+            .is_err()
+        {
+            return;
+        }
+        backoff(attempt, stop);
+    }
+}
+
+fn backoff(attempt: u32, stop: &AtomicBool) {
+    let wait = Duration::from_millis(250 * 2u64.saturating_pow(attempt.min(6))).min(MAX_BACKOFF);
+    let until = Instant::now() + wait;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reads the stream after `last` until it ends; `last` follows each event.
+/// A `reset` clears `last` (the state is fetched again); `lagged` ends it.
+fn read_stream(
+    remote: &Remote,
+    updates: &Sender<Update>,
+    pending: &Mutex<Vec<EngineEvent>>,
+    last: &mut Option<u64>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let mut request = remote.get("/v1/events");
+    if let Some(id) = *last {
+        request = request.header("last-event-id", id.to_string());
+    }
+    let response = request.send().map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("GET /v1/events: {}", response.status()));
+    }
+    let _ = updates.send(link(remote, LinkState::Connected));
+    let (mut id, mut name, mut data) = (None, String::new(), String::new());
+    for line in BufReader::new(response).lines() {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let line = line.map_err(|e| e.to_string())?;
+        if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().parse::<u64>().ok();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            name = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        } else if line.is_empty() && !name.is_empty() {
+            let (kind, body) = (std::mem::take(&mut name), std::mem::take(&mut data));
+            match kind.as_str() {
+                "reset" => {
+                    *last = None;
+                    return Err("the server no longer holds what was missed: reloading".into());
+                }
+                "lagged" => return Err("this console fell behind the server".into()),
+                _ => {}
+            }
+            if let Some(i) = id.take() {
+                *last = Some(i);
+            }
+            // From text, not through a `Value`: a decision's snapshot holds
+            // raw JSON, which only a text source can give.
+            let text = format!(
+                "{{\"type\":{},\"data\":{body}}}",
+                Value::from(kind.as_str())
+            );
+            let parsed = serde_json::from_str::<EngineEvent>(&text);
+            match parsed {
+                Ok(event) => {
+                    if let Ok(mut p) = pending.lock() {
+                        p.push(event);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(event = %kind, error = %e, "an event the console cannot read")
+                }
+            }
+        }
+    }
+    Ok(())
+}
