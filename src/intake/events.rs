@@ -13,7 +13,10 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::body::Body;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use tokio::sync::broadcast;
 
 use crate::engine::EngineEvent;
@@ -27,9 +30,24 @@ pub struct Numbered {
     pub id: u64,
     /// The event's type: `decision`, `review_opened`, `flow`, ...
     pub name: String,
-    /// Its `data` as JSON text.
-    pub data: String,
+    /// The event as the stream's text (`id:`, `event:`, `data:` lines),
+    /// made once for every client.
+    pub frame: Bytes,
 }
+
+impl Numbered {
+    fn new(id: u64, name: String, data: &str) -> Numbered {
+        // JSON text has no raw newline, so one `data:` line carries it.
+        let frame = Bytes::from(format!("id: {id}\nevent: {name}\ndata: {data}\n\n"));
+        Numbered { id, name, frame }
+    }
+}
+
+/// Events written to a client in one chunk, at most.
+const CHUNK: usize = 512;
+/// A comment line goes out after this long without events, so proxies and
+/// clients see the connection alive.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Where published events wait for their clients.
 pub struct EventHub {
@@ -41,6 +59,14 @@ struct Held {
     events: VecDeque<Arc<Numbered>>,
     /// The last id published (or journaled before this process started).
     last: u64,
+}
+
+/// An event's JSON (`{"type":"NAME","data":DATA}`, as serde writes an
+/// adjacently tagged enum, fields in that order) as its name and data.
+fn split(json: &str) -> Option<(&str, &str)> {
+    let rest = json.strip_prefix("{\"type\":\"")?;
+    let (name, rest) = rest.split_once("\",\"data\":")?;
+    Some((name, rest.strip_suffix('}')?))
 }
 
 /// Where a client starts.
@@ -70,12 +96,9 @@ impl EventHub {
         let numbered: Vec<Arc<Numbered>> = events
             .into_iter()
             .filter_map(|(id, event)| {
-                let value = serde_json::to_value(&event).ok()?;
-                let name = value.get("type")?.as_str()?.to_string();
-                let data = value
-                    .get("data")
-                    .map_or_else(String::new, ToString::to_string);
-                Some(Arc::new(Numbered { id, name, data }))
+                let json = serde_json::to_string(&event).ok()?;
+                let (name, data) = split(&json)?;
+                Some(Arc::new(Numbered::new(id, name.to_string(), data)))
             })
             .collect();
         let Ok(mut held) = self.held.lock() else {
@@ -120,25 +143,26 @@ impl EventHub {
     }
 }
 
-/// The stream for one client that last saw `after`.
-pub fn stream(
-    hub: &EventHub,
-    after: Option<u64>,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>> + use<>> {
+/// The stream for one client that last saw `after`: what the hub holds
+/// after it, then the live events, written a chunk at a time (all that is
+/// waiting, up to `CHUNK` events).
+pub fn stream(hub: &EventHub, after: Option<u64>) -> Response {
     let (start, live) = hub.subscribe(after);
     let (backlog, sent) = match start {
         Start::From(events) => (events, after.unwrap_or(0)),
         Start::Reset { last } => {
-            let reset = Arc::new(Numbered {
-                id: last,
-                name: "reset".into(),
-                data: serde_json::json!({
-                    "reason": "the events after your Last-Event-ID are no longer held: fetch GET /v1/state and follow on",
-                    "last": last,
-                })
-                .to_string(),
+            let data = serde_json::json!({
+                "reason": "the events after your Last-Event-ID are no longer held: fetch GET /v1/state and follow on",
+                "last": last,
             });
-            (vec![reset], last)
+            (
+                vec![Arc::new(Numbered::new(
+                    last,
+                    "reset".into(),
+                    &data.to_string(),
+                ))],
+                last,
+            )
         }
     };
     let state = Follow {
@@ -147,36 +171,57 @@ pub fn stream(
         sent,
         done: false,
     };
-    let events = futures_util::stream::unfold(state, |mut f| async move {
+    let chunks = futures_util::stream::unfold(state, |mut f| async move {
         if f.done {
             return None;
         }
-        if let Some(e) = f.backlog.next() {
+        let mut chunk = BytesMut::new();
+        let mut n = 0;
+        for e in f.backlog.by_ref().take(CHUNK) {
             f.sent = f.sent.max(e.id);
-            return Some((Ok(sse(&e)), f));
+            chunk.extend_from_slice(&e.frame);
+            n += 1;
         }
-        loop {
-            match f.live.recv().await {
-                // Already sent from the backlog.
-                Ok(e) if e.id <= f.sent => continue,
-                Ok(e) => {
-                    f.sent = e.id;
-                    return Some((Ok(sse(&e)), f));
+        if n == 0 {
+            // Wait for the next event (or say the line is alive).
+            match tokio::time::timeout(KEEP_ALIVE, f.live.recv()).await {
+                Err(_) => return Some((Ok::<_, Infallible>(Bytes::from_static(b":\n\n")), f)),
+                Ok(next) => match f.take(next, &mut chunk) {
+                    Some(()) => n += 1,
+                    None => return f.ended(chunk),
+                },
+            }
+            // And whatever else is already waiting.
+            while n < CHUNK {
+                match f.live.try_recv() {
+                    Ok(e) => {
+                        if f.take(Ok(e), &mut chunk).is_none() {
+                            return f.ended(chunk);
+                        }
+                        n += 1;
+                    }
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                        f.lagged(missed, &mut chunk);
+                        return Some((Ok(chunk.freeze()), f));
+                    }
+                    Err(broadcast::error::TryRecvError::Closed) => {
+                        f.done = true;
+                        break;
+                    }
                 }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    let data = serde_json::json!({
-                        "reason": "this client fell behind the engine; reconnect with Last-Event-ID",
-                        "missed": missed, "last_sent": f.sent,
-                    });
-                    let event = Event::default().event("lagged").data(data.to_string());
-                    f.done = true;
-                    return Some((Ok(event), f));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
+        Some((Ok(chunk.freeze()), f))
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 /// One client's place: what is left of its backlog, its live feed, the
@@ -188,9 +233,65 @@ struct Follow {
     done: bool,
 }
 
-fn sse(e: &Numbered) -> Event {
-    Event::default()
-        .id(e.id.to_string())
-        .event(&e.name)
-        .data(&e.data)
+impl Follow {
+    /// Adds a received event to the chunk (skipping one the backlog sent);
+    /// `None` when the feed has ended or lagged (said in the chunk).
+    fn take(
+        &mut self,
+        next: Result<Arc<Numbered>, broadcast::error::RecvError>,
+        chunk: &mut BytesMut,
+    ) -> Option<()> {
+        match next {
+            Ok(e) if e.id <= self.sent => Some(()),
+            Ok(e) => {
+                self.sent = e.id;
+                chunk.extend_from_slice(&e.frame);
+                Some(())
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                self.lagged(missed, chunk);
+                None
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                self.done = true;
+                None
+            }
+        }
+    }
+
+    /// Says the client fell behind, and ends its stream.
+    fn lagged(&mut self, missed: u64, chunk: &mut BytesMut) {
+        let data = serde_json::json!({
+            "reason": "this client fell behind the engine; reconnect with Last-Event-ID",
+            "missed": missed, "last_sent": self.sent,
+        });
+        chunk.extend_from_slice(format!("event: lagged\ndata: {data}\n\n").as_bytes());
+        self.done = true;
+    }
+
+    /// The stream's last chunk, if it has anything.
+    fn ended(mut self, chunk: BytesMut) -> Option<(Result<Bytes, Infallible>, Follow)> {
+        self.done = true;
+        (!chunk.is_empty()).then(|| (Ok(chunk.freeze()), self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_splits_into_its_name_and_data() {
+        let event = EngineEvent::Reloaded(crate::engine::reload::Versions {
+            policy: "1".into(),
+            model: "m".into(),
+            rules: "r".into(),
+        });
+        let json = serde_json::to_string(&event).unwrap();
+        let (name, data) = split(&json).unwrap();
+        assert_eq!(name, "reloaded");
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["policy"], "1");
+        assert!(split("{}").is_none());
+    }
 }
