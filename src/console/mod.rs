@@ -55,6 +55,9 @@ pub struct ConsoleOptions {
 /// Frames are drawn at most this often.
 const FRAME: Duration = Duration::from_millis(33);
 
+/// The longest the loop folds engine updates before it looks at the keys.
+const FOLD_BUDGET: Duration = Duration::from_millis(10);
+
 /// Loads theme and keymap, reporting problems as start-up warnings and
 /// falling back to the defaults.
 pub fn load_look(options: &ConsoleOptions, warnings: &mut Vec<String>) -> (Theme, Keymap) {
@@ -255,7 +258,12 @@ fn event_loop(
     };
     let mut last_draw = Instant::now() - FRAME;
     loop {
-        while let Ok(update) = updates.try_recv() {
+        // What the engine published, for a bounded time per pass: in a
+        // storm the rest waits for the next pass, and keys are read between
+        // passes instead of after the whole backlog.
+        let began = Instant::now();
+        while began.elapsed() < FOLD_BUDGET {
+            let Ok(update) = updates.try_recv() else { break };
             app.update(Message::Engine(update));
         }
         for message in outside.arrived() {
