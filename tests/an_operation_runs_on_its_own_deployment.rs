@@ -31,14 +31,7 @@ fn signalbox(args: &[&str], dir: &Path) -> std::process::Output {
 }
 
 fn post(c: &Client, s: &Server, e: &Value) {
-    let r = c
-        .post(format!("{}/v1/signals", s.base))
-        .bearer_auth(OPERATOR)
-        .header("content-type", "application/cloudevents+json")
-        .body(e.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().unwrap());
+    common::post_as(c, &s.base, OPERATOR, e);
 }
 
 fn get(c: &Client, s: &Server, path: &str) -> Value {

@@ -2,35 +2,12 @@
 //! dir; the test goes to the review view, approves the first item with a
 //! note, quits, and finds the operator and note in `signalbox explain`.
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .args(args)
-        .output()
-        .expect("tmux must be installed to run the console test (.ci/run installs it)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn screen(session: &str) -> String {
-    tmux(&["capture-pane", "-p", "-t", session])
-}
-
-fn wait_for(session: &str, what: impl Fn(&str) -> bool, label: &str) -> String {
-    let began = Instant::now();
-    loop {
-        let s = screen(session);
-        if what(&s) {
-            return s;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {label}; screen:\n{s}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::terminal::{Sessions, tmux, wait_for};
 
 #[test]
 fn approve_the_first_review_item_then_explain_shows_who_and_why() {
@@ -53,7 +30,7 @@ fn approve_the_first_review_item_then_explain_shows_who_and_why() {
         "40",
         &cmd,
     ]);
-    let _cleanup = Cleanup(session.clone());
+    let _cleanup = Sessions(vec![session.clone()]);
     let s = wait_for(&session, |s| s.contains("review queue"), "the overview");
     // The console's HTTP intake is named in the header; a signal posted
     // there shows up in the live tail.
@@ -135,14 +112,4 @@ fn approve_the_first_review_item_then_explain_shows_who_and_why() {
         "{text}"
     );
     assert!(text.contains("audit chain: verifies"), "{text}");
-}
-
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .output();
-    }
 }

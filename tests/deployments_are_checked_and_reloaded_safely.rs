@@ -174,14 +174,7 @@ fn validate_names_the_file_and_line_of_each_kind_of_problem() {
 }
 
 fn post(c: &reqwest::blocking::Client, base: &str, e: &Value) {
-    let r = c
-        .post(format!("{base}/v1/signals"))
-        .bearer_auth(OPERATOR)
-        .header("content-type", "application/cloudevents+json")
-        .body(e.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    common::post_as(c, base, OPERATOR, e);
 }
 
 fn policy_version_of(c: &reqwest::blocking::Client, base: &str, signal: &str) -> String {

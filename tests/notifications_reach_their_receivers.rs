@@ -4,34 +4,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Kill, client, event, serve_deployment, wait_for};
+use common::{client, event, serve_deployment, wait_for};
 use serde_json::{Value, json};
 
 const OPERATOR: &str = "op-secret-1";
 const TOKENS: [&str; 2] = ["--token", "op-secret-1:operator:oskar"];
-
-fn receiver(log: &Path) -> (Kill, u16) {
-    let mut child = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/receiver.py"
-        ))
-        .args(["-", "-"])
-        .arg(log)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (Kill(child), line.trim().parse().unwrap())
-}
 
 fn bodies(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
@@ -51,8 +32,8 @@ fn escalations_breaches_and_quarantines_are_sent() {
         tmp.path().join("slack.jsonl"),
         tmp.path().join("json.jsonl"),
     );
-    let (_slack, slack_port) = receiver(&slack_log);
-    let (_json, json_port) = receiver(&json_log);
+    let (_slack, slack_port) = common::receiver(None, &slack_log);
+    let (_json, json_port) = common::receiver(None, &json_log);
     let dir = tmp.path().join("ops");
     let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
         .arg("init")
@@ -77,16 +58,7 @@ fn escalations_breaches_and_quarantines_are_sent() {
     .unwrap();
     let c = client();
     let s = serve_deployment(&dir, &TOKENS);
-    let post = |e: Value| {
-        let r = c
-            .post(format!("{}/v1/signals", s.base))
-            .bearer_auth(OPERATOR)
-            .header("content-type", "application/cloudevents+json")
-            .body(e.to_string())
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 202);
-    };
+    let post = |e: Value| common::post_as(&c, &s.base, OPERATOR, &e);
     // A signal that cannot be folded: quarantined.
     post(event(
         "c1",

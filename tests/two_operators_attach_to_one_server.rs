@@ -8,50 +8,14 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::terminal::{Sessions, tmux, wait_for};
 use common::{Kill, event};
 use serde_json::json;
 
 const OPERATOR: &str = "op-secret-1";
 const LEAD: &str = "lead-secret-1";
-
-fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .args(args)
-        .output()
-        .expect("tmux must be installed (.ci/run installs it)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn screen(session: &str) -> String {
-    tmux(&["capture-pane", "-p", "-t", session])
-}
-
-fn wait_for(session: &str, what: impl Fn(&str) -> bool, label: &str) -> String {
-    let began = Instant::now();
-    loop {
-        let s = screen(session);
-        if what(&s) {
-            return s;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {label} in {session}; screen:\n{s}"
-        );
-        std::thread::sleep(Duration::from_millis(150));
-    }
-}
-
-struct Sessions(Vec<String>);
-
-impl Drop for Sessions {
-    fn drop(&mut self) {
-        for s in &self.0 {
-            tmux(&["kill-session", "-t", s]);
-        }
-    }
-}
 
 fn server(dir: &std::path::Path, port: u16) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
@@ -85,14 +49,12 @@ fn server(dir: &std::path::Path, port: u16) -> Child {
 }
 
 fn post(port: u16, e: serde_json::Value) {
-    let r = common::client()
-        .post(format!("http://127.0.0.1:{port}/v1/signals"))
-        .bearer_auth(OPERATOR)
-        .header("content-type", "application/cloudevents+json")
-        .body(e.to_string())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    common::post_as(
+        &common::client(),
+        &format!("http://127.0.0.1:{port}"),
+        OPERATOR,
+        &e,
+    );
 }
 
 #[test]

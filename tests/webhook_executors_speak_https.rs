@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Kill, client, event, serve_deployment, wait_for};
+use common::{client, event, serve_deployment, wait_for};
 use serde_json::{Value, json};
 
 const OPERATOR: &str = "op-secret-1";
@@ -95,29 +94,6 @@ fn certificates(dir: &Path) {
     );
 }
 
-fn receiver(dir: &Path) -> (Kill, u16) {
-    let mut child = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/receiver.py"
-        ))
-        .arg(dir.join("server.pem"))
-        .arg(dir.join("server.key"))
-        .arg(dir.join("received.jsonl"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no port in {line:?}"));
-    (Kill(child), port)
-}
-
 /// A starter deployment whose pages go to an HTTPS webhook, alerts forced to a page.
 fn deployment(dir: &Path, port: u16, with_ca: bool) {
     let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
@@ -173,7 +149,9 @@ fn flow(c: &reqwest::blocking::Client, base: &str, signal: &str) -> Value {
 fn a_webhook_over_https_is_verified_against_the_given_ca() {
     let tmp = tempfile::tempdir().unwrap();
     certificates(tmp.path());
-    let (_receiver, port) = receiver(tmp.path());
+    let (cert, key) = (tmp.path().join("server.pem"), tmp.path().join("server.key"));
+    let (_receiver, port) =
+        common::receiver(Some((&cert, &key)), &tmp.path().join("received.jsonl"));
     let c = client();
     let alert = event(
         "a1",
@@ -185,16 +163,7 @@ fn a_webhook_over_https_is_verified_against_the_given_ca() {
     let trusted = tmp.path().join("trusted");
     deployment(&trusted, port, true);
     let s = serve_deployment(&trusted, &TOKENS);
-    let post = |base: &str, e: &Value| {
-        let r = c
-            .post(format!("{base}/v1/signals"))
-            .bearer_auth(OPERATOR)
-            .header("content-type", "application/cloudevents+json")
-            .body(e.to_string())
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 202);
-    };
+    let post = |base: &str, e: &Value| common::post_as(&c, base, OPERATOR, e);
     post(&s.base, &alert);
     let f = flow(&c, &s.base, "a1");
     assert_eq!(f["state"], "done", "{f}");

@@ -263,7 +263,9 @@ fn event_loop(
         // passes instead of after the whole backlog.
         let began = Instant::now();
         while began.elapsed() < FOLD_BUDGET {
-            let Ok(update) = updates.try_recv() else { break };
+            let Ok(update) = updates.try_recv() else {
+                break;
+            };
             app.update(Message::Engine(update));
         }
         for message in outside.arrived() {

@@ -2,6 +2,8 @@
 //! port, an HTTP client, polling until something holds, `/metrics` lines.
 #![allow(dead_code)] // each test binary uses its own share of these
 
+pub mod terminal;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,7 +58,7 @@ pub fn serve_with_config(dir: &Path, extra: &[&str], config: Option<&str>) -> Se
         std::fs::create_dir_all(config_home.join("signalbox")).unwrap();
         std::fs::write(config_home.join("signalbox").join("config.toml"), text).unwrap();
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+    let child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(extra)
@@ -66,26 +68,13 @@ pub fn serve_with_config(dir: &Path, extra: &[&str], config: Option<&str>) -> Se
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    Server {
-        child,
-        base: format!("http://{addr}"),
-        dir: dir.to_path_buf(),
-    }
+    listening(child, dir.to_path_buf())
 }
 
 /// `signalbox serve --config DEPLOYMENT` on a random loopback port, with
 /// `extra` flags; its data where the deployment says (`data` inside it).
 pub fn serve_deployment(deployment: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+    let child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(deployment)
         .args(extra)
@@ -95,6 +84,11 @@ pub fn serve_deployment(deployment: &Path, extra: &[&str]) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    listening(child, deployment.join("data"))
+}
+
+/// The server once it says where it listens (its first line).
+fn listening(mut child: Child, dir: PathBuf) -> Server {
     let stdout = child.stdout.take().unwrap();
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -107,8 +101,49 @@ pub fn serve_deployment(deployment: &Path, extra: &[&str]) -> Server {
     Server {
         child,
         base: format!("http://{addr}"),
-        dir: deployment.join("data"),
+        dir,
     }
+}
+
+/// POSTs one structured-mode event with a bearer token; it must be taken.
+pub fn post_as(c: &Client, base: &str, token: &str, event: &Value) {
+    let r = c
+        .post(format!("{base}/v1/signals"))
+        .bearer_auth(token)
+        .header("content-type", "application/cloudevents+json")
+        .body(event.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+}
+
+/// Python's own HTTP server on loopback (tests/clients/receiver.py),
+/// logging each POST as a JSON line to `log`; HTTPS with `tls` (a
+/// certificate and its key). Its port.
+pub fn receiver(tls: Option<(&Path, &Path)>, log: &Path) -> (Kill, u16) {
+    let mut command = Command::new("python3");
+    command.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/receiver.py"
+    ));
+    match tls {
+        Some((cert, key)) => command.arg(cert).arg(key),
+        None => command.args(["-", "-"]),
+    };
+    let mut child = command
+        .arg(log)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port in {line:?}"));
+    (Kill(child), port)
 }
 
 pub fn client() -> Client {

@@ -50,46 +50,22 @@ pub(in crate::intake) async fn list(
     Ok(ok(json!(tasks)))
 }
 
-pub(in crate::intake) async fn complete(
-    state: State<AppState>,
-    who: Allowed<ToAct>,
-    headers: HeaderMap,
-    id: Path<String>,
-    body: Body,
-) -> Result<Response, Refusal> {
-    act(state, who, headers, id, body, "complete").await
-}
-
-pub(in crate::intake) async fn fail(
-    state: State<AppState>,
-    who: Allowed<ToAct>,
-    headers: HeaderMap,
-    id: Path<String>,
-    body: Body,
-) -> Result<Response, Refusal> {
-    act(state, who, headers, id, body, "fail").await
-}
-
-pub(in crate::intake) async fn reassign(
-    state: State<AppState>,
-    who: Allowed<ToAct>,
-    headers: HeaderMap,
-    id: Path<String>,
-    body: Body,
-) -> Result<Response, Refusal> {
-    act(state, who, headers, id, body, "reassign").await
-}
-
 /// One action on a task; the body (optional) carries `note`, and for a
 /// reassignment `team` or `agent`. Who acts is the token's identity.
-async fn act(
+/// `POST /v1/tasks/{id}/complete|fail|reassign`.
+pub(in crate::intake) async fn act(
     State(state): State<AppState>,
     Allowed(who, _): Allowed<ToAct>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((id, how)): Path<(String, String)>,
     body: Body,
-    how: &str,
 ) -> Result<Response, Refusal> {
+    if !matches!(how.as_str(), "complete" | "fail" | "reassign") {
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!("no task action {how:?}: complete, fail or reassign"),
+        ));
+    }
     let bytes = read_body(&state, body).await?;
     let v = if bytes.is_empty() {
         serde_json::Map::new()
@@ -98,7 +74,7 @@ async fn act(
     };
     refuse_identity(&v)?;
     let note = optional_string(&v, "note")?.unwrap_or_default();
-    let action = match how {
+    let action = match how.as_str() {
         "complete" => TaskAction::Complete,
         "fail" => TaskAction::Fail,
         _ => {
