@@ -141,6 +141,23 @@ impl App {
                 self.reviews_changed = true;
             }
             EngineEvent::ReviewAction { item, action } => {
+                // The item under the cursor, settled by someone else: say so.
+                let selected = self.selected_review().map(|i| i.id.clone());
+                if item.outcome.is_some()
+                    && selected.as_deref() == Some(item.id.as_str())
+                    && action.actor.name != self.operator.name
+                {
+                    self.status_line = Some((
+                        format!(
+                            "{} ({}) was decided elsewhere: {} by {}",
+                            item.id,
+                            item.decision.subject,
+                            action.action.name(),
+                            action.actor.name
+                        ),
+                        true,
+                    ));
+                }
                 if let Some(row) = self.audit.iter_mut().find(|r| r.id == item.decision.id) {
                     row.actor = action.actor.name.clone();
                     row.outcome = match item.chosen() {
@@ -215,12 +232,21 @@ impl App {
         }
     }
 
-    /// Re-sorts the queue if it changed (once per batch of events).
+    /// Re-sorts the queue if it changed (once per batch of events). The
+    /// cursor follows the item it was on; if that item left, it stays
+    /// where it was.
     pub fn sort_reviews(&mut self) {
         if !self.reviews_changed {
             return;
         }
         self.reviews_changed = false;
+        let rows = self.rows(View::Review);
+        let selected = self.tables.get(&View::Review).map_or(0, |t| t.selected);
+        let held = rows
+            .get(selected)
+            .and_then(|&i| self.review_ids.get(i))
+            .filter(|id| self.reviews.contains_key(*id))
+            .cloned();
         let mut keyed: Vec<(_, _, &String)> = self
             .reviews
             .values()
@@ -228,5 +254,19 @@ impl App {
             .collect();
         keyed.sort_unstable();
         self.review_ids = keyed.into_iter().map(|(_, _, id)| id.clone()).collect();
+        if let Some(id) = held {
+            let rows = self.rows(View::Review);
+            if let Some(pos) = rows
+                .iter()
+                .position(|&i| self.review_ids.get(i) == Some(&id))
+            {
+                let page = self.page.max(1);
+                let t = self.tables.entry(View::Review).or_default();
+                t.selected = pos;
+                if pos < t.offset || pos >= t.offset + page {
+                    t.offset = pos.saturating_sub(page / 2);
+                }
+            }
+        }
     }
 }

@@ -224,3 +224,44 @@ fn task_actions_ask_for_a_note_and_act_on_the_selected_task() {
     app.update(key(KeyAction::Approve));
     assert!(matches!(app.focus, Focus::Normal));
 }
+
+/// The cursor follows its item when another arrives ahead of it, and when
+/// someone else decides it the status line says who.
+#[test]
+fn the_cursor_follows_the_item_not_the_row() {
+    use crate::engine::EngineEvent;
+    use crate::review::{Actor, ReviewAction};
+    let mut app = on_review();
+    app.update(key(KeyAction::Down));
+    let chosen = app.selected_review().unwrap().id.clone();
+    assert_eq!(chosen, "R0000004");
+    // An item due sooner arrives: it sorts first, the cursor stays on R0000004.
+    let mut sooner = app.reviews["R0000002"].clone();
+    sooner.id = "R0000009".into();
+    sooner.deadline -= chrono::Duration::minutes(30);
+    app.update(Message::Engine(super::super::driver::Update::Events(vec![
+        EngineEvent::ReviewOpened(Box::new(sooner)),
+    ])));
+    assert_eq!(app.review_at(0).unwrap().id, "R0000009");
+    assert_eq!(app.selected_review().unwrap().id, chosen);
+    // Decided by a colleague: said, and the cursor stays on its row.
+    let mut item = app.reviews[&chosen].clone();
+    let record = ReviewAction {
+        review_id: item.id.clone(),
+        decision_id: item.decision.id.clone(),
+        actor: Actor::new("lena", crate::decide::policy::Role::Lead),
+        action: Action::Approve,
+        note: String::new(),
+        time: item.created,
+    };
+    item.outcome = Some(record.clone());
+    app.update(Message::Engine(super::super::driver::Update::Events(vec![
+        EngineEvent::ReviewAction {
+            item: Box::new(item),
+            action: record,
+        },
+    ])));
+    let (line, _) = app.status_line.clone().unwrap();
+    assert!(line.contains("R0000004") && line.contains("lena"), "{line}");
+    assert!(!app.reviews.contains_key(&chosen));
+}
