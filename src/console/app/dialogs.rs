@@ -10,11 +10,30 @@ use crate::review::Action;
 
 impl App {
     pub(super) fn start_action(&mut self, action: KeyAction, effects: &mut Vec<Effect>) -> Focus {
-        let Some(item) = self.selected_review() else {
+        let Some(item) = self.selected_review().cloned() else {
             self.status_line = Some(("no review item selected".into(), true));
             return Focus::Normal;
         };
         let review_id = item.id.clone();
+        let about = item.decision.subject.clone();
+        // Someone else holds it: act only when asked twice.
+        if let Some(holder) = item
+            .claimed_by
+            .as_ref()
+            .filter(|h| **h != self.operator.name)
+            && self.confirm_held.as_ref() != Some(&(review_id.clone(), action))
+        {
+            self.status_line = Some((
+                format!(
+                    "{review_id} is held by {holder}: press {} again to act on it anyway",
+                    action.label()
+                ),
+                true,
+            ));
+            self.confirm_held = Some((review_id, action));
+            return Focus::Normal;
+        }
+        self.confirm_held = None;
         let note = || {
             let mut t = TextArea::default();
             t.set_placeholder_text("why (enter to confirm, esc to cancel)");
@@ -36,6 +55,7 @@ impl App {
                 }
                 Focus::Dialog(Box::new(Dialog {
                     target: review_id,
+                    about,
                     kind: DialogKind::Override {
                         choices,
                         selected: 0,
@@ -52,6 +72,7 @@ impl App {
                 };
                 Focus::Dialog(Box::new(Dialog {
                     target: review_id,
+                    about,
                     kind: DialogKind::Note(a),
                     note: note(),
                 }))
@@ -96,6 +117,7 @@ impl App {
             return Focus::Normal;
         };
         let target = task.id.clone();
+        let about = task.subject.clone();
         let current = task.team.clone();
         let mut note = TextArea::default();
         note.set_placeholder_text("note (enter to confirm, esc to cancel)");
@@ -130,7 +152,12 @@ impl App {
                 return Focus::Normal;
             }
         };
-        Focus::Dialog(Box::new(Dialog { target, kind, note }))
+        Focus::Dialog(Box::new(Dialog {
+            target,
+            about,
+            kind,
+            note,
+        }))
     }
 
     pub(super) fn dialog(

@@ -59,6 +59,8 @@ pub struct App {
     pub page: usize,
     /// The server, when attached to one.
     pub link: Option<super::attach::Link>,
+    /// An action asked once on an item someone else holds: asked again, it goes.
+    pub confirm_held: Option<(String, super::keymap::KeyAction)>,
 }
 
 impl App {
@@ -92,6 +94,7 @@ impl App {
             data_dir,
             page: 20,
             link: None,
+            confirm_held: None,
         }
     }
 

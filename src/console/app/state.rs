@@ -157,6 +157,8 @@ pub enum DialogKind {
 pub struct Dialog {
     /// The review item or task it acts on.
     pub target: String,
+    /// What it is about (its subject), shown with the id.
+    pub about: String,
     pub kind: DialogKind,
     pub note: TextArea<'static>,
 }

@@ -265,3 +265,24 @@ fn the_cursor_follows_the_item_not_the_row() {
     assert!(line.contains("R0000004") && line.contains("lena"), "{line}");
     assert!(!app.reviews.contains_key(&chosen));
 }
+
+/// Acting on an item someone else holds asks first; the dialog names the
+/// item and its subject.
+#[test]
+fn acting_on_someone_elses_claim_asks_first() {
+    let mut app = on_review();
+    let id = app.selected_review().unwrap().id.clone();
+    if let Some(item) = app.reviews.get_mut(&id) {
+        item.claimed_by = Some("lena".into());
+    }
+    app.update(key(KeyAction::Approve));
+    assert!(matches!(app.focus, Focus::Normal));
+    let (line, _) = app.status_line.clone().unwrap();
+    assert!(line.contains("held by lena"), "{line}");
+    app.update(key(KeyAction::Approve));
+    let Focus::Dialog(d) = &app.focus else {
+        panic!("asked twice, the dialog opens")
+    };
+    assert_eq!(d.target, id);
+    assert_eq!(d.about, "order/o2");
+}

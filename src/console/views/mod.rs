@@ -242,6 +242,7 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
         DialogKind::Task(a) => format!("{} task {}", a.as_str(), dialog.target),
         DialogKind::Reassign { .. } => format!("hand task {} to", dialog.target),
     };
+    let title = format!("{title} · {}", dialog.about);
     let block = titled(&title, theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
