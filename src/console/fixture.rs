@@ -140,6 +140,7 @@ fn status(dir: PathBuf) -> Status {
         quarantined: 0,
         quarantine: Vec::new(),
         tasks: tasks(),
+        attached: None,
         data_dir: dir,
         rules_version: String::new(),
     }

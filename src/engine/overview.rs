@@ -68,6 +68,10 @@ pub struct Overview {
     /// Signals held in quarantine, and the newest of them (newest first).
     pub quarantined: u64,
     pub quarantine: Vec<crate::journal::Quarantined>,
+    /// Clients following the server's event stream (attached consoles), as
+    /// the server counts them; none in the embedded console.
+    #[serde(default)]
+    pub attached: Option<usize>,
     /// Open tasks, most urgent first (at most `TASKS_SHOWN`).
     pub tasks: Vec<crate::flow::Task>,
     pub data_dir: PathBuf,
@@ -139,6 +143,7 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
             .take(QUARANTINE_SHOWN)
             .cloned()
             .collect(),
+        attached: None,
         tasks: {
             let mut tasks = engine.tasks(&crate::flow::TaskFilter::default());
             tasks.truncate(TASKS_SHOWN);

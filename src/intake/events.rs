@@ -115,6 +115,11 @@ impl EventHub {
         }
     }
 
+    /// Clients following the stream now.
+    pub fn clients(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// The id of the last event published.
     pub fn last_id(&self) -> u64 {
         self.held.lock().map_or(0, |h| h.last)

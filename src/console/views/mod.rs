@@ -117,8 +117,16 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
                 .rtt
                 .map(|d| format!(" {}ms", d.as_millis()))
                 .unwrap_or_default();
+            let attached = app
+                .status
+                .as_ref()
+                .and_then(|s| s.attached)
+                .map(|n| format!(" · {n} attached"))
+                .unwrap_or_default();
             spans.push(match &link.state {
-                LinkState::Connected => Span::styled(format!("connected{rtt} "), theme.ok()),
+                LinkState::Connected => {
+                    Span::styled(format!("connected{rtt}{attached} "), theme.ok())
+                }
                 LinkState::Connecting => Span::styled("connecting… ", theme.warn()),
                 LinkState::Lost { attempt, .. } => {
                     Span::styled(format!("LOST (retry {attempt}) stale "), theme.bad())

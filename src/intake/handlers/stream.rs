@@ -36,11 +36,12 @@ pub(in crate::intake) async fn state(
             .field(Some("part".into())));
         }
     };
-    let snapshot = ask(&state, |reply| Command::State {
+    let mut snapshot = ask(&state, |reply| Command::State {
         overview_only,
         reply,
     })
     .await?;
+    snapshot.overview.attached = state.events.as_ref().map(|hub| hub.clients());
     let body = serde_json::to_value(&*snapshot)
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(ok(body))
