@@ -137,6 +137,7 @@ impl App {
             }
             EngineEvent::Decision(d) => self.push_decision(&d),
             EngineEvent::ReviewOpened(item) => {
+                self.count_queue_flow(item.created, 1, 0);
                 self.reviews.insert(item.id.clone(), *item);
                 self.reviews_changed = true;
             }
@@ -166,6 +167,9 @@ impl App {
                     };
                 }
                 if item.outcome.is_some() {
+                    if self.reviews.contains_key(&item.id) {
+                        self.count_queue_flow(action.time, 0, 1);
+                    }
                     self.reviews.remove(&item.id);
                 } else {
                     self.reviews.insert(item.id.clone(), *item);

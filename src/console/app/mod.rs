@@ -47,6 +47,9 @@ pub struct App {
     pub signal_rate: VecDeque<u64>,
     rate_minute: Option<DateTime<Utc>>,
     pub queue_depth: VecDeque<u64>,
+    /// Review items opened and answered, per minute of engine time
+    /// (minute, opened, answered), oldest first.
+    pub queue_flow: VecDeque<(i64, u32, u32)>,
     pub keymap: Keymap,
     pub theme: Theme,
     pub operator: Actor,
@@ -84,6 +87,7 @@ impl App {
             signal_rate: VecDeque::new(),
             rate_minute: None,
             queue_depth: VecDeque::new(),
+            queue_flow: VecDeque::new(),
             keymap,
             theme,
             operator,
@@ -153,6 +157,35 @@ impl App {
         let t = self.tables.get(&View::Review).copied().unwrap_or_default();
         let i = *rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
         self.review_at(i)
+    }
+
+    /// Review items opened and answered per minute over the last
+    /// `minutes` of engine time up to `now`.
+    pub fn queue_rates(&self, now: DateTime<Utc>, minutes: i64) -> (f64, f64) {
+        let from = now.timestamp() / 60 - minutes;
+        let (opened, answered) = self
+            .queue_flow
+            .iter()
+            .filter(|(m, _, _)| *m > from)
+            .fold((0u32, 0u32), |(o, a), (_, x, y)| (o + x, a + y));
+        let per = minutes.max(1) as f64;
+        (f64::from(opened) / per, f64::from(answered) / per)
+    }
+
+    fn count_queue_flow(&mut self, at: DateTime<Utc>, opened: u32, answered: u32) {
+        let minute = at.timestamp() / 60;
+        match self.queue_flow.back_mut() {
+            Some((m, o, a)) if *m == minute => {
+                *o += opened;
+                *a += answered;
+            }
+            _ => {
+                self.queue_flow.push_back((minute, opened, answered));
+                if self.queue_flow.len() > 120 {
+                    self.queue_flow.pop_front();
+                }
+            }
+        }
     }
 
     /// The task under the cursor.

@@ -81,6 +81,41 @@ fn activity(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
             )),
         queue,
     );
+    // A queue that grows faster than people answer it is a signal too.
+    let (arriving, answered) = app.queue_rates(status.now, 15);
+    let open = status.open_reviews as f64;
+    let clears = if open == 0.0 {
+        "clear".to_string()
+    } else if answered > arriving {
+        format!("clears in ~{:.0}m", open / (answered - arriving))
+    } else if answered == 0.0 && arriving == 0.0 {
+        "unanswered".to_string()
+    } else {
+        "growing".to_string()
+    };
+    let pace = Line::from(vec![
+        Span::styled(
+            format!(" in {arriving:.1}/min out {answered:.1}/min · "),
+            theme.muted(),
+        ),
+        Span::styled(
+            clears.clone(),
+            if clears.starts_with("clear") {
+                theme.ok()
+            } else {
+                theme.warn()
+            },
+        ),
+    ]);
+    if queue.height > 2 {
+        let line = Rect {
+            y: queue.y + queue.height - 1,
+            height: 1,
+            x: queue.x + 1,
+            width: queue.width.saturating_sub(2),
+        };
+        frame.render_widget(Paragraph::new(pace), line);
+    }
     let at_risk = status.sla_at_risk;
     let lines = vec![
         Line::from(vec![
