@@ -95,7 +95,7 @@ fn activity(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
     };
     let pace = Line::from(vec![
         Span::styled(
-            format!(" in {arriving:.1}/min out {answered:.1}/min · "),
+            format!(" {arriving:.1} in, {answered:.1} out /min · "),
             theme.muted(),
         ),
         Span::styled(
