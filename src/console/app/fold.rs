@@ -144,7 +144,8 @@ impl App {
             EngineEvent::ReviewAction { item, action } => {
                 // The item under the cursor, settled by someone else: say so.
                 let selected = self.selected_review().map(|i| i.id.clone());
-                if item.outcome.is_some()
+                if self.view == View::Review
+                    && item.outcome.is_some()
                     && selected.as_deref() == Some(item.id.as_str())
                     && action.actor.name != self.operator.name
                 {
