@@ -66,6 +66,11 @@ struct ConsoleArgs {
     /// Simulated colleagues who answer review items besides you (0 to 3).
     #[arg(long, default_value_t = 3)]
     colleagues: usize,
+    /// Run a deployment directory (`signalbox init`) instead of the
+    /// Northwind simulator, on the wall clock, for one operator; its journal
+    /// (the deployment's data directory, or --data-dir) is resumed.
+    #[arg(long = "config")]
+    config_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -310,14 +315,30 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         .or(config.operator.clone())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "operator".into());
-    let data_dir = match args.data_dir.clone().or(config.data_dir.clone()) {
-        Some(d) => d,
-        None => fresh_dir("console", "session")?,
+    let deployment = match &args.config_dir {
+        Some(dir) => Some(Box::new(signalbox::deploy::Deployment::load(dir).map_err(
+            |problems| {
+                anyhow::anyhow!(
+                    "{} has problems (signalbox validate lists them):\n{problems}",
+                    dir.display()
+                )
+            },
+        )?)),
+        None => None,
     };
-    if data_dir.join(signalbox::journal::FILE_NAME).exists() {
+    let data_dir = match (
+        &deployment,
+        args.data_dir.clone().or(config.data_dir.clone()),
+    ) {
+        (_, Some(d)) => d,
+        (Some(d), None) => d.data_dir(),
+        (None, None) => fresh_dir("console", "session")?,
+    };
+    if deployment.is_none() && data_dir.join(signalbox::journal::FILE_NAME).exists() {
         bail!(
-            "{} already holds a journal; a console session starts in a fresh directory \
-             (read the old one with `signalbox explain ID --data-dir {}`)",
+            "{} already holds a journal; a simulated session starts in a fresh directory \
+             (read the old one with `signalbox explain ID --data-dir {}`; a deployment's \
+             journal is resumed with `signalbox --config DIR`)",
             data_dir.display(),
             data_dir.display()
         );
@@ -354,6 +375,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         max_backlog: config.max_backlog(),
         http_limits,
         body_timeout,
+        deployment,
     })
 }
 

@@ -43,6 +43,9 @@ pub struct DriverOptions {
     /// The intake log the HTTP intake acknowledges signals in, when it
     /// listens.
     pub intake: Option<IntakeLog>,
+    /// A deployment to run instead of the simulator: its rules and
+    /// organization, the wall clock, people's steps as tasks.
+    pub deployment: Option<Box<crate::deploy::Deployment>>,
 }
 
 /// Signals decided from the intake log per turn (a turn every ~30 ms), at
@@ -68,7 +71,12 @@ pub fn spawn(
             // its reader exists, dropping it halts the log as well, on a
             // panic too.)
             let log = options.intake.clone();
-            if let Err(e) = drive(options, &handle, commands, &updates) {
+            let driven = if options.deployment.is_some() {
+                drive_deployment(options, &handle, commands, &updates)
+            } else {
+                drive(options, &handle, commands, &updates)
+            };
+            if let Err(e) = driven {
                 if let Some(log) = log {
                     log.halt(&format!("the console's engine stopped: {e}"));
                 }
@@ -129,6 +137,78 @@ fn drive(
     let closed = engine.close().map(drop);
     let shadow_closed = world.shadow.close().map(drop);
     result.and(closed).and(shadow_closed)
+}
+
+/// A deployment on the wall clock: no simulator; what happens comes from
+/// the HTTP intake and the operator. A journal already in the data
+/// directory is resumed.
+fn drive_deployment(
+    mut options: DriverOptions,
+    handle: &Handle,
+    commands: Receiver<Command>,
+    updates: &Sender<Update>,
+) -> Result<(), EngineError> {
+    let Some(deployment) = options.deployment.take() else {
+        return Ok(());
+    };
+    let mut config = crate::engine::EngineConfig::new(&options.data_dir, options.seed);
+    config.rules = Some(deployment.rules.clone());
+    let world = deployment.organization.world.clone();
+    let mut engine = Engine::open(config, world.clone(), chrono::Utc::now())?;
+    engine.context.take_organization(world);
+    let inbox = match &options.intake {
+        Some(log) => Some(log.reader(engine.intake_cursor())?),
+        None => None,
+    };
+    let mut host = Host::new(engine, inbox);
+    host.from_log = FROM_LOG;
+    // What a resumed journal holds: the queue and the flows in flight.
+    let state = crate::engine::overview::State::of(&host.engine, chrono::Utc::now());
+    let _ = updates.send(Update::Snapshot(Box::new(state)));
+    let mut last_status = Instant::now() - StdDuration::from_secs(1);
+    let result = loop {
+        let mut batch = Vec::new();
+        let mut gone = false;
+        while batch.len() < GROUP {
+            match commands.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    gone = true;
+                    break;
+                }
+            }
+        }
+        if gone || (handle.stopping() && batch.is_empty()) {
+            break Ok(());
+        }
+        if let Some(reader) = &host.inbox {
+            reader.beat();
+        }
+        let now = chrono::Utc::now();
+        if let Some(turn) = host.turn(now, batch, |_| now)
+            && let Err(e) = turn.settle(None)
+        {
+            break Err(e);
+        }
+        let events = host.engine.take_events();
+        if !events.is_empty() && updates.send(Update::Events(events)).is_err() {
+            break Ok(());
+        }
+        if last_status.elapsed() >= StdDuration::from_millis(250) {
+            last_status = Instant::now();
+            if updates
+                .send(Update::Status(Box::new(status(&host.engine, now))))
+                .is_err()
+            {
+                break Ok(());
+            }
+        }
+        std::thread::sleep(StdDuration::from_millis(30));
+    };
+    let Host { engine, inbox, .. } = host;
+    drop(inbox);
+    result.and(engine.close().map(drop))
 }
 
 /// The turns, until the UI stops the engine or is gone.

@@ -50,6 +50,8 @@ pub struct ConsoleOptions {
     /// The HTTP intake's limits, and its deadline for a request's body.
     pub http_limits: crate::intake::server::Limits,
     pub body_timeout: std::time::Duration,
+    /// A deployment to run instead of the Northwind simulator.
+    pub deployment: Option<Box<crate::deploy::Deployment>>,
 }
 
 /// Frames are drawn at most this often.
@@ -89,7 +91,10 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     let (theme, keymap) = load_look(&options, &mut warnings);
     let (handle, command_rx) = Handle::channel(options.data_dir.clone());
     let (update_tx, update_rx) = mpsc::channel::<Update>();
-    let mut sources = vec!["sim:northwind".to_string()];
+    let mut sources = match &options.deployment {
+        Some(d) => vec![format!("deployment:{}", d.dir.display())],
+        None => vec!["sim:northwind".to_string()],
+    };
     // The HTTP intake and its log's writer, stopped after the engine.
     let mut serving = None;
     let intake = match options.listen {
@@ -134,6 +139,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             data_dir: options.data_dir.clone(),
             colleagues: options.colleagues,
             intake,
+            deployment: options.deployment.clone(),
         },
         handle.clone(),
         command_rx,
@@ -146,6 +152,9 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
         options.data_dir.clone(),
     );
     app.sources = sources;
+    if let Some(d) = &options.deployment {
+        app.instance = format!("{} (embedded)", d.dir.display());
+    }
     if !warnings.is_empty() {
         app.status_line = Some((warnings.join("; "), true));
     }
@@ -200,6 +209,7 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
         max_backlog: 0,
         http_limits: crate::intake::server::Limits::default(),
         body_timeout: Duration::from_secs(1),
+        deployment: None,
     };
     let (theme, keymap) = load_look(&look, &mut warnings);
     let remote = attach::Remote::new(&options.url, options.token.clone())?;
