@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::terminal::{Sessions, tmux, wait_for};
+use common::terminal::{Sessions, start, tmux, wait_for};
 use common::{event, free_port};
 use serde_json::json;
 
@@ -18,17 +18,7 @@ fn open(session: &str, dir: &std::path::Path, port: u16) {
         env!("CARGO_BIN_EXE_signalbox"),
         dir.display()
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        session,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &cmd,
-    ]);
+    start(session, &cmd);
     wait_for(
         session,
         |s| s.contains("deployment:"),

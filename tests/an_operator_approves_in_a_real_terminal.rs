@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::terminal::{Sessions, tmux, wait_for};
+use common::terminal::{Sessions, start, tmux, wait_for};
 
 #[test]
 fn approve_the_first_review_item_then_explain_shows_who_and_why() {
@@ -19,17 +19,7 @@ fn approve_the_first_review_item_then_explain_shows_who_and_why() {
         env!("CARGO_BIN_EXE_signalbox"),
         data.display()
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &cmd,
-    ]);
+    start(&session, &cmd);
     let _cleanup = Sessions(vec![session.clone()]);
     let s = wait_for(&session, |s| s.contains("review queue"), "the overview");
     // The console's HTTP intake is named in the header; a signal posted

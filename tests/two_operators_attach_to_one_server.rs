@@ -10,7 +10,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::terminal::{Sessions, tmux, wait_for};
+use common::terminal::{Sessions, start, tmux, wait_for};
 use common::{Kill, event};
 use serde_json::json;
 
@@ -72,17 +72,7 @@ fn an_operator_and_a_lead_share_one_server_through_a_restart() {
             dir.path().display(),
             env!("CARGO_BIN_EXE_signalbox"),
         );
-        tmux(&[
-            "new-session",
-            "-d",
-            "-s",
-            session,
-            "-x",
-            "120",
-            "-y",
-            "40",
-            &cmd,
-        ]);
+        start(session, &cmd);
         wait_for(session, |s| s.contains("connected"), "the link");
         tmux(&["send-keys", "-t", session, ":review", "Enter"]);
     }

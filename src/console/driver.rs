@@ -167,21 +167,9 @@ fn drive_deployment(
     let _ = updates.send(Update::Snapshot(Box::new(state)));
     let mut last_status = Instant::now() - StdDuration::from_secs(1);
     let result = loop {
-        let mut batch = Vec::new();
-        let mut gone = false;
-        while batch.len() < GROUP {
-            match commands.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    gone = true;
-                    break;
-                }
-            }
-        }
-        if gone || (handle.stopping() && batch.is_empty()) {
+        let Some(batch) = gather(&commands, handle) else {
             break Ok(());
-        }
+        };
         if let Some(reader) = &host.inbox {
             reader.beat();
         }
@@ -211,6 +199,20 @@ fn drive_deployment(
     result.and(engine.close().map(drop))
 }
 
+/// The commands waiting, up to `GROUP`; `None` once the UI is gone, or
+/// asked the engine to stop and nothing is left to carry out.
+fn gather(commands: &Receiver<Command>, handle: &Handle) -> Option<Vec<Command>> {
+    let mut batch = Vec::new();
+    while batch.len() < GROUP {
+        match commands.try_recv() {
+            Ok(c) => batch.push(c),
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Disconnected) => return None,
+        }
+    }
+    (!(handle.stopping() && batch.is_empty())).then_some(batch)
+}
+
 /// The turns, until the UI stops the engine or is gone.
 fn turns(
     host: &mut Host,
@@ -224,17 +226,9 @@ fn turns(
     let mut last = Instant::now();
     let mut last_status = Instant::now() - StdDuration::from_secs(1);
     loop {
-        let mut batch = Vec::new();
-        while batch.len() < GROUP {
-            match commands.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return Ok(()),
-            }
-        }
-        if handle.stopping() && batch.is_empty() {
+        let Some(batch) = gather(commands, handle) else {
             return Ok(());
-        }
+        };
         if let Some(reader) = &host.inbox {
             reader.beat();
         }

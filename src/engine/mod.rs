@@ -245,7 +245,7 @@ pub struct Engine {
     /// (`intake::log::CURSOR_KEY`), as journaled.
     intake_cursor: Option<String>,
     collect_notices: bool,
-    notices: Vec<notices::Notice>,
+    notices: VecDeque<notices::Notice>,
     notices_dropped: u64,
     /// The last id given to a published event, as journaled.
     last_event_id: u64,
@@ -303,7 +303,7 @@ impl Engine {
             policy_file: config.policy_file.clone(),
             intake_cursor: None,
             collect_notices: config.notices,
-            notices: Vec::new(),
+            notices: VecDeque::new(),
             notices_dropped: 0,
             last_event_id: 0,
         };

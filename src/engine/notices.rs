@@ -31,7 +31,7 @@ pub struct Notice {
 impl Engine {
     /// Notices since the last call, oldest first.
     pub fn take_notices(&mut self) -> Vec<Notice> {
-        std::mem::take(&mut self.notices)
+        self.notices.drain(..).collect()
     }
 
     /// Notices dropped because nobody took them in time.
@@ -44,10 +44,10 @@ impl Engine {
             return;
         }
         if self.notices.len() >= HELD {
-            self.notices.remove(0);
+            self.notices.pop_front();
             self.notices_dropped += 1;
         }
-        self.notices.push(notice);
+        self.notices.push_back(notice);
     }
 
     /// A flow whose SLA is at risk or past.

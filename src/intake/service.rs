@@ -42,8 +42,11 @@ pub fn start(
     let data_dir = config.data_dir.clone();
     config.publish = false;
     config.notices = notifier.is_some();
-    let mut engine = Engine::open(config, world.clone(), Utc::now())?;
-    if organization {
+    // A resumed journal keeps its own entities; a deployment's organization
+    // is then taken over them.
+    let organization = organization.then(|| world.clone());
+    let mut engine = Engine::open(config, world, Utc::now())?;
+    if let Some(world) = organization {
         engine.context.take_organization(world);
     }
     engine.set_publish(true);

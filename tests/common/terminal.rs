@@ -12,6 +12,21 @@ pub fn tmux(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `command` in a new detached session at 120x40.
+pub fn start(session: &str, command: &str) {
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        command,
+    ]);
+}
+
 pub fn screen(session: &str) -> String {
     tmux(&["capture-pane", "-p", "-t", session])
 }
