@@ -36,3 +36,59 @@ pub fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Clie
     }
     Ok(builder.build()?)
 }
+
+/// How a POST that did not succeed ended.
+#[derive(Debug)]
+pub enum Failed {
+    /// The endpoint answered, with this status.
+    Answered(reqwest::StatusCode),
+    /// It could not be reached (or did not answer in time).
+    Unreachable(reqwest::Error),
+}
+
+/// How a POST is retried: tries in all, the first wait (doubling), and
+/// whether each wait adds up to one `backoff` of random jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct Retries {
+    pub tries: u32,
+    pub backoff: Duration,
+    pub jitter: bool,
+}
+
+/// POSTs a JSON body with `headers`, retrying connection errors,
+/// timeouts, 5xx, 408 and 429; another 4xx refuses the body itself and is
+/// not retried. The success's status, or how the last try failed.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+    retries: Retries,
+) -> Result<reqwest::StatusCode, Failed> {
+    use rand::Rng;
+    let mut last = None;
+    for n in 0..retries.tries {
+        let mut request = client.post(url).header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        match request.body(body.clone()).send().await {
+            Ok(r) if r.status().is_success() => return Ok(r.status()),
+            Ok(r) if r.status().is_client_error() && !matches!(r.status().as_u16(), 408 | 429) => {
+                return Err(Failed::Answered(r.status()));
+            }
+            Ok(r) => last = Some(Failed::Answered(r.status())),
+            Err(e) => last = Some(Failed::Unreachable(e)),
+        }
+        if n + 1 < retries.tries {
+            let jitter = if retries.jitter {
+                rand::rng().random_range(0..retries.backoff.as_millis() as u64)
+            } else {
+                0
+            };
+            let wait = retries.backoff * 2u32.pow(n) + Duration::from_millis(jitter);
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Err(last.unwrap_or(Failed::Answered(reqwest::StatusCode::SERVICE_UNAVAILABLE)))
+}

@@ -88,29 +88,18 @@ async fn send(
     receiver: &NotifyConfig,
     notice: &Notice,
 ) -> Result<(), String> {
-    let payload = body(receiver, notice).to_string();
-    let mut last = String::new();
-    for n in 0..TRIES {
-        let response = client
-            .post(&receiver.url)
-            .header("content-type", "application/json")
-            .body(payload.clone())
-            .send()
-            .await;
-        match response {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            // A refusal of the body itself: retrying will not help.
-            Ok(r) if r.status().is_client_error() && !matches!(r.status().as_u16(), 408 | 429) => {
-                return Err(format!("answered {}", r.status()));
-            }
-            Ok(r) => last = format!("answered {}", r.status()),
-            Err(e) => last = e.to_string(),
-        }
-        if n + 1 < TRIES {
-            tokio::time::sleep(BACKOFF * 2u32.pow(n)).await;
-        }
+    use crate::outbound::{Failed, Retries, post_json};
+    let payload = body(receiver, notice).to_string().into_bytes();
+    let retries = Retries {
+        tries: TRIES,
+        backoff: BACKOFF,
+        jitter: false,
+    };
+    match post_json(client, &receiver.url, payload, &[], retries).await {
+        Ok(_) => Ok(()),
+        Err(Failed::Answered(status)) => Err(format!("answered {status}")),
+        Err(Failed::Unreachable(e)) => Err(e.to_string()),
     }
-    Err(last)
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::engine::host::{Busy, Command, Handle};
@@ -62,35 +61,17 @@ pub async fn run(
 }
 
 async fn send(client: &reqwest::Client, job: &Dispatch) -> (bool, String) {
+    use crate::outbound::{Failed, Retries, post_json};
     let body = serde_json::to_vec(&job.body).unwrap_or_default();
-    let mut last = String::new();
-    for n in 0..TRIES {
-        let response = client
-            .post(&job.url)
-            .header("content-type", "application/json")
-            .header("idempotency-key", &job.idempotency_key)
-            .body(body.clone())
-            .send()
-            .await;
-        match response {
-            Ok(r) if r.status().is_success() => {
-                return (true, format!("{} {}", job.executor, r.status()));
-            }
-            Ok(r)
-                if r.status().is_client_error()
-                    && r.status().as_u16() != 408
-                    && r.status().as_u16() != 429 =>
-            {
-                // The endpoint refused the step itself: retrying will not help.
-                return (false, format!("{} answered {}", job.executor, r.status()));
-            }
-            Ok(r) => last = format!("{} answered {}", job.executor, r.status()),
-            Err(e) => last = format!("{}: {e}", job.executor),
-        }
-        if n + 1 < TRIES {
-            let jitter = rand::rng().random_range(0..BACKOFF.as_millis() as u64);
-            tokio::time::sleep(BACKOFF * 2u32.pow(n) + Duration::from_millis(jitter)).await;
-        }
+    let headers = [("idempotency-key", job.idempotency_key.as_str())];
+    let retries = Retries {
+        tries: TRIES,
+        backoff: BACKOFF,
+        jitter: true,
+    };
+    match post_json(client, &job.url, body, &headers, retries).await {
+        Ok(status) => (true, format!("{} {status}", job.executor)),
+        Err(Failed::Answered(status)) => (false, format!("{} answered {status}", job.executor)),
+        Err(Failed::Unreachable(e)) => (false, format!("{}: {e}", job.executor)),
     }
-    (false, last)
 }
