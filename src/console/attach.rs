@@ -7,15 +7,16 @@
 //! resumes after the last event it saw.
 
 use std::io::{BufRead, BufReader};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::app::Message;
 use super::driver::Update;
+use super::feed::Feed;
 use crate::engine::EngineEvent;
 use crate::engine::overview::State;
 use crate::flow::TaskAction;
@@ -41,8 +42,6 @@ pub struct Link {
     pub rtt: Option<Duration>,
 }
 
-/// Events are handed to the UI at most this often, as one batch.
-const BATCH: Duration = Duration::from_millis(50);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -203,37 +202,16 @@ pub fn whoami(url: &str, token: Option<&str>) -> anyhow::Result<crate::review::A
 }
 
 /// Follows the server until `stop` is set: state, then events, then again
-/// after any loss. Everything goes to `updates`.
-pub fn spawn(
-    remote: Remote,
-    updates: Sender<Update>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    let pending: Arc<Mutex<Vec<EngineEvent>>> = Arc::default();
-    // The batcher: what the stream read in the last moment, as one update.
-    {
-        let (pending, updates, stop) = (Arc::clone(&pending), updates.clone(), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(BATCH);
-                let batch = pending
-                    .lock()
-                    .map(|mut p| std::mem::take(&mut *p))
-                    .unwrap_or_default();
-                if !batch.is_empty() && updates.send(Update::Events(batch)).is_err() {
-                    return;
-                }
-            }
-        });
-    }
+/// after any loss. Everything goes to `feed`, which coalesces it for the UI.
+pub fn spawn(remote: Remote, feed: Feed, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     // The poller: the figures, and the round trip.
     {
-        let (remote, updates, stop) = (remote.clone(), updates.clone(), Arc::clone(&stop));
+        let (remote, feed, stop) = (remote.clone(), feed.clone(), Arc::clone(&stop));
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 if let Ok((state, rtt)) = remote.state(true) {
-                    let sent = updates.send(Update::Status(Box::new(state.overview)));
-                    if sent.is_err() || updates.send(Update::Rtt(rtt)).is_err() {
+                    let sent = feed.publish(Update::Status(Box::new(state.overview)));
+                    if sent.is_err() || feed.publish(Update::Rtt(rtt)).is_err() {
                         return;
                     }
                 }
@@ -241,7 +219,7 @@ pub fn spawn(
             }
         });
     }
-    std::thread::spawn(move || follow(&remote, &updates, &pending, &stop))
+    std::thread::spawn(move || follow(&remote, &feed, &stop))
 }
 
 fn link(remote: &Remote, state: LinkState) -> Update {
@@ -253,12 +231,7 @@ fn link(remote: &Remote, state: LinkState) -> Update {
 }
 
 /// The connection loop: (re)connect, read, and on loss wait and resume.
-fn follow(
-    remote: &Remote,
-    updates: &Sender<Update>,
-    pending: &Mutex<Vec<EngineEvent>>,
-    stop: &AtomicBool,
-) {
+fn follow(remote: &Remote, feed: &Feed, stop: &AtomicBool) {
     let mut last: Option<u64> = None;
     let mut attempt = 0u32;
     while !stop.load(Ordering::Relaxed) {
@@ -266,19 +239,19 @@ fn follow(
             match remote.state(false) {
                 Ok((state, _)) => {
                     last = Some(state.last_event_id);
-                    if updates.send(Update::Snapshot(Box::new(state))).is_err() {
+                    if feed.publish(Update::Snapshot(Box::new(state))).is_err() {
                         return;
                     }
                 }
                 Err(why) => {
                     attempt += 1;
-                    let _ = updates.send(link(remote, LinkState::Lost { why, attempt }));
+                    let _ = feed.publish(link(remote, LinkState::Lost { why, attempt }));
                     backoff(attempt, stop);
                     continue;
                 }
             }
         }
-        let why = match read_stream(remote, updates, pending, &mut last, stop) {
+        let why = match read_stream(remote, feed, &mut last, stop) {
             Ok(()) => "the server closed the stream".to_string(),
             Err(why) => why,
         };
@@ -286,8 +259,8 @@ fn follow(
             return;
         }
         attempt += 1;
-        if updates
-            .send(link(remote, LinkState::Lost { why, attempt }))
+        if feed
+            .publish(link(remote, LinkState::Lost { why, attempt }))
             .is_err()
         {
             return;
@@ -308,8 +281,7 @@ fn backoff(attempt: u32, stop: &AtomicBool) {
 /// A `reset` clears `last` (the state is fetched again); `lagged` ends it.
 fn read_stream(
     remote: &Remote,
-    updates: &Sender<Update>,
-    pending: &Mutex<Vec<EngineEvent>>,
+    feed: &Feed,
     last: &mut Option<u64>,
     stop: &AtomicBool,
 ) -> Result<(), String> {
@@ -321,7 +293,7 @@ fn read_stream(
     if !response.status().is_success() {
         return Err(format!("GET /v1/events: {}", response.status()));
     }
-    let _ = updates.send(link(remote, LinkState::Connected));
+    let _ = feed.publish(link(remote, LinkState::Connected));
     let (mut id, mut name, mut data) = (None, String::new(), String::new());
     for line in BufReader::new(response).lines() {
         if stop.load(Ordering::Relaxed) {
@@ -356,8 +328,8 @@ fn read_stream(
             let parsed = serde_json::from_str::<EngineEvent>(&text);
             match parsed {
                 Ok(event) => {
-                    if let Ok(mut p) = pending.lock() {
-                        p.push(event);
+                    if feed.events(vec![event]).is_err() {
+                        return Ok(());
                     }
                 }
                 Err(e) => {

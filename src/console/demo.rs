@@ -65,7 +65,7 @@ pub fn scale(app: &mut App, flows: usize, reviews: usize, signals: usize) {
         let mut r = base_reviews[j % base_reviews.len()].clone();
         r.id = format!("RX{j:07}");
         r.deadline += Duration::seconds(j as i64);
-        events.push(EngineEvent::ReviewOpened(Box::new(r)));
+        events.push(EngineEvent::ReviewOpened(r));
         j += 1;
     }
     let base_signals: Vec<_> = app.signals.iter().cloned().collect();

@@ -6,7 +6,7 @@
 //! `Command`s through a `Handle` and reads `Update`s.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant};
 
@@ -14,6 +14,7 @@ use chrono::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::feed::Feed;
 use crate::engine::host::{Command, Handle, Host};
 use crate::engine::{Engine, EngineError, EngineEvent};
 use crate::intake::log::IntakeLog;
@@ -55,14 +56,14 @@ const FROM_LOG: usize = 2048;
 /// Commands carried out per turn, at most.
 const GROUP: usize = 512;
 
-/// Starts the engine thread. Updates go to `updates`; commands come from
+/// Starts the engine thread. Updates go to `feed`; commands come from
 /// `commands` (the receiving end of `handle`). The thread ends once
 /// `handle.stop()` is asked or the UI is gone, closing the journal cleanly.
 pub fn spawn(
     options: DriverOptions,
     handle: Handle,
     commands: Receiver<Command>,
-    updates: Sender<Update>,
+    feed: Feed,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("engine".into())
@@ -72,15 +73,15 @@ pub fn spawn(
             // panic too.)
             let log = options.intake.clone();
             let driven = if options.deployment.is_some() {
-                drive_deployment(options, &handle, commands, &updates)
+                drive_deployment(options, &handle, commands, &feed)
             } else {
-                drive(options, &handle, commands, &updates)
+                drive(options, &handle, commands, &feed)
             };
             if let Err(e) = driven {
                 if let Some(log) = log {
                     log.halt(&format!("the console's engine stopped: {e}"));
                 }
-                let _ = updates.send(Update::Failed(e.to_string()));
+                let _ = feed.publish(Update::Failed(e.to_string()));
             }
         })
 }
@@ -98,7 +99,7 @@ fn drive(
     options: DriverOptions,
     handle: &Handle,
     commands: Receiver<Command>,
-    updates: &Sender<Update>,
+    feed: &Feed,
 ) -> Result<(), EngineError> {
     let start = default_start();
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
@@ -130,7 +131,7 @@ fn drive(
         options.speed,
         handle,
         &commands,
-        updates,
+        feed,
     );
     let Host { engine, inbox, .. } = host;
     drop(inbox);
@@ -146,7 +147,7 @@ fn drive_deployment(
     mut options: DriverOptions,
     handle: &Handle,
     commands: Receiver<Command>,
-    updates: &Sender<Update>,
+    feed: &Feed,
 ) -> Result<(), EngineError> {
     let Some(deployment) = options.deployment.take() else {
         return Ok(());
@@ -164,7 +165,7 @@ fn drive_deployment(
     host.from_log = FROM_LOG;
     // What a resumed journal holds: the queue and the flows in flight.
     let state = crate::engine::overview::State::of(&host.engine, chrono::Utc::now());
-    let _ = updates.send(Update::Snapshot(Box::new(state)));
+    let _ = feed.publish(Update::Snapshot(Box::new(state)));
     let mut last_status = Instant::now() - StdDuration::from_secs(1);
     let result = loop {
         let Some(batch) = gather(&commands, handle) else {
@@ -179,14 +180,13 @@ fn drive_deployment(
         {
             break Err(e);
         }
-        let events = host.engine.take_events();
-        if !events.is_empty() && updates.send(Update::Events(events)).is_err() {
+        if feed.events(host.engine.take_events()).is_err() {
             break Ok(());
         }
         if last_status.elapsed() >= StdDuration::from_millis(250) {
             last_status = Instant::now();
-            if updates
-                .send(Update::Status(Box::new(status(&host.engine, now))))
+            if feed
+                .publish(Update::Status(Box::new(status(&host.engine, now))))
                 .is_err()
             {
                 break Ok(());
@@ -220,7 +220,7 @@ fn turns(
     speed: f64,
     handle: &Handle,
     commands: &Receiver<Command>,
-    updates: &Sender<Update>,
+    feed: &Feed,
 ) -> Result<(), EngineError> {
     let mut now = default_start();
     let mut last = Instant::now();
@@ -241,7 +241,7 @@ fn turns(
                 now = (now + crate::sim::run::STEP).min(target);
                 let events = world.sim.step(engine, now);
                 world.shadow_sim.step(&mut world.shadow, now);
-                gone = updates.send(Update::Events(events)).is_err();
+                gone = feed.events(events).is_err();
             }
             now
         });
@@ -252,15 +252,14 @@ fn turns(
         if gone {
             return Ok(());
         }
-        let events = host.engine.take_events();
-        if !events.is_empty() {
-            let _ = updates.send(Update::Events(events));
+        if feed.events(host.engine.take_events()).is_err() {
+            return Ok(());
         }
         if last_status.elapsed() >= StdDuration::from_millis(250) {
             last_status = Instant::now();
             let mut st = status(&host.engine, now);
             st.baseline_hourly = world.shadow.metrics.hourly();
-            if updates.send(Update::Status(Box::new(st))).is_err() {
+            if feed.publish(Update::Status(Box::new(st))).is_err() {
                 return Ok(());
             }
         }

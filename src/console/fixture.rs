@@ -135,6 +135,7 @@ fn status(dir: PathBuf) -> Status {
         baseline_hourly: vec![hour(3, 0.6), hour(1, 0.6)],
         signals: 4,
         open_reviews: 2,
+        oldest_review: Some(at(2)),
         active_flows: 2,
         sla_at_risk: 1,
         quarantined: 0,

@@ -9,6 +9,7 @@ pub mod app;
 pub mod attach;
 pub mod demo;
 pub mod driver;
+pub mod feed;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod keymap;
@@ -25,7 +26,7 @@ use crossterm::event::{self, Event, KeyCode, KeyEventKind};
 use tokio::sync::oneshot;
 
 use app::{App, Effect, Focus, Input, Message};
-use driver::{DriverOptions, Update};
+use driver::DriverOptions;
 use keymap::{KeyAction, Keymap};
 use theme::Theme;
 
@@ -57,8 +58,9 @@ pub struct ConsoleOptions {
 /// Frames are drawn at most this often.
 const FRAME: Duration = Duration::from_millis(33);
 
-/// The longest the loop folds engine updates before it looks at the keys.
-const FOLD_BUDGET: Duration = Duration::from_millis(10);
+/// The longest a pass folds what the engine published before it draws and
+/// looks at the keys.
+const FOLD_BUDGET: Duration = Duration::from_millis(8);
 
 /// Loads theme and keymap, reporting problems as start-up warnings and
 /// falling back to the defaults.
@@ -90,7 +92,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     let mut warnings = Vec::new();
     let (theme, keymap) = load_look(&options, &mut warnings);
     let (handle, command_rx) = Handle::channel(options.data_dir.clone());
-    let (update_tx, update_rx) = mpsc::channel::<Update>();
+    let (feed, tap) = feed::Feed::channel();
     let mut sources = match &options.deployment {
         Some(d) => vec![format!("deployment:{}", d.dir.display())],
         None => vec!["sim:northwind".to_string()],
@@ -143,7 +145,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
         },
         handle.clone(),
         command_rx,
-        update_tx,
+        feed,
     )?;
     let mut app = App::new(
         keymap,
@@ -175,7 +177,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             );
         }
     };
-    let result = event_loop(&mut terminal, &mut app, &handle, None, &update_rx);
+    let result = event_loop(&mut terminal, &mut app, &handle, None, &tap);
     ratatui::restore();
     handle.stop();
     let _ = engine.join();
@@ -213,9 +215,9 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
     };
     let (theme, keymap) = load_look(&look, &mut warnings);
     let remote = attach::Remote::new(&options.url, options.token.clone())?;
-    let (update_tx, update_rx) = mpsc::channel::<Update>();
+    let (feed, tap) = feed::Feed::channel();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let follower = attach::spawn(remote.clone(), update_tx, std::sync::Arc::clone(&stop));
+    let follower = attach::spawn(remote.clone(), feed, std::sync::Arc::clone(&stop));
     let mut app = App::new(keymap, theme, options.operator.clone(), PathBuf::new());
     app.instance = format!("attached to {}", remote.base);
     app.sources = vec![remote.base.clone()];
@@ -233,10 +235,10 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
     })?;
     // No engine here: a handle nobody reads, for the loop's signature.
     let (handle, _unused) = Handle::channel(PathBuf::new());
-    let result = event_loop(&mut terminal, &mut app, &handle, Some(&remote), &update_rx);
+    let result = event_loop(&mut terminal, &mut app, &handle, Some(&remote), &tap);
     ratatui::restore();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    drop(update_rx);
+    drop(tap);
     drop(follower);
     result
 }
@@ -258,7 +260,7 @@ fn event_loop(
     app: &mut App,
     engine: &Handle,
     remote: Option<&attach::Remote>,
-    updates: &mpsc::Receiver<Update>,
+    published: &feed::Tap,
 ) -> anyhow::Result<()> {
     let mut outside = Outside {
         engine,
@@ -267,16 +269,18 @@ fn event_loop(
         back: mpsc::channel(),
     };
     let mut last_draw = Instant::now() - FRAME;
+    let mut folding: Option<feed::Pending> = None;
     loop {
-        // What the engine published, for a bounded time per pass: in a
-        // storm the rest waits for the next pass, and keys are read between
-        // passes instead of after the whole backlog.
-        let began = Instant::now();
-        while began.elapsed() < FOLD_BUDGET {
-            let Ok(update) = updates.try_recv() else {
-                break;
-            };
-            app.update(Message::Engine(update));
+        // What the engine published since the last pass, coalesced (at
+        // most what the tables keep, however fast events come), folded for
+        // a bounded time per pass: keys are read and frames drawn between.
+        if folding.is_none() {
+            folding = published.take();
+        }
+        if let Some(pending) = &mut folding
+            && app.fold_for(pending, Some(Instant::now() + FOLD_BUDGET))
+        {
+            folding = None;
         }
         for message in outside.arrived() {
             app.update(message);
@@ -291,7 +295,12 @@ fn event_loop(
             app.dirty = false;
             last_draw = Instant::now();
         }
-        if !event::poll(Duration::from_millis(15))? {
+        // Still folding: only a look at the keys before the next part.
+        let wait = match folding {
+            Some(_) => Duration::ZERO,
+            None => Duration::from_millis(15),
+        };
+        if !event::poll(wait)? {
             continue;
         }
         let input = match event::read()? {

@@ -61,6 +61,9 @@ pub struct Overview {
     pub baseline_hourly: Vec<Summary>,
     pub signals: u64,
     pub open_reviews: usize,
+    /// When the oldest open review item was opened.
+    #[serde(default)]
+    pub oldest_review: Option<DateTime<Utc>>,
     pub active_flows: usize,
     /// Flows in flight (not waiting for a person) past their SLA warning
     /// or their deadline.
@@ -128,6 +131,7 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
         baseline_hourly: Vec::new(),
         signals: engine.counts().signals,
         open_reviews: engine.reviews.open_count(),
+        oldest_review: engine.reviews.oldest_open().map(|i| i.created),
         active_flows: engine.flows.active_count(),
         sla_at_risk: engine
             .flows
@@ -192,12 +196,12 @@ mod tests {
     fn events_read_back_from_their_json() {
         let app = crate::console::fixture::app();
         let item = app.reviews.values().next().unwrap().clone();
-        let event = EngineEvent::ReviewOpened(Box::new(item.clone()));
+        let event = EngineEvent::ReviewOpened(item.clone());
         let json = serde_json::to_value(&event).unwrap();
         let back: EngineEvent = serde_json::from_value(json).unwrap();
         let EngineEvent::ReviewOpened(read) = back else {
             panic!("not a review")
         };
-        assert_eq!(*read, item);
+        assert_eq!(read, item);
     }
 }

@@ -393,6 +393,11 @@ impl ReviewQueue {
         self.open.len()
     }
 
+    /// The open item opened first (ids count up as items open).
+    pub fn oldest_open(&self) -> Option<&ReviewItem> {
+        self.open.iter().next().and_then(|id| self.items.get(id))
+    }
+
     /// Decided items still in memory.
     pub fn decided_count(&self) -> usize {
         self.decided.len()

@@ -212,7 +212,7 @@ impl App {
     fn open(&mut self, effects: &mut Vec<Effect>) -> Focus {
         let rows = self.rows(self.view);
         let t = self.tables.get(&self.view).copied().unwrap_or_default();
-        let Some(&i) = rows.get(t.selected) else {
+        let Some(i) = rows.get(t.selected) else {
             return Focus::Normal;
         };
         match self.view {
@@ -220,7 +220,11 @@ impl App {
                 let s = &self.signals[i];
                 Focus::Detail(Detail {
                     title: format!("signal {}", s.id),
-                    lines: s.body.lines().map(String::from).collect(),
+                    lines: serde_json::to_string_pretty(&s.signal.to_cloudevent())
+                        .unwrap_or_default()
+                        .lines()
+                        .map(String::from)
+                        .collect(),
                     scroll: 0,
                 })
             }

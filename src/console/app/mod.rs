@@ -25,6 +25,7 @@ use super::keymap::{Keymap, Scope};
 use super::theme::Theme;
 use crate::review::{Actor, ReviewItem};
 pub use state::*;
+pub use tables::Rows;
 
 pub struct App {
     pub view: View,
@@ -32,13 +33,29 @@ pub struct App {
     pub focus: Focus,
     pub status_line: Option<(String, bool)>,
     pub signals: VecDeque<SignalRow>,
-    pub flow_rows: Vec<FlowRow>,
-    flow_index: HashMap<String, usize>,
-    pub reviews: HashMap<String, ReviewItem>,
-    /// Open item ids, most urgent first; kept in step with `reviews`.
-    review_ids: Vec<String>,
-    reviews_changed: bool,
+    /// Flows in the order first seen, the newest `MAX_FLOWS`.
+    pub flow_rows: VecDeque<FlowRow>,
+    /// Flow id → the sequence number of its row (the oldest row kept is
+    /// `flow_seq - flow_rows.len()`).
+    flow_index: HashMap<String, u64>,
+    flow_seq: u64,
+    /// Open items by id (boxed: a storm of them grows the map by pointers).
+    pub reviews: HashMap<String, Box<ReviewItem>>,
+    /// Open items, most urgent first (deadline, priority, id); kept in
+    /// step with `reviews` once per pass by `sort_reviews`.
+    review_order: Vec<ReviewKey>,
+    /// The buffer the order is merged into, then swapped with it.
+    order_spare: Vec<ReviewKey>,
+    /// Keys to take out of the order and to put in, since it was last
+    /// brought up to date; or rebuild it whole (after a snapshot).
+    order_out: Vec<ReviewKey>,
+    order_in: Vec<ReviewKey>,
+    order_rebuild: bool,
     pub audit: VecDeque<AuditRow>,
+    /// Decision id → the sequence number of its audit row (the newest row
+    /// is `audit_seq - 1`).
+    audit_index: HashMap<String, u64>,
+    audit_seq: u64,
     pub status: Option<Status>,
     pub tables: HashMap<View, TableState>,
     pub filters: HashMap<View, String>,
@@ -66,6 +83,21 @@ pub struct App {
     pub confirm_held: Option<(String, super::keymap::KeyAction)>,
 }
 
+/// Where an open item sorts: sooner deadline, then higher priority first.
+type ReviewKey = (
+    DateTime<Utc>,
+    std::cmp::Reverse<crate::decide::policy::Priority>,
+    String,
+);
+
+fn review_key(item: &ReviewItem) -> ReviewKey {
+    (
+        item.deadline,
+        std::cmp::Reverse(item.priority),
+        item.id.clone(),
+    )
+}
+
 impl App {
     pub fn new(keymap: Keymap, theme: Theme, operator: Actor, data_dir: PathBuf) -> App {
         App {
@@ -73,13 +105,22 @@ impl App {
             history: Vec::new(),
             focus: Focus::Normal,
             status_line: None,
-            signals: VecDeque::new(),
-            flow_rows: Vec::new(),
-            flow_index: HashMap::new(),
+            // The tables at their largest from the start: in a storm they
+            // fill without a pass that copies one whole table to a bigger
+            // one (the memory is only reserved until rows arrive).
+            signals: VecDeque::with_capacity(MAX_SIGNALS + 1),
+            flow_rows: VecDeque::with_capacity(MAX_FLOWS + 1),
+            flow_index: HashMap::with_capacity(MAX_FLOWS + 1),
+            flow_seq: 0,
             reviews: HashMap::new(),
-            review_ids: Vec::new(),
-            reviews_changed: false,
-            audit: VecDeque::new(),
+            review_order: Vec::new(),
+            order_spare: Vec::new(),
+            order_out: Vec::new(),
+            order_in: Vec::new(),
+            order_rebuild: false,
+            audit: VecDeque::with_capacity(MAX_DECISIONS + 1),
+            audit_index: HashMap::with_capacity(MAX_DECISIONS + 1),
+            audit_seq: 0,
             status: None,
             tables: HashMap::new(),
             filters: HashMap::new(),
@@ -155,7 +196,7 @@ impl App {
     pub fn selected_review(&self) -> Option<&ReviewItem> {
         let rows = self.rows(View::Review);
         let t = self.tables.get(&View::Review).copied().unwrap_or_default();
-        let i = *rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
+        let i = rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
         self.review_at(i)
     }
 
@@ -172,15 +213,18 @@ impl App {
         (f64::from(opened) / per, f64::from(answered) / per)
     }
 
+    /// Counts items opened and answered in their minute (the minutes kept
+    /// in order: a batch's items need not come in time order).
     fn count_queue_flow(&mut self, at: DateTime<Utc>, opened: u32, answered: u32) {
         let minute = at.timestamp() / 60;
-        match self.queue_flow.back_mut() {
+        let at = self.queue_flow.partition_point(|(m, _, _)| *m < minute);
+        match self.queue_flow.get_mut(at) {
             Some((m, o, a)) if *m == minute => {
                 *o += opened;
                 *a += answered;
             }
             _ => {
-                self.queue_flow.push_back((minute, opened, answered));
+                self.queue_flow.insert(at, (minute, opened, answered));
                 if self.queue_flow.len() > 120 {
                     self.queue_flow.pop_front();
                 }
@@ -192,13 +236,13 @@ impl App {
     pub fn selected_task(&self) -> Option<&crate::flow::Task> {
         let rows = self.rows(View::Tasks);
         let t = self.tables.get(&View::Tasks).copied().unwrap_or_default();
-        let i = *rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
+        let i = rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
         self.status.as_ref()?.tasks.get(i)
     }
 
     /// The i-th open item by urgency.
     pub fn review_at(&self, i: usize) -> Option<&ReviewItem> {
-        self.reviews.get(self.review_ids.get(i)?)
+        self.reviews.get(&self.review_order.get(i)?.2).map(|b| &**b)
     }
 
     /// The one way the console's state changes: a message in, the

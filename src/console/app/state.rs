@@ -12,6 +12,7 @@ use crate::review::Action;
 
 pub const MAX_SIGNALS: usize = 50_000;
 pub const MAX_DECISIONS: usize = 50_000;
+pub const MAX_FLOWS: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum View {
@@ -66,7 +67,8 @@ pub struct SignalRow {
     pub severity: Option<String>,
     pub summary: String,
     pub duplicate: bool,
-    pub body: String,
+    /// The signal itself, rendered as a CloudEvent when opened.
+    pub signal: std::sync::Arc<crate::signal::Signal>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -2,11 +2,64 @@
 
 use super::{App, Focus, TableState, View};
 
+/// The rows a table shows, as indices into what the app holds: all of
+/// them in order (no filter: nothing is built, however long the table), or
+/// those its filter matched.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rows {
+    All(usize),
+    /// All of them, the last first.
+    Reversed(usize),
+    Only(Vec<usize>),
+}
+
+impl Rows {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::All(n) | Rows::Reversed(n) => *n,
+            Rows::Only(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The index shown at position `pos`.
+    pub fn get(&self, pos: usize) -> Option<usize> {
+        match self {
+            Rows::All(n) => (pos < *n).then_some(pos),
+            Rows::Reversed(n) => (pos < *n).then(|| n - 1 - pos),
+            Rows::Only(v) => v.get(pos).copied(),
+        }
+    }
+
+    /// The position showing index `i`.
+    pub fn position(&self, i: usize) -> Option<usize> {
+        match self {
+            Rows::All(n) => (i < *n).then_some(i),
+            Rows::Reversed(n) => (i < *n).then(|| n - 1 - i),
+            Rows::Only(v) => v.iter().position(|&x| x == i),
+        }
+    }
+
+    /// The indices from position `from`, at most `n` of them.
+    pub fn window(&self, from: usize, n: usize) -> Vec<usize> {
+        match self {
+            Rows::All(len) => (from.min(*len)..(from.saturating_add(n)).min(*len)).collect(),
+            Rows::Reversed(len) => (from.min(*len)..(from.saturating_add(n)).min(*len))
+                .map(|p| len - 1 - p)
+                .collect(),
+            Rows::Only(v) => v.iter().skip(from).take(n).copied().collect(),
+        }
+    }
+}
+
 impl App {
     // Over 80 lines: one arm per view, each with the fields its filter searches.
 
-    /// Row count of the current table after its filter.
-    pub fn rows(&self, view: View) -> Vec<usize> {
+    /// The rows of a table after its filter.
+    pub fn rows(&self, view: View) -> Rows {
         let filter = self
             .filters
             .get(&view)
@@ -15,7 +68,26 @@ impl App {
         let matches = |fields: &[&str]| {
             filter.is_empty() || fields.iter().any(|f| f.to_lowercase().contains(&filter))
         };
-        match view {
+        if filter.is_empty() {
+            let n = match view {
+                View::Signals => self.signals.len(),
+                View::Flows => self.flow_rows.len(),
+                View::Review => self.review_order.len(),
+                View::Audit => self.audit.len(),
+                View::Tasks => self.status.as_ref().map_or(0, |s| s.tasks.len()),
+                View::Health => self
+                    .status
+                    .as_ref()
+                    .map_or(0, |s| s.services.len() + s.teams.len() + s.breakers.len()),
+                View::Overview => 0,
+            };
+            // Flows are listed newest first.
+            return match view {
+                View::Flows => Rows::Reversed(n),
+                _ => Rows::All(n),
+            };
+        }
+        Rows::Only(match view {
             View::Signals => (0..self.signals.len())
                 .filter(|&i| {
                     let s = &self.signals[i];
@@ -36,8 +108,7 @@ impl App {
                     ])
                 })
                 .collect(),
-            View::Review if filter.is_empty() => (0..self.review_ids.len()).collect(),
-            View::Review => (0..self.review_ids.len())
+            View::Review => (0..self.review_order.len())
                 .filter(|&i| {
                     let Some(it) = self.review_at(i) else {
                         return false;
@@ -90,7 +161,7 @@ impl App {
                 .map(|s| (0..s.services.len() + s.teams.len() + s.breakers.len()).collect())
                 .unwrap_or_default(),
             View::Overview => Vec::new(),
-        }
+        })
     }
 
     pub(super) fn table(&mut self) -> &mut TableState {

@@ -240,7 +240,7 @@ fn the_cursor_follows_the_item_not_the_row() {
     sooner.id = "R0000009".into();
     sooner.deadline -= chrono::Duration::minutes(30);
     app.update(Message::Engine(super::super::driver::Update::Events(vec![
-        EngineEvent::ReviewOpened(Box::new(sooner)),
+        EngineEvent::ReviewOpened(sooner),
     ])));
     assert_eq!(app.review_at(0).unwrap().id, "R0000009");
     assert_eq!(app.selected_review().unwrap().id, chosen);
@@ -257,7 +257,7 @@ fn the_cursor_follows_the_item_not_the_row() {
     item.outcome = Some(record.clone());
     app.update(Message::Engine(super::super::driver::Update::Events(vec![
         EngineEvent::ReviewAction {
-            item: Box::new(item),
+            item,
             action: record,
         },
     ])));

@@ -16,7 +16,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, Paragraph, Row, Table, Wrap};
 
-use super::app::{App, DialogKind, Focus, View};
+use super::app::{App, DialogKind, Focus, Rows, View};
 use super::keymap::{KeyAction, Scope};
 use super::theme::Theme;
 
@@ -356,6 +356,26 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     }
 }
 
+/// The first row in view and the selected row's position, as `window`
+/// draws them.
+fn scroll(app: &App, view: View, rows: &Rows, area: Rect) -> (usize, usize) {
+    let t = app.tables.get(&view).copied().unwrap_or_default();
+    let page = page_size(area);
+    let selected = t.selected.min(rows.len().saturating_sub(1));
+    let offset = t
+        .offset
+        .min(selected)
+        .max(selected.saturating_sub(page.saturating_sub(1)));
+    (offset, selected)
+}
+
+/// The indices of the rows in view in a table drawn in `area`.
+pub fn in_view(app: &App, view: View, area: Rect) -> Vec<usize> {
+    let rows = app.rows(view);
+    let (offset, _) = scroll(app, view, &rows, area);
+    rows.window(offset, page_size(area))
+}
+
 /// A windowed table: only the rows in view are built.
 pub fn window<'a>(
     app: &App,
@@ -368,19 +388,12 @@ pub fn window<'a>(
 ) -> (Table<'a>, usize) {
     let theme = &app.theme;
     let rows = app.rows(view);
-    let t = app.tables.get(&view).copied().unwrap_or_default();
-    let page = page_size(area);
-    let selected = t.selected.min(rows.len().saturating_sub(1));
-    let offset = t
-        .offset
-        .min(selected)
-        .max(selected.saturating_sub(page.saturating_sub(1)));
+    let (offset, selected) = scroll(app, view, &rows, area);
     let body: Vec<Row> = rows
-        .iter()
-        .enumerate()
-        .skip(offset)
-        .take(page)
-        .map(|(pos, &i)| {
+        .window(offset, page_size(area))
+        .into_iter()
+        .zip(offset..)
+        .map(|(i, pos)| {
             let is_selected = pos == selected;
             let r = row(i, is_selected);
             if is_selected {

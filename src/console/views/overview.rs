@@ -60,11 +60,8 @@ fn activity(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
         rate,
     );
     let depth: Vec<u64> = app.queue_depth.iter().copied().collect();
-    let oldest = app
-        .reviews
-        .values()
-        .map(|r| r.created)
-        .min()
+    let oldest = status
+        .oldest_review
         .map(|c| (status.now - c).num_minutes())
         .unwrap_or(0);
     frame.render_widget(

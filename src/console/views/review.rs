@@ -23,12 +23,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 }
 
 /// The open items, most urgent first, with the time left to each and who
-/// holds it. Type, subject and holder columns are as wide as what is in
-/// them (within bounds); the proposal takes what is left.
+/// holds it. Type, subject and holder columns are as wide as what the rows
+/// in view hold (within bounds); the proposal takes what is left.
 fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
     let theme = &app.theme;
     let now = app.status.as_ref().map(|s| s.now);
-    let items: Vec<_> = (0..app.rows(View::Review).len())
+    // Widths from the rows in view: what is drawn, however long the queue.
+    let items: Vec<_> = super::in_view(app, View::Review, queue)
+        .into_iter()
         .filter_map(|i| app.review_at(i))
         .collect();
     let widest = |f: &dyn Fn(&crate::review::ReviewItem) -> usize, min: usize, max: usize| {
