@@ -29,6 +29,9 @@ pub struct Config {
     /// Step retries and circuit breakers.
     #[serde(default)]
     pub execution: Option<ExecutionConfig>,
+    /// `[review]`: how review items are held.
+    #[serde(default)]
+    pub review: Option<ReviewConfig>,
     /// The intake log (`signalbox serve` and the console's intake).
     #[serde(default)]
     pub intake: Option<IntakeConfig>,
@@ -187,6 +190,14 @@ pub struct ExecutionConfig {
     pub breaker_cooldown: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// How long a claim holds an item for the one who claimed it, e.g.
+    /// "15m"; after it, others act on the item without being asked twice.
+    pub claim_expiry: Option<String>,
+}
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("config {file}: {error}")]
@@ -289,6 +300,26 @@ impl Config {
             duration("retry_base", &execution.retry_base)?,
             duration("breaker_cooldown", &execution.breaker_cooldown)?,
         ))
+    }
+
+    /// `[review] claim_expiry`, checked: a duration of at least a minute.
+    pub fn claim_expiry(&self) -> Result<Option<chrono::Duration>, ConfigError> {
+        let Some(text) = self.review.as_ref().and_then(|r| r.claim_expiry.as_deref()) else {
+            return Ok(None);
+        };
+        let field = || "review.claim_expiry".to_string();
+        let d =
+            crate::decide::policy::parse_duration(text).map_err(|reason| ConfigError::Field {
+                field: field(),
+                reason,
+            })?;
+        if d < chrono::Duration::minutes(1) {
+            return Err(ConfigError::Field {
+                field: field(),
+                reason: format!("{text:?} is under a minute; a claim must outlast writing a note"),
+            });
+        }
+        Ok(Some(d))
     }
 
     /// `[intake] max_backlog`, or the default.

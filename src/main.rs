@@ -349,6 +349,10 @@ fn console(args: &ConsoleArgs) -> Result<()> {
     }
     init_logging(&data_dir)?;
     let (http_limits, body_timeout) = config.http_limits()?;
+    let claim_expiry = match &deployment {
+        Some(d) => d.server.claim_expiry()?,
+        None => config.claim_expiry()?,
+    };
     signalbox::console::run(signalbox::console::ConsoleOptions {
         seed: args.seed,
         speed,
@@ -376,6 +380,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         http_limits,
         body_timeout,
         deployment,
+        claim_expiry,
     })
 }
 

@@ -132,6 +132,13 @@ fn validate_names_the_file_and_line_of_each_kind_of_problem() {
             "retry_base = \"soon\"",
             "retry_base",
         ),
+        (
+            "signalbox.toml",
+            "claim_expiry = \"15m\"",
+            "claim_expiry = \"10s\"",
+            "claim_expiry = \"10s\"",
+            "under a minute",
+        ),
     ];
     for (n, (file, from, to, blamed, says)) in cases.iter().enumerate() {
         let dir = tmp.path().join(format!("case{n}"));

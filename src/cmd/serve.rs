@@ -168,6 +168,7 @@ pub(crate) fn serve(
     init_logging(&dir)?;
     engine_config.retry_base = settings.retry_base;
     engine_config.breaker_cooldown = settings.breaker_cooldown;
+    engine_config.claim_expiry = config.claim_expiry()?;
     let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.clone());
     let mut probe_configs = config.probes.clone();
     if let Some(d) = &deployment {

@@ -47,6 +47,7 @@ pub struct DriverOptions {
     /// A deployment to run instead of the simulator: its rules and
     /// organization, the wall clock, people's steps as tasks.
     pub deployment: Option<Box<crate::deploy::Deployment>>,
+    pub claim_expiry: Option<Duration>,
 }
 
 /// Signals decided from the intake log per turn (a turn every ~30 ms), at
@@ -106,7 +107,8 @@ fn drive(
     // A console session runs a whole simulated week if left alone.
     let mut sim = Simulator::new(options.seed, start, Duration::days(7), &world);
     sim.set_colleagues(options.colleagues);
-    let config = crate::sim::engine_config(&options.data_dir, options.seed);
+    let mut config = crate::sim::engine_config(&options.data_dir, options.seed);
+    config.claim_expiry = options.claim_expiry;
     let engine = Engine::open(config, world, start)?;
     let inbox = match &options.intake {
         Some(log) => Some(log.reader(engine.intake_cursor())?),
@@ -154,6 +156,7 @@ fn drive_deployment(
     };
     let mut config = crate::engine::EngineConfig::new(&options.data_dir, options.seed);
     config.rules = Some(deployment.rules.clone());
+    config.claim_expiry = options.claim_expiry;
     let world = deployment.organization.world.clone();
     let mut engine = Engine::open(config, world.clone(), chrono::Utc::now())?;
     engine.context.take_organization(world);

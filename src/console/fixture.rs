@@ -38,6 +38,7 @@ fn review(i: usize, decision: &Arc<Decision>, signal: &Arc<Signal>) -> ReviewIte
         required_role: Role::Operator,
         level: 0,
         claimed_by: None,
+        claimed_at: None,
         snoozed_until: None,
         outcome: None,
     }
@@ -136,6 +137,7 @@ fn status(dir: PathBuf) -> Status {
         signals: 4,
         open_reviews: 2,
         oldest_review: Some(at(2)),
+        claim_expiry_secs: 900,
         active_flows: 2,
         sla_at_risk: 1,
         quarantined: 0,

@@ -53,6 +53,8 @@ pub struct ConsoleOptions {
     pub body_timeout: std::time::Duration,
     /// A deployment to run instead of the Northwind simulator.
     pub deployment: Option<Box<crate::deploy::Deployment>>,
+    /// How long a claim holds a review item (`[review] claim_expiry`).
+    pub claim_expiry: Option<chrono::Duration>,
 }
 
 /// Frames are drawn at most this often.
@@ -142,6 +144,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             colleagues: options.colleagues,
             intake,
             deployment: options.deployment.clone(),
+            claim_expiry: options.claim_expiry,
         },
         handle.clone(),
         command_rx,
@@ -212,6 +215,7 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
         http_limits: crate::intake::server::Limits::default(),
         body_timeout: Duration::from_secs(1),
         deployment: None,
+        claim_expiry: None,
     };
     let (theme, keymap) = load_look(&look, &mut warnings);
     let remote = attach::Remote::new(&options.url, options.token.clone())?;

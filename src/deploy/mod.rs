@@ -228,6 +228,9 @@ fn read_server(dir: &Path, src: &Source<'_>, out: &mut Vec<Problem>) -> Option<C
     if let Err(e) = server.execution_durations() {
         out.push(src.on(at(&e), e.to_string()));
     }
+    if let Err(e) = server.claim_expiry() {
+        out.push(src.on(at(&e), e.to_string()));
+    }
     let absolute = |p: &Path| {
         if p.is_absolute() {
             p.to_path_buf()

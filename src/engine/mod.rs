@@ -101,6 +101,8 @@ pub struct EngineConfig {
     pub retry_base: Option<Duration>,
     /// How long an open circuit breaker waits before a probe.
     pub breaker_cooldown: Option<Duration>,
+    /// How long a claim holds a review item (`[review] claim_expiry`).
+    pub claim_expiry: Option<Duration>,
 }
 
 impl EngineConfig {
@@ -117,6 +119,7 @@ impl EngineConfig {
             rules: None,
             notices: false,
             retry_base: None,
+            claim_expiry: None,
             breaker_cooldown: None,
         }
     }
@@ -316,6 +319,9 @@ impl Engine {
         }
         if let Some(cooldown) = config.breaker_cooldown {
             engine.flows.breakers.cooldown = cooldown;
+        }
+        if let Some(expiry) = config.claim_expiry {
+            engine.reviews.set_claim_expiry(expiry);
         }
         if fresh {
             let records = engine

@@ -64,6 +64,9 @@ pub struct Overview {
     /// When the oldest open review item was opened.
     #[serde(default)]
     pub oldest_review: Option<DateTime<Utc>>,
+    /// How long a claim holds a review item, in seconds.
+    #[serde(default = "claim_expiry_secs")]
+    pub claim_expiry_secs: i64,
     pub active_flows: usize,
     /// Flows in flight (not waiting for a person) past their SLA warning
     /// or their deadline.
@@ -132,6 +135,7 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
         signals: engine.counts().signals,
         open_reviews: engine.reviews.open_count(),
         oldest_review: engine.reviews.oldest_open().map(|i| i.created),
+        claim_expiry_secs: engine.reviews.claim_expiry().num_seconds(),
         active_flows: engine.flows.active_count(),
         sla_at_risk: engine
             .flows
@@ -159,6 +163,10 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
 
 /// Active flows a state snapshot carries, at most (the newest).
 pub const FLOWS_SHOWN: usize = 2_000;
+
+fn claim_expiry_secs() -> i64 {
+    crate::review::CLAIM_EXPIRY.num_seconds()
+}
 
 /// Everything a console starts from, consistent with a place in the event
 /// stream: what follows `last_event_id` is what changed since.

@@ -131,6 +131,10 @@ pub struct ReviewItem {
     pub level: u32,
     #[serde(default)]
     pub claimed_by: Option<String>,
+    /// When the claim was made; it lapses `ReviewTiming::claim_expiry`
+    /// later (a claim journaled before this was kept has none).
+    #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
+    pub claimed_at: Option<DateTime<Utc>>,
     #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
     pub snoozed_until: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -160,6 +164,10 @@ pub struct ReviewRow {
     pub level: u32,
     #[serde(default)]
     pub claimed_by: Option<String>,
+    /// When the claim was made; it lapses `ReviewTiming::claim_expiry`
+    /// later (a claim journaled before this was kept has none).
+    #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
+    pub claimed_at: Option<DateTime<Utc>>,
     #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
     pub snoozed_until: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -181,6 +189,7 @@ impl ReviewRow {
             required_role: self.required_role,
             level: self.level,
             claimed_by: self.claimed_by,
+            claimed_at: self.claimed_at,
             snoozed_until: self.snoozed_until,
             outcome: self.outcome,
         }
@@ -203,8 +212,23 @@ impl ReviewItem {
             required_role: self.required_role,
             level: self.level,
             claimed_by: self.claimed_by.clone(),
+            claimed_at: self.claimed_at,
             snoozed_until: self.snoozed_until,
             outcome: self.outcome.clone(),
+        }
+    }
+
+    /// Who holds the item at `now`, and since when: a claim lapses
+    /// `expiry` after it was made.
+    pub fn holder(
+        &self,
+        now: DateTime<Utc>,
+        expiry: Duration,
+    ) -> Option<(&str, Option<DateTime<Utc>>)> {
+        let who = self.claimed_by.as_deref()?;
+        match self.claimed_at {
+            Some(at) if now >= at + expiry => None,
+            at => Some((who, at)),
         }
     }
 
@@ -255,12 +279,18 @@ pub enum ReviewError {
     OverrideSameAsProposal(String),
 }
 
+/// How long a claim holds an item unless configured (`[review]
+/// claim_expiry`).
+pub const CLAIM_EXPIRY: Duration = Duration::minutes(15);
+
 /// Settings for review timing.
 #[derive(Debug, Clone, Copy)]
 pub struct ReviewTiming {
     /// Share of the window after which an unanswered item escalates.
     pub escalate_at: f64,
     pub max_snooze: Duration,
+    /// How long a claim holds an item for its claimant.
+    pub claim_expiry: Duration,
 }
 
 impl Default for ReviewTiming {
@@ -268,6 +298,7 @@ impl Default for ReviewTiming {
         ReviewTiming {
             escalate_at: 0.6,
             max_snooze: Duration::hours(4),
+            claim_expiry: CLAIM_EXPIRY,
         }
     }
 }
@@ -374,6 +405,15 @@ impl ReviewQueue {
         self.timers.set(id, at);
     }
 
+    /// How long a claim holds an item.
+    pub fn claim_expiry(&self) -> Duration {
+        self.timing.claim_expiry
+    }
+
+    pub fn set_claim_expiry(&mut self, expiry: Duration) {
+        self.timing.claim_expiry = expiry;
+    }
+
     /// Keeps at most `n` decided items in memory instead of `KEEP_DECIDED`.
     pub fn set_keep_decided(&mut self, n: usize) {
         self.keep_decided = Some(n);
@@ -448,6 +488,7 @@ impl ReviewQueue {
             created: now,
             level: 0,
             claimed_by: None,
+            claimed_at: None,
             snoozed_until: None,
             outcome: None,
         };
@@ -492,7 +533,10 @@ impl ReviewQueue {
             note: note.to_string(),
         };
         match &action {
-            Action::Claim => item.claimed_by = Some(actor.name.clone()),
+            Action::Claim => {
+                item.claimed_by = Some(actor.name.clone());
+                item.claimed_at = Some(now);
+            }
             Action::Escalate => {
                 item.level += 1;
                 item.state = ReviewState::Escalated;
@@ -603,6 +647,23 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(q.open_count(), 0);
+    }
+
+    /// A claim is kept with its time, survives the journal row, and lapses
+    /// after the queue's claim expiry.
+    #[test]
+    fn a_claim_holds_the_item_until_it_lapses() {
+        let mut q = queue("operator");
+        q.set_claim_expiry(Duration::minutes(10));
+        q.act("R1", &person(Role::Operator), Action::Claim, "", at(2))
+            .unwrap();
+        let item = &q.items["R1"];
+        let expiry = q.claim_expiry();
+        assert_eq!(item.holder(at(11), expiry), Some(("ana", Some(at(2)))));
+        assert_eq!(item.holder(at(12), expiry), None);
+        let row: ReviewRow =
+            serde_json::from_value(serde_json::to_value(item.stored()).unwrap()).unwrap();
+        assert_eq!(row.claimed_at, Some(at(2)));
     }
 
     #[test]

@@ -17,10 +17,7 @@ impl App {
         let review_id = item.id.clone();
         let about = item.decision.subject.clone();
         // Someone else holds it: act only when asked twice.
-        if let Some(holder) = item
-            .claimed_by
-            .as_ref()
-            .filter(|h| **h != self.operator.name)
+        if let Some((holder, _)) = self.holder(&item).filter(|(h, _)| *h != self.operator.name)
             && self.confirm_held.as_ref() != Some(&(review_id.clone(), action))
         {
             self.status_line = Some((

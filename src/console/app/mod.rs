@@ -240,6 +240,15 @@ impl App {
         self.status.as_ref()?.tasks.get(i)
     }
 
+    /// Who holds an item now, and since when: a claim lapses after the
+    /// server's claim expiry.
+    pub fn holder<'a>(&self, item: &'a ReviewItem) -> Option<(&'a str, Option<DateTime<Utc>>)> {
+        match &self.status {
+            Some(s) => item.holder(s.now, chrono::Duration::seconds(s.claim_expiry_secs)),
+            None => item.claimed_by.as_deref().map(|h| (h, item.claimed_at)),
+        }
+    }
+
     /// The i-th open item by urgency.
     pub fn review_at(&self, i: usize) -> Option<&ReviewItem> {
         self.reviews.get(&self.review_order.get(i)?.2).map(|b| &**b)

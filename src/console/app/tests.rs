@@ -286,3 +286,37 @@ fn acting_on_someone_elses_claim_asks_first() {
     assert_eq!(d.target, id);
     assert_eq!(d.about, "order/o2");
 }
+
+/// A claim lapses after the server's claim expiry: the holder is shown
+/// with how long they have held it, and once it lapsed others act without
+/// being asked twice.
+#[test]
+fn a_claim_lapses_after_the_claim_expiry() {
+    let mut app = on_review();
+    let id = app.selected_review().unwrap().id.clone();
+    let now = app.status.as_ref().unwrap().now;
+    if let Some(item) = app.reviews.get_mut(&id) {
+        item.claimed_by = Some("lena".into());
+        item.claimed_at = Some(now - chrono::Duration::minutes(4));
+    }
+    let item = app.reviews[&id].clone();
+    assert_eq!(
+        app.holder(&item),
+        Some(("lena", Some(now - chrono::Duration::minutes(4))))
+    );
+    app.update(key(KeyAction::Approve));
+    assert!(matches!(app.focus, Focus::Normal), "asked first while held");
+    app.update(key(KeyAction::Cancel));
+    // Sixteen minutes on, past the 15-minute expiry: nobody holds it.
+    if let Some(item) = app.reviews.get_mut(&id) {
+        item.claimed_at = Some(now - chrono::Duration::minutes(16));
+    }
+    let item = app.reviews[&id].clone();
+    assert_eq!(app.holder(&item), None);
+    app.confirm_held = None;
+    app.update(key(KeyAction::Approve));
+    assert!(
+        matches!(app.focus, Focus::Dialog(_)),
+        "a lapsed claim is not asked about"
+    );
+}

@@ -104,12 +104,39 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
 }
 
+/// The header: who and where on the left, the model, policy and rules
+/// versions on the right. The versions are never cut: when the line is too
+/// narrow, the left part is abbreviated step by step (sources counted, then
+/// dropped; the clock to minutes; the role and instance left out).
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let mut spans = vec![
-        Span::styled(" signalbox ", theme.title()),
-        Span::styled(format!("{} ", app.instance), theme.accent()),
-    ];
+    let versions = app.status.as_ref().map(|s| {
+        let mut v = format!("model {} policy {}", s.model_version, s.policy_version);
+        if !s.rules_version.is_empty() {
+            v.push_str(&format!(" {}", s.rules_version));
+        }
+        v.push(' ');
+        v
+    });
+    let right = versions.as_deref().map_or(0, |v| v.chars().count()) as u16;
+    let left = (0..=4)
+        .map(|level| header_left(app, level))
+        .find(|spans| spans.iter().map(|s| s.width() as u16).sum::<u16>() + right <= area.width)
+        .unwrap_or_else(|| header_left(app, 4));
+    let [l, r] = Layout::horizontal([Constraint::Min(0), Constraint::Length(right)]).areas(area);
+    frame.render_widget(Paragraph::new(Line::from(left)), l);
+    if let Some(v) = versions {
+        frame.render_widget(Paragraph::new(Line::styled(v, theme.muted())), r);
+    }
+}
+
+/// The header's left part, abbreviated to `level` (0: in full).
+fn header_left(app: &App, level: u8) -> Vec<Span<'static>> {
+    let theme = &app.theme;
+    let mut spans = vec![Span::styled(" signalbox ", theme.title())];
+    if level < 4 {
+        spans.push(Span::styled(format!("{} ", app.instance), theme.accent()));
+    }
     match &app.link {
         Some(link) => {
             use crate::console::attach::LinkState;
@@ -133,36 +160,40 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
                 }
             });
         }
-        None => spans.push(Span::styled(
+        None if level == 0 => spans.push(Span::styled(
             format!("src {} ", app.sources.join(",")),
             theme.muted(),
         )),
-    }
-    spans.extend([Span::styled(
-        format!("{} ({}) ", app.operator.name, app.operator.role.as_str()),
-        theme.base(),
-    )]);
-    if let Some(s) = &app.status {
-        spans.push(Span::styled(
-            format!("{} ", s.now.format("%a %H:%M:%S")),
-            theme.base(),
-        ));
-        spans.push(if s.business_hours {
-            Span::styled("business hours ", theme.ok())
-        } else {
-            Span::styled("off-hours ", theme.warn())
-        });
-        spans.push(Span::styled(
-            format!("model {} policy {}", s.model_version, s.policy_version),
+        None if level == 1 => spans.push(Span::styled(
+            match app.sources.len() {
+                1 => "1 source ".to_string(),
+                n => format!("{n} sources "),
+            },
             theme.muted(),
-        ));
-        if !s.rules_version.is_empty() {
-            spans.push(Span::styled(format!(" {}", s.rules_version), theme.muted()));
-        }
-    } else {
-        spans.push(Span::styled("starting…", theme.muted()));
+        )),
+        None => {}
     }
-    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+    let who = match level {
+        0..=2 => format!("{} ({}) ", app.operator.name, app.operator.role.as_str()),
+        _ => format!("{} ", app.operator.name),
+    };
+    spans.push(Span::styled(who, theme.base()));
+    match &app.status {
+        Some(s) => {
+            let clock = match level {
+                0..=1 => s.now.format("%a %H:%M:%S "),
+                _ => s.now.format("%H:%M "),
+            };
+            spans.push(Span::styled(clock.to_string(), theme.base()));
+            spans.push(match (s.business_hours, level) {
+                (true, 0..=2) => Span::styled("business hours ", theme.ok()),
+                (true, _) => Span::styled("hours ", theme.ok()),
+                (false, _) => Span::styled("off-hours ", theme.warn()),
+            });
+        }
+        None => spans.push(Span::styled("starting…", theme.muted())),
+    }
+    spans
 }
 
 fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
@@ -507,5 +538,59 @@ mod tests {
         app.update(Input::Key(KeyAction::Cancel));
         app.update(Input::Key(KeyAction::Help));
         insta::assert_snapshot!("help", screen_text(&mut app, 100, 30).unwrap());
+    }
+
+    /// The review view at 120x40 with the cursor on an item a colleague
+    /// holds (who, for how long, the context as `key: value` lines), then
+    /// after that colleague decides it: the status line says so, by whom.
+    #[test]
+    fn an_item_held_then_decided_elsewhere() {
+        use crate::console::driver::Update;
+        use crate::engine::EngineEvent;
+        use crate::review::{Action, Actor, ReviewAction};
+        let mut app = fixture::app();
+        app.view = View::Review;
+        let id = app.selected_review().unwrap().id.clone();
+        let now = app.status.as_ref().unwrap().now;
+        if let Some(item) = app.reviews.get_mut(&id) {
+            let mut d = (*item.decision).clone();
+            d.snapshot.insert(
+                "customer/c2".into(),
+                serde_json::from_str(
+                    r#"{"id":"c2","name":"Brightline Motors","tier":"gold","open_escalation":false,"regions":["eu","us"]}"#,
+                )
+                .unwrap(),
+            );
+            d.policy_hits.push(crate::decide::policy::PolicyHit {
+                rule: "gold_needs_review".into(),
+                reason: "gold customers are reviewed by a person".into(),
+                effects: vec!["review".into()],
+                option: None,
+            });
+            item.decision = std::sync::Arc::new(d);
+            item.claimed_by = Some("lena".into());
+            item.claimed_at = Some(now - chrono::Duration::minutes(4));
+        }
+        insta::assert_snapshot!("review_held", screen_text(&mut app, 120, 40).unwrap());
+        let mut item = (*app.reviews[&id]).clone();
+        let record = ReviewAction {
+            review_id: id.clone(),
+            decision_id: item.decision.id.clone(),
+            actor: Actor::new("lena", crate::decide::policy::Role::Lead),
+            action: Action::Approve,
+            note: "checked with the customer".into(),
+            time: now,
+        };
+        item.outcome = Some(record.clone());
+        app.update(super::super::app::Message::Engine(Update::Events(vec![
+            EngineEvent::ReviewAction {
+                item: Box::new(item),
+                action: record,
+            },
+        ])));
+        insta::assert_snapshot!(
+            "review_decided_elsewhere",
+            screen_text(&mut app, 120, 40).unwrap()
+        );
     }
 }

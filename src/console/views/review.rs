@@ -14,7 +14,7 @@ use crate::console::app::{App, View};
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     // Side by side when there is room; stacked on narrow terminals.
     let [queue, context] = if area.width >= 110 {
-        Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(area)
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area)
     } else {
         Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area)
     };
@@ -43,12 +43,19 @@ fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
     };
     let kind = widest(&|it| it.decision.signal_type.chars().count(), 4, 20);
     let subject = widest(&|it| it.decision.subject.chars().count(), 7, 18);
+    // Who holds each item, and for how long ("@lena 4m").
+    let held_by = |it: &crate::review::ReviewItem| {
+        app.holder(it).map(|(who, since)| match (since, now) {
+            (Some(since), Some(now)) => format!("@{who} {}m", (now - since).num_minutes().max(0)),
+            _ => format!("@{who}"),
+        })
+    };
     let held = items
         .iter()
-        .filter_map(|it| it.claimed_by.as_ref())
-        .map(|h| h.chars().count() + 1)
+        .filter_map(|it| held_by(it))
+        .map(|h| h.chars().count())
         .max()
-        .map_or(0, |w| w.clamp(4, 12) as u16);
+        .map_or(0, |w| w.clamp(4, 16) as u16);
     let header: &[&str] = if held > 0 {
         &[
             "item", "type", "subject", "proposal", "left", "prio", "held",
@@ -56,6 +63,21 @@ fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
     } else {
         &["item", "type", "subject", "proposal", "left", "prio"]
     };
+    // What the fixed columns, borders and gaps leave; when it is not
+    // enough, the holder gives way first (the context pane names them in
+    // full), then subject and type down to 12, then the proposal's
+    // minimum, then subject and type to the bone.
+    let rest = queue
+        .width
+        .saturating_sub(2 + header.len() as u16 - 1 + 9 + 5 + 6);
+    let mut widths = [held, 10, subject, kind]; // held, proposal, subject, type
+    let mut over = widths.iter().sum::<u16>().saturating_sub(rest);
+    for (i, floor) in [(0, held.min(1)), (2, 12), (3, 12), (1, 6), (2, 7), (3, 4)] {
+        let give = over.min(widths[i].saturating_sub(floor));
+        widths[i] -= give;
+        over -= give;
+    }
+    let [held, proposal, subject, kind] = widths;
     let (table, _) = window(
         app,
         View::Review,
@@ -66,7 +88,7 @@ fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
             Constraint::Length(9),
             Constraint::Length(kind),
             Constraint::Length(subject),
-            Constraint::Min(10),
+            Constraint::Min(proposal),
             Constraint::Length(5),
             Constraint::Length(6),
             Constraint::Length(held),
@@ -87,12 +109,13 @@ fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
             if it.required_role.as_str() == "lead" {
                 prio.push_str(" L");
             }
-            // Who holds it, in every console.
-            let holder = it
-                .claimed_by
-                .as_ref()
-                .map(|h| format!("@{h}"))
-                .unwrap_or_default();
+            // Who holds it, in every console: in full, or a mark when the
+            // column had to give way.
+            let holder = match held_by(it) {
+                Some(h) if h.chars().count() > usize::from(held) && held < 4 => "●".to_string(),
+                Some(h) => h,
+                None => String::new(),
+            };
             let mut cells = vec![
                 Cell::from(it.id.clone()),
                 Cell::from(it.decision.signal_type.clone()),
@@ -126,8 +149,22 @@ fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
     let d = &item.decision;
     let mut lines: Vec<Line> = Vec::new();
     let head = |t: &str| Line::styled(t.to_string(), theme.title());
-    if let Some(holder) = &item.claimed_by {
-        lines.push(Line::styled(format!("held by {holder}"), theme.warn()));
+    if let Some((holder, since)) = app.holder(item) {
+        let when = match (since, app.status.as_ref()) {
+            (Some(since), Some(s)) => {
+                let lapses = since + chrono::Duration::seconds(s.claim_expiry_secs) - s.now;
+                format!(
+                    " since {} (lapses in {}m)",
+                    since.format("%H:%M"),
+                    (lapses.num_seconds().max(0) + 59) / 60
+                )
+            }
+            _ => String::new(),
+        };
+        lines.push(Line::styled(
+            format!("held by {holder}{when}"),
+            theme.warn(),
+        ));
     }
     lines.push(Line::from(vec![
         Span::styled(format!("{} ", item.signal.kind), theme.accent()),
@@ -139,26 +176,31 @@ fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
             theme.muted(),
         ),
     ]));
-    match &item.signal.data {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map.iter().take(4) {
-                let text: String = v.to_string().chars().take(70).collect();
-                lines.push(Line::raw(format!("  {k}: {text}")));
-            }
-        }
-        serde_json::Value::Null => {}
-        other => {
-            let text: String = other.to_string().chars().take(70).collect();
-            lines.push(Line::raw(format!("  data: {text}")));
-        }
-    }
+    let fields = match &item.signal.data {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .take(6)
+            .map(|(k, v)| (k.clone(), plain(v)))
+            .collect(),
+        serde_json::Value::Null => Vec::new(),
+        other => vec![("data".to_string(), plain(other))],
+    };
+    aligned(&mut lines, "  ", &fields, theme);
     lines.push(head("snapshot"));
     for (k, v) in d.snapshot.iter().take(4) {
-        let text: String = v.to_string().chars().take(80).collect();
-        lines.push(Line::from(vec![
-            Span::styled(format!("  {k} "), theme.accent()),
-            Span::raw(text),
-        ]));
+        lines.push(Line::styled(format!("  {k}"), theme.accent()));
+        let fields = match serde_json::from_str::<serde_json::Value>(v.as_str()) {
+            Ok(serde_json::Value::Object(map)) => map
+                .iter()
+                .filter(|(field, _)| field.as_str() != "id")
+                .take(8)
+                .map(|(field, value)| (field.clone(), plain(value)))
+                .collect(),
+            Ok(serde_json::Value::Null) => vec![("state".to_string(), "gone".to_string())],
+            Ok(other) => vec![("value".to_string(), plain(&other))],
+            Err(_) => vec![("value".to_string(), v.as_str().chars().take(80).collect())],
+        };
+        aligned(&mut lines, "    ", &fields, theme);
     }
     lines.push(head("proposal"));
     lines.push(Line::from(vec![
@@ -203,12 +245,12 @@ fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
     if d.policy_hits.is_empty() {
         lines.push(Line::styled("  none fired", theme.muted()));
     }
-    for h in &d.policy_hits {
-        lines.push(Line::from(vec![
-            Span::styled(format!("  {} ", h.rule), theme.warn()),
-            Span::raw(h.reason.clone()),
-        ]));
-    }
+    let hits: Vec<_> = d
+        .policy_hits
+        .iter()
+        .map(|h| (h.rule.clone(), h.reason.clone()))
+        .collect();
+    aligned(&mut lines, "  ", &hits, theme);
     if let Some(n) = now {
         lines.push(Line::styled(
             format!(
@@ -227,4 +269,45 @@ fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
             .block(titled(&format!("decision context {}", d.id), theme)),
         context,
     );
+}
+
+/// `key: value` lines, the values aligned after the longest key.
+fn aligned(
+    lines: &mut Vec<Line<'static>>,
+    indent: &str,
+    fields: &[(String, String)],
+    theme: &crate::console::theme::Theme,
+) {
+    let width = fields
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (k, v) in fields {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{indent}{k:<width$}: "), theme.muted()),
+            Span::raw(v.clone()),
+        ]));
+    }
+}
+
+/// A JSON value as a person reads it: text without quotes, lists joined,
+/// objects as `key=value`, at most 80 characters.
+fn plain(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "–".to_string(),
+        Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", plain(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => other.to_string(),
+    };
+    match text.chars().count() > 80 {
+        true => text.chars().take(79).chain(['…']).collect(),
+        false => text,
+    }
 }
