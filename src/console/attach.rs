@@ -115,8 +115,15 @@ impl Remote {
         Ok((state, began.elapsed()))
     }
 
-    /// An action on a review item; the answer comes back as a message.
-    pub fn act(&self, back: Sender<Message>, review_id: String, action: Action, note: String) {
+    /// An action on review items, one request each, in order; one answer
+    /// for all of them comes back as a message.
+    pub fn act(
+        &self,
+        back: Sender<Message>,
+        review_ids: Vec<String>,
+        action: Action,
+        note: String,
+    ) {
         let remote = self.clone();
         std::thread::spawn(move || {
             let mut body = json!({"action": action.name(), "note": note});
@@ -125,16 +132,16 @@ impl Remote {
                 Action::Snooze { minutes } => body["minutes"] = json!(minutes),
                 _ => {}
             }
-            let answer = remote
-                .post(&format!("/v1/reviews/{review_id}/actions"), body)
-                .map(|v| {
-                    format!(
-                        "{} {review_id} by {}",
-                        action.name(),
-                        v["actor"].as_str().unwrap_or("?")
-                    )
-                });
-            let _ = back.send(Message::Acted(answer));
+            let answers = review_ids
+                .into_iter()
+                .map(|id| {
+                    let answer = remote
+                        .post(&format!("/v1/reviews/{id}/actions"), body.clone())
+                        .map(|v| v["actor"].as_str().unwrap_or("?").to_string());
+                    (id, answer)
+                })
+                .collect();
+            let _ = back.send(Message::Acted(super::acted(action.name(), answers)));
         });
     }
 

@@ -32,7 +32,7 @@ use theme::Theme;
 
 use crate::engine::EngineError;
 use crate::engine::host::{Busy, Command, Handle};
-use crate::review::{Actor, ReviewAction};
+use crate::review::{Action, Actor, ReviewAction};
 
 /// Everything the console needs to start.
 pub struct ConsoleOptions {
@@ -381,7 +381,12 @@ impl Outside<'_> {
                     review_id,
                     action,
                     note,
-                } => remote.act(back, review_id, action, note),
+                } => remote.act(back, vec![review_id], action, note),
+                Effect::ActOnEach {
+                    review_ids,
+                    action,
+                    note,
+                } => remote.act(back, review_ids, action, note),
                 Effect::TaskAct {
                     task_id,
                     action,
@@ -425,6 +430,11 @@ impl Outside<'_> {
                 };
                 Next::Tell(Message::Acted(Err(refused.into())))
             }
+            Effect::ActOnEach {
+                review_ids,
+                action,
+                note,
+            } => self.act_on_each(review_ids, action, note, app),
             Effect::TaskAct {
                 task_id,
                 action,
@@ -489,6 +499,93 @@ impl Outside<'_> {
                     loaded.map(|t| (name, t)).map_err(|e| e.to_string()),
                 ))
             }
+        }
+    }
+}
+
+impl Outside<'_> {
+    /// One action on each of several items through the embedded engine:
+    /// each a command of its own (journaled as its own action); one answer
+    /// for all of them, waited for off the UI thread.
+    fn act_on_each(
+        &mut self,
+        review_ids: Vec<String>,
+        action: Action,
+        note: String,
+        app: &App,
+    ) -> Next {
+        let mut waiting = Vec::new();
+        for id in review_ids {
+            let (tx, rx) = oneshot::channel();
+            let command = Command::Act {
+                review_id: id.clone(),
+                actor: app.operator.clone(),
+                action: action.clone(),
+                note: note.clone(),
+                reply: tx,
+            };
+            match self.engine.send(command) {
+                Ok(()) => waiting.push((id, Some(rx))),
+                Err(_) => waiting.push((id, None)),
+            }
+        }
+        let back = self.back.0.clone();
+        let name = action.name();
+        let waiter = std::thread::Builder::new()
+            .name("bulk-answer".into())
+            .spawn(move || {
+                let answers = waiting
+                    .into_iter()
+                    .map(|(id, rx)| {
+                        let answer = match rx.map(|rx| rx.blocking_recv()) {
+                            Some(Ok(Ok(r))) => Ok(r.actor.name),
+                            Some(Ok(Err(e))) => Err(e.to_string()),
+                            Some(Err(_)) => Err("the engine has stopped".to_string()),
+                            None => Err("the engine is busy: try again".to_string()),
+                        };
+                        (id, answer)
+                    })
+                    .collect();
+                let _ = back.send(Message::Acted(acted(name, answers)));
+            });
+        match waiter {
+            Ok(_) => Next::Wait,
+            Err(e) => Next::Tell(Message::Acted(Err(e.to_string()))),
+        }
+    }
+}
+
+/// One answer for an action taken on one or more items: who did it, and
+/// which were refused and why.
+pub(crate) fn acted(
+    action: &str,
+    answers: Vec<(String, Result<String, String>)>,
+) -> Result<String, String> {
+    let total = answers.len();
+    let (done, refused): (Vec<_>, Vec<_>) = answers.into_iter().partition(|(_, a)| a.is_ok());
+    match (done.as_slice(), refused.as_slice()) {
+        ([(id, Ok(actor))], []) => Ok(format!("{action} {id} by {actor}")),
+        (_, []) => {
+            let actor = done
+                .first()
+                .and_then(|(_, a)| a.as_ref().ok().cloned())
+                .unwrap_or_default();
+            Ok(format!("{action} {total} items by {actor}"))
+        }
+        ([], [(id, Err(why))]) => Err(format!("{action} {id}: {why}")),
+        _ => {
+            let why: Vec<String> = refused
+                .iter()
+                .take(3)
+                .map(|(id, a)| format!("{id}: {}", a.as_ref().err().map_or("", |w| w.as_str())))
+                .collect();
+            Err(format!(
+                "{action}: {} of {total} done, {} refused ({}{})",
+                done.len(),
+                refused.len(),
+                why.join("; "),
+                if refused.len() > 3 { "; …" } else { "" }
+            ))
         }
     }
 }

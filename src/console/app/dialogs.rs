@@ -10,6 +10,9 @@ use crate::review::Action;
 
 impl App {
     pub(super) fn start_action(&mut self, action: KeyAction, effects: &mut Vec<Effect>) -> Focus {
+        if !self.marked.is_empty() {
+            return self.start_bulk(action);
+        }
         let Some(item) = self.selected_review().cloned() else {
             self.status_line = Some(("no review item selected".into(), true));
             return Focus::Normal;
@@ -52,6 +55,7 @@ impl App {
                 }
                 Focus::Dialog(Box::new(Dialog {
                     target: review_id,
+                    targets: Vec::new(),
                     about,
                     kind: DialogKind::Override {
                         choices,
@@ -69,6 +73,7 @@ impl App {
                 };
                 Focus::Dialog(Box::new(Dialog {
                     target: review_id,
+                    targets: Vec::new(),
                     about,
                     kind: DialogKind::Note(a),
                     note: note(),
@@ -104,6 +109,124 @@ impl App {
                 Focus::Normal
             }
         }
+    }
+
+    /// Marks the selected item, or unmarks it.
+    pub(super) fn mark(&mut self) {
+        let Some(id) = self.selected_review().map(|i| i.id.clone()) else {
+            return;
+        };
+        if !self.marked.remove(&id) {
+            self.marked.insert(id);
+        }
+        self.say_marked();
+    }
+
+    /// Marks every open item of the selected one's type and proposal (or,
+    /// if they all are, unmarks them).
+    pub(super) fn mark_like(&mut self) {
+        let Some(item) = self.selected_review() else {
+            return;
+        };
+        let like = |i: &crate::review::ReviewItem| {
+            i.decision.signal_type == item.decision.signal_type
+                && i.decision.proposal == item.decision.proposal
+        };
+        let ids: Vec<String> = self
+            .reviews
+            .values()
+            .filter(|i| like(i))
+            .map(|i| i.id.clone())
+            .collect();
+        if ids.iter().all(|id| self.marked.contains(id)) {
+            for id in &ids {
+                self.marked.remove(id);
+            }
+        } else {
+            self.marked.extend(ids);
+        }
+        self.say_marked();
+    }
+
+    fn say_marked(&mut self) {
+        let n = self.marked.len();
+        self.status_line = Some((
+            match n {
+                0 => "no item marked".to_string(),
+                _ => format!(
+                    "{n} marked: {} or {} acts on each with one note; {} clears",
+                    self.keymap.key_for(KeyAction::Approve),
+                    self.keymap.key_for(KeyAction::Reject),
+                    self.keymap.key_for(KeyAction::Back),
+                ),
+            },
+            false,
+        ));
+    }
+
+    /// Approve or reject every marked item with one note (each journaled as
+    /// its own action); asked twice when some are held by someone else.
+    fn start_bulk(&mut self, action: KeyAction) -> Focus {
+        let a = match action {
+            KeyAction::Approve => Action::Approve,
+            KeyAction::Reject => Action::Reject,
+            other => {
+                self.status_line = Some((
+                    format!(
+                        "{} marked items can be approved or rejected, not {}; {} clears the marks",
+                        self.marked.len(),
+                        other.label(),
+                        self.keymap.key_for(KeyAction::Back)
+                    ),
+                    true,
+                ));
+                return Focus::Normal;
+            }
+        };
+        let items: Vec<&crate::review::ReviewItem> = self
+            .marked
+            .iter()
+            .filter_map(|id| self.reviews.get(id).map(|b| &**b))
+            .collect();
+        let held: Vec<String> = items
+            .iter()
+            .filter_map(|i| self.holder(i).filter(|(h, _)| *h != self.operator.name))
+            .map(|(h, _)| h.to_string())
+            .collect();
+        let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+        let mut kinds: Vec<String> = items
+            .iter()
+            .map(|i| format!("{} → {}", i.decision.signal_type, i.decision.proposal))
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        let bulk = "marked".to_string();
+        if !held.is_empty() && self.confirm_held.as_ref() != Some(&(bulk.clone(), action)) {
+            self.status_line = Some((
+                format!(
+                    "{} of the marked items are held by others ({}): press {} again to act on them anyway",
+                    held.len(),
+                    held.join(", "),
+                    action.label()
+                ),
+                true,
+            ));
+            self.confirm_held = Some((bulk, action));
+            return Focus::Normal;
+        }
+        self.confirm_held = None;
+        let mut note = TextArea::default();
+        note.set_placeholder_text("why, for each of them (enter to confirm, esc to cancel)");
+        Focus::Dialog(Box::new(Dialog {
+            target: format!("{} items", ids.len()),
+            targets: ids,
+            about: match kinds.len() {
+                1 => kinds.remove(0),
+                n => format!("{n} kinds"),
+            },
+            kind: DialogKind::Note(a),
+            note,
+        }))
     }
 
     /// A task action from the Tasks view: each opens a dialog for the note
@@ -151,6 +274,7 @@ impl App {
         };
         Focus::Dialog(Box::new(Dialog {
             target,
+            targets: Vec::new(),
             about,
             kind,
             note,
@@ -205,6 +329,14 @@ impl App {
                             },
                             note,
                         },
+                        DialogKind::Note(a) if !d.targets.is_empty() => {
+                            self.marked.clear();
+                            Effect::ActOnEach {
+                                review_ids: std::mem::take(&mut d.targets),
+                                action: a.clone(),
+                                note,
+                            }
+                        }
                         DialogKind::Note(a) => Effect::Act {
                             review_id: target,
                             action: a.clone(),

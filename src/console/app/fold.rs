@@ -72,6 +72,8 @@ impl App {
                 self.reviews.insert(item.id.clone(), Box::new(item));
             }
             self.order_rebuild = true;
+            let reviews = &self.reviews;
+            self.marked.retain(|id| reviews.contains_key(id));
             for flow in &state.flows {
                 self.upsert_flow(flow);
             }
@@ -240,6 +242,7 @@ impl App {
                 self.count_queue_flow(action.time, 0, 1);
             }
             self.reviews.remove(&item.id);
+            self.marked.remove(&item.id);
         } else {
             self.order_in.push(super::review_key(&item));
             self.reviews.insert(item.id.clone(), item);

@@ -152,6 +152,12 @@ impl App {
                 let current = self.filters.get(&self.view).cloned().unwrap_or_default();
                 return Focus::Filter(current);
             }
+            KeyAction::Back if self.view == View::Review && !self.marked.is_empty() => {
+                self.marked.clear();
+                self.status_line = Some(("marks cleared".into(), false));
+            }
+            KeyAction::Mark if self.view == View::Review => self.mark(),
+            KeyAction::MarkLike if self.view == View::Review => self.mark_like(),
             KeyAction::Back => {
                 if self.filters.remove(&self.view).is_none()
                     && let Some(v) = self.history.pop()

@@ -79,6 +79,8 @@ pub struct App {
     pub page: usize,
     /// The server, when attached to one.
     pub link: Option<super::attach::Link>,
+    /// Review items marked for one approval or rejection.
+    pub marked: std::collections::BTreeSet<String>,
     /// An action asked once on an item someone else holds: asked again, it goes.
     pub confirm_held: Option<(String, super::keymap::KeyAction)>,
 }
@@ -140,6 +142,7 @@ impl App {
             page: 20,
             link: None,
             confirm_held: None,
+            marked: Default::default(),
         }
     }
 

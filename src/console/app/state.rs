@@ -157,8 +157,11 @@ pub enum DialogKind {
 }
 
 pub struct Dialog {
-    /// The review item or task it acts on.
+    /// The review item or task it acts on (or, for marked items, how many).
     pub target: String,
+    /// The marked review items it acts on, each as its own action; empty
+    /// for one item (`target`).
+    pub targets: Vec<String>,
     /// What it is about (its subject), shown with the id.
     pub about: String,
     pub kind: DialogKind,
@@ -229,6 +232,13 @@ pub enum Effect {
     TaskAct {
         task_id: String,
         action: TaskAction,
+        note: String,
+    },
+    /// The same action on each of several review items, each journaled
+    /// as its own action.
+    ActOnEach {
+        review_ids: Vec<String>,
+        action: Action,
         note: String,
     },
     Explain {

@@ -320,3 +320,69 @@ fn a_claim_lapses_after_the_claim_expiry() {
         "a lapsed claim is not asked about"
     );
 }
+
+/// Marked items are approved with one note, each as its own action; "all
+/// like this" marks the items of the same type and proposal; only approve
+/// and reject act on marks; the back key clears them.
+#[test]
+fn marked_items_are_approved_with_one_note() {
+    let mut app = on_review();
+    app.update(key(KeyAction::MarkLike));
+    assert_eq!(app.marked.iter().collect::<Vec<_>>(), ["R0000002"]);
+    app.update(key(KeyAction::Down));
+    app.update(key(KeyAction::Mark));
+    assert_eq!(app.marked.len(), 2);
+    app.update(key(KeyAction::Override));
+    assert!(
+        matches!(app.focus, Focus::Normal),
+        "override is one item at a time"
+    );
+    assert!(
+        app.status_line
+            .clone()
+            .unwrap()
+            .0
+            .contains("approved or rejected")
+    );
+    app.update(key(KeyAction::Approve));
+    let Focus::Dialog(d) = &app.focus else {
+        panic!("approve on marks opens one dialog")
+    };
+    assert_eq!(d.target, "2 items");
+    typed(&mut app, "batch checked");
+    let effects = app.update(key(KeyAction::Confirm));
+    assert_eq!(
+        effects,
+        vec![Effect::ActOnEach {
+            review_ids: vec!["R0000002".into(), "R0000004".into()],
+            action: Action::Approve,
+            note: "batch checked".into(),
+        }]
+    );
+    assert!(app.marked.is_empty(), "acted on, the marks are gone");
+    // Marked again, then cleared with the back key: approve acts on one.
+    app.update(key(KeyAction::Mark));
+    app.update(key(KeyAction::Back));
+    assert!(app.marked.is_empty());
+    assert_eq!(app.view, View::Review, "the first back clears marks only");
+}
+
+/// One answer for many: who did it, or which were refused and why.
+#[test]
+fn a_bulk_answer_counts_what_was_done_and_names_refusals() {
+    use crate::console::acted;
+    let ok = |id: &str| (id.to_string(), Ok("ann".to_string()));
+    assert_eq!(
+        acted("approve", vec![ok("R1")]),
+        Ok("approve R1 by ann".into())
+    );
+    assert_eq!(
+        acted("approve", vec![ok("R1"), ok("R2")]),
+        Ok("approve 2 items by ann".into())
+    );
+    let refused = ("R3".to_string(), Err("already decided".to_string()));
+    assert_eq!(
+        acted("reject", vec![ok("R1"), refused]),
+        Err("reject: 1 of 2 done, 1 refused (R3: already decided)".into())
+    );
+}

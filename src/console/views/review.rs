@@ -82,7 +82,10 @@ fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
         app,
         View::Review,
         queue,
-        "review queue",
+        &match app.marked.len() {
+            0 => "review queue".to_string(),
+            n => format!("review queue · {n} marked"),
+        },
         header,
         &[
             Constraint::Length(9),
@@ -117,7 +120,11 @@ fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
                 None => String::new(),
             };
             let mut cells = vec![
-                Cell::from(it.id.clone()),
+                // Marked for one approval or rejection.
+                match app.marked.contains(&it.id) {
+                    true => Cell::from(format!("*{}", it.id)).style(theme.accent()),
+                    false => Cell::from(it.id.clone()),
+                },
                 Cell::from(it.decision.signal_type.clone()),
                 Cell::from(it.decision.subject.clone()),
                 Cell::from(it.decision.proposal.clone()),
