@@ -49,7 +49,7 @@ struct ConsoleArgs {
     /// viewer, operator or lead.
     #[arg(long)]
     role: Option<String>,
-    /// Where this session's journal goes (must not hold one already).
+    /// Where this session's journal goes; a journal already there is resumed (its queue, flows, tasks and model; simulated time goes on from its last record).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
@@ -334,15 +334,6 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         (Some(d), None) => d.data_dir(),
         (None, None) => fresh_dir("console", "session")?,
     };
-    if deployment.is_none() && data_dir.join(signalbox::journal::FILE_NAME).exists() {
-        bail!(
-            "{} already holds a journal; a simulated session starts in a fresh directory \
-             (read the old one with `signalbox explain ID --data-dir {}`; a deployment's \
-             journal is resumed with `signalbox --config DIR`)",
-            data_dir.display(),
-            data_dir.display()
-        );
-    }
     let speed = args.speed.or(config.speed).unwrap_or(60.0);
     if !(speed > 0.0 && speed.is_finite()) {
         bail!("--speed must be a positive number of simulated seconds per second");

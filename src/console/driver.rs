@@ -100,12 +100,15 @@ fn drive(
     options: DriverOptions,
     handle: &Handle,
     commands: Receiver<Command>,
-    feed: &Feed,
+    updates: &Feed,
 ) -> Result<(), EngineError> {
-    let start = default_start();
+    // A journal already here is resumed: simulated time goes on from its
+    // last record, and the simulator numbers what it makes after the
+    // signals it holds.
+    let (start, after) = resumed(&options.data_dir)?;
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
     // A console session runs a whole simulated week if left alone.
-    let mut sim = Simulator::new(options.seed, start, Duration::days(7), &world);
+    let mut sim = Simulator::after(options.seed, start, Duration::days(7), &world, after);
     sim.set_colleagues(options.colleagues);
     let mut config = crate::sim::engine_config(&options.data_dir, options.seed);
     config.claim_expiry = options.claim_expiry;
@@ -116,10 +119,22 @@ fn drive(
     };
     let mut host = Host::new(engine, inbox);
     host.from_log = FROM_LOG;
+    if after > 0 {
+        // What the resumed journal holds: the queue and the flows in flight.
+        let state = crate::engine::overview::State::of(&host.engine, start);
+        let _ = updates.publish(Update::Snapshot(Box::new(state)));
+    }
+    let baseline = options.data_dir.join("baseline");
+    let (_, shadow_after) = resumed(&baseline)?;
     let shadow_world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
-    let shadow_sim = Simulator::new(options.seed, start, Duration::days(7), &shadow_world);
-    let mut shadow_config =
-        crate::sim::engine_config(&options.data_dir.join("baseline"), options.seed);
+    let shadow_sim = Simulator::after(
+        options.seed,
+        start,
+        Duration::days(7),
+        &shadow_world,
+        shadow_after,
+    );
+    let mut shadow_config = crate::sim::engine_config(&baseline, options.seed);
     shadow_config.learning = false;
     let shadow = Engine::open(shadow_config, shadow_world, start)?;
     let mut world = World {
@@ -131,15 +146,27 @@ fn drive(
         &mut host,
         &mut world,
         options.speed,
+        start,
         handle,
         &commands,
-        feed,
+        updates,
     );
     let Host { engine, inbox, .. } = host;
     drop(inbox);
     let closed = engine.close().map(drop);
     let shadow_closed = world.shadow.close().map(drop);
     result.and(closed).and(shadow_closed)
+}
+
+/// Where a simulated session starts: the default start on a fresh data
+/// directory, or the last record's time of the journal in it, with the
+/// number of signals it holds.
+fn resumed(dir: &std::path::Path) -> Result<(chrono::DateTime<chrono::Utc>, u64), EngineError> {
+    if !dir.join(crate::journal::FILE_NAME).exists() {
+        return Ok((default_start(), 0));
+    }
+    let (last, signals) = crate::journal::read::stopped_at(dir)?;
+    Ok((last.unwrap_or_else(default_start), signals))
 }
 
 /// A deployment on the wall clock: no simulator; what happens comes from
@@ -221,11 +248,12 @@ fn turns(
     host: &mut Host,
     world: &mut World,
     speed: f64,
+    start: chrono::DateTime<chrono::Utc>,
     handle: &Handle,
     commands: &Receiver<Command>,
     feed: &Feed,
 ) -> Result<(), EngineError> {
-    let mut now = default_start();
+    let mut now = start;
     let mut last = Instant::now();
     let mut last_status = Instant::now() - StdDuration::from_secs(1);
     loop {

@@ -162,6 +162,10 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     }
     if !warnings.is_empty() {
         app.status_line = Some((warnings.join("; "), true));
+    } else if let Some(url) = app.sources.iter().find(|s| s.starts_with("http")) {
+        // The header may abbreviate the sources; where signals go is said
+        // once in full.
+        app.status_line = Some((format!("HTTP intake on {url}"), false));
     }
     let mut terminal = match ratatui::try_init() {
         Ok(t) => {

@@ -97,6 +97,21 @@ pub fn default_start() -> DateTime<Utc> {
 
 impl Simulator {
     pub fn new(seed: u64, start: DateTime<Utc>, duration: Duration, world: &World) -> Simulator {
+        Simulator::after(seed, start, duration, world, 0)
+    }
+
+    /// A simulator whose signals, orders and tickets are numbered after
+    /// `after` (the signals a resumed journal holds; see
+    /// `stream::generate_after`). What an earlier session's simulator had
+    /// scheduled (outcomes of flows in flight) is not journaled: those flows
+    /// go on by their timers.
+    pub fn after(
+        seed: u64,
+        start: DateTime<Utc>,
+        duration: Duration,
+        world: &World,
+        after: u64,
+    ) -> Simulator {
         let operators = [
             ("ana", Role::Lead),
             ("ben", Role::Operator),
@@ -109,7 +124,7 @@ impl Simulator {
         })
         .collect();
         Simulator {
-            stream: stream::generate(seed, start, duration, world),
+            stream: stream::generate_after(seed, start, duration, world, after),
             cursor: 0,
             later: BinaryHeap::new(),
             later_signals: Default::default(),

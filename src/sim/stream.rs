@@ -276,13 +276,27 @@ impl Gen<'_> {
 /// The whole stream for `duration` from `start`, sorted by time.
 // Over 80 lines: the simulated day's signal mix, one generator per kind of signal, reads as one table.
 pub fn generate(seed: u64, start: DateTime<Utc>, duration: Duration, world: &World) -> Vec<Signal> {
+    generate_after(seed, start, duration, world, 0)
+}
+
+/// `generate`, its signal, order and ticket numbers counted from `after`:
+/// a session resumed over a journal that holds `after` signals names
+/// nothing the earlier sessions named (each of them used fewer numbers
+/// than it journaled signals).
+pub fn generate_after(
+    seed: u64,
+    start: DateTime<Utc>,
+    duration: Duration,
+    world: &World,
+    after: u64,
+) -> Vec<Signal> {
     let mut g = Gen {
-        rng: <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0x57ea),
+        rng: <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed ^ 0x57ea ^ after),
         start,
         out: Vec::new(),
-        next_signal: 0,
-        next_order: world.orders.len() as u64,
-        next_ticket: 0,
+        next_signal: after,
+        next_order: world.orders.len() as u64 + after,
+        next_ticket: after,
         tickets: Vec::new(),
         world,
     };

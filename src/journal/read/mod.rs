@@ -95,6 +95,30 @@ pub struct Counts {
     pub chain_ok: bool,
 }
 
+/// Where a journal stopped: the time of its last audit record (the
+/// engine's clock when it last wrote), if it holds any, and how many
+/// signals it holds.
+pub fn stopped_at(
+    dir: &Path,
+) -> Result<(Option<chrono::DateTime<chrono::Utc>>, u64), JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let text: Option<String> = conn
+        .query_row(
+            "SELECT time FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql(&path))?;
+    let signals: i64 = conn
+        .query_row("SELECT COUNT(*) FROM signals", [], |r| r.get(0))
+        .map_err(sql(&path))?;
+    let last = text
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.to_utc());
+    Ok((last, u64::try_from(signals).unwrap_or(0)))
+}
+
 pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let path = path.as_path();
