@@ -24,7 +24,7 @@ fn open(session: &str, dir: &std::path::Path, port: u16) {
     start(session, &cmd);
     wait_for(
         session,
-        |s| s.contains(&format!("{} (embedded)", dir.display())),
+        |s| s.contains(&dir.display().to_string()),
         "the console on the deployment",
     );
 }

@@ -118,7 +118,7 @@ fn an_operator_and_a_lead_share_one_server_through_a_restart() {
     tmux(&["send-keys", "-t", &op, "c"]);
     wait_for(
         &lead,
-        |s| s.contains("@oskar"),
+        |s| s.contains("held by oskar"),
         "the operator's claim in the lead's console",
     );
 

@@ -119,10 +119,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         v
     });
     let right = versions.as_deref().map_or(0, |v| v.chars().count()) as u16;
-    let left = (0..=4)
+    let left = (0..=5)
         .map(|level| header_left(app, level))
         .find(|spans| spans.iter().map(|s| s.width() as u16).sum::<u16>() + right <= area.width)
-        .unwrap_or_else(|| header_left(app, 4));
+        .unwrap_or_else(|| header_left(app, 5));
     let [l, r] = Layout::horizontal([Constraint::Min(0), Constraint::Length(right)]).areas(area);
     frame.render_widget(Paragraph::new(Line::from(left)), l);
     if let Some(v) = versions {
@@ -130,12 +130,22 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     }
 }
 
-/// The header's left part, abbreviated to `level` (0: in full).
+/// The header's left part, abbreviated to `level` (0: in full; then the
+/// sources counted, the clock to minutes, the instance shortened, then left
+/// out, then the role left out).
 fn header_left(app: &App, level: u8) -> Vec<Span<'static>> {
     let theme = &app.theme;
     let mut spans = vec![Span::styled(" signalbox ", theme.title())];
-    if level < 4 {
-        spans.push(Span::styled(format!("{} ", app.instance), theme.accent()));
+    match level {
+        0..=2 => spans.push(Span::styled(format!("{} ", app.instance), theme.accent())),
+        3 => {
+            let short = app
+                .instance
+                .trim_start_matches("attached to ")
+                .trim_end_matches(" (embedded)");
+            spans.push(Span::styled(format!("{short} "), theme.accent()));
+        }
+        _ => {}
     }
     match &app.link {
         Some(link) => {
@@ -174,7 +184,7 @@ fn header_left(app: &App, level: u8) -> Vec<Span<'static>> {
         None => {}
     }
     let who = match level {
-        0..=2 => format!("{} ({}) ", app.operator.name, app.operator.role.as_str()),
+        0..=4 => format!("{} ({}) ", app.operator.name, app.operator.role.as_str()),
         _ => format!("{} ", app.operator.name),
     };
     spans.push(Span::styled(who, theme.base()));
@@ -186,7 +196,7 @@ fn header_left(app: &App, level: u8) -> Vec<Span<'static>> {
             };
             spans.push(Span::styled(clock.to_string(), theme.base()));
             spans.push(match (s.business_hours, level) {
-                (true, 0..=2) => Span::styled("business hours ", theme.ok()),
+                (true, 0..=1) => Span::styled("business hours ", theme.ok()),
                 (true, _) => Span::styled("hours ", theme.ok()),
                 (false, _) => Span::styled("off-hours ", theme.warn()),
             });
