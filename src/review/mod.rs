@@ -18,6 +18,9 @@ use crate::decide::policy::{Priority, Role};
 use crate::signal::Signal;
 use crate::timers::Timers;
 
+mod row;
+pub use row::ReviewRow;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub name: String,
@@ -141,83 +144,7 @@ pub struct ReviewItem {
     pub outcome: Option<ReviewAction>,
 }
 
-/// A review item as the journal's `reviews` table keeps it. Its decision and
-/// signal are journaled once already (`audit`, `signals`), and an item is
-/// rewritten at every change of state, so the row names them by id and
-/// recovery joins them back (`ReviewRow::into_item`).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReviewRow {
-    pub id: String,
-    pub decision_id: String,
-    pub signal_id: String,
-    pub flow_id: String,
-    pub state: ReviewState,
-    #[serde(serialize_with = "crate::timefmt::serialize")]
-    pub created: DateTime<Utc>,
-    #[serde(serialize_with = "crate::timefmt::serialize")]
-    pub escalate_at: DateTime<Utc>,
-    #[serde(serialize_with = "crate::timefmt::serialize")]
-    pub deadline: DateTime<Utc>,
-    pub priority: Priority,
-    pub required_role: Role,
-    #[serde(default)]
-    pub level: u32,
-    #[serde(default)]
-    pub claimed_by: Option<String>,
-    /// When the claim was made; it lapses `ReviewTiming::claim_expiry`
-    /// later (a claim journaled before this was kept has none).
-    #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
-    pub claimed_at: Option<DateTime<Utc>>,
-    #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
-    pub snoozed_until: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub outcome: Option<ReviewAction>,
-}
-
-impl ReviewRow {
-    pub fn into_item(self, decision: Arc<Decision>, signal: Arc<Signal>) -> ReviewItem {
-        ReviewItem {
-            id: self.id,
-            decision,
-            signal,
-            flow_id: self.flow_id,
-            state: self.state,
-            created: self.created,
-            escalate_at: self.escalate_at,
-            deadline: self.deadline,
-            priority: self.priority,
-            required_role: self.required_role,
-            level: self.level,
-            claimed_by: self.claimed_by,
-            claimed_at: self.claimed_at,
-            snoozed_until: self.snoozed_until,
-            outcome: self.outcome,
-        }
-    }
-}
-
 impl ReviewItem {
-    /// The item as its journal row.
-    pub fn stored(&self) -> ReviewRow {
-        ReviewRow {
-            id: self.id.clone(),
-            decision_id: self.decision.id.clone(),
-            signal_id: self.signal.id.clone(),
-            flow_id: self.flow_id.clone(),
-            state: self.state,
-            created: self.created,
-            escalate_at: self.escalate_at,
-            deadline: self.deadline,
-            priority: self.priority,
-            required_role: self.required_role,
-            level: self.level,
-            claimed_by: self.claimed_by.clone(),
-            claimed_at: self.claimed_at,
-            snoozed_until: self.snoozed_until,
-            outcome: self.outcome.clone(),
-        }
-    }
-
     /// Who holds the item at `now`, and since when: a claim lapses
     /// `expiry` after it was made.
     pub fn holder(

@@ -274,7 +274,6 @@ impl Gen<'_> {
 }
 
 /// The whole stream for `duration` from `start`, sorted by time.
-// Over 80 lines: the simulated day's signal mix, one generator per kind of signal, reads as one table.
 pub fn generate(seed: u64, start: DateTime<Utc>, duration: Duration, world: &World) -> Vec<Signal> {
     generate_after(seed, start, duration, world, 0)
 }
@@ -283,6 +282,7 @@ pub fn generate(seed: u64, start: DateTime<Utc>, duration: Duration, world: &Wor
 /// a session resumed over a journal that holds `after` signals names
 /// nothing the earlier sessions named (each of them used fewer numbers
 /// than it journaled signals).
+// Over 80 lines: the simulated day's signal mix, one generator per kind of signal, reads as one table.
 pub fn generate_after(
     seed: u64,
     start: DateTime<Utc>,

@@ -82,35 +82,37 @@ impl App {
         for (first, n) in std::mem::take(&mut p.signal_minutes) {
             self.count_signals(first, n);
         }
-        while let Some((signal, duplicate)) = p.signals.pop_front() {
-            self.push_signal(signal, duplicate);
-            if over() {
-                return false;
-            }
-        }
-        while let Some(d) = p.decisions.pop_front() {
-            self.push_decision(&d);
-            if over() {
-                return false;
-            }
-        }
         let selected = (self.view == View::Review && !p.reviews.is_empty())
             .then(|| self.selected_review().map(|i| i.id.clone()))
             .flatten();
-        while let Some(change) = p.reviews.pop_front() {
-            self.apply_review(change, selected.as_deref());
-            if over() {
-                return false;
-            }
-        }
-        while let Some(flow) = p.flows.pop_front() {
-            self.upsert_flow(&flow);
-            if over() {
-                return false;
-            }
+        let done = self.drain(&mut p.signals, &mut over, |a, (s, d)| a.push_signal(s, d))
+            && self.drain(&mut p.decisions, &mut over, |a, d| a.push_decision(&d))
+            && self.drain(&mut p.reviews, &mut over, |a, c| {
+                a.apply_review(c, selected.as_deref())
+            })
+            && self.drain(&mut p.flows, &mut over, |a, f| a.upsert_flow(&f));
+        if !done {
+            return false;
         }
         for notice in std::mem::take(&mut p.notices) {
             self.apply_notice(notice);
+        }
+        true
+    }
+
+    /// Folds `queue` from its front with `fold` until it is empty (true) or
+    /// `over` says the pass's time is up (false).
+    fn drain<T>(
+        &mut self,
+        queue: &mut std::collections::VecDeque<T>,
+        over: &mut impl FnMut() -> bool,
+        mut fold: impl FnMut(&mut App, T),
+    ) -> bool {
+        while let Some(x) = queue.pop_front() {
+            fold(self, x);
+            if over() {
+                return false;
+            }
         }
         true
     }

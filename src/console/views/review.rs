@@ -22,9 +22,28 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     decision_context(frame, context, app);
 }
 
+/// The widths of the held, proposal, subject and type columns in a queue
+/// `width` wide with `columns` columns: what the fixed columns, borders and
+/// gaps leave. When it is not enough, the holder gives way first (the
+/// context pane names them in full), then subject and type down to 12, then
+/// the proposal's minimum, then subject and type to the bone.
+fn shared(width: u16, columns: usize, held: u16, subject: u16, kind: u16) -> [u16; 4] {
+    let rest = width.saturating_sub(2 + columns as u16 - 1 + 9 + 5 + 6);
+    let mut widths = [held, 10, subject, kind];
+    let mut over = widths.iter().sum::<u16>().saturating_sub(rest);
+    for (i, floor) in [(0, held.min(1)), (2, 12), (3, 12), (1, 6), (2, 7), (3, 4)] {
+        let give = over.min(widths[i].saturating_sub(floor));
+        widths[i] -= give;
+        over -= give;
+    }
+    widths
+}
+
 /// The open items, most urgent first, with the time left to each and who
 /// holds it. Type, subject and holder columns are as wide as what the rows
 /// in view hold (within bounds); the proposal takes what is left.
+// Over 80 lines: the columns' widths from the rows in view, then the row
+// builder, in the order they are drawn.
 fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
     let theme = &app.theme;
     let now = app.status.as_ref().map(|s| s.now);
@@ -63,21 +82,7 @@ fn queue_table(frame: &mut Frame, queue: Rect, app: &App) {
     } else {
         &["item", "type", "subject", "proposal", "left", "prio"]
     };
-    // What the fixed columns, borders and gaps leave; when it is not
-    // enough, the holder gives way first (the context pane names them in
-    // full), then subject and type down to 12, then the proposal's
-    // minimum, then subject and type to the bone.
-    let rest = queue
-        .width
-        .saturating_sub(2 + header.len() as u16 - 1 + 9 + 5 + 6);
-    let mut widths = [held, 10, subject, kind]; // held, proposal, subject, type
-    let mut over = widths.iter().sum::<u16>().saturating_sub(rest);
-    for (i, floor) in [(0, held.min(1)), (2, 12), (3, 12), (1, 6), (2, 7), (3, 4)] {
-        let give = over.min(widths[i].saturating_sub(floor));
-        widths[i] -= give;
-        over -= give;
-    }
-    let [held, proposal, subject, kind] = widths;
+    let [held, proposal, subject, kind] = shared(queue.width, header.len(), held, subject, kind);
     let (table, _) = window(
         app,
         View::Review,
@@ -173,42 +178,7 @@ fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
             theme.warn(),
         ));
     }
-    lines.push(Line::from(vec![
-        Span::styled(format!("{} ", item.signal.kind), theme.accent()),
-        Span::styled(
-            format!(
-                "{} · {} · {}",
-                item.signal.subject, item.signal.id, item.signal.source
-            ),
-            theme.muted(),
-        ),
-    ]));
-    let fields = match &item.signal.data {
-        serde_json::Value::Object(map) => map
-            .iter()
-            .take(6)
-            .map(|(k, v)| (k.clone(), plain(v)))
-            .collect(),
-        serde_json::Value::Null => Vec::new(),
-        other => vec![("data".to_string(), plain(other))],
-    };
-    aligned(&mut lines, "  ", &fields, theme);
-    lines.push(head("snapshot"));
-    for (k, v) in d.snapshot.iter().take(4) {
-        lines.push(Line::styled(format!("  {k}"), theme.accent()));
-        let fields = match serde_json::from_str::<serde_json::Value>(v.as_str()) {
-            Ok(serde_json::Value::Object(map)) => map
-                .iter()
-                .filter(|(field, _)| field.as_str() != "id")
-                .take(8)
-                .map(|(field, value)| (field.clone(), plain(value)))
-                .collect(),
-            Ok(serde_json::Value::Null) => vec![("state".to_string(), "gone".to_string())],
-            Ok(other) => vec![("value".to_string(), plain(&other))],
-            Err(_) => vec![("value".to_string(), v.as_str().chars().take(80).collect())],
-        };
-        aligned(&mut lines, "    ", &fields, theme);
-    }
+    observed(&mut lines, item, theme);
     lines.push(head("proposal"));
     lines.push(Line::from(vec![
         Span::styled(format!("  {} ", d.proposal), theme.accent()),
@@ -276,6 +246,52 @@ fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
             .block(titled(&format!("decision context {}", d.id), theme)),
         context,
     );
+}
+
+/// What the decision saw: the signal (its data as `key: value` lines) and
+/// the entity snapshot (each entity's fields, aligned).
+fn observed(
+    lines: &mut Vec<Line<'static>>,
+    item: &crate::review::ReviewItem,
+    theme: &crate::console::theme::Theme,
+) {
+    let d = &item.decision;
+    lines.push(Line::from(vec![
+        Span::styled(format!("{} ", item.signal.kind), theme.accent()),
+        Span::styled(
+            format!(
+                "{} · {} · {}",
+                item.signal.subject, item.signal.id, item.signal.source
+            ),
+            theme.muted(),
+        ),
+    ]));
+    let fields = match &item.signal.data {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .take(6)
+            .map(|(k, v)| (k.clone(), plain(v)))
+            .collect(),
+        serde_json::Value::Null => Vec::new(),
+        other => vec![("data".to_string(), plain(other))],
+    };
+    aligned(lines, "  ", &fields, theme);
+    lines.push(Line::styled("snapshot", theme.title()));
+    for (k, v) in d.snapshot.iter().take(4) {
+        lines.push(Line::styled(format!("  {k}"), theme.accent()));
+        let fields = match serde_json::from_str::<serde_json::Value>(v.as_str()) {
+            Ok(serde_json::Value::Object(map)) => map
+                .iter()
+                .filter(|(field, _)| field.as_str() != "id")
+                .take(8)
+                .map(|(field, value)| (field.clone(), plain(value)))
+                .collect(),
+            Ok(serde_json::Value::Null) => vec![("state".to_string(), "gone".to_string())],
+            Ok(other) => vec![("value".to_string(), plain(&other))],
+            Err(_) => vec![("value".to_string(), v.as_str().chars().take(80).collect())],
+        };
+        aligned(lines, "    ", &fields, theme);
+    }
 }
 
 /// `key: value` lines, the values aligned after the longest key.
