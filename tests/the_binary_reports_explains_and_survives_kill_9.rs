@@ -38,6 +38,8 @@ fn headless_report_has_the_headline_figures_and_explain_reads_a_decision() {
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("report is JSON");
     for key in [
+        "within_sla",
+        "baseline_within_sla",
         "within_sla_last_2h",
         "baseline_within_sla_last_2h",
         "agreement_first_hour",

@@ -149,6 +149,12 @@ pub fn report(seed: u64, duration: Duration, model: &RunResult, baseline: &RunRe
         "seed": seed,
         "start": start,
         "duration_hours": duration.num_minutes() as f64 / 60.0,
+        // The value replay estimates: outcomes within SLA over the whole run.
+        "within_sla": ratio(model.metrics.total.within_sla, model.metrics.total.outcomes),
+        "baseline_within_sla": ratio(
+            baseline.metrics.total.within_sla,
+            baseline.metrics.total.outcomes
+        ),
         "within_sla_last_2h": within_last(model),
         "baseline_within_sla_last_2h": within_last(baseline),
         "agreement_first_hour": agreement(model, Some(0)),
@@ -183,6 +189,11 @@ pub fn report_text(report: &Value, model: &RunResult, baseline: &RunResult) -> S
         model.data_dir.display(),
         baseline.elapsed_seconds,
         baseline.data_dir.display()
+    ));
+    out.push_str(&format!(
+        "outcomes within SLA, whole run: model {}  rules-only {}\n",
+        pct(f("within_sla")),
+        pct(f("baseline_within_sla"))
     ));
     out.push_str(&format!(
         "outcomes within SLA, last 2h: model {}  rules-only {}\n",
