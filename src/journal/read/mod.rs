@@ -13,7 +13,10 @@ use crate::review::ReviewAction;
 use crate::signal::Signal;
 
 mod explain;
+mod logged;
 mod recover;
+
+pub use logged::{ChosenBy, Logged, logged};
 
 pub use explain::{Explanation, explain};
 pub use recover::{Recovered, recover};

@@ -1,0 +1,140 @@
+//! What the logging policy did, decision by decision: the option that was
+//! executed, the probability with which it was taken, and what chose it.
+//! Off-policy estimates weigh outcomes by these probabilities; a
+//! deterministic choice (a policy forcing an option, a person's answer,
+//! the safe default, rules alone, or the model where it could not explore)
+//! supports only the option it took.
+//!
+//! Everything here is read from records the journal already keeps: the
+//! decision (mode, proposal, propensity, whether it explored) and, for an
+//! item that went to a person, the review action that settled it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{JournalError, decode, open_existing, rows};
+use crate::review::{Action, ReviewAction};
+
+/// What chose the executed option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChosenBy {
+    /// The model, acting on its own (exploring or not).
+    Model,
+    /// A policy forced the option.
+    Policy,
+    /// Rules alone (the model off): the playbook's default.
+    Rules,
+    /// A person approved the proposal or overrode it.
+    Person,
+    /// Nobody answered in time: the safe default.
+    SafeDefault,
+}
+
+/// One decision as the logging policy carried it out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Logged {
+    pub decision_id: String,
+    pub class: String,
+    pub time: DateTime<Utc>,
+    /// The option executed.
+    pub option: String,
+    /// The probability the logging policy gave it.
+    pub propensity: f64,
+    pub by: ChosenBy,
+    /// Taken with probability one: no support for any other option.
+    pub deterministic: bool,
+    /// The model explored (took other than its best).
+    pub explored: bool,
+}
+
+/// The logged choices of every settled decision at or after `since`, in
+/// journal order. Decisions still waiting for a person, rejected ones
+/// (nothing executed) and record-only ones are not in it.
+pub fn logged(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Vec<Logged>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    // The action that settled each item sent to a person.
+    let answers: Vec<String> = rows(
+        &conn,
+        &path,
+        "SELECT body FROM audit WHERE kind = 'review' ORDER BY seq",
+        params![],
+        |r| r.get(0),
+    )?;
+    let mut settled: HashMap<String, ReviewAction> = HashMap::new();
+    for body in answers {
+        let action: ReviewAction = decode(&path, "review action", &body)?;
+        if matches!(
+            action.action,
+            Action::Approve | Action::Override { .. } | Action::SafeDefault { .. } | Action::Reject
+        ) {
+            settled.insert(action.decision_id.clone(), action);
+        }
+    }
+    type Row = (String, String, String, String, String, f64, bool);
+    let decisions: Vec<Row> = rows(
+        &conn,
+        &path,
+        "SELECT ref_id, time, json_extract(body, '$.class'), json_extract(body, '$.mode'),
+                json_extract(body, '$.proposal'), json_extract(body, '$.propensity'),
+                json_extract(body, '$.explored')
+         FROM audit WHERE kind = 'decision' ORDER BY seq",
+        params![],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                r.get::<_, Option<f64>>(5)?.unwrap_or(1.0),
+                r.get::<_, Option<bool>>(6)?.unwrap_or(false),
+            ))
+        },
+    )?;
+    let mut out = Vec::with_capacity(decisions.len());
+    for (id, time, class, mode, proposal, propensity, explored) in decisions {
+        let time = DateTime::parse_from_rfc3339(&time)
+            .map(|t| t.to_utc())
+            .map_err(|e| JournalError::Corrupt {
+                path: path.display().to_string(),
+                what: format!("{id}'s time"),
+                error: e.to_string(),
+            })?;
+        if since.is_some_and(|s| time < s) {
+            continue;
+        }
+        let chosen = match mode.as_str() {
+            "auto" => Some((proposal, propensity, ChosenBy::Model)),
+            "forced" => Some((proposal, 1.0, ChosenBy::Policy)),
+            "rules" => Some((proposal, 1.0, ChosenBy::Rules)),
+            "review" => match settled.get(&id).map(|a| &a.action) {
+                Some(Action::Approve) => Some((proposal, 1.0, ChosenBy::Person)),
+                Some(Action::Override { option }) => Some((option.clone(), 1.0, ChosenBy::Person)),
+                Some(Action::SafeDefault { option }) => {
+                    Some((option.clone(), 1.0, ChosenBy::SafeDefault))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((option, propensity, by)) = chosen else {
+            continue;
+        };
+        out.push(Logged {
+            decision_id: id,
+            class,
+            time,
+            option,
+            propensity,
+            by,
+            deterministic: propensity >= 1.0,
+            explored: explored && by == ChosenBy::Model,
+        });
+    }
+    Ok(out)
+}
