@@ -7,6 +7,7 @@
 
 pub mod celval;
 
+pub mod estimate;
 pub mod features;
 pub mod fold;
 pub mod model;
