@@ -164,6 +164,15 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
 /// Active flows a state snapshot carries, at most (the newest).
 pub const FLOWS_SHOWN: usize = 2_000;
 
+impl Overview {
+    /// How long a claim holds an item, as a duration (a server's figure
+    /// out of range reads as a year at most).
+    pub fn claim_expiry(&self) -> chrono::Duration {
+        let year = 365 * 24 * 3600;
+        chrono::Duration::try_seconds(self.claim_expiry_secs.clamp(0, year)).unwrap_or_default()
+    }
+}
+
 fn claim_expiry_secs() -> i64 {
     crate::review::CLAIM_EXPIRY.num_seconds()
 }

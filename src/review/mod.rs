@@ -154,7 +154,7 @@ impl ReviewItem {
     ) -> Option<(&str, Option<DateTime<Utc>>)> {
         let who = self.claimed_by.as_deref()?;
         match self.claimed_at {
-            Some(at) if now >= at + expiry => None,
+            Some(at) if at.checked_add_signed(expiry).is_some_and(|end| now >= end) => None,
             at => Some((who, at)),
         }
     }

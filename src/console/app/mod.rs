@@ -247,7 +247,7 @@ impl App {
     /// server's claim expiry.
     pub fn holder<'a>(&self, item: &'a ReviewItem) -> Option<(&'a str, Option<DateTime<Utc>>)> {
         match &self.status {
-            Some(s) => item.holder(s.now, chrono::Duration::seconds(s.claim_expiry_secs)),
+            Some(s) => item.holder(s.now, s.claim_expiry()),
             None => item.claimed_by.as_deref().map(|h| (h, item.claimed_at)),
         }
     }

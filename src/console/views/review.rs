@@ -164,7 +164,9 @@ fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
     if let Some((holder, since)) = app.holder(item) {
         let when = match (since, app.status.as_ref()) {
             (Some(since), Some(s)) => {
-                let lapses = since + chrono::Duration::seconds(s.claim_expiry_secs) - s.now;
+                let lapses = since
+                    .checked_add_signed(s.claim_expiry())
+                    .map_or(chrono::Duration::zero(), |end| end - s.now);
                 format!(
                     " since {} (lapses in {}m)",
                     since.format("%H:%M"),
