@@ -1,8 +1,8 @@
 //! The operator console: a terminal UI over the embedded engine.
 //!
 //! Input → `Input` (through the keymap) → `App::update` → `Effect`s sent to
-//! the engine thread; the engine's `Update`s fold into the `App`; `views`
-//! draw the `App`. The terminal is restored on exit, on error and on panic
+//! the engine thread; what the engine publishes, coalesced by `feed`, folds
+//! into the `App`; `views` draw the `App`. The terminal is restored on exit, on error and on panic
 //! (`ratatui::init` installs the panic hook).
 
 pub mod app;
