@@ -55,6 +55,27 @@ fn every_executed_option_has_its_probability_and_what_chose_it() {
         model.iter().any(|l| l.explored),
         "a model run with exploration explores somewhere"
     );
+    // `explain` says the same of one explored choice and one person's.
+    let say = |id: &str| {
+        let e = signalbox::journal::read::explain(&data, id)
+            .unwrap()
+            .unwrap();
+        signalbox::journal::explain::render(&e)
+    };
+    let explored = model.iter().find(|l| l.explored).unwrap();
+    let text = say(&explored.decision_id);
+    let expected = format!(
+        "executed `{}`, chosen by model (probability {:.3})",
+        explored.option, explored.propensity
+    );
+    assert!(text.contains(&expected), "{expected} in:\n{text}");
+    let person = model.iter().find(|l| l.by == ChosenBy::Person).unwrap();
+    let text = say(&person.decision_id);
+    let expected = format!(
+        "executed `{}`, chosen by person (deterministic)",
+        person.option
+    );
+    assert!(text.contains(&expected), "{expected} in:\n{text}");
     // `since` keeps the later part only.
     let middle = model[model.len() / 2].time;
     let later = logged(&data, Some(middle)).unwrap();

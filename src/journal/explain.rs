@@ -195,6 +195,35 @@ fn actions(out: &mut String, e: &Explanation) {
             ),
         );
     }
+    if let Some((option, propensity, by)) = executed(e) {
+        let by = serde_json::to_value(by)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let how = if propensity >= 1.0 {
+            "deterministic".to_string()
+        } else {
+            format!("probability {propensity:.3}")
+        };
+        line(
+            out,
+            format!("  executed `{option}`, chosen by {by} ({how})"),
+        );
+    }
+}
+
+/// The option it executed, the probability the logging policy gave it and
+/// what chose it (as off-policy evaluation reads it).
+fn executed(e: &Explanation) -> Option<(String, f64, crate::journal::read::ChosenBy)> {
+    use crate::review::Action;
+    let d = &e.decision;
+    let answer = e.actions.iter().rev().map(|a| &a.action).find(|a| {
+        matches!(
+            a,
+            Action::Approve | Action::Override { .. } | Action::SafeDefault { .. } | Action::Reject
+        )
+    });
+    crate::journal::read::chosen(d.mode.as_str(), &d.proposal, d.propensity, answer)
 }
 
 /// The flow it set going, event by event.
@@ -289,6 +318,12 @@ pub fn to_json(e: &Explanation) -> Value {
         "hash": e.hash,
         "signal": e.signal.as_ref().map(|s| s.to_cloudevent()),
         "actions": e.actions,
+        "executed": executed(e).map(|(option, propensity, by)| json!({
+            "option": option,
+            "propensity": propensity,
+            "by": by,
+            "deterministic": propensity >= 1.0,
+        })),
         "feedback": e.feedback,
         "flow": e.flow,
         "flow_events": e.flow_events,

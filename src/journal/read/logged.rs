@@ -52,6 +52,31 @@ pub struct Logged {
     pub explored: bool,
 }
 
+/// The option a decision executed, with the probability the logging
+/// policy gave it and what chose it: from the decision's mode, proposal and
+/// propensity and, for one sent to a person, the action that settled it
+/// (`None` while it waits, or if it was rejected or only recorded).
+pub fn chosen(
+    mode: &str,
+    proposal: &str,
+    propensity: f64,
+    answer: Option<&Action>,
+) -> Option<(String, f64, ChosenBy)> {
+    match (mode, answer) {
+        ("auto", _) => Some((proposal.to_string(), propensity, ChosenBy::Model)),
+        ("forced", _) => Some((proposal.to_string(), 1.0, ChosenBy::Policy)),
+        ("rules", _) => Some((proposal.to_string(), 1.0, ChosenBy::Rules)),
+        ("review", Some(Action::Approve)) => Some((proposal.to_string(), 1.0, ChosenBy::Person)),
+        ("review", Some(Action::Override { option })) => {
+            Some((option.clone(), 1.0, ChosenBy::Person))
+        }
+        ("review", Some(Action::SafeDefault { option })) => {
+            Some((option.clone(), 1.0, ChosenBy::SafeDefault))
+        }
+        _ => None,
+    }
+}
+
 /// The logged choices of every settled decision at or after `since`, in
 /// journal order. Decisions still waiting for a person, rejected ones
 /// (nothing executed) and record-only ones are not in it.
@@ -108,21 +133,8 @@ pub fn logged(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Vec<Logged>, J
         if since.is_some_and(|s| time < s) {
             continue;
         }
-        let chosen = match mode.as_str() {
-            "auto" => Some((proposal, propensity, ChosenBy::Model)),
-            "forced" => Some((proposal, 1.0, ChosenBy::Policy)),
-            "rules" => Some((proposal, 1.0, ChosenBy::Rules)),
-            "review" => match settled.get(&id).map(|a| &a.action) {
-                Some(Action::Approve) => Some((proposal, 1.0, ChosenBy::Person)),
-                Some(Action::Override { option }) => Some((option.clone(), 1.0, ChosenBy::Person)),
-                Some(Action::SafeDefault { option }) => {
-                    Some((option.clone(), 1.0, ChosenBy::SafeDefault))
-                }
-                _ => None,
-            },
-            _ => None,
-        };
-        let Some((option, propensity, by)) = chosen else {
+        let answer = settled.get(&id).map(|a| &a.action);
+        let Some((option, propensity, by)) = chosen(&mode, &proposal, propensity, answer) else {
             continue;
         };
         out.push(Logged {
