@@ -207,6 +207,21 @@ pub enum ConfigError {
     Field { field: String, reason: String },
 }
 
+/// A duration setting (`field` as `table.key`) in the policies' notation
+/// ("30s", "2m"), if it is given.
+fn duration_field(
+    field: &str,
+    text: Option<&str>,
+) -> Result<Option<chrono::Duration>, ConfigError> {
+    text.map(|t| {
+        crate::decide::policy::parse_duration(t).map_err(|reason| ConfigError::Field {
+            field: field.to_string(),
+            reason,
+        })
+    })
+    .transpose()
+}
+
 /// The platform directories signalbox uses.
 pub fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("dev", "signalbox", "signalbox")
@@ -286,40 +301,29 @@ impl Config {
         &self,
     ) -> Result<(Option<chrono::Duration>, Option<chrono::Duration>), ConfigError> {
         let execution = self.execution.clone().unwrap_or_default();
-        let duration = |field: &str, text: &Option<String>| {
-            text.as_deref()
-                .map(|t| {
-                    crate::decide::policy::parse_duration(t).map_err(|e| ConfigError::Field {
-                        field: format!("execution.{field}"),
-                        reason: e,
-                    })
-                })
-                .transpose()
-        };
         Ok((
-            duration("retry_base", &execution.retry_base)?,
-            duration("breaker_cooldown", &execution.breaker_cooldown)?,
+            duration_field("execution.retry_base", execution.retry_base.as_deref())?,
+            duration_field(
+                "execution.breaker_cooldown",
+                execution.breaker_cooldown.as_deref(),
+            )?,
         ))
     }
 
     /// `[review] claim_expiry`, checked: a duration of at least a minute.
     pub fn claim_expiry(&self) -> Result<Option<chrono::Duration>, ConfigError> {
-        let Some(text) = self.review.as_ref().and_then(|r| r.claim_expiry.as_deref()) else {
-            return Ok(None);
-        };
-        let field = || "review.claim_expiry".to_string();
-        let d =
-            crate::decide::policy::parse_duration(text).map_err(|reason| ConfigError::Field {
-                field: field(),
-                reason,
-            })?;
-        if d < chrono::Duration::minutes(1) {
-            return Err(ConfigError::Field {
-                field: field(),
-                reason: format!("{text:?} is under a minute; a claim must outlast writing a note"),
-            });
+        let field = "review.claim_expiry";
+        let text = self.review.as_ref().and_then(|r| r.claim_expiry.as_deref());
+        match duration_field(field, text)? {
+            Some(d) if d < chrono::Duration::minutes(1) => Err(ConfigError::Field {
+                field: field.to_string(),
+                reason: format!(
+                    "{:?} is under a minute; a claim must outlast writing a note",
+                    text.unwrap_or_default()
+                ),
+            }),
+            d => Ok(d),
         }
-        Ok(Some(d))
     }
 
     /// `[intake] max_backlog`, or the default.

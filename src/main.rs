@@ -49,7 +49,9 @@ struct ConsoleArgs {
     /// viewer, operator or lead.
     #[arg(long)]
     role: Option<String>,
-    /// Where this session's journal goes; a journal already there is resumed (its queue, flows, tasks and model; simulated time goes on from its last record).
+    /// Where this session's journal goes; a journal already there is
+    /// resumed (its queue, flows, tasks and model; simulated time goes on
+    /// from its last record).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]

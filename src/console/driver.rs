@@ -54,6 +54,9 @@ pub struct DriverOptions {
 /// most; the rest wait for the next turns.
 const FROM_LOG: usize = 2048;
 
+/// The figures (`Update::Status`) are published this often.
+const STATUS_EVERY: StdDuration = StdDuration::from_millis(250);
+
 /// Commands carried out per turn, at most.
 const GROUP: usize = 512;
 
@@ -100,7 +103,7 @@ fn drive(
     options: DriverOptions,
     handle: &Handle,
     commands: Receiver<Command>,
-    updates: &Feed,
+    feed: &Feed,
 ) -> Result<(), EngineError> {
     // A journal already here is resumed: simulated time goes on from its
     // last record, and the simulator numbers what it makes after the
@@ -113,16 +116,11 @@ fn drive(
     let mut config = crate::sim::engine_config(&options.data_dir, options.seed);
     config.claim_expiry = options.claim_expiry;
     let engine = Engine::open(config, world, start)?;
-    let inbox = match &options.intake {
-        Some(log) => Some(log.reader(engine.intake_cursor())?),
-        None => None,
-    };
-    let mut host = Host::new(engine, inbox);
-    host.from_log = FROM_LOG;
+    let mut host = host_on(engine, options.intake.as_ref())?;
     if after > 0 {
         // What the resumed journal holds: the queue and the flows in flight.
         let state = crate::engine::overview::State::of(&host.engine, start);
-        let _ = updates.publish(Update::Snapshot(Box::new(state)));
+        let _ = feed.publish(Update::Snapshot(Box::new(state)));
     }
     let baseline = options.data_dir.join("baseline");
     let (_, shadow_after) = resumed(&baseline)?;
@@ -149,13 +147,25 @@ fn drive(
         start,
         handle,
         &commands,
-        updates,
+        feed,
     );
     let Host { engine, inbox, .. } = host;
     drop(inbox);
     let closed = engine.close().map(drop);
     let shadow_closed = world.shadow.close().map(drop);
     result.and(closed).and(shadow_closed)
+}
+
+/// The engine behind its host, reading what the HTTP intake acknowledged
+/// (when it listens) from where the journal left off.
+fn host_on(engine: Engine, intake: Option<&IntakeLog>) -> Result<Host, EngineError> {
+    let inbox = match intake {
+        Some(log) => Some(log.reader(engine.intake_cursor())?),
+        None => None,
+    };
+    let mut host = Host::new(engine, inbox);
+    host.from_log = FROM_LOG;
+    Ok(host)
 }
 
 /// Where a simulated session starts: the default start on a fresh data
@@ -187,16 +197,11 @@ fn drive_deployment(
     let world = deployment.organization.world.clone();
     let mut engine = Engine::open(config, world.clone(), chrono::Utc::now())?;
     engine.context.take_organization(world);
-    let inbox = match &options.intake {
-        Some(log) => Some(log.reader(engine.intake_cursor())?),
-        None => None,
-    };
-    let mut host = Host::new(engine, inbox);
-    host.from_log = FROM_LOG;
+    let mut host = host_on(engine, options.intake.as_ref())?;
     // What a resumed journal holds: the queue and the flows in flight.
     let state = crate::engine::overview::State::of(&host.engine, chrono::Utc::now());
     let _ = feed.publish(Update::Snapshot(Box::new(state)));
-    let mut last_status = Instant::now() - StdDuration::from_secs(1);
+    let mut last_status = Instant::now() - STATUS_EVERY;
     let result = loop {
         let Some(batch) = gather(&commands, handle) else {
             break Ok(());
@@ -213,20 +218,27 @@ fn drive_deployment(
         if feed.events(host.engine.take_events()).is_err() {
             break Ok(());
         }
-        if last_status.elapsed() >= StdDuration::from_millis(250) {
-            last_status = Instant::now();
-            if feed
+        if due(&mut last_status)
+            && feed
                 .publish(Update::Status(Box::new(status(&host.engine, now))))
                 .is_err()
-            {
-                break Ok(());
-            }
+        {
+            break Ok(());
         }
         std::thread::sleep(StdDuration::from_millis(30));
     };
     let Host { engine, inbox, .. } = host;
     drop(inbox);
     result.and(engine.close().map(drop))
+}
+
+/// Whether the figures are due again (every `STATUS_EVERY`); if so, from now.
+fn due(last: &mut Instant) -> bool {
+    let due = last.elapsed() >= STATUS_EVERY;
+    if due {
+        *last = Instant::now();
+    }
+    due
 }
 
 /// The commands waiting, up to `GROUP`; `None` once the UI is gone, or
@@ -255,7 +267,7 @@ fn turns(
 ) -> Result<(), EngineError> {
     let mut now = start;
     let mut last = Instant::now();
-    let mut last_status = Instant::now() - StdDuration::from_secs(1);
+    let mut last_status = Instant::now() - STATUS_EVERY;
     loop {
         let Some(batch) = gather(commands, handle) else {
             return Ok(());
@@ -286,8 +298,7 @@ fn turns(
         if feed.events(host.engine.take_events()).is_err() {
             return Ok(());
         }
-        if last_status.elapsed() >= StdDuration::from_millis(250) {
-            last_status = Instant::now();
+        if due(&mut last_status) {
             let mut st = status(&host.engine, now);
             st.baseline_hourly = world.shadow.metrics.hourly();
             if feed.publish(Update::Status(Box::new(st))).is_err() {

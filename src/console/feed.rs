@@ -219,27 +219,20 @@ impl Pending {
             self.snapshot = later.snapshot;
         }
         for (first, n) in later.signal_minutes {
-            match self.signal_minutes.last_mut() {
-                Some((f, m)) if f.timestamp() / 60 == first.timestamp() / 60 => *m += n,
-                _ => self.signal_minutes.push((first, n)),
-            }
+            self.count_minute(first, n);
         }
         self.signals.extend(later.signals);
-        let over = self.signals.len().saturating_sub(MAX_SIGNALS);
-        self.signals.drain(..over);
+        keep_newest(&mut self.signals, MAX_SIGNALS);
         self.decisions.extend(later.decisions);
-        let over = self.decisions.len().saturating_sub(MAX_DECISIONS);
-        self.decisions.drain(..over);
+        keep_newest(&mut self.decisions, MAX_DECISIONS);
         for change in later.reviews {
             self.review(change);
         }
         for flow in later.flows {
-            self.fold_event(EngineEvent::FlowChanged(flow));
-            self.events -= 1;
+            self.flow(flow);
         }
         self.notices.extend(later.notices);
-        let over = self.notices.len().saturating_sub(NOTICES);
-        self.notices.drain(..over);
+        keep_newest(&mut self.notices, NOTICES);
         self.status = later.status.or(self.status.take());
         self.failed = later.failed.or(self.failed.take());
         self.link = later.link.or(self.link.take());
@@ -251,21 +244,13 @@ impl Pending {
         self.events += 1;
         match event {
             EngineEvent::Signal { signal, duplicate } => {
-                let minute = signal.time.timestamp() / 60;
-                match self.signal_minutes.last_mut() {
-                    Some((first, n)) if first.timestamp() / 60 == minute => *n += 1,
-                    _ => self.signal_minutes.push((signal.time, 1)),
-                }
+                self.count_minute(signal.time, 1);
                 self.signals.push_back((signal, duplicate));
-                if self.signals.len() > MAX_SIGNALS {
-                    self.signals.pop_front();
-                }
+                keep_newest(&mut self.signals, MAX_SIGNALS);
             }
             EngineEvent::Decision(d) => {
                 self.decisions.push_back(d);
-                if self.decisions.len() > MAX_DECISIONS {
-                    self.decisions.pop_front();
-                }
+                keep_newest(&mut self.decisions, MAX_DECISIONS);
             }
             EngineEvent::ReviewOpened(item) => self.review(ReviewChange {
                 item,
@@ -277,18 +262,10 @@ impl Pending {
                 action: Some(action),
                 opened: false,
             }),
-            EngineEvent::FlowChanged(flow) => match self.flow_index.get(&flow.id) {
-                Some(&i) => self.flows[i] = flow,
-                None => {
-                    self.flow_index.insert(flow.id.clone(), self.flows.len());
-                    self.flows.push_back(flow);
-                }
-            },
+            EngineEvent::FlowChanged(flow) => self.flow(flow),
             notice @ (EngineEvent::Quarantined(_) | EngineEvent::Reloaded(_)) => {
                 self.notices.push_back(notice);
-                if self.notices.len() > NOTICES {
-                    self.notices.pop_front();
-                }
+                keep_newest(&mut self.notices, NOTICES);
             }
             EngineEvent::Flow(_)
             | EngineEvent::Settled { .. }
@@ -298,7 +275,33 @@ impl Pending {
     }
 }
 
+/// Drops the oldest beyond `cap`.
+fn keep_newest<T>(queue: &mut VecDeque<T>, cap: usize) {
+    let over = queue.len().saturating_sub(cap);
+    queue.drain(..over);
+}
+
 impl Pending {
+    /// `n` signals in the minute of `first` (the minutes kept in order of
+    /// arrival, one entry per run of the same minute).
+    fn count_minute(&mut self, first: DateTime<Utc>, n: u64) {
+        match self.signal_minutes.last_mut() {
+            Some((f, m)) if f.timestamp() / 60 == first.timestamp() / 60 => *m += n,
+            _ => self.signal_minutes.push((first, n)),
+        }
+    }
+
+    /// A flow's latest state, over an earlier one of the same flow.
+    fn flow(&mut self, flow: Box<Flow>) {
+        match self.flow_index.get(&flow.id) {
+            Some(&i) => self.flows[i] = flow,
+            None => {
+                self.flow_index.insert(flow.id.clone(), self.flows.len());
+                self.flows.push_back(flow);
+            }
+        }
+    }
+
     /// A review item's change, over an earlier one of the same item.
     fn review(&mut self, change: ReviewChange) {
         match self.review_index.get(&change.item.id) {

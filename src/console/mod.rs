@@ -30,9 +30,8 @@ use driver::DriverOptions;
 use keymap::{KeyAction, Keymap};
 use theme::Theme;
 
-use crate::engine::EngineError;
 use crate::engine::host::{Busy, Command, Handle};
-use crate::review::{Action, Actor, ReviewAction};
+use crate::review::{Action, Actor};
 
 /// Everything the console needs to start.
 pub struct ConsoleOptions {
@@ -273,7 +272,6 @@ fn event_loop(
     let mut outside = Outside {
         engine,
         remote,
-        reply: None,
         back: mpsc::channel(),
     };
     let mut last_draw = Instant::now() - FRAME;
@@ -346,34 +344,13 @@ struct Outside<'a> {
     engine: &'a Handle,
     /// The server, when attached: actions and explanations go there.
     remote: Option<&'a attach::Remote>,
-    reply: Option<oneshot::Receiver<Result<ReviewAction, EngineError>>>,
     back: (mpsc::Sender<Message>, mpsc::Receiver<Message>),
 }
 
 impl Outside<'_> {
     /// Answers that have come back since the last call.
     fn arrived(&mut self) -> Vec<Message> {
-        let mut out: Vec<Message> = self.back.1.try_iter().collect();
-        if let Some(rx) = &mut self.reply {
-            let answer = match rx.try_recv() {
-                Ok(Ok(r)) => Some(Ok(format!(
-                    "{} {} by {}",
-                    r.action.name(),
-                    r.review_id,
-                    r.actor.name
-                ))),
-                Ok(Err(e)) => Some(Err(e.to_string())),
-                Err(oneshot::error::TryRecvError::Empty) => None,
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    Some(Err("the engine has stopped".to_string()))
-                }
-            };
-            if let Some(answer) = answer {
-                out.push(Message::Acted(answer));
-                self.reply = None;
-            }
-        }
-        out
+        self.back.1.try_iter().collect()
     }
 
     /// Carries out one effect.
@@ -415,25 +392,7 @@ impl Outside<'_> {
                 review_id,
                 action,
                 note,
-            } => {
-                let (tx, rx) = oneshot::channel();
-                let command = Command::Act {
-                    review_id,
-                    actor: app.operator.clone(),
-                    action,
-                    note,
-                    reply: tx,
-                };
-                let refused = match self.engine.send(command) {
-                    Ok(()) => {
-                        self.reply = Some(rx);
-                        return Next::Wait;
-                    }
-                    Err(Busy::Full) => "the engine is busy: try again",
-                    Err(Busy::Gone) => "the engine has stopped",
-                };
-                Next::Tell(Message::Acted(Err(refused.into())))
-            }
+            } => self.act_on_each(vec![review_id], action, note, app),
             Effect::ActOnEach {
                 review_ids,
                 action,
@@ -508,9 +467,9 @@ impl Outside<'_> {
 }
 
 impl Outside<'_> {
-    /// One action on each of several items through the embedded engine:
-    /// each a command of its own (journaled as its own action); one answer
-    /// for all of them, waited for off the UI thread.
+    /// One action on one item or on each of several through the embedded
+    /// engine: each a command of its own (journaled as its own action); one
+    /// answer for all of them, waited for off the UI thread.
     fn act_on_each(
         &mut self,
         review_ids: Vec<String>,
@@ -528,10 +487,12 @@ impl Outside<'_> {
                 note: note.clone(),
                 reply: tx,
             };
-            match self.engine.send(command) {
-                Ok(()) => waiting.push((id, Some(rx))),
-                Err(_) => waiting.push((id, None)),
-            }
+            let sent = match self.engine.send(command) {
+                Ok(()) => Ok(rx),
+                Err(Busy::Full) => Err("the engine is busy: try again"),
+                Err(Busy::Gone) => Err("the engine has stopped"),
+            };
+            waiting.push((id, sent));
         }
         let back = self.back.0.clone();
         let name = action.name();
@@ -540,12 +501,12 @@ impl Outside<'_> {
             .spawn(move || {
                 let answers = waiting
                     .into_iter()
-                    .map(|(id, rx)| {
-                        let answer = match rx.map(|rx| rx.blocking_recv()) {
-                            Some(Ok(Ok(r))) => Ok(r.actor.name),
-                            Some(Ok(Err(e))) => Err(e.to_string()),
-                            Some(Err(_)) => Err("the engine has stopped".to_string()),
-                            None => Err("the engine is busy: try again".to_string()),
+                    .map(|(id, sent)| {
+                        let answer = match sent.map(|rx| rx.blocking_recv()) {
+                            Ok(Ok(Ok(r))) => Ok(r.actor.name),
+                            Ok(Ok(Err(e))) => Err(e.to_string()),
+                            Ok(Err(_)) => Err("the engine has stopped".to_string()),
+                            Err(why) => Err(why.to_string()),
                         };
                         (id, answer)
                     })
@@ -576,7 +537,8 @@ pub(crate) fn acted(
                 .unwrap_or_default();
             Ok(format!("{action} {total} items by {actor}"))
         }
-        ([], [(id, Err(why))]) => Err(format!("{action} {id}: {why}")),
+        // One item refused: the reason, as the engine or server gave it.
+        ([], [(_, Err(why))]) => Err(why.clone()),
         _ => {
             let why: Vec<String> = refused
                 .iter()

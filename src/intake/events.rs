@@ -198,23 +198,17 @@ pub fn stream(hub: &EventHub, after: Option<u64>) -> Response {
             }
             // And whatever else is already waiting.
             while n < CHUNK {
-                match f.live.try_recv() {
-                    Ok(e) => {
-                        if f.take(Ok(e), &mut chunk).is_none() {
-                            return f.ended(chunk);
-                        }
-                        n += 1;
-                    }
-                    Err(broadcast::error::TryRecvError::Empty) => break,
-                    Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                        f.lagged(missed, &mut chunk);
-                        return Some((Ok(chunk.freeze()), f));
-                    }
-                    Err(broadcast::error::TryRecvError::Closed) => {
-                        f.done = true;
-                        break;
-                    }
+                use broadcast::error::{RecvError, TryRecvError};
+                let next = match f.live.try_recv() {
+                    Ok(e) => Ok(e),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
+                    Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                };
+                if f.take(next, &mut chunk).is_none() {
+                    return f.ended(chunk);
                 }
+                n += 1;
             }
         }
         Some((Ok(chunk.freeze()), f))

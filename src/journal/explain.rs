@@ -215,14 +215,13 @@ fn actions(out: &mut String, e: &Explanation) {
 /// The option it executed, the probability the logging policy gave it and
 /// what chose it (as off-policy evaluation reads it).
 fn executed(e: &Explanation) -> Option<(String, f64, crate::journal::read::ChosenBy)> {
-    use crate::review::Action;
     let d = &e.decision;
-    let answer = e.actions.iter().rev().map(|a| &a.action).find(|a| {
-        matches!(
-            a,
-            Action::Approve | Action::Override { .. } | Action::SafeDefault { .. } | Action::Reject
-        )
-    });
+    let answer = e
+        .actions
+        .iter()
+        .rev()
+        .map(|a| &a.action)
+        .find(|a| a.is_final());
     crate::journal::read::chosen(d.mode.as_str(), &d.proposal, d.propensity, answer)
 }
 

@@ -20,20 +20,18 @@ impl App {
         let review_id = item.id.clone();
         let about = item.decision.subject.clone();
         // Someone else holds it: act only when asked twice.
-        if let Some((holder, _)) = self.holder(&item).filter(|(h, _)| *h != self.operator.name)
-            && self.confirm_held.as_ref() != Some(&(review_id.clone(), action))
-        {
-            self.status_line = Some((
+        let held = self
+            .holder(&item)
+            .filter(|(h, _)| *h != self.operator.name)
+            .map(|(holder, _)| {
                 format!(
                     "{review_id} is held by {holder}: press {} again to act on it anyway",
                     action.label()
-                ),
-                true,
-            ));
-            self.confirm_held = Some((review_id, action));
+                )
+            });
+        if self.asked_once(&review_id, action, held) {
             return Focus::Normal;
         }
-        self.confirm_held = None;
         let note = || {
             let mut t = TextArea::default();
             t.set_placeholder_text("why (enter to confirm, esc to cancel)");
@@ -107,6 +105,24 @@ impl App {
                 let why = format!("`{}` is not an action on a review item", other.label());
                 self.status_line = Some((why, true));
                 Focus::Normal
+            }
+        }
+    }
+
+    /// Acting on what someone else holds goes only when asked twice: with
+    /// `held` (why to ask), the first time says it and remembers (`key`,
+    /// `action`), and true stops the action; asked again, or with nothing
+    /// held, it goes.
+    fn asked_once(&mut self, key: &str, action: KeyAction, held: Option<String>) -> bool {
+        match held {
+            Some(why) if self.confirm_held.as_ref() != Some(&(key.to_string(), action)) => {
+                self.status_line = Some((why, true));
+                self.confirm_held = Some((key.to_string(), action));
+                true
+            }
+            _ => {
+                self.confirm_held = None;
+                false
             }
         }
     }
@@ -200,21 +216,17 @@ impl App {
             .collect();
         kinds.sort();
         kinds.dedup();
-        let bulk = "marked".to_string();
-        if !held.is_empty() && self.confirm_held.as_ref() != Some(&(bulk.clone(), action)) {
-            self.status_line = Some((
-                format!(
-                    "{} of the marked items are held by others ({}): press {} again to act on them anyway",
-                    held.len(),
-                    held.join(", "),
-                    action.label()
-                ),
-                true,
-            ));
-            self.confirm_held = Some((bulk, action));
+        let held = (!held.is_empty()).then(|| {
+            format!(
+                "{} of the marked items are held by others ({}): press {} again to act on them anyway",
+                held.len(),
+                held.join(", "),
+                action.label()
+            )
+        });
+        if self.asked_once("marked", action, held) {
             return Focus::Normal;
         }
-        self.confirm_held = None;
         let mut note = TextArea::default();
         note.set_placeholder_text("why, for each of them (enter to confirm, esc to cancel)");
         Focus::Dialog(Box::new(Dialog {

@@ -382,6 +382,11 @@ fn a_bulk_answer_counts_what_was_done_and_names_refusals() {
     );
     let refused = ("R3".to_string(), Err("already decided".to_string()));
     assert_eq!(
+        acted("approve", vec![refused.clone()]),
+        Err("already decided".into()),
+        "one refusal is the reason as given"
+    );
+    assert_eq!(
         acted("reject", vec![ok("R1"), refused]),
         Err("reject: 1 of 2 done, 1 refused (R3: already decided)".into())
     );

@@ -106,8 +106,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
 
 /// The header: who and where on the left, the model, policy and rules
 /// versions on the right. The versions are never cut: when the line is too
-/// narrow, the left part is abbreviated step by step (sources counted, then
-/// dropped; the clock to minutes; the role and instance left out).
+/// narrow, the left part is abbreviated step by step (`header_left`).
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let versions = app.status.as_ref().map(|s| {

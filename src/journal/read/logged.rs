@@ -93,10 +93,7 @@ pub fn logged(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Vec<Logged>, J
     let mut settled: HashMap<String, ReviewAction> = HashMap::new();
     for body in answers {
         let action: ReviewAction = decode(&path, "review action", &body)?;
-        if matches!(
-            action.action,
-            Action::Approve | Action::Override { .. } | Action::SafeDefault { .. } | Action::Reject
-        ) {
+        if action.action.is_final() {
             settled.insert(action.decision_id.clone(), action);
         }
     }
