@@ -50,12 +50,7 @@ fn close(session: &str) {
 fn the_queue_and_open_tasks_survive_closing_and_reopening_twice() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ops");
-    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .arg("init")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    common::init(&dir);
     let port = free_port();
     let session = format!("sbx-reopen-{}", std::process::id());
     let _sessions = Sessions(vec![session.clone()]);
@@ -79,13 +74,7 @@ fn the_queue_and_open_tasks_survive_closing_and_reopening_twice() {
             json!({"customer": "acme"}),
         ),
     ] {
-        let r = c
-            .post(format!("{base}/v1/signals"))
-            .header("content-type", "application/cloudevents+json")
-            .body(e.to_string())
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 202);
+        assert_eq!(common::post_event(&c, &base, &e).status(), 202);
     }
     for round in 0..3 {
         if round > 0 {

@@ -21,15 +21,6 @@ const TOKENS: [&str; 4] = [
     "lead-secret-1:lead:lena",
 ];
 
-fn init(dir: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .arg("init")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-}
-
 fn validate(dir: &Path) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
         .arg("validate")
@@ -142,7 +133,7 @@ fn validate_names_the_file_and_line_of_each_kind_of_problem() {
     ];
     for (n, (file, from, to, blamed, says)) in cases.iter().enumerate() {
         let dir = tmp.path().join(format!("case{n}"));
-        init(&dir);
+        common::init(&dir);
         let path = dir.join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "case {n}: {from:?} not in {file}");
@@ -166,7 +157,7 @@ fn validate_names_the_file_and_line_of_each_kind_of_problem() {
     }
     // Several problems at once are all named.
     let dir = tmp.path().join("several");
-    init(&dir);
+    common::init(&dir);
     let org = std::fs::read_to_string(dir.join("organization.toml")).unwrap();
     let org = org
         .replace("shift = \"11:00-19:00\"", "shift = \"late\"")
@@ -224,7 +215,7 @@ fn config_entries(dir: &Path) -> Vec<Value> {
 fn a_reload_is_all_or_nothing_for_leads_only_and_journaled() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ops");
-    init(&dir);
+    common::init(&dir);
     let c = client();
     let s = serve_deployment(&dir, &TOKENS);
     let ticket = |id: &str| {

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{client, event, serve_deployment, wait_for};
@@ -35,12 +34,7 @@ fn escalations_breaches_and_quarantines_are_sent() {
     let (_slack, slack_port) = common::receiver(None, &slack_log);
     let (_json, json_port) = common::receiver(None, &json_log);
     let dir = tmp.path().join("ops");
-    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .arg("init")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    common::init(&dir);
     let server = std::fs::read_to_string(dir.join("signalbox.toml")).unwrap();
     std::fs::write(
         dir.join("signalbox.toml"),

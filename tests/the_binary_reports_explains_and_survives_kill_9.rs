@@ -1,6 +1,8 @@
 //! The binary end to end: a headless run's report, `explain`, and a journal
 //! whose process is killed mid-run with SIGKILL, then restarted.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,29 +16,7 @@ fn bin() -> Command {
 fn headless_report_has_the_headline_figures_and_explain_reads_a_decision() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("run");
-    let out = bin()
-        .args([
-            "run",
-            "--headless",
-            "--seed",
-            "2",
-            "--duration",
-            "2h",
-            "--speed",
-            "max",
-            "--report",
-            "json",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("report is JSON");
+    let report = common::headless(&data, 2, "2h");
     for key in [
         "within_sla",
         "baseline_within_sla",

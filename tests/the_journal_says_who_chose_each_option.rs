@@ -4,7 +4,7 @@
 //! default. Checked over a real headless run (the model's journal and its
 //! rules-only baseline's), each kind of choice against what it must be.
 
-use std::process::Command;
+mod common;
 
 use signalbox::journal::read::{ChosenBy, logged};
 
@@ -12,18 +12,7 @@ use signalbox::journal::read::{ChosenBy, logged};
 fn every_executed_option_has_its_probability_and_what_chose_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("run");
-    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["run", "--headless", "--seed", "1", "--duration", "4h"])
-        .args(["--speed", "max", "--report", "json", "--data-dir"])
-        .arg(&data)
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::headless(&data, 1, "4h");
 
     let model = logged(&data, None).unwrap();
     assert!(

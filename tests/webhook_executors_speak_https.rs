@@ -96,12 +96,7 @@ fn certificates(dir: &Path) {
 
 /// A starter deployment whose pages go to an HTTPS webhook, alerts forced to a page.
 fn deployment(dir: &Path, port: u16, with_ca: bool) {
-    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .arg("init")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    common::init(dir);
     let edit = |name: &str, f: &dyn Fn(String) -> String| {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         std::fs::write(dir.join(name), f(text)).unwrap();

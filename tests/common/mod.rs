@@ -153,6 +153,38 @@ pub fn client() -> Client {
         .unwrap()
 }
 
+/// `signalbox init DIR`: the starter deployment, written or the test fails.
+pub fn init(dir: &Path) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .arg("init")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `signalbox run --headless` for `duration` of seed `seed` at full speed,
+/// journaling into `data`: its JSON report, or the test fails.
+pub fn headless(data: &Path, seed: u64, duration: &str) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args(["run", "--headless", "--seed", &seed.to_string()])
+        .args(["--duration", duration, "--speed", "max", "--report", "json"])
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report is JSON")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
