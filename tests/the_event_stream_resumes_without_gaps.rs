@@ -1,6 +1,7 @@
 //! `GET /v1/events`: every engine event, numbered; a client that comes
 //! back with `Last-Event-ID` gets what followed it, no gap and no repeat
-//! (checked against the journal's decisions); ids keep increasing across a
+//! (checked against the journal's decisions); an opened review item names
+//! its decision and signal, sent before it; ids keep increasing across a
 //! restart, and a client whose id is no longer held is told to reset; one
 //! that stops reading is cut off with `lagged` rather than slowing the
 //! engine.
@@ -140,6 +141,48 @@ fn a_client_resumes_without_gap_or_repeat_and_ids_survive_a_restart() {
         streamed, journaled,
         "the stream has every decision, once, in order"
     );
+    // An opened item names its decision and signal, which came before it;
+    // GET /v1/reviews/{id} gives it whole.
+    let all: Vec<&(u64, String, Value)> = seen.iter().chain(&rest).collect();
+    let opened: Vec<&Value> = all
+        .iter()
+        .filter(|e| e.1 == "review_opened")
+        .map(|e| &e.2)
+        .collect();
+    assert!(!opened.is_empty(), "the tickets wait for review");
+    for item in &opened {
+        let (d, sig) = (
+            item["decision"].as_str().unwrap(),
+            item["signal"].as_str().unwrap(),
+        );
+        let before = all.iter().take_while(|e| !std::ptr::eq(&e.2, *item));
+        let named: Vec<&str> = before
+            .filter_map(|e| match e.1.as_str() {
+                "decision" => e.2["id"].as_str(),
+                "signal" => e.2["signal"]["id"].as_str(),
+                _ => None,
+            })
+            .collect();
+        assert!(named.contains(&d) && named.contains(&sig), "{item}");
+    }
+    let whole: Value = client()
+        .get(format!(
+            "{}/v1/reviews/{}",
+            s.base,
+            opened[0]["id"].as_str().unwrap()
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(whole["decision"]["id"], opened[0]["decision"], "{whole}");
+    assert_eq!(whole["signal"]["id"], opened[0]["signal"], "{whole}");
+    let missing = client()
+        .get(format!("{}/v1/reviews/R-none", s.base))
+        .send()
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
     let last_before = *ids.last().unwrap();
     assert!(s.terminate().success());
 

@@ -6,6 +6,7 @@
 //! on screen, marked stale, while the link reconnects with backoff and
 //! resumes after the last event it saw.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,10 +18,12 @@ use serde_json::{Value, json};
 use super::app::Message;
 use super::driver::Update;
 use super::feed::Feed;
+use crate::decide::Decision;
 use crate::engine::EngineEvent;
 use crate::engine::overview::State;
 use crate::flow::TaskAction;
-use crate::review::Action;
+use crate::review::{Action, NamedReview, ReviewItem};
+use crate::signal::Signal;
 
 /// How the link to the server stands, for the header.
 #[derive(Debug, Clone, PartialEq)]
@@ -240,6 +243,7 @@ fn link(remote: &Remote, state: LinkState) -> Update {
 /// The connection loop: (re)connect, read, and on loss wait and resume.
 fn follow(remote: &Remote, feed: &Feed, stop: &AtomicBool) {
     let mut last: Option<u64> = None;
+    let mut recent = Recent::default();
     let mut attempt = 0u32;
     while !stop.load(Ordering::Relaxed) {
         if last.is_none() {
@@ -258,7 +262,7 @@ fn follow(remote: &Remote, feed: &Feed, stop: &AtomicBool) {
                 }
             }
         }
-        let why = match read_stream(remote, feed, &mut last, stop) {
+        let why = match read_stream(remote, feed, &mut last, &mut recent, stop) {
             Ok(()) => "the server closed the stream".to_string(),
             Err(why) => why,
         };
@@ -290,6 +294,7 @@ fn read_stream(
     remote: &Remote,
     feed: &Feed,
     last: &mut Option<u64>,
+    recent: &mut Recent,
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let mut request = remote.get("/v1/events");
@@ -326,14 +331,7 @@ fn read_stream(
             if let Some(i) = id.take() {
                 *last = Some(i);
             }
-            // From text, not through a `Value`: a decision's snapshot holds
-            // raw JSON, which only a text source can give.
-            let text = format!(
-                "{{\"type\":{},\"data\":{body}}}",
-                Value::from(kind.as_str())
-            );
-            let parsed = serde_json::from_str::<EngineEvent>(&text);
-            match parsed {
+            match recent.read(remote, &kind, &body) {
                 Ok(event) => {
                     if feed.events(vec![event]).is_err() {
                         return Ok(());
@@ -346,4 +344,98 @@ fn read_stream(
         }
     }
     Ok(())
+}
+
+/// Decisions and signals read last, for the review items the stream names
+/// them in (an item follows its decision at once).
+#[derive(Default)]
+struct Recent {
+    decisions: Kept<Decision>,
+    signals: Kept<Signal>,
+}
+
+/// Values by id, the newest `RECENT` of them.
+struct Kept<T> {
+    by_id: HashMap<String, Arc<T>>,
+    order: VecDeque<String>,
+}
+
+/// Decisions (and signals) kept for joining, at most.
+const RECENT: usize = 4_096;
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept {
+            by_id: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Kept<T> {
+    fn insert(&mut self, id: &str, value: &Arc<T>) {
+        if self
+            .by_id
+            .insert(id.to_string(), Arc::clone(value))
+            .is_none()
+        {
+            self.order.push_back(id.to_string());
+        }
+        while self.order.len() > RECENT {
+            if let Some(gone) = self.order.pop_front() {
+                self.by_id.remove(&gone);
+            }
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<T>> {
+        self.by_id.get(id).cloned()
+    }
+}
+
+impl Recent {
+    /// An event from its stream name and data.
+    fn read(&mut self, remote: &Remote, name: &str, data: &str) -> Result<EngineEvent, String> {
+        if name == "review_opened" {
+            let named: NamedReview = serde_json::from_str(data).map_err(|e| e.to_string())?;
+            return self
+                .join(remote, &named)
+                .map(|item| EngineEvent::ReviewOpened(Box::new(item)));
+        }
+        // From text, not through a `Value`: a decision's snapshot holds raw
+        // JSON, which only a text source can give.
+        let text = format!("{{\"type\":{},\"data\":{data}}}", Value::from(name));
+        let event = serde_json::from_str::<EngineEvent>(&text).map_err(|e| e.to_string())?;
+        match &event {
+            EngineEvent::Signal { signal, .. } => self.signals.insert(&signal.id, signal),
+            EngineEvent::Decision(d) => self.decisions.insert(&d.id, d),
+            _ => {}
+        }
+        Ok(event)
+    }
+
+    /// The item whole: its decision and signal from those read, or (when
+    /// this console came in between) from `GET /v1/reviews/{id}`.
+    fn join(&self, remote: &Remote, named: &NamedReview) -> Result<ReviewItem, String> {
+        let decision = self.decisions.get(&named.decision);
+        let signal = self.signals.get(&named.signal);
+        if let (Some(d), Some(s)) = (decision, signal)
+            && let Some(item) = named.join(d, s)
+        {
+            return Ok(item);
+        }
+        let path = format!(
+            "/v1/reviews/{}",
+            percent_encoding::utf8_percent_encode(&named.id, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let response = remote
+            .get(&path)
+            .send()
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("GET {path}: {}", response.status()));
+        }
+        let text = response.text().map_err(|e| format!("GET {path}: {e}"))?;
+        serde_json::from_str(&text).map_err(|e| format!("GET {path}: {e}"))
+    }
 }

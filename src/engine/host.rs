@@ -42,6 +42,11 @@ pub enum Command {
     Reviews {
         reply: oneshot::Sender<Vec<ReviewItem>>,
     },
+    /// One review item, open or decided, while the queue holds it.
+    Review {
+        id: String,
+        reply: oneshot::Sender<Option<ReviewItem>>,
+    },
     Act {
         review_id: String,
         actor: Actor,
@@ -440,6 +445,9 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
         Command::Reviews { reply } => {
             let items = engine.open_reviews().into_iter().cloned().collect();
             let _ = reply.send(items);
+        }
+        Command::Review { id, reply } => {
+            let _ = reply.send(engine.reviews.get(&id).cloned());
         }
         Command::Act {
             review_id,

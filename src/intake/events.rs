@@ -1,13 +1,20 @@
 //! The event stream: every engine event, numbered, once the journal holds
 //! it, for consoles and scripts (`GET /v1/events`, Server-Sent Events).
 //!
-//! The hub keeps the newest `HELD` events and a broadcast channel. A client
-//! that gives `Last-Event-ID` gets what followed it, then the live stream,
-//! without a gap or a repeat; one whose id is older than what the hub holds
-//! (or from before a restart) gets a `reset` event: fetch `GET /v1/state`
-//! again and follow on from the id it names. A client that falls more than
-//! `HELD` events behind is sent `lagged` and cut off: the engine never
-//! waits for anyone.
+//! The hub keeps the newest `HELD` events, in the batches they were
+//! published in, each batch's text made once for every client. A client
+//! reads what follows the last id it was sent, whole batches at a time
+//! while it keeps up, and waits for the next publication when it has read
+//! everything. One that gives `Last-Event-ID` goes on after it without a
+//! gap or a repeat; one whose id is older than what the hub holds (or from
+//! before a restart) gets a `reset` event: fetch `GET /v1/state` again and
+//! follow on from the id it names. A client that falls more than `HELD`
+//! events behind is sent `lagged` and cut off: the engine never waits for
+//! anyone.
+//!
+//! A review item opened goes out with its decision and signal named by id
+//! (both went out just before it, as `decision` and `signal` events);
+//! the whole item is at `GET /v1/reviews/{id}`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -17,11 +24,11 @@ use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
 use crate::engine::EngineEvent;
 
-/// Events held for clients that come back, at most.
+/// Events held for clients that come back or fall behind, at most.
 pub const HELD: usize = 16_384;
 
 /// One event as the stream sends it.
@@ -35,16 +42,55 @@ pub struct Numbered {
     pub frame: Bytes,
 }
 
-impl Numbered {
-    fn new(id: u64, name: String, data: &str) -> Numbered {
-        // JSON text has no raw newline, so one `data:` line carries it.
-        let frame = Bytes::from(format!("id: {id}\nevent: {name}\ndata: {data}\n\n"));
-        Numbered { id, name, frame }
+/// The frame of event `id`; JSON text has no raw newline, so one `data:`
+/// line carries it.
+fn frame(id: u64, name: &str, data: &str) -> String {
+    format!("id: {id}\nevent: {name}\ndata: {data}\n\n")
+}
+
+/// Events published together, as one text a client that keeps up is sent
+/// whole.
+#[derive(Debug)]
+struct Batch {
+    /// Its events, in order; each frame is a slice of `text`.
+    events: Vec<Numbered>,
+    text: Bytes,
+}
+
+impl Batch {
+    /// Frames `(id, name, data)` into one text.
+    fn new(events: Vec<(u64, String, String)>) -> Batch {
+        let mut text = BytesMut::new();
+        let mut spans = Vec::with_capacity(events.len());
+        for (id, name, data) in events {
+            let start = text.len();
+            text.extend_from_slice(frame(id, &name, &data).as_bytes());
+            spans.push((id, name, start..text.len()));
+        }
+        let text = text.freeze();
+        let events = spans
+            .into_iter()
+            .map(|(id, name, span)| Numbered {
+                id,
+                name,
+                frame: text.slice(span),
+            })
+            .collect();
+        Batch { events, text }
+    }
+
+    fn first(&self) -> u64 {
+        self.events.first().map_or(0, |e| e.id)
+    }
+
+    fn last(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.id)
     }
 }
 
-/// Events written to a client in one chunk, at most.
-const CHUNK: usize = 512;
+/// The bytes after which a client's chunk takes no more batches: chunks
+/// stay small enough to come from memory already in use.
+const CHUNK_BYTES: usize = 64 * 1024;
 /// A comment line goes out after this long without events, so proxies and
 /// clients see the connection alive.
 const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
@@ -52,13 +98,64 @@ const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 /// Where published events wait for their clients.
 pub struct EventHub {
     held: Mutex<Held>,
-    live: broadcast::Sender<Arc<Numbered>>,
+    /// The last id published; clients wait on its changes.
+    published: watch::Sender<u64>,
 }
 
 struct Held {
-    events: VecDeque<Arc<Numbered>>,
+    batches: VecDeque<Arc<Batch>>,
+    /// Events in `batches`.
+    events: usize,
     /// The last id published (or journaled before this process started).
     last: u64,
+}
+
+/// What a client reads next.
+enum Read {
+    /// These texts, in order, the last of them ending with event `sent`
+    /// (none when it has read everything).
+    Events { texts: Vec<Bytes>, sent: u64 },
+    /// What follows its id is no longer held; the newest id is `last`.
+    Behind { last: u64 },
+}
+
+impl Held {
+    /// What follows `after`, up to about `CHUNK_BYTES`.
+    fn after(&self, after: u64) -> Read {
+        if after == self.last {
+            return Read::Events {
+                texts: Vec::new(),
+                sent: after,
+            };
+        }
+        let oldest = self.batches.front().map_or(self.last + 1, |b| b.first());
+        // An id never published here (a journal put back from a copy?) is
+        // as unknown as one long gone.
+        if after + 1 < oldest || after > self.last {
+            return Read::Behind { last: self.last };
+        }
+        let from = self.batches.partition_point(|b| b.last() <= after);
+        let (mut texts, mut bytes, mut sent) = (Vec::new(), 0, after);
+        for batch in self.batches.iter().skip(from) {
+            if batch.first() > sent {
+                texts.push(batch.text.clone());
+                bytes += batch.text.len();
+            } else {
+                // It was left inside this batch: the frames after it.
+                let mut rest = BytesMut::new();
+                for e in batch.events.iter().filter(|e| e.id > sent) {
+                    rest.extend_from_slice(&e.frame);
+                }
+                bytes += rest.len();
+                texts.push(rest.freeze());
+            }
+            sent = batch.last();
+            if bytes >= CHUNK_BYTES {
+                break;
+            }
+        }
+        Read::Events { texts, sent }
+    }
 }
 
 /// An event's JSON (`{"type":"NAME","data":DATA}`, as serde writes an
@@ -69,55 +166,67 @@ fn split(json: &str) -> Option<(&str, &str)> {
     Some((name, rest.strip_suffix('}')?))
 }
 
-/// Where a client starts.
-pub enum Start {
-    /// From these held events, then live.
-    From(Vec<Arc<Numbered>>),
-    /// Its id is not held: it must reload the state, then follow from `last`.
-    Reset { last: u64 },
+/// An event as the stream's name and data: as the engine serialises it,
+/// except that an opened review item names its decision and signal.
+fn wire(event: &EngineEvent) -> Option<(String, String)> {
+    if let EngineEvent::ReviewOpened(item) = event {
+        let data = serde_json::to_string(&item.named()).ok()?;
+        return Some(("review_opened".into(), data));
+    }
+    let json = serde_json::to_string(event).ok()?;
+    let (name, data) = split(&json)?;
+    Some((name.to_string(), data.to_string()))
 }
 
 impl EventHub {
     /// A hub whose ids go on from `last` (the journal's last event id).
     pub fn new(last: u64) -> Arc<EventHub> {
-        let (live, _) = broadcast::channel(HELD);
+        let (published, _) = watch::channel(last);
         Arc::new(EventHub {
             held: Mutex::new(Held {
-                events: VecDeque::new(),
+                batches: VecDeque::new(),
+                events: 0,
                 last,
             }),
-            live,
+            published,
         })
     }
 
     /// Publishes numbered events: serialised here, on the caller's thread
-    /// (the answerer's, not the engine's).
+    /// (the answerer's, not the engine's), once for every client.
     pub fn publish(&self, events: Vec<(u64, EngineEvent)>) {
-        let numbered: Vec<Arc<Numbered>> = events
+        let events: Vec<(u64, String, String)> = events
             .into_iter()
             .filter_map(|(id, event)| {
-                let json = serde_json::to_string(&event).ok()?;
-                let (name, data) = split(&json)?;
-                Some(Arc::new(Numbered::new(id, name.to_string(), data)))
+                let (name, data) = wire(&event)?;
+                Some((id, name, data))
             })
             .collect();
-        let Ok(mut held) = self.held.lock() else {
+        if events.is_empty() {
             return;
-        };
-        for event in numbered {
-            held.last = held.last.max(event.id);
-            if held.events.len() >= HELD {
-                held.events.pop_front();
-            }
-            held.events.push_back(Arc::clone(&event));
-            // Nobody listening is no error.
-            let _ = self.live.send(event);
         }
+        let batch = Arc::new(Batch::new(events));
+        let last = {
+            let Ok(mut held) = self.held.lock() else {
+                return;
+            };
+            held.last = held.last.max(batch.last());
+            held.events += batch.events.len();
+            held.batches.push_back(batch);
+            while held.events > HELD && held.batches.len() > 1 {
+                if let Some(gone) = held.batches.pop_front() {
+                    held.events -= gone.events.len();
+                }
+            }
+            held.last
+        };
+        // Nobody listening is no error.
+        self.published.send_replace(last);
     }
 
     /// Clients following the stream now.
     pub fn clients(&self) -> usize {
-        self.live.receiver_count()
+        self.published.receiver_count()
     }
 
     /// The id of the last event published.
@@ -125,93 +234,29 @@ impl EventHub {
         self.held.lock().map_or(0, |h| h.last)
     }
 
-    /// Where a client that last saw `after` starts, and its live feed;
-    /// taken together under the lock, so nothing falls between them.
-    pub fn subscribe(&self, after: Option<u64>) -> (Start, broadcast::Receiver<Arc<Numbered>>) {
-        let Ok(held) = self.held.lock() else {
-            return (Start::Reset { last: 0 }, self.live.subscribe());
-        };
-        let live = self.live.subscribe();
-        let start = match after {
-            None => Start::From(Vec::new()),
-            Some(id) if id >= held.last => Start::From(Vec::new()),
-            Some(id) => {
-                let oldest = held.events.front().map_or(held.last + 1, |e| e.id);
-                if id + 1 < oldest {
-                    Start::Reset { last: held.last }
-                } else {
-                    Start::From(held.events.iter().filter(|e| e.id > id).cloned().collect())
-                }
-            }
-        };
-        (start, live)
+    fn read(&self, after: u64) -> Read {
+        match self.held.lock() {
+            Ok(held) => held.after(after),
+            Err(_) => Read::Behind { last: after },
+        }
     }
 }
 
-/// The stream for one client that last saw `after`: what the hub holds
-/// after it, then the live events, written a chunk at a time (all that is
-/// waiting, up to `CHUNK` events).
-pub fn stream(hub: &EventHub, after: Option<u64>) -> Response {
-    let (start, live) = hub.subscribe(after);
-    let (backlog, sent) = match start {
-        Start::From(events) => (events, after.unwrap_or(0)),
-        Start::Reset { last } => {
-            let data = serde_json::json!({
-                "reason": "the events after your Last-Event-ID are no longer held: fetch GET /v1/state and follow on",
-                "last": last,
-            });
-            (
-                vec![Arc::new(Numbered::new(
-                    last,
-                    "reset".into(),
-                    &data.to_string(),
-                ))],
-                last,
-            )
-        }
-    };
-    let state = Follow {
-        backlog: backlog.into_iter(),
-        live,
-        sent,
+/// The stream for one client that last saw `after` (or, without it, from
+/// now on): what the hub holds after it, then each publication as it
+/// comes, a chunk at a time.
+pub fn stream(hub: &Arc<EventHub>, after: Option<u64>) -> Response {
+    let last = hub.last_id();
+    let follow = Follow {
+        hub: Arc::clone(hub),
+        published: hub.published.subscribe(),
+        sent: after.unwrap_or(last),
+        started: false,
         done: false,
     };
-    let chunks = futures_util::stream::unfold(state, |mut f| async move {
-        if f.done {
-            return None;
-        }
-        let mut chunk = BytesMut::new();
-        let mut n = 0;
-        for e in f.backlog.by_ref().take(CHUNK) {
-            f.sent = f.sent.max(e.id);
-            chunk.extend_from_slice(&e.frame);
-            n += 1;
-        }
-        if n == 0 {
-            // Wait for the next event (or say the line is alive).
-            match tokio::time::timeout(KEEP_ALIVE, f.live.recv()).await {
-                Err(_) => return Some((Ok::<_, Infallible>(Bytes::from_static(b":\n\n")), f)),
-                Ok(next) => match f.take(next, &mut chunk) {
-                    Some(()) => n += 1,
-                    None => return f.ended(chunk),
-                },
-            }
-            // And whatever else is already waiting.
-            while n < CHUNK {
-                use broadcast::error::{RecvError, TryRecvError};
-                let next = match f.live.try_recv() {
-                    Ok(e) => Ok(e),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Lagged(missed)) => Err(RecvError::Lagged(missed)),
-                    Err(TryRecvError::Closed) => Err(RecvError::Closed),
-                };
-                if f.take(next, &mut chunk).is_none() {
-                    return f.ended(chunk);
-                }
-                n += 1;
-            }
-        }
-        Some((Ok(chunk.freeze()), f))
+    let chunks = futures_util::stream::unfold(follow, |mut f| async move {
+        let chunk = f.next().await?;
+        Some((Ok::<_, Infallible>(chunk), f))
     });
     (
         [
@@ -223,56 +268,78 @@ pub fn stream(hub: &EventHub, after: Option<u64>) -> Response {
         .into_response()
 }
 
-/// One client's place: what is left of its backlog, its live feed, the
-/// last id it was sent.
+/// One client's place: the last id it was sent.
 struct Follow {
-    backlog: std::vec::IntoIter<Arc<Numbered>>,
-    live: broadcast::Receiver<Arc<Numbered>>,
+    hub: Arc<EventHub>,
+    published: watch::Receiver<u64>,
     sent: u64,
+    /// Whether it has been sent anything yet (an id it gave that is not
+    /// held is a `reset`; later, the client fell behind: `lagged`).
+    started: bool,
     done: bool,
 }
 
 impl Follow {
-    /// Adds a received event to the chunk (skipping one the backlog sent);
-    /// `None` when the feed has ended or lagged (said in the chunk).
-    fn take(
-        &mut self,
-        next: Result<Arc<Numbered>, broadcast::error::RecvError>,
-        chunk: &mut BytesMut,
-    ) -> Option<()> {
-        match next {
-            Ok(e) if e.id <= self.sent => Some(()),
-            Ok(e) => {
-                self.sent = e.id;
-                chunk.extend_from_slice(&e.frame);
-                Some(())
+    /// The next chunk to write, waiting for one; `None` when the stream ends.
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if self.done {
+                return None;
             }
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                self.lagged(missed, chunk);
-                None
+            // Seen before reading, so a publication after the read wakes us.
+            self.published.borrow_and_update();
+            match self.hub.read(self.sent) {
+                Read::Behind { last } => {
+                    self.done = true;
+                    return Some(self.behind(last));
+                }
+                Read::Events { texts, sent } if !texts.is_empty() => {
+                    self.sent = sent;
+                    self.started = true;
+                    return Some(join(texts));
+                }
+                Read::Events { .. } => {}
             }
-            Err(broadcast::error::RecvError::Closed) => {
-                self.done = true;
-                None
+            match tokio::time::timeout(KEEP_ALIVE, self.published.changed()).await {
+                Err(_) => return Some(Bytes::from_static(b":\n\n")),
+                Ok(Ok(())) => {}
+                // The hub is gone: the server is stopping.
+                Ok(Err(_)) => self.done = true,
             }
         }
     }
 
-    /// Says the client fell behind, and ends its stream.
-    fn lagged(&mut self, missed: u64, chunk: &mut BytesMut) {
-        let data = serde_json::json!({
-            "reason": "this client fell behind the engine; reconnect with Last-Event-ID",
-            "missed": missed, "last_sent": self.sent,
-        });
-        chunk.extend_from_slice(format!("event: lagged\ndata: {data}\n\n").as_bytes());
-        self.done = true;
+    /// Says what follows its id is no longer held: `reset` at the start,
+    /// `lagged` once it was following.
+    fn behind(&mut self, last: u64) -> Bytes {
+        let text = if self.started {
+            let data = serde_json::json!({
+                "reason": "this client fell behind the engine; reconnect with Last-Event-ID",
+                "missed": last.saturating_sub(self.sent), "last_sent": self.sent,
+            });
+            format!("event: lagged\ndata: {data}\n\n")
+        } else {
+            let data = serde_json::json!({
+                "reason": "the events after your Last-Event-ID are no longer held: fetch GET /v1/state and follow on",
+                "last": last,
+            });
+            frame(last, "reset", &data.to_string())
+        };
+        Bytes::from(text)
     }
+}
 
-    /// The stream's last chunk, if it has anything.
-    fn ended(mut self, chunk: BytesMut) -> Option<(Result<Bytes, Infallible>, Follow)> {
-        self.done = true;
-        (!chunk.is_empty()).then(|| (Ok(chunk.freeze()), self))
+/// Texts as one chunk: the one itself, or copied once into a buffer of
+/// their length.
+fn join(mut texts: Vec<Bytes>) -> Bytes {
+    if texts.len() == 1 {
+        return texts.pop().unwrap_or_default();
     }
+    let mut chunk = BytesMut::with_capacity(texts.iter().map(Bytes::len).sum());
+    for t in &texts {
+        chunk.extend_from_slice(t);
+    }
+    chunk.freeze()
 }
 
 #[cfg(test)]
@@ -292,5 +359,67 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(data).unwrap();
         assert_eq!(v["policy"], "1");
         assert!(split("{}").is_none());
+    }
+
+    fn batch(ids: std::ops::RangeInclusive<u64>) -> Vec<(u64, EngineEvent)> {
+        ids.map(|id| {
+            let versions = crate::engine::reload::Versions {
+                policy: format!("p{id}"),
+                model: "m".into(),
+                rules: "r".into(),
+            };
+            (id, EngineEvent::Reloaded(versions))
+        })
+        .collect()
+    }
+
+    fn ids(read: Read) -> (Vec<u64>, u64) {
+        let Read::Events { texts, sent } = read else {
+            panic!("behind");
+        };
+        let text = String::from_utf8(join(texts).to_vec()).unwrap();
+        let ids = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("id: "))
+            .map(|i| i.parse().unwrap())
+            .collect();
+        (ids, sent)
+    }
+
+    #[test]
+    fn a_client_reads_whole_batches_or_the_rest_of_the_one_it_is_inside() {
+        let hub = EventHub::new(10);
+        hub.publish(batch(11..=13));
+        hub.publish(batch(14..=15));
+        assert_eq!(ids(hub.read(10)), (vec![11, 12, 13, 14, 15], 15));
+        assert_eq!(ids(hub.read(12)), (vec![13, 14, 15], 15));
+        assert_eq!(ids(hub.read(15)), (vec![], 15));
+        // Before what is held, or an id never published: behind.
+        assert!(matches!(hub.read(9), Read::Behind { last: 15 }));
+        assert!(matches!(hub.read(16), Read::Behind { last: 15 }));
+    }
+
+    #[test]
+    fn the_hub_holds_a_bounded_number_of_events() {
+        let hub = EventHub::new(0);
+        let mut next = 1;
+        while next < 3 * HELD as u64 {
+            hub.publish(batch(next..=next + 999));
+            next += 1000;
+        }
+        let held = hub.held.lock().unwrap();
+        assert!(held.events <= HELD, "{}", held.events);
+        assert!(held.events > HELD - 1000, "{}", held.events);
+        assert!(matches!(held.after(1), Read::Behind { .. }));
+        // One read takes about CHUNK_BYTES, whole batches at a time.
+        let from = held.batches[0].first() - 1;
+        let Read::Events { texts, .. } = held.after(from) else {
+            panic!("held")
+        };
+        let bytes: usize = texts.iter().map(Bytes::len).sum();
+        assert!(
+            bytes >= CHUNK_BYTES && bytes < CHUNK_BYTES + texts[0].len(),
+            "{bytes}"
+        );
     }
 }

@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/change/enqueue", post(webhooks::change_enqueue))
         .route("/v1/decisions/{id}", get(ops::decision))
         .route("/v1/reviews", get(reviews::list))
+        .route("/v1/reviews/{id}", get(reviews::one))
         .route("/v1/reviews/{id}/actions", post(reviews::act))
         .route("/v1/state", get(stream::state))
         .route("/v1/me", get(stream::me))

@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
@@ -24,6 +24,34 @@ pub(in crate::intake) async fn list(
     let items = ask(&state, |reply| Command::Reviews { reply }).await?;
     let items: Vec<Value> = items.iter().map(review_json).collect();
     Ok(ok(json!({ "items": items })))
+}
+
+/// One review item whole, with its decision and signal (`GET
+/// /v1/reviews/{id}`; the event stream names them by id).
+pub(in crate::intake) async fn one(
+    State(state): State<AppState>,
+    _: Allowed<ToRead>,
+    Path(id): Path<String>,
+) -> Result<Response, Refusal> {
+    let item = ask(&state, |reply| Command::Review {
+        id: id.clone(),
+        reply,
+    })
+    .await?;
+    let item =
+        item.ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, format!("no review item {id:?}")))?;
+    // As text: a decision's snapshot is raw JSON, kept as it came.
+    let text = serde_json::to_string(&item).map_err(|e| {
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("review item {id:?}: {e}"),
+        )
+    })?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response())
 }
 
 /// One open review item as `GET /v1/reviews` lists it.
