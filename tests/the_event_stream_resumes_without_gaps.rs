@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 /// Reads SSE events (id, type, data) from a streaming response until
 /// `enough` says stop or the stream ends.
 fn read_events(
-    response: reqwest::blocking::Response,
+    response: impl std::io::Read,
     mut enough: impl FnMut(&[(u64, String, Value)]) -> bool,
 ) -> Vec<(u64, String, Value)> {
     let mut out = Vec::new();
@@ -43,6 +43,29 @@ fn read_events(
         }
     }
     out
+}
+
+/// A client that takes the stream as it is sent: plain, or (asking for
+/// zstd) compressed, decoded by the test rather than the client.
+fn raw_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(None)
+        .no_zstd()
+        .build()
+        .unwrap()
+}
+
+/// The stream after `after`, zstd-compressed: decoded frame after frame.
+fn zstd_stream(base: &str, after: u64) -> impl std::io::Read {
+    let r = raw_client()
+        .get(format!("{base}/v1/events"))
+        .header("accept-encoding", "gzip, zstd;q=0.9")
+        .header("last-event-id", after.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "zstd");
+    zstd::stream::read::Decoder::new(r).unwrap()
 }
 
 fn stream(
@@ -112,13 +135,16 @@ fn a_client_resumes_without_gap_or_repeat_and_ids_survive_a_restart() {
         .build()
         .unwrap();
     let s = serve(dir.path(), &[]);
-    let first = stream(&c, &s.base, None);
+    // Plain first, then resumed compressed; after the restart, through
+    // reqwest's own zstd decoding.
+    let first = stream(&raw_client(), &s.base, None);
+    assert!(first.headers().get("content-encoding").is_none());
     post_tickets(&client(), &s.base, 0, 50);
     // Read part of it, then go away.
     let seen = read_events(first, |e| decisions(e).len() >= 20);
     let last = seen.last().unwrap().0;
     post_tickets(&client(), &s.base, 50, 100);
-    let rest = read_events(stream(&c, &s.base, Some(last)), |e| {
+    let rest = read_events(zstd_stream(&s.base, last), |e| {
         decisions(&seen).len() + decisions(e).len() >= 100
     });
     let ids: Vec<u64> = seen.iter().chain(&rest).map(|e| e.0).collect();
@@ -183,6 +209,21 @@ fn a_client_resumes_without_gap_or_repeat_and_ids_survive_a_restart() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 
+    // /metrics counts what the stream sent, at least what was read here.
+    let metrics = client()
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let sent: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("signalbox_event_stream_events_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(sent >= ids.len() as u64, "{sent} < {}", ids.len());
+
     let last_before = *ids.last().unwrap();
     assert!(s.terminate().success());
 
@@ -216,12 +257,8 @@ fn a_client_resumes_without_gap_or_repeat_and_ids_survive_a_restart() {
 #[test]
 fn a_client_that_stops_reading_is_cut_off_not_waited_for() {
     let dir = tempfile::tempdir().unwrap();
-    let c = reqwest::blocking::Client::builder()
-        .timeout(None)
-        .build()
-        .unwrap();
     let s = serve(dir.path(), &[]);
-    let stalled = stream(&c, &s.base, None);
+    let stalled = stream(&raw_client(), &s.base, None);
     // Far more events than the hub holds for one client (five or so each).
     for n in 0..40 {
         post_tickets(&client(), &s.base, n * 200, (n + 1) * 200);
@@ -235,4 +272,14 @@ fn a_client_that_stops_reading_is_cut_off_not_waited_for() {
     let (_, name, data) = events.last().unwrap();
     assert_eq!(name, "lagged", "{data}");
     assert!(data["missed"].as_u64().unwrap() > 0);
+    let metrics = client()
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("signalbox_event_stream_cut_off_total 1"),
+        "{metrics}"
+    );
 }

@@ -18,10 +18,11 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
-use axum::http::header;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
@@ -55,6 +56,8 @@ struct Batch {
     /// Its events, in order; each frame is a slice of `text`.
     events: Vec<Numbered>,
     text: Bytes,
+    /// `text` as one zstd frame, made by the first client that asks.
+    packed: OnceLock<Option<Bytes>>,
 }
 
 impl Batch {
@@ -76,7 +79,20 @@ impl Batch {
                 frame: text.slice(span),
             })
             .collect();
-        Batch { events, text }
+        Batch {
+            events,
+            text,
+            packed: OnceLock::new(),
+        }
+    }
+
+    /// The text as the client takes it.
+    fn text(&self, zstd: bool) -> Option<Bytes> {
+        if zstd {
+            self.packed.get_or_init(|| pack(&self.text)).clone()
+        } else {
+            Some(self.text.clone())
+        }
     }
 
     fn first(&self) -> u64 {
@@ -100,6 +116,17 @@ pub struct EventHub {
     held: Mutex<Held>,
     /// The last id published; clients wait on its changes.
     published: watch::Sender<u64>,
+    sent: Sent,
+}
+
+/// What the stream has sent, over all clients (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct Sent {
+    pub events: AtomicU64,
+    /// As written, compressed or not.
+    pub bytes: AtomicU64,
+    /// Clients cut off for falling behind.
+    pub cut_off: AtomicU64,
 }
 
 struct Held {
@@ -110,11 +137,57 @@ struct Held {
     last: u64,
 }
 
+/// A batch whole, or the frames of one after where a client was left.
+enum Piece {
+    Whole(Arc<Batch>),
+    /// Frames, and how many.
+    Rest(Bytes, usize),
+}
+
+impl Piece {
+    fn events(&self) -> usize {
+        match self {
+            Piece::Whole(b) => b.events.len(),
+            Piece::Rest(_, n) => *n,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Piece::Whole(b) => b.text.len(),
+            Piece::Rest(text, _) => text.len(),
+        }
+    }
+
+    /// The text as the client takes it: a whole batch's is made once for
+    /// all clients.
+    fn text(&self, zstd: bool) -> Option<Bytes> {
+        match self {
+            Piece::Whole(batch) => batch.text(zstd),
+            Piece::Rest(text, _) if zstd => pack(text),
+            Piece::Rest(text, _) => Some(text.clone()),
+        }
+    }
+}
+
+/// Text as one zstd frame. Frames sent one after another decode as the
+/// texts one after another (RFC 8878, section 3.1), so a batch is packed
+/// once and sent as it is to every client that takes zstd.
+fn pack(text: &[u8]) -> Option<Bytes> {
+    match zstd::bulk::compress(text, 1) {
+        Ok(packed) => Some(Bytes::from(packed)),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not compress events for a client; it will resume");
+            None
+        }
+    }
+}
+
 /// What a client reads next.
 enum Read {
-    /// These texts, in order, the last of them ending with event `sent`
-    /// (none when it has read everything).
-    Events { texts: Vec<Bytes>, sent: u64 },
+    /// These, in order, the last of them ending with event `sent` (none
+    /// when it has read everything).
+    Events { texts: Vec<Piece>, sent: u64 },
     /// What follows its id is no longer held; the newest id is `last`.
     Behind { last: u64 },
 }
@@ -137,18 +210,19 @@ impl Held {
         let from = self.batches.partition_point(|b| b.last() <= after);
         let (mut texts, mut bytes, mut sent) = (Vec::new(), 0, after);
         for batch in self.batches.iter().skip(from) {
-            if batch.first() > sent {
-                texts.push(batch.text.clone());
-                bytes += batch.text.len();
+            let piece = if batch.first() > sent {
+                Piece::Whole(Arc::clone(batch))
             } else {
                 // It was left inside this batch: the frames after it.
-                let mut rest = BytesMut::new();
+                let (mut rest, mut n) = (BytesMut::new(), 0);
                 for e in batch.events.iter().filter(|e| e.id > sent) {
                     rest.extend_from_slice(&e.frame);
+                    n += 1;
                 }
-                bytes += rest.len();
-                texts.push(rest.freeze());
-            }
+                Piece::Rest(rest.freeze(), n)
+            };
+            bytes += piece.len();
+            texts.push(piece);
             sent = batch.last();
             if bytes >= CHUNK_BYTES {
                 break;
@@ -189,7 +263,13 @@ impl EventHub {
                 last,
             }),
             published,
+            sent: Sent::default(),
         })
+    }
+
+    /// What the stream has sent so far.
+    pub fn sent(&self) -> &Sent {
+        &self.sent
     }
 
     /// Publishes numbered events: serialised here, on the caller's thread
@@ -244,13 +324,15 @@ impl EventHub {
 
 /// The stream for one client that last saw `after` (or, without it, from
 /// now on): what the hub holds after it, then each publication as it
-/// comes, a chunk at a time.
-pub fn stream(hub: &Arc<EventHub>, after: Option<u64>) -> Response {
+/// comes, a chunk at a time; zstd-compressed when the client accepts it.
+pub fn stream(hub: &Arc<EventHub>, after: Option<u64>, headers: &HeaderMap) -> Response {
     let last = hub.last_id();
+    let zstd = accepts_zstd(headers);
     let follow = Follow {
         hub: Arc::clone(hub),
         published: hub.published.subscribe(),
         sent: after.unwrap_or(last),
+        zstd,
         started: false,
         done: false,
     };
@@ -258,14 +340,45 @@ pub fn stream(hub: &Arc<EventHub>, after: Option<u64>) -> Response {
         let chunk = f.next().await?;
         Some((Ok::<_, Infallible>(chunk), f))
     });
-    (
+    let mut response = (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
+            (header::VARY, "accept-encoding"),
         ],
         Body::from_stream(chunks),
     )
-        .into_response()
+        .into_response();
+    if zstd {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+    }
+    response
+}
+
+/// Whether `Accept-Encoding` lists zstd with a weight above zero (RFC 9110,
+/// section 12.5.3; `*` counts only when zstd is not named).
+fn accepts_zstd(headers: &HeaderMap) -> bool {
+    let mut named = None;
+    let mut any = false;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for coding in value.split(',') {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let weight = parts
+                .filter_map(|p| p.trim().strip_prefix("q=").or(p.trim().strip_prefix("Q=")))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match name.as_str() {
+                "zstd" => named = Some(weight > 0.0),
+                "*" => any = weight > 0.0,
+                _ => {}
+            }
+        }
+    }
+    named.unwrap_or(any)
 }
 
 /// One client's place: the last id it was sent.
@@ -273,6 +386,8 @@ struct Follow {
     hub: Arc<EventHub>,
     published: watch::Receiver<u64>,
     sent: u64,
+    /// It takes the stream compressed.
+    zstd: bool,
     /// Whether it has been sent anything yet (an id it gave that is not
     /// held is a `reset`; later, the client fell behind: `lagged`).
     started: bool,
@@ -291,17 +406,27 @@ impl Follow {
             match self.hub.read(self.sent) {
                 Read::Behind { last } => {
                     self.done = true;
-                    return Some(self.behind(last));
+                    let said = self.behind(last);
+                    return self.encode(said);
                 }
                 Read::Events { texts, sent } if !texts.is_empty() => {
                     self.sent = sent;
                     self.started = true;
-                    return Some(join(texts));
+                    let events: usize = texts.iter().map(Piece::events).sum();
+                    let texts: Option<Vec<Bytes>> =
+                        texts.iter().map(|t| t.text(self.zstd)).collect();
+                    let chunk = texts.map(join)?;
+                    let counts = &self.hub.sent;
+                    counts.events.fetch_add(events as u64, Ordering::Relaxed);
+                    counts
+                        .bytes
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    return Some(chunk);
                 }
                 Read::Events { .. } => {}
             }
             match tokio::time::timeout(KEEP_ALIVE, self.published.changed()).await {
-                Err(_) => return Some(Bytes::from_static(b":\n\n")),
+                Err(_) => return self.encode(Bytes::from_static(b":\n\n")),
                 Ok(Ok(())) => {}
                 // The hub is gone: the server is stopping.
                 Ok(Err(_)) => self.done = true,
@@ -309,10 +434,16 @@ impl Follow {
         }
     }
 
+    /// Text of its own (not a batch's) as this client takes it.
+    fn encode(&self, text: Bytes) -> Option<Bytes> {
+        if self.zstd { pack(&text) } else { Some(text) }
+    }
+
     /// Says what follows its id is no longer held: `reset` at the start,
     /// `lagged` once it was following.
-    fn behind(&mut self, last: u64) -> Bytes {
+    fn behind(&self, last: u64) -> Bytes {
         let text = if self.started {
+            self.hub.sent.cut_off.fetch_add(1, Ordering::Relaxed);
             let data = serde_json::json!({
                 "reason": "this client fell behind the engine; reconnect with Last-Event-ID",
                 "missed": last.saturating_sub(self.sent), "last_sent": self.sent,
@@ -377,6 +508,7 @@ mod tests {
         let Read::Events { texts, sent } = read else {
             panic!("behind");
         };
+        let texts = texts.iter().map(|t| t.text(false).unwrap()).collect();
         let text = String::from_utf8(join(texts).to_vec()).unwrap();
         let ids = text
             .lines()
@@ -416,10 +548,40 @@ mod tests {
         let Read::Events { texts, .. } = held.after(from) else {
             panic!("held")
         };
-        let bytes: usize = texts.iter().map(Bytes::len).sum();
+        let bytes: usize = texts.iter().map(Piece::len).sum();
         assert!(
             bytes >= CHUNK_BYTES && bytes < CHUNK_BYTES + texts[0].len(),
             "{bytes}"
         );
+    }
+
+    #[test]
+    fn zstd_is_taken_when_accepted_with_a_weight() {
+        let accepts = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            accepts_zstd(&h)
+        };
+        assert!(accepts("gzip, zstd"));
+        assert!(accepts("br;q=1.0, ZSTD;q=0.5"));
+        assert!(accepts("*"));
+        assert!(!accepts("gzip, deflate"));
+        assert!(!accepts("zstd;q=0"));
+        assert!(!accepts("*, zstd;q=0"));
+        assert!(!accepts_zstd(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn packed_batches_decode_as_their_texts_one_after_another() {
+        let hub = EventHub::new(0);
+        hub.publish(batch(1..=3));
+        hub.publish(batch(4..=9));
+        let Read::Events { texts, .. } = hub.read(1) else {
+            panic!("held")
+        };
+        let plain: Vec<u8> = texts.iter().flat_map(|t| t.text(false).unwrap()).collect();
+        let packed: Vec<u8> = texts.iter().flat_map(|t| t.text(true).unwrap()).collect();
+        assert_eq!(zstd::stream::decode_all(&packed[..]).unwrap(), plain);
+        assert!(String::from_utf8(plain).unwrap().starts_with("id: 2\n"));
     }
 }

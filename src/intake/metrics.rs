@@ -89,6 +89,7 @@ pub fn render(
     stats: &EngineStats,
     backlog: u64,
     log: &crate::intake::log::IntakeLog,
+    stream: Option<&crate::intake::events::EventHub>,
 ) -> String {
     let mut r = Registry::default();
     counters(
@@ -118,6 +119,34 @@ pub fn render(
         "Signals acknowledged and not yet decided",
         backlog as f64,
     );
+    if let Some(hub) = stream {
+        let sent = hub.sent();
+        let read = |n: &AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+        gauge(
+            &mut r,
+            "signalbox_event_stream_clients",
+            "Clients following GET /v1/events",
+            hub.clients() as f64,
+        );
+        counter(
+            &mut r,
+            "signalbox_event_stream_events",
+            "Events sent on GET /v1/events, over all clients",
+            read(&sent.events),
+        );
+        counter(
+            &mut r,
+            "signalbox_event_stream_bytes",
+            "Bytes sent on GET /v1/events as written (compressed or not), over all clients",
+            read(&sent.bytes),
+        );
+        counter(
+            &mut r,
+            "signalbox_event_stream_cut_off",
+            "Clients of GET /v1/events cut off for falling behind",
+            read(&sent.cut_off),
+        );
+    }
     r.register(
         "signalbox_decision_latency_seconds",
         "From a signal's 202 to its decision being durable in the journal",
@@ -228,7 +257,8 @@ mod tests {
         intake.refused("signals", 400);
         let dir = tempfile::tempdir().unwrap();
         let (log, _writer) = crate::intake::log::IntakeLog::open(dir.path()).unwrap();
-        let text = render(&intake, &stats, 7, &log);
+        let hub = crate::intake::events::EventHub::new(0);
+        let text = render(&intake, &stats, 7, &log, Some(&hub));
         assert!(
             !text.lines().any(|l| l.starts_with("signalbox_forged")),
             "{text}"
@@ -239,6 +269,10 @@ mod tests {
         );
         assert!(text.contains(r#"executor="it's \\ \"odd\"""#), "{text}");
         assert!(text.contains("signalbox_intake_backlog 7"), "{text}");
+        assert!(
+            text.contains("signalbox_event_stream_events_total 0"),
+            "{text}"
+        );
         assert!(
             text.contains("signalbox_decision_latency_seconds_count 0"),
             "{text}"

@@ -62,7 +62,13 @@ pub(in crate::intake) async fn metrics(
         .send(Command::Status { reply: tx })
         .map_err(busy)?;
     let stats = rx.await.unwrap_or_default();
-    let text = metrics::render(&state.counters, &stats, state.log.backlog(), &state.log);
+    let text = metrics::render(
+        &state.counters,
+        &stats,
+        state.log.backlog(),
+        &state.log,
+        state.events.as_deref(),
+    );
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }
 

@@ -83,7 +83,7 @@ pub(in crate::intake) async fn events(
         ),
     };
     let after = header.or(q.after);
-    Ok(crate::intake::events::stream(hub, after).into_response())
+    Ok(crate::intake::events::stream(hub, after, &headers).into_response())
 }
 
 /// `GET /v1/me`: who the token is, as the server records its actions.
