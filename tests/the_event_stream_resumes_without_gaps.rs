@@ -108,6 +108,23 @@ fn post_tickets(c: &reqwest::blocking::Client, base: &str, from: usize, to: usiz
     assert_eq!(r.status(), 202, "{}", r.text().unwrap());
 }
 
+/// `signalbox_event_stream_NAME_total` from /metrics.
+fn stream_metric(base: &str, name: &str) -> u64 {
+    let metrics = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let line = format!("signalbox_event_stream_{name}_total ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .unwrap_or_else(|| panic!("no {line}in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
 fn journal_decisions(dir: &std::path::Path) -> Vec<String> {
     let db = rusqlite::Connection::open(dir.join("signalbox.db")).unwrap();
     let mut q = db
@@ -178,8 +195,8 @@ fn a_client_resumes_without_gap_or_repeat_and_ids_survive_a_restart() {
     assert!(!opened.is_empty(), "the tickets wait for review");
     for item in &opened {
         let (d, sig) = (
-            item["decision"].as_str().unwrap(),
-            item["signal"].as_str().unwrap(),
+            item["decision_id"].as_str().unwrap(),
+            item["signal_id"].as_str().unwrap(),
         );
         let before = all.iter().take_while(|e| !std::ptr::eq(&e.2, *item));
         let named: Vec<&str> = before
@@ -201,8 +218,8 @@ fn a_client_resumes_without_gap_or_repeat_and_ids_survive_a_restart() {
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(whole["decision"]["id"], opened[0]["decision"], "{whole}");
-    assert_eq!(whole["signal"]["id"], opened[0]["signal"], "{whole}");
+    assert_eq!(whole["decision"]["id"], opened[0]["decision_id"], "{whole}");
+    assert_eq!(whole["signal"]["id"], opened[0]["signal_id"], "{whole}");
     let missing = client()
         .get(format!("{}/v1/reviews/R-none", s.base))
         .send()
@@ -210,18 +227,7 @@ fn a_client_resumes_without_gap_or_repeat_and_ids_survive_a_restart() {
     assert_eq!(missing.status(), 404);
 
     // /metrics counts what the stream sent, at least what was read here.
-    let metrics = client()
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let sent: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("signalbox_event_stream_events_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let sent = stream_metric(&s.base, "events");
     assert!(sent >= ids.len() as u64, "{sent} < {}", ids.len());
 
     let last_before = *ids.last().unwrap();
@@ -272,14 +278,5 @@ fn a_client_that_stops_reading_is_cut_off_not_waited_for() {
     let (_, name, data) = events.last().unwrap();
     assert_eq!(name, "lagged", "{data}");
     assert!(data["missed"].as_u64().unwrap() > 0);
-    let metrics = client()
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(
-        metrics.contains("signalbox_event_stream_cut_off_total 1"),
-        "{metrics}"
-    );
+    assert_eq!(stream_metric(&s.base, "cut_off"), 1);
 }

@@ -22,7 +22,7 @@ use crate::decide::Decision;
 use crate::engine::EngineEvent;
 use crate::engine::overview::State;
 use crate::flow::TaskAction;
-use crate::review::{Action, NamedReview, ReviewItem};
+use crate::review::{Action, ReviewItem, ReviewRow};
 use crate::signal::Signal;
 
 /// How the link to the server stands, for the header.
@@ -397,9 +397,9 @@ impl Recent {
     /// An event from its stream name and data.
     fn read(&mut self, remote: &Remote, name: &str, data: &str) -> Result<EngineEvent, String> {
         if name == "review_opened" {
-            let named: NamedReview = serde_json::from_str(data).map_err(|e| e.to_string())?;
+            let row: ReviewRow = serde_json::from_str(data).map_err(|e| e.to_string())?;
             return self
-                .join(remote, &named)
+                .join(remote, row)
                 .map(|item| EngineEvent::ReviewOpened(Box::new(item)));
         }
         // From text, not through a `Value`: a decision's snapshot holds raw
@@ -416,17 +416,15 @@ impl Recent {
 
     /// The item whole: its decision and signal from those read, or (when
     /// this console came in between) from `GET /v1/reviews/{id}`.
-    fn join(&self, remote: &Remote, named: &NamedReview) -> Result<ReviewItem, String> {
-        let decision = self.decisions.get(&named.decision);
-        let signal = self.signals.get(&named.signal);
-        if let (Some(d), Some(s)) = (decision, signal)
-            && let Some(item) = named.join(d, s)
-        {
-            return Ok(item);
+    fn join(&self, remote: &Remote, row: ReviewRow) -> Result<ReviewItem, String> {
+        let decision = self.decisions.get(&row.decision_id);
+        let signal = self.signals.get(&row.signal_id);
+        if let (Some(d), Some(s)) = (decision, signal) {
+            return Ok(row.into_item(d, s));
         }
         let path = format!(
             "/v1/reviews/{}",
-            percent_encoding::utf8_percent_encode(&named.id, percent_encoding::NON_ALPHANUMERIC)
+            percent_encoding::utf8_percent_encode(&row.id, percent_encoding::NON_ALPHANUMERIC)
         );
         let response = remote
             .get(&path)

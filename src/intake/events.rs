@@ -12,9 +12,10 @@
 //! events behind is sent `lagged` and cut off: the engine never waits for
 //! anyone.
 //!
-//! A review item opened goes out with its decision and signal named by id
-//! (both went out just before it, as `decision` and `signal` events);
-//! the whole item is at `GET /v1/reviews/{id}`.
+//! A review item opened goes out as the journal keeps it, its decision and
+//! signal named by id (`decision_id`, `signal_id`: both went out just
+//! before it, as `decision` and `signal` events); the whole item is at
+//! `GET /v1/reviews/{id}`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -244,7 +245,7 @@ fn split(json: &str) -> Option<(&str, &str)> {
 /// except that an opened review item names its decision and signal.
 fn wire(event: &EngineEvent) -> Option<(String, String)> {
     if let EngineEvent::ReviewOpened(item) = event {
-        let data = serde_json::to_string(&item.named()).ok()?;
+        let data = serde_json::to_string(&item.stored()).ok()?;
         return Some(("review_opened".into(), data));
     }
     let json = serde_json::to_string(event).ok()?;

@@ -115,15 +115,13 @@ pub struct ReviewAction {
     pub note: String,
 }
 
-/// An item waiting for a person. In the engine it holds its decision and
-/// signal (`D`, `S` are `Arc`s); the event stream names them by id
-/// ([`ReviewItem::named`]), since both went out just before it, and a
-/// client joins them back ([`ReviewItem::join`]).
+/// An item waiting for a person. The journal and the event stream name its
+/// decision and signal by id ([`ReviewItem::stored`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReviewItem<D = Arc<Decision>, S = Arc<Signal>> {
+pub struct ReviewItem {
     pub id: String,
-    pub decision: D,
-    pub signal: S,
+    pub decision: Arc<Decision>,
+    pub signal: Arc<Signal>,
     pub flow_id: String,
     pub state: ReviewState,
     #[serde(serialize_with = "crate::timefmt::serialize")]
@@ -148,47 +146,7 @@ pub struct ReviewItem<D = Arc<Decision>, S = Arc<Signal>> {
     pub outcome: Option<ReviewAction>,
 }
 
-/// A review item whose decision and signal are named by id.
-pub type NamedReview = ReviewItem<String, String>;
-
-impl<D, S> ReviewItem<D, S> {
-    /// The same item carrying `decision` and `signal` instead.
-    fn with<D2, S2>(&self, decision: D2, signal: S2) -> ReviewItem<D2, S2> {
-        ReviewItem {
-            id: self.id.clone(),
-            decision,
-            signal,
-            flow_id: self.flow_id.clone(),
-            state: self.state,
-            created: self.created,
-            escalate_at: self.escalate_at,
-            deadline: self.deadline,
-            priority: self.priority,
-            required_role: self.required_role,
-            level: self.level,
-            claimed_by: self.claimed_by.clone(),
-            claimed_at: self.claimed_at,
-            snoozed_until: self.snoozed_until,
-            outcome: self.outcome.clone(),
-        }
-    }
-}
-
-impl NamedReview {
-    /// The whole item, given the decision and signal it names (`None`
-    /// when they are not the ones named).
-    pub fn join(&self, decision: Arc<Decision>, signal: Arc<Signal>) -> Option<ReviewItem> {
-        (decision.id == self.decision && signal.id == self.signal)
-            .then(|| self.with(decision, signal))
-    }
-}
-
 impl ReviewItem {
-    /// The item with its decision and signal named by id.
-    pub fn named(&self) -> NamedReview {
-        self.with(self.decision.id.clone(), self.signal.id.clone())
-    }
-
     /// Who holds the item at `now`, and since when: a claim lapses
     /// `expiry` after it was made.
     pub fn holder(
@@ -595,17 +553,14 @@ mod tests {
     }
 
     #[test]
-    fn a_named_item_joins_back_only_with_the_decision_and_signal_it_names() {
+    fn an_item_named_by_ids_joins_back_with_its_decision_and_signal() {
         let q = queue("operator");
         let item = q.get("R1").unwrap();
-        let named = item.named();
-        let text = serde_json::to_string(&named).unwrap();
+        let text = serde_json::to_string(&item.stored()).unwrap();
         assert!(!text.contains("\"options\""), "{text}");
-        let back: NamedReview = serde_json::from_str(&text).unwrap();
-        let joined = back.join(Arc::clone(&item.decision), Arc::clone(&item.signal));
-        assert_eq!(joined.as_ref(), Some(item));
-        let other = Arc::new(signal(9, "order.placed", "order/o9", serde_json::json!({})));
-        assert!(back.join(Arc::clone(&item.decision), other).is_none());
+        let row: ReviewRow = serde_json::from_str(&text).unwrap();
+        let back = row.into_item(Arc::clone(&item.decision), Arc::clone(&item.signal));
+        assert_eq!(&back, item);
     }
 
     #[test]
