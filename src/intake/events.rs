@@ -278,9 +278,13 @@ impl EventHub {
     pub fn publish(&self, events: Vec<(u64, EngineEvent)>) {
         let events: Vec<(u64, String, String)> = events
             .into_iter()
-            .filter_map(|(id, event)| {
-                let (name, data) = wire(&event)?;
-                Some((id, name, data))
+            .filter_map(|(id, event)| match wire(&event) {
+                Some((name, data)) => Some((id, name, data)),
+                None => {
+                    // Not expected (every event serialises); said, not hidden.
+                    tracing::warn!(id, ?event, "an event could not be written for the stream");
+                    None
+                }
             })
             .collect();
         if events.is_empty() {
