@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use cmd::journal::{check_cmd, explain_cmd, quarantine_cmd};
+use cmd::journal::{check_cmd, explain_cmd, quarantine_cmd, replay_cmd};
 use cmd::{data_dir_or_default, fresh_dir, init_logging};
 use signalbox::sim::run::{self, RunOptions};
 
@@ -93,6 +93,26 @@ enum Command {
     Check {
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-decide the journal's settled decisions with a candidate, never
+    /// acting: what changes, and an off-policy estimate of its value (the
+    /// share of outcomes within SLA) against the logged policy's.
+    Replay {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The candidate's model: `off` (rules alone, under the policies and
+        /// playbook that were live).
+        #[arg(long, value_parser = ["off"])]
+        model: String,
+        /// The deployment whose playbook the journal ran under (default: the
+        /// shipped Northwind playbook, as `run` and `--demo` use).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only decisions at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long)]
         json: bool,
     },
@@ -423,6 +443,14 @@ fn main() -> ExitCode {
         Some(Command::Check { data_dir, json }) => {
             data_dir_or_default(&data_dir).and_then(|dir| check_cmd(&dir, json))
         }
+        Some(Command::Replay {
+            data_dir,
+            model: _,
+            config,
+            since,
+            json,
+        }) => data_dir_or_default(&data_dir)
+            .and_then(|dir| replay_cmd(&dir, config.as_deref(), since, json)),
         Some(Command::Bench(args)) => signalbox::bench::run(&args).map_err(anyhow::Error::from),
         Some(Command::Quarantine(what)) => quarantine_cmd(what),
     };

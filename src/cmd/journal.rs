@@ -139,3 +139,31 @@ pub(crate) fn release_cmd(how: Release, target: &QuarantineTarget) -> Result<()>
     }
     Ok(())
 }
+
+/// `signalbox replay`: rules alone re-decide the journal's settled
+/// decisions, never acting; what changes, and the estimated value.
+pub(crate) fn replay_cmd(
+    dir: &Path,
+    config: Option<&Path>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    json: bool,
+) -> Result<()> {
+    use signalbox::decide::replay;
+    let rules = match config {
+        Some(deployment) => {
+            signalbox::deploy::Deployment::load(deployment)
+                .map_err(|problems| anyhow::anyhow!("{problems}"))?
+                .rules
+        }
+        None => signalbox::engine::Engine::shipped_rules(None)?,
+    };
+    let journal = read::replayable(dir, since)
+        .with_context(|| format!("reading the journal in {}", dir.display()))?;
+    let report = replay::replay(&journal, &rules, 1);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", replay::render(&report));
+    }
+    Ok(())
+}

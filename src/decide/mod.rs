@@ -15,6 +15,7 @@ pub mod pick;
 
 pub mod policy;
 pub mod reads;
+pub mod replay;
 
 use std::sync::Arc;
 

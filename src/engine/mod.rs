@@ -339,7 +339,7 @@ impl Engine {
 
     /// The shipped Northwind playbook and steps, with the shipped policies
     /// or those of `policy_file`.
-    fn shipped_rules(policy_file: Option<&Path>) -> Result<crate::decide::Rules, EngineError> {
+    pub fn shipped_rules(policy_file: Option<&Path>) -> Result<crate::decide::Rules, EngineError> {
         let steps = Arc::new(StepCatalogue::parse(DEFAULT_STEPS, "playbooks/steps.toml")?);
         let playbook = Arc::new(Playbook::parse(
             DEFAULT_PLAYBOOK,

@@ -147,3 +147,65 @@ pub fn logged(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Vec<Logged>, J
     }
     Ok(out)
 }
+
+/// A settled decision whole, as the logging policy carried it out, with
+/// its outcome: within SLA or not, from the `outcome.recorded` signal that
+/// names it (`None` while none came).
+#[derive(Debug, Clone)]
+pub struct Replayable {
+    pub logged: Logged,
+    pub decision: crate::decide::Decision,
+    pub within_sla: Option<bool>,
+}
+
+/// Every settled decision at or after `since` (as [`logged`] gives them),
+/// whole, with its outcome.
+pub fn replayable(
+    dir: &Path,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<Replayable>, JournalError> {
+    let logged = logged(dir, since)?;
+    let (conn, path) = open_existing(dir)?;
+    let bodies: Vec<(String, String)> = rows(
+        &conn,
+        &path,
+        "SELECT ref_id, body FROM audit WHERE kind = 'decision' ORDER BY seq",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut decisions = HashMap::with_capacity(bodies.len());
+    for (id, body) in bodies {
+        decisions.insert(id, body);
+    }
+    let outcomes: Vec<String> = rows(
+        &conn,
+        &path,
+        "SELECT body FROM signals WHERE type = 'outcome.recorded' ORDER BY seq",
+        params![],
+        |r| r.get(0),
+    )?;
+    let mut within = HashMap::new();
+    for body in outcomes {
+        let signal: serde_json::Value = decode(&path, "outcome signal", &body)?;
+        let data = &signal["data"];
+        // An outcome without these was recorded and not learned from
+        // (the engine said so when it came): it measures nothing here.
+        if let (Some(id), Some(ok)) = (data["decision"].as_str(), data["within_sla"].as_bool()) {
+            within.insert(id.to_string(), ok);
+        }
+    }
+    let mut out = Vec::with_capacity(logged.len());
+    for l in logged {
+        let Some(body) = decisions.get(&l.decision_id) else {
+            continue;
+        };
+        let decision: crate::decide::Decision = decode(&path, "decision", body)?;
+        let within_sla = within.get(&l.decision_id).copied();
+        out.push(Replayable {
+            logged: l,
+            decision,
+            within_sla,
+        });
+    }
+    Ok(out)
+}

@@ -16,7 +16,7 @@ mod explain;
 mod logged;
 mod recover;
 
-pub use logged::{ChosenBy, Logged, chosen, logged};
+pub use logged::{ChosenBy, Logged, Replayable, chosen, logged, replayable};
 
 pub use explain::{Explanation, explain};
 pub use recover::{Recovered, recover};
