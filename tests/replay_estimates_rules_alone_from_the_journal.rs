@@ -42,9 +42,15 @@ fn replay_counts_what_rules_alone_change_and_says_when_it_cannot_tell() {
     assert_eq!(estimate["support"], 1.0);
     let value = estimate["value"].as_f64().unwrap();
     let baseline = measured["baseline_within_sla"].as_f64().unwrap();
-    assert!((value - baseline).abs() < 0.01, "{value} vs measured {baseline}");
+    assert!(
+        (value - baseline).abs() < 0.01,
+        "{value} vs measured {baseline}"
+    );
     let [low, high] = [0, 1].map(|i| estimate["ci"][i].as_f64().unwrap());
-    assert!(low <= baseline && baseline <= high, "{low}..{high} vs {baseline}");
+    assert!(
+        low <= baseline && baseline <= high,
+        "{low}..{high} vs {baseline}"
+    );
 
     // The model run, replayed with rules alone.
     let model = replay(&run);
@@ -54,7 +60,10 @@ fn replay_counts_what_rules_alone_change_and_says_when_it_cannot_tell() {
     assert!(!model["examples"].as_array().unwrap().is_empty());
     let logged = model["logged_value"].as_f64().unwrap();
     let within = measured["within_sla"].as_f64().unwrap();
-    assert!((logged - within).abs() < 0.01, "{logged} vs measured {within}");
+    assert!(
+        (logged - within).abs() < 0.01,
+        "{logged} vs measured {within}"
+    );
     let e = &model["estimate"];
     assert!(e["support"].as_f64().unwrap() < 1.0, "{e}");
     assert!(e["ess"].as_f64().unwrap() < decisions as f64, "{e}");

@@ -325,3 +325,56 @@ pub fn render(r: &Report) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::policy::PolicyHit;
+    use crate::testkit::{decision, signal};
+
+    fn order() -> Decision {
+        let s = signal(0, "order.placed", "order/o1", serde_json::json!({}));
+        let options = [
+            ("expedite_fulfillment", 0.9),
+            ("standard_fulfillment", 0.4),
+            ("credit_check_first", 0.1),
+        ];
+        decision(1, &s, &options, "auto", "operator")
+    }
+
+    fn hit(effects: &[&str]) -> PolicyHit {
+        PolicyHit {
+            rule: "r".into(),
+            reason: "because".into(),
+            effects: effects.iter().map(|e| e.to_string()).collect(),
+            option: None,
+        }
+    }
+
+    #[test]
+    fn rules_alone_take_the_default_a_forced_option_or_ask_as_the_record_says() {
+        let rules = crate::engine::Engine::shipped_rules(None).unwrap();
+        let d = order();
+        let plain = rules_only(&d, &rules);
+        assert_eq!(
+            (plain.proposal.as_str(), plain.mode),
+            ("standard_fulfillment", Mode::Rules)
+        );
+        let mut forced = order();
+        forced.policy_hits = vec![hit(&["priority(urgent)", "force(expedite_fulfillment)"])];
+        let f = rules_only(&forced, &rules);
+        assert_eq!(
+            (f.proposal.as_str(), f.mode),
+            ("expedite_fulfillment", Mode::Forced)
+        );
+        let mut reviewed = order();
+        reviewed.policy_hits = vec![hit(&["require_review(lead)"])];
+        reviewed.options[1].allowed = false;
+        let r = rules_only(&reviewed, &rules);
+        // The default forbidden: the first allowed option, for a person.
+        assert_eq!(
+            (r.proposal.as_str(), r.mode),
+            ("expedite_fulfillment", Mode::Review)
+        );
+    }
+}
