@@ -8,23 +8,15 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
 fn replay(dir: &Path) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["replay", "--model", "off", "--json", "--data-dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the report is JSON")
+    let args = ["replay", "--model", "off", "--json", "--data-dir"];
+    common::json_of(args.map(OsStr::new).into_iter().chain([dir.as_os_str()]))
 }
 
 #[test]

@@ -170,11 +170,20 @@ pub fn init(dir: &Path) {
 /// `signalbox run --headless` for `duration` of seed `seed` at full speed,
 /// journaling into `data`: its JSON report, or the test fails.
 pub fn headless(data: &Path, seed: u64, duration: &str) -> Value {
+    let seed = seed.to_string();
+    json_of(
+        ["run", "--headless", "--seed", &seed, "--duration", duration]
+            .into_iter()
+            .chain(["--speed", "max", "--report", "json", "--data-dir"])
+            .map(std::ffi::OsStr::new)
+            .chain([data.as_os_str()]),
+    )
+}
+
+/// What `signalbox ARGS` prints as JSON; it must succeed.
+pub fn json_of<'a>(args: impl IntoIterator<Item = &'a std::ffi::OsStr>) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(["run", "--headless", "--seed", &seed.to_string()])
-        .args(["--duration", duration, "--speed", "max", "--report", "json"])
-        .arg("--data-dir")
-        .arg(data)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -182,7 +191,7 @@ pub fn headless(data: &Path, seed: u64, duration: &str) -> Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("report is JSON")
+    serde_json::from_slice(&out.stdout).expect("the output is JSON")
 }
 
 pub fn free_port() -> u16 {
