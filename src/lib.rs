@@ -17,6 +17,7 @@ pub mod journal;
 pub mod metrics;
 pub mod outbound;
 pub mod playbook;
+pub mod replay;
 pub mod review;
 pub mod signal;
 pub mod sim;

@@ -148,7 +148,7 @@ pub(crate) fn replay_cmd(
     since: Option<chrono::DateTime<chrono::Utc>>,
     json: bool,
 ) -> Result<()> {
-    use signalbox::decide::replay;
+    use signalbox::replay;
     let rules = match config {
         Some(deployment) => {
             signalbox::deploy::Deployment::load(deployment)

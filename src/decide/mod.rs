@@ -15,7 +15,6 @@ pub mod pick;
 
 pub mod policy;
 pub mod reads;
-pub mod replay;
 
 use std::sync::Arc;
 

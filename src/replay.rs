@@ -18,10 +18,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::estimate::{Estimate, Estimator, Sample, estimate};
-use super::pick::Ranked;
-use super::policy::Verdict;
-use super::{Decision, Mode, Rules, choice_for};
+use crate::decide::estimate::{Estimate, Estimator, Sample, estimate};
+use crate::decide::pick::Ranked;
+use crate::decide::policy::Verdict;
+use crate::decide::{Decision, Mode, Rules, choice_for};
 use crate::journal::read::{ChosenBy, Replayable};
 
 /// What the candidate does with one decision.
@@ -319,8 +319,8 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(
             out,
             "inconclusive: the journal does not support this candidate well enough (support under {}, or under {:.0} effective samples)",
-            pct(super::estimate::MIN_SUPPORT),
-            super::estimate::MIN_ESS
+            pct(crate::decide::estimate::MIN_SUPPORT),
+            crate::decide::estimate::MIN_ESS
         );
     }
     out
