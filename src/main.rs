@@ -224,6 +224,10 @@ struct RunArgs {
     /// Skip the rules-only baseline run.
     #[arg(long)]
     no_baseline: bool,
+    /// A candidate policy file deciding every signal beside the live one,
+    /// never acting; the report's `shadow` says how often it agreed.
+    #[arg(long)]
+    shadow: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -270,6 +274,7 @@ fn headless(args: &RunArgs) -> Result<()> {
         data_dir: dir.clone(),
         learning: true,
         policy_file: args.policy.clone(),
+        shadow_file: args.shadow.clone(),
     };
     let model = run::run(&options).with_context(|| format!("model run in {}", dir.display()))?;
     let baseline_options = RunOptions {
@@ -283,7 +288,12 @@ fn headless(args: &RunArgs) -> Result<()> {
         run::run(&baseline_options)
             .with_context(|| format!("baseline run in {}", baseline_options.data_dir.display()))?
     };
-    let report = run::report(args.seed, args.duration, &model, &baseline);
+    let mut report = run::report(args.seed, args.duration, &model, &baseline);
+    if args.shadow.is_some() {
+        let shadow = signalbox::journal::read::shadow(&dir)
+            .with_context(|| format!("reading the shadow's choices in {}", dir.display()))?;
+        report["shadow"] = serde_json::to_value(shadow)?;
+    }
     match args.report {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ReportFormat::Text => print!("{}", run::report_text(&report, &model, &baseline)),

@@ -29,7 +29,7 @@ use crate::playbook::Playbook;
 use crate::playbook::steps::StepCatalogue;
 use crate::signal::Signal;
 use model::Model;
-use policy::{OptionView, PolicyHit, PolicySet, Priority, Role};
+use policy::{OptionView, PolicyHit, PolicySet, Priority, Role, Verdict};
 
 /// How a decision was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
@@ -117,6 +117,18 @@ pub struct Decision {
     pub review_deadline: DateTime<Utc>,
     pub safe_default: String,
     pub why: String,
+    /// What a shadow candidate beside the live policy chose (it never acts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowChoice>,
+}
+
+/// A shadow candidate's choice for a decision: its proposal and whether it
+/// would have acted alone or asked a person, without exploring.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowChoice {
+    pub proposal: String,
+    pub mode: Mode,
+    pub policy_version: String,
 }
 
 impl Decision {
@@ -217,6 +229,7 @@ struct Ruling {
     /// A deadline policy set, shorter than the play's.
     deadline: Option<Duration>,
     pick: pick::Pick,
+    shadow: Option<ShadowChoice>,
 }
 
 /// Makes decisions; owns the model and the exploration randomness.
@@ -231,6 +244,8 @@ pub struct Decider {
     option_views: std::collections::HashMap<String, OptionView>,
     /// See `Decision::rules_version`.
     pub rules_version: String,
+    /// A candidate policy deciding beside the live one, never acting.
+    pub shadow: Option<Arc<PolicySet>>,
 }
 
 /// What decisions are made under, besides the model: the playbook, the
@@ -264,6 +279,7 @@ impl Decider {
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_dec1),
             option_views: std::collections::HashMap::new(),
             rules_version: String::new(),
+            shadow: None,
         }
     }
 
@@ -301,21 +317,80 @@ impl Decider {
         if choice.record_only() {
             return self.record(case);
         }
-        let policy = Arc::clone(&self.policy);
         let policy_context = context.policy_view(case.signal, &case.snapshot);
         self.build_option_views(choice.options);
-        let views: Vec<&OptionView> = choice
+        let signal = celval::Json::signal(case.signal, case.subject);
+        let view = celval::ContextView::of(&policy_context);
+        let policy = Arc::clone(&self.policy);
+        let (verdict, options) = self.rank(&policy, &case, &signal, view);
+        let threshold = policy.threshold(choice.class);
+        let ranked = pick::Ranked {
+            options: &options,
+            choice,
+            verdict: &verdict,
+            policy: &policy,
+            threshold,
+        };
+        let learner = self.learning.then_some(pick::Learner {
+            model: &self.model,
+            rng: &mut self.rng,
+            explore: true,
+        });
+        let pick = ranked.pick(learner);
+        let shadow = self.shadow.clone().map(|candidate| {
+            let (verdict, options) = self.rank(&candidate, &case, &signal, view);
+            let ranked = pick::Ranked {
+                options: &options,
+                choice,
+                verdict: &verdict,
+                policy: &candidate,
+                threshold: candidate.threshold(choice.class),
+            };
+            // Its best, without exploring: `rng` is left as it was.
+            let learner = self.learning.then_some(pick::Learner {
+                model: &self.model,
+                rng: &mut self.rng,
+                explore: false,
+            });
+            let pick = ranked.pick(learner);
+            ShadowChoice {
+                proposal: pick.proposal,
+                mode: pick.mode,
+                policy_version: candidate.version.clone(),
+            }
+        });
+        let ruling = Ruling {
+            options,
+            policy_hits: verdict.hits,
+            policy_errors: verdict.errors,
+            threshold,
+            review_role: verdict.review_role.unwrap_or(Role::Operator),
+            priority: verdict.priority,
+            deadline: verdict.deadline,
+            pick,
+            shadow,
+        };
+        self.decision(case, ruling)
+    }
+
+    /// What `policy` says of the case's options, and each option as the
+    /// model scores it and `policy` allows it.
+    fn rank(
+        &self,
+        policy: &PolicySet,
+        case: &Case<'_>,
+        signal: &celval::Json,
+        view: celval::ContextView<'_>,
+    ) -> (Verdict, Vec<OptionScore>) {
+        let views: Vec<&OptionView> = case
+            .choice
             .options
             .iter()
             .filter_map(|name| self.option_views.get(name))
             .collect();
-        let verdict = policy.evaluate(
-            &case.signal.kind,
-            &celval::Json::signal(case.signal, case.subject),
-            celval::ContextView::of(&policy_context),
-            &views,
-        );
-        let options: Vec<OptionScore> = choice
+        let verdict = policy.evaluate(&case.signal.kind, signal, view, &views);
+        let options = case
+            .choice
             .options
             .iter()
             .map(|name| {
@@ -331,30 +406,7 @@ impl Decider {
                 }
             })
             .collect();
-        let threshold = policy.threshold(choice.class);
-        let ranked = pick::Ranked {
-            options: &options,
-            choice,
-            verdict: &verdict,
-            policy: &policy,
-            threshold,
-        };
-        let learner = self.learning.then_some(pick::Learner {
-            model: &self.model,
-            rng: &mut self.rng,
-        });
-        let pick = ranked.pick(learner);
-        let ruling = Ruling {
-            options,
-            policy_hits: verdict.hits,
-            policy_errors: verdict.errors,
-            threshold,
-            review_role: verdict.review_role.unwrap_or(Role::Operator),
-            priority: verdict.priority,
-            deadline: verdict.deadline,
-            pick,
-        };
-        self.decision(case, ruling)
+        (verdict, options)
     }
 
     /// Each option's view for policies (it depends only on the catalogue:
@@ -400,6 +452,7 @@ impl Decider {
             review_role: Role::Operator,
             priority: Priority::default(),
             deadline: None,
+            shadow: None,
             pick: pick::Pick {
                 proposal: option,
                 confidence: 1.0,
@@ -471,6 +524,7 @@ impl Decider {
             review_deadline,
             safe_default: choice.safe_default.to_string(),
             why: pick.why,
+            shadow: ruling.shadow,
         }
     }
 

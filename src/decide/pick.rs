@@ -51,6 +51,9 @@ pub struct Ranked<'a> {
 pub struct Learner<'a> {
     pub model: &'a Model,
     pub rng: &'a mut ChaCha8Rng,
+    /// Explores as policy says; off for a shadow candidate, which gives its
+    /// best (and leaves `rng` untouched).
+    pub explore: bool,
 }
 
 impl Ranked<'_> {
@@ -173,7 +176,12 @@ impl Ranked<'_> {
         let (mut pick, mut explored, mut propensity) = (best, false, 1.0);
         // Explore only where the engine would act on its own anyway: an
         // item going to a person shows the model's best guess.
-        if confident && !verdict.require_review && !choice.unrecognised && allowed.len() > 1 {
+        if learner.explore
+            && confident
+            && !verdict.require_review
+            && !choice.unrecognised
+            && allowed.len() > 1
+        {
             let k = allowed.len() as f64;
             let epsilon = policy.explore;
             if learner.rng.random::<f64>() < epsilon {
@@ -288,6 +296,7 @@ mod tests {
         };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         ranked.pick(model.map(|model| Learner {
+            explore: true,
             model,
             rng: &mut rng,
         }))

@@ -83,6 +83,9 @@ pub struct EngineConfig {
     pub learning: bool,
     /// A policy file to use instead of the shipped default.
     pub policy_file: Option<PathBuf>,
+    /// A candidate policy file that decides every signal beside the live
+    /// one, never acting (shadow mode); its choice is in each decision.
+    pub shadow_policy_file: Option<PathBuf>,
     /// Publish events for subscribers (the console, the simulator).
     pub publish: bool,
     /// Write a model checkpoint every this many labelled examples.
@@ -112,6 +115,7 @@ impl EngineConfig {
             seed,
             learning: true,
             policy_file: None,
+            shadow_policy_file: None,
             publish: true,
             checkpoint_every: 2000,
             webhooks: Default::default(),
@@ -278,6 +282,9 @@ impl Engine {
             config.seed,
         );
         decider.rules_version = rules.version;
+        if let Some(path) = &config.shadow_policy_file {
+            decider.shadow = Some(PolicySet::load(path, &rules.playbook)?);
+        }
         let mut engine = Engine {
             journal,
             dir: config.data_dir.clone(),

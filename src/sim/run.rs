@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub learning: bool,
     /// A policy file instead of the shipped default.
     pub policy_file: Option<PathBuf>,
+    /// A candidate policy file deciding beside the live one (shadow mode).
+    pub shadow_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +61,7 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     let mut config = super::engine_config(&options.data_dir, options.seed);
     config.learning = options.learning;
     config.policy_file = options.policy_file.clone();
+    config.shadow_policy_file = options.shadow_file.clone();
     let mut engine = Engine::open(config, world, start)?;
     let end = start + options.duration;
     let mut now = start;

@@ -209,3 +209,50 @@ pub fn replayable(
     }
     Ok(out)
 }
+
+/// How a shadow candidate's choices compared: with what the live policy
+/// proposed, and with what people chose where they settled an item.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ShadowAgreement {
+    /// Decisions the shadow made (record-only ones are not choices).
+    pub decisions: usize,
+    /// Share where it proposed the live proposal.
+    pub agreement: Option<f64>,
+    /// Decisions a person settled (approved or overrode).
+    pub with_people: usize,
+    /// Share of those where it proposed what the person chose.
+    pub people_agreement: Option<f64>,
+}
+
+/// The shadow's agreement over the journal's decisions.
+pub fn shadow(dir: &Path) -> Result<ShadowAgreement, JournalError> {
+    let logged: HashMap<String, Logged> = logged(dir, None)?
+        .into_iter()
+        .map(|l| (l.decision_id.clone(), l))
+        .collect();
+    let (conn, path) = open_existing(dir)?;
+    let choices: Vec<(String, String, String)> = rows(
+        &conn,
+        &path,
+        "SELECT ref_id, json_extract(body, '$.proposal'), json_extract(body, '$.shadow.proposal')
+         FROM audit WHERE kind = 'decision' AND json_extract(body, '$.shadow') IS NOT NULL
+         AND json_extract(body, '$.mode') != 'record' ORDER BY seq",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let share = |agree: usize, n: usize| (n > 0).then(|| agree as f64 / n as f64);
+    let (mut agree, mut people, mut people_agree) = (0, 0, 0);
+    for (id, live, shadow) in &choices {
+        agree += usize::from(live == shadow);
+        if let Some(l) = logged.get(id).filter(|l| l.by == ChosenBy::Person) {
+            people += 1;
+            people_agree += usize::from(&l.option == shadow);
+        }
+    }
+    Ok(ShadowAgreement {
+        decisions: choices.len(),
+        agreement: share(agree, choices.len()),
+        with_people: people,
+        people_agreement: share(people_agree, people),
+    })
+}

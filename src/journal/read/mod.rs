@@ -16,7 +16,9 @@ mod explain;
 mod logged;
 mod recover;
 
-pub use logged::{ChosenBy, Logged, Replayable, chosen, logged, replayable};
+pub use logged::{
+    ChosenBy, Logged, Replayable, ShadowAgreement, chosen, logged, replayable, shadow,
+};
 
 pub use explain::{Explanation, explain};
 pub use recover::{Recovered, recover};

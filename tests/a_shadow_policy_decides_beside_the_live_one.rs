@@ -1,0 +1,100 @@
+//! Shadow mode: a candidate policy decides every signal beside the live
+//! one and never acts. A headless run with a shadow makes exactly the
+//! decisions of the run without one; each decision records the shadow's
+//! choice; the report says how often it agreed with the live policy and
+//! with the people. The live policy as its own shadow agrees but for the
+//! live policy's exploring; a candidate that forbids an option agrees less.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+use serde_json::Value;
+
+fn run(dir: &Path, shadow: Option<&Path>) -> Value {
+    let mut args: Vec<&OsStr> = ["run", "--headless", "--seed", "1", "--duration", "4h"]
+        .into_iter()
+        .chain(["--report", "json", "--no-baseline", "--data-dir"])
+        .map(OsStr::new)
+        .collect();
+    args.push(dir.as_os_str());
+    if let Some(file) = shadow {
+        args.extend([OsStr::new("--shadow"), file.as_os_str()]);
+    }
+    common::json_of(args)
+}
+
+/// The report without what differs from one run to another anyway.
+fn decisions_of(mut report: Value) -> Value {
+    for run in ["model", "baseline"] {
+        if let Some(r) = report[run].as_object_mut() {
+            r.remove("elapsed_seconds");
+            r.remove("data_dir");
+        }
+    }
+    report.as_object_mut().unwrap().remove("shadow");
+    report
+}
+
+#[test]
+fn a_shadow_changes_nothing_and_says_how_often_it_agreed() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = include_str!("../policies/default.toml");
+    let same = dir.path().join("same.toml");
+    std::fs::write(&same, live).unwrap();
+    let forbidding = dir.path().join("forbidding.toml");
+    std::fs::write(
+        &forbidding,
+        format!(
+            "{}\n[[rule]]\nid = \"no-expedite\"\ntypes = [\"order.placed\"]\nwhen = \"true\"\nforbid = [\"expedite_fulfillment\"]\nreason = \"a candidate that never expedites\"\n",
+            live.replace("version = \"2026.11-2\"", "version = \"candidate-1\"")
+        ),
+    )
+    .unwrap();
+
+    let alone = run(&dir.path().join("alone"), None);
+    assert!(alone.get("shadow").is_none());
+    let with_same = run(&dir.path().join("same"), Some(&same));
+    let with_other = run(&dir.path().join("other"), Some(&forbidding));
+    assert_eq!(decisions_of(with_same.clone()), decisions_of(alone.clone()));
+    assert_eq!(decisions_of(with_other.clone()), decisions_of(alone));
+
+    let s = &with_same["shadow"];
+    let decisions = s["decisions"].as_u64().unwrap();
+    assert!(decisions > 100, "{s}");
+    let agreement = s["agreement"].as_f64().unwrap();
+    assert!(agreement > 0.9 && agreement < 1.0, "{s}");
+    assert!(s["with_people"].as_u64().unwrap() > 0, "{s}");
+    let o = &with_other["shadow"];
+    assert_eq!(o["decisions"], decisions, "{o}");
+    assert!(o["agreement"].as_f64().unwrap() < agreement, "{o} vs {s}");
+
+    // Each decision records the shadow's choice and its policy.
+    let db = rusqlite::Connection::open(dir.path().join("other").join("signalbox.db")).unwrap();
+    let (never, version): (i64, String) = db
+        .query_row(
+            "SELECT count(*), max(json_extract(body, '$.shadow.policy_version')) FROM audit
+             WHERE kind = 'decision' AND json_extract(body, '$.signal_type') = 'order.placed'
+             AND json_extract(body, '$.shadow.proposal') = 'expedite_fulfillment'",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(never, 0, "the candidate never proposes what it forbids");
+    assert!(version.is_empty() || version.starts_with("candidate-1"));
+    let recorded: i64 = db
+        .query_row(
+            "SELECT count(*) FROM audit WHERE kind = 'decision'
+             AND json_extract(body, '$.shadow.policy_version') LIKE 'candidate-1%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recorded as u64, decisions);
+}
