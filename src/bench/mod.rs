@@ -68,6 +68,10 @@ pub struct BenchArgs {
     /// many alerts before, as Alertmanager sends them.
     #[arg(long)]
     pub resolve_after: Option<u64>,
+    /// Shadow mode's cost: each round runs once without and once with this
+    /// candidate policy file deciding beside the live one.
+    #[arg(long)]
+    pub shadow: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -326,7 +330,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     // replies come on top of it).
     let per_day = stream::generate(SEED, start, Duration::hours(24), &world).len();
     let rounds = args.rounds.max(1);
-    let days = (args.signals * rounds).div_ceil(per_day.max(1)) as i64 + 1;
+    let passes = if args.shadow.is_some() { 2 } else { 1 };
+    let days = (args.signals * rounds * passes).div_ceil(per_day.max(1)) as i64 + 1;
     let span = warm_up + Duration::hours(24 * days);
     let sim = Simulator::new(SEED, start, span, &world);
     let engine = Engine::open(crate::sim::engine_config(&engine_dir, SEED), world, start)?;
@@ -367,11 +372,26 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     if args.unanswered {
         drive.sim.set_colleagues(0);
     }
+    let shadow = match &args.shadow {
+        Some(path) => Some(
+            crate::decide::policy::PolicySet::load(path, drive.engine.playbook())
+                .map_err(EngineError::from)?,
+        ),
+        None => None,
+    };
     let mut latencies: Vec<u32> = Vec::with_capacity(args.signals * rounds + args.batch);
-    let mut measured = Vec::with_capacity(rounds);
+    let (mut measured, mut shadowed) = (Vec::with_capacity(rounds), Vec::new());
     for r in 1..=rounds {
         let round = drive.round(r, args.signals, start + span, &mut latencies)?;
         measured.push(round);
+        if let Some(candidate) = &shadow {
+            // The same engine, its shadow on for one round: the baseline is
+            // the round before, in the same run.
+            drive.engine.set_shadow(Some(std::sync::Arc::clone(candidate)));
+            let mut unused = Vec::new();
+            shadowed.push(drive.round(r, args.signals, start + span, &mut unused)?);
+            drive.engine.set_shadow(None);
+        }
     }
     drive.engine.close()?;
     latencies.sort_unstable();
@@ -390,6 +410,19 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         return Err(BenchError::Setup("no round ran".into()));
     };
     let signals_per_s = median.signals_per_s();
+    if !shadowed.is_empty() {
+        let rates: Vec<String> = shadowed
+            .iter()
+            .map(|m| format!("{:.0}", m.signals_per_s()))
+            .collect();
+        shadowed.sort_by(|a, b| a.signals_per_s().total_cmp(&b.signals_per_s()));
+        let with = shadowed[shadowed.len() / 2].signals_per_s();
+        println!(
+            "bench: shadow: rounds with the candidate deciding beside: {} signals/s; median {with:.0} against {signals_per_s:.0} without: cost {:.1} % (target under 30 %)",
+            rates.join(", "),
+            100.0 * (1.0 - with / signals_per_s.max(1.0))
+        );
+    }
     let engine_rows_per_s = median.rows as f64 / median.elapsed;
     println!(
         "bench: rounds: {} signals/s; median {signals_per_s:.0}",

@@ -421,6 +421,12 @@ impl Engine {
     }
 
     /// Loads a policy file; on any error the engine keeps the policy it has.
+    /// Sets (or clears) the shadow candidate deciding beside the live
+    /// policy from now on.
+    pub fn set_shadow(&mut self, candidate: Option<Arc<PolicySet>>) {
+        self.decider.shadow = candidate;
+    }
+
     pub fn reload_policy(&mut self, path: &Path) -> Result<String, PolicyError> {
         let policy = PolicySet::load(path, &self.decider.playbook)?;
         let version = policy.version.clone();
