@@ -160,6 +160,11 @@ enum Command {
         /// Also read signals from a JSON-lines file: jsonl:PATH, or jsonl:- for stdin (repeatable).
         #[arg(long = "source")]
         sources: Vec<String>,
+        /// A candidate policy file deciding every signal beside the live one,
+        /// never acting (shadow mode): its choice is in each decision, its
+        /// agreement in /metrics.
+        #[arg(long)]
+        shadow: Option<PathBuf>,
     },
     /// Signals the engine could not decide: list them, retry one, or drop it.
     #[command(subcommand)]
@@ -419,13 +424,14 @@ fn main() -> ExitCode {
             tokens,
             body_limit,
             sources,
+            shadow,
         }) => {
             let what = match (config_dir, demo) {
                 (Some(dir), _) => Some(cmd::serve::Runs::Deployment(dir)),
                 (None, true) => Some(cmd::serve::Runs::Demo),
                 (None, false) => None,
             };
-            cmd::serve::serve(what, listen, data_dir, tokens, body_limit, sources)
+            cmd::serve::serve(what, listen, data_dir, tokens, body_limit, sources, shadow)
         }
         Some(Command::Init { dir }) => cmd::deploy::init(&dir),
         Some(Command::Attach {

@@ -63,6 +63,10 @@ pub struct Tally {
     /// Policy rules that failed to evaluate (and were applied at their
     /// strictest).
     pub policy_errors: u64,
+    /// Decisions a shadow candidate also made, and those where it proposed
+    /// the live proposal.
+    pub shadowed: u64,
+    pub shadow_agreed: u64,
 }
 
 impl Tally {

@@ -98,3 +98,37 @@ fn a_shadow_changes_nothing_and_says_how_often_it_agreed() {
         .unwrap();
     assert_eq!(recorded as u64, decisions);
 }
+
+#[test]
+fn a_server_with_a_shadow_exports_its_agreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let shadow = dir.path().join("shadow.toml");
+    std::fs::write(&shadow, include_str!("../policies/default.toml")).unwrap();
+    let data = dir.path().join("data");
+    let s = common::serve(&data, &["--shadow", shadow.to_str().unwrap()]);
+    let c = common::client();
+    for i in 0..5 {
+        let e = common::event(
+            &format!("t{i}"),
+            "ticket.opened",
+            "customer/c0001",
+            serde_json::json!({"customer": "c0001"}),
+        );
+        assert_eq!(common::post_event(&c, &s.base, &e).status(), 202);
+        common::decided(&c, &s.base, &format!("t{i}"));
+    }
+    let metrics = c
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("signalbox_shadow_decisions_total 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("signalbox_shadow_agreement 1"),
+        "{metrics}"
+    );
+}

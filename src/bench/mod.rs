@@ -387,7 +387,9 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         if let Some(candidate) = &shadow {
             // The same engine, its shadow on for one round: the baseline is
             // the round before, in the same run.
-            drive.engine.set_shadow(Some(std::sync::Arc::clone(candidate)));
+            drive
+                .engine
+                .set_shadow(Some(std::sync::Arc::clone(candidate)));
             let mut unused = Vec::new();
             shadowed.push(drive.round(r, args.signals, start + span, &mut unused)?);
             drive.engine.set_shadow(None);

@@ -147,6 +147,7 @@ pub(crate) fn serve(
     tokens: Vec<String>,
     body_limit: usize,
     sources: Vec<String>,
+    shadow: Option<PathBuf>,
 ) -> Result<()> {
     use signalbox::intake::{self, AppState, service};
     let Some(runs) = runs else {
@@ -169,6 +170,7 @@ pub(crate) fn serve(
     engine_config.retry_base = settings.retry_base;
     engine_config.breaker_cooldown = settings.breaker_cooldown;
     engine_config.claim_expiry = config.claim_expiry()?;
+    engine_config.shadow_policy_file = shadow;
     let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.clone());
     let mut probe_configs = config.probes.clone();
     if let Some(d) = &deployment {

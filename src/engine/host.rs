@@ -136,6 +136,9 @@ pub struct Status {
     pub quarantined: u64,
     pub quarantine_held: u64,
     pub policy_errors: u64,
+    /// Decisions a shadow candidate also made, and those it agreed on.
+    pub shadowed: u64,
+    pub shadow_agreed: u64,
     /// How long each journal commit took.
     pub journal_commits: Option<prometheus_client::metrics::histogram::Histogram>,
 }
@@ -603,6 +606,8 @@ pub fn status(engine: &Engine) -> Status {
         quarantined: engine.quarantine().quarantined,
         quarantine_held: engine.quarantine().held,
         policy_errors: t.policy_errors,
+        shadowed: t.shadowed,
+        shadow_agreed: t.shadow_agreed,
         journal_commits: Some(engine.journal_commits()),
     }
 }

@@ -610,9 +610,17 @@ impl Engine {
         self.counts.decisions += 1;
         let mode = decision.mode;
         let errors = decision.policy_errors.len() as u64;
+        let shadow = decision
+            .shadow
+            .as_ref()
+            .map(|s| u64::from(s.proposal == decision.proposal));
         self.metrics.at(now, |t| {
             t.count_decision(mode);
             t.policy_errors += errors;
+            if let Some(agreed) = shadow {
+                t.shadowed += 1;
+                t.shadow_agreed += agreed;
+            }
         });
         self.pending.push(Record::Decision(Arc::clone(&decision)));
         self.emit(EngineEvent::Decision(Arc::clone(&decision)));

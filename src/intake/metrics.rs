@@ -191,6 +191,20 @@ pub fn render(
         "Policy rules that failed to evaluate (applied at their strictest)",
         stats.policy_errors,
     );
+    if stats.shadowed > 0 {
+        counter(
+            &mut r,
+            "signalbox_shadow_decisions",
+            "Decisions a shadow candidate also made (it never acts)",
+            stats.shadowed,
+        );
+        gauge(
+            &mut r,
+            "signalbox_shadow_agreement",
+            "Share of shadowed decisions where the candidate proposed the live proposal",
+            stats.shadow_agreed as f64 / stats.shadowed as f64,
+        );
+    }
     gauge(
         &mut r,
         "signalbox_review_queue_depth",
