@@ -117,12 +117,7 @@ fn a_server_with_a_shadow_exports_its_agreement() {
         assert_eq!(common::post_event(&c, &s.base, &e).status(), 202);
         common::decided(&c, &s.base, &format!("t{i}"));
     }
-    let metrics = c
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = common::metrics_text(&c, &s.base);
     assert!(
         metrics.contains("signalbox_shadow_decisions_total 5"),
         "{metrics}"

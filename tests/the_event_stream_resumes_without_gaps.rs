@@ -110,19 +110,11 @@ fn post_tickets(c: &reqwest::blocking::Client, base: &str, from: usize, to: usiz
 
 /// `signalbox_event_stream_NAME_total` from /metrics.
 fn stream_metric(base: &str, name: &str) -> u64 {
-    let metrics = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let line = format!("signalbox_event_stream_{name}_total ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(line.as_str()))
-        .unwrap_or_else(|| panic!("no {line}in {metrics}"))
-        .parse()
-        .unwrap()
+    common::metric(
+        &client(),
+        base,
+        &format!("signalbox_event_stream_{name}_total"),
+    ) as u64
 }
 
 fn journal_decisions(dir: &std::path::Path) -> Vec<String> {
