@@ -116,6 +116,7 @@ impl Tally {
             outcomes: self.outcomes,
             within_sla: Tally::ratio(self.within_sla, self.outcomes),
             agreement_with_truth: Tally::ratio(self.judged_right, self.judged),
+            shadow_agreement: Tally::ratio(self.shadow_agreed, self.shadowed),
             cycle_p50_minutes: self.percentile(0.50),
             cycle_p95_minutes: self.percentile(0.95),
             flows_done: self.flows_done,
@@ -168,6 +169,10 @@ pub struct Summary {
     pub flows_failed: u64,
     pub flows_compensated: u64,
     pub utilisation: BTreeMap<String, f64>,
+    /// Where a shadow candidate decides beside the live policy: the share of
+    /// its decisions that proposed the live proposal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_agreement: Option<f64>,
 }
 
 /// Whole-run and per-hour tallies, hours counted from `start`.

@@ -25,15 +25,22 @@ fn run(dir: &Path, shadow: Option<&Path>) -> Value {
     common::json_of(args)
 }
 
-/// The report without what differs from one run to another anyway.
+/// The report without what differs from one run to another anyway, and
+/// without what the shadow adds (its agreement, wherever a summary has it).
 fn decisions_of(mut report: Value) -> Value {
-    for run in ["model", "baseline"] {
-        if let Some(r) = report[run].as_object_mut() {
-            r.remove("elapsed_seconds");
-            r.remove("data_dir");
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for key in ["elapsed_seconds", "data_dir", "shadow", "shadow_agreement"] {
+                    map.remove(key);
+                }
+                map.values_mut().for_each(strip);
+            }
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
         }
     }
-    report.as_object_mut().unwrap().remove("shadow");
+    strip(&mut report);
     report
 }
 

@@ -532,6 +532,21 @@ mod tests {
         }
     }
 
+    /// With a shadow candidate deciding beside the live policy, Overview
+    /// says how often it agrees; without one, it says nothing of it.
+    #[test]
+    fn overview_shows_the_shadows_agreement_when_there_is_one() {
+        let mut app = fixture::app();
+        app.view = View::Overview;
+        let without = screen_text(&mut app, 120, 40).unwrap();
+        assert!(!without.contains("shadow"), "{without}");
+        if let Some(status) = app.status.as_mut() {
+            status.total.shadow_agreement = Some(0.876);
+        }
+        let with = screen_text(&mut app, 120, 40).unwrap();
+        assert!(with.contains("shadow agrees with live 88%"), "{with}");
+    }
+
     #[test]
     fn overlays() {
         let mut app = fixture::app();

@@ -187,10 +187,19 @@ fn rates_and_services(frame: &mut Frame, row: Rect, app: &App, status: &Status) 
         };
         spans.push(Span::styled(format!("{mark} {} ", s.id), style));
     }
+    // A candidate deciding beside the live policy (`--shadow`) is named in
+    // the title, which the row's height never hides.
+    let title = match status.total.shadow_agreement {
+        Some(agreement) => format!(
+            "services · shadow agrees with live {}",
+            pct(Some(agreement))
+        ),
+        None => "services".to_string(),
+    };
     frame.render_widget(
         Paragraph::new(Line::from(spans))
             .wrap(ratatui::widgets::Wrap { trim: true })
-            .block(titled("services", theme)),
+            .block(titled(&title, theme)),
         health,
     );
 }
