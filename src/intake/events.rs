@@ -35,19 +35,17 @@ pub const HELD: usize = 16_384;
 
 /// One event as the stream sends it.
 #[derive(Debug)]
-pub struct Numbered {
-    pub id: u64,
-    /// The event's type: `decision`, `review_opened`, `flow`, ...
-    pub name: String,
+struct Numbered {
+    id: u64,
     /// The event as the stream's text (`id:`, `event:`, `data:` lines),
     /// made once for every client.
-    pub frame: Bytes,
+    frame: Bytes,
 }
 
-/// The frame of event `id`; JSON text has no raw newline, so one `data:`
-/// line carries it.
-fn frame(id: u64, name: &str, data: &str) -> String {
-    format!("id: {id}\nevent: {name}\ndata: {data}\n\n")
+/// Writes the frame of event `id`; JSON text has no raw newline, so one
+/// `data:` line carries it.
+fn frame(out: &mut impl std::fmt::Write, id: u64, name: &str, data: &str) -> std::fmt::Result {
+    write!(out, "id: {id}\nevent: {name}\ndata: {data}\n\n")
 }
 
 /// Events published together, as one text a client that keeps up is sent
@@ -62,29 +60,36 @@ struct Batch {
 }
 
 impl Batch {
-    /// Frames `(id, name, data)` into one text.
-    fn new(events: Vec<(u64, String, String)>) -> Batch {
+    /// The events' frames, written into one text (`None` if none could be).
+    fn new(events: Vec<(u64, EngineEvent)>) -> Option<Batch> {
         let mut text = BytesMut::new();
         let mut spans = Vec::with_capacity(events.len());
-        for (id, name, data) in events {
+        for (id, event) in events {
             let start = text.len();
-            text.extend_from_slice(frame(id, &name, &data).as_bytes());
-            spans.push((id, name, start..text.len()));
+            if write_event(&mut text, id, &event).is_none() {
+                // Not expected (every event serialises); said, not hidden.
+                text.truncate(start);
+                tracing::warn!(id, ?event, "an event could not be written for the stream");
+                continue;
+            }
+            spans.push((id, start..text.len()));
+        }
+        if spans.is_empty() {
+            return None;
         }
         let text = text.freeze();
         let events = spans
             .into_iter()
-            .map(|(id, name, span)| Numbered {
+            .map(|(id, span)| Numbered {
                 id,
-                name,
                 frame: text.slice(span),
             })
             .collect();
-        Batch {
+        Some(Batch {
             events,
             text,
             packed: OnceLock::new(),
-        }
+        })
     }
 
     /// The text as the client takes it.
@@ -241,16 +246,16 @@ fn split(json: &str) -> Option<(&str, &str)> {
     Some((name, rest.strip_suffix('}')?))
 }
 
-/// An event as the stream's name and data: as the engine serialises it,
-/// except that an opened review item names its decision and signal.
-fn wire(event: &EngineEvent) -> Option<(String, String)> {
+/// Writes an event's frame: its name and data as the engine serialises
+/// it, except that an opened review item names its decision and signal.
+fn write_event(text: &mut BytesMut, id: u64, event: &EngineEvent) -> Option<()> {
     if let EngineEvent::ReviewOpened(item) = event {
         let data = serde_json::to_string(&item.stored()).ok()?;
-        return Some(("review_opened".into(), data));
+        return frame(text, id, "review_opened", &data).ok();
     }
     let json = serde_json::to_string(event).ok()?;
     let (name, data) = split(&json)?;
-    Some((name.to_string(), data.to_string()))
+    frame(text, id, name, data).ok()
 }
 
 impl EventHub {
@@ -276,21 +281,10 @@ impl EventHub {
     /// Publishes numbered events: serialised here, on the caller's thread
     /// (the answerer's, not the engine's), once for every client.
     pub fn publish(&self, events: Vec<(u64, EngineEvent)>) {
-        let events: Vec<(u64, String, String)> = events
-            .into_iter()
-            .filter_map(|(id, event)| match wire(&event) {
-                Some((name, data)) => Some((id, name, data)),
-                None => {
-                    // Not expected (every event serialises); said, not hidden.
-                    tracing::warn!(id, ?event, "an event could not be written for the stream");
-                    None
-                }
-            })
-            .collect();
-        if events.is_empty() {
+        let Some(batch) = Batch::new(events) else {
             return;
-        }
-        let batch = Arc::new(Batch::new(events));
+        };
+        let batch = Arc::new(batch);
         let last = {
             let Ok(mut held) = self.held.lock() else {
                 return;
@@ -459,7 +453,9 @@ impl Follow {
                 "reason": "the events after your Last-Event-ID are no longer held: fetch GET /v1/state and follow on",
                 "last": last,
             });
-            frame(last, "reset", &data.to_string())
+            let mut text = String::new();
+            let _ = frame(&mut text, last, "reset", &data.to_string());
+            text
         };
         Bytes::from(text)
     }
