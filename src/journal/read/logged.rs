@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::{JournalError, decode, open_existing, rows};
@@ -82,21 +82,7 @@ pub fn chosen(
 /// (nothing executed) and record-only ones are not in it.
 pub fn logged(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Vec<Logged>, JournalError> {
     let (conn, path) = open_existing(dir)?;
-    // The action that settled each item sent to a person.
-    let answers: Vec<String> = rows(
-        &conn,
-        &path,
-        "SELECT body FROM audit WHERE kind = 'review' ORDER BY seq",
-        params![],
-        |r| r.get(0),
-    )?;
-    let mut settled: HashMap<String, ReviewAction> = HashMap::new();
-    for body in answers {
-        let action: ReviewAction = decode(&path, "review action", &body)?;
-        if action.action.is_final() {
-            settled.insert(action.decision_id.clone(), action);
-        }
-    }
+    let settled = settled(&conn, &path)?;
     type Row = (String, String, String, String, String, f64, bool);
     let decisions: Vec<Row> = rows(
         &conn,
@@ -130,22 +116,69 @@ pub fn logged(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Vec<Logged>, J
         if since.is_some_and(|s| time < s) {
             continue;
         }
-        let answer = settled.get(&id).map(|a| &a.action);
-        let Some((option, propensity, by)) = chosen(&mode, &proposal, propensity, answer) else {
-            continue;
+        let carried = Carried {
+            mode: &mode,
+            proposal: &proposal,
+            propensity,
+            explored,
         };
-        out.push(Logged {
-            decision_id: id,
+        if let Some(l) = carried.logged(id, class, time, &settled) {
+            out.push(l);
+        }
+    }
+    Ok(out)
+}
+
+/// The action that settled each item sent to a person, by decision id.
+fn settled(conn: &Connection, path: &Path) -> Result<HashMap<String, ReviewAction>, JournalError> {
+    let answers: Vec<String> = rows(
+        conn,
+        path,
+        "SELECT body FROM audit WHERE kind = 'review' ORDER BY seq",
+        params![],
+        |r| r.get(0),
+    )?;
+    let mut settled = HashMap::new();
+    for body in answers {
+        let action: ReviewAction = decode(path, "review action", &body)?;
+        if action.action.is_final() {
+            settled.insert(action.decision_id.clone(), action);
+        }
+    }
+    Ok(settled)
+}
+
+/// What a decision's record says of how it was taken.
+struct Carried<'a> {
+    mode: &'a str,
+    proposal: &'a str,
+    propensity: f64,
+    explored: bool,
+}
+
+impl Carried<'_> {
+    /// The decision as the logging policy carried it out, given the actions
+    /// that settled items (`None` while it waits, or if nothing ran).
+    fn logged(
+        &self,
+        decision_id: String,
+        class: String,
+        time: DateTime<Utc>,
+        settled: &HashMap<String, ReviewAction>,
+    ) -> Option<Logged> {
+        let answer = settled.get(&decision_id).map(|a| &a.action);
+        let (option, propensity, by) = chosen(self.mode, self.proposal, self.propensity, answer)?;
+        Some(Logged {
+            decision_id,
             class,
             time,
             option,
             propensity,
             by,
             deterministic: propensity >= 1.0,
-            explored: explored && by == ChosenBy::Model,
-        });
+            explored: self.explored && by == ChosenBy::Model,
+        })
     }
-    Ok(out)
 }
 
 /// A settled decision whole, as the logging policy carried it out, with
@@ -159,24 +192,13 @@ pub struct Replayable {
 }
 
 /// Every settled decision at or after `since` (as [`logged`] gives them),
-/// whole, with its outcome.
+/// whole, with its outcome: each decision read once, in full.
 pub fn replayable(
     dir: &Path,
     since: Option<DateTime<Utc>>,
 ) -> Result<Vec<Replayable>, JournalError> {
-    let logged = logged(dir, since)?;
     let (conn, path) = open_existing(dir)?;
-    let bodies: Vec<(String, String)> = rows(
-        &conn,
-        &path,
-        "SELECT ref_id, body FROM audit WHERE kind = 'decision' ORDER BY seq",
-        params![],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    let mut decisions = HashMap::with_capacity(bodies.len());
-    for (id, body) in bodies {
-        decisions.insert(id, body);
-    }
+    let settled = settled(&conn, &path)?;
     let outcomes: Vec<String> = rows(
         &conn,
         &path,
@@ -194,17 +216,33 @@ pub fn replayable(
             within.insert(id.to_string(), ok);
         }
     }
-    let mut out = Vec::with_capacity(logged.len());
-    for l in logged {
-        let Some(body) = decisions.get(&l.decision_id) else {
+    let bodies: Vec<String> = rows(
+        &conn,
+        &path,
+        "SELECT body FROM audit WHERE kind = 'decision' ORDER BY seq",
+        params![],
+        |r| r.get(0),
+    )?;
+    let mut out = Vec::new();
+    for body in bodies {
+        let decision: crate::decide::Decision = decode(&path, "decision", &body)?;
+        if since.is_some_and(|s| decision.time < s) {
+            continue;
+        }
+        let carried = Carried {
+            mode: decision.mode.as_str(),
+            proposal: &decision.proposal,
+            propensity: decision.propensity,
+            explored: decision.explored,
+        };
+        let (id, class) = (decision.id.clone(), decision.class.clone());
+        let Some(logged) = carried.logged(id, class, decision.time, &settled) else {
             continue;
         };
-        let decision: crate::decide::Decision = decode(&path, "decision", body)?;
-        let within_sla = within.get(&l.decision_id).copied();
         out.push(Replayable {
-            logged: l,
+            within_sla: within.get(&logged.decision_id).copied(),
+            logged,
             decision,
-            within_sla,
         });
     }
     Ok(out)
