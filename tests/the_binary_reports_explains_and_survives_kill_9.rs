@@ -3,10 +3,9 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_signalbox"))
@@ -35,18 +34,9 @@ fn headless_report_has_the_headline_figures_and_explain_reads_a_decision() {
         .iter()
         .find(|(_, _, mode)| mode != "record")
         .expect("some decision chose");
-    let out = bin()
-        .args(["explain", id])
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let args = ["explain", id, "--data-dir"].map(OsStr::new);
+    let out = common::succeeds(args.into_iter().chain([data.as_os_str()]));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         text.contains(&format!("decision {id}")) && text.contains("audit chain: verifies"),
         "{text}"
@@ -132,18 +122,8 @@ fn kill_9_mid_run_then_restart_loses_nothing() {
     assert!(before.signals > 0);
     assert!(before.chain_ok);
 
-    let out = bin()
-        .args(["check", "--json"])
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let after: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = ["check", "--json", "--data-dir"].map(OsStr::new);
+    let after = common::json_of(args.into_iter().chain([data.as_os_str()]));
     // Every acknowledged (journaled) signal is still there and decided.
     assert_eq!(after["signals"].as_i64(), Some(before.signals));
     assert_eq!(after["undecided_signals"].as_i64(), Some(0));

@@ -155,16 +155,7 @@ pub fn client() -> Client {
 
 /// `signalbox init DIR`: the starter deployment, written or the test fails.
 pub fn init(dir: &Path) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .arg("init")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds([std::ffi::OsStr::new("init"), dir.as_os_str()]);
 }
 
 /// `signalbox run --headless` for `duration` of seed `seed` at full speed,
@@ -182,16 +173,23 @@ pub fn headless(data: &Path, seed: u64, duration: &str) -> Value {
 
 /// What `signalbox ARGS` prints as JSON; it must succeed.
 pub fn json_of<'a>(args: impl IntoIterator<Item = &'a std::ffi::OsStr>) -> Value {
+    serde_json::from_slice(&succeeds(args).stdout).expect("the output is JSON")
+}
+
+/// `signalbox ARGS`, which must succeed (else the test fails with its
+/// arguments and what it said on stderr).
+pub fn succeeds<'a>(args: impl IntoIterator<Item = &'a std::ffi::OsStr>) -> std::process::Output {
+    let args: Vec<&std::ffi::OsStr> = args.into_iter().collect();
     let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
-        .args(args)
+        .args(&args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "signalbox {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("the output is JSON")
+    out
 }
 
 pub fn free_port() -> u16 {
