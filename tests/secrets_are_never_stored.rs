@@ -73,13 +73,20 @@ fn routing_keys_and_tokens_are_never_kept() {
         },
     );
     let decision = items["items"][0]["decision"].as_str().unwrap().to_string();
-    let explained = c
-        .get(format!("{}/v1/decisions/{decision}", s.base))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    // The queue answers between turns, before the turn's commit; the
+    // explanation is read from the journal, so it comes once that is done.
+    let explained = common::wait_for(
+        "the decision to be explainable",
+        std::time::Duration::from_secs(20),
+        || {
+            let r = c
+                .get(format!("{}/v1/decisions/{decision}", s.base))
+                .bearer_auth(TOKEN)
+                .send()
+                .unwrap();
+            (r.status() == 200).then(|| r.text().unwrap())
+        },
+    );
     assert!(!explained.contains(ROUTING_KEY), "{explained}");
     let v: Value = serde_json::from_str(&explained).unwrap();
     let data = &v["signal"]["data"];
