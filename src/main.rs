@@ -102,10 +102,18 @@ enum Command {
     Replay {
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// The candidate's model: `off` (rules alone, under the policies and
-        /// playbook that were live).
+        /// The candidate's model: `off` for rules alone; without it, the
+        /// model as it was (the scores each decision journaled).
         #[arg(long, value_parser = ["off"])]
-        model: String,
+        model: Option<String>,
+        /// The candidate's policies (default: the deployment's, or the
+        /// shipped ones).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The candidate's playbook (default: the deployment's, or the
+        /// shipped one).
+        #[arg(long)]
+        playbook: Option<PathBuf>,
         /// The deployment whose playbook the journal ran under (default: the
         /// shipped Northwind playbook, as `run` and `--demo` use).
         #[arg(long)]
@@ -461,12 +469,21 @@ fn main() -> ExitCode {
         }
         Some(Command::Replay {
             data_dir,
-            model: _,
+            model,
+            policy,
+            playbook,
             config,
             since,
             json,
-        }) => data_dir_or_default(&data_dir)
-            .and_then(|dir| replay_cmd(&dir, config.as_deref(), since, json)),
+        }) => data_dir_or_default(&data_dir).and_then(|dir| {
+            let candidate = cmd::journal::CandidateArgs {
+                config,
+                policy,
+                playbook,
+                rules_only: model.is_some(),
+            };
+            replay_cmd(&dir, &candidate, since, json)
+        }),
         Some(Command::Bench(args)) => signalbox::bench::run(&args).map_err(anyhow::Error::from),
         Some(Command::Quarantine(what)) => quarantine_cmd(what),
     };

@@ -2,26 +2,31 @@
 //! and an off-policy estimate says what its value would have been (the
 //! share of outcomes within SLA), held against the logged policy's.
 //!
-//! The candidate here is rules alone (`--model off`) under the policies and
-//! playbook that were live: a decision's record keeps what rules need —
-//! each option's `allowed` flag and the policy hits, whose effects name
-//! `force(X)` and `require_review(ROLE)` — so the rules' pick is remade
-//! exactly by the engine's own `pick`. (A changed policy file cannot be
-//! replayed from the record alone: policies read the services view and the
-//! recent changes, which a decision does not journal.)
+//! A candidate is a set of policies and a playbook, with the model as it
+//! was (the scores and evidence each decision journaled) or off (rules
+//! alone). Its policies are evaluated over the policy input each decision
+//! journaled (the `context` fields and the services' health) and the
+//! signal it decided, by the engine's own `Decider`. A decision journaled
+//! before it kept its policy input is replayed from the verdict its record
+//! keeps (the `allowed` flags and the hits' `force(X)` and
+//! `require_review(ROLE)` effects) when the candidate's policies are the
+//! live ones, and is skipped otherwise.
 //!
 //! Where the candidate would send an item to a person, the person's answer
 //! in the journal stands for what a person would have done; where it acts
-//! alone, it takes its pick with probability one.
+//! alone, it takes its pick, or explores as often as its policies say.
 
 use std::collections::{BTreeMap, HashMap};
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::decide::estimate::{Estimate, Estimator, Sample, estimate};
-use crate::decide::pick::Ranked;
-use crate::decide::policy::Verdict;
-use crate::decide::{Decision, Mode, Rules, choice_for};
+use crate::decide::model::Model;
+use crate::decide::pick::{Learner, Ranked};
+use crate::decide::policy::{PolicyHit, Verdict};
+use crate::decide::{Decider, Decision, Mode, Rules, choice_for};
 use crate::journal::read::{ChosenBy, Replayable};
 
 /// What the candidate does with one decision.
@@ -30,32 +35,110 @@ pub struct Redecided {
     pub proposal: String,
     pub mode: Mode,
     pub why: String,
+    /// The chance it explores instead of taking `proposal`, among `allowed`.
+    pub spread: f64,
+    pub allowed: Vec<String>,
+    pub hits: Vec<PolicyHit>,
+    pub threshold: f64,
 }
 
-/// Rules alone on a journaled decision, with the policy verdict its record
-/// keeps.
-pub fn rules_only(decision: &Decision, rules: &Rules) -> Redecided {
-    let effects = || decision.policy_hits.iter().flat_map(|h| h.effects.iter());
-    let verdict = Verdict {
-        require_review: effects().any(|e| e.starts_with("require_review(")),
-        forced: effects()
-            .find_map(|e| Some(e.strip_prefix("force(")?.strip_suffix(')')?.to_string())),
-        ..Verdict::default()
-    };
-    let choice = choice_for(&rules.playbook, &decision.signal_type);
-    let pick = Ranked {
-        options: &decision.options,
-        choice: &choice,
-        verdict: &verdict,
-        policy: &rules.policy,
-        threshold: decision.threshold,
+/// The model a candidate decides with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoring {
+    /// The model as it was: the scores and evidence each decision journaled.
+    Logged,
+    /// Off: rules alone.
+    Off,
+}
+
+/// A candidate: the rules it decides under and its model.
+pub struct Candidate {
+    pub name: String,
+    decider: Decider,
+    /// Its policies are the ones that were live: a record without policy
+    /// input is replayed from the verdict it keeps.
+    live_policy: bool,
+}
+
+impl Candidate {
+    pub fn new(name: String, rules: Rules, scoring: Scoring, live_policy: bool) -> Candidate {
+        let mut decider = Decider::new(
+            rules.playbook.clone(),
+            rules.steps.clone(),
+            rules.policy.clone(),
+            // Never consulted: scores come from the records.
+            Model::new(1),
+            scoring == Scoring::Logged,
+            0,
+        );
+        decider.replace_rules(rules);
+        Candidate {
+            name,
+            decider,
+            live_policy,
+        }
     }
-    .pick(None);
-    Redecided {
-        proposal: pick.proposal,
-        mode: pick.mode,
-        why: pick.why,
+
+    /// What it makes of one journaled decision; `None` where it cannot say
+    /// (see the module's note).
+    pub fn redecide(&mut self, r: &Replayable) -> Option<Redecided> {
+        let d = &r.decision;
+        if d.policy_input.is_none() {
+            return self.live_policy.then(|| self.by_the_record(d));
+        }
+        let again = self.decider.redecide(d, r.signal.as_ref()?)?;
+        Some(Redecided {
+            allowed: allowed(&again.options),
+            proposal: again.pick.proposal,
+            mode: again.pick.mode,
+            why: again.pick.why,
+            spread: again.pick.spread,
+            hits: again.hits,
+            threshold: again.threshold,
+        })
     }
+
+    /// A record without policy input, under the policies that were live:
+    /// the verdict its record keeps.
+    fn by_the_record(&self, d: &Decision) -> Redecided {
+        let effects = || d.policy_hits.iter().flat_map(|h| h.effects.iter());
+        let verdict = Verdict {
+            require_review: effects().any(|e| e.starts_with("require_review(")),
+            forced: effects()
+                .find_map(|e| Some(e.strip_prefix("force(")?.strip_suffix(')')?.to_string())),
+            ..Verdict::default()
+        };
+        let choice = choice_for(&self.decider.playbook, &d.signal_type);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let pick = Ranked {
+            options: &d.options,
+            choice: &choice,
+            verdict: &verdict,
+            policy: &self.decider.policy,
+            threshold: d.threshold,
+        }
+        .pick(self.decider.learning.then_some(Learner {
+            rng: &mut rng,
+            explore: false,
+        }));
+        Redecided {
+            proposal: pick.proposal,
+            mode: pick.mode,
+            why: pick.why,
+            spread: pick.spread,
+            allowed: allowed(&d.options),
+            hits: d.policy_hits.clone(),
+            threshold: d.threshold,
+        }
+    }
+}
+
+fn allowed(options: &[crate::decide::OptionScore]) -> Vec<String> {
+    options
+        .iter()
+        .filter(|o| o.allowed)
+        .map(|o| o.option.clone())
+        .collect()
 }
 
 /// One decision the candidate takes differently, for the report.
@@ -72,6 +155,9 @@ pub struct Change {
     pub candidate: String,
     pub candidate_mode: Mode,
     pub why: String,
+    /// As `explain` would show the two side by side: `-` the journal's,
+    /// `+` the candidate's.
+    pub diff: Vec<String>,
 }
 
 /// An estimate as the report gives it: no value and no interval when it is
@@ -108,6 +194,9 @@ pub struct Report {
     pub candidate: String,
     /// Settled decisions replayed.
     pub decisions: usize,
+    /// Settled decisions the candidate could not replay (see the module's
+    /// note).
+    pub skipped: usize,
     /// Of them, those the candidate takes differently (option or mode).
     pub changed: usize,
     pub changed_by_class: BTreeMap<String, usize>,
@@ -132,40 +221,188 @@ pub struct Report {
 /// Examples a report keeps.
 const EXAMPLES: usize = 10;
 
-/// Replays rules alone over `journal`, estimating with bootstrap `seed`.
-pub fn replay(journal: &[Replayable], rules: &Rules, seed: u64) -> Report {
-    let redecided: Vec<Redecided> = journal
-        .iter()
-        .map(|r| rules_only(&r.decision, rules))
-        .collect();
-    let samples = samples(journal, &redecided);
-    let logged_value = (!samples.is_empty())
-        .then(|| samples.iter().map(|s| s.reward).sum::<f64>() / samples.len() as f64);
-    let estimates: Vec<Reading> = [Estimator::Ips, Estimator::Snips, Estimator::Dr]
-        .into_iter()
-        .map(|e| estimate(e, &samples, seed).into())
-        .collect();
-    // The headline: doubly robust, the last.
-    let headline = estimates[estimates.len() - 1].clone();
-    let mut report = Report {
-        candidate: "rules only (--model off), the policies and playbook that were live".into(),
-        decisions: journal.len(),
-        changed: 0,
-        changed_by_class: BTreeMap::new(),
-        auto_to_review: 0,
-        review_to_auto: 0,
-        flips: BTreeMap::new(),
-        examples: Vec::new(),
-        with_outcome: samples.len(),
-        logged_value,
-        inconclusive: headline.inconclusive,
-        estimate: headline,
-        estimates,
-    };
-    for (r, c) in journal.iter().zip(&redecided) {
-        count_change(&mut report, r, c);
+/// A decision with an outcome, kept until the reward model is known.
+struct Pending {
+    reward: f64,
+    logged_propensity: f64,
+    target: f64,
+    supported: bool,
+    class: u32,
+    logged: u32,
+    /// What the candidate executes, with what chance.
+    executes: Vec<(u32, f64)>,
+}
+
+/// A replay under way: decisions are added one at a time, as the journal
+/// streams them, and `finish` estimates.
+pub struct Replay {
+    candidate: Candidate,
+    report: Report,
+    pending: Vec<Pending>,
+    /// Class and option names, numbered.
+    names: HashMap<String, u32>,
+    /// Within SLA and seen, per (class, option) executed.
+    tally: HashMap<(u32, u32), (f64, f64)>,
+}
+
+impl Replay {
+    pub fn new(candidate: Candidate) -> Replay {
+        let nothing = Reading {
+            estimator: Estimator::Dr,
+            value: None,
+            ci: None,
+            ess: 0.0,
+            support: 0.0,
+            max_weight: 0.0,
+            inconclusive: true,
+        };
+        Replay {
+            report: Report {
+                candidate: candidate.name.clone(),
+                decisions: 0,
+                skipped: 0,
+                changed: 0,
+                changed_by_class: BTreeMap::new(),
+                auto_to_review: 0,
+                review_to_auto: 0,
+                flips: BTreeMap::new(),
+                examples: Vec::new(),
+                with_outcome: 0,
+                logged_value: None,
+                estimate: nothing,
+                inconclusive: true,
+                estimates: Vec::new(),
+            },
+            candidate,
+            pending: Vec::new(),
+            names: HashMap::new(),
+            tally: HashMap::new(),
+        }
     }
-    report
+
+    fn name(&mut self, name: &str) -> u32 {
+        if let Some(&n) = self.names.get(name) {
+            return n;
+        }
+        let n = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.insert(name.to_string(), n);
+        n
+    }
+
+    /// Replays one journaled decision.
+    pub fn add(&mut self, r: &Replayable) {
+        let Some(c) = self.candidate.redecide(r) else {
+            self.report.skipped += 1;
+            return;
+        };
+        self.report.decisions += 1;
+        count_change(&mut self.report, r, &c);
+        let Some(ok) = r.within_sla else {
+            return;
+        };
+        let reward = f64::from(u8::from(ok));
+        let l = &r.logged;
+        let (class, logged) = (self.name(&r.decision.class), self.name(&l.option));
+        let t = self.tally.entry((class, logged)).or_default();
+        t.0 += reward;
+        t.1 += 1.0;
+        let executes = executes(r, &c);
+        let target = executes
+            .iter()
+            .find(|(o, _)| *o == l.option)
+            .map_or(0.0, |(_, p)| *p);
+        // Supported: what it most likely executes had a logged chance.
+        let likeliest = executes
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(l.option.as_str(), |(o, _)| o.as_str());
+        let supported = likeliest == l.option
+            || (!l.deterministic
+                && r.decision
+                    .options
+                    .iter()
+                    .any(|o| o.option == likeliest && o.allowed));
+        let executes = executes.iter().map(|(o, p)| (self.name(o), *p)).collect();
+        self.pending.push(Pending {
+            reward,
+            logged_propensity: l.propensity,
+            target,
+            supported,
+            class,
+            logged,
+            executes,
+        });
+    }
+
+    /// The report, with estimates bootstrapped with `seed`. The reward
+    /// model for DR is the share within SLA of each class and option in
+    /// the journal, smoothed towards one half where little is known.
+    pub fn finish(self, seed: u64) -> Report {
+        let Replay {
+            mut report,
+            pending,
+            tally,
+            ..
+        } = self;
+        let predicted = |class: u32, option: u32| {
+            let (within, n) = tally.get(&(class, option)).copied().unwrap_or_default();
+            (within + 0.5) / (n + 1.0)
+        };
+        let samples: Vec<Sample> = pending
+            .iter()
+            .map(|p| Sample {
+                logged_propensity: p.logged_propensity,
+                target: p.target,
+                supported: p.supported,
+                reward: p.reward,
+                predicted_logged: predicted(p.class, p.logged),
+                predicted_target: p
+                    .executes
+                    .iter()
+                    .map(|&(o, w)| w * predicted(p.class, o))
+                    .sum(),
+            })
+            .collect();
+        report.with_outcome = samples.len();
+        report.logged_value = (!samples.is_empty())
+            .then(|| samples.iter().map(|s| s.reward).sum::<f64>() / samples.len() as f64);
+        report.estimates = [Estimator::Ips, Estimator::Snips, Estimator::Dr]
+            .into_iter()
+            .map(|e| estimate(e, &samples, seed).into())
+            .collect();
+        // The headline: doubly robust, the last.
+        if let Some(headline) = report.estimates.last() {
+            report.inconclusive = headline.inconclusive;
+            report.estimate = headline.clone();
+        }
+        report
+    }
+}
+
+/// What the candidate executes for `r`, with what chance: where it asks a
+/// person who answered in the journal, that answer; otherwise its pick, or
+/// (as often as it explores) any option it allows.
+fn executes(r: &Replayable, c: &Redecided) -> Vec<(String, f64)> {
+    let l = &r.logged;
+    if c.mode == Mode::Review && matches!(l.by, ChosenBy::Person | ChosenBy::SafeDefault) {
+        return vec![(l.option.clone(), 1.0)];
+    }
+    let k = c.allowed.len();
+    if c.spread <= 0.0 || k < 2 {
+        return vec![(c.proposal.clone(), 1.0)];
+    }
+    let each = c.spread / k as f64;
+    c.allowed
+        .iter()
+        .map(|o| {
+            let p = if *o == c.proposal {
+                1.0 - c.spread + each
+            } else {
+                each
+            };
+            (o.clone(), p)
+        })
+        .collect()
 }
 
 /// Whether the candidate takes `r` differently, counted into the report.
@@ -173,6 +410,11 @@ fn count_change(report: &mut Report, r: &Replayable, c: &Redecided) {
     let d = &r.decision;
     let (was_review, is_review) = (d.mode == Mode::Review, c.mode == Mode::Review);
     if c.proposal == d.proposal && was_review == is_review {
+        return;
+    }
+    // Explored in the journal, and the candidate would explore it too: the
+    // same policy, another draw.
+    if d.explored && c.spread > 0.0 && c.mode == d.mode && c.allowed.contains(&d.proposal) {
         return;
     }
     report.changed += 1;
@@ -200,57 +442,45 @@ fn count_change(report: &mut Report, r: &Replayable, c: &Redecided) {
             candidate: c.proposal.clone(),
             candidate_mode: c.mode,
             why: c.why.clone(),
+            diff: diff(d, c),
         });
     }
 }
 
-/// One sample per decision with an outcome. The option the candidate
-/// executes is its pick, or (where it asks a person) the answer the
-/// journal holds from one; the reward model for DR is the share within SLA
-/// of each class and option in the journal.
-fn samples(journal: &[Replayable], redecided: &[Redecided]) -> Vec<Sample> {
-    let mut tally: HashMap<(&str, &str), (f64, f64)> = HashMap::new();
-    for r in journal {
-        if let Some(ok) = r.within_sla {
-            let t = tally
-                .entry((&r.decision.class, &r.logged.option))
-                .or_default();
-            t.0 += f64::from(u8::from(ok));
-            t.1 += 1.0;
+/// The journaled decision and the candidate's, line by line where they
+/// differ: proposal and mode, threshold, each option's allowance, and the
+/// policy hits.
+fn diff(d: &Decision, c: &Redecided) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pair = |what: &str, was: String, now: String| {
+        if was != now {
+            out.push(format!("- {what}: {was}"));
+            out.push(format!("+ {what}: {now}"));
         }
-    }
-    // Smoothed towards one half where little is known.
-    let predicted = |class: &str, option: &str| {
-        let (within, n) = tally.get(&(class, option)).copied().unwrap_or_default();
-        (within + 0.5) / (n + 1.0)
     };
-    journal
-        .iter()
-        .zip(redecided)
-        .filter_map(|(r, c)| {
-            let reward = f64::from(u8::from(r.within_sla?));
-            let l = &r.logged;
-            let person = matches!(l.by, ChosenBy::Person | ChosenBy::SafeDefault);
-            let executes = if c.mode == Mode::Review && person {
-                l.option.as_str()
-            } else {
-                c.proposal.as_str()
-            };
-            let allowed = r
-                .decision
-                .options
-                .iter()
-                .any(|o| o.option == executes && o.allowed);
-            Some(Sample {
-                logged_propensity: l.propensity,
-                target: f64::from(u8::from(l.option == executes)),
-                supported: l.option == executes || (!l.deterministic && allowed),
-                reward,
-                predicted_logged: predicted(&r.decision.class, &l.option),
-                predicted_target: predicted(&r.decision.class, executes),
-            })
-        })
-        .collect()
+    pair("proposal", d.proposal.clone(), c.proposal.clone());
+    pair("mode", d.mode.as_str().into(), c.mode.as_str().into());
+    pair("why", d.why.clone(), c.why.clone());
+    pair(
+        "threshold",
+        format!("{:.2}", d.threshold),
+        format!("{:.2}", c.threshold),
+    );
+    let was_allowed = allowed(&d.options);
+    pair("allowed", was_allowed.join(", "), c.allowed.join(", "));
+    let line =
+        |h: &PolicyHit| format!("policy {}: {} ({})", h.rule, h.effects.join(", "), h.reason);
+    let (was, now): (Vec<String>, Vec<String>) = (
+        d.policy_hits.iter().map(line).collect(),
+        c.hits.iter().map(line).collect(),
+    );
+    for h in was.iter().filter(|h| !now.contains(h)) {
+        out.push(format!("- {h}"));
+    }
+    for h in now.iter().filter(|h| !was.contains(h)) {
+        out.push(format!("+ {h}"));
+    }
+    out
 }
 
 /// The report as text.
@@ -264,6 +494,13 @@ pub fn render(r: &Report) -> String {
         "decisions replayed: {}; changed: {} (to a person: {}, acting alone instead: {})",
         r.decisions, r.changed, r.auto_to_review, r.review_to_auto
     );
+    if r.skipped > 0 {
+        let _ = writeln!(
+            out,
+            "not replayed: {} (journaled before decisions kept what policies read, or a play the candidate's playbook lacks)",
+            r.skipped
+        );
+    }
     for (class, n) in &r.changed_by_class {
         let _ = writeln!(out, "  {class}: {n} changed");
     }
@@ -292,6 +529,9 @@ pub fn render(r: &Report) -> String {
             e.candidate_mode.as_str(),
             e.why
         );
+        for line in &e.diff {
+            let _ = writeln!(out, "      {line}");
+        }
     }
     let logged = r.logged_value.map_or("no outcomes".into(), pct);
     let _ = writeln!(
@@ -354,15 +594,17 @@ mod tests {
     #[test]
     fn rules_alone_take_the_default_a_forced_option_or_ask_as_the_record_says() {
         let rules = crate::engine::Engine::shipped_rules(None).unwrap();
+        let candidate = Candidate::new("rules".into(), rules, Scoring::Off, true);
+        let rules_only = |d: &Decision| candidate.by_the_record(d);
         let d = order();
-        let plain = rules_only(&d, &rules);
+        let plain = rules_only(&d);
         assert_eq!(
             (plain.proposal.as_str(), plain.mode),
             ("standard_fulfillment", Mode::Rules)
         );
         let mut forced = order();
         forced.policy_hits = vec![hit(&["priority(urgent)", "force(expedite_fulfillment)"])];
-        let f = rules_only(&forced, &rules);
+        let f = rules_only(&forced);
         assert_eq!(
             (f.proposal.as_str(), f.mode),
             ("expedite_fulfillment", Mode::Forced)
@@ -370,7 +612,7 @@ mod tests {
         let mut reviewed = order();
         reviewed.policy_hits = vec![hit(&["require_review(lead)"])];
         reviewed.options[1].allowed = false;
-        let r = rules_only(&reviewed, &rules);
+        let r = rules_only(&reviewed);
         // The default forbidden: the first allowed option, for a person.
         assert_eq!(
             (r.proposal.as_str(), r.mode),

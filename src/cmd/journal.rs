@@ -140,30 +140,112 @@ pub(crate) fn release_cmd(how: Release, target: &QuarantineTarget) -> Result<()>
     Ok(())
 }
 
-/// `signalbox replay`: rules alone re-decide the journal's settled
-/// decisions, never acting; what changes, and the estimated value.
+/// What `signalbox replay` replays: rules from a deployment or the shipped
+/// ones, with a policy file or playbook of its own, and the model or not.
+pub(crate) struct CandidateArgs {
+    pub config: Option<std::path::PathBuf>,
+    pub policy: Option<std::path::PathBuf>,
+    pub playbook: Option<std::path::PathBuf>,
+    pub rules_only: bool,
+}
+
+impl CandidateArgs {
+    fn candidate(&self) -> Result<signalbox::replay::Candidate> {
+        use signalbox::decide::policy::PolicySet;
+        use signalbox::playbook::Playbook;
+        use signalbox::replay::{Candidate, Scoring};
+        let mut rules = match &self.config {
+            Some(deployment) => {
+                signalbox::deploy::Deployment::load(deployment)
+                    .map_err(|problems| anyhow::anyhow!("{problems}"))?
+                    .rules
+            }
+            None => signalbox::engine::Engine::shipped_rules(None)?,
+        };
+        let mut name = Vec::new();
+        if let Some(path) = &self.playbook {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the playbook {}", path.display()))?;
+            let origin = path.display().to_string();
+            rules.playbook = std::sync::Arc::new(Playbook::parse(&text, &origin, &rules.steps)?);
+            name.push(format!("playbook {origin}"));
+        }
+        if let Some(path) = &self.policy {
+            rules.policy = PolicySet::load(path, &rules.playbook)?;
+            name.push(format!(
+                "policies {} ({})",
+                path.display(),
+                rules.policy.version
+            ));
+        } else {
+            name.push(format!("the live policies ({})", rules.policy.version));
+        }
+        let scoring = if self.rules_only {
+            name.push("rules alone (--model off)".into());
+            Scoring::Off
+        } else {
+            name.push("the model as it was".into());
+            Scoring::Logged
+        };
+        Ok(Candidate::new(
+            name.join(", "),
+            rules,
+            scoring,
+            self.policy.is_none(),
+        ))
+    }
+}
+
+/// `signalbox replay`: a candidate re-decides the journal's settled
+/// decisions, never acting; what changes, and the estimated value. A
+/// progress bar on a terminal.
 pub(crate) fn replay_cmd(
     dir: &Path,
-    config: Option<&Path>,
+    candidate: &CandidateArgs,
     since: Option<chrono::DateTime<chrono::Utc>>,
     json: bool,
 ) -> Result<()> {
     use signalbox::replay;
-    let rules = match config {
-        Some(deployment) => {
-            signalbox::deploy::Deployment::load(deployment)
-                .map_err(|problems| anyhow::anyhow!("{problems}"))?
-                .rules
-        }
-        None => signalbox::engine::Engine::shipped_rules(None)?,
-    };
-    let journal = read::replayable(dir, since)
-        .with_context(|| format!("reading the journal in {}", dir.display()))?;
-    let report = replay::replay(&journal, &rules, 1);
+    use std::io::IsTerminal;
+    let mut replay = replay::Replay::new(candidate.candidate()?);
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "replaying {bar:40} {human_pos}/{human_len} decisions, {per_sec}, {eta} left",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let started = std::time::Instant::now();
+    let mut read = 0;
+    read::each_replayable(
+        dir,
+        since,
+        |done, total| {
+            read = done;
+            if let Some(bar) = &bar {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        },
+        |r| replay.add(&r),
+    )
+    .with_context(|| format!("reading the journal in {}", dir.display()))?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let report = replay.finish(1);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", replay::render(&report));
+        println!(
+            "read {read} decisions in {elapsed:.1} s ({:.0} decisions/s)",
+            read as f64 / elapsed.max(1e-9)
+        );
     }
     Ok(())
 }

@@ -66,6 +66,25 @@ pub struct OptionScore {
     pub allowed: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forbidden_by: Vec<String>,
+    /// The labelled examples the model had of the option (importance
+    /// weighted) when it scored it; none for rules alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<f64>,
+}
+
+/// What policies read for a decision besides the signal: the `context`
+/// variable's fields and the services' health. Journaled with the
+/// decision, so a candidate policy can be evaluated over it in replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyInput {
+    pub fields: Value,
+    pub services: Value,
+}
+
+impl PolicyInput {
+    pub fn view(&self) -> celval::ContextView<'_> {
+        celval::ContextView::new(&self.fields).with("services", &self.services)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +139,10 @@ pub struct Decision {
     /// What a shadow candidate beside the live policy chose (it never acts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowChoice>,
+    /// What policies read (none for a record-only decision, and in records
+    /// journaled before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_input: Option<PolicyInput>,
 }
 
 /// A shadow candidate's choice for a decision: its proposal and whether it
@@ -162,6 +185,23 @@ impl Choice<'_> {
     /// it, review it or forbid it.)
     pub fn record_only(&self) -> bool {
         self.options.len() == 1 && !self.unrecognised && self.records
+    }
+}
+
+impl<'a> Choice<'a> {
+    /// The per-order choice of a fan-out, with the SLA and review window
+    /// of the choice it branches from.
+    pub fn of_fanout(fanout: &'a crate::playbook::Fanout, like: &Choice<'a>) -> Choice<'a> {
+        Choice {
+            class: &fanout.class,
+            options: &fanout.options,
+            default: &fanout.default,
+            safe_default: &fanout.default,
+            sla: like.sla,
+            review_window: like.review_window,
+            unrecognised: false,
+            records: false,
+        }
     }
 }
 
@@ -230,6 +270,17 @@ struct Ruling {
     deadline: Option<Duration>,
     pick: pick::Pick,
     shadow: Option<ShadowChoice>,
+    input: Option<PolicyInput>,
+}
+
+/// A journaled decision as a candidate would take it (`Decider::redecide`).
+#[derive(Debug, Clone)]
+pub struct Redecision {
+    pub pick: pick::Pick,
+    pub threshold: f64,
+    pub hits: Vec<PolicyHit>,
+    /// As policy allows them, in the playbook's order.
+    pub options: Vec<OptionScore>,
 }
 
 /// Makes decisions; owns the model and the exploration randomness.
@@ -317,12 +368,19 @@ impl Decider {
         if choice.record_only() {
             return self.record(case);
         }
-        let policy_context = context.policy_view(case.signal, &case.snapshot);
+        let view = context.policy_view(case.signal, &case.snapshot);
+        let input = PolicyInput {
+            fields: view.fields,
+            services: view.services.clone(),
+        };
         self.build_option_views(choice.options);
-        let signal = celval::Json::signal(case.signal, case.subject);
-        let view = celval::ContextView::of(&policy_context);
+        let (kind, signal) = (
+            &case.signal.kind,
+            celval::Json::signal(case.signal, case.subject),
+        );
         let policy = Arc::clone(&self.policy);
-        let (verdict, options) = self.rank(&policy, &case, &signal, view);
+        let score = |name: &str| self.model_score(name, &case.features);
+        let (verdict, options) = self.rank(&policy, choice, (kind, &signal), input.view(), score);
         let threshold = policy.threshold(choice.class);
         let ranked = pick::Ranked {
             options: &options,
@@ -332,13 +390,14 @@ impl Decider {
             threshold,
         };
         let learner = self.learning.then_some(pick::Learner {
-            model: &self.model,
             rng: &mut self.rng,
             explore: true,
         });
         let pick = ranked.pick(learner);
         let shadow = self.shadow.clone().map(|candidate| {
-            let (verdict, options) = self.rank(&candidate, &case, &signal, view);
+            let score = |name: &str| self.model_score(name, &case.features);
+            let (verdict, options) =
+                self.rank(&candidate, choice, (kind, &signal), input.view(), score);
             let ranked = pick::Ranked {
                 options: &options,
                 choice,
@@ -348,7 +407,6 @@ impl Decider {
             };
             // Its best, without exploring: `rng` is left as it was.
             let learner = self.learning.then_some(pick::Learner {
-                model: &self.model,
                 rng: &mut self.rng,
                 explore: false,
             });
@@ -369,44 +427,112 @@ impl Decider {
             deadline: verdict.deadline,
             pick,
             shadow,
+            input: Some(input),
         };
         self.decision(case, ruling)
     }
 
-    /// What `policy` says of the case's options, and each option as the
-    /// model scores it and `policy` allows it.
+    /// An option's score by the model and the evidence behind it (none
+    /// while learning is off).
+    fn model_score(&self, name: &str, features: &[String]) -> (f64, Option<f64>) {
+        let score = self.model.predict(&self.model.indices(name, features));
+        (score, self.learning.then(|| self.model.evidence(name)))
+    }
+
+    /// What `policy` says of the choice's options, and each option as
+    /// `score` scores it and `policy` allows it.
     fn rank(
         &self,
         policy: &PolicySet,
-        case: &Case<'_>,
-        signal: &celval::Json,
+        choice: &Choice<'_>,
+        (kind, signal): (&str, &celval::Json),
         view: celval::ContextView<'_>,
+        score: impl Fn(&str) -> (f64, Option<f64>),
     ) -> (Verdict, Vec<OptionScore>) {
-        let views: Vec<&OptionView> = case
-            .choice
+        let views: Vec<&OptionView> = choice
             .options
             .iter()
             .filter_map(|name| self.option_views.get(name))
             .collect();
-        let verdict = policy.evaluate(&case.signal.kind, signal, view, &views);
-        let options = case
-            .choice
+        let verdict = policy.evaluate(kind, signal, view, &views);
+        let options = choice
             .options
             .iter()
             .map(|name| {
                 let forbidden_by = verdict.forbidden.get(name).cloned().unwrap_or_default();
-                let score = self
-                    .model
-                    .predict(&self.model.indices(name, &case.features));
+                let (score, evidence) = score(name);
                 OptionScore {
                     option: name.clone(),
                     score,
                     allowed: forbidden_by.is_empty(),
                     forbidden_by,
+                    evidence,
                 }
             })
             .collect();
         (verdict, options)
+    }
+
+    /// What this decider's policies and playbook would make of a journaled
+    /// decision, never acting and without exploring (`Pick::spread` says
+    /// how often it would): the verdict remade over the policy input the
+    /// record keeps, each option scored as the record says (or, with
+    /// learning off, by rules alone). `None` for a record that keeps no
+    /// policy input (journaled before it did) or whose play this playbook
+    /// no longer has.
+    pub fn redecide(&mut self, record: &Decision, signal: &Signal) -> Option<Redecision> {
+        let input = record.policy_input.as_ref()?;
+        let playbook = Arc::clone(&self.playbook);
+        let choice = match &record.parent {
+            // A branch of a fan-out: the per-order choice of its class.
+            Some(_) => {
+                let like = choice_for(&playbook, &record.signal_type);
+                let fanout = playbook
+                    .fanouts
+                    .values()
+                    .find(|f| f.class == record.class)?;
+                Choice::of_fanout(fanout, &like)
+            }
+            None => choice_for(&playbook, &record.signal_type),
+        };
+        self.build_option_views(choice.options);
+        let cel_signal = celval::Json::signal(signal, &record.subject);
+        let policy = Arc::clone(&self.policy);
+        let learning = self.learning;
+        let score = |name: &str| match record.score_of(name) {
+            Some(o) if learning => (o.score, o.evidence),
+            // An option the record did not score: nothing learned of it.
+            None if learning => (0.0, Some(0.0)),
+            _ => (0.0, None),
+        };
+        let (verdict, options) = self.rank(
+            &policy,
+            &choice,
+            (&signal.kind, &cel_signal),
+            input.view(),
+            score,
+        );
+        let pick = pick::Ranked {
+            options: &options,
+            choice: &choice,
+            verdict: &verdict,
+            policy: &policy,
+            threshold: policy.threshold(choice.class),
+        }
+        .pick(learning.then_some(pick::Learner {
+            rng: &mut self.rng,
+            explore: false,
+        }));
+        let mut pick = pick;
+        if record.parent.is_some() && pick.mode == Mode::Review {
+            pick.mode = self.branch_mode();
+        }
+        Some(Redecision {
+            pick,
+            threshold: policy.threshold(choice.class),
+            hits: verdict.hits,
+            options,
+        })
     }
 
     /// Each option's view for policies (it depends only on the catalogue:
@@ -421,6 +547,17 @@ impl Decider {
                 };
                 self.option_views.insert(name.clone(), view);
             }
+        }
+    }
+
+    /// How a fan-out branch that would have asked a person is taken: the
+    /// parent decision is the one a person reviews, so the branch takes its
+    /// best allowed option.
+    pub fn branch_mode(&self) -> Mode {
+        if self.learning {
+            Mode::Auto
+        } else {
+            Mode::Rules
         }
     }
 
@@ -445,6 +582,7 @@ impl Decider {
                 score: 1.0,
                 allowed: true,
                 forbidden_by: Vec::new(),
+                evidence: None,
             }],
             policy_hits: Vec::new(),
             policy_errors: Vec::new(),
@@ -453,6 +591,7 @@ impl Decider {
             priority: Priority::default(),
             deadline: None,
             shadow: None,
+            input: None,
             pick: pick::Pick {
                 proposal: option,
                 confidence: 1.0,
@@ -462,6 +601,7 @@ impl Decider {
                     .to_string(),
                 explored: false,
                 propensity: 1.0,
+                spread: 0.0,
             },
         };
         self.decision(case, ruling)
@@ -525,6 +665,7 @@ impl Decider {
             safe_default: choice.safe_default.to_string(),
             why: pick.why,
             shadow: ruling.shadow,
+            policy_input: ruling.input,
         }
     }
 

@@ -5,7 +5,6 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::model::Model;
 use super::policy::{PolicySet, Verdict};
 use super::{Choice, Mode, OptionScore};
 
@@ -20,6 +19,10 @@ pub struct Pick {
     pub explored: bool,
     /// The chance this pick had (below 1 where the engine explores).
     pub propensity: f64,
+    /// How often a pick like this one explores: the chance of taking an
+    /// allowed option at random instead of the best (0 where it never does:
+    /// forced, rules alone, for a person, or not confident).
+    pub spread: f64,
 }
 
 impl Pick {
@@ -32,6 +35,7 @@ impl Pick {
             why,
             explored: false,
             propensity: 1.0,
+            spread: 0.0,
         }
     }
 }
@@ -47,9 +51,9 @@ pub struct Ranked<'a> {
     pub threshold: f64,
 }
 
-/// The model and the randomness it explores with, for a learning engine.
+/// The randomness a learning engine explores with (the model's scores and
+/// evidence are in the options).
 pub struct Learner<'a> {
-    pub model: &'a Model,
     pub rng: &'a mut ChaCha8Rng,
     /// Explores as policy says; off for a shadow candidate, which gives its
     /// best (and leaves `rng` untouched).
@@ -170,18 +174,18 @@ impl Ranked<'_> {
         } else {
             1.0
         };
-        let evidence = learner.model.evidence(&self.options[best].option);
+        // A record journaled before options kept their evidence was acted
+        // on as it was: taken as seasoned.
+        let evidence = self.options[best].evidence.unwrap_or(f64::INFINITY);
         let seasoned = evidence >= policy.min_evidence;
         let confident = seasoned && best_score >= threshold && margin >= policy.min_margin;
         let (mut pick, mut explored, mut propensity) = (best, false, 1.0);
         // Explore only where the engine would act on its own anyway: an
         // item going to a person shows the model's best guess.
-        if learner.explore
-            && confident
-            && !verdict.require_review
-            && !choice.unrecognised
-            && allowed.len() > 1
-        {
+        let explorable =
+            confident && !verdict.require_review && !choice.unrecognised && allowed.len() > 1;
+        let spread = if explorable { policy.explore } else { 0.0 };
+        if learner.explore && explorable {
             let k = allowed.len() as f64;
             let epsilon = policy.explore;
             if learner.rng.random::<f64>() < epsilon {
@@ -236,6 +240,7 @@ impl Ranked<'_> {
             why,
             explored,
             propensity,
+            spread,
         }
     }
 }
@@ -260,6 +265,7 @@ mod tests {
             score,
             allowed,
             forbidden_by: if allowed { vec![] } else { vec!["rule".into()] },
+            evidence: None,
         }
     }
 
@@ -284,9 +290,18 @@ mod tests {
         options: &[OptionScore],
         choice: &Choice<'_>,
         verdict: &Verdict,
-        model: Option<&Model>,
+        evidence: Option<f64>,
     ) -> Pick {
         let policy = policy();
+        // Learning: every option with this much evidence.
+        let options: Vec<OptionScore> = options
+            .iter()
+            .map(|o| OptionScore {
+                evidence,
+                ..o.clone()
+            })
+            .collect();
+        let options = &options[..];
         let ranked = Ranked {
             options,
             choice,
@@ -295,21 +310,15 @@ mod tests {
             threshold: 0.7,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        ranked.pick(model.map(|model| Learner {
+        ranked.pick(evidence.map(|_| Learner {
             explore: true,
-            model,
             rng: &mut rng,
         }))
     }
 
-    /// A model that has seen enough of every option to act alone.
-    fn seasoned() -> Model {
-        let mut model = Model::new(12);
-        for name in names() {
-            model.note_example(&name, 1_000.0);
-        }
-        model
-    }
+    /// Enough labelled examples of every option to act alone, or none.
+    const SEASONED: Option<f64> = Some(1_000.0);
+    const COLD: Option<f64> = Some(0.0);
 
     #[test]
     fn every_option_forbidden_goes_to_a_person_with_the_safe_default() {
@@ -364,22 +373,15 @@ mod tests {
     fn the_model_acts_alone_only_when_seasoned_confident_and_clear() {
         let names = names();
         let options = [option("ship", 0.95, true), option("hold", 0.10, true)];
-        let cold = Model::new(12);
-        let p = pick_with(
-            &options,
-            &choice(&names, false),
-            &Verdict::default(),
-            Some(&cold),
-        );
+        let p = pick_with(&options, &choice(&names, false), &Verdict::default(), COLD);
         assert_eq!((p.proposal.as_str(), p.mode), ("ship", Mode::Review));
         assert!(p.why.contains("labelled examples"), "{}", p.why);
 
-        let model = seasoned();
         let p = pick_with(
             &options,
             &choice(&names, false),
             &Verdict::default(),
-            Some(&model),
+            SEASONED,
         );
         assert_eq!(p.mode, Mode::Auto, "{}", p.why);
         assert!(p.propensity < 1.0, "a confident pick may explore");
@@ -389,17 +391,12 @@ mod tests {
             &close,
             &choice(&names, false),
             &Verdict::default(),
-            Some(&model),
+            SEASONED,
         );
         assert_eq!((p.mode, p.propensity), (Mode::Review, 1.0), "{}", p.why);
 
         let low = [option("ship", 0.5, true), option("hold", 0.1, true)];
-        let p = pick_with(
-            &low,
-            &choice(&names, false),
-            &Verdict::default(),
-            Some(&model),
-        );
+        let p = pick_with(&low, &choice(&names, false), &Verdict::default(), SEASONED);
         assert_eq!(p.mode, Mode::Review, "{}", p.why);
     }
 
@@ -407,12 +404,7 @@ mod tests {
     fn ties_go_to_the_playbook_default() {
         let names = names();
         let options = [option("ship", 0.5, true), option("hold", 0.5, true)];
-        let p = pick_with(
-            &options,
-            &choice(&names, false),
-            &Verdict::default(),
-            Some(&Model::new(12)),
-        );
+        let p = pick_with(&options, &choice(&names, false), &Verdict::default(), COLD);
         assert_eq!(p.proposal, "hold");
         assert_eq!(p.margin, 0.0);
     }

@@ -43,16 +43,7 @@ impl Engine {
             .into_iter()
             .cloned()
             .collect();
-        let sub_choice = Choice {
-            class: &fanout.class,
-            options: &fanout.options,
-            default: &fanout.default,
-            safe_default: &fanout.default,
-            sla: choice.sla,
-            review_window: choice.review_window,
-            unrecognised: false,
-            records: false,
-        };
+        let sub_choice = Choice::of_fanout(fanout, choice);
         let mut branches = Vec::new();
         for order in orders {
             let mut snapshot = Snapshot::new();
@@ -91,11 +82,7 @@ impl Engine {
             if sub.mode == Mode::Review {
                 // The parent decision is the one a person reviews; a branch
                 // takes the best allowed option and says so.
-                sub.mode = if self.decider.learning {
-                    Mode::Auto
-                } else {
-                    Mode::Rules
-                };
+                sub.mode = self.decider.branch_mode();
                 sub.why = format!(
                     "fan-out branch of {}: best allowed option ({})",
                     decision.id, sub.why

@@ -182,49 +182,55 @@ impl Carried<'_> {
 }
 
 /// A settled decision whole, as the logging policy carried it out, with
-/// its outcome: within SLA or not, from the `outcome.recorded` signal that
-/// names it (`None` while none came).
+/// the signal it decided and its outcome: within SLA or not, from the
+/// `outcome.recorded` signal that names it (`None` while none came).
 #[derive(Debug, Clone)]
 pub struct Replayable {
     pub logged: Logged,
     pub decision: crate::decide::Decision,
+    /// `None` where the journal does not hold it (a decision journaled
+    /// before the audit kept its signal's source).
+    pub signal: Option<crate::signal::Signal>,
     pub within_sla: Option<bool>,
 }
 
-/// Every settled decision at or after `since` (as [`logged`] gives them),
-/// whole, with its outcome: each decision read once, in full.
-pub fn replayable(
+/// Calls `each` with every settled decision at or after `since` (as
+/// [`logged`] gives them), whole, in journal order, each read once; and
+/// `progress` with how many decisions were read of how many the journal
+/// holds, every 4,096. Nothing is held but the outcomes and the answers
+/// that settled items, so a journal of millions of decisions streams.
+pub fn each_replayable(
     dir: &Path,
     since: Option<DateTime<Utc>>,
-) -> Result<Vec<Replayable>, JournalError> {
+    mut progress: impl FnMut(u64, u64),
+    mut each: impl FnMut(Replayable),
+) -> Result<(), JournalError> {
     let (conn, path) = open_existing(dir)?;
     let settled = settled(&conn, &path)?;
-    let outcomes: Vec<String> = rows(
-        &conn,
-        &path,
-        "SELECT body FROM signals WHERE type = 'outcome.recorded' ORDER BY seq",
-        params![],
-        |r| r.get(0),
-    )?;
-    let mut within = HashMap::new();
-    for body in outcomes {
-        let signal: serde_json::Value = decode(&path, "outcome signal", &body)?;
-        let data = &signal["data"];
-        // An outcome without these was recorded and not learned from
-        // (the engine said so when it came): it measures nothing here.
-        if let (Some(id), Some(ok)) = (data["decision"].as_str(), data["within_sla"].as_bool()) {
-            within.insert(id.to_string(), ok);
+    let within = outcomes(&conn, &path)?;
+    let total: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM audit WHERE kind = 'decision'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(super::sql(&path))?;
+    let total = u64::try_from(total).unwrap_or(0);
+    let mut stmt = conn
+        .prepare(
+            "SELECT a.body, s.body FROM audit a
+             LEFT JOIN signals s ON s.id = a.signal_id AND s.source = a.signal_source
+             WHERE a.kind = 'decision' ORDER BY a.seq",
+        )
+        .map_err(super::sql(&path))?;
+    let mut rows = stmt.query([]).map_err(super::sql(&path))?;
+    let mut read = 0u64;
+    while let Some(row) = rows.next().map_err(super::sql(&path))? {
+        read += 1;
+        if read.is_multiple_of(4096) {
+            progress(read, total);
         }
-    }
-    let bodies: Vec<String> = rows(
-        &conn,
-        &path,
-        "SELECT body FROM audit WHERE kind = 'decision' ORDER BY seq",
-        params![],
-        |r| r.get(0),
-    )?;
-    let mut out = Vec::new();
-    for body in bodies {
+        let body: String = row.get(0).map_err(super::sql(&path))?;
         let decision: crate::decide::Decision = decode(&path, "decision", &body)?;
         if since.is_some_and(|s| decision.time < s) {
             continue;
@@ -239,13 +245,52 @@ pub fn replayable(
         let Some(logged) = carried.logged(id, class, decision.time, &settled) else {
             continue;
         };
-        out.push(Replayable {
+        let signal = match row.get::<_, Option<String>>(1).map_err(super::sql(&path))? {
+            Some(body) => Some(decode(&path, "signal", &body)?),
+            None => None,
+        };
+        each(Replayable {
             within_sla: within.get(&logged.decision_id).copied(),
             logged,
             decision,
+            signal,
         });
     }
+    progress(read, total);
+    Ok(())
+}
+
+/// Every settled decision at or after `since`, as [`each_replayable`]
+/// gives them, in a vector.
+pub fn replayable(
+    dir: &Path,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<Replayable>, JournalError> {
+    let mut out = Vec::new();
+    each_replayable(dir, since, |_, _| {}, |r| out.push(r))?;
     Ok(out)
+}
+
+/// Each decision's outcome, within SLA or not, by decision id.
+fn outcomes(conn: &Connection, path: &Path) -> Result<HashMap<String, bool>, JournalError> {
+    let outcomes: Vec<String> = rows(
+        conn,
+        path,
+        "SELECT body FROM signals WHERE type = 'outcome.recorded' ORDER BY seq",
+        params![],
+        |r| r.get(0),
+    )?;
+    let mut within = HashMap::new();
+    for body in outcomes {
+        let signal: serde_json::Value = decode(path, "outcome signal", &body)?;
+        let data = &signal["data"];
+        // An outcome without these was recorded and not learned from
+        // (the engine said so when it came): it measures nothing here.
+        if let (Some(id), Some(ok)) = (data["decision"].as_str(), data["within_sla"].as_bool()) {
+            within.insert(id.to_string(), ok);
+        }
+    }
+    Ok(within)
 }
 
 /// How a shadow candidate's choices compared: with what the live policy

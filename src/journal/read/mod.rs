@@ -17,7 +17,8 @@ mod logged;
 mod recover;
 
 pub use logged::{
-    ChosenBy, Logged, Replayable, ShadowAgreement, chosen, logged, replayable, shadow,
+    ChosenBy, Logged, Replayable, ShadowAgreement, chosen, each_replayable, logged, replayable,
+    shadow,
 };
 
 pub use explain::{Explanation, explain};
