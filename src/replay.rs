@@ -207,7 +207,8 @@ pub struct Report {
     pub flips: BTreeMap<String, usize>,
     /// Up to ten changed decisions.
     pub examples: Vec<Change>,
-    /// Decisions with an outcome: what the estimates are over.
+    /// Decisions with an outcome (fan-out branches are measured through
+    /// their parent's): what the estimates are over.
     pub with_outcome: usize,
     /// The logged policy's share of outcomes within SLA.
     pub logged_value: Option<f64>,
@@ -231,6 +232,8 @@ struct Pending {
     logged: u32,
     /// What the candidate executes, with what chance.
     executes: Vec<(u32, f64)>,
+    /// The candidate asks a person where the journal acted alone.
+    asks_anew: bool,
 }
 
 /// A replay under way: decisions are added one at a time, as the journal
@@ -243,6 +246,8 @@ pub struct Replay {
     names: HashMap<String, u32>,
     /// Within SLA and seen, per (class, option) executed.
     tally: HashMap<(u32, u32), (f64, f64)>,
+    /// The same, of the options people settled on.
+    by_people: HashMap<(u32, u32), (f64, f64)>,
 }
 
 impl Replay {
@@ -277,6 +282,7 @@ impl Replay {
             pending: Vec::new(),
             names: HashMap::new(),
             tally: HashMap::new(),
+            by_people: HashMap::new(),
         }
     }
 
@@ -297,15 +303,27 @@ impl Replay {
         };
         self.report.decisions += 1;
         count_change(&mut self.report, r, &c);
-        let Some(ok) = r.within_sla else {
+        // A fan-out branch's outcome is measured through its parent's, as
+        // the headless report measures: it is not a sample of its own.
+        let Some(ok) = r.within_sla.filter(|_| r.decision.parent.is_none()) else {
             return;
         };
         let reward = f64::from(u8::from(ok));
         let l = &r.logged;
         let (class, logged) = (self.name(&r.decision.class), self.name(&l.option));
-        let t = self.tally.entry((class, logged)).or_default();
-        t.0 += reward;
-        t.1 += 1.0;
+        let by_person = matches!(l.by, ChosenBy::Person | ChosenBy::SafeDefault);
+        for tally in [&mut self.tally]
+            .into_iter()
+            .chain(by_person.then_some(&mut self.by_people))
+        {
+            let t = tally.entry((class, logged)).or_default();
+            t.0 += reward;
+            t.1 += 1.0;
+        }
+        // Asking a person the journal never asked: what they would have
+        // chosen, and what the wait would have cost, are not in it. No
+        // support; DR takes what people's answers in the class came to.
+        let asks_anew = c.mode == Mode::Review && !by_person;
         let executes = executes(r, &c);
         let target = executes
             .iter()
@@ -316,12 +334,13 @@ impl Replay {
             .iter()
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map_or(l.option.as_str(), |(o, _)| o.as_str());
-        let supported = likeliest == l.option
-            || (!l.deterministic
-                && r.decision
-                    .options
-                    .iter()
-                    .any(|o| o.option == likeliest && o.allowed));
+        let logged_could = !l.deterministic
+            && r.decision
+                .options
+                .iter()
+                .any(|o| o.option == likeliest && o.allowed);
+        let supported = !asks_anew && (likeliest == l.option || logged_could);
+        let target = if asks_anew { 0.0 } else { target };
         let executes = executes.iter().map(|(o, p)| (self.name(o), *p)).collect();
         self.pending.push(Pending {
             reward,
@@ -331,23 +350,27 @@ impl Replay {
             class,
             logged,
             executes,
+            asks_anew,
         });
     }
 
     /// The report, with estimates bootstrapped with `seed`. The reward
     /// model for DR is the share within SLA of each class and option in
-    /// the journal, smoothed towards one half where little is known.
+    /// the journal (of people's answers, where the candidate asks anew),
+    /// smoothed towards one half where little is known.
     pub fn finish(self, seed: u64) -> Report {
         let Replay {
             mut report,
             pending,
             tally,
+            by_people,
             ..
         } = self;
-        let predicted = |class: u32, option: u32| {
+        let smoothed = |tally: &HashMap<(u32, u32), (f64, f64)>, class: u32, option: u32| {
             let (within, n) = tally.get(&(class, option)).copied().unwrap_or_default();
             (within + 0.5) / (n + 1.0)
         };
+        let predicted = |class, option| smoothed(&tally, class, option);
         let samples: Vec<Sample> = pending
             .iter()
             .map(|p| Sample {
@@ -359,7 +382,10 @@ impl Replay {
                 predicted_target: p
                     .executes
                     .iter()
-                    .map(|&(o, w)| w * predicted(p.class, o))
+                    .map(|&(o, w)| {
+                        let model = if p.asks_anew { &by_people } else { &tally };
+                        w * smoothed(model, p.class, o)
+                    })
                     .sum(),
             })
             .collect();

@@ -5,6 +5,10 @@
 //! are counted and, where the journal gives them too little support (a
 //! person's answer supports only itself; the model explores 5 % of the
 //! time), the replay says inconclusive and gives no number.
+//!
+//! A candidate policy file is evaluated over what each decision journaled
+//! that policies read: the live policy itself changes nothing, and one
+//! that forbids an option changes exactly the decisions that took it.
 
 mod common;
 
@@ -77,4 +81,78 @@ fn replay_counts_what_rules_alone_change_and_says_when_it_cannot_tell() {
         model["inconclusive"] == true,
         "{text}"
     );
+}
+
+fn replay_policy(dir: &Path, policy: &Path) -> Value {
+    let args = ["replay", "--json", "--data-dir"].map(OsStr::new);
+    let rest = [dir.as_os_str(), OsStr::new("--policy"), policy.as_os_str()];
+    common::json_of(args.into_iter().chain(rest))
+}
+
+#[test]
+fn a_candidate_policy_is_replayed_over_what_each_decision_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let measured = common::headless(&run, 2, "4h");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.toml");
+
+    // The live policy, replayed with the model as it was: nothing changes,
+    // and the estimate is the measured value.
+    let same = replay_policy(&run, &shipped);
+    assert_eq!(same["skipped"], 0, "{same}");
+    assert_eq!(same["changed"], 0, "{same}");
+    let within = measured["within_sla"].as_f64().unwrap();
+    let value = same["estimate"]["value"].as_f64().unwrap();
+    assert!(
+        (value - within).abs() < 0.01,
+        "{value} vs measured {within}"
+    );
+
+    // Forbidding an option everywhere: only orders change, each away from
+    // it (or acting alone once it no longer runs close), and each example
+    // says why.
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let forbid = dir.path().join("no-expedite.toml");
+    std::fs::write(
+        &forbid,
+        format!(
+            "{text}\n[[rule]]\nid = \"never-expedite\"\ntypes = [\"order.placed\"]\n\
+             when = \"true\"\nforbid = [\"expedite_fulfillment\"]\nreason = \"no expediting\"\n"
+        ),
+    )
+    .unwrap();
+    let candidate = replay_policy(&run, &forbid);
+    let flips = candidate["flips"].as_object().unwrap();
+    assert!(!flips.is_empty(), "{candidate}");
+    assert!(
+        flips
+            .keys()
+            .all(|f| f.starts_with("expedite_fulfillment → ")),
+        "{candidate}"
+    );
+    let examples = candidate["examples"].as_array().unwrap();
+    assert!(!examples.is_empty(), "{candidate}");
+    for e in examples {
+        let diff: Vec<&str> = e["diff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            diff.iter()
+                .any(|l| l.starts_with("+ policy never-expedite")),
+            "{e}"
+        );
+        // Away from the forbidden option, or (with it gone from the
+        // runner-ups) a clearer margin.
+        assert!(
+            diff.contains(&"- proposal: expedite_fulfillment") || diff.contains(&"- mode: review"),
+            "{e}"
+        );
+        assert_eq!(e["signal_type"], "order.placed", "{e}");
+    }
+    let headline = &candidate["estimate"];
+    assert_eq!(headline["estimator"], "dr");
+    assert!(headline["support"].as_f64().unwrap() > 0.0, "{headline}");
 }
