@@ -102,9 +102,11 @@ enum Command {
     Replay {
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// The candidate's model: `off` for rules alone; without it, the
+        /// The candidate's model: `off` for rules alone, or a checkpoint
+        /// file (JSON, as the journal's `checkpoints` table keeps one)
+        /// scoring each decision's journaled features; without it, the
         /// model as it was (the scores each decision journaled).
-        #[arg(long, value_parser = ["off"])]
+        #[arg(long)]
         model: Option<String>,
         /// The candidate's policies (default: the deployment's, or the
         /// shipped ones).
@@ -480,7 +482,7 @@ fn main() -> ExitCode {
                 config,
                 policy,
                 playbook,
-                rules_only: model.is_some(),
+                model,
             };
             replay_cmd(&dir, &candidate, since, json)
         }),

@@ -43,10 +43,12 @@ pub struct Redecided {
 }
 
 /// The model a candidate decides with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Scoring {
     /// The model as it was: the scores and evidence each decision journaled.
     Logged,
+    /// A checkpoint's model, scoring each decision's journaled features.
+    Checkpoint(Model),
     /// Off: rules alone.
     Off,
 }
@@ -58,17 +60,24 @@ pub struct Candidate {
     /// Its policies are the ones that were live: a record without policy
     /// input is replayed from the verdict it keeps.
     live_policy: bool,
+    /// Scores come from its own model, not the records.
+    rescore: bool,
 }
 
 impl Candidate {
     pub fn new(name: String, rules: Rules, scoring: Scoring, live_policy: bool) -> Candidate {
+        let learning = !matches!(scoring, Scoring::Off);
+        let (model, rescore) = match scoring {
+            Scoring::Checkpoint(model) => (model, true),
+            // Never consulted: scores come from the records.
+            Scoring::Logged | Scoring::Off => (Model::new(1), false),
+        };
         let mut decider = Decider::new(
             rules.playbook.clone(),
             rules.steps.clone(),
             rules.policy.clone(),
-            // Never consulted: scores come from the records.
-            Model::new(1),
-            scoring == Scoring::Logged,
+            model,
+            learning,
             0,
         );
         decider.replace_rules(rules);
@@ -76,6 +85,7 @@ impl Candidate {
             name,
             decider,
             live_policy,
+            rescore,
         }
     }
 
@@ -84,9 +94,10 @@ impl Candidate {
     pub fn redecide(&mut self, r: &Replayable) -> Option<Redecided> {
         let d = &r.decision;
         if d.policy_input.is_none() {
-            return self.live_policy.then(|| self.by_the_record(d));
+            let keeps = self.live_policy && !self.rescore;
+            return keeps.then(|| self.by_the_record(d));
         }
-        let again = self.decider.redecide(d, r.signal.as_ref()?)?;
+        let again = self.decider.redecide(d, r.signal.as_ref()?, self.rescore)?;
         Some(Redecided {
             allowed: allowed(&again.options),
             proposal: again.pick.proposal,

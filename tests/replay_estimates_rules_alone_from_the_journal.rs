@@ -8,7 +8,8 @@
 //!
 //! A candidate policy file is evaluated over what each decision journaled
 //! that policies read: the live policy itself changes nothing, and one
-//! that forbids an option changes exactly the decisions that took it.
+//! that forbids an option changes exactly the decisions that took it; a
+//! cold model checkpoint never acts alone.
 
 mod common;
 
@@ -155,4 +156,26 @@ fn a_candidate_policy_is_replayed_over_what_each_decision_read() {
     let headline = &candidate["estimate"];
     assert_eq!(headline["estimator"], "dr");
     assert!(headline["support"].as_f64().unwrap() > 0.0, "{headline}");
+
+    // A cold model checkpoint scoring the journaled features: it never has
+    // the evidence to act alone, so whatever the model acted on alone goes
+    // to a person, and nothing goes the other way.
+    let cold = dir.path().join("cold.json");
+    std::fs::write(&cold, r#"{"bits": 18, "updates": 0, "entries": []}"#).unwrap();
+    let args = ["replay", "--json", "--model"].map(OsStr::new);
+    let rest = [cold.as_os_str(), OsStr::new("--data-dir"), run.as_os_str()];
+    let replayed = common::json_of(args.into_iter().chain(rest));
+    assert_eq!(replayed["review_to_auto"], 0, "{replayed}");
+    assert!(
+        replayed["auto_to_review"].as_u64().unwrap() > 0,
+        "{replayed}"
+    );
+    assert!(
+        replayed["examples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["candidate_mode"] != "auto"),
+        "{replayed}"
+    );
 }

@@ -146,7 +146,8 @@ pub(crate) struct CandidateArgs {
     pub config: Option<std::path::PathBuf>,
     pub policy: Option<std::path::PathBuf>,
     pub playbook: Option<std::path::PathBuf>,
-    pub rules_only: bool,
+    /// `off`, a checkpoint file, or none (the model as it was).
+    pub model: Option<String>,
 }
 
 impl CandidateArgs {
@@ -180,12 +181,28 @@ impl CandidateArgs {
         } else {
             name.push(format!("the live policies ({})", rules.policy.version));
         }
-        let scoring = if self.rules_only {
-            name.push("rules alone (--model off)".into());
-            Scoring::Off
-        } else {
-            name.push("the model as it was".into());
-            Scoring::Logged
+        let scoring = match self.model.as_deref() {
+            Some("off") => {
+                name.push("rules alone (--model off)".into());
+                Scoring::Off
+            }
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the model checkpoint {path}"))?;
+                let checkpoint: signalbox::decide::model::Checkpoint = serde_json::from_str(&text)
+                    .with_context(|| format!("the model checkpoint {path}"))?;
+                let model = signalbox::decide::model::Model::restore(&checkpoint)
+                    .with_context(|| format!("the model checkpoint {path}"))?;
+                name.push(format!(
+                    "the model of checkpoint {path} ({} updates)",
+                    model.updates()
+                ));
+                Scoring::Checkpoint(model)
+            }
+            None => {
+                name.push("the model as it was".into());
+                Scoring::Logged
+            }
         };
         Ok(Candidate::new(
             name.join(", "),

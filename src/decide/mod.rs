@@ -476,11 +476,17 @@ impl Decider {
     /// What this decider's policies and playbook would make of a journaled
     /// decision, never acting and without exploring (`Pick::spread` says
     /// how often it would): the verdict remade over the policy input the
-    /// record keeps, each option scored as the record says (or, with
-    /// learning off, by rules alone). `None` for a record that keeps no
+    /// record keeps, each option scored as the record says, or by this
+    /// decider's model over the record's features (`rescore`), or, with
+    /// learning off, by rules alone. `None` for a record that keeps no
     /// policy input (journaled before it did) or whose play this playbook
     /// no longer has.
-    pub fn redecide(&mut self, record: &Decision, signal: &Signal) -> Option<Redecision> {
+    pub fn redecide(
+        &mut self,
+        record: &Decision,
+        signal: &Signal,
+        rescore: bool,
+    ) -> Option<Redecision> {
         let input = record.policy_input.as_ref()?;
         let playbook = Arc::clone(&self.playbook);
         let choice = match &record.parent {
@@ -500,6 +506,7 @@ impl Decider {
         let policy = Arc::clone(&self.policy);
         let learning = self.learning;
         let score = |name: &str| match record.score_of(name) {
+            _ if learning && rescore => self.model_score(name, &record.features),
             Some(o) if learning => (o.score, o.evidence),
             // An option the record did not score: nothing learned of it.
             None if learning => (0.0, Some(0.0)),
