@@ -27,7 +27,7 @@ use crate::decide::model::Model;
 use crate::decide::pick::{Learner, Ranked};
 use crate::decide::policy::{PolicyHit, Verdict};
 use crate::decide::{Decider, Decision, Mode, Rules, choice_for};
-use crate::journal::read::{ChosenBy, Replayable};
+use crate::journal::read::{ChosenBy, Logged, Replayable};
 
 /// What the candidate does with one decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -322,24 +322,23 @@ impl Replay {
         let reward = f64::from(u8::from(ok));
         let l = &r.logged;
         let (class, logged) = (self.name(&r.decision.class), self.name(&l.option));
-        let by_person = matches!(l.by, ChosenBy::Person | ChosenBy::SafeDefault);
-        for tally in [&mut self.tally]
-            .into_iter()
-            .chain(by_person.then_some(&mut self.by_people))
-        {
-            let t = tally.entry((class, logged)).or_default();
-            t.0 += reward;
-            t.1 += 1.0;
+        count(&mut self.tally, (class, logged), reward);
+        if asked(l) {
+            count(&mut self.by_people, (class, logged), reward);
         }
         // Asking a person the journal never asked: what they would have
         // chosen, and what the wait would have cost, are not in it. No
         // support; DR takes what people's answers in the class came to.
-        let asks_anew = c.mode == Mode::Review && !by_person;
+        let asks_anew = c.mode == Mode::Review && !asked(l);
         let executes = executes(r, &c);
-        let target = executes
-            .iter()
-            .find(|(o, _)| *o == l.option)
-            .map_or(0.0, |(_, p)| *p);
+        let target = if asks_anew {
+            0.0
+        } else {
+            executes
+                .iter()
+                .find(|(o, _)| *o == l.option)
+                .map_or(0.0, |(_, p)| *p)
+        };
         // Supported: what it most likely executes had a logged chance.
         let likeliest = executes
             .iter()
@@ -351,7 +350,6 @@ impl Replay {
                 .iter()
                 .any(|o| o.option == likeliest && o.allowed);
         let supported = !asks_anew && (likeliest == l.option || logged_could);
-        let target = if asks_anew { 0.0 } else { target };
         let executes = executes.iter().map(|(o, p)| (self.name(o), *p)).collect();
         self.pending.push(Pending {
             reward,
@@ -421,7 +419,7 @@ impl Replay {
 /// (as often as it explores) any option it allows.
 fn executes(r: &Replayable, c: &Redecided) -> Vec<(String, f64)> {
     let l = &r.logged;
-    if c.mode == Mode::Review && matches!(l.by, ChosenBy::Person | ChosenBy::SafeDefault) {
+    if c.mode == Mode::Review && asked(l) {
         return vec![(l.option.clone(), 1.0)];
     }
     let k = c.allowed.len();
@@ -440,6 +438,19 @@ fn executes(r: &Replayable, c: &Redecided) -> Vec<(String, f64)> {
             (o.clone(), p)
         })
         .collect()
+}
+
+/// The journal sent it to a person (who answered, or let the safe default
+/// stand).
+fn asked(l: &Logged) -> bool {
+    matches!(l.by, ChosenBy::Person | ChosenBy::SafeDefault)
+}
+
+/// One more outcome of `key`, within SLA or not, into `tally`.
+fn count(tally: &mut HashMap<(u32, u32), (f64, f64)>, key: (u32, u32), reward: f64) {
+    let t = tally.entry(key).or_default();
+    t.0 += reward;
+    t.1 += 1.0;
 }
 
 /// Whether the candidate takes `r` differently, counted into the report.

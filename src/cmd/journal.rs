@@ -236,20 +236,17 @@ pub(crate) fn replay_cmd(
         bar
     });
     let started = std::time::Instant::now();
-    let mut read = 0;
-    read::each_replayable(
-        dir,
-        since,
-        |done, total| {
-            read = done;
-            if let Some(bar) = &bar {
-                bar.set_length(total);
-                bar.set_position(done);
-            }
-        },
-        |r| replay.add(&r),
-    )
-    .with_context(|| format!("reading the journal in {}", dir.display()))?;
+    let mut show = |done, total| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let progress = bar
+        .is_some()
+        .then_some(&mut show as &mut dyn FnMut(u64, u64));
+    let read = read::each_replayable(dir, since, progress, |r| replay.add(&r))
+        .with_context(|| format!("reading the journal in {}", dir.display()))?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

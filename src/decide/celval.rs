@@ -155,11 +155,6 @@ impl<'a> ContextView<'a> {
         ContextView { base, extra: None }
     }
 
-    /// The store's view for one decision.
-    pub fn of(view: &'a crate::context::PolicyView<'_>) -> ContextView<'a> {
-        ContextView::new(&view.fields).with("services", view.services)
-    }
-
     /// The view with `key` read from `value` (in place of any `key` of the
     /// base).
     pub fn with(self, key: &'a str, value: &'a Value) -> ContextView<'a> {

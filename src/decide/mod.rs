@@ -505,12 +505,17 @@ impl Decider {
         let cel_signal = celval::Json::signal(signal, &record.subject);
         let policy = Arc::clone(&self.policy);
         let learning = self.learning;
-        let score = |name: &str| match record.score_of(name) {
-            _ if learning && rescore => self.model_score(name, &record.features),
-            Some(o) if learning => (o.score, o.evidence),
-            // An option the record did not score: nothing learned of it.
-            None if learning => (0.0, Some(0.0)),
-            _ => (0.0, None),
+        let score = |name: &str| {
+            if !learning {
+                (0.0, None)
+            } else if rescore {
+                self.model_score(name, &record.features)
+            } else {
+                // An option the record did not score: nothing learned of it.
+                record
+                    .score_of(name)
+                    .map_or((0.0, Some(0.0)), |o| (o.score, o.evidence))
+            }
         };
         let (verdict, options) = self.rank(
             &policy,
@@ -519,24 +524,24 @@ impl Decider {
             input.view(),
             score,
         );
-        let pick = pick::Ranked {
+        let threshold = policy.threshold(choice.class);
+        let mut pick = pick::Ranked {
             options: &options,
             choice: &choice,
             verdict: &verdict,
             policy: &policy,
-            threshold: policy.threshold(choice.class),
+            threshold,
         }
         .pick(learning.then_some(pick::Learner {
             rng: &mut self.rng,
             explore: false,
         }));
-        let mut pick = pick;
         if record.parent.is_some() && pick.mode == Mode::Review {
             pick.mode = self.branch_mode();
         }
         Some(Redecision {
             pick,
-            threshold: policy.threshold(choice.class),
+            threshold,
             hits: verdict.hits,
             options,
         })

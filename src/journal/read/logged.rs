@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{JournalError, decode, open_existing, rows};
+use super::{JournalError, decode, each_body, open_existing, rows};
 use crate::review::{Action, ReviewAction};
 
 /// What chose the executed option.
@@ -131,20 +131,15 @@ pub fn logged(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Vec<Logged>, J
 
 /// The action that settled each item sent to a person, by decision id.
 fn settled(conn: &Connection, path: &Path) -> Result<HashMap<String, ReviewAction>, JournalError> {
-    let answers: Vec<String> = rows(
-        conn,
-        path,
-        "SELECT body FROM audit WHERE kind = 'review' ORDER BY seq",
-        params![],
-        |r| r.get(0),
-    )?;
     let mut settled = HashMap::new();
-    for body in answers {
-        let action: ReviewAction = decode(path, "review action", &body)?;
+    let query = "SELECT body FROM audit WHERE kind = 'review' ORDER BY seq";
+    each_body(conn, path, query, |body| {
+        let action: ReviewAction = decode(path, "review action", body)?;
         if action.action.is_final() {
             settled.insert(action.decision_id.clone(), action);
         }
-    }
+        Ok(())
+    })?;
     Ok(settled)
 }
 
@@ -196,26 +191,33 @@ pub struct Replayable {
 
 /// Calls `each` with every settled decision at or after `since` (as
 /// [`logged`] gives them), whole, in journal order, each read once; and
-/// `progress` with how many decisions were read of how many the journal
-/// holds, every 4,096. Nothing is held but the outcomes and the answers
-/// that settled items, so a journal of millions of decisions streams.
+/// `progress`, if given, with how many decisions were read of how many the
+/// journal holds, every 4,096. Returns how many decisions were read.
+/// Nothing is held but the outcomes and the answers that settled items, so
+/// a journal of millions of decisions streams.
 pub fn each_replayable(
     dir: &Path,
     since: Option<DateTime<Utc>>,
-    mut progress: impl FnMut(u64, u64),
+    mut progress: Option<&mut dyn FnMut(u64, u64)>,
     mut each: impl FnMut(Replayable),
-) -> Result<(), JournalError> {
+) -> Result<u64, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let settled = settled(&conn, &path)?;
     let within = outcomes(&conn, &path)?;
-    let total: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM audit WHERE kind = 'decision'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(super::sql(&path))?;
-    let total = u64::try_from(total).unwrap_or(0);
+    // Counted (a pass over the audit) only for someone watching.
+    let total = match progress {
+        Some(_) => {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM audit WHERE kind = 'decision'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(super::sql(&path))?;
+            u64::try_from(n).unwrap_or(0)
+        }
+        None => 0,
+    };
     let mut stmt = conn
         .prepare(
             "SELECT a.body, s.body FROM audit a
@@ -227,7 +229,9 @@ pub fn each_replayable(
     let mut read = 0u64;
     while let Some(row) = rows.next().map_err(super::sql(&path))? {
         read += 1;
-        if read.is_multiple_of(4096) {
+        if read.is_multiple_of(4096)
+            && let Some(progress) = progress.as_mut()
+        {
             progress(read, total);
         }
         let body: String = row.get(0).map_err(super::sql(&path))?;
@@ -256,40 +260,26 @@ pub fn each_replayable(
             signal,
         });
     }
-    progress(read, total);
-    Ok(())
-}
-
-/// Every settled decision at or after `since`, as [`each_replayable`]
-/// gives them, in a vector.
-pub fn replayable(
-    dir: &Path,
-    since: Option<DateTime<Utc>>,
-) -> Result<Vec<Replayable>, JournalError> {
-    let mut out = Vec::new();
-    each_replayable(dir, since, |_, _| {}, |r| out.push(r))?;
-    Ok(out)
+    if let Some(progress) = progress.as_mut() {
+        progress(read, total);
+    }
+    Ok(read)
 }
 
 /// Each decision's outcome, within SLA or not, by decision id.
 fn outcomes(conn: &Connection, path: &Path) -> Result<HashMap<String, bool>, JournalError> {
-    let outcomes: Vec<String> = rows(
-        conn,
-        path,
-        "SELECT body FROM signals WHERE type = 'outcome.recorded' ORDER BY seq",
-        params![],
-        |r| r.get(0),
-    )?;
     let mut within = HashMap::new();
-    for body in outcomes {
-        let signal: serde_json::Value = decode(path, "outcome signal", &body)?;
+    let query = "SELECT body FROM signals WHERE type = 'outcome.recorded' ORDER BY seq";
+    each_body(conn, path, query, |body| {
+        let signal: serde_json::Value = decode(path, "outcome signal", body)?;
         let data = &signal["data"];
         // An outcome without these was recorded and not learned from
         // (the engine said so when it came): it measures nothing here.
         if let (Some(id), Some(ok)) = (data["decision"].as_str(), data["within_sla"].as_bool()) {
             within.insert(id.to_string(), ok);
         }
-    }
+        Ok(())
+    })?;
     Ok(within)
 }
 

@@ -17,8 +17,7 @@ mod logged;
 mod recover;
 
 pub use logged::{
-    ChosenBy, Logged, Replayable, ShadowAgreement, chosen, each_replayable, logged, replayable,
-    shadow,
+    ChosenBy, Logged, Replayable, ShadowAgreement, chosen, each_replayable, logged, shadow,
 };
 
 pub use explain::{Explanation, explain};
@@ -82,6 +81,26 @@ where
         .collect::<Result<Vec<T>, _>>()
         .map_err(sql(path))?;
     Ok(out)
+}
+
+/// Calls `each` with the one text column of every row `query` gives, as
+/// the rows come (none is held).
+fn each_body(
+    conn: &Connection,
+    path: &Path,
+    query: &str,
+    mut each: impl FnMut(&str) -> Result<(), JournalError>,
+) -> Result<(), JournalError> {
+    let mut stmt = conn.prepare(query).map_err(sql(path))?;
+    let mut rows = stmt.query([]).map_err(sql(path))?;
+    while let Some(row) = rows.next().map_err(sql(path))? {
+        let body = row
+            .get_ref(0)
+            .and_then(|v| Ok(v.as_str()?))
+            .map_err(sql(path))?;
+        each(body)?;
+    }
+    Ok(())
 }
 
 /// Counts that let an operator (or a test) check nothing was lost.
