@@ -73,6 +73,11 @@ struct ConsoleArgs {
     /// (the deployment's data directory, or --data-dir) is resumed.
     #[arg(long = "config")]
     config_dir: Option<PathBuf>,
+    /// A candidate policy file deciding beside the live policies, never
+    /// acting (shadow mode): Overview says how often it agrees, `:changes`
+    /// lists where it chose otherwise.
+    #[arg(long)]
+    shadow: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -419,6 +424,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         body_timeout,
         deployment,
         claim_expiry,
+        shadow: args.shadow.clone(),
     })
 }
 

@@ -67,6 +67,12 @@ pub struct Tally {
     /// the live proposal.
     pub shadowed: u64,
     pub shadow_agreed: u64,
+    /// Shadowed decisions a person answered with an option (approved or
+    /// overrode), and those where the candidate had proposed that option.
+    #[serde(default)]
+    pub shadow_answered: u64,
+    #[serde(default)]
+    pub shadow_people_agreed: u64,
 }
 
 impl Tally {
@@ -117,6 +123,7 @@ impl Tally {
             within_sla: Tally::ratio(self.within_sla, self.outcomes),
             agreement_with_truth: Tally::ratio(self.judged_right, self.judged),
             shadow_agreement: Tally::ratio(self.shadow_agreed, self.shadowed),
+            shadow_people_agreement: Tally::ratio(self.shadow_people_agreed, self.shadow_answered),
             cycle_p50_minutes: self.percentile(0.50),
             cycle_p95_minutes: self.percentile(0.95),
             flows_done: self.flows_done,
@@ -173,6 +180,10 @@ pub struct Summary {
     /// its decisions that proposed the live proposal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow_agreement: Option<f64>,
+    /// Of the shadowed decisions people answered with an option, the share
+    /// where the candidate had proposed the option they chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_people_agreement: Option<f64>,
 }
 
 /// Whole-run and per-hour tallies, hours counted from `start`.

@@ -31,7 +31,13 @@ fn decisions_of(mut report: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
             Value::Object(map) => {
-                for key in ["elapsed_seconds", "data_dir", "shadow", "shadow_agreement"] {
+                for key in [
+                    "elapsed_seconds",
+                    "data_dir",
+                    "shadow",
+                    "shadow_agreement",
+                    "shadow_people_agreement",
+                ] {
                     map.remove(key);
                 }
                 map.values_mut().for_each(strip);
@@ -73,6 +79,12 @@ fn a_shadow_changes_nothing_and_says_how_often_it_agreed() {
     let agreement = s["agreement"].as_f64().unwrap();
     assert!(agreement > 0.9 && agreement < 1.0, "{s}");
     assert!(s["with_people"].as_u64().unwrap() > 0, "{s}");
+    // The engine's own count of agreement with people (Overview, /metrics)
+    // is the journal's.
+    let people = with_same["model"]["total"]["shadow_people_agreement"]
+        .as_f64()
+        .unwrap();
+    assert!((people - s["people_agreement"].as_f64().unwrap()).abs() < 1e-9);
     let o = &with_other["shadow"];
     assert_eq!(o["decisions"], decisions, "{o}");
     assert!(o["agreement"].as_f64().unwrap() < agreement, "{o} vs {s}");

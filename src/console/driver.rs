@@ -48,6 +48,8 @@ pub struct DriverOptions {
     /// organization, the wall clock, people's steps as tasks.
     pub deployment: Option<Box<crate::deploy::Deployment>>,
     pub claim_expiry: Option<Duration>,
+    /// A candidate policy file deciding beside the live one (shadow mode).
+    pub shadow: Option<PathBuf>,
 }
 
 /// Signals decided from the intake log per turn (a turn every ~30 ms), at
@@ -115,6 +117,7 @@ fn drive(
     sim.set_colleagues(options.colleagues);
     let mut config = crate::sim::engine_config(&options.data_dir, options.seed);
     config.claim_expiry = options.claim_expiry;
+    config.shadow_policy_file = options.shadow.clone();
     let engine = Engine::open(config, world, start)?;
     let mut host = host_on(engine, options.intake.as_ref())?;
     if after > 0 {
@@ -194,6 +197,7 @@ fn drive_deployment(
     let mut config = crate::engine::EngineConfig::new(&options.data_dir, options.seed);
     config.rules = Some(deployment.rules.clone());
     config.claim_expiry = options.claim_expiry;
+    config.shadow_policy_file = options.shadow.clone();
     let world = deployment.organization.world.clone();
     let mut engine = Engine::open(config, world.clone(), chrono::Utc::now())?;
     engine.context.take_organization(world);

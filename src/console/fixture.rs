@@ -13,8 +13,8 @@ use super::app::{App, Message};
 use super::driver::{BreakerRow, ServiceRow, Status, TeamRow, Update};
 use super::keymap::Keymap;
 use super::theme::Theme;
-use crate::decide::Decision;
 use crate::decide::policy::{Priority, Role};
+use crate::decide::{Decision, Mode, ShadowChoice};
 use crate::engine::EngineEvent;
 use crate::flow::route::{Assignee, BreakerState};
 use crate::flow::{Flow, FlowState, Step, StepState};
@@ -217,7 +217,15 @@ pub fn app() -> App {
     for (i, kind, subject, mode, state) in orders {
         let s = Arc::new(signal(i, kind, subject, json!({"value": 100 * i})));
         let options = [("standard_fulfillment", 0.62), ("expedite", 0.41)];
-        let d = Arc::new(decision(i, &s, &options, mode, "operator"));
+        let mut d = decision(i, &s, &options, mode, "operator");
+        // A shadow candidate beside the live policy would have expedited
+        // the second order without asking.
+        d.shadow = Some(ShadowChoice {
+            proposal: if i == 2 { "expedite" } else { &d.proposal }.to_string(),
+            mode: if i == 2 { Mode::Auto } else { d.mode },
+            policy_version: "candidate".into(),
+        });
+        let d = Arc::new(d);
         events.push(EngineEvent::Signal {
             signal: Arc::clone(&s),
             duplicate: false,

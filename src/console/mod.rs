@@ -54,6 +54,8 @@ pub struct ConsoleOptions {
     pub deployment: Option<Box<crate::deploy::Deployment>>,
     /// How long a claim holds a review item (`[review] claim_expiry`).
     pub claim_expiry: Option<chrono::Duration>,
+    /// A candidate policy file deciding beside the live one (shadow mode).
+    pub shadow: Option<PathBuf>,
 }
 
 /// Frames are drawn at most this often.
@@ -144,6 +146,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             intake,
             deployment: options.deployment.clone(),
             claim_expiry: options.claim_expiry,
+            shadow: options.shadow.clone(),
         },
         handle.clone(),
         command_rx,
@@ -219,6 +222,7 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
         body_timeout: Duration::from_secs(1),
         deployment: None,
         claim_expiry: None,
+        shadow: None,
     };
     let (theme, keymap) = load_look(&look, &mut warnings);
     let remote = attach::Remote::new(&options.url, options.token.clone())?;

@@ -410,7 +410,9 @@ impl Decider {
                 rng: &mut self.rng,
                 explore: false,
             });
-            let pick = ranked.pick(learner);
+            let mut pick = ranked.pick(learner);
+            // A fan-out branch is taken as the engine takes the live one's.
+            self.as_branch(case.parent.is_some(), &mut pick);
             ShadowChoice {
                 proposal: pick.proposal,
                 mode: pick.mode,
@@ -536,9 +538,7 @@ impl Decider {
             rng: &mut self.rng,
             explore: false,
         }));
-        if record.parent.is_some() && pick.mode == Mode::Review {
-            pick.mode = self.branch_mode();
-        }
+        self.as_branch(record.parent.is_some(), &mut pick);
         Some(Redecision {
             pick,
             threshold,
@@ -570,6 +570,14 @@ impl Decider {
             Mode::Auto
         } else {
             Mode::Rules
+        }
+    }
+
+    /// A pick for a fan-out branch (`branch`) that would ask a person is
+    /// taken as `branch_mode` says.
+    fn as_branch(&self, branch: bool, pick: &mut pick::Pick) {
+        if branch && pick.mode == Mode::Review {
+            pick.mode = self.branch_mode();
         }
     }
 

@@ -139,6 +139,10 @@ pub struct Status {
     /// Decisions a shadow candidate also made, and those it agreed on.
     pub shadowed: u64,
     pub shadow_agreed: u64,
+    /// Shadowed decisions people answered with an option, and those where
+    /// the candidate had proposed it.
+    pub shadow_answered: u64,
+    pub shadow_people_agreed: u64,
     /// How long each journal commit took.
     pub journal_commits: Option<prometheus_client::metrics::histogram::Histogram>,
 }
@@ -608,6 +612,8 @@ pub fn status(engine: &Engine) -> Status {
         policy_errors: t.policy_errors,
         shadowed: t.shadowed,
         shadow_agreed: t.shadow_agreed,
+        shadow_answered: t.shadow_answered,
+        shadow_people_agreed: t.shadow_people_agreed,
         journal_commits: Some(engine.journal_commits()),
     }
 }

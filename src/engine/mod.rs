@@ -721,6 +721,18 @@ impl Engine {
             Action::Escalate => self.metrics.at(at, |t| t.escalations += 1),
             Action::Snooze { .. } | Action::Claim => {}
         }
+        let person_chose = match &record.action {
+            Action::Approve => Some(decision.proposal.as_str()),
+            Action::Override { option } => Some(option.as_str()),
+            _ => None,
+        };
+        if let (Some(shadow), Some(option)) = (&decision.shadow, person_chose) {
+            let agreed = u64::from(shadow.proposal == option);
+            self.metrics.at(at, |t| {
+                t.shadow_answered += 1;
+                t.shadow_people_agreed += agreed;
+            });
+        }
         self.learn_from_answer(&decision, &record.action, now);
         if let Some(option) = item.chosen().map(String::from) {
             let signal = Arc::clone(&item.signal);

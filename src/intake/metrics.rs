@@ -205,6 +205,14 @@ pub fn render(
             stats.shadow_agreed as f64 / stats.shadowed as f64,
         );
     }
+    if stats.shadow_answered > 0 {
+        gauge(
+            &mut r,
+            "signalbox_shadow_people_agreement",
+            "Share of shadowed decisions people answered where the candidate proposed their choice",
+            stats.shadow_people_agreed as f64 / stats.shadow_answered as f64,
+        );
+    }
     gauge(
         &mut r,
         "signalbox_review_queue_depth",

@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 use super::super::attach::{Link, LinkState};
 use super::super::driver::Update;
 use super::super::feed::{Pending, ReviewChange};
-use super::{App, AuditRow, FlowRow, MAX_DECISIONS, MAX_FLOWS, MAX_SIGNALS, SignalRow, View};
+use super::{
+    App, AuditRow, ChangeRow, FlowRow, MAX_CHANGES, MAX_DECISIONS, MAX_FLOWS, MAX_SIGNALS,
+    SignalRow, View,
+};
 use crate::decide::Decision;
 use crate::engine::EngineEvent;
 use crate::flow::Flow;
@@ -226,12 +229,19 @@ impl App {
                     true,
                 ));
             }
+            let answer = match item.chosen() {
+                Some(o) => format!("{} → {o}", action.action.name()),
+                None => action.action.name().to_string(),
+            };
+            if let Some(row) = self.changes.iter_mut().find(|c| c.id == item.decision.id) {
+                row.person = match item.chosen() {
+                    Some(o) => format!("{} → {o}", action.actor.name),
+                    None => format!("{}: {}", action.actor.name, action.action.name()),
+                };
+            }
             if let Some(row) = self.audit_row_mut(&item.decision.id) {
                 row.actor = action.actor.name.clone();
-                row.outcome = match item.chosen() {
-                    Some(o) => format!("{} → {o}", action.action.name()),
-                    None => action.action.name().to_string(),
-                };
+                row.outcome = answer;
             }
         }
         if let Some(old) = self.reviews.get(&item.id) {
@@ -280,6 +290,10 @@ impl App {
     }
 
     fn push_decision(&mut self, d: &Arc<Decision>) {
+        if let Some(change) = ChangeRow::of(d) {
+            self.changes.push_front(change);
+            self.changes.truncate(MAX_CHANGES);
+        }
         self.audit.push_front(AuditRow {
             id: d.id.clone(),
             time: d.time,

@@ -246,6 +246,12 @@ impl App {
                 });
                 Focus::Normal
             }
+            View::Changes => {
+                effects.push(Effect::Explain {
+                    decision_id: self.changes[i].id.clone(),
+                });
+                Focus::Normal
+            }
             View::Tasks => {
                 if let Some(task) = self.status.as_ref().and_then(|s| s.tasks.get(i)) {
                     effects.push(Effect::Explain {

@@ -56,6 +56,8 @@ pub struct App {
     /// is `audit_seq - 1`).
     audit_index: HashMap<String, u64>,
     audit_seq: u64,
+    /// Decisions where the shadow candidate chose otherwise, newest first.
+    pub changes: VecDeque<ChangeRow>,
     pub status: Option<Status>,
     pub tables: HashMap<View, TableState>,
     pub filters: HashMap<View, String>,
@@ -123,6 +125,7 @@ impl App {
             audit: VecDeque::with_capacity(MAX_DECISIONS + 1),
             audit_index: HashMap::with_capacity(MAX_DECISIONS + 1),
             audit_seq: 0,
+            changes: VecDeque::new(),
             status: None,
             tables: HashMap::new(),
             filters: HashMap::new(),

@@ -12,6 +12,8 @@ use crate::review::Action;
 
 pub const MAX_SIGNALS: usize = 50_000;
 pub const MAX_DECISIONS: usize = 50_000;
+/// Shadow disagreements kept for the changes view, newest first.
+pub const MAX_CHANGES: usize = 5_000;
 pub const MAX_FLOWS: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,6 +25,7 @@ pub enum View {
     Tasks,
     Health,
     Audit,
+    Changes,
 }
 
 /// Views with their names and aliases, for `:` and the crumb trail.
@@ -34,6 +37,7 @@ pub const VIEWS: &[(View, &str, &[&str])] = &[
     (View::Tasks, "tasks", &["t", "task", "todo", "work"]),
     (View::Health, "health", &["h", "services", "teams"]),
     (View::Audit, "audit", &["a", "decisions", "log"]),
+    (View::Changes, "changes", &["c", "ch", "shadow", "diff"]),
 ];
 
 impl View {
@@ -128,6 +132,45 @@ pub struct AuditRow {
     pub confidence: f64,
     pub actor: String,
     pub outcome: String,
+}
+
+/// A decision where the shadow candidate chose otherwise than the live
+/// policy: another option, or asking a person where the live one acted
+/// (or the reverse).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRow {
+    pub id: String,
+    pub time: DateTime<Utc>,
+    pub kind: String,
+    pub subject: String,
+    pub live_mode: String,
+    pub live: String,
+    pub shadow_mode: String,
+    pub shadow: String,
+    /// What a person answered, once one has.
+    pub person: String,
+}
+
+impl ChangeRow {
+    /// The row for a decision, if its shadow chose otherwise.
+    pub fn of(d: &crate::decide::Decision) -> Option<ChangeRow> {
+        let shadow = d.shadow.as_ref()?;
+        let asks = |m: crate::decide::Mode| m == crate::decide::Mode::Review;
+        if shadow.proposal == d.proposal && asks(shadow.mode) == asks(d.mode) {
+            return None;
+        }
+        Some(ChangeRow {
+            id: d.id.clone(),
+            time: d.time,
+            kind: d.signal_type.clone(),
+            subject: d.subject.clone(),
+            live_mode: d.mode.as_str().to_string(),
+            live: d.proposal.clone(),
+            shadow_mode: shadow.mode.as_str().to_string(),
+            shadow: shadow.proposal.clone(),
+            person: String::new(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

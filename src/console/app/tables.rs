@@ -74,6 +74,7 @@ impl App {
                 View::Flows => self.flow_rows.len(),
                 View::Review => self.review_order.len(),
                 View::Audit => self.audit.len(),
+                View::Changes => self.changes.len(),
                 View::Tasks => self.status.as_ref().map_or(0, |s| s.tasks.len()),
                 View::Health => self
                     .status
@@ -133,6 +134,12 @@ impl App {
                         &a.outcome,
                         &a.proposal,
                     ])
+                })
+                .collect(),
+            View::Changes => (0..self.changes.len())
+                .filter(|&i| {
+                    let c = &self.changes[i];
+                    matches(&[&c.id, &c.kind, &c.subject, &c.live, &c.shadow, &c.person])
                 })
                 .collect(),
             View::Tasks => self

@@ -3,6 +3,7 @@
 //! function here reads the state and draws; none changes anything.
 
 mod audit;
+mod changes;
 mod flows;
 mod health;
 mod overview;
@@ -60,6 +61,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         View::Tasks => tasks::draw(frame, body, app),
         View::Health => health::draw(frame, body, app),
         View::Audit => audit::draw(frame, body, app),
+        View::Changes => changes::draw(frame, body, app),
     }
     draw_status(frame, status, app);
     draw_keys(frame, keys, app);
@@ -542,9 +544,10 @@ mod tests {
         assert!(!without.contains("shadow"), "{without}");
         if let Some(status) = app.status.as_mut() {
             status.total.shadow_agreement = Some(0.876);
+            status.total.shadow_people_agreement = Some(0.7);
         }
         let with = screen_text(&mut app, 120, 40).unwrap();
-        assert!(with.contains("shadow agrees with live 88%"), "{with}");
+        assert!(with.contains("shadow: live 88% people 70%"), "{with}");
     }
 
     #[test]

@@ -188,11 +188,13 @@ fn rates_and_services(frame: &mut Frame, row: Rect, app: &App, status: &Status) 
         spans.push(Span::styled(format!("{mark} {} ", s.id), style));
     }
     // A candidate deciding beside the live policy (`--shadow`) is named in
-    // the title, which the row's height never hides.
+    // the title, which the row's height never hides: how often it agrees
+    // with the live policy, and with people where they answered.
     let title = match status.total.shadow_agreement {
         Some(agreement) => format!(
-            "services · shadow agrees with live {}",
-            pct(Some(agreement))
+            "services · shadow: live {} people {}",
+            pct(Some(agreement)),
+            pct(status.total.shadow_people_agreement)
         ),
         None => "services".to_string(),
     };
