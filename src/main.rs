@@ -248,6 +248,15 @@ struct RunArgs {
     /// never acting; the report's `shadow` says how often it agreed.
     #[arg(long)]
     shadow: Option<PathBuf>,
+    /// A drill: this far into the run (e.g. 3h) a corrupted checkpoint
+    /// replaces the model; the report's `model_breaker` says what the
+    /// breaker on the model made of it.
+    #[arg(long, value_parser = parse_span)]
+    corrupt_model_at: Option<chrono::Duration>,
+    /// With --corrupt-model-at: this far in, the model from before the
+    /// corruption is put back.
+    #[arg(long, value_parser = parse_span, requires = "corrupt_model_at")]
+    restore_model_at: Option<chrono::Duration>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -295,6 +304,8 @@ fn headless(args: &RunArgs) -> Result<()> {
         learning: true,
         policy_file: args.policy.clone(),
         shadow_file: args.shadow.clone(),
+        corrupt_model_at: args.corrupt_model_at,
+        restore_model_at: args.restore_model_at,
     };
     let model = run::run(&options).with_context(|| format!("model run in {}", dir.display()))?;
     let baseline_options = RunOptions {
@@ -309,6 +320,16 @@ fn headless(args: &RunArgs) -> Result<()> {
             .with_context(|| format!("baseline run in {}", baseline_options.data_dir.display()))?
     };
     let mut report = run::report(args.seed, args.duration, &model, &baseline);
+    let transitions = signalbox::journal::read::audit_entries(&dir, "model_breaker")
+        .with_context(|| format!("reading the model breaker's changes in {}", dir.display()))?;
+    report["model_breaker"] = serde_json::json!({
+        "trips": transitions.iter().filter(|t| t.ref_id == "open").count(),
+        "open_at_end": transitions.last().is_some_and(|t| t.ref_id == "open"),
+        "changes": transitions.iter().map(|t| serde_json::json!({
+            "time": t.time, "state": t.ref_id, "reason": t.body["state"]["reason"],
+            "readings": t.body["readings"],
+        })).collect::<Vec<_>>(),
+    });
     if args.shadow.is_some() {
         let shadow = signalbox::journal::read::shadow(&dir)
             .with_context(|| format!("reading the shadow's choices in {}", dir.display()))?;

@@ -123,6 +123,7 @@ fn status(dir: PathBuf) -> Status {
             failures: 5,
             trips: 1,
         }],
+        model_breaker: None,
         total: Summary {
             signals: 4,
             decisions: 4,

@@ -15,6 +15,7 @@ pub mod pick;
 
 pub mod policy;
 pub mod reads;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -297,6 +298,9 @@ pub struct Decider {
     pub rules_version: String,
     /// A candidate policy deciding beside the live one, never acting.
     pub shadow: Option<Arc<PolicySet>>,
+    /// The model's breaker is open (`watch`): decisions are the rules'
+    /// alone while the model goes on scoring and learning beside them.
+    pub model_held: bool,
 }
 
 /// What decisions are made under, besides the model: the playbook, the
@@ -331,6 +335,7 @@ impl Decider {
             option_views: std::collections::HashMap::new(),
             rules_version: String::new(),
             shadow: None,
+            model_held: false,
         }
     }
 
@@ -389,11 +394,15 @@ impl Decider {
             policy: &policy,
             threshold,
         };
-        let learner = self.learning.then_some(pick::Learner {
+        let held = self.learning && self.model_held;
+        let learner = (self.learning && !held).then_some(pick::Learner {
             rng: &mut self.rng,
             explore: true,
         });
-        let pick = ranked.pick(learner);
+        let mut pick = ranked.pick(learner);
+        if held {
+            pick.why = format!("model breaker open, {}", pick.why);
+        }
         let shadow = self.shadow.clone().map(|candidate| {
             let score = |name: &str| self.model_score(name, &case.features);
             let (verdict, options) =
@@ -706,6 +715,11 @@ impl Decider {
 
     /// Learns from one labelled example: `option` taken with `features` led to
     /// `label` (1 = within SLA / the right call, 0 = not).
+    /// The model's chance that `option` succeeds on these features.
+    pub fn predict(&self, option: &str, features: &[String]) -> f64 {
+        self.model.predict(&self.model.indices(option, features))
+    }
+
     pub fn learn(&mut self, option: &str, features: &[String], label: f64, importance: f64) {
         let indices = self.model.indices(option, features);
         self.model.update(&indices, label, importance);

@@ -143,6 +143,9 @@ pub struct Status {
     /// the candidate had proposed it.
     pub shadow_answered: u64,
     pub shadow_people_agreed: u64,
+    /// The breaker on the model: open now, and times it opened.
+    pub model_breaker_open: bool,
+    pub model_breaker_trips: u32,
     /// How long each journal commit took.
     pub journal_commits: Option<prometheus_client::metrics::histogram::Histogram>,
 }
@@ -614,6 +617,8 @@ pub fn status(engine: &Engine) -> Status {
         shadow_agreed: t.shadow_agreed,
         shadow_answered: t.shadow_answered,
         shadow_people_agreed: t.shadow_people_agreed,
+        model_breaker_open: engine.model_breaker().is_some_and(|b| b.open),
+        model_breaker_trips: engine.model_breaker().map_or(0, |b| b.trips),
         journal_commits: Some(engine.journal_commits()),
     }
 }

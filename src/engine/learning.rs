@@ -178,6 +178,7 @@ impl Engine {
         now: DateTime<Utc>,
     ) {
         if self.decider.learning {
+            self.watch_label(label.option, &features, label.value, label.weight, now);
             self.decider
                 .learn(label.option, &features, label.value, label.weight);
         }

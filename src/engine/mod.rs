@@ -19,6 +19,7 @@ pub mod quarantine;
 mod recover;
 pub mod reload;
 mod tasks;
+mod watch;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,8 @@ pub struct EngineConfig {
     pub breaker_cooldown: Option<Duration>,
     /// How long a claim holds a review item (`[review] claim_expiry`).
     pub claim_expiry: Option<Duration>,
+    /// Where the breaker on the model trips and closes.
+    pub model_watch: crate::decide::watch::WatchLimits,
 }
 
 impl EngineConfig {
@@ -125,6 +128,7 @@ impl EngineConfig {
             retry_base: None,
             claim_expiry: None,
             breaker_cooldown: None,
+            model_watch: Default::default(),
         }
     }
 
@@ -256,6 +260,8 @@ pub struct Engine {
     notices_dropped: u64,
     /// The last id given to a published event, as journaled.
     last_event_id: u64,
+    /// The breaker on the model (`engine::watch`).
+    watch: crate::decide::watch::ModelWatch,
 }
 
 impl Engine {
@@ -316,6 +322,7 @@ impl Engine {
             notices: VecDeque::new(),
             notices_dropped: 0,
             last_event_id: 0,
+            watch: crate::decide::watch::ModelWatch::new(config.model_watch.clone()),
         };
         engine.flows.webhooks = Webhooks::new(config.webhooks);
         if let Some(executor) = config.executor {
@@ -732,6 +739,12 @@ impl Engine {
                 t.shadow_answered += 1;
                 t.shadow_people_agreed += agreed;
             });
+        }
+        if let Some(option) = person_chose
+            && self.decider.learning
+        {
+            let option = option.to_string();
+            self.watch_answer(&decision, &option, now);
         }
         self.learn_from_answer(&decision, &record.action, now);
         if let Some(option) = item.chosen().map(String::from) {

@@ -55,6 +55,9 @@ pub struct Overview {
     pub services: Vec<ServiceRow>,
     pub teams: Vec<TeamRow>,
     pub breakers: Vec<BreakerRow>,
+    /// The breaker on the model, once it has opened.
+    #[serde(default)]
+    pub model_breaker: Option<crate::decide::watch::BreakerState>,
     pub total: Summary,
     pub hourly: Vec<Summary>,
     /// The same hours for the rules-only shadow run on the same stream.
@@ -129,6 +132,7 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
                 trips: b.trips,
             })
             .collect(),
+        model_breaker: engine.model_breaker().cloned(),
         total: engine.metrics.total.summary(),
         hourly: engine.metrics.hourly(),
         baseline_hourly: Vec::new(),

@@ -61,6 +61,9 @@ impl Engine {
             self.next_id = next;
         }
         self.intake_cursor = recovered.meta.get(INTAKE_CURSOR_KEY).cloned();
+        if let Some(state) = recovered.meta.get(super::watch::BREAKER_KEY) {
+            self.resume_breaker(state);
+        }
         self.last_event_id = recovered
             .meta
             .get(super::EVENT_ID_KEY)

@@ -205,6 +205,18 @@ pub fn render(
             stats.shadow_agreed as f64 / stats.shadowed as f64,
         );
     }
+    gauge(
+        &mut r,
+        "signalbox_model_breaker_open",
+        "1 while the breaker on the model is open (decisions by rules alone)",
+        f64::from(u8::from(stats.model_breaker_open)),
+    );
+    counter(
+        &mut r,
+        "signalbox_model_breaker_trips",
+        "Times the breaker on the model has opened",
+        u64::from(stats.model_breaker_trips),
+    );
     if stats.shadow_answered > 0 {
         gauge(
             &mut r,

@@ -30,6 +30,12 @@ pub struct RunOptions {
     pub policy_file: Option<PathBuf>,
     /// A candidate policy file deciding beside the live one (shadow mode).
     pub shadow_file: Option<PathBuf>,
+    /// A drill: this far into the run a corrupted checkpoint (every weight
+    /// of the model as it is then, turned the other way) is put in place of
+    /// the model, as a bad checkpoint would be.
+    pub corrupt_model_at: Option<Duration>,
+    /// And this far in, the model as it was before is put back.
+    pub restore_model_at: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,8 +72,16 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     let end = start + options.duration;
     let mut now = start;
     let mut pending_commit = None;
+    let mut drill = Drill {
+        corrupt_at: options.corrupt_model_at.map(|d| start + d),
+        restore_at: options.restore_model_at.map(|d| start + d),
+        kept: None,
+    };
     while now < end {
         now = (now + STEP).min(end);
+        if options.learning {
+            drill.step(&mut engine, now)?;
+        }
         sim.step(&mut engine, now);
         // Keep at most one batch in flight: the journal writes one while the
         // engine works on the next.
@@ -95,6 +109,46 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
         sim: sim.stats,
         metrics,
     })
+}
+
+/// The model drill: a corrupted checkpoint put in place, and later the
+/// model as it was before put back, both through `Engine::load_model` (so
+/// journaled like any replacement).
+struct Drill {
+    corrupt_at: Option<DateTime<Utc>>,
+    restore_at: Option<DateTime<Utc>>,
+    kept: Option<crate::decide::model::Checkpoint>,
+}
+
+impl Drill {
+    fn step(&mut self, engine: &mut Engine, now: DateTime<Utc>) -> Result<(), EngineError> {
+        let drill = crate::review::Actor::new("drill", crate::decide::policy::Role::System);
+        let bad = |e: crate::decide::model::CheckpointError| EngineError::Recovery {
+            dir: "the model drill".into(),
+            reason: e.to_string(),
+        };
+        if self.corrupt_at.is_some_and(|t| now >= t) {
+            self.corrupt_at = None;
+            let good = engine.model_checkpoint();
+            let mut corrupted = good.clone();
+            for entry in &mut corrupted.entries {
+                entry.1 = -entry.1;
+            }
+            engine
+                .load_model(&corrupted, &drill, "drill: a corrupted checkpoint", now)
+                .map_err(bad)?;
+            self.kept = Some(good);
+        }
+        if self.restore_at.is_some_and(|t| now >= t)
+            && let Some(good) = self.kept.take()
+        {
+            self.restore_at = None;
+            engine
+                .load_model(&good, &drill, "drill: the model before the corruption", now)
+                .map_err(bad)?;
+        }
+        Ok(())
+    }
 }
 
 /// Sleeps until the wall clock catches up with simulated time at `speed`.

@@ -50,23 +50,37 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(titled("services", theme)),
         services_area,
     );
-    let breakers: Vec<Row> = if status.breakers.is_empty() {
-        vec![Row::new(vec![
+    // The model's breaker first, once it has opened (it is not an
+    // executor: no failures in a row, its readings are in the journal).
+    let model = status.model_breaker.as_ref().map(|m| {
+        let state = if m.open { "open" } else { "closed" };
+        Row::new(vec![
+            Cell::from("model"),
+            Cell::from(state).style(state_style(theme, state)),
+            Cell::from(""),
+            Cell::from(m.trips.to_string()),
+        ])
+    });
+    let executors = status.breakers.iter().map(|b| {
+        Row::new(vec![
+            Cell::from(b.executor.clone()),
+            Cell::from(b.state.as_str()).style(state_style(theme, b.state.as_str())),
+            Cell::from(b.failures.to_string()),
+            Cell::from(b.trips.to_string()),
+        ])
+    });
+    let mut breakers: Vec<Row> = model.into_iter().chain(executors).collect();
+    if breakers.is_empty() {
+        breakers.push(Row::new(vec![
             Cell::from("no automation has run yet").style(theme.muted()),
-        ])]
-    } else {
-        status
-            .breakers
-            .iter()
-            .map(|b| {
-                Row::new(vec![
-                    Cell::from(b.executor.clone()),
-                    Cell::from(b.state.as_str()).style(state_style(theme, b.state.as_str())),
-                    Cell::from(b.failures.to_string()),
-                    Cell::from(b.trips.to_string()),
-                ])
-            })
-            .collect()
+        ]));
+    }
+    let breakers_title = match &status.model_breaker {
+        Some(m) if m.open => format!(
+            "circuit breakers · model open since {}: rules decide",
+            m.since.format("%H:%M")
+        ),
+        _ => "circuit breakers".to_string(),
     };
     frame.render_widget(
         Table::new(
@@ -79,7 +93,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             ],
         )
         .header(Row::new(vec!["executor", "breaker", "failures", "trips"]).style(theme.title()))
-        .block(titled("circuit breakers", theme)),
+        .block(titled(&breakers_title, theme)),
         breakers_area,
     );
     let teams: Vec<Row> = status

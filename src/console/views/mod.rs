@@ -111,8 +111,17 @@ pub fn draw(frame: &mut Frame, app: &App) {
 /// narrow, the left part is abbreviated step by step (`header_left`).
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
+    let held = app
+        .status
+        .as_ref()
+        .and_then(|s| s.model_breaker.as_ref())
+        .is_some_and(|b| b.open);
     let versions = app.status.as_ref().map(|s| {
-        let mut v = format!("model {} policy {}", s.model_version, s.policy_version);
+        let breaker = if held { " (breaker open)" } else { "" };
+        let mut v = format!(
+            "model {}{breaker} policy {}",
+            s.model_version, s.policy_version
+        );
         if !s.rules_version.is_empty() {
             v.push_str(&format!(" {}", s.rules_version));
         }
@@ -127,7 +136,8 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let [l, r] = Layout::horizontal([Constraint::Min(0), Constraint::Length(right)]).areas(area);
     frame.render_widget(Paragraph::new(Line::from(left)), l);
     if let Some(v) = versions {
-        frame.render_widget(Paragraph::new(Line::styled(v, theme.muted())), r);
+        let style = if held { theme.warn() } else { theme.muted() };
+        frame.render_widget(Paragraph::new(Line::styled(v, style)), r);
     }
 }
 
@@ -548,6 +558,31 @@ mod tests {
         }
         let with = screen_text(&mut app, 120, 40).unwrap();
         assert!(with.contains("shadow: live 88% people 70%"), "{with}");
+    }
+
+    /// An open breaker on the model is in the header on every view and
+    /// heads Health's breakers.
+    #[test]
+    fn an_open_model_breaker_shows_in_the_header_and_health() {
+        let mut app = fixture::app();
+        app.view = View::Health;
+        let closed = screen_text(&mut app, 120, 40).unwrap();
+        assert!(!closed.contains("breaker open"), "{closed}");
+        if let Some(status) = app.status.as_mut() {
+            status.model_breaker = Some(crate::decide::watch::BreakerState {
+                open: true,
+                since: crate::testkit::at(15),
+                reason: "the model is off".into(),
+                trips: 2,
+            });
+        }
+        let open = screen_text(&mut app, 120, 40).unwrap();
+        assert!(open.contains("(breaker open)"), "{open}");
+        assert!(
+            open.contains("model open since 10:15: rules decide"),
+            "{open}"
+        );
+        assert!(open.contains("│model"), "{open}");
     }
 
     #[test]

@@ -103,6 +103,29 @@ fn each_body(
     Ok(())
 }
 
+/// The audit chain's entries of one kind (`AuditEntry::kind`: `task`,
+/// `config`, `model`, `model_breaker`), oldest first.
+pub fn audit_entries(dir: &Path, kind: &str) -> Result<Vec<super::AuditEntry>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let bodies = rows(
+        &conn,
+        &path,
+        "SELECT body FROM audit WHERE kind = ?1 ORDER BY seq",
+        [kind],
+        |r| r.get::<_, String>(0),
+    )?;
+    bodies
+        .iter()
+        .map(|b| {
+            serde_json::from_str(b).map_err(|e| JournalError::Corrupt {
+                path: path.display().to_string(),
+                what: format!("{kind} entry"),
+                error: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Counts that let an operator (or a test) check nothing was lost.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Counts {
