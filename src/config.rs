@@ -128,7 +128,7 @@ fn json_format() -> String {
 }
 
 /// The events a receiver may ask for.
-pub const NOTIFY_EVENTS: [&str; 4] = ["escalation", "sla_breach", "quarantine", "breaker"];
+pub const NOTIFY_EVENTS: [&str; 5] = ["escalation", "sla_breach", "quarantine", "breaker", "ramp"];
 
 impl NotifyConfig {
     /// Whether it can be used; why not.

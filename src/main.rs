@@ -257,6 +257,15 @@ struct RunArgs {
     /// corruption is put back.
     #[arg(long, value_parser = parse_span, requires = "corrupt_model_at")]
     restore_model_at: Option<chrono::Duration>,
+    /// A guarded ramp file: its candidate policy takes a growing share of
+    /// decisions, step by step, gated on overrides, within-SLA and an
+    /// off-policy lower bound; the report's `ramp` says how it ended.
+    #[arg(long)]
+    ramp: Option<PathBuf>,
+    /// With --ramp: how far into the run it starts (the model has had time
+    /// to learn by then).
+    #[arg(long, value_parser = parse_span, default_value = "2h", requires = "ramp")]
+    ramp_at: chrono::Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -306,11 +315,13 @@ fn headless(args: &RunArgs) -> Result<()> {
         shadow_file: args.shadow.clone(),
         corrupt_model_at: args.corrupt_model_at,
         restore_model_at: args.restore_model_at,
+        ramp: args.ramp.clone().map(|file| (file, args.ramp_at)),
     };
     let model = run::run(&options).with_context(|| format!("model run in {}", dir.display()))?;
     let baseline_options = RunOptions {
         data_dir: dir.join("baseline"),
         learning: false,
+        ramp: None,
         ..options
     };
     let baseline = if args.no_baseline {
@@ -330,6 +341,9 @@ fn headless(args: &RunArgs) -> Result<()> {
             "readings": t.body["readings"],
         })).collect::<Vec<_>>(),
     });
+    if let Some(ramp) = &model.ramp {
+        report["ramp"] = run::ramp_report(ramp);
+    }
     if args.shadow.is_some() {
         let shadow = signalbox::journal::read::shadow(&dir)
             .with_context(|| format!("reading the shadow's choices in {}", dir.display()))?;

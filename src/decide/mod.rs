@@ -14,6 +14,7 @@ pub mod model;
 pub mod pick;
 
 pub mod policy;
+pub mod ramp;
 pub mod reads;
 pub mod watch;
 
@@ -140,6 +141,10 @@ pub struct Decision {
     /// What a shadow candidate beside the live policy chose (it never acts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowChoice>,
+    /// Taken during a guarded ramp: which arm took it and each policy's
+    /// chance of what it did (`propensity` is then their mixture).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<ramp::RampMark>,
     /// What policies read (none for a record-only decision, and in records
     /// journaled before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -272,6 +277,9 @@ struct Ruling {
     pick: pick::Pick,
     shadow: Option<ShadowChoice>,
     input: Option<PolicyInput>,
+    /// The policy that took it (the live one, or a ramp's candidate).
+    policy_version: String,
+    ramp: Option<ramp::RampMark>,
 }
 
 /// A journaled decision as a candidate would take it (`Decider::redecide`).
@@ -301,6 +309,20 @@ pub struct Decider {
     /// The model's breaker is open (`watch`): decisions are the rules'
     /// alone while the model goes on scoring and learning beside them.
     pub model_held: bool,
+    /// A candidate taking a share of the decisions (a guarded ramp).
+    pub ramp: Option<RampArm>,
+}
+
+/// A ramp's candidate and its coverage, as the engine sets them
+/// (`ramp::Ramp` keeps the rest).
+#[derive(Debug, Clone)]
+pub struct RampArm {
+    pub id: String,
+    pub step: usize,
+    pub coverage: f64,
+    /// Empty: every class.
+    pub classes: Vec<String>,
+    pub candidate: Arc<PolicySet>,
 }
 
 /// What decisions are made under, besides the model: the playbook, the
@@ -336,6 +358,7 @@ impl Decider {
             rules_version: String::new(),
             shadow: None,
             model_held: false,
+            ramp: None,
         }
     }
 
@@ -383,7 +406,16 @@ impl Decider {
             &case.signal.kind,
             celval::Json::signal(case.signal, case.subject),
         );
-        let policy = Arc::clone(&self.policy);
+        // A ramp's candidate takes the decisions of its arm.
+        let ramped = self
+            .ramp
+            .as_ref()
+            .filter(|r| ramp::covers(&r.classes, choice.class))
+            .map(|r| (r.clone(), ramp::arm_for(&r.id, &case.id, r.coverage)));
+        let policy = match &ramped {
+            Some((r, ramp::Arm::Candidate)) => Arc::clone(&r.candidate),
+            _ => Arc::clone(&self.policy),
+        };
         let score = |name: &str| self.model_score(name, &case.features);
         let (verdict, options) = self.rank(&policy, choice, (kind, &signal), input.view(), score);
         let threshold = policy.threshold(choice.class);
@@ -403,29 +435,50 @@ impl Decider {
         if held {
             pick.why = format!("model breaker open, {}", pick.why);
         }
+        let branch = case.parent.is_some();
+        let features = &case.features;
         let shadow = self.shadow.clone().map(|candidate| {
-            let score = |name: &str| self.model_score(name, &case.features);
-            let (verdict, options) =
-                self.rank(&candidate, choice, (kind, &signal), input.view(), score);
-            let ranked = pick::Ranked {
-                options: &options,
+            let (_, best) = self.best_pick(
+                &candidate,
                 choice,
-                verdict: &verdict,
-                policy: &candidate,
-                threshold: candidate.threshold(choice.class),
-            };
-            // Its best, without exploring: `rng` is left as it was.
-            let learner = self.learning.then_some(pick::Learner {
-                rng: &mut self.rng,
-                explore: false,
-            });
-            let mut pick = ranked.pick(learner);
-            // A fan-out branch is taken as the engine takes the live one's.
-            self.as_branch(case.parent.is_some(), &mut pick);
+                (kind, &signal),
+                input.view(),
+                features,
+                branch,
+            );
             ShadowChoice {
-                proposal: pick.proposal,
-                mode: pick.mode,
+                proposal: best.proposal,
+                mode: best.mode,
                 policy_version: candidate.version.clone(),
+            }
+        });
+        // The other arm's chance of what this one did.
+        let mark = ramped.map(|(r, arm)| {
+            let other = match arm {
+                ramp::Arm::Candidate => Arc::clone(&self.policy),
+                ramp::Arm::Live => Arc::clone(&r.candidate),
+            };
+            let (other_options, best) = self.best_pick(
+                &other,
+                choice,
+                (kind, &signal),
+                input.view(),
+                features,
+                branch,
+            );
+            let review = pick.mode == Mode::Review && !branch;
+            let theirs = ramp::chance(&best, &other_options, &pick.proposal, review);
+            let (candidate, live) = match arm {
+                ramp::Arm::Candidate => (pick.propensity, theirs),
+                ramp::Arm::Live => (theirs, pick.propensity),
+            };
+            ramp::RampMark {
+                ramp: r.id,
+                step: r.step,
+                arm,
+                coverage: r.coverage,
+                candidate,
+                live,
             }
         });
         let ruling = Ruling {
@@ -439,8 +492,40 @@ impl Decider {
             pick,
             shadow,
             input: Some(input),
+            policy_version: policy.version.clone(),
+            ramp: mark,
         };
         self.decision(case, ruling)
+    }
+
+    /// `policy`'s best pick for a case, without exploring (`rng` is left as
+    /// it was), with the options as it allows them; a fan-out branch's is
+    /// taken as the engine takes the live one's.
+    fn best_pick(
+        &mut self,
+        policy: &PolicySet,
+        choice: &Choice<'_>,
+        signal: (&str, &celval::Json),
+        view: celval::ContextView<'_>,
+        features: &[String],
+        branch: bool,
+    ) -> (Vec<OptionScore>, pick::Pick) {
+        let score = |name: &str| self.model_score(name, features);
+        let (verdict, options) = self.rank(policy, choice, signal, view, score);
+        let ranked = pick::Ranked {
+            options: &options,
+            choice,
+            verdict: &verdict,
+            policy,
+            threshold: policy.threshold(choice.class),
+        };
+        let learner = (self.learning && !self.model_held).then_some(pick::Learner {
+            rng: &mut self.rng,
+            explore: false,
+        });
+        let mut pick = ranked.pick(learner);
+        self.as_branch(branch, &mut pick);
+        (options, pick)
     }
 
     /// An option's score by the model and the evidence behind it (none
@@ -621,6 +706,8 @@ impl Decider {
             deadline: None,
             shadow: None,
             input: None,
+            policy_version: self.policy.version.clone(),
+            ramp: None,
             pick: pick::Pick {
                 proposal: option,
                 confidence: 1.0,
@@ -676,7 +763,7 @@ impl Decider {
             options: ruling.options,
             policy_hits: ruling.policy_hits,
             policy_errors: ruling.policy_errors,
-            policy_version: self.policy.version.clone(),
+            policy_version: ruling.policy_version,
             model_version: self.model_version(),
             rules_version: self.rules_version.clone(),
             proposal: pick.proposal,
@@ -685,7 +772,10 @@ impl Decider {
             threshold: ruling.threshold,
             contributions,
             explored: pick.explored,
-            propensity: pick.propensity,
+            propensity: ruling
+                .ramp
+                .as_ref()
+                .map_or(pick.propensity, ramp::RampMark::logged),
             mode: pick.mode,
             review_role: ruling.review_role,
             priority: ruling.priority,
@@ -694,6 +784,7 @@ impl Decider {
             safe_default: choice.safe_default.to_string(),
             why: pick.why,
             shadow: ruling.shadow,
+            ramp: ruling.ramp,
             policy_input: ruling.input,
         }
     }

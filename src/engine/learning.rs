@@ -62,6 +62,8 @@ pub(super) struct Awaiting {
     /// The flow's own result (label, when), used if no explicit outcome
     /// arrives within `OUTCOME_HORIZON` of it.
     flow_label: Option<(f64, DateTime<Utc>)>,
+    /// Taken during a guarded ramp: its outcome is a reading of the ramp.
+    ramp: Option<crate::decide::ramp::RampMark>,
 }
 
 impl Engine {
@@ -74,6 +76,7 @@ impl Engine {
                 features: decision.features.clone(),
                 since: now,
                 flow_label: None,
+                ramp: decision.ramp.clone(),
             },
         );
         self.emit(EngineEvent::Settled {
@@ -115,6 +118,9 @@ impl Engine {
                 t.within_sla += u64::from(within);
             });
         }
+        if let Some(mark) = &awaiting.ramp {
+            self.ramp_outcome(mark, within, now);
+        }
         let label = if within { 1.0 } else { 0.0 };
         let label = Label::new(&awaiting.option, label, 1.0, "outcome");
         self.feedback(&decision_id, awaiting.features.clone(), label, now);
@@ -143,6 +149,7 @@ impl Engine {
             features: decision.features,
             since: decision.time,
             flow_label: None,
+            ramp: decision.ramp,
         })
     }
 

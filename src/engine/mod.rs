@@ -16,6 +16,7 @@ mod learning;
 pub mod notices;
 pub mod overview;
 pub mod quarantine;
+pub mod ramp;
 mod recover;
 pub mod reload;
 mod tasks;
@@ -61,6 +62,8 @@ pub enum EngineError {
     Quarantine(#[from] quarantine::QuarantineError),
     #[error(transparent)]
     Task(#[from] crate::flow::TaskError),
+    #[error(transparent)]
+    Ramp(#[from] ramp::RampRefused),
     /// Done, but the journal commit that was to hold it failed.
     #[error("not durable: the journal commit failed ({0})")]
     NotDurable(String),
@@ -262,6 +265,8 @@ pub struct Engine {
     last_event_id: u64,
     /// The breaker on the model (`engine::watch`).
     watch: crate::decide::watch::ModelWatch,
+    /// The guarded ramp in progress, or the last one (`engine::ramp`).
+    ramp: Option<ramp::Ramping>,
 }
 
 impl Engine {
@@ -323,6 +328,7 @@ impl Engine {
             notices_dropped: 0,
             last_event_id: 0,
             watch: crate::decide::watch::ModelWatch::new(config.model_watch.clone()),
+            ramp: None,
         };
         engine.flows.webhooks = Webhooks::new(config.webhooks);
         if let Some(executor) = config.executor {
@@ -629,6 +635,7 @@ impl Engine {
                 t.shadow_agreed += agreed;
             }
         });
+        self.ramp_decided(&decision);
         self.pending.push(Record::Decision(Arc::clone(&decision)));
         self.emit(EngineEvent::Decision(Arc::clone(&decision)));
         if mode == Mode::Record {
@@ -739,6 +746,9 @@ impl Engine {
                 t.shadow_answered += 1;
                 t.shadow_people_agreed += agreed;
             });
+        }
+        if let Some(option) = person_chose {
+            self.ramp_answered(&decision, option != decision.proposal);
         }
         if let Some(option) = person_chose
             && self.decider.learning

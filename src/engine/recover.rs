@@ -64,6 +64,9 @@ impl Engine {
         if let Some(state) = recovered.meta.get(super::watch::BREAKER_KEY) {
             self.resume_breaker(state);
         }
+        if let Some(state) = recovered.meta.get(super::ramp::RAMP_KEY) {
+            self.resume_ramp(state, now);
+        }
         self.last_event_id = recovered
             .meta
             .get(super::EVENT_ID_KEY)

@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub corrupt_model_at: Option<Duration>,
     /// And this far in, the model as it was before is put back.
     pub restore_model_at: Option<Duration>,
+    /// A guarded ramp (its file) started this far into the run.
+    pub ramp: Option<(PathBuf, Duration)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +50,9 @@ pub struct RunResult {
     pub sim: SimStats,
     #[serde(skip)]
     pub metrics: Metrics,
+    /// The ramp as it ended, if one ran.
+    #[serde(skip)]
+    pub ramp: Option<crate::decide::ramp::RampState>,
 }
 
 /// Runs the simulator through a fresh engine in `options.data_dir`.
@@ -69,6 +74,14 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     config.policy_file = options.policy_file.clone();
     config.shadow_policy_file = options.shadow_file.clone();
     let mut engine = Engine::open(config, world, start)?;
+    let mut ramp = match &options.ramp {
+        Some((file, at)) => Some((
+            crate::decide::ramp::RampPlan::load(file, engine.playbook())
+                .map_err(crate::engine::ramp::RampRefused::from)?,
+            start + *at,
+        )),
+        None => None,
+    };
     let end = start + options.duration;
     let mut now = start;
     let mut pending_commit = None;
@@ -81,6 +94,11 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
         now = (now + STEP).min(end);
         if options.learning {
             drill.step(&mut engine, now)?;
+        }
+        if let Some((plan, _)) = ramp.take_if(|(_, at)| now >= *at) {
+            let headless =
+                crate::review::Actor::new("headless run", crate::decide::policy::Role::Lead);
+            engine.start_ramp(&plan, &headless, now)?;
         }
         sim.step(&mut engine, now);
         // Keep at most one batch in flight: the journal writes one while the
@@ -96,6 +114,7 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     }
     let model_version = engine.model_version();
     let policy_version = engine.policy().version.clone();
+    let ramp = engine.ramp().cloned();
     let mut metrics = engine.close()?;
     // The last tick lands on the end instant, which opens an hour of its own.
     let hours = (options.duration.num_seconds() as f64 / 3600.0).ceil() as usize;
@@ -108,6 +127,7 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
         policy_version,
         sim: sim.stats,
         metrics,
+        ramp,
     })
 }
 
@@ -149,6 +169,44 @@ impl Drill {
         }
         Ok(())
     }
+}
+
+/// The report's `ramp`: its outcome (`promoted`, `rolled_back`, `paused`,
+/// or `running` when the run ended first), and each step as it ended with
+/// its gate readings.
+pub fn ramp_report(state: &crate::decide::ramp::RampState) -> Value {
+    let steps: Vec<Value> = state
+        .history
+        .iter()
+        .map(|h| {
+            let r = &h.reading;
+            json!({
+                "step": h.step,
+                "coverage": h.coverage,
+                "time": h.time,
+                "then": h.then,
+                "by": h.by,
+                "verdict": r.verdict,
+                "difference": r.difference,
+                "ci": r.ci,
+                "outcomes": r.tally.samples,
+                "differing": r.tally.differing,
+                "candidate": r.tally.candidate,
+                "live": r.tally.live,
+                "gates": r.gates,
+            })
+        })
+        .collect();
+    json!({
+        "id": state.id,
+        "outcome": state.status.as_str(),
+        "candidate": state.candidate_version,
+        "live": state.live_version,
+        "classes": state.classes,
+        "coverage": state.coverage(),
+        "reason": state.reason,
+        "steps": steps,
+    })
 }
 
 /// Sleeps until the wall clock catches up with simulated time at `speed`.
