@@ -78,6 +78,11 @@ struct ConsoleArgs {
     /// lists where it chose otherwise.
     #[arg(long)]
     shadow: Option<PathBuf>,
+    /// A guarded ramp file: its candidate policy takes a growing share of
+    /// decisions, gated step by step (`:changes` shows it; a lead answers
+    /// a pause with `:ramp advance|extend|rollback`).
+    #[arg(long)]
+    ramp: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -180,6 +185,11 @@ enum Command {
         /// agreement in /metrics.
         #[arg(long)]
         shadow: Option<PathBuf>,
+        /// A guarded ramp file, started unless that candidate has already
+        /// ramped here (`GET /v1/ramp`; a lead calls a paused one with
+        /// `POST /v1/ramp/advance|extend|rollback`).
+        #[arg(long)]
+        ramp: Option<PathBuf>,
     },
     /// Signals the engine could not decide: list them, retry one, or drop it.
     #[command(subcommand)]
@@ -460,6 +470,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         deployment,
         claim_expiry,
         shadow: args.shadow.clone(),
+        ramp: args.ramp.clone(),
     })
 }
 
@@ -476,13 +487,17 @@ fn main() -> ExitCode {
             body_limit,
             sources,
             shadow,
+            ramp,
         }) => {
             let what = match (config_dir, demo) {
                 (Some(dir), _) => Some(cmd::serve::Runs::Deployment(dir)),
                 (None, true) => Some(cmd::serve::Runs::Demo),
                 (None, false) => None,
             };
-            cmd::serve::serve(what, listen, data_dir, tokens, body_limit, sources, shadow)
+            let candidates = cmd::serve::Candidates { shadow, ramp };
+            cmd::serve::serve(
+                what, listen, data_dir, tokens, body_limit, sources, candidates,
+            )
         }
         Some(Command::Init { dir }) => cmd::deploy::init(&dir),
         Some(Command::Attach {

@@ -138,6 +138,13 @@ fn spawn_sources(paths: Vec<String>, engine: &signalbox::engine::host::Handle) -
     Ok(())
 }
 
+/// Candidate policies beside the live one: deciding in the shadow, or
+/// ramping (`--shadow`, `--ramp`).
+pub(crate) struct Candidates {
+    pub shadow: Option<PathBuf>,
+    pub ramp: Option<PathBuf>,
+}
+
 // Over 80 lines: the start and the ordered shutdown of serve's parts read together.
 
 pub(crate) fn serve(
@@ -147,7 +154,7 @@ pub(crate) fn serve(
     tokens: Vec<String>,
     body_limit: usize,
     sources: Vec<String>,
-    shadow: Option<PathBuf>,
+    candidates: Candidates,
 ) -> Result<()> {
     use signalbox::intake::{self, AppState, service};
     let Some(runs) = runs else {
@@ -170,7 +177,8 @@ pub(crate) fn serve(
     engine_config.retry_base = settings.retry_base;
     engine_config.breaker_cooldown = settings.breaker_cooldown;
     engine_config.claim_expiry = config.claim_expiry()?;
-    engine_config.shadow_policy_file = shadow;
+    engine_config.shadow_policy_file = candidates.shadow;
+    engine_config.ramp_file = candidates.ramp;
     let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.clone());
     let mut probe_configs = config.probes.clone();
     if let Some(d) = &deployment {

@@ -170,6 +170,20 @@ impl Remote {
         });
     }
 
+    /// A lead's call on the guarded ramp.
+    pub fn ramp(&self, back: Sender<Message>, call: crate::decide::ramp::LeadCall, note: String) {
+        let remote = self.clone();
+        std::thread::spawn(move || {
+            let answer = remote
+                .post(
+                    &format!("/v1/ramp/{}", call.as_str()),
+                    json!({ "note": note }),
+                )
+                .map(|v| super::ramp_answer(&v["ramp"]));
+            let _ = back.send(Message::Acted(answer));
+        });
+    }
+
     /// A decision's explanation, as the server renders it.
     pub fn explain(&self, back: Sender<Message>, decision_id: String) {
         let remote = self.clone();

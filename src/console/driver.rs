@@ -50,6 +50,8 @@ pub struct DriverOptions {
     pub claim_expiry: Option<Duration>,
     /// A candidate policy file deciding beside the live one (shadow mode).
     pub shadow: Option<PathBuf>,
+    /// A guarded ramp file, started with the engine.
+    pub ramp: Option<PathBuf>,
 }
 
 /// Signals decided from the intake log per turn (a turn every ~30 ms), at
@@ -118,6 +120,7 @@ fn drive(
     let mut config = crate::sim::engine_config(&options.data_dir, options.seed);
     config.claim_expiry = options.claim_expiry;
     config.shadow_policy_file = options.shadow.clone();
+    config.ramp_file = options.ramp.clone();
     let engine = Engine::open(config, world, start)?;
     let mut host = host_on(engine, options.intake.as_ref())?;
     if after > 0 {
@@ -198,6 +201,7 @@ fn drive_deployment(
     config.rules = Some(deployment.rules.clone());
     config.claim_expiry = options.claim_expiry;
     config.shadow_policy_file = options.shadow.clone();
+    config.ramp_file = options.ramp.clone();
     let world = deployment.organization.world.clone();
     let mut engine = Engine::open(config, world.clone(), chrono::Utc::now())?;
     engine.context.take_organization(world);

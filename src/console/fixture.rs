@@ -124,6 +124,8 @@ fn status(dir: PathBuf) -> Status {
             trips: 1,
         }],
         model_breaker: None,
+        ramp: None,
+        ramp_step: None,
         total: Summary {
             signals: 4,
             decisions: 4,

@@ -56,6 +56,8 @@ pub struct ConsoleOptions {
     pub claim_expiry: Option<chrono::Duration>,
     /// A candidate policy file deciding beside the live one (shadow mode).
     pub shadow: Option<PathBuf>,
+    /// A guarded ramp file, started with the engine.
+    pub ramp: Option<PathBuf>,
 }
 
 /// Frames are drawn at most this often.
@@ -147,6 +149,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             deployment: options.deployment.clone(),
             claim_expiry: options.claim_expiry,
             shadow: options.shadow.clone(),
+            ramp: options.ramp.clone(),
         },
         handle.clone(),
         command_rx,
@@ -223,6 +226,7 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
         deployment: None,
         claim_expiry: None,
         shadow: None,
+        ramp: None,
     };
     let (theme, keymap) = load_look(&look, &mut warnings);
     let remote = attach::Remote::new(&options.url, options.token.clone())?;
@@ -378,6 +382,7 @@ impl Outside<'_> {
                     note,
                 } => remote.task_act(back, task_id, action, note),
                 Effect::Explain { decision_id } => remote.explain(back, decision_id),
+                Effect::Ramp { call, note } => remote.ramp(back, call, note),
                 Effect::Quit => return Next::Quit,
                 Effect::SwitchTheme(name) => {
                     return self.carry_out_locally(Effect::SwitchTheme(name), app);
@@ -415,30 +420,19 @@ impl Outside<'_> {
                     note,
                     reply: tx,
                 };
-                if let Err(busy) = self.engine.send(command) {
-                    let why = match busy {
-                        Busy::Full => "the engine is busy: try again",
-                        Busy::Gone => "the engine has stopped",
-                    };
-                    return Next::Tell(Message::Acted(Err(why.into())));
-                }
-                // The answer comes once the action is durable; waited for
-                // off the UI thread.
-                let back = self.back.0.clone();
-                let waiter = std::thread::Builder::new()
-                    .name("task-answer".into())
-                    .spawn(move || {
-                        let answer = match rx.blocking_recv() {
-                            Ok(Ok(t)) => Ok(format!("task {} {} ({})", t.id, t.state, t.template)),
-                            Ok(Err(e)) => Err(e.to_string()),
-                            Err(_) => Err("the engine has stopped".to_string()),
-                        };
-                        let _ = back.send(Message::Acted(answer));
-                    });
-                match waiter {
-                    Ok(_) => Next::Wait,
-                    Err(e) => Next::Tell(Message::Acted(Err(e.to_string()))),
-                }
+                self.send_and_answer(command, rx, |t| {
+                    format!("task {} {} ({})", t.id, t.state, t.template)
+                })
+            }
+            Effect::Ramp { call, note } => {
+                let (tx, rx) = oneshot::channel();
+                let command = Command::Ramp {
+                    call,
+                    actor: app.operator.clone(),
+                    note,
+                    reply: tx,
+                };
+                self.send_and_answer(command, rx, |state| ramp_said(&state))
             }
             Effect::Explain { decision_id } => {
                 let (dir, back) = (app.data_dir.clone(), self.back.0.clone());
@@ -471,6 +465,38 @@ impl Outside<'_> {
 }
 
 impl Outside<'_> {
+    /// Sends `command` to the embedded engine; its answer (once the action
+    /// is durable) is waited for off the UI thread and said with `say`.
+    fn send_and_answer<T: Send + 'static>(
+        &mut self,
+        command: Command,
+        rx: oneshot::Receiver<Result<T, crate::engine::EngineError>>,
+        say: impl FnOnce(T) -> String + Send + 'static,
+    ) -> Next {
+        if let Err(busy) = self.engine.send(command) {
+            let why = match busy {
+                Busy::Full => "the engine is busy: try again",
+                Busy::Gone => "the engine has stopped",
+            };
+            return Next::Tell(Message::Acted(Err(why.into())));
+        }
+        let back = self.back.0.clone();
+        let waiter = std::thread::Builder::new()
+            .name("answer".into())
+            .spawn(move || {
+                let answer = match rx.blocking_recv() {
+                    Ok(Ok(value)) => Ok(say(value)),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("the engine has stopped".to_string()),
+                };
+                let _ = back.send(Message::Acted(answer));
+            });
+        match waiter {
+            Ok(_) => Next::Wait,
+            Err(e) => Next::Tell(Message::Acted(Err(e.to_string()))),
+        }
+    }
+
     /// One action on one item or on each of several through the embedded
     /// engine: each a command of its own (journaled as its own action); one
     /// answer for all of them, waited for off the UI thread.
@@ -522,6 +548,22 @@ impl Outside<'_> {
             Err(e) => Next::Tell(Message::Acted(Err(e.to_string()))),
         }
     }
+}
+
+/// A ramp after a lead's call, in a line.
+pub(crate) fn ramp_said(state: &crate::decide::ramp::RampState) -> String {
+    format!(
+        "ramp {} {}: {}",
+        state.id,
+        state.status.as_str(),
+        state.reason
+    )
+}
+
+/// The server's answer to a ramp call (`{"ramp": state}`), in a line.
+pub(crate) fn ramp_answer(v: &serde_json::Value) -> String {
+    serde_json::from_value::<crate::decide::ramp::RampState>(v.clone())
+        .map_or_else(|_| "ramp called".to_string(), |s| ramp_said(&s))
 }
 
 /// One answer for an action taken on one or more items: who did it, and

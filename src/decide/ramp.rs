@@ -636,6 +636,14 @@ pub enum LeadCall {
 }
 
 impl LeadCall {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadCall::Advance => "advance",
+            LeadCall::Extend => "extend",
+            LeadCall::RollBack => "rollback",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<LeadCall> {
         match text {
             "advance" | "continue" | "promote" => Some(LeadCall::Advance),

@@ -66,6 +66,13 @@ pub enum Command {
     Status {
         reply: oneshot::Sender<Status>,
     },
+    /// A lead's call on the guarded ramp.
+    Ramp {
+        call: crate::decide::ramp::LeadCall,
+        actor: Actor,
+        note: String,
+        reply: Reply<crate::decide::ramp::RampState>,
+    },
     /// A webhook executor's answer for a dispatched step.
     StepResult {
         flow_id: String,
@@ -146,6 +153,10 @@ pub struct Status {
     /// The breaker on the model: open now, and times it opened.
     pub model_breaker_open: bool,
     pub model_breaker_trips: u32,
+    /// The ramp in progress: its candidate's coverage (0 with none), and
+    /// whether it waits for a lead.
+    pub ramp_coverage: f64,
+    pub ramp_paused: bool,
     /// How long each journal commit took.
     pub journal_commits: Option<prometheus_client::metrics::histogram::Histogram>,
 }
@@ -484,6 +495,23 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
         Command::Status { reply } => {
             let _ = reply.send(status(engine));
         }
+        Command::Ramp {
+            call,
+            actor,
+            note,
+            reply,
+        } => {
+            let done = engine
+                .call_ramp(call, &actor, &note, now)
+                .map_err(EngineError::from)
+                .and_then(|_| {
+                    engine
+                        .ramp()
+                        .cloned()
+                        .ok_or(EngineError::Ramp(super::ramp::RampRefused::NoRamp))
+                });
+            after_commit(waiting, reply, done);
+        }
         Command::StepResult {
             flow_id,
             step,
@@ -619,6 +647,13 @@ pub fn status(engine: &Engine) -> Status {
         shadow_people_agreed: t.shadow_people_agreed,
         model_breaker_open: engine.model_breaker().is_some_and(|b| b.open),
         model_breaker_trips: engine.model_breaker().map_or(0, |b| b.trips),
+        ramp_coverage: engine
+            .ramp()
+            .filter(|r| !r.status.finished())
+            .map_or(0.0, |r| r.coverage()),
+        ramp_paused: engine
+            .ramp()
+            .is_some_and(|r| r.status == crate::decide::ramp::Status::Paused),
         journal_commits: Some(engine.journal_commits()),
     }
 }

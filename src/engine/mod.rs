@@ -90,6 +90,9 @@ pub struct EngineConfig {
     /// A candidate policy file that decides every signal beside the live
     /// one, never acting (shadow mode); its choice is in each decision.
     pub shadow_policy_file: Option<PathBuf>,
+    /// A guarded ramp file, started once the engine is up unless its
+    /// candidate has already ramped in this journal (`ramp`).
+    pub ramp_file: Option<PathBuf>,
     /// Publish events for subscribers (the console, the simulator).
     pub publish: bool,
     /// Write a model checkpoint every this many labelled examples.
@@ -122,6 +125,7 @@ impl EngineConfig {
             learning: true,
             policy_file: None,
             shadow_policy_file: None,
+            ramp_file: None,
             publish: true,
             checkpoint_every: 2000,
             webhooks: Default::default(),
@@ -353,6 +357,9 @@ impl Engine {
             engine.journal.submit(records)?.wait()?;
         } else {
             engine.recover(now)?;
+        }
+        if let Some(file) = &config.ramp_file {
+            engine.ramp_from_start(file, now)?;
         }
         Ok(engine)
     }

@@ -58,6 +58,12 @@ pub struct Overview {
     /// The breaker on the model, once it has opened.
     #[serde(default)]
     pub model_breaker: Option<crate::decide::watch::BreakerState>,
+    /// The guarded ramp in progress (or the last one), and what its current
+    /// step has read so far.
+    #[serde(default)]
+    pub ramp: Option<crate::decide::ramp::RampState>,
+    #[serde(default)]
+    pub ramp_step: Option<crate::decide::ramp::StepTally>,
     pub total: Summary,
     pub hourly: Vec<Summary>,
     /// The same hours for the rules-only shadow run on the same stream.
@@ -133,6 +139,8 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
             })
             .collect(),
         model_breaker: engine.model_breaker().cloned(),
+        ramp: engine.ramp().cloned(),
+        ramp_step: engine.ramp_step().cloned(),
         total: engine.metrics.total.summary(),
         hourly: engine.metrics.hourly(),
         baseline_hourly: Vec::new(),

@@ -58,6 +58,14 @@ impl Engine {
         self.ramp.as_ref().map(|r| &r.ramp.state)
     }
 
+    /// What the ramp's current step has read so far.
+    pub fn ramp_step(&self) -> Option<&crate::decide::ramp::StepTally> {
+        self.ramp
+            .as_ref()
+            .filter(|r| !r.ramp.state.status.finished())
+            .map(|r| &r.ramp.tally)
+    }
+
     /// Starts a guarded ramp of `plan`'s candidate.
     pub fn start_ramp(
         &mut self,
@@ -108,6 +116,31 @@ impl Engine {
             self.journal_ramp("started", &state, &actor.name, &text, now);
         }
         Ok(id)
+    }
+
+    /// The ramp a process was started with (`--ramp`): started unless a
+    /// ramp is in progress, or this candidate has already ramped here (a
+    /// restart with the same flags must not ramp a rolled-back candidate
+    /// again).
+    pub(super) fn ramp_from_start(
+        &mut self,
+        file: &std::path::Path,
+        now: DateTime<Utc>,
+    ) -> Result<(), RampRefused> {
+        let plan = RampPlan::load(file, &self.decider.playbook)?;
+        let candidate = PolicySet::load(&plan.candidate, &self.decider.playbook)?;
+        if let Some(state) = self.ramp()
+            && (!state.status.finished() || state.candidate_version == candidate.version)
+        {
+            tracing::info!(
+                ramp = %state.id, status = state.status.as_str(), candidate = %state.candidate_version,
+                "--ramp {}: this journal's ramp stands; not started again",
+                file.display()
+            );
+            return Ok(());
+        }
+        let by = Actor::new("ramp file", Role::Lead);
+        self.start_ramp(&plan, &by, now).map(drop)
     }
 
     /// A lead's call on the ramp in progress.

@@ -217,6 +217,18 @@ pub fn render(
         "Times the breaker on the model has opened",
         u64::from(stats.model_breaker_trips),
     );
+    gauge(
+        &mut r,
+        "signalbox_ramp_coverage",
+        "Share of its classes' decisions a ramping candidate policy takes (0 with no ramp in progress)",
+        stats.ramp_coverage,
+    );
+    gauge(
+        &mut r,
+        "signalbox_ramp_paused",
+        "1 while a ramp waits for a lead (a gate was inconclusive)",
+        f64::from(u8::from(stats.ramp_paused)),
+    );
     if stats.shadow_answered > 0 {
         gauge(
             &mut r,

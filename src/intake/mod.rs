@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::host::Handle;
 use auth::Tokens;
-use handlers::{ops, quarantine, reviews, signals, stream, tasks, webhooks};
+use handlers::{ops, quarantine, ramp, reviews, signals, stream, tasks, webhooks};
 pub use refusal::Refusal;
 use refusal::Refused;
 
@@ -80,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/quarantine", get(quarantine::list))
         .route("/v1/quarantine/{id}/retry", post(quarantine::retry))
         .route("/v1/quarantine/{id}/drop", post(quarantine::drop))
+        .route("/v1/ramp", get(ramp::state))
+        .route("/v1/ramp/{call}", post(ramp::call))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -93,7 +95,7 @@ fn endpoint_of(path: &str) -> &'static str {
     if path.starts_with("/v1/reviews/") && path.ends_with("/actions") {
         return "review_actions";
     }
-    const ENDPOINTS: [(&str, &str); 9] = [
+    const ENDPOINTS: [(&str, &str); 10] = [
         ("/v1/signals", "signals"),
         ("/v1/alertmanager", "alertmanager"),
         ("/v2/enqueue", "enqueue"),
@@ -101,6 +103,7 @@ fn endpoint_of(path: &str) -> &'static str {
         ("/v1/decisions/", "decisions"),
         ("/v1/reviews", "reviews"),
         ("/v1/quarantine", "quarantine"),
+        ("/v1/ramp", "ramp"),
         ("/metrics", "metrics"),
         ("/healthz", "healthz"),
     ];

@@ -119,9 +119,14 @@ pub(super) async fn engine_answer<T>(
 impl From<EngineError> for Refusal {
     fn from(e: EngineError) -> Refusal {
         use crate::engine::quarantine::QuarantineError;
+        use crate::engine::ramp::RampRefused;
         use crate::flow::TaskError;
         use crate::review::ReviewError;
         let status = match &e {
+            EngineError::Ramp(RampRefused::NoRamp) => StatusCode::NOT_FOUND,
+            EngineError::Ramp(RampRefused::NotLead(_)) => StatusCode::FORBIDDEN,
+            EngineError::Ramp(RampRefused::Busy(..) | RampRefused::Over(_)) => StatusCode::CONFLICT,
+            EngineError::Ramp(_) => StatusCode::BAD_REQUEST,
             EngineError::Review(ReviewError::NotFound(_))
             | EngineError::Quarantine(QuarantineError::NotHeld(_))
             | EngineError::Task(TaskError::NotFound(_)) => StatusCode::NOT_FOUND,

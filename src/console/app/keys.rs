@@ -122,6 +122,21 @@ impl App {
         let mut words = text.split_whitespace();
         match words.next() {
             Some("quit" | "q" | "exit") => effects.push(Effect::Quit),
+            Some("ramp") => {
+                use crate::decide::ramp::LeadCall;
+                match words.next().and_then(LeadCall::parse) {
+                    Some(call) => effects.push(Effect::Ramp {
+                        call,
+                        note: words.collect::<Vec<_>>().join(" "),
+                    }),
+                    None => {
+                        self.status_line = Some((
+                            "usage: :ramp advance | extend | rollback [note]".into(),
+                            true,
+                        ))
+                    }
+                }
+            }
             Some("theme") => match words.next() {
                 Some(name) => effects.push(Effect::SwitchTheme(name.to_string())),
                 None => self.status_line = Some(("usage: :theme NAME".into(), true)),

@@ -287,6 +287,11 @@ pub enum Effect {
     Explain {
         decision_id: String,
     },
+    /// A lead's call on the guarded ramp.
+    Ramp {
+        call: crate::decide::ramp::LeadCall,
+        note: String,
+    },
     SwitchTheme(String),
     Quit,
 }

@@ -116,10 +116,21 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         .as_ref()
         .and_then(|s| s.model_breaker.as_ref())
         .is_some_and(|b| b.open);
+    let ramp = app
+        .status
+        .as_ref()
+        .and_then(|s| s.ramp.as_ref())
+        .filter(|r| !r.status.finished());
+    let paused = ramp.is_some_and(|r| r.status == crate::decide::ramp::Status::Paused);
     let versions = app.status.as_ref().map(|s| {
         let breaker = if held { " (breaker open)" } else { "" };
+        let ramping = match ramp {
+            Some(_) if paused => " (ramp paused: a lead decides)".to_string(),
+            Some(r) => format!(" (ramp {:.0} %)", r.coverage() * 100.0),
+            None => String::new(),
+        };
         let mut v = format!(
-            "model {}{breaker} policy {}",
+            "model {}{breaker} policy {}{ramping}",
             s.model_version, s.policy_version
         );
         if !s.rules_version.is_empty() {
@@ -136,7 +147,11 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     let [l, r] = Layout::horizontal([Constraint::Min(0), Constraint::Length(right)]).areas(area);
     frame.render_widget(Paragraph::new(Line::from(left)), l);
     if let Some(v) = versions {
-        let style = if held { theme.warn() } else { theme.muted() };
+        let style = if held || paused {
+            theme.warn()
+        } else {
+            theme.muted()
+        };
         frame.render_widget(Paragraph::new(Line::styled(v, style)), r);
     }
 }

@@ -5,6 +5,7 @@
 
 pub(super) mod ops;
 pub(super) mod quarantine;
+pub(super) mod ramp;
 pub(super) mod reviews;
 pub(super) mod signals;
 pub(super) mod stream;
