@@ -319,6 +319,8 @@ pub struct Decider {
 pub struct RampArm {
     pub id: String,
     pub step: usize,
+    /// The batch decisions are read in; none while the step's is full.
+    pub batch: Option<u32>,
     pub coverage: f64,
     /// Empty: every class.
     pub classes: Vec<String>,
@@ -475,6 +477,7 @@ impl Decider {
             ramp::RampMark {
                 ramp: r.id,
                 step: r.step,
+                batch: r.batch.unwrap_or(0),
                 arm,
                 coverage: r.coverage,
                 candidate,

@@ -13,12 +13,14 @@
 //! logging policy of a ramped decision is the mixture of the two: the
 //! candidate with chance `coverage`, the live policy otherwise. Each
 //! decision keeps both policies' chance of the action taken (option, and
-//! whether it went to a person), and the mixture is its propensity. The
-//! difference of the two values is then estimated without bias over every
-//! ramped decision, whichever arm took it, as the mean of
-//! `(p_candidate − p_live) / p_mixture × reward`: a decision where both
-//! policies would have done the same adds nothing, so a candidate that
-//! changes little is judged on what it changes.
+//! whether it went to a person), and the mixture is its propensity. Each
+//! policy's value is then estimated over every ramped outcome, whichever
+//! arm took it, weighting each by that policy's chance of what was done
+//! over the mixture's (self-normalised, `StepTally::difference`): where
+//! both policies would have done the same the weights are equal and the
+//! decision adds to both alike, so a candidate that changes little is
+//! judged on what it changes, and the policy against itself reads exactly
+//! no difference.
 
 use std::path::{Path, PathBuf};
 
@@ -48,8 +50,14 @@ struct RampFile {
     classes: Vec<String>,
     steps: Vec<f64>,
     hold: u64,
+    #[serde(default = "default_settle")]
+    settle: String,
     #[serde(default)]
     gates: Gates,
+}
+
+fn default_settle() -> String {
+    "4h".into()
 }
 
 /// Where a step's gates pass and fail.
@@ -61,9 +69,8 @@ pub struct Gates {
     pub max_override_increase: f64,
     /// Answers each arm needs before its override rate is read.
     pub min_answers: u64,
-    /// Outcomes each arm needs before a step's gates are read (a step holds
-    /// until it has them, past `hold` if need be) and before the within-SLA
-    /// and lower-bound gates read anything.
+    /// Outcomes each arm needs before the within-SLA and lower-bound gates
+    /// read anything (with fewer they are inconclusive).
     pub min_outcomes: u64,
     /// Fails when the candidate arm's within-SLA rate is below the live
     /// arm's by more than this, and the gap is significant (its 95 %
@@ -99,9 +106,11 @@ pub struct RampPlan {
     /// Coverage of each step, as shares in (0, 1), increasing. A last step
     /// of 100 % in the file is the promotion itself.
     pub steps: Vec<f64>,
-    /// Ramped decisions with an outcome (either arm) a step is held for
-    /// before its gates are read.
+    /// Ramped decisions (either arm) a step reads: its batch.
     pub hold: u64,
+    /// How long after its batch is full a step waits for the batch's
+    /// outcomes before its gates are read (sooner if every one is in).
+    pub settle: chrono::Duration,
     pub gates: Gates,
 }
 
@@ -164,6 +173,8 @@ impl RampPlan {
         if parsed.hold == 0 {
             return Err(invalid("hold: must be at least 1 decision".into()));
         }
+        let settle = super::policy::parse_duration(&parsed.settle)
+            .map_err(|e| invalid(format!("settle: {e}")))?;
         let g = &parsed.gates;
         for (name, value) in [
             ("gates.max_override_increase", g.max_override_increase),
@@ -186,6 +197,7 @@ impl RampPlan {
             classes: parsed.classes,
             steps: steps.into_iter().map(|s| s / 100.0).collect(),
             hold: parsed.hold,
+            settle,
             gates: parsed.gates,
         })
     }
@@ -234,6 +246,10 @@ pub fn arm_for(ramp: &str, decision_id: &str, coverage: f64) -> Arm {
 pub struct RampMark {
     pub ramp: String,
     pub step: usize,
+    /// The batch its step reads it in; 0 when taken between batches (the
+    /// step's batch was full), read by none.
+    #[serde(default)]
+    pub batch: u32,
     pub arm: Arm,
     pub coverage: f64,
     pub candidate: f64,
@@ -246,14 +262,14 @@ impl RampMark {
         self.coverage * self.candidate + (1.0 - self.coverage) * self.live
     }
 
-    /// `(p_candidate − p_live) / p_mixture`: times the reward, an unbiased
-    /// term of the difference of the two policies' values.
-    fn difference_weight(&self) -> f64 {
+    /// Each policy's chance of what was done over the mixture's: the
+    /// importance weights of the candidate and of the live policy.
+    fn weights(&self) -> (f64, f64) {
         let logged = self.logged();
         if logged > 0.0 {
-            (self.candidate - self.live) / logged
+            (self.candidate / logged, self.live / logged)
         } else {
-            0.0
+            (0.0, 0.0)
         }
     }
 }
@@ -310,12 +326,30 @@ fn rate(n: u64, d: u64) -> Option<f64> {
 pub struct StepTally {
     pub candidate: ArmTally,
     pub live: ArmTally,
-    /// The off-policy difference's terms: count, sum and sum of squares,
-    /// and how many were not zero (decisions where the policies differ).
+    /// Outcomes the off-policy difference is read over, and of them those
+    /// where the two policies' chances of what was done differ.
     pub samples: u64,
-    sum: f64,
-    sum_sq: f64,
     pub differing: u64,
+    sums: Sums,
+}
+
+/// Sums over the outcomes of each policy's weight (its chance of what was
+/// done over the mixture's), the weight times the reward, the squared
+/// weight, the squared weight times the reward, and the two weights'
+/// product, alone and times the reward (rewards are 0 or 1): all that the
+/// self-normalised estimates and their variance need.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Sums {
+    c: f64,
+    c_r: f64,
+    cc: f64,
+    cc_r: f64,
+    l: f64,
+    l_r: f64,
+    ll: f64,
+    ll_r: f64,
+    cl: f64,
+    cl_r: f64,
 }
 
 impl StepTally {
@@ -340,12 +374,26 @@ impl StepTally {
         let arm = self.arm(mark.arm);
         arm.settled += 1;
         arm.within += u64::from(within);
-        let weight = mark.difference_weight();
-        let term = weight * f64::from(u8::from(within));
+        let (c, l) = mark.weights();
+        let r = f64::from(u8::from(within));
+        let s = &mut self.sums;
+        s.c += c;
+        s.c_r += c * r;
+        s.cc += c * c;
+        s.cc_r += c * c * r;
+        s.l += l;
+        s.l_r += l * r;
+        s.ll += l * l;
+        s.ll_r += l * l * r;
+        s.cl += c * l;
+        s.cl_r += c * l * r;
         self.samples += 1;
-        self.sum += term;
-        self.sum_sq += term * term;
-        self.differing += u64::from(weight != 0.0);
+        self.differing += u64::from(c != l);
+    }
+
+    /// Ramped decisions, either arm.
+    pub fn decisions(&self) -> u64 {
+        self.candidate.decisions + self.live.decisions
     }
 
     /// Ramped decisions with an outcome, either arm.
@@ -353,17 +401,29 @@ impl StepTally {
         self.candidate.settled + self.live.settled
     }
 
-    /// The off-policy difference (candidate − live) and its 95 % interval
-    /// (normal, over the mean of the terms).
+    /// The off-policy difference (candidate − live) and its 95 % interval.
+    /// Each policy's value is the self-normalised estimate over every
+    /// outcome (`Σ w·r / Σ w`, with `w` its chance of what was done over the
+    /// mixture's); the interval is normal, with the variance of the
+    /// difference by the delta method. Self-normalised because outcomes
+    /// arrive late, and later after a person than after an automated
+    /// action: a step reads the outcomes it has, not every decision, and a
+    /// plain mean of weighted rewards would count the missing ones as
+    /// failures for whichever policy sent more to people.
     pub fn difference(&self) -> Option<(f64, [f64; 2])> {
-        if self.samples < 2 {
+        let s = &self.sums;
+        if self.samples < 2 || s.c <= 0.0 || s.l <= 0.0 {
             return None;
         }
-        let n = self.samples as f64;
-        let mean = self.sum / n;
-        let variance = ((self.sum_sq - n * mean * mean) / (n - 1.0)).max(0.0);
-        let half = Z95 * (variance / n).sqrt();
-        Some((mean, [mean - half, mean + half]))
+        let (vc, vl) = (s.c_r / s.c, s.l_r / s.l);
+        // Σ w²(r − v)² and Σ w_c w_l (r − v_c)(r − v_l), with r ∈ {0, 1}.
+        let own = |ww: f64, ww_r: f64, v: f64| ww_r * (1.0 - v).powi(2) + (ww - ww_r) * v * v;
+        let cross = s.cl_r * (1.0 - vc) * (1.0 - vl) + (s.cl - s.cl_r) * vc * vl;
+        let variance = own(s.cc, s.cc_r, vc) / (s.c * s.c) + own(s.ll, s.ll_r, vl) / (s.l * s.l)
+            - 2.0 * cross / (s.c * s.l);
+        let d = vc - vl;
+        let half = Z95 * variance.max(0.0).sqrt();
+        Some((d, [d - half, d + half]))
     }
 }
 
@@ -598,9 +658,15 @@ pub struct RampState {
     pub classes: Vec<String>,
     pub steps: Vec<f64>,
     pub hold: u64,
+    pub settle_seconds: i64,
     pub gates: Gates,
     /// The step being held (an index into `steps`).
     pub step: usize,
+    /// The batch of decisions the step reads (from 1, one per step and
+    /// per restart), and when it was full.
+    pub batch: u32,
+    #[serde(default, serialize_with = "crate::timefmt::option::serialize")]
+    pub full: Option<DateTime<Utc>>,
     pub status: Status,
     #[serde(serialize_with = "crate::timefmt::serialize")]
     pub started: DateTime<Utc>,
@@ -608,7 +674,7 @@ pub struct RampState {
     pub since: DateTime<Utc>,
     /// The last change, in a sentence.
     pub reason: String,
-    /// Outcomes the current step is held for (grows when a lead extends it).
+    /// Decisions the current batch holds (grows when a lead extends it).
     pub hold_until: u64,
     pub history: Vec<StepRecord>,
 }
@@ -629,7 +695,7 @@ impl RampState {
 pub enum LeadCall {
     /// Take the step as passed: on to the next, or promote after the last.
     Advance,
-    /// Hold the step for another `hold` outcomes, then read the gates again.
+    /// Hold the step for another `hold` decisions, then read the gates again.
     Extend,
     /// Roll back now.
     RollBack,
@@ -684,8 +750,11 @@ impl Ramp {
                 classes: plan.classes.clone(),
                 steps: plan.steps.clone(),
                 hold: plan.hold,
+                settle_seconds: plan.settle.num_seconds(),
                 gates: plan.gates.clone(),
                 step: 0,
+                batch: 1,
+                full: None,
                 status: Status::Running,
                 started: now,
                 since: now,
@@ -701,28 +770,49 @@ impl Ramp {
         }
     }
 
-    /// A ramp journaled before a restart: its step's tally starts again.
+    /// A ramp journaled before a restart: its step starts a new batch (the
+    /// tally of the one before is gone with the process).
     pub fn resume(mut state: RampState) -> Ramp {
         state.hold_until = state.hold;
+        state.batch += 1;
+        state.full = None;
         Ramp {
             state,
             tally: StepTally::default(),
         }
     }
 
-    /// Whether the mark is of this ramp's current step, and the ramp still
-    /// counts. A step reads only what was decided during it: the arms are
-    /// then compared over the same hours at the same coverage (outcomes of
-    /// the step before arrive late, from a time with another split, and
-    /// would set one arm's hours against the other's).
-    fn counts(&self, mark: &RampMark) -> bool {
-        mark.ramp == self.state.id && mark.step == self.state.step && !self.state.status.finished()
+    /// The batch decisions are read in now: none once it is full (or the
+    /// ramp is over).
+    pub fn filling(&self) -> Option<u32> {
+        let s = &self.state;
+        (s.full.is_none() && !s.status.finished()).then_some(s.batch)
     }
 
-    pub fn decided(&mut self, mark: &RampMark) {
-        if self.counts(mark) {
-            self.tally.decided(mark);
+    /// Whether the mark is of the batch the current step reads. A step
+    /// reads only what was decided in its batch, and only once the batch's
+    /// outcomes are in: outcomes arrive late, and later for some actions
+    /// than for others (after a person, after a slower option), so the
+    /// first outcomes to arrive are not a fair sample of the decisions.
+    fn counts(&self, mark: &RampMark) -> bool {
+        mark.ramp == self.state.id
+            && mark.batch != 0
+            && mark.batch == self.state.batch
+            && !self.state.status.finished()
+    }
+
+    /// A ramped decision; true when it fills the batch (decisions from now
+    /// on are marked as between batches).
+    pub fn decided(&mut self, mark: &RampMark, now: DateTime<Utc>) -> bool {
+        if !self.counts(mark) || self.state.full.is_some() {
+            return false;
         }
+        self.tally.decided(mark);
+        if self.tally.decisions() >= self.state.hold_until {
+            self.state.full = Some(now);
+            return true;
+        }
+        false
     }
 
     pub fn answered(&mut self, mark: &RampMark, overridden: bool) {
@@ -731,18 +821,22 @@ impl Ramp {
         }
     }
 
-    /// An outcome; once the step has held long enough its gates are read
-    /// and the change they call for is returned.
+    /// An outcome; the step's gates are read once its batch is full and
+    /// its outcomes are in, and the change they call for is returned.
     pub fn outcome(&mut self, mark: &RampMark, within: bool, now: DateTime<Utc>) -> Option<Status> {
         if !self.counts(mark) {
             return None;
         }
         self.tally.outcome(mark, within);
-        let least = self.state.gates.min_outcomes;
-        let held = self.tally.settled() >= self.state.hold_until
-            && self.tally.candidate.settled >= least
-            && self.tally.live.settled >= least;
-        if self.state.status != Status::Running || !held {
+        self.tick(now)
+    }
+
+    /// Reads the gates if the batch's wait is over.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Option<Status> {
+        let full = self.state.full?;
+        let waited = now - full >= chrono::Duration::seconds(self.state.settle_seconds);
+        let all_in = self.tally.settled() >= self.tally.decisions();
+        if self.state.status != Status::Running || !(waited || all_in) {
             return None;
         }
         let reading = evaluate(&self.tally, &self.state.gates, self.state.coverage());
@@ -781,9 +875,10 @@ impl Ramp {
             LeadCall::Advance => self.advance_or_promote(),
             LeadCall::RollBack => Status::RolledBack,
             LeadCall::Extend => {
-                self.state.hold_until = self.tally.settled() + self.state.hold;
+                self.state.hold_until = self.tally.decisions() + self.state.hold;
+                self.state.full = None;
                 let reason = noted(&format!(
-                    "held the step for another {} outcomes",
+                    "held the step for another {} decisions",
                     self.state.hold
                 ));
                 self.record(reading, "extended", lead, now);
@@ -825,6 +920,8 @@ impl Ramp {
         self.record(reading, label, by, now);
         if then == Status::Running {
             self.state.step += 1;
+            self.state.batch += 1;
+            self.state.full = None;
             self.tally = StepTally::default();
             self.state.hold_until = self.state.hold;
         }
@@ -917,6 +1014,10 @@ mod tests {
             ),
             ("steps = [5]\nhold = 3\n", "candidate"),
             ("candidate = \"c\"\nsteps = [5]\nhold = -3\n", "hold"),
+            (
+                "candidate = \"c\"\nsteps = [5]\nhold = 3\nsettle = \"soon\"\n",
+                "settle",
+            ),
         ] {
             let e = plan(text).unwrap_err().to_string();
             assert!(e.contains(field), "{text}: {e}");
@@ -984,6 +1085,7 @@ mod tests {
         RampMark {
             ramp: "r".into(),
             step: 0,
+            batch: 1,
             arm,
             coverage,
             candidate,
@@ -1045,58 +1147,83 @@ mod tests {
     }
 
     #[test]
-    fn a_ramp_steps_up_pauses_and_takes_a_leads_call() {
-        let text = "candidate = \"c\"\nsteps = [10, 50]\nhold = 4\n[gates]\nmin_outcomes = 2\n";
+    fn a_ramp_reads_each_batch_once_its_outcomes_are_in() {
+        let text = "candidate = \"c\"\nsteps = [10, 50]\nhold = 4\nsettle = \"1h\"\n\
+                    [gates]\nmin_outcomes = 2\n";
         let plan = plan(text).unwrap();
-        let now = chrono::Utc::now();
-        let mut ramp = Ramp::new(&plan, "cand", "live", now);
+        let t0 = chrono::Utc::now();
+        let mut ramp = Ramp::new(&plan, "cand", "live", t0);
         // The policies agree: the difference is nothing.
-        let same =
-            |ramp: &Ramp, arm| mark(arm, 1.0, 1.0, ramp.state.coverage()).with_ramp(&ramp.state.id);
-        for _ in 0..4 {
-            assert_eq!(ramp.outcome(&same(&ramp, Arm::Live), true, now), None);
+        let same = |ramp: &Ramp, arm| {
+            let mut m = mark(arm, 1.0, 1.0, ramp.state.coverage()).with_ramp(&ramp.state.id);
+            (m.step, m.batch) = (ramp.state.step, ramp.state.batch);
+            m
+        };
+        let arms = [Arm::Live, Arm::Candidate, Arm::Live, Arm::Candidate];
+        let marks: Vec<RampMark> = arms.iter().map(|&a| same(&ramp, a)).collect();
+        let full: Vec<bool> = marks.iter().map(|m| ramp.decided(m, t0)).collect();
+        assert_eq!(
+            full,
+            [false, false, false, true],
+            "the fourth fills the batch"
+        );
+        assert_eq!(ramp.filling(), None);
+        // A decision between batches is not read.
+        let mut between = same(&ramp, Arm::Live);
+        between.batch = 0;
+        assert!(!ramp.decided(&between, t0));
+        assert_eq!(ramp.outcome(&between, true, t0), None);
+        for m in &marks[..3] {
+            assert_eq!(ramp.outcome(m, true, t0), None, "not every outcome is in");
         }
-        assert_eq!(
-            ramp.outcome(&same(&ramp, Arm::Candidate), true, now),
-            None,
-            "one candidate outcome is not enough"
-        );
-        assert_eq!(
-            ramp.outcome(&same(&ramp, Arm::Candidate), true, now),
-            Some(Status::Running)
-        );
+        assert_eq!(ramp.outcome(&marks[3], true, t0), Some(Status::Running));
         assert_eq!((ramp.state.step, ramp.state.coverage()), (1, 0.5));
-        assert_eq!(ramp.tally, StepTally::default());
-        // A mark of another ramp, or of the step before, is not counted.
+        assert_eq!((ramp.filling(), ramp.tally.samples), (Some(2), 0));
+        // A mark of another ramp, or of the batch before, is not read.
         assert_eq!(
-            ramp.outcome(&mark(Arm::Live, 1.0, 1.0, 0.5), true, now),
+            ramp.outcome(&mark(Arm::Live, 1.0, 1.0, 0.5), true, t0),
             None
         );
-        assert_eq!(ramp.outcome(&same(&ramp, Arm::Live), true, now), None);
+        assert_eq!(ramp.outcome(&marks[0], true, t0), None);
         assert_eq!(ramp.tally.samples, 0);
-        // Too few to tell apart: paused.
-        for (i, within) in [true, false, true, false, true, true]
-            .into_iter()
-            .enumerate()
-        {
-            let arm = if i % 2 == 0 {
-                Arm::Candidate
-            } else {
-                Arm::Live
-            };
-            let (c, l) = if i % 2 == 0 { (1.0, 0.0) } else { (0.0, 1.0) };
-            let mut m = mark(arm, c, l, 0.5).with_ramp(&ramp.state.id);
-            m.step = 1;
-            let _ = ramp.outcome(&m, within, now);
+
+        // The policies differ; one outcome never comes: read after the
+        // wait, too little to tell the two apart, paused.
+        let marks: Vec<RampMark> = (0..4)
+            .map(|i| {
+                let (arm, c, l) = if i % 2 == 0 {
+                    (Arm::Candidate, 1.0, 0.0)
+                } else {
+                    (Arm::Live, 0.0, 1.0)
+                };
+                let mut m = mark(arm, c, l, 0.5).with_ramp(&ramp.state.id);
+                (m.step, m.batch) = (1, 2);
+                m
+            })
+            .collect();
+        for m in &marks {
+            ramp.decided(m, t0);
         }
-        assert_eq!(ramp.state.status, Status::Paused, "{}", ramp.state.reason);
+        for (m, within) in marks.iter().zip([true, true, false]) {
+            assert_eq!(ramp.outcome(m, within, t0), None);
+        }
+        assert_eq!(ramp.tick(t0 + chrono::Duration::minutes(59)), None);
         assert_eq!(
-            ramp.call(LeadCall::Extend, "lee", "", now),
+            ramp.tick(t0 + chrono::Duration::hours(1)),
+            Some(Status::Paused)
+        );
+        assert!(
+            ramp.state.reason.starts_with("inconclusive"),
+            "{}",
+            ramp.state.reason
+        );
+        assert_eq!(
+            ramp.call(LeadCall::Extend, "lee", "", t0),
             Ok(Status::Running)
         );
-        assert_eq!(ramp.state.hold_until, 10);
+        assert_eq!((ramp.state.hold_until, ramp.filling()), (8, Some(2)));
         assert_eq!(
-            ramp.call(LeadCall::Advance, "lee", "looks fine", now),
+            ramp.call(LeadCall::Advance, "lee", "looks fine", t0),
             Ok(Status::Promoted)
         );
         assert!(
@@ -1104,9 +1231,12 @@ mod tests {
                 .reason
                 .contains("lee promoted the candidate: looks fine")
         );
-        assert!(ramp.call(LeadCall::RollBack, "lee", "", now).is_err());
+        assert!(ramp.call(LeadCall::RollBack, "lee", "", t0).is_err());
         let thens: Vec<&str> = ramp.state.history.iter().map(|h| h.then.as_str()).collect();
         assert_eq!(thens, ["advanced", "paused", "extended", "promoted"]);
+        // A restart starts the step's batch again.
+        let resumed = Ramp::resume(ramp.state.clone());
+        assert_eq!(resumed.state.batch, 3);
     }
 
     impl RampMark {

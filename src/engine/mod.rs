@@ -642,7 +642,7 @@ impl Engine {
                 t.shadow_agreed += agreed;
             }
         });
-        self.ramp_decided(&decision);
+        self.ramp_decided(&decision, now);
         self.pending.push(Record::Decision(Arc::clone(&decision)));
         self.emit(EngineEvent::Decision(Arc::clone(&decision)));
         if mode == Mode::Record {
@@ -795,6 +795,7 @@ impl Engine {
         for id in finished {
             self.flow_finished(&id, now);
         }
+        self.ramp_tick(now);
         for (executor, failures) in self.flows.breakers.take_tripped() {
             let cooldown = self.flows.breakers.cooldown.num_seconds();
             self.notice(notices::Notice {

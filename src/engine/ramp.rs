@@ -106,7 +106,7 @@ impl Engine {
         let state = self.ramp().cloned();
         if let Some(state) = state {
             let text = format!(
-                "ramp {id} started by {}: {} takes {:.0} % of {}, held for {} outcomes a step",
+                "ramp {id} started by {}: {} takes {:.0} % of {}, each step read over {} decisions",
                 actor.name,
                 state.candidate_version,
                 state.coverage() * 100.0,
@@ -163,10 +163,23 @@ impl Engine {
         Ok(status)
     }
 
-    /// A ramped decision was taken.
-    pub(super) fn ramp_decided(&mut self, decision: &Decision) {
-        if let (Some(r), Some(mark)) = (self.ramp.as_mut(), &decision.ramp) {
-            r.ramp.decided(mark);
+    /// A ramped decision was taken; once it fills the step's batch,
+    /// decisions are taken between batches until the gates are read.
+    pub(super) fn ramp_decided(&mut self, decision: &Decision, now: DateTime<Utc>) {
+        if let (Some(r), Some(mark)) = (self.ramp.as_mut(), &decision.ramp)
+            && r.ramp.decided(mark, now)
+        {
+            self.arm_decider();
+        }
+    }
+
+    /// Reads the step's gates once its batch's wait is over.
+    pub(super) fn ramp_tick(&mut self, now: DateTime<Utc>) {
+        if let Some(r) = self.ramp.as_mut()
+            && let Some(status) = r.ramp.tick(now)
+        {
+            let gates = Actor::new("ramp gates", Role::System);
+            self.ramp_moved(status, &gates, now);
         }
     }
 
@@ -258,6 +271,7 @@ impl Engine {
             (!state.status.finished()).then(|| RampArm {
                 id: state.id.clone(),
                 step: state.step,
+                batch: r.ramp.filling(),
                 coverage: state.coverage(),
                 classes: state.classes.clone(),
                 candidate: Arc::clone(&r.candidate),

@@ -88,13 +88,19 @@ fn ramp_lines<'a>(ramp: &RampState, step: Option<&StepTally>, app: &App) -> Vec<
         ramp.coverage() * 100.0
     ))];
     if let Some(t) = step {
+        let batch = match ramp.full {
+            None => format!("{}/{} decisions", t.decisions(), ramp.hold_until),
+            Some(full) => format!(
+                "{} decisions, full since {}, {}/{} outcomes in",
+                t.decisions(),
+                full.format("%H:%M"),
+                t.settled(),
+                t.decisions()
+            ),
+        };
         lines.push(Line::raw(format!(
-            "this step: {}/{} outcomes (candidate {}, live {}); {}",
-            t.settled(),
-            ramp.hold_until,
-            t.candidate.settled,
-            t.live.settled,
-            ramp.reason
+            "this step: {batch} (candidate {}, live {} outcomes); {}",
+            t.candidate.settled, t.live.settled, ramp.reason
         )));
     } else {
         lines.push(Line::raw(ramp.reason.clone()));
