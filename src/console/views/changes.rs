@@ -20,7 +20,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Some(ramp) => {
             let step = app.status.as_ref().and_then(|s| s.ramp_step.as_ref());
             let lines = ramp_lines(ramp, step, app);
-            let height = (lines.len() as u16 + 2).min(area.height / 2);
+            // Wrapped lines take as many rows as they need.
+            let inner = usize::from(area.width.saturating_sub(2).max(1));
+            let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+            let height = (rows as u16 + 2).min(area.height / 2);
             let [top, rest] =
                 Layout::vertical([Constraint::Length(height), Constraint::Min(3)]).areas(area);
             let title = format!("ramp {} · {}", ramp.id, ramp.status.as_str());
