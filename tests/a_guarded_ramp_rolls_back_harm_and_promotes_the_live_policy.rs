@@ -297,3 +297,95 @@ fn the_headless_run_reports_the_ramp() {
         "{err}"
     );
 }
+
+#[test]
+fn a_lead_calls_the_ramp_over_http_with_the_tokens_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let ramp = example("harmful.toml");
+    let s = common::serve(
+        &dir.path().join("data"),
+        &[
+            "--ramp",
+            ramp.to_str().unwrap(),
+            "--token",
+            "operator-secret:operator:opal",
+            "--token",
+            "lead-secret:lead:lars",
+        ],
+    );
+    let c = common::client();
+    let get = c
+        .get(format!("{}/v1/ramp", s.base))
+        .bearer_auth("operator-secret")
+        .send()
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    let state: serde_json::Value = get.json().unwrap();
+    assert_eq!(state["ramp"]["status"], "running", "{state:#}");
+    assert_eq!(
+        state["ramp"]["candidate_version"].as_str().unwrap()[..26],
+        *"2026.11-2-never-expedite+4"
+    );
+    let coverage = || -> String {
+        let text = c
+            .get(format!("{}/metrics", s.base))
+            .bearer_auth("operator-secret")
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("signalbox_ramp_coverage "));
+        line.unwrap_or("absent").to_string()
+    };
+    assert_eq!(coverage(), "signalbox_ramp_coverage 0.1");
+
+    let call = |token: &str, what: &str, body: serde_json::Value| {
+        c.post(format!("{}/v1/ramp/{what}", s.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let r = call("operator-secret", "rollback", serde_json::json!({}));
+    assert_eq!(r.status(), 403);
+    // The identity is the token's: a body naming someone else is refused.
+    let r = call(
+        "lead-secret",
+        "rollback",
+        serde_json::json!({"actor": "someone"}),
+    );
+    assert_eq!(r.status(), 400);
+    let r = call("lead-secret", "sideways", serde_json::json!({}));
+    assert_eq!(r.status(), 404);
+    let r = call(
+        "lead-secret",
+        "rollback",
+        serde_json::json!({"note": "not today"}),
+    );
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["ramp"]["status"], "rolled_back");
+    assert_eq!(
+        body["ramp"]["reason"],
+        "lars rolled the ramp back: not today"
+    );
+    let r = call("lead-secret", "advance", serde_json::json!({}));
+    assert_eq!(r.status(), 409);
+    assert_eq!(coverage(), "signalbox_ramp_coverage 0.0");
+    assert_eq!(s.terminate().code(), Some(0));
+
+    // A restart with the same flags does not ramp that candidate again.
+    let s = common::serve(
+        &dir.path().join("data"),
+        &["--ramp", ramp.to_str().unwrap()],
+    );
+    let state: serde_json::Value = c
+        .get(format!("{}/v1/ramp", s.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(state["ramp"]["status"], "rolled_back", "{state:#}");
+}
