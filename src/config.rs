@@ -118,7 +118,7 @@ pub struct NotifyConfig {
     /// `slack` (an incoming-webhook body) or `json`.
     #[serde(default = "json_format")]
     pub format: String,
-    /// Which events: escalation, sla_breach, quarantine, breaker (all if empty).
+    /// Which events: escalation, sla_breach, quarantine, breaker, ramp (all if empty).
     #[serde(default)]
     pub events: Vec<String>,
 }
