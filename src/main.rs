@@ -194,6 +194,10 @@ enum Command {
     /// Signals the engine could not decide: list them, retry one, or drop it.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// The learned model: `model export` prints it as a checkpoint (what
+    /// `replay --model` and `--shadow-model` take).
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Configuration: `signalbox config path` prints where config.toml is read from.
     Config {
         #[arg(value_parser = ["path"])]
@@ -214,6 +218,23 @@ enum QuarantineCommand {
     Retry(QuarantineTarget),
     /// Set a held signal aside for good (it stays in the journal).
     Drop(QuarantineTarget),
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Print the model as the journal has it (the last checkpoint and the
+    /// feedback after it, as a restart rebuilds it) as checkpoint JSON.
+    Export {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The model as it was at this time (RFC 3339), before later
+        /// feedback.
+        #[arg(long)]
+        before: Option<chrono::DateTime<chrono::Utc>>,
+        /// Write it here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -544,6 +565,12 @@ fn main() -> ExitCode {
         }),
         Some(Command::Bench(args)) => signalbox::bench::run(&args).map_err(anyhow::Error::from),
         Some(Command::Quarantine(what)) => quarantine_cmd(what),
+        Some(Command::Model(ModelCommand::Export {
+            data_dir,
+            before,
+            out,
+        })) => data_dir_or_default(&data_dir)
+            .and_then(|dir| cmd::journal::model_export(&dir, before, out.as_deref())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

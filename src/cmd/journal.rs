@@ -1,4 +1,4 @@
-//! Commands on a journal: `explain`, `check`, `quarantine`.
+//! Commands on a journal: `explain`, `check`, `quarantine`, `replay`, `model export`.
 
 use std::path::Path;
 
@@ -261,5 +261,40 @@ pub(crate) fn replay_cmd(
             read as f64 / elapsed.max(1e-9)
         );
     }
+    Ok(())
+}
+
+/// `signalbox model export`: the model as the journal has it (at `before`,
+/// or now), as checkpoint JSON.
+pub(crate) fn model_export(
+    dir: &Path,
+    before: Option<chrono::DateTime<chrono::Utc>>,
+    out: Option<&Path>,
+) -> Result<()> {
+    use signalbox::decide::model::{Checkpoint, DEFAULT_BITS, Model};
+    let (checkpoint, feedback) = signalbox::journal::read::model_at(dir, before)
+        .with_context(|| format!("reading the model from {}", dir.display()))?;
+    let mut model = match checkpoint {
+        Some(text) => {
+            let checkpoint: Checkpoint = serde_json::from_str(&text)
+                .with_context(|| format!("the journal's model checkpoint in {}", dir.display()))?;
+            Model::restore(&checkpoint)?
+        }
+        None => Model::new(DEFAULT_BITS),
+    };
+    for fb in &feedback {
+        model.learn(&fb.option, &fb.features, fb.label, fb.importance);
+    }
+    let text = serde_json::to_string(&model.checkpoint())?;
+    match out {
+        Some(path) => std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => println!("{text}"),
+    }
+    eprintln!(
+        "model {} ({} labelled examples after the last checkpoint)",
+        model.version(),
+        feedback.len()
+    );
     Ok(())
 }

@@ -807,16 +807,13 @@ impl Decider {
         out
     }
 
-    /// Learns from one labelled example: `option` taken with `features` led to
-    /// `label` (1 = within SLA / the right call, 0 = not).
     /// The model's chance that `option` succeeds on these features.
     pub fn predict(&self, option: &str, features: &[String]) -> f64 {
         self.model.predict(&self.model.indices(option, features))
     }
 
+    /// Learns from one labelled example (`Model::learn`).
     pub fn learn(&mut self, option: &str, features: &[String], label: f64, importance: f64) {
-        let indices = self.model.indices(option, features);
-        self.model.update(&indices, label, importance);
-        self.model.note_example(option, importance);
+        self.model.learn(option, features, label, importance);
     }
 }

@@ -118,6 +118,15 @@ impl Model {
     }
 
     /// Counts one labelled example for an option.
+    /// Learns from one labelled example: `option` taken with `features` led
+    /// to `label` (1 = within SLA / the right call, 0 = not), counting
+    /// `importance` times.
+    pub fn learn(&mut self, option: &str, features: &[String], label: f64, importance: f64) {
+        let indices = self.indices(option, features);
+        self.update(&indices, label, importance);
+        self.note_example(option, importance);
+    }
+
     pub fn note_example(&mut self, option: &str, importance: f64) {
         *self.evidence.entry(option.to_string()).or_default() += importance;
     }

@@ -21,7 +21,7 @@ pub use logged::{
 };
 
 pub use explain::{Explanation, explain};
-pub use recover::{Recovered, recover};
+pub use recover::{Recovered, model_at, recover};
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
     move |error| JournalError::Sqlite {

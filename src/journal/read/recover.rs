@@ -200,6 +200,49 @@ fn model(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), Jour
     Ok(())
 }
 
+/// The model as the journal had it at `before` (now, if none): the last
+/// checkpoint journaled by then and the feedback journaled after it up to
+/// then, as a restart would rebuild it.
+pub fn model_at(
+    dir: &Path,
+    before: Option<chrono::DateTime<Utc>>,
+) -> Result<(Option<String>, Vec<Feedback>), JournalError> {
+    let (conn, path) = super::open_existing(dir)?;
+    let path = path.as_path();
+    // Feedback is journaled in time order: how much of it came before.
+    let until: i64 = match before {
+        None => conn.query_row("SELECT count(*) FROM feedback", [], |r| r.get(0)),
+        Some(t) => conn.query_row(
+            "SELECT count(*) FROM feedback
+             WHERE julianday(json_extract(body, '$.time')) < julianday(?1)",
+            [t.to_rfc3339()],
+            |r| r.get(0),
+        ),
+    }
+    .map_err(sql(path))?;
+    let checkpoint: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT feedback_count, body FROM checkpoints WHERE feedback_count <= ?1
+             ORDER BY seq DESC LIMIT 1",
+            [until],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql(path))?;
+    let after = checkpoint.as_ref().map_or(0, |c| c.0);
+    let feedback = rows(
+        &conn,
+        path,
+        "SELECT body FROM feedback ORDER BY seq LIMIT ?1 OFFSET ?2",
+        params![until - after, after],
+        |r| r.get::<_, String>(0),
+    )?
+    .iter()
+    .map(|body| decode(path, "feedback", body))
+    .collect::<Result<_, _>>()?;
+    Ok((checkpoint.map(|c| c.1), feedback))
+}
+
 /// Every signal's identity, and the signals journaled without a decision.
 fn signals(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), JournalError> {
     let mut seen = conn
