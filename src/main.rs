@@ -78,6 +78,11 @@ struct ConsoleArgs {
     /// lists where it chose otherwise.
     #[arg(long)]
     shadow: Option<PathBuf>,
+    /// A candidate model checkpoint (`signalbox model export`) deciding
+    /// beside the live model, with the --shadow policy or the live one,
+    /// never acting and never learning.
+    #[arg(long)]
+    shadow_model: Option<PathBuf>,
     /// A guarded ramp file: its candidate policy takes a growing share of
     /// decisions, gated step by step (`:changes` shows it; a lead answers
     /// a pause with `:ramp advance|extend|rollback`).
@@ -185,6 +190,10 @@ enum Command {
         /// agreement in /metrics.
         #[arg(long)]
         shadow: Option<PathBuf>,
+        /// A candidate model checkpoint (`signalbox model export`) deciding
+        /// beside the live model, never acting and never learning.
+        #[arg(long)]
+        shadow_model: Option<PathBuf>,
         /// A guarded ramp file, started unless that candidate has already
         /// ramped here (`GET /v1/ramp`; a lead calls a paused one with
         /// `POST /v1/ramp/advance|extend|rollback`).
@@ -279,6 +288,12 @@ struct RunArgs {
     /// never acting; the report's `shadow` says how often it agreed.
     #[arg(long)]
     shadow: Option<PathBuf>,
+    /// A candidate model checkpoint (`signalbox model export`) deciding
+    /// beside the live model (with --shadow's policy or the live one),
+    /// never acting and never learning; the report's `shadow` says how
+    /// often it agreed.
+    #[arg(long)]
+    shadow_model: Option<PathBuf>,
     /// A drill: this far into the run (e.g. 3h) a corrupted checkpoint
     /// replaces the model; the report's `model_breaker` says what the
     /// breaker on the model made of it.
@@ -344,6 +359,7 @@ fn headless(args: &RunArgs) -> Result<()> {
         learning: true,
         policy_file: args.policy.clone(),
         shadow_file: args.shadow.clone(),
+        shadow_model_file: args.shadow_model.clone(),
         corrupt_model_at: args.corrupt_model_at,
         restore_model_at: args.restore_model_at,
         ramp: args.ramp.clone().map(|file| (file, args.ramp_at)),
@@ -375,7 +391,7 @@ fn headless(args: &RunArgs) -> Result<()> {
     if let Some(ramp) = &model.ramp {
         report["ramp"] = run::ramp_report(ramp);
     }
-    if args.shadow.is_some() {
+    if args.shadow.is_some() || args.shadow_model.is_some() {
         let shadow = signalbox::journal::read::shadow(&dir)
             .with_context(|| format!("reading the shadow's choices in {}", dir.display()))?;
         report["shadow"] = serde_json::to_value(shadow)?;
@@ -491,6 +507,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         deployment,
         claim_expiry,
         shadow: args.shadow.clone(),
+        shadow_model: args.shadow_model.clone(),
         ramp: args.ramp.clone(),
     })
 }
@@ -508,6 +525,7 @@ fn main() -> ExitCode {
             body_limit,
             sources,
             shadow,
+            shadow_model,
             ramp,
         }) => {
             let what = match (config_dir, demo) {
@@ -515,7 +533,11 @@ fn main() -> ExitCode {
                 (None, true) => Some(cmd::serve::Runs::Demo),
                 (None, false) => None,
             };
-            let candidates = cmd::serve::Candidates { shadow, ramp };
+            let candidates = cmd::serve::Candidates {
+                shadow,
+                shadow_model,
+                ramp,
+            };
             cmd::serve::serve(
                 what, listen, data_dir, tokens, body_limit, sources, candidates,
             )

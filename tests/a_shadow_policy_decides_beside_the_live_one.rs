@@ -4,6 +4,7 @@
 //! choice; the report says how often it agreed with the live policy and
 //! with the people. The live policy as its own shadow agrees but for the
 //! live policy's exploring; a candidate that forbids an option agrees less.
+//! A model checkpoint (`model export`) decides in the shadow the same way.
 
 mod common;
 
@@ -145,4 +146,89 @@ fn a_server_with_a_shadow_exports_its_agreement() {
         metrics.contains("signalbox_shadow_agreement 1"),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_model_checkpoint_decides_in_the_shadow_too() {
+    let dir = tempfile::tempdir().unwrap();
+    // A trained model: the one a first run ended with, exported.
+    let first = dir.path().join("first");
+    let trained = run(&first, None);
+    let trained_file = dir.path().join("trained.json");
+    common::succeeds(
+        ["model", "export", "--data-dir"]
+            .map(OsStr::new)
+            .into_iter()
+            .chain([
+                first.as_os_str(),
+                "--out".as_ref(),
+                trained_file.as_os_str(),
+            ]),
+    );
+    // And the same turned the other way.
+    let mut corrupted: Value =
+        serde_json::from_str(&std::fs::read_to_string(&trained_file).unwrap()).unwrap();
+    for entry in corrupted["entries"].as_array_mut().unwrap() {
+        let w = entry[1].as_f64().unwrap();
+        entry[1] = serde_json::json!(-w);
+    }
+    let corrupted_file = dir.path().join("corrupted.json");
+    std::fs::write(&corrupted_file, corrupted.to_string()).unwrap();
+
+    let with_model = |name: &str, file: &Path| {
+        let data = dir.path().join(name);
+        let mut args: Vec<&OsStr> = ["run", "--headless", "--seed", "1", "--duration", "4h"]
+            .into_iter()
+            .chain(["--report", "json", "--no-baseline", "--shadow-model"])
+            .map(OsStr::new)
+            .collect();
+        args.extend([file.as_os_str(), OsStr::new("--data-dir"), data.as_os_str()]);
+        (common::json_of(args), data)
+    };
+    let (good, good_dir) = with_model("good", &trained_file);
+    let (bad, _) = with_model("bad", &corrupted_file);
+    // The live decisions are those of a run without a shadow.
+    assert_eq!(decisions_of(good.clone()), decisions_of(trained.clone()));
+    assert_eq!(decisions_of(bad.clone()), decisions_of(trained));
+    let (g, b) = (&good["shadow"], &bad["shadow"]);
+    assert!(g["decisions"].as_u64().unwrap() > 100, "{g}");
+    assert!(
+        g["agreement"].as_f64().unwrap() > b["agreement"].as_f64().unwrap() + 0.2,
+        "a trained model agrees more than its opposite: {g} vs {b}"
+    );
+    // Each decision names the checkpoint it was scored with.
+    let exported: Value =
+        serde_json::from_str(&std::fs::read_to_string(&trained_file).unwrap()).unwrap();
+    let version = format!("logreg-{}b@{}", exported["bits"], exported["updates"]);
+    let db = rusqlite::Connection::open(good_dir.join("signalbox.db")).unwrap();
+    let named: i64 = db
+        .query_row(
+            "SELECT count(*) FROM audit WHERE kind = 'decision'
+             AND json_extract(body, '$.shadow.model_version') = ?1",
+            [&version],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(named as u64, g["decisions"].as_u64().unwrap());
+
+    // A file that is not a checkpoint is refused, by name.
+    let not = dir.path().join("not.json");
+    std::fs::write(&not, "{\"bits\": 99}").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args([
+            "run",
+            "--headless",
+            "--duration",
+            "1h",
+            "--no-baseline",
+            "--shadow-model",
+        ])
+        .arg(&not)
+        .arg("--data-dir")
+        .arg(dir.path().join("refused"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not.json: not a model checkpoint"), "{err}");
 }

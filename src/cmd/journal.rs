@@ -187,12 +187,7 @@ impl CandidateArgs {
                 Scoring::Off
             }
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the model checkpoint {path}"))?;
-                let checkpoint: signalbox::decide::model::Checkpoint = serde_json::from_str(&text)
-                    .with_context(|| format!("the model checkpoint {path}"))?;
-                let model = signalbox::decide::model::Model::restore(&checkpoint)
-                    .with_context(|| format!("the model checkpoint {path}"))?;
+                let model = signalbox::engine::load_checkpoint(Path::new(path))?;
                 name.push(format!(
                     "the model of checkpoint {path} ({} updates)",
                     model.updates()

@@ -50,6 +50,8 @@ pub struct DriverOptions {
     pub claim_expiry: Option<Duration>,
     /// A candidate policy file deciding beside the live one (shadow mode).
     pub shadow: Option<PathBuf>,
+    /// A candidate model checkpoint deciding beside the live model.
+    pub shadow_model: Option<PathBuf>,
     /// A guarded ramp file, started with the engine.
     pub ramp: Option<PathBuf>,
 }
@@ -121,6 +123,7 @@ fn drive(
     config.claim_expiry = options.claim_expiry;
     config.shadow_policy_file = options.shadow.clone();
     config.ramp_file = options.ramp.clone();
+    config.shadow_model_file = options.shadow_model.clone();
     let engine = Engine::open(config, world, start)?;
     let mut host = host_on(engine, options.intake.as_ref())?;
     if after > 0 {
@@ -202,6 +205,7 @@ fn drive_deployment(
     config.claim_expiry = options.claim_expiry;
     config.shadow_policy_file = options.shadow.clone();
     config.ramp_file = options.ramp.clone();
+    config.shadow_model_file = options.shadow_model.clone();
     let world = deployment.organization.world.clone();
     let mut engine = Engine::open(config, world.clone(), chrono::Utc::now())?;
     engine.context.take_organization(world);

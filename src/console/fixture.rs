@@ -227,6 +227,7 @@ pub fn app() -> App {
             proposal: if i == 2 { "expedite" } else { &d.proposal }.to_string(),
             mode: if i == 2 { Mode::Auto } else { d.mode },
             policy_version: "candidate".into(),
+            model_version: String::new(),
         });
         let d = Arc::new(d);
         events.push(EngineEvent::Signal {

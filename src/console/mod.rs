@@ -56,6 +56,8 @@ pub struct ConsoleOptions {
     pub claim_expiry: Option<chrono::Duration>,
     /// A candidate policy file deciding beside the live one (shadow mode).
     pub shadow: Option<PathBuf>,
+    /// A candidate model checkpoint deciding beside the live model.
+    pub shadow_model: Option<PathBuf>,
     /// A guarded ramp file, started with the engine.
     pub ramp: Option<PathBuf>,
 }
@@ -149,6 +151,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             deployment: options.deployment.clone(),
             claim_expiry: options.claim_expiry,
             shadow: options.shadow.clone(),
+            shadow_model: options.shadow_model.clone(),
             ramp: options.ramp.clone(),
         },
         handle.clone(),
@@ -226,6 +229,7 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
         deployment: None,
         claim_expiry: None,
         shadow: None,
+        shadow_model: None,
         ramp: None,
     };
     let (theme, keymap) = load_look(&look, &mut warnings);

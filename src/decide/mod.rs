@@ -158,6 +158,9 @@ pub struct ShadowChoice {
     pub proposal: String,
     pub mode: Mode,
     pub policy_version: String,
+    /// The candidate model checkpoint it scored with; empty: the live model.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model_version: String,
 }
 
 impl Decision {
@@ -306,6 +309,9 @@ pub struct Decider {
     pub rules_version: String,
     /// A candidate policy deciding beside the live one, never acting.
     pub shadow: Option<Arc<PolicySet>>,
+    /// A candidate model (a checkpoint, as it is: it does not learn)
+    /// scoring the shadow's choice, with the shadow policy or the live one.
+    pub shadow_model: Option<Model>,
     /// The model's breaker is open (`watch`): decisions are the rules'
     /// alone while the model goes on scoring and learning beside them.
     pub model_held: bool,
@@ -359,6 +365,7 @@ impl Decider {
             option_views: std::collections::HashMap::new(),
             rules_version: String::new(),
             shadow: None,
+            shadow_model: None,
             model_held: false,
             ramp: None,
         }
@@ -439,9 +446,16 @@ impl Decider {
         }
         let branch = case.parent.is_some();
         let features = &case.features;
-        let shadow = self.shadow.clone().map(|candidate| {
+        // Taken out while the shadow decides (it is read beside `rng`).
+        let shadow_model = self.shadow_model.take();
+        let shadowing = self.shadow.is_some() || shadow_model.is_some();
+        let shadow = shadowing.then(|| {
+            let candidate = self
+                .shadow
+                .clone()
+                .unwrap_or_else(|| Arc::clone(&self.policy));
             let (_, best) = self.best_pick(
-                &candidate,
+                (&candidate, shadow_model.as_ref()),
                 choice,
                 (kind, &signal),
                 input.view(),
@@ -452,8 +466,13 @@ impl Decider {
                 proposal: best.proposal,
                 mode: best.mode,
                 policy_version: candidate.version.clone(),
+                model_version: shadow_model
+                    .as_ref()
+                    .map(Model::version)
+                    .unwrap_or_default(),
             }
         });
+        self.shadow_model = shadow_model;
         // The other arm's chance of what this one did.
         let mark = ramped.map(|(r, arm)| {
             let other = match arm {
@@ -461,7 +480,7 @@ impl Decider {
                 ramp::Arm::Live => Arc::clone(&r.candidate),
             };
             let (other_options, best) = self.best_pick(
-                &other,
+                (&other, None),
                 choice,
                 (kind, &signal),
                 input.view(),
@@ -501,19 +520,27 @@ impl Decider {
         self.decision(case, ruling)
     }
 
-    /// `policy`'s best pick for a case, without exploring (`rng` is left as
-    /// it was), with the options as it allows them; a fan-out branch's is
-    /// taken as the engine takes the live one's.
+    /// `policy`'s best pick for a case, scored by `model` (the live one if
+    /// none), without exploring (`rng` is left as it was), with the options
+    /// as it allows them; a fan-out branch's is taken as the engine takes
+    /// the live one's.
     fn best_pick(
         &mut self,
-        policy: &PolicySet,
+        (policy, model): (&PolicySet, Option<&Model>),
         choice: &Choice<'_>,
         signal: (&str, &celval::Json),
         view: celval::ContextView<'_>,
         features: &[String],
         branch: bool,
     ) -> (Vec<OptionScore>, pick::Pick) {
-        let score = |name: &str| self.model_score(name, features);
+        let learning = self.learning;
+        let score = |name: &str| match model {
+            Some(m) => (
+                m.predict(&m.indices(name, features)),
+                learning.then(|| m.evidence(name)),
+            ),
+            None => self.model_score(name, features),
+        };
         let (verdict, options) = self.rank(policy, choice, signal, view, score);
         let ranked = pick::Ranked {
             options: &options,

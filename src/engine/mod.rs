@@ -64,6 +64,8 @@ pub enum EngineError {
     Task(#[from] crate::flow::TaskError),
     #[error(transparent)]
     Ramp(#[from] ramp::RampRefused),
+    #[error("{file}: not a model checkpoint: {error}")]
+    Checkpoint { file: String, error: String },
     /// Done, but the journal commit that was to hold it failed.
     #[error("not durable: the journal commit failed ({0})")]
     NotDurable(String),
@@ -90,6 +92,10 @@ pub struct EngineConfig {
     /// A candidate policy file that decides every signal beside the live
     /// one, never acting (shadow mode); its choice is in each decision.
     pub shadow_policy_file: Option<PathBuf>,
+    /// A candidate model checkpoint (`signalbox model export`) scoring the
+    /// shadow's choice (with the shadow policy, or the live one), never
+    /// acting and never learning.
+    pub shadow_model_file: Option<PathBuf>,
     /// A guarded ramp file, started once the engine is up unless its
     /// candidate has already ramped in this journal (`ramp`).
     pub ramp_file: Option<PathBuf>,
@@ -125,6 +131,7 @@ impl EngineConfig {
             learning: true,
             policy_file: None,
             shadow_policy_file: None,
+            shadow_model_file: None,
             ramp_file: None,
             publish: true,
             checkpoint_every: 2000,
@@ -299,6 +306,9 @@ impl Engine {
         decider.rules_version = rules.version;
         if let Some(path) = &config.shadow_policy_file {
             decider.shadow = Some(PolicySet::load(path, &rules.playbook)?);
+        }
+        if let Some(path) = &config.shadow_model_file {
+            decider.shadow_model = Some(load_checkpoint(path)?);
         }
         let mut engine = Engine {
             journal,
@@ -911,4 +921,16 @@ impl Engine {
     pub fn open_reviews(&self) -> Vec<&ReviewItem> {
         self.reviews.open_items()
     }
+}
+
+/// A model checkpoint file (`signalbox model export`) as a model.
+pub fn load_checkpoint(path: &Path) -> Result<Model, EngineError> {
+    let bad = |error: String| EngineError::Checkpoint {
+        file: path.display().to_string(),
+        error,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let checkpoint: crate::decide::model::Checkpoint =
+        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    Model::restore(&checkpoint).map_err(|e| bad(e.to_string()))
 }

@@ -159,6 +159,45 @@ fn scores(out: &mut String, e: &Explanation) {
             }
         ),
     );
+    if let Some(r) = &d.ramp {
+        let arm = match r.arm {
+            crate::decide::ramp::Arm::Candidate => "candidate",
+            crate::decide::ramp::Arm::Live => "live policy",
+        };
+        let batch = if r.batch == 0 {
+            "between batches, read by none".to_string()
+        } else {
+            format!("read in batch {}", r.batch)
+        };
+        line(
+            out,
+            format!(
+                "  {} step {}: taken by the {arm} at {:.0} % (chance of this action: candidate {:.3}, live {:.3}; logged {:.3}); {batch}",
+                r.ramp,
+                r.step + 1,
+                r.coverage * 100.0,
+                r.candidate,
+                r.live,
+                r.logged()
+            ),
+        );
+    }
+    if let Some(s) = &d.shadow {
+        let model = if s.model_version.is_empty() {
+            String::new()
+        } else {
+            format!(" with model {}", s.model_version)
+        };
+        line(
+            out,
+            format!(
+                "  shadow: `{}` ({}) under {}{model}",
+                s.proposal,
+                s.mode.as_str(),
+                s.policy_version
+            ),
+        );
+    }
     if !d.contributions.is_empty() {
         line(out, "  top contributions:");
         for c in &d.contributions {
