@@ -83,6 +83,10 @@ struct ConsoleArgs {
     /// never acting and never learning.
     #[arg(long)]
     shadow_model: Option<PathBuf>,
+    /// A candidate playbook (its own options per signal type) deciding
+    /// beside the live one, with the --shadow policy or the live one.
+    #[arg(long)]
+    shadow_playbook: Option<PathBuf>,
     /// A guarded ramp file: its candidate policy takes a growing share of
     /// decisions, gated step by step (`:changes` shows it; a lead answers
     /// a pause with `:ramp advance|extend|rollback`).
@@ -194,6 +198,9 @@ enum Command {
         /// beside the live model, never acting and never learning.
         #[arg(long)]
         shadow_model: Option<PathBuf>,
+        /// A candidate playbook deciding beside the live one, never acting.
+        #[arg(long)]
+        shadow_playbook: Option<PathBuf>,
         /// A guarded ramp file, started unless that candidate has already
         /// ramped here (`GET /v1/ramp`; a lead calls a paused one with
         /// `POST /v1/ramp/advance|extend|rollback`).
@@ -294,6 +301,11 @@ struct RunArgs {
     /// often it agreed.
     #[arg(long)]
     shadow_model: Option<PathBuf>,
+    /// A candidate playbook (its own options per signal type) deciding
+    /// beside the live one, never acting; the report's `shadow` says how
+    /// often it agreed.
+    #[arg(long)]
+    shadow_playbook: Option<PathBuf>,
     /// A drill: this far into the run (e.g. 3h) a corrupted checkpoint
     /// replaces the model; the report's `model_breaker` says what the
     /// breaker on the model made of it.
@@ -360,6 +372,7 @@ fn headless(args: &RunArgs) -> Result<()> {
         policy_file: args.policy.clone(),
         shadow_file: args.shadow.clone(),
         shadow_model_file: args.shadow_model.clone(),
+        shadow_playbook_file: args.shadow_playbook.clone(),
         corrupt_model_at: args.corrupt_model_at,
         restore_model_at: args.restore_model_at,
         ramp: args.ramp.clone().map(|file| (file, args.ramp_at)),
@@ -391,7 +404,7 @@ fn headless(args: &RunArgs) -> Result<()> {
     if let Some(ramp) = &model.ramp {
         report["ramp"] = run::ramp_report(ramp);
     }
-    if args.shadow.is_some() || args.shadow_model.is_some() {
+    if args.shadow.is_some() || args.shadow_model.is_some() || args.shadow_playbook.is_some() {
         let shadow = signalbox::journal::read::shadow(&dir)
             .with_context(|| format!("reading the shadow's choices in {}", dir.display()))?;
         report["shadow"] = serde_json::to_value(shadow)?;
@@ -508,6 +521,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         claim_expiry,
         shadow: args.shadow.clone(),
         shadow_model: args.shadow_model.clone(),
+        shadow_playbook: args.shadow_playbook.clone(),
         ramp: args.ramp.clone(),
     })
 }
@@ -526,6 +540,7 @@ fn main() -> ExitCode {
             sources,
             shadow,
             shadow_model,
+            shadow_playbook,
             ramp,
         }) => {
             let what = match (config_dir, demo) {
@@ -536,6 +551,7 @@ fn main() -> ExitCode {
             let candidates = cmd::serve::Candidates {
                 shadow,
                 shadow_model,
+                shadow_playbook,
                 ramp,
             };
             cmd::serve::serve(

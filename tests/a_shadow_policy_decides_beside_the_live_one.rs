@@ -232,3 +232,85 @@ fn a_model_checkpoint_decides_in_the_shadow_too() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not.json: not a model checkpoint"), "{err}");
 }
+
+#[test]
+fn a_candidate_playbook_decides_in_the_shadow_too() {
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped playbook, without expedite among an order's options.
+    let shipped = include_str!("../playbooks/default.toml");
+    let offered =
+        r#"options = ["standard_fulfillment", "expedite_fulfillment", "credit_check_first"]"#;
+    assert!(shipped.contains(offered));
+    let candidate = dir.path().join("no-expedite-playbook.toml");
+    std::fs::write(
+        &candidate,
+        shipped.replace(
+            offered,
+            r#"options = ["standard_fulfillment", "credit_check_first"]"#,
+        ),
+    )
+    .unwrap();
+    let with_playbook = |name: &str, file: &Path| {
+        let data = dir.path().join(name);
+        let mut args: Vec<&OsStr> = ["run", "--headless", "--seed", "1", "--duration", "4h"]
+            .into_iter()
+            .chain(["--report", "json", "--no-baseline", "--shadow-playbook"])
+            .map(OsStr::new)
+            .collect();
+        args.extend([file.as_os_str(), OsStr::new("--data-dir"), data.as_os_str()]);
+        (common::json_of(args), data)
+    };
+    let alone = run(&dir.path().join("alone"), None);
+    let (shadowed, data) = with_playbook("shadowed", &candidate);
+    assert_eq!(decisions_of(shadowed.clone()), decisions_of(alone));
+    let s = &shadowed["shadow"];
+    assert!(s["decisions"].as_u64().unwrap() > 100, "{s}");
+    let agreement = s["agreement"].as_f64().unwrap();
+    assert!(agreement > 0.5 && agreement < 1.0, "{s}");
+
+    let db = rusqlite::Connection::open(data.join("signalbox.db")).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let orders = "SELECT count(*) FROM audit WHERE kind = 'decision'
+                  AND json_extract(body, '$.signal_type') = 'order.placed'";
+    assert_eq!(
+        count(&format!(
+            "{orders} AND json_extract(body, '$.shadow.proposal') = 'expedite_fulfillment'"
+        )),
+        0,
+        "the candidate playbook does not offer expedite"
+    );
+    assert!(
+        count(&format!(
+            "{orders} AND json_extract(body, '$.proposal') = 'expedite_fulfillment'"
+        )) > 0,
+        "the live one does, and takes it"
+    );
+
+    // A playbook naming an option it does not define is refused, by name.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        shipped.replace(offered, r#"options = ["teleport"]"#),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .args([
+            "run",
+            "--headless",
+            "--duration",
+            "1h",
+            "--no-baseline",
+            "--shadow-playbook",
+        ])
+        .arg(&broken)
+        .arg("--data-dir")
+        .arg(dir.path().join("refused"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.toml") && err.contains("teleport"),
+        "{err}"
+    );
+}

@@ -143,6 +143,7 @@ fn spawn_sources(paths: Vec<String>, engine: &signalbox::engine::host::Handle) -
 pub(crate) struct Candidates {
     pub shadow: Option<PathBuf>,
     pub shadow_model: Option<PathBuf>,
+    pub shadow_playbook: Option<PathBuf>,
     pub ramp: Option<PathBuf>,
 }
 
@@ -180,6 +181,7 @@ pub(crate) fn serve(
     engine_config.claim_expiry = config.claim_expiry()?;
     engine_config.shadow_policy_file = candidates.shadow;
     engine_config.shadow_model_file = candidates.shadow_model;
+    engine_config.shadow_playbook_file = candidates.shadow_playbook;
     engine_config.ramp_file = candidates.ramp;
     let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.clone());
     let mut probe_configs = config.probes.clone();

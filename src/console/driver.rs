@@ -52,6 +52,8 @@ pub struct DriverOptions {
     pub shadow: Option<PathBuf>,
     /// A candidate model checkpoint deciding beside the live model.
     pub shadow_model: Option<PathBuf>,
+    /// A candidate playbook deciding beside the live one.
+    pub shadow_playbook: Option<PathBuf>,
     /// A guarded ramp file, started with the engine.
     pub ramp: Option<PathBuf>,
 }
@@ -124,6 +126,7 @@ fn drive(
     config.shadow_policy_file = options.shadow.clone();
     config.ramp_file = options.ramp.clone();
     config.shadow_model_file = options.shadow_model.clone();
+    config.shadow_playbook_file = options.shadow_playbook.clone();
     let engine = Engine::open(config, world, start)?;
     let mut host = host_on(engine, options.intake.as_ref())?;
     if after > 0 {
@@ -206,6 +209,7 @@ fn drive_deployment(
     config.shadow_policy_file = options.shadow.clone();
     config.ramp_file = options.ramp.clone();
     config.shadow_model_file = options.shadow_model.clone();
+    config.shadow_playbook_file = options.shadow_playbook.clone();
     let world = deployment.organization.world.clone();
     let mut engine = Engine::open(config, world.clone(), chrono::Utc::now())?;
     engine.context.take_organization(world);

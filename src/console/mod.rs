@@ -58,6 +58,8 @@ pub struct ConsoleOptions {
     pub shadow: Option<PathBuf>,
     /// A candidate model checkpoint deciding beside the live model.
     pub shadow_model: Option<PathBuf>,
+    /// A candidate playbook deciding beside the live one.
+    pub shadow_playbook: Option<PathBuf>,
     /// A guarded ramp file, started with the engine.
     pub ramp: Option<PathBuf>,
 }
@@ -152,6 +154,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             claim_expiry: options.claim_expiry,
             shadow: options.shadow.clone(),
             shadow_model: options.shadow_model.clone(),
+            shadow_playbook: options.shadow_playbook.clone(),
             ramp: options.ramp.clone(),
         },
         handle.clone(),
@@ -230,6 +233,7 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
         claim_expiry: None,
         shadow: None,
         shadow_model: None,
+        shadow_playbook: None,
         ramp: None,
     };
     let (theme, keymap) = load_look(&look, &mut warnings);

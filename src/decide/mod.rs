@@ -304,7 +304,7 @@ pub struct Decider {
     /// Off for the rules-only baseline.
     pub learning: bool,
     rng: ChaCha8Rng,
-    option_views: std::collections::HashMap<String, OptionView>,
+    option_views: OptionViews,
     /// See `Decision::rules_version`.
     pub rules_version: String,
     /// A candidate policy deciding beside the live one, never acting.
@@ -312,6 +312,10 @@ pub struct Decider {
     /// A candidate model (a checkpoint, as it is: it does not learn)
     /// scoring the shadow's choice, with the shadow policy or the live one.
     pub shadow_model: Option<Model>,
+    /// A candidate playbook offering the shadow its own options (with the
+    /// shadow policy or the live one), and its options' views.
+    pub shadow_playbook: Option<Arc<Playbook>>,
+    shadow_views: OptionViews,
     /// The model's breaker is open (`watch`): decisions are the rules'
     /// alone while the model goes on scoring and learning beside them.
     pub model_held: bool,
@@ -362,10 +366,12 @@ impl Decider {
             model,
             learning,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_dec1),
-            option_views: std::collections::HashMap::new(),
+            option_views: OptionViews::new(),
             rules_version: String::new(),
             shadow: None,
             shadow_model: None,
+            shadow_playbook: None,
+            shadow_views: OptionViews::new(),
             model_held: false,
             ramp: None,
         }
@@ -378,24 +384,7 @@ impl Decider {
         self.policy = rules.policy;
         self.rules_version = rules.version;
         self.option_views.clear();
-    }
-
-    fn option_view(&self, name: &str) -> Value {
-        let steps = self.playbook.option_steps(name);
-        let processes: std::collections::BTreeSet<&str> = steps
-            .iter()
-            .filter_map(|s| self.steps.get(s).map(|t| t.process.as_str()))
-            .collect();
-        let automated = steps
-            .iter()
-            .any(|s| self.steps.get(s).is_some_and(|t| t.automation.is_some()));
-        json!({
-            "name": name,
-            "steps": steps,
-            "services": self.playbook.option_services(name, &self.steps),
-            "processes": processes,
-            "automated": automated,
-        })
+        self.shadow_views.clear();
     }
 
     /// Decides one case: the policies and the model rank its options, and
@@ -426,7 +415,14 @@ impl Decider {
             _ => Arc::clone(&self.policy),
         };
         let score = |name: &str| self.model_score(name, &case.features);
-        let (verdict, options) = self.rank(&policy, choice, (kind, &signal), input.view(), score);
+        let (verdict, options) = self.rank(
+            &self.option_views,
+            &policy,
+            choice,
+            (kind, &signal),
+            input.view(),
+            score,
+        );
         let threshold = policy.threshold(choice.class);
         let ranked = pick::Ranked {
             options: &options,
@@ -446,33 +442,7 @@ impl Decider {
         }
         let branch = case.parent.is_some();
         let features = &case.features;
-        // Taken out while the shadow decides (it is read beside `rng`).
-        let shadow_model = self.shadow_model.take();
-        let shadowing = self.shadow.is_some() || shadow_model.is_some();
-        let shadow = shadowing.then(|| {
-            let candidate = self
-                .shadow
-                .clone()
-                .unwrap_or_else(|| Arc::clone(&self.policy));
-            let (_, best) = self.best_pick(
-                (&candidate, shadow_model.as_ref()),
-                choice,
-                (kind, &signal),
-                input.view(),
-                features,
-                branch,
-            );
-            ShadowChoice {
-                proposal: best.proposal,
-                mode: best.mode,
-                policy_version: candidate.version.clone(),
-                model_version: shadow_model
-                    .as_ref()
-                    .map(Model::version)
-                    .unwrap_or_default(),
-            }
-        });
-        self.shadow_model = shadow_model;
+        let shadow = self.shadow_choice(&case, (kind, &signal), input.view());
         // The other arm's chance of what this one did.
         let mark = ramped.map(|(r, arm)| {
             let other = match arm {
@@ -480,7 +450,7 @@ impl Decider {
                 ramp::Arm::Live => Arc::clone(&r.candidate),
             };
             let (other_options, best) = self.best_pick(
-                (&other, None),
+                (&other, None, None),
                 choice,
                 (kind, &signal),
                 input.view(),
@@ -526,7 +496,7 @@ impl Decider {
     /// the live one's.
     fn best_pick(
         &mut self,
-        (policy, model): (&PolicySet, Option<&Model>),
+        (policy, model, views): (&PolicySet, Option<&Model>, Option<&OptionViews>),
         choice: &Choice<'_>,
         signal: (&str, &celval::Json),
         view: celval::ContextView<'_>,
@@ -541,7 +511,8 @@ impl Decider {
             ),
             None => self.model_score(name, features),
         };
-        let (verdict, options) = self.rank(policy, choice, signal, view, score);
+        let views = views.unwrap_or(&self.option_views);
+        let (verdict, options) = self.rank(views, policy, choice, signal, view, score);
         let ranked = pick::Ranked {
             options: &options,
             choice,
@@ -569,6 +540,7 @@ impl Decider {
     /// `score` scores it and `policy` allows it.
     fn rank(
         &self,
+        views: &OptionViews,
         policy: &PolicySet,
         choice: &Choice<'_>,
         (kind, signal): (&str, &celval::Json),
@@ -578,7 +550,7 @@ impl Decider {
         let views: Vec<&OptionView> = choice
             .options
             .iter()
-            .filter_map(|name| self.option_views.get(name))
+            .filter_map(|name| views.get(name))
             .collect();
         let verdict = policy.evaluate(kind, signal, view, &views);
         let options = choice
@@ -644,6 +616,7 @@ impl Decider {
             }
         };
         let (verdict, options) = self.rank(
+            &self.option_views,
             &policy,
             &choice,
             (&signal.kind, &cel_signal),
@@ -674,16 +647,69 @@ impl Decider {
     /// Each option's view for policies (it depends only on the catalogue:
     /// built once per option).
     fn build_option_views(&mut self, names: &[String]) {
-        for name in names {
-            if !self.option_views.contains_key(name) {
-                let value = self.option_view(name);
-                let view = OptionView {
-                    name: name.clone(),
-                    value,
-                };
-                self.option_views.insert(name.clone(), view);
-            }
+        build_views(&mut self.option_views, &self.playbook, &self.steps, names);
+    }
+
+    /// What a shadow candidate (`shadow`, `shadow_model`, `shadow_playbook`,
+    /// each the live one where none) makes of a case: its best, never
+    /// exploring; none without a candidate, or when the candidate playbook
+    /// has no such fan-out branch.
+    fn shadow_choice(
+        &mut self,
+        case: &Case<'_>,
+        signal: (&str, &celval::Json),
+        view: celval::ContextView<'_>,
+    ) -> Option<ShadowChoice> {
+        if self.shadow.is_none() && self.shadow_model.is_none() && self.shadow_playbook.is_none() {
+            return None;
         }
+        let policy = self
+            .shadow
+            .clone()
+            .unwrap_or_else(|| Arc::clone(&self.policy));
+        // Taken out while the shadow decides (read beside `rng`).
+        let model = self.shadow_model.take();
+        let mut views = std::mem::take(&mut self.shadow_views);
+        let playbook = self.shadow_playbook.clone();
+        let model_version = model.as_ref().map(Model::version).unwrap_or_default();
+        let own = playbook
+            .as_deref()
+            .map(|p| shadow_play(p, signal.0, case.parent.is_some(), case.choice.class));
+        let choice = match &own {
+            None => Some(case.choice.clone()),
+            Some(own) => own.clone(),
+        };
+        let shadow = choice.map(|choice| {
+            let (proposal, mode) = if choice.record_only() {
+                (choice.default.to_string(), Mode::Record)
+            } else {
+                let own_views = match &playbook {
+                    Some(p) => {
+                        build_views(&mut views, p, &self.steps, choice.options);
+                        Some(&views)
+                    }
+                    None => None,
+                };
+                let (_, best) = self.best_pick(
+                    (&policy, model.as_ref(), own_views),
+                    &choice,
+                    signal,
+                    view,
+                    &case.features,
+                    case.parent.is_some(),
+                );
+                (best.proposal, best.mode)
+            };
+            ShadowChoice {
+                proposal,
+                mode,
+                policy_version: policy.version.clone(),
+                model_version,
+            }
+        });
+        self.shadow_model = model;
+        self.shadow_views = views;
+        shadow
     }
 
     /// How a fan-out branch that would have asked a person is taken: the
@@ -843,4 +869,62 @@ impl Decider {
     pub fn learn(&mut self, option: &str, features: &[String], label: f64, importance: f64) {
         self.model.learn(option, features, label, importance);
     }
+}
+
+/// Options' views for policies, by name.
+type OptionViews = std::collections::HashMap<String, OptionView>;
+
+/// Builds the views of `names` under `playbook` that `views` lacks.
+fn build_views(
+    views: &mut OptionViews,
+    playbook: &Playbook,
+    steps: &StepCatalogue,
+    names: &[String],
+) {
+    for name in names {
+        if !views.contains_key(name) {
+            let value = option_view(playbook, steps, name);
+            let view = OptionView {
+                name: name.clone(),
+                value,
+            };
+            views.insert(name.clone(), view);
+        }
+    }
+}
+
+/// An option as policies see it: its steps, services, processes, and
+/// whether any step is automated.
+fn option_view(playbook: &Playbook, catalogue: &StepCatalogue, name: &str) -> Value {
+    let steps = playbook.option_steps(name);
+    let processes: std::collections::BTreeSet<&str> = steps
+        .iter()
+        .filter_map(|s| catalogue.get(s).map(|t| t.process.as_str()))
+        .collect();
+    let automated = steps
+        .iter()
+        .any(|s| catalogue.get(s).is_some_and(|t| t.automation.is_some()));
+    json!({
+        "name": name,
+        "steps": steps,
+        "services": playbook.option_services(name, catalogue),
+        "processes": processes,
+        "automated": automated,
+    })
+}
+
+/// The choice a candidate playbook offers for a signal type, or for the
+/// fan-out branch of `class` (none when it has no such branch).
+fn shadow_play<'a>(
+    playbook: &'a Playbook,
+    kind: &str,
+    branch: bool,
+    class: &str,
+) -> Option<Choice<'a>> {
+    let like = choice_for(playbook, kind);
+    if !branch {
+        return Some(like);
+    }
+    let fanout = playbook.fanouts.values().find(|f| f.class == class)?;
+    Some(Choice::of_fanout(fanout, &like))
 }

@@ -96,6 +96,9 @@ pub struct EngineConfig {
     /// shadow's choice (with the shadow policy, or the live one), never
     /// acting and never learning.
     pub shadow_model_file: Option<PathBuf>,
+    /// A candidate playbook offering the shadow its own options (with the
+    /// shadow policy, or the live one), never acting.
+    pub shadow_playbook_file: Option<PathBuf>,
     /// A guarded ramp file, started once the engine is up unless its
     /// candidate has already ramped in this journal (`ramp`).
     pub ramp_file: Option<PathBuf>,
@@ -132,6 +135,7 @@ impl EngineConfig {
             policy_file: None,
             shadow_policy_file: None,
             shadow_model_file: None,
+            shadow_playbook_file: None,
             ramp_file: None,
             publish: true,
             checkpoint_every: 2000,
@@ -304,8 +308,18 @@ impl Engine {
             config.seed,
         );
         decider.rules_version = rules.version;
+        if let Some(path) = &config.shadow_playbook_file {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| CatalogueError::Parse {
+                file: file.clone(),
+                error: format!("cannot read: {e}"),
+            })?;
+            decider.shadow_playbook = Some(Arc::new(Playbook::parse(&text, &file, &rules.steps)?));
+        }
         if let Some(path) = &config.shadow_policy_file {
-            decider.shadow = Some(PolicySet::load(path, &rules.playbook)?);
+            // Its options are the candidate playbook's, if there is one.
+            let against = decider.shadow_playbook.as_ref().unwrap_or(&rules.playbook);
+            decider.shadow = Some(PolicySet::load(path, against)?);
         }
         if let Some(path) = &config.shadow_model_file {
             decider.shadow_model = Some(load_checkpoint(path)?);

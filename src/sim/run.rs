@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub shadow_file: Option<PathBuf>,
     /// A candidate model checkpoint deciding beside the live model.
     pub shadow_model_file: Option<PathBuf>,
+    /// A candidate playbook deciding beside the live one.
+    pub shadow_playbook_file: Option<PathBuf>,
     /// A drill: this far into the run a corrupted checkpoint (every weight
     /// of the model as it is then, turned the other way) is put in place of
     /// the model, as a bad checkpoint would be.
@@ -76,6 +78,7 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     config.policy_file = options.policy_file.clone();
     config.shadow_policy_file = options.shadow_file.clone();
     config.shadow_model_file = options.shadow_model_file.clone();
+    config.shadow_playbook_file = options.shadow_playbook_file.clone();
     let mut engine = Engine::open(config, world, start)?;
     let mut ramp = match &options.ramp {
         Some((file, at)) => Some((
