@@ -13,15 +13,17 @@ use std::path::Path;
 
 use serde_json::Value;
 
-fn run(dir: &Path, shadow: Option<&Path>) -> Value {
+/// A 4 h headless run of seed 1 into `dir`, with a shadow candidate given
+/// as a flag (`--shadow`, `--shadow-model`, `--shadow-playbook`) and its file.
+fn run(dir: &Path, shadow: Option<(&str, &Path)>) -> Value {
     let mut args: Vec<&OsStr> = ["run", "--headless", "--seed", "1", "--duration", "4h"]
         .into_iter()
         .chain(["--report", "json", "--no-baseline", "--data-dir"])
         .map(OsStr::new)
         .collect();
     args.push(dir.as_os_str());
-    if let Some(file) = shadow {
-        args.extend([OsStr::new("--shadow"), file.as_os_str()]);
+    if let Some((flag, file)) = shadow {
+        args.extend([OsStr::new(flag), file.as_os_str()]);
     }
     common::json_of(args)
 }
@@ -69,8 +71,8 @@ fn a_shadow_changes_nothing_and_says_how_often_it_agreed() {
 
     let alone = run(&dir.path().join("alone"), None);
     assert!(alone.get("shadow").is_none());
-    let with_same = run(&dir.path().join("same"), Some(&same));
-    let with_other = run(&dir.path().join("other"), Some(&forbidding));
+    let with_same = run(&dir.path().join("same"), Some(("--shadow", &same)));
+    let with_other = run(&dir.path().join("other"), Some(("--shadow", &forbidding)));
     assert_eq!(decisions_of(with_same.clone()), decisions_of(alone.clone()));
     assert_eq!(decisions_of(with_other.clone()), decisions_of(alone));
 
@@ -177,13 +179,7 @@ fn a_model_checkpoint_decides_in_the_shadow_too() {
 
     let with_model = |name: &str, file: &Path| {
         let data = dir.path().join(name);
-        let mut args: Vec<&OsStr> = ["run", "--headless", "--seed", "1", "--duration", "4h"]
-            .into_iter()
-            .chain(["--report", "json", "--no-baseline", "--shadow-model"])
-            .map(OsStr::new)
-            .collect();
-        args.extend([file.as_os_str(), OsStr::new("--data-dir"), data.as_os_str()]);
-        (common::json_of(args), data)
+        (run(&data, Some(("--shadow-model", file))), data)
     };
     let (good, good_dir) = with_model("good", &trained_file);
     let (bad, _) = with_model("bad", &corrupted_file);
@@ -252,13 +248,7 @@ fn a_candidate_playbook_decides_in_the_shadow_too() {
     .unwrap();
     let with_playbook = |name: &str, file: &Path| {
         let data = dir.path().join(name);
-        let mut args: Vec<&OsStr> = ["run", "--headless", "--seed", "1", "--duration", "4h"]
-            .into_iter()
-            .chain(["--report", "json", "--no-baseline", "--shadow-playbook"])
-            .map(OsStr::new)
-            .collect();
-        args.extend([file.as_os_str(), OsStr::new("--data-dir"), data.as_os_str()]);
-        (common::json_of(args), data)
+        (run(&data, Some(("--shadow-playbook", file))), data)
     };
     let alone = run(&dir.path().join("alone"), None);
     let (shadowed, data) = with_playbook("shadowed", &candidate);

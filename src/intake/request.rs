@@ -146,3 +146,19 @@ pub(super) fn optional_string(
         .field(Some(field.into()))),
     }
 }
+
+/// A lead's optional note: an empty body, or a JSON object whose `note`
+/// is taken (and which must not name who acts: that is the token's).
+pub(super) async fn note_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<String, Refusal> {
+    let bytes = read_body(state, body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(String::new());
+    }
+    let v = json_body(headers, &bytes)?;
+    refuse_identity(&v)?;
+    Ok(optional_string(&v, "note")?.unwrap_or_default())
+}

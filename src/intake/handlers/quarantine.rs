@@ -14,9 +14,7 @@ use crate::engine::quarantine::{Release, Released};
 use crate::intake::AppState;
 use crate::intake::auth::{Allowed, ToAct, ToRead};
 use crate::intake::refusal::{Refusal, busy, engine_answer};
-use crate::intake::request::{
-    SourceQuery, json_body, optional_string, read_body, read_journal, refuse_identity,
-};
+use crate::intake::request::{SourceQuery, note_body, read_journal};
 use crate::journal::QuarantineState;
 use crate::review::Actor;
 
@@ -69,14 +67,7 @@ async fn release(
     body: Body,
     how: Release,
 ) -> Result<Response, Refusal> {
-    let bytes = read_body(&state, body).await?;
-    let note = if bytes.iter().all(u8::is_ascii_whitespace) {
-        String::new()
-    } else {
-        let v = json_body(&headers, &bytes)?;
-        refuse_identity(&v)?;
-        optional_string(&v, "note")?.unwrap_or_default()
-    };
+    let note = note_body(&state, &headers, body).await?;
     let (tx, rx) = oneshot::channel();
     state
         .engine

@@ -13,7 +13,7 @@ use crate::engine::host::Command;
 use crate::intake::AppState;
 use crate::intake::auth::{Allowed, ToAct, ToRead};
 use crate::intake::refusal::{Refusal, busy, engine_answer};
-use crate::intake::request::{json_body, optional_string, read_body, refuse_identity};
+use crate::intake::request::note_body;
 use crate::review::Actor;
 
 /// `GET /v1/ramp`: the ramp in progress (or the last one) with each step's
@@ -51,14 +51,7 @@ pub(in crate::intake) async fn call(
             format!("no ramp call `{call}` (advance, extend, rollback)"),
         ));
     };
-    let bytes = read_body(&state, body).await?;
-    let note = if bytes.iter().all(u8::is_ascii_whitespace) {
-        String::new()
-    } else {
-        let v = json_body(&headers, &bytes)?;
-        refuse_identity(&v)?;
-        optional_string(&v, "note")?.unwrap_or_default()
-    };
+    let note = note_body(&state, &headers, body).await?;
     let (tx, rx) = oneshot::channel();
     state
         .engine
