@@ -4,6 +4,7 @@
 //! step journaled. See ARCHITECTURE.md for the map.
 
 pub mod bench;
+pub mod cel_bounded;
 pub mod config;
 pub mod console;
 pub mod context;

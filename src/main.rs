@@ -175,7 +175,7 @@ enum Command {
         /// Run the Northwind demo world with its simulated executors.
         #[arg(long)]
         demo: bool,
-        /// Where to listen (default: the deployment's `listen`, else 127.0.0.1:8080).
+        /// Where to listen (default: the deployment's `listen`, else 127.0.0.1:7700).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
         #[arg(long)]

@@ -49,8 +49,14 @@ pub(crate) fn check_cmd(dir: &Path, json: bool) -> Result<()> {
     let (engine, from_log) = signalbox::engine::host::drain_log(engine)?;
     engine.close()?;
     let counts = read::counts(dir)?;
+    let aside = read::set_aside(dir)?;
     if json {
         let mut v = serde_json::to_value(&counts)?;
+        v["set_aside_records"] = aside
+            .iter()
+            .map(|a| serde_json::json!({"table": a.table, "key": a.key, "error": a.error}))
+            .collect::<Vec<_>>()
+            .into();
         v["resumed_flows"] = resumed.0.into();
         v["resumed_reviews"] = resumed.1.into();
         v["decided_from_intake_log"] = from_log.into();
@@ -78,6 +84,15 @@ pub(crate) fn check_cmd(dir: &Path, json: bool) -> Result<()> {
             },
             from_log
         );
+        for a in &aside {
+            println!(
+                "set aside: {} {} ({}): {} [its text is kept in the journal's set_aside table]",
+                a.table,
+                a.key,
+                a.time.format("%Y-%m-%d %H:%M:%S"),
+                a.error
+            );
+        }
     }
     Ok(())
 }

@@ -263,7 +263,12 @@ pub(crate) fn serve(
             dir.display()
         ));
         let router = intake::router(state);
-        intake::server::run(listener, router, settings.limits, stop_signals.recv()).await;
+        let deadline = settings.limits.drain + STOP_GRACE;
+        let stop = async move {
+            stop_signals.recv().await;
+            arm_stop_deadline(deadline);
+        };
+        intake::server::run(listener, router, settings.limits, stop).await;
         anyhow::Ok(())
     });
     // Whether the server ran or failed (it could not listen, say), the
@@ -284,6 +289,30 @@ pub(crate) fn serve(
     served?;
     say("signalbox: stopped; journal closed");
     Ok(())
+}
+
+/// How long past the drain a stopping process may take to close its
+/// engine and journal before it ends anyway.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends the process `after` from now, whatever is still running: a stop
+/// must not wait on an engine busy with one signal. Nothing acknowledged
+/// is lost by it: what was not decided is still in the intake log, and
+/// the journal's last commit is whole.
+fn arm_stop_deadline(after: std::time::Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        tracing::error!(
+            seconds = after.as_secs(),
+            "the engine did not stop in time; ending the process"
+        );
+        say(&format!(
+            "signalbox: not stopped {}s after the stop signal; ending now (what was not \
+             decided is kept in the intake log for the next start)",
+            after.as_secs()
+        ));
+        std::process::exit(1);
+    });
 }
 
 /// SIGHUP reloads the deployment directory; the result goes to the log

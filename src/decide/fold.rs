@@ -5,6 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::celval::Json;
+use crate::cel_bounded::Bounded;
 use crate::context::ContextError;
 use crate::playbook::fold::CompiledUpdate;
 use crate::signal::Signal;
@@ -27,10 +28,11 @@ pub fn evaluate(updates: &[CompiledUpdate], signal: &Signal) -> Result<Vec<Upser
     for (n, update) in updates.iter().enumerate() {
         let mut scope = cel::Context::with_env(std::sync::Arc::clone(env));
         scope.add_variable_as_val("signal", Box::new(Json::signal(signal, &signal.subject)));
+        let budget = crate::cel_bounded::Budget::install(&mut scope);
         let field = |what: &str| format!("update {} ({}).{what}", n + 1, update.entity);
-        let run = |what: &str, program: &cel::Program| -> Result<Value, ContextError> {
+        let run = |what: &str, program: &Bounded| -> Result<Value, ContextError> {
             let value = program
-                .execute(&scope)
+                .execute(&scope, &budget)
                 .map_err(|e| ContextError::new(&field(what), e.to_string()))?;
             value
                 .json()

@@ -10,12 +10,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use cel::common::value::Val;
-use cel::{Context as CelContext, Program, Value as CelValue};
+use cel::{Context as CelContext, Value as CelValue};
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::cel_bounded::{Bounded, Budget};
 use crate::playbook::Playbook;
 
 /// Who may act on a review item.
@@ -86,7 +87,7 @@ pub enum PolicyError {
     Io { file: String, error: String },
     #[error("{file}: not valid policy TOML: {error}")]
     Parse { file: String, error: String },
-    #[error("{file}: rule `{rule}`: CEL does not compile: {error}")]
+    #[error("{file}: rule `{rule}`: CEL {error}")]
     Cel {
         file: String,
         rule: String,
@@ -180,7 +181,7 @@ struct PolicyFile {
 
 struct Rule {
     spec: RuleFile,
-    program: Program,
+    program: Bounded,
     review_role: Role,
     deadline: Option<Duration>,
     /// For an option-scoped rule that reads only `option` and fields of
@@ -312,7 +313,7 @@ impl PolicySet {
             if !seen.insert(spec.id.clone()) {
                 return Err(rule_err("a rule with this id appears twice".into()));
             }
-            let program = Program::compile(&spec.when).map_err(|e| PolicyError::Cel {
+            let program = Bounded::compile(&spec.when).map_err(|e| PolicyError::Cel {
                 file: file.to_string(),
                 rule: spec.id.clone(),
                 error: e.to_string(),
@@ -410,13 +411,14 @@ impl PolicySet {
         let mut base = CelContext::with_env(Arc::clone(&self.env));
         base.add_variable_as_val("signal", signal.clone_as_boxed());
         base.add_variable_as_val("context", context.as_val());
+        let budget = Budget::install(&mut base);
         let applies =
             |rule: &&Rule| rule.spec.types.is_empty() || rule.spec.types.iter().any(|t| t == kind);
         for rule in self.rules.iter().filter(applies) {
             if rule.spec.scope != Scope::Signal {
                 continue;
             }
-            match outcome(rule, rule.program.execute(&base)) {
+            match outcome(rule, rule.program.execute(&base, &budget)) {
                 Outcome::Fired => self.apply(rule, None, &mut verdict),
                 Outcome::Quiet => {}
                 Outcome::Failed(error) => self.fail_closed(rule, None, error, &mut verdict),
@@ -469,7 +471,7 @@ impl PolicySet {
                                 .add_variable_as_val("option", super::celval::value(&option.value));
                             scope
                         });
-                        let outcome = outcome(rule, rule.program.execute(scope));
+                        let outcome = outcome(rule, rule.program.execute(scope, &budget));
                         if let Some(inputs) = inputs {
                             memo.put(
                                 *index,

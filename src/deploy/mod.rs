@@ -399,7 +399,7 @@ fn policy_problem(src: &Source<'_>, e: &PolicyError) -> Problem {
                 .map_or(at, |(i, _)| i + 1);
             src.on(
                 when,
-                format!("rule `{rule}`: CEL does not compile: {}", first_line(error)),
+                format!("rule `{rule}`: CEL {}", first_line(error)),
             )
         }
         PolicyError::Rule { rule, error, .. } => {

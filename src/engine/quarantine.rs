@@ -124,15 +124,37 @@ impl Engine {
             actor: crate::review::Actor::system().name,
             note: String::new(),
         };
+        self.hold_entry(entry, now);
+    }
+
+    /// Holds a signal named by its journaled parts (one whose body could
+    /// not be read back: the error says so).
+    pub(super) fn hold_unreadable(&mut self, parts: [String; 4], error: &str, now: DateTime<Utc>) {
+        let [signal_id, source, kind, subject] = parts;
+        let entry = Quarantined {
+            signal_id,
+            source,
+            kind,
+            subject,
+            error: format!("its journaled text cannot be read back: {error}"),
+            state: QuarantineState::Held,
+            time: now,
+            actor: crate::review::Actor::system().name,
+            note: String::new(),
+        };
+        self.hold_entry(entry, now);
+    }
+
+    fn hold_entry(&mut self, entry: Quarantined, now: DateTime<Utc>) {
         self.quarantine.hold(entry.clone());
         self.notice(super::notices::Notice {
             event: "quarantine",
             text: format!(
-                "signal {} `{}` from {} quarantined: {error}",
-                signal.kind, signal.id, signal.source
+                "signal {} `{}` from {} quarantined: {}",
+                entry.kind, entry.signal_id, entry.source, entry.error
             ),
-            reference: signal.id.clone(),
-            subject: signal.subject.clone(),
+            reference: entry.signal_id.clone(),
+            subject: entry.subject.clone(),
             time: now,
         });
         self.metrics.at(now, |t| t.quarantined += 1);

@@ -14,26 +14,40 @@ use crate::metrics::Metrics;
 
 impl Engine {
     pub(super) fn recover(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
-        let dir = self.dir.display().to_string();
-        let bad = |reason: String| EngineError::Recovery {
-            dir: dir.clone(),
-            reason,
-        };
-        let recovered = read::recover(&self.dir)?;
+        let mut recovered = read::recover(&self.dir)?;
+        let mut unreadable = std::mem::take(&mut recovered.unreadable);
         for (key, body) in recovered.entities {
             if body.is_null() {
                 continue;
             }
-            self.context
-                .restore(&key, body)
-                .map_err(|e| bad(e.to_string()))?;
+            let raw = body.to_string();
+            if let Err(e) = self.context.restore(&key, body) {
+                unreadable.push(read::Unreadable {
+                    table: "entities",
+                    key,
+                    error: e.to_string(),
+                    raw,
+                    signal: None,
+                });
+            }
         }
         if let Some(text) = &recovered.checkpoint {
-            let checkpoint: Checkpoint =
-                serde_json::from_str(text).map_err(|e| bad(format!("model checkpoint: {e}")))?;
-            self.decider.model =
-                Model::restore(&checkpoint).map_err(|e| bad(format!("model checkpoint: {e}")))?;
+            let restored = serde_json::from_str::<Checkpoint>(text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| Model::restore(&c).map_err(|e| e.to_string()));
+            match restored {
+                Ok(model) => self.decider.model = model,
+                // The model starts afresh from the feedback after it.
+                Err(error) => unreadable.push(read::Unreadable {
+                    table: "checkpoints",
+                    key: "last".into(),
+                    error,
+                    raw: text.clone(),
+                    signal: None,
+                }),
+            }
         }
+        self.set_aside(unreadable, now);
         for fb in &recovered.feedback_after_checkpoint {
             if self.decider.learning {
                 self.decider
@@ -90,6 +104,30 @@ impl Engine {
             "resumed from journal"
         );
         Ok(())
+    }
+
+    /// Journals each record a restart could not read in `set_aside`, with
+    /// its text, and holds an unreadable signal in quarantine; `check`
+    /// and the quarantine list name them.
+    fn set_aside(&mut self, unreadable: Vec<read::Unreadable>, now: DateTime<Utc>) {
+        for record in unreadable {
+            tracing::error!(
+                table = record.table,
+                key = %record.key,
+                error = %record.error,
+                "a journal record cannot be read; set aside"
+            );
+            if let Some(parts) = record.signal.clone() {
+                self.hold_unreadable(parts, &record.error, now);
+            }
+            self.pending.push(crate::journal::Record::SetAside(crate::journal::SetAside {
+                table: record.table.to_string(),
+                key: record.key,
+                error: record.error,
+                raw: record.raw,
+                time: now,
+            }));
+        }
     }
 
     /// Team and agent loads follow from the steps people are working on.

@@ -75,6 +75,15 @@ impl Need for ToAct {
     const PERMISSION: Permission = Permission::Act;
 }
 
+/// The credentials of an `Authorization: Bearer …` value. The scheme is
+/// case-insensitive (RFC 9110 §11.1).
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credentials.trim())
+}
+
 /// The caller, authenticated by its bearer token and allowed what `N`
 /// needs: the check every endpoint makes, as an extractor. (PagerDuty's
 /// endpoints, which may authenticate by the routing key in the body, call
@@ -203,8 +212,7 @@ impl Tokens {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(bearer_credentials);
         let presented = bearer.or(routing_key);
         let Some(presented) = presented else {
             return Err(

@@ -172,7 +172,8 @@ async fn count_refusals(
 pub enum ServeError {
     #[error(
         "refusing to listen on {0} without any token: anyone who can reach it could inject signals \
-         and act on reviews. Configure tokens (--token TOKEN:ROLE or [[token]] in config.toml), or listen on 127.0.0.1"
+         and act on reviews. Configure tokens (--token SECRET:ROLE:NAME, SIGNALBOX_TOKENS, or `tokens = [\"SECRET:ROLE:NAME\"]` \
+         in signalbox.toml or config.toml), or listen on 127.0.0.1"
     )]
     Exposed(SocketAddr),
     #[error("cannot listen on {addr}: {error}")]

@@ -117,6 +117,10 @@ pub enum Record {
         key: String,
         value: String,
     },
+    /// A record the journal holds but cannot read back (written by an
+    /// older version, or damaged), moved aside with its raw text so that a
+    /// start can go on without it.
+    SetAside(SetAside),
     /// Something a person or the operator's tooling did that is not a
     /// review action (a task completed, a configuration reloaded), in the
     /// audit chain under its own kind.
@@ -136,6 +140,21 @@ pub struct AuditEntry {
     pub decision_id: String,
     pub time: chrono::DateTime<chrono::Utc>,
     pub body: serde_json::Value,
+}
+
+/// A record that could not be read back, as set aside: which table and
+/// row, why, and its text as it was.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SetAside {
+    /// The table it was in (`reviews`, `flows`, `entities`, `feedback`,
+    /// `checkpoints`, `signals`).
+    pub table: String,
+    /// Its key there.
+    pub key: String,
+    pub error: String,
+    pub raw: String,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
+    pub time: chrono::DateTime<chrono::Utc>,
 }
 
 /// A labelled example as journaled, enough to replay it into the model.

@@ -56,6 +56,12 @@ CREATE TABLE IF NOT EXISTS chain_marks (seq INTEGER PRIMARY KEY, hash TEXT NOT N
 CREATE TABLE IF NOT EXISTS quarantine (
     signal_id TEXT NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL, time TEXT NOT NULL,
     body TEXT NOT NULL, PRIMARY KEY (signal_id, source)) WITHOUT ROWID;
+-- Records that could not be read back at a start, moved out of the way
+-- with their text as it was (rows of state tables are deleted from them;
+-- history stays where it is and is skipped).
+CREATE TABLE IF NOT EXISTS set_aside (
+    tbl TEXT NOT NULL, key TEXT NOT NULL, time TEXT NOT NULL, error TEXT NOT NULL,
+    raw TEXT NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID;
 ";
 
 /// Opens a connection with the pragmas every connection uses.

@@ -272,6 +272,27 @@ impl<'t> Rows<'t> {
         })
     }
 
+    /// Keeps an unreadable record's text in `set_aside`; a row of a state
+    /// table leaves it, so the next start does not meet it again.
+    fn set_aside(&self, aside: &super::SetAside) -> rusqlite::Result<()> {
+        self.tx.execute(
+            "INSERT OR IGNORE INTO set_aside (tbl, key, time, error, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![aside.table, aside.key, aside.time.to_rfc3339(), aside.error, aside.raw],
+        )?;
+        let delete = match aside.table.as_str() {
+            "reviews" => "DELETE FROM reviews WHERE id = ?1",
+            "flows" => "DELETE FROM flows WHERE id = ?1",
+            "entities" => "DELETE FROM entities WHERE key = ?1",
+            _ => return Ok(()),
+        };
+        self.tx.execute(delete, [&aside.key])?;
+        if aside.table == "flows" {
+            self.tx
+                .execute("DELETE FROM flow_steps WHERE flow_id = ?1", [&aside.key])?;
+        }
+        Ok(())
+    }
+
     // Over 80 lines: one arm per kind of record.
 
     fn write(&mut self, record: &Record) -> rusqlite::Result<()> {
@@ -373,6 +394,7 @@ impl<'t> Rows<'t> {
             Record::Meta { key, value } => {
                 self.meta.execute(params![key, value])?;
             }
+            Record::SetAside(aside) => self.set_aside(aside)?,
         }
         Ok(())
     }

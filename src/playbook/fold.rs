@@ -40,9 +40,9 @@ pub struct Update {
 #[derive(Debug)]
 pub struct CompiledUpdate {
     pub entity: String,
-    pub id: cel::Program,
-    pub set: Vec<(String, cel::Program)>,
-    pub when: Option<cel::Program>,
+    pub id: crate::cel_bounded::Bounded,
+    pub set: Vec<(String, crate::cel_bounded::Bounded)>,
+    pub when: Option<crate::cel_bounded::Bounded>,
 }
 
 /// Every type's updates, compiled once when the playbook is read.
@@ -66,10 +66,12 @@ impl Compiled {
             let mut compiled = Vec::new();
             for (n, update) in play.update.iter().enumerate() {
                 let program = |what: &str, text: &str| {
-                    cel::Program::compile(text).map_err(|e| CatalogueError::Invalid {
-                        file: origin.to_string(),
-                        item: format!("{kind} update {} {what}", n + 1),
-                        reason: format!("CEL does not compile: {e}"),
+                    crate::cel_bounded::Bounded::compile(text).map_err(|e| {
+                        CatalogueError::Invalid {
+                            file: origin.to_string(),
+                            item: format!("{kind} update {} {what}", n + 1),
+                            reason: format!("CEL {e}"),
+                        }
                     })
                 };
                 if update.entity.is_empty() || update.entity.contains('/') {

@@ -97,14 +97,22 @@ fn time(
     let field = || format!("{at}.{key}");
     match optional_str(alert, key, field)? {
         None => Ok(None),
-        Some(text) => DateTime::parse_from_rfc3339(text)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|e| {
-                SignalError::invalid(
-                    field(),
-                    format!("expected an RFC 3339 time, found {text:?} ({e})"),
-                )
-            }),
+        Some(text) => {
+            let t = DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    SignalError::invalid(
+                        field(),
+                        format!("expected an RFC 3339 time, found {text:?} ({e})"),
+                    )
+                })?;
+            // Times before 1970 (the zero time of a firing alert's
+            // `endsAt`) stand for none; later ones must be keepable.
+            if t >= super::limits::earliest() {
+                super::limits::check_time(field(), t)?;
+            }
+            Ok(Some(t))
+        }
     }
 }
 

@@ -14,11 +14,13 @@
 
 pub mod alertmanager;
 mod error;
+pub mod limits;
 pub mod pagerduty;
 pub mod wire;
 
 pub(crate) use error::json_kind;
 pub use error::{Field, SignalError};
+pub use limits::{MAX_EXTENSIONS, MAX_ID, MAX_SOURCE, MAX_SUBJECT, MAX_TYPE};
 
 use std::borrow::Cow;
 
@@ -57,16 +59,6 @@ impl Severity {
         }
     }
 }
-
-/// Longest accepted `id`, `type`, `source` and `subject`, in bytes. An id
-/// or type is a key, not a document; anything longer is a mistake or an
-/// attack on the journal's indexes.
-pub const MAX_ID: usize = 512;
-pub const MAX_TYPE: usize = 256;
-pub const MAX_SOURCE: usize = 1024;
-pub const MAX_SUBJECT: usize = 1024;
-/// Most extension attributes one event may carry.
-pub const MAX_EXTENSIONS: usize = 64;
 
 /// The attributes CloudEvents 1.0 defines (and `severity`, an extension
 /// signalbox reads for itself); every other attribute is an extension.
@@ -148,7 +140,10 @@ pub const RESERVED_SCHEME: &str = "signalbox:";
 
 /// Refuses an event from outside that claims a reserved source.
 pub fn check_outside_source(signal: &Signal) -> Result<(), SignalError> {
-    if signal.source.starts_with(RESERVED_SCHEME) {
+    // Schemes are case-insensitive (RFC 3986), and a producer's stray
+    // spaces must not make `signalbox:` someone else's.
+    let start = signal.source.trim_start().get(..RESERVED_SCHEME.len());
+    if start.is_some_and(|s| s.eq_ignore_ascii_case(RESERVED_SCHEME)) {
         return Err(SignalError::invalid(
             "source",
             format!(
@@ -395,6 +390,8 @@ impl Signal {
                 return Err(SignalError::invalid(field, "must not be empty"));
             }
         }
+        limits::check_time("time", self.time)?;
+        limits::check_data(&self.data)?;
         if self.extensions.len() > MAX_EXTENSIONS {
             return Err(SignalError::invalid(
                 "extensions",

@@ -123,12 +123,16 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
 fn timestamp(payload: &Map<String, Value>) -> Result<Option<DateTime<Utc>>, SignalError> {
     match text(payload, "payload", "timestamp", None)? {
         None => Ok(None),
-        Some(t) => parse_timestamp(t).map(Some).ok_or_else(|| {
-            SignalError::invalid(
-                "payload.timestamp",
-                format!("{t:?} is not an ISO 8601 timestamp like 2015-07-17T08:42:58.315+0000"),
-            )
-        }),
+        Some(t) => {
+            let time = parse_timestamp(t).ok_or_else(|| {
+                SignalError::invalid(
+                    "payload.timestamp",
+                    format!("{t:?} is not an ISO 8601 timestamp like 2015-07-17T08:42:58.315+0000"),
+                )
+            })?;
+            super::limits::check_time("payload.timestamp", time)?;
+            Ok(Some(time))
+        }
     }
 }
 

@@ -144,7 +144,15 @@ pub(in crate::intake) async fn versions(
 pub(in crate::intake) async fn reload(
     State(state): State<AppState>,
     Allowed(who, _): Allowed<ToAct>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, Refusal> {
+    // Who reloads is the token's; a body may carry a note (logged), never
+    // an identity.
+    let note = crate::intake::request::note_body(&state, &headers, body).await?;
+    if !note.is_empty() {
+        tracing::info!(by = %who.name, note = %note, "reload requested");
+    }
     if who.role < Role::Lead {
         return Err(Refusal::new(
             StatusCode::FORBIDDEN,

@@ -21,7 +21,7 @@ pub use logged::{
 };
 
 pub use explain::{Explanation, explain};
-pub use recover::{Recovered, model_at, recover};
+pub use recover::{Recovered, Unreadable, model_at, recover};
 
 fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
     move |error| JournalError::Sqlite {
@@ -140,6 +140,8 @@ pub struct Counts {
     pub flows: i64,
     pub active_flows: i64,
     pub feedback: i64,
+    /// Records set aside at a start because they could not be read back.
+    pub set_aside: i64,
     pub chain_ok: bool,
 }
 
@@ -179,7 +181,7 @@ pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
         decided_signals: count(
             "SELECT COUNT(DISTINCT signal_id) FROM audit WHERE kind = 'decision'",
         )?,
-        undecided_signals: count(&format!("SELECT COUNT(*) FROM signals s WHERE {UNDECIDED}"))?,
+        undecided_signals: undecided(&conn, path)?.undecided.len() as i64,
         quarantined: count("SELECT COUNT(*) FROM quarantine WHERE state = 'held'")?,
         decisions: count("SELECT COUNT(*) FROM audit WHERE kind = 'decision'")?,
         review_actions: count("SELECT COUNT(*) FROM audit WHERE kind = 'review'")?,
@@ -189,8 +191,58 @@ pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
             "SELECT COUNT(*) FROM flows WHERE state NOT IN ('done', 'failed', 'compensated')",
         )?,
         feedback: count("SELECT COUNT(*) FROM feedback")?,
+        set_aside: match has_set_aside(&conn, path)? {
+            true => count("SELECT COUNT(*) FROM set_aside")?,
+            false => 0,
+        },
         chain_ok: verify_chain_conn(&conn, path)?.is_ok(),
     })
+}
+
+fn has_set_aside(conn: &Connection, path: &Path) -> Result<bool, JournalError> {
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'set_aside'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(sql(path))
+}
+
+/// The records set aside at starts because they could not be read back,
+/// oldest first.
+pub fn set_aside(dir: &Path) -> Result<Vec<super::SetAside>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    if !has_set_aside(&conn, &path)? {
+        return Ok(Vec::new());
+    }
+    let found = rows(
+        &conn,
+        &path,
+        "SELECT tbl, key, time, error, raw FROM set_aside ORDER BY time, tbl, key",
+        [],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        },
+    )?;
+    Ok(found
+        .into_iter()
+        .map(|(table, key, time, error, raw)| super::SetAside {
+            table,
+            key,
+            time: chrono::DateTime::parse_from_rfc3339(&time)
+                .map(|t| t.to_utc())
+                .unwrap_or(chrono::DateTime::UNIX_EPOCH),
+            error,
+            raw,
+        })
+        .collect())
 }
 
 /// Recomputes the chain over the audit records with seq in `(after, upto]`,
@@ -370,12 +422,62 @@ pub fn signal_state(
     })
 }
 
-/// Signals neither decided nor held in quarantine (`s` is `signals`).
-const UNDECIDED: &str =
-    "NOT EXISTS (SELECT 1 FROM audit a WHERE a.signal_id = s.id AND a.kind = 'decision'
-       AND (a.signal_source = s.source OR a.signal_source IS NULL))
-   AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.signal_id = s.id AND q.source = s.source
-       AND q.state != 'retried')";
+/// Signals neither decided nor held in quarantine: each signal's identity
+/// in journal order, and the seqs of those undecided. Linear in the
+/// journal whatever the ids: the decided and the held are gathered into
+/// sets first (a query joining signals to decisions by id is quadratic
+/// when many sources share one id).
+struct Undecided {
+    seen: Vec<u128>,
+    undecided: Vec<i64>,
+}
+
+fn undecided(conn: &Connection, path: &Path) -> Result<Undecided, JournalError> {
+    let mut decided = crate::FastSet::default();
+    // Decisions of journals older than sources in the key name the id alone.
+    let mut decided_ids = std::collections::HashSet::new();
+    let mut stmt = conn
+        .prepare(
+            "SELECT signal_source, signal_id FROM audit
+               WHERE kind = 'decision' AND signal_id IS NOT NULL
+             UNION ALL SELECT source, signal_id FROM quarantine WHERE state != 'retried'",
+        )
+        .map_err(sql(path))?;
+    let mut found = stmt.query([]).map_err(sql(path))?;
+    while let Some(row) = found.next().map_err(sql(path))? {
+        let source: Option<String> = row.get(0).map_err(sql(path))?;
+        let id: String = row.get(1).map_err(sql(path))?;
+        match source {
+            Some(source) => {
+                decided.insert(crate::signal::identity(&source, &id));
+            }
+            None => {
+                decided_ids.insert(id);
+            }
+        }
+    }
+    drop(found);
+    drop(stmt);
+    let mut out = Undecided {
+        seen: Vec::new(),
+        undecided: Vec::new(),
+    };
+    let mut stmt = conn
+        .prepare("SELECT seq, source, id FROM signals ORDER BY seq")
+        .map_err(sql(path))?;
+    let mut found = stmt.query([]).map_err(sql(path))?;
+    while let Some(row) = found.next().map_err(sql(path))? {
+        let seq: i64 = row.get(0).map_err(sql(path))?;
+        let source: String = row.get(1).map_err(sql(path))?;
+        let id: String = row.get(2).map_err(sql(path))?;
+        let identity = crate::signal::identity(&source, &id);
+        out.seen.push(identity);
+        if !decided.contains(&identity) && !decided_ids.contains(&id) {
+            out.undecided.push(seq);
+        }
+    }
+    Ok(out)
+}
 
 /// A signal's journaled body by id and source (by id alone for a decision
 /// of a journal older than sources in the key).

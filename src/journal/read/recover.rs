@@ -8,11 +8,9 @@ use std::path::Path;
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{
-    UNDECIDED, decode, decode_value, open_existing, quarantine_rows, rows, signal_body, sql,
-};
+use super::{decode, open_existing, rows, signal_body, sql};
 use crate::flow::Flow;
-use crate::journal::{Feedback, JournalError, QuarantineState, Quarantined};
+use crate::journal::{Feedback, JournalError, Quarantined};
 use crate::review::ReviewItem;
 use crate::signal::Signal;
 
@@ -39,6 +37,51 @@ pub struct Recovered {
     pub decision_count: i64,
     pub review_count: i64,
     pub flow_count: i64,
+    /// Records that could not be read back: the start goes on without
+    /// them, and the engine sets them aside.
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A record a restart could not read, named, with its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreadable {
+    pub table: &'static str,
+    pub key: String,
+    pub error: String,
+    pub raw: String,
+    /// For a signal: its id, source, type and subject (columns of their
+    /// own, readable when its body is not), so it can be held in
+    /// quarantine.
+    pub signal: Option<[String; 4]>,
+}
+
+impl Recovered {
+    /// `decode`d `body`, or `None` with the record noted as unreadable.
+    fn read<T: serde::de::DeserializeOwned>(
+        &mut self,
+        table: &'static str,
+        key: &str,
+        body: String,
+    ) -> Option<T> {
+        match serde_json::from_str(&body) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.unreadable(table, key, e.to_string(), body);
+                None
+            }
+        }
+    }
+
+    fn unreadable(&mut self, table: &'static str, key: &str, error: String, raw: String) {
+        tracing::warn!(table, key, error = %error, "a journal record cannot be read; set aside");
+        self.unreadable.push(Unreadable {
+            table,
+            key: key.to_string(),
+            error,
+            raw,
+            signal: None,
+        });
+    }
 }
 
 pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
@@ -48,13 +91,26 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     for (key, body) in rows(&conn, path, "SELECT key, body FROM entities", [], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })? {
-        out.entities.push((key.clone(), decode(path, &key, &body)?));
+        if let Some(value) = out.read("entities", &key, body) {
+            out.entities.push((key, value));
+        }
     }
     active_flows(&conn, path, &mut out)?;
     open_reviews(&conn, path, &mut out)?;
     model(&conn, path, &mut out)?;
     signals(&conn, path, &mut out)?;
-    out.quarantined = quarantine_rows(&conn, path, Some(QuarantineState::Held), i64::MAX)?;
+    for (signal_id, source, body) in rows(
+        &conn,
+        path,
+        "SELECT signal_id, source, body FROM quarantine WHERE state = 'held' ORDER BY time DESC",
+        [],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+    )? {
+        let key = format!("{source} {signal_id}");
+        if let Some(q) = out.read("quarantine", &key, body) {
+            out.quarantined.push(q);
+        }
+    }
     out.alert_flows = rows(
         &conn,
         path,
@@ -83,16 +139,19 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
 
 /// The flows still in flight, a big flow's steps joined back from their rows.
 fn active_flows(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), JournalError> {
-    for body in rows(
+    for (id, body) in rows(
         conn,
         path,
-        "SELECT body FROM flows WHERE state NOT IN ('done', 'failed', 'compensated')",
+        "SELECT id, body FROM flows WHERE state NOT IN ('done', 'failed', 'compensated')",
         [],
-        |r| r.get::<_, String>(0),
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
     )? {
-        out.active_flows.push(decode(path, "flow", &body)?);
+        if let Some(flow) = out.read("flows", &id, body) {
+            out.active_flows.push(flow);
+        }
     }
     // Big flows keep their steps in rows of their own.
+    let mut broken = std::collections::HashSet::new();
     let by_id: HashMap<String, usize> = out
         .active_flows
         .iter()
@@ -107,17 +166,34 @@ fn active_flows(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(
         [],
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
     )? {
-        let step = decode(path, &format!("step of flow {flow_id}"), &body)?;
-        if let Some(&i) = by_id.get(&flow_id) {
-            let flow = &mut out.active_flows[i];
-            if out.flows_by_step.last() != Some(&flow_id) {
-                // The row's own steps field is empty for a big flow.
-                flow.steps.clear();
-                out.flows_by_step.push(flow_id.clone());
-            }
-            flow.steps.push(step);
+        let Some(&i) = by_id.get(&flow_id) else {
+            continue;
+        };
+        if broken.contains(&flow_id) {
+            continue;
         }
+        let Some(step) = out.read("flow_steps", &flow_id, body) else {
+            broken.insert(flow_id);
+            continue;
+        };
+        let flow = &mut out.active_flows[i];
+        if out.flows_by_step.last() != Some(&flow_id) {
+            // The row's own steps field is empty for a big flow.
+            flow.steps.clear();
+            out.flows_by_step.push(flow_id.clone());
+        }
+        flow.steps.push(step);
     }
+    // A flow missing a step cannot go on: it is set aside whole.
+    for flow in out
+        .active_flows
+        .extract_if(.., |f| broken.contains(&f.id))
+        .collect::<Vec<_>>()
+    {
+        let raw = serde_json::to_string(&flow).unwrap_or_default();
+        out.unreadable("flows", &flow.id, "one of its steps cannot be read".into(), raw);
+    }
+    out.flows_by_step.retain(|id| !broken.contains(id));
     Ok(())
 }
 
@@ -126,52 +202,54 @@ fn open_reviews(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(
     // A review row names its decision and signal; both are joined back
     // from where they were journaled. (Journals written before rows were
     // slimmed hold the whole item.)
-    for (body, decision) in rows(
+    for (id, body, decision) in rows(
         conn,
         path,
-        "SELECT r.body,
+        "SELECT r.id, r.body,
                 (SELECT a.body FROM audit a WHERE a.kind = 'decision'
                    AND a.decision_id = json_extract(r.body, '$.decision_id'))
          FROM reviews r WHERE r.state != 'decided'",
         [],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        },
     )? {
-        let value: serde_json::Value = decode(path, "review", &body)?;
-        if value.get("decision").is_some() {
-            // From the text, not the tree: a decision's snapshot keeps its
-            // entities as raw JSON, which only a text parser can give.
-            out.open_reviews.push(decode(path, "review", &body)?);
-            continue;
+        match open_review(conn, path, &body, decision) {
+            Ok(item) => out.open_reviews.push(item),
+            Err(error) => out.unreadable("reviews", &id, error, body),
         }
-        let row: crate::review::ReviewRow = decode_value(path, "review", value)?;
-        let broken = |error: String| JournalError::Corrupt {
-            path: path.display().to_string(),
-            what: format!("review {}", row.id),
-            error,
-        };
-        let decision: crate::decide::Decision = match decision {
-            Some(d) => decode(path, "decision", &d)?,
-            None => {
-                return Err(broken(format!(
-                    "decision {} is not in the journal",
-                    row.decision_id
-                )));
-            }
-        };
-        let signal = match signal_body(conn, path, &row.signal_id, &decision.signal_source)? {
-            Some(text) => crate::signal::Signal::from_json(&text, decision.time)
-                .map_err(|e| broken(format!("signal {}: {e}", row.signal_id)))?,
-            None => {
-                return Err(broken(format!(
-                    "signal {} is not in the journal",
-                    row.signal_id
-                )));
-            }
-        };
-        out.open_reviews
-            .push(row.into_item(std::sync::Arc::new(decision), std::sync::Arc::new(signal)));
     }
     Ok(())
+}
+
+/// One open review item from its row, its decision's text and its signal.
+fn open_review(
+    conn: &Connection,
+    path: &Path,
+    body: &str,
+    decision: Option<String>,
+) -> Result<ReviewItem, String> {
+    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    if value.get("decision").is_some() {
+        // From the text, not the tree: a decision's snapshot keeps its
+        // entities as raw JSON, which only a text parser can give.
+        return serde_json::from_str(body).map_err(|e| e.to_string());
+    }
+    let row: crate::review::ReviewRow = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    let decision: crate::decide::Decision = match decision {
+        Some(d) => serde_json::from_str(&d).map_err(|e| format!("its decision: {e}"))?,
+        None => return Err(format!("decision {} is not in the journal", row.decision_id)),
+    };
+    let text = signal_body(conn, path, &row.signal_id, &decision.signal_source)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("signal {} is not in the journal", row.signal_id))?;
+    let signal = crate::signal::Signal::from_json(&text, decision.time)
+        .map_err(|e| format!("signal {}: {e}", row.signal_id))?;
+    Ok(row.into_item(std::sync::Arc::new(decision), std::sync::Arc::new(signal)))
 }
 
 /// The last model checkpoint and the feedback journaled after it.
@@ -186,17 +264,21 @@ fn model(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), Jour
         .map_err(sql(path))?;
     let after = checkpoint.as_ref().map_or(0, |c| c.0);
     out.checkpoint = checkpoint.map(|c| c.1);
-    for body in rows(
+    let mut read = 0;
+    for (seq, body) in rows(
         conn,
         path,
-        "SELECT body FROM feedback ORDER BY seq LIMIT -1 OFFSET ?1",
+        "SELECT seq, body FROM feedback ORDER BY seq LIMIT -1 OFFSET ?1",
         params![after],
-        |r| r.get::<_, String>(0),
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
     )? {
-        out.feedback_after_checkpoint
-            .push(decode(path, "feedback", &body)?);
+        // Counted read or not: checkpoints count rows.
+        read += 1;
+        if let Some(feedback) = out.read("feedback", &seq.to_string(), body) {
+            out.feedback_after_checkpoint.push(feedback);
+        }
     }
-    out.feedback_count = after + out.feedback_after_checkpoint.len() as i64;
+    out.feedback_count = after + read;
     Ok(())
 }
 
@@ -245,31 +327,26 @@ pub fn model_at(
 
 /// Every signal's identity, and the signals journaled without a decision.
 fn signals(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), JournalError> {
-    let mut seen = conn
-        .prepare("SELECT source, id FROM signals")
+    let found = super::undecided(conn, path)?;
+    out.seen_signals = found.seen;
+    let mut body = conn
+        .prepare("SELECT body, id, source, type, subject FROM signals WHERE seq = ?1")
         .map_err(sql(path))?;
-    let mut found = seen.query([]).map_err(sql(path))?;
-    while let Some(row) = found.next().map_err(sql(path))? {
-        let source: String = row.get(0).map_err(sql(path))?;
-        let id: String = row.get(1).map_err(sql(path))?;
-        out.seen_signals.push(crate::signal::identity(&source, &id));
-    }
-    drop(found);
-    drop(seen);
-    for body in rows(
-        conn,
-        path,
-        &format!("SELECT body FROM signals s WHERE {UNDECIDED} ORDER BY seq"),
-        [],
-        |r| r.get::<_, String>(0),
-    )? {
-        let value: serde_json::Value = decode(path, "signal", &body)?;
-        let signal = Signal::from_value(value, Utc::now()).map_err(|e| JournalError::Corrupt {
-            path: path.display().to_string(),
-            what: "signal".into(),
-            error: e.to_string(),
-        })?;
-        out.undecided.push(signal);
+    for seq in found.undecided {
+        let (text, key): (String, [String; 4]) = body
+            .query_row([seq], |r| {
+                Ok((r.get(0)?, [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]))
+            })
+            .map_err(sql(path))?;
+        match Signal::from_json(&text, Utc::now()) {
+            Ok(signal) => out.undecided.push(signal),
+            Err(e) => {
+                out.unreadable("signals", &seq.to_string(), e.to_string(), text);
+                if let Some(last) = out.unreadable.last_mut() {
+                    last.signal = Some(key);
+                }
+            }
+        }
     }
     Ok(())
 }
