@@ -102,16 +102,16 @@ enum Command {
     Explain {
         /// Decision id, e.g. D0000042.
         id: String,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        journal: cmd::JournalArgs,
         #[arg(long)]
         json: bool,
     },
     /// Open a journal (resuming what was in flight, deciding what was
     /// acknowledged but undecided) and print its counts.
     Check {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        journal: cmd::JournalArgs,
         #[arg(long)]
         json: bool,
     },
@@ -119,8 +119,8 @@ enum Command {
     /// acting: what changes, and an off-policy estimate of its value (the
     /// share of outcomes within SLA) against the logged policy's.
     Replay {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        journal: cmd::JournalArgs,
         /// The candidate's model: `off` for rules alone, or a checkpoint
         /// file (JSON, as the journal's `checkpoints` table keeps one)
         /// scoring each decision's journaled features; without it, the
@@ -135,10 +135,6 @@ enum Command {
         /// shipped one).
         #[arg(long)]
         playbook: Option<PathBuf>,
-        /// The deployment whose playbook the journal ran under (default: the
-        /// shipped Northwind playbook, as `run` and `--demo` use).
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// Only decisions at or after this time (RFC 3339).
         #[arg(long)]
         since: Option<chrono::DateTime<chrono::Utc>>,
@@ -225,8 +221,8 @@ enum Command {
 enum QuarantineCommand {
     /// The signals held, newest first.
     List {
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        journal: cmd::JournalArgs,
         #[arg(long)]
         json: bool,
     },
@@ -263,8 +259,8 @@ struct QuarantineTarget {
     /// Why, for the audit trail.
     #[arg(long, default_value = "")]
     note: String,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    journal: cmd::JournalArgs,
 }
 
 #[derive(Args, Clone)]
@@ -578,28 +574,26 @@ fn main() -> ExitCode {
             "`signalbox run` is the headless simulation and needs --headless; \
              the console is `signalbox` with no command"
         )),
-        Some(Command::Explain { id, data_dir, json }) => {
-            data_dir_or_default(&data_dir).and_then(|dir| explain_cmd(&id, &dir, json))
-        }
-        Some(Command::Check { data_dir, json }) => {
-            data_dir_or_default(&data_dir).and_then(|dir| check_cmd(&dir, json))
+        Some(Command::Explain { id, journal, json }) => journal
+            .place()
+            .and_then(|place| explain_cmd(&id, &place.dir, json)),
+        Some(Command::Check { journal, json }) => {
+            journal.place().and_then(|place| check_cmd(&place, json))
         }
         Some(Command::Replay {
-            data_dir,
+            journal,
             model,
             policy,
             playbook,
-            config,
             since,
             json,
-        }) => data_dir_or_default(&data_dir).and_then(|dir| {
+        }) => journal.place().and_then(|place| {
             let candidate = cmd::journal::CandidateArgs {
-                config,
                 policy,
                 playbook,
                 model,
             };
-            replay_cmd(&dir, &candidate, since, json)
+            replay_cmd(&place, &candidate, since, json)
         }),
         Some(Command::Bench(args)) => signalbox::bench::run(&args).map_err(anyhow::Error::from),
         Some(Command::Quarantine(what)) => quarantine_cmd(what),

@@ -71,7 +71,7 @@ fn the_queue_and_open_tasks_survive_closing_and_reopening_twice() {
             "t1",
             "ticket.opened",
             "customer/acme",
-            json!({"customer": "acme"}),
+            json!({"customer": "acme", "ticket": "T-1"}),
         ),
     ] {
         assert_eq!(common::post_event(&c, &base, &e).status(), 202);

@@ -117,6 +117,41 @@ fn validate_names_the_file_and_line_of_each_kind_of_problem() {
             "CEL",
         ),
         (
+            "policies.toml",
+            "when = \"context.tier == 'gold' || context.tier == 'platinum'\"",
+            "when = \"contxt.tier == 'gold'\"",
+            "when = \"contxt.tier == 'gold'\"",
+            "unknown variable `contxt`",
+        ),
+        (
+            "policies.toml",
+            "when = \"context.tier == 'gold' || context.tier == 'platinum'\"",
+            "when = \"context.tier > 3\"",
+            "when = \"context.tier > 3\"",
+            "cannot be ordered",
+        ),
+        (
+            "policies.toml",
+            "when = \"!has(signal.data.severity) || signal.data.severity != 'high'\"",
+            "when = \"signal.data.sevrity != 'high'\"",
+            "when = \"signal.data.sevrity != 'high'\"",
+            "`signal.data` has no field `sevrity`",
+        ),
+        (
+            "policies.toml",
+            "types = [\"ticket.opened\"]",
+            "types = [\"ticket.opend\"]",
+            "id = \"routine-tickets-to-support\"",
+            "ticket.opend",
+        ),
+        (
+            "playbook.toml",
+            "fields = { ticket = \"string\"",
+            "fields = { ticket = \"strng\"",
+            "[signal.\"ticket.opened\"]",
+            "strng",
+        ),
+        (
             "signalbox.toml",
             "retry_base = \"30s\"",
             "retry_base = \"soon\"",
@@ -155,6 +190,59 @@ fn validate_names_the_file_and_line_of_each_kind_of_problem() {
             "case {n}: {hit:?} does not say {says:?}"
         );
     }
+    // A rule that would overflow a stack is refused at its line, however
+    // it is written: a long chain, deep nesting.
+    for (n, when) in [
+        vec!["1"; 2000].join(" + ") + " > 0",
+        vec!["1"; 1000].join("+") + " > 0",
+        "(".repeat(100_000) + "true" + &")".repeat(100_000),
+        "signal.data.items.exists(a, signal.data.items.exists(b, signal.data.items.exists(c, \
+         signal.data.items.exists(d, a == d))))"
+            .to_string(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = tmp.path().join(format!("cel{n}"));
+        common::init(&dir);
+        let path = dir.join("policies.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let from = "when = \"signal.severity == 'critical'\"";
+        std::fs::write(&path, text.replacen(from, &format!("when = \"{when}\""), 1)).unwrap();
+        let (ok, stderr) = validate(&dir);
+        assert!(!ok, "a rule of {} bytes passed", when.len());
+        let line = line_of(&text, from);
+        assert!(
+            stderr.contains(&format!(
+                "policies.toml:{line}: rule `critical-alert-pages`: CEL"
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    // Every stage's problems in one run: a broken steps file does not hide
+    // a policy's.
+    let dir = tmp.path().join("stages");
+    common::init(&dir);
+    let steps = std::fs::read_to_string(dir.join("steps.toml")).unwrap();
+    std::fs::write(
+        dir.join("steps.toml"),
+        steps.replacen("team = \"support\"", "team = \"nobody\"", 1),
+    )
+    .unwrap();
+    let policies = std::fs::read_to_string(dir.join("policies.toml")).unwrap();
+    std::fs::write(
+        dir.join("policies.toml"),
+        policies.replace("context.tier", "context.teir"),
+    )
+    .unwrap();
+    let (ok, stderr) = validate(&dir);
+    assert!(!ok);
+    assert!(
+        stderr.contains("nobody") && stderr.contains("teir"),
+        "{stderr}"
+    );
+
     // Several problems at once are all named.
     let dir = tmp.path().join("several");
     common::init(&dir);
@@ -223,10 +311,21 @@ fn a_reload_is_all_or_nothing_for_leads_only_and_journaled() {
             id,
             "ticket.opened",
             "customer/acme",
-            json!({"customer": "acme"}),
+            json!({"customer": "acme", "ticket": id}),
         )
     };
     post(&c, &s.base, &ticket("t1"));
+    // The starter's tickets declare a `ticket` field: one without it is
+    // refused by name, not quarantined.
+    let r = c
+        .post(format!("{}/v1/signals", s.base))
+        .bearer_auth(OPERATOR)
+        .header("content-type", "application/cloudevents+json")
+        .body(event("t0", "ticket.opened", "customer/acme", json!({})).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["field"], "data.ticket");
     let v1 = policy_version_of(&c, &s.base, "t1");
     assert!(v1.starts_with("1+"), "{v1}");
 
@@ -248,6 +347,30 @@ fn a_reload_is_all_or_nothing_for_leads_only_and_journaled() {
     );
     post(&c, &s.base, &ticket("t2"));
     assert_eq!(policy_version_of(&c, &s.base, "t2"), v1);
+    // A rule long enough to overflow the engine's stack: refused at its
+    // line, and the server lives on.
+    let chain = vec!["1"; 10_000].join(" + ");
+    std::fs::write(
+        &path,
+        good.replace("signal.severity == 'critical'", &format!("{chain} > 0")),
+    )
+    .unwrap();
+    let (status, body) = reload(&c, &s.base, LEAD);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["problems"].to_string().contains("bytes long"),
+        "{body}"
+    );
+    // Who reloads is the token's: a body naming someone is refused.
+    let r = c
+        .post(format!("{}/v1/config/reload", s.base))
+        .bearer_auth(LEAD)
+        .header("content-type", "application/json")
+        .body(json!({"actor": "root"}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["field"], "actor");
 
     // Only a lead may reload.
     std::fs::write(&path, good.replace("version = \"1\"", "version = \"2\"")).unwrap();

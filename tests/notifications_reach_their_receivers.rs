@@ -44,6 +44,17 @@ fn escalations_breaches_and_quarantines_are_sent() {
         ),
     )
     .unwrap();
+    // The rule reads a field tickets then declare.
+    let playbook = std::fs::read_to_string(dir.join("playbook.toml")).unwrap();
+    std::fs::write(
+        dir.join("playbook.toml"),
+        playbook.replacen(
+            "severity = \"string?\"",
+            "severity = \"string?\", urgent = \"bool?\"",
+            1,
+        ),
+    )
+    .unwrap();
     let policies = std::fs::read_to_string(dir.join("policies.toml")).unwrap();
     std::fs::write(
         dir.join("policies.toml"),
@@ -58,14 +69,14 @@ fn escalations_breaches_and_quarantines_are_sent() {
         "c1",
         "certificate.expiring",
         "certificate/www",
-        json!({"host": "www", "days_left": "soon"}),
+        json!({"host": "www", "days_left": 1e300}),
     ));
     // A ticket with a two-second SLA that nobody works: at risk, then breached.
     post(event(
         "t1",
         "ticket.opened",
         "customer/acme",
-        json!({"customer": "acme", "urgent": true}),
+        json!({"customer": "acme", "ticket": "T-1", "urgent": true}),
     ));
     // A lead's item that an operator escalates.
     let mut alert = event(

@@ -42,6 +42,12 @@ fn every_endpoint_names_what_is_wrong() {
     }
     for (patch, want) in [
         (json!({"startsAt": "not a time"}), "alerts[1].startsAt"),
+        // Valid RFC 3339, but year 10000 in UTC: the journal could not
+        // read it back.
+        (
+            json!({"startsAt": "9999-12-31T23:59:59-23:59"}),
+            "alerts[1].startsAt",
+        ),
         (json!({"status": "pending"}), "alerts[1].status"),
         (
             json!({"labels": {"severity": 5}}),
@@ -70,6 +76,12 @@ fn every_endpoint_names_what_is_wrong() {
             "payload.timestamp",
         ),
         (
+            json!({"routing_key": key, "event_action": "trigger",
+                "payload": {"summary": "s", "source": "x", "severity": "info",
+                            "timestamp": "9999-12-31T23:59:59-23:59"}}),
+            "payload.timestamp",
+        ),
+        (
             json!({"routing_key": key, "event_action": "trigger", "payload": {"source": "x", "severity": "info"}}),
             "payload.summary",
         ),
@@ -91,6 +103,26 @@ fn every_endpoint_names_what_is_wrong() {
         json!({"routing_key": key, "payload": {"source": "x"}}).to_string(),
     );
     assert_eq!(field(r), (400, json!("payload.summary")));
+
+    // CloudEvents: times the journal cannot keep, and collections past
+    // what a policy may walk.
+    let items: Vec<u32> = (0..10_001).collect();
+    for (patch, want) in [
+        (json!({"time": "9999-12-31T23:59:59-23:59"}), "time"),
+        (json!({"time": "0000-01-01T00:00:00+23:59"}), "time"),
+        (json!({"data": {"items": items}}), "data.items"),
+    ] {
+        let mut e = event("far", "ticket.opened", "customer/c0001", json!({}));
+        for (k, v) in patch.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        let (status, f) = field(post(
+            "/v1/signals",
+            "application/cloudevents+json",
+            e.to_string(),
+        ));
+        assert_eq!((status, f), (400, json!(want)), "{patch}");
+    }
 
     // Review actions: types and ranges named.
     let e = event(

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 
-use super::data_dir_or_default;
+use super::JournalPlace;
 use crate::{QuarantineCommand, QuarantineTarget};
 use signalbox::engine::quarantine::Release;
 use signalbox::journal::{explain, read};
@@ -28,21 +28,41 @@ pub(crate) fn explain_cmd(id: &str, dir: &Path, json: bool) -> Result<()> {
 
 /// Opens an existing journal as a restart does (it resumes what was in
 /// flight and decides what was journaled but not decided), for a command
-/// that acts on it; refused while another process holds it.
-pub(crate) fn open_journal(dir: &Path) -> Result<signalbox::engine::Engine> {
+/// that acts on it, under the rules of the deployment that writes it (or
+/// the demo's); refused while another process holds it, and refused for a
+/// journal another writer wrote.
+pub(crate) fn open_journal(place: &JournalPlace) -> Result<signalbox::engine::Engine> {
+    let dir = &place.dir;
     if !dir.join(signalbox::journal::FILE_NAME).exists() {
         bail!("no journal at {}", dir.display());
     }
-    let start = signalbox::sim::default_start();
-    let mut world_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-    let world = signalbox::sim::world::northwind(&mut world_rng, start);
-    let now = chrono::Utc::now().max(start);
-    let config = signalbox::sim::engine_config(dir, 0);
-    Ok(signalbox::engine::Engine::open(config, world, now)?)
+    let now = chrono::Utc::now();
+    match &place.deployment {
+        Some(deployment) => {
+            let mut config = signalbox::engine::EngineConfig::new(dir, 1);
+            config.rules = Some(deployment.rules.clone());
+            config.author = place.author();
+            config.webhooks = deployment.webhooks();
+            let world = deployment.organization.world.clone();
+            Ok(signalbox::engine::Engine::open(config, world, now)?)
+        }
+        None => {
+            let start = signalbox::sim::default_start();
+            let mut world_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+            let world = signalbox::sim::world::northwind(&mut world_rng, start);
+            let config = signalbox::sim::engine_config(dir, 0);
+            Ok(signalbox::engine::Engine::open(
+                config,
+                world,
+                now.max(start),
+            )?)
+        }
+    }
 }
 
-pub(crate) fn check_cmd(dir: &Path, json: bool) -> Result<()> {
-    let engine = open_journal(dir)?;
+pub(crate) fn check_cmd(place: &JournalPlace, json: bool) -> Result<()> {
+    let dir = place.dir.as_path();
+    let engine = open_journal(place)?;
     let resumed = (engine.counts().active_flows, engine.counts().open_reviews);
     // Acknowledged by the HTTP intake but not yet in the journal: the
     // intake log holds them, and a restart decides them; so does this.
@@ -100,8 +120,8 @@ pub(crate) fn check_cmd(dir: &Path, json: bool) -> Result<()> {
 pub(crate) fn quarantine_cmd(what: QuarantineCommand) -> Result<()> {
     use signalbox::journal::QuarantineState;
     match what {
-        QuarantineCommand::List { data_dir, json } => {
-            let dir = data_dir_or_default(&data_dir)?;
+        QuarantineCommand::List { journal, json } => {
+            let dir = journal.place()?.dir;
             let held = read::quarantine(&dir, Some(QuarantineState::Held), i64::MAX)
                 .with_context(|| format!("reading the journal in {}", dir.display()))?;
             if json {
@@ -131,8 +151,7 @@ pub(crate) fn quarantine_cmd(what: QuarantineCommand) -> Result<()> {
 /// can open the journal's files stands as a lead here.
 pub(crate) fn release_cmd(how: Release, target: &QuarantineTarget) -> Result<()> {
     use signalbox::engine::quarantine::Released;
-    let dir = data_dir_or_default(&target.data_dir)?;
-    let mut engine = open_journal(&dir)?;
+    let mut engine = open_journal(&target.journal.place()?)?;
     let name = std::env::var("USER").unwrap_or_else(|_| "cli".into());
     let actor = signalbox::review::Actor::new(&name, signalbox::decide::policy::Role::Lead);
     let released = engine.release_quarantined(
@@ -158,7 +177,6 @@ pub(crate) fn release_cmd(how: Release, target: &QuarantineTarget) -> Result<()>
 /// What `signalbox replay` replays: rules from a deployment or the shipped
 /// ones, with a policy file or playbook of its own, and the model or not.
 pub(crate) struct CandidateArgs {
-    pub config: Option<std::path::PathBuf>,
     pub policy: Option<std::path::PathBuf>,
     pub playbook: Option<std::path::PathBuf>,
     /// `off`, a checkpoint file, or none (the model as it was).
@@ -166,16 +184,12 @@ pub(crate) struct CandidateArgs {
 }
 
 impl CandidateArgs {
-    fn candidate(&self) -> Result<signalbox::replay::Candidate> {
+    fn candidate(&self, place: &JournalPlace) -> Result<signalbox::replay::Candidate> {
         use signalbox::decide::policy::PolicySet;
         use signalbox::playbook::Playbook;
         use signalbox::replay::{Candidate, Scoring};
-        let mut rules = match &self.config {
-            Some(deployment) => {
-                signalbox::deploy::Deployment::load(deployment)
-                    .map_err(|problems| anyhow::anyhow!("{problems}"))?
-                    .rules
-            }
+        let mut rules = match &place.deployment {
+            Some(deployment) => deployment.rules.clone(),
             None => signalbox::engine::Engine::shipped_rules(None)?,
         };
         let mut name = Vec::new();
@@ -227,14 +241,16 @@ impl CandidateArgs {
 /// decisions, never acting; what changes, and the estimated value. A
 /// progress bar on a terminal.
 pub(crate) fn replay_cmd(
-    dir: &Path,
+    place: &JournalPlace,
     candidate: &CandidateArgs,
     since: Option<chrono::DateTime<chrono::Utc>>,
     json: bool,
 ) -> Result<()> {
     use signalbox::replay;
     use std::io::IsTerminal;
-    let mut replay = replay::Replay::new(candidate.candidate()?);
+    let dir = place.dir.as_path();
+    place.check_author()?;
+    let mut replay = replay::Replay::new(candidate.candidate(place)?);
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(

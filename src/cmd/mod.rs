@@ -15,6 +15,66 @@ pub(crate) fn default_data_dir() -> Result<PathBuf> {
     Ok(dirs.data_dir().to_path_buf())
 }
 
+/// Where a command on a journal finds it, and under which deployment.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct JournalArgs {
+    /// The journal's directory (default: the deployment's data directory
+    /// with --config, else the platform data directory).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The deployment directory that writes the journal: its policies
+    /// decide what a command decides. A deployment's journal is refused
+    /// without it, and a demo's with it.
+    #[arg(long = "config")]
+    pub config: Option<PathBuf>,
+}
+
+/// A journal's directory and the deployment it belongs to, if any.
+pub(crate) struct JournalPlace {
+    pub dir: PathBuf,
+    pub deployment: Option<signalbox::deploy::Deployment>,
+}
+
+impl JournalArgs {
+    pub(crate) fn place(&self) -> Result<JournalPlace> {
+        let deployment = match &self.config {
+            Some(dir) => Some(
+                signalbox::deploy::Deployment::load(dir).map_err(|problems| {
+                    anyhow::anyhow!(
+                        "{} has problems (signalbox validate {} lists them):\n{problems}",
+                        dir.display(),
+                        dir.display()
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        let dir = match (&self.data_dir, &deployment) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) => d.data_dir(),
+            (None, None) => default_data_dir()?,
+        };
+        Ok(JournalPlace { dir, deployment })
+    }
+}
+
+impl JournalPlace {
+    /// Who writes this journal, as the command was told.
+    pub(crate) fn author(&self) -> signalbox::journal::author::Author {
+        match &self.deployment {
+            Some(d) => signalbox::journal::author::Author::deployment(&d.dir),
+            None => signalbox::journal::author::Author::Demo,
+        }
+    }
+
+    /// Refuses a journal another writer wrote (it would be read or decided
+    /// under the wrong rules).
+    pub(crate) fn check_author(&self) -> Result<()> {
+        signalbox::journal::author::check(&self.dir, &self.author())?;
+        Ok(())
+    }
+}
+
 /// A new directory under the platform data directory, named for now.
 pub(crate) fn fresh_dir(kind: &str, prefix: &str) -> Result<PathBuf> {
     let stamp = std::time::SystemTime::now()

@@ -93,6 +93,7 @@ fn engine_setup(
             let data_dir = data_dir.unwrap_or_else(|| deployment.data_dir());
             let mut config = signalbox::engine::EngineConfig::new(&data_dir, 1);
             config.rules = Some(deployment.rules.clone());
+            config.author = signalbox::journal::author::Author::deployment(&deployment.dir);
             config.webhooks = deployment.webhooks();
             // No executor: people's steps are tasks that stay open until a
             // person answers them.

@@ -205,6 +205,7 @@ fn drive_deployment(
     };
     let mut config = crate::engine::EngineConfig::new(&options.data_dir, options.seed);
     config.rules = Some(deployment.rules.clone());
+    config.author = crate::journal::author::Author::deployment(&deployment.dir);
     config.claim_expiry = options.claim_expiry;
     config.shadow_policy_file = options.shadow.clone();
     config.ramp_file = options.ramp.clone();

@@ -190,6 +190,110 @@ struct Rule {
     fixed_by: Option<Vec<String>>,
 }
 
+impl Rule {
+    /// One rule from its file: compiled within the CEL bounds, its names
+    /// and effects checked, and its condition type-checked against each
+    /// signal type it applies to. Every problem found.
+    fn read(spec: RuleFile, file: &str, playbook: &Playbook) -> Result<Rule, Vec<PolicyError>> {
+        let rule_err = |error: String| PolicyError::Rule {
+            file: file.to_string(),
+            rule: spec.id.clone(),
+            error,
+        };
+        let mut errors = Vec::new();
+        let program = Bounded::compile(&spec.when).map_err(|e| {
+            vec![PolicyError::Cel {
+                file: file.to_string(),
+                rule: spec.id.clone(),
+                error: e.to_string(),
+            }]
+        })?;
+        for option in spec.forbid.iter().chain(spec.force.iter()) {
+            if !playbook.options.contains_key(option) {
+                errors.push(rule_err(format!("names unknown option `{option}`")));
+            }
+        }
+        for kind in &spec.types {
+            if !playbook.signals.contains_key(kind) {
+                errors.push(rule_err(format!(
+                    "types names `{kind}`, which the playbook does not declare (a rule that would never fire)"
+                )));
+            }
+        }
+        for problem in type_problems(&spec, &program, playbook) {
+            errors.push(PolicyError::Cel {
+                file: file.to_string(),
+                rule: spec.id.clone(),
+                error: problem,
+            });
+        }
+        if spec.forbid_option && spec.scope != Scope::Option {
+            errors.push(rule_err("forbid_option needs scope = \"option\"".into()));
+        }
+        let review_role = match spec.review_role.as_deref() {
+            None => Role::Operator,
+            Some(text) => match Role::parse(text).filter(|r| *r != Role::Viewer) {
+                Some(role) => role,
+                None => {
+                    errors.push(rule_err(format!(
+                        "review_role `{text}` is not operator or lead"
+                    )));
+                    Role::Operator
+                }
+            },
+        };
+        let deadline = match spec.deadline.as_deref().map(parse_duration) {
+            None => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                errors.push(rule_err(e));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let fixed_by = match spec.scope {
+            Scope::Option => {
+                super::reads::Reads::of(program.expression()).only_option_and_context_fields()
+            }
+            Scope::Signal => None,
+        };
+        Ok(Rule {
+            spec,
+            program,
+            review_role,
+            deadline,
+            fixed_by,
+        })
+    }
+}
+
+/// What `decide::check` finds in a rule's condition, for each signal type
+/// it applies to (its `types`, or any type with `data` open).
+fn type_problems(spec: &RuleFile, program: &Bounded, playbook: &Playbook) -> Vec<String> {
+    use super::check::{Scope as Variables, check, context_ty, option_ty, signal_ty};
+    let kinds: Vec<Option<&String>> = match spec.types.is_empty() {
+        true => vec![None],
+        false => spec.types.iter().map(Some).collect(),
+    };
+    let mut problems: Vec<String> = Vec::new();
+    for kind in kinds {
+        let data = kind.and_then(|k| playbook.data_fields.get(k));
+        let mut variables = vec![("signal", signal_ty(data)), ("context", context_ty())];
+        if spec.scope == Scope::Option {
+            variables.push(("option", option_ty()));
+        }
+        for p in check(program.expression(), &Variables { variables }, true) {
+            let p = format!("does not check: {p}");
+            if !problems.contains(&p) {
+                problems.push(p);
+            }
+        }
+    }
+    problems
+}
+
 /// What an option-scoped rule gave.
 #[derive(Debug, Clone, PartialEq)]
 enum Outcome {
@@ -295,71 +399,60 @@ impl PolicySet {
         PolicySet::parse(&text, &file, playbook).map(Arc::new)
     }
 
+    /// Parses a policy file; the first problem, if any (`parse_all` gives
+    /// them all).
     pub fn parse(text: &str, file: &str, playbook: &Playbook) -> Result<PolicySet, PolicyError> {
-        let parsed: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
-            file: file.to_string(),
-            error: e.to_string(),
+        PolicySet::parse_all(text, file, playbook).map_err(|errors| {
+            errors.into_iter().next().unwrap_or(PolicyError::Parse {
+                file: file.to_string(),
+                error: "refused".into(),
+            })
+        })
+    }
+
+    /// Parses a policy file, compiling, bounding and type-checking every
+    /// rule; every problem found, or the set.
+    pub fn parse_all(
+        text: &str,
+        file: &str,
+        playbook: &Playbook,
+    ) -> Result<PolicySet, Vec<PolicyError>> {
+        let parsed: PolicyFile = toml::from_str(text).map_err(|e| {
+            vec![PolicyError::Parse {
+                file: file.to_string(),
+                error: e.to_string(),
+            }]
         })?;
         let digest = Sha256::digest(text.as_bytes());
         let version = format!("{}+{}", parsed.version, &hex::encode(digest)[..8]);
         let mut rules = Vec::with_capacity(parsed.rules.len());
+        let mut errors = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for spec in parsed.rules {
-            let rule_err = |error: String| PolicyError::Rule {
-                file: file.to_string(),
-                rule: spec.id.clone(),
-                error,
-            };
             if !seen.insert(spec.id.clone()) {
-                return Err(rule_err("a rule with this id appears twice".into()));
+                errors.push(PolicyError::Rule {
+                    file: file.to_string(),
+                    rule: spec.id.clone(),
+                    error: "a rule with this id appears twice".into(),
+                });
+                continue;
             }
-            let program = Bounded::compile(&spec.when).map_err(|e| PolicyError::Cel {
-                file: file.to_string(),
-                rule: spec.id.clone(),
-                error: e.to_string(),
-            })?;
-            for option in spec.forbid.iter().chain(spec.force.iter()) {
-                if !playbook.options.contains_key(option) {
-                    return Err(rule_err(format!("names unknown option `{option}`")));
-                }
+            match Rule::read(spec, file, playbook) {
+                Ok(rule) => rules.push(rule),
+                Err(mut found) => errors.append(&mut found),
             }
-            if spec.forbid_option && spec.scope != Scope::Option {
-                return Err(rule_err("forbid_option needs scope = \"option\"".into()));
-            }
-            let review_role = match spec.review_role.as_deref() {
-                None => Role::Operator,
-                Some(text) => Role::parse(text)
-                    .filter(|r| *r != Role::Viewer)
-                    .ok_or_else(|| {
-                        rule_err(format!("review_role `{text}` is not operator or lead"))
-                    })?,
-            };
-            let deadline = match spec.deadline.as_deref() {
-                None => None,
-                Some(text) => Some(parse_duration(text).map_err(rule_err)?),
-            };
-            let fixed_by = match spec.scope {
-                Scope::Option => {
-                    super::reads::Reads::of(program.expression()).only_option_and_context_fields()
-                }
-                Scope::Signal => None,
-            };
-            rules.push(Rule {
-                spec,
-                program,
-                review_role,
-                deadline,
-                fixed_by,
-            });
         }
         for (class, t) in &parsed.thresholds {
             if !(0.0..=1.0).contains(t) {
-                return Err(PolicyError::Rule {
+                errors.push(PolicyError::Rule {
                     file: file.to_string(),
                     rule: format!("thresholds.{class}"),
                     error: format!("{t} is not between 0 and 1"),
                 });
             }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
         }
         Ok(PolicySet {
             version,

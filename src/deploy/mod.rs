@@ -117,12 +117,13 @@ impl Deployment {
         let server = read_server(dir, &src(SERVER_FILE), &mut out);
         let organization = org::read(&src(ORG_FILE), &mut out);
         let steps = read_steps(&src(STEPS_FILE), organization.as_ref(), &mut out);
-        let playbook = steps
-            .as_ref()
-            .and_then(|steps| read_playbook(&src(PLAYBOOK_FILE), steps, &mut out));
+        let playbook = read_playbook(&src(PLAYBOOK_FILE), steps.as_ref(), &mut out);
+        // Policies are checked against the playbook even when the steps
+        // have problems: every stage's problems in one run.
         let policy = playbook
             .as_ref()
             .and_then(|playbook| read_policy(&src(POLICY_FILE), playbook, &mut out));
+        let playbook = playbook.filter(|_| steps.is_some());
         match (server, organization, steps, playbook, policy) {
             (Some(server), Some(organization), Some(steps), Some(playbook), Some(policy))
                 if out.is_empty() =>
@@ -276,7 +277,10 @@ fn read_steps(
             return None;
         }
     };
-    let org = org?;
+    // Without an organization, the steps' own problems are still found.
+    let Some(org) = org else {
+        return Some(steps);
+    };
     let before = out.len();
     let world = &org.world;
     for (name, step) in &mut steps.steps {
@@ -320,16 +324,22 @@ fn read_steps(
     (out.len() == before).then_some(steps)
 }
 
+/// The playbook; with no steps (their file has problems), read alone so
+/// that the policies can still be checked against it.
 fn read_playbook(
     src: &Source<'_>,
-    steps: &StepCatalogue,
+    steps: Option<&StepCatalogue>,
     out: &mut Vec<Problem>,
 ) -> Option<Playbook> {
     if let Err(e) = toml::from_str::<Playbook>(src.text) {
         out.push(src.toml(&e));
         return None;
     }
-    match Playbook::parse(src.text, src.name, steps) {
+    let parsed = match steps {
+        Some(steps) => Playbook::parse(src.text, src.name, steps),
+        None => Playbook::parse_alone(src.text, src.name),
+    };
+    match parsed {
         Ok(p) => Some(p),
         Err(e) => {
             out.push(catalogue_problem(src, &e));
@@ -339,10 +349,10 @@ fn read_playbook(
 }
 
 fn read_policy(src: &Source<'_>, playbook: &Playbook, out: &mut Vec<Problem>) -> Option<PolicySet> {
-    match PolicySet::parse(src.text, src.name, playbook) {
+    match PolicySet::parse_all(src.text, src.name, playbook) {
         Ok(p) => Some(p),
-        Err(e) => {
-            out.push(policy_problem(src, &e));
+        Err(errors) => {
+            out.extend(errors.iter().map(|e| policy_problem(src, e)));
             None
         }
     }
@@ -397,10 +407,7 @@ fn policy_problem(src: &Source<'_>, e: &PolicyError) -> Problem {
                 .skip(at)
                 .find(|(_, l)| l.trim_start().starts_with("when"))
                 .map_or(at, |(i, _)| i + 1);
-            src.on(
-                when,
-                format!("rule `{rule}`: CEL {}", first_line(error)),
-            )
+            src.on(when, format!("rule `{rule}`: CEL {}", first_line(error)))
         }
         PolicyError::Rule { rule, error, .. } => {
             src.on(src.find_line(rule, None), format!("rule `{rule}`: {error}"))

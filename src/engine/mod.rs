@@ -66,6 +66,11 @@ pub enum EngineError {
     Ramp(#[from] ramp::RampRefused),
     #[error("{file}: not a model checkpoint: {error}")]
     Checkpoint { file: String, error: String },
+    #[error(transparent)]
+    Author(#[from] crate::journal::author::AuthorError),
+    /// A signal's data does not hold what its type declares.
+    #[error("the signal does not carry what its type declares: {0}")]
+    Data(crate::signal::SignalError),
     /// Done, but the journal commit that was to hold it failed.
     #[error("not durable: the journal commit failed ({0})")]
     NotDurable(String),
@@ -124,6 +129,9 @@ pub struct EngineConfig {
     pub claim_expiry: Option<Duration>,
     /// Where the breaker on the model trips and closes.
     pub model_watch: crate::decide::watch::WatchLimits,
+    /// Who writes the journal: the demo, or the deployment whose `rules`
+    /// these are. A journal another wrote is refused (`journal::author`).
+    pub author: crate::journal::author::Author,
 }
 
 impl EngineConfig {
@@ -147,6 +155,7 @@ impl EngineConfig {
             claim_expiry: None,
             breaker_cooldown: None,
             model_watch: Default::default(),
+            author: Default::default(),
         }
     }
 
@@ -298,6 +307,8 @@ impl Engine {
             None => Engine::shipped_rules(config.policy_file.as_deref())?,
         };
         let fresh = !config.data_dir.join(crate::journal::FILE_NAME).exists();
+        // Before anything is decided into it.
+        let record_author = crate::journal::author::check(&config.data_dir, &config.author)?;
         let journal = Journal::open(&config.data_dir)?;
         let mut decider = Decider::new(
             Arc::clone(&rules.playbook),
@@ -381,6 +392,13 @@ impl Engine {
             engine.journal.submit(records)?.wait()?;
         } else {
             engine.recover(now)?;
+        }
+        if record_author {
+            let author = Record::Meta {
+                key: crate::journal::author::AUTHOR_KEY.into(),
+                value: serde_json::to_string(&config.author).unwrap_or_default(),
+            };
+            engine.journal.submit(vec![author])?.wait()?;
         }
         if let Some(file) = &config.ramp_file {
             engine.ramp_from_start(file, now)?;
@@ -612,6 +630,10 @@ impl Engine {
         if signal.kind == quarantine::tests::PANICS {
             panic!("a signal made to panic");
         }
+        self.decider
+            .playbook
+            .check_data(&signal.kind, &signal.data)
+            .map_err(EngineError::Data)?;
         self.fold(&signal)?;
         if signal.kind == "outcome.recorded" {
             self.learn_from_outcome(&signal, now);

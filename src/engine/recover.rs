@@ -120,13 +120,14 @@ impl Engine {
             if let Some(parts) = record.signal.clone() {
                 self.hold_unreadable(parts, &record.error, now);
             }
-            self.pending.push(crate::journal::Record::SetAside(crate::journal::SetAside {
-                table: record.table.to_string(),
-                key: record.key,
-                error: record.error,
-                raw: record.raw,
-                time: now,
-            }));
+            self.pending
+                .push(crate::journal::Record::SetAside(crate::journal::SetAside {
+                    table: record.table.to_string(),
+                    key: record.key,
+                    error: record.error,
+                    raw: record.raw,
+                    time: now,
+                }));
         }
     }
 

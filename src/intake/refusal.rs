@@ -135,6 +135,7 @@ impl From<EngineError> for Refusal {
             EngineError::Review(ReviewError::Viewer { .. } | ReviewError::RoleTooLow { .. })
             | EngineError::Quarantine(QuarantineError::NotALead(_)) => StatusCode::FORBIDDEN,
             EngineError::Review(ReviewError::AlreadyDecided { .. })
+            | EngineError::Review(ReviewError::ClaimedByOther { .. })
             | EngineError::Quarantine(QuarantineError::Ambiguous { .. }) => StatusCode::CONFLICT,
             EngineError::Review(_) => StatusCode::BAD_REQUEST,
             EngineError::NotDurable(_) => StatusCode::SERVICE_UNAVAILABLE,

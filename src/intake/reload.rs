@@ -42,6 +42,21 @@ impl Reloader {
         }
     }
 
+    /// Refuses a signal whose data lacks what its type declares in the
+    /// deployment being served (`playbook::fields`).
+    pub fn check_data(
+        &self,
+        signal: &crate::signal::Signal,
+    ) -> Result<(), crate::signal::SignalError> {
+        match self.current.lock() {
+            Ok(current) => current
+                .rules
+                .playbook
+                .check_data(&signal.kind, &signal.data),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Reads the directory again and, if it is whole, has the engine take
     /// it. Blocks on file IO: call from a blocking context.
     pub fn prepare(&self) -> Result<(Box<Reload>, Deployment), ReloadError> {

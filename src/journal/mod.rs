@@ -9,6 +9,7 @@
 //!   committed, so a caller acknowledges a signal only after that;
 //! - decisions and review actions form a hash chain in the `audit` table.
 
+pub mod author;
 pub mod chain;
 mod checkpoint;
 pub mod explain;

@@ -3,6 +3,7 @@
 //! both the decision layer, which chooses among the options, and the flow
 //! layer, which runs their steps.
 
+pub mod fields;
 pub mod fold;
 pub mod steps;
 
@@ -32,6 +33,10 @@ pub struct SignalPlay {
     /// Context updates declared as data, in CEL over the signal.
     #[serde(default)]
     pub update: Vec<fold::Update>,
+    /// The `data` fields signals of this type carry, by JSON type (`"int"`,
+    /// `"string?"` for an optional one); none: `data` is open.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
 }
 
 /// One option: the steps it assembles, or a fan-out.
@@ -74,22 +79,65 @@ pub struct Playbook {
     /// Each type's `update` tables, compiled.
     #[serde(skip)]
     pub updates: fold::Compiled,
+    /// Each type's declared `fields`, read.
+    #[serde(skip)]
+    pub data_fields: BTreeMap<String, fields::Fields>,
 }
 
 pub const DEFAULT_PLAYBOOK: &str = include_str!("../../playbooks/default.toml");
 
 impl Playbook {
+    /// Refuses a signal whose `data` lacks a field its type requires, or
+    /// holds one of the wrong type, naming it.
+    pub fn check_data(
+        &self,
+        kind: &str,
+        data: &serde_json::Value,
+    ) -> Result<(), crate::signal::SignalError> {
+        match self.data_fields.get(kind) {
+            Some(fields) => fields.check(data),
+            None => Ok(()),
+        }
+    }
+
     /// Parses a playbook and checks every name it uses exists.
     pub fn parse(
         text: &str,
         origin: &str,
         steps: &StepCatalogue,
     ) -> Result<Playbook, CatalogueError> {
+        let playbook = Playbook::parse_alone(text, origin)?;
+        playbook.check_names(origin, steps)?;
+        Ok(playbook)
+    }
+
+    /// Parses a playbook, its updates and field declarations, without
+    /// checking the names it uses against steps (`validate` checks the
+    /// policies against it even when the steps file has problems).
+    pub fn parse_alone(text: &str, origin: &str) -> Result<Playbook, CatalogueError> {
         let mut playbook: Playbook = toml::from_str(text).map_err(|e| CatalogueError::Parse {
             file: origin.to_string(),
             error: e.to_string(),
         })?;
         playbook.updates = fold::Compiled::of(&playbook.signals, origin)?;
+        for (kind, play) in &playbook.signals {
+            let declared =
+                fields::Fields::parse(&play.fields).map_err(|reason| CatalogueError::Invalid {
+                    file: origin.to_string(),
+                    item: kind.clone(),
+                    reason,
+                })?;
+            if !declared.0.is_empty() {
+                playbook.data_fields.insert(kind.clone(), declared);
+            }
+        }
+        Ok(playbook)
+    }
+
+    /// Checks that every option, step, fan-out and fold the playbook names
+    /// exists.
+    fn check_names(&self, origin: &str, steps: &StepCatalogue) -> Result<(), CatalogueError> {
+        let playbook = self;
         let missing = |item: &str, name: &str| CatalogueError::Reference {
             file: origin.to_string(),
             item: item.to_string(),
@@ -154,7 +202,7 @@ impl Playbook {
                 }
             }
         }
-        Ok(playbook)
+        Ok(())
     }
 
     /// The play for a signal type; `None` when the type is not catalogued.

@@ -206,6 +206,14 @@ pub enum ReviewError {
     NoteRequired { action: &'static str },
     #[error("override needs a different option than the proposal `{0}`; use approve")]
     OverrideSameAsProposal(String),
+    #[error(
+        "item {id} is claimed by {holder} since {since}; a lead may take it over, or wait until the claim lapses"
+    )]
+    ClaimedByOther {
+        id: String,
+        holder: String,
+        since: String,
+    },
 }
 
 /// How long a claim holds an item unless configured (`[review]
@@ -453,6 +461,29 @@ impl ReviewQueue {
             .get_mut(id)
             .ok_or_else(|| ReviewError::NotFound(id.to_string()))?;
         check(item, actor, &action, note)?;
+        // A claim is exclusive: another's live claim is taken over only by
+        // a lead (the note records from whom).
+        let mut note = note.to_string();
+        if action == Action::Claim
+            && let Some((holder, since)) = item.holder(now, self.timing.claim_expiry)
+            && holder != actor.name
+        {
+            if actor.role < Role::Lead {
+                return Err(ReviewError::ClaimedByOther {
+                    id: id.to_string(),
+                    holder: holder.to_string(),
+                    since: since
+                        .map_or_else(|| "before claims were timed".into(), |t| t.to_rfc3339()),
+                });
+            }
+            let taken = format!("taken over from {holder}");
+            note = if note.is_empty() {
+                taken
+            } else {
+                format!("{note} ({taken})")
+            };
+        }
+        let note = note.as_str();
         let record = ReviewAction {
             review_id: id.to_string(),
             decision_id: item.decision.id.clone(),

@@ -37,6 +37,18 @@ pub(super) async fn ingest(
             backlog: state.log.backlog(),
         });
     }
+    // What the deployment's signal types declare their data holds.
+    if let Some(reloader) = &state.reloader {
+        for (i, signal) in signals.iter().enumerate() {
+            reloader.check_data(signal).map_err(|e| {
+                let field = e.field().map(|f| match signals.len() {
+                    1 => f.to_string(),
+                    _ => format!("[{i}].{f}"),
+                });
+                Refusal::new(StatusCode::BAD_REQUEST, format!("{} {e}", signal.kind)).field(field)
+            })?;
+        }
+    }
     let durable = state.log.append(&signals)?;
     durable
         .await

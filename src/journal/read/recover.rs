@@ -104,7 +104,13 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         path,
         "SELECT signal_id, source, body FROM quarantine WHERE state = 'held' ORDER BY time DESC",
         [],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        },
     )? {
         let key = format!("{source} {signal_id}");
         if let Some(q) = out.read("quarantine", &key, body) {
@@ -191,7 +197,12 @@ fn active_flows(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(
         .collect::<Vec<_>>()
     {
         let raw = serde_json::to_string(&flow).unwrap_or_default();
-        out.unreadable("flows", &flow.id, "one of its steps cannot be read".into(), raw);
+        out.unreadable(
+            "flows",
+            &flow.id,
+            "one of its steps cannot be read".into(),
+            raw,
+        );
     }
     out.flows_by_step.retain(|id| !broken.contains(id));
     Ok(())
@@ -242,7 +253,12 @@ fn open_review(
     let row: crate::review::ReviewRow = serde_json::from_value(value).map_err(|e| e.to_string())?;
     let decision: crate::decide::Decision = match decision {
         Some(d) => serde_json::from_str(&d).map_err(|e| format!("its decision: {e}"))?,
-        None => return Err(format!("decision {} is not in the journal", row.decision_id)),
+        None => {
+            return Err(format!(
+                "decision {} is not in the journal",
+                row.decision_id
+            ));
+        }
     };
     let text = signal_body(conn, path, &row.signal_id, &decision.signal_source)
         .map_err(|e| e.to_string())?
