@@ -179,6 +179,10 @@ pub struct IntakeConfig {
     pub max_connections: Option<usize>,
     /// How long a stopping server lets requests in flight finish, e.g. "5s".
     pub drain: Option<String>,
+    /// Event streams (`/v1/events`) open at once, apart from connections.
+    pub max_streams: Option<usize>,
+    /// Event streams one token may hold open at once.
+    pub max_streams_per_token: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -283,14 +287,21 @@ impl Config {
         if let Some(d) = duration("body_timeout", &intake.body_timeout)? {
             body = d;
         }
-        if let Some(n) = intake.max_connections {
-            if n == 0 {
-                return Err(ConfigError::Field {
-                    field: "intake.max_connections".into(),
-                    reason: "must be at least 1".into(),
-                });
-            }
+        let count = |field: &str, n: Option<usize>| match n {
+            Some(0) => Err(ConfigError::Field {
+                field: format!("intake.{field}"),
+                reason: "must be at least 1".into(),
+            }),
+            other => Ok(other),
+        };
+        if let Some(n) = count("max_connections", intake.max_connections)? {
             limits.max_connections = n;
+        }
+        if let Some(n) = count("max_streams", intake.max_streams)? {
+            limits.max_streams = n;
+        }
+        if let Some(n) = count("max_streams_per_token", intake.max_streams_per_token)? {
+            limits.max_streams_per_token = n;
         }
         Ok((limits, body))
     }

@@ -24,6 +24,19 @@ pub fn fingerprint(secret: &str) -> String {
     hex_digest(&[secret.as_bytes()], 4)
 }
 
+/// A short fingerprint of a secret keyed by another (HMAC-SHA-256, 8 hex
+/// digits): it names what the secret stands for, and without `key` no one
+/// can check a guess of the secret against it offline.
+pub fn keyed_fingerprint(key: &[u8], secret: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    // HMAC takes a key of any length; `new_from_slice` refuses none.
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key) else {
+        return fingerprint(secret);
+    };
+    mac.update(secret.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..4])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +47,19 @@ mod tests {
         assert_ne!(fingerprint("abc"), fingerprint("abd"));
         assert_eq!(hex_digest(&[b"a", b"b"], 8).len(), 16);
         assert_ne!(hex_digest(&[b"a", b"b"], 8), hex_digest(&[b"ab"], 8));
+    }
+
+    #[test]
+    fn keyed_fingerprints_depend_on_the_key() {
+        // RFC 4231, test case 2 ("Jefe"), the first 4 bytes.
+        assert_eq!(
+            keyed_fingerprint(b"Jefe", "what do ya want for nothing?"),
+            "5bdcc146"
+        );
+        assert_ne!(
+            keyed_fingerprint(b"a", "abc"),
+            keyed_fingerprint(b"b", "abc")
+        );
+        assert_ne!(keyed_fingerprint(b"a", "abc"), fingerprint("abc"));
     }
 }

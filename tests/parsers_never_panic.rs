@@ -282,7 +282,7 @@ proptest! {
             e["payload"] = payload;
             e.to_string().into_bytes()
         }] {
-            match pagerduty::parse(&body, now()) {
+            match pagerduty::parse(&body, now(), b"key") {
                 Ok(e) => {
                     sound(&e.signal)?;
                     prop_assert!(e.signal.source.starts_with(pagerduty::SOURCE));
@@ -290,7 +290,7 @@ proptest! {
                 }
                 Err(e) => prop_assert!(!pagerduty::error_text(&e).is_empty()),
             }
-            if let Ok(s) = pagerduty::parse_change(&body, now()) {
+            if let Ok(s) = pagerduty::parse_change(&body, now(), b"key") {
                 sound(&s)?;
             }
         }

@@ -233,8 +233,13 @@ pub(crate) fn serve(
         body_timeout: settings.body_timeout,
         reloader: reloader.clone(),
         events: Some(events),
+        streams: std::sync::Arc::new(signalbox::intake::slots::StreamSlots::new(
+            settings.limits.max_streams,
+            settings.limits.max_streams_per_token,
+        )),
     };
     let listen = settings.listen;
+    raise_file_limit(&settings.limits);
     let served = runtime.block_on(async {
         tokio::spawn(signalbox::intake::webhook::run(
             dispatch_rx,
@@ -290,6 +295,25 @@ pub(crate) fn serve(
     served?;
     say("signalbox: stopped; journal closed");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one (systemd's default
+/// soft limit of 1,024 runs out before the connection cap), and says so
+/// when even the hard limit is below what the caps may hold open.
+fn raise_file_limit(limits: &signalbox::intake::server::Limits) {
+    // Connections, streams, the journal and intake log with their WALs,
+    // logs, outbound clients: some to spare.
+    let wanted = (limits.max_connections + limits.max_streams + 64) as u64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) if soft < wanted => say(&format!(
+            "signalbox: the limit on open files is {soft}, below the {wanted} that \
+             intake.max_connections ({}) and intake.max_streams ({}) may need; raise it \
+             (LimitNOFILE= in the systemd unit, ulimit -n) or lower them",
+            limits.max_connections, limits.max_streams
+        )),
+        Ok(soft) => tracing::info!(soft, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
 }
 
 /// How long past the drain a stopping process may take to close its

@@ -114,7 +114,26 @@ impl Remote {
         if !response.status().is_success() {
             return Err(format!("GET {path}: {}", response.status()));
         }
-        let state: State = response.json().map_err(|e| format!("GET {path}: {e}"))?;
+        let mut state: State = response.json().map_err(|e| format!("GET {path}: {e}"))?;
+        // The open review items come a page at a time.
+        while let Some(after) = state.next.take() {
+            let path = format!(
+                "/v1/state?limit={}&after={}",
+                crate::engine::page::MAX_LIMIT,
+                percent_encoding::utf8_percent_encode(&after, percent_encoding::NON_ALPHANUMERIC)
+            );
+            let response = self
+                .get(&path)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("GET {path}: {}", response.status()));
+            }
+            let page: State = response.json().map_err(|e| format!("GET {path}: {e}"))?;
+            state.reviews.extend(page.reviews);
+            state.next = page.next;
+        }
         Ok((state, began.elapsed()))
     }
 

@@ -131,7 +131,11 @@ fn drive(
     let mut host = host_on(engine, options.intake.as_ref())?;
     if after > 0 {
         // What the resumed journal holds: the queue and the flows in flight.
-        let state = crate::engine::overview::State::of(&host.engine, start);
+        let state = crate::engine::overview::State::of(
+            &host.engine,
+            start,
+            &crate::engine::page::Page::everything(),
+        );
         let _ = feed.publish(Update::Snapshot(Box::new(state)));
     }
     let baseline = options.data_dir.join("baseline");
@@ -216,7 +220,11 @@ fn drive_deployment(
     engine.context.take_organization(world);
     let mut host = host_on(engine, options.intake.as_ref())?;
     // What a resumed journal holds: the queue and the flows in flight.
-    let state = crate::engine::overview::State::of(&host.engine, chrono::Utc::now());
+    let state = crate::engine::overview::State::of(
+        &host.engine,
+        chrono::Utc::now(),
+        &crate::engine::page::Page::everything(),
+    );
     let _ = feed.publish(Update::Snapshot(Box::new(state)));
     let mut last_status = Instant::now() - STATUS_EVERY;
     let result = loop {

@@ -375,6 +375,7 @@ mod tests {
             overview: app.status.clone().unwrap(),
             reviews: Vec::new(),
             flows: Vec::new(),
+            next: None,
         };
         feed.publish(Update::Snapshot(Box::new(state))).unwrap();
         let mut later = item;

@@ -125,6 +125,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                             body_timeout: options.body_timeout,
                             reloader: None,
                             events: None,
+                            streams: Default::default(),
                         };
                         crate::intake::spawn_server(addr, state, options.http_limits)
                             .map(|(local, server)| (local, server, log, writer))

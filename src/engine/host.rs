@@ -38,9 +38,10 @@ pub enum Command {
         signals: Vec<Signal>,
         reply: Reply<IngestReport>,
     },
-    /// The open review items, most urgent first.
+    /// A page of the open review items, in id order.
     Reviews {
-        reply: oneshot::Sender<Vec<ReviewItem>>,
+        page: super::page::Page,
+        reply: oneshot::Sender<super::page::Paged<ReviewItem>>,
     },
     /// One review item, open or decided, while the queue holds it.
     Review {
@@ -86,7 +87,8 @@ pub enum Command {
     /// People's tasks.
     Tasks {
         filter: TaskFilter,
-        reply: oneshot::Sender<Vec<Task>>,
+        page: super::page::Page,
+        reply: oneshot::Sender<super::page::Paged<Task>>,
     },
     /// A person completes, fails or hands on a task.
     TaskAct {
@@ -114,6 +116,7 @@ pub enum Command {
     /// What a console starts from (`overview` only: the figures alone).
     State {
         overview_only: bool,
+        page: super::page::Page,
         reply: oneshot::Sender<Box<super::overview::State>>,
     },
 }
@@ -463,9 +466,8 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
             }
             after_commit(waiting, reply, Ok(report));
         }
-        Command::Reviews { reply } => {
-            let items = engine.open_reviews().into_iter().cloned().collect();
-            let _ = reply.send(items);
+        Command::Reviews { page, reply } => {
+            let _ = reply.send(engine.reviews_page(&page));
         }
         Command::Review { id, reply } => {
             let _ = reply.send(engine.reviews.get(&id).cloned());
@@ -521,8 +523,12 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
         } => engine.complete_step(&flow_id, step, attempt, success, &detail, now),
         // The caller reads the log after handling its commands.
         Command::Appended => {}
-        Command::Tasks { filter, reply } => {
-            let _ = reply.send(engine.tasks(&filter));
+        Command::Tasks {
+            filter,
+            page,
+            reply,
+        } => {
+            let _ = reply.send(engine.tasks_page(&filter, &page));
         }
         Command::TaskAct {
             task_id,
@@ -550,6 +556,7 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
         }
         Command::State {
             overview_only,
+            page,
             reply,
         } => {
             let state = if overview_only {
@@ -558,9 +565,10 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
                     overview: super::overview::status(engine, now),
                     reviews: Vec::new(),
                     flows: Vec::new(),
+                    next: None,
                 }
             } else {
-                super::overview::State::of(engine, now)
+                super::overview::State::of(engine, now, &page)
             };
             let _ = reply.send(Box::new(state));
         }

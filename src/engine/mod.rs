@@ -15,6 +15,7 @@ pub mod host;
 mod learning;
 pub mod notices;
 pub mod overview;
+pub mod page;
 pub mod quarantine;
 pub mod ramp;
 mod recover;
@@ -956,6 +957,17 @@ impl Engine {
 
     pub fn open_reviews(&self) -> Vec<&ReviewItem> {
         self.reviews.open_items()
+    }
+
+    /// One page of the open review items, in id order.
+    pub fn reviews_page(&self, page: &page::Page) -> page::Paged<ReviewItem> {
+        page.of(
+            self.reviews
+                .open_ids()
+                .filter_map(|id| self.reviews.get(id))
+                .map(|item| (item.id.clone(), item)),
+            ReviewItem::clone,
+        )
     }
 }
 

@@ -195,22 +195,36 @@ fn claim_expiry_secs() -> i64 {
 pub struct State {
     pub last_event_id: u64,
     pub overview: Overview,
-    /// Open review items, most urgent first.
+    /// Open review items: one page of them, in id order (`page`).
     pub reviews: Vec<crate::review::ReviewItem>,
-    /// Flows in flight, newest first.
+    /// Flows in flight, newest first (at most `FLOWS_SHOWN`).
     pub flows: Vec<crate::flow::Flow>,
+    /// The cursor of the next page of review items, if there are more:
+    /// `GET /v1/state?after=…` gives it (with the flows left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 impl State {
-    pub fn of(engine: &Engine, now: DateTime<Utc>) -> State {
-        let mut flows: Vec<crate::flow::Flow> = engine.flows.active().cloned().collect();
-        flows.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
-        flows.truncate(FLOWS_SHOWN);
+    /// The state with one page of review items (and the flows, on the
+    /// first page only).
+    pub fn of(engine: &Engine, now: DateTime<Utc>, page: &super::page::Page) -> State {
+        let flows = match page.after {
+            Some(_) => Vec::new(),
+            None => {
+                let mut flows: Vec<crate::flow::Flow> = engine.flows.active().cloned().collect();
+                flows.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+                flows.truncate(FLOWS_SHOWN);
+                flows
+            }
+        };
+        let reviews = engine.reviews_page(page);
         State {
             last_event_id: engine.last_event_id(),
             overview: status(engine, now),
-            reviews: engine.open_reviews().into_iter().cloned().collect(),
+            reviews: reviews.items,
             flows,
+            next: reviews.next,
         }
     }
 }

@@ -15,6 +15,15 @@ impl Engine {
         self.flows.tasks(filter)
     }
 
+    /// One page of them, in id order.
+    pub fn tasks_page(
+        &self,
+        filter: &TaskFilter,
+        page: &super::page::Page,
+    ) -> super::page::Paged<Task> {
+        self.flows.tasks_page(filter, page)
+    }
+
     /// A flow in memory (active, or among the latest finished).
     pub fn flow(&self, id: &str) -> Option<&Flow> {
         self.flows.get(id)

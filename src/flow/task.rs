@@ -210,6 +210,42 @@ impl FlowBook {
         out
     }
 
+    /// One page of the tasks `tasks` lists, in id order (`engine::page`):
+    /// only the page's tasks are made.
+    pub fn tasks_page(
+        &self,
+        filter: &TaskFilter,
+        page: &crate::engine::page::Page,
+    ) -> crate::engine::page::Paged<Task> {
+        let want = filter.state.as_deref().unwrap_or("open");
+        let flows: Box<dyn Iterator<Item = &Flow>> = if want == "open" {
+            Box::new(self.active())
+        } else {
+            Box::new(self.flows.values())
+        };
+        let candidates = flows.flat_map(|flow| {
+            (0..flow.steps.len()).filter_map(move |i| {
+                let state = task_state(flow, i)?;
+                if want != "all" && want != state {
+                    return None;
+                }
+                let team = match flow.steps[i].assignee.as_ref()? {
+                    Assignee::Team { team } | Assignee::Agent { team, .. } => team,
+                    Assignee::Automation { .. } => return None,
+                };
+                if filter.team.as_deref().is_some_and(|t| t != team) {
+                    return None;
+                }
+                Some((format!("{}.{i}", flow.id), (flow, i, state)))
+            })
+        });
+        let paged = page.of(candidates, |(flow, i, state)| task_of(flow, i, state));
+        crate::engine::page::Paged {
+            items: paged.items.into_iter().flatten().collect(),
+            next: paged.next,
+        }
+    }
+
     /// One task, open or not.
     pub fn task(&self, id: &str) -> Result<Task, TaskError> {
         let (flow_id, i) = parse_id(id).ok_or_else(|| TaskError::NotFound(id.to_string()))?;

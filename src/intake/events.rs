@@ -324,10 +324,16 @@ impl EventHub {
 /// The stream for one client that last saw `after` (or, without it, from
 /// now on): what the hub holds after it, then each publication as it
 /// comes, a chunk at a time; zstd-compressed when the client accepts it.
-pub fn stream(hub: &Arc<EventHub>, after: Option<u64>, headers: &HeaderMap) -> Response {
+pub fn stream(
+    hub: &Arc<EventHub>,
+    after: Option<u64>,
+    headers: &HeaderMap,
+    hold: super::slots::StreamSlot,
+) -> Response {
     let last = hub.last_id();
     let zstd = accepts_zstd(headers);
     let follow = Follow {
+        _hold: hold,
         hub: Arc::clone(hub),
         published: hub.published.subscribe(),
         sent: after.unwrap_or(last),
@@ -382,6 +388,8 @@ fn accepts_zstd(headers: &HeaderMap) -> bool {
 
 /// One client's place: the last id it was sent.
 struct Follow {
+    /// The stream's slot, held until the stream ends.
+    _hold: super::slots::StreamSlot,
     hub: Arc<EventHub>,
     published: watch::Receiver<u64>,
     sent: u64,

@@ -19,6 +19,7 @@ pub mod reload;
 mod request;
 pub mod server;
 pub mod service;
+pub mod slots;
 pub mod webhook;
 
 use std::net::SocketAddr;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub reloader: Option<Arc<reload::Reloader>>,
     /// The engine's events, numbered (none in the console's own intake).
     pub events: Option<Arc<events::EventHub>>,
+    /// Capacity for event streams, apart from the connection slots.
+    pub streams: Arc<slots::StreamSlots>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -121,6 +124,39 @@ async fn not_found(uri: axum::http::Uri) -> (StatusCode, String) {
     )
 }
 
+/// Most headers, and most bytes of headers, a request may carry. Hyper
+/// answers a bare 431 only past `server::MAX_HEADERS` headers or its read
+/// buffer (~400 KiB); below those, a request over these limits gets a JSON
+/// 431 naming what was too large, like every other refusal.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+fn headers_too_large(headers: &axum::http::HeaderMap) -> Option<Refusal> {
+    if headers.len() > MAX_HEADERS {
+        return Some(
+            Refusal::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!(
+                    "{} headers; at most {MAX_HEADERS} are accepted",
+                    headers.len()
+                ),
+            )
+            .field(Some("headers".into())),
+        );
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (bytes > MAX_HEADER_BYTES).then(|| {
+        Refusal::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!("{bytes} bytes of headers; at most {MAX_HEADER_BYTES} are accepted"),
+        )
+        .field(Some("headers".into()))
+    })
+}
+
 /// Every refusal is counted, by endpoint and status, and answers JSON: the
 /// handlers' and extractors' own `Refusal`s already do; axum's (the
 /// router's 404 and 405, a 400 on a malformed path or query) are made one.
@@ -130,6 +166,10 @@ async fn count_refusals(
     next: axum::middleware::Next,
 ) -> Response {
     let endpoint = endpoint_of(request.uri().path());
+    if let Some(refused) = headers_too_large(request.headers()) {
+        state.counters.refused(endpoint, 431);
+        return axum::response::IntoResponse::into_response(refused);
+    }
     let response = next.run(request).await;
     let status = response.status();
     if response.extensions().get::<Refused>().is_some() {

@@ -70,6 +70,63 @@ pub(super) struct SourceQuery {
     pub(super) source: Option<String>,
 }
 
+/// `?after=ID&limit=N` of a paged list (`engine::page`).
+#[derive(Debug, serde::Deserialize, Default)]
+pub(super) struct PageQuery {
+    pub(super) after: Option<String>,
+    pub(super) limit: Option<String>,
+}
+
+impl PageQuery {
+    /// The page asked for; a limit that is not 1 to `MAX_LIMIT` is refused
+    /// by name.
+    pub(super) fn page(&self) -> Result<crate::engine::page::Page, Refusal> {
+        use crate::engine::page::{DEFAULT_LIMIT, MAX_LIMIT, Page};
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_LIMIT,
+            Some(text) => text
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    Refusal::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        format!("limit {text:?} is not a whole number from 1 to {MAX_LIMIT}"),
+                    )
+                    .field(Some("limit".into()))
+                })?,
+        };
+        Ok(Page {
+            after: self.after.clone().filter(|a| !a.is_empty()),
+            limit,
+        })
+    }
+}
+
+/// A paged list's answer: its items, `next` in the body where the body is
+/// an object, and a `Link: <…>; rel="next"` header (RFC 8288) either way.
+pub(super) fn paged(
+    path: &str,
+    body: serde_json::Value,
+    next: Option<&str>,
+    limit: usize,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = (axum::http::StatusCode::OK, axum::Json(body)).into_response();
+    if let Some(next) = next {
+        let cursor =
+            percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC);
+        let link = format!("<{path}?after={cursor}&limit={limit}>; rel=\"next\"");
+        if let Ok(value) = axum::http::HeaderValue::from_str(&link) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::LINK, value);
+        }
+    }
+    response
+}
+
 /// Runs a read of the journal off the async workers; a failed read (or a
 /// panicked one) is a 500 naming why.
 pub(super) async fn read_journal<T: Send + 'static>(

@@ -16,6 +16,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+
+use super::slots::ConnectionSlot;
+
+/// Headers hyper parses before it answers a bare 431 itself; the router
+/// refuses more than `intake::MAX_HEADERS` with a JSON one.
+pub const MAX_HEADERS: usize = 1024;
 
 /// The limits of one server.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +34,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long a stopping server lets requests in flight finish.
     pub drain: Duration,
+    /// Event streams open at once, and per token (`slots`).
+    pub max_streams: usize,
+    pub max_streams_per_token: usize,
 }
 
 impl Default for Limits {
@@ -35,6 +45,8 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
             drain: Duration::from_secs(5),
+            max_streams: super::slots::DEFAULT_MAX_STREAMS,
+            max_streams_per_token: super::slots::DEFAULT_MAX_STREAMS_PER_TOKEN,
         }
     }
 }
@@ -51,6 +63,7 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
+        .max_headers(MAX_HEADERS)
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let mut connections = tokio::task::JoinSet::new();
@@ -78,7 +91,17 @@ pub async fn run(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        // Each request carries its connection's slot: an event stream
+        // gives it back (`slots`), so long-lived streams do not hold
+        // request capacity.
+        let slot = ConnectionSlot::new(slot);
+        let held = slot.clone();
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(held.clone());
+                request
+            },
+        ));
         let connection = http.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         connections.spawn(async move {

@@ -395,6 +395,11 @@ impl ReviewQueue {
         self.items.get(id)
     }
 
+    /// The ids of the open items, in no order.
+    pub fn open_ids(&self) -> impl Iterator<Item = &String> {
+        self.open.iter()
+    }
+
     /// The open item waiting on `flow_id`, if any.
     pub fn open_for_flow(&self, flow_id: &str) -> Option<&ReviewItem> {
         self.by_flow.get(flow_id).and_then(|id| self.items.get(id))

@@ -5,8 +5,10 @@
 //!
 //! The `routing_key` authenticates the sender; it may be an ingest token,
 //! so it is never kept: a signal carries only `integration`, a short
-//! fingerprint of it, which also scopes `dedup_key` as PagerDuty scopes it
-//! per integration (the signal's source is `signalbox:pagerduty/<integration>`).
+//! fingerprint of it keyed by a secret of the data directory (HMAC, so
+//! that a viewer who sees it cannot test guesses of the key offline),
+//! which also scopes `dedup_key` as PagerDuty scopes it per integration
+//! (the signal's source is `signalbox:pagerduty/<integration>`).
 //! Refusals name the field, in PagerDuty's words (`'payload.summary' is
 //! missing or blank`).
 
@@ -137,9 +139,9 @@ fn timestamp(payload: &Map<String, Value>) -> Result<Option<DateTime<Utc>>, Sign
 }
 
 /// The integration a routing key stands for, and the source it gives.
-fn integration(map: &Map<String, Value>) -> Result<(String, String), SignalError> {
+fn integration(map: &Map<String, Value>, key: &[u8]) -> Result<(String, String), SignalError> {
     let routing_key = required(map, "", "routing_key", None)?;
-    let integration = hash::fingerprint(routing_key);
+    let integration = hash::keyed_fingerprint(key, routing_key);
     let source = format!("{SOURCE}{integration}");
     Ok((integration, source))
 }
@@ -165,9 +167,9 @@ fn extras(map: &Map<String, Value>, data: &mut Map<String, Value>) -> Result<(),
 
 /// An alert event (`/v2/enqueue`).
 // Over 80 lines: PagerDuty's documented fields in its order, each refusal beside the field it names.
-pub fn parse(body: &[u8], received: DateTime<Utc>) -> Result<Enqueued, SignalError> {
+pub fn parse(body: &[u8], received: DateTime<Utc>, key: &[u8]) -> Result<Enqueued, SignalError> {
     let map = object(body)?;
-    let (integration, source) = integration(&map)?;
+    let (integration, source) = integration(&map, key)?;
     let action = required(&map, "", "event_action", None)?;
     let kind = match action {
         "trigger" => "alert.firing",
@@ -307,9 +309,13 @@ fn subject_error(e: SignalError) -> SignalError {
 /// A change event (`/v2/change/enqueue`): something changed (a deploy, a
 /// configuration push) that may explain the alerts around it. It becomes a
 /// `change.recorded` signal.
-pub fn parse_change(body: &[u8], received: DateTime<Utc>) -> Result<Signal, SignalError> {
+pub fn parse_change(
+    body: &[u8],
+    received: DateTime<Utc>,
+    key: &[u8],
+) -> Result<Signal, SignalError> {
     let map = object(body)?;
-    let (integration, source) = integration(&map)?;
+    let (integration, source) = integration(&map, key)?;
     let payload = match map.get("payload") {
         Some(Value::Object(p)) => p,
         None | Some(Value::Null) => {
@@ -363,6 +369,8 @@ pub fn parse_change(body: &[u8], received: DateTime<Utc>) -> Result<Signal, Sign
 
 #[cfg(test)]
 mod tests {
+    /// The data directory's secret, as the tests have it.
+    const KEY_OF_TESTS: &[u8] = b"a secret of the tests";
     use super::*;
 
     use crate::testkit::received as now;
@@ -408,14 +416,17 @@ mod tests {
             "client": "Sample Monitoring Service",
             "client_url": "https://monitoring.example.com"
         });
-        let e = parse(body.to_string().as_bytes(), now()).unwrap();
+        let e = parse(body.to_string().as_bytes(), now(), KEY_OF_TESTS).unwrap();
         assert_eq!(e.dedup_key, "samplekeyhere");
         let s = e.signal;
         assert_eq!(s.kind, "alert.firing");
         assert_eq!(s.subject, "service/postgres");
         assert_eq!(s.severity, Some(Severity::Info));
         assert_eq!(s.time.to_rfc3339(), "2015-07-17T08:42:58.315+00:00");
-        assert_eq!(s.source, format!("{SOURCE}{}", hash::fingerprint(KEY)));
+        assert_eq!(
+            s.source,
+            format!("{SOURCE}{}", hash::keyed_fingerprint(KEY_OF_TESTS, KEY))
+        );
         assert_eq!(s.data["payload"]["custom_details"]["load avg"], 0.75);
         assert_eq!(s.data["links"][0]["text"], "Link text");
         assert_eq!(s.data["client"], "Sample Monitoring Service");
@@ -494,7 +505,7 @@ mod tests {
             ),
         ];
         for (body, field, text) in cases {
-            let e = parse(body.to_string().as_bytes(), now()).unwrap_err();
+            let e = parse(body.to_string().as_bytes(), now(), KEY_OF_TESTS).unwrap_err();
             assert_eq!(e.field(), Some(field), "{body}");
             assert!(
                 error_text(&e).starts_with(text),
@@ -516,18 +527,19 @@ mod tests {
             },
             "links": [{"href": "https://acme.pagerduty.dev/build/2", "text": "View more details in Acme!"}]
         });
-        let a = parse_change(body.to_string().as_bytes(), now()).unwrap();
+        let a = parse_change(body.to_string().as_bytes(), now(), KEY_OF_TESTS).unwrap();
         assert_eq!(a.kind, "change.recorded");
         assert_eq!(a.subject, "service/acme-build-pipeline-tool-default-i-9999");
         assert_eq!(a.data["payload"]["custom_details"]["build_state"], "passed");
         let later = now() + chrono::Duration::seconds(1);
-        let b = parse_change(body.to_string().as_bytes(), later).unwrap();
+        let b = parse_change(body.to_string().as_bytes(), later, KEY_OF_TESTS).unwrap();
         assert_ne!(a.id, b.id, "two change events are two signals");
         let e = parse_change(
             json!({"routing_key": KEY, "payload": {}})
                 .to_string()
                 .as_bytes(),
             now(),
+            KEY_OF_TESTS,
         )
         .unwrap_err();
         assert_eq!(e.field(), Some("payload.summary"));

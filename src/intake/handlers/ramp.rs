@@ -24,6 +24,7 @@ pub(in crate::intake) async fn state(
 ) -> Result<Response, Refusal> {
     let snapshot = ask(&state, |reply| Command::State {
         overview_only: true,
+        page: Default::default(),
         reply,
     })
     .await?;

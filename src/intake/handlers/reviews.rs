@@ -2,7 +2,7 @@
 //! chat-ops or scripts (who acts is the token's identity).
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -20,10 +20,18 @@ use crate::review::{Action, Actor, ReviewItem};
 pub(in crate::intake) async fn list(
     State(state): State<AppState>,
     _: Allowed<ToRead>,
+    Query(q): Query<crate::intake::request::PageQuery>,
 ) -> Result<Response, Refusal> {
-    let items = ask(&state, |reply| Command::Reviews { reply }).await?;
-    let items: Vec<Value> = items.iter().map(review_json).collect();
-    Ok(ok(json!({ "items": items })))
+    let page = q.page()?;
+    let limit = page.limit;
+    let found = ask(&state, |reply| Command::Reviews { page, reply }).await?;
+    let items: Vec<Value> = found.items.iter().map(review_json).collect();
+    Ok(crate::intake::request::paged(
+        "/v1/reviews",
+        json!({ "items": items, "next": found.next }),
+        found.next.as_deref(),
+        limit,
+    ))
 }
 
 /// One review item whole, with its decision and signal (`GET

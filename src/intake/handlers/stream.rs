@@ -1,6 +1,8 @@
 //! What an attached console reads: the state to start from (`GET
 //! /v1/state`) and the event stream after it (`GET /v1/events`).
 
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,15 +13,20 @@ use crate::engine::host::Command;
 use crate::intake::AppState;
 use crate::intake::auth::{Allowed, ToRead};
 use crate::intake::refusal::Refusal;
+use crate::intake::slots::ConnectionSlot;
 
 #[derive(Debug, Deserialize)]
 pub(in crate::intake) struct StateQuery {
     /// `overview`: the figures only (what a console polls).
     part: Option<String>,
+    #[serde(flatten)]
+    page: crate::intake::request::PageQuery,
 }
 
-/// `GET /v1/state[?part=overview]`: the overview, the open review items and
-/// the flows in flight, with the id of the last event they include.
+/// `GET /v1/state[?part=overview][&after=R…&limit=N]`: the overview, a
+/// page of the open review items (`next` names the following one) and, on
+/// the first page, the flows in flight, with the id of the last event
+/// they include.
 pub(in crate::intake) async fn state(
     State(state): State<AppState>,
     _: Allowed<ToRead>,
@@ -36,8 +43,10 @@ pub(in crate::intake) async fn state(
             .field(Some("part".into())));
         }
     };
+    let page = q.page.page()?;
     let mut snapshot = ask(&state, |reply| Command::State {
         overview_only,
+        page,
         reply,
     })
     .await?;
@@ -54,13 +63,25 @@ pub(in crate::intake) struct EventsQuery {
 }
 
 /// `GET /v1/events`: Server-Sent Events, each with its id, type and JSON
-/// data; `Last-Event-ID` (or `?after=`) resumes after that event.
+/// data; `Last-Event-ID` (or `?after=`) resumes after that event. A stream
+/// holds a stream slot (`slots`), not one of the server's request slots.
 pub(in crate::intake) async fn events(
     State(state): State<AppState>,
-    _: Allowed<ToRead>,
+    Allowed(who, _): Allowed<ToRead>,
+    connection: Option<Extension<ConnectionSlot>>,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, Refusal> {
+    let Query(q) = query.map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "after must be an event id (a whole number): {}",
+                e.body_text()
+            ),
+        )
+        .field(Some("after".into()))
+    })?;
     let Some(hub) = state.events.as_ref() else {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
@@ -82,8 +103,15 @@ pub(in crate::intake) async fn events(
                 })?,
         ),
     };
+    let hold = state
+        .streams
+        .take(&who.name)
+        .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).retry_later())?;
+    if let Some(Extension(slot)) = connection {
+        slot.release();
+    }
     let after = header.or(q.after);
-    Ok(crate::intake::events::stream(hub, after, &headers).into_response())
+    Ok(crate::intake::events::stream(hub, after, &headers, hold).into_response())
 }
 
 /// `GET /v1/me`: who the token is, as the server records its actions.

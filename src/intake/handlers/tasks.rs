@@ -25,6 +25,8 @@ use crate::review::Actor;
 pub(in crate::intake) struct TaskQuery {
     team: Option<String>,
     state: Option<String>,
+    #[serde(flatten)]
+    page: crate::intake::request::PageQuery,
 }
 
 /// `GET /v1/tasks?team=&state=`: a JSON array, most urgent first.
@@ -42,12 +44,24 @@ pub(in crate::intake) async fn list(
         )
         .field(Some("state".into())));
     }
+    let page = q.page.page()?;
+    let limit = page.limit;
     let filter = TaskFilter {
         team: q.team,
         state: q.state,
     };
-    let tasks = ask(&state, |reply| Command::Tasks { filter, reply }).await?;
-    Ok(ok(json!(tasks)))
+    let found = ask(&state, |reply| Command::Tasks {
+        filter,
+        page,
+        reply,
+    })
+    .await?;
+    Ok(crate::intake::request::paged(
+        "/v1/tasks",
+        json!(found.items),
+        found.next.as_deref(),
+        limit,
+    ))
 }
 
 /// One action on a task; the body (optional) carries `note`, and for a

@@ -98,7 +98,8 @@ pub(in crate::intake) async fn enqueue(
     body: Body,
 ) -> Result<Response, Refusal> {
     let bytes = pagerduty_request(&state, &headers, body).await?;
-    let parsed = pagerduty::parse(&bytes, Utc::now()).map_err(|e| pagerduty_refusal(&e))?;
+    let parsed = pagerduty::parse(&bytes, Utc::now(), state.log.integration_key())
+        .map_err(|e| pagerduty_refusal(&e))?;
     let dedup_key = parsed.dedup_key.clone();
     ingest(&state, "enqueue", vec![parsed.signal]).await?;
     Ok(pagerduty_accepted(
@@ -113,7 +114,8 @@ pub(in crate::intake) async fn change_enqueue(
     body: Body,
 ) -> Result<Response, Refusal> {
     let bytes = pagerduty_request(&state, &headers, body).await?;
-    let signal = pagerduty::parse_change(&bytes, Utc::now()).map_err(|e| pagerduty_refusal(&e))?;
+    let signal = pagerduty::parse_change(&bytes, Utc::now(), state.log.integration_key())
+        .map_err(|e| pagerduty_refusal(&e))?;
     ingest(&state, "change_enqueue", vec![signal]).await?;
     Ok(pagerduty_accepted(
         json!({ "status": "success", "message": "Change event processed" }),

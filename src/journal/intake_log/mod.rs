@@ -186,6 +186,9 @@ pub struct IntakeLog {
     shared: Arc<Shared>,
     id: Arc<str>,
     path: Arc<PathBuf>,
+    /// A secret of the data directory, made with the log: the key of the
+    /// PagerDuty integrations' fingerprints (`hash::keyed_fingerprint`).
+    integration_key: Arc<[u8]>,
 }
 
 impl IntakeLog {
@@ -193,6 +196,11 @@ impl IntakeLog {
     /// which ends when the last `IntakeLog` clone is dropped.
     pub fn open(dir: &Path) -> Result<(IntakeLog, JoinHandle<()>), JournalError> {
         IntakeLog::open_with(dir, MAX_BACKLOG)
+    }
+
+    /// The data directory's secret for fingerprints of routing keys.
+    pub fn integration_key(&self) -> &[u8] {
+        &self.integration_key
     }
 
     /// `open`, refusing appends once `max_backlog` signals wait.
@@ -212,6 +220,7 @@ impl IntakeLog {
         let mut conn = connect(&path)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         let id = log_id(&conn).map_err(sql)?;
+        let integration_key = integration_key(&conn).map_err(sql)?;
         let last = last_number(&conn).map_err(sql)?;
         let first: Option<i64> = conn
             .query_row("SELECT MIN(seq) FROM intake", [], |r| r.get(0))
@@ -257,6 +266,7 @@ impl IntakeLog {
                 shared,
                 id: id.into(),
                 path: Arc::new(path),
+                integration_key,
             },
             writer,
         ))
@@ -366,6 +376,30 @@ impl IntakeLog {
             next: after + 1,
         })
     }
+}
+
+/// The data directory's secret for fingerprints (32 random bytes, hex in
+/// the log's meta), made the first time it is asked for.
+fn integration_key(conn: &Connection) -> rusqlite::Result<Arc<[u8]>> {
+    let key: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'integration_key'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let key = match key.and_then(|k| hex::decode(k).ok()) {
+        Some(key) if !key.is_empty() => key,
+        _ => {
+            let key: [u8; 32] = rand::random();
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('integration_key', ?1)",
+                [hex::encode(key)],
+            )?;
+            key.to_vec()
+        }
+    };
+    Ok(key.into())
 }
 
 /// The log's identity, made when the file is: a journal cursor names it, so

@@ -120,11 +120,16 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     out.alert_flows = rows(
         &conn,
         path,
-        "SELECT json_extract(s.body, '$.data.fingerprint'), f.id
-         FROM flows f JOIN signals s ON s.id = json_extract(f.body, '$.signal_id')
-         WHERE f.state NOT IN ('done', 'failed', 'compensated') AND s.type = 'alert.firing'
-           AND json_extract(s.body, '$.data.fingerprint') IS NOT NULL
-         ORDER BY s.seq",
+        "SELECT fingerprint, id FROM (
+           SELECT CASE WHEN json_valid(s.body)
+                         AND json_type(s.body, '$.data.fingerprint') = 'text'
+                       THEN json_extract(s.body, '$.data.fingerprint') END
+                    AS fingerprint, f.id AS id, s.seq AS seq
+           FROM flows f JOIN signals s
+             ON s.id = CASE WHEN json_valid(f.body) THEN json_extract(f.body, '$.signal_id') END
+           WHERE f.state NOT IN ('done', 'failed', 'compensated') AND s.type = 'alert.firing')
+         WHERE fingerprint IS NOT NULL
+         ORDER BY seq",
         [],
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
     )?;
@@ -218,7 +223,8 @@ fn open_reviews(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(
         path,
         "SELECT r.id, r.body,
                 (SELECT a.body FROM audit a WHERE a.kind = 'decision'
-                   AND a.decision_id = json_extract(r.body, '$.decision_id'))
+                   AND a.decision_id = CASE WHEN json_valid(r.body)
+                                        THEN json_extract(r.body, '$.decision_id') END)
          FROM reviews r WHERE r.state != 'decided'",
         [],
         |r| {
