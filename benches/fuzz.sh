@@ -3,6 +3,9 @@
 # input (CloudEvents in three modes, Alertmanager, PagerDuty, JSON lines,
 # policy TOML and CEL, themes, keymaps) against CASES generated inputs
 # each (default 1,000,000), release build. Prints the time each took.
+# Then tests/what_is_accepted_reads_back_after_a_restart.rs for CASES/1000
+# cases: what the three intake formats accept, decided by the engine,
+# each case ending with a restart and `signalbox check`.
 #
 #   benches/fuzz.sh [cases]
 set -euo pipefail
@@ -26,3 +29,9 @@ for test in cloudevents_structured_and_batched cloudevents_binary alertmanager_w
         >"$work/$test.log" 2>&1 || { echo "fuzz: $test FAILED"; tail -40 "$work/$test.log"; exit 1; }
     echo "fuzz: $test: $cases cases, no panic ($(( $(date +%s) - began )) s)"
 done
+restart_cases=$(( cases / 1000 > 16 ? cases / 1000 : 16 ))
+began=$(date +%s)
+PROPTEST_CASES="$restart_cases" cargo test --release --quiet \
+    --test what_is_accepted_reads_back_after_a_restart >"$work/restart.log" 2>&1 ||
+    { echo "fuzz: restart FAILED"; tail -40 "$work/restart.log"; exit 1; }
+echo "fuzz: accepted input through the engine, a restart and check: $restart_cases cases, all read back ($(( $(date +%s) - began )) s)"
