@@ -176,12 +176,11 @@ pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
         conn.query_row(q, [], |r| r.get::<_, i64>(0))
             .map_err(sql(path))
     };
+    let scan = undecided(&conn, path)?;
     Ok(Counts {
-        signals: count("SELECT COUNT(*) FROM signals")?,
-        decided_signals: count(
-            "SELECT COUNT(DISTINCT signal_id) FROM audit WHERE kind = 'decision'",
-        )?,
-        undecided_signals: undecided(&conn, path)?.undecided.len() as i64,
+        signals: scan.seen.len() as i64,
+        decided_signals: scan.decided,
+        undecided_signals: scan.undecided.len() as i64,
         quarantined: count("SELECT COUNT(*) FROM quarantine WHERE state = 'held'")?,
         decisions: count("SELECT COUNT(*) FROM audit WHERE kind = 'decision'")?,
         review_actions: count("SELECT COUNT(*) FROM audit WHERE kind = 'review'")?,
@@ -430,28 +429,36 @@ pub fn signal_state(
 struct Undecided {
     seen: Vec<u128>,
     undecided: Vec<i64>,
+    /// Signals with a decision (the others are held, dropped or undecided).
+    decided: i64,
 }
 
 fn undecided(conn: &Connection, path: &Path) -> Result<Undecided, JournalError> {
+    // By identity: decided, and held or dropped in quarantine. Decisions of
+    // journals older than sources in the key name the id alone.
     let mut decided = crate::FastSet::default();
-    // Decisions of journals older than sources in the key name the id alone.
     let mut decided_ids = std::collections::HashSet::new();
+    let mut held = crate::FastSet::default();
     let mut stmt = conn
         .prepare(
-            "SELECT signal_source, signal_id FROM audit
+            "SELECT 1, signal_source, signal_id FROM audit
                WHERE kind = 'decision' AND signal_id IS NOT NULL
-             UNION ALL SELECT source, signal_id FROM quarantine WHERE state != 'retried'",
+             UNION ALL SELECT 0, source, signal_id FROM quarantine WHERE state != 'retried'",
         )
         .map_err(sql(path))?;
     let mut found = stmt.query([]).map_err(sql(path))?;
     while let Some(row) = found.next().map_err(sql(path))? {
-        let source: Option<String> = row.get(0).map_err(sql(path))?;
-        let id: String = row.get(1).map_err(sql(path))?;
-        match source {
-            Some(source) => {
+        let decision: i64 = row.get(0).map_err(sql(path))?;
+        let source: Option<String> = row.get(1).map_err(sql(path))?;
+        let id: String = row.get(2).map_err(sql(path))?;
+        match (decision, source) {
+            (1, Some(source)) => {
                 decided.insert(crate::signal::identity(&source, &id));
             }
-            None => {
+            (_, Some(source)) => {
+                held.insert(crate::signal::identity(&source, &id));
+            }
+            (_, None) => {
                 decided_ids.insert(id);
             }
         }
@@ -461,6 +468,7 @@ fn undecided(conn: &Connection, path: &Path) -> Result<Undecided, JournalError> 
     let mut out = Undecided {
         seen: Vec::new(),
         undecided: Vec::new(),
+        decided: 0,
     };
     let mut stmt = conn
         .prepare("SELECT seq, source, id FROM signals ORDER BY seq")
@@ -472,7 +480,9 @@ fn undecided(conn: &Connection, path: &Path) -> Result<Undecided, JournalError> 
         let id: String = row.get(2).map_err(sql(path))?;
         let identity = crate::signal::identity(&source, &id);
         out.seen.push(identity);
-        if !decided.contains(&identity) && !decided_ids.contains(&id) {
+        if decided.contains(&identity) || decided_ids.contains(&id) {
+            out.decided += 1;
+        } else if !held.contains(&identity) {
             out.undecided.push(seq);
         }
     }
