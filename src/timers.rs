@@ -4,7 +4,10 @@
 //! The map is the truth; the heap may hold stale entries (an id set again or
 //! cleared since), skipped when they surface. That is cheaper than removing
 //! an entry from an ordered set at every change, which flows and review
-//! items do many times in their lives.
+//! items do many times in their lives. Stale entries are dropped once they
+//! outnumber the live ones (the heap is rebuilt from the map), so memory
+//! follows the timers set, not every timer ever set: a flow that ended
+//! hours before its SLA would otherwise be held until then.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -25,12 +28,34 @@ impl Timers {
                 if self.at.get(id) != Some(&at) {
                     self.at.insert(id.to_string(), at);
                     self.heap.push(Reverse((at, id.to_string())));
+                    self.compact();
                 }
             }
             None => {
                 self.at.remove(id);
             }
         }
+    }
+
+    /// Rebuilds the heap from the map once stale entries are more than
+    /// half of it: linear, and at most once per as many changes as there
+    /// are live timers, so its cost per change stays constant.
+    fn compact(&mut self) {
+        const SLACK: usize = 1024;
+        if self.heap.len() <= 2 * self.at.len() + SLACK {
+            return;
+        }
+        self.heap = self
+            .at
+            .iter()
+            .map(|(id, at)| Reverse((*at, id.clone())))
+            .collect();
+    }
+
+    /// Entries the heap holds, stale ones included (for tests).
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.heap.len()
     }
 
     /// Takes off and returns the ids due at `now`, earliest first (ties by id).
@@ -69,6 +94,23 @@ mod tests {
 
     fn t(minute: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 31, 9, minute, 0).unwrap()
+    }
+
+    #[test]
+    fn stale_entries_do_not_pile_up() {
+        let mut timers = Timers::default();
+        timers.set("live", Some(t(30)));
+        for n in 0..100_000 {
+            let id = format!("f{n}");
+            timers.set(&id, Some(t(50)));
+            timers.set(&id, None);
+        }
+        assert!(
+            timers.held() <= 2 * timers.len() + 1025,
+            "{}",
+            timers.held()
+        );
+        assert_eq!(timers.due(t(59)), vec!["live".to_string()]);
     }
 
     #[test]

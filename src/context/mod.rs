@@ -211,11 +211,11 @@ pub struct Context {
 
 /// Service ids to health names, as JSON; an empty object for no services.
 #[derive(Debug)]
-struct ServicesView(Value);
+struct ServicesView(std::sync::Arc<Value>);
 
 impl Default for ServicesView {
     fn default() -> ServicesView {
-        ServicesView(Value::Object(serde_json::Map::new()))
+        ServicesView(std::sync::Arc::new(Value::Object(serde_json::Map::new())))
     }
 }
 
@@ -224,7 +224,9 @@ impl Default for ServicesView {
 /// rather than copying it for every decision).
 pub struct PolicyView<'a> {
     pub fields: Value,
-    pub services: &'a Value,
+    /// Shared by every decision taken while the services' health stays as
+    /// it is (a decision keeps it: one copy, not one per decision).
+    pub services: &'a std::sync::Arc<Value>,
 }
 
 /// A journaled entity that cannot be restored.
@@ -502,7 +504,10 @@ impl Context {
             .values()
             .map(|s| (s.id.clone(), Value::from(s.health.as_str())))
             .collect();
-        self.services_view = ServicesView(Value::Object(map));
+        // Unchanged health keeps the view every decision since shares.
+        if self.services_view.0.as_object() != Some(&map) {
+            self.services_view = ServicesView(std::sync::Arc::new(Value::Object(map)));
+        }
     }
 
     /// The `context` variable policies see for a signal: its own fields,
@@ -598,7 +603,7 @@ mod tests {
         let services = |ctx: &Context| {
             let order = signal("order.placed", "order/1", json!({}));
             let view = ctx.policy_view(&order, &Snapshot::new());
-            Some(view.services.clone())
+            Some(serde_json::Value::clone(view.services))
         };
         assert_eq!(services(&ctx), Some(json!({})));
         apply(

@@ -98,13 +98,25 @@ pub fn extract(signal: &Signal, context: &Context) -> Vec<String> {
     {
         out.push(format!("service_health={}", health.as_str()));
     }
-    for service in context.services().values() {
-        if service.health.as_str() != "up" {
-            out.push(format!("{}={}", service.id, service.health.as_str()));
-        }
+    // Each service not up is a feature, up to a bound: in an outage of
+    // hundreds of services, a feature per service made every decision (and
+    // every open item, and the journal) hold hundreds of strings.
+    let mut degraded = context
+        .services()
+        .values()
+        .filter(|s| s.health.as_str() != "up");
+    for service in degraded.by_ref().take(MAX_SERVICE_FEATURES) {
+        out.push(format!("{}={}", service.id, service.health.as_str()));
+    }
+    if degraded.next().is_some() {
+        out.push(format!("degraded_services>{MAX_SERVICE_FEATURES}"));
     }
     out
 }
+
+/// Services not up that are features of a decision, at most (in the order
+/// of their ids); past it, one feature says there were more.
+pub const MAX_SERVICE_FEATURES: usize = 16;
 
 /// Extra features for the per-order choice inside a supplier-delay fan-out.
 pub fn for_order(signal: &Signal, order: &Order, context: &Context) -> Vec<String> {

@@ -81,7 +81,8 @@ pub struct OptionScore {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicyInput {
     pub fields: Value,
-    pub services: Value,
+    /// Shared with the other decisions taken under the same health.
+    pub services: Arc<Value>,
 }
 
 impl PolicyInput {
@@ -398,7 +399,7 @@ impl Decider {
         let view = context.policy_view(case.signal, &case.snapshot);
         let input = PolicyInput {
             fields: view.fields,
-            services: view.services.clone(),
+            services: Arc::clone(view.services),
         };
         self.build_option_views(choice.options);
         let (kind, signal) = (

@@ -54,8 +54,11 @@ pub(super) const OUTCOME_HORIZON: Duration = Duration::hours(1);
 /// A decision still waiting for its outcome: what it chose and from what.
 #[derive(Debug, Clone)]
 pub(super) struct Awaiting {
-    option: String,
-    features: Vec<String>,
+    // Held for every settled decision until its outcome: kept compact
+    // (boxed slices, the ramp mark boxed) since there are as many as
+    // decisions in an hour.
+    option: Box<str>,
+    features: Box<[Box<str>]>,
     /// When the option was settled and its flow could start: the decision
     /// time, or later when a person (or the safe default) released it.
     since: DateTime<Utc>,
@@ -63,8 +66,20 @@ pub(super) struct Awaiting {
     /// arrives within `OUTCOME_HORIZON` of it.
     flow_label: Option<(f64, DateTime<Utc>)>,
     /// Taken during a guarded ramp: its outcome is a reading of the ramp.
-    ramp: Option<crate::decide::ramp::RampMark>,
+    ramp: Option<Box<crate::decide::ramp::RampMark>>,
 }
+
+impl Awaiting {
+    fn features(&self) -> Vec<String> {
+        self.features.iter().map(|f| f.to_string()).collect()
+    }
+}
+
+/// Decisions whose flow ended, kept for an explicit outcome, at most: past
+/// it the oldest are let go (an outcome that still comes finds its decision
+/// in the journal, as after a restart; a failed flow's weak label is not
+/// learnt). Memory follows open work, not a burst's history.
+pub(super) const MAX_ENDED: usize = 100_000;
 
 impl Engine {
     /// The option is final: remember it for the outcome, tell subscribers.
@@ -72,11 +87,15 @@ impl Engine {
         self.awaiting.insert(
             decision.id.clone(),
             Awaiting {
-                option: option.to_string(),
-                features: decision.features.clone(),
+                option: option.into(),
+                features: decision
+                    .features
+                    .iter()
+                    .map(|f| f.as_str().into())
+                    .collect(),
                 since: now,
                 flow_label: None,
-                ramp: decision.ramp.clone(),
+                ramp: decision.ramp.clone().map(Box::new),
             },
         );
         self.emit(EngineEvent::Settled {
@@ -123,7 +142,7 @@ impl Engine {
         }
         let label = if within { 1.0 } else { 0.0 };
         let label = Label::new(&awaiting.option, label, 1.0, "outcome");
-        self.feedback(&decision_id, awaiting.features.clone(), label, now);
+        self.feedback(&decision_id, awaiting.features(), label, now);
     }
 
     /// After a restart the in-memory map is gone: read the decision back
@@ -145,11 +164,15 @@ impl Engine {
             .map(String::from)
             .unwrap_or_else(|| decision.proposal.clone());
         Some(Awaiting {
-            option,
-            features: decision.features,
+            option: option.into(),
+            features: decision
+                .features
+                .iter()
+                .map(|f| f.as_str().into())
+                .collect(),
             since: decision.time,
             flow_label: None,
-            ramp: decision.ramp,
+            ramp: decision.ramp.map(Box::new),
         })
     }
 
@@ -255,6 +278,11 @@ impl Engine {
             }
             // Either way the entry is dropped after the horizon.
             self.flow_labels.push_back((now, done.decision_id.clone()));
+            while self.flow_labels.len() > MAX_ENDED {
+                if let Some((_, id)) = self.flow_labels.pop_front() {
+                    self.awaiting.remove(&id);
+                }
+            }
         }
     }
 
@@ -278,7 +306,7 @@ impl Engine {
                 continue;
             };
             let label = Label::new(&a.option, label, FLOW_COMPLETION_WEIGHT, "flow");
-            self.feedback(&id, a.features.clone(), label, now);
+            self.feedback(&id, a.features(), label, now);
         }
     }
 }
