@@ -55,10 +55,10 @@ pub(super) const OUTCOME_HORIZON: Duration = Duration::hours(1);
 #[derive(Debug, Clone)]
 pub(super) struct Awaiting {
     // Held for every settled decision until its outcome: kept compact
-    // (boxed slices, the ramp mark boxed) since there are as many as
-    // decisions in an hour.
+    // (the features in one allocation, the ramp mark boxed) since there
+    // are as many as decisions in an hour.
     option: Box<str>,
-    features: Box<[Box<str>]>,
+    features: Packed,
     /// When the option was settled and its flow could start: the decision
     /// time, or later when a person (or the safe default) released it.
     since: DateTime<Utc>,
@@ -69,9 +69,47 @@ pub(super) struct Awaiting {
     ramp: Option<Box<crate::decide::ramp::RampMark>>,
 }
 
+/// Strings in two allocations (their text, and where each ends) instead
+/// of one each.
+#[derive(Debug, Clone)]
+struct Packed {
+    text: Box<str>,
+    ends: Box<[u32]>,
+}
+
+impl Packed {
+    fn of(strings: &[String]) -> Packed {
+        let mut text = String::with_capacity(strings.iter().map(String::len).sum());
+        let mut ends = Vec::with_capacity(strings.len());
+        for s in strings {
+            text.push_str(s);
+            // A feature is a short name and value; the text of one
+            // decision's features is far below 4 GiB.
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+        }
+        Packed {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    fn unpack(&self) -> Vec<String> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let end = (end as usize).min(self.text.len());
+                let s = self.text.get(start..end).unwrap_or_default().to_string();
+                start = end;
+                s
+            })
+            .collect()
+    }
+}
+
 impl Awaiting {
     fn features(&self) -> Vec<String> {
-        self.features.iter().map(|f| f.to_string()).collect()
+        self.features.unpack()
     }
 }
 
@@ -88,11 +126,7 @@ impl Engine {
             decision.id.clone(),
             Awaiting {
                 option: option.into(),
-                features: decision
-                    .features
-                    .iter()
-                    .map(|f| f.as_str().into())
-                    .collect(),
+                features: Packed::of(&decision.features),
                 since: now,
                 flow_label: None,
                 ramp: decision.ramp.clone().map(Box::new),
@@ -165,11 +199,7 @@ impl Engine {
             .unwrap_or_else(|| decision.proposal.clone());
         Some(Awaiting {
             option: option.into(),
-            features: decision
-                .features
-                .iter()
-                .map(|f| f.as_str().into())
-                .collect(),
+            features: Packed::of(&decision.features),
             since: decision.time,
             flow_label: None,
             ramp: decision.ramp.map(Box::new),
@@ -308,5 +338,20 @@ impl Engine {
             let label = Label::new(&a.option, label, FLOW_COMPLETION_WEIGHT, "flow");
             self.feedback(&id, a.features(), label, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod packed_tests {
+    use super::Packed;
+
+    #[test]
+    fn strings_read_back_as_packed() {
+        let strings: Vec<String> = ["type=a", "", "w=\u{1f}x", "é=ü"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(Packed::of(&strings).unpack(), strings);
+        assert!(Packed::of(&[]).unpack().is_empty());
     }
 }
