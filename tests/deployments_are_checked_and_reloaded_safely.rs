@@ -160,6 +160,20 @@ fn validate_names_the_file_and_line_of_each_kind_of_problem() {
         ),
         (
             "signalbox.toml",
+            "retry_base = \"30s\"",
+            "retry_base = 30",
+            "retry_base = 30",
+            "`retry_base`",
+        ),
+        (
+            "signalbox.toml",
+            "# tokens = [\"change-me-ops:operator:ops-bot\", \"change-me-lead:lead:alice\"]",
+            "tokens = [\"change-me-ops:operator:ops-bot\", \"short:lead:alice\"]",
+            "tokens = [",
+            "tokens: token 2",
+        ),
+        (
+            "signalbox.toml",
             "claim_expiry = \"15m\"",
             "claim_expiry = \"10s\"",
             "claim_expiry = \"10s\"",

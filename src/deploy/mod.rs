@@ -232,6 +232,20 @@ fn read_server(dir: &Path, src: &Source<'_>, out: &mut Vec<Problem>) -> Option<C
     if let Err(e) = server.claim_expiry() {
         out.push(src.on(at(&e), e.to_string()));
     }
+    // Tokens are checked here as `serve` would, at their line (the
+    // message names the token by position, never by its secret).
+    if let Err(e) = crate::intake::auth::Tokens::parse(&server.tokens) {
+        let line = server
+            .tokens
+            .get(e.which.saturating_sub(1))
+            .and_then(|spec| {
+                src.text
+                    .lines()
+                    .position(|l| l.contains(&format!("{spec:?}")))
+            })
+            .map_or_else(|| src.find_line("tokens", None), |i| i + 1);
+        out.push(src.on(line, format!("tokens: {e}")));
+    }
     let absolute = |p: &Path| {
         if p.is_absolute() {
             p.to_path_buf()

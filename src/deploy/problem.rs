@@ -75,10 +75,26 @@ impl Source<'_> {
     /// A TOML error, at the span it names.
     pub fn toml(&self, error: &toml::de::Error) -> Problem {
         let line = error.span().map_or(0, |s| self.line_at(s.start));
+        let message = error.message().trim().to_string();
+        // A value of the wrong type: the key it is under, from its line.
+        let key = line
+            .checked_sub(1)
+            .and_then(|i| self.text.lines().nth(i))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim().trim_matches('"').to_string())
+            .filter(|k| {
+                !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                    && !message.contains(&format!("`{k}`"))
+            });
         Problem {
             file: self.name.to_string(),
             line,
-            message: error.message().trim().to_string(),
+            message: match key {
+                Some(key) => format!("`{key}`: {message}"),
+                None => message,
+            },
         }
     }
 
