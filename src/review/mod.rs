@@ -216,6 +216,19 @@ pub enum ReviewError {
     },
 }
 
+/// What an item keeps of its decision while it waits: all but what the
+/// policies read (`policy_input`), which only replay uses and the journal
+/// keeps. An open item is held for as long as nobody answers it, and that
+/// input (the context's fields, the services' health) was most of it.
+fn held(decision: Arc<Decision>) -> Arc<Decision> {
+    if decision.policy_input.is_none() {
+        return decision;
+    }
+    let mut slim = Decision::clone(&decision);
+    slim.policy_input = None;
+    Arc::new(slim)
+}
+
 /// How long a claim holds an item unless configured (`[review]
 /// claim_expiry`).
 pub const CLAIM_EXPIRY: Duration = Duration::minutes(15);
@@ -423,7 +436,7 @@ impl ReviewQueue {
             required_role: decision.review_role,
             deadline: now + window,
             escalate_at,
-            decision,
+            decision: held(decision),
             signal,
             flow_id,
             state: ReviewState::Open,
@@ -442,7 +455,8 @@ impl ReviewQueue {
     }
 
     /// Puts back an item read from the journal.
-    pub fn restore(&mut self, item: ReviewItem) {
+    pub fn restore(&mut self, mut item: ReviewItem) {
+        item.decision = held(item.decision);
         if item.state != ReviewState::Decided {
             self.open.insert(item.id.clone());
             self.by_flow.insert(item.flow_id.clone(), item.id.clone());
