@@ -256,6 +256,19 @@ fn validate_names_the_file_and_line_of_each_kind_of_problem() {
         stderr.contains("nobody") && stderr.contains("teir"),
         "{stderr}"
     );
+    // Nor does a playbook's own problem.
+    let playbook = std::fs::read_to_string(dir.join("playbook.toml")).unwrap();
+    std::fs::write(
+        dir.join("playbook.toml"),
+        playbook.replacen("\"string?\"", "\"text\"", 1),
+    )
+    .unwrap();
+    let (ok, stderr) = validate(&dir);
+    assert!(!ok);
+    assert!(
+        stderr.contains("\"text\"") && stderr.contains("teir"),
+        "{stderr}"
+    );
 
     // Several problems at once are all named.
     let dir = tmp.path().join("several");

@@ -119,10 +119,18 @@ impl Deployment {
         let steps = read_steps(&src(STEPS_FILE), organization.as_ref(), &mut out);
         let playbook = read_playbook(&src(PLAYBOOK_FILE), steps.as_ref(), &mut out);
         // Policies are checked against the playbook even when the steps
-        // have problems: every stage's problems in one run.
+        // have problems, and against its bare tables (types and options,
+        // data left open) when the playbook itself has some: every
+        // stage's problems in one run.
+        let bare = match &playbook {
+            Some(_) => None,
+            None => toml::from_str::<Playbook>(src(PLAYBOOK_FILE).text).ok(),
+        };
         let policy = playbook
             .as_ref()
-            .and_then(|playbook| read_policy(&src(POLICY_FILE), playbook, &mut out));
+            .or(bare.as_ref())
+            .and_then(|playbook| read_policy(&src(POLICY_FILE), playbook, &mut out))
+            .filter(|_| bare.is_none());
         let playbook = playbook.filter(|_| steps.is_some());
         match (server, organization, steps, playbook, policy) {
             (Some(server), Some(organization), Some(steps), Some(playbook), Some(policy))
