@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cel_bounded;
+pub mod cel_check;
 pub mod config;
 pub mod console;
 pub mod context;

@@ -146,6 +146,13 @@ fn validate_names_the_file_and_line_of_each_kind_of_problem() {
         ),
         (
             "playbook.toml",
+            "id = \"signal.data.ticket\"",
+            "id = \"signal.data.tiket\"",
+            "[signal.\"ticket.opened\"]",
+            "`signal.data` has no field `tiket`",
+        ),
+        (
+            "playbook.toml",
             "fields = { ticket = \"string\"",
             "fields = { ticket = \"strng\"",
             "[signal.\"ticket.opened\"]",

@@ -6,7 +6,6 @@
 //! holds everything needed to explain it later. It never does IO.
 
 pub mod celval;
-pub mod check;
 
 pub mod estimate;
 pub mod features;

@@ -269,10 +269,10 @@ impl Rule {
     }
 }
 
-/// What `decide::check` finds in a rule's condition, for each signal type
+/// What `cel_check` finds in a rule's condition, for each signal type
 /// it applies to (its `types`, or any type with `data` open).
 fn type_problems(spec: &RuleFile, program: &Bounded, playbook: &Playbook) -> Vec<String> {
-    use super::check::{Scope as Variables, check, context_ty, option_ty, signal_ty};
+    use crate::cel_check::{Scope as Variables, check, context_ty, option_ty, signal_ty};
     let kinds: Vec<Option<&String>> = match spec.types.is_empty() {
         true => vec![None],
         false => spec.types.iter().map(Some).collect(),

@@ -5,7 +5,7 @@
 //! required field, or carries one of the wrong type, is refused by name
 //! (`data.ticket`) instead of failing somewhere inside a rule or an update.
 //! And `validate` type-checks every CEL expression that reads
-//! `signal.data` of that type against them (`decide::check`): a rule
+//! `signal.data` of that type against them (`cel_check`): a rule
 //! reading a field the type does not declare is an error, not a rule that
 //! never fires. A type that declares nothing keeps `data` open.
 

@@ -57,22 +57,35 @@ impl PartialEq for Compiled {
 }
 
 impl Compiled {
+    /// Compiles every type's updates, each within the CEL bounds and
+    /// type-checked against `signal` with the data the type declares
+    /// (`fields`); `when` must give a boolean.
     pub fn of(
         signals: &BTreeMap<String, SignalPlay>,
+        fields: &BTreeMap<String, super::fields::Fields>,
         origin: &str,
     ) -> Result<Compiled, CatalogueError> {
         let mut out = BTreeMap::new();
         for (kind, play) in signals {
             let mut compiled = Vec::new();
             for (n, update) in play.update.iter().enumerate() {
+                let scope = crate::cel_check::Scope {
+                    variables: vec![("signal", crate::cel_check::signal_ty(fields.get(kind)))],
+                };
                 let program = |what: &str, text: &str| {
-                    crate::cel_bounded::Bounded::compile(text).map_err(|e| {
-                        CatalogueError::Invalid {
-                            file: origin.to_string(),
-                            item: format!("{kind} update {} {what}", n + 1),
-                            reason: format!("CEL {e}"),
-                        }
-                    })
+                    let invalid = |reason: String| CatalogueError::Invalid {
+                        file: origin.to_string(),
+                        item: format!("{kind} update {} {what}", n + 1),
+                        reason,
+                    };
+                    let program = crate::cel_bounded::Bounded::compile(text)
+                        .map_err(|e| invalid(format!("CEL {e}")))?;
+                    let problems =
+                        crate::cel_check::check(program.expression(), &scope, what == "when");
+                    match problems.first() {
+                        Some(p) => Err(invalid(format!("CEL does not check: {p}"))),
+                        None => Ok(program),
+                    }
                 };
                 if update.entity.is_empty() || update.entity.contains('/') {
                     return Err(CatalogueError::Invalid {

@@ -119,7 +119,6 @@ impl Playbook {
             file: origin.to_string(),
             error: e.to_string(),
         })?;
-        playbook.updates = fold::Compiled::of(&playbook.signals, origin)?;
         for (kind, play) in &playbook.signals {
             let declared =
                 fields::Fields::parse(&play.fields).map_err(|reason| CatalogueError::Invalid {
@@ -131,6 +130,7 @@ impl Playbook {
                 playbook.data_fields.insert(kind.clone(), declared);
             }
         }
+        playbook.updates = fold::Compiled::of(&playbook.signals, &playbook.data_fields, origin)?;
         Ok(playbook)
     }
 

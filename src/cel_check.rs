@@ -10,7 +10,8 @@
 //! comprehension variables it binds itself. It reports unknown variables,
 //! fields a closed shape does not have, operators and functions applied to
 //! the wrong types (`context.tier > 3`), and a rule whose result is not a
-//! boolean. What it cannot know (a type that declares no fields, values of
+//! boolean. Policies (`decide::policy`) and a signal type's context
+//! updates (`playbook::fold`) are both checked with it. What it cannot know (a type that declares no fields, values of
 //! `any` type, extensions) is `dyn` and passes. Pure: no IO.
 
 use std::collections::BTreeMap;
