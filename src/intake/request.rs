@@ -105,19 +105,27 @@ impl PageQuery {
 }
 
 /// A paged list's answer: its items, `next` in the body where the body is
-/// an object, and a `Link: <…>; rel="next"` header (RFC 8288) either way.
+/// an object, and a `Link: <…>; rel="next"` header (RFC 8288) either way:
+/// the request's own URI (its filters and limit kept) with `after` moved on.
 pub(super) fn paged(
-    path: &str,
+    uri: &axum::http::Uri,
     body: serde_json::Value,
     next: Option<&str>,
-    limit: usize,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let mut response = (axum::http::StatusCode::OK, axum::Json(body)).into_response();
     if let Some(next) = next {
         let cursor =
             percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC);
-        let link = format!("<{path}?after={cursor}&limit={limit}>; rel=\"next\"");
+        let mut query: Vec<&str> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| !pair.is_empty() && !pair.starts_with("after="))
+            .collect();
+        let after = format!("after={cursor}");
+        query.push(&after);
+        let link = format!("<{}?{}>; rel=\"next\"", uri.path(), query.join("&"));
         if let Ok(value) = axum::http::HeaderValue::from_str(&link) {
             response
                 .headers_mut()
@@ -218,4 +226,24 @@ pub(super) async fn note_body(
     let v = json_body(headers, &bytes)?;
     refuse_identity(&v)?;
     Ok(optional_string(&v, "note")?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_page_keeps_the_filters_and_moves_the_cursor() {
+        let uri: axum::http::Uri = "/v1/tasks?team=sre&after=F1.0&limit=2".parse().unwrap();
+        let response = paged(&uri, serde_json::json!([]), Some("F9.0"));
+        let link = response.headers()[axum::http::header::LINK]
+            .to_str()
+            .unwrap();
+        assert_eq!(
+            link,
+            "</v1/tasks?team=sre&limit=2&after=F9%2E0>; rel=\"next\""
+        );
+        let last = paged(&uri, serde_json::json!([]), None);
+        assert!(last.headers().get(axum::http::header::LINK).is_none());
+    }
 }

@@ -20,17 +20,16 @@ use crate::review::{Action, Actor, ReviewItem};
 pub(in crate::intake) async fn list(
     State(state): State<AppState>,
     _: Allowed<ToRead>,
+    uri: axum::http::Uri,
     Query(q): Query<crate::intake::request::PageQuery>,
 ) -> Result<Response, Refusal> {
     let page = q.page()?;
-    let limit = page.limit;
     let found = ask(&state, |reply| Command::Reviews { page, reply }).await?;
     let items: Vec<Value> = found.items.iter().map(review_json).collect();
     Ok(crate::intake::request::paged(
-        "/v1/reviews",
+        &uri,
         json!({ "items": items, "next": found.next }),
         found.next.as_deref(),
-        limit,
     ))
 }
 

@@ -33,6 +33,7 @@ pub(in crate::intake) struct TaskQuery {
 pub(in crate::intake) async fn list(
     State(state): State<AppState>,
     _: Allowed<ToRead>,
+    uri: axum::http::Uri,
     Query(q): Query<TaskQuery>,
 ) -> Result<Response, Refusal> {
     if let Some(s) = &q.state
@@ -45,7 +46,6 @@ pub(in crate::intake) async fn list(
         .field(Some("state".into())));
     }
     let page = q.page.page()?;
-    let limit = page.limit;
     let filter = TaskFilter {
         team: q.team,
         state: q.state,
@@ -57,10 +57,9 @@ pub(in crate::intake) async fn list(
     })
     .await?;
     Ok(crate::intake::request::paged(
-        "/v1/tasks",
+        &uri,
         json!(found.items),
         found.next.as_deref(),
-        limit,
     ))
 }
 
