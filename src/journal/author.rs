@@ -39,16 +39,20 @@ impl Author {
         Author::Deployment { dir }
     }
 
-    /// How a person names it, with the flag that opens a journal as it.
+    /// The flag a command opens a journal of this writer with.
+    fn flag(&self) -> String {
+        match self {
+            Author::Demo => "no --config".into(),
+            Author::Deployment { dir } => format!("--config {}", dir.display()),
+        }
+    }
+
+    /// How a person names it, with that flag.
     pub fn describe(&self) -> String {
         match self {
-            Author::Demo => "the Northwind demo (no --config)".into(),
+            Author::Demo => format!("the Northwind demo ({})", self.flag()),
             Author::Deployment { dir } => {
-                format!(
-                    "the deployment {} (--config {})",
-                    dir.display(),
-                    dir.display()
-                )
+                format!("the deployment {} ({})", dir.display(), self.flag())
             }
         }
     }
@@ -70,18 +74,7 @@ pub struct WrongAuthor {
 /// The writer recorded in the journal in `dir`, if any.
 pub fn recorded(dir: &Path) -> Result<Option<Author>, JournalError> {
     let (conn, path) = super::read::open_existing(dir)?;
-    let has_meta: bool = conn
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map(|n| n > 0)
-        .map_err(|error| JournalError::Sqlite {
-            path: path.display().to_string(),
-            error,
-        })?;
-    if !has_meta {
+    if !super::read::has_table(&conn, &path, "meta")? {
         return Ok(None);
     }
     let text: Option<String> = conn
@@ -89,10 +82,7 @@ pub fn recorded(dir: &Path) -> Result<Option<Author>, JournalError> {
             r.get(0)
         })
         .optional()
-        .map_err(|error| JournalError::Sqlite {
-            path: path.display().to_string(),
-            error,
-        })?;
+        .map_err(super::read::sql(&path))?;
     text.map(|t| {
         serde_json::from_str(&t).map_err(|e| JournalError::Corrupt {
             path: path.display().to_string(),
@@ -124,10 +114,7 @@ pub fn check(dir: &Path, opened: &Author) -> Result<bool, AuthorError> {
         Some(journal) if journal == *opened => Ok(false),
         Some(journal) => Err(AuthorError::Wrong(Box::new(WrongAuthor {
             dir: dir.display().to_string(),
-            journal_hint: match &journal {
-                Author::Demo => "no --config".into(),
-                Author::Deployment { dir } => format!("--config {}", dir.display()),
-            },
+            journal_hint: journal.flag(),
             journal: journal.describe(),
             opened: opened.describe(),
         }))),

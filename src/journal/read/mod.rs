@@ -23,7 +23,7 @@ pub use logged::{
 pub use explain::{Explanation, explain};
 pub use recover::{Recovered, Unreadable, model_at, recover};
 
-fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
+pub(in crate::journal) fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
     move |error| JournalError::Sqlite {
         path: path.display().to_string(),
         error,
@@ -190,7 +190,7 @@ pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
             "SELECT COUNT(*) FROM flows WHERE state NOT IN ('done', 'failed', 'compensated')",
         )?,
         feedback: count("SELECT COUNT(*) FROM feedback")?,
-        set_aside: match has_set_aside(&conn, path)? {
+        set_aside: match has_table(&conn, path, "set_aside")? {
             true => count("SELECT COUNT(*) FROM set_aside")?,
             false => 0,
         },
@@ -198,10 +198,16 @@ pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
     })
 }
 
-fn has_set_aside(conn: &Connection, path: &Path) -> Result<bool, JournalError> {
+/// Whether the journal has table `name` (one written by an older version
+/// may lack the newer ones).
+pub(in crate::journal) fn has_table(
+    conn: &Connection,
+    path: &Path,
+    name: &str,
+) -> Result<bool, JournalError> {
     conn.query_row(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'set_aside'",
-        [],
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
         |r| r.get::<_, i64>(0),
     )
     .map(|n| n > 0)
@@ -212,7 +218,7 @@ fn has_set_aside(conn: &Connection, path: &Path) -> Result<bool, JournalError> {
 /// oldest first.
 pub fn set_aside(dir: &Path) -> Result<Vec<super::SetAside>, JournalError> {
     let (conn, path) = open_existing(dir)?;
-    if !has_set_aside(&conn, &path)? {
+    if !has_table(&conn, &path, "set_aside")? {
         return Ok(Vec::new());
     }
     let found = rows(

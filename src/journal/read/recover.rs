@@ -73,7 +73,6 @@ impl Recovered {
     }
 
     fn unreadable(&mut self, table: &'static str, key: &str, error: String, raw: String) {
-        tracing::warn!(table, key, error = %error, "a journal record cannot be read; set aside");
         self.unreadable.push(Unreadable {
             table,
             key: key.to_string(),
@@ -362,12 +361,14 @@ fn signals(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), Jo
             .map_err(sql(path))?;
         match Signal::from_json(&text, Utc::now()) {
             Ok(signal) => out.undecided.push(signal),
-            Err(e) => {
-                out.unreadable("signals", &seq.to_string(), e.to_string(), text);
-                if let Some(last) = out.unreadable.last_mut() {
-                    last.signal = Some(key);
-                }
-            }
+            // Held in quarantine by its columns, which still read.
+            Err(e) => out.unreadable.push(Unreadable {
+                table: "signals",
+                key: seq.to_string(),
+                error: e.to_string(),
+                raw: text,
+                signal: Some(key),
+            }),
         }
     }
     Ok(())
