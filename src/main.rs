@@ -459,14 +459,7 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "operator".into());
     let deployment = match &args.config_dir {
-        Some(dir) => Some(Box::new(signalbox::deploy::Deployment::load(dir).map_err(
-            |problems| {
-                anyhow::anyhow!(
-                    "{} has problems (signalbox validate lists them):\n{problems}",
-                    dir.display()
-                )
-            },
-        )?)),
+        Some(dir) => Some(Box::new(cmd::load_deployment(dir)?)),
         None => None,
     };
     let data_dir = match (

@@ -39,10 +39,7 @@ pub(crate) fn open_journal(place: &JournalPlace) -> Result<signalbox::engine::En
     let now = chrono::Utc::now();
     match &place.deployment {
         Some(deployment) => {
-            let mut config = signalbox::engine::EngineConfig::new(dir, 1);
-            config.rules = Some(deployment.rules.clone());
-            config.author = place.author();
-            config.webhooks = deployment.webhooks();
+            let config = super::deployment_engine(deployment, dir);
             let world = deployment.organization.world.clone();
             Ok(signalbox::engine::Engine::open(config, world, now)?)
         }

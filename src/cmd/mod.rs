@@ -15,6 +15,31 @@ pub(crate) fn default_data_dir() -> Result<PathBuf> {
     Ok(dirs.data_dir().to_path_buf())
 }
 
+/// A deployment directory, read and checked whole, or all its problems.
+pub(crate) fn load_deployment(dir: &Path) -> Result<signalbox::deploy::Deployment> {
+    signalbox::deploy::Deployment::load(dir).map_err(|problems| {
+        anyhow::anyhow!(
+            "{} has problems (signalbox validate {} lists them):\n{problems}",
+            dir.display(),
+            dir.display()
+        )
+    })
+}
+
+/// The engine's settings for a deployment's journal in `data_dir`: its
+/// rules, its webhook executors, and who writes the journal. (People's
+/// steps are tasks: no executor.)
+pub(crate) fn deployment_engine(
+    deployment: &signalbox::deploy::Deployment,
+    data_dir: &Path,
+) -> signalbox::engine::EngineConfig {
+    let mut config = signalbox::engine::EngineConfig::new(data_dir, 1);
+    config.rules = Some(deployment.rules.clone());
+    config.author = signalbox::journal::author::Author::deployment(&deployment.dir);
+    config.webhooks = deployment.webhooks();
+    config
+}
+
 /// Where a command on a journal finds it, and under which deployment.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct JournalArgs {
@@ -37,18 +62,7 @@ pub(crate) struct JournalPlace {
 
 impl JournalArgs {
     pub(crate) fn place(&self) -> Result<JournalPlace> {
-        let deployment = match &self.config {
-            Some(dir) => Some(
-                signalbox::deploy::Deployment::load(dir).map_err(|problems| {
-                    anyhow::anyhow!(
-                        "{} has problems (signalbox validate {} lists them):\n{problems}",
-                        dir.display(),
-                        dir.display()
-                    )
-                })?,
-            ),
-            None => None,
-        };
+        let deployment = self.config.as_deref().map(load_deployment).transpose()?;
         let dir = match (&self.data_dir, &deployment) {
             (Some(d), _) => d.clone(),
             (None, Some(d)) => d.data_dir(),

@@ -83,20 +83,9 @@ fn engine_setup(
     use rand::SeedableRng;
     match runs {
         Runs::Deployment(dir) => {
-            let deployment = signalbox::deploy::Deployment::load(dir).map_err(|problems| {
-                anyhow::anyhow!(
-                    "{} has problems (signalbox validate {} lists them):\n{problems}",
-                    dir.display(),
-                    dir.display()
-                )
-            })?;
+            let deployment = super::load_deployment(dir)?;
             let data_dir = data_dir.unwrap_or_else(|| deployment.data_dir());
-            let mut config = signalbox::engine::EngineConfig::new(&data_dir, 1);
-            config.rules = Some(deployment.rules.clone());
-            config.author = signalbox::journal::author::Author::deployment(&deployment.dir);
-            config.webhooks = deployment.webhooks();
-            // No executor: people's steps are tasks that stay open until a
-            // person answers them.
+            let config = super::deployment_engine(&deployment, &data_dir);
             let world = deployment.organization.world.clone();
             let server = deployment.server.clone();
             Ok((config, world, Some(deployment), server))
