@@ -106,6 +106,22 @@ impl Remote {
         } else {
             "/v1/state"
         };
+        let mut state = self.state_page(path)?;
+        // The open review items come a page at a time.
+        while let Some(after) = state.next.take() {
+            let page = self.state_page(&format!(
+                "/v1/state?limit={}&after={}",
+                crate::engine::page::MAX_LIMIT,
+                percent_encoding::utf8_percent_encode(&after, percent_encoding::NON_ALPHANUMERIC)
+            ))?;
+            state.reviews.extend(page.reviews);
+            state.next = page.next;
+        }
+        Ok((state, began.elapsed()))
+    }
+
+    /// One `GET /v1/state` page.
+    fn state_page(&self, path: &str) -> Result<State, String> {
         let response = self
             .get(path)
             .timeout(Duration::from_secs(10))
@@ -114,27 +130,7 @@ impl Remote {
         if !response.status().is_success() {
             return Err(format!("GET {path}: {}", response.status()));
         }
-        let mut state: State = response.json().map_err(|e| format!("GET {path}: {e}"))?;
-        // The open review items come a page at a time.
-        while let Some(after) = state.next.take() {
-            let path = format!(
-                "/v1/state?limit={}&after={}",
-                crate::engine::page::MAX_LIMIT,
-                percent_encoding::utf8_percent_encode(&after, percent_encoding::NON_ALPHANUMERIC)
-            );
-            let response = self
-                .get(&path)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .map_err(|e| e.to_string())?;
-            if !response.status().is_success() {
-                return Err(format!("GET {path}: {}", response.status()));
-            }
-            let page: State = response.json().map_err(|e| format!("GET {path}: {e}"))?;
-            state.reviews.extend(page.reviews);
-            state.next = page.next;
-        }
-        Ok((state, began.elapsed()))
+        response.json().map_err(|e| format!("GET {path}: {e}"))
     }
 
     /// An action on review items, one request each, in order; one answer

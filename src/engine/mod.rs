@@ -965,7 +965,7 @@ impl Engine {
             self.reviews
                 .open_ids()
                 .filter_map(|id| self.reviews.get(id))
-                .map(|item| (item.id.clone(), item)),
+                .map(|item| (item.id.as_str(), item)),
             ReviewItem::clone,
         )
     }

@@ -50,24 +50,29 @@ impl Page {
     }
 
     /// The page of `items` (each with its id), made by `make` for the ones
-    /// on it only.
-    pub fn of<I, T>(
+    /// on it only. Only the page is sorted: the `limit` first of the rest
+    /// are selected in linear time.
+    pub fn of<K: AsRef<str>, I, T>(
         &self,
-        items: impl Iterator<Item = (String, I)>,
+        items: impl Iterator<Item = (K, I)>,
         make: impl Fn(I) -> T,
     ) -> Paged<T> {
-        let mut after: Vec<(String, I)> = items
+        let order = |a: &(K, I), b: &(K, I)| id_order(a.0.as_ref(), b.0.as_ref());
+        let mut after: Vec<(K, I)> = items
             .filter(|(id, _)| {
                 self.after
                     .as_deref()
-                    .is_none_or(|cursor| id_order(id, cursor) == Ordering::Greater)
+                    .is_none_or(|cursor| id_order(id.as_ref(), cursor) == Ordering::Greater)
             })
             .collect();
-        after.sort_by(|a, b| id_order(&a.0, &b.0));
         let more = after.len() > self.limit;
+        if more && self.limit > 0 {
+            after.select_nth_unstable_by(self.limit - 1, order);
+        }
         after.truncate(self.limit);
+        after.sort_by(order);
         let next = more
-            .then(|| after.last().map(|(id, _)| id.clone()))
+            .then(|| after.last().map(|(id, _)| id.as_ref().to_string()))
             .flatten();
         Paged {
             items: after.into_iter().map(|(_, i)| make(i)).collect(),

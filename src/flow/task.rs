@@ -174,33 +174,44 @@ fn task_of(flow: &Flow, i: usize, state: &'static str) -> Option<Task> {
 }
 
 impl FlowBook {
-    /// Tasks of the flows in memory (every active one, the latest finished),
-    /// most urgent first.
-    pub fn tasks(&self, filter: &TaskFilter) -> Vec<Task> {
+    /// The steps `filter` selects as tasks: each flow, step and its state
+    /// as a task (people's steps only; open ones of active flows, unless
+    /// asked for done, failed or all).
+    fn task_steps<'a>(
+        &'a self,
+        filter: &'a TaskFilter,
+    ) -> impl Iterator<Item = (&'a Flow, usize, &'static str)> + 'a {
         let want = filter.state.as_deref().unwrap_or("open");
-        let mut out = Vec::new();
         let flows: Box<dyn Iterator<Item = &Flow>> = if want == "open" {
             Box::new(self.active())
         } else {
             Box::new(self.flows.values())
         };
-        for flow in flows {
-            for i in 0..flow.steps.len() {
-                let Some(state) = task_state(flow, i) else {
-                    continue;
-                };
+        flows.flat_map(move |flow| {
+            (0..flow.steps.len()).filter_map(move |i| {
+                let state = task_state(flow, i)?;
                 if want != "all" && want != state {
-                    continue;
+                    return None;
                 }
-                let Some(task) = task_of(flow, i, state) else {
-                    continue;
+                let team = match flow.steps[i].assignee.as_ref()? {
+                    Assignee::Team { team } | Assignee::Agent { team, .. } => team,
+                    Assignee::Automation { .. } => return None,
                 };
-                if filter.team.as_deref().is_some_and(|t| t != task.team) {
-                    continue;
+                if filter.team.as_deref().is_some_and(|t| t != team) {
+                    return None;
                 }
-                out.push(task);
-            }
-        }
+                Some((flow, i, state))
+            })
+        })
+    }
+
+    /// Tasks of the flows in memory (every active one, the latest finished),
+    /// most urgent first.
+    pub fn tasks(&self, filter: &TaskFilter) -> Vec<Task> {
+        let mut out: Vec<Task> = self
+            .task_steps(filter)
+            .filter_map(|(flow, i, state)| task_of(flow, i, state))
+            .collect();
         out.sort_by(|a, b| {
             b.priority
                 .cmp(&a.priority)
@@ -217,29 +228,10 @@ impl FlowBook {
         filter: &TaskFilter,
         page: &crate::engine::page::Page,
     ) -> crate::engine::page::Paged<Task> {
-        let want = filter.state.as_deref().unwrap_or("open");
-        let flows: Box<dyn Iterator<Item = &Flow>> = if want == "open" {
-            Box::new(self.active())
-        } else {
-            Box::new(self.flows.values())
-        };
-        let candidates = flows.flat_map(|flow| {
-            (0..flow.steps.len()).filter_map(move |i| {
-                let state = task_state(flow, i)?;
-                if want != "all" && want != state {
-                    return None;
-                }
-                let team = match flow.steps[i].assignee.as_ref()? {
-                    Assignee::Team { team } | Assignee::Agent { team, .. } => team,
-                    Assignee::Automation { .. } => return None,
-                };
-                if filter.team.as_deref().is_some_and(|t| t != team) {
-                    return None;
-                }
-                Some((format!("{}.{i}", flow.id), (flow, i, state)))
-            })
-        });
-        let paged = page.of(candidates, |(flow, i, state)| task_of(flow, i, state));
+        let steps = self
+            .task_steps(filter)
+            .map(|(flow, i, state)| (format!("{}.{i}", flow.id), (flow, i, state)));
+        let paged = page.of(steps, |(flow, i, state)| task_of(flow, i, state));
         crate::engine::page::Paged {
             items: paged.items.into_iter().flatten().collect(),
             next: paged.next,

@@ -160,12 +160,6 @@ pub(in crate::intake) async fn reload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Refusal> {
-    // Who reloads is the token's; a body may carry a note (logged), never
-    // an identity.
-    let note = crate::intake::request::note_body(&state, &headers, body).await?;
-    if !note.is_empty() {
-        tracing::info!(by = %who.name, note = %note, "reload requested");
-    }
     if who.role < Role::Lead {
         return Err(Refusal::new(
             StatusCode::FORBIDDEN,
@@ -175,6 +169,12 @@ pub(in crate::intake) async fn reload(
                 who.role.as_str()
             ),
         ));
+    }
+    // Who reloads is the token's; a body may carry a note (logged), never
+    // an identity.
+    let note = crate::intake::request::note_body(&state, &headers, body).await?;
+    if !note.is_empty() {
+        tracing::info!(by = %who.name, note = %note, "reload requested");
     }
     let Some(reloader) = state.reloader.clone() else {
         return Err(Refusal::new(
