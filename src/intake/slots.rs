@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A connection's slot, in each of its requests' extensions: a stream
 /// takes it out (giving it back to the server) when it starts.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ConnectionSlot(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
 
 impl ConnectionSlot {
