@@ -32,13 +32,13 @@ fn a_restart_resumes_reviews_flows_and_the_model() {
         .act(&first, &op, Action::Approve, "ok", default_start())
         .unwrap();
     let version = engine.model_version();
-    let waiting: Vec<_> = engine.open_reviews().into_iter().cloned().collect();
+    let waiting: Vec<_> = engine.open_reviews();
     engine.close().unwrap();
     let engine = common::engine(dir.path());
     assert_eq!(engine.reviews.open_count(), reviews - 1);
     // Each item comes back whole: its decision and signal are joined back
     // from where the journal keeps them.
-    let mut restored: Vec<_> = engine.open_reviews().into_iter().cloned().collect();
+    let mut restored: Vec<_> = engine.open_reviews();
     restored.sort_by(|a, b| a.id.cmp(&b.id));
     let mut waiting = waiting;
     waiting.sort_by(|a, b| a.id.cmp(&b.id));
@@ -157,7 +157,7 @@ fn a_review_row_written_whole_by_an_older_journal_comes_back() {
     assert_eq!(changed, 1);
     drop(conn);
     let engine = common::engine(dir.path());
-    assert_eq!(engine.open_reviews(), vec![&item]);
+    assert_eq!(engine.open_reviews(), vec![item]);
     engine.close().unwrap();
 }
 

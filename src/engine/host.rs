@@ -470,7 +470,7 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
             let _ = reply.send(engine.reviews_page(&page));
         }
         Command::Review { id, reply } => {
-            let _ = reply.send(engine.reviews.get(&id).cloned());
+            let _ = reply.send(engine.reviews.get(&id));
         }
         Command::Act {
             review_id,

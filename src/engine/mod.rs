@@ -723,16 +723,13 @@ impl Engine {
         if mode == Mode::Review {
             flow.state = FlowState::WaitingHuman;
             self.flows.insert(flow, now);
-            let item = self
-                .reviews
-                .open(
-                    format!("R{n:07}"),
-                    Arc::clone(&decision),
-                    Arc::clone(&signal),
-                    flow_id,
-                    now,
-                )
-                .clone();
+            let item = self.reviews.open(
+                format!("R{n:07}"),
+                Arc::clone(&decision),
+                Arc::clone(&signal),
+                flow_id,
+                now,
+            );
             self.pending_reviews.insert(item.id.clone(), item.clone());
             self.emit(EngineEvent::ReviewOpened(Box::new(item)));
         } else {
@@ -955,19 +952,20 @@ impl Engine {
         });
     }
 
-    pub fn open_reviews(&self) -> Vec<&ReviewItem> {
+    pub fn open_reviews(&self) -> Vec<ReviewItem> {
         self.reviews.open_items()
     }
 
     /// One page of the open review items, in id order.
     pub fn reviews_page(&self, page: &page::Page) -> page::Paged<ReviewItem> {
-        page.of(
-            self.reviews
-                .open_ids()
-                .filter_map(|id| self.reviews.get(id))
-                .map(|item| (item.id.as_str(), item)),
-            ReviewItem::clone,
-        )
+        let paged = page.of(
+            self.reviews.open_ids().map(|id| (id.as_str(), id.as_str())),
+            |id| self.reviews.get(id),
+        );
+        page::Paged {
+            items: paged.items.into_iter().flatten().collect(),
+            next: paged.next,
+        }
     }
 }
 

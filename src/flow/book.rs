@@ -19,7 +19,7 @@ pub struct FlowBook {
     /// By id. Ordered, not hashed: growing a hash map of 100,000 inline
     /// flows moves them all at once, a stall that showed as a 3x worse p99
     /// in the intake benchmark.
-    pub flows: BTreeMap<String, Flow>,
+    pub flows: BTreeMap<String, Box<Flow>>,
     pub(super) active: BTreeSet<String>,
     /// When each active flow next needs attention (a step due, a retry, an
     /// SLA timer), so a tick visits only the flows that have something due.
@@ -139,7 +139,7 @@ impl FlowBook {
         }
         self.dirty.insert(flow.id.clone());
         let id = flow.id.clone();
-        self.flows.insert(flow.id.clone(), flow);
+        self.flows.insert(flow.id.clone(), Box::new(flow));
         self.schedule(&id, now);
     }
 
@@ -196,12 +196,12 @@ impl FlowBook {
         // Wake at once: whatever came due while the process was down is
         // handled on the first tick.
         let (id, created) = (flow.id.clone(), flow.created);
-        self.flows.insert(flow.id.clone(), flow);
+        self.flows.insert(flow.id.clone(), Box::new(flow));
         self.schedule(&id, created);
     }
 
     pub fn get(&self, id: &str) -> Option<&Flow> {
-        self.flows.get(id)
+        self.flows.get(id).map(|flow| &**flow)
     }
 
     /// Finished flows still in memory.
@@ -214,7 +214,7 @@ impl FlowBook {
     }
 
     pub fn active(&self) -> impl Iterator<Item = &Flow> {
-        self.active.iter().filter_map(|id| self.flows.get(id))
+        self.active.iter().filter_map(|id| self.get(id))
     }
 
     /// Replaces a waiting flow's steps once a person has chosen, and starts it.

@@ -37,7 +37,7 @@ impl FlowBook {
             };
             if flow.steps.len() <= BIG_FLOW && !self.journaled_steps.contains_key(&id) {
                 out.push(FlowChange {
-                    flow: flow.clone(),
+                    flow: Flow::clone(flow),
                     steps: None,
                 });
                 continue;

@@ -185,7 +185,7 @@ impl FlowBook {
         let flows: Box<dyn Iterator<Item = &Flow>> = if want == "open" {
             Box::new(self.active())
         } else {
-            Box::new(self.flows.values())
+            Box::new(self.flows.values().map(|flow| &**flow))
         };
         flows.flat_map(move |flow| {
             (0..flow.steps.len()).filter_map(move |i| {

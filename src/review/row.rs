@@ -14,7 +14,7 @@ use crate::signal::Signal;
 /// signal are journaled once already (`audit`, `signals`), and an item is
 /// rewritten at every change of state, so the row names them by id and
 /// recovery joins them back (`ReviewRow::into_item`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewRow {
     pub id: String,
     pub decision_id: String,
@@ -44,6 +44,11 @@ pub struct ReviewRow {
 }
 
 impl ReviewRow {
+    /// Sort key for the queue: the soonest deadline, then the highest priority.
+    pub fn urgency(&self) -> (DateTime<Utc>, std::cmp::Reverse<Priority>, &str) {
+        (self.deadline, std::cmp::Reverse(self.priority), &self.id)
+    }
+
     pub fn into_item(self, decision: Arc<Decision>, signal: Arc<Signal>) -> ReviewItem {
         ReviewItem {
             id: self.id,

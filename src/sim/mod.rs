@@ -440,7 +440,7 @@ impl Simulator {
                 continue;
             }
             self.operators[i].working_on = None;
-            let Some(item) = engine.reviews.get(&review_id).cloned() else {
+            let Some(item) = engine.reviews.get(&review_id) else {
                 continue;
             };
             if item.outcome.is_some() {
