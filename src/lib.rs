@@ -37,6 +37,18 @@ use thiserror::Error;
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+/// Gives back most of a map's table once it holds under a quarter of what
+/// it has room for (a burst's peak), keeping room for twice what it holds:
+/// memory follows what is held, and a map that shrinks and grows again
+/// rehashes once per halving, not per entry.
+pub fn shrink<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
+    map: &mut std::collections::HashMap<K, V, S>,
+) {
+    if map.capacity() > 4 * map.len().max(1024) {
+        map.shrink_to(2 * map.len());
+    }
+}
+
 /// A playbook or step catalogue that cannot be used.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum CatalogueError {
@@ -54,4 +66,21 @@ pub enum CatalogueError {
         item: String,
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_map_emptied_after_a_burst_gives_its_table_back() {
+        let mut map: crate::FastMap<u64, u64> = Default::default();
+        map.extend((0..100_000).map(|n| (n, n)));
+        map.retain(|&n, _| n < 10);
+        let peak = map.capacity();
+        crate::shrink(&mut map);
+        assert!(map.capacity() < peak / 16, "{} of {peak}", map.capacity());
+        assert_eq!(map.len(), 10);
+        let before = map.capacity();
+        crate::shrink(&mut map);
+        assert_eq!(map.capacity(), before, "shrunk once, not again");
+    }
 }

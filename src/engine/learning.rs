@@ -124,13 +124,13 @@ impl Engine {
     pub(super) fn settled(&mut self, decision: &Decision, option: &str, now: DateTime<Utc>) {
         self.awaiting.insert(
             decision.id.clone(),
-            Awaiting {
+            Box::new(Awaiting {
                 option: option.into(),
                 features: Packed::of(&decision.features),
                 since: now,
                 flow_label: None,
                 ramp: decision.ramp.clone().map(Box::new),
-            },
+            }),
         );
         self.emit(EngineEvent::Settled {
             decision_id: decision.id.clone(),
@@ -153,8 +153,13 @@ impl Engine {
             return;
         };
         let awaiting = match self.awaiting.remove(&decision_id) {
-            Some(a) => Some(a),
-            None => self.awaiting_from_journal(&decision_id, signal),
+            Some(a) => {
+                crate::shrink(&mut self.awaiting);
+                Some(a)
+            }
+            None => self
+                .awaiting_from_journal(&decision_id, signal)
+                .map(Box::new),
         };
         let Some(awaiting) = awaiting else {
             tracing::warn!(decision = %decision_id, "outcome for an unknown decision: recorded, not learned");
@@ -313,6 +318,10 @@ impl Engine {
                     self.awaiting.remove(&id);
                 }
             }
+            crate::shrink(&mut self.awaiting);
+            if self.flow_labels.capacity() > 4 * self.flow_labels.len().max(1024) {
+                self.flow_labels.shrink_to(2 * self.flow_labels.len());
+            }
         }
     }
 
@@ -338,6 +347,7 @@ impl Engine {
             let label = Label::new(&a.option, label, FLOW_COMPLETION_WEIGHT, "flow");
             self.feedback(&id, a.features(), label, now);
         }
+        crate::shrink(&mut self.awaiting);
     }
 }
 

@@ -261,7 +261,10 @@ pub struct Engine {
     /// Signals taken in since start, by type (`other` for types outside
     /// the playbook, so the set of keys stays bounded) and outcome.
     signal_tally: crate::FastMap<String, SignalTally>,
-    awaiting: crate::FastMap<String, learning::Awaiting>,
+    /// Boxed: a table sized for a burst's peak stays that size until it is
+    /// shrunk (`learning::shrink`), and buckets of pointers make that 4x
+    /// smaller than buckets of entries.
+    awaiting: crate::FastMap<String, Box<learning::Awaiting>>,
     /// The flow each firing alert opened, by fingerprint.
     opened_by: crate::FastMap<String, String>,
     /// Flow results waiting out the horizon, oldest first.

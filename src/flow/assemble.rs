@@ -14,7 +14,8 @@ pub fn steps_for(
     let Some(play) = playbook.options.get(option) else {
         return Vec::new();
     };
-    let mut steps = Vec::new();
+    // Sized to the chain: a flow keeps its steps for as long as it runs.
+    let mut steps = Vec::with_capacity(play.steps.len());
     chain_after(&play.steps, subject, catalogue, &mut steps, None);
     steps
 }

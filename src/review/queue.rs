@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::packed::Held;
+use super::packed::{Dictionary, Held, Packable};
 use super::{
     Action, Actor, ReviewAction, ReviewError, ReviewItem, ReviewRow, ReviewState, ReviewTiming,
     Settled,
@@ -33,6 +33,20 @@ fn held(decision: Arc<Decision>) -> Arc<Decision> {
     let mut slim = Decision::clone(&decision);
     slim.policy_input = None;
     Arc::new(slim)
+}
+
+impl Packable for Decision {
+    fn dictionary() -> &'static Dictionary {
+        static DECISIONS: Dictionary = Dictionary::new();
+        &DECISIONS
+    }
+}
+
+impl Packable for Signal {
+    fn dictionary() -> &'static Dictionary {
+        static SIGNALS: Dictionary = Dictionary::new();
+        &SIGNALS
+    }
 }
 
 /// An item as the queue keeps it.
@@ -351,6 +365,7 @@ impl ReviewQueue {
                 item.outcome = Some(record.clone());
                 self.open.remove(id);
                 self.by_flow.remove(&item.flow_id);
+                crate::shrink(&mut self.by_flow);
                 self.decided.push_back(id.to_string());
             }
         }
