@@ -410,3 +410,73 @@ fn claims_are_exclusive_and_reserved_sources_are_refused_however_spelled() {
         assert_eq!(r.json::<Value>().unwrap()["field"], "source");
     }
 }
+
+/// Every list of open work comes a page at a time: the review items and
+/// the flows of 25 approvals nobody answers, 10 to a page, each once, by
+/// following the `Link` each page gives; a page size or filter out of
+/// range is refused by name.
+#[test]
+fn lists_of_open_work_come_a_page_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = serve(tmp.path(), &[]);
+    let c = client();
+    for n in 0..25 {
+        let e = event(
+            &format!("ap{n}"),
+            "approval.requested",
+            &format!("approval/ap{n}"),
+            json!({"amount": 20000}),
+        );
+        assert_eq!(common::post_event(&c, &s.base, &e).status(), 202);
+    }
+    for n in 0..25 {
+        common::settled(&c, &s.base, &format!("ap{n}"));
+    }
+    let walk = |first: &str| {
+        let mut ids = Vec::new();
+        let mut pages = 0;
+        let mut next = Some(format!("{}{first}", s.base));
+        while let Some(url) = next.take() {
+            let r = c.get(&url).send().unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            next = r
+                .headers()
+                .get("link")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| l.strip_prefix('<')?.split_once('>'))
+                .map(|(path, _)| format!("{}{path}", s.base));
+            // Reviews come as `{items, next}`, flows and tasks as an array.
+            let body: Value = r.json().unwrap();
+            let page = body
+                .get("items")
+                .unwrap_or(&body)
+                .as_array()
+                .unwrap()
+                .clone();
+            assert!(page.len() <= 10, "{url}: {} items", page.len());
+            ids.extend(page.iter().map(|v| v["id"].as_str().unwrap().to_string()));
+            pages += 1;
+        }
+        (ids, pages)
+    };
+    for first in ["/v1/reviews?limit=10", "/v1/flows?state=active&limit=10"] {
+        let (ids, pages) = walk(first);
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            (ids.len(), unique.len(), pages),
+            (25, 25, 3),
+            "{first}: {ids:?}"
+        );
+    }
+    for (bad, field) in [
+        ("/v1/flows?state=stuck", "state"),
+        ("/v1/flows?limit=1001", "limit"),
+        ("/v1/reviews?limit=0", "limit"),
+    ] {
+        let r = c.get(format!("{}{bad}", s.base)).send().unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.json::<Value>().unwrap()["field"], field, "{bad}");
+    }
+}

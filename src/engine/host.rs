@@ -90,6 +90,12 @@ pub enum Command {
         page: super::page::Page,
         reply: oneshot::Sender<super::page::Paged<Task>>,
     },
+    /// One page of the flows in memory.
+    Flows {
+        filter: crate::flow::FlowFilter,
+        page: super::page::Page,
+        reply: oneshot::Sender<super::page::Paged<crate::flow::Flow>>,
+    },
     /// A person completes, fails or hands on a task.
     TaskAct {
         task_id: String,
@@ -529,6 +535,13 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
             reply,
         } => {
             let _ = reply.send(engine.tasks_page(&filter, &page));
+        }
+        Command::Flows {
+            filter,
+            page,
+            reply,
+        } => {
+            let _ = reply.send(engine.flows_page(filter, &page));
         }
         Command::TaskAct {
             task_id,

@@ -212,10 +212,18 @@ impl State {
         let flows = match page.after {
             Some(_) => Vec::new(),
             None => {
-                let mut flows: Vec<crate::flow::Flow> = engine.flows.active().cloned().collect();
-                flows.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
-                flows.truncate(FLOWS_SHOWN);
-                flows
+                // The newest by reference, then only those copied: a storm
+                // has 100,000s in flight.
+                let newest = |a: &&crate::flow::Flow, b: &&crate::flow::Flow| {
+                    b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id))
+                };
+                let mut flows: Vec<&crate::flow::Flow> = engine.flows.active().collect();
+                if flows.len() > FLOWS_SHOWN {
+                    flows.select_nth_unstable_by(FLOWS_SHOWN - 1, newest);
+                    flows.truncate(FLOWS_SHOWN);
+                }
+                flows.sort_by(newest);
+                flows.into_iter().cloned().collect()
             }
         };
         let reviews = engine.reviews_page(page);

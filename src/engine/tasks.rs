@@ -24,6 +24,15 @@ impl Engine {
         self.flows.tasks_page(filter, page)
     }
 
+    /// One page of the flows in memory, in id order.
+    pub fn flows_page(
+        &self,
+        filter: crate::flow::FlowFilter,
+        page: &super::page::Page,
+    ) -> super::page::Paged<Flow> {
+        self.flows.flows_page(filter, page)
+    }
+
     /// A flow in memory (active, or among the latest finished).
     pub fn flow(&self, id: &str) -> Option<&Flow> {
         self.flows.get(id)

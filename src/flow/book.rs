@@ -13,6 +13,28 @@ use crate::context::Context;
 use crate::playbook::steps::StepCatalogue;
 use crate::timers::Timers;
 
+/// Which flows a page lists (`GET /v1/flows?state=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlowFilter {
+    #[default]
+    Active,
+    Done,
+    Failed,
+    All,
+}
+
+impl FlowFilter {
+    pub fn parse(name: &str) -> Option<FlowFilter> {
+        Some(match name {
+            "active" => FlowFilter::Active,
+            "done" => FlowFilter::Done,
+            "failed" => FlowFilter::Failed,
+            "all" => FlowFilter::All,
+            _ => return None,
+        })
+    }
+}
+
 /// Every flow, and the set still moving.
 #[derive(Debug)]
 pub struct FlowBook {
@@ -215,6 +237,34 @@ impl FlowBook {
 
     pub fn active(&self) -> impl Iterator<Item = &Flow> {
         self.active.iter().filter_map(|id| self.get(id))
+    }
+
+    /// One page of the flows in memory, in id order (`engine::page`): the
+    /// active ones, or the latest finished (`KEEP_FINISHED`) in `state`
+    /// (`done`, `failed`: failed or compensated), or `all` of them. Only the
+    /// page's flows are copied.
+    pub fn flows_page(
+        &self,
+        state: FlowFilter,
+        page: &crate::engine::page::Page,
+    ) -> crate::engine::page::Paged<Flow> {
+        let active = matches!(state, FlowFilter::Active | FlowFilter::All)
+            .then(|| self.active())
+            .into_iter()
+            .flatten();
+        let finished = (state != FlowFilter::Active)
+            .then(|| self.finished.iter().filter_map(|id| self.get(id)))
+            .into_iter()
+            .flatten()
+            .filter(|flow| match state {
+                FlowFilter::Done => flow.state == FlowState::Done,
+                FlowFilter::Failed => flow.state.is_terminal() && flow.state != FlowState::Done,
+                _ => true,
+            });
+        page.of(
+            active.chain(finished).map(|flow| (flow.id.as_str(), flow)),
+            Flow::clone,
+        )
     }
 
     /// Replaces a waiting flow's steps once a person has chosen, and starts it.

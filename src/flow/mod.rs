@@ -16,7 +16,7 @@ mod run;
 pub mod task;
 mod types;
 
-pub use book::{FlowBook, KEEP_FINISHED};
+pub use book::{FlowBook, FlowFilter, KEEP_FINISHED};
 pub use changes::{BIG_FLOW, FlowChange};
 pub use executor::{Dispatch, Executor, Plan, StepStart};
 pub use task::{Task, TaskAction, TaskError, TaskFilter};

@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(stream::events))
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/tasks/{id}/{action}", post(tasks::act))
+        .route("/v1/flows", get(tasks::flows))
         .route("/v1/flows/{id}", get(tasks::flow))
         .route("/v1/config", get(tasks::versions))
         .route("/v1/config/reload", post(tasks::reload))

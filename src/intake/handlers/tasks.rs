@@ -1,6 +1,7 @@
 //! People's tasks, flows, and the deployment's reload: what an on-call team
 //! works through (`GET /v1/tasks`, `POST /v1/tasks/{id}/complete|fail|reassign`,
-//! `GET /v1/flows/{id}`, `POST /v1/config/reload`, `GET /v1/config`).
+//! `GET /v1/flows`, `GET /v1/flows/{id}`, `POST /v1/config/reload`,
+//! `GET /v1/config`).
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -13,7 +14,7 @@ use tokio::sync::oneshot;
 use super::{ask, ok};
 use crate::decide::policy::Role;
 use crate::engine::host::Command;
-use crate::flow::{TaskAction, TaskFilter};
+use crate::flow::{FlowFilter, TaskAction, TaskFilter};
 use crate::intake::AppState;
 use crate::intake::auth::{Allowed, ToAct, ToRead};
 use crate::intake::refusal::{Refusal, busy, engine_answer};
@@ -51,6 +52,46 @@ pub(in crate::intake) async fn list(
         state: q.state,
     };
     let found = ask(&state, |reply| Command::Tasks {
+        filter,
+        page,
+        reply,
+    })
+    .await?;
+    Ok(crate::intake::request::paged(
+        &uri,
+        json!(found.items),
+        found.next.as_deref(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub(in crate::intake) struct FlowQuery {
+    state: Option<String>,
+    #[serde(flatten)]
+    page: crate::intake::request::PageQuery,
+}
+
+/// `GET /v1/flows?state=active|done|failed|all`: a JSON array of the flows
+/// in memory, in id order, a page at a time (active by default; the latest
+/// finished for the others).
+pub(in crate::intake) async fn flows(
+    State(state): State<AppState>,
+    _: Allowed<ToRead>,
+    uri: axum::http::Uri,
+    Query(q): Query<FlowQuery>,
+) -> Result<Response, Refusal> {
+    let filter = match q.state.as_deref() {
+        None => FlowFilter::Active,
+        Some(name) => FlowFilter::parse(name).ok_or_else(|| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("state {name:?} is not active, done, failed or all"),
+            )
+            .field(Some("state".into()))
+        })?,
+    };
+    let page = q.page.page()?;
+    let found = ask(&state, |reply| Command::Flows {
         filter,
         page,
         reply,
