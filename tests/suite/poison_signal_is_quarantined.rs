@@ -2,7 +2,6 @@
 //! counted, listed; the engine goes on, a restart does not retry it, and a
 //! lead (over HTTP or on the command line) retries or drops it.
 
-
 use std::process::Command;
 use std::time::Duration;
 

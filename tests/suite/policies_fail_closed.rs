@@ -2,7 +2,6 @@
 //! approval whose amount is not a number goes to a lead, as a large one
 //! would, and the error is recorded in the decision and counted.
 
-
 use crate::common::{client, decided, event, metric, post_event, serve};
 use serde_json::{Value, json};
 

@@ -1,7 +1,6 @@
 //! Health probes and webhook executors against real (tiny) HTTP endpoints:
 //! state changes become signals, a failing executor opens its breaker.
 
-
 use std::time::Duration;
 
 use crate::common::{client, decided, event, serve_with_config};

@@ -4,7 +4,6 @@
 //! trigger without a key, a change event) against the real server. What
 //! they send is kept whole, and the change is seen beside a later alert.
 
-
 use std::process::Command;
 
 use crate::common::{client, drained, post_event, serve, settled};

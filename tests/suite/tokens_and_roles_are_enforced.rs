@@ -1,7 +1,6 @@
 //! Identity and role come from the bearer token: what each role may do, and
 //! a public address without tokens refused at start.
 
-
 use std::process::Command;
 use std::time::Duration;
 

@@ -2,7 +2,6 @@
 //! dir; the test goes to the review view, approves the first item with a
 //! note, quits, and finds the operator and note in `signalbox explain`.
 
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
