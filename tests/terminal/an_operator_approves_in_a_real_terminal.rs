@@ -39,14 +39,27 @@ fn approve_the_first_review_item_then_explain_shows_who_and_why() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 202);
+    // Each key waits for the screen the one before it makes (a loaded
+    // machine draws late, and a key sent early lands in the wrong view).
+    let breadcrumb = |s: &str| s.lines().nth(1).unwrap_or("").trim().to_string();
     tmux(&["send-keys", "-t", &session, ":signals", "Enter"]);
+    wait_for(
+        &session,
+        |s| breadcrumb(s) == "signalbox › signals",
+        "the signals view",
+    );
     tmux(&["send-keys", "-t", &session, "/", "from-http", "Enter"]);
     wait_for(
         &session,
-        |s| s.contains("from-http-1"),
-        "the posted signal in the tail",
+        |s| s.contains("/from-http ") && s.contains("from-http-1"),
+        "the posted signal in the filtered tail",
     );
     tmux(&["send-keys", "-t", &session, "Escape"]);
+    wait_for(
+        &session,
+        |s| !s.contains("/from-http ") && breadcrumb(s) == "signalbox › signals",
+        "the filter cleared",
+    );
     tmux(&["send-keys", "-t", &session, ":review", "Enter"]);
     wait_for(
         &session,
