@@ -20,7 +20,7 @@ use std::sync::Arc;
 use cel::IdedExpr;
 use cel::common::ast::{EntryExpr, Expr, LiteralValue, operators};
 
-use crate::playbook::fields::{FieldType, Fields};
+use crate::signal::fields::{FieldType, Fields};
 
 /// A value's type, as far as the checker knows it.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::intake::notify::NotifyConfig;
+use crate::intake::probe::ProbeConfig;
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -46,122 +49,11 @@ pub struct Config {
     pub notify: Vec<NotifyConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ProbeConfig {
-    /// The service this probe speaks for (`payments`, `carrier`, ...).
-    pub name: String,
-    pub url: String,
-    #[serde(default = "default_interval")]
-    pub interval: String,
-    #[serde(default = "default_timeout")]
-    pub timeout: String,
-    #[serde(default = "default_status")]
-    pub expect_status: u16,
-}
-
-fn default_interval() -> String {
-    "10s".into()
-}
-fn default_timeout() -> String {
-    "2s".into()
-}
-fn default_status() -> u16 {
-    200
-}
-
-/// A probe's configuration that cannot be used, naming the field.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("probe {probe}: {field} {reason}")]
-pub struct ProbeError {
-    pub probe: String,
-    pub field: &'static str,
-    pub reason: String,
-}
-
-impl ProbeConfig {
-    /// Its interval and timeout, or the field that cannot be used.
-    pub fn check(&self) -> Result<(std::time::Duration, std::time::Duration), ProbeError> {
-        let bad = |field: &'static str, reason: String| ProbeError {
-            probe: self.name.clone(),
-            field,
-            reason,
-        };
-        let parse = |field: &'static str, text: &str| {
-            humantime::parse_duration(text).map_err(|e| bad(field, format!("{text:?}: {e}")))
-        };
-        let interval = parse("interval", &self.interval)?;
-        let timeout = parse("timeout", &self.timeout)?;
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(bad(
-                "url",
-                format!("{:?} must be http:// or https://", self.url),
-            ));
-        }
-        Ok((interval, timeout))
-    }
-}
-
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// A PEM bundle of CA certificates trusted beside the system's roots.
     pub ca_file: Option<PathBuf>,
-}
-
-/// One notification receiver.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct NotifyConfig {
-    pub name: String,
-    pub url: String,
-    /// `slack` (an incoming-webhook body) or `json`.
-    #[serde(default = "json_format")]
-    pub format: String,
-    /// Which events: escalation, sla_breach, quarantine, breaker, ramp (all if empty).
-    #[serde(default)]
-    pub events: Vec<String>,
-}
-
-fn json_format() -> String {
-    "json".into()
-}
-
-/// The events a receiver may ask for.
-pub const NOTIFY_EVENTS: [&str; 5] = ["escalation", "sla_breach", "quarantine", "breaker", "ramp"];
-
-impl NotifyConfig {
-    /// Whether it can be used; why not.
-    pub fn check(&self) -> Result<(), String> {
-        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(format!(
-                "notify `{}`: url {:?} is not http(s)://",
-                self.name, self.url
-            ));
-        }
-        if !matches!(self.format.as_str(), "slack" | "json") {
-            return Err(format!(
-                "notify `{}`: format {:?} is not \"slack\" or \"json\"",
-                self.name, self.format
-            ));
-        }
-        if let Some(e) = self
-            .events
-            .iter()
-            .find(|e| !NOTIFY_EVENTS.contains(&e.as_str()))
-        {
-            return Err(format!(
-                "notify `{}`: event {e:?} is not one of {}",
-                self.name,
-                NOTIFY_EVENTS.join(", ")
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn wants(&self, event: &str) -> bool {
-        self.events.is_empty() || self.events.iter().any(|e| e == event)
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -18,6 +18,7 @@ pub mod intake;
 pub mod journal;
 pub mod metrics;
 pub mod outbound;
+pub mod page;
 pub mod playbook;
 pub mod replay;
 pub mod review;

@@ -209,8 +209,10 @@ pub(crate) fn serve(
         .into_iter()
         .map(signalbox::intake::probe::Probe::new)
         .collect::<Result<_, _>>()?;
-    let reloader =
-        deployment.map(|d| std::sync::Arc::new(signalbox::intake::reload::Reloader::new(d)));
+    let reloader = deployment.map(|d| {
+        std::sync::Arc::new(signalbox::deploy::ServedDeployment::new(d))
+            as std::sync::Arc<dyn signalbox::intake::reload::Served>
+    });
     let stopper = engine.clone();
     let (probe_engine, executor_engine) = (engine.clone(), engine.clone());
     let state = AppState {
@@ -333,7 +335,7 @@ fn arm_stop_deadline(after: std::time::Duration) {
 /// and standard output. Must run inside the runtime.
 #[cfg(unix)]
 fn reload_on_hangup(
-    reloader: std::sync::Arc<signalbox::intake::reload::Reloader>,
+    reloader: std::sync::Arc<dyn signalbox::intake::reload::Served>,
     engine: signalbox::engine::host::Handle,
 ) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -342,7 +344,7 @@ fn reload_on_hangup(
         while hangups.recv().await.is_some() {
             let actor =
                 signalbox::review::Actor::new("SIGHUP", signalbox::decide::policy::Role::System);
-            match reloader.reload(&engine, actor).await {
+            match signalbox::intake::reload::reload(&*reloader, &engine, actor).await {
                 Ok(v) => say(&format!(
                     "signalbox: reloaded (policy {}, {})",
                     v.policy, v.rules
@@ -359,7 +361,7 @@ fn reload_on_hangup(
 
 #[cfg(not(unix))]
 fn reload_on_hangup(
-    _: std::sync::Arc<signalbox::intake::reload::Reloader>,
+    _: std::sync::Arc<dyn signalbox::intake::reload::Served>,
     _: signalbox::engine::host::Handle,
 ) -> Result<()> {
     Ok(())

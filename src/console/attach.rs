@@ -111,7 +111,7 @@ impl Remote {
         while let Some(after) = state.next.take() {
             let page = self.state_page(&format!(
                 "/v1/state?limit={}&after={}",
-                crate::engine::page::MAX_LIMIT,
+                crate::page::MAX_LIMIT,
                 percent_encoding::utf8_percent_encode(&after, percent_encoding::NON_ALPHANUMERIC)
             ))?;
             state.reviews.extend(page.reviews);

@@ -134,7 +134,7 @@ fn drive(
         let state = crate::engine::overview::State::of(
             &host.engine,
             start,
-            &crate::engine::page::Page::everything(),
+            &crate::page::Page::everything(),
         );
         let _ = feed.publish(Update::Snapshot(Box::new(state)));
     }
@@ -223,7 +223,7 @@ fn drive_deployment(
     let state = crate::engine::overview::State::of(
         &host.engine,
         chrono::Utc::now(),
-        &crate::engine::page::Page::everything(),
+        &crate::page::Page::everything(),
     );
     let _ = feed.publish(Update::Snapshot(Box::new(state)));
     let mut last_status = Instant::now() - STATUS_EVERY;

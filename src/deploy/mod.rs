@@ -14,6 +14,7 @@
 
 pub mod org;
 pub mod problem;
+mod served;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use crate::playbook::steps::StepCatalogue;
 pub use org::{ExecutorKind, Organization};
 use problem::Source;
 pub use problem::{Problem, Problems};
+pub use served::ServedDeployment;
 
 pub const SERVER_FILE: &str = "signalbox.toml";
 pub const ORG_FILE: &str = "organization.toml";

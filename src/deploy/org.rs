@@ -8,8 +8,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::problem::{Problem, Source};
-use crate::config::ProbeConfig;
 use crate::context::{Agent, Calendar, Customer, Health, Service, Shift, Team, Tier, World};
+use crate::intake::probe::ProbeConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -40,8 +40,8 @@ pub enum Command {
     },
     /// A page of the open review items, in id order.
     Reviews {
-        page: super::page::Page,
-        reply: oneshot::Sender<super::page::Paged<ReviewItem>>,
+        page: crate::page::Page,
+        reply: oneshot::Sender<crate::page::Paged<ReviewItem>>,
     },
     /// One review item, open or decided, while the queue holds it.
     Review {
@@ -87,14 +87,14 @@ pub enum Command {
     /// People's tasks.
     Tasks {
         filter: TaskFilter,
-        page: super::page::Page,
-        reply: oneshot::Sender<super::page::Paged<Task>>,
+        page: crate::page::Page,
+        reply: oneshot::Sender<crate::page::Paged<Task>>,
     },
     /// One page of the flows in memory.
     Flows {
         filter: crate::flow::FlowFilter,
-        page: super::page::Page,
-        reply: oneshot::Sender<super::page::Paged<crate::flow::Flow>>,
+        page: crate::page::Page,
+        reply: oneshot::Sender<crate::page::Paged<crate::flow::Flow>>,
     },
     /// A person completes, fails or hands on a task.
     TaskAct {
@@ -122,7 +122,7 @@ pub enum Command {
     /// What a console starts from (`overview` only: the figures alone).
     State {
         overview_only: bool,
-        page: super::page::Page,
+        page: crate::page::Page,
         reply: oneshot::Sender<Box<super::overview::State>>,
     },
 }

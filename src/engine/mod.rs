@@ -15,7 +15,6 @@ pub mod host;
 mod learning;
 pub mod notices;
 pub mod overview;
-pub mod page;
 pub mod quarantine;
 pub mod ramp;
 mod recover;
@@ -960,12 +959,12 @@ impl Engine {
     }
 
     /// One page of the open review items, in id order.
-    pub fn reviews_page(&self, page: &page::Page) -> page::Paged<ReviewItem> {
+    pub fn reviews_page(&self, page: &crate::page::Page) -> crate::page::Paged<ReviewItem> {
         let paged = page.of(
             self.reviews.open_ids().map(|id| (id.as_str(), id.as_str())),
             |id| self.reviews.get(id),
         );
-        page::Paged {
+        crate::page::Paged {
             items: paged.items.into_iter().flatten().collect(),
             next: paged.next,
         }

@@ -17,7 +17,7 @@ const HELD: usize = 4096;
 /// One thing to tell people.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Notice {
-    /// escalation, sla_breach, quarantine or breaker (`config::NOTIFY_EVENTS`).
+    /// escalation, sla_breach, quarantine or breaker (`intake::notify::NOTIFY_EVENTS`).
     pub event: &'static str,
     /// One line, for a chat message.
     pub text: String,

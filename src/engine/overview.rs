@@ -208,7 +208,7 @@ pub struct State {
 impl State {
     /// The state with one page of review items (and the flows, on the
     /// first page only).
-    pub fn of(engine: &Engine, now: DateTime<Utc>, page: &super::page::Page) -> State {
+    pub fn of(engine: &Engine, now: DateTime<Utc>, page: &crate::page::Page) -> State {
         let flows = match page.after {
             Some(_) => Vec::new(),
             None => {

@@ -19,8 +19,8 @@ impl Engine {
     pub fn tasks_page(
         &self,
         filter: &TaskFilter,
-        page: &super::page::Page,
-    ) -> super::page::Paged<Task> {
+        page: &crate::page::Page,
+    ) -> crate::page::Paged<Task> {
         self.flows.tasks_page(filter, page)
     }
 
@@ -28,8 +28,8 @@ impl Engine {
     pub fn flows_page(
         &self,
         filter: crate::flow::FlowFilter,
-        page: &super::page::Page,
-    ) -> super::page::Paged<Flow> {
+        page: &crate::page::Page,
+    ) -> crate::page::Paged<Flow> {
         self.flows.flows_page(filter, page)
     }
 

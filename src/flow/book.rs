@@ -246,8 +246,8 @@ impl FlowBook {
     pub fn flows_page(
         &self,
         state: FlowFilter,
-        page: &crate::engine::page::Page,
-    ) -> crate::engine::page::Paged<Flow> {
+        page: &crate::page::Page,
+    ) -> crate::page::Paged<Flow> {
         let active = matches!(state, FlowFilter::Active | FlowFilter::All)
             .then(|| self.active())
             .into_iter()

@@ -226,13 +226,13 @@ impl FlowBook {
     pub fn tasks_page(
         &self,
         filter: &TaskFilter,
-        page: &crate::engine::page::Page,
-    ) -> crate::engine::page::Paged<Task> {
+        page: &crate::page::Page,
+    ) -> crate::page::Paged<Task> {
         let steps = self
             .task_steps(filter)
             .map(|(flow, i, state)| (format!("{}.{i}", flow.id), (flow, i, state)));
         let paged = page.of(steps, |(flow, i, state)| task_of(flow, i, state));
-        crate::engine::page::Paged {
+        crate::page::Paged {
             items: paged.items.into_iter().flatten().collect(),
             next: paged.next,
         }

@@ -52,7 +52,7 @@ pub struct AppState {
     pub body_limit: usize,
     pub body_timeout: std::time::Duration,
     /// The deployment directory being served (none for the demo).
-    pub reloader: Option<Arc<reload::Reloader>>,
+    pub reloader: Option<Arc<dyn reload::Served>>,
     /// The engine's events, numbered (none in the console's own intake).
     pub events: Option<Arc<events::EventHub>>,
     /// Capacity for event streams, apart from the connection slots.

@@ -8,11 +8,66 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::config::NotifyConfig;
 use crate::engine::notices::Notice;
+
+/// One notification receiver.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub name: String,
+    pub url: String,
+    /// `slack` (an incoming-webhook body) or `json`.
+    #[serde(default = "json_format")]
+    pub format: String,
+    /// Which events: escalation, sla_breach, quarantine, breaker, ramp (all if empty).
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+fn json_format() -> String {
+    "json".into()
+}
+
+/// The events a receiver may ask for.
+pub const NOTIFY_EVENTS: [&str; 5] = ["escalation", "sla_breach", "quarantine", "breaker", "ramp"];
+
+impl NotifyConfig {
+    /// Whether it can be used; why not.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+            return Err(format!(
+                "notify `{}`: url {:?} is not http(s)://",
+                self.name, self.url
+            ));
+        }
+        if !matches!(self.format.as_str(), "slack" | "json") {
+            return Err(format!(
+                "notify `{}`: format {:?} is not \"slack\" or \"json\"",
+                self.name, self.format
+            ));
+        }
+        if let Some(e) = self
+            .events
+            .iter()
+            .find(|e| !NOTIFY_EVENTS.contains(&e.as_str()))
+        {
+            return Err(format!(
+                "notify `{}`: event {e:?} is not one of {}",
+                self.name,
+                NOTIFY_EVENTS.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == event)
+    }
+}
 
 /// Tries per send, and the first backoff between them.
 const TRIES: u32 = 3;

@@ -6,12 +6,68 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-pub use crate::config::{ProbeConfig, ProbeError};
 use crate::engine::host::{Command, Handle};
 use crate::signal::Signal;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// The service this probe speaks for (`payments`, `carrier`, ...).
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    #[serde(default = "default_status")]
+    pub expect_status: u16,
+}
+
+fn default_interval() -> String {
+    "10s".into()
+}
+fn default_timeout() -> String {
+    "2s".into()
+}
+fn default_status() -> u16 {
+    200
+}
+
+/// A probe's configuration that cannot be used, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("probe {probe}: {field} {reason}")]
+pub struct ProbeError {
+    pub probe: String,
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl ProbeConfig {
+    /// Its interval and timeout, or the field that cannot be used.
+    pub fn check(&self) -> Result<(std::time::Duration, std::time::Duration), ProbeError> {
+        let bad = |field: &'static str, reason: String| ProbeError {
+            probe: self.name.clone(),
+            field,
+            reason,
+        };
+        let parse = |field: &'static str, text: &str| {
+            humantime::parse_duration(text).map_err(|e| bad(field, format!("{text:?}: {e}")))
+        };
+        let interval = parse("interval", &self.interval)?;
+        let timeout = parse("timeout", &self.timeout)?;
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(bad(
+                "url",
+                format!("{:?} must be http:// or https://", self.url),
+            ));
+        }
+        Ok((interval, timeout))
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {

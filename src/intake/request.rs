@@ -80,8 +80,8 @@ pub(super) struct PageQuery {
 impl PageQuery {
     /// The page asked for; a limit that is not 1 to `MAX_LIMIT` is refused
     /// by name.
-    pub(super) fn page(&self) -> Result<crate::engine::page::Page, Refusal> {
-        use crate::engine::page::{DEFAULT_LIMIT, MAX_LIMIT, Page};
+    pub(super) fn page(&self) -> Result<crate::page::Page, Refusal> {
+        use crate::page::{DEFAULT_LIMIT, MAX_LIMIT, Page};
         let limit = match self.limit.as_deref() {
             None => DEFAULT_LIMIT,
             Some(text) => text

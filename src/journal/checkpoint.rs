@@ -7,19 +7,11 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 
 use super::JournalError;
-use super::schema::connect;
+use super::schema::{checkpoint_pages, connect};
 
-/// WAL size (in bytes) at which the checkpoint thread is woken, and the
-/// multiple of it at which the writer checkpoints itself.
-const CHECKPOINT_BYTES: i64 = 32 * 1024 * 1024;
+/// The multiple of the checkpoint threshold (`schema::CHECKPOINT_BYTES`)
+/// at which the writer checkpoints itself.
 const CHECKPOINT_IN_WRITER: i64 = 4;
-
-/// `CHECKPOINT_BYTES` in pages, whose size depends on when the journal was
-/// created.
-pub(super) fn checkpoint_pages(conn: &Connection) -> rusqlite::Result<i64> {
-    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    Ok((CHECKPOINT_BYTES / page_size.max(512)).max(1000))
-}
 
 /// Moves WAL checkpoints off the writer. SQLite's automatic checkpoint runs
 /// inside the commit that crosses the threshold, so the writer (and every

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::checkpoint::checkpoint_pages;
 use super::{JournalError, chain};
 
 pub(super) const SCHEMA: &str = "
@@ -198,4 +197,14 @@ pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// WAL size (in bytes) at which the checkpoint thread is woken.
+const CHECKPOINT_BYTES: i64 = 32 * 1024 * 1024;
+
+/// `CHECKPOINT_BYTES` in pages, whose size depends on when the journal was
+/// created.
+pub(super) fn checkpoint_pages(conn: &Connection) -> rusqlite::Result<i64> {
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok((CHECKPOINT_BYTES / page_size.max(512)).max(1000))
 }

@@ -62,7 +62,7 @@ impl Compiled {
     /// (`fields`); `when` must give a boolean.
     pub fn of(
         signals: &BTreeMap<String, SignalPlay>,
-        fields: &BTreeMap<String, super::fields::Fields>,
+        fields: &BTreeMap<String, crate::signal::fields::Fields>,
         origin: &str,
     ) -> Result<Compiled, CatalogueError> {
         let mut out = BTreeMap::new();

@@ -3,7 +3,6 @@
 //! both the decision layer, which chooses among the options, and the flow
 //! layer, which runs their steps.
 
-pub mod fields;
 pub mod fold;
 pub mod steps;
 
@@ -81,7 +80,7 @@ pub struct Playbook {
     pub updates: fold::Compiled,
     /// Each type's declared `fields`, read.
     #[serde(skip)]
-    pub data_fields: BTreeMap<String, fields::Fields>,
+    pub data_fields: BTreeMap<String, crate::signal::fields::Fields>,
 }
 
 pub const DEFAULT_PLAYBOOK: &str = include_str!("../../playbooks/default.toml");
@@ -121,10 +120,12 @@ impl Playbook {
         })?;
         for (kind, play) in &playbook.signals {
             let declared =
-                fields::Fields::parse(&play.fields).map_err(|reason| CatalogueError::Invalid {
-                    file: origin.to_string(),
-                    item: kind.clone(),
-                    reason,
+                crate::signal::fields::Fields::parse(&play.fields).map_err(|reason| {
+                    CatalogueError::Invalid {
+                        file: origin.to_string(),
+                        item: kind.clone(),
+                        reason,
+                    }
                 })?;
             if !declared.0.is_empty() {
                 playbook.data_fields.insert(kind.clone(), declared);

@@ -14,6 +14,7 @@
 
 pub mod alertmanager;
 mod error;
+pub mod fields;
 pub mod limits;
 pub mod pagerduty;
 pub mod wire;

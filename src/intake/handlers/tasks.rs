@@ -223,13 +223,12 @@ pub(in crate::intake) async fn reload(
             "this server runs the demo, not a deployment directory: nothing to reload",
         ));
     };
-    match reloader
-        .reload(&state.engine, Actor::new(&who.name, who.role))
+    match crate::intake::reload::reload(&*reloader, &state.engine, Actor::new(&who.name, who.role))
         .await
     {
         Ok(versions) => Ok(ok(json!({ "reloaded": true, "versions": versions }))),
         Err(ReloadError::Invalid(problems)) => {
-            let list: Vec<String> = problems.0.iter().map(ToString::to_string).collect();
+            let list = problems;
             Err(Refusal::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
