@@ -19,231 +19,32 @@ pub mod quarantine;
 pub mod ramp;
 mod recover;
 pub mod reload;
+mod reviews;
 mod tasks;
+mod types;
 mod watch;
+
+pub use types::*;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
-use thiserror::Error;
 
 use crate::CatalogueError;
-use crate::context::{Context, ContextError, World};
+use crate::context::{Context, World};
 use crate::decide::model::{DEFAULT_BITS, Model};
 use crate::decide::policy::{PolicyError, PolicySet};
-use crate::decide::{Case, Decider, Decision, Mode, choice_for, features, record_choice};
+use crate::decide::{Case, Choice, Decider, Decision, Mode, choice_for, features, record_choice};
 use crate::flow::executor::Webhooks;
-use crate::flow::{Executor, Flow, FlowBook, FlowEvent, FlowState};
-use crate::journal::{Feedback, Journal, JournalError, Record, read};
+use crate::flow::{Flow, FlowBook, FlowEvent, FlowState};
+use crate::journal::{Journal, Record};
 use crate::metrics::Metrics;
 use crate::playbook::steps::{DEFAULT_STEPS, StepCatalogue};
 use crate::playbook::{DEFAULT_PLAYBOOK, Playbook};
-use crate::review::{Action, Actor, ReviewAction, ReviewError, ReviewItem, ReviewQueue, Settled};
+use crate::review::{ReviewItem, ReviewQueue};
 use crate::signal::Signal;
-
-#[derive(Debug, Error)]
-pub enum EngineError {
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error(transparent)]
-    Catalogue(#[from] CatalogueError),
-    #[error(transparent)]
-    Review(#[from] ReviewError),
-    #[error("journal in {dir}: {reason}")]
-    Recovery { dir: String, reason: String },
-    #[error("the signal cannot be folded into the context: {0}")]
-    Context(#[from] ContextError),
-    #[error(transparent)]
-    Quarantine(#[from] quarantine::QuarantineError),
-    #[error(transparent)]
-    Task(#[from] crate::flow::TaskError),
-    #[error(transparent)]
-    Ramp(#[from] ramp::RampRefused),
-    #[error("{file}: not a model checkpoint: {error}")]
-    Checkpoint { file: String, error: String },
-    #[error(transparent)]
-    Author(#[from] crate::journal::author::AuthorError),
-    /// A signal's data does not hold what its type declares.
-    #[error("the signal does not carry what its type declares: {0}")]
-    Data(crate::signal::SignalError),
-    /// Done, but the journal commit that was to hold it failed.
-    #[error("not durable: the journal commit failed ({0})")]
-    NotDurable(String),
-}
-
-/// The journal meta key under which the engine records how far it has
-/// decided from the intake log (`intake::log`).
-pub const INTAKE_CURSOR_KEY: &str = "intake_cursor";
-
-/// The journal meta key under which the last event id handed out
-/// (`host::Host::turn`, for `GET /v1/events`) is kept, so that ids go on
-/// increasing across restarts.
-pub const EVENT_ID_KEY: &str = "event_id";
-
-/// How to start an engine.
-#[derive(Debug)]
-pub struct EngineConfig {
-    pub data_dir: PathBuf,
-    pub seed: u64,
-    /// Off: the rules-only baseline (no model scores, no learning).
-    pub learning: bool,
-    /// A policy file to use instead of the shipped default.
-    pub policy_file: Option<PathBuf>,
-    /// A candidate policy file that decides every signal beside the live
-    /// one, never acting (shadow mode); its choice is in each decision.
-    pub shadow_policy_file: Option<PathBuf>,
-    /// A candidate model checkpoint (`signalbox model export`) scoring the
-    /// shadow's choice (with the shadow policy, or the live one), never
-    /// acting and never learning.
-    pub shadow_model_file: Option<PathBuf>,
-    /// A candidate playbook offering the shadow its own options (with the
-    /// shadow policy, or the live one), never acting.
-    pub shadow_playbook_file: Option<PathBuf>,
-    /// A guarded ramp file, started once the engine is up unless its
-    /// candidate has already ramped in this journal (`ramp`).
-    pub ramp_file: Option<PathBuf>,
-    /// Publish events for subscribers (the console, the simulator).
-    pub publish: bool,
-    /// Write a model checkpoint every this many labelled examples.
-    pub checkpoint_every: i64,
-    /// Executors that are real webhook endpoints (executor name → URL).
-    pub webhooks: std::collections::BTreeMap<String, String>,
-    /// Who carries out the other steps. With none, they wait for an
-    /// answer through `complete_step`.
-    pub executor: Option<Box<dyn Executor>>,
-    /// The playbook, steps and policies of a deployment; none: the shipped
-    /// Northwind set (with `policy_file`, if given).
-    pub rules: Option<crate::decide::Rules>,
-    /// Collect notices (`notices::Notice`) for someone to send.
-    pub notices: bool,
-    /// First retry delay for a failed automated step (doubles each time).
-    pub retry_base: Option<Duration>,
-    /// How long an open circuit breaker waits before a probe.
-    pub breaker_cooldown: Option<Duration>,
-    /// How long a claim holds a review item (`[review] claim_expiry`).
-    pub claim_expiry: Option<Duration>,
-    /// Where the breaker on the model trips and closes.
-    pub model_watch: crate::decide::watch::WatchLimits,
-    /// Who writes the journal: the demo, or the deployment whose `rules`
-    /// these are. A journal another wrote is refused (`journal::author`).
-    pub author: crate::journal::author::Author,
-}
-
-impl EngineConfig {
-    pub fn new(data_dir: &Path, seed: u64) -> EngineConfig {
-        EngineConfig {
-            data_dir: data_dir.to_path_buf(),
-            seed,
-            learning: true,
-            policy_file: None,
-            shadow_policy_file: None,
-            shadow_model_file: None,
-            shadow_playbook_file: None,
-            ramp_file: None,
-            publish: true,
-            checkpoint_every: 2000,
-            webhooks: Default::default(),
-            executor: None,
-            rules: None,
-            notices: false,
-            retry_base: None,
-            claim_expiry: None,
-            breaker_cooldown: None,
-            model_watch: Default::default(),
-            author: Default::default(),
-        }
-    }
-
-    /// The same, with `executor` carrying out steps.
-    pub fn with_executor(mut self, executor: impl Executor + 'static) -> EngineConfig {
-        self.executor = Some(Box::new(executor));
-        self
-    }
-}
-
-/// What the engine tells subscribers (the console; `GET /v1/events`, where
-/// each is `{"type": ..., "data": ...}`).
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case")]
-pub enum EngineEvent {
-    Signal {
-        signal: Arc<Signal>,
-        duplicate: bool,
-    },
-    Decision(Arc<Decision>),
-    ReviewOpened(Box<ReviewItem>),
-    ReviewAction {
-        item: Box<ReviewItem>,
-        action: ReviewAction,
-    },
-    Flow(FlowEvent),
-    /// The option a decision finally took (at once, or after review).
-    Settled {
-        decision_id: String,
-        option: String,
-        at: DateTime<Utc>,
-    },
-    FlowFinished(FlowFinished),
-    /// A flow's state as of the last flush (for views that list flows).
-    FlowChanged(Box<Flow>),
-    Learned(Feedback),
-    /// A signal put in quarantine, or taken out of it.
-    Quarantined(Box<crate::journal::Quarantined>),
-    /// The deployment was reloaded.
-    Reloaded(reload::Versions),
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct FlowFinished {
-    pub flow_id: String,
-    pub decision_id: String,
-    pub signal_id: String,
-    pub subject: String,
-    pub option: String,
-    pub state: FlowState,
-    pub within_deadline: bool,
-    pub time: DateTime<Utc>,
-}
-
-/// What `ingest` did with a signal.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ingested {
-    Decided {
-        decision_id: String,
-        mode: Mode,
-    },
-    Duplicate,
-    /// It could not be decided, and is held in quarantine with this error.
-    Quarantined {
-        error: String,
-    },
-}
-
-/// Signals of one type taken in since start, by what became of them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SignalTally {
-    pub decided: u64,
-    pub duplicate: u64,
-    pub quarantined: u64,
-}
-
-/// Counts since start, for health endpoints and the header.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct EngineCounts {
-    pub signals: u64,
-    pub duplicates: u64,
-    pub decisions: u64,
-    pub feedback: i64,
-    pub open_reviews: usize,
-    pub active_flows: usize,
-    /// Signals held in quarantine now.
-    pub quarantined: u64,
-}
 
 pub struct Engine {
     journal: Journal,
@@ -622,7 +423,9 @@ impl Engine {
     }
 
     /// Decides one signal. Runs inside `decide_guarded`, which quarantines
-    /// the signal should this fail.
+    /// the signal should this fail: its data checked and folded into the
+    /// context, a decision made and counted, then a flow started or a
+    /// review item opened.
     fn decide_signal(
         &mut self,
         signal: Arc<Signal>,
@@ -633,17 +436,7 @@ impl Engine {
         if signal.kind == quarantine::tests::PANICS {
             panic!("a signal made to panic");
         }
-        self.decider
-            .playbook
-            .check_data(&signal.kind, &signal.data)
-            .map_err(EngineError::Data)?;
-        self.fold(&signal)?;
-        if signal.kind == "outcome.recorded" {
-            self.learn_from_outcome(&signal, now);
-        }
-        if signal.kind == "alert.resolved" {
-            self.close_resolved(&signal, now);
-        }
+        self.take_in(&signal, now)?;
         let playbook = Arc::clone(&self.decider.playbook);
         let mut choice = choice_for(&playbook, &signal.kind);
         // A firing alert whose flow is still open (PagerDuty sends every
@@ -653,29 +446,68 @@ impl Engine {
         if repeat_of.is_some() {
             choice = record_choice(&choice);
         }
-        let snapshot = self.context.snapshot(&signal);
+        let n = self.new_id();
+        let decision = self.decide_case(&signal, &choice, repeat_of, n, now);
+        self.count_decision(&decision, now);
+        if decision.mode != Mode::Record {
+            self.start_flow(&decision, &signal, &choice, n, now);
+        }
+        Ok(decision)
+    }
+
+    /// Checks a signal's data against its type and folds it into the
+    /// context; an outcome teaches, a resolution closes its alert.
+    fn take_in(&mut self, signal: &Signal, now: DateTime<Utc>) -> Result<(), EngineError> {
+        self.decider
+            .playbook
+            .check_data(&signal.kind, &signal.data)
+            .map_err(EngineError::Data)?;
+        self.fold(signal)?;
+        if signal.kind == "outcome.recorded" {
+            self.learn_from_outcome(signal, now);
+        }
+        if signal.kind == "alert.resolved" {
+            self.close_resolved(signal, now);
+        }
+        Ok(())
+    }
+
+    /// Decision number `n`, for a signal among `choice` (a repeat of the
+    /// alert still open in flow `repeat_of` is recorded only).
+    fn decide_case(
+        &mut self,
+        signal: &Signal,
+        choice: &Choice<'_>,
+        repeat_of: Option<String>,
+        n: u64,
+        now: DateTime<Utc>,
+    ) -> Arc<Decision> {
+        let snapshot = self.context.snapshot(signal);
         // A context-only signal is recorded, not scored: no features.
         let features = if choice.record_only() {
             Vec::new()
         } else {
-            features::extract(&signal, &self.context)
+            features::extract(signal, &self.context)
         };
-        let n = self.new_id();
         let case = Case {
             id: format!("D{n:07}"),
             parent: None,
-            signal: &signal,
+            signal,
             subject: &signal.subject,
             snapshot,
             features,
-            choice: &choice,
+            choice,
             now,
         };
         let mut decision = self.decider.decide(case, &self.context);
         if let Some(flow) = repeat_of {
             decision.why = format!("repeat of the alert still open in {flow}: recorded");
         }
-        let decision = Arc::new(decision);
+        Arc::new(decision)
+    }
+
+    /// Counts a decision, hands it to the ramp, the journal and subscribers.
+    fn count_decision(&mut self, decision: &Arc<Decision>, now: DateTime<Utc>) {
         self.counts.decisions += 1;
         let mode = decision.mode;
         let errors = decision.policy_errors.len() as u64;
@@ -691,12 +523,21 @@ impl Engine {
                 t.shadow_agreed += agreed;
             }
         });
-        self.ramp_decided(&decision, now);
-        self.pending.push(Record::Decision(Arc::clone(&decision)));
-        self.emit(EngineEvent::Decision(Arc::clone(&decision)));
-        if mode == Mode::Record {
-            return Ok(decision);
-        }
+        self.ramp_decided(decision, now);
+        self.pending.push(Record::Decision(Arc::clone(decision)));
+        self.emit(EngineEvent::Decision(Arc::clone(decision)));
+    }
+
+    /// The flow of a decision that acts or asks: running with its steps,
+    /// or waiting on the review item it opens.
+    fn start_flow(
+        &mut self,
+        decision: &Arc<Decision>,
+        signal: &Arc<Signal>,
+        choice: &Choice<'_>,
+        n: u64,
+        now: DateTime<Utc>,
+    ) {
         let flow_id = format!("F{n:07}");
         if signal.kind == "alert.firing"
             && let Some(fingerprint) = signal.data_str("fingerprint")
@@ -722,111 +563,23 @@ impl Engine {
             finished: None,
             reason: None,
         };
-        if mode == Mode::Review {
+        if decision.mode == Mode::Review {
             flow.state = FlowState::WaitingHuman;
             self.flows.insert(flow, now);
             let item = self.reviews.open(
                 format!("R{n:07}"),
-                Arc::clone(&decision),
-                Arc::clone(&signal),
+                Arc::clone(decision),
+                Arc::clone(signal),
                 flow_id,
                 now,
             );
             self.pending_reviews.insert(item.id.clone(), item.clone());
             self.emit(EngineEvent::ReviewOpened(Box::new(item)));
         } else {
-            flow.steps = self.assemble(&decision, &decision.proposal, &signal, &choice, now);
+            flow.steps = self.assemble(decision, &decision.proposal, signal, choice, now);
             self.flows.insert(flow, now);
-            self.settled(&decision, &decision.proposal.clone(), now);
+            self.settled(decision, &decision.proposal.clone(), now);
         }
-        self.drain_flow_changes();
-        Ok(decision)
-    }
-
-    /// A person (or the engine, for timers) acts on a review item. A refused
-    /// action changes nothing and says why.
-    pub fn act(
-        &mut self,
-        review_id: &str,
-        actor: &Actor,
-        action: Action,
-        note: &str,
-        now: DateTime<Utc>,
-    ) -> Result<ReviewAction, EngineError> {
-        let settled = match self.reviews.act(review_id, actor, action, note, now) {
-            // Decided long enough ago to have left memory: the journal says
-            // by whom.
-            Err(ReviewError::NotFound(id)) => {
-                return Err(match read::review_outcome(&self.dir, &id)? {
-                    Some(done) => ReviewError::AlreadyDecided {
-                        id,
-                        action: done.action.name().to_string(),
-                        by: done.actor.name,
-                        at: done.time,
-                    },
-                    None => ReviewError::NotFound(id),
-                }
-                .into());
-            }
-            other => other?,
-        };
-        let record = settled.record.clone();
-        self.apply_settled(settled, now);
-        Ok(record)
-    }
-
-    fn apply_settled(&mut self, settled: Settled, now: DateTime<Utc>) {
-        let Settled { item, record } = settled;
-        self.notice_review(&item, &record);
-        let decision = Arc::clone(&item.decision);
-        let at = record.time;
-        match &record.action {
-            Action::Approve => self.metrics.at(at, |t| t.approvals += 1),
-            Action::Override { .. } => self.metrics.at(at, |t| t.overrides += 1),
-            Action::Reject => self.metrics.at(at, |t| t.rejections += 1),
-            Action::SafeDefault { .. } => self.metrics.at(at, |t| t.safe_defaults += 1),
-            Action::Escalate => self.metrics.at(at, |t| t.escalations += 1),
-            Action::Snooze { .. } | Action::Claim => {}
-        }
-        let person_chose = match &record.action {
-            Action::Approve => Some(decision.proposal.as_str()),
-            Action::Override { option } => Some(option.as_str()),
-            _ => None,
-        };
-        if let (Some(shadow), Some(option)) = (&decision.shadow, person_chose) {
-            let agreed = u64::from(shadow.proposal == option);
-            self.metrics.at(at, |t| {
-                t.shadow_answered += 1;
-                t.shadow_people_agreed += agreed;
-            });
-        }
-        if let Some(option) = person_chose {
-            self.ramp_answered(&decision, option != decision.proposal);
-        }
-        if let Some(option) = person_chose
-            && self.decider.learning
-        {
-            let option = option.to_string();
-            self.watch_answer(&decision, &option, now);
-        }
-        self.learn_from_answer(&decision, &record.action, now);
-        if let Some(option) = item.chosen().map(String::from) {
-            let signal = Arc::clone(&item.signal);
-            let playbook = Arc::clone(&self.decider.playbook);
-            let choice = choice_for(&playbook, &signal.kind);
-            let steps = self.assemble(&decision, &option, &signal, &choice, now);
-            self.flows.release(&item.flow_id, &option, steps, now);
-            self.settled(&decision, &option, now);
-        } else if record.action == Action::Reject {
-            let reason = format!("rejected by {}: {}", record.actor.name, record.note);
-            self.flows.cancel(&item.flow_id, &reason, now);
-        }
-        self.pending.push(Record::ReviewAction(record.clone()));
-        self.pending_reviews.insert(item.id.clone(), item.clone());
-        self.emit(EngineEvent::ReviewAction {
-            item: Box::new(item),
-            action: record,
-        });
         self.drain_flow_changes();
     }
 
@@ -952,22 +705,6 @@ impl Engine {
             t.judged += 1;
             t.judged_right += u64::from(right);
         });
-    }
-
-    pub fn open_reviews(&self) -> Vec<ReviewItem> {
-        self.reviews.open_items()
-    }
-
-    /// One page of the open review items, in id order.
-    pub fn reviews_page(&self, page: &crate::page::Page) -> crate::page::Paged<ReviewItem> {
-        let paged = page.of(
-            self.reviews.open_ids().map(|id| (id.as_str(), id.as_str())),
-            |id| self.reviews.get(id),
-        );
-        crate::page::Paged {
-            items: paged.items.into_iter().flatten().collect(),
-            next: paged.next,
-        }
     }
 }
 

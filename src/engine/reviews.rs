@@ -1,0 +1,115 @@
+//! People's answers to review items, and the queue a page at a time.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{Engine, EngineError, EngineEvent};
+use crate::decide::choice_for;
+use crate::journal::{Record, read};
+use crate::review::{Action, Actor, ReviewAction, ReviewError, ReviewItem, Settled};
+
+impl Engine {
+    /// A person (or the engine, for timers) acts on a review item. A refused
+    /// action changes nothing and says why.
+    pub fn act(
+        &mut self,
+        review_id: &str,
+        actor: &Actor,
+        action: Action,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ReviewAction, EngineError> {
+        let settled = match self.reviews.act(review_id, actor, action, note, now) {
+            // Decided long enough ago to have left memory: the journal says
+            // by whom.
+            Err(ReviewError::NotFound(id)) => {
+                return Err(match read::review_outcome(&self.dir, &id)? {
+                    Some(done) => ReviewError::AlreadyDecided {
+                        id,
+                        action: done.action.name().to_string(),
+                        by: done.actor.name,
+                        at: done.time,
+                    },
+                    None => ReviewError::NotFound(id),
+                }
+                .into());
+            }
+            other => other?,
+        };
+        let record = settled.record.clone();
+        self.apply_settled(settled, now);
+        Ok(record)
+    }
+
+    pub(super) fn apply_settled(&mut self, settled: Settled, now: DateTime<Utc>) {
+        let Settled { item, record } = settled;
+        self.notice_review(&item, &record);
+        let decision = Arc::clone(&item.decision);
+        let at = record.time;
+        match &record.action {
+            Action::Approve => self.metrics.at(at, |t| t.approvals += 1),
+            Action::Override { .. } => self.metrics.at(at, |t| t.overrides += 1),
+            Action::Reject => self.metrics.at(at, |t| t.rejections += 1),
+            Action::SafeDefault { .. } => self.metrics.at(at, |t| t.safe_defaults += 1),
+            Action::Escalate => self.metrics.at(at, |t| t.escalations += 1),
+            Action::Snooze { .. } | Action::Claim => {}
+        }
+        let person_chose = match &record.action {
+            Action::Approve => Some(decision.proposal.as_str()),
+            Action::Override { option } => Some(option.as_str()),
+            _ => None,
+        };
+        if let (Some(shadow), Some(option)) = (&decision.shadow, person_chose) {
+            let agreed = u64::from(shadow.proposal == option);
+            self.metrics.at(at, |t| {
+                t.shadow_answered += 1;
+                t.shadow_people_agreed += agreed;
+            });
+        }
+        if let Some(option) = person_chose {
+            self.ramp_answered(&decision, option != decision.proposal);
+        }
+        if let Some(option) = person_chose
+            && self.decider.learning
+        {
+            let option = option.to_string();
+            self.watch_answer(&decision, &option, now);
+        }
+        self.learn_from_answer(&decision, &record.action, now);
+        if let Some(option) = item.chosen().map(String::from) {
+            let signal = Arc::clone(&item.signal);
+            let playbook = Arc::clone(&self.decider.playbook);
+            let choice = choice_for(&playbook, &signal.kind);
+            let steps = self.assemble(&decision, &option, &signal, &choice, now);
+            self.flows.release(&item.flow_id, &option, steps, now);
+            self.settled(&decision, &option, now);
+        } else if record.action == Action::Reject {
+            let reason = format!("rejected by {}: {}", record.actor.name, record.note);
+            self.flows.cancel(&item.flow_id, &reason, now);
+        }
+        self.pending.push(Record::ReviewAction(record.clone()));
+        self.pending_reviews.insert(item.id.clone(), item.clone());
+        self.emit(EngineEvent::ReviewAction {
+            item: Box::new(item),
+            action: record,
+        });
+        self.drain_flow_changes();
+    }
+
+    pub fn open_reviews(&self) -> Vec<ReviewItem> {
+        self.reviews.open_items()
+    }
+
+    /// One page of the open review items, in id order.
+    pub fn reviews_page(&self, page: &crate::page::Page) -> crate::page::Paged<ReviewItem> {
+        let paged = page.of(
+            self.reviews.open_ids().map(|id| (id.as_str(), id.as_str())),
+            |id| self.reviews.get(id),
+        );
+        crate::page::Paged {
+            items: paged.items.into_iter().flatten().collect(),
+            next: paged.next,
+        }
+    }
+}
