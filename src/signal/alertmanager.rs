@@ -119,6 +119,20 @@ fn time(
 /// The signals of one webhook call.
 // Over 80 lines: Alertmanager's documented fields in its order, each refusal beside the field it names.
 pub fn parse(body: &[u8], received: DateTime<Utc>) -> Result<Vec<Signal>, SignalError> {
+    let (group, alerts) = group_of(body)?;
+    let mut out = Vec::with_capacity(alerts.len());
+    for (i, alert) in alerts.into_iter().enumerate() {
+        let at = format!("alerts[{i}]");
+        let Value::Object(alert) = alert else {
+            return Err(SignalError::wrong_type(at, "an alert object", &alert));
+        };
+        out.push(alert_signal(alert, &group, &at, received)?);
+    }
+    Ok(out)
+}
+
+/// The webhook's group (version 4, its fields checked) and its alerts.
+fn group_of(body: &[u8]) -> Result<(Value, Vec<Value>), SignalError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| SignalError::Malformed {
         line: e.line(),
         column: e.column(),
@@ -162,103 +176,103 @@ pub fn parse(body: &[u8], received: DateTime<Utc>) -> Result<Vec<Signal>, Signal
             n,
         ));
     }
-    let group = Value::Object(group);
-    let mut out = Vec::with_capacity(alerts.len());
-    for (i, alert) in alerts.into_iter().enumerate() {
-        let at = format!("alerts[{i}]");
-        let Value::Object(alert) = alert else {
-            return Err(SignalError::wrong_type(at, "an alert object", &alert));
-        };
-        let firing = match optional_str(&alert, "status", || format!("{at}.status"))? {
-            Some("firing") => true,
-            Some("resolved") => false,
-            Some(other) => {
-                return Err(SignalError::invalid(
-                    format!("{at}.status"),
-                    format!("expected firing or resolved, found {other:?}"),
-                ));
-            }
-            None => {
-                return Err(SignalError::missing(
-                    format!("{at}.status"),
-                    "firing or resolved",
-                ));
-            }
-        };
-        let empty = Map::new();
-        let labels = string_map(alert.get("labels"), &format!("{at}.labels"))?.unwrap_or(&empty);
-        let annotations =
-            string_map(alert.get("annotations"), &format!("{at}.annotations"))?.unwrap_or(&empty);
-        let starts = time(&alert, "startsAt", &at)?;
-        let ends = time(&alert, "endsAt", &at)?;
-        optional_str(&alert, "generatorURL", || format!("{at}.generatorURL"))?;
-        let fingerprint = match optional_str(&alert, "fingerprint", || format!("{at}.fingerprint"))?
-        {
-            Some(f) if !f.is_empty() => f.to_string(),
-            // Alertmanager always sends one; the same, made from the labels.
-            _ => fingerprint_of(labels),
-        };
-        let alertname = label(labels, "alertname").unwrap_or("unnamed").to_string();
-        let service = label(labels, "service")
-            .or_else(|| label(labels, "job"))
-            .or_else(|| label(labels, "instance"))
-            .map(String::from);
-        let subject = match &service {
-            Some(s) => format!("service/{s}"),
-            None => format!("alert/{alertname}"),
-        };
-        // A firing alert starts at `startsAt`; a resolved one ends at
-        // `endsAt` (a firing alert's is the zero time, year 1).
-        let time = if firing { starts } else { ends }
-            .filter(|t| t.timestamp() > 0)
-            .unwrap_or(received);
-        let severity = label(labels, "severity").and_then(Severity::parse);
-        let summary = label(annotations, "summary")
-            .or_else(|| label(annotations, "description"))
-            .map(String::from);
-        let starts_text = alert
-            .get("startsAt")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let mut data = alert;
-        data.insert("fingerprint".into(), json!(fingerprint));
-        data.insert("alertname".into(), json!(alertname));
-        if let Some(s) = &service {
-            data.insert("service".into(), json!(s));
+    Ok((Value::Object(group), alerts))
+}
+
+/// One alert of the group (at `at`, for refusals) as a signal.
+fn alert_signal(
+    alert: Map<String, Value>,
+    group: &Value,
+    at: &str,
+    received: DateTime<Utc>,
+) -> Result<Signal, SignalError> {
+    let firing = match optional_str(&alert, "status", || format!("{at}.status"))? {
+        Some("firing") => true,
+        Some("resolved") => false,
+        Some(other) => {
+            return Err(SignalError::invalid(
+                format!("{at}.status"),
+                format!("expected firing or resolved, found {other:?}"),
+            ));
         }
-        if let Some(s) = summary {
-            data.insert("summary".into(), json!(s));
+        None => {
+            return Err(SignalError::missing(
+                format!("{at}.status"),
+                "firing or resolved",
+            ));
         }
-        data.insert("group".into(), group.clone());
-        let status = if firing { "firing" } else { "resolved" };
-        let signal = Signal {
-            // One firing episode (fingerprint + start) fires once and
-            // resolves once; Alertmanager's repeats are duplicates.
-            id: format!("am:{fingerprint}:{starts_text}:{status}"),
-            source: SOURCE.into(),
-            kind: if firing {
-                "alert.firing"
-            } else {
-                "alert.resolved"
-            }
-            .into(),
-            subject,
-            time,
-            severity,
-            data: Value::Object(data),
-            ..Signal::default()
-        };
-        // The limits every signal keeps, named by the alert's fields they
-        // come from.
-        signal.check().map_err(|e| match e.field() {
-            Some("id") => SignalError::invalid(format!("{at}.fingerprint"), e.to_string()),
-            Some("subject") => SignalError::invalid(format!("{at}.labels"), e.to_string()),
-            _ => e,
-        })?;
-        out.push(signal);
+    };
+    let empty = Map::new();
+    let labels = string_map(alert.get("labels"), &format!("{at}.labels"))?.unwrap_or(&empty);
+    let annotations =
+        string_map(alert.get("annotations"), &format!("{at}.annotations"))?.unwrap_or(&empty);
+    let starts = time(&alert, "startsAt", at)?;
+    let ends = time(&alert, "endsAt", at)?;
+    optional_str(&alert, "generatorURL", || format!("{at}.generatorURL"))?;
+    let fingerprint = match optional_str(&alert, "fingerprint", || format!("{at}.fingerprint"))? {
+        Some(f) if !f.is_empty() => f.to_string(),
+        // Alertmanager always sends one; the same, made from the labels.
+        _ => fingerprint_of(labels),
+    };
+    let alertname = label(labels, "alertname").unwrap_or("unnamed").to_string();
+    let service = label(labels, "service")
+        .or_else(|| label(labels, "job"))
+        .or_else(|| label(labels, "instance"))
+        .map(String::from);
+    let subject = match &service {
+        Some(s) => format!("service/{s}"),
+        None => format!("alert/{alertname}"),
+    };
+    // A firing alert starts at `startsAt`; a resolved one ends at
+    // `endsAt` (a firing alert's is the zero time, year 1).
+    let time = if firing { starts } else { ends }
+        .filter(|t| t.timestamp() > 0)
+        .unwrap_or(received);
+    let severity = label(labels, "severity").and_then(Severity::parse);
+    let summary = label(annotations, "summary")
+        .or_else(|| label(annotations, "description"))
+        .map(String::from);
+    let starts_text = alert
+        .get("startsAt")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut data = alert;
+    data.insert("fingerprint".into(), json!(fingerprint));
+    data.insert("alertname".into(), json!(alertname));
+    if let Some(s) = &service {
+        data.insert("service".into(), json!(s));
     }
-    Ok(out)
+    if let Some(s) = summary {
+        data.insert("summary".into(), json!(s));
+    }
+    data.insert("group".into(), group.clone());
+    let status = if firing { "firing" } else { "resolved" };
+    let signal = Signal {
+        // One firing episode (fingerprint + start) fires once and
+        // resolves once; Alertmanager's repeats are duplicates.
+        id: format!("am:{fingerprint}:{starts_text}:{status}"),
+        source: SOURCE.into(),
+        kind: if firing {
+            "alert.firing"
+        } else {
+            "alert.resolved"
+        }
+        .into(),
+        subject,
+        time,
+        severity,
+        data: Value::Object(data),
+        ..Signal::default()
+    };
+    // The limits every signal keeps, named by the alert's fields they
+    // come from.
+    signal.check().map_err(|e| match e.field() {
+        Some("id") => SignalError::invalid(format!("{at}.fingerprint"), e.to_string()),
+        Some("subject") => SignalError::invalid(format!("{at}.labels"), e.to_string()),
+        _ => e,
+    })?;
+    Ok(signal)
 }
 
 #[cfg(test)]

@@ -195,53 +195,15 @@ pub fn parse(body: &[u8], received: DateTime<Utc>, key: &[u8]) -> Result<Enqueue
         ));
     }
     let mut data = Map::new();
-    let mut severity = None;
-    let mut time = received;
-    let mut subject = None;
-    if let Some(p) = payload {
-        // A trigger must say what, where and how bad; acknowledge and
-        // resolve may carry a payload too (Alertmanager's sender does), and
-        // what it holds is checked, not required.
-        let need = action == "trigger";
-        let summary = text(p, "payload", "summary", Some(MAX_SUMMARY))?;
-        let origin = text(p, "payload", "source", None)?;
-        let level = text(p, "payload", "severity", None)?;
-        if need {
-            required(p, "payload", "summary", Some(MAX_SUMMARY))?;
-            required(p, "payload", "source", None)?;
-            required(p, "payload", "severity", None)?;
-        }
-        if let Some(level) = level {
-            severity = Some(match level {
-                "critical" => Severity::Critical,
-                "error" => Severity::Error,
-                "warning" => Severity::Warning,
-                "info" => Severity::Info,
-                other => {
-                    return Err(SignalError::invalid(
-                        "payload.severity",
-                        format!("expected critical, error, warning or info, found {other:?}"),
-                    ));
-                }
-            });
-        }
-        if let Some(t) = timestamp(p)? {
-            time = t;
-        }
-        let component = text(p, "payload", "component", None)?;
-        let class = text(p, "payload", "class", None)?;
-        // Kept with the payload; checked for its type like the rest.
-        text(p, "payload", "group", None)?;
-        if let Some(service) = component.or(origin) {
-            subject = Some(format!("service/{service}"));
-            data.insert("service".into(), json!(service));
-        }
-        if let Some(summary) = summary {
-            data.insert("summary".into(), json!(summary));
-            data.insert("alertname".into(), json!(class.unwrap_or(summary)));
-        }
-        data.insert("payload".into(), Value::Object(p.clone()));
-    }
+    let Read {
+        severity,
+        time,
+        subject,
+    } = match payload {
+        Some(p) => read_payload(p, action == "trigger", &mut data)?,
+        None => Read::default(),
+    };
+    let time = time.unwrap_or(received);
     let dedup_key = match (given_key, action) {
         (Some(key), _) => key.to_string(),
         // PagerDuty makes one up for a trigger without a key: this trigger
@@ -296,6 +258,71 @@ pub fn parse(body: &[u8], received: DateTime<Utc>, key: &[u8]) -> Result<Enqueue
     };
     signal.check().map_err(subject_error)?;
     Ok(Enqueued { signal, dedup_key })
+}
+
+/// What a payload says of its event.
+#[derive(Default)]
+struct Read {
+    severity: Option<Severity>,
+    time: Option<DateTime<Utc>>,
+    /// `service/…`, from the payload's component or source.
+    subject: Option<String>,
+}
+
+/// What a payload says (its severity, time and service, as subject), kept
+/// in `data` with the payload itself. A trigger (`need`) must say what,
+/// where and how bad.
+fn read_payload(
+    p: &Map<String, Value>,
+    need: bool,
+    data: &mut Map<String, Value>,
+) -> Result<Read, SignalError> {
+    // A trigger must say what, where and how bad; acknowledge and
+    // resolve may carry a payload too (Alertmanager's sender does), and
+    // what it holds is checked, not required.
+    let summary = text(p, "payload", "summary", Some(MAX_SUMMARY))?;
+    let origin = text(p, "payload", "source", None)?;
+    let level = text(p, "payload", "severity", None)?;
+    if need {
+        required(p, "payload", "summary", Some(MAX_SUMMARY))?;
+        required(p, "payload", "source", None)?;
+        required(p, "payload", "severity", None)?;
+    }
+    let severity = match level {
+        None => None,
+        Some(level) => Some(match level {
+            "critical" => Severity::Critical,
+            "error" => Severity::Error,
+            "warning" => Severity::Warning,
+            "info" => Severity::Info,
+            other => {
+                return Err(SignalError::invalid(
+                    "payload.severity",
+                    format!("expected critical, error, warning or info, found {other:?}"),
+                ));
+            }
+        }),
+    };
+    let time = timestamp(p)?;
+    let mut subject = None;
+    let component = text(p, "payload", "component", None)?;
+    let class = text(p, "payload", "class", None)?;
+    // Kept with the payload; checked for its type like the rest.
+    text(p, "payload", "group", None)?;
+    if let Some(service) = component.or(origin) {
+        subject = Some(format!("service/{service}"));
+        data.insert("service".into(), json!(service));
+    }
+    if let Some(summary) = summary {
+        data.insert("summary".into(), json!(summary));
+        data.insert("alertname".into(), json!(class.unwrap_or(summary)));
+    }
+    data.insert("payload".into(), Value::Object(p.clone()));
+    Ok(Read {
+        severity,
+        time,
+        subject,
+    })
 }
 
 /// A signal's limit broken by what the payload names it after.
