@@ -358,9 +358,21 @@ impl Checker<'_> {
         args: &[Ty],
         exprs: &[IdedExpr],
     ) -> Ty {
+        if let Some(ty) = self.logic_or_comparison(name, args, exprs) {
+            return ty;
+        }
+        if let Some(ty) = self.arithmetic_or_access(name, args, exprs) {
+            return ty;
+        }
+        self.function(name, target, args, exprs)
+    }
+
+    /// `&&`, `||`, `!`, `==`, `!=` and the orderings: booleans, their
+    /// operands checked.
+    fn logic_or_comparison(&mut self, name: &str, args: &[Ty], exprs: &[IdedExpr]) -> Option<Ty> {
         let arg = |i: usize| args.get(i).cloned().unwrap_or(Ty::Dyn);
         let text = |i: usize| exprs.get(i).map(path).unwrap_or_default();
-        match name {
+        let ty = match name {
             operators::LOGICAL_AND
             | operators::LOGICAL_OR
             | operators::LOGICAL_NOT
@@ -407,6 +419,16 @@ impl Checker<'_> {
                 }
                 Ty::Bool
             }
+            _ => return None,
+        };
+        Some(ty)
+    }
+
+    /// Arithmetic, `?:`, indexing and `in`.
+    fn arithmetic_or_access(&mut self, name: &str, args: &[Ty], exprs: &[IdedExpr]) -> Option<Ty> {
+        let arg = |i: usize| args.get(i).cloned().unwrap_or(Ty::Dyn);
+        let text = |i: usize| exprs.get(i).map(path).unwrap_or_default();
+        let ty = match name {
             operators::ADD => match (arg(0), arg(1)) {
                 (a, b) if a.numeric() && b.numeric() => a,
                 (Ty::String, Ty::String) => Ty::String,
@@ -479,6 +501,23 @@ impl Checker<'_> {
                     Ty::Bool
                 }
             },
+            _ => return None,
+        };
+        Some(ty)
+    }
+
+    /// The functions and methods policies use (`size`, the string tests,
+    /// conversions); any other is dyn.
+    fn function(
+        &mut self,
+        name: &str,
+        target: Option<(Ty, String)>,
+        args: &[Ty],
+        exprs: &[IdedExpr],
+    ) -> Ty {
+        let arg = |i: usize| args.get(i).cloned().unwrap_or(Ty::Dyn);
+        let text = |i: usize| exprs.get(i).map(path).unwrap_or_default();
+        match name {
             "size" => {
                 let of = target
                     .as_ref()

@@ -456,20 +456,7 @@ fn after_commit<T: Send + 'static>(
 fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting: &mut Waiting) {
     match command {
         Command::Ingest { signals, reply } => {
-            let mut report = IngestReport::default();
-            for s in signals {
-                match engine.ingest(s, now) {
-                    Ingested::Decided { decision_id, .. } => {
-                        report.accepted += 1;
-                        report.decisions.push(decision_id);
-                    }
-                    Ingested::Duplicate => report.duplicates += 1,
-                    Ingested::Quarantined { .. } => {
-                        report.accepted += 1;
-                        report.quarantined += 1;
-                    }
-                }
-            }
+            let report = ingest_all(engine, signals, now);
             after_commit(waiting, reply, Ok(report));
         }
         Command::Reviews { page, reply } => {
@@ -512,12 +499,7 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
             let done = engine
                 .call_ramp(call, &actor, &note, now)
                 .map_err(EngineError::from)
-                .and_then(|_| {
-                    engine
-                        .ramp()
-                        .cloned()
-                        .ok_or(EngineError::Ramp(super::ramp::RampRefused::NoRamp))
-                });
+                .and_then(|_| ramp_state(engine));
             after_commit(waiting, reply, done);
         }
         Command::StepResult {
@@ -573,19 +555,40 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
             reply,
         } => {
             let state = if overview_only {
-                super::overview::State {
-                    last_event_id: engine.last_event_id(),
-                    overview: super::overview::status(engine, now),
-                    reviews: Vec::new(),
-                    flows: Vec::new(),
-                    next: None,
-                }
+                super::overview::State::overview(engine, now)
             } else {
                 super::overview::State::of(engine, now, &page)
             };
             let _ = reply.send(Box::new(state));
         }
     }
+}
+
+/// Ingests signals one after another, and what became of them.
+fn ingest_all(engine: &mut Engine, signals: Vec<Signal>, now: DateTime<Utc>) -> IngestReport {
+    let mut report = IngestReport::default();
+    for s in signals {
+        match engine.ingest(s, now) {
+            Ingested::Decided { decision_id, .. } => {
+                report.accepted += 1;
+                report.decisions.push(decision_id);
+            }
+            Ingested::Duplicate => report.duplicates += 1,
+            Ingested::Quarantined { .. } => {
+                report.accepted += 1;
+                report.quarantined += 1;
+            }
+        }
+    }
+    report
+}
+
+/// The ramp as it stands after a lead's call.
+fn ramp_state(engine: &Engine) -> Result<crate::decide::ramp::RampState, EngineError> {
+    engine
+        .ramp()
+        .cloned()
+        .ok_or(EngineError::Ramp(super::ramp::RampRefused::NoRamp))
 }
 
 /// Decides whatever the intake log in the engine's directory holds past

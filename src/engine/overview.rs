@@ -206,6 +206,17 @@ pub struct State {
 }
 
 impl State {
+    /// The overview alone (`GET /v1/state?part=overview`).
+    pub fn overview(engine: &Engine, now: DateTime<Utc>) -> State {
+        State {
+            last_event_id: engine.last_event_id(),
+            overview: status(engine, now),
+            reviews: Vec::new(),
+            flows: Vec::new(),
+            next: None,
+        }
+    }
+
     /// The state with one page of review items (and the flows, on the
     /// first page only).
     pub fn of(engine: &Engine, now: DateTime<Utc>, page: &crate::page::Page) -> State {

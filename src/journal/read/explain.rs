@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use chrono::Utc;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{ChainCheck, decode, open_existing, rows, signal_body, sql, verify_around};
 use crate::decide::Decision;
@@ -29,8 +29,8 @@ pub struct Explanation {
     pub chain: ChainCheck,
 }
 
-// Over 80 lines: one read per part of the explanation, in the order it is shown.
-
+/// Everything the journal holds of decision `id`, each part read in the
+/// order it is shown, with its place in the hash chain verified.
 pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let path = path.as_path();
@@ -76,64 +76,7 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
     .iter()
     .map(|b| decode(path, "feedback", b))
     .collect::<Result<Vec<Feedback>, _>>()?;
-    let row: Option<(String, String)> = conn
-        .query_row(
-            "SELECT body, events FROM flows WHERE decision_id = ?1",
-            params![id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(sql(path))?;
-    let (mut flow, lines): (Option<Flow>, String) = match row {
-        Some((body, lines)) => (Some(decode(path, "flow", &body)?), lines),
-        None => (None, String::new()),
-    };
-    if let Some(flow) = &mut flow {
-        let steps = rows(
-            &conn,
-            path,
-            "SELECT body FROM flow_steps WHERE flow_id = ?1 ORDER BY idx",
-            params![flow.id],
-            |r| r.get::<_, String>(0),
-        )?;
-        if !steps.is_empty() {
-            flow.steps = steps
-                .iter()
-                .map(|b| decode(path, "flow step", b))
-                .collect::<Result<_, _>>()?;
-        }
-    }
-    let mut flow_events = Vec::new();
-    if let Some(flow) = &flow {
-        // Older journals kept events in their own table; they come first.
-        for body in rows(
-            &conn,
-            path,
-            "SELECT body FROM flow_events WHERE flow_id = ?1 ORDER BY seq",
-            params![flow.id],
-            |r| r.get::<_, String>(0),
-        )? {
-            let events: Vec<FlowEvent> = decode(path, "flow events", &body)?;
-            flow_events.extend(events);
-        }
-        // Then the JSON lines of its own row and, for a big flow, those of
-        // its later flushes, a row each.
-        let mut texts = vec![lines];
-        texts.extend(rows(
-            &conn,
-            path,
-            "SELECT events FROM flow_log WHERE flow_id = ?1 ORDER BY seq",
-            params![flow.id],
-            |r| r.get::<_, String>(0),
-        )?);
-        for line in texts
-            .iter()
-            .flat_map(|t| t.lines())
-            .filter(|l| !l.trim().is_empty())
-        {
-            flow_events.push(decode(path, "flow event", line)?);
-        }
-    }
+    let (flow, flow_events) = flow_of(&conn, path, id)?;
     let children = rows(
         &conn,
         path,
@@ -156,4 +99,71 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
         children,
         chain,
     }))
+}
+
+/// The flow of decision `id` with its steps, and its events in order.
+fn flow_of(
+    conn: &Connection,
+    path: &Path,
+    id: &str,
+) -> Result<(Option<Flow>, Vec<FlowEvent>), JournalError> {
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT body, events FROM flows WHERE decision_id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql(path))?;
+    let (mut flow, lines): (Option<Flow>, String) = match row {
+        Some((body, lines)) => (Some(decode(path, "flow", &body)?), lines),
+        None => (None, String::new()),
+    };
+    if let Some(flow) = &mut flow {
+        let steps = rows(
+            conn,
+            path,
+            "SELECT body FROM flow_steps WHERE flow_id = ?1 ORDER BY idx",
+            params![flow.id],
+            |r| r.get::<_, String>(0),
+        )?;
+        if !steps.is_empty() {
+            flow.steps = steps
+                .iter()
+                .map(|b| decode(path, "flow step", b))
+                .collect::<Result<_, _>>()?;
+        }
+    }
+    let mut flow_events = Vec::new();
+    if let Some(flow) = &flow {
+        // Older journals kept events in their own table; they come first.
+        for body in rows(
+            conn,
+            path,
+            "SELECT body FROM flow_events WHERE flow_id = ?1 ORDER BY seq",
+            params![flow.id],
+            |r| r.get::<_, String>(0),
+        )? {
+            let events: Vec<FlowEvent> = decode(path, "flow events", &body)?;
+            flow_events.extend(events);
+        }
+        // Then the JSON lines of its own row and, for a big flow, those of
+        // its later flushes, a row each.
+        let mut texts = vec![lines];
+        texts.extend(rows(
+            conn,
+            path,
+            "SELECT events FROM flow_log WHERE flow_id = ?1 ORDER BY seq",
+            params![flow.id],
+            |r| r.get::<_, String>(0),
+        )?);
+        for line in texts
+            .iter()
+            .flat_map(|t| t.lines())
+            .filter(|l| !l.trim().is_empty())
+        {
+            flow_events.push(decode(path, "flow event", line)?);
+        }
+    }
+    Ok((flow, flow_events))
 }
