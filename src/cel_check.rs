@@ -370,8 +370,7 @@ impl Checker<'_> {
     /// `&&`, `||`, `!`, `==`, `!=` and the orderings: booleans, their
     /// operands checked.
     fn logic_or_comparison(&mut self, name: &str, args: &[Ty], exprs: &[IdedExpr]) -> Option<Ty> {
-        let arg = |i: usize| args.get(i).cloned().unwrap_or(Ty::Dyn);
-        let text = |i: usize| exprs.get(i).map(path).unwrap_or_default();
+        let (arg, text) = operands(args, exprs);
         let ty = match name {
             operators::LOGICAL_AND
             | operators::LOGICAL_OR
@@ -426,8 +425,7 @@ impl Checker<'_> {
 
     /// Arithmetic, `?:`, indexing and `in`.
     fn arithmetic_or_access(&mut self, name: &str, args: &[Ty], exprs: &[IdedExpr]) -> Option<Ty> {
-        let arg = |i: usize| args.get(i).cloned().unwrap_or(Ty::Dyn);
-        let text = |i: usize| exprs.get(i).map(path).unwrap_or_default();
+        let (arg, text) = operands(args, exprs);
         let ty = match name {
             operators::ADD => match (arg(0), arg(1)) {
                 (a, b) if a.numeric() && b.numeric() => a,
@@ -515,8 +513,7 @@ impl Checker<'_> {
         args: &[Ty],
         exprs: &[IdedExpr],
     ) -> Ty {
-        let arg = |i: usize| args.get(i).cloned().unwrap_or(Ty::Dyn);
-        let text = |i: usize| exprs.get(i).map(path).unwrap_or_default();
+        let (arg, text) = operands(args, exprs);
         match name {
             "size" => {
                 let of = target
@@ -553,6 +550,18 @@ impl Checker<'_> {
             _ => Ty::Dyn,
         }
     }
+}
+
+/// A call's operands: the type of the `i`th (dyn past the end) and its
+/// text, to name it in a problem.
+fn operands<'a>(
+    args: &'a [Ty],
+    exprs: &'a [IdedExpr],
+) -> (impl Fn(usize) -> Ty + 'a, impl Fn(usize) -> String + 'a) {
+    (
+        move |i: usize| args.get(i).cloned().unwrap_or(Ty::Dyn),
+        move |i: usize| exprs.get(i).map(path).unwrap_or_default(),
+    )
 }
 
 /// The one type of several, or dyn.

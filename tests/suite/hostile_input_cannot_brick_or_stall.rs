@@ -152,21 +152,18 @@ fn a_restart_over_signals_sharing_one_id_is_linear() {
     engine.close().unwrap();
 }
 
-#[test]
-fn a_signal_walked_by_nested_comprehensions_is_decided_within_the_budget() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ops = tmp.path().join("ops");
-    common::init(&ops);
-    let policies = std::fs::read_to_string(ops.join("policies.toml")).unwrap();
-    std::fs::write(
-        ops.join("policies.toml"),
-        format!(
-            "{policies}\n[[rule]]\nid = \"pairs\"\ntypes = [\"certificate.expiring\"]\n\
-             when = \"signal.data.items.exists(a, signal.data.items.exists(b, a + b < 0))\"\n\
+/// Adds `rules` rules to the deployment in `ops` that each walk every pair
+/// of a certificate's `items` (declared as a list), asking for review.
+fn with_pair_rules(ops: &Path, rules: usize) {
+    let mut policies = std::fs::read_to_string(ops.join("policies.toml")).unwrap();
+    for n in 0..rules {
+        policies.push_str(&format!(
+            "\n[[rule]]\nid = \"pairs{n}\"\ntypes = [\"certificate.expiring\"]\n\
+             when = \"signal.data.items.exists(a, signal.data.items.exists(b, a + b < {n} - 100))\"\n\
              require_review = true\nreason = \"every pair of items\"\n"
-        ),
-    )
-    .unwrap();
+        ));
+    }
+    std::fs::write(ops.join("policies.toml"), policies).unwrap();
     let playbook = std::fs::read_to_string(ops.join("playbook.toml")).unwrap();
     std::fs::write(
         ops.join("playbook.toml"),
@@ -177,6 +174,14 @@ fn a_signal_walked_by_nested_comprehensions_is_decided_within_the_budget() {
         ),
     )
     .unwrap();
+}
+
+#[test]
+fn a_signal_walked_by_nested_comprehensions_is_decided_within_the_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ops = tmp.path().join("ops");
+    common::init(&ops);
+    with_pair_rules(&ops, 1);
     let s = serve_deployment(&ops, &[]);
     let c = client();
     // The largest list intake accepts: 10,000 items, 100 M pairs.
@@ -491,25 +496,7 @@ fn sigterm_stops_the_process_in_time_whatever_the_engine_is_doing() {
     let tmp = tempfile::tempdir().unwrap();
     let ops = tmp.path().join("ops");
     common::init(&ops);
-    let mut policies = std::fs::read_to_string(ops.join("policies.toml")).unwrap();
-    for n in 0..40 {
-        policies.push_str(&format!(
-            "\n[[rule]]\nid = \"pairs{n}\"\ntypes = [\"certificate.expiring\"]\n\
-             when = \"signal.data.items.exists(a, signal.data.items.exists(b, a + b < {n} - 100))\"\n\
-             require_review = true\nreason = \"every pair of items\"\n"
-        ));
-    }
-    std::fs::write(ops.join("policies.toml"), policies).unwrap();
-    let playbook = std::fs::read_to_string(ops.join("playbook.toml")).unwrap();
-    std::fs::write(
-        ops.join("playbook.toml"),
-        playbook.replacen(
-            "fields = { host = \"string\", days_left = \"number\" }",
-            "fields = { host = \"string\", days_left = \"number\", items = \"list?\" }",
-            1,
-        ),
-    )
-    .unwrap();
+    with_pair_rules(&ops, 40);
     let config = std::fs::read_to_string(ops.join("signalbox.toml")).unwrap();
     std::fs::write(
         ops.join("signalbox.toml"),
