@@ -120,7 +120,10 @@ fn a_view_switch_answers_within_a_second_during_and_after_a_storm() {
         .unwrap_or_else(|| panic!("the load reports what was acknowledged: {report}"));
     tmux(&["send-keys", "-t", &session, ":signals", "Enter"]);
     tmux(&["send-keys", "-t", &session, "/bench", "Enter"]);
-    assert!(acknowledged < 45_000, "the table keeps 50,000 signals: {report}");
+    assert!(
+        acknowledged < 45_000,
+        "the table keeps 50,000 signals: {report}"
+    );
     let all = acknowledged;
     wait_for(
         &session,
