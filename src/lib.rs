@@ -45,9 +45,15 @@ pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 pub fn shrink<K: Eq + std::hash::Hash, V, S: std::hash::BuildHasher>(
     map: &mut std::collections::HashMap<K, V, S>,
 ) {
-    if map.capacity() > 4 * map.len().max(1024) {
-        map.shrink_to(2 * map.len());
+    if let Some(room) = room_to_keep(map.len(), map.capacity()) {
+        map.shrink_to(room);
     }
+}
+
+/// `shrink`'s rule for any collection: the room to keep when one holding
+/// `len` has room for `capacity`, if it is time to give some back.
+pub fn room_to_keep(len: usize, capacity: usize) -> Option<usize> {
+    (capacity > 4 * len.max(1024)).then_some(2 * len)
 }
 
 /// A playbook or step catalogue that cannot be used.

@@ -319,9 +319,6 @@ impl Engine {
                 }
             }
             crate::shrink(&mut self.awaiting);
-            if self.flow_labels.capacity() > 4 * self.flow_labels.len().max(1024) {
-                self.flow_labels.shrink_to(2 * self.flow_labels.len());
-            }
         }
     }
 
@@ -348,6 +345,12 @@ impl Engine {
             self.feedback(&id, a.features(), label, now);
         }
         crate::shrink(&mut self.awaiting);
+        // The labels leave here, past the horizon: their queue gives its
+        // room back here too.
+        if let Some(room) = crate::room_to_keep(self.flow_labels.len(), self.flow_labels.capacity())
+        {
+            self.flow_labels.shrink_to(room);
+        }
     }
 }
 
