@@ -22,6 +22,7 @@ pub mod page;
 pub mod playbook;
 pub mod replay;
 pub mod review;
+pub mod setup;
 pub mod signal;
 pub mod sim;
 #[cfg(test)]

@@ -73,25 +73,8 @@ struct ConsoleArgs {
     /// (the deployment's data directory, or --data-dir) is resumed.
     #[arg(long = "config")]
     config_dir: Option<PathBuf>,
-    /// A candidate policy file deciding beside the live policies, never
-    /// acting (shadow mode): Overview says how often it agrees, `:changes`
-    /// lists where it chose otherwise.
-    #[arg(long)]
-    shadow: Option<PathBuf>,
-    /// A candidate model checkpoint (`signalbox model export`) deciding
-    /// beside the live model, with the --shadow policy or the live one,
-    /// never acting and never learning.
-    #[arg(long)]
-    shadow_model: Option<PathBuf>,
-    /// A candidate playbook (its own options per signal type) deciding
-    /// beside the live one, with the --shadow policy or the live one.
-    #[arg(long)]
-    shadow_playbook: Option<PathBuf>,
-    /// A guarded ramp file: its candidate policy takes a growing share of
-    /// decisions, gated step by step (`:changes` shows it; a lead answers
-    /// a pause with `:ramp advance|extend|rollback`).
-    #[arg(long)]
-    ramp: Option<PathBuf>,
+    #[command(flatten)]
+    candidates: signalbox::decide::CandidateFiles,
 }
 
 #[derive(Subcommand)]
@@ -185,23 +168,8 @@ enum Command {
         /// Also read signals from a JSON-lines file: jsonl:PATH, or jsonl:- for stdin (repeatable).
         #[arg(long = "source")]
         sources: Vec<String>,
-        /// A candidate policy file deciding every signal beside the live one,
-        /// never acting (shadow mode): its choice is in each decision, its
-        /// agreement in /metrics.
-        #[arg(long)]
-        shadow: Option<PathBuf>,
-        /// A candidate model checkpoint (`signalbox model export`) deciding
-        /// beside the live model, never acting and never learning.
-        #[arg(long)]
-        shadow_model: Option<PathBuf>,
-        /// A candidate playbook deciding beside the live one, never acting.
-        #[arg(long)]
-        shadow_playbook: Option<PathBuf>,
-        /// A guarded ramp file, started unless that candidate has already
-        /// ramped here (`GET /v1/ramp`; a lead calls a paused one with
-        /// `POST /v1/ramp/advance|extend|rollback`).
-        #[arg(long)]
-        ramp: Option<PathBuf>,
+        #[command(flatten)]
+        candidates: signalbox::decide::CandidateFiles,
     },
     /// Signals the engine could not decide: list them, retry one, or drop it.
     #[command(subcommand)]
@@ -287,21 +255,8 @@ struct RunArgs {
     /// Skip the rules-only baseline run.
     #[arg(long)]
     no_baseline: bool,
-    /// A candidate policy file deciding every signal beside the live one,
-    /// never acting; the report's `shadow` says how often it agreed.
-    #[arg(long)]
-    shadow: Option<PathBuf>,
-    /// A candidate model checkpoint (`signalbox model export`) deciding
-    /// beside the live model (with --shadow's policy or the live one),
-    /// never acting and never learning; the report's `shadow` says how
-    /// often it agreed.
-    #[arg(long)]
-    shadow_model: Option<PathBuf>,
-    /// A candidate playbook (its own options per signal type) deciding
-    /// beside the live one, never acting; the report's `shadow` says how
-    /// often it agreed.
-    #[arg(long)]
-    shadow_playbook: Option<PathBuf>,
+    #[command(flatten)]
+    candidates: signalbox::decide::CandidateFiles,
     /// A drill: this far into the run (e.g. 3h) a corrupted checkpoint
     /// replaces the model; the report's `model_breaker` says what the
     /// breaker on the model made of it.
@@ -311,11 +266,6 @@ struct RunArgs {
     /// corruption is put back.
     #[arg(long, value_parser = parse_span, requires = "corrupt_model_at")]
     restore_model_at: Option<chrono::Duration>,
-    /// A guarded ramp file: its candidate policy takes a growing share of
-    /// decisions, step by step, gated on overrides, within-SLA and an
-    /// off-policy lower bound; the report's `ramp` says how it ended.
-    #[arg(long)]
-    ramp: Option<PathBuf>,
     /// With --ramp: how far into the run it starts (the model has had time
     /// to learn by then).
     #[arg(long, value_parser = parse_span, default_value = "2h", requires = "ramp")]
@@ -366,18 +316,19 @@ fn headless(args: &RunArgs) -> Result<()> {
         data_dir: dir.clone(),
         learning: true,
         policy_file: args.policy.clone(),
-        shadow_file: args.shadow.clone(),
-        shadow_model_file: args.shadow_model.clone(),
-        shadow_playbook_file: args.shadow_playbook.clone(),
+        candidates: args.candidates.clone(),
         corrupt_model_at: args.corrupt_model_at,
         restore_model_at: args.restore_model_at,
-        ramp: args.ramp.clone().map(|file| (file, args.ramp_at)),
+        ramp_at: args.ramp_at,
     };
     let model = run::run(&options).with_context(|| format!("model run in {}", dir.display()))?;
     let baseline_options = RunOptions {
         data_dir: dir.join("baseline"),
         learning: false,
-        ramp: None,
+        candidates: signalbox::decide::CandidateFiles {
+            ramp: None,
+            ..options.candidates.clone()
+        },
         ..options
     };
     let baseline = if args.no_baseline {
@@ -400,7 +351,7 @@ fn headless(args: &RunArgs) -> Result<()> {
     if let Some(ramp) = &model.ramp {
         report["ramp"] = run::ramp_report(ramp);
     }
-    if args.shadow.is_some() || args.shadow_model.is_some() || args.shadow_playbook.is_some() {
+    if args.candidates.shadows() {
         let shadow = signalbox::journal::read::shadow(&dir)
             .with_context(|| format!("reading the shadow's choices in {}", dir.display()))?;
         report["shadow"] = serde_json::to_value(shadow)?;
@@ -476,10 +427,13 @@ fn console(args: &ConsoleArgs) -> Result<()> {
     }
     init_logging(&data_dir)?;
     let (http_limits, body_timeout) = config.http_limits()?;
-    let claim_expiry = match &deployment {
-        Some(d) => d.server.claim_expiry()?,
-        None => config.claim_expiry()?,
+    // The settings the engine runs under, checked before the terminal is taken.
+    let server = match &deployment {
+        Some(d) => d.server.clone(),
+        None => config.clone(),
     };
+    server.claim_expiry()?;
+    server.execution_durations()?;
     signalbox::console::run(signalbox::console::ConsoleOptions {
         seed: args.seed,
         speed,
@@ -507,11 +461,8 @@ fn console(args: &ConsoleArgs) -> Result<()> {
         http_limits,
         body_timeout,
         deployment,
-        claim_expiry,
-        shadow: args.shadow.clone(),
-        shadow_model: args.shadow_model.clone(),
-        shadow_playbook: args.shadow_playbook.clone(),
-        ramp: args.ramp.clone(),
+        server,
+        candidates: args.candidates.clone(),
     })
 }
 
@@ -527,21 +478,12 @@ fn main() -> ExitCode {
             tokens,
             body_limit,
             sources,
-            shadow,
-            shadow_model,
-            shadow_playbook,
-            ramp,
+            candidates,
         }) => {
             let what = match (config_dir, demo) {
                 (Some(dir), _) => Some(cmd::serve::Runs::Deployment(dir)),
                 (None, true) => Some(cmd::serve::Runs::Demo),
                 (None, false) => None,
-            };
-            let candidates = cmd::serve::Candidates {
-                shadow,
-                shadow_model,
-                shadow_playbook,
-                ramp,
             };
             cmd::serve::serve(
                 what, listen, data_dir, tokens, body_limit, sources, candidates,

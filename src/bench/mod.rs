@@ -12,8 +12,8 @@ use chrono::{DateTime, Duration, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::engine::runner::IN_FLIGHT;
 use crate::engine::{Engine, EngineError};
-use crate::intake::service::IN_FLIGHT;
 use crate::journal::{self, JournalError};
 use crate::signal::Signal;
 use crate::sim::{Simulator, default_start, stream, world};

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
+use signalbox::setup::Runs;
 
 use super::JournalPlace;
 use crate::{QuarantineCommand, QuarantineTarget};
@@ -37,24 +38,29 @@ pub(crate) fn open_journal(place: &JournalPlace) -> Result<signalbox::engine::En
         bail!("no journal at {}", dir.display());
     }
     let now = chrono::Utc::now();
-    match &place.deployment {
-        Some(deployment) => {
-            let config = super::deployment_engine(deployment, dir);
-            let world = deployment.organization.world.clone();
-            Ok(signalbox::engine::Engine::open(config, world, now)?)
-        }
-        None => {
-            let start = signalbox::sim::default_start();
-            let mut world_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-            let world = signalbox::sim::world::northwind(&mut world_rng, start);
-            let config = signalbox::sim::engine_config(dir, 0);
-            Ok(signalbox::engine::Engine::open(
-                config,
-                world,
-                now.max(start),
-            )?)
-        }
-    }
+    let demo = signalbox::config::Config::default();
+    let (runs, now) = match &place.deployment {
+        Some(deployment) => (Runs::Deployment(deployment), now),
+        // The demo's world as the embedded default starts it.
+        None => (
+            Runs::Demo {
+                seed: 0,
+                server: &demo,
+            },
+            now.max(signalbox::sim::default_start()),
+        ),
+    };
+    let setup = signalbox::setup::engine(
+        runs,
+        dir,
+        Default::default(),
+        signalbox::sim::default_start(),
+    )?;
+    Ok(signalbox::engine::Engine::open(
+        setup.config,
+        setup.world,
+        now,
+    )?)
 }
 
 pub(crate) fn check_cmd(place: &JournalPlace, json: bool) -> Result<()> {
@@ -213,7 +219,7 @@ impl CandidateArgs {
                 Scoring::Off
             }
             Some(path) => {
-                let model = signalbox::engine::load_checkpoint(Path::new(path))?;
+                let model = signalbox::decide::candidate::load_checkpoint(Path::new(path))?;
                 name.push(format!(
                     "the model of checkpoint {path} ({} updates)",
                     model.updates()

@@ -26,20 +26,6 @@ pub(crate) fn load_deployment(dir: &Path) -> Result<signalbox::deploy::Deploymen
     })
 }
 
-/// The engine's settings for a deployment's journal in `data_dir`: its
-/// rules, its webhook executors, and who writes the journal. (People's
-/// steps are tasks: no executor.)
-pub(crate) fn deployment_engine(
-    deployment: &signalbox::deploy::Deployment,
-    data_dir: &Path,
-) -> signalbox::engine::EngineConfig {
-    let mut config = signalbox::engine::EngineConfig::new(data_dir, 1);
-    config.rules = Some(deployment.rules.clone());
-    config.author = signalbox::journal::author::Author::deployment(&deployment.dir);
-    config.webhooks = deployment.webhooks();
-    config
-}
-
 /// Where a command on a journal finds it, and under which deployment.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct JournalArgs {

@@ -21,8 +21,6 @@ struct ServeSettings {
     tokens: signalbox::intake::auth::Tokens,
     limits: signalbox::intake::server::Limits,
     body_timeout: std::time::Duration,
-    retry_base: Option<chrono::Duration>,
-    breaker_cooldown: Option<chrono::Duration>,
     listen: std::net::SocketAddr,
 }
 
@@ -52,7 +50,6 @@ fn serve_settings(
         (None, None) => signalbox::intake::DEFAULT_LISTEN.parse()?,
     };
     intake::check_exposure(&listen, &tokens)?;
-    let (retry_base, breaker_cooldown) = config.execution_durations()?;
     for (executor, url) in &config.webhooks {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("config webhooks.{executor}: {url:?} must be http:// or https://");
@@ -63,32 +60,36 @@ fn serve_settings(
         tokens,
         limits,
         body_timeout,
-        retry_base,
-        breaker_cooldown,
         listen,
     })
 }
 
-/// The engine's settings, the world it starts from and the deployment (if
-/// any) for what `serve` runs on.
+/// The engine's setup, the deployment (if any) and the server's settings
+/// for what `serve` runs on, on the journal in `data_dir` (default: the
+/// deployment's data directory, else the settings' or the platform's).
 fn engine_setup(
     runs: &Runs,
     data_dir: Option<PathBuf>,
+    candidates: signalbox::decide::CandidateFiles,
 ) -> Result<(
-    signalbox::engine::EngineConfig,
-    signalbox::context::World,
+    signalbox::setup::Setup,
     Option<signalbox::deploy::Deployment>,
     signalbox::config::Config,
 )> {
-    use rand::SeedableRng;
+    use signalbox::setup::{self, Runs as Engine};
+    let start = signalbox::sim::default_start();
     match runs {
         Runs::Deployment(dir) => {
             let deployment = super::load_deployment(dir)?;
             let data_dir = data_dir.unwrap_or_else(|| deployment.data_dir());
-            let config = super::deployment_engine(&deployment, &data_dir);
-            let world = deployment.organization.world.clone();
+            let setup = setup::engine(
+                Engine::Deployment(&deployment),
+                &data_dir,
+                candidates,
+                start,
+            )?;
             let server = deployment.server.clone();
-            Ok((config, world, Some(deployment), server))
+            Ok((setup, Some(deployment), server))
         }
         Runs::Demo => {
             let server =
@@ -97,13 +98,12 @@ fn engine_setup(
                 Some(d) => d,
                 None => default_data_dir()?.join("serve"),
             };
-            let world = signalbox::sim::world::northwind(
-                &mut rand_chacha::ChaCha8Rng::seed_from_u64(1),
-                signalbox::sim::default_start(),
-            );
-            let mut config = signalbox::sim::engine_config(&dir, 1);
-            config.webhooks = server.webhooks.clone();
-            Ok((config, world, None, server))
+            let runs = Engine::Demo {
+                seed: 1,
+                server: &server,
+            };
+            let setup = setup::engine(runs, &dir, candidates, start)?;
+            Ok((setup, None, server))
         }
     }
 }
@@ -128,15 +128,6 @@ fn spawn_sources(paths: Vec<String>, engine: &signalbox::engine::host::Handle) -
     Ok(())
 }
 
-/// Candidate policies beside the live one: deciding in the shadow, or
-/// ramping (`--shadow`, `--ramp`).
-pub(crate) struct Candidates {
-    pub shadow: Option<PathBuf>,
-    pub shadow_model: Option<PathBuf>,
-    pub shadow_playbook: Option<PathBuf>,
-    pub ramp: Option<PathBuf>,
-}
-
 // Over 80 lines: the start and the ordered shutdown of serve's parts read together.
 
 pub(crate) fn serve(
@@ -146,7 +137,7 @@ pub(crate) fn serve(
     tokens: Vec<String>,
     body_limit: usize,
     sources: Vec<String>,
-    candidates: Candidates,
+    candidates: signalbox::decide::CandidateFiles,
 ) -> Result<()> {
     use signalbox::intake::{self, AppState, service};
     let Some(runs) = runs else {
@@ -161,18 +152,11 @@ pub(crate) fn serve(
         .iter()
         .map(|s| signalbox::intake::file::parse_spec(s))
         .collect::<Result<_, _>>()?;
-    let (mut engine_config, world, deployment, server) = engine_setup(&runs, data_dir)?;
+    let (setup, deployment, server) = engine_setup(&runs, data_dir, candidates)?;
     let settings = serve_settings(server, listen, tokens)?;
     let config = &settings.config;
-    let dir = engine_config.data_dir.clone();
+    let dir = setup.config.data_dir.clone();
     init_logging(&dir)?;
-    engine_config.retry_base = settings.retry_base;
-    engine_config.breaker_cooldown = settings.breaker_cooldown;
-    engine_config.claim_expiry = config.claim_expiry()?;
-    engine_config.shadow_policy_file = candidates.shadow;
-    engine_config.shadow_model_file = candidates.shadow_model;
-    engine_config.shadow_playbook_file = candidates.shadow_playbook;
-    engine_config.ramp_file = candidates.ramp;
     let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.clone());
     let mut probe_configs = config.probes.clone();
     if let Some(d) = &deployment {
@@ -196,14 +180,7 @@ pub(crate) fn serve(
         engine_thread,
         events,
         log_writer,
-    } = service::start(
-        engine_config,
-        world,
-        deployment.is_some(),
-        Some(dispatch_tx),
-        notifier,
-        config.max_backlog(),
-    )?;
+    } = service::start(setup, Some(dispatch_tx), notifier, config.max_backlog())?;
     spawn_sources(paths, &engine)?;
     let probes: Vec<signalbox::intake::probe::Probe> = probe_configs
         .into_iter()

@@ -1,23 +1,27 @@
-//! The engine's own thread in the console: the host's turns, paced by
-//! simulated time. Each turn carries out the commands that arrived (the
+//! The engine's own thread in the console: the engine's runner, paced by
+//! simulated time beside the simulator, or by the wall clock on a
+//! deployment. Each turn carries out the commands that arrived (the
 //! operator's, and the HTTP intake's when it listens), decides what the
 //! intake log acknowledged, advances the simulator at the chosen speed and
 //! publishes what happened. The UI never touches the engine; it sends
 //! `Command`s through a `Handle` and reads `Update`s.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::feed::Feed;
 use crate::engine::host::{Command, Handle, Host};
+use crate::engine::runner::{self, Pace, Runner};
 use crate::engine::{Engine, EngineError, EngineEvent};
 use crate::intake::log::IntakeLog;
+use crate::setup::Runs;
 use crate::sim::{Simulator, default_start, world};
 
 pub use crate::engine::overview::{BreakerRow, Overview as Status, ServiceRow, TeamRow, status};
@@ -47,26 +51,21 @@ pub struct DriverOptions {
     /// A deployment to run instead of the simulator: its rules and
     /// organization, the wall clock, people's steps as tasks.
     pub deployment: Option<Box<crate::deploy::Deployment>>,
-    pub claim_expiry: Option<Duration>,
-    /// A candidate policy file deciding beside the live one (shadow mode).
-    pub shadow: Option<PathBuf>,
-    /// A candidate model checkpoint deciding beside the live model.
-    pub shadow_model: Option<PathBuf>,
-    /// A candidate playbook deciding beside the live one.
-    pub shadow_playbook: Option<PathBuf>,
-    /// A guarded ramp file, started with the engine.
-    pub ramp: Option<PathBuf>,
+    /// The user's settings (`config.toml`), for the simulator.
+    pub server: crate::config::Config,
+    /// A shadow candidate and a guarded ramp beside the live rules.
+    pub candidates: crate::decide::CandidateFiles,
+    /// Where committed webhook steps go, and notices.
+    pub dispatcher: Option<crate::engine::host::Dispatcher>,
+    pub notifier: Option<crate::engine::host::Notifier>,
 }
-
-/// Signals decided from the intake log per turn (a turn every ~30 ms), at
-/// most; the rest wait for the next turns.
-const FROM_LOG: usize = 2048;
 
 /// The figures (`Update::Status`) are published this often.
 const STATUS_EVERY: StdDuration = StdDuration::from_millis(250);
 
-/// Commands carried out per turn, at most.
-const GROUP: usize = 512;
+/// Signals decided from the intake log per turn (a turn every ~30 ms), at
+/// most; the rest wait for the next turns.
+const FROM_LOG: usize = 2048;
 
 /// Starts the engine thread. Updates go to `feed`; commands come from
 /// `commands` (the receiving end of `handle`). The thread ends once
@@ -84,12 +83,7 @@ pub fn spawn(
             // its reader exists, dropping it halts the log as well, on a
             // panic too.)
             let log = options.intake.clone();
-            let driven = if options.deployment.is_some() {
-                drive_deployment(options, &handle, commands, &feed)
-            } else {
-                drive(options, &handle, commands, &feed)
-            };
-            if let Err(e) = driven {
+            if let Err(e) = drive(options, &handle, &commands, &feed) {
                 if let Some(log) = log {
                     log.halt(&format!("the console's engine stopped: {e}"));
                 }
@@ -98,39 +92,49 @@ pub fn spawn(
         })
 }
 
-/// The simulated world and its rules-only shadow: the same stream through
-/// an engine with the model off, so the Overview can compare decision
-/// quality.
-struct World {
-    sim: Simulator,
-    shadow_sim: Simulator,
-    shadow: Engine,
-}
-
+/// Opens the engine (on the simulator, or the deployment), runs it until
+/// the UI stops it or is gone, and closes its journal.
 fn drive(
-    options: DriverOptions,
+    mut options: DriverOptions,
     handle: &Handle,
-    commands: Receiver<Command>,
+    commands: &Receiver<Command>,
     feed: &Feed,
 ) -> Result<(), EngineError> {
+    let deployment = options.deployment.take();
     // A journal already here is resumed: simulated time goes on from its
     // last record, and the simulator numbers what it makes after the
     // signals it holds.
-    let (start, after) = resumed(&options.data_dir)?;
-    let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
-    // A console session runs a whole simulated week if left alone.
-    let mut sim = Simulator::after(options.seed, start, Duration::days(7), &world, after);
-    sim.set_colleagues(options.colleagues);
-    let mut config = crate::sim::engine_config(&options.data_dir, options.seed);
-    config.claim_expiry = options.claim_expiry;
-    config.shadow_policy_file = options.shadow.clone();
-    config.ramp_file = options.ramp.clone();
-    config.shadow_model_file = options.shadow_model.clone();
-    config.shadow_playbook_file = options.shadow_playbook.clone();
-    let engine = Engine::open(config, world, start)?;
+    let (start, after) = match &deployment {
+        Some(_) => (chrono::Utc::now(), 0),
+        None => resumed(&options.data_dir)?,
+    };
+    let runs = match &deployment {
+        Some(d) => Runs::Deployment(d),
+        None => Runs::Demo {
+            seed: options.seed,
+            server: &options.server,
+        },
+    };
+    let setup = crate::setup::engine(runs, &options.data_dir, options.candidates.clone(), start)
+        .map_err(|e| EngineError::Recovery {
+            dir: options.data_dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let mut beside = match deployment {
+        Some(_) => Beside::Wall(Watch::new(feed)),
+        None => Beside::Simulated(Box::new(World::new(&options, &setup, start, after, feed)?)),
+    };
+    let engine = Engine::open(setup.config, setup.world, start)?;
     let mut host = host_on(engine, options.intake.as_ref())?;
-    if after > 0 {
-        // What the resumed journal holds: the queue and the flows in flight.
+    host.notifier = options.notifier.take();
+    let events = feed.clone();
+    host.sink = Some(std::sync::Arc::new(
+        move |batch: Vec<(u64, EngineEvent)>| {
+            let _ = events.events(batch.into_iter().map(|(_, e)| e).collect());
+        },
+    ));
+    if deployment_or_resumed(&beside, after) {
+        // What the journal holds: the queue and the flows in flight.
         let state = crate::engine::overview::State::of(
             &host.engine,
             start,
@@ -138,38 +142,28 @@ fn drive(
         );
         let _ = feed.publish(Update::Snapshot(Box::new(state)));
     }
-    let baseline = options.data_dir.join("baseline");
-    let (_, shadow_after) = resumed(&baseline)?;
-    let shadow_world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
-    let shadow_sim = Simulator::after(
-        options.seed,
-        start,
-        Duration::days(7),
-        &shadow_world,
-        shadow_after,
-    );
-    let mut shadow_config = crate::sim::engine_config(&baseline, options.seed);
-    shadow_config.learning = false;
-    let shadow = Engine::open(shadow_config, shadow_world, start)?;
-    let mut world = World {
-        sim,
-        shadow_sim,
-        shadow,
+    let pace = match &beside {
+        Beside::Wall(_) => Pace::Wall,
+        Beside::Simulated(_) => Pace::Simulated {
+            speed: options.speed,
+            start,
+        },
     };
-    let result = turns(
-        &mut host,
-        &mut world,
-        options.speed,
-        start,
-        handle,
-        &commands,
-        feed,
-    );
-    let Host { engine, inbox, .. } = host;
-    drop(inbox);
+    let mut runner = Runner::new(host, pace);
+    runner.dispatcher = options.dispatcher.take();
+    let (engine, result) = runner.run(commands, handle, &mut beside);
     let closed = engine.close().map(drop);
-    let shadow_closed = world.shadow.close().map(drop);
+    let shadow_closed = match beside {
+        Beside::Simulated(world) => world.shadow.close().map(drop),
+        Beside::Wall(_) => Ok(()),
+    };
     result.and(closed).and(shadow_closed)
+}
+
+/// Whether the journal's state is published before the first turn: on a
+/// deployment always, on the simulator when it resumed a journal.
+fn deployment_or_resumed(beside: &Beside<'_>, after: u64) -> bool {
+    matches!(beside, Beside::Wall(_)) || after > 0
 }
 
 /// The engine behind its host, reading what the HTTP intake acknowledged
@@ -195,141 +189,128 @@ fn resumed(dir: &std::path::Path) -> Result<(chrono::DateTime<chrono::Utc>, u64)
     Ok((last.unwrap_or_else(default_start), signals))
 }
 
-/// A deployment on the wall clock: no simulator; what happens comes from
-/// the HTTP intake and the operator. A journal already in the data
-/// directory is resumed.
-fn drive_deployment(
-    mut options: DriverOptions,
-    handle: &Handle,
-    commands: Receiver<Command>,
-    feed: &Feed,
-) -> Result<(), EngineError> {
-    let Some(deployment) = options.deployment.take() else {
-        return Ok(());
-    };
-    let mut config = crate::engine::EngineConfig::new(&options.data_dir, options.seed);
-    config.rules = Some(deployment.rules.clone());
-    config.author = crate::journal::author::Author::deployment(&deployment.dir);
-    config.claim_expiry = options.claim_expiry;
-    config.shadow_policy_file = options.shadow.clone();
-    config.ramp_file = options.ramp.clone();
-    config.shadow_model_file = options.shadow_model.clone();
-    config.shadow_playbook_file = options.shadow_playbook.clone();
-    let world = deployment.organization.world.clone();
-    let mut engine = Engine::open(config, world.clone(), chrono::Utc::now())?;
-    engine.context.take_organization(world);
-    let mut host = host_on(engine, options.intake.as_ref())?;
-    // What a resumed journal holds: the queue and the flows in flight.
-    let state = crate::engine::overview::State::of(
-        &host.engine,
-        chrono::Utc::now(),
-        &crate::page::Page::everything(),
-    );
-    let _ = feed.publish(Update::Snapshot(Box::new(state)));
-    let mut last_status = Instant::now() - STATUS_EVERY;
-    let result = loop {
-        let Some(batch) = gather(&commands, handle) else {
-            break Ok(());
-        };
-        if let Some(reader) = &host.inbox {
-            reader.beat();
-        }
-        let now = chrono::Utc::now();
-        if let Some(turn) = host.turn(now, batch, |_| now)
-            && let Err(e) = turn.settle(None)
-        {
-            break Err(e);
-        }
-        if feed.events(host.engine.take_events()).is_err() {
-            break Ok(());
-        }
-        if due(&mut last_status)
-            && feed
-                .publish(Update::Status(Box::new(status(&host.engine, now))))
-                .is_err()
-        {
-            break Ok(());
-        }
-        std::thread::sleep(StdDuration::from_millis(30));
-    };
-    let Host { engine, inbox, .. } = host;
-    drop(inbox);
-    result.and(engine.close().map(drop))
+/// What runs beside the console's engine.
+enum Beside<'a> {
+    /// On a deployment: the figures, published now and then.
+    Wall(Watch<'a>),
+    /// The simulator, its rules-only shadow, and the figures.
+    Simulated(Box<World<'a>>),
 }
 
-/// Whether the figures are due again (every `STATUS_EVERY`); if so, from now.
-fn due(last: &mut Instant) -> bool {
-    let due = last.elapsed() >= STATUS_EVERY;
-    if due {
-        *last = Instant::now();
-    }
-    due
+/// Publishes the figures every `STATUS_EVERY`, and knows when the UI is gone.
+struct Watch<'a> {
+    feed: &'a Feed,
+    last_status: Instant,
+    gone: bool,
 }
 
-/// The commands waiting, up to `GROUP`; `None` once the UI is gone, or
-/// asked the engine to stop and nothing is left to carry out.
-fn gather(commands: &Receiver<Command>, handle: &Handle) -> Option<Vec<Command>> {
-    let mut batch = Vec::new();
-    while batch.len() < GROUP {
-        match commands.try_recv() {
-            Ok(c) => batch.push(c),
-            Err(TryRecvError::Empty) => break,
-            Err(TryRecvError::Disconnected) => return None,
+impl<'a> Watch<'a> {
+    fn new(feed: &'a Feed) -> Watch<'a> {
+        Watch {
+            feed,
+            last_status: Instant::now() - STATUS_EVERY,
+            gone: false,
         }
     }
-    (!(handle.stopping() && batch.is_empty())).then_some(batch)
+
+    /// The figures, when due; `Break` once the UI is gone.
+    fn after(
+        &mut self,
+        engine: &Engine,
+        now: DateTime<Utc>,
+        baseline: Option<&Engine>,
+    ) -> ControlFlow<()> {
+        if self.gone || self.feed.is_gone() {
+            return ControlFlow::Break(());
+        }
+        if self.last_status.elapsed() < STATUS_EVERY {
+            return ControlFlow::Continue(());
+        }
+        self.last_status = Instant::now();
+        let mut figures = status(engine, now);
+        if let Some(baseline) = baseline {
+            figures.baseline_hourly = baseline.metrics.hourly();
+        }
+        match self.feed.publish(Update::Status(Box::new(figures))) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
+        }
+    }
 }
 
-/// The turns, until the UI stops the engine or is gone.
-fn turns(
-    host: &mut Host,
-    world: &mut World,
-    speed: f64,
-    start: chrono::DateTime<chrono::Utc>,
-    handle: &Handle,
-    commands: &Receiver<Command>,
-    feed: &Feed,
-) -> Result<(), EngineError> {
-    let mut now = start;
-    let mut last = Instant::now();
-    let mut last_status = Instant::now() - STATUS_EVERY;
-    loop {
-        let Some(batch) = gather(commands, handle) else {
-            return Ok(());
+/// The simulated world and its rules-only shadow: the same stream through
+/// an engine with the model off, so the Overview can compare decision
+/// quality.
+struct World<'a> {
+    sim: Simulator,
+    shadow_sim: Simulator,
+    shadow: Engine,
+    watch: Watch<'a>,
+    /// The simulated time reached.
+    now: DateTime<Utc>,
+}
+
+impl<'a> World<'a> {
+    /// The simulator on the setup's world, numbering after the `after`
+    /// signals a resumed journal holds, and its shadow in `baseline/`.
+    fn new(
+        options: &DriverOptions,
+        setup: &crate::setup::Setup,
+        start: DateTime<Utc>,
+        after: u64,
+        feed: &'a Feed,
+    ) -> Result<World<'a>, EngineError> {
+        // A console session runs a whole simulated week if left alone.
+        let mut sim = Simulator::after(options.seed, start, Duration::days(7), &setup.world, after);
+        sim.set_colleagues(options.colleagues);
+        let baseline = options.data_dir.join("baseline");
+        let (_, shadow_after) = resumed(&baseline)?;
+        let shadow_world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
+        let shadow_sim = Simulator::after(
+            options.seed,
+            start,
+            Duration::days(7),
+            &shadow_world,
+            shadow_after,
+        );
+        let mut shadow_config = crate::sim::engine_config(&baseline, options.seed);
+        shadow_config.learning = false;
+        let shadow = Engine::open(shadow_config, shadow_world, start)?;
+        Ok(World {
+            sim,
+            shadow_sim,
+            shadow,
+            watch: Watch::new(feed),
+            now: start,
+        })
+    }
+}
+
+impl runner::Beside for Beside<'_> {
+    fn advance(&mut self, engine: &mut Engine, to: DateTime<Utc>) -> DateTime<Utc> {
+        let Beside::Simulated(world) = self else {
+            engine.tick(to);
+            return to;
         };
-        if let Some(reader) = &host.inbox {
-            reader.beat();
+        while world.now < to && !world.watch.gone {
+            world.now = (world.now + crate::sim::run::STEP).min(to);
+            let events = world.sim.step(engine, world.now);
+            world.shadow_sim.step(&mut world.shadow, world.now);
+            world.watch.gone = world.watch.feed.events(events).is_err();
         }
-        let elapsed = last.elapsed();
-        last = Instant::now();
-        let target = now + Duration::milliseconds((elapsed.as_secs_f64() * speed * 1000.0) as i64);
-        let mut gone = false;
-        let turn = host.turn(now, batch, |engine| {
-            while now < target && !gone {
-                now = (now + crate::sim::run::STEP).min(target);
-                let events = world.sim.step(engine, now);
-                world.shadow_sim.step(&mut world.shadow, now);
-                gone = feed.events(events).is_err();
-            }
-            now
-        });
-        world.shadow.flush()?;
-        if let Some(turn) = turn {
-            turn.settle(None)?;
-        }
-        if gone {
-            return Ok(());
-        }
-        if feed.events(host.engine.take_events()).is_err() {
-            return Ok(());
-        }
-        if due(&mut last_status) {
-            let mut st = status(&host.engine, now);
-            st.baseline_hourly = world.shadow.metrics.hourly();
-            if feed.publish(Update::Status(Box::new(st))).is_err() {
-                return Ok(());
+        world.now
+    }
+
+    fn after_turn(&mut self, engine: &Engine, now: DateTime<Utc>) -> ControlFlow<()> {
+        match self {
+            Beside::Wall(watch) => watch.after(engine, now, None),
+            Beside::Simulated(world) => {
+                if let Err(e) = world.shadow.flush() {
+                    tracing::error!(error = %e, "the baseline's journal");
+                    return ControlFlow::Break(());
+                }
+                world.watch.after(engine, now, Some(&world.shadow))
             }
         }
-        std::thread::sleep(StdDuration::from_millis(30));
     }
 }

@@ -52,16 +52,10 @@ pub struct ConsoleOptions {
     pub body_timeout: std::time::Duration,
     /// A deployment to run instead of the Northwind simulator.
     pub deployment: Option<Box<crate::deploy::Deployment>>,
-    /// How long a claim holds a review item (`[review] claim_expiry`).
-    pub claim_expiry: Option<chrono::Duration>,
-    /// A candidate policy file deciding beside the live one (shadow mode).
-    pub shadow: Option<PathBuf>,
-    /// A candidate model checkpoint deciding beside the live model.
-    pub shadow_model: Option<PathBuf>,
-    /// A candidate playbook deciding beside the live one.
-    pub shadow_playbook: Option<PathBuf>,
-    /// A guarded ramp file, started with the engine.
-    pub ramp: Option<PathBuf>,
+    /// The settings in force: the deployment's, or the user's `config.toml`.
+    pub server: crate::config::Config,
+    /// A shadow candidate and a guarded ramp beside the live rules.
+    pub candidates: crate::decide::CandidateFiles,
 }
 
 /// Frames are drawn at most this often.
@@ -73,10 +67,10 @@ const FOLD_BUDGET: Duration = Duration::from_millis(8);
 
 /// Loads theme and keymap, reporting problems as start-up warnings and
 /// falling back to the defaults.
-pub fn load_look(options: &ConsoleOptions, warnings: &mut Vec<String>) -> (Theme, Keymap) {
+pub fn load_look(theme: &str, keymap: &str, warnings: &mut Vec<String>) -> (Theme, Keymap) {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let themes = crate::config::user_dir("themes");
-    let theme = match Theme::load(&options.theme, themes.as_deref(), no_color) {
+    let theme = match Theme::load(theme, themes.as_deref(), no_color) {
         Ok(t) => t,
         Err(e) => {
             warnings.push(format!("{e}; using the default theme"));
@@ -84,7 +78,7 @@ pub fn load_look(options: &ConsoleOptions, warnings: &mut Vec<String>) -> (Theme
         }
     };
     let keymaps = crate::config::user_dir("keymaps");
-    let keymap = match Keymap::load(&options.keymap, keymaps.as_deref()) {
+    let keymap = match Keymap::load(keymap, keymaps.as_deref()) {
         Ok(k) => k,
         Err(e) => {
             warnings.push(format!("{e}; using the default keymap"));
@@ -99,7 +93,7 @@ pub fn load_look(options: &ConsoleOptions, warnings: &mut Vec<String>) -> (Theme
 
 pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     let mut warnings = Vec::new();
-    let (theme, keymap) = load_look(&options, &mut warnings);
+    let (theme, keymap) = load_look(&options.theme, &options.keymap, &mut warnings);
     let (handle, command_rx) = Handle::channel(options.data_dir.clone());
     let (feed, tap) = feed::Feed::channel();
     let mut sources = match &options.deployment {
@@ -144,6 +138,13 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             }
         }
     };
+    let outbound = match Outbound::start(&options, &handle) {
+        Ok(o) => o,
+        Err(e) => {
+            warnings.push(format!("webhooks and notifications off: {e}"));
+            Outbound::default()
+        }
+    };
     let engine = driver::spawn(
         DriverOptions {
             seed: options.seed,
@@ -152,11 +153,10 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             colleagues: options.colleagues,
             intake,
             deployment: options.deployment.clone(),
-            claim_expiry: options.claim_expiry,
-            shadow: options.shadow.clone(),
-            shadow_model: options.shadow_model.clone(),
-            shadow_playbook: options.shadow_playbook.clone(),
-            ramp: options.ramp.clone(),
+            server: options.server.clone(),
+            candidates: options.candidates.clone(),
+            dispatcher: outbound.dispatcher.clone(),
+            notifier: outbound.notifier.clone(),
         },
         handle.clone(),
         command_rx,
@@ -191,6 +191,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             handle.stop();
             let _ = engine.join();
             stop_intake(serving);
+            outbound.stop();
             anyhow::bail!(
                 "the console needs a terminal ({e}); without one use `signalbox run --headless` or `signalbox serve`"
             );
@@ -201,6 +202,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     handle.stop();
     let _ = engine.join();
     stop_intake(serving);
+    outbound.stop();
     result
 }
 
@@ -217,27 +219,7 @@ pub struct AttachOptions {
 /// its state from the server's events, actions through its HTTP API.
 pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
     let mut warnings = Vec::new();
-    let look = ConsoleOptions {
-        seed: 0,
-        speed: 0.0,
-        data_dir: PathBuf::new(),
-        operator: options.operator.clone(),
-        theme: options.theme.clone(),
-        keymap: options.keymap.clone(),
-        colleagues: 0,
-        listen: None,
-        tokens: Vec::new(),
-        max_backlog: 0,
-        http_limits: crate::intake::server::Limits::default(),
-        body_timeout: Duration::from_secs(1),
-        deployment: None,
-        claim_expiry: None,
-        shadow: None,
-        shadow_model: None,
-        shadow_playbook: None,
-        ramp: None,
-    };
-    let (theme, keymap) = load_look(&look, &mut warnings);
+    let (theme, keymap) = load_look(&options.theme, &options.keymap, &mut warnings);
     let remote = attach::Remote::new(&options.url, options.token.clone())?;
     let (feed, tap) = feed::Feed::channel();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -265,6 +247,59 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
     drop(tap);
     drop(follower);
     result
+}
+
+/// The deployment's webhook steps and notifications, sent as `serve`
+/// sends them, on a runtime of their own; none when there is nothing to
+/// send (the demo's steps are simulated).
+#[derive(Default)]
+struct Outbound {
+    runtime: Option<tokio::runtime::Runtime>,
+    dispatcher: Option<crate::engine::host::Dispatcher>,
+    notifier: Option<crate::engine::host::Notifier>,
+}
+
+impl Outbound {
+    fn start(options: &ConsoleOptions, handle: &Handle) -> std::io::Result<Outbound> {
+        let webhooks = options
+            .deployment
+            .as_ref()
+            .is_some_and(|d| !d.webhooks().is_empty())
+            || !options.server.webhooks.is_empty();
+        let receivers = options.server.notify.clone();
+        if !webhooks && receivers.is_empty() {
+            return Ok(Outbound::default());
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("console-outbound")
+            .enable_all()
+            .build()?;
+        let ca_file = options.server.tls.as_ref().and_then(|t| t.ca_file.clone());
+        let (dispatcher, steps) = tokio::sync::mpsc::unbounded_channel();
+        runtime.spawn(crate::intake::webhook::run(
+            steps,
+            handle.clone(),
+            ca_file.clone(),
+        ));
+        let notifier = (!receivers.is_empty()).then(|| {
+            let (notifier, notices) = tokio::sync::mpsc::unbounded_channel();
+            runtime.spawn(crate::intake::notify::run(notices, receivers, ca_file));
+            notifier
+        });
+        Ok(Outbound {
+            runtime: Some(runtime),
+            dispatcher: Some(dispatcher),
+            notifier,
+        })
+    }
+
+    /// Stops sending (what is queued is dropped: the journal holds it).
+    fn stop(self) {
+        if let Some(runtime) = self.runtime {
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
 }
 
 /// Stops the HTTP intake, then waits for its log's writer, which ends once

@@ -5,6 +5,7 @@
 //! signal, the context and its own model and returns a `Decision` record that
 //! holds everything needed to explain it later. It never does IO.
 
+pub mod candidate;
 pub mod celval;
 
 pub mod estimate;
@@ -35,6 +36,7 @@ use crate::context::Context;
 use crate::playbook::Playbook;
 use crate::playbook::steps::StepCatalogue;
 use crate::signal::Signal;
+pub use candidate::{Candidate, CandidateFiles};
 use model::Model;
 use policy::{OptionView, PolicyHit, PolicySet, Priority, Role, Verdict};
 
@@ -79,15 +81,8 @@ pub struct Decider {
     option_views: OptionViews,
     /// See `Decision::rules_version`.
     pub rules_version: String,
-    /// A candidate policy deciding beside the live one, never acting.
-    pub shadow: Option<Arc<PolicySet>>,
-    /// A candidate model (a checkpoint, as it is: it does not learn)
-    /// scoring the shadow's choice, with the shadow policy or the live one.
-    pub shadow_model: Option<Model>,
-    /// A candidate playbook offering the shadow its own options (with the
-    /// shadow policy or the live one), and its options' views.
-    pub shadow_playbook: Option<Arc<Playbook>>,
-    shadow_views: OptionViews,
+    /// A candidate deciding beside the live rules, never acting.
+    pub shadow: Option<Candidate>,
     /// The model's breaker is open (`watch`): decisions are the rules'
     /// alone while the model goes on scoring and learning beside them.
     pub model_held: bool,
@@ -97,7 +92,7 @@ pub struct Decider {
 
 /// A ramp's candidate and its coverage, as the engine sets them
 /// (`ramp::Ramp` keeps the rest).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RampArm {
     pub id: String,
     pub step: usize,
@@ -106,7 +101,15 @@ pub struct RampArm {
     pub coverage: f64,
     /// Empty: every class.
     pub classes: Vec<String>,
-    pub candidate: Arc<PolicySet>,
+    /// Its policies (a ramp's candidate has no playbook or model of its own).
+    pub candidate: Candidate,
+}
+
+impl RampArm {
+    /// The candidate's policies.
+    fn policy(&self) -> Option<&Arc<PolicySet>> {
+        self.candidate.policy.as_ref()
+    }
 }
 
 /// What decisions are made under, besides the model: the playbook, the
@@ -141,9 +144,6 @@ impl Decider {
             option_views: OptionViews::new(),
             rules_version: String::new(),
             shadow: None,
-            shadow_model: None,
-            shadow_playbook: None,
-            shadow_views: OptionViews::new(),
             model_held: false,
             ramp: None,
         }
@@ -156,7 +156,9 @@ impl Decider {
         self.policy = rules.policy;
         self.rules_version = rules.version;
         self.option_views.clear();
-        self.shadow_views.clear();
+        if let Some(shadow) = &mut self.shadow {
+            shadow.forget_views();
+        }
     }
 
     /// Decides one case: the policies and the model rank its options, and
@@ -181,9 +183,23 @@ impl Decider {
             .ramp
             .as_ref()
             .filter(|r| ramp::covers(&r.classes, choice.class))
-            .map(|r| (r.clone(), ramp::arm_for(&r.id, &case.id, r.coverage)));
+            .map(|r| {
+                let candidate = r
+                    .policy()
+                    .map_or_else(|| Arc::clone(&self.policy), Arc::clone);
+                let mark = ramp::RampMark {
+                    ramp: r.id.clone(),
+                    step: r.step,
+                    batch: r.batch.unwrap_or(0),
+                    arm: ramp::arm_for(&r.id, &case.id, r.coverage),
+                    coverage: r.coverage,
+                    candidate: 0.0,
+                    live: 0.0,
+                };
+                (candidate, mark)
+            });
         let policy = match &ramped {
-            Some((r, ramp::Arm::Candidate)) => Arc::clone(&r.candidate),
+            Some((candidate, mark)) if mark.arm == ramp::Arm::Candidate => Arc::clone(candidate),
             _ => Arc::clone(&self.policy),
         };
         let score = |name: &str| self.model_score(name, &case.features);
@@ -216,10 +232,10 @@ impl Decider {
         let features = &case.features;
         let shadow = self.shadow_choice(&case, (kind, &signal), input.view());
         // The other arm's chance of what this one did.
-        let mark = ramped.map(|(r, arm)| {
-            let other = match arm {
+        let mark = ramped.map(|(candidate, mut mark)| {
+            let other = match mark.arm {
                 ramp::Arm::Candidate => Arc::clone(&self.policy),
-                ramp::Arm::Live => Arc::clone(&r.candidate),
+                ramp::Arm::Live => candidate,
             };
             let (other_options, best) = self.best_pick(
                 (&other, None, None),
@@ -231,19 +247,11 @@ impl Decider {
             );
             let review = pick.mode == Mode::Review && !branch;
             let theirs = ramp::chance(&best, &other_options, &pick.proposal, review);
-            let (candidate, live) = match arm {
+            (mark.candidate, mark.live) = match mark.arm {
                 ramp::Arm::Candidate => (pick.propensity, theirs),
                 ramp::Arm::Live => (theirs, pick.propensity),
             };
-            ramp::RampMark {
-                ramp: r.id,
-                step: r.step,
-                batch: r.batch.unwrap_or(0),
-                arm,
-                coverage: r.coverage,
-                candidate,
-                live,
-            }
+            mark
         });
         let ruling = Ruling {
             options,
@@ -422,8 +430,8 @@ impl Decider {
         build_views(&mut self.option_views, &self.playbook, &self.steps, names);
     }
 
-    /// What a shadow candidate (`shadow`, `shadow_model`, `shadow_playbook`,
-    /// each the live one where none) makes of a case: its best, never
+    /// What the shadow candidate (its policies, playbook and model, each
+    /// the live one where it has none) makes of a case: its best, never
     /// exploring; none without a candidate, or when the candidate playbook
     /// has no such fan-out branch.
     fn shadow_choice(
@@ -432,19 +440,19 @@ impl Decider {
         signal: (&str, &celval::Json),
         view: celval::ContextView<'_>,
     ) -> Option<ShadowChoice> {
-        if self.shadow.is_none() && self.shadow_model.is_none() && self.shadow_playbook.is_none() {
-            return None;
-        }
-        let policy = self
-            .shadow
+        // Taken out while it decides (read beside `rng`).
+        let mut candidate = self.shadow.take()?;
+        let policy = candidate
+            .policy
             .clone()
             .unwrap_or_else(|| Arc::clone(&self.policy));
-        // Taken out while the shadow decides (read beside `rng`).
-        let model = self.shadow_model.take();
-        let mut views = std::mem::take(&mut self.shadow_views);
-        let playbook = self.shadow_playbook.clone();
-        let model_version = model.as_ref().map(Model::version).unwrap_or_default();
-        let own = playbook
+        let model_version = candidate
+            .model
+            .as_ref()
+            .map(Model::version)
+            .unwrap_or_default();
+        let own = candidate
+            .playbook
             .as_deref()
             .map(|p| shadow_play(p, signal.0, case.parent.is_some(), case.choice.class));
         let choice = match &own {
@@ -455,15 +463,15 @@ impl Decider {
             let (proposal, mode) = if choice.record_only() {
                 (choice.default.to_string(), Mode::Record)
             } else {
-                let own_views = match &playbook {
+                let own_views = match &candidate.playbook {
                     Some(p) => {
-                        build_views(&mut views, p, &self.steps, choice.options);
-                        Some(&views)
+                        build_views(&mut candidate.views, p, &self.steps, choice.options);
+                        Some(&candidate.views)
                     }
                     None => None,
                 };
                 let (_, best) = self.best_pick(
-                    (&policy, model.as_ref(), own_views),
+                    (&policy, candidate.model.as_ref(), own_views),
                     &choice,
                     signal,
                     view,
@@ -479,8 +487,7 @@ impl Decider {
                 model_version,
             }
         });
-        self.shadow_model = model;
-        self.shadow_views = views;
+        self.shadow = Some(candidate);
         shadow
     }
 
@@ -644,7 +651,7 @@ impl Decider {
 }
 
 /// Options' views for policies, by name.
-type OptionViews = std::collections::HashMap<String, OptionView>;
+pub(crate) type OptionViews = std::collections::HashMap<String, OptionView>;
 
 /// Builds the views of `names` under `playbook` that `views` lacks.
 fn build_views(

@@ -384,6 +384,7 @@ impl std::fmt::Debug for PolicySet {
 pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
 
 /// The variables of the `option` scope.
+#[derive(Debug)]
 pub struct OptionView {
     pub name: String,
     pub value: serde_json::Value,

@@ -20,6 +20,7 @@ use tokio::sync::oneshot;
 use super::notices::Notice;
 use super::quarantine::{Release, Released};
 use super::reload::{Reload, Versions};
+use super::runner::Pace;
 use super::{Engine, EngineError, Ingested};
 use crate::flow::{Dispatch, Flow, Task, TaskAction, TaskFilter};
 use crate::journal::Commit;
@@ -243,9 +244,6 @@ impl Handle {
     }
 }
 
-/// Signals read from the intake log per turn, unless the host says otherwise.
-pub const FROM_LOG: usize = 512;
-
 /// Signals decided from the intake log, for the log to learn of once the
 /// journal holds their decisions.
 pub struct Decided {
@@ -348,17 +346,17 @@ impl Host {
         Host {
             engine,
             inbox,
-            from_log: FROM_LOG,
+            from_log: super::runner::FROM_LOG,
             notifier: None,
             sink: None,
         }
     }
 
-    /// One turn: the commands, up to `FROM_LOG` signals of the intake log,
-    /// whatever `drive` does with the engine (it returns the time it
-    /// brought the engine to), the timers at that time, and a flush.
-    /// `None` when there was nothing to do (a wake-up for signals already
-    /// read).
+    /// One turn: the commands, up to `from_log` signals of the intake log,
+    /// whatever `drive` does with the engine (it runs the timers, and
+    /// returns the time it brought the engine to: `runner::Beside`), and a
+    /// flush. `None` when there was nothing to do (a wake-up for signals
+    /// already read).
     pub fn turn(
         &mut self,
         now: DateTime<Utc>,
@@ -378,8 +376,7 @@ impl Host {
         if only_nudges && decided.is_none() {
             return None;
         }
-        let reached = drive(&mut self.engine);
-        self.engine.tick(reached);
+        drive(&mut self.engine);
         let events = if self.sink.is_some() {
             self.engine.take_numbered_events()
         } else {
@@ -602,21 +599,19 @@ pub fn drain_log(engine: Engine) -> Result<(Engine, u64), EngineError> {
     let (log, writer) = IntakeLog::open(&dir)?;
     let reader = log.reader(engine.intake_cursor())?;
     let before = reader.position();
-    let mut host = Host::new(engine, Some(reader));
-    while let Some(turn) = host.turn(Utc::now(), Vec::new(), |_| Utc::now()) {
-        let reached = turn.decided.as_ref().map(|d| d.upto);
-        turn.settle(None)?;
-        if reached.is_none() {
-            break;
-        }
-    }
-    let Host { engine, inbox, .. } = host;
-    let read = inbox.map_or(0, |r| r.position() - before);
+    let mut runner = super::runner::Runner::new(Host::new(engine, Some(reader)), Pace::Wall);
+    runner.drain_limit = None;
+    // Asked to stop before it starts: it decides what the log holds, and ends.
+    let (handle, commands) = Handle::channel(dir);
+    handle.stop();
+    let progress = runner.host.inbox.as_ref().map(LogReader::progress);
+    let (engine, result) = runner.run(&commands, &handle, &mut super::runner::Nothing);
+    let read = progress.map_or(0, |p| p.decided_upto().saturating_sub(before));
     drop(log);
     if writer.join().is_err() {
         tracing::error!("the intake log's writer panicked");
     }
-    Ok((engine, read))
+    result.map(|()| (engine, read))
 }
 
 /// The engine's state for `/metrics`.

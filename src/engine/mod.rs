@@ -20,6 +20,7 @@ pub mod ramp;
 mod recover;
 pub mod reload;
 mod reviews;
+pub mod runner;
 mod tasks;
 mod types;
 mod watch;
@@ -32,11 +33,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::CatalogueError;
 use crate::context::{Context, World};
 use crate::decide::model::{DEFAULT_BITS, Model};
 use crate::decide::policy::{PolicyError, PolicySet};
-use crate::decide::{Case, Choice, Decider, Decision, Mode, choice_for, features, record_choice};
+use crate::decide::{
+    Candidate, Case, Choice, Decider, Decision, Mode, choice_for, features, record_choice,
+};
 use crate::flow::executor::Webhooks;
 use crate::flow::{Flow, FlowBook, FlowEvent, FlowState};
 use crate::journal::{Journal, Record};
@@ -122,23 +124,8 @@ impl Engine {
             config.learning,
             config.seed,
         );
+        decider.shadow = Candidate::shadow(&config.candidates, &rules)?;
         decider.rules_version = rules.version;
-        if let Some(path) = &config.shadow_playbook_file {
-            let file = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| CatalogueError::Parse {
-                file: file.clone(),
-                error: format!("cannot read: {e}"),
-            })?;
-            decider.shadow_playbook = Some(Arc::new(Playbook::parse(&text, &file, &rules.steps)?));
-        }
-        if let Some(path) = &config.shadow_policy_file {
-            // Its options are the candidate playbook's, if there is one.
-            let against = decider.shadow_playbook.as_ref().unwrap_or(&rules.playbook);
-            decider.shadow = Some(PolicySet::load(path, against)?);
-        }
-        if let Some(path) = &config.shadow_model_file {
-            decider.shadow_model = Some(load_checkpoint(path)?);
-        }
         let mut engine = Engine {
             journal,
             dir: config.data_dir.clone(),
@@ -157,7 +144,7 @@ impl Engine {
             pending_events: Default::default(),
             pending_reviews: Default::default(),
             events: VecDeque::new(),
-            publish: config.publish,
+            publish: false,
             next_id: 1,
             feedback_count: 0,
             checkpoint_at: 0,
@@ -204,7 +191,11 @@ impl Engine {
             };
             engine.journal.submit(vec![author])?.wait()?;
         }
-        if let Some(file) = &config.ramp_file {
+        if let Some(world) = config.organization {
+            engine.context.take_organization(world);
+        }
+        engine.publish = config.publish;
+        if let Some(file) = &config.candidates.ramp {
             engine.ramp_from_start(file, now)?;
         }
         Ok(engine)
@@ -290,7 +281,7 @@ impl Engine {
     /// Sets (or clears) the shadow candidate deciding beside the live
     /// policy from now on.
     pub fn set_shadow(&mut self, candidate: Option<Arc<PolicySet>>) {
-        self.decider.shadow = candidate;
+        self.decider.shadow = candidate.map(crate::decide::Candidate::of_policy);
     }
 
     pub fn reload_policy(&mut self, path: &Path) -> Result<String, PolicyError> {
@@ -304,14 +295,6 @@ impl Engine {
     /// Events since the last call, oldest first.
     pub fn take_events(&mut self) -> Vec<EngineEvent> {
         self.events.drain(..).collect()
-    }
-
-    /// Publish events (`take_events`) from now on, or stop.
-    pub fn set_publish(&mut self, on: bool) {
-        self.publish = on;
-        if !on {
-            self.events.clear();
-        }
     }
 
     /// Events since the last call, each with the next id; the last id is
@@ -706,16 +689,4 @@ impl Engine {
             t.judged_right += u64::from(right);
         });
     }
-}
-
-/// A model checkpoint file (`signalbox model export`) as a model.
-pub fn load_checkpoint(path: &Path) -> Result<Model, EngineError> {
-    let bad = |error: String| EngineError::Checkpoint {
-        file: path.display().to_string(),
-        error,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let checkpoint: crate::decide::model::Checkpoint =
-        serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    Model::restore(&checkpoint).map_err(|e| bad(e.to_string()))
 }

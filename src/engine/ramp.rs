@@ -274,7 +274,7 @@ impl Engine {
                 batch: r.ramp.filling(),
                 coverage: state.coverage(),
                 classes: state.classes.clone(),
-                candidate: Arc::clone(&r.candidate),
+                candidate: crate::decide::Candidate::of_policy(Arc::clone(&r.candidate)),
             })
         });
     }

@@ -38,8 +38,8 @@ pub enum EngineError {
     Task(#[from] crate::flow::TaskError),
     #[error(transparent)]
     Ramp(#[from] ramp::RampRefused),
-    #[error("{file}: not a model checkpoint: {error}")]
-    Checkpoint { file: String, error: String },
+    #[error(transparent)]
+    Candidate(#[from] crate::decide::candidate::CandidateError),
     #[error(transparent)]
     Author(#[from] crate::journal::author::AuthorError),
     /// A signal's data does not hold what its type declares.
@@ -68,20 +68,12 @@ pub struct EngineConfig {
     pub learning: bool,
     /// A policy file to use instead of the shipped default.
     pub policy_file: Option<PathBuf>,
-    /// A candidate policy file that decides every signal beside the live
-    /// one, never acting (shadow mode); its choice is in each decision.
-    pub shadow_policy_file: Option<PathBuf>,
-    /// A candidate model checkpoint (`signalbox model export`) scoring the
-    /// shadow's choice (with the shadow policy, or the live one), never
-    /// acting and never learning.
-    pub shadow_model_file: Option<PathBuf>,
-    /// A candidate playbook offering the shadow its own options (with the
-    /// shadow policy, or the live one), never acting.
-    pub shadow_playbook_file: Option<PathBuf>,
-    /// A guarded ramp file, started once the engine is up unless its
+    /// A shadow candidate deciding beside the live rules, never acting,
+    /// and a guarded ramp, started once the engine is up unless its
     /// candidate has already ramped in this journal (`ramp`).
-    pub ramp_file: Option<PathBuf>,
-    /// Publish events for subscribers (the console, the simulator).
+    pub candidates: crate::decide::CandidateFiles,
+    /// Publish events for subscribers (the console, the simulator, `GET
+    /// /v1/events`); what opening the journal does is never published.
     pub publish: bool,
     /// Write a model checkpoint every this many labelled examples.
     pub checkpoint_every: i64,
@@ -106,6 +98,9 @@ pub struct EngineConfig {
     /// Who writes the journal: the demo, or the deployment whose `rules`
     /// these are. A journal another wrote is refused (`journal::author`).
     pub author: crate::journal::author::Author,
+    /// An organization taken over what a resumed journal holds (a
+    /// deployment's: its teams, people, services and calendar).
+    pub organization: Option<crate::context::World>,
 }
 
 impl EngineConfig {
@@ -115,10 +110,7 @@ impl EngineConfig {
             seed,
             learning: true,
             policy_file: None,
-            shadow_policy_file: None,
-            shadow_model_file: None,
-            shadow_playbook_file: None,
-            ramp_file: None,
+            candidates: Default::default(),
             publish: true,
             checkpoint_every: 2000,
             webhooks: Default::default(),
@@ -130,6 +122,7 @@ impl EngineConfig {
             breaker_cooldown: None,
             model_watch: Default::default(),
             author: Default::default(),
+            organization: None,
         }
     }
 

@@ -1,20 +1,18 @@
-//! The engine's thread behind the HTTP intake: the host's turns, paced for
-//! a server. Commands reach it through a bounded queue, and signals
+//! The engine's thread behind the HTTP intake: the runner on the wall
+//! clock, with up to `IN_FLIGHT` turns handed to the journal and not yet
+//! answered. Commands reach it through a bounded queue, and signals
 //! through the intake log, which acknowledged them once they were durable
-//! there. A turn's batch goes to the journal without waiting for the ones
-//! before; an answerer thread waits for each commit in order, then replies
-//! and dispatches.
+//! there.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Utc;
 
-use crate::context::World;
-use crate::engine::host::{Command, Dispatcher, Handle, Host, Notifier, Turn};
-use crate::engine::{Engine, EngineConfig};
-use crate::intake::log::{IntakeLog, LogReader};
+use crate::engine::Engine;
+use crate::engine::host::{Dispatcher, Handle, Host, Notifier};
+use crate::engine::runner::{IN_FLIGHT, Nothing, Pace, Runner};
+use crate::intake::log::IntakeLog;
+use crate::setup::Setup;
 
 /// The engine thread and the intake log in front of it.
 pub struct Started {
@@ -27,29 +25,17 @@ pub struct Started {
     pub log_writer: JoinHandle<()>,
 }
 
-/// Starts the engine thread on `config.data_dir` (resuming a journal
-/// there; a fresh one starts from `world`) and the intake log beside it.
-/// With `organization`, the deployment's organization is taken over what
-/// a resumed journal held.
+/// Starts the engine thread on the setup's data directory (resuming a
+/// journal there; a fresh one starts from its world) and the intake log
+/// beside it.
 pub fn start(
-    mut config: EngineConfig,
-    world: World,
-    organization: bool,
+    setup: Setup,
     dispatcher: Option<Dispatcher>,
     notifier: Option<Notifier>,
     max_backlog: u64,
 ) -> anyhow::Result<Started> {
-    let data_dir = config.data_dir.clone();
-    config.publish = false;
-    config.notices = notifier.is_some();
-    // A resumed journal keeps its own entities; a deployment's organization
-    // is then taken over them.
-    let organization = organization.then(|| world.clone());
-    let mut engine = Engine::open(config, world, Utc::now())?;
-    if let Some(world) = organization {
-        engine.context.take_organization(world);
-    }
-    engine.set_publish(true);
+    let data_dir = setup.config.data_dir.clone();
+    let engine = Engine::open(setup.config, setup.world, Utc::now())?;
     let events = crate::intake::events::EventHub::new(engine.last_event_id());
     let hub = std::sync::Arc::clone(&events);
     let (log, log_writer) = IntakeLog::open_with(&data_dir, max_backlog)?;
@@ -63,7 +49,14 @@ pub fn start(
             let mut host = Host::new(engine, Some(reader));
             host.notifier = notifier;
             host.sink = Some(std::sync::Arc::new(move |batch| hub.publish(batch)));
-            run(host, rx, dispatcher, stop)
+            let mut runner = Runner::new(host, Pace::Wall);
+            runner.in_flight = IN_FLIGHT;
+            runner.dispatcher = dispatcher;
+            // Failed commits are answered as such, and halt the log.
+            let (engine, _) = runner.run(&rx, &stop, &mut Nothing);
+            if let Err(e) = engine.close() {
+                tracing::error!(error = %e, "closing the journal");
+            }
         })?;
     Ok(Started {
         engine: handle,
@@ -72,118 +65,4 @@ pub fn start(
         events,
         log_writer,
     })
-}
-
-/// With fewer than `GATHER_BELOW` signals waiting, a turn begins at least
-/// `GATHER` after the last one, so that it (and the journal commit it ends
-/// with, a sync) carries several signals: at a moderate rate, a turn per
-/// signal or two spent more of the machine on wake-ups and syncs than on
-/// deciding, and the tail of the decisions' latency grew with the load on
-/// the cores. A backlog of more is decided at once, turn after turn.
-const GATHER: StdDuration = StdDuration::from_millis(5);
-const GATHER_BELOW: u64 = 256;
-
-/// How long a stopping engine goes on deciding what the intake log holds;
-/// what is left is decided at the next start.
-const DRAIN_LIMIT: StdDuration = StdDuration::from_secs(10);
-
-/// Most commands folded into one turn.
-const GROUP: usize = 512;
-
-/// Turns handed to the journal and not yet answered, at most (the bench
-/// keeps as many).
-pub(crate) const IN_FLIGHT: usize = 4;
-
-/// How long to wait for the next command: nothing while stopping or
-/// behind, a moment to gather a few signals, else until the idle tick.
-fn patience(reader: &LogReader, stopping: bool, last_turn: Instant) -> StdDuration {
-    if stopping {
-        StdDuration::ZERO
-    } else if reader.pending() && reader.backlog() < GATHER_BELOW {
-        GATHER.saturating_sub(last_turn.elapsed())
-    } else if reader.pending() {
-        StdDuration::ZERO
-    } else {
-        StdDuration::from_millis(200)
-    }
-}
-
-fn run(mut host: Host, rx: Receiver<Command>, dispatcher: Option<Dispatcher>, stop: Handle) {
-    let (to_answer, answers) = mpsc::sync_channel::<Turn>(IN_FLIGHT);
-    let answer_dispatcher = dispatcher.clone();
-    let answerer = std::thread::Builder::new()
-        .name("intake-answers".into())
-        .spawn(move || {
-            for turn in answers {
-                let _ = turn.settle(answer_dispatcher.as_ref());
-            }
-        });
-    let answerer = match answerer {
-        Ok(handle) => handle,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the intake's answer thread");
-            return;
-        }
-    };
-    let mut stopping: Option<Instant> = None;
-    let mut last_turn = Instant::now();
-    while let Some(reader) = host.inbox.as_ref() {
-        reader.beat();
-        if stopping.is_none() && stop.stopping() {
-            stopping = Some(Instant::now());
-        }
-        let unread = reader.pending();
-        let deadline = Instant::now() + patience(reader, stopping.is_some(), last_turn);
-        let received = loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                // A wake-up for signals already known to wait: keep gathering.
-                Ok(Command::Appended) if unread && Instant::now() < deadline => continue,
-                other => break other,
-            }
-        };
-        let first = match received {
-            Ok(c) => Some(c),
-            Err(RecvTimeoutError::Timeout) if unread => None,
-            Err(RecvTimeoutError::Timeout) if stopping.is_some() => break,
-            // Idle: the timers still run.
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        if first.is_none()
-            && let Some(since) = stopping
-            && since.elapsed() > DRAIN_LIMIT
-        {
-            tracing::warn!(
-                left = reader.backlog(),
-                "stopping: signals left in the intake log are decided at the next start"
-            );
-            break;
-        }
-        let mut commands: Vec<Command> = first.into_iter().collect();
-        while commands.len() < GROUP {
-            match rx.try_recv() {
-                Ok(c) => commands.push(c),
-                Err(_) => break,
-            }
-        }
-        let now = Utc::now();
-        let Some(turn) = host.turn(now, commands, |_| now) else {
-            continue;
-        };
-        last_turn = Instant::now();
-        if let Err(mpsc::SendError(turn)) = to_answer.send(turn) {
-            // The answerer is gone (it panicked): answer here.
-            let _ = turn.settle(dispatcher.as_ref());
-        }
-    }
-    drop(to_answer);
-    if answerer.join().is_err() {
-        tracing::error!("the intake's answer thread panicked");
-    }
-    let Host { engine, inbox, .. } = host;
-    // The reader goes first: the log takes no more once it is gone.
-    drop(inbox);
-    if let Err(e) = engine.close() {
-        tracing::error!(error = %e, "closing the journal");
-    }
 }

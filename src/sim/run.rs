@@ -6,12 +6,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{SimStats, Simulator, default_start, world};
+use super::{SimStats, Simulator, default_start};
 use crate::engine::{Engine, EngineError};
 use crate::metrics::{Metrics, Summary, Tally};
 
@@ -28,20 +26,17 @@ pub struct RunOptions {
     pub learning: bool,
     /// A policy file instead of the shipped default.
     pub policy_file: Option<PathBuf>,
-    /// A candidate policy file deciding beside the live one (shadow mode).
-    pub shadow_file: Option<PathBuf>,
-    /// A candidate model checkpoint deciding beside the live model.
-    pub shadow_model_file: Option<PathBuf>,
-    /// A candidate playbook deciding beside the live one.
-    pub shadow_playbook_file: Option<PathBuf>,
+    /// A shadow candidate deciding beside the live rules, and a guarded
+    /// ramp, started `ramp_at` into the run.
+    pub candidates: crate::decide::CandidateFiles,
     /// A drill: this far into the run a corrupted checkpoint (every weight
     /// of the model as it is then, turned the other way) is put in place of
     /// the model, as a bad checkpoint would be.
     pub corrupt_model_at: Option<Duration>,
     /// And this far in, the model as it was before is put back.
     pub restore_model_at: Option<Duration>,
-    /// A guarded ramp (its file) started this far into the run.
-    pub ramp: Option<(PathBuf, Duration)>,
+    /// How far into the run the ramp starts.
+    pub ramp_at: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,21 +65,32 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     }
     let started = Instant::now();
     let start = default_start();
-    let mut world_rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let world = world::northwind(&mut world_rng, start);
+    // The ramp starts `ramp_at` into the run, not with the engine.
+    let candidates = crate::decide::CandidateFiles {
+        ramp: None,
+        ..options.candidates.clone()
+    };
+    let server = crate::config::Config::default();
+    let runs = crate::setup::Runs::Demo {
+        seed: options.seed,
+        server: &server,
+    };
+    let crate::setup::Setup { mut config, world } =
+        crate::setup::engine(runs, &options.data_dir, candidates, start).map_err(|e| {
+            EngineError::Recovery {
+                dir: options.data_dir.display().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
     let mut sim = Simulator::new(options.seed, start, options.duration, &world);
-    let mut config = super::engine_config(&options.data_dir, options.seed);
     config.learning = options.learning;
     config.policy_file = options.policy_file.clone();
-    config.shadow_policy_file = options.shadow_file.clone();
-    config.shadow_model_file = options.shadow_model_file.clone();
-    config.shadow_playbook_file = options.shadow_playbook_file.clone();
     let mut engine = Engine::open(config, world, start)?;
-    let mut ramp = match &options.ramp {
-        Some((file, at)) => Some((
+    let mut ramp = match &options.candidates.ramp {
+        Some(file) => Some((
             crate::decide::ramp::RampPlan::load(file, engine.playbook())
                 .map_err(crate::engine::ramp::RampRefused::from)?,
-            start + *at,
+            start + options.ramp_at,
         )),
         None => None,
     };

@@ -45,6 +45,11 @@ impl Progress {
         }
     }
 
+    /// How far the journal holds the engine's decisions.
+    pub fn decided_upto(&self) -> u64 {
+        self.0.decided.load(Ordering::SeqCst)
+    }
+
     /// The engine stops deciding from the log: a journal commit of what it
     /// read failed, or it ended. Appends are refused from now on; a restart
     /// decides again from the journal's last cursor.
