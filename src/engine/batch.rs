@@ -3,8 +3,78 @@
 //! events appended), with the engine's position in the intake log; webhook
 //! steps are taken only once it is durable.
 
-use super::{Engine, EngineError, EngineEvent, INTAKE_CURSOR_KEY};
+use std::collections::{BTreeMap, VecDeque};
+
+use super::notices::Notices;
+use super::{EVENT_ID_KEY, Engine, EngineError, EngineEvent, INTAKE_CURSOR_KEY};
+use crate::flow::FlowEvent;
 use crate::journal::{Commit, Record};
+use crate::review::ReviewItem;
+
+/// What the engine produced since the last flush: records for the
+/// journal, flow events and review items to write once each, and the
+/// events and notices its host hands on once they are durable.
+pub(super) struct Outbox {
+    pub records: Vec<Record>,
+    /// Flow events by flow, written with the flow's state at the flush.
+    pub flow_events: BTreeMap<String, Vec<FlowEvent>>,
+    /// Review items changed since the last flush, latest state each: an item
+    /// opened, escalated and settled between two flushes is written once.
+    pub reviews: BTreeMap<String, ReviewItem>,
+    pub events: VecDeque<EngineEvent>,
+    /// Whether events are kept for subscribers (`EngineConfig::publish`).
+    pub publish: bool,
+    /// The last id given to a published event, as journaled.
+    pub last_event_id: u64,
+    /// How far the engine has decided from the intake log
+    /// (`intake::log::CURSOR_KEY`), as journaled.
+    pub intake_cursor: Option<String>,
+    pub notices: Notices,
+}
+
+impl Outbox {
+    /// An empty outbox; events are kept once the engine is open.
+    pub fn new(collect_notices: bool) -> Outbox {
+        Outbox {
+            records: Vec::new(),
+            flow_events: BTreeMap::new(),
+            reviews: BTreeMap::new(),
+            events: VecDeque::new(),
+            publish: false,
+            last_event_id: 0,
+            intake_cursor: None,
+            notices: Notices::new(collect_notices),
+        }
+    }
+
+    /// Keeps `event` for subscribers, if they are served.
+    pub fn emit(&mut self, event: EngineEvent) {
+        if self.publish {
+            self.events.push_back(event);
+        }
+    }
+
+    /// Events since the last take, oldest first.
+    pub fn take_events(&mut self) -> Vec<EngineEvent> {
+        self.events.drain(..).collect()
+    }
+
+    /// Events since the last take, each with the next id; the last id is
+    /// journaled with the next flush.
+    pub fn take_numbered_events(&mut self) -> Vec<(u64, EngineEvent)> {
+        if self.events.is_empty() {
+            return Vec::new();
+        }
+        let first = self.last_event_id + 1;
+        let numbered: Vec<(u64, EngineEvent)> = (first..).zip(self.events.drain(..)).collect();
+        self.last_event_id += numbered.len() as u64;
+        self.records.push(Record::Meta {
+            key: EVENT_ID_KEY.into(),
+            value: self.last_event_id.to_string(),
+        });
+        numbered
+    }
+}
 
 impl Engine {
     /// Publishes flow events as they happen and keeps them, by flow, for the
@@ -13,10 +83,13 @@ impl Engine {
     pub(super) fn drain_flow_changes(&mut self) {
         for event in self.flows.take_events() {
             self.notice_flow_event(&event);
-            if self.publish {
-                self.events.push_back(EngineEvent::Flow(event.clone()));
+            if self.outbox.publish {
+                self.outbox
+                    .events
+                    .push_back(EngineEvent::Flow(event.clone()));
             }
-            self.pending_events
+            self.outbox
+                .flow_events
                 .entry(event.flow_id.clone())
                 .or_default()
                 .push(event);
@@ -25,17 +98,17 @@ impl Engine {
 
     /// Where the engine is in the intake log, as the journal last recorded.
     pub fn intake_cursor(&self) -> Option<&str> {
-        self.intake_cursor.as_deref()
+        self.outbox.intake_cursor.as_deref()
     }
 
     /// Records the engine's position in the intake log with the next flush,
     /// in the same commit as the decisions of the signals read up to it.
     pub fn note_intake_cursor(&mut self, cursor: String) {
-        self.pending.push(Record::Meta {
+        self.outbox.records.push(Record::Meta {
             key: INTAKE_CURSOR_KEY.into(),
             value: cursor.clone(),
         });
-        self.intake_cursor = Some(cursor);
+        self.outbox.intake_cursor = Some(cursor);
     }
 
     /// Hands everything since the last flush to the journal as one batch.
@@ -44,15 +117,15 @@ impl Engine {
         self.drain_flow_changes();
         let dirty = self.flows.take_changed();
         let mut records = Vec::with_capacity(
-            self.pending.len()
+            self.outbox.records.len()
                 + dirty.len()
-                + self.pending_events.len()
-                + self.pending_reviews.len()
+                + self.outbox.flow_events.len()
+                + self.outbox.reviews.len()
                 + self.context.dirty_count()
                 + 1,
         );
-        records.append(&mut self.pending);
-        if self.publish {
+        records.append(&mut self.outbox.records);
+        if self.outbox.publish {
             for change in &dirty {
                 let flow = match change.steps {
                     None => change.flow.clone(),
@@ -61,18 +134,19 @@ impl Engine {
                         None => continue,
                     },
                 };
-                self.events
+                self.outbox
+                    .events
                     .push_back(EngineEvent::FlowChanged(Box::new(flow)));
             }
         }
-        let mut events = std::mem::take(&mut self.pending_events);
+        let mut events = std::mem::take(&mut self.outbox.flow_events);
         records.extend(dirty.into_iter().map(|change| Record::Flow {
             events: events.remove(&change.flow.id).unwrap_or_default(),
             flow: Box::new(change.flow),
             steps: change.steps,
         }));
         records.extend(events.into_values().map(Record::FlowEvents));
-        let reviews = std::mem::take(&mut self.pending_reviews);
+        let reviews = std::mem::take(&mut self.outbox.reviews);
         records.extend(reviews.into_values().map(|r| Record::Review(Box::new(r))));
         records.extend(
             self.context

@@ -101,7 +101,7 @@ impl Engine {
             });
             let sub = Arc::new(sub);
             self.ramp_decided(&sub, now);
-            self.pending.push(Record::Decision(Arc::clone(&sub)));
+            self.outbox.records.push(Record::Decision(Arc::clone(&sub)));
             self.emit(EngineEvent::Decision(Arc::clone(&sub)));
             self.settled(&sub, &sub.proposal.clone(), now);
         }

@@ -3,6 +3,8 @@
 //! flow's own result become labelled examples the model learns at once;
 //! the model is checkpointed every so many.
 
+use std::collections::VecDeque;
+
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Engine, EngineEvent, FlowFinished};
@@ -113,6 +115,39 @@ impl Awaiting {
     }
 }
 
+/// What learning keeps between signals: the decisions awaiting their
+/// outcome, flow results waiting out the horizon, and when the model was
+/// last checkpointed.
+pub(super) struct Learning {
+    /// Boxed: a table sized for a burst's peak stays that size until it is
+    /// shrunk (`shrink`), and buckets of pointers make that 4x smaller than
+    /// buckets of entries.
+    pub awaiting: crate::FastMap<String, Box<Awaiting>>,
+    /// Flow results waiting out the horizon, oldest first.
+    pub labels: VecDeque<(DateTime<Utc>, String)>,
+    /// Labelled examples learnt, as journaled.
+    pub feedback: i64,
+    /// The example count at the last checkpoint, and how many between two.
+    pub checkpoint_at: i64,
+    pub checkpoint_every: i64,
+    /// When flow labels were last gathered (once a simulated minute).
+    pub last_sample: Option<DateTime<Utc>>,
+}
+
+impl Learning {
+    /// Nothing learnt yet; a checkpoint every `checkpoint_every` examples.
+    pub fn new(checkpoint_every: i64) -> Learning {
+        Learning {
+            awaiting: Default::default(),
+            labels: VecDeque::new(),
+            feedback: 0,
+            checkpoint_at: 0,
+            checkpoint_every: checkpoint_every.max(1),
+            last_sample: None,
+        }
+    }
+}
+
 /// Decisions whose flow ended, kept for an explicit outcome, at most: past
 /// it the oldest are let go (an outcome that still comes finds its decision
 /// in the journal, as after a restart; a failed flow's weak label is not
@@ -122,7 +157,7 @@ pub(super) const MAX_ENDED: usize = 100_000;
 impl Engine {
     /// The option is final: remember it for the outcome, tell subscribers.
     pub(super) fn settled(&mut self, decision: &Decision, option: &str, now: DateTime<Utc>) {
-        self.awaiting.insert(
+        self.learning.awaiting.insert(
             decision.id.clone(),
             Box::new(Awaiting {
                 option: option.into(),
@@ -152,9 +187,9 @@ impl Engine {
             tracing::warn!(signal = %signal.id, "outcome without within_sla: recorded, not learned");
             return;
         };
-        let awaiting = match self.awaiting.remove(&decision_id) {
+        let awaiting = match self.learning.awaiting.remove(&decision_id) {
             Some(a) => {
-                crate::shrink(&mut self.awaiting);
+                crate::shrink(&mut self.learning.awaiting);
                 Some(a)
             }
             None => self
@@ -256,10 +291,10 @@ impl Engine {
             features,
             time: now,
         };
-        self.feedback_count += 1;
+        self.learning.feedback += 1;
         self.emit(EngineEvent::Learned(fb.clone()));
-        self.pending.push(Record::Feedback(fb));
-        if self.feedback_count - self.checkpoint_at >= self.checkpoint_every {
+        self.outbox.records.push(Record::Feedback(fb));
+        if self.learning.feedback - self.learning.checkpoint_at >= self.learning.checkpoint_every {
             self.checkpoint();
         }
     }
@@ -278,15 +313,15 @@ impl Engine {
                 return;
             }
         };
-        self.pending.push(Record::Checkpoint {
-            feedback_count: self.feedback_count,
+        self.outbox.records.push(Record::Checkpoint {
+            feedback_count: self.learning.feedback,
             body: model,
         });
-        self.pending.push(Record::Meta {
+        self.outbox.records.push(Record::Meta {
             key: "metrics".into(),
             value: metrics,
         });
-        self.checkpoint_at = self.feedback_count;
+        self.learning.checkpoint_at = self.learning.feedback;
     }
 
     /// A flow's result, as weak evidence about what it ran. A flow that
@@ -306,19 +341,21 @@ impl Engine {
         allowed: Duration,
         now: DateTime<Utc>,
     ) {
-        if let Some(awaiting) = self.awaiting.get_mut(&done.decision_id) {
+        if let Some(awaiting) = self.learning.awaiting.get_mut(&done.decision_id) {
             let failed = done.state != FlowState::Done || now - awaiting.since > allowed;
             if failed {
                 awaiting.flow_label = Some((0.0, now));
             }
             // Either way the entry is dropped after the horizon.
-            self.flow_labels.push_back((now, done.decision_id.clone()));
-            while self.flow_labels.len() > MAX_ENDED {
-                if let Some((_, id)) = self.flow_labels.pop_front() {
-                    self.awaiting.remove(&id);
+            self.learning
+                .labels
+                .push_back((now, done.decision_id.clone()));
+            while self.learning.labels.len() > MAX_ENDED {
+                if let Some((_, id)) = self.learning.labels.pop_front() {
+                    self.learning.awaiting.remove(&id);
                 }
             }
-            crate::shrink(&mut self.awaiting);
+            crate::shrink(&mut self.learning.awaiting);
         }
     }
 
@@ -326,16 +363,16 @@ impl Engine {
     /// explicit outcome learn from the flow's own result.
     pub(super) fn learn_from_flows(&mut self, now: DateTime<Utc>) {
         let mut due = Vec::new();
-        while let Some((at, _)) = self.flow_labels.front() {
+        while let Some((at, _)) = self.learning.labels.front() {
             if now - *at < OUTCOME_HORIZON {
                 break;
             }
-            if let Some((_, id)) = self.flow_labels.pop_front() {
+            if let Some((_, id)) = self.learning.labels.pop_front() {
                 due.push(id);
             }
         }
         for id in due {
-            let Some(a) = self.awaiting.remove(&id) else {
+            let Some(a) = self.learning.awaiting.remove(&id) else {
                 continue;
             };
             let Some((label, _)) = a.flow_label else {
@@ -344,12 +381,13 @@ impl Engine {
             let label = Label::new(&a.option, label, FLOW_COMPLETION_WEIGHT, "flow");
             self.feedback(&id, a.features(), label, now);
         }
-        crate::shrink(&mut self.awaiting);
+        crate::shrink(&mut self.learning.awaiting);
         // The labels leave here, past the horizon: their queue gives its
         // room back here too.
-        if let Some(room) = crate::room_to_keep(self.flow_labels.len(), self.flow_labels.capacity())
+        if let Some(room) =
+            crate::room_to_keep(self.learning.labels.len(), self.learning.labels.capacity())
         {
-            self.flow_labels.shrink_to(room);
+            self.learning.labels.shrink_to(room);
         }
     }
 }

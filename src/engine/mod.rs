@@ -27,7 +27,6 @@ mod watch;
 
 pub use types::*;
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,12 +39,12 @@ use crate::decide::{
     Candidate, Case, Choice, Decider, Decision, Mode, choice_for, features, record_choice,
 };
 use crate::flow::executor::Webhooks;
-use crate::flow::{Flow, FlowBook, FlowEvent, FlowState};
+use crate::flow::{Flow, FlowBook, FlowState};
 use crate::journal::{Journal, Record};
 use crate::metrics::Metrics;
 use crate::playbook::steps::{DEFAULT_STEPS, StepCatalogue};
 use crate::playbook::{DEFAULT_PLAYBOOK, Playbook};
-use crate::review::{ReviewItem, ReviewQueue};
+use crate::review::ReviewQueue;
 use crate::signal::Signal;
 
 pub struct Engine {
@@ -63,36 +62,15 @@ pub struct Engine {
     /// Signals taken in since start, by type (`other` for types outside
     /// the playbook, so the set of keys stays bounded) and outcome.
     signal_tally: crate::FastMap<String, SignalTally>,
-    /// Boxed: a table sized for a burst's peak stays that size until it is
-    /// shrunk (`learning::shrink`), and buckets of pointers make that 4x
-    /// smaller than buckets of entries.
-    awaiting: crate::FastMap<String, Box<learning::Awaiting>>,
     /// The flow each firing alert opened, by fingerprint.
     opened_by: crate::FastMap<String, String>,
-    /// Flow results waiting out the horizon, oldest first.
-    flow_labels: VecDeque<(DateTime<Utc>, String)>,
-    pending: Vec<Record>,
-    pending_events: std::collections::BTreeMap<String, Vec<FlowEvent>>,
-    /// Review items changed since the last flush, latest state each: an item
-    /// opened, escalated and settled between two flushes is written once.
-    pending_reviews: std::collections::BTreeMap<String, ReviewItem>,
-    events: VecDeque<EngineEvent>,
-    publish: bool,
+    /// What the next flush hands to the journal, and the events and
+    /// notices for whoever hosts the engine.
+    outbox: batch::Outbox,
+    /// Decisions awaiting their outcome, flow labels, checkpoints.
+    learning: learning::Learning,
     next_id: u64,
-    feedback_count: i64,
-    checkpoint_at: i64,
-    checkpoint_every: i64,
-    last_sample: Option<DateTime<Utc>>,
     counts: EngineCounts,
-    policy_file: Option<PathBuf>,
-    /// How far the engine has decided from the intake log
-    /// (`intake::log::CURSOR_KEY`), as journaled.
-    intake_cursor: Option<String>,
-    collect_notices: bool,
-    notices: VecDeque<notices::Notice>,
-    notices_dropped: u64,
-    /// The last id given to a published event, as journaled.
-    last_event_id: u64,
     /// The breaker on the model (`engine::watch`).
     watch: crate::decide::watch::ModelWatch,
     /// The guarded ramp in progress, or the last one (`engine::ramp`).
@@ -137,26 +115,11 @@ impl Engine {
             seen: Default::default(),
             quarantine: Default::default(),
             signal_tally: Default::default(),
-            awaiting: Default::default(),
             opened_by: Default::default(),
-            flow_labels: VecDeque::new(),
-            pending: Vec::new(),
-            pending_events: Default::default(),
-            pending_reviews: Default::default(),
-            events: VecDeque::new(),
-            publish: false,
+            outbox: batch::Outbox::new(config.notices),
+            learning: learning::Learning::new(config.checkpoint_every),
             next_id: 1,
-            feedback_count: 0,
-            checkpoint_at: 0,
-            checkpoint_every: config.checkpoint_every.max(1),
-            last_sample: None,
             counts: EngineCounts::default(),
-            policy_file: config.policy_file.clone(),
-            intake_cursor: None,
-            collect_notices: config.notices,
-            notices: VecDeque::new(),
-            notices_dropped: 0,
-            last_event_id: 0,
             watch: crate::decide::watch::ModelWatch::new(config.model_watch.clone()),
             ramp: None,
         };
@@ -194,7 +157,7 @@ impl Engine {
         if let Some(world) = config.organization {
             engine.context.take_organization(world);
         }
-        engine.publish = config.publish;
+        engine.outbox.publish = config.publish;
         if let Some(file) = &config.candidates.ramp {
             engine.ramp_from_start(file, now)?;
         }
@@ -226,7 +189,6 @@ impl Engine {
     /// (teams, agents, services, calendar, customers) into the context.
     /// Running flows keep the steps they were assembled with.
     pub fn replace_rules(&mut self, rules: crate::decide::Rules, world: Option<World>) {
-        self.policy_file = None;
         self.decider.replace_rules(rules);
         if let Some(world) = world {
             self.context.take_organization(world);
@@ -235,7 +197,7 @@ impl Engine {
 
     /// Settled decisions whose outcome is still awaited, in memory.
     pub fn awaiting_count(&self) -> usize {
-        self.awaiting.len()
+        self.learning.awaiting.len()
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -256,7 +218,7 @@ impl Engine {
 
     pub fn counts(&self) -> EngineCounts {
         EngineCounts {
-            feedback: self.feedback_count,
+            feedback: self.learning.feedback,
             open_reviews: self.reviews.open_count(),
             active_flows: self.flows.active_count(),
             quarantined: self.quarantine.held,
@@ -288,40 +250,27 @@ impl Engine {
         let policy = PolicySet::load(path, &self.decider.playbook)?;
         let version = policy.version.clone();
         self.decider.policy = policy;
-        self.policy_file = Some(path.to_path_buf());
         Ok(version)
     }
 
     /// Events since the last call, oldest first.
     pub fn take_events(&mut self) -> Vec<EngineEvent> {
-        self.events.drain(..).collect()
+        self.outbox.take_events()
     }
 
     /// Events since the last call, each with the next id; the last id is
     /// journaled with the next flush.
     pub fn take_numbered_events(&mut self) -> Vec<(u64, EngineEvent)> {
-        if self.events.is_empty() {
-            return Vec::new();
-        }
-        let first = self.last_event_id + 1;
-        let numbered: Vec<(u64, EngineEvent)> = (first..).zip(self.events.drain(..)).collect();
-        self.last_event_id += numbered.len() as u64;
-        self.pending.push(Record::Meta {
-            key: EVENT_ID_KEY.into(),
-            value: self.last_event_id.to_string(),
-        });
-        numbered
+        self.outbox.take_numbered_events()
     }
 
     /// The id of the last event handed out.
     pub fn last_event_id(&self) -> u64 {
-        self.last_event_id
+        self.outbox.last_event_id
     }
 
     fn emit(&mut self, event: EngineEvent) {
-        if self.publish {
-            self.events.push_back(event);
-        }
+        self.outbox.emit(event);
     }
 
     fn new_id(&mut self) -> u64 {
@@ -348,7 +297,9 @@ impl Engine {
         }
         self.counts.signals += 1;
         self.metrics.at(now, |t| t.signals += 1);
-        self.pending.push(Record::Signal(Arc::clone(&signal)));
+        self.outbox
+            .records
+            .push(Record::Signal(Arc::clone(&signal)));
         self.emit(EngineEvent::Signal {
             signal: Arc::clone(&signal),
             duplicate: false,
@@ -507,7 +458,9 @@ impl Engine {
             }
         });
         self.ramp_decided(decision, now);
-        self.pending.push(Record::Decision(Arc::clone(decision)));
+        self.outbox
+            .records
+            .push(Record::Decision(Arc::clone(decision)));
         self.emit(EngineEvent::Decision(Arc::clone(decision)));
     }
 
@@ -556,7 +509,7 @@ impl Engine {
                 flow_id,
                 now,
             );
-            self.pending_reviews.insert(item.id.clone(), item.clone());
+            self.outbox.reviews.insert(item.id.clone(), item.clone());
             self.emit(EngineEvent::ReviewOpened(Box::new(item)));
         } else {
             flow.steps = self.assemble(decision, &decision.proposal, signal, choice, now);
@@ -593,10 +546,11 @@ impl Engine {
         }
         self.drain_flow_changes();
         if self
+            .learning
             .last_sample
             .is_none_or(|t| now - t >= Duration::minutes(1))
         {
-            self.last_sample = Some(now);
+            self.learning.last_sample = Some(now);
             self.learn_from_flows(now);
             self.forget_closed_alerts();
             self.sample_utilisation(now);

@@ -3,6 +3,8 @@
 //! collected by the engine when asked to (`EngineConfig::notices`) and sent
 //! after the turn's commit by whoever hosts it (`intake::notify`).
 
+use std::collections::VecDeque;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -28,26 +30,50 @@ pub struct Notice {
     pub time: DateTime<Utc>,
 }
 
+/// Notices collected for the host to send, when it sends them.
+pub(super) struct Notices {
+    /// Whether notices are collected at all (`EngineConfig::notices`).
+    collect: bool,
+    held: VecDeque<Notice>,
+    /// Dropped because nobody took them in time.
+    dropped: u64,
+}
+
+impl Notices {
+    pub fn new(collect: bool) -> Notices {
+        Notices {
+            collect,
+            held: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Keeps `notice`, dropping the oldest past `HELD`.
+    pub fn push(&mut self, notice: Notice) {
+        if !self.collect {
+            return;
+        }
+        if self.held.len() >= HELD {
+            self.held.pop_front();
+            self.dropped += 1;
+        }
+        self.held.push_back(notice);
+    }
+}
+
 impl Engine {
     /// Notices since the last call, oldest first.
     pub fn take_notices(&mut self) -> Vec<Notice> {
-        self.notices.drain(..).collect()
+        self.outbox.notices.held.drain(..).collect()
     }
 
     /// Notices dropped because nobody took them in time.
     pub fn notices_dropped(&self) -> u64 {
-        self.notices_dropped
+        self.outbox.notices.dropped
     }
 
     pub(super) fn notice(&mut self, notice: Notice) {
-        if !self.collect_notices {
-            return;
-        }
-        if self.notices.len() >= HELD {
-            self.notices.pop_front();
-            self.notices_dropped += 1;
-        }
-        self.notices.push_back(notice);
+        self.outbox.notices.push(notice);
     }
 
     /// A flow whose SLA is at risk or past.

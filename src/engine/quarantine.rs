@@ -97,7 +97,7 @@ impl Engine {
         signal: Arc<Signal>,
         now: DateTime<Utc>,
     ) -> Result<Arc<Decision>, String> {
-        let marks = (self.pending.len(), self.events.len());
+        let marks = (self.outbox.records.len(), self.outbox.events.len());
         let outcome = guard::catching(|| self.decide_signal(Arc::clone(&signal), now));
         let error = match outcome {
             Ok(Ok(decision)) => return Ok(decision),
@@ -105,8 +105,8 @@ impl Engine {
             Err(panic) => panic,
         };
         // Nothing half-decided reaches the journal or the subscribers.
-        self.pending.truncate(marks.0);
-        self.events.truncate(marks.1);
+        self.outbox.records.truncate(marks.0);
+        self.outbox.events.truncate(marks.1);
         tracing::warn!(signal = %signal.id, source = %signal.source, error = %error, "signal quarantined");
         self.hold(&signal, &error, now);
         Err(error)
@@ -158,7 +158,7 @@ impl Engine {
             time: now,
         });
         self.metrics.at(now, |t| t.quarantined += 1);
-        self.pending.push(Record::Quarantine(entry.clone()));
+        self.outbox.records.push(Record::Quarantine(entry.clone()));
         self.emit(EngineEvent::Quarantined(Box::new(entry)));
     }
 
@@ -240,7 +240,7 @@ impl Engine {
             note: note.to_string(),
             ..entry
         };
-        self.pending.push(Record::Quarantine(entry.clone()));
+        self.outbox.records.push(Record::Quarantine(entry.clone()));
         self.emit(EngineEvent::Quarantined(Box::new(entry.clone())));
         entry
     }

@@ -85,7 +85,7 @@ impl Engine {
         let model = self.decider.learning.then(|| self.model_checkpoint());
         if let Some(model) = &model {
             match serde_json::to_value(model) {
-                Ok(body) => self.pending.push(Record::Audit(AuditEntry {
+                Ok(body) => self.outbox.records.push(Record::Audit(AuditEntry {
                     kind: RAMP_MODEL_AUDIT.into(),
                     ref_id: id.clone(),
                     decision_id: String::new(),
@@ -220,7 +220,6 @@ impl Engine {
             }
             Status::Promoted => {
                 self.decider.policy = candidate;
-                self.policy_file = Some(state.candidate_file.clone());
             }
             Status::RolledBack => {
                 if let Some(model) = model
@@ -287,7 +286,7 @@ impl Engine {
         text: &str,
         now: DateTime<Utc>,
     ) {
-        self.pending.push(Record::Audit(AuditEntry {
+        self.outbox.records.push(Record::Audit(AuditEntry {
             kind: RAMP_AUDIT.into(),
             ref_id: what.into(),
             decision_id: String::new(),
@@ -299,7 +298,7 @@ impl Engine {
             }),
         }));
         match serde_json::to_string(state) {
-            Ok(value) => self.pending.push(Record::Meta {
+            Ok(value) => self.outbox.records.push(Record::Meta {
                 key: RAMP_KEY.into(),
                 value,
             }),
@@ -347,7 +346,6 @@ impl Engine {
             Status::Promoted => match candidate {
                 Ok(candidate) if self.decider.policy.version == state.live_version => {
                     self.decider.policy = Arc::clone(&candidate);
-                    self.policy_file = Some(state.candidate_file.clone());
                 }
                 Ok(_) => tracing::info!(
                     ramp = %state.id,

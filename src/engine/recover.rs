@@ -54,8 +54,8 @@ impl Engine {
                     .learn(&fb.option, &fb.features, fb.label, fb.importance);
             }
         }
-        self.feedback_count = recovered.feedback_count;
-        self.checkpoint_at =
+        self.learning.feedback = recovered.feedback_count;
+        self.learning.checkpoint_at =
             recovered.feedback_count - recovered.feedback_after_checkpoint.len() as i64;
         for flow in recovered.active_flows {
             self.flows.restore(flow);
@@ -74,14 +74,14 @@ impl Engine {
         if let Some(next) = recovered.meta.get("next_id").and_then(|v| v.parse().ok()) {
             self.next_id = next;
         }
-        self.intake_cursor = recovered.meta.get(INTAKE_CURSOR_KEY).cloned();
+        self.outbox.intake_cursor = recovered.meta.get(INTAKE_CURSOR_KEY).cloned();
         if let Some(state) = recovered.meta.get(super::watch::BREAKER_KEY) {
             self.resume_breaker(state);
         }
         if let Some(state) = recovered.meta.get(super::ramp::RAMP_KEY) {
             self.resume_ramp(state, now);
         }
-        self.last_event_id = recovered
+        self.outbox.last_event_id = recovered
             .meta
             .get(super::EVENT_ID_KEY)
             .and_then(|v| v.parse().ok())
@@ -100,7 +100,7 @@ impl Engine {
         tracing::info!(
             flows = self.flows.active_count(),
             reviews = self.reviews.open_count(),
-            feedback = self.feedback_count,
+            feedback = self.learning.feedback,
             "resumed from journal"
         );
         Ok(())
@@ -120,7 +120,8 @@ impl Engine {
             if let Some(parts) = record.signal.clone() {
                 self.hold_unreadable(parts, &record.error, now);
             }
-            self.pending
+            self.outbox
+                .records
                 .push(crate::journal::Record::SetAside(crate::journal::SetAside {
                     table: record.table.to_string(),
                     key: record.key,

@@ -48,7 +48,7 @@ impl Engine {
         self.replace_rules(reload.rules, Some(reload.world));
         self.flows.webhooks.set_urls(reload.webhooks);
         let after = self.versions();
-        self.pending.push(Record::Audit(AuditEntry {
+        self.outbox.records.push(Record::Audit(AuditEntry {
             kind: "config".into(),
             ref_id: format!("{} {}", after.policy, after.rules),
             decision_id: String::new(),

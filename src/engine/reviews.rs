@@ -88,8 +88,10 @@ impl Engine {
             let reason = format!("rejected by {}: {}", record.actor.name, record.note);
             self.flows.cancel(&item.flow_id, &reason, now);
         }
-        self.pending.push(Record::ReviewAction(record.clone()));
-        self.pending_reviews.insert(item.id.clone(), item.clone());
+        self.outbox
+            .records
+            .push(Record::ReviewAction(record.clone()));
+        self.outbox.reviews.insert(item.id.clone(), item.clone());
         self.emit(EngineEvent::ReviewAction {
             item: Box::new(item),
             action: record,

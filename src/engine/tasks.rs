@@ -56,7 +56,7 @@ impl Engine {
             TaskAction::Reassign { team, agent } => json!({"team": team, "agent": agent}),
             _ => serde_json::Value::Null,
         };
-        self.pending.push(Record::Audit(AuditEntry {
+        self.outbox.records.push(Record::Audit(AuditEntry {
             kind: "task".into(),
             ref_id: task.id.clone(),
             decision_id: task.decision.clone(),

@@ -65,7 +65,7 @@ impl Engine {
         } else {
             tracing::info!(reason = %state.reason, %model, "model breaker closed");
         }
-        self.pending.push(Record::Audit(AuditEntry {
+        self.outbox.records.push(Record::Audit(AuditEntry {
             kind: "model_breaker".into(),
             ref_id: what.into(),
             decision_id: String::new(),
@@ -73,7 +73,7 @@ impl Engine {
             body: json!({ "state": state, "readings": readings, "model": model }),
         }));
         match serde_json::to_string(&state) {
-            Ok(value) => self.pending.push(Record::Meta {
+            Ok(value) => self.outbox.records.push(Record::Meta {
                 key: BREAKER_KEY.into(),
                 value,
             }),
@@ -126,7 +126,7 @@ impl Engine {
         let before = self.decider.model_version();
         self.decider.model = model;
         let after = self.decider.model_version();
-        self.pending.push(Record::Audit(AuditEntry {
+        self.outbox.records.push(Record::Audit(AuditEntry {
             kind: "model".into(),
             ref_id: after.clone(),
             decision_id: String::new(),
