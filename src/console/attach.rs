@@ -10,40 +10,20 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::app::Message;
-use super::driver::Update;
+use super::backend::{self, Answer, Backend, Request};
 use super::feed::Feed;
+use super::link::{Link, LinkState, Update};
 use crate::decide::Decision;
 use crate::engine::EngineEvent;
 use crate::engine::overview::State;
 use crate::flow::TaskAction;
 use crate::review::{Action, ReviewItem, ReviewRow};
 use crate::signal::Signal;
-
-/// How the link to the server stands, for the header.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LinkState {
-    Connecting,
-    Connected,
-    /// Lost, with why; reconnecting (attempt n).
-    Lost {
-        why: String,
-        attempt: u32,
-    },
-}
-
-/// The server, the link's state and the last round trip.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Link {
-    pub server: String,
-    pub state: LinkState,
-    pub rtt: Option<Duration>,
-}
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -134,86 +114,84 @@ impl Remote {
     }
 
     /// An action on review items, one request each, in order; one answer
-    /// for all of them comes back as a message.
-    pub fn act(
-        &self,
-        back: Sender<Message>,
-        review_ids: Vec<String>,
-        action: Action,
-        note: String,
-    ) {
-        let remote = self.clone();
-        std::thread::spawn(move || {
-            let mut body = json!({"action": action.name(), "note": note});
-            match &action {
-                Action::Override { option } => body["option"] = json!(option),
-                Action::Snooze { minutes } => body["minutes"] = json!(minutes),
-                _ => {}
-            }
-            let answers = review_ids
-                .into_iter()
-                .map(|id| {
-                    let answer = remote
-                        .post(&format!("/v1/reviews/{id}/actions"), body.clone())
-                        .map(|v| v["actor"].as_str().unwrap_or("?").to_string());
-                    (id, answer)
-                })
-                .collect();
-            let _ = back.send(Message::Acted(super::acted(action.name(), answers)));
-        });
+    /// for all of them.
+    fn act(&self, review_ids: Vec<String>, action: &Action, note: &str) -> Message {
+        let mut body = json!({"action": action.name(), "note": note});
+        match action {
+            Action::Override { option } => body["option"] = json!(option),
+            Action::Snooze { minutes } => body["minutes"] = json!(minutes),
+            _ => {}
+        }
+        let answers = review_ids
+            .into_iter()
+            .map(|id| {
+                let answer = self
+                    .post(&format!("/v1/reviews/{id}/actions"), body.clone())
+                    .map(|v| v["actor"].as_str().unwrap_or("?").to_string());
+                (id, answer)
+            })
+            .collect();
+        Message::Acted(backend::acted(action.name(), answers))
     }
 
     /// An action on a task.
-    pub fn task_act(
-        &self,
-        back: Sender<Message>,
-        task_id: String,
-        action: TaskAction,
-        note: String,
-    ) {
-        let remote = self.clone();
-        std::thread::spawn(move || {
-            let mut body = json!({"note": note});
-            if let TaskAction::Reassign { team, agent } = &action {
-                body["team"] = json!(team);
-                body["agent"] = json!(agent);
-            }
-            let answer = remote
-                .post(&format!("/v1/tasks/{task_id}/{}", action.as_str()), body)
-                .map(|t| format!("task {task_id} {}", t["state"].as_str().unwrap_or("?")));
-            let _ = back.send(Message::Acted(answer));
-        });
+    fn task_act(&self, task_id: &str, action: &TaskAction, note: &str) -> Message {
+        let mut body = json!({"note": note});
+        if let TaskAction::Reassign { team, agent } = action {
+            body["team"] = json!(team);
+            body["agent"] = json!(agent);
+        }
+        let answer = self
+            .post(&format!("/v1/tasks/{task_id}/{}", action.as_str()), body)
+            .map(|t| format!("task {task_id} {}", t["state"].as_str().unwrap_or("?")));
+        Message::Acted(answer)
     }
 
     /// A lead's call on the guarded ramp.
-    pub fn ramp(&self, back: Sender<Message>, call: crate::decide::ramp::LeadCall, note: String) {
-        let remote = self.clone();
-        std::thread::spawn(move || {
-            let answer = remote
-                .post(
-                    &format!("/v1/ramp/{}", call.as_str()),
-                    json!({ "note": note }),
-                )
-                .map(|v| super::ramp_answer(&v["ramp"]));
-            let _ = back.send(Message::Acted(answer));
-        });
+    fn ramp(&self, call: crate::decide::ramp::LeadCall, note: &str) -> Message {
+        let answer = self
+            .post(
+                &format!("/v1/ramp/{}", call.as_str()),
+                json!({ "note": note }),
+            )
+            .map(|v| backend::ramp_answer(&v["ramp"]));
+        Message::Acted(answer)
     }
 
     /// A decision's explanation, as the server renders it.
-    pub fn explain(&self, back: Sender<Message>, decision_id: String) {
+    fn explain(&self, decision_id: &str) -> Message {
+        let text = self
+            .get(&format!("/v1/decisions/{decision_id}?format=text"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| format!("asking {}: {e}", self.base));
+        Message::Explained {
+            title: format!("decision {decision_id}"),
+            text,
+        }
+    }
+}
+
+/// The server carries out the requests, as the token's identity (the
+/// operator named on this side is not sent: the server knows who it is).
+impl Backend for Remote {
+    fn start(&self, request: Request, _operator: &crate::review::Actor) -> Answer {
         let remote = self.clone();
-        std::thread::spawn(move || {
-            let text = remote
-                .get(&format!("/v1/decisions/{decision_id}?format=text"))
-                .timeout(Duration::from_secs(10))
-                .send()
-                .and_then(|r| r.text())
-                .unwrap_or_else(|e| format!("asking {}: {e}", remote.base));
-            let _ = back.send(Message::Explained {
-                title: format!("decision {decision_id}"),
-                text,
-            });
-        });
+        match request {
+            Request::Act {
+                review_ids,
+                action,
+                note,
+            } => Box::new(move || remote.act(review_ids, &action, &note)),
+            Request::TaskAct {
+                task_id,
+                action,
+                note,
+            } => Box::new(move || remote.task_act(&task_id, &action, &note)),
+            Request::Ramp { call, note } => Box::new(move || remote.ramp(call, &note)),
+            Request::Explain { decision_id } => Box::new(move || remote.explain(&decision_id)),
+        }
     }
 }
 

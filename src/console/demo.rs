@@ -7,8 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
 use super::app::{App, Message};
-use super::driver::{Update, status};
 use super::keymap::Keymap;
+use super::link::{Update, status};
 use super::theme::Theme;
 use crate::decide::policy::Role;
 use crate::engine::{Engine, EngineError, EngineEvent};

@@ -24,19 +24,7 @@ use crate::intake::log::IntakeLog;
 use crate::setup::Runs;
 use crate::sim::{Simulator, default_start, world};
 
-pub use crate::engine::overview::{BreakerRow, Overview as Status, ServiceRow, TeamRow, status};
-
-pub enum Update {
-    Events(Vec<EngineEvent>),
-    Status(Box<Status>),
-    Failed(String),
-    /// A server's whole state (an attached console's start, or after a reset).
-    Snapshot(Box<crate::engine::overview::State>),
-    /// How the link to the server stands.
-    Link(super::attach::Link),
-    /// The last round trip to the server.
-    Rtt(std::time::Duration),
-}
+use super::link::{Update, status};
 
 pub struct DriverOptions {
     pub seed: u64,

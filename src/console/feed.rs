@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::app::{MAX_DECISIONS, MAX_SIGNALS};
-use super::attach::Link;
-use super::driver::{Status, Update};
+use super::link::{Link, MAX_DECISIONS, MAX_SIGNALS, Status, Update};
 use crate::decide::Decision;
 use crate::engine::EngineEvent;
 use crate::engine::overview::State;

@@ -10,8 +10,8 @@ use chrono::Duration;
 use serde_json::json;
 
 use super::app::{App, Message};
-use super::driver::{BreakerRow, ServiceRow, Status, TeamRow, Update};
 use super::keymap::Keymap;
+use super::link::{BreakerRow, ServiceRow, Status, TeamRow, Update};
 use super::theme::Theme;
 use crate::decide::policy::{Priority, Role};
 use crate::decide::{Decision, Mode, ShadowChoice};

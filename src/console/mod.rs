@@ -7,31 +7,31 @@
 
 pub mod app;
 pub mod attach;
+pub mod backend;
 pub mod demo;
 pub mod driver;
 pub mod feed;
 #[cfg(test)]
 pub(crate) mod fixture;
 pub mod keymap;
+pub mod link;
 pub mod render_bench;
 pub mod theme;
 pub mod views;
 
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event, KeyCode, KeyEventKind};
 
-use tokio::sync::oneshot;
-
 use app::{App, Effect, Focus, Input, Message};
+use backend::{Backend, Embedded, Request, Worker};
 use driver::DriverOptions;
 use keymap::{KeyAction, Keymap};
 use theme::Theme;
 
-use crate::engine::host::{Busy, Command, Handle};
-use crate::review::{Action, Actor};
+use crate::engine::host::Handle;
+use crate::review::Actor;
 
 /// Everything the console needs to start.
 pub struct ConsoleOptions {
@@ -197,7 +197,11 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             );
         }
     };
-    let result = event_loop(&mut terminal, &mut app, &handle, None, &tap);
+    let backend = Embedded {
+        engine: handle.clone(),
+        data_dir: options.data_dir.clone(),
+    };
+    let result = event_loop(&mut terminal, &mut app, &backend, &tap);
     ratatui::restore();
     handle.stop();
     let _ = engine.join();
@@ -227,9 +231,9 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
     let mut app = App::new(keymap, theme, options.operator.clone(), PathBuf::new());
     app.instance = format!("attached to {}", remote.base);
     app.sources = vec![remote.base.clone()];
-    app.link = Some(attach::Link {
+    app.link = Some(link::Link {
         server: remote.base.clone(),
-        state: attach::LinkState::Connecting,
+        state: link::LinkState::Connecting,
         rtt: None,
     });
     if !warnings.is_empty() {
@@ -239,9 +243,7 @@ pub fn attach(options: AttachOptions) -> anyhow::Result<()> {
         ratatui::restore();
         anyhow::anyhow!("the console needs a terminal ({e})")
     })?;
-    // No engine here: a handle nobody reads, for the loop's signature.
-    let (handle, _unused) = Handle::channel(PathBuf::new());
-    let result = event_loop(&mut terminal, &mut app, &handle, Some(&remote), &tap);
+    let result = event_loop(&mut terminal, &mut app, &remote, &tap);
     ratatui::restore();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(tap);
@@ -317,15 +319,10 @@ fn stop_intake(serving: Option<(crate::intake::Server, std::thread::JoinHandle<(
 fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
-    engine: &Handle,
-    remote: Option<&attach::Remote>,
+    backend: &dyn Backend,
     published: &feed::Tap,
 ) -> anyhow::Result<()> {
-    let mut outside = Outside {
-        engine,
-        remote,
-        back: mpsc::channel(),
-    };
+    let worker = Worker::spawn()?;
     let mut last_draw = Instant::now() - FRAME;
     let mut folding: Option<feed::Pending> = None;
     loop {
@@ -340,7 +337,7 @@ fn event_loop(
         {
             folding = None;
         }
-        for message in outside.arrived() {
+        for message in worker.arrived() {
             app.update(message);
         }
         if app.dirty && last_draw.elapsed() >= FRAME {
@@ -368,297 +365,31 @@ fn event_loop(
         };
         let Some(input) = input else { continue };
         for effect in app.update(input) {
-            match outside.carry_out(effect, app) {
-                Next::Quit => return Ok(()),
-                Next::Tell(message) => {
-                    app.update(message);
+            match Request::of(effect) {
+                Ok(request) => {
+                    if let Err(said) = worker.answer(backend.start(request, &app.operator)) {
+                        app.update(said);
+                    }
                 }
-                Next::Wait => {}
-            }
-        }
-    }
-}
-
-/// What carrying out an effect leads to.
-enum Next {
-    Quit,
-    /// Something to tell the app at once.
-    Tell(Message),
-    /// Nothing yet: an answer will come back.
-    Wait,
-}
-
-/// Where the console's effects go, and the answers that come back: the
-/// engine's to an action, and explanations read from the journal on a
-/// thread of their own (a read can take a while on a big journal; the UI
-/// goes on meanwhile).
-struct Outside<'a> {
-    engine: &'a Handle,
-    /// The server, when attached: actions and explanations go there.
-    remote: Option<&'a attach::Remote>,
-    back: (mpsc::Sender<Message>, mpsc::Receiver<Message>),
-}
-
-impl Outside<'_> {
-    /// Answers that have come back since the last call.
-    fn arrived(&mut self) -> Vec<Message> {
-        self.back.1.try_iter().collect()
-    }
-
-    /// Carries out one effect.
-    fn carry_out(&mut self, effect: Effect, app: &App) -> Next {
-        if let Some(remote) = self.remote {
-            let back = self.back.0.clone();
-            match effect {
-                Effect::Act {
-                    review_id,
-                    action,
-                    note,
-                } => remote.act(back, vec![review_id], action, note),
-                Effect::ActOnEach {
-                    review_ids,
-                    action,
-                    note,
-                } => remote.act(back, review_ids, action, note),
-                Effect::TaskAct {
-                    task_id,
-                    action,
-                    note,
-                } => remote.task_act(back, task_id, action, note),
-                Effect::Explain { decision_id } => remote.explain(back, decision_id),
-                Effect::Ramp { call, note } => remote.ramp(back, call, note),
-                Effect::Quit => return Next::Quit,
-                Effect::SwitchTheme(name) => {
-                    return self.carry_out_locally(Effect::SwitchTheme(name), app);
+                Err(Effect::Quit) => return Ok(()),
+                Err(Effect::SwitchTheme(name)) => {
+                    app.update(switch_theme(name, app.theme.no_color));
                 }
-            }
-            return Next::Wait;
-        }
-        self.carry_out_locally(effect, app)
-    }
-
-    /// Carries out one effect against the embedded engine.
-    fn carry_out_locally(&mut self, effect: Effect, app: &App) -> Next {
-        match effect {
-            Effect::Quit => Next::Quit,
-            Effect::Act {
-                review_id,
-                action,
-                note,
-            } => self.act_on_each(vec![review_id], action, note, app),
-            Effect::ActOnEach {
-                review_ids,
-                action,
-                note,
-            } => self.act_on_each(review_ids, action, note, app),
-            Effect::TaskAct {
-                task_id,
-                action,
-                note,
-            } => {
-                let (tx, rx) = oneshot::channel();
-                let command = Command::TaskAct {
-                    task_id,
-                    action,
-                    actor: app.operator.clone(),
-                    note,
-                    reply: tx,
-                };
-                self.send_and_answer(command, rx, |t| {
-                    format!("task {} {} ({})", t.id, t.state, t.template)
-                })
-            }
-            Effect::Ramp { call, note } => {
-                let (tx, rx) = oneshot::channel();
-                let command = Command::Ramp {
-                    call,
-                    actor: app.operator.clone(),
-                    note,
-                    reply: tx,
-                };
-                self.send_and_answer(command, rx, |state| ramp_said(&state))
-            }
-            Effect::Explain { decision_id } => {
-                let (dir, back) = (app.data_dir.clone(), self.back.0.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("explain".into())
-                    .spawn(move || {
-                        let _ = back.send(explain(&dir, decision_id));
-                    });
-                match spawned {
-                    Ok(_) => Next::Wait,
-                    Err(e) => Next::Tell(Message::Explained {
-                        title: "explain".into(),
-                        text: format!("cannot read the journal now: {e}"),
-                    }),
-                }
-            }
-            Effect::SwitchTheme(name) => {
-                let no_color = app.theme.no_color;
-                let loaded = Theme::load(
-                    &name,
-                    crate::config::user_dir("themes").as_deref(),
-                    no_color,
-                );
-                Next::Tell(Message::Theme(
-                    loaded.map(|t| (name, t)).map_err(|e| e.to_string()),
-                ))
+                // Every other effect is a request.
+                Err(_) => {}
             }
         }
     }
 }
 
-impl Outside<'_> {
-    /// Sends `command` to the embedded engine; its answer (once the action
-    /// is durable) is waited for off the UI thread and said with `say`.
-    fn send_and_answer<T: Send + 'static>(
-        &mut self,
-        command: Command,
-        rx: oneshot::Receiver<Result<T, crate::engine::EngineError>>,
-        say: impl FnOnce(T) -> String + Send + 'static,
-    ) -> Next {
-        if let Err(busy) = self.engine.send(command) {
-            let why = match busy {
-                Busy::Full => "the engine is busy: try again",
-                Busy::Gone => "the engine has stopped",
-            };
-            return Next::Tell(Message::Acted(Err(why.into())));
-        }
-        let back = self.back.0.clone();
-        let waiter = std::thread::Builder::new()
-            .name("answer".into())
-            .spawn(move || {
-                let answer = match rx.blocking_recv() {
-                    Ok(Ok(value)) => Ok(say(value)),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("the engine has stopped".to_string()),
-                };
-                let _ = back.send(Message::Acted(answer));
-            });
-        match waiter {
-            Ok(_) => Next::Wait,
-            Err(e) => Next::Tell(Message::Acted(Err(e.to_string()))),
-        }
-    }
-
-    /// One action on one item or on each of several through the embedded
-    /// engine: each a command of its own (journaled as its own action); one
-    /// answer for all of them, waited for off the UI thread.
-    fn act_on_each(
-        &mut self,
-        review_ids: Vec<String>,
-        action: Action,
-        note: String,
-        app: &App,
-    ) -> Next {
-        let mut waiting = Vec::new();
-        for id in review_ids {
-            let (tx, rx) = oneshot::channel();
-            let command = Command::Act {
-                review_id: id.clone(),
-                actor: app.operator.clone(),
-                action: action.clone(),
-                note: note.clone(),
-                reply: tx,
-            };
-            let sent = match self.engine.send(command) {
-                Ok(()) => Ok(rx),
-                Err(Busy::Full) => Err("the engine is busy: try again"),
-                Err(Busy::Gone) => Err("the engine has stopped"),
-            };
-            waiting.push((id, sent));
-        }
-        let back = self.back.0.clone();
-        let name = action.name();
-        let waiter = std::thread::Builder::new()
-            .name("bulk-answer".into())
-            .spawn(move || {
-                let answers = waiting
-                    .into_iter()
-                    .map(|(id, sent)| {
-                        let answer = match sent.map(|rx| rx.blocking_recv()) {
-                            Ok(Ok(Ok(r))) => Ok(r.actor.name),
-                            Ok(Ok(Err(e))) => Err(e.to_string()),
-                            Ok(Err(_)) => Err("the engine has stopped".to_string()),
-                            Err(why) => Err(why.to_string()),
-                        };
-                        (id, answer)
-                    })
-                    .collect();
-                let _ = back.send(Message::Acted(acted(name, answers)));
-            });
-        match waiter {
-            Ok(_) => Next::Wait,
-            Err(e) => Next::Tell(Message::Acted(Err(e.to_string()))),
-        }
-    }
-}
-
-/// A ramp after a lead's call, in a line.
-pub(crate) fn ramp_said(state: &crate::decide::ramp::RampState) -> String {
-    format!(
-        "ramp {} {}: {}",
-        state.id,
-        state.status.as_str(),
-        state.reason
-    )
-}
-
-/// The server's answer to a ramp call (`{"ramp": state}`), in a line.
-pub(crate) fn ramp_answer(v: &serde_json::Value) -> String {
-    serde_json::from_value::<crate::decide::ramp::RampState>(v.clone())
-        .map_or_else(|_| "ramp called".to_string(), |s| ramp_said(&s))
-}
-
-/// One answer for an action taken on one or more items: who did it, and
-/// which were refused and why.
-pub(crate) fn acted(
-    action: &str,
-    answers: Vec<(String, Result<String, String>)>,
-) -> Result<String, String> {
-    let total = answers.len();
-    let (done, refused): (Vec<_>, Vec<_>) = answers.into_iter().partition(|(_, a)| a.is_ok());
-    match (done.as_slice(), refused.as_slice()) {
-        ([(id, Ok(actor))], []) => Ok(format!("{action} {id} by {actor}")),
-        (_, []) => {
-            let actor = done
-                .first()
-                .and_then(|(_, a)| a.as_ref().ok().cloned())
-                .unwrap_or_default();
-            Ok(format!("{action} {total} items by {actor}"))
-        }
-        // One item refused: the reason, as the engine or server gave it.
-        ([], [(_, Err(why))]) => Err(why.clone()),
-        _ => {
-            let why: Vec<String> = refused
-                .iter()
-                .take(3)
-                .map(|(id, a)| format!("{id}: {}", a.as_ref().err().map_or("", |w| w.as_str())))
-                .collect();
-            Err(format!(
-                "{action}: {} of {total} done, {} refused ({}{})",
-                done.len(),
-                refused.len(),
-                why.join("; "),
-                if refused.len() > 3 { "; …" } else { "" }
-            ))
-        }
-    }
-}
-
-/// A decision's explanation from the journal, as the detail view shows it.
-fn explain(dir: &std::path::Path, decision_id: String) -> Message {
-    let text = match crate::journal::read::explain(dir, &decision_id) {
-        Ok(Some(e)) => crate::journal::explain::render(&e),
-        Ok(None) => {
-            format!("{decision_id} is not in the journal yet (it is written within a moment)")
-        }
-        Err(e) => format!("reading the journal: {e}"),
-    };
-    Message::Explained {
-        title: format!("decision {decision_id}"),
-        text,
-    }
+/// The theme `name`, loaded for the app (or why it cannot be).
+fn switch_theme(name: String, no_color: bool) -> Message {
+    let loaded = Theme::load(
+        &name,
+        crate::config::user_dir("themes").as_deref(),
+        no_color,
+    );
+    Message::Theme(loaded.map(|t| (name, t)).map_err(|e| e.to_string()))
 }
 
 /// A key event as the app sees it: text for prompts and dialogs, else the

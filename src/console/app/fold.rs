@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
-use super::super::attach::{Link, LinkState};
-use super::super::driver::Update;
 use super::super::feed::{Pending, ReviewChange};
+use super::super::link::{Link, LinkState, Update};
 use super::{
     App, AuditRow, ChangeRow, FlowRow, MAX_CHANGES, MAX_DECISIONS, MAX_FLOWS, MAX_SIGNALS,
     SignalRow, View,

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use super::driver::Status;
 use super::keymap::{Keymap, Scope};
+use super::link::Status;
 use super::theme::Theme;
 use crate::review::{Actor, ReviewItem};
 pub use state::*;
@@ -80,7 +80,7 @@ pub struct App {
     /// Rows per page in the table being shown (set by draw's caller).
     pub page: usize,
     /// The server, when attached to one.
-    pub link: Option<super::attach::Link>,
+    pub link: Option<super::link::Link>,
     /// Review items marked for one approval or rejection.
     pub marked: std::collections::BTreeSet<String>,
     /// An action asked once on an item someone else holds: asked again, it goes.

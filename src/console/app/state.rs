@@ -4,14 +4,13 @@
 use chrono::{DateTime, Utc};
 use ratatui_textarea::TextArea;
 
-use super::super::driver::Update;
 use super::super::keymap::KeyAction;
+use super::super::link::Update;
 use super::super::theme::Theme;
 use crate::flow::{Flow, FlowState, TaskAction};
 use crate::review::Action;
 
-pub const MAX_SIGNALS: usize = 50_000;
-pub const MAX_DECISIONS: usize = 50_000;
+pub use super::super::link::{MAX_DECISIONS, MAX_SIGNALS};
 /// Shadow disagreements kept for the changes view, newest first.
 pub const MAX_CHANGES: usize = 5_000;
 pub const MAX_FLOWS: usize = 100_000;

@@ -239,7 +239,7 @@ fn the_cursor_follows_the_item_not_the_row() {
     let mut sooner = app.reviews["R0000002"].clone();
     sooner.id = "R0000009".into();
     sooner.deadline -= chrono::Duration::minutes(30);
-    app.update(Message::Engine(super::super::driver::Update::Events(vec![
+    app.update(Message::Engine(super::super::link::Update::Events(vec![
         EngineEvent::ReviewOpened(sooner),
     ])));
     assert_eq!(app.review_at(0).unwrap().id, "R0000009");
@@ -255,7 +255,7 @@ fn the_cursor_follows_the_item_not_the_row() {
         time: item.created,
     };
     item.outcome = Some(record.clone());
-    app.update(Message::Engine(super::super::driver::Update::Events(vec![
+    app.update(Message::Engine(super::super::link::Update::Events(vec![
         EngineEvent::ReviewAction {
             item,
             action: record,
@@ -370,7 +370,7 @@ fn marked_items_are_approved_with_one_note() {
 /// One answer for many: who did it, or which were refused and why.
 #[test]
 fn a_bulk_answer_counts_what_was_done_and_names_refusals() {
-    use crate::console::acted;
+    use crate::console::backend::acted;
     let ok = |id: &str| (id.to_string(), Ok("ann".to_string()));
     assert_eq!(
         acted("approve", vec![ok("R1")]),

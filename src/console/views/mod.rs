@@ -175,7 +175,7 @@ fn header_left(app: &App, level: u8) -> Vec<Span<'static>> {
     }
     match &app.link {
         Some(link) => {
-            use crate::console::attach::LinkState;
+            use crate::console::link::LinkState;
             let rtt = link
                 .rtt
                 .map(|d| format!(" {}ms", d.as_millis()))
@@ -622,7 +622,7 @@ mod tests {
     /// after that colleague decides it: the status line says so, by whom.
     #[test]
     fn an_item_held_then_decided_elsewhere() {
-        use crate::console::driver::Update;
+        use crate::console::link::Update;
         use crate::engine::EngineEvent;
         use crate::review::{Action, Actor, ReviewAction};
         let mut app = fixture::app();

@@ -11,7 +11,7 @@ use ratatui::widgets::{Axis, Chart, Dataset, Gauge, GraphType, Paragraph, Sparkl
 
 use super::{paragraph, pct, titled};
 use crate::console::app::App;
-use crate::console::driver::Status;
+use crate::console::link::Status;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;

@@ -1,0 +1,310 @@
+//! Where the console's requests are carried out: the embedded engine
+//! (`Embedded`: commands through its handle, explanations read from its
+//! journal) or a running server (`attach::Remote`: its HTTP API). Either
+//! backend starts a request at once (the embedded engine has the command
+//! queued before the next key is read) and hands back what answers it; the
+//! console's one `Worker` thread runs those answers in order and passes
+//! each on as a `Message`, so the UI never waits on the engine, the
+//! journal or the network.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
+
+use tokio::sync::oneshot;
+
+use super::app::{Effect, Message};
+use crate::decide::ramp::LeadCall;
+use crate::engine::EngineError;
+use crate::engine::host::{Busy, Command, Handle};
+use crate::flow::TaskAction;
+use crate::review::{Action, Actor};
+
+/// What the console asks of its backend.
+pub enum Request {
+    /// One action on each of these review items, one command each.
+    Act {
+        review_ids: Vec<String>,
+        action: Action,
+        note: String,
+    },
+    TaskAct {
+        task_id: String,
+        action: TaskAction,
+        note: String,
+    },
+    /// A decision's explanation, as the detail view shows it.
+    Explain { decision_id: String },
+    /// A lead's call on the guarded ramp.
+    Ramp { call: LeadCall, note: String },
+}
+
+impl Request {
+    /// The request an effect makes; the effects the UI carries out itself
+    /// (quitting, switching the theme) are handed back.
+    pub fn of(effect: Effect) -> Result<Request, Effect> {
+        Ok(match effect {
+            Effect::Act {
+                review_id,
+                action,
+                note,
+            } => Request::Act {
+                review_ids: vec![review_id],
+                action,
+                note,
+            },
+            Effect::ActOnEach {
+                review_ids,
+                action,
+                note,
+            } => Request::Act {
+                review_ids,
+                action,
+                note,
+            },
+            Effect::TaskAct {
+                task_id,
+                action,
+                note,
+            } => Request::TaskAct {
+                task_id,
+                action,
+                note,
+            },
+            Effect::Explain { decision_id } => Request::Explain { decision_id },
+            Effect::Ramp { call, note } => Request::Ramp { call, note },
+            other => return Err(other),
+        })
+    }
+}
+
+/// What answers a request, run on the worker.
+pub type Answer = Box<dyn FnOnce() -> Message + Send>;
+
+/// Carries out the console's requests.
+pub trait Backend {
+    /// Starts `request` for `operator`; what answers it is run on the
+    /// worker.
+    fn start(&self, request: Request, operator: &Actor) -> Answer;
+}
+
+/// The console's one worker: answers requests in order, off the UI thread.
+pub struct Worker {
+    jobs: Sender<Answer>,
+    answers: Receiver<Message>,
+}
+
+impl Worker {
+    pub fn spawn() -> std::io::Result<Worker> {
+        let (jobs, todo) = mpsc::channel::<Answer>();
+        let (back, answers) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("console-answers".into())
+            .spawn(move || {
+                for job in todo {
+                    if back.send(job()).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Worker { jobs, answers })
+    }
+
+    /// Queues `answer`; `Err` with a message saying so if the worker is gone.
+    pub fn answer(&self, answer: Answer) -> Result<(), Message> {
+        self.jobs
+            .send(answer)
+            .map_err(|_| Message::Acted(Err("the console's answer thread has stopped".into())))
+    }
+
+    /// Answers that have come since the last call.
+    pub fn arrived(&self) -> Vec<Message> {
+        self.answers.try_iter().collect()
+    }
+}
+
+/// The engine in this process, behind its handle, and its journal.
+pub struct Embedded {
+    pub engine: Handle,
+    pub data_dir: PathBuf,
+}
+
+impl Backend for Embedded {
+    fn start(&self, request: Request, operator: &Actor) -> Answer {
+        match request {
+            Request::Act {
+                review_ids,
+                action,
+                note,
+            } => self.act_on_each(review_ids, action, note, operator),
+            Request::TaskAct {
+                task_id,
+                action,
+                note,
+            } => {
+                let (reply, rx) = oneshot::channel();
+                let command = Command::TaskAct {
+                    task_id,
+                    action,
+                    actor: operator.clone(),
+                    note,
+                    reply,
+                };
+                self.send(command, rx, |t| {
+                    format!("task {} {} ({})", t.id, t.state, t.template)
+                })
+            }
+            Request::Ramp { call, note } => {
+                let (reply, rx) = oneshot::channel();
+                let command = Command::Ramp {
+                    call,
+                    actor: operator.clone(),
+                    note,
+                    reply,
+                };
+                self.send(command, rx, |state| ramp_said(&state))
+            }
+            Request::Explain { decision_id } => {
+                let dir = self.data_dir.clone();
+                Box::new(move || explain(&dir, decision_id))
+            }
+        }
+    }
+}
+
+impl Embedded {
+    /// Sends `command`; the answer waits for its reply (once the action is
+    /// durable) and says it with `say`.
+    fn send<T: Send + 'static>(
+        &self,
+        command: Command,
+        rx: oneshot::Receiver<Result<T, EngineError>>,
+        say: impl FnOnce(T) -> String + Send + 'static,
+    ) -> Answer {
+        if let Err(busy) = self.engine.send(command) {
+            let why = refused(busy);
+            return Box::new(move || Message::Acted(Err(why.into())));
+        }
+        Box::new(move || {
+            Message::Acted(match rx.blocking_recv() {
+                Ok(Ok(value)) => Ok(say(value)),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the engine has stopped".to_string()),
+            })
+        })
+    }
+
+    /// One action on each of several items: each a command of its own
+    /// (journaled as its own action), one answer for all of them.
+    fn act_on_each(
+        &self,
+        review_ids: Vec<String>,
+        action: Action,
+        note: String,
+        operator: &Actor,
+    ) -> Answer {
+        let mut waiting = Vec::with_capacity(review_ids.len());
+        for id in review_ids {
+            let (reply, rx) = oneshot::channel();
+            let command = Command::Act {
+                review_id: id.clone(),
+                actor: operator.clone(),
+                action: action.clone(),
+                note: note.clone(),
+                reply,
+            };
+            let sent = self.engine.send(command).map(|()| rx).map_err(refused);
+            waiting.push((id, sent));
+        }
+        let name = action.name();
+        Box::new(move || {
+            let answers = waiting
+                .into_iter()
+                .map(|(id, sent)| {
+                    let answer = match sent.map(|rx| rx.blocking_recv()) {
+                        Ok(Ok(Ok(r))) => Ok(r.actor.name),
+                        Ok(Ok(Err(e))) => Err(e.to_string()),
+                        Ok(Err(_)) => Err("the engine has stopped".to_string()),
+                        Err(why) => Err(why.to_string()),
+                    };
+                    (id, answer)
+                })
+                .collect();
+            Message::Acted(acted(name, answers))
+        })
+    }
+}
+
+/// Why the engine did not take a command.
+fn refused(busy: Busy) -> &'static str {
+    match busy {
+        Busy::Full => "the engine is busy: try again",
+        Busy::Gone => "the engine has stopped",
+    }
+}
+
+/// A ramp after a lead's call, in a line.
+pub(crate) fn ramp_said(state: &crate::decide::ramp::RampState) -> String {
+    format!(
+        "ramp {} {}: {}",
+        state.id,
+        state.status.as_str(),
+        state.reason
+    )
+}
+
+/// The server's answer to a ramp call (`{"ramp": state}`), in a line.
+pub(crate) fn ramp_answer(v: &serde_json::Value) -> String {
+    serde_json::from_value::<crate::decide::ramp::RampState>(v.clone())
+        .map_or_else(|_| "ramp called".to_string(), |s| ramp_said(&s))
+}
+
+/// One answer for an action taken on one or more items: who did it, and
+/// which were refused and why.
+pub(crate) fn acted(
+    action: &str,
+    answers: Vec<(String, Result<String, String>)>,
+) -> Result<String, String> {
+    let total = answers.len();
+    let (done, refused): (Vec<_>, Vec<_>) = answers.into_iter().partition(|(_, a)| a.is_ok());
+    match (done.as_slice(), refused.as_slice()) {
+        ([(id, Ok(actor))], []) => Ok(format!("{action} {id} by {actor}")),
+        (_, []) => {
+            let actor = done
+                .first()
+                .and_then(|(_, a)| a.as_ref().ok().cloned())
+                .unwrap_or_default();
+            Ok(format!("{action} {total} items by {actor}"))
+        }
+        // One item refused: the reason, as the engine or server gave it.
+        ([], [(_, Err(why))]) => Err(why.clone()),
+        _ => {
+            let why: Vec<String> = refused
+                .iter()
+                .take(3)
+                .map(|(id, a)| format!("{id}: {}", a.as_ref().err().map_or("", |w| w.as_str())))
+                .collect();
+            Err(format!(
+                "{action}: {} of {total} done, {} refused ({}{})",
+                done.len(),
+                refused.len(),
+                why.join("; "),
+                if refused.len() > 3 { "; …" } else { "" }
+            ))
+        }
+    }
+}
+
+/// A decision's explanation from the journal, as the detail view shows it.
+fn explain(dir: &std::path::Path, decision_id: String) -> Message {
+    let text = match crate::journal::read::explain(dir, &decision_id) {
+        Ok(Some(e)) => crate::journal::explain::render(&e),
+        Ok(None) => {
+            format!("{decision_id} is not in the journal yet (it is written within a moment)")
+        }
+        Err(e) => format!("reading the journal: {e}"),
+    };
+    Message::Explained {
+        title: format!("decision {decision_id}"),
+        text,
+    }
+}
