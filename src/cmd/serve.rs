@@ -180,7 +180,13 @@ pub(crate) fn serve(
         engine_thread,
         events,
         log_writer,
-    } = service::start(setup, Some(dispatch_tx), notifier, config.max_backlog())?;
+    } = service::start(
+        setup.config,
+        setup.world,
+        Some(dispatch_tx),
+        notifier,
+        config.max_backlog(),
+    )?;
     spawn_sources(paths, &engine)?;
     let probes: Vec<signalbox::intake::probe::Probe> = probe_configs
         .into_iter()

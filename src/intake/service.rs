@@ -8,11 +8,12 @@ use std::thread::JoinHandle;
 
 use chrono::Utc;
 
+use crate::context::World;
 use crate::engine::Engine;
+use crate::engine::EngineConfig;
 use crate::engine::host::{Dispatcher, Handle, Host, Notifier};
 use crate::engine::runner::{IN_FLIGHT, Nothing, Pace, Runner};
 use crate::intake::log::IntakeLog;
-use crate::setup::Setup;
 
 /// The engine thread and the intake log in front of it.
 pub struct Started {
@@ -25,17 +26,17 @@ pub struct Started {
     pub log_writer: JoinHandle<()>,
 }
 
-/// Starts the engine thread on the setup's data directory (resuming a
-/// journal there; a fresh one starts from its world) and the intake log
-/// beside it.
+/// Starts the engine thread on `config.data_dir` (resuming a journal
+/// there; a fresh one starts from `world`) and the intake log beside it.
 pub fn start(
-    setup: Setup,
+    config: EngineConfig,
+    world: World,
     dispatcher: Option<Dispatcher>,
     notifier: Option<Notifier>,
     max_backlog: u64,
 ) -> anyhow::Result<Started> {
-    let data_dir = setup.config.data_dir.clone();
-    let engine = Engine::open(setup.config, setup.world, Utc::now())?;
+    let data_dir = config.data_dir.clone();
+    let engine = Engine::open(config, world, Utc::now())?;
     let events = crate::intake::events::EventHub::new(engine.last_event_id());
     let hub = std::sync::Arc::clone(&events);
     let (log, log_writer) = IntakeLog::open_with(&data_dir, max_backlog)?;

@@ -9,7 +9,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{SimStats, Simulator, default_start};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{SimStats, Simulator, default_start, world};
 use crate::engine::{Engine, EngineError};
 use crate::metrics::{Metrics, Summary, Tally};
 
@@ -65,26 +68,18 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     }
     let started = Instant::now();
     let start = default_start();
-    // The ramp starts `ramp_at` into the run, not with the engine.
-    let candidates = crate::decide::CandidateFiles {
+    let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
+    let mut sim = Simulator::new(options.seed, start, options.duration, &world);
+    // The demo's settings (`setup::engine` builds them from these for
+    // everything above the simulator); the ramp starts `ramp_at` into the
+    // run, not with the engine.
+    let mut config = super::engine_config(&options.data_dir, options.seed);
+    config.learning = options.learning;
+    config.policy_file = options.policy_file.clone();
+    config.candidates = crate::decide::CandidateFiles {
         ramp: None,
         ..options.candidates.clone()
     };
-    let server = crate::config::Config::default();
-    let runs = crate::setup::Runs::Demo {
-        seed: options.seed,
-        server: &server,
-    };
-    let crate::setup::Setup { mut config, world } =
-        crate::setup::engine(runs, &options.data_dir, candidates, start).map_err(|e| {
-            EngineError::Recovery {
-                dir: options.data_dir.display().to_string(),
-                reason: e.to_string(),
-            }
-        })?;
-    let mut sim = Simulator::new(options.seed, start, options.duration, &world);
-    config.learning = options.learning;
-    config.policy_file = options.policy_file.clone();
     let mut engine = Engine::open(config, world, start)?;
     let mut ramp = match &options.candidates.ramp {
         Some(file) => Some((
