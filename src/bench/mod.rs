@@ -3,6 +3,7 @@
 //! inserts of the very rows the engine wrote, on the same disk. With
 //! `--load URL`, a load sent to a running server instead (`load`).
 
+mod drive;
 pub mod load;
 
 use std::path::PathBuf;
@@ -12,10 +13,8 @@ use chrono::{DateTime, Duration, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::runner::IN_FLIGHT;
 use crate::engine::{Engine, EngineError};
 use crate::journal::{self, JournalError};
-use crate::signal::Signal;
 use crate::sim::{Simulator, default_start, stream, world};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -87,214 +86,11 @@ pub enum BenchError {
 /// The simulator's seed: the same traffic every run.
 const SEED: u64 = 7;
 
-/// What the main thread spent its wall time on.
-#[derive(Default)]
-struct Spent {
-    tick: std::time::Duration,
-    simulator: std::time::Duration,
-    flush: std::time::Duration,
-    wait: std::time::Duration,
-}
-
-/// One timed round's figures.
-struct Round {
-    signals: usize,
-    elapsed: f64,
-    rows: u64,
-    commits: u64,
-}
-
-impl Round {
-    fn signals_per_s(&self) -> f64 {
-        self.signals as f64 / self.elapsed.max(1e-9)
-    }
-}
-
-/// Drives the Northwind simulator through the engine, as `run --headless`
-/// does (its stream, the outcomes and shipments the world sends back, its
-/// operators answering review items), but at full speed and with the journal
-/// flushed every `batch` signals, up to as many batches being written as the
-/// HTTP intake keeps (`IN_FLIGHT`) while the engine works on the next.
-struct Drive {
-    sim: Simulator,
-    engine: Engine,
-    now: DateTime<Utc>,
-    batch: usize,
-    unflushed: usize,
-    in_flight: std::collections::VecDeque<journal::Commit>,
-}
-
-impl Drive {
-    /// One step of simulated time: the signals due go in (each parsed from
-    /// its JSON text, as they arrive over HTTP, and timed into `latencies`),
-    /// timers run, the simulator answers. Returns how many signals went in.
-    fn step(&mut self, latencies: &mut Vec<u32>, spent: &mut Spent) -> Result<usize, BenchError> {
-        self.now += crate::sim::run::STEP;
-        let now = self.now;
-        let texts: Vec<String> = self
-            .sim
-            .due(now)
-            .iter()
-            .map(|s| s.to_cloudevent_json())
-            .collect();
-        for text in &texts {
-            let t = Instant::now();
-            let signal =
-                Signal::from_json(text, now).map_err(|e| BenchError::Setup(e.to_string()))?;
-            self.engine.ingest(signal, now);
-            latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-        }
-        let t = Instant::now();
-        self.engine.tick(now);
-        let t_sim = Instant::now();
-        self.sim.respond(&mut self.engine, now);
-        spent.tick += t_sim - t;
-        spent.simulator += t_sim.elapsed();
-        self.unflushed += texts.len();
-        if self.unflushed >= self.batch {
-            self.flush(spent)?;
-        }
-        Ok(texts.len())
-    }
-
-    fn flush(&mut self, spent: &mut Spent) -> Result<(), BenchError> {
-        let t = Instant::now();
-        let commit = self.engine.flush()?;
-        let t_wait = Instant::now();
-        self.in_flight.push_back(commit);
-        if self.in_flight.len() > IN_FLIGHT
-            && let Some(oldest) = self.in_flight.pop_front()
-        {
-            oldest.wait()?;
-        }
-        spent.flush += t_wait - t;
-        spent.wait += t_wait.elapsed();
-        self.unflushed = 0;
-        Ok(())
-    }
-
-    /// Times `signals` more signals through the engine, all of them
-    /// durable at the end, and prints what the round measured.
-    // Over 80 lines: one measured round, start to finish, so its timing reads in one place.
-    fn round(
-        &mut self,
-        number: usize,
-        signals: usize,
-        stream_end: DateTime<Utc>,
-        latencies: &mut Vec<u32>,
-    ) -> Result<Round, BenchError> {
-        let stats_before = self.engine.journal_stats();
-        let tally_before = self.engine.metrics.total.clone();
-        let answers_before = self.sim.stats.answers;
-        let hour_before = self.now;
-        let latencies_before = latencies.len();
-        let mut spent = Spent::default();
-        let cpu_before = thread_cpu();
-        let began = Instant::now();
-        let mut fed = 0;
-        while fed < signals {
-            let n = self.step(latencies, &mut spent)?;
-            fed += n;
-            if n == 0 && self.now > stream_end {
-                break;
-            }
-        }
-        self.flush(&mut spent)?;
-        for commit in self.in_flight.drain(..) {
-            commit.wait()?;
-        }
-        let elapsed = began.elapsed().as_secs_f64();
-        let cpu_after = thread_cpu();
-        let stats = self.engine.journal_stats();
-        let rows = stats.records - stats_before.records;
-        let commits = (stats.commits - stats_before.commits).max(1);
-        let t = &self.engine.metrics.total;
-        let decisions = (t.decisions - tally_before.decisions).max(1) as f64;
-        let share = |now: u64, before: u64| 100.0 * (now - before) as f64 / decisions;
-        println!(
-            "bench: round {number}: {:.1} simulated hours; decisions: {:.0} ({:.0}% auto, {:.0}% review, {:.0}% forced, {:.0}% record); review items answered by the simulated operators: {}, settled by escalation and safe default: {}",
-            (self.now - hour_before).num_minutes() as f64 / 60.0,
-            decisions,
-            share(t.auto, tally_before.auto),
-            share(t.review, tally_before.review),
-            share(t.forced, tally_before.forced),
-            share(t.record, tally_before.record),
-            self.sim.stats.answers - answers_before,
-            t.safe_defaults - tally_before.safe_defaults
-        );
-        let ingest_time: u64 = latencies[latencies_before..]
-            .iter()
-            .map(|&l| u64::from(l))
-            .sum();
-        println!(
-            "bench: round {number}: main thread: ingest {:.2} s, tick {:.2} s, flush {:.2} s, waiting for the journal {:.2} s, simulator and its operators {:.2} s; journal writer busy {:.2} s",
-            ingest_time as f64 / 1e6,
-            spent.tick.as_secs_f64(),
-            spent.flush.as_secs_f64(),
-            spent.wait.as_secs_f64(),
-            spent.simulator.as_secs_f64(),
-            (stats.busy_micros - stats_before.busy_micros) as f64 / 1e6
-        );
-        // CPU time by thread (not wall time: the writer's busy time above
-        // includes waiting for fsync), per signal.
-        if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
-            let per_signal = |name: &str| {
-                let used = after.get(name).copied().unwrap_or(0.0)
-                    - before.get(name).copied().unwrap_or(0.0);
-                used / fed.max(1) as f64 * 1e6
-            };
-            println!(
-                "bench: round {number}: CPU per signal: main thread (engine and simulator) {:.0} us, journal writer {:.0} us, journal checkpoints {:.0} us (from /proc, 10 ms ticks)",
-                per_signal(MAIN_THREAD),
-                per_signal("journal-writer"),
-                // Thread names are cut to 15 bytes in /proc.
-                per_signal("journal-checkpo")
-            );
-        }
-        println!(
-            "bench: round {number}: memory: RSS {} MB; in memory: {} open review items, {} active flows, {} finished flows, {} decided review items, {} decisions awaiting an outcome",
-            rss_mb().map_or("?".into(), |m| format!("{m:.0}")),
-            self.engine.reviews.open_count(),
-            self.engine.flows.active_count(),
-            self.engine.flows.finished_count(),
-            self.engine.reviews.decided_count(),
-            self.engine.awaiting_count(),
-        );
-        let round = Round {
-            signals: fed,
-            elapsed,
-            rows,
-            commits,
-        };
-        println!(
-            "bench: round {number}: {fed} signals in {elapsed:.2} s = {:.0} signals/s; {rows} journal rows in {commits} commits = {:.0} rows/s",
-            round.signals_per_s(),
-            rows as f64 / elapsed.max(1e-9)
-        );
-        Ok(round)
-    }
-}
-
-// Over 80 lines: the benchmark's steps in the order it runs them.
-
+/// Runs the benchmark `args` ask for: a load on a server, the console's
+/// drawing, or the engine against raw SQLite.
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     if let Some(base) = &args.load {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let plan = load::Plan {
-            base: base.trim_end_matches('/'),
-            token: args.token.as_deref(),
-            rate: args.rate,
-            seconds: args.seconds,
-            connections: args.connections,
-            prefix: format!("load-{stamp:x}"),
-            resolve_after: args.resolve_after,
-        };
-        let figures = load::run(&plan)?;
-        print!("{}", load::report(&plan, &figures));
-        return Ok(());
+        return run_load(args, base);
     }
     let tmp;
     let dir = match &args.data_dir {
@@ -304,14 +100,40 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             tmp.clone()
         }
     };
-    if args.render {
-        let result = crate::console::render_bench::run(&dir.join("render"))
-            .map_err(|e| BenchError::Setup(format!("render: {e:#}")));
-        if args.data_dir.is_none() {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        return result;
+    let result = if args.render {
+        crate::console::render_bench::run(&dir.join("render"))
+            .map_err(|e| BenchError::Setup(format!("render: {e:#}")))
+    } else {
+        run_engine(args, &dir)
+    };
+    if args.data_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
     }
+    result
+}
+
+/// A load of distinct alerts sent to the server at `base`.
+fn run_load(args: &BenchArgs, base: &str) -> Result<(), BenchError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let plan = load::Plan {
+        base: base.trim_end_matches('/'),
+        token: args.token.as_deref(),
+        rate: args.rate,
+        seconds: args.seconds,
+        connections: args.connections,
+        prefix: format!("load-{stamp:x}"),
+        resolve_after: args.resolve_after,
+    };
+    let figures = load::run(&plan)?;
+    print!("{}", load::report(&plan, &figures));
+    Ok(())
+}
+
+/// The engine's rounds in `dir`, then raw SQLite inserts of the same rows.
+fn run_engine(args: &BenchArgs, dir: &std::path::Path) -> Result<(), BenchError> {
     let engine_dir = dir.join("engine");
     let raw_dir = dir.join("raw");
     for d in [&engine_dir, &raw_dir] {
@@ -324,8 +146,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     }
     let start = default_start();
     let warm_up = Duration::hours(args.warm_up_hours.max(0));
-    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
-    let world = world::northwind(&mut rng, start);
+    let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(SEED), start);
     // A stream long enough for the warm-up and then `signals` (the world's
     // replies come on top of it).
     let per_day = stream::generate(SEED, start, Duration::hours(24), &world).len();
@@ -335,14 +156,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let span = warm_up + Duration::hours(24 * days);
     let sim = Simulator::new(SEED, start, span, &world);
     let engine = Engine::open(crate::sim::engine_config(&engine_dir, SEED), world, start)?;
-    let mut drive = Drive {
-        sim,
-        engine,
-        now: start,
-        batch: args.batch.max(1),
-        unflushed: 0,
-        in_flight: Default::default(),
-    };
+    let capacity = args.signals * rounds + args.batch;
+    let mut drive = drive::Drive::new(sim, start, args.batch, capacity);
     println!(
         "bench: {} signals of Northwind traffic (orders, tickets, approvals, alerts, supplier delays, health, shipments, outcomes, unrecognised), {}, journal flushed every {} signals",
         args.signals,
@@ -356,46 +171,70 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     // Warm the engine the way it runs in production: simulated traffic,
     // outcomes and operator answers train the model before the timed run.
     let began = Instant::now();
-    let (mut discard, mut spent) = (Vec::new(), Spent::default());
-    while drive.now < start + warm_up {
-        drive.step(&mut discard, &mut spent)?;
-        discard.clear();
-    }
-    drive.flush(&mut spent)?;
+    let engine = drive.warm_up(engine, start + warm_up)?;
     println!(
         "bench: warm-up: {} simulated hours in {:.1} s, model {}",
         warm_up.num_hours(),
         began.elapsed().as_secs_f64(),
-        drive.engine.model_version()
+        engine.model_version()
     );
-
     if args.unanswered {
         drive.sim.set_colleagues(0);
     }
+    let (engine, measured, shadowed) = timed_rounds(args, &mut drive, engine, start + span)?;
+    engine.close()?;
+    report(
+        &mut drive.latencies,
+        measured,
+        shadowed,
+        &engine_dir,
+        &raw_dir,
+    )
+}
+
+/// The timed rounds, each followed by one with the shadow candidate on
+/// when there is one: the rounds without it, and those with it.
+fn timed_rounds(
+    args: &BenchArgs,
+    drive: &mut drive::Drive,
+    mut engine: Engine,
+    stream_end: DateTime<Utc>,
+) -> Result<(Engine, Vec<drive::Round>, Vec<drive::Round>), BenchError> {
     let shadow = match &args.shadow {
         Some(path) => Some(
-            crate::decide::policy::PolicySet::load(path, drive.engine.playbook())
+            crate::decide::policy::PolicySet::load(path, engine.playbook())
                 .map_err(EngineError::from)?,
         ),
         None => None,
     };
-    let mut latencies: Vec<u32> = Vec::with_capacity(args.signals * rounds + args.batch);
+    let rounds = args.rounds.max(1);
     let (mut measured, mut shadowed) = (Vec::with_capacity(rounds), Vec::new());
     for r in 1..=rounds {
-        let round = drive.round(r, args.signals, start + span, &mut latencies)?;
+        let (e, round) = drive.round(engine, r, args.signals, stream_end, true)?;
+        engine = e;
         measured.push(round);
         if let Some(candidate) = &shadow {
             // The same engine, its shadow on for one round: the baseline is
             // the round before, in the same run.
-            drive
-                .engine
-                .set_shadow(Some(std::sync::Arc::clone(candidate)));
-            let mut unused = Vec::new();
-            shadowed.push(drive.round(r, args.signals, start + span, &mut unused)?);
-            drive.engine.set_shadow(None);
+            engine.set_shadow(Some(std::sync::Arc::clone(candidate)));
+            let (e, round) = drive.round(engine, r, args.signals, stream_end, false)?;
+            engine = e;
+            shadowed.push(round);
+            engine.set_shadow(None);
         }
     }
-    drive.engine.close()?;
+    Ok((engine, measured, shadowed))
+}
+
+/// The figures: rates by round, the shadow's cost, latency percentiles,
+/// and the ratio to raw SQLite inserts of the same rows.
+fn report(
+    latencies: &mut [u32],
+    mut measured: Vec<drive::Round>,
+    mut shadowed: Vec<drive::Round>,
+    engine_dir: &std::path::Path,
+    raw_dir: &std::path::Path,
+) -> Result<(), BenchError> {
     latencies.sort_unstable();
     let pct = |q: f64| {
         latencies
@@ -436,9 +275,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         pct(0.99),
         latencies.last().copied().unwrap_or(0)
     );
-
     let per_commit = (median.rows / median.commits.max(1)).max(1) as usize;
-    let raw_rows_per_s = raw_inserts(&engine_dir, &raw_dir, per_commit)?;
+    let raw_rows_per_s = raw_inserts(engine_dir, raw_dir, per_commit)?;
     let ratio = engine_rows_per_s / raw_rows_per_s.max(1.0);
     println!(
         "bench: baseline: raw batched SQLite inserts of the same rows, same batch size, same disk: {raw_rows_per_s:.0} rows/s"
@@ -448,15 +286,12 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         "bench: {signals_per_s:.0} signals/s, p99 {} us, raw sqlite {raw_rows_per_s:.0} rows/s, ratio {ratio:.2}",
         pct(0.99)
     );
-    if args.data_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
     Ok(())
 }
 
 /// The key `thread_cpu` gives the bench's own thread, whose /proc name is
 /// the program's file name.
-const MAIN_THREAD: &str = "main";
+pub(crate) const MAIN_THREAD: &str = "main";
 
 /// CPU seconds (user + system) used so far by each of this process's
 /// threads, summed by thread name (`MAIN_THREAD` for the main one); None
@@ -469,7 +304,7 @@ pub fn rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn thread_cpu() -> Option<std::collections::HashMap<String, f64>> {
+pub(crate) fn thread_cpu() -> Option<std::collections::HashMap<String, f64>> {
     // /proc reports these in USER_HZ ticks, 100 a second on Linux.
     const TICKS: f64 = 100.0;
     let mut out: std::collections::HashMap<String, f64> = Default::default();

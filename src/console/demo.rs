@@ -1,7 +1,9 @@
 //! A console state built from a real engine run, for snapshot tests and
 //! the render benchmark: fixed seed, simulated clock, no terminal.
 
-use chrono::Duration;
+use std::ops::ControlFlow;
+
+use chrono::{DateTime, Duration, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -11,6 +13,8 @@ use super::keymap::Keymap;
 use super::link::{Update, status};
 use super::theme::Theme;
 use crate::decide::policy::Role;
+use crate::engine::host::{Handle, Host};
+use crate::engine::runner::{Beside, Pace, Runner};
 use crate::engine::{Engine, EngineError, EngineEvent};
 use crate::review::Actor;
 use crate::sim::{Simulator, default_start, run::STEP, world};
@@ -22,28 +26,59 @@ pub fn app_after(dir: &Path, span: Duration) -> Result<App, EngineError> {
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(1), start);
     let mut sim = Simulator::new(1, start, span, &world);
     sim.set_colleagues(1);
-    let mut engine = Engine::open(crate::sim::engine_config(dir, 1), world, start)?;
+    let engine = Engine::open(crate::sim::engine_config(dir, 1), world, start)?;
     let keymap = Keymap::load("default", None).unwrap_or_default();
-    let mut app = App::new(
+    let app = App::new(
         keymap,
         Theme::fallback(false),
         Actor::new("tess", Role::Operator),
         dir.to_path_buf(),
     );
-    let mut now = start;
-    while now < start + span {
-        now += STEP;
-        let events = sim.step(&mut engine, now);
-        engine.flush()?.wait()?;
-        let flushed = engine.take_events();
-        app.update(Message::Engine(Update::Events(events)));
-        app.update(Message::Engine(Update::Events(flushed)));
-    }
+    let mut demo = Demo {
+        sim,
+        app,
+        now: start,
+        end: start + span,
+    };
+    let (handle, commands) = Handle::channel(dir.to_path_buf());
+    let runner = Runner::new(Host::new(engine, None), Pace::Max { start });
+    let ran = runner.run(&commands, &handle, &mut demo);
+    ran.result?;
+    let mut app = demo.app;
     app.update(Message::Engine(Update::Status(Box::new(status(
-        &engine, now,
+        &ran.engine,
+        demo.now,
     )))));
-    engine.close()?;
+    ran.engine.close()?;
     Ok(app)
+}
+
+/// The simulator beside the demo's engine, a `STEP` a turn, and the app
+/// that folds what it published.
+struct Demo {
+    sim: Simulator,
+    app: App,
+    now: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl Beside for Demo {
+    fn advance(&mut self, engine: &mut Engine, _to: DateTime<Utc>) -> DateTime<Utc> {
+        self.now += STEP;
+        let events = self.sim.step(engine, self.now);
+        self.app.update(Message::Engine(Update::Events(events)));
+        self.now
+    }
+
+    fn after_turn(&mut self, engine: &mut Engine, now: DateTime<Utc>) -> ControlFlow<()> {
+        // What the turn's flush published (flows as they stand).
+        let flushed = engine.take_events();
+        self.app.update(Message::Engine(Update::Events(flushed)));
+        match now >= self.end {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        }
+    }
 }
 
 /// Grows a state to the render benchmark's size by repeating what a real

@@ -139,7 +139,8 @@ fn drive(
     };
     let mut runner = Runner::new(host, pace);
     runner.dispatcher = options.dispatcher.take();
-    let (engine, result) = runner.run(commands, handle, &mut beside);
+    let ran = runner.run(commands, handle, &mut beside);
+    let (engine, result) = (ran.engine, ran.result);
     let closed = engine.close().map(drop);
     let shadow_closed = match beside {
         Beside::Simulated(world) => world.shadow.close().map(drop),
@@ -289,7 +290,7 @@ impl runner::Beside for Beside<'_> {
         world.now
     }
 
-    fn after_turn(&mut self, engine: &Engine, now: DateTime<Utc>) -> ControlFlow<()> {
+    fn after_turn(&mut self, engine: &mut Engine, now: DateTime<Utc>) -> ControlFlow<()> {
         match self {
             Beside::Wall(watch) => watch.after(engine, now, None),
             Beside::Simulated(world) => {

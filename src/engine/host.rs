@@ -605,7 +605,8 @@ pub fn drain_log(engine: Engine) -> Result<(Engine, u64), EngineError> {
     let (handle, commands) = Handle::channel(dir);
     handle.stop();
     let progress = runner.host.inbox.as_ref().map(LogReader::progress);
-    let (engine, result) = runner.run(&commands, &handle, &mut super::runner::Nothing);
+    let ran = runner.run(&commands, &handle, &mut super::runner::Nothing);
+    let (engine, result) = (ran.engine, ran.result);
     let read = progress.map_or(0, |p| p.decided_upto().saturating_sub(before));
     drop(log);
     if writer.join().is_err() {

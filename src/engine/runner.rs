@@ -1,10 +1,11 @@
 //! The engine's one runner: a loop over a closed set of commands in
-//! (`host::Command`), paced by the wall clock or by simulated time, with a
-//! bound on the turns handed to the journal and not yet answered. `serve`'s
-//! engine thread, the console on a deployment and on the simulator, and
-//! `drain_log` all run it; what differs between them is the pace, the
-//! world beside the engine (`Beside`: the simulator, or nothing) and
-//! where events go (the host's sink).
+//! (`host::Command`), paced by the wall clock, by simulated time or as fast
+//! as it goes, with a bound on the turns handed to the journal and not yet
+//! answered. `serve`'s engine thread, the console on a deployment and on
+//! the simulator, `drain_log`, headless runs, the benchmark and the
+//! console's demo all run it; what differs between them is the pace, the
+//! world beside the engine (`Beside`: the simulator, or nothing) and where
+//! events go (the host's sink, or the world beside).
 //!
 //! Each pass: wait for a command (no longer than the pace allows), take up
 //! to `GROUP` more, let the host carry them out, decide what the intake
@@ -32,6 +33,10 @@ pub enum Pace {
     /// Simulated time (the console on the simulator): `speed` simulated
     /// seconds per real second from `start`, a turn every `TICK`.
     Simulated { speed: f64, start: DateTime<Utc> },
+    /// As fast as it goes from `start` (headless runs, the benchmark, the
+    /// demo): the world beside decides how far each turn goes, and when the
+    /// run ends.
+    Max { start: DateTime<Utc> },
 }
 
 /// With fewer than `GATHER_BELOW` signals waiting, a turn begins at least
@@ -76,7 +81,7 @@ pub trait Beside {
 
     /// After each turn went to the journal (`settled`: and was answered):
     /// `Break` stops the runner.
-    fn after_turn(&mut self, _engine: &Engine, _now: DateTime<Utc>) -> ControlFlow<()> {
+    fn after_turn(&mut self, _engine: &mut Engine, _now: DateTime<Utc>) -> ControlFlow<()> {
         ControlFlow::Continue(())
     }
 }
@@ -91,9 +96,12 @@ pub struct Runner {
     pub host: Host,
     pub pace: Pace,
     /// Turns handed to the journal and not yet answered, at most; with 0,
-    /// each is settled before the next begins and a failed commit stops
-    /// the runner with its error.
+    /// each is settled before the next begins. A failed commit stops the
+    /// runner with its error, unless an answerer settles them.
     pub in_flight: usize,
+    /// Turns are settled by a thread of their own, as soon as each is
+    /// durable (`serve`: replies go out while the engine works on).
+    pub answerer: bool,
     /// Where committed webhook steps go.
     pub dispatcher: Option<Dispatcher>,
     /// How long a stopping runner goes on deciding the intake log (none:
@@ -103,8 +111,8 @@ pub struct Runner {
 
 /// Where the turns' answers are given.
 enum Answers {
-    /// Settled before the next turn.
-    Here,
+    /// Settled here, the oldest once more than `in_flight` wait.
+    Here(std::collections::VecDeque<Turn>),
     /// By the answerer thread, in order.
     Thread {
         to_answer: mpsc::SyncSender<Turn>,
@@ -124,7 +132,7 @@ impl Clock {
     fn new(pace: Pace) -> Clock {
         let simulated = match pace {
             Pace::Wall => Utc::now(),
-            Pace::Simulated { start, .. } => start,
+            Pace::Simulated { start, .. } | Pace::Max { start } => start,
         };
         Clock {
             pace,
@@ -147,6 +155,7 @@ impl Clock {
                 let ms = (real.as_secs_f64() * speed * 1000.0) as i64;
                 (self.simulated, self.simulated + Duration::milliseconds(ms))
             }
+            Pace::Max { .. } => (self.simulated, DateTime::<Utc>::MAX_UTC),
         }
     }
 }
@@ -158,6 +167,7 @@ impl Runner {
             host,
             pace,
             in_flight: 0,
+            answerer: false,
             dispatcher: None,
             drain_limit: Some(DRAIN_LIMIT),
         }
@@ -165,18 +175,19 @@ impl Runner {
 
     /// Runs until `handle.stop()` is asked (then drains the intake log, up
     /// to `drain_limit`), every sender of `commands` is gone, or `beside`
-    /// says stop. Returns the engine, not yet closed, and the first failed
-    /// commit when turns are settled here.
+    /// says stop. Returns the engine, not yet closed, with the first failed
+    /// commit when turns are settled here, every turn settled.
     pub fn run(
         mut self,
         commands: &Receiver<Command>,
         handle: &Handle,
         beside: &mut impl Beside,
-    ) -> (Engine, Result<(), EngineError>) {
-        let answers = match self.answers() {
+    ) -> Ran {
+        let mut answers = match self.answers() {
             Ok(a) => a,
-            Err(e) => return (self.host.engine, Err(e)),
+            Err(e) => return Ran::failed(self.host.engine, e),
         };
+        let mut spent = Spent::default();
         let mut clock = Clock::new(self.pace);
         let mut stopping: Option<Instant> = None;
         let mut last_turn = Instant::now();
@@ -216,42 +227,61 @@ impl Runner {
             batch.extend(commands.try_iter().take(GROUP - batch.len()));
             let (now, to) = clock.next();
             let mut reached = now;
+            let mut flushed = Instant::now();
             let turn = self.host.turn(now, batch, |engine| {
                 reached = beside.advance(engine, to);
+                flushed = Instant::now();
                 reached
             });
+            spent.flush += flushed.elapsed();
             clock.simulated = reached;
             if let Some(turn) = turn {
                 last_turn = Instant::now();
-                if let Err(e) = self.settle(&answers, turn) {
+                let waited = Instant::now();
+                let settled = self.settle(&mut answers, turn);
+                spent.wait += waited.elapsed();
+                if let Err(e) = settled {
                     result = Err(e);
                     break;
                 }
             }
-            if beside.after_turn(&self.host.engine, reached).is_break() {
+            if beside.after_turn(&mut self.host.engine, reached).is_break() {
                 break;
             }
         }
-        if let Answers::Thread {
-            to_answer,
-            answerer,
-        } = answers
-        {
-            drop(to_answer);
-            if answerer.join().is_err() {
-                tracing::error!("the engine's answer thread panicked");
+        let waited = Instant::now();
+        match answers {
+            Answers::Here(kept) => {
+                for turn in kept {
+                    let settled = turn.settle(self.dispatcher.as_ref());
+                    result = result.and(settled);
+                }
+            }
+            Answers::Thread {
+                to_answer,
+                answerer,
+            } => {
+                drop(to_answer);
+                if answerer.join().is_err() {
+                    tracing::error!("the engine's answer thread panicked");
+                }
             }
         }
+        spent.wait += waited.elapsed();
         let Host { engine, inbox, .. } = self.host;
         // The reader goes first: the log takes no more once it is gone.
         drop(inbox);
-        (engine, result)
+        Ran {
+            engine,
+            result,
+            spent,
+        }
     }
 
-    /// The answerer thread, when turns may be in flight.
+    /// The answerer thread, if there is to be one.
     fn answers(&self) -> Result<Answers, EngineError> {
-        if self.in_flight == 0 {
-            return Ok(Answers::Here);
+        if !self.answerer {
+            return Ok(Answers::Here(Default::default()));
         }
         let (to_answer, answers) = mpsc::sync_channel::<Turn>(self.in_flight);
         let dispatcher = self.dispatcher.clone();
@@ -269,10 +299,19 @@ impl Runner {
         })
     }
 
-    /// Settles `turn` here, or hands it to the answerer.
-    fn settle(&self, answers: &Answers, turn: Turn) -> Result<(), EngineError> {
+    /// Settles the oldest turn here once more than `in_flight` wait, or
+    /// hands `turn` to the answerer.
+    fn settle(&self, answers: &mut Answers, turn: Turn) -> Result<(), EngineError> {
         match answers {
-            Answers::Here => turn.settle(self.dispatcher.as_ref()),
+            Answers::Here(kept) => {
+                kept.push_back(turn);
+                match kept.len() > self.in_flight {
+                    true => kept
+                        .pop_front()
+                        .map_or(Ok(()), |t| t.settle(self.dispatcher.as_ref())),
+                    false => Ok(()),
+                }
+            }
             Answers::Thread { to_answer, .. } => match to_answer.send(turn) {
                 Ok(()) => Ok(()),
                 // The answerer is gone (it panicked): answer here.
@@ -296,12 +335,40 @@ impl Runner {
             GATHER.saturating_sub(last_turn.elapsed())
         } else if pending {
             StdDuration::ZERO
-        } else if let Pace::Simulated { .. } = self.pace {
-            TICK.saturating_sub(last_turn.elapsed())
         } else {
-            IDLE
+            match self.pace {
+                Pace::Wall => IDLE,
+                Pace::Simulated { .. } => TICK.saturating_sub(last_turn.elapsed()),
+                Pace::Max { .. } => StdDuration::ZERO,
+            }
         }
     }
+}
+
+/// What a run leaves: the engine (not yet closed), the first failed commit
+/// among the turns settled here, and where the runner's own time went.
+pub struct Ran {
+    pub engine: Engine,
+    pub result: Result<(), EngineError>,
+    pub spent: Spent,
+}
+
+impl Ran {
+    fn failed(engine: Engine, e: EngineError) -> Ran {
+        Ran {
+            engine,
+            result: Err(e),
+            spent: Spent::default(),
+        }
+    }
+}
+
+/// The runner's own time: handing turns to the journal (flushing), and
+/// waiting for their commits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spent {
+    pub flush: StdDuration,
+    pub wait: StdDuration,
 }
 
 /// The first command before `deadline`; a wake-up for signals already

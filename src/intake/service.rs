@@ -52,9 +52,10 @@ pub fn start(
             host.sink = Some(std::sync::Arc::new(move |batch| hub.publish(batch)));
             let mut runner = Runner::new(host, Pace::Wall);
             runner.in_flight = IN_FLIGHT;
+            runner.answerer = true;
             runner.dispatcher = dispatcher;
             // Failed commits are answered as such, and halt the log.
-            let (engine, _) = runner.run(&rx, &stop, &mut Nothing);
+            let engine = runner.run(&rx, &stop, &mut Nothing).engine;
             if let Err(e) = engine.close() {
                 tracing::error!(error = %e, "closing the journal");
             }

@@ -13,6 +13,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::{SimStats, Simulator, default_start, world};
+use std::ops::ControlFlow;
+
+use crate::engine::host::{Handle, Host};
+use crate::engine::runner::{Beside, Pace, Runner};
 use crate::engine::{Engine, EngineError};
 use crate::metrics::{Metrics, Summary, Tally};
 
@@ -69,7 +73,7 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
     let started = Instant::now();
     let start = default_start();
     let world = world::northwind(&mut ChaCha8Rng::seed_from_u64(options.seed), start);
-    let mut sim = Simulator::new(options.seed, start, options.duration, &world);
+    let sim = Simulator::new(options.seed, start, options.duration, &world);
     // The demo's settings (`setup::engine` builds them from these for
     // everything above the simulator); the ramp starts `ramp_at` into the
     // run, not with the engine.
@@ -80,8 +84,8 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
         ramp: None,
         ..options.candidates.clone()
     };
-    let mut engine = Engine::open(config, world, start)?;
-    let mut ramp = match &options.candidates.ramp {
+    let engine = Engine::open(config, world, start)?;
+    let ramp = match &options.candidates.ramp {
         Some(file) => Some((
             crate::decide::ramp::RampPlan::load(file, engine.playbook())
                 .map_err(crate::engine::ramp::RampRefused::from)?,
@@ -89,36 +93,34 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
         )),
         None => None,
     };
-    let end = start + options.duration;
-    let mut now = start;
-    let mut pending_commit = None;
-    let mut drill = Drill {
-        corrupt_at: options.corrupt_model_at.map(|d| start + d),
-        restore_at: options.restore_model_at.map(|d| start + d),
-        kept: None,
+    let mut headless = Headless {
+        sim,
+        drill: Drill {
+            corrupt_at: options.corrupt_model_at.map(|d| start + d),
+            restore_at: options.restore_model_at.map(|d| start + d),
+            kept: None,
+        },
+        learning: options.learning,
+        ramp,
+        start,
+        now: start,
+        end: start + options.duration,
+        speed: options.speed,
+        started,
+        failed: None,
     };
-    while now < end {
-        now = (now + STEP).min(end);
-        if options.learning {
-            drill.step(&mut engine, now)?;
-        }
-        if let Some((plan, _)) = ramp.take_if(|(_, at)| now >= *at) {
-            let headless =
-                crate::review::Actor::new("headless run", crate::decide::policy::Role::Lead);
-            engine.start_ramp(&plan, &headless, now)?;
-        }
-        sim.step(&mut engine, now);
-        // Keep at most one batch in flight: the journal writes one while the
-        // engine works on the next.
-        let commit = engine.flush()?;
-        if let Some(previous) = pending_commit.replace(commit) {
-            crate::journal::Commit::wait(previous)?;
-        }
-        pace(options.speed, started, now - start);
+    // At most one batch in flight: the journal writes one while the engine
+    // works on the next.
+    let mut runner = Runner::new(Host::new(engine, None), Pace::Max { start });
+    runner.in_flight = 1;
+    let (handle, commands) = Handle::channel(options.data_dir.clone());
+    let ran = runner.run(&commands, &handle, &mut headless);
+    let engine = ran.engine;
+    ran.result?;
+    if let Some(e) = headless.failed {
+        return Err(e);
     }
-    if let Some(last) = pending_commit {
-        last.wait()?;
-    }
+    let sim = headless.sim;
     let model_version = engine.model_version();
     let policy_version = engine.policy().version.clone();
     let ramp = engine.ramp().cloned();
@@ -136,6 +138,62 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
         metrics,
         ramp,
     })
+}
+
+/// The simulator beside a headless run's engine, a `STEP` a turn until the
+/// end, with the model drill and the ramp's start, paced at `speed`.
+struct Headless {
+    sim: Simulator,
+    drill: Drill,
+    learning: bool,
+    /// A ramp to start, and when.
+    ramp: Option<(crate::decide::ramp::RampPlan, DateTime<Utc>)>,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    end: DateTime<Utc>,
+    /// Paced at this many simulated seconds per real second, from `started`.
+    speed: Option<f64>,
+    started: Instant,
+    /// What stopped the run.
+    failed: Option<EngineError>,
+}
+
+impl Beside for Headless {
+    fn advance(&mut self, engine: &mut Engine, _to: DateTime<Utc>) -> DateTime<Utc> {
+        if self.now >= self.end {
+            return self.now;
+        }
+        let now = (self.now + STEP).min(self.end);
+        self.now = now;
+        if let Err(e) = self.before_step(engine, now) {
+            self.failed = Some(e);
+            return now;
+        }
+        self.sim.step(engine, now);
+        now
+    }
+
+    fn after_turn(&mut self, _engine: &mut Engine, now: DateTime<Utc>) -> ControlFlow<()> {
+        pace(self.speed, self.started, now - self.start);
+        match self.failed.is_some() || now >= self.end {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        }
+    }
+}
+
+impl Headless {
+    /// The drill and the ramp's start, when due.
+    fn before_step(&mut self, engine: &mut Engine, now: DateTime<Utc>) -> Result<(), EngineError> {
+        if self.learning {
+            self.drill.step(engine, now)?;
+        }
+        if let Some((plan, _)) = self.ramp.take_if(|(_, at)| now >= *at) {
+            let lead = crate::review::Actor::new("headless run", crate::decide::policy::Role::Lead);
+            engine.start_ramp(&plan, &lead, now)?;
+        }
+        Ok(())
+    }
 }
 
 /// The model drill: a corrupted checkpoint put in place, and later the
