@@ -110,9 +110,9 @@ fn duration_field(
     text: Option<&str>,
 ) -> Result<Option<chrono::Duration>, ConfigError> {
     text.map(|t| {
-        crate::decide::policy::parse_duration(t).map_err(|reason| ConfigError::Field {
+        crate::decide::policy::parse_duration(t).map_err(|e| ConfigError::Field {
             field: field.to_string(),
-            reason,
+            reason: e.to_string(),
         })
     })
     .transpose()

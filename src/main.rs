@@ -285,7 +285,7 @@ enum ReportFormat {
 }
 
 fn parse_span(text: &str) -> Result<chrono::Duration, String> {
-    signalbox::decide::policy::parse_duration(text)
+    signalbox::decide::policy::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn parse_speed(text: &str) -> Result<Speed, String> {

@@ -128,8 +128,8 @@ fn spawn_sources(paths: Vec<String>, engine: &signalbox::engine::host::Handle) -
     Ok(())
 }
 
-// Over 80 lines: the start and the ordered shutdown of serve's parts read together.
-
+/// Runs `serve` until SIGINT or SIGTERM: the engine's thread, the sources,
+/// the outbound tasks, the HTTP server; then stops them in order.
 pub(crate) fn serve(
     runs: Option<Runs>,
     listen: Option<std::net::SocketAddr>,
@@ -197,7 +197,15 @@ pub(crate) fn serve(
             as std::sync::Arc<dyn signalbox::intake::reload::Served>
     });
     let stopper = engine.clone();
-    let (probe_engine, executor_engine) = (engine.clone(), engine.clone());
+    let executor_engine = engine.clone();
+    let outbound = Outbound {
+        steps: dispatch_rx,
+        probes,
+        notices: notice_rx,
+        receivers,
+        ca_file,
+    };
+    outbound.spawn(&runtime, &engine);
     let state = AppState {
         engine,
         log,
@@ -215,22 +223,6 @@ pub(crate) fn serve(
     let listen = settings.listen;
     raise_file_limit(&settings.limits);
     let served = runtime.block_on(async {
-        tokio::spawn(signalbox::intake::webhook::run(
-            dispatch_rx,
-            executor_engine.clone(),
-            ca_file.clone(),
-        ));
-        for probe in probes {
-            tokio::spawn(probe.run(probe_engine.clone(), ca_file.clone()));
-        }
-        if !receivers.is_empty() {
-            tokio::spawn(signalbox::intake::notify::run(
-                notice_rx,
-                receivers,
-                ca_file.clone(),
-            ));
-        }
-        drop(probe_engine);
         if let Some(reloader) = reloader {
             reload_on_hangup(reloader, executor_engine)?;
         }
@@ -253,21 +245,62 @@ pub(crate) fn serve(
     });
     // Whether the server ran or failed (it could not listen, say), the
     // engine is stopped and its journal closed before the answer.
-    // Stop the probes and executor with the runtime; the intake log's
-    // writer ends with its last handle (the server's state). Then let the
-    // engine answer what is queued, decide what the log still holds (up to
-    // its drain limit), close the journal, and end.
+    stop_in_order(runtime, log_writer, stopper, engine_thread)?;
+    served?;
+    say("signalbox: stopped; journal closed");
+    Ok(())
+}
+
+/// What `serve` sends out and polls, on its runtime: webhook steps, probes,
+/// notifications.
+struct Outbound {
+    steps: tokio::sync::mpsc::UnboundedReceiver<signalbox::flow::Dispatch>,
+    probes: Vec<signalbox::intake::probe::Probe>,
+    notices: tokio::sync::mpsc::UnboundedReceiver<signalbox::engine::notices::Notice>,
+    receivers: Vec<signalbox::intake::notify::NotifyConfig>,
+    ca_file: Option<PathBuf>,
+}
+
+impl Outbound {
+    fn spawn(self, runtime: &tokio::runtime::Runtime, engine: &signalbox::engine::host::Handle) {
+        runtime.spawn(signalbox::intake::webhook::run(
+            self.steps,
+            engine.clone(),
+            self.ca_file.clone(),
+        ));
+        for probe in self.probes {
+            runtime.spawn(probe.run(engine.clone(), self.ca_file.clone()));
+        }
+        if !self.receivers.is_empty() {
+            runtime.spawn(signalbox::intake::notify::run(
+                self.notices,
+                self.receivers,
+                self.ca_file,
+            ));
+        }
+    }
+}
+
+/// Stops `serve`'s parts in order: the probes and executor with the
+/// runtime; the intake log's writer, which ends with its last handle (the
+/// server's state); then the engine, which answers what is queued, decides
+/// what the log still holds (up to its drain limit), closes the journal
+/// and ends.
+fn stop_in_order(
+    runtime: tokio::runtime::Runtime,
+    log_writer: std::thread::JoinHandle<()>,
+    engine: signalbox::engine::host::Handle,
+    engine_thread: std::thread::JoinHandle<()>,
+) -> Result<()> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     log_writer
         .join()
         .map_err(|_| anyhow::anyhow!("intake log writer panicked"))?;
-    stopper.stop();
-    drop(stopper);
+    engine.stop();
+    drop(engine);
     engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
-    served?;
-    say("signalbox: stopped; journal closed");
     Ok(())
 }
 

@@ -246,7 +246,7 @@ impl Rule {
             None => None,
             Some(Ok(d)) => Some(d),
             Some(Err(e)) => {
-                errors.push(rule_err(e));
+                errors.push(rule_err(e.to_string()));
                 None
             }
         };
@@ -678,11 +678,24 @@ fn outcome(rule: &Rule, result: Result<CelValue, cel::ExecutionError>) -> Outcom
     }
 }
 
+/// Why a text is not a duration.
+#[derive(Debug, Error, PartialEq)]
+pub enum DurationError {
+    #[error("`{text}` is not a duration like 30m or 2h: {why}")]
+    NotADuration { text: String, why: String },
+    #[error("`{text}` is too long")]
+    TooLong { text: String },
+}
+
 /// Parses "30m", "2h", "1h 30m" into a duration.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let std = humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration like 30m or 2h: {e}"))?;
-    Duration::from_std(std).map_err(|e| format!("`{text}` is too long: {e}"))
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let std = humantime::parse_duration(text).map_err(|e| DurationError::NotADuration {
+        text: text.to_string(),
+        why: e.to_string(),
+    })?;
+    Duration::from_std(std).map_err(|_| DurationError::TooLong {
+        text: text.to_string(),
+    })
 }
 
 #[cfg(test)]

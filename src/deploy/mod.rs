@@ -277,7 +277,7 @@ fn read_server(dir: &Path, src: &Source<'_>, out: &mut Vec<Problem>) -> Option<C
     }
     for n in &server.notify {
         if let Err(e) = n.check() {
-            out.push(src.on(src.find_line(&n.name, None), e));
+            out.push(src.on(src.find_line(&n.name, None), e.to_string()));
         }
     }
     (out.len() == before).then_some(server)

@@ -122,13 +122,21 @@ pub struct Organization {
     pub probes: Vec<ProbeConfig>,
 }
 
+/// A text that is not `HH:MM-HH:MM` in whole hours.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{text:?} is not hours like \"08:00-18:00\" (whole hours, 00:00 to 24:00)")]
+pub struct HoursError {
+    pub text: String,
+}
+
 /// `HH:MM-HH:MM` in whole hours (the end may be 24:00; an end before the
 /// start runs past midnight).
-pub fn parse_hours(text: &str) -> Result<(u32, u32), String> {
-    let bad =
-        || format!("{text:?} is not hours like \"08:00-18:00\" (whole hours, 00:00 to 24:00)");
+pub fn parse_hours(text: &str) -> Result<(u32, u32), HoursError> {
+    let bad = || HoursError {
+        text: text.to_string(),
+    };
     let (a, b) = text.split_once('-').ok_or_else(bad)?;
-    let hour = |t: &str| -> Result<u32, String> {
+    let hour = |t: &str| -> Result<u32, HoursError> {
         let (h, m) = t.trim().split_once(':').ok_or_else(bad)?;
         let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
         if m != 0 || h > 24 {

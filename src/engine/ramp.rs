@@ -36,8 +36,8 @@ pub enum RampRefused {
     NoRamp,
     #[error("{0} may not decide a ramp: it takes a lead")]
     NotLead(String),
-    #[error("{0}")]
-    Over(String),
+    #[error(transparent)]
+    Over(#[from] crate::decide::ramp::RampOver),
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]

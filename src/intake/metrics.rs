@@ -92,8 +92,28 @@ pub fn render(
     stream: Option<&crate::intake::events::EventHub>,
 ) -> String {
     let mut r = Registry::default();
+    intake_metrics(&mut r, intake, stats, backlog, log, stream);
+    decision_metrics(&mut r, stats);
+    candidate_metrics(&mut r, stats);
+    state_metrics(&mut r, stats);
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_text::encode(&mut out, &r);
+    out
+}
+
+/// What came in: signals by type and outcome, the HTTP intake's counts and
+/// backlog, the event stream, and the latencies from 202 to decision.
+fn intake_metrics(
+    r: &mut Registry,
+    intake: &IntakeCounters,
+    stats: &EngineStats,
+    backlog: u64,
+    log: &crate::intake::log::IntakeLog,
+    stream: Option<&crate::intake::events::EventHub>,
+) {
     counters(
-        &mut r,
+        r,
         "signalbox_signals",
         "Signals the engine took in, by type (`other` for types outside the playbook) and outcome",
         stats.signals.iter().map(|(kind, outcome, n)| {
@@ -114,7 +134,7 @@ pub fn render(
         intake.refused.clone(),
     );
     gauge(
-        &mut r,
+        r,
         "signalbox_intake_backlog",
         "Signals acknowledged and not yet decided",
         backlog as f64,
@@ -123,25 +143,25 @@ pub fn render(
         let sent = hub.sent();
         let read = |n: &AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
         gauge(
-            &mut r,
+            r,
             "signalbox_event_stream_clients",
             "Clients following GET /v1/events",
             hub.clients() as f64,
         );
         counter(
-            &mut r,
+            r,
             "signalbox_event_stream_events",
             "Events sent on GET /v1/events, over all clients",
             read(&sent.events),
         );
         counter(
-            &mut r,
+            r,
             "signalbox_event_stream_bytes",
             "Bytes sent on GET /v1/events as written (compressed or not), over all clients",
             read(&sent.bytes),
         );
         counter(
-            &mut r,
+            r,
             "signalbox_event_stream_cut_off",
             "Clients of GET /v1/events cut off for falling behind",
             read(&sent.cut_off),
@@ -157,6 +177,11 @@ pub fn render(
         "How long each commit of the intake log took",
         log.commit_latency(),
     );
+}
+
+/// How decisions went: the journal's commits, decisions by mode, the
+/// quarantine, policy errors.
+fn decision_metrics(r: &mut Registry, stats: &EngineStats) {
     if let Some(commits) = &stats.journal_commits {
         r.register(
             "signalbox_journal_commit_duration_seconds",
@@ -165,7 +190,7 @@ pub fn render(
         );
     }
     counters(
-        &mut r,
+        r,
         "signalbox_decisions",
         "Decisions by mode",
         stats
@@ -174,77 +199,86 @@ pub fn render(
             .map(|(mode, n)| (vec![("mode", mode.clone())], *n)),
     );
     counter(
-        &mut r,
+        r,
         "signalbox_quarantined",
         "Signals that could not be decided and were quarantined",
         stats.quarantined,
     );
     gauge(
-        &mut r,
+        r,
         "signalbox_quarantine_held",
         "Signals held in quarantine now",
         stats.quarantine_held as f64,
     );
     counter(
-        &mut r,
+        r,
         "signalbox_policy_errors",
         "Policy rules that failed to evaluate (applied at their strictest)",
         stats.policy_errors,
     );
+}
+
+/// The candidates beside the live rules, and the breaker on the model.
+fn candidate_metrics(r: &mut Registry, stats: &EngineStats) {
     if stats.shadowed > 0 {
         counter(
-            &mut r,
+            r,
             "signalbox_shadow_decisions",
             "Decisions a shadow candidate also made (it never acts)",
             stats.shadowed,
         );
         gauge(
-            &mut r,
+            r,
             "signalbox_shadow_agreement",
             "Share of shadowed decisions where the candidate proposed the live proposal",
             stats.shadow_agreed as f64 / stats.shadowed as f64,
         );
     }
     gauge(
-        &mut r,
+        r,
         "signalbox_model_breaker_open",
         "1 while the breaker on the model is open (decisions by rules alone)",
         f64::from(u8::from(stats.model_breaker_open)),
     );
     counter(
-        &mut r,
+        r,
         "signalbox_model_breaker_trips",
         "Times the breaker on the model has opened",
         u64::from(stats.model_breaker_trips),
     );
     gauge(
-        &mut r,
+        r,
         "signalbox_ramp_coverage",
         "Share of its classes' decisions a ramping candidate policy takes (0 with no ramp in progress)",
         stats.ramp_coverage,
     );
     gauge(
-        &mut r,
+        r,
         "signalbox_ramp_paused",
         "1 while a ramp waits for a lead (a gate was inconclusive)",
         f64::from(u8::from(stats.ramp_paused)),
     );
     if stats.shadow_answered > 0 {
         gauge(
-            &mut r,
+            r,
             "signalbox_shadow_people_agreement",
             "Share of shadowed decisions people answered where the candidate proposed their choice",
             stats.shadow_people_agreed as f64 / stats.shadow_answered as f64,
         );
     }
+}
+
+/// What is open now: the review queue, flows by state, breakers, the
+/// journal's last commit.
+fn state_metrics(r: &mut Registry, stats: &EngineStats) {
     gauge(
-        &mut r,
+        r,
         "signalbox_review_queue_depth",
         "Open review items",
         stats.open_reviews as f64,
     );
     gauges(
-        &mut r,
+        r,
         "signalbox_flows",
         "Flows in memory by state",
         stats
@@ -253,7 +287,7 @@ pub fn render(
             .map(|(state, n)| (vec![("state", state.clone())], *n as i64)),
     );
     gauges(
-        &mut r,
+        r,
         "signalbox_breaker_open",
         "Circuit breakers (1 when open or half open)",
         stats.breakers.iter().map(|(executor, state)| {
@@ -264,21 +298,17 @@ pub fn render(
         }),
     );
     gauge(
-        &mut r,
+        r,
         "signalbox_journal_commit_seconds",
         "Duration of the last journal commit",
         stats.last_commit_micros as f64 / 1e6,
     );
     counter(
-        &mut r,
+        r,
         "signalbox_journal_commits",
         "Journal commits",
         stats.commits,
     );
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_text::encode(&mut out, &r);
-    out
 }
 
 /// The content type of `render`'s text.

@@ -32,34 +32,45 @@ fn json_format() -> String {
     "json".into()
 }
 
+/// Why a receiver cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotifyError {
+    #[error("notify `{name}`: url {url:?} is not http(s)://")]
+    Url { name: String, url: String },
+    #[error("notify `{name}`: format {format:?} is not \"slack\" or \"json\"")]
+    Format { name: String, format: String },
+    #[error("notify `{name}`: event {event:?} is not one of {}", NOTIFY_EVENTS.join(", "))]
+    Event { name: String, event: String },
+}
+
 /// The events a receiver may ask for.
 pub const NOTIFY_EVENTS: [&str; 5] = ["escalation", "sla_breach", "quarantine", "breaker", "ramp"];
 
 impl NotifyConfig {
     /// Whether it can be used; why not.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), NotifyError> {
+        let name = || self.name.clone();
         if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
-            return Err(format!(
-                "notify `{}`: url {:?} is not http(s)://",
-                self.name, self.url
-            ));
+            return Err(NotifyError::Url {
+                name: name(),
+                url: self.url.clone(),
+            });
         }
         if !matches!(self.format.as_str(), "slack" | "json") {
-            return Err(format!(
-                "notify `{}`: format {:?} is not \"slack\" or \"json\"",
-                self.name, self.format
-            ));
+            return Err(NotifyError::Format {
+                name: name(),
+                format: self.format.clone(),
+            });
         }
         if let Some(e) = self
             .events
             .iter()
             .find(|e| !NOTIFY_EVENTS.contains(&e.as_str()))
         {
-            return Err(format!(
-                "notify `{}`: event {e:?} is not one of {}",
-                self.name,
-                NOTIFY_EVENTS.join(", ")
-            ));
+            return Err(NotifyError::Event {
+                name: name(),
+                event: e.clone(),
+            });
         }
         Ok(())
     }

@@ -119,14 +119,13 @@ impl Playbook {
             error: e.to_string(),
         })?;
         for (kind, play) in &playbook.signals {
-            let declared =
-                crate::signal::fields::Fields::parse(&play.fields).map_err(|reason| {
-                    CatalogueError::Invalid {
-                        file: origin.to_string(),
-                        item: kind.clone(),
-                        reason,
-                    }
-                })?;
+            let declared = crate::signal::fields::Fields::parse(&play.fields).map_err(|e| {
+                CatalogueError::Invalid {
+                    file: origin.to_string(),
+                    item: kind.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
             if !declared.0.is_empty() {
                 playbook.data_fields.insert(kind.clone(), declared);
             }

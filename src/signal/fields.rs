@@ -79,21 +79,30 @@ pub struct Field {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Fields(pub BTreeMap<String, Field>);
 
+/// A declared field whose type is not one there is.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "field `{name}`: type {text:?} is not one of {} (a trailing ? makes it optional)",
+    FieldType::NAMES
+)]
+pub struct FieldTypeError {
+    pub name: String,
+    pub text: String,
+}
+
 impl Fields {
     /// Reads the declarations (`"string"`, `"int?"`…); an error names the
     /// field and says what types there are.
-    pub fn parse(declared: &BTreeMap<String, String>) -> Result<Fields, String> {
+    pub fn parse(declared: &BTreeMap<String, String>) -> Result<Fields, FieldTypeError> {
         let mut out = BTreeMap::new();
         for (name, text) in declared {
             let (base, required) = match text.strip_suffix('?') {
                 Some(base) => (base, false),
                 None => (text.as_str(), true),
             };
-            let kind = FieldType::parse(base.trim()).ok_or_else(|| {
-                format!(
-                    "field `{name}`: type {text:?} is not one of {} (a trailing ? makes it optional)",
-                    FieldType::NAMES
-                )
+            let kind = FieldType::parse(base.trim()).ok_or_else(|| FieldTypeError {
+                name: name.clone(),
+                text: text.clone(),
             })?;
             out.insert(name.clone(), Field { kind, required });
         }
@@ -171,7 +180,7 @@ mod tests {
     #[test]
     fn an_unknown_type_is_named() {
         let declared = [("a".to_string(), "strng".to_string())].into();
-        let e = Fields::parse(&declared).unwrap_err();
+        let e = Fields::parse(&declared).unwrap_err().to_string();
         assert!(e.contains("field `a`") && e.contains("strng"), "{e}");
     }
 }

@@ -282,7 +282,6 @@ pub fn generate(seed: u64, start: DateTime<Utc>, duration: Duration, world: &Wor
 /// a session resumed over a journal that holds `after` signals names
 /// nothing the earlier sessions named (each of them used fewer numbers
 /// than it journaled signals).
-// Over 80 lines: the simulated day's signal mix, one generator per kind of signal, reads as one table.
 pub fn generate_after(
     seed: u64,
     start: DateTime<Utc>,
@@ -301,130 +300,157 @@ pub fn generate_after(
         world,
     };
     let [cascade, payments, vip, surge] = episodes();
-    let within = |e: Episode, t: Duration| t >= e.starts_after && t < e.starts_after + e.lasts;
 
-    for at in g.arrivals(duration, 2.5, |_| 2.2) {
-        g.order(at, None);
-    }
-    for at in g.arrivals(duration, 0.8, |_| 0.8) {
-        g.ticket(at, None, None);
-    }
-    for at in g.arrivals(duration, 2.4, |t| if within(surge, t) { 2.4 } else { 0.35 }) {
-        let quarter_end =
-            surge.starts_after <= at - start && at - start < surge.starts_after + surge.lasts;
-        g.approval(at, quarter_end);
-    }
-    for at in g.arrivals(duration, 0.3, |_| 0.3) {
-        let (name, service) = *ALERTS.choose(&mut g.rng).unwrap_or(&ALERTS[0]);
-        let severity = if REMEDIABLE.contains(&name) || NOISE.contains(&name) {
-            Severity::Warning
-        } else if g.rng.random::<f64>() < 0.4 {
-            Severity::Critical
-        } else {
-            Severity::Error
-        };
-        g.alert(at, name, service, severity);
-    }
-    for at in g.arrivals(duration, 1.0 / 30.0, |_| 1.0 / 30.0) {
-        let supplier = world::SUPPLIERS.choose(&mut g.rng).map_or("delta", |s| s.0);
-        let hours = *[2.0, 4.0, 6.0, 10.0, 16.0, 20.0, 30.0, 48.0, 72.0]
-            .choose(&mut g.rng)
-            .unwrap_or(&6.0);
-        g.delay(at, supplier, hours);
-    }
-    for at in g.arrivals(duration, 1.0 / 40.0, |_| 1.0 / 40.0) {
-        let service = *["carrier", "erp", "notifications", "warehouse"]
-            .choose(&mut g.rng)
-            .unwrap_or(&"erp");
-        g.health(at, service, "degraded", 700);
-        let back = at + Duration::minutes(g.rng.random_range(5..20));
-        g.health(back, service, "up", 60);
-    }
-    for at in g.arrivals(duration, 1.0 / 90.0, |_| 1.0 / 90.0) {
-        let kind = *["inventory.recount", "customs.hold", "fleet.telematics"]
-            .choose(&mut g.rng)
-            .unwrap_or(&"customs.hold");
-        g.signal(
-            at,
-            "legacy",
-            kind,
-            String::new(),
-            json!({ "note": "unmapped event from a legacy system" }),
-        );
-    }
-
-    // Episode: Baltic, the most used supplier, is three days late.
-    let t0 = start + cascade.starts_after;
-    if cascade.starts_after < duration {
-        g.delay(t0, "baltic", 72.0);
-        for i in 0..8 {
-            g.ticket(
-                t0 + Duration::minutes(5 + 3 * i),
-                None,
-                Some("Where is my order? The promised date is tomorrow"),
-            );
-        }
-    }
-    // Episode: payments degrade, go down, recover.
-    let t1 = start + payments.starts_after;
-    if payments.starts_after < duration {
-        g.health(t1, "payments", "degraded", 900);
-        g.alert(
-            t1 + Duration::minutes(2),
-            "HighLatency",
-            "payments",
-            Severity::Error,
-        );
-        g.health(t1 + Duration::minutes(15), "payments", "down", 0);
-        g.alert(
-            t1 + Duration::minutes(16),
-            "PaymentsErrorRate",
-            "payments",
-            Severity::Critical,
-        );
-        g.alert(
-            t1 + Duration::minutes(22),
-            "CheckoutFailures",
-            "payments",
-            Severity::Critical,
-        );
-        g.health(t1 + payments.lasts, "payments", "up", 80);
-        g.signal(
-            t1 + payments.lasts,
-            "alertmanager",
-            "alert.resolved",
-            "service/payments".into(),
-            json!({ "alertname": "PaymentsErrorRate", "service": "payments" }),
-        );
-    }
-    // Episode: the platinum VIP escalates; their orders and tickets follow.
-    let t2 = start + vip.starts_after;
-    if vip.starts_after < duration {
-        g.signal(
-            t2,
-            "crm",
-            "escalation.opened",
-            format!("customer/{VIP}"),
-            json!({ "customer": VIP, "reason": "three late deliveries this month" }),
-        );
-        for i in 0..4 {
-            g.ticket(
-                t2 + Duration::minutes(2 + 10 * i),
-                Some(VIP),
-                Some("This delay is unacceptable, we will cancel our contract"),
-            );
-            g.order(t2 + Duration::minutes(5 + 12 * i), Some(VIP));
-        }
-        g.signal(
-            t2 + vip.lasts,
-            "crm",
-            "escalation.resolved",
-            format!("customer/{VIP}"),
-            json!({ "customer": VIP }),
-        );
-    }
+    g.steady(duration, surge);
+    g.cascade(cascade, duration);
+    g.payments_outage(payments, duration);
+    g.vip_escalation(vip, duration);
     g.out.retain(|s| s.time < start + duration);
     g.out
         .sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
     g.out
+}
+
+impl Gen<'_> {
+    /// The day's steady traffic, one generator per kind of signal (orders,
+    /// tickets, approvals with the quarter-end `surge`, alerts, supplier
+    /// delays, health, unmapped legacy events), in this order: each draws
+    /// from the one random stream.
+    fn steady(&mut self, duration: Duration, surge: Episode) {
+        let start = self.start;
+        let within = |e: Episode, t: Duration| t >= e.starts_after && t < e.starts_after + e.lasts;
+        for at in self.arrivals(duration, 2.5, |_| 2.2) {
+            self.order(at, None);
+        }
+        for at in self.arrivals(duration, 0.8, |_| 0.8) {
+            self.ticket(at, None, None);
+        }
+        for at in self.arrivals(duration, 2.4, |t| if within(surge, t) { 2.4 } else { 0.35 }) {
+            let quarter_end =
+                surge.starts_after <= at - start && at - start < surge.starts_after + surge.lasts;
+            self.approval(at, quarter_end);
+        }
+        for at in self.arrivals(duration, 0.3, |_| 0.3) {
+            let (name, service) = *ALERTS.choose(&mut self.rng).unwrap_or(&ALERTS[0]);
+            let severity = if REMEDIABLE.contains(&name) || NOISE.contains(&name) {
+                Severity::Warning
+            } else if self.rng.random::<f64>() < 0.4 {
+                Severity::Critical
+            } else {
+                Severity::Error
+            };
+            self.alert(at, name, service, severity);
+        }
+        for at in self.arrivals(duration, 1.0 / 30.0, |_| 1.0 / 30.0) {
+            let supplier = world::SUPPLIERS
+                .choose(&mut self.rng)
+                .map_or("delta", |s| s.0);
+            let hours = *[2.0, 4.0, 6.0, 10.0, 16.0, 20.0, 30.0, 48.0, 72.0]
+                .choose(&mut self.rng)
+                .unwrap_or(&6.0);
+            self.delay(at, supplier, hours);
+        }
+        for at in self.arrivals(duration, 1.0 / 40.0, |_| 1.0 / 40.0) {
+            let service = *["carrier", "erp", "notifications", "warehouse"]
+                .choose(&mut self.rng)
+                .unwrap_or(&"erp");
+            self.health(at, service, "degraded", 700);
+            let back = at + Duration::minutes(self.rng.random_range(5..20));
+            self.health(back, service, "up", 60);
+        }
+        for at in self.arrivals(duration, 1.0 / 90.0, |_| 1.0 / 90.0) {
+            let kind = *["inventory.recount", "customs.hold", "fleet.telematics"]
+                .choose(&mut self.rng)
+                .unwrap_or(&"customs.hold");
+            self.signal(
+                at,
+                "legacy",
+                kind,
+                String::new(),
+                json!({ "note": "unmapped event from a legacy system" }),
+            );
+        }
+    }
+
+    /// Episode: Baltic, the most used supplier, is three days late.
+    fn cascade(&mut self, cascade: Episode, duration: Duration) {
+        let start = self.start;
+        let t0 = start + cascade.starts_after;
+        if cascade.starts_after < duration {
+            self.delay(t0, "baltic", 72.0);
+            for i in 0..8 {
+                self.ticket(
+                    t0 + Duration::minutes(5 + 3 * i),
+                    None,
+                    Some("Where is my order? The promised date is tomorrow"),
+                );
+            }
+        }
+    }
+
+    /// Episode: payments degrade, go down, recover.
+    fn payments_outage(&mut self, payments: Episode, duration: Duration) {
+        let start = self.start;
+        let t1 = start + payments.starts_after;
+        if payments.starts_after < duration {
+            self.health(t1, "payments", "degraded", 900);
+            self.alert(
+                t1 + Duration::minutes(2),
+                "HighLatency",
+                "payments",
+                Severity::Error,
+            );
+            self.health(t1 + Duration::minutes(15), "payments", "down", 0);
+            self.alert(
+                t1 + Duration::minutes(16),
+                "PaymentsErrorRate",
+                "payments",
+                Severity::Critical,
+            );
+            self.alert(
+                t1 + Duration::minutes(22),
+                "CheckoutFailures",
+                "payments",
+                Severity::Critical,
+            );
+            self.health(t1 + payments.lasts, "payments", "up", 80);
+            self.signal(
+                t1 + payments.lasts,
+                "alertmanager",
+                "alert.resolved",
+                "service/payments".into(),
+                json!({ "alertname": "PaymentsErrorRate", "service": "payments" }),
+            );
+        }
+    }
+
+    /// Episode: the platinum VIP escalates; their orders and tickets follow.
+    fn vip_escalation(&mut self, vip: Episode, duration: Duration) {
+        let start = self.start;
+        let t2 = start + vip.starts_after;
+        if vip.starts_after < duration {
+            self.signal(
+                t2,
+                "crm",
+                "escalation.opened",
+                format!("customer/{VIP}"),
+                json!({ "customer": VIP, "reason": "three late deliveries this month" }),
+            );
+            for i in 0..4 {
+                self.ticket(
+                    t2 + Duration::minutes(2 + 10 * i),
+                    Some(VIP),
+                    Some("This delay is unacceptable, we will cancel our contract"),
+                );
+                self.order(t2 + Duration::minutes(5 + 12 * i), Some(VIP));
+            }
+            self.signal(
+                t2 + vip.lasts,
+                "crm",
+                "escalation.resolved",
+                format!("customer/{VIP}"),
+                json!({ "customer": VIP }),
+            );
+        }
+    }
 }

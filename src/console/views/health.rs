@@ -8,6 +8,8 @@ use ratatui::widgets::{Cell, Row, Table};
 
 use super::{paragraph, state_style, titled};
 use crate::console::app::App;
+use crate::console::link::Status;
+use crate::console::theme::Theme;
 
 // Over 80 lines: four panes laid out together.
 
@@ -26,6 +28,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
     let [breakers_area, quarantine_area] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
+    draw_services(frame, services_area, status, theme);
+    draw_breakers(frame, breakers_area, status, theme);
+    draw_teams(frame, teams_area, status, theme);
+    draw_quarantine(frame, quarantine_area, app);
+}
+
+/// The services' health and latency.
+fn draw_services(frame: &mut Frame, services_area: Rect, status: &Status, theme: &Theme) {
     let services: Vec<Row> = status
         .services
         .iter()
@@ -50,6 +60,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(titled("services", theme)),
         services_area,
     );
+}
+
+/// The circuit breakers: the model's, once it has opened, and each
+/// executor's.
+fn draw_breakers(frame: &mut Frame, breakers_area: Rect, status: &Status, theme: &Theme) {
     // The model's breaker first, once it has opened (it is not an
     // executor: no failures in a row, its readings are in the journal).
     let model = status.model_breaker.as_ref().map(|m| {
@@ -96,6 +111,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(titled(&breakers_title, theme)),
         breakers_area,
     );
+}
+
+/// Each team's load against its capacity, and its shift.
+fn draw_teams(frame: &mut Frame, teams_area: Rect, status: &Status, theme: &Theme) {
     let teams: Vec<Row> = status
         .teams
         .iter()
@@ -132,7 +151,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(titled("teams", theme)),
         teams_area,
     );
-    draw_quarantine(frame, quarantine_area, app);
 }
 
 /// The signals the engine could not decide: when, which, and why.

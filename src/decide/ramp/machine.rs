@@ -11,6 +11,14 @@ use super::gates::{StepReading, Verdict, evaluate};
 use super::plan::{Gates, RampPlan, covers};
 use super::tally::StepTally;
 
+/// A lead's call on a ramp that has ended.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the ramp {id} is over ({status})")]
+pub struct RampOver {
+    pub id: String,
+    pub status: &'static str,
+}
+
 /// Where a ramp stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -261,13 +269,12 @@ impl Ramp {
         lead: &str,
         note: &str,
         now: DateTime<Utc>,
-    ) -> Result<Status, String> {
+    ) -> Result<Status, RampOver> {
         if self.state.status.finished() {
-            return Err(format!(
-                "the ramp {} is over ({})",
-                self.state.id,
-                self.state.status.as_str()
-            ));
+            return Err(RampOver {
+                id: self.state.id.clone(),
+                status: self.state.status.as_str(),
+            });
         }
         let reading = evaluate(&self.tally, &self.state.gates, self.state.coverage());
         let noted = |what: &str| {

@@ -32,6 +32,6 @@ mod tests;
 
 pub use arms::{Arm, RampMark, arm_for, chance};
 pub use gates::{GateReading, StepReading, Verdict, evaluate};
-pub use machine::{LeadCall, Ramp, RampState, Status, StepRecord, classes_text};
+pub use machine::{LeadCall, Ramp, RampOver, RampState, Status, StepRecord, classes_text};
 pub use plan::{Gates, RampError, RampPlan, covers};
 pub use tally::{ArmTally, StepTally};
