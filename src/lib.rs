@@ -19,6 +19,7 @@ pub mod journal;
 pub mod metrics;
 pub mod outbound;
 pub mod page;
+pub mod paging;
 pub mod playbook;
 pub mod replay;
 pub mod review;

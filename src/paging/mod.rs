@@ -1,0 +1,198 @@
+//! Reaching people: who they are and how to reach them (`Person`), who is
+//! on call when (`schedule`), whom to page and in what order
+//! (`escalation`), and pages themselves (`pages`: notified, escalated,
+//! acknowledged, resolved, every attempt kept). Pure data and state
+//! machines with the time passed in; the engine owns the book of pages and
+//! journals it, the intake delivers the notifications.
+
+pub mod escalation;
+pub mod pages;
+pub mod schedule;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use escalation::{EscalationPolicy, Level, Target};
+pub use pages::{Attempt, Delivery, Page, PageBook, PageState};
+pub use schedule::{OnCall, Override, Schedule};
+
+/// A way to reach a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat).
+    Slack,
+    /// A JSON webhook, signed with an HMAC-SHA256 header.
+    Webhook,
+    /// Email over SMTP.
+    Email,
+}
+
+impl Method {
+    pub fn parse(text: &str) -> Option<Method> {
+        match text {
+            "slack" => Some(Method::Slack),
+            "webhook" => Some(Method::Webhook),
+            "email" => Some(Method::Email),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Slack => "slack",
+            Method::Webhook => "webhook",
+            Method::Email => "email",
+        }
+    }
+}
+
+/// How urgent a page is: which of a person's rules apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    High,
+    Low,
+}
+
+/// One step of a person's notification rules: this method, this long
+/// after the page reached them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    pub method: Method,
+    #[serde(with = "seconds")]
+    pub after: Duration,
+}
+
+impl Rule {
+    /// `"slack"`, `"email after 2m"`.
+    pub fn parse(text: &str) -> Option<Rule> {
+        let (method, after) = match text.split_once(" after ") {
+            Some((m, after)) => (m, crate::decide::policy::parse_duration(after.trim()).ok()?),
+            None => (text, Duration::zero()),
+        };
+        Some(Rule {
+            method: Method::parse(method.trim())?,
+            after,
+        })
+    }
+}
+
+/// A person who can be paged: where to reach them, and in what order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Person {
+    pub id: String,
+    pub team: String,
+    /// Address by method: a webhook URL, an email address.
+    pub contact: BTreeMap<Method, String>,
+    /// Notification rules for urgent pages, then for the others.
+    pub urgent: Vec<Rule>,
+    pub low: Vec<Rule>,
+}
+
+impl Person {
+    /// The rules for `urgency`, keeping those whose method has an address;
+    /// with none written, every method they have, at once.
+    pub fn rules(&self, urgency: Urgency) -> Vec<Rule> {
+        let written = match urgency {
+            Urgency::High => &self.urgent,
+            Urgency::Low if self.low.is_empty() => &self.urgent,
+            Urgency::Low => &self.low,
+        };
+        let usable: Vec<Rule> = written
+            .iter()
+            .filter(|r| self.contact.contains_key(&r.method))
+            .cloned()
+            .collect();
+        if !usable.is_empty() || !written.is_empty() {
+            return usable;
+        }
+        self.contact
+            .keys()
+            .map(|&method| Rule {
+                method,
+                after: Duration::zero(),
+            })
+            .collect()
+    }
+}
+
+/// The people, schedules and escalation policies of a deployment, with the
+/// overrides set at run time.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Roster {
+    pub people: BTreeMap<String, Person>,
+    pub schedules: BTreeMap<String, Schedule>,
+    pub policies: BTreeMap<String, EscalationPolicy>,
+    /// Each team's escalation policy.
+    pub team_policies: BTreeMap<String, String>,
+    /// Journaled; kept across reloads and restarts.
+    #[serde(default)]
+    pub overrides: Vec<Override>,
+}
+
+impl Roster {
+    /// Who is on call at `at` on each schedule (of `team` only, if given).
+    pub fn on_call(&self, at: DateTime<Utc>, team: Option<&str>) -> Vec<OnCall> {
+        self.schedules
+            .values()
+            .filter(|s| team.is_none_or(|t| s.team == t))
+            .map(|s| s.on_call(at, &self.overrides))
+            .collect()
+    }
+
+    /// The people a level's targets name at `at`: a schedule's on-call
+    /// person, a person, a team's on-call people (its schedules), each once.
+    pub fn people_for(&self, targets: &[Target], at: DateTime<Utc>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut add = |p: String| {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        };
+        for target in targets {
+            match target {
+                Target::Person(p) => add(p.clone()),
+                Target::Schedule(s) => {
+                    if let Some(p) = self
+                        .schedules
+                        .get(s)
+                        .and_then(|s| s.on_call(at, &self.overrides).person)
+                    {
+                        add(p);
+                    }
+                }
+                Target::Team(t) => {
+                    for on in self.on_call(at, Some(t)) {
+                        if let Some(p) = on.person {
+                            add(p);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Keeps the overrides of `from` (set at run time) over this roster's
+    /// schedules, as a reload keeps them.
+    pub fn keep_overrides(&mut self, from: &Roster) {
+        self.overrides = from.overrides.clone();
+    }
+}
+
+/// A duration as whole seconds.
+pub(crate) mod seconds {
+    use chrono::Duration;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(d.num_seconds())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::seconds(i64::deserialize(d)?))
+    }
+}

@@ -1,0 +1,536 @@
+//! Pages: a person must hear of something now. A page notifies its
+//! policy's first level by each person's notification rules; if nobody
+//! acknowledges within the level's delay, the next level is paged, and the
+//! round repeats up to the policy's repeats. Acknowledging stops the
+//! escalation for everyone; resolving ends the page. Every attempt (who,
+//! which method, when, delivered or failed with the answer) is kept on the
+//! page; a failed attempt moves that person on to their next method.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Method, Roster, Urgency};
+
+/// Where a page stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageState {
+    Triggered,
+    Acknowledged,
+    Resolved,
+}
+
+impl PageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PageState::Triggered => "triggered",
+            PageState::Acknowledged => "acknowledged",
+            PageState::Resolved => "resolved",
+        }
+    }
+}
+
+/// How an attempt went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "answer")]
+pub enum Delivery {
+    /// Handed to the channel; no answer yet.
+    Sending,
+    Delivered(String),
+    Failed(String),
+}
+
+/// One notification of one person by one method.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// From 1, per page: with the page's id, the idempotency key.
+    pub n: u32,
+    pub person: String,
+    pub method: Method,
+    pub level: usize,
+    pub round: u32,
+    pub at: DateTime<Utc>,
+    pub delivery: Delivery,
+}
+
+/// A notification not yet sent: a person's rule, due at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Due {
+    pub person: String,
+    /// Index into the person's rules for the page's urgency.
+    pub rule: usize,
+    pub at: DateTime<Utc>,
+}
+
+/// A page and everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    pub id: String,
+    pub policy: String,
+    pub urgency: Urgency,
+    /// One line: what needs a person.
+    pub title: String,
+    /// Why: the decision's reason and the rules that fired.
+    pub why: String,
+    pub subject: String,
+    /// What it is about, for the evidence: a decision, a flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<String>,
+    pub state: PageState,
+    pub level: usize,
+    pub round: u32,
+    /// When the current level was paged.
+    pub level_since: DateTime<Utc>,
+    pub opened: DateTime<Utc>,
+    /// Who acknowledged or resolved it, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<(String, DateTime<Utc>)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<(String, DateTime<Utc>)>,
+    pub attempts: Vec<Attempt>,
+    #[serde(default)]
+    pub due: Vec<Due>,
+}
+
+/// A notification to send now: the attempt, and where it goes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Send {
+    pub page_id: String,
+    pub attempt: u32,
+    pub person: String,
+    pub method: Method,
+    pub address: String,
+    /// The page as it stands, for the message.
+    pub page: Box<Page>,
+}
+
+/// Why an action on a page was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PageRefused {
+    #[error("no page {0}")]
+    Unknown(String),
+    #[error("page {id} is already {state}")]
+    Done { id: String, state: &'static str },
+    #[error("escalation policy `{0}` is not in the deployment")]
+    NoPolicy(String),
+}
+
+/// What opens a page.
+pub struct Opening {
+    pub policy: String,
+    pub urgency: Urgency,
+    pub title: String,
+    pub why: String,
+    pub subject: String,
+    pub decision_id: Option<String>,
+    pub flow_id: Option<String>,
+}
+
+/// Every page in memory: open ones, and those that ended recently.
+#[derive(Debug, Default)]
+pub struct PageBook {
+    pub pages: BTreeMap<String, Page>,
+    next: u64,
+    /// Changed since the last take (for the journal).
+    changed: Vec<String>,
+}
+
+impl PageBook {
+    /// Opens a page and pages its first level at once.
+    pub fn open(
+        &mut self,
+        opening: Opening,
+        roster: &Roster,
+        now: DateTime<Utc>,
+    ) -> Result<String, PageRefused> {
+        if !roster.policies.contains_key(&opening.policy) {
+            return Err(PageRefused::NoPolicy(opening.policy));
+        }
+        self.next += 1;
+        let id = format!("P{:07}", self.next);
+        let mut page = Page {
+            id: id.clone(),
+            policy: opening.policy,
+            urgency: opening.urgency,
+            title: opening.title,
+            why: opening.why,
+            subject: opening.subject,
+            decision_id: opening.decision_id,
+            flow_id: opening.flow_id,
+            state: PageState::Triggered,
+            level: 0,
+            round: 0,
+            level_since: now,
+            opened: now,
+            acknowledged: None,
+            resolved: None,
+            attempts: Vec::new(),
+            due: Vec::new(),
+        };
+        page_level(&mut page, roster, now);
+        self.pages.insert(id.clone(), page);
+        self.changed.push(id.clone());
+        Ok(id)
+    }
+
+    /// Restores a journaled page (a restart), keeping ids above it.
+    pub fn restore(&mut self, page: Page) {
+        if let Some(n) = page
+            .id
+            .strip_prefix('P')
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            self.next = self.next.max(n);
+        }
+        self.pages.insert(page.id.clone(), page);
+    }
+
+    /// The notifications due by `now`, and escalations whose delay ran out.
+    pub fn tick(&mut self, roster: &Roster, now: DateTime<Utc>) -> Vec<Send> {
+        let mut out = Vec::new();
+        for page in self.pages.values_mut() {
+            if page.state != PageState::Triggered {
+                continue;
+            }
+            let before = (page.level, page.round, page.attempts.len());
+            escalate(page, roster, now);
+            send_due(page, roster, now, &mut out);
+            if before != (page.level, page.round, page.attempts.len()) {
+                self.changed.push(page.id.clone());
+            }
+        }
+        out
+    }
+
+    /// A person acknowledges: escalation stops for everyone.
+    pub fn acknowledge(
+        &mut self,
+        id: &str,
+        who: &str,
+        now: DateTime<Utc>,
+    ) -> Result<&Page, PageRefused> {
+        self.end(id, who, now, PageState::Acknowledged)
+    }
+
+    /// The page is over.
+    pub fn resolve(
+        &mut self,
+        id: &str,
+        who: &str,
+        now: DateTime<Utc>,
+    ) -> Result<&Page, PageRefused> {
+        self.end(id, who, now, PageState::Resolved)
+    }
+
+    fn end(
+        &mut self,
+        id: &str,
+        who: &str,
+        now: DateTime<Utc>,
+        to: PageState,
+    ) -> Result<&Page, PageRefused> {
+        let page = self
+            .pages
+            .get_mut(id)
+            .ok_or_else(|| PageRefused::Unknown(id.to_string()))?;
+        let done = page.state == PageState::Resolved
+            || (page.state == PageState::Acknowledged && to == PageState::Acknowledged);
+        if done {
+            return Err(PageRefused::Done {
+                id: id.to_string(),
+                state: page.state.as_str(),
+            });
+        }
+        page.state = to;
+        page.due.clear();
+        match to {
+            PageState::Acknowledged => page.acknowledged = Some((who.to_string(), now)),
+            _ => page.resolved = Some((who.to_string(), now)),
+        }
+        self.changed.push(id.to_string());
+        Ok(page)
+    }
+
+    /// What became of an attempt; a failure moves that person on to their
+    /// next method at once.
+    pub fn delivered(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        result: Result<String, String>,
+        now: DateTime<Utc>,
+    ) {
+        let Some(page) = self.pages.get_mut(id) else {
+            return;
+        };
+        let Some(a) = page.attempts.iter_mut().find(|a| a.n == attempt) else {
+            return;
+        };
+        let failed = result.is_err();
+        a.delivery = match result {
+            Ok(answer) => Delivery::Delivered(answer),
+            Err(answer) => Delivery::Failed(answer),
+        };
+        let person = a.person.clone();
+        if failed && page.state == PageState::Triggered {
+            // The next rule of theirs not yet due comes now.
+            if let Some(d) = page
+                .due
+                .iter_mut()
+                .filter(|d| d.person == person)
+                .min_by_key(|d| d.rule)
+            {
+                d.at = d.at.min(now);
+            }
+        }
+        self.changed.push(id.to_string());
+    }
+
+    /// Pages changed since the last call, as they stand now.
+    pub fn take_changed(&mut self) -> Vec<Page> {
+        let mut ids = std::mem::take(&mut self.changed);
+        ids.sort();
+        ids.dedup();
+        ids.iter()
+            .filter_map(|id| self.pages.get(id).cloned())
+            .collect()
+    }
+
+    /// Open pages about a flow.
+    pub fn open_for_flow(&self, flow_id: &str) -> Vec<String> {
+        self.pages
+            .values()
+            .filter(|p| p.state != PageState::Resolved && p.flow_id.as_deref() == Some(flow_id))
+            .map(|p| p.id.clone())
+            .collect()
+    }
+}
+
+/// Schedules the current level's people by their rules, from now.
+fn page_level(page: &mut Page, roster: &Roster, now: DateTime<Utc>) {
+    page.level_since = now;
+    page.due.clear();
+    let Some(level) = roster
+        .policies
+        .get(&page.policy)
+        .and_then(|p| p.levels.get(page.level))
+    else {
+        return;
+    };
+    for person in roster.people_for(&level.targets, now) {
+        let rules = roster
+            .people
+            .get(&person)
+            .map(|p| p.rules(page.urgency))
+            .unwrap_or_default();
+        for (i, rule) in rules.iter().enumerate() {
+            page.due.push(Due {
+                person: person.clone(),
+                rule: i,
+                at: now + rule.after,
+            });
+        }
+    }
+}
+
+/// The next level (or round) once the current level's delay ran out.
+fn escalate(page: &mut Page, roster: &Roster, now: DateTime<Utc>) {
+    let Some(policy) = roster.policies.get(&page.policy) else {
+        return;
+    };
+    let Some(level) = policy.levels.get(page.level) else {
+        return;
+    };
+    if now < page.level_since + level.after {
+        return;
+    }
+    if page.level + 1 < policy.levels.len() {
+        page.level += 1;
+    } else if page.round < policy.repeats {
+        page.round += 1;
+        page.level = 0;
+    } else {
+        // The last level of the last round: nobody more to page.
+        page.level_since = now;
+        page.due.clear();
+        return;
+    }
+    page_level(page, roster, now);
+}
+
+/// Attempts for the rules that came due.
+fn send_due(page: &mut Page, roster: &Roster, now: DateTime<Utc>, out: &mut Vec<Send>) {
+    let (due, later): (Vec<Due>, Vec<Due>) = page.due.drain(..).partition(|d| d.at <= now);
+    page.due = later;
+    for d in due {
+        let Some(person) = roster.people.get(&d.person) else {
+            continue;
+        };
+        let Some(rule) = person.rules(page.urgency).get(d.rule).cloned() else {
+            continue;
+        };
+        let Some(address) = person.contact.get(&rule.method) else {
+            continue;
+        };
+        let n = page.attempts.len() as u32 + 1;
+        page.attempts.push(Attempt {
+            n,
+            person: d.person.clone(),
+            method: rule.method,
+            level: page.level,
+            round: page.round,
+            at: now,
+            delivery: Delivery::Sending,
+        });
+        out.push(Send {
+            page_id: page.id.clone(),
+            attempt: n,
+            person: d.person,
+            method: rule.method,
+            address: address.clone(),
+            page: Box::new(page.clone()),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paging::{EscalationPolicy, Level, Person, Rule, Target};
+    use chrono::{Duration, TimeZone};
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap() + Duration::minutes(minutes)
+    }
+
+    fn person(id: &str) -> Person {
+        Person {
+            id: id.into(),
+            team: "sre".into(),
+            contact: [
+                (Method::Slack, format!("https://chat/{id}")),
+                (Method::Email, format!("{id}@example.com")),
+            ]
+            .into(),
+            urgent: vec![
+                Rule::parse("slack").unwrap(),
+                Rule::parse("email after 2m").unwrap(),
+            ],
+            low: vec![Rule::parse("email").unwrap()],
+        }
+    }
+
+    fn roster() -> Roster {
+        let mut r = Roster::default();
+        for id in ["dana", "emil", "lead"] {
+            r.people.insert(id.into(), person(id));
+        }
+        r.policies.insert(
+            "sre".into(),
+            EscalationPolicy {
+                id: "sre".into(),
+                levels: vec![
+                    Level {
+                        targets: vec![Target::Person("dana".into())],
+                        after: Duration::minutes(5),
+                    },
+                    Level {
+                        targets: vec![Target::Person("emil".into()), Target::Person("lead".into())],
+                        after: Duration::minutes(10),
+                    },
+                ],
+                repeats: 1,
+            },
+        );
+        r
+    }
+
+    fn opening() -> Opening {
+        Opening {
+            policy: "sre".into(),
+            urgency: Urgency::High,
+            title: "api down".into(),
+            why: "alert.firing".into(),
+            subject: "service/api".into(),
+            decision_id: None,
+            flow_id: None,
+        }
+    }
+
+    fn sent(sends: &[Send]) -> Vec<(String, &'static str)> {
+        sends
+            .iter()
+            .map(|s| (s.person.clone(), s.method.as_str()))
+            .collect()
+    }
+
+    /// Nobody acknowledges: level 1 by the rules, level 2 after its delay,
+    /// then the round again, then silence.
+    #[test]
+    fn an_unanswered_page_escalates_and_repeats() {
+        let roster = roster();
+        let mut book = PageBook::default();
+        let id = book.open(opening(), &roster, at(0)).unwrap();
+        assert_eq!(sent(&book.tick(&roster, at(0))), [("dana".into(), "slack")]);
+        assert_eq!(sent(&book.tick(&roster, at(2))), [("dana".into(), "email")]);
+        assert!(book.tick(&roster, at(4)).is_empty());
+        let level2 = sent(&book.tick(&roster, at(5)));
+        assert_eq!(level2, [("emil".into(), "slack"), ("lead".into(), "slack")]);
+        assert_eq!(book.pages[&id].level, 1);
+        // Round two, from level 1, 10 minutes later.
+        assert_eq!(
+            sent(&book.tick(&roster, at(15))),
+            [("dana".into(), "slack")]
+        );
+        assert_eq!(book.pages[&id].round, 1);
+        book.tick(&roster, at(20));
+        book.tick(&roster, at(30));
+        let after = book.pages[&id].attempts.len();
+        assert!(book.tick(&roster, at(90)).is_empty(), "no third round");
+        assert_eq!(book.pages[&id].attempts.len(), after);
+    }
+
+    /// An acknowledgement stops the escalation for everyone; a second one
+    /// is refused; resolving ends it.
+    #[test]
+    fn acknowledging_stops_the_escalation() {
+        let roster = roster();
+        let mut book = PageBook::default();
+        let id = book.open(opening(), &roster, at(0)).unwrap();
+        book.tick(&roster, at(0));
+        book.acknowledge(&id, "dana", at(1)).unwrap();
+        assert!(
+            book.tick(&roster, at(2)).is_empty(),
+            "no email after the ack"
+        );
+        assert!(book.tick(&roster, at(30)).is_empty(), "no level 2");
+        assert!(matches!(
+            book.acknowledge(&id, "emil", at(3)),
+            Err(PageRefused::Done { .. })
+        ));
+        assert_eq!(
+            book.resolve(&id, "dana", at(4)).unwrap().state,
+            PageState::Resolved
+        );
+        assert!(book.resolve(&id, "dana", at(5)).is_err());
+    }
+
+    /// A failed delivery brings the person's next method forward.
+    #[test]
+    fn a_failed_channel_moves_on_to_the_next_method() {
+        let roster = roster();
+        let mut book = PageBook::default();
+        let id = book.open(opening(), &roster, at(0)).unwrap();
+        let first = book.tick(&roster, at(0));
+        book.delivered(&id, first[0].attempt, Err("502 Bad Gateway".into()), at(0));
+        assert_eq!(sent(&book.tick(&roster, at(0))), [("dana".into(), "email")]);
+        assert!(matches!(
+            book.pages[&id].attempts[0].delivery,
+            Delivery::Failed(_)
+        ));
+    }
+}
