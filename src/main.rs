@@ -171,6 +171,18 @@ enum Command {
         #[command(flatten)]
         candidates: signalbox::decide::CandidateFiles,
     },
+    /// Who is on call: on each schedule (of --team), now or --at a time
+    /// (RFC 3339), with overrides, the next change and the week's gaps.
+    Oncall {
+        #[command(flatten)]
+        journal: cmd::JournalArgs,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Signals the engine could not decide: list them, retry one, or drop it.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
@@ -530,6 +542,14 @@ fn main() -> ExitCode {
             };
             replay_cmd(&place, &candidate, since, json)
         }),
+        Some(Command::Oncall {
+            journal,
+            team,
+            at,
+            json,
+        }) => journal
+            .place()
+            .and_then(|place| cmd::deploy::oncall(&place, team.as_deref(), at, json)),
         Some(Command::Bench(args)) => signalbox::bench::run(&args).map_err(anyhow::Error::from),
         Some(Command::Quarantine(what)) => quarantine_cmd(what),
         Some(Command::Model(ModelCommand::Export {

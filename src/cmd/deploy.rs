@@ -57,3 +57,83 @@ pub(crate) fn validate(dir: &Path) -> ExitCode {
         }
     }
 }
+
+/// `signalbox oncall`: who is on call on each schedule (of `team`) at `at`
+/// (default now), with the overrides the journal holds, when that changes,
+/// and the gaps of the week from then.
+pub(crate) fn oncall(
+    place: &super::JournalPlace,
+    team: Option<&str>,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    json: bool,
+) -> Result<()> {
+    let Some(deployment) = &place.deployment else {
+        anyhow::bail!("oncall reads a deployment's schedules: pass --config DIR");
+    };
+    let mut roster = deployment.organization.world.roster.clone();
+    if place.dir.join(signalbox::journal::FILE_NAME).exists()
+        && let Some(journaled) = signalbox::journal::read::roster(&place.dir)?
+    {
+        roster.keep_overrides(&journaled);
+    }
+    if let Some(t) = team
+        && !roster.schedules.values().any(|s| s.team == t)
+    {
+        anyhow::bail!("team `{t}` has no [[schedule]]");
+    }
+    let at = at.unwrap_or_else(chrono::Utc::now);
+    let week = chrono::Duration::days(7);
+    let rows: Vec<serde_json::Value> = roster
+        .on_call(at, team)
+        .into_iter()
+        .map(|on| {
+            let gaps: Vec<_> = roster
+                .schedules
+                .get(&on.schedule)
+                .map(|s| s.gaps(at, week))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(from, to)| serde_json::json!({ "from": from, "to": to }))
+                .collect();
+            serde_json::json!({
+                "schedule": on.schedule,
+                "team": on.team,
+                "person": on.person,
+                "by": on.by,
+                "until": on.until,
+                "gaps": gaps,
+            })
+        })
+        .collect();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "at": at, "on_call": rows }))?
+        );
+        return Ok(());
+    }
+    println!("on call at {}", at.format("%Y-%m-%d %H:%M UTC"));
+    for r in &rows {
+        let until = r["until"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or("(no change this week)".to_string(), |t| {
+                format!("until {}", t.to_utc().format("%Y-%m-%d %H:%M UTC"))
+            });
+        println!(
+            "  {:<16} {:<12} {:<12} {:<12} {until}",
+            r["schedule"].as_str().unwrap_or(""),
+            r["team"].as_str().unwrap_or(""),
+            r["person"].as_str().unwrap_or("NOBODY"),
+            r["by"].as_str().unwrap_or(""),
+        );
+        for g in r["gaps"].as_array().into_iter().flatten() {
+            println!(
+                "      gap: nobody from {} to {}",
+                g["from"].as_str().unwrap_or("?"),
+                g["to"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}

@@ -133,6 +133,9 @@ const CHANGES_WINDOW: Duration = Duration::hours(2);
 /// The entity key under which the recent changes are journaled.
 const CHANGES_KEY: &str = "changes/recent";
 
+/// The entity key under which the roster and its overrides are journaled.
+pub const ROSTER_KEY: &str = "roster/default";
+
 /// Everything the store holds, as one serialisable value (the world a
 /// simulator starts from, or what a restart reloads).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -144,6 +147,9 @@ pub struct World {
     pub teams: Vec<Team>,
     pub agents: Vec<Agent>,
     pub calendar: Calendar,
+    /// People's contact methods, schedules and escalation policies.
+    #[serde(default, skip_serializing_if = "crate::paging::Roster::is_empty")]
+    pub roster: crate::paging::Roster,
 }
 
 /// The entities one decision read, keyed by entity key (`order/1042`), as
@@ -206,6 +212,9 @@ pub struct Context {
     /// Entities of kinds the store has no type for (`host/web-1`), as the
     /// fields signals gave them, by key.
     records: BTreeMap<String, Value>,
+    /// Who is paged and how, with the overrides set at run time
+    /// (journaled as the entity `roster/default`).
+    pub roster: crate::paging::Roster,
     dirty: BTreeSet<String>,
 }
 
@@ -251,6 +260,7 @@ impl Context {
     pub fn from_world(world: World) -> Context {
         let mut context = Context {
             calendar: world.calendar.clone(),
+            roster: world.roster,
             ..Context::default()
         };
         for c in world.customers {
@@ -333,6 +343,9 @@ impl Context {
             "changes" => {
                 self.changes = serde_json::from_value(body).map_err(bad)?;
             }
+            "roster" => {
+                self.roster = serde_json::from_value(body).map_err(bad)?;
+            }
             _ => {
                 self.records.insert(key.to_string(), body);
             }
@@ -365,6 +378,9 @@ impl Context {
         keys.extend(self.teams.keys().map(|k| format!("team/{k}")));
         keys.extend(self.agents.keys().map(|k| format!("agent/{k}")));
         keys.extend(self.records.keys().cloned());
+        if !self.roster.is_empty() {
+            keys.push(ROSTER_KEY.to_string());
+        }
         keys
     }
 
@@ -424,6 +440,7 @@ impl Context {
             "calendar" => EntityJson::of(&self.calendar),
             "changes" if !self.changes.is_empty() => EntityJson::of(&self.changes),
             "changes" => None,
+            "roster" => EntityJson::of(&self.roster),
             _ => EntityJson::of(self.records.get(key)?),
         }
     }

@@ -122,6 +122,13 @@ impl Context {
     /// agent's load and each service's health as they are now. Teams and
     /// agents the organization no longer has leave the store.
     pub fn take_organization(&mut self, world: World) {
+        // Overrides set at run time outlive the files' edits.
+        let mut roster = world.roster;
+        roster.keep_overrides(&self.roster);
+        if roster != self.roster {
+            self.roster = roster;
+            self.dirty.insert(super::ROSTER_KEY.to_string());
+        }
         let old_teams = std::mem::take(&mut self.teams);
         for mut t in world.teams {
             t.load = old_teams.get(&t.id).map_or(0, |o| o.load);

@@ -14,6 +14,7 @@
 
 pub mod org;
 pub mod problem;
+mod roster;
 mod served;
 
 use std::collections::BTreeMap;

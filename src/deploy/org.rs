@@ -19,6 +19,13 @@ struct OrgFile {
     teams: Vec<TeamFile>,
     #[serde(default, rename = "agent")]
     agents: Vec<AgentFile>,
+    /// People who take no steps but are paged (same fields as agents).
+    #[serde(default, rename = "person")]
+    persons: Vec<AgentFile>,
+    #[serde(default, rename = "schedule")]
+    schedules: Vec<super::roster::ScheduleFile>,
+    #[serde(default, rename = "escalation")]
+    escalations: Vec<super::roster::EscalationFile>,
     #[serde(default, rename = "service")]
     services: Vec<ServiceFile>,
     #[serde(default)]
@@ -50,6 +57,8 @@ struct TeamFile {
     timezone: Option<Spanned<String>>,
     #[serde(default)]
     oncall: Vec<Spanned<String>>,
+    /// The team's escalation policy (`[[escalation]]`).
+    escalation: Option<Spanned<String>>,
 }
 
 fn team_capacity() -> u32 {
@@ -67,6 +76,13 @@ struct AgentFile {
     capacity: u32,
     shift: Option<Spanned<String>>,
     timezone: Option<Spanned<String>>,
+    /// How they are paged.
+    #[serde(default)]
+    contact: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    urgent: Vec<Spanned<String>>,
+    #[serde(default)]
+    low: Vec<Spanned<String>>,
 }
 
 fn agent_capacity() -> u32 {
@@ -226,12 +242,41 @@ pub fn read(src: &Source<'_>, out: &mut Vec<Problem>) -> Option<Organization> {
             open_escalation: false,
         });
     }
+    let reaches: Vec<super::roster::Reach> = file
+        .agents
+        .iter()
+        .chain(&file.persons)
+        .map(|a| super::roster::Reach {
+            contact: a.contact.clone(),
+            urgent: a.urgent.clone(),
+            low: a.low.clone(),
+        })
+        .collect();
+    let roster_files = super::roster::RosterFiles {
+        people: file
+            .agents
+            .iter()
+            .chain(&file.persons)
+            .zip(&reaches)
+            .map(|(a, reach)| (&a.id, a.team.get_ref().as_str(), reach))
+            .collect(),
+        teams: file
+            .teams
+            .iter()
+            .map(|t| (&t.id, t.escalation.as_ref()))
+            .collect(),
+        schedules: &file.schedules,
+        escalations: &file.escalations,
+        timezone: calendar.timezone,
+    };
+    let roster = super::roster::read(src, &roster_files, out);
     let world = World {
         calendar,
         teams,
         agents,
         services,
         customers,
+        roster,
         ..World::default()
     };
     (out.len() == before).then_some(Organization {

@@ -134,6 +134,11 @@ pub struct Roster {
 }
 
 impl Roster {
+    /// Nobody to page: the demo, or a deployment without people's contacts.
+    pub fn is_empty(&self) -> bool {
+        self.people.is_empty() && self.schedules.is_empty() && self.policies.is_empty()
+    }
+
     /// Who is on call at `at` on each schedule (of `team` only, if given).
     pub fn on_call(&self, at: DateTime<Utc>, team: Option<&str>) -> Vec<OnCall> {
         self.schedules

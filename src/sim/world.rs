@@ -261,6 +261,7 @@ pub fn northwind(rng: &mut ChaCha8Rng, start: DateTime<Utc>) -> World {
         teams,
         agents,
         calendar: Calendar::default(),
+        roster: Default::default(),
     }
 }
 

@@ -609,3 +609,19 @@ pub fn decision(dir: &Path, id: &str) -> Result<Option<Decision>, JournalError> 
         .map_err(sql(&path))?;
     body.map(|b| decode(&path, id, &b)).transpose()
 }
+
+/// The roster as last journaled (its overrides with it); none when the
+/// journal has never held one.
+pub fn roster(dir: &Path) -> Result<Option<crate::paging::Roster>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM entities WHERE key = ?1",
+            params![crate::context::ROSTER_KEY],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql(&path))?;
+    body.map(|b| decode(&path, crate::context::ROSTER_KEY, &b))
+        .transpose()
+}
