@@ -41,6 +41,10 @@ pub struct Config {
     /// Where `serve` listens (a deployment's signalbox.toml; `--listen` wins).
     #[serde(default)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Where people reach this server (`https://signalbox.example.com`), for
+    /// the links pages carry; default `http://` and the listen address.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Outbound TLS.
     #[serde(default)]
     pub tls: Option<TlsConfig>,

@@ -165,6 +165,7 @@ pub(crate) fn serve(
     let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
     let receivers = config.notify.clone();
     let (notice_tx, notice_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (pager_tx, pager_rx) = tokio::sync::mpsc::unbounded_channel();
     let notifier = (!receivers.is_empty()).then_some(notice_tx);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -185,6 +186,7 @@ pub(crate) fn serve(
         setup.world,
         Some(dispatch_tx),
         notifier,
+        Some(pager_tx),
         config.max_backlog(),
     )?;
     spawn_sources(paths, &engine)?;
@@ -198,12 +200,28 @@ pub(crate) fn serve(
     });
     let stopper = engine.clone();
     let executor_engine = engine.clone();
+    // Bound before the pager starts, so that its links name the port; a
+    // failure is the server's, answered once the engine has stopped.
+    let listen = settings.listen;
+    let bound = runtime.block_on(tokio::net::TcpListener::bind(listen));
+    let local = bound.as_ref().ok().and_then(|l| l.local_addr().ok());
+    let pager = signalbox::intake::pager::PagerSettings {
+        base_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", local.unwrap_or(listen)))
+            .trim_end_matches('/')
+            .to_string(),
+        secret: log.integration_key().to_vec(),
+        ca_file: ca_file.clone(),
+    };
     let outbound = Outbound {
         steps: dispatch_rx,
         probes,
         notices: notice_rx,
         receivers,
         ca_file,
+        pages: (pager_rx, pager),
     };
     outbound.spawn(&runtime, &engine);
     let state = AppState {
@@ -220,15 +238,12 @@ pub(crate) fn serve(
             settings.limits.max_streams_per_token,
         )),
     };
-    let listen = settings.listen;
     raise_file_limit(&settings.limits);
     let served = runtime.block_on(async {
         if let Some(reloader) = reloader {
             reload_on_hangup(reloader, executor_engine)?;
         }
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
+        let listener = bound.with_context(|| format!("listening on {listen}"))?;
         let local = listener.local_addr()?;
         say(&format!(
             "signalbox: listening on http://{local} (journal {})",
@@ -259,6 +274,10 @@ struct Outbound {
     notices: tokio::sync::mpsc::UnboundedReceiver<signalbox::engine::notices::Notice>,
     receivers: Vec<signalbox::intake::notify::NotifyConfig>,
     ca_file: Option<PathBuf>,
+    pages: (
+        tokio::sync::mpsc::UnboundedReceiver<signalbox::paging::pages::Send>,
+        signalbox::intake::pager::PagerSettings,
+    ),
 }
 
 impl Outbound {
@@ -267,6 +286,12 @@ impl Outbound {
             self.steps,
             engine.clone(),
             self.ca_file.clone(),
+        ));
+        let (sends, settings) = self.pages;
+        runtime.spawn(signalbox::intake::pager::run(
+            sends,
+            engine.clone(),
+            settings,
         ));
         for probe in self.probes {
             runtime.spawn(probe.run(engine.clone(), self.ca_file.clone()));

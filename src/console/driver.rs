@@ -46,6 +46,7 @@ pub struct DriverOptions {
     /// Where committed webhook steps go, and notices.
     pub dispatcher: Option<crate::engine::host::Dispatcher>,
     pub notifier: Option<crate::engine::host::Notifier>,
+    pub pager: Option<crate::engine::host::Pager>,
 }
 
 /// The figures (`Update::Status`) are published this often.
@@ -115,6 +116,7 @@ fn drive(
     let engine = Engine::open(setup.config, setup.world, start)?;
     let mut host = host_on(engine, options.intake.as_ref())?;
     host.notifier = options.notifier.take();
+    host.pager = options.pager.take();
     let events = feed.clone();
     host.sink = Some(std::sync::Arc::new(
         move |batch: Vec<(u64, EngineEvent)>| {

@@ -268,7 +268,8 @@ impl Pending {
             EngineEvent::Flow(_)
             | EngineEvent::Settled { .. }
             | EngineEvent::FlowFinished(_)
-            | EngineEvent::Learned(_) => {}
+            | EngineEvent::Learned(_)
+            | EngineEvent::Page(_) => {}
         }
     }
 }

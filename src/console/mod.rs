@@ -138,7 +138,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             }
         }
     };
-    let outbound = match Outbound::start(&options, &handle) {
+    let outbound = match Outbound::start(&options, &handle, intake.as_ref()) {
         Ok(o) => o,
         Err(e) => {
             warnings.push(format!("webhooks and notifications off: {e}"));
@@ -157,6 +157,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             candidates: options.candidates.clone(),
             dispatcher: outbound.dispatcher.clone(),
             notifier: outbound.notifier.clone(),
+            pager: outbound.pager.clone(),
         },
         handle.clone(),
         command_rx,
@@ -259,17 +260,26 @@ struct Outbound {
     runtime: Option<tokio::runtime::Runtime>,
     dispatcher: Option<crate::engine::host::Dispatcher>,
     notifier: Option<crate::engine::host::Notifier>,
+    pager: Option<crate::engine::host::Pager>,
 }
 
 impl Outbound {
-    fn start(options: &ConsoleOptions, handle: &Handle) -> std::io::Result<Outbound> {
+    fn start(
+        options: &ConsoleOptions,
+        handle: &Handle,
+        intake: Option<&crate::intake::log::IntakeLog>,
+    ) -> std::io::Result<Outbound> {
+        let pages = options
+            .deployment
+            .as_ref()
+            .is_some_and(|d| !d.organization.world.roster.is_empty());
         let webhooks = options
             .deployment
             .as_ref()
             .is_some_and(|d| !d.webhooks().is_empty())
             || !options.server.webhooks.is_empty();
         let receivers = options.server.notify.clone();
-        if !webhooks && receivers.is_empty() {
+        if !webhooks && receivers.is_empty() && !pages {
             return Ok(Outbound::default());
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -289,10 +299,30 @@ impl Outbound {
             runtime.spawn(crate::intake::notify::run(notices, receivers, ca_file));
             notifier
         });
+        // Links in pages work while the HTTP intake listens (and are
+        // signed with its data directory's secret).
+        let pager = pages.then(|| {
+            let (pager, sends) = tokio::sync::mpsc::unbounded_channel();
+            let settings = crate::intake::pager::PagerSettings {
+                base_url: options
+                    .server
+                    .public_url
+                    .clone()
+                    .or_else(|| options.listen.map(|l| format!("http://{l}")))
+                    .unwrap_or_default(),
+                secret: intake
+                    .map(|l| l.integration_key().to_vec())
+                    .unwrap_or_default(),
+                ca_file: options.server.tls.as_ref().and_then(|t| t.ca_file.clone()),
+            };
+            runtime.spawn(crate::intake::pager::run(sends, handle.clone(), settings));
+            pager
+        });
         Ok(Outbound {
             runtime: Some(runtime),
             dispatcher: Some(dispatcher),
             notifier,
+            pager,
         })
     }
 

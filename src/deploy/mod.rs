@@ -345,6 +345,14 @@ fn read_steps(
                 Some(ExecutorKind::Webhook(_)) => {}
             }
         }
+        if let Some(policy) = &step.page
+            && !world.roster.policies.contains_key(policy)
+        {
+            out.push(src.on(
+                src.find_line(name, Some(policy)),
+                format!("step `{name}`: page `{policy}` is not an [[escalation]] of {ORG_FILE}"),
+            ));
+        }
     }
     (out.len() == before).then_some(steps)
 }

@@ -83,6 +83,7 @@ impl Engine {
     pub(super) fn drain_flow_changes(&mut self) {
         for event in self.flows.take_events() {
             self.notice_flow_event(&event);
+            self.page_for_step(&event);
             if self.outbox.publish {
                 self.outbox
                     .events
@@ -146,6 +147,7 @@ impl Engine {
             steps: change.steps,
         }));
         records.extend(events.into_values().map(Record::FlowEvents));
+        records.extend(self.page_records());
         let reviews = std::mem::take(&mut self.outbox.reviews);
         records.extend(reviews.into_values().map(|r| Record::Review(Box::new(r))));
         records.extend(

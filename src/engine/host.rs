@@ -120,6 +120,39 @@ pub enum Command {
     Versions {
         reply: oneshot::Sender<Versions>,
     },
+    /// A person acknowledges or resolves a page.
+    PageAct {
+        id: String,
+        action: super::PageAction,
+        actor: Actor,
+        reply: Reply<crate::paging::Page>,
+    },
+    /// What became of a page's notification (`intake::pager`).
+    PageDelivered {
+        page_id: String,
+        attempt: u32,
+        result: Result<String, String>,
+    },
+    /// Pages in memory, newest first (open ones only, or all).
+    Pages {
+        open_only: bool,
+        reply: oneshot::Sender<Vec<crate::paging::Page>>,
+    },
+    /// Who is on call at a time (of a team).
+    OnCall {
+        team: Option<String>,
+        at: DateTime<Utc>,
+        reply: oneshot::Sender<Vec<crate::paging::OnCall>>,
+    },
+    /// A lead puts someone on call for a while.
+    Override {
+        schedule: String,
+        person: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        actor: Actor,
+        reply: Reply<crate::paging::Override>,
+    },
     /// What a console starts from (`overview` only: the figures alone).
     State {
         overview_only: bool,
@@ -176,6 +209,9 @@ pub type Dispatcher = tokio::sync::mpsc::UnboundedSender<Dispatch>;
 
 /// Where notices go once durable (`intake::notify`).
 pub type Notifier = tokio::sync::mpsc::UnboundedSender<Notice>;
+
+/// Where pages' notifications go once durable (`intake::pager`).
+pub type Pager = tokio::sync::mpsc::UnboundedSender<crate::paging::pages::Send>;
 
 /// Where numbered events go once durable (`intake::events`).
 pub type EventSink = Arc<dyn Fn(Vec<(u64, super::EngineEvent)>) + Send + Sync>;
@@ -277,6 +313,8 @@ pub struct Turn {
     notifier: Option<Notifier>,
     events: Vec<(u64, super::EngineEvent)>,
     sink: Option<EventSink>,
+    sends: Vec<crate::paging::pages::Send>,
+    pager: Option<Pager>,
 }
 
 impl Turn {
@@ -302,6 +340,20 @@ impl Turn {
                 for notice in self.notices {
                     let _ = notifier.send(notice);
                 }
+            }
+            match &self.pager {
+                Some(pager) => {
+                    for send in self.sends {
+                        let _ = pager.send(send);
+                    }
+                }
+                None if !self.sends.is_empty() => {
+                    tracing::warn!(
+                        n = self.sends.len(),
+                        "page notifications with no pager running"
+                    )
+                }
+                None => {}
             }
             if let Some(sink) = &self.sink
                 && !self.events.is_empty()
@@ -339,6 +391,8 @@ pub struct Host {
     pub notifier: Option<Notifier>,
     /// Where its events go, numbered (none: the host does not take them).
     pub sink: Option<EventSink>,
+    /// Where pages' notifications go (none: nobody is notified).
+    pub pager: Option<Pager>,
 }
 
 impl Host {
@@ -349,6 +403,7 @@ impl Host {
             from_log: super::runner::FROM_LOG,
             notifier: None,
             sink: None,
+            pager: None,
         }
     }
 
@@ -392,6 +447,8 @@ impl Host {
             notifier: self.notifier.clone(),
             events,
             sink: self.sink.clone(),
+            sends: self.engine.take_sends(),
+            pager: self.pager.clone(),
         })
     }
 }
@@ -446,21 +503,16 @@ fn after_commit<T: Send + 'static>(
     }));
 }
 
-// Over 80 lines: one arm per command.
-
 /// Carries out one command; replies that promise durability wait in
 /// `waiting` for the turn's commit.
 fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting: &mut Waiting) {
+    let Some(command) = answer(engine, command, now) else {
+        return;
+    };
     match command {
         Command::Ingest { signals, reply } => {
             let report = ingest_all(engine, signals, now);
             after_commit(waiting, reply, Ok(report));
-        }
-        Command::Reviews { page, reply } => {
-            let _ = reply.send(engine.reviews_page(&page));
-        }
-        Command::Review { id, reply } => {
-            let _ = reply.send(engine.reviews.get(&id));
         }
         Command::Act {
             review_id,
@@ -484,9 +536,6 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
                 engine.release_quarantined(how, &signal_id, source.as_deref(), &actor, &note, now);
             after_commit(waiting, reply, done);
         }
-        Command::Status { reply } => {
-            let _ = reply.send(status(engine));
-        }
         Command::Ramp {
             call,
             actor,
@@ -508,6 +557,71 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
         } => engine.complete_step(&flow_id, step, attempt, success, &detail, now),
         // The caller reads the log after handling its commands.
         Command::Appended => {}
+        Command::TaskAct {
+            task_id,
+            action,
+            actor,
+            note,
+            reply,
+        } => {
+            let done = engine.act_on_task(&task_id, &action, &actor, &note, now);
+            after_commit(waiting, reply, done);
+        }
+        Command::Reload {
+            reload,
+            actor,
+            reply,
+        } => {
+            let versions = engine.reload(*reload, &actor, now);
+            after_commit(waiting, reply, Ok(versions));
+        }
+        Command::PageAct {
+            id,
+            action,
+            actor,
+            reply,
+        } => {
+            let done = engine
+                .page_act(&id, action, &actor, now)
+                .map_err(EngineError::from);
+            after_commit(waiting, reply, done);
+        }
+        Command::PageDelivered {
+            page_id,
+            attempt,
+            result,
+        } => engine.page_delivered(&page_id, attempt, result, now),
+        Command::Override {
+            schedule,
+            person,
+            from,
+            to,
+            actor,
+            reply,
+        } => {
+            let done = engine
+                .set_override(&schedule, &person, (from, to), &actor, now)
+                .map_err(EngineError::from);
+            after_commit(waiting, reply, done);
+        }
+        // Questions are answered by `answer`.
+        _ => {}
+    }
+}
+
+/// Answers a question (a read, nothing to journal) at once; any other
+/// command is handed back.
+fn answer(engine: &mut Engine, command: Command, now: DateTime<Utc>) -> Option<Command> {
+    match command {
+        Command::Reviews { page, reply } => {
+            let _ = reply.send(engine.reviews_page(&page));
+        }
+        Command::Review { id, reply } => {
+            let _ = reply.send(engine.reviews.get(&id));
+        }
+        Command::Status { reply } => {
+            let _ = reply.send(status(engine));
+        }
         Command::Tasks {
             filter,
             page,
@@ -522,29 +636,17 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
         } => {
             let _ = reply.send(engine.flows_page(filter, &page));
         }
-        Command::TaskAct {
-            task_id,
-            action,
-            actor,
-            note,
-            reply,
-        } => {
-            let done = engine.act_on_task(&task_id, &action, &actor, &note, now);
-            after_commit(waiting, reply, done);
-        }
         Command::Flow { id, reply } => {
             let _ = reply.send(engine.flow(&id).cloned().map(Box::new));
         }
-        Command::Reload {
-            reload,
-            actor,
-            reply,
-        } => {
-            let versions = engine.reload(*reload, &actor, now);
-            after_commit(waiting, reply, Ok(versions));
-        }
         Command::Versions { reply } => {
             let _ = reply.send(engine.versions());
+        }
+        Command::Pages { open_only, reply } => {
+            let _ = reply.send(engine.pages(open_only));
+        }
+        Command::OnCall { team, at, reply } => {
+            let _ = reply.send(engine.on_call(at, team.as_deref()));
         }
         Command::State {
             overview_only,
@@ -558,7 +660,9 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
             };
             let _ = reply.send(Box::new(state));
         }
+        other => return Some(other),
     }
+    None
 }
 
 /// Ingests signals one after another, and what became of them.

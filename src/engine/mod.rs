@@ -15,6 +15,7 @@ pub mod host;
 mod learning;
 pub mod notices;
 pub mod overview;
+mod paging;
 pub mod quarantine;
 pub mod ramp;
 mod recover;
@@ -25,6 +26,7 @@ mod tasks;
 mod types;
 mod watch;
 
+pub use paging::{OverrideRefused, PageAction};
 pub use types::*;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +71,8 @@ pub struct Engine {
     outbox: batch::Outbox,
     /// Decisions awaiting their outcome, flow labels, checkpoints.
     learning: learning::Learning,
+    /// Pages and the notifications due to go out.
+    paging: paging::Paging,
     next_id: u64,
     counts: EngineCounts,
     /// The breaker on the model (`engine::watch`).
@@ -118,6 +122,7 @@ impl Engine {
             opened_by: Default::default(),
             outbox: batch::Outbox::new(config.notices),
             learning: learning::Learning::new(config.checkpoint_every),
+            paging: Default::default(),
             next_id: 1,
             counts: EngineCounts::default(),
             watch: crate::decide::watch::ModelWatch::new(config.model_watch.clone()),
@@ -531,6 +536,7 @@ impl Engine {
             self.flow_finished(&id, now);
         }
         self.ramp_tick(now);
+        self.tick_pages(now);
         for (executor, failures) in self.flows.breakers.take_tripped() {
             let cooldown = self.flows.breakers.cooldown.num_seconds();
             self.notice(notices::Notice {
@@ -559,6 +565,7 @@ impl Engine {
 
     /// A flow has ended: counted, remembered for learning, published.
     fn flow_finished(&mut self, id: &str, now: DateTime<Utc>) {
+        self.resolve_flow_pages(id, now);
         let Some(flow) = self.flows.get(id) else {
             return;
         };

@@ -65,6 +65,7 @@ impl Engine {
         }
         self.recount_loads();
         self.flows.redispatch_waiting();
+        self.restore_pages(std::mem::take(&mut recovered.open_pages));
         for item in recovered.open_reviews {
             self.reviews.restore(item);
         }

@@ -45,6 +45,10 @@ pub enum EngineError {
     /// A signal's data does not hold what its type declares.
     #[error("the signal does not carry what its type declares: {0}")]
     Data(crate::signal::SignalError),
+    #[error(transparent)]
+    Page(#[from] crate::paging::pages::PageRefused),
+    #[error(transparent)]
+    Override(#[from] super::paging::OverrideRefused),
     /// Done, but the journal commit that was to hold it failed.
     #[error("not durable: the journal commit failed ({0})")]
     NotDurable(String),
@@ -161,6 +165,8 @@ pub enum EngineEvent {
     Learned(Feedback),
     /// A signal put in quarantine, or taken out of it.
     Quarantined(Box<crate::journal::Quarantined>),
+    /// A page acknowledged or resolved by a person.
+    Page(Box<crate::paging::Page>),
     /// The deployment was reloaded.
     Reloaded(reload::Versions),
 }

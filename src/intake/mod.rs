@@ -13,6 +13,7 @@ mod handlers;
 pub use crate::journal::intake_log as log;
 pub mod metrics;
 pub mod notify;
+pub mod pager;
 pub mod probe;
 mod refusal;
 pub mod reload;
@@ -34,7 +35,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::host::Handle;
 use auth::Tokens;
-use handlers::{ops, quarantine, ramp, reviews, signals, stream, tasks, webhooks};
+use handlers::{ops, pages, quarantine, ramp, reviews, signals, stream, tasks, webhooks};
 pub use refusal::Refusal;
 use refusal::Refused;
 
@@ -86,6 +87,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/quarantine/{id}/drop", post(quarantine::drop))
         .route("/v1/ramp", get(ramp::state))
         .route("/v1/ramp/{call}", post(ramp::call))
+        .route("/v1/pages", get(pages::list))
+        .route("/v1/pages/{id}", get(pages::one))
+        .route(
+            "/v1/pages/{id}/{action}",
+            post(pages::act).get(pages::signed),
+        )
+        .route("/v1/oncall", get(pages::oncall))
+        .route("/v1/oncall/overrides", post(pages::add_override))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -118,9 +118,11 @@ pub(super) async fn engine_answer<T>(
 /// become status codes.
 impl From<EngineError> for Refusal {
     fn from(e: EngineError) -> Refusal {
+        use crate::engine::OverrideRefused;
         use crate::engine::quarantine::QuarantineError;
         use crate::engine::ramp::RampRefused;
         use crate::flow::TaskError;
+        use crate::paging::pages::PageRefused;
         use crate::review::ReviewError;
         let status = match &e {
             EngineError::Ramp(RampRefused::NoRamp) => StatusCode::NOT_FOUND,
@@ -132,6 +134,11 @@ impl From<EngineError> for Refusal {
             | EngineError::Task(TaskError::NotFound(_)) => StatusCode::NOT_FOUND,
             EngineError::Task(TaskError::NotOpen(..)) => StatusCode::CONFLICT,
             EngineError::Task(_) => StatusCode::BAD_REQUEST,
+            EngineError::Page(PageRefused::Unknown(_)) => StatusCode::NOT_FOUND,
+            EngineError::Page(PageRefused::Done { .. }) => StatusCode::CONFLICT,
+            EngineError::Page(_) => StatusCode::BAD_REQUEST,
+            EngineError::Override(OverrideRefused::NotLead(_)) => StatusCode::FORBIDDEN,
+            EngineError::Override(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::Review(ReviewError::Viewer { .. } | ReviewError::RoleTooLow { .. })
             | EngineError::Quarantine(QuarantineError::NotALead(_)) => StatusCode::FORBIDDEN,
             EngineError::Review(ReviewError::AlreadyDecided { .. })

@@ -33,6 +33,7 @@ pub fn start(
     world: World,
     dispatcher: Option<Dispatcher>,
     notifier: Option<Notifier>,
+    pager: Option<crate::engine::host::Pager>,
     max_backlog: u64,
 ) -> anyhow::Result<Started> {
     let data_dir = config.data_dir.clone();
@@ -49,6 +50,7 @@ pub fn start(
         .spawn(move || {
             let mut host = Host::new(engine, Some(reader));
             host.notifier = notifier;
+            host.pager = pager;
             host.sink = Some(std::sync::Arc::new(move |batch| hub.publish(batch)));
             let mut runner = Runner::new(host, Pace::Wall);
             runner.in_flight = IN_FLIGHT;

@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
 CREATE TABLE IF NOT EXISTS set_aside (
     tbl TEXT NOT NULL, key TEXT NOT NULL, time TEXT NOT NULL, error TEXT NOT NULL,
     raw TEXT NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID;
+-- Pages, the latest state of each with every attempt (`paging::pages`).
+CREATE TABLE IF NOT EXISTS pages (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL)
+    WITHOUT ROWID;
 ";
 
 /// Opens a connection with the pragmas every connection uses.

@@ -198,6 +198,7 @@ struct Rows<'t> {
     signal: CachedStatement<'t>,
     quarantine: CachedStatement<'t>,
     review: CachedStatement<'t>,
+    page: CachedStatement<'t>,
     /// A small flow's row, its events appended.
     flow: CachedStatement<'t>,
     /// A big flow's row, without steps or events.
@@ -243,6 +244,9 @@ impl<'t> Rows<'t> {
             review: tx.prepare_cached(
                 "INSERT OR REPLACE INTO reviews (id, state, body) VALUES (?1, ?2, ?3)",
             )?,
+            page: tx.prepare_cached(
+                "INSERT OR REPLACE INTO pages (id, state, body) VALUES (?1, ?2, ?3)",
+            )?,
             flow: tx.prepare_cached(
                 "INSERT INTO flows (id, state, decision_id, body, events) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(id) DO UPDATE SET state = excluded.state,
@@ -283,6 +287,7 @@ impl<'t> Rows<'t> {
             "reviews" => "DELETE FROM reviews WHERE id = ?1",
             "flows" => "DELETE FROM flows WHERE id = ?1",
             "entities" => "DELETE FROM entities WHERE key = ?1",
+            "pages" => "DELETE FROM pages WHERE id = ?1",
             _ => return Ok(()),
         };
         self.tx.execute(delete, [&aside.key])?;
@@ -336,6 +341,11 @@ impl<'t> Rows<'t> {
                 let body = json(buf, &item.stored())?;
                 self.review
                     .execute(params![item.id, item.state.as_str(), body])?;
+            }
+            Record::Page(page) => {
+                let body = json(buf, page.as_ref())?;
+                self.page
+                    .execute(params![page.id, page.state.as_str(), body])?;
             }
             Record::Flow {
                 flow,

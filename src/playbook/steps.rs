@@ -28,6 +28,10 @@ pub struct StepTemplate {
     /// The step that undoes this one when its flow fails.
     #[serde(default)]
     pub compensate: Option<String>,
+    /// The escalation policy (`[[escalation]]` in organization.toml) paged
+    /// when the step starts; the page ends with the step's flow.
+    #[serde(default)]
+    pub page: Option<String>,
 }
 
 fn default_auto_seconds() -> u32 {

@@ -4,6 +4,7 @@
 //! every refusal by endpoint.
 
 pub(super) mod ops;
+pub(super) mod pages;
 pub(super) mod quarantine;
 pub(super) mod ramp;
 pub(super) mod reviews;

@@ -22,6 +22,8 @@ pub struct Recovered {
     /// Ids of the active flows journaled a row per step (big flows).
     pub flows_by_step: Vec<String>,
     pub open_reviews: Vec<ReviewItem>,
+    /// Pages not resolved, and the highest page number journaled.
+    pub open_pages: Vec<crate::paging::Page>,
     pub checkpoint: Option<String>,
     pub feedback_after_checkpoint: Vec<Feedback>,
     pub feedback_count: i64,
@@ -96,6 +98,17 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     }
     active_flows(&conn, path, &mut out)?;
     open_reviews(&conn, path, &mut out)?;
+    for (id, body) in rows(
+        &conn,
+        path,
+        "SELECT id, body FROM pages WHERE state != 'resolved'",
+        [],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )? {
+        if let Some(page) = out.read::<crate::paging::Page>("pages", &id, body) {
+            out.open_pages.push(page);
+        }
+    }
     model(&conn, path, &mut out)?;
     signals(&conn, path, &mut out)?;
     for (signal_id, source, body) in rows(

@@ -1,0 +1,236 @@
+//! Pages wired into the engine: a step whose template names an escalation
+//! policy pages it when the step starts; the page ends with the step's
+//! flow. The timers escalate; what is due goes out after the turn's commit
+//! (`take_sends`, delivered by `intake::pager`, whose answers come back
+//! through `page_delivered`); people acknowledge and resolve. Every change
+//! of a page is journaled whole at the next flush.
+
+use chrono::{DateTime, Utc};
+
+use super::{Engine, EngineEvent};
+use crate::flow::{FlowEvent, FlowEventKind};
+use crate::journal::Record;
+use crate::paging::pages::{Opening, PageRefused, Send};
+use crate::paging::{OnCall, Override, Page, PageBook, PageState, Urgency};
+use crate::review::Actor;
+
+/// The engine's pages, and the notifications due to go out.
+#[derive(Default)]
+pub(super) struct Paging {
+    pub book: PageBook,
+    sends: Vec<Send>,
+    next_override: u64,
+}
+
+/// Acknowledge or resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageAction {
+    Acknowledge,
+    Resolve,
+}
+
+impl PageAction {
+    pub fn parse(text: &str) -> Option<PageAction> {
+        match text {
+            "ack" | "acknowledge" => Some(PageAction::Acknowledge),
+            "resolve" => Some(PageAction::Resolve),
+            _ => None,
+        }
+    }
+}
+
+/// Why an override was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OverrideRefused {
+    #[error("schedule `{0}` is not in the deployment")]
+    NoSchedule(String),
+    #[error("`{0}` is not a person of the deployment")]
+    NoPerson(String),
+    #[error("an override must end after it starts")]
+    Empty,
+    #[error("{0} may not set overrides: it takes a lead")]
+    NotLead(String),
+}
+
+impl Engine {
+    /// A step started: if its template pages a policy, the page opens.
+    pub(super) fn page_for_step(&mut self, event: &FlowEvent) {
+        if event.kind != FlowEventKind::StepStarted {
+            return;
+        }
+        let Some(flow) = self.flows.get(&event.flow_id) else {
+            return;
+        };
+        let Some(step) = event.step.and_then(|i| flow.steps.get(i)) else {
+            return;
+        };
+        let Some(policy) = self
+            .decider
+            .steps
+            .get(&step.template)
+            .and_then(|t| t.page.clone())
+        else {
+            return;
+        };
+        let urgency = match flow.priority {
+            crate::decide::policy::Priority::Low => Urgency::Low,
+            _ => Urgency::High,
+        };
+        let opening = Opening {
+            policy,
+            urgency,
+            title: format!(
+                "{} on {}: {}",
+                flow.signal_type, flow.subject, step.template
+            ),
+            why: format!(
+                "decision {} chose `{}` for {} ({})",
+                flow.decision_id, flow.option, flow.signal_id, flow.class
+            ),
+            subject: flow.subject.clone(),
+            decision_id: Some(flow.decision_id.clone()),
+            flow_id: Some(flow.id.clone()),
+        };
+        match self
+            .paging
+            .book
+            .open(opening, &self.context.roster, event.time)
+        {
+            Ok(id) => tracing::info!(page = %id, flow = %event.flow_id, "paged"),
+            Err(e) => tracing::warn!(flow = %event.flow_id, error = %e, "cannot page"),
+        }
+        self.tick_pages(event.time);
+    }
+
+    /// Escalations and notifications due by `now`.
+    pub(super) fn tick_pages(&mut self, now: DateTime<Utc>) {
+        let sends = self.paging.book.tick(&self.context.roster, now);
+        self.paging.sends.extend(sends);
+    }
+
+    /// A flow ended: its pages are resolved.
+    pub(super) fn resolve_flow_pages(&mut self, flow_id: &str, now: DateTime<Utc>) {
+        for id in self.paging.book.open_for_flow(flow_id) {
+            let _ = self.paging.book.resolve(&id, "flow ended", now);
+        }
+    }
+
+    /// A person acknowledges or resolves a page (identity from their
+    /// credential).
+    pub fn page_act(
+        &mut self,
+        id: &str,
+        action: PageAction,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Page, PageRefused> {
+        let page = match action {
+            PageAction::Acknowledge => self.paging.book.acknowledge(id, &actor.name, now)?,
+            PageAction::Resolve => self.paging.book.resolve(id, &actor.name, now)?,
+        }
+        .clone();
+        self.emit(EngineEvent::Page(Box::new(page.clone())));
+        Ok(page)
+    }
+
+    /// What became of a notification.
+    pub fn page_delivered(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        result: Result<String, String>,
+        now: DateTime<Utc>,
+    ) {
+        self.paging.book.delivered(id, attempt, result, now);
+        // A failure may bring a person's next method forward at once.
+        self.tick_pages(now);
+    }
+
+    /// Notifications due to go out once this turn is durable.
+    pub fn take_sends(&mut self) -> Vec<Send> {
+        std::mem::take(&mut self.paging.sends)
+    }
+
+    /// Pages, newest first: the open ones, and those that ended while in
+    /// memory.
+    pub fn pages(&self, open_only: bool) -> Vec<Page> {
+        self.paging
+            .book
+            .pages
+            .values()
+            .rev()
+            .filter(|p| !open_only || p.state != PageState::Resolved)
+            .cloned()
+            .collect()
+    }
+
+    /// Who is on call at `at` (of `team`).
+    pub fn on_call(&self, at: DateTime<Utc>, team: Option<&str>) -> Vec<OnCall> {
+        self.context.roster.on_call(at, team)
+    }
+
+    /// A lead puts `person` on call on `schedule` from `from` to `to`; the
+    /// override is journaled with the roster and outlives reloads.
+    pub fn set_override(
+        &mut self,
+        schedule: &str,
+        person: &str,
+        (from, to): (DateTime<Utc>, DateTime<Utc>),
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Override, OverrideRefused> {
+        if actor.role < crate::decide::policy::Role::Lead {
+            return Err(OverrideRefused::NotLead(actor.name.clone()));
+        }
+        let roster = &self.context.roster;
+        if !roster.schedules.contains_key(schedule) {
+            return Err(OverrideRefused::NoSchedule(schedule.to_string()));
+        }
+        if !roster.people.contains_key(person) {
+            return Err(OverrideRefused::NoPerson(person.to_string()));
+        }
+        if to <= from {
+            return Err(OverrideRefused::Empty);
+        }
+        self.paging.next_override =
+            self.paging.next_override.max(roster.overrides.len() as u64) + 1;
+        let o = Override {
+            id: format!("O{:05}", self.paging.next_override),
+            schedule: schedule.to_string(),
+            person: person.to_string(),
+            from,
+            to,
+            by: actor.name.clone(),
+            at: now,
+        };
+        self.context.roster.overrides.push(o.clone());
+        self.context
+            .mark_dirty(crate::context::ROSTER_KEY.to_string());
+        Ok(o)
+    }
+
+    /// Pages changed since the last flush, for the journal.
+    pub(super) fn page_records(&mut self) -> Vec<Record> {
+        self.paging
+            .book
+            .take_changed()
+            .into_iter()
+            .map(|p| Record::Page(Box::new(p)))
+            .collect()
+    }
+
+    /// Open pages as journaled, after a restart: each resumes at its level
+    /// and time.
+    pub(super) fn restore_pages(&mut self, pages: Vec<Page>) {
+        for page in pages {
+            self.paging.book.restore(page);
+        }
+    }
+}
+
+impl PageBook {
+    /// Whether any page is in memory (for the overview).
+    pub fn is_empty(&self) -> bool {
+        self.pages.is_empty()
+    }
+}

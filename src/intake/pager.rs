@@ -1,0 +1,323 @@
+//! Delivering pages' notifications: each attempt the engine made durable
+//! goes to its person by its method (a Slack-compatible incoming webhook,
+//! a JSON webhook signed with `X-Signalbox-Signature-256`), retried with
+//! backoff behind a breaker per channel, and what became of it goes back
+//! to the engine (`Command::PageDelivered`), which journals it and moves a
+//! person whose channel failed on to their next method. Each message says
+//! what happened, why, and links to the evidence and to a signed,
+//! expiring acknowledgement for the person it was sent to.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use hmac::{KeyInit, Mac};
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::engine::host::{Command, Handle};
+use crate::outbound::{Failed, Retries, post_json};
+use crate::paging::Method;
+use crate::paging::pages::Send;
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// Tries per attempt, and the first wait between them (doubling).
+const TRIES: u32 = 3;
+const BACKOFF: Duration = Duration::from_millis(500);
+
+/// Failures in a row that open a channel's breaker, and how long it stays
+/// open (attempts on it fail at once, moving people to their next method).
+const TRIP_AFTER: u32 = 3;
+const COOLDOWN: Duration = Duration::from_secs(60);
+
+/// How long a signed acknowledgement link stays valid.
+pub const LINK_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+
+/// What the pager needs besides the engine.
+#[derive(Clone)]
+pub struct PagerSettings {
+    /// Where people reach this server (links in messages).
+    pub base_url: String,
+    /// The data directory's secret; links are signed with a key made from it.
+    pub secret: Vec<u8>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A channel's breaker.
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// Delivers notifications until the engine's side of the channel closes.
+pub async fn run(mut sends: UnboundedReceiver<Send>, engine: Handle, settings: PagerSettings) {
+    let client = match crate::outbound::client(settings.ca_file.as_deref(), Duration::from_secs(5))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "the pager cannot start");
+            return;
+        }
+    };
+    let breakers = std::sync::Arc::new(tokio::sync::Mutex::new(HashMap::<Method, Breaker>::new()));
+    while let Some(send) = sends.recv().await {
+        let (client, engine, settings) = (client.clone(), engine.clone(), settings.clone());
+        let breakers = std::sync::Arc::clone(&breakers);
+        tokio::spawn(async move {
+            let open = breakers
+                .lock()
+                .await
+                .get(&send.method)
+                .and_then(|b| b.open_until)
+                .is_some_and(|t| Instant::now() < t);
+            let result = if open {
+                Err(format!(
+                    "the {} channel's breaker is open",
+                    send.method.as_str()
+                ))
+            } else {
+                deliver(&client, &send, &settings).await
+            };
+            {
+                let mut all = breakers.lock().await;
+                let b = all.entry(send.method).or_default();
+                match &result {
+                    Ok(_) => *b = Breaker::default(),
+                    Err(_) if !open => {
+                        b.failures += 1;
+                        if b.failures >= TRIP_AFTER {
+                            b.open_until = Some(Instant::now() + COOLDOWN);
+                            b.failures = 0;
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            if let Err(why) = &result {
+                tracing::warn!(page = %send.page_id, attempt = send.attempt, person = %send.person,
+                    method = send.method.as_str(), error = %why, "page notification not delivered");
+            }
+            let _ = engine.send(Command::PageDelivered {
+                page_id: send.page_id,
+                attempt: send.attempt,
+                result,
+            });
+        });
+    }
+}
+
+/// Sends one notification; the channel's answer, or why it failed.
+async fn deliver(
+    client: &reqwest::Client,
+    send: &Send,
+    settings: &PagerSettings,
+) -> Result<String, String> {
+    let ack = ack_link(
+        settings,
+        &send.page_id,
+        &send.person,
+        Utc::now() + LINK_LIFETIME,
+    );
+    let text = message(send, settings, &ack);
+    let idempotency = format!("{}-{}", send.page_id, send.attempt);
+    let retries = Retries {
+        tries: TRIES,
+        backoff: BACKOFF,
+        jitter: true,
+    };
+    let (body, signature) = match send.method {
+        Method::Slack => (slack_body(&text).to_string().into_bytes(), None),
+        Method::Webhook => {
+            let body = json!({
+                "source": "signalbox",
+                "event": "page",
+                "page": send.page,
+                "attempt": send.attempt,
+                "person": send.person,
+                "text": text,
+                "ack_url": ack,
+            })
+            .to_string()
+            .into_bytes();
+            let signature = sign(&settings.secret, &body);
+            (body, Some(signature))
+        }
+        Method::Email => {
+            return Err("email is not configured on this server (no [smtp])".into());
+        }
+    };
+    let mut headers = vec![("idempotency-key", idempotency.as_str())];
+    let signed = signature.map(|s| format!("sha256={s}"));
+    if let Some(s) = &signed {
+        headers.push(("x-signalbox-signature-256", s.as_str()));
+    }
+    match post_json(client, &send.address, body, &headers, retries).await {
+        Ok(status) => Ok(format!("answered {status}")),
+        Err(Failed::Answered(status)) => Err(format!("answered {status}")),
+        Err(Failed::Unreachable(e)) => Err(e.to_string()),
+    }
+}
+
+/// A Slack-compatible body: the text, and the same as one Block Kit
+/// section (Mattermost and Rocket.Chat read `text`).
+fn slack_body(text: &str) -> serde_json::Value {
+    json!({
+        "text": text,
+        "blocks": [{ "type": "section", "text": { "type": "mrkdwn", "text": text } }],
+    })
+}
+
+/// What a page says: what, why, the level it is at, and where to look and
+/// acknowledge.
+fn message(send: &Send, settings: &PagerSettings, ack: &str) -> String {
+    let page = &send.page;
+    let mut lines = vec![
+        format!(
+            "[signalbox] PAGE {} ({:?}, level {}, round {}): {}",
+            page.id,
+            page.urgency,
+            page.level + 1,
+            page.round + 1,
+            page.title
+        ),
+        format!("Why: {}", page.why),
+    ];
+    if let Some(d) = &page.decision_id {
+        lines.push(format!(
+            "Evidence: {}/v1/decisions/{d}?format=text",
+            settings.base_url
+        ));
+    }
+    lines.push(format!("Acknowledge: {ack}"));
+    lines.push(format!("Console: signalbox attach {}", settings.base_url));
+    lines.join("\n")
+}
+
+/// The signature of `body` with the pager's key: hex HMAC-SHA256.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = keyed(secret, b"webhook");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A MAC keyed for one use of the data directory's secret (the key is
+/// HMAC(secret, purpose), so a link's signature is never a webhook's).
+fn keyed(secret: &[u8], purpose: &[u8]) -> HmacSha256 {
+    // HMAC takes a key of any length: `new_from_slice` refuses none, and
+    // the fallback (an empty key) is not reached.
+    let mac = |key: &[u8]| {
+        HmacSha256::new_from_slice(key).unwrap_or_else(|_| HmacSha256::new(&Default::default()))
+    };
+    let mut derive = mac(secret);
+    derive.update(purpose);
+    mac(&derive.finalize().into_bytes())
+}
+
+/// The signature of an acknowledgement link.
+fn link_signature(secret: &[u8], page: &str, action: &str, person: &str, expires: i64) -> String {
+    let mut mac = keyed(secret, b"page-link");
+    mac.update(format!("{page}\n{action}\n{person}\n{expires}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A link that acknowledges `page` as `person` until `expires`.
+pub fn ack_link(
+    settings: &PagerSettings,
+    page: &str,
+    person: &str,
+    expires: DateTime<Utc>,
+) -> String {
+    let expires = expires.timestamp();
+    let sig = link_signature(&settings.secret, page, "ack", person, expires);
+    let person_q =
+        percent_encoding::utf8_percent_encode(person, percent_encoding::NON_ALPHANUMERIC);
+    format!(
+        "{}/v1/pages/{page}/ack?person={person_q}&expires={expires}&sig={sig}",
+        settings.base_url
+    )
+}
+
+/// Whether a link's signature matches and it has not expired.
+pub fn link_is_valid(
+    secret: &[u8],
+    page: &str,
+    action: &str,
+    person: &str,
+    expires: i64,
+    sig: &str,
+    now: DateTime<Utc>,
+) -> bool {
+    if now.timestamp() > expires {
+        return false;
+    }
+    // Compared in constant time: the MAC's own verify.
+    let Ok(given) = hex::decode(sig) else {
+        return false;
+    };
+    let mut mac = keyed(secret, b"page-link");
+    mac.update(format!("{page}\n{action}\n{person}\n{expires}").as_bytes());
+    mac.verify_slice(&given).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link works for its page, action and person until it expires; any
+    /// change to it is refused.
+    #[test]
+    fn signed_links_are_bound_and_expire() {
+        let settings = PagerSettings {
+            base_url: "http://127.0.0.1:7700".into(),
+            secret: b"secret of the data directory".to_vec(),
+            ca_file: None,
+        };
+        let now = Utc::now();
+        let link = ack_link(
+            &settings,
+            "P0000001",
+            "dana",
+            now + chrono::Duration::hours(1),
+        );
+        let query = link.split_once('?').map(|(_, q)| q).unwrap_or_default();
+        let field = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (expires, sig) = (field("expires").parse::<i64>().unwrap(), field("sig"));
+        let valid = |page: &str, person: &str, expires: i64, at: DateTime<Utc>| {
+            link_is_valid(&settings.secret, page, "ack", person, expires, &sig, at)
+        };
+        assert!(valid("P0000001", "dana", expires, now));
+        assert!(!valid("P0000002", "dana", expires, now), "another page");
+        assert!(!valid("P0000001", "emil", expires, now), "another person");
+        assert!(
+            !valid("P0000001", "dana", expires + 3600, now),
+            "a longer life"
+        );
+        assert!(
+            !valid(
+                "P0000001",
+                "dana",
+                expires,
+                now + chrono::Duration::hours(2)
+            ),
+            "expired"
+        );
+        assert!(!link_is_valid(
+            &settings.secret,
+            "P0000001",
+            "resolve",
+            "dana",
+            expires,
+            &sig,
+            now
+        ));
+    }
+}

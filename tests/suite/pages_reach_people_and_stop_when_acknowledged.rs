@@ -1,0 +1,218 @@
+//! A step that pages reaches people: a critical alert on a deployment
+//! pages its escalation policy; the on-call person's signed JSON webhook
+//! gets it at once, the next level's Slack-compatible webhook when nobody
+//! acknowledges in time, and the signed link in the message acknowledges
+//! it (once: a second use, or a tampered link, is refused), after which
+//! nobody is paged again. A page acknowledged over HTTP with a token stops
+//! before its second level. The receivers are real HTTP servers on
+//! loopback (Python's).
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::{self, client, event, serve_deployment, wait_for};
+use serde_json::{Value, json};
+
+const OPERATOR: &str = "op-secret-1";
+const TOKENS: [&str; 2] = ["--token", "op-secret-1:operator:oskar"];
+
+fn requests(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn body(request: &Value) -> Value {
+    serde_json::from_str(request["body"].as_str().unwrap()).unwrap()
+}
+
+/// The starter with dana (a signed webhook) on call alone, emil (Slack)
+/// as the second level, each level given `after`.
+fn deployment(dir: &Path, dana: u16, emil: u16, after: &str) {
+    common::init(dir);
+    let org = std::fs::read_to_string(dir.join("organization.toml")).unwrap();
+    let org = org
+        .replace(
+            "contact = { slack = \"https://hooks.slack.com/services/T000/B000/dana\", email = \"dana@example.com\" }\nurgent = [\"slack\", \"email after 2m\"]",
+            &format!("contact = {{ webhook = \"http://127.0.0.1:{dana}/dana\" }}\nurgent = [\"webhook\"]"),
+        )
+        .replace(
+            "contact = { slack = \"https://hooks.slack.com/services/T000/B000/emil\", email = \"emil@example.com\" }\nurgent = [\"slack\", \"email after 2m\"]",
+            &format!("contact = {{ slack = \"http://127.0.0.1:{emil}/emil\" }}\nurgent = [\"slack\"]"),
+        )
+        .replace("low = [\"email\"]\n", "")
+        .replace("members = [\"dana\", \"emil\"]", "members = [\"dana\"]")
+        .replace("repeats = 1", "repeats = 0")
+        .replace(
+            "targets = [\"schedule:sre-primary\"]\nafter = \"5m\"",
+            &format!("targets = [\"schedule:sre-primary\"]\nafter = \"{after}\""),
+        )
+        .replace(
+            "targets = [\"team:sre\", \"person:dana\", \"person:emil\"]\nafter = \"10m\"",
+            &format!("targets = [\"person:emil\"]\nafter = \"{after}\""),
+        );
+    assert!(org.contains(&format!("127.0.0.1:{dana}")) && org.contains("person:emil\"]"));
+    std::fs::write(dir.join("organization.toml"), org).unwrap();
+}
+
+fn critical(id: &str, service: &str) -> Value {
+    let mut alert = event(
+        id,
+        "alert.firing",
+        &format!("service/{service}"),
+        json!({ "service": service }),
+    );
+    alert["severity"] = json!("critical");
+    alert
+}
+
+fn page(c: &reqwest::blocking::Client, base: &str, id: &str) -> Value {
+    c.get(format!("{base}/v1/pages/{id}"))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+#[test]
+fn a_page_escalates_and_a_signed_link_acknowledges_it_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dana_log, emil_log) = (tmp.path().join("dana.jsonl"), tmp.path().join("emil.jsonl"));
+    let (_dana, dana_port) = common::receiver(None, &dana_log);
+    let (_emil, emil_port) = common::receiver(None, &emil_log);
+    let dir = tmp.path().join("ops");
+    deployment(&dir, dana_port, emil_port, "3s");
+    let c = client();
+    let s = serve_deployment(&dir, &TOKENS);
+    let oncall: Value = c
+        .get(format!("{}/v1/oncall?team=sre", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(oncall["on_call"][0]["person"], "dana", "{oncall}");
+
+    common::post_as(&c, &s.base, OPERATOR, &critical("a1", "api"));
+    let first = wait_for("dana's page", Duration::from_secs(15), || {
+        requests(&dana_log).into_iter().next()
+    });
+    let signature = first["headers"]["X-Signalbox-Signature-256"]
+        .as_str()
+        .or(first["headers"]["x-signalbox-signature-256"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        signature.starts_with("sha256=") && signature.len() == 7 + 64,
+        "{first}"
+    );
+    let sent = body(&first);
+    assert_eq!(
+        (sent["event"].as_str(), sent["person"].as_str()),
+        (Some("page"), Some("dana"))
+    );
+    let text = sent["text"].as_str().unwrap();
+    assert!(
+        text.contains("alert.firing on service/api") && text.contains("Why: decision D"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/v1/decisions/D"),
+        "links the evidence: {text}"
+    );
+    let id = sent["page"]["id"].as_str().unwrap().to_string();
+    let ack = sent["ack_url"].as_str().unwrap().to_string();
+
+    // Nobody acknowledges within 3 s: emil's Slack-compatible webhook.
+    let slack = wait_for("emil's page", Duration::from_secs(15), || {
+        requests(&emil_log).into_iter().next()
+    });
+    let slack = body(&slack);
+    assert!(
+        slack["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("PAGE {id}")),
+        "{slack}"
+    );
+    assert_eq!(slack["blocks"][0]["type"], "section");
+
+    // A tampered link is refused; the signed one acknowledges, as dana.
+    let tampered = ack.replace("person=dana", "person=emil");
+    assert_eq!(c.get(&tampered).send().unwrap().status(), 403);
+    let r = c.get(&ack).send().unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    let again = c.get(&ack).send().unwrap();
+    assert_eq!(
+        again.status(),
+        409,
+        "a link is spent once the page is acknowledged"
+    );
+
+    let p = wait_for(
+        "the acknowledgement journaled",
+        Duration::from_secs(5),
+        || {
+            let p = page(&c, &s.base, &id);
+            (p["state"] == "acknowledged").then_some(p)
+        },
+    );
+    assert_eq!(p["acknowledged"][0], "dana");
+    let attempts = p["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{p}");
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["delivery"]["state"] == "delivered"),
+        "{p}"
+    );
+
+    // Nothing more is sent for it.
+    let (d, e) = (requests(&dana_log).len(), requests(&emil_log).len());
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        (requests(&dana_log).len(), requests(&emil_log).len()),
+        (d, e)
+    );
+}
+
+#[test]
+fn acknowledged_over_http_it_stops_before_the_next_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dana_log, emil_log) = (tmp.path().join("dana.jsonl"), tmp.path().join("emil.jsonl"));
+    let (_dana, dana_port) = common::receiver(None, &dana_log);
+    let (_emil, emil_port) = common::receiver(None, &emil_log);
+    let dir = tmp.path().join("ops");
+    deployment(&dir, dana_port, emil_port, "4s");
+    let c = client();
+    let s = serve_deployment(&dir, &TOKENS);
+    common::post_as(&c, &s.base, OPERATOR, &critical("a2", "api"));
+    let first = wait_for("dana's page", Duration::from_secs(15), || {
+        requests(&dana_log).into_iter().next()
+    });
+    let id = body(&first)["page"]["id"].as_str().unwrap().to_string();
+    let r = c
+        .post(format!("{}/v1/pages/{id}/ack", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    let acked: Value = r.json().unwrap();
+    assert_eq!(acked["acknowledged"][0], "oskar", "the token's identity");
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        requests(&emil_log).is_empty(),
+        "the second level is never paged"
+    );
+    let listed: Value = c
+        .get(format!("{}/v1/pages?state=all", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(listed[0]["id"], id.as_str());
+}
