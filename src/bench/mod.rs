@@ -353,7 +353,7 @@ fn raw_inserts(
     let sql = |e: rusqlite::Error| BenchError::Setup(format!("raw sqlite: {e}"));
     let source = journal::connect(&from.join(journal::FILE_NAME))?;
     // Every table as (insert statement, rows of text/integer values).
-    let tables: [(&str, &str, &str); 8] = [
+    let tables: [(&str, &str, &str); 9] = [
         (
             "signals",
             "id, source, type, subject, time, body",
@@ -374,6 +374,7 @@ fn raw_inserts(
         ("flow_log", "flow_id, events", "?1, ?2"),
         ("feedback", "decision_id, body", "?1, ?2"),
         ("entities", "key, body", "?1, ?2"),
+        ("views", "version, kind, time, body", "?1, ?2, ?3, ?4"),
     ];
     let mut rows: Vec<(usize, Vec<rusqlite::types::Value>)> = Vec::new();
     for (i, (table, cols, _)) in tables.iter().enumerate() {

@@ -87,8 +87,8 @@ pub(crate) fn check_cmd(place: &JournalPlace, json: bool) -> Result<()> {
     } else {
         println!(
             "journal {}: {} signals, {} decided, {} undecided, {} quarantined; {} decisions, \
-             {} review actions, {} open reviews; {} flows ({} active); {} feedback; chain {}; \
-             {} signals decided from the intake log",
+             {} review actions, {} open reviews; {} flows ({} active); {} feedback; \
+             {} shared views; chain {}; {} signals decided from the intake log",
             dir.display(),
             counts.signals,
             counts.decided_signals,
@@ -100,6 +100,7 @@ pub(crate) fn check_cmd(place: &JournalPlace, json: bool) -> Result<()> {
             counts.flows,
             counts.active_flows,
             counts.feedback,
+            counts.views,
             if counts.chain_ok {
                 "verifies"
             } else {
@@ -107,6 +108,20 @@ pub(crate) fn check_cmd(place: &JournalPlace, json: bool) -> Result<()> {
             },
             from_log
         );
+        for p in &counts.view_problems {
+            println!(
+                "view {} {} is {}: {} decisions name it, the first {} (they cannot be replayed \
+                 or explained until it is back)",
+                p.kind,
+                p.version,
+                match p.fault {
+                    read::ViewFault::Missing => "missing from the journal",
+                    read::ViewFault::Altered => "altered (its text does not hash to its version)",
+                },
+                p.decisions,
+                p.first_decision
+            );
+        }
         for a in &aside {
             println!(
                 "set aside: {} {} ({}): {} [its text is kept in the journal's set_aside table]",

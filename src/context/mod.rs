@@ -16,9 +16,11 @@ use crate::signal::Signal;
 
 mod apply;
 mod organization;
+mod views;
 
 pub use apply::ContextError;
 pub use organization::{Agent, Calendar, Shift, Team};
+pub use views::{SharedView, ViewError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -201,7 +203,10 @@ pub struct Context {
     services: BTreeMap<String, Service>,
     /// Every service's health as policies see it (`context.services`),
     /// rebuilt when a service changes rather than for every decision.
-    services_view: ServicesView,
+    services_view: views::Kept,
+    /// The changes in the window before the last decision as policies saw
+    /// them (`context.changes`), kept while the window holds the same.
+    changes_view: views::Kept,
     pub teams: BTreeMap<String, Team>,
     pub agents: BTreeMap<String, Agent>,
     pub calendar: Calendar,
@@ -218,24 +223,18 @@ pub struct Context {
     dirty: BTreeSet<String>,
 }
 
-/// Service ids to health names, as JSON; an empty object for no services.
-#[derive(Debug)]
-struct ServicesView(std::sync::Arc<Value>);
-
-impl Default for ServicesView {
-    fn default() -> ServicesView {
-        ServicesView(std::sync::Arc::new(Value::Object(serde_json::Map::new())))
-    }
-}
-
 /// What policies see as `context` for one decision (`Context::policy_view`):
-/// its own fields, and `services`, held apart (the store keeps it ready
-/// rather than copying it for every decision).
-pub struct PolicyView<'a> {
+/// its own fields, and `services` and `changes`, held apart (the store
+/// keeps them ready rather than copying them for every decision).
+pub struct PolicyView {
     pub fields: Value,
-    /// Shared by every decision taken while the services' health stays as
-    /// it is (a decision keeps it: one copy, not one per decision).
-    pub services: &'a std::sync::Arc<Value>,
+    /// Service ids to health names. Shared by every decision taken while
+    /// the services' health stays as it is (a decision keeps it: one copy,
+    /// not one per decision; the journal keeps it once).
+    pub services: std::sync::Arc<SharedView>,
+    /// The changes recorded in the window before the signal, shared in the
+    /// same way by the decisions that see the same ones.
+    pub changes: std::sync::Arc<SharedView>,
 }
 
 /// A journaled entity that cannot be restored.
@@ -491,15 +490,17 @@ impl Context {
         snapshot
     }
 
-    /// The changes recorded in the window before `at`, as policies see them.
-    fn changes_before(&self, at: DateTime<Utc>) -> Value {
-        Value::Array(
+    /// The changes recorded in the window before `at`, as policies see them
+    /// (the view kept if they are the ones the last decision saw).
+    fn changes_before(&mut self, at: DateTime<Utc>) -> std::sync::Arc<SharedView> {
+        let shown = Value::Array(
             self.changes
                 .iter()
                 .filter(|c| c.time <= at && at - c.time <= CHANGES_WINDOW)
                 .filter_map(|c| serde_json::to_value(c).ok())
                 .collect(),
-        )
+        );
+        self.changes_view.of(shown)
     }
 
     pub fn services(&self) -> &BTreeMap<String, Service> {
@@ -522,17 +523,20 @@ impl Context {
             .map(|s| (s.id.clone(), Value::from(s.health.as_str())))
             .collect();
         // Unchanged health keeps the view every decision since shares.
-        if self.services_view.0.as_object() != Some(&map) {
-            self.services_view = ServicesView(std::sync::Arc::new(Value::Object(map)));
-        }
+        self.services_view.of(Value::Object(map));
     }
 
     /// The `context` variable policies see for a signal: its own fields,
-    /// and `services`, read in place from `services_view`.
-    pub fn policy_view(&self, signal: &Signal, snapshot: &Snapshot) -> PolicyView<'_> {
+    /// and `services` and `changes`, the views the store keeps. (Mutable:
+    /// the changes' view is kept for the next decision that sees the same.)
+    pub fn policy_view(&mut self, signal: &Signal, snapshot: &Snapshot) -> PolicyView {
         PolicyView {
             fields: self.policy_fields(signal, snapshot),
-            services: &self.services_view.0,
+            services: self
+                .services_view
+                .get()
+                .map_or_else(SharedView::no_services, std::sync::Arc::clone),
+            changes: self.changes_before(signal.time),
         }
     }
 
@@ -552,7 +556,6 @@ impl Context {
                 .unwrap_or(Value::Null),
             "business_hours": self.calendar.is_business_hours(signal.time),
             "entities": snapshot.len(),
-            "changes": self.changes_before(signal.time),
             // An entity of a kind declared in the deployment (`host/web-1`).
             "subject": self.records.get(&signal.subject).cloned().unwrap_or(Value::Null),
         })
@@ -615,14 +618,41 @@ mod tests {
     }
 
     #[test]
+    fn decisions_in_one_window_of_changes_share_one_view() {
+        let mut ctx = Context::default();
+        let mut at = signal("ticket.opened", "customer/c1", json!({}));
+        let changes = |ctx: &mut Context, at: &Signal| {
+            let view = ctx.policy_view(at, &Snapshot::new());
+            assert!(view.fields.get("changes").is_none(), "held apart");
+            view.changes
+        };
+        let none = changes(&mut ctx, &at);
+        assert!(std::sync::Arc::ptr_eq(&none, &SharedView::no_changes()));
+        let deploy = signal(
+            "change.recorded",
+            "service/payments",
+            json!({"summary": "deploy 1.2"}),
+        );
+        apply(&mut ctx, &deploy).unwrap();
+        let first = changes(&mut ctx, &at);
+        assert_eq!(first.value()[0]["summary"], "deploy 1.2");
+        at.time += Duration::minutes(30);
+        let later = changes(&mut ctx, &at);
+        assert!(std::sync::Arc::ptr_eq(&first, &later), "the same changes");
+        // Out of the window: none again.
+        at.time += CHANGES_WINDOW;
+        assert!(changes(&mut ctx, &at).is_empty());
+    }
+
+    #[test]
     fn health_changes_are_applied() {
         let mut ctx = Context::default();
-        let services = |ctx: &Context| {
+        let services = |ctx: &mut Context| {
             let order = signal("order.placed", "order/1", json!({}));
             let view = ctx.policy_view(&order, &Snapshot::new());
-            Some(serde_json::Value::clone(view.services))
+            Some(view.services.value().clone())
         };
-        assert_eq!(services(&ctx), Some(json!({})));
+        assert_eq!(services(&mut ctx), Some(json!({})));
         apply(
             &mut ctx,
             &signal(
@@ -634,16 +664,16 @@ mod tests {
         .unwrap();
         assert_eq!(ctx.service_health("payments"), Some(Health::Down));
         // Policies see it too, and each later change.
-        assert_eq!(services(&ctx), Some(json!({"payments": "down"})));
+        assert_eq!(services(&mut ctx), Some(json!({"payments": "down"})));
         ctx.set_health("payments", Health::Up);
-        assert_eq!(services(&ctx), Some(json!({"payments": "up"})));
+        assert_eq!(services(&mut ctx), Some(json!({"payments": "up"})));
         ctx.restore(
             "service/email",
             json!({"id": "email", "health": "degraded", "latency_ms": 5}),
         )
         .unwrap();
         assert_eq!(
-            services(&ctx),
+            services(&mut ctx),
             Some(json!({"payments": "up", "email": "degraded"}))
         );
     }

@@ -37,11 +37,10 @@ pub struct Json<'a> {
 #[derive(Debug, Clone, Copy)]
 enum Node<'a> {
     Object(&'a Map<String, Value>),
-    /// An object and one field more, held apart from it.
+    /// An object and a field or two more, held apart from it.
     Extended {
         base: &'a Map<String, Value>,
-        key: &'a str,
-        value: &'a Value,
+        apart: Apart<'a>,
     },
     Array(&'a [Value]),
     /// A signal as policies see it: id, type, source, subject, severity,
@@ -87,11 +86,13 @@ impl<'a> Json<'a> {
                 .map(|k| Box::new(CelString::from(k.as_str())) as Box<dyn Val + 'a>)
                 .collect(),
             Node::Array(items) => items.iter().map(value).collect(),
-            Node::Extended { base, key, .. } => {
+            Node::Extended { base, apart } => {
                 // In order, as the keys of one JSON object would be.
                 let mut keys: Vec<&str> = base.keys().map(String::as_str).collect();
-                if let Err(at) = keys.binary_search(&key) {
-                    keys.insert(at, key);
+                for (key, _) in apart.iter().flatten() {
+                    if let Err(at) = keys.binary_search(key) {
+                        keys.insert(at, key);
+                    }
                 }
                 keys.into_iter()
                     .map(|k| Box::new(CelString::from(k)) as Box<dyn Val + 'a>)
@@ -107,7 +108,10 @@ impl<'a> Json<'a> {
     fn len(&self) -> usize {
         match self.node {
             Node::Object(map) => map.len(),
-            Node::Extended { base, key, .. } => base.len() + usize::from(!base.contains_key(key)),
+            Node::Extended { base, apart } => {
+                let added = apart.iter().flatten();
+                base.len() + added.filter(|(key, _)| !base.contains_key(*key)).count()
+            }
             Node::Array(items) => items.len(),
             Node::Signal { .. } => SIGNAL_FIELDS.len(),
         }
@@ -117,8 +121,10 @@ impl<'a> Json<'a> {
     fn field(&self, name: &str) -> Option<Box<dyn Val + 'a>> {
         match self.node {
             Node::Object(map) => map.get(name).map(value),
-            Node::Extended { key, value: v, .. } if name == key => Some(value(v)),
-            Node::Extended { base, .. } => base.get(name).map(value),
+            Node::Extended { base, apart } => match held_apart(&apart, name) {
+                Some(v) => Some(value(v)),
+                None => base.get(name).map(value),
+            },
             Node::Array(_) => None,
             Node::Signal { signal, subject } => Some(match name {
                 "id" => Box::new(CelString::from(signal.id.as_str())),
@@ -141,45 +147,68 @@ impl<'a> Json<'a> {
     }
 }
 
-/// The `context` a policy evaluates over: a JSON object, and at most one
-/// field more held apart from it (the services' health, which the engine
-/// keeps ready instead of copying it into every decision's view).
+/// The `context` a policy evaluates over: a JSON object, and up to
+/// `HELD_APART` fields more held apart from it (the services' health and the
+/// recent changes, which the engine keeps ready, each shared by many
+/// decisions, instead of copying them into every decision's view).
 #[derive(Debug, Clone, Copy)]
 pub struct ContextView<'a> {
     base: &'a Value,
-    extra: Option<(&'a str, &'a Value)>,
+    apart: Apart<'a>,
+}
+
+/// How many fields a `ContextView` holds apart from its base, at most.
+const HELD_APART: usize = 2;
+
+/// The fields a `ContextView` holds apart, by name.
+type Apart<'a> = [Option<(&'a str, &'a Value)>; HELD_APART];
+
+/// The field `name` of those held apart, if it is one.
+fn held_apart<'a>(apart: &Apart<'a>, name: &str) -> Option<&'a Value> {
+    apart
+        .iter()
+        .flatten()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| *value)
 }
 
 impl<'a> ContextView<'a> {
     pub fn new(base: &'a Value) -> ContextView<'a> {
-        ContextView { base, extra: None }
+        ContextView {
+            base,
+            apart: [None; HELD_APART],
+        }
     }
 
     /// The view with `key` read from `value` (in place of any `key` of the
-    /// base).
-    pub fn with(self, key: &'a str, value: &'a Value) -> ContextView<'a> {
-        ContextView {
-            extra: Some((key, value)),
-            ..self
-        }
+    /// base, or of one held apart before). Past `HELD_APART` fields, the
+    /// last one held apart gives way to it.
+    pub fn with(mut self, key: &'a str, value: &'a Value) -> ContextView<'a> {
+        let slot = self
+            .apart
+            .iter()
+            .position(|held| held.is_none_or(|(k, _)| k == key))
+            .unwrap_or(HELD_APART - 1);
+        self.apart[slot] = Some((key, value));
+        self
     }
 
     /// One field, as `context.<field>` reads it.
     pub fn get(&self, field: &str) -> Option<&'a Value> {
-        match self.extra {
-            Some((key, value)) if key == field => Some(value),
-            _ => self.base.get(field),
-        }
+        held_apart(&self.apart, field).or_else(|| self.base.get(field))
     }
 
     /// The view as the CEL value `context`. (A base that is not an object
     /// has no fields to add to: it is itself.)
     pub fn as_val(&self) -> Box<dyn Val + 'a> {
-        match (self.base, self.extra) {
-            (Value::Object(base), Some((key, value))) => {
-                Box::new(Json::new(Node::Extended { base, key, value }))
+        match self.base {
+            Value::Object(base) if self.apart.iter().any(Option::is_some) => {
+                Box::new(Json::new(Node::Extended {
+                    base,
+                    apart: self.apart,
+                }))
             }
-            (base, _) => self::value(base),
+            base => self::value(base),
         }
     }
 }
@@ -439,29 +468,41 @@ mod tests {
 
     #[test]
     fn an_extended_object_reads_as_the_whole_one() {
-        // The policy view: fields of the decision, and `services` held apart.
+        // The policy view: fields of the decision, and `services` and
+        // `changes` held apart.
         let whole = json!({
             "tier": "gold", "business_hours": true, "order": null,
             "services": {"payments": "down", "email": "up"},
+            "changes": [{"summary": "deploy", "service": "payments"}],
         });
         let mut fields = whole.clone();
-        let services = fields
-            .as_object_mut()
-            .and_then(|m| m.remove("services"))
-            .expect("test data has services");
+        let mut apart = |key| {
+            fields
+                .as_object_mut()
+                .and_then(|m| m.remove(key))
+                .expect("test data has the field")
+        };
+        let (services, changes) = (apart("services"), apart("changes"));
         let env = Arc::new(cel::Env::stdlib());
-        let view = ContextView::new(&fields).with("services", &services);
+        let stale = json!("replaced");
+        let view = ContextView::new(&fields)
+            .with("services", &stale)
+            .with("changes", &changes)
+            .with("services", &services);
         assert_eq!(view.get("services"), Some(&services));
+        assert_eq!(view.get("changes"), Some(&changes));
         assert_eq!(view.get("tier"), whole.get("tier"));
         assert_eq!(view.get("missing"), None);
         for expr in [
             "context.services['payments'] == 'down' && context.tier == 'gold'",
-            "has(context.services) && !has(context.missing)",
-            "'services' in context && size(context) == 4",
-            "context.map(k, k) == ['business_hours', 'order', 'services', 'tier']",
+            "has(context.services) && has(context.changes) && !has(context.missing)",
+            "'services' in context && 'changes' in context && size(context) == 5",
+            "context.map(k, k) == ['business_hours', 'changes', 'order', 'services', 'tier']",
             "context == {'tier': 'gold', 'business_hours': true, 'order': null, \
-             'services': {'payments': 'down', 'email': 'up'}}",
+             'services': {'payments': 'down', 'email': 'up'}, \
+             'changes': [{'summary': 'deploy', 'service': 'payments'}]}",
             "context.services.exists(s, context.services[s] == 'down')",
+            "context.changes.exists(c, c.service == 'payments')",
             "context.missing == 1",
         ] {
             let program = env.compile(expr).expect("test expression compiles");

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::policy::{PolicyHit, Priority, Role};
 use super::{celval, ramp};
-use crate::context::Snapshot;
+use crate::context::{SharedView, Snapshot};
 use crate::playbook::Playbook;
 use crate::signal::Signal;
 
@@ -57,18 +57,187 @@ pub struct OptionScore {
 }
 
 /// What policies read for a decision besides the signal: the `context`
-/// variable's fields and the services' health. Journaled with the
-/// decision, so a candidate policy can be evaluated over it in replay.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// variable's own fields, and the views many decisions share (the services'
+/// health, the changes recorded before it). Journaled with the decision, so
+/// a candidate policy can be evaluated over it in replay: the fields whole,
+/// the shared views by version (`services_view`, `changes_view`; the
+/// journal keeps each view once, and a view with nothing in it is not
+/// named).
+///
+/// Records journaled before the views were kept apart hold the services'
+/// view itself (`services`) and the changes among the fields; they read as
+/// they were written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "StoredInput")]
 pub struct PolicyInput {
     pub fields: Value,
-    /// Shared with the other decisions taken under the same health.
-    pub services: Arc<Value>,
+    pub services: ViewRef,
+    /// None where `fields` holds the changes (or, in the oldest records,
+    /// nothing of them).
+    pub changes: Option<ViewRef>,
+}
+
+/// A shared view as a decision holds it: the view, or only its version
+/// (a decision read back, until the reader resolves it; the journal's
+/// readers always do, or say which view is missing).
+#[derive(Debug, Clone)]
+pub enum ViewRef {
+    Held(Arc<SharedView>),
+    Named(String),
+}
+
+impl ViewRef {
+    pub fn version(&self) -> &str {
+        match self {
+            ViewRef::Held(view) => view.version(),
+            ViewRef::Named(version) => version,
+        }
+    }
+
+    /// The view, if it is held.
+    pub fn held(&self) -> Option<&SharedView> {
+        match self {
+            ViewRef::Held(view) => Some(view),
+            ViewRef::Named(_) => None,
+        }
+    }
+
+    /// A held view with nothing in it (a named one is never empty: an
+    /// empty one is not named).
+    fn is_empty(&self) -> bool {
+        self.held().is_some_and(SharedView::is_empty)
+    }
+}
+
+/// Two references to a view are equal when they name the same version.
+impl PartialEq for ViewRef {
+    fn eq(&self, other: &ViewRef) -> bool {
+        self.version() == other.version()
+    }
 }
 
 impl PolicyInput {
-    pub fn view(&self) -> celval::ContextView<'_> {
-        celval::ContextView::new(&self.fields).with("services", &self.services)
+    /// The `context` variable policies see; `None` while a shared view is
+    /// only named (see `resolve`).
+    pub fn view(&self) -> Option<celval::ContextView<'_>> {
+        let changes = match &self.changes {
+            Some(changes) => Some(changes.held()?),
+            None => None,
+        };
+        Some(context_view(&self.fields, self.services.held()?, changes))
+    }
+
+    /// Each shared view only named, as `lookup` finds it by what it is
+    /// (`services`, `changes`) and version (an empty one needs no lookup:
+    /// `SharedView::empty`).
+    pub fn resolve<E>(
+        &mut self,
+        mut lookup: impl FnMut(&'static str, &str) -> Result<Arc<SharedView>, E>,
+    ) -> Result<(), E> {
+        let parts = [
+            ("services", Some(&mut self.services)),
+            ("changes", self.changes.as_mut()),
+        ];
+        for (kind, part) in parts {
+            let Some(part) = part else { continue };
+            if let ViewRef::Named(version) = part {
+                let view = match SharedView::empty(version) {
+                    Some(view) => view,
+                    None => lookup(kind, version)?,
+                };
+                *part = ViewRef::Held(view);
+            }
+        }
+        Ok(())
+    }
+
+    /// Its shared views, with what each is (`services`, `changes`).
+    pub fn views(&self) -> impl Iterator<Item = (&'static str, &ViewRef)> {
+        [
+            ("services", Some(&self.services)),
+            ("changes", self.changes.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, part)| Some((kind, part?)))
+    }
+
+    /// The shared views it names that are not empty: what the journal
+    /// keeps apart from the decision.
+    pub fn shared(&self) -> impl Iterator<Item = (&'static str, &ViewRef)> {
+        self.views().filter(|(_, part)| !part.is_empty())
+    }
+}
+
+/// The `context` variable over a decision's fields and its shared views.
+pub fn context_view<'a>(
+    fields: &'a Value,
+    services: &'a SharedView,
+    changes: Option<&'a SharedView>,
+) -> celval::ContextView<'a> {
+    let view = celval::ContextView::new(fields).with("services", services.value());
+    match changes {
+        Some(changes) => view.with("changes", changes.value()),
+        None => view,
+    }
+}
+
+/// The journal's form: the fields, and each shared view that is not empty
+/// by version.
+impl Serialize for PolicyInput {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("PolicyInput", 3)?;
+        out.serialize_field("fields", &self.fields)?;
+        for (kind, part) in self.shared() {
+            let key = match kind {
+                "services" => "services_view",
+                _ => "changes_view",
+            };
+            out.serialize_field(key, part.version())?;
+        }
+        out.end()
+    }
+}
+
+/// A policy input as a record holds it, in either form (see `PolicyInput`).
+#[derive(Deserialize)]
+struct StoredInput {
+    fields: Value,
+    /// The services' view itself, in records journaled before it was kept
+    /// apart.
+    #[serde(default)]
+    services: Option<Value>,
+    #[serde(default)]
+    services_view: Option<String>,
+    #[serde(default)]
+    changes_view: Option<String>,
+}
+
+impl From<StoredInput> for PolicyInput {
+    fn from(stored: StoredInput) -> PolicyInput {
+        // An older record holds its services' view inline, and its changes
+        // (if any) among its fields.
+        let older = stored.services.is_some();
+        let services = match (stored.services, stored.services_view) {
+            (Some(inline), _) => ViewRef::Held(match &inline {
+                Value::Object(map) if map.is_empty() => SharedView::no_services(),
+                _ => Arc::new(SharedView::new(inline)),
+            }),
+            (None, Some(version)) => ViewRef::Named(version),
+            (None, None) => ViewRef::Held(SharedView::no_services()),
+        };
+        let changes = match stored.changes_view {
+            Some(version) => Some(ViewRef::Named(version)),
+            // The fields hold the changes as they were (a record written
+            // again from an older one), or an older record has none.
+            None if older || stored.fields.get("changes").is_some() => None,
+            None => Some(ViewRef::Held(SharedView::no_changes())),
+        };
+        PolicyInput {
+            fields: stored.fields,
+            services,
+            changes,
+        }
     }
 }
 
@@ -247,4 +416,79 @@ pub struct Case<'a> {
     pub features: Vec<String>,
     pub choice: &'a Choice<'a>,
     pub now: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn services() -> Arc<SharedView> {
+        Arc::new(SharedView::new(json!({"payments": "down", "erp": "up"})))
+    }
+
+    /// A lookup over the given views, as the journal's reader resolves.
+    fn lookup(
+        views: &[Arc<SharedView>],
+    ) -> impl FnMut(&'static str, &str) -> Result<Arc<SharedView>, String> + '_ {
+        |kind, version| {
+            views
+                .iter()
+                .find(|v| v.version() == version)
+                .cloned()
+                .ok_or_else(|| format!("{kind} {version}"))
+        }
+    }
+
+    #[test]
+    fn the_journal_names_shared_views_by_version_and_reads_them_back() {
+        let input = PolicyInput {
+            fields: json!({"tier": "gold"}),
+            services: ViewRef::Held(services()),
+            changes: Some(ViewRef::Held(SharedView::no_changes())),
+        };
+        let text = serde_json::to_string(&input).unwrap();
+        let version = services().version().to_string();
+        // The empty changes' view is not named at all.
+        assert_eq!(
+            text,
+            format!(r#"{{"fields":{{"tier":"gold"}},"services_view":"{version}"}}"#)
+        );
+        let mut read: PolicyInput = serde_json::from_str(&text).unwrap();
+        assert!(read.view().is_none(), "only named until resolved");
+        assert_eq!(read.services, ViewRef::Named(version.clone()));
+        let missing = read.clone().resolve(lookup(&[]));
+        assert_eq!(missing, Err(format!("services {version}")));
+        read.resolve(lookup(&[services()])).unwrap();
+        assert_eq!(read, input);
+        let view = read.view().expect("resolved");
+        assert_eq!(view.get("services"), Some(services().value()));
+        assert_eq!(view.get("changes"), Some(&json!([])));
+        assert_eq!(view.get("tier"), Some(&json!("gold")));
+    }
+
+    #[test]
+    fn records_holding_the_views_inline_read_as_they_were_written() {
+        // Written before the views were kept apart: the services' view
+        // itself, and the changes among the fields.
+        let old = r#"{"fields":{"tier":"gold","changes":[{"summary":"deploy"}]},
+                      "services":{"payments":"down","erp":"up"}}"#;
+        let read: PolicyInput = serde_json::from_str(old).unwrap();
+        assert_eq!(read.changes, None);
+        let view = read.view().expect("held inline");
+        assert_eq!(view.get("services"), Some(services().value()));
+        assert_eq!(view.get("changes"), Some(&json!([{"summary": "deploy"}])));
+        // Written again, it names its services' view, and reads back alike.
+        let again: PolicyInput = serde_json::from_str(&serde_json::to_string(&read).unwrap())
+            .map(|mut again: PolicyInput| {
+                again.resolve(lookup(&[services()])).unwrap();
+                again
+            })
+            .unwrap();
+        assert_eq!(again, read);
+        // Older still: no changes at all, and no field for them.
+        let oldest: PolicyInput =
+            serde_json::from_str(r#"{"fields":{"tier":"gold"},"services":{}}"#).unwrap();
+        assert_eq!(oldest.view().expect("held").get("changes"), None);
+    }
 }

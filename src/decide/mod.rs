@@ -21,8 +21,8 @@ pub mod watch;
 
 mod decision;
 pub use decision::{
-    Case, Choice, Contribution, Decision, Mode, OptionScore, PolicyInput, ShadowChoice, choice_for,
-    record_choice,
+    Case, Choice, Contribution, Decision, Mode, OptionScore, PolicyInput, ShadowChoice, ViewRef,
+    choice_for, context_view, record_choice,
 };
 
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::context::Context;
+use crate::context::{Context, PolicyView};
 use crate::playbook::Playbook;
 use crate::playbook::steps::StepCatalogue;
 use crate::signal::Signal;
@@ -163,16 +163,17 @@ impl Decider {
 
     /// Decides one case: the policies and the model rank its options, and
     /// `pick` chooses between acting and asking a person.
-    pub fn decide(&mut self, case: Case<'_>, context: &Context) -> Decision {
+    pub fn decide(&mut self, case: Case<'_>, context: &mut Context) -> Decision {
         let choice = case.choice;
         if choice.record_only() {
             return self.record(case);
         }
-        let view = context.policy_view(case.signal, &case.snapshot);
-        let input = PolicyInput {
-            fields: view.fields,
-            services: Arc::clone(view.services),
-        };
+        let PolicyView {
+            fields,
+            services,
+            changes,
+        } = context.policy_view(case.signal, &case.snapshot);
+        let view = context_view(&fields, &services, Some(&changes));
         self.build_option_views(choice.options);
         let (kind, signal) = (
             &case.signal.kind,
@@ -208,7 +209,7 @@ impl Decider {
             &policy,
             choice,
             (kind, &signal),
-            input.view(),
+            view,
             score,
         );
         let threshold = policy.threshold(choice.class);
@@ -230,7 +231,7 @@ impl Decider {
         }
         let branch = case.parent.is_some();
         let features = &case.features;
-        let shadow = self.shadow_choice(&case, (kind, &signal), input.view());
+        let shadow = self.shadow_choice(&case, (kind, &signal), view);
         // The other arm's chance of what this one did.
         let mark = ramped.map(|(candidate, mut mark)| {
             let other = match mark.arm {
@@ -241,7 +242,7 @@ impl Decider {
                 (&other, None, None),
                 choice,
                 (kind, &signal),
-                input.view(),
+                view,
                 features,
                 branch,
             );
@@ -263,7 +264,11 @@ impl Decider {
             deadline: verdict.deadline,
             pick,
             shadow,
-            input: Some(input),
+            input: Some(PolicyInput {
+                fields,
+                services: ViewRef::Held(services),
+                changes: Some(ViewRef::Held(changes)),
+            }),
             policy_version: policy.version.clone(),
             ramp: mark,
         };
@@ -357,15 +362,16 @@ impl Decider {
     /// record keeps, each option scored as the record says, or by this
     /// decider's model over the record's features (`rescore`), or, with
     /// learning off, by rules alone. `None` for a record that keeps no
-    /// policy input (journaled before it did) or whose play this playbook
-    /// no longer has.
+    /// policy input (journaled before it did), whose shared views are only
+    /// named (not read through the journal's readers, which resolve them)
+    /// or whose play this playbook no longer has.
     pub fn redecide(
         &mut self,
         record: &Decision,
         signal: &Signal,
         rescore: bool,
     ) -> Option<Redecision> {
-        let input = record.policy_input.as_ref()?;
+        let view = record.policy_input.as_ref()?.view()?;
         let playbook = Arc::clone(&self.playbook);
         let choice = match &record.parent {
             // A branch of a fan-out: the per-order choice of its class.
@@ -400,7 +406,7 @@ impl Decider {
             &policy,
             &choice,
             (&signal.kind, &cel_signal),
-            input.view(),
+            view,
             score,
         );
         let threshold = policy.threshold(choice.class);

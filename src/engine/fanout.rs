@@ -78,7 +78,7 @@ impl Engine {
                 choice: &sub_choice,
                 now,
             };
-            let mut sub = self.decider.decide(case, &self.context);
+            let mut sub = self.decider.decide(case, &mut self.context);
             if sub.mode == Mode::Review {
                 // The parent decision is the one a person reviews; a branch
                 // takes the best allowed option and says so.

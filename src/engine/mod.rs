@@ -438,7 +438,7 @@ impl Engine {
             choice,
             now,
         };
-        let mut decision = self.decider.decide(case, &self.context);
+        let mut decision = self.decider.decide(case, &mut self.context);
         if let Some(flow) = repeat_of {
             decision.why = format!("repeat of the alert still open in {flow}: recorded");
         }

@@ -351,7 +351,7 @@ fn chain(out: &mut String, e: &Explanation) {
 
 /// The explanation as JSON, for scripts and the HTTP API.
 pub fn to_json(e: &Explanation) -> Value {
-    json!({
+    let mut out = json!({
         "decision": e.decision,
         "hash": e.hash,
         "signal": e.signal.as_ref().map(|s| s.to_cloudevent()),
@@ -371,5 +371,14 @@ pub fn to_json(e: &Explanation) -> Value {
             Err(b) => json!({"verifies": false, "seq": b.seq, "reason": b.reason,
                              "from": e.chain.from, "to": e.chain.to}),
         },
-    })
+    });
+    // The shared views the record names by version, beside their versions.
+    if let Some(input) = &e.decision.policy_input {
+        for (kind, part) in input.views() {
+            if let Some(view) = part.held() {
+                out["decision"]["policy_input"][kind] = view.value().clone();
+            }
+        }
+    }
+    out
 }

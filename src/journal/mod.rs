@@ -75,6 +75,16 @@ pub enum JournalError {
          stop it first, or act through its HTTP API"
     )]
     Locked { path: String },
+    /// A decision names a shared view (the services' health, the recent
+    /// changes) that the journal does not hold, or holds altered.
+    #[error("journal {path}: decision {decision} names the {kind} view {version}, which {fault}")]
+    View {
+        path: String,
+        decision: String,
+        kind: &'static str,
+        version: String,
+        fault: String,
+    },
     #[error("journal {path}: corrupt record {what}: {error}")]
     Corrupt {
         path: String,
@@ -317,6 +327,7 @@ impl Journal {
             stats: Arc::clone(&stats),
             commits: commit_seconds.clone(),
             path: path.clone(),
+            views: Default::default(),
         };
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())

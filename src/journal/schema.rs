@@ -55,6 +55,15 @@ CREATE TABLE IF NOT EXISTS chain_marks (seq INTEGER PRIMARY KEY, hash TEXT NOT N
 CREATE TABLE IF NOT EXISTS quarantine (
     signal_id TEXT NOT NULL, source TEXT NOT NULL, state TEXT NOT NULL, time TEXT NOT NULL,
     body TEXT NOT NULL, PRIMARY KEY (signal_id, source)) WITHOUT ROWID;
+-- The views many decisions share (the services' health, the changes
+-- recorded lately), each once, by version (the hash of its text), with the
+-- time of the first decision that named it. A decision's policy input
+-- names them (`services_view`, `changes_view`): the audit chain covers the
+-- version, and the version the text. (Journals older than the table hold
+-- the views inside each decision, and read as they are.)
+CREATE TABLE IF NOT EXISTS views (
+    version TEXT PRIMARY KEY, kind TEXT NOT NULL, time TEXT NOT NULL, body TEXT NOT NULL)
+    WITHOUT ROWID;
 -- Records that could not be read back at a start, moved out of the way
 -- with their text as it was (rows of state tables are deleted from them;
 -- history stays where it is and is skipped).

@@ -3,6 +3,7 @@
 //! commit), extends the audit chain, and tells each batch's submitter when
 //! it is durable.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -80,8 +81,6 @@ fn text(buf: &[u8]) -> rusqlite::Result<&str> {
     Ok(std::str::from_utf8(buf)?)
 }
 
-/// The writer's reusable buffers for JSON text (see `json`): a row's body
-/// and a flow's event lines, which one statement can bind together.
 /// What the writer thread holds besides its connection.
 pub(super) struct Writer {
     pub(super) conn: Connection,
@@ -93,6 +92,9 @@ pub(super) struct Writer {
     pub(super) stats: Arc<Mutex<WriterStats>>,
     pub(super) commits: Histogram,
     pub(super) path: PathBuf,
+    /// The versions of the shared views this writer has committed (see
+    /// `Rows::decision`); others may be in the journal from earlier runs.
+    pub(super) views: HashSet<String>,
 }
 
 impl Writer {
@@ -132,13 +134,21 @@ impl Writer {
     }
 
     /// One transaction for `batches`; on failure the chain's last hash is
-    /// what it was before.
+    /// what it was before, and no view counts as written (those of the
+    /// failed transaction are not).
     fn commit(&mut self, batches: &[Batch], buffers: &mut Buffers) -> Done {
         let hash_before = self.last_hash.clone();
-        let result = write_batches(&mut self.conn, batches, &mut self.last_hash, buffers);
+        let result = write_batches(
+            &mut self.conn,
+            batches,
+            &mut self.last_hash,
+            &mut self.views,
+            buffers,
+        );
         result.map_err(|e| {
             tracing::error!(path = %self.path.display(), error = %e, "journal commit failed");
             self.last_hash = hash_before;
+            self.views.clear();
             Arc::new(e)
         })
     }
@@ -210,6 +220,9 @@ struct Rows<'t> {
     feedback: CachedStatement<'t>,
     entity: CachedStatement<'t>,
     meta: CachedStatement<'t>,
+    view: CachedStatement<'t>,
+    /// See `Writer::views`.
+    views: &'t mut HashSet<String>,
     buffers: &'t mut Buffers,
 }
 
@@ -217,6 +230,7 @@ impl<'t> Rows<'t> {
     fn prepare(
         tx: &'t Transaction<'t>,
         last_hash: &'t mut String,
+        views: &'t mut HashSet<String>,
         buffers: &'t mut Buffers,
     ) -> rusqlite::Result<Rows<'t>> {
         Ok(Rows {
@@ -272,6 +286,10 @@ impl<'t> Rows<'t> {
             entity: tx
                 .prepare_cached("INSERT OR REPLACE INTO entities (key, body) VALUES (?1, ?2)")?,
             meta: tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?,
+            view: tx.prepare_cached(
+                "INSERT OR IGNORE INTO views (version, kind, time, body) VALUES (?1, ?2, ?3, ?4)",
+            )?,
+            views,
             buffers,
         })
     }
@@ -313,18 +331,7 @@ impl<'t> Rows<'t> {
                     json(buf, &s.as_cloudevent())?
                 ])?;
             }
-            Record::Decision(d) => {
-                let row = AuditRow {
-                    kind: "decision",
-                    ref_id: &d.id,
-                    decision_id: &d.id,
-                    signal_id: Some(&d.signal_id),
-                    signal_source: Some(&d.signal_source),
-                    time: d.time,
-                    parent: d.parent.as_deref(),
-                };
-                self.audit.append(row, json(buf, d.as_ref())?)?;
-            }
+            Record::Decision(d) => self.decision(d)?,
             Record::ReviewAction(a) => {
                 let row = AuditRow {
                     kind: "review",
@@ -409,6 +416,32 @@ impl<'t> Rows<'t> {
         Ok(())
     }
 
+    /// A decision in the audit chain, after the shared views it names that
+    /// this writer has not written yet: each is journaled once (a view a
+    /// journal already holds, from an earlier run, is left as it is), and
+    /// the decision names it by version.
+    fn decision(&mut self, d: &crate::decide::Decision) -> rusqlite::Result<()> {
+        let shared = d.policy_input.iter().flat_map(|input| input.shared());
+        for (kind, view) in shared.filter_map(|(kind, part)| Some((kind, part.held()?))) {
+            if !self.views.contains(view.version()) {
+                let time = d.time.to_rfc3339();
+                self.view
+                    .execute(params![view.version(), kind, time, view.text()])?;
+                self.views.insert(view.version().to_string());
+            }
+        }
+        let row = AuditRow {
+            kind: "decision",
+            ref_id: &d.id,
+            decision_id: &d.id,
+            signal_id: Some(&d.signal_id),
+            signal_source: Some(&d.signal_source),
+            time: d.time,
+            parent: d.parent.as_deref(),
+        };
+        self.audit.append(row, json(&mut self.buffers.body, d)?)
+    }
+
     /// A small flow: its row, its events appended. A big one: its header,
     /// its changed steps and a row of its events.
     fn flow(
@@ -476,11 +509,12 @@ fn write_batches(
     conn: &mut Connection,
     batches: &[Batch],
     last_hash: &mut String,
+    views: &mut HashSet<String>,
     buffers: &mut Buffers,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
-        let mut rows = Rows::prepare(&tx, last_hash, buffers)?;
+        let mut rows = Rows::prepare(&tx, last_hash, views, buffers)?;
         for record in batches.iter().flat_map(|b| &b.records) {
             rows.write(record)?;
         }
@@ -492,6 +526,7 @@ fn write_batches(
 mod tests {
     use super::super::{Feedback, Journal, JournalError, QuarantineState, Quarantined, read};
     use super::*;
+    use serde_json::json;
 
     fn held(i: usize) -> Record {
         Record::Quarantine(Quarantined {
@@ -554,5 +589,54 @@ mod tests {
         let counts = read::counts(dir.path()).unwrap();
         assert_eq!(counts.quarantined, 51, "s100 was in the failed commit");
         assert!(counts.chain_ok, "the chain goes on from the last commit");
+    }
+
+    /// A shared view is written once, with the first decision that names
+    /// it; one first named in a commit that failed is written with the next
+    /// decision that names it.
+    #[test]
+    fn a_shared_view_is_written_once_and_again_after_a_failed_commit() {
+        use crate::context::SharedView;
+        use crate::decide::{PolicyInput, ViewRef};
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let signal = crate::testkit::signal(1, "ticket.opened", "customer/c1", json!({}));
+        let under = |i: usize, view: &Arc<SharedView>| {
+            let mut d = crate::testkit::decision(i, &signal, &[("a", 0.5)], "auto", "operator");
+            d.policy_input = Some(PolicyInput {
+                fields: json!({"tier": "gold"}),
+                services: ViewRef::Held(Arc::clone(view)),
+                changes: Some(ViewRef::Held(SharedView::no_changes())),
+            });
+            Record::Decision(Arc::new(d))
+        };
+        let up = Arc::new(SharedView::new(json!({"payments": "up"})));
+        let down = Arc::new(SharedView::new(json!({"payments": "down"})));
+        let submit = |records| journal.submit(records).unwrap().wait();
+        submit(vec![under(1, &up), under(2, &up)]).unwrap();
+        submit(vec![under(3, &up)]).unwrap();
+        let other = Connection::open(dir.path().join(super::super::FILE_NAME)).unwrap();
+        other.execute_batch("DROP TABLE feedback").unwrap();
+        assert!(submit(vec![under(4, &down), feedback()]).is_err());
+        other.execute_batch(super::super::schema::SCHEMA).unwrap();
+        submit(vec![under(5, &down)]).unwrap();
+        journal.close().unwrap();
+
+        let mut stmt = other
+            .prepare("SELECT version, kind, body FROM views ORDER BY body")
+            .unwrap();
+        let views: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let row = |v: &SharedView| (v.version().into(), "services".into(), v.text().into());
+        assert_eq!(views, vec![row(&down), row(&up)]);
+        let named = read::decision(dir.path(), "D0000005").unwrap().unwrap();
+        let input = named.policy_input.expect("kept");
+        assert_eq!(input.services.held(), Some(&*down));
+        let counts = read::counts(dir.path()).unwrap();
+        assert_eq!((counts.decisions, counts.views), (4, 2));
+        assert!(counts.view_problems.is_empty() && counts.chain_ok);
     }
 }

@@ -32,6 +32,7 @@ mod refusals_name_the_field;
 mod replay_estimates_rules_alone_from_the_journal;
 mod review_actions_are_checked_and_teach;
 mod secrets_are_never_stored;
+mod shared_views_are_journaled_once_per_change;
 mod signals_are_durable_before_202;
 mod signals_are_identified_by_source_and_id;
 mod slow_clients_are_cut_off_and_connections_capped;

@@ -7,7 +7,10 @@ use std::path::Path;
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ChainCheck, decode, open_existing, rows, signal_body, sql, verify_around};
+use super::{
+    ChainCheck, Views, decode, decode_decision, open_existing, rows, signal_body, sql,
+    verify_around,
+};
 use crate::decide::Decision;
 use crate::flow::{Flow, FlowEvent};
 use crate::journal::{Feedback, JournalError};
@@ -45,7 +48,8 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
     let Some((seq, body, hash)) = found else {
         return Ok(None);
     };
-    let decision: Decision = decode(path, id, &body)?;
+    let mut views = Views::new(&conn, path)?;
+    let decision = decode_decision(path, &mut views, id, &body)?;
     let signal = signal_body(&conn, path, &decision.signal_id, &decision.signal_source)?
         .map(|body| -> Result<Signal, JournalError> {
             let value: serde_json::Value = decode(path, "signal", &body)?;
@@ -85,7 +89,7 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
         |r| r.get::<_, String>(0),
     )?
     .iter()
-    .map(|b| decode(path, "decision", b))
+    .map(|b| decode_decision(path, &mut views, "decision", b))
     .collect::<Result<Vec<Decision>, _>>()?;
     let chain = verify_around(&conn, path, seq)?;
     Ok(Some(Explanation {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-use super::{JournalError, decode, each_body, open_existing, rows};
+use super::{JournalError, Views, decode, each_body, open_existing, rows};
 use crate::review::{Action, ReviewAction};
 
 /// What chose the executed option.
@@ -226,6 +226,7 @@ pub fn each_replayable(
         )
         .map_err(super::sql(&path))?;
     let mut rows = stmt.query([]).map_err(super::sql(&path))?;
+    let mut views = Views::new(&conn, &path)?;
     let mut read = 0u64;
     while let Some(row) = rows.next().map_err(super::sql(&path))? {
         read += 1;
@@ -235,7 +236,7 @@ pub fn each_replayable(
             progress(read, total);
         }
         let body: String = row.get(0).map_err(super::sql(&path))?;
-        let decision: crate::decide::Decision = decode(&path, "decision", &body)?;
+        let mut decision: crate::decide::Decision = decode(&path, "decision", &body)?;
         if since.is_some_and(|s| decision.time < s) {
             continue;
         }
@@ -249,6 +250,7 @@ pub fn each_replayable(
         let Some(logged) = carried.logged(id, class, decision.time, &settled) else {
             continue;
         };
+        views.resolve(&mut decision)?;
         let signal = match row.get::<_, Option<String>>(1).map_err(super::sql(&path))? {
             Some(body) => Some(decode(&path, "signal", &body)?),
             None => None,

@@ -15,6 +15,7 @@ use crate::signal::Signal;
 mod explain;
 mod logged;
 mod recover;
+mod views;
 
 pub use logged::{
     ChosenBy, Logged, Replayable, ShadowAgreement, chosen, each_replayable, logged, shadow,
@@ -22,6 +23,8 @@ pub use logged::{
 
 pub use explain::{Explanation, explain};
 pub use recover::{Recovered, Unreadable, model_at, recover};
+use views::Views;
+pub use views::{ViewFault, ViewProblem};
 
 pub(in crate::journal) fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
     move |error| JournalError::Sqlite {
@@ -32,6 +35,18 @@ pub(in crate::journal) fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> Journa
 
 fn decode<T: DeserializeOwned>(path: &Path, what: &str, body: &str) -> Result<T, JournalError> {
     serde_json::from_str(body).map_err(|e| corrupt(path, what, &e))
+}
+
+/// A decision record's body, with the shared views it names resolved.
+fn decode_decision(
+    path: &Path,
+    views: &mut Views<'_>,
+    what: &str,
+    body: &str,
+) -> Result<Decision, JournalError> {
+    let mut decision: Decision = decode(path, what, body)?;
+    views.resolve(&mut decision)?;
+    Ok(decision)
 }
 
 /// As `decode`, for a body already parsed.
@@ -142,6 +157,11 @@ pub struct Counts {
     pub feedback: i64,
     /// Records set aside at a start because they could not be read back.
     pub set_aside: i64,
+    /// Shared views held (each named by the decisions taken under it).
+    pub views: i64,
+    /// Views decisions name that the journal does not hold, or holds
+    /// altered: those decisions cannot be replayed or explained.
+    pub view_problems: Vec<ViewProblem>,
     pub chain_ok: bool,
 }
 
@@ -177,6 +197,7 @@ pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
             .map_err(sql(path))
     };
     let scan = undecided(&conn, path)?;
+    let (views, problems) = views::problems(&conn, path)?;
     Ok(Counts {
         signals: scan.seen.len() as i64,
         decided_signals: scan.decided,
@@ -194,6 +215,8 @@ pub fn counts(dir: &Path) -> Result<Counts, JournalError> {
             true => count("SELECT COUNT(*) FROM set_aside")?,
             false => 0,
         },
+        views,
+        view_problems: problems,
         chain_ok: verify_chain_conn(&conn, path)?.is_ok(),
     })
 }
@@ -596,7 +619,7 @@ pub fn review_outcome(dir: &Path, id: &str) -> Result<Option<ReviewAction>, Jour
     }
 }
 
-/// One decision record by id.
+/// One decision record by id, whole (its shared views resolved).
 pub fn decision(dir: &Path, id: &str) -> Result<Option<Decision>, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let body: Option<String> = conn
@@ -607,7 +630,9 @@ pub fn decision(dir: &Path, id: &str) -> Result<Option<Decision>, JournalError> 
         )
         .optional()
         .map_err(sql(&path))?;
-    body.map(|b| decode(&path, id, &b)).transpose()
+    let mut views = Views::new(&conn, &path)?;
+    body.map(|b| decode_decision(&path, &mut views, id, &b))
+        .transpose()
 }
 
 /// The roster as last journaled (its overrides with it); none when the

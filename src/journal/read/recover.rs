@@ -269,7 +269,7 @@ fn open_review(
         return serde_json::from_str(body).map_err(|e| e.to_string());
     }
     let row: crate::review::ReviewRow = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    let decision: crate::decide::Decision = match decision {
+    let mut decision: crate::decide::Decision = match decision {
         Some(d) => serde_json::from_str(&d).map_err(|e| format!("its decision: {e}"))?,
         None => {
             return Err(format!(
@@ -278,6 +278,11 @@ fn open_review(
             ));
         }
     };
+    // What policies read stays in the journal: an open item holds its
+    // decision without it (`review::queue`), so its shared views are not
+    // read back here, and an item stays open even where one is missing
+    // (`check` names it).
+    decision.policy_input = None;
     let text = signal_body(conn, path, &row.signal_id, &decision.signal_source)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("signal {} is not in the journal", row.signal_id))?;
