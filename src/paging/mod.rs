@@ -70,7 +70,10 @@ impl Rule {
     /// `"slack"`, `"email after 2m"`.
     pub fn parse(text: &str) -> Option<Rule> {
         let (method, after) = match text.split_once(" after ") {
-            Some((m, after)) => (m, crate::decide::policy::parse_duration(after.trim()).ok()?),
+            Some((m, after)) => {
+                let after = humantime::parse_duration(after.trim()).ok()?;
+                (m, Duration::from_std(after).ok()?)
+            }
             None => (text, Duration::zero()),
         };
         Some(Rule {
