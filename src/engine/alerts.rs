@@ -33,6 +33,7 @@ impl Engine {
             return;
         };
         let note = format!("alert resolved at the source ({})", signal.source);
+        self.resolve_flow_pages(&flow_id, &format!("the source ({})", signal.source), now);
         let review = self.reviews.open_for_flow(&flow_id).map(|i| i.id.clone());
         if let Some(review_id) = review {
             if let Ok(settled) =
@@ -47,6 +48,25 @@ impl Engine {
             route::release(&assignee, &mut self.context);
         }
         self.drain_flow_changes();
+    }
+
+    /// An alert acknowledged where it came from (a PagerDuty `acknowledge`):
+    /// the pages its firing opened stop escalating.
+    pub(super) fn acknowledged_at_source(&mut self, signal: &Signal, now: DateTime<Utc>) {
+        let Some(flow_id) = signal
+            .data_str("fingerprint")
+            .and_then(|f| self.opened_by.get(f))
+            .cloned()
+        else {
+            return;
+        };
+        let who = format!("the source ({})", signal.source);
+        for id in self.paging.book.open_for_flow(&flow_id) {
+            if let Ok(page) = self.paging.book.acknowledge(&id, &who, now) {
+                let page = Box::new(page.clone());
+                self.emit(super::EngineEvent::Page(page));
+            }
+        }
     }
 
     /// Alerts whose flows have ended are no longer open.

@@ -162,7 +162,7 @@ impl Engine {
         if !records.is_empty() {
             records.push(Record::Meta {
                 key: "next_id".into(),
-                value: self.next_id.to_string(),
+                value: self.taken.next_id().to_string(),
             });
         }
         Ok(self.journal.submit(records)?)

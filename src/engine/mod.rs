@@ -22,6 +22,7 @@ mod recover;
 pub mod reload;
 mod reviews;
 pub mod runner;
+mod taken;
 mod tasks;
 mod types;
 mod watch;
@@ -57,13 +58,7 @@ pub struct Engine {
     pub flows: FlowBook,
     pub reviews: ReviewQueue,
     pub metrics: Metrics,
-    /// The identity of every signal journaled (`Signal::identity`): 16
-    /// bytes each, not the ids themselves.
-    seen: crate::FastSet<u128>,
     quarantine: quarantine::QuarantineBook,
-    /// Signals taken in since start, by type (`other` for types outside
-    /// the playbook, so the set of keys stays bounded) and outcome.
-    signal_tally: crate::FastMap<String, SignalTally>,
     /// The flow each firing alert opened, by fingerprint.
     opened_by: crate::FastMap<String, String>,
     /// What the next flush hands to the journal, and the events and
@@ -73,8 +68,8 @@ pub struct Engine {
     learning: learning::Learning,
     /// Pages and the notifications due to go out.
     paging: paging::Paging,
-    next_id: u64,
-    counts: EngineCounts,
+    /// Signals seen and tallied, counts, the next id.
+    taken: taken::Taken,
     /// The breaker on the model (`engine::watch`).
     watch: crate::decide::watch::ModelWatch,
     /// The guarded ramp in progress, or the last one (`engine::ramp`).
@@ -116,15 +111,12 @@ impl Engine {
             flows: FlowBook::default(),
             reviews: ReviewQueue::default(),
             metrics: Metrics::new(now),
-            seen: Default::default(),
             quarantine: Default::default(),
-            signal_tally: Default::default(),
             opened_by: Default::default(),
             outbox: batch::Outbox::new(config.notices),
             learning: learning::Learning::new(config.checkpoint_every),
             paging: Default::default(),
-            next_id: 1,
-            counts: EngineCounts::default(),
+            taken: taken::Taken::new(),
             watch: crate::decide::watch::ModelWatch::new(config.model_watch.clone()),
             ramp: None,
         };
@@ -227,7 +219,7 @@ impl Engine {
             open_reviews: self.reviews.open_count(),
             active_flows: self.flows.active_count(),
             quarantined: self.quarantine.held,
-            ..self.counts.clone()
+            ..self.taken.counts.clone()
         }
     }
 
@@ -279,9 +271,7 @@ impl Engine {
     }
 
     fn new_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        id
+        self.taken.new_id()
     }
 
     /// Takes in one signal: journals it, decides, assembles its flow or
@@ -290,9 +280,9 @@ impl Engine {
     /// Nothing is durable until `flush`.
     pub fn ingest(&mut self, signal: Signal, now: DateTime<Utc>) -> Ingested {
         let signal = Arc::new(signal);
-        if !self.seen.insert(signal.identity()) {
+        if !self.taken.first_time(signal.identity()) {
             self.tally(&signal.kind, |t| t.duplicate += 1);
-            self.counts.duplicates += 1;
+            self.taken.counts.duplicates += 1;
             self.metrics.at(now, |t| t.duplicates += 1);
             self.emit(EngineEvent::Signal {
                 signal,
@@ -300,7 +290,7 @@ impl Engine {
             });
             return Ingested::Duplicate;
         }
-        self.counts.signals += 1;
+        self.taken.counts.signals += 1;
         self.metrics.at(now, |t| t.signals += 1);
         self.outbox
             .records
@@ -331,16 +321,12 @@ impl Engine {
         } else {
             "other"
         };
-        // Found without building a key: this runs for every signal.
-        match self.signal_tally.get_mut(kind) {
-            Some(tally) => count(tally),
-            None => count(self.signal_tally.entry(kind.to_string()).or_default()),
-        }
+        self.taken.tally(kind, count);
     }
 
     /// Signals taken in since start, by type (see `tally`).
     pub fn signal_tally(&self) -> &crate::FastMap<String, SignalTally> {
-        &self.signal_tally
+        self.taken.by_type()
     }
 
     /// Folds the signal's facts into the context: its type's built-in
@@ -405,6 +391,9 @@ impl Engine {
         if signal.kind == "outcome.recorded" {
             self.learn_from_outcome(signal, now);
         }
+        if signal.kind == "alert.acknowledged" {
+            self.acknowledged_at_source(signal, now);
+        }
         if signal.kind == "alert.resolved" {
             self.close_resolved(signal, now);
         }
@@ -447,7 +436,7 @@ impl Engine {
 
     /// Counts a decision, hands it to the ramp, the journal and subscribers.
     fn count_decision(&mut self, decision: &Arc<Decision>, now: DateTime<Utc>) {
-        self.counts.decisions += 1;
+        self.taken.counts.decisions += 1;
         let mode = decision.mode;
         let errors = decision.policy_errors.len() as u64;
         let shadow = decision
@@ -565,7 +554,7 @@ impl Engine {
 
     /// A flow has ended: counted, remembered for learning, published.
     fn flow_finished(&mut self, id: &str, now: DateTime<Utc>) {
-        self.resolve_flow_pages(id, now);
+        self.resolve_flow_pages(id, "its flow ended", now);
         let Some(flow) = self.flows.get(id) else {
             return;
         };

@@ -108,10 +108,11 @@ impl Engine {
         self.paging.sends.extend(sends);
     }
 
-    /// A flow ended: its pages are resolved.
-    pub(super) fn resolve_flow_pages(&mut self, flow_id: &str, now: DateTime<Utc>) {
+    /// A flow ended (or its alert was resolved at the source): its pages
+    /// are resolved, by `who`.
+    pub(super) fn resolve_flow_pages(&mut self, flow_id: &str, who: &str, now: DateTime<Utc>) {
         for id in self.paging.book.open_for_flow(flow_id) {
-            let _ = self.paging.book.resolve(&id, "flow ended", now);
+            let _ = self.paging.book.resolve(&id, who, now);
         }
     }
 

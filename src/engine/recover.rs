@@ -69,12 +69,11 @@ impl Engine {
         for item in recovered.open_reviews {
             self.reviews.restore(item);
         }
-        self.seen = recovered.seen_signals.into_iter().collect();
+        let next_id = recovered.meta.get("next_id").and_then(|v| v.parse().ok());
+        self.taken
+            .restore(std::mem::take(&mut recovered.seen_signals), next_id);
         self.quarantine = quarantine::QuarantineBook::restore(recovered.quarantined);
         self.opened_by = recovered.alert_flows.into_iter().collect();
-        if let Some(next) = recovered.meta.get("next_id").and_then(|v| v.parse().ok()) {
-            self.next_id = next;
-        }
         self.outbox.intake_cursor = recovered.meta.get(INTAKE_CURSOR_KEY).cloned();
         if let Some(state) = recovered.meta.get(super::watch::BREAKER_KEY) {
             self.resume_breaker(state);

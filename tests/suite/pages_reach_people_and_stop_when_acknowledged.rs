@@ -216,3 +216,52 @@ fn acknowledged_over_http_it_stops_before_the_next_level() {
         .unwrap();
     assert_eq!(listed[0]["id"], id.as_str());
 }
+
+/// A PagerDuty `acknowledge` for the alert stops its page, as the source;
+/// nobody at the second level is paged.
+#[test]
+fn an_acknowledge_from_the_source_stops_the_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dana_log, emil_log) = (tmp.path().join("dana.jsonl"), tmp.path().join("emil.jsonl"));
+    let (_dana, dana_port) = common::receiver(None, &dana_log);
+    let (_emil, emil_port) = common::receiver(None, &emil_log);
+    let dir = tmp.path().join("ops");
+    deployment(&dir, dana_port, emil_port, "4s");
+    let c = client();
+    let s = serve_deployment(&dir, &TOKENS);
+    let key = "R0UT1NGK3Y0000000000000000000001";
+    let send = |body: Value| {
+        let r = c
+            .post(format!("{}/v2/enqueue", s.base))
+            .bearer_auth(OPERATOR)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    };
+    send(json!({
+        "routing_key": key, "event_action": "trigger", "dedup_key": "api-5xx",
+        "payload": {"summary": "5xx on api", "source": "api-1", "severity": "critical", "component": "api"}
+    }));
+    let first = wait_for("dana's page", Duration::from_secs(15), || {
+        requests(&dana_log).into_iter().next()
+    });
+    let id = body(&first)["page"]["id"].as_str().unwrap().to_string();
+    send(json!({"routing_key": key, "event_action": "acknowledge", "dedup_key": "api-5xx"}));
+    let p = wait_for("the page acknowledged", Duration::from_secs(10), || {
+        let p = page(&c, &s.base, &id);
+        (p["state"] == "acknowledged").then_some(p)
+    });
+    assert!(
+        p["acknowledged"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("the source"),
+        "{p}"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        requests(&emil_log).is_empty(),
+        "the second level is never paged"
+    );
+}
