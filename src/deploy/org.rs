@@ -167,7 +167,7 @@ pub fn parse_hours(text: &str) -> Result<(u32, u32), HoursError> {
     Ok((start, end))
 }
 
-fn parse_tz(
+pub(super) fn parse_tz(
     src: &Source<'_>,
     tz: &Spanned<String>,
     out: &mut Vec<Problem>,

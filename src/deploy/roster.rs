@@ -5,7 +5,6 @@
 //! checked, problems at `FILE:LINE`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
 
 use chrono::NaiveDateTime;
 use serde::Deserialize;
@@ -204,16 +203,7 @@ fn read_schedule(
         ));
     }
     let timezone = match &s.timezone {
-        Some(tz) => chrono_tz::Tz::from_str(tz.get_ref()).ok().or_else(|| {
-            out.push(src.at(
-                tz.span().start,
-                format!(
-                    "schedule `{id}`: time zone {:?} is not an IANA name",
-                    tz.get_ref()
-                ),
-            ));
-            None
-        })?,
+        Some(tz) => super::org::parse_tz(src, tz, out)?,
         None => default_tz.unwrap_or(chrono_tz::UTC),
     };
     if s.layers.is_empty() {

@@ -57,6 +57,32 @@ fn deployment(dir: &Path, dana: u16, emil: u16, after: &str) {
     std::fs::write(dir.join("organization.toml"), org).unwrap();
 }
 
+/// A served deployment paging two real receivers, and where they log.
+struct Paged {
+    _tmp: tempfile::TempDir,
+    dana_log: std::path::PathBuf,
+    emil_log: std::path::PathBuf,
+    _receivers: (common::Kill, common::Kill),
+    s: common::Server,
+}
+
+fn paged(after: &str) -> Paged {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dana_log, emil_log) = (tmp.path().join("dana.jsonl"), tmp.path().join("emil.jsonl"));
+    let (dana, dana_port) = common::receiver(None, &dana_log);
+    let (emil, emil_port) = common::receiver(None, &emil_log);
+    let dir = tmp.path().join("ops");
+    deployment(&dir, dana_port, emil_port, after);
+    let s = serve_deployment(&dir, &TOKENS);
+    Paged {
+        _tmp: tmp,
+        dana_log,
+        emil_log,
+        _receivers: (dana, emil),
+        s,
+    }
+}
+
 fn critical(id: &str, service: &str) -> Value {
     let mut alert = event(
         id,
@@ -79,14 +105,14 @@ fn page(c: &reqwest::blocking::Client, base: &str, id: &str) -> Value {
 
 #[test]
 fn a_page_escalates_and_a_signed_link_acknowledges_it_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (dana_log, emil_log) = (tmp.path().join("dana.jsonl"), tmp.path().join("emil.jsonl"));
-    let (_dana, dana_port) = common::receiver(None, &dana_log);
-    let (_emil, emil_port) = common::receiver(None, &emil_log);
-    let dir = tmp.path().join("ops");
-    deployment(&dir, dana_port, emil_port, "3s");
+    let Paged {
+        _tmp,
+        dana_log,
+        emil_log,
+        _receivers,
+        s,
+    } = paged("3s");
     let c = client();
-    let s = serve_deployment(&dir, &TOKENS);
     let oncall: Value = c
         .get(format!("{}/v1/oncall?team=sre", s.base))
         .bearer_auth(OPERATOR)
@@ -181,14 +207,14 @@ fn a_page_escalates_and_a_signed_link_acknowledges_it_once() {
 
 #[test]
 fn acknowledged_over_http_it_stops_before_the_next_level() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (dana_log, emil_log) = (tmp.path().join("dana.jsonl"), tmp.path().join("emil.jsonl"));
-    let (_dana, dana_port) = common::receiver(None, &dana_log);
-    let (_emil, emil_port) = common::receiver(None, &emil_log);
-    let dir = tmp.path().join("ops");
-    deployment(&dir, dana_port, emil_port, "4s");
+    let Paged {
+        _tmp,
+        dana_log,
+        emil_log,
+        _receivers,
+        s,
+    } = paged("4s");
     let c = client();
-    let s = serve_deployment(&dir, &TOKENS);
     common::post_as(&c, &s.base, OPERATOR, &critical("a2", "api"));
     let first = wait_for("dana's page", Duration::from_secs(15), || {
         requests(&dana_log).into_iter().next()
@@ -221,14 +247,14 @@ fn acknowledged_over_http_it_stops_before_the_next_level() {
 /// nobody at the second level is paged.
 #[test]
 fn an_acknowledge_from_the_source_stops_the_page() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (dana_log, emil_log) = (tmp.path().join("dana.jsonl"), tmp.path().join("emil.jsonl"));
-    let (_dana, dana_port) = common::receiver(None, &dana_log);
-    let (_emil, emil_port) = common::receiver(None, &emil_log);
-    let dir = tmp.path().join("ops");
-    deployment(&dir, dana_port, emil_port, "4s");
+    let Paged {
+        _tmp,
+        dana_log,
+        emil_log,
+        _receivers,
+        s,
+    } = paged("4s");
     let c = client();
-    let s = serve_deployment(&dir, &TOKENS);
     let key = "R0UT1NGK3Y0000000000000000000001";
     let send = |body: Value| {
         let r = c
