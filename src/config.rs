@@ -51,6 +51,9 @@ pub struct Config {
     /// Receivers of escalations, SLA breaches, quarantines and breaker trips.
     #[serde(default)]
     pub notify: Vec<NotifyConfig>,
+    /// The mail server pages by email go through.
+    #[serde(default)]
+    pub smtp: Option<crate::intake::pager::SmtpConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -214,6 +214,7 @@ pub(crate) fn serve(
             .to_string(),
         secret: log.integration_key().to_vec(),
         ca_file: ca_file.clone(),
+        smtp: config.smtp.clone(),
     };
     let outbound = Outbound {
         steps: dispatch_rx,

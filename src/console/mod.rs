@@ -314,6 +314,7 @@ impl Outbound {
                     .map(|l| l.integration_key().to_vec())
                     .unwrap_or_default(),
                 ca_file: options.server.tls.as_ref().and_then(|t| t.ca_file.clone()),
+                smtp: options.server.smtp.clone(),
             };
             runtime.spawn(crate::intake::pager::run(sends, handle.clone(), settings));
             pager

@@ -276,6 +276,11 @@ fn read_server(dir: &Path, src: &Source<'_>, out: &mut Vec<Problem>) -> Option<C
         }
         tls.ca_file = Some(path);
     }
+    if let Some(smtp) = &server.smtp
+        && let Err(e) = smtp.check()
+    {
+        out.push(src.on(src.find_line("smtp", None), e));
+    }
     for n in &server.notify {
         if let Err(e) = n.check() {
             out.push(src.on(src.find_line(&n.name, None), e.to_string()));

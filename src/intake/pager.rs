@@ -43,6 +43,50 @@ pub struct PagerSettings {
     /// The data directory's secret; links are signed with a key made from it.
     pub secret: Vec<u8>,
     pub ca_file: Option<PathBuf>,
+    /// The mail server pages by email go through, if there is one.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `[smtp]` in the server's settings.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "submission_port")]
+    pub port: u16,
+    /// The sender, `signalbox@example.com` or `Signalbox <…>`.
+    pub from: String,
+    /// `starttls` (the default: refused without it), or `none` on a
+    /// trusted local relay.
+    #[serde(default = "starttls")]
+    pub tls: String,
+    pub username: Option<String>,
+    /// Never journaled or shown.
+    pub password: Option<String>,
+}
+
+fn submission_port() -> u16 {
+    587
+}
+
+fn starttls() -> String {
+    "starttls".into()
+}
+
+impl SmtpConfig {
+    /// Whether it can be used; why not.
+    pub fn check(&self) -> Result<(), String> {
+        if !matches!(self.tls.as_str(), "starttls" | "none") {
+            return Err(format!(
+                "smtp.tls {:?} is not \"starttls\" or \"none\"",
+                self.tls
+            ));
+        }
+        self.from
+            .parse::<lettre::message::Mailbox>()
+            .map(drop)
+            .map_err(|e| format!("smtp.from {:?}: {e}", self.from))
+    }
 }
 
 /// A channel's breaker.
@@ -145,9 +189,7 @@ async fn deliver(
             let signature = sign(&settings.secret, &body);
             (body, Some(signature))
         }
-        Method::Email => {
-            return Err("email is not configured on this server (no [smtp])".into());
-        }
+        Method::Email => return email(send, settings, &text).await,
     };
     let mut headers = vec![("idempotency-key", idempotency.as_str())];
     let signed = signature.map(|s| format!("sha256={s}"));
@@ -159,6 +201,59 @@ async fn deliver(
         Err(Failed::Answered(status)) => Err(format!("answered {status}")),
         Err(Failed::Unreachable(e)) => Err(e.to_string()),
     }
+}
+
+/// Sends a page by email through `[smtp]`, STARTTLS required unless told
+/// otherwise; the server's answer, or why it failed.
+async fn email(send: &Send, settings: &PagerSettings, text: &str) -> Result<String, String> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let Some(smtp) = &settings.smtp else {
+        return Err("email is not configured on this server (no [smtp])".into());
+    };
+    let message = Message::builder()
+        .from(smtp.from.parse().map_err(|e| format!("smtp.from: {e}"))?)
+        .to(send
+            .address
+            .parse()
+            .map_err(|e| format!("address {:?}: {e}", send.address))?)
+        .subject(format!(
+            "[signalbox] PAGE {}: {}",
+            send.page_id, send.page.title
+        ))
+        .message_id(Some(format!(
+            "<{}-{}@signalbox>",
+            send.page_id, send.attempt
+        )))
+        .body(text.to_string())
+        .map_err(|e| e.to_string())?;
+    let mut transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+        .port(smtp.port)
+        .timeout(Some(Duration::from_secs(10)));
+    if smtp.tls == "starttls" {
+        let mut tls = TlsParameters::builder(smtp.host.clone());
+        if let Some(path) = &settings.ca_file {
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let ca = Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
+            tls = tls.add_root_certificate(ca);
+        }
+        let tls = tls.build_rustls().map_err(|e| e.to_string())?;
+        transport = transport.tls(Tls::Required(tls));
+    }
+    if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
+        transport = transport.credentials(Credentials::new(user.clone(), password.clone()));
+    }
+    let answer = transport
+        .build()
+        .send(message)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "answered {} {}",
+        answer.code(),
+        answer.message().collect::<Vec<_>>().join(" ")
+    ))
 }
 
 /// A Slack-compatible body: the text, and the same as one Block Kit
@@ -274,6 +369,7 @@ mod tests {
             base_url: "http://127.0.0.1:7700".into(),
             secret: b"secret of the data directory".to_vec(),
             ca_file: None,
+            smtp: None,
         };
         let now = Utc::now();
         let link = ack_link(

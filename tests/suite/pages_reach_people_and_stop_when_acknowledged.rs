@@ -291,3 +291,82 @@ fn an_acknowledge_from_the_source_stops_the_page() {
         "the second level is never paged"
     );
 }
+
+/// A real SMTP server on loopback (tests/clients/smtp_receiver.py,
+/// aiosmtpd) requiring STARTTLS with a certificate of a test CA; its port.
+fn smtp_server(dir: &Path, log: &Path) -> (common::Kill, u16) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/smtp_receiver.py"
+        ))
+        .arg(dir.join("server.pem"))
+        .arg(dir.join("server.key"))
+        .arg(log)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with aiosmtpd");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port in {line:?}"));
+    (common::Kill(child), port)
+}
+
+/// A page by email goes through a real SMTP server over STARTTLS, with
+/// the page's subject, its reason and its acknowledgement link, and the
+/// server's answer is journaled on the attempt.
+#[test]
+fn a_page_by_email_goes_through_smtp_with_starttls() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::webhook_executors_speak_https::certificates(tmp.path());
+    let mail_log = tmp.path().join("mail.jsonl");
+    let (_smtp, smtp_port) = smtp_server(tmp.path(), &mail_log);
+    let (_emil, emil_port) = common::receiver(None, &tmp.path().join("emil.jsonl"));
+    let dir = tmp.path().join("ops");
+    deployment(&dir, 1, emil_port, "1m");
+    let org = std::fs::read_to_string(dir.join("organization.toml")).unwrap();
+    let org = org.replace(
+        "contact = { webhook = \"http://127.0.0.1:1/dana\" }\nurgent = [\"webhook\"]",
+        "contact = { email = \"dana@example.com\" }\nurgent = [\"email\"]",
+    );
+    assert!(org.contains("dana@example.com"));
+    std::fs::write(dir.join("organization.toml"), org).unwrap();
+    let server = std::fs::read_to_string(dir.join("signalbox.toml")).unwrap();
+    std::fs::write(
+        dir.join("signalbox.toml"),
+        format!(
+            "{server}\n[tls]\nca_file = {:?}\n\n[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\nfrom = \"Signalbox <signalbox@example.com>\"\n",
+            tmp.path().join("ca.pem")
+        ),
+    )
+    .unwrap();
+    let c = client();
+    let s = serve_deployment(&dir, &TOKENS);
+    common::post_as(&c, &s.base, OPERATOR, &critical("m1", "api"));
+    let mail = wait_for("dana's email", Duration::from_secs(20), || {
+        requests(&mail_log).into_iter().next()
+    });
+    assert_eq!(mail["to"], json!(["dana@example.com"]), "{mail}");
+    assert_eq!(mail["tls"], true, "STARTTLS first: {mail}");
+    let data = mail["data"].as_str().unwrap();
+    assert!(
+        data.contains("Subject: [signalbox] PAGE P0000001"),
+        "{data}"
+    );
+    assert!(
+        data.contains("Acknowledge: ") && data.contains("sig="),
+        "{data}"
+    );
+    let p = wait_for("the delivery journaled", Duration::from_secs(10), || {
+        let p = page(&c, &s.base, "P0000001");
+        (p["attempts"][0]["delivery"]["state"] == "delivered").then_some(p)
+    });
+    let answer = p["attempts"][0]["delivery"]["answer"].as_str().unwrap();
+    assert!(answer.contains("250"), "{p}");
+}

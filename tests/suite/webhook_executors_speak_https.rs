@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 const OPERATOR: &str = "op-secret-1";
 const TOKENS: [&str; 2] = ["--token", "op-secret-1:operator:oskar"];
 
-fn openssl(args: &[&str], dir: &Path) {
+pub(crate) fn openssl(args: &[&str], dir: &Path) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -29,7 +29,7 @@ fn openssl(args: &[&str], dir: &Path) {
 }
 
 /// A CA, and a certificate for 127.0.0.1 it signed.
-fn certificates(dir: &Path) {
+pub(crate) fn certificates(dir: &Path) {
     openssl(
         &[
             "req",
