@@ -370,3 +370,72 @@ fn a_page_by_email_goes_through_smtp_with_starttls() {
     let answer = p["attempts"][0]["delivery"]["answer"].as_str().unwrap();
     assert!(answer.contains("250"), "{p}");
 }
+
+/// Killed with -9 while a page waits at its first level, the server
+/// resumes it after a restart: the same page goes on to its second level
+/// in time, and the first level's attempt is not sent again.
+#[test]
+fn a_page_resumes_its_escalation_after_kill_9() {
+    let Paged {
+        _tmp,
+        dana_log,
+        emil_log,
+        _receivers,
+        s,
+    } = paged("5s");
+    let c = client();
+    common::post_as(&c, &s.base, OPERATOR, &critical("k1", "api"));
+    let first = wait_for("dana's page", Duration::from_secs(15), || {
+        requests(&dana_log).into_iter().next()
+    });
+    let id = body(&first)["page"]["id"].as_str().unwrap().to_string();
+    // The delivery is journaled before the kill, as it would be by then.
+    wait_for(
+        "the first attempt journaled",
+        Duration::from_secs(5),
+        || {
+            let p = page(&c, &s.base, &id);
+            (p["attempts"][0]["delivery"]["state"] == "delivered").then_some(())
+        },
+    );
+    let dir = s.dir.parent().unwrap().to_path_buf();
+    let mut s = s;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+    let s = serve_deployment(&dir, &TOKENS);
+    let second = wait_for(
+        "emil's page after the restart",
+        Duration::from_secs(20),
+        || requests(&emil_log).into_iter().next(),
+    );
+    assert!(
+        body(&second)["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("PAGE {id}"))
+    );
+    let p = page(&c, &s.base, &id);
+    assert_eq!(
+        (p["level"].as_u64(), p["state"].as_str()),
+        (Some(1), Some("triggered")),
+        "{p}"
+    );
+    assert_eq!(
+        requests(&dana_log).len(),
+        1,
+        "the first level is not paged again"
+    );
+    let listed: Value = c
+        .get(format!("{}/v1/pages?state=all", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "no second page for the same step: {listed}"
+    );
+}
