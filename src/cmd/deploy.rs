@@ -41,6 +41,7 @@ pub(crate) fn validate(dir: &Path) -> ExitCode {
                 d.organization.executors.len(),
                 d.rules.version,
             );
+            warn_gaps(dir, &d, chrono::Utc::now());
             ExitCode::SUCCESS
         }
         Err(problems) => {
@@ -54,6 +55,34 @@ pub(crate) fn validate(dir: &Path) -> ExitCode {
             }
             eprintln!("{} problem(s)", problems.0.len());
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Warns (`FILE:LINE: warning:`) of each stretch of the coming week when
+/// a schedule has nobody on call, in the schedule's time zone.
+fn warn_gaps(dir: &Path, d: &signalbox::deploy::Deployment, now: chrono::DateTime<chrono::Utc>) {
+    let file = dir.join("organization.toml");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let src = signalbox::deploy::problem::Source {
+        name: "organization.toml",
+        text: &text,
+    };
+    for schedule in d.organization.world.roster.schedules.values() {
+        let line = src.find_line(&schedule.id, None);
+        for (from, to) in schedule.gaps(now, chrono::Duration::days(7)) {
+            let local = |t: chrono::DateTime<chrono::Utc>| {
+                t.with_timezone(&schedule.timezone)
+                    .format("%a %Y-%m-%d %H:%M")
+            };
+            eprintln!(
+                "{}:{line}: warning: schedule `{}`: nobody on call from {} to {} ({})",
+                file.display(),
+                schedule.id,
+                local(from),
+                local(to),
+                schedule.timezone.name()
+            );
         }
     }
 }

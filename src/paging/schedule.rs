@@ -301,7 +301,9 @@ impl Schedule {
     /// the quarter hour.
     pub fn gaps(&self, from: DateTime<Utc>, span: Duration) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
         let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-        let mut t = from;
+        // On the quarter hours (every zone's offset is whole quarters).
+        let past = i64::from(from.minute_of_quarter()) * 60 + from.timestamp().rem_euclid(60);
+        let mut t = from - Duration::seconds(past);
         while t < from + span {
             let next = t + Duration::minutes(15);
             if self.who(t, &[]).0.is_none() {

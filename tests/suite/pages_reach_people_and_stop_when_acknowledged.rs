@@ -439,3 +439,56 @@ fn a_page_resumes_its_escalation_after_kill_9() {
         "no second page for the same step: {listed}"
     );
 }
+
+/// `validate` warns of the coming week's gaps (a layer restricted to
+/// office hours leaves the nights to nobody), at the schedule's line, and
+/// still passes; `oncall` names nobody there.
+#[test]
+fn validate_warns_of_gaps_and_oncall_shows_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ops");
+    common::init(&dir);
+    let org = std::fs::read_to_string(dir.join("organization.toml")).unwrap();
+    let org = org.replace(
+        "rotation = \"1w\"\n",
+        "rotation = \"1w\"\nrestrict = [\"mon-sun 08:00-20:00\"]\n",
+    );
+    std::fs::write(dir.join("organization.toml"), &org).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .arg("validate")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let warnings = String::from_utf8_lossy(&out.stderr);
+    let line = org
+        .lines()
+        .position(|l| l.contains("id = \"sre-primary\""))
+        .unwrap()
+        + 1;
+    assert!(
+        warnings.contains(&format!(
+            "organization.toml:{line}: warning: schedule `sre-primary`: nobody on call from"
+        )) && warnings.contains(" 20:00 to ")
+            && warnings.contains(" 08:00 (Europe/Berlin)"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.lines().count() >= 6,
+        "a gap each night: {warnings}"
+    );
+    // 03:00 in Berlin on a winter night: nobody.
+    let night = common::json_of(
+        [
+            "oncall",
+            "--config",
+            dir.to_str().unwrap(),
+            "--at",
+            "2027-01-13T02:00:00Z",
+            "--json",
+        ]
+        .map(std::ffi::OsStr::new),
+    );
+    assert_eq!(night["on_call"][0]["person"], Value::Null, "{night}");
+    assert_eq!(night["on_call"][0]["by"], "gap");
+}
