@@ -202,6 +202,9 @@ pub struct Status {
     pub ramp_paused: bool,
     /// How long each journal commit took.
     pub journal_commits: Option<prometheus_client::metrics::histogram::Histogram>,
+    /// Pages in memory by state, and each team's mean time to acknowledge.
+    pub pages_by_state: Vec<(String, u64)>,
+    pub acknowledge_seconds: Vec<(String, f64)>,
 }
 
 /// Where dispatched webhook steps go (the executor task).
@@ -721,6 +724,7 @@ pub fn drain_log(engine: Engine) -> Result<(Engine, u64), EngineError> {
 
 /// The engine's state for `/metrics`.
 pub fn status(engine: &Engine) -> Status {
+    let pages = engine.page_figures();
     let t = &engine.metrics.total;
     let mut signals: Vec<(String, &'static str, u64)> = engine
         .signal_tally()
@@ -779,6 +783,8 @@ pub fn status(engine: &Engine) -> Status {
             .ramp()
             .is_some_and(|r| r.status == crate::decide::ramp::Status::Paused),
         journal_commits: Some(engine.journal_commits()),
+        pages_by_state: pages.0,
+        acknowledge_seconds: pages.1,
     }
 }
 

@@ -165,6 +165,37 @@ impl Engine {
             .collect()
     }
 
+    /// Pages in memory by state, and each team's mean time from a page's
+    /// opening to its acknowledgement (over those acknowledged), for
+    /// `/metrics`. A page's team is the one whose policy it pages (else
+    /// the policy's id).
+    pub fn page_figures(&self) -> (Vec<(String, u64)>, Vec<(String, f64)>) {
+        let roster = &self.context.roster;
+        let team_of = |policy: &str| {
+            roster
+                .team_policies
+                .iter()
+                .find(|(_, p)| p.as_str() == policy)
+                .map_or(policy.to_string(), |(t, _)| t.clone())
+        };
+        let mut by_state: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut acked: std::collections::BTreeMap<String, (f64, u32)> = Default::default();
+        for page in self.paging.book.pages.values() {
+            *by_state.entry(page.state.as_str().to_string()).or_default() += 1;
+            if let Some((_, at)) = &page.acknowledged {
+                let took = (*at - page.opened).num_milliseconds() as f64 / 1000.0;
+                let entry = acked.entry(team_of(&page.policy)).or_default();
+                entry.0 += took;
+                entry.1 += 1;
+            }
+        }
+        let means = acked
+            .into_iter()
+            .map(|(team, (sum, n))| (team, sum / f64::from(n.max(1))))
+            .collect();
+        (by_state.into_iter().collect(), means)
+    }
+
     /// Who is on call at `at` (of `team`).
     pub fn on_call(&self, at: DateTime<Utc>, team: Option<&str>) -> Vec<OnCall> {
         self.context.roster.on_call(at, team)

@@ -69,6 +69,19 @@ fn counters<'a>(
     registry.register(name, help, family);
 }
 
+fn float_gauges<'a>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, f64)> + 'a,
+) {
+    let family = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    for (labels, v) in series {
+        family.get_or_create(&labels).set(v);
+    }
+    registry.register(name, help, family);
+}
+
 fn gauges<'a>(
     registry: &mut Registry,
     name: &str,
@@ -268,9 +281,27 @@ fn candidate_metrics(r: &mut Registry, stats: &EngineStats) {
     }
 }
 
-/// What is open now: the review queue, flows by state, breakers, the
-/// journal's last commit.
+/// What is open now: the review queue, flows by state, breakers, pages,
+/// the journal's last commit.
 fn state_metrics(r: &mut Registry, stats: &EngineStats) {
+    gauges(
+        r,
+        "signalbox_pages",
+        "Pages in memory by state",
+        stats
+            .pages_by_state
+            .iter()
+            .map(|(state, n)| (vec![("state", state.clone())], *n as i64)),
+    );
+    float_gauges(
+        r,
+        "signalbox_page_mean_time_to_acknowledge_seconds",
+        "Mean time from a page's opening to its acknowledgement, by team (pages in memory)",
+        stats
+            .acknowledge_seconds
+            .iter()
+            .map(|(team, s)| (vec![("team", team.clone())], *s)),
+    );
     gauge(
         r,
         "signalbox_review_queue_depth",

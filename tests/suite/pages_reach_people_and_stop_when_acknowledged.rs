@@ -196,6 +196,20 @@ fn a_page_escalates_and_a_signed_link_acknowledges_it_once() {
         "{p}"
     );
 
+    // Mean time to acknowledge, by the team whose policy it paged.
+    let metrics = c
+        .get(format!("{}/metrics", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("signalbox_pages{state=\"acknowledged\"} 1")
+            && metrics.contains("signalbox_page_mean_time_to_acknowledge_seconds{team=\"sre\"} "),
+        "{metrics}"
+    );
+
     // Nothing more is sent for it.
     let (d, e) = (requests(&dana_log).len(), requests(&emil_log).len());
     std::thread::sleep(Duration::from_secs(4));
