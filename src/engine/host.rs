@@ -783,8 +783,8 @@ pub fn status(engine: &Engine) -> Status {
             .ramp()
             .is_some_and(|r| r.status == crate::decide::ramp::Status::Paused),
         journal_commits: Some(engine.journal_commits()),
-        pages_by_state: pages.0,
-        acknowledge_seconds: pages.1,
+        pages_by_state: pages.by_state,
+        acknowledge_seconds: pages.acknowledge_seconds,
     }
 }
 

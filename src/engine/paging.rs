@@ -22,6 +22,12 @@ pub(super) struct Paging {
     next_override: u64,
 }
 
+/// Pages by state, and each team's mean seconds to acknowledge.
+pub struct PageFigures {
+    pub by_state: Vec<(String, u64)>,
+    pub acknowledge_seconds: Vec<(String, f64)>,
+}
+
 /// Acknowledge or resolve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageAction {
@@ -169,7 +175,7 @@ impl Engine {
     /// opening to its acknowledgement (over those acknowledged), for
     /// `/metrics`. A page's team is the one whose policy it pages (else
     /// the policy's id).
-    pub fn page_figures(&self) -> (Vec<(String, u64)>, Vec<(String, f64)>) {
+    pub fn page_figures(&self) -> PageFigures {
         let roster = &self.context.roster;
         let team_of = |policy: &str| {
             roster
@@ -189,11 +195,13 @@ impl Engine {
                 entry.1 += 1;
             }
         }
-        let means = acked
-            .into_iter()
-            .map(|(team, (sum, n))| (team, sum / f64::from(n.max(1))))
-            .collect();
-        (by_state.into_iter().collect(), means)
+        PageFigures {
+            by_state: by_state.into_iter().collect(),
+            acknowledge_seconds: acked
+                .into_iter()
+                .map(|(team, (sum, n))| (team, sum / f64::from(n.max(1))))
+                .collect(),
+        }
     }
 
     /// Who is on call at `at` (of `team`).
