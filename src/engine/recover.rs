@@ -65,6 +65,9 @@ impl Engine {
         }
         self.recount_loads();
         self.flows.redispatch_waiting();
+        if let Some(last) = &recovered.last_page {
+            self.paging.book.taken(last);
+        }
         self.restore_pages(std::mem::take(&mut recovered.open_pages));
         for item in recovered.open_reviews {
             self.reviews.restore(item);

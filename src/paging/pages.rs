@@ -119,6 +119,10 @@ pub enum PageRefused {
     NoPolicy(String),
 }
 
+/// Resolved pages kept in memory (for `GET /v1/pages?state=all` and the
+/// figures), at most.
+const KEPT_RESOLVED: usize = 1_000;
+
 /// What opens a page.
 pub struct Opening {
     pub policy: String,
@@ -179,18 +183,37 @@ impl PageBook {
 
     /// Restores a journaled page (a restart), keeping ids above it.
     pub fn restore(&mut self, page: Page) {
-        if let Some(n) = page
-            .id
-            .strip_prefix('P')
-            .and_then(|n| n.parse::<u64>().ok())
-        {
+        self.taken(&page.id);
+        self.pages.insert(page.id.clone(), page);
+    }
+
+    /// An id the journal holds: new pages are numbered above it.
+    pub fn taken(&mut self, id: &str) {
+        if let Some(n) = id.strip_prefix('P').and_then(|n| n.parse::<u64>().ok()) {
             self.next = self.next.max(n);
         }
-        self.pages.insert(page.id.clone(), page);
+    }
+
+    /// Lets go of the oldest resolved pages past `KEPT_RESOLVED` (the
+    /// journal keeps them all): memory follows open pages.
+    fn forget_resolved(&mut self) {
+        let resolved: Vec<String> = self
+            .pages
+            .values()
+            .filter(|p| p.state == PageState::Resolved)
+            .map(|p| p.id.clone())
+            .collect();
+        let over = resolved.len().saturating_sub(KEPT_RESOLVED);
+        for id in resolved.into_iter().take(over) {
+            self.pages.remove(&id);
+        }
     }
 
     /// The notifications due by `now`, and escalations whose delay ran out.
     pub fn tick(&mut self, roster: &Roster, now: DateTime<Utc>) -> Vec<Send> {
+        if self.pages.len() > KEPT_RESOLVED * 2 {
+            self.forget_resolved();
+        }
         let mut out = Vec::new();
         for page in self.pages.values_mut() {
             if page.state != PageState::Triggered {
@@ -517,6 +540,27 @@ mod tests {
             PageState::Resolved
         );
         assert!(book.resolve(&id, "dana", at(5)).is_err());
+    }
+
+    /// After a restart, new pages are numbered above every page journaled,
+    /// resolved ones included; resolved pages past the cap leave memory.
+    #[test]
+    fn ids_are_never_given_twice_and_memory_follows_open_pages() {
+        let roster = roster();
+        let mut book = PageBook::default();
+        book.taken("P0000041");
+        assert_eq!(book.open(opening(), &roster, at(0)).unwrap(), "P0000042");
+        for _ in 0..(KEPT_RESOLVED * 2 + 10) {
+            let id = book.open(opening(), &roster, at(0)).unwrap();
+            book.resolve(&id, "test", at(1)).unwrap();
+        }
+        book.tick(&roster, at(2));
+        assert_eq!(
+            book.pages.len(),
+            KEPT_RESOLVED + 1,
+            "the open page and the newest resolved"
+        );
+        assert!(book.pages.contains_key("P0000042"));
     }
 
     /// A failed delivery brings the person's next method forward.

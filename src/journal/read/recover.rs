@@ -22,8 +22,11 @@ pub struct Recovered {
     /// Ids of the active flows journaled a row per step (big flows).
     pub flows_by_step: Vec<String>,
     pub open_reviews: Vec<ReviewItem>,
-    /// Pages not resolved, and the highest page number journaled.
+    /// Pages not resolved.
     pub open_pages: Vec<crate::paging::Page>,
+    /// The last page id journaled (resolved ones included), so that no id
+    /// is given twice.
+    pub last_page: Option<String>,
     pub checkpoint: Option<String>,
     pub feedback_after_checkpoint: Vec<Feedback>,
     pub feedback_count: i64,
@@ -109,6 +112,10 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
             out.open_pages.push(page);
         }
     }
+    // Ids are zero-padded: the greatest is the last.
+    out.last_page = conn
+        .query_row("SELECT MAX(id) FROM pages", [], |r| r.get(0))
+        .map_err(sql(path))?;
     model(&conn, path, &mut out)?;
     signals(&conn, path, &mut out)?;
     for (signal_id, source, body) in rows(
