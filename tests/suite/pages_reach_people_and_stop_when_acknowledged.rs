@@ -83,6 +83,22 @@ fn paged(after: &str) -> Paged {
     }
 }
 
+/// Posts a critical alert on `api` and waits for dana's page: her
+/// request, and the page's id.
+fn page_dana(
+    c: &reqwest::blocking::Client,
+    s: &common::Server,
+    dana_log: &Path,
+    alert: &str,
+) -> (Value, String) {
+    common::post_as(c, &s.base, OPERATOR, &critical(alert, "api"));
+    let first = wait_for("dana's page", Duration::from_secs(15), || {
+        requests(dana_log).into_iter().next()
+    });
+    let id = body(&first)["page"]["id"].as_str().unwrap().to_string();
+    (first, id)
+}
+
 fn critical(id: &str, service: &str) -> Value {
     let mut alert = event(
         id,
@@ -229,11 +245,7 @@ fn acknowledged_over_http_it_stops_before_the_next_level() {
         s,
     } = paged("4s");
     let c = client();
-    common::post_as(&c, &s.base, OPERATOR, &critical("a2", "api"));
-    let first = wait_for("dana's page", Duration::from_secs(15), || {
-        requests(&dana_log).into_iter().next()
-    });
-    let id = body(&first)["page"]["id"].as_str().unwrap().to_string();
+    let (_, id) = page_dana(&c, &s, &dana_log, "a2");
     let r = c
         .post(format!("{}/v1/pages/{id}/ack", s.base))
         .bearer_auth(OPERATOR)
@@ -398,11 +410,7 @@ fn a_page_resumes_its_escalation_after_kill_9() {
         s,
     } = paged("5s");
     let c = client();
-    common::post_as(&c, &s.base, OPERATOR, &critical("k1", "api"));
-    let first = wait_for("dana's page", Duration::from_secs(15), || {
-        requests(&dana_log).into_iter().next()
-    });
-    let id = body(&first)["page"]["id"].as_str().unwrap().to_string();
+    let (_, id) = page_dana(&c, &s, &dana_log, "k1");
     // The delivery is journaled before the kill, as it would be by then.
     wait_for(
         "the first attempt journaled",
