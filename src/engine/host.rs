@@ -138,6 +138,11 @@ pub enum Command {
         open_only: bool,
         reply: oneshot::Sender<Vec<crate::paging::Page>>,
     },
+    /// One page in memory, with every attempt.
+    Page {
+        id: String,
+        reply: oneshot::Sender<Option<crate::paging::Page>>,
+    },
     /// Who is on call at a time (of a team).
     OnCall {
         team: Option<String>,
@@ -647,6 +652,9 @@ fn answer(engine: &mut Engine, command: Command, now: DateTime<Utc>) -> Option<C
         }
         Command::Pages { open_only, reply } => {
             let _ = reply.send(engine.pages(open_only));
+        }
+        Command::Page { id, reply } => {
+            let _ = reply.send(engine.page(&id));
         }
         Command::OnCall { team, at, reply } => {
             let _ = reply.send(engine.on_call(at, team.as_deref()));

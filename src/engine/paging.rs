@@ -204,6 +204,11 @@ impl Engine {
         }
     }
 
+    /// One page in memory.
+    pub fn page(&self, id: &str) -> Option<Page> {
+        self.paging.book.pages.get(id).cloned()
+    }
+
     /// Who is on call at `at` (of `team`).
     pub fn on_call(&self, at: DateTime<Utc>, team: Option<&str>) -> Vec<OnCall> {
         self.context.roster.on_call(at, team)
@@ -265,12 +270,5 @@ impl Engine {
         for page in pages {
             self.paging.book.restore(page);
         }
-    }
-}
-
-impl PageBook {
-    /// Whether any page is in memory (for the overview).
-    pub fn is_empty(&self) -> bool {
-        self.pages.is_empty()
     }
 }

@@ -369,21 +369,23 @@ pub fn classes_text(classes: &[String]) -> String {
 }
 
 fn failing(reading: &StepReading) -> String {
-    let failed: Vec<String> = reading
-        .gates
-        .iter()
-        .filter(|g| g.verdict == Verdict::Fail)
-        .map(|g| format!("{}: {}", g.gate, g.why))
-        .collect();
-    format!("a gate failed ({})", failed.join("; "))
+    format!("a gate failed ({})", gates_read(reading, Verdict::Fail))
 }
 
 fn inconclusive(reading: &StepReading) -> String {
-    let open: Vec<String> = reading
+    format!(
+        "inconclusive, a lead decides ({})",
+        gates_read(reading, Verdict::Inconclusive)
+    )
+}
+
+/// The gates of `reading` that read `verdict`, each with why.
+fn gates_read(reading: &StepReading, verdict: Verdict) -> String {
+    let gates: Vec<String> = reading
         .gates
         .iter()
-        .filter(|g| g.verdict == Verdict::Inconclusive)
+        .filter(|g| g.verdict == verdict)
         .map(|g| format!("{}: {}", g.gate, g.why))
         .collect();
-    format!("inconclusive, a lead decides ({})", open.join("; "))
+    gates.join("; ")
 }

@@ -53,12 +53,12 @@ pub(in crate::intake) async fn one(
     _: Allowed<ToRead>,
     Path(id): Path<String>,
 ) -> Result<Response, Refusal> {
-    let pages = ask(&state, |reply| Command::Pages {
-        open_only: false,
+    let page = ask(&state, |reply| Command::Page {
+        id: id.clone(),
         reply,
     })
     .await?;
-    match pages.into_iter().find(|p| p.id == id) {
+    match page {
         Some(page) => Ok(ok(json!(page))),
         None => Err(Refusal::new(StatusCode::NOT_FOUND, format!("no page {id}"))),
     }
