@@ -4,8 +4,13 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub fn tmux(args: &[&str]) -> String {
+/// Runs tmux on the session's own server (`-L SESSION`): a test's
+/// sessions never share a server with another test's, so one test killing
+/// its last session (and with it the server) cannot take down a session
+/// another test is starting at that moment.
+pub fn tmux(session: &str, args: &[&str]) -> String {
     let out = Command::new("tmux")
+        .args(["-L", session])
         .args(args)
         .output()
         .expect("tmux must be installed to run the console tests (.ci/run installs it)");
@@ -14,21 +19,24 @@ pub fn tmux(args: &[&str]) -> String {
 
 /// Runs `command` in a new detached session at 120x40.
 pub fn start(session: &str, command: &str) {
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
+    tmux(
         session,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        command,
-    ]);
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            command,
+        ],
+    );
 }
 
 pub fn screen(session: &str) -> String {
-    tmux(&["capture-pane", "-p", "-t", session])
+    tmux(session, &["capture-pane", "-p", "-t", session])
 }
 
 /// Polls the session's screen until `what` holds; fails after 30 s with
@@ -48,13 +56,21 @@ pub fn wait_for(session: &str, what: impl Fn(&str) -> bool, label: &str) -> Stri
     }
 }
 
+/// Whether the session still runs (its program has not exited).
+pub fn alive(session: &str) -> bool {
+    Command::new("tmux")
+        .args(["-L", session, "has-session", "-t", session])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
 /// tmux sessions, killed when dropped.
 pub struct Sessions(pub Vec<String>);
 
 impl Drop for Sessions {
     fn drop(&mut self) {
         for s in &self.0 {
-            tmux(&["kill-session", "-t", s]);
+            tmux(s, &["kill-session", "-t", s]);
         }
     }
 }

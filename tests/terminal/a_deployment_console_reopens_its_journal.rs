@@ -8,9 +8,7 @@
 
 use crate::common;
 
-use std::process::Command;
-
-use crate::common::terminal::{Sessions, start, tmux, wait_for};
+use crate::common::terminal::{Sessions, alive, start, tmux, wait_for};
 use crate::common::{event, free_port};
 use serde_json::json;
 
@@ -31,18 +29,12 @@ fn open(session: &str, dir: &std::path::Path, port: u16) {
 
 /// Quits (the quit key, then yes) and waits for the session to end.
 fn close(session: &str) {
-    tmux(&["send-keys", "-t", session, "q"]);
-    tmux(&["send-keys", "-t", session, "q"]);
+    tmux(session, &["send-keys", "-t", session, "q"]);
+    tmux(session, &["send-keys", "-t", session, "q"]);
     common::wait_for(
         "the console to close",
         std::time::Duration::from_secs(20),
-        || {
-            let alive = Command::new("tmux")
-                .args(["has-session", "-t", session])
-                .status()
-                .is_ok_and(|s| s.success());
-            (!alive).then_some(())
-        },
+        || (!alive(session)).then_some(()),
     );
 }
 
@@ -80,9 +72,9 @@ fn the_queue_and_open_tasks_survive_closing_and_reopening_twice() {
         if round > 0 {
             open(&session, &dir, port);
         }
-        tmux(&["send-keys", "-t", &session, ":review", "Enter"]);
+        tmux(&session, &["send-keys", "-t", &session, ":review", "Enter"]);
         wait_for(&session, |s| s.contains("│R0000001"), "the review item");
-        tmux(&["send-keys", "-t", &session, ":tasks", "Enter"]);
+        tmux(&session, &["send-keys", "-t", &session, ":tasks", "Enter"]);
         wait_for(
             &session,
             |s| s.contains("service_desk.acknowledge"),
@@ -127,7 +119,7 @@ fn a_simulated_session_keeps_its_queue_and_model_through_two_reopenings() {
         );
         start(&session, &cmd);
         wait_for(&session, |s| s.contains("model "), "the console");
-        tmux(&["send-keys", "-t", &session, ":review", "Enter"]);
+        tmux(&session, &["send-keys", "-t", &session, ":review", "Enter"]);
         wait_for(&session, |s| s.contains("review queue"), "the review view")
     };
     let c = common::client();
@@ -146,9 +138,9 @@ fn a_simulated_session_keeps_its_queue_and_model_through_two_reopenings() {
     }
     wait_for(&session, |s| queue(s).len() >= 3, "the alerts in review");
     // An approval teaches the model: its version moves on.
-    let before = model_version(&tmux(&["capture-pane", "-p", "-t", &session])).unwrap();
-    tmux(&["send-keys", "-t", &session, "a"]);
-    tmux(&["send-keys", "-t", &session, "checked", "Enter"]);
+    let before = model_version(&tmux(&session, &["capture-pane", "-p", "-t", &session])).unwrap();
+    tmux(&session, &["send-keys", "-t", &session, "a"]);
+    tmux(&session, &["send-keys", "-t", &session, "checked", "Enter"]);
     let s = wait_for(&session, |s| s.contains("done: approve"), "the approval");
     let s = wait_for(
         &session,

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::terminal::{Sessions, start, tmux, wait_for};
+use crate::common::terminal::{Sessions, alive, start, tmux, wait_for};
 
 #[test]
 fn approve_the_first_review_item_then_explain_shows_who_and_why() {
@@ -42,40 +42,49 @@ fn approve_the_first_review_item_then_explain_shows_who_and_why() {
     // Each key waits for the screen the one before it makes (a loaded
     // machine draws late, and a key sent early lands in the wrong view).
     let breadcrumb = |s: &str| s.lines().nth(1).unwrap_or("").trim().to_string();
-    tmux(&["send-keys", "-t", &session, ":signals", "Enter"]);
+    tmux(
+        &session,
+        &["send-keys", "-t", &session, ":signals", "Enter"],
+    );
     wait_for(
         &session,
         |s| breadcrumb(s) == "signalbox › signals",
         "the signals view",
     );
-    tmux(&["send-keys", "-t", &session, "/", "from-http", "Enter"]);
+    tmux(
+        &session,
+        &["send-keys", "-t", &session, "/", "from-http", "Enter"],
+    );
     wait_for(
         &session,
         |s| s.contains("/from-http ") && s.contains("from-http-1"),
         "the posted signal in the filtered tail",
     );
-    tmux(&["send-keys", "-t", &session, "Escape"]);
+    tmux(&session, &["send-keys", "-t", &session, "Escape"]);
     wait_for(
         &session,
         |s| !s.contains("/from-http ") && breadcrumb(s) == "signalbox › signals",
         "the filter cleared",
     );
-    tmux(&["send-keys", "-t", &session, ":review", "Enter"]);
+    tmux(&session, &["send-keys", "-t", &session, ":review", "Enter"]);
     wait_for(
         &session,
         |s| s.contains("decision context D"),
         "a review item",
     );
-    tmux(&["send-keys", "-t", &session, "a"]);
+    tmux(&session, &["send-keys", "-t", &session, "a"]);
     wait_for(&session, |s| s.contains("approve R"), "the note dialog");
-    tmux(&[
-        "send-keys",
-        "-t",
+    tmux(
         &session,
-        "-l",
-        "called the customer, fine",
-    ]);
-    tmux(&["send-keys", "-t", &session, "Enter"]);
+        &[
+            "send-keys",
+            "-t",
+            &session,
+            "-l",
+            "called the customer, fine",
+        ],
+    );
+    tmux(&session, &["send-keys", "-t", &session, "Enter"]);
     let s = wait_for(
         &session,
         |s| s.contains("done: approve R"),
@@ -87,9 +96,9 @@ fn approve_the_first_review_item_then_explain_shows_who_and_why() {
         .and_then(|rest| rest.split_whitespace().next())
         .expect("the status line names the item")
         .to_string();
-    tmux(&["send-keys", "-t", &session, "q"]);
+    tmux(&session, &["send-keys", "-t", &session, "q"]);
     let began = Instant::now();
-    while tmux(&["ls"]).contains(&session) {
+    while alive(&session) {
         assert!(
             began.elapsed() < Duration::from_secs(20),
             "console did not quit"

@@ -16,9 +16,12 @@ const TOKEN: &str = "storm-test-secret";
 
 /// The view the console shows (the crumb line, "signalbox › VIEW").
 fn view(session: &str) -> String {
-    tmux(&["capture-pane", "-p", "-t", session, "-S", "1", "-E", "1"])
-        .trim()
-        .to_string()
+    tmux(
+        session,
+        &["capture-pane", "-p", "-t", session, "-S", "1", "-E", "1"],
+    )
+    .trim()
+    .to_string()
 }
 
 /// Presses the next-view key; how long until another view shows (up to
@@ -26,7 +29,7 @@ fn view(session: &str) -> String {
 fn switch(session: &str) -> Duration {
     let before = view(session);
     let pressed = Instant::now();
-    tmux(&["send-keys", "-t", session, "Tab"]);
+    tmux(session, &["send-keys", "-t", session, "Tab"]);
     while pressed.elapsed() < Duration::from_secs(10) {
         let now = view(session);
         if now != before && now.contains('›') {
@@ -118,8 +121,11 @@ fn a_view_switch_answers_within_a_second_during_and_after_a_storm() {
         .and_then(|r| r.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the load reports what was acknowledged: {report}"));
-    tmux(&["send-keys", "-t", &session, ":signals", "Enter"]);
-    tmux(&["send-keys", "-t", &session, "/bench", "Enter"]);
+    tmux(
+        &session,
+        &["send-keys", "-t", &session, ":signals", "Enter"],
+    );
+    tmux(&session, &["send-keys", "-t", &session, "/bench", "Enter"]);
     assert!(
         acknowledged < 45_000,
         "the table keeps 50,000 signals: {report}"
@@ -130,6 +136,6 @@ fn a_view_switch_answers_within_a_second_during_and_after_a_storm() {
         |s| shown(s).is_some_and(|n| n >= all),
         &format!("{all} of the storm's signals"),
     );
-    tmux(&["send-keys", "-t", &session, "q"]);
-    tmux(&["send-keys", "-t", &session, "q"]);
+    tmux(&session, &["send-keys", "-t", &session, "q"]);
+    tmux(&session, &["send-keys", "-t", &session, "q"]);
 }

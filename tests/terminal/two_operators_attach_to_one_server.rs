@@ -74,7 +74,7 @@ fn an_operator_and_a_lead_share_one_server_through_a_restart() {
         );
         start(session, &cmd);
         wait_for(session, |s| s.contains("connected"), "the link");
-        tmux(&["send-keys", "-t", session, ":review", "Enter"]);
+        tmux(session, &["send-keys", "-t", session, ":review", "Enter"]);
     }
     wait_for(
         &op,
@@ -115,7 +115,7 @@ fn an_operator_and_a_lead_share_one_server_through_a_restart() {
 
     // The operator claims the first (the ticket: the nearest deadline);
     // the lead's console shows who holds it.
-    tmux(&["send-keys", "-t", &op, "c"]);
+    tmux(&op, &["send-keys", "-t", &op, "c"]);
     wait_for(
         &lead,
         |s| s.contains("held by oskar"),
@@ -123,15 +123,18 @@ fn an_operator_and_a_lead_share_one_server_through_a_restart() {
     );
 
     // The lead approves the lead-only approval.
-    tmux(&["send-keys", "-t", &lead, "Down"]);
+    tmux(&lead, &["send-keys", "-t", &lead, "Down"]);
     wait_for(
         &lead,
         |s| s.contains("approval.requested customer/c0002"),
         "the approval selected",
     );
-    tmux(&["send-keys", "-t", &lead, "a"]);
-    tmux(&["send-keys", "-t", &lead, "-l", "checked the contract"]);
-    tmux(&["send-keys", "-t", &lead, "Enter"]);
+    tmux(&lead, &["send-keys", "-t", &lead, "a"]);
+    tmux(
+        &lead,
+        &["send-keys", "-t", &lead, "-l", "checked the contract"],
+    );
+    tmux(&lead, &["send-keys", "-t", &lead, "Enter"]);
     for s in [&op, &lead] {
         wait_for(
             s,
