@@ -54,6 +54,9 @@ pub struct Config {
     /// The mail server pages by email go through.
     #[serde(default)]
     pub smtp: Option<crate::intake::pager::SmtpConfig>,
+    /// Where pages by PagerDuty go (default its US region's Events API).
+    #[serde(default)]
+    pub pagerduty: Option<crate::intake::pager::PagerDutyConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -37,11 +37,34 @@ pub fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Clie
     Ok(builder.build()?)
 }
 
+/// What an endpoint answered: the status, and the start of the body
+/// (at most `ANSWER_KEPT` bytes, for the record of an attempt).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: reqwest::StatusCode,
+    pub body: String,
+}
+
+/// Bytes of an answer's body kept.
+const ANSWER_KEPT: usize = 512;
+
+impl Answer {
+    async fn read(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let kept = &bytes[..bytes.len().min(ANSWER_KEPT)];
+        Answer {
+            status,
+            body: String::from_utf8_lossy(kept).trim().to_string(),
+        }
+    }
+}
+
 /// How a POST that did not succeed ended.
 #[derive(Debug)]
 pub enum Failed {
     /// The endpoint answered, with this status.
-    Answered(reqwest::StatusCode),
+    Answered(Answer),
     /// It could not be reached (or did not answer in time).
     Unreachable(reqwest::Error),
 }
@@ -57,14 +80,14 @@ pub struct Retries {
 
 /// POSTs a JSON body with `headers`, retrying connection errors,
 /// timeouts, 5xx, 408 and 429; another 4xx refuses the body itself and is
-/// not retried. The success's status, or how the last try failed.
+/// not retried. The success's answer, or how the last try failed.
 pub async fn post_json(
     client: &reqwest::Client,
     url: &str,
     body: Vec<u8>,
     headers: &[(&str, &str)],
     retries: Retries,
-) -> Result<reqwest::StatusCode, Failed> {
+) -> Result<Answer, Failed> {
     use rand::Rng;
     let mut last = None;
     for n in 0..retries.tries {
@@ -73,11 +96,11 @@ pub async fn post_json(
             request = request.header(*name, *value);
         }
         match request.body(body.clone()).send().await {
-            Ok(r) if r.status().is_success() => return Ok(r.status()),
+            Ok(r) if r.status().is_success() => return Ok(Answer::read(r).await),
             Ok(r) if r.status().is_client_error() && !matches!(r.status().as_u16(), 408 | 429) => {
-                return Err(Failed::Answered(r.status()));
+                return Err(Failed::Answered(Answer::read(r).await));
             }
-            Ok(r) => last = Some(Failed::Answered(r.status())),
+            Ok(r) => last = Some(Failed::Answered(Answer::read(r).await)),
             Err(e) => last = Some(Failed::Unreachable(e)),
         }
         if n + 1 < retries.tries {
@@ -90,5 +113,8 @@ pub async fn post_json(
             tokio::time::sleep(wait).await;
         }
     }
-    Err(last.unwrap_or(Failed::Answered(reqwest::StatusCode::SERVICE_UNAVAILABLE)))
+    Err(last.unwrap_or(Failed::Answered(Answer {
+        status: reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        body: String::new(),
+    })))
 }

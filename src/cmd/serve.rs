@@ -205,17 +205,15 @@ pub(crate) fn serve(
     let listen = settings.listen;
     let bound = runtime.block_on(tokio::net::TcpListener::bind(listen));
     let local = bound.as_ref().ok().and_then(|l| l.local_addr().ok());
-    let pager = signalbox::intake::pager::PagerSettings {
-        base_url: config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", local.unwrap_or(listen)))
-            .trim_end_matches('/')
-            .to_string(),
-        secret: log.integration_key().to_vec(),
-        ca_file: ca_file.clone(),
-        smtp: config.smtp.clone(),
-    };
+    let base_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", local.unwrap_or(listen)));
+    let pager = signalbox::intake::pager::PagerSettings::new(
+        config,
+        &base_url,
+        log.integration_key().to_vec(),
+    );
     let outbound = Outbound {
         steps: dispatch_rx,
         probes,

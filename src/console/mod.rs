@@ -303,19 +303,17 @@ impl Outbound {
         // signed with its data directory's secret).
         let pager = pages.then(|| {
             let (pager, sends) = tokio::sync::mpsc::unbounded_channel();
-            let settings = crate::intake::pager::PagerSettings {
-                base_url: options
-                    .server
-                    .public_url
-                    .clone()
-                    .or_else(|| options.listen.map(|l| format!("http://{l}")))
-                    .unwrap_or_default(),
-                secret: intake
-                    .map(|l| l.integration_key().to_vec())
-                    .unwrap_or_default(),
-                ca_file: options.server.tls.as_ref().and_then(|t| t.ca_file.clone()),
-                smtp: options.server.smtp.clone(),
-            };
+            let base_url = options
+                .server
+                .public_url
+                .clone()
+                .or_else(|| options.listen.map(|l| format!("http://{l}")))
+                .unwrap_or_default();
+            let secret = intake
+                .map(|l| l.integration_key().to_vec())
+                .unwrap_or_default();
+            let settings =
+                crate::intake::pager::PagerSettings::new(&options.server, &base_url, secret);
             runtime.spawn(crate::intake::pager::run(sends, handle.clone(), settings));
             pager
         });

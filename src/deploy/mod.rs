@@ -281,6 +281,18 @@ fn read_server(dir: &Path, src: &Source<'_>, out: &mut Vec<Problem>) -> Option<C
     {
         out.push(src.on(src.find_line("smtp", None), e));
     }
+    if let Some(pd) = &server.pagerduty
+        && !reqwest::Url::parse(&pd.events_url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        out.push(src.on(
+            src.find_line("events_url", None),
+            format!(
+                "pagerduty.events_url {:?} is not an http(s) URL",
+                pd.events_url
+            ),
+        ));
+    }
     for n in &server.notify {
         if let Err(e) = n.check() {
             out.push(src.on(src.find_line(&n.name, None), e.to_string()));

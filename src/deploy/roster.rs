@@ -128,13 +128,19 @@ fn read_person(
         let Some(m) = Method::parse(method) else {
             out.push(src.at(
                 at,
-                format!("person `{id}`: contact `{method}` is not slack, webhook or email"),
+                format!(
+                    "person `{id}`: contact `{method}` is not slack, webhook, email or pagerduty"
+                ),
             ));
             continue;
         };
         let text = address.get_ref();
         let fits = match m {
             Method::Email => text.contains('@') && !text.contains(char::is_whitespace),
+            // An Events API v2 integration key: 32 letters and digits.
+            Method::PagerDuty => {
+                text.len() == 32 && text.chars().all(|c| c.is_ascii_alphanumeric())
+            }
             Method::Slack | Method::Webhook => {
                 reqwest::Url::parse(text).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
             }
@@ -142,7 +148,13 @@ fn read_person(
         if !fits {
             out.push(src.at(
                 at,
-                format!("person `{id}`: {method} address {text:?} is not usable"),
+                match m {
+                    Method::PagerDuty => format!(
+                        "person `{id}`: pagerduty {:?} is not an Events API v2 integration key (32 letters and digits)",
+                        crate::paging::shown(m, text)
+                    ),
+                    _ => format!("person `{id}`: {method} address {text:?} is not usable"),
+                },
             ));
             continue;
         }

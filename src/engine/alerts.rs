@@ -67,6 +67,7 @@ impl Engine {
                 self.emit(super::EngineEvent::Page(page));
             }
         }
+        self.tick_pages(now);
     }
 
     /// Alerts whose flows have ended are no longer open.

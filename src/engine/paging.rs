@@ -120,6 +120,8 @@ impl Engine {
         for id in self.paging.book.open_for_flow(flow_id) {
             let _ = self.paging.book.resolve(&id, who, now);
         }
+        // PagerDuty is told.
+        self.tick_pages(now);
     }
 
     /// A person acknowledges or resolves a page (identity from their
@@ -137,6 +139,8 @@ impl Engine {
         }
         .clone();
         self.emit(EngineEvent::Page(Box::new(page.clone())));
+        // PagerDuty is told.
+        self.tick_pages(now);
         Ok(page)
     }
 

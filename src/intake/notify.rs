@@ -163,7 +163,7 @@ async fn send(
     };
     match post_json(client, &receiver.url, payload, &[], retries).await {
         Ok(_) => Ok(()),
-        Err(Failed::Answered(status)) => Err(format!("answered {status}")),
+        Err(Failed::Answered(a)) => Err(format!("answered {}", a.status)),
         Err(Failed::Unreachable(e)) => Err(e.to_string()),
     }
 }

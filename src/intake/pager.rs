@@ -18,8 +18,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::engine::host::{Command, Handle};
 use crate::outbound::{Failed, Retries, post_json};
-use crate::paging::Method;
-use crate::paging::pages::Send;
+use crate::paging::pages::{Send, Tells};
+use crate::paging::{Method, Urgency};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -45,6 +45,37 @@ pub struct PagerSettings {
     pub ca_file: Option<PathBuf>,
     /// The mail server pages by email go through, if there is one.
     pub smtp: Option<SmtpConfig>,
+    /// Where PagerDuty events go (`[pagerduty] events_url`).
+    pub pagerduty_url: String,
+}
+
+impl PagerSettings {
+    /// The pager of a server with `server`'s settings, reached at
+    /// `base_url`, signing with `secret`.
+    pub fn new(server: &crate::config::Config, base_url: &str, secret: Vec<u8>) -> Self {
+        PagerSettings {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            secret,
+            ca_file: server.tls.as_ref().and_then(|t| t.ca_file.clone()),
+            smtp: server.smtp.clone(),
+            pagerduty_url: server
+                .pagerduty
+                .as_ref()
+                .map_or(PAGERDUTY_EVENTS, |p| p.events_url.as_str())
+                .to_string(),
+        }
+    }
+}
+
+/// PagerDuty's Events API v2 (its US service region).
+pub const PAGERDUTY_EVENTS: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// `[pagerduty]` in the server's settings.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    /// `https://events.eu.pagerduty.com/v2/enqueue` for the EU region.
+    pub events_url: String,
 }
 
 /// `[smtp]` in the server's settings.
@@ -172,8 +203,12 @@ async fn deliver(
         backoff: BACKOFF,
         jitter: true,
     };
-    let (body, signature) = match send.method {
-        Method::Slack => (slack_body(&text).to_string().into_bytes(), None),
+    let (url, body, signature) = match send.method {
+        Method::Slack => (
+            send.address.as_str(),
+            slack_body(&text).to_string().into_bytes(),
+            None,
+        ),
         Method::Webhook => {
             let body = json!({
                 "source": "signalbox",
@@ -187,20 +222,102 @@ async fn deliver(
             .to_string()
             .into_bytes();
             let signature = sign(&settings.secret, &body);
-            (body, Some(signature))
+            (send.address.as_str(), body, Some(signature))
         }
         Method::Email => return email(send, settings, &text).await,
+        Method::PagerDuty => (
+            settings.pagerduty_url.as_str(),
+            pagerduty_event(send, settings, &ack)
+                .to_string()
+                .into_bytes(),
+            None,
+        ),
     };
-    let mut headers = vec![("idempotency-key", idempotency.as_str())];
+    // PagerDuty deduplicates by the event's dedup_key instead.
+    let mut headers = Vec::new();
+    if send.method != Method::PagerDuty {
+        headers.push(("idempotency-key", idempotency.as_str()));
+    }
     let signed = signature.map(|s| format!("sha256={s}"));
     if let Some(s) = &signed {
         headers.push(("x-signalbox-signature-256", s.as_str()));
     }
-    match post_json(client, &send.address, body, &headers, retries).await {
-        Ok(status) => Ok(format!("answered {status}")),
-        Err(Failed::Answered(status)) => Err(format!("answered {status}")),
+    let said = |a: crate::outbound::Answer| match a.body.is_empty() {
+        true => format!("answered {}", a.status),
+        false => format!("answered {}: {}", a.status, a.body),
+    };
+    match post_json(client, url, body, &headers, retries).await {
+        Ok(a) => Ok(said(a)),
+        Err(Failed::Answered(a)) => Err(said(a)),
         Err(Failed::Unreachable(e)) => Err(e.to_string()),
     }
+}
+
+/// An Events API v2 event: a page triggers an alert whose dedup_key is
+/// the page's URL (unique across deployments, and the same for every
+/// attempt, so PagerDuty keeps one alert per page); acknowledging or
+/// resolving it here sends the same key with that action.
+fn pagerduty_event(send: &Send, settings: &PagerSettings, ack: &str) -> serde_json::Value {
+    let page = &send.page;
+    let mut dedup_key = format!("{}/v1/pages/{}", settings.base_url, page.id);
+    if dedup_key.len() > 255 {
+        dedup_key = format!("signalbox/{}", page.id);
+    }
+    let action = match send.tells {
+        Tells::Page => "trigger",
+        Tells::Acknowledged => "acknowledge",
+        Tells::Resolved => "resolve",
+    };
+    if send.tells != Tells::Page {
+        return json!({
+            "routing_key": send.address,
+            "dedup_key": dedup_key,
+            "event_action": action,
+        });
+    }
+    let summary: String = format!("[signalbox] {}", page.title)
+        .chars()
+        .take(1024)
+        .collect();
+    let mut links = Vec::new();
+    if let Some(d) = &page.decision_id {
+        links.push(json!({
+            "href": format!("{}/v1/decisions/{d}?format=text", settings.base_url),
+            "text": "Why signalbox paged (the decision explained)",
+        }));
+    }
+    links.push(
+        json!({ "href": ack, "text": format!("Acknowledge in signalbox as {}", send.person) }),
+    );
+    json!({
+        "routing_key": send.address,
+        "event_action": action,
+        "dedup_key": dedup_key,
+        "payload": {
+            "summary": summary,
+            "source": if page.subject.is_empty() { "signalbox" } else { page.subject.as_str() },
+            "severity": match page.urgency {
+                Urgency::High => "critical",
+                Urgency::Low => "warning",
+            },
+            "timestamp": page.opened.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "group": page.policy,
+            "class": "signalbox page",
+            "custom_details": {
+                "page": page.id,
+                "why": page.why,
+                "person": send.person,
+                "level": page.level + 1,
+                "round": page.round + 1,
+                "decision": page.decision_id,
+                "flow": page.flow_id,
+                "console": format!("signalbox attach {}", settings.base_url),
+            },
+        },
+        "links": links,
+        "client": "signalbox",
+        "client_url": settings.base_url,
+    })
 }
 
 /// Sends a page by email through `[smtp]`, STARTTLS required unless told
@@ -374,6 +491,7 @@ mod tests {
             secret: b"secret of the data directory".to_vec(),
             ca_file: None,
             smtp: None,
+            pagerduty_url: PAGERDUTY_EVENTS.into(),
         };
         let now = Utc::now();
         let link = ack_link(

@@ -70,8 +70,8 @@ async fn send(client: &reqwest::Client, job: &Dispatch) -> (bool, String) {
         jitter: true,
     };
     match post_json(client, &job.url, body, &headers, retries).await {
-        Ok(status) => (true, format!("{} {status}", job.executor)),
-        Err(Failed::Answered(status)) => (false, format!("{} answered {status}", job.executor)),
+        Ok(a) => (true, format!("{} {}", job.executor, a.status)),
+        Err(Failed::Answered(a)) => (false, format!("{} answered {}", job.executor, a.status)),
         Err(Failed::Unreachable(e)) => (false, format!("{}: {e}", job.executor)),
     }
 }

@@ -28,6 +28,10 @@ pub enum Method {
     Webhook,
     /// Email over SMTP.
     Email,
+    /// PagerDuty's Events API v2 (the address is an integration's routing
+    /// key): signalbox in front of a PagerDuty or Opsgenie a team has.
+    #[serde(rename = "pagerduty")]
+    PagerDuty,
 }
 
 impl Method {
@@ -36,6 +40,7 @@ impl Method {
             "slack" => Some(Method::Slack),
             "webhook" => Some(Method::Webhook),
             "email" => Some(Method::Email),
+            "pagerduty" => Some(Method::PagerDuty),
             _ => None,
         }
     }
@@ -45,6 +50,7 @@ impl Method {
             Method::Slack => "slack",
             Method::Webhook => "webhook",
             Method::Email => "email",
+            Method::PagerDuty => "pagerduty",
         }
     }
 }
@@ -88,7 +94,10 @@ impl Rule {
 pub struct Person {
     pub id: String,
     pub team: String,
-    /// Address by method: a webhook URL, an email address.
+    /// Address by method: a webhook URL, an email address, a routing key.
+    /// Written out (journaled, answered) only as `shown` has it: a Slack
+    /// URL or a routing key is a credential.
+    #[serde(serialize_with = "shown_contact")]
     pub contact: BTreeMap<Method, String>,
     /// Notification rules for urgent pages, then for the others.
     pub urgent: Vec<Rule>,
@@ -189,6 +198,35 @@ impl Roster {
     pub fn keep_overrides(&mut self, from: &Roster) {
         self.overrides = from.overrides.clone();
     }
+}
+
+/// An address as it may be journaled or shown: an email address whole;
+/// a URL's scheme and host (its path holds the token of a Slack webhook);
+/// a routing key's last four characters.
+pub fn shown(method: Method, address: &str) -> String {
+    match method {
+        Method::Email => address.to_string(),
+        Method::Slack | Method::Webhook => match reqwest::Url::parse(address) {
+            Ok(url) => format!("{}://{}/…", url.scheme(), url.host_str().unwrap_or("")),
+            Err(_) => "…".to_string(),
+        },
+        Method::PagerDuty => {
+            let tail: String = address.chars().rev().take(4).collect();
+            format!("…{}", tail.chars().rev().collect::<String>())
+        }
+    }
+}
+
+fn shown_contact<S: serde::Serializer>(
+    contact: &BTreeMap<Method, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(contact.len()))?;
+    for (method, address) in contact {
+        map.serialize_entry(method, &shown(*method, address))?;
+    }
+    map.end()
 }
 
 /// A duration as whole seconds.

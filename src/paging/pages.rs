@@ -42,6 +42,24 @@ pub enum Delivery {
     Failed(String),
 }
 
+/// What an attempt tells its person's channel: the page, or (to a
+/// channel that keeps alerts of its own, PagerDuty) that it was
+/// acknowledged or resolved here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tells {
+    #[default]
+    Page,
+    Acknowledged,
+    Resolved,
+}
+
+impl Tells {
+    fn is_page(&self) -> bool {
+        *self == Tells::Page
+    }
+}
+
 /// One notification of one person by one method.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
@@ -53,6 +71,8 @@ pub struct Attempt {
     pub round: u32,
     pub at: DateTime<Utc>,
     pub delivery: Delivery,
+    #[serde(default, skip_serializing_if = "Tells::is_page")]
+    pub tells: Tells,
 }
 
 /// A notification not yet sent: a person's rule, due at a time.
@@ -104,6 +124,7 @@ pub struct Send {
     pub person: String,
     pub method: Method,
     pub address: String,
+    pub tells: Tells,
     /// The page as it stands, for the message.
     pub page: Box<Page>,
 }
@@ -141,6 +162,9 @@ pub struct PageBook {
     next: u64,
     /// Changed since the last take (for the journal).
     changed: Vec<String>,
+    /// Pages acknowledged or resolved whose channels that keep alerts of
+    /// their own are yet to be told (at the next tick).
+    to_tell: Vec<(String, Tells)>,
 }
 
 impl PageBook {
@@ -215,6 +239,12 @@ impl PageBook {
             self.forget_resolved();
         }
         let mut out = Vec::new();
+        for (id, tells) in std::mem::take(&mut self.to_tell) {
+            if let Some(page) = self.pages.get_mut(&id) {
+                tell(page, tells, roster, now, &mut out);
+                self.changed.push(id);
+            }
+        }
         for page in self.pages.values_mut() {
             if page.state != PageState::Triggered {
                 continue;
@@ -270,6 +300,13 @@ impl PageBook {
         }
         page.state = to;
         page.due.clear();
+        self.to_tell.push((
+            id.to_string(),
+            match to {
+                PageState::Acknowledged => Tells::Acknowledged,
+                _ => Tells::Resolved,
+            },
+        ));
         match to {
             PageState::Acknowledged => page.acknowledged = Some((who.to_string(), now)),
             _ => page.resolved = Some((who.to_string(), now)),
@@ -399,25 +436,67 @@ fn send_due(page: &mut Page, roster: &Roster, now: DateTime<Utc>, out: &mut Vec<
         let Some(address) = person.contact.get(&rule.method) else {
             continue;
         };
-        let n = page.attempts.len() as u32 + 1;
-        page.attempts.push(Attempt {
-            n,
-            person: d.person.clone(),
-            method: rule.method,
-            level: page.level,
-            round: page.round,
-            at: now,
-            delivery: Delivery::Sending,
-        });
-        out.push(Send {
-            page_id: page.id.clone(),
-            attempt: n,
-            person: d.person,
-            method: rule.method,
-            address: address.clone(),
-            page: Box::new(page.clone()),
-        });
+        attempt(page, &d.person, rule.method, address, Tells::Page, now, out);
     }
+}
+
+/// Tells each PagerDuty its page reached (not refused) that the page was
+/// acknowledged or resolved here, so that its own escalation stops too.
+fn tell(page: &mut Page, tells: Tells, roster: &Roster, now: DateTime<Utc>, out: &mut Vec<Send>) {
+    let mut told: Vec<String> = Vec::new();
+    let reached: Vec<String> = page
+        .attempts
+        .iter()
+        .filter(|a| a.method == Method::PagerDuty && a.tells == Tells::Page)
+        .filter(|a| !matches!(a.delivery, Delivery::Failed(_)))
+        .map(|a| a.person.clone())
+        .collect();
+    for person in reached {
+        let Some(address) = roster
+            .people
+            .get(&person)
+            .and_then(|p| p.contact.get(&Method::PagerDuty))
+        else {
+            continue;
+        };
+        if told.contains(address) {
+            continue;
+        }
+        told.push(address.clone());
+        attempt(page, &person, Method::PagerDuty, address, tells, now, out);
+    }
+}
+
+/// Records an attempt on the page and queues it to go out.
+fn attempt(
+    page: &mut Page,
+    person: &str,
+    method: Method,
+    address: &str,
+    tells: Tells,
+    now: DateTime<Utc>,
+    out: &mut Vec<Send>,
+) {
+    let n = page.attempts.len() as u32 + 1;
+    page.attempts.push(Attempt {
+        n,
+        person: person.to_string(),
+        method,
+        level: page.level,
+        round: page.round,
+        at: now,
+        delivery: Delivery::Sending,
+        tells,
+    });
+    out.push(Send {
+        page_id: page.id.clone(),
+        attempt: n,
+        person: person.to_string(),
+        method,
+        address: address.to_string(),
+        tells,
+        page: Box::new(page.clone()),
+    });
 }
 
 #[cfg(test)]

@@ -121,17 +121,24 @@ pub fn post_as(c: &Client, base: &str, token: &str, event: &Value) {
 /// logging each POST as a JSON line to `log`; HTTPS with `tls` (a
 /// certificate and its key). Its port.
 pub fn receiver(tls: Option<(&Path, &Path)>, log: &Path) -> (Kill, u16) {
-    let mut command = Command::new("python3");
-    command.arg(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/receiver.py"
-    ));
-    match tls {
-        Some((cert, key)) => command.arg(cert).arg(key),
-        None => command.args(["-", "-"]),
-    };
-    let mut child = command
-        .arg(log)
+    let plain = (Path::new("-"), Path::new("-"));
+    let (cert, key) = tls.unwrap_or(plain);
+    python_server(
+        "receiver.py",
+        &[cert.as_os_str(), key.as_os_str(), log.as_os_str()],
+    )
+}
+
+/// Starts `tests/clients/SCRIPT ARGS…`, a server that prints the port it
+/// listens on first; the process (killed when dropped) and that port.
+pub fn python_server(script: &str, args: &[&std::ffi::OsStr]) -> (Kill, u16) {
+    let mut child = Command::new("python3")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/clients")
+                .join(script),
+        )
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
@@ -142,7 +149,7 @@ pub fn receiver(tls: Option<(&Path, &Path)>, log: &Path) -> (Kill, u16) {
     let port = line
         .trim()
         .parse()
-        .unwrap_or_else(|_| panic!("no port in {line:?}"));
+        .unwrap_or_else(|_| panic!("{script}: no port in {line:?}"));
     (Kill(child), port)
 }
 

@@ -13,10 +13,10 @@ use std::time::Duration;
 use crate::common::{self, client, event, serve_deployment, wait_for};
 use serde_json::{Value, json};
 
-const OPERATOR: &str = "op-secret-1";
-const TOKENS: [&str; 2] = ["--token", "op-secret-1:operator:oskar"];
+pub(crate) const OPERATOR: &str = "op-secret-1";
+pub(crate) const TOKENS: [&str; 2] = ["--token", "op-secret-1:operator:oskar"];
 
-fn requests(log: &Path) -> Vec<Value> {
+pub(crate) fn requests(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -24,13 +24,13 @@ fn requests(log: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn body(request: &Value) -> Value {
+pub(crate) fn body(request: &Value) -> Value {
     serde_json::from_str(request["body"].as_str().unwrap()).unwrap()
 }
 
 /// The starter with dana (a signed webhook) on call alone, emil (Slack)
 /// as the second level, each level given `after`.
-fn deployment(dir: &Path, dana: u16, emil: u16, after: &str) {
+pub(crate) fn deployment(dir: &Path, dana: u16, emil: u16, after: &str) {
     common::init(dir);
     let org = std::fs::read_to_string(dir.join("organization.toml")).unwrap();
     let org = org
@@ -99,7 +99,7 @@ fn page_dana(
     (first, id)
 }
 
-fn critical(id: &str, service: &str) -> Value {
+pub(crate) fn critical(id: &str, service: &str) -> Value {
     let mut alert = event(
         id,
         "alert.firing",
@@ -110,7 +110,7 @@ fn critical(id: &str, service: &str) -> Value {
     alert
 }
 
-fn page(c: &reqwest::blocking::Client, base: &str, id: &str) -> Value {
+pub(crate) fn page(c: &reqwest::blocking::Client, base: &str, id: &str) -> Value {
     c.get(format!("{base}/v1/pages/{id}"))
         .bearer_auth(OPERATOR)
         .send()
@@ -321,27 +321,11 @@ fn an_acknowledge_from_the_source_stops_the_page() {
 /// A real SMTP server on loopback (tests/clients/smtp_receiver.py,
 /// aiosmtpd) requiring STARTTLS with a certificate of a test CA; its port.
 fn smtp_server(dir: &Path, log: &Path) -> (common::Kill, u16) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/smtp_receiver.py"
-        ))
-        .arg(dir.join("server.pem"))
-        .arg(dir.join("server.key"))
-        .arg(log)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with aiosmtpd");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no port in {line:?}"));
-    (common::Kill(child), port)
+    let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+    common::python_server(
+        "smtp_receiver.py",
+        &[cert.as_os_str(), key.as_os_str(), log.as_os_str()],
+    )
 }
 
 /// A page by email goes through a real SMTP server over STARTTLS, with

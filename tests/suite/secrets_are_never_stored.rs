@@ -14,7 +14,7 @@ const ROUTING_KEY: &str = "R0UTINGKEYTHATISSECRET0000000001";
 const TOKEN: &str = "very-secret-ingest-token";
 
 /// Every byte under `dir`, files and subdirectories (WAL files included).
-fn every_byte(dir: &Path) -> Vec<u8> {
+pub(crate) fn every_byte(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
@@ -27,7 +27,7 @@ fn every_byte(dir: &Path) -> Vec<u8> {
     out
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())
