@@ -547,6 +547,20 @@ impl Context {
         }
     }
 
+    /// The fields of `context` as policies (and step templates' `carries`)
+    /// read it: `policy_fields`, and the shared views beside them.
+    pub const FIELDS: [&str; 9] = [
+        "customer",
+        "tier",
+        "open_escalation",
+        "order",
+        "business_hours",
+        "entities",
+        "subject",
+        "services",
+        "changes",
+    ];
+
     fn policy_fields(&self, signal: &Signal, snapshot: &Snapshot) -> Value {
         let customer = self.customer_of(signal);
         let order = match split_key(&signal.subject) {
@@ -598,6 +612,22 @@ mod tests {
             data: Value::Object(data),
             ..Signal::default()
         }
+    }
+
+    /// `FIELDS` (what `validate` lets a step carry) is what policies see.
+    #[test]
+    fn the_fields_named_are_the_fields_policies_see() {
+        let ctx = Context::default();
+        let fields = ctx.policy_fields(&signal("x", "order/1", json!({})), &Snapshot::new());
+        let mut seen: Vec<&str> = fields
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        seen.extend(["services", "changes"]);
+        seen.sort_unstable();
+        let mut named = Context::FIELDS.to_vec();
+        named.sort_unstable();
+        assert_eq!(seen, named);
     }
 
     #[test]

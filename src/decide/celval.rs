@@ -52,7 +52,9 @@ enum Node<'a> {
     },
 }
 
-const SIGNAL_FIELDS: [&str; 8] = [
+/// The fields of `signal` as policies (and step templates' `carries`)
+/// read it.
+pub const SIGNAL_FIELDS: [&str; 8] = [
     "id",
     "type",
     "source",

@@ -370,6 +370,14 @@ fn read_steps(
                 format!("step `{name}`: page `{policy}` is not an [[escalation]] of {ORG_FILE}"),
             ));
         }
+        for (field, path) in &step.carries {
+            if let Err(e) = crate::flow::assemble::check_path(path) {
+                out.push(src.on(
+                    src.find_line(name, Some(path)),
+                    format!("step `{name}`: carries.{field}: {e}"),
+                ));
+            }
+        }
     }
     (out.len() == before).then_some(steps)
 }

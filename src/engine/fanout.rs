@@ -15,10 +15,26 @@ use crate::journal::Record;
 use crate::signal::Signal;
 
 impl Engine {
-    /// The steps of `option` for this decision; a fan-out takes one
-    /// sub-decision per affected order.
-    // Over 80 lines: one branch decision per open order, built in one pass.
+    /// The steps of `option` for this decision, each carrying what its
+    /// template names of the signal and the decision's context.
     pub(super) fn assemble(
+        &mut self,
+        decision: &Decision,
+        option: &str,
+        signal: &Signal,
+        choice: &Choice<'_>,
+        now: DateTime<Utc>,
+    ) -> Vec<Step> {
+        let mut steps = self.assemble_steps(decision, option, signal, choice, now);
+        let view = decision.policy_input.as_ref().and_then(|i| i.view());
+        crate::flow::assemble::carry(&mut steps, &self.decider.steps, signal, view);
+        steps
+    }
+
+    /// The steps of `option`; a fan-out takes one sub-decision per
+    /// affected order.
+    // Over 80 lines: one branch decision per open order, built in one pass.
+    fn assemble_steps(
         &mut self,
         decision: &Decision,
         option: &str,

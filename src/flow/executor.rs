@@ -122,7 +122,7 @@ impl Webhooks {
             body: serde_json::json!({
                 "flow": flow.id, "decision": flow.decision_id, "step": i, "template": step.template,
                 "process": step.process, "subject": step.subject, "attempt": step.attempts,
-                "signal": flow.signal_id, "option": flow.option,
+                "signal": flow.signal_id, "option": flow.option, "fields": step.carries,
             }),
         });
     }

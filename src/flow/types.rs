@@ -101,6 +101,33 @@ pub struct Step {
     pub compensation: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The fields of the signal and context its template carries to an
+    /// automation, taken when the flow was assembled.
+    #[serde(default, skip_serializing_if = "Carried::is_empty")]
+    pub carries: Carried,
+}
+
+/// What a step carries to its automation: field name → value.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Carried(pub std::collections::BTreeMap<String, serde_json::Value>);
+
+impl Carried {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Hashed as its JSON text (a step's fingerprint; JSON values have no
+/// `Hash` of their own).
+impl std::hash::Hash for Carried {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if !self.0.is_empty() {
+            serde_json::to_string(&self.0)
+                .unwrap_or_default()
+                .hash(state);
+        }
+    }
 }
 
 /// Lets a step's row leave out what is false (the default when read back).
@@ -126,6 +153,7 @@ impl Step {
             fallback: false,
             compensation: false,
             note: None,
+            carries: Carried::default(),
         }
     }
 }

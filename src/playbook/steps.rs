@@ -32,6 +32,11 @@ pub struct StepTemplate {
     /// when the step starts; the page ends with the step's flow.
     #[serde(default)]
     pub page: Option<String>,
+    /// What its automation's webhook body carries besides ids: field name
+    /// → a path into the signal or the decision's context
+    /// (`signal.data.job`, `context.customer.tier`).
+    #[serde(default)]
+    pub carries: BTreeMap<String, String>,
 }
 
 fn default_auto_seconds() -> u32 {

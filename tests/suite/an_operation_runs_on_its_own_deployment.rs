@@ -303,3 +303,83 @@ fn serve_without_a_deployment_names_init() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("signalbox init"), "{err}");
 }
+
+/// A backup runner reached by webhook gets what it needs to rerun the job,
+/// not only ids: the step template's `carries` names fields of the signal
+/// and of the decision's context, and the body holds their values (a path
+/// that leads nowhere, `null`). `validate` refuses a path into nothing, at
+/// its line.
+#[test]
+fn an_automation_gets_the_fields_its_step_carries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ops");
+    common::init(&dir);
+    declare_backup_failed(&dir);
+    let log = tmp.path().join("runner.jsonl");
+    let (_runner, port) = common::receiver(None, &log);
+    let org = std::fs::read_to_string(dir.join("organization.toml")).unwrap();
+    let org = org.replace(
+        "runbook = \"manual\"\n",
+        &format!("runbook = \"manual\"\nbackup_runner = \"http://127.0.0.1:{port}/rerun\"\n"),
+    );
+    std::fs::write(dir.join("organization.toml"), org).unwrap();
+    let steps = std::fs::read_to_string(dir.join("steps.toml")).unwrap();
+    let carried = "automation = \"backup_runner\"\ncarries = { host = \"signal.data.host\", error = \"signal.data.error\", failures = \"context.subject.failures\", source = \"signal.source\", nothing = \"signal.data.job.id\" }\n";
+    let with = steps.replace("minutes = 20\n", &format!("minutes = 20\n{carried}"));
+    let bad = with.replace("context.subject.failures", "context.backup.failures");
+    std::fs::write(dir.join("steps.toml"), &bad).unwrap();
+    let out = signalbox(&["validate"], &dir);
+    let line = bad
+        .lines()
+        .position(|l| l.contains("context.backup"))
+        .unwrap()
+        + 1;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("steps.toml:{line}:"))
+            && err.contains("carries.failures")
+            && err.contains("no field `backup`"),
+        "{err}"
+    );
+    std::fs::write(dir.join("steps.toml"), &with).unwrap();
+    let out = signalbox(&["validate"], &dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let c = client();
+    let s = serve_deployment(&dir, &TOKENS);
+    post(
+        &c,
+        &s,
+        &event(
+            "b2",
+            "backup.failed",
+            "backup/db2",
+            json!({"host": "db2", "error": "snapshot timed out", "attempt": 3}),
+        ),
+    );
+    let request = wait_for("the runner's request", Duration::from_secs(15), || {
+        std::fs::read_to_string(&log)
+            .ok()?
+            .lines()
+            .next()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    });
+    let body: Value = serde_json::from_str(request["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["template"], "maintenance.rerun_backup", "{body}");
+    assert_eq!(
+        body["fields"],
+        json!({
+            "host": "db2",
+            "error": "snapshot timed out",
+            "failures": 3,
+            "source": "test",
+            "nothing": null,
+        }),
+        "{body}"
+    );
+}
