@@ -190,6 +190,16 @@ impl Backend for Remote {
                 note,
             } => Box::new(move || remote.task_act(&task_id, &action, &note)),
             Request::Ramp { call, note } => Box::new(move || remote.ramp(call, &note)),
+            Request::PageAct { page_id, action } => Box::new(move || {
+                let verb = match action {
+                    crate::engine::PageAction::Acknowledge => "ack",
+                    crate::engine::PageAction::Resolve => "resolve",
+                };
+                let answer = remote
+                    .post(&format!("/v1/pages/{page_id}/{verb}"), json!({}))
+                    .map(|p| format!("page {page_id} {}", p["state"].as_str().unwrap_or("?")));
+                Message::Acted(answer)
+            }),
             Request::Explain { decision_id } => Box::new(move || remote.explain(&decision_id)),
         }
     }

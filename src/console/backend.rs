@@ -36,6 +36,11 @@ pub enum Request {
     Explain { decision_id: String },
     /// A lead's call on the guarded ramp.
     Ramp { call: LeadCall, note: String },
+    /// Acknowledge or resolve a page.
+    PageAct {
+        page_id: String,
+        action: crate::engine::PageAction,
+    },
 }
 
 impl Request {
@@ -72,6 +77,7 @@ impl Request {
             },
             Effect::Explain { decision_id } => Request::Explain { decision_id },
             Effect::Ramp { call, note } => Request::Ramp { call, note },
+            Effect::PageAct { page_id, action } => Request::PageAct { page_id, action },
             other => return Err(other),
         })
     }
@@ -166,6 +172,18 @@ impl Backend for Embedded {
             Request::Explain { decision_id } => {
                 let dir = self.data_dir.clone();
                 Box::new(move || explain(&dir, decision_id))
+            }
+            Request::PageAct { page_id, action } => {
+                let (reply, rx) = oneshot::channel();
+                let command = Command::PageAct {
+                    id: page_id,
+                    action,
+                    actor: operator.clone(),
+                    reply,
+                };
+                self.send(command, rx, |p| {
+                    format!("page {} {}", p.id, p.state.as_str())
+                })
             }
         }
     }

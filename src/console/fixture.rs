@@ -146,10 +146,106 @@ fn status(dir: PathBuf) -> Status {
         quarantined: 0,
         quarantine: Vec::new(),
         tasks: tasks(),
+        pages: pages(),
+        rota: rota(),
+        paging: crate::engine::PageFigures {
+            by_state: vec![("acknowledged".into(), 1), ("triggered".into(), 1)],
+            acknowledge_seconds: vec![("sre".into(), 95.0)],
+            channels: vec![
+                crate::engine::ChannelRow {
+                    method: "email".into(),
+                    failed: 1,
+                    failing: true,
+                    last_failure: Some((at(19), "answered 554".into())),
+                    ..Default::default()
+                },
+                crate::engine::ChannelRow {
+                    method: "slack".into(),
+                    delivered: 2,
+                    ..Default::default()
+                },
+            ],
+        },
         attached: None,
         data_dir: dir,
         rules_version: String::new(),
     }
+}
+
+/// Two pages: one still escalating (its email failed), one acknowledged.
+fn pages() -> Vec<crate::paging::Page> {
+    use crate::paging::pages::Tells;
+    use crate::paging::{Attempt, Delivery, Method, Page, PageState, Urgency};
+    let attempt = |n, person: &str, method, minute, delivery| Attempt {
+        n,
+        person: person.into(),
+        method,
+        level: 0,
+        round: 0,
+        at: at(minute),
+        delivery,
+        tells: Tells::Page,
+    };
+    let page = |i: usize, state, minute| Page {
+        id: format!("P{i:07}"),
+        policy: "sre".into(),
+        urgency: Urgency::High,
+        title: format!("alert.firing on service/api-{i}: incident.page"),
+        why: format!("decision D{i:07} chose `page_oncall`"),
+        subject: format!("service/api-{i}"),
+        decision_id: Some(format!("D{i:07}")),
+        flow_id: Some(format!("F{i:07}")),
+        state,
+        level: 0,
+        round: 0,
+        level_since: at(minute),
+        opened: at(minute),
+        acknowledged: None,
+        resolved: None,
+        attempts: vec![attempt(
+            1,
+            "dana",
+            Method::Slack,
+            minute,
+            Delivery::Delivered("answered 200 OK".into()),
+        )],
+        due: Vec::new(),
+    };
+    let mut open = page(2, PageState::Triggered, 18);
+    open.attempts.push(attempt(
+        2,
+        "dana",
+        Method::Email,
+        19,
+        Delivery::Failed("answered 554".into()),
+    ));
+    let mut acked = page(1, PageState::Acknowledged, 5);
+    acked.acknowledged = Some(("dana".into(), at(6)));
+    vec![open, acked]
+}
+
+/// Two schedules: one covered, one in a gap until the morning.
+fn rota() -> Vec<crate::paging::Rota> {
+    use crate::paging::{OnCall, Rota};
+    let on = |schedule: &str, person: Option<&str>, by: &str, until| OnCall {
+        schedule: schedule.into(),
+        team: "sre".into(),
+        person: person.map(String::from),
+        by: by.into(),
+        until: Some(at(until)),
+    };
+    vec![
+        Rota {
+            now: on("sre-primary", Some("dana"), "layer 1", 60 * 24 * 3),
+            next: Some(on("sre-primary", Some("emil"), "layer 1", 60 * 24 * 10)),
+            gap: None,
+        },
+        Rota {
+            now: on("sre-nights", None, "gap", 60 * 7),
+            next: Some(on("sre-nights", Some("emil"), "override O00001", 60 * 9)),
+            gap: Some((at(20), at(60 * 7))),
+        },
+    ]
 }
 
 /// Two open tasks: one late on a flow whose SLA was escalated, one an undo.

@@ -21,6 +21,7 @@ pub enum Scope {
     Dialog,
     Review,
     Tasks,
+    Pages,
     Table,
     Global,
 }
@@ -32,6 +33,7 @@ impl Scope {
             Scope::Table => "table",
             Scope::Review => "review",
             Scope::Tasks => "tasks",
+            Scope::Pages => "pages",
             Scope::Dialog => "dialog",
         }
     }
@@ -66,6 +68,8 @@ pub enum KeyAction {
     Complete,
     Fail,
     Reassign,
+    Acknowledge,
+    Resolve,
     Confirm,
     Cancel,
 }
@@ -97,6 +101,8 @@ const ACTIONS: &[(&str, KeyAction, &str)] = &[
     ("complete", KeyAction::Complete, "complete"),
     ("fail", KeyAction::Fail, "fail"),
     ("reassign", KeyAction::Reassign, "reassign"),
+    ("acknowledge", KeyAction::Acknowledge, "acknowledge"),
+    ("resolve", KeyAction::Resolve, "resolve"),
     ("confirm", KeyAction::Confirm, "confirm"),
     ("cancel", KeyAction::Cancel, "cancel"),
 ];
@@ -271,6 +277,8 @@ struct KeymapFile {
     #[serde(default)]
     tasks: BTreeMap<String, Vec<String>>,
     #[serde(default)]
+    pages: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
     dialog: BTreeMap<String, Vec<String>>,
 }
 
@@ -370,6 +378,7 @@ impl Keymap {
                 (Scope::Table, parsed.table),
                 (Scope::Review, parsed.review),
                 (Scope::Tasks, parsed.tasks),
+                (Scope::Pages, parsed.pages),
                 (Scope::Dialog, parsed.dialog),
             ] {
                 for (action_name, keys) in table {

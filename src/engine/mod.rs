@@ -27,7 +27,7 @@ mod tasks;
 mod types;
 mod watch;
 
-pub use paging::{OverrideRefused, PageAction};
+pub use paging::{ChannelRow, OverrideRefused, PageAction, PageFigures};
 pub use types::*;
 
 use std::path::{Path, PathBuf};

@@ -89,11 +89,24 @@ pub struct Overview {
     pub attached: Option<usize>,
     /// Open tasks, most urgent first (at most `TASKS_SHOWN`).
     pub tasks: Vec<crate::flow::Task>,
+    /// Pages, open ones first, then those ended most recently (at most
+    /// `PAGES_SHOWN`).
+    #[serde(default)]
+    pub pages: Vec<crate::paging::Page>,
+    /// Each schedule: who is on call now, next, and the next gap.
+    #[serde(default)]
+    pub rota: Vec<crate::paging::Rota>,
+    /// Pages by state, mean time to acknowledge, the channels' deliveries.
+    #[serde(default)]
+    pub paging: super::PageFigures,
     pub data_dir: PathBuf,
 }
 
 /// Open tasks the Tasks view lists, at most.
 pub const TASKS_SHOWN: usize = 500;
+
+/// Pages the Pages view lists, at most.
+pub const PAGES_SHOWN: usize = 200;
 
 /// Builds the status from the engine's state.
 pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
@@ -169,6 +182,9 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
             tasks.truncate(TASKS_SHOWN);
             tasks
         },
+        pages: engine.pages_shown(PAGES_SHOWN),
+        rota: engine.rota(now),
+        paging: engine.page_figures(),
         data_dir: engine.data_dir().to_path_buf(),
     }
 }

@@ -11,7 +11,7 @@ use super::{Engine, EngineEvent};
 use crate::flow::{FlowEvent, FlowEventKind};
 use crate::journal::Record;
 use crate::paging::pages::{Opening, PageRefused, Send};
-use crate::paging::{OnCall, Override, Page, PageBook, PageState, Urgency};
+use crate::paging::{Delivery, Method, OnCall, Override, Page, PageBook, PageState, Urgency};
 use crate::review::Actor;
 
 /// The engine's pages, and the notifications due to go out.
@@ -22,10 +22,28 @@ pub(super) struct Paging {
     next_override: u64,
 }
 
-/// Pages by state, and each team's mean seconds to acknowledge.
+/// Pages by state, each team's mean seconds to acknowledge, and how each
+/// channel has been delivering (over the pages in memory).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PageFigures {
     pub by_state: Vec<(String, u64)>,
     pub acknowledge_seconds: Vec<(String, f64)>,
+    #[serde(default)]
+    pub channels: Vec<ChannelRow>,
+}
+
+/// A channel's attempts: delivered, failed, in flight, and the last
+/// failure (when, and the channel's answer).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChannelRow {
+    pub method: String,
+    pub delivered: u64,
+    pub failed: u64,
+    pub sending: u64,
+    /// Whether its last attempt failed: the channel is down, as far as
+    /// signalbox can tell.
+    pub failing: bool,
+    pub last_failure: Option<(DateTime<Utc>, String)>,
 }
 
 /// Acknowledge or resolve.
@@ -175,6 +193,14 @@ impl Engine {
             .collect()
     }
 
+    /// At most `n` pages: the open ones, newest first, then those that
+    /// ended, newest first.
+    pub fn pages_shown(&self, n: usize) -> Vec<Page> {
+        let mut pages: Vec<&Page> = self.paging.book.pages.values().rev().collect();
+        pages.sort_by_key(|p| p.state == PageState::Resolved);
+        pages.into_iter().take(n).cloned().collect()
+    }
+
     /// Pages in memory by state, and each team's mean time from a page's
     /// opening to its acknowledgement (over those acknowledged), for
     /// `/metrics`. A page's team is the one whose policy it pages (else
@@ -190,7 +216,32 @@ impl Engine {
         };
         let mut by_state: std::collections::BTreeMap<String, u64> = Default::default();
         let mut acked: std::collections::BTreeMap<String, (f64, u32)> = Default::default();
+        let mut channels: std::collections::BTreeMap<Method, (ChannelRow, DateTime<Utc>)> =
+            Default::default();
         for page in self.paging.book.pages.values() {
+            for a in &page.attempts {
+                let (row, last) = channels.entry(a.method).or_insert_with(|| {
+                    let row = ChannelRow {
+                        method: a.method.as_str().to_string(),
+                        ..ChannelRow::default()
+                    };
+                    (row, a.at)
+                });
+                match &a.delivery {
+                    Delivery::Delivered(_) => row.delivered += 1,
+                    Delivery::Sending => row.sending += 1,
+                    Delivery::Failed(why) => {
+                        row.failed += 1;
+                        if row.last_failure.as_ref().is_none_or(|(t, _)| *t <= a.at) {
+                            row.last_failure = Some((a.at, why.clone()));
+                        }
+                    }
+                }
+                if a.at >= *last && !matches!(a.delivery, Delivery::Sending) {
+                    *last = a.at;
+                    row.failing = matches!(a.delivery, Delivery::Failed(_));
+                }
+            }
             *by_state.entry(page.state.as_str().to_string()).or_default() += 1;
             if let Some((_, at)) = &page.acknowledged {
                 let took = (*at - page.opened).num_milliseconds() as f64 / 1000.0;
@@ -205,12 +256,18 @@ impl Engine {
                 .into_iter()
                 .map(|(team, (sum, n))| (team, sum / f64::from(n.max(1))))
                 .collect(),
+            channels: channels.into_values().map(|(row, _)| row).collect(),
         }
     }
 
     /// One page in memory.
     pub fn page(&self, id: &str) -> Option<Page> {
         self.paging.book.pages.get(id).cloned()
+    }
+
+    /// Each schedule now and next, for the On-call view.
+    pub fn rota(&self, at: DateTime<Utc>) -> Vec<crate::paging::Rota> {
+        self.context.roster.rota(at, None)
     }
 
     /// Who is on call at `at` (of `team`).

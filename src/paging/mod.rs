@@ -193,11 +193,36 @@ impl Roster {
         out
     }
 
+    /// Each schedule (of `team` only, if given) at `at`: who is on call and
+    /// until when, who comes next, and the first gap within a week.
+    pub fn rota(&self, at: DateTime<Utc>, team: Option<&str>) -> Vec<Rota> {
+        self.schedules
+            .values()
+            .filter(|s| team.is_none_or(|t| s.team == t))
+            .map(|s| {
+                let now = s.on_call(at, &self.overrides);
+                let next = now.until.map(|t| s.on_call(t, &self.overrides));
+                let gap = s.gaps(at, Duration::days(7)).into_iter().next();
+                Rota { now, next, gap }
+            })
+            .collect()
+    }
+
     /// Keeps the overrides of `from` (set at run time) over this roster's
     /// schedules, as a reload keeps them.
     pub fn keep_overrides(&mut self, from: &Roster) {
         self.overrides = from.overrides.clone();
     }
+}
+
+/// A schedule now and next: the On-call view's row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rota {
+    pub now: OnCall,
+    /// Who is on call once `now` ends.
+    pub next: Option<OnCall>,
+    /// The first stretch within a week when nobody is (layers only).
+    pub gap: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 /// An address as it may be journaled or shown: an email address whole;

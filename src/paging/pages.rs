@@ -370,6 +370,66 @@ impl PageBook {
     }
 }
 
+/// A page as text, for the console's detail and `explain`: what, why,
+/// where it stands, every attempt and what is due next.
+pub fn describe(page: &Page) -> Vec<String> {
+    let time = |t: &DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let mut out = vec![
+        format!(
+            "{} {} ({:?}) · policy {} · level {} · round {}",
+            page.id,
+            page.state.as_str(),
+            page.urgency,
+            page.policy,
+            page.level + 1,
+            page.round + 1
+        ),
+        page.title.clone(),
+        format!("why: {}", page.why),
+        format!("opened {}", time(&page.opened)),
+    ];
+    if let Some((who, at)) = &page.acknowledged {
+        out.push(format!("acknowledged by {who} at {}", time(at)));
+    }
+    if let Some((who, at)) = &page.resolved {
+        out.push(format!("resolved by {who} at {}", time(at)));
+    }
+    out.push(format!("attempts ({}):", page.attempts.len()));
+    for a in &page.attempts {
+        let how = match &a.delivery {
+            Delivery::Sending => "sending".to_string(),
+            Delivery::Delivered(answer) => format!("delivered: {answer}"),
+            Delivery::Failed(why) => format!("FAILED: {why}"),
+        };
+        let tells = match a.tells {
+            Tells::Page => String::new(),
+            Tells::Acknowledged => " (tells: acknowledged)".into(),
+            Tells::Resolved => " (tells: resolved)".into(),
+        };
+        out.push(format!(
+            "  #{} {} {} by {} · level {} round {}{tells} · {how}",
+            a.n,
+            a.at.format("%H:%M:%S"),
+            a.person,
+            a.method.as_str(),
+            a.level + 1,
+            a.round + 1
+        ));
+    }
+    if !page.due.is_empty() {
+        out.push("due:".into());
+        for d in &page.due {
+            out.push(format!(
+                "  {} (rule {}) at {}",
+                d.person,
+                d.rule + 1,
+                time(&d.at)
+            ));
+        }
+    }
+    out
+}
+
 /// Schedules the current level's people by their rules, from now.
 fn page_level(page: &mut Page, roster: &Roster, now: DateTime<Utc>) {
     page.level_since = now;

@@ -220,7 +220,7 @@ pub struct Schedule {
 }
 
 /// Who is on call at a moment, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnCall {
     pub schedule: String,
     pub team: String,

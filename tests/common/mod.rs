@@ -352,3 +352,32 @@ pub fn durable(dir: &Path, id: &str) -> bool {
     ) + count("signalbox.db", "SELECT COUNT(*) FROM signals WHERE id = ?1")
         > 0
 }
+
+/// The starter with dana (a signed webhook) on call alone, emil (Slack)
+/// as the second level, each level given `after`.
+pub fn paged_deployment(dir: &Path, dana: u16, emil: u16, after: &str) {
+    init(dir);
+    let org = std::fs::read_to_string(dir.join("organization.toml")).unwrap();
+    let org = org
+        .replace(
+            "contact = { slack = \"https://hooks.slack.com/services/T000/B000/dana\", email = \"dana@example.com\" }\nurgent = [\"slack\", \"email after 2m\"]",
+            &format!("contact = {{ webhook = \"http://127.0.0.1:{dana}/dana\" }}\nurgent = [\"webhook\"]"),
+        )
+        .replace(
+            "contact = { slack = \"https://hooks.slack.com/services/T000/B000/emil\", email = \"emil@example.com\" }\nurgent = [\"slack\", \"email after 2m\"]",
+            &format!("contact = {{ slack = \"http://127.0.0.1:{emil}/emil\" }}\nurgent = [\"slack\"]"),
+        )
+        .replace("low = [\"email\"]\n", "")
+        .replace("members = [\"dana\", \"emil\"]", "members = [\"dana\"]")
+        .replace("repeats = 1", "repeats = 0")
+        .replace(
+            "targets = [\"schedule:sre-primary\"]\nafter = \"5m\"",
+            &format!("targets = [\"schedule:sre-primary\"]\nafter = \"{after}\""),
+        )
+        .replace(
+            "targets = [\"team:sre\", \"person:dana\", \"person:emil\"]\nafter = \"10m\"",
+            &format!("targets = [\"person:emil\"]\nafter = \"{after}\""),
+        );
+    assert!(org.contains(&format!("127.0.0.1:{dana}")) && org.contains("person:emil\"]"));
+    std::fs::write(dir.join("organization.toml"), org).unwrap();
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::common::{self, client, serve_deployment, wait_for};
 use crate::pages_reach_people_and_stop_when_acknowledged::{
-    OPERATOR, TOKENS, body, critical, deployment, page, requests,
+    OPERATOR, TOKENS, body, critical, page, requests,
 };
 use serde_json::Value;
 
@@ -56,7 +56,7 @@ fn a_page_triggers_acknowledges_and_resolves_a_pagerduty_alert() {
     let pd_log = tmp.path().join("pagerduty.jsonl");
     let (_pd, pd_port) = common::python_server("pagerduty_receiver.py", &[pd_log.as_os_str()]);
     let dir = tmp.path().join("ops");
-    deployment(&dir, 1, 1, "1m");
+    common::paged_deployment(&dir, 1, 1, "1m");
     reach_dana(
         &dir,
         &format!("contact = {{ pagerduty = \"{ROUTING_KEY}\" }}\nurgent = [\"pagerduty\"]"),
@@ -169,7 +169,7 @@ fn a_channel_that_is_down_moves_the_page_to_the_next_method() {
     let hook_log = tmp.path().join("dana.jsonl");
     let (_hook, hook_port) = common::receiver(None, &hook_log);
     let dir = tmp.path().join("ops");
-    deployment(&dir, 1, 1, "1h");
+    common::paged_deployment(&dir, 1, 1, "1h");
     let dead = common::free_port();
     reach_dana(
         &dir,

@@ -28,35 +28,6 @@ pub(crate) fn body(request: &Value) -> Value {
     serde_json::from_str(request["body"].as_str().unwrap()).unwrap()
 }
 
-/// The starter with dana (a signed webhook) on call alone, emil (Slack)
-/// as the second level, each level given `after`.
-pub(crate) fn deployment(dir: &Path, dana: u16, emil: u16, after: &str) {
-    common::init(dir);
-    let org = std::fs::read_to_string(dir.join("organization.toml")).unwrap();
-    let org = org
-        .replace(
-            "contact = { slack = \"https://hooks.slack.com/services/T000/B000/dana\", email = \"dana@example.com\" }\nurgent = [\"slack\", \"email after 2m\"]",
-            &format!("contact = {{ webhook = \"http://127.0.0.1:{dana}/dana\" }}\nurgent = [\"webhook\"]"),
-        )
-        .replace(
-            "contact = { slack = \"https://hooks.slack.com/services/T000/B000/emil\", email = \"emil@example.com\" }\nurgent = [\"slack\", \"email after 2m\"]",
-            &format!("contact = {{ slack = \"http://127.0.0.1:{emil}/emil\" }}\nurgent = [\"slack\"]"),
-        )
-        .replace("low = [\"email\"]\n", "")
-        .replace("members = [\"dana\", \"emil\"]", "members = [\"dana\"]")
-        .replace("repeats = 1", "repeats = 0")
-        .replace(
-            "targets = [\"schedule:sre-primary\"]\nafter = \"5m\"",
-            &format!("targets = [\"schedule:sre-primary\"]\nafter = \"{after}\""),
-        )
-        .replace(
-            "targets = [\"team:sre\", \"person:dana\", \"person:emil\"]\nafter = \"10m\"",
-            &format!("targets = [\"person:emil\"]\nafter = \"{after}\""),
-        );
-    assert!(org.contains(&format!("127.0.0.1:{dana}")) && org.contains("person:emil\"]"));
-    std::fs::write(dir.join("organization.toml"), org).unwrap();
-}
-
 /// A served deployment paging two real receivers, and where they log.
 struct Paged {
     _tmp: tempfile::TempDir,
@@ -72,7 +43,7 @@ fn paged(after: &str) -> Paged {
     let (dana, dana_port) = common::receiver(None, &dana_log);
     let (emil, emil_port) = common::receiver(None, &emil_log);
     let dir = tmp.path().join("ops");
-    deployment(&dir, dana_port, emil_port, after);
+    common::paged_deployment(&dir, dana_port, emil_port, after);
     let s = serve_deployment(&dir, &TOKENS);
     Paged {
         _tmp: tmp,
@@ -339,7 +310,7 @@ fn a_page_by_email_goes_through_smtp_with_starttls() {
     let (_smtp, smtp_port) = smtp_server(tmp.path(), &mail_log);
     let (_emil, emil_port) = common::receiver(None, &tmp.path().join("emil.jsonl"));
     let dir = tmp.path().join("ops");
-    deployment(&dir, 1, emil_port, "1m");
+    common::paged_deployment(&dir, 1, emil_port, "1m");
     let org = std::fs::read_to_string(dir.join("organization.toml")).unwrap();
     let org = org.replace(
         "contact = { webhook = \"http://127.0.0.1:1/dana\" }\nurgent = [\"webhook\"]",

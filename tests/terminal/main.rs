@@ -6,6 +6,7 @@
 mod common;
 
 mod a_deployment_console_reopens_its_journal;
+mod an_on_call_engineer_acknowledges_a_page_in_the_console;
 mod an_operator_approves_in_a_real_terminal;
 mod the_console_answers_keys_in_a_storm;
 mod two_operators_attach_to_one_server;

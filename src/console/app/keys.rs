@@ -225,6 +225,18 @@ impl App {
             {
                 return self.start_task_action(action);
             }
+            KeyAction::Acknowledge | KeyAction::Resolve if self.view == View::Pages => {
+                if let Some(page) = self.selected_page() {
+                    let action = match action {
+                        KeyAction::Acknowledge => crate::engine::PageAction::Acknowledge,
+                        _ => crate::engine::PageAction::Resolve,
+                    };
+                    effects.push(Effect::PageAct {
+                        page_id: page.id.clone(),
+                        action,
+                    });
+                }
+            }
             _ => {}
         }
         Focus::Normal
@@ -283,6 +295,14 @@ impl App {
                 }
                 Focus::Normal
             }
+            View::Pages => match self.status.as_ref().and_then(|s| s.pages.get(i)) {
+                Some(page) => Focus::Detail(Detail {
+                    title: format!("page {}", page.id),
+                    lines: crate::paging::pages::describe(page),
+                    scroll: 0,
+                }),
+                None => Focus::Normal,
+            },
             _ => Focus::Normal,
         }
     }

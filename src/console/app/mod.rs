@@ -165,6 +165,9 @@ impl App {
                 if self.view == View::Tasks {
                     c.push(Scope::Tasks);
                 }
+                if self.view == View::Pages {
+                    c.push(Scope::Pages);
+                }
                 if self.view.is_table() {
                     c.push(Scope::Table);
                 }
@@ -244,6 +247,14 @@ impl App {
         let t = self.tables.get(&View::Tasks).copied().unwrap_or_default();
         let i = rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
         self.status.as_ref()?.tasks.get(i)
+    }
+
+    /// The page under the cursor.
+    pub fn selected_page(&self) -> Option<&crate::paging::Page> {
+        let rows = self.rows(View::Pages);
+        let t = self.tables.get(&View::Pages).copied().unwrap_or_default();
+        let i = rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
+        self.status.as_ref()?.pages.get(i)
     }
 
     /// Who holds an item now, and since when: a claim lapses after the

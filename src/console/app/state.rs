@@ -22,6 +22,8 @@ pub enum View {
     Flows,
     Review,
     Tasks,
+    Pages,
+    OnCall,
     Health,
     Audit,
     Changes,
@@ -34,6 +36,12 @@ pub const VIEWS: &[(View, &str, &[&str])] = &[
     (View::Flows, "flows", &["f", "fl", "flow"]),
     (View::Review, "review", &["r", "rev", "queue", "q"]),
     (View::Tasks, "tasks", &["t", "task", "todo", "work"]),
+    (View::Pages, "pages", &["p", "pg", "page", "paging"]),
+    (
+        View::OnCall,
+        "oncall",
+        &["on-call", "who", "rota", "schedules"],
+    ),
     (View::Health, "health", &["h", "services", "teams"]),
     (View::Audit, "audit", &["a", "decisions", "log"]),
     (View::Changes, "changes", &["c", "ch", "shadow", "diff"]),
@@ -290,6 +298,11 @@ pub enum Effect {
     Ramp {
         call: crate::decide::ramp::LeadCall,
         note: String,
+    },
+    /// Acknowledge or resolve a page.
+    PageAct {
+        page_id: String,
+        action: crate::engine::PageAction,
     },
     SwitchTheme(String),
     Quit,

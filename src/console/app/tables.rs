@@ -76,6 +76,8 @@ impl App {
                 View::Audit => self.audit.len(),
                 View::Changes => self.changes.len(),
                 View::Tasks => self.status.as_ref().map_or(0, |s| s.tasks.len()),
+                View::Pages => self.status.as_ref().map_or(0, |s| s.pages.len()),
+                View::OnCall => self.status.as_ref().map_or(0, |s| s.rota.len()),
                 View::Health => self
                     .status
                     .as_ref()
@@ -158,6 +160,32 @@ impl App {
                                 agent,
                                 &t.signal_type,
                             ])
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            View::Pages => self
+                .status
+                .as_ref()
+                .map(|s| {
+                    (0..s.pages.len())
+                        .filter(|&i| {
+                            let p = &s.pages[i];
+                            let by = p.acknowledged.as_ref().map_or("", |(who, _)| who.as_str());
+                            matches(&[&p.id, &p.title, &p.policy, &p.subject, p.state.as_str(), by])
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            View::OnCall => self
+                .status
+                .as_ref()
+                .map(|s| {
+                    (0..s.rota.len())
+                        .filter(|&i| {
+                            let r = &s.rota[i].now;
+                            let who = r.person.as_deref().unwrap_or("gap");
+                            matches(&[&r.schedule, &r.team, who])
                         })
                         .collect()
                 })

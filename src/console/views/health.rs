@@ -84,7 +84,18 @@ fn draw_breakers(frame: &mut Frame, breakers_area: Rect, status: &Status, theme:
             Cell::from(b.trips.to_string()),
         ])
     });
-    let mut breakers: Vec<Row> = model.into_iter().chain(executors).collect();
+    // Each paging channel, by its last attempt: failing means people are
+    // being moved on to their next method.
+    let channels = status.paging.channels.iter().map(|c| {
+        let state = if c.failing { "failing" } else { "delivering" };
+        Row::new(vec![
+            Cell::from(format!("page by {}", c.method)),
+            Cell::from(state).style(if c.failing { theme.bad() } else { theme.ok() }),
+            Cell::from(c.failed.to_string()),
+            Cell::from(""),
+        ])
+    });
+    let mut breakers: Vec<Row> = model.into_iter().chain(executors).chain(channels).collect();
     if breakers.is_empty() {
         breakers.push(Row::new(vec![
             Cell::from("no automation has run yet").style(theme.muted()),

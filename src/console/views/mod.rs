@@ -6,7 +6,9 @@ mod audit;
 mod changes;
 mod flows;
 mod health;
+mod oncall;
 mod overview;
+mod pages;
 mod review;
 mod signals;
 mod tasks;
@@ -59,6 +61,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
         View::Flows => flows::draw(frame, body, app),
         View::Review => review::draw(frame, body, app),
         View::Tasks => tasks::draw(frame, body, app),
+        View::Pages => pages::draw(frame, body, app),
+        View::OnCall => oncall::draw(frame, body, app),
         View::Health => health::draw(frame, body, app),
         View::Audit => audit::draw(frame, body, app),
         View::Changes => changes::draw(frame, body, app),
@@ -495,6 +499,17 @@ pub fn state_style(theme: &Theme, state: &str) -> Style {
         "failed" | "down" | "open" | "compensated" => theme.bad(),
         "waiting_human" | "degraded" | "half_open" | "review" => theme.warn(),
         _ => theme.base(),
+    }
+}
+
+/// A span of time as the tables show it: `42s`, `17m`, `3h`, `2d`.
+pub fn age(span: chrono::Duration) -> String {
+    let s = span.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{}m", s / 60),
+        3_600..86_400 => format!("{}h", s / 3_600),
+        _ => format!("{}d", s / 86_400),
     }
 }
 

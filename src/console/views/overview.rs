@@ -27,7 +27,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         return;
     };
     let [row1, row2, row3] = Layout::vertical([
-        Constraint::Length(5),
+        Constraint::Length(6),
         Constraint::Length(5),
         Constraint::Min(6),
     ])
@@ -141,11 +141,54 @@ fn activity(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
                 theme.base(),
             ),
         ]),
+        pages_line(status, theme),
     ];
     frame.render_widget(
         Paragraph::new(lines).block(titled("flows", theme)),
         inflight,
     );
+}
+
+/// Pages not yet acknowledged, and each team's mean time to acknowledge.
+fn pages_line<'a>(status: &Status, theme: &crate::console::theme::Theme) -> Line<'a> {
+    let count = |state: &str| {
+        status
+            .paging
+            .by_state
+            .iter()
+            .find(|(s, _)| s == state)
+            .map_or(0, |(_, n)| *n)
+    };
+    let unacknowledged = count("triggered");
+    let mtta: Vec<String> = status
+        .paging
+        .acknowledge_seconds
+        .iter()
+        .map(|(team, secs)| {
+            format!(
+                "{team} {}",
+                super::age(chrono::Duration::seconds(*secs as i64))
+            )
+        })
+        .collect();
+    Line::from(vec![
+        Span::styled("paging      ", theme.muted()),
+        Span::styled(
+            unacknowledged.to_string(),
+            if unacknowledged > 0 {
+                theme.bad()
+            } else {
+                theme.ok()
+            },
+        ),
+        Span::styled(
+            match mtta.is_empty() {
+                true => " unacked".to_string(),
+                false => format!(" unacked · MTTA {}", mtta.join(", ")),
+            },
+            theme.muted(),
+        ),
+    ])
 }
 
 /// Automation, overrides, outcomes in SLA, and each service's health.
