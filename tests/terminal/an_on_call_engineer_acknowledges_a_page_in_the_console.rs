@@ -85,7 +85,7 @@ fn a_page_is_acknowledged_with_one_key_and_escalates_no_further() {
     );
     wait_for(
         &session,
-        |s| s.contains("acknowledged  1·1") && s.contains("tess"),
+        |s| s.contains("acknowledged 1·1") && s.contains("tess"),
         "the page acknowledged by the console's operator",
     );
     keys(&session, &["Enter"]);

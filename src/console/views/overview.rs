@@ -172,7 +172,7 @@ fn pages_line<'a>(status: &Status, theme: &crate::console::theme::Theme) -> Line
         })
         .collect();
     Line::from(vec![
-        Span::styled("paging      ", theme.muted()),
+        Span::styled("unacked pages ", theme.muted()),
         Span::styled(
             unacknowledged.to_string(),
             if unacknowledged > 0 {
@@ -183,8 +183,8 @@ fn pages_line<'a>(status: &Status, theme: &crate::console::theme::Theme) -> Line
         ),
         Span::styled(
             match mtta.is_empty() {
-                true => " unacked".to_string(),
-                false => format!(" unacked · MTTA {}", mtta.join(", ")),
+                true => String::new(),
+                false => format!(" · MTTA {}", mtta.join(", ")),
             },
             theme.muted(),
         ),

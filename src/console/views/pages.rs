@@ -33,12 +33,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ],
         &[
             Constraint::Length(9),
-            Constraint::Length(13),
-            Constraint::Length(6),
-            Constraint::Length(6),
             Constraint::Length(12),
-            Constraint::Length(24),
-            Constraint::Min(20),
+            Constraint::Length(5),
+            Constraint::Length(4),
+            Constraint::Length(8),
+            Constraint::Length(22),
+            Constraint::Min(8),
         ],
         |i, _| {
             let p = &status.pages[i];
