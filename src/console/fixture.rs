@@ -210,6 +210,7 @@ fn pages() -> Vec<crate::paging::Page> {
             Delivery::Delivered("answered 200 OK".into()),
         )],
         due: Vec::new(),
+        notes: Vec::new(),
     };
     let mut open = page(2, PageState::Triggered, 18);
     open.attempts.push(attempt(

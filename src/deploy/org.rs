@@ -59,6 +59,8 @@ struct TeamFile {
     oncall: Vec<Spanned<String>>,
     /// The team's escalation policy (`[[escalation]]`).
     escalation: Option<Spanned<String>>,
+    /// Who is paged when a level of the team's policy reaches nobody.
+    lead: Option<Spanned<String>>,
 }
 
 fn team_capacity() -> u32 {
@@ -263,7 +265,7 @@ pub fn read(src: &Source<'_>, out: &mut Vec<Problem>) -> Option<Organization> {
         teams: file
             .teams
             .iter()
-            .map(|t| (&t.id, t.escalation.as_ref()))
+            .map(|t| (&t.id, t.escalation.as_ref(), t.lead.as_ref()))
             .collect(),
         schedules: &file.schedules,
         escalations: &file.escalations,

@@ -70,12 +70,20 @@ struct LevelFile {
 pub(super) struct RosterFiles<'a> {
     /// Each person: id, team, how to reach them.
     pub people: Vec<(&'a Spanned<String>, &'a str, &'a Reach)>,
-    pub teams: Vec<(&'a Spanned<String>, Option<&'a Spanned<String>>)>,
+    /// Each team, its escalation policy and its lead.
+    pub teams: Vec<TeamPaging<'a>>,
     pub schedules: &'a [ScheduleFile],
     pub escalations: &'a [EscalationFile],
     /// The calendar's zone, for schedules that name none.
     pub timezone: Option<chrono_tz::Tz>,
 }
+
+/// A team's id, escalation policy and lead, as written.
+pub(super) type TeamPaging<'a> = (
+    &'a Spanned<String>,
+    Option<&'a Spanned<String>>,
+    Option<&'a Spanned<String>>,
+);
 
 /// Reads and checks the roster; problems go to `out`.
 pub(super) fn read(src: &Source<'_>, files: &RosterFiles<'_>, out: &mut Vec<Problem>) -> Roster {
@@ -87,7 +95,7 @@ pub(super) fn read(src: &Source<'_>, files: &RosterFiles<'_>, out: &mut Vec<Prob
     let teams: BTreeSet<&str> = files
         .teams
         .iter()
-        .map(|(t, _)| t.get_ref().as_str())
+        .map(|(t, _, _)| t.get_ref().as_str())
         .collect();
     for s in files.schedules {
         if let Some(schedule) = read_schedule(src, s, &teams, &roster, files.timezone, out) {
@@ -99,7 +107,28 @@ pub(super) fn read(src: &Source<'_>, files: &RosterFiles<'_>, out: &mut Vec<Prob
             roster.policies.insert(policy.id.clone(), policy);
         }
     }
-    for (team, policy) in &files.teams {
+    for (team, _, lead) in &files.teams {
+        let Some(lead) = lead else { continue };
+        match roster.people.get(lead.get_ref()) {
+            Some(p) if !p.contact.is_empty() => {
+                roster
+                    .team_leads
+                    .insert(team.get_ref().clone(), lead.get_ref().clone());
+            }
+            Some(_) => out.push(src.at(
+                lead.span().start,
+                format!("lead `{}` has no contact to be paged by", lead.get_ref()),
+            )),
+            None => out.push(src.at(
+                lead.span().start,
+                format!(
+                    "lead `{}` is not an [[agent]] or [[person]]",
+                    lead.get_ref()
+                ),
+            )),
+        }
+    }
+    for (team, policy, _) in &files.teams {
         let Some(policy) = policy else { continue };
         if !roster.policies.contains_key(policy.get_ref()) {
             out.push(src.at(

@@ -24,6 +24,7 @@ pub fn render(e: &Explanation) -> String {
         scores,
         actions,
         flow,
+        pages,
         branches_and_feedback,
         chain,
     ] {
@@ -296,6 +297,20 @@ fn flow(out: &mut String, e: &Explanation) {
     }
 }
 
+/// The pages it started: who was told, how, and what came of it.
+fn pages(out: &mut String, e: &Explanation) {
+    for page in &e.pages {
+        line(out, "");
+        let mut lines = crate::paging::pages::describe(page).into_iter();
+        if let Some(first) = lines.next() {
+            line(out, format!("page {first}"));
+        }
+        for l in lines {
+            line(out, format!("  {l}"));
+        }
+    }
+}
+
 /// Its fan-out's branches, and what the model learned from it.
 fn branches_and_feedback(out: &mut String, e: &Explanation) {
     if !e.children.is_empty() {
@@ -365,6 +380,7 @@ pub fn to_json(e: &Explanation) -> Value {
         "feedback": e.feedback,
         "flow": e.flow,
         "flow_events": e.flow_events,
+        "pages": e.pages,
         "children": e.children.iter().map(|c| &c.id).collect::<Vec<_>>(),
         "chain": match &e.chain.result {
             Ok(n) => json!({"verifies": true, "records": n, "from": e.chain.from, "to": e.chain.to}),

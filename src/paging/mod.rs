@@ -140,6 +140,9 @@ pub struct Roster {
     pub policies: BTreeMap<String, EscalationPolicy>,
     /// Each team's escalation policy.
     pub team_policies: BTreeMap<String, String>,
+    /// Each team's lead: paged when a level of its policy reaches nobody.
+    #[serde(default)]
+    pub team_leads: BTreeMap<String, String>,
     /// Journaled; kept across reloads and restarts.
     #[serde(default)]
     pub overrides: Vec<Override>,
@@ -206,6 +209,15 @@ impl Roster {
                 Rota { now, next, gap }
             })
             .collect()
+    }
+
+    /// The lead of the team whose escalation policy `policy` is.
+    pub fn lead_for(&self, policy: &str) -> Option<&str> {
+        self.team_policies
+            .iter()
+            .filter(|(_, p)| p.as_str() == policy)
+            .find_map(|(team, _)| self.team_leads.get(team))
+            .map(String::as_str)
     }
 
     /// Keeps the overrides of `from` (set at run time) over this roster's

@@ -114,6 +114,9 @@ pub struct Page {
     pub attempts: Vec<Attempt>,
     #[serde(default)]
     pub due: Vec<Due>,
+    /// What went wrong on the way: a level that reached nobody.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A notification to send now: the attempt, and where it goes.
@@ -198,6 +201,7 @@ impl PageBook {
             resolved: None,
             attempts: Vec::new(),
             due: Vec::new(),
+            notes: Vec::new(),
         };
         page_level(&mut page, roster, now);
         self.pages.insert(id.clone(), page);
@@ -416,6 +420,9 @@ pub fn describe(page: &Page) -> Vec<String> {
             a.round + 1
         ));
     }
+    for note in &page.notes {
+        out.push(format!("note: {note}"));
+    }
     if !page.due.is_empty() {
         out.push("due:".into());
         for d in &page.due {
@@ -442,18 +449,43 @@ fn page_level(page: &mut Page, roster: &Roster, now: DateTime<Utc>) {
         return;
     };
     for person in roster.people_for(&level.targets, now) {
-        let rules = roster
-            .people
-            .get(&person)
-            .map(|p| p.rules(page.urgency))
-            .unwrap_or_default();
-        for (i, rule) in rules.iter().enumerate() {
-            page.due.push(Due {
-                person: person.clone(),
-                rule: i,
-                at: now + rule.after,
-            });
+        due_for(page, roster, &person, now);
+    }
+    if !page.due.is_empty() {
+        return;
+    }
+    // Nobody on call, or nobody with a way to be reached: the team's lead
+    // hears of it, and the page says so.
+    let level = page.level + 1;
+    match roster.lead_for(&page.policy).map(String::from) {
+        Some(lead) => {
+            due_for(page, roster, &lead, now);
+            page.notes.push(format!(
+                "{}: level {level} reached nobody; the team's lead {lead} is paged",
+                now.format("%Y-%m-%d %H:%M UTC")
+            ));
         }
+        None => page.notes.push(format!(
+            "{}: level {level} reached nobody, and the team has no lead to page",
+            now.format("%Y-%m-%d %H:%M UTC")
+        )),
+    }
+    tracing::warn!(page = %page.id, level, "a page's level reached nobody");
+}
+
+/// Schedules `person`'s rules for the page's urgency, from now.
+fn due_for(page: &mut Page, roster: &Roster, person: &str, now: DateTime<Utc>) {
+    let rules = roster
+        .people
+        .get(person)
+        .map(|p| p.rules(page.urgency))
+        .unwrap_or_default();
+    for (i, rule) in rules.iter().enumerate() {
+        page.due.push(Due {
+            person: person.to_string(),
+            rule: i,
+            at: now + rule.after,
+        });
     }
 }
 
@@ -631,29 +663,73 @@ mod tests {
     }
 
     /// Nobody acknowledges: level 1 by the rules, level 2 after its delay,
-    /// then the round again, then silence.
+    /// level 3 after level 2's, then the round again, then silence.
     #[test]
-    fn an_unanswered_page_escalates_and_repeats() {
-        let roster = roster();
+    fn an_unanswered_page_escalates_through_three_levels_and_repeats() {
+        let mut roster = roster();
+        if let Some(p) = roster.policies.get_mut("sre") {
+            p.levels[1].targets = vec![Target::Person("emil".into())];
+            p.levels.push(Level {
+                targets: vec![Target::Person("lead".into())],
+                after: Duration::minutes(3),
+            });
+        }
         let mut book = PageBook::default();
         let id = book.open(opening(), &roster, at(0)).unwrap();
         assert_eq!(sent(&book.tick(&roster, at(0))), [("dana".into(), "slack")]);
         assert_eq!(sent(&book.tick(&roster, at(2))), [("dana".into(), "email")]);
         assert!(book.tick(&roster, at(4)).is_empty());
-        let level2 = sent(&book.tick(&roster, at(5)));
-        assert_eq!(level2, [("emil".into(), "slack"), ("lead".into(), "slack")]);
+        assert_eq!(sent(&book.tick(&roster, at(5))), [("emil".into(), "slack")]);
         assert_eq!(book.pages[&id].level, 1);
-        // Round two, from level 1, 10 minutes later.
+        assert_eq!(sent(&book.tick(&roster, at(7))), [("emil".into(), "email")]);
+        assert!(book.tick(&roster, at(14)).is_empty());
         assert_eq!(
             sent(&book.tick(&roster, at(15))),
+            [("lead".into(), "slack")]
+        );
+        assert_eq!(book.pages[&id].level, 2);
+        // Round two, from level 1, once level 3's 3 minutes have passed.
+        assert!(
+            book.tick(&roster, at(17))
+                .iter()
+                .all(|s| s.person == "lead")
+        );
+        assert_eq!(
+            sent(&book.tick(&roster, at(18))),
             [("dana".into(), "slack")]
         );
-        assert_eq!(book.pages[&id].round, 1);
-        book.tick(&roster, at(20));
-        book.tick(&roster, at(30));
+        assert_eq!((book.pages[&id].level, book.pages[&id].round), (0, 1));
+        for minute in [20, 23, 25, 33, 35, 36] {
+            book.tick(&roster, at(minute));
+        }
         let after = book.pages[&id].attempts.len();
+        assert_eq!(after, 12, "two rounds of three levels, two rules each");
         assert!(book.tick(&roster, at(90)).is_empty(), "no third round");
         assert_eq!(book.pages[&id].attempts.len(), after);
+    }
+
+    /// A level that reaches nobody (its schedule has a gap) pages the
+    /// team's lead, and the page says so; without a lead, it says that.
+    #[test]
+    fn a_level_that_reaches_nobody_pages_the_teams_lead() {
+        let mut roster = roster();
+        if let Some(p) = roster.policies.get_mut("sre") {
+            p.levels[0].targets = vec![Target::Schedule("nights".into())];
+        }
+        roster.team_policies.insert("sre".into(), "sre".into());
+        let mut book = PageBook::default();
+        let id = book.open(opening(), &roster, at(0)).unwrap();
+        assert!(book.tick(&roster, at(0)).is_empty());
+        assert!(
+            book.pages[&id].notes[0].contains("no lead"),
+            "{:?}",
+            book.pages[&id].notes
+        );
+
+        roster.team_leads.insert("sre".into(), "lead".into());
+        let id = book.open(opening(), &roster, at(0)).unwrap();
+        assert_eq!(sent(&book.tick(&roster, at(0))), [("lead".into(), "slack")]);
+        assert!(book.pages[&id].notes[0].contains("the team's lead lead is paged"));
     }
 
     /// An acknowledgement stops the escalation for everyone; a second one

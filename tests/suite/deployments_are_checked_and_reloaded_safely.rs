@@ -283,12 +283,20 @@ fn validate_names_the_file_and_line_of_each_kind_of_problem() {
     let org = std::fs::read_to_string(dir.join("organization.toml")).unwrap();
     let org = org
         .replace("shift = \"11:00-19:00\"", "shift = \"late\"")
-        .replace("owner = \"support\"", "owner = \"nobody\"");
-    std::fs::write(dir.join("organization.toml"), org).unwrap();
+        .replace("owner = \"support\"", "owner = \"nobody\"")
+        .replace("lead = \"emil\"", "lead = \"zoe\"");
+    std::fs::write(dir.join("organization.toml"), &org).unwrap();
     let (ok, stderr) = validate(&dir);
     assert!(!ok);
     assert!(
         stderr.contains("late") && stderr.contains("nobody"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "organization.toml:{}: lead `zoe` is not an [[agent]] or [[person]]",
+            line_of(&org, "lead = \"zoe\"")
+        )),
         "{stderr}"
     );
 }

@@ -183,6 +183,23 @@ fn a_page_escalates_and_a_signed_link_acknowledges_it_once() {
         "{p}"
     );
 
+    // The decision's explanation names the page and every attempt.
+    let decision = p["decision_id"].as_str().unwrap();
+    let explained = c
+        .get(format!("{}/v1/decisions/{decision}?format=text", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        explained.contains(&format!("page {id} acknowledged"))
+            && explained.contains("acknowledged by dana")
+            && explained.contains("dana by webhook")
+            && explained.contains("emil by slack"),
+        "{explained}"
+    );
+
     // Mean time to acknowledge, by the team whose policy it paged.
     let metrics = c
         .get(format!("{}/metrics", s.base))

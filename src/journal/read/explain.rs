@@ -28,6 +28,8 @@ pub struct Explanation {
     pub flow: Option<Flow>,
     pub flow_events: Vec<FlowEvent>,
     pub children: Vec<Decision>,
+    /// The pages it started, with every attempt.
+    pub pages: Vec<crate::paging::Page>,
     /// The record's place in the chain, checked around it.
     pub chain: ChainCheck,
 }
@@ -91,6 +93,18 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
     .iter()
     .map(|b| decode_decision(path, &mut views, "decision", b))
     .collect::<Result<Vec<Decision>, _>>()?;
+    // Pages are few (a step that pages, per decision): a scan of their
+    // bodies is cheaper than an index every page write would keep.
+    let pages = rows(
+        &conn,
+        path,
+        "SELECT body FROM pages WHERE json_extract(body, '$.decision_id') = ?1 ORDER BY id",
+        params![id],
+        |r| r.get::<_, String>(0),
+    )?
+    .iter()
+    .map(|b| decode(path, "page", b))
+    .collect::<Result<Vec<crate::paging::Page>, _>>()?;
     let chain = verify_around(&conn, path, seq)?;
     Ok(Some(Explanation {
         decision,
@@ -101,6 +115,7 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
         flow,
         flow_events,
         children,
+        pages,
         chain,
     }))
 }
