@@ -102,6 +102,9 @@ pub struct ReviewConfig {
     /// How long a claim holds an item for the one who claimed it, e.g.
     /// "15m"; after it, others act on the item without being asked twice.
     pub claim_expiry: Option<String>,
+    /// The escalation policy (`[[escalation]]` of organization.toml) paged
+    /// when an unanswered item's window is running out (it escalates).
+    pub page: Option<String>,
 }
 
 #[derive(Debug, Error)]

@@ -195,6 +195,7 @@ fn pages() -> Vec<crate::paging::Page> {
         subject: format!("service/api-{i}"),
         decision_id: Some(format!("D{i:07}")),
         flow_id: Some(format!("F{i:07}")),
+        review_id: None,
         state,
         level: 0,
         round: 0,

@@ -120,6 +120,16 @@ impl Deployment {
         let server = read_server(dir, &src(SERVER_FILE), &mut out);
         let organization = org::read(&src(ORG_FILE), &mut out);
         let steps = read_steps(&src(STEPS_FILE), organization.as_ref(), &mut out);
+        if let (Some(server), Some(org)) = (&server, &organization)
+            && let Some(policy) = server.review.as_ref().and_then(|r| r.page.as_ref())
+            && !org.world.roster.policies.contains_key(policy)
+        {
+            let at = src(SERVER_FILE);
+            out.push(at.on(
+                at.find_line("page", Some(policy)),
+                format!("review.page `{policy}` is not an [[escalation]] of {ORG_FILE}"),
+            ));
+        }
         let playbook = read_playbook(&src(PLAYBOOK_FILE), steps.as_ref(), &mut out);
         // Policies are checked against the playbook even when the steps
         // have problems, and against its bare tables (types and options,

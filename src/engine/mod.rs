@@ -133,6 +133,7 @@ impl Engine {
         if let Some(expiry) = config.claim_expiry {
             engine.reviews.set_claim_expiry(expiry);
         }
+        engine.paging.review_policy = config.review_page;
         if fresh {
             let records = engine
                 .context

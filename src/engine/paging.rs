@@ -20,6 +20,8 @@ pub(super) struct Paging {
     pub book: PageBook,
     sends: Vec<Send>,
     next_override: u64,
+    /// Paged when an unanswered review item escalates.
+    pub review_policy: Option<String>,
 }
 
 /// Pages by state, each team's mean seconds to acknowledge, and how each
@@ -114,6 +116,7 @@ impl Engine {
             subject: flow.subject.clone(),
             decision_id: Some(flow.decision_id.clone()),
             flow_id: Some(flow.id.clone()),
+            review_id: None,
         };
         match self
             .paging
@@ -124,6 +127,66 @@ impl Engine {
             Err(e) => tracing::warn!(flow = %event.flow_id, error = %e, "cannot page"),
         }
         self.tick_pages(event.time);
+    }
+
+    /// A review item settled: an unanswered one escalating (its window
+    /// running out) pages `[review] page`; an answered one resolves the
+    /// pages it started.
+    pub(super) fn page_for_review(
+        &mut self,
+        item: &crate::review::ReviewItem,
+        record: &crate::review::ReviewAction,
+        now: DateTime<Utc>,
+    ) {
+        use crate::review::Action;
+        if record.action.is_final() {
+            let open: Vec<String> = self
+                .paging
+                .book
+                .pages
+                .values()
+                .filter(|p| p.state != PageState::Resolved)
+                .filter(|p| p.review_id.as_deref() == Some(item.id.as_str()))
+                .map(|p| p.id.clone())
+                .collect();
+            for id in open {
+                let _ = self.paging.book.resolve(&id, &record.actor.name, now);
+            }
+            self.tick_pages(now);
+            return;
+        }
+        let unanswered = record.action == Action::Escalate
+            && record.actor.role == crate::decide::policy::Role::System;
+        let Some(policy) = self.paging.review_policy.clone().filter(|_| unanswered) else {
+            return;
+        };
+        let d = &item.decision;
+        let opening = Opening {
+            policy,
+            urgency: Urgency::High,
+            title: format!(
+                "review {} unanswered: {} on {} ({}m left)",
+                item.id,
+                d.signal_type,
+                d.subject,
+                (item.deadline - now).num_minutes().max(0)
+            ),
+            why: format!(
+                "decision {} proposes `{}` at confidence {:.2}, below its threshold {:.2}, and nobody has answered; at the deadline the safe default `{}` is taken",
+                d.id, d.proposal, d.confidence, d.threshold, d.safe_default
+            ),
+            subject: d.subject.clone(),
+            decision_id: Some(d.id.clone()),
+            flow_id: None,
+            review_id: Some(item.id.clone()),
+        };
+        match self.paging.book.open(opening, &self.context.roster, now) {
+            Ok(id) => {
+                tracing::info!(page = %id, review = %item.id, "paged for an unanswered review")
+            }
+            Err(e) => tracing::warn!(review = %item.id, error = %e, "cannot page"),
+        }
+        self.tick_pages(now);
     }
 
     /// Escalations and notifications due by `now`.
@@ -331,5 +394,68 @@ impl Engine {
         for page in pages {
             self.paging.book.restore(page);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::review::Action;
+    use chrono::Duration;
+    use serde_json::json;
+
+    /// The starter deployment with `[review] page = "sre"`, opened on a
+    /// fresh journal at `start`.
+    fn starter(dir: &std::path::Path, start: DateTime<Utc>) -> Engine {
+        let ops = dir.join("ops");
+        crate::deploy::init(&ops).unwrap();
+        let mut deployment = crate::deploy::Deployment::load(&ops).unwrap();
+        deployment.server.review = Some(crate::config::ReviewConfig {
+            claim_expiry: None,
+            page: Some("sre".into()),
+        });
+        let runs = crate::setup::Runs::Deployment(&deployment);
+        let setup =
+            crate::setup::engine(runs, &dir.join("data"), Default::default(), start).unwrap();
+        Engine::open(setup.config, setup.world, start).unwrap()
+    }
+
+    /// A warning alert goes to review; unanswered, its escalation (60 % of
+    /// the window) pages `[review] page` about the item; approving the
+    /// item resolves that page.
+    #[test]
+    fn an_unanswered_review_pages_and_its_answer_resolves_the_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now();
+        let mut engine = starter(dir.path(), start);
+        let alert = json!({
+            "specversion": "1.0", "id": "w1", "source": "test", "type": "alert.firing",
+            "subject": "service/api", "severity": "warning", "data": {"service": "api"},
+        });
+        let signal = crate::signal::Signal::from_value(alert, start).unwrap();
+        engine.ingest(signal, start);
+        let item = engine.reviews.open_items().pop().expect("a review item");
+        assert!(engine.pages(true).is_empty(), "nobody paged yet");
+
+        let escalates = item.escalate_at + Duration::seconds(1);
+        engine.tick(escalates);
+        let pages = engine.pages(true);
+        assert_eq!(pages.len(), 1, "{pages:?}");
+        let page = &pages[0];
+        assert_eq!(page.review_id.as_deref(), Some(item.id.as_str()));
+        assert_eq!(page.policy, "sre");
+        assert!(page.title.contains("unanswered"), "{}", page.title);
+        assert!(
+            engine.take_sends().iter().any(|s| s.page_id == page.id),
+            "its first level is notified"
+        );
+
+        let lead = crate::review::Actor::new("lena", crate::decide::policy::Role::Lead);
+        engine
+            .act(&item.id, &lead, Action::Approve, "fine", escalates)
+            .unwrap();
+        let after = engine.page(&page.id).unwrap();
+        assert_eq!(after.state, PageState::Resolved);
+        assert_eq!(after.resolved.map(|(who, _)| who).as_deref(), Some("lena"));
     }
 }

@@ -45,6 +45,7 @@ impl Engine {
     pub(super) fn apply_settled(&mut self, settled: Settled, now: DateTime<Utc>) {
         let Settled { item, record } = settled;
         self.notice_review(&item, &record);
+        self.page_for_review(&item, &record, now);
         let decision = Arc::clone(&item.decision);
         let at = record.time;
         match &record.action {

@@ -97,6 +97,9 @@ pub struct EngineConfig {
     pub breaker_cooldown: Option<Duration>,
     /// How long a claim holds a review item (`[review] claim_expiry`).
     pub claim_expiry: Option<Duration>,
+    /// The escalation policy paged when an unanswered review item
+    /// escalates (`[review] page`).
+    pub review_page: Option<String>,
     /// Where the breaker on the model trips and closes.
     pub model_watch: crate::decide::watch::WatchLimits,
     /// Who writes the journal: the demo, or the deployment whose `rules`
@@ -123,6 +126,7 @@ impl EngineConfig {
             notices: false,
             retry_base: None,
             claim_expiry: None,
+            review_page: None,
             breaker_cooldown: None,
             model_watch: Default::default(),
             author: Default::default(),

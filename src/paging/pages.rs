@@ -100,6 +100,9 @@ pub struct Page {
     pub decision_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_id: Option<String>,
+    /// The review item it is about (paged while nobody answers it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_id: Option<String>,
     pub state: PageState,
     pub level: usize,
     pub round: u32,
@@ -156,6 +159,7 @@ pub struct Opening {
     pub subject: String,
     pub decision_id: Option<String>,
     pub flow_id: Option<String>,
+    pub review_id: Option<String>,
 }
 
 /// Every page in memory: open ones, and those that ended recently.
@@ -192,6 +196,7 @@ impl PageBook {
             subject: opening.subject,
             decision_id: opening.decision_id,
             flow_id: opening.flow_id,
+            review_id: opening.review_id,
             state: PageState::Triggered,
             level: 0,
             round: 0,
@@ -652,6 +657,7 @@ mod tests {
             subject: "service/api".into(),
             decision_id: None,
             flow_id: None,
+            review_id: None,
         }
     }
 
