@@ -21,6 +21,7 @@ mod hostile_input_cannot_brick_or_stall;
 mod intake_refuses_when_the_engine_cannot_decide;
 mod metrics_are_valid_prometheus_text;
 mod notifications_reach_their_receivers;
+mod oncall_holds_hour_by_hour_across_daylight_saving;
 mod pages_reach_pagerduty_and_fall_through;
 mod pages_reach_people_and_stop_when_acknowledged;
 mod parsers_never_panic;
