@@ -45,11 +45,32 @@ pub struct Plan<'a> {
     /// before (as Alertmanager sends them), instead of every signal
     /// firing an alert of its own that stays open.
     pub resolve_after: Option<u64>,
+    /// Every Nth signal a critical alert on `service/api` (it pages), the
+    /// others tickets (they do not).
+    pub pages_every: Option<u64>,
+    /// Where the paging signals' departures are written.
+    pub sent_log: Option<std::path::PathBuf>,
+}
+
+/// Whether signal `n` pages, in the plan's mix.
+fn pages(n: u64, every: Option<u64>) -> bool {
+    every.is_some_and(|k| n.is_multiple_of(k.max(1)))
 }
 
 /// The `n`th signal of a load: an alert firing, or (with `resolve_after`)
-/// every other one the resolution of an earlier alert.
-fn body(prefix: &str, n: u64, resolve_after: Option<u64>) -> String {
+/// every other one the resolution of an earlier alert, or (with
+/// `pages_every`) a ticket unless it is one of those that page.
+fn body(prefix: &str, n: u64, resolve_after: Option<u64>, pages_every: Option<u64>) -> String {
+    if pages_every.is_some() {
+        return match pages(n, pages_every) {
+            true => format!(
+                r#"{{"specversion":"1.0","id":"{prefix}-{n}","source":"bench","type":"alert.firing","subject":"service/api","severity":"critical","data":{{"alertname":"ApiDown","service":"api","fingerprint":"{prefix}-f{n}"}}}}"#
+            ),
+            false => format!(
+                r#"{{"specversion":"1.0","id":"{prefix}-{n}","source":"bench","type":"ticket.opened","subject":"customer/acme","data":{{"ticket":"{prefix}-T{n}"}}}}"#
+            ),
+        };
+    }
     let (kind, alert) = match resolve_after {
         Some(lag) if n % 2 == 1 => ("alert.resolved", (n / 2).saturating_sub(lag)),
         Some(_) => ("alert.firing", n / 2),
@@ -151,6 +172,14 @@ async fn send(plan: &Plan<'_>) -> Result<Load, BenchError> {
     let accepted = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
+    // When each paging signal left, by the wall clock (the receiver of its
+    // notification is on the same machine).
+    let departures = Arc::new(std::sync::Mutex::new(Vec::<(u64, f64)>::new()));
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .unwrap_or_default();
+    let began_at = Instant::now();
     let url = format!("{}/v1/signals", plan.base);
     let token = plan.token.map(String::from);
     let one = {
@@ -160,8 +189,14 @@ async fn send(plan: &Plan<'_>) -> Result<Load, BenchError> {
             Arc::clone(&accepted),
             Arc::clone(&refused),
         );
-        let resolve_after = plan.resolve_after;
+        let (resolve_after, pages_every) = (plan.resolve_after, plan.pages_every);
+        let departures = Arc::clone(&departures);
         move |n: u64, due: Instant, prefix: Arc<str>| {
+            if pages(n, pages_every)
+                && let Ok(mut d) = departures.lock()
+            {
+                d.push((n, wall + due.duration_since(began_at).as_secs_f64() * 1e3));
+            }
             let (client, url, token) = (client.clone(), url.clone(), token.clone());
             let (waits, accepted, refused) = (
                 Arc::clone(&waits),
@@ -172,7 +207,7 @@ async fn send(plan: &Plan<'_>) -> Result<Load, BenchError> {
                 let mut r = client
                     .post(&url)
                     .header("content-type", "application/cloudevents+json")
-                    .body(body(&prefix, n, resolve_after));
+                    .body(body(&prefix, n, resolve_after, pages_every));
                 if let Some(t) = &token {
                     r = r.bearer_auth(t);
                 }
@@ -254,6 +289,17 @@ async fn send(plan: &Plan<'_>) -> Result<Load, BenchError> {
     let after = buckets(&scrape(&client, plan).await?, LATENCY);
     let (decision_p50, decisions) = quantile(&before, &after, 0.50);
     let (decision_p99, _) = quantile(&before, &after, 0.99);
+    if let Some(path) = &plan.sent_log {
+        let lines: String = departures
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(|(n, ms)| format!("{{\"id\":\"{}-{n}\",\"sent_ms\":{ms:.3}}}\n", plan.prefix))
+            .collect();
+        std::fs::write(path, lines)
+            .map_err(|e| BenchError::Setup(format!("{}: {e}", path.display())))?;
+    }
     let mut waits = waits.lock().map(|w| w.clone()).unwrap_or_default();
     waits.sort_unstable();
     Ok(Load {

@@ -67,6 +67,15 @@ pub struct BenchArgs {
     /// many alerts before, as Alertmanager sends them.
     #[arg(long)]
     pub resolve_after: Option<u64>,
+    /// With --load: every Nth signal is a critical alert on `service/api`
+    /// (which pages on the starter deployment) and the others are tickets
+    /// (which do not): the paging benchmark's mix.
+    #[arg(long)]
+    pub pages_every: Option<u64>,
+    /// With --load: where to write, as JSON lines, when each paging signal
+    /// left (`{"id", "sent_ms"}`, milliseconds since the epoch).
+    #[arg(long)]
+    pub sent_log: Option<PathBuf>,
     /// Shadow mode's cost: each round runs once without and once with this
     /// candidate policy file deciding beside the live one.
     #[arg(long)]
@@ -126,6 +135,8 @@ fn run_load(args: &BenchArgs, base: &str) -> Result<(), BenchError> {
         connections: args.connections,
         prefix: format!("load-{stamp:x}"),
         resolve_after: args.resolve_after,
+        pages_every: args.pages_every,
+        sent_log: args.sent_log.clone(),
     };
     let figures = load::run(&plan)?;
     print!("{}", load::report(&plan, &figures));

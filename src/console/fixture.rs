@@ -196,6 +196,7 @@ fn pages() -> Vec<crate::paging::Page> {
         decision_id: Some(format!("D{i:07}")),
         flow_id: Some(format!("F{i:07}")),
         review_id: None,
+        signal_id: None,
         state,
         level: 0,
         round: 0,

@@ -117,6 +117,7 @@ impl Engine {
             decision_id: Some(flow.decision_id.clone()),
             flow_id: Some(flow.id.clone()),
             review_id: None,
+            signal_id: Some(flow.signal_id.clone()),
         };
         match self
             .paging
@@ -179,6 +180,7 @@ impl Engine {
             decision_id: Some(d.id.clone()),
             flow_id: None,
             review_id: Some(item.id.clone()),
+            signal_id: Some(d.signal_id.clone()),
         };
         match self.paging.book.open(opening, &self.context.roster, now) {
             Ok(id) => {

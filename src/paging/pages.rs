@@ -103,6 +103,9 @@ pub struct Page {
     /// The review item it is about (paged while nobody answers it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_id: Option<String>,
+    /// The signal that led to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_id: Option<String>,
     pub state: PageState,
     pub level: usize,
     pub round: u32,
@@ -160,6 +163,7 @@ pub struct Opening {
     pub decision_id: Option<String>,
     pub flow_id: Option<String>,
     pub review_id: Option<String>,
+    pub signal_id: Option<String>,
 }
 
 /// Every page in memory: open ones, and those that ended recently.
@@ -197,6 +201,7 @@ impl PageBook {
             decision_id: opening.decision_id,
             flow_id: opening.flow_id,
             review_id: opening.review_id,
+            signal_id: opening.signal_id,
             state: PageState::Triggered,
             level: 0,
             round: 0,
@@ -658,6 +663,7 @@ mod tests {
             decision_id: None,
             flow_id: None,
             review_id: None,
+            signal_id: None,
         }
     }
 

@@ -128,7 +128,10 @@ contact = { email = "lena@example.com" }
     );
     assert_eq!(seen.len(), 3, "the week names all three: {seen:?}");
     assert_eq!(
-        (expected(from - Duration::hours(1), from, to), expected(from, from, to)),
+        (
+            expected(from - Duration::hours(1), from, to),
+            expected(from, from, to)
+        ),
         ("emil", "dana"),
         "the override changes who is on call"
     );
