@@ -190,6 +190,25 @@ impl Backend for Remote {
                 note,
             } => Box::new(move || remote.task_act(&task_id, &action, &note)),
             Request::Ramp { call, note } => Box::new(move || remote.ramp(call, &note)),
+            Request::SetOverride {
+                schedule,
+                person,
+                from,
+                to,
+            } => Box::new(move || {
+                let body = json!({
+                    "schedule": schedule, "person": person,
+                    "from": from.to_rfc3339(), "to": to.to_rfc3339(),
+                });
+                let answer = remote
+                    .post("/v1/oncall/overrides", body)
+                    .and_then(|v| {
+                        serde_json::from_value::<crate::paging::Override>(v)
+                            .map_err(|e| format!("the server's override: {e}"))
+                    })
+                    .map(|o| super::backend::override_said(&o));
+                Message::Acted(answer)
+            }),
             Request::PageAct { page_id, action } => Box::new(move || {
                 let verb = match action {
                     crate::engine::PageAction::Acknowledge => "ack",

@@ -41,6 +41,13 @@ pub enum Request {
         page_id: String,
         action: crate::engine::PageAction,
     },
+    /// Put `person` on call on `schedule` for a while.
+    SetOverride {
+        schedule: String,
+        person: String,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl Request {
@@ -78,6 +85,17 @@ impl Request {
             Effect::Explain { decision_id } => Request::Explain { decision_id },
             Effect::Ramp { call, note } => Request::Ramp { call, note },
             Effect::PageAct { page_id, action } => Request::PageAct { page_id, action },
+            Effect::SetOverride {
+                schedule,
+                person,
+                from,
+                to,
+            } => Request::SetOverride {
+                schedule,
+                person,
+                from,
+                to,
+            },
             other => return Err(other),
         })
     }
@@ -184,6 +202,23 @@ impl Backend for Embedded {
                 self.send(command, rx, |p| {
                     format!("page {} {}", p.id, p.state.as_str())
                 })
+            }
+            Request::SetOverride {
+                schedule,
+                person,
+                from,
+                to,
+            } => {
+                let (reply, rx) = oneshot::channel();
+                let command = Command::Override {
+                    schedule,
+                    person,
+                    from,
+                    to,
+                    actor: operator.clone(),
+                    reply,
+                };
+                self.send(command, rx, |o| override_said(&o))
             }
         }
     }
@@ -325,4 +360,15 @@ fn explain(dir: &std::path::Path, decision_id: String) -> Message {
         title: format!("decision {decision_id}"),
         text,
     }
+}
+
+/// An override as the status line says it.
+pub fn override_said(o: &crate::paging::Override) -> String {
+    format!(
+        "{} on call on {} until {} ({})",
+        o.person,
+        o.schedule,
+        o.to.format("%a %H:%M UTC"),
+        o.id
+    )
 }

@@ -22,6 +22,7 @@ pub enum Scope {
     Review,
     Tasks,
     Pages,
+    OnCall,
     Table,
     Global,
 }
@@ -34,6 +35,7 @@ impl Scope {
             Scope::Review => "review",
             Scope::Tasks => "tasks",
             Scope::Pages => "pages",
+            Scope::OnCall => "oncall",
             Scope::Dialog => "dialog",
         }
     }
@@ -279,6 +281,8 @@ struct KeymapFile {
     #[serde(default)]
     pages: BTreeMap<String, Vec<String>>,
     #[serde(default)]
+    oncall: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
     dialog: BTreeMap<String, Vec<String>>,
 }
 
@@ -379,6 +383,7 @@ impl Keymap {
                 (Scope::Review, parsed.review),
                 (Scope::Tasks, parsed.tasks),
                 (Scope::Pages, parsed.pages),
+                (Scope::OnCall, parsed.oncall),
                 (Scope::Dialog, parsed.dialog),
             ] {
                 for (action_name, keys) in table {

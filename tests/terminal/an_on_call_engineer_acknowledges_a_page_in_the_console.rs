@@ -37,7 +37,7 @@ fn a_page_is_acknowledged_with_one_key_and_escalates_no_further() {
     let port = free_port();
     let session = format!("sbx-page-{}", std::process::id());
     let cmd = format!(
-        "HOME={} {} --config {} --listen 127.0.0.1:{port} --operator tess",
+        "HOME={} {} --config {} --listen 127.0.0.1:{port} --operator tess --role lead",
         tmp.path().display(),
         env!("CARGO_BIN_EXE_signalbox"),
         dir.display()
@@ -100,4 +100,40 @@ fn a_page_is_acknowledged_with_one_key_and_escalates_no_further() {
         "the second level is never paged"
     );
     assert_eq!(requests(&dana_log).len(), 1);
+
+    // An override from the On-call view: emil for two hours, from now.
+    keys(&session, &["Escape"]);
+    wait_for(
+        &session,
+        |s| !s.contains("signalbox › pages › page"),
+        "the detail closed",
+    );
+    keys(&session, &[":oncall", "Enter"]);
+    wait_for(
+        &session,
+        |s| s.contains("signalbox › oncall"),
+        "the On-call view",
+    );
+    keys(&session, &["o"]);
+    wait_for(
+        &session,
+        |s| s.contains("override on sre-primary"),
+        "the override dialog",
+    );
+    keys(&session, &["-l", "emil 2h"]);
+    keys(&session, &["Enter"]);
+    wait_for(
+        &session,
+        |s| s.contains("done: emil on call on sre-primary until"),
+        "the override taken",
+    );
+    wait_for(
+        &session,
+        |s| {
+            s.lines().any(|l| {
+                l.contains("sre-primary") && l.contains("emil") && l.contains("override O")
+            })
+        },
+        "emil on call by the override",
+    );
 }

@@ -293,6 +293,59 @@ impl App {
         }))
     }
 
+    /// An override from the On-call view: a dialog for "PERSON DURATION"
+    /// on the schedule under the cursor.
+    pub(super) fn start_override(&mut self) -> Focus {
+        let rows = self.rows(super::View::OnCall);
+        let t = self
+            .tables
+            .get(&super::View::OnCall)
+            .copied()
+            .unwrap_or_default();
+        let rota = rows
+            .get(t.selected.min(rows.len().saturating_sub(1)))
+            .and_then(|i| self.status.as_ref()?.rota.get(i));
+        let Some(rota) = rota else {
+            self.status_line = Some(("no schedule selected".into(), true));
+            return Focus::Normal;
+        };
+        let schedule = rota.now.schedule.clone();
+        let mut note = TextArea::default();
+        note.set_placeholder_text("who and for how long, e.g. emil 4h (enter to confirm)");
+        Focus::Dialog(Box::new(Dialog {
+            target: schedule.clone(),
+            targets: Vec::new(),
+            about: rota.now.team.clone(),
+            kind: DialogKind::OnCall { schedule },
+            note,
+        }))
+    }
+
+    /// "PERSON DURATION" as an override from the engine's now; why not.
+    fn read_override(&self, schedule: &str, text: &str) -> Result<Effect, String> {
+        let mut words = text.split_whitespace();
+        let (Some(person), Some(span), None) = (words.next(), words.next(), words.next()) else {
+            return Err(format!(
+                "{text:?}: write who and for how long, e.g. `emil 4h`"
+            ));
+        };
+        let span = humantime::parse_duration(span)
+            .ok()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .filter(|d| *d > chrono::Duration::zero())
+            .ok_or_else(|| format!("{span:?} is not a duration like 30m, 4h or 2d"))?;
+        let from = self
+            .status
+            .as_ref()
+            .map_or_else(chrono::Utc::now, |s| s.now);
+        Ok(Effect::SetOverride {
+            schedule: schedule.to_string(),
+            person: person.to_string(),
+            from,
+            to: from + span,
+        })
+    }
+
     pub(super) fn dialog(
         &mut self,
         mut d: Box<Dialog>,
@@ -331,6 +384,18 @@ impl App {
                 Input::Key(KeyAction::Confirm) => {
                     let note = d.note.lines().join("\n");
                     let target = d.target.clone();
+                    if let DialogKind::OnCall { schedule } = &d.kind {
+                        match self.read_override(schedule, &note) {
+                            Ok(effect) => {
+                                effects.push(effect);
+                                return Focus::Normal;
+                            }
+                            Err(why) => {
+                                self.status_line = Some((why, true));
+                                return Focus::Dialog(d);
+                            }
+                        }
+                    }
                     let effect = match &d.kind {
                         DialogKind::Override {
                             choices, selected, ..
@@ -369,6 +434,7 @@ impl App {
                             },
                             note,
                         },
+                        DialogKind::OnCall { .. } => return Focus::Dialog(d),
                     };
                     effects.push(effect);
                     Focus::Normal

@@ -225,6 +225,7 @@ impl App {
             {
                 return self.start_task_action(action);
             }
+            KeyAction::Override if self.view == View::OnCall => return self.start_override(),
             KeyAction::Acknowledge | KeyAction::Resolve if self.view == View::Pages => {
                 if let Some(page) = self.selected_page() {
                     let action = match action {

@@ -168,6 +168,9 @@ impl App {
                 if self.view == View::Pages {
                     c.push(Scope::Pages);
                 }
+                if self.view == View::OnCall {
+                    c.push(Scope::OnCall);
+                }
                 if self.view.is_table() {
                     c.push(Scope::Table);
                 }
@@ -183,7 +186,9 @@ impl App {
             Focus::Command(_) | Focus::Filter(_) => true,
             Focus::Dialog(d) => matches!(
                 d.kind,
-                DialogKind::Note(_) | DialogKind::Override { writing: true, .. }
+                DialogKind::Note(_)
+                    | DialogKind::Override { writing: true, .. }
+                    | DialogKind::OnCall { .. }
             ),
             _ => false,
         }

@@ -204,6 +204,10 @@ pub enum DialogKind {
         selected: usize,
         writing: bool,
     },
+    /// Put someone on call on this schedule from now: "PERSON DURATION".
+    OnCall {
+        schedule: String,
+    },
 }
 
 pub struct Dialog {
@@ -298,6 +302,13 @@ pub enum Effect {
     Ramp {
         call: crate::decide::ramp::LeadCall,
         note: String,
+    },
+    /// Put `person` on call on `schedule` from `from` to `to`.
+    SetOverride {
+        schedule: String,
+        person: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
     },
     /// Acknowledge or resolve a page.
     PageAct {

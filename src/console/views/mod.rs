@@ -320,6 +320,7 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
         DialogKind::Note(a) => format!("{} {}", a.name(), dialog.target),
         DialogKind::Task(a) => format!("{} task {}", a.as_str(), dialog.target),
         DialogKind::Reassign { .. } => format!("hand task {} to", dialog.target),
+        DialogKind::OnCall { schedule } => format!("override on {schedule}"),
     };
     let title = format!("{title} · {}", dialog.about);
     let block = titled(&title, theme);
@@ -376,6 +377,9 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
                     )
                 }
                 DialogKind::Note(a) if a.name() == "reject" => "note (required):".to_string(),
+                DialogKind::OnCall { .. } => {
+                    "who is on call from now, and for how long:".to_string()
+                }
                 DialogKind::Reassign {
                     teams, selected, ..
                 } => format!(
