@@ -43,19 +43,22 @@ pub fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Clie
 pub struct Answer {
     pub status: reqwest::StatusCode,
     pub body: String,
+    /// Tries it took (1: the first was answered so).
+    pub tries: u32,
 }
 
 /// Bytes of an answer's body kept.
 const ANSWER_KEPT: usize = 512;
 
 impl Answer {
-    async fn read(response: reqwest::Response) -> Answer {
+    async fn read(response: reqwest::Response, tries: u32) -> Answer {
         let status = response.status();
         let bytes = response.bytes().await.unwrap_or_default();
         let kept = &bytes[..bytes.len().min(ANSWER_KEPT)];
         Answer {
             status,
             body: String::from_utf8_lossy(kept).trim().to_string(),
+            tries,
         }
     }
 }
@@ -65,8 +68,9 @@ impl Answer {
 pub enum Failed {
     /// The endpoint answered, with this status.
     Answered(Answer),
-    /// It could not be reached (or did not answer in time).
-    Unreachable(reqwest::Error),
+    /// It could not be reached (or did not answer in time), after this
+    /// many tries.
+    Unreachable(reqwest::Error, u32),
 }
 
 /// How a POST is retried: tries in all, the first wait (doubling), and
@@ -96,12 +100,12 @@ pub async fn post_json(
             request = request.header(*name, *value);
         }
         match request.body(body.clone()).send().await {
-            Ok(r) if r.status().is_success() => return Ok(Answer::read(r).await),
+            Ok(r) if r.status().is_success() => return Ok(Answer::read(r, n + 1).await),
             Ok(r) if r.status().is_client_error() && !matches!(r.status().as_u16(), 408 | 429) => {
-                return Err(Failed::Answered(Answer::read(r).await));
+                return Err(Failed::Answered(Answer::read(r, n + 1).await));
             }
-            Ok(r) => last = Some(Failed::Answered(Answer::read(r).await)),
-            Err(e) => last = Some(Failed::Unreachable(e)),
+            Ok(r) => last = Some(Failed::Answered(Answer::read(r, n + 1).await)),
+            Err(e) => last = Some(Failed::Unreachable(e, n + 1)),
         }
         if n + 1 < retries.tries {
             let jitter = if retries.jitter {
@@ -116,5 +120,6 @@ pub async fn post_json(
     Err(last.unwrap_or(Failed::Answered(Answer {
         status: reqwest::StatusCode::SERVICE_UNAVAILABLE,
         body: String::new(),
+        tries: 0,
     })))
 }

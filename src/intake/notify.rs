@@ -164,7 +164,7 @@ async fn send(
     match post_json(client, &receiver.url, payload, &[], retries).await {
         Ok(_) => Ok(()),
         Err(Failed::Answered(a)) => Err(format!("answered {}", a.status)),
-        Err(Failed::Unreachable(e)) => Err(e.to_string()),
+        Err(Failed::Unreachable(e, _)) => Err(e.to_string()),
     }
 }
 

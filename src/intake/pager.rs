@@ -242,14 +242,18 @@ async fn deliver(
     if let Some(s) = &signed {
         headers.push(("x-signalbox-signature-256", s.as_str()));
     }
+    let tried = |n: u32| match n {
+        0 | 1 => String::new(),
+        n => format!(" (after {n} tries)"),
+    };
     let said = |a: crate::outbound::Answer| match a.body.is_empty() {
-        true => format!("answered {}", a.status),
-        false => format!("answered {}: {}", a.status, a.body),
+        true => format!("answered {}{}", a.status, tried(a.tries)),
+        false => format!("answered {}: {}{}", a.status, a.body, tried(a.tries)),
     };
     match post_json(client, url, body, &headers, retries).await {
         Ok(a) => Ok(said(a)),
         Err(Failed::Answered(a)) => Err(said(a)),
-        Err(Failed::Unreachable(e)) => Err(e.to_string()),
+        Err(Failed::Unreachable(e, n)) => Err(format!("{e}{}", tried(n))),
     }
 }
 

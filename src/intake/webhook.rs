@@ -72,6 +72,6 @@ async fn send(client: &reqwest::Client, job: &Dispatch) -> (bool, String) {
     match post_json(client, &job.url, body, &headers, retries).await {
         Ok(a) => (true, format!("{} {}", job.executor, a.status)),
         Err(Failed::Answered(a)) => (false, format!("{} answered {}", job.executor, a.status)),
-        Err(Failed::Unreachable(e)) => (false, format!("{}: {e}", job.executor)),
+        Err(Failed::Unreachable(e, _)) => (false, format!("{}: {e}", job.executor)),
     }
 }

@@ -162,7 +162,7 @@ fn a_page_triggers_acknowledges_and_resolves_a_pagerduty_alert() {
 
 /// dana's PagerDuty cannot be reached: her webhook, written for ten
 /// minutes later, is paged as soon as the first method has failed, and
-/// the failure is on the page with PagerDuty's reason.
+/// the failure is on the page with why and how often it was tried.
 #[test]
 fn a_channel_that_is_down_moves_the_page_to_the_next_method() {
     let tmp = tempfile::tempdir().unwrap();
@@ -189,5 +189,10 @@ fn a_channel_that_is_down_moves_the_page_to_the_next_method() {
     let attempts = p["attempts"].as_array().unwrap();
     assert_eq!(attempts[0]["method"], "pagerduty", "{p}");
     assert_eq!(attempts[0]["delivery"]["state"], "failed", "{p}");
+    let why = attempts[0]["delivery"]["answer"].as_str().unwrap();
+    assert!(
+        why.contains("(after 3 tries)"),
+        "retried with backoff: {why}"
+    );
     assert_eq!(attempts[1]["method"], "webhook", "{p}");
 }
