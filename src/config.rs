@@ -227,6 +227,24 @@ impl Config {
     }
 
     /// `[review] claim_expiry`, checked: a duration of at least a minute.
+    /// The pager of a server with these settings, reached at `base_url`,
+    /// signing its links with `secret`.
+    pub fn pager(&self, base_url: &str, secret: Vec<u8>) -> crate::intake::pager::PagerSettings {
+        crate::intake::pager::PagerSettings {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            secret,
+            ca_file: self.tls.as_ref().and_then(|t| t.ca_file.clone()),
+            smtp: self.smtp.clone(),
+            pagerduty_url: self
+                .pagerduty
+                .as_ref()
+                .map_or(crate::intake::pager::PAGERDUTY_EVENTS, |p| {
+                    p.events_url.as_str()
+                })
+                .to_string(),
+        }
+    }
+
     pub fn claim_expiry(&self) -> Result<Option<chrono::Duration>, ConfigError> {
         let field = "review.claim_expiry";
         let text = self.review.as_ref().and_then(|r| r.claim_expiry.as_deref());

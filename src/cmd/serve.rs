@@ -128,6 +128,27 @@ fn spawn_sources(paths: Vec<String>, engine: &signalbox::engine::host::Handle) -
     Ok(())
 }
 
+/// What `serve` without a deployment says.
+const NO_DEPLOYMENT: &str = "serve needs a deployment directory: `signalbox init DIR` writes a \
+    starter (organization, signal types, playbook, steps, policies), `signalbox validate DIR` \
+    checks it, `signalbox serve --config DIR` runs it; `signalbox serve --demo` runs the \
+    Northwind demo with simulated work";
+
+/// The health probes of the settings and of the deployment's services.
+fn probes_of(
+    config: &signalbox::config::Config,
+    deployment: Option<&signalbox::deploy::Deployment>,
+) -> Result<Vec<signalbox::intake::probe::Probe>> {
+    let mut configs = config.probes.clone();
+    if let Some(d) = deployment {
+        configs.extend(d.organization.probes.iter().cloned());
+    }
+    Ok(configs
+        .into_iter()
+        .map(signalbox::intake::probe::Probe::new)
+        .collect::<Result<_, _>>()?)
+}
+
 /// Runs `serve` until SIGINT or SIGTERM: the engine's thread, the sources,
 /// the outbound tasks, the HTTP server; then stops them in order.
 pub(crate) fn serve(
@@ -141,12 +162,7 @@ pub(crate) fn serve(
 ) -> Result<()> {
     use signalbox::intake::{self, AppState, service};
     let Some(runs) = runs else {
-        bail!(
-            "serve needs a deployment directory: `signalbox init DIR` writes a starter \
-             (organization, signal types, playbook, steps, policies), `signalbox validate DIR` \
-             checks it, `signalbox serve --config DIR` runs it; `signalbox serve --demo` runs \
-             the Northwind demo with simulated work"
-        );
+        bail!(NO_DEPLOYMENT);
     };
     let paths: Vec<String> = sources
         .iter()
@@ -158,10 +174,7 @@ pub(crate) fn serve(
     let dir = setup.config.data_dir.clone();
     init_logging(&dir)?;
     let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.clone());
-    let mut probe_configs = config.probes.clone();
-    if let Some(d) = &deployment {
-        probe_configs.extend(d.organization.probes.iter().cloned());
-    }
+    let probes = probes_of(config, deployment.as_ref())?;
     let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
     let receivers = config.notify.clone();
     let (notice_tx, notice_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -190,10 +203,6 @@ pub(crate) fn serve(
         config.max_backlog(),
     )?;
     spawn_sources(paths, &engine)?;
-    let probes: Vec<signalbox::intake::probe::Probe> = probe_configs
-        .into_iter()
-        .map(signalbox::intake::probe::Probe::new)
-        .collect::<Result<_, _>>()?;
     let reloader = deployment.map(|d| {
         std::sync::Arc::new(signalbox::deploy::ServedDeployment::new(d))
             as std::sync::Arc<dyn signalbox::intake::reload::Served>
@@ -209,11 +218,7 @@ pub(crate) fn serve(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", local.unwrap_or(listen)));
-    let pager = signalbox::intake::pager::PagerSettings::new(
-        config,
-        &base_url,
-        log.integration_key().to_vec(),
-    );
+    let pager = config.pager(&base_url, log.integration_key().to_vec());
     let outbound = Outbound {
         steps: dispatch_rx,
         probes,

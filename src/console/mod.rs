@@ -312,8 +312,7 @@ impl Outbound {
             let secret = intake
                 .map(|l| l.integration_key().to_vec())
                 .unwrap_or_default();
-            let settings =
-                crate::intake::pager::PagerSettings::new(&options.server, &base_url, secret);
+            let settings = options.server.pager(&base_url, secret);
             runtime.spawn(crate::intake::pager::run(sends, handle.clone(), settings));
             pager
         });

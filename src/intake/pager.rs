@@ -49,24 +49,6 @@ pub struct PagerSettings {
     pub pagerduty_url: String,
 }
 
-impl PagerSettings {
-    /// The pager of a server with `server`'s settings, reached at
-    /// `base_url`, signing with `secret`.
-    pub fn new(server: &crate::config::Config, base_url: &str, secret: Vec<u8>) -> Self {
-        PagerSettings {
-            base_url: base_url.trim_end_matches('/').to_string(),
-            secret,
-            ca_file: server.tls.as_ref().and_then(|t| t.ca_file.clone()),
-            smtp: server.smtp.clone(),
-            pagerduty_url: server
-                .pagerduty
-                .as_ref()
-                .map_or(PAGERDUTY_EVENTS, |p| p.events_url.as_str())
-                .to_string(),
-        }
-    }
-}
-
 /// PagerDuty's Events API v2 (its US service region).
 pub const PAGERDUTY_EVENTS: &str = "https://events.pagerduty.com/v2/enqueue";
 

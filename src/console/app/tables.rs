@@ -56,8 +56,6 @@ impl Rows {
 }
 
 impl App {
-    // Over 80 lines: one arm per view, each with the fields its filter searches.
-
     /// The rows of a table after its filter.
     pub fn rows(&self, view: View) -> Rows {
         let filter = self
@@ -90,7 +88,13 @@ impl App {
                 _ => Rows::All(n),
             };
         }
-        Rows::Only(match view {
+        Rows::Only(self.matching(view, &matches))
+    }
+
+    /// The rows of a table kept apart (signals, flows, review, audit,
+    /// changes) whose fields `matches`.
+    fn matching(&self, view: View, matches: &dyn Fn(&[&str]) -> bool) -> Vec<usize> {
+        match view {
             View::Signals => (0..self.signals.len())
                 .filter(|&i| {
                     let s = &self.signals[i];
@@ -144,6 +148,14 @@ impl App {
                     matches(&[&c.id, &c.kind, &c.subject, &c.live, &c.shadow, &c.person])
                 })
                 .collect(),
+            _ => self.matching_in_status(view, matches),
+        }
+    }
+
+    /// The rows of a table the status carries (tasks, pages, on call,
+    /// health) whose fields `matches`.
+    fn matching_in_status(&self, view: View, matches: &dyn Fn(&[&str]) -> bool) -> Vec<usize> {
+        match view {
             View::Tasks => self
                 .status
                 .as_ref()
@@ -195,8 +207,8 @@ impl App {
                 .as_ref()
                 .map(|s| (0..s.services.len() + s.teams.len() + s.breakers.len()).collect())
                 .unwrap_or_default(),
-            View::Overview => Vec::new(),
-        })
+            _ => Vec::new(),
+        }
     }
 
     pub(super) fn table(&mut self) -> &mut TableState {
