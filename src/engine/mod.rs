@@ -508,6 +508,7 @@ impl Engine {
             self.emit(EngineEvent::ReviewOpened(Box::new(item)));
         } else {
             flow.steps = self.assemble(decision, &decision.proposal, signal, choice, now);
+            self.keep_page_reason(&flow.id, decision, &decision.proposal, &flow.steps);
             self.flows.insert(flow, now);
             self.settled(decision, &decision.proposal.clone(), now);
         }

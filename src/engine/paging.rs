@@ -22,6 +22,27 @@ pub(super) struct Paging {
     next_override: u64,
     /// Paged when an unanswered review item escalates.
     pub review_policy: Option<String>,
+    /// Why each flow with a paging step was chosen (the decision's reason
+    /// and the rules that fired), from its assembly until its page opens.
+    reasons: std::collections::HashMap<String, String>,
+}
+
+/// A decision's reason and the rules that fired, as a page says them.
+fn reason_of(d: &crate::decide::Decision, option: &str) -> String {
+    let mut why = match option == d.proposal {
+        true => format!(
+            "decision {} chose `{option}` for {} ({}): {}",
+            d.id, d.signal_id, d.class, d.why
+        ),
+        false => format!(
+            "decision {} proposed `{}` for {} ({}), a person chose `{option}`: {}",
+            d.id, d.proposal, d.signal_id, d.class, d.why
+        ),
+    };
+    for hit in &d.policy_hits {
+        why.push_str(&format!("; rule {}: {}", hit.rule, hit.reason));
+    }
+    why
 }
 
 /// Pages by state, each team's mean seconds to acknowledge, and how each
@@ -79,6 +100,26 @@ pub enum OverrideRefused {
 }
 
 impl Engine {
+    /// A flow was assembled for `decision`: if one of its steps pages,
+    /// the decision's reasons are kept for the page's message.
+    pub(super) fn keep_page_reason(
+        &mut self,
+        flow_id: &str,
+        decision: &crate::decide::Decision,
+        option: &str,
+        steps: &[crate::flow::Step],
+    ) {
+        let templates = &self.decider.steps;
+        let pages = steps
+            .iter()
+            .any(|s| templates.get(&s.template).is_some_and(|t| t.page.is_some()));
+        if pages {
+            self.paging
+                .reasons
+                .insert(flow_id.to_string(), reason_of(decision, option));
+        }
+    }
+
     /// A step started: if its template pages a policy, the page opens.
     pub(super) fn page_for_step(&mut self, event: &FlowEvent) {
         if event.kind != FlowEventKind::StepStarted {
@@ -109,10 +150,12 @@ impl Engine {
                 "{} on {}: {}",
                 flow.signal_type, flow.subject, step.template
             ),
-            why: format!(
-                "decision {} chose `{}` for {} ({})",
-                flow.decision_id, flow.option, flow.signal_id, flow.class
-            ),
+            why: self.paging.reasons.remove(&flow.id).unwrap_or_else(|| {
+                format!(
+                    "decision {} chose `{}` for {} ({})",
+                    flow.decision_id, flow.option, flow.signal_id, flow.class
+                )
+            }),
             subject: flow.subject.clone(),
             decision_id: Some(flow.decision_id.clone()),
             flow_id: Some(flow.id.clone()),
@@ -200,6 +243,7 @@ impl Engine {
     /// A flow ended (or its alert was resolved at the source): its pages
     /// are resolved, by `who`.
     pub(super) fn resolve_flow_pages(&mut self, flow_id: &str, who: &str, now: DateTime<Utc>) {
+        self.paging.reasons.remove(flow_id);
         for id in self.paging.book.open_for_flow(flow_id) {
             let _ = self.paging.book.resolve(&id, who, now);
         }

@@ -83,6 +83,7 @@ impl Engine {
             let playbook = Arc::clone(&self.decider.playbook);
             let choice = choice_for(&playbook, &signal.kind);
             let steps = self.assemble(&decision, &option, &signal, &choice, now);
+            self.keep_page_reason(&item.flow_id, &decision, &option, &steps);
             self.flows.release(&item.flow_id, &option, steps, now);
             self.settled(&decision, &option, now);
         } else if record.action == Action::Reject {

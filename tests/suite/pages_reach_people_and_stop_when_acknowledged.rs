@@ -129,7 +129,9 @@ fn a_page_escalates_and_a_signed_link_acknowledges_it_once() {
     );
     let text = sent["text"].as_str().unwrap();
     assert!(
-        text.contains("alert.firing on service/api") && text.contains("Why: decision D"),
+        text.contains("alert.firing on service/api")
+            && text.contains("Why: decision D")
+            && text.contains("rule critical-alert-pages: A critical alert pages"),
         "{text}"
     );
     assert!(
