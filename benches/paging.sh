@@ -5,7 +5,7 @@
 # which acknowledges each page at once by the signed link it carries; emil,
 # the second level, would be paged 10 s later if it were not. The load is
 # `signalbox bench --load` open loop with `--pages-every`: critical alerts
-# on service/api (they page) among tickets (they do not).
+# on a service each (they page, one incident each) among tickets (they do not).
 #
 # Baseline (same run, first): 20 signals/s, one in 4 pages. Then RATE
 # signals/s for SECONDS, one in EVERY pages (default 1,000/s, 1 %).

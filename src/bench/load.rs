@@ -45,7 +45,7 @@ pub struct Plan<'a> {
     /// before (as Alertmanager sends them), instead of every signal
     /// firing an alert of its own that stays open.
     pub resolve_after: Option<u64>,
-    /// Every Nth signal a critical alert on `service/api` (it pages), the
+    /// Every Nth signal a critical alert on a service of its own (it pages), the
     /// others tickets (they do not).
     pub pages_every: Option<u64>,
     /// Where the paging signals' departures are written.
@@ -64,7 +64,7 @@ fn body(prefix: &str, n: u64, resolve_after: Option<u64>, pages_every: Option<u6
     if pages_every.is_some() {
         return match pages(n, pages_every) {
             true => format!(
-                r#"{{"specversion":"1.0","id":"{prefix}-{n}","source":"bench","type":"alert.firing","subject":"service/api","severity":"critical","data":{{"alertname":"ApiDown","service":"api","fingerprint":"{prefix}-f{n}"}}}}"#
+                r#"{{"specversion":"1.0","id":"{prefix}-{n}","source":"bench","type":"alert.firing","subject":"service/api-{n}","severity":"critical","data":{{"alertname":"ApiDown","service":"api-{n}","fingerprint":"{prefix}-f{n}"}}}}"#
             ),
             false => format!(
                 r#"{{"specversion":"1.0","id":"{prefix}-{n}","source":"bench","type":"ticket.opened","subject":"customer/acme","data":{{"ticket":"{prefix}-T{n}"}}}}"#

@@ -67,7 +67,8 @@ pub struct BenchArgs {
     /// many alerts before, as Alertmanager sends them.
     #[arg(long)]
     pub resolve_after: Option<u64>,
-    /// With --load: every Nth signal is a critical alert on `service/api`
+    /// With --load: every Nth signal is a critical alert on a service of
+    /// its own (`service/api-N`)
     /// (which pages on the starter deployment) and the others are tickets
     /// (which do not): the paging benchmark's mix.
     #[arg(long)]

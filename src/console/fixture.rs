@@ -197,6 +197,7 @@ fn pages() -> Vec<crate::paging::Page> {
         flow_id: Some(format!("F{i:07}")),
         review_id: None,
         signal_id: None,
+        incident: None,
         state,
         level: 0,
         round: 0,

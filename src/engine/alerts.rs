@@ -16,7 +16,7 @@ impl Engine {
         if signal.kind != "alert.firing" {
             return None;
         }
-        let flow_id = self.opened_by.get(signal.data_str("fingerprint")?)?;
+        let flow_id = self.alerts.opened_by.get(signal.data_str("fingerprint")?)?;
         let flow = self.flows.get(flow_id)?;
         (!flow.state.is_terminal()).then(|| flow_id.clone())
     }
@@ -29,22 +29,35 @@ impl Engine {
         };
         // Recovery puts back the alerts still open; one whose flow ended
         // has nothing left to close.
-        let Some(flow_id) = self.opened_by.remove(fingerprint) else {
+        let Some(flow_id) = self.alerts.opened_by.remove(fingerprint) else {
             return;
         };
+        // An incident's flow goes on while any of its alerts fires.
+        if !self.alert_resolved_in(&flow_id, fingerprint, now) {
+            return;
+        }
         let note = format!("alert resolved at the source ({})", signal.source);
-        self.resolve_flow_pages(&flow_id, &format!("the source ({})", signal.source), now);
+        let who = format!("the source ({})", signal.source);
+        self.close_flow(&flow_id, &who, &note, now);
+    }
+
+    /// Closes what an alert (or an incident) opened, as `who` says it is
+    /// over: its pages, the review item still waiting on it, or the flow
+    /// still running for it.
+    pub(super) fn close_flow(&mut self, flow_id: &str, who: &str, note: &str, now: DateTime<Utc>) {
+        let flow_id = flow_id.to_string();
+        self.resolve_flow_pages(&flow_id, who, now);
         let review = self.reviews.open_for_flow(&flow_id).map(|i| i.id.clone());
         if let Some(review_id) = review {
             if let Ok(settled) =
                 self.reviews
-                    .act(&review_id, &Actor::system(), Action::Reject, &note, now)
+                    .act(&review_id, &Actor::system(), Action::Reject, note, now)
             {
                 self.apply_settled(settled, now);
             }
             return;
         }
-        for assignee in self.flows.close(&flow_id, &note, now) {
+        for assignee in self.flows.close(&flow_id, note, now) {
             route::release(&assignee, &mut self.context);
         }
         self.drain_flow_changes();
@@ -55,7 +68,7 @@ impl Engine {
     pub(super) fn acknowledged_at_source(&mut self, signal: &Signal, now: DateTime<Utc>) {
         let Some(flow_id) = signal
             .data_str("fingerprint")
-            .and_then(|f| self.opened_by.get(f))
+            .and_then(|f| self.alerts.opened_by.get(f))
             .cloned()
         else {
             return;
@@ -73,7 +86,8 @@ impl Engine {
     /// Alerts whose flows have ended are no longer open.
     pub(super) fn forget_closed_alerts(&mut self) {
         let flows = &self.flows;
-        self.opened_by
+        self.alerts
+            .opened_by
             .retain(|_, flow| flows.get(flow).is_some_and(|f| !f.state.is_terminal()));
     }
 }

@@ -143,6 +143,22 @@ pub enum Command {
         id: String,
         reply: oneshot::Sender<Option<crate::paging::Page>>,
     },
+    /// Incidents in memory (the open ones only, or all), newest first.
+    Incidents {
+        open_only: bool,
+        reply: oneshot::Sender<Vec<crate::flow::incident::Incident>>,
+    },
+    /// One incident in memory, with its alerts.
+    Incident {
+        id: String,
+        reply: oneshot::Sender<Option<crate::flow::incident::Incident>>,
+    },
+    /// A person resolves an incident (identity from their credential).
+    ResolveIncident {
+        id: String,
+        actor: Actor,
+        reply: Reply<crate::flow::incident::Incident>,
+    },
     /// Who is on call at a time (of a team).
     OnCall {
         team: Option<String>,
@@ -583,6 +599,12 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
             let versions = engine.reload(*reload, &actor, now);
             after_commit(waiting, reply, Ok(versions));
         }
+        Command::ResolveIncident { id, actor, reply } => {
+            let done = engine
+                .resolve_incident(&id, &actor, now)
+                .map_err(EngineError::from);
+            after_commit(waiting, reply, done);
+        }
         Command::PageAct {
             id,
             action,
@@ -655,6 +677,12 @@ fn answer(engine: &mut Engine, command: Command, now: DateTime<Utc>) -> Option<C
         }
         Command::Page { id, reply } => {
             let _ = reply.send(engine.page(&id));
+        }
+        Command::Incidents { open_only, reply } => {
+            let _ = reply.send(engine.incidents(open_only));
+        }
+        Command::Incident { id, reply } => {
+            let _ = reply.send(engine.incident(&id));
         }
         Command::OnCall { team, at, reply } => {
             let _ = reply.send(engine.on_call(at, team.as_deref()));

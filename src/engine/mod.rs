@@ -12,6 +12,7 @@ mod batch;
 mod fanout;
 pub mod guard;
 pub mod host;
+mod incidents;
 mod learning;
 pub mod notices;
 pub mod overview;
@@ -27,6 +28,7 @@ mod tasks;
 mod types;
 mod watch;
 
+pub use incidents::IncidentRefused;
 pub use paging::{ChannelRow, OverrideRefused, PageAction, PageFigures};
 pub use types::*;
 
@@ -59,8 +61,8 @@ pub struct Engine {
     pub reviews: ReviewQueue,
     pub metrics: Metrics,
     quarantine: quarantine::QuarantineBook,
-    /// The flow each firing alert opened, by fingerprint.
-    opened_by: crate::FastMap<String, String>,
+    /// Firing alerts' flows, and the incidents they group into.
+    alerts: incidents::Alerts,
     /// What the next flush hands to the journal, and the events and
     /// notices for whoever hosts the engine.
     outbox: batch::Outbox,
@@ -112,7 +114,7 @@ impl Engine {
             reviews: ReviewQueue::default(),
             metrics: Metrics::new(now),
             quarantine: Default::default(),
-            opened_by: Default::default(),
+            alerts: Default::default(),
             outbox: batch::Outbox::new(config.notices),
             learning: learning::Learning::new(config.checkpoint_every),
             paging: Default::default(),
@@ -368,16 +370,18 @@ impl Engine {
         // A firing alert whose flow is still open (PagerDuty sends every
         // trigger of a key; a sender retries) is a repeat: recorded, no
         // second flow. Once its flow has ended, the same key opens anew.
-        let repeat_of = self.open_flow_of(&signal);
-        if repeat_of.is_some() {
+        // So is an alert that joins an open incident of its group.
+        let held = self.held_by(&signal);
+        if held.is_some() {
             choice = record_choice(&choice);
         }
         let n = self.new_id();
-        let decision = self.decide_case(&signal, &choice, repeat_of, n, now);
+        let decision = self.decide_case(&signal, &choice, held.as_ref(), n, now);
         self.count_decision(&decision, now);
         if decision.mode != Mode::Record {
             self.start_flow(&decision, &signal, &choice, n, now);
         }
+        self.group(&signal, &decision, held.as_ref(), &format!("F{n:07}"));
         Ok(decision)
     }
 
@@ -401,13 +405,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Decision number `n`, for a signal among `choice` (a repeat of the
-    /// alert still open in flow `repeat_of` is recorded only).
+    /// Decision number `n`, for a signal among `choice` (a `held` one is
+    /// recorded only, saying why).
     fn decide_case(
         &mut self,
         signal: &Signal,
         choice: &Choice<'_>,
-        repeat_of: Option<String>,
+        held: Option<&incidents::Held>,
         n: u64,
         now: DateTime<Utc>,
     ) -> Arc<Decision> {
@@ -429,8 +433,8 @@ impl Engine {
             now,
         };
         let mut decision = self.decider.decide(case, &mut self.context);
-        if let Some(flow) = repeat_of {
-            decision.why = format!("repeat of the alert still open in {flow}: recorded");
+        if let Some(held) = held {
+            decision.why = held.why();
         }
         Arc::new(decision)
     }
@@ -473,7 +477,8 @@ impl Engine {
         if signal.kind == "alert.firing"
             && let Some(fingerprint) = signal.data_str("fingerprint")
         {
-            self.opened_by
+            self.alerts
+                .opened_by
                 .insert(fingerprint.to_string(), flow_id.clone());
         }
         let mut flow = Flow {
@@ -557,6 +562,7 @@ impl Engine {
     /// A flow has ended: counted, remembered for learning, published.
     fn flow_finished(&mut self, id: &str, now: DateTime<Utc>) {
         self.resolve_flow_pages(id, "its flow ended", now);
+        self.end_incident_of(id, now);
         let Some(flow) = self.flows.get(id) else {
             return;
         };

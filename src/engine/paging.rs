@@ -143,6 +143,13 @@ impl Engine {
             crate::decide::policy::Priority::Low => Urgency::Low,
             _ => Urgency::High,
         };
+        // An incident's page waits its group's wait for more alerts.
+        let incident = self.alerts.incidents.of_flow(&flow.id);
+        let hold = incident
+            .and_then(|i| self.decider.playbook.play(&i.kind))
+            .and_then(|p| p.group.as_ref())
+            .map_or_else(chrono::Duration::zero, |g| g.wait());
+        let incident = incident.map(|i| (i.id.clone(), i.alerts));
         let opening = Opening {
             policy,
             urgency,
@@ -161,6 +168,8 @@ impl Engine {
             flow_id: Some(flow.id.clone()),
             review_id: None,
             signal_id: Some(flow.signal_id.clone()),
+            incident,
+            hold,
         };
         match self
             .paging
@@ -224,6 +233,8 @@ impl Engine {
             flow_id: None,
             review_id: Some(item.id.clone()),
             signal_id: Some(d.signal_id.clone()),
+            incident: None,
+            hold: chrono::Duration::zero(),
         };
         match self.paging.book.open(opening, &self.context.roster, now) {
             Ok(id) => {
@@ -236,6 +247,17 @@ impl Engine {
 
     /// Escalations and notifications due by `now`.
     pub(super) fn tick_pages(&mut self, now: DateTime<Utc>) {
+        // Pages about incidents say how many alerts they have gathered.
+        for page in self.paging.book.pages.values_mut() {
+            if page.state == PageState::Resolved {
+                continue;
+            }
+            if let Some((id, alerts)) = &mut page.incident
+                && let Some(i) = self.alerts.incidents.incidents.get(id.as_str())
+            {
+                *alerts = i.alerts;
+            }
+        }
         let sends = self.paging.book.tick(&self.context.roster, now);
         self.paging.sends.extend(sends);
     }

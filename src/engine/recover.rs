@@ -76,7 +76,12 @@ impl Engine {
         self.taken
             .restore(std::mem::take(&mut recovered.seen_signals), next_id);
         self.quarantine = quarantine::QuarantineBook::restore(recovered.quarantined);
-        self.opened_by = recovered.alert_flows.into_iter().collect();
+        self.alerts.opened_by = recovered.alert_flows.into_iter().collect();
+        let last_incident = recovered.last_incident.take();
+        self.restore_incidents(
+            std::mem::take(&mut recovered.open_incidents),
+            last_incident.as_deref(),
+        );
         self.outbox.intake_cursor = recovered.meta.get(INTAKE_CURSOR_KEY).cloned();
         if let Some(state) = recovered.meta.get(super::watch::BREAKER_KEY) {
             self.resume_breaker(state);

@@ -49,6 +49,8 @@ pub enum EngineError {
     Page(#[from] crate::paging::pages::PageRefused),
     #[error(transparent)]
     Override(#[from] super::paging::OverrideRefused),
+    #[error(transparent)]
+    Incident(#[from] super::incidents::IncidentRefused),
     /// Done, but the journal commit that was to hold it failed.
     #[error("not durable: the journal commit failed ({0})")]
     NotDurable(String),

@@ -11,6 +11,7 @@ mod book;
 mod changes;
 mod compensate;
 pub mod executor;
+pub mod incident;
 pub mod route;
 mod run;
 pub mod task;

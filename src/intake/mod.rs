@@ -35,7 +35,9 @@ use tokio::sync::oneshot;
 
 use crate::engine::host::Handle;
 use auth::Tokens;
-use handlers::{ops, pages, quarantine, ramp, reviews, signals, stream, tasks, webhooks};
+use handlers::{
+    incidents, ops, pages, quarantine, ramp, reviews, signals, stream, tasks, webhooks,
+};
 pub use refusal::Refusal;
 use refusal::Refused;
 
@@ -87,6 +89,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/quarantine/{id}/drop", post(quarantine::drop))
         .route("/v1/ramp", get(ramp::state))
         .route("/v1/ramp/{call}", post(ramp::call))
+        .route("/v1/incidents", get(incidents::list))
+        .route("/v1/incidents/{id}", get(incidents::one))
+        .route("/v1/incidents/{id}/resolve", post(incidents::resolve))
         .route("/v1/pages", get(pages::list))
         .route("/v1/pages/{id}", get(pages::one))
         .route(

@@ -297,6 +297,8 @@ fn pagerduty_event(send: &Send, settings: &PagerSettings, ack: &str) -> serde_js
                 "round": page.round + 1,
                 "decision": page.decision_id,
                 "flow": page.flow_id,
+                "incident": page.incident.as_ref().map(|(id, _)| id),
+                "alerts": page.incident.as_ref().map(|(_, n)| n),
                 "console": format!("signalbox attach {}", settings.base_url),
             },
         },
@@ -383,6 +385,13 @@ fn message(send: &Send, settings: &PagerSettings, ack: &str) -> String {
         ),
         format!("Why: {}", page.why),
     ];
+    if let Some((incident, alerts)) = &page.incident {
+        lines.push(format!(
+            "Incident {incident}: {alerts} alert{} so far ({}/v1/incidents/{incident})",
+            if *alerts == 1 { "" } else { "s" },
+            settings.base_url
+        ));
+    }
     if let Some(d) = &page.decision_id {
         lines.push(format!(
             "Evidence: {}/v1/decisions/{d}?format=text",

@@ -139,6 +139,10 @@ impl From<EngineError> for Refusal {
             EngineError::Page(_) => StatusCode::BAD_REQUEST,
             EngineError::Override(OverrideRefused::NotLead(_)) => StatusCode::FORBIDDEN,
             EngineError::Override(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::Incident(crate::engine::IncidentRefused::Unknown(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            EngineError::Incident(_) => StatusCode::CONFLICT,
             EngineError::Review(ReviewError::Viewer { .. } | ReviewError::RoleTooLow { .. })
             | EngineError::Quarantine(QuarantineError::NotALead(_)) => StatusCode::FORBIDDEN,
             EngineError::Review(ReviewError::AlreadyDecided { .. })

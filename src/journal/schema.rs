@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS set_aside (
 -- Pages, the latest state of each with every attempt (`paging::pages`).
 CREATE TABLE IF NOT EXISTS pages (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL)
     WITHOUT ROWID;
+-- Incidents, the latest state of each with its alerts (`flow::incident`);
+-- `decision_id` is its first alert's decision.
+CREATE TABLE IF NOT EXISTS incidents (id TEXT PRIMARY KEY, state TEXT NOT NULL,
+    decision_id TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
 ";
 
 /// Opens a connection with the pragmas every connection uses.

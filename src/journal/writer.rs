@@ -209,6 +209,7 @@ struct Rows<'t> {
     quarantine: CachedStatement<'t>,
     review: CachedStatement<'t>,
     page: CachedStatement<'t>,
+    incident: CachedStatement<'t>,
     /// A small flow's row, its events appended.
     flow: CachedStatement<'t>,
     /// A big flow's row, without steps or events.
@@ -261,6 +262,10 @@ impl<'t> Rows<'t> {
             page: tx.prepare_cached(
                 "INSERT OR REPLACE INTO pages (id, state, body) VALUES (?1, ?2, ?3)",
             )?,
+            incident: tx.prepare_cached(
+                "INSERT OR REPLACE INTO incidents (id, state, decision_id, body)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?,
             flow: tx.prepare_cached(
                 "INSERT INTO flows (id, state, decision_id, body, events) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(id) DO UPDATE SET state = excluded.state,
@@ -306,6 +311,7 @@ impl<'t> Rows<'t> {
             "flows" => "DELETE FROM flows WHERE id = ?1",
             "entities" => "DELETE FROM entities WHERE key = ?1",
             "pages" => "DELETE FROM pages WHERE id = ?1",
+            "incidents" => "DELETE FROM incidents WHERE id = ?1",
             _ => return Ok(()),
         };
         self.tx.execute(delete, [&aside.key])?;
@@ -353,6 +359,11 @@ impl<'t> Rows<'t> {
                 let body = json(buf, page.as_ref())?;
                 self.page
                     .execute(params![page.id, page.state.as_str(), body])?;
+            }
+            Record::Incident(i) => {
+                let body = json(buf, i.as_ref())?;
+                self.incident
+                    .execute(params![i.id, i.state.as_str(), i.decision_id, body])?;
             }
             Record::Flow {
                 flow,

@@ -106,6 +106,9 @@ pub struct Page {
     /// The signal that led to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal_id: Option<String>,
+    /// The incident it is about, and how many alerts that has gathered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<(String, u64)>,
     pub state: PageState,
     pub level: usize,
     pub round: u32,
@@ -164,6 +167,10 @@ pub struct Opening {
     pub flow_id: Option<String>,
     pub review_id: Option<String>,
     pub signal_id: Option<String>,
+    pub incident: Option<(String, u64)>,
+    /// How long the first level waits (an incident's group wait, for more
+    /// alerts to join before anyone is told).
+    pub hold: chrono::Duration,
 }
 
 /// Every page in memory: open ones, and those that ended recently.
@@ -202,6 +209,7 @@ impl PageBook {
             flow_id: opening.flow_id,
             review_id: opening.review_id,
             signal_id: opening.signal_id,
+            incident: opening.incident,
             state: PageState::Triggered,
             level: 0,
             round: 0,
@@ -213,7 +221,11 @@ impl PageBook {
             due: Vec::new(),
             notes: Vec::new(),
         };
-        page_level(&mut page, roster, now);
+        page_level(
+            &mut page,
+            roster,
+            now + opening.hold.max(chrono::Duration::zero()),
+        );
         self.pages.insert(id.clone(), page);
         self.changed.push(id.clone());
         Ok(id)
@@ -407,6 +419,9 @@ pub fn describe(page: &Page) -> Vec<String> {
     }
     if let Some((who, at)) = &page.resolved {
         out.push(format!("resolved by {who} at {}", time(at)));
+    }
+    if let Some((incident, alerts)) = &page.incident {
+        out.push(format!("incident {incident}: {alerts} alerts"));
     }
     out.push(format!("attempts ({}):", page.attempts.len()));
     for a in &page.attempts {
@@ -664,6 +679,8 @@ mod tests {
             flow_id: None,
             review_id: None,
             signal_id: None,
+            incident: None,
+            hold: Duration::zero(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! layer, which runs their steps.
 
 pub mod fold;
+pub mod group;
 pub mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +37,10 @@ pub struct SignalPlay {
     /// `"string?"` for an optional one); none: `data` is open.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// How signals of this type group into incidents; none: each is its
+    /// own.
+    #[serde(default)]
+    pub group: Option<group::Grouping>,
 }
 
 /// One option: the steps it assembles, or a fan-out.
@@ -128,6 +133,13 @@ impl Playbook {
             })?;
             if !declared.0.is_empty() {
                 playbook.data_fields.insert(kind.clone(), declared);
+            }
+            if let Some(Err(reason)) = play.group.as_ref().map(group::Grouping::check) {
+                return Err(CatalogueError::Invalid {
+                    file: origin.to_string(),
+                    item: kind.clone(),
+                    reason,
+                });
             }
         }
         playbook.updates = fold::Compiled::of(&playbook.signals, &playbook.data_fields, origin)?;

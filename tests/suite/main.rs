@@ -12,6 +12,7 @@ mod a_real_alertmanager_opens_and_closes_alerts;
 mod a_shadow_policy_decides_beside_the_live_one;
 mod a_supplier_delay_fans_out_across_processes;
 mod alerts_and_pages_answer_as_their_senders_expect;
+mod alerts_group_into_incidents;
 mod an_operation_runs_on_its_own_deployment;
 mod bad_input_is_named_and_never_stops_the_engine;
 mod bad_requests_get_json_errors;

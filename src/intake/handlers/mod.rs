@@ -3,6 +3,7 @@
 //! and answers `Result<Response, Refusal>`; the router's middleware counts
 //! every refusal by endpoint.
 
+pub(super) mod incidents;
 pub(super) mod ops;
 pub(super) mod pages;
 pub(super) mod quarantine;

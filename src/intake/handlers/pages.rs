@@ -23,7 +23,7 @@ use crate::review::Actor;
 
 #[derive(Debug, Deserialize)]
 pub(in crate::intake) struct PagesQuery {
-    state: Option<String>,
+    pub(super) state: Option<String>,
 }
 
 /// `GET /v1/pages?state=open|all`: pages in memory, newest first.
@@ -32,19 +32,22 @@ pub(in crate::intake) async fn list(
     _: Allowed<ToRead>,
     Query(q): Query<PagesQuery>,
 ) -> Result<Response, Refusal> {
-    let open_only = match q.state.as_deref() {
-        None | Some("open") => true,
-        Some("all") => false,
-        Some(other) => {
-            return Err(Refusal::new(
-                StatusCode::BAD_REQUEST,
-                format!("state {other:?} is not open or all"),
-            )
-            .field(Some("state".into())));
-        }
-    };
+    let open_only = open_only(q.state.as_deref())?;
     let pages = ask(&state, |reply| Command::Pages { open_only, reply }).await?;
     Ok(ok(json!(pages)))
+}
+
+/// `?state=open` (the default) or `?state=all`: whether only open ones.
+pub(super) fn open_only(state: Option<&str>) -> Result<bool, Refusal> {
+    match state {
+        None | Some("open") => Ok(true),
+        Some("all") => Ok(false),
+        Some(other) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("state {other:?} is not open or all"),
+        )
+        .field(Some("state".into()))),
+    }
 }
 
 /// `GET /v1/pages/{id}`: one page, with every attempt.

@@ -27,6 +27,9 @@ pub struct Recovered {
     /// The last page id journaled (resolved ones included), so that no id
     /// is given twice.
     pub last_page: Option<String>,
+    /// Incidents still open, and the last incident id journaled.
+    pub open_incidents: Vec<crate::flow::incident::Incident>,
+    pub last_incident: Option<String>,
     pub checkpoint: Option<String>,
     pub feedback_after_checkpoint: Vec<Feedback>,
     pub feedback_count: i64,
@@ -115,6 +118,20 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     // Ids are zero-padded: the greatest is the last.
     out.last_page = conn
         .query_row("SELECT MAX(id) FROM pages", [], |r| r.get(0))
+        .map_err(sql(path))?;
+    for (id, body) in rows(
+        &conn,
+        path,
+        "SELECT id, body FROM incidents WHERE state = 'open'",
+        [],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+    )? {
+        if let Some(i) = out.read::<crate::flow::incident::Incident>("incidents", &id, body) {
+            out.open_incidents.push(i);
+        }
+    }
+    out.last_incident = conn
+        .query_row("SELECT MAX(id) FROM incidents", [], |r| r.get(0))
         .map_err(sql(path))?;
     model(&conn, path, &mut out)?;
     signals(&conn, path, &mut out)?;

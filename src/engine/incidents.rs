@@ -1,0 +1,229 @@
+//! Incidents wired into the engine. A firing alert whose fingerprint has
+//! a flow still open is a repeat; one whose type groups
+//! (`playbook::group`) and whose key has an open incident joins it. Either
+//! is recorded, with why, and opens nothing of its own. The first alert of
+//! a key is decided, and its flow becomes the incident's. A resolution
+//! closes the incident's flow only once its last alert has resolved.
+
+use chrono::{DateTime, Utc};
+
+use super::Engine;
+use crate::decide::{Decision, Mode};
+use crate::flow::incident::{Incident, IncidentBook, IncidentState, Member, Resolution};
+use crate::journal::Record;
+use crate::signal::Signal;
+
+/// Firing alerts and the incidents they make.
+#[derive(Default)]
+pub(super) struct Alerts {
+    /// The flow each firing alert belongs to (its own, or its incident's),
+    /// by fingerprint.
+    pub opened_by: crate::FastMap<String, String>,
+    pub incidents: IncidentBook,
+}
+
+/// Why a person's resolution of an incident was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum IncidentRefused {
+    #[error("no incident {0}")]
+    Unknown(String),
+    #[error("incident {0} is already resolved")]
+    Resolved(String),
+}
+
+/// Why a signal is recorded instead of being decided on its own.
+pub(super) enum Held {
+    /// The same alert, still open in this flow.
+    Repeat(String),
+    /// An alert of an open incident's group.
+    Grouped {
+        incident: String,
+        flow: String,
+        labels: String,
+    },
+}
+
+impl Held {
+    /// The decision's `why` for a signal held so.
+    pub fn why(&self) -> String {
+        match self {
+            Held::Repeat(flow) => format!("repeat of the alert still open in {flow}: recorded"),
+            Held::Grouped {
+                incident,
+                flow,
+                labels,
+            } => format!(
+                "grouped into incident {incident} ({labels}): recorded; its flow {flow} answers for it"
+            ),
+        }
+    }
+}
+
+impl Engine {
+    /// Whether `signal` is held: a repeat of an open alert, or an alert
+    /// that joins an open incident.
+    pub(super) fn held_by(&self, signal: &Signal) -> Option<Held> {
+        if let Some(flow) = self.open_flow_of(signal) {
+            return Some(Held::Repeat(flow));
+        }
+        let grouping = self.decider.playbook.play(&signal.kind)?.group.as_ref()?;
+        let (key, labels) = grouping.key(&signal.kind, signal);
+        let incident = self.alerts.incidents.open_for(&key)?;
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Some(Held::Grouped {
+            incident: incident.id.clone(),
+            flow: incident.flow_id.clone(),
+            labels: labels.join(", "),
+        })
+    }
+
+    /// After a signal's decision: a grouped alert joins its incident; the
+    /// first decided alert of a grouping type opens one around flow
+    /// `flow_id`.
+    pub(super) fn group(
+        &mut self,
+        signal: &Signal,
+        decision: &Decision,
+        held: Option<&Held>,
+        flow_id: &str,
+    ) {
+        let member = Member {
+            signal_id: signal.id.clone(),
+            fingerprint: signal.data_str("fingerprint").map(String::from),
+            subject: signal.subject.clone(),
+            at: signal.time,
+            resolved: None,
+        };
+        match held {
+            Some(Held::Grouped { incident, flow, .. }) => {
+                if let Some(f) = &member.fingerprint {
+                    self.alerts.opened_by.insert(f.clone(), flow.clone());
+                }
+                self.alerts.incidents.join(incident, member);
+            }
+            Some(Held::Repeat(_)) => {}
+            None if decision.mode != Mode::Record => {
+                let Some(grouping) = self
+                    .decider
+                    .playbook
+                    .play(&signal.kind)
+                    .and_then(|p| p.group.clone())
+                else {
+                    return;
+                };
+                let key = grouping.key(&signal.kind, signal);
+                let id =
+                    self.alerts
+                        .incidents
+                        .open(&signal.kind, key, (&decision.id, flow_id), member);
+                tracing::debug!(incident = %id, flow = flow_id, "incident opened");
+            }
+            None => {}
+        }
+    }
+
+    /// An alert of flow `flow_id` resolved: whether the flow is done with
+    /// (its own alert, or its incident's last).
+    pub(super) fn alert_resolved_in(
+        &mut self,
+        flow_id: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        !matches!(
+            self.alerts
+                .incidents
+                .alert_resolved(flow_id, fingerprint, now),
+            Some(Resolution::StillFiring { .. })
+        )
+    }
+
+    /// A flow ended: its incident, if it is one's, is over.
+    pub(super) fn end_incident_of(&mut self, flow_id: &str, now: DateTime<Utc>) {
+        let open = self
+            .alerts
+            .incidents
+            .of_flow(flow_id)
+            .filter(|i| i.state == IncidentState::Open)
+            .map(|i| i.id.clone());
+        if let Some(id) = open {
+            self.alerts.incidents.resolve(&id, "its flow ended", now);
+        }
+    }
+
+    /// A person resolves an incident: its flow closes (its pages resolved,
+    /// its review item settled), as when its last alert resolves.
+    pub fn resolve_incident(
+        &mut self,
+        id: &str,
+        actor: &crate::review::Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Incident, IncidentRefused> {
+        let incident = self
+            .alerts
+            .incidents
+            .incidents
+            .get(id)
+            .ok_or_else(|| IncidentRefused::Unknown(id.to_string()))?;
+        if incident.state == IncidentState::Resolved {
+            return Err(IncidentRefused::Resolved(id.to_string()));
+        }
+        let flow = incident.flow_id.clone();
+        let firing: Vec<String> = incident.firing.iter().cloned().collect();
+        self.alerts.incidents.resolve(id, &actor.name, now);
+        for f in firing {
+            self.alerts.opened_by.remove(&f);
+        }
+        let note = format!("incident {id} resolved by {}", actor.name);
+        self.close_flow(&flow, &actor.name, &note, now);
+        self.alerts
+            .incidents
+            .incidents
+            .get(id)
+            .cloned()
+            .ok_or_else(|| IncidentRefused::Unknown(id.to_string()))
+    }
+
+    /// Incidents, newest first: the open ones, or all in memory.
+    pub fn incidents(&self, open_only: bool) -> Vec<Incident> {
+        self.alerts
+            .incidents
+            .incidents
+            .values()
+            .rev()
+            .filter(|i| !open_only || i.state == IncidentState::Open)
+            .cloned()
+            .collect()
+    }
+
+    /// One incident in memory.
+    pub fn incident(&self, id: &str) -> Option<Incident> {
+        self.alerts.incidents.incidents.get(id).cloned()
+    }
+
+    /// Incidents changed since the last flush, for the journal.
+    pub(super) fn incident_records(&mut self) -> Vec<Record> {
+        self.alerts
+            .incidents
+            .take_changed()
+            .into_iter()
+            .map(|i| Record::Incident(Box::new(i)))
+            .collect()
+    }
+
+    /// Open incidents as journaled, after a restart: their alerts still
+    /// firing belong to their flows again.
+    pub(super) fn restore_incidents(&mut self, incidents: Vec<Incident>, last: Option<&str>) {
+        if let Some(last) = last {
+            self.alerts.incidents.taken(last);
+        }
+        for incident in incidents {
+            for f in &incident.firing {
+                self.alerts
+                    .opened_by
+                    .insert(f.clone(), incident.flow_id.clone());
+            }
+            self.alerts.incidents.restore(incident);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Alerts group into incidents (the starter groups `alert.firing` by
+//! subject): three critical alerts on `service/api` and one on
+//! `service/web` are two incidents and two pages, not four; the alerts
+//! that joined say so in their explanation. The api incident outlives a
+//! kill -9 and still takes a new alert of its group; it resolves with its
+//! last alert (and its page with it), and a person resolves the web one
+//! over HTTP.
+
+use std::time::Duration;
+
+use crate::common::{self, client, event, serve_deployment, wait_for};
+use crate::pages_reach_people_and_stop_when_acknowledged::{OPERATOR, TOKENS, requests};
+use serde_json::{Value, json};
+
+fn alert(kind: &str, n: u32, service: &str) -> Value {
+    let mut e = event(
+        &format!("{kind}-{n}"),
+        kind,
+        &format!("service/{service}"),
+        json!({ "service": service, "fingerprint": format!("fp-{n}") }),
+    );
+    e["severity"] = json!("critical");
+    e
+}
+
+fn get(c: &reqwest::blocking::Client, base: &str, path: &str) -> Value {
+    let r = c
+        .get(format!("{base}{path}"))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.json().unwrap()
+}
+
+/// The open incident of `subject`.
+fn incident_of(c: &reqwest::blocking::Client, base: &str, subject: &str) -> Value {
+    get(c, base, "/v1/incidents?state=all")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["labels"][0][1] == subject && i["state"] == "open")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_storm_on_one_service_is_one_incident_and_one_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dana_log = tmp.path().join("dana.jsonl");
+    let (_dana, dana_port) = common::receiver(None, &dana_log);
+    let dir = tmp.path().join("ops");
+    common::paged_deployment(&dir, dana_port, 1, "1h");
+    let c = client();
+    let s = serve_deployment(&dir, &TOKENS);
+    for (n, service) in [(1, "api"), (2, "api"), (3, "web"), (4, "api")] {
+        common::post_as(&c, &s.base, OPERATOR, &alert("alert.firing", n, service));
+    }
+    let api = wait_for(
+        "the api incident's three alerts",
+        Duration::from_secs(10),
+        || {
+            let i = incident_of(&c, &s.base, "service/api");
+            (i["alerts"] == 3).then_some(i)
+        },
+    );
+    assert_eq!(api["firing"].as_array().unwrap().len(), 3, "{api}");
+    let web = incident_of(&c, &s.base, "service/web");
+    assert_eq!(web["alerts"], 1, "{web}");
+    wait_for("two pages", Duration::from_secs(10), || {
+        (requests(&dana_log).len() >= 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(requests(&dana_log).len(), 2, "one page per incident");
+
+    // The second api alert was recorded into the incident, saying so.
+    let second = common::settled_with(&c, &s.base, "alert.firing-2", Some(OPERATOR));
+    let explained = c
+        .get(format!(
+            "{}/v1/decisions/{}?format=text",
+            s.base,
+            second["decision"].as_str().unwrap()
+        ))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let api_id = api["id"].as_str().unwrap().to_string();
+    assert!(
+        explained.contains(&format!(
+            "grouped into incident {api_id} (subject=service/api)"
+        )),
+        "{explained}"
+    );
+
+    // One alert resolves: the incident goes on. Then a kill -9.
+    common::post_as(&c, &s.base, OPERATOR, &alert("alert.resolved", 1, "api"));
+    wait_for(
+        "fp-1 resolved in the incident",
+        Duration::from_secs(10),
+        || {
+            let i = get(&c, &s.base, &format!("/v1/incidents/{api_id}"));
+            (i["firing"].as_array().unwrap().len() == 2).then_some(())
+        },
+    );
+    let mut s = s;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+    let s = serve_deployment(&dir, &TOKENS);
+
+    // After the restart the incident still takes its group's alerts.
+    common::post_as(&c, &s.base, OPERATOR, &alert("alert.firing", 5, "api"));
+    let i = wait_for("the fifth alert joined", Duration::from_secs(10), || {
+        let i = get(&c, &s.base, &format!("/v1/incidents/{api_id}"));
+        (i["alerts"] == 4).then_some(i)
+    });
+    assert_eq!(i["state"], "open", "{i}");
+    for n in [2, 4, 5] {
+        common::post_as(&c, &s.base, OPERATOR, &alert("alert.resolved", n, "api"));
+    }
+    let i = wait_for("the incident resolved", Duration::from_secs(10), || {
+        let i = get(&c, &s.base, &format!("/v1/incidents/{api_id}"));
+        (i["state"] == "resolved").then_some(i)
+    });
+    assert!(
+        i["resolved"][0]
+            .as_str()
+            .unwrap()
+            .contains("resolved at the source"),
+        "{i}"
+    );
+    let pages = get(&c, &s.base, "/v1/pages?state=all");
+    let api_page = pages
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["incident"][0] == api_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(api_page["state"], "resolved", "{api_page}");
+    assert_eq!(requests(&dana_log).len(), 2, "no page after the restart");
+
+    // A person resolves the web incident.
+    let web_id = web["id"].as_str().unwrap();
+    let r = c
+        .post(format!("{}/v1/incidents/{web_id}/resolve", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    let done: Value = r.json().unwrap();
+    assert_eq!(done["state"], "resolved");
+    assert_eq!(done["resolved"][0], "oskar", "the token's identity");
+    let again = c
+        .post(format!("{}/v1/incidents/{web_id}/resolve", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    // A new api alert is a new incident.
+    common::post_as(&c, &s.base, OPERATOR, &alert("alert.firing", 6, "api"));
+    let next = wait_for("a new api incident", Duration::from_secs(10), || {
+        let i = incident_of(&c, &s.base, "service/api");
+        (!i.is_null()).then_some(i)
+    });
+    assert_ne!(next["id"], api_id.as_str());
+}
