@@ -57,6 +57,9 @@ pub struct Config {
     /// Where pages by PagerDuty go (default its US region's Events API).
     #[serde(default)]
     pub pagerduty: Option<crate::intake::pager::PagerDutyConfig>,
+    /// `[silences]`: how long one may last.
+    #[serde(default)]
+    pub silences: Option<SilencesConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -105,6 +108,13 @@ pub struct ReviewConfig {
     /// The escalation policy (`[[escalation]]` of organization.toml) paged
     /// when an unanswered item's window is running out (it escalates).
     pub page: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SilencesConfig {
+    /// The longest a silence may last, e.g. "7d" (none: as long as asked).
+    pub max_length: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -227,6 +237,12 @@ impl Config {
     }
 
     /// `[review] claim_expiry`, checked: a duration of at least a minute.
+    /// How long a silence may last (`[silences] max_length`).
+    pub fn silence_max(&self) -> Result<Option<chrono::Duration>, ConfigError> {
+        let text = self.silences.as_ref().and_then(|s| s.max_length.as_deref());
+        duration_field("silences.max_length", text)
+    }
+
     /// The pager of a server with these settings, reached at `base_url`,
     /// signing its links with `secret`.
     pub fn pager(&self, base_url: &str, secret: Vec<u8>) -> crate::intake::pager::PagerSettings {

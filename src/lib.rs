@@ -17,6 +17,7 @@ pub mod hash;
 pub mod intake;
 pub mod journal;
 pub mod metrics;
+pub mod noise;
 pub mod outbound;
 pub mod page;
 pub mod paging;

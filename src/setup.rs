@@ -81,6 +81,7 @@ pub fn engine(
     config.breaker_cooldown = breaker_cooldown;
     config.claim_expiry = server.claim_expiry()?;
     config.review_page = server.review.as_ref().and_then(|r| r.page.clone());
+    config.silence_max = server.silence_max()?;
     config.notices = !server.notify.is_empty();
     config.candidates = candidates;
     Ok(Setup { config, world })

@@ -523,6 +523,21 @@ impl Context {
         }
     }
 
+    /// The alerts on a service have resolved: the health they had taken
+    /// from it comes back. Whether it changed.
+    pub fn alerts_cleared(&mut self, service: &str) -> bool {
+        let Some(s) = self.services.get_mut(service) else {
+            return false;
+        };
+        if s.health == Health::Up {
+            return false;
+        }
+        s.health = Health::Up;
+        self.services_changed();
+        self.dirty.insert(format!("service/{service}"));
+        true
+    }
+
     fn services_changed(&mut self) {
         let map: serde_json::Map<String, Value> = self
             .services

@@ -36,6 +36,18 @@ impl Engine {
         if !self.alert_resolved_in(&flow_id, fingerprint, now) {
             return;
         }
+        // Its service is up again (with alerts grouped by subject, once the
+        // last of them has resolved): the service its firing was about (a
+        // resolution may not say, as PagerDuty's do not).
+        let fired_on = self.flows.get(&flow_id).map(|f| f.subject.clone());
+        let service = fired_on
+            .as_deref()
+            .and_then(|s| s.strip_prefix("service/"))
+            .or_else(|| signal.data_str("service"))
+            .map(String::from);
+        if let Some(service) = service {
+            self.context.alerts_cleared(&service);
+        }
         let note = format!("alert resolved at the source ({})", signal.source);
         let who = format!("the source ({})", signal.source);
         self.close_flow(&flow_id, &who, &note, now);

@@ -149,6 +149,7 @@ impl Engine {
         records.extend(events.into_values().map(Record::FlowEvents));
         records.extend(self.page_records());
         records.extend(self.incident_records());
+        records.extend(self.silence_records());
         let reviews = std::mem::take(&mut self.outbox.reviews);
         records.extend(reviews.into_values().map(|r| Record::Review(Box::new(r))));
         records.extend(

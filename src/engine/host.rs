@@ -153,6 +153,22 @@ pub enum Command {
         id: String,
         reply: oneshot::Sender<Option<crate::flow::incident::Incident>>,
     },
+    /// Silences in memory.
+    Silences {
+        reply: oneshot::Sender<Vec<crate::noise::Silence>>,
+    },
+    /// Makes or changes a silence (identity from the credential).
+    PutSilence {
+        asked: crate::noise::silence::NewSilence,
+        actor: Actor,
+        reply: Reply<crate::noise::Silence>,
+    },
+    /// Ends a silence now.
+    ExpireSilence {
+        id: String,
+        actor: Actor,
+        reply: Reply<crate::noise::Silence>,
+    },
     /// A person resolves an incident (identity from their credential).
     ResolveIncident {
         id: String,
@@ -599,6 +615,22 @@ fn carry_out(engine: &mut Engine, command: Command, now: DateTime<Utc>, waiting:
             let versions = engine.reload(*reload, &actor, now);
             after_commit(waiting, reply, Ok(versions));
         }
+        Command::PutSilence {
+            asked,
+            actor,
+            reply,
+        } => {
+            let done = engine
+                .put_silence(asked, &actor, now)
+                .map_err(EngineError::from);
+            after_commit(waiting, reply, done);
+        }
+        Command::ExpireSilence { id, actor, reply } => {
+            let done = engine
+                .expire_silence(&id, &actor, now)
+                .map_err(EngineError::from);
+            after_commit(waiting, reply, done);
+        }
         Command::ResolveIncident { id, actor, reply } => {
             let done = engine
                 .resolve_incident(&id, &actor, now)
@@ -677,6 +709,9 @@ fn answer(engine: &mut Engine, command: Command, now: DateTime<Utc>) -> Option<C
         }
         Command::Page { id, reply } => {
             let _ = reply.send(engine.page(&id));
+        }
+        Command::Silences { reply } => {
+            let _ = reply.send(engine.silences());
         }
         Command::Incidents { open_only, reply } => {
             let _ = reply.send(engine.incidents(open_only));

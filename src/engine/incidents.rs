@@ -13,14 +13,21 @@ use crate::flow::incident::{Incident, IncidentBook, IncidentState, Member, Resol
 use crate::journal::Record;
 use crate::signal::Signal;
 
-/// Firing alerts and the incidents they make.
+/// Firing alerts, the incidents they make, and the silences that hold
+/// signals back.
 #[derive(Default)]
 pub(super) struct Alerts {
     /// The flow each firing alert belongs to (its own, or its incident's),
     /// by fingerprint.
     pub opened_by: crate::FastMap<String, String>,
     pub incidents: IncidentBook,
+    pub silences: crate::noise::SilenceBook,
+    /// How long a silence may last (`[silences] max_length`).
+    pub silence_max: Option<chrono::Duration>,
 }
+
+/// How long before a silence ends its owner is told.
+const SILENCE_WARNING: i64 = 15;
 
 /// Why a person's resolution of an incident was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -41,6 +48,8 @@ pub(super) enum Held {
         flow: String,
         labels: String,
     },
+    /// Matched by an active silence.
+    Silenced(Box<crate::noise::Silence>),
 }
 
 impl Held {
@@ -55,6 +64,14 @@ impl Held {
             } => format!(
                 "grouped into incident {incident} ({labels}): recorded; its flow {flow} answers for it"
             ),
+            Held::Silenced(s) => format!(
+                "silenced by {} ({}) until {}, made by {}: {:?}: recorded",
+                s.id,
+                s.text(),
+                s.ends_at.format("%Y-%m-%d %H:%M UTC"),
+                s.created_by,
+                s.comment
+            ),
         }
     }
 }
@@ -62,9 +79,15 @@ impl Held {
 impl Engine {
     /// Whether `signal` is held: a repeat of an open alert, or an alert
     /// that joins an open incident.
-    pub(super) fn held_by(&self, signal: &Signal) -> Option<Held> {
+    pub(super) fn held_by(&mut self, signal: &Signal, now: DateTime<Utc>) -> Option<Held> {
         if let Some(flow) = self.open_flow_of(signal) {
             return Some(Held::Repeat(flow));
+        }
+        if !self.alerts.silences.silences.is_empty() {
+            let labels = crate::noise::labels(signal);
+            if let Some(s) = self.alerts.silences.holding(&labels, now) {
+                return Some(Held::Silenced(Box::new(s.clone())));
+            }
         }
         let grouping = self.decider.playbook.play(&signal.kind)?.group.as_ref()?;
         let (key, labels) = grouping.key(&signal.kind, signal);
@@ -101,7 +124,7 @@ impl Engine {
                 }
                 self.alerts.incidents.join(incident, member);
             }
-            Some(Held::Repeat(_)) => {}
+            Some(Held::Repeat(_) | Held::Silenced(_)) => {}
             None if decision.mode != Mode::Record => {
                 let Some(grouping) = self
                     .decider
@@ -225,5 +248,72 @@ impl Engine {
             }
             self.alerts.incidents.restore(incident);
         }
+    }
+}
+
+impl Engine {
+    /// Makes or changes a silence, as `actor`.
+    pub fn put_silence(
+        &mut self,
+        asked: crate::noise::silence::NewSilence,
+        actor: &crate::review::Actor,
+        now: DateTime<Utc>,
+    ) -> Result<crate::noise::Silence, crate::noise::SilenceRefused> {
+        let max = self.alerts.silence_max;
+        let id = self.alerts.silences.put(asked, actor, max, now)?;
+        self.alerts
+            .silences
+            .silences
+            .get(&id)
+            .cloned()
+            .ok_or(crate::noise::SilenceRefused::Unknown(id))
+    }
+
+    /// Ends a silence now, as `actor` (its owner, or a lead).
+    pub fn expire_silence(
+        &mut self,
+        id: &str,
+        actor: &crate::review::Actor,
+        now: DateTime<Utc>,
+    ) -> Result<crate::noise::Silence, crate::noise::SilenceRefused> {
+        self.alerts.silences.expire(id, actor, now).cloned()
+    }
+
+    /// Silences in memory: pending, active, and lately expired.
+    pub fn silences(&self) -> Vec<crate::noise::Silence> {
+        self.alerts.silences.silences.values().cloned().collect()
+    }
+
+    /// Silences about to end: their owners are told, once.
+    pub(super) fn tick_silences(&mut self, now: DateTime<Utc>) {
+        let window = chrono::Duration::minutes(SILENCE_WARNING);
+        for s in self.alerts.silences.ending(now, window) {
+            let notice = super::notices::Notice {
+                event: "silence",
+                text: format!(
+                    "silence {} ({}) by {} ends at {} (held {} signals): {:?}; renew it or let it end",
+                    s.id,
+                    s.text(),
+                    s.created_by,
+                    s.ends_at.format("%H:%M UTC"),
+                    s.held,
+                    s.comment
+                ),
+                reference: s.id.clone(),
+                subject: s.created_by.clone(),
+                time: now,
+            };
+            self.notice(notice);
+        }
+    }
+
+    /// Silences changed since the last flush, for the journal.
+    pub(super) fn silence_records(&mut self) -> Vec<Record> {
+        self.alerts
+            .silences
+            .take_changed()
+            .into_iter()
+            .map(|s| Record::Silence(Box::new(s)))
+            .collect()
     }
 }

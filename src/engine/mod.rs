@@ -136,6 +136,7 @@ impl Engine {
             engine.reviews.set_claim_expiry(expiry);
         }
         engine.paging.review_policy = config.review_page;
+        engine.alerts.silence_max = config.silence_max;
         if fresh {
             let records = engine
                 .context
@@ -371,7 +372,7 @@ impl Engine {
         // trigger of a key; a sender retries) is a repeat: recorded, no
         // second flow. Once its flow has ended, the same key opens anew.
         // So is an alert that joins an open incident of its group.
-        let held = self.held_by(&signal);
+        let held = self.held_by(&signal, now);
         if held.is_some() {
             choice = record_choice(&choice);
         }
@@ -533,6 +534,7 @@ impl Engine {
         }
         self.ramp_tick(now);
         self.tick_pages(now);
+        self.tick_silences(now);
         for (executor, failures) in self.flows.breakers.take_tripped() {
             let cooldown = self.flows.breakers.cooldown.num_seconds();
             self.notice(notices::Notice {

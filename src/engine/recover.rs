@@ -77,6 +77,9 @@ impl Engine {
             .restore(std::mem::take(&mut recovered.seen_signals), next_id);
         self.quarantine = quarantine::QuarantineBook::restore(recovered.quarantined);
         self.alerts.opened_by = recovered.alert_flows.into_iter().collect();
+        for s in std::mem::take(&mut recovered.silences) {
+            self.alerts.silences.restore(s);
+        }
         let last_incident = recovered.last_incident.take();
         self.restore_incidents(
             std::mem::take(&mut recovered.open_incidents),

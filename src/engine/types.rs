@@ -51,6 +51,8 @@ pub enum EngineError {
     Override(#[from] super::paging::OverrideRefused),
     #[error(transparent)]
     Incident(#[from] super::incidents::IncidentRefused),
+    #[error(transparent)]
+    Silence(#[from] crate::noise::SilenceRefused),
     /// Done, but the journal commit that was to hold it failed.
     #[error("not durable: the journal commit failed ({0})")]
     NotDurable(String),
@@ -102,6 +104,8 @@ pub struct EngineConfig {
     /// The escalation policy paged when an unanswered review item
     /// escalates (`[review] page`).
     pub review_page: Option<String>,
+    /// How long a silence may last (`[silences] max_length`).
+    pub silence_max: Option<Duration>,
     /// Where the breaker on the model trips and closes.
     pub model_watch: crate::decide::watch::WatchLimits,
     /// Who writes the journal: the demo, or the deployment whose `rules`
@@ -129,6 +133,7 @@ impl EngineConfig {
             retry_base: None,
             claim_expiry: None,
             review_page: None,
+            silence_max: None,
             breaker_cooldown: None,
             model_watch: Default::default(),
             author: Default::default(),

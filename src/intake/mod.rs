@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use crate::engine::host::Handle;
 use auth::Tokens;
 use handlers::{
-    incidents, ops, pages, quarantine, ramp, reviews, signals, stream, tasks, webhooks,
+    incidents, ops, pages, quarantine, ramp, reviews, signals, silences, stream, tasks, webhooks,
 };
 pub use refusal::Refusal;
 use refusal::Refused;
@@ -63,6 +63,7 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    std::sync::LazyLock::force(&handlers::silences::STARTED);
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
@@ -89,6 +90,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/quarantine/{id}/drop", post(quarantine::drop))
         .route("/v1/ramp", get(ramp::state))
         .route("/v1/ramp/{call}", post(ramp::call))
+        .route("/api/v2/status", get(silences::status))
+        .route("/api/v2/silences", get(silences::list).post(silences::post))
+        .route(
+            "/api/v2/silence/{id}",
+            get(silences::one).delete(silences::expire),
+        )
         .route("/v1/incidents", get(incidents::list))
         .route("/v1/incidents/{id}", get(incidents::one))
         .route("/v1/incidents/{id}/resolve", post(incidents::resolve))

@@ -23,7 +23,8 @@ pub struct NotifyConfig {
     /// `slack` (an incoming-webhook body) or `json`.
     #[serde(default = "json_format")]
     pub format: String,
-    /// Which events: escalation, sla_breach, quarantine, breaker, ramp (all if empty).
+    /// Which events: escalation, sla_breach, quarantine, breaker, ramp,
+    /// silence (all if empty).
     #[serde(default)]
     pub events: Vec<String>,
 }
@@ -44,7 +45,14 @@ pub enum NotifyError {
 }
 
 /// The events a receiver may ask for.
-pub const NOTIFY_EVENTS: [&str; 5] = ["escalation", "sla_breach", "quarantine", "breaker", "ramp"];
+pub const NOTIFY_EVENTS: [&str; 6] = [
+    "escalation",
+    "sla_breach",
+    "quarantine",
+    "breaker",
+    "ramp",
+    "silence",
+];
 
 impl NotifyConfig {
     /// Whether it can be used; why not.

@@ -143,6 +143,15 @@ impl From<EngineError> for Refusal {
                 StatusCode::NOT_FOUND
             }
             EngineError::Incident(_) => StatusCode::CONFLICT,
+            EngineError::Silence(s) => {
+                use crate::noise::SilenceRefused as S;
+                match s {
+                    S::Invalid(_) | S::TooLong { .. } => StatusCode::BAD_REQUEST,
+                    S::Unknown(_) => StatusCode::NOT_FOUND,
+                    S::Expired(_) => StatusCode::CONFLICT,
+                    S::NotOwner { .. } | S::Viewer => StatusCode::FORBIDDEN,
+                }
+            }
             EngineError::Review(ReviewError::Viewer { .. } | ReviewError::RoleTooLow { .. })
             | EngineError::Quarantine(QuarantineError::NotALead(_)) => StatusCode::FORBIDDEN,
             EngineError::Review(ReviewError::AlreadyDecided { .. })

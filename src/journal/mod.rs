@@ -104,6 +104,8 @@ pub enum Record {
     Page(Box<crate::paging::Page>),
     /// An incident as it stands, with its alerts.
     Incident(Box<crate::flow::incident::Incident>),
+    /// A silence as it stands.
+    Silence(Box<crate::noise::Silence>),
     /// A flow's state, with its events since the last flush appended to the
     /// same row (one row write per flow per flush).
     /// A big flow (`flow::BIG_FLOW`) comes without its steps and with

@@ -77,6 +77,9 @@ CREATE TABLE IF NOT EXISTS pages (id TEXT PRIMARY KEY, state TEXT NOT NULL, body
 -- `decision_id` is its first alert's decision.
 CREATE TABLE IF NOT EXISTS incidents (id TEXT PRIMARY KEY, state TEXT NOT NULL,
     decision_id TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
+-- Silences as they stand (`noise::silence`), each with when it ends.
+CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, ends_at TEXT NOT NULL,
+    body TEXT NOT NULL) WITHOUT ROWID;
 ";
 
 /// Opens a connection with the pragmas every connection uses.

@@ -210,6 +210,7 @@ struct Rows<'t> {
     review: CachedStatement<'t>,
     page: CachedStatement<'t>,
     incident: CachedStatement<'t>,
+    silence: CachedStatement<'t>,
     /// A small flow's row, its events appended.
     flow: CachedStatement<'t>,
     /// A big flow's row, without steps or events.
@@ -266,6 +267,9 @@ impl<'t> Rows<'t> {
                 "INSERT OR REPLACE INTO incidents (id, state, decision_id, body)
                  VALUES (?1, ?2, ?3, ?4)",
             )?,
+            silence: tx.prepare_cached(
+                "INSERT OR REPLACE INTO silences (id, ends_at, body) VALUES (?1, ?2, ?3)",
+            )?,
             flow: tx.prepare_cached(
                 "INSERT INTO flows (id, state, decision_id, body, events) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(id) DO UPDATE SET state = excluded.state,
@@ -312,6 +316,7 @@ impl<'t> Rows<'t> {
             "entities" => "DELETE FROM entities WHERE key = ?1",
             "pages" => "DELETE FROM pages WHERE id = ?1",
             "incidents" => "DELETE FROM incidents WHERE id = ?1",
+            "silences" => "DELETE FROM silences WHERE id = ?1",
             _ => return Ok(()),
         };
         self.tx.execute(delete, [&aside.key])?;
@@ -359,6 +364,11 @@ impl<'t> Rows<'t> {
                 let body = json(buf, page.as_ref())?;
                 self.page
                     .execute(params![page.id, page.state.as_str(), body])?;
+            }
+            Record::Silence(s) => {
+                let body = json(buf, s.as_ref())?;
+                self.silence
+                    .execute(params![s.id, s.ends_at.to_rfc3339(), body])?;
             }
             Record::Incident(i) => {
                 let body = json(buf, i.as_ref())?;

@@ -265,7 +265,8 @@ pub fn parse(body: &[u8], received: DateTime<Utc>, key: &[u8]) -> Result<Enqueue
 struct Read {
     severity: Option<Severity>,
     time: Option<DateTime<Utc>>,
-    /// `service/…`, from the payload's component or source.
+    /// `service/…`, from `custom_details.service`, the component or the
+    /// source.
     subject: Option<String>,
 }
 
@@ -309,7 +310,15 @@ fn read_payload(
     let class = text(p, "payload", "class", None)?;
     // Kept with the payload; checked for its type like the rest.
     text(p, "payload", "group", None)?;
-    if let Some(service) = component.or(origin) {
+    // A service named in the details is the service (PagerDuty's own
+    // integrations put it there), before the component and the source.
+    let named = p
+        .get("custom_details")
+        .and_then(|d| d.get("service"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if let Some(service) = named.or(component).or(origin) {
         subject = Some(format!("service/{service}"));
         data.insert("service".into(), json!(service));
     }

@@ -167,3 +167,89 @@ fn a_storm_on_one_service_is_one_incident_and_one_page() {
     });
     assert_ne!(next["id"], api_id.as_str());
 }
+
+/// The health the starter's overview shows for `service`.
+fn health(c: &reqwest::blocking::Client, base: &str, service: &str) -> String {
+    let state = get(c, base, "/v1/state?part=overview");
+    state["overview"]["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == service)
+        .and_then(|s| s["health"].as_str())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// PagerDuty's details as a new user sends them: `custom_details.service`
+/// names the service (before `component` and `source`), so two triggers
+/// on it are one incident; an `acknowledge` of either acknowledges the
+/// incident's page; resolving both brings the service back up.
+#[test]
+fn pagerduty_events_name_the_service_acknowledge_and_restore_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dana_log = tmp.path().join("dana.jsonl");
+    let (_dana, dana_port) = common::receiver(None, &dana_log);
+    let dir = tmp.path().join("ops");
+    common::paged_deployment(&dir, dana_port, 1, "1h");
+    let c = client();
+    let s = serve_deployment(&dir, &TOKENS);
+    let send = |body: Value| {
+        let r = c
+            .post(format!("{}/v2/enqueue", s.base))
+            .bearer_auth(OPERATOR)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    };
+    let key = "R0UT1NGK3Y0000000000000000000001";
+    for dedup in ["db-1", "db-2"] {
+        send(json!({
+            "routing_key": key, "event_action": "trigger", "dedup_key": dedup,
+            "payload": {
+                "summary": "replication lag", "source": "host-7", "severity": "critical",
+                "component": "postgres", "custom_details": { "service": "api" }
+            }
+        }));
+    }
+    let incident = wait_for("one incident of two", Duration::from_secs(10), || {
+        let i = incident_of(&c, &s.base, "service/api");
+        (i["alerts"] == 2).then_some(i)
+    });
+    assert_eq!(health(&c, &s.base, "api"), "down");
+    wait_for("the page", Duration::from_secs(10), || {
+        requests(&dana_log).into_iter().next()
+    });
+    send(json!({"routing_key": key, "event_action": "acknowledge", "dedup_key": "db-2"}));
+    let page = wait_for(
+        "the incident's page acknowledged",
+        Duration::from_secs(10),
+        || {
+            get(&c, &s.base, "/v1/pages?state=all")
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["incident"][0] == incident["id"] && p["state"] == "acknowledged")
+                .cloned()
+        },
+    );
+    assert!(
+        page["acknowledged"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("the source"),
+        "{page}"
+    );
+    for dedup in ["db-1", "db-2"] {
+        send(json!({"routing_key": key, "event_action": "resolve", "dedup_key": dedup}));
+    }
+    wait_for("the service up again", Duration::from_secs(10), || {
+        (health(&c, &s.base, "api") == "up").then_some(())
+    });
+    let id = incident["id"].as_str().unwrap();
+    assert_eq!(
+        get(&c, &s.base, &format!("/v1/incidents/{id}"))["state"],
+        "resolved"
+    );
+}

@@ -10,6 +10,7 @@ pub(super) mod quarantine;
 pub(super) mod ramp;
 pub(super) mod reviews;
 pub(super) mod signals;
+pub(super) mod silences;
 pub(super) mod stream;
 pub(super) mod tasks;
 pub(super) mod webhooks;

@@ -30,6 +30,8 @@ pub struct Recovered {
     /// Incidents still open, and the last incident id journaled.
     pub open_incidents: Vec<crate::flow::incident::Incident>,
     pub last_incident: Option<String>,
+    /// Silences, the expired ones included (their books forget them).
+    pub silences: Vec<crate::noise::Silence>,
     pub checkpoint: Option<String>,
     pub feedback_after_checkpoint: Vec<Feedback>,
     pub feedback_count: i64,
@@ -128,6 +130,13 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     )? {
         if let Some(i) = out.read::<crate::flow::incident::Incident>("incidents", &id, body) {
             out.open_incidents.push(i);
+        }
+    }
+    for (id, body) in rows(&conn, path, "SELECT id, body FROM silences", [], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })? {
+        if let Some(s) = out.read::<crate::noise::Silence>("silences", &id, body) {
+            out.silences.push(s);
         }
     }
     out.last_incident = conn
