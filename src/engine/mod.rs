@@ -9,6 +9,7 @@
 
 mod alerts;
 mod batch;
+mod command;
 mod fanout;
 pub mod guard;
 pub mod host;
