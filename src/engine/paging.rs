@@ -488,6 +488,33 @@ mod tests {
         Engine::open(setup.config, setup.world, start).unwrap()
     }
 
+    /// A warning alert waiting in review resolves at the source: the item
+    /// is closed, and the model learns nothing from it (an alert that went
+    /// away says nothing of whether its proposal was right).
+    #[test]
+    fn an_alert_that_resolves_by_itself_teaches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now();
+        let mut engine = starter(dir.path(), start);
+        let signal = |kind: &str, id: &str| {
+            let alert = json!({
+                "specversion": "1.0", "id": id, "source": "test", "type": kind,
+                "subject": "service/api", "severity": "warning",
+                "data": {"service": "api", "fingerprint": "f-1"},
+            });
+            crate::signal::Signal::from_value(alert, start).unwrap()
+        };
+        engine.ingest(signal("alert.firing", "w1"), start);
+        assert_eq!(engine.reviews.open_count(), 1);
+        engine.ingest(signal("alert.resolved", "r1"), start + Duration::minutes(1));
+        assert_eq!(engine.reviews.open_count(), 0, "closed by its resolution");
+        engine.flush().unwrap().wait().unwrap();
+        engine.close().unwrap();
+        let counts = crate::journal::read::counts(&dir.path().join("data")).unwrap();
+        assert_eq!(counts.review_actions, 1);
+        assert_eq!(counts.feedback, 0, "no label from a resolution");
+    }
+
     /// A warning alert goes to review; unanswered, its escalation (60 % of
     /// the window) pages `[review] page` about the item; approving the
     /// item resolves that page.

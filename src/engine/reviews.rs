@@ -77,7 +77,19 @@ impl Engine {
             let option = option.to_string();
             self.watch_answer(&decision, &option, now);
         }
-        self.learn_from_answer(&decision, &record.action, now);
+        // An item its alert's resolution closed teaches only where the
+        // playbook says a resolution is an answer.
+        let resolved_at_source = record.actor.role == crate::decide::policy::Role::System
+            && record.action == Action::Reject;
+        let teaches = !resolved_at_source
+            || self
+                .decider
+                .playbook
+                .play(&decision.signal_type)
+                .is_some_and(|p| p.resolution_teaches);
+        if teaches {
+            self.learn_from_answer(&decision, &record.action, now);
+        }
         if let Some(option) = item.chosen().map(String::from) {
             let signal = Arc::clone(&item.signal);
             let playbook = Arc::clone(&self.decider.playbook);

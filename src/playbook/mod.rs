@@ -41,6 +41,12 @@ pub struct SignalPlay {
     /// own.
     #[serde(default)]
     pub group: Option<group::Grouping>,
+    /// Whether an item of this type that resolved by itself at the source
+    /// (its alert resolved while it waited for a person) teaches the model
+    /// that its proposal was wrong. By default it does not: an alert that
+    /// went away says nothing of whether paging for it was right.
+    #[serde(default)]
+    pub resolution_teaches: bool,
 }
 
 /// One option: the steps it assembles, or a fan-out.
