@@ -108,6 +108,10 @@ pub struct ReviewConfig {
     /// The escalation policy (`[[escalation]]` of organization.toml) paged
     /// when an unanswered item's window is running out (it escalates).
     pub page: Option<String>,
+    /// Open items each decision class may hold (`default` for the others):
+    /// past it, new items take their safe default at once, saying so.
+    #[serde(default)]
+    pub budget: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

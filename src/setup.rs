@@ -82,6 +82,11 @@ pub fn engine(
     config.claim_expiry = server.claim_expiry()?;
     config.review_page = server.review.as_ref().and_then(|r| r.page.clone());
     config.silence_max = server.silence_max()?;
+    config.review_budget = server
+        .review
+        .as_ref()
+        .map(|r| r.budget.clone())
+        .unwrap_or_default();
     config.notices = !server.notify.is_empty();
     config.candidates = candidates;
     Ok(Setup { config, world })

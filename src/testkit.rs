@@ -59,3 +59,42 @@ pub fn decision(
     }))
     .expect("a test decision is valid")
 }
+
+/// The starter deployment with `[review] page = "sre"`, opened on a
+/// fresh journal at `start`.
+pub fn starter(dir: &std::path::Path, start: DateTime<Utc>) -> crate::engine::Engine {
+    starter_with(dir, start, |_| {})
+}
+
+/// The starter deployment with `[review] page = "sre"` and what `more`
+/// sets, collecting notices.
+pub fn starter_with(
+    dir: &std::path::Path,
+    start: DateTime<Utc>,
+    more: impl FnOnce(&mut crate::config::ReviewConfig),
+) -> crate::engine::Engine {
+    let ops = dir.join("ops");
+    crate::deploy::init(&ops).unwrap();
+    let mut deployment = crate::deploy::Deployment::load(&ops).unwrap();
+    let mut review = crate::config::ReviewConfig {
+        page: Some("sre".into()),
+        ..Default::default()
+    };
+    more(&mut review);
+    deployment.server.review = Some(review);
+    let runs = crate::setup::Runs::Deployment(&deployment);
+    let mut setup =
+        crate::setup::engine(runs, &dir.join("data"), Default::default(), start).unwrap();
+    setup.config.notices = true;
+    crate::engine::Engine::open(setup.config, setup.world, start).unwrap()
+}
+
+/// A warning alert on `service/SERVICE`, as the starter takes it.
+pub fn warning(id: &str, service: &str, at: DateTime<Utc>) -> Signal {
+    let alert = json!({
+        "specversion": "1.0", "id": id, "source": "test", "type": "alert.firing",
+        "subject": format!("service/{service}"), "severity": "warning",
+        "data": {"service": service},
+    });
+    Signal::from_value(alert, at).unwrap_or_default()
+}

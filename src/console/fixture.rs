@@ -147,6 +147,7 @@ fn status(dir: PathBuf) -> Status {
         quarantine: Vec::new(),
         tasks: tasks(),
         pages: pages(),
+        review_budgets: Vec::new(),
         rota: rota(),
         paging: crate::engine::PageFigures {
             by_state: vec![("acknowledged".into(), 1), ("triggered".into(), 1)],

@@ -138,6 +138,7 @@ impl Engine {
         }
         engine.paging.review_policy = config.review_page;
         engine.alerts.silence_max = config.silence_max;
+        engine.reviews.set_budget(config.review_budget);
         if fresh {
             let records = engine
                 .context
@@ -504,6 +505,7 @@ impl Engine {
         if decision.mode == Mode::Review {
             flow.state = FlowState::WaitingHuman;
             self.flows.insert(flow, now);
+            let over = self.reviews.over_budget(&decision.class);
             let item = self.reviews.open(
                 format!("R{n:07}"),
                 Arc::clone(decision),
@@ -512,7 +514,11 @@ impl Engine {
                 now,
             );
             self.outbox.reviews.insert(item.id.clone(), item.clone());
+            let id = item.id.clone();
             self.emit(EngineEvent::ReviewOpened(Box::new(item)));
+            if let Some(over) = over {
+                self.over_review_budget(&id, decision, over, now);
+            }
         } else {
             flow.steps = self.assemble(decision, &decision.proposal, signal, choice, now);
             self.keep_page_reason(&flow.id, decision, &decision.proposal, &flow.steps);

@@ -99,6 +99,9 @@ pub struct Overview {
     /// Pages by state, mean time to acknowledge, the channels' deliveries.
     #[serde(default)]
     pub paging: super::PageFigures,
+    /// Each decision class with a review budget: items open, budget.
+    #[serde(default)]
+    pub review_budgets: Vec<(String, usize, usize)>,
     pub data_dir: PathBuf,
 }
 
@@ -185,6 +188,7 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
         pages: engine.pages_shown(PAGES_SHOWN),
         rota: engine.rota(now),
         paging: engine.page_figures(),
+        review_budgets: engine.reviews.budgets(),
         data_dir: engine.data_dir().to_path_buf(),
     }
 }

@@ -469,24 +469,9 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::review::Action;
+    use crate::testkit::{starter, warning};
     use chrono::Duration;
     use serde_json::json;
-
-    /// The starter deployment with `[review] page = "sre"`, opened on a
-    /// fresh journal at `start`.
-    fn starter(dir: &std::path::Path, start: DateTime<Utc>) -> Engine {
-        let ops = dir.join("ops");
-        crate::deploy::init(&ops).unwrap();
-        let mut deployment = crate::deploy::Deployment::load(&ops).unwrap();
-        deployment.server.review = Some(crate::config::ReviewConfig {
-            claim_expiry: None,
-            page: Some("sre".into()),
-        });
-        let runs = crate::setup::Runs::Deployment(&deployment);
-        let setup =
-            crate::setup::engine(runs, &dir.join("data"), Default::default(), start).unwrap();
-        Engine::open(setup.config, setup.world, start).unwrap()
-    }
 
     /// A warning alert waiting in review resolves at the source: the item
     /// is closed, and the model learns nothing from it (an alert that went
@@ -523,12 +508,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let start = Utc::now();
         let mut engine = starter(dir.path(), start);
-        let alert = json!({
-            "specversion": "1.0", "id": "w1", "source": "test", "type": "alert.firing",
-            "subject": "service/api", "severity": "warning", "data": {"service": "api"},
-        });
-        let signal = crate::signal::Signal::from_value(alert, start).unwrap();
-        engine.ingest(signal, start);
+        engine.ingest(warning("w1", "api", start), start);
         let item = engine.reviews.open_items().pop().expect("a review item");
         assert!(engine.pages(true).is_empty(), "nobody paged yet");
 

@@ -42,6 +42,43 @@ impl Engine {
         Ok(record)
     }
 
+    /// An item past its class's review budget takes its safe default at
+    /// once, saying so; the first such item since the class was last under
+    /// budget tells the receivers, once.
+    pub(super) fn over_review_budget(
+        &mut self,
+        review_id: &str,
+        decision: &crate::decide::Decision,
+        (open, budget, first): (usize, usize, bool),
+        now: DateTime<Utc>,
+    ) {
+        let class = &decision.class;
+        let note = format!(
+            "over review budget: {open} items of class {class} open, budget {budget}; takes its safe default"
+        );
+        let option = decision.safe_default.clone();
+        let action = Action::SafeDefault { option };
+        match self
+            .reviews
+            .act(review_id, &Actor::system(), action, &note, now)
+        {
+            Ok(settled) => self.apply_settled(settled, now),
+            Err(e) => tracing::warn!(review = review_id, error = %e, "over budget, not settled"),
+        }
+        if first {
+            let text = format!(
+                "review budget of class {class} reached ({budget} open): new items take their safe default until people answer some"
+            );
+            self.notice(super::notices::Notice {
+                event: "budget",
+                text,
+                reference: class.clone(),
+                subject: class.clone(),
+                time: now,
+            });
+        }
+    }
+
     pub(super) fn apply_settled(&mut self, settled: Settled, now: DateTime<Utc>) {
         let Settled { item, record } = settled;
         self.notice_review(&item, &record);
@@ -127,5 +164,40 @@ impl Engine {
             items: paged.items.into_iter().flatten().collect(),
             next: paged.next,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testkit::{starter_with, warning};
+    use chrono::Utc;
+
+    /// Past its class's budget, a new item takes its safe default at once,
+    /// saying so, and the receivers are told once, not per item.
+    #[test]
+    fn the_review_queue_stays_within_its_budget_with_one_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now();
+        let mut engine = starter_with(dir.path(), start, |r| {
+            r.budget = [("incident".to_string(), 2)].into();
+        });
+        for n in 0..5 {
+            engine.ingest(warning(&format!("w{n}"), &format!("s{n}"), start), start);
+        }
+        assert_eq!(engine.reviews.open_count(), 2, "the budget holds");
+        assert_eq!(engine.reviews.budgets(), [("incident".to_string(), 2, 2)]);
+        let notices = engine.take_notices();
+        let budget: Vec<_> = notices.iter().filter(|n| n.event == "budget").collect();
+        assert_eq!(
+            budget.len(),
+            1,
+            "one notice for three items over: {notices:?}"
+        );
+        let settled = engine
+            .flows
+            .flows
+            .values()
+            .filter(|f| f.state != crate::flow::FlowState::WaitingHuman);
+        assert_eq!(settled.count(), 3, "the others took their safe default");
     }
 }

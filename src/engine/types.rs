@@ -106,6 +106,8 @@ pub struct EngineConfig {
     pub review_page: Option<String>,
     /// How long a silence may last (`[silences] max_length`).
     pub silence_max: Option<Duration>,
+    /// Open review items per decision class (`[review] budget`).
+    pub review_budget: std::collections::BTreeMap<String, usize>,
     /// Where the breaker on the model trips and closes.
     pub model_watch: crate::decide::watch::WatchLimits,
     /// Who writes the journal: the demo, or the deployment whose `rules`
@@ -134,6 +136,7 @@ impl EngineConfig {
             claim_expiry: None,
             review_page: None,
             silence_max: None,
+            review_budget: Default::default(),
             breaker_cooldown: None,
             model_watch: Default::default(),
             author: Default::default(),

@@ -24,7 +24,7 @@ pub struct NotifyConfig {
     #[serde(default = "json_format")]
     pub format: String,
     /// Which events: escalation, sla_breach, quarantine, breaker, ramp,
-    /// silence (all if empty).
+    /// silence, budget (all if empty).
     #[serde(default)]
     pub events: Vec<String>,
 }
@@ -45,13 +45,14 @@ pub enum NotifyError {
 }
 
 /// The events a receiver may ask for.
-pub const NOTIFY_EVENTS: [&str; 6] = [
+pub const NOTIFY_EVENTS: [&str; 7] = [
     "escalation",
     "sla_breach",
     "quarantine",
     "breaker",
     "ramp",
     "silence",
+    "budget",
 ];
 
 impl NotifyConfig {

@@ -98,6 +98,12 @@ pub struct ReviewQueue {
     /// The open item waiting on each flow.
     by_flow: HashMap<String, String>,
     timing: ReviewTiming,
+    /// Open items by decision class, and each class's budget (`default`
+    /// for the others): past it, new items take their safe default.
+    by_class: HashMap<String, usize>,
+    budget: BTreeMap<String, usize>,
+    /// Classes over budget since they last went under it (told once).
+    over: BTreeSet<String>,
 }
 
 /// Whether `actor` may take `action` on `item` with `note`: not on an item
@@ -281,9 +287,54 @@ impl ReviewQueue {
         };
         self.open.insert(id.clone());
         self.by_flow.insert(item.flow_id.clone(), id.clone());
+        *self
+            .by_class
+            .entry(item.decision.class.clone())
+            .or_default() += 1;
         self.items.insert(id.clone(), Kept::new(&item));
         self.reschedule(&id);
         item
+    }
+
+    /// Each class's budget of open items (`default` for the others).
+    pub fn set_budget(&mut self, budget: BTreeMap<String, usize>) {
+        self.budget = budget;
+    }
+
+    fn budget_of(&self, class: &str) -> Option<usize> {
+        self.budget
+            .get(class)
+            .or_else(|| self.budget.get("default"))
+            .copied()
+    }
+
+    /// Whether a new item of `class` would be over its budget: the items
+    /// open, the budget, and whether it is the first time since the class
+    /// was last under it (to say so once).
+    pub fn over_budget(&mut self, class: &str) -> Option<(usize, usize, bool)> {
+        let budget = self.budget_of(class)?;
+        let open = self.by_class.get(class).copied().unwrap_or(0);
+        if open < budget {
+            return None;
+        }
+        Some((open, budget, self.over.insert(class.to_string())))
+    }
+
+    /// Each class with a budget: open items and the budget.
+    pub fn budgets(&self) -> Vec<(String, usize, usize)> {
+        let mut classes: BTreeSet<&String> = self.by_class.keys().collect();
+        classes.extend(self.budget.keys().filter(|k| *k != "default"));
+        classes
+            .into_iter()
+            .filter_map(|c| {
+                let budget = self.budget_of(c)?;
+                Some((
+                    c.clone(),
+                    self.by_class.get(c).copied().unwrap_or(0),
+                    budget,
+                ))
+            })
+            .collect()
     }
 
     /// Puts back an item read from the journal.
@@ -291,6 +342,10 @@ impl ReviewQueue {
         if item.state != ReviewState::Decided {
             self.open.insert(item.id.clone());
             self.by_flow.insert(item.flow_id.clone(), item.id.clone());
+            *self
+                .by_class
+                .entry(item.decision.class.clone())
+                .or_default() += 1;
         }
         let id = item.id.clone();
         self.items.insert(id.clone(), Kept::new(&item));
@@ -365,6 +420,17 @@ impl ReviewQueue {
                 item.outcome = Some(record.clone());
                 self.open.remove(id);
                 self.by_flow.remove(&item.flow_id);
+                let class = &item.decision.class;
+                if let Some(n) = self.by_class.get_mut(class) {
+                    *n = n.saturating_sub(1);
+                    let budget = self
+                        .budget
+                        .get(class)
+                        .or_else(|| self.budget.get("default"));
+                    if budget.is_some_and(|b| *n < *b) {
+                        self.over.remove(class);
+                    }
+                }
                 crate::shrink(&mut self.by_flow);
                 self.decided.push_back(id.to_string());
             }

@@ -73,7 +73,11 @@ fn activity(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
                 theme.ok()
             })
             .block(titled(
-                &format!("review queue {} · oldest {oldest}m", status.open_reviews),
+                &format!(
+                    "review queue {}{} · oldest {oldest}m",
+                    status.open_reviews,
+                    budgets(status)
+                ),
                 theme,
             )),
         queue,
@@ -147,6 +151,21 @@ fn activity(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
         Paragraph::new(lines).block(titled("flows", theme)),
         inflight,
     );
+}
+
+/// The review budgets in use (`/200`, or per class when several).
+fn budgets(status: &Status) -> String {
+    match status.review_budgets.as_slice() {
+        [] => String::new(),
+        [(_, _, budget)] => format!("/{budget}"),
+        many => {
+            let each: Vec<String> = many
+                .iter()
+                .map(|(class, open, budget)| format!("{class} {open}/{budget}"))
+                .collect();
+            format!(" ({})", each.join(", "))
+        }
+    }
 }
 
 /// Pages not yet acknowledged, and each team's mean time to acknowledge.
