@@ -27,6 +27,7 @@ impl Engine {
         let Some(fingerprint) = signal.data_str("fingerprint") else {
             return;
         };
+        self.alerts.inhibit.resolved(fingerprint);
         // Recovery puts back the alerts still open; one whose flow ended
         // has nothing left to close.
         let Some(flow_id) = self.alerts.opened_by.remove(fingerprint) else {

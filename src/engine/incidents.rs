@@ -22,6 +22,8 @@ pub(super) struct Alerts {
     pub opened_by: crate::FastMap<String, String>,
     pub incidents: IncidentBook,
     pub silences: crate::noise::SilenceBook,
+    /// Firing alerts that inhibit others, by rule.
+    pub inhibit: crate::noise::InhibitBook,
     /// How long a silence may last (`[silences] max_length`).
     pub silence_max: Option<chrono::Duration>,
 }
@@ -50,6 +52,13 @@ pub(super) enum Held {
     },
     /// Matched by an active silence.
     Silenced(Box<crate::noise::Silence>),
+    /// A target of an inhibition rule while a source alert fires.
+    Inhibited {
+        rule: usize,
+        text: String,
+        values: Vec<String>,
+        by: String,
+    },
 }
 
 impl Held {
@@ -63,6 +72,19 @@ impl Held {
                 labels,
             } => format!(
                 "grouped into incident {incident} ({labels}): recorded; its flow {flow} answers for it"
+            ),
+            Held::Inhibited {
+                rule,
+                text,
+                values,
+                by,
+            } => format!(
+                "inhibited by rule {} ({text}) while alert {by} fires{}: recorded",
+                rule + 1,
+                match values.is_empty() {
+                    true => String::new(),
+                    false => format!(" (equal: {})", values.join(", ")),
+                }
             ),
             Held::Silenced(s) => format!(
                 "silenced by {} ({}) until {}, made by {}: {:?}: recorded",
@@ -83,10 +105,27 @@ impl Engine {
         if let Some(flow) = self.open_flow_of(signal) {
             return Some(Held::Repeat(flow));
         }
-        if !self.alerts.silences.silences.is_empty() {
+        let playbook = std::sync::Arc::clone(&self.decider.playbook);
+        let rules = &playbook.inhibits;
+        if !self.alerts.silences.silences.is_empty() || !rules.is_empty() {
             let labels = crate::noise::labels(signal);
+            // A firing alert inhibits by the rules it is a source of, even
+            // when a silence holds it.
+            if signal.kind == "alert.firing"
+                && let Some(fp) = signal.data_str("fingerprint")
+            {
+                self.alerts.inhibit.firing(rules, &labels, fp);
+            }
             if let Some(s) = self.alerts.silences.holding(&labels, now) {
                 return Some(Held::Silenced(Box::new(s.clone())));
+            }
+            if let Some(h) = self.alerts.inhibit.holding(rules, &labels) {
+                return Some(Held::Inhibited {
+                    rule: h.rule,
+                    text: rules.get(h.rule).map(|r| r.text()).unwrap_or_default(),
+                    values: h.values,
+                    by: h.by,
+                });
             }
         }
         let grouping = self.decider.playbook.play(&signal.kind)?.group.as_ref()?;
@@ -124,7 +163,7 @@ impl Engine {
                 }
                 self.alerts.incidents.join(incident, member);
             }
-            Some(Held::Repeat(_) | Held::Silenced(_)) => {}
+            Some(Held::Repeat(_) | Held::Silenced(_) | Held::Inhibited { .. }) => {}
             None if decision.mode != Mode::Record => {
                 let Some(grouping) = self
                     .decider
@@ -307,13 +346,22 @@ impl Engine {
         }
     }
 
-    /// Silences changed since the last flush, for the journal.
+    /// Silences changed since the last flush, and the inhibitors if they
+    /// changed, for the journal.
     pub(super) fn silence_records(&mut self) -> Vec<Record> {
-        self.alerts
+        let mut out: Vec<Record> = self
+            .alerts
             .silences
             .take_changed()
             .into_iter()
             .map(|s| Record::Silence(Box::new(s)))
-            .collect()
+            .collect();
+        if let Some(value) = self.alerts.inhibit.take_changed() {
+            out.push(Record::Meta {
+                key: crate::noise::inhibit::INHIBITORS_KEY.into(),
+                value,
+            });
+        }
+        out
     }
 }

@@ -77,6 +77,13 @@ impl Engine {
             .restore(std::mem::take(&mut recovered.seen_signals), next_id);
         self.quarantine = quarantine::QuarantineBook::restore(recovered.quarantined);
         self.alerts.opened_by = recovered.alert_flows.into_iter().collect();
+        if let Some(book) = recovered
+            .meta
+            .get(crate::noise::inhibit::INHIBITORS_KEY)
+            .and_then(|v| serde_json::from_str(v).ok())
+        {
+            self.alerts.inhibit = book;
+        }
         for s in std::mem::take(&mut recovered.silences) {
             self.alerts.silences.restore(s);
         }

@@ -319,12 +319,7 @@ mod tests {
     }
 
     fn eq(name: &str, value: &str) -> Matcher {
-        Matcher {
-            name: name.into(),
-            value: value.into(),
-            is_regex: false,
-            is_equal: true,
-        }
+        Matcher::new(name, value, false, true)
     }
 
     fn asked(minutes: i64) -> NewSilence {
@@ -379,12 +374,7 @@ mod tests {
         let ana = Actor::new("ana", Role::Operator);
         let mut book = SilenceBook::default();
         let mut everything = asked(60);
-        everything.matchers = vec![Matcher {
-            name: "service".into(),
-            value: ".*".into(),
-            is_regex: true,
-            is_equal: true,
-        }];
+        everything.matchers = vec![Matcher::new("service", ".*", true, true)];
         assert!(matches!(
             book.put(everything, &ana, None, at(0)),
             Err(SilenceRefused::Invalid(_))

@@ -5,6 +5,7 @@
 
 pub mod fold;
 pub mod group;
+pub mod inhibit;
 pub mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -86,6 +87,9 @@ pub struct Playbook {
     pub options: BTreeMap<String, PlayOption>,
     #[serde(default, rename = "fanout")]
     pub fanouts: BTreeMap<String, Fanout>,
+    /// Inhibition rules, in order.
+    #[serde(default, rename = "inhibit")]
+    pub inhibits: Vec<inhibit::InhibitRule>,
     /// Each type's `update` tables, compiled.
     #[serde(skip)]
     pub updates: fold::Compiled,
@@ -147,6 +151,13 @@ impl Playbook {
                     reason,
                 });
             }
+        }
+        for (n, rule) in playbook.inhibits.iter_mut().enumerate() {
+            rule.compile().map_err(|reason| CatalogueError::Invalid {
+                file: origin.to_string(),
+                item: format!("inhibit {}", n + 1),
+                reason,
+            })?;
         }
         playbook.updates = fold::Compiled::of(&playbook.signals, &playbook.data_fields, origin)?;
         Ok(playbook)

@@ -15,6 +15,7 @@
 pub mod alertmanager;
 mod error;
 pub mod fields;
+pub mod labels;
 pub mod limits;
 pub mod pagerduty;
 pub mod wire;

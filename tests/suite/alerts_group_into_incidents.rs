@@ -253,3 +253,88 @@ fn pagerduty_events_name_the_service_acknowledge_and_restore_it() {
         "resolved"
     );
 }
+
+/// An inhibition rule of the playbook: while a datacenter's outage fires,
+/// the warnings of that datacenter (by its `dc` label) are recorded as
+/// inhibited and ask nobody, across a kill -9; another datacenter's
+/// warning, or one after the outage resolved, goes to review as before.
+#[test]
+fn a_datacenter_down_inhibits_its_warnings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ops");
+    common::init(&dir);
+    let mut playbook = std::fs::read_to_string(dir.join("playbook.toml")).unwrap();
+    playbook.push_str(
+        "\n[[inhibit]]\nsource = ['alertname=\"DatacenterDown\"']\ntarget = ['severity=\"warning\"']\nequal = [\"dc\"]\n",
+    );
+    std::fs::write(dir.join("playbook.toml"), playbook).unwrap();
+    let c = client();
+    let s = serve_deployment(&dir, &TOKENS);
+    let labelled = |id: &str, kind: &str, service: &str, severity: &str, labels: Value| {
+        let mut e = event(
+            id,
+            kind,
+            &format!("service/{service}"),
+            json!({ "service": service, "fingerprint": format!("fp-{service}"), "labels": labels }),
+        );
+        e["severity"] = json!(severity);
+        e
+    };
+    let down = labelled(
+        "dc-1",
+        "alert.firing",
+        "dc-fra",
+        "critical",
+        json!({"alertname": "DatacenterDown", "dc": "fra"}),
+    );
+    common::post_as(&c, &s.base, OPERATOR, &down);
+    common::settled_with(&c, &s.base, "dc-1", Some(OPERATOR));
+    let mut s = s;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+    let s = serve_deployment(&dir, &TOKENS);
+    let warn = |id: &str, service: &str, dc: &str| {
+        labelled(
+            id,
+            "alert.firing",
+            service,
+            "warning",
+            json!({"alertname": "Slow", "dc": dc}),
+        )
+    };
+    common::post_as(&c, &s.base, OPERATOR, &warn("w-api", "api", "fra"));
+    common::post_as(&c, &s.base, OPERATOR, &warn("w-web", "web", "ams"));
+    let why = |signal: &str| {
+        let d = common::settled_with(&c, &s.base, signal, Some(OPERATOR));
+        get(
+            &c,
+            &s.base,
+            &format!("/v1/decisions/{}", d["decision"].as_str().unwrap()),
+        )["decision"]["why"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let held = why("w-api");
+    assert!(
+        held.starts_with("inhibited by rule 1 (source alertname=\"DatacenterDown\" → target severity=\"warning\", equal dc) while alert fp-dc-fra fires (equal: fra)"),
+        "{held}"
+    );
+    assert!(!why("w-web").contains("inhibited"));
+    let open: Value = get(&c, &s.base, "/v1/reviews");
+    let subjects = open.to_string();
+    assert!(
+        subjects.contains("service/web") && !subjects.contains("service/api"),
+        "{subjects}"
+    );
+
+    // The outage resolves: the next warning of fra asks a person again.
+    let mut resolved = down.clone();
+    resolved["id"] = json!("dc-2");
+    resolved["type"] = json!("alert.resolved");
+    common::post_as(&c, &s.base, OPERATOR, &resolved);
+    common::settled_with(&c, &s.base, "dc-2", Some(OPERATOR));
+    common::post_as(&c, &s.base, OPERATOR, &warn("w-db", "database", "fra"));
+    assert!(!why("w-db").contains("inhibited"));
+}

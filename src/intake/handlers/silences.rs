@@ -24,6 +24,7 @@ use crate::intake::request::{json_body, read_body};
 use crate::noise::silence::NewSilence;
 use crate::noise::{Matcher, Silence};
 use crate::review::Actor;
+use crate::signal::labels::parse_matcher;
 
 /// When this server started (`uptime` in the status).
 pub(in crate::intake) static STARTED: LazyLock<DateTime<Utc>> = LazyLock::new(Utc::now);
@@ -191,27 +192,6 @@ fn filters(query: &str) -> Result<Vec<Matcher>, Refusal> {
         out.push(m);
     }
     Ok(out)
-}
-
-/// `name=value`, `name!="value"`, `name=~re`, `name!~re`.
-fn parse_matcher(text: &str) -> Option<Matcher> {
-    let at = text.find(['=', '!'])?;
-    let (name, rest) = text.split_at(at);
-    let (op, value) = ["=~", "!~", "!=", "="]
-        .iter()
-        .find_map(|op| rest.strip_prefix(op).map(|v| (*op, v)))?;
-    let value = value.trim();
-    let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        Some(quoted) => serde_json::from_str::<String>(&format!("\"{quoted}\"")).ok()?,
-        None => value.to_string(),
-    };
-    let name = name.trim();
-    (!name.is_empty()).then(|| Matcher {
-        name: name.to_string(),
-        value,
-        is_regex: op.ends_with('~'),
-        is_equal: !op.starts_with('!'),
-    })
 }
 
 #[cfg(test)]
