@@ -70,6 +70,10 @@ pub struct Status {
     /// Pages in memory by state, and each team's mean time to acknowledge.
     pub pages_by_state: Vec<(String, u64)>,
     pub acknowledge_seconds: Vec<(String, f64)>,
+    /// Signals held (recorded without work of their own) by why, and
+    /// incidents open.
+    pub held: Vec<(String, u64)>,
+    pub open_incidents: usize,
 }
 
 /// Where dispatched webhook steps go (the executor task).
@@ -700,6 +704,8 @@ pub fn status(engine: &Engine) -> Status {
             .is_some_and(|r| r.status == crate::decide::ramp::Status::Paused),
         journal_commits: Some(engine.journal_commits()),
         pages_by_state: pages.by_state,
+        held: engine.held_counts(),
+        open_incidents: engine.open_incidents(),
         acknowledge_seconds: pages.acknowledge_seconds,
     }
 }

@@ -24,6 +24,8 @@ pub(super) struct Alerts {
     pub silences: crate::noise::SilenceBook,
     /// Firing alerts that inhibit others, by rule.
     pub inhibit: crate::noise::InhibitBook,
+    /// Signals held since start, by why (`Held::reason`).
+    pub held: std::collections::BTreeMap<&'static str, u64>,
     /// How long a silence may last (`[silences] max_length`).
     pub silence_max: Option<chrono::Duration>,
 }
@@ -62,6 +64,16 @@ pub(super) enum Held {
 }
 
 impl Held {
+    /// What held it, as `/metrics` counts it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Held::Repeat(_) => "repeat",
+            Held::Grouped { .. } => "grouped",
+            Held::Silenced(_) => "silenced",
+            Held::Inhibited { .. } => "inhibited",
+        }
+    }
+
     /// The decision's `why` for a signal held so.
     pub fn why(&self) -> String {
         match self {
@@ -156,6 +168,9 @@ impl Engine {
             at: signal.time,
             resolved: None,
         };
+        if let Some(h) = held {
+            *self.alerts.held.entry(h.reason()).or_default() += 1;
+        }
         match held {
             Some(Held::Grouped { incident, flow, .. }) => {
                 if let Some(f) = &member.fingerprint {
@@ -258,6 +273,16 @@ impl Engine {
             .collect()
     }
 
+    /// How many incidents are open.
+    pub fn open_incidents(&self) -> usize {
+        self.alerts
+            .incidents
+            .incidents
+            .values()
+            .filter(|i| i.state == IncidentState::Open)
+            .count()
+    }
+
     /// One incident in memory.
     pub fn incident(&self, id: &str) -> Option<Incident> {
         self.alerts.incidents.incidents.get(id).cloned()
@@ -316,6 +341,15 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<crate::noise::Silence, crate::noise::SilenceRefused> {
         self.alerts.silences.expire(id, actor, now).cloned()
+    }
+
+    /// Signals held since start, by why.
+    pub fn held_counts(&self) -> Vec<(String, u64)> {
+        self.alerts
+            .held
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect()
     }
 
     /// Silences in memory: pending, active, and lately expired.

@@ -308,6 +308,21 @@ fn state_metrics(r: &mut Registry, stats: &EngineStats) {
         "Open review items",
         stats.open_reviews as f64,
     );
+    counters(
+        r,
+        "signalbox_signals_held",
+        "Signals recorded without work of their own, by what held them (repeat, grouped, silenced, inhibited)",
+        stats
+            .held
+            .iter()
+            .map(|(reason, n)| (vec![("reason", reason.clone())], *n)),
+    );
+    gauge(
+        r,
+        "signalbox_incidents_open",
+        "Incidents open",
+        stats.open_incidents as f64,
+    );
     gauges(
         r,
         "signalbox_flows",

@@ -72,6 +72,18 @@ fn a_storm_on_one_service_is_one_incident_and_one_page() {
     });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(requests(&dana_log).len(), 2, "one page per incident");
+    let metrics = c
+        .get(format!("{}/metrics", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains("signalbox_signals_held_total{reason=\"grouped\"} 2")
+            && metrics.contains("signalbox_incidents_open 2"),
+        "{metrics}"
+    );
 
     // The second api alert was recorded into the incident, saying so.
     let second = common::settled_with(&c, &s.base, "alert.firing-2", Some(OPERATOR));
