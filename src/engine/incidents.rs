@@ -54,6 +54,8 @@ pub(super) enum Held {
     },
     /// Matched by an active silence.
     Silenced(Box<crate::noise::Silence>),
+    /// In a maintenance window of the playbook.
+    Maintenance(String),
     /// A target of an inhibition rule while a source alert fires.
     Inhibited {
         rule: usize,
@@ -70,6 +72,7 @@ impl Held {
             Held::Repeat(_) => "repeat",
             Held::Grouped { .. } => "grouped",
             Held::Silenced(_) => "silenced",
+            Held::Maintenance(_) => "maintenance",
             Held::Inhibited { .. } => "inhibited",
         }
     }
@@ -98,6 +101,9 @@ impl Held {
                     false => format!(" (equal: {})", values.join(", ")),
                 }
             ),
+            Held::Maintenance(name) => {
+                format!("in maintenance window {name:?}: recorded")
+            }
             Held::Silenced(s) => format!(
                 "silenced by {} ({}) until {}, made by {}: {:?}: recorded",
                 s.id,
@@ -119,7 +125,8 @@ impl Engine {
         }
         let playbook = std::sync::Arc::clone(&self.decider.playbook);
         let rules = &playbook.inhibits;
-        if !self.alerts.silences.silences.is_empty() || !rules.is_empty() {
+        let windows = &playbook.maintenance;
+        if !self.alerts.silences.silences.is_empty() || !rules.is_empty() || !windows.is_empty() {
             let labels = crate::noise::labels(signal);
             // A firing alert inhibits by the rules it is a source of, even
             // when a silence holds it.
@@ -130,6 +137,10 @@ impl Engine {
             }
             if let Some(s) = self.alerts.silences.holding(&labels, now) {
                 return Some(Held::Silenced(Box::new(s.clone())));
+            }
+            // The window that counts is the signal's own time.
+            if let Some(w) = windows.iter().find(|w| w.holds(&labels, signal.time)) {
+                return Some(Held::Maintenance(w.name.clone()));
             }
             if let Some(h) = self.alerts.inhibit.holding(rules, &labels) {
                 return Some(Held::Inhibited {
@@ -178,7 +189,9 @@ impl Engine {
                 }
                 self.alerts.incidents.join(incident, member);
             }
-            Some(Held::Repeat(_) | Held::Silenced(_) | Held::Inhibited { .. }) => {}
+            Some(
+                Held::Repeat(_) | Held::Silenced(_) | Held::Maintenance(_) | Held::Inhibited { .. },
+            ) => {}
             None if decision.mode != Mode::Record => {
                 let Some(grouping) = self
                     .decider

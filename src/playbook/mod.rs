@@ -6,6 +6,7 @@
 pub mod fold;
 pub mod group;
 pub mod inhibit;
+pub mod maintenance;
 pub mod steps;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -90,6 +91,9 @@ pub struct Playbook {
     /// Inhibition rules, in order.
     #[serde(default, rename = "inhibit")]
     pub inhibits: Vec<inhibit::InhibitRule>,
+    /// Maintenance windows.
+    #[serde(default, rename = "maintenance")]
+    pub maintenance: Vec<maintenance::Window>,
     /// Each type's `update` tables, compiled.
     #[serde(skip)]
     pub updates: fold::Compiled,
@@ -156,6 +160,13 @@ impl Playbook {
             rule.compile().map_err(|reason| CatalogueError::Invalid {
                 file: origin.to_string(),
                 item: format!("inhibit {}", n + 1),
+                reason,
+            })?;
+        }
+        for w in playbook.maintenance.iter_mut() {
+            w.compile().map_err(|reason| CatalogueError::Invalid {
+                file: origin.to_string(),
+                item: format!("maintenance {}", w.name),
                 reason,
             })?;
         }

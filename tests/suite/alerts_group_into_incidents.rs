@@ -350,3 +350,67 @@ fn a_datacenter_down_inhibits_its_warnings() {
     common::post_as(&c, &s.base, OPERATOR, &warn("w-db", "database", "fra"));
     assert!(!why("w-db").contains("inhibited"));
 }
+
+/// A maintenance window of the playbook holds the database's signals
+/// (recorded, nobody asked) while the api's go to review; `validate`
+/// refuses a window whose times cross midnight in one range.
+#[test]
+fn a_maintenance_window_holds_its_services_signals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ops");
+    common::init(&dir);
+    let original = std::fs::read_to_string(dir.join("playbook.toml")).unwrap();
+    let window = |times: &str| {
+        format!(
+            "{original}\n[[maintenance]]\nname = \"database-works\"\nmatchers = ['service=\"database\"']\n[[maintenance.interval]]\ntimes = [{times}]\nlocation = \"Europe/Berlin\"\n"
+        )
+    };
+    std::fs::write(
+        dir.join("playbook.toml"),
+        window("{ start = \"23:00\", end = \"02:00\" }"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .arg("validate")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("database-works") && err.contains("cross midnight"),
+        "{err}"
+    );
+    std::fs::write(
+        dir.join("playbook.toml"),
+        window("{ start = \"00:00\", end = \"24:00\" }"),
+    )
+    .unwrap();
+    let c = client();
+    let s = serve_deployment(&dir, &TOKENS);
+    for (id, service) in [("m-db", "database"), ("m-api", "api")] {
+        let mut e = event(
+            id,
+            "alert.firing",
+            &format!("service/{service}"),
+            json!({ "service": service, "fingerprint": id }),
+        );
+        e["severity"] = json!("warning");
+        common::post_as(&c, &s.base, OPERATOR, &e);
+    }
+    let why = |signal: &str| {
+        let d = common::settled_with(&c, &s.base, signal, Some(OPERATOR));
+        get(
+            &c,
+            &s.base,
+            &format!("/v1/decisions/{}", d["decision"].as_str().unwrap()),
+        )["decision"]["why"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        why("m-db"),
+        "in maintenance window \"database-works\": recorded"
+    );
+    assert!(!why("m-api").contains("maintenance"));
+}
