@@ -58,6 +58,25 @@ impl Remote {
         }
     }
 
+    fn delete(&self, path: &str) -> Result<(), String> {
+        let mut r = self
+            .client
+            .delete(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(10));
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        let response = r.send().map_err(|e| format!("{}: {e}", self.base))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let v: Value = response.json().unwrap_or(Value::Null);
+        Err(v["error"]
+            .as_str()
+            .map_or_else(|| status.to_string(), String::from))
+    }
+
     fn post(&self, path: &str, body: Value) -> Result<Value, String> {
         let mut r = self
             .client
@@ -208,6 +227,24 @@ impl Backend for Remote {
                     })
                     .map(|o| super::backend::override_said(&o));
                 Message::Acted(answer)
+            }),
+            Request::ResolveIncident { incident_id } => Box::new(move || {
+                let answer = remote
+                    .post(&format!("/v1/incidents/{incident_id}/resolve"), json!({}))
+                    .map(|i| {
+                        format!(
+                            "incident {incident_id} {}",
+                            i["state"].as_str().unwrap_or("?")
+                        )
+                    });
+                Message::Acted(answer)
+            }),
+            Request::ExpireSilence { silence_id } => Box::new(move || {
+                Message::Acted(
+                    remote
+                        .delete(&format!("/api/v2/silence/{silence_id}"))
+                        .map(|()| format!("silence {silence_id} expired")),
+                )
             }),
             Request::PageAct { page_id, action } => Box::new(move || {
                 let verb = match action {

@@ -41,6 +41,10 @@ pub enum Request {
         page_id: String,
         action: crate::engine::PageAction,
     },
+    /// Resolve an incident as the console's operator.
+    ResolveIncident { incident_id: String },
+    /// End a silence now (the operator's own, or any as a lead).
+    ExpireSilence { silence_id: String },
     /// Put `person` on call on `schedule` for a while.
     SetOverride {
         schedule: String,
@@ -85,6 +89,8 @@ impl Request {
             Effect::Explain { decision_id } => Request::Explain { decision_id },
             Effect::Ramp { call, note } => Request::Ramp { call, note },
             Effect::PageAct { page_id, action } => Request::PageAct { page_id, action },
+            Effect::ResolveIncident { incident_id } => Request::ResolveIncident { incident_id },
+            Effect::ExpireSilence { silence_id } => Request::ExpireSilence { silence_id },
             Effect::SetOverride {
                 schedule,
                 person,
@@ -202,6 +208,26 @@ impl Backend for Embedded {
                 self.send(command, rx, |p| {
                     format!("page {} {}", p.id, p.state.as_str())
                 })
+            }
+            Request::ResolveIncident { incident_id } => {
+                let (reply, rx) = oneshot::channel();
+                let command = Command::ResolveIncident {
+                    id: incident_id,
+                    actor: operator.clone(),
+                    reply,
+                };
+                self.send(command, rx, |i| {
+                    format!("incident {} {}", i.id, i.state.as_str())
+                })
+            }
+            Request::ExpireSilence { silence_id } => {
+                let (reply, rx) = oneshot::channel();
+                let command = Command::ExpireSilence {
+                    id: silence_id,
+                    actor: operator.clone(),
+                    reply,
+                };
+                self.send(command, rx, |s| format!("silence {} expired", s.id))
             }
             Request::SetOverride {
                 schedule,

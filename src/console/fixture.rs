@@ -148,6 +148,8 @@ fn status(dir: PathBuf) -> Status {
         tasks: tasks(),
         pages: pages(),
         review_budgets: Vec::new(),
+        incidents: incidents(),
+        silences: silences(),
         rota: rota(),
         paging: crate::engine::PageFigures {
             by_state: vec![("acknowledged".into(), 1), ("triggered".into(), 1)],
@@ -227,6 +229,47 @@ fn pages() -> Vec<crate::paging::Page> {
     let mut acked = page(1, PageState::Acknowledged, 5);
     acked.acknowledged = Some(("dana".into(), at(6)));
     vec![open, acked]
+}
+
+/// One incident still firing, one resolved.
+fn incidents() -> Vec<crate::flow::incident::IncidentRow> {
+    use crate::flow::incident::{IncidentRow, IncidentState};
+    let row = |i: usize, state, alerts, firing| IncidentRow {
+        id: format!("I{i:07}"),
+        kind: "alert.firing".into(),
+        group: format!("subject=service/api-{i}"),
+        state,
+        opened: at(i as i64),
+        alerts,
+        firing,
+        decision_id: format!("D{i:07}"),
+        flow_id: format!("F{i:07}"),
+        resolved: None,
+    };
+    let mut resolved = row(1, IncidentState::Resolved, 3, 0);
+    resolved.resolved = Some(("its alerts resolved at the source".into(), at(9)));
+    vec![row(2, IncidentState::Open, 41, 38), resolved]
+}
+
+/// A silence on the database, and one that ended.
+fn silences() -> Vec<crate::noise::Silence> {
+    use crate::noise::{Matcher, Silence};
+    let silence = |id: &str, service: &str, ends: i64, held| Silence {
+        id: id.into(),
+        matchers: vec![Matcher::new("service", service, false, true)],
+        starts_at: at(0),
+        ends_at: at(ends),
+        created_by: "tess".into(),
+        comment: format!("{service} upgrade"),
+        updated_at: at(0),
+        expired_by: None,
+        held,
+        warned: false,
+    };
+    vec![
+        silence("6f1c2a9e-0000-4000-8000-000000000001", "database", 80, 12),
+        silence("b41d07c3-0000-4000-8000-000000000002", "web", 10, 0),
+    ]
 }
 
 /// Two schedules: one covered, one in a gap until the morning.

@@ -23,6 +23,8 @@ pub enum Scope {
     Tasks,
     Pages,
     OnCall,
+    Incidents,
+    Silences,
     Table,
     Global,
 }
@@ -36,6 +38,8 @@ impl Scope {
             Scope::Tasks => "tasks",
             Scope::Pages => "pages",
             Scope::OnCall => "oncall",
+            Scope::Incidents => "incidents",
+            Scope::Silences => "silences",
             Scope::Dialog => "dialog",
         }
     }
@@ -72,6 +76,7 @@ pub enum KeyAction {
     Reassign,
     Acknowledge,
     Resolve,
+    Expire,
     Confirm,
     Cancel,
 }
@@ -105,6 +110,7 @@ const ACTIONS: &[(&str, KeyAction, &str)] = &[
     ("reassign", KeyAction::Reassign, "reassign"),
     ("acknowledge", KeyAction::Acknowledge, "acknowledge"),
     ("resolve", KeyAction::Resolve, "resolve"),
+    ("expire", KeyAction::Expire, "expire"),
     ("confirm", KeyAction::Confirm, "confirm"),
     ("cancel", KeyAction::Cancel, "cancel"),
 ];
@@ -283,6 +289,10 @@ struct KeymapFile {
     #[serde(default)]
     oncall: BTreeMap<String, Vec<String>>,
     #[serde(default)]
+    incidents: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    silences: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
     dialog: BTreeMap<String, Vec<String>>,
 }
 
@@ -384,6 +394,8 @@ impl Keymap {
                 (Scope::Tasks, parsed.tasks),
                 (Scope::Pages, parsed.pages),
                 (Scope::OnCall, parsed.oncall),
+                (Scope::Incidents, parsed.incidents),
+                (Scope::Silences, parsed.silences),
                 (Scope::Dialog, parsed.dialog),
             ] {
                 for (action_name, keys) in table {

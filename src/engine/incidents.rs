@@ -286,6 +286,14 @@ impl Engine {
             .collect()
     }
 
+    /// At most `n` incidents as rows: the open ones, newest first, then
+    /// those resolved, newest first.
+    pub fn incident_rows(&self, n: usize) -> Vec<crate::flow::incident::IncidentRow> {
+        let mut all: Vec<&Incident> = self.alerts.incidents.incidents.values().rev().collect();
+        all.sort_by_key(|i| i.state == IncidentState::Resolved);
+        all.into_iter().take(n).map(Incident::row).collect()
+    }
+
     /// How many incidents are open.
     pub fn open_incidents(&self) -> usize {
         self.alerts

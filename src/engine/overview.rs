@@ -102,6 +102,12 @@ pub struct Overview {
     /// Each decision class with a review budget: items open, budget.
     #[serde(default)]
     pub review_budgets: Vec<(String, usize, usize)>,
+    /// Incidents, open ones first (at most `PAGES_SHOWN`).
+    #[serde(default)]
+    pub incidents: Vec<crate::flow::incident::IncidentRow>,
+    /// Silences: pending, active, and those that ended in the last days.
+    #[serde(default)]
+    pub silences: Vec<crate::noise::Silence>,
     pub data_dir: PathBuf,
 }
 
@@ -189,6 +195,8 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
         rota: engine.rota(now),
         paging: engine.page_figures(),
         review_budgets: engine.reviews.budgets(),
+        incidents: engine.incident_rows(PAGES_SHOWN),
+        silences: engine.silences(),
         data_dir: engine.data_dir().to_path_buf(),
     }
 }

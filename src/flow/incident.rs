@@ -69,6 +69,45 @@ pub struct Incident {
     pub resolved: Option<(String, DateTime<Utc>)>,
 }
 
+/// An incident as a table shows it: without its list of alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentRow {
+    pub id: String,
+    pub kind: String,
+    /// Its group's values, `subject=service/api`.
+    pub group: String,
+    pub state: IncidentState,
+    pub opened: DateTime<Utc>,
+    pub alerts: u64,
+    pub firing: usize,
+    pub decision_id: String,
+    pub flow_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<(String, DateTime<Utc>)>,
+}
+
+impl Incident {
+    pub fn row(&self) -> IncidentRow {
+        let group: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        IncidentRow {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            group: group.join(", "),
+            state: self.state,
+            opened: self.opened,
+            alerts: self.alerts,
+            firing: self.firing.len(),
+            decision_id: self.decision_id.clone(),
+            flow_id: self.flow_id.clone(),
+            resolved: self.resolved.clone(),
+        }
+    }
+}
+
 /// What joining an alert, or its resolution, did to an incident.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resolution {

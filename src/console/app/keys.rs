@@ -226,6 +226,20 @@ impl App {
                 return self.start_task_action(action);
             }
             KeyAction::Override if self.view == View::OnCall => return self.start_override(),
+            KeyAction::Resolve if self.view == View::Incidents => {
+                if let Some(i) = self.selected_incident() {
+                    effects.push(Effect::ResolveIncident {
+                        incident_id: i.id.clone(),
+                    });
+                }
+            }
+            KeyAction::Expire if self.view == View::Silences => {
+                if let Some(s) = self.selected_silence() {
+                    effects.push(Effect::ExpireSilence {
+                        silence_id: s.id.clone(),
+                    });
+                }
+            }
             KeyAction::Acknowledge | KeyAction::Resolve if self.view == View::Pages => {
                 if let Some(page) = self.selected_page() {
                     let action = match action {
@@ -292,6 +306,14 @@ impl App {
                 if let Some(item) = self.review_at(i) {
                     effects.push(Effect::Explain {
                         decision_id: item.decision.id.clone(),
+                    });
+                }
+                Focus::Normal
+            }
+            View::Incidents => {
+                if let Some(inc) = self.status.as_ref().and_then(|s| s.incidents.get(i)) {
+                    effects.push(Effect::Explain {
+                        decision_id: inc.decision_id.clone(),
                     });
                 }
                 Focus::Normal

@@ -171,6 +171,12 @@ impl App {
                 if self.view == View::OnCall {
                     c.push(Scope::OnCall);
                 }
+                if self.view == View::Incidents {
+                    c.push(Scope::Incidents);
+                }
+                if self.view == View::Silences {
+                    c.push(Scope::Silences);
+                }
                 if self.view.is_table() {
                     c.push(Scope::Table);
                 }
@@ -260,6 +266,28 @@ impl App {
         let t = self.tables.get(&View::Pages).copied().unwrap_or_default();
         let i = rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
         self.status.as_ref()?.pages.get(i)
+    }
+
+    /// The row under the cursor of a table the status carries.
+    fn selected_in_status<T>(
+        &self,
+        view: View,
+        pick: impl Fn(&super::link::Status) -> &[T],
+    ) -> Option<&T> {
+        let rows = self.rows(view);
+        let t = self.tables.get(&view).copied().unwrap_or_default();
+        let i = rows.get(t.selected.min(rows.len().saturating_sub(1)))?;
+        pick(self.status.as_ref()?).get(i)
+    }
+
+    /// The incident under the cursor.
+    pub fn selected_incident(&self) -> Option<&crate::flow::incident::IncidentRow> {
+        self.selected_in_status(View::Incidents, |s| &s.incidents)
+    }
+
+    /// The silence under the cursor.
+    pub fn selected_silence(&self) -> Option<&crate::noise::Silence> {
+        self.selected_in_status(View::Silences, |s| &s.silences)
     }
 
     /// Who holds an item now, and since when: a claim lapses after the

@@ -24,6 +24,8 @@ pub enum View {
     Tasks,
     Pages,
     OnCall,
+    Incidents,
+    Silences,
     Health,
     Audit,
     Changes,
@@ -41,6 +43,12 @@ pub const VIEWS: &[(View, &str, &[&str])] = &[
         View::OnCall,
         "oncall",
         &["on-call", "who", "rota", "schedules"],
+    ),
+    (View::Incidents, "incidents", &["i", "inc", "incident"]),
+    (
+        View::Silences,
+        "silences",
+        &["sil", "silence", "mute", "muted"],
     ),
     (View::Health, "health", &["h", "services", "teams"]),
     (View::Audit, "audit", &["a", "decisions", "log"]),
@@ -314,6 +322,14 @@ pub enum Effect {
     PageAct {
         page_id: String,
         action: crate::engine::PageAction,
+    },
+    /// A person resolves an incident.
+    ResolveIncident {
+        incident_id: String,
+    },
+    /// End a silence now.
+    ExpireSilence {
+        silence_id: String,
     },
     SwitchTheme(String),
     Quit,

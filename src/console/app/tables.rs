@@ -76,6 +76,8 @@ impl App {
                 View::Tasks => self.status.as_ref().map_or(0, |s| s.tasks.len()),
                 View::Pages => self.status.as_ref().map_or(0, |s| s.pages.len()),
                 View::OnCall => self.status.as_ref().map_or(0, |s| s.rota.len()),
+                View::Incidents => self.status.as_ref().map_or(0, |s| s.incidents.len()),
+                View::Silences => self.status.as_ref().map_or(0, |s| s.silences.len()),
                 View::Health => self
                     .status
                     .as_ref()
@@ -185,6 +187,30 @@ impl App {
                             let p = &s.pages[i];
                             let by = p.acknowledged.as_ref().map_or("", |(who, _)| who.as_str());
                             matches(&[&p.id, &p.title, &p.policy, &p.subject, p.state.as_str(), by])
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            View::Incidents => self
+                .status
+                .as_ref()
+                .map(|s| {
+                    (0..s.incidents.len())
+                        .filter(|&i| {
+                            let r = &s.incidents[i];
+                            matches(&[&r.id, &r.kind, &r.group, r.state.as_str()])
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            View::Silences => self
+                .status
+                .as_ref()
+                .map(|s| {
+                    (0..s.silences.len())
+                        .filter(|&i| {
+                            let x = &s.silences[i];
+                            matches(&[&x.id, &x.text(), &x.created_by, &x.comment])
                         })
                         .collect()
                 })

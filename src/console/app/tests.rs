@@ -391,3 +391,59 @@ fn a_bulk_answer_counts_what_was_done_and_names_refusals() {
         Err("reject: 1 of 2 done, 1 refused (R3: already decided)".into())
     );
 }
+
+/// One key on a page, an incident or a silence acts at once on the row
+/// under the cursor; an override on the On-call view asks who and for how
+/// long, and refuses what it cannot read.
+#[test]
+fn pages_incidents_and_silences_act_with_one_key() {
+    let mut app = fixture::app();
+    app.view = View::Pages;
+    assert_eq!(
+        app.update(key(KeyAction::Acknowledge)),
+        vec![Effect::PageAct {
+            page_id: "P0000002".into(),
+            action: crate::engine::PageAction::Acknowledge,
+        }]
+    );
+    app.view = View::Incidents;
+    assert_eq!(
+        app.update(key(KeyAction::Resolve)),
+        vec![Effect::ResolveIncident {
+            incident_id: "I0000002".into()
+        }]
+    );
+    app.view = View::Silences;
+    app.update(key(KeyAction::Down));
+    assert_eq!(
+        app.update(key(KeyAction::Expire)),
+        vec![Effect::ExpireSilence {
+            silence_id: "b41d07c3-0000-4000-8000-000000000002".into()
+        }]
+    );
+    app.view = View::OnCall;
+    app.update(key(KeyAction::Down));
+    assert!(app.update(key(KeyAction::Override)).is_empty());
+    typed(&mut app, "emil soon");
+    assert!(app.update(key(KeyAction::Confirm)).is_empty());
+    assert!(matches!(app.focus, Focus::Dialog(_)), "asks again");
+    for _ in 0.."emil soon".len() {
+        let back = crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Backspace);
+        app.update(Input::Text(back));
+    }
+    typed(&mut app, "emil 2h");
+    let effects = app.update(key(KeyAction::Confirm));
+    let [
+        Effect::SetOverride {
+            schedule,
+            person,
+            from,
+            to,
+        },
+    ] = effects.as_slice()
+    else {
+        panic!("{effects:?}")
+    };
+    assert_eq!((schedule.as_str(), person.as_str()), ("sre-nights", "emil"));
+    assert_eq!(*to - *from, chrono::Duration::hours(2));
+}

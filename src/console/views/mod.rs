@@ -6,11 +6,13 @@ mod audit;
 mod changes;
 mod flows;
 mod health;
+mod incidents;
 mod oncall;
 mod overview;
 mod pages;
 mod review;
 mod signals;
+mod silences;
 mod tasks;
 
 use ratatui::Frame;
@@ -63,6 +65,8 @@ pub fn draw(frame: &mut Frame, app: &App) {
         View::Tasks => tasks::draw(frame, body, app),
         View::Pages => pages::draw(frame, body, app),
         View::OnCall => oncall::draw(frame, body, app),
+        View::Incidents => incidents::draw(frame, body, app),
+        View::Silences => silences::draw(frame, body, app),
         View::Health => health::draw(frame, body, app),
         View::Audit => audit::draw(frame, body, app),
         View::Changes => changes::draw(frame, body, app),
