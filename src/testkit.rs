@@ -75,6 +75,37 @@ pub fn starter_with(
 ) -> crate::engine::Engine {
     let ops = dir.join("ops");
     crate::deploy::init(&ops).unwrap();
+    open_starter(dir, start, more)
+}
+
+/// The starter deployment whose playbook has `line` added to the
+/// `alert.firing` type, opened at `start`.
+pub fn starter_firing(
+    dir: &std::path::Path,
+    start: DateTime<Utc>,
+    line: &str,
+) -> crate::engine::Engine {
+    let ops = dir.join("ops");
+    crate::deploy::init(&ops).unwrap();
+    let path = ops.join("playbook.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let anchor = "group = { by = [\"subject\"] }\n";
+    assert!(
+        text.contains(anchor),
+        "the starter groups alerts by subject"
+    );
+    std::fs::write(&path, text.replace(anchor, &format!("{anchor}{line}\n"))).unwrap();
+    open_starter(dir, start, |_| {})
+}
+
+/// Opens (or reopens, resuming its journal) the starter deployment written
+/// under `dir`, with `[review] page = "sre"` and what `more` sets.
+pub fn open_starter(
+    dir: &std::path::Path,
+    start: DateTime<Utc>,
+    more: impl FnOnce(&mut crate::config::ReviewConfig),
+) -> crate::engine::Engine {
+    let ops = dir.join("ops");
     let mut deployment = crate::deploy::Deployment::load(&ops).unwrap();
     let mut review = crate::config::ReviewConfig {
         page: Some("sre".into()),
@@ -87,6 +118,17 @@ pub fn starter_with(
         crate::setup::engine(runs, &dir.join("data"), Default::default(), start).unwrap();
     setup.config.notices = true;
     crate::engine::Engine::open(setup.config, setup.world, start).unwrap()
+}
+
+/// An alert of `kind` (`alert.firing`, `alert.resolved`) with a
+/// fingerprint, on `service/SERVICE`, as Alertmanager's webhook makes it.
+pub fn alert(id: &str, kind: &str, fingerprint: &str, service: &str, at: DateTime<Utc>) -> Signal {
+    let alert = json!({
+        "specversion": "1.0", "id": id, "source": "am", "type": kind,
+        "subject": format!("service/{service}"), "severity": "warning",
+        "data": {"service": service, "fingerprint": fingerprint},
+    });
+    Signal::from_value(alert, at).unwrap_or_default()
 }
 
 /// A warning alert on `service/SERVICE`, as the starter takes it.

@@ -184,6 +184,10 @@ pub(crate) fn release_cmd(how: Release, target: &QuarantineTarget) -> Result<()>
     match released? {
         Released::Decided(d) => println!("{} decided: {d}", target.id),
         Released::HeldAgain(e) => println!("{} failed again and is held: {e}", target.id),
+        Released::Paused => println!(
+            "{} is paused as a possible transient: decided when its hold-off ends",
+            target.id
+        ),
         Released::Dropped(q) => println!(
             "{} from {} dropped; it stays in the journal",
             q.signal_id, q.source

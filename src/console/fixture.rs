@@ -145,6 +145,16 @@ fn status(dir: PathBuf) -> Status {
         sla_at_risk: 1,
         quarantined: 0,
         quarantine: Vec::new(),
+        noise: crate::engine::overview::Noise {
+            paused: 2,
+            flapping: 1,
+            held: vec![
+                ("flapping".into(), 7),
+                ("grouped".into(), 38),
+                ("inhibited".into(), 12),
+                ("transient".into(), 5),
+            ],
+        },
         tasks: tasks(),
         pages: pages(),
         review_budgets: Vec::new(),

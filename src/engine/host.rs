@@ -74,6 +74,8 @@ pub struct Status {
     /// incidents open.
     pub held: Vec<(String, u64)>,
     pub open_incidents: usize,
+    /// Alerts held off now: paused as possible transients, and flapping.
+    pub held_off: (usize, usize),
 }
 
 /// Where dispatched webhook steps go (the executor task).
@@ -598,6 +600,7 @@ fn ingest_all(engine: &mut Engine, signals: Vec<Signal>, now: DateTime<Utc>) -> 
                 report.decisions.push(decision_id);
             }
             Ingested::Duplicate => report.duplicates += 1,
+            Ingested::Paused => report.accepted += 1,
             Ingested::Quarantined { .. } => {
                 report.accepted += 1;
                 report.quarantined += 1;
@@ -706,6 +709,7 @@ pub fn status(engine: &Engine) -> Status {
         pages_by_state: pages.by_state,
         held: engine.held_counts(),
         open_incidents: engine.open_incidents(),
+        held_off: engine.held_off_now(),
         acknowledge_seconds: pages.acknowledge_seconds,
     }
 }

@@ -24,6 +24,8 @@ pub(super) struct Alerts {
     pub silences: crate::noise::SilenceBook,
     /// Firing alerts that inhibit others, by rule.
     pub inhibit: crate::noise::InhibitBook,
+    /// Alerts paused as possible transients, and flapping ones.
+    pub hold: crate::noise::holdoff::HoldBook,
     /// Signals held since start, by why (`Held::reason`).
     pub held: std::collections::BTreeMap<&'static str, u64>,
     /// How long a silence may last (`[silences] max_length`).
@@ -63,17 +65,29 @@ pub(super) enum Held {
         values: Vec<String>,
         by: String,
     },
+    /// A repeat of an alert paused as a possible transient.
+    Paused { until: DateTime<Utc> },
+    /// A paused alert that resolved within its hold-off.
+    Transient {
+        fired: DateTime<Utc>,
+        after: chrono::Duration,
+        hold: chrono::Duration,
+    },
+    /// A firing of an alert that flaps.
+    Flapping { since: DateTime<Utc>, changes: u32 },
 }
 
 impl Held {
     /// What held it, as `/metrics` counts it.
     pub fn reason(&self) -> &'static str {
         match self {
-            Held::Repeat(_) => "repeat",
+            Held::Repeat(_) | Held::Paused { .. } => "repeat",
             Held::Grouped { .. } => "grouped",
             Held::Silenced(_) => "silenced",
             Held::Maintenance(_) => "maintenance",
             Held::Inhibited { .. } => "inhibited",
+            Held::Transient { .. } => "transient",
+            Held::Flapping { .. } => "flapping",
         }
     }
 
@@ -101,6 +115,20 @@ impl Held {
                     false => format!(" (equal: {})", values.join(", ")),
                 }
             ),
+            Held::Paused { until } => format!(
+                "repeat of an alert held as a possible transient until {}: recorded",
+                until.format("%H:%M:%S")
+            ),
+            Held::Transient { fired, after, hold } => format!(
+                "transient: fired at {} and resolved {}s later, within its hold-off of {}s: recorded, never paged",
+                fired.format("%H:%M:%S"),
+                after.num_seconds(),
+                hold.num_seconds()
+            ),
+            Held::Flapping { since, changes } => format!(
+                "flapping since {} ({changes} state changes): recorded, not paged; decided once stable if it still fires",
+                since.format("%H:%M:%S")
+            ),
             Held::Maintenance(name) => {
                 format!("in maintenance window {name:?}: recorded")
             }
@@ -122,6 +150,9 @@ impl Engine {
     pub(super) fn held_by(&mut self, signal: &Signal, now: DateTime<Utc>) -> Option<Held> {
         if let Some(flow) = self.open_flow_of(signal) {
             return Some(Held::Repeat(flow));
+        }
+        if let Some(paused) = self.paused_repeat(signal) {
+            return Some(paused);
         }
         let playbook = std::sync::Arc::clone(&self.decider.playbook);
         let rules = &playbook.inhibits;
@@ -150,6 +181,9 @@ impl Engine {
                     by: h.by,
                 });
             }
+        }
+        if let Some(flapping) = self.flapping(signal) {
+            return Some(flapping);
         }
         let grouping = self.decider.playbook.play(&signal.kind)?.group.as_ref()?;
         let (key, labels) = grouping.key(&signal.kind, signal);
@@ -189,9 +223,7 @@ impl Engine {
                 }
                 self.alerts.incidents.join(incident, member);
             }
-            Some(
-                Held::Repeat(_) | Held::Silenced(_) | Held::Maintenance(_) | Held::Inhibited { .. },
-            ) => {}
+            Some(_) => {}
             None if decision.mode != Mode::Record => {
                 let Some(grouping) = self
                     .decider
@@ -414,6 +446,12 @@ impl Engine {
         if let Some(value) = self.alerts.inhibit.take_changed() {
             out.push(Record::Meta {
                 key: crate::noise::inhibit::INHIBITORS_KEY.into(),
+                value,
+            });
+        }
+        if let Some(value) = self.alerts.hold.take_changed() {
+            out.push(Record::Meta {
+                key: crate::noise::holdoff::FLAPPING_KEY.into(),
                 value,
             });
         }

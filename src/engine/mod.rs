@@ -12,6 +12,7 @@ mod batch;
 mod command;
 mod fanout;
 pub mod guard;
+mod holdoff;
 pub mod host;
 mod incidents;
 mod learning;
@@ -307,12 +308,16 @@ impl Engine {
         });
         let kind = signal.kind.clone();
         match self.decide_guarded(signal, now) {
-            Ok(decision) => {
+            Ok(Some(decision)) => {
                 self.tally(&kind, |t| t.decided += 1);
                 Ingested::Decided {
                     decision_id: decision.id.clone(),
                     mode: decision.mode,
                 }
+            }
+            Ok(None) => {
+                self.tally(&kind, |t| t.decided += 1);
+                Ingested::Paused
             }
             Err(error) => {
                 self.tally(&kind, |t| t.quarantined += 1);
@@ -355,37 +360,59 @@ impl Engine {
 
     /// Decides one signal. Runs inside `decide_guarded`, which quarantines
     /// the signal should this fail: its data checked and folded into the
-    /// context, a decision made and counted, then a flow started or a
-    /// review item opened.
+    /// context, then decided (`decide_taken`), unless its type holds it
+    /// off as a possible transient (none: paused, decided later).
     fn decide_signal(
         &mut self,
         signal: Arc<Signal>,
         now: DateTime<Utc>,
-    ) -> Result<Arc<Decision>, EngineError> {
+    ) -> Result<Option<Arc<Decision>>, EngineError> {
         // The boundary's second line of defence, exercised by its tests.
         #[cfg(test)]
         if signal.kind == quarantine::tests::PANICS {
             panic!("a signal made to panic");
         }
         self.take_in(&signal, now)?;
-        let playbook = Arc::clone(&self.decider.playbook);
-        let mut choice = choice_for(&playbook, &signal.kind);
         // A firing alert whose flow is still open (PagerDuty sends every
         // trigger of a key; a sender retries) is a repeat: recorded, no
         // second flow. Once its flow has ended, the same key opens anew.
-        // So is an alert that joins an open incident of its group.
+        // So is an alert that joins an open incident of its group, and one
+        // a noise rule holds.
         let held = self.held_by(&signal, now);
+        if held.is_none() && self.pause(&signal, now) {
+            return Ok(None);
+        }
+        Ok(Some(self.decide_taken(signal, held, None, now)))
+    }
+
+    /// Decides a signal already taken in, held as `held` says (none: asks
+    /// the noise rules now), with `note` added to its why: the decision
+    /// made and counted, then a flow started or a review item opened.
+    fn decide_taken(
+        &mut self,
+        signal: Arc<Signal>,
+        held: Option<incidents::Held>,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Arc<Decision> {
+        let held = match (held, &note) {
+            (Some(h), _) => Some(h),
+            (None, Some(_)) => self.held_by(&signal, now),
+            (None, None) => None,
+        };
+        let playbook = Arc::clone(&self.decider.playbook);
+        let mut choice = choice_for(&playbook, &signal.kind);
         if held.is_some() {
             choice = record_choice(&choice);
         }
         let n = self.new_id();
-        let decision = self.decide_case(&signal, &choice, held.as_ref(), n, now);
+        let decision = self.decide_case(&signal, &choice, held.as_ref(), note, n, now);
         self.count_decision(&decision, now);
         if decision.mode != Mode::Record {
             self.start_flow(&decision, &signal, &choice, n, now);
         }
         self.group(&signal, &decision, held.as_ref(), &format!("F{n:07}"));
-        Ok(decision)
+        decision
     }
 
     /// Checks a signal's data against its type and folds it into the
@@ -402,6 +429,7 @@ impl Engine {
         if signal.kind == "alert.acknowledged" {
             self.acknowledged_at_source(signal, now);
         }
+        self.hold_off_change(signal, now);
         if signal.kind == "alert.resolved" {
             self.close_resolved(signal, now);
         }
@@ -409,12 +437,13 @@ impl Engine {
     }
 
     /// Decision number `n`, for a signal among `choice` (a `held` one is
-    /// recorded only, saying why).
+    /// recorded only, saying why; `note` follows its why).
     fn decide_case(
         &mut self,
         signal: &Signal,
         choice: &Choice<'_>,
         held: Option<&incidents::Held>,
+        note: Option<String>,
         n: u64,
         now: DateTime<Utc>,
     ) -> Arc<Decision> {
@@ -438,6 +467,9 @@ impl Engine {
         let mut decision = self.decider.decide(case, &mut self.context);
         if let Some(held) = held {
             decision.why = held.why();
+        }
+        if let Some(note) = note {
+            decision.why = format!("{note}; {}", decision.why);
         }
         Arc::new(decision)
     }
@@ -542,6 +574,7 @@ impl Engine {
         self.ramp_tick(now);
         self.tick_pages(now);
         self.tick_silences(now);
+        self.tick_holds(now);
         for (executor, failures) in self.flows.breakers.take_tripped() {
             let cooldown = self.flows.breakers.cooldown.num_seconds();
             self.notice(notices::Notice {

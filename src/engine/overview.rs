@@ -83,6 +83,10 @@ pub struct Overview {
     /// Signals held in quarantine, and the newest of them (newest first).
     pub quarantined: u64,
     pub quarantine: Vec<crate::journal::Quarantined>,
+    /// What the noise rules hold: alerts held off now, and signals held
+    /// since start by why.
+    #[serde(default)]
+    pub noise: Noise,
     /// Clients following the server's event stream (attached consoles), as
     /// the server counts them; none in the embedded console.
     #[serde(default)]
@@ -177,6 +181,11 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
             .filter(|f| f.state != FlowState::WaitingHuman && (f.escalated || f.breached))
             .count(),
         quarantined: engine.quarantine().held,
+        noise: Noise {
+            paused: engine.held_off_now().0,
+            flapping: engine.held_off_now().1,
+            held: engine.held_counts(),
+        },
         quarantine: engine
             .quarantine()
             .recent
@@ -219,6 +228,18 @@ fn claim_expiry_secs() -> i64 {
 
 /// Everything a console starts from, consistent with a place in the event
 /// stream: what follows `last_event_id` is what changed since.
+/// What the noise rules hold back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Noise {
+    /// Firing alerts paused now as possible transients.
+    pub paused: usize,
+    /// Alerts flapping now.
+    pub flapping: usize,
+    /// Signals held since start by why (repeat, grouped, silenced,
+    /// maintenance, inhibited, transient, flapping).
+    pub held: Vec<(String, u64)>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
     pub last_event_id: u64,

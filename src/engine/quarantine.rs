@@ -75,6 +75,8 @@ pub enum Released {
     Decided(String),
     /// Retried, failed again, and held again with this error.
     HeldAgain(String),
+    /// Retried, and paused as a possible transient (`Ingested::Paused`).
+    Paused,
     Dropped(Quarantined),
 }
 
@@ -96,11 +98,25 @@ impl Engine {
         &mut self,
         signal: Arc<Signal>,
         now: DateTime<Utc>,
-    ) -> Result<Arc<Decision>, String> {
+    ) -> Result<Option<Arc<Decision>>, String> {
+        let decided = Arc::clone(&signal);
+        self.guarded(&signal, now, move |engine| {
+            engine.decide_signal(decided, now)
+        })
+    }
+
+    /// Runs `decide` on `signal` so that a failure or a panic quarantines
+    /// the signal and leaves nothing half-decided behind.
+    pub(super) fn guarded<T>(
+        &mut self,
+        signal: &Arc<Signal>,
+        now: DateTime<Utc>,
+        decide: impl FnOnce(&mut Self) -> Result<T, EngineError>,
+    ) -> Result<T, String> {
         let marks = (self.outbox.records.len(), self.outbox.events.len());
-        let outcome = guard::catching(|| self.decide_signal(Arc::clone(&signal), now));
+        let outcome = guard::catching(|| decide(self));
         let error = match outcome {
-            Ok(Ok(decision)) => return Ok(decision),
+            Ok(Ok(done)) => return Ok(done),
             Ok(Err(e)) => e.to_string(),
             Err(panic) => panic,
         };
@@ -108,7 +124,7 @@ impl Engine {
         self.outbox.records.truncate(marks.0);
         self.outbox.events.truncate(marks.1);
         tracing::warn!(signal = %signal.id, source = %signal.source, error = %error, "signal quarantined");
-        self.hold(&signal, &error, now);
+        self.hold(signal, &error, now);
         Err(error)
     }
 
@@ -217,7 +233,8 @@ impl Engine {
                     .ok_or_else(|| QuarantineError::NotHeld(id.to_string()))?;
                 self.release(entry, QuarantineState::Retried, actor, note, now);
                 Ok(match self.decide_guarded(Arc::new(signal), now) {
-                    Ok(decision) => Released::Decided(decision.id.clone()),
+                    Ok(Some(decision)) => Released::Decided(decision.id.clone()),
+                    Ok(None) => Released::Paused,
                     Err(error) => Released::HeldAgain(error),
                 })
             }

@@ -84,6 +84,9 @@ impl Engine {
         {
             self.alerts.inhibit = book;
         }
+        if let Some(flapping) = recovered.meta.get(crate::noise::holdoff::FLAPPING_KEY) {
+            self.alerts.hold.restore(flapping);
+        }
         for s in std::mem::take(&mut recovered.silences) {
             self.alerts.silences.restore(s);
         }

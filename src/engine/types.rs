@@ -205,6 +205,9 @@ pub enum Ingested {
         mode: Mode,
     },
     Duplicate,
+    /// An alert paused as a possible transient: decided when its hold-off
+    /// ends, or recorded as transient if it resolves first.
+    Paused,
     /// It could not be decided, and is held in quarantine with this error.
     Quarantined {
         error: String,

@@ -311,7 +311,7 @@ fn state_metrics(r: &mut Registry, stats: &EngineStats) {
     counters(
         r,
         "signalbox_signals_held",
-        "Signals recorded without work of their own, by what held them (repeat, grouped, silenced, inhibited)",
+        "Signals recorded without work of their own, by what held them (repeat, grouped, silenced, maintenance, inhibited, transient, flapping)",
         stats
             .held
             .iter()
@@ -322,6 +322,21 @@ fn state_metrics(r: &mut Registry, stats: &EngineStats) {
         "signalbox_incidents_open",
         "Incidents open",
         stats.open_incidents as f64,
+    );
+    gauges(
+        r,
+        "signalbox_alerts_held_off",
+        "Alerts held off now: paused as possible transients, or flapping",
+        [
+            (
+                vec![("state", "paused".to_string())],
+                stats.held_off.0 as i64,
+            ),
+            (
+                vec![("state", "flapping".to_string())],
+                stats.held_off.1 as i64,
+            ),
+        ],
     );
     gauges(
         r,

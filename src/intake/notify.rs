@@ -45,7 +45,7 @@ pub enum NotifyError {
 }
 
 /// The events a receiver may ask for.
-pub const NOTIFY_EVENTS: [&str; 7] = [
+pub const NOTIFY_EVENTS: [&str; 8] = [
     "escalation",
     "sla_breach",
     "quarantine",
@@ -53,6 +53,7 @@ pub const NOTIFY_EVENTS: [&str; 7] = [
     "ramp",
     "silence",
     "budget",
+    "flapping",
 ];
 
 impl NotifyConfig {

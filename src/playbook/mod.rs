@@ -5,6 +5,7 @@
 
 pub mod fold;
 pub mod group;
+pub mod hold;
 pub mod inhibit;
 pub mod maintenance;
 pub mod steps;
@@ -43,6 +44,10 @@ pub struct SignalPlay {
     /// own.
     #[serde(default)]
     pub group: Option<group::Grouping>,
+    /// Hold-offs of alerts of this type: transient (wait before deciding)
+    /// and flapping (hold while it flaps).
+    #[serde(default)]
+    pub hold: Option<hold::HoldOff>,
     /// Whether an item of this type that resolved by itself at the source
     /// (its alert resolved while it waited for a person) teaches the model
     /// that its proposal was wrong. By default it does not: an alert that
@@ -148,7 +153,9 @@ impl Playbook {
             if !declared.0.is_empty() {
                 playbook.data_fields.insert(kind.clone(), declared);
             }
-            if let Some(Err(reason)) = play.group.as_ref().map(group::Grouping::check) {
+            let checked = play.group.as_ref().map(group::Grouping::check);
+            let held = play.hold.as_ref().map(hold::HoldOff::check);
+            if let Some(Err(reason)) = checked.into_iter().chain(held).find(Result::is_err) {
                 return Err(CatalogueError::Invalid {
                     file: origin.to_string(),
                     item: kind.clone(),

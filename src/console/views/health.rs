@@ -1,5 +1,6 @@
-//! Health: services with status and latency, circuit breakers, teams with
-//! capacity, load and shift, and the signals held in quarantine.
+//! Health: services with status and latency, what the noise rules hold,
+//! circuit breakers, teams with capacity, load and shift, and the signals
+//! held in quarantine.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -28,7 +29,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
     let [breakers_area, quarantine_area] =
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(right);
+    let [services_area, noise_area] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(services_area);
     draw_services(frame, services_area, status, theme);
+    draw_noise(frame, noise_area, status, theme);
     draw_breakers(frame, breakers_area, status, theme);
     draw_teams(frame, teams_area, status, theme);
     draw_quarantine(frame, quarantine_area, app);
@@ -60,6 +64,33 @@ fn draw_services(frame: &mut Frame, services_area: Rect, status: &Status, theme:
         .block(titled("services", theme)),
         services_area,
     );
+}
+
+/// What the noise rules hold back now (alerts paused as possible
+/// transients, alerts flapping), and the signals they held since start.
+fn draw_noise(frame: &mut Frame, area: Rect, status: &Status, theme: &Theme) {
+    let noise = &status.noise;
+    let now = Line::from(vec![
+        ratatui::text::Span::raw(format!("now: {} paused as transient · ", noise.paused)),
+        ratatui::text::Span::styled(
+            format!("{} flapping", noise.flapping),
+            if noise.flapping > 0 {
+                theme.warn()
+            } else {
+                theme.muted()
+            },
+        ),
+    ]);
+    let held: Vec<String> = noise
+        .held
+        .iter()
+        .map(|(why, n)| format!("{why} {n}"))
+        .collect();
+    let since = match held.is_empty() {
+        true => Line::styled("since start: nothing held", theme.muted()),
+        false => Line::raw(format!("since start: {}", held.join(" · "))),
+    };
+    frame.render_widget(paragraph(vec![now, since], "noise held", theme), area);
 }
 
 /// The circuit breakers: the model's, once it has opened, and each

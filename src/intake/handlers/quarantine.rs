@@ -85,6 +85,7 @@ async fn release(
             json!({"id": id, "state": "decided", "decision": decision})
         }
         Released::HeldAgain(error) => json!({"id": id, "state": "quarantined", "error": error}),
+        Released::Paused => json!({"id": id, "state": "paused"}),
         Released::Dropped(q) => {
             json!({"id": q.signal_id, "source": q.source, "state": "dropped"})
         }
