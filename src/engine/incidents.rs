@@ -410,6 +410,43 @@ impl Engine {
         self.alerts.silences.silences.values().cloned().collect()
     }
 
+    /// Open incidents people are due to hear of again: alerts that joined
+    /// since (at most once per group `interval`), or still firing after
+    /// `repeat`; the receivers of `incident` are told.
+    pub(super) fn tick_incidents(&mut self, now: DateTime<Utc>) {
+        let playbook = std::sync::Arc::clone(&self.decider.playbook);
+        let timing_of = |kind: &str| Some(playbook.play(kind)?.group.as_ref()?.timing());
+        for t in self.alerts.incidents.tellings(now, timing_of) {
+            let text = match t.joined {
+                0 => format!(
+                    "incident {} ({}) still open since {}: {} of {} alerts firing",
+                    t.id,
+                    t.group,
+                    t.opened.format("%H:%M UTC"),
+                    t.firing,
+                    t.alerts
+                ),
+                n => format!(
+                    "incident {} ({}): {n} more alert{} since last told, {} of {} firing, open since {}",
+                    t.id,
+                    t.group,
+                    if n == 1 { "" } else { "s" },
+                    t.firing,
+                    t.alerts,
+                    t.opened.format("%H:%M UTC")
+                ),
+            };
+            let notice = super::notices::Notice {
+                event: "incident",
+                text,
+                reference: t.id,
+                subject: t.subject,
+                time: now,
+            };
+            self.notice(notice);
+        }
+    }
+
     /// Silences about to end: their owners are told, once.
     pub(super) fn tick_silences(&mut self, now: DateTime<Utc>) {
         let window = chrono::Duration::minutes(SILENCE_WARNING);

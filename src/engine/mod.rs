@@ -575,6 +575,7 @@ impl Engine {
         self.tick_pages(now);
         self.tick_silences(now);
         self.tick_holds(now);
+        self.tick_incidents(now);
         for (executor, failures) in self.flows.breakers.take_tripped() {
             let cooldown = self.flows.breakers.cooldown.num_seconds();
             self.notice(notices::Notice {

@@ -67,6 +67,23 @@ pub struct Incident {
     pub firing: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved: Option<(String, DateTime<Utc>)>,
+    /// When people were last told of it (its page, once its group's wait
+    /// was over, or a notice since), and how many alerts it had then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub told: Option<(DateTime<Utc>, u64)>,
+}
+
+/// A notice due about an open incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Telling {
+    pub id: String,
+    pub group: String,
+    pub subject: String,
+    pub alerts: u64,
+    pub firing: usize,
+    pub opened: DateTime<Utc>,
+    /// Alerts that joined since people were last told; none: a repeat.
+    pub joined: u64,
 }
 
 /// An incident as a table shows it: without its list of alerts.
@@ -163,6 +180,7 @@ impl IncidentBook {
             alerts: 0,
             firing: BTreeSet::new(),
             resolved: None,
+            told: None,
         };
         add(&mut incident, first);
         self.by_key.insert(key, id.clone());
@@ -222,6 +240,60 @@ impl IncidentBook {
         self.changed.push(id.to_string());
         self.forget_resolved();
         self.incidents.get(id)
+    }
+
+    /// Notices due now about open incidents (as `timing_of` says for each
+    /// kind): alerts that joined since people were last told, at most once
+    /// per `interval`; otherwise, one still firing, once per `repeat`. The
+    /// first telling is its page, when its `wait` is over.
+    pub fn tellings(
+        &mut self,
+        now: DateTime<Utc>,
+        timing_of: impl Fn(&str) -> Option<crate::playbook::group::Timing>,
+    ) -> Vec<Telling> {
+        let mut out = Vec::new();
+        for id in self.by_key.values() {
+            let Some(incident) = self.incidents.get_mut(id) else {
+                continue;
+            };
+            let Some(timing) = timing_of(&incident.kind) else {
+                continue;
+            };
+            let Some((told, count)) = incident.told else {
+                if now >= incident.opened + timing.wait {
+                    incident.told = Some((incident.opened + timing.wait, incident.alerts));
+                    self.changed.push(id.clone());
+                }
+                continue;
+            };
+            let since = now - told;
+            let joined = incident.alerts.saturating_sub(count);
+            let due = match (timing.interval, timing.repeat) {
+                (Some(i), _) if joined > 0 && since >= i => true,
+                (_, Some(r)) if !incident.firing.is_empty() && since >= r => true,
+                _ => false,
+            };
+            if !due {
+                continue;
+            }
+            incident.told = Some((now, incident.alerts));
+            self.changed.push(id.clone());
+            let row = incident.row();
+            out.push(Telling {
+                id: id.clone(),
+                group: row.group,
+                subject: incident
+                    .members
+                    .first()
+                    .map(|m| m.subject.clone())
+                    .unwrap_or_default(),
+                alerts: incident.alerts,
+                firing: incident.firing.len(),
+                opened: incident.opened,
+                joined,
+            });
+        }
+        out
     }
 
     /// Restores a journaled incident (a restart); new ids go above it.
@@ -331,5 +403,50 @@ mod tests {
         let again = book.open("alert.firing", key, ("D2", "F2"), alert(3, 6));
         assert_ne!(again, id);
         assert_eq!(book.take_changed().len(), 2);
+    }
+
+    /// Told once its wait is over (its page), then of alerts that joined
+    /// at most once per interval, and again while it fires once per
+    /// repeat, on a simulated clock.
+    #[test]
+    fn people_hear_of_an_incident_after_wait_then_per_interval_and_repeat() {
+        let mut book = IncidentBook::default();
+        let timing = |_: &str| {
+            Some(crate::playbook::group::Timing {
+                wait: Duration::seconds(30),
+                interval: Some(Duration::minutes(5)),
+                repeat: Some(Duration::hours(4)),
+            })
+        };
+        let key = (
+            "k".to_string(),
+            vec![("subject".into(), "service/api".into())],
+        );
+        let id = book.open("alert.firing", key, ("D1", "F1"), alert(1, 0));
+        book.join(&id, alert(2, 0));
+        assert!(book.tellings(at(0), timing).is_empty());
+        // 30 s: its page carries both alerts; nothing more to tell.
+        assert!(book.tellings(at(1), timing).is_empty());
+        assert_eq!(book.incidents[&id].told.map(|t| t.1), Some(2));
+        book.join(&id, alert(3, 2));
+        book.join(&id, alert(4, 3));
+        assert!(
+            book.tellings(at(5), timing).is_empty(),
+            "4.5 minutes since its page"
+        );
+        let told = book.tellings(at(6), timing);
+        assert_eq!(told.len(), 1);
+        assert_eq!((told[0].joined, told[0].alerts, told[0].firing), (2, 4, 4));
+        assert!(book.tellings(at(12), timing).is_empty(), "nothing new");
+        let repeat = book.tellings(at(6 + 240), timing);
+        assert_eq!(repeat.len(), 1);
+        assert_eq!(repeat[0].joined, 0, "a repeat");
+        for n in 1..=4 {
+            book.alert_resolved("F1", &format!("f{n}"), at(250));
+        }
+        assert!(
+            book.tellings(at(600), timing).is_empty(),
+            "resolved: never again"
+        );
     }
 }

@@ -45,7 +45,7 @@ pub enum NotifyError {
 }
 
 /// The events a receiver may ask for.
-pub const NOTIFY_EVENTS: [&str; 8] = [
+pub const NOTIFY_EVENTS: [&str; 9] = [
     "escalation",
     "sla_breach",
     "quarantine",
@@ -54,6 +54,7 @@ pub const NOTIFY_EVENTS: [&str; 8] = [
     "silence",
     "budget",
     "flapping",
+    "incident",
 ];
 
 impl NotifyConfig {

@@ -21,7 +21,7 @@ const ROOTS: [&str; 6] = [
 ];
 
 /// `group = { by = ["data.service"], wait = "30s" }`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Grouping {
     /// Paths into the signal (`subject`, `severity`, `data.service`,
@@ -30,6 +30,14 @@ pub struct Grouping {
     /// How long a new incident's page waits for more alerts, e.g. "30s".
     #[serde(default)]
     pub wait: Option<String>,
+    /// Alerts that join an incident after its page are told at most this
+    /// often (Alertmanager's `group_interval`), e.g. "5m".
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// An incident still firing is told again after this long
+    /// (`repeat_interval`), e.g. "4h".
+    #[serde(default)]
+    pub repeat: Option<String>,
 }
 
 impl Grouping {
@@ -55,8 +63,19 @@ impl Grouping {
                 ));
             }
         }
-        if let Some(wait) = &self.wait {
-            humantime::parse_duration(wait).map_err(|e| format!("group.wait {wait:?}: {e}"))?;
+        for (field, value) in [
+            ("wait", &self.wait),
+            ("interval", &self.interval),
+            ("repeat", &self.repeat),
+        ] {
+            if let Some(v) = value {
+                humantime::parse_duration(v).map_err(|e| format!("group.{field} {v:?}: {e}"))?;
+            }
+        }
+        if let (Some(i), Some(r)) = (duration(&self.interval), duration(&self.repeat))
+            && r < i
+        {
+            return Err("group.repeat is shorter than group.interval".into());
         }
         Ok(())
     }
@@ -64,11 +83,16 @@ impl Grouping {
     /// How long a new incident's page waits (none if unparsable: `check`
     /// refused it at load).
     pub fn wait(&self) -> Duration {
-        self.wait
-            .as_deref()
-            .and_then(|w| humantime::parse_duration(w).ok())
-            .and_then(|d| Duration::from_std(d).ok())
-            .unwrap_or_else(Duration::zero)
+        duration(&self.wait).unwrap_or_else(Duration::zero)
+    }
+
+    /// When the incident's people are told: its wait, interval and repeat.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            wait: self.wait(),
+            interval: duration(&self.interval),
+            repeat: duration(&self.repeat),
+        }
     }
 
     /// The incident key of `signal` (of type `kind`), and the values that
@@ -88,6 +112,23 @@ impl Grouping {
         }
         (key, labels)
     }
+}
+
+/// When an incident's people are told again (its group's `wait`,
+/// `interval` and `repeat`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    pub wait: Duration,
+    /// New alerts are told at most this often.
+    pub interval: Option<Duration>,
+    /// An incident still firing is told again after this long.
+    pub repeat: Option<Duration>,
+}
+
+/// A duration as written ("5m"), if there is one and it reads.
+fn duration(text: &Option<String>) -> Option<Duration> {
+    let parsed = humantime::parse_duration(text.as_deref()?).ok()?;
+    Duration::from_std(parsed).ok()
 }
 
 /// A field's value as text (a string as it is, anything else as JSON; a
@@ -152,6 +193,7 @@ mod tests {
         let g = Grouping {
             by: vec!["data.labels.team".into(), "extensions.dc".into()],
             wait: Some("30s".into()),
+            ..Grouping::default()
         };
         assert_eq!(g.check(), Ok(()));
         assert_eq!(g.wait(), Duration::seconds(30));
@@ -167,7 +209,7 @@ mod tests {
     fn paths_into_nothing_are_refused() {
         let bad = |by: &str| Grouping {
             by: vec![by.into()],
-            wait: None,
+            ..Grouping::default()
         };
         assert!(bad("labels.team").check().is_err());
         assert!(bad("data").check().is_err());
@@ -177,6 +219,7 @@ mod tests {
         let wait = Grouping {
             by: vec!["subject".into()],
             wait: Some("soon".into()),
+            ..Grouping::default()
         };
         assert!(wait.check().is_err());
     }
