@@ -74,6 +74,7 @@ pub struct Status {
     /// incidents open.
     pub held: Vec<(String, u64)>,
     pub open_incidents: usize,
+    pub incidents_opened: u64,
     /// Alerts held off now: paused as possible transients, and flapping.
     pub held_off: (usize, usize),
 }
@@ -709,6 +710,7 @@ pub fn status(engine: &Engine) -> Status {
         pages_by_state: pages.by_state,
         held: engine.held_counts(),
         open_incidents: engine.open_incidents(),
+        incidents_opened: engine.incidents_opened(),
         held_off: engine.held_off_now(),
         acknowledge_seconds: pages.acknowledge_seconds,
     }

@@ -326,6 +326,11 @@ impl Engine {
         all.into_iter().take(n).map(Incident::row).collect()
     }
 
+    /// How many incidents this journal has opened.
+    pub fn incidents_opened(&self) -> u64 {
+        self.alerts.incidents.opened()
+    }
+
     /// How many incidents are open.
     pub fn open_incidents(&self) -> usize {
         self.alerts

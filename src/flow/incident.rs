@@ -146,6 +146,11 @@ pub struct IncidentBook {
 }
 
 impl IncidentBook {
+    /// Incidents opened in this journal (the last id's number).
+    pub fn opened(&self) -> u64 {
+        self.next
+    }
+
     /// The open incident of `key`, if there is one.
     pub fn open_for(&self, key: &str) -> Option<&Incident> {
         self.incidents.get(self.by_key.get(key)?)

@@ -323,6 +323,12 @@ fn state_metrics(r: &mut Registry, stats: &EngineStats) {
         "Incidents open",
         stats.open_incidents as f64,
     );
+    counter(
+        r,
+        "signalbox_incidents_opened",
+        "Incidents opened in this journal",
+        stats.incidents_opened,
+    );
     gauges(
         r,
         "signalbox_alerts_held_off",

@@ -10,6 +10,7 @@ mod a_breaker_holds_a_corrupted_model;
 mod a_guarded_ramp_rolls_back_harm_and_promotes_the_live_policy;
 mod a_real_alertmanager_opens_and_closes_alerts;
 mod a_shadow_policy_decides_beside_the_live_one;
+mod a_storm_is_a_handful_of_incidents;
 mod a_supplier_delay_fans_out_across_processes;
 mod alerts_and_pages_answer_as_their_senders_expect;
 mod alerts_group_into_incidents;
