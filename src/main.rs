@@ -121,6 +121,12 @@ enum Command {
         /// Only decisions at or after this time (RFC 3339).
         #[arg(long)]
         since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Instead: a candidate noise configuration (a playbook with its
+        /// group, hold, inhibit and maintenance) run over the journal's
+        /// signals: incidents, pages and review items per hour, as seen
+        /// and as the candidate would have shown them (needs --config).
+        #[arg(long, conflicts_with_all = ["model", "policy", "playbook", "since"])]
+        noise: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -533,8 +539,12 @@ fn main() -> ExitCode {
             policy,
             playbook,
             since,
+            noise,
             json,
         }) => journal.place().and_then(|place| {
+            if let Some(noise) = noise {
+                return cmd::journal::replay_noise_cmd(&place, &noise, json);
+            }
             let candidate = cmd::journal::CandidateArgs {
                 policy,
                 playbook,

@@ -85,16 +85,28 @@ pub fn starter_firing(
     start: DateTime<Utc>,
     line: &str,
 ) -> crate::engine::Engine {
+    let anchor = "group = { by = [\"subject\"] }\n";
+    starter_playbook(dir, start, |text| {
+        assert!(
+            text.contains(anchor),
+            "the starter groups alerts by subject"
+        );
+        text.replace(anchor, &format!("{anchor}{line}\n"))
+    })
+}
+
+/// The starter deployment with its playbook as `edit` makes it, opened at
+/// `start`.
+pub fn starter_playbook(
+    dir: &std::path::Path,
+    start: DateTime<Utc>,
+    edit: impl FnOnce(String) -> String,
+) -> crate::engine::Engine {
     let ops = dir.join("ops");
     crate::deploy::init(&ops).unwrap();
     let path = ops.join("playbook.toml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let anchor = "group = { by = [\"subject\"] }\n";
-    assert!(
-        text.contains(anchor),
-        "the starter groups alerts by subject"
-    );
-    std::fs::write(&path, text.replace(anchor, &format!("{anchor}{line}\n"))).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
     open_starter(dir, start, |_| {})
 }
 

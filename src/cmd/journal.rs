@@ -312,6 +312,58 @@ pub(crate) fn replay_cmd(
     Ok(())
 }
 
+/// `signalbox replay --noise FILE`: the candidate playbook's noise rules
+/// over the journal's signals, on a scratch journal removed afterwards.
+pub(crate) fn replay_noise_cmd(place: &JournalPlace, noise: &Path, json: bool) -> Result<()> {
+    use signalbox::replay::noise;
+    let Some(deployment) = &place.deployment else {
+        anyhow::bail!(
+            "replay --noise runs a candidate under a deployment's organization and policies: give its --config DIR"
+        );
+    };
+    place.check_author()?;
+    let dir = place.dir.as_path();
+    let text = std::fs::read_to_string(noise)
+        .with_context(|| format!("reading the candidate {}", noise.display()))?;
+    let origin = noise.display().to_string();
+    let mut deployment = deployment.clone();
+    deployment.rules.playbook = std::sync::Arc::new(signalbox::playbook::Playbook::parse(
+        &text,
+        &origin,
+        &deployment.rules.steps,
+    )?);
+    let scratch = std::env::temp_dir().join(format!("signalbox-noise-{}", std::process::id()));
+    let _gone = Scratch(scratch.clone());
+    let start = signalbox::journal::read::seen::shown_by_hour(dir)?
+        .keys()
+        .next()
+        .copied()
+        .unwrap_or_else(chrono::Utc::now);
+    let runs = signalbox::setup::Runs::Deployment(&deployment);
+    let setup = signalbox::setup::engine(runs, &scratch, Default::default(), start)?;
+    let engine = signalbox::engine::Engine::open(setup.config, setup.world, start)?;
+    let report = noise::replay_noise(dir, engine)
+        .with_context(|| format!("replaying the journal in {}", dir.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!(
+            "{}",
+            noise::render(&report, &format!("the noise rules of {origin}"))
+        );
+    }
+    Ok(())
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// `signalbox model export`: the model as the journal has it (at `before`,
 /// or now), as checkpoint JSON.
 pub(crate) fn model_export(

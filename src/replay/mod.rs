@@ -16,6 +16,8 @@
 //! in the journal stands for what a person would have done; where it acts
 //! alone, it takes its pick, or explores as often as its policies say.
 
+pub mod noise;
+
 use std::collections::{BTreeMap, HashMap};
 
 use rand::SeedableRng;
