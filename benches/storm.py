@@ -15,6 +15,11 @@ and five are in a maintenance window. A tenth of the firing services are
 critical. Firing alerts are resent every RESEND seconds, as Prometheus
 does, so the senders' load is steady.
 
+On-call acknowledges each page when its first notification arrives (by
+its signed link), so pages do not escalate; the notices signalbox sends
+are those of `incident` (group interval and repeat), `flapping` and
+`budget`.
+
 Prints: incidents opened, pages sent, review items opened and the review
 queue's peak (polled each second), notifications each side sent, pages
 for a signal that should not page (target 0), each side's rate of alert
@@ -73,6 +78,15 @@ def cleanup():
 told = {}
 told_lock = threading.Lock()
 page_signals = []
+notices = {}
+acked = set()
+
+
+def acknowledge(url):
+    try:
+        urllib.request.urlopen(url, timeout=30).read()
+    except OSError:
+        pass
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -85,13 +99,23 @@ class Receiver(http.server.BaseHTTPRequestHandler):
             body = json.loads(raw or b"{}")
         except ValueError:
             body = {}
+        page = body.get("page") or {}
+        first = False
         with told_lock:
             told[self.path] = told.get(self.path, 0) + 1
             if self.path.startswith("/person/"):
-                page_signals.append((body.get("page") or {}).get("signal_id"))
+                page_signals.append(page.get("signal_id"))
+                first = page.get("id") not in acked
+                acked.add(page.get("id"))
+            if self.path == "/notify":
+                notices[body.get("event")] = notices.get(body.get("event"), 0) + 1
         self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()
+        # On-call acknowledges each page when it first arrives, by the
+        # signed link it carries (Alertmanager's notifications need none).
+        if first and body.get("ack_url"):
+            threading.Thread(target=acknowledge, args=(body["ack_url"],), daemon=True).start()
 
     def log_message(self, *a):
         pass
@@ -199,7 +223,7 @@ times = [{ start = "00:00", end = "24:00" }]
 name = "storm"
 url = "http://127.0.0.1:%d/notify"
 format = "json"
-events = ["escalation", "incident", "flapping", "budget"]
+events = ["incident", "flapping", "budget"]
 ''' % RX
     open(cfg_path, "w").write(cfg)
     return ops
@@ -387,8 +411,9 @@ try:
           f"(sent in {stormed:.0f} s, {sent['sb']} alert events each side incl. resends and resolutions)")
     print(f"storm: signalbox: {incidents:.0f} incidents, {pages} signals paged, {reviews:.0f} review items "
           f"(queue peak {peak['queue']:.0f}, budget {args.budget}), held {held}")
-    print(f"storm: told people: signalbox {sb_told} ({to_people} page notifications, "
-          f"{told.get('/notify', 0)} notices); Alertmanager {am_told} notifications")
+    print(f"storm: told people: signalbox {sb_told} ({to_people} page notifications for {pages} pages, "
+          f"each acknowledged on arrival; notices {dict(sorted(notices.items()))}); "
+          f"Alertmanager {am_told} notifications (target: signalbox ≤ Alertmanager)")
     print(f"storm: pages for an inhibited, silenced, maintained or transient alert: {len(wrong)} (target 0)")
     print(f"storm: intake: signalbox {sent['sb'] / max(busy['sb'], 1e-9):.0f} alert events/s busy, "
           f"Alertmanager {sent['am'] / max(busy['am'], 1e-9):.0f} alert events/s busy")

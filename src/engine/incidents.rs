@@ -30,7 +30,12 @@ pub(super) struct Alerts {
     pub held: std::collections::BTreeMap<&'static str, u64>,
     /// How long a silence may last (`[silences] max_length`).
     pub silence_max: Option<chrono::Duration>,
+    /// When the last incident notice went out.
+    pub incidents_told: Option<DateTime<Utc>>,
 }
+
+/// Incidents named in one incident notice, at most (the count goes on).
+const INCIDENTS_TOLD: usize = 20;
 
 /// How long before a silence ends its owner is told.
 const SILENCE_WARNING: i64 = 15;
@@ -418,38 +423,47 @@ impl Engine {
     /// Open incidents people are due to hear of again: alerts that joined
     /// since (at most once per group `interval`), or still firing after
     /// `repeat`; the receivers of `incident` are told.
+    /// All the incidents due go in one notice, at most once per the
+    /// shortest interval or repeat of the playbook's groupings: a storm is
+    /// one message per interval, not one per incident.
     pub(super) fn tick_incidents(&mut self, now: DateTime<Utc>) {
         let playbook = std::sync::Arc::clone(&self.decider.playbook);
         let timing_of = |kind: &str| Some(playbook.play(kind)?.group.as_ref()?.timing());
-        for t in self.alerts.incidents.tellings(now, timing_of) {
-            let text = match t.joined {
-                0 => format!(
-                    "incident {} ({}) still open since {}: {} of {} alerts firing",
-                    t.id,
-                    t.group,
-                    t.opened.format("%H:%M UTC"),
-                    t.firing,
-                    t.alerts
-                ),
-                n => format!(
-                    "incident {} ({}): {n} more alert{} since last told, {} of {} firing, open since {}",
-                    t.id,
-                    t.group,
-                    if n == 1 { "" } else { "s" },
-                    t.firing,
-                    t.alerts,
-                    t.opened.format("%H:%M UTC")
-                ),
-            };
-            let notice = super::notices::Notice {
-                event: "incident",
-                text,
-                reference: t.id,
-                subject: t.subject,
-                time: now,
-            };
-            self.notice(notice);
-        }
+        let cadence = playbook
+            .signals
+            .values()
+            .filter_map(|p| p.group.as_ref())
+            .flat_map(|g| {
+                let t = g.timing();
+                [t.interval, t.repeat]
+            })
+            .flatten()
+            .min();
+        let emit = cadence.is_some_and(|c| self.alerts.incidents_told.is_none_or(|t| now - t >= c));
+        let due = self.alerts.incidents.tellings(now, emit, timing_of);
+        let Some(first) = due.first() else {
+            return;
+        };
+        self.alerts.incidents_told = Some(now);
+        let (reference, subject) = (first.id.clone(), first.subject.clone());
+        let lines: Vec<String> = due.iter().map(telling).collect();
+        let text = match lines.len() {
+            1 => lines.concat(),
+            n if n <= INCIDENTS_TOLD => format!("{n} incidents: {}", lines.join("; ")),
+            n => format!(
+                "{n} incidents: {}; and {} more (GET /v1/incidents)",
+                lines[..INCIDENTS_TOLD].join("; "),
+                n - INCIDENTS_TOLD
+            ),
+        };
+        let notice = super::notices::Notice {
+            event: "incident",
+            text,
+            reference,
+            subject,
+            time: now,
+        };
+        self.notice(notice);
     }
 
     /// Silences about to end: their owners are told, once.
@@ -498,5 +512,99 @@ impl Engine {
             });
         }
         out
+    }
+}
+
+/// One incident's line in an incident notice.
+fn telling(t: &crate::flow::incident::Telling) -> String {
+    match t.joined {
+        0 => format!(
+            "incident {} ({}) still open since {}: {} of {} alerts firing",
+            t.id,
+            t.group,
+            t.opened.format("%H:%M UTC"),
+            t.firing,
+            t.alerts
+        ),
+        n => format!(
+            "incident {} ({}): {n} more alert{} since last told, {} of {} firing, open since {}",
+            t.id,
+            t.group,
+            if n == 1 { "" } else { "s" },
+            t.firing,
+            t.alerts,
+            t.opened.format("%H:%M UTC")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+
+    use crate::testkit::{alert, starter_playbook};
+
+    /// Two incidents that gained alerts are told in one notice, and the
+    /// next notice waits the interval, however many incidents come due.
+    #[test]
+    fn incidents_due_together_are_one_notice_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Utc::now();
+        let mut engine = starter_playbook(dir.path(), t0, |text| {
+            text.replace(
+                "group = { by = [\"subject\"] }",
+                "group = { by = [\"subject\"], interval = \"5m\" }",
+            )
+        });
+        let at = |s: i64| t0 + Duration::seconds(s);
+        let mut n = 0;
+        let mut fire = |engine: &mut crate::engine::Engine, service: &str, when| {
+            n += 1;
+            let a = alert(
+                &format!("a{n}"),
+                "alert.firing",
+                &format!("f{n}"),
+                service,
+                when,
+            );
+            engine.ingest(a, when);
+        };
+        fire(&mut engine, "api", at(0));
+        fire(&mut engine, "db", at(0));
+        engine.tick(at(1));
+        for _ in 0..3 {
+            fire(&mut engine, "api", at(60));
+            fire(&mut engine, "db", at(60));
+        }
+        engine.tick(at(200));
+        let told = |engine: &mut crate::engine::Engine| -> Vec<String> {
+            let notices = engine.take_notices();
+            notices
+                .into_iter()
+                .filter(|n| n.event == "incident")
+                .map(|n| n.text)
+                .collect()
+        };
+        assert!(told(&mut engine).is_empty(), "within the interval");
+        engine.tick(at(302));
+        let first = told(&mut engine);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert!(
+            first[0].starts_with("2 incidents: incident I0000001"),
+            "{}",
+            first[0]
+        );
+        assert!(
+            first[0].contains("3 more alerts since last told"),
+            "{}",
+            first[0]
+        );
+        fire(&mut engine, "api", at(310));
+        engine.tick(at(400));
+        assert!(told(&mut engine).is_empty(), "the next waits the interval");
+        engine.tick(at(603));
+        let second = told(&mut engine);
+        assert_eq!(second.len(), 1);
+        assert!(second[0].starts_with("incident I0000001"), "{}", second[0]);
     }
 }

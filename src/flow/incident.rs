@@ -251,9 +251,11 @@ impl IncidentBook {
     /// kind): alerts that joined since people were last told, at most once
     /// per `interval`; otherwise, one still firing, once per `repeat`. The
     /// first telling is its page, when its `wait` is over.
+    /// With `emit` false, only notes each new incident's first telling.
     pub fn tellings(
         &mut self,
         now: DateTime<Utc>,
+        emit: bool,
         timing_of: impl Fn(&str) -> Option<crate::playbook::group::Timing>,
     ) -> Vec<Telling> {
         let mut out = Vec::new();
@@ -271,6 +273,9 @@ impl IncidentBook {
                 }
                 continue;
             };
+            if !emit {
+                continue;
+            }
             let since = now - told;
             let joined = incident.alerts.saturating_sub(count);
             let due = match (timing.interval, timing.repeat) {
@@ -429,28 +434,31 @@ mod tests {
         );
         let id = book.open("alert.firing", key, ("D1", "F1"), alert(1, 0));
         book.join(&id, alert(2, 0));
-        assert!(book.tellings(at(0), timing).is_empty());
+        assert!(book.tellings(at(0), true, timing).is_empty());
         // 30 s: its page carries both alerts; nothing more to tell.
-        assert!(book.tellings(at(1), timing).is_empty());
+        assert!(book.tellings(at(1), true, timing).is_empty());
         assert_eq!(book.incidents[&id].told.map(|t| t.1), Some(2));
         book.join(&id, alert(3, 2));
         book.join(&id, alert(4, 3));
         assert!(
-            book.tellings(at(5), timing).is_empty(),
+            book.tellings(at(5), true, timing).is_empty(),
             "4.5 minutes since its page"
         );
-        let told = book.tellings(at(6), timing);
+        let told = book.tellings(at(6), true, timing);
         assert_eq!(told.len(), 1);
         assert_eq!((told[0].joined, told[0].alerts, told[0].firing), (2, 4, 4));
-        assert!(book.tellings(at(12), timing).is_empty(), "nothing new");
-        let repeat = book.tellings(at(6 + 240), timing);
+        assert!(
+            book.tellings(at(12), true, timing).is_empty(),
+            "nothing new"
+        );
+        let repeat = book.tellings(at(6 + 240), true, timing);
         assert_eq!(repeat.len(), 1);
         assert_eq!(repeat[0].joined, 0, "a repeat");
         for n in 1..=4 {
             book.alert_resolved("F1", &format!("f{n}"), at(250));
         }
         assert!(
-            book.tellings(at(600), timing).is_empty(),
+            book.tellings(at(600), true, timing).is_empty(),
             "resolved: never again"
         );
     }
