@@ -239,6 +239,59 @@ impl Backend for Remote {
                     });
                 Message::Acted(answer)
             }),
+            Request::PreviewSilence { matchers } => Box::new(move || {
+                let query: Vec<String> = matchers
+                    .iter()
+                    .map(|m| {
+                        let m = percent_encoding::utf8_percent_encode(
+                            m,
+                            percent_encoding::NON_ALPHANUMERIC,
+                        );
+                        format!("matcher={m}")
+                    })
+                    .collect();
+                let answer = remote
+                    .get(&format!("/v1/silences/preview?{}", query.join("&")))
+                    .timeout(Duration::from_secs(30))
+                    .send()
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| {
+                        let status = r.status();
+                        let v: Value = r.json().unwrap_or(Value::Null);
+                        match status.is_success() {
+                            true => Ok(super::app::SilencePreview {
+                                open_items: v["open_items"].as_u64().unwrap_or(0) as usize,
+                                last_day: v["last_day"].as_u64().unwrap_or(0),
+                            }),
+                            false => Err(v["error"]
+                                .as_str()
+                                .map_or_else(|| status.to_string(), String::from)),
+                        }
+                    });
+                Message::SilencePreview {
+                    matchers,
+                    preview: answer,
+                }
+            }),
+            Request::PutSilence {
+                matchers,
+                ends,
+                comment,
+            } => Box::new(move || {
+                let answer = backend::parse_matchers(&matchers).and_then(|parsed| {
+                    let body = json!({
+                        "matchers": parsed,
+                        "startsAt": chrono::Utc::now(),
+                        "endsAt": ends,
+                        "createdBy": "",
+                        "comment": comment,
+                    });
+                    remote.post("/api/v2/silences", body).map(|v| {
+                        backend::silence_said(v["silenceID"].as_str().unwrap_or("?"), ends)
+                    })
+                });
+                Message::Acted(answer)
+            }),
             Request::ExpireSilence { silence_id } => Box::new(move || {
                 Message::Acted(
                     remote

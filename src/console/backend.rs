@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 
 use tokio::sync::oneshot;
 
-use super::app::{Effect, Message};
+use super::app::{Effect, Message, SilencePreview};
 use crate::decide::ramp::LeadCall;
 use crate::engine::EngineError;
 use crate::engine::host::{Busy, Command, Handle};
@@ -45,6 +45,14 @@ pub enum Request {
     ResolveIncident { incident_id: String },
     /// End a silence now (the operator's own, or any as a lead).
     ExpireSilence { silence_id: String },
+    /// Count what a silence with these matchers would match.
+    PreviewSilence { matchers: Vec<String> },
+    /// Make a silence from now to `ends`.
+    PutSilence {
+        matchers: Vec<String>,
+        ends: chrono::DateTime<chrono::Utc>,
+        comment: String,
+    },
     /// Put `person` on call on `schedule` for a while.
     SetOverride {
         schedule: String,
@@ -91,6 +99,16 @@ impl Request {
             Effect::PageAct { page_id, action } => Request::PageAct { page_id, action },
             Effect::ResolveIncident { incident_id } => Request::ResolveIncident { incident_id },
             Effect::ExpireSilence { silence_id } => Request::ExpireSilence { silence_id },
+            Effect::PreviewSilence { matchers } => Request::PreviewSilence { matchers },
+            Effect::PutSilence {
+                matchers,
+                ends,
+                comment,
+            } => Request::PutSilence {
+                matchers,
+                ends,
+                comment,
+            },
             Effect::SetOverride {
                 schedule,
                 person,
@@ -229,6 +247,31 @@ impl Backend for Embedded {
                 };
                 self.send(command, rx, |s| format!("silence {} expired", s.id))
             }
+            Request::PreviewSilence { matchers } => self.preview_silence(matchers),
+            Request::PutSilence {
+                matchers,
+                ends,
+                comment,
+            } => {
+                let parsed = match parse_matchers(&matchers) {
+                    Ok(m) => m,
+                    Err(why) => return Box::new(move || Message::Acted(Err(why))),
+                };
+                let asked = crate::noise::silence::NewSilence {
+                    id: None,
+                    matchers: parsed,
+                    starts_at: chrono::Utc::now(),
+                    ends_at: ends,
+                    comment,
+                };
+                let (reply, rx) = oneshot::channel();
+                let command = Command::PutSilence {
+                    asked,
+                    actor: operator.clone(),
+                    reply,
+                };
+                self.send(command, rx, |s| silence_said(&s.id, s.ends_at))
+            }
             Request::SetOverride {
                 schedule,
                 person,
@@ -251,6 +294,52 @@ impl Backend for Embedded {
 }
 
 impl Embedded {
+    /// Counts what a silence would match: the open items (the engine's),
+    /// then the last day's signals (the journal's, read on the worker).
+    fn preview_silence(&self, matchers: Vec<String>) -> Answer {
+        let parsed = match parse_matchers(&matchers) {
+            Ok(m) => m,
+            Err(why) => {
+                return Box::new(move || Message::SilencePreview {
+                    matchers,
+                    preview: Err(why),
+                });
+            }
+        };
+        let (reply, rx) = oneshot::channel();
+        let command = Command::SilencePreview {
+            matchers: parsed.clone(),
+            reply,
+        };
+        if let Err(busy) = self.engine.send(command) {
+            let why = refused(busy).to_string();
+            return Box::new(move || Message::SilencePreview {
+                matchers,
+                preview: Err(why),
+            });
+        }
+        let dir = self.data_dir.clone();
+        Box::new(move || {
+            let preview = rx
+                .blocking_recv()
+                .map_err(|_| "the engine has stopped".to_string())
+                .and_then(|open_items| {
+                    let since = chrono::Utc::now() - chrono::Duration::days(1);
+                    let matches = |s: &crate::signal::Signal| {
+                        let labels = crate::noise::labels(s);
+                        parsed.iter().all(|m| m.matches(&labels))
+                    };
+                    crate::journal::read::seen::count_since(&dir, since, matches)
+                        .map(|last_day| SilencePreview {
+                            open_items,
+                            last_day,
+                        })
+                        .map_err(|e| e.to_string())
+                });
+            Message::SilencePreview { matchers, preview }
+        })
+    }
+
     /// Sends `command`; the answer waits for its reply (once the action is
     /// durable) and says it with `say`.
     fn send<T: Send + 'static>(
@@ -397,4 +486,21 @@ pub fn override_said(o: &crate::paging::Override) -> String {
         o.to.format("%a %H:%M UTC"),
         o.id
     )
+}
+
+/// The console's matchers (`name="value"`) as a silence's; the first that
+/// does not read.
+pub fn parse_matchers(texts: &[String]) -> Result<Vec<crate::noise::Matcher>, String> {
+    texts
+        .iter()
+        .map(|t| {
+            crate::signal::labels::parse_matcher(t)
+                .ok_or_else(|| format!("matcher {t:?} does not read (name=\"value\")"))
+        })
+        .collect()
+}
+
+/// A silence made, as the status line says it.
+pub fn silence_said(id: &str, ends: chrono::DateTime<chrono::Utc>) -> String {
+    format!("silence {id} until {}", ends.format("%Y-%m-%d %H:%M UTC"))
 }

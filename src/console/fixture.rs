@@ -248,6 +248,7 @@ fn incidents() -> Vec<crate::flow::incident::IncidentRow> {
         id: format!("I{i:07}"),
         kind: "alert.firing".into(),
         group: format!("subject=service/api-{i}"),
+        labels: vec![("subject".into(), format!("service/api-{i}"))],
         state,
         opened: at(i as i64),
         alerts,

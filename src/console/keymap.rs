@@ -77,6 +77,7 @@ pub enum KeyAction {
     Acknowledge,
     Resolve,
     Expire,
+    Silence,
     Confirm,
     Cancel,
 }
@@ -111,6 +112,7 @@ const ACTIONS: &[(&str, KeyAction, &str)] = &[
     ("acknowledge", KeyAction::Acknowledge, "acknowledge"),
     ("resolve", KeyAction::Resolve, "resolve"),
     ("expire", KeyAction::Expire, "expire"),
+    ("silence", KeyAction::Silence, "silence like this"),
     ("confirm", KeyAction::Confirm, "confirm"),
     ("cancel", KeyAction::Cancel, "cancel"),
 ];

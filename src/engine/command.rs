@@ -148,6 +148,12 @@ pub enum Command {
         actor: Actor,
         reply: Reply<crate::noise::Silence>,
     },
+    /// How many open review items a silence with these matchers would
+    /// match.
+    SilencePreview {
+        matchers: Vec<crate::noise::Matcher>,
+        reply: oneshot::Sender<usize>,
+    },
     /// Ends a silence now.
     ExpireSilence {
         id: String,

@@ -565,6 +565,9 @@ fn answer(engine: &mut Engine, command: Command, now: DateTime<Utc>) -> Option<C
         Command::Silences { reply } => {
             let _ = reply.send(engine.silences());
         }
+        Command::SilencePreview { matchers, reply } => {
+            let _ = reply.send(engine.open_items_matching(&matchers));
+        }
         Command::Incidents { open_only, reply } => {
             let _ = reply.send(engine.incidents(open_only));
         }

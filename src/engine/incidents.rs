@@ -406,6 +406,19 @@ impl Engine {
         self.alerts.silences.expire(id, actor, now).cloned()
     }
 
+    /// Open review items whose signal every matcher matches (a silence's
+    /// preview).
+    pub fn open_items_matching(&self, matchers: &[crate::noise::Matcher]) -> usize {
+        self.reviews
+            .open_items()
+            .into_iter()
+            .filter(|item| {
+                let labels = crate::noise::labels(&item.signal);
+                matchers.iter().all(|m| m.matches(&labels))
+            })
+            .count()
+    }
+
     /// Signals held since start, by why.
     pub fn held_counts(&self) -> Vec<(String, u64)> {
         self.alerts

@@ -93,6 +93,9 @@ pub struct IncidentRow {
     pub kind: String,
     /// Its group's values, `subject=service/api`.
     pub group: String,
+    /// The same, as paths and values.
+    #[serde(default)]
+    pub labels: Vec<(String, String)>,
     pub state: IncidentState,
     pub opened: DateTime<Utc>,
     pub alerts: u64,
@@ -114,6 +117,7 @@ impl Incident {
             id: self.id.clone(),
             kind: self.kind.clone(),
             group: group.join(", "),
+            labels: self.labels.clone(),
             state: self.state,
             opened: self.opened,
             alerts: self.alerts,

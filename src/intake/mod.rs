@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ramp/{call}", post(ramp::call))
         .route("/api/v2/status", get(silences::status))
         .route("/api/v2/silences", get(silences::list).post(silences::post))
+        .route("/v1/silences/preview", get(silences::preview))
         .route(
             "/api/v2/silence/{id}",
             get(silences::one).delete(silences::expire),

@@ -208,3 +208,41 @@ fn a_silence_that_would_hold_everything_is_refused() {
             .contains("must not match the empty string")
     );
 }
+
+/// Before a silence is made, `GET /v1/silences/preview` says what it would
+/// match: open review items, and the last day's journaled signals.
+#[test]
+fn a_preview_counts_open_items_and_the_last_days_signals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ops");
+    common::init(&dir);
+    let s = serve_deployment(&dir, &TOKENS);
+    let c = client();
+    for (n, service) in [(1, "api"), (2, "api"), (3, "db")] {
+        let mut warning = critical(n, service);
+        warning["severity"] = json!("warning");
+        common::post_as(&c, &s.base, "op-secret-1", &warning);
+    }
+    let preview = |query: &str| -> (u16, Value) {
+        let r = c
+            .get(format!("{}/v1/silences/preview?{query}", s.base))
+            .bearer_auth("op-secret-1")
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    };
+    // The starter groups by subject: api's second alert joins its incident.
+    let api = wait_for("the alerts decided", Duration::from_secs(10), || {
+        let (status, v) = preview("matcher=service%3D%22api%22");
+        (status == 200 && v["last_day"] == 2).then_some(v)
+    });
+    assert_eq!(api["open_items"], 1, "{api}");
+    let (_, both) = preview("matcher=service%3D~%22api%7Cdb%22&matcher=type%3D%22alert.firing%22");
+    assert_eq!(
+        (both["open_items"].clone(), both["last_day"].clone()),
+        (json!(2), json!(3))
+    );
+    let (status, refused) = preview("matcher=service");
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["field"], "matcher");
+}

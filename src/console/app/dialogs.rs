@@ -321,6 +321,87 @@ impl App {
         }))
     }
 
+    /// "Silence like this" on the review item or incident under the
+    /// cursor: matchers for signals like it, counted by the backend before
+    /// anyone confirms.
+    pub(super) fn start_silence(&mut self, effects: &mut Vec<Effect>) -> Focus {
+        let quoted = |name: &str, value: &str| {
+            let value = serde_json::to_string(value).unwrap_or_default();
+            format!("{name}={value}")
+        };
+        let picked = match self.view {
+            super::View::Incidents => self.selected_incident().map(|i| {
+                let mut m = vec![quoted("type", &i.kind)];
+                for (path, value) in &i.labels {
+                    // The label a path's value carries: its last segment
+                    // under data. or extensions.
+                    let name = match path.split_once('.') {
+                        Some(("data" | "extensions", rest)) => {
+                            rest.rsplit('.').next().unwrap_or(rest)
+                        }
+                        _ => path.as_str(),
+                    };
+                    m.push(quoted(name, value));
+                }
+                (m, i.id.clone(), i.group.clone())
+            }),
+            _ => self.selected_review().map(|item| {
+                let labels = crate::noise::labels(&item.signal);
+                let mut m = vec![quoted("type", &item.signal.kind)];
+                m.push(quoted("subject", &item.signal.subject));
+                if let Some(name) = labels.get("alertname") {
+                    m.push(quoted("alertname", name));
+                }
+                (m, item.id.clone(), item.signal.subject.clone())
+            }),
+        };
+        let Some((matchers, target, about)) = picked else {
+            self.status_line = Some(("nothing selected to silence".into(), true));
+            return Focus::Normal;
+        };
+        effects.push(Effect::PreviewSilence {
+            matchers: matchers.clone(),
+        });
+        let mut note = TextArea::default();
+        note.set_placeholder_text(
+            "for how long and why, e.g. 2h database upgrade (enter to confirm)",
+        );
+        Focus::Dialog(Box::new(Dialog {
+            target,
+            targets: Vec::new(),
+            about,
+            kind: DialogKind::Silence {
+                matchers,
+                preview: None,
+            },
+            note,
+        }))
+    }
+
+    /// "DURATION COMMENT" as a silence from the engine's now; why not.
+    fn read_silence(&self, matchers: &[String], text: &str) -> Result<Effect, String> {
+        let text = text.trim();
+        let (span, comment) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+        let span = humantime::parse_duration(span)
+            .ok()
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .filter(|d| *d > chrono::Duration::zero())
+            .ok_or_else(|| format!("{span:?} is not a duration like 30m, 2h or 1d"))?;
+        let comment = comment.trim();
+        if comment.is_empty() {
+            return Err("say why after the duration, e.g. `2h database upgrade`".into());
+        }
+        let from = self
+            .status
+            .as_ref()
+            .map_or_else(chrono::Utc::now, |s| s.now);
+        Ok(Effect::PutSilence {
+            matchers: matchers.to_vec(),
+            ends: from + span,
+            comment: comment.to_string(),
+        })
+    }
+
     /// "PERSON DURATION" as an override from the engine's now; why not.
     fn read_override(&self, schedule: &str, text: &str) -> Result<Effect, String> {
         let mut words = text.split_whitespace();
@@ -384,8 +465,17 @@ impl App {
                 Input::Key(KeyAction::Confirm) => {
                     let note = d.note.lines().join("\n");
                     let target = d.target.clone();
-                    if let DialogKind::OnCall { schedule } = &d.kind {
-                        match self.read_override(schedule, &note) {
+                    let read = match &d.kind {
+                        DialogKind::OnCall { schedule } => {
+                            Some(self.read_override(schedule, &note))
+                        }
+                        DialogKind::Silence { matchers, .. } => {
+                            Some(self.read_silence(matchers, &note))
+                        }
+                        _ => None,
+                    };
+                    if let Some(read) = read {
+                        match read {
                             Ok(effect) => {
                                 effects.push(effect);
                                 return Focus::Normal;
@@ -434,7 +524,9 @@ impl App {
                             },
                             note,
                         },
-                        DialogKind::OnCall { .. } => return Focus::Dialog(d),
+                        DialogKind::OnCall { .. } | DialogKind::Silence { .. } => {
+                            return Focus::Dialog(d);
+                        }
                     };
                     effects.push(effect);
                     Focus::Normal

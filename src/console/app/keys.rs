@@ -226,6 +226,9 @@ impl App {
                 return self.start_task_action(action);
             }
             KeyAction::Override if self.view == View::OnCall => return self.start_override(),
+            KeyAction::Silence if matches!(self.view, View::Review | View::Incidents) => {
+                return self.start_silence(effects);
+            }
             KeyAction::Resolve if self.view == View::Incidents => {
                 if let Some(i) = self.selected_incident() {
                     effects.push(Effect::ResolveIncident {

@@ -193,8 +193,11 @@ impl App {
             Focus::Dialog(d) => matches!(
                 d.kind,
                 DialogKind::Note(_)
+                    | DialogKind::Task(_)
                     | DialogKind::Override { writing: true, .. }
+                    | DialogKind::Reassign { writing: true, .. }
                     | DialogKind::OnCall { .. }
+                    | DialogKind::Silence { .. }
             ),
             _ => false,
         }
@@ -319,8 +322,19 @@ impl App {
             }
             Message::Theme(Err(why)) => self.status_line = Some((why, true)),
             Message::Page(rows) => self.page = rows,
+            Message::SilencePreview { matchers, preview } => self.previewed(&matchers, preview),
         }
         Vec::new()
+    }
+
+    /// The counts of a silence still being written, if its dialog is open.
+    fn previewed(&mut self, counted: &[String], answer: Result<SilencePreview, String>) {
+        if let Focus::Dialog(d) = &mut self.focus
+            && let DialogKind::Silence { matchers, preview } = &mut d.kind
+            && matchers.as_slice() == counted
+        {
+            *preview = Some(answer);
+        }
     }
 
     /// The engine's answer to an action.

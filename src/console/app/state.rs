@@ -216,6 +216,20 @@ pub enum DialogKind {
     OnCall {
         schedule: String,
     },
+    /// A silence of signals like the one under the cursor: its matchers,
+    /// and how many open items and signals of the last day they match
+    /// (once the backend has counted), then "DURATION COMMENT".
+    Silence {
+        matchers: Vec<String>,
+        preview: Option<Result<SilencePreview, String>>,
+    },
+}
+
+/// What a silence would match before it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SilencePreview {
+    pub open_items: usize,
+    pub last_day: u64,
 }
 
 pub struct Dialog {
@@ -274,6 +288,11 @@ pub enum Message {
     Theme(Result<(String, Theme), String>),
     /// Rows per page in the table being shown, as the layout has it.
     Page(usize),
+    /// What a silence with these matchers would match.
+    SilencePreview {
+        matchers: Vec<String>,
+        preview: Result<SilencePreview, String>,
+    },
 }
 
 impl From<Input> for Message {
@@ -330,6 +349,16 @@ pub enum Effect {
     /// End a silence now.
     ExpireSilence {
         silence_id: String,
+    },
+    /// Count what a silence with these matchers would match.
+    PreviewSilence {
+        matchers: Vec<String>,
+    },
+    /// Make a silence from now to `ends`, as the console's operator.
+    PutSilence {
+        matchers: Vec<String>,
+        ends: DateTime<Utc>,
+        comment: String,
     },
     SwitchTheme(String),
     Quit,

@@ -447,3 +447,64 @@ fn pages_incidents_and_silences_act_with_one_key() {
     assert_eq!((schedule.as_str(), person.as_str()), ("sre-nights", "emil"));
     assert_eq!(*to - *from, chrono::Duration::hours(2));
 }
+
+/// "Silence like this" on an incident proposes matchers from its group,
+/// asks the backend what they would match, shows it when it comes, and
+/// makes the silence from a duration and a reason; it refuses a reason
+/// left out.
+#[test]
+fn silence_like_this_counts_then_asks_for_how_long_and_why() {
+    let mut app = fixture::app();
+    app.view = View::Incidents;
+    let effects = app.update(key(KeyAction::Silence));
+    let matchers = vec![
+        "type=\"alert.firing\"".to_string(),
+        "subject=\"service/api-2\"".to_string(),
+    ];
+    assert_eq!(
+        effects,
+        vec![Effect::PreviewSilence {
+            matchers: matchers.clone()
+        }]
+    );
+    let preview = SilencePreview {
+        open_items: 3,
+        last_day: 41,
+    };
+    // An answer for other matchers is not this dialog's.
+    app.update(Message::SilencePreview {
+        matchers: vec!["x=\"y\"".into()],
+        preview: Ok(preview),
+    });
+    let shown = |app: &App| match &app.focus {
+        Focus::Dialog(d) => match &d.kind {
+            DialogKind::Silence { preview, .. } => preview.clone(),
+            _ => None,
+        },
+        _ => None,
+    };
+    assert_eq!(shown(&app), None);
+    app.update(Message::SilencePreview {
+        matchers: matchers.clone(),
+        preview: Ok(preview),
+    });
+    assert_eq!(shown(&app), Some(Ok(preview)));
+    typed(&mut app, "2h");
+    assert!(app.update(key(KeyAction::Confirm)).is_empty(), "no reason");
+    typed(&mut app, " known api-2 outage");
+    let effects = app.update(key(KeyAction::Confirm));
+    let [
+        Effect::PutSilence {
+            matchers: made,
+            ends,
+            comment,
+        },
+    ] = effects.as_slice()
+    else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(made, &matchers);
+    assert_eq!(comment, "known api-2 outage");
+    let now = app.status.as_ref().map(|s| s.now).unwrap();
+    assert_eq!(*ends - now, chrono::Duration::hours(2));
+}

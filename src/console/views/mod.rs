@@ -325,6 +325,7 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
         DialogKind::Task(a) => format!("{} task {}", a.as_str(), dialog.target),
         DialogKind::Reassign { .. } => format!("hand task {} to", dialog.target),
         DialogKind::OnCall { schedule } => format!("override on {schedule}"),
+        DialogKind::Silence { .. } => format!("silence like {}", dialog.target),
     };
     let title = format!("{title} · {}", dialog.about);
     let block = titled(&title, theme);
@@ -369,8 +370,13 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
             );
         }
         kind => {
+            let lines = if matches!(kind, DialogKind::Silence { .. }) {
+                3
+            } else {
+                1
+            };
             let [what, note] =
-                Layout::vertical([Constraint::Length(1), Constraint::Min(3)]).areas(inner);
+                Layout::vertical([Constraint::Length(lines), Constraint::Min(3)]).areas(inner);
             let what_text = match kind {
                 DialogKind::Override {
                     choices, selected, ..
@@ -384,6 +390,23 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
                 DialogKind::OnCall { .. } => {
                     "who is on call from now, and for how long:".to_string()
                 }
+                DialogKind::Silence { matchers, preview } => {
+                    let counted = match preview {
+                        None => "counting what it would match…".to_string(),
+                        Some(Ok(p)) => format!(
+                            "would match {} open item{} and {} signal{} of the last day",
+                            p.open_items,
+                            if p.open_items == 1 { "" } else { "s" },
+                            p.last_day,
+                            if p.last_day == 1 { "" } else { "s" }
+                        ),
+                        Some(Err(why)) => format!("could not count: {why}"),
+                    };
+                    format!(
+                        "matchers: {}\n{counted}\nfor how long, and why:",
+                        matchers.join(", ")
+                    )
+                }
                 DialogKind::Reassign {
                     teams, selected, ..
                 } => format!(
@@ -392,10 +415,11 @@ fn draw_dialog(frame: &mut Frame, body: Rect, app: &App, dialog: &super::app::Di
                 ),
                 _ => "note:".to_string(),
             };
-            frame.render_widget(
-                Paragraph::new(Line::styled(what_text, theme.accent())),
-                what,
-            );
+            let what_lines: Vec<Line> = what_text
+                .lines()
+                .map(|l| Line::styled(l.to_string(), theme.accent()))
+                .collect();
+            frame.render_widget(Paragraph::new(what_lines), what);
             let mut textarea = dialog.note.clone();
             textarea.set_block(
                 Block::default()

@@ -72,7 +72,7 @@ pub(in crate::intake) async fn list(
     _: Allowed<ToRead>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, Refusal> {
-    let filters = filters(query.as_deref().unwrap_or(""))?;
+    let filters = filters(query.as_deref().unwrap_or(""), "filter")?;
     let silences = ask(&state, |reply| Command::Silences { reply }).await?;
     let now = Utc::now();
     let shown: Vec<Value> = silences
@@ -89,6 +89,45 @@ pub(in crate::intake) async fn list(
         .map(|s| gettable(s, now))
         .collect();
     Ok(ok(Value::Array(shown)))
+}
+
+/// `GET /v1/silences/preview?matcher=name="value"…`: what a silence with
+/// these matchers would match before it is made: open review items, and
+/// journaled signals of the last day (by their own time).
+pub(in crate::intake) async fn preview(
+    State(state): State<AppState>,
+    _: Allowed<ToRead>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, Refusal> {
+    let matchers = filters(query.as_deref().unwrap_or(""), "matcher")?;
+    if matchers.is_empty() {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "give at least one matcher=name=\"value\"".to_string(),
+        )
+        .field(Some("matcher".into())));
+    }
+    let asked = matchers.clone();
+    let open_items = ask(&state, |reply| Command::SilencePreview {
+        matchers: asked,
+        reply,
+    })
+    .await?;
+    let counted = matchers.clone();
+    let since = Utc::now() - chrono::Duration::days(1);
+    let last_day = crate::intake::request::read_journal(&state, move |dir| {
+        crate::journal::read::seen::count_since(dir, since, |s| {
+            let labels = crate::noise::labels(s);
+            counted.iter().all(|m| m.matches(&labels))
+        })
+    })
+    .await?;
+    let texts: Vec<String> = matchers.iter().map(Matcher::text).collect();
+    Ok(ok(json!({
+        "matchers": texts,
+        "open_items": open_items,
+        "last_day": last_day,
+    })))
 }
 
 /// `GET /api/v2/silence/{id}`.
@@ -172,11 +211,12 @@ pub(in crate::intake) async fn expire(
 }
 
 /// The `filter` parameters of a query, as matchers.
-fn filters(query: &str) -> Result<Vec<Matcher>, Refusal> {
+/// The matchers a query gives as `KEY=…` (repeated).
+fn filters(query: &str, name: &str) -> Result<Vec<Matcher>, Refusal> {
     let mut out = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key != "filter" {
+        if key != name {
             continue;
         }
         let text = percent_encoding::percent_decode_str(&value.replace('+', " "))
@@ -185,9 +225,9 @@ fn filters(query: &str) -> Result<Vec<Matcher>, Refusal> {
         let m = parse_matcher(&text).ok_or_else(|| {
             Refusal::new(
                 StatusCode::BAD_REQUEST,
-                format!("filter {text:?} is not a matcher like name=\"value\""),
+                format!("{name} {text:?} is not a matcher like name=\"value\""),
             )
-            .field(Some("filter".into()))
+            .field(Some(name.into()))
         })?;
         out.push(m);
     }
@@ -200,12 +240,16 @@ mod tests {
 
     #[test]
     fn filters_read_as_amtool_writes_them() {
-        let f = filters("filter=alertname%3D%22Foo%22&filter=service%3D~api%7Cweb&x=1").unwrap();
+        let f = filters(
+            "filter=alertname%3D%22Foo%22&filter=service%3D~api%7Cweb&x=1",
+            "filter",
+        )
+        .unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].text(), "alertname=\"Foo\"");
         assert_eq!(f[1].text(), "service=~\"api|web\"");
         assert!(parse_matcher("a!=\"b\"").is_some_and(|m| !m.is_equal && !m.is_regex));
         assert!(parse_matcher("=x").is_none());
-        assert!(filters("filter=nonsense").is_err());
+        assert!(filters("filter=nonsense", "filter").is_err());
     }
 }

@@ -84,3 +84,27 @@ pub fn shown_by_hour(dir: &Path) -> Result<BTreeMap<DateTime<Utc>, Shown>, Journ
     }
     Ok(hours)
 }
+
+/// How many journaled signals whose own time is at or after `since`
+/// `matches` says yes to (a silence's preview). Unreadable ones count for
+/// nothing.
+pub fn count_since(
+    dir: &Path,
+    since: DateTime<Utc>,
+    matches: impl Fn(&Signal) -> bool,
+) -> Result<u64, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    // Times are journaled as RFC 3339 in UTC: their text sorts as they do.
+    let mut stmt = conn
+        .prepare("SELECT body FROM signals WHERE time >= ?1")
+        .map_err(sql(&path))?;
+    let mut rows = stmt.query([since.to_rfc3339()]).map_err(sql(&path))?;
+    let mut n = 0;
+    while let Some(row) = rows.next().map_err(sql(&path))? {
+        let body: String = row.get(0).map_err(sql(&path))?;
+        if Signal::from_json(&body, Utc::now()).is_ok_and(|s| matches(&s)) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
