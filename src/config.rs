@@ -111,7 +111,7 @@ pub struct ReviewConfig {
     /// Open items each decision class may hold (`default` for the others):
     /// past it, new items take their safe default at once, saying so.
     #[serde(default)]
-    pub budget: std::collections::BTreeMap<String, usize>,
+    pub budget: std::collections::BTreeMap<String, crate::review::budget::Budget>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

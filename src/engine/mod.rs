@@ -139,7 +139,15 @@ impl Engine {
         }
         engine.paging.review_policy = config.review_page;
         engine.alerts.silence_max = config.silence_max;
-        engine.reviews.set_budget(config.review_budget);
+        // An auto budget takes each class's review window (the longest of
+        // its types').
+        let mut windows = std::collections::BTreeMap::<String, u32>::new();
+        for play in engine.decider.playbook.signals.values() {
+            let w = windows.entry(play.class.clone()).or_default();
+            *w = (*w).max(play.review_minutes);
+        }
+        let budgets = crate::review::budget::Budgets::new(config.review_budget, windows);
+        engine.reviews.set_budget(budgets);
         if fresh {
             let records = engine
                 .context
@@ -537,7 +545,7 @@ impl Engine {
         if decision.mode == Mode::Review {
             flow.state = FlowState::WaitingHuman;
             self.flows.insert(flow, now);
-            let over = self.reviews.over_budget(&decision.class);
+            let over = self.reviews.over_budget(&decision.class, now);
             let item = self.reviews.open(
                 format!("R{n:07}"),
                 Arc::clone(decision),

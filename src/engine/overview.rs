@@ -203,7 +203,7 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
         pages: engine.pages_shown(PAGES_SHOWN),
         rota: engine.rota(now),
         paging: engine.page_figures(),
-        review_budgets: engine.reviews.budgets(),
+        review_budgets: engine.reviews.budgets(now),
         incidents: engine.incident_rows(PAGES_SHOWN),
         silences: engine.silences(),
         data_dir: engine.data_dir().to_path_buf(),

@@ -179,13 +179,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let start = Utc::now();
         let mut engine = starter_with(dir.path(), start, |r| {
-            r.budget = [("incident".to_string(), 2)].into();
+            r.budget = [(
+                "incident".to_string(),
+                crate::review::budget::Budget::Fixed(2),
+            )]
+            .into();
         });
         for n in 0..5 {
             engine.ingest(warning(&format!("w{n}"), &format!("s{n}"), start), start);
         }
         assert_eq!(engine.reviews.open_count(), 2, "the budget holds");
-        assert_eq!(engine.reviews.budgets(), [("incident".to_string(), 2, 2)]);
+        assert_eq!(
+            engine.reviews.budgets(start),
+            [("incident".to_string(), 2, 2)]
+        );
         let notices = engine.take_notices();
         let budget: Vec<_> = notices.iter().filter(|n| n.event == "budget").collect();
         assert_eq!(
@@ -199,5 +206,24 @@ mod tests {
             .values()
             .filter(|f| f.state != crate::flow::FlowState::WaitingHuman);
         assert_eq!(settled.count(), 3, "the others took their safe default");
+    }
+
+    /// An auto budget, before anyone has answered: one reviewer at two
+    /// minutes an item within the incident class's 15-minute window.
+    #[test]
+    fn an_auto_budget_holds_what_one_reviewer_can_answer_in_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now();
+        let mut engine = starter_with(dir.path(), start, |r| {
+            r.budget = [("incident".to_string(), crate::review::budget::Budget::Auto)].into();
+        });
+        for n in 0..10 {
+            engine.ingest(warning(&format!("w{n}"), &format!("s{n}"), start), start);
+        }
+        assert_eq!(engine.reviews.open_count(), 7, "15 min × 1 person ÷ 2 min");
+        assert_eq!(
+            engine.reviews.budgets(start),
+            [("incident".to_string(), 7, 7)]
+        );
     }
 }

@@ -107,7 +107,7 @@ pub struct EngineConfig {
     /// How long a silence may last (`[silences] max_length`).
     pub silence_max: Option<Duration>,
     /// Open review items per decision class (`[review] budget`).
-    pub review_budget: std::collections::BTreeMap<String, usize>,
+    pub review_budget: std::collections::BTreeMap<String, crate::review::budget::Budget>,
     /// Where the breaker on the model trips and closes.
     pub model_watch: crate::decide::watch::WatchLimits,
     /// Who writes the journal: the demo, or the deployment whose `rules`

@@ -16,6 +16,7 @@ use crate::decide::Decision;
 use crate::decide::policy::{Priority, Role};
 use crate::signal::Signal;
 
+pub mod budget;
 mod packed;
 mod queue;
 mod row;

@@ -101,7 +101,7 @@ pub struct ReviewQueue {
     /// Open items by decision class, and each class's budget (`default`
     /// for the others): past it, new items take their safe default.
     by_class: HashMap<String, usize>,
-    budget: BTreeMap<String, usize>,
+    budget: super::budget::Budgets,
     /// Classes over budget since they last went under it (told once).
     over: BTreeSet<String>,
 }
@@ -297,22 +297,19 @@ impl ReviewQueue {
     }
 
     /// Each class's budget of open items (`default` for the others).
-    pub fn set_budget(&mut self, budget: BTreeMap<String, usize>) {
+    pub fn set_budget(&mut self, budget: super::budget::Budgets) {
         self.budget = budget;
     }
 
-    fn budget_of(&self, class: &str) -> Option<usize> {
-        self.budget
-            .get(class)
-            .or_else(|| self.budget.get("default"))
-            .copied()
+    fn budget_of(&self, class: &str, now: DateTime<Utc>) -> Option<usize> {
+        self.budget.of(class, now)
     }
 
     /// Whether a new item of `class` would be over its budget: the items
     /// open, the budget, and whether it is the first time since the class
     /// was last under it (to say so once).
-    pub fn over_budget(&mut self, class: &str) -> Option<(usize, usize, bool)> {
-        let budget = self.budget_of(class)?;
+    pub fn over_budget(&mut self, class: &str, now: DateTime<Utc>) -> Option<(usize, usize, bool)> {
+        let budget = self.budget_of(class, now)?;
         let open = self.by_class.get(class).copied().unwrap_or(0);
         if open < budget {
             return None;
@@ -320,14 +317,14 @@ impl ReviewQueue {
         Some((open, budget, self.over.insert(class.to_string())))
     }
 
-    /// Each class with a budget: open items and the budget.
-    pub fn budgets(&self) -> Vec<(String, usize, usize)> {
+    /// Each class with a budget: open items and the budget at `now`.
+    pub fn budgets(&self, now: DateTime<Utc>) -> Vec<(String, usize, usize)> {
         let mut classes: BTreeSet<&String> = self.by_class.keys().collect();
-        classes.extend(self.budget.keys().filter(|k| *k != "default"));
+        classes.extend(self.budget.named());
         classes
             .into_iter()
             .filter_map(|c| {
-                let budget = self.budget_of(c)?;
+                let budget = self.budget_of(c, now)?;
                 Some((
                     c.clone(),
                     self.by_class.get(c).copied().unwrap_or(0),
@@ -418,16 +415,15 @@ impl ReviewQueue {
             _ => {
                 item.state = ReviewState::Decided;
                 item.outcome = Some(record.clone());
+                if actor.name != Actor::system().name {
+                    self.budget.answered(&actor.name, now);
+                }
                 self.open.remove(id);
                 self.by_flow.remove(&item.flow_id);
                 let class = &item.decision.class;
                 if let Some(n) = self.by_class.get_mut(class) {
                     *n = n.saturating_sub(1);
-                    let budget = self
-                        .budget
-                        .get(class)
-                        .or_else(|| self.budget.get("default"));
-                    if budget.is_some_and(|b| *n < *b) {
+                    if self.budget.of(class, now).is_some_and(|b| *n < b) {
                         self.over.remove(class);
                     }
                 }
