@@ -60,6 +60,19 @@ pub struct Config {
     /// `[silences]`: how long one may last.
     #[serde(default)]
     pub silences: Option<SilencesConfig>,
+    /// `[tasks]`: how many open tasks each team may hold.
+    #[serde(default)]
+    pub tasks: Option<TasksConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Open tasks each team may hold (`default` for the others; `"auto"`:
+    /// its capacity in organization.toml): past it, a new task's flow is
+    /// escalated, and the `budget` receivers are told once.
+    #[serde(default)]
+    pub bound: std::collections::BTreeMap<String, crate::review::budget::Budget>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -87,6 +87,11 @@ pub fn engine(
         .as_ref()
         .map(|r| r.budget.clone())
         .unwrap_or_default();
+    config.task_bound = server
+        .tasks
+        .as_ref()
+        .map(|t| t.bound.clone())
+        .unwrap_or_default();
     config.notices = !server.notify.is_empty();
     config.candidates = candidates;
     Ok(Setup { config, world })

@@ -117,14 +117,26 @@ pub fn open_starter(
     start: DateTime<Utc>,
     more: impl FnOnce(&mut crate::config::ReviewConfig),
 ) -> crate::engine::Engine {
+    open_starter_server(dir, start, |server| {
+        let mut review = crate::config::ReviewConfig {
+            page: Some("sre".into()),
+            ..Default::default()
+        };
+        more(&mut review);
+        server.review = Some(review);
+    })
+}
+
+/// Opens the starter deployment written under `dir` with its
+/// signalbox.toml as `server` changes it.
+pub fn open_starter_server(
+    dir: &std::path::Path,
+    start: DateTime<Utc>,
+    server: impl FnOnce(&mut crate::config::Config),
+) -> crate::engine::Engine {
     let ops = dir.join("ops");
     let mut deployment = crate::deploy::Deployment::load(&ops).unwrap();
-    let mut review = crate::config::ReviewConfig {
-        page: Some("sre".into()),
-        ..Default::default()
-    };
-    more(&mut review);
-    deployment.server.review = Some(review);
+    server(&mut deployment.server);
     let runs = crate::setup::Runs::Deployment(&deployment);
     let mut setup =
         crate::setup::engine(runs, &dir.join("data"), Default::default(), start).unwrap();

@@ -81,7 +81,9 @@ impl Engine {
     /// next flush. Flow and entity snapshots are taken only at the flush, so
     /// a flow that changes many times between flushes is written once.
     pub(super) fn drain_flow_changes(&mut self) {
-        for event in self.flows.take_events() {
+        let events = self.flows.take_events();
+        self.bound_tasks(&events);
+        for event in events {
             self.notice_flow_event(&event);
             self.page_for_step(&event);
             if self.outbox.publish {

@@ -78,6 +78,8 @@ pub struct Engine {
     watch: crate::decide::watch::ModelWatch,
     /// The guarded ramp in progress, or the last one (`engine::ramp`).
     ramp: Option<ramp::Ramping>,
+    /// Each team's bound of open tasks, and the teams over it.
+    task_bounds: tasks::TaskBounds,
 }
 
 impl Engine {
@@ -117,6 +119,7 @@ impl Engine {
             metrics: Metrics::new(now),
             quarantine: Default::default(),
             alerts: Default::default(),
+            task_bounds: tasks::TaskBounds::new(config.task_bound.clone()),
             outbox: batch::Outbox::new(config.notices),
             learning: learning::Learning::new(config.checkpoint_every),
             paging: Default::default(),

@@ -5,9 +5,11 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::{Engine, EngineError};
+use crate::flow::FlowEventKind;
 use crate::flow::{Flow, Task, TaskAction, TaskFilter};
 use crate::journal::{AuditEntry, Record};
 use crate::review::Actor;
+use crate::review::budget::Budget;
 
 impl Engine {
     /// Tasks of the flows in memory, most urgent first.
@@ -69,5 +71,162 @@ impl Engine {
         }));
         self.tick(now);
         Ok(self.flows.task(id).unwrap_or(task))
+    }
+}
+
+/// Each team's bound of open tasks (`[tasks] bound`), and the teams over
+/// it since they were last under (told once).
+#[derive(Debug, Default)]
+pub(super) struct TaskBounds {
+    bound: std::collections::BTreeMap<String, Budget>,
+    over: std::collections::BTreeSet<String>,
+}
+
+impl TaskBounds {
+    pub fn new(bound: std::collections::BTreeMap<String, Budget>) -> TaskBounds {
+        TaskBounds {
+            bound,
+            over: Default::default(),
+        }
+    }
+
+    /// The bound of `team` whose capacity is `capacity` (none: unbounded).
+    fn of(&self, team: &str, capacity: u32) -> Option<usize> {
+        match self.bound.get(team).or_else(|| self.bound.get("default"))? {
+            Budget::Fixed(n) => Some(*n),
+            Budget::Auto => Some(capacity as usize),
+        }
+    }
+}
+
+impl Engine {
+    /// Steps started for people: where a team now holds more open tasks
+    /// than its bound, the flows of the tasks it took on past the bound
+    /// (the last ones started) are escalated (priority raised, saying
+    /// why), and the `budget` receivers are told once until the team is
+    /// back under.
+    pub(super) fn bound_tasks(&mut self, events: &[crate::flow::FlowEvent]) {
+        if self.task_bounds.bound.is_empty() {
+            return;
+        }
+        let mut started: std::collections::BTreeMap<String, Vec<&crate::flow::FlowEvent>> =
+            Default::default();
+        for event in events
+            .iter()
+            .filter(|e| e.kind == FlowEventKind::StepStarted)
+        {
+            let team = self
+                .flows
+                .get(&event.flow_id)
+                .and_then(|f| f.steps.get(event.step?))
+                .and_then(|s| s.assignee.as_ref()?.team().map(String::from));
+            if let Some(team) = team {
+                started.entry(team).or_default().push(event);
+            }
+        }
+        let teams: Vec<String> = self.task_bounds.over.iter().cloned().collect();
+        for team in teams.iter().filter(|t| !started.contains_key(*t)) {
+            // Back under since: told again next time.
+            if self
+                .team_open(team)
+                .is_some_and(|(open, bound)| open <= bound)
+            {
+                self.task_bounds.over.remove(team);
+            }
+        }
+        for (team, events) in started {
+            let Some((open, bound)) = self.team_open(&team) else {
+                continue;
+            };
+            if open <= bound {
+                self.task_bounds.over.remove(&team);
+                continue;
+            }
+            let detail = format!(
+                "team {team} holds {open} open tasks, over its bound of {bound}: escalated"
+            );
+            let past = (open - bound).min(events.len());
+            for event in &events[events.len() - past..] {
+                let at = event.time;
+                self.flows
+                    .escalate(&event.flow_id, event.step, detail.clone(), at);
+            }
+            if self.task_bounds.over.insert(team.clone()) {
+                let time = events.last().map_or_else(Utc::now, |e| e.time);
+                self.notice(super::notices::Notice {
+                    event: "budget",
+                    text: format!(
+                        "{detail}; new tasks of {team} are escalated until it is back under"
+                    ),
+                    reference: team.clone(),
+                    subject: format!("team/{team}"),
+                    time,
+                });
+            }
+        }
+    }
+
+    /// A team's open tasks and its bound, if it has one.
+    fn team_open(&self, team: &str) -> Option<(usize, usize)> {
+        let t = self.context.teams.get(team)?;
+        let bound = self.task_bounds.of(team, t.capacity)?;
+        Some((t.load as usize, bound))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use crate::review::budget::Budget;
+    use crate::signal::Signal;
+    use crate::testkit::open_starter_server;
+
+    fn expiring(n: usize, at: chrono::DateTime<Utc>) -> Signal {
+        let event = json!({
+            "specversion": "1.0", "id": format!("c{n}"), "source": "scanner",
+            "type": "certificate.expiring", "subject": format!("host/h{n}"),
+            "data": {"host": format!("h{n}.example.com"), "days_left": 3},
+        });
+        Signal::from_value(event, at).unwrap_or_default()
+    }
+
+    /// Past its bound, a team's new tasks escalate their flows, and the
+    /// budget receivers hear it once.
+    #[test]
+    fn tasks_over_a_teams_bound_escalate_with_one_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::deploy::init(&dir.path().join("ops")).unwrap();
+        let start = Utc::now();
+        let mut engine = open_starter_server(dir.path(), start, |s| {
+            s.tasks = Some(crate::config::TasksConfig {
+                bound: [("sre".to_string(), Budget::Fixed(2))].into(),
+            });
+        });
+        // A fresh model asks people; an operator approves each.
+        let ann = crate::review::Actor::new("ann", crate::decide::policy::Role::Operator);
+        for n in 0..5 {
+            engine.ingest(expiring(n, start), start);
+            let id = format!("R{:07}", n + 1);
+            let approve = crate::review::Action::Approve;
+            engine.act(&id, &ann, approve, "renew it", start).unwrap();
+        }
+        engine.tick(start);
+        let sre = engine.tasks(&crate::flow::TaskFilter::default());
+        let sre: Vec<_> = sre.iter().filter(|t| t.team == "sre").collect();
+        assert_eq!(sre.len(), 5, "every certificate is someone's task: {sre:?}");
+        let escalated = sre.iter().filter(|t| t.escalated).count();
+        assert_eq!(escalated, 3, "the third to the fifth");
+        let notices = engine.take_notices();
+        let budget: Vec<_> = notices.iter().filter(|n| n.event == "budget").collect();
+        assert_eq!(budget.len(), 1, "{notices:?}");
+        assert!(
+            budget[0]
+                .text
+                .contains("team sre holds 5 open tasks, over its bound of 2"),
+            "{}",
+            budget[0].text
+        );
     }
 }

@@ -108,6 +108,8 @@ pub struct EngineConfig {
     pub silence_max: Option<Duration>,
     /// Open review items per decision class (`[review] budget`).
     pub review_budget: std::collections::BTreeMap<String, crate::review::budget::Budget>,
+    /// Open tasks per team (`[tasks] bound`).
+    pub task_bound: std::collections::BTreeMap<String, crate::review::budget::Budget>,
     /// Where the breaker on the model trips and closes.
     pub model_watch: crate::decide::watch::WatchLimits,
     /// Who writes the journal: the demo, or the deployment whose `rules`
@@ -137,6 +139,7 @@ impl EngineConfig {
             review_page: None,
             silence_max: None,
             review_budget: Default::default(),
+            task_bound: Default::default(),
             breaker_cooldown: None,
             model_watch: Default::default(),
             author: Default::default(),

@@ -210,6 +210,28 @@ impl FlowBook {
         next
     }
 
+    /// Escalates a running flow now (its priority raised), saying why in
+    /// its events; false if it is over or already escalated.
+    pub fn escalate(
+        &mut self,
+        id: &str,
+        step: Option<usize>,
+        detail: String,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(flow) = self.flows.get_mut(id) else {
+            return false;
+        };
+        if flow.escalated || flow.state.is_terminal() {
+            return false;
+        }
+        flow.escalated = true;
+        flow.priority = flow.priority.raised();
+        self.dirty.insert(id.to_string());
+        self.push_event(id, now, FlowEventKind::Overflow, step, detail);
+        true
+    }
+
     /// Puts back a flow read from the journal; in-flight ones keep moving.
     pub fn restore(&mut self, flow: Flow) {
         if !flow.state.is_terminal() {

@@ -283,6 +283,8 @@ pub enum FlowEventKind {
     Resumed,
     /// A person completed, failed or handed on a task.
     TaskAction,
+    /// A task given to a team over its bound of open tasks: escalated.
+    Overflow,
 }
 
 /// Knobs for executing steps.

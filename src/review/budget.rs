@@ -43,7 +43,7 @@ impl<'de> Deserialize<'de> for Budget {
             Written::Number(n) => Ok(Budget::Fixed(n)),
             Written::Word(w) if w == "auto" => Ok(Budget::Auto),
             Written::Word(w) => Err(serde::de::Error::custom(format!(
-                "budget {w:?}: a number of open items, or \"auto\""
+                "{w:?}: a number, or \"auto\""
             ))),
         }
     }
