@@ -160,6 +160,62 @@ pub fn run(plan: &Plan<'_>) -> Result<Load, BenchError> {
     runtime.block_on(send(plan))
 }
 
+/// Closed loop: `connections` senders, each as fast as it is answered.
+async fn closed_loop<F, Fut>(
+    connections: usize,
+    deadline: Instant,
+    sent: &Arc<AtomicU64>,
+    prefix: &Arc<str>,
+    one: F,
+) where
+    F: Fn(u64, Instant, Arc<str>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections.max(1) {
+        let (next, sent, prefix) = (Arc::clone(&next), Arc::clone(sent), Arc::clone(prefix));
+        let one = one.clone();
+        tasks.spawn(async move {
+            while Instant::now() < deadline {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                sent.fetch_add(1, Ordering::Relaxed);
+                one(n, Instant::now(), Arc::clone(&prefix)).await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Waits until everything acknowledged is decided (or a minute has
+/// passed): how long that took.
+async fn drain(client: &reqwest::Client, plan: &Plan<'_>) -> Result<Duration, BenchError> {
+    let answered = Instant::now();
+    let mut metrics = scrape(client, plan).await?;
+    while backlog(&metrics).is_some_and(|b| b > 0.0) && answered.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        metrics = scrape(client, plan).await?;
+    }
+    let drained = answered.elapsed();
+    // The last decisions' commits are observed just after the backlog
+    // empties: give them a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(drained)
+}
+
+/// When each paging signal left (`--sent-log`), one JSON line each.
+fn write_sent_log(plan: &Plan<'_>, departures: &[(u64, f64)]) -> Result<(), BenchError> {
+    let Some(path) = &plan.sent_log else {
+        return Ok(());
+    };
+    let lines: String = departures
+        .iter()
+        .map(|(n, ms)| format!("{{\"id\":\"{}-{n}\",\"sent_ms\":{ms:.3}}}\n", plan.prefix))
+        .collect();
+    std::fs::write(path, lines).map_err(|e| BenchError::Setup(format!("{}: {e}", path.display())))
+}
+
 // Over 80 lines: one sender's loop, its pacing and its accounting together.
 
 async fn send(plan: &Plan<'_>) -> Result<Load, BenchError> {
@@ -257,49 +313,15 @@ async fn send(plan: &Plan<'_>) -> Result<Load, BenchError> {
         }
         while tasks.join_next().await.is_some() {}
     } else {
-        // Closed loop: `connections` senders, each as fast as it is answered.
-        let next = Arc::new(AtomicU64::new(0));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..plan.connections.max(1) {
-            let (next, sent, prefix) = (Arc::clone(&next), Arc::clone(&sent), Arc::clone(&prefix));
-            let one = one.clone();
-            tasks.spawn(async move {
-                while Instant::now() < deadline {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    one(n, Instant::now(), Arc::clone(&prefix)).await;
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
+        closed_loop(plan.connections, deadline, &sent, &prefix, one).await;
     }
     let seconds = began.elapsed().as_secs_f64();
-    let answered = Instant::now();
-    // Until everything acknowledged is decided (or a minute has passed).
-    let mut metrics = scrape(&client, plan).await?;
-    while backlog(&metrics).is_some_and(|b| b > 0.0) && answered.elapsed() < Duration::from_secs(60)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        metrics = scrape(&client, plan).await?;
-    }
-    let drained = answered.elapsed();
-    // The last decisions' commits are observed just after the backlog
-    // empties: give them a moment.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let drained = drain(&client, plan).await?;
     let after = buckets(&scrape(&client, plan).await?, LATENCY);
     let (decision_p50, decisions) = quantile(&before, &after, 0.50);
     let (decision_p99, _) = quantile(&before, &after, 0.99);
-    if let Some(path) = &plan.sent_log {
-        let lines: String = departures
-            .lock()
-            .map(|d| d.clone())
-            .unwrap_or_default()
-            .iter()
-            .map(|(n, ms)| format!("{{\"id\":\"{}-{n}\",\"sent_ms\":{ms:.3}}}\n", plan.prefix))
-            .collect();
-        std::fs::write(path, lines)
-            .map_err(|e| BenchError::Setup(format!("{}: {e}", path.display())))?;
-    }
+    let departures = departures.lock().map(|d| d.clone()).unwrap_or_default();
+    write_sent_log(plan, &departures)?;
     let mut waits = waits.lock().map(|w| w.clone()).unwrap_or_default();
     waits.sort_unstable();
     Ok(Load {
