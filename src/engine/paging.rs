@@ -500,6 +500,54 @@ mod tests {
         assert_eq!(counts.feedback, 0, "no label from a resolution");
     }
 
+    /// The new user's scenario: one warning rejected by a person and three
+    /// that resolved at the source before anyone answered. Only the
+    /// person's answer is a label, and a critical alert that follows is
+    /// still proposed for paging.
+    #[test]
+    fn three_auto_resolved_warnings_do_not_move_a_critical_alert_off_paging() {
+        use crate::testkit::alert;
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now();
+        let mut engine = starter(dir.path(), start);
+        let at = |m: i64| start + Duration::minutes(m);
+        engine.ingest(alert("w0", "alert.firing", "f0", "a", at(0)), at(0));
+        let item = engine.reviews.open_items().pop().expect("a review item");
+        let ann = crate::review::Actor::new("ann", crate::decide::policy::Role::Operator);
+        engine
+            .act(&item.id, &ann, Action::Reject, "not worth it", at(1))
+            .unwrap();
+        for (n, service) in ["b", "c", "d"].iter().enumerate() {
+            let fp = format!("f{}", n + 1);
+            let fired = alert(&format!("w{}", n + 1), "alert.firing", &fp, service, at(2));
+            engine.ingest(fired, at(2));
+            let resolved = alert(
+                &format!("r{}", n + 1),
+                "alert.resolved",
+                &fp,
+                service,
+                at(3),
+            );
+            engine.ingest(resolved, at(3));
+        }
+        assert_eq!(engine.reviews.open_count(), 0, "all closed");
+        assert_eq!(
+            engine.learning.feedback, 1,
+            "only the person's reject taught"
+        );
+        let mut critical = alert("c1", "alert.firing", "f9", "e", at(4));
+        critical.severity = Some(crate::signal::Severity::Critical);
+        let crate::engine::Ingested::Decided { decision_id, .. } = engine.ingest(critical, at(4))
+        else {
+            panic!("decided");
+        };
+        engine.flush().unwrap().wait().unwrap();
+        let decision = crate::journal::read::decision(&dir.path().join("data"), &decision_id)
+            .unwrap()
+            .expect("journaled");
+        assert_eq!(decision.proposal, "page_oncall", "{}", decision.why);
+    }
+
     /// A warning alert goes to review; unanswered, its escalation (60 % of
     /// the window) pages `[review] page` about the item; approving the
     /// item resolves that page.
