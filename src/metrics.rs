@@ -49,6 +49,11 @@ pub struct Tally {
     pub escalations: u64,
     pub outcomes: u64,
     pub within_sla: u64,
+    /// Outcomes of the work itself (flows that ended with a verdict), and
+    /// those within SLA: what a deployment without `outcome.recorded`
+    /// signals reads.
+    pub work_outcomes: u64,
+    pub work_within_sla: u64,
     pub flows_done: u64,
     pub flows_failed: u64,
     pub flows_compensated: u64,
@@ -119,8 +124,16 @@ impl Tally {
             agreement_with_operators: Tally::ratio(self.approvals, answered),
             safe_defaults: self.safe_defaults,
             escalations: self.escalations,
-            outcomes: self.outcomes,
-            within_sla: Tally::ratio(self.within_sla, self.outcomes),
+            // Stated outcomes where there are any; else the work's own.
+            outcomes: if self.outcomes > 0 {
+                self.outcomes
+            } else {
+                self.work_outcomes
+            },
+            within_sla: match self.outcomes {
+                0 => Tally::ratio(self.work_within_sla, self.work_outcomes),
+                n => Tally::ratio(self.within_sla, n),
+            },
             agreement_with_truth: Tally::ratio(self.judged_right, self.judged),
             shadow_agreement: Tally::ratio(self.shadow_agreed, self.shadowed),
             shadow_people_agreement: Tally::ratio(self.shadow_people_agreed, self.shadow_answered),
@@ -247,6 +260,8 @@ fn merge(into: &mut Tally, t: &Tally) {
         escalations,
         outcomes,
         within_sla,
+        work_outcomes,
+        work_within_sla,
         flows_done,
         flows_failed,
         flows_compensated,

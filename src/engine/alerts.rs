@@ -73,6 +73,10 @@ impl Engine {
         for assignee in self.flows.close(&flow_id, note, now) {
             route::release(&assignee, &mut self.context);
         }
+        if let Some(outcome) = self.flows.outcome(&flow_id) {
+            self.metrics.at(now, |t| t.flows_done += 1);
+            self.count_outcome(outcome, now);
+        }
         self.drain_flow_changes();
     }
 
@@ -102,5 +106,63 @@ impl Engine {
         self.alerts
             .opened_by
             .retain(|_, flow| flows.get(flow).is_some_and(|f| !f.state.is_terminal()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+
+    use crate::flow::outcome::Outcome;
+    use crate::review::{Action, Actor};
+    use crate::signal::Severity;
+    use crate::testkit::{alert, starter};
+
+    /// Every flow ends with an outcome from what happened, with no
+    /// `outcome.recorded` signal: an incident resolved in time and one
+    /// resolved late are judged; a warning that resolved while it waited
+    /// for a person, and one a person rejected, did no work to judge. The
+    /// overview reads them.
+    #[test]
+    fn flows_end_with_outcomes_from_the_work_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now();
+        let mut engine = starter(dir.path(), start);
+        let at = |m: i64| start + Duration::minutes(m);
+        let critical = |id: &str, fp: &str, service: &str, m: i64| {
+            let mut a = alert(id, "alert.firing", fp, service, at(m));
+            a.severity = Some(Severity::Critical);
+            a
+        };
+        let outcome_of = |engine: &crate::engine::Engine, signal: &str| {
+            let flow = engine.flows.flows.values().find(|f| f.signal_id == signal);
+            flow.and_then(|f| f.outcome)
+        };
+        engine.ingest(critical("c1", "f1", "api", 0), at(0));
+        engine.ingest(critical("c2", "f2", "db", 0), at(0));
+        engine.ingest(alert("w1", "alert.firing", "f3", "web", at(0)), at(0));
+        engine.ingest(alert("w2", "alert.firing", "f4", "mail", at(0)), at(0));
+        engine.ingest(alert("r1", "alert.resolved", "f1", "api", at(10)), at(10));
+        engine.ingest(alert("r3", "alert.resolved", "f3", "web", at(11)), at(11));
+        let w2 = engine
+            .reviews
+            .open_items()
+            .into_iter()
+            .find(|i| i.signal.id == "w2")
+            .expect("w2 waits for a person");
+        let ann = Actor::new("ann", crate::decide::policy::Role::Operator);
+        engine
+            .act(&w2.id, &ann, Action::Reject, "noise", at(12))
+            .unwrap();
+        // The starter gives an incident an hour.
+        engine.ingest(alert("r2", "alert.resolved", "f2", "db", at(70)), at(70));
+        assert_eq!(outcome_of(&engine, "c1"), Some(Outcome::WithinSla));
+        assert_eq!(outcome_of(&engine, "c2"), Some(Outcome::Late));
+        assert_eq!(outcome_of(&engine, "w1"), Some(Outcome::ResolvedAtSource));
+        assert_eq!(outcome_of(&engine, "w2"), Some(Outcome::Withdrawn));
+        let summary = engine.metrics.total.summary();
+        assert_eq!(summary.outcomes, 2, "two with a verdict");
+        assert_eq!(summary.within_sla, Some(0.5));
+        assert_eq!(summary.flows_done, 2);
     }
 }

@@ -544,6 +544,7 @@ impl Engine {
             steps: Vec::new(),
             finished: None,
             reason: None,
+            outcome: None,
         };
         if decision.mode == Mode::Review {
             flow.state = FlowState::WaitingHuman;
@@ -640,8 +641,22 @@ impl Engine {
             }
             t.count_cycle(cycle);
         });
+        let outcome = crate::flow::outcome::Outcome::of_finished(done.state, done.within_deadline);
+        self.flows.set_outcome(id, outcome);
+        self.count_outcome(outcome, now);
         self.note_flow_result(&done, allowed, now);
         self.emit(EngineEvent::FlowFinished(done));
+    }
+
+    /// Counts a flow's own outcome (the work's, as against an
+    /// `outcome.recorded` signal's): one with a verdict, and whether good.
+    fn count_outcome(&mut self, outcome: crate::flow::outcome::Outcome, now: DateTime<Utc>) {
+        if let Some(good) = outcome.good() {
+            self.metrics.at(now, |t| {
+                t.work_outcomes += 1;
+                t.work_within_sla += u64::from(good);
+            });
+        }
     }
 
     /// Each team's load against its capacity, sampled for utilisation.

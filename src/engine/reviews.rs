@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Engine, EngineError, EngineEvent};
 use crate::decide::choice_for;
+use crate::flow::outcome::Outcome;
 use crate::journal::{Record, read};
 use crate::review::{Action, Actor, ReviewAction, ReviewError, ReviewItem, Settled};
 
@@ -137,7 +138,12 @@ impl Engine {
             self.settled(&decision, &option, now);
         } else if record.action == Action::Reject {
             let reason = format!("rejected by {}: {}", record.actor.name, record.note);
-            self.flows.cancel(&item.flow_id, &reason, now);
+            let outcome = match resolved_at_source {
+                true => Outcome::ResolvedAtSource,
+                false => Outcome::Withdrawn,
+            };
+            self.flows.cancel(&item.flow_id, &reason, outcome, now);
+            self.count_outcome(outcome, now);
         }
         self.outbox
             .records

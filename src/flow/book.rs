@@ -210,6 +210,19 @@ impl FlowBook {
         next
     }
 
+    /// Sets how a finished flow ended.
+    pub fn set_outcome(&mut self, id: &str, outcome: super::outcome::Outcome) {
+        if let Some(flow) = self.flows.get_mut(id) {
+            flow.outcome = Some(outcome);
+            self.dirty.insert(id.to_string());
+        }
+    }
+
+    /// How a flow ended, if it has.
+    pub fn outcome(&self, id: &str) -> Option<super::outcome::Outcome> {
+        self.flows.get(id)?.outcome
+    }
+
     /// Escalates a running flow now (its priority raised), saying why in
     /// its events; false if it is over or already escalated.
     pub fn escalate(
@@ -324,6 +337,11 @@ impl FlowBook {
         if flow.state.is_terminal() {
             return freed;
         }
+        // Its incident (or its work) is over: in time or not.
+        flow.outcome = Some(match now <= flow.deadline {
+            true => super::outcome::Outcome::WithinSla,
+            false => super::outcome::Outcome::Late,
+        });
         for step in &mut flow.steps {
             if step.state == StepState::Running
                 && let Some(a) = &step.assignee
@@ -352,8 +370,17 @@ impl FlowBook {
     }
 
     /// Ends a waiting flow that a person rejected.
-    pub fn cancel(&mut self, id: &str, reason: &str, now: DateTime<Utc>) {
+    /// Ends a flow that waited for a person without doing its work, with
+    /// how it ended (withdrawn, or resolved at the source).
+    pub fn cancel(
+        &mut self,
+        id: &str,
+        reason: &str,
+        outcome: super::outcome::Outcome,
+        now: DateTime<Utc>,
+    ) {
         if let Some(flow) = self.flows.get_mut(id) {
+            flow.outcome = Some(outcome);
             flow.state = FlowState::Failed;
             flow.finished = Some(now);
             flow.reason = Some(reason.to_string());

@@ -12,6 +12,7 @@ mod changes;
 mod compensate;
 pub mod executor;
 pub mod incident;
+pub mod outcome;
 pub mod route;
 mod run;
 pub mod task;

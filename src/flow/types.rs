@@ -183,6 +183,9 @@ pub struct Flow {
     pub finished: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// How it ended, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<super::outcome::Outcome>,
 }
 
 impl Flow {
@@ -205,6 +208,7 @@ impl Flow {
             steps: Vec::new(),
             finished: self.finished,
             reason: self.reason.clone(),
+            outcome: self.outcome,
         }
     }
 
