@@ -164,5 +164,11 @@ mod tests {
         assert_eq!(summary.outcomes, 2, "two with a verdict");
         assert_eq!(summary.within_sla, Some(0.5));
         assert_eq!(summary.flows_done, 2);
+        // The figures come back after a restart without a clean close.
+        engine.flush().unwrap().wait().unwrap();
+        drop(engine);
+        let engine = crate::testkit::open_starter(dir.path(), at(71), |_| {});
+        let again = engine.metrics.total.summary();
+        assert_eq!((again.signals, again.outcomes), (7, 2), "{again:?}");
     }
 }

@@ -30,7 +30,13 @@ pub(super) struct Outbox {
     /// (`intake::log::CURSOR_KEY`), as journaled.
     pub intake_cursor: Option<String>,
     pub notices: Notices,
+    /// When the figures (`Metrics`) were last journaled by a flush.
+    pub metrics_written: Option<std::time::Instant>,
 }
+
+/// How often a busy engine journals its figures between checkpoints, so a
+/// restart (even after kill -9) resumes them.
+const METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Outbox {
     /// An empty outbox; events are kept once the engine is open.
@@ -44,6 +50,7 @@ impl Outbox {
             last_event_id: 0,
             intake_cursor: None,
             notices: Notices::new(collect_notices),
+            metrics_written: None,
         }
     }
 
@@ -168,6 +175,17 @@ impl Engine {
                 key: "next_id".into(),
                 value: self.taken.next_id().to_string(),
             });
+            let due = self
+                .outbox
+                .metrics_written
+                .is_none_or(|t| t.elapsed() >= METRICS_EVERY);
+            if due && let Ok(value) = serde_json::to_string(&self.metrics) {
+                records.push(Record::Meta {
+                    key: "metrics".into(),
+                    value,
+                });
+                self.outbox.metrics_written = Some(std::time::Instant::now());
+            }
         }
         Ok(self.journal.submit(records)?)
     }
