@@ -189,6 +189,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The measures of the operation from its journal: decision quality
+    /// (how flows ended, by class and option; people's answers), cycle
+    /// times, exceptions, paging (MTTA, MTTR, pages per person).
+    Report {
+        #[command(flatten)]
+        journal: cmd::JournalArgs,
+        /// Only what happened since: a duration back from now ("7d",
+        /// "12h") or a time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Signals the engine could not decide: list them, retry one, or drop it.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
@@ -552,6 +565,13 @@ fn main() -> ExitCode {
             };
             replay_cmd(&place, &candidate, since, json)
         }),
+        Some(Command::Report {
+            journal,
+            since,
+            json,
+        }) => journal
+            .place()
+            .and_then(|place| cmd::journal::report_cmd(&place, since.as_deref(), json)),
         Some(Command::Oncall {
             journal,
             team,

@@ -364,6 +364,36 @@ impl Drop for Scratch {
     }
 }
 
+/// `signalbox report`: the measures of the operation from its journal.
+pub(crate) fn report_cmd(place: &JournalPlace, since: Option<&str>, json: bool) -> Result<()> {
+    use signalbox::journal::read::report;
+    let since = since
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .or_else(|_| {
+                    humantime::parse_duration(text)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|d| Ok(chrono::Duration::from_std(d)?))
+                        .map(|d| chrono::Utc::now() - d)
+                })
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--since {text:?}: a duration back from now (7d) or an RFC 3339 time"
+                    )
+                })
+        })
+        .transpose()?;
+    let r = report::report(&place.dir, since)
+        .with_context(|| format!("reading the journal in {}", place.dir.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", report::render(&r));
+    }
+    Ok(())
+}
+
 /// `signalbox model export`: the model as the journal has it (at `before`,
 /// or now), as checkpoint JSON.
 pub(crate) fn model_export(

@@ -166,6 +166,36 @@ mod tests {
         assert_eq!(summary.flows_done, 2);
         // The figures come back after a restart without a clean close.
         engine.flush().unwrap().wait().unwrap();
+        // And `signalbox report` reads the same from the journal.
+        let report = crate::journal::read::report::report(&dir.path().join("data"), None).unwrap();
+        let incident: Vec<_> = report
+            .outcomes
+            .iter()
+            .filter(|o| o.class == "incident")
+            .collect();
+        let by = |outcome: &str| -> u64 {
+            incident
+                .iter()
+                .map(|o| o.by.get(outcome).copied().unwrap_or(0))
+                .sum()
+        };
+        assert_eq!(
+            (
+                by("within_sla"),
+                by("late"),
+                by("resolved_at_source"),
+                by("withdrawn")
+            ),
+            (1, 1, 1, 1),
+            "{report:?}"
+        );
+        assert_eq!(
+            report.answers.get("reject"),
+            Some(&1),
+            "ann's, not the system's"
+        );
+        let text = crate::journal::read::report::render(&report);
+        assert!(text.contains("override rate 0.0 %"), "{text}");
         drop(engine);
         let engine = crate::testkit::open_starter(dir.path(), at(71), |_| {});
         let again = engine.metrics.total.summary();

@@ -15,6 +15,7 @@ use crate::signal::Signal;
 mod explain;
 mod logged;
 mod recover;
+pub mod report;
 pub mod seen;
 mod views;
 

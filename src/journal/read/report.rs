@@ -1,0 +1,347 @@
+//! The measures of an operation, read from any journal (`signalbox
+//! report`): decision quality (how flows ended, by class and option; how
+//! people answered), cycle time per flow type, exceptions (escalations,
+//! safe defaults, quarantines, items over budget), and paging (time to
+//! acknowledge and to resolve per escalation policy, pages per person).
+//! Read-only, in a few aggregate queries.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{open_existing, sql};
+use crate::journal::JournalError;
+
+/// How the flows of one class and option ended.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Outcomes {
+    pub class: String,
+    pub option: String,
+    pub flows: u64,
+    /// By outcome (`within_sla`, `late`, `failed`, `withdrawn`,
+    /// `resolved_at_source`; `open` for flows not ended, `ended` for those
+    /// that ended before outcomes were journaled).
+    pub by: BTreeMap<String, u64>,
+    /// Within SLA among those judged (within SLA, late, failed).
+    pub good: Option<f64>,
+}
+
+/// How long flows of one signal type took, created to finished.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Cycle {
+    pub signal_type: String,
+    pub flows: u64,
+    pub p50_minutes: f64,
+    pub p95_minutes: f64,
+}
+
+/// Pages of one escalation policy.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Paging {
+    pub policy: String,
+    pub pages: u64,
+    pub acknowledged: u64,
+    pub mtta_seconds: Option<f64>,
+    pub mttr_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Report {
+    pub since: Option<DateTime<Utc>>,
+    /// Decisions by mode (`auto`, `rules`, `review`, `record`, …).
+    pub decisions: BTreeMap<String, u64>,
+    pub outcomes: Vec<Outcomes>,
+    /// People's answers by action, and the share of answers that
+    /// overrode the proposal.
+    pub answers: BTreeMap<String, u64>,
+    pub override_rate: Option<f64>,
+    pub cycle: Vec<Cycle>,
+    pub escalated_flows: u64,
+    pub over_budget: u64,
+    pub quarantined: u64,
+    pub paging: Vec<Paging>,
+    /// Notifications sent to each person.
+    pub notified: BTreeMap<String, u64>,
+}
+
+fn at(text: Option<String>) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&text?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn ratio(n: u64, of: u64) -> Option<f64> {
+    (of > 0).then(|| n as f64 / of as f64)
+}
+
+/// The report over everything journaled at or after `since` (all, without).
+pub fn report(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Report, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let after = since.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let mut out = Report {
+        since,
+        ..Report::default()
+    };
+    let mut stmt = conn
+        .prepare(
+            "SELECT json_extract(body, '$.mode'), count(*) FROM audit
+             WHERE kind = 'decision' AND time >= ?1 GROUP BY 1",
+        )
+        .map_err(sql(&path))?;
+    let rows = stmt
+        .query_map(params![after], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(sql(&path))?;
+    for row in rows {
+        let (mode, n) = row.map_err(sql(&path))?;
+        out.decisions
+            .insert(mode.unwrap_or_else(|| "?".into()), n.max(0) as u64);
+    }
+    read_flows(&conn, &path, &after, &mut out)?;
+    read_answers(&conn, &path, &after, &mut out)?;
+    read_pages(&conn, &path, since, &mut out)?;
+    out.quarantined = conn
+        .query_row(
+            "SELECT count(*) FROM quarantine WHERE time >= ?1",
+            params![after],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(sql(&path))?
+        .max(0) as u64;
+    Ok(out)
+}
+
+/// Outcomes by class and option, cycle times by type, flows escalated.
+fn read_flows(
+    conn: &rusqlite::Connection,
+    path: &Path,
+    after: &str,
+    out: &mut Report,
+) -> Result<(), JournalError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT json_extract(body, '$.class'), json_extract(body, '$.option'),
+                    json_extract(body, '$.signal_type'), json_extract(body, '$.created'),
+                    json_extract(body, '$.finished'), json_extract(body, '$.outcome'),
+                    json_extract(body, '$.escalated')
+             FROM flows WHERE json_extract(body, '$.created') >= ?1",
+        )
+        .map_err(sql(path))?;
+    let mut rows = stmt.query(params![after]).map_err(sql(path))?;
+    let mut outcomes: BTreeMap<(String, String), Outcomes> = BTreeMap::new();
+    let mut cycles: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    while let Some(r) = rows.next().map_err(sql(path))? {
+        let text = |i| r.get::<_, Option<String>>(i).map(Option::unwrap_or_default);
+        let (class, option, kind) = (
+            text(0).map_err(sql(path))?,
+            text(1).map_err(sql(path))?,
+            text(2).map_err(sql(path))?,
+        );
+        let created = at(r.get(3).map_err(sql(path))?);
+        let finished = at(r.get(4).map_err(sql(path))?);
+        let outcome: Option<String> = r.get(5).map_err(sql(path))?;
+        let escalated: Option<i64> = r.get(6).map_err(sql(path))?;
+        out.escalated_flows += u64::from(escalated == Some(1));
+        let entry = outcomes
+            .entry((class.clone(), option.clone()))
+            .or_insert_with(|| Outcomes {
+                class,
+                option,
+                ..Outcomes::default()
+            });
+        entry.flows += 1;
+        // Flows that ended before outcomes were journaled say so.
+        let said = outcome.unwrap_or_else(|| match finished {
+            Some(_) => "ended".into(),
+            None => "open".into(),
+        });
+        *entry.by.entry(said).or_default() += 1;
+        if let (Some(c), Some(f)) = (created, finished) {
+            cycles
+                .entry(kind)
+                .or_default()
+                .push((f - c).num_seconds() as f64 / 60.0);
+        }
+    }
+    for o in outcomes.values_mut() {
+        let n = |k: &str| o.by.get(k).copied().unwrap_or(0);
+        o.good = ratio(n("within_sla"), n("within_sla") + n("late") + n("failed"));
+    }
+    out.outcomes = outcomes.into_values().collect();
+    out.cycle = cycles
+        .into_iter()
+        .map(|(signal_type, mut m)| {
+            m.sort_by(f64::total_cmp);
+            let q = |p: f64| m[((m.len() as f64 * p).ceil() as usize).clamp(1, m.len()) - 1];
+            Cycle {
+                signal_type,
+                flows: m.len() as u64,
+                p50_minutes: q(0.50),
+                p95_minutes: q(0.95),
+            }
+        })
+        .collect();
+    Ok(())
+}
+
+/// People's answers (the system's own actions apart), and items over
+/// budget.
+fn read_answers(
+    conn: &rusqlite::Connection,
+    path: &Path,
+    after: &str,
+    out: &mut Report,
+) -> Result<(), JournalError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT json_extract(body, '$.action'), json_extract(body, '$.actor.role'),
+                    json_extract(body, '$.note')
+             FROM audit WHERE kind = 'review' AND time >= ?1",
+        )
+        .map_err(sql(path))?;
+    let mut rows = stmt.query(params![after]).map_err(sql(path))?;
+    while let Some(r) = rows.next().map_err(sql(path))? {
+        let action: Option<String> = r.get(0).map_err(sql(path))?;
+        let role: Option<String> = r.get(1).map_err(sql(path))?;
+        let note: Option<String> = r.get(2).map_err(sql(path))?;
+        // An action with data ({"override": …}) reads as its JSON text.
+        let name = action.as_deref().map_or("?", |a| {
+            let a = a.trim_start_matches("{\"");
+            a.split('"').next().unwrap_or(a)
+        });
+        if note
+            .as_deref()
+            .is_some_and(|n| n.contains("over review budget"))
+        {
+            out.over_budget += 1;
+        }
+        if role.as_deref() == Some("system") && name != "safe_default" {
+            continue;
+        }
+        *out.answers.entry(name.to_string()).or_default() += 1;
+    }
+    let n = |k: &str| out.answers.get(k).copied().unwrap_or(0);
+    out.override_rate = ratio(n("override"), n("approve") + n("override") + n("reject"));
+    Ok(())
+}
+
+/// Time to acknowledge and to resolve per policy; notifications per
+/// person.
+fn read_pages(
+    conn: &rusqlite::Connection,
+    path: &Path,
+    since: Option<DateTime<Utc>>,
+    out: &mut Report,
+) -> Result<(), JournalError> {
+    let mut stmt = conn.prepare("SELECT body FROM pages").map_err(sql(path))?;
+    let mut rows = stmt.query([]).map_err(sql(path))?;
+    let mut by: BTreeMap<String, (Paging, f64, f64, u64)> = BTreeMap::new();
+    while let Some(r) = rows.next().map_err(sql(path))? {
+        let body: String = r.get(0).map_err(sql(path))?;
+        // A page that does not read is left out of the figures.
+        let Ok(page) = serde_json::from_str::<crate::paging::Page>(&body) else {
+            continue;
+        };
+        if since.is_some_and(|s| page.opened < s) {
+            continue;
+        }
+        let (row, ack_sum, res_sum, resolved) =
+            by.entry(page.policy.clone()).or_insert_with(|| {
+                let row = Paging {
+                    policy: page.policy.clone(),
+                    ..Paging::default()
+                };
+                (row, 0.0, 0.0, 0)
+            });
+        row.pages += 1;
+        if let Some((_, t)) = &page.acknowledged {
+            row.acknowledged += 1;
+            *ack_sum += (*t - page.opened).num_milliseconds() as f64 / 1e3;
+        }
+        if let Some((_, t)) = &page.resolved {
+            *resolved += 1;
+            *res_sum += (*t - page.opened).num_milliseconds() as f64 / 1e3;
+        }
+        for a in &page.attempts {
+            *out.notified.entry(a.person.clone()).or_default() += 1;
+        }
+    }
+    out.paging = by
+        .into_values()
+        .map(|(mut row, ack, res, resolved)| {
+            row.mtta_seconds = (row.acknowledged > 0).then(|| ack / row.acknowledged as f64);
+            row.mttr_seconds = (resolved > 0).then(|| res / resolved as f64);
+            row
+        })
+        .collect();
+    Ok(())
+}
+
+/// The report as text.
+pub fn render(r: &Report) -> String {
+    let pct = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{:.1} %", v * 100.0));
+    let list = |m: &BTreeMap<String, u64>| {
+        let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join(" · ")
+        }
+    };
+    let mut s = match r.since {
+        Some(t) => format!("since {}\n", t.format("%Y-%m-%d %H:%M UTC")),
+        None => "the whole journal\n".to_string(),
+    };
+    s.push_str(&format!("decisions: {}\n", list(&r.decisions)));
+    s.push_str("decision quality (how flows ended):\n");
+    for o in &r.outcomes {
+        s.push_str(&format!(
+            "  {:<14} {:<20} {:>6} flows, within SLA {:>7}  ({})\n",
+            o.class,
+            o.option,
+            o.flows,
+            pct(o.good),
+            list(&o.by)
+        ));
+    }
+    s.push_str(&format!(
+        "people's answers: {}; override rate {}\n",
+        list(&r.answers),
+        pct(r.override_rate)
+    ));
+    s.push_str("cycle time (created to finished):\n");
+    for c in &r.cycle {
+        s.push_str(&format!(
+            "  {:<24} {:>6} flows, p50 {:.1} min, p95 {:.1} min\n",
+            c.signal_type, c.flows, c.p50_minutes, c.p95_minutes
+        ));
+    }
+    s.push_str(&format!(
+        "exceptions: {} flows escalated, {} safe defaults, {} items over budget, {} quarantined\n",
+        r.escalated_flows,
+        r.answers.get("safe_default").copied().unwrap_or(0),
+        r.over_budget,
+        r.quarantined
+    ));
+    s.push_str("paging:\n");
+    for p in &r.paging {
+        let secs = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.0} s"));
+        s.push_str(&format!(
+            "  {:<20} {:>5} pages, {} acknowledged, MTTA {}, MTTR {}\n",
+            p.policy,
+            p.pages,
+            p.acknowledged,
+            secs(p.mtta_seconds),
+            secs(p.mttr_seconds)
+        ));
+    }
+    s.push_str(&format!(
+        "notifications per person: {}\n",
+        list(&r.notified)
+    ));
+    s
+}
