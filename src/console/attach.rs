@@ -25,6 +25,9 @@ use crate::flow::TaskAction;
 use crate::review::{Action, ReviewItem, ReviewRow};
 use crate::signal::Signal;
 
+/// Decisions of the past an attached console starts with.
+const HISTORY: usize = 200;
+
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -117,6 +120,36 @@ impl Remote {
             state.next = page.next;
         }
         Ok((state, began.elapsed()))
+    }
+
+    /// The last decisions and their signals as events, oldest first
+    /// (`GET /v1/history`); none if the server cannot say (an older one).
+    fn history(&self) -> Option<Vec<EngineEvent>> {
+        let response = self
+            .get(&format!("/v1/history?limit={HISTORY}"))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let v: Value = response.json().ok()?;
+        let mut out = Vec::new();
+        for item in v["history"].as_array()? {
+            if let Ok(signal) = serde_json::from_value::<Signal>(item["signal"].clone()) {
+                out.push(EngineEvent::Signal {
+                    signal: Arc::new(signal),
+                    duplicate: false,
+                });
+            }
+            match serde_json::from_value::<Decision>(item["decision"].clone()) {
+                Ok(d) => out.push(EngineEvent::Decision(Arc::new(d))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a decision of the history the console cannot read")
+                }
+            }
+        }
+        Some(out)
     }
 
     /// One `GET /v1/state` page.
@@ -375,8 +408,17 @@ fn follow(remote: &Remote, feed: &Feed, stop: &AtomicBool) {
         if last.is_none() {
             match remote.state(false) {
                 Ok((state, _)) => {
+                    let first = last.is_none() && attempt == 0;
                     last = Some(state.last_event_id);
                     if feed.publish(Update::Snapshot(Box::new(state))).is_err() {
+                        return;
+                    }
+                    // The recent past, once, before the stream goes on
+                    // from now: the Audit and Signals views start with it.
+                    if first
+                        && let Some(past) = remote.history()
+                        && feed.events(past).is_err()
+                    {
                         return;
                     }
                 }

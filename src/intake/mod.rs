@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reviews/{id}/actions", post(reviews::act))
         .route("/v1/state", get(stream::state))
         .route("/v1/me", get(stream::me))
+        .route("/v1/history", get(stream::history))
         .route("/v1/events", get(stream::events))
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/tasks/{id}/{action}", post(tasks::act))

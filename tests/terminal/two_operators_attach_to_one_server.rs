@@ -3,7 +3,8 @@
 //! claim shows in the lead's console; the lead approves a lead-only item
 //! and it leaves both queues; `kill -9` of the server shows in both as a
 //! lost link, and after the restart both resume, the decided item stays
-//! decided and a new signal reaches both.
+//! decided and a new signal reaches both; a console attached after all
+//! that starts with the decisions made before it came.
 
 use crate::common;
 
@@ -176,5 +177,27 @@ fn an_operator_and_a_lead_share_one_server_through_a_restart() {
             "the new item, the decided one still gone",
         );
     }
+
+    // A console attached now starts with the past: its Audit view shows
+    // the decisions made before it came (and before the restart).
+    let late = format!("sbx-late-{pid}");
+    let _late = Sessions(vec![late.clone()]);
+    let cmd = format!(
+        "HOME={} {} attach http://127.0.0.1:{port} --token {LEAD}",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_signalbox"),
+    );
+    start(&late, &cmd);
+    wait_for(
+        &late,
+        |s| s.contains("connected"),
+        "the late console's link",
+    );
+    tmux(&late, &["send-keys", "-t", &late, ":audit", "Enter"]);
+    wait_for(
+        &late,
+        |s| s.contains("D0000001") && s.contains("D0000002") && s.contains("D0000003"),
+        "the decisions made before it attached",
+    );
     drop(served);
 }

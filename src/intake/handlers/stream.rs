@@ -114,6 +114,37 @@ pub(in crate::intake) async fn events(
     Ok(crate::intake::events::stream(hub, after, &headers, hold).into_response())
 }
 
+/// At most this many decisions of history in one answer.
+const HISTORY_MAX: usize = 1_000;
+
+#[derive(Debug, Deserialize)]
+pub(in crate::intake) struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/history?limit=N`: the last N decisions (200 by default, at
+/// most 1,000), oldest first, each with its signal: what an attached
+/// console shows of the past before the event stream goes on from now.
+pub(in crate::intake) async fn history(
+    State(state): State<AppState>,
+    _: Allowed<ToRead>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, Refusal> {
+    let Query(q) = q.map_err(|e| {
+        Refusal::new(StatusCode::BAD_REQUEST, e.body_text()).field(Some("limit".into()))
+    })?;
+    let limit = q.limit.unwrap_or(200).min(HISTORY_MAX) as i64;
+    let past = crate::intake::request::read_journal(&state, move |dir| {
+        crate::journal::read::history(dir, limit)
+    })
+    .await?;
+    let items: Vec<serde_json::Value> = past
+        .into_iter()
+        .map(|(signal, decision)| serde_json::json!({ "signal": signal, "decision": decision }))
+        .collect();
+    Ok(ok(serde_json::json!({ "history": items })))
+}
+
 /// `GET /v1/me`: who the token is, as the server records its actions.
 pub(in crate::intake) async fn me(Allowed(who, _): Allowed<ToRead>) -> Response {
     ok(serde_json::json!({ "name": who.name, "role": who.role.as_str() }))

@@ -621,6 +621,40 @@ pub fn review_outcome(dir: &Path, id: &str) -> Result<Option<ReviewAction>, Jour
     }
 }
 
+/// The last `limit` decisions, oldest first, each with its signal (when
+/// the journal has it): what an attached console shows of the past.
+pub fn history(dir: &Path, limit: i64) -> Result<Vec<(Option<Signal>, Decision)>, JournalError> {
+    let (conn, path) = open_existing(dir)?;
+    let mut rows = rows(
+        &conn,
+        &path,
+        "SELECT ref_id, body, signal_id, COALESCE(signal_source, '') FROM audit
+         WHERE kind = 'decision' ORDER BY seq DESC LIMIT ?1",
+        params![limit],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        },
+    )?;
+    rows.reverse();
+    let mut views = Views::new(&conn, &path)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, body, signal_id, source) in rows {
+        let decision = decode_decision(&path, &mut views, &id, &body)?;
+        let signal = match signal_id {
+            Some(s) => signal_body(&conn, &path, &s, &source)?
+                .and_then(|b| Signal::from_json(&b, Utc::now()).ok()),
+            None => None,
+        };
+        out.push((signal, decision));
+    }
+    Ok(out)
+}
+
 /// One decision record by id, whole (its shared views resolved).
 pub fn decision(dir: &Path, id: &str) -> Result<Option<Decision>, JournalError> {
     let (conn, path) = open_existing(dir)?;

@@ -51,7 +51,8 @@ pub struct Paging {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Report {
     pub since: Option<DateTime<Utc>>,
-    /// Decisions by mode (`auto`, `rules`, `review`, `record`, …).
+    /// Decisions of signals by mode (`auto`, `rules`, `review`, `record`,
+    /// …); a fan-out's per-order decisions apart.
     pub decisions: BTreeMap<String, u64>,
     pub outcomes: Vec<Outcomes>,
     /// People's answers by action, and the share of answers that
@@ -85,21 +86,12 @@ pub fn report(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Report, Journa
         since,
         ..Report::default()
     };
-    let mut stmt = conn
-        .prepare(
-            "SELECT json_extract(body, '$.mode'), count(*) FROM audit
-             WHERE kind = 'decision' AND time >= ?1 GROUP BY 1",
-        )
-        .map_err(sql(&path))?;
-    let rows = stmt
-        .query_map(params![after], |r| {
-            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
-        })
-        .map_err(sql(&path))?;
-    for row in rows {
-        let (mode, n) = row.map_err(sql(&path))?;
-        out.decisions
-            .insert(mode.unwrap_or_else(|| "?".into()), n.max(0) as u64);
+    // The whole journal's decisions by mode are the engine's own running
+    // figures (journaled with its flushes): no scan of every decision.
+    let counted = since.is_none().then(|| decisions_counted(&conn)).flatten();
+    match counted {
+        Some(by_mode) => out.decisions = by_mode,
+        None => out.decisions = decisions_by_mode(&conn, &path, &after)?,
     }
     read_flows(&conn, &path, &after, &mut out)?;
     read_answers(&conn, &path, &after, &mut out)?;
@@ -112,6 +104,60 @@ pub fn report(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Report, Journa
         )
         .map_err(sql(&path))?
         .max(0) as u64;
+    Ok(out)
+}
+
+/// Decisions by mode as the engine's journaled figures count them, if
+/// they read.
+fn decisions_counted(conn: &rusqlite::Connection) -> Option<BTreeMap<String, u64>> {
+    let text: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'metrics'", [], |r| {
+            r.get(0)
+        })
+        .ok()?;
+    let m: crate::metrics::Metrics = serde_json::from_str(&text).ok()?;
+    let t = &m.total;
+    let by_mode = [
+        ("auto", t.auto),
+        ("forced", t.forced),
+        ("rules", t.rules),
+        ("review", t.review),
+        ("record", t.record),
+    ];
+    Some(
+        by_mode
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
+    )
+}
+
+/// Decisions by mode at or after `after`, read from each decision: those
+/// of signals, as the engine counts them (a fan-out's per-order decisions,
+/// which name a parent, apart).
+fn decisions_by_mode(
+    conn: &rusqlite::Connection,
+    path: &Path,
+    after: &str,
+) -> Result<BTreeMap<String, u64>, JournalError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT json_extract(body, '$.mode'), count(*) FROM audit
+             WHERE kind = 'decision' AND time >= ?1 AND instr(body, '\"parent\":') = 0
+             GROUP BY 1",
+        )
+        .map_err(sql(path))?;
+    let rows = stmt
+        .query_map(params![after], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(sql(path))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (mode, n) = row.map_err(sql(path))?;
+        out.insert(mode.unwrap_or_else(|| "?".into()), n.max(0) as u64);
+    }
     Ok(out)
 }
 
@@ -296,7 +342,7 @@ pub fn render(r: &Report) -> String {
         Some(t) => format!("since {}\n", t.format("%Y-%m-%d %H:%M UTC")),
         None => "the whole journal\n".to_string(),
     };
-    s.push_str(&format!("decisions: {}\n", list(&r.decisions)));
+    s.push_str(&format!("decisions of signals: {}\n", list(&r.decisions)));
     s.push_str("decision quality (how flows ended):\n");
     for o in &r.outcomes {
         s.push_str(&format!(
