@@ -142,6 +142,8 @@ mod tests {
         engine.ingest(critical("c2", "f2", "db", 0), at(0));
         engine.ingest(alert("w1", "alert.firing", "f3", "web", at(0)), at(0));
         engine.ingest(alert("w2", "alert.firing", "f4", "mail", at(0)), at(0));
+        // The critical alerts' paging steps start: their pages go out.
+        engine.tick(at(0));
         engine.ingest(alert("r1", "alert.resolved", "f1", "api", at(10)), at(10));
         engine.ingest(alert("r3", "alert.resolved", "f3", "web", at(11)), at(11));
         let w2 = engine
@@ -193,6 +195,20 @@ mod tests {
             report.answers.get("reject"),
             Some(&1),
             "ann's, not the system's"
+        );
+        let services: Vec<(&str, Option<f64>)> = report
+            .paging_by_service
+            .iter()
+            .map(|p| (p.policy.as_str(), p.mttr_seconds))
+            .collect();
+        assert_eq!(
+            services,
+            [("api", Some(600.0)), ("db", Some(4200.0))],
+            "each critical alert paged, resolved at the source"
+        );
+        assert_eq!(
+            report.paging_by_team.first().map(|p| p.policy.as_str()),
+            Some("sre")
         );
         let text = crate::journal::read::report::render(&report);
         assert!(text.contains("override rate 0.0 %"), "{text}");

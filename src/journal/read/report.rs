@@ -64,8 +64,15 @@ pub struct Report {
     pub over_budget: u64,
     pub quarantined: u64,
     pub paging: Vec<Paging>,
+    /// The same by team (the team whose policy paged) and by service (the
+    /// page's subject `service/NAME`).
+    pub paging_by_team: Vec<Paging>,
+    pub paging_by_service: Vec<Paging>,
     /// Notifications sent to each person.
     pub notified: BTreeMap<String, u64>,
+    /// Each team's mean load against its capacity over the journal's life
+    /// (the engine's sampled figures; none with `--since`).
+    pub utilization: BTreeMap<String, f64>,
 }
 
 fn at(text: Option<String>) -> Option<DateTime<Utc>> {
@@ -90,7 +97,10 @@ pub fn report(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Report, Journa
     // figures (journaled with its flushes): no scan of every decision.
     let counted = since.is_none().then(|| decisions_counted(&conn)).flatten();
     match counted {
-        Some(by_mode) => out.decisions = by_mode,
+        Some((by_mode, utilization)) => {
+            out.decisions = by_mode;
+            out.utilization = utilization;
+        }
         None => out.decisions = decisions_by_mode(&conn, &path, &after)?,
     }
     read_flows(&conn, &path, &after, &mut out)?;
@@ -107,9 +117,11 @@ pub fn report(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Report, Journa
     Ok(out)
 }
 
-/// Decisions by mode as the engine's journaled figures count them, if
-/// they read.
-fn decisions_counted(conn: &rusqlite::Connection) -> Option<BTreeMap<String, u64>> {
+/// Decisions by mode and each team's utilization as the engine's
+/// journaled figures count them, if they read.
+type Counted = (BTreeMap<String, u64>, BTreeMap<String, f64>);
+
+fn decisions_counted(conn: &rusqlite::Connection) -> Option<Counted> {
     let text: String = conn
         .query_row("SELECT value FROM meta WHERE key = 'metrics'", [], |r| {
             r.get(0)
@@ -124,13 +136,18 @@ fn decisions_counted(conn: &rusqlite::Connection) -> Option<BTreeMap<String, u64
         ("review", t.review),
         ("record", t.record),
     ];
-    Some(
-        by_mode
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| (k.to_string(), n))
-            .collect(),
-    )
+    let by_mode = by_mode
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+    let samples = t.utilisation_samples.max(1) as f64;
+    let utilization = t
+        .utilisation_sum
+        .iter()
+        .map(|(team, sum)| (team.clone(), sum / samples))
+        .collect();
+    Some((by_mode, utilization))
 }
 
 /// Decisions by mode at or after `after`, read from each decision: those
@@ -283,9 +300,15 @@ fn read_pages(
     since: Option<DateTime<Utc>>,
     out: &mut Report,
 ) -> Result<(), JournalError> {
+    // The team whose policy each policy is.
+    let team_of: BTreeMap<String, String> = super::roster(path.parent().unwrap_or(path))
+        .ok()
+        .flatten()
+        .map(|r| r.team_policies.into_iter().map(|(t, p)| (p, t)).collect())
+        .unwrap_or_default();
     let mut stmt = conn.prepare("SELECT body FROM pages").map_err(sql(path))?;
     let mut rows = stmt.query([]).map_err(sql(path))?;
-    let mut by: BTreeMap<String, (Paging, f64, f64, u64)> = BTreeMap::new();
+    let (mut policies, mut teams, mut services) = (Sums::new(), Sums::new(), Sums::new());
     while let Some(r) = rows.next().map_err(sql(path))? {
         let body: String = r.get(0).map_err(sql(path))?;
         // A page that does not read is left out of the figures.
@@ -295,36 +318,52 @@ fn read_pages(
         if since.is_some_and(|s| page.opened < s) {
             continue;
         }
-        let (row, ack_sum, res_sum, resolved) =
-            by.entry(page.policy.clone()).or_insert_with(|| {
-                let row = Paging {
-                    policy: page.policy.clone(),
-                    ..Paging::default()
-                };
-                (row, 0.0, 0.0, 0)
-            });
-        row.pages += 1;
-        if let Some((_, t)) = &page.acknowledged {
-            row.acknowledged += 1;
-            *ack_sum += (*t - page.opened).num_milliseconds() as f64 / 1e3;
-        }
-        if let Some((_, t)) = &page.resolved {
-            *resolved += 1;
-            *res_sum += (*t - page.opened).num_milliseconds() as f64 / 1e3;
+        count_page(&mut policies, &page.policy, &page);
+        let team = team_of.get(&page.policy).unwrap_or(&page.policy);
+        count_page(&mut teams, team, &page);
+        if let Some(service) = page.subject.strip_prefix("service/") {
+            count_page(&mut services, service, &page);
         }
         for a in &page.attempts {
             *out.notified.entry(a.person.clone()).or_default() += 1;
         }
     }
-    out.paging = by
-        .into_values()
+    out.paging = means(policies);
+    out.paging_by_team = means(teams);
+    out.paging_by_service = means(services);
+    Ok(())
+}
+
+/// A row's count, and its sums of seconds to acknowledge and to resolve.
+type Sums = BTreeMap<String, (Paging, f64, f64, u64)>;
+
+fn count_page(by: &mut Sums, name: &str, page: &crate::paging::Page) {
+    let (row, ack_sum, res_sum, resolved) = by.entry(name.to_string()).or_insert_with(|| {
+        let row = Paging {
+            policy: name.to_string(),
+            ..Paging::default()
+        };
+        (row, 0.0, 0.0, 0)
+    });
+    row.pages += 1;
+    if let Some((_, t)) = &page.acknowledged {
+        row.acknowledged += 1;
+        *ack_sum += (*t - page.opened).num_milliseconds() as f64 / 1e3;
+    }
+    if let Some((_, t)) = &page.resolved {
+        *resolved += 1;
+        *res_sum += (*t - page.opened).num_milliseconds() as f64 / 1e3;
+    }
+}
+
+fn means(by: Sums) -> Vec<Paging> {
+    by.into_values()
         .map(|(mut row, ack, res, resolved)| {
             row.mtta_seconds = (row.acknowledged > 0).then(|| ack / row.acknowledged as f64);
             row.mttr_seconds = (resolved > 0).then(|| res / resolved as f64);
             row
         })
-        .collect();
-    Ok(())
+        .collect()
 }
 
 /// The report as text.
@@ -373,16 +412,33 @@ pub fn render(r: &Report) -> String {
         r.over_budget,
         r.quarantined
     ));
-    s.push_str("paging:\n");
-    for p in &r.paging {
-        let secs = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.0} s"));
+    for (title, rows) in [
+        ("paging by escalation policy", &r.paging),
+        ("by team", &r.paging_by_team),
+        ("by service", &r.paging_by_service),
+    ] {
+        s.push_str(&format!("{title}:\n"));
+        for p in rows {
+            let secs = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.0} s"));
+            s.push_str(&format!(
+                "  {:<20} {:>5} pages, {} acknowledged, MTTA {}, MTTR {}\n",
+                p.policy,
+                p.pages,
+                p.acknowledged,
+                secs(p.mtta_seconds),
+                secs(p.mttr_seconds)
+            ));
+        }
+    }
+    if !r.utilization.is_empty() {
+        let teams: Vec<String> = r
+            .utilization
+            .iter()
+            .map(|(t, u)| format!("{t} {:.0} %", u * 100.0))
+            .collect();
         s.push_str(&format!(
-            "  {:<20} {:>5} pages, {} acknowledged, MTTA {}, MTTR {}\n",
-            p.policy,
-            p.pages,
-            p.acknowledged,
-            secs(p.mtta_seconds),
-            secs(p.mttr_seconds)
+            "utilization against capacity: {}\n",
+            teams.join(" · ")
         ));
     }
     s.push_str(&format!(
