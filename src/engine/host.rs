@@ -75,6 +75,9 @@ pub struct Status {
     pub held: Vec<(String, u64)>,
     pub open_incidents: usize,
     pub incidents_opened: u64,
+    /// Outcomes with a verdict, and those within SLA: of the work itself
+    /// (how flows ended), and stated by `outcome.recorded` signals.
+    pub outcomes: [(&'static str, u64, u64); 2],
     /// Alerts held off now: paused as possible transients, and flapping.
     pub held_off: (usize, usize),
 }
@@ -714,6 +717,13 @@ pub fn status(engine: &Engine) -> Status {
         held: engine.held_counts(),
         open_incidents: engine.open_incidents(),
         incidents_opened: engine.incidents_opened(),
+        outcomes: {
+            let t = &engine.metrics.total;
+            [
+                ("work", t.work_outcomes, t.work_within_sla),
+                ("stated", t.outcomes, t.within_sla),
+            ]
+        },
         held_off: engine.held_off_now(),
         acknowledge_seconds: pages.acknowledge_seconds,
     }

@@ -323,6 +323,29 @@ fn state_metrics(r: &mut Registry, stats: &EngineStats) {
         "Incidents open",
         stats.open_incidents as f64,
     );
+    counters(
+        r,
+        "signalbox_outcomes",
+        "Outcomes with a verdict by where they come from (work: how flows ended; stated: outcome.recorded signals) and whether within SLA",
+        stats.outcomes.iter().flat_map(|(source, n, within)| {
+            [
+                (
+                    vec![
+                        ("source", source.to_string()),
+                        ("within_sla", "true".to_string()),
+                    ],
+                    *within,
+                ),
+                (
+                    vec![
+                        ("source", source.to_string()),
+                        ("within_sla", "false".to_string()),
+                    ],
+                    n.saturating_sub(*within),
+                ),
+            ]
+        }),
+    );
     counter(
         r,
         "signalbox_incidents_opened",
