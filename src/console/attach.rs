@@ -308,13 +308,14 @@ impl Backend for Remote {
             }),
             Request::PutSilence {
                 matchers,
+                starts,
                 ends,
                 comment,
             } => Box::new(move || {
                 let answer = backend::parse_matchers(&matchers).and_then(|parsed| {
                     let body = json!({
                         "matchers": parsed,
-                        "startsAt": chrono::Utc::now(),
+                        "startsAt": starts,
                         "endsAt": ends,
                         "createdBy": "",
                         "comment": comment,

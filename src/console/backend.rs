@@ -47,9 +47,10 @@ pub enum Request {
     ExpireSilence { silence_id: String },
     /// Count what a silence with these matchers would match.
     PreviewSilence { matchers: Vec<String> },
-    /// Make a silence from now to `ends`.
+    /// Make a silence from `starts` to `ends`.
     PutSilence {
         matchers: Vec<String>,
+        starts: chrono::DateTime<chrono::Utc>,
         ends: chrono::DateTime<chrono::Utc>,
         comment: String,
     },
@@ -102,10 +103,12 @@ impl Request {
             Effect::PreviewSilence { matchers } => Request::PreviewSilence { matchers },
             Effect::PutSilence {
                 matchers,
+                starts,
                 ends,
                 comment,
             } => Request::PutSilence {
                 matchers,
+                starts,
                 ends,
                 comment,
             },
@@ -250,6 +253,7 @@ impl Backend for Embedded {
             Request::PreviewSilence { matchers } => self.preview_silence(matchers),
             Request::PutSilence {
                 matchers,
+                starts,
                 ends,
                 comment,
             } => {
@@ -260,7 +264,7 @@ impl Backend for Embedded {
                 let asked = crate::noise::silence::NewSilence {
                     id: None,
                     matchers: parsed,
-                    starts_at: chrono::Utc::now(),
+                    starts_at: starts,
                     ends_at: ends,
                     comment,
                 };
@@ -323,8 +327,8 @@ impl Embedded {
             let preview = rx
                 .blocking_recv()
                 .map_err(|_| "the engine has stopped".to_string())
-                .and_then(|open_items| {
-                    let since = chrono::Utc::now() - chrono::Duration::days(1);
+                .and_then(|(open_items, now)| {
+                    let since = now - chrono::Duration::days(1);
                     let matches = |s: &crate::signal::Signal| {
                         let labels = crate::noise::labels(s);
                         parsed.iter().all(|m| m.matches(&labels))

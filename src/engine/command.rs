@@ -149,10 +149,10 @@ pub enum Command {
         reply: Reply<crate::noise::Silence>,
     },
     /// How many open review items a silence with these matchers would
-    /// match.
+    /// match, and the engine's now (a simulated run's clock).
     SilencePreview {
         matchers: Vec<crate::noise::Matcher>,
-        reply: oneshot::Sender<usize>,
+        reply: oneshot::Sender<(usize, DateTime<Utc>)>,
     },
     /// Ends a silence now.
     ExpireSilence {

@@ -569,7 +569,7 @@ fn answer(engine: &mut Engine, command: Command, now: DateTime<Utc>) -> Option<C
             let _ = reply.send(engine.silences());
         }
         Command::SilencePreview { matchers, reply } => {
-            let _ = reply.send(engine.open_items_matching(&matchers));
+            let _ = reply.send((engine.open_items_matching(&matchers), now));
         }
         Command::Incidents { open_only, reply } => {
             let _ = reply.send(engine.incidents(open_only));

@@ -397,6 +397,7 @@ impl App {
             .map_or_else(chrono::Utc::now, |s| s.now);
         Ok(Effect::PutSilence {
             matchers: matchers.to_vec(),
+            starts: from,
             ends: from + span,
             comment: comment.to_string(),
         })

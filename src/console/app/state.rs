@@ -354,9 +354,11 @@ pub enum Effect {
     PreviewSilence {
         matchers: Vec<String>,
     },
-    /// Make a silence from now to `ends`, as the console's operator.
+    /// Make a silence from `starts` (the engine's now, which a simulated
+    /// run keeps) to `ends`, as the console's operator.
     PutSilence {
         matchers: Vec<String>,
+        starts: DateTime<Utc>,
         ends: DateTime<Utc>,
         comment: String,
     },

@@ -496,6 +496,7 @@ fn silence_like_this_counts_then_asks_for_how_long_and_why() {
     let [
         Effect::PutSilence {
             matchers: made,
+            starts,
             ends,
             comment,
         },
@@ -506,5 +507,5 @@ fn silence_like_this_counts_then_asks_for_how_long_and_why() {
     assert_eq!(made, &matchers);
     assert_eq!(comment, "known api-2 outage");
     let now = app.status.as_ref().map(|s| s.now).unwrap();
-    assert_eq!(*ends - now, chrono::Duration::hours(2));
+    assert_eq!((*starts, *ends - now), (now, chrono::Duration::hours(2)));
 }

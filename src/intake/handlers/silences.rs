@@ -108,13 +108,13 @@ pub(in crate::intake) async fn preview(
         .field(Some("matcher".into())));
     }
     let asked = matchers.clone();
-    let open_items = ask(&state, |reply| Command::SilencePreview {
+    let (open_items, now) = ask(&state, |reply| Command::SilencePreview {
         matchers: asked,
         reply,
     })
     .await?;
     let counted = matchers.clone();
-    let since = Utc::now() - chrono::Duration::days(1);
+    let since = now - chrono::Duration::days(1);
     let last_day = crate::intake::request::read_journal(&state, move |dir| {
         crate::journal::read::seen::count_since(dir, since, |s| {
             let labels = crate::noise::labels(s);
