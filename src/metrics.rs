@@ -103,7 +103,8 @@ impl Tally {
         self.cycle_histogram[slot] += 1;
     }
 
-    fn ratio(n: u64, d: u64) -> Option<f64> {
+    /// `n` of `d`, when there is any `d`.
+    pub fn ratio(n: u64, d: u64) -> Option<f64> {
         (d > 0).then(|| n as f64 / d as f64)
     }
 

@@ -181,10 +181,13 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
             .filter(|f| f.state != FlowState::WaitingHuman && (f.escalated || f.breached))
             .count(),
         quarantined: engine.quarantine().held,
-        noise: Noise {
-            paused: engine.held_off_now().0,
-            flapping: engine.held_off_now().1,
-            held: engine.held_counts(),
+        noise: {
+            let (paused, flapping) = engine.held_off_now();
+            Noise {
+                paused,
+                flapping,
+                held: engine.held_counts(),
+            }
         },
         quarantine: engine
             .quarantine()

@@ -382,25 +382,26 @@ impl App {
     fn read_silence(&self, matchers: &[String], text: &str) -> Result<Effect, String> {
         let text = text.trim();
         let (span, comment) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
-        let span = humantime::parse_duration(span)
-            .ok()
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .filter(|d| *d > chrono::Duration::zero())
-            .ok_or_else(|| format!("{span:?} is not a duration like 30m, 2h or 1d"))?;
+        let span = read_span(span)?;
         let comment = comment.trim();
         if comment.is_empty() {
             return Err("say why after the duration, e.g. `2h database upgrade`".into());
         }
-        let from = self
-            .status
-            .as_ref()
-            .map_or_else(chrono::Utc::now, |s| s.now);
+        let from = self.engine_now();
         Ok(Effect::PutSilence {
             matchers: matchers.to_vec(),
             starts: from,
             ends: from + span,
             comment: comment.to_string(),
         })
+    }
+
+    /// The engine's now, as its last status said (a simulated run keeps
+    /// its own clock).
+    fn engine_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.status
+            .as_ref()
+            .map_or_else(chrono::Utc::now, |s| s.now)
     }
 
     /// "PERSON DURATION" as an override from the engine's now; why not.
@@ -411,15 +412,8 @@ impl App {
                 "{text:?}: write who and for how long, e.g. `emil 4h`"
             ));
         };
-        let span = humantime::parse_duration(span)
-            .ok()
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .filter(|d| *d > chrono::Duration::zero())
-            .ok_or_else(|| format!("{span:?} is not a duration like 30m, 4h or 2d"))?;
-        let from = self
-            .status
-            .as_ref()
-            .map_or_else(chrono::Utc::now, |s| s.now);
+        let span = read_span(span)?;
+        let from = self.engine_now();
         Ok(Effect::SetOverride {
             schedule: schedule.to_string(),
             person: person.to_string(),
@@ -540,4 +534,13 @@ impl App {
             },
         }
     }
+}
+
+/// A dialog's span of time ("30m", "4h", "2d"), longer than nothing.
+fn read_span(text: &str) -> Result<chrono::Duration, String> {
+    humantime::parse_duration(text)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .filter(|d| *d > chrono::Duration::zero())
+        .ok_or_else(|| format!("{text:?} is not a duration like 30m, 4h or 2d"))
 }

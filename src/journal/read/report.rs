@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::{open_existing, sql};
 use crate::journal::JournalError;
+use crate::metrics::Tally;
 
 /// How the flows of one class and option ended.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -79,10 +80,6 @@ fn at(text: Option<String>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(&text?)
         .ok()
         .map(|t| t.with_timezone(&Utc))
-}
-
-fn ratio(n: u64, of: u64) -> Option<f64> {
-    (of > 0).then(|| n as f64 / of as f64)
 }
 
 /// The report over everything journaled at or after `since` (all, without).
@@ -232,7 +229,7 @@ fn read_flows(
     }
     for o in outcomes.values_mut() {
         let n = |k: &str| o.by.get(k).copied().unwrap_or(0);
-        o.good = ratio(n("within_sla"), n("within_sla") + n("late") + n("failed"));
+        o.good = Tally::ratio(n("within_sla"), n("within_sla") + n("late") + n("failed"));
     }
     out.outcomes = outcomes.into_values().collect();
     out.cycle = cycles
@@ -288,7 +285,7 @@ fn read_answers(
         *out.answers.entry(name.to_string()).or_default() += 1;
     }
     let n = |k: &str| out.answers.get(k).copied().unwrap_or(0);
-    out.override_rate = ratio(n("override"), n("approve") + n("override") + n("reject"));
+    out.override_rate = Tally::ratio(n("override"), n("approve") + n("override") + n("reject"));
     Ok(())
 }
 
