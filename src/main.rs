@@ -301,6 +301,11 @@ struct RunArgs {
     /// to learn by then).
     #[arg(long, value_parser = parse_span, default_value = "2h", requires = "ramp")]
     ramp_at: chrono::Duration,
+    /// Who decides, whatever the policy file says: `rules` (the model
+    /// learns beside them), `apprentice` (the rules until the model has
+    /// shown, class by class, that it does better) or `on`.
+    #[arg(long)]
+    model_mode: Option<signalbox::decide::apprentice::ModelMode>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -351,6 +356,7 @@ fn headless(args: &RunArgs) -> Result<()> {
         corrupt_model_at: args.corrupt_model_at,
         restore_model_at: args.restore_model_at,
         ramp_at: args.ramp_at,
+        model_mode: args.model_mode,
     };
     let model = run::run(&options).with_context(|| format!("model run in {}", dir.display()))?;
     let baseline_options = RunOptions {
@@ -379,6 +385,16 @@ fn headless(args: &RunArgs) -> Result<()> {
             "readings": t.body["readings"],
         })).collect::<Vec<_>>(),
     });
+    let switches = signalbox::journal::read::audit_entries(&dir, "model_mode")
+        .with_context(|| format!("reading the apprentice's switches in {}", dir.display()))?;
+    if !switches.is_empty() {
+        report["apprentice"] = serde_json::json!({
+            "switches": switches.iter().map(|t| serde_json::json!({
+                "time": t.time, "class": t.ref_id, "to": t.body["switch"]["to"],
+                "readings": t.body["switch"]["readings"],
+            })).collect::<Vec<_>>(),
+        });
+    }
     if let Some(ramp) = &model.ramp {
         report["ramp"] = run::ramp_report(ramp);
     }

@@ -74,8 +74,20 @@ pub fn starter_with(
     more: impl FnOnce(&mut crate::config::ReviewConfig),
 ) -> crate::engine::Engine {
     let ops = dir.join("ops");
-    crate::deploy::init(&ops).unwrap();
+    init_model_on(&ops);
     open_starter(dir, start, more)
+}
+
+/// `signalbox init` into `ops`, with the model `on` from the first signal
+/// instead of the starter's apprentice mode: these tests are about what the
+/// model's reviews and answers do, which the rules alone would not ask.
+pub fn init_model_on(ops: &std::path::Path) {
+    crate::deploy::init(ops).unwrap();
+    let path = ops.join(crate::deploy::POLICY_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let anchor = "mode = \"apprentice\"";
+    assert!(text.contains(anchor), "the starter is in apprentice mode");
+    std::fs::write(&path, text.replace(anchor, "mode = \"on\"")).unwrap();
 }
 
 /// The starter deployment whose playbook has `line` added to the
@@ -103,7 +115,7 @@ pub fn starter_playbook(
     edit: impl FnOnce(String) -> String,
 ) -> crate::engine::Engine {
     let ops = dir.join("ops");
-    crate::deploy::init(&ops).unwrap();
+    init_model_on(&ops);
     let path = ops.join("playbook.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, edit(text)).unwrap();

@@ -126,6 +126,7 @@ fn status(dir: PathBuf) -> Status {
         model_breaker: None,
         ramp: None,
         ramp_step: None,
+        class_modes: Vec::new(),
         total: Summary {
             signals: 4,
             decisions: 4,

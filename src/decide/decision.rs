@@ -297,6 +297,9 @@ pub struct Decision {
     /// chance of what it did (`propensity` is then their mixture).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<ramp::RampMark>,
+    /// In an apprentice class: who decided, and the other side's pick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apprentice: Option<super::apprentice::ApprenticeMark>,
     /// What policies read (none for a record-only decision, and in records
     /// journaled before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,7 @@
 //! signal, the context and its own model and returns a `Decision` record that
 //! holds everything needed to explain it later. It never does IO.
 
+pub mod apprentice;
 pub mod candidate;
 pub mod celval;
 
@@ -36,6 +37,7 @@ use crate::context::{Context, PolicyView};
 use crate::playbook::Playbook;
 use crate::playbook::steps::StepCatalogue;
 use crate::signal::Signal;
+use apprentice::ModelMode;
 pub use candidate::{Candidate, CandidateFiles};
 use model::Model;
 use policy::{OptionView, PolicyHit, PolicySet, Priority, Role, Verdict};
@@ -57,6 +59,7 @@ struct Ruling {
     /// The policy that took it (the live one, or a ramp's candidate).
     policy_version: String,
     ramp: Option<ramp::RampMark>,
+    apprentice: Option<apprentice::ApprenticeMark>,
 }
 
 /// A journaled decision as a candidate would take it (`Decider::redecide`).
@@ -88,6 +91,8 @@ pub struct Decider {
     pub model_held: bool,
     /// A candidate taking a share of the decisions (a guarded ramp).
     pub ramp: Option<RampArm>,
+    /// The apprentice classes the model has taken over (`apprentice`).
+    pub taken: std::collections::BTreeSet<String>,
 }
 
 /// A ramp's candidate and its coverage, as the engine sets them
@@ -145,6 +150,7 @@ impl Decider {
             rules_version: String::new(),
             shadow: None,
             model_held: false,
+            taken: Default::default(),
             ramp: None,
         }
     }
@@ -220,14 +226,40 @@ impl Decider {
             policy: &policy,
             threshold,
         };
-        let held = self.learning && self.model_held;
+        let mode = self.policy.model_mode(choice.class);
+        let rules_decide = match mode {
+            ModelMode::Rules => true,
+            ModelMode::Apprentice => !self.taken.contains(choice.class),
+            ModelMode::On => false,
+        };
+        let held = self.learning && (self.model_held || rules_decide);
         let learner = (self.learning && !held).then_some(pick::Learner {
             rng: &mut self.rng,
             explore: true,
         });
         let mut pick = ranked.pick(learner);
-        if held {
+        // In an apprentice class, what the side not deciding would pick.
+        let apprentice =
+            (self.learning && !self.model_held && mode == ModelMode::Apprentice).then(|| {
+                let (by, other) = if rules_decide {
+                    let model = ranked.pick(Some(pick::Learner {
+                        rng: &mut self.rng,
+                        explore: false,
+                    }));
+                    (apprentice::Side::Rules, model.proposal)
+                } else {
+                    (apprentice::Side::Model, ranked.pick(None).proposal)
+                };
+                apprentice::ApprenticeMark { by, other }
+            });
+        if self.learning && self.model_held {
             pick.why = format!("model breaker open, {}", pick.why);
+        } else if held {
+            let model = apprentice.as_ref().map_or("", |a| a.other.as_str());
+            pick.why = match mode {
+                ModelMode::Rules => format!("model mode rules, {}", pick.why),
+                _ => format!("apprentice: the model would take `{model}`, {}", pick.why),
+            };
         }
         let branch = case.parent.is_some();
         let features = &case.features;
@@ -271,6 +303,7 @@ impl Decider {
             }),
             policy_version: policy.version.clone(),
             ramp: mark,
+            apprentice,
         };
         self.decision(case, ruling)
     }
@@ -549,6 +582,7 @@ impl Decider {
             input: None,
             policy_version: self.policy.version.clone(),
             ramp: None,
+            apprentice: None,
             pick: pick::Pick {
                 proposal: option,
                 confidence: 1.0,
@@ -626,6 +660,7 @@ impl Decider {
             why: pick.why,
             shadow: ruling.shadow,
             ramp: ruling.ramp,
+            apprentice: ruling.apprentice,
             policy_input: ruling.input,
         }
     }

@@ -7,8 +7,10 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::apprentice::Seen;
 use super::{Engine, EngineEvent, FlowFinished};
 use crate::decide::Decision;
+use crate::decide::apprentice::{Apprentice, ApprenticeLimits};
 use crate::flow::FlowState;
 use crate::journal::{Feedback, Record, read};
 use crate::review::Action;
@@ -69,6 +71,8 @@ pub(super) struct Awaiting {
     flow_label: Option<(f64, DateTime<Utc>)>,
     /// Taken during a guarded ramp: its outcome is a reading of the ramp.
     ramp: Option<Box<crate::decide::ramp::RampMark>>,
+    /// In an apprentice class: its outcome is a reading of who should decide.
+    apprentice: Option<Box<Seen>>,
 }
 
 /// Strings in two allocations (their text, and where each ends) instead
@@ -132,6 +136,8 @@ pub(super) struct Learning {
     pub checkpoint_every: i64,
     /// When flow labels were last gathered (once a simulated minute).
     pub last_sample: Option<DateTime<Utc>>,
+    /// Who decides each apprentice class (`engine::apprentice`).
+    pub apprentice: Apprentice,
 }
 
 impl Learning {
@@ -144,6 +150,7 @@ impl Learning {
             checkpoint_at: 0,
             checkpoint_every: checkpoint_every.max(1),
             last_sample: None,
+            apprentice: Apprentice::new(ApprenticeLimits::default()),
         }
     }
 }
@@ -165,6 +172,7 @@ impl Engine {
                 since: now,
                 flow_label: None,
                 ramp: decision.ramp.clone().map(Box::new),
+                apprentice: Seen::of(decision, option).map(Box::new),
             }),
         );
         self.emit(EngineEvent::Settled {
@@ -215,6 +223,9 @@ impl Engine {
             self.ramp_outcome(mark, within, now);
         }
         let label = if within { 1.0 } else { 0.0 };
+        if let Some(seen) = &awaiting.apprentice {
+            self.apprentice_outcome(seen, label, now);
+        }
         let label = Label::new(&awaiting.option, label, 1.0, "outcome");
         self.feedback(&decision_id, awaiting.features(), label, now);
     }
@@ -238,6 +249,7 @@ impl Engine {
             .map(String::from)
             .unwrap_or_else(|| decision.proposal.clone());
         Some(Awaiting {
+            apprentice: Seen::of(&decision, &option).map(Box::new),
             option: option.into(),
             features: Packed::of(&decision.features),
             since: decision.time,
@@ -255,6 +267,11 @@ impl Engine {
         now: DateTime<Utc>,
     ) {
         let proposal = decision.proposal.as_str();
+        match action {
+            Action::Approve => self.apprentice_answer(decision, proposal),
+            Action::Override { option } => self.apprentice_answer(decision, option),
+            _ => {}
+        }
         let labels: Vec<Label<'_>> = match action {
             Action::Approve => vec![Label::new(proposal, 1.0, PERSON_WEIGHT, "approve")],
             Action::Override { option } => vec![
@@ -375,6 +392,12 @@ impl Engine {
             let Some(a) = self.learning.awaiting.remove(&id) else {
                 continue;
             };
+            // No outcome stated: the flow's own result is the apprentice's
+            // reading (done in its time is within SLA).
+            if let Some(seen) = &a.apprentice {
+                let reward = a.flow_label.map_or(1.0, |(label, _)| label);
+                self.apprentice_outcome(seen, reward, now);
+            }
             let Some((label, _)) = a.flow_label else {
                 continue;
             };

@@ -8,6 +8,7 @@
 //! the `Commit` of the batch holding it has resolved.
 
 mod alerts;
+pub mod apprentice;
 mod batch;
 mod command;
 mod fanout;

@@ -64,6 +64,10 @@ pub struct Overview {
     pub ramp: Option<crate::decide::ramp::RampState>,
     #[serde(default)]
     pub ramp_step: Option<crate::decide::ramp::StepTally>,
+    /// Classes the model does not simply decide (`[model] mode`): who
+    /// decides each now.
+    #[serde(default)]
+    pub class_modes: Vec<super::apprentice::ClassMode>,
     pub total: Summary,
     pub hourly: Vec<Summary>,
     /// The same hours for the rules-only shadow run on the same stream.
@@ -167,6 +171,7 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
         model_breaker: engine.model_breaker().cloned(),
         ramp: engine.ramp().cloned(),
         ramp_step: engine.ramp_step().cloned(),
+        class_modes: engine.class_modes(),
         total: engine.metrics.total.summary(),
         hourly: engine.metrics.hourly(),
         baseline_hourly: Vec::new(),
@@ -217,6 +222,27 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
 pub const FLOWS_SHOWN: usize = 2_000;
 
 impl Overview {
+    /// Who decides, where the model does not simply decide every class:
+    /// "model decides 2 of 5 classes (apprentice)", or none.
+    pub fn deciding(&self) -> Option<String> {
+        use crate::decide::apprentice::{ModelMode, Side};
+        let modes = &self.class_modes;
+        if modes.is_empty() {
+            return None;
+        }
+        let by_model = modes.iter().filter(|c| c.by == Side::Model).count();
+        let apprentice = modes.iter().any(|c| c.mode == ModelMode::Apprentice);
+        let how = if apprentice {
+            "apprentice"
+        } else {
+            "mode rules"
+        };
+        Some(format!(
+            "model decides {by_model} of {} classes ({how})",
+            modes.len()
+        ))
+    }
+
     /// How long a claim holds an item, as a duration (a server's figure
     /// out of range reads as a year at most).
     pub fn claim_expiry(&self) -> chrono::Duration {

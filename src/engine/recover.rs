@@ -99,6 +99,9 @@ impl Engine {
         if let Some(state) = recovered.meta.get(super::watch::BREAKER_KEY) {
             self.resume_breaker(state);
         }
+        if let Some(state) = recovered.meta.get(super::apprentice::APPRENTICE_KEY) {
+            self.resume_apprentice(state);
+        }
         if let Some(state) = recovered.meta.get(super::ramp::RAMP_KEY) {
             self.resume_ramp(state, now);
         }

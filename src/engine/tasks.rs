@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn tasks_over_a_teams_bound_escalate_with_one_notice() {
         let dir = tempfile::tempdir().unwrap();
-        crate::deploy::init(&dir.path().join("ops")).unwrap();
+        crate::testkit::init_model_on(&dir.path().join("ops"));
         let start = Utc::now();
         let mut engine = open_starter_server(dir.path(), start, |s| {
             s.tasks = Some(crate::config::TasksConfig {

@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub restore_model_at: Option<Duration>,
     /// How far into the run the ramp starts.
     pub ramp_at: Duration,
+    /// Who decides, over what the policy file says.
+    pub model_mode: Option<crate::decide::apprentice::ModelMode>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +86,13 @@ pub fn run(options: &RunOptions) -> Result<RunResult, EngineError> {
         ramp: None,
         ..options.candidates.clone()
     };
+    if let Some(mode) = options.model_mode {
+        let mut rules = Engine::shipped_rules(options.policy_file.as_deref())?;
+        if let Some(policy) = std::sync::Arc::get_mut(&mut rules.policy) {
+            policy.set_mode(mode);
+        }
+        config.rules = Some(rules);
+    }
     let engine = Engine::open(config, world, start)?;
     let ramp = match &options.candidates.ramp {
         Some(file) => Some((

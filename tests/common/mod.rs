@@ -163,6 +163,15 @@ pub fn client() -> Client {
 /// `signalbox init DIR`: the starter deployment, written or the test fails.
 pub fn init(dir: &Path) {
     succeeds([std::ffi::OsStr::new("init"), dir.as_os_str()]);
+    // The model `on` from the first signal instead of the starter's
+    // apprentice mode: these tests are about what the model's reviews and
+    // answers do, which the rules alone would not ask.
+    let path = dir.join("policies.toml");
+    let text = std::fs::read_to_string(&path).expect("init wrote policies.toml");
+    let anchor = "mode = \"apprentice\"";
+    assert!(text.contains(anchor), "the starter is in apprentice mode");
+    std::fs::write(&path, text.replace(anchor, "mode = \"on\""))
+        .expect("policies.toml is writable");
 }
 
 /// `signalbox run --headless` for `duration` of seed `seed` at full speed,

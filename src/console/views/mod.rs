@@ -137,8 +137,22 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
             Some(r) => format!(" (ramp {:.0} %)", r.coverage() * 100.0),
             None => String::new(),
         };
+        let apprentice = s
+            .class_modes
+            .iter()
+            .any(|c| c.mode == crate::decide::apprentice::ModelMode::Apprentice);
+        let deciding = if apprentice {
+            let taken = s
+                .class_modes
+                .iter()
+                .filter(|c| c.by == crate::decide::apprentice::Side::Model)
+                .count();
+            format!(" (apprentice {taken}/{})", s.class_modes.len())
+        } else {
+            String::new()
+        };
         let mut v = format!(
-            "model {}{breaker} policy {}{ramping}",
+            "model {}{breaker}{deciding} policy {}{ramping}",
             s.model_version, s.policy_version
         );
         if !s.rules_version.is_empty() {

@@ -298,12 +298,13 @@ fn quality_and_load(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
             .style(theme.muted())
             .data(&baseline),
     ];
+    let title = match status.deciding() {
+        Some(deciding) => format!("outcomes within SLA by hour: model vs rules-only · {deciding}"),
+        None => "outcomes within SLA by hour: model vs rules-only".to_string(),
+    };
     frame.render_widget(
         Chart::new(datasets)
-            .block(titled(
-                "outcomes within SLA by hour: model vs rules-only",
-                theme,
-            ))
+            .block(titled(&title, theme))
             .x_axis(
                 Axis::default()
                     .bounds([0.0, hours - 1.0])

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use super::apprentice::ModelMode;
 use crate::cel_bounded::{Bounded, Budget};
 use crate::playbook::Playbook;
 
@@ -144,6 +145,12 @@ struct ModelSettings {
     explore: f64,
     #[serde(default = "default_min_evidence")]
     min_evidence: f64,
+    /// Who decides: `rules`, `apprentice` or `on` (`decide::apprentice`),
+    /// for every class but those named in `classes`.
+    #[serde(default)]
+    mode: ModelMode,
+    #[serde(default)]
+    classes: BTreeMap<String, ModelMode>,
 }
 
 fn default_min_evidence() -> f64 {
@@ -163,6 +170,8 @@ impl Default for ModelSettings {
             min_margin: default_margin(),
             explore: default_explore(),
             min_evidence: default_min_evidence(),
+            mode: ModelMode::default(),
+            classes: BTreeMap::new(),
         }
     }
 }
@@ -364,6 +373,9 @@ pub struct PolicySet {
     /// Labelled examples (by weight) an option needs before the model may
     /// choose it on its own.
     pub min_evidence: f64,
+    /// How far the model may decide, and per class where it differs.
+    pub mode: ModelMode,
+    modes: BTreeMap<String, ModelMode>,
     rules: Vec<Rule>,
     /// The CEL environment (standard macros), built once: building it per
     /// evaluation was a tenth of the decision time.
@@ -452,6 +464,20 @@ impl PolicySet {
                 });
             }
         }
+        for class in parsed.model.classes.keys() {
+            let classes = playbook
+                .signals
+                .values()
+                .map(|play| &play.class)
+                .chain(playbook.fanouts.values().map(|f| &f.class));
+            if !classes.into_iter().any(|c| c == class) {
+                errors.push(PolicyError::Rule {
+                    file: file.to_string(),
+                    rule: format!("model.classes.{class}"),
+                    error: "names a class no signal type of the playbook is in".into(),
+                });
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -462,6 +488,8 @@ impl PolicySet {
             min_margin: parsed.model.min_margin,
             explore: parsed.model.explore.clamp(0.0, 0.5),
             min_evidence: parsed.model.min_evidence.max(0.0),
+            mode: parsed.model.mode,
+            modes: parsed.model.classes,
             rules,
             env: Arc::new(cel::Env::stdlib()),
             memo: Mutex::new(Memo::default()),
@@ -484,6 +512,24 @@ impl PolicySet {
             .or_else(|| self.thresholds.get("default"))
             .copied()
             .unwrap_or(0.6)
+    }
+
+    /// How far the model may decide this class.
+    pub fn model_mode(&self, class: &str) -> ModelMode {
+        self.modes.get(class).copied().unwrap_or(self.mode)
+    }
+
+    /// Every class decided under `mode` (a run's `--model-mode`).
+    pub fn set_mode(&mut self, mode: ModelMode) {
+        self.mode = mode;
+        self.modes.clear();
+    }
+
+    /// Every mode it sets, per class (and `default`), for people.
+    pub fn model_modes(&self) -> BTreeMap<String, ModelMode> {
+        let mut all = self.modes.clone();
+        all.insert("default".into(), self.mode);
+        all
     }
 
     /// Evaluates every rule for a signal (given as a CEL `signal` value) and

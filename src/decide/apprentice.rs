@@ -1,0 +1,428 @@
+//! Apprentice mode: per decision class, who decides, the rules or the
+//! model, and when that changes. In apprentice mode the rules decide a class
+//! while the model scores every decision beside them and learns from their
+//! outcomes and from people's answers; the model takes the class over only
+//! once, on the class's own outcomes, its off-policy lower bound beats what
+//! the rules did there and it agrees with people often enough; it hands the
+//! class back once the rules' lower bound, read the same way over the
+//! model's own decisions, beats what the model did. Pure: the engine feeds
+//! it each outcome and answer and journals the switches it returns.
+//!
+//! The estimate is doubly robust and paired: over each outcome, the
+//! challenger's doubly robust value (the model's predicted chance for its
+//! pick, corrected by what happened where the two picked alike) minus the
+//! incumbent's observed reward; the challenger wins when the bootstrap's
+//! 5 % quantile of the mean difference (a one-sided 95 % lower bound) is
+//! above zero.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// How far the model may decide a class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelMode {
+    /// The rules decide; the model learns beside them and never takes over.
+    Rules,
+    /// The rules decide until the model has shown it does better.
+    Apprentice,
+    /// The model decides (within policy), from the start.
+    #[default]
+    On,
+}
+
+impl std::str::FromStr for ModelMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ModelMode, String> {
+        match s {
+            "rules" => Ok(ModelMode::Rules),
+            "apprentice" => Ok(ModelMode::Apprentice),
+            "on" => Ok(ModelMode::On),
+            _ => Err(format!(
+                "`{s}` is not a model mode: rules, apprentice or on"
+            )),
+        }
+    }
+}
+
+impl ModelMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelMode::Rules => "rules",
+            ModelMode::Apprentice => "apprentice",
+            ModelMode::On => "on",
+        }
+    }
+}
+
+/// Who decides a class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    #[default]
+    Rules,
+    Model,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Rules => "rules",
+            Side::Model => "model",
+        }
+    }
+
+    fn other(self) -> Side {
+        match self {
+            Side::Rules => Side::Model,
+            Side::Model => Side::Rules,
+        }
+    }
+}
+
+/// On a decision in an apprentice class: who decided it and what the other
+/// side would have picked (the model without exploring).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprenticeMark {
+    pub by: Side,
+    pub other: String,
+}
+
+/// One outcome of an apprentice class's decision, as the estimate reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub by: Side,
+    /// 1 within SLA, 0 not.
+    pub reward: f64,
+    /// Whether the other side would have picked what was done.
+    pub agree: bool,
+    /// The chance the deciding side gave what was done.
+    pub propensity: f64,
+    /// The model's predicted chance of success, at decision time, for what
+    /// was done and for the other side's pick.
+    pub predicted_done: f64,
+    pub predicted_other: f64,
+}
+
+impl Reading {
+    /// The other side's doubly robust value minus the reward observed.
+    fn difference(&self) -> f64 {
+        let weight = if self.agree && self.propensity > 0.0 {
+            1.0 / self.propensity
+        } else {
+            0.0
+        };
+        self.predicted_other + weight * (self.reward - self.predicted_done) - self.reward
+    }
+}
+
+/// Where a class switches.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ApprenticeLimits {
+    /// Outcomes under the rules before the model may take a class over,
+    /// and under the model before it may hand one back (hysteresis: a class
+    /// just taken over is not handed back on its first outcomes).
+    pub min_outcomes: usize,
+    pub min_to_hand_back: usize,
+    /// Outcomes the estimate is read over (the latest).
+    pub window: usize,
+    /// Outcomes between two readings.
+    pub every: usize,
+    /// People's answers the agreement is read over (the latest); below
+    /// `min_answers` of them the agreement is not required.
+    pub answers: usize,
+    pub min_answers: usize,
+    /// The share of people's answers that must be the model's pick for it
+    /// to take a class over.
+    pub min_agreement: f64,
+}
+
+impl Default for ApprenticeLimits {
+    fn default() -> Self {
+        ApprenticeLimits {
+            min_outcomes: 40,
+            min_to_hand_back: 100,
+            window: 600,
+            every: 10,
+            answers: 50,
+            min_answers: 10,
+            min_agreement: 0.5,
+        }
+    }
+}
+
+/// What a switch read: the paired estimate and the agreement.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SwitchReadings {
+    /// The deciding side's observed share within SLA.
+    pub incumbent: f64,
+    /// The challenger's doubly robust share within SLA, and the 90 %
+    /// interval of its difference from the incumbent's.
+    pub challenger: f64,
+    pub difference: [f64; 2],
+    pub outcomes: usize,
+    /// Share of people's answers that were the model's pick.
+    pub agreement: Option<f64>,
+    pub answers: usize,
+}
+
+/// A class changing hands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Switch {
+    pub class: String,
+    pub to: Side,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
+    pub at: DateTime<Utc>,
+    pub readings: SwitchReadings,
+}
+
+impl Switch {
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        let r = &self.readings;
+        let agreement = match r.agreement {
+            Some(a) => format!("agrees with people {:.0} % of {}", a * 100.0, r.answers),
+            None => format!("{} answers from people", r.answers),
+        };
+        let (now, before) = match self.to {
+            Side::Model => ("model", "rules"),
+            Side::Rules => ("rules", "model"),
+        };
+        format!(
+            "{now} take {} over from the {before}: the {now} would reach {:.1} % within SLA \
+             against the {before}' {:.1} % over {} outcomes (difference {:+.1} to {:+.1} points); {agreement}",
+            self.class,
+            r.challenger * 100.0,
+            r.incumbent * 100.0,
+            r.outcomes,
+            r.difference[0] * 100.0,
+            r.difference[1] * 100.0,
+        )
+    }
+}
+
+/// Who decides one class, and the outcomes read since.
+#[derive(Debug, Clone, Default)]
+struct Class {
+    by: Side,
+    since: Option<DateTime<Utc>>,
+    readings: VecDeque<Reading>,
+    answers: VecDeque<bool>,
+    /// Outcomes since the last reading.
+    fresh: usize,
+}
+
+/// The classes the model has taken over, as journaled.
+pub type Journaled = BTreeMap<String, DateTime<Utc>>;
+
+/// Every apprentice class's state.
+#[derive(Debug, Clone, Default)]
+pub struct Apprentice {
+    limits: ApprenticeLimits,
+    classes: BTreeMap<String, Class>,
+    seed: u64,
+}
+
+impl Apprentice {
+    pub fn new(limits: ApprenticeLimits) -> Apprentice {
+        Apprentice {
+            limits,
+            ..Apprentice::default()
+        }
+    }
+
+    /// Who decides `class` now.
+    pub fn deciding(&self, class: &str) -> Side {
+        self.classes.get(class).map_or(Side::Rules, |c| c.by)
+    }
+
+    /// The classes the model decides, with since when.
+    pub fn taken(&self) -> Journaled {
+        self.classes
+            .iter()
+            .filter(|(_, c)| c.by == Side::Model)
+            .map(|(name, c)| (name.clone(), c.since.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Takes the journaled state after a restart: the model decides these
+    /// classes again; their readings start afresh.
+    pub fn resume(&mut self, taken: Journaled) {
+        for (class, since) in taken {
+            let c = self.classes.entry(class).or_default();
+            c.by = Side::Model;
+            c.since = Some(since);
+        }
+    }
+
+    /// A person answered one of the class's decisions: was it the model's pick?
+    pub fn answered(&mut self, class: &str, agreed: bool) {
+        let answers = self.limits.answers;
+        let c = self.classes.entry(class.to_string()).or_default();
+        c.answers.push_back(agreed);
+        while c.answers.len() > answers {
+            c.answers.pop_front();
+        }
+    }
+
+    /// An outcome of one of the class's decisions; a switch when it tips
+    /// the reading.
+    pub fn outcome(&mut self, class: &str, reading: Reading, now: DateTime<Utc>) -> Option<Switch> {
+        let limits = self.limits;
+        let c = self.classes.entry(class.to_string()).or_default();
+        // Decided before the last switch: not the deciding side's.
+        if reading.by != c.by {
+            return None;
+        }
+        c.readings.push_back(reading);
+        while c.readings.len() > limits.window {
+            c.readings.pop_front();
+        }
+        c.fresh += 1;
+        let least = match c.by {
+            Side::Rules => limits.min_outcomes,
+            Side::Model => limits.min_to_hand_back,
+        };
+        if c.readings.len() < least || c.fresh < limits.every {
+            return None;
+        }
+        c.fresh = 0;
+        self.seed = self.seed.wrapping_add(1);
+        let readings = read(c, &limits, self.seed);
+        let challenger = c.by.other();
+        let agreement_holds = challenger == Side::Rules
+            || readings.agreement.is_none_or(|a| a >= limits.min_agreement);
+        if readings.difference[0] <= 0.0 || !agreement_holds {
+            return None;
+        }
+        c.by = challenger;
+        c.since = Some(now);
+        c.readings.clear();
+        Some(Switch {
+            class: class.to_string(),
+            to: challenger,
+            at: now,
+            readings,
+        })
+    }
+}
+
+/// The paired estimate over a class's readings, and people's agreement.
+fn read(c: &Class, limits: &ApprenticeLimits, seed: u64) -> SwitchReadings {
+    let n = c.readings.len();
+    let differences: Vec<f64> = c.readings.iter().map(Reading::difference).collect();
+    let mean = |pick: &mut dyn Iterator<Item = usize>| {
+        let (sum, count) = pick.fold((0.0, 0usize), |(s, k), i| (s + differences[i], k + 1));
+        sum / count.max(1) as f64
+    };
+    let incumbent = c.readings.iter().map(|r| r.reward).sum::<f64>() / n.max(1) as f64;
+    let gain = mean(&mut (0..n));
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut draws: Vec<f64> = (0..crate::decide::estimate::BOOTSTRAP)
+        .map(|_| mean(&mut (0..n).map(|_| rng.random_range(0..n.max(1)))))
+        .collect();
+    draws.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        draws
+            .get(((draws.len().saturating_sub(1)) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let answers = c.answers.len();
+    let agreement = (answers >= limits.min_answers)
+        .then(|| c.answers.iter().filter(|a| **a).count() as f64 / answers as f64);
+    SwitchReadings {
+        incumbent,
+        challenger: incumbent + gain,
+        difference: [at(0.05), at(0.95)],
+        outcomes: n,
+        agreement,
+        answers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-03-31T08:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default()
+    }
+
+    /// Rules decided: the default succeeds `rules` of the time; where the
+    /// model picks otherwise (every other decision) it predicts `model`.
+    fn rules_readings(i: usize, rules: f64, model: f64) -> Reading {
+        let reward = f64::from(u8::from((i * 37 % 100) as f64 / 100.0 < rules));
+        Reading {
+            by: Side::Rules,
+            reward,
+            agree: i.is_multiple_of(2),
+            propensity: 1.0,
+            predicted_done: rules,
+            predicted_other: if i.is_multiple_of(2) { rules } else { model },
+        }
+    }
+
+    #[test]
+    fn the_model_takes_over_only_when_its_lower_bound_beats_the_rules() {
+        let mut a = Apprentice::new(ApprenticeLimits::default());
+        // Predicting no better than the rules: never switches.
+        for i in 0..1_000 {
+            assert_eq!(a.outcome("c", rules_readings(i, 0.6, 0.6), now()), None);
+        }
+        assert_eq!(a.deciding("c"), Side::Rules);
+        // Predicting clearly better where it differs: takes over.
+        let switch = (0..1_000).find_map(|i| a.outcome("c", rules_readings(i, 0.6, 0.9), now()));
+        let switch = switch.expect("the model takes over");
+        assert_eq!((switch.to, a.deciding("c")), (Side::Model, Side::Model));
+        assert!(switch.readings.difference[0] > 0.0, "{switch:?}");
+        assert!(switch.describe().contains("model take c over"));
+        assert_eq!(a.taken().len(), 1);
+    }
+
+    #[test]
+    fn people_disagreeing_keep_the_rules_deciding() {
+        let mut a = Apprentice::new(ApprenticeLimits::default());
+        for _ in 0..10 {
+            a.answered("c", false);
+        }
+        for i in 0..1_000 {
+            assert_eq!(a.outcome("c", rules_readings(i, 0.6, 0.9), now()), None);
+        }
+        // Enough agreement lets it through.
+        for _ in 0..40 {
+            a.answered("c", true);
+        }
+        assert!((0..200).any(|i| a.outcome("c", rules_readings(i, 0.6, 0.9), now()).is_some()));
+    }
+
+    #[test]
+    fn the_model_hands_back_when_the_rules_would_do_better_on_its_own_decisions() {
+        let mut a = Apprentice::new(ApprenticeLimits::default());
+        a.resume([("c".to_string(), now())].into_iter().collect());
+        assert_eq!(a.deciding("c"), Side::Model);
+        // A reading taken before the switch does not count for the model.
+        assert_eq!(a.outcome("c", rules_readings(0, 0.6, 0.9), now()), None);
+        // The model's picks succeed 30 %; the rules would pick otherwise
+        // half the time, predicted 80 %.
+        let model = |i: usize| Reading {
+            by: Side::Model,
+            reward: f64::from(u8::from(i % 10 < 3)),
+            agree: i.is_multiple_of(2),
+            propensity: 0.95,
+            predicted_done: 0.3,
+            predicted_other: if i.is_multiple_of(2) { 0.3 } else { 0.8 },
+        };
+        let switch = (0..1_000).find_map(|i| a.outcome("c", model(i), now()));
+        let switch = switch.expect("the rules take it back");
+        assert_eq!((switch.to, a.deciding("c")), (Side::Rules, Side::Rules));
+        assert!(a.taken().is_empty());
+    }
+}

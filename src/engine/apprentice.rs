@@ -1,0 +1,172 @@
+//! Apprentice mode (`decide::apprentice`), wired in: each settled decision
+//! of an apprentice class keeps who decided it and what the other side
+//! would have picked; its outcome and people's answers are the readings;
+//! when a class changes hands the decider is told, the switch is journaled
+//! (an audit entry, and the classes the model holds as meta for a
+//! restart), announced (a `model` notice) and shown (`Overview::apprentice`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Engine, notices};
+use crate::decide::Decision;
+use crate::decide::apprentice::{Journaled, ModelMode, Reading, Side, Switch};
+use crate::journal::{AuditEntry, Record};
+
+/// The journal meta key holding the classes the model has taken over.
+pub const APPRENTICE_KEY: &str = "apprentice";
+
+/// What an apprentice class's settled decision keeps until its outcome.
+#[derive(Debug, Clone)]
+pub(super) struct Seen {
+    class: Box<str>,
+    by: Side,
+    agree: bool,
+    propensity: f64,
+    predicted_done: f64,
+    predicted_other: f64,
+}
+
+impl Seen {
+    /// For a decision settled on `option`, when its class apprentices.
+    pub(super) fn of(decision: &Decision, option: &str) -> Option<Seen> {
+        let mark = decision.apprentice.as_ref()?;
+        let score = |name: &str| decision.score_of(name).map_or(0.0, |o| o.score);
+        Some(Seen {
+            class: decision.class.as_str().into(),
+            by: mark.by,
+            agree: mark.other == option,
+            // A person's choice, or the side's own pick, counts as certain
+            // unless the model explored.
+            propensity: if option == decision.proposal {
+                decision.propensity
+            } else {
+                1.0
+            },
+            predicted_done: score(option),
+            predicted_other: score(&mark.other),
+        })
+    }
+}
+
+/// Per class, who decides, as the Overview shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassMode {
+    pub class: String,
+    /// As policy sets it.
+    pub mode: ModelMode,
+    /// Who decides now.
+    pub by: Side,
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Engine {
+    /// An apprentice decision's outcome: 1 within SLA, 0 not.
+    pub(super) fn apprentice_outcome(&mut self, seen: &Seen, reward: f64, now: DateTime<Utc>) {
+        if self.decider.policy.model_mode(&seen.class) != ModelMode::Apprentice {
+            return;
+        }
+        let reading = Reading {
+            by: seen.by,
+            reward,
+            agree: seen.agree,
+            propensity: seen.propensity,
+            predicted_done: seen.predicted_done,
+            predicted_other: seen.predicted_other,
+        };
+        if let Some(switch) = self.learning.apprentice.outcome(&seen.class, reading, now) {
+            self.class_switched(switch);
+        }
+    }
+
+    /// A person chose `chosen` on an apprentice decision: was it the model's pick?
+    pub(super) fn apprentice_answer(&mut self, decision: &Decision, chosen: &str) {
+        let Some(mark) = &decision.apprentice else {
+            return;
+        };
+        let model = match mark.by {
+            Side::Rules => &mark.other,
+            Side::Model => &decision.proposal,
+        };
+        self.learning
+            .apprentice
+            .answered(&decision.class, model == chosen);
+    }
+
+    fn class_switched(&mut self, switch: Switch) {
+        let text = switch.describe();
+        tracing::info!(class = %switch.class, to = switch.to.as_str(), "{text}");
+        match switch.to {
+            Side::Model => self.decider.taken.insert(switch.class.clone()),
+            Side::Rules => self.decider.taken.remove(&switch.class),
+        };
+        self.outbox.records.push(Record::Audit(AuditEntry {
+            kind: "model_mode".into(),
+            ref_id: switch.class.clone(),
+            decision_id: String::new(),
+            time: switch.at,
+            body: json!({ "switch": switch, "model": self.decider.model_version() }),
+        }));
+        match serde_json::to_string(&self.learning.apprentice.taken()) {
+            Ok(value) => self.outbox.records.push(Record::Meta {
+                key: APPRENTICE_KEY.into(),
+                value,
+            }),
+            Err(e) => tracing::error!(error = %e, "the apprentice classes could not be kept"),
+        }
+        self.notice(notices::Notice {
+            event: "model",
+            text,
+            reference: switch.class.clone(),
+            subject: format!("class/{}", switch.class),
+            time: switch.at,
+        });
+    }
+
+    /// Takes the journaled classes the model holds after a restart.
+    pub(super) fn resume_apprentice(&mut self, journaled: &str) {
+        match serde_json::from_str::<Journaled>(journaled) {
+            Ok(taken) => {
+                self.decider.taken = taken.keys().cloned().collect();
+                self.learning.apprentice.resume(taken);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the journaled apprentice classes are unreadable: the rules decide them")
+            }
+        }
+    }
+
+    /// Every class of the playbook that is not `on`, with who decides it.
+    pub fn class_modes(&self) -> Vec<ClassMode> {
+        let playbook = &self.decider.playbook;
+        let classes: std::collections::BTreeSet<&str> = playbook
+            .signals
+            .values()
+            .map(|p| p.class.as_str())
+            .chain(playbook.fanouts.values().map(|f| f.class.as_str()))
+            .filter(|c| !matches!(*c, "context" | "unrecognised"))
+            .collect();
+        let taken = self.learning.apprentice.taken();
+        classes
+            .into_iter()
+            .filter_map(|class| {
+                let mode = self.decider.policy.model_mode(class);
+                let since = taken.get(class).copied();
+                let by = match mode {
+                    ModelMode::On => return None,
+                    ModelMode::Rules => Side::Rules,
+                    ModelMode::Apprentice if since.is_some() => Side::Model,
+                    ModelMode::Apprentice => Side::Rules,
+                };
+                Some(ClassMode {
+                    class: class.to_string(),
+                    mode,
+                    by,
+                    since,
+                })
+            })
+            .collect()
+    }
+}
