@@ -170,3 +170,79 @@ impl Engine {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::Duration;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use crate::decide::apprentice::{ModelMode, Side};
+    use crate::engine::Engine;
+    use crate::sim::run::{RunOptions, run};
+
+    /// Six simulated hours of Northwind in apprentice mode: the model takes
+    /// a class over on its outcomes, every switch is journaled with the
+    /// readings that made it, and a restart keeps the classes it holds.
+    #[test]
+    fn the_model_takes_a_class_over_on_a_simulated_run_and_keeps_it_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("run");
+        let options = RunOptions {
+            seed: 1,
+            duration: Duration::hours(6),
+            speed: None,
+            data_dir: data.clone(),
+            learning: true,
+            policy_file: None,
+            candidates: Default::default(),
+            corrupt_model_at: None,
+            restore_model_at: None,
+            ramp_at: Duration::hours(2),
+            model_mode: Some(ModelMode::Apprentice),
+        };
+        run(&options).unwrap();
+        let switches = crate::journal::read::audit_entries(&data, "model_mode").unwrap();
+        assert!(
+            switches.iter().any(|s| s.body["switch"]["to"] == "model"),
+            "{switches:?}"
+        );
+        for s in &switches {
+            let low = s.body["switch"]["readings"]["difference"][0].as_f64();
+            assert!(low.is_some_and(|l| l > 0.0), "{}", s.body);
+        }
+        // Who holds each class after the last switch.
+        let mut expected = std::collections::BTreeSet::new();
+        for s in &switches {
+            match s.body["switch"]["to"].as_str() {
+                Some("model") => expected.insert(s.ref_id.clone()),
+                _ => expected.remove(&s.ref_id),
+            };
+        }
+        let mut rules = Engine::shipped_rules(None).unwrap();
+        Arc::get_mut(&mut rules.policy)
+            .unwrap()
+            .set_mode(ModelMode::Apprentice);
+        let mut config = crate::sim::engine_config(&data, 1);
+        config.rules = Some(rules);
+        let start = crate::sim::default_start();
+        let world = crate::sim::world::northwind(&mut ChaCha8Rng::seed_from_u64(1), start);
+        let now = start + Duration::hours(6);
+        let engine = Engine::open(config, world, now).unwrap();
+        let held: std::collections::BTreeSet<String> = engine
+            .class_modes()
+            .into_iter()
+            .filter(|c| c.by == Side::Model)
+            .map(|c| c.class)
+            .collect();
+        assert_eq!(held, expected);
+        let overview = crate::engine::overview::status(&engine, now);
+        let deciding = overview.deciding().unwrap_or_default();
+        assert!(
+            deciding.starts_with(&format!("model decides {} of ", expected.len())),
+            "{deciding}"
+        );
+    }
+}

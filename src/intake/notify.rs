@@ -45,8 +45,9 @@ pub enum NotifyError {
 }
 
 /// The events a receiver may ask for.
-pub const NOTIFY_EVENTS: [&str; 9] = [
+pub const NOTIFY_EVENTS: [&str; 10] = [
     "escalation",
+    "model",
     "sla_breach",
     "quarantine",
     "breaker",
