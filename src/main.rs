@@ -199,6 +199,9 @@ enum Command {
         /// "12h") or a time (RFC 3339).
         #[arg(long)]
         since: Option<String>,
+        /// Only this team's flows (a step for it), pages, people and load.
+        #[arg(long)]
+        team: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -584,10 +587,11 @@ fn main() -> ExitCode {
         Some(Command::Report {
             journal,
             since,
+            team,
             json,
-        }) => journal
-            .place()
-            .and_then(|place| cmd::journal::report_cmd(&place, since.as_deref(), json)),
+        }) => journal.place().and_then(|place| {
+            cmd::journal::report_cmd(&place, since.as_deref(), team.as_deref(), json)
+        }),
         Some(Command::Oncall {
             journal,
             team,

@@ -365,7 +365,12 @@ impl Drop for Scratch {
 }
 
 /// `signalbox report`: the measures of the operation from its journal.
-pub(crate) fn report_cmd(place: &JournalPlace, since: Option<&str>, json: bool) -> Result<()> {
+pub(crate) fn report_cmd(
+    place: &JournalPlace,
+    since: Option<&str>,
+    team: Option<&str>,
+    json: bool,
+) -> Result<()> {
     use signalbox::journal::read::report;
     let since = since
         .map(|text| {
@@ -384,7 +389,7 @@ pub(crate) fn report_cmd(place: &JournalPlace, since: Option<&str>, json: bool) 
                 })
         })
         .transpose()?;
-    let r = report::report(&place.dir, since)
+    let r = report::report_for(&place.dir, since, team)
         .with_context(|| format!("reading the journal in {}", place.dir.display()))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -258,7 +258,10 @@ impl Decider {
             let model = apprentice.as_ref().map_or("", |a| a.other.as_str());
             pick.why = match mode {
                 ModelMode::Rules => format!("model mode rules, {}", pick.why),
-                _ => format!("apprentice: the model would take `{model}`, {}", pick.why),
+                _ => format!(
+                    "apprentice, the rules decide (the model would take `{model}`): {}",
+                    pick.why
+                ),
             };
         }
         let branch = case.parent.is_some();

@@ -299,7 +299,7 @@ fn quality_and_load(frame: &mut Frame, row: Rect, app: &App, status: &Status) {
             .data(&baseline),
     ];
     let title = match status.deciding() {
-        Some(deciding) => format!("outcomes within SLA by hour: model vs rules-only · {deciding}"),
+        Some(deciding) => format!("within SLA by hour · {deciding}"),
         None => "outcomes within SLA by hour: model vs rules-only".to_string(),
     };
     frame.render_widget(

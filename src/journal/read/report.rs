@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use rusqlite::params;
 use serde::Serialize;
 
@@ -38,6 +38,21 @@ pub struct Cycle {
     pub p50_minutes: f64,
     pub p95_minutes: f64,
 }
+
+/// One person's notifications: in all, per week over the span read, and
+/// at night (22:00 to 07:00 where their team's schedule keeps time; UTC
+/// without one).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PersonLoad {
+    pub person: String,
+    pub team: String,
+    pub notifications: u64,
+    pub per_week: f64,
+    pub at_night: u64,
+}
+
+/// Local hours counted as night: from 22:00, until 07:00.
+const NIGHT: (u32, u32) = (22, 7);
 
 /// Pages of one escalation policy.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -71,6 +86,14 @@ pub struct Report {
     pub paging_by_service: Vec<Paging>,
     /// Notifications sent to each person.
     pub notified: BTreeMap<String, u64>,
+    /// Each person's notifications per week and at night.
+    pub people: Vec<PersonLoad>,
+    /// The classes the model has taken over in apprentice mode, now, with
+    /// since when (every other class is decided as policy's mode says).
+    pub model_decides: BTreeMap<String, DateTime<Utc>>,
+    /// The team the report is narrowed to (`--team`): its flows (a step
+    /// for it), its pages, its people and its utilization.
+    pub team: Option<String>,
     /// Each team's mean load against its capacity over the journal's life
     /// (the engine's sampled figures; none with `--since`).
     pub utilization: BTreeMap<String, f64>,
@@ -84,10 +107,20 @@ fn at(text: Option<String>) -> Option<DateTime<Utc>> {
 
 /// The report over everything journaled at or after `since` (all, without).
 pub fn report(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Report, JournalError> {
+    report_for(dir, since, None)
+}
+
+/// The report at or after `since`, narrowed to `team` if given.
+pub fn report_for(
+    dir: &Path,
+    since: Option<DateTime<Utc>>,
+    team: Option<&str>,
+) -> Result<Report, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let after = since.map(|t| t.to_rfc3339()).unwrap_or_default();
     let mut out = Report {
         since,
+        team: team.map(String::from),
         ..Report::default()
     };
     // The whole journal's decisions by mode are the engine's own running
@@ -103,6 +136,18 @@ pub fn report(dir: &Path, since: Option<DateTime<Utc>>) -> Result<Report, Journa
     read_flows(&conn, &path, &after, &mut out)?;
     read_answers(&conn, &path, &after, &mut out)?;
     read_pages(&conn, &path, since, &mut out)?;
+    out.model_decides = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            params![crate::engine::apprentice::APPRENTICE_KEY],
+            |r| r.get::<_, String>(0),
+        )
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    if let Some(team) = team {
+        out.utilization.retain(|t, _| t == team);
+    }
     out.quarantined = conn
         .query_row(
             "SELECT count(*) FROM quarantine WHERE time >= ?1",
@@ -188,10 +233,12 @@ fn read_flows(
                     json_extract(body, '$.signal_type'), json_extract(body, '$.created'),
                     json_extract(body, '$.finished'), json_extract(body, '$.outcome'),
                     json_extract(body, '$.escalated')
-             FROM flows WHERE json_extract(body, '$.created') >= ?1",
+             FROM flows WHERE json_extract(body, '$.created') >= ?1
+               AND (?2 IS NULL OR EXISTS (SELECT 1 FROM json_each(body, '$.steps')
+                    WHERE json_extract(value, '$.assignee.team') = ?2))",
         )
         .map_err(sql(path))?;
-    let mut rows = stmt.query(params![after]).map_err(sql(path))?;
+    let mut rows = stmt.query(params![after, out.team]).map_err(sql(path))?;
     let mut outcomes: BTreeMap<(String, String), Outcomes> = BTreeMap::new();
     let mut cycles: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     while let Some(r) = rows.next().map_err(sql(path))? {
@@ -297,12 +344,19 @@ fn read_pages(
     since: Option<DateTime<Utc>>,
     out: &mut Report,
 ) -> Result<(), JournalError> {
+    let roster = super::roster(path.parent().unwrap_or(path)).ok().flatten();
     // The team whose policy each policy is.
-    let team_of: BTreeMap<String, String> = super::roster(path.parent().unwrap_or(path))
-        .ok()
-        .flatten()
-        .map(|r| r.team_policies.into_iter().map(|(t, p)| (p, t)).collect())
+    let team_of: BTreeMap<String, String> = roster
+        .as_ref()
+        .map(|r| {
+            r.team_policies
+                .iter()
+                .map(|(t, p)| (p.clone(), t.clone()))
+                .collect()
+        })
         .unwrap_or_default();
+    let mut at_night: BTreeMap<String, u64> = BTreeMap::new();
+    let mut span: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
     let mut stmt = conn.prepare("SELECT body FROM pages").map_err(sql(path))?;
     let mut rows = stmt.query([]).map_err(sql(path))?;
     let (mut policies, mut teams, mut services) = (Sums::new(), Sums::new(), Sums::new());
@@ -315,20 +369,66 @@ fn read_pages(
         if since.is_some_and(|s| page.opened < s) {
             continue;
         }
-        count_page(&mut policies, &page.policy, &page);
         let team = team_of.get(&page.policy).unwrap_or(&page.policy);
+        if out.team.as_ref().is_some_and(|t| t != team) {
+            continue;
+        }
+        count_page(&mut policies, &page.policy, &page);
         count_page(&mut teams, team, &page);
         if let Some(service) = page.subject.strip_prefix("service/") {
             count_page(&mut services, service, &page);
         }
         for a in &page.attempts {
             *out.notified.entry(a.person.clone()).or_default() += 1;
+            let zone = zone_of(roster.as_ref(), &a.person);
+            let hour = a.at.with_timezone(&zone).hour();
+            let night = hour >= NIGHT.0 || hour < NIGHT.1;
+            *at_night.entry(a.person.clone()).or_default() += u64::from(night);
+            span = Some(match span {
+                None => (a.at, a.at),
+                Some((first, last)) => (first.min(a.at), last.max(a.at)),
+            });
         }
     }
+    // Per week over the span read (a week at least: a day's pages are not
+    // scaled up to a week's).
+    let weeks = span.map_or(1.0, |(first, last)| {
+        let from = since.map_or(first, |s| s.min(first));
+        ((last - from).num_seconds() as f64 / (7.0 * 86_400.0)).max(1.0)
+    });
+    out.people = out
+        .notified
+        .iter()
+        .map(|(person, &n)| PersonLoad {
+            person: person.clone(),
+            team: roster
+                .as_ref()
+                .and_then(|r| r.people.get(person))
+                .map(|p| p.team.clone())
+                .unwrap_or_default(),
+            notifications: n,
+            per_week: n as f64 / weeks,
+            at_night: at_night.get(person).copied().unwrap_or(0),
+        })
+        .collect();
     out.paging = means(policies);
     out.paging_by_team = means(teams);
     out.paging_by_service = means(services);
     Ok(())
+}
+
+/// The time zone a person's night is read in: their team's first
+/// schedule's, UTC without one.
+fn zone_of(roster: Option<&crate::paging::Roster>, person: &str) -> chrono_tz::Tz {
+    let Some(roster) = roster else {
+        return chrono_tz::UTC;
+    };
+    let team = roster.people.get(person).map(|p| p.team.as_str());
+    roster
+        .schedules
+        .values()
+        .find(|s| Some(s.team.as_str()) == team)
+        .map_or(chrono_tz::UTC, |s| s.timezone)
 }
 
 /// A row's count, and its sums of seconds to acknowledge and to resolve.
@@ -375,9 +475,15 @@ pub fn render(r: &Report) -> String {
         }
     };
     let mut s = match r.since {
-        Some(t) => format!("since {}\n", t.format("%Y-%m-%d %H:%M UTC")),
-        None => "the whole journal\n".to_string(),
+        Some(t) => format!("since {}", t.format("%Y-%m-%d %H:%M UTC")),
+        None => "the whole journal".to_string(),
     };
+    match &r.team {
+        Some(team) => s.push_str(&format!(
+            ", team {team} (its flows, pages, people and load; decisions and answers of all)\n"
+        )),
+        None => s.push('\n'),
+    }
     s.push_str(&format!("decisions of signals: {}\n", list(&r.decisions)));
     s.push_str("decision quality (how flows ended):\n");
     for o in &r.outcomes {
@@ -438,9 +544,86 @@ pub fn render(r: &Report) -> String {
             teams.join(" · ")
         ));
     }
-    s.push_str(&format!(
-        "notifications per person: {}\n",
-        list(&r.notified)
-    ));
+    s.push_str("notifications per person:\n");
+    for p in &r.people {
+        s.push_str(&format!(
+            "  {:<20} {:<14} {:>5} in all, {:.1} a week, {} at night\n",
+            p.person, p.team, p.notifications, p.per_week, p.at_night
+        ));
+    }
+    if !r.model_decides.is_empty() {
+        s.push_str(&format!(
+            "apprentice mode: the model decides {} (each switch: `model_mode` in the audit)\n",
+            r.model_decides
+                .iter()
+                .map(|(c, since)| format!("{c} since {}", since.format("%Y-%m-%d %H:%M")))
+                .collect::<Vec<_>>()
+                .join(" · ")
+        ));
+    }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use crate::signal::Severity;
+    use crate::testkit::{alert, starter};
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// Two critical alerts page the SRE on call, one at 03:00 in Berlin
+    /// (night where their schedule keeps time) and one at 15:00; the
+    /// report counts each person's notifications, per week and at night,
+    /// and `--team` narrows it to the team's flows, pages and people.
+    #[test]
+    fn pages_per_person_read_per_week_and_at_night_and_narrow_to_a_team() {
+        let dir = tempfile::tempdir().unwrap();
+        // 02:00 UTC is 03:00 in Berlin in winter.
+        let night = utc("2026-12-07T02:00:00Z");
+        let day = utc("2026-12-07T14:00:00Z");
+        let mut engine = starter(dir.path(), night);
+        for (id, fp, at) in [("c1", "f1", night), ("c2", "f2", day)] {
+            let mut a = alert(id, "alert.firing", fp, "api", at);
+            a.severity = Some(Severity::Critical);
+            engine.ingest(a, at);
+            engine.tick(at);
+            engine.tick(at + Duration::seconds(1));
+        }
+        engine.flush().unwrap().wait().unwrap();
+        let data = dir.path().join("data");
+        let r = super::report(&data, None).unwrap();
+        let first = r.people.first().expect("someone was notified");
+        assert_eq!(first.team, "sre", "{r:?}");
+        let all: u64 = r.people.iter().map(|p| p.notifications).sum();
+        let nights: u64 = r.people.iter().map(|p| p.at_night).sum();
+        assert!(all >= 2, "{:?}", r.people);
+        // The night's page went to one person once; the day's are by day.
+        assert_eq!(nights, 1, "{:?}", r.people);
+        // Under a week read: a week's worth is what was sent.
+        assert!(
+            r.people
+                .iter()
+                .all(|p| p.per_week == p.notifications as f64)
+        );
+        let text = super::render(&r);
+        assert!(text.contains("a week"), "{text}");
+        let sre = super::report_for(&data, None, Some("sre")).unwrap();
+        assert_eq!(sre.team.as_deref(), Some("sre"));
+        assert_eq!(sre.paging_by_team.len(), 1);
+        assert!(
+            sre.outcomes.iter().all(|o| o.class == "incident"),
+            "{:?}",
+            sre.outcomes
+        );
+        let support = super::report_for(&data, None, Some("support")).unwrap();
+        assert!(support.people.is_empty() && support.paging.is_empty());
+        assert!(support.outcomes.is_empty(), "{:?}", support.outcomes);
+        assert!(super::render(&support).contains("team support"));
+    }
 }
