@@ -25,9 +25,6 @@ use crate::flow::TaskAction;
 use crate::review::{Action, ReviewItem, ReviewRow};
 use crate::signal::Signal;
 
-/// Decisions of the past an attached console starts with.
-const HISTORY: usize = 200;
-
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -122,20 +119,31 @@ impl Remote {
         Ok((state, began.elapsed()))
     }
 
-    /// The last decisions and their signals as events, oldest first
-    /// (`GET /v1/history`); none if the server cannot say (an older one).
-    fn history(&self) -> Option<Vec<EngineEvent>> {
+    /// The last decisions (before decision `before`, if given) and their
+    /// signals as events, oldest first (`GET /v1/history`), and whether
+    /// the server has more before them.
+    fn history(&self, before: Option<&str>) -> Result<(Vec<EngineEvent>, bool), String> {
+        let mut path = format!("/v1/history?limit={}", super::backend::HISTORY_PAGE);
+        if let Some(before) = before {
+            let before =
+                percent_encoding::utf8_percent_encode(before, percent_encoding::NON_ALPHANUMERIC);
+            path.push_str(&format!("&before={before}"));
+        }
         let response = self
-            .get(&format!("/v1/history?limit={HISTORY}"))
+            .get(&path)
             .timeout(Duration::from_secs(30))
             .send()
-            .ok()?;
+            .map_err(|e| e.to_string())?;
         if !response.status().is_success() {
-            return None;
+            return Err(format!("GET {path}: {}", response.status()));
         }
-        let v: Value = response.json().ok()?;
+        let v: Value = response.json().map_err(|e| format!("GET {path}: {e}"))?;
         let mut out = Vec::new();
-        for item in v["history"].as_array()? {
+        let items = v["history"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for item in items {
             if let Ok(signal) = serde_json::from_value::<Signal>(item["signal"].clone()) {
                 out.push(EngineEvent::Signal {
                     signal: Arc::new(signal),
@@ -149,7 +157,7 @@ impl Remote {
                 }
             }
         }
-        Some(out)
+        Ok((out, v["next"].is_string()))
     }
 
     /// One `GET /v1/state` page.
@@ -344,6 +352,9 @@ impl Backend for Remote {
                 Message::Acted(answer)
             }),
             Request::Explain { decision_id } => Box::new(move || remote.explain(&decision_id)),
+            Request::History { before } => {
+                Box::new(move || Message::Older(remote.history(Some(&before))))
+            }
         }
     }
 }
@@ -417,7 +428,7 @@ fn follow(remote: &Remote, feed: &Feed, stop: &AtomicBool) {
                     // The recent past, once, before the stream goes on
                     // from now: the Audit and Signals views start with it.
                     if first
-                        && let Some(past) = remote.history()
+                        && let Ok((past, _)) = remote.history(None)
                         && feed.events(past).is_err()
                     {
                         return;

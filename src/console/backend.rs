@@ -54,6 +54,8 @@ pub enum Request {
         ends: chrono::DateTime<chrono::Utc>,
         comment: String,
     },
+    /// The decisions (and their signals) journaled before `before`.
+    History { before: String },
     /// Put `person` on call on `schedule` for a while.
     SetOverride {
         schedule: String,
@@ -96,6 +98,7 @@ impl Request {
                 note,
             },
             Effect::Explain { decision_id } => Request::Explain { decision_id },
+            Effect::OlderHistory { before } => Request::History { before },
             Effect::Ramp { call, note } => Request::Ramp { call, note },
             Effect::PageAct { page_id, action } => Request::PageAct { page_id, action },
             Effect::ResolveIncident { incident_id } => Request::ResolveIncident { incident_id },
@@ -126,6 +129,28 @@ impl Request {
             other => return Err(other),
         })
     }
+}
+
+/// Decisions in one page of history.
+pub const HISTORY_PAGE: usize = 200;
+
+/// A page of history as the events the console folds: each decision
+/// after its signal, oldest first.
+pub fn history_events(
+    past: Vec<(Option<crate::signal::Signal>, crate::decide::Decision)>,
+) -> Vec<crate::engine::EngineEvent> {
+    use crate::engine::EngineEvent;
+    let mut out = Vec::with_capacity(past.len() * 2);
+    for (signal, decision) in past {
+        if let Some(signal) = signal {
+            out.push(EngineEvent::Signal {
+                signal: std::sync::Arc::new(signal),
+                duplicate: false,
+            });
+        }
+        out.push(EngineEvent::Decision(std::sync::Arc::new(decision)));
+    }
+    out
 }
 
 /// What answers a request, run on the worker.
@@ -217,6 +242,20 @@ impl Backend for Embedded {
             Request::Explain { decision_id } => {
                 let dir = self.data_dir.clone();
                 Box::new(move || explain(&dir, decision_id))
+            }
+            Request::History { before } => {
+                let dir = self.data_dir.clone();
+                Box::new(move || {
+                    let page =
+                        crate::journal::read::history(&dir, HISTORY_PAGE as i64, Some(&before));
+                    Message::Older(
+                        page.map(|past| {
+                            let more = past.len() == HISTORY_PAGE;
+                            (history_events(past), more)
+                        })
+                        .map_err(|e| e.to_string()),
+                    )
+                })
             }
             Request::PageAct { page_id, action } => {
                 let (reply, rx) = oneshot::channel();

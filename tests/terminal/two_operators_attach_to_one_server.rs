@@ -178,8 +178,22 @@ fn an_operator_and_a_lead_share_one_server_through_a_restart() {
         );
     }
 
+    // More than one page of history (200 decisions) before the late
+    // console comes: context-only signals, each a recorded decision.
+    for i in 0..200 {
+        post(
+            port,
+            event(
+                &format!("h{i}"),
+                "health.changed",
+                "service/erp",
+                json!({"service": "erp", "health": "up"}),
+            ),
+        );
+    }
     // A console attached now starts with the past: its Audit view shows
-    // the decisions made before it came (and before the restart).
+    // the decisions made before it came (and before the restart), a page
+    // at a time as it scrolls back.
     let late = format!("sbx-late-{pid}");
     let _late = Sessions(vec![late.clone()]);
     let cmd = format!(
@@ -196,8 +210,22 @@ fn an_operator_and_a_lead_share_one_server_through_a_restart() {
     tmux(&late, &["send-keys", "-t", &late, ":audit", "Enter"]);
     wait_for(
         &late,
+        |s| s.contains("D0000203") && !s.contains("D0000003"),
+        "the last page of decisions made before it attached",
+    );
+    // Scrolling past its last row reads the page before; the first
+    // decisions are then at the bottom.
+    tmux(&late, &["send-keys", "-t", &late, "End"]);
+    wait_for(
+        &late,
+        |s| s.contains("older decisions (the journal's beginning)"),
+        "the page before, to the beginning",
+    );
+    tmux(&late, &["send-keys", "-t", &late, "End"]);
+    wait_for(
+        &late,
         |s| s.contains("D0000001") && s.contains("D0000002") && s.contains("D0000003"),
-        "the decisions made before it attached",
+        "the decisions made first",
     );
     drop(served);
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::super::feed::{Pending, ReviewChange};
 use super::super::link::{Link, LinkState, Update};
 use super::{
-    App, AuditRow, ChangeRow, FlowRow, MAX_CHANGES, MAX_DECISIONS, MAX_FLOWS, MAX_SIGNALS,
+    App, AuditRow, ChangeRow, Effect, FlowRow, MAX_CHANGES, MAX_DECISIONS, MAX_FLOWS, MAX_SIGNALS,
     SignalRow, View,
 };
 use crate::decide::Decision;
@@ -164,32 +164,7 @@ impl App {
     }
 
     fn push_signal(&mut self, signal: Arc<Signal>, duplicate: bool) {
-        let summary = signal
-            .data_str("text")
-            .or_else(|| signal.data_str("summary"))
-            .map(String::from)
-            .unwrap_or_else(|| match &signal.data {
-                serde_json::Value::Object(map) => map
-                    .iter()
-                    .take(3)
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                serde_json::Value::String(text) => text.chars().take(80).collect(),
-                serde_json::Value::Null => String::new(),
-                other => other.to_string().chars().take(80).collect(),
-            });
-        self.signals.push_front(SignalRow {
-            id: signal.id.clone(),
-            time: signal.time,
-            kind: signal.kind.clone(),
-            subject: signal.subject.clone(),
-            source: signal.source.clone(),
-            severity: signal.severity.map(|s| s.as_str().to_string()),
-            summary,
-            duplicate,
-            signal,
-        });
+        self.signals.push_front(signal_row(signal, duplicate));
         if self.signals.len() > MAX_SIGNALS {
             self.signals.pop_back();
         }
@@ -281,6 +256,61 @@ impl App {
         }
     }
 
+    /// Asks for the page of history before the oldest decision shown, when
+    /// the selection has reached the last row of Audit or Signals (once at
+    /// a time, until the journal's beginning, within what the views keep).
+    pub(super) fn older_wanted(&mut self) -> Option<Effect> {
+        if !matches!(self.view, View::Audit | View::Signals)
+            || self.older.asked
+            || self.older.exhausted
+            || self.audit.len() >= MAX_DECISIONS
+        {
+            return None;
+        }
+        let n = self.rows(self.view).len();
+        let at = self.tables.get(&self.view).map_or(0, |t| t.selected);
+        if n == 0 || at + 1 < n {
+            return None;
+        }
+        let before = self.audit.back()?.id.clone();
+        self.older.asked = true;
+        self.status_line = Some((format!("reading the history before {before}…"), false));
+        Some(Effect::OlderHistory { before })
+    }
+
+    /// A page of older history: its rows go below those shown, oldest last.
+    pub(super) fn older(&mut self, page: Result<(Vec<EngineEvent>, bool), String>) {
+        self.older.asked = false;
+        let (events, more) = match page {
+            Ok(page) => page,
+            Err(why) => {
+                self.status_line = Some((format!("history: {why}"), true));
+                return;
+            }
+        };
+        self.older.exhausted = !more;
+        let mut decisions = 0;
+        for event in events.into_iter().rev() {
+            match event {
+                EngineEvent::Signal { signal, duplicate } if self.signals.len() < MAX_SIGNALS => {
+                    self.signals.push_back(signal_row(signal, duplicate));
+                }
+                EngineEvent::Decision(d) if self.audit.len() < MAX_DECISIONS => {
+                    // Not indexed: a row this old is not updated in place.
+                    self.audit.push_back(audit_row(&d));
+                    decisions += 1;
+                }
+                _ => {}
+            }
+        }
+        let end = if more {
+            ""
+        } else {
+            " (the journal's beginning)"
+        };
+        self.status_line = Some((format!("{decisions} older decisions{end}"), false));
+    }
+
     /// The audit row of a decision, found through the index.
     fn audit_row_mut(&mut self, decision_id: &str) -> Option<&mut AuditRow> {
         let seq = *self.audit_index.get(decision_id)?;
@@ -293,21 +323,7 @@ impl App {
             self.changes.push_front(change);
             self.changes.truncate(MAX_CHANGES);
         }
-        self.audit.push_front(AuditRow {
-            id: d.id.clone(),
-            time: d.time,
-            kind: d.signal_type.clone(),
-            subject: d.subject.clone(),
-            mode: d.mode.as_str().to_string(),
-            proposal: d.proposal.clone(),
-            confidence: d.confidence,
-            actor: if d.mode.as_str() == "review" {
-                String::new()
-            } else {
-                "signalbox".into()
-            },
-            outcome: String::new(),
-        });
+        self.audit.push_front(audit_row(d));
         self.audit_index.insert(d.id.clone(), self.audit_seq);
         self.audit_seq += 1;
         if self.audit.len() > MAX_DECISIONS
@@ -417,5 +433,54 @@ fn merge<T: Ord>(out: &mut Vec<T>, a: impl ExactSizeIterator<Item = T>, b: Vec<T
             (None, None) => return,
         };
         out.extend(if take_a { a.next() } else { b.next() });
+    }
+}
+
+/// A signal's row in the Signals view.
+fn signal_row(signal: Arc<Signal>, duplicate: bool) -> SignalRow {
+    let summary = signal
+        .data_str("text")
+        .or_else(|| signal.data_str("summary"))
+        .map(String::from)
+        .unwrap_or_else(|| match &signal.data {
+            serde_json::Value::Object(map) => map
+                .iter()
+                .take(3)
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            serde_json::Value::String(text) => text.chars().take(80).collect(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string().chars().take(80).collect(),
+        });
+    SignalRow {
+        id: signal.id.clone(),
+        time: signal.time,
+        kind: signal.kind.clone(),
+        subject: signal.subject.clone(),
+        source: signal.source.clone(),
+        severity: signal.severity.map(|s| s.as_str().to_string()),
+        summary,
+        duplicate,
+        signal,
+    }
+}
+
+/// A decision's row in the Audit view.
+fn audit_row(d: &Decision) -> AuditRow {
+    AuditRow {
+        id: d.id.clone(),
+        time: d.time,
+        kind: d.signal_type.clone(),
+        subject: d.subject.clone(),
+        mode: d.mode.as_str().to_string(),
+        proposal: d.proposal.clone(),
+        confidence: d.confidence,
+        actor: if d.mode.as_str() == "review" {
+            String::new()
+        } else {
+            "signalbox".into()
+        },
+        outcome: String::new(),
     }
 }

@@ -194,11 +194,17 @@ impl App {
                 self.go(VIEWS[j].0);
             }
             KeyAction::Up => self.move_selection(-1),
-            KeyAction::Down => self.move_selection(1),
+            KeyAction::Down | KeyAction::PageDown | KeyAction::Bottom => {
+                let delta = match action {
+                    KeyAction::Down => 1,
+                    KeyAction::PageDown => self.page as isize,
+                    _ => isize::MAX / 2,
+                };
+                self.move_selection(delta);
+                effects.extend(self.older_wanted());
+            }
             KeyAction::PageUp => self.move_selection(-(self.page as isize)),
-            KeyAction::PageDown => self.move_selection(self.page as isize),
             KeyAction::Top => self.move_selection(-(isize::MAX / 2)),
-            KeyAction::Bottom => self.move_selection(isize::MAX / 2),
             KeyAction::Follow if self.view == View::Signals => {
                 self.follow = !self.follow;
                 if self.follow {

@@ -85,6 +85,16 @@ pub struct App {
     pub marked: std::collections::BTreeSet<String>,
     /// An action asked once on an item someone else holds: asked again, it goes.
     pub confirm_held: Option<(String, super::keymap::KeyAction)>,
+    /// Paging back through the journal's history (`fold::older`).
+    older: Older,
+}
+
+/// Where paging back through history stands: a page asked for and not yet
+/// come, or the journal's beginning reached.
+#[derive(Debug, Default)]
+struct Older {
+    asked: bool,
+    exhausted: bool,
 }
 
 /// Where an open item sorts: sooner deadline, then higher priority first.
@@ -145,6 +155,7 @@ impl App {
             page: 20,
             link: None,
             confirm_held: None,
+            older: Older::default(),
             marked: Default::default(),
         }
     }
@@ -323,6 +334,7 @@ impl App {
             Message::Theme(Err(why)) => self.status_line = Some((why, true)),
             Message::Page(rows) => self.page = rows,
             Message::SilencePreview { matchers, preview } => self.previewed(&matchers, preview),
+            Message::Older(page) => self.older(page),
         }
         Vec::new()
     }

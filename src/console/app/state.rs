@@ -293,6 +293,9 @@ pub enum Message {
         matchers: Vec<String>,
         preview: Result<SilencePreview, String>,
     },
+    /// A page of history before the oldest decision shown, oldest first
+    /// (signals and decisions as events), and whether there is more.
+    Older(Result<(Vec<crate::engine::EngineEvent>, bool), String>),
 }
 
 impl From<Input> for Message {
@@ -361,6 +364,10 @@ pub enum Effect {
         starts: DateTime<Utc>,
         ends: DateTime<Utc>,
         comment: String,
+    },
+    /// The page of history before decision `before` (the oldest shown).
+    OlderHistory {
+        before: String,
     },
     SwitchTheme(String),
     Quit,

@@ -509,3 +509,74 @@ fn silence_like_this_counts_then_asks_for_how_long_and_why() {
     let now = app.status.as_ref().map(|s| s.now).unwrap();
     assert_eq!((*starts, *ends - now), (now, chrono::Duration::hours(2)));
 }
+
+/// Scrolling past the last row of Audit asks for the page of history
+/// before the oldest decision shown, once at a time; its rows go below, and
+/// the journal's beginning ends the asking.
+#[test]
+fn scrolling_past_the_last_audit_row_pages_further_back() {
+    let mut app = fixture::app();
+    app.view = View::Audit;
+    let oldest = app.audit.back().map(|r| r.id.clone()).unwrap();
+    let shown = app.audit.len();
+    // Not at the last row yet: nothing asked.
+    assert!(app.update(key(KeyAction::Top)).is_empty());
+    let effects = app.update(key(KeyAction::Bottom));
+    assert_eq!(
+        effects,
+        vec![Effect::OlderHistory {
+            before: oldest.clone()
+        }]
+    );
+    // Asked already: not again until it answers.
+    assert!(app.update(key(KeyAction::Down)).is_empty());
+    let older: Vec<crate::engine::EngineEvent> = (90..92)
+        .flat_map(|i| {
+            let s = std::sync::Arc::new(crate::testkit::signal(
+                i,
+                "order.placed",
+                "order/o9",
+                serde_json::json!({}),
+            ));
+            let d = crate::testkit::decision(
+                i,
+                &s,
+                &[("standard_fulfillment", 0.7)],
+                "auto",
+                "operator",
+            );
+            [
+                crate::engine::EngineEvent::Signal {
+                    signal: s,
+                    duplicate: false,
+                },
+                crate::engine::EngineEvent::Decision(std::sync::Arc::new(d)),
+            ]
+        })
+        .collect();
+    app.update(Message::Older(Ok((older, true))));
+    assert_eq!(app.audit.len(), shown + 2);
+    // Oldest last: D…090 below D…091.
+    let last: Vec<&str> = app
+        .audit
+        .iter()
+        .rev()
+        .take(2)
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(last, ["D0000090", "D0000091"]);
+    let effects = app.update(key(KeyAction::Bottom));
+    assert_eq!(
+        effects,
+        vec![Effect::OlderHistory {
+            before: "D0000090".into()
+        }]
+    );
+    app.update(Message::Older(Ok((Vec::new(), false))));
+    assert!(
+        app.update(key(KeyAction::Bottom)).is_empty(),
+        "the beginning"
+    );
+    let said = app.status_line.clone().map(|s| s.0).unwrap_or_default();
+    assert!(said.contains("beginning"), "{said}");
+}

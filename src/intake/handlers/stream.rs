@@ -120,11 +120,15 @@ const HISTORY_MAX: usize = 1_000;
 #[derive(Debug, Deserialize)]
 pub(in crate::intake) struct HistoryQuery {
     limit: Option<usize>,
+    before: Option<String>,
 }
 
-/// `GET /v1/history?limit=N`: the last N decisions (200 by default, at
-/// most 1,000), oldest first, each with its signal: what an attached
-/// console shows of the past before the event stream goes on from now.
+/// `GET /v1/history?limit=N[&before=ID]`: the last N decisions (200 by
+/// default, at most 1,000), or the N journaled before decision ID, oldest
+/// first, each with its signal: what an attached console shows of the past
+/// before the event stream goes on from now, and further back as its
+/// operator scrolls. `next` is the cursor for the page before this one
+/// (none once the journal's beginning is reached).
 pub(in crate::intake) async fn history(
     State(state): State<AppState>,
     _: Allowed<ToRead>,
@@ -133,16 +137,20 @@ pub(in crate::intake) async fn history(
     let Query(q) = q.map_err(|e| {
         Refusal::new(StatusCode::BAD_REQUEST, e.body_text()).field(Some("limit".into()))
     })?;
-    let limit = q.limit.unwrap_or(200).min(HISTORY_MAX) as i64;
+    let limit = q.limit.unwrap_or(200).clamp(1, HISTORY_MAX) as i64;
+    let before = q.before;
     let past = crate::intake::request::read_journal(&state, move |dir| {
-        crate::journal::read::history(dir, limit)
+        crate::journal::read::history(dir, limit, before.as_deref())
     })
     .await?;
+    let next = (past.len() as i64 == limit)
+        .then(|| past.first().map(|(_, d)| d.id.clone()))
+        .flatten();
     let items: Vec<serde_json::Value> = past
         .into_iter()
         .map(|(signal, decision)| serde_json::json!({ "signal": signal, "decision": decision }))
         .collect();
-    Ok(ok(serde_json::json!({ "history": items })))
+    Ok(ok(serde_json::json!({ "history": items, "next": next })))
 }
 
 /// `GET /v1/me`: who the token is, as the server records its actions.

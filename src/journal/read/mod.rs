@@ -621,16 +621,26 @@ pub fn review_outcome(dir: &Path, id: &str) -> Result<Option<ReviewAction>, Jour
     }
 }
 
-/// The last `limit` decisions, oldest first, each with its signal (when
-/// the journal has it): what an attached console shows of the past.
-pub fn history(dir: &Path, limit: i64) -> Result<Vec<(Option<Signal>, Decision)>, JournalError> {
+/// The last `limit` decisions (journaled before decision `before`, when
+/// given), oldest first, each with its signal (when the journal has it):
+/// what a console shows of the past, a page at a time.
+pub fn history(
+    dir: &Path,
+    limit: i64,
+    before: Option<&str>,
+) -> Result<Vec<(Option<Signal>, Decision)>, JournalError> {
     let (conn, path) = open_existing(dir)?;
+    // Before a decision: those journaled ahead of it (its id is looked up
+    // through the decision index; an unknown one reads as the end).
     let mut rows = rows(
         &conn,
         &path,
         "SELECT ref_id, body, signal_id, COALESCE(signal_source, '') FROM audit
-         WHERE kind = 'decision' ORDER BY seq DESC LIMIT ?1",
-        params![limit],
+         WHERE kind = 'decision'
+           AND (?2 IS NULL OR seq < COALESCE((SELECT min(seq) FROM audit
+                WHERE decision_id = ?2 AND kind = 'decision'), 0))
+         ORDER BY seq DESC LIMIT ?1",
+        params![limit, before],
         |r| {
             Ok((
                 r.get::<_, String>(0)?,
