@@ -54,6 +54,9 @@ pub struct Tally {
     /// signals reads.
     pub work_outcomes: u64,
     pub work_within_sla: u64,
+    /// Of those within SLA, flows whose alert fired again within their
+    /// type's `reopen` span (taken out of `work_within_sla`).
+    pub reopened: u64,
     pub flows_done: u64,
     pub flows_failed: u64,
     pub flows_compensated: u64,
@@ -263,6 +266,7 @@ fn merge(into: &mut Tally, t: &Tally) {
         within_sla,
         work_outcomes,
         work_within_sla,
+        reopened,
         flows_done,
         flows_failed,
         flows_compensated,

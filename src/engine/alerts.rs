@@ -5,9 +5,15 @@
 use chrono::{DateTime, Utc};
 
 use super::Engine;
+use super::incidents::Resolved;
+use crate::flow::outcome::Outcome;
 use crate::flow::route;
 use crate::review::{Action, Actor};
 use crate::signal::Signal;
+
+/// Resolved alerts watched for reopening, past which the expired are let
+/// go (at each doubling).
+const REOPEN_PRUNE_AT: usize = 4_096;
 
 impl Engine {
     /// The flow a firing alert of this fingerprint opened, if it is still
@@ -52,6 +58,58 @@ impl Engine {
         let note = format!("alert resolved at the source ({})", signal.source);
         let who = format!("the source ({})", signal.source);
         self.close_flow(&flow_id, &who, &note, now);
+        self.watch_for_reopening(fingerprint, &flow_id, now);
+    }
+
+    /// A flow done in time whose type asks that its alert not fire again
+    /// within a span: kept until then (`reopened`).
+    fn watch_for_reopening(&mut self, fingerprint: &str, flow_id: &str, now: DateTime<Utc>) {
+        let Some(flow) = self.flows.get(flow_id) else {
+            return;
+        };
+        let span = self
+            .decider
+            .playbook
+            .signals
+            .get(&flow.signal_type)
+            .and_then(|play| play.reopen);
+        let (Some(span), Some(Outcome::WithinSla)) = (span, flow.outcome) else {
+            return;
+        };
+        let watched = &mut self.alerts.resolved;
+        // Past their span they are let go, a pass at a time as the map grows.
+        if watched.len() >= REOPEN_PRUNE_AT && watched.len().is_power_of_two() {
+            watched.retain(|_, r| r.until >= now);
+        }
+        watched.insert(
+            fingerprint.to_string(),
+            Resolved {
+                flow: flow_id.to_string(),
+                until: now + span,
+            },
+        );
+    }
+
+    /// An alert fires again: the flow its last firing ran, done in time
+    /// and resolved within its type's `reopen` span, is `reopened`, a bad
+    /// outcome; a decision still awaiting its label learns it.
+    pub(super) fn note_reopening(&mut self, fingerprint: &str, now: DateTime<Utc>) {
+        let Some(was) = self.alerts.resolved.remove(fingerprint) else {
+            return;
+        };
+        crate::shrink(&mut self.alerts.resolved);
+        if now > was.until || self.flows.outcome(&was.flow) != Some(Outcome::WithinSla) {
+            return;
+        }
+        self.flows.set_outcome(&was.flow, Outcome::Reopened);
+        self.metrics.at(now, |t| {
+            t.work_within_sla = t.work_within_sla.saturating_sub(1);
+            t.reopened += 1;
+        });
+        if let Some(decision) = self.flows.get(&was.flow).map(|f| f.decision_id.clone()) {
+            self.learning_reopened(&decision, now);
+        }
+        self.drain_flow_changes();
     }
 
     /// Closes what an alert (or an incident) opened, as `who` says it is
@@ -216,5 +274,48 @@ mod tests {
         let engine = crate::testkit::open_starter(dir.path(), at(71), |_| {});
         let again = engine.metrics.total.summary();
         assert_eq!((again.signals, again.outcomes), (7, 2), "{again:?}");
+    }
+
+    /// With `reopen = "24h"`, an alert that fires again 30 minutes after
+    /// it resolved makes its flow's outcome `reopened` (no longer within
+    /// SLA); one that fires again after a day leaves it good.
+    #[test]
+    fn an_alert_firing_again_soon_after_it_resolved_reopens_its_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now();
+        let mut engine = crate::testkit::starter_firing(dir.path(), start, "reopen = \"24h\"");
+        let at = |m: i64| start + Duration::minutes(m);
+        let critical = |id: &str, fp: &str, service: &str, m: i64| {
+            let mut a = alert(id, "alert.firing", fp, service, at(m));
+            a.severity = Some(Severity::Critical);
+            a
+        };
+        let outcome_of = |engine: &crate::engine::Engine, signal: &str| {
+            let flow = engine.flows.flows.values().find(|f| f.signal_id == signal);
+            flow.and_then(|f| f.outcome)
+        };
+        for (id, fp, service) in [("c1", "f1", "api"), ("c3", "f3", "db")] {
+            engine.ingest(critical(id, fp, service, 0), at(0));
+        }
+        engine.tick(at(0));
+        engine.ingest(alert("r1", "alert.resolved", "f1", "api", at(10)), at(10));
+        engine.ingest(alert("r3", "alert.resolved", "f3", "db", at(10)), at(10));
+        assert_eq!(outcome_of(&engine, "c1"), Some(Outcome::WithinSla));
+        let before = engine.metrics.total.summary().within_sla;
+        engine.ingest(critical("c2", "f1", "api", 40), at(40));
+        assert_eq!(outcome_of(&engine, "c1"), Some(Outcome::Reopened));
+        engine.ingest(critical("c4", "f3", "db", 25 * 60), at(25 * 60));
+        assert_eq!(outcome_of(&engine, "c3"), Some(Outcome::WithinSla));
+        let summary = engine.metrics.total.summary();
+        assert!(summary.within_sla < before, "{before:?} then {summary:?}");
+        assert_eq!(engine.metrics.total.reopened, 1);
+        engine.flush().unwrap().wait().unwrap();
+        let report = crate::journal::read::report::report(&dir.path().join("data"), None).unwrap();
+        let reopened: u64 = report
+            .outcomes
+            .iter()
+            .filter_map(|o| o.by.get("reopened"))
+            .sum();
+        assert_eq!(reopened, 1, "{:?}", report.outcomes);
     }
 }

@@ -376,6 +376,15 @@ impl Engine {
         }
     }
 
+    /// A decision whose flow was reopened (its alert fired again soon
+    /// after it resolved): if its label is still to come, it is that the
+    /// option did not hold.
+    pub(super) fn learning_reopened(&mut self, decision_id: &str, now: DateTime<Utc>) {
+        if let Some(awaiting) = self.learning.awaiting.get_mut(decision_id) {
+            awaiting.flow_label = Some((0.0, now));
+        }
+    }
+
     /// Decisions whose flow ended more than the horizon ago without an
     /// explicit outcome learn from the flow's own result.
     pub(super) fn learn_from_flows(&mut self, now: DateTime<Utc>) {

@@ -524,6 +524,7 @@ impl Engine {
         if signal.kind == "alert.firing"
             && let Some(fingerprint) = signal.data_str("fingerprint")
         {
+            self.note_reopening(fingerprint, now);
             self.alerts
                 .opened_by
                 .insert(fingerprint.to_string(), flow_id.clone());

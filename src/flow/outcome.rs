@@ -1,7 +1,9 @@
 //! How a flow ended, derived from what happened to it (no signal needed):
 //! its work done by its deadline or late, failed, withdrawn by a person,
-//! or over at the source before anyone acted. Set once, when the flow
-//! ends, journaled with it, and counted (`metrics`: work outcomes).
+//! or over at the source before anyone acted; set when the flow ends,
+//! journaled with it, and counted (`metrics`: work outcomes). One done in
+//! time becomes `reopened` if its alert fires again within its type's
+//! `reopen` span (`engine::alerts`).
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +20,9 @@ pub enum Outcome {
     Withdrawn,
     /// Its alert resolved at the source while it waited for a person.
     ResolvedAtSource,
+    /// Done in time, but its alert fired again within the type's `reopen`
+    /// span of its resolution.
+    Reopened,
 }
 
 impl Outcome {
@@ -28,6 +33,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Withdrawn => "withdrawn",
             Outcome::ResolvedAtSource => "resolved at the source",
+            Outcome::Reopened => "reopened",
         }
     }
 
@@ -36,7 +42,7 @@ impl Outcome {
     pub fn good(self) -> Option<bool> {
         match self {
             Outcome::WithinSla => Some(true),
-            Outcome::Late | Outcome::Failed => Some(false),
+            Outcome::Late | Outcome::Failed | Outcome::Reopened => Some(false),
             Outcome::Withdrawn | Outcome::ResolvedAtSource => None,
         }
     }

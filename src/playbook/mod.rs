@@ -54,6 +54,12 @@ pub struct SignalPlay {
     /// went away says nothing of whether paging for it was right.
     #[serde(default)]
     pub resolution_teaches: bool,
+    /// What a good outcome asks besides being done within the SLA: that
+    /// the alert does not fire again within this span of its resolution
+    /// (`reopen = "24h"`). A flow whose alert does is `reopened`, a bad
+    /// outcome, and a decision still awaiting its label learns it.
+    #[serde(default, deserialize_with = "hold::some_duration")]
+    pub reopen: Option<chrono::Duration>,
 }
 
 /// One option: the steps it assembles, or a fan-out.

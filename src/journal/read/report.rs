@@ -22,7 +22,7 @@ pub struct Outcomes {
     pub class: String,
     pub option: String,
     pub flows: u64,
-    /// By outcome (`within_sla`, `late`, `failed`, `withdrawn`,
+    /// By outcome (`within_sla`, `late`, `failed`, `reopened`, `withdrawn`,
     /// `resolved_at_source`; `open` for flows not ended, `ended` for those
     /// that ended before outcomes were journaled).
     pub by: BTreeMap<String, u64>,
@@ -276,7 +276,8 @@ fn read_flows(
     }
     for o in outcomes.values_mut() {
         let n = |k: &str| o.by.get(k).copied().unwrap_or(0);
-        o.good = Tally::ratio(n("within_sla"), n("within_sla") + n("late") + n("failed"));
+        let judged = n("within_sla") + n("late") + n("failed") + n("reopened");
+        o.good = Tally::ratio(n("within_sla"), judged);
     }
     out.outcomes = outcomes.into_values().collect();
     out.cycle = cycles
