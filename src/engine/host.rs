@@ -78,6 +78,12 @@ pub struct Status {
     /// Outcomes with a verdict, and those within SLA: of the work itself
     /// (how flows ended), and stated by `outcome.recorded` signals.
     pub outcomes: [(&'static str, u64, u64); 2],
+    /// Flows done in time whose alert fired again within their type's
+    /// `reopen` span.
+    pub reopened: u64,
+    /// Classes not simply the model's (`[model] mode`), by who decides
+    /// each now: (rules, model).
+    pub deciding: (usize, usize),
     /// Alerts held off now: paused as possible transients, and flapping.
     pub held_off: (usize, usize),
 }
@@ -723,6 +729,15 @@ pub fn status(engine: &Engine) -> Status {
                 ("work", t.work_outcomes, t.work_within_sla),
                 ("stated", t.outcomes, t.within_sla),
             ]
+        },
+        reopened: engine.metrics.total.reopened,
+        deciding: {
+            let modes = engine.class_modes();
+            let model = modes
+                .iter()
+                .filter(|c| c.by == crate::decide::apprentice::Side::Model)
+                .count();
+            (modes.len() - model, model)
         },
         held_off: engine.held_off_now(),
         acknowledge_seconds: pages.acknowledge_seconds,

@@ -348,6 +348,21 @@ fn state_metrics(r: &mut Registry, stats: &EngineStats) {
     );
     counter(
         r,
+        "signalbox_flows_reopened",
+        "Flows done in time whose alert fired again within their type's reopen span (bad outcomes)",
+        stats.reopened,
+    );
+    gauges(
+        r,
+        "signalbox_classes_deciding",
+        "Decision classes whose model mode is rules or apprentice, by who decides each now",
+        [
+            (vec![("by", "rules".to_string())], stats.deciding.0 as i64),
+            (vec![("by", "model".to_string())], stats.deciding.1 as i64),
+        ],
+    );
+    counter(
+        r,
         "signalbox_incidents_opened",
         "Incidents opened in this journal",
         stats.incidents_opened,
