@@ -160,6 +160,42 @@ impl Remote {
         Ok((out, v["next"].is_string()))
     }
 
+    /// What a silence with these matchers would match
+    /// (`GET /v1/silences/preview`).
+    fn preview_silence(&self, matchers: Vec<String>) -> Message {
+        let remote = self;
+        let query: Vec<String> = matchers
+            .iter()
+            .map(|m| {
+                let m =
+                    percent_encoding::utf8_percent_encode(m, percent_encoding::NON_ALPHANUMERIC);
+                format!("matcher={m}")
+            })
+            .collect();
+        let answer = remote
+            .get(&format!("/v1/silences/preview?{}", query.join("&")))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                let status = r.status();
+                let v: Value = r.json().unwrap_or(Value::Null);
+                match status.is_success() {
+                    true => Ok(super::app::SilencePreview {
+                        open_items: v["open_items"].as_u64().unwrap_or(0) as usize,
+                        last_day: v["last_day"].as_u64().unwrap_or(0),
+                    }),
+                    false => Err(v["error"]
+                        .as_str()
+                        .map_or_else(|| status.to_string(), String::from)),
+                }
+            });
+        Message::SilencePreview {
+            matchers,
+            preview: answer,
+        }
+    }
+
     /// One `GET /v1/state` page.
     fn state_page(&self, path: &str) -> Result<State, String> {
         let response = self
@@ -280,40 +316,9 @@ impl Backend for Remote {
                     });
                 Message::Acted(answer)
             }),
-            Request::PreviewSilence { matchers } => Box::new(move || {
-                let query: Vec<String> = matchers
-                    .iter()
-                    .map(|m| {
-                        let m = percent_encoding::utf8_percent_encode(
-                            m,
-                            percent_encoding::NON_ALPHANUMERIC,
-                        );
-                        format!("matcher={m}")
-                    })
-                    .collect();
-                let answer = remote
-                    .get(&format!("/v1/silences/preview?{}", query.join("&")))
-                    .timeout(Duration::from_secs(30))
-                    .send()
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| {
-                        let status = r.status();
-                        let v: Value = r.json().unwrap_or(Value::Null);
-                        match status.is_success() {
-                            true => Ok(super::app::SilencePreview {
-                                open_items: v["open_items"].as_u64().unwrap_or(0) as usize,
-                                last_day: v["last_day"].as_u64().unwrap_or(0),
-                            }),
-                            false => Err(v["error"]
-                                .as_str()
-                                .map_or_else(|| status.to_string(), String::from)),
-                        }
-                    });
-                Message::SilencePreview {
-                    matchers,
-                    preview: answer,
-                }
-            }),
+            Request::PreviewSilence { matchers } => {
+                Box::new(move || remote.preview_silence(matchers))
+            }
             Request::PutSilence {
                 matchers,
                 starts,

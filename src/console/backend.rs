@@ -243,20 +243,7 @@ impl Backend for Embedded {
                 let dir = self.data_dir.clone();
                 Box::new(move || explain(&dir, decision_id))
             }
-            Request::History { before } => {
-                let dir = self.data_dir.clone();
-                Box::new(move || {
-                    let page =
-                        crate::journal::read::history(&dir, HISTORY_PAGE as i64, Some(&before));
-                    Message::Older(
-                        page.map(|past| {
-                            let more = past.len() == HISTORY_PAGE;
-                            (history_events(past), more)
-                        })
-                        .map_err(|e| e.to_string()),
-                    )
-                })
-            }
+            Request::History { before } => self.history(before),
             Request::PageAct { page_id, action } => {
                 let (reply, rx) = oneshot::channel();
                 let command = Command::PageAct {
@@ -339,6 +326,21 @@ impl Backend for Embedded {
 impl Embedded {
     /// Counts what a silence would match: the open items (the engine's),
     /// then the last day's signals (the journal's, read on the worker).
+    /// The page of history before decision `before`, read from the journal.
+    fn history(&self, before: String) -> Answer {
+        let dir = self.data_dir.clone();
+        Box::new(move || {
+            let page = crate::journal::read::history(&dir, HISTORY_PAGE as i64, Some(&before));
+            Message::Older(
+                page.map(|past| {
+                    let more = past.len() == HISTORY_PAGE;
+                    (history_events(past), more)
+                })
+                .map_err(|e| e.to_string()),
+            )
+        })
+    }
+
     fn preview_silence(&self, matchers: Vec<String>) -> Answer {
         let parsed = match parse_matchers(&matchers) {
             Ok(m) => m,

@@ -226,44 +226,7 @@ impl Decider {
             policy: &policy,
             threshold,
         };
-        let mode = self.policy.model_mode(choice.class);
-        let rules_decide = match mode {
-            ModelMode::Rules => true,
-            ModelMode::Apprentice => !self.taken.contains(choice.class),
-            ModelMode::On => false,
-        };
-        let held = self.learning && (self.model_held || rules_decide);
-        let learner = (self.learning && !held).then_some(pick::Learner {
-            rng: &mut self.rng,
-            explore: true,
-        });
-        let mut pick = ranked.pick(learner);
-        // In an apprentice class, what the side not deciding would pick.
-        let apprentice =
-            (self.learning && !self.model_held && mode == ModelMode::Apprentice).then(|| {
-                let (by, other) = if rules_decide {
-                    let model = ranked.pick(Some(pick::Learner {
-                        rng: &mut self.rng,
-                        explore: false,
-                    }));
-                    (apprentice::Side::Rules, model.proposal)
-                } else {
-                    (apprentice::Side::Model, ranked.pick(None).proposal)
-                };
-                apprentice::ApprenticeMark { by, other }
-            });
-        if self.learning && self.model_held {
-            pick.why = format!("model breaker open, {}", pick.why);
-        } else if held {
-            let model = apprentice.as_ref().map_or("", |a| a.other.as_str());
-            pick.why = match mode {
-                ModelMode::Rules => format!("model mode rules, {}", pick.why),
-                _ => format!(
-                    "apprentice, the rules decide (the model would take `{model}`): {}",
-                    pick.why
-                ),
-            };
-        }
+        let (pick, apprentice) = self.pick_by_mode(&ranked, choice.class);
         let branch = case.parent.is_some();
         let features = &case.features;
         let shadow = self.shadow_choice(&case, (kind, &signal), view);
@@ -309,6 +272,56 @@ impl Decider {
             apprentice,
         };
         self.decision(case, ruling)
+    }
+
+    /// Who picks as the class's model mode says (`apprentice`): the model
+    /// (exploring), or the rules while the model is held by its breaker, in
+    /// `rules` mode, or apprenticing; in an apprentice class, with what the
+    /// side not deciding would pick.
+    fn pick_by_mode(
+        &mut self,
+        ranked: &pick::Ranked<'_>,
+        class: &str,
+    ) -> (pick::Pick, Option<apprentice::ApprenticeMark>) {
+        let mode = self.policy.model_mode(class);
+        let rules_decide = match mode {
+            ModelMode::Rules => true,
+            ModelMode::Apprentice => !self.taken.contains(class),
+            ModelMode::On => false,
+        };
+        let held = self.learning && (self.model_held || rules_decide);
+        let learner = (self.learning && !held).then_some(pick::Learner {
+            rng: &mut self.rng,
+            explore: true,
+        });
+        let mut pick = ranked.pick(learner);
+        // In an apprentice class, what the side not deciding would pick.
+        let apprentice =
+            (self.learning && !self.model_held && mode == ModelMode::Apprentice).then(|| {
+                let (by, other) = if rules_decide {
+                    let model = ranked.pick(Some(pick::Learner {
+                        rng: &mut self.rng,
+                        explore: false,
+                    }));
+                    (apprentice::Side::Rules, model.proposal)
+                } else {
+                    (apprentice::Side::Model, ranked.pick(None).proposal)
+                };
+                apprentice::ApprenticeMark { by, other }
+            });
+        if self.learning && self.model_held {
+            pick.why = format!("model breaker open, {}", pick.why);
+        } else if held {
+            let model = apprentice.as_ref().map_or("", |a| a.other.as_str());
+            pick.why = match mode {
+                ModelMode::Rules => format!("model mode rules, {}", pick.why),
+                _ => format!(
+                    "apprentice, the rules decide (the model would take `{model}`): {}",
+                    pick.why
+                ),
+            };
+        }
+        (pick, apprentice)
     }
 
     /// `policy`'s best pick for a case, scored by `model` (the live one if

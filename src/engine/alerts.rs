@@ -276,14 +276,14 @@ mod tests {
         assert_eq!((again.signals, again.outcomes), (7, 2), "{again:?}");
     }
 
-    /// With `reopen = "24h"`, an alert that fires again 30 minutes after
+    /// With `reopen = "24h"` (the starter's), an alert that fires again 30 minutes after
     /// it resolved makes its flow's outcome `reopened` (no longer within
     /// SLA); one that fires again after a day leaves it good.
     #[test]
     fn an_alert_firing_again_soon_after_it_resolved_reopens_its_outcome() {
         let dir = tempfile::tempdir().unwrap();
         let start = Utc::now();
-        let mut engine = crate::testkit::starter_firing(dir.path(), start, "reopen = \"24h\"");
+        let mut engine = crate::testkit::starter(dir.path(), start);
         let at = |m: i64| start + Duration::minutes(m);
         let critical = |id: &str, fp: &str, service: &str, m: i64| {
             let mut a = alert(id, "alert.firing", fp, service, at(m));

@@ -26,6 +26,7 @@ mod recover;
 pub mod reload;
 mod reviews;
 pub mod runner;
+mod status;
 mod taken;
 mod tasks;
 mod types;

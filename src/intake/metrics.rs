@@ -109,6 +109,7 @@ pub fn render(
     decision_metrics(&mut r, stats);
     candidate_metrics(&mut r, stats);
     state_metrics(&mut r, stats);
+    outcome_metrics(&mut r, stats);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_text::encode(&mut out, &r);
@@ -308,6 +309,43 @@ fn state_metrics(r: &mut Registry, stats: &EngineStats) {
         "Open review items",
         stats.open_reviews as f64,
     );
+    gauges(
+        r,
+        "signalbox_flows",
+        "Flows in memory by state",
+        stats
+            .flows_by_state
+            .iter()
+            .map(|(state, n)| (vec![("state", state.clone())], *n as i64)),
+    );
+    gauges(
+        r,
+        "signalbox_breaker_open",
+        "Circuit breakers (1 when open or half open)",
+        stats.breakers.iter().map(|(executor, state)| {
+            (
+                vec![("executor", executor.clone()), ("state", state.clone())],
+                i64::from(state != "closed"),
+            )
+        }),
+    );
+    gauge(
+        r,
+        "signalbox_journal_commit_seconds",
+        "Duration of the last journal commit",
+        stats.last_commit_micros as f64 / 1e6,
+    );
+    counter(
+        r,
+        "signalbox_journal_commits",
+        "Journal commits",
+        stats.commits,
+    );
+}
+
+/// Noise held, outcomes and who decides: what the operation made of its
+/// signals.
+fn outcome_metrics(r: &mut Registry, stats: &EngineStats) {
     counters(
         r,
         "signalbox_signals_held",
@@ -381,38 +419,6 @@ fn state_metrics(r: &mut Registry, stats: &EngineStats) {
                 stats.held_off.1 as i64,
             ),
         ],
-    );
-    gauges(
-        r,
-        "signalbox_flows",
-        "Flows in memory by state",
-        stats
-            .flows_by_state
-            .iter()
-            .map(|(state, n)| (vec![("state", state.clone())], *n as i64)),
-    );
-    gauges(
-        r,
-        "signalbox_breaker_open",
-        "Circuit breakers (1 when open or half open)",
-        stats.breakers.iter().map(|(executor, state)| {
-            (
-                vec![("executor", executor.clone()), ("state", state.clone())],
-                i64::from(state != "closed"),
-            )
-        }),
-    );
-    gauge(
-        r,
-        "signalbox_journal_commit_seconds",
-        "Duration of the last journal commit",
-        stats.last_commit_micros as f64 / 1e6,
-    );
-    counter(
-        r,
-        "signalbox_journal_commits",
-        "Journal commits",
-        stats.commits,
     );
 }
 

@@ -627,4 +627,119 @@ mod tests {
         assert!(support.outcomes.is_empty(), "{:?}", support.outcomes);
         assert!(super::render(&support).contains("team support"));
     }
+
+    /// A day at a service desk on the starter deployment: one ticket
+    /// resolved in time, one after its 4-hour SLA, one whose resolution
+    /// failed, a warning alert that resolved at the source while it waited
+    /// for a person, and a critical alert paged and resolved. The report
+    /// reads back what was done, and `--team support` only the tickets.
+    #[test]
+    fn the_report_reads_back_what_a_day_of_work_did() {
+        use crate::flow::{TaskAction, TaskFilter};
+        let dir = tempfile::tempdir().unwrap();
+        let start = utc("2026-12-07T08:00:00Z");
+        let at = |m: i64| start + Duration::minutes(m);
+        let mut engine = starter(dir.path(), start);
+        let ticket = |id: &str| {
+            let event = serde_json::json!({
+                "specversion": "1.0", "id": id, "source": "desk", "type": "ticket.opened",
+                "subject": format!("ticket/{id}"), "data": {"ticket": id, "summary": "printer"},
+            });
+            crate::signal::Signal::from_value(event, start).unwrap()
+        };
+        for id in ["t1", "t2", "t3"] {
+            engine.ingest(ticket(id), at(0));
+        }
+        let mut warning = alert("w1", "alert.firing", "fw", "web", at(0));
+        warning.severity = Some(Severity::Warning);
+        let mut critical = alert("c1", "alert.firing", "fc", "api", at(0));
+        critical.severity = Some(Severity::Critical);
+        engine.ingest(warning, at(0));
+        engine.ingest(critical, at(0));
+        engine.tick(at(0));
+        let ann = crate::review::Actor::new("ann", crate::decide::policy::Role::Operator);
+        // Each ticket's open task (acknowledge, then resolve), by ticket.
+        let task_of = |engine: &crate::engine::Engine, id: &str| {
+            let flow = engine
+                .flows
+                .flows
+                .values()
+                .find(|f| f.signal_id == id)
+                .map(|f| f.id.clone())
+                .unwrap();
+            engine
+                .tasks(&TaskFilter::default())
+                .into_iter()
+                .find(|t| t.flow == flow && t.state == "open")
+                .map(|t| t.id)
+        };
+        let act = |engine: &mut crate::engine::Engine, id: &str, action: TaskAction, m: i64| {
+            let task = task_of(engine, id).expect("an open task");
+            engine
+                .act_on_task(&task, &action, &ann, "done", at(m))
+                .unwrap();
+        };
+        for id in ["t1", "t2", "t3"] {
+            act(&mut engine, id, TaskAction::Complete, 5);
+        }
+        engine.ingest(alert("rw", "alert.resolved", "fw", "web", at(6)), at(6));
+        engine.ingest(alert("rc", "alert.resolved", "fc", "api", at(20)), at(20));
+        act(&mut engine, "t1", TaskAction::Complete, 30);
+        act(&mut engine, "t3", TaskAction::Fail, 40);
+        // Its acknowledgement is withdrawn: a task of its own.
+        engine.tick(at(41));
+        act(&mut engine, "t3", TaskAction::Complete, 45);
+        act(&mut engine, "t2", TaskAction::Complete, 300);
+        engine.flush().unwrap().wait().unwrap();
+        let data = dir.path().join("data");
+        let r = super::report(&data, None).unwrap();
+        let by = |class: &str, outcome: &str| -> u64 {
+            r.outcomes
+                .iter()
+                .filter(|o| o.class == class)
+                .filter_map(|o| o.by.get(outcome))
+                .sum()
+        };
+        assert_eq!(
+            [
+                by("service_desk", "within_sla"),
+                by("service_desk", "late"),
+                by("service_desk", "failed")
+            ],
+            [1, 1, 1],
+            "{:?}",
+            r.outcomes
+        );
+        assert_eq!(
+            [
+                by("incident", "within_sla"),
+                by("incident", "resolved_at_source")
+            ],
+            [1, 1],
+            "{:?}",
+            r.outcomes
+        );
+        let desk = r
+            .outcomes
+            .iter()
+            .find(|o| o.class == "service_desk")
+            .unwrap();
+        assert_eq!(desk.good, Some(1.0 / 3.0));
+        let tickets = r
+            .cycle
+            .iter()
+            .find(|c| c.signal_type == "ticket.opened")
+            .unwrap();
+        assert_eq!(tickets.flows, 3);
+        assert_eq!((tickets.p50_minutes, tickets.p95_minutes), (45.0, 300.0));
+        let api = r
+            .paging_by_service
+            .iter()
+            .find(|p| p.policy == "api")
+            .unwrap();
+        assert_eq!(api.mttr_seconds, Some(1200.0));
+        let support = super::report_for(&data, None, Some("support")).unwrap();
+        assert!(support.outcomes.iter().all(|o| o.class == "service_desk"));
+        assert_eq!(support.outcomes.iter().map(|o| o.flows).sum::<u64>(), 3);
+    }
 }
