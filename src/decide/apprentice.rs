@@ -178,7 +178,20 @@ pub struct Switch {
     pub to: Side,
     #[serde(serialize_with = "crate::timefmt::serialize")]
     pub at: DateTime<Utc>,
+    /// What read it: `estimate` (the challenger's paired lower bound),
+    /// `outcomes` (the model's own outcomes under what the rules had
+    /// reached) or `breaker` (the model's breaker opened).
+    pub why: Why,
     pub readings: SwitchReadings,
+}
+
+/// Why a class changed hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Why {
+    Estimate,
+    Outcomes,
+    Breaker,
 }
 
 impl Switch {
@@ -193,6 +206,27 @@ impl Switch {
             Side::Model => ("model", "rules"),
             Side::Rules => ("rules", "model"),
         };
+        match self.why {
+            Why::Breaker => {
+                return format!(
+                    "rules take {} back from the model: the model's breaker opened; \
+                     the model takes it again only by the same test as at first",
+                    self.class
+                );
+            }
+            Why::Outcomes => {
+                return format!(
+                    "rules take {} back from the model: its own outcomes reach {:.1} % within SLA \
+                     over {} (at most {:.1} %), under the rules' {:.1} % before it took over",
+                    self.class,
+                    r.incumbent * 100.0,
+                    r.outcomes,
+                    (r.challenger - r.difference[0]) * 100.0,
+                    r.challenger * 100.0,
+                );
+            }
+            Why::Estimate => {}
+        }
         format!(
             "{now} take {} over from the {before}: the {now} would reach {:.1} % within SLA \
              against the {before}' {:.1} % over {} outcomes (difference {:+.1} to {:+.1} points); {agreement}",
@@ -211,6 +245,8 @@ impl Switch {
 struct Class {
     by: Side,
     since: Option<DateTime<Utc>>,
+    /// The rules' observed share within SLA when the model took over.
+    rules_value: Option<f64>,
     readings: VecDeque<Reading>,
     answers: VecDeque<bool>,
     /// Outcomes since the last reading.
@@ -218,7 +254,16 @@ struct Class {
 }
 
 /// The classes the model has taken over, as journaled.
-pub type Journaled = BTreeMap<String, DateTime<Utc>>;
+pub type Journaled = BTreeMap<String, Held>;
+
+/// A class the model holds: since when, and what the rules had reached
+/// there (what its own outcomes must not fall under).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    pub since: DateTime<Utc>,
+    #[serde(default)]
+    pub rules_value: Option<f64>,
+}
 
 /// Every apprentice class's state.
 #[derive(Debug, Clone, Default)]
@@ -246,17 +291,52 @@ impl Apprentice {
         self.classes
             .iter()
             .filter(|(_, c)| c.by == Side::Model)
-            .map(|(name, c)| (name.clone(), c.since.unwrap_or_default()))
+            .map(|(name, c)| {
+                let held = Held {
+                    since: c.since.unwrap_or_default(),
+                    rules_value: c.rules_value,
+                };
+                (name.clone(), held)
+            })
             .collect()
+    }
+
+    /// The model's breaker opened: the rules take back every class the
+    /// model holds (it takes each again only as it did at first).
+    pub fn hand_back_all(&mut self, now: DateTime<Utc>) -> Vec<Switch> {
+        let mut out = Vec::new();
+        for (name, c) in self.classes.iter_mut().filter(|(_, c)| c.by == Side::Model) {
+            let outcomes = c.readings.len();
+            let incumbent = mean_reward(&c.readings);
+            c.by = Side::Rules;
+            c.since = Some(now);
+            c.readings.clear();
+            out.push(Switch {
+                class: name.clone(),
+                to: Side::Rules,
+                at: now,
+                why: Why::Breaker,
+                readings: SwitchReadings {
+                    incumbent,
+                    challenger: c.rules_value.unwrap_or(incumbent),
+                    difference: [0.0, 0.0],
+                    outcomes,
+                    agreement: None,
+                    answers: c.answers.len(),
+                },
+            });
+        }
+        out
     }
 
     /// Takes the journaled state after a restart: the model decides these
     /// classes again; their readings start afresh.
     pub fn resume(&mut self, taken: Journaled) {
-        for (class, since) in taken {
+        for (class, held) in taken {
             let c = self.classes.entry(class).or_default();
             c.by = Side::Model;
-            c.since = Some(since);
+            c.since = Some(held.since);
+            c.rules_value = held.rules_value;
         }
     }
 
@@ -297,9 +377,31 @@ impl Apprentice {
         let challenger = c.by.other();
         let agreement_holds = challenger == Side::Rules
             || readings.agreement.is_none_or(|a| a >= limits.min_agreement);
-        if readings.difference[0] <= 0.0 || !agreement_holds {
-            return None;
-        }
+        let (why, readings) = if readings.difference[0] > 0.0 && agreement_holds {
+            (Why::Estimate, readings)
+        } else {
+            // The model's own outcomes under what the rules had reached:
+            // read without the model's predictions, which may be what broke.
+            match (c.by, c.rules_value) {
+                (Side::Model, Some(rules)) => {
+                    let own = observed(&c.readings, self.seed);
+                    if own.difference[1] >= rules {
+                        return None;
+                    }
+                    let readings = SwitchReadings {
+                        challenger: rules,
+                        difference: [rules - own.difference[1], rules - own.difference[0]],
+                        ..own
+                    };
+                    (Why::Outcomes, readings)
+                }
+                _ => return None,
+            }
+        };
+        c.rules_value = match challenger {
+            Side::Model => Some(readings.incumbent),
+            Side::Rules => None,
+        };
         c.by = challenger;
         c.since = Some(now);
         c.readings.clear();
@@ -307,8 +409,47 @@ impl Apprentice {
             class: class.to_string(),
             to: challenger,
             at: now,
+            why,
             readings,
         })
+    }
+}
+
+/// The `q` quantile of sorted draws (0 with none).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let i = (sorted.len().saturating_sub(1) as f64 * q).round() as usize;
+    sorted.get(i).copied().unwrap_or(0.0)
+}
+
+/// The share of the readings within SLA.
+fn mean_reward(readings: &VecDeque<Reading>) -> f64 {
+    readings.iter().map(|r| r.reward).sum::<f64>() / readings.len().max(1) as f64
+}
+
+/// The deciding side's own share within SLA and its 90 % bootstrap
+/// interval (in `difference`), over its readings.
+fn observed(readings: &VecDeque<Reading>, seed: u64) -> SwitchReadings {
+    let rewards: Vec<f64> = readings.iter().map(|r| r.reward).collect();
+    let n = rewards.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut draws: Vec<f64> = (0..crate::decide::estimate::BOOTSTRAP)
+        .map(|_| {
+            let sum: f64 = (0..n)
+                .filter_map(|_| rewards.get(rng.random_range(0..n.max(1))))
+                .sum();
+            sum / n.max(1) as f64
+        })
+        .collect();
+    draws.sort_by(f64::total_cmp);
+    let at = |q: f64| quantile(&draws, q);
+    let value = mean_reward(readings);
+    SwitchReadings {
+        incumbent: value,
+        challenger: value,
+        difference: [at(0.05), at(0.95)],
+        outcomes: n,
+        agreement: None,
+        answers: 0,
     }
 }
 
@@ -327,12 +468,7 @@ fn read(c: &Class, limits: &ApprenticeLimits, seed: u64) -> SwitchReadings {
         .map(|_| mean(&mut (0..n).map(|_| rng.random_range(0..n.max(1)))))
         .collect();
     draws.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        draws
-            .get(((draws.len().saturating_sub(1)) as f64 * q).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
+    let at = |q: f64| quantile(&draws, q);
     let answers = c.answers.len();
     let agreement = (answers >= limits.min_answers)
         .then(|| c.answers.iter().filter(|a| **a).count() as f64 / answers as f64);
@@ -406,7 +542,11 @@ mod tests {
     #[test]
     fn the_model_hands_back_when_the_rules_would_do_better_on_its_own_decisions() {
         let mut a = Apprentice::new(ApprenticeLimits::default());
-        a.resume([("c".to_string(), now())].into_iter().collect());
+        let held = Held {
+            since: now(),
+            rules_value: None,
+        };
+        a.resume([("c".to_string(), held)].into_iter().collect());
         assert_eq!(a.deciding("c"), Side::Model);
         // A reading taken before the switch does not count for the model.
         assert_eq!(a.outcome("c", rules_readings(0, 0.6, 0.9), now()), None);
@@ -423,6 +563,51 @@ mod tests {
         let switch = (0..1_000).find_map(|i| a.outcome("c", model(i), now()));
         let switch = switch.expect("the rules take it back");
         assert_eq!((switch.to, a.deciding("c")), (Side::Rules, Side::Rules));
+        assert!(a.taken().is_empty());
+    }
+
+    /// Where the model's predictions cannot be trusted (they may be what
+    /// broke), its own outcomes falling under what the rules had reached
+    /// hand the class back; the breaker hands back every class at once.
+    #[test]
+    fn the_model_hands_back_on_its_own_outcomes_and_when_its_breaker_opens() {
+        let mut a = Apprentice::new(ApprenticeLimits::default());
+        let held = Held {
+            since: now(),
+            rules_value: Some(0.65),
+        };
+        a.resume(
+            [("c".to_string(), held), ("d".to_string(), held)]
+                .into_iter()
+                .collect(),
+        );
+        // The model's picks succeed 40 %, and it predicts the rules' picks
+        // no better than its own: only the outcomes say it.
+        let broken = |i: usize| Reading {
+            by: Side::Model,
+            reward: f64::from(u8::from(i % 10 < 4)),
+            agree: true,
+            propensity: 1.0,
+            predicted_done: 0.9,
+            predicted_other: 0.9,
+        };
+        let switch = (0..1_000).find_map(|i| a.outcome("c", broken(i), now()));
+        let switch = switch.expect("the rules take it back");
+        assert_eq!((switch.why, switch.to), (Why::Outcomes, Side::Rules));
+        assert!(
+            switch.describe().contains("under the rules' 65.0 %"),
+            "{}",
+            switch.describe()
+        );
+        // Doing as well as the rules did keeps it.
+        let sound = |i: usize| Reading {
+            reward: f64::from(u8::from(i % 10 < 7)),
+            ..broken(i)
+        };
+        assert!((0..1_000).all(|i| a.outcome("d", sound(i), now()).is_none()));
+        let back = a.hand_back_all(now());
+        assert_eq!(back.len(), 1);
+        assert_eq!((back[0].class.as_str(), back[0].why), ("d", Why::Breaker));
         assert!(a.taken().is_empty());
     }
 }

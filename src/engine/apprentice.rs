@@ -64,8 +64,12 @@ pub struct ClassMode {
 
 impl Engine {
     /// An apprentice decision's outcome: 1 within SLA, 0 not.
+    /// Not read while the model's breaker holds it: no class changes
+    /// hands to a model its breaker does not trust.
     pub(super) fn apprentice_outcome(&mut self, seen: &Seen, reward: f64, now: DateTime<Utc>) {
-        if self.decider.policy.model_mode(&seen.class) != ModelMode::Apprentice {
+        if self.decider.policy.model_mode(&seen.class) != ModelMode::Apprentice
+            || self.decider.model_held
+        {
             return;
         }
         let reading = Reading {
@@ -95,7 +99,7 @@ impl Engine {
             .answered(&decision.class, model == chosen);
     }
 
-    fn class_switched(&mut self, switch: Switch) {
+    pub(super) fn class_switched(&mut self, switch: Switch) {
         let text = switch.describe();
         tracing::info!(class = %switch.class, to = switch.to.as_str(), "{text}");
         match switch.to {
@@ -153,7 +157,7 @@ impl Engine {
             .into_iter()
             .filter_map(|class| {
                 let mode = self.decider.policy.model_mode(class);
-                let since = taken.get(class).copied();
+                let since = taken.get(class).map(|h| h.since);
                 let by = match mode {
                     ModelMode::On => return None,
                     ModelMode::Rules => Side::Rules,
@@ -244,5 +248,43 @@ mod tests {
             deciding.starts_with(&format!("model decides {} of ", expected.len())),
             "{deciding}"
         );
+    }
+
+    /// Six hours in apprentice mode, then a corrupted checkpoint in place
+    /// of the model (a change that makes it worse): the classes the model
+    /// had taken go back to the rules, each switch journaled with why.
+    #[test]
+    fn a_model_made_worse_hands_its_classes_back_on_a_simulated_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("run");
+        let options = RunOptions {
+            seed: 1,
+            duration: Duration::hours(9),
+            speed: None,
+            data_dir: data.clone(),
+            learning: true,
+            policy_file: None,
+            candidates: Default::default(),
+            corrupt_model_at: Some(Duration::hours(6)),
+            restore_model_at: None,
+            ramp_at: Duration::hours(2),
+            model_mode: Some(ModelMode::Apprentice),
+        };
+        run(&options).unwrap();
+        let switches = crate::journal::read::audit_entries(&data, "model_mode").unwrap();
+        let corrupted = crate::sim::default_start() + Duration::hours(6);
+        let taken: Vec<_> = switches
+            .iter()
+            .filter(|s| s.time < corrupted && s.body["switch"]["to"] == "model")
+            .map(|s| s.ref_id.clone())
+            .collect();
+        assert!(!taken.is_empty(), "{switches:?}");
+        for class in &taken {
+            let back = switches.iter().find(|s| {
+                s.time >= corrupted && &s.ref_id == class && s.body["switch"]["to"] == "rules"
+            });
+            let back = back.unwrap_or_else(|| panic!("{class} handed back: {switches:?}"));
+            assert!(back.body["switch"]["why"].is_string(), "{}", back.body);
+        }
     }
 }

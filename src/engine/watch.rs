@@ -58,6 +58,11 @@ impl Engine {
     fn breaker_moved(&mut self, t: Transition, now: DateTime<Utc>) {
         let Transition { state, readings } = t;
         self.decider.model_held = state.open;
+        if state.open {
+            for switch in self.learning.apprentice.hand_back_all(now) {
+                self.class_switched(switch);
+            }
+        }
         let model = self.decider.model_version();
         let what = if state.open { "open" } else { "closed" };
         if state.open {

@@ -143,7 +143,8 @@ pub fn report_for(
             |r| r.get::<_, String>(0),
         )
         .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
+        .and_then(|text| serde_json::from_str::<crate::decide::apprentice::Journaled>(&text).ok())
+        .map(|held| held.into_iter().map(|(c, h)| (c, h.since)).collect())
         .unwrap_or_default();
     if let Some(team) = team {
         out.utilization.retain(|t, _| t == team);
