@@ -169,12 +169,25 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, Utc};
+    use chrono::{DateTime, Duration, Utc};
 
     use crate::flow::outcome::Outcome;
     use crate::review::{Action, Actor};
     use crate::signal::Severity;
     use crate::testkit::{alert, starter};
+
+    /// A critical alert on `service/SERVICE`.
+    fn critical(id: &str, fp: &str, service: &str, at: DateTime<Utc>) -> crate::signal::Signal {
+        let mut a = alert(id, "alert.firing", fp, service, at);
+        a.severity = Some(Severity::Critical);
+        a
+    }
+
+    /// How the flow a signal started ended, if it has.
+    fn outcome_of(engine: &crate::engine::Engine, signal: &str) -> Option<Outcome> {
+        let flow = engine.flows.flows.values().find(|f| f.signal_id == signal);
+        flow.and_then(|f| f.outcome)
+    }
 
     /// Every flow ends with an outcome from what happened, with no
     /// `outcome.recorded` signal: an incident resolved in time and one
@@ -187,15 +200,7 @@ mod tests {
         let start = Utc::now();
         let mut engine = starter(dir.path(), start);
         let at = |m: i64| start + Duration::minutes(m);
-        let critical = |id: &str, fp: &str, service: &str, m: i64| {
-            let mut a = alert(id, "alert.firing", fp, service, at(m));
-            a.severity = Some(Severity::Critical);
-            a
-        };
-        let outcome_of = |engine: &crate::engine::Engine, signal: &str| {
-            let flow = engine.flows.flows.values().find(|f| f.signal_id == signal);
-            flow.and_then(|f| f.outcome)
-        };
+        let critical = |id: &str, fp: &str, service: &str, m: i64| critical(id, fp, service, at(m));
         engine.ingest(critical("c1", "f1", "api", 0), at(0));
         engine.ingest(critical("c2", "f2", "db", 0), at(0));
         engine.ingest(alert("w1", "alert.firing", "f3", "web", at(0)), at(0));
@@ -285,15 +290,7 @@ mod tests {
         let start = Utc::now();
         let mut engine = crate::testkit::starter(dir.path(), start);
         let at = |m: i64| start + Duration::minutes(m);
-        let critical = |id: &str, fp: &str, service: &str, m: i64| {
-            let mut a = alert(id, "alert.firing", fp, service, at(m));
-            a.severity = Some(Severity::Critical);
-            a
-        };
-        let outcome_of = |engine: &crate::engine::Engine, signal: &str| {
-            let flow = engine.flows.flows.values().find(|f| f.signal_id == signal);
-            flow.and_then(|f| f.outcome)
-        };
+        let critical = |id: &str, fp: &str, service: &str, m: i64| critical(id, fp, service, at(m));
         for (id, fp, service) in [("c1", "f1", "api"), ("c3", "f3", "db")] {
             engine.ingest(critical(id, fp, service, 0), at(0));
         }

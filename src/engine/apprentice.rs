@@ -187,6 +187,25 @@ mod tests {
     use crate::engine::Engine;
     use crate::sim::run::{RunOptions, run};
 
+    /// Seed 1 of Northwind in apprentice mode for `hours`, the model
+    /// corrupted at `corrupt_at` if given, journaled in `data`.
+    fn apprentice_run(data: &std::path::Path, hours: Duration, corrupt_at: Option<Duration>) {
+        let options = RunOptions {
+            seed: 1,
+            duration: hours,
+            speed: None,
+            data_dir: data.to_path_buf(),
+            learning: true,
+            policy_file: None,
+            candidates: Default::default(),
+            corrupt_model_at: corrupt_at,
+            restore_model_at: None,
+            ramp_at: Duration::hours(2),
+            model_mode: Some(ModelMode::Apprentice),
+        };
+        run(&options).unwrap();
+    }
+
     /// Six simulated hours of Northwind in apprentice mode: the model takes
     /// a class over on its outcomes, every switch is journaled with the
     /// readings that made it, and a restart keeps the classes it holds.
@@ -194,20 +213,7 @@ mod tests {
     fn the_model_takes_a_class_over_on_a_simulated_run_and_keeps_it_across_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("run");
-        let options = RunOptions {
-            seed: 1,
-            duration: Duration::hours(6),
-            speed: None,
-            data_dir: data.clone(),
-            learning: true,
-            policy_file: None,
-            candidates: Default::default(),
-            corrupt_model_at: None,
-            restore_model_at: None,
-            ramp_at: Duration::hours(2),
-            model_mode: Some(ModelMode::Apprentice),
-        };
-        run(&options).unwrap();
+        apprentice_run(&data, Duration::hours(6), None);
         let switches = crate::journal::read::audit_entries(&data, "model_mode").unwrap();
         assert!(
             switches.iter().any(|s| s.body["switch"]["to"] == "model"),
@@ -257,20 +263,7 @@ mod tests {
     fn a_model_made_worse_hands_its_classes_back_on_a_simulated_run() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("run");
-        let options = RunOptions {
-            seed: 1,
-            duration: Duration::hours(9),
-            speed: None,
-            data_dir: data.clone(),
-            learning: true,
-            policy_file: None,
-            candidates: Default::default(),
-            corrupt_model_at: Some(Duration::hours(6)),
-            restore_model_at: None,
-            ramp_at: Duration::hours(2),
-            model_mode: Some(ModelMode::Apprentice),
-        };
-        run(&options).unwrap();
+        apprentice_run(&data, Duration::hours(9), Some(Duration::hours(6)));
         let switches = crate::journal::read::audit_entries(&data, "model_mode").unwrap();
         let corrupted = crate::sim::default_start() + Duration::hours(6);
         let taken: Vec<_> = switches
