@@ -340,6 +340,9 @@ pub struct Choice<'a> {
     pub unrecognised: bool,
     /// Its one option does nothing (no steps, no fan-out).
     pub records: bool,
+    /// The data field holding the time the work is promised by, if the
+    /// type names one (`SignalPlay::due`).
+    pub due: Option<&'a str>,
 }
 
 impl Choice<'_> {
@@ -365,6 +368,7 @@ impl<'a> Choice<'a> {
             review_window: like.review_window,
             unrecognised: false,
             records: false,
+            due: None,
         }
     }
 }
@@ -388,6 +392,7 @@ pub fn choice_for<'a>(playbook: &'a Playbook, kind: &str) -> Choice<'a> {
             .options
             .first()
             .is_some_and(|o| playbook.option_steps(o).is_empty()),
+        due: play.due.as_deref(),
     }
 }
 

@@ -635,7 +635,10 @@ impl Decider {
         ruling
             .options
             .sort_by(|a, b| b.allowed.cmp(&a.allowed).then(b.score.total_cmp(&a.score)));
-        let deadline = now + ruling.deadline.unwrap_or(choice.sla);
+        let deadline = match ruling.deadline {
+            Some(by_policy) => now + by_policy,
+            None => promised(choice, signal, &mut ruling.policy_errors).unwrap_or(now + choice.sla),
+        };
         let review_deadline = now
             + choice
                 .review_window
@@ -711,6 +714,27 @@ impl Decider {
 pub(crate) type OptionViews = std::collections::HashMap<String, OptionView>;
 
 /// Builds the views of `names` under `playbook` that `views` lacks.
+/// The time a signal says its work is promised by, in the field its type
+/// names (`Choice::due`); one that does not read as a time is said among
+/// the decision's policy errors (the SLA stands).
+fn promised(
+    choice: &Choice<'_>,
+    signal: &Signal,
+    errors: &mut Vec<String>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let field = choice.due?;
+    let text = signal.data_str(field)?;
+    match chrono::DateTime::parse_from_rfc3339(text) {
+        Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+        Err(e) => {
+            errors.push(format!(
+                "due: data.{field} {text:?} is not an RFC 3339 time ({e}); the SLA stands"
+            ));
+            None
+        }
+    }
+}
+
 fn build_views(
     views: &mut OptionViews,
     playbook: &Playbook,

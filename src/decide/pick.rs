@@ -283,6 +283,7 @@ mod tests {
             review_window: Duration::minutes(30),
             unrecognised,
             records: false,
+            due: None,
         }
     }
 

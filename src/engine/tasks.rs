@@ -229,4 +229,68 @@ mod tests {
             budget[0].text
         );
     }
+
+    /// A ticket type whose signals carry the time they are promised by
+    /// (`due = "promised_by"`): its flow is judged against that time, not
+    /// the 4-hour SLA; a promise that does not read as a time is said in
+    /// the decision and the SLA stands.
+    #[test]
+    fn work_promised_by_a_time_the_signal_carries_is_judged_against_it() {
+        use crate::flow::outcome::Outcome;
+        let dir = tempfile::tempdir().unwrap();
+        // A Monday morning in Berlin: support is on shift.
+        let start = chrono::DateTime::parse_from_rfc3339("2026-12-07T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut engine = crate::testkit::starter_playbook(dir.path(), start, |text| {
+            let fields =
+                "fields = { ticket = \"string\", summary = \"string?\", severity = \"string?\" }";
+            assert!(text.contains(fields), "the starter's ticket fields");
+            text.replace(
+                fields,
+                "fields = { ticket = \"string\", summary = \"string?\", severity = \"string?\", promised_by = \"string?\" }\ndue = \"promised_by\"",
+            )
+        });
+        let ticket = |id: &str, promised: String| {
+            let event = json!({
+                "specversion": "1.0", "id": id, "source": "desk", "type": "ticket.opened",
+                "subject": format!("ticket/{id}"), "data": {"ticket": id, "promised_by": promised},
+            });
+            Signal::from_value(event, start).unwrap()
+        };
+        let at = |m: i64| start + chrono::Duration::minutes(m);
+        engine.ingest(ticket("soon", at(20).to_rfc3339()), start);
+        engine.ingest(ticket("later", at(120).to_rfc3339()), start);
+        engine.ingest(ticket("garbled", "next tuesday".into()), start);
+        engine.tick(start);
+        let ann = crate::review::Actor::new("ann", crate::decide::policy::Role::Operator);
+        // Each ticket acknowledged, then resolved, half an hour in.
+        for _ in 0..2 {
+            for task in engine.tasks(&crate::flow::TaskFilter::default()) {
+                let done = crate::flow::TaskAction::Complete;
+                engine
+                    .act_on_task(&task.id, &done, &ann, "done", at(30))
+                    .unwrap();
+            }
+        }
+        let flow_of = |id: &str| {
+            let f = engine.flows.flows.values().find(|f| f.signal_id == id);
+            f.map(|f| (f.deadline, f.outcome)).unwrap()
+        };
+        assert_eq!(flow_of("soon"), (at(20), Some(Outcome::Late)));
+        assert_eq!(flow_of("later"), (at(120), Some(Outcome::WithinSla)));
+        assert_eq!(flow_of("garbled"), (at(240), Some(Outcome::WithinSla)));
+        engine.flush().unwrap().wait().unwrap();
+        let past = crate::journal::read::history(&dir.path().join("data"), 3, None).unwrap();
+        let garbled = past.iter().find(|(_, d)| d.signal_id == "garbled").unwrap();
+        assert!(
+            garbled
+                .1
+                .policy_errors
+                .iter()
+                .any(|e| e.contains("data.promised_by")),
+            "{:?}",
+            garbled.1.policy_errors
+        );
+    }
 }

@@ -60,6 +60,12 @@ pub struct SignalPlay {
     /// outcome, and a decision still awaiting its label learns it.
     #[serde(default, deserialize_with = "hold::some_duration")]
     pub reopen: Option<chrono::Duration>,
+    /// The `data` field holding the time the work is promised by (RFC
+    /// 3339, e.g. an order's delivery date): where a signal carries it, its
+    /// flow's deadline (what within SLA is judged against) is that time
+    /// instead of `sla_minutes` from now. A policy's `deadline` still wins.
+    #[serde(default)]
+    pub due: Option<String>,
 }
 
 /// One option: the steps it assembles, or a fan-out.
@@ -228,6 +234,16 @@ impl Playbook {
                     file: origin.to_string(),
                     item: kind.clone(),
                     reason: "default and safe_default must be among its options".into(),
+                });
+            }
+            if let Some(due) = &play.due
+                && !play.fields.is_empty()
+                && !play.fields.contains_key(due)
+            {
+                return Err(CatalogueError::Invalid {
+                    file: origin.to_string(),
+                    item: kind.clone(),
+                    reason: format!("due names `{due}`, which is not among its fields"),
                 });
             }
         }

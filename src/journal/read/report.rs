@@ -60,6 +60,11 @@ pub struct Paging {
     pub policy: String,
     pub pages: u64,
     pub acknowledged: u64,
+    /// Acknowledged at its first level, before it escalated: within the
+    /// escalation policy's target.
+    pub within_target: u64,
+    /// Paged past its first level (or round) before anyone acknowledged.
+    pub escalated: u64,
     pub mtta_seconds: Option<f64>,
     pub mttr_seconds: Option<f64>,
 }
@@ -445,6 +450,9 @@ fn count_page(by: &mut Sums, name: &str, page: &crate::paging::Page) {
         (row, 0.0, 0.0, 0)
     });
     row.pages += 1;
+    let escalated = page.level > 0 || page.round > 0;
+    row.escalated += u64::from(escalated);
+    row.within_target += u64::from(page.acknowledged.is_some() && !escalated);
     if let Some((_, t)) = &page.acknowledged {
         row.acknowledged += 1;
         *ack_sum += (*t - page.opened).num_milliseconds() as f64 / 1e3;
@@ -526,10 +534,12 @@ pub fn render(r: &Report) -> String {
         for p in rows {
             let secs = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.0} s"));
             s.push_str(&format!(
-                "  {:<20} {:>5} pages, {} acknowledged, MTTA {}, MTTR {}\n",
+                "  {:<20} {:>5} pages, {} acknowledged ({} within target), {} escalated, MTTA {}, MTTR {}\n",
                 p.policy,
                 p.pages,
                 p.acknowledged,
+                p.within_target,
+                p.escalated,
                 secs(p.mtta_seconds),
                 secs(p.mttr_seconds)
             ));
@@ -590,16 +600,36 @@ mod tests {
         let night = utc("2026-12-07T02:00:00Z");
         let day = utc("2026-12-07T14:00:00Z");
         let mut engine = starter(dir.path(), night);
-        for (id, fp, at) in [("c1", "f1", night), ("c2", "f2", day)] {
-            let mut a = alert(id, "alert.firing", fp, "api", at);
+        for (id, fp, service, at) in [("c1", "f1", "api", night), ("c2", "f2", "web", day)] {
+            let mut a = alert(id, "alert.firing", fp, service, at);
             a.severity = Some(Severity::Critical);
             engine.ingest(a, at);
             engine.tick(at);
             engine.tick(at + Duration::seconds(1));
+            // The night's page is acknowledged at its first level; the
+            // day's is left to escalate past it (after 5 minutes).
+            if id == "c1" {
+                let dana = crate::review::Actor::new("dana", crate::decide::policy::Role::Operator);
+                let page = engine.pages(true).first().map(|p| p.id.clone()).unwrap();
+                let ack = crate::engine::PageAction::Acknowledge;
+                let at = at + Duration::minutes(2);
+                engine.page_act(&page, ack, &dana, at).unwrap();
+            }
         }
+        engine.tick(day + Duration::minutes(6));
         engine.flush().unwrap().wait().unwrap();
         let data = dir.path().join("data");
         let r = super::report(&data, None).unwrap();
+        let sre = &r.paging_by_team[0];
+        assert_eq!(
+            (
+                sre.pages,
+                sre.acknowledged,
+                sre.within_target,
+                sre.escalated
+            ),
+            (2, 1, 1, 1)
+        );
         let first = r.people.first().expect("someone was notified");
         assert_eq!(first.team, "sre", "{r:?}");
         let all: u64 = r.people.iter().map(|p| p.notifications).sum();
