@@ -281,7 +281,17 @@ mod tests {
         assert_eq!(flow_of("later"), (at(120), Some(Outcome::WithinSla)));
         assert_eq!(flow_of("garbled"), (at(240), Some(Outcome::WithinSla)));
         engine.flush().unwrap().wait().unwrap();
-        let past = crate::journal::read::history(&dir.path().join("data"), 3, None).unwrap();
+        let data = dir.path().join("data");
+        let past = crate::journal::read::history(&data, 3, None).unwrap();
+        // A page before a decision, oldest first; before an unknown one, none.
+        let before = crate::journal::read::history(&data, 5, Some("D0000003")).unwrap();
+        let ids: Vec<&str> = before.iter().map(|(_, d)| d.id.as_str()).collect();
+        assert_eq!(ids, ["D0000001", "D0000002"]);
+        assert!(
+            crate::journal::read::history(&data, 5, Some("D9"))
+                .unwrap()
+                .is_empty()
+        );
         let garbled = past.iter().find(|(_, d)| d.signal_id == "garbled").unwrap();
         assert!(
             garbled

@@ -630,17 +630,32 @@ pub fn history(
     before: Option<&str>,
 ) -> Result<Vec<(Option<Signal>, Decision)>, JournalError> {
     let (conn, path) = open_existing(dir)?;
-    // Before a decision: those journaled ahead of it (its id is looked up
-    // through the decision index; an unknown one reads as the end).
+    // Before a decision: those journaled ahead of it, its place found
+    // through the decision index first (a plain range on `seq` then reads
+    // from there back; an unknown id has nothing before it).
+    let until = match before {
+        None => i64::MAX,
+        Some(id) => {
+            let seq: Option<i64> = conn
+                .query_row(
+                    "SELECT min(seq) FROM audit WHERE decision_id = ?1 AND kind = 'decision'",
+                    params![id],
+                    |r| r.get(0),
+                )
+                .map_err(sql(&path))?;
+            match seq {
+                Some(seq) => seq,
+                None => return Ok(Vec::new()),
+            }
+        }
+    };
     let mut rows = rows(
         &conn,
         &path,
         "SELECT ref_id, body, signal_id, COALESCE(signal_source, '') FROM audit
-         WHERE kind = 'decision'
-           AND (?2 IS NULL OR seq < COALESCE((SELECT min(seq) FROM audit
-                WHERE decision_id = ?2 AND kind = 'decision'), 0))
+         WHERE kind = 'decision' AND seq < ?2
          ORDER BY seq DESC LIMIT ?1",
-        params![limit, before],
+        params![limit, until],
         |r| {
             Ok((
                 r.get::<_, String>(0)?,
