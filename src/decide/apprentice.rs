@@ -458,7 +458,9 @@ fn read(c: &Class, limits: &ApprenticeLimits, seed: u64) -> SwitchReadings {
     let n = c.readings.len();
     let differences: Vec<f64> = c.readings.iter().map(Reading::difference).collect();
     let mean = |pick: &mut dyn Iterator<Item = usize>| {
-        let (sum, count) = pick.fold((0.0, 0usize), |(s, k), i| (s + differences[i], k + 1));
+        let (sum, count) = pick.fold((0.0, 0usize), |(s, k), i| {
+            (s + differences.get(i).copied().unwrap_or(0.0), k + 1)
+        });
         sum / count.max(1) as f64
     };
     let incumbent = c.readings.iter().map(|r| r.reward).sum::<f64>() / n.max(1) as f64;
