@@ -167,6 +167,14 @@ pub fn alert(id: &str, kind: &str, fingerprint: &str, service: &str, at: DateTim
     Signal::from_value(alert, at).unwrap_or_default()
 }
 
+/// A critical `alert.firing` with a fingerprint on `service/SERVICE`, as
+/// Alertmanager's webhook makes it.
+pub fn critical(id: &str, fingerprint: &str, service: &str, at: DateTime<Utc>) -> Signal {
+    let mut a = alert(id, "alert.firing", fingerprint, service, at);
+    a.severity = Some(crate::signal::Severity::Critical);
+    a
+}
+
 /// A warning alert on `service/SERVICE`, as the starter takes it.
 pub fn warning(id: &str, service: &str, at: DateTime<Utc>) -> Signal {
     let alert = json!({

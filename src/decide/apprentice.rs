@@ -22,6 +22,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::estimate::{BOOTSTRAP, quantile};
+
 /// How far the model may decide a class.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -384,15 +386,10 @@ impl Apprentice {
             // read without the model's predictions, which may be what broke.
             match (c.by, c.rules_value) {
                 (Side::Model, Some(rules)) => {
-                    let own = observed(&c.readings, self.seed);
-                    if own.difference[1] >= rules {
+                    let readings = against_rules(c, rules, self.seed);
+                    if readings.difference[0] <= 0.0 {
                         return None;
                     }
-                    let readings = SwitchReadings {
-                        challenger: rules,
-                        difference: [rules - own.difference[1], rules - own.difference[0]],
-                        ..own
-                    };
                     (Why::Outcomes, readings)
                 }
                 _ => return None,
@@ -415,39 +412,45 @@ impl Apprentice {
     }
 }
 
-/// The `q` quantile of sorted draws (0 with none).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let i = (sorted.len().saturating_sub(1) as f64 * q).round() as usize;
-    sorted.get(i).copied().unwrap_or(0.0)
-}
-
 /// The share of the readings within SLA.
 fn mean_reward(readings: &VecDeque<Reading>) -> f64 {
     readings.iter().map(|r| r.reward).sum::<f64>() / readings.len().max(1) as f64
 }
 
-/// The deciding side's own share within SLA and its 90 % bootstrap
-/// interval (in `difference`), over its readings.
-fn observed(readings: &VecDeque<Reading>, seed: u64) -> SwitchReadings {
-    let rewards: Vec<f64> = readings.iter().map(|r| r.reward).collect();
-    let n = rewards.len();
+/// The mean of `values` and its 90 % bootstrap interval (`BOOTSTRAP`
+/// resamples drawn with `seed`): the 5 % quantile is a one-sided 95 %
+/// lower bound.
+fn bootstrap_mean(values: &[f64], seed: u64) -> (f64, [f64; 2]) {
+    let n = values.len();
+    let mean = |pick: &mut dyn Iterator<Item = usize>| {
+        let (sum, count) = pick.fold((0.0, 0usize), |(s, k), i| {
+            (s + values.get(i).copied().unwrap_or(0.0), k + 1)
+        });
+        sum / count.max(1) as f64
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut draws: Vec<f64> = (0..crate::decide::estimate::BOOTSTRAP)
-        .map(|_| {
-            let sum: f64 = (0..n)
-                .filter_map(|_| rewards.get(rng.random_range(0..n.max(1))))
-                .sum();
-            sum / n.max(1) as f64
-        })
+    let mut draws: Vec<f64> = (0..BOOTSTRAP)
+        .map(|_| mean(&mut (0..n).map(|_| rng.random_range(0..n.max(1)))))
         .collect();
     draws.sort_by(f64::total_cmp);
-    let at = |q: f64| quantile(&draws, q);
-    let value = mean_reward(readings);
+    (
+        mean(&mut (0..n)),
+        [quantile(&draws, 0.05), quantile(&draws, 0.95)],
+    )
+}
+
+/// The model's own outcomes against what the rules had reached before it
+/// took over (`rules`): the rules' value less the ends of the model's
+/// interval, read without the model's predictions.
+fn against_rules(c: &Class, rules: f64, seed: u64) -> SwitchReadings {
+    let rewards: Vec<f64> = c.readings.iter().map(|r| r.reward).collect();
+    let (own, [low, high]) = bootstrap_mean(&rewards, seed);
     SwitchReadings {
-        incumbent: value,
-        challenger: value,
-        difference: [at(0.05), at(0.95)],
-        outcomes: n,
+        incumbent: own,
+        challenger: rules,
+        difference: [rules - high, rules - low],
+        outcomes: rewards.len(),
+        // People's answers are not read here.
         agreement: None,
         answers: 0,
     }
@@ -455,30 +458,17 @@ fn observed(readings: &VecDeque<Reading>, seed: u64) -> SwitchReadings {
 
 /// The paired estimate over a class's readings, and people's agreement.
 fn read(c: &Class, limits: &ApprenticeLimits, seed: u64) -> SwitchReadings {
-    let n = c.readings.len();
     let differences: Vec<f64> = c.readings.iter().map(Reading::difference).collect();
-    let mean = |pick: &mut dyn Iterator<Item = usize>| {
-        let (sum, count) = pick.fold((0.0, 0usize), |(s, k), i| {
-            (s + differences.get(i).copied().unwrap_or(0.0), k + 1)
-        });
-        sum / count.max(1) as f64
-    };
-    let incumbent = c.readings.iter().map(|r| r.reward).sum::<f64>() / n.max(1) as f64;
-    let gain = mean(&mut (0..n));
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut draws: Vec<f64> = (0..crate::decide::estimate::BOOTSTRAP)
-        .map(|_| mean(&mut (0..n).map(|_| rng.random_range(0..n.max(1)))))
-        .collect();
-    draws.sort_by(f64::total_cmp);
-    let at = |q: f64| quantile(&draws, q);
+    let (gain, difference) = bootstrap_mean(&differences, seed);
+    let incumbent = mean_reward(&c.readings);
     let answers = c.answers.len();
     let agreement = (answers >= limits.min_answers)
         .then(|| c.answers.iter().filter(|a| **a).count() as f64 / answers as f64);
     SwitchReadings {
         incumbent,
         challenger: incumbent + gain,
-        difference: [at(0.05), at(0.95)],
-        outcomes: n,
+        difference,
+        outcomes: c.readings.len(),
         agreement,
         answers,
     }

@@ -98,6 +98,12 @@ fn point(
     }
 }
 
+/// The `q` quantile of sorted values, by the nearest rank (0 with none).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let i = (sorted.len().saturating_sub(1) as f64 * q).round() as usize;
+    sorted.get(i).copied().unwrap_or(0.0)
+}
+
 /// The estimate of the candidate's value, with its interval from
 /// `BOOTSTRAP` resamples drawn with `seed`.
 pub fn estimate(estimator: Estimator, samples: &[Sample], seed: u64) -> Estimate {
@@ -126,8 +132,7 @@ pub fn estimate(estimator: Estimator, samples: &[Sample], seed: u64) -> Estimate
             })
             .collect();
         values.sort_by(f64::total_cmp);
-        let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-        (!values.is_empty()).then(|| [at(0.025), at(0.975)])
+        (!values.is_empty()).then(|| [quantile(&values, 0.025), quantile(&values, 0.975)])
     });
     Estimate {
         estimator,

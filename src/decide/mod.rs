@@ -91,8 +91,9 @@ pub struct Decider {
     pub model_held: bool,
     /// A candidate taking a share of the decisions (a guarded ramp).
     pub ramp: Option<RampArm>,
-    /// The apprentice classes the model has taken over (`apprentice`).
-    pub taken: std::collections::BTreeSet<String>,
+    /// Who decides each apprentice class, and the readings that move it
+    /// (`apprentice`).
+    pub apprentice: apprentice::Apprentice,
 }
 
 /// A ramp's candidate and its coverage, as the engine sets them
@@ -150,7 +151,7 @@ impl Decider {
             rules_version: String::new(),
             shadow: None,
             model_held: false,
-            taken: Default::default(),
+            apprentice: apprentice::Apprentice::new(Default::default()),
             ramp: None,
         }
     }
@@ -286,7 +287,7 @@ impl Decider {
         let mode = self.policy.model_mode(class);
         let rules_decide = match mode {
             ModelMode::Rules => true,
-            ModelMode::Apprentice => !self.taken.contains(class),
+            ModelMode::Apprentice => self.apprentice.deciding(class) == apprentice::Side::Rules,
             ModelMode::On => false,
         };
         let held = self.learning && (self.model_held || rules_decide);
@@ -713,7 +714,6 @@ impl Decider {
 /// Options' views for policies, by name.
 pub(crate) type OptionViews = std::collections::HashMap<String, OptionView>;
 
-/// Builds the views of `names` under `playbook` that `views` lacks.
 /// The time a signal says its work is promised by, in the field its type
 /// names (`Choice::due`); one that does not read as a time is said among
 /// the decision's policy errors (the SLA stands).
@@ -735,6 +735,7 @@ fn promised(
     }
 }
 
+/// Builds the views of `names` under `playbook` that `views` lacks.
 fn build_views(
     views: &mut OptionViews,
     playbook: &Playbook,

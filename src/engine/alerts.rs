@@ -67,12 +67,7 @@ impl Engine {
         let Some(flow) = self.flows.get(flow_id) else {
             return;
         };
-        let span = self
-            .decider
-            .playbook
-            .signals
-            .get(&flow.signal_type)
-            .and_then(|play| play.reopen);
+        let span = (self.decider.playbook.play(&flow.signal_type)).and_then(|play| play.reopen);
         let (Some(span), Some(Outcome::WithinSla)) = (span, flow.outcome) else {
             return;
         };
@@ -169,19 +164,11 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, Duration, Utc};
+    use chrono::{Duration, Utc};
 
     use crate::flow::outcome::Outcome;
     use crate::review::{Action, Actor};
-    use crate::signal::Severity;
-    use crate::testkit::{alert, starter};
-
-    /// A critical alert on `service/SERVICE`.
-    fn critical(id: &str, fp: &str, service: &str, at: DateTime<Utc>) -> crate::signal::Signal {
-        let mut a = alert(id, "alert.firing", fp, service, at);
-        a.severity = Some(Severity::Critical);
-        a
-    }
+    use crate::testkit::{alert, critical, starter};
 
     /// How the flow a signal started ended, if it has.
     fn outcome_of(engine: &crate::engine::Engine, signal: &str) -> Option<Outcome> {

@@ -3,7 +3,7 @@
 //! would have picked; its outcome and people's answers are the readings;
 //! when a class changes hands the decider is told, the switch is journaled
 //! (an audit entry, and the classes the model holds as meta for a
-//! restart), announced (a `model` notice) and shown (`Overview::apprentice`).
+//! restart), announced (a `model` notice) and shown (`Overview::class_modes`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,15 +17,12 @@ use crate::journal::{AuditEntry, Record};
 /// The journal meta key holding the classes the model has taken over.
 pub const APPRENTICE_KEY: &str = "apprentice";
 
-/// What an apprentice class's settled decision keeps until its outcome.
+/// What an apprentice class's settled decision keeps until its outcome:
+/// its class, and its reading but for the reward.
 #[derive(Debug, Clone)]
 pub(super) struct Seen {
     class: Box<str>,
-    by: Side,
-    agree: bool,
-    propensity: f64,
-    predicted_done: f64,
-    predicted_other: f64,
+    reading: Reading,
 }
 
 impl Seen {
@@ -33,9 +30,9 @@ impl Seen {
     pub(super) fn of(decision: &Decision, option: &str) -> Option<Seen> {
         let mark = decision.apprentice.as_ref()?;
         let score = |name: &str| decision.score_of(name).map_or(0.0, |o| o.score);
-        Some(Seen {
-            class: decision.class.as_str().into(),
+        let reading = Reading {
             by: mark.by,
+            reward: 0.0,
             agree: mark.other == option,
             // A person's choice, or the side's own pick, counts as certain
             // unless the model explored.
@@ -46,6 +43,10 @@ impl Seen {
             },
             predicted_done: score(option),
             predicted_other: score(&mark.other),
+        };
+        Some(Seen {
+            class: decision.class.as_str().into(),
+            reading,
         })
     }
 }
@@ -62,6 +63,11 @@ pub struct ClassMode {
     pub since: Option<DateTime<Utc>>,
 }
 
+/// How many of `modes` the model decides now.
+pub fn decided_by_model(modes: &[ClassMode]) -> usize {
+    modes.iter().filter(|c| c.by == Side::Model).count()
+}
+
 impl Engine {
     /// An apprentice decision's outcome: 1 within SLA, 0 not.
     /// Not read while the model's breaker holds it: no class changes
@@ -73,14 +79,10 @@ impl Engine {
             return;
         }
         let reading = Reading {
-            by: seen.by,
             reward,
-            agree: seen.agree,
-            propensity: seen.propensity,
-            predicted_done: seen.predicted_done,
-            predicted_other: seen.predicted_other,
+            ..seen.reading
         };
-        if let Some(switch) = self.learning.apprentice.outcome(&seen.class, reading, now) {
+        if let Some(switch) = self.decider.apprentice.outcome(&seen.class, reading, now) {
             self.class_switched(switch);
         }
     }
@@ -94,7 +96,7 @@ impl Engine {
             Side::Rules => &mark.other,
             Side::Model => &decision.proposal,
         };
-        self.learning
+        self.decider
             .apprentice
             .answered(&decision.class, model == chosen);
     }
@@ -102,10 +104,6 @@ impl Engine {
     pub(super) fn class_switched(&mut self, switch: Switch) {
         let text = switch.describe();
         tracing::info!(class = %switch.class, to = switch.to.as_str(), "{text}");
-        match switch.to {
-            Side::Model => self.decider.taken.insert(switch.class.clone()),
-            Side::Rules => self.decider.taken.remove(&switch.class),
-        };
         self.outbox.records.push(Record::Audit(AuditEntry {
             kind: "model_mode".into(),
             ref_id: switch.class.clone(),
@@ -113,7 +111,7 @@ impl Engine {
             time: switch.at,
             body: json!({ "switch": switch, "model": self.decider.model_version() }),
         }));
-        match serde_json::to_string(&self.learning.apprentice.taken()) {
+        match serde_json::to_string(&self.decider.apprentice.taken()) {
             Ok(value) => self.outbox.records.push(Record::Meta {
                 key: APPRENTICE_KEY.into(),
                 value,
@@ -132,10 +130,7 @@ impl Engine {
     /// Takes the journaled classes the model holds after a restart.
     pub(super) fn resume_apprentice(&mut self, journaled: &str) {
         match serde_json::from_str::<Journaled>(journaled) {
-            Ok(taken) => {
-                self.decider.taken = taken.keys().cloned().collect();
-                self.learning.apprentice.resume(taken);
-            }
+            Ok(taken) => self.decider.apprentice.resume(taken),
             Err(e) => {
                 tracing::error!(error = %e, "the journaled apprentice classes are unreadable: the rules decide them")
             }
@@ -144,15 +139,10 @@ impl Engine {
 
     /// Every class of the playbook that is not `on`, with who decides it.
     pub fn class_modes(&self) -> Vec<ClassMode> {
-        let playbook = &self.decider.playbook;
-        let classes: std::collections::BTreeSet<&str> = playbook
-            .signals
-            .values()
-            .map(|p| p.class.as_str())
-            .chain(playbook.fanouts.values().map(|f| f.class.as_str()))
+        let classes: std::collections::BTreeSet<&str> = (self.decider.playbook.classes())
             .filter(|c| !matches!(*c, "context" | "unrecognised"))
             .collect();
-        let taken = self.learning.apprentice.taken();
+        let taken = self.decider.apprentice.taken();
         classes
             .into_iter()
             .filter_map(|class| {

@@ -10,7 +10,6 @@ use chrono::{DateTime, Duration, Utc};
 use super::apprentice::Seen;
 use super::{Engine, EngineEvent, FlowFinished};
 use crate::decide::Decision;
-use crate::decide::apprentice::{Apprentice, ApprenticeLimits};
 use crate::flow::FlowState;
 use crate::journal::{Feedback, Record, read};
 use crate::review::Action;
@@ -136,8 +135,6 @@ pub(super) struct Learning {
     pub checkpoint_every: i64,
     /// When flow labels were last gathered (once a simulated minute).
     pub last_sample: Option<DateTime<Utc>>,
-    /// Who decides each apprentice class (`engine::apprentice`).
-    pub apprentice: Apprentice,
 }
 
 impl Learning {
@@ -150,7 +147,6 @@ impl Learning {
             checkpoint_at: 0,
             checkpoint_every: checkpoint_every.max(1),
             last_sample: None,
-            apprentice: Apprentice::new(ApprenticeLimits::default()),
         }
     }
 }

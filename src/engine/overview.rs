@@ -225,14 +225,12 @@ impl Overview {
     /// Who decides, where the model does not simply decide every class:
     /// "model decides 2 of 5 classes (apprentice)", or none.
     pub fn deciding(&self) -> Option<String> {
-        use crate::decide::apprentice::{ModelMode, Side};
         let modes = &self.class_modes;
         if modes.is_empty() {
             return None;
         }
-        let by_model = modes.iter().filter(|c| c.by == Side::Model).count();
-        let apprentice = modes.iter().any(|c| c.mode == ModelMode::Apprentice);
-        let how = if apprentice {
+        let by_model = super::apprentice::decided_by_model(modes);
+        let how = if self.apprentice_share().is_some() {
             "apprentice"
         } else {
             "mode rules"
@@ -241,6 +239,17 @@ impl Overview {
             "model decides {by_model} of {} classes ({how})",
             modes.len()
         ))
+    }
+
+    /// With any class in apprentice mode: how many of the classes not
+    /// simply the model's it decides now, of how many.
+    pub fn apprentice_share(&self) -> Option<(usize, usize)> {
+        let modes = &self.class_modes;
+        let apprentice = crate::decide::apprentice::ModelMode::Apprentice;
+        modes
+            .iter()
+            .any(|c| c.mode == apprentice)
+            .then(|| (super::apprentice::decided_by_model(modes), modes.len()))
     }
 
     /// How long a claim holds an item, as a duration (a server's figure

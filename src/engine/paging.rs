@@ -535,8 +535,7 @@ mod tests {
             engine.learning.feedback, 1,
             "only the person's reject taught"
         );
-        let mut critical = alert("c1", "alert.firing", "f9", "e", at(4));
-        critical.severity = Some(crate::signal::Severity::Critical);
+        let critical = crate::testkit::critical("c1", "f9", "e", at(4));
         let crate::engine::Ingested::Decided { decision_id, .. } = engine.ingest(critical, at(4))
         else {
             panic!("decided");

@@ -131,10 +131,7 @@ pub fn status(engine: &Engine) -> Status {
         reopened: engine.metrics.total.reopened,
         deciding: {
             let modes = engine.class_modes();
-            let model = modes
-                .iter()
-                .filter(|c| c.by == crate::decide::apprentice::Side::Model)
-                .count();
+            let model = super::apprentice::decided_by_model(&modes);
             (modes.len() - model, model)
         },
         held_off: engine.held_off_now(),

@@ -59,7 +59,7 @@ impl Engine {
         let Transition { state, readings } = t;
         self.decider.model_held = state.open;
         if state.open {
-            for switch in self.learning.apprentice.hand_back_all(now) {
+            for switch in self.decider.apprentice.hand_back_all(now) {
                 self.class_switched(switch);
             }
         }

@@ -274,6 +274,13 @@ impl Playbook {
         Ok(())
     }
 
+    /// The decision classes its signal types and fan-outs are in (a class
+    /// once for each that names it).
+    pub fn classes(&self) -> impl Iterator<Item = &str> {
+        let plays = self.signals.values().map(|play| play.class.as_str());
+        plays.chain(self.fanouts.values().map(|f| f.class.as_str()))
+    }
+
     /// The play for a signal type; `None` when the type is not catalogued.
     pub fn play(&self, kind: &str) -> Option<&SignalPlay> {
         self.signals.get(kind)

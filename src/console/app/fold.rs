@@ -259,7 +259,8 @@ impl App {
     /// Asks for the page of history before the oldest decision shown, when
     /// the selection has reached the last row of Audit or Signals (once at
     /// a time, until the journal's beginning, within what the views keep).
-    pub(super) fn older_wanted(&mut self) -> Option<Effect> {
+    /// `rows`: how many the view shows.
+    pub(super) fn older_wanted(&mut self, rows: usize) -> Option<Effect> {
         if !matches!(self.view, View::Audit | View::Signals)
             || self.older.asked
             || self.older.exhausted
@@ -267,9 +268,8 @@ impl App {
         {
             return None;
         }
-        let n = self.rows(self.view).len();
         let at = self.tables.get(&self.view).map_or(0, |t| t.selected);
-        if n == 0 || at + 1 < n {
+        if rows == 0 || at + 1 < rows {
             return None;
         }
         let before = self.audit.back()?.id.clone();

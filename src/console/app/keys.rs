@@ -193,18 +193,23 @@ impl App {
                 };
                 self.go(VIEWS[j].0);
             }
-            KeyAction::Up => self.move_selection(-1),
+            KeyAction::Up | KeyAction::PageUp | KeyAction::Top => {
+                let delta = match action {
+                    KeyAction::Up => -1,
+                    KeyAction::PageUp => -(self.page as isize),
+                    _ => -(isize::MAX / 2),
+                };
+                self.move_selection(delta);
+            }
             KeyAction::Down | KeyAction::PageDown | KeyAction::Bottom => {
                 let delta = match action {
                     KeyAction::Down => 1,
                     KeyAction::PageDown => self.page as isize,
                     _ => isize::MAX / 2,
                 };
-                self.move_selection(delta);
-                effects.extend(self.older_wanted());
+                let rows = self.move_selection(delta);
+                effects.extend(self.older_wanted(rows));
             }
-            KeyAction::PageUp => self.move_selection(-(self.page as isize)),
-            KeyAction::Top => self.move_selection(-(isize::MAX / 2)),
             KeyAction::Follow if self.view == View::Signals => {
                 self.follow = !self.follow;
                 if self.follow {

@@ -241,13 +241,14 @@ impl App {
         self.tables.entry(self.view).or_default()
     }
 
-    pub(super) fn move_selection(&mut self, delta: isize) {
+    /// Moves the selection by `delta` rows; how many rows the view has.
+    pub(super) fn move_selection(&mut self, delta: isize) -> usize {
         let n = self.rows(self.view).len();
         let page = self.page.max(1);
         let t = self.table();
         if n == 0 {
             *t = TableState::default();
-            return;
+            return 0;
         }
         let next = (t.selected as isize + delta).clamp(0, n as isize - 1) as usize;
         t.selected = next;
@@ -259,6 +260,7 @@ impl App {
         if self.view == View::Signals {
             self.follow = next == 0;
         }
+        n
     }
 
     pub(super) fn go(&mut self, view: View) {

@@ -137,20 +137,10 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
             Some(r) => format!(" (ramp {:.0} %)", r.coverage() * 100.0),
             None => String::new(),
         };
-        let apprentice = s
-            .class_modes
-            .iter()
-            .any(|c| c.mode == crate::decide::apprentice::ModelMode::Apprentice);
-        let deciding = if apprentice {
-            let taken = s
-                .class_modes
-                .iter()
-                .filter(|c| c.by == crate::decide::apprentice::Side::Model)
-                .count();
-            format!(" (apprentice {taken}/{})", s.class_modes.len())
-        } else {
-            String::new()
-        };
+        let deciding = s
+            .apprentice_share()
+            .map(|(taken, of)| format!(" (apprentice {taken}/{of})"))
+            .unwrap_or_default();
         let mut v = format!(
             "model {}{breaker}{deciding} policy {}{ramping}",
             s.model_version, s.policy_version

@@ -465,12 +465,7 @@ impl PolicySet {
             }
         }
         for class in parsed.model.classes.keys() {
-            let classes = playbook
-                .signals
-                .values()
-                .map(|play| &play.class)
-                .chain(playbook.fanouts.values().map(|f| &f.class));
-            if !classes.into_iter().any(|c| c == class) {
+            if !playbook.classes().any(|c| c == class) {
                 errors.push(PolicyError::Rule {
                     file: file.to_string(),
                     rule: format!("model.classes.{class}"),

@@ -580,8 +580,7 @@ pub fn render(r: &Report) -> String {
 mod tests {
     use chrono::{DateTime, Duration, Utc};
 
-    use crate::signal::Severity;
-    use crate::testkit::{alert, starter};
+    use crate::testkit::{alert, critical, starter};
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
@@ -601,9 +600,7 @@ mod tests {
         let day = utc("2026-12-07T14:00:00Z");
         let mut engine = starter(dir.path(), night);
         for (id, fp, service, at) in [("c1", "f1", "api", night), ("c2", "f2", "web", day)] {
-            let mut a = alert(id, "alert.firing", fp, service, at);
-            a.severity = Some(Severity::Critical);
-            engine.ingest(a, at);
+            engine.ingest(critical(id, fp, service, at), at);
             engine.tick(at);
             engine.tick(at + Duration::seconds(1));
             // The night's page is acknowledged at its first level; the
@@ -681,12 +678,8 @@ mod tests {
         for id in ["t1", "t2", "t3"] {
             engine.ingest(ticket(id), at(0));
         }
-        let mut warning = alert("w1", "alert.firing", "fw", "web", at(0));
-        warning.severity = Some(Severity::Warning);
-        let mut critical = alert("c1", "alert.firing", "fc", "api", at(0));
-        critical.severity = Some(Severity::Critical);
-        engine.ingest(warning, at(0));
-        engine.ingest(critical, at(0));
+        engine.ingest(alert("w1", "alert.firing", "fw", "web", at(0)), at(0));
+        engine.ingest(critical("c1", "fc", "api", at(0)), at(0));
         engine.tick(at(0));
         let ann = crate::review::Actor::new("ann", crate::decide::policy::Role::Operator);
         // Each ticket's open task (acknowledge, then resolve), by ticket.
