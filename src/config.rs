@@ -63,6 +63,9 @@ pub struct Config {
     /// `[tasks]`: how many open tasks each team may hold.
     #[serde(default)]
     pub tasks: Option<TasksConfig>,
+    /// `[advisor]`: the language model that explains, proposes and drafts.
+    #[serde(default)]
+    pub advisor: Option<crate::advisor::AdvisorConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

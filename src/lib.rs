@@ -3,6 +3,7 @@
 //! The engine cycle is signal → context → decide → flow → review, with every
 //! step journaled. See ARCHITECTURE.md for the map.
 
+pub mod advisor;
 pub mod bench;
 pub mod cel_bounded;
 pub mod cel_check;

@@ -89,6 +89,11 @@ enum Command {
         journal: cmd::JournalArgs,
         #[arg(long)]
         json: bool,
+        /// In words, by the advisor (`[advisor]` in the deployment's
+        /// signalbox.toml with --config, else in config.toml): each
+        /// sentence cites the journal's facts it states, checked.
+        #[arg(long)]
+        words: bool,
     },
     /// Open a journal (resuming what was in flight, deciding what was
     /// acknowledged but undecided) and print its counts.
@@ -559,9 +564,14 @@ fn main() -> ExitCode {
             "`signalbox run` is the headless simulation and needs --headless; \
              the console is `signalbox` with no command"
         )),
-        Some(Command::Explain { id, journal, json }) => journal
+        Some(Command::Explain {
+            id,
+            journal,
+            json,
+            words,
+        }) => journal
             .place()
-            .and_then(|place| explain_cmd(&id, &place.dir, json)),
+            .and_then(|place| explain_cmd(&id, &place, json, words)),
         Some(Command::Check { journal, json }) => {
             journal.place().and_then(|place| check_cmd(&place, json))
         }

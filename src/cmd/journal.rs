@@ -10,13 +10,22 @@ use crate::{QuarantineCommand, QuarantineTarget};
 use signalbox::engine::quarantine::Release;
 use signalbox::journal::{explain, read};
 
-pub(crate) fn explain_cmd(id: &str, dir: &Path, json: bool) -> Result<()> {
+pub(crate) fn explain_cmd(id: &str, place: &JournalPlace, json: bool, words: bool) -> Result<()> {
+    let dir = place.dir.as_path();
     let Some(explanation) = read::explain(dir, id)
         .with_context(|| format!("reading the journal in {}", dir.display()))?
     else {
         bail!("no decision `{id}` in the journal at {}", dir.display());
     };
-    if json {
+    if words {
+        let advisor = super::advisor(place)?;
+        let words = advisor.explain(&explanation)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&words.to_json())?);
+        } else {
+            print!("{}", words.render());
+        }
+    } else if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&explain::to_json(&explanation))?

@@ -58,6 +58,27 @@ impl JournalArgs {
     }
 }
 
+/// The advisor `[advisor]` names: the deployment's signalbox.toml, or
+/// else config.toml; recording beside the journal.
+pub(crate) fn advisor(place: &JournalPlace) -> Result<signalbox::advisor::Advisor> {
+    let config = match &place.deployment {
+        Some(d) => d.server.advisor.clone(),
+        None => {
+            signalbox::config::Config::load(signalbox::config::config_path().as_deref())?.advisor
+        }
+    };
+    let Some(config) = config else {
+        anyhow::bail!(
+            "no advisor: add [advisor] (url, model) to {}",
+            match &place.deployment {
+                Some(d) => d.dir.join("signalbox.toml").display().to_string(),
+                None => "config.toml".into(),
+            }
+        );
+    };
+    Ok(signalbox::advisor::Advisor::new(&config, &place.dir)?)
+}
+
 impl JournalPlace {
     /// Who writes this journal, as the command was told.
     pub(crate) fn author(&self) -> signalbox::journal::author::Author {
