@@ -181,6 +181,10 @@ enum Command {
         sources: Vec<String>,
         #[command(flatten)]
         candidates: signalbox::decide::CandidateFiles,
+        /// Run the advisor as a shadow: its proposals are recorded beside
+        /// review items and judged against people's answers, not shown.
+        #[arg(long)]
+        shadow_advisor: bool,
     },
     /// Who is on call: on each schedule (of --team), now or --at a time
     /// (RFC 3339), with overrides, the next change and the week's gaps.
@@ -534,15 +538,23 @@ fn main() -> ExitCode {
             body_limit,
             sources,
             candidates,
+            shadow_advisor,
         }) => {
-            let what = match (config_dir, demo) {
+            let runs = match (config_dir, demo) {
                 (Some(dir), _) => Some(cmd::serve::Runs::Deployment(dir)),
                 (None, true) => Some(cmd::serve::Runs::Demo),
                 (None, false) => None,
             };
-            cmd::serve::serve(
-                what, listen, data_dir, tokens, body_limit, sources, candidates,
-            )
+            cmd::serve::serve(cmd::serve::ServeArgs {
+                runs,
+                listen,
+                data_dir,
+                tokens,
+                body_limit,
+                sources,
+                candidates,
+                shadow_advisor,
+            })
         }
         Some(Command::Init { dir }) => cmd::deploy::init(&dir),
         Some(Command::Attach {

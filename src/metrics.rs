@@ -81,6 +81,14 @@ pub struct Tally {
     pub shadow_answered: u64,
     #[serde(default)]
     pub shadow_people_agreed: u64,
+    /// Review items the advisor proposed for; those people answered with
+    /// an option, and those where it had proposed that option.
+    #[serde(default)]
+    pub advised: u64,
+    #[serde(default)]
+    pub advised_answered: u64,
+    #[serde(default)]
+    pub advised_agreed: u64,
 }
 
 impl Tally {
@@ -141,6 +149,7 @@ impl Tally {
             agreement_with_truth: Tally::ratio(self.judged_right, self.judged),
             shadow_agreement: Tally::ratio(self.shadow_agreed, self.shadowed),
             shadow_people_agreement: Tally::ratio(self.shadow_people_agreed, self.shadow_answered),
+            advisor_agreement: Tally::ratio(self.advised_agreed, self.advised_answered),
             cycle_p50_minutes: self.percentile(0.50),
             cycle_p95_minutes: self.percentile(0.95),
             flows_done: self.flows_done,
@@ -201,6 +210,10 @@ pub struct Summary {
     /// where the candidate had proposed the option they chose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow_people_agreement: Option<f64>,
+    /// Of the items the advisor proposed for that people answered, the
+    /// share where they chose its proposal.
+    #[serde(default)]
+    pub advisor_agreement: Option<f64>,
 }
 
 /// Whole-run and per-hour tallies, hours counted from `start`.

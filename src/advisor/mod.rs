@@ -13,6 +13,16 @@
 
 pub mod client;
 // pub mod drafts;
+
+impl crate::intake::Words for Advisor {
+    fn words(&self, e: &Explanation) -> Result<serde_json::Value, String> {
+        self.words_json(e)
+    }
+
+    fn breaker(&self) -> serde_json::Value {
+        serde_json::to_value(self.state()).unwrap_or_default()
+    }
+}
 pub mod facts;
 pub mod guard;
 pub mod propose;
@@ -20,7 +30,7 @@ pub mod redact;
 pub mod settings;
 pub mod store;
 pub mod words;
-// pub mod worker;
+pub mod worker;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -74,6 +84,11 @@ impl Advisor {
             redactor,
             guard: Mutex::new(Guard::default()),
         })
+    }
+
+    /// Where it is asked (never with a credential: `settings` refuses one).
+    pub fn endpoint(&self) -> &str {
+        self.client.settings().endpoint.as_str()
     }
 
     pub fn model(&self) -> &str {
@@ -175,6 +190,11 @@ impl Advisor {
             tracing::error!(error = %e, "advisor call not recorded");
         }
         outcome
+    }
+
+    /// A decision in words as the HTTP API and the console show it.
+    fn words_json(&self, e: &Explanation) -> Result<serde_json::Value, String> {
+        self.explain(e).map(|w| w.to_json()).map_err(|e| e.to_string())
     }
 
     /// A decision in words: kept from before for this model, or asked.

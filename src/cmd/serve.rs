@@ -151,16 +151,30 @@ fn probes_of(
 
 /// Runs `serve` until SIGINT or SIGTERM: the engine's thread, the sources,
 /// the outbound tasks, the HTTP server; then stops them in order.
-pub(crate) fn serve(
-    runs: Option<Runs>,
-    listen: Option<std::net::SocketAddr>,
-    data_dir: Option<PathBuf>,
-    tokens: Vec<String>,
-    body_limit: usize,
-    sources: Vec<String>,
-    candidates: signalbox::decide::CandidateFiles,
-) -> Result<()> {
+pub(crate) struct ServeArgs {
+    pub runs: Option<Runs>,
+    pub listen: Option<std::net::SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub tokens: Vec<String>,
+    pub body_limit: usize,
+    pub sources: Vec<String>,
+    pub candidates: signalbox::decide::CandidateFiles,
+    /// The advisor's proposals are recorded, not shown.
+    pub shadow_advisor: bool,
+}
+
+pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     use signalbox::intake::{self, AppState, service};
+    let ServeArgs {
+        runs,
+        listen,
+        data_dir,
+        tokens,
+        body_limit,
+        sources,
+        candidates,
+        shadow_advisor,
+    } = args;
     let Some(runs) = runs else {
         bail!(NO_DEPLOYMENT);
     };
@@ -203,6 +217,7 @@ pub(crate) fn serve(
         config.max_backlog(),
     )?;
     spawn_sources(paths, &engine)?;
+    let advisor = start_advisor(config, &dir, &engine, shadow_advisor)?;
     let reloader = deployment.map(|d| {
         std::sync::Arc::new(signalbox::deploy::ServedDeployment::new(d))
             as std::sync::Arc<dyn signalbox::intake::reload::Served>
@@ -236,6 +251,7 @@ pub(crate) fn serve(
         body_limit,
         body_timeout: settings.body_timeout,
         reloader: reloader.clone(),
+        words: advisor.map(|a| a as std::sync::Arc<dyn signalbox::intake::Words>),
         events: Some(events),
         streams: std::sync::Arc::new(signalbox::intake::slots::StreamSlots::new(
             settings.limits.max_streams,
@@ -268,6 +284,31 @@ pub(crate) fn serve(
     served?;
     say("signalbox: stopped; journal closed");
     Ok(())
+}
+
+/// The advisor `[advisor]` names, beside the engine; none without it.
+fn start_advisor(
+    config: &signalbox::config::Config,
+    dir: &std::path::Path,
+    engine: &signalbox::engine::host::Handle,
+    shadow: bool,
+) -> Result<Option<std::sync::Arc<signalbox::advisor::Advisor>>> {
+    let Some(settings) = &config.advisor else {
+        if shadow {
+            bail!("--shadow-advisor needs [advisor] in signalbox.toml");
+        }
+        return Ok(None);
+    };
+    let advisor = std::sync::Arc::new(signalbox::advisor::Advisor::new(settings, dir)?);
+    signalbox::advisor::worker::spawn(std::sync::Arc::clone(&advisor), engine.clone(), shadow)
+        .context("starting the advisor's thread")?;
+    say(&format!(
+        "signalbox: advisor {} at {}{}",
+        advisor.model(),
+        advisor.endpoint(),
+        if shadow { " (shadow: proposals recorded, not shown)" } else { "" }
+    ));
+    Ok(Some(advisor))
 }
 
 /// What `serve` sends out and polls, on its runtime: webhook steps, probes,

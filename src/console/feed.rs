@@ -260,6 +260,11 @@ impl Pending {
                 action: Some(action),
                 opened: false,
             }),
+            EngineEvent::ReviewAdvised(item) => self.review(ReviewChange {
+                item,
+                action: None,
+                opened: false,
+            }),
             EngineEvent::FlowChanged(flow) => self.flow(flow),
             notice @ (EngineEvent::Quarantined(_) | EngineEvent::Reloaded(_)) => {
                 self.notices.push_back(notice);

@@ -41,6 +41,7 @@ fn review(i: usize, decision: &Arc<Decision>, signal: &Arc<Signal>) -> ReviewIte
         claimed_at: None,
         snoozed_until: None,
         outcome: None,
+        advice: None,
     }
 }
 

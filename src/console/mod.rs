@@ -118,6 +118,7 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
                             body_limit: crate::intake::BODY_LIMIT,
                             body_timeout: options.body_timeout,
                             reloader: None,
+                            words: None,
                             events: None,
                             streams: Default::default(),
                         };

@@ -300,6 +300,10 @@ pub struct Decision {
     /// In an apprentice class: who decided, and the other side's pick.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apprentice: Option<super::apprentice::ApprenticeMark>,
+    /// Its signal's type is not in the playbook: the `unrecognised` play
+    /// decided it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unrecognised: bool,
     /// What policies read (none for a record-only decision, and in records
     /// journaled before it was kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]

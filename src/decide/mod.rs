@@ -681,6 +681,7 @@ impl Decider {
             shadow: ruling.shadow,
             ramp: ruling.ramp,
             apprentice: ruling.apprentice,
+            unrecognised: choice.unrecognised,
             policy_input: ruling.input,
         }
     }

@@ -112,6 +112,12 @@ pub enum Command {
         actor: Actor,
         reply: Reply<crate::paging::Page>,
     },
+    /// The advisor's proposal for an open review item.
+    Advise {
+        review_id: String,
+        advice: crate::review::Advice,
+        reply: Reply<ReviewItem>,
+    },
     /// What became of a page's notification (`intake::pager`).
     PageDelivered {
         page_id: String,

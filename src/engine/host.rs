@@ -458,6 +458,14 @@ fn carry_out_for_people(
                 .map_err(EngineError::from);
             after_commit(waiting, reply, done);
         }
+        Command::Advise {
+            review_id,
+            advice,
+            reply,
+        } => {
+            let done = engine.advise(&review_id, advice);
+            after_commit(waiting, reply, done);
+        }
         Command::PageDelivered {
             page_id,
             attempt,

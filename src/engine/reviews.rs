@@ -80,6 +80,35 @@ impl Engine {
         }
     }
 
+    /// The advisor's proposal for an open item: one of the options its
+    /// decision allows (the queue refuses any other), journaled in the
+    /// audit chain with the item, and shown beside the model's proposal
+    /// unless it is a shadow's. It never acts.
+    pub fn advise(
+        &mut self,
+        review_id: &str,
+        advice: crate::review::Advice,
+    ) -> Result<ReviewItem, EngineError> {
+        let item = self.reviews.advise(review_id, advice)?;
+        let Some(advice) = &item.advice else {
+            return Ok(item);
+        };
+        self.metrics.at(advice.time, |t| t.advised += 1);
+        self.outbox.records.push(Record::Audit(crate::journal::AuditEntry {
+            kind: "advice".into(),
+            ref_id: item.id.clone(),
+            decision_id: item.decision.id.clone(),
+            time: advice.time,
+            body: serde_json::json!({
+                "advice": advice,
+                "model_proposal": item.decision.proposal,
+            }),
+        }));
+        self.outbox.reviews.insert(item.id.clone(), item.clone());
+        self.emit(EngineEvent::ReviewAdvised(Box::new(item.clone())));
+        Ok(item)
+    }
+
     pub(super) fn apply_settled(&mut self, settled: Settled, now: DateTime<Utc>) {
         let Settled { item, record } = settled;
         self.notice_review(&item, &record);
@@ -104,6 +133,13 @@ impl Engine {
             self.metrics.at(at, |t| {
                 t.shadow_answered += 1;
                 t.shadow_people_agreed += agreed;
+            });
+        }
+        if let (Some(advised), Some(option)) = (&record.advised, person_chose) {
+            let agreed = u64::from(advised == option);
+            self.metrics.at(at, |t| {
+                t.advised_answered += 1;
+                t.advised_agreed += agreed;
             });
         }
         if let Some(option) = person_chose {

@@ -26,6 +26,11 @@ pub struct Status {
     /// the candidate had proposed it.
     pub shadow_answered: u64,
     pub shadow_people_agreed: u64,
+    /// Items the advisor proposed for; those people answered with an
+    /// option, and those where they chose its proposal.
+    pub advised: u64,
+    pub advised_answered: u64,
+    pub advised_agreed: u64,
     /// The breaker on the model: open now, and times it opened.
     pub model_breaker_open: bool,
     pub model_breaker_trips: u32,
@@ -107,6 +112,9 @@ pub fn status(engine: &Engine) -> Status {
         shadow_agreed: t.shadow_agreed,
         shadow_answered: t.shadow_answered,
         shadow_people_agreed: t.shadow_people_agreed,
+        advised: t.advised,
+        advised_answered: t.advised_answered,
+        advised_agreed: t.advised_agreed,
         model_breaker_open: engine.model_breaker().is_some_and(|b| b.open),
         model_breaker_trips: engine.model_breaker().map_or(0, |b| b.trips),
         ramp_coverage: engine

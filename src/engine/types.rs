@@ -169,6 +169,8 @@ pub enum EngineEvent {
         item: Box<ReviewItem>,
         action: ReviewAction,
     },
+    /// The advisor proposed for an open item.
+    ReviewAdvised(Box<ReviewItem>),
     Flow(FlowEvent),
     /// The option a decision finally took (at once, or after review).
     Settled {

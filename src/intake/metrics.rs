@@ -272,6 +272,20 @@ fn candidate_metrics(r: &mut Registry, stats: &EngineStats) {
         "1 while a ramp waits for a lead (a gate was inconclusive)",
         f64::from(u8::from(stats.ramp_paused)),
     );
+    counter(
+        r,
+        "signalbox_advisor_proposals",
+        "Review items the advisor proposed an option for",
+        stats.advised,
+    );
+    if stats.advised_answered > 0 {
+        gauge(
+            r,
+            "signalbox_advisor_people_agreement",
+            "Share of the items the advisor proposed for, answered by people, where they chose its proposal",
+            stats.advised_agreed as f64 / stats.advised_answered as f64,
+        );
+    }
     if stats.shadow_answered > 0 {
         gauge(
             r,

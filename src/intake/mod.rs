@@ -56,10 +56,20 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// The deployment directory being served (none for the demo).
     pub reloader: Option<Arc<dyn reload::Served>>,
+    /// The advisor, for decisions in words (none without `[advisor]`).
+    pub words: Option<Arc<dyn Words>>,
     /// The engine's events, numbered (none in the console's own intake).
     pub events: Option<Arc<events::EventHub>>,
     /// Capacity for event streams, apart from the connection slots.
     pub streams: Arc<slots::StreamSlots>,
+}
+
+/// The advisor as the intake needs it (it lives above the intake): a
+/// decision in words, and its breaker for Health. Blocking: call from a
+/// blocking context.
+pub trait Words: Send + Sync {
+    fn words(&self, e: &crate::journal::read::Explanation) -> Result<serde_json::Value, String>;
+    fn breaker(&self) -> serde_json::Value;
 }
 
 pub fn router(state: AppState) -> Router {

@@ -115,6 +115,10 @@ pub struct ReviewAction {
     #[serde(flatten)]
     pub action: Action,
     pub note: String,
+    /// What the advisor had proposed for the item, if anything: the answer
+    /// is journaled against it as against the model's proposal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advised: Option<String>,
 }
 
 /// An item waiting for a person. The journal and the event stream name its
@@ -146,9 +150,40 @@ pub struct ReviewItem {
     pub snoozed_until: Option<DateTime<Utc>>,
     #[serde(default)]
     pub outcome: Option<ReviewAction>,
+    /// The advisor's proposal, shown beside the model's (never acted on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<Advice>,
+}
+
+/// What the advisor (a language model) proposed for an item: one of the
+/// options the decision allows, why, and the journal's facts it rests on.
+/// It never acts; a person's answer is journaled against it and against
+/// the model's proposal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Advice {
+    pub option: String,
+    pub reason: String,
+    /// The facts it cites, each as `name = value`.
+    #[serde(default)]
+    pub citations: Vec<String>,
+    pub model: String,
+    #[serde(serialize_with = "crate::timefmt::serialize")]
+    pub time: DateTime<Utc>,
+    /// Recorded beside the item, not shown to people (a shadow advisor,
+    /// judged against their answers before it is trusted).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 impl ReviewItem {
+    /// Whether the advisor is asked for this item: the signal's type is
+    /// unknown, or the model was less sure than its threshold (a shadow
+    /// advisor is asked for every item).
+    pub fn wants_advice(&self) -> bool {
+        let d = &self.decision;
+        d.unrecognised || d.confidence < d.threshold
+    }
+
     /// Who holds the item at `now`, and since when: a claim lapses
     /// `expiry` after it was made.
     pub fn holder(

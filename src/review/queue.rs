@@ -284,6 +284,7 @@ impl ReviewQueue {
             claimed_at: None,
             snoozed_until: None,
             outcome: None,
+            advice: None,
         };
         self.open.insert(id.clone());
         self.by_flow.insert(item.flow_id.clone(), id.clone());
@@ -349,6 +350,43 @@ impl ReviewQueue {
         self.reschedule(&id);
     }
 
+    /// Puts the advisor's proposal on an item not yet decided: one of the
+    /// options its decision allows.
+    pub fn advise(&mut self, id: &str, advice: super::Advice) -> Result<ReviewItem, ReviewError> {
+        let kept = self
+            .items
+            .get_mut(id)
+            .ok_or_else(|| ReviewError::NotFound(id.to_string()))?;
+        if let Some(done) = &kept.row.outcome
+            && kept.row.state == ReviewState::Decided
+        {
+            return Err(ReviewError::AlreadyDecided {
+                id: id.to_string(),
+                action: done.action.name().to_string(),
+                by: done.actor.name.clone(),
+                at: done.time,
+            });
+        }
+        let mut item = kept.item()?;
+        let allowed: Vec<&str> = item
+            .decision
+            .options
+            .iter()
+            .filter(|o| o.allowed)
+            .map(|o| o.option.as_str())
+            .collect();
+        if !allowed.contains(&advice.option.as_str()) {
+            return Err(ReviewError::UnknownOption {
+                id: id.to_string(),
+                option: advice.option,
+                allowed: allowed.join(", "),
+            });
+        }
+        item.advice = Some(advice);
+        kept.row = item.stored();
+        Ok(item)
+    }
+
     /// Checks and applies an operator's action. Nothing changes on error.
     pub fn act(
         &mut self,
@@ -393,6 +431,7 @@ impl ReviewQueue {
             actor: actor.clone(),
             action: action.clone(),
             note,
+            advised: item.advice.as_ref().map(|a| a.option.clone()),
         };
         match &action {
             Action::Claim => {

@@ -41,6 +41,8 @@ pub struct ReviewRow {
     pub snoozed_until: Option<DateTime<Utc>>,
     #[serde(default)]
     pub outcome: Option<ReviewAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<super::Advice>,
 }
 
 impl ReviewRow {
@@ -66,6 +68,7 @@ impl ReviewRow {
             claimed_at: self.claimed_at,
             snoozed_until: self.snoozed_until,
             outcome: self.outcome,
+            advice: self.advice,
         }
     }
 }
@@ -89,6 +92,7 @@ impl ReviewItem {
             claimed_at: self.claimed_at,
             snoozed_until: self.snoozed_until,
             outcome: self.outcome.clone(),
+            advice: self.advice.clone(),
         }
     }
 }

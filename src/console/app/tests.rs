@@ -253,6 +253,7 @@ fn the_cursor_follows_the_item_not_the_row() {
         action: Action::Approve,
         note: String::new(),
         time: item.created,
+        advised: None,
     };
     item.outcome = Some(record.clone());
     app.update(Message::Engine(super::super::link::Update::Events(vec![

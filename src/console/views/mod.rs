@@ -708,6 +708,7 @@ mod tests {
             action: Action::Approve,
             note: "checked with the customer".into(),
             time: now,
+            advised: None,
         };
         item.outcome = Some(record.clone());
         app.update(super::super::app::Message::Engine(Update::Events(vec![

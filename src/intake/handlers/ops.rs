@@ -77,6 +77,38 @@ pub(in crate::intake) async fn metrics(
 pub(in crate::intake) struct DecisionQuery {
     /// `text`: as `signalbox explain` prints it (what a console shows).
     format: Option<String>,
+    /// `1`: in words, by the advisor, each sentence checked against the
+    /// journal's facts it cites.
+    words: Option<String>,
+}
+
+/// A decision in words, by the advisor: 503 without one, 502 when it
+/// gave none.
+async fn decision_in_words(state: AppState, id: String) -> Result<Response, Refusal> {
+    let Some(words) = state.words.clone() else {
+        return Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no advisor: add [advisor] (url, model) to signalbox.toml".to_string(),
+        ));
+    };
+    let lookup = id.clone();
+    let found = read_journal(&state, move |dir| {
+        crate::journal::read::explain(dir, &lookup)
+    })
+    .await?;
+    let Some(explanation) = found else {
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            format!("no decision `{id}`"),
+        ));
+    };
+    let answer = tokio::task::spawn_blocking(move || words.words(&explanation))
+        .await
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match answer {
+        Ok(value) => Ok(ok(value)),
+        Err(why) => Err(Refusal::new(StatusCode::BAD_GATEWAY, why)),
+    }
 }
 
 pub(in crate::intake) async fn decision(
@@ -96,6 +128,20 @@ pub(in crate::intake) async fn decision(
             .field(Some("format".into())));
         }
     };
+    let words = match q.words.as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(other) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("words {other:?} is not 1 or 0"),
+            )
+            .field(Some("words".into())));
+        }
+    };
+    if words {
+        return decision_in_words(state, id).await;
+    }
     let lookup = id.clone();
     let found = read_journal(&state, move |dir| {
         crate::journal::read::explain(dir, &lookup)
