@@ -185,7 +185,10 @@ fn parse_reply(text: &str, latency: Duration) -> Result<Reply, CallError> {
             .and_then(Value::as_u64)
             .unwrap_or(0)
     };
-    let cut_off = value.pointer("/choices/0/finish_reason").and_then(Value::as_str) == Some("length");
+    let cut_off = value
+        .pointer("/choices/0/finish_reason")
+        .and_then(Value::as_str)
+        == Some("length");
     Ok(Reply {
         cut_off,
         content: content.to_string(),
@@ -208,15 +211,28 @@ mod tests {
         .unwrap();
         assert_eq!(reply.content, r#"{"a":1}"#);
         assert_eq!((reply.prompt_tokens, reply.completion_tokens), (12, 5));
-        for bad in ["nope", "{}", r#"{"choices":[]}"#, r#"{"choices":[{"message":{"content":3}}]}"#] {
-            assert!(matches!(parse_reply(bad, Duration::ZERO), Err(CallError::Malformed(_))), "{bad}");
+        for bad in [
+            "nope",
+            "{}",
+            r#"{"choices":[]}"#,
+            r#"{"choices":[{"message":{"content":3}}]}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_reply(bad, Duration::ZERO),
+                    Err(CallError::Malformed(_))
+                ),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn error_bodies_say_their_message() {
         assert_eq!(
-            error_message(r#"{"error":{"message":"model not found","type":"invalid_request_error"}}"#),
+            error_message(
+                r#"{"error":{"message":"model not found","type":"invalid_request_error"}}"#
+            ),
             "model not found"
         );
         assert_eq!(error_message(r#"{"error":"overloaded"}"#), "overloaded");

@@ -104,7 +104,9 @@ pub struct Facts {
 
 impl Facts {
     pub fn get(&self, id: &str) -> Option<&Fact> {
-        self.list.iter().find(|f| f.id.eq_ignore_ascii_case(id.trim()))
+        self.list
+            .iter()
+            .find(|f| f.id.eq_ignore_ascii_case(id.trim()))
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -222,7 +224,10 @@ pub fn of_case(d: &Decision, signal: Option<&Signal>, redactor: &Redactor) -> Fa
         facts.add("policy.error", text(error));
     }
     for option in &d.options {
-        facts.add(format!("score.{}", option.option), json_number(option.score));
+        facts.add(
+            format!("score.{}", option.option),
+            json_number(option.score),
+        );
         if !option.forbidden_by.is_empty() {
             facts.add(
                 format!("option.{}.forbidden_by", option.option),
@@ -265,7 +270,12 @@ mod tests {
         assert!(tier.stated_in("The customer is on the Gold tier."));
         assert!(!tier.stated_in("The customer is important."));
         let conf = fact("decision.confidence", json!(0.873));
-        for s in ["confidence 0.873", "confidence was 0.87", "about 87% sure", "87.3 % sure"] {
+        for s in [
+            "confidence 0.873",
+            "confidence was 0.87",
+            "about 87% sure",
+            "87.3 % sure",
+        ] {
             assert!(conf.stated_in(s), "{s}");
         }
         assert!(!conf.stated_in("confidence was 0.5"));

@@ -66,7 +66,11 @@ impl Guard {
                 self.failures += 1;
                 let half_open = self.open_until.is_some_and(|until| now >= until);
                 if self.failures >= FAILURES || half_open {
-                    self.open(now, COOL, format!("{} failures in a row, the last: {why}", self.failures));
+                    self.open(
+                        now,
+                        COOL,
+                        format!("{} failures in a row, the last: {why}", self.failures),
+                    );
                 }
             }
         }
@@ -98,7 +102,10 @@ impl Guard {
     }
 
     fn agreement(&self) -> (usize, usize) {
-        (self.answers.iter().filter(|a| **a).count(), self.answers.len())
+        (
+            self.answers.iter().filter(|a| **a).count(),
+            self.answers.len(),
+        )
     }
 
     pub fn state(&self, now: Instant) -> GuardState {

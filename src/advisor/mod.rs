@@ -19,8 +19,15 @@ impl crate::intake::Words for Advisor {
         self.words_json(e)
     }
 
-    fn breaker(&self) -> serde_json::Value {
-        serde_json::to_value(self.state()).unwrap_or_default()
+    fn health(&self) -> crate::intake::AdvisorHealth {
+        let state = self.state();
+        crate::intake::AdvisorHealth {
+            model: self.model().to_string(),
+            open: state.open,
+            why: state.why,
+            opened: state.opened,
+            failures_in_a_row: state.failures_in_a_row,
+        }
     }
 }
 pub mod facts;
@@ -175,7 +182,9 @@ impl Advisor {
                     }
                     Err(why) => {
                         let why = match reply.cut_off {
-                            true => format!("{why} (cut off at max_tokens {})", settings.max_tokens),
+                            true => {
+                                format!("{why} (cut off at max_tokens {})", settings.max_tokens)
+                            }
                             false => why,
                         };
                         call.error = why.clone();
@@ -194,7 +203,9 @@ impl Advisor {
 
     /// A decision in words as the HTTP API and the console show it.
     fn words_json(&self, e: &Explanation) -> Result<serde_json::Value, String> {
-        self.explain(e).map(|w| w.to_json()).map_err(|e| e.to_string())
+        self.explain(e)
+            .map(|w| w.to_json())
+            .map_err(|e| e.to_string())
     }
 
     /// A decision in words: kept from before for this model, or asked.

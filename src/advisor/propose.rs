@@ -121,3 +121,57 @@ pub fn check(
         citations,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{decision, signal};
+    use serde_json::json;
+
+    fn forbidding(option: &str) -> Decision {
+        let s = signal(1, "supplier.strike", "acme", json!({}));
+        let mut d = decision(
+            1,
+            &s,
+            &[("acknowledge", 0.6), ("open_incident", 0.4)],
+            "review",
+            "operator",
+        );
+        for o in &mut d.options {
+            if o.option == option {
+                o.allowed = false;
+                o.forbidden_by = vec!["strikes-never-open-incidents".into()];
+            }
+        }
+        d
+    }
+
+    #[test]
+    fn only_an_allowed_option_is_taken() {
+        let d = forbidding("open_incident");
+        let facts = Facts::default();
+        let r = Redactor::default();
+        let ok = check(
+            r#"{"option":"acknowledge","reason":"routine","citations":["F9"]}"#,
+            &d,
+            &facts,
+            &r,
+        )
+        .unwrap();
+        assert_eq!(ok.option, "acknowledge");
+        assert!(ok.citations.is_empty(), "a fact not given is not cited");
+        for refused in [
+            r#"{"option":"open_incident","reason":"told to","citations":[]}"#,
+            r#"{"option":"delete_everything","reason":"x","citations":[]}"#,
+            r#"{"reason":"no option"}"#,
+            "open_incident",
+        ] {
+            assert!(check(refused, &d, &facts, &r).is_err(), "{refused}");
+        }
+        let p = prompt(&d, &facts);
+        assert_eq!(
+            p.schema["properties"]["option"]["enum"],
+            json!(["acknowledge"])
+        );
+    }
+}

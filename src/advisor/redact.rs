@@ -71,7 +71,7 @@ impl Redactor {
     /// Whether a field of this name is never shown.
     pub fn hides(&self, name: &str) -> bool {
         let lower = name.to_ascii_lowercase();
-        if self.names.iter().any(|n| *n == lower) {
+        if self.names.contains(&lower) {
             return true;
         }
         let joined = lower.replace('-', "_");
@@ -157,7 +157,11 @@ mod tests {
             let out = r.text(secret);
             assert!(out.contains(REDACTED), "{secret:?} -> {out:?}");
         }
-        for plain in ["payments-api is degraded", "order O-1042 for ACME", "p99 latency 840 ms"] {
+        for plain in [
+            "payments-api is degraded",
+            "order O-1042 for ACME",
+            "p99 latency 840 ms",
+        ] {
             assert_eq!(r.text(plain), plain);
         }
     }

@@ -121,7 +121,10 @@ impl AdvisorConfig {
         }
         let max_tokens = self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
         if !(16..=8192).contains(&max_tokens) {
-            return Err(bad("max_tokens", format!("{max_tokens} is not in 16..=8192")));
+            return Err(bad(
+                "max_tokens",
+                format!("{max_tokens} is not in 16..=8192"),
+            ));
         }
         Ok(Settings {
             endpoint,
@@ -170,7 +173,9 @@ fn local_ip(ip: IpAddr) -> bool {
             v6.is_loopback()
                 || (v6.segments()[0] & 0xfe00) == 0xfc00
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| local_ip(IpAddr::V4(v4)))
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| local_ip(IpAddr::V4(v4)))
         }
     }
 }
@@ -195,10 +200,22 @@ mod tests {
     #[test]
     fn the_chat_endpoint_is_found_under_any_base() {
         for (base, want) in [
-            ("http://127.0.0.1:8080", "http://127.0.0.1:8080/v1/chat/completions"),
-            ("http://127.0.0.1:8080/v1/", "http://127.0.0.1:8080/v1/chat/completions"),
-            ("http://localhost:11434/v1", "http://localhost:11434/v1/chat/completions"),
-            ("http://10.1.2.3/llm", "http://10.1.2.3/llm/v1/chat/completions"),
+            (
+                "http://127.0.0.1:8080",
+                "http://127.0.0.1:8080/v1/chat/completions",
+            ),
+            (
+                "http://127.0.0.1:8080/v1/",
+                "http://127.0.0.1:8080/v1/chat/completions",
+            ),
+            (
+                "http://localhost:11434/v1",
+                "http://localhost:11434/v1/chat/completions",
+            ),
+            (
+                "http://10.1.2.3/llm",
+                "http://10.1.2.3/llm/v1/chat/completions",
+            ),
         ] {
             let settings = config(base).settings().unwrap();
             assert_eq!(settings.endpoint.as_str(), want);
@@ -207,7 +224,11 @@ mod tests {
 
     #[test]
     fn a_remote_endpoint_needs_allow_remote() {
-        for url in ["https://api.openai.com/v1", "http://8.8.8.8", "http://[2001:db8::1]"] {
+        for url in [
+            "https://api.openai.com/v1",
+            "http://8.8.8.8",
+            "http://[2001:db8::1]",
+        ] {
             let err = config(url).settings().unwrap_err();
             assert_eq!(err.field, "url", "{url}");
             assert!(err.reason.contains("allow_remote"), "{err}");
@@ -215,7 +236,11 @@ mod tests {
             allowed.allow_remote = true;
             assert!(allowed.settings().is_ok(), "{url}");
         }
-        for url in ["http://192.168.1.4:8000", "http://[::1]:8080", "http://[fd00::5]"] {
+        for url in [
+            "http://192.168.1.4:8000",
+            "http://[::1]:8080",
+            "http://[fd00::5]",
+        ] {
             assert!(config(url).settings().is_ok(), "{url}");
         }
     }

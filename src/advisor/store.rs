@@ -109,10 +109,7 @@ impl Store {
         }
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         f(&conn).map_err(|e| self.err(e))
     }
@@ -184,7 +181,12 @@ impl Store {
 
     /// The answer kept for a subject and model, if any (one that no
     /// longer reads as JSON is not kept).
-    pub fn answer(&self, purpose: &str, ref_id: &str, model: &str) -> Result<Option<Value>, StoreError> {
+    pub fn answer(
+        &self,
+        purpose: &str,
+        ref_id: &str,
+        model: &str,
+    ) -> Result<Option<Value>, StoreError> {
         let body: Option<String> = self.with(|c| {
             c.query_row(
                 "SELECT body FROM answers WHERE purpose = ?1 AND ref_id = ?2 AND model = ?3",

@@ -168,7 +168,11 @@ impl Words {
             "{} in words ({}{}; {} of {} sentences kept)\n",
             self.subject,
             self.model,
-            if self.cached { ", kept from before" } else { "" },
+            if self.cached {
+                ", kept from before"
+            } else {
+                ""
+            },
             self.sentences.len(),
             total
         );
@@ -251,7 +255,8 @@ mod tests {
     fn the_prompt_quotes_the_facts_and_constrains_the_citations() {
         let p = prompt("D1", &facts());
         assert!(p.user.contains("F2: context.customer.tier is \"gold\""));
-        let ids = &p.schema["properties"]["sentences"]["items"]["properties"]["cites"]["items"]["enum"];
+        let ids =
+            &p.schema["properties"]["sentences"]["items"]["properties"]["cites"]["items"]["enum"];
         assert_eq!(ids, &json!(["F1", "F2", "F3"]));
     }
 }

@@ -105,9 +105,7 @@ impl Worker {
     }
 
     fn propose(&self, item: &ReviewItem) -> Result<(), AdviceError> {
-        let proposal = self
-            .advisor
-            .propose(&item.decision, Some(&item.signal))?;
+        let proposal = self.advisor.propose(&item.decision, Some(&item.signal))?;
         let advice = Advice {
             option: proposal.option,
             reason: proposal.reason,
@@ -117,13 +115,12 @@ impl Worker {
             shadow: self.shadow,
         };
         let review_id = item.id.clone();
-        match self.ask(|reply| Command::Advise {
+        if let Some(Err(e)) = self.ask(|reply| Command::Advise {
             review_id,
             advice,
             reply,
         }) {
-            Some(Err(e)) => tracing::info!(review = %item.id, error = %e, "advice not taken"),
-            Some(Ok(_)) | None => {}
+            tracing::info!(review = %item.id, error = %e, "advice not taken");
         }
         Ok(())
     }

@@ -302,12 +302,12 @@ fn start_advisor(
     let advisor = std::sync::Arc::new(signalbox::advisor::Advisor::new(settings, dir)?);
     signalbox::advisor::worker::spawn(std::sync::Arc::clone(&advisor), engine.clone(), shadow)
         .context("starting the advisor's thread")?;
-    say(&format!(
-        "signalbox: advisor {} at {}{}",
-        advisor.model(),
-        advisor.endpoint(),
-        if shadow { " (shadow: proposals recorded, not shown)" } else { "" }
-    ));
+    tracing::info!(
+        model = advisor.model(),
+        endpoint = advisor.endpoint(),
+        shadow,
+        "advisor"
+    );
     Ok(Some(advisor))
 }
 

@@ -94,16 +94,18 @@ impl Engine {
             return Ok(item);
         };
         self.metrics.at(advice.time, |t| t.advised += 1);
-        self.outbox.records.push(Record::Audit(crate::journal::AuditEntry {
-            kind: "advice".into(),
-            ref_id: item.id.clone(),
-            decision_id: item.decision.id.clone(),
-            time: advice.time,
-            body: serde_json::json!({
-                "advice": advice,
-                "model_proposal": item.decision.proposal,
-            }),
-        }));
+        self.outbox
+            .records
+            .push(Record::Audit(crate::journal::AuditEntry {
+                kind: "advice".into(),
+                ref_id: item.id.clone(),
+                decision_id: item.decision.id.clone(),
+                time: advice.time,
+                body: serde_json::json!({
+                    "advice": advice,
+                    "model_proposal": item.decision.proposal,
+                }),
+            }));
         self.outbox.reviews.insert(item.id.clone(), item.clone());
         self.emit(EngineEvent::ReviewAdvised(Box::new(item.clone())));
         Ok(item)

@@ -103,11 +103,26 @@ pub fn render(
     backlog: u64,
     log: &crate::intake::log::IntakeLog,
     stream: Option<&crate::intake::events::EventHub>,
+    advisor: Option<&crate::intake::AdvisorHealth>,
 ) -> String {
     let mut r = Registry::default();
     intake_metrics(&mut r, intake, stats, backlog, log, stream);
     decision_metrics(&mut r, stats);
     candidate_metrics(&mut r, stats);
+    if let Some(advisor) = advisor {
+        gauge(
+            &mut r,
+            "signalbox_advisor_breaker_open",
+            "1 while the advisor's breaker is open (nothing is asked of it)",
+            f64::from(u8::from(advisor.open)),
+        );
+        counter(
+            &mut r,
+            "signalbox_advisor_breaker_trips",
+            "Times the advisor's breaker has opened",
+            advisor.opened,
+        );
+    }
     state_metrics(&mut r, stats);
     outcome_metrics(&mut r, stats);
     let mut out = String::new();
@@ -459,7 +474,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (log, _writer) = crate::intake::log::IntakeLog::open(dir.path()).unwrap();
         let hub = crate::intake::events::EventHub::new(0);
-        let text = render(&intake, &stats, 7, &log, Some(&hub));
+        let advisor = crate::intake::AdvisorHealth {
+            open: true,
+            opened: 2,
+            ..Default::default()
+        };
+        let text = render(&intake, &stats, 7, &log, Some(&hub), Some(&advisor));
+        assert!(text.contains("signalbox_advisor_breaker_open 1"), "{text}");
+        assert!(
+            text.contains("signalbox_advisor_breaker_trips_total 2"),
+            "{text}"
+        );
         assert!(
             !text.lines().any(|l| l.starts_with("signalbox_forged")),
             "{text}"

@@ -65,11 +65,22 @@ pub struct AppState {
 }
 
 /// The advisor as the intake needs it (it lives above the intake): a
-/// decision in words, and its breaker for Health. Blocking: call from a
-/// blocking context.
+/// decision in words (blocking: call from a blocking context), and its
+/// breaker for Health and `/metrics`.
 pub trait Words: Send + Sync {
     fn words(&self, e: &crate::journal::read::Explanation) -> Result<serde_json::Value, String>;
-    fn breaker(&self) -> serde_json::Value;
+    fn health(&self) -> AdvisorHealth;
+}
+
+/// The advisor's breaker as Health shows it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct AdvisorHealth {
+    pub model: String,
+    pub open: bool,
+    /// Why it is (or last was) open.
+    pub why: String,
+    pub opened: u64,
+    pub failures_in_a_row: u32,
 }
 
 pub fn router(state: AppState) -> Router {

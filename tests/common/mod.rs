@@ -390,3 +390,39 @@ pub fn paged_deployment(dir: &Path, dana: u16, emil: u16, after: &str) {
     assert!(org.contains(&format!("127.0.0.1:{dana}")) && org.contains("person:emil\"]"));
     std::fs::write(dir.join("organization.toml"), org).unwrap();
 }
+
+/// A real language model server on loopback: llama.cpp's `llama-server`
+/// with SmolLM2-135M-Instruct, as `.ci/llama` builds and caches them
+/// (`SIGNALBOX_LLAMA_DIR`, else `~/.cache/signalbox/llama`). The process
+/// (killed when dropped) and its port, once it answers `/health`.
+pub fn llama_server() -> (Kill, u16) {
+    let dir = std::env::var_os("SIGNALBOX_LLAMA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/signalbox/llama")))
+        .expect("SIGNALBOX_LLAMA_DIR or HOME");
+    let server = dir.join("llama-server");
+    let weights = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        server.exists() && weights.exists(),
+        "no llama-server and SmolLM2 weights in {}: run .ci/llama (it builds them once)",
+        dir.display()
+    );
+    let port = free_port();
+    let child = Command::new(server)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["-t", "2", "-c", "4096", "-np", "1", "-m"])
+        .arg(weights)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("llama-server starts");
+    let kill = Kill(child);
+    let c = client();
+    wait_for("llama-server to load", Duration::from_secs(60), || {
+        c.get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .ok()
+            .filter(|r| r.status() == 200)
+    });
+    (kill, port)
+}

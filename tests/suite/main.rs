@@ -41,6 +41,7 @@ mod signals_are_durable_before_202;
 mod signals_are_identified_by_source_and_id;
 mod silences_work_with_amtool;
 mod slow_clients_are_cut_off_and_connections_capped;
+mod the_advisor_explains_and_proposes_but_never_acts;
 mod the_binary_reports_explains_and_survives_kill_9;
 mod the_console_draws_a_real_run;
 mod the_event_stream_resumes_without_gaps;

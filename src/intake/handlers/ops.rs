@@ -40,7 +40,12 @@ pub(in crate::intake) async fn healthz(State(state): State<AppState>) -> Respons
         }
     };
     match problem {
-        None => ok(json!({ "status": "ok" })),
+        // The advisor's breaker is said, never a failure: without advice
+        // everything goes on.
+        None => match &state.words {
+            Some(words) => ok(json!({ "status": "ok", "advisor": words.health() })),
+            None => ok(json!({ "status": "ok" })),
+        },
         Some(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
@@ -68,6 +73,7 @@ pub(in crate::intake) async fn metrics(
         state.log.backlog(),
         &state.log,
         state.events.as_deref(),
+        state.words.as_ref().map(|w| w.health()).as_ref(),
     );
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response())
 }

@@ -128,10 +128,13 @@ pub(in crate::intake) async fn act(
         })
         .map_err(busy)?;
     let record = engine_answer(rx).await?;
-    let body = json!({
+    let mut body = json!({
         "review": record.review_id, "decision": record.decision_id,
         "action": record.action.name(), "actor": record.actor.name, "note": record.note,
     });
+    if let Some(advised) = &record.advised {
+        body["advised"] = json!(advised);
+    }
     Ok(ok(body))
 }
 
