@@ -269,6 +269,28 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// The decision in words, by the server's advisor.
+    fn words(&self, decision_id: &str) -> Message {
+        let answer = self
+            .get(&format!("/v1/decisions/{decision_id}?words=1"))
+            .timeout(Duration::from_secs(120))
+            .send()
+            .and_then(|r| r.json::<Value>());
+        let text = match answer {
+            Err(e) => format!("asking {}: {e}", self.base),
+            Ok(v) => match serde_json::from_value::<crate::advisor::words::Words>(v.clone()) {
+                Ok(words) => words.render(),
+                Err(_) => v["error"].as_str().unwrap_or("no answer").to_string(),
+            },
+        };
+        Message::Explained {
+            title: format!("decision {decision_id} in words"),
+            text,
+        }
+    }
+}
+
 /// The server carries out the requests, as the token's identity (the
 /// operator named on this side is not sent: the server knows who it is).
 impl Backend for Remote {
@@ -357,6 +379,7 @@ impl Backend for Remote {
                 Message::Acted(answer)
             }),
             Request::Explain { decision_id } => Box::new(move || remote.explain(&decision_id)),
+            Request::Words { decision_id } => Box::new(move || remote.words(&decision_id)),
             Request::History { before } => {
                 Box::new(move || Message::Older(remote.history(Some(&before))))
             }

@@ -34,6 +34,8 @@ pub enum Request {
     },
     /// A decision's explanation, as the detail view shows it.
     Explain { decision_id: String },
+    /// The same in words, by the advisor.
+    Words { decision_id: String },
     /// A lead's call on the guarded ramp.
     Ramp { call: LeadCall, note: String },
     /// Acknowledge or resolve a page.
@@ -98,6 +100,7 @@ impl Request {
                 note,
             },
             Effect::Explain { decision_id } => Request::Explain { decision_id },
+            Effect::Words { decision_id } => Request::Words { decision_id },
             Effect::OlderHistory { before } => Request::History { before },
             Effect::Ramp { call, note } => Request::Ramp { call, note },
             Effect::PageAct { page_id, action } => Request::PageAct { page_id, action },
@@ -202,6 +205,8 @@ impl Worker {
 pub struct Embedded {
     pub engine: Handle,
     pub data_dir: PathBuf,
+    /// The advisor `[advisor]` names, if any.
+    pub advisor: Option<std::sync::Arc<crate::advisor::Advisor>>,
 }
 
 impl Backend for Embedded {
@@ -242,6 +247,11 @@ impl Backend for Embedded {
             Request::Explain { decision_id } => {
                 let dir = self.data_dir.clone();
                 Box::new(move || explain(&dir, decision_id))
+            }
+            Request::Words { decision_id } => {
+                let dir = self.data_dir.clone();
+                let advisor = self.advisor.clone();
+                Box::new(move || in_words(&dir, advisor.as_deref(), decision_id))
             }
             Request::History { before } => self.history(before),
             Request::PageAct { page_id, action } => {
@@ -521,6 +531,33 @@ fn explain(dir: &std::path::Path, decision_id: String) -> Message {
         text,
     }
 }
+
+/// A decision in words, by the advisor, as the detail view shows it.
+fn in_words(
+    dir: &std::path::Path,
+    advisor: Option<&crate::advisor::Advisor>,
+    decision_id: String,
+) -> Message {
+    let text = match (advisor, crate::journal::read::explain(dir, &decision_id)) {
+        (None, _) => NO_ADVISOR.to_string(),
+        (Some(advisor), Ok(Some(e))) => match advisor.explain(&e) {
+            Ok(words) => words.render(),
+            Err(e) => e.to_string(),
+        },
+        (_, Ok(None)) => {
+            format!("{decision_id} is not in the journal yet (it is written within a moment)")
+        }
+        (_, Err(e)) => format!("reading the journal: {e}"),
+    };
+    Message::Explained {
+        title: format!("decision {decision_id} in words"),
+        text,
+    }
+}
+
+/// What the words key says with no advisor configured.
+pub const NO_ADVISOR: &str =
+    "no advisor: add [advisor] (url, model) to config.toml, or to the deployment's signalbox.toml";
 
 /// An override as the status line says it.
 pub fn override_said(o: &crate::paging::Override) -> String {

@@ -199,9 +199,11 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             );
         }
     };
+    let advisor = start_advisor(&options, &handle, &mut app);
     let backend = Embedded {
         engine: handle.clone(),
         data_dir: options.data_dir.clone(),
+        advisor,
     };
     let result = event_loop(&mut terminal, &mut app, &backend, &tap);
     ratatui::restore();
@@ -210,6 +212,31 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     stop_intake(serving);
     outbound.stop();
     result
+}
+
+/// The advisor `[advisor]` names, proposing beside the engine; a problem
+/// with it is said on the status line and the console goes on without.
+fn start_advisor(
+    options: &ConsoleOptions,
+    handle: &Handle,
+    app: &mut App,
+) -> Option<std::sync::Arc<crate::advisor::Advisor>> {
+    let settings = options.server.advisor.as_ref()?;
+    let started = crate::advisor::Advisor::new(settings, &options.data_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|advisor| {
+            let advisor = std::sync::Arc::new(advisor);
+            crate::advisor::worker::spawn(std::sync::Arc::clone(&advisor), handle.clone(), false)
+                .map(|_| advisor)
+                .map_err(|e| e.to_string())
+        });
+    match started {
+        Ok(advisor) => Some(advisor),
+        Err(e) => {
+            app.update(app::Message::Acted(Err(format!("advisor: {e}"))));
+            None
+        }
+    }
 }
 
 /// What `signalbox attach` needs.

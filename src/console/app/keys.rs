@@ -221,6 +221,11 @@ impl App {
                 ));
             }
             KeyAction::Open => return self.open(effects),
+            KeyAction::Words => {
+                if let Some(decision_id) = self.decision_under_cursor() {
+                    effects.push(Effect::Words { decision_id });
+                }
+            }
             KeyAction::Approve
             | KeyAction::Override
             | KeyAction::Reject
@@ -271,12 +276,37 @@ impl App {
         Focus::Normal
     }
 
+    /// The decision the selected row is about, in a view whose rows have
+    /// one.
+    fn decision_under_cursor(&self) -> Option<String> {
+        let rows = self.rows(self.view);
+        let t = self.tables.get(&self.view).copied().unwrap_or_default();
+        let i = rows.get(t.selected)?;
+        let status = self.status.as_ref();
+        match self.view {
+            View::Flows => Some(self.flow_rows[i].decision_id.clone()),
+            View::Audit => Some(self.audit[i].id.clone()),
+            View::Changes => Some(self.changes[i].id.clone()),
+            View::Tasks => status?.tasks.get(i).map(|t| t.decision.clone()),
+            View::Review => self.review_at(i).map(|item| item.decision.id.clone()),
+            View::Incidents => status?.incidents.get(i).map(|inc| inc.decision_id.clone()),
+            View::Pages => status?.pages.get(i)?.decision_id.clone(),
+            _ => None,
+        }
+    }
+
     fn open(&mut self, effects: &mut Vec<Effect>) -> Focus {
         let rows = self.rows(self.view);
         let t = self.tables.get(&self.view).copied().unwrap_or_default();
         let Some(i) = rows.get(t.selected) else {
             return Focus::Normal;
         };
+        if !matches!(self.view, View::Signals | View::Pages)
+            && let Some(decision_id) = self.decision_under_cursor()
+        {
+            effects.push(Effect::Explain { decision_id });
+            return Focus::Normal;
+        }
         match self.view {
             View::Signals => {
                 let s = &self.signals[i];
@@ -289,48 +319,6 @@ impl App {
                         .collect(),
                     scroll: 0,
                 })
-            }
-            View::Flows => {
-                effects.push(Effect::Explain {
-                    decision_id: self.flow_rows[i].decision_id.clone(),
-                });
-                Focus::Normal
-            }
-            View::Audit => {
-                effects.push(Effect::Explain {
-                    decision_id: self.audit[i].id.clone(),
-                });
-                Focus::Normal
-            }
-            View::Changes => {
-                effects.push(Effect::Explain {
-                    decision_id: self.changes[i].id.clone(),
-                });
-                Focus::Normal
-            }
-            View::Tasks => {
-                if let Some(task) = self.status.as_ref().and_then(|s| s.tasks.get(i)) {
-                    effects.push(Effect::Explain {
-                        decision_id: task.decision.clone(),
-                    });
-                }
-                Focus::Normal
-            }
-            View::Review => {
-                if let Some(item) = self.review_at(i) {
-                    effects.push(Effect::Explain {
-                        decision_id: item.decision.id.clone(),
-                    });
-                }
-                Focus::Normal
-            }
-            View::Incidents => {
-                if let Some(inc) = self.status.as_ref().and_then(|s| s.incidents.get(i)) {
-                    effects.push(Effect::Explain {
-                        decision_id: inc.decision_id.clone(),
-                    });
-                }
-                Focus::Normal
             }
             View::Pages => match self.status.as_ref().and_then(|s| s.pages.get(i)) {
                 Some(page) => Focus::Detail(Detail {

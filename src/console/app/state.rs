@@ -328,6 +328,10 @@ pub enum Effect {
     Explain {
         decision_id: String,
     },
+    /// The decision explained in words, by the advisor.
+    Words {
+        decision_id: String,
+    },
     /// A lead's call on the guarded ramp.
     Ramp {
         call: crate::decide::ramp::LeadCall,

@@ -208,6 +208,16 @@ fn decision_context(frame: &mut Frame, context: Rect, app: &App) {
             Span::raw(format!("{:+.2} {}", c.weight, c.feature)),
         ]));
     }
+    if let Some(advice) = item.advice.as_ref().filter(|a| !a.shadow) {
+        lines.push(head(&format!("advisor ({}) proposes", advice.model)));
+        lines.push(Line::from(vec![
+            Span::styled(format!("  {} ", advice.option), theme.accent()),
+            Span::raw(advice.reason.clone()),
+        ]));
+        for cited in advice.citations.iter().take(4) {
+            lines.push(Line::styled(format!("    cites {cited}"), theme.muted()));
+        }
+    }
     lines.push(head("alternatives"));
     for o in d.options.iter().filter(|o| o.option != d.proposal) {
         let note = if o.allowed {
