@@ -217,6 +217,10 @@ enum Command {
     /// Signals the engine could not decide: list them, retry one, or drop it.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
+    /// The advisor (`[advisor]`): `advise policies` drafts the rules
+    /// behind people's overrides, validated and replayed, never applied.
+    #[command(subcommand)]
+    Advise(AdviseCommand),
     /// The learned model: `model export` prints it as a checkpoint (what
     /// `replay --model` and `--shadow-model` take).
     #[command(subcommand)]
@@ -241,6 +245,26 @@ enum QuarantineCommand {
     Retry(QuarantineTarget),
     /// Set a held signal aside for good (it stays in the journal).
     Drop(QuarantineTarget),
+}
+
+#[derive(Subcommand)]
+enum AdviseCommand {
+    /// Where people overrode the same proposal the same way: a drafted
+    /// rule from the fields those decisions shared, and the advisor's,
+    /// each run through validate and replayed over the journal.
+    Policies {
+        #[command(flatten)]
+        journal: cmd::JournalArgs,
+        /// Only overrides since: a duration back from now ("7d") or a time
+        /// (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Overrides a pattern needs (default 3).
+        #[arg(long)]
+        min_support: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -624,6 +648,14 @@ fn main() -> ExitCode {
             .and_then(|place| cmd::deploy::oncall(&place, team.as_deref(), at, json)),
         Some(Command::Bench(args)) => signalbox::bench::run(&args).map_err(anyhow::Error::from),
         Some(Command::Quarantine(what)) => quarantine_cmd(what),
+        Some(Command::Advise(AdviseCommand::Policies {
+            journal,
+            since,
+            min_support,
+            json,
+        })) => journal.place().and_then(|place| {
+            cmd::advise::advise_policies_cmd(&place, since.as_deref(), min_support, json)
+        }),
         Some(Command::Model(ModelCommand::Export {
             data_dir,
             before,

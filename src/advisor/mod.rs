@@ -12,7 +12,7 @@
 //! else changes.
 
 pub mod client;
-// pub mod drafts;
+pub mod drafts;
 
 impl crate::intake::Words for Advisor {
     fn words(&self, e: &Explanation) -> Result<serde_json::Value, String> {
@@ -226,6 +226,15 @@ impl Advisor {
         self.store
             .keep("words", id, &model, Utc::now(), &words.to_json())?;
         Ok(words)
+    }
+
+    /// The advisor's condition for a pattern of overrides.
+    pub fn draft(&self, pattern: &drafts::Pattern) -> Result<drafts::Drafted, AdviceError> {
+        let prompt = drafts::prompt(pattern, &self.redactor);
+        let id = format!("{}:{}", pattern.signal_type, pattern.chosen);
+        self.ask("draft", &id, &prompt, |content| {
+            drafts::check(content, &self.redactor)
+        })
     }
 
     /// A proposal for a decision people must make.

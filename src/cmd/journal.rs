@@ -381,23 +381,7 @@ pub(crate) fn report_cmd(
     json: bool,
 ) -> Result<()> {
     use signalbox::journal::read::report;
-    let since = since
-        .map(|text| {
-            chrono::DateTime::parse_from_rfc3339(text)
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .or_else(|_| {
-                    humantime::parse_duration(text)
-                        .map_err(anyhow::Error::from)
-                        .and_then(|d| Ok(chrono::Duration::from_std(d)?))
-                        .map(|d| chrono::Utc::now() - d)
-                })
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "--since {text:?}: a duration back from now (7d) or an RFC 3339 time"
-                    )
-                })
-        })
-        .transpose()?;
+    let since = super::parse_since(since)?;
     let r = report::report_for(&place.dir, since, team)
         .with_context(|| format!("reading the journal in {}", place.dir.display()))?;
     if json {

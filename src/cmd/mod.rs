@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 
+pub(crate) mod advise;
 pub(crate) mod deploy;
 pub(crate) mod journal;
 pub(crate) mod serve;
@@ -56,6 +57,27 @@ impl JournalArgs {
         };
         Ok(JournalPlace { dir, deployment })
     }
+}
+
+/// `--since`: a duration back from now ("7d") or an RFC 3339 time.
+pub(crate) fn parse_since(since: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    since
+        .map(|text| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .or_else(|_| {
+                    humantime::parse_duration(text)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|d| Ok(chrono::Duration::from_std(d)?))
+                        .map(|d| chrono::Utc::now() - d)
+                })
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--since {text:?}: a duration back from now (7d) or an RFC 3339 time"
+                    )
+                })
+        })
+        .transpose()
 }
 
 /// The advisor `[advisor]` names: the deployment's signalbox.toml, or

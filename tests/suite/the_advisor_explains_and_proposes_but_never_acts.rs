@@ -16,6 +16,18 @@ use serde_json::{Value, json};
 use crate::common::{self, client, event, serve_deployment, wait_for};
 
 const OPERATOR: &str = "op-secret-1";
+
+/// One model server at a time: two on two cores slow each other past
+/// any sensible timeout.
+static ONE_MODEL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A client that waits as long as the advisor may (its `timeout`).
+fn patient() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
 const TOKENS: [&str; 2] = ["--token", "op-secret-1:operator:oskar"];
 const EMAIL: &str = "ann.buyer@example.com";
 const KEY: &str = "sk-live-ABCDEFGHIJKLMNOPQRSTUVWX";
@@ -85,6 +97,7 @@ fn item(c: &reqwest::blocking::Client, base: &str, id: &str) -> Value {
 
 #[test]
 fn proposals_and_explanations_are_checked_and_never_act() {
+    let _one = ONE_MODEL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let (llama, llama_port) = common::llama_server();
     let log = tmp.path().join("llm.jsonl");
@@ -96,7 +109,7 @@ fn proposals_and_explanations_are_checked_and_never_act() {
     let dir = tmp.path().join("ops");
     deployment(&dir, port);
     let s = serve_deployment(&dir, &TOKENS);
-    let c = client();
+    let c = patient();
 
     // A type the playbook does not know, whose text tries to instruct the
     // advisor, carrying a redacted field and a secret.
@@ -349,4 +362,72 @@ fn a_hosted_apis_refusals_are_said_and_recorded() {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors.iter().all(|e| e.contains(says)), "{errors:?}");
     }
+}
+
+#[test]
+fn the_rule_behind_overrides_is_drafted_checked_and_never_applied() {
+    let _one = ONE_MODEL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (_llama, llama_port) = common::llama_server();
+    let dir = tmp.path().join("ops");
+    deployment(&dir, llama_port);
+    let policies = std::fs::read_to_string(dir.join("policies.toml")).unwrap();
+    let s = serve_deployment(&dir, &TOKENS);
+    let c = client();
+    // People open an incident for every outage at the Leeds plant, which
+    // the unknown type's default only acknowledges.
+    for i in 0..3 {
+        let id = format!("outage-{i}");
+        let e = event(
+            &id,
+            "plant.outage",
+            &format!("line-{i}"),
+            json!({"plant": "leeds", "minutes": 40 + i}),
+        );
+        common::post_as(&c, &s.base, OPERATOR, &e);
+        decided_as(&c, &s.base, &id);
+    }
+    for i in 1..=3 {
+        let r = c
+            .post(format!("{}/v1/reviews/R{i:07}/actions", s.base))
+            .bearer_auth(OPERATOR)
+            .json(&json!({"action": "override", "option": "open_incident", "note": "an outage stops the line"}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    }
+    drop(s);
+    let drafts = common::json_of(
+        ["advise", "policies", "--json", "--config"]
+            .iter()
+            .map(std::ffi::OsStr::new)
+            .chain([dir.as_os_str()]),
+    );
+    let pattern = &drafts[0];
+    assert_eq!(pattern["pattern"]["signal_type"], "plant.outage");
+    assert_eq!(pattern["pattern"]["chosen"], "open_incident");
+    assert_eq!(pattern["pattern"]["decisions"].as_array().unwrap().len(), 3);
+    let common = &pattern["drafts"][0];
+    assert_eq!(common["by"], "fields in common");
+    assert!(
+        common["rule"]
+            .as_str()
+            .unwrap()
+            .contains("signal.data.plant == 'leeds'"),
+        "{common}"
+    );
+    assert_eq!(common["refused"], json!([]), "{common}");
+    assert_eq!(common["matches_overrides"], 3, "{common}");
+    assert_eq!(common["replay"]["changed"], 3, "{common}");
+    // The advisor's draft is there, checked: refused by validate with
+    // why, or validated and replayed.
+    let advised = &pattern["drafts"][1];
+    assert_eq!(advised["by"], "advisor smollm2", "{pattern}");
+    let refused = !advised["refused"].as_array().unwrap().is_empty();
+    assert!(refused != advised["replay"].is_object(), "{advised}");
+    // Nothing was applied.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("policies.toml")).unwrap(),
+        policies
+    );
 }
