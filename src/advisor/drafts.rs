@@ -38,8 +38,11 @@ pub struct Pattern {
 /// with its decisions and the fields they all share.
 #[derive(Debug, Default)]
 pub struct Overrides {
-    groups: BTreeMap<(String, String, String, String), (Vec<String>, BTreeMap<String, Value>)>,
+    groups: BTreeMap<Key, (Vec<String>, BTreeMap<String, Value>)>,
 }
+
+/// An override's type, class, proposal and the option chosen instead.
+type Key = (String, String, String, String);
 
 impl Overrides {
     /// Takes one settled decision: an override by a person counts.
@@ -81,7 +84,7 @@ impl Overrides {
                 },
             )
             .collect();
-        out.sort_by(|a, b| b.decisions.len().cmp(&a.decisions.len()));
+        out.sort_by_key(|p| std::cmp::Reverse(p.decisions.len()));
         out
     }
 }
