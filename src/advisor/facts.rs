@@ -194,6 +194,22 @@ pub fn of_decision(e: &Explanation, redactor: &Redactor) -> Facts {
     facts
 }
 
+/// The facts of a signal alone, as a type the playbook does not know
+/// would be seen: the signal and the context's own fields, nothing the
+/// playbook or the model said.
+pub fn of_signal(signal: &Signal, context: &Value, redactor: &Redactor) -> Facts {
+    let mut facts = Facts::default();
+    let text = |s: &str| Value::String(redactor.text(s));
+    facts.add("signal.type", text(&signal.kind));
+    facts.add("signal.subject", text(&signal.subject));
+    if let Some(sev) = signal.severity {
+        facts.add("signal.severity", Value::String(sev.as_str().into()));
+    }
+    facts.add_fields("signal.data", &signal.data, redactor, 1);
+    facts.add_fields("context", context, redactor, 1);
+    facts
+}
+
 /// The facts a decision was made on: the signal, the context it read,
 /// the rules that fired and the scores.
 pub fn of_case(d: &Decision, signal: Option<&Signal>, redactor: &Redactor) -> Facts {

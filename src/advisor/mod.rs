@@ -237,6 +237,22 @@ impl Advisor {
         })
     }
 
+    /// A proposal among `options` for a signal of a type the playbook does
+    /// not know, from the signal and its context alone.
+    pub fn propose_new(
+        &self,
+        id: &str,
+        signal: &Signal,
+        context: &serde_json::Value,
+        options: &[String],
+    ) -> Result<propose::Proposal, AdviceError> {
+        let facts = facts::of_signal(signal, context, &self.redactor);
+        let prompt = propose::prompt_for(id, &signal.kind, options, &facts);
+        self.ask("propose", id, &prompt, |content| {
+            propose::check_for(content, id, options, &facts, &self.redactor)
+        })
+    }
+
     /// A proposal for a decision people must make.
     pub fn propose(
         &self,

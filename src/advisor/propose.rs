@@ -50,12 +50,19 @@ pub fn allowed(decision: &Decision) -> Vec<String> {
 }
 
 pub fn prompt(decision: &Decision, facts: &Facts) -> Prompt {
-    let options = allowed(decision);
+    prompt_for(
+        &decision.id,
+        &decision.signal_type,
+        &allowed(decision),
+        facts,
+    )
+}
+
+/// The prompt for a choice among `options` on a signal of `kind`.
+pub fn prompt_for(id: &str, kind: &str, options: &[String], facts: &Facts) -> Prompt {
     let user = format!(
-        "Decision {:?} on a {:?} signal. Allowed options: {}.\nFacts (id: name is JSON value):\n{}",
-        decision.id,
-        decision.signal_type,
-        serde_json::to_string(&options).unwrap_or_default(),
+        "Decision {id:?} on a {kind:?} signal. Allowed options: {}.\nFacts (id: name is JSON value):\n{}",
+        serde_json::to_string(options).unwrap_or_default(),
         facts.prompt_lines()
     );
     let schema = json!({
@@ -89,14 +96,23 @@ pub fn check(
     facts: &Facts,
     redactor: &Redactor,
 ) -> Result<Proposal, String> {
+    check_for(content, &decision.id, &allowed(decision), facts, redactor)
+}
+
+/// The same, for a choice among `options`.
+pub fn check_for(
+    content: &str,
+    id: &str,
+    options: &[String],
+    facts: &Facts,
+    redactor: &Redactor,
+) -> Result<Proposal, String> {
     let answer: Answer = serde_json::from_str(content.trim())
         .map_err(|e| format!("not a proposal of the asked shape: {e}"))?;
-    let options = allowed(decision);
     if !options.contains(&answer.option) {
         return Err(format!(
-            "option {:?} is not allowed for decision {} (allowed: {})",
+            "option {:?} is not allowed for decision {id} (allowed: {})",
             answer.option,
-            decision.id,
             options.join(", ")
         ));
     }

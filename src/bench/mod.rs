@@ -3,6 +3,7 @@
 //! inserts of the very rows the engine wrote, on the same disk. With
 //! `--load URL`, a load sent to a running server instead (`load`).
 
+mod advisor;
 mod drive;
 pub mod load;
 
@@ -81,6 +82,18 @@ pub struct BenchArgs {
     /// candidate policy file deciding beside the live one.
     #[arg(long)]
     pub shadow: Option<PathBuf>,
+    /// Benchmark the advisor at this OpenAI-compatible endpoint instead:
+    /// its latency, how many of its answers are valid, and, for the
+    /// simulator's types taken out of the playbook, how often its proposal
+    /// is the hidden truth against how often the playbook's default is.
+    #[arg(long)]
+    pub advisor: Option<String>,
+    /// With --advisor: the model to ask for.
+    #[arg(long, default_value = "smollm2")]
+    pub advisor_model: String,
+    /// With --advisor: decisions asked about per type.
+    #[arg(long, default_value_t = 20)]
+    pub per_type: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +123,9 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             tmp.clone()
         }
     };
-    let result = if args.render {
+    let result = if let Some(url) = &args.advisor {
+        advisor::run(url, &args.advisor_model, args.per_type, &dir)
+    } else if args.render {
         crate::console::render_bench::run(&dir.join("render"))
             .map_err(|e| BenchError::Setup(format!("render: {e:#}")))
     } else {
