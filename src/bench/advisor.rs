@@ -3,9 +3,10 @@
 //! type the simulator knows the hidden truth of, the playbook's knowledge
 //! of the type is taken away (no proposal, scores, rules or why: the
 //! signal, its context and the type's options only) and the advisor is
-//! asked to choose. Its choices are scored against the truth, beside the
-//! playbook's default on the same decisions (the baseline, from the same
-//! run). Then a few decisions are explained in words. Printed: latency
+//! asked to choose, the options listed in a different order for each
+//! decision. Its choices are scored against the truth, beside the
+//! playbook's default and the first option listed on the same decisions
+//! (the baselines, from the same run). Then a few decisions are explained in words. Printed: latency
 //! p50/p99 of each kind of call, the share of valid and allowed answers,
 //! the share of sentences kept, and agreement with the truth per type.
 
@@ -31,8 +32,9 @@ struct Tally {
     valid: usize,
     advisor_right: usize,
     default_right: usize,
-    /// The type's first listed option: what a chooser with a bias to the
-    /// top of the list would get.
+    /// The first option listed to the advisor (the type's options, turned
+    /// by one for each decision): what a chooser with a bias to the top of
+    /// the list would get.
     first_right: usize,
 }
 
@@ -75,7 +77,7 @@ pub fn run(url: &str, model: &str, per_type: usize, dir: &Path) -> Result<(), Be
         let n = seen.entry(kind).or_default();
         *n += 1;
         let list = picked.entry(kind).or_default();
-        if *n % 7 == 0 && list.len() < per_type && r.signal.is_some() {
+        if n.is_multiple_of(7) && list.len() < per_type && r.signal.is_some() {
             list.push(r);
         }
     })?;
@@ -100,11 +102,16 @@ pub fn run(url: &str, model: &str, per_type: usize, dir: &Path) -> Result<(), Be
             let Some(truth) = crate::sim::truth::best(signal, tier, escalated) else {
                 continue;
             };
+            // The options in a different order for each decision, so that
+            // a model that takes the first listed is seen to.
+            let mut options = play.options.clone();
+            let turn = tally.asked % options.len().max(1);
+            options.rotate_left(turn);
             tally.asked += 1;
             tally.default_right += usize::from(play.default == truth);
-            tally.first_right += usize::from(play.options.first().is_some_and(|o| o == truth));
+            tally.first_right += usize::from(options.first().is_some_and(|o| o == truth));
             let began = Instant::now();
-            let answer = advisor.propose_new(&r.decision.id, signal, &context, &play.options);
+            let answer = advisor.propose_new(&r.decision.id, signal, &context, &options);
             propose_ms.push(began.elapsed().as_secs_f64() * 1000.0);
             match answer {
                 Ok(p) => {

@@ -106,20 +106,46 @@ pub struct ReviewQueue {
     over: BTreeSet<String>,
 }
 
+/// Refuses an item already decided, saying by whom.
+fn undecided(item: &ReviewItem) -> Result<(), ReviewError> {
+    match &item.outcome {
+        Some(done) => Err(ReviewError::AlreadyDecided {
+            id: item.id.clone(),
+            action: done.action.name().to_string(),
+            by: done.actor.name.clone(),
+            at: done.time,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses an option the item's decision does not allow (policies took
+/// out the forbidden ones), naming those it does.
+fn allowed(item: &ReviewItem, option: &str) -> Result<(), ReviewError> {
+    let allowed: Vec<&str> = item
+        .decision
+        .options
+        .iter()
+        .filter(|o| o.allowed)
+        .map(|o| o.option.as_str())
+        .collect();
+    if allowed.contains(&option) {
+        return Ok(());
+    }
+    Err(ReviewError::UnknownOption {
+        id: item.id.clone(),
+        option: option.to_string(),
+        allowed: allowed.join(", "),
+    })
+}
+
 /// Whether `actor` may take `action` on `item` with `note`: not on an item
 /// already decided, not as a viewer, not below the item's role (except to
 /// claim, escalate or snooze), an override to another allowed option and
 /// with a note, a rejection with a note.
 fn check(item: &ReviewItem, actor: &Actor, action: &Action, note: &str) -> Result<(), ReviewError> {
     let id = &item.id;
-    if let Some(done) = &item.outcome {
-        return Err(ReviewError::AlreadyDecided {
-            id: id.to_string(),
-            action: done.action.name().to_string(),
-            by: done.actor.name.clone(),
-            at: done.time,
-        });
-    }
+    undecided(item)?;
     if actor.role == Role::Viewer {
         return Err(ReviewError::Viewer {
             actor: actor.name.clone(),
@@ -146,20 +172,7 @@ fn check(item: &ReviewItem, actor: &Actor, action: &Action, note: &str) -> Resul
             if option == &item.decision.proposal {
                 return Err(ReviewError::OverrideSameAsProposal(option.clone()));
             }
-            let allowed: Vec<&str> = item
-                .decision
-                .options
-                .iter()
-                .filter(|o| o.allowed)
-                .map(|o| o.option.as_str())
-                .collect();
-            if !allowed.contains(&option.as_str()) {
-                return Err(ReviewError::UnknownOption {
-                    id: id.to_string(),
-                    option: option.clone(),
-                    allowed: allowed.join(", "),
-                });
-            }
+            allowed(item, option)?;
         }
         Action::Reject if note.trim().is_empty() => {
             return Err(ReviewError::NoteRequired { action: "reject" });
@@ -357,31 +370,9 @@ impl ReviewQueue {
             .items
             .get_mut(id)
             .ok_or_else(|| ReviewError::NotFound(id.to_string()))?;
-        if let Some(done) = &kept.row.outcome
-            && kept.row.state == ReviewState::Decided
-        {
-            return Err(ReviewError::AlreadyDecided {
-                id: id.to_string(),
-                action: done.action.name().to_string(),
-                by: done.actor.name.clone(),
-                at: done.time,
-            });
-        }
         let mut item = kept.item()?;
-        let allowed: Vec<&str> = item
-            .decision
-            .options
-            .iter()
-            .filter(|o| o.allowed)
-            .map(|o| o.option.as_str())
-            .collect();
-        if !allowed.contains(&advice.option.as_str()) {
-            return Err(ReviewError::UnknownOption {
-                id: id.to_string(),
-                option: advice.option,
-                allowed: allowed.join(", "),
-            });
-        }
+        undecided(&item)?;
+        allowed(&item, &advice.option)?;
         item.advice = Some(advice);
         kept.row = item.stored();
         Ok(item)
@@ -591,6 +582,35 @@ mod tests {
         let row: ReviewRow =
             serde_json::from_value(serde_json::to_value(item.stored()).unwrap()).unwrap();
         assert_eq!(row.claimed_at, Some(at(2)));
+    }
+
+    #[test]
+    fn advice_is_an_allowed_option_on_an_open_item_and_answers_name_it() {
+        let mut q = queue("operator");
+        let advice = |option: &str| crate::review::Advice {
+            option: option.into(),
+            reason: "the customer is gold".into(),
+            citations: vec![],
+            model: "m".into(),
+            time: at(1),
+            shadow: false,
+        };
+        assert!(matches!(
+            q.advise("R1", advice("teleport")),
+            Err(ReviewError::UnknownOption { .. })
+        ));
+        assert_eq!(q.get("R1").and_then(|i| i.advice), None);
+        let item = q.advise("R1", advice("expedite")).unwrap();
+        assert_eq!(item.advice.map(|a| a.option), Some("expedite".into()));
+        assert_eq!(q.get("R1").map(|i| i.state), Some(ReviewState::Open));
+        let done = q
+            .act("R1", &person(Role::Operator), Action::Approve, "", at(2))
+            .unwrap();
+        assert_eq!(done.record.advised.as_deref(), Some("expedite"));
+        assert!(matches!(
+            q.advise("R1", advice("ship")),
+            Err(ReviewError::AlreadyDecided { .. })
+        ));
     }
 
     #[test]
