@@ -621,9 +621,11 @@ mod tests {
         if let Some(status) = app.status.as_mut() {
             status.total.shadow_agreement = Some(0.876);
             status.total.shadow_people_agreement = Some(0.7);
+            status.total.advisor_agreement = Some(0.55);
         }
         let with = screen_text(&mut app, 120, 40).unwrap();
         assert!(with.contains("shadow: live 88% people 70%"), "{with}");
+        assert!(with.contains("overrides · advisor 55%"), "{with}");
     }
 
     /// An open breaker on the model is in the header on every view and

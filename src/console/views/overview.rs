@@ -231,8 +231,13 @@ fn rates_and_services(frame: &mut Frame, row: Rect, app: &App, status: &Status) 
         gauge("automation", status.total.automation_rate, theme.accent()),
         auto,
     );
+    // With an advisor, how often people chose what it proposed.
+    let overrides_title = match status.total.advisor_agreement {
+        Some(agreement) => format!("overrides · advisor {}", pct(Some(agreement))),
+        None => "overrides".to_string(),
+    };
     frame.render_widget(
-        gauge("overrides", status.total.override_rate, theme.warn()),
+        gauge(&overrides_title, status.total.override_rate, theme.warn()),
         overrides,
     );
     frame.render_widget(
@@ -260,6 +265,7 @@ fn rates_and_services(frame: &mut Frame, row: Rect, app: &App, status: &Status) 
         ),
         None => "services".to_string(),
     };
+
     frame.render_widget(
         Paragraph::new(Line::from(spans))
             .wrap(ratatui::widgets::Wrap { trim: true })
