@@ -125,6 +125,7 @@ fn status(dir: PathBuf) -> Status {
             trips: 1,
         }],
         model_breaker: None,
+        advisor: None,
         ramp: None,
         ramp_step: None,
         class_modes: Vec::new(),

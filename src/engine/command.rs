@@ -112,6 +112,8 @@ pub enum Command {
         actor: Actor,
         reply: Reply<crate::paging::Page>,
     },
+    /// The advisor's breaker as it stands (for Health).
+    AdvisorState(super::overview::AdvisorRow),
     /// The advisor's proposal for an open review item.
     Advise {
         review_id: String,

@@ -458,6 +458,7 @@ fn carry_out_for_people(
                 .map_err(EngineError::from);
             after_commit(waiting, reply, done);
         }
+        Command::AdvisorState(row) => engine.advisor = Some(row),
         Command::Advise {
             review_id,
             advice,

@@ -82,6 +82,9 @@ pub struct Engine {
     ramp: Option<ramp::Ramping>,
     /// Each team's bound of open tasks, and the teams over it.
     task_bounds: tasks::TaskBounds,
+    /// The advisor's breaker as the advisor beside the engine last said it
+    /// (for Health; the engine never waits for the advisor).
+    pub advisor: Option<overview::AdvisorRow>,
 }
 
 impl Engine {
@@ -128,6 +131,7 @@ impl Engine {
             taken: taken::Taken::new(),
             watch: crate::decide::watch::ModelWatch::new(config.model_watch.clone()),
             ramp: None,
+            advisor: None,
         };
         engine.flows.webhooks = Webhooks::new(config.webhooks);
         if let Some(executor) = config.executor {

@@ -42,6 +42,17 @@ pub struct BreakerRow {
     pub trips: u32,
 }
 
+/// The advisor's breaker, as the advisor beside the engine last said it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdvisorRow {
+    pub model: String,
+    pub open: bool,
+    /// Why it is (or last was) open.
+    pub why: String,
+    pub failures_in_a_row: u32,
+    pub trips: u64,
+}
+
 /// The state of things the engine reports besides its events: what the
 /// console shows beside them, and `GET /v1/state` answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +69,9 @@ pub struct Overview {
     /// The breaker on the model, once it has opened.
     #[serde(default)]
     pub model_breaker: Option<crate::decide::watch::BreakerState>,
+    /// The advisor's breaker, where an advisor runs beside the engine.
+    #[serde(default)]
+    pub advisor: Option<AdvisorRow>,
     /// The guarded ramp in progress (or the last one), and what its current
     /// step has read so far.
     #[serde(default)]
@@ -169,6 +183,7 @@ pub fn status(engine: &Engine, now: DateTime<Utc>) -> Overview {
             })
             .collect(),
         model_breaker: engine.model_breaker().cloned(),
+        advisor: engine.advisor.clone(),
         ramp: engine.ramp().cloned(),
         ramp_step: engine.ramp_step().cloned(),
         class_modes: engine.class_modes(),

@@ -284,6 +284,18 @@ fn proposals_and_explanations_are_checked_and_never_act() {
         },
     );
     assert_eq!(health["status"], "ok", "{health}");
+    // Attached consoles read it in the state (Health's breakers).
+    let row = wait_for("the state to say so", Duration::from_secs(10), || {
+        let state: Value = c
+            .get(format!("{}/v1/state?part=overview", s.base))
+            .bearer_auth(OPERATOR)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        (state["overview"]["advisor"]["open"] == true).then(|| state["overview"]["advisor"].clone())
+    });
+    assert_eq!(row["model"], "smollm2", "{row}");
     assert_eq!(metric(&c, &s.base, "signalbox_advisor_breaker_open "), 1.0);
     let open: Value = c
         .get(format!("{}/v1/reviews", s.base))

@@ -126,17 +126,34 @@ fn draw_breakers(frame: &mut Frame, breakers_area: Rect, status: &Status, theme:
             Cell::from(""),
         ])
     });
-    let mut breakers: Vec<Row> = model.into_iter().chain(executors).chain(channels).collect();
+    // The advisor's, where one runs: while it is open there is no advice,
+    // and everything else goes on.
+    let advisor = status.advisor.as_ref().map(|a| {
+        let state = if a.open { "open" } else { "closed" };
+        Row::new(vec![
+            Cell::from(format!("advisor {}", a.model)),
+            Cell::from(state).style(state_style(theme, state)),
+            Cell::from(a.failures_in_a_row.to_string()),
+            Cell::from(a.trips.to_string()),
+        ])
+    });
+    let mut breakers: Vec<Row> = model
+        .into_iter()
+        .chain(advisor)
+        .chain(executors)
+        .chain(channels)
+        .collect();
     if breakers.is_empty() {
         breakers.push(Row::new(vec![
             Cell::from("no automation has run yet").style(theme.muted()),
         ]));
     }
-    let breakers_title = match &status.model_breaker {
-        Some(m) if m.open => format!(
+    let breakers_title = match (&status.model_breaker, &status.advisor) {
+        (Some(m), _) if m.open => format!(
             "circuit breakers · model open since {}: rules decide",
             m.since.format("%H:%M")
         ),
+        (_, Some(a)) if a.open => "circuit breakers · advisor open: no advice".to_string(),
         _ => "circuit breakers".to_string(),
     };
     frame.render_widget(

@@ -628,6 +628,34 @@ mod tests {
         assert!(with.contains("overrides · advisor 55%"), "{with}");
     }
 
+    /// The advisor's breaker is a row of Health's breakers; open, it heads
+    /// them and says that there is no advice.
+    #[test]
+    fn the_advisors_breaker_shows_in_health() {
+        let mut app = fixture::app();
+        app.view = View::Health;
+        let none = screen_text(&mut app, 120, 40).unwrap();
+        assert!(!none.contains("advisor"), "{none}");
+        let mut row = crate::engine::overview::AdvisorRow {
+            model: "smollm2".into(),
+            ..Default::default()
+        };
+        if let Some(status) = app.status.as_mut() {
+            status.advisor = Some(row.clone());
+        }
+        let closed = screen_text(&mut app, 120, 40).unwrap();
+        assert!(closed.contains("advisor smollm2"), "{closed}");
+        assert!(!closed.contains("no advice"), "{closed}");
+        row.open = true;
+        row.why = "3 failures in a row".into();
+        row.trips = 1;
+        if let Some(status) = app.status.as_mut() {
+            status.advisor = Some(row);
+        }
+        let open = screen_text(&mut app, 120, 40).unwrap();
+        assert!(open.contains("advisor open: no advice"), "{open}");
+    }
+
     /// An open breaker on the model is in the header on every view and
     /// heads Health's breakers.
     #[test]
