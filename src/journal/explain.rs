@@ -234,6 +234,29 @@ fn actions(out: &mut String, e: &Explanation) {
                 a.note
             ),
         );
+        if let Some(advised) = &a.advised {
+            line(out, format!("    the advisor had proposed `{advised}`"));
+        }
+    }
+    for advice in &e.advice {
+        let shown = if advice.shadow {
+            "shadow, not shown"
+        } else {
+            "shown"
+        };
+        line(
+            out,
+            format!(
+                "  advisor {} ({shown}) at {} proposed `{}`: {}",
+                advice.model,
+                advice.time.to_rfc3339(),
+                advice.option,
+                advice.reason
+            ),
+        );
+        for cited in &advice.citations {
+            line(out, format!("    cites {cited}"));
+        }
     }
     if let Some((option, propensity, by)) = executed(e) {
         let by = serde_json::to_value(by)
@@ -371,6 +394,7 @@ pub fn to_json(e: &Explanation) -> Value {
         "hash": e.hash,
         "signal": e.signal.as_ref().map(|s| s.to_cloudevent()),
         "actions": e.actions,
+        "advice": e.advice,
         "executed": executed(e).map(|(option, propensity, by)| json!({
             "option": option,
             "propensity": propensity,

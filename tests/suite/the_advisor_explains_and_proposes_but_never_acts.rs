@@ -86,13 +86,18 @@ fn metric(c: &reqwest::blocking::Client, base: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn item(c: &reqwest::blocking::Client, base: &str, id: &str) -> Value {
-    c.get(format!("{base}/v1/reviews/{id}"))
+/// `GET base+path` as the operator, read as JSON.
+fn get(c: &reqwest::blocking::Client, base: &str, path: &str) -> Value {
+    c.get(format!("{base}{path}"))
         .bearer_auth(OPERATOR)
         .send()
         .unwrap()
         .json()
         .unwrap()
+}
+
+fn item(c: &reqwest::blocking::Client, base: &str, id: &str) -> Value {
+    get(c, base, &format!("/v1/reviews/{id}"))
 }
 
 #[test]
@@ -127,13 +132,7 @@ fn proposals_and_explanations_are_checked_and_never_act() {
     common::post_as(&c, &s.base, OPERATOR, &strike);
     let decision = decided_as(&c, &s.base, "strike-1");
     let review = wait_for("the review item", Duration::from_secs(20), || {
-        let v: Value = c
-            .get(format!("{}/v1/reviews", s.base))
-            .bearer_auth(OPERATOR)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let v: Value = get(&c, &s.base, "/v1/reviews");
         v["items"][0]["id"].as_str().map(String::from)
     });
     let advised = wait_for("the advisor's proposal", Duration::from_secs(90), || {
@@ -199,6 +198,21 @@ fn proposals_and_explanations_are_checked_and_never_act() {
     assert_eq!(r.status(), 200);
     let answered: Value = r.json().unwrap();
     assert_eq!(answered["advised"], advice["option"], "{answered}");
+    // The explanation after the fact says what the advisor proposed, and
+    // that the answer was given against it.
+    let explained = c
+        .get(format!("{}/v1/decisions/{decision}?format=text", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let proposed = format!("proposed `{}`", advice["option"].as_str().unwrap());
+    assert!(explained.contains(&proposed), "{explained}");
+    assert!(
+        explained.contains("the advisor had proposed"),
+        "{explained}"
+    );
     let agreement = metric(&c, &s.base, "signalbox_advisor_people_agreement ");
     assert!((0.0..=1.0).contains(&agreement));
     assert_eq!(
@@ -207,13 +221,7 @@ fn proposals_and_explanations_are_checked_and_never_act() {
     );
 
     // In words: every sentence kept states each fact it cites.
-    let words: Value = c
-        .get(format!("{}/v1/decisions/{decision}?words=1", s.base))
-        .bearer_auth(OPERATOR)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let words: Value = get(&c, &s.base, &format!("/v1/decisions/{decision}?words=1"));
     let cited: Vec<(String, String)> = words["cited"]
         .as_array()
         .unwrap()
@@ -247,13 +255,7 @@ fn proposals_and_explanations_are_checked_and_never_act() {
         words["sentences"].as_array().unwrap().len() + words["dropped"].as_array().unwrap().len();
     assert!(total >= 1, "{words}");
     // Asked once per decision and model: the second read is kept.
-    let again: Value = c
-        .get(format!("{}/v1/decisions/{decision}?words=1", s.base))
-        .bearer_auth(OPERATOR)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let again: Value = get(&c, &s.base, &format!("/v1/decisions/{decision}?words=1"));
     assert_eq!(again["cached"], true);
     assert_eq!(again["sentences"], words["sentences"]);
 
@@ -286,24 +288,12 @@ fn proposals_and_explanations_are_checked_and_never_act() {
     assert_eq!(health["status"], "ok", "{health}");
     // Attached consoles read it in the state (Health's breakers).
     let row = wait_for("the state to say so", Duration::from_secs(10), || {
-        let state: Value = c
-            .get(format!("{}/v1/state?part=overview", s.base))
-            .bearer_auth(OPERATOR)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let state: Value = get(&c, &s.base, "/v1/state?part=overview");
         (state["overview"]["advisor"]["open"] == true).then(|| state["overview"]["advisor"].clone())
     });
     assert_eq!(row["model"], "smollm2", "{row}");
     assert_eq!(metric(&c, &s.base, "signalbox_advisor_breaker_open "), 1.0);
-    let open: Value = c
-        .get(format!("{}/v1/reviews", s.base))
-        .bearer_auth(OPERATOR)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let open: Value = get(&c, &s.base, "/v1/reviews");
     assert_eq!(open["items"].as_array().unwrap().len(), 5, "{open}");
     // Every call is recorded beside the journal, the failed ones with why.
     let calls = rusqlite::Connection::open(s.dir.join("advice.sqlite")).unwrap();

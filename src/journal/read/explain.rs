@@ -8,7 +8,7 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ChainCheck, Views, decode, decode_decision, open_existing, rows, signal_body, sql,
+    ChainCheck, Views, corrupt, decode, decode_decision, open_existing, rows, signal_body, sql,
     verify_around,
 };
 use crate::decide::Decision;
@@ -24,6 +24,8 @@ pub struct Explanation {
     pub hash: String,
     pub signal: Option<Signal>,
     pub actions: Vec<ReviewAction>,
+    /// What the advisor proposed for its review item, if it did.
+    pub advice: Vec<crate::review::Advice>,
     pub feedback: Vec<Feedback>,
     pub flow: Option<Flow>,
     pub flow_events: Vec<FlowEvent>,
@@ -72,6 +74,21 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
     .iter()
     .map(|b| decode(path, "review action", b))
     .collect::<Result<Vec<ReviewAction>, _>>()?;
+    let advice = rows(
+        &conn,
+        path,
+        "SELECT body FROM audit WHERE kind = 'advice' AND decision_id = ?1 ORDER BY seq",
+        params![id],
+        |r| r.get::<_, String>(0),
+    )?
+    .iter()
+    .map(|b| {
+        // An audit entry whose body holds the advice.
+        let entry: crate::journal::AuditEntry = decode(path, "advice", b)?;
+        serde_json::from_value(entry.body["advice"].clone())
+            .map_err(|e| corrupt(path, "advice", &e))
+    })
+    .collect::<Result<Vec<crate::review::Advice>, _>>()?;
     let feedback = rows(
         &conn,
         path,
@@ -111,6 +128,7 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
         hash,
         signal,
         actions,
+        advice,
         feedback,
         flow,
         flow_events,
