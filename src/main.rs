@@ -549,6 +549,19 @@ fn console(args: &ConsoleArgs) -> Result<()> {
     })
 }
 
+fn advise_cmd(what: AdviseCommand) -> Result<()> {
+    match what {
+        AdviseCommand::Policies {
+            journal,
+            since,
+            min_support,
+            json,
+        } => journal.place().and_then(|place| {
+            cmd::advise::advise_policies_cmd(&place, since.as_deref(), min_support, json)
+        }),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -648,14 +661,7 @@ fn main() -> ExitCode {
             .and_then(|place| cmd::deploy::oncall(&place, team.as_deref(), at, json)),
         Some(Command::Bench(args)) => signalbox::bench::run(&args).map_err(anyhow::Error::from),
         Some(Command::Quarantine(what)) => quarantine_cmd(what),
-        Some(Command::Advise(AdviseCommand::Policies {
-            journal,
-            since,
-            min_support,
-            json,
-        })) => journal.place().and_then(|place| {
-            cmd::advise::advise_policies_cmd(&place, since.as_deref(), min_support, json)
-        }),
+        Some(Command::Advise(what)) => advise_cmd(what),
         Some(Command::Model(ModelCommand::Export {
             data_dir,
             before,

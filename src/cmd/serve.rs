@@ -165,25 +165,17 @@ pub(crate) struct ServeArgs {
 
 pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     use signalbox::intake::{self, AppState, service};
-    let ServeArgs {
-        runs,
-        listen,
-        data_dir,
-        tokens,
-        body_limit,
-        sources,
-        candidates,
-        shadow_advisor,
-    } = args;
-    let Some(runs) = runs else {
+    let (listen, body_limit) = (args.listen, args.body_limit);
+    let Some(runs) = args.runs else {
         bail!(NO_DEPLOYMENT);
     };
-    let paths: Vec<String> = sources
+    let paths: Vec<String> = args
+        .sources
         .iter()
         .map(|s| signalbox::intake::file::parse_spec(s))
         .collect::<Result<_, _>>()?;
-    let (setup, deployment, server) = engine_setup(&runs, data_dir, candidates)?;
-    let settings = serve_settings(server, listen, tokens)?;
+    let (setup, deployment, server) = engine_setup(&runs, args.data_dir, args.candidates)?;
+    let settings = serve_settings(server, listen, args.tokens)?;
     let config = &settings.config;
     let dir = setup.config.data_dir.clone();
     init_logging(&dir)?;
@@ -217,7 +209,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         config.max_backlog(),
     )?;
     spawn_sources(paths, &engine)?;
-    let advisor = start_advisor(config, &dir, &engine, shadow_advisor)?;
+    let advisor = start_advisor(config, &dir, &engine, args.shadow_advisor)?;
     let reloader = deployment.map(|d| {
         std::sync::Arc::new(signalbox::deploy::ServedDeployment::new(d))
             as std::sync::Arc<dyn signalbox::intake::reload::Served>

@@ -244,15 +244,8 @@ impl Backend for Embedded {
                 };
                 self.send(command, rx, |state| ramp_said(&state))
             }
-            Request::Explain { decision_id } => {
-                let dir = self.data_dir.clone();
-                Box::new(move || explain(&dir, decision_id))
-            }
-            Request::Words { decision_id } => {
-                let dir = self.data_dir.clone();
-                let advisor = self.advisor.clone();
-                Box::new(move || in_words(&dir, advisor.as_deref(), decision_id))
-            }
+            Request::Explain { decision_id } => self.explained(decision_id, false),
+            Request::Words { decision_id } => self.explained(decision_id, true),
             Request::History { before } => self.history(before),
             Request::PageAct { page_id, action } => {
                 let (reply, rx) = oneshot::channel();
@@ -334,6 +327,16 @@ impl Backend for Embedded {
 }
 
 impl Embedded {
+    /// A decision explained from the journal, or in words by the advisor.
+    fn explained(&self, decision_id: String, words: bool) -> Answer {
+        let dir = self.data_dir.clone();
+        let advisor = self.advisor.clone();
+        Box::new(move || match words {
+            true => in_words(&dir, advisor.as_deref(), decision_id),
+            false => explain(&dir, decision_id),
+        })
+    }
+
     /// Counts what a silence would match: the open items (the engine's),
     /// then the last day's signals (the journal's, read on the worker).
     /// The page of history before decision `before`, read from the journal.

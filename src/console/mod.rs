@@ -100,44 +100,20 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
         Some(d) => vec![format!("deployment:{}", d.dir.display())],
         None => vec!["sim:northwind".to_string()],
     };
+    let advisor = start_advisor(&options, &handle, &mut warnings);
     // The HTTP intake and its log's writer, stopped after the engine.
-    let mut serving = None;
-    let intake = match options.listen {
-        None => None,
-        Some(addr) => {
-            let tokens = crate::intake::auth::Tokens::parse(&options.tokens)?;
-            let served =
-                crate::intake::log::IntakeLog::open_with(&options.data_dir, options.max_backlog)
-                    .map_err(|e| e.to_string())
-                    .and_then(|(log, writer)| {
-                        let state = crate::intake::AppState {
-                            engine: handle.clone(),
-                            log: log.clone(),
-                            tokens: std::sync::Arc::new(tokens),
-                            counters: Default::default(),
-                            body_limit: crate::intake::BODY_LIMIT,
-                            body_timeout: options.body_timeout,
-                            reloader: None,
-                            words: None,
-                            events: None,
-                            streams: Default::default(),
-                        };
-                        crate::intake::spawn_server(addr, state, options.http_limits)
-                            .map(|(local, server)| (local, server, log, writer))
-                            .map_err(|e| e.to_string())
-                    });
-            match served {
-                Ok((local, server, log, writer)) => {
-                    sources.push(format!("http://{local}"));
-                    serving = Some((server, writer));
-                    Some(log)
-                }
-                Err(e) => {
-                    warnings.push(format!("HTTP intake off: {e}"));
-                    None
-                }
+    let (intake, serving) = match options.listen {
+        None => (None, None),
+        Some(addr) => match start_intake(&options, addr, &handle, advisor.clone())? {
+            Ok((local, server, log, writer)) => {
+                sources.push(format!("http://{local}"));
+                (Some(log), Some((server, writer)))
             }
-        }
+            Err(e) => {
+                warnings.push(format!("HTTP intake off: {e}"));
+                (None, None)
+            }
+        },
     };
     let outbound = match Outbound::start(&options, &handle, intake.as_ref()) {
         Ok(o) => o,
@@ -199,7 +175,6 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
             );
         }
     };
-    let advisor = start_advisor(&options, &handle, &mut app);
     let backend = Embedded {
         engine: handle.clone(),
         data_dir: options.data_dir.clone(),
@@ -214,12 +189,54 @@ pub fn run(options: ConsoleOptions) -> anyhow::Result<()> {
     result
 }
 
+/// A running intake: its address, server, log and the log's writer.
+type Intake = (
+    std::net::SocketAddr,
+    crate::intake::Server,
+    crate::intake::log::IntakeLog,
+    std::thread::JoinHandle<()>,
+);
+
+/// The console's own HTTP intake on `addr`: its address, server, log and
+/// log writer, or why it could not start (an error in the tokens stops the
+/// console instead).
+fn start_intake(
+    options: &ConsoleOptions,
+    addr: std::net::SocketAddr,
+    handle: &Handle,
+    advisor: Option<std::sync::Arc<crate::advisor::Advisor>>,
+) -> anyhow::Result<Result<Intake, String>> {
+    let tokens = crate::intake::auth::Tokens::parse(&options.tokens)?;
+    Ok(
+        crate::intake::log::IntakeLog::open_with(&options.data_dir, options.max_backlog)
+            .map_err(|e| e.to_string())
+            .and_then(|(log, writer)| {
+                let state = crate::intake::AppState {
+                    engine: handle.clone(),
+                    log: log.clone(),
+                    tokens: std::sync::Arc::new(tokens),
+                    counters: Default::default(),
+                    body_limit: crate::intake::BODY_LIMIT,
+                    body_timeout: options.body_timeout,
+                    reloader: None,
+                    words: advisor.map(|a| a as std::sync::Arc<dyn crate::intake::Words>),
+                    events: None,
+                    streams: Default::default(),
+                };
+                crate::intake::spawn_server(addr, state, options.http_limits)
+                    .map(|(local, server)| (local, server, log, writer))
+                    .map_err(|e| e.to_string())
+            }),
+    )
+}
+
 /// The advisor `[advisor]` names, proposing beside the engine; a problem
-/// with it is said on the status line and the console goes on without.
+/// with it is said among the start-up warnings and the console goes on
+/// without.
 fn start_advisor(
     options: &ConsoleOptions,
     handle: &Handle,
-    app: &mut App,
+    warnings: &mut Vec<String>,
 ) -> Option<std::sync::Arc<crate::advisor::Advisor>> {
     let settings = options.server.advisor.as_ref()?;
     let started = crate::advisor::Advisor::new(settings, &options.data_dir)
@@ -233,7 +250,7 @@ fn start_advisor(
     match started {
         Ok(advisor) => Some(advisor),
         Err(e) => {
-            app.update(app::Message::Acted(Err(format!("advisor: {e}"))));
+            warnings.push(format!("advisor off: {e}"));
             None
         }
     }
