@@ -23,6 +23,9 @@ use crate::review::{Advice, ReviewItem};
 const POLL: Duration = Duration::from_millis(500);
 /// Items read from the queue per look.
 const BATCH: usize = 100;
+/// People's answers are read every this many looks (the engine's figures
+/// walk its flows: not twice a second).
+const ANSWERS_EVERY: u64 = 10;
 
 /// Starts the thread; it ends when the engine stops.
 pub fn spawn(
@@ -39,6 +42,7 @@ pub fn spawn(
                 shadow,
                 after: None,
                 answers: (0, 0),
+                passes: 0,
             };
             while !worker.engine.stopping() {
                 worker.pass();
@@ -55,6 +59,7 @@ struct Worker {
     after: Option<String>,
     /// People's answers to advised items, and agreements, as last read.
     answers: (u64, u64),
+    passes: u64,
 }
 
 impl Worker {
@@ -77,7 +82,9 @@ impl Worker {
         };
         // Health shows it; a full queue only delays it to the next pass.
         let _ = self.engine.send(Command::AdvisorState(row));
-        if let Some(status) = self.ask(|reply| Command::Status { reply }) {
+        self.passes += 1;
+        let read_answers = self.passes % ANSWERS_EVERY == 1;
+        if read_answers && let Some(status) = self.ask(|reply| Command::Status { reply }) {
             let (answered, agreed) = (status.advised_answered, status.advised_agreed);
             let new_answers = answered.saturating_sub(self.answers.0);
             let new_agreed = agreed.saturating_sub(self.answers.1).min(new_answers);
