@@ -30,24 +30,54 @@ pub struct Pattern {
     /// The overrides, by decision id.
     pub decisions: Vec<String>,
     /// Fields (as policies name them) that held the same value in every
-    /// one, with that value.
+    /// one, with that value, and that tell them apart from the decisions
+    /// where the proposal stood.
     pub common: Vec<(String, Value)>,
+    /// Fields the overrides shared that every decision of the type that
+    /// took another option shared too: they tell nothing apart, and are
+    /// left out.
+    pub left_out: Vec<String>,
 }
 
 /// The overrides seen so far, by (type, class, proposed, chosen), each
 /// with its decisions and the fields they all share.
 #[derive(Debug, Default)]
 pub struct Overrides {
-    groups: BTreeMap<Key, (Vec<String>, BTreeMap<String, Value>)>,
+    groups: BTreeMap<Key, (Vec<String>, Fields)>,
+    /// Every settled decision, by type, class and the option executed:
+    /// how many, and the fields they all shared.
+    executed: BTreeMap<(String, String, String), (usize, Fields)>,
 }
+
+/// Fields as policies name them, with their values.
+type Fields = BTreeMap<String, Value>;
 
 /// An override's type, class, proposal and the option chosen instead.
 type Key = (String, String, String, String);
+
+/// Keeps in `common` only what `fields` shares with it (all of `fields`
+/// for the first).
+fn narrow(common: &mut BTreeMap<String, Value>, first: bool, fields: BTreeMap<String, Value>) {
+    if first {
+        *common = fields;
+    } else {
+        common.retain(|k, v| fields.get(k) == Some(v));
+    }
+}
 
 impl Overrides {
     /// Takes one settled decision: an override by a person counts.
     pub fn add(&mut self, r: &Replayable) {
         let d = &r.decision;
+        let fields = fields_of(r);
+        let key = (
+            d.signal_type.clone(),
+            d.class.clone(),
+            r.logged.option.clone(),
+        );
+        let (n, common) = self.executed.entry(key).or_default();
+        narrow(common, *n == 0, fields.clone());
+        *n += 1;
         if r.logged.by != ChosenBy::Person || r.logged.option == d.proposal {
             return;
         }
@@ -57,33 +87,49 @@ impl Overrides {
             d.proposal.clone(),
             r.logged.option.clone(),
         );
-        let fields = fields_of(r);
         let (ids, common) = self.groups.entry(key).or_default();
-        if ids.is_empty() {
-            *common = fields;
-        } else {
-            common.retain(|k, v| fields.get(k) == Some(v));
-        }
+        narrow(common, ids.is_empty(), fields);
         ids.push(d.id.clone());
+    }
+
+    /// What every decision of the type and class that took another option
+    /// than `chosen` shared (none without such decisions): a field the
+    /// overrides share with them tells nothing apart.
+    fn shared_by_others(&self, kind: &str, class: &str, chosen: &str) -> Option<Fields> {
+        let mut others = self
+            .executed
+            .iter()
+            .filter(|((t, c, o), (n, _))| t == kind && c == class && o != chosen && *n > 0)
+            .map(|(_, (_, shared))| shared);
+        let mut all = others.next()?.clone();
+        for more in others {
+            all.retain(|k, v| more.get(k) == Some(v));
+        }
+        Some(all)
     }
 
     /// The patterns with at least `min` overrides, most first.
     pub fn patterns(self, min: usize) -> Vec<Pattern> {
-        let mut out: Vec<Pattern> = self
-            .groups
-            .into_iter()
-            .filter(|(_, (ids, _))| ids.len() >= min)
-            .map(
-                |((signal_type, class, proposed, chosen), (decisions, common))| Pattern {
-                    signal_type,
-                    class,
-                    proposed,
-                    chosen,
-                    decisions,
-                    common: common.into_iter().collect(),
-                },
-            )
-            .collect();
+        let mut out: Vec<Pattern> = Vec::new();
+        for ((signal_type, class, proposed, chosen), (decisions, common)) in &self.groups {
+            if decisions.len() < min {
+                continue;
+            }
+            let others = self.shared_by_others(signal_type, class, chosen);
+            let (common, left_out): (Vec<_>, Vec<_>) = common
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .partition(|(k, v)| others.as_ref().is_none_or(|s| s.get(k) != Some(v)));
+            out.push(Pattern {
+                signal_type: signal_type.clone(),
+                class: class.clone(),
+                proposed: proposed.clone(),
+                chosen: chosen.clone(),
+                decisions: decisions.clone(),
+                common,
+                left_out: left_out.into_iter().map(|(k, _)| k).collect(),
+            });
+        }
         out.sort_by_key(|p| std::cmp::Reverse(p.decisions.len()));
         out
     }
@@ -277,6 +323,7 @@ mod tests {
                 ("context.tier".into(), json!("gold")),
                 ("signal.data.product".into(), json!("it's \"x\"")),
             ],
+            left_out: vec![],
         }
     }
 

@@ -203,6 +203,12 @@ fn render(n: usize, d: &Drafts) -> String {
             common.join(", ")
         }
     ));
+    if !p.left_out.is_empty() {
+        out.push_str(&format!(
+            "  left out (shared by every decision that took another option too): {}\n",
+            p.left_out.join(", ")
+        ));
+    }
     if let Some(why) = &d.advisor {
         out.push_str(&format!("  no draft by the advisor: {why}\n"));
     }

@@ -398,6 +398,30 @@ fn the_rule_behind_overrides_is_drafted_checked_and_never_applied() {
             .unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().unwrap());
     }
+    // At York people acknowledge: what Leeds shares with York tells
+    // nothing apart.
+    let e = event(
+        "outage-york",
+        "plant.outage",
+        "line-9",
+        json!({"plant": "york", "minutes": 40}),
+    );
+    common::post_as(&c, &s.base, OPERATOR, &e);
+    decided_as(&c, &s.base, "outage-york");
+    let york = item(&c, &s.base, "R0000004");
+    let answer = match york["decision"]["proposal"].as_str() {
+        Some("acknowledge") => json!({"action": "approve"}),
+        _ => {
+            json!({"action": "override", "option": "acknowledge", "note": "York has a spare line"})
+        }
+    };
+    let r = c
+        .post(format!("{}/v1/reviews/R0000004/actions", s.base))
+        .bearer_auth(OPERATOR)
+        .json(&answer)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
     drop(s);
     let drafts = common::json_of(
         ["advise", "policies", "--json", "--config"]
@@ -411,13 +435,11 @@ fn the_rule_behind_overrides_is_drafted_checked_and_never_applied() {
     assert_eq!(pattern["pattern"]["decisions"].as_array().unwrap().len(), 3);
     let common = &pattern["drafts"][0];
     assert_eq!(common["by"], "fields in common");
-    assert!(
-        common["rule"]
-            .as_str()
-            .unwrap()
-            .contains("signal.data.plant == 'leeds'"),
-        "{common}"
-    );
+    let rule = common["rule"].as_str().unwrap();
+    assert!(rule.contains("signal.data.plant == 'leeds'"), "{common}");
+    assert!(!rule.contains("context.tier"), "{common}");
+    let left_out = pattern["pattern"]["left_out"].as_array().unwrap();
+    assert!(left_out.contains(&json!("context.tier")), "{pattern}");
     assert_eq!(common["refused"], json!([]), "{common}");
     assert_eq!(common["matches_overrides"], 3, "{common}");
     assert_eq!(common["replay"]["changed"], 3, "{common}");
