@@ -102,14 +102,6 @@ impl Advisor {
         &self.client.settings().model
     }
 
-    pub fn redactor(&self) -> &Redactor {
-        &self.redactor
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     fn guard(&self) -> std::sync::MutexGuard<'_, Guard> {
         self.guard.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -247,10 +239,7 @@ impl Advisor {
         options: &[String],
     ) -> Result<propose::Proposal, AdviceError> {
         let facts = facts::of_signal(signal, context, &self.redactor);
-        let prompt = propose::prompt_for(id, &signal.kind, options, &facts);
-        self.ask("propose", id, &prompt, |content| {
-            propose::check_for(content, id, options, &facts, &self.redactor)
-        })
+        self.propose_among(id, &signal.kind, options, &facts)
     }
 
     /// A proposal for a decision people must make.
@@ -260,9 +249,22 @@ impl Advisor {
         signal: Option<&Signal>,
     ) -> Result<propose::Proposal, AdviceError> {
         let facts = facts::of_case(decision, signal, &self.redactor);
-        let prompt = propose::prompt(decision, &facts);
-        self.ask("propose", &decision.id, &prompt, |content| {
-            propose::check(content, decision, &facts, &self.redactor)
+        let options: Vec<String> = decision.allowed_options().map(String::from).collect();
+        self.propose_among(&decision.id, &decision.signal_type, &options, &facts)
+    }
+
+    /// One of `options` for decision `id` on a signal of `kind`, from
+    /// `facts`.
+    fn propose_among(
+        &self,
+        id: &str,
+        kind: &str,
+        options: &[String],
+        facts: &facts::Facts,
+    ) -> Result<propose::Proposal, AdviceError> {
+        let prompt = propose::prompt(id, kind, options, facts);
+        self.ask("propose", id, &prompt, |content| {
+            propose::check(content, id, options, facts, &self.redactor)
         })
     }
 }

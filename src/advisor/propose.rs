@@ -11,7 +11,6 @@ use serde_json::json;
 use super::client::Prompt;
 use super::facts::Facts;
 use super::redact::Redactor;
-use crate::decide::Decision;
 
 const REASON_KEPT: usize = 240;
 
@@ -39,27 +38,8 @@ struct Answer {
     citations: Vec<String>,
 }
 
-/// The options a decision allows, in its order.
-pub fn allowed(decision: &Decision) -> Vec<String> {
-    decision
-        .options
-        .iter()
-        .filter(|o| o.allowed)
-        .map(|o| o.option.clone())
-        .collect()
-}
-
-pub fn prompt(decision: &Decision, facts: &Facts) -> Prompt {
-    prompt_for(
-        &decision.id,
-        &decision.signal_type,
-        &allowed(decision),
-        facts,
-    )
-}
-
 /// The prompt for a choice among `options` on a signal of `kind`.
-pub fn prompt_for(id: &str, kind: &str, options: &[String], facts: &Facts) -> Prompt {
+pub fn prompt(id: &str, kind: &str, options: &[String], facts: &Facts) -> Prompt {
     let user = format!(
         "Decision {id:?} on a {kind:?} signal. Allowed options: {}.\nFacts (id: name is JSON value):\n{}",
         serde_json::to_string(options).unwrap_or_default(),
@@ -88,19 +68,9 @@ pub fn prompt_for(id: &str, kind: &str, options: &[String], facts: &Facts) -> Pr
 }
 
 /// The proposal an answer makes, if it is of the asked shape and its
-/// option is allowed; else why not. Citations of facts not given are
-/// dropped.
+/// option one of `options` (what the decision allows); else why not.
+/// Citations of facts not given are dropped.
 pub fn check(
-    content: &str,
-    decision: &Decision,
-    facts: &Facts,
-    redactor: &Redactor,
-) -> Result<Proposal, String> {
-    check_for(content, &decision.id, &allowed(decision), facts, redactor)
-}
-
-/// The same, for a choice among `options`.
-pub fn check_for(
     content: &str,
     id: &str,
     options: &[String],
@@ -141,6 +111,7 @@ pub fn check_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::Decision;
     use crate::testkit::{decision, signal};
     use serde_json::json;
 
@@ -167,9 +138,11 @@ mod tests {
         let d = forbidding("open_incident");
         let facts = Facts::default();
         let r = Redactor::default();
+        let allowed: Vec<String> = d.allowed_options().map(String::from).collect();
         let ok = check(
             r#"{"option":"acknowledge","reason":"routine","citations":["F9"]}"#,
-            &d,
+            &d.id,
+            &allowed,
             &facts,
             &r,
         )
@@ -182,9 +155,12 @@ mod tests {
             r#"{"reason":"no option"}"#,
             "open_incident",
         ] {
-            assert!(check(refused, &d, &facts, &r).is_err(), "{refused}");
+            assert!(
+                check(refused, &d.id, &allowed, &facts, &r).is_err(),
+                "{refused}"
+            );
         }
-        let p = prompt(&d, &facts);
+        let p = prompt(&d.id, &d.signal_type, &allowed, &facts);
         assert_eq!(
             p.schema["properties"]["option"]["enum"],
             json!(["acknowledge"])

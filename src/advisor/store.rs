@@ -150,35 +150,6 @@ impl Store {
         .map(|n| n.max(0) as u64)
     }
 
-    /// The last `n` calls, newest first.
-    pub fn calls(&self, n: usize) -> Result<Vec<Call>, StoreError> {
-        self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT time, purpose, ref_id, model, prompt_digest, latency_ms, prompt_tokens,
-                 completion_tokens, answer_digest, valid, error FROM calls ORDER BY seq DESC LIMIT ?1",
-            )?;
-            let rows = stmt.query_map(params![n as i64], |r| {
-                let time: String = r.get(0)?;
-                Ok(Call {
-                    time: DateTime::parse_from_rfc3339(&time)
-                        .map(|t| t.with_timezone(&Utc))
-                        .unwrap_or_default(),
-                    purpose: r.get(1)?,
-                    ref_id: r.get(2)?,
-                    model: r.get(3)?,
-                    prompt_digest: r.get(4)?,
-                    latency_ms: r.get::<_, i64>(5)?.max(0) as u64,
-                    prompt_tokens: r.get::<_, i64>(6)?.max(0) as u64,
-                    completion_tokens: r.get::<_, i64>(7)?.max(0) as u64,
-                    answer_digest: r.get(8)?,
-                    valid: r.get(9)?,
-                    error: r.get(10)?,
-                })
-            })?;
-            rows.collect()
-        })
-    }
-
     /// The answer kept for a subject and model, if any (one that no
     /// longer reads as JSON is not kept).
     pub fn answer(

@@ -327,6 +327,14 @@ impl Decision {
         self.mode == Mode::Review
     }
 
+    /// The options its policies allow, in its order.
+    pub fn allowed_options(&self) -> impl Iterator<Item = &str> {
+        self.options
+            .iter()
+            .filter(|o| o.allowed)
+            .map(|o| o.option.as_str())
+    }
+
     pub fn score_of(&self, option: &str) -> Option<&OptionScore> {
         self.options.iter().find(|o| o.option == option)
     }

@@ -122,13 +122,7 @@ fn undecided(item: &ReviewItem) -> Result<(), ReviewError> {
 /// Refuses an option the item's decision does not allow (policies took
 /// out the forbidden ones), naming those it does.
 fn allowed(item: &ReviewItem, option: &str) -> Result<(), ReviewError> {
-    let allowed: Vec<&str> = item
-        .decision
-        .options
-        .iter()
-        .filter(|o| o.allowed)
-        .map(|o| o.option.as_str())
-        .collect();
+    let allowed: Vec<&str> = item.decision.allowed_options().collect();
     if allowed.contains(&option) {
         return Ok(());
     }

@@ -446,13 +446,7 @@ impl Simulator {
             if item.outcome.is_some() {
                 continue;
             }
-            let allowed: Vec<String> = item
-                .decision
-                .options
-                .iter()
-                .filter(|o| o.allowed)
-                .map(|o| o.option.clone())
-                .collect();
+            let allowed: Vec<String> = item.decision.allowed_options().map(String::from).collect();
             let truth = self.known.get(&item.decision.id).map(|k| k.truth.clone());
             let mut answer = truth.filter(|t| allowed.contains(t));
             if self.operator_rng.random::<f64>() < self.operator_noise && !allowed.is_empty() {

@@ -68,7 +68,7 @@ fn review_json(i: &ReviewItem) -> Value {
         "subject": i.decision.subject, "proposal": i.decision.proposal,
         "confidence": i.decision.confidence, "priority": i.priority.as_str(),
         "required_role": i.required_role.as_str(), "deadline": i.deadline,
-        "alternatives": i.decision.options.iter().filter(|o| o.allowed).map(|o| &o.option).collect::<Vec<_>>(),
+        "alternatives": i.decision.allowed_options().collect::<Vec<_>>(),
         "why": i.decision.why,
     })
 }
