@@ -13,23 +13,6 @@
 
 pub mod client;
 pub mod drafts;
-
-impl crate::intake::Words for Advisor {
-    fn words(&self, e: &Explanation) -> Result<serde_json::Value, String> {
-        self.words_json(e)
-    }
-
-    fn health(&self) -> crate::intake::AdvisorHealth {
-        let state = self.state();
-        crate::intake::AdvisorHealth {
-            model: self.model().to_string(),
-            open: state.open,
-            why: state.why,
-            opened: state.opened,
-            failures_in_a_row: state.failures_in_a_row,
-        }
-    }
-}
 pub mod facts;
 pub mod guard;
 pub mod propose;
@@ -45,9 +28,9 @@ use std::time::Instant;
 
 use chrono::Utc;
 
+use crate::engine::overview::AdvisorRow;
 pub use client::CallError;
 use client::{Client, Prompt};
-pub use guard::GuardState;
 use redact::Redactor;
 pub use settings::{AdvisorConfig, Settings};
 use store::{Call, Store};
@@ -55,6 +38,18 @@ use store::{Call, Store};
 use crate::decide::Decision;
 use crate::journal::read::Explanation;
 use crate::signal::Signal;
+
+impl crate::intake::Words for Advisor {
+    fn words(&self, e: &Explanation) -> Result<serde_json::Value, String> {
+        self.explain(e)
+            .map(|w| w.to_json())
+            .map_err(|e| e.to_string())
+    }
+
+    fn health(&self) -> AdvisorRow {
+        Advisor::health(self)
+    }
+}
 
 /// Why there is no advice.
 #[derive(Debug, thiserror::Error)]
@@ -106,9 +101,16 @@ impl Advisor {
         self.guard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The breaker, as Health shows it.
-    pub fn state(&self) -> GuardState {
-        self.guard().state(Instant::now())
+    /// The breaker, as Health, `/healthz` and `/metrics` show it.
+    pub fn health(&self) -> AdvisorRow {
+        let state = self.guard().state(Instant::now());
+        AdvisorRow {
+            model: self.model().to_string(),
+            open: state.open,
+            why: state.why,
+            failures_in_a_row: state.failures_in_a_row,
+            trips: state.opened,
+        }
     }
 
     /// A person answered an item it proposed for.
@@ -191,13 +193,6 @@ impl Advisor {
             tracing::error!(error = %e, "advisor call not recorded");
         }
         outcome
-    }
-
-    /// A decision in words as the HTTP API and the console show it.
-    fn words_json(&self, e: &Explanation) -> Result<serde_json::Value, String> {
-        self.explain(e)
-            .map(|w| w.to_json())
-            .map_err(|e| e.to_string())
     }
 
     /// A decision in words: kept from before for this model, or asked.

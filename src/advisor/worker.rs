@@ -72,16 +72,10 @@ impl Worker {
     /// One look: the breaker learns people's latest answers, then each
     /// new item that wants advice gets it.
     fn pass(&mut self) {
-        let state = self.advisor.state();
-        let row = crate::engine::overview::AdvisorRow {
-            model: self.advisor.model().to_string(),
-            open: state.open,
-            why: state.why,
-            failures_in_a_row: state.failures_in_a_row,
-            trips: state.opened,
-        };
         // Health shows it; a full queue only delays it to the next pass.
-        let _ = self.engine.send(Command::AdvisorState(row));
+        let _ = self
+            .engine
+            .send(Command::AdvisorState(self.advisor.health()));
         self.passes += 1;
         let read_answers = self.passes % ANSWERS_EVERY == 1;
         if read_answers && let Some(status) = self.ask(|reply| Command::Status { reply }) {

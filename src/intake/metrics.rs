@@ -103,7 +103,7 @@ pub fn render(
     backlog: u64,
     log: &crate::intake::log::IntakeLog,
     stream: Option<&crate::intake::events::EventHub>,
-    advisor: Option<&crate::intake::AdvisorHealth>,
+    advisor: Option<&crate::engine::overview::AdvisorRow>,
 ) -> String {
     let mut r = Registry::default();
     intake_metrics(&mut r, intake, stats, backlog, log, stream);
@@ -120,7 +120,7 @@ pub fn render(
             &mut r,
             "signalbox_advisor_breaker_trips",
             "Times the advisor's breaker has opened",
-            advisor.opened,
+            advisor.trips,
         );
     }
     state_metrics(&mut r, stats);
@@ -474,9 +474,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (log, _writer) = crate::intake::log::IntakeLog::open(dir.path()).unwrap();
         let hub = crate::intake::events::EventHub::new(0);
-        let advisor = crate::intake::AdvisorHealth {
+        let advisor = crate::engine::overview::AdvisorRow {
             open: true,
-            opened: 2,
+            trips: 2,
             ..Default::default()
         };
         let text = render(&intake, &stats, 7, &log, Some(&hub), Some(&advisor));

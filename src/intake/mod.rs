@@ -69,18 +69,7 @@ pub struct AppState {
 /// breaker for Health and `/metrics`.
 pub trait Words: Send + Sync {
     fn words(&self, e: &crate::journal::read::Explanation) -> Result<serde_json::Value, String>;
-    fn health(&self) -> AdvisorHealth;
-}
-
-/// The advisor's breaker as Health shows it.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct AdvisorHealth {
-    pub model: String,
-    pub open: bool,
-    /// Why it is (or last was) open.
-    pub why: String,
-    pub opened: u64,
-    pub failures_in_a_row: u32,
+    fn health(&self) -> crate::engine::overview::AdvisorRow;
 }
 
 pub fn router(state: AppState) -> Router {
