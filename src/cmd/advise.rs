@@ -61,6 +61,7 @@ pub(crate) fn advise_policies_cmd(
     let live = std::fs::read_to_string(&policies_path)
         .with_context(|| format!("reading {}", policies_path.display()))?;
     let mut out = Vec::new();
+    let mut pending = Vec::new();
     for pattern in patterns.into_iter().take(PATTERNS) {
         let reason = format!(
             "people chose {} over {} in {} decisions",
@@ -93,16 +94,22 @@ pub(crate) fn advise_policies_cmd(
                 Err(e) => Some(e.to_string()),
             },
         };
-        let drafts = rules
-            .into_iter()
-            .map(|(by, rule)| check(place, deployment, &live, &pattern, by, rule, since))
-            .collect::<Result<_>>()?;
+        let mut drafts = Vec::new();
+        for (by, rule) in rules {
+            let (checked, ready) = validate(deployment, &live, by, rule);
+            if let Some(ready) = ready {
+                pending.push((out.len(), drafts.len(), ready));
+            }
+            drafts.push(checked);
+        }
         out.push(Drafts {
             pattern,
             drafts,
             advisor: said,
         });
     }
+    replay_all(dir, since, &mut out, pending)
+        .with_context(|| format!("replaying the drafts over the journal in {}", dir.display()))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if out.is_empty() {
@@ -118,63 +125,85 @@ pub(crate) fn advise_policies_cmd(
     Ok(())
 }
 
-/// Validates a draft beside the live policies, then replays it.
-fn check(
-    place: &JournalPlace,
+/// A validated draft, waiting for the journal's one pass: its replay,
+/// the same candidate to re-decide the pattern's overrides, and how many
+/// it decided as people did.
+struct Pending {
+    replay: replay::Replay,
+    alone: Candidate,
+    matches: usize,
+}
+
+/// A draft parsed beside the live policies as `validate` parses them:
+/// refused with why, or ready to replay.
+fn validate(
     deployment: &signalbox::deploy::Deployment,
     live: &str,
-    pattern: &Pattern,
     by: String,
     rule: String,
-    since: Option<chrono::DateTime<chrono::Utc>>,
-) -> Result<Checked> {
+) -> (Checked, Option<Pending>) {
     let text = format!("{live}\n\n{rule}");
     let playbook = &deployment.rules.playbook;
-    let set = match PolicySet::parse_all(&text, "draft", playbook) {
-        Ok(set) => std::sync::Arc::new(set),
-        Err(errors) => {
-            return Ok(Checked {
-                by,
-                rule,
-                // The first line of each: what is wrong, without the
-                // excerpt CEL repeats.
-                refused: errors
-                    .iter()
-                    .map(|e| e.to_string().lines().next().unwrap_or("").to_string())
-                    .collect(),
-                matches_overrides: 0,
-                replay: None,
-            });
-        }
-    };
-    let mut rules = deployment.rules.clone();
-    rules.policy = set;
-    let name = format!("policies.toml with the draft by {by}");
-    let mut replay = replay::Replay::new(Candidate::new(
-        name.clone(),
-        rules.clone(),
-        Scoring::Logged,
-        false,
-    ));
-    let mut alone = Candidate::new(name, rules, Scoring::Logged, false);
-    let mut matches = 0;
-    read::each_replayable(&place.dir, since, None, |r| {
-        if pattern.decisions.contains(&r.decision.id)
-            && alone
-                .redecide(&r)
-                .is_some_and(|again| again.proposal == pattern.chosen)
-        {
-            matches += 1;
-        }
-        replay.add(&r);
-    })?;
-    Ok(Checked {
+    let mut checked = Checked {
         by,
         rule,
         refused: vec![],
-        matches_overrides: matches,
-        replay: Some(replay.finish(1)),
-    })
+        matches_overrides: 0,
+        replay: None,
+    };
+    match PolicySet::parse_all(&text, "draft", playbook) {
+        Err(errors) => {
+            // The first line of each: what is wrong, without the excerpt
+            // CEL repeats.
+            checked.refused = errors
+                .iter()
+                .map(|e| e.to_string().lines().next().unwrap_or("").to_string())
+                .collect();
+            (checked, None)
+        }
+        Ok(set) => {
+            let mut rules = deployment.rules.clone();
+            rules.policy = std::sync::Arc::new(set);
+            let name = format!("policies.toml with the draft by {}", checked.by);
+            let candidate = |rules| Candidate::new(name.clone(), rules, Scoring::Logged, false);
+            let pending = Pending {
+                replay: replay::Replay::new(candidate(rules.clone())),
+                alone: candidate(rules),
+                matches: 0,
+            };
+            (checked, Some(pending))
+        }
+    }
+}
+
+/// Replays every validated draft over the journal in one pass, and puts
+/// what each found beside it.
+fn replay_all(
+    dir: &std::path::Path,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    out: &mut [Drafts],
+    mut pending: Vec<(usize, usize, Pending)>,
+) -> Result<()> {
+    read::each_replayable(dir, since, None, |r| {
+        for (p, _, draft) in &mut pending {
+            let chosen = &out[*p].pattern.chosen;
+            if out[*p].pattern.decisions.contains(&r.decision.id)
+                && draft
+                    .alone
+                    .redecide(&r)
+                    .is_some_and(|again| &again.proposal == chosen)
+            {
+                draft.matches += 1;
+            }
+            draft.replay.add(&r);
+        }
+    })?;
+    for (p, d, draft) in pending {
+        let checked = &mut out[p].drafts[d];
+        checked.matches_overrides = draft.matches;
+        checked.replay = Some(draft.replay.finish(1));
+    }
+    Ok(())
 }
 
 fn render(n: usize, d: &Drafts) -> String {
