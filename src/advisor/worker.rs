@@ -7,7 +7,6 @@
 //! proposed. The engine never waits for it: with the advisor slow,
 //! broken or behind its breaker, items are decided as they always were.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,13 +93,14 @@ impl Worker {
         let Some(items) = self.ask(|reply| Command::Reviews { page, reply }) else {
             return;
         };
-        let mut tried: HashSet<String> = HashSet::new();
+        // Ids grow, and each look begins after the last item looked at:
+        // an item is asked about once.
         for item in items.items {
             if self.engine.stopping() {
                 return;
             }
             let wanted = item.advice.is_none() && (self.shadow || item.wants_advice());
-            if wanted && !tried.contains(&item.id) {
+            if wanted {
                 match self.propose(&item) {
                     Err(AdviceError::Call(CallError::Breaker(_) | CallError::Budget { .. })) => {
                         // Tried again once the breaker or the budget allows.
@@ -109,7 +109,6 @@ impl Worker {
                     Err(e) => tracing::warn!(review = %item.id, error = %e, "no advice"),
                     Ok(()) => {}
                 }
-                tried.insert(item.id.clone());
             }
             self.after = Some(item.id);
         }
