@@ -7,6 +7,7 @@ pub mod advisor;
 pub mod bench;
 pub mod cel_bounded;
 pub mod cel_check;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod context;

@@ -78,9 +78,29 @@ struct ConsoleArgs {
 }
 
 #[derive(Subcommand)]
+enum ClusterCommand {
+    /// Rebuild every partition from the decision stream (into a scratch
+    /// directory) and count what was decided: signals, decisions, and any
+    /// signal decided more than once.
+    Check {
+        /// The NATS servers, comma-separated.
+        #[arg(long)]
+        cluster: String,
+        /// Also list every signal decided, as SOURCE ID lines.
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the Northwind simulator through the engine and report on it.
     Run(RunArgs),
+    /// A cluster's record, read from NATS JetStream.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Explain one decision from the journal.
     Explain {
         /// Decision id, e.g. D0000042.
@@ -185,6 +205,14 @@ enum Command {
         /// review items and judged against people's answers, not shown.
         #[arg(long)]
         shadow_advisor: bool,
+        /// Run as a node of a cluster over NATS JetStream: the servers,
+        /// comma-separated (nats://h1:4222,nats://h2:4222,nats://h3:4222).
+        /// Needs --config and --node.
+        #[arg(long, requires_all = ["config_dir", "node"], conflicts_with_all = ["demo", "sources", "shadow_advisor"])]
+        cluster: Option<String>,
+        /// This node's name in the cluster (unique; letters, digits, - and _).
+        #[arg(long, requires = "cluster")]
+        node: Option<String>,
     },
     /// Who is on call: on each schedule (of --team), now or --at a time
     /// (RFC 3339), with overrides, the next change and the week's gaps.
@@ -576,6 +604,8 @@ fn main() -> ExitCode {
             sources,
             candidates,
             shadow_advisor,
+            cluster,
+            node,
         }) => {
             let runs = match (config_dir, demo) {
                 (Some(dir), _) => Some(cmd::serve::Runs::Deployment(dir)),
@@ -591,9 +621,15 @@ fn main() -> ExitCode {
                 sources,
                 candidates,
                 shadow_advisor,
+                cluster: cluster.zip(node),
             })
         }
         Some(Command::Init { dir }) => cmd::deploy::init(&dir),
+        Some(Command::Cluster(ClusterCommand::Check {
+            cluster,
+            list,
+            json,
+        })) => cmd::cluster::check(&cluster, list, json),
         Some(Command::Attach {
             url,
             token,

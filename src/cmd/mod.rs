@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 
 pub(crate) mod advise;
+pub(crate) mod cluster;
 pub(crate) mod deploy;
 pub(crate) mod journal;
 pub(crate) mod serve;

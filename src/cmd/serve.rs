@@ -161,6 +161,8 @@ pub(crate) struct ServeArgs {
     pub candidates: signalbox::decide::CandidateFiles,
     /// The advisor's proposals are recorded, not shown.
     pub shadow_advisor: bool,
+    /// A cluster node: the NATS servers and the node's name.
+    pub cluster: Option<(String, String)>,
 }
 
 pub(crate) fn serve(args: ServeArgs) -> Result<()> {
@@ -169,6 +171,29 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     let Some(runs) = args.runs else {
         bail!(NO_DEPLOYMENT);
     };
+    if let Some((servers, node)) = &args.cluster {
+        let Runs::Deployment(dir) = &runs else {
+            bail!("--cluster runs a deployment directory (--config DIR), not the demo");
+        };
+        let settings =
+            signalbox::cluster::Settings::parse(servers, node).map_err(anyhow::Error::msg)?;
+        let deployment = super::load_deployment(dir)?;
+        let data_dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| deployment.data_dir());
+        let server = serve_settings(deployment.server.clone(), args.listen, args.tokens.clone())?;
+        return super::cluster::serve(super::cluster::NodeArgs {
+            settings,
+            deployment,
+            data_dir,
+            tokens: server.tokens,
+            limits: server.limits,
+            body_timeout: server.body_timeout,
+            body_limit: args.body_limit,
+            listen: server.listen,
+        });
+    }
     let paths: Vec<String> = args
         .sources
         .iter()
@@ -200,6 +225,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         engine_thread,
         events,
         log_writer,
+        ..
     } = service::start(
         setup.config,
         setup.world,
@@ -207,6 +233,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         notifier,
         Some(pager_tx),
         config.max_backlog(),
+        None,
     )?;
     spawn_sources(paths, &engine)?;
     let advisor = start_advisor(config, &dir, &engine, args.shadow_advisor)?;
@@ -249,6 +276,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
             settings.limits.max_streams,
             settings.limits.max_streams_per_token,
         )),
+        cluster: None,
     };
     raise_file_limit(&settings.limits);
     let served = runtime.block_on(async {
@@ -369,7 +397,7 @@ fn stop_in_order(
 /// Raises the soft limit on open files to the hard one (systemd's default
 /// soft limit of 1,024 runs out before the connection cap), and says so
 /// when even the hard limit is below what the caps may hold open.
-fn raise_file_limit(limits: &signalbox::intake::server::Limits) {
+pub(super) fn raise_file_limit(limits: &signalbox::intake::server::Limits) {
     // Connections, streams, the journal and intake log with their WALs,
     // logs, outbound clients: some to spare.
     let wanted = (limits.max_connections + limits.max_streams + 64) as u64;
@@ -387,13 +415,13 @@ fn raise_file_limit(limits: &signalbox::intake::server::Limits) {
 
 /// How long past the drain a stopping process may take to close its
 /// engine and journal before it ends anyway.
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub(super) const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Ends the process `after` from now, whatever is still running: a stop
 /// must not wait on an engine busy with one signal. Nothing acknowledged
 /// is lost by it: what was not decided is still in the intake log, and
 /// the journal's last commit is whole.
-fn arm_stop_deadline(after: std::time::Duration) {
+pub(super) fn arm_stop_deadline(after: std::time::Duration) {
     std::thread::spawn(move || {
         std::thread::sleep(after);
         tracing::error!(
@@ -447,7 +475,7 @@ fn reload_on_hangup(
 
 /// A line on standard output that a daemon may lose: a supervisor that
 /// closed the pipe must not turn a clean stop into a panic.
-fn say(line: &str) {
+pub(super) fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
@@ -457,12 +485,12 @@ fn say(line: &str) {
 /// that arrived before the server was up would otherwise take its default
 /// action and kill the process without draining.
 #[cfg(unix)]
-struct StopSignals(tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+pub(super) struct StopSignals(tokio::signal::unix::Signal, tokio::signal::unix::Signal);
 
 #[cfg(unix)]
 impl StopSignals {
     /// Must run inside the runtime.
-    fn new() -> std::io::Result<StopSignals> {
+    pub(super) fn new() -> std::io::Result<StopSignals> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(StopSignals(
             signal(SignalKind::interrupt())?,
@@ -470,7 +498,7 @@ impl StopSignals {
         ))
     }
 
-    async fn recv(mut self) {
+    pub(super) async fn recv(mut self) {
         tokio::select! {
             _ = self.0.recv() => {},
             _ = self.1.recv() => {},
@@ -479,15 +507,15 @@ impl StopSignals {
 }
 
 #[cfg(not(unix))]
-struct StopSignals;
+pub(super) struct StopSignals;
 
 #[cfg(not(unix))]
 impl StopSignals {
-    fn new() -> std::io::Result<StopSignals> {
+    pub(super) fn new() -> std::io::Result<StopSignals> {
         Ok(StopSignals)
     }
 
-    async fn recv(self) {
+    pub(super) async fn recv(self) {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -222,6 +222,7 @@ fn start_intake(
                     words: advisor.map(|a| a as std::sync::Arc<dyn crate::intake::Words>),
                     events: None,
                     streams: Default::default(),
+                    cluster: None,
                 };
                 crate::intake::spawn_server(addr, state, options.http_limits)
                     .map(|(local, server)| (local, server, log, writer))

@@ -103,7 +103,7 @@ impl Engine {
         let fresh = !config.data_dir.join(crate::journal::FILE_NAME).exists();
         // Before anything is decided into it.
         let record_author = crate::journal::author::check(&config.data_dir, &config.author)?;
-        let journal = Journal::open(&config.data_dir)?;
+        let journal = Journal::open_fenced(&config.data_dir, config.fence.clone())?;
         let mut decider = Decider::new(
             Arc::clone(&rules.playbook),
             Arc::clone(&rules.steps),

@@ -118,6 +118,10 @@ pub struct EngineConfig {
     /// An organization taken over what a resumed journal holds (a
     /// deployment's: its teams, people, services and calendar).
     pub organization: Option<crate::context::World>,
+    /// Where each journal commit is replicated before it is made (a
+    /// cluster node's partition, `journal::fence`); none: the journal is
+    /// the record.
+    pub fence: Option<std::sync::Arc<dyn crate::journal::Fence>>,
 }
 
 impl EngineConfig {
@@ -144,6 +148,7 @@ impl EngineConfig {
             model_watch: Default::default(),
             author: Default::default(),
             organization: None,
+            fence: None,
         }
     }
 

@@ -62,6 +62,19 @@ pub struct AppState {
     pub events: Option<Arc<events::EventHub>>,
     /// Capacity for event streams, apart from the connection slots.
     pub streams: Arc<slots::StreamSlots>,
+    /// On a cluster node: signals are published to the cluster's stream
+    /// instead of this process's intake log (none: a single process).
+    pub cluster: Option<Arc<dyn Replicate>>,
+}
+
+/// A cluster node's intake as the intake needs it (the cluster lives
+/// above it): signals published to the replicated signal stream, resolved
+/// once every one is acknowledged there.
+pub trait Replicate: Send + Sync {
+    fn publish(
+        &self,
+        signals: Vec<crate::signal::Signal>,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), String>>;
 }
 
 /// The advisor as the intake needs it (it lives above the intake): a
@@ -72,16 +85,28 @@ pub trait Words: Send + Sync {
     fn health(&self) -> crate::engine::overview::AdvisorRow;
 }
 
-pub fn router(state: AppState) -> Router {
-    std::sync::LazyLock::force(&handlers::silences::STARTED);
+/// The endpoints that take signals in, in every wire format.
+fn ingest_routes() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/metrics", get(ops::metrics))
         .route("/v1/signals", post(signals::ingest_cloudevents))
-        .route("/v1/signals/{id}", get(signals::status))
         .route("/v1/alertmanager", post(webhooks::alertmanager_webhook))
         .route("/v2/enqueue", post(webhooks::enqueue))
         .route("/v2/change/enqueue", post(webhooks::change_enqueue))
+}
+
+/// A cluster node's router: the signal endpoints (publishing to the
+/// cluster, `AppState::cluster`) and the node's own (`routes`), with the
+/// same refusals and counting as `router`.
+pub fn cluster_router(state: AppState, routes: Router<AppState>) -> Router {
+    finish(ingest_routes().merge(routes), state)
+}
+
+pub fn router(state: AppState) -> Router {
+    std::sync::LazyLock::force(&handlers::silences::STARTED);
+    let routes = ingest_routes()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/signals/{id}", get(signals::status))
         .route("/v1/decisions/{id}", get(ops::decision))
         .route("/v1/reviews", get(reviews::list))
         .route("/v1/reviews/{id}", get(reviews::one))
@@ -118,7 +143,12 @@ pub fn router(state: AppState) -> Router {
             post(pages::act).get(pages::signed),
         )
         .route("/v1/oncall", get(pages::oncall))
-        .route("/v1/oncall/overrides", post(pages::add_override))
+        .route("/v1/oncall/overrides", post(pages::add_override));
+    finish(routes, state)
+}
+
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -24,6 +24,9 @@ pub struct Started {
     pub events: std::sync::Arc<crate::intake::events::EventHub>,
     /// Ends once every `IntakeLog` clone is dropped.
     pub log_writer: JoinHandle<()>,
+    /// The intake log's sequence number the engine resumed after (what
+    /// the journal's cursor says was decided).
+    pub position: u64,
 }
 
 /// Starts the engine thread on `config.data_dir` (resuming a journal
@@ -35,13 +38,15 @@ pub fn start(
     notifier: Option<Notifier>,
     pager: Option<crate::engine::host::Pager>,
     max_backlog: u64,
+    log_name: Option<&str>,
 ) -> anyhow::Result<Started> {
     let data_dir = config.data_dir.clone();
     let engine = Engine::open(config, world, Utc::now())?;
     let events = crate::intake::events::EventHub::new(engine.last_event_id());
     let hub = std::sync::Arc::clone(&events);
-    let (log, log_writer) = IntakeLog::open_with(&data_dir, max_backlog)?;
+    let (log, log_writer) = IntakeLog::open_named(&data_dir, log_name, max_backlog)?;
     let reader = log.reader(engine.intake_cursor())?;
+    let position = reader.position();
     let (handle, rx) = Handle::channel(data_dir);
     handle.wake_on_append(&log);
     let stop = handle.clone();
@@ -68,5 +73,6 @@ pub fn start(
         engine_thread,
         events,
         log_writer,
+        position,
     })
 }

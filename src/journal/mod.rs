@@ -13,6 +13,7 @@ pub mod author;
 pub mod chain;
 mod checkpoint;
 pub mod explain;
+pub mod fence;
 pub mod intake_log;
 pub mod read;
 mod schema;
@@ -27,6 +28,7 @@ use rusqlite::OptionalExtension;
 use thiserror::Error;
 
 pub(crate) use checkpoint::start_checkpointer;
+pub use fence::Fence;
 pub use schema::{connect, connect_with};
 pub use writer::commit_histogram;
 use writer::{Batch, Done, QUEUE_DEPTH, Writer};
@@ -293,6 +295,12 @@ pub const LOCK_NAME: &str = "signalbox.lock";
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` and starts its writer.
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        Journal::open_fenced(dir, None)
+    }
+
+    /// `open`, each commit appended to `fence` before it is made (a
+    /// cluster node's partition: see `fence`).
+    pub fn open_fenced(dir: &Path, fence: Option<Arc<dyn Fence>>) -> Result<Journal, JournalError> {
         std::fs::create_dir_all(dir).map_err(|error| JournalError::Io {
             path: dir.display().to_string(),
             error,
@@ -332,6 +340,7 @@ impl Journal {
             commits: commit_seconds.clone(),
             path: path.clone(),
             views: Default::default(),
+            fence,
         };
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())

@@ -95,6 +95,8 @@ pub(super) struct Writer {
     /// The versions of the shared views this writer has committed (see
     /// `Rows::decision`); others may be in the journal from earlier runs.
     pub(super) views: HashSet<String>,
+    /// Where each commit goes before it is made (a cluster node's).
+    pub(super) fence: Option<Arc<dyn super::Fence>>,
 }
 
 impl Writer {
@@ -144,6 +146,7 @@ impl Writer {
             &mut self.last_hash,
             &mut self.views,
             buffers,
+            self.fence.as_deref(),
         );
         result.map_err(|e| {
             tracing::error!(path = %self.path.display(), error = %e, "journal commit failed");
@@ -532,14 +535,29 @@ fn write_batches(
     last_hash: &mut String,
     views: &mut HashSet<String>,
     buffers: &mut Buffers,
+    fence: Option<&dyn super::Fence>,
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    let mut session = fence.map(|_| super::fence::record(&tx)).transpose()?;
     {
         let mut rows = Rows::prepare(&tx, last_hash, views, buffers)?;
         for record in batches.iter().flat_map(|b| &b.records) {
             rows.write(record)?;
         }
     }
+    if let (Some(fence), Some(session)) = (fence, session.as_mut()) {
+        let changeset = super::fence::changeset(session)?;
+        if !changeset.is_empty() {
+            // Refused: the transaction is rolled back as it is dropped.
+            fence.append(&changeset).map_err(|why| {
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                    Some(format!("the commit was not replicated: {why}")),
+                )
+            })?;
+        }
+    }
+    drop(session);
     tx.commit()
 }
 

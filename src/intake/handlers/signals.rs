@@ -49,6 +49,15 @@ pub(super) async fn ingest(
             })?;
         }
     }
+    if let Some(cluster) = &state.cluster {
+        // 202 once the cluster's stream holds every one (replicated).
+        cluster
+            .publish(signals)
+            .await
+            .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+        state.counters.accepted(endpoint, ids.len() as u64);
+        return Ok(Accepted { ids, backlog: 0 });
+    }
     let durable = state.log.append(&signals)?;
     durable
         .await

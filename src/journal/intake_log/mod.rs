@@ -101,6 +101,10 @@ struct Append {
     /// The signals as the log stores them (serialized by the caller, so the
     /// writer, which every acknowledgement waits for, only inserts).
     rows: Vec<String>,
+    /// Each row's sequence number, given by the caller (a cluster
+    /// partition's log numbers rows by their place in the signal stream);
+    /// empty: the writer numbers them.
+    at: Vec<u64>,
     reply: Reply,
 }
 
@@ -211,9 +215,28 @@ impl IntakeLog {
         &self.integration_key
     }
 
+    /// The same log with `key` as its secret (a cluster node's: the
+    /// cluster's, so that every node fingerprints and signs alike).
+    pub fn with_integration_key(mut self, key: &[u8]) -> IntakeLog {
+        self.integration_key = key.into();
+        self
+    }
+
     /// `open`, refusing appends once `max_backlog` signals wait.
     pub fn open_with(
         dir: &Path,
+        max_backlog: u64,
+    ) -> Result<(IntakeLog, JoinHandle<()>), JournalError> {
+        IntakeLog::open_named(dir, None, max_backlog)
+    }
+
+    /// `open_with`, the log named `name` instead of a random id: a cluster
+    /// partition's log, fed from the signal stream and numbered by it, so
+    /// that the journal's cursor means the same on whichever node rebuilds
+    /// the partition.
+    pub fn open_named(
+        dir: &Path,
+        name: Option<&str>,
         max_backlog: u64,
     ) -> Result<(IntakeLog, JoinHandle<()>), JournalError> {
         std::fs::create_dir_all(dir).map_err(|error| JournalError::Io {
@@ -227,7 +250,7 @@ impl IntakeLog {
         };
         let mut conn = connect(&path)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
-        let id = log_id(&conn).map_err(sql)?;
+        let id = log_id(&conn, name).map_err(sql)?;
         let integration_key = integration_key(&conn).map_err(sql)?;
         let last = last_number(&conn).map_err(sql)?;
         let first: Option<i64> = conn
@@ -287,6 +310,23 @@ impl IntakeLog {
         &self,
         signals: &[Signal],
     ) -> Result<oneshot::Receiver<Result<(), String>>, Refused> {
+        self.append_at(signals, Vec::new())
+    }
+
+    /// `append`, each signal at the sequence number `at` gives it (rising;
+    /// a number the log has passed already is left out as a repeat).
+    pub fn append_at(
+        &self,
+        signals: &[Signal],
+        at: Vec<u64>,
+    ) -> Result<oneshot::Receiver<Result<(), String>>, Refused> {
+        if !at.is_empty() && at.len() != signals.len() {
+            return Err(Refused::Unwritable(format!(
+                "{} signals with {} sequence numbers",
+                signals.len(),
+                at.len()
+            )));
+        }
         if let Some(why) = self.shared.halted() {
             return Err(Refused::Halted(why));
         }
@@ -305,7 +345,7 @@ impl IntakeLog {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Refused::Unwritable(e.to_string()))?;
         let (reply, answer) = oneshot::channel();
-        match self.tx.try_send(Append { rows, reply }) {
+        match self.tx.try_send(Append { rows, at, reply }) {
             Ok(()) => Ok(answer),
             Err(TrySendError::Full(_)) => Err(Refused::Full { backlog }),
             Err(TrySendError::Disconnected(_)) => Err(Refused::Gone),
@@ -412,7 +452,14 @@ fn integration_key(conn: &Connection) -> rusqlite::Result<Arc<[u8]>> {
 
 /// The log's identity, made when the file is: a journal cursor names it, so
 /// a log file replaced by a fresh one is read from its start.
-fn log_id(conn: &Connection) -> rusqlite::Result<String> {
+fn log_id(conn: &Connection, name: Option<&str>) -> rusqlite::Result<String> {
+    if let Some(name) = name {
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('log_id', ?1)",
+            [name],
+        )?;
+        return Ok(name.to_string());
+    }
     let id: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = 'log_id'", [], |r| {
             r.get(0)

@@ -83,9 +83,13 @@ fn write(
     {
         let mut insert = tx.prepare_cached("INSERT INTO intake (seq, body) VALUES (?1, ?2)")?;
         for append in batch {
-            for row in &append.rows {
-                insert.execute(params![next as i64, row])?;
-                next += 1;
+            for (i, row) in append.rows.iter().enumerate() {
+                let seq = append.at.get(i).copied().unwrap_or(next);
+                if seq < next {
+                    continue;
+                }
+                insert.execute(params![seq as i64, row])?;
+                next = seq + 1;
             }
         }
     }

@@ -1,0 +1,215 @@
+//! What a node uses of NATS JetStream: the signal stream (what was
+//! acknowledged), the decision stream (what was decided: each partition's
+//! journal commits, fenced), the lease and member buckets, and the
+//! cluster's one secret. Every name is made here, once, and each is
+//! created by whichever node comes first with the same configuration.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use bytes::Bytes;
+
+use super::Settings;
+
+pub const SIGNALS: &str = "SB_SIGNALS";
+pub const DECISIONS: &str = "SB_DECISIONS";
+const LEASES: &str = "sb_leases";
+const MEMBERS: &str = "sb_members";
+const SECRETS: &str = "sb_cluster";
+
+/// A partition's subject in the signal stream.
+pub fn signal_subject(partition: u32) -> String {
+    format!("sb.sig.{partition}")
+}
+
+/// A partition's subject in the decision stream.
+pub fn decision_subject(partition: u32) -> String {
+    format!("sb.dec.{partition}")
+}
+
+/// A partition's key in the lease bucket.
+pub fn lease_key(partition: u32) -> String {
+    format!("p{partition}")
+}
+
+/// Why the bus could not be reached or set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {urls}: {error}")]
+    Connect { urls: String, error: String },
+    #[error("NATS JetStream {what}: {error}")]
+    JetStream { what: String, error: String },
+}
+
+fn js_error(what: impl Into<String>) -> impl FnOnce(String) -> BusError {
+    let what = what.into();
+    move |error| BusError::JetStream { what, error }
+}
+
+/// The node's connection and the cluster's streams and buckets.
+#[derive(Clone)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub signals: stream::Stream,
+    pub decisions: stream::Stream,
+    pub leases: kv::Store,
+    pub members: kv::Store,
+    /// The cluster's secret (fingerprints of routing keys, signed links),
+    /// the same on every node.
+    pub secret: Vec<u8>,
+}
+
+impl Bus {
+    pub async fn connect(settings: &Settings) -> Result<Bus, BusError> {
+        let urls = settings.servers.join(",");
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("signalbox {}", settings.node))
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .connect(settings.servers.as_slice())
+            .await
+            .map_err(|e| BusError::Connect {
+                urls: urls.clone(),
+                error: e.to_string(),
+            })?;
+        let js = jetstream::new(client.clone());
+        let replicas = settings.replicas();
+        let signals = js
+            .get_or_create_stream(stream::Config {
+                name: SIGNALS.into(),
+                description: Some("signalbox: acknowledged signals, by partition".into()),
+                subjects: vec!["sb.sig.>".into()],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                // A repeat of a (source, id) posted to any node within this
+                // window is acknowledged and not stored again; past it, the
+                // partition's engine knows every identity it decided.
+                duplicate_window: Duration::from_secs(120),
+                max_age: settings.signal_retention,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error(format!("stream {SIGNALS}")))?;
+        let decisions = js
+            .get_or_create_stream(stream::Config {
+                name: DECISIONS.into(),
+                description: Some("signalbox: each partition's journal commits, fenced".into()),
+                subjects: vec!["sb.dec.>".into()],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error(format!("stream {DECISIONS}")))?;
+        let bucket = |name: &str, max_age: Duration| kv::Config {
+            bucket: name.into(),
+            history: 1,
+            max_age,
+            num_replicas: replicas,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        // Leases and members lapse on the servers' clocks: an entry not
+        // renewed within `lease` is gone, whatever its node believes.
+        let leases = key_value(&js, bucket(LEASES, settings.lease)).await?;
+        let members = key_value(&js, bucket(MEMBERS, settings.lease)).await?;
+        let secrets = key_value(&js, bucket(SECRETS, Duration::ZERO)).await?;
+        let secret = shared_secret(&secrets).await?;
+        Ok(Bus {
+            client,
+            js,
+            signals,
+            decisions,
+            leases,
+            members,
+            secret,
+        })
+    }
+
+    /// The nodes whose membership is current, sorted.
+    pub async fn live_members(&self) -> Result<Vec<String>, BusError> {
+        use futures_util::TryStreamExt as _;
+        let keys = self
+            .members
+            .keys()
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("listing members"))?;
+        let mut members: Vec<String> = keys
+            .try_collect()
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error("listing members"))?;
+        members.sort();
+        Ok(members)
+    }
+
+    /// The last sequence of `subject` in `stream` (0: none).
+    pub async fn last_sequence(stream: &stream::Stream, subject: &str) -> Result<u64, BusError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => Ok(message.sequence),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(BusError::JetStream {
+                what: format!("last message of {subject}"),
+                error: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// A KV bucket, made if missing. Its stream is made here as the KV
+/// convention lays it out (ADR-8: `KV_<bucket>`, `$KV.<bucket>.>`, one
+/// message per key, roll-ups, direct gets): the client's own create first
+/// asks the account's limits, whose answer from a 2.9 server it cannot
+/// read.
+async fn key_value(js: &jetstream::Context, config: kv::Config) -> Result<kv::Store, BusError> {
+    let name = config.bucket.clone();
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{name}"),
+        description: Some(config.description),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: config.history.max(1),
+        max_age: config.max_age,
+        storage: config.storage,
+        num_replicas: config.num_replicas.max(1),
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .map_err(js_error(format!("bucket {name}")))?;
+    js.get_key_value(&name)
+        .await
+        .map_err(|e| e.to_string())
+        .map_err(js_error(format!("bucket {name}")))
+}
+
+/// The cluster's secret: made by the first node (a create, so two first
+/// nodes agree on one), read by the others.
+async fn shared_secret(store: &kv::Store) -> Result<Vec<u8>, BusError> {
+    let fresh: [u8; 32] = rand::random();
+    let _ = store
+        .create("integration_key", Bytes::from(hex::encode(fresh)))
+        .await;
+    let entry = store
+        .get("integration_key")
+        .await
+        .map_err(|e| e.to_string())
+        .map_err(js_error("the cluster's secret"))?;
+    entry
+        .and_then(|value| hex::decode(&value).ok())
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| BusError::JetStream {
+            what: "the cluster's secret".into(),
+            error: "missing or not hex".into(),
+        })
+}

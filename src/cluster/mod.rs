@@ -1,0 +1,268 @@
+//! Cluster mode (`serve --cluster URLS --node NAME`): several nodes run one
+//! deployment over NATS JetStream, and the loss of a node or of a NATS
+//! server loses no acknowledged signal.
+//!
+//! - Work is cut into `partitions` by a hash of the entity a signal
+//!   concerns (`partition_of`: its subject), so an entity's signals stay in
+//!   order in one partition.
+//! - A node's intake publishes each signal to the replicated signal stream
+//!   (`bus`), with `Nats-Msg-Id` the hash of its (source, id), and answers
+//!   202 once the stream has acknowledged it.
+//! - Each partition has one owner at a time: the node holding its lease in
+//!   a KV bucket whose entries lapse on the servers' clocks, taken by create
+//!   and renewed by revision (`lease`). Among the live members, the
+//!   partition's owner is chosen by rendezvous hashing.
+//! - The owner runs an ordinary engine on the partition (`partition`): its
+//!   journal is rebuilt from the decision stream, each of its commits is
+//!   appended there first with `Nats-Expected-Last-Subject-Sequence`
+//!   (`fence`), and its intake log is fed from the signal stream and
+//!   numbered by it, so the journal's cursor is a stream position.
+//!
+//! Without `--cluster` none of this runs: one process, one SQLite journal.
+
+pub mod bus;
+pub mod check;
+pub mod fence;
+pub mod http;
+pub mod lease;
+pub mod partition;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::deploy::Deployment;
+use crate::signal::Signal;
+
+/// Partitions unless configured: enough to spread over a handful of nodes,
+/// few enough that a node runs an engine for each of its own.
+pub const PARTITIONS: u32 = 16;
+
+/// How long a lease or a membership lasts unrenewed (renewed four times
+/// within it).
+pub const LEASE: Duration = Duration::from_secs(3);
+
+/// A cluster node's settings, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// NATS servers, `nats://host:port` each.
+    pub servers: Vec<String>,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    pub partitions: u32,
+    pub lease: Duration,
+    /// How long the signal stream keeps a signal (a partition is rebuilt
+    /// from its journal's cursor, so only what is not decided is needed).
+    pub signal_retention: Duration,
+}
+
+impl Settings {
+    /// `servers`: comma-separated `nats://` URLs; `node`: letters, digits,
+    /// `-` and `_`.
+    pub fn parse(servers: &str, node: &str) -> Result<Settings, String> {
+        let servers: Vec<String> = servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        if servers.is_empty() {
+            return Err("--cluster: no NATS server given (nats://HOST:PORT,...)".into());
+        }
+        for url in &servers {
+            if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                return Err(format!(
+                    "--cluster: {url:?} must be nats://HOST:PORT or tls://HOST:PORT"
+                ));
+            }
+            if url.contains('@') {
+                return Err(format!(
+                    "--cluster: {url:?} holds a credential; give NATS credentials another way"
+                ));
+            }
+        }
+        let valid = !node.is_empty()
+            && node.len() <= 64
+            && node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(format!(
+                "--node: {node:?} must be 1 to 64 letters, digits, '-' or '_'"
+            ));
+        }
+        Ok(Settings {
+            servers,
+            node: node.to_string(),
+            partitions: PARTITIONS,
+            lease: LEASE,
+            signal_retention: Duration::from_secs(7 * 24 * 3600),
+        })
+    }
+
+    /// Copies of each stream and bucket: one per server given, at most 3.
+    pub fn replicas(&self) -> usize {
+        self.servers.len().clamp(1, 3)
+    }
+}
+
+/// The partition a signal belongs to: a hash of the entity it concerns
+/// (its subject; a signal without one is its own entity).
+pub fn partition_of(signal: &Signal, partitions: u32) -> u32 {
+    let key = if signal.subject.is_empty() {
+        format!("{}\u{0}{}", signal.source, signal.id)
+    } else {
+        signal.subject.clone()
+    };
+    (hash64(&[key.as_bytes()]) % u64::from(partitions.max(1))) as u32
+}
+
+fn hash64(parts: &[&[u8]]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+        hasher.update([0u8]);
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// The member that should own `partition` (rendezvous hashing: the highest
+/// hash of member and partition), so that a member leaving moves only its
+/// own partitions and one coming back takes back only its own.
+pub fn preferred<'a>(partition: u32, members: &'a [String]) -> Option<&'a str> {
+    members
+        .iter()
+        .max_by_key(|m| hash64(&[m.as_bytes(), &partition.to_be_bytes()]))
+        .map(String::as_str)
+}
+
+/// A partition taken over, for `/v1/cluster` and the logs.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Takeover {
+    pub partition: u32,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// From taking the lease to deciding again (rebuild and start).
+    pub took_ms: u64,
+    /// Commits read back from the decision stream's position.
+    pub from_sequence: u64,
+}
+
+/// What the node shows of itself.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct NodeView {
+    pub members: Vec<String>,
+    /// Partitions this node runs, by number.
+    pub owned: Vec<u32>,
+    pub takeovers: Vec<Takeover>,
+}
+
+/// One node of the cluster.
+pub struct Node {
+    pub settings: Settings,
+    pub bus: bus::Bus,
+    pub deployment: Deployment,
+    /// This node's partitions' journals and logs.
+    pub dir: PathBuf,
+    /// The address links in pages point at.
+    pub base_url: String,
+    pub view: Mutex<NodeView>,
+}
+
+impl Node {
+    pub async fn connect(
+        settings: Settings,
+        deployment: Deployment,
+        data_dir: &std::path::Path,
+        base_url: String,
+    ) -> Result<Arc<Node>, String> {
+        let bus = bus::Bus::connect(&settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        let dir = data_dir.join(format!("cluster-{}", settings.node));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Arc::new(Node {
+            settings,
+            bus,
+            deployment,
+            dir,
+            base_url,
+            view: Mutex::new(NodeView::default()),
+        }))
+    }
+
+    /// What the node shows of itself now.
+    pub fn view(&self) -> NodeView {
+        self.view.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_name_what_is_wrong() {
+        assert!(
+            Settings::parse("", "a")
+                .unwrap_err()
+                .contains("no NATS server")
+        );
+        assert!(
+            Settings::parse("http://x:4222", "a")
+                .unwrap_err()
+                .contains("nats://")
+        );
+        assert!(
+            Settings::parse("nats://u:p@x:4222", "a")
+                .unwrap_err()
+                .contains("credential")
+        );
+        assert!(
+            Settings::parse("nats://x:4222", "a b")
+                .unwrap_err()
+                .contains("--node")
+        );
+        let s = Settings::parse("nats://a:4222, nats://b:4222", "n1").unwrap();
+        assert_eq!(s.servers.len(), 2);
+        assert_eq!(s.replicas(), 2);
+    }
+
+    #[test]
+    fn an_entitys_signals_share_a_partition_and_partitions_spread() {
+        let signal = |i: usize, subject: &str| {
+            crate::testkit::signal(i, "order.placed", subject, serde_json::json!({}))
+        };
+        let a = partition_of(&signal(1, "order/o1"), PARTITIONS);
+        assert_eq!(a, partition_of(&signal(2, "order/o1"), PARTITIONS));
+        let used: std::collections::BTreeSet<u32> = (0..200)
+            .map(|i| partition_of(&signal(i, &format!("order/o{i}")), PARTITIONS))
+            .collect();
+        assert_eq!(used.len(), PARTITIONS as usize);
+    }
+
+    #[test]
+    fn rendezvous_moves_only_the_partitions_of_a_member_that_left() {
+        let three: Vec<String> = ["n1", "n2", "n3"].map(String::from).to_vec();
+        let two: Vec<String> = ["n1", "n3"].map(String::from).to_vec();
+        for p in 0..PARTITIONS {
+            let before = preferred(p, &three).unwrap();
+            let after = preferred(p, &two).unwrap();
+            if before != "n2" {
+                assert_eq!(before, after, "partition {p} moved without cause");
+            }
+        }
+        let counts = (0..PARTITIONS).fold([0; 3], |mut c, p| {
+            let i = three
+                .iter()
+                .position(|m| m == preferred(p, &three).unwrap())
+                .unwrap();
+            c[i] += 1;
+            c
+        });
+        assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
+    }
+}

@@ -1,0 +1,273 @@
+//! One partition on the node that holds its lease: its journal rebuilt
+//! from the decision stream, an engine on it whose commits are fenced,
+//! its intake log fed from the signal stream, and what it sends out
+//! (webhook steps, pages, notifications) on the node's runtime.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use futures_util::{FutureExt as _, StreamExt as _};
+
+use super::Node;
+use super::bus::{self, Bus};
+use super::fence::{Held, StreamFence, rebuild};
+use crate::engine::host::Handle;
+use crate::intake::log::{IntakeLog, Refused};
+use crate::signal::Signal;
+
+/// Signals taken from the stream into one commit of the log, at most.
+const FEED_BATCH: usize = 256;
+
+/// A partition this node runs.
+pub struct Running {
+    pub number: u32,
+    pub fence: Arc<StreamFence>,
+    pub log: IntakeLog,
+    engine: Handle,
+    engine_thread: Option<JoinHandle<()>>,
+    log_writer: Option<JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// From taking the lease to deciding again.
+    pub took: Duration,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+/// Where a partition's journal and log are kept on this node.
+pub fn dir_of(node: &Node, partition: u32) -> PathBuf {
+    node.dir.join(format!("p{partition:03}"))
+}
+
+/// The partition's intake log's name: the same on every node, so that the
+/// journal's cursor (a sequence number of the signal stream) means the
+/// same wherever the partition is rebuilt.
+fn log_name(partition: u32) -> String {
+    format!("{}:{}", bus::SIGNALS, bus::signal_subject(partition))
+}
+
+/// Rebuilds `partition` from the decision stream and starts deciding it
+/// (the lease is held, `held`). `leased` is when the lease was taken.
+pub async fn start(
+    node: &Arc<Node>,
+    partition: u32,
+    held: Arc<Held>,
+    leased: Instant,
+) -> Result<Running, String> {
+    let dir = dir_of(node, partition);
+    if dir.exists() {
+        // This node's old view: the stream is the record.
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let last = rebuild(&node.bus, partition, &dir).await?;
+    let fence = Arc::new(StreamFence::new(
+        &node.bus,
+        bus::decision_subject(partition),
+        last,
+        held,
+        tokio::runtime::Handle::current(),
+    ));
+    let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (pager_tx, pager_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (notice_tx, notice_rx) = tokio::sync::mpsc::unbounded_channel();
+    let config = &node.deployment.server;
+    let notifier = (!config.notify.is_empty()).then_some(notice_tx);
+    let mut setup = crate::setup::engine(
+        crate::setup::Runs::Deployment(&node.deployment),
+        &dir,
+        Default::default(),
+        chrono::Utc::now(),
+    )
+    .map_err(|e| e.to_string())?;
+    setup.config.fence = Some(Arc::clone(&fence) as Arc<dyn crate::journal::Fence>);
+    let max_backlog = config.max_backlog();
+    let name = log_name(partition);
+    // Opening recovers the journal: file work, off the runtime's threads.
+    let started = tokio::task::spawn_blocking(move || {
+        crate::intake::service::start(
+            setup.config,
+            setup.world,
+            Some(dispatch_tx),
+            notifier,
+            Some(pager_tx),
+            max_backlog,
+            Some(&name),
+        )
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("{e:#}"))?;
+    let log = started.log.clone().with_integration_key(&node.bus.secret);
+    let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.clone());
+    let mut tasks = vec![
+        tokio::spawn(feed(
+            node.bus.clone(),
+            partition,
+            started.position,
+            log.clone(),
+        )),
+        tokio::spawn(crate::intake::webhook::run(
+            dispatch_rx,
+            started.engine.clone(),
+            ca_file.clone(),
+        )),
+        tokio::spawn(crate::intake::pager::run(
+            pager_rx,
+            started.engine.clone(),
+            config.pager(&node.base_url, node.bus.secret.clone()),
+        )),
+    ];
+    if !config.notify.is_empty() {
+        tasks.push(tokio::spawn(crate::intake::notify::run(
+            notice_rx,
+            config.notify.clone(),
+            ca_file,
+        )));
+    }
+    Ok(Running {
+        number: partition,
+        fence,
+        log,
+        engine: started.engine,
+        engine_thread: Some(started.engine_thread),
+        log_writer: Some(started.log_writer),
+        tasks,
+        took: leased.elapsed(),
+        since: chrono::Utc::now(),
+    })
+}
+
+impl Running {
+    /// Whether the partition can go on here: its appends are accepted and
+    /// its engine decides from its log.
+    pub fn healthy(&self) -> bool {
+        !self.fence.lost() && self.log.unavailable().is_none()
+    }
+
+    /// Stops the partition: no more signals from the stream, the engine
+    /// decides what its log holds (through the fence, while the lease is
+    /// held; `lost`: nothing more is appended), then closes.
+    pub async fn stop(mut self, lost: bool) {
+        if lost {
+            self.fence.close();
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.engine.stop();
+        let (engine_thread, log_writer) = (self.engine_thread.take(), self.log_writer.take());
+        let log = self.log.clone();
+        let engine = self.engine.clone();
+        drop(self);
+        let joined = tokio::task::spawn_blocking(move || {
+            if let Some(thread) = engine_thread
+                && thread.join().is_err()
+            {
+                tracing::error!("a partition's engine thread panicked");
+            }
+            drop(engine);
+            drop(log);
+            if let Some(writer) = log_writer
+                && writer.join().is_err()
+            {
+                tracing::error!("a partition's intake log writer panicked");
+            }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::error!("stopping a partition failed");
+        }
+    }
+}
+
+/// Takes the partition's signals from the stream, after `after`, into its
+/// intake log, numbered by their stream sequence, until the log is halted
+/// (the partition stops). A lost connection is retried from where it was.
+async fn feed(bus: Bus, partition: u32, mut after: u64, log: IntakeLog) {
+    loop {
+        match feed_from(&bus, partition, &mut after, &log).await {
+            Ok(()) => return,
+            Err(why) => {
+                tracing::warn!(partition, after, reason = %why, "reading the signal stream; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+async fn feed_from(
+    bus: &Bus,
+    partition: u32,
+    after: &mut u64,
+    log: &IntakeLog,
+) -> Result<(), String> {
+    let consumer = bus
+        .signals
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            filter_subject: bus::signal_subject(partition),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: *after + 1,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    loop {
+        let Some(first) = messages.next().await else {
+            return Err("the signal stream's consumer ended".into());
+        };
+        let mut batch = vec![first.map_err(|e| e.to_string())?];
+        while batch.len() < FEED_BATCH {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(message))) => batch.push(message),
+                Some(Some(Err(e))) => return Err(e.to_string()),
+                _ => break,
+            }
+        }
+        let mut signals = Vec::with_capacity(batch.len());
+        let mut at = Vec::with_capacity(batch.len());
+        let mut last = *after;
+        for message in &batch {
+            let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+            last = last.max(seq);
+            match serde_json::from_slice::<Signal>(&message.payload) {
+                Ok(signal) if seq > *after => {
+                    signals.push(signal);
+                    at.push(seq);
+                }
+                Ok(_) => {}
+                // Published by a node after checking it: only a damaged
+                // stream holds one that does not read.
+                Err(e) => {
+                    tracing::error!(partition, seq, error = %e, "a signal in the stream does not parse; skipped")
+                }
+            }
+        }
+        if !signals.is_empty() && !append(log, &signals, at).await? {
+            return Ok(());
+        }
+        *after = last;
+    }
+}
+
+/// Appends to the log, waiting while it is full; false once it is halted.
+async fn append(log: &IntakeLog, signals: &[Signal], at: Vec<u64>) -> Result<bool, String> {
+    loop {
+        match log.append_at(signals, at.clone()) {
+            Ok(done) => {
+                return match done.await {
+                    Ok(Ok(())) => Ok(true),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Ok(false),
+                };
+            }
+            Err(Refused::Full { .. } | Refused::Stuck(_)) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(Refused::Halted(_) | Refused::Gone) => return Ok(false),
+            Err(Refused::Unwritable(e)) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `serve --cluster`: a node of a cluster over NATS JetStream. Its HTTP
+//! intake publishes to the cluster's signal stream, and it runs the
+//! partitions its leases give it (`signalbox::cluster`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+
+use super::init_logging;
+use super::serve::{STOP_GRACE, StopSignals, arm_stop_deadline, raise_file_limit, say};
+
+pub(crate) struct NodeArgs {
+    pub settings: signalbox::cluster::Settings,
+    pub deployment: signalbox::deploy::Deployment,
+    pub data_dir: PathBuf,
+    pub tokens: signalbox::intake::auth::Tokens,
+    pub limits: signalbox::intake::server::Limits,
+    pub body_timeout: std::time::Duration,
+    pub body_limit: usize,
+    pub listen: std::net::SocketAddr,
+}
+
+pub(crate) fn serve(args: NodeArgs) -> Result<()> {
+    use signalbox::cluster::{self, Node};
+    use signalbox::intake::{self, AppState};
+    init_logging(&args.data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let stop_signals = {
+        let _inside = runtime.enter();
+        StopSignals::new().context("listening for SIGINT and SIGTERM")?
+    };
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(args.listen))
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let base_url = args
+        .deployment
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+    let max_backlog = args.deployment.server.max_backlog();
+    let node = runtime
+        .block_on(Node::connect(
+            args.settings,
+            args.deployment.clone(),
+            &args.data_dir,
+            base_url,
+        ))
+        .map_err(anyhow::Error::msg)?;
+    // Nothing decides from the node's own log: the intake state needs one,
+    // and it carries the cluster's secret (PagerDuty fingerprints).
+    let (log, log_writer) =
+        intake::log::IntakeLog::open_with(&node.dir.join("intake"), max_backlog)?;
+    let log = log.with_integration_key(&node.bus.secret);
+    let (engine, commands) = signalbox::engine::host::Handle::channel(node.dir.clone());
+    drop(commands);
+    let reloader = Arc::new(signalbox::deploy::ServedDeployment::new(args.deployment))
+        as Arc<dyn intake::reload::Served>;
+    let state = AppState {
+        engine,
+        log,
+        tokens: Arc::new(args.tokens),
+        counters: Default::default(),
+        body_limit: args.body_limit,
+        body_timeout: args.body_timeout,
+        reloader: Some(reloader),
+        words: None,
+        events: None,
+        streams: Arc::new(intake::slots::StreamSlots::new(
+            args.limits.max_streams,
+            args.limits.max_streams_per_token,
+        )),
+        cluster: Some(Arc::new(cluster::http::Publisher::new(&node))),
+    };
+    raise_file_limit(&args.limits);
+    let router = intake::cluster_router(state, cluster::http::routes(Arc::clone(&node)));
+    let limits = args.limits;
+    runtime.block_on(async {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let manager = tokio::spawn(cluster::lease::run(Arc::clone(&node), async move {
+            let _ = stop_rx.await;
+        }));
+        say(&format!(
+            "signalbox: node {} listening on http://{local} (cluster of {} partitions over {})",
+            node.settings.node,
+            node.settings.partitions,
+            node.settings.servers.join(",")
+        ));
+        let deadline = limits.drain + STOP_GRACE;
+        let stop = async move {
+            stop_signals.recv().await;
+            arm_stop_deadline(deadline);
+        };
+        intake::server::run(listener, router, limits, stop).await;
+        let _ = stop_tx.send(());
+        if manager.await.is_err() {
+            tracing::error!("the cluster's loop panicked");
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    log_writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("intake log writer panicked"))?;
+    say("signalbox: node stopped; its partitions handed back");
+    Ok(())
+}
+
+/// `signalbox cluster check`: the record as the decision stream holds it.
+pub(crate) fn check(servers: &str, list: bool, json: bool) -> Result<()> {
+    let settings =
+        signalbox::cluster::Settings::parse(servers, "check").map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let scratch = std::env::temp_dir().join(format!("signalbox-check-{}", std::process::id()));
+    let read = runtime.block_on(async {
+        let bus = signalbox::cluster::bus::Bus::connect(&settings)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        signalbox::cluster::check::read(&bus, settings.partitions, &scratch)
+            .await
+            .map_err(anyhow::Error::msg)
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    let record = read?;
+    if json {
+        say(&serde_json::to_string_pretty(&record)?);
+    } else {
+        say(&format!(
+            "{} partitions: {} signals journaled, {} decided ({} decisions), {} held, {} decided more than once",
+            record.partitions,
+            record.signals,
+            record.decided.len(),
+            record.decisions,
+            record.held,
+            record.repeated.len()
+        ));
+        for (signal, n) in &record.repeated {
+            say(&format!("  repeated: {signal} decided {n} times"));
+        }
+    }
+    if list {
+        for (source, id) in &record.decided {
+            say(&format!("{source} {id}"));
+        }
+    }
+    if !record.repeated.is_empty() {
+        anyhow::bail!(
+            "{} signals were decided more than once",
+            record.repeated.len()
+        );
+    }
+    Ok(())
+}
