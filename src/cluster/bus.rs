@@ -55,6 +55,8 @@ pub struct Bus {
     pub decisions: stream::Stream,
     pub leases: kv::Store,
     pub members: kv::Store,
+    /// The member bucket's stream, listed by subject (see `live_members`).
+    members_stream: stream::Stream,
     /// The cluster's secret (fingerprints of routing keys, signed links),
     /// the same on every node.
     pub secret: Vec<u8>,
@@ -120,7 +122,13 @@ impl Bus {
         let members = key_value(&js, bucket(MEMBERS, settings.lease)).await?;
         let secrets = key_value(&js, bucket(SECRETS, Duration::ZERO)).await?;
         let secret = shared_secret(&secrets).await?;
+        let members_stream = js
+            .get_stream(format!("KV_{MEMBERS}"))
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error(format!("bucket {MEMBERS}")))?;
         Ok(Bus {
+            members_stream,
             client,
             js,
             signals,
@@ -131,22 +139,50 @@ impl Bus {
         })
     }
 
-    /// The nodes whose membership is current, sorted.
+    /// The nodes whose membership is current, sorted: the subjects the
+    /// member bucket's stream holds (an entry lapses with its message). Read
+    /// from the stream's information, not through a consumer, which a 2.9
+    /// server may place on a peer that is down.
     pub async fn live_members(&self) -> Result<Vec<String>, BusError> {
         use futures_util::TryStreamExt as _;
-        let keys = self
-            .members
-            .keys()
+        let prefix = format!("$KV.{MEMBERS}.");
+        let subjects: Vec<(String, usize)> = self
+            .members_stream
+            .info_with_subjects(format!("{prefix}>"))
             .await
             .map_err(|e| e.to_string())
-            .map_err(js_error("listing members"))?;
-        let mut members: Vec<String> = keys
+            .map_err(js_error("listing members"))?
             .try_collect()
             .await
             .map_err(|e| e.to_string())
             .map_err(js_error("listing members"))?;
+        let mut members: Vec<String> = subjects
+            .into_iter()
+            .filter_map(|(subject, _)| subject.strip_prefix(&prefix).map(String::from))
+            .collect();
         members.sort();
         Ok(members)
+    }
+
+    /// The first message of `subject` at or after `sequence` in `stream`,
+    /// read directly from any replica (none: there is none yet).
+    pub async fn next_of(
+        stream: &stream::Stream,
+        subject: &str,
+        sequence: u64,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, BusError> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        match stream
+            .direct_get_next_for_subject(subject, Some(sequence.max(1)))
+            .await
+        {
+            Ok(message) => Ok(Some(message)),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BusError::JetStream {
+                what: format!("reading {subject} from {sequence}"),
+                error: e.to_string(),
+            }),
+        }
     }
 
     /// The last sequence of `subject` in `stream` (0: none).

@@ -193,7 +193,6 @@ impl crate::journal::Fence for StreamFence {
 /// the last sequence there when it started, applying each whole one to
 /// the journal in `dir`. Returns that last sequence.
 pub async fn rebuild(bus: &Bus, partition: u32, dir: &std::path::Path) -> Result<u64, String> {
-    use futures_util::StreamExt as _;
     let subject = super::bus::decision_subject(partition);
     let last = Bus::last_sequence(&bus.decisions, &subject)
         .await
@@ -203,27 +202,33 @@ pub async fn rebuild(bus: &Bus, partition: u32, dir: &std::path::Path) -> Result
         return Ok(0);
     }
     let mut applier = crate::journal::fence::Applier::open(dir).map_err(|e| e.to_string())?;
-    let consumer = bus
-        .decisions
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: subject.clone(),
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    // Direct gets, message by message, from any replica: a consumer, on a
+    // 2.9 server, may be placed on a peer that is down and never answer.
+    // A replica behind the leader may not hold the last commits yet: it is
+    // asked again until it does (the view must be the whole record).
     let mut pending = Pending::default();
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| e.to_string())?;
-        let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+    let mut next = 1;
+    let mut behind = 0;
+    while next <= last {
+        let Some(message) = Bus::next_of(&bus.decisions, &subject, next)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            behind += 1;
+            if behind > 100 {
+                return Err(format!(
+                    "{subject}: no replica holds sequence {next} of {last} after 5 s"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        next = message.sequence + 1;
         if let Some(changeset) = pending.take(&message)? {
             applier.apply(&changeset).map_err(|e| e.to_string())?;
         }
-        if seq >= last {
-            break;
-        }
     }
+    applier.finish().map_err(|e| e.to_string())?;
     Ok(last)
 }
 
@@ -238,14 +243,11 @@ struct Pending {
 impl Pending {
     /// Takes one message; returns a whole commit's changeset once its last
     /// part is read. A part out of place drops what was gathered.
-    fn take(&mut self, message: &async_nats::Message) -> Result<Option<Vec<u8>>, String> {
-        let header = |name: &str| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_string())
-        };
+    fn take(
+        &mut self,
+        message: &async_nats::jetstream::message::StreamMessage,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
         let (Some(commit), Some(part)) = (header("Sb-Commit"), header("Sb-Part")) else {
             tracing::warn!(subject = %message.subject, "a message without Sb-Commit/Sb-Part in the decision stream; skipped");
             return Ok(None);

@@ -42,6 +42,9 @@ pub const PARTITIONS: u32 = 16;
 /// within it).
 pub const LEASE: Duration = Duration::from_secs(3);
 
+/// How long a starting node waits for NATS JetStream to be ready.
+const CONNECT_FOR: Duration = Duration::from_secs(60);
+
 /// A cluster node's settings, checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -133,7 +136,7 @@ fn hash64(parts: &[&[u8]]) -> u64 {
 /// The member that should own `partition` (rendezvous hashing: the highest
 /// hash of member and partition), so that a member leaving moves only its
 /// own partitions and one coming back takes back only its own.
-pub fn preferred<'a>(partition: u32, members: &'a [String]) -> Option<&'a str> {
+pub fn preferred(partition: u32, members: &[String]) -> Option<&str> {
     members
         .iter()
         .max_by_key(|m| hash64(&[m.as_bytes(), &partition.to_be_bytes()]))
@@ -179,9 +182,19 @@ impl Node {
         data_dir: &std::path::Path,
         base_url: String,
     ) -> Result<Arc<Node>, String> {
-        let bus = bus::Bus::connect(&settings)
-            .await
-            .map_err(|e| e.to_string())?;
+        // NATS may be starting beside this node (a JetStream cluster elects
+        // its leader first): tried again for a minute before giving up.
+        let began = std::time::Instant::now();
+        let bus = loop {
+            match bus::Bus::connect(&settings).await {
+                Ok(bus) => break bus,
+                Err(e) if began.elapsed() < CONNECT_FOR => {
+                    tracing::warn!(error = %e, "NATS JetStream is not ready; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
         let dir = data_dir.join(format!("cluster-{}", settings.node));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         Ok(Arc::new(Node {

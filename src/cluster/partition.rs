@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
 use futures_util::{FutureExt as _, StreamExt as _};
 
 use super::Node;
@@ -24,6 +23,7 @@ const FEED_BATCH: usize = 256;
 /// A partition this node runs.
 pub struct Running {
     pub number: u32,
+    dir: PathBuf,
     pub fence: Arc<StreamFence>,
     pub log: IntakeLog,
     engine: Handle,
@@ -127,6 +127,7 @@ pub async fn start(
     }
     Ok(Running {
         number: partition,
+        dir,
         fence,
         log,
         engine: started.engine,
@@ -159,6 +160,7 @@ impl Running {
         let (engine_thread, log_writer) = (self.engine_thread.take(), self.log_writer.take());
         let log = self.log.clone();
         let engine = self.engine.clone();
+        let dir = self.dir.clone();
         drop(self);
         let joined = tokio::task::spawn_blocking(move || {
             if let Some(thread) = engine_thread
@@ -172,6 +174,11 @@ impl Running {
                 && writer.join().is_err()
             {
                 tracing::error!("a partition's intake log writer panicked");
+            }
+            // The stream is the record; this view is rebuilt by whoever
+            // takes the partition next, here or elsewhere.
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing a partition's view");
             }
         })
         .await;
@@ -196,61 +203,59 @@ async fn feed(bus: Bus, partition: u32, mut after: u64, log: IntakeLog) {
     }
 }
 
+/// Reads by direct gets (from any replica; a 2.9 server may place a
+/// consumer on a peer that is down, and it never answers), woken by a
+/// plain subscription to the partition's subject, or every `IDLE`.
 async fn feed_from(
     bus: &Bus,
     partition: u32,
     after: &mut u64,
     log: &IntakeLog,
 ) -> Result<(), String> {
-    let consumer = bus
-        .signals
-        .create_consumer(jetstream::consumer::pull::OrderedConfig {
-            filter_subject: bus::signal_subject(partition),
-            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: *after + 1,
-            },
-            ..Default::default()
-        })
+    let subject = bus::signal_subject(partition);
+    let mut wake = bus
+        .client
+        .subscribe(subject.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
     loop {
-        let Some(first) = messages.next().await else {
-            return Err("the signal stream's consumer ended".into());
-        };
-        let mut batch = vec![first.map_err(|e| e.to_string())?];
-        while batch.len() < FEED_BATCH {
-            match messages.next().now_or_never() {
-                Some(Some(Ok(message))) => batch.push(message),
-                Some(Some(Err(e))) => return Err(e.to_string()),
-                _ => break,
-            }
-        }
-        let mut signals = Vec::with_capacity(batch.len());
-        let mut at = Vec::with_capacity(batch.len());
+        let mut signals = Vec::new();
+        let mut at = Vec::new();
         let mut last = *after;
-        for message in &batch {
-            let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
-            last = last.max(seq);
+        while signals.len() < FEED_BATCH {
+            let next = Bus::next_of(&bus.signals, &subject, last + 1)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(message) = next else { break };
+            last = message.sequence;
             match serde_json::from_slice::<Signal>(&message.payload) {
-                Ok(signal) if seq > *after => {
+                Ok(signal) => {
                     signals.push(signal);
-                    at.push(seq);
+                    at.push(message.sequence);
                 }
-                Ok(_) => {}
                 // Published by a node after checking it: only a damaged
                 // stream holds one that does not read.
                 Err(e) => {
-                    tracing::error!(partition, seq, error = %e, "a signal in the stream does not parse; skipped")
+                    tracing::error!(partition, seq = message.sequence, error = %e, "a signal in the stream does not parse; skipped")
                 }
             }
         }
         if !signals.is_empty() && !append(log, &signals, at).await? {
             return Ok(());
         }
+        if last == *after {
+            tokio::select! {
+                _ = wake.next() => {}
+                () = tokio::time::sleep(IDLE) => {}
+            }
+            while let Some(Some(_)) = wake.next().now_or_never() {}
+        }
         *after = last;
     }
 }
+
+/// How often an idle partition looks for signals its wake-up missed.
+const IDLE: Duration = Duration::from_millis(250);
 
 /// Appends to the log, waiting while it is full; false once it is halted.
 async fn append(log: &IntakeLog, signals: &[Signal], at: Vec<u64>) -> Result<bool, String> {

@@ -55,7 +55,8 @@ pub fn prepare(dir: &Path) -> Result<(), JournalError> {
 }
 
 /// Applies changesets, in order, to the journal in `dir` (made by
-/// `prepare`), each in a transaction of its own. A row already there is
+/// `prepare`), all in one transaction that `finish` commits (a rebuild is
+/// whole or not at all, and syncs once). A row already there is
 /// replaced by the changeset's (what the stream says is what was
 /// committed); a change to a row that is not there is left out.
 pub struct Applier {
@@ -66,10 +67,14 @@ pub struct Applier {
 impl Applier {
     pub fn open(dir: &Path) -> Result<Applier, JournalError> {
         let path = dir.join(super::FILE_NAME);
-        Ok(Applier {
-            conn: super::connect(&path)?,
-            path: path.display().to_string(),
-        })
+        let conn = super::connect(&path)?;
+        let path = path.display().to_string();
+        conn.execute_batch("BEGIN")
+            .map_err(|error| JournalError::Sqlite {
+                path: path.clone(),
+                error,
+            })?;
+        Ok(Applier { conn, path })
     }
 
     pub fn apply(&mut self, changeset: &[u8]) -> Result<(), JournalError> {
@@ -78,19 +83,29 @@ impl Applier {
             path: self.path.clone(),
             error,
         };
-        let tx = self.conn.transaction().map_err(sql)?;
-        tx.apply_strm(
-            &mut input,
-            None::<fn(&str) -> bool>,
-            |conflict, _item| match conflict {
-                ConflictType::SQLITE_CHANGESET_DATA | ConflictType::SQLITE_CHANGESET_CONFLICT => {
-                    ConflictAction::SQLITE_CHANGESET_REPLACE
-                }
-                _ => ConflictAction::SQLITE_CHANGESET_OMIT,
-            },
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)
+        self.conn
+            .apply_strm(
+                &mut input,
+                None::<fn(&str) -> bool>,
+                |conflict, _item| match conflict {
+                    ConflictType::SQLITE_CHANGESET_DATA
+                    | ConflictType::SQLITE_CHANGESET_CONFLICT => {
+                        ConflictAction::SQLITE_CHANGESET_REPLACE
+                    }
+                    _ => ConflictAction::SQLITE_CHANGESET_OMIT,
+                },
+            )
+            .map_err(sql)
+    }
+
+    /// Commits what was applied.
+    pub fn finish(self) -> Result<(), JournalError> {
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|error| JournalError::Sqlite {
+                path: self.path,
+                error,
+            })
     }
 }
 
@@ -168,6 +183,7 @@ mod tests {
         for changeset in kept.changesets.lock().unwrap().iter() {
             applier.apply(changeset).unwrap();
         }
+        applier.finish().unwrap();
         assert_eq!(dump(b.path()), written);
     }
 }

@@ -43,6 +43,7 @@ mod silences_work_with_amtool;
 mod slow_clients_are_cut_off_and_connections_capped;
 mod the_advisor_explains_and_proposes_but_never_acts;
 mod the_binary_reports_explains_and_survives_kill_9;
+mod the_cluster_survives_the_loss_of_a_machine;
 mod the_console_draws_a_real_run;
 mod the_event_stream_resumes_without_gaps;
 mod the_intake_log_keeps_what_it_acknowledged;
