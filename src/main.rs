@@ -86,7 +86,8 @@ enum ClusterCommand {
         /// The NATS servers, comma-separated.
         #[arg(long)]
         cluster: String,
-        /// Also list every signal decided, as SOURCE ID lines.
+        /// Also list every signal decided, as SOURCE ID TIME lines (TIME:
+        /// the decision's, RFC 3339).
         #[arg(long)]
         list: bool,
         #[arg(long)]

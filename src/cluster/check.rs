@@ -22,10 +22,10 @@ pub struct Record {
     /// Each signal decided more than once, with how many times
     /// ((source, id) → decisions): empty when the guarantee holds.
     pub repeated: BTreeMap<String, u64>,
-    /// Every signal decided, as `source id` (for a caller comparing with
-    /// what it was acknowledged).
+    /// Every signal decided, (source, id) → when (the decision's time),
+    /// for a caller comparing with what it was acknowledged.
     #[serde(skip)]
-    pub decided: std::collections::BTreeSet<(String, String)>,
+    pub decided: BTreeMap<(String, String), String>,
 }
 
 /// Rebuilds every partition into `scratch` and reads what was decided.
@@ -57,7 +57,7 @@ fn count(dir: &Path, record: &mut Record) -> rusqlite::Result<()> {
         |r| r.get::<_, i64>(0),
     )? as u64;
     let mut stmt = conn.prepare(
-        "SELECT COALESCE(signal_source, ''), COALESCE(signal_id, ''), COUNT(*) FROM audit
+        "SELECT COALESCE(signal_source, ''), COALESCE(signal_id, ''), COUNT(*), MIN(time) FROM audit
          WHERE kind = 'decision' AND parent IS NULL GROUP BY 1, 2",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -65,15 +65,16 @@ fn count(dir: &Path, record: &mut Record) -> rusqlite::Result<()> {
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
         ))
     })?;
     for row in rows {
-        let (source, id, n) = row?;
+        let (source, id, n, time) = row?;
         record.decisions += n as u64;
         if n > 1 {
             record.repeated.insert(format!("{source} {id}"), n as u64);
         }
-        record.decided.insert((source, id));
+        record.decided.insert((source, id), time);
     }
     Ok(())
 }

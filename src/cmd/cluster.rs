@@ -145,8 +145,8 @@ pub(crate) fn check(servers: &str, list: bool, json: bool) -> Result<()> {
         }
     }
     if list {
-        for (source, id) in &record.decided {
-            say(&format!("{source} {id}"));
+        for ((source, id), time) in &record.decided {
+            say(&format!("{source} {id} {time}"));
         }
     }
     if !record.repeated.is_empty() {

@@ -144,11 +144,15 @@ impl Cluster {
             .filter(|l| l.trim_start().starts_with("repeated:"))
             .map(String::from)
             .collect();
+        // SOURCE ID TIME lines after the summary.
         let decided = text
             .lines()
             .skip(1)
             .filter(|l| !l.trim_start().starts_with("repeated:"))
-            .map(String::from)
+            .filter_map(|l| {
+                let mut fields = l.split(' ');
+                Some(format!("{} {}", fields.next()?, fields.next()?))
+            })
             .collect();
         (decided, repeated)
     }
