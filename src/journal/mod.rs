@@ -326,6 +326,16 @@ impl Journal {
                 error,
             })?
             .unwrap_or_else(|| chain::GENESIS.to_string());
+        if fence.is_some() {
+            // A fenced journal is a view: every commit is in the stream
+            // before it is made here, and a node that takes the partition
+            // rebuilds it from there. Its syncs would buy nothing.
+            conn.pragma_update(None, "synchronous", "OFF")
+                .map_err(|error| JournalError::Sqlite {
+                    path: path.display().to_string(),
+                    error,
+                })?;
+        }
         let checkpointer = start_checkpointer(&mut conn, &path)?;
         let (tx, batches) = mpsc::sync_channel::<Batch>(QUEUE_DEPTH);
         let (spent_tx, spent) = mpsc::sync_channel(SPENT_DEPTH);

@@ -275,6 +275,12 @@ impl IntakeLog {
         });
         // Checkpoints run beside the writer, as the journal's do; the thread
         // ends with the writer's connection, and the writer waits for it.
+        if name.is_some() {
+            // A cluster partition's log is a copy of the signal stream,
+            // which is what acknowledged them; it is read again from there
+            // after a crash.
+            conn.pragma_update(None, "synchronous", "OFF").map_err(sql)?;
+        }
         let checkpointer = start_checkpointer(&mut conn, &path)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let writer_shared = Arc::clone(&shared);
