@@ -16,6 +16,7 @@ pub const DECISIONS: &str = "SB_DECISIONS";
 const LEASES: &str = "sb_leases";
 const MEMBERS: &str = "sb_members";
 const SECRETS: &str = "sb_cluster";
+const SNAPSHOTS: &str = "sb_snapshots";
 
 /// A partition's subject in the signal stream.
 pub fn signal_subject(partition: u32) -> String {
@@ -55,6 +56,8 @@ pub struct Bus {
     pub decisions: stream::Stream,
     pub leases: kv::Store,
     pub members: kv::Store,
+    /// Each partition's latest snapshot (`snapshot`).
+    pub snapshots: async_nats::jetstream::object_store::ObjectStore,
     /// The member bucket's stream, listed by subject (see `live_members`).
     members_stream: stream::Stream,
     /// The cluster's secret (fingerprints of routing keys, signed links),
@@ -122,12 +125,14 @@ impl Bus {
         let members = key_value(&js, bucket(MEMBERS, settings.lease)).await?;
         let secrets = key_value(&js, bucket(SECRETS, Duration::ZERO)).await?;
         let secret = shared_secret(&secrets).await?;
+        let snapshots = snapshot_store(&js, replicas).await?;
         let members_stream = js
             .get_stream(format!("KV_{MEMBERS}"))
             .await
             .map_err(|e| e.to_string())
             .map_err(js_error(format!("bucket {MEMBERS}")))?;
         Ok(Bus {
+            snapshots,
             members_stream,
             client,
             js,
@@ -227,6 +232,26 @@ async fn key_value(js: &jetstream::Context, config: kv::Config) -> Result<kv::St
         .await
         .map_err(|e| e.to_string())
         .map_err(js_error(format!("bucket {name}")))
+}
+
+/// The snapshot bucket, made if missing.
+async fn snapshot_store(
+    js: &jetstream::Context,
+    replicas: usize,
+) -> Result<async_nats::jetstream::object_store::ObjectStore, BusError> {
+    if let Ok(store) = js.get_object_store(SNAPSHOTS).await {
+        return Ok(store);
+    }
+    js.create_object_store(async_nats::jetstream::object_store::Config {
+        bucket: SNAPSHOTS.into(),
+        description: Some("signalbox: each partition's latest journal snapshot".into()),
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .map_err(js_error(format!("object store {SNAPSHOTS}")))
 }
 
 /// The cluster's secret: made by the first node (a create, so two first

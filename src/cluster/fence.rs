@@ -90,7 +90,13 @@ pub struct StreamFence {
     /// Commits appended.
     pub appended: AtomicU64,
     start: u64,
+    /// This owner's last commits, each with the sequence it ends at (a
+    /// snapshot names its position by its last commit).
+    recent: std::sync::Mutex<std::collections::VecDeque<(String, u64)>>,
 }
+
+/// Commits remembered by `StreamFence::recent`.
+const RECENT: usize = 4096;
 
 impl std::fmt::Debug for StreamFence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,6 +125,7 @@ impl StreamFence {
             runtime,
             appended: AtomicU64::new(0),
             start: last,
+            recent: Default::default(),
         }
     }
 
@@ -137,9 +144,19 @@ impl StreamFence {
         self.lost.store(true, Ordering::SeqCst);
     }
 
-    async fn append_parts(&self, changeset: &[u8]) -> Result<(), String> {
+    /// The decision stream's sequence at which `commit` ends, if it is
+    /// one of this owner's recent ones.
+    pub fn sequence_of(&self, commit: &str) -> Option<u64> {
+        let recent = self.recent.lock().ok()?;
+        recent
+            .iter()
+            .rev()
+            .find(|(c, _)| c == commit)
+            .map(|(_, s)| *s)
+    }
+
+    async fn append_parts(&self, commit: &str, changeset: &[u8]) -> Result<(), String> {
         let packed = zstd::bulk::compress(changeset, 3).map_err(|e| e.to_string())?;
-        let commit = format!("{:016x}", rand::random::<u64>());
         let parts: Vec<&[u8]> = packed.chunks(PART).collect();
         for (i, part) in parts.iter().enumerate() {
             if !self.held.current() {
@@ -148,7 +165,7 @@ impl StreamFence {
             let expected = self.last.load(Ordering::SeqCst);
             let publish = Publish::build()
                 .payload(bytes::Bytes::copy_from_slice(part))
-                .header("Sb-Commit", commit.as_str())
+                .header("Sb-Commit", commit)
                 .header("Sb-Part", format!("{}/{}", i + 1, parts.len()).as_str())
                 .expected_last_subject_sequence(expected);
             let ack = self
@@ -162,16 +179,22 @@ impl StreamFence {
                 .map_err(|e| e.to_string())?;
             self.last.store(ack.sequence, Ordering::SeqCst);
         }
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() >= RECENT {
+                recent.pop_front();
+            }
+            recent.push_back((commit.to_string(), self.last.load(Ordering::SeqCst)));
+        }
         Ok(())
     }
 }
 
 impl crate::journal::Fence for StreamFence {
-    fn append(&self, changeset: &[u8]) -> Result<(), String> {
+    fn append(&self, commit: &str, changeset: &[u8]) -> Result<(), String> {
         if self.lost() {
             return Err("this node no longer holds the partition".into());
         }
-        let appended = self.runtime.block_on(self.append_parts(changeset));
+        let appended = self.runtime.block_on(self.append_parts(commit, changeset));
         match appended {
             Ok(()) => {
                 self.appended.fetch_add(1, Ordering::SeqCst);
@@ -197,9 +220,11 @@ pub async fn rebuild(bus: &Bus, partition: u32, dir: &std::path::Path) -> Result
     let last = Bus::last_sequence(&bus.decisions, &subject)
         .await
         .map_err(|e: BusError| e.to_string())?;
+    // The latest snapshot, if there is one, and the commits after it.
+    let from = super::snapshot::fetch(bus, partition, dir).await;
     crate::journal::fence::prepare(dir).map_err(|e| e.to_string())?;
-    if last == 0 {
-        return Ok(0);
+    if last <= from {
+        return Ok(last);
     }
     let mut applier = crate::journal::fence::Applier::open(dir).map_err(|e| e.to_string())?;
     // Direct gets, message by message, from any replica: a consumer, on a
@@ -207,7 +232,7 @@ pub async fn rebuild(bus: &Bus, partition: u32, dir: &std::path::Path) -> Result
     // A replica behind the leader may not hold the last commits yet: it is
     // asked again until it does (the view must be the whole record).
     let mut pending = Pending::default();
-    let mut next = 1;
+    let mut next = from + 1;
     let mut behind = 0;
     while next <= last {
         let Some(message) = Bus::next_of(&bus.decisions, &subject, next)

@@ -26,6 +26,7 @@ pub mod fence;
 pub mod http;
 pub mod lease;
 pub mod partition;
+pub mod snapshot;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,9 @@ pub struct Settings {
     /// How long the signal stream keeps a signal (a partition is rebuilt
     /// from its journal's cursor, so only what is not decided is needed).
     pub signal_retention: Duration,
+    /// A partition's journal is snapshot once this many commits were
+    /// appended since the last (`snapshot`).
+    pub snapshot_every: u64,
 }
 
 impl Settings {
@@ -100,6 +104,7 @@ impl Settings {
             partitions: PARTITIONS,
             lease: LEASE,
             signal_retention: Duration::from_secs(7 * 24 * 3600),
+            snapshot_every: snapshot::EVERY,
         })
     }
 

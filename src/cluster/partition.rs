@@ -118,6 +118,13 @@ pub async fn start(
             config.pager(&node.base_url, node.bus.secret.clone()),
         )),
     ];
+    tasks.push(tokio::spawn(super::snapshot::keep(
+        node.bus.clone(),
+        partition,
+        dir.clone(),
+        Arc::clone(&fence),
+        node.settings.snapshot_every,
+    )));
     if !config.notify.is_empty() {
         tasks.push(tokio::spawn(crate::intake::notify::run(
             notice_rx,

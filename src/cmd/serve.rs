@@ -24,6 +24,10 @@ struct ServeSettings {
     listen: std::net::SocketAddr,
 }
 
+/// A cluster node's commits between snapshots of a partition, if not the
+/// default.
+const SNAPSHOT_ENV: &str = "SIGNALBOX_CLUSTER_SNAPSHOT_EVERY";
+
 /// Tokens from the environment: SIGNALBOX_TOKENS, comma-separated.
 const TOKENS_ENV: &str = "SIGNALBOX_TOKENS";
 
@@ -175,8 +179,13 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
         let Runs::Deployment(dir) = &runs else {
             bail!("--cluster runs a deployment directory (--config DIR), not the demo");
         };
-        let settings =
+        let mut settings =
             signalbox::cluster::Settings::parse(servers, node).map_err(anyhow::Error::msg)?;
+        if let Ok(every) = std::env::var(SNAPSHOT_ENV) {
+            settings.snapshot_every = every
+                .parse()
+                .with_context(|| format!("{SNAPSHOT_ENV}={every:?}: a number of commits"))?;
+        }
         let deployment = super::load_deployment(dir)?;
         let data_dir = args
             .data_dir

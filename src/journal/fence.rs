@@ -16,8 +16,32 @@ use super::JournalError;
 /// Where a fenced journal's commits go before they are committed.
 pub trait Fence: Send + Sync + std::fmt::Debug {
     /// Appends one commit's changeset; an error (refused, or no answer)
-    /// rolls the commit back.
-    fn append(&self, changeset: &[u8]) -> Result<(), String>;
+    /// rolls the commit back. `commit` names it: the same commit writes
+    /// it to the journal's meta (`COMMIT_KEY`), so a copy of the file says
+    /// which commit it ends with.
+    fn append(&self, commit: &str, changeset: &[u8]) -> Result<(), String>;
+}
+
+/// The meta key of the last commit a fenced journal made.
+pub const COMMIT_KEY: &str = "fence_commit";
+
+/// The last commit a fenced journal's file holds (see `Fence::append`).
+pub fn last_commit(path: &Path) -> Result<Option<String>, JournalError> {
+    use rusqlite::OptionalExtension as _;
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|error| JournalError::Sqlite {
+                path: path.display().to_string(),
+                error,
+            })?;
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [COMMIT_KEY], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(|error| JournalError::Sqlite {
+        path: path.display().to_string(),
+        error,
+    })
 }
 
 /// Records every change of a transaction on `conn` from now on.
@@ -123,7 +147,7 @@ mod tests {
     }
 
     impl Fence for Kept {
-        fn append(&self, changeset: &[u8]) -> Result<(), String> {
+        fn append(&self, _commit: &str, changeset: &[u8]) -> Result<(), String> {
             if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err("another node holds the partition".into());
             }

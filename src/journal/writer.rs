@@ -546,10 +546,15 @@ fn write_batches(
         }
     }
     if let (Some(fence), Some(session)) = (fence, session.as_mut()) {
+        let commit = format!("{:016x}", rand::random::<u64>());
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![super::fence::COMMIT_KEY, commit],
+        )?;
         let changeset = super::fence::changeset(session)?;
         if !changeset.is_empty() {
             // Refused: the transaction is rolled back as it is dropped.
-            fence.append(&changeset).map_err(|why| {
+            fence.append(&commit, &changeset).map_err(|why| {
                 rusqlite::Error::SqliteFailure(
                     rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
                     Some(format!("the commit was not replicated: {why}")),

@@ -279,7 +279,8 @@ impl IntakeLog {
             // A cluster partition's log is a copy of the signal stream,
             // which is what acknowledged them; it is read again from there
             // after a crash.
-            conn.pragma_update(None, "synchronous", "OFF").map_err(sql)?;
+            conn.pragma_update(None, "synchronous", "OFF")
+                .map_err(sql)?;
         }
         let checkpointer = start_checkpointer(&mut conn, &path)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);

@@ -1,0 +1,151 @@
+//! Snapshots of a partition's journal in JetStream's object store, so that
+//! taking a partition over reads the latest snapshot and the commits after
+//! it, not the whole decision stream. A snapshot is a consistent copy of
+//! the journal (`VACUUM INTO`, from a read transaction beside the writer);
+//! the last commit it holds (`journal::fence::COMMIT_KEY`) gives its place
+//! in the stream, kept as the object's description.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::jetstream::object_store::ObjectMetadata;
+use tokio::io::AsyncReadExt as _;
+
+use super::bus::Bus;
+use super::fence::StreamFence;
+
+/// A snapshot is taken once this many commits were appended since the last.
+pub const EVERY: u64 = 2000;
+
+/// How often an owner looks whether a snapshot is due.
+pub const LOOK_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a taking node waits for a snapshot before it reads the whole
+/// stream instead.
+const FETCH_FOR: Duration = Duration::from_secs(20);
+
+fn name(partition: u32) -> String {
+    format!("p{partition}")
+}
+
+/// Copies the partition's journal and stores it, named by the stream
+/// sequence its last commit ends at. None: that commit is not one this
+/// owner remembers (nothing stored).
+pub async fn take(
+    bus: &Bus,
+    partition: u32,
+    dir: &Path,
+    fence: &StreamFence,
+) -> Result<Option<u64>, String> {
+    let journal = dir.join(crate::journal::FILE_NAME);
+    let copy = dir.join("snapshot.db");
+    let _ = std::fs::remove_file(&copy);
+    let (from, to) = (journal.clone(), copy.clone());
+    let commit = tokio::task::spawn_blocking(move || -> Result<Option<String>, String> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &from,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .map_err(|e| e.to_string())?;
+        conn.execute("VACUUM INTO ?1", [to.display().to_string()])
+            .map_err(|e| format!("copying {}: {e}", from.display()))?;
+        crate::journal::fence::last_commit(&to).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let Some(sequence) = commit.as_deref().and_then(|c| fence.sequence_of(c)) else {
+        let _ = std::fs::remove_file(&copy);
+        return Ok(None);
+    };
+    let mut file = tokio::fs::File::open(&copy)
+        .await
+        .map_err(|e| format!("{}: {e}", copy.display()))?;
+    let stored = bus
+        .snapshots
+        .put(
+            ObjectMetadata {
+                name: name(partition),
+                description: Some(sequence.to_string()),
+                ..Default::default()
+            },
+            &mut file,
+        )
+        .await
+        .map_err(|e| format!("storing the snapshot of partition {partition}: {e}"));
+    let _ = std::fs::remove_file(&copy);
+    stored.map(|_| Some(sequence))
+}
+
+/// Writes the partition's latest snapshot as the journal in `dir`;
+/// returns the stream sequence it holds commits up to (0: none, or none
+/// could be read in time, and `dir` is left empty).
+pub async fn fetch(bus: &Bus, partition: u32, dir: &Path) -> u64 {
+    match tokio::time::timeout(FETCH_FOR, fetch_into(bus, partition, dir)).await {
+        Ok(Ok(sequence)) => sequence,
+        Ok(Err(why)) => {
+            tracing::warn!(partition, reason = %why, "no snapshot; reading the whole decision stream");
+            let _ = std::fs::remove_dir_all(dir);
+            0
+        }
+        Err(_) => {
+            tracing::warn!(
+                partition,
+                "the snapshot did not arrive in time; reading the whole decision stream"
+            );
+            let _ = std::fs::remove_dir_all(dir);
+            0
+        }
+    }
+}
+
+async fn fetch_into(bus: &Bus, partition: u32, dir: &Path) -> Result<u64, String> {
+    use async_nats::jetstream::object_store::GetErrorKind;
+    let mut object = match bus.snapshots.get(name(partition)).await {
+        Ok(object) => object,
+        Err(e) if e.kind() == GetErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e.to_string()),
+    };
+    let sequence: u64 = object
+        .info()
+        .description
+        .as_deref()
+        .and_then(|d| d.parse().ok())
+        .ok_or("a snapshot without its sequence")?;
+    let mut bytes = Vec::new();
+    object
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(crate::journal::FILE_NAME);
+    std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(sequence)
+}
+
+/// Beside a running partition: a snapshot every `every` commits.
+pub async fn keep(
+    bus: Bus,
+    partition: u32,
+    dir: std::path::PathBuf,
+    fence: Arc<StreamFence>,
+    every: u64,
+) {
+    let mut taken_at = 0;
+    loop {
+        tokio::time::sleep(LOOK_EVERY).await;
+        let appended = fence.appended.load(Ordering::SeqCst);
+        if appended < taken_at + every.max(1) || fence.lost() {
+            continue;
+        }
+        match take(&bus, partition, &dir, &fence).await {
+            Ok(Some(sequence)) => {
+                taken_at = appended;
+                tracing::info!(partition, sequence, "snapshot stored");
+            }
+            Ok(None) => {}
+            Err(why) => tracing::warn!(partition, reason = %why, "taking a snapshot"),
+        }
+    }
+}
