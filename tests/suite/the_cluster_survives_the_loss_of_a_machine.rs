@@ -98,11 +98,24 @@ impl Cluster {
                 .arg(&self.data)
                 .args(["--listen", &format!("127.0.0.1:{}", self.ports[i])])
                 .args(["--cluster", &self.nats.urls(), "--node", &format!("s{i}")])
+                // Snapshots often, so that takeovers read one and its tail.
+                .env("SIGNALBOX_CLUSTER_SNAPSHOT_EVERY", "25")
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
                 .unwrap(),
         )
+    }
+
+    /// The nodes' log (they share the data directory's).
+    fn log(&self) -> String {
+        let Ok(files) = self.data.join("logs").read_dir() else {
+            return String::new();
+        };
+        files
+            .flatten()
+            .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+            .collect()
     }
 
     fn view(&self, i: usize) -> Option<Value> {
@@ -287,20 +300,8 @@ fn acknowledged_signals_are_decided_exactly_once_whatever_dies() {
     stop_signal(paused, "-CONT");
     acked.extend(sending.join().unwrap());
     cluster.exactly_once(&acked, "after SIGSTOP and SIGCONT of an owner");
-    let log = std::fs::read_to_string(
-        cluster
-            .data
-            .join("logs")
-            .read_dir()
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
-    )
-    .unwrap_or_default();
     assert!(
-        log.contains("giving the partition up"),
+        cluster.log().contains("giving the partition up"),
         "the resumed owner saw its leases gone"
     );
     cluster.settled(&[0, 1, 2], Duration::from_secs(60));
@@ -340,4 +341,8 @@ fn acknowledged_signals_are_decided_exactly_once_whatever_dies() {
     println!("all six restarted: every partition runs after {took:?}");
     acked.extend(load(cluster.ports.clone(), "e", 300).join().unwrap());
     cluster.exactly_once(&acked, "after restarting all six processes");
+    assert!(
+        cluster.log().contains("snapshot stored"),
+        "partitions were snapshot"
+    );
 }
