@@ -26,6 +26,7 @@ pub mod fence;
 pub mod http;
 pub mod lease;
 pub mod partition;
+pub mod retain;
 pub mod snapshot;
 
 use std::path::PathBuf;

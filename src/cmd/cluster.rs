@@ -43,7 +43,6 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let max_backlog = args.deployment.server.max_backlog();
     let node = runtime
         .block_on(Node::connect(
             args.settings,
@@ -52,11 +51,15 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
             base_url,
         ))
         .map_err(anyhow::Error::msg)?;
-    // Nothing decides from the node's own log: the intake state needs one,
-    // and it carries the cluster's secret (PagerDuty fingerprints).
-    let (log, log_writer) =
-        intake::log::IntakeLog::open_with(&node.dir.join("intake"), max_backlog)?;
+    // What this node acknowledged, kept past the NATS servers' sync
+    // interval (`cluster::retain`); it carries the cluster's secret
+    // (PagerDuty fingerprints). Its backlog is what is kept, not what
+    // waits: bounded by the retention, not by max_backlog.
+    let (log, log_writer) = intake::log::IntakeLog::open_with(&node.dir.join("intake"), u64::MAX)?;
     let log = log.with_integration_key(&node.bus.secret);
+    let publisher = Arc::new(cluster::http::Publisher::new(&node));
+    let retainer = cluster::retain::spawn(&log, Arc::clone(&publisher), runtime.handle().clone())?;
+    let halt = log.clone();
     let (engine, commands) = signalbox::engine::host::Handle::channel(node.dir.clone());
     drop(commands);
     let reloader = Arc::new(signalbox::deploy::ServedDeployment::new(args.deployment))
@@ -75,7 +78,7 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
             args.limits.max_streams,
             args.limits.max_streams_per_token,
         )),
-        cluster: Some(Arc::new(cluster::http::Publisher::new(&node))),
+        cluster: Some(publisher),
     };
     raise_file_limit(&args.limits);
     let router = intake::cluster_router(state, cluster::http::routes(Arc::clone(&node)));
@@ -103,6 +106,13 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // The retainer lets go of the log once it is halted; what it keeps
+    // stays in the file for the next start.
+    halt.halt("the node stopped");
+    drop(halt);
+    if retainer.join().is_err() {
+        tracing::error!("the retaining thread panicked");
+    }
     log_writer
         .join()
         .map_err(|_| anyhow::anyhow!("intake log writer panicked"))?;

@@ -50,7 +50,19 @@ pub(super) async fn ingest(
         }
     }
     if let Some(cluster) = &state.cluster {
-        // 202 once the cluster's stream holds every one (replicated).
+        // 202 once this node's log has every one (synced) and the
+        // cluster's stream too (replicated): see `cluster::retain`.
+        state
+            .log
+            .append(&signals)?
+            .await
+            .map_err(|_| {
+                Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the intake log stopped before committing",
+                )
+            })?
+            .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
         cluster
             .publish(signals)
             .await
