@@ -126,6 +126,9 @@ async fn take(
     live: &[String],
 ) {
     let me = node.settings.node.as_str();
+    // Leases first, then every partition taken is rebuilt and started at
+    // once: a takeover waits for the slowest rebuild, not for their sum.
+    let mut starting = Vec::new();
     for number in 0..node.settings.partitions {
         if running.contains_key(&number) || super::preferred(number, live) != Some(me) {
             continue;
@@ -135,11 +138,11 @@ async fn take(
         let Ok(revision) = node.bus.leases.create(&key, value(node)).await else {
             continue;
         };
-        let held = Held::new(
-            node.settings
-                .lease
-                .saturating_sub(Duration::from_millis(500)),
-        );
+        let valid_for = node
+            .settings
+            .lease
+            .saturating_sub(Duration::from_millis(500));
+        let held = Held::new(valid_for);
         held.renew_at(leased);
         let lease = Arc::new(Lease {
             revision: AtomicU64::new(revision),
@@ -148,19 +151,18 @@ async fn take(
         if let Ok(mut l) = leases.lock() {
             l.insert(number, lease);
         }
-        match partition::start(node, number, held, leased).await {
+        starting.push(async move { (number, partition::start(node, number, held, leased).await) });
+    }
+    for (number, started) in futures_util::future::join_all(starting).await {
+        match started {
             Ok(part) => {
-                let took = part.took;
-                tracing::info!(
-                    partition = number,
-                    took_ms = took.as_millis() as u64,
-                    "took the partition"
-                );
+                let took_ms = part.took.as_millis() as u64;
+                tracing::info!(partition = number, took_ms, "took the partition");
                 if let Ok(mut view) = node.view.lock() {
                     view.takeovers.push(Takeover {
                         partition: number,
                         at: chrono::Utc::now(),
-                        took_ms: took.as_millis() as u64,
+                        took_ms,
                         from_sequence: part.fence.start(),
                     });
                     let len = view.takeovers.len();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 
 use super::init_logging;
-use super::serve::{STOP_GRACE, StopSignals, arm_stop_deadline, raise_file_limit, say};
+use super::serve::{STOP_GRACE, arm_stop_deadline, raise_file_limit, say};
 
 pub(crate) struct NodeArgs {
     pub settings: signalbox::cluster::Settings,
@@ -25,14 +25,7 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
     use signalbox::cluster::{self, Node};
     use signalbox::intake::{self, AppState};
     init_logging(&args.data_dir)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let stop_signals = {
-        let _inside = runtime.enter();
-        StopSignals::new().context("listening for SIGINT and SIGTERM")?
-    };
+    let (runtime, stop_signals) = super::serve::runtime_with_stop_signals()?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(args.listen))
         .with_context(|| format!("listening on {}", args.listen))?;

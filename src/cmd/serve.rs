@@ -220,14 +220,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     let (notice_tx, notice_rx) = tokio::sync::mpsc::unbounded_channel();
     let (pager_tx, pager_rx) = tokio::sync::mpsc::unbounded_channel();
     let notifier = (!receivers.is_empty()).then_some(notice_tx);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let stop_signals = {
-        let _inside = runtime.enter();
-        StopSignals::new().context("listening for SIGINT and SIGTERM")?
-    };
+    let (runtime, stop_signals) = runtime_with_stop_signals()?;
     let service::Started {
         engine,
         log,
@@ -313,6 +306,20 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     served?;
     say("signalbox: stopped; journal closed");
     Ok(())
+}
+
+/// The server's runtime, and SIGINT and SIGTERM listened for on it from
+/// now on.
+pub(super) fn runtime_with_stop_signals() -> Result<(tokio::runtime::Runtime, StopSignals)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let stop_signals = {
+        let _inside = runtime.enter();
+        StopSignals::new().context("listening for SIGINT and SIGTERM")?
+    };
+    Ok((runtime, stop_signals))
 }
 
 /// The advisor `[advisor]` names, beside the engine; none without it.

@@ -49,27 +49,6 @@ pub(super) async fn ingest(
             })?;
         }
     }
-    if let Some(cluster) = &state.cluster {
-        // 202 once this node's log has every one (synced) and the
-        // cluster's stream too (replicated): see `cluster::retain`.
-        state
-            .log
-            .append(&signals)?
-            .await
-            .map_err(|_| {
-                Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the intake log stopped before committing",
-                )
-            })?
-            .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-        cluster
-            .publish(signals)
-            .await
-            .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
-        state.counters.accepted(endpoint, ids.len() as u64);
-        return Ok(Accepted { ids, backlog: 0 });
-    }
     let durable = state.log.append(&signals)?;
     durable
         .await
@@ -80,11 +59,20 @@ pub(super) async fn ingest(
             )
         })?
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    // On a cluster node the log keeps them (`cluster::retain`), and the
+    // 202 waits for the cluster's stream too (replicated).
+    let backlog = match &state.cluster {
+        Some(cluster) => {
+            cluster
+                .publish(signals)
+                .await
+                .map_err(|e| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, e))?;
+            0
+        }
+        None => state.log.backlog(),
+    };
     state.counters.accepted(endpoint, ids.len() as u64);
-    Ok(Accepted {
-        ids,
-        backlog: state.log.backlog(),
-    })
+    Ok(Accepted { ids, backlog })
 }
 
 pub(super) fn accepted(a: &Accepted) -> Response {
