@@ -66,6 +66,22 @@ pub struct Config {
     /// `[advisor]`: the language model that explains, proposes and drafts.
     #[serde(default)]
     pub advisor: Option<crate::advisor::AdvisorConfig>,
+    /// `[cluster]`: `serve` as a node of a cluster over NATS JetStream
+    /// (`--cluster` and `--node` take precedence).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS servers, `nats://HOST:PORT` each.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// This node's name (unique in the cluster).
+    pub node: Option<String>,
+    /// Commits between snapshots of a partition's journal.
+    pub snapshot_every: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -209,10 +209,12 @@ enum Command {
         /// Run as a node of a cluster over NATS JetStream: the servers,
         /// comma-separated (nats://h1:4222,nats://h2:4222,nats://h3:4222).
         /// Needs --config and --node.
-        #[arg(long, requires_all = ["config_dir", "node"], conflicts_with_all = ["demo", "sources", "shadow_advisor"])]
+        /// Needs --config; also `[cluster] servers` in signalbox.toml.
+        #[arg(long, requires = "config_dir", conflicts_with_all = ["demo", "sources", "shadow_advisor"])]
         cluster: Option<String>,
-        /// This node's name in the cluster (unique; letters, digits, - and _).
-        #[arg(long, requires = "cluster")]
+        /// This node's name in the cluster (unique; letters, digits, - and
+        /// _); also `[cluster] node`.
+        #[arg(long, requires = "config_dir")]
         node: Option<String>,
     },
     /// Who is on call: on each schedule (of --team), now or --at a time
@@ -622,7 +624,10 @@ fn main() -> ExitCode {
                 sources,
                 candidates,
                 shadow_advisor,
-                cluster: cluster.zip(node),
+                cluster: cmd::serve::ClusterFlags {
+                    servers: cluster,
+                    node,
+                },
             })
         }
         Some(Command::Init { dir }) => cmd::deploy::init(&dir),

@@ -21,6 +21,43 @@ pub(crate) struct NodeArgs {
     pub listen: std::net::SocketAddr,
 }
 
+/// A cluster node's commits between snapshots of a partition, if not
+/// `[cluster] snapshot_every` or the default.
+const SNAPSHOT_ENV: &str = "SIGNALBOX_CLUSTER_SNAPSHOT_EVERY";
+
+/// The node's settings from `--cluster` and `--node`, else the
+/// deployment's `[cluster]`; none: `serve` runs alone.
+pub(crate) fn settings(
+    flags: &super::serve::ClusterFlags,
+    deployment: &signalbox::deploy::Deployment,
+) -> Result<Option<signalbox::cluster::Settings>> {
+    let config = deployment.server.cluster.clone().unwrap_or_default();
+    let servers = match (&flags.servers, config.servers.is_empty()) {
+        (Some(servers), _) => servers.clone(),
+        (None, false) => config.servers.join(","),
+        (None, true) if flags.node.is_some() || config.node.is_some() => {
+            anyhow::bail!("--node needs --cluster or `[cluster] servers` in signalbox.toml")
+        }
+        (None, true) => return Ok(None),
+    };
+    let Some(node) = flags.node.clone().or(config.node) else {
+        anyhow::bail!(
+            "a cluster node needs its name: --node NAME or `[cluster] node` in signalbox.toml"
+        );
+    };
+    let mut settings =
+        signalbox::cluster::Settings::parse(&servers, &node).map_err(anyhow::Error::msg)?;
+    if let Some(every) = config.snapshot_every {
+        settings.snapshot_every = every;
+    }
+    if let Ok(every) = std::env::var(SNAPSHOT_ENV) {
+        settings.snapshot_every = every
+            .parse()
+            .with_context(|| format!("{SNAPSHOT_ENV}={every:?}: a number of commits"))?;
+    }
+    Ok(Some(settings))
+}
+
 pub(crate) fn serve(args: NodeArgs) -> Result<()> {
     use signalbox::cluster::{self, Node};
     use signalbox::intake::{self, AppState};

@@ -24,10 +24,6 @@ struct ServeSettings {
     listen: std::net::SocketAddr,
 }
 
-/// A cluster node's commits between snapshots of a partition, if not the
-/// default.
-const SNAPSHOT_ENV: &str = "SIGNALBOX_CLUSTER_SNAPSHOT_EVERY";
-
 /// Tokens from the environment: SIGNALBOX_TOKENS, comma-separated.
 const TOKENS_ENV: &str = "SIGNALBOX_TOKENS";
 
@@ -165,8 +161,14 @@ pub(crate) struct ServeArgs {
     pub candidates: signalbox::decide::CandidateFiles,
     /// The advisor's proposals are recorded, not shown.
     pub shadow_advisor: bool,
-    /// A cluster node: the NATS servers and the node's name.
-    pub cluster: Option<(String, String)>,
+    /// A cluster node: the NATS servers and the node's name, as flags.
+    pub cluster: ClusterFlags,
+}
+
+/// `--cluster` and `--node`, before `[cluster]` fills what they leave.
+pub(crate) struct ClusterFlags {
+    pub servers: Option<String>,
+    pub node: Option<String>,
 }
 
 pub(crate) fn serve(args: ServeArgs) -> Result<()> {
@@ -175,33 +177,28 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     let Some(runs) = args.runs else {
         bail!(NO_DEPLOYMENT);
     };
-    if let Some((servers, node)) = &args.cluster {
-        let Runs::Deployment(dir) = &runs else {
-            bail!("--cluster runs a deployment directory (--config DIR), not the demo");
-        };
-        let mut settings =
-            signalbox::cluster::Settings::parse(servers, node).map_err(anyhow::Error::msg)?;
-        if let Ok(every) = std::env::var(SNAPSHOT_ENV) {
-            settings.snapshot_every = every
-                .parse()
-                .with_context(|| format!("{SNAPSHOT_ENV}={every:?}: a number of commits"))?;
-        }
+    if let Runs::Deployment(dir) = &runs {
         let deployment = super::load_deployment(dir)?;
-        let data_dir = args
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| deployment.data_dir());
-        let server = serve_settings(deployment.server.clone(), args.listen, args.tokens.clone())?;
-        return super::cluster::serve(super::cluster::NodeArgs {
-            settings,
-            deployment,
-            data_dir,
-            tokens: server.tokens,
-            limits: server.limits,
-            body_timeout: server.body_timeout,
-            body_limit: args.body_limit,
-            listen: server.listen,
-        });
+        if let Some(settings) = super::cluster::settings(&args.cluster, &deployment)? {
+            let data_dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| deployment.data_dir());
+            let server =
+                serve_settings(deployment.server.clone(), args.listen, args.tokens.clone())?;
+            return super::cluster::serve(super::cluster::NodeArgs {
+                settings,
+                deployment,
+                data_dir,
+                tokens: server.tokens,
+                limits: server.limits,
+                body_timeout: server.body_timeout,
+                body_limit: args.body_limit,
+                listen: server.listen,
+            });
+        }
+    } else if args.cluster.servers.is_some() || args.cluster.node.is_some() {
+        bail!("--cluster runs a deployment directory (--config DIR), not the demo");
     }
     let paths: Vec<String> = args
         .sources

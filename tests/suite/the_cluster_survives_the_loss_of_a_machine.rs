@@ -97,7 +97,8 @@ impl Cluster {
                 .arg("--data-dir")
                 .arg(&self.data)
                 .args(["--listen", &format!("127.0.0.1:{}", self.ports[i])])
-                .args(["--cluster", &self.nats.urls(), "--node", &format!("s{i}")])
+                // The servers from the deployment's `[cluster]`.
+                .args(["--node", &format!("s{i}")])
                 // Snapshots often, so that takeovers read one and its tail.
                 .env("SIGNALBOX_CLUSTER_SNAPSHOT_EVERY", "25")
                 .stdout(log.try_clone().unwrap())
@@ -248,6 +249,55 @@ fn load(
     })
 }
 
+/// `[cluster] servers` in the deployment's signalbox.toml.
+fn cluster_section(deployment: &Path, urls: &str) {
+    let path = deployment.join("signalbox.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    let servers: Vec<String> = urls.split(',').map(|u| format!("{u:?}")).collect();
+    text.push_str(&format!(
+        "\n[cluster]\nservers = [{}]\n",
+        servers.join(", ")
+    ));
+    std::fs::write(&path, text).unwrap();
+}
+
+#[test]
+fn a_node_without_a_name_or_servers_is_refused_naming_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deployment = tmp.path().join("deploy");
+    common::init(&deployment);
+    let serve = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_signalbox"))
+            .args(["serve", "--config"])
+            .arg(&deployment)
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = serve(&["--node", "a"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--node needs --cluster or `[cluster] servers`"),
+        "{err}"
+    );
+    let out = serve(&["--cluster", "http://h1:4222", "--node", "a"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("must be nats://HOST:PORT"),
+        "{err}"
+    );
+    cluster_section(&deployment, "nats://127.0.0.1:1");
+    let out = serve(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("`[cluster] node`"),
+        "{err}"
+    );
+}
+
 fn stop_signal(pid: u32, signal: &str) {
     Command::new("kill")
         .args([signal, &pid.to_string()])
@@ -263,6 +313,7 @@ fn acknowledged_signals_are_decided_exactly_once_whatever_dies() {
     let mut servers: Vec<Option<Kill>> = (0..NODES).map(|i| Some(nats.start(i))).collect();
     let deployment = dir.join("deploy");
     common::init(&deployment);
+    cluster_section(&deployment, &nats.urls());
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let cluster = Cluster {
