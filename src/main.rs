@@ -609,27 +609,20 @@ fn main() -> ExitCode {
             shadow_advisor,
             cluster,
             node,
-        }) => {
-            let runs = match (config_dir, demo) {
-                (Some(dir), _) => Some(cmd::serve::Runs::Deployment(dir)),
-                (None, true) => Some(cmd::serve::Runs::Demo),
-                (None, false) => None,
-            };
-            cmd::serve::serve(cmd::serve::ServeArgs {
-                runs,
-                listen,
-                data_dir,
-                tokens,
-                body_limit,
-                sources,
-                candidates,
-                shadow_advisor,
-                cluster: cmd::serve::ClusterFlags {
-                    servers: cluster,
-                    node,
-                },
-            })
-        }
+        }) => cmd::serve::serve(cmd::serve::ServeArgs {
+            runs: cmd::serve::Runs::from_flags(config_dir, demo),
+            listen,
+            data_dir,
+            tokens,
+            body_limit,
+            sources,
+            candidates,
+            shadow_advisor,
+            cluster: cmd::serve::ClusterFlags {
+                servers: cluster,
+                node,
+            },
+        }),
         Some(Command::Init { dir }) => cmd::deploy::init(&dir),
         Some(Command::Cluster(ClusterCommand::Check {
             cluster,

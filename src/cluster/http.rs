@@ -12,6 +12,7 @@ use futures_util::future::BoxFuture;
 
 use super::{Node, bus, partition_of};
 use crate::intake::AppState;
+use crate::intake::auth::{Allowed, ToRead};
 use crate::signal::Signal;
 
 /// How long a publish waits for the stream's acknowledgement.
@@ -63,8 +64,9 @@ impl crate::intake::Replicate for Publisher {
     }
 }
 
-/// The node's own endpoints: `/healthz` (ok once it reaches NATS) and
-/// `/v1/cluster` (members, the partitions it runs, its takeovers).
+/// The node's own endpoints: `/healthz` (ok once it reaches NATS; open,
+/// as a single node's is) and `/v1/cluster` (members, the partitions it
+/// runs, its takeovers; for a token that may read).
 pub fn routes(node: Arc<Node>) -> Router<AppState> {
     let health = Arc::clone(&node);
     Router::new()
@@ -77,7 +79,8 @@ pub fn routes(node: Arc<Node>) -> Router<AppState> {
         )
         .route(
             "/v1/cluster",
-            get(move || {
+            // Read with a token that may read, as the other state is.
+            get(move |_: Allowed<ToRead>| {
                 let node = Arc::clone(&node);
                 async move { axum::Json(cluster_of(&node)) }
             }),

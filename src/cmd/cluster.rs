@@ -25,9 +25,43 @@ pub(crate) struct NodeArgs {
 /// `[cluster] snapshot_every` or the default.
 const SNAPSHOT_ENV: &str = "SIGNALBOX_CLUSTER_SNAPSHOT_EVERY";
 
+/// What `serve` runs as a cluster node, if it does (`--cluster` and
+/// `--node`, or the deployment's `[cluster]`).
+pub(crate) fn node_args(
+    runs: &super::serve::Runs,
+    args: &super::serve::ServeArgs,
+) -> Result<Option<NodeArgs>> {
+    let super::serve::Runs::Deployment(dir) = runs else {
+        if args.cluster.servers.is_some() || args.cluster.node.is_some() {
+            anyhow::bail!("--cluster runs a deployment directory (--config DIR), not the demo");
+        }
+        return Ok(None);
+    };
+    let deployment = super::load_deployment(dir)?;
+    let Some(settings) = settings(&args.cluster, &deployment)? else {
+        return Ok(None);
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| deployment.data_dir());
+    let server =
+        super::serve::serve_settings(deployment.server.clone(), args.listen, args.tokens.clone())?;
+    Ok(Some(NodeArgs {
+        settings,
+        deployment,
+        data_dir,
+        tokens: server.tokens,
+        limits: server.limits,
+        body_timeout: server.body_timeout,
+        body_limit: args.body_limit,
+        listen: server.listen,
+    }))
+}
+
 /// The node's settings from `--cluster` and `--node`, else the
 /// deployment's `[cluster]`; none: `serve` runs alone.
-pub(crate) fn settings(
+fn settings(
     flags: &super::serve::ClusterFlags,
     deployment: &signalbox::deploy::Deployment,
 ) -> Result<Option<signalbox::cluster::Settings>> {

@@ -16,18 +16,18 @@ pub(crate) enum Runs {
 }
 
 /// What `serve` takes from its flags and its settings file, checked.
-struct ServeSettings {
-    config: signalbox::config::Config,
-    tokens: signalbox::intake::auth::Tokens,
-    limits: signalbox::intake::server::Limits,
-    body_timeout: std::time::Duration,
-    listen: std::net::SocketAddr,
+pub(super) struct ServeSettings {
+    pub config: signalbox::config::Config,
+    pub tokens: signalbox::intake::auth::Tokens,
+    pub limits: signalbox::intake::server::Limits,
+    pub body_timeout: std::time::Duration,
+    pub listen: std::net::SocketAddr,
 }
 
 /// Tokens from the environment: SIGNALBOX_TOKENS, comma-separated.
 const TOKENS_ENV: &str = "SIGNALBOX_TOKENS";
 
-fn serve_settings(
+pub(super) fn serve_settings(
     config: signalbox::config::Config,
     listen: Option<std::net::SocketAddr>,
     tokens: Vec<String>,
@@ -171,34 +171,25 @@ pub(crate) struct ClusterFlags {
     pub node: Option<String>,
 }
 
-pub(crate) fn serve(args: ServeArgs) -> Result<()> {
+impl Runs {
+    /// What `--config DIR` and `--demo` name, if either.
+    pub(crate) fn from_flags(config_dir: Option<PathBuf>, demo: bool) -> Option<Runs> {
+        match (config_dir, demo) {
+            (Some(dir), _) => Some(Runs::Deployment(dir)),
+            (None, true) => Some(Runs::Demo),
+            (None, false) => None,
+        }
+    }
+}
+
+pub(crate) fn serve(mut args: ServeArgs) -> Result<()> {
     use signalbox::intake::{self, AppState, service};
     let (listen, body_limit) = (args.listen, args.body_limit);
-    let Some(runs) = args.runs else {
+    let Some(runs) = args.runs.take() else {
         bail!(NO_DEPLOYMENT);
     };
-    if let Runs::Deployment(dir) = &runs {
-        let deployment = super::load_deployment(dir)?;
-        if let Some(settings) = super::cluster::settings(&args.cluster, &deployment)? {
-            let data_dir = args
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| deployment.data_dir());
-            let server =
-                serve_settings(deployment.server.clone(), args.listen, args.tokens.clone())?;
-            return super::cluster::serve(super::cluster::NodeArgs {
-                settings,
-                deployment,
-                data_dir,
-                tokens: server.tokens,
-                limits: server.limits,
-                body_timeout: server.body_timeout,
-                body_limit: args.body_limit,
-                listen: server.listen,
-            });
-        }
-    } else if args.cluster.servers.is_some() || args.cluster.node.is_some() {
-        bail!("--cluster runs a deployment directory (--config DIR), not the demo");
+    if let Some(node) = super::cluster::node_args(&runs, &args)? {
+        return super::cluster::serve(node);
     }
     let paths: Vec<String> = args
         .sources

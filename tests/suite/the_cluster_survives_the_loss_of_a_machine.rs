@@ -146,8 +146,9 @@ impl Cluster {
     }
 
     /// What the decision stream says was decided, as `source id` pairs,
-    /// and the signals decided more than once.
-    fn record(&self) -> (BTreeSet<String>, Vec<String>) {
+    /// the signals decided more than once, and what the check said on
+    /// standard error (empty when it read the record).
+    fn record(&self) -> (BTreeSet<String>, Vec<String>, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_signalbox"))
             .args(["cluster", "check", "--list", "--cluster", &self.nats.urls()])
             .output()
@@ -168,13 +169,13 @@ impl Cluster {
                 Some(format!("{} {}", fields.next()?, fields.next()?))
             })
             .collect();
-        (decided, repeated)
+        (decided, repeated, String::from_utf8_lossy(&out.stderr).to_string())
     }
 
     /// Every acknowledged signal is decided exactly once (waiting for the
     /// partitions to catch up).
     fn exactly_once(&self, acked: &BTreeSet<String>, what: &str) {
-        let mut last = (BTreeSet::new(), Vec::new());
+        let mut last = (BTreeSet::new(), Vec::new(), String::new());
         let began = Instant::now();
         while began.elapsed() < Duration::from_secs(60) {
             last = self.record();
@@ -183,12 +184,13 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        let (decided, repeated) = last;
+        let (decided, repeated, said) = last;
         let missing: Vec<&String> = acked.difference(&decided).take(5).collect();
         assert!(
             missing.is_empty(),
-            "{what}: acknowledged and not decided: {missing:?} (of {})",
-            acked.difference(&decided).count()
+            "{what}: acknowledged and not decided: {missing:?} (of {}; {} decided; the check said: {said})",
+            acked.difference(&decided).count(),
+            decided.len()
         );
         assert!(
             repeated.is_empty(),
