@@ -223,7 +223,7 @@ pub async fn rebuild(bus: &Bus, partition: u32, dir: &std::path::Path) -> Result
     // The latest snapshot, if there is one, and the commits after it.
     let from = super::snapshot::fetch(bus, partition, dir).await;
     crate::journal::fence::prepare(dir).map_err(|e| e.to_string())?;
-    if last <= from {
+    if last == from {
         return Ok(last);
     }
     let mut applier = crate::journal::fence::Applier::open(dir).map_err(|e| e.to_string())?;

@@ -61,6 +61,7 @@ pub async fn start(
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let last = rebuild(&node.bus, partition, &dir).await?;
+    rewind_cursor(&node.bus, partition, &dir).await?;
     let fence = Arc::new(StreamFence::new(
         &node.bus,
         bus::decision_subject(partition),
@@ -251,11 +252,30 @@ async fn feed_from(
             return Ok(());
         }
         if last == *after {
-            tokio::select! {
-                _ = wake.next() => {}
-                () = tokio::time::sleep(IDLE) => {}
-            }
+            let woken = tokio::select! {
+                _ = wake.next() => true,
+                () = tokio::time::sleep(IDLE) => false,
+            };
             while let Some(Some(_)) = wake.next().now_or_never() {}
+            // A signal was published and none is past `after`: a replica
+            // behind, or the stream went back (see `rewind_cursor`), which
+            // only a restart of the partition can follow.
+            if woken
+                && Bus::next_of(&bus.signals, &subject, *after + 1)
+                    .await
+                    .is_ok_and(|m| m.is_none())
+            {
+                let kept = Bus::last_sequence(&bus.signals, &subject)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if kept < *after {
+                    log.halt(&format!(
+                        "the signal stream of partition {partition} went back from {} to {kept}",
+                        *after
+                    ));
+                    return Ok(());
+                }
+            }
         }
         *after = last;
     }
@@ -263,6 +283,49 @@ async fn feed_from(
 
 /// How often an idle partition looks for signals its wake-up missed.
 const IDLE: Duration = Duration::from_millis(250);
+
+/// If the signal stream's servers lost their unsynced tail (all of them at
+/// once), the sequences past what they kept are given again, to new
+/// signals, and a cursor past them would skip those: it is moved back to
+/// the stream's last sequence of the partition. (What was decided past it
+/// is known by identity: a signal published again is a repeat.)
+async fn rewind_cursor(bus: &Bus, partition: u32, dir: &std::path::Path) -> Result<(), String> {
+    let subject = bus::signal_subject(partition);
+    let kept = Bus::last_sequence(&bus.signals, &subject)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = log_name(partition);
+    let path = dir.join(crate::journal::FILE_NAME);
+    let conn = crate::journal::connect(&path).map_err(|e| e.to_string())?;
+    let sql = |e: rusqlite::Error| format!("{}: {e}", path.display());
+    let cursor: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
+        "SELECT value FROM meta WHERE key = ?1",
+        [crate::engine::INTAKE_CURSOR_KEY],
+        |r| r.get(0),
+    ))
+    .map_err(sql)?;
+    let at = cursor
+        .as_deref()
+        .and_then(|c| c.rsplit_once(':'))
+        .filter(|(id, _)| *id == name)
+        .and_then(|(_, seq)| seq.parse::<u64>().ok());
+    if let Some(at) = at
+        && at > kept
+    {
+        tracing::warn!(
+            partition,
+            cursor = at,
+            stream = kept,
+            "the signal stream lost its tail; reading it again from where it ends"
+        );
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            rusqlite::params![crate::engine::INTAKE_CURSOR_KEY, format!("{name}:{kept}")],
+        )
+        .map_err(sql)?;
+    }
+    Ok(())
+}
 
 /// Appends to the log, waiting while it is full; false once it is halted.
 async fn append(log: &IntakeLog, signals: &[Signal], at: Vec<u64>) -> Result<bool, String> {

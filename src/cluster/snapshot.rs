@@ -83,7 +83,22 @@ pub async fn take(
 /// could be read in time, and `dir` is left empty).
 pub async fn fetch(bus: &Bus, partition: u32, dir: &Path) -> u64 {
     match tokio::time::timeout(FETCH_FOR, fetch_into(bus, partition, dir)).await {
-        Ok(Ok(sequence)) => sequence,
+        Ok(Ok(0)) => 0,
+        Ok(Ok(sequence)) => {
+            if agrees(bus, dir, sequence).await {
+                return sequence;
+            }
+            // The stream lost what the snapshot holds (its servers lost
+            // their unsynced tail, and its sequences are being given
+            // again): the stream is the record, read whole.
+            tracing::warn!(
+                partition,
+                sequence,
+                "the snapshot's last commit is not in the decision stream at its place; reading the whole stream"
+            );
+            let _ = std::fs::remove_dir_all(dir);
+            0
+        }
         Ok(Err(why)) => {
             tracing::warn!(partition, reason = %why, "no snapshot; reading the whole decision stream");
             let _ = std::fs::remove_dir_all(dir);
@@ -98,6 +113,27 @@ pub async fn fetch(bus: &Bus, partition: u32, dir: &Path) -> u64 {
             0
         }
     }
+}
+
+/// Whether the decision stream holds, at `sequence`, the last part of the
+/// commit the snapshot in `dir` ends with (a replica that is behind is
+/// asked again for a second).
+async fn agrees(bus: &Bus, dir: &Path, sequence: u64) -> bool {
+    let path = dir.join(crate::journal::FILE_NAME);
+    let Ok(Some(commit)) = crate::journal::fence::last_commit(&path) else {
+        return false;
+    };
+    for _ in 0..20 {
+        if let Ok(message) = bus.decisions.direct_get(sequence).await {
+            let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
+            let last_part = header("Sb-Part")
+                .and_then(|p| p.split_once('/').map(|(i, n)| i == n))
+                .unwrap_or(false);
+            return header("Sb-Commit").as_deref() == Some(commit.as_str()) && last_part;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 async fn fetch_into(bus: &Bus, partition: u32, dir: &Path) -> Result<u64, String> {

@@ -169,7 +169,11 @@ impl Cluster {
                 Some(format!("{} {}", fields.next()?, fields.next()?))
             })
             .collect();
-        (decided, repeated, String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            decided,
+            repeated,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     }
 
     /// Every acknowledged signal is decided exactly once (waiting for the
@@ -186,6 +190,17 @@ impl Cluster {
         }
         let (decided, repeated, said) = last;
         let missing: Vec<&String> = acked.difference(&decided).take(5).collect();
+        if !missing.is_empty() {
+            let log = self.log();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains(" INFO ") || l.contains("lease") || l.contains("retain"))
+                .collect();
+            eprintln!(
+                "the nodes' log, warnings and leases:\n{}",
+                lines[lines.len().saturating_sub(80)..].join("\n")
+            );
+        }
         assert!(
             missing.is_empty(),
             "{what}: acknowledged and not decided: {missing:?} (of {}; {} decided; the check said: {said})",
