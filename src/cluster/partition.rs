@@ -304,11 +304,7 @@ async fn rewind_cursor(bus: &Bus, partition: u32, dir: &std::path::Path) -> Resu
         |r| r.get(0),
     ))
     .map_err(sql)?;
-    let at = cursor
-        .as_deref()
-        .and_then(|c| c.rsplit_once(':'))
-        .filter(|(id, _)| *id == name)
-        .and_then(|(_, seq)| seq.parse::<u64>().ok());
+    let at = crate::intake::log::position_in(cursor.as_deref(), &name);
     if let Some(at) = at
         && at > kept
     {

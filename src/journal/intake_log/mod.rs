@@ -416,11 +416,7 @@ impl IntakeLog {
     /// in this one is still to be decided).
     pub fn reader(&self, cursor: Option<&str>) -> Result<LogReader, JournalError> {
         let conn = connect(&self.path)?;
-        let after = cursor
-            .and_then(|c| c.rsplit_once(':'))
-            .filter(|(id, _)| *id == &*self.id)
-            .and_then(|(_, seq)| seq.parse::<u64>().ok())
-            .unwrap_or(0);
+        let after = position_in(cursor, &self.id).unwrap_or(0);
         self.shared.decided.store(after, Ordering::SeqCst);
         self.shared.beat();
         Ok(LogReader {
@@ -431,6 +427,15 @@ impl IntakeLog {
             next: after + 1,
         })
     }
+}
+
+/// The sequence number a journal's cursor (`LOG_ID:SEQ`) names in the
+/// log `log_id`; none for a cursor of another log, or none at all.
+pub fn position_in(cursor: Option<&str>, log_id: &str) -> Option<u64> {
+    cursor
+        .and_then(|c| c.rsplit_once(':'))
+        .filter(|(id, _)| *id == log_id)
+        .and_then(|(_, seq)| seq.parse::<u64>().ok())
 }
 
 /// The data directory's secret for fingerprints (32 random bytes, hex in
