@@ -43,6 +43,59 @@ use thiserror::Error;
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+/// How a journal numbers the decisions, review items, flows, pages and
+/// incidents it opens: `stride·k + offset` for k = 1, 2, ... A single
+/// process counts 1, 2, 3...; a cluster's partition p counts with stride
+/// 100 and offset p, so every id names one thing in the whole cluster
+/// and stays short (`D0000103` is partition 3's first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Numbering {
+    pub stride: u64,
+    pub offset: u64,
+}
+
+impl Default for Numbering {
+    fn default() -> Numbering {
+        Numbering {
+            stride: 1,
+            offset: 0,
+        }
+    }
+}
+
+impl Numbering {
+    /// The first number of this numbering past `last`.
+    pub fn after(self, last: u64) -> u64 {
+        let stride = self.stride.max(1);
+        (last / stride + 1) * stride + self.offset % stride
+    }
+
+    /// How many numbers were given, `last` being the last.
+    pub fn count(self, last: u64) -> u64 {
+        last / self.stride.max(1)
+    }
+}
+
+#[cfg(test)]
+mod numbering_tests {
+    use super::Numbering;
+
+    #[test]
+    fn a_partition_numbers_within_its_residue_and_a_process_counts_from_one() {
+        let one = Numbering::default();
+        assert_eq!((one.after(0), one.after(1), one.count(7)), (1, 2, 7));
+        let p3 = Numbering {
+            stride: 100,
+            offset: 3,
+        };
+        assert_eq!(p3.after(0), 103);
+        assert_eq!(p3.after(103), 203);
+        // Past a number it did not give (a journal written otherwise).
+        assert_eq!(p3.after(250), 303);
+        assert_eq!(p3.count(303), 3);
+    }
+}
+
 /// Gives back most of a map's table once it holds under a quarter of what
 /// it has room for (a burst's peak), keeping room for twice what it holds:
 /// memory follows what is held, and a map that shrinks and grows again

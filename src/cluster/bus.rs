@@ -13,6 +13,7 @@ use super::Settings;
 
 pub const SIGNALS: &str = "SB_SIGNALS";
 pub const DECISIONS: &str = "SB_DECISIONS";
+pub const EVENTS: &str = "SB_EVENTS";
 const LEASES: &str = "sb_leases";
 const MEMBERS: &str = "sb_members";
 const SECRETS: &str = "sb_cluster";
@@ -27,6 +28,24 @@ pub fn signal_subject(partition: u32) -> String {
 pub fn decision_subject(partition: u32) -> String {
     format!("sb.dec.{partition}")
 }
+
+/// A partition's subject in the event stream.
+pub fn event_subject(partition: u32) -> String {
+    format!("sb.evt.{partition}")
+}
+
+/// Every partition's events.
+pub const ALL_EVENTS: &str = "sb.evt.>";
+
+/// The subject a partition's owner answers the HTTP API on (core NATS
+/// requests, never stored).
+pub fn api_subject(partition: u32) -> String {
+    format!("sb.api.{partition}")
+}
+
+/// Events the event stream keeps, at most (and for at most a day): what a
+/// console coming back after a while resumes from.
+const EVENTS_KEPT: i64 = 1_000_000;
 
 /// A partition's key in the lease bucket.
 pub fn lease_key(partition: u32) -> String {
@@ -54,6 +73,8 @@ pub struct Bus {
     pub js: jetstream::Context,
     pub signals: stream::Stream,
     pub decisions: stream::Stream,
+    /// Every partition's engine events, for any node's `/v1/events`.
+    pub events: stream::Stream,
     pub leases: kv::Store,
     pub members: kv::Store,
     /// Each partition's latest snapshot (`snapshot`).
@@ -111,6 +132,25 @@ impl Bus {
             .await
             .map_err(|e| e.to_string())
             .map_err(js_error(format!("stream {DECISIONS}")))?;
+        let events = js
+            .get_or_create_stream(stream::Config {
+                name: EVENTS.into(),
+                description: Some("signalbox: each partition's engine events".into()),
+                subjects: vec![ALL_EVENTS.into()],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                // An event published again by an owner that did not see
+                // its acknowledgement is the same message id.
+                duplicate_window: Duration::from_secs(120),
+                max_age: Duration::from_secs(24 * 3600),
+                max_messages: EVENTS_KEPT,
+                discard: stream::DiscardPolicy::Old,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error(format!("stream {EVENTS}")))?;
         let bucket = |name: &str, max_age: Duration| kv::Config {
             bucket: name.into(),
             history: 1,
@@ -138,6 +178,7 @@ impl Bus {
             js,
             signals,
             decisions,
+            events,
             leases,
             members,
             secret,

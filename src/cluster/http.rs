@@ -69,6 +69,7 @@ impl crate::intake::Replicate for Publisher {
 /// runs, its takeovers; for a token that may read).
 pub fn routes(node: Arc<Node>) -> Router<AppState> {
     let health = Arc::clone(&node);
+    let front = Arc::clone(&node);
     Router::new()
         .route(
             "/healthz",
@@ -85,6 +86,8 @@ pub fn routes(node: Arc<Node>) -> Router<AppState> {
                 async move { axum::Json(cluster_of(&node)) }
             }),
         )
+        // Everything else: asked of the partitions (`api`).
+        .fallback(move |state, request| super::api::forward(Arc::clone(&front), state, request))
 }
 
 fn health_of(node: &Node) -> serde_json::Value {

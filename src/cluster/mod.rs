@@ -20,14 +20,18 @@
 //!
 //! Without `--cluster` none of this runs: one process, one SQLite journal.
 
+pub mod api;
 pub mod bus;
 pub mod check;
+mod cursor;
+pub mod events;
 pub mod fence;
 pub mod http;
 pub mod lease;
 pub mod partition;
 pub mod retain;
 pub mod snapshot;
+mod state;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -179,6 +183,9 @@ pub struct Node {
     /// The address links in pages point at.
     pub base_url: String,
     pub view: Mutex<NodeView>,
+    /// The node's HTTP state (tokens, limits), which each partition's own
+    /// router shares (`api`); set before the node takes partitions.
+    pub front: std::sync::OnceLock<crate::intake::AppState>,
 }
 
 impl Node {
@@ -210,6 +217,7 @@ impl Node {
             dir,
             base_url,
             view: Mutex::new(NodeView::default()),
+            front: std::sync::OnceLock::new(),
         }))
     }
 

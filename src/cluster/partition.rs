@@ -47,6 +47,20 @@ fn log_name(partition: u32) -> String {
     format!("{}:{}", bus::SIGNALS, bus::signal_subject(partition))
 }
 
+/// How a partition numbers what it opens: its own residue of 100
+/// (`crate::Numbering`), so an id names one thing in the whole cluster
+/// (its last two digits are its partition).
+pub fn numbering(partition: u32) -> crate::Numbering {
+    const _: () = assert!(
+        super::PARTITIONS <= 100,
+        "a partition's residue is two digits"
+    );
+    crate::Numbering {
+        stride: 100,
+        offset: u64::from(partition),
+    }
+}
+
 /// Rebuilds `partition` from the decision stream and starts deciding it
 /// (the lease is held, `held`). `leased` is when the lease was taken.
 pub async fn start(
@@ -82,6 +96,7 @@ pub async fn start(
     )
     .map_err(|e| e.to_string())?;
     setup.config.fence = Some(Arc::clone(&fence) as Arc<dyn crate::journal::Fence>);
+    setup.config.numbering = numbering(partition);
     let max_backlog = config.max_backlog();
     let name = log_name(partition);
     // Opening recovers the journal: file work, off the runtime's threads.
@@ -119,6 +134,28 @@ pub async fn start(
             config.pager(&node.base_url, node.bus.secret.clone()),
         )),
     ];
+    tasks.push(tokio::spawn(super::events::publish(
+        node.bus.clone(),
+        partition,
+        started.events.tap(),
+    )));
+    if let Some(front) = node.front.get() {
+        // The HTTP API for this partition, as a single process serves it.
+        let state = crate::intake::AppState {
+            engine: started.engine.clone(),
+            log: log.clone(),
+            events: Some(Arc::clone(&started.events)),
+            cluster: None,
+            words: None,
+            ..front.clone()
+        };
+        let router = crate::intake::router(state);
+        tasks.push(tokio::spawn(super::api::answer(
+            node.bus.client.clone(),
+            partition,
+            router,
+        )));
+    }
     tasks.push(tokio::spawn(super::snapshot::keep(
         node.bus.clone(),
         partition,

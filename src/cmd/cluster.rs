@@ -124,6 +124,10 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
     let publisher = Arc::new(cluster::http::Publisher::new(&node));
     let retainer = cluster::retain::spawn(&log, Arc::clone(&publisher), runtime.handle().clone())?;
     let halt = log.clone();
+    let hub = runtime
+        .block_on(cluster::events::hub(&node.bus))
+        .map_err(anyhow::Error::msg)?;
+    runtime.spawn(cluster::events::follow(node.bus.clone(), Arc::clone(&hub)));
     let (engine, commands) = signalbox::engine::host::Handle::channel(node.dir.clone());
     drop(commands);
     let reloader = Arc::new(signalbox::deploy::ServedDeployment::new(args.deployment))
@@ -137,13 +141,15 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
         body_timeout: args.body_timeout,
         reloader: Some(reloader),
         words: None,
-        events: None,
+        events: Some(Arc::clone(&hub)),
         streams: Arc::new(intake::slots::StreamSlots::new(
             args.limits.max_streams,
             args.limits.max_streams_per_token,
         )),
         cluster: Some(publisher),
     };
+    // Before any partition is taken: each answers with the node's tokens.
+    let _ = node.front.set(state.clone());
     raise_file_limit(&args.limits);
     let router = intake::cluster_router(state, cluster::http::routes(Arc::clone(&node)));
     let limits = args.limits;

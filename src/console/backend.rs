@@ -292,6 +292,7 @@ impl Backend for Embedded {
                 };
                 let asked = crate::noise::silence::NewSilence {
                     id: None,
+                    new_id: None,
                     matchers: parsed,
                     starts_at: starts,
                     ends_at: ends,

@@ -133,6 +133,9 @@ impl Engine {
             ramp: None,
             advisor: None,
         };
+        engine.taken.numbering = config.numbering;
+        engine.paging.book.numbering = config.numbering;
+        engine.alerts.incidents.numbering = config.numbering;
         engine.flows.webhooks = Webhooks::new(config.webhooks);
         if let Some(executor) = config.executor {
             engine.flows.executor = executor;

@@ -12,6 +12,7 @@ pub(super) struct Taken {
     by_type: crate::FastMap<String, SignalTally>,
     pub counts: EngineCounts,
     next_id: u64,
+    pub numbering: crate::Numbering,
 }
 
 impl Taken {
@@ -21,6 +22,7 @@ impl Taken {
             by_type: Default::default(),
             counts: EngineCounts::default(),
             next_id: 1,
+            numbering: Default::default(),
         }
     }
 
@@ -53,8 +55,8 @@ impl Taken {
 
     /// The next number, taken.
     pub fn new_id(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.numbering.after(self.next_id.saturating_sub(1));
+        self.next_id = id + 1;
         id
     }
 

@@ -122,6 +122,9 @@ pub struct EngineConfig {
     /// cluster node's partition, `journal::fence`); none: the journal is
     /// the record.
     pub fence: Option<std::sync::Arc<dyn crate::journal::Fence>>,
+    /// How decisions, review items, flows, pages and incidents are
+    /// numbered (a cluster's partition: its own, `Numbering`).
+    pub numbering: crate::Numbering,
 }
 
 impl EngineConfig {
@@ -149,6 +152,7 @@ impl EngineConfig {
             author: Default::default(),
             organization: None,
             fence: None,
+            numbering: Default::default(),
         }
     }
 

@@ -146,13 +146,14 @@ pub struct IncidentBook {
     by_key: BTreeMap<String, String>,
     by_flow: BTreeMap<String, String>,
     next: u64,
+    pub numbering: crate::Numbering,
     changed: Vec<String>,
 }
 
 impl IncidentBook {
     /// Incidents opened in this journal (the last id's number).
     pub fn opened(&self) -> u64 {
-        self.next
+        self.numbering.count(self.next)
     }
 
     /// The open incident of `key`, if there is one.
@@ -174,7 +175,7 @@ impl IncidentBook {
         (decision_id, flow_id): (&str, &str),
         first: Member,
     ) -> String {
-        self.next += 1;
+        self.next = self.numbering.after(self.next);
         let id = format!("I{:07}", self.next);
         let mut incident = Incident {
             id: id.clone(),

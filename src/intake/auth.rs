@@ -197,6 +197,12 @@ impl Tokens {
         self.tokens.is_empty()
     }
 
+    /// Checks that the bearer token may read (a cluster node's check
+    /// before it asks the partitions, which check again as they answer).
+    pub fn check_read(&self, headers: &HeaderMap) -> Result<Caller, Refusal> {
+        self.check(headers, None, Permission::Read)
+    }
+
     /// Checks the bearer token (or, for PagerDuty senders, the routing key)
     /// against what the endpoint needs.
     pub(super) fn check(

@@ -123,6 +123,9 @@ pub struct EventHub {
     /// The last id published; clients wait on its changes.
     published: watch::Sender<u64>,
     sent: Sent,
+    /// Where a cluster node's partition sends its events on, to the
+    /// cluster's event stream (`tap`; none outside a cluster).
+    tap: OnceLock<tokio::sync::mpsc::UnboundedSender<Vec<(u64, EngineEvent)>>>,
 }
 
 /// What the stream has sent, over all clients (for `/metrics`).
@@ -270,7 +273,16 @@ impl EventHub {
             }),
             published,
             sent: Sent::default(),
+            tap: OnceLock::new(),
         })
+    }
+
+    /// Every batch published from now on, also sent to the receiver (once
+    /// per hub: a second tap gets nothing).
+    pub fn tap(&self) -> tokio::sync::mpsc::UnboundedReceiver<Vec<(u64, EngineEvent)>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = self.tap.set(tx);
+        rx
     }
 
     /// What the stream has sent so far.
@@ -281,6 +293,10 @@ impl EventHub {
     /// Publishes numbered events: serialised here, on the caller's thread
     /// (the answerer's, not the engine's), once for every client.
     pub fn publish(&self, events: Vec<(u64, EngineEvent)>) {
+        if let Some(tap) = self.tap.get() {
+            // A receiver gone is a partition stopping: nothing to tell.
+            let _ = tap.send(events.clone());
+        }
         let Some(batch) = Batch::new(events) else {
             return;
         };

@@ -43,6 +43,9 @@ use refusal::Refused;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7700";
 pub const BODY_LIMIT: usize = 1 << 20;
+/// The header a cluster node names a new silence's id with, so that every
+/// partition holds it under the same id (`cluster::api`); a UUID.
+pub const SILENCE_ID: &str = "sb-silence-id";
 /// A request's body must arrive within this (unless configured).
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -95,10 +98,19 @@ fn ingest_routes() -> Router<AppState> {
 }
 
 /// A cluster node's router: the signal endpoints (publishing to the
-/// cluster, `AppState::cluster`) and the node's own (`routes`), with the
-/// same refusals and counting as `router`.
+/// cluster, `AppState::cluster`), the event stream (the cluster's, in
+/// `AppState::events`), and the node's own (`routes`, whose fallback asks
+/// the partitions), with the same refusals and counting as `router`.
 pub fn cluster_router(state: AppState, routes: Router<AppState>) -> Router {
-    finish(ingest_routes().merge(routes), state)
+    ingest_routes()
+        .route("/v1/events", get(stream::events))
+        .route("/v1/me", get(stream::me))
+        .merge(routes)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_refusals,
+        ))
+        .with_state(state)
 }
 
 pub fn router(state: AppState) -> Router {

@@ -84,6 +84,10 @@ impl Silence {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewSilence {
     pub id: Option<String>,
+    /// The id a new silence takes (a cluster node gives every partition
+    /// the same one); none: a fresh one. If a silence has it already, it
+    /// is changed as `id` would change it (by its owner or a lead).
+    pub new_id: Option<String>,
     pub matchers: Vec<Matcher>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
@@ -133,7 +137,11 @@ impl SilenceBook {
             return Err(SilenceRefused::Viewer);
         }
         check(&asked, now)?;
-        let id = match &asked.id {
+        let existing = asked.id.as_ref().or(asked
+            .new_id
+            .as_ref()
+            .filter(|id| self.silences.contains_key(*id)));
+        let id = match existing {
             Some(id) => {
                 let old = self.owned(id, actor)?;
                 if old.state(now) == SilenceState::Expired {
@@ -141,7 +149,10 @@ impl SilenceBook {
                 }
                 id.clone()
             }
-            None => uuid::Uuid::new_v4().to_string(),
+            None => asked
+                .new_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         };
         let starts_at = asked.starts_at.max(now);
         if let Some(max) = max
@@ -322,9 +333,29 @@ mod tests {
         Matcher::new(name, value, false, true)
     }
 
+    #[test]
+    fn a_given_id_names_a_new_silence_and_changes_one_only_as_its_owner_may() {
+        let mut book = SilenceBook::default();
+        let ann = Actor::new("ann", Role::Operator);
+        let bob = Actor::new("bob", Role::Operator);
+        let mut given = asked(60);
+        given.new_id = Some("6f1c1f4e-0000-4000-8000-000000000001".into());
+        let id = book.put(given.clone(), &ann, None, at(0)).unwrap();
+        assert_eq!(id, "6f1c1f4e-0000-4000-8000-000000000001");
+        // Asked again (a retry): the same silence, not a second.
+        assert_eq!(book.put(given.clone(), &ann, None, at(1)).unwrap(), id);
+        assert_eq!(book.silences.len(), 1);
+        // Someone else cannot take it over by naming it.
+        assert!(matches!(
+            book.put(given, &bob, None, at(2)),
+            Err(SilenceRefused::NotOwner { .. })
+        ));
+    }
+
     fn asked(minutes: i64) -> NewSilence {
         NewSilence {
             id: None,
+            new_id: None,
             matchers: vec![eq("service", "api")],
             starts_at: at(0),
             ends_at: at(minutes),

@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 
 use super::{ask, ok};
 use crate::engine::host::Command;
-use crate::intake::AppState;
 use crate::intake::auth::{Allowed, ToAct, ToRead};
 use crate::intake::refusal::{Refusal, busy, engine_answer};
 use crate::intake::request::{json_body, read_body};
+use crate::intake::{AppState, SILENCE_ID};
 use crate::noise::silence::NewSilence;
 use crate::noise::{Matcher, Silence};
 use crate::review::Actor;
@@ -173,6 +173,7 @@ pub(in crate::intake) async fn post(
         .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("a silence: {e}")))?;
     let asked = NewSilence {
         id: p.id.filter(|id| !id.is_empty()),
+        new_id: given_id(&headers)?,
         matchers: p.matchers,
         starts_at: p.starts_at,
         ends_at: p.ends_at,
@@ -189,6 +190,25 @@ pub(in crate::intake) async fn post(
         .map_err(busy)?;
     let silence = engine_answer(rx).await?;
     Ok(ok(json!({ "silenceID": silence.id })))
+}
+
+/// The id a new silence is asked to take, if any: a UUID, or refused.
+fn given_id(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
+    let Some(value) = headers.get(SILENCE_ID) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| uuid::Uuid::parse_str(v.trim()).ok())
+        .map(|id| Some(id.to_string()))
+        .ok_or_else(|| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("{SILENCE_ID} must be a UUID"),
+            )
+            .field(Some(SILENCE_ID.into()))
+        })
 }
 
 /// `DELETE /api/v2/silence/{id}`: ends it now (its owner, or a lead).

@@ -178,6 +178,7 @@ pub struct Opening {
 pub struct PageBook {
     pub pages: BTreeMap<String, Page>,
     next: u64,
+    pub numbering: crate::Numbering,
     /// Changed since the last take (for the journal).
     changed: Vec<String>,
     /// Pages acknowledged or resolved whose channels that keep alerts of
@@ -196,7 +197,7 @@ impl PageBook {
         if !roster.policies.contains_key(&opening.policy) {
             return Err(PageRefused::NoPolicy(opening.policy));
         }
-        self.next += 1;
+        self.next = self.numbering.after(self.next);
         let id = format!("P{:07}", self.next);
         let mut page = Page {
             id: id.clone(),
