@@ -1,0 +1,259 @@
+//! Any node of a cluster answers the HTTP API and the event stream for the
+//! whole cluster: review items opened from signals posted to one node are
+//! listed, paged and acted on through another (as the token's identity, and
+//! with its role checked), `/v1/state` adds up every partition, a silence
+//! made through one node (by the real `amtool`) holds in every partition
+//! under one id, the event stream of a node carries the other's events,
+//! and after a node is killed its partitions answer again through the
+//! survivor.
+
+use crate::cluster_harness::Cluster;
+use crate::common::{self, Kill};
+
+use std::collections::BTreeSet;
+use std::io::BufRead as _;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const OPS: &str = "ops-secret-1";
+const VIEW: &str = "view-secret-1";
+
+/// `GET path` on `base` as `token`: the status and the JSON body.
+fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
+    let r = common::client()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+/// `POST path` with a JSON body on `base` as `token`.
+fn post(base: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
+    let r = common::client()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+/// Every open review item's id, following the list's cursor page by page
+/// through `base`.
+fn review_ids(base: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut path = "/v1/reviews?limit=1".to_string();
+    loop {
+        let (status, page) = get(base, &path, VIEW);
+        assert_eq!(status, 200, "{page}");
+        ids.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/v1/reviews?limit=1&after={next}"),
+            None => return ids,
+        }
+    }
+}
+
+/// The events `base` streams from now on, as (name, data) pairs, read in
+/// a thread until the stream ends.
+fn follow(base: &str) -> Arc<Mutex<Vec<(String, Value)>>> {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&events);
+    let response = reqwest::blocking::Client::builder()
+        .build()
+        .unwrap()
+        .get(format!("{base}/v1/events"))
+        .bearer_auth(VIEW)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    std::thread::spawn(move || {
+        let mut name = String::new();
+        for line in std::io::BufReader::new(response).lines() {
+            let Ok(line) = line else { break };
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                let data = serde_json::from_str(data).unwrap_or(Value::Null);
+                seen.lock().unwrap().push((name.clone(), data));
+            }
+        }
+    });
+    events
+}
+
+#[test]
+fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut cluster, _nats) = Cluster::new(tmp.path(), 1, 2);
+    let toml = cluster.deployment.join("signalbox.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        format!("tokens = [\"{OPS}:operator:olive\", \"{VIEW}:viewer:vic\"]\n{text}"),
+    )
+    .unwrap();
+    cluster.token = Some(VIEW.into());
+    let mut nodes: Vec<Option<Kill>> = (0..2).map(|i| Some(cluster.start_node(i))).collect();
+    cluster.settled(&[0, 1], Duration::from_secs(60));
+    let (a, b) = (cluster.base(0), cluster.base(1));
+    let events = follow(&b);
+
+    // Four signals nobody catalogued (each a review item) through a; six
+    // tickets through b.
+    let c = common::client();
+    for i in 0..4 {
+        let e = common::event(
+            &format!("u{i}"),
+            "mystery.thing",
+            &format!("thing/{i}"),
+            json!({}),
+        );
+        common::post_as(&c, &a, OPS, &e);
+    }
+    for i in 0..6 {
+        let e = common::event(
+            &format!("t{i}"),
+            "ticket.opened",
+            &format!("ticket/{i}"),
+            json!({"ticket": format!("T{i}")}),
+        );
+        common::post_as(&c, &b, OPS, &e);
+    }
+
+    // b lists a's items, one page at a time, each once.
+    let ids = common::wait_for(
+        "four review items listed through b",
+        Duration::from_secs(30),
+        || {
+            let ids = review_ids(&b);
+            (ids.len() == 4).then_some(ids)
+        },
+    );
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 4, "ids name one item in the cluster: {ids:?}");
+
+    // Acted on through a: as the token's identity, its role checked.
+    let item = &ids[0];
+    let approve = json!({"action": "approve", "note": "seen"});
+    let (status, refused) = post(&a, &format!("/v1/reviews/{item}/actions"), VIEW, &approve);
+    assert_eq!(status, 403, "{refused}");
+    let (status, done) = post(&a, &format!("/v1/reviews/{item}/actions"), OPS, &approve);
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["actor"], "olive");
+    let (status, _) = post(&b, "/v1/reviews/R9999999/actions", OPS, &approve);
+    assert_eq!(status, 404, "an item no partition has");
+    assert_eq!(review_ids(&b).len(), 3);
+    let decision = done["decision"].as_str().unwrap();
+    let (status, explained) = get(&b, &format!("/v1/decisions/{decision}"), VIEW);
+    assert_eq!(status, 200, "{explained}");
+
+    // The state adds up every partition.
+    let (status, state) = get(&a, "/v1/state", VIEW);
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["overview"]["signals"], 10, "{}", state["overview"]);
+    assert_eq!(state["overview"]["open_reviews"], 3);
+    assert_eq!(state["reviews"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        state["overview"]["attached"], 0,
+        "a's own stream has no client"
+    );
+
+    // A silence made through b by amtool holds in every partition, under
+    // one id; ended through a.
+    let http = tmp.path().join("amtool.yml");
+    std::fs::write(
+        &http,
+        format!("authorization:\n  type: Bearer\n  credentials: {OPS}\n"),
+    )
+    .unwrap();
+    let amtool = |base: &str, args: &[&str]| {
+        let out = Command::new("amtool")
+            .arg(format!("--alertmanager.url={base}"))
+            .arg(format!("--http.config.file={}", http.display()))
+            .args(args)
+            .output()
+            .expect("amtool (Debian's prometheus-alertmanager) must be installed");
+        assert!(
+            out.status.success(),
+            "amtool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let id = amtool(
+        &b,
+        &[
+            "silence",
+            "add",
+            "service=api",
+            "--duration=1h",
+            "--comment=maintenance",
+        ],
+    );
+    let (_, silences) = get(&a, "/api/v2/silences", VIEW);
+    let listed: Vec<&Value> = silences
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["id"] == id.as_str())
+        .collect();
+    assert_eq!(listed.len(), 1, "listed once: {silences}");
+    assert_eq!(listed[0]["createdBy"], "olive");
+    amtool(&a, &["silence", "expire", &id]);
+    let (_, silence) = get(&b, &format!("/api/v2/silence/{id}"), VIEW);
+    assert_eq!(silence["status"]["state"], "expired", "{silence}");
+
+    // b's event stream carried what a decided and what was done there.
+    let seen = common::wait_for(
+        "b's stream to carry every signal and the action",
+        Duration::from_secs(30),
+        || {
+            let events = events.lock().unwrap();
+            let signals: BTreeSet<String> = events
+                .iter()
+                .filter(|(name, _)| name == "signal")
+                .filter_map(|(_, d)| Some(d["signal"]["id"].as_str()?.to_string()))
+                .collect();
+            let acted = events
+                .iter()
+                .any(|(name, d)| name == "review_action" && d["item"]["id"] == item.as_str());
+            (signals.len() == 10 && acted).then_some(events.len())
+        },
+    );
+    println!("b's event stream: {seen} events, every signal and the action taken through a");
+
+    // b dies: its partitions answer through a once a has taken them.
+    nodes[1] = None;
+    let began = std::time::Instant::now();
+    let during = common::wait_for(
+        "a to answer for every partition again",
+        Duration::from_secs(60),
+        || {
+            let (status, _) = get(&a, "/v1/reviews", VIEW);
+            (status == 200).then_some(())
+        },
+    );
+    let _ = during;
+    assert_eq!(
+        review_ids(&a).len(),
+        3,
+        "b's items, from the stream, through a"
+    );
+    println!(
+        "kill -9 of b: a answers for the whole cluster after {:?}",
+        began.elapsed()
+    );
+}
