@@ -14,6 +14,7 @@ use super::Settings;
 pub const SIGNALS: &str = "SB_SIGNALS";
 pub const DECISIONS: &str = "SB_DECISIONS";
 pub const EVENTS: &str = "SB_EVENTS";
+pub const MODEL: &str = "SB_MODEL";
 const LEASES: &str = "sb_leases";
 const MEMBERS: &str = "sb_members";
 const SECRETS: &str = "sb_cluster";
@@ -36,6 +37,19 @@ pub fn event_subject(partition: u32) -> String {
 
 /// Every partition's events.
 pub const ALL_EVENTS: &str = "sb.evt.>";
+
+/// A partition's subject in the model stream (its labelled examples).
+pub fn model_subject(partition: u32) -> String {
+    format!("sb.model.{partition}")
+}
+
+/// Every partition's examples: what every partition's model learns.
+pub const ALL_MODEL: &str = "sb.model.>";
+
+/// Examples the model stream keeps, at most: a partition rebuilt from a
+/// checkpoint learns what followed it from here (every partition
+/// checkpoints every 2,000 examples).
+const MODEL_KEPT: i64 = 1_000_000;
 
 /// The subject a partition's owner answers the HTTP API on (core NATS
 /// requests, never stored).
@@ -75,6 +89,8 @@ pub struct Bus {
     pub decisions: stream::Stream,
     /// Every partition's engine events, for any node's `/v1/events`.
     pub events: stream::Stream,
+    /// Every partition's labelled examples, which every model learns.
+    pub model: stream::Stream,
     pub leases: kv::Store,
     pub members: kv::Store,
     /// Each partition's latest snapshot (`snapshot`).
@@ -151,6 +167,22 @@ impl Bus {
             .await
             .map_err(|e| e.to_string())
             .map_err(js_error(format!("stream {EVENTS}")))?;
+        let model = js
+            .get_or_create_stream(stream::Config {
+                name: MODEL.into(),
+                description: Some("signalbox: labelled examples, the cluster's one model".into()),
+                subjects: vec![ALL_MODEL.into()],
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                duplicate_window: Duration::from_secs(120),
+                max_messages: MODEL_KEPT,
+                discard: stream::DiscardPolicy::Old,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(js_error(format!("stream {MODEL}")))?;
         let bucket = |name: &str, max_age: Duration| kv::Config {
             bucket: name.into(),
             history: 1,
@@ -179,6 +211,7 @@ impl Bus {
             signals,
             decisions,
             events,
+            model,
             leases,
             members,
             secret,

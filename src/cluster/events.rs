@@ -34,6 +34,7 @@ pub async fn publish(
     mut batches: UnboundedReceiver<Vec<(u64, EngineEvent)>>,
 ) {
     let subject = bus::event_subject(partition);
+    let examples = bus::model_subject(partition);
     while let Some(batch) = batches.recv().await {
         let mut acks = Vec::with_capacity(batch.len());
         for (id, event) in batch {
@@ -44,6 +45,19 @@ pub async fn publish(
                     continue;
                 }
             };
+            // A labelled example also goes to the model stream, which
+            // every partition's model learns from (`super::model`).
+            if let EngineEvent::Learned(example) = &event
+                && let Ok(body) = serde_json::to_vec(example)
+            {
+                let message = Publish::build()
+                    .payload(body.into())
+                    .message_id(format!("{partition}.{id}"));
+                match bus.js.send_publish(examples.clone(), message).await {
+                    Ok(ack) => acks.push((id, ack)),
+                    Err(e) => tracing::warn!(partition, id, error = %e, "publishing an example"),
+                }
+            }
             let message = Publish::build()
                 .payload(body.into())
                 .message_id(format!("{partition}.{id}"));

@@ -97,6 +97,7 @@ pub async fn start(
     .map_err(|e| e.to_string())?;
     setup.config.fence = Some(Arc::clone(&fence) as Arc<dyn crate::journal::Fence>);
     setup.config.numbering = numbering(partition);
+    setup.config.shared_model = true;
     let max_backlog = config.max_backlog();
     let name = log_name(partition);
     // Opening recovers the journal: file work, off the runtime's threads.
@@ -134,6 +135,11 @@ pub async fn start(
             config.pager(&node.base_url, node.bus.secret.clone()),
         )),
     ];
+    tasks.push(tokio::spawn(super::model::follow(
+        node.bus.clone(),
+        started.engine.clone(),
+        started.model_through.unwrap_or(0),
+    )));
     tasks.push(tokio::spawn(super::events::publish(
         node.bus.clone(),
         partition,

@@ -55,6 +55,21 @@ pub(super) fn merge(
 /// made of each partition's (`cursor`).
 pub(super) fn merge_states(states: Vec<(u32, State)>) -> Option<State> {
     let mut next = BTreeMap::new();
+    // One model in the cluster: partitions differ only while an example
+    // is on its way, and then the merged state says so.
+    let updates = |v: &str| v.rsplit_once('@').and_then(|(_, n)| n.parse::<u64>().ok());
+    let versions: Vec<&String> = states
+        .iter()
+        .map(|(_, s)| &s.overview.model_version)
+        .collect();
+    let lowest = versions
+        .iter()
+        .min_by_key(|v| updates(v))
+        .map(|v| v.to_string());
+    let highest = versions
+        .iter()
+        .max_by_key(|v| updates(v))
+        .map(|v| v.to_string());
     let mut iter = states.into_iter();
     let (first_p, mut merged) = iter.next()?;
     if let Some(own) = merged.next.take() {
@@ -72,6 +87,11 @@ pub(super) fn merge_states(states: Vec<(u32, State)>) -> Option<State> {
         .flows
         .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
     merged.flows.truncate(FLOWS_SHOWN);
+    if let (Some(lowest), Some(highest)) = (lowest, highest)
+        && lowest != highest
+    {
+        merged.overview.model_version = format!("{lowest} to {highest}");
+    }
     merged.next = super::cursor::Cursor::pack(&next);
     Some(merged)
 }
@@ -294,6 +314,30 @@ mod tests {
             none.within_sla,
             Some(1.0),
             "a partition without outcomes weighs nothing"
+        );
+    }
+
+    #[test]
+    fn partitions_whose_models_differ_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = chrono::Utc::now();
+        let config = crate::engine::EngineConfig::new(dir.path(), 1);
+        let engine =
+            crate::engine::Engine::open(config, crate::context::World::default(), now).unwrap();
+        let state = |version: &str| {
+            let mut s = State::overview(&engine, now);
+            s.overview.model_version = version.into();
+            s
+        };
+        let same = merge_states(vec![(0, state("logreg-18b@3")), (1, state("logreg-18b@3"))]);
+        assert_eq!(same.unwrap().overview.model_version, "logreg-18b@3");
+        let apart = merge_states(vec![
+            (0, state("logreg-18b@10")),
+            (1, state("logreg-18b@9")),
+        ]);
+        assert_eq!(
+            apart.unwrap().overview.model_version,
+            "logreg-18b@9 to logreg-18b@10"
         );
     }
 

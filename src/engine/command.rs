@@ -114,6 +114,9 @@ pub enum Command {
     },
     /// The advisor's breaker as it stands (for Health).
     AdvisorState(super::overview::AdvisorRow),
+    /// Examples from a cluster's model stream, with their positions
+    /// (`Engine::learn_shared`).
+    LearnShared(Vec<(u64, crate::journal::Feedback)>),
     /// The advisor's proposal for an open review item.
     Advise {
         review_id: String,

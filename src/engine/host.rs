@@ -459,6 +459,7 @@ fn carry_out_for_people(
             after_commit(waiting, reply, done);
         }
         Command::AdvisorState(row) => engine.advisor = Some(row),
+        Command::LearnShared(updates) => engine.learn_shared(updates, now),
         Command::Advise {
             review_id,
             advice,

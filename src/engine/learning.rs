@@ -135,6 +135,8 @@ pub(super) struct Learning {
     pub checkpoint_every: i64,
     /// When flow labels were last gathered (once a simulated minute).
     pub last_sample: Option<DateTime<Utc>>,
+    /// A cluster's one model: learnt from its stream (`shared_model`).
+    pub shared: Option<super::shared_model::Shared>,
 }
 
 impl Learning {
@@ -147,6 +149,7 @@ impl Learning {
             checkpoint_at: 0,
             checkpoint_every: checkpoint_every.max(1),
             last_sample: None,
+            shared: None,
         }
     }
 }
@@ -290,7 +293,9 @@ impl Engine {
         label: Label<'_>,
         now: DateTime<Utc>,
     ) {
-        if self.decider.learning {
+        // A cluster's model learns this once it comes back from the
+        // model stream, in the stream's order (`shared_model`).
+        if self.decider.learning && !self.learns_shared() {
             self.watch_label(label.option, &features, label.value, label.weight, now);
             self.decider
                 .learn(label.option, &features, label.value, label.weight);
@@ -307,7 +312,9 @@ impl Engine {
         self.learning.feedback += 1;
         self.emit(EngineEvent::Learned(fb.clone()));
         self.outbox.records.push(Record::Feedback(fb));
-        if self.learning.feedback - self.learning.checkpoint_at >= self.learning.checkpoint_every {
+        let due =
+            self.learning.feedback - self.learning.checkpoint_at >= self.learning.checkpoint_every;
+        if due && !self.learns_shared() {
             self.checkpoint();
         }
     }
@@ -334,6 +341,9 @@ impl Engine {
             key: "metrics".into(),
             value: metrics,
         });
+        if let Some(position) = self.shared_checkpoint() {
+            self.outbox.records.push(position);
+        }
         self.learning.checkpoint_at = self.learning.feedback;
     }
 

@@ -26,6 +26,7 @@ mod recover;
 pub mod reload;
 mod reviews;
 pub mod runner;
+pub mod shared_model;
 mod status;
 mod taken;
 mod tasks;
@@ -134,6 +135,9 @@ impl Engine {
             advisor: None,
         };
         engine.taken.numbering = config.numbering;
+        if config.shared_model {
+            engine.learning.shared = Some(Default::default());
+        }
         engine.paging.book.numbering = config.numbering;
         engine.alerts.incidents.numbering = config.numbering;
         engine.flows.webhooks = Webhooks::new(config.webhooks);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{Engine, EngineError, INTAKE_CURSOR_KEY, quarantine};
+use super::{Engine, EngineError, INTAKE_CURSOR_KEY, quarantine, shared_model};
 use crate::decide::model::{Checkpoint, Model};
 use crate::flow::{StepState, route};
 use crate::journal::read;
@@ -48,8 +48,11 @@ impl Engine {
             }
         }
         self.set_aside(unreadable, now);
+        self.restore_shared(recovered.meta.get(shared_model::THROUGH_KEY));
         for fb in &recovered.feedback_after_checkpoint {
-            if self.decider.learning {
+            // A cluster's model learns what followed its checkpoint from
+            // the model stream again, not from this journal.
+            if self.decider.learning && !self.learns_shared() {
                 self.decider
                     .learn(&fb.option, &fb.features, fb.label, fb.importance);
             }

@@ -125,6 +125,9 @@ pub struct EngineConfig {
     /// How decisions, review items, flows, pages and incidents are
     /// numbered (a cluster's partition: its own, `Numbering`).
     pub numbering: crate::Numbering,
+    /// The model learns from a cluster's model stream only
+    /// (`Engine::learn_shared`), its own examples too once they come back.
+    pub shared_model: bool,
 }
 
 impl EngineConfig {
@@ -153,6 +156,7 @@ impl EngineConfig {
             organization: None,
             fence: None,
             numbering: Default::default(),
+            shared_model: false,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Started {
     /// The intake log's sequence number the engine resumed after (what
     /// the journal's cursor says was decided).
     pub position: u64,
+    /// Where a cluster's model stream is to be learnt from (after this).
+    pub model_through: Option<u64>,
 }
 
 /// Starts the engine thread on `config.data_dir` (resuming a journal
@@ -43,6 +45,7 @@ pub fn start(
     let data_dir = config.data_dir.clone();
     let engine = Engine::open(config, world, Utc::now())?;
     let events = crate::intake::events::EventHub::new(engine.last_event_id());
+    let model_through = engine.model_through();
     let hub = std::sync::Arc::clone(&events);
     let (log, log_writer) = IntakeLog::open_named(&data_dir, log_name, max_backlog)?;
     let reader = log.reader(engine.intake_cursor())?;
@@ -74,5 +77,6 @@ pub fn start(
         events,
         log_writer,
         position,
+        model_through,
     })
 }

@@ -160,6 +160,19 @@ fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
     let (status, explained) = get(&b, &format!("/v1/decisions/{decision}"), VIEW);
     assert_eq!(status, 200, "{explained}");
 
+    // One model: the person's answer, learnt in one partition, reaches
+    // every partition's model through the model stream.
+    let model = common::wait_for(
+        "every partition's model to learn the answer",
+        Duration::from_secs(30),
+        || {
+            let (_, state) = get(&b, "/v1/state?part=overview", VIEW);
+            let version = state["overview"]["model_version"].as_str()?.to_string();
+            // Partitions still apart read "A to B".
+            (!version.contains(" to ") && !version.ends_with("@0")).then_some(version)
+        },
+    );
+
     // The state adds up every partition.
     let (status, state) = get(&a, "/v1/state", VIEW);
     assert_eq!(status, 200, "{state}");
@@ -238,7 +251,7 @@ fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
     // b dies: its partitions answer through a once a has taken them.
     nodes[1] = None;
     let began = std::time::Instant::now();
-    let during = common::wait_for(
+    common::wait_for(
         "a to answer for every partition again",
         Duration::from_secs(60),
         || {
@@ -246,11 +259,16 @@ fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
             (status == 200).then_some(())
         },
     );
-    let _ = during;
     assert_eq!(
         review_ids(&a).len(),
         3,
         "b's items, from the stream, through a"
+    );
+    let (_, state) = get(&a, "/v1/state?part=overview", VIEW);
+    assert_eq!(
+        state["overview"]["model_version"],
+        model.as_str(),
+        "b's partitions, rebuilt on a, learnt the model stream again"
     );
     println!(
         "kill -9 of b: a answers for the whole cluster after {:?}",
