@@ -54,6 +54,10 @@ fn frame(out: &mut impl std::fmt::Write, id: u64, name: &str, data: &str) -> std
 struct Batch {
     /// Its events, in order; each frame is a slice of `text`.
     events: Vec<Numbered>,
+    /// A client that has read up to this id (or past it) reads on in this
+    /// batch without missing anything: the id before its first, or, where
+    /// ids are not dense (a cluster's), the earliest id that precedes it.
+    prev: u64,
     text: Bytes,
     /// `text` as one zstd frame, made by the first client that asks.
     packed: OnceLock<Option<Bytes>>,
@@ -78,14 +82,18 @@ impl Batch {
             return None;
         }
         let text = text.freeze();
-        let events = spans
+        let events: Vec<Numbered> = spans
             .into_iter()
             .map(|(id, span)| Numbered {
                 id,
                 frame: text.slice(span),
             })
             .collect();
+        let prev = events
+            .first()
+            .map_or(0, |e: &Numbered| e.id.saturating_sub(1));
         Some(Batch {
+            prev,
             events,
             text,
             packed: OnceLock::new(),
@@ -210,10 +218,10 @@ impl Held {
                 sent: after,
             };
         }
-        let oldest = self.batches.front().map_or(self.last + 1, |b| b.first());
+        let oldest = self.batches.front().map_or(self.last, |b| b.prev);
         // An id never published here (a journal put back from a copy?) is
         // as unknown as one long gone.
-        if after + 1 < oldest || after > self.last {
+        if after < oldest || after > self.last {
             return Read::Behind { last: self.last };
         }
         let from = self.batches.partition_point(|b| b.last() <= after);
@@ -293,13 +301,23 @@ impl EventHub {
     /// Publishes numbered events: serialised here, on the caller's thread
     /// (the answerer's, not the engine's), once for every client.
     pub fn publish(&self, events: Vec<(u64, EngineEvent)>) {
+        self.publish_after(None, events);
+    }
+
+    /// The same, for ids that are not dense: a client that has read up to
+    /// `prev` (or past it) reads on in this batch without missing anything
+    /// (none: the id before the batch's first).
+    pub fn publish_after(&self, prev: Option<u64>, events: Vec<(u64, EngineEvent)>) {
         if let Some(tap) = self.tap.get() {
             // A receiver gone is a partition stopping: nothing to tell.
             let _ = tap.send(events.clone());
         }
-        let Some(batch) = Batch::new(events) else {
+        let Some(mut batch) = Batch::new(events) else {
             return;
         };
+        if let Some(prev) = prev {
+            batch.prev = prev;
+        }
         let batch = Arc::new(batch);
         let last = {
             let Ok(mut held) = self.held.lock() else {
