@@ -209,7 +209,6 @@ async fn read_after(bus: &Bus, hub: &EventHub, mut after: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::StreamExt as _;
 
     #[tokio::test]
     async fn a_client_between_two_messages_reads_on_without_a_reset() {
