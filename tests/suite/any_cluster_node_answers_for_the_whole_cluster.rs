@@ -66,32 +66,49 @@ fn review_ids(base: &str) -> Vec<String> {
     }
 }
 
-/// The events `base` streams from now on, as (name, data) pairs, read in
-/// a thread until the stream ends.
-fn follow(base: &str) -> Arc<Mutex<Vec<(String, Value)>>> {
+/// One event as a stream sent it.
+type Event = (u64, String, Value);
+
+/// The events `base` streams (from now on, or after `last` as a
+/// `Last-Event-ID`), as (id, name, data), read in a thread until the
+/// stream ends.
+fn follow(base: &str, last: Option<u64>) -> Arc<Mutex<Vec<Event>>> {
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&events);
-    let response = reqwest::blocking::Client::builder()
+    let mut asked = reqwest::blocking::Client::builder()
         .build()
         .unwrap()
         .get(format!("{base}/v1/events"))
-        .bearer_auth(VIEW)
-        .send()
-        .unwrap();
+        .bearer_auth(VIEW);
+    if let Some(last) = last {
+        asked = asked.header("last-event-id", last.to_string());
+    }
+    let response = asked.send().unwrap();
     assert_eq!(response.status(), 200);
     std::thread::spawn(move || {
-        let mut name = String::new();
+        let (mut id, mut name) = (0, String::new());
         for line in std::io::BufReader::new(response).lines() {
             let Ok(line) = line else { break };
-            if let Some(n) = line.strip_prefix("event: ") {
+            if let Some(n) = line.strip_prefix("id: ") {
+                id = n.parse().unwrap_or(0);
+            } else if let Some(n) = line.strip_prefix("event: ") {
                 name = n.to_string();
             } else if let Some(data) = line.strip_prefix("data: ") {
                 let data = serde_json::from_str(data).unwrap_or(Value::Null);
-                seen.lock().unwrap().push((name.clone(), data));
+                seen.lock().unwrap().push((id, name.clone(), data));
             }
         }
     });
     events
+}
+
+/// The ids of the signals among `events`.
+fn signal_ids(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|(_, name, _)| name == "signal")
+        .filter_map(|(_, _, d)| Some(d["signal"]["id"].as_str()?.to_string()))
+        .collect()
 }
 
 #[test]
@@ -109,7 +126,7 @@ fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
     let mut nodes: Vec<Option<Kill>> = (0..2).map(|i| Some(cluster.start_node(i))).collect();
     cluster.settled(&[0, 1], Duration::from_secs(60));
     let (a, b) = (cluster.base(0), cluster.base(1));
-    let events = follow(&b);
+    let events = follow(&b, None);
 
     // Four signals nobody catalogued (each a review item) through a; six
     // tickets through b.
@@ -235,18 +252,46 @@ fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
         Duration::from_secs(30),
         || {
             let events = events.lock().unwrap();
-            let signals: BTreeSet<String> = events
-                .iter()
-                .filter(|(name, _)| name == "signal")
-                .filter_map(|(_, d)| Some(d["signal"]["id"].as_str()?.to_string()))
-                .collect();
+            let signals: BTreeSet<String> = signal_ids(&events).into_iter().collect();
             let acted = events
                 .iter()
-                .any(|(name, d)| name == "review_action" && d["item"]["id"] == item.as_str());
+                .any(|(_, name, d)| name == "review_action" && d["item"]["id"] == item.as_str());
             (signals.len() == 10 && acted).then_some(events.len())
         },
     );
     println!("b's event stream: {seen} events, every signal and the action taken through a");
+
+    // A client that read b's stream goes on from a with its last id: the
+    // events after it, without a gap or a repeat.
+    let last = events.lock().unwrap().last().map(|(id, _, _)| *id).unwrap();
+    let more: Vec<String> = (10..13).map(|i| format!("t{i}")).collect();
+    for id in &more {
+        let e = common::event(
+            id,
+            "ticket.opened",
+            &format!("ticket/{id}"),
+            json!({"ticket": id}),
+        );
+        common::post_as(&c, &b, OPS, &e);
+    }
+    let resumed = follow(&a, Some(last));
+    let went_on = common::wait_for(
+        "a's stream to go on from b's id",
+        Duration::from_secs(30),
+        || {
+            let resumed = resumed.lock().unwrap();
+            (signal_ids(&resumed).len() >= more.len()).then(|| resumed.clone())
+        },
+    );
+    let mut got = signal_ids(&went_on);
+    got.sort();
+    assert_eq!(got, more, "only what followed b's last id, each once");
+    assert!(
+        went_on
+            .iter()
+            .all(|(id, name, _)| *id > last && name != "reset"),
+        "{went_on:?}"
+    );
 
     // b dies: its partitions answer through a once a has taken them.
     nodes[1] = None;

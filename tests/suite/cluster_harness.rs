@@ -154,17 +154,25 @@ impl Cluster {
     }
 
     /// Waits until the live nodes run every partition between them, each
-    /// once; how long that took.
+    /// once, and each node some; how long that took.
     pub(crate) fn settled(&self, live: &[usize], within: Duration) -> Duration {
         let began = Instant::now();
         common::wait_for("every partition to run on a live node", within, || {
             let mut owned = Vec::new();
+            let mut each_runs_some = true;
             for &i in live {
                 let view = self.view(i)?;
-                owned.extend(view["owned"].as_array()?.iter().filter_map(Value::as_u64));
+                let own: Vec<u64> = view["owned"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(Value::as_u64)
+                    .collect();
+                // A node that joined runs its own once they are handed back.
+                each_runs_some &= !own.is_empty();
+                owned.extend(own);
             }
             owned.sort_unstable();
-            (owned == (0..16).collect::<Vec<u64>>()).then_some(())
+            (each_runs_some && owned == (0..16).collect::<Vec<u64>>()).then_some(())
         });
         began.elapsed()
     }
