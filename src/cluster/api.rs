@@ -173,6 +173,8 @@ pub(super) enum Gather {
     Same,
     /// A change every partition makes.
     All,
+    /// `/metrics`: the node's own and its partitions' (`metrics`).
+    Metrics,
 }
 
 /// How `method path` is gathered; a refusal for what a cluster does not
@@ -205,12 +207,7 @@ pub(super) fn gather_of(method: &Method, path: &str) -> Result<Gather, Refusal> 
         "/v1/config/reload" | "/api/v2/silences" | "/v1/oncall/overrides" => Gather::All,
         _ if path.starts_with("/v1/ramp/") => Gather::All,
         _ if path.starts_with("/api/v2/silence/") && !get => Gather::All,
-        "/metrics" => {
-            return Err(Refusal::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "a cluster node's /metrics is not gathered yet; read /v1/cluster and /v1/state",
-            ));
-        }
+        "/metrics" if get => Gather::Metrics,
         _ => Gather::One,
     };
     Ok(gather)
@@ -290,6 +287,34 @@ async fn forward_request(
                 last_event,
                 state.events.as_ref().map(|h| h.clients()),
             )
+        }
+        Gather::Metrics => {
+            let owned = node.view().owned;
+            let asked = owned.iter().map(|&p| (p, base.clone())).collect();
+            // A partition that moved meanwhile is its new owner's to show.
+            let texts: Vec<(u32, String)> = ask_all(node, asked)
+                .await
+                .into_iter()
+                .flatten()
+                .filter(|a| a.status.is_success())
+                .map(|a| (a.partition, String::from_utf8_lossy(&a.body).into_owned()))
+                .collect();
+            // The node's log keeps what it acknowledged (`retain`); what
+            // waits to be decided is each partition's backlog.
+            let own = crate::intake::metrics::render(
+                &state.counters,
+                &Default::default(),
+                0,
+                &state.log,
+                state.events.as_deref(),
+                None,
+            );
+            let text = super::metrics::merge(&own, &texts);
+            Ok((
+                [(header::CONTENT_TYPE, crate::intake::metrics::CONTENT_TYPE)],
+                text,
+            )
+                .into_response())
         }
         Gather::One | Gather::Same | Gather::All => {
             let asked = partitions.iter().map(|&p| (p, base.clone())).collect();

@@ -28,6 +28,7 @@ pub mod events;
 pub mod fence;
 pub mod http;
 pub mod lease;
+mod metrics;
 pub mod model;
 pub mod partition;
 pub mod retain;

@@ -153,6 +153,9 @@ pub async fn start(
             events: Some(Arc::clone(&started.events)),
             cluster: None,
             words: None,
+            // Its own counts (of what was asked of it), apart from the
+            // node's intake, which the node shows itself.
+            counters: Default::default(),
             ..front.clone()
         };
         let router = crate::intake::router(state);

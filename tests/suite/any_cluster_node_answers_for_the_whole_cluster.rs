@@ -3,7 +3,9 @@
 //! listed, paged and acted on through another (as the token's identity, and
 //! with its role checked), `/v1/state` adds up every partition, a silence
 //! made through one node (by the real `amtool`) holds in every partition
-//! under one id, the event stream of a node carries the other's events,
+//! under one id, the event stream of a node carries the other's events
+//! and a client goes on from one node's stream on the other's, each
+//! node's `/metrics` (checked by `promtool`) shows the partitions it runs,
 //! and after a node is killed its partitions answer again through the
 //! survivor.
 
@@ -100,6 +102,32 @@ fn follow(base: &str, last: Option<u64>) -> Arc<Mutex<Vec<Event>>> {
         }
     });
     events
+}
+
+/// `promtool check metrics` (Prometheus's own) reads `text` without a
+/// complaint.
+fn promtool_accepts(text: &str) {
+    use std::io::Write as _;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus) must be installed");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }
 
 /// The ids of the signals among `events`.
@@ -292,6 +320,26 @@ fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
             .all(|(id, name, _)| *id > last && name != "reset"),
         "{went_on:?}"
     );
+
+    // Each node's /metrics: its own intake, and the partitions it runs,
+    // each labelled; scraping both sees every partition once.
+    let mut signals = 0.0;
+    for base in [&a, &b] {
+        let text = common::client()
+            .get(format!("{base}/metrics"))
+            .bearer_auth(VIEW)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        promtool_accepts(&text);
+        signals += text
+            .lines()
+            .filter(|l| l.starts_with("signalbox_signals_total{partition=\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    assert_eq!(signals, 13.0, "every signal counted once over both nodes");
 
     // b dies: its partitions answer through a once a has taken them.
     nodes[1] = None;
