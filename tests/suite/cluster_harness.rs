@@ -254,6 +254,85 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Every item of a list endpoint (an array, paged by its `Link`
+    /// header) through node `i`; none while not every partition answers.
+    pub(crate) fn list_all(&self, i: usize, path: &str) -> Option<Vec<Value>> {
+        let mut items = Vec::new();
+        let mut next = Some(format!("{path}?limit=1000"));
+        while let Some(at) = next.take() {
+            let mut asked = common::client()
+                .get(format!("http://127.0.0.1:{}{at}", self.ports[i]))
+                .timeout(Duration::from_secs(10));
+            if let Some(token) = &self.token {
+                asked = asked.bearer_auth(token);
+            }
+            let answer = asked.send().ok()?;
+            if answer.status() != 200 {
+                return None;
+            }
+            next = answer
+                .headers()
+                .get("link")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| Some(l.strip_prefix('<')?.split('>').next()?.to_string()));
+            items.extend(answer.json::<Vec<Value>>().ok()?);
+        }
+        Some(items)
+    }
+
+    /// Every acknowledged signal has its one task (a ticket's, or a paging
+    /// alert's flow's), and every paging alert its one page (by subject),
+    /// read through a live node within a minute.
+    pub(crate) fn where_they_should_be(
+        &self,
+        live: &[usize],
+        signals: usize,
+        paged: &BTreeSet<String>,
+        what: &str,
+    ) {
+        let mut last = (0, 0, Vec::new());
+        let began = Instant::now();
+        let settled = std::iter::repeat(())
+            .take_while(|_| began.elapsed() < Duration::from_secs(60))
+            .any(|_| {
+                for &i in live {
+                    let (Some(tasks), Some(pages)) =
+                        (self.list_all(i, "/v1/tasks"), self.list_all(i, "/v1/pages"))
+                    else {
+                        continue;
+                    };
+                    let decisions: BTreeSet<&str> = tasks
+                        .iter()
+                        .filter_map(|t| t["decision"].as_str())
+                        .collect();
+                    let mut subjects: Vec<String> = pages
+                        .iter()
+                        .filter_map(|p| Some(p["subject"].as_str()?.to_string()))
+                        .collect();
+                    subjects.sort();
+                    let expected: Vec<String> = paged.iter().cloned().collect();
+                    if tasks.len() == signals && decisions.len() == signals && subjects == expected
+                    {
+                        return true;
+                    }
+                    last = (tasks.len(), decisions.len(), subjects);
+                }
+                std::thread::sleep(Duration::from_millis(300));
+                false
+            });
+        assert!(
+            settled,
+            "{what}: tasks {} for {signals} signals ({} decisions), pages {:?} for {paged:?}",
+            last.0, last.1, last.2
+        );
+        println!(
+            "{what}: {signals} tasks, one per signal, and {} pages, one per alert",
+            paged.len()
+        );
+    }
+}
+
 /// Sends `n` tickets named `prefix…` from two threads, each to a node
 /// round-robin and, when one does not answer 202, to the next; returns
 /// what was acknowledged (as `source id`).

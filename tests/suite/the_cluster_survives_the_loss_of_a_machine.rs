@@ -71,6 +71,22 @@ fn acknowledged_signals_are_decided_exactly_once_whatever_dies() {
     let mut nodes: Vec<Option<Kill>> = (0..NODES).map(|i| Some(cluster.start_node(i))).collect();
     cluster.settled(&[0, 1, 2], Duration::from_secs(60));
     let mut acked = BTreeSet::new();
+    // Alerts that page, each on its own subject: one page each, wherever
+    // their partitions go.
+    let mut paged = BTreeSet::new();
+    for i in 0..8 {
+        let alert = json!({"specversion": "1.0", "id": format!("alert{i}"), "source": "test/alerts",
+            "type": "alert.firing", "subject": format!("service/s{i}"), "severity": "critical",
+            "data": {"service": format!("s{i}"), "alertname": "Down"}});
+        let answer = common::post_event(&common::client(), &cluster.base(i % NODES), &alert);
+        assert_eq!(answer.status(), 202);
+        paged.insert(format!("service/s{i}"));
+    }
+    acked.extend(
+        paged
+            .iter()
+            .map(|s| format!("test/alerts alert{}", &s["service/s".len()..])),
+    );
 
     // kill -9 a node under load; then another once the first is back.
     for (victim, prefix) in [(1, "a"), (0, "b")] {
@@ -82,6 +98,8 @@ fn acknowledged_signals_are_decided_exactly_once_whatever_dies() {
         println!("kill -9 s{victim}: its partitions run again on {live:?} after {took:?}");
         acked.extend(sending.join().unwrap());
         cluster.exactly_once(&acked, &format!("after kill -9 of s{victim}"));
+        let what = format!("after kill -9 of s{victim}");
+        cluster.where_they_should_be(&live, acked.len(), &paged, &what);
         nodes[victim] = Some(cluster.start_node(victim));
         cluster.settled(&[0, 1, 2], Duration::from_secs(60));
     }
@@ -97,6 +115,8 @@ fn acknowledged_signals_are_decided_exactly_once_whatever_dies() {
     stop_signal(paused, "-CONT");
     acked.extend(sending.join().unwrap());
     cluster.exactly_once(&acked, "after SIGSTOP and SIGCONT of an owner");
+    let what = "after SIGSTOP and SIGCONT of an owner";
+    cluster.where_they_should_be(&[0, 1], acked.len(), &paged, what);
     assert!(
         cluster.log().contains("giving the partition up"),
         "the resumed owner saw its leases gone"
@@ -109,6 +129,8 @@ fn acknowledged_signals_are_decided_exactly_once_whatever_dies() {
     servers[0] = None;
     acked.extend(sending.join().unwrap());
     cluster.exactly_once(&acked, "after kill -9 of a NATS server");
+    let what = "after kill -9 of a NATS server";
+    cluster.where_they_should_be(&[0, 1, 2], acked.len(), &paged, what);
     servers[0] = Some(cluster.nats.start(0));
 
     // The same signal posted to two nodes: one decision.
@@ -140,6 +162,8 @@ fn acknowledged_signals_are_decided_exactly_once_whatever_dies() {
     println!("all six restarted: every partition runs after {took:?}");
     acked.extend(load(cluster.ports.clone(), "e", 300).join().unwrap());
     cluster.exactly_once(&acked, "after restarting all six processes");
+    let what = "after restarting all six processes";
+    cluster.where_they_should_be(&[0, 1, 2], acked.len(), &paged, what);
     assert!(
         cluster.log().contains("snapshot stored"),
         "partitions were snapshot"
