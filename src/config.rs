@@ -82,6 +82,17 @@ pub struct ClusterConfig {
     pub node: Option<String>,
     /// Commits between snapshots of a partition's journal.
     pub snapshot_every: Option<u64>,
+    /// How the node proves itself to NATS (at most one): a credentials
+    /// file (`.creds`, NATS's decentralized JWT), a token from the named
+    /// environment variable, or a user with the password from the named
+    /// environment variable. Secrets never sit in this file.
+    pub credentials: Option<std::path::PathBuf>,
+    pub token_env: Option<String>,
+    pub user: Option<String>,
+    pub password_env: Option<String>,
+    /// A CA bundle (PEM) the NATS servers' certificates are checked
+    /// against; TLS is then required.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

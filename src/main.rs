@@ -83,9 +83,14 @@ enum ClusterCommand {
     /// directory) and count what was decided: signals, decisions, and any
     /// signal decided more than once.
     Check {
-        /// The NATS servers, comma-separated.
+        /// The NATS servers, comma-separated (else the deployment's
+        /// `[cluster] servers`).
         #[arg(long)]
-        cluster: String,
+        cluster: Option<String>,
+        /// The deployment directory whose `[cluster]` says how to reach
+        /// NATS (servers, credentials or token, CA).
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
         /// Also list every signal decided, as SOURCE ID TIME lines (TIME:
         /// the decision's, RFC 3339).
         #[arg(long)]
@@ -626,9 +631,10 @@ fn main() -> ExitCode {
         Some(Command::Init { dir }) => cmd::deploy::init(&dir),
         Some(Command::Cluster(ClusterCommand::Check {
             cluster,
+            config,
             list,
             json,
-        })) => cmd::cluster::check(&cluster, list, json),
+        })) => cmd::cluster::check(cluster.as_deref(), config.as_deref(), list, json),
         Some(Command::Attach {
             url,
             token,

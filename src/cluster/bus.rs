@@ -4,6 +4,7 @@
 //! cluster's one secret. Every name is made here, once, and each is
 //! created by whichever node comes first with the same configuration.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
@@ -105,16 +106,68 @@ pub struct Bus {
 impl Bus {
     pub async fn connect(settings: &Settings) -> Result<Bus, BusError> {
         let urls = settings.servers.join(",");
-        let client = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new()
             .name(format!("signalbox {}", settings.node))
             .connection_timeout(Duration::from_secs(5))
-            .retry_on_initial_connect()
+            .retry_on_initial_connect();
+        let auth = &settings.auth;
+        if let Some(path) = &auth.credentials {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| BusError::Connect {
+                    urls: urls.clone(),
+                    error: format!("credentials {}: {e}", path.display()),
+                })?;
+        }
+        if let Some(token) = &auth.token {
+            options = options.token(token.clone());
+        }
+        if let Some((user, password)) = &auth.user {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(ca) = &auth.ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        // What the server last refused (a bad token, say): the client
+        // retries quietly, and the first request only times out.
+        let refused: Arc<Mutex<Option<String>>> = Arc::default();
+        let heard = Arc::clone(&refused);
+        options = options.event_callback(move |event| {
+            let heard = Arc::clone(&heard);
+            async move {
+                let said = match event {
+                    async_nats::Event::ServerError(e) => e.to_string(),
+                    async_nats::Event::ClientError(e) => e.to_string(),
+                    _ => return,
+                };
+                if let Ok(mut heard) = heard.lock() {
+                    *heard = Some(said);
+                }
+            }
+        });
+        let client = options
             .connect(settings.servers.as_slice())
             .await
             .map_err(|e| BusError::Connect {
                 urls: urls.clone(),
                 error: e.to_string(),
             })?;
+        Bus::open(client, settings).await.map_err(|e| match e {
+            BusError::JetStream { what, error } => {
+                let said = refused.lock().ok().and_then(|r| r.clone());
+                let error = match said {
+                    Some(said) => format!("{error} (the server refused this node: {said})"),
+                    None => error,
+                };
+                BusError::JetStream { what, error }
+            }
+            other => other,
+        })
+    }
+
+    /// The streams and buckets, made if missing, over a connected client.
+    async fn open(client: async_nats::Client, settings: &Settings) -> Result<Bus, BusError> {
         let js = jetstream::new(client.clone());
         let replicas = settings.replicas();
         let signals = js

@@ -68,6 +68,85 @@ pub struct Settings {
     /// A partition's journal is snapshot once this many commits were
     /// appended since the last (`snapshot`).
     pub snapshot_every: u64,
+    /// How the node proves itself to NATS, and the CA it trusts.
+    pub auth: NatsAuth,
+}
+
+/// How a node proves itself to the NATS servers (secrets read from the
+/// environment, never shown), and the CA bundle it checks them against.
+#[derive(Clone, Default)]
+pub struct NatsAuth {
+    pub credentials: Option<PathBuf>,
+    pub token: Option<String>,
+    pub user: Option<(String, String)>,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for NatsAuth {
+    // The token and password are never shown, not even in a debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsAuth")
+            .field("credentials", &self.credentials)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl NatsAuth {
+    /// From `[cluster]`: paths relative to the deployment directory `dir`,
+    /// secrets from the environment variables it names; at most one way.
+    pub fn from_config(
+        config: &crate::config::ClusterConfig,
+        dir: &std::path::Path,
+    ) -> Result<NatsAuth, String> {
+        let from_env =
+            |field: &str, name: &str| {
+                std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+                format!("[cluster] {field} = {name:?}: the environment variable {name} is not set")
+            })
+            };
+        let token = match &config.token_env {
+            Some(name) => Some(from_env("token_env", name)?),
+            None => None,
+        };
+        let user = match (&config.user, &config.password_env) {
+            (Some(user), Some(name)) => Some((user.clone(), from_env("password_env", name)?)),
+            (None, None) => None,
+            _ => return Err("[cluster] user and password_env go together".into()),
+        };
+        let credentials = config.credentials.as_ref().map(|p| dir.join(p));
+        let ways = [credentials.is_some(), token.is_some(), user.is_some()];
+        if ways.iter().filter(|w| **w).count() > 1 {
+            return Err(
+                "[cluster]: one of credentials, token_env or user with password_env".into(),
+            );
+        }
+        if let Some(path) = &credentials
+            && !path.is_file()
+        {
+            return Err(format!(
+                "[cluster] credentials: {} is not a file",
+                path.display()
+            ));
+        }
+        let ca_file = config.ca_file.as_ref().map(|p| dir.join(p));
+        if let Some(path) = &ca_file
+            && !path.is_file()
+        {
+            return Err(format!(
+                "[cluster] ca_file: {} is not a file",
+                path.display()
+            ));
+        }
+        Ok(NatsAuth {
+            credentials,
+            token,
+            user,
+            ca_file,
+        })
+    }
 }
 
 impl Settings {
@@ -112,6 +191,7 @@ impl Settings {
             lease: LEASE,
             signal_retention: Duration::from_secs(7 * 24 * 3600),
             snapshot_every: snapshot::EVERY,
+            auth: NatsAuth::default(),
         })
     }
 

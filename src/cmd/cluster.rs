@@ -74,7 +74,7 @@ fn settings(
         }
         (None, true) => return Ok(None),
     };
-    let Some(node) = flags.node.clone().or(config.node) else {
+    let Some(node) = flags.node.clone().or(config.node.clone()) else {
         anyhow::bail!(
             "a cluster node needs its name: --node NAME or `[cluster] node` in signalbox.toml"
         );
@@ -84,6 +84,8 @@ fn settings(
     if let Some(every) = config.snapshot_every {
         settings.snapshot_every = every;
     }
+    settings.auth = signalbox::cluster::NatsAuth::from_config(&config, &deployment.dir)
+        .map_err(anyhow::Error::msg)?;
     if let Ok(every) = std::env::var(SNAPSHOT_ENV) {
         settings.snapshot_every = every
             .parse()
@@ -191,9 +193,30 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
 }
 
 /// `signalbox cluster check`: the record as the decision stream holds it.
-pub(crate) fn check(servers: &str, list: bool, json: bool) -> Result<()> {
-    let settings =
-        signalbox::cluster::Settings::parse(servers, "check").map_err(anyhow::Error::msg)?;
+pub(crate) fn check(
+    servers: Option<&str>,
+    config: Option<&std::path::Path>,
+    list: bool,
+    json: bool,
+) -> Result<()> {
+    let deployment = config.map(super::load_deployment).transpose()?;
+    let cluster = deployment
+        .as_ref()
+        .and_then(|d| d.server.cluster.clone())
+        .unwrap_or_default();
+    let servers = match servers {
+        Some(servers) => servers.to_string(),
+        None if !cluster.servers.is_empty() => cluster.servers.join(","),
+        None => anyhow::bail!(
+            "cluster check needs --cluster URLS or --config DIR with `[cluster] servers`"
+        ),
+    };
+    let mut settings =
+        signalbox::cluster::Settings::parse(&servers, "check").map_err(anyhow::Error::msg)?;
+    if let Some(deployment) = &deployment {
+        settings.auth = signalbox::cluster::NatsAuth::from_config(&cluster, &deployment.dir)
+            .map_err(anyhow::Error::msg)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 pub(crate) struct Nats {
+    /// A token every client must give (`authorization { token }`).
+    pub(crate) token: Option<String>,
     ports: Vec<u16>,
     routes: Vec<u16>,
     dir: PathBuf,
@@ -28,6 +30,7 @@ impl Nats {
             "{bin} must be installed (.ci/run installs the Debian package nats-server)"
         );
         Nats {
+            token: None,
             ports: (0..servers).map(|_| common::free_port()).collect(),
             routes: (0..servers).map(|_| common::free_port()).collect(),
             dir: dir.to_path_buf(),
@@ -54,6 +57,9 @@ impl Nats {
             self.ports[i],
             self.dir.join(format!("js{i}")),
         );
+        if let Some(token) = &self.token {
+            text.push_str(&format!("authorization {{ token: {token:?} }}\n"));
+        }
         if self.ports.len() > 1 {
             text.push_str(&format!(
                 "cluster {{ name: sb, listen: 127.0.0.1:{}, routes: [{}] }}\n",

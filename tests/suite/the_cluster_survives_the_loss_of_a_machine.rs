@@ -56,6 +56,91 @@ fn a_node_without_a_name_or_servers_is_refused_naming_what_is_missing() {
     );
 }
 
+#[test]
+fn a_node_proves_itself_to_nats_with_a_token_from_its_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nats = crate::cluster_harness::Nats::new(tmp.path(), 1);
+    nats.token = Some("nats-token-0123".into());
+    let _server = nats.start(0);
+    let deployment = tmp.path().join("deploy");
+    common::init(&deployment);
+    cluster_section(&deployment, &nats.urls());
+    let toml = deployment.join("signalbox.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        format!("{text}node = \"t1\"\ntoken_env = \"SB_TEST_NATS_TOKEN\"\n"),
+    )
+    .unwrap();
+    let port = common::free_port();
+    let serve = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_signalbox"));
+        c.args(["serve", "--config"])
+            .arg(&deployment)
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")]);
+        c
+    };
+    // Without the variable: refused at once, naming it.
+    let out = serve().env_remove("SB_TEST_NATS_TOKEN").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("SB_TEST_NATS_TOKEN is not set"),
+        "{err}"
+    );
+    // With it: the node runs every partition.
+    let _node = Kill(
+        serve()
+            .env("SB_TEST_NATS_TOKEN", "nats-token-0123")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for(
+        "the node to run all 16 partitions",
+        Duration::from_secs(60),
+        || {
+            let view: serde_json::Value = common::client()
+                .get(format!("http://127.0.0.1:{port}/v1/cluster"))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            (view["owned"].as_array()?.len() == 16).then_some(())
+        },
+    );
+    // The record read back with the deployment's way in; without it the
+    // check says the server refused it.
+    let check = |token: Option<&str>, config: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_signalbox"));
+        c.args(["cluster", "check"]);
+        if config {
+            c.arg("--config").arg(&deployment);
+        } else {
+            c.args(["--cluster", &nats.urls()]);
+        }
+        match token {
+            Some(t) => c.env("SB_TEST_NATS_TOKEN", t),
+            None => c.env_remove("SB_TEST_NATS_TOKEN"),
+        };
+        c.output().unwrap()
+    };
+    let out = check(Some("nats-token-0123"), true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check(None, false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("authorization violation"),
+        "{err}"
+    );
+}
+
 fn stop_signal(pid: u32, signal: &str) {
     Command::new("kill")
         .args([signal, &pid.to_string()])
