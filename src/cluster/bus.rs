@@ -331,6 +331,50 @@ impl Bus {
     }
 }
 
+/// Wakes a reader of a stream when something is published on its subject
+/// (a plain subscription, no consumer), or after a second in case a
+/// wake-up was missed or the subscription could not be made.
+pub struct Wake {
+    subscription: Option<async_nats::Subscriber>,
+}
+
+impl Bus {
+    /// A `Wake` for `subject` (`what` names the stream in a warning).
+    pub async fn wake_on(&self, subject: &str, what: &str) -> Wake {
+        let subscription = match self.client.subscribe(subject.to_string()).await {
+            Ok(subscription) => Some(subscription),
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} is read every second, unwoken");
+                None
+            }
+        };
+        Wake { subscription }
+    }
+}
+
+impl Wake {
+    /// Until something is published, or a second passes; the wake-ups
+    /// waiting are spent with it (one read takes every publication).
+    pub async fn wait(&mut self) {
+        use futures_util::{FutureExt as _, StreamExt as _};
+        let woken = async {
+            match self.subscription.as_mut() {
+                Some(subscription) => {
+                    subscription.next().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = woken => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if let Some(subscription) = self.subscription.as_mut() {
+            while let Some(Some(_)) = subscription.next().now_or_never() {}
+        }
+    }
+}
+
 /// A KV bucket, made if missing. Its stream is made here as the KV
 /// convention lays it out (ADR-8: `KV_<bucket>`, `$KV.<bucket>.>`, one
 /// message per key, roll-ups, direct gets): the client's own create first

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage as Publish;
-use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::bus::{self, Bus};
@@ -141,32 +140,10 @@ pub async fn hub(bus: &Bus) -> Result<Arc<EventHub>, String> {
 /// case a wake-up was missed), for as long as the node runs.
 pub async fn follow(bus: Bus, hub: Arc<EventHub>) {
     let mut after = hub.last_id() >> 16;
-    let mut wake = match bus.client.subscribe(bus::ALL_EVENTS).await {
-        Ok(wake) => Some(wake),
-        Err(e) => {
-            tracing::warn!(error = %e, "the event stream is read every second, unwoken");
-            None
-        }
-    };
+    let mut wake = bus.wake_on(bus::ALL_EVENTS, "the event stream").await;
     loop {
         after = read_after(&bus, &hub, after).await;
-        let woken = async {
-            match wake.as_mut() {
-                Some(wake) => {
-                    wake.next().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = woken => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        // One read takes every publication waiting; their wake-ups are
-        // spent with it.
-        if let Some(wake) = wake.as_mut() {
-            while let Some(Some(_)) = wake.next().now_or_never() {}
-        }
+        wake.wait().await;
     }
 }
 
@@ -209,6 +186,7 @@ async fn read_after(bus: &Bus, hub: &EventHub, mut after: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::StreamExt as _;
 
     #[tokio::test]
     async fn a_client_between_two_messages_reads_on_without_a_reset() {

@@ -204,12 +204,16 @@ impl Settings {
 /// The partition a signal belongs to: a hash of the entity it concerns
 /// (its subject; a signal without one is its own entity).
 pub fn partition_of(signal: &Signal, partitions: u32) -> u32 {
-    let key = if signal.subject.is_empty() {
-        format!("{}\u{0}{}", signal.source, signal.id)
-    } else {
-        signal.subject.clone()
-    };
-    (hash64(&[key.as_bytes()]) % u64::from(partitions.max(1))) as u32
+    if signal.subject.is_empty() {
+        let key = format!("{}\u{0}{}", signal.source, signal.id);
+        return partition_of_subject(&key, partitions);
+    }
+    partition_of_subject(&signal.subject, partitions)
+}
+
+/// The partition of the signals about `subject`.
+pub fn partition_of_subject(subject: &str, partitions: u32) -> u32 {
+    (hash64(&[subject.as_bytes()]) % u64::from(partitions.max(1))) as u32
 }
 
 fn hash64(parts: &[&[u8]]) -> u64 {

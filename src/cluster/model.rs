@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use futures_util::{FutureExt as _, StreamExt as _};
-
 use super::bus::{self, Bus};
 use crate::engine::host::{Busy, Command, Handle};
 use crate::journal::Feedback;
@@ -20,13 +18,7 @@ const LEARN_BATCH: usize = 256;
 /// Feeds `engine` the model stream after `through`, as it grows, until the
 /// engine stops.
 pub async fn follow(bus: Bus, engine: Handle, mut through: u64) {
-    let mut wake = match bus.client.subscribe(bus::ALL_MODEL).await {
-        Ok(wake) => Some(wake),
-        Err(e) => {
-            tracing::warn!(error = %e, "the model stream is read every second, unwoken");
-            None
-        }
-    };
+    let mut wake = bus.wake_on(bus::ALL_MODEL, "the model stream").await;
     loop {
         match read_after(&bus, through).await {
             Ok((last, batch)) if !batch.is_empty() => {
@@ -45,21 +37,7 @@ pub async fn follow(bus: Bus, engine: Handle, mut through: u64) {
             Ok((last, _)) => through = last,
             Err(e) => tracing::warn!(error = %e, "reading the model stream"),
         }
-        let woken = async {
-            match wake.as_mut() {
-                Some(wake) => {
-                    wake.next().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = woken => {}
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        if let Some(wake) = wake.as_mut() {
-            while let Some(Some(_)) = wake.next().now_or_never() {}
-        }
+        wake.wait().await;
     }
 }
 

@@ -172,6 +172,20 @@ pub async fn start(
         Arc::clone(&fence),
         node.settings.snapshot_every,
     )));
+    // The deployment's health probes of services in this partition: run
+    // by its owner, so each runs once in the cluster (and again, from a
+    // fresh first reading, on the node that takes the partition over).
+    for probe in &node.deployment.organization.probes {
+        if super::partition_of_subject(&probe.subject(), node.settings.partitions) != partition {
+            continue;
+        }
+        match crate::intake::probe::Probe::new(probe.clone()) {
+            Ok(probe) => tasks.push(tokio::spawn(
+                probe.run(started.engine.clone(), ca_file.clone()),
+            )),
+            Err(e) => tracing::warn!(partition, error = %e, "a probe cannot run"),
+        }
+    }
     if !config.notify.is_empty() {
         tasks.push(tokio::spawn(crate::intake::notify::run(
             notice_rx,

@@ -41,6 +41,11 @@ pub(crate) fn node_args(
     let Some(settings) = settings(&args.cluster, &deployment)? else {
         return Ok(None);
     };
+    if !args.sources.is_empty() {
+        anyhow::bail!(
+            "--source is not read by a cluster node (each node would read it): post its signals to any node's HTTP intake"
+        );
+    }
     let data_dir = args
         .data_dir
         .clone()

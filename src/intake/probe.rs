@@ -37,6 +37,13 @@ fn default_status() -> u16 {
     200
 }
 
+impl ProbeConfig {
+    /// The subject of the health signals it sends.
+    pub fn subject(&self) -> String {
+        format!("service/{}", self.name)
+    }
+}
+
 /// A probe's configuration that cannot be used, naming the field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("probe {probe}: {field} {reason}")]
@@ -152,7 +159,7 @@ impl Probe {
                         self.config.name
                     ),
                     kind: "health.changed".into(),
-                    subject: format!("service/{}", self.config.name),
+                    subject: self.config.subject(),
                     time: Utc::now(),
                     data: json!({
                         "service": self.config.name,

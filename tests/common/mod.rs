@@ -426,3 +426,22 @@ pub fn llama_server() -> (Kill, u16) {
     });
     (kill, port)
 }
+
+/// `promtool check metrics` (Prometheus's own) on `text`: what it said.
+pub fn promtool(text: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus) must be installed");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    promtool.wait_with_output().unwrap()
+}

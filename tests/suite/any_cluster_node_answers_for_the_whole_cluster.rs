@@ -107,27 +107,23 @@ fn follow(base: &str, last: Option<u64>) -> Arc<Mutex<Vec<Event>>> {
 /// `promtool check metrics` (Prometheus's own) reads `text` without a
 /// complaint.
 fn promtool_accepts(text: &str) {
-    use std::io::Write as _;
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus) must be installed");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().unwrap();
+    let checked = common::promtool(text);
     assert!(
         checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
         "promtool: {}{}",
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+}
+
+/// The health signals decided so far, through `base`.
+fn health_signals(base: &str) -> usize {
+    let (_, history) = get(base, "/v1/history?limit=1000", VIEW);
+    history["history"].as_array().map_or(0, |h| {
+        h.iter()
+            .filter(|h| h["signal"]["type"] == "health.changed")
+            .count()
+    })
 }
 
 /// The ids of the signals among `events`.
@@ -151,6 +147,30 @@ fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
     )
     .unwrap();
     cluster.token = Some(VIEW.into());
+    // A health probe of the service `api` (node a's own health): run by
+    // the owner of its partition.
+    let org = cluster.deployment.join("organization.toml");
+    let text = std::fs::read_to_string(&org).unwrap();
+    let probe = format!(
+        "probe = {{ url = \"http://127.0.0.1:{}/healthz\", interval = \"1s\", timeout = \"2s\" }}",
+        cluster.ports[0]
+    );
+    let text = text.replacen("# probe = { url = \"https://api.internal/healthz\", interval = \"15s\", timeout = \"2s\" }", &probe, 1);
+    assert!(text.contains(&probe), "the starter's probe line moved");
+    std::fs::write(&org, text).unwrap();
+    // Its health signals fold into the context, as a deployment with
+    // probes declares them (the starter leaves the type to people).
+    let playbook = cluster.deployment.join("playbook.toml");
+    let text = std::fs::read_to_string(&playbook).unwrap();
+    std::fs::write(
+        &playbook,
+        format!(
+            "{text}\n[signal.\"health.changed\"]\nclass = \"context\"\noptions = [\"record\"]\n\
+             default = \"record\"\nsafe_default = \"record\"\nsla_minutes = 60\nreview_minutes = 60\n\
+             fold = \"health.changed\"\n"
+        ),
+    )
+    .unwrap();
     let mut nodes: Vec<Option<Kill>> = (0..2).map(|i| Some(cluster.start_node(i))).collect();
     cluster.settled(&[0, 1], Duration::from_secs(60));
     let (a, b) = (cluster.base(0), cluster.base(1));
@@ -218,10 +238,23 @@ fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
         },
     );
 
+    // The probe ran in the cluster: its health signal was decided (once
+    // per start of its partition: on a, and again if handed back to b).
+    let probed = common::wait_for("the probe's health signal", Duration::from_secs(30), || {
+        let n = health_signals(&a);
+        (n > 0).then_some(n)
+    });
+    assert!(
+        probed <= 2,
+        "{probed} health signals: the probe ran on more than its owner"
+    );
+
     // The state adds up every partition.
     let (status, state) = get(&a, "/v1/state", VIEW);
     assert_eq!(status, 200, "{state}");
-    assert_eq!(state["overview"]["signals"], 10, "{}", state["overview"]);
+    // Counted since each partition started: ten, and the probe's first
+    // reading where it runs now.
+    assert_eq!(state["overview"]["signals"], 11, "{}", state["overview"]);
     assert_eq!(state["overview"]["open_reviews"], 3);
     assert_eq!(state["reviews"].as_array().unwrap().len(), 3);
     assert_eq!(
@@ -339,7 +372,10 @@ fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
     }
-    assert_eq!(signals, 13.0, "every signal counted once over both nodes");
+    assert_eq!(
+        signals, 14.0,
+        "every signal (and the probe's) counted once over both nodes"
+    );
 
     // b dies: its partitions answer through a once a has taken them.
     nodes[1] = None;

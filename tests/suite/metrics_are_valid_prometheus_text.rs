@@ -54,21 +54,7 @@ fn a_real_prometheus_scrapes_it_after_hostile_signal_types() {
     }
     drained(&c, &s.base);
     let text = common::metrics_text(&c, &s.base);
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let checked = promtool.wait_with_output().unwrap();
+    let checked = common::promtool(&text);
     assert!(
         checked.status.success(),
         "promtool: {}\n{text}",
