@@ -117,13 +117,9 @@ pub async fn start(
     .map_err(|e| format!("{e:#}"))?;
     let log = started.log.clone().with_integration_key(&node.bus.secret);
     let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.clone());
-    let mut tasks = vec![
-        tokio::spawn(feed(
-            node.bus.clone(),
-            partition,
-            started.position,
-            log.clone(),
-        )),
+    let mut tasks = cluster_tasks(node, partition, &started, &log, (&dir, &fence));
+    tasks.extend(probes(node, partition, &started.engine, ca_file.as_ref()));
+    tasks.extend([
         tokio::spawn(crate::intake::webhook::run(
             dispatch_rx,
             started.engine.clone(),
@@ -134,17 +130,64 @@ pub async fn start(
             started.engine.clone(),
             config.pager(&node.base_url, node.bus.secret.clone()),
         )),
+    ]);
+    if !config.notify.is_empty() {
+        tasks.push(tokio::spawn(crate::intake::notify::run(
+            notice_rx,
+            config.notify.clone(),
+            ca_file,
+        )));
+    }
+    Ok(Running {
+        number: partition,
+        dir,
+        fence,
+        log,
+        engine: started.engine,
+        engine_thread: Some(started.engine_thread),
+        log_writer: Some(started.log_writer),
+        tasks,
+        took: leased.elapsed(),
+        since: chrono::Utc::now(),
+    })
+}
+
+/// What a partition runs because it is in a cluster: its intake log fed
+/// from the signal stream, its model from the model stream, its events
+/// out to the event stream, its HTTP API answered over NATS, and its
+/// snapshots kept.
+fn cluster_tasks(
+    node: &Arc<Node>,
+    partition: u32,
+    started: &crate::intake::service::Started,
+    log: &IntakeLog,
+    (dir, fence): (&PathBuf, &Arc<StreamFence>),
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(feed(
+            node.bus.clone(),
+            partition,
+            started.position,
+            log.clone(),
+        )),
+        tokio::spawn(super::model::follow(
+            node.bus.clone(),
+            started.engine.clone(),
+            started.model_through.unwrap_or(0),
+        )),
+        tokio::spawn(super::events::publish(
+            node.bus.clone(),
+            partition,
+            started.events.tap(),
+        )),
+        tokio::spawn(super::snapshot::keep(
+            node.bus.clone(),
+            partition,
+            dir.clone(),
+            Arc::clone(fence),
+            node.settings.snapshot_every,
+        )),
     ];
-    tasks.push(tokio::spawn(super::model::follow(
-        node.bus.clone(),
-        started.engine.clone(),
-        started.model_through.unwrap_or(0),
-    )));
-    tasks.push(tokio::spawn(super::events::publish(
-        node.bus.clone(),
-        partition,
-        started.events.tap(),
-    )));
     if let Some(front) = node.front.get() {
         // The HTTP API for this partition, as a single process serves it.
         let state = crate::intake::AppState {
@@ -165,46 +208,29 @@ pub async fn start(
             router,
         )));
     }
-    tasks.push(tokio::spawn(super::snapshot::keep(
-        node.bus.clone(),
-        partition,
-        dir.clone(),
-        Arc::clone(&fence),
-        node.settings.snapshot_every,
-    )));
-    // The deployment's health probes of services in this partition: run
-    // by its owner, so each runs once in the cluster (and again, from a
-    // fresh first reading, on the node that takes the partition over).
+    tasks
+}
+
+/// The deployment's health probes of services in this partition: run by
+/// its owner, so each runs once in the cluster (and again, from a fresh
+/// first reading, on the node that takes the partition over).
+fn probes(
+    node: &Node,
+    partition: u32,
+    engine: &Handle,
+    ca_file: Option<&PathBuf>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
     for probe in &node.deployment.organization.probes {
         if super::partition_of_subject(&probe.subject(), node.settings.partitions) != partition {
             continue;
         }
         match crate::intake::probe::Probe::new(probe.clone()) {
-            Ok(probe) => tasks.push(tokio::spawn(
-                probe.run(started.engine.clone(), ca_file.clone()),
-            )),
+            Ok(probe) => tasks.push(tokio::spawn(probe.run(engine.clone(), ca_file.cloned()))),
             Err(e) => tracing::warn!(partition, error = %e, "a probe cannot run"),
         }
     }
-    if !config.notify.is_empty() {
-        tasks.push(tokio::spawn(crate::intake::notify::run(
-            notice_rx,
-            config.notify.clone(),
-            ca_file,
-        )));
-    }
-    Ok(Running {
-        number: partition,
-        dir,
-        fence,
-        log,
-        engine: started.engine,
-        engine_thread: Some(started.engine_thread),
-        log_writer: Some(started.log_writer),
-        tasks,
-        took: leased.elapsed(),
-        since: chrono::Utc::now(),
-    })
+    tasks
 }
 
 impl Running {
