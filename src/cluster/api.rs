@@ -397,6 +397,16 @@ async fn ask_all(node: &Node, asked: Vec<(u32, Forwarded)>) -> Vec<Result<Answer
 
 /// Every partition's answer, or a 503 naming those that gave none.
 fn whole(answers: Vec<Result<Answer, (u32, String)>>) -> Result<Vec<Answer>, Refusal> {
+    let (got, missing) = split(answers);
+    if missing.is_empty() {
+        Ok(got)
+    } else {
+        Err(unanswered(&missing))
+    }
+}
+
+/// The partitions' answers, and those that gave none (with why).
+fn split(answers: Vec<Result<Answer, (u32, String)>>) -> (Vec<Answer>, Vec<(u32, String)>) {
     let mut got = Vec::with_capacity(answers.len());
     let mut missing = Vec::new();
     for answer in answers {
@@ -405,11 +415,7 @@ fn whole(answers: Vec<Result<Answer, (u32, String)>>) -> Result<Vec<Answer>, Ref
             Err(gone) => missing.push(gone),
         }
     }
-    if missing.is_empty() {
-        Ok(got)
-    } else {
-        Err(unanswered(&missing))
-    }
+    (got, missing)
 }
 
 fn unanswered(missing: &[(u32, String)]) -> Refusal {
@@ -432,14 +438,7 @@ fn choose(
     gather: Gather,
     answers: Vec<Result<Answer, (u32, String)>>,
 ) -> Result<Response, Refusal> {
-    let mut got = Vec::new();
-    let mut missing = Vec::new();
-    for answer in answers {
-        match answer {
-            Ok(answer) => got.push(answer),
-            Err(gone) => missing.push(gone),
-        }
-    }
+    let (mut got, missing) = split(answers);
     let chosen = match gather {
         // The partition that has it; with partitions silent, a 404 would
         // be a guess.
