@@ -5,15 +5,9 @@
 use chrono::{DateTime, Utc};
 
 use super::Engine;
-use super::incidents::Resolved;
-use crate::flow::outcome::Outcome;
 use crate::flow::route;
 use crate::review::{Action, Actor};
 use crate::signal::Signal;
-
-/// Resolved alerts watched for reopening, past which the expired are let
-/// go (at each doubling).
-const REOPEN_PRUNE_AT: usize = 4_096;
 
 impl Engine {
     /// The flow a firing alert of this fingerprint opened, if it is still
@@ -59,52 +53,6 @@ impl Engine {
         let who = format!("the source ({})", signal.source);
         self.close_flow(&flow_id, &who, &note, now);
         self.watch_for_reopening(fingerprint, &flow_id, now);
-    }
-
-    /// A flow done in time whose type asks that its alert not fire again
-    /// within a span: kept until then (`reopened`).
-    fn watch_for_reopening(&mut self, fingerprint: &str, flow_id: &str, now: DateTime<Utc>) {
-        let Some(flow) = self.flows.get(flow_id) else {
-            return;
-        };
-        let span = (self.decider.playbook.play(&flow.signal_type)).and_then(|play| play.reopen);
-        let (Some(span), Some(Outcome::WithinSla)) = (span, flow.outcome) else {
-            return;
-        };
-        let watched = &mut self.alerts.resolved;
-        // Past their span they are let go, a pass at a time as the map grows.
-        if watched.len() >= REOPEN_PRUNE_AT && watched.len().is_power_of_two() {
-            watched.retain(|_, r| r.until >= now);
-        }
-        watched.insert(
-            fingerprint.to_string(),
-            Resolved {
-                flow: flow_id.to_string(),
-                until: now + span,
-            },
-        );
-    }
-
-    /// An alert fires again: the flow its last firing ran, done in time
-    /// and resolved within its type's `reopen` span, is `reopened`, a bad
-    /// outcome; a decision still awaiting its label learns it.
-    pub(super) fn note_reopening(&mut self, fingerprint: &str, now: DateTime<Utc>) {
-        let Some(was) = self.alerts.resolved.remove(fingerprint) else {
-            return;
-        };
-        crate::shrink(&mut self.alerts.resolved);
-        if now > was.until || self.flows.outcome(&was.flow) != Some(Outcome::WithinSla) {
-            return;
-        }
-        self.flows.set_outcome(&was.flow, Outcome::Reopened);
-        self.metrics.at(now, |t| {
-            t.work_within_sla = t.work_within_sla.saturating_sub(1);
-            t.reopened += 1;
-        });
-        if let Some(decision) = self.flows.get(&was.flow).map(|f| f.decision_id.clone()) {
-            self.learning_reopened(&decision, now);
-        }
-        self.drain_flow_changes();
     }
 
     /// Closes what an alert (or an incident) opened, as `who` says it is

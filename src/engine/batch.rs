@@ -159,6 +159,7 @@ impl Engine {
         records.extend(self.page_records());
         records.extend(self.incident_records());
         records.extend(self.silence_records());
+        records.extend(self.verdicts.take_changed());
         let reviews = std::mem::take(&mut self.outbox.reviews);
         records.extend(reviews.into_values().map(|r| Record::Review(Box::new(r))));
         records.extend(

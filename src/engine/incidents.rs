@@ -32,17 +32,6 @@ pub(super) struct Alerts {
     pub silence_max: Option<chrono::Duration>,
     /// When the last incident notice went out.
     pub incidents_told: Option<DateTime<Utc>>,
-    /// Alerts resolved with their flow done in time, of types with a
-    /// `reopen` span: fingerprint → (flow, when it resolved, until when a
-    /// firing reopens it).
-    pub resolved: crate::FastMap<String, Resolved>,
-}
-
-/// An alert resolved with its flow done in time (`Alerts::resolved`).
-#[derive(Debug, Clone)]
-pub(super) struct Resolved {
-    pub flow: String,
-    pub until: DateTime<Utc>,
 }
 
 /// Incidents named in one incident notice, at most (the count goes on).

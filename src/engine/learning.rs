@@ -382,10 +382,11 @@ impl Engine {
         }
     }
 
-    /// A decision whose flow was reopened (its alert fired again soon
-    /// after it resolved): if its label is still to come, it is that the
-    /// option did not hold.
-    pub(super) fn learning_reopened(&mut self, decision_id: &str, now: DateTime<Utc>) {
+    /// A decision whose flow turned out badly after it ended (its alert
+    /// fired again soon after it resolved, or what ends it did not come by
+    /// its deadline): if its label is still to come, it is that the option
+    /// did not hold.
+    pub(super) fn learning_turned_bad(&mut self, decision_id: &str, now: DateTime<Utc>) {
         if let Some(awaiting) = self.learning.awaiting.get_mut(decision_id) {
             awaiting.flow_label = Some((0.0, now));
         }

@@ -31,6 +31,7 @@ mod status;
 mod taken;
 mod tasks;
 mod types;
+mod verdicts;
 mod watch;
 
 pub use incidents::IncidentRefused;
@@ -68,6 +69,8 @@ pub struct Engine {
     quarantine: quarantine::QuarantineBook,
     /// Firing alerts' flows, and the incidents they group into.
     alerts: incidents::Alerts,
+    /// Finished flows whose outcome a later signal may still change.
+    verdicts: verdicts::Verdicts,
     /// What the next flush hands to the journal, and the events and
     /// notices for whoever hosts the engine.
     outbox: batch::Outbox,
@@ -125,6 +128,7 @@ impl Engine {
             metrics: Metrics::new(now),
             quarantine: Default::default(),
             alerts: Default::default(),
+            verdicts: Default::default(),
             task_bounds: tasks::TaskBounds::new(config.task_bound.clone()),
             outbox: batch::Outbox::new(config.notices),
             learning: learning::Learning::new(config.checkpoint_every),
@@ -457,6 +461,7 @@ impl Engine {
         if signal.kind == "alert.resolved" {
             self.close_resolved(signal, now);
         }
+        self.end_by(signal, now);
         Ok(())
     }
 
@@ -602,6 +607,7 @@ impl Engine {
         self.tick_silences(now);
         self.tick_holds(now);
         self.tick_incidents(now);
+        self.tick_verdicts(now);
         for (executor, failures) in self.flows.breakers.take_tripped() {
             let cooldown = self.flows.breakers.cooldown.num_seconds();
             self.notice(notices::Notice {
@@ -658,6 +664,7 @@ impl Engine {
         let outcome = crate::flow::outcome::Outcome::of_finished(done.state, done.within_deadline);
         self.flows.set_outcome(id, outcome);
         self.count_outcome(outcome, now);
+        self.await_end(id);
         self.note_flow_result(&done, allowed, now);
         self.emit(EngineEvent::FlowFinished(done));
     }

@@ -47,6 +47,17 @@ impl Engine {
                 }),
             }
         }
+        for (key, body) in std::mem::take(&mut recovered.verdicts) {
+            if let Err(error) = self.verdicts.restore(key.clone(), &body) {
+                unreadable.push(read::Unreadable {
+                    table: "verdicts",
+                    key,
+                    error,
+                    raw: body,
+                    signal: None,
+                });
+            }
+        }
         self.set_aside(unreadable, now);
         self.restore_shared(recovered.meta.get(shared_model::THROUGH_KEY));
         for fb in &recovered.feedback_after_checkpoint {

@@ -121,6 +121,19 @@ pub enum Record {
     },
     /// Events of a flow whose state did not change, appended to its row.
     FlowEvents(Vec<FlowEvent>),
+    /// A finished flow's outcome turned bad after it left memory (its
+    /// alert reopened, or what ends it did not come by its deadline):
+    /// changed in its row if that still says it was within SLA.
+    FlowOutcome {
+        id: String,
+        outcome: crate::flow::outcome::Outcome,
+    },
+    /// A finished flow's outcome still waiting on a later signal
+    /// (`engine::verdicts`), or `None` once settled (the row goes).
+    Verdict {
+        key: String,
+        body: Option<String>,
+    },
     Feedback(Feedback),
     /// A signal put in quarantine, or taken out of it.
     Quarantine(Quarantined),

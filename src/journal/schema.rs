@@ -78,6 +78,9 @@ CREATE TABLE IF NOT EXISTS pages (id TEXT PRIMARY KEY, state TEXT NOT NULL, body
 CREATE TABLE IF NOT EXISTS incidents (id TEXT PRIMARY KEY, state TEXT NOT NULL,
     decision_id TEXT NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;
 -- Silences as they stand (`noise::silence`), each with when it ends.
+-- Finished flows whose outcome a later signal may still change, by key
+-- (`engine::verdicts`); a row is deleted once its outcome is settled.
+CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, ends_at TEXT NOT NULL,
     body TEXT NOT NULL) WITHOUT ROWID;
 ";

@@ -320,6 +320,7 @@ impl<'t> Rows<'t> {
             "pages" => "DELETE FROM pages WHERE id = ?1",
             "incidents" => "DELETE FROM incidents WHERE id = ?1",
             "silences" => "DELETE FROM silences WHERE id = ?1",
+            "verdicts" => "DELETE FROM verdicts WHERE key = ?1",
             _ => return Ok(()),
         };
         self.tx.execute(delete, [&aside.key])?;
@@ -384,6 +385,27 @@ impl<'t> Rows<'t> {
                 steps,
             } => self.flow(flow, events, steps.as_deref())?,
             Record::FlowEvents(events) => self.flow_events(events)?,
+            Record::FlowOutcome { id, outcome } => {
+                self.tx.execute(
+                    "UPDATE flows SET body = json_set(body, '$.outcome', json(?2))
+                     WHERE id = ?1 AND json_valid(body)
+                       AND json_extract(body, '$.outcome') = 'within_sla'",
+                    params![id, json(buf, outcome)?],
+                )?;
+            }
+            Record::Verdict {
+                key,
+                body: Some(body),
+            } => {
+                self.tx.execute(
+                    "INSERT OR REPLACE INTO verdicts (key, body) VALUES (?1, ?2)",
+                    params![key, body],
+                )?;
+            }
+            Record::Verdict { key, body: None } => {
+                self.tx
+                    .execute("DELETE FROM verdicts WHERE key = ?1", [key])?;
+            }
             Record::Quarantine(q) => {
                 let body = json(buf, q)?;
                 let row = AuditRow {

@@ -66,6 +66,12 @@ pub struct SignalPlay {
     /// instead of `sla_minutes` from now. A policy's `deadline` still wins.
     #[serde(default)]
     pub due: Option<String>,
+    /// The types whose flows a signal of this type ends, for the same
+    /// subject (`ends = ["order.placed"]` on `order.delivered`): such a
+    /// flow is judged when that signal comes (within SLA if by its
+    /// deadline), and `late` if none has come by then.
+    #[serde(default)]
+    pub ends: Vec<String>,
 }
 
 /// One option: the steps it assembles, or a fan-out.
@@ -236,6 +242,13 @@ impl Playbook {
                     reason: "default and safe_default must be among its options".into(),
                 });
             }
+            if let Some(ended) = play
+                .ends
+                .iter()
+                .find(|t| !playbook.signals.contains_key(*t))
+            {
+                return Err(missing(&format!("{kind} ends"), ended));
+            }
             if let Some(due) = &play.due
                 && !play.fields.is_empty()
                 && !play.fields.contains_key(due)
@@ -279,6 +292,13 @@ impl Playbook {
     pub fn classes(&self) -> impl Iterator<Item = &str> {
         let plays = self.signals.values().map(|play| play.class.as_str());
         plays.chain(self.fanouts.values().map(|f| f.class.as_str()))
+    }
+
+    /// Whether a signal of another type ends flows of this one (`ends`).
+    pub fn is_ended(&self, kind: &str) -> bool {
+        self.signals
+            .values()
+            .any(|play| play.ends.iter().any(|t| t == kind))
     }
 
     /// The play for a signal type; `None` when the type is not catalogued.

@@ -32,6 +32,9 @@ pub struct Recovered {
     pub last_incident: Option<String>,
     /// Silences, the expired ones included (their books forget them).
     pub silences: Vec<crate::noise::Silence>,
+    /// Finished flows whose outcome a later signal may change, as
+    /// journaled: key and body (`engine::verdicts`).
+    pub verdicts: Vec<(String, String)>,
     pub checkpoint: Option<String>,
     pub feedback_after_checkpoint: Vec<Feedback>,
     pub feedback_count: i64,
@@ -139,6 +142,9 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
             out.silences.push(s);
         }
     }
+    out.verdicts = rows(&conn, path, "SELECT key, body FROM verdicts", [], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
     out.last_incident = conn
         .query_row("SELECT MAX(id) FROM incidents", [], |r| r.get(0))
         .map_err(sql(path))?;
