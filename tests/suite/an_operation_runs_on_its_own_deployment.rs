@@ -383,3 +383,172 @@ fn an_automation_gets_the_fields_its_step_carries() {
         "{body}"
     );
 }
+
+/// Runs a ticket's two tasks (acknowledge, then resolve) as `last` says.
+fn work_ticket(c: &Client, s: &Server, flow: &str, last: &str) {
+    let first = open_task_of(c, s, flow);
+    act(c, s, first["id"].as_str().unwrap(), "complete", json!({}));
+    let second = open_task_of(c, s, flow);
+    act(c, s, second["id"].as_str().unwrap(), last, json!({}));
+}
+
+/// The figures of one class in `signalbox report --json`.
+fn reported(dir: &Path, class: &str) -> Value {
+    let out = signalbox(&["report", "--json", "--config"], dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut by = serde_json::Map::new();
+    for o in r["outcomes"].as_array().unwrap() {
+        if o["class"] == class {
+            for (k, v) in o["by"].as_object().unwrap() {
+                let n = by.get(k).and_then(Value::as_u64).unwrap_or(0);
+                by.insert(k.clone(), json!(n + v.as_u64().unwrap()));
+            }
+        }
+    }
+    json!({"by": by, "report": r})
+}
+
+/// A new deployment from `init` run over HTTP: a ticket resolved in time,
+/// one after the time it was promised by, one whose resolution failed (and
+/// was undone), a critical alert paged, acknowledged and resolved at the
+/// source. `signalbox report` reads back exactly that, Overview's figures
+/// (`/v1/state`) agree and survive a restart, and `/metrics` counts them.
+#[test]
+fn the_report_reads_back_what_was_done_over_http() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ops");
+    let out = signalbox(&["init"], &dir);
+    assert!(out.status.success());
+    let playbook = std::fs::read_to_string(dir.join("playbook.toml")).unwrap();
+    let fields = "fields = { ticket = \"string\", summary = \"string?\", severity = \"string?\" }";
+    assert!(playbook.contains(fields));
+    let promised = fields.replace(" }", ", promised_by = \"string?\" }\ndue = \"promised_by\"");
+    std::fs::write(
+        dir.join("playbook.toml"),
+        playbook.replace(fields, &promised),
+    )
+    .unwrap();
+    let c = client();
+    let s = serve_deployment(&dir, &TOKENS);
+    let now = chrono::Utc::now();
+    let ticket = |id: &str, within: i64| {
+        let by = now + chrono::Duration::seconds(within);
+        let data = json!({"ticket": id, "promised_by": by.to_rfc3339()});
+        event(id, "ticket.opened", &format!("ticket/{id}"), data)
+    };
+    for (id, within) in [("t1", 3600), ("t2", 4), ("t3", 3600)] {
+        post(&c, &s, &ticket(id, within));
+    }
+    let flows: Vec<String> = ["t1", "t2", "t3"]
+        .iter()
+        .map(|t| flow_of(&c, &s, t))
+        .collect();
+    work_ticket(&c, &s, &flows[0], "complete");
+    work_ticket(&c, &s, &flows[2], "fail");
+    let undo = open_task_of(&c, &s, &flows[2]);
+    act(&c, &s, undo["id"].as_str().unwrap(), "complete", json!({}));
+    std::thread::sleep(Duration::from_secs(5));
+    work_ticket(&c, &s, &flows[1], "complete");
+
+    let alert = |id: &str, kind: &str| {
+        let mut e = event(
+            id,
+            kind,
+            "service/api",
+            json!({"service": "api", "fingerprint": "fa"}),
+        );
+        e["severity"] = json!("critical");
+        e
+    };
+    post(&c, &s, &alert("a1", "alert.firing"));
+    let alert_flow = flow_of(&c, &s, "a1");
+    let page = wait_for("a page", Duration::from_secs(10), || {
+        let pages = get(&c, &s, "/v1/pages");
+        let found = pages
+            .as_array()?
+            .iter()
+            .find(|p| p["flow_id"] == alert_flow.as_str());
+        found.map(|p| p["id"].as_str().unwrap().to_string())
+    });
+    act_on(&c, &s, &format!("/v1/pages/{page}/acknowledge"));
+    post(&c, &s, &alert("a1-ok", "alert.resolved"));
+    wait_for("the alert's flow to end", Duration::from_secs(10), || {
+        (flow_state(&c, &s, &alert_flow) == "done").then_some(())
+    });
+
+    let desk = reported(&dir, "service_desk");
+    assert_eq!(
+        desk["by"],
+        json!({"within_sla": 1, "late": 1, "failed": 1}),
+        "{:#}",
+        desk["report"]["outcomes"]
+    );
+    let incident = reported(&dir, "incident");
+    assert_eq!(
+        incident["by"],
+        json!({"within_sla": 1}),
+        "{:#}",
+        incident["report"]
+    );
+    let r = &incident["report"];
+    let tickets = (r["cycle"].as_array().unwrap().iter())
+        .find(|c| c["signal_type"] == "ticket.opened")
+        .unwrap();
+    assert_eq!(tickets["flows"], 3, "{tickets}");
+    let sre = (r["paging_by_team"].as_array().unwrap().iter())
+        .find(|p| p["policy"] == "sre")
+        .unwrap_or_else(|| panic!("{:#}", r["paging_by_team"]));
+    assert_eq!(
+        (sre["pages"].as_u64(), sre["acknowledged"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(sre["mtta_seconds"].as_f64().is_some(), "{sre}");
+    assert!(sre["mttr_seconds"].as_f64().is_some(), "{sre}");
+
+    // Overview's figures are the same, and a restart keeps them.
+    let summary = |s: &Server| get(&c, s, "/v1/state")["overview"]["total"].clone();
+    let before = summary(&s);
+    assert_eq!(before["outcomes"], 4, "{before:#}");
+    assert_eq!(before["within_sla"], 0.5, "{before:#}");
+    assert!(s.terminate().success());
+    let s = serve_deployment(&dir, &TOKENS);
+    let after = summary(&s);
+    for figure in [
+        "signals",
+        "outcomes",
+        "within_sla",
+        "flows_done",
+        "flows_compensated",
+    ] {
+        assert_eq!(
+            after[figure], before[figure],
+            "{figure}: {before:#} then {after:#}"
+        );
+    }
+    let metrics = c
+        .get(format!("{}/metrics", s.base))
+        .bearer_auth(OPERATOR)
+        .send()
+        .unwrap();
+    let text = metrics.text().unwrap();
+    for (within, n) in [("true", 2), ("false", 2)] {
+        let line =
+            format!("signalbox_outcomes_total{{source=\"work\",within_sla=\"{within}\"}} {n}");
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+}
+
+fn act_on(c: &Client, s: &Server, path: &str) {
+    let r = c
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(OPERATOR)
+        .json(&json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "POST {path}");
+}
