@@ -81,8 +81,8 @@ impl Advisor {
         let settings = config.settings()?;
         let redactor = Redactor::new(&settings.redact);
         Ok(Advisor {
+            store: Store::open(data_dir, settings.keep)?,
             client: Client::new(settings)?,
-            store: Store::open(data_dir)?,
             redactor,
             guard: Mutex::new(Guard::default()),
         })

@@ -39,6 +39,10 @@ pub struct AdvisorConfig {
     /// be used.
     #[serde(default)]
     pub allow_remote: bool,
+    /// How long the record of calls in `advice.sqlite` is kept (default
+    /// 400d); older calls are deleted.
+    #[serde(default)]
+    pub keep: Option<String>,
 }
 
 /// The settings, checked.
@@ -52,7 +56,12 @@ pub struct Settings {
     pub tokens_per_hour: u64,
     pub max_tokens: u32,
     pub redact: Vec<String>,
+    /// How long calls stay in the record.
+    pub keep: chrono::Duration,
 }
+
+/// The record of calls, a year and a little more by default.
+pub const DEFAULT_KEEP_DAYS: i64 = 400;
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_TOKENS_PER_HOUR: u64 = 200_000;
@@ -126,7 +135,22 @@ impl AdvisorConfig {
                 format!("{max_tokens} is not in 16..=8192"),
             ));
         }
+        let keep = match &self.keep {
+            None => chrono::Duration::days(DEFAULT_KEEP_DAYS),
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|e| bad("keep", format!("{text:?}: {e}")))
+                .and_then(|d| {
+                    chrono::Duration::from_std(d).map_err(|e| bad("keep", e.to_string()))
+                })?,
+        };
+        if keep < chrono::Duration::days(1) {
+            return Err(bad(
+                "keep",
+                "is under a day: the hour's budget reads the record",
+            ));
+        }
         Ok(Settings {
+            keep,
             endpoint,
             model: self.model.trim().to_string(),
             api_key_env: self.api_key_env.clone(),
@@ -194,6 +218,7 @@ mod tests {
             max_tokens: None,
             redact: vec![],
             allow_remote: false,
+            keep: None,
         }
     }
 
@@ -263,5 +288,12 @@ mod tests {
         c.api_key_env = None;
         c.model = " ".into();
         assert_eq!(c.settings().unwrap_err().field, "model");
+        c.model = "m".into();
+        for keep in ["5m", "forever"] {
+            c.keep = Some(keep.into());
+            assert_eq!(c.settings().unwrap_err().field, "keep", "{keep}");
+        }
+        c.keep = Some("90d".into());
+        assert_eq!(c.settings().unwrap().keep, chrono::Duration::days(90));
     }
 }

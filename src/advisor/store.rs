@@ -76,14 +76,24 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Answers kept for reuse (explanations, proposals) are a cache: asked
+/// again past this age.
+const ANSWERS_KEPT_DAYS: i64 = 30;
+
+/// Calls recorded between two prunings of the record.
+const PRUNE_EVERY: i64 = 1_000;
+
 pub struct Store {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// How long calls are kept.
+    keep: chrono::Duration,
 }
 
 impl Store {
-    /// Opens (or makes) the record in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    /// Opens (or makes) the record in `dir`, keeping calls for `keep`:
+    /// older ones go now and as calls are recorded.
+    pub fn open(dir: &Path, keep: chrono::Duration) -> Result<Store, StoreError> {
         let path = dir.join(FILE_NAME);
         let fail = |error| StoreError {
             path: path.display().to_string(),
@@ -96,9 +106,24 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
-        Ok(Store {
+        let store = Store {
             conn: Mutex::new(conn),
             path,
+            keep,
+        };
+        store.prune(Utc::now())?;
+        Ok(store)
+    }
+
+    /// Deletes calls older than the record keeps and answers older than
+    /// the cache keeps, as of `now`; how many of each went.
+    pub fn prune(&self, now: DateTime<Utc>) -> Result<(usize, usize), StoreError> {
+        let calls_before = stamp(now - self.keep);
+        let answers_before = stamp(now - chrono::Duration::days(ANSWERS_KEPT_DAYS));
+        self.with(|c| {
+            let calls = c.execute("DELETE FROM calls WHERE time < ?1", [calls_before])?;
+            let answers = c.execute("DELETE FROM answers WHERE time < ?1", [answers_before])?;
+            Ok((calls, answers))
         })
     }
 
@@ -135,7 +160,12 @@ impl Store {
                 ],
             )
             .map(|_| ())
-        })
+        })?;
+        let seq = self.with(|c| Ok(c.last_insert_rowid()))?;
+        if seq % PRUNE_EVERY == 0 {
+            self.prune(call.time)?;
+        }
+        Ok(())
     }
 
     /// Tokens spent by calls since `since`.
@@ -184,5 +214,63 @@ impl Store {
             )
             .map(|_| ())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(time: DateTime<Utc>) -> Call {
+        Call {
+            time,
+            purpose: "propose".into(),
+            ref_id: "R0000001".into(),
+            model: "m".into(),
+            prompt_digest: "p".into(),
+            latency_ms: 1,
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            answer_digest: "a".into(),
+            valid: true,
+            error: String::new(),
+        }
+    }
+
+    /// Calls older than the record keeps and answers older than the cache
+    /// keeps go, at open and when pruned; newer ones stay.
+    #[test]
+    fn the_record_keeps_calls_for_its_span_and_answers_for_a_month() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Utc::now();
+        let store = Store::open(dir.path(), chrono::Duration::days(90)).unwrap();
+        for age in [200, 100, 60, 1] {
+            store
+                .record(&call(now - chrono::Duration::days(age)))
+                .unwrap();
+        }
+        let body = serde_json::json!({"option": "x"});
+        for (id, age) in [("old", 40), ("new", 2)] {
+            let at = now - chrono::Duration::days(age);
+            store.keep("propose", id, "m", at, &body).unwrap();
+        }
+        assert_eq!(store.prune(now).unwrap(), (2, 1));
+        assert_eq!(
+            store
+                .spent_since(now - chrono::Duration::days(365))
+                .unwrap(),
+            30
+        );
+        assert!(store.answer("propose", "old", "m").unwrap().is_none());
+        assert!(store.answer("propose", "new", "m").unwrap().is_some());
+        drop(store);
+        // A shorter span at the next open prunes at once.
+        let store = Store::open(dir.path(), chrono::Duration::days(30)).unwrap();
+        assert_eq!(
+            store
+                .spent_since(now - chrono::Duration::days(365))
+                .unwrap(),
+            15
+        );
     }
 }

@@ -49,6 +49,7 @@ pub fn run(url: &str, model: &str, per_type: usize, dir: &Path) -> Result<(), Be
         max_tokens: None,
         redact: vec![],
         allow_remote: false,
+        keep: None,
     };
     let advisor = Advisor::new(&config, &dir.join("advice")).map_err(|e| setup(&e))?;
     let journal = dir.join("sim");
