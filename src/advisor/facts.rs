@@ -186,12 +186,52 @@ pub fn of_decision(e: &Explanation, redactor: &Redactor) -> Facts {
         facts.add("flow.breached", Value::Bool(flow.breached));
     }
     for page in &e.pages {
-        facts.add(
-            format!("page.{}.state", page.id),
-            Value::String(page.state.as_str().into()),
-        );
+        of_page(&mut facts, page, redactor);
+    }
+    if let Some(incident) = &e.incident {
+        of_incident(&mut facts, incident, redactor);
     }
     facts
+}
+
+/// Minutes from `from` to `to`, to a tenth.
+fn minutes(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> Value {
+    json_number(((to - from).num_seconds() as f64 / 6.0).round() / 10.0)
+}
+
+/// A page as it stands: its policy, level, who was told and who answered.
+fn of_page(facts: &mut Facts, page: &crate::paging::Page, redactor: &Redactor) {
+    let text = |s: &str| Value::String(redactor.text(s));
+    let at = |field: &str| format!("page.{}.{field}", page.id);
+    facts.add(at("state"), Value::String(page.state.as_str().into()));
+    facts.add(at("policy"), text(&page.policy));
+    facts.add(at("level"), Value::from(page.level as u64 + 1));
+    let mut told: Vec<&str> = page.attempts.iter().map(|a| a.person.as_str()).collect();
+    told.dedup();
+    if !told.is_empty() {
+        facts.add(at("notified"), text(&told.join(", ")));
+    }
+    if let Some((who, when)) = &page.acknowledged {
+        facts.add(at("acknowledged_by"), text(who));
+        facts.add(at("minutes_to_acknowledge"), minutes(page.opened, *when));
+    }
+    if let Some((who, when)) = &page.resolved {
+        facts.add(at("resolved_by"), text(who));
+        facts.add(at("minutes_to_resolve"), minutes(page.opened, *when));
+    }
+}
+
+/// An incident as it stands: its alerts, and how it ended.
+fn of_incident(facts: &mut Facts, i: &crate::flow::incident::Incident, redactor: &Redactor) {
+    let text = |s: &str| Value::String(redactor.text(s));
+    let at = |field: &str| format!("incident.{}.{field}", i.id);
+    facts.add(at("state"), Value::String(i.state.as_str().into()));
+    facts.add(at("alerts"), Value::from(i.alerts));
+    facts.add(at("firing"), Value::from(i.firing.len() as u64));
+    if let Some((who, when)) = &i.resolved {
+        facts.add(at("resolved_by"), text(who));
+        facts.add(at("minutes_open"), minutes(i.opened, *when));
+    }
 }
 
 /// The facts of a signal alone, as a type the playbook does not know

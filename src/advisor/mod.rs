@@ -195,23 +195,28 @@ impl Advisor {
         outcome
     }
 
-    /// A decision in words: kept from before for this model, or asked.
+    /// A decision in words, with its pages and incident as they stand:
+    /// kept from before for this model and these facts, or asked.
     pub fn explain(&self, e: &Explanation) -> Result<words::Words, AdviceError> {
         let id = &e.decision.id;
-        if let Some(kept) = self.store.answer("words", id, self.model())?
+        let facts = facts::of_decision(e, &self.redactor);
+        // The record moves on (a page acknowledged, an incident resolved):
+        // words are kept for the facts they were asked on.
+        let lines = facts.prompt_lines();
+        let key = format!("{id}@{}", crate::hash::hex_digest(&[lines.as_bytes()], 6));
+        if let Some(kept) = self.store.answer("words", &key, self.model())?
             && let Ok(mut words) = serde_json::from_value::<words::Words>(kept)
         {
             words.cached = true;
             return Ok(words);
         }
-        let facts = facts::of_decision(e, &self.redactor);
         let prompt = words::prompt(id, &facts);
         let model = self.model().to_string();
         let words = self.ask("words", id, &prompt, |content| {
             words::check(id, &model, content, &facts)
         })?;
         self.store
-            .keep("words", id, &model, Utc::now(), &words.to_json())?;
+            .keep("words", &key, &model, Utc::now(), &words.to_json())?;
         Ok(words)
     }
 

@@ -259,6 +259,52 @@ fn proposals_and_explanations_are_checked_and_never_act() {
     assert_eq!(again["cached"], true);
     assert_eq!(again["sentences"], words["sentences"]);
 
+    // A page in words is its decision with the page's own record: who was
+    // told, who acknowledged it and when.
+    let mut fire = event(
+        "fire-1",
+        "alert.firing",
+        "service/api",
+        json!({"service": "api", "fingerprint": "fp-1"}),
+    );
+    fire["severity"] = json!("critical");
+    common::post_as(&c, &s.base, OPERATOR, &fire);
+    let fired = decided_as(&c, &s.base, "fire-1");
+    let page = wait_for("the page", Duration::from_secs(20), || {
+        let pages = get(&c, &s.base, "/v1/pages");
+        let page = pages
+            .as_array()?
+            .iter()
+            .find(|p| p["decision_id"] == fired.as_str());
+        page.map(|p| p["id"].as_str().unwrap().to_string())
+    });
+    let r = c
+        .post(format!("{}/v1/pages/{page}/acknowledge", s.base))
+        .bearer_auth(OPERATOR)
+        .json(&json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for(
+        "the acknowledgement journaled",
+        Duration::from_secs(10),
+        || {
+            let e = get(&c, &s.base, &format!("/v1/decisions/{page}"));
+            (!e["pages"][0]["acknowledged"].is_null()).then_some(())
+        },
+    );
+    let asked = requests(&log).len();
+    let paged: Value = get(&c, &s.base, &format!("/v1/decisions/{page}?words=1"));
+    assert_eq!(paged["subject"], fired.as_str(), "{paged}");
+    let sent = requests(&log);
+    let prompt = sent[asked..]
+        .iter()
+        .map(|r| r["body"].as_str().unwrap())
+        .find(|b| b.contains(&format!("page.{page}.acknowledged_by")))
+        .unwrap_or_else(|| panic!("no prompt with the page's record: {:?}", &sent[asked..]));
+    assert!(prompt.contains("oskar"), "{prompt}");
+    assert!(prompt.contains(&format!("page.{page}.policy")), "{prompt}");
+
     // The server dies: the breaker opens, and signals are decided and
     // queued for people as before, without advice.
     drop(llama);

@@ -32,15 +32,39 @@ pub struct Explanation {
     pub children: Vec<Decision>,
     /// The pages it started, with every attempt.
     pub pages: Vec<crate::paging::Page>,
+    /// The incident it opened (its first alert's decision), with its alerts.
+    pub incident: Option<crate::flow::incident::Incident>,
     /// The record's place in the chain, checked around it.
     pub chain: ChainCheck,
 }
 
 /// Everything the journal holds of decision `id`, each part read in the
 /// order it is shown, with its place in the hash chain verified.
+/// The decision behind a page, incident or review item id (none: `id`
+/// is not one of them, or names nothing).
+fn decision_behind(
+    conn: &rusqlite::Connection,
+    path: &Path,
+    id: &str,
+) -> Result<Option<String>, JournalError> {
+    let query = match id.chars().next() {
+        Some('P') => "SELECT json_extract(body, '$.decision_id') FROM pages WHERE id = ?1",
+        Some('I') => "SELECT decision_id FROM incidents WHERE id = ?1",
+        Some('R') => "SELECT json_extract(body, '$.decision_id') FROM reviews WHERE id = ?1",
+        _ => return Ok(None),
+    };
+    let found = rows(conn, path, query, params![id], |r| {
+        r.get::<_, Option<String>>(0)
+    })?;
+    Ok(found.into_iter().flatten().next())
+}
+
+/// A page, incident or review item explains as the decision behind it
+/// (whose explanation holds the page or incident).
 pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let path = path.as_path();
+    let id = &decision_behind(&conn, path, id)?.unwrap_or_else(|| id.to_string());
     let found: Option<(i64, String, String)> = conn
         .query_row(
             "SELECT seq, body, hash FROM audit WHERE kind = 'decision' AND ref_id = ?1",
@@ -122,8 +146,19 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
     .iter()
     .map(|b| decode(path, "page", b))
     .collect::<Result<Vec<crate::paging::Page>, _>>()?;
+    let incident = rows(
+        &conn,
+        path,
+        "SELECT body FROM incidents WHERE decision_id = ?1 ORDER BY id LIMIT 1",
+        params![id],
+        |r| r.get::<_, String>(0),
+    )?
+    .first()
+    .map(|b| decode(path, "incident", b))
+    .transpose()?;
     let chain = verify_around(&conn, path, seq)?;
     Ok(Some(Explanation {
+        incident,
         decision,
         hash,
         signal,
