@@ -161,26 +161,48 @@ impl Cluster {
 
     /// Waits until the live nodes run every partition between them, each
     /// once, and each node some; how long that took.
+    /// On a timeout, what each node said last and the log's warnings.
     pub(crate) fn settled(&self, live: &[usize], within: Duration) -> Duration {
         let began = Instant::now();
-        common::wait_for("every partition to run on a live node", within, || {
-            let mut owned = Vec::new();
-            let mut each_runs_some = true;
-            for &i in live {
-                let view = self.view(i)?;
-                let own: Vec<u64> = view["owned"]
-                    .as_array()?
-                    .iter()
-                    .filter_map(Value::as_u64)
-                    .collect();
-                // A node that joined runs its own once they are handed back.
-                each_runs_some &= !own.is_empty();
-                owned.extend(own);
+        let mut views = Vec::new();
+        while began.elapsed() < within {
+            views = live.iter().map(|&i| self.view(i)).collect();
+            let owned = views.iter().map(|v| {
+                let own = v.as_ref()?["owned"].as_array()?;
+                Some(own.iter().filter_map(Value::as_u64).collect::<Vec<u64>>())
+            });
+            // A node that joined runs its own once they are handed back.
+            let owned: Option<Vec<Vec<u64>>> = owned.collect();
+            if let Some(owned) = owned
+                && owned.iter().all(|own| !own.is_empty())
+            {
+                let mut all: Vec<u64> = owned.concat();
+                all.sort_unstable();
+                if all == (0..16).collect::<Vec<u64>>() {
+                    return began.elapsed();
+                }
             }
-            owned.sort_unstable();
-            (each_runs_some && owned == (0..16).collect::<Vec<u64>>()).then_some(())
-        });
-        began.elapsed()
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let log = self.log();
+        let warnings: Vec<&str> = log.lines().filter(|l| !l.contains(" INFO ")).collect();
+        let outputs: Vec<String> = (live.iter())
+            .map(|i| {
+                let out = self.data.join(format!("s{i}.out"));
+                let text = std::fs::read_to_string(out).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                format!(
+                    "s{i}: {}",
+                    lines[lines.len().saturating_sub(8)..].join("\n    ")
+                )
+            })
+            .collect();
+        panic!(
+            "timed out after {within:?} waiting for every partition to run on {live:?}; \
+             they said {views:?}; the nodes' last lines:\n{}\nthe log's last warnings:\n{}",
+            outputs.join("\n"),
+            warnings[warnings.len().saturating_sub(40)..].join("\n")
+        );
     }
 
     /// What the decision stream says was decided, as `source id` pairs,
