@@ -75,7 +75,6 @@ pub async fn start(
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let last = rebuild(&node.bus, partition, &dir).await?;
-    rewind_cursor(&node.bus, partition, &dir).await?;
     let fence = Arc::new(StreamFence::new(
         &node.bus,
         bus::decision_subject(partition),
@@ -83,6 +82,7 @@ pub async fn start(
         held,
         tokio::runtime::Handle::current(),
     ));
+    rewind_cursor(&node.bus, partition, &dir, &fence).await?;
     let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
     let (pager_tx, pager_rx) = tokio::sync::mpsc::unbounded_channel();
     let (notice_tx, notice_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -374,8 +374,17 @@ const IDLE: Duration = Duration::from_millis(250);
 /// once), the sequences past what they kept are given again, to new
 /// signals, and a cursor past them would skip those: it is moved back to
 /// the stream's last sequence of the partition. (What was decided past it
-/// is known by identity: a signal published again is a repeat.)
-async fn rewind_cursor(bus: &Bus, partition: u32, dir: &std::path::Path) -> Result<(), String> {
+/// is known by identity: a signal published again is a repeat.) The
+/// rewound cursor is committed through the fence, as any commit is: a node
+/// that takes the partition later rebuilds it from the decision stream,
+/// and must start where this one did, not past signals given the lost
+/// sequences since.
+async fn rewind_cursor(
+    bus: &Bus,
+    partition: u32,
+    dir: &std::path::Path,
+    fence: &Arc<StreamFence>,
+) -> Result<(), String> {
     let subject = bus::signal_subject(partition);
     let kept = Bus::last_sequence(&bus.signals, &subject)
         .await
@@ -400,11 +409,22 @@ async fn rewind_cursor(bus: &Bus, partition: u32, dir: &std::path::Path) -> Resu
             stream = kept,
             "the signal stream lost its tail; reading it again from where it ends"
         );
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-            rusqlite::params![crate::engine::INTAKE_CURSOR_KEY, format!("{name}:{kept}")],
-        )
-        .map_err(sql)?;
+        drop(conn);
+        let fence = Arc::clone(fence) as Arc<dyn crate::journal::Fence>;
+        let dir = dir.to_path_buf();
+        let rewound = crate::journal::Record::Meta {
+            key: crate::engine::INTAKE_CURSOR_KEY.into(),
+            value: format!("{name}:{kept}"),
+        };
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let journal = crate::journal::Journal::open_fenced(&dir, Some(fence))
+                .map_err(|e| e.to_string())?;
+            let commit = journal.submit(vec![rewound]).map_err(|e| e.to_string())?;
+            commit.wait().map_err(|e| e.to_string())?;
+            journal.close().map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
     }
     Ok(())
 }
