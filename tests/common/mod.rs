@@ -208,12 +208,23 @@ pub fn succeeds<'a>(args: impl IntoIterator<Item = &'a std::ffi::OsStr>) -> std:
     out
 }
 
+/// A port free now, never one this test process handed out before: the
+/// system may give a port just released again, and a cluster's NATS
+/// server and node once got the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A structured-mode CloudEvent from the `test` source.

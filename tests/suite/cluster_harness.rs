@@ -258,10 +258,11 @@ impl Cluster {
             let lines: Vec<&str> = log
                 .lines()
                 .filter(|l| !l.contains(" INFO ") || l.contains("lease") || l.contains("retain"))
+                .filter(|l| !l.contains("intake::pager"))
                 .collect();
             eprintln!(
                 "the nodes' log, warnings and leases:\n{}",
-                lines[lines.len().saturating_sub(80)..].join("\n")
+                lines[lines.len().saturating_sub(150)..].join("\n")
             );
         }
         assert!(
