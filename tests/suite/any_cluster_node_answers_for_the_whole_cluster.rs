@@ -158,19 +158,8 @@ fn any_node_answers_the_api_and_the_event_stream_for_the_whole_cluster() {
     let text = text.replacen("# probe = { url = \"https://api.internal/healthz\", interval = \"15s\", timeout = \"2s\" }", &probe, 1);
     assert!(text.contains(&probe), "the starter's probe line moved");
     std::fs::write(&org, text).unwrap();
-    // Its health signals fold into the context, as a deployment with
-    // probes declares them (the starter leaves the type to people).
-    let playbook = cluster.deployment.join("playbook.toml");
-    let text = std::fs::read_to_string(&playbook).unwrap();
-    std::fs::write(
-        &playbook,
-        format!(
-            "{text}\n[signal.\"health.changed\"]\nclass = \"context\"\noptions = [\"record\"]\n\
-             default = \"record\"\nsafe_default = \"record\"\nsla_minutes = 60\nreview_minutes = 60\n\
-             fold = \"health.changed\"\n"
-        ),
-    )
-    .unwrap();
+    // Its health signals fold into the context: the starter declares
+    // `health.changed`.
     let mut nodes: Vec<Option<Kill>> = (0..2).map(|i| Some(cluster.start_node(i))).collect();
     cluster.settled(&[0, 1], Duration::from_secs(60));
     let (a, b) = (cluster.base(0), cluster.base(1));
