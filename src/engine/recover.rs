@@ -47,17 +47,7 @@ impl Engine {
                 }),
             }
         }
-        for (key, body) in std::mem::take(&mut recovered.verdicts) {
-            if let Err(error) = self.verdicts.restore(key.clone(), &body) {
-                unreadable.push(read::Unreadable {
-                    table: "verdicts",
-                    key,
-                    error,
-                    raw: body,
-                    signal: None,
-                });
-            }
-        }
+        self.restore_verdicts(std::mem::take(&mut recovered.verdicts), &mut unreadable);
         self.set_aside(unreadable, now);
         self.restore_shared(recovered.meta.get(shared_model::THROUGH_KEY));
         for fb in &recovered.feedback_after_checkpoint {
@@ -142,6 +132,26 @@ impl Engine {
             "resumed from journal"
         );
         Ok(())
+    }
+
+    /// The finished flows whose outcome still waits on a later signal; a
+    /// row that does not read is set aside.
+    fn restore_verdicts(
+        &mut self,
+        rows: Vec<(String, String)>,
+        unreadable: &mut Vec<read::Unreadable>,
+    ) {
+        for (key, body) in rows {
+            if let Err(error) = self.verdicts.restore(key.clone(), &body) {
+                unreadable.push(read::Unreadable {
+                    table: "verdicts",
+                    key,
+                    error,
+                    raw: body,
+                    signal: None,
+                });
+            }
+        }
     }
 
     /// Journals each record a restart could not read in `set_aside`, with

@@ -55,6 +55,11 @@ fn event_lines<'a>(buf: &'a mut Vec<u8>, events: &[FlowEvent]) -> rusqlite::Resu
 /// `value`'s JSON text in `buf`, which is reused from row to row: a body
 /// serialised into a fresh `String` grew it by doubling and was freed at
 /// once, for each of the three or four rows a signal writes.
+/// A finished flow's outcome turned bad after it left memory: changed in
+/// its row only if that still says it was within SLA.
+const FLOW_OUTCOME: &str = "UPDATE flows SET body = json_set(body, '$.outcome', json(?2))
+     WHERE id = ?1 AND json_valid(body) AND json_extract(body, '$.outcome') = 'within_sla'";
+
 fn json<'a, T: serde::Serialize + ?Sized>(
     buf: &'a mut Vec<u8>,
     value: &T,
@@ -331,6 +336,20 @@ impl<'t> Rows<'t> {
         Ok(())
     }
 
+    /// A finished flow's watch, kept or (`None`) settled.
+    fn verdict(&self, key: &str, body: Option<&str>) -> rusqlite::Result<()> {
+        match body {
+            Some(body) => self.tx.execute(
+                "INSERT OR REPLACE INTO verdicts (key, body) VALUES (?1, ?2)",
+                params![key, body],
+            )?,
+            None => self
+                .tx
+                .execute("DELETE FROM verdicts WHERE key = ?1", [key])?,
+        };
+        Ok(())
+    }
+
     // Over 80 lines: one arm per kind of record.
 
     fn write(&mut self, record: &Record) -> rusqlite::Result<()> {
@@ -386,26 +405,10 @@ impl<'t> Rows<'t> {
             } => self.flow(flow, events, steps.as_deref())?,
             Record::FlowEvents(events) => self.flow_events(events)?,
             Record::FlowOutcome { id, outcome } => {
-                self.tx.execute(
-                    "UPDATE flows SET body = json_set(body, '$.outcome', json(?2))
-                     WHERE id = ?1 AND json_valid(body)
-                       AND json_extract(body, '$.outcome') = 'within_sla'",
-                    params![id, json(buf, outcome)?],
-                )?;
+                let outcome = json(buf, outcome)?;
+                self.tx.execute(FLOW_OUTCOME, params![id, outcome])?;
             }
-            Record::Verdict {
-                key,
-                body: Some(body),
-            } => {
-                self.tx.execute(
-                    "INSERT OR REPLACE INTO verdicts (key, body) VALUES (?1, ?2)",
-                    params![key, body],
-                )?;
-            }
-            Record::Verdict { key, body: None } => {
-                self.tx
-                    .execute("DELETE FROM verdicts WHERE key = ?1", [key])?;
-            }
+            Record::Verdict { key, body } => self.verdict(key, body.as_deref())?,
             Record::Quarantine(q) => {
                 let body = json(buf, q)?;
                 let row = AuditRow {
