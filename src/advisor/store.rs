@@ -140,7 +140,7 @@ impl Store {
     }
 
     pub fn record(&self, call: &Call) -> Result<(), StoreError> {
-        self.with(|c| {
+        let seq = self.with(|c| {
             c.execute(
                 "INSERT INTO calls (time, purpose, ref_id, model, prompt_digest, latency_ms,
                  prompt_tokens, completion_tokens, answer_digest, valid, error)
@@ -159,9 +159,8 @@ impl Store {
                     call.error,
                 ],
             )
-            .map(|_| ())
+            .map(|_| c.last_insert_rowid())
         })?;
-        let seq = self.with(|c| Ok(c.last_insert_rowid()))?;
         if seq % PRUNE_EVERY == 0 {
             self.prune(call.time)?;
         }

@@ -177,7 +177,8 @@ impl Engine {
     /// ends are done (those still running closed, judged by their
     /// deadline; those done in time keep their outcome).
     pub(super) fn end_by(&mut self, signal: &Signal, now: DateTime<Utc>) {
-        let Some(ends) = (self.decider.playbook.play(&signal.kind)).map(|p| p.ends.clone()) else {
+        let playbook = std::sync::Arc::clone(&self.decider.playbook);
+        let Some(ends) = playbook.play(&signal.kind).map(|p| &p.ends) else {
             return;
         };
         if ends.is_empty() {

@@ -38,8 +38,6 @@ pub struct Explanation {
     pub chain: ChainCheck,
 }
 
-/// Everything the journal holds of decision `id`, each part read in the
-/// order it is shown, with its place in the hash chain verified.
 /// The decision behind a page, incident or review item id (none: `id`
 /// is not one of them, or names nothing).
 fn decision_behind(
@@ -59,8 +57,10 @@ fn decision_behind(
     Ok(found.into_iter().flatten().next())
 }
 
-/// A page, incident or review item explains as the decision behind it
-/// (whose explanation holds the page or incident).
+/// Everything the journal holds of decision `id`, each part read in the
+/// order it is shown, with its place in the hash chain verified. A page,
+/// incident or review item explains as the decision behind it (whose
+/// explanation holds the page or incident).
 pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError> {
     let (conn, path) = open_existing(dir)?;
     let path = path.as_path();
