@@ -34,6 +34,7 @@ pub mod partition;
 pub mod retain;
 pub mod snapshot;
 mod state;
+pub mod tail;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -272,6 +273,8 @@ pub struct Node {
     /// The node's HTTP state (tokens, limits), which each partition's own
     /// router shares (`api`); set before the node takes partitions.
     pub front: std::sync::OnceLock<crate::intake::AppState>,
+    /// What follows the signal stream going back (`tail`).
+    pub tail: Arc<tail::Tail>,
 }
 
 impl Node {
@@ -304,6 +307,7 @@ impl Node {
             base_url,
             view: Mutex::new(NodeView::default()),
             front: std::sync::OnceLock::new(),
+            tail: Default::default(),
         }))
     }
 

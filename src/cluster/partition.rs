@@ -13,6 +13,7 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use super::Node;
 use super::bus::{self, Bus};
 use super::fence::{Held, StreamFence, rebuild};
+use super::tail::{self, Checkpoints};
 use crate::engine::host::Handle;
 use crate::intake::log::{IntakeLog, Refused};
 use crate::signal::Signal;
@@ -82,7 +83,8 @@ pub async fn start(
         held,
         tokio::runtime::Handle::current(),
     ));
-    rewind_cursor(&node.bus, partition, &dir, &fence).await?;
+    let went_back = node.tail.take_rewind(partition);
+    rewind_cursor(&node.bus, partition, (&dir, went_back), &fence).await?;
     let (dispatch_tx, dispatch_rx) = tokio::sync::mpsc::unbounded_channel();
     let (pager_tx, pager_rx) = tokio::sync::mpsc::unbounded_channel();
     let (notice_tx, notice_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -165,7 +167,7 @@ fn cluster_tasks(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = vec![
         tokio::spawn(feed(
-            node.bus.clone(),
+            Arc::clone(node),
             partition,
             started.position,
             log.clone(),
@@ -285,9 +287,9 @@ impl Running {
 /// Takes the partition's signals from the stream, after `after`, into its
 /// intake log, numbered by their stream sequence, until the log is halted
 /// (the partition stops). A lost connection is retried from where it was.
-async fn feed(bus: Bus, partition: u32, mut after: u64, log: IntakeLog) {
+async fn feed(node: Arc<Node>, partition: u32, mut after: u64, log: IntakeLog) {
     loop {
-        match feed_from(&bus, partition, &mut after, &log).await {
+        match feed_from(&node, partition, &mut after, &log).await {
             Ok(()) => return,
             Err(why) => {
                 tracing::warn!(partition, after, reason = %why, "reading the signal stream; retrying");
@@ -301,12 +303,14 @@ async fn feed(bus: Bus, partition: u32, mut after: u64, log: IntakeLog) {
 /// consumer on a peer that is down, and it never answers), woken by a
 /// plain subscription to the partition's subject, or every `IDLE`.
 async fn feed_from(
-    bus: &Bus,
+    node: &Node,
     partition: u32,
     after: &mut u64,
     log: &IntakeLog,
 ) -> Result<(), String> {
+    let bus = &node.bus;
     let subject = bus::signal_subject(partition);
+    let mut checkpoints = Checkpoints::starting_after(&bus.signals, *after).await;
     let mut wake = bus
         .client
         .subscribe(subject.clone())
@@ -316,12 +320,14 @@ async fn feed_from(
         let mut signals = Vec::new();
         let mut at = Vec::new();
         let mut last = *after;
+        let mut last_id = None;
         while signals.len() < FEED_BATCH {
             let next = Bus::next_of(&bus.signals, &subject, last + 1)
                 .await
                 .map_err(|e| e.to_string())?;
             let Some(message) = next else { break };
             last = message.sequence;
+            last_id = tail::id_of(&message);
             match serde_json::from_slice::<Signal>(&message.payload) {
                 Ok(signal) => {
                     signals.push(signal);
@@ -334,34 +340,38 @@ async fn feed_from(
                 }
             }
         }
-        if !signals.is_empty() && !append(log, &signals, at).await? {
-            return Ok(());
-        }
-        if last == *after {
+        // What was read is checked against what was read before it: were
+        // that gone, this batch was read past sequences given again, which
+        // only a restart of the partition (from `again`) can follow.
+        let woken = if last == *after {
             let woken = tokio::select! {
                 _ = wake.next() => true,
                 () = tokio::time::sleep(IDLE) => false,
             };
             while let Some(Some(_)) = wake.next().now_or_never() {}
-            // A signal was published and none is past `after`: a replica
-            // behind, or the stream went back (see `rewind_cursor`), which
-            // only a restart of the partition can follow.
-            if woken
-                && Bus::next_of(&bus.signals, &subject, *after + 1)
-                    .await
-                    .is_ok_and(|m| m.is_none())
-            {
-                let kept = Bus::last_sequence(&bus.signals, &subject)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if kept < *after {
-                    log.halt(&format!(
-                        "the signal stream of partition {partition} went back from {} to {kept}",
-                        *after
-                    ));
-                    return Ok(());
-                }
-            }
+            woken
+        } else {
+            true
+        };
+        if woken && let Some(again) = checkpoints.went_back(&bus.signals).await {
+            tracing::warn!(
+                partition,
+                read = *after,
+                again,
+                "the signal stream went back under a running partition"
+            );
+            tail::announce(node, partition, again).await;
+            log.halt(&format!(
+                "the signal stream of partition {partition} went back under {}; reading it again after {again}",
+                *after
+            ));
+            return Ok(());
+        }
+        if !signals.is_empty() && !append(log, &signals, at).await? {
+            return Ok(());
+        }
+        if let Some(id) = last_id {
+            checkpoints.push(last, id);
         }
         *after = last;
     }
@@ -378,17 +388,19 @@ const IDLE: Duration = Duration::from_millis(250);
 /// rewound cursor is committed through the fence, as any commit is: a node
 /// that takes the partition later rebuilds it from the decision stream,
 /// and must start where this one did, not past signals given the lost
-/// sequences since.
+/// sequences since. A partition that saw its stream go back while it ran
+/// (`tail`) is moved back to where that found a message still in place.
 async fn rewind_cursor(
     bus: &Bus,
     partition: u32,
-    dir: &std::path::Path,
+    (dir, went_back): (&std::path::Path, Option<u64>),
     fence: &Arc<StreamFence>,
 ) -> Result<(), String> {
     let subject = bus::signal_subject(partition);
-    let kept = Bus::last_sequence(&bus.signals, &subject)
+    let last = Bus::last_sequence(&bus.signals, &subject)
         .await
         .map_err(|e| e.to_string())?;
+    let kept = went_back.map_or(last, |again| again.min(last));
     let name = log_name(partition);
     let path = dir.join(crate::journal::FILE_NAME);
     let conn = crate::journal::connect(&path).map_err(|e| e.to_string())?;

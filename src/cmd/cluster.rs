@@ -129,7 +129,13 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
     let (log, log_writer) = intake::log::IntakeLog::open_with(&node.dir.join("intake"), u64::MAX)?;
     let log = log.with_integration_key(&node.bus.secret);
     let publisher = Arc::new(cluster::http::Publisher::new(&node));
-    let retainer = cluster::retain::spawn(&log, Arc::clone(&publisher), runtime.handle().clone())?;
+    let retainer = cluster::retain::spawn(
+        &log,
+        Arc::clone(&publisher),
+        Arc::clone(&node.tail),
+        runtime.handle().clone(),
+    )?;
+    runtime.spawn(cluster::tail::watch(Arc::clone(&node)));
     let halt = log.clone();
     let hub = runtime
         .block_on(cluster::events::hub(&node.bus))

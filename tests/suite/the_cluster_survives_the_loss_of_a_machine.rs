@@ -254,3 +254,43 @@ fn acknowledged_signals_are_decided_exactly_once_whatever_dies() {
         "partitions were snapshot"
     );
 }
+
+/// A signal stream that goes back under a running node (here: deleted and
+/// made again, so its sequences are given anew, as servers that all lost
+/// their unsynced tail give the lost ones): what is posted after is
+/// decided, not skipped by cursors already past those sequences, and what
+/// the node kept is published again and still decided once.
+#[test]
+fn a_stream_that_goes_back_under_running_partitions_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cluster, _servers) = Cluster::new(tmp.path(), 1, 1);
+    let _node = cluster.start_node(0);
+    cluster.settled(&[0], Duration::from_secs(60));
+    let mut acked = load(cluster.ports.clone(), "f", 200).join().unwrap();
+    cluster.exactly_once(&acked, "before the stream goes back");
+    let urls = cluster.nats.urls();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(urls.as_str()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.delete_stream(signalbox::cluster::bus::SIGNALS)
+            .await
+            .unwrap();
+        // Made again as a node makes it.
+        let settings = signalbox::cluster::Settings::parse(&urls, "test").unwrap();
+        signalbox::cluster::bus::Bus::connect(&settings)
+            .await
+            .unwrap();
+    });
+    acked.extend(load(cluster.ports.clone(), "g", 100).join().unwrap());
+    cluster.exactly_once(&acked, "after the stream went back");
+    let log = cluster.log();
+    assert!(
+        log.contains("went back under a running partition"),
+        "the partitions saw their stream go back"
+    );
+    assert!(
+        log.contains("published again what this node keeps"),
+        "the node published again what it kept"
+    );
+}

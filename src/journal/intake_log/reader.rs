@@ -175,6 +175,12 @@ impl LogReader {
         Ok(signals)
     }
 
+    /// Reads next after `position`: back, to read again rows the log still
+    /// holds (those not yet reported decided), or forward to where it was.
+    pub fn seek(&mut self, position: u64) {
+        self.next = position + 1;
+    }
+
     /// The last sequence number read.
     pub fn position(&self) -> u64 {
         self.next - 1

@@ -1,0 +1,240 @@
+//! When the signal stream goes back. NATS 2.9 syncs its files on an
+//! interval: servers that all lost their unsynced tail give the lost
+//! sequences again, and while restarted servers re-form, a stream can go
+//! back under running partitions (a new leader holding less). Two things
+//! are lost then unless something follows:
+//!
+//! - what a partition had read past where the stream now ends: the
+//!   sequences are given again, to new signals, which a cursor past them
+//!   skips. Each batch a partition reads checks that the last message it
+//!   read before is still the one at its place (`Checkpoints`); if not,
+//!   the partition restarts from the last one that is (`Tail::rewind_to`).
+//! - what nodes acknowledged in the lost tail. When the stream's leader
+//!   changes, or a partition sees its stream go back (announced on
+//!   `WENT_BACK` to every node), each node publishes again what it keeps
+//!   (`retain`): a repeat the stream holds is dropped by its message id,
+//!   or by the partition's engine, which knows every identity it decided.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream;
+use futures_util::StreamExt as _;
+
+use super::Node;
+
+/// Where a partition that saw its signal stream go back says so, to every
+/// node (core NATS, not stored): `<partition> <sequence to read after>`.
+pub const WENT_BACK: &str = "sb.ctl.signals_went_back";
+
+/// Checkpoints a partition keeps of what it read, at most: how far back a
+/// rewind can find a message still in place.
+const CHECKPOINTS: usize = 1024;
+
+/// How often a node asks who leads the signal stream.
+const LEADER_EVERY: Duration = Duration::from_secs(1);
+
+/// A node's part: where partitions must read again from when they next
+/// start here, and whether what it keeps must be published again.
+#[derive(Default)]
+pub struct Tail {
+    /// By partition: the sequence to read again after, and when it was said.
+    rewinds: Mutex<HashMap<u32, (u64, Instant)>>,
+    publish_again: AtomicBool,
+}
+
+impl Tail {
+    /// `partition`'s cursor must not be past `after` when it next starts
+    /// (the lowest, if said more than once).
+    pub fn rewind_to(&self, partition: u32, after: u64) {
+        if let Ok(mut rewinds) = self.rewinds.lock() {
+            let at = rewinds.entry(partition).or_insert((after, Instant::now()));
+            *at = (at.0.min(after), Instant::now());
+        }
+    }
+
+    /// Where `partition` must read again from, once. One said longer ago
+    /// than a node keeps what it acknowledged is let go: what it was for
+    /// has been published again since, past any cursor.
+    pub fn take_rewind(&self, partition: u32) -> Option<u64> {
+        let (after, said) = self.rewinds.lock().ok()?.remove(&partition)?;
+        (said.elapsed() < super::retain::RETAIN).then_some(after)
+    }
+
+    /// What the node keeps is to be published again.
+    pub fn publish_again(&self) {
+        self.publish_again.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether it was asked since the last call.
+    pub fn take_publish_again(&self) -> bool {
+        self.publish_again.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// The id a message was published under (`Nats-Msg-Id`), if any.
+pub fn id_of(message: &StreamMessage) -> Option<String> {
+    message
+        .headers
+        .get(async_nats::header::NATS_MESSAGE_ID)
+        .map(|v| v.as_str().to_string())
+}
+
+/// The id of the message at `sequence`, asked of the stream's leader (a
+/// replica behind would not have it yet). `Ok(None)`: no message there.
+async fn id_at(stream: &stream::Stream, sequence: u64) -> Result<Option<String>, String> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    match stream.get_raw_message(sequence).await {
+        Ok(message) => Ok(Some(id_of(&message).unwrap_or_default())),
+        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// What a partition read, by stream sequence and message id: the newest
+/// last, `CHECKPOINTS` at most.
+#[derive(Default)]
+pub struct Checkpoints {
+    read: VecDeque<(u64, String)>,
+}
+
+impl Checkpoints {
+    /// Starting after `after`: the message there now is taken as read (its
+    /// journal holds no id to compare; a stream that went back before the
+    /// partition started is `rewind_cursor`'s).
+    pub async fn starting_after(stream: &stream::Stream, after: u64) -> Checkpoints {
+        let mut checkpoints = Checkpoints::default();
+        if after > 0
+            && let Ok(Some(id)) = id_at(stream, after).await
+        {
+            checkpoints.push(after, id);
+        }
+        checkpoints
+    }
+
+    pub fn push(&mut self, sequence: u64, id: String) {
+        if self.read.len() == CHECKPOINTS {
+            self.read.pop_front();
+        }
+        self.read.push_back((sequence, id));
+    }
+
+    /// `None` while the last message read is still in place (or the
+    /// leader cannot say now: asked again with the next batch); otherwise
+    /// the sequence to read again after: the newest checkpoint still in
+    /// place, or, if none is, from the start of what the stream holds (a
+    /// repeat costs a lookup; a skipped signal is lost).
+    pub async fn went_back(&self, stream: &stream::Stream) -> Option<u64> {
+        let (last, id) = self.read.back()?;
+        match id_at(stream, *last).await {
+            Ok(Some(now)) if now == *id => return None,
+            Ok(Some(_)) => {}
+            // Gone, and the stream has not gone back under it: it aged
+            // out (the stream keeps signals for a set time).
+            Ok(None) => {
+                let info = stream.get_info().await.ok()?;
+                if info.state.last_sequence >= *last {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+        for (sequence, id) in self.read.iter().rev().skip(1) {
+            // One the leader cannot answer for is passed over: reading
+            // again from further back only repeats.
+            if let Ok(Some(now)) = id_at(stream, *sequence).await
+                && now == *id
+            {
+                return Some(*sequence);
+            }
+        }
+        let first = match stream.get_info().await {
+            Ok(info) => info.state.first_sequence,
+            Err(_) => 0,
+        };
+        tracing::warn!(
+            first,
+            "no message a partition read is still in place; reading again all the stream holds"
+        );
+        Some(first.saturating_sub(1))
+    }
+}
+
+/// Announces that `partition`'s stream went back: it reads again after
+/// `after` wherever it next starts, and every node publishes again what it
+/// keeps.
+pub async fn announce(node: &Node, partition: u32, after: u64) {
+    node.tail.rewind_to(partition, after);
+    node.tail.publish_again();
+    let said = format!("{partition} {after}");
+    if let Err(e) = node.bus.client.publish(WENT_BACK, said.into()).await {
+        tracing::warn!(partition, error = %e, "telling the other nodes the signal stream went back");
+    }
+}
+
+/// Follows what tells this node the stream went back: other nodes'
+/// announcements, and a change of the signal stream's leader (a leader
+/// elected anew, by name or by when it was elected).
+pub async fn watch(node: Arc<Node>) {
+    let mut said = match node.bus.client.subscribe(WENT_BACK).await {
+        Ok(subscription) => Some(subscription),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot hear other nodes say the signal stream went back");
+            None
+        }
+    };
+    let mut leader: Option<(String, Option<String>)> = None;
+    let mut every = tokio::time::interval(LEADER_EVERY);
+    loop {
+        tokio::select! {
+            message = async {
+                match said.as_mut() {
+                    Some(s) => s.next().await,
+                    None => std::future::pending().await,
+                }
+            } => match message {
+                Some(message) => heard(&node, &message.payload),
+                None => said = None,
+            },
+            _ = every.tick() => {
+                let Ok(info) = node.bus.signals.get_info().await else { continue };
+                let Some(name) = info.cluster.as_ref().and_then(|c| c.leader.clone()) else {
+                    continue;
+                };
+                let since = info
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.leader_since)
+                    .map(|t| t.to_string());
+                let now = (name, since);
+                if leader.as_ref().is_some_and(|was| *was != now) {
+                    tracing::warn!(
+                        leader = %now.0,
+                        "the signal stream has a new leader; publishing again what this node keeps"
+                    );
+                    node.tail.publish_again();
+                }
+                leader = Some(now);
+            }
+        }
+    }
+}
+
+/// Another node's announcement (one that does not read is logged and
+/// passed over: it was sent by this program, so only a damaged message
+/// does that).
+fn heard(node: &Node, payload: &[u8]) {
+    let text = String::from_utf8_lossy(payload);
+    let mut words = text.split_whitespace();
+    let parsed = (|| Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?)))();
+    match parsed {
+        Some((partition, after)) => {
+            node.tail.rewind_to(partition, after);
+            node.tail.publish_again();
+        }
+        None => tracing::warn!(said = %text, "an announcement on {WENT_BACK} does not read"),
+    }
+}
