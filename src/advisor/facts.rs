@@ -206,8 +206,7 @@ fn of_page(facts: &mut Facts, page: &crate::paging::Page, redactor: &Redactor) {
     facts.add(at("state"), Value::String(page.state.as_str().into()));
     facts.add(at("policy"), text(&page.policy));
     facts.add(at("level"), Value::from(page.level as u64 + 1));
-    let mut told: Vec<&str> = page.attempts.iter().map(|a| a.person.as_str()).collect();
-    told.dedup();
+    let told = each_once(page.attempts.iter().map(|a| a.person.as_str()));
     if !told.is_empty() {
         facts.add(at("notified"), text(&told.join(", ")));
     }
@@ -219,6 +218,18 @@ fn of_page(facts: &mut Facts, page: &crate::paging::Page, redactor: &Redactor) {
         facts.add(at("resolved_by"), text(who));
         facts.add(at("minutes_to_resolve"), minutes(page.opened, *when));
     }
+}
+
+/// Each name once, in the order first seen (a page that went round tells
+/// its first person again).
+fn each_once<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut once: Vec<&str> = Vec::new();
+    for name in names {
+        if !once.contains(&name) {
+            once.push(name);
+        }
+    }
+    once
 }
 
 /// An incident as it stands: its alerts, and how it ended.
@@ -318,6 +329,12 @@ mod tests {
             name: name.into(),
             value,
         }
+    }
+
+    #[test]
+    fn a_page_names_each_person_told_once_in_order() {
+        let told = each_once(["dana", "emil", "dana", "lead", "emil"].into_iter());
+        assert_eq!(told, ["dana", "emil", "lead"]);
     }
 
     #[test]

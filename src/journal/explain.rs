@@ -25,6 +25,7 @@ pub fn render(e: &Explanation) -> String {
         actions,
         flow,
         pages,
+        incident,
         branches_and_feedback,
         chain,
     ] {
@@ -334,6 +335,59 @@ fn pages(out: &mut String, e: &Explanation) {
     }
 }
 
+/// Alerts an incident shows one by one, at most; the rest are counted.
+const MEMBERS_SHOWN: usize = 10;
+
+/// The incident it opened: its group, its alerts, and how it stands.
+fn incident(out: &mut String, e: &Explanation) {
+    let Some(i) = &e.incident else { return };
+    line(out, "");
+    let group: Vec<String> = i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    line(
+        out,
+        format!(
+            "incident {}  {}  ({})  state {}",
+            i.id,
+            i.kind,
+            group.join(", "),
+            i.state.as_str()
+        ),
+    );
+    line(
+        out,
+        format!(
+            "  opened {}  alerts {}  still firing {}",
+            i.opened.to_rfc3339(),
+            i.alerts,
+            i.firing.len()
+        ),
+    );
+    for m in i.members.iter().take(MEMBERS_SHOWN) {
+        let resolved = m
+            .resolved
+            .map(|t| format!("  resolved {}", t.format("%H:%M:%S")))
+            .unwrap_or_default();
+        line(
+            out,
+            format!(
+                "  {}  {}  {}{resolved}",
+                m.at.format("%H:%M:%S"),
+                m.signal_id,
+                m.subject
+            ),
+        );
+    }
+    let more = i
+        .alerts
+        .saturating_sub(i.members.len().min(MEMBERS_SHOWN) as u64);
+    if more > 0 {
+        line(out, format!("  … and {more} more"));
+    }
+    if let Some((who, when)) = &i.resolved {
+        line(out, format!("  resolved by {who} at {}", when.to_rfc3339()));
+    }
+}
+
 /// Its fan-out's branches, and what the model learned from it.
 fn branches_and_feedback(out: &mut String, e: &Explanation) {
     if !e.children.is_empty() {
@@ -405,6 +459,7 @@ pub fn to_json(e: &Explanation) -> Value {
         "flow": e.flow,
         "flow_events": e.flow_events,
         "pages": e.pages,
+        "incident": e.incident,
         "children": e.children.iter().map(|c| &c.id).collect::<Vec<_>>(),
         "chain": match &e.chain.result {
             Ok(n) => json!({"verifies": true, "records": n, "from": e.chain.from, "to": e.chain.to}),

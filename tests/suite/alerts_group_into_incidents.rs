@@ -171,6 +171,26 @@ fn a_storm_on_one_service_is_one_incident_and_one_page() {
         .send()
         .unwrap();
     assert_eq!(again.status(), 409);
+    // Explained by its id, the incident's record is there: in text and JSON.
+    let explain = |format: &str| {
+        c.get(format!("{}/v1/decisions/{web_id}?format={format}", s.base))
+            .bearer_auth(OPERATOR)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let text = explain("text");
+    assert!(
+        text.contains(&format!(
+            "incident {web_id}  alert.firing  (subject=service/web)  state resolved" // Resolved by a person; its alert has not resolved at the source.
+        )) && text.contains("alerts 1  still firing 1")
+            && text.contains("resolved by oskar at"),
+        "{text}"
+    );
+    let json: Value = serde_json::from_str(&explain("json")).unwrap();
+    assert_eq!(json["incident"]["id"], web_id, "{json}");
+    assert_eq!(json["incident"]["resolved"][0], "oskar", "{json}");
     // A new api alert is a new incident.
     common::post_as(&c, &s.base, OPERATOR, &alert("alert.firing", 6, "api"));
     let next = wait_for("a new api incident", Duration::from_secs(10), || {
