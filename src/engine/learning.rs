@@ -163,22 +163,28 @@ pub(super) const MAX_ENDED: usize = 100_000;
 impl Engine {
     /// The option is final: remember it for the outcome, tell subscribers.
     pub(super) fn settled(&mut self, decision: &Decision, option: &str, now: DateTime<Utc>) {
-        self.learning.awaiting.insert(
-            decision.id.clone(),
-            Box::new(Awaiting {
-                option: option.into(),
-                features: Packed::of(&decision.features),
-                since: now,
-                flow_label: None,
-                ramp: decision.ramp.clone().map(Box::new),
-                apprentice: Seen::of(decision, option).map(Box::new),
-            }),
-        );
+        self.awaits(decision, option, now);
         self.emit(EngineEvent::Settled {
             decision_id: decision.id.clone(),
             option: option.to_string(),
             at: now,
         });
+    }
+
+    /// `decision`, settled on `option` at `since`, waits for its outcome:
+    /// when it settles, and again after a restart while its flow runs.
+    pub(super) fn awaits(&mut self, decision: &Decision, option: &str, since: DateTime<Utc>) {
+        self.learning.awaiting.insert(
+            decision.id.clone(),
+            Box::new(Awaiting {
+                option: option.into(),
+                features: Packed::of(&decision.features),
+                since,
+                flow_label: None,
+                ramp: decision.ramp.clone().map(Box::new),
+                apprentice: Seen::of(decision, option).map(Box::new),
+            }),
+        );
     }
 
     pub(super) fn learn_from_outcome(&mut self, signal: &Signal, now: DateTime<Utc>) {
@@ -443,5 +449,70 @@ mod packed_tests {
             .collect();
         assert_eq!(Packed::of(&strings).unpack(), strings);
         assert!(Packed::of(&[]).unpack().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use chrono::{Duration, Utc};
+
+    use crate::flow::{TaskAction, TaskFilter};
+    use crate::review::Actor;
+    use crate::signal::Signal;
+
+    /// A ticket's flow still runs at a restart and fails after it: the
+    /// model learns that its option failed, as it would have without the
+    /// restart.
+    #[test]
+    fn a_flow_in_flight_at_a_restart_still_teaches_its_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now();
+        let at = |m: i64| start + Duration::minutes(m);
+        let mut engine = crate::testkit::starter(dir.path(), start);
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": "t1", "source": "desk", "type": "ticket.opened",
+            "subject": "ticket/t1", "data": {"ticket": "t1"},
+        });
+        engine.ingest(Signal::from_value(event, start).unwrap(), start);
+        engine.tick(start);
+        engine.flush().unwrap().wait().unwrap();
+        assert_eq!(engine.flows.active_count(), 1, "the ticket's flow runs");
+        drop(engine);
+        let mut engine = crate::testkit::open_starter(dir.path(), at(5), |_| {});
+        assert_eq!(
+            engine.learning.awaiting.len(),
+            1,
+            "its decision waits again"
+        );
+        let ann = Actor::new("ann", crate::decide::policy::Role::Operator);
+        let tasks = engine.tasks(&TaskFilter::default());
+        assert!(!tasks.is_empty());
+        for task in tasks {
+            engine
+                .act_on_task(&task.id, &TaskAction::Fail, &ann, "no stock", at(10))
+                .unwrap();
+        }
+        engine.tick(at(80));
+        engine.flush().unwrap().wait().unwrap();
+        let conn =
+            rusqlite::Connection::open(dir.path().join("data").join(crate::journal::FILE_NAME))
+                .unwrap();
+        let bodies: Vec<String> = conn
+            .prepare("SELECT body FROM feedback")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let learnt: Vec<crate::journal::Feedback> = bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect();
+        assert!(
+            learnt
+                .iter()
+                .any(|f| f.source == "flow" && f.label == 0.0 && f.decision_id == "D0000001"),
+            "{learnt:?}"
+        );
     }
 }

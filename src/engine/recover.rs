@@ -61,6 +61,18 @@ impl Engine {
         self.learning.feedback = recovered.feedback_count;
         self.learning.checkpoint_at =
             recovered.feedback_count - recovered.feedback_after_checkpoint.len() as i64;
+        // Their decisions wait for their outcomes again, as settled.
+        let running: std::collections::HashMap<&str, (&str, DateTime<Utc>)> = recovered
+            .active_flows
+            .iter()
+            .map(|f| (f.decision_id.as_str(), (f.option.as_str(), f.created)))
+            .collect();
+        for decision in &recovered.awaiting {
+            if let Some(&(option, since)) = running.get(decision.id.as_str()) {
+                self.awaits(decision, option, since);
+            }
+        }
+        drop(running);
         for flow in recovered.active_flows {
             self.flows.restore(flow);
         }

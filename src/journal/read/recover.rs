@@ -8,7 +8,8 @@ use std::path::Path;
 use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{decode, open_existing, rows, signal_body, sql};
+use super::{Views, decode, decode_decision, open_existing, rows, signal_body, sql};
+use crate::decide::Decision;
 use crate::flow::Flow;
 use crate::journal::{Feedback, JournalError, Quarantined};
 use crate::review::ReviewItem;
@@ -19,6 +20,9 @@ use crate::signal::Signal;
 pub struct Recovered {
     pub entities: Vec<(String, serde_json::Value)>,
     pub active_flows: Vec<Flow>,
+    /// The decisions of the flows in flight: each still waits for the
+    /// outcome the model learns from.
+    pub awaiting: Vec<Decision>,
     /// Ids of the active flows journaled a row per step (big flows).
     pub flows_by_step: Vec<String>,
     pub open_reviews: Vec<ReviewItem>,
@@ -108,6 +112,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         }
     }
     active_flows(&conn, path, &mut out)?;
+    awaiting(&conn, path, &mut out)?;
     open_reviews(&conn, path, &mut out)?;
     for (id, body) in rows(
         &conn,
@@ -197,6 +202,32 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     out.review_count = count("SELECT COUNT(*) FROM reviews")?;
     out.flow_count = count("SELECT COUNT(*) FROM flows")?;
     Ok(out)
+}
+
+/// The decisions of the flows in flight. One that does not read is named
+/// in the log and not learnt from: its flow goes on.
+fn awaiting(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), JournalError> {
+    let mut views = Views::new(conn, path)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT body FROM audit WHERE decision_id = ?1 AND kind = 'decision' AND ref_id = ?1",
+        )
+        .map_err(sql(path))?;
+    for flow in &out.active_flows {
+        let body: Option<String> = stmt
+            .query_row([&flow.decision_id], |r| r.get(0))
+            .optional()
+            .map_err(sql(path))?;
+        let Some(body) = body else { continue };
+        match decode_decision(path, &mut views, "decision", &body) {
+            Ok(decision) => out.awaiting.push(decision),
+            Err(e) => tracing::warn!(
+                decision = %flow.decision_id, error = %e,
+                "a flow's decision does not read: its outcome is not learnt"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// The flows still in flight, a big flow's steps joined back from their rows.
