@@ -258,6 +258,16 @@ mod tests {
         engine.ingest(alert("r1", "alert.resolved", "f1", "api", at(10)), at(10));
         engine.flush().unwrap().wait().unwrap();
         drop(engine);
+        // Explained meanwhile, the flow's outcome says what it waits for.
+        let data = dir.path().join("data");
+        let explained = crate::journal::read::explain(&data, "D0000001")
+            .unwrap()
+            .unwrap();
+        let text = crate::journal::explain::render(&explained);
+        assert!(
+            text.contains("outcome waits: within SLA unless its alert fires again before"),
+            "{text}"
+        );
         let mut engine = crate::testkit::open_starter(dir.path(), at(20), |_| {});
         assert!(
             engine.flows.flows.is_empty(),

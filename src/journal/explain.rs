@@ -319,6 +319,15 @@ fn flow(out: &mut String, e: &Explanation) {
             );
         }
     }
+    if let Some(p) = &e.pending {
+        let until = p.until.to_rfc3339();
+        let waits = match p.awaits.as_str() {
+            "reopen" => format!("within SLA unless its alert fires again before {until}"),
+            "end" => format!("within SLA if what ends it comes by {until}; late if not"),
+            other => format!("{other} until {until}"),
+        };
+        line(out, format!("  outcome waits: {waits}"));
+    }
 }
 
 /// The pages it started: who was told, how, and what came of it.
@@ -458,6 +467,7 @@ pub fn to_json(e: &Explanation) -> Value {
         "feedback": e.feedback,
         "flow": e.flow,
         "flow_events": e.flow_events,
+        "outcome_waits": e.pending,
         "pages": e.pages,
         "incident": e.incident,
         "children": e.children.iter().map(|c| &c.id).collect::<Vec<_>>(),

@@ -29,6 +29,8 @@ pub struct Explanation {
     pub feedback: Vec<Feedback>,
     pub flow: Option<Flow>,
     pub flow_events: Vec<FlowEvent>,
+    /// What its finished flow's outcome still waits for, if anything.
+    pub pending: Option<Pending>,
     pub children: Vec<Decision>,
     /// The pages it started, with every attempt.
     pub pages: Vec<crate::paging::Page>,
@@ -36,6 +38,40 @@ pub struct Explanation {
     pub incident: Option<crate::flow::incident::Incident>,
     /// The record's place in the chain, checked around it.
     pub chain: ChainCheck,
+}
+
+/// A finished flow's outcome that a later signal may still change
+/// (`engine::verdicts`): `reopen` (its alert firing again before `until`
+/// makes it reopened) or `end` (what ends it must come by `until`, or it
+/// is late).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Pending {
+    pub awaits: String,
+    pub until: chrono::DateTime<Utc>,
+}
+
+/// The watch on decision `id`'s outcome, if one is journaled (a journal
+/// older than the watches has no table for them).
+fn pending_of(conn: &Connection, path: &Path, id: &str) -> Result<Option<Pending>, JournalError> {
+    let has_table: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'verdicts')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql(path))?;
+    if !has_table {
+        return Ok(None);
+    }
+    // Only the flows whose outcome is not final: a handful, scanned.
+    let body = rows(
+        conn,
+        path,
+        "SELECT body FROM verdicts WHERE json_extract(body, '$.decision') = ?1 LIMIT 1",
+        params![id],
+        |r| r.get::<_, String>(0),
+    )?;
+    body.first().map(|b| decode(path, "verdict", b)).transpose()
 }
 
 /// The decision behind a page, incident or review item id (none: `id`
@@ -156,8 +192,10 @@ pub fn explain(dir: &Path, id: &str) -> Result<Option<Explanation>, JournalError
     .first()
     .map(|b| decode(path, "incident", b))
     .transpose()?;
+    let pending = pending_of(&conn, path, id)?;
     let chain = verify_around(&conn, path, seq)?;
     Ok(Some(Explanation {
+        pending,
         incident,
         decision,
         hash,

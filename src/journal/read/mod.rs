@@ -23,7 +23,7 @@ pub use logged::{
     ChosenBy, Logged, Replayable, ShadowAgreement, chosen, each_replayable, logged, shadow,
 };
 
-pub use explain::{Explanation, explain};
+pub use explain::{Explanation, Pending, explain};
 pub use recover::{Recovered, Unreadable, model_at, recover};
 use views::Views;
 pub use views::{ViewFault, ViewProblem};
