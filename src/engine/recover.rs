@@ -61,18 +61,7 @@ impl Engine {
         self.learning.feedback = recovered.feedback_count;
         self.learning.checkpoint_at =
             recovered.feedback_count - recovered.feedback_after_checkpoint.len() as i64;
-        // Their decisions wait for their outcomes again, as settled.
-        let running: std::collections::HashMap<&str, (&str, DateTime<Utc>)> = recovered
-            .active_flows
-            .iter()
-            .map(|f| (f.decision_id.as_str(), (f.option.as_str(), f.created)))
-            .collect();
-        for decision in &recovered.awaiting {
-            if let Some(&(option, since)) = running.get(decision.id.as_str()) {
-                self.awaits(decision, option, since);
-            }
-        }
-        drop(running);
+        self.await_again(&recovered.active_flows, &recovered.awaiting);
         for flow in recovered.active_flows {
             self.flows.restore(flow);
         }
@@ -93,19 +82,8 @@ impl Engine {
             .restore(std::mem::take(&mut recovered.seen_signals), next_id);
         self.quarantine = quarantine::QuarantineBook::restore(recovered.quarantined);
         self.alerts.opened_by = recovered.alert_flows.into_iter().collect();
-        if let Some(book) = recovered
-            .meta
-            .get(crate::noise::inhibit::INHIBITORS_KEY)
-            .and_then(|v| serde_json::from_str(v).ok())
-        {
-            self.alerts.inhibit = book;
-        }
-        if let Some(flapping) = recovered.meta.get(crate::noise::holdoff::FLAPPING_KEY) {
-            self.alerts.hold.restore(flapping);
-        }
-        for s in std::mem::take(&mut recovered.silences) {
-            self.alerts.silences.restore(s);
-        }
+        let silences = std::mem::take(&mut recovered.silences);
+        self.restore_noise(&recovered.meta, silences);
         let last_incident = recovered.last_incident.take();
         self.restore_incidents(
             std::mem::take(&mut recovered.open_incidents),
@@ -144,6 +122,40 @@ impl Engine {
             "resumed from journal"
         );
         Ok(())
+    }
+
+    /// What holds alerts back: inhibitions, flapping hold-offs, silences.
+    fn restore_noise(
+        &mut self,
+        meta: &std::collections::HashMap<String, String>,
+        silences: Vec<crate::noise::Silence>,
+    ) {
+        if let Some(book) = meta
+            .get(crate::noise::inhibit::INHIBITORS_KEY)
+            .and_then(|v| serde_json::from_str(v).ok())
+        {
+            self.alerts.inhibit = book;
+        }
+        if let Some(flapping) = meta.get(crate::noise::holdoff::FLAPPING_KEY) {
+            self.alerts.hold.restore(flapping);
+        }
+        for s in silences {
+            self.alerts.silences.restore(s);
+        }
+    }
+
+    /// The decisions of the flows in flight wait for their outcomes again,
+    /// as when they settled.
+    fn await_again(&mut self, flows: &[crate::flow::Flow], decisions: &[crate::decide::Decision]) {
+        let running: std::collections::HashMap<&str, (&str, DateTime<Utc>)> = flows
+            .iter()
+            .map(|f| (f.decision_id.as_str(), (f.option.as_str(), f.created)))
+            .collect();
+        for decision in decisions {
+            if let Some(&(option, since)) = running.get(decision.id.as_str()) {
+                self.awaits(decision, option, since);
+            }
+        }
     }
 
     /// The finished flows whose outcome still waits on a later signal; a

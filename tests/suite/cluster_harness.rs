@@ -185,7 +185,11 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(200));
         }
         let log = self.log();
-        let warnings: Vec<&str> = log.lines().filter(|l| !l.contains(" INFO ")).collect();
+        // Warnings, and what the nodes said of their partitions and leases.
+        let warnings: Vec<&str> = (log.lines())
+            .filter(|l| !l.contains(" INFO ") || l.contains("cluster::"))
+            .filter(|l| !l.contains("journal commit failed") && !l.contains("intake::pager"))
+            .collect();
         let outputs: Vec<String> = (live.iter())
             .map(|i| {
                 let out = self.data.join(format!("s{i}.out"));
@@ -201,7 +205,7 @@ impl Cluster {
             "timed out after {within:?} waiting for every partition to run on {live:?}; \
              they said {views:?}; the nodes' last lines:\n{}\nthe log's last warnings:\n{}",
             outputs.join("\n"),
-            warnings[warnings.len().saturating_sub(40)..].join("\n")
+            warnings[warnings.len().saturating_sub(80)..].join("\n")
         );
     }
 
