@@ -317,6 +317,32 @@ impl Bus {
         }
     }
 
+    /// The first message of `subject` at or after `sequence` in `stream`,
+    /// asked of its leader (none: there is none yet). While restarted
+    /// servers re-form, a replica may still hold messages its leader does
+    /// not, and will lose them: read there, they would come and go.
+    pub async fn next_at_leader(
+        stream: &stream::Stream,
+        subject: &str,
+        sequence: u64,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, BusError> {
+        use async_nats::jetstream::stream::RawMessageErrorKind;
+        let asked = stream
+            .raw_message_builder()
+            .sequence(sequence.max(1))
+            .next_by_subject(subject)
+            .send()
+            .await;
+        match asked {
+            Ok(message) => Ok(Some(message)),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(BusError::JetStream {
+                what: format!("reading {subject} from {sequence}"),
+                error: e.to_string(),
+            }),
+        }
+    }
+
     /// The last sequence of `subject` in `stream` (0: none).
     pub async fn last_sequence(stream: &stream::Stream, subject: &str) -> Result<u64, BusError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;

@@ -36,6 +36,20 @@ impl Publisher {
 
 impl crate::intake::Replicate for Publisher {
     fn publish(&self, signals: Vec<Signal>) -> BoxFuture<'static, Result<(), String>> {
+        self.publish_round(signals, None)
+    }
+}
+
+impl Publisher {
+    /// Publishes `signals`; in a round of publishing again (`again`), each
+    /// under a message id of that round: a stream that went back may still
+    /// count the lost message's id as seen, and would drop the copy as a
+    /// repeat. (The partition's engine knows a repeat by identity.)
+    pub fn publish_round(
+        &self,
+        signals: Vec<Signal>,
+        again: Option<u64>,
+    ) -> BoxFuture<'static, Result<(), String>> {
         let js = self.js.clone();
         let partitions = self.partitions;
         Box::pin(async move {
@@ -43,7 +57,10 @@ impl crate::intake::Replicate for Publisher {
             for signal in &signals {
                 let body = serde_json::to_vec(signal).map_err(|e| e.to_string())?;
                 let subject = bus::signal_subject(partition_of(signal, partitions));
-                let id = format!("{:032x}", signal.identity());
+                let id = match again {
+                    None => format!("{:032x}", signal.identity()),
+                    Some(round) => format!("{:032x}-{round}", signal.identity()),
+                };
                 let publish = Publish::build().payload(body.into()).message_id(id);
                 let ack = js
                     .send_publish(subject, publish)

@@ -299,9 +299,12 @@ async fn feed(node: Arc<Node>, partition: u32, mut after: u64, log: IntakeLog) {
     }
 }
 
-/// Reads by direct gets (from any replica; a 2.9 server may place a
-/// consumer on a peer that is down, and it never answers), woken by a
-/// plain subscription to the partition's subject, or every `IDLE`.
+/// Reads message by message from the stream's leader (no consumer: a 2.9
+/// server may place one on a peer that is down, and it never answers; no
+/// direct gets: a replica may hold, for a while, messages its re-formed
+/// stream has lost, and a partition that read them would see them go and
+/// restart, again and again), woken by a plain subscription to the
+/// partition's subject, or every `IDLE`.
 async fn feed_from(
     node: &Node,
     partition: u32,
@@ -322,7 +325,7 @@ async fn feed_from(
         let mut last = *after;
         let mut last_id = None;
         while signals.len() < FEED_BATCH {
-            let next = Bus::next_of(&bus.signals, &subject, last + 1)
+            let next = Bus::next_at_leader(&bus.signals, &subject, last + 1)
                 .await
                 .map_err(|e| e.to_string())?;
             let Some(message) = next else { break };

@@ -119,6 +119,7 @@ fn publish_kept(
     tail: &Tail,
 ) {
     let end = reader.position();
+    let round = chrono::Utc::now().timestamp_millis().unsigned_abs();
     reader.seek(reader.progress().decided_upto());
     let mut published = 0u64;
     while reader.position() < end {
@@ -135,7 +136,7 @@ fn publish_kept(
             break;
         }
         let n = signals.len() as u64;
-        if let Err(e) = runtime.block_on(publisher.publish(signals)) {
+        if let Err(e) = runtime.block_on(publisher.publish_round(signals, Some(round))) {
             tracing::warn!(error = %e, "publishing again what this node keeps");
             tail.publish_again();
             break;
