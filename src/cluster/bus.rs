@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::{self, kv, stream};
 use bytes::Bytes;
 
@@ -325,35 +326,47 @@ impl Bus {
         stream: &stream::Stream,
         subject: &str,
         sequence: u64,
-    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, BusError> {
-        use async_nats::jetstream::stream::RawMessageErrorKind;
+    ) -> Result<Option<StreamMessage>, BusError> {
         let asked = stream
             .raw_message_builder()
             .sequence(sequence.max(1))
             .next_by_subject(subject)
             .send()
             .await;
-        match asked {
-            Ok(message) => Ok(Some(message)),
-            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(BusError::JetStream {
-                what: format!("reading {subject} from {sequence}"),
-                error: e.to_string(),
-            }),
-        }
+        found(asked, || format!("reading {subject} from {sequence}"))
+    }
+
+    /// The message at `sequence` in `stream`, asked of its leader (a
+    /// replica behind would not have it yet); none: no message there.
+    pub async fn at_leader(
+        stream: &stream::Stream,
+        sequence: u64,
+    ) -> Result<Option<StreamMessage>, BusError> {
+        let asked = stream.get_raw_message(sequence).await;
+        found(asked, || format!("reading message {sequence}"))
     }
 
     /// The last sequence of `subject` in `stream` (0: none).
     pub async fn last_sequence(stream: &stream::Stream, subject: &str) -> Result<u64, BusError> {
-        use async_nats::jetstream::stream::LastRawMessageErrorKind;
-        match stream.get_last_raw_message_by_subject(subject).await {
-            Ok(message) => Ok(message.sequence),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
-            Err(e) => Err(BusError::JetStream {
-                what: format!("last message of {subject}"),
-                error: e.to_string(),
-            }),
-        }
+        let asked = stream.get_last_raw_message_by_subject(subject).await;
+        let last = found(asked, || format!("last message of {subject}"))?;
+        Ok(last.map_or(0, |m| m.sequence))
+    }
+}
+
+/// A message the leader answered with, none if it said there is none, or
+/// the error naming `what` was asked.
+fn found(
+    asked: Result<StreamMessage, stream::RawMessageError>,
+    what: impl FnOnce() -> String,
+) -> Result<Option<StreamMessage>, BusError> {
+    match asked {
+        Ok(message) => Ok(Some(message)),
+        Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(e) => Err(BusError::JetStream {
+            what: what(),
+            error: e.to_string(),
+        }),
     }
 }
 

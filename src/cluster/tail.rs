@@ -25,6 +25,7 @@ use async_nats::jetstream::stream;
 use futures_util::StreamExt as _;
 
 use super::Node;
+use super::bus::{Bus, BusError};
 
 /// Where a partition that saw its signal stream go back says so, to every
 /// node (core NATS, not stored): `<partition> <sequence to read after>`.
@@ -64,6 +65,14 @@ impl Tail {
         (said.elapsed() < super::retain::RETAIN).then_some(after)
     }
 
+    /// `partition`'s stream went back (said here or by another node): it
+    /// reads again after `after` when it next starts, and what the node
+    /// keeps is published again.
+    fn went_back(&self, partition: u32, after: u64) {
+        self.rewind_to(partition, after);
+        self.publish_again();
+    }
+
     /// What the node keeps is to be published again.
     pub fn publish_again(&self) {
         self.publish_again.store(true, Ordering::SeqCst);
@@ -83,15 +92,11 @@ pub fn id_of(message: &StreamMessage) -> Option<String> {
         .map(|v| v.as_str().to_string())
 }
 
-/// The id of the message at `sequence`, asked of the stream's leader (a
-/// replica behind would not have it yet). `Ok(None)`: no message there.
-async fn id_at(stream: &stream::Stream, sequence: u64) -> Result<Option<String>, String> {
-    use async_nats::jetstream::stream::RawMessageErrorKind;
-    match stream.get_raw_message(sequence).await {
-        Ok(message) => Ok(Some(id_of(&message).unwrap_or_default())),
-        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
+/// The id of the message at `sequence`, asked of the stream's leader.
+/// `Ok(None)`: no message there.
+async fn id_at(stream: &stream::Stream, sequence: u64) -> Result<Option<String>, BusError> {
+    let message = Bus::at_leader(stream, sequence).await?;
+    Ok(message.map(|m| id_of(&m).unwrap_or_default()))
 }
 
 /// What a partition read, by stream sequence and message id: the newest
@@ -167,8 +172,7 @@ impl Checkpoints {
 /// `after` wherever it next starts, and every node publishes again what it
 /// keeps.
 pub async fn announce(node: &Node, partition: u32, after: u64) {
-    node.tail.rewind_to(partition, after);
-    node.tail.publish_again();
+    node.tail.went_back(partition, after);
     let said = format!("{partition} {after}");
     if let Err(e) = node.bus.client.publish(WENT_BACK, said.into()).await {
         tracing::warn!(partition, error = %e, "telling the other nodes the signal stream went back");
@@ -186,7 +190,7 @@ pub async fn watch(node: Arc<Node>) {
             None
         }
     };
-    let mut leader: Option<(String, Option<String>)> = None;
+    let mut leader = None;
     let mut every = tokio::time::interval(LEADER_EVERY);
     loop {
         tokio::select! {
@@ -201,15 +205,9 @@ pub async fn watch(node: Arc<Node>) {
             },
             _ = every.tick() => {
                 let Ok(info) = node.bus.signals.get_info().await else { continue };
-                let Some(name) = info.cluster.as_ref().and_then(|c| c.leader.clone()) else {
-                    continue;
-                };
-                let since = info
-                    .cluster
-                    .as_ref()
-                    .and_then(|c| c.leader_since)
-                    .map(|t| t.to_string());
-                let now = (name, since);
+                let Some(cluster) = info.cluster else { continue };
+                let Some(name) = cluster.leader else { continue };
+                let now = (name, cluster.leader_since);
                 if leader.as_ref().is_some_and(|was| *was != now) {
                     tracing::warn!(
                         leader = %now.0,
@@ -231,10 +229,7 @@ fn heard(node: &Node, payload: &[u8]) {
     let mut words = text.split_whitespace();
     let parsed = (|| Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?)))();
     match parsed {
-        Some((partition, after)) => {
-            node.tail.rewind_to(partition, after);
-            node.tail.publish_again();
-        }
+        Some((partition, after)) => node.tail.went_back(partition, after),
         None => tracing::warn!(said = %text, "an announcement on {WENT_BACK} does not read"),
     }
 }

@@ -8,8 +8,8 @@ use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ChainCheck, Views, corrupt, decode, decode_decision, open_existing, rows, signal_body, sql,
-    verify_around,
+    ChainCheck, Views, corrupt, decode, decode_decision, has_table, open_existing, rows,
+    signal_body, sql, verify_around,
 };
 use crate::decide::Decision;
 use crate::flow::{Flow, FlowEvent};
@@ -53,14 +53,7 @@ pub struct Pending {
 /// The watch on decision `id`'s outcome, if one is journaled (a journal
 /// older than the watches has no table for them).
 fn pending_of(conn: &Connection, path: &Path, id: &str) -> Result<Option<Pending>, JournalError> {
-    let has_table: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'verdicts')",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sql(path))?;
-    if !has_table {
+    if !has_table(conn, path, "verdicts")? {
         return Ok(None);
     }
     // Only the flows whose outcome is not final: a handful, scanned.
