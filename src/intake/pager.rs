@@ -9,12 +9,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hmac::{KeyInit, Mac};
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
 
 use crate::engine::host::{Command, Handle};
 use crate::outbound::{Failed, Retries, post_json};
@@ -119,40 +121,20 @@ pub async fn run(mut sends: UnboundedReceiver<Send>, engine: Handle, settings: P
             return;
         }
     };
-    let breakers = std::sync::Arc::new(tokio::sync::Mutex::new(HashMap::<Method, Breaker>::new()));
+    let breakers = Arc::new(tokio::sync::Mutex::new(HashMap::<Method, Breaker>::new()));
+    let order = Arc::new(std::sync::Mutex::new(InOrder::default()));
     while let Some(send) = sends.recv().await {
         let (client, engine, settings) = (client.clone(), engine.clone(), settings.clone());
-        let breakers = std::sync::Arc::clone(&breakers);
+        let breakers = Arc::clone(&breakers);
+        let (turn, before) = InOrder::queue(&order, &send);
+        let order = Arc::clone(&order);
         tokio::spawn(async move {
-            let open = breakers
-                .lock()
-                .await
-                .get(&send.method)
-                .and_then(|b| b.open_until)
-                .is_some_and(|t| Instant::now() < t);
-            let result = if open {
-                Err(format!(
-                    "the {} channel's breaker is open",
-                    send.method.as_str()
-                ))
-            } else {
-                deliver(&client, &send, &settings).await
-            };
-            {
-                let mut all = breakers.lock().await;
-                let b = all.entry(send.method).or_default();
-                match &result {
-                    Ok(_) => *b = Breaker::default(),
-                    Err(_) if !open => {
-                        b.failures += 1;
-                        if b.failures >= TRIP_AFTER {
-                            b.open_until = Some(Instant::now() + COOLDOWN);
-                            b.failures = 0;
-                        }
-                    }
-                    Err(_) => {}
-                }
+            if let Some(mut before) = before {
+                // Ends when the one before is done (its sender dropped).
+                let _ = before.changed().await;
             }
+            let result = guarded(&client, &send, &settings, &breakers).await;
+            InOrder::done(&order, &send, turn);
             if let Err(why) = &result {
                 tracing::warn!(page = %send.page_id, attempt = send.attempt, person = %send.person,
                     method = send.method.as_str(), error = %why, "page notification not delivered");
@@ -164,6 +146,91 @@ pub async fn run(mut sends: UnboundedReceiver<Send>, engine: Handle, settings: P
             });
         });
     }
+}
+
+/// What goes to one channel about one page goes in the order the engine
+/// made it: delivered side by side, a resolve could overtake its
+/// acknowledge or its trigger (PagerDuty then ignores the acknowledge, or
+/// keeps an alert open that was resolved here). Each send waits for the
+/// one before it on its page, method and address, retries included;
+/// other pages and channels do not wait.
+#[derive(Default)]
+struct InOrder {
+    /// Per conversation, the last send queued: its turn, and what ends
+    /// when it is done.
+    last: HashMap<(String, Method, String), (u64, watch::Receiver<()>)>,
+    turns: u64,
+    /// Held by the sends in progress, one each.
+    running: HashMap<u64, watch::Sender<()>>,
+}
+
+impl InOrder {
+    fn key(send: &Send) -> (String, Method, String) {
+        (send.page_id.clone(), send.method, send.address.clone())
+    }
+
+    /// Queues a send: its turn, and what to wait for before it goes.
+    fn queue(order: &std::sync::Mutex<Self>, send: &Send) -> (u64, Option<watch::Receiver<()>>) {
+        let mut o = order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        o.turns += 1;
+        let turn = o.turns;
+        let (tx, rx) = watch::channel(());
+        o.running.insert(turn, tx);
+        let before = o.last.insert(Self::key(send), (turn, rx)).map(|(_, rx)| rx);
+        (turn, before)
+    }
+
+    /// A send is done: the next one on its conversation may go.
+    fn done(order: &std::sync::Mutex<Self>, send: &Send, turn: u64) {
+        let mut o = order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        o.running.remove(&turn);
+        let key = Self::key(send);
+        if o.last.get(&key).is_some_and(|(t, _)| *t == turn) {
+            o.last.remove(&key);
+        }
+    }
+}
+
+/// Sends one notification unless its channel's breaker is open, and
+/// counts the result on the breaker.
+async fn guarded(
+    client: &reqwest::Client,
+    send: &Send,
+    settings: &PagerSettings,
+    breakers: &tokio::sync::Mutex<HashMap<Method, Breaker>>,
+) -> Result<String, String> {
+    let open = breakers
+        .lock()
+        .await
+        .get(&send.method)
+        .and_then(|b| b.open_until)
+        .is_some_and(|t| Instant::now() < t);
+    let result = if open {
+        Err(format!(
+            "the {} channel's breaker is open",
+            send.method.as_str()
+        ))
+    } else {
+        deliver(client, send, settings).await
+    };
+    let mut all = breakers.lock().await;
+    let b = all.entry(send.method).or_default();
+    match &result {
+        Ok(_) => *b = Breaker::default(),
+        Err(_) if !open => {
+            b.failures += 1;
+            if b.failures >= TRIP_AFTER {
+                b.open_until = Some(Instant::now() + COOLDOWN);
+                b.failures = 0;
+            }
+        }
+        Err(_) => {}
+    }
+    result
 }
 
 /// Sends one notification; the channel's answer, or why it failed.

@@ -8,16 +8,20 @@ info), an ISO 8601 timestamp if any, custom_details an object, links with
 an href each, and nothing unknown at the top level. A valid event is
 answered 202 as PagerDuty answers it, an invalid one 400 with the errors.
 Every request is appended as one JSON line (path, event, errors) to LOG.
+With SLOW, an acknowledge is taken in only after SLOW seconds (a slow
+answer, under which a later event must not overtake it).
 
-Usage: pagerduty_receiver.py LOG  (prints the port it listens on)
+Usage: pagerduty_receiver.py LOG [SLOW]  (prints the port it listens on)
 """
 import datetime
 import http.server
 import json
 import re
 import sys
+import time
 
 log = sys.argv[1]
+slow = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
 
 TOP = {"routing_key", "event_action", "dedup_key", "payload", "images",
        "links", "client", "client_url"}
@@ -82,6 +86,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             event, errors = None, ["the body is not JSON"]
         else:
             errors = problems(event)
+            if isinstance(event, dict) and event.get("event_action") == "acknowledge":
+                time.sleep(slow)
         if self.headers.get("content-type", "").split(";")[0] != "application/json":
             errors.append("content-type must be application/json")
         with open(log, "a") as f:

@@ -54,7 +54,12 @@ fn act(c: &reqwest::blocking::Client, base: &str, id: &str, action: &str) {
 fn a_page_triggers_acknowledges_and_resolves_a_pagerduty_alert() {
     let tmp = tempfile::tempdir().unwrap();
     let pd_log = tmp.path().join("pagerduty.jsonl");
-    let (_pd, pd_port) = common::python_server("pagerduty_receiver.py", &[pd_log.as_os_str()]);
+    // PagerDuty takes a second over the acknowledge: the resolve sent
+    // right after it must still come second.
+    let (_pd, pd_port) = common::python_server(
+        "pagerduty_receiver.py",
+        &[pd_log.as_os_str(), std::ffi::OsStr::new("1")],
+    );
     let dir = tmp.path().join("ops");
     common::paged_deployment(&dir, 1, 1, "1m");
     reach_dana(
