@@ -12,11 +12,11 @@
 //! - what nodes acknowledged in the lost tail. When the stream's leader
 //!   changes, or a partition sees its stream go back (announced on
 //!   `WENT_BACK` to every node), each node publishes again what it keeps
-//!   (`retain`): a repeat the stream holds is dropped by its message id,
-//!   or by the partition's engine, which knows every identity it decided.
+//!   (`retain`), once per burst of asks: a repeat the stream holds is
+//!   dropped by its message id, or by the partition's engine, which knows
+//!   every identity it decided.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,13 +38,46 @@ const CHECKPOINTS: usize = 1024;
 /// How often a node asks who leads the signal stream.
 const LEADER_EVERY: Duration = Duration::from_secs(1);
 
+/// Asks to publish again come in bursts while servers re-form (every
+/// partition that sees the stream go back announces it, and the leader
+/// may change twice): they are answered once the asking has been quiet
+/// this long, ...
+const QUIET: Duration = Duration::from_secs(2);
+/// ... or this long after the first ask of the burst, whichever is first.
+const AT_MOST: Duration = Duration::from_secs(10);
+
+/// Asks to publish again not yet answered: when the first and the last
+/// came. A publish answers every ask made before it started; an ask made
+/// after it starts asks for another.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Asked(Option<(Instant, Instant)>);
+
+impl Asked {
+    fn ask(&mut self, now: Instant) {
+        let first = self.0.map_or(now, |(first, _)| first);
+        self.0 = Some((first, now));
+    }
+
+    /// Whether to publish now (taking the asks it answers).
+    fn take_due(&mut self, now: Instant) -> bool {
+        let Some((first, last)) = self.0 else {
+            return false;
+        };
+        let due = now.duration_since(last) >= QUIET || now.duration_since(first) >= AT_MOST;
+        if due {
+            self.0 = None;
+        }
+        due
+    }
+}
+
 /// A node's part: where partitions must read again from when they next
 /// start here, and whether what it keeps must be published again.
 #[derive(Default)]
 pub struct Tail {
     /// By partition: the sequence to read again after, and when it was said.
     rewinds: Mutex<HashMap<u32, (u64, Instant)>>,
-    publish_again: AtomicBool,
+    publish_again: Mutex<Asked>,
 }
 
 impl Tail {
@@ -75,12 +108,17 @@ impl Tail {
 
     /// What the node keeps is to be published again.
     pub fn publish_again(&self) {
-        self.publish_again.store(true, Ordering::SeqCst);
+        if let Ok(mut asked) = self.publish_again.lock() {
+            asked.ask(Instant::now());
+        }
     }
 
-    /// Whether it was asked since the last call.
+    /// Whether to publish again now: asked, and the burst of asks is over
+    /// (or has gone on for `AT_MOST`).
     pub fn take_publish_again(&self) -> bool {
-        self.publish_again.swap(false, Ordering::SeqCst)
+        self.publish_again
+            .lock()
+            .is_ok_and(|mut asked| asked.take_due(Instant::now()))
     }
 }
 
@@ -231,5 +269,44 @@ fn heard(node: &Node, payload: &[u8]) {
     match parsed {
         Some((partition, after)) => node.tail.went_back(partition, after),
         None => tracing::warn!(said = %text, "an announcement on {WENT_BACK} does not read"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_asks_is_answered_once_after_it_is_over() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut asked = Asked::default();
+        assert!(!asked.take_due(at(0)), "nothing asked");
+        // Announcements every half second for a second and a half.
+        for ms in [0, 500, 1_000, 1_500] {
+            asked.ask(at(ms));
+            assert!(!asked.take_due(at(ms + 400)));
+        }
+        assert!(!asked.take_due(at(3_000)));
+        assert!(asked.take_due(at(3_500)), "quiet for two seconds");
+        assert!(!asked.take_due(at(9_000)), "answered once");
+        // Asked again after that publish: published again.
+        asked.ask(at(9_500));
+        assert!(asked.take_due(at(11_500)));
+    }
+
+    #[test]
+    fn asks_that_never_stop_are_answered_at_least_every_ten_seconds() {
+        let t0 = Instant::now();
+        let mut asked = Asked::default();
+        let mut answered = vec![];
+        for s in 0..25u64 {
+            let now = t0 + Duration::from_secs(s);
+            asked.ask(now);
+            if asked.take_due(now) {
+                answered.push(s);
+            }
+        }
+        assert_eq!(answered, vec![10, 21]);
     }
 }
