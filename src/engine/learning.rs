@@ -54,6 +54,26 @@ pub(super) const FLOW_COMPLETION_WEIGHT: f64 = 0.2;
 /// "succeeds" at the wrong thing would teach the model it was right).
 pub(super) const OUTCOME_HORIZON: Duration = Duration::hours(1);
 
+/// A decision's label as it waits out the horizon, journaled
+/// (`labels_due`): when its flow ended, what it ran, and the flow's own
+/// label if it is evidence (a failure, a late or reopened flow).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Due {
+    ended: DateTime<Utc>,
+    option: String,
+    label: Option<f64>,
+}
+
+impl Due {
+    fn of(a: &Awaiting) -> Option<Due> {
+        Some(Due {
+            ended: a.ended?,
+            option: a.option.to_string(),
+            label: a.flow_label.map(|(label, _)| label),
+        })
+    }
+}
+
 /// A decision still waiting for its outcome: what it chose and from what.
 #[derive(Debug, Clone)]
 pub(super) struct Awaiting {
@@ -68,6 +88,9 @@ pub(super) struct Awaiting {
     /// The flow's own result (label, when), used if no explicit outcome
     /// arrives within `OUTCOME_HORIZON` of it.
     flow_label: Option<(f64, DateTime<Utc>)>,
+    /// When its flow ended: from then its label is due (journaled, so a
+    /// restart within the horizon still learns it).
+    ended: Option<DateTime<Utc>>,
     /// Taken during a guarded ramp: its outcome is a reading of the ramp.
     ramp: Option<Box<crate::decide::ramp::RampMark>>,
     /// In an apprentice class: its outcome is a reading of who should decide.
@@ -181,6 +204,7 @@ impl Engine {
                 features: Packed::of(&decision.features),
                 since,
                 flow_label: None,
+                ended: None,
                 ramp: decision.ramp.clone().map(Box::new),
                 apprentice: Seen::of(decision, option).map(Box::new),
             }),
@@ -203,6 +227,9 @@ impl Engine {
         let awaiting = match self.learning.awaiting.remove(&decision_id) {
             Some(a) => {
                 crate::shrink(&mut self.learning.awaiting);
+                if a.ended.is_some() {
+                    self.journal_due(&decision_id, None);
+                }
                 Some(a)
             }
             None => self
@@ -259,6 +286,7 @@ impl Engine {
             features: Packed::of(&decision.features),
             since: decision.time,
             flow_label: None,
+            ended: None,
             ramp: decision.ramp.map(Box::new),
         })
     }
@@ -375,13 +403,18 @@ impl Engine {
             if failed {
                 awaiting.flow_label = Some((0.0, now));
             }
+            awaiting.ended = Some(now);
+            let due = Due::of(awaiting);
+            self.journal_due(&done.decision_id, due);
             // Either way the entry is dropped after the horizon.
             self.learning
                 .labels
                 .push_back((now, done.decision_id.clone()));
             while self.learning.labels.len() > MAX_ENDED {
-                if let Some((_, id)) = self.learning.labels.pop_front() {
-                    self.learning.awaiting.remove(&id);
+                if let Some((_, id)) = self.learning.labels.pop_front()
+                    && self.learning.awaiting.remove(&id).is_some()
+                {
+                    self.journal_due(&id, None);
                 }
             }
             crate::shrink(&mut self.learning.awaiting);
@@ -395,7 +428,55 @@ impl Engine {
     pub(super) fn learning_turned_bad(&mut self, decision_id: &str, now: DateTime<Utc>) {
         if let Some(awaiting) = self.learning.awaiting.get_mut(decision_id) {
             awaiting.flow_label = Some((0.0, now));
+            // Its flow ended: the journaled label turns too.
+            if let Some(due) = Due::of(awaiting) {
+                self.journal_due(decision_id, Some(due));
+            }
         }
+    }
+
+    /// Journals that `decision_id`'s label is due (`Some`), or no longer.
+    fn journal_due(&mut self, decision_id: &str, due: Option<Due>) {
+        let body = due.and_then(|d| serde_json::to_string(&d).ok());
+        self.outbox.records.push(Record::LabelDue {
+            decision_id: decision_id.to_string(),
+            body,
+        });
+    }
+
+    /// After a restart: the decisions whose flow ended within the horizon
+    /// before it wait out the rest of it, as they would have, and learn
+    /// from their flow's result unless an outcome is stated. A row that
+    /// does not read is set aside.
+    pub(super) fn await_due_again(
+        &mut self,
+        rows: Vec<(Decision, String)>,
+        unreadable: &mut Vec<read::Unreadable>,
+    ) {
+        let mut queued = Vec::with_capacity(rows.len());
+        for (decision, body) in rows {
+            let due: Due = match serde_json::from_str(&body) {
+                Ok(due) => due,
+                Err(e) => {
+                    unreadable.push(read::Unreadable {
+                        table: "labels_due",
+                        key: decision.id.clone(),
+                        error: e.to_string(),
+                        raw: body,
+                        signal: None,
+                    });
+                    continue;
+                }
+            };
+            self.awaits(&decision, &due.option, due.ended);
+            if let Some(a) = self.learning.awaiting.get_mut(&decision.id) {
+                a.ended = Some(due.ended);
+                a.flow_label = due.label.map(|label| (label, due.ended));
+            }
+            queued.push((due.ended, decision.id));
+        }
+        queued.sort();
+        self.learning.labels.extend(queued);
     }
 
     /// Decisions whose flow ended more than the horizon ago without an
@@ -414,6 +495,7 @@ impl Engine {
             let Some(a) = self.learning.awaiting.remove(&id) else {
                 continue;
             };
+            self.journal_due(&id, None);
             // No outcome stated: the flow's own result is the apprentice's
             // reading (done in its time is within SLA).
             if let Some(seen) = &a.apprentice {
@@ -460,6 +542,55 @@ mod restart_tests {
     use crate::review::Actor;
     use crate::signal::Signal;
 
+    fn ticket(engine: &mut crate::engine::Engine, at: chrono::DateTime<Utc>) {
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": "t1", "source": "desk", "type": "ticket.opened",
+            "subject": "ticket/t1", "data": {"ticket": "t1"},
+        });
+        engine.ingest(Signal::from_value(event, at).unwrap(), at);
+        engine.tick(at);
+        engine.flush().unwrap().wait().unwrap();
+        assert_eq!(engine.flows.active_count(), 1, "the ticket's flow runs");
+    }
+
+    fn fail_its_tasks(engine: &mut crate::engine::Engine, at: chrono::DateTime<Utc>) {
+        let ann = Actor::new("ann", crate::decide::policy::Role::Operator);
+        let tasks = engine.tasks(&TaskFilter::default());
+        assert!(!tasks.is_empty());
+        for task in tasks {
+            engine
+                .act_on_task(&task.id, &TaskAction::Fail, &ann, "no stock", at)
+                .unwrap();
+        }
+    }
+
+    /// The feedback journaled, and the labels still due.
+    fn journaled(dir: &std::path::Path) -> (Vec<crate::journal::Feedback>, i64) {
+        let conn =
+            rusqlite::Connection::open(dir.join("data").join(crate::journal::FILE_NAME)).unwrap();
+        let bodies: Vec<String> = conn
+            .prepare("SELECT body FROM feedback")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let due = conn
+            .query_row("SELECT COUNT(*) FROM labels_due", [], |r| r.get(0))
+            .unwrap();
+        let learnt = bodies
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect();
+        (learnt, due)
+    }
+
+    fn taught_its_failure(learnt: &[crate::journal::Feedback]) -> bool {
+        learnt
+            .iter()
+            .any(|f| f.source == "flow" && f.label == 0.0 && f.decision_id == "D0000001")
+    }
+
     /// A ticket's flow still runs at a restart and fails after it: the
     /// model learns that its option failed, as it would have without the
     /// restart.
@@ -469,14 +600,7 @@ mod restart_tests {
         let start = Utc::now();
         let at = |m: i64| start + Duration::minutes(m);
         let mut engine = crate::testkit::starter(dir.path(), start);
-        let event = serde_json::json!({
-            "specversion": "1.0", "id": "t1", "source": "desk", "type": "ticket.opened",
-            "subject": "ticket/t1", "data": {"ticket": "t1"},
-        });
-        engine.ingest(Signal::from_value(event, start).unwrap(), start);
-        engine.tick(start);
-        engine.flush().unwrap().wait().unwrap();
-        assert_eq!(engine.flows.active_count(), 1, "the ticket's flow runs");
+        ticket(&mut engine, start);
         drop(engine);
         let mut engine = crate::testkit::open_starter(dir.path(), at(5), |_| {});
         assert_eq!(
@@ -484,35 +608,41 @@ mod restart_tests {
             1,
             "its decision waits again"
         );
-        let ann = Actor::new("ann", crate::decide::policy::Role::Operator);
-        let tasks = engine.tasks(&TaskFilter::default());
-        assert!(!tasks.is_empty());
-        for task in tasks {
-            engine
-                .act_on_task(&task.id, &TaskAction::Fail, &ann, "no stock", at(10))
-                .unwrap();
-        }
+        fail_its_tasks(&mut engine, at(10));
         engine.tick(at(80));
         engine.flush().unwrap().wait().unwrap();
-        let conn =
-            rusqlite::Connection::open(dir.path().join("data").join(crate::journal::FILE_NAME))
-                .unwrap();
-        let bodies: Vec<String> = conn
-            .prepare("SELECT body FROM feedback")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let learnt: Vec<crate::journal::Feedback> = bodies
-            .iter()
-            .map(|b| serde_json::from_str(b).unwrap())
-            .collect();
+        let (learnt, due) = journaled(dir.path());
+        assert!(taught_its_failure(&learnt), "{learnt:?}");
+        assert_eq!(due, 0, "learnt, its row goes");
+    }
+
+    /// A ticket's flow fails, and the engine restarts within the hour a
+    /// stated outcome may still come in: the flow's failure still teaches
+    /// once the hour is over.
+    #[test]
+    fn a_flow_that_ended_just_before_a_restart_still_teaches_its_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now();
+        let at = |m: i64| start + Duration::minutes(m);
+        let mut engine = crate::testkit::starter(dir.path(), start);
+        ticket(&mut engine, start);
+        fail_its_tasks(&mut engine, at(10));
+        engine.tick(at(11));
+        engine.flush().unwrap().wait().unwrap();
+        assert_eq!(journaled(dir.path()).1, 1, "its label is due, journaled");
+        drop(engine);
+        let mut engine = crate::testkit::open_starter(dir.path(), at(20), |_| {});
+        assert_eq!(engine.learning.awaiting.len(), 1, "it waits again");
+        engine.tick(at(60));
+        engine.flush().unwrap().wait().unwrap();
         assert!(
-            learnt
-                .iter()
-                .any(|f| f.source == "flow" && f.label == 0.0 && f.decision_id == "D0000001"),
-            "{learnt:?}"
+            !taught_its_failure(&journaled(dir.path()).0),
+            "not before the hour"
         );
+        engine.tick(at(75));
+        engine.flush().unwrap().wait().unwrap();
+        let (learnt, due) = journaled(dir.path());
+        assert!(taught_its_failure(&learnt), "{learnt:?}");
+        assert_eq!(due, 0, "learnt, its row goes");
     }
 }

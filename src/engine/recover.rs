@@ -48,6 +48,7 @@ impl Engine {
             }
         }
         self.restore_verdicts(std::mem::take(&mut recovered.verdicts), &mut unreadable);
+        self.await_due_again(std::mem::take(&mut recovered.labels_due), &mut unreadable);
         self.set_aside(unreadable, now);
         self.restore_shared(recovered.meta.get(shared_model::THROUGH_KEY));
         for fb in &recovered.feedback_after_checkpoint {

@@ -134,6 +134,13 @@ pub enum Record {
         key: String,
         body: Option<String>,
     },
+    /// A decision whose flow ended and which waits out the outcome horizon
+    /// for a stated outcome before learning from the flow's own result
+    /// (`engine::learning`), or `None` once learnt or let go (the row goes).
+    LabelDue {
+        decision_id: String,
+        body: Option<String>,
+    },
     Feedback(Feedback),
     /// A signal put in quarantine, or taken out of it.
     Quarantine(Quarantined),

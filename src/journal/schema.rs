@@ -81,6 +81,11 @@ CREATE TABLE IF NOT EXISTS incidents (id TEXT PRIMARY KEY, state TEXT NOT NULL,
 -- Finished flows whose outcome a later signal may still change, by key
 -- (`engine::verdicts`); a row is deleted once its outcome is settled.
 CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, body TEXT NOT NULL) WITHOUT ROWID;
+-- Decisions whose flow ended, waiting out the hour for a stated outcome
+-- before the flow's own result teaches (`engine::learning`); a row is
+-- deleted once learnt.
+CREATE TABLE IF NOT EXISTS labels_due (decision_id TEXT PRIMARY KEY, body TEXT NOT NULL)
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, ends_at TEXT NOT NULL,
     body TEXT NOT NULL) WITHOUT ROWID;
 ";

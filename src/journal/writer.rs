@@ -337,6 +337,22 @@ impl<'t> Rows<'t> {
     }
 
     /// A finished flow's watch, kept or (`None`) settled.
+    fn label_due(&self, decision_id: &str, body: Option<&str>) -> rusqlite::Result<()> {
+        match body {
+            Some(body) => self
+                .tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO labels_due (decision_id, body) VALUES (?1, ?2)",
+                )?
+                .execute(params![decision_id, body])?,
+            None => self
+                .tx
+                .prepare_cached("DELETE FROM labels_due WHERE decision_id = ?1")?
+                .execute([decision_id])?,
+        };
+        Ok(())
+    }
+
     fn verdict(&self, key: &str, body: Option<&str>) -> rusqlite::Result<()> {
         match body {
             Some(body) => self.tx.execute(
@@ -409,6 +425,9 @@ impl<'t> Rows<'t> {
                 self.tx.execute(FLOW_OUTCOME, params![id, outcome])?;
             }
             Record::Verdict { key, body } => self.verdict(key, body.as_deref())?,
+            Record::LabelDue { decision_id, body } => {
+                self.label_due(decision_id, body.as_deref())?
+            }
             Record::Quarantine(q) => {
                 let body = json(buf, q)?;
                 let row = AuditRow {

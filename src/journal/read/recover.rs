@@ -39,6 +39,9 @@ pub struct Recovered {
     /// Finished flows whose outcome a later signal may change, as
     /// journaled: key and body (`engine::verdicts`).
     pub verdicts: Vec<(String, String)>,
+    /// Decisions whose flow ended and whose label is still due, with the
+    /// row's body (`engine::learning`).
+    pub labels_due: Vec<(Decision, String)>,
     pub checkpoint: Option<String>,
     pub feedback_after_checkpoint: Vec<Feedback>,
     pub feedback_count: i64,
@@ -113,6 +116,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     }
     active_flows(&conn, path, &mut out)?;
     awaiting(&conn, path, &mut out)?;
+    labels_due(&conn, path, &mut out)?;
     open_reviews(&conn, path, &mut out)?;
     for (id, body) in rows(
         &conn,
@@ -224,6 +228,36 @@ fn awaiting(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), J
             Err(e) => tracing::warn!(
                 decision = %flow.decision_id, error = %e,
                 "a flow's decision does not read: its outcome is not learnt"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The decisions whose flow ended and whose label is still due. One whose
+/// decision does not read is named in the log and not learnt from.
+fn labels_due(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), JournalError> {
+    let mut views = Views::new(conn, path)?;
+    for (id, due, decision) in rows(
+        conn,
+        path,
+        "SELECT l.decision_id, l.body, a.body FROM labels_due l
+         JOIN audit a ON a.decision_id = l.decision_id AND a.ref_id = l.decision_id
+             AND a.kind = 'decision'",
+        [],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        },
+    )? {
+        match decode_decision(path, &mut views, "decision", &decision) {
+            Ok(decision) => out.labels_due.push((decision, due)),
+            Err(e) => tracing::warn!(
+                decision = %id, error = %e,
+                "a decision whose label is due does not read: its flow's result is not learnt"
             ),
         }
     }
