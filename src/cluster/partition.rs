@@ -387,12 +387,16 @@ const IDLE: Duration = Duration::from_millis(250);
 /// once), the sequences past what they kept are given again, to new
 /// signals, and a cursor past them would skip those: it is moved back to
 /// the stream's last sequence of the partition. (What was decided past it
-/// is known by identity: a signal published again is a repeat.) The
-/// rewound cursor is committed through the fence, as any commit is: a node
-/// that takes the partition later rebuilds it from the decision stream,
-/// and must start where this one did, not past signals given the lost
-/// sequences since. A partition that saw its stream go back while it ran
-/// (`tail`) is moved back to where that found a message still in place.
+/// is known by identity: a signal published again is a repeat.) A cursor
+/// not past the stream's end is checked too: the message at it must be
+/// the signal read there, one this journal holds; if the sequence now
+/// holds another (given again before any node took the partition), the
+/// partition reads again all the stream holds. The rewound cursor is
+/// committed through the fence, as any commit is: a node that takes the
+/// partition later rebuilds it from the decision stream, and must start
+/// where this one did, not past signals given the lost sequences since. A
+/// partition that saw its stream go back while it ran (`tail`) is moved
+/// back to where that found a message still in place.
 async fn rewind_cursor(
     bus: &Bus,
     partition: u32,
@@ -406,42 +410,97 @@ async fn rewind_cursor(
     let kept = went_back.map_or(last, |again| again.min(last));
     let name = log_name(partition);
     let path = dir.join(crate::journal::FILE_NAME);
-    let conn = crate::journal::connect(&path).map_err(|e| e.to_string())?;
-    let sql = |e: rusqlite::Error| format!("{}: {e}", path.display());
-    let cursor: Option<String> = rusqlite::OptionalExtension::optional(conn.query_row(
-        "SELECT value FROM meta WHERE key = ?1",
-        [crate::engine::INTAKE_CURSOR_KEY],
-        |r| r.get(0),
-    ))
-    .map_err(sql)?;
-    let at = crate::intake::log::position_in(cursor.as_deref(), &name);
-    if let Some(at) = at
-        && at > kept
-    {
+    let cursor: Option<String> = {
+        let conn = crate::journal::connect(&path).map_err(|e| e.to_string())?;
+        rusqlite::OptionalExtension::optional(conn.query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [crate::engine::INTAKE_CURSOR_KEY],
+            |r| r.get(0),
+        ))
+        .map_err(|e| format!("{}: {e}", path.display()))?
+    };
+    let Some(at) = crate::intake::log::position_in(cursor.as_deref(), &name) else {
+        return Ok(());
+    };
+    let to = if at > kept {
         tracing::warn!(
             partition,
             cursor = at,
             stream = kept,
             "the signal stream lost its tail; reading it again from where it ends"
         );
-        drop(conn);
-        let fence = Arc::clone(fence) as Arc<dyn crate::journal::Fence>;
-        let dir = dir.to_path_buf();
-        let rewound = crate::journal::Record::Meta {
-            key: crate::engine::INTAKE_CURSOR_KEY.into(),
-            value: format!("{name}:{kept}"),
+        kept
+    } else if at > 0 && !still_read_at(bus, &subject, at, &path).await? {
+        let first = match bus.signals.clone().info().await {
+            Ok(info) => info.state.first_sequence,
+            Err(e) => return Err(format!("asking where the signal stream begins: {e}")),
         };
-        tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let journal = crate::journal::Journal::open_fenced(&dir, Some(fence))
-                .map_err(|e| e.to_string())?;
-            let commit = journal.submit(vec![rewound]).map_err(|e| e.to_string())?;
-            commit.wait().map_err(|e| e.to_string())?;
-            journal.close().map_err(|e| e.to_string())
-        })
+        tracing::warn!(
+            partition,
+            cursor = at,
+            first,
+            "the message at the cursor is not the signal read there: the stream went back \
+             and gave its sequences again; reading again all it holds"
+        );
+        first.saturating_sub(1)
+    } else {
+        return Ok(());
+    };
+    let fence = Arc::clone(fence) as Arc<dyn crate::journal::Fence>;
+    let dir = dir.to_path_buf();
+    let rewound = crate::journal::Record::Meta {
+        key: crate::engine::INTAKE_CURSOR_KEY.into(),
+        value: format!("{name}:{to}"),
+    };
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let journal =
+            crate::journal::Journal::open_fenced(&dir, Some(fence)).map_err(|e| e.to_string())?;
+        let commit = journal.submit(vec![rewound]).map_err(|e| e.to_string())?;
+        commit.wait().map_err(|e| e.to_string())?;
+        journal.close().map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Whether the message at `at` is still the signal the partition read
+/// there: on its subject, and a signal this journal holds (decided, or
+/// in quarantine). A message gone
+/// (aged out, or past a stream that went back) or one that does not read
+/// says nothing against it.
+async fn still_read_at(
+    bus: &Bus,
+    subject: &str,
+    at: u64,
+    journal: &std::path::Path,
+) -> Result<bool, String> {
+    let Some(message) = Bus::at_leader(&bus.signals, at)
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(true);
+    };
+    if message.subject.as_str() != subject {
+        return Ok(false);
     }
-    Ok(())
+    let Ok(signal) = serde_json::from_slice::<Signal>(&message.payload) else {
+        return Ok(true);
+    };
+    let conn = crate::journal::connect(journal).map_err(|e| e.to_string())?;
+    let held: Option<i64> = rusqlite::OptionalExtension::optional(conn.query_row(
+        "SELECT 1 FROM signals WHERE id = ?1 AND source = ?2
+         UNION ALL SELECT 1 FROM quarantine WHERE signal_id = ?1 AND source = ?2 LIMIT 1",
+        [&signal.id, &signal.source],
+        |r| r.get(0),
+    ))
+    .map_err(|e| {
+        format!(
+            "{}: looking up signal {}: {e}",
+            journal.display(),
+            signal.id
+        )
+    })?;
+    Ok(held.is_some())
 }
 
 /// Appends to the log, waiting while it is full; false once it is halted.

@@ -294,3 +294,68 @@ fn a_stream_that_goes_back_under_running_partitions_loses_nothing() {
         "the node published again what it kept"
     );
 }
+
+const NOT_READ_THERE: &str = "the message at the cursor is not the signal read there";
+
+/// The signal stream goes back while no node runs its partitions, and new
+/// signals are given the lost sequences before one does: each partition
+/// starts with a cursor that is not past the stream's end but points at
+/// another signal than the one it read. Those signals are decided, not
+/// skipped.
+#[test]
+fn a_stream_that_went_back_before_a_partition_starts_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cluster, _servers) = Cluster::new(tmp.path(), 1, 1);
+    let node = cluster.start_node(0);
+    cluster.settled(&[0], Duration::from_secs(60));
+    let mut acked = load(cluster.ports.clone(), "h", 200).join().unwrap();
+    cluster.exactly_once(&acked, "before the stream goes back");
+    // A start over a stream that did not go back keeps its cursors.
+    drop(node);
+    let node = cluster.start_node(0);
+    cluster.settled(&[0], Duration::from_secs(60));
+    assert!(
+        !cluster.log().contains(NOT_READ_THERE),
+        "no rewind at a plain start"
+    );
+    drop(node);
+    let urls = cluster.nats.urls();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(urls.as_str()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.delete_stream(signalbox::cluster::bus::SIGNALS)
+            .await
+            .unwrap();
+        let settings = signalbox::cluster::Settings::parse(&urls, "test").unwrap();
+        signalbox::cluster::bus::Bus::connect(&settings)
+            .await
+            .unwrap();
+        // Published as a node publishes them (a node that took them in
+        // while this one was down), into the sequences given again.
+        for i in 0..300 {
+            let id = format!("k{i}");
+            let event = json!({"specversion": "1.0", "id": id, "source": "test/load",
+                "type": "ticket.opened", "subject": format!("ticket/k{}", i % 97),
+                "data": {"ticket": id}});
+            let signal = signalbox::signal::Signal::from_value(event, chrono::Utc::now()).unwrap();
+            let partition = signalbox::cluster::partition_of(&signal, settings.partitions);
+            js.publish(
+                signalbox::cluster::bus::signal_subject(partition),
+                serde_json::to_vec(&signal).unwrap().into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+            acked.insert(format!("test/load {id}"));
+        }
+    });
+    let _node = cluster.start_node(0);
+    cluster.settled(&[0], Duration::from_secs(60));
+    cluster.exactly_once(&acked, "after the stream went back");
+    assert!(
+        cluster.log().contains(NOT_READ_THERE),
+        "the partitions saw it"
+    );
+}
