@@ -268,20 +268,8 @@ fn a_stream_that_goes_back_under_running_partitions_loses_nothing() {
     cluster.settled(&[0], Duration::from_secs(60));
     let mut acked = load(cluster.ports.clone(), "f", 200).join().unwrap();
     cluster.exactly_once(&acked, "before the stream goes back");
-    let urls = cluster.nats.urls();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let client = async_nats::connect(urls.as_str()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        js.delete_stream(signalbox::cluster::bus::SIGNALS)
-            .await
-            .unwrap();
-        // Made again as a node makes it.
-        let settings = signalbox::cluster::Settings::parse(&urls, "test").unwrap();
-        signalbox::cluster::bus::Bus::connect(&settings)
-            .await
-            .unwrap();
-    });
+    runtime.block_on(remake_signal_stream(&cluster.nats.urls()));
     acked.extend(load(cluster.ports.clone(), "g", 100).join().unwrap());
     cluster.exactly_once(&acked, "after the stream went back");
     let log = cluster.log();
@@ -293,6 +281,24 @@ fn a_stream_that_goes_back_under_running_partitions_loses_nothing() {
         log.contains("published again what this node keeps"),
         "the node published again what it kept"
     );
+}
+
+/// Deletes the signal stream and makes it again as a node makes it, so its
+/// sequences are given anew (as servers that all lost their unsynced tail
+/// give the lost ones).
+async fn remake_signal_stream(
+    urls: &str,
+) -> (async_nats::jetstream::Context, signalbox::cluster::Settings) {
+    let client = async_nats::connect(urls).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.delete_stream(signalbox::cluster::bus::SIGNALS)
+        .await
+        .unwrap();
+    let settings = signalbox::cluster::Settings::parse(urls, "test").unwrap();
+    signalbox::cluster::bus::Bus::connect(&settings)
+        .await
+        .unwrap();
+    (js, settings)
 }
 
 const NOT_READ_THERE: &str = "the message at the cursor is not the signal read there";
@@ -319,18 +325,9 @@ fn a_stream_that_went_back_before_a_partition_starts_loses_nothing() {
         "no rewind at a plain start"
     );
     drop(node);
-    let urls = cluster.nats.urls();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let client = async_nats::connect(urls.as_str()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        js.delete_stream(signalbox::cluster::bus::SIGNALS)
-            .await
-            .unwrap();
-        let settings = signalbox::cluster::Settings::parse(&urls, "test").unwrap();
-        signalbox::cluster::bus::Bus::connect(&settings)
-            .await
-            .unwrap();
+        let (js, settings) = remake_signal_stream(&cluster.nats.urls()).await;
         // Published as a node publishes them (a node that took them in
         // while this one was down), into the sequences given again.
         for i in 0..300 {

@@ -164,13 +164,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         path,
         "SELECT signal_id, source, body FROM quarantine WHERE state = 'held' ORDER BY time DESC",
         [],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        },
+        three_texts,
     )? {
         let key = format!("{source} {signal_id}");
         if let Some(q) = out.read("quarantine", &key, body) {
@@ -234,6 +228,11 @@ fn awaiting(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), J
     Ok(())
 }
 
+/// A row's first three columns, as text.
+fn three_texts(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
 /// The decisions whose flow ended and whose label is still due. One whose
 /// decision does not read is named in the log and not learnt from.
 fn labels_due(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), JournalError> {
@@ -245,13 +244,7 @@ fn labels_due(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(),
          JOIN audit a ON a.decision_id = l.decision_id AND a.ref_id = l.decision_id
              AND a.kind = 'decision'",
         [],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        },
+        three_texts,
     )? {
         match decode_decision(path, &mut views, "decision", &decision) {
             Ok(decision) => out.labels_due.push((decision, due)),
