@@ -422,7 +422,8 @@ async fn rewind_cursor(
     let Some(at) = crate::intake::log::position_in(cursor.as_deref(), &name) else {
         return Ok(());
     };
-    let to = if at > kept {
+    // Where the stream now ends may itself be a sequence given again.
+    let to = if at > kept && (kept == 0 || still_read_at(bus, &subject, kept, &path).await?) {
         tracing::warn!(
             partition,
             cursor = at,
@@ -430,7 +431,7 @@ async fn rewind_cursor(
             "the signal stream lost its tail; reading it again from where it ends"
         );
         kept
-    } else if at > 0 && !still_read_at(bus, &subject, at, &path).await? {
+    } else if at > 0 && !still_read_at(bus, &subject, at.min(kept), &path).await? {
         let first = match bus.signals.clone().info().await {
             Ok(info) => info.state.first_sequence,
             Err(e) => return Err(format!("asking where the signal stream begins: {e}")),

@@ -645,4 +645,39 @@ mod restart_tests {
         assert!(taught_its_failure(&learnt), "{learnt:?}");
         assert_eq!(due, 0, "learnt, its row goes");
     }
+
+    /// A due label whose row does not read, or whose decision is gone, is
+    /// set aside at the restart rather than kept and named at every start.
+    #[test]
+    fn a_due_label_that_does_not_read_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Utc::now();
+        let at = |m: i64| start + Duration::minutes(m);
+        let mut engine = crate::testkit::starter(dir.path(), start);
+        ticket(&mut engine, start);
+        fail_its_tasks(&mut engine, at(10));
+        engine.tick(at(11));
+        engine.flush().unwrap().wait().unwrap();
+        drop(engine);
+        let path = dir.path().join("data").join(crate::journal::FILE_NAME);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "UPDATE labels_due SET body = '{\"ended\": 7}';
+             INSERT INTO labels_due (decision_id, body) VALUES ('D9999999', '{}');",
+        )
+        .unwrap();
+        drop(conn);
+        let mut engine = crate::testkit::open_starter(dir.path(), at(20), |_| {});
+        engine.flush().unwrap().wait().unwrap();
+        assert_eq!(journaled(dir.path()).1, 0, "both rows set aside");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let aside: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM set_aside WHERE tbl = 'labels_due'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(aside, 2);
+    }
 }

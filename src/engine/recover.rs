@@ -153,7 +153,10 @@ impl Engine {
             .map(|f| (f.decision_id.as_str(), (f.option.as_str(), f.created)))
             .collect();
         for decision in decisions {
-            if let Some(&(option, since)) = running.get(decision.id.as_str()) {
+            // One already waiting out its horizon keeps that (and its row).
+            if let Some(&(option, since)) = running.get(decision.id.as_str())
+                && !self.learning.awaiting.contains_key(&decision.id)
+            {
                 self.awaits(decision, option, since);
             }
         }

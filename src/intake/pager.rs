@@ -127,14 +127,13 @@ pub async fn run(mut sends: UnboundedReceiver<Send>, engine: Handle, settings: P
         let (client, engine, settings) = (client.clone(), engine.clone(), settings.clone());
         let breakers = Arc::clone(&breakers);
         let (turn, before) = InOrder::queue(&order, &send);
-        let order = Arc::clone(&order);
         tokio::spawn(async move {
             if let Some(mut before) = before {
                 // Ends when the one before is done (its sender dropped).
                 let _ = before.changed().await;
             }
             let result = guarded(&client, &send, &settings, &breakers).await;
-            InOrder::done(&order, &send, turn);
+            drop(turn);
             if let Err(why) = &result {
                 tracing::warn!(page = %send.page_id, attempt = send.attempt, person = %send.person,
                     method = send.method.as_str(), error = %why, "page notification not delivered");
@@ -158,40 +157,56 @@ pub async fn run(mut sends: UnboundedReceiver<Send>, engine: Handle, settings: P
 struct InOrder {
     /// Per conversation, the last send queued: its turn, and what ends
     /// when it is done.
-    last: HashMap<(String, Method, String), (u64, watch::Receiver<()>)>,
+    last: HashMap<Conversation, (u64, watch::Receiver<()>)>,
     turns: u64,
-    /// Held by the sends in progress, one each.
-    running: HashMap<u64, watch::Sender<()>>,
+}
+
+/// A page, a method and an address.
+type Conversation = (String, Method, String);
+
+/// A send's place in its conversation. Dropped when the send is done, or
+/// when its task ends any other way: the next one then goes.
+struct Turn {
+    order: Arc<std::sync::Mutex<InOrder>>,
+    key: Conversation,
+    turn: u64,
+    /// Dropped last, after the conversation forgets this turn.
+    _go_next: watch::Sender<()>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut o = self
+            .order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if o.last.get(&self.key).is_some_and(|(t, _)| *t == self.turn) {
+            o.last.remove(&self.key);
+        }
+    }
 }
 
 impl InOrder {
-    fn key(send: &Send) -> (String, Method, String) {
-        (send.page_id.clone(), send.method, send.address.clone())
-    }
-
     /// Queues a send: its turn, and what to wait for before it goes.
-    fn queue(order: &std::sync::Mutex<Self>, send: &Send) -> (u64, Option<watch::Receiver<()>>) {
+    fn queue(
+        order: &Arc<std::sync::Mutex<Self>>,
+        send: &Send,
+    ) -> (Turn, Option<watch::Receiver<()>>) {
+        let key = (send.page_id.clone(), send.method, send.address.clone());
         let mut o = order
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         o.turns += 1;
         let turn = o.turns;
         let (tx, rx) = watch::channel(());
-        o.running.insert(turn, tx);
-        let before = o.last.insert(Self::key(send), (turn, rx)).map(|(_, rx)| rx);
+        let before = o.last.insert(key.clone(), (turn, rx)).map(|(_, rx)| rx);
+        let turn = Turn {
+            order: Arc::clone(order),
+            key,
+            turn,
+            _go_next: tx,
+        };
         (turn, before)
-    }
-
-    /// A send is done: the next one on its conversation may go.
-    fn done(order: &std::sync::Mutex<Self>, send: &Send, turn: u64) {
-        let mut o = order
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        o.running.remove(&turn);
-        let key = Self::key(send);
-        if o.last.get(&key).is_some_and(|(t, _)| *t == turn) {
-            o.last.remove(&key);
-        }
     }
 }
 

@@ -326,6 +326,7 @@ impl<'t> Rows<'t> {
             "incidents" => "DELETE FROM incidents WHERE id = ?1",
             "silences" => "DELETE FROM silences WHERE id = ?1",
             "verdicts" => "DELETE FROM verdicts WHERE key = ?1",
+            "labels_due" => "DELETE FROM labels_due WHERE decision_id = ?1",
             _ => return Ok(()),
         };
         self.tx.execute(delete, [&aside.key])?;
@@ -336,7 +337,7 @@ impl<'t> Rows<'t> {
         Ok(())
     }
 
-    /// A finished flow's watch, kept or (`None`) settled.
+    /// A decision's label waiting out the horizon, kept or (`None`) gone.
     fn label_due(&self, decision_id: &str, body: Option<&str>) -> rusqlite::Result<()> {
         match body {
             Some(body) => self
@@ -353,6 +354,7 @@ impl<'t> Rows<'t> {
         Ok(())
     }
 
+    /// A finished flow's watch, kept or (`None`) settled.
     fn verdict(&self, key: &str, body: Option<&str>) -> rusqlite::Result<()> {
         match body {
             Some(body) => self.tx.execute(

@@ -233,25 +233,28 @@ fn three_texts(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, Strin
     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
 }
 
-/// The decisions whose flow ended and whose label is still due. One whose
-/// decision does not read is named in the log and not learnt from.
+/// The decisions whose flow ended and whose label is still due. A row
+/// whose decision is missing or does not read is set aside (its flow's
+/// result is not learnt).
 fn labels_due(conn: &Connection, path: &Path, out: &mut Recovered) -> Result<(), JournalError> {
     let mut views = Views::new(conn, path)?;
     for (id, due, decision) in rows(
         conn,
         path,
-        "SELECT l.decision_id, l.body, a.body FROM labels_due l
-         JOIN audit a ON a.decision_id = l.decision_id AND a.ref_id = l.decision_id
+        "SELECT l.decision_id, l.body, COALESCE(a.body, '') FROM labels_due l
+         LEFT JOIN audit a ON a.decision_id = l.decision_id AND a.ref_id = l.decision_id
              AND a.kind = 'decision'",
         [],
         three_texts,
     )? {
+        if decision.is_empty() {
+            let error = "its decision is not in the journal".to_string();
+            out.unreadable("labels_due", &id, error, due);
+            continue;
+        }
         match decode_decision(path, &mut views, "decision", &decision) {
             Ok(decision) => out.labels_due.push((decision, due)),
-            Err(e) => tracing::warn!(
-                decision = %id, error = %e,
-                "a decision whose label is due does not read: its flow's result is not learnt"
-            ),
+            Err(e) => out.unreadable("labels_due", &id, e.to_string(), due),
         }
     }
     Ok(())
