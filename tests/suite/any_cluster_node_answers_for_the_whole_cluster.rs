@@ -47,12 +47,24 @@ fn post(base: &str, path: &str, token: &str, body: &Value) -> (u16, Value) {
 }
 
 /// Every open review item's id, following the list's cursor page by page
-/// through `base`.
+/// through `base`; listed again while a partition does not answer (503,
+/// "a takeover may be under way, try again", as a client does).
 fn review_ids(base: &str) -> Vec<String> {
+    common::wait_for(
+        "every partition to answer the review list",
+        Duration::from_secs(30),
+        || review_ids_once(base),
+    )
+}
+
+fn review_ids_once(base: &str) -> Option<Vec<String>> {
     let mut ids = Vec::new();
     let mut path = "/v1/reviews?limit=1".to_string();
     loop {
         let (status, page) = get(base, &path, VIEW);
+        if status == 503 {
+            return None;
+        }
         assert_eq!(status, 200, "{page}");
         ids.extend(
             page["items"]
@@ -63,7 +75,7 @@ fn review_ids(base: &str) -> Vec<String> {
         );
         match page["next"].as_str() {
             Some(next) => path = format!("/v1/reviews?limit=1&after={next}"),
-            None => return ids,
+            None => return Some(ids),
         }
     }
 }
