@@ -422,8 +422,11 @@ async fn rewind_cursor(
     let Some(at) = crate::intake::log::position_in(cursor.as_deref(), &name) else {
         return Ok(());
     };
-    // Where the stream now ends may itself be a sequence given again.
-    let to = if at > kept && (kept == 0 || still_read_at(bus, &subject, kept, &path).await?) {
+    // The message at the cursor, or at where the stream now ends for a
+    // cursor past it (that end may itself be a sequence given again).
+    let checked = at.min(kept);
+    let read_there = checked == 0 || still_read_at(bus, &subject, checked, &path).await?;
+    let to = if read_there && at > kept {
         tracing::warn!(
             partition,
             cursor = at,
@@ -431,7 +434,7 @@ async fn rewind_cursor(
             "the signal stream lost its tail; reading it again from where it ends"
         );
         kept
-    } else if at > 0 && !still_read_at(bus, &subject, at.min(kept), &path).await? {
+    } else if !read_there {
         let first = match bus.signals.clone().info().await {
             Ok(info) => info.state.first_sequence,
             Err(e) => return Err(format!("asking where the signal stream begins: {e}")),
