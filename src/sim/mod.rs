@@ -6,6 +6,7 @@
 //! the operators who answer review items. It talks to the engine only through
 //! the engine's API and the events it publishes.
 
+pub mod draw;
 pub mod executor;
 pub mod run;
 pub mod stream;
@@ -17,8 +18,6 @@ use std::collections::{BTreeMap, BinaryHeap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use crate::context::{Order, OrderState, Supplier, Tier, World, split_key};
@@ -38,6 +37,9 @@ pub fn engine_config(data_dir: &std::path::Path, seed: u64) -> crate::engine::En
 /// What the simulator knows about one decision.
 #[derive(Debug, Clone)]
 struct Known {
+    /// What its luck is drawn about (`draw::about`): its signal and
+    /// subject, the same in every run of the seed.
+    luck: String,
     subject: String,
     signal_time: DateTime<Utc>,
     sla: Duration,
@@ -81,8 +83,8 @@ pub struct Simulator {
     known: crate::FastMap<String, Known>,
     fed_at: crate::FastMap<String, DateTime<Utc>>,
     operators: Vec<SimOperator>,
-    outcome_rng: ChaCha8Rng,
-    operator_rng: ChaCha8Rng,
+    /// Every draw comes from this seed and what it is about (`draw`).
+    seed: u64,
     /// Share of answers in which an operator picks something other than the truth.
     pub operator_noise: f64,
     pub stats: SimStats,
@@ -150,8 +152,7 @@ impl Simulator {
             known: Default::default(),
             fed_at: Default::default(),
             operators,
-            outcome_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0c0e),
-            operator_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0be7),
+            seed,
             operator_noise: 0.1,
             stats: SimStats::default(),
         }
@@ -271,6 +272,7 @@ impl Simulator {
                     self.known.insert(
                         d.id.clone(),
                         Known {
+                            luck: format!("{}/{}", d.signal_id, d.subject),
                             subject: d.subject.clone(),
                             signal_time: self.fed_at.get(&d.signal_id).copied().unwrap_or(d.time),
                             sla: d.deadline - d.time,
@@ -343,7 +345,7 @@ impl Simulator {
                 continue;
             };
             let p = self.p_within(&c, done.state);
-            let within = self.outcome_rng.random::<f64>() < p;
+            let within = draw::about(self.seed, "branch outcome", &c.luck).random::<f64>() < p;
             right_children += usize::from(c.option.as_deref() == Some(c.truth.as_str()));
             self.outcome(done.time, child, &c.subject, &c, within, true);
         }
@@ -351,7 +353,7 @@ impl Simulator {
         if !k.children.is_empty() {
             p *= 0.5 + 0.5 * right_children as f64 / k.children.len() as f64;
         }
-        let within = self.outcome_rng.random::<f64>() < p;
+        let within = draw::about(self.seed, "outcome", &k.luck).random::<f64>() < p;
         self.outcome(
             done.time,
             &done.decision_id,
@@ -389,7 +391,9 @@ impl Simulator {
         within: bool,
         branch: bool,
     ) {
-        let delay = Duration::minutes(self.outcome_rng.random_range(2..10));
+        let delay = Duration::minutes(
+            draw::about(self.seed, "outcome delay", &k.luck).random_range(2..10),
+        );
         let signal = reply(
             format!("outcome-{decision}"),
             "outcomes",
@@ -449,8 +453,10 @@ impl Simulator {
             let allowed: Vec<String> = item.decision.allowed_options().map(String::from).collect();
             let truth = self.known.get(&item.decision.id).map(|k| k.truth.clone());
             let mut answer = truth.filter(|t| allowed.contains(t));
-            if self.operator_rng.random::<f64>() < self.operator_noise && !allowed.is_empty() {
-                answer = Some(allowed[self.operator_rng.random_range(0..allowed.len())].clone());
+            let about = format!("{}/{}", item.decision.signal_id, item.decision.subject);
+            let mut luck = draw::about(self.seed, "answer", &about);
+            if luck.random::<f64>() < self.operator_noise && !allowed.is_empty() {
+                answer = Some(allowed[luck.random_range(0..allowed.len())].clone());
             }
             let actor = self.operators[i].actor.clone();
             let (action, note) = match answer {
@@ -485,7 +491,8 @@ impl Simulator {
             .filter(|i| !taken.contains(&i.id));
         for i in free {
             let role = self.operators[i].actor.role;
-            let minutes = self.operator_rng.random_range(1.5..4.0);
+            let moment = format!("{}/{}", self.operators[i].actor.name, now.timestamp());
+            let minutes = draw::about(self.seed, "reading", &moment).random_range(1.5..4.0);
             let due = now + Duration::seconds((minutes * 60.0) as i64);
             // Like a person, skip what will hit its deadline before it can
             // be read: the most urgent item that can still be answered.
