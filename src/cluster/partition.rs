@@ -410,22 +410,22 @@ async fn rewind_cursor(
     let kept = went_back.map_or(last, |again| again.min(last));
     let name = log_name(partition);
     let path = dir.join(crate::journal::FILE_NAME);
-    let cursor: Option<String> = {
-        let conn = crate::journal::connect(&path).map_err(|e| e.to_string())?;
-        rusqlite::OptionalExtension::optional(conn.query_row(
-            "SELECT value FROM meta WHERE key = ?1",
-            [crate::engine::INTAKE_CURSOR_KEY],
-            |r| r.get(0),
-        ))
-        .map_err(|e| format!("{}: {e}", path.display()))?
-    };
+    let cursor = meta(&path, crate::engine::INTAKE_CURSOR_KEY)?;
     let Some(at) = crate::intake::log::position_in(cursor.as_deref(), &name) else {
         return Ok(());
     };
     // The message at the cursor, or at where the stream now ends for a
     // cursor past it (that end may itself be a sequence given again).
     let checked = at.min(kept);
-    let read_there = checked == 0 || still_read_at(bus, &subject, checked, &path).await?;
+    // At the cursor itself it must be the very signal read there, when the
+    // journal says which (a copy of another one published again there
+    // after the stream went back is a signal the journal holds too).
+    let read_at_cursor = meta(&path, crate::engine::INTAKE_CURSOR_SIGNAL_KEY)?.and_then(|v| {
+        let (of, identity) = v.split_once(' ')?;
+        (Some(of) == cursor.as_deref() && checked == at).then(|| identity.to_string())
+    });
+    let read_there = checked == 0
+        || still_read_at(bus, &subject, checked, (&path, read_at_cursor.as_deref())).await?;
     let to = if read_there && at > kept {
         tracing::warn!(
             partition,
@@ -467,16 +467,28 @@ async fn rewind_cursor(
     .map_err(|e| e.to_string())?
 }
 
+/// A journal meta value, if it is there.
+fn meta(path: &std::path::Path, key: &str) -> Result<Option<String>, String> {
+    let conn = crate::journal::connect(path).map_err(|e| e.to_string())?;
+    rusqlite::OptionalExtension::optional(conn.query_row(
+        "SELECT value FROM meta WHERE key = ?1",
+        [key],
+        |r| r.get(0),
+    ))
+    .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Whether the message at `at` is still the signal the partition read
-/// there: on its subject, and a signal this journal holds (decided, or
-/// in quarantine). A message gone
+/// there: on its subject, and the signal whose identity (in hex) the
+/// journal says it read there (`read`), or, where it does not say, a
+/// signal this journal holds (decided, or in quarantine). A message gone
 /// (aged out, or past a stream that went back) or one that does not read
 /// says nothing against it.
 async fn still_read_at(
     bus: &Bus,
     subject: &str,
     at: u64,
-    journal: &std::path::Path,
+    (journal, read): (&std::path::Path, Option<&str>),
 ) -> Result<bool, String> {
     let Some(message) = Bus::at_leader(&bus.signals, at)
         .await
@@ -490,6 +502,9 @@ async fn still_read_at(
     let Ok(signal) = serde_json::from_slice::<Signal>(&message.payload) else {
         return Ok(true);
     };
+    if let Some(read) = read {
+        return Ok(format!("{:032x}", signal.identity()) == read);
+    }
     let conn = crate::journal::connect(journal).map_err(|e| e.to_string())?;
     let held: Option<i64> = rusqlite::OptionalExtension::optional(conn.query_row(
         "SELECT 1 FROM signals WHERE id = ?1 AND source = ?2

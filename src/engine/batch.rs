@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::notices::Notices;
-use super::{EVENT_ID_KEY, Engine, EngineError, EngineEvent, INTAKE_CURSOR_KEY};
+use super::{
+    EVENT_ID_KEY, Engine, EngineError, EngineEvent, INTAKE_CURSOR_KEY, INTAKE_CURSOR_SIGNAL_KEY,
+};
 use crate::flow::FlowEvent;
 use crate::journal::{Commit, Record};
 use crate::review::ReviewItem;
@@ -112,8 +114,15 @@ impl Engine {
     }
 
     /// Records the engine's position in the intake log with the next flush,
-    /// in the same commit as the decisions of the signals read up to it.
-    pub fn note_intake_cursor(&mut self, cursor: String) {
+    /// in the same commit as the decisions of the signals read up to it,
+    /// and the identity of the signal read there when it is known.
+    pub fn note_intake_cursor(&mut self, cursor: String, signal: Option<u128>) {
+        if let Some(identity) = signal {
+            self.outbox.records.push(Record::Meta {
+                key: INTAKE_CURSOR_SIGNAL_KEY.into(),
+                value: format!("{cursor} {identity:032x}"),
+            });
+        }
         self.outbox.records.push(Record::Meta {
             key: INTAKE_CURSOR_KEY.into(),
             value: cursor.clone(),

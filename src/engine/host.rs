@@ -312,7 +312,7 @@ fn decide_from_log(
     if reader.position() == before {
         return None;
     }
-    engine.note_intake_cursor(reader.cursor());
+    engine.note_intake_cursor(reader.cursor(), reader.signal_at_cursor());
     Some(Decided {
         progress: reader.progress(),
         upto: reader.position(),

@@ -62,6 +62,13 @@ pub enum EngineError {
 /// decided from the intake log (`intake::log`).
 pub const INTAKE_CURSOR_KEY: &str = "intake_cursor";
 
+/// The journal meta key under which the engine records which signal it
+/// read at that cursor: `CURSOR IDENTITY` (the cursor, and the signal's
+/// identity in hex), written with the cursor when the row there was read.
+/// A cluster partition checks at start that its stream still holds that
+/// signal at the cursor's sequence (`cluster::partition`).
+pub const INTAKE_CURSOR_SIGNAL_KEY: &str = "intake_cursor_signal";
+
 /// The journal meta key under which the last event id handed out
 /// (`host::Host::turn`, for `GET /v1/events`) is kept, so that ids go on
 /// increasing across restarts.

@@ -35,7 +35,10 @@ impl Executor for Simulated {
         let template = step.template;
         let flow = step.flow;
         let attempt = flow.steps.get(step.step).map_or(0, |s| s.attempts);
-        let about = format!("{}/{}/{}/{attempt}", flow.signal_id, flow.subject, step.step);
+        let about = format!(
+            "{}/{}/{}/{attempt}",
+            flow.signal_id, flow.subject, step.step
+        );
         let mut luck = super::draw::about(self.seed, "step", &about);
         match step.assignee {
             Assignee::Automation { service, .. } => {

@@ -391,9 +391,8 @@ impl Simulator {
         within: bool,
         branch: bool,
     ) {
-        let delay = Duration::minutes(
-            draw::about(self.seed, "outcome delay", &k.luck).random_range(2..10),
-        );
+        let delay =
+            Duration::minutes(draw::about(self.seed, "outcome delay", &k.luck).random_range(2..10));
         let signal = reply(
             format!("outcome-{decision}"),
             "outcomes",

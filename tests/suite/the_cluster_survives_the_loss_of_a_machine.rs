@@ -301,6 +301,36 @@ async fn remake_signal_stream(
     (js, settings)
 }
 
+/// Publishes a new ticket `k{i}` as a node does (a node that took it in
+/// while the one under test was down); its `source id`.
+async fn publish_new(
+    js: &async_nats::jetstream::Context,
+    settings: &signalbox::cluster::Settings,
+    i: u64,
+) -> String {
+    let id = format!("k{i}");
+    let event = json!({"specversion": "1.0", "id": id, "source": "test/load",
+        "type": "ticket.opened", "subject": format!("ticket/k{}", i % 97),
+        "data": {"ticket": id}});
+    let signal = signalbox::signal::Signal::from_value(event, chrono::Utc::now()).unwrap();
+    let partition = signalbox::cluster::partition_of(&signal, settings.partitions);
+    publish(
+        js,
+        signalbox::cluster::bus::signal_subject(partition),
+        serde_json::to_vec(&signal).unwrap(),
+    )
+    .await;
+    format!("test/load {id}")
+}
+
+async fn publish(js: &async_nats::jetstream::Context, subject: String, body: Vec<u8>) {
+    js.publish(subject, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
 const NOT_READ_THERE: &str = "the message at the cursor is not the signal read there";
 
 /// The signal stream goes back while no node runs its partitions, and new
@@ -331,26 +361,77 @@ fn a_stream_that_went_back_before_a_partition_starts_loses_nothing() {
         // Published as a node publishes them (a node that took them in
         // while this one was down), into the sequences given again.
         for i in 0..300 {
-            let id = format!("k{i}");
-            let event = json!({"specversion": "1.0", "id": id, "source": "test/load",
-                "type": "ticket.opened", "subject": format!("ticket/k{}", i % 97),
-                "data": {"ticket": id}});
-            let signal = signalbox::signal::Signal::from_value(event, chrono::Utc::now()).unwrap();
-            let partition = signalbox::cluster::partition_of(&signal, settings.partitions);
-            js.publish(
-                signalbox::cluster::bus::signal_subject(partition),
-                serde_json::to_vec(&signal).unwrap().into(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-            acked.insert(format!("test/load {id}"));
+            acked.insert(publish_new(&js, &settings, i).await);
         }
     });
     let _node = cluster.start_node(0);
     cluster.settled(&[0], Duration::from_secs(60));
     cluster.exactly_once(&acked, "after the stream went back");
+    assert!(
+        cluster.log().contains(NOT_READ_THERE),
+        "the partitions saw it"
+    );
+}
+
+/// After the stream went back, nodes publish again what they kept, under
+/// new message ids, and such a copy can land on the very sequence a
+/// partition's cursor names. It is a signal the journal holds, but not the
+/// one read there: the partition still reads again all the stream holds,
+/// and the new signals given the sequences below its cursor are decided.
+#[test]
+fn a_copy_published_again_at_a_cursor_does_not_pass_for_what_was_read_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cluster, _servers) = Cluster::new(tmp.path(), 1, 1);
+    let node = cluster.start_node(0);
+    cluster.settled(&[0], Duration::from_secs(60));
+    let mut acked = load(cluster.ports.clone(), "c", 200).join().unwrap();
+    cluster.exactly_once(&acked, "before the stream goes back");
+    drop(node);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let copies = runtime.block_on(async {
+        // Per partition, from the stream as it was: where its cursor is
+        // (its last message) and the first signal it read.
+        let client = async_nats::connect(cluster.nats.urls()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js
+            .get_stream(signalbox::cluster::bus::SIGNALS)
+            .await
+            .unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut partitions = std::collections::BTreeMap::new();
+        for seq in 1..=last {
+            let message = stream.get_raw_message(seq).await.unwrap();
+            let payload = message.payload.to_vec();
+            let (cursor, _, there) = partitions.entry(message.subject.to_string()).or_insert((
+                seq,
+                payload.clone(),
+                Vec::new(),
+            ));
+            (*cursor, *there) = (seq, payload);
+        }
+        // At each cursor, a copy of the partition's first signal (where
+        // that is not the one read there).
+        let copies: std::collections::BTreeMap<u64, (String, Vec<u8>)> = partitions
+            .into_iter()
+            .filter(|(_, (_, first, there))| first != there)
+            .map(|(subject, (cursor, first, _))| (cursor, (subject, first)))
+            .collect();
+        let (js, settings) = remake_signal_stream(&cluster.nats.urls()).await;
+        let top = copies.keys().max().copied().unwrap_or(0);
+        for seq in 1..=top + 20 {
+            match copies.get(&seq) {
+                Some((subject, copy)) => publish(&js, subject.clone(), copy.clone()).await,
+                None => {
+                    acked.insert(publish_new(&js, &settings, seq).await);
+                }
+            }
+        }
+        copies.len()
+    });
+    assert!(copies >= 4, "{copies} partitions read signals");
+    let _node = cluster.start_node(0);
+    cluster.settled(&[0], Duration::from_secs(60));
+    cluster.exactly_once(&acked, "after copies landed on the cursors");
     assert!(
         cluster.log().contains(NOT_READ_THERE),
         "the partitions saw it"

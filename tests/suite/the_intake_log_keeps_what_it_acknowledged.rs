@@ -75,6 +75,11 @@ fn the_engine_resumes_after_its_cursor_and_reads_in_order() {
         assert!(reader.pending());
         assert_eq!(ids(&mut reader, 2), ["a", "b"]);
         assert_eq!(reader.position(), 2);
+        // The journal keeps which signal was read at the cursor.
+        assert_eq!(reader.signal_at_cursor(), Some(signal("b").identity()));
+        reader.seek(1);
+        assert_eq!(reader.signal_at_cursor(), None, "a was not the last read");
+        reader.seek(2);
         let cursor = close(log, writer, reader);
         assert!(cursor.ends_with(":2"), "{cursor}");
         cursor

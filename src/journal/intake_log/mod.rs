@@ -425,6 +425,7 @@ impl IntakeLog {
             id: Arc::clone(&self.id),
             path: Arc::clone(&self.path),
             next: after + 1,
+            last: None,
         })
     }
 }

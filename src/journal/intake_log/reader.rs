@@ -19,6 +19,9 @@ pub struct LogReader {
     pub(super) id: Arc<str>,
     pub(super) path: Arc<PathBuf>,
     pub(super) next: u64,
+    /// The last row read that parsed: its sequence and its signal's
+    /// identity (`signal_at_cursor`).
+    pub(super) last: Option<(u64, u128)>,
 }
 
 /// Tells the log how far the journal holds the engine's decisions (sent to
@@ -159,7 +162,10 @@ impl LogReader {
             next = seq as u64 + 1;
             read += 1;
             match serde_json::from_str::<Signal>(&body) {
-                Ok(signal) => signals.push((seq as u64, signal)),
+                Ok(signal) => {
+                    self.last = Some((seq as u64, signal.identity()));
+                    signals.push((seq as u64, signal));
+                }
                 Err(e) => tracing::error!(
                     log = %self.path.display(), seq, error = %e,
                     "intake log row does not parse; skipped"
@@ -189,6 +195,15 @@ impl LogReader {
     /// The journal meta value that records the position.
     pub fn cursor(&self) -> String {
         format!("{}:{}", self.id, self.position())
+    }
+
+    /// The identity of the signal read at the position, when the row there
+    /// was read and parsed: what a cluster partition checks its stream
+    /// still holds at the cursor when it starts.
+    pub fn signal_at_cursor(&self) -> Option<u128> {
+        self.last
+            .filter(|(seq, _)| *seq == self.position())
+            .map(|(_, identity)| identity)
     }
 
     pub fn progress(&self) -> Progress {
