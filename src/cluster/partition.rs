@@ -421,7 +421,7 @@ async fn rewind_cursor(
     // journal says which (a copy of another one published again there
     // after the stream went back is a signal the journal holds too).
     let read_at_cursor = meta(&path, crate::engine::INTAKE_CURSOR_SIGNAL_KEY)?.and_then(|v| {
-        let (of, identity) = v.split_once(' ')?;
+        let (of, identity) = v.rsplit_once(' ')?;
         (Some(of) == cursor.as_deref() && checked == at).then(|| identity.to_string())
     });
     let read_there = checked == 0
@@ -452,14 +452,23 @@ async fn rewind_cursor(
     };
     let fence = Arc::clone(fence) as Arc<dyn crate::journal::Fence>;
     let dir = dir.to_path_buf();
-    let rewound = crate::journal::Record::Meta {
-        key: crate::engine::INTAKE_CURSOR_KEY.into(),
-        value: format!("{name}:{to}"),
-    };
+    let rewound = vec![
+        crate::journal::Record::Meta {
+            key: crate::engine::INTAKE_CURSOR_KEY.into(),
+            value: format!("{name}:{to}"),
+        },
+        // No signal is known to have been read at the rewound cursor: the
+        // one named before must not be taken for it if the reader comes
+        // back to that text.
+        crate::journal::Record::Meta {
+            key: crate::engine::INTAKE_CURSOR_SIGNAL_KEY.into(),
+            value: String::new(),
+        },
+    ];
     tokio::task::spawn_blocking(move || -> Result<(), String> {
         let journal =
             crate::journal::Journal::open_fenced(&dir, Some(fence)).map_err(|e| e.to_string())?;
-        let commit = journal.submit(vec![rewound]).map_err(|e| e.to_string())?;
+        let commit = journal.submit(rewound).map_err(|e| e.to_string())?;
         commit.wait().map_err(|e| e.to_string())?;
         journal.close().map_err(|e| e.to_string())
     })
