@@ -34,24 +34,11 @@ impl Executor for Simulated {
     fn start(&mut self, step: &StepStart<'_>, context: &Context) -> Plan {
         let template = step.template;
         let flow = step.flow;
-        // Keyed by the step's template and how many of it came before, not
-        // by its place: two options running the same template draw alike.
-        let (name, attempt) = flow
-            .steps
-            .get(step.step)
-            .map_or(("", 0), |s| (s.template.as_str(), s.attempts));
-        let before = flow.steps[..step.step.min(flow.steps.len())]
-            .iter()
-            .filter(|s| s.template == name)
-            .count();
-        let (before, attempt) = (before.to_string(), attempt.to_string());
-        let about = [
-            flow.signal_id.as_str(),
-            &flow.subject,
-            name,
-            &before,
-            &attempt,
-        ];
+        let attempt = flow.steps.get(step.step).map_or(0, |s| s.attempts);
+        let about = format!(
+            "{}/{}/{}/{attempt}",
+            flow.signal_id, flow.subject, step.step
+        );
         let mut luck = super::draw::about(self.seed, "step", &about);
         match step.assignee {
             Assignee::Automation { service, .. } => {

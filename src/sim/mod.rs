@@ -37,9 +37,9 @@ pub fn engine_config(data_dir: &std::path::Path, seed: u64) -> crate::engine::En
 /// What the simulator knows about one decision.
 #[derive(Debug, Clone)]
 struct Known {
-    /// Its signal: with its subject, what its luck is drawn about
-    /// (`draw::about`), the same in every run of the seed.
-    signal_id: String,
+    /// What its luck is drawn about (`draw::about`): its signal and
+    /// subject, the same in every run of the seed.
+    luck: String,
     subject: String,
     signal_time: DateTime<Utc>,
     sla: Duration,
@@ -48,13 +48,6 @@ struct Known {
     children: Vec<String>,
     option: Option<String>,
     settled_at: Option<DateTime<Utc>>,
-}
-
-impl Known {
-    /// What its luck is drawn about.
-    fn luck(&self) -> [&str; 2] {
-        [&self.signal_id, &self.subject]
-    }
 }
 
 /// A simulated operator: answers one item at a time.
@@ -279,7 +272,7 @@ impl Simulator {
                     self.known.insert(
                         d.id.clone(),
                         Known {
-                            signal_id: d.signal_id.clone(),
+                            luck: format!("{}/{}", d.signal_id, d.subject),
                             subject: d.subject.clone(),
                             signal_time: self.fed_at.get(&d.signal_id).copied().unwrap_or(d.time),
                             sla: d.deadline - d.time,
@@ -352,7 +345,7 @@ impl Simulator {
                 continue;
             };
             let p = self.p_within(&c, done.state);
-            let within = draw::about(self.seed, "branch outcome", &c.luck()).random::<f64>() < p;
+            let within = draw::about(self.seed, "branch outcome", &c.luck).random::<f64>() < p;
             right_children += usize::from(c.option.as_deref() == Some(c.truth.as_str()));
             self.outcome(done.time, child, &c.subject, &c, within, true);
         }
@@ -360,7 +353,7 @@ impl Simulator {
         if !k.children.is_empty() {
             p *= 0.5 + 0.5 * right_children as f64 / k.children.len() as f64;
         }
-        let within = draw::about(self.seed, "outcome", &k.luck()).random::<f64>() < p;
+        let within = draw::about(self.seed, "outcome", &k.luck).random::<f64>() < p;
         self.outcome(
             done.time,
             &done.decision_id,
@@ -398,9 +391,8 @@ impl Simulator {
         within: bool,
         branch: bool,
     ) {
-        let delay = Duration::minutes(
-            draw::about(self.seed, "outcome delay", &k.luck()).random_range(2..10),
-        );
+        let delay =
+            Duration::minutes(draw::about(self.seed, "outcome delay", &k.luck).random_range(2..10));
         let signal = reply(
             format!("outcome-{decision}"),
             "outcomes",
@@ -460,7 +452,7 @@ impl Simulator {
             let allowed: Vec<String> = item.decision.allowed_options().map(String::from).collect();
             let truth = self.known.get(&item.decision.id).map(|k| k.truth.clone());
             let mut answer = truth.filter(|t| allowed.contains(t));
-            let about = [item.decision.signal_id.as_str(), &item.decision.subject];
+            let about = format!("{}/{}", item.decision.signal_id, item.decision.subject);
             let mut luck = draw::about(self.seed, "answer", &about);
             if luck.random::<f64>() < self.operator_noise && !allowed.is_empty() {
                 answer = Some(allowed[luck.random_range(0..allowed.len())].clone());
@@ -498,10 +490,7 @@ impl Simulator {
             .filter(|i| !taken.contains(&i.id));
         for i in free {
             let role = self.operators[i].actor.role;
-            let moment = [
-                self.operators[i].actor.name.as_str(),
-                &now.timestamp().to_string(),
-            ];
+            let moment = format!("{}/{}", self.operators[i].actor.name, now.timestamp());
             let minutes = draw::about(self.seed, "reading", &moment).random_range(1.5..4.0);
             let due = now + Duration::seconds((minutes * 60.0) as i64);
             // Like a person, skip what will hit its deadline before it can
