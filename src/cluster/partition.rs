@@ -410,7 +410,13 @@ async fn rewind_cursor(
     let kept = went_back.map_or(last, |again| again.min(last));
     let name = log_name(partition);
     let path = dir.join(crate::journal::FILE_NAME);
-    let cursor = meta(&path, crate::engine::INTAKE_CURSOR_KEY)?;
+    let [cursor, read_at] = meta(
+        &path,
+        [
+            crate::engine::INTAKE_CURSOR_KEY,
+            crate::engine::INTAKE_CURSOR_SIGNAL_KEY,
+        ],
+    )?;
     let Some(at) = crate::intake::log::position_in(cursor.as_deref(), &name) else {
         return Ok(());
     };
@@ -420,12 +426,13 @@ async fn rewind_cursor(
     // At the cursor itself it must be the very signal read there, when the
     // journal says which (a copy of another one published again there
     // after the stream went back is a signal the journal holds too).
-    let read_at_cursor = meta(&path, crate::engine::INTAKE_CURSOR_SIGNAL_KEY)?.and_then(|v| {
+    let read_at_cursor = read_at.and_then(|v| {
         let (of, identity) = v.rsplit_once(' ')?;
-        (Some(of) == cursor.as_deref() && checked == at).then(|| identity.to_string())
+        let identity = u128::from_str_radix(identity, 16).ok()?;
+        (Some(of) == cursor.as_deref() && checked == at).then_some(identity)
     });
-    let read_there = checked == 0
-        || still_read_at(bus, &subject, checked, (&path, read_at_cursor.as_deref())).await?;
+    let read_there =
+        checked == 0 || still_read_at(bus, &subject, checked, (&path, read_at_cursor)).await?;
     let to = if read_there && at > kept {
         tracing::warn!(
             partition,
@@ -476,20 +483,27 @@ async fn rewind_cursor(
     .map_err(|e| e.to_string())?
 }
 
-/// A journal meta value, if it is there.
-fn meta(path: &std::path::Path, key: &str) -> Result<Option<String>, String> {
+/// Journal meta values, each if it is there.
+fn meta<const N: usize>(
+    path: &std::path::Path,
+    keys: [&str; N],
+) -> Result<[Option<String>; N], String> {
     let conn = crate::journal::connect(path).map_err(|e| e.to_string())?;
-    rusqlite::OptionalExtension::optional(conn.query_row(
-        "SELECT value FROM meta WHERE key = ?1",
-        [key],
-        |r| r.get(0),
-    ))
-    .map_err(|e| format!("{}: {e}", path.display()))
+    let mut values = [const { None }; N];
+    for (value, key) in values.iter_mut().zip(keys) {
+        *value = rusqlite::OptionalExtension::optional(conn.query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        ))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(values)
 }
 
 /// Whether the message at `at` is still the signal the partition read
-/// there: on its subject, and the signal whose identity (in hex) the
-/// journal says it read there (`read`), or, where it does not say, a
+/// there: on its subject, and the signal whose identity the journal says
+/// it read there (`read`), or, where it does not say, a
 /// signal this journal holds (decided, or in quarantine). A message gone
 /// (aged out, or past a stream that went back) or one that does not read
 /// says nothing against it.
@@ -497,7 +511,7 @@ async fn still_read_at(
     bus: &Bus,
     subject: &str,
     at: u64,
-    (journal, read): (&std::path::Path, Option<&str>),
+    (journal, read): (&std::path::Path, Option<u128>),
 ) -> Result<bool, String> {
     let Some(message) = Bus::at_leader(&bus.signals, at)
         .await
@@ -512,7 +526,7 @@ async fn still_read_at(
         return Ok(true);
     };
     if let Some(read) = read {
-        return Ok(format!("{:032x}", signal.identity()) == read);
+        return Ok(signal.identity() == read);
     }
     let conn = crate::journal::connect(journal).map_err(|e| e.to_string())?;
     let held: Option<i64> = rusqlite::OptionalExtension::optional(conn.query_row(

@@ -585,6 +585,19 @@ mod restart_tests {
         (learnt, due)
     }
 
+    /// A ticket whose tasks fail at minute 10 of an engine started now on
+    /// `dir`, which is stopped a minute later with the flow's label due;
+    /// when it started.
+    fn failed_before_a_stop(dir: &std::path::Path) -> chrono::DateTime<Utc> {
+        let start = Utc::now();
+        let mut engine = crate::testkit::starter(dir, start);
+        ticket(&mut engine, start);
+        fail_its_tasks(&mut engine, start + Duration::minutes(10));
+        engine.tick(start + Duration::minutes(11));
+        engine.flush().unwrap().wait().unwrap();
+        start
+    }
+
     fn taught_its_failure(learnt: &[crate::journal::Feedback]) -> bool {
         learnt
             .iter()
@@ -622,15 +635,9 @@ mod restart_tests {
     #[test]
     fn a_flow_that_ended_just_before_a_restart_still_teaches_its_outcome() {
         let dir = tempfile::tempdir().unwrap();
-        let start = Utc::now();
+        let start = failed_before_a_stop(dir.path());
         let at = |m: i64| start + Duration::minutes(m);
-        let mut engine = crate::testkit::starter(dir.path(), start);
-        ticket(&mut engine, start);
-        fail_its_tasks(&mut engine, at(10));
-        engine.tick(at(11));
-        engine.flush().unwrap().wait().unwrap();
         assert_eq!(journaled(dir.path()).1, 1, "its label is due, journaled");
-        drop(engine);
         let mut engine = crate::testkit::open_starter(dir.path(), at(20), |_| {});
         assert_eq!(engine.learning.awaiting.len(), 1, "it waits again");
         engine.tick(at(60));
@@ -651,14 +658,7 @@ mod restart_tests {
     #[test]
     fn a_due_label_that_does_not_read_is_set_aside() {
         let dir = tempfile::tempdir().unwrap();
-        let start = Utc::now();
-        let at = |m: i64| start + Duration::minutes(m);
-        let mut engine = crate::testkit::starter(dir.path(), start);
-        ticket(&mut engine, start);
-        fail_its_tasks(&mut engine, at(10));
-        engine.tick(at(11));
-        engine.flush().unwrap().wait().unwrap();
-        drop(engine);
+        let start = failed_before_a_stop(dir.path());
         let path = dir.path().join("data").join(crate::journal::FILE_NAME);
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
@@ -667,7 +667,8 @@ mod restart_tests {
         )
         .unwrap();
         drop(conn);
-        let mut engine = crate::testkit::open_starter(dir.path(), at(20), |_| {});
+        let at = start + Duration::minutes(20);
+        let mut engine = crate::testkit::open_starter(dir.path(), at, |_| {});
         engine.flush().unwrap().wait().unwrap();
         assert_eq!(journaled(dir.path()).1, 0, "both rows set aside");
         let conn = rusqlite::Connection::open(&path).unwrap();

@@ -27,6 +27,12 @@ pub fn about(seed: u64, purpose: &str, key: &str) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(hasher.finalize().into())
 }
 
+/// What a decision's luck is drawn about: its signal and subject, the
+/// same in every run of the seed whatever decided it.
+pub fn of_decision(decision: &crate::decide::Decision) -> String {
+    format!("{}/{}", decision.signal_id, decision.subject)
+}
+
 #[cfg(test)]
 mod tests {
     use rand::Rng;

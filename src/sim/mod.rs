@@ -272,7 +272,7 @@ impl Simulator {
                     self.known.insert(
                         d.id.clone(),
                         Known {
-                            luck: format!("{}/{}", d.signal_id, d.subject),
+                            luck: draw::of_decision(d),
                             subject: d.subject.clone(),
                             signal_time: self.fed_at.get(&d.signal_id).copied().unwrap_or(d.time),
                             sla: d.deadline - d.time,
@@ -452,7 +452,7 @@ impl Simulator {
             let allowed: Vec<String> = item.decision.allowed_options().map(String::from).collect();
             let truth = self.known.get(&item.decision.id).map(|k| k.truth.clone());
             let mut answer = truth.filter(|t| allowed.contains(t));
-            let about = format!("{}/{}", item.decision.signal_id, item.decision.subject);
+            let about = draw::of_decision(&item.decision);
             let mut luck = draw::about(self.seed, "answer", &about);
             if luck.random::<f64>() < self.operator_noise && !allowed.is_empty() {
                 answer = Some(allowed[luck.random_range(0..allowed.len())].clone());
