@@ -254,7 +254,11 @@ mod tests {
     #[test]
     fn the_prompt_quotes_the_facts_and_constrains_the_citations() {
         let p = prompt("D1", &facts());
-        assert!(p.user.contains("F2: context.customer.tier is \"gold\""));
+        assert!(
+            p.user.contains("F2: context.customer.tier is «gold»"),
+            "{}",
+            p.user
+        );
         let ids =
             &p.schema["properties"]["sentences"]["items"]["properties"]["cites"]["items"]["enum"];
         assert_eq!(ids, &json!(["F1", "F2", "F3"]));

@@ -125,6 +125,7 @@ pub fn run(url: &str, model: &str, per_type: usize, dir: &Path) -> Result<(), Be
         }
     }
     let (mut words_ms, mut kept, mut sentences) = (Vec::new(), 0, 0);
+    let mut example = None;
     let ids: Vec<String> = picked
         .values()
         .flatten()
@@ -140,6 +141,7 @@ pub fn run(url: &str, model: &str, per_type: usize, dir: &Path) -> Result<(), Be
             Ok(w) => {
                 kept += w.sentences.len();
                 sentences += w.sentences.len() + w.dropped.len();
+                example.get_or_insert_with(|| w.render());
             }
             Err(AdviceError::Invalid(_)) => {}
             Err(e) => return Err(setup(&e)),
@@ -156,6 +158,12 @@ pub fn run(url: &str, model: &str, per_type: usize, dir: &Path) -> Result<(), Be
             (kept, sentences)
         )
     );
+    if let Some(text) = example {
+        println!("  the first explanation, as `explain --words` prints it:");
+        for line in text.lines() {
+            println!("    {line}");
+        }
+    }
     Ok(())
 }
 
