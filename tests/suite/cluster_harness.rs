@@ -5,6 +5,7 @@
 use crate::common::{self, Kill};
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -118,8 +119,15 @@ impl Cluster {
         format!("http://127.0.0.1:{}", self.ports[i])
     }
 
+    /// Node `i`, started; what it prints goes to `s{i}.out`, after what it
+    /// printed before a restart (a panic's lines outlive the restart).
     pub(crate) fn start_node(&self, i: usize) -> Kill {
-        let log = std::fs::File::create(self.data.join(format!("s{i}.out"))).unwrap();
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.join(format!("s{i}.out")))
+            .unwrap();
+        writeln!(log, "--- s{i} started").unwrap();
         Kill(
             Command::new(env!("CARGO_BIN_EXE_signalbox"))
                 .args(["serve", "--config"])
@@ -210,9 +218,15 @@ impl Cluster {
                 let out = self.data.join(format!("s{i}.out"));
                 let text = std::fs::read_to_string(out).unwrap_or_default();
                 let lines: Vec<&str> = text.lines().collect();
+                // A panic's message, wherever it is, and the last lines.
+                let panics: Vec<&str> = (lines.iter())
+                    .filter(|l| l.contains("panicked") || l.starts_with("--- "))
+                    .copied()
+                    .collect();
                 format!(
-                    "s{i}: {}",
-                    lines[lines.len().saturating_sub(8)..].join("\n    ")
+                    "s{i}: {}\n    last: {}",
+                    panics.join("\n    "),
+                    lines[lines.len().saturating_sub(12)..].join("\n    ")
                 )
             })
             .collect();
