@@ -93,6 +93,29 @@ impl Side {
 pub struct ApprenticeMark {
     pub by: Side,
     pub other: String,
+    /// An apprentice trial: the rules' pick, in place of which the
+    /// model's was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instead_of: Option<String>,
+}
+
+impl ApprenticeMark {
+    /// The model's pick and the rules', on a decision of `proposal`.
+    pub fn picks<'a>(&'a self, proposal: &'a str) -> (&'a str, &'a str) {
+        match (self.by, &self.instead_of) {
+            (Side::Rules, Some(rules)) => (&self.other, rules),
+            (Side::Rules, None) => (&self.other, proposal),
+            (Side::Model, _) => (proposal, &self.other),
+        }
+    }
+}
+
+/// A person's answer on an apprentice decision: was it the model's pick,
+/// and was it the rules'?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub model: bool,
+    pub rules: bool,
 }
 
 /// One outcome of an apprentice class's decision, as the estimate reads it.
@@ -112,6 +135,11 @@ pub struct Reading {
 }
 
 impl Reading {
+    /// The model's pick, tried while the rules decided.
+    fn tried(&self) -> bool {
+        self.by == Side::Rules && self.agree && self.propensity < 1.0
+    }
+
     /// The other side's doubly robust value minus the reward observed.
     fn difference(&self) -> f64 {
         let weight = if self.agree && self.propensity > 0.0 {
@@ -140,7 +168,9 @@ pub struct ApprenticeLimits {
     pub answers: usize,
     pub min_answers: usize,
     /// The share of people's answers that must be the model's pick for it
-    /// to take a class over.
+    /// to take a class over, unless people chose it at least as often as
+    /// the rules' (the items people answer in an apprentice class are
+    /// mostly trials, where the two differ: the hard cases).
     pub min_agreement: f64,
 }
 
@@ -168,8 +198,14 @@ pub struct SwitchReadings {
     pub challenger: f64,
     pub difference: [f64; 2],
     pub outcomes: usize,
-    /// Share of people's answers that were the model's pick.
+    /// Of them, the model's picks tried while the rules decided.
+    #[serde(default)]
+    pub trials: usize,
+    /// Share of people's answers that were the model's pick, and that
+    /// were the rules'.
     pub agreement: Option<f64>,
+    #[serde(default)]
+    pub rules_agreement: Option<f64>,
     pub answers: usize,
 }
 
@@ -200,9 +236,15 @@ impl Switch {
     /// One line for people.
     pub fn describe(&self) -> String {
         let r = &self.readings;
-        let agreement = match r.agreement {
-            Some(a) => format!("agrees with people {:.0} % of {}", a * 100.0, r.answers),
-            None => format!("{} answers from people", r.answers),
+        let agreement = match (r.agreement, r.rules_agreement) {
+            (Some(a), Some(rules)) => format!(
+                "people chose the model's pick {:.0} % of {} answers, the rules' {:.0} %",
+                a * 100.0,
+                r.answers,
+                rules * 100.0
+            ),
+            (Some(a), None) => format!("agrees with people {:.0} % of {}", a * 100.0, r.answers),
+            (None, _) => format!("{} answers from people", r.answers),
         };
         let (now, before) = match self.to {
             Side::Model => ("model", "rules"),
@@ -231,11 +273,13 @@ impl Switch {
         }
         format!(
             "{now} take {} over from the {before}: the {now} would reach {:.1} % within SLA \
-             against the {before}' {:.1} % over {} outcomes (difference {:+.1} to {:+.1} points); {agreement}",
+             against the {before}' {:.1} % over {} outcomes, {} of them the model's picks tried \
+             (difference {:+.1} to {:+.1} points); {agreement}",
             self.class,
             r.challenger * 100.0,
             r.incumbent * 100.0,
             r.outcomes,
+            r.trials,
             r.difference[0] * 100.0,
             r.difference[1] * 100.0,
         )
@@ -250,7 +294,7 @@ struct Class {
     /// The rules' observed share within SLA when the model took over.
     rules_value: Option<f64>,
     readings: VecDeque<Reading>,
-    answers: VecDeque<bool>,
+    answers: VecDeque<Answer>,
     /// Outcomes since the last reading.
     fresh: usize,
 }
@@ -319,11 +363,13 @@ impl Apprentice {
                 at: now,
                 why: Why::Breaker,
                 readings: SwitchReadings {
+                    trials: 0,
                     incumbent,
                     challenger: c.rules_value.unwrap_or(incumbent),
                     difference: [0.0, 0.0],
                     outcomes,
                     agreement: None,
+                    rules_agreement: None,
                     answers: c.answers.len(),
                 },
             });
@@ -342,11 +388,11 @@ impl Apprentice {
         }
     }
 
-    /// A person answered one of the class's decisions: was it the model's pick?
-    pub fn answered(&mut self, class: &str, agreed: bool) {
+    /// A person answered one of the class's decisions.
+    pub fn answered(&mut self, class: &str, answer: Answer) {
         let answers = self.limits.answers;
         let c = self.classes.entry(class.to_string()).or_default();
-        c.answers.push_back(agreed);
+        c.answers.push_back(answer);
         while c.answers.len() > answers {
             c.answers.pop_front();
         }
@@ -377,9 +423,13 @@ impl Apprentice {
         self.seed = self.seed.wrapping_add(1);
         let readings = read(c, &limits, self.seed);
         let challenger = c.by.other();
-        let agreement_holds = challenger == Side::Rules
-            || readings.agreement.is_none_or(|a| a >= limits.min_agreement);
-        let (why, readings) = if readings.difference[0] > 0.0 && agreement_holds {
+        let agreed = |a: f64| {
+            a >= limits
+                .min_agreement
+                .min(readings.rules_agreement.unwrap_or(1.0))
+        };
+        let shown = challenger == Side::Rules || readings.agreement.is_none_or(agreed);
+        let (why, readings) = if readings.difference[0] > 0.0 && shown {
             (Why::Estimate, readings)
         } else {
             // The model's own outcomes under what the rules had reached:
@@ -450,8 +500,10 @@ fn against_rules(c: &Class, rules: f64, seed: u64) -> SwitchReadings {
         challenger: rules,
         difference: [rules - high, rules - low],
         outcomes: rewards.len(),
+        trials: 0,
         // People's answers are not read here.
         agreement: None,
+        rules_agreement: None,
         answers: 0,
     }
 }
@@ -462,14 +514,19 @@ fn read(c: &Class, limits: &ApprenticeLimits, seed: u64) -> SwitchReadings {
     let (gain, difference) = bootstrap_mean(&differences, seed);
     let incumbent = mean_reward(&c.readings);
     let answers = c.answers.len();
-    let agreement = (answers >= limits.min_answers)
-        .then(|| c.answers.iter().filter(|a| **a).count() as f64 / answers as f64);
+    let share = |side: fn(&Answer) -> bool| {
+        (answers >= limits.min_answers)
+            .then(|| c.answers.iter().filter(|a| side(a)).count() as f64 / answers as f64)
+    };
+    let (agreement, rules_agreement) = (share(|a| a.model), share(|a| a.rules));
     SwitchReadings {
         incumbent,
         challenger: incumbent + gain,
         difference,
         outcomes: c.readings.len(),
+        trials: c.readings.iter().filter(|r| r.tried()).count(),
         agreement,
+        rules_agreement,
         answers,
     }
 }
@@ -518,15 +575,25 @@ mod tests {
     #[test]
     fn people_disagreeing_keep_the_rules_deciding() {
         let mut a = Apprentice::new(ApprenticeLimits::default());
+        let (model, rules) = (
+            Answer {
+                model: true,
+                rules: false,
+            },
+            Answer {
+                model: false,
+                rules: true,
+            },
+        );
         for _ in 0..10 {
-            a.answered("c", false);
+            a.answered("c", rules);
         }
         for i in 0..1_000 {
             assert_eq!(a.outcome("c", rules_readings(i, 0.6, 0.9), now()), None);
         }
         // Enough agreement lets it through.
         for _ in 0..40 {
-            a.answered("c", true);
+            a.answered("c", model);
         }
         assert!((0..200).any(|i| a.outcome("c", rules_readings(i, 0.6, 0.9), now()).is_some()));
     }

@@ -29,7 +29,7 @@ pub use decision::{
 use std::sync::Arc;
 
 use chrono::Duration;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
@@ -299,17 +299,25 @@ impl Decider {
         // In an apprentice class, what the side not deciding would pick.
         let apprentice =
             (self.learning && !self.model_held && mode == ModelMode::Apprentice).then(|| {
-                let (by, other) = if rules_decide {
+                let (by, other, instead_of) = if rules_decide {
                     let model = ranked.pick(Some(pick::Learner {
                         rng: &mut self.rng,
                         explore: false,
                     }));
-                    (apprentice::Side::Rules, model.proposal)
+                    let instead_of = self.trial(&mut pick, &model, ranked.policy.explore);
+                    (apprentice::Side::Rules, model.proposal, instead_of)
                 } else {
-                    (apprentice::Side::Model, ranked.pick(None).proposal)
+                    (apprentice::Side::Model, ranked.pick(None).proposal, None)
                 };
-                apprentice::ApprenticeMark { by, other }
+                apprentice::ApprenticeMark {
+                    by,
+                    other,
+                    instead_of,
+                }
             });
+        if pick.explored && rules_decide {
+            return (pick, apprentice);
+        }
         if self.learning && self.model_held {
             pick.why = format!("model breaker open, {}", pick.why);
         } else if held {
@@ -323,6 +331,42 @@ impl Decider {
             };
         }
         (pick, apprentice)
+    }
+
+    /// While the rules hold an apprentice class: where the model would act
+    /// alone on another option than the rules' own (neither forced nor for
+    /// a person), the model's pick is tried in their place at the policy's
+    /// exploration rate. Without these trials every pick of the model's
+    /// that differs from the rules' is one nobody tried, and the takeover
+    /// estimate can only take the model's word for it: an option the
+    /// rules take only on open escalations looked as good everywhere else.
+    /// With them, the estimate weighs each trial's outcome by its chance,
+    /// and the model learns from it.
+    /// The rules' pick, when the model's was tried in its place.
+    fn trial(&mut self, pick: &mut pick::Pick, model: &pick::Pick, rate: f64) -> Option<String> {
+        if pick.mode != Mode::Rules
+            || !matches!(model.mode, Mode::Auto | Mode::Review)
+            || model.proposal == pick.proposal
+            || rate <= 0.0
+        {
+            return None;
+        }
+        if self.rng.random::<f64>() >= rate {
+            pick.propensity = 1.0 - rate;
+            return None;
+        }
+        let rules = pick.proposal.clone();
+        *pick = pick::Pick {
+            why: format!(
+                "apprentice trial (propensity {rate:.3}): the model's pick in place of the rules' `{}`; {}",
+                pick.proposal, model.why
+            ),
+            explored: true,
+            propensity: rate,
+            spread: 0.0,
+            ..model.clone()
+        };
+        Some(rules)
     }
 
     /// `policy`'s best pick for a case, scored by `model` (the live one if

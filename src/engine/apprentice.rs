@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::{Engine, notices};
 use crate::decide::Decision;
-use crate::decide::apprentice::{Journaled, ModelMode, Reading, Side, Switch};
+use crate::decide::apprentice::{Answer, Journaled, ModelMode, Reading, Side, Switch};
 use crate::journal::{AuditEntry, Record};
 
 /// The journal meta key holding the classes the model has taken over.
@@ -87,18 +87,18 @@ impl Engine {
         }
     }
 
-    /// A person chose `chosen` on an apprentice decision: was it the model's pick?
+    /// A person chose `chosen` on an apprentice decision: was it the
+    /// model's pick, was it the rules'?
     pub(super) fn apprentice_answer(&mut self, decision: &Decision, chosen: &str) {
         let Some(mark) = &decision.apprentice else {
             return;
         };
-        let model = match mark.by {
-            Side::Rules => &mark.other,
-            Side::Model => &decision.proposal,
+        let (model, rules) = mark.picks(&decision.proposal);
+        let answer = Answer {
+            model: model == chosen,
+            rules: rules == chosen,
         };
-        self.decider
-            .apprentice
-            .answered(&decision.class, model == chosen);
+        self.decider.apprentice.answered(&decision.class, answer);
     }
 
     pub(super) fn class_switched(&mut self, switch: Switch) {
@@ -213,6 +213,38 @@ mod tests {
             let low = s.body["switch"]["readings"]["difference"][0].as_f64();
             assert!(low.is_some_and(|l| l > 0.0), "{}", s.body);
         }
+        // While the rules held a class, some of the model's differing picks
+        // were tried in their place, each with its chance and the rules'
+        // pick it replaced; the takeovers read their outcomes.
+        let (journal, _) = crate::journal::read::open_existing(&data).unwrap();
+        let mut bodies = journal
+            .prepare("SELECT body FROM audit WHERE kind = 'decision'")
+            .unwrap();
+        let decisions: Vec<serde_json::Value> = bodies
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
+            .collect();
+        let trials: Vec<_> = (decisions.iter())
+            .filter(|d| d["apprentice"]["instead_of"].is_string())
+            .collect();
+        assert!(trials.len() > 10, "{} trials", trials.len());
+        for t in &trials {
+            assert_eq!(t["apprentice"]["by"], "rules", "{t}");
+            assert_eq!(t["apprentice"]["other"], t["proposal"], "{t}");
+            assert_ne!(t["apprentice"]["instead_of"], t["proposal"], "{t}");
+            assert_eq!(t["explored"], true, "{t}");
+            let chance = t["propensity"].as_f64().unwrap();
+            assert!((chance - 0.05).abs() < 1e-9, "{t}");
+            assert!(
+                ["auto", "review"].contains(&t["mode"].as_str().unwrap()),
+                "{t}"
+            );
+        }
+        let tried: u64 = (switches.iter())
+            .filter_map(|s| s.body["switch"]["readings"]["trials"].as_u64())
+            .sum();
+        assert!(tried > 0, "{switches:?}");
         // Who holds each class after the last switch.
         let mut expected = std::collections::BTreeSet::new();
         for s in &switches {
