@@ -149,15 +149,31 @@ async fn fetch_into(bus: &Bus, partition: u32, dir: &Path) -> Result<u64, String
         .as_deref()
         .and_then(|d| d.parse().ok())
         .ok_or("a snapshot without its sequence")?;
-    let mut bytes = Vec::new();
-    object
-        .read_to_end(&mut bytes)
+    let bytes = read_all(&mut object)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("reading the snapshot: {e}"))?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join(crate::journal::FILE_NAME);
     std::fs::write(&path, &bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(sequence)
+}
+
+/// Everything `reader` gives, read by chunks rather than with
+/// `read_to_end`: async-nats (0.52) hands over an object's last chunk and
+/// reports a wrong digest in the same read (a snapshot replaced while it
+/// was read), which tokio's `read_to_end` asserts never happens; in a debug
+/// build that assertion panicked the takeover, and the partition never ran
+/// again. The error itself is expected, and the caller reads the stream
+/// whole instead.
+async fn read_all(reader: &mut (impl tokio::io::AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        match reader.read(&mut chunk).await? {
+            0 => return Ok(bytes),
+            n => bytes.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+        }
+    }
 }
 
 /// Beside a running partition: a snapshot every `every` commits.
@@ -183,5 +199,39 @@ pub async fn keep(
             Ok(None) => {}
             Err(why) => tracing::warn!(partition, reason = %why, "taking a snapshot"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Reads as async-nats's object does when a snapshot was replaced
+    /// while it was read: the last chunk, and an error in the same read.
+    struct ChunkThenWrongDigest(usize);
+
+    impl tokio::io::AsyncRead for ChunkThenWrongDigest {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.0 += 1;
+            buf.put_slice(b"chunk");
+            if self.0 < 3 {
+                return Poll::Ready(Ok(()));
+            }
+            let wrong = std::io::Error::new(std::io::ErrorKind::InvalidData, "wrong digest");
+            Poll::Ready(Err(wrong))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_that_gives_bytes_and_an_error_at_once_is_an_error_not_a_panic() {
+        let read = read_all(&mut ChunkThenWrongDigest(0)).await;
+        let error = read.expect_err("the digest was wrong");
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
     }
 }
