@@ -124,30 +124,18 @@ pub fn run(url: &str, model: &str, per_type: usize, dir: &Path) -> Result<(), Be
             }
         }
     }
-    let (mut words_ms, mut kept, mut sentences) = (Vec::new(), 0, 0);
-    let mut example = None;
     let ids: Vec<String> = picked
         .values()
         .flatten()
         .take(WORDS)
         .map(|r| r.decision.id.clone())
         .collect();
-    for id in ids {
-        let Some(e) = read::explain(&journal, &id)? else {
-            continue;
-        };
-        let began = Instant::now();
-        match advisor.explain(&e) {
-            Ok(w) => {
-                kept += w.sentences.len();
-                sentences += w.sentences.len() + w.dropped.len();
-                example.get_or_insert_with(|| w.render());
-            }
-            Err(AdviceError::Invalid(_)) => {}
-            Err(e) => return Err(setup(&e)),
-        }
-        words_ms.push(began.elapsed().as_secs_f64() * 1000.0);
-    }
+    let Explained {
+        mut words_ms,
+        kept,
+        sentences,
+        example,
+    } = explain_some(&advisor, &journal, &ids)?;
     print!(
         "{}",
         render(
@@ -165,6 +153,46 @@ pub fn run(url: &str, model: &str, per_type: usize, dir: &Path) -> Result<(), Be
         }
     }
     Ok(())
+}
+
+/// Decisions explained in words: how long each took, the sentences kept
+/// of those written, and the first explanation as `explain --words`
+/// prints it.
+struct Explained {
+    words_ms: Vec<f64>,
+    kept: usize,
+    sentences: usize,
+    example: Option<String>,
+}
+
+fn explain_some(
+    advisor: &Advisor,
+    journal: &Path,
+    ids: &[String],
+) -> Result<Explained, BenchError> {
+    let mut out = Explained {
+        words_ms: Vec::new(),
+        kept: 0,
+        sentences: 0,
+        example: None,
+    };
+    for id in ids {
+        let Some(e) = read::explain(journal, id)? else {
+            continue;
+        };
+        let began = Instant::now();
+        match advisor.explain(&e) {
+            Ok(w) => {
+                out.kept += w.sentences.len();
+                out.sentences += w.sentences.len() + w.dropped.len();
+                out.example.get_or_insert_with(|| w.render());
+            }
+            Err(AdviceError::Invalid(_)) => {}
+            Err(e) => return Err(BenchError::Setup(e.to_string())),
+        }
+        out.words_ms.push(began.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(out)
 }
 
 fn pct(n: usize, d: usize) -> String {
