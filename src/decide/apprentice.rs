@@ -271,15 +271,19 @@ impl Switch {
             }
             Why::Estimate => {}
         }
+        // Trials happen only while the rules decide.
+        let tried = match self.to {
+            Side::Model => format!(", {} of them the model's picks tried", r.trials),
+            Side::Rules => String::new(),
+        };
         format!(
             "{now} take {} over from the {before}: the {now} would reach {:.1} % within SLA \
-             against the {before}' {:.1} % over {} outcomes, {} of them the model's picks tried \
+             against the {before}' {:.1} % over {} outcomes{tried} \
              (difference {:+.1} to {:+.1} points); {agreement}",
             self.class,
             r.challenger * 100.0,
             r.incumbent * 100.0,
             r.outcomes,
-            r.trials,
             r.difference[0] * 100.0,
             r.difference[1] * 100.0,
         )

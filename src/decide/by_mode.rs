@@ -66,16 +66,17 @@ impl Decider {
         (pick, apprentice)
     }
 
-    /// While the rules hold an apprentice class: where the model would act
-    /// alone on another option than the rules' own (neither forced nor for
-    /// a person), the model's pick is tried in their place at the policy's
+    /// While the rules hold an apprentice class: where the model would
+    /// take another option than the rules' own, acting alone or asking a
+    /// person (and the rules' pick is neither forced nor for a person),
+    /// the model's pick is tried in their place at the policy's
     /// exploration rate. Without these trials every pick of the model's
     /// that differs from the rules' is one nobody tried, and the takeover
     /// estimate can only take the model's word for it: an option the
     /// rules take only on open escalations looked as good everywhere else.
     /// With them, the estimate weighs each trial's outcome by its chance,
-    /// and the model learns from it.
-    /// The rules' pick, when the model's was tried in its place.
+    /// and the model learns from it. Returns the rules' pick when the
+    /// model's was tried in its place.
     fn trial(&mut self, pick: &mut pick::Pick, model: &pick::Pick, rate: f64) -> Option<String> {
         if pick.mode != Mode::Rules
             || !matches!(model.mode, Mode::Auto | Mode::Review)

@@ -216,29 +216,31 @@ mod tests {
         // While the rules held a class, some of the model's differing picks
         // were tried in their place, each with its chance and the rules'
         // pick it replaced; the takeovers read their outcomes.
-        let (journal, _) = crate::journal::read::open_existing(&data).unwrap();
-        let mut bodies = journal
-            .prepare("SELECT body FROM audit WHERE kind = 'decision'")
-            .unwrap();
-        let decisions: Vec<serde_json::Value> = bodies
-            .query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(|b| serde_json::from_str(&b.unwrap()).unwrap())
-            .collect();
-        let trials: Vec<_> = (decisions.iter())
-            .filter(|d| d["apprentice"]["instead_of"].is_string())
-            .collect();
+        let mut trials = Vec::new();
+        crate::journal::read::each_replayable(&data, None, None, |r| {
+            if r.decision
+                .apprentice
+                .as_ref()
+                .is_some_and(|a| a.instead_of.is_some())
+            {
+                trials.push(r.decision);
+            }
+        })
+        .unwrap();
         assert!(trials.len() > 10, "{} trials", trials.len());
         for t in &trials {
-            assert_eq!(t["apprentice"]["by"], "rules", "{t}");
-            assert_eq!(t["apprentice"]["other"], t["proposal"], "{t}");
-            assert_ne!(t["apprentice"]["instead_of"], t["proposal"], "{t}");
-            assert_eq!(t["explored"], true, "{t}");
-            let chance = t["propensity"].as_f64().unwrap();
-            assert!((chance - 0.05).abs() < 1e-9, "{t}");
+            let mark = t.apprentice.as_ref().unwrap();
+            assert_eq!(mark.by, Side::Rules, "{t:?}");
+            assert_eq!(mark.other, t.proposal, "{t:?}");
+            assert_ne!(mark.instead_of.as_ref(), Some(&t.proposal), "{t:?}");
+            assert!(t.explored, "{t:?}");
+            assert!((t.propensity - 0.05).abs() < 1e-9, "{t:?}");
             assert!(
-                ["auto", "review"].contains(&t["mode"].as_str().unwrap()),
-                "{t}"
+                matches!(
+                    t.mode,
+                    crate::decide::Mode::Auto | crate::decide::Mode::Review
+                ),
+                "{t:?}"
             );
         }
         let tried: u64 = (switches.iter())
