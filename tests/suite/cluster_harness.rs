@@ -157,21 +157,6 @@ impl Cluster {
             .collect()
     }
 
-    /// Whether the nodes' log says `text` within `within`: for what a node
-    /// does a while after the event that asks for it.
-    pub(crate) fn logs_within(&self, text: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.log().contains(text) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
     pub(crate) fn view(&self, i: usize) -> Option<Value> {
         let mut asked = common::client()
             .get(format!("http://127.0.0.1:{}/v1/cluster", self.ports[i]))

@@ -290,12 +290,14 @@ fn a_stream_that_goes_back_under_running_partitions_loses_nothing() {
     );
     // Asks to publish again are answered once they have been quiet for
     // 2 s, at most 10 s after the first (`tail::Asked`).
-    assert!(
-        cluster.logs_within(
-            "published again what this node keeps",
-            Duration::from_secs(30)
-        ),
-        "the node published again what it kept"
+    common::wait_for(
+        "the node's log to say it published again what it kept",
+        Duration::from_secs(30),
+        || {
+            (cluster.log())
+                .contains("published again what this node keeps")
+                .then_some(())
+        },
     );
 }
 
