@@ -13,7 +13,10 @@
 //! pick, corrected by what happened where the two picked alike) minus the
 //! incumbent's observed reward; the challenger wins when the bootstrap's
 //! 5 % quantile of the mean difference (a one-sided 95 % lower bound) is
-//! above zero.
+//! above zero. A class that has changed hands twice asks for a stricter
+//! quantile at each further switch (`tail_after`), so that one whose two
+//! sides are about even settles. People's answers, like the readings, are
+//! read since the last switch.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -193,8 +196,9 @@ impl Default for ApprenticeLimits {
 pub struct SwitchReadings {
     /// The deciding side's observed share within SLA.
     pub incumbent: f64,
-    /// The challenger's doubly robust share within SLA, and the 90 %
-    /// interval of its difference from the incumbent's.
+    /// The challenger's doubly robust share within SLA, and the interval
+    /// of its difference from the incumbent's (90 %, or as much wider as
+    /// the class's earlier switches ask: its low end is the bound read).
     pub challenger: f64,
     pub difference: [f64; 2],
     pub outcomes: usize,
@@ -301,6 +305,8 @@ struct Class {
     answers: VecDeque<Answer>,
     /// Outcomes since the last reading.
     fresh: usize,
+    /// Times the class changed hands since the engine started.
+    switches: u32,
 }
 
 /// The classes the model has taken over, as journaled.
@@ -358,9 +364,12 @@ impl Apprentice {
         for (name, c) in self.classes.iter_mut().filter(|(_, c)| c.by == Side::Model) {
             let outcomes = c.readings.len();
             let incumbent = mean_reward(&c.readings);
+            let answers = c.answers.len();
             c.by = Side::Rules;
+            c.switches += 1;
             c.since = Some(now);
             c.readings.clear();
+            c.answers.clear();
             out.push(Switch {
                 class: name.clone(),
                 to: Side::Rules,
@@ -374,7 +383,7 @@ impl Apprentice {
                     outcomes,
                     agreement: None,
                     rules_agreement: None,
-                    answers: c.answers.len(),
+                    answers,
                 },
             });
         }
@@ -425,7 +434,8 @@ impl Apprentice {
         }
         c.fresh = 0;
         self.seed = self.seed.wrapping_add(1);
-        let readings = read(c, &limits, self.seed);
+        let tail = tail_after(c.switches);
+        let readings = read(c, &limits, self.seed, tail);
         let challenger = c.by.other();
         let agreed = |a: f64| {
             a >= limits
@@ -455,7 +465,9 @@ impl Apprentice {
         };
         c.by = challenger;
         c.since = Some(now);
+        c.switches += 1;
         c.readings.clear();
+        c.answers.clear();
         Some(Switch {
             class: class.to_string(),
             to: challenger,
@@ -466,15 +478,32 @@ impl Apprentice {
     }
 }
 
+/// The one-sided tail of a switch's bound: 95 %.
+const TAIL: f64 = 0.05;
+/// The smallest tail a class's switches come to: 99.5 %.
+const LEAST_TAIL: f64 = 0.005;
+
+/// The tail of the next switch of a class that changed hands `switches`
+/// times: 5 % for the first takeover and the first hand-back, then half
+/// of it for each further switch, down to `LEAST_TAIL`. The estimate is
+/// read after every few outcomes, and where the two sides are about even
+/// some reading sooner or later favours the other side by chance: each
+/// switch back asks for stronger evidence, so such a class settles instead
+/// of changing hands all day.
+fn tail_after(switches: u32) -> f64 {
+    let halvings = switches.saturating_sub(1).min(8);
+    (TAIL / f64::from(1u32 << halvings)).max(LEAST_TAIL)
+}
+
 /// The share of the readings within SLA.
 fn mean_reward(readings: &VecDeque<Reading>) -> f64 {
     readings.iter().map(|r| r.reward).sum::<f64>() / readings.len().max(1) as f64
 }
 
-/// The mean of `values` and its 90 % bootstrap interval (`BOOTSTRAP`
-/// resamples drawn with `seed`): the 5 % quantile is a one-sided 95 %
-/// lower bound.
-fn bootstrap_mean(values: &[f64], seed: u64) -> (f64, [f64; 2]) {
+/// The mean of `values` and its bootstrap interval between the `tail`
+/// and 1 − `tail` quantiles (at least `BOOTSTRAP` resamples drawn with
+/// `seed`): the `tail` quantile is a one-sided 1 − `tail` lower bound.
+fn bootstrap_mean(values: &[f64], seed: u64, tail: f64) -> (f64, [f64; 2]) {
     let n = values.len();
     let mean = |pick: &mut dyn Iterator<Item = usize>| {
         let (sum, count) = pick.fold((0.0, 0usize), |(s, k), i| {
@@ -483,13 +512,15 @@ fn bootstrap_mean(values: &[f64], seed: u64) -> (f64, [f64; 2]) {
         sum / count.max(1) as f64
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut draws: Vec<f64> = (0..BOOTSTRAP)
+    // Enough draws that the tail's quantile is read from at least five.
+    let count = BOOTSTRAP.max((5.0 / tail).ceil() as usize);
+    let mut draws: Vec<f64> = (0..count)
         .map(|_| mean(&mut (0..n).map(|_| rng.random_range(0..n.max(1)))))
         .collect();
     draws.sort_by(f64::total_cmp);
     (
         mean(&mut (0..n)),
-        [quantile(&draws, 0.05), quantile(&draws, 0.95)],
+        [quantile(&draws, tail), quantile(&draws, 1.0 - tail)],
     )
 }
 
@@ -498,7 +529,7 @@ fn bootstrap_mean(values: &[f64], seed: u64) -> (f64, [f64; 2]) {
 /// interval, read without the model's predictions.
 fn against_rules(c: &Class, rules: f64, seed: u64) -> SwitchReadings {
     let rewards: Vec<f64> = c.readings.iter().map(|r| r.reward).collect();
-    let (own, [low, high]) = bootstrap_mean(&rewards, seed);
+    let (own, [low, high]) = bootstrap_mean(&rewards, seed, TAIL);
     SwitchReadings {
         incumbent: own,
         challenger: rules,
@@ -513,9 +544,9 @@ fn against_rules(c: &Class, rules: f64, seed: u64) -> SwitchReadings {
 }
 
 /// The paired estimate over a class's readings, and people's agreement.
-fn read(c: &Class, limits: &ApprenticeLimits, seed: u64) -> SwitchReadings {
+fn read(c: &Class, limits: &ApprenticeLimits, seed: u64, tail: f64) -> SwitchReadings {
     let differences: Vec<f64> = c.readings.iter().map(Reading::difference).collect();
-    let (gain, difference) = bootstrap_mean(&differences, seed);
+    let (gain, difference) = bootstrap_mean(&differences, seed, tail);
     let incumbent = mean_reward(&c.readings);
     let answers = c.answers.len();
     let share = |side: fn(&Answer) -> bool| {
@@ -672,5 +703,54 @@ mod tests {
         assert_eq!(back.len(), 1);
         assert_eq!((back[0].class.as_str(), back[0].why), ("d", Why::Breaker));
         assert!(a.taken().is_empty());
+    }
+
+    /// After a hand-back, people's answers from before it are not read:
+    /// they were about the model as it was.
+    #[test]
+    fn a_class_handed_back_is_taken_again_on_fresh_answers() {
+        let mut a = Apprentice::new(ApprenticeLimits::default());
+        a.resume(
+            [(
+                "c".to_string(),
+                Held {
+                    since: now(),
+                    rules_value: None,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        );
+        // While the model held it, people chose the rules' picks.
+        for _ in 0..20 {
+            let answer = Answer {
+                model: false,
+                rules: true,
+            };
+            a.answered("c", answer);
+        }
+        let back = a.hand_back_all(now());
+        assert_eq!((back.len(), back[0].readings.answers), (1, 20));
+        let switch = (0..1_000).find_map(|i| a.outcome("c", rules_readings(i, 0.6, 0.9), now()));
+        let switch = switch.expect("the model takes it again");
+        assert_eq!((switch.to, switch.readings.answers), (Side::Model, 0));
+    }
+
+    /// Each switch after the first hand-back asks for a stricter bound,
+    /// down to a floor, and its interval is read from enough draws.
+    #[test]
+    fn each_switch_back_asks_for_stronger_evidence() {
+        let tails: Vec<f64> = (0..8).map(tail_after).collect();
+        assert_eq!(&tails[..3], &[0.05, 0.05, 0.025]);
+        assert!(tails.windows(2).all(|w| w[1] <= w[0]), "{tails:?}");
+        assert_eq!(tails[7], LEAST_TAIL);
+        // The same readings: a stricter tail widens the interval.
+        let values: Vec<f64> = (0..200).map(|i| f64::from(u8::from(i % 3 == 0))).collect();
+        let (_, loose) = bootstrap_mean(&values, 7, TAIL);
+        let (_, strict) = bootstrap_mean(&values, 7, LEAST_TAIL);
+        assert!(
+            strict[0] < loose[0] && strict[1] > loose[1],
+            "{loose:?} {strict:?}"
+        );
     }
 }
