@@ -72,21 +72,17 @@ async fn drop_lost(node: &Node, leases: &Leases, running: &mut BTreeMap<u32, Run
     for number in numbers {
         let lease = leases.lock().ok().and_then(|l| l.get(&number).cloned());
         let lost = lease.as_ref().is_none_or(|l| !l.held.current());
-        let healthy = running.get(&number).is_some_and(Running::healthy);
-        if !lost && healthy {
+        let trouble = running.get(&number).and_then(Running::trouble);
+        if !lost && trouble.is_none() {
             continue;
         }
         if let Some(part) = running.remove(&number) {
-            tracing::warn!(
-                partition = number,
-                lost,
-                "giving the partition up: {}",
-                if lost {
-                    "its lease lapsed or was taken"
-                } else {
-                    "it stopped deciding"
-                }
-            );
+            let why = if lost {
+                "its lease lapsed or was taken".to_string()
+            } else {
+                trouble.unwrap_or_default()
+            };
+            tracing::warn!(partition = number, lost, "giving the partition up: {why}");
             part.stop(true).await;
         }
         release(node, leases, number).await;
@@ -151,7 +147,11 @@ async fn take(
         if let Ok(mut l) = leases.lock() {
             l.insert(number, lease);
         }
-        starting.push(async move { (number, partition::start(node, number, held, leased).await) });
+        let node = Arc::clone(node);
+        starting.push(async move {
+            let started = partition::start_guarded(node, number, held, leased).await;
+            (number, started)
+        });
     }
     for (number, started) in futures_util::future::join_all(starting).await {
         match started {

@@ -30,7 +30,12 @@ pub struct Running {
     engine: Handle,
     engine_thread: Option<JoinHandle<()>>,
     log_writer: Option<JoinHandle<()>>,
+    /// What it runs on the node's runtime: first the cluster's own tasks
+    /// (`essential` of them, named in `ESSENTIAL`), which run as long as
+    /// it does, then its probes and what it sends out (which may stop
+    /// early on a setting of theirs, and say so).
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    essential: usize,
     /// From taking the lease to deciding again.
     pub took: Duration,
     pub since: chrono::DateTime<chrono::Utc>,
@@ -120,6 +125,7 @@ pub async fn start(
     let log = started.log.clone().with_integration_key(&node.bus.secret);
     let ca_file = config.tls.as_ref().and_then(|t| t.ca_file.clone());
     let mut tasks = cluster_tasks(node, partition, &started, &log, (&dir, &fence));
+    let essential = tasks.len();
     tasks.extend(probes(node, partition, &started.engine, ca_file.as_ref()));
     tasks.extend([
         tokio::spawn(crate::intake::webhook::run(
@@ -149,9 +155,49 @@ pub async fn start(
         engine_thread: Some(started.engine_thread),
         log_writer: Some(started.log_writer),
         tasks,
+        essential,
         took: leased.elapsed(),
         since: chrono::Utc::now(),
     })
+}
+
+/// The tasks `cluster_tasks` starts, in order (`api` only where the node
+/// serves HTTP, and last).
+const ESSENTIAL: [&str; 5] = ["signal feed", "model", "event", "snapshot", "API"];
+
+/// The first of `tasks` that has finished (each should run until the
+/// partition stops), by its place.
+fn stopped_task(tasks: &[tokio::task::JoinHandle<()>]) -> Option<usize> {
+    tasks.iter().position(tokio::task::JoinHandle::is_finished)
+}
+
+/// Starts `partition` as `start` does, on a task of its own, so that a
+/// panic while it is rebuilt is an error (the lease is given back and the
+/// partition taken again), not the end of the node's lease loop.
+pub async fn start_guarded(
+    node: Arc<Node>,
+    partition: u32,
+    held: Arc<Held>,
+    leased: Instant,
+) -> Result<Running, String> {
+    let started = tokio::spawn(async move { start(&node, partition, held, leased).await });
+    guarded(started).await
+}
+
+async fn guarded<T>(task: tokio::task::JoinHandle<Result<T, String>>) -> Result<T, String> {
+    match task.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => {
+            let panic = e.into_panic();
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!("starting it panicked: {what}"))
+        }
+        Err(e) => Err(format!("starting it was cancelled: {e}")),
+    }
 }
 
 /// What a partition runs because it is in a cluster: its intake log fed
@@ -236,10 +282,26 @@ fn probes(
 }
 
 impl Running {
-    /// Whether the partition can go on here: its appends are accepted and
-    /// its engine decides from its log.
-    pub fn healthy(&self) -> bool {
-        !self.fence.lost() && self.log.unavailable().is_none()
+    /// Why the partition cannot go on here, if it cannot: its appends are
+    /// refused, its log is unavailable, or its engine or one of its tasks
+    /// (each runs as long as the partition does) has stopped, by a panic
+    /// or otherwise. The node then gives it up and takes it again afresh
+    /// from the stream, as another node would.
+    pub fn trouble(&self) -> Option<String> {
+        if self.fence.lost() {
+            return Some("its appends are refused (the fence is lost)".into());
+        }
+        if let Some(why) = self.log.unavailable() {
+            return Some(format!("its intake log is unavailable: {why}"));
+        }
+        if self.engine_thread.as_ref().is_none_or(|t| t.is_finished()) {
+            return Some("its engine thread stopped".into());
+        }
+        let essential = self.tasks.get(..self.essential).unwrap_or_default();
+        stopped_task(essential).map(|i| {
+            let name = ESSENTIAL.get(i).copied().unwrap_or("cluster");
+            format!("its {name} task stopped")
+        })
     }
 
     /// Stops the partition: no more signals from the stream, the engine
@@ -562,5 +624,54 @@ async fn append(log: &IntakeLog, signals: &[Signal], at: Vec<u64>) -> Result<boo
             Err(Refused::Halted(_) | Refused::Gone) => return Ok(false),
             Err(Refused::Unwritable(e)) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_while_starting_is_an_error_naming_it() {
+        let panicked = tokio::spawn(async {
+            if std::env::var_os("SIGNALBOX_NEVER_SET").is_none() {
+                panic!("the snapshot read went wrong");
+            }
+            Ok(1)
+        });
+        let why = guarded(panicked).await.err().unwrap_or_default();
+        assert!(
+            why.contains("panicked") && why.contains("the snapshot read went wrong"),
+            "{why}"
+        );
+        let fine = tokio::spawn(async { Ok::<_, String>(7) });
+        assert_eq!(guarded(fine).await, Ok(7));
+        let failed = tokio::spawn(async { Err::<u8, _>("no stream".to_string()) });
+        assert_eq!(guarded(failed).await, Err("no stream".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_task_is_found_by_its_place() {
+        let (_keep, mut wait) = tokio::sync::mpsc::channel::<()>(1);
+        let tasks = vec![
+            tokio::spawn(async move {
+                wait.recv().await;
+            }),
+            tokio::spawn(async {
+                if std::env::var_os("SIGNALBOX_NEVER_SET").is_none() {
+                    panic!("a task of the partition panicked");
+                }
+            }),
+        ];
+        let mut found = None;
+        for _ in 0..200 {
+            found = stopped_task(&tasks);
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(found, Some(1));
+        assert_eq!(stopped_task(&tasks[..1]), None);
     }
 }
