@@ -157,7 +157,48 @@ fn judge(text: &str, cites: &[String], facts: &Facts) -> Result<Vec<String>, Str
             kept.push(fact.id.clone());
         }
     }
+    // A figure is a claim too: one that no cited fact states was made up.
+    let stated: Vec<String> = kept
+        .iter()
+        .filter_map(|id| facts.get(id))
+        .flat_map(|f| {
+            let mut all = f.marks();
+            all.push(f.text().to_lowercase());
+            all
+        })
+        .collect();
+    let same = |a: &str, b: &str| match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(a), Ok(b)) => (a - b).abs() < 1e-9,
+        _ => a == b,
+    };
+    let says = |s: &String, n: &str| figures(s).iter().any(|f| same(f, n)) || s.contains(n);
+    if let Some(figure) = figures(text)
+        .into_iter()
+        .find(|n| !stated.iter().any(|s| says(s, n)))
+    {
+        return Err(format!("states {figure}, which no fact it cites says"));
+    }
     Ok(kept)
+}
+
+/// The figures a text states: its words that are numbers (`12`, `0.42`,
+/// `87%`, `-3`), as written less a trailing sign or stop; not the digits
+/// inside a name (`F3`, `order-1042`, `D0000016`).
+fn figures(text: &str) -> Vec<String> {
+    text.split(|c: char| c.is_whitespace() || "()\"'[]«»".contains(c))
+        .map(|w| {
+            w.trim_end_matches(['.', '%', ',', ';', ':', '!', '?'])
+                .trim_start_matches(['+', '~'])
+        })
+        .filter(|w| {
+            let digits = w.strip_prefix('-').unwrap_or(w);
+            digits.starts_with(|c: char| c.is_ascii_digit())
+                && digits
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+        })
+        .map(|w| w.replace(',', ""))
+        .collect()
 }
 
 impl Words {
@@ -228,20 +269,41 @@ mod tests {
     fn only_sentences_that_state_what_they_cite_are_kept() {
         let answer = json!({"sentences": [
             {"text": "The alert is critical.", "cites": ["F1"]},
-            {"text": "The customer is gold and confidence was 0.42.", "cites": ["F2", "F3"]},
+            {"text": "The customer is gold and confidence was 0.420.", "cites": ["F2", "F3"]},
             {"text": "It was decided.", "cites": []},
             {"text": "The customer is platinum.", "cites": ["F2"]},
             {"text": "The disk is full.", "cites": ["F9"]},
+            {"text": "The gold customer has 14 open orders.", "cites": ["F2"]},
+            {"text": "Confidence was 42%, under the threshold of 0.6.", "cites": ["F3"]},
         ]});
         let words = check("D1", "m", &answer.to_string(), &facts()).unwrap();
         assert_eq!(words.sentences.len(), 2);
-        assert_eq!(words.dropped.len(), 3);
+        assert_eq!(words.dropped.len(), 5);
         assert!(words.dropped[0].contains("cites nothing"));
         assert!(words.dropped[1].contains("does not say it"));
         assert!(words.dropped[2].contains("not a fact it was given"));
+        assert!(
+            words.dropped[3].contains("states 14, which no fact"),
+            "{words:?}"
+        );
+        assert!(
+            words.dropped[4].contains("states 0.6, which no fact"),
+            "{words:?}"
+        );
         assert_eq!(words.cited.len(), 3);
         let text = words.render();
-        assert!(text.contains("2 of 5 sentences kept"), "{text}");
+        assert!(text.contains("2 of 7 sentences kept"), "{text}");
+    }
+
+    #[test]
+    fn figures_are_numbers_as_words_not_digits_inside_names() {
+        assert_eq!(
+            figures(
+                "Order order-1042 (D0000016) had 3 lines, 87% sure, 1,200.50 total; F3 says -2."
+            ),
+            ["3", "87", "1200.50", "-2"]
+        );
+        assert!(figures("the 2h deadline at 08:00").is_empty());
     }
 
     #[test]
