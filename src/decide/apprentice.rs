@@ -365,8 +365,9 @@ impl Apprentice {
             let outcomes = c.readings.len();
             let incumbent = mean_reward(&c.readings);
             let answers = c.answers.len();
+            // Not counted among its switches: a breaker is not the
+            // estimate's chance favouring a side.
             c.by = Side::Rules;
-            c.switches += 1;
             c.since = Some(now);
             c.readings.clear();
             c.answers.clear();
