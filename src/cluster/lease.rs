@@ -30,7 +30,9 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// Runs the node until `stop` resolves, then gives back every partition.
 pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
     let leases: Leases = Default::default();
-    let renewer = tokio::spawn(renew(Arc::clone(&node), Arc::clone(&leases)));
+    // Stopped however this loop ends, a panic included: leases nothing
+    // runs must lapse.
+    let renewer = AbortOnDrop(tokio::spawn(renew(Arc::clone(&node), Arc::clone(&leases))));
     let mut running: BTreeMap<u32, Running> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tokio::pin!(stop);
@@ -62,7 +64,16 @@ pub async fn run(node: Arc<Node>, stop: impl std::future::Future<Output = ()>) {
         part.stop(false).await;
         release(&node, &leases, number).await;
     }
-    renewer.abort();
+    drop(renewer);
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Stops the partitions whose lease was lost or whose engine stopped

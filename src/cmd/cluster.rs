@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use futures_util::FutureExt as _;
 
 use super::init_logging;
 use super::serve::{STOP_GRACE, arm_stop_deadline, raise_file_limit, say};
@@ -166,11 +167,17 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
     raise_file_limit(&args.limits);
     let router = intake::cluster_router(state, cluster::http::routes(Arc::clone(&node)));
     let limits = args.limits;
-    runtime.block_on(async {
+    let loop_failed = runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let manager = tokio::spawn(cluster::lease::run(Arc::clone(&node), async move {
+        let (ended_tx, mut ended_rx) = tokio::sync::oneshot::channel::<()>();
+        let leases = cluster::lease::run(Arc::clone(&node), async move {
             let _ = stop_rx.await;
-        }));
+        });
+        let manager = tokio::spawn(async move {
+            let ran = std::panic::AssertUnwindSafe(leases).catch_unwind().await;
+            let _ = ended_tx.send(());
+            ran.is_ok()
+        });
         say(&format!(
             "signalbox: node {} listening on http://{local} (cluster of {} partitions over {})",
             node.settings.node,
@@ -178,15 +185,21 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
             node.settings.servers.join(",")
         ));
         let deadline = limits.drain + STOP_GRACE;
+        // The loop that runs the node's partitions ending by itself (a
+        // panic) stops the node, with an error for whatever restarts it:
+        // its leases lapse and the other nodes take its partitions.
         let stop = async move {
-            stop_signals.recv().await;
+            tokio::select! {
+                _ = stop_signals.recv() => {}
+                _ = &mut ended_rx => {
+                    tracing::error!("the loop that runs the node's partitions stopped; the node stops");
+                }
+            }
             arm_stop_deadline(deadline);
         };
         intake::server::run(listener, router, limits, stop).await;
         let _ = stop_tx.send(());
-        if manager.await.is_err() {
-            tracing::error!("the cluster's loop panicked");
-        }
+        !matches!(manager.await, Ok(true))
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     // The retainer lets go of the log once it is halted; what it keeps
@@ -199,6 +212,9 @@ pub(crate) fn serve(args: NodeArgs) -> Result<()> {
     log_writer
         .join()
         .map_err(|_| anyhow::anyhow!("intake log writer panicked"))?;
+    if loop_failed {
+        anyhow::bail!("the loop that runs the node's partitions panicked (see the log)");
+    }
     say("signalbox: node stopped; its partitions handed back");
     Ok(())
 }
