@@ -440,13 +440,15 @@ fn headless(args: &RunArgs) -> Result<()> {
         },
         ..options
     };
-    let baseline = if args.no_baseline {
-        model.clone()
-    } else {
-        run::run(&baseline_options)
-            .with_context(|| format!("baseline run in {}", baseline_options.data_dir.display()))?
-    };
-    let mut report = run::report(args.seed, args.duration, &model, &baseline);
+    let baseline =
+        if args.no_baseline {
+            None
+        } else {
+            Some(run::run(&baseline_options).with_context(|| {
+                format!("baseline run in {}", baseline_options.data_dir.display())
+            })?)
+        };
+    let mut report = run::report(args.seed, args.duration, &model, baseline.as_ref());
     let transitions = signalbox::journal::read::audit_entries(&dir, "model_breaker")
         .with_context(|| format!("reading the model breaker's changes in {}", dir.display()))?;
     report["model_breaker"] = serde_json::json!({
@@ -464,6 +466,9 @@ fn headless(args: &RunArgs) -> Result<()> {
             "switches": switches.iter().map(|t| serde_json::json!({
                 "time": t.time, "class": t.ref_id, "to": t.body["switch"]["to"],
                 "readings": t.body["switch"]["readings"],
+                "text": serde_json::from_value::<signalbox::decide::apprentice::Switch>(
+                    t.body["switch"].clone(),
+                ).map(|s| s.describe()).unwrap_or_default(),
             })).collect::<Vec<_>>(),
         });
     }
@@ -477,7 +482,7 @@ fn headless(args: &RunArgs) -> Result<()> {
     }
     match args.report {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        ReportFormat::Text => print!("{}", run::report_text(&report, &model, &baseline)),
+        ReportFormat::Text => print!("{}", run::report_text(&report, &model, baseline.as_ref())),
     }
     Ok(())
 }

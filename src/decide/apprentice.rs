@@ -248,23 +248,25 @@ impl Switch {
                 rules * 100.0
             ),
             (Some(a), None) => format!("agrees with people {:.0} % of {}", a * 100.0, r.answers),
+            (None, _) if r.answers == 1 => "1 answer from people".to_string(),
             (None, _) => format!("{} answers from people", r.answers),
         };
-        let (now, before) = match self.to {
-            Side::Model => ("model", "rules"),
-            Side::Rules => ("rules", "model"),
+        // Who takes it, and whose figure each is.
+        let (takes, now, before) = match self.to {
+            Side::Model => ("the model takes", "the model", "the rules'"),
+            Side::Rules => ("the rules take", "the rules", "the model's"),
         };
         match self.why {
             Why::Breaker => {
                 return format!(
-                    "rules take {} back from the model: the model's breaker opened; \
+                    "the rules take {} back from the model: the model's breaker opened; \
                      the model takes it again only by the same test as at first",
                     self.class
                 );
             }
             Why::Outcomes => {
                 return format!(
-                    "rules take {} back from the model: its own outcomes reach {:.1} % within SLA \
+                    "the rules take {} back from the model: its own outcomes reach {:.1} % within SLA \
                      over {} (at most {:.1} %), under the rules' {:.1} % before it took over",
                     self.class,
                     r.incumbent * 100.0,
@@ -281,8 +283,8 @@ impl Switch {
             Side::Rules => String::new(),
         };
         format!(
-            "{now} take {} over from the {before}: the {now} would reach {:.1} % within SLA \
-             against the {before}' {:.1} % over {} outcomes{tried} \
+            "{takes} {} over: {now} would reach {:.1} % within SLA \
+             against {before} {:.1} % over {} outcomes{tried} \
              (difference {:+.1} to {:+.1} points); {agreement}",
             self.class,
             r.challenger * 100.0,
@@ -604,7 +606,12 @@ mod tests {
         let switch = switch.expect("the model takes over");
         assert_eq!((switch.to, a.deciding("c")), (Side::Model, Side::Model));
         assert!(switch.readings.difference[0] > 0.0, "{switch:?}");
-        assert!(switch.describe().contains("model take c over"));
+        let text = switch.describe();
+        assert!(
+            text.starts_with("the model takes c over: the model would reach"),
+            "{text}"
+        );
+        assert!(text.contains("against the rules' "), "{text}");
         assert_eq!(a.taken().len(), 1);
     }
 

@@ -320,13 +320,22 @@ fn side(result: &RunResult) -> Value {
 }
 
 /// The report scripts read; the four headline figures sit at the top level.
-pub fn report(seed: u64, duration: Duration, model: &RunResult, baseline: &RunResult) -> Value {
-    let within_last = |r: &RunResult| {
-        let t = last_hours(&r.metrics, 2);
+/// Without a baseline run (`--no-baseline`) its figures are null.
+pub fn report(
+    seed: u64,
+    duration: Duration,
+    model: &RunResult,
+    baseline: Option<&RunResult>,
+) -> Value {
+    let within = |r: Option<&RunResult>| {
+        r.and_then(|r| ratio(r.metrics.total.within_sla, r.metrics.total.outcomes))
+    };
+    let within_last = |r: Option<&RunResult>| {
+        let t = last_hours(&r?.metrics, 2);
         ratio(t.within_sla, t.outcomes)
     };
-    let agreement = |r: &RunResult, hour: Option<usize>| {
-        let hours = &r.metrics.hours;
+    let agreement = |r: Option<&RunResult>, hour: Option<usize>| {
+        let hours = &r?.metrics.hours;
         let t = match hour {
             Some(h) => hours.get(h),
             None => hours.last(),
@@ -339,15 +348,12 @@ pub fn report(seed: u64, duration: Duration, model: &RunResult, baseline: &RunRe
         "start": start,
         "duration_hours": duration.num_minutes() as f64 / 60.0,
         // The value replay estimates: outcomes within SLA over the whole run.
-        "within_sla": ratio(model.metrics.total.within_sla, model.metrics.total.outcomes),
-        "baseline_within_sla": ratio(
-            baseline.metrics.total.within_sla,
-            baseline.metrics.total.outcomes
-        ),
-        "within_sla_last_2h": within_last(model),
+        "within_sla": within(Some(model)),
+        "baseline_within_sla": within(baseline),
+        "within_sla_last_2h": within_last(Some(model)),
         "baseline_within_sla_last_2h": within_last(baseline),
-        "agreement_first_hour": agreement(model, Some(0)),
-        "agreement_last_hour": agreement(model, None),
+        "agreement_first_hour": agreement(Some(model), Some(0)),
+        "agreement_last_hour": agreement(Some(model), None),
         "baseline_agreement_first_hour": agreement(baseline, Some(0)),
         "baseline_agreement_last_hour": agreement(baseline, None),
         "episodes": super::stream::episodes().iter().map(|e| json!({
@@ -356,7 +362,7 @@ pub fn report(seed: u64, duration: Duration, model: &RunResult, baseline: &RunRe
             "minutes": e.lasts.num_minutes(),
         })).collect::<Vec<_>>(),
         "model": side(model),
-        "baseline": side(baseline),
+        "baseline": baseline.map_or(Value::Null, side),
     })
 }
 
@@ -365,7 +371,7 @@ fn pct(v: Option<f64>) -> String {
 }
 
 /// The report as an operator reads it in a terminal.
-pub fn report_text(report: &Value, model: &RunResult, baseline: &RunResult) -> String {
+pub fn report_text(report: &Value, model: &RunResult, baseline: Option<&RunResult>) -> String {
     let mut out = String::new();
     let f = |k: &str| report.get(k).and_then(Value::as_f64);
     out.push_str(&format!(
@@ -373,12 +379,18 @@ pub fn report_text(report: &Value, model: &RunResult, baseline: &RunResult) -> S
         report["seed"], report["duration_hours"]
     ));
     out.push_str(&format!(
-        "  model:    {:.1}s wall, journal {}\n  baseline: {:.1}s wall, journal {}\n\n",
+        "  model:    {:.1}s wall, journal {}\n",
         model.elapsed_seconds,
         model.data_dir.display(),
-        baseline.elapsed_seconds,
-        baseline.data_dir.display()
     ));
+    match baseline {
+        Some(b) => out.push_str(&format!(
+            "  baseline: {:.1}s wall, journal {}\n\n",
+            b.elapsed_seconds,
+            b.data_dir.display()
+        )),
+        None => out.push_str("  baseline: not run (--no-baseline)\n\n"),
+    }
     out.push_str(&format!(
         "outcomes within SLA, whole run: model {}  rules-only {}\n",
         pct(f("within_sla")),
@@ -399,7 +411,9 @@ pub fn report_text(report: &Value, model: &RunResult, baseline: &RunResult) -> S
     );
     for (i, h) in model.metrics.hours.iter().enumerate() {
         let s = h.summary();
-        let b = baseline.metrics.hours.get(i).map(Tally::summary);
+        let b = baseline
+            .and_then(|b| b.metrics.hours.get(i))
+            .map(Tally::summary);
         out.push_str(&format!(
             "{:>4} {:>8} {} {} {}  {}  {} {} | {}  {:>5} {:>5}\n",
             i,
@@ -437,5 +451,14 @@ pub fn report_text(report: &Value, model: &RunResult, baseline: &RunResult) -> S
         out.push_str(&format!(" {team} {}", pct(Some(*u))));
     }
     out.push('\n');
+    let switches = report["apprentice"]["switches"].as_array();
+    if let Some(switches) = switches.filter(|s| !s.is_empty()) {
+        out.push_str(&format!("apprentice: {} switches\n", switches.len()));
+        for s in switches {
+            let time = s["time"].as_str().unwrap_or_default();
+            let text = s["text"].as_str().unwrap_or_default();
+            out.push_str(&format!("  {time}  {text}\n"));
+        }
+    }
     out
 }

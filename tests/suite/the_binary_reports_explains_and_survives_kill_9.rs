@@ -139,3 +139,47 @@ fn kill_9_mid_run_then_restart_loses_nothing() {
     assert_eq!(after["resumed_reviews"].as_i64(), Some(before.open_reviews));
     assert_eq!(after["chain_ok"].as_bool(), Some(true));
 }
+
+/// Without a baseline run the report shows no rules-only figures (it once
+/// showed the model's own under that name), and an apprentice run lists
+/// its switches as people read them.
+#[test]
+fn an_apprentice_run_without_a_baseline_lists_its_switches_and_no_rules_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "run",
+        "--headless",
+        "--seed",
+        "3",
+        "--duration",
+        "6h",
+        "--model-mode",
+        "apprentice",
+        "--no-baseline",
+        "--data-dir",
+    ]
+    .map(OsStr::new);
+    let out = common::succeeds(args.into_iter().chain([dir.path().as_os_str()]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("baseline: not run"), "{text}");
+    assert!(
+        text.contains("whole run: model ") && text.contains("rules-only    -\n"),
+        "{text}"
+    );
+    let switches = text
+        .lines()
+        .skip_while(|l| !l.starts_with("apprentice: "))
+        .skip(1)
+        .collect::<Vec<_>>();
+    assert!(!switches.is_empty(), "{text}");
+    assert!(
+        switches
+            .iter()
+            .all(|l| l.contains(" takes ") || l.contains(" take ")),
+        "{text}"
+    );
+    assert!(
+        switches.iter().any(|l| l.contains("the model takes")),
+        "{text}"
+    );
+}
