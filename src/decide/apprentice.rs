@@ -405,9 +405,14 @@ impl Apprentice {
     }
 
     /// A person answered one of the class's decisions.
-    pub fn answered(&mut self, class: &str, answer: Answer) {
+    /// One on a decision made before the class last changed hands is
+    /// about the side that decided it then, and is not read.
+    pub fn answered(&mut self, class: &str, answer: Answer, decided: DateTime<Utc>) {
         let answers = self.limits.answers;
         let c = self.classes.entry(class.to_string()).or_default();
+        if c.since.is_some_and(|since| decided < since) {
+            return;
+        }
         c.answers.push_back(answer);
         while c.answers.len() > answers {
             c.answers.pop_front();
@@ -629,14 +634,14 @@ mod tests {
             },
         );
         for _ in 0..10 {
-            a.answered("c", rules);
+            a.answered("c", rules, now());
         }
         for i in 0..1_000 {
             assert_eq!(a.outcome("c", rules_readings(i, 0.6, 0.9), now()), None);
         }
         // Enough agreement lets it through.
         for _ in 0..40 {
-            a.answered("c", model);
+            a.answered("c", model, now());
         }
         assert!((0..200).any(|i| a.outcome("c", rules_readings(i, 0.6, 0.9), now()).is_some()));
     }
@@ -713,8 +718,9 @@ mod tests {
         assert!(a.taken().is_empty());
     }
 
-    /// After a hand-back, people's answers from before it are not read:
-    /// they were about the model as it was.
+    /// After a hand-back, people's answers from before it, or on
+    /// decisions made before it, are not read: they were about the model
+    /// as it was.
     #[test]
     fn a_class_handed_back_is_taken_again_on_fresh_answers() {
         let mut a = Apprentice::new(ApprenticeLimits::default());
@@ -730,15 +736,21 @@ mod tests {
             .collect(),
         );
         // While the model held it, people chose the rules' picks.
+        let rules = Answer {
+            model: false,
+            rules: true,
+        };
         for _ in 0..20 {
-            let answer = Answer {
-                model: false,
-                rules: true,
-            };
-            a.answered("c", answer);
+            a.answered("c", rules, now());
         }
-        let back = a.hand_back_all(now());
+        let later = now() + chrono::Duration::hours(1);
+        let back = a.hand_back_all(later);
         assert_eq!((back.len(), back[0].readings.answers), (1, 20));
+        // Answered after the hand-back, on items the model had put to
+        // people before it: not read either.
+        for _ in 0..20 {
+            a.answered("c", rules, now());
+        }
         let switch = (0..1_000).find_map(|i| a.outcome("c", rules_readings(i, 0.6, 0.9), now()));
         let switch = switch.expect("the model takes it again");
         assert_eq!((switch.to, switch.readings.answers), (Side::Model, 0));

@@ -98,7 +98,9 @@ impl Engine {
             model: model == chosen,
             rules: rules == chosen,
         };
-        self.decider.apprentice.answered(&decision.class, answer);
+        self.decider
+            .apprentice
+            .answered(&decision.class, answer, decision.time);
     }
 
     pub(super) fn class_switched(&mut self, switch: Switch) {
