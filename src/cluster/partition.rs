@@ -188,12 +188,7 @@ async fn guarded<T>(task: tokio::task::JoinHandle<Result<T, String>>) -> Result<
     match task.await {
         Ok(result) => result,
         Err(e) if e.is_panic() => {
-            let panic = e.into_panic();
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = crate::engine::guard::panic_message(e.into_panic().as_ref());
             Err(format!("starting it panicked: {what}"))
         }
         Err(e) => Err(format!("starting it was cancelled: {e}")),

@@ -41,14 +41,17 @@ pub fn catching<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let outer = CATCHING.with(|c| c.replace(true));
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(outer));
-    result.map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_string());
-        format!("panicked: {message}")
-    })
+    result.map_err(|payload| format!("panicked: {}", panic_message(payload.as_ref())))
+}
+
+/// What a panic said, from its payload (`catch_unwind`'s, or a task's
+/// `JoinError::into_panic`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 #[cfg(test)]
